@@ -1,0 +1,64 @@
+//! One module per subcommand; each is a clap struct with `async fn run(self)`.
+
+mod data;
+mod token;
+mod up;
+
+pub use data::generate as generate_data;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// The healthcloud command line.
+#[derive(Debug, Parser)]
+#[command(name = "healthcloud", version, about = "An open national health cloud: FHIR integration, app cloud and app store")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process on embedded SQLite, with demo data on first start.
+    Up(up::UpCommand),
+    /// Mint a development access token signed by the data directory's issuer key.
+    Token(token::TokenCommand),
+    /// Generate or import FHIR data.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+}
+
+impl Command {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Up(command) => command.run().await,
+            Command::Token(command) => command.run().await,
+            Command::Data(command) => command.run().await,
+        }
+    }
+}
+
+/// Where healthcloud keeps its state, shared by every command that touches it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataDirArgs {
+    /// Data directory (database, development issuer key).
+    #[arg(long, env = "HEALTHCLOUD_DATA_DIR", default_value = "./healthcloud-data")]
+    pub data_dir: PathBuf,
+    /// Database URL; defaults to the SQLite file in the data directory.
+    #[arg(long, env = "HEALTHCLOUD_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl DataDirArgs {
+    /// The database URL to use, creating the data directory if needed.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+            anyhow::anyhow!("cannot create the data directory {}: {e}", self.data_dir.display())
+        })?;
+        Ok(match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("healthcloud.db").display()),
+        })
+    }
+}

@@ -1,0 +1,396 @@
+//! The FHIR R4 REST API, mounted at `/fhir/r4`: a thin HTTP layer over [`FhirService`].
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use crate::auth::{Principal, TokenVerifier};
+use crate::error::FhirError;
+use crate::params::TYPES;
+use crate::policy::AccessContext;
+use crate::query::SearchQuery;
+use crate::service::{FhirService, Written};
+
+/// Settings of the FHIR API.
+#[derive(Debug, Clone)]
+pub struct FhirConfig {
+    /// The public base URL of the FHIR API, e.g. `http://127.0.0.1:8080/fhir/r4`: every
+    /// link we return is absolute on it, because clients refuse links to other hosts.
+    pub base_url: String,
+    /// Largest request body accepted (bytes).
+    pub max_body_bytes: usize,
+}
+
+/// Shared state of the FHIR API.
+#[derive(Debug, Clone)]
+pub struct FhirState {
+    /// The policy-checked data service.
+    pub service: FhirService,
+    /// Verifies bearer tokens.
+    pub verifier: TokenVerifier,
+    /// Settings.
+    pub config: Arc<FhirConfig>,
+}
+
+/// The FHIR API routes, to be nested at `/fhir/r4`.
+pub fn router(state: FhirState) -> Router {
+    Router::new()
+        .route("/metadata", get(metadata))
+        .route("/.well-known/smart-configuration", get(smart_configuration))
+        .route("/{resource_type}", get(search_get).post(create))
+        .route("/{resource_type}/_search", post(search_post))
+        .route("/{resource_type}/{id}", get(read).put(update).delete(delete))
+        .fallback(|| async { FhirError::NotFound("no such FHIR endpoint".into()) })
+        .method_not_allowed_fallback(|| async {
+            FhirResponse::error_with_status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this interaction is not supported on this endpoint (see /fhir/r4/metadata)",
+            )
+        })
+        .with_state(state)
+}
+
+/// Renders errors as OperationOutcome.
+impl IntoResponse for FhirError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = fhir_json(status, self.to_operation_outcome().to_string());
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"healthcloud\", error=\"invalid_token\""),
+            );
+        }
+        response
+    }
+}
+
+struct FhirResponse;
+
+impl FhirResponse {
+    fn error_with_status(status: StatusCode, diagnostics: &str) -> Response {
+        let code = if status == StatusCode::METHOD_NOT_ALLOWED { "not-supported" } else { "invalid" };
+        fhir_json(
+            status,
+            json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}]})
+                .to_string(),
+        )
+    }
+}
+
+fn fhir_json(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8"))],
+        body,
+    )
+        .into_response()
+}
+
+/// The bearer token's principal.
+pub fn authenticate(verifier: &TokenVerifier, headers: &HeaderMap) -> Result<Principal, FhirError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .ok_or(crate::auth::AuthError::Missing)?;
+    Ok(verifier.verify(token.trim())?)
+}
+
+fn context(state: &FhirState, headers: &HeaderMap) -> Result<AccessContext, FhirError> {
+    Ok(AccessContext::user(authenticate(&state.verifier, headers)?))
+}
+
+async fn read(
+    State(state): State<FhirState>,
+    headers: HeaderMap,
+    Path((resource_type, id)): Path<(String, String)>,
+) -> Result<Response, FhirError> {
+    let context = context(&state, &headers)?;
+    let resource = state.service.read(&context, &resource_type, &id).await?;
+    Ok(with_version(fhir_json(StatusCode::OK, resource.content), resource.version_id))
+}
+
+async fn search_get(
+    State(state): State<FhirState>,
+    headers: HeaderMap,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, FhirError> {
+    let params = parse_pairs(query.as_deref().unwrap_or_default().as_bytes());
+    search(&state, &headers, &resource_type, params).await
+}
+
+async fn search_post(
+    State(state): State<FhirState>,
+    headers: HeaderMap,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, FhirError> {
+    let form = read_body(&state, body).await?;
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form.is_empty() && !is_form {
+        return Err(FhirError::BadRequest(
+            "POST _search takes an application/x-www-form-urlencoded body".into(),
+        ));
+    }
+    let mut params = parse_pairs(query.as_deref().unwrap_or_default().as_bytes());
+    params.extend(parse_pairs(&form));
+    search(&state, &headers, &resource_type, params).await
+}
+
+fn parse_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(bytes).into_owned().collect()
+}
+
+async fn search(
+    state: &FhirState,
+    headers: &HeaderMap,
+    resource_type: &str,
+    params: Vec<(String, String)>,
+) -> Result<Response, FhirError> {
+    let context = context(state, headers)?;
+    let query = SearchQuery::parse(resource_type, &params, state.service.limits())?;
+    let (count, offset) = (query.count, query.offset);
+    let link_params = query.link_params.clone();
+    let page = state.service.search(&context, query).await?;
+
+    let base = &state.config.base_url;
+    let link = |offset: usize| {
+        let mut url = form_urlencoded::Serializer::new(String::new());
+        url.extend_pairs(&link_params);
+        url.append_pair("_count", &count.to_string());
+        url.append_pair("_offset", &offset.to_string());
+        format!("{base}/{resource_type}?{}", url.finish())
+    };
+    let mut links = vec![json!({"relation": "self", "url": link(offset)})];
+    if count > 0 && offset + count < page.total {
+        links.push(json!({"relation": "next", "url": link(offset + count)}));
+    }
+    if offset > 0 && count > 0 {
+        links.push(json!({"relation": "previous", "url": link(offset.saturating_sub(count))}));
+    }
+    let raw: Vec<Box<RawValue>> = page
+        .resources
+        .iter()
+        .map(|r| RawValue::from_string(r.content.clone()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| FhirError::Internal(e.into()))?;
+    let bundle = Bundle {
+        resource_type: "Bundle",
+        kind: "searchset",
+        total: page.total,
+        link: links,
+        entry: page
+            .resources
+            .iter()
+            .zip(&raw)
+            .map(|(r, content)| Entry {
+                full_url: format!("{base}/{resource_type}/{}", r.id),
+                resource: content,
+                search: SearchMode { mode: "match" },
+            })
+            .collect(),
+    };
+    let body = serde_json::to_string(&bundle).map_err(|e| FhirError::Internal(e.into()))?;
+    Ok(fhir_json(StatusCode::OK, body))
+}
+
+/// A searchset Bundle whose entries embed the stored JSON as-is, without parsing it again.
+#[derive(serde::Serialize)]
+struct Bundle<'a> {
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    total: usize,
+    link: Vec<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entry: Vec<Entry<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Entry<'a> {
+    #[serde(rename = "fullUrl")]
+    full_url: String,
+    resource: &'a RawValue,
+    search: SearchMode,
+}
+
+#[derive(serde::Serialize)]
+struct SearchMode {
+    mode: &'static str,
+}
+
+async fn create(
+    State(state): State<FhirState>,
+    headers: HeaderMap,
+    Path(resource_type): Path<String>,
+    body: Body,
+) -> Result<Response, FhirError> {
+    let context = context(&state, &headers)?;
+    let resource = json_body(&state, &headers, body).await?;
+    let written = state.service.create(&context, &resource_type, resource).await?;
+    let location = format!(
+        "{}/{resource_type}/{}/_history/{}",
+        state.config.base_url, written.id, written.version_id
+    );
+    let mut response = written_response(StatusCode::CREATED, written);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+async fn update(
+    State(state): State<FhirState>,
+    headers: HeaderMap,
+    Path((resource_type, id)): Path<(String, String)>,
+    body: Body,
+) -> Result<Response, FhirError> {
+    let context = context(&state, &headers)?;
+    let resource = json_body(&state, &headers, body).await?;
+    let if_match = match headers.get(header::IF_MATCH) {
+        None => None,
+        Some(value) => Some(parse_etag(value).ok_or_else(|| {
+            FhirError::BadRequest("If-Match must be a version ETag like W/\"2\"".into())
+        })?),
+    };
+    let written = state.service.update(&context, &resource_type, &id, resource, if_match).await?;
+    Ok(written_response(StatusCode::OK, written))
+}
+
+async fn delete(
+    State(state): State<FhirState>,
+    headers: HeaderMap,
+    Path((resource_type, id)): Path<(String, String)>,
+) -> Result<Response, FhirError> {
+    let context = context(&state, &headers)?;
+    state.service.delete(&context, &resource_type, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn written_response(status: StatusCode, written: Written) -> Response {
+    with_version(fhir_json(status, written.content), written.version_id)
+}
+
+fn with_version(mut response: Response, version_id: i64) -> Response {
+    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{version_id}\"")) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+fn parse_etag(value: &HeaderValue) -> Option<i64> {
+    let text = value.to_str().ok()?.trim();
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    text.trim_matches('"').parse().ok()
+}
+
+async fn read_body(state: &FhirState, body: Body) -> Result<Bytes, FhirError> {
+    let limit = state.config.max_body_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        FhirError::PayloadTooLarge(format!("the request body is larger than the limit of {limit} bytes"))
+    })
+}
+
+async fn json_body(state: &FhirState, headers: &HeaderMap, body: Body) -> Result<Value, FhirError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if media != "application/fhir+json" && media != "application/json" {
+        return Err(FhirError::BadRequest(format!(
+            "unsupported Content-Type '{content_type}': send application/fhir+json"
+        )));
+    }
+    let bytes = read_body(state, body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| FhirError::BadRequest(format!("the body is not valid JSON: {e}")))
+}
+
+async fn metadata(State(state): State<FhirState>) -> Json<Value> {
+    Json(capability_statement(&state.config.base_url))
+}
+
+/// The CapabilityStatement, generated from the same table that drives search and indexing.
+pub fn capability_statement(base_url: &str) -> Value {
+    let resources: Vec<Value> = TYPES
+        .iter()
+        .map(|t| {
+            let mut interactions = vec![json!({"code": "read"}), json!({"code": "search-type"})];
+            if t.create {
+                interactions.push(json!({"code": "create"}));
+            }
+            if t.update_delete {
+                interactions.push(json!({"code": "update"}));
+                interactions.push(json!({"code": "delete"}));
+            }
+            let mut params = vec![json!({"name": "_id", "type": "token", "documentation": "The resource id"})];
+            params.extend(t.params.iter().map(|p| {
+                json!({"name": p.name, "type": p.kind.fhir_type(), "documentation": p.doc})
+            }));
+            let mut resource = json!({
+                "type": t.name,
+                "interaction": interactions,
+                "versioning": "versioned-update",
+                "readHistory": false,
+                "updateCreate": false,
+                "searchParam": params,
+            });
+            if t.sortable_by_date() {
+                resource["documentation"] = json!("_sort=date and _sort=-date are supported");
+            }
+            resource
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-25",
+        "kind": "instance",
+        "software": {"name": "healthcloud", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "healthcloud integration cloud", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "security": {
+                "cors": false,
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
+                "description": "Bearer JWTs (EdDSA) with SMART App Launch v2 scopes; see .well-known/smart-configuration"
+            },
+            "resource": resources,
+            "searchParam": [
+                {"name": "_count", "type": "number", "documentation": "Page size (clamped to the server maximum)"},
+                {"name": "_offset", "type": "number", "documentation": "Paging offset, as used in next links"}
+            ]
+        }]
+    })
+}
+
+async fn smart_configuration(State(state): State<FhirState>) -> Json<Value> {
+    let base = &state.config.base_url;
+    Json(json!({
+        // Tokens come from the configured issuer (in development: `healthcloud token`); this
+        // server runs no authorization endpoint of its own, so none is advertised.
+        "issuer": state.verifier.issuer(),
+        "fhir_base": base,
+        "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "patient/*.cruds", "user/*.cruds", "system/*.cruds"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        "capabilities": [
+            "context-ehr-patient", "permission-patient", "permission-user", "permission-v1", "permission-v2"
+        ]
+    }))
+}

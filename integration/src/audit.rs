@@ -1,0 +1,97 @@
+//! The audit trail ("min log"): every access, allowed or denied, becomes a FHIR AuditEvent in
+//! the patient's compartment, so the citizen can read who looked at their data.
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::date;
+use crate::policy::AccessContext;
+use crate::scope::Interaction;
+
+/// What happened, for one audit record.
+#[derive(Debug, Clone)]
+pub struct AuditRecord<'a> {
+    /// Who, through which app.
+    pub context: &'a AccessContext,
+    /// The interaction attempted.
+    pub interaction: Interaction,
+    /// The resource type.
+    pub resource_type: &'a str,
+    /// The resource, for reads and writes.
+    pub resource_id: Option<&'a str>,
+    /// The query string, for searches.
+    pub query: Option<&'a str>,
+    /// The patient whose data was touched, if known.
+    pub patient: Option<&'a str>,
+    /// `None` when allowed, else why it was refused.
+    pub denied: Option<String>,
+}
+
+const EXT: &str = "https://healthcloud.example/fhir/StructureDefinition";
+
+/// The AuditEvent resource for `record`, recorded at `now` (epoch ms).
+pub fn audit_event(record: &AuditRecord<'_>, now: i64) -> Value {
+    let claims = &record.context.principal.claims;
+    let mut user = json!({
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser"}]},
+        "who": {"identifier": {"system": "urn:healthcloud:user", "value": claims.sub}},
+        "role": [{"text": claims.role.as_str()}],
+        "requestor": true
+    });
+    if let Some(fhir_user) = &claims.fhir_user {
+        user["who"]["reference"] = json!(fhir_user);
+    }
+    let mut agents = vec![user];
+    if let Some(app) = &record.context.app {
+        agents.push(json!({
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "dataprocessor"}]},
+            "who": {"reference": format!("Device/{}", app.id), "display": format!("{} {}", app.id, app.version)},
+            "name": format!("{} {}", app.id, app.version),
+            "requestor": false,
+            "extension": [
+                {"url": format!("{EXT}/app-version"), "valueString": app.version},
+                {"url": format!("{EXT}/app-digest"), "valueString": app.digest},
+                {"url": format!("{EXT}/publisher-key"), "valueString": app.publisher_key},
+                {"url": format!("{EXT}/region"), "valueString": app.region}
+            ]
+        }));
+    }
+    let mut entities = Vec::new();
+    if let Some(patient) = record.patient {
+        entities.push(json!({
+            "what": {"reference": format!("Patient/{patient}")},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
+            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
+        }));
+    }
+    let mut data = json!({
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
+        "description": record.resource_type
+    });
+    if let Some(id) = record.resource_id {
+        data["what"] = json!({"reference": format!("{}/{id}", record.resource_type)});
+    }
+    if let Some(query) = record.query {
+        data["query"] = json!(base64::engine::general_purpose::STANDARD.encode(query));
+    }
+    entities.push(data);
+    let mut event = json!({
+        "resourceType": "AuditEvent",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": record.interaction.fhir_code()}],
+        "action": record.interaction.audit_action(),
+        "recorded": date::instant(now),
+        "outcome": if record.denied.is_some() { "4" } else { "0" },
+        "agent": agents,
+        "source": {
+            "site": record.context.app.as_ref().map(|a| a.region.clone()).or_else(|| claims.region.clone()).unwrap_or_else(|| "integration".into()),
+            "observer": {"display": "healthcloud integration cloud"},
+            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]
+        },
+        "entity": entities
+    });
+    if let Some(reason) = &record.denied {
+        event["outcomeDesc"] = json!(reason);
+    }
+    event
+}

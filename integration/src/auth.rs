@@ -1,0 +1,404 @@
+//! Bearer tokens: EdDSA-signed JWTs from a configured issuer, turned into a [`Principal`].
+//! A development issuer key is generated in the data directory so `healthcloud token` can mint
+//! tokens for demos and tests.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::scope::{Scope, ScopeError};
+
+/// The issuer name of development tokens.
+pub const DEV_ISSUER: &str = "healthcloud-dev-issuer";
+
+/// What a signed-in user is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A health professional working in a region.
+    Clinician,
+    /// A patient using an app about their own care.
+    Patient,
+    /// A citizen looking at their own record, audit log and consent.
+    Citizen,
+    /// Administers one region's installs and grants.
+    RegionAdmin,
+    /// Administers the app store.
+    StoreAdmin,
+    /// An app vendor.
+    Publisher,
+}
+
+impl Role {
+    /// Whether this role only ever reaches the user's own patient compartment.
+    pub fn is_own_record_only(self) -> bool {
+        matches!(self, Role::Patient | Role::Citizen)
+    }
+
+    /// The name used in tokens and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Clinician => "clinician",
+            Role::Patient => "patient",
+            Role::Citizen => "citizen",
+            Role::RegionAdmin => "region-admin",
+            Role::StoreAdmin => "store-admin",
+            Role::Publisher => "publisher",
+        }
+    }
+
+    /// The data scopes a development token of this role gets when none are given.
+    pub fn default_scopes(self) -> &'static str {
+        match self {
+            Role::Clinician => "user/*.rs user/Observation.c",
+            Role::Patient | Role::Citizen => {
+                "patient/*.rs patient/Observation.c patient/Consent.cud"
+            }
+            Role::RegionAdmin | Role::StoreAdmin | Role::Publisher => "",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
+            format!(
+                "unknown role '{s}': use clinician, patient, citizen, region-admin, store-admin or publisher"
+            )
+        })
+    }
+}
+
+/// The claims of a healthcloud access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Claims {
+    /// Issuer.
+    pub iss: String,
+    /// The user's id.
+    pub sub: String,
+    /// Expiry (seconds since the epoch).
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// The user's role.
+    pub role: Role,
+    /// Space-separated SMART scopes.
+    #[serde(default)]
+    pub scope: String,
+    /// The patient in context (SMART launch context); for patients and citizens, themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    /// The region the user works in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The user's FHIR resource, e.g. `Practitioner/123`.
+    #[serde(default, rename = "fhirUser", skip_serializing_if = "Option::is_none")]
+    pub fhir_user: Option<String>,
+    /// The organization the user acts for (an `Organization` id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+}
+
+/// A verified user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// The verified claims.
+    pub claims: Claims,
+    /// The parsed data scopes.
+    pub scopes: Vec<Scope>,
+}
+
+/// Why a token was refused (always 401).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    #[error("missing bearer token: send 'Authorization: Bearer <token>' (mint one with 'healthcloud token')")]
+    Missing,
+    /// Past its `exp`.
+    #[error("the token has expired: get a new one")]
+    Expired,
+    /// Issued by someone else.
+    #[error("the token was not issued by this server's issuer")]
+    WrongIssuer,
+    /// Signature or structure invalid.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// A scope in the token is malformed.
+    #[error("invalid token: {0}")]
+    Scope(#[from] ScopeError),
+}
+
+/// Verifies tokens from one issuer.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    issuer: String,
+    key: DecodingKey,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier").field("issuer", &self.issuer).finish()
+    }
+}
+
+impl TokenVerifier {
+    /// A verifier for tokens from `issuer`, signed by the Ed25519 public key in SPKI PEM form.
+    pub fn from_public_pem(issuer: &str, pem: &[u8]) -> anyhow::Result<Self> {
+        Ok(TokenVerifier {
+            issuer: issuer.to_owned(),
+            key: DecodingKey::from_ed_pem(pem)
+                .map_err(|e| anyhow::anyhow!("not an Ed25519 public key in PEM form: {e}"))?,
+        })
+    }
+
+    /// The issuer whose tokens this accepts.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Verifies `token` and returns who it is.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = 30;
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                kind => AuthError::Invalid(format!("{kind:?}")),
+            }
+        })?;
+        // Checked here rather than by jsonwebtoken so a foreign issuer gets its own message.
+        if data.claims.iss != self.issuer {
+            return Err(AuthError::WrongIssuer);
+        }
+        let scopes = Scope::parse_list(&data.claims.scope)?;
+        Ok(Principal {
+            claims: data.claims,
+            scopes,
+        })
+    }
+}
+
+/// An issuer's signing key: the development issuer, or a test's own.
+pub struct TokenIssuer {
+    issuer: String,
+    signing: SigningKey,
+}
+
+impl std::fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenIssuer").field("issuer", &self.issuer).finish()
+    }
+}
+
+/// What a minted token says (see [`TokenIssuer::mint`]).
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    /// The user's id (defaults to the role name).
+    pub sub: Option<String>,
+    /// Scopes (defaults to [`Role::default_scopes`]).
+    pub scope: Option<String>,
+    /// Patient in context.
+    pub patient: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// `fhirUser` claim.
+    pub fhir_user: Option<String>,
+    /// Organization.
+    pub org: Option<String>,
+    /// Lifetime in seconds (default one hour).
+    pub ttl_secs: Option<i64>,
+}
+
+impl TokenIssuer {
+    /// A fresh random issuer key (for tests and for creating the development key).
+    pub fn generate(issuer: &str) -> Self {
+        TokenIssuer {
+            issuer: issuer.to_owned(),
+            signing: SigningKey::generate(&mut rand::rngs::OsRng),
+        }
+    }
+
+    /// Loads the development issuer key from `data_dir`, creating it (mode 0600) on first use.
+    pub fn dev(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = dev_key_path(data_dir);
+        if let Ok(pem) = std::fs::read_to_string(&path) {
+            let signing = SigningKey::from_pkcs8_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("{} is not an Ed25519 private key: {e}", path.display()))?;
+            return Ok(TokenIssuer {
+                issuer: DEV_ISSUER.to_owned(),
+                signing,
+            });
+        }
+        std::fs::create_dir_all(data_dir)?;
+        let issuer = TokenIssuer::generate(DEV_ISSUER);
+        let pem = issuer
+            .signing
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| anyhow::anyhow!("cannot encode the issuer key: {e}"))?;
+        write_private(&path, pem.as_bytes())?;
+        Ok(issuer)
+    }
+
+    /// The verifier matching this issuer.
+    pub fn verifier(&self) -> TokenVerifier {
+        TokenVerifier::from_public_pem(&self.issuer, self.public_pem().as_bytes())
+            .expect("a freshly encoded Ed25519 public key parses")
+    }
+
+    /// The public key in SPKI PEM form.
+    pub fn public_pem(&self) -> String {
+        self.signing
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("an Ed25519 public key encodes")
+    }
+
+    /// The raw public key bytes (for publishing a JWK).
+    pub fn public_key_bytes(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
+    }
+
+    /// Signs arbitrary claims (tests use this to forge wrong-issuer or expired tokens).
+    pub fn sign(&self, claims: &Claims) -> String {
+        let der = self
+            .signing
+            .to_pkcs8_der()
+            .expect("an Ed25519 private key encodes");
+        let key = EncodingKey::from_ed_der(der.as_bytes());
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &key)
+            .expect("signing with a valid Ed25519 key succeeds")
+    }
+
+    /// Mints a token for `role`. Patients and citizens must name their patient.
+    pub fn mint(&self, role: Role, request: TokenRequest) -> Result<String, String> {
+        let scope = request
+            .scope
+            .unwrap_or_else(|| role.default_scopes().to_owned());
+        Scope::parse_list(&scope).map_err(|e| e.to_string())?;
+        if role.is_own_record_only() && request.patient.is_none() {
+            return Err(format!(
+                "a {} token needs --patient <Patient id>: it only ever reaches that patient's record",
+                role.as_str()
+            ));
+        }
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: request.sub.unwrap_or_else(|| role.as_str().to_owned()),
+            exp: now + request.ttl_secs.unwrap_or(3600),
+            iat: now,
+            role,
+            scope,
+            patient: request.patient,
+            region: request.region,
+            fhir_user: request.fhir_user,
+            org: request.org,
+        };
+        Ok(self.sign(&claims))
+    }
+}
+
+/// Where the development issuer's private key lives.
+pub fn dev_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("dev-issuer-key.pem")
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_tokens_verify_and_carry_context() {
+        let issuer = TokenIssuer::generate(DEV_ISSUER);
+        let token = issuer
+            .mint(
+                Role::Patient,
+                TokenRequest {
+                    patient: Some("p1".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let principal = issuer.verifier().verify(&token).unwrap();
+        assert_eq!(principal.claims.role, Role::Patient);
+        assert_eq!(principal.claims.patient.as_deref(), Some("p1"));
+        assert_eq!(principal.scopes.len(), 3);
+    }
+
+    #[test]
+    fn forged_expired_and_foreign_tokens_are_refused() {
+        let issuer = TokenIssuer::generate(DEV_ISSUER);
+        let verifier = issuer.verifier();
+        let request = || TokenRequest {
+            patient: Some("p1".into()),
+            ..Default::default()
+        };
+
+        let forger = TokenIssuer::generate(DEV_ISSUER);
+        let forged = forger.mint(Role::Citizen, request()).unwrap();
+        assert!(matches!(verifier.verify(&forged), Err(AuthError::Invalid(_))));
+
+        let expired = issuer
+            .mint(Role::Citizen, TokenRequest { ttl_secs: Some(-3600), ..request() })
+            .unwrap();
+        assert_eq!(verifier.verify(&expired), Err(AuthError::Expired));
+
+        let foreign = TokenIssuer {
+            issuer: "someone-else".into(),
+            signing: issuer.signing.clone(),
+        };
+        let token = foreign.mint(Role::Citizen, request()).unwrap();
+        assert_eq!(verifier.verify(&token), Err(AuthError::WrongIssuer));
+
+        let mut tampered = issuer.mint(Role::Citizen, request()).unwrap();
+        tampered.insert(tampered.len() / 2, 'x');
+        assert!(verifier.verify(&tampered).is_err());
+    }
+
+    #[test]
+    fn patient_tokens_need_a_patient_and_bad_scopes_are_refused() {
+        let issuer = TokenIssuer::generate(DEV_ISSUER);
+        assert!(issuer.mint(Role::Citizen, TokenRequest::default()).is_err());
+        let bad = TokenRequest {
+            scope: Some("user/Observation.sr".into()),
+            ..Default::default()
+        };
+        assert!(issuer.mint(Role::Clinician, bad).unwrap_err().contains("malformed scope"));
+    }
+
+    #[test]
+    fn dev_key_is_created_once_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = TokenIssuer::dev(dir.path()).unwrap();
+        let second = TokenIssuer::dev(dir.path()).unwrap();
+        assert_eq!(first.public_pem(), second.public_pem());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dev_key_path(dir.path())).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! FHIR `date`, `dateTime` and `instant` values as inclusive ranges of epoch milliseconds, the
+//! form in which dates are indexed and compared: `2024` covers the whole year, `2024-03-01`
+//! the whole day, a full timestamp a single millisecond.
+
+use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+/// An inclusive range `[lo, hi]` of epoch milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateRange {
+    /// First millisecond covered.
+    pub lo: i64,
+    /// Last millisecond covered.
+    pub hi: i64,
+}
+
+/// Parses a FHIR date, dateTime or instant. Values without a time zone are taken as UTC.
+pub fn parse(value: &str) -> Option<DateRange> {
+    let value = value.trim();
+    let bytes = value.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        bytes
+            .get(range)
+            .is_some_and(|b| b.iter().all(u8::is_ascii_digit))
+    };
+    match value.len() {
+        4 if digits(0..4) => {
+            let year: i32 = value.parse().ok()?;
+            let start = NaiveDate::from_ymd_opt(year, 1, 1)?;
+            span(start, start.with_year(year + 1)?)
+        }
+        7 if digits(0..4) && bytes[4] == b'-' && digits(5..7) => {
+            let start = NaiveDate::parse_from_str(&format!("{value}-01"), "%Y-%m-%d").ok()?;
+            span(start, start.checked_add_months(Months::new(1))?)
+        }
+        10 => {
+            let day = NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
+            span(day, day.succ_opt()?)
+        }
+        _ => {
+            let at = match DateTime::parse_from_rfc3339(value) {
+                Ok(at) => at.with_timezone(&Utc),
+                Err(_) => {
+                    // FHIR search allows a time without seconds or zone: "2024-03-01T10:00".
+                    let naive = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f")
+                        .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M"))
+                        .ok()?;
+                    Utc.from_utc_datetime(&naive)
+                }
+            };
+            let ms = at.timestamp_millis();
+            Some(DateRange { lo: ms, hi: ms })
+        }
+    }
+}
+
+fn span(start: NaiveDate, end_exclusive: NaiveDate) -> Option<DateRange> {
+    let lo = start.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis();
+    let hi = end_exclusive.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis() - 1;
+    Some(DateRange { lo, hi })
+}
+
+/// Formats epoch milliseconds as a FHIR instant (`2024-03-01T10:00:00.000Z`).
+pub fn instant(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// The current time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_sets_the_range() {
+        let year = parse("2024").unwrap();
+        assert_eq!(instant(year.lo), "2024-01-01T00:00:00.000Z");
+        assert_eq!(instant(year.hi), "2024-12-31T23:59:59.999Z");
+        let month = parse("2024-02").unwrap();
+        assert_eq!(instant(month.hi), "2024-02-29T23:59:59.999Z");
+        let day = parse("2024-03-01").unwrap();
+        assert_eq!(instant(day.lo), "2024-03-01T00:00:00.000Z");
+        assert_eq!(instant(day.hi), "2024-03-01T23:59:59.999Z");
+        let at = parse("2024-03-01T10:00:00+01:00").unwrap();
+        assert_eq!((instant(at.lo), at.lo), (instant(at.hi), at.hi));
+        assert_eq!(instant(at.lo), "2024-03-01T09:00:00.000Z");
+        assert_eq!(parse("2024-03-01T10:00").unwrap().lo, parse("2024-03-01T10:00:00Z").unwrap().lo);
+    }
+
+    #[test]
+    fn garbage_is_not_a_date() {
+        for bad in ["", "yesterday", "2024-13", "2024-02-30", "20240301", "2024-03-01T25:00"] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+}

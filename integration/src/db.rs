@@ -1,0 +1,221 @@
+//! The database behind the embedded FHIR store: SQLite by default, PostgreSQL for deployments
+//! that outgrow one machine. One code path serves both through sqlx's `Any` driver; the SQL is
+//! portable (numbered `$n` placeholders, `BIGINT`/`TEXT` columns only).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyArguments, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, Arguments, Executor};
+
+/// Which server a [`Database`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (WAL, `synchronous=FULL`).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// A connection pool with the schema migrated.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite allows one writer at a time; writers queue here instead of failing with `SQLITE_BUSY`.
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Database {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file if missing,
+    /// and applies pending migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!(
+                "unsupported database URL '{url}': use sqlite://PATH or postgres://USER@HOST/DB"
+            );
+        };
+        if backend == Backend::Sqlite {
+            // The Any driver cannot create the file; open it once natively with create_if_missing.
+            let options = SqliteConnectOptions::from_str(url)?.create_if_missing(true);
+            let conn = sqlx::ConnectOptions::connect(&options).await?;
+            sqlx::Connection::close(conn).await?;
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database at {url}: {e}"))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
+        Ok(Database {
+            pool,
+            backend,
+            write_lock: Default::default(),
+        })
+    }
+
+    /// The pool, for queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which server this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction. On SQLite, writers are serialised in-process first.
+    pub async fn begin_write(&self) -> sqlx::Result<WriteTx> {
+        let guard = match self.backend {
+            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        Ok(WriteTx {
+            tx: self.pool.begin().await?,
+            _guard: guard,
+        })
+    }
+}
+
+/// A write transaction; holds the SQLite writer slot until committed or dropped.
+pub struct WriteTx {
+    /// The open transaction.
+    pub tx: sqlx::Transaction<'static, sqlx::Any>,
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commits durably.
+    pub async fn commit(self) -> sqlx::Result<()> {
+        self.tx.commit().await
+    }
+}
+
+/// One bound value of a [`Sql`] statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    /// A text value.
+    Text(String),
+    /// An integer value.
+    Int(i64),
+    /// SQL NULL (typed as BIGINT, the only nullable columns we bind).
+    NullInt,
+}
+
+/// SQL text under construction with its arguments, numbering placeholders `$1, $2, …` as they
+/// are pushed so both SQLite and PostgreSQL accept it.
+#[derive(Debug, Default, Clone)]
+pub struct Sql {
+    /// The statement text.
+    pub text: String,
+    /// The arguments in placeholder order.
+    pub args: Vec<Arg>,
+}
+
+impl Sql {
+    /// Starts a statement.
+    pub fn new(text: &str) -> Self {
+        Sql {
+            text: text.to_owned(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Appends SQL text.
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder bound to `arg`.
+    pub fn bind(&mut self, arg: impl Into<Arg>) -> &mut Self {
+        self.args.push(arg.into());
+        self.text.push('$');
+        self.text.push_str(&self.args.len().to_string());
+        self
+    }
+
+    /// The sqlx arguments for execution.
+    pub fn arguments(&self) -> AnyArguments<'_> {
+        let mut arguments = AnyArguments::default();
+        for arg in &self.args {
+            // Adding a String/i64/Option<i64> to AnyArguments cannot fail.
+            let _ = match arg {
+                Arg::Text(s) => arguments.add(s.as_str()),
+                Arg::Int(i) => arguments.add(*i),
+                Arg::NullInt => arguments.add(None::<i64>),
+            };
+        }
+        arguments
+    }
+
+    /// A query ready to run.
+    pub fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, AnyArguments<'_>> {
+        sqlx::query_with(&self.text, self.arguments())
+    }
+}
+
+impl From<String> for Arg {
+    fn from(value: String) -> Self {
+        Arg::Text(value)
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(value: &str) -> Self {
+        Arg::Text(value.to_owned())
+    }
+}
+
+impl From<&String> for Arg {
+    fn from(value: &String) -> Self {
+        Arg::Text(value.clone())
+    }
+}
+
+impl From<i64> for Arg {
+    fn from(value: i64) -> Self {
+        Arg::Int(value)
+    }
+}
+
+impl From<Option<i64>> for Arg {
+    fn from(value: Option<i64>) -> Self {
+        value.map_or(Arg::NullInt, Arg::Int)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_push_order() {
+        let mut sql = Sql::new("SELECT 1 WHERE a = ");
+        sql.bind("x").push(" AND b = ").bind(2i64);
+        assert_eq!(sql.text, "SELECT 1 WHERE a = $1 AND b = $2");
+        assert_eq!(sql.args, vec![Arg::Text("x".into()), Arg::Int(2)]);
+    }
+}

@@ -1,0 +1,390 @@
+//! Loading FHIR R4 Bundles (`transaction`, `batch`, `collection`) into the embedded store, e.g.
+//! Synthea output. Each Bundle is all-or-nothing: every entry is resolved (`urn:uuid:`
+//! references, conditional `Type?identifier=` references and `ifNoneExist`) and validated
+//! before anything is written, and a bad element is reported by its path in the Bundle.
+//! Validated Bundles are written in groups, so a large import commits in few transactions.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use crate::date;
+use crate::db::WriteTx;
+use crate::error::FhirError;
+use crate::params::{self, is_valid_id, split_reference};
+use crate::store::{EmbeddedStore, Prepared};
+use crate::validate;
+
+/// Counts of what an import wrote.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ImportReport {
+    /// Bundles written.
+    pub bundles: usize,
+    /// Resources written, by type.
+    pub by_type: BTreeMap<String, usize>,
+}
+
+impl ImportReport {
+    /// Resources written in all.
+    pub fn resources(&self) -> usize {
+        self.by_type.values().sum()
+    }
+}
+
+/// Writes Bundles in groups: [`Importer::add`] validates one Bundle (refusing it whole on any
+/// error), [`Importer::flush`] commits what was added.
+#[derive(Debug)]
+pub struct Importer<'a> {
+    store: &'a EmbeddedStore,
+    pending: Vec<Prepared>,
+    pending_bundles: usize,
+    /// Ids given to conditional creates within the pending group, by `Type?identifier=…`.
+    pending_identifiers: HashMap<String, String>,
+    report: ImportReport,
+}
+
+/// Resources per commit: large enough to amortize fsync, small enough to bound memory.
+const GROUP_RESOURCES: usize = 20_000;
+
+impl<'a> Importer<'a> {
+    /// An importer into `store`.
+    pub fn new(store: &'a EmbeddedStore) -> Self {
+        Importer {
+            store,
+            pending: Vec::new(),
+            pending_bundles: 0,
+            pending_identifiers: HashMap::new(),
+            report: ImportReport::default(),
+        }
+    }
+
+    /// Validates `bundle` and queues it; commits the group when it is large.
+    pub async fn add(&mut self, bundle: Value) -> Result<usize, FhirError> {
+        let prepared = self.prepare(bundle).await?;
+        let count = prepared.len();
+        self.pending.extend(prepared);
+        self.pending_bundles += 1;
+        if self.pending.len() >= GROUP_RESOURCES {
+            self.flush().await?;
+        }
+        Ok(count)
+    }
+
+    /// Queues resources prepared elsewhere (data generation), bypassing Bundle resolution.
+    pub async fn add_prepared(&mut self, prepared: Vec<Prepared>) -> Result<(), FhirError> {
+        self.pending.extend(prepared);
+        if self.pending.len() >= GROUP_RESOURCES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Commits everything queued.
+    pub async fn flush(&mut self) -> Result<(), FhirError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.store.database().begin_write().await?;
+        self.bump_existing_versions(&mut tx).await?;
+        self.store.write(&mut tx, &self.pending).await?;
+        tx.commit().await?;
+        for item in self.pending.drain(..) {
+            *self.report.by_type.entry(item.resource_type).or_default() += 1;
+        }
+        self.report.bundles += std::mem::take(&mut self.pending_bundles);
+        self.pending_identifiers.clear();
+        Ok(())
+    }
+
+    /// Commits the rest and returns what was written.
+    pub async fn finish(mut self) -> Result<ImportReport, FhirError> {
+        self.flush().await?;
+        Ok(self.report)
+    }
+
+    /// Resources that replace stored ones (PUT entries, re-imports) get the next version.
+    async fn bump_existing_versions(&mut self, tx: &mut WriteTx) -> Result<(), FhirError> {
+        let mut by_type: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for item in &self.pending {
+            by_type.entry(&item.resource_type).or_default().push(item.id.clone());
+        }
+        let mut existing = HashMap::new();
+        for (resource_type, ids) in by_type {
+            for (id, version) in self.store.versions(tx, resource_type, &ids).await? {
+                existing.insert((resource_type.to_owned(), id), version);
+            }
+        }
+        if existing.is_empty() {
+            return Ok(());
+        }
+        for item in &mut self.pending {
+            if let Some(version) = existing.get(&(item.resource_type.clone(), item.id.clone())) {
+                let mut resource: Value = serde_json::from_str(&item.content).map_err(|e| FhirError::Internal(e.into()))?;
+                resource["meta"]["versionId"] = Value::String((version + 1).to_string());
+                item.version_id = version + 1;
+                item.content = resource.to_string();
+            }
+        }
+        Ok(())
+    }
+
+    async fn prepare(&mut self, mut bundle: Value) -> Result<Vec<Prepared>, FhirError> {
+        if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+            return Err(FhirError::invalid("Bundle.resourceType", "expected a FHIR Bundle"));
+        }
+        let kind = bundle.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if !["transaction", "batch", "collection"].contains(&kind.as_str()) {
+            return Err(FhirError::invalid(
+                "Bundle.type",
+                format!("'{kind}' bundles are not imported; use transaction, batch or collection"),
+            ));
+        }
+        let entries = match bundle.get_mut("entry") {
+            Some(Value::Array(entries)) => std::mem::take(entries),
+            None => Vec::new(),
+            Some(_) => return Err(FhirError::invalid("Bundle.entry", "must be an array")),
+        };
+
+        // Pass 1: give every entry its final id and learn what its fullUrl stands for.
+        let mut targets: HashMap<String, String> = HashMap::new();
+        let mut identifiers: HashMap<String, String> = HashMap::new();
+        let mut planned = Vec::new();
+        for (i, mut entry) in entries.into_iter().enumerate() {
+            let path = format!("Bundle.entry[{i}]");
+            let resource = entry
+                .get_mut("resource")
+                .map(Value::take)
+                .ok_or_else(|| FhirError::invalid(&path, "every entry needs a resource"))?;
+            let resource_type = resource_type(&resource, &format!("{path}.resource"))?;
+            let request = entry.get("request");
+            let method = request.and_then(|r| r.get("method")).and_then(Value::as_str).unwrap_or(
+                if kind == "collection" { "PUT" } else { "POST" },
+            );
+            let id = match method {
+                "PUT" => {
+                    let from_url = request
+                        .and_then(|r| r.get("url"))
+                        .and_then(Value::as_str)
+                        .and_then(split_reference)
+                        .map(|(_, id)| id);
+                    let id = from_url.or_else(|| resource.get("id").and_then(Value::as_str).map(str::to_owned));
+                    match id {
+                        Some(id) if is_valid_id(&id) => id,
+                        Some(id) => return Err(FhirError::invalid(format!("{path}.resource.id"), format!("'{id}' is not a valid id"))),
+                        None => new_id(),
+                    }
+                }
+                "POST" => new_id(),
+                other => {
+                    return Err(FhirError::invalid(
+                        format!("{path}.request.method"),
+                        format!("{other} entries are not imported; use POST or PUT"),
+                    ));
+                }
+            };
+            let mut id = id;
+            let mut skip = false;
+            if let Some(condition) = request.and_then(|r| r.get("ifNoneExist")).and_then(Value::as_str) {
+                let key = format!("{resource_type}?{condition}");
+                if let Some(existing) = self.resolve_conditional(&key, &identifiers, &format!("{path}.request.ifNoneExist")).await? {
+                    id = existing;
+                    skip = true;
+                }
+            }
+            for identifier in identifier_keys(&resource_type, &resource) {
+                identifiers.entry(identifier).or_insert_with(|| id.clone());
+            }
+            if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
+                targets.insert(full_url.to_owned(), format!("{resource_type}/{id}"));
+            }
+            planned.push((path, resource_type, id, resource, skip));
+        }
+
+        // Pass 2: rewrite references, validate, stamp and index.
+        let now = date::now_ms();
+        let mut prepared = Vec::with_capacity(planned.len());
+        for (path, resource_type, id, mut resource, skip) in planned {
+            if skip {
+                continue;
+            }
+            self.rewrite_references(&mut resource, &targets, &identifiers, &format!("{path}.resource")).await?;
+            let in_bundle = |e: FhirError| match e {
+                FhirError::Invalid { path: inner, message } => FhirError::Invalid {
+                    path: format!("{path}.resource{}", inner.strip_prefix(resource_type.as_str()).unwrap_or(&inner)),
+                    message,
+                },
+                other => other,
+            };
+            if params::type_def(&resource_type).is_some() {
+                validate::resource(&resource_type, &resource).map_err(in_bundle)?;
+            }
+            prepared.push(Prepared::new(&resource_type, &id, 1, now, resource).map_err(in_bundle)?);
+        }
+        for (key, id) in identifiers {
+            self.pending_identifiers.entry(key).or_insert(id);
+        }
+        Ok(prepared)
+    }
+
+    async fn rewrite_references(
+        &self,
+        value: &mut Value,
+        targets: &HashMap<String, String>,
+        identifiers: &HashMap<String, String>,
+        path: &str,
+    ) -> Result<(), FhirError> {
+        // Iterative walk: Bundles from the wild can nest deeply.
+        let mut stack: Vec<(&mut Value, String)> = vec![(value, path.to_owned())];
+        while let Some((value, path)) = stack.pop() {
+            match value {
+                Value::Object(object) => {
+                    for (key, child) in object {
+                        let child_path = format!("{path}.{key}");
+                        if key == "reference" {
+                            if let Value::String(reference) = child {
+                                if let Some(target) = targets.get(reference.as_str()) {
+                                    *reference = target.clone();
+                                } else if reference.starts_with("urn:uuid:") {
+                                    return Err(FhirError::invalid(child_path, format!("'{reference}' matches no entry's fullUrl in this Bundle")));
+                                } else if reference.contains('?') {
+                                    let (resource_type, _) = reference.split_once('?').unwrap_or_default();
+                                    match self.resolve_conditional(reference, identifiers, &child_path).await? {
+                                        Some(id) => *reference = format!("{resource_type}/{id}"),
+                                        None => {
+                                            return Err(FhirError::invalid(child_path, format!("'{reference}' matches no resource in this Bundle or the store")));
+                                        }
+                                    }
+                                }
+                            }
+                            continue;
+                        }
+                        stack.push((child, child_path));
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, item) in items.iter_mut().enumerate() {
+                        stack.push((item, format!("{path}[{i}]")));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves `Type?identifier=system|value` against this Bundle, the pending group and the store.
+    async fn resolve_conditional(
+        &self,
+        key: &str,
+        identifiers: &HashMap<String, String>,
+        path: &str,
+    ) -> Result<Option<String>, FhirError> {
+        let (resource_type, condition) = key.split_once('?').unwrap_or((key, ""));
+        let Some(value) = condition.strip_prefix("identifier=") else {
+            return Err(FhirError::invalid(path, format!("only identifier= conditions are supported, not '{condition}'")));
+        };
+        let value = form_urlencoded::parse(format!("v={value}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let normalized = format!("{resource_type}?identifier={value}");
+        if let Some(id) = identifiers.get(&normalized).or_else(|| self.pending_identifiers.get(&normalized)) {
+            return Ok(Some(id.clone()));
+        }
+        let Some(type_def) = params::type_def(resource_type) else {
+            return Ok(None);
+        };
+        if type_def.param("identifier").is_none() {
+            return Ok(None);
+        }
+        let query = crate::query::SearchQuery::parse(
+            resource_type,
+            &[("identifier".to_owned(), value), ("_count".to_owned(), "1".to_owned())],
+            crate::query::PageLimits::default(),
+        )?;
+        let page = self.store.search(&query).await?;
+        Ok(page.resources.first().map(|r| r.id.clone()))
+    }
+}
+
+fn resource_type(resource: &Value, path: &str) -> Result<String, FhirError> {
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some(t) if t.starts_with(|c: char| c.is_ascii_uppercase()) && t.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            Ok(t.to_owned())
+        }
+        _ => Err(FhirError::invalid(format!("{path}.resourceType"), "missing or not a FHIR type name")),
+    }
+}
+
+/// `Type?identifier=system|value` keys under which conditional references may find `resource`.
+fn identifier_keys(resource_type: &str, resource: &Value) -> Vec<String> {
+    params::select(resource, "identifier")
+        .into_iter()
+        .filter_map(|identifier| {
+            let value = identifier.get("value")?.as_str()?;
+            let system = identifier.get("system").and_then(Value::as_str).unwrap_or_default();
+            Some(format!("{resource_type}?identifier={system}|{value}"))
+        })
+        .collect()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Generates `options.patients` synthetic patients (plus organizations) into `store`, calling
+/// `progress` with the number of patients written so far. Generation runs on its own thread
+/// while this task writes, so both cores are busy.
+pub async fn load_synthetic(
+    store: &EmbeddedStore,
+    options: crate::synth::SynthOptions,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<ImportReport, FhirError> {
+    const PATIENTS_PER_MESSAGE: usize = 50;
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<(usize, Vec<Prepared>), FhirError>>(8);
+    let generator = std::thread::spawn(move || {
+        let now = date::now_ms();
+        let prepare = |resources: Vec<Value>| -> Result<Vec<Prepared>, FhirError> {
+            resources
+                .into_iter()
+                .map(|resource| {
+                    let resource_type = resource_type(&resource, "resource")?;
+                    let id = resource.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    Prepared::new(&resource_type, &id, 1, now, resource)
+                })
+                .collect()
+        };
+        let mut batch = prepare(crate::synth::organizations(&options));
+        let mut patients_in_batch = 0;
+        for index in 0..options.patients {
+            if let Ok(items) = &mut batch {
+                match prepare(crate::synth::patient(&options, index)) {
+                    Ok(more) => items.extend(more),
+                    Err(e) => batch = Err(e),
+                }
+            }
+            patients_in_batch += 1;
+            if patients_in_batch == PATIENTS_PER_MESSAGE || index + 1 == options.patients {
+                let message = std::mem::replace(&mut batch, Ok(Vec::new()));
+                let failed = message.is_err();
+                if sender.blocking_send(message.map(|items| (patients_in_batch, items))).is_err() || failed {
+                    return;
+                }
+                patients_in_batch = 0;
+            }
+        }
+        if options.patients == 0 {
+            let _ = sender.blocking_send(batch.map(|items| (0, items)));
+        }
+    });
+    let mut importer = Importer::new(store);
+    let mut written = 0;
+    while let Some(message) = receiver.recv().await {
+        let (patients, prepared) = message?;
+        importer.add_prepared(prepared).await?;
+        written += patients;
+        progress(written);
+    }
+    let _ = generator.join();
+    importer.finish().await
+}

@@ -1,0 +1,88 @@
+//! # healthcloud-integration
+//!
+//! The integration cloud: patients' data exposed as FHIR R4, with SMART App Launch v2 scopes,
+//! patient consent (opt-outs) and an audit trail every citizen can read.
+//!
+//! - [`FhirService`] is the one front door to patient data. It runs the policy engine
+//!   ([`policy`]: region grant ∩ token scopes ∩ patient compartment ∩ consent) on every
+//!   access and writes an AuditEvent before answering. The FHIR API ([`api`]) and the app
+//!   runtime both call it.
+//! - [`store::EmbeddedStore`] keeps resources as JSON with search-index rows on SQLite
+//!   (default) or PostgreSQL ([`db`]); [`source::Source`] is the seam for upstream systems.
+//! - [`synth`] generates synthetic Danish patients; [`import`] loads FHIR Bundles.
+//!
+//! # Examples
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+//! use healthcloud_integration::{Integration, auth::{Role, TokenIssuer, TokenRequest}};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let url = format!("sqlite://{}", dir.path().join("fhir.db").display());
+//! let integration = Integration::open(&url, "http://127.0.0.1:8080", dir.path()).await?;
+//! let token = integration.issuer.mint(Role::Clinician, TokenRequest::default()).map_err(anyhow::Error::msg)?;
+//! let principal = integration.state.verifier.verify(&token)?;
+//! assert_eq!(principal.claims.role, Role::Clinician);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod consent;
+pub mod date;
+pub mod db;
+pub mod error;
+pub mod import;
+pub mod params;
+pub mod policy;
+pub mod query;
+pub mod scope;
+pub mod service;
+pub mod source;
+pub mod store;
+pub mod synth;
+pub mod validate;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::FhirError;
+pub use service::FhirService;
+
+/// Largest FHIR request body accepted by default (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+/// An opened integration cloud: database, service, token verifier and API state.
+#[derive(Debug)]
+pub struct Integration {
+    /// State for [`api::router`].
+    pub state: api::FhirState,
+    /// The development token issuer of this data directory.
+    pub issuer: auth::TokenIssuer,
+}
+
+impl Integration {
+    /// Opens the database at `database_url`, with the development issuer key of `data_dir`,
+    /// serving links under `public_url` (e.g. `http://127.0.0.1:8080`).
+    pub async fn open(database_url: &str, public_url: &str, data_dir: &Path) -> anyhow::Result<Self> {
+        let db = db::Database::connect(database_url).await?;
+        let issuer = auth::TokenIssuer::dev(data_dir)?;
+        let service = FhirService::new(store::EmbeddedStore::new(db), query::PageLimits::default());
+        let state = api::FhirState {
+            service,
+            verifier: issuer.verifier(),
+            config: Arc::new(api::FhirConfig {
+                base_url: format!("{}/fhir/r4", public_url.trim_end_matches('/')),
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            }),
+        };
+        Ok(Integration { state, issuer })
+    }
+
+    /// The HTTP routes of the integration cloud (`/fhir/r4/…`).
+    pub fn router(&self) -> axum::Router {
+        axum::Router::new().nest("/fhir/r4", api::router(self.state.clone()))
+    }
+}

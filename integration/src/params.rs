@@ -1,0 +1,502 @@
+//! The resource types we serve and their search parameters: one table that drives indexing,
+//! query parsing and the CapabilityStatement, so what we advertise is exactly what we do.
+
+use serde_json::Value;
+
+use crate::date;
+
+/// How a search parameter's values are indexed and matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// `system|code` tokens from codes, Codings, CodeableConcepts and Identifiers.
+    Token,
+    /// References, matched as `Type/id` or a bare `id`; `target` limits the referenced type.
+    Reference {
+        /// The referenced type this parameter is restricted to, if any.
+        target: Option<&'static str>,
+    },
+    /// Case-insensitive prefix match on strings and HumanName parts.
+    String,
+    /// Dates with the `eq ne gt lt ge le` prefixes.
+    Date,
+}
+
+impl ParamKind {
+    /// The FHIR search parameter type name.
+    pub fn fhir_type(self) -> &'static str {
+        match self {
+            ParamKind::Token => "token",
+            ParamKind::Reference { .. } => "reference",
+            ParamKind::String => "string",
+            ParamKind::Date => "date",
+        }
+    }
+}
+
+/// One supported search parameter.
+#[derive(Debug, PartialEq)]
+pub struct ParamDef {
+    /// The parameter's name in a query string.
+    pub name: &'static str,
+    /// Its kind.
+    pub kind: ParamKind,
+    /// Element paths it indexes; `x[x]` stands for a choice element (`effectiveDateTime`, …).
+    pub paths: &'static [&'static str],
+    /// What it searches, for the CapabilityStatement.
+    pub doc: &'static str,
+}
+
+/// One supported resource type.
+#[derive(Debug)]
+pub struct TypeDef {
+    /// The resource type name.
+    pub name: &'static str,
+    /// Search parameters besides `_id`.
+    pub params: &'static [ParamDef],
+    /// Whether clients may create it.
+    pub create: bool,
+    /// Whether clients may update and delete it (withdrawing consent).
+    pub update_delete: bool,
+}
+
+const fn p(
+    name: &'static str,
+    kind: ParamKind,
+    paths: &'static [&'static str],
+    doc: &'static str,
+) -> ParamDef {
+    ParamDef {
+        name,
+        kind,
+        paths,
+        doc,
+    }
+}
+
+const TOKEN: ParamKind = ParamKind::Token;
+const STRING: ParamKind = ParamKind::String;
+const DATE: ParamKind = ParamKind::Date;
+const PATIENT_REF: ParamKind = ParamKind::Reference {
+    target: Some("Patient"),
+};
+const ANY_REF: ParamKind = ParamKind::Reference { target: None };
+
+const fn patient(path: &'static [&'static str]) -> ParamDef {
+    p(
+        "patient",
+        PATIENT_REF,
+        path,
+        "The patient the resource is about",
+    )
+}
+
+/// Every served type. Types not listed are stored on import but not served.
+pub static TYPES: &[TypeDef] = &[
+    TypeDef {
+        name: "Patient",
+        params: &[
+            p("identifier", TOKEN, &["identifier"], "A patient identifier, e.g. CPR: urn:oid:1.2.208.176.1.2|value"),
+            p("name", STRING, &["name"], "Start of any part of the name, case-insensitive"),
+            p("birthdate", DATE, &["birthDate"], "The patient's date of birth"),
+            p("general-practitioner", ANY_REF, &["generalPractitioner"], "The patient's GP clinic or practitioner"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Observation",
+        params: &[
+            patient(&["subject"]),
+            p("subject", ANY_REF, &["subject"], "The subject of the observation"),
+            p("code", TOKEN, &["code"], "The observation code (LOINC, NPU)"),
+            p("category", TOKEN, &["category"], "The category, e.g. vital-signs or laboratory"),
+            p("date", DATE, &["effective[x]"], "When the observation was made"),
+        ],
+        create: true,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Condition",
+        params: &[
+            patient(&["subject"]),
+            p("code", TOKEN, &["code"], "The condition code (SNOMED CT, ICD-10)"),
+            p("clinical-status", TOKEN, &["clinicalStatus"], "active, resolved, …"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "MedicationStatement",
+        params: &[
+            patient(&["subject"]),
+            p("status", TOKEN, &["status"], "active, completed, …"),
+            p("code", TOKEN, &["medicationCodeableConcept"], "The medication code (ATC)"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "MedicationRequest",
+        params: &[
+            patient(&["subject"]),
+            p("status", TOKEN, &["status"], "active, completed, stopped, …"),
+            p("code", TOKEN, &["medicationCodeableConcept"], "The medication code (ATC)"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "AllergyIntolerance",
+        params: &[
+            patient(&["patient"]),
+            p("date", DATE, &["recordedDate"], "When the allergy was recorded"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Immunization",
+        params: &[
+            patient(&["patient"]),
+            p("date", DATE, &["occurrence[x]"], "When the vaccine was given"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Encounter",
+        params: &[
+            patient(&["subject"]),
+            p("date", DATE, &["period"], "When the encounter took place"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Procedure",
+        params: &[
+            patient(&["subject"]),
+            p("date", DATE, &["performed[x]"], "When the procedure was performed"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "DiagnosticReport",
+        params: &[
+            patient(&["subject"]),
+            p("date", DATE, &["effective[x]"], "The clinically relevant time of the report"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Organization",
+        params: &[
+            p("identifier", TOKEN, &["identifier"], "An identifier, e.g. SOR: urn:oid:1.2.208.176.1.1|value"),
+            p("name", STRING, &["name", "alias"], "Start of the name or an alias, case-insensitive"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Consent",
+        params: &[
+            patient(&["patient"]),
+            p("status", TOKEN, &["status"], "active, inactive, …"),
+        ],
+        create: true,
+        update_delete: true,
+    },
+    TypeDef {
+        name: "AuditEvent",
+        params: &[
+            patient(&["entity.what"]),
+            p("date", DATE, &["recorded"], "When the access happened"),
+            p("agent", ANY_REF, &["agent.who"], "Who accessed: a user id, Practitioner/… or Device/<app>"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+];
+
+/// The definition of a served type.
+pub fn type_def(resource_type: &str) -> Option<&'static TypeDef> {
+    TYPES.iter().find(|t| t.name == resource_type)
+}
+
+impl TypeDef {
+    /// A search parameter of this type by name.
+    pub fn param(&self, name: &str) -> Option<&'static ParamDef> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// Whether the type lives in a patient's compartment.
+    pub fn in_patient_compartment(&self) -> bool {
+        self.name == "Patient" || self.params.iter().any(|p| p.name == "patient")
+    }
+
+    /// Whether `_sort=date` applies.
+    pub fn sortable_by_date(&self) -> bool {
+        self.params.iter().any(|p| p.name == "date")
+    }
+}
+
+/// Index rows extracted from one resource.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct IndexRows {
+    /// `(param, system, value)`; references use the referenced type as system.
+    pub tokens: Vec<(&'static str, String, String)>,
+    /// `(param, lo, hi)`.
+    pub dates: Vec<(&'static str, i64, i64)>,
+    /// The patient whose compartment holds the resource.
+    pub patient_id: Option<String>,
+    /// The resource's primary date, for `_sort=date`.
+    pub sort_date: Option<i64>,
+}
+
+/// Why a resource cannot be placed in one patient compartment.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{path}: {message}")]
+pub struct IndexError {
+    /// The offending element.
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Extracts the search index of `resource` (of a served type; other types get only their
+/// compartment from `subject`/`patient`).
+pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRows, IndexError> {
+    let mut rows = IndexRows::default();
+    let Some(def) = type_def(resource_type) else {
+        rows.patient_id = ["subject", "patient"]
+            .iter()
+            .filter_map(|key| resource.get(*key))
+            .find_map(|r| parse_reference(r).filter(|(t, _)| t == "Patient").map(|(_, id)| id));
+        return Ok(rows);
+    };
+    if def.name == "Patient" {
+        rows.patient_id = Some(id.to_owned());
+    }
+    for param in def.params {
+        for path in param.paths {
+            for value in select(resource, path) {
+                match param.kind {
+                    ParamKind::Token => tokens(value, &mut |system, code| {
+                        rows.tokens.push((param.name, system, code))
+                    }),
+                    ParamKind::Reference { target } => {
+                        if let Some((ty, rid)) = parse_reference(value) {
+                            if target.is_some_and(|t| t != ty) {
+                                continue;
+                            }
+                            if param.kind == PATIENT_REF {
+                                match &rows.patient_id {
+                                    Some(existing) if *existing != rid => {
+                                        return Err(IndexError {
+                                            path: format!("{resource_type}.{path}"),
+                                            message: format!(
+                                                "refers to two patients (Patient/{existing} and Patient/{rid}); \
+                                                 a resource belongs to one patient"
+                                            ),
+                                        });
+                                    }
+                                    _ => rows.patient_id = Some(rid.clone()),
+                                }
+                            }
+                            rows.tokens.push((param.name, ty, rid));
+                        }
+                        if let Some(ident) = value.get("identifier").and_then(|i| i.get("value")) {
+                            if let Some(v) = ident.as_str() {
+                                rows.tokens.push((param.name, String::new(), v.to_owned()));
+                            }
+                        }
+                    }
+                    ParamKind::String => strings(value, &mut |s| {
+                        rows.tokens
+                            .push((param.name, String::new(), s.to_lowercase()))
+                    }),
+                    ParamKind::Date => {
+                        if let Some(range) = date_range(value) {
+                            if param.name == "date" && rows.sort_date.is_none() {
+                                rows.sort_date = Some(range.lo);
+                            }
+                            rows.dates.push((param.name, range.lo, range.hi));
+                        } else {
+                            return Err(IndexError {
+                                path: format!("{resource_type}.{}", path.replace("[x]", "")),
+                                message: format!("not a valid FHIR date or period: {value}"),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The values at a dotted path, descending through arrays; `x[x]` matches choice elements.
+pub fn select<'a>(resource: &'a Value, path: &str) -> Vec<&'a Value> {
+    let mut current = vec![resource];
+    for segment in path.split('.') {
+        let mut next = Vec::new();
+        for value in current {
+            let Some(object) = value.as_object() else {
+                continue;
+            };
+            let matches: Vec<&Value> = match segment.strip_suffix("[x]") {
+                Some(prefix) => object
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.strip_prefix(prefix)
+                            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+                    })
+                    .map(|(_, v)| v)
+                    .collect(),
+                None => object.get(segment).into_iter().collect(),
+            };
+            for m in matches {
+                match m {
+                    Value::Array(items) => next.extend(items.iter()),
+                    other => next.push(other),
+                }
+            }
+        }
+        current = next;
+    }
+    current
+}
+
+/// `(type, id)` of a literal reference: `Patient/123`, or an absolute URL ending in it.
+pub fn parse_reference(value: &Value) -> Option<(String, String)> {
+    let reference = value.get("reference")?.as_str()?;
+    split_reference(reference)
+}
+
+/// Splits `Type/id` (or `…/Type/id`, or `Type/id/_history/n`) into its parts.
+pub fn split_reference(reference: &str) -> Option<(String, String)> {
+    let reference = reference.split("/_history/").next()?;
+    let mut parts = reference.rsplit('/');
+    let id = parts.next()?;
+    let ty = parts.next()?;
+    let valid_type = ty.starts_with(|c: char| c.is_ascii_uppercase())
+        && ty.chars().all(|c| c.is_ascii_alphanumeric());
+    (valid_type && is_valid_id(id)).then(|| (ty.to_owned(), id.to_owned()))
+}
+
+/// Whether `id` is a FHIR logical id (`[A-Za-z0-9\-\.]{1,64}`).
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+fn tokens(value: &Value, emit: &mut impl FnMut(String, String)) {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+    match value {
+        Value::String(code) => emit(String::new(), code.clone()),
+        Value::Bool(b) => emit(String::new(), b.to_string()),
+        Value::Object(object) => {
+            if let Some(Value::Array(codings)) = object.get("coding") {
+                for coding in codings {
+                    tokens(coding, emit);
+                }
+            } else if object.contains_key("code") {
+                emit(text(object.get("system")), text(object.get("code")));
+            } else if object.contains_key("value") {
+                emit(text(object.get("system")), text(object.get("value")));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn strings(value: &Value, emit: &mut impl FnMut(&str)) {
+    match value {
+        Value::String(s) => emit(s),
+        Value::Object(name) => {
+            for key in ["text", "family", "given", "prefix"] {
+                match name.get(key) {
+                    Some(Value::String(s)) => emit(s),
+                    Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).for_each(&mut *emit),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn date_range(value: &Value) -> Option<date::DateRange> {
+    match value {
+        Value::String(s) => date::parse(s),
+        Value::Object(period) => {
+            let bound = |key: &str| period.get(key).and_then(Value::as_str).map(date::parse);
+            let lo = match bound("start") {
+                Some(parsed) => parsed?.lo,
+                None => i64::MIN,
+            };
+            let hi = match bound("end") {
+                Some(parsed) => parsed?.hi,
+                None => i64::MAX,
+            };
+            (lo != i64::MIN || hi != i64::MAX).then_some(date::DateRange { lo, hi })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn observation_index_has_compartment_codes_and_date() {
+        let obs = json!({
+            "resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2024-03-01T10:00:00Z"
+        });
+        let rows = index("Observation", "o1", &obs).unwrap();
+        assert_eq!(rows.patient_id.as_deref(), Some("p1"));
+        assert!(rows.tokens.contains(&("code", "http://loinc.org".into(), "85354-9".into())));
+        assert!(rows.tokens.contains(&("patient", "Patient".into(), "p1".into())));
+        assert!(rows.tokens.contains(&("subject", "Patient".into(), "p1".into())));
+        assert_eq!(rows.dates.len(), 1);
+        assert_eq!(rows.sort_date, Some(rows.dates[0].1));
+    }
+
+    #[test]
+    fn two_patients_in_one_resource_are_refused() {
+        let audit = json!({"resourceType": "AuditEvent", "entity": [
+            {"what": {"reference": "Patient/a"}}, {"what": {"reference": "Patient/b"}}]});
+        let err = index("AuditEvent", "x", &audit).unwrap_err();
+        assert!(err.message.contains("two patients"), "{err}");
+    }
+
+    #[test]
+    fn names_are_indexed_lowercase_by_part() {
+        let patient = json!({"resourceType": "Patient", "name": [{"family": "Sørensen", "given": ["Åse", "Marie"]}]});
+        let rows = index("Patient", "p", &patient).unwrap();
+        let names: Vec<_> = rows.tokens.iter().filter(|t| t.0 == "name").map(|t| t.2.as_str()).collect();
+        assert_eq!(names, ["sørensen", "åse", "marie"]);
+        assert_eq!(rows.patient_id.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn references_accept_absolute_urls_and_history() {
+        assert_eq!(
+            split_reference("https://x.example/fhir/r4/Patient/abc/_history/2"),
+            Some(("Patient".into(), "abc".into()))
+        );
+        assert_eq!(split_reference("urn:uuid:1234"), None);
+        assert_eq!(split_reference("#contained"), None);
+    }
+}

@@ -1,0 +1,221 @@
+//! The policy engine: who may do what to which data. The effective permission of one access is
+//! **region grant ∩ token scopes ∩ patient compartment ∩ patient consent**. This module turns
+//! the first three into query [`Constraints`] that every source applies; consent is checked by
+//! the [`FhirService`](crate::service::FhirService) against the store's consent table, and the
+//! app runtime calls the same service for every host call.
+
+use crate::auth::Principal;
+use crate::error::FhirError;
+use crate::params::TypeDef;
+use crate::query::{Alternative, parse_restriction};
+use crate::scope::{Interaction, Scope, ScopeContext};
+
+/// The app acting on the user's behalf, when the access comes from the app cloud.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppIdentity {
+    /// The app id, e.g. `examples/bp-monitor`.
+    pub id: String,
+    /// Its version.
+    pub version: String,
+    /// sha256 of its component.
+    pub digest: String,
+    /// Id of the publisher key that signed it.
+    pub publisher_key: String,
+    /// The region that installed it.
+    pub region: String,
+}
+
+/// Everything the policy engine knows about one access.
+#[derive(Debug, Clone)]
+pub struct AccessContext {
+    /// The verified user.
+    pub principal: Principal,
+    /// The app, if the access comes through one.
+    pub app: Option<AppIdentity>,
+    /// What the region granted the app (`None` outside the app cloud: no grant applies).
+    pub grant: Option<Vec<Scope>>,
+}
+
+impl AccessContext {
+    /// Direct access by a user through the FHIR API.
+    pub fn user(principal: Principal) -> Self {
+        AccessContext {
+            principal,
+            app: None,
+            grant: None,
+        }
+    }
+
+    /// The patient in context: the token's `patient` claim.
+    pub fn patient(&self) -> Option<&str> {
+        self.principal.claims.patient.as_deref()
+    }
+
+    /// Parties a patient's consent may name for this access: the app, the user's
+    /// organization and the user's own FHIR identity.
+    pub fn consent_actors(&self) -> Vec<String> {
+        let claims = &self.principal.claims;
+        let mut actors = Vec::new();
+        if let Some(app) = &self.app {
+            actors.push(format!("Device/{}", app.id));
+        }
+        if let Some(org) = &claims.org {
+            actors.push(format!("Organization/{org}"));
+        }
+        if let Some(user) = claims.fhir_user.as_deref().filter(|u| u.starts_with("Practitioner/")) {
+            actors.push(user.to_owned());
+        }
+        actors
+    }
+}
+
+/// The constraints under which `context` may perform `interaction` on `type_def`: one group
+/// of alternatives per party that must agree (the token; the region's grant). Refuses with
+/// 403 when a party allows nothing.
+pub fn authorize(
+    context: &AccessContext,
+    interaction: Interaction,
+    type_def: &'static TypeDef,
+) -> Result<Vec<Vec<Alternative>>, FhirError> {
+    let claims = &context.principal.claims;
+    if claims.role.is_own_record_only() && claims.patient.is_none() {
+        return Err(FhirError::Forbidden(format!(
+            "a {} token must name its patient",
+            claims.role.as_str()
+        )));
+    }
+    let mut groups = vec![alternatives(
+        context,
+        &context.principal.scopes,
+        interaction,
+        type_def,
+    )
+    .ok_or_else(|| {
+        FhirError::Forbidden(format!(
+            "the token's scopes do not allow {} of {}",
+            interaction.fhir_code(),
+            type_def.name
+        ))
+    })?];
+    if let Some(grant) = &context.grant {
+        groups.push(alternatives(context, grant, interaction, type_def).ok_or_else(|| {
+            FhirError::Forbidden(format!(
+                "the region has not granted this app {} of {}",
+                interaction.fhir_code(),
+                type_def.name
+            ))
+        })?);
+    }
+    Ok(groups)
+}
+
+/// The single patient every alternative of some group confines access to, if any.
+pub fn confined_patient(groups: &[Vec<Alternative>]) -> Option<&str> {
+    groups.iter().find_map(|group| {
+        let first = group.first()?.compartment.as_deref()?;
+        group
+            .iter()
+            .all(|a| a.compartment.as_deref() == Some(first))
+            .then_some(first)
+    })
+}
+
+fn alternatives(
+    context: &AccessContext,
+    scopes: &[Scope],
+    interaction: Interaction,
+    type_def: &'static TypeDef,
+) -> Option<Vec<Alternative>> {
+    let claims = &context.principal.claims;
+    let mut result = Vec::new();
+    for scope in scopes.iter().filter(|s| s.allows(interaction, type_def.name)) {
+        let confined = claims.role.is_own_record_only() || scope.context == ScopeContext::Patient;
+        let compartment = match (confined, claims.patient.as_ref()) {
+            (false, _) => None,
+            // A patient/ scope without a patient in context reaches no one.
+            (true, None) => continue,
+            (true, Some(patient)) => Some(patient.clone()),
+        };
+        let filters = match parse_restriction(type_def, &scope.restriction) {
+            Ok(filters) => filters,
+            Err(error) => {
+                // A restriction we cannot apply must not widen access: the scope grants nothing.
+                tracing::warn!(%scope, %error, "scope restriction not applicable; scope ignored");
+                continue;
+            }
+        };
+        result.push(Alternative {
+            compartment: compartment.filter(|_| type_def.in_patient_compartment()),
+            filters,
+        });
+    }
+    (!result.is_empty()).then_some(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Claims, Role};
+    use crate::params::type_def;
+
+    fn context(role: Role, patient: Option<&str>, scope: &str) -> AccessContext {
+        AccessContext::user(Principal {
+            claims: Claims {
+                iss: "i".into(),
+                sub: "u".into(),
+                exp: 0,
+                iat: 0,
+                role,
+                scope: scope.into(),
+                patient: patient.map(str::to_owned),
+                region: None,
+                fhir_user: None,
+                org: None,
+            },
+            scopes: Scope::parse_list(scope).unwrap(),
+        })
+    }
+
+    fn observation() -> &'static TypeDef {
+        type_def("Observation").unwrap()
+    }
+
+    #[test]
+    fn patient_tokens_are_confined_whatever_their_scopes() {
+        let ctx = context(Role::Citizen, Some("p1"), "user/*.rs system/*.rs");
+        let groups = authorize(&ctx, Interaction::Search, observation()).unwrap();
+        assert!(groups[0].iter().all(|a| a.compartment.as_deref() == Some("p1")));
+        assert_eq!(confined_patient(&groups), Some("p1"));
+    }
+
+    #[test]
+    fn clinician_user_scopes_are_not_confined_but_patient_scopes_are() {
+        let user = context(Role::Clinician, Some("p1"), "user/Observation.rs");
+        let groups = authorize(&user, Interaction::Read, observation()).unwrap();
+        assert_eq!(confined_patient(&groups), None);
+        let launched = context(Role::Clinician, Some("p1"), "patient/Observation.rs");
+        let groups = authorize(&launched, Interaction::Read, observation()).unwrap();
+        assert_eq!(confined_patient(&groups), Some("p1"));
+        let no_patient = context(Role::Clinician, None, "patient/Observation.rs");
+        assert_eq!(authorize(&no_patient, Interaction::Read, observation()).unwrap_err().status(), 403);
+    }
+
+    #[test]
+    fn region_grant_intersects_the_token() {
+        let mut ctx = context(Role::Clinician, Some("p1"), "user/*.rs");
+        ctx.grant = Some(Scope::parse_list("patient/Observation.rs?category=vital-signs").unwrap());
+        let groups = authorize(&ctx, Interaction::Search, observation()).unwrap();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[1][0].filters.len(), 1);
+        assert_eq!(confined_patient(&groups), Some("p1"));
+        let condition = type_def("Condition").unwrap();
+        let err = authorize(&ctx, Interaction::Search, condition).unwrap_err();
+        assert!(err.to_string().contains("region has not granted"), "{err}");
+    }
+
+    #[test]
+    fn inapplicable_restrictions_grant_nothing() {
+        let ctx = context(Role::Clinician, None, "user/Observation.rs?colour=red");
+        assert_eq!(authorize(&ctx, Interaction::Search, observation()).unwrap_err().status(), 403);
+    }
+}

@@ -1,0 +1,448 @@
+//! FHIR search requests parsed into a source-independent query: the client's filters, paging
+//! and sort, plus the constraints the policy engine ANDs in. Anything we do not support is a
+//! 400: an ignored filter would return more data than the client asked for.
+
+use crate::date::{self, DateRange};
+use crate::error::FhirError;
+use crate::params::{ParamDef, ParamKind, TypeDef, is_valid_id, split_reference, type_def};
+
+/// Page size limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PageLimits {
+    /// `_count` when the client gives none.
+    pub default_count: usize,
+    /// The largest page served; larger `_count`s are clamped to it.
+    pub max_count: usize,
+}
+
+impl Default for PageLimits {
+    fn default() -> Self {
+        PageLimits {
+            default_count: 50,
+            max_count: 200,
+        }
+    }
+}
+
+/// A date comparison prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    /// Within the given range.
+    Eq,
+    /// Not within it.
+    Ne,
+    /// After it.
+    Gt,
+    /// Before it.
+    Lt,
+    /// At or after its start.
+    Ge,
+    /// At or before its end.
+    Le,
+}
+
+/// One alternative value of a search parameter (comma-separated values are ORed).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `system|code`, `code`, `system|` or `|code`; `None` system means any, `Some("")` none.
+    Token {
+        /// The code system constraint.
+        system: Option<String>,
+        /// The code constraint.
+        code: Option<String>,
+    },
+    /// A reference as `Type/id` or a bare id.
+    Reference {
+        /// The referenced type, if given.
+        resource_type: Option<String>,
+        /// The referenced id (or identifier value).
+        id: String,
+    },
+    /// A lower-cased string to match.
+    Text(String),
+    /// A date comparison.
+    Date(Prefix, DateRange),
+}
+
+/// How a string parameter matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// The default: starts with, case-insensitive.
+    Prefix,
+    /// `:contains`.
+    Contains,
+}
+
+/// One ANDed condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    /// `_id`: one of these ids.
+    Id(Vec<String>),
+    /// A search parameter with its ORed values.
+    Param {
+        /// The parameter.
+        def: &'static ParamDef,
+        /// String match mode (ignored for other kinds).
+        mode: Match,
+        /// Alternatives.
+        values: Vec<Value>,
+    },
+}
+
+/// Result order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    /// By id: stable paging, no meaning.
+    Id,
+    /// `_sort=date`.
+    DateAscending,
+    /// `_sort=-date`.
+    DateDescending,
+}
+
+/// One way the policy engine allows access: inside a patient's compartment (if set) and
+/// matching every filter (a scope's query restriction).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Alternative {
+    /// Only resources in this patient's compartment.
+    pub compartment: Option<String>,
+    /// Filters ANDed in.
+    pub filters: Vec<Filter>,
+}
+
+/// What the policy engine adds to every query: each group is a set of alternatives (ORed),
+/// groups are ANDed (token scopes ∩ region grant); patients who opted the caller out are excluded.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Constraints {
+    /// ANDed groups of ORed alternatives.
+    pub groups: Vec<Vec<Alternative>>,
+    /// Patients whose consent denies this access.
+    pub exclude_patients: Vec<String>,
+}
+
+/// A complete search against one type.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    /// The type searched.
+    pub type_def: &'static TypeDef,
+    /// The client's filters (ANDed).
+    pub filters: Vec<Filter>,
+    /// The policy's constraints.
+    pub constraints: Constraints,
+    /// Order.
+    pub sort: Sort,
+    /// Page size.
+    pub count: usize,
+    /// Rows skipped (paging).
+    pub offset: usize,
+    /// The query parameters that define this search, for `self`/`next` links.
+    pub link_params: Vec<(String, String)>,
+}
+
+/// Control parameters accepted because they do not filter.
+const FORMAT_VALUES: &[&str] = &["json", "application/json", "application/fhir+json"];
+
+impl SearchQuery {
+    /// Parses a search on `resource_type` from query (or form) parameters.
+    pub fn parse(
+        resource_type: &str,
+        params: &[(String, String)],
+        limits: PageLimits,
+    ) -> Result<SearchQuery, FhirError> {
+        let type_def = served_type(resource_type)?;
+        let mut filters = Vec::new();
+        let mut sort = None;
+        let mut count = None;
+        let mut offset = None;
+        let mut link_params = Vec::new();
+        for (name, value) in params {
+            let once = |seen: bool| {
+                if seen {
+                    Err(FhirError::BadRequest(format!("'{name}' may be given only once")))
+                } else {
+                    Ok(())
+                }
+            };
+            match name.as_str() {
+                "_count" => {
+                    once(count.is_some())?;
+                    let n: usize = value.parse().map_err(|_| {
+                        FhirError::BadRequest(format!("_count must be a non-negative integer, not '{value}'"))
+                    })?;
+                    count = Some(n.min(limits.max_count));
+                }
+                "_offset" => {
+                    once(offset.is_some())?;
+                    offset = Some(value.parse().map_err(|_| {
+                        FhirError::BadRequest(format!("_offset must be a non-negative integer, not '{value}'"))
+                    })?);
+                }
+                "_sort" => {
+                    once(sort.is_some())?;
+                    sort = Some(match value.as_str() {
+                        "date" if type_def.sortable_by_date() => Sort::DateAscending,
+                        "-date" if type_def.sortable_by_date() => Sort::DateDescending,
+                        _ => {
+                            return Err(FhirError::BadRequest(format!(
+                                "unsupported _sort '{value}' for {resource_type}: {}",
+                                if type_def.sortable_by_date() {
+                                    "use date or -date"
+                                } else {
+                                    "this type cannot be sorted"
+                                }
+                            )));
+                        }
+                    });
+                    link_params.push((name.clone(), value.clone()));
+                }
+                "_format" => {
+                    if !FORMAT_VALUES.contains(&value.as_str()) {
+                        return Err(FhirError::BadRequest(format!(
+                            "unsupported _format '{value}': this server speaks JSON only"
+                        )));
+                    }
+                }
+                _ => {
+                    filters.push(parse_filter(type_def, name, value)?);
+                    link_params.push((name.clone(), value.clone()));
+                }
+            }
+        }
+        Ok(SearchQuery {
+            type_def,
+            filters,
+            constraints: Constraints::default(),
+            sort: sort.unwrap_or(Sort::Id),
+            count: count.unwrap_or(limits.default_count.min(limits.max_count)),
+            offset: offset.unwrap_or(0),
+            link_params,
+        })
+    }
+}
+
+/// The definition of a type we serve, or a 404 naming the ones we do.
+pub fn served_type(resource_type: &str) -> Result<&'static TypeDef, FhirError> {
+    type_def(resource_type).ok_or_else(|| {
+        FhirError::NotFound(format!(
+            "resource type '{resource_type}' is not served here; served types: {}",
+            crate::params::TYPES
+                .iter()
+                .map(|t| t.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+/// Parses the filters of a scope's query restriction; control parameters are refused.
+pub fn parse_restriction(
+    type_def: &'static TypeDef,
+    pairs: &[(String, String)],
+) -> Result<Vec<Filter>, FhirError> {
+    pairs
+        .iter()
+        .map(|(name, value)| parse_filter(type_def, name, value))
+        .collect()
+}
+
+fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<Filter, FhirError> {
+    let (base, modifier) = match name.split_once(':') {
+        Some((base, modifier)) => (base, Some(modifier)),
+        None => (name, None),
+    };
+    if value.is_empty() {
+        return Err(FhirError::BadRequest(format!("search parameter '{name}' has no value")));
+    }
+    let values = value.split(',').map(str::trim);
+    if base == "_id" {
+        if modifier.is_some() {
+            return Err(FhirError::BadRequest(format!("modifier ':{}' is not supported on _id", modifier.unwrap_or_default())));
+        }
+        let ids: Vec<String> = values.map(str::to_owned).collect();
+        if let Some(bad) = ids.iter().find(|id| !is_valid_id(id)) {
+            return Err(FhirError::BadRequest(format!("'{bad}' is not a valid resource id")));
+        }
+        return Ok(Filter::Id(ids));
+    }
+    let Some(def) = type_def.param(base) else {
+        let mut supported: Vec<&str> = type_def.params.iter().map(|p| p.name).collect();
+        supported.extend(["_id", "_count", "_offset"]);
+        if type_def.sortable_by_date() {
+            supported.push("_sort");
+        }
+        return Err(FhirError::BadRequest(format!(
+            "unsupported search parameter '{base}' for {}; supported: {}",
+            type_def.name,
+            supported.join(", ")
+        )));
+    };
+    let mode = match (def.kind, modifier) {
+        (_, None) => Match::Prefix,
+        (ParamKind::String, Some("contains")) => Match::Contains,
+        (ParamKind::Reference { target: None }, Some(t))
+            if t.starts_with(|c: char| c.is_ascii_uppercase()) =>
+        {
+            // `subject:Patient=123` is the same as `subject=Patient/123`.
+            let ids = values
+                .map(|v| parse_value(def, &format!("{t}/{v}")))
+                .collect::<Result<_, _>>()?;
+            return Ok(Filter::Param {
+                def,
+                mode: Match::Prefix,
+                values: ids,
+            });
+        }
+        (_, Some(m)) => {
+            return Err(FhirError::BadRequest(format!(
+                "modifier ':{m}' is not supported on '{base}'"
+            )));
+        }
+    };
+    let values = values
+        .map(|v| parse_value(def, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Filter::Param { def, mode, values })
+}
+
+fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
+    let bad = |why: &str| FhirError::BadRequest(format!("bad value '{raw}' for '{}': {why}", def.name));
+    match def.kind {
+        ParamKind::Token => Ok(match raw.split_once('|') {
+            Some((system, code)) => Value::Token {
+                system: Some(system.to_owned()),
+                code: (!code.is_empty()).then(|| code.to_owned()),
+            },
+            None => Value::Token {
+                system: None,
+                code: Some(raw.to_owned()),
+            },
+        }),
+        ParamKind::Reference { target } => {
+            let (resource_type, id) = if raw.contains('/') {
+                let (t, id) = split_reference(raw).ok_or_else(|| bad("expected Type/id or an id"))?;
+                (Some(t), id)
+            } else {
+                (target.map(str::to_owned), raw.to_owned())
+            };
+            if let (Some(target), Some(t)) = (target, &resource_type) {
+                if target != t {
+                    return Err(bad(&format!("'{}' refers to {target} resources", def.name)));
+                }
+            }
+            if resource_type.is_some() && !is_valid_id(&id) {
+                return Err(bad("not a valid resource id"));
+            }
+            Ok(Value::Reference { resource_type, id })
+        }
+        ParamKind::String => Ok(Value::Text(raw.to_lowercase())),
+        ParamKind::Date => {
+            let prefixes = [
+                ("eq", Prefix::Eq),
+                ("ne", Prefix::Ne),
+                ("gt", Prefix::Gt),
+                ("lt", Prefix::Lt),
+                ("ge", Prefix::Ge),
+                ("le", Prefix::Le),
+            ];
+            let (prefix, rest) = if raw.starts_with(|c: char| c.is_ascii_lowercase()) {
+                let (p, rest) = raw.split_at(raw.len().min(2));
+                let prefix = prefixes
+                    .iter()
+                    .find(|(name, _)| *name == p)
+                    .map(|(_, prefix)| *prefix)
+                    .ok_or_else(|| bad("supported prefixes are eq, ne, gt, lt, ge, le"))?;
+                (prefix, rest)
+            } else {
+                (Prefix::Eq, raw)
+            };
+            let range = date::parse(rest)
+                .ok_or_else(|| bad("expected a FHIR date like 2024, 2024-03, 2024-03-01 or 2024-03-01T10:00:00Z"))?;
+            Ok(Value::Date(prefix, range))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn unsupported_parameters_and_modifiers_are_refused() {
+        for (name, value) in [
+            ("colour", "red"),
+            ("code:text", "x"),
+            ("date", "sa2024"),
+            ("date", "yesterday"),
+            ("_elements", "id"),
+            ("_summary", "true"),
+            ("patient", "Organization/x"),
+            ("_format", "xml"),
+            ("_sort", "code"),
+            ("_count", "-1"),
+            ("code", ""),
+        ] {
+            let err = SearchQuery::parse("Observation", &pairs(&[(name, value)]), PageLimits::default())
+                .unwrap_err();
+            assert_eq!(err.status(), 400, "{name}={value} gave {err}");
+        }
+    }
+
+    #[test]
+    fn count_is_clamped_to_the_maximum() {
+        let limits = PageLimits { default_count: 10, max_count: 20 };
+        let q = SearchQuery::parse("Observation", &pairs(&[("_count", "1000")]), limits).unwrap();
+        assert_eq!(q.count, 20);
+        let q = SearchQuery::parse("Observation", &[], limits).unwrap();
+        assert_eq!(q.count, 10);
+    }
+
+    #[test]
+    fn token_forms() {
+        let q = SearchQuery::parse(
+            "Observation",
+            &pairs(&[("code", "http://loinc.org|8480-6,8462-4,|x,http://loinc.org|")]),
+            PageLimits::default(),
+        )
+        .unwrap();
+        let Filter::Param { values, .. } = &q.filters[0] else { panic!() };
+        assert_eq!(
+            values,
+            &vec![
+                Value::Token { system: Some("http://loinc.org".into()), code: Some("8480-6".into()) },
+                Value::Token { system: None, code: Some("8462-4".into()) },
+                Value::Token { system: Some(String::new()), code: Some("x".into()) },
+                Value::Token { system: Some("http://loinc.org".into()), code: None },
+            ]
+        );
+    }
+
+    #[test]
+    fn references_take_type_from_target_or_value() {
+        let q = SearchQuery::parse(
+            "Observation",
+            &pairs(&[("patient", "abc"), ("subject", "Patient/def"), ("subject:Patient", "ghi")]),
+            PageLimits::default(),
+        )
+        .unwrap();
+        let ids: Vec<_> = q
+            .filters
+            .iter()
+            .map(|f| match f {
+                Filter::Param { values, .. } => values[0].clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                Value::Reference { resource_type: Some("Patient".into()), id: "abc".into() },
+                Value::Reference { resource_type: Some("Patient".into()), id: "def".into() },
+                Value::Reference { resource_type: Some("Patient".into()), id: "ghi".into() },
+            ]
+        );
+    }
+}

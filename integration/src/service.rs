@@ -1,0 +1,348 @@
+//! The front door to patient data: every read, search and write — from the FHIR API or from an
+//! app's host call — goes through [`FhirService`], which applies the policy engine and consent,
+//! and records the access in the audit trail before answering.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::audit::{AuditRecord, audit_event};
+use crate::date;
+use crate::error::FhirError;
+use crate::params::{TypeDef, is_valid_id};
+use crate::policy::{AccessContext, authorize, confined_patient};
+use crate::query::{Alternative, Constraints, Filter, PageLimits, SearchQuery, Sort, served_type};
+use crate::scope::Interaction;
+use crate::source::Source;
+use crate::store::{EmbeddedStore, Prepared, SearchPage, StoredResource};
+use crate::validate;
+
+/// Policy-checked, audited access to FHIR data.
+#[derive(Debug, Clone)]
+pub struct FhirService {
+    /// Consents, the audit trail and resources written through the API live here.
+    store: EmbeddedStore,
+    /// Where patient data is read from.
+    source: Arc<dyn Source>,
+    limits: PageLimits,
+}
+
+/// The result of a create or update.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The resource id.
+    pub id: String,
+    /// The new version.
+    pub version_id: i64,
+    /// The stored JSON.
+    pub content: String,
+}
+
+impl FhirService {
+    /// A service reading patient data from the embedded store.
+    pub fn new(store: EmbeddedStore, limits: PageLimits) -> Self {
+        let source = Arc::new(store.clone());
+        FhirService {
+            store,
+            source,
+            limits,
+        }
+    }
+
+    /// The embedded store (for import and data generation, which bypass the policy engine).
+    pub fn store(&self) -> &EmbeddedStore {
+        &self.store
+    }
+
+    /// Page limits for searches.
+    pub fn limits(&self) -> PageLimits {
+        self.limits
+    }
+
+    /// Reads one resource.
+    pub async fn read(&self, context: &AccessContext, resource_type: &str, id: &str) -> Result<StoredResource, FhirError> {
+        let mut audit = Pending::new(context, Interaction::Read, resource_type);
+        audit.resource_id = Some(id.to_owned());
+        let result = self.read_checked(context, resource_type, id, Interaction::Read, &mut audit).await;
+        self.finish(audit, result).await
+    }
+
+    async fn read_checked(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        id: &str,
+        interaction: Interaction,
+        audit: &mut Pending<'_>,
+    ) -> Result<StoredResource, FhirError> {
+        let type_def = served_type(resource_type)?;
+        let not_found = || FhirError::NotFound(format!("{resource_type}/{id} not found"));
+        if !is_valid_id(id) {
+            return Err(not_found());
+        }
+        let resource = self.source.read(resource_type, id).await?;
+        if let Some(resource) = &resource {
+            audit.patients = resource.patient_id.iter().cloned().collect();
+        }
+        let groups = authorize(context, interaction, type_def)?;
+        let resource = resource.ok_or_else(not_found)?;
+        if let Some(patient) = &resource.patient_id {
+            self.check_consent(context, type_def, patient).await?;
+        }
+        let query = self.id_query(type_def, id, groups);
+        if !self.source.matches(&query).await? {
+            // Outside the caller's compartment the resource does not exist for them.
+            let outside = confined_patient(&query.constraints.groups)
+                .is_some_and(|p| resource.patient_id.as_deref() != Some(p));
+            return Err(if outside {
+                not_found()
+            } else {
+                FhirError::Forbidden(format!(
+                    "{resource_type}/{id} is outside what your scopes (or the app's grant) allow"
+                ))
+            });
+        }
+        Ok(resource)
+    }
+
+    /// Runs a search; `query` comes from [`SearchQuery::parse`].
+    pub async fn search(&self, context: &AccessContext, mut query: SearchQuery) -> Result<SearchPage, FhirError> {
+        let query_text = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&query.link_params)
+            .finish();
+        let mut audit = Pending::new(context, Interaction::Search, query.type_def.name);
+        audit.query = Some(query_text);
+        let result = async {
+            let groups = authorize(context, Interaction::Search, query.type_def)?;
+            let exclude_patients = match confined_patient(&groups) {
+                Some(patient) => {
+                    audit.patients = vec![patient.to_owned()];
+                    self.check_consent(context, query.type_def, patient).await?;
+                    Vec::new()
+                }
+                None => {
+                    self.store
+                        .consent_denials(&context.consent_actors(), query.type_def.name, None, date::now_ms())
+                        .await?
+                }
+            };
+            query.constraints = Constraints { groups, exclude_patients };
+            let page = self.source.search(&query).await?;
+            for patient in page.resources.iter().filter_map(|r| r.patient_id.as_ref()) {
+                if !audit.patients.contains(patient) {
+                    audit.patients.push(patient.clone());
+                }
+            }
+            Ok(page)
+        }
+        .await;
+        self.finish(audit, result).await
+    }
+
+    /// Creates a resource with a server-assigned id.
+    pub async fn create(&self, context: &AccessContext, resource_type: &str, resource: Value) -> Result<Written, FhirError> {
+        let mut audit = Pending::new(context, Interaction::Create, resource_type);
+        let result = async {
+            let type_def = served_type(resource_type)?;
+            if !type_def.create {
+                return Err(FhirError::BadRequest(format!("create is not supported for {resource_type}")));
+            }
+            let id = uuid::Uuid::new_v4().to_string();
+            audit.resource_id = Some(id.clone());
+            self.write_checked(context, type_def, &id, 1, resource, Interaction::Create, &mut audit).await
+        }
+        .await;
+        self.finish(audit, result).await
+    }
+
+    /// Replaces a resource (a citizen withdrawing or changing a consent). With `if_match`, the
+    /// current version must be that one (409 otherwise).
+    pub async fn update(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        id: &str,
+        resource: Value,
+        if_match: Option<i64>,
+    ) -> Result<Written, FhirError> {
+        let mut audit = Pending::new(context, Interaction::Update, resource_type);
+        audit.resource_id = Some(id.to_owned());
+        let result = async {
+            let type_def = served_type(resource_type)?;
+            if !type_def.update_delete {
+                return Err(FhirError::BadRequest(format!("update is not supported for {resource_type}")));
+            }
+            if resource.get("id").and_then(Value::as_str) != Some(id) {
+                return Err(FhirError::BadRequest(format!("the body's id must be '{id}', as in the URL")));
+            }
+            let current = self.read_checked(context, resource_type, id, Interaction::Update, &mut audit).await?.version_id;
+            if let Some(expected) = if_match {
+                if expected != current {
+                    return Err(FhirError::Conflict(format!(
+                        "{resource_type}/{id} is at version {current}, not {expected}: read it again and retry"
+                    )));
+                }
+            }
+            self.write_checked(context, type_def, id, current + 1, resource, Interaction::Update, &mut audit).await
+        }
+        .await;
+        self.finish(audit, result).await
+    }
+
+    /// Deletes a resource.
+    pub async fn delete(&self, context: &AccessContext, resource_type: &str, id: &str) -> Result<(), FhirError> {
+        let mut audit = Pending::new(context, Interaction::Delete, resource_type);
+        audit.resource_id = Some(id.to_owned());
+        let result = async {
+            let type_def = served_type(resource_type)?;
+            if !type_def.update_delete {
+                return Err(FhirError::BadRequest(format!("delete is not supported for {resource_type}")));
+            }
+            self.read_checked(context, resource_type, id, Interaction::Delete, &mut audit).await?;
+            let mut tx = self.store.database().begin_write().await?;
+            self.store.remove(&mut tx, resource_type, id).await?;
+            self.write_audit(&mut tx, &audit, None).await?;
+            tx.commit().await?;
+            audit.written = true;
+            Ok(())
+        }
+        .await;
+        self.finish(audit, result).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_checked(
+        &self,
+        context: &AccessContext,
+        type_def: &'static TypeDef,
+        id: &str,
+        version_id: i64,
+        resource: Value,
+        interaction: Interaction,
+        audit: &mut Pending<'_>,
+    ) -> Result<Written, FhirError> {
+        validate::resource(type_def.name, &resource)?;
+        let prepared = Prepared::new(type_def.name, id, version_id, date::now_ms(), resource)?;
+        audit.patients = prepared.index.patient_id.iter().cloned().collect();
+        let groups = authorize(context, interaction, type_def)?;
+        if let Some(patient) = &prepared.index.patient_id {
+            self.check_consent(context, type_def, patient).await?;
+        }
+        let query = self.id_query(type_def, id, groups);
+        let mut tx = self.store.database().begin_write().await?;
+        if version_id > 1 {
+            let versions = self.store.versions(&mut tx, type_def.name, &[id.to_owned()]).await?;
+            if versions.first().map(|(_, v)| *v) != Some(version_id - 1) {
+                return Err(FhirError::Conflict(format!(
+                    "{}/{id} changed while it was being updated: read it again and retry",
+                    type_def.name
+                )));
+            }
+        }
+        self.store.write(&mut tx, std::slice::from_ref(&prepared)).await?;
+        // The policy is checked against the resource exactly as stored; refused writes roll back.
+        if !self.store.matches(&query, Some(&mut tx)).await? {
+            drop(tx);
+            return Err(FhirError::Forbidden(format!(
+                "your scopes (or the app's grant) do not allow writing this {} (e.g. another patient's)",
+                type_def.name
+            )));
+        }
+        self.write_audit(&mut tx, audit, None).await?;
+        tx.commit().await?;
+        audit.written = true;
+        Ok(Written {
+            id: id.to_owned(),
+            version_id,
+            content: prepared.content,
+        })
+    }
+
+    async fn check_consent(&self, context: &AccessContext, type_def: &TypeDef, patient: &str) -> Result<(), FhirError> {
+        let denials = self
+            .store
+            .consent_denials(&context.consent_actors(), type_def.name, Some(patient), date::now_ms())
+            .await?;
+        if denials.is_empty() { Ok(()) } else { Err(FhirError::ConsentDenied) }
+    }
+
+    fn id_query(&self, type_def: &'static TypeDef, id: &str, groups: Vec<Vec<Alternative>>) -> SearchQuery {
+        SearchQuery {
+            type_def,
+            filters: vec![Filter::Id(vec![id.to_owned()])],
+            constraints: Constraints {
+                groups,
+                exclude_patients: Vec::new(),
+            },
+            sort: Sort::Id,
+            count: 1,
+            offset: 0,
+            link_params: Vec::new(),
+        }
+    }
+
+    async fn write_audit(&self, tx: &mut crate::db::WriteTx, audit: &Pending<'_>, denied: Option<&FhirError>) -> Result<(), FhirError> {
+        let now = date::now_ms();
+        let reason = denied.map(ToString::to_string);
+        let patients: Vec<Option<&str>> = if audit.patients.is_empty() {
+            vec![None]
+        } else {
+            audit.patients.iter().map(|p| Some(p.as_str())).collect()
+        };
+        let mut events = Vec::with_capacity(patients.len());
+        for patient in patients {
+            let record = AuditRecord {
+                context: audit.context,
+                interaction: audit.interaction,
+                resource_type: audit.resource_type,
+                resource_id: audit.resource_id.as_deref(),
+                query: audit.query.as_deref(),
+                patient,
+                denied: reason.clone(),
+            };
+            let id = uuid::Uuid::new_v4().to_string();
+            events.push(Prepared::new("AuditEvent", &id, 1, now, audit_event(&record, now))?);
+        }
+        self.store.write(tx, &events).await
+    }
+
+    /// Writes the audit record (unless the write already did, atomically with it), then answers.
+    async fn finish<T>(&self, audit: Pending<'_>, result: Result<T, FhirError>) -> Result<T, FhirError> {
+        if audit.written {
+            return result;
+        }
+        let denied = result.as_ref().err();
+        if let Some(FhirError::Internal(error)) = denied {
+            tracing::error!(error = format!("{error:#}"), "FHIR interaction failed");
+        }
+        let mut tx = self.store.database().begin_write().await?;
+        self.write_audit(&mut tx, &audit, denied).await?;
+        tx.commit().await?;
+        result
+    }
+}
+
+/// An audit record being assembled while an interaction runs.
+struct Pending<'a> {
+    context: &'a AccessContext,
+    interaction: Interaction,
+    resource_type: &'a str,
+    resource_id: Option<String>,
+    query: Option<String>,
+    patients: Vec<String>,
+    written: bool,
+}
+
+impl<'a> Pending<'a> {
+    fn new(context: &'a AccessContext, interaction: Interaction, resource_type: &'a str) -> Self {
+        Pending {
+            context,
+            interaction,
+            resource_type,
+            resource_id: None,
+            query: None,
+            patients: Vec::new(),
+            written: false,
+        }
+    }
+}

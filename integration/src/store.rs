@@ -1,0 +1,468 @@
+//! The embedded FHIR store: resources as JSON with extracted search-index rows, on SQLite or
+//! PostgreSQL. It is one [`Source`](crate::source::Source) of patient data, and also where the
+//! integration cloud keeps what it owns itself: consents and the audit trail.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::consent::{self, Denial};
+use crate::date;
+use crate::db::{Database, Sql, WriteTx};
+use crate::error::FhirError;
+use crate::params::{self, IndexRows, ParamKind};
+use crate::query::{Alternative, Filter, Match, Prefix, SearchQuery, Sort, Value as QueryValue};
+
+/// A stored resource as the store returns it.
+#[derive(Debug, Clone)]
+pub struct StoredResource {
+    /// Its logical id.
+    pub id: String,
+    /// Its current version.
+    pub version_id: i64,
+    /// The patient whose compartment holds it.
+    pub patient_id: Option<String>,
+    /// The resource JSON, with `id` and `meta` set.
+    pub content: String,
+}
+
+/// One page of search results.
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    /// Matches on this page.
+    pub resources: Vec<StoredResource>,
+    /// Matches in all.
+    pub total: usize,
+}
+
+/// A resource ready to be written: JSON with `id`/`meta` set, index rows and consent denials.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Its type.
+    pub resource_type: String,
+    /// Its id.
+    pub id: String,
+    /// Version being written (1 for a create).
+    pub version_id: i64,
+    /// Write time, epoch milliseconds.
+    pub last_updated: i64,
+    /// Extracted index.
+    pub index: IndexRows,
+    /// Serialized JSON.
+    pub content: String,
+    /// For Consent resources: their deny provisions.
+    pub denials: Vec<Denial>,
+}
+
+impl Prepared {
+    /// Stamps `resource` with id and meta, indexes it and serializes it.
+    pub fn new(
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+        last_updated: i64,
+        mut resource: Value,
+    ) -> Result<Prepared, FhirError> {
+        let object = resource
+            .as_object_mut()
+            .ok_or_else(|| FhirError::invalid(resource_type, "a resource must be a JSON object"))?;
+        object.insert("id".into(), Value::String(id.to_owned()));
+        let meta = object
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if !meta.is_object() {
+            return Err(FhirError::invalid(format!("{resource_type}.meta"), "must be an object"));
+        }
+        meta["versionId"] = Value::String(version_id.to_string());
+        meta["lastUpdated"] = Value::String(date::instant(last_updated));
+        let index = params::index(resource_type, id, &resource)
+            .map_err(|e| FhirError::invalid(e.path, e.message))?;
+        let denials = if resource_type == "Consent" {
+            consent::denials(&resource)?
+        } else {
+            Vec::new()
+        };
+        Ok(Prepared {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            version_id,
+            last_updated,
+            index,
+            content: resource.to_string(),
+            denials,
+        })
+    }
+}
+
+/// Rows per multi-row INSERT: below SQLite's and PostgreSQL's bound-parameter limits.
+const BATCH_ROWS: usize = 500;
+
+/// The embedded store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    db: Database,
+}
+
+impl EmbeddedStore {
+    /// A store on `db`.
+    pub fn new(db: Database) -> Self {
+        EmbeddedStore { db }
+    }
+
+    /// The database.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The current version of a resource, if stored.
+    pub async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, FhirError> {
+        let row = sqlx::query(
+            "SELECT id, version_id, patient_id, content FROM resources WHERE resource_type = $1 AND id = $2",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.map(|row| stored(&row)))
+    }
+
+    /// Current version numbers of the given ids that exist.
+    pub async fn versions(
+        &self,
+        tx: &mut WriteTx,
+        resource_type: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, i64)>, FhirError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(BATCH_ROWS) {
+            let mut sql = Sql::new("SELECT id, version_id FROM resources WHERE resource_type = ");
+            sql.bind(resource_type).push(" AND id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(id);
+            }
+            sql.push(")");
+            for row in sql.query().fetch_all(&mut *tx.tx).await? {
+                found.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Runs a search.
+    pub async fn search(&self, query: &SearchQuery) -> Result<SearchPage, FhirError> {
+        let mut count = Sql::new("SELECT COUNT(*) FROM resources r");
+        push_where(&mut count, query);
+        let total: i64 = count.query().fetch_one(self.db.pool()).await?.try_get(0)?;
+        if query.count == 0 || query.offset as i64 >= total {
+            return Ok(SearchPage {
+                resources: Vec::new(),
+                total: total as usize,
+            });
+        }
+        let mut sql = Sql::new("SELECT r.id, r.version_id, r.patient_id, r.content FROM resources r");
+        push_where(&mut sql, query);
+        sql.push(match query.sort {
+            Sort::Id => " ORDER BY r.id",
+            Sort::DateAscending => " ORDER BY r.sort_date ASC NULLS LAST, r.id",
+            Sort::DateDescending => " ORDER BY r.sort_date DESC NULLS LAST, r.id",
+        });
+        sql.push(" LIMIT ")
+            .bind(query.count as i64)
+            .push(" OFFSET ")
+            .bind(query.offset as i64);
+        let rows = sql.query().fetch_all(self.db.pool()).await?;
+        Ok(SearchPage {
+            resources: rows.iter().map(stored).collect(),
+            total: total as usize,
+        })
+    }
+
+    /// Whether the resource `resource_type/id` exists and satisfies `query`'s filters and constraints.
+    pub async fn matches(&self, query: &SearchQuery, executor: Option<&mut WriteTx>) -> Result<bool, FhirError> {
+        let mut sql = Sql::new("SELECT 1 FROM resources r");
+        push_where(&mut sql, query);
+        let row = match executor {
+            Some(tx) => sql.query().fetch_optional(&mut *tx.tx).await?,
+            None => sql.query().fetch_optional(self.db.pool()).await?,
+        };
+        Ok(row.is_some())
+    }
+
+    /// Writes prepared resources (new versions replace old ones) in `tx`.
+    pub async fn write(&self, tx: &mut WriteTx, items: &[Prepared]) -> Result<(), FhirError> {
+        for item in items.iter().filter(|i| i.version_id > 1) {
+            self.remove(tx, &item.resource_type, &item.id).await?;
+        }
+        for chunk in items.chunks(BATCH_ROWS) {
+            let mut sql = Sql::new(
+                "INSERT INTO resources (resource_type, id, version_id, last_updated, patient_id, sort_date, content) VALUES ",
+            );
+            for (i, item) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" })
+                    .bind(&item.resource_type)
+                    .push(", ")
+                    .bind(&item.id)
+                    .push(", ")
+                    .bind(item.version_id)
+                    .push(", ")
+                    .bind(item.last_updated)
+                    .push(", ");
+                match &item.index.patient_id {
+                    Some(p) => sql.bind(p),
+                    None => sql.push("NULL"),
+                };
+                sql.push(", ").bind(item.index.sort_date).push(", ").bind(&item.content).push(")");
+            }
+            sql.query().execute(&mut *tx.tx).await?;
+        }
+        // Collected first: iterator adapters borrowed across an await make the future !Send.
+        let tokens: Vec<_> = items
+            .iter()
+            .flat_map(|item| item.index.tokens.iter().map(move |t| (item, t)))
+            .collect();
+        insert_rows(tx, "INSERT INTO search_token (resource_type, resource_id, param, system, value) VALUES ", &tokens, |sql, (item, (param, system, value))| {
+            sql.bind(&item.resource_type).push(", ").bind(&item.id).push(", ").bind(*param).push(", ").bind(system).push(", ").bind(value);
+        })
+        .await?;
+        let dates: Vec<_> = items
+            .iter()
+            .flat_map(|item| item.index.dates.iter().map(move |d| (item, d)))
+            .collect();
+        insert_rows(tx, "INSERT INTO search_date (resource_type, resource_id, param, lo, hi) VALUES ", &dates, |sql, (item, (param, lo, hi))| {
+            sql.bind(&item.resource_type).push(", ").bind(&item.id).push(", ").bind(*param).push(", ").bind(*lo).push(", ").bind(*hi);
+        })
+        .await?;
+        let denials: Vec<_> = items
+            .iter()
+            .flat_map(|item| item.denials.iter().map(move |d| (item, d)))
+            .collect();
+        insert_rows(tx, "INSERT INTO consent_denial (consent_id, patient_id, actor, resource_type, period_start, period_end) VALUES ", &denials, |sql, (item, d)| {
+            sql.bind(&item.id).push(", ").bind(&d.patient_id).push(", ").bind(&d.actor).push(", ").bind(&d.resource_type).push(", ").bind(d.period_start).push(", ").bind(d.period_end);
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a resource with its index rows; returns whether it existed.
+    pub async fn remove(&self, tx: &mut WriteTx, resource_type: &str, id: &str) -> Result<bool, FhirError> {
+        for table in ["search_token", "search_date"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE resource_type = $1 AND resource_id = $2"
+            ))
+            .bind(resource_type)
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        if resource_type == "Consent" {
+            sqlx::query("DELETE FROM consent_denial WHERE consent_id = $1")
+                .bind(id)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        let done = sqlx::query("DELETE FROM resources WHERE resource_type = $1 AND id = $2")
+            .bind(resource_type)
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Patients among whose consents a deny provision covers one of `actors` for
+    /// `resource_type` at time `now`. With `patient`, only that patient is checked.
+    pub async fn consent_denials(
+        &self,
+        actors: &[String],
+        resource_type: &str,
+        patient: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<String>, FhirError> {
+        if actors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new("SELECT DISTINCT patient_id FROM consent_denial WHERE actor IN (");
+        for (i, actor) in actors.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(actor);
+        }
+        sql.push(") AND (resource_type = '' OR resource_type = ")
+            .bind(resource_type)
+            .push(") AND (period_start IS NULL OR period_start <= ")
+            .bind(now)
+            .push(") AND (period_end IS NULL OR period_end >= ")
+            .bind(now)
+            .push(")");
+        if let Some(patient) = patient {
+            sql.push(" AND patient_id = ").bind(patient);
+        }
+        let rows = sql.query().fetch_all(self.db.pool()).await?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0).map_err(FhirError::from))
+            .collect()
+    }
+}
+
+fn stored(row: &sqlx::any::AnyRow) -> StoredResource {
+    StoredResource {
+        id: row.get(0),
+        version_id: row.get(1),
+        patient_id: row.get(2),
+        content: row.get(3),
+    }
+}
+
+async fn insert_rows<T: Sync>(
+    tx: &mut WriteTx,
+    head: &str,
+    rows: &[T],
+    push_row: impl Fn(&mut Sql, &T),
+) -> Result<(), FhirError> {
+    for chunk in rows.chunks(BATCH_ROWS) {
+        let mut sql = Sql::new(head);
+        for (i, row) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            push_row(&mut sql, row);
+            sql.push(")");
+        }
+        sql.query().execute(&mut *tx.tx).await?;
+    }
+    Ok(())
+}
+
+/// Appends the WHERE clause of `query`: type, client filters, policy constraints, consent.
+fn push_where(sql: &mut Sql, query: &SearchQuery) {
+    sql.push(" WHERE r.resource_type = ").bind(query.type_def.name);
+    for filter in &query.filters {
+        sql.push(" AND ");
+        push_filter(sql, query, filter);
+    }
+    for group in &query.constraints.groups {
+        if group.is_empty() {
+            sql.push(" AND 1 = 0");
+            continue;
+        }
+        sql.push(" AND (");
+        for (i, alternative) in group.iter().enumerate() {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            push_alternative(sql, query, alternative);
+        }
+        sql.push(")");
+    }
+    if !query.constraints.exclude_patients.is_empty() {
+        sql.push(" AND (r.patient_id IS NULL OR r.patient_id NOT IN (");
+        for (i, patient) in query.constraints.exclude_patients.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(patient);
+        }
+        sql.push("))");
+    }
+}
+
+fn push_alternative(sql: &mut Sql, query: &SearchQuery, alternative: &Alternative) {
+    sql.push("(1 = 1");
+    if let Some(patient) = &alternative.compartment {
+        sql.push(" AND r.patient_id = ").bind(patient);
+    }
+    for filter in &alternative.filters {
+        sql.push(" AND ");
+        push_filter(sql, query, filter);
+    }
+    sql.push(")");
+}
+
+fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter) {
+    let (def, mode, values) = match filter {
+        Filter::Id(ids) => {
+            sql.push("r.id IN (");
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(id);
+            }
+            sql.push(")");
+            return;
+        }
+        Filter::Param { def, mode, values } => (*def, *mode, values),
+    };
+    // A reference to a Patient through the type's compartment element is exactly the
+    // compartment column: use it, so a patient's data is found through its index.
+    let compartment_param = query.type_def.param("patient").filter(|p| p.paths == def.paths);
+    let patient_ids: Option<Vec<&String>> = values
+        .iter()
+        .map(|v| match v {
+            QueryValue::Reference {
+                resource_type: Some(t),
+                id,
+            } if t == "Patient" => Some(id),
+            _ => None,
+        })
+        .collect();
+    if let (Some(_), Some(ids)) = (compartment_param, patient_ids) {
+        sql.push("r.patient_id IN (");
+        for (i, id) in ids.into_iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(id);
+        }
+        sql.push(")");
+        return;
+    }
+    let table = if def.kind == ParamKind::Date { "search_date" } else { "search_token" };
+    sql.push(&format!(
+        "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = "
+    ))
+    .bind(def.name)
+    .push(" AND (");
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(1 = 1");
+        match value {
+            QueryValue::Token { system, code } => {
+                if let Some(system) = system {
+                    sql.push(" AND x.system = ").bind(system);
+                }
+                if let Some(code) = code {
+                    sql.push(" AND x.value = ").bind(code);
+                }
+            }
+            QueryValue::Reference { resource_type, id } => {
+                if let Some(t) = resource_type {
+                    sql.push(" AND x.system = ").bind(t);
+                }
+                sql.push(" AND x.value = ").bind(id);
+            }
+            QueryValue::Text(text) => {
+                let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                let pattern = match mode {
+                    Match::Prefix => format!("{escaped}%"),
+                    Match::Contains => format!("%{escaped}%"),
+                };
+                sql.push(" AND x.value LIKE ").bind(pattern).push(" ESCAPE '\\'");
+            }
+            QueryValue::Date(prefix, range) => {
+                match prefix {
+                    Prefix::Eq => sql.push(" AND x.lo >= ").bind(range.lo).push(" AND x.hi <= ").bind(range.hi),
+                    Prefix::Ne => sql.push(" AND NOT (x.lo >= ").bind(range.lo).push(" AND x.hi <= ").bind(range.hi).push(")"),
+                    Prefix::Gt => sql.push(" AND x.hi > ").bind(range.hi),
+                    Prefix::Lt => sql.push(" AND x.lo < ").bind(range.lo),
+                    Prefix::Ge => sql.push(" AND x.hi >= ").bind(range.lo),
+                    Prefix::Le => sql.push(" AND x.lo <= ").bind(range.hi),
+                };
+            }
+        }
+        sql.push(")");
+    }
+    sql.push("))");
+}

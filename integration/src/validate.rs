@@ -1,0 +1,151 @@
+//! Structural validation of incoming resources: what the server needs to store, index and
+//! authorize a resource safely. Errors name the element (`Observation.code`) so a client, or a
+//! Bundle import, can point at it. Full profile validation is out of scope.
+
+use serde_json::Value;
+
+use crate::date;
+use crate::error::FhirError;
+use crate::params::{is_valid_id, split_reference};
+
+/// Validates `resource` as a `resource_type`.
+pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> {
+    let object = resource
+        .as_object()
+        .ok_or_else(|| FhirError::invalid(resource_type, "a resource must be a JSON object"))?;
+    match object.get("resourceType").and_then(Value::as_str) {
+        Some(t) if t == resource_type => {}
+        Some(t) => {
+            return Err(FhirError::invalid(
+                format!("{resource_type}.resourceType"),
+                format!("is '{t}', expected '{resource_type}'"),
+            ));
+        }
+        None => return Err(FhirError::invalid(format!("{resource_type}.resourceType"), "missing")),
+    }
+    if let Some(id) = object.get("id") {
+        if !id.as_str().is_some_and(is_valid_id) {
+            return Err(FhirError::invalid(format!("{resource_type}.id"), "must match [A-Za-z0-9-.]{1,64}"));
+        }
+    }
+    check_tree(resource, resource_type)?;
+    let required = |element: &str, allowed: &[&str]| -> Result<(), FhirError> {
+        let path = format!("{resource_type}.{element}");
+        match object.get(element).and_then(Value::as_str) {
+            Some(v) if allowed.is_empty() || allowed.contains(&v) => Ok(()),
+            Some(v) => Err(FhirError::invalid(path, format!("'{v}' is not one of {}", allowed.join(", ")))),
+            None => Err(FhirError::invalid(path, "required")),
+        }
+    };
+    match resource_type {
+        "Observation" => {
+            required(
+                "status",
+                &["registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"],
+            )?;
+            if !object.get("code").is_some_and(|c| c.get("coding").is_some() || c.get("text").is_some()) {
+                return Err(FhirError::invalid("Observation.code", "required: a CodeableConcept with coding or text"));
+            }
+        }
+        "Patient" => {
+            if let Some(gender) = object.get("gender") {
+                if !gender.as_str().is_some_and(|g| ["male", "female", "other", "unknown"].contains(&g)) {
+                    return Err(FhirError::invalid("Patient.gender", "must be male, female, other or unknown"));
+                }
+            }
+        }
+        "Condition" | "Procedure" | "DiagnosticReport" | "Encounter" | "MedicationRequest" | "MedicationStatement" => {
+            if object.get("subject").is_none() {
+                return Err(FhirError::invalid(format!("{resource_type}.subject"), "required"));
+            }
+        }
+        "AllergyIntolerance" | "Immunization" => {
+            if object.get("patient").is_none() {
+                return Err(FhirError::invalid(format!("{resource_type}.patient"), "required"));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Checks primitive shapes everywhere: references are strings of a known form, date-like
+/// elements parse, and numbers are numbers.
+fn check_tree(value: &Value, path: &str) -> Result<(), FhirError> {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object {
+                let child_path = format!("{path}.{key}");
+                match (key.as_str(), child) {
+                    ("reference", Value::String(r)) => {
+                        let local = r.starts_with('#') || r.starts_with("urn:uuid:") || r.starts_with("urn:oid:") || r.contains('?');
+                        if !local && split_reference(r).is_none() {
+                            return Err(FhirError::invalid(child_path, format!("'{r}' is not a reference of the form Type/id")));
+                        }
+                    }
+                    ("reference", _) => return Err(FhirError::invalid(child_path, "must be a string")),
+                    ("value", Value::String(_)) if path.ends_with("Quantity") => {
+                        return Err(FhirError::invalid(child_path, "a quantity's value must be a number"));
+                    }
+                    (k, Value::String(s)) if is_date_element(k) => {
+                        if date::parse(s).is_none() {
+                            return Err(FhirError::invalid(child_path, format!("'{s}' is not a valid FHIR date/dateTime")));
+                        }
+                    }
+                    (k, Value::Array(items)) => {
+                        if items.is_empty() {
+                            return Err(FhirError::invalid(child_path, "arrays must not be empty in FHIR JSON"));
+                        }
+                        for (i, item) in items.iter().enumerate() {
+                            check_tree(item, &format!("{path}.{k}[{i}]"))?;
+                        }
+                    }
+                    (_, Value::Null) => return Err(FhirError::invalid(child_path, "null is not allowed in FHIR JSON")),
+                    _ => check_tree(child, &child_path)?,
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_date_element(key: &str) -> bool {
+    key.ends_with("DateTime")
+        || key.ends_with("Instant")
+        || matches!(key, "birthDate" | "recordedDate" | "authoredOn" | "issued" | "recorded" | "start" | "end" | "dateAsserted")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn errors_name_the_element() {
+        let bad = json!({"resourceType": "Observation", "status": "final", "code": {"text": "BP"},
+            "subject": {"reference": "Patient/p"}, "effectiveDateTime": "last tuesday"});
+        let err = resource("Observation", &bad).unwrap_err();
+        assert!(err.to_string().starts_with("Observation.effectiveDateTime:"), "{err}");
+
+        let bad = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "component": [{"code": {"text": "s"}, "valueQuantity": {"value": "120"}}]});
+        let err = resource("Observation", &bad).unwrap_err();
+        assert!(err.to_string().starts_with("Observation.component[0].valueQuantity.value"), "{err}");
+
+        let err = resource("Observation", &json!({"resourceType": "Observation", "code": {"text": "x"}})).unwrap_err();
+        assert!(err.to_string().starts_with("Observation.status"), "{err}");
+        let err = resource("Observation", &json!({"resourceType": "Patient"})).unwrap_err();
+        assert_eq!(err.status(), 422);
+    }
+
+    #[test]
+    fn a_home_measurement_is_valid() {
+        let obs = json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "subject": {"reference": "Patient/p"}, "effectiveDateTime": "2024-03-01T08:00:00+01:00",
+            "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                "valueQuantity": {"value": 128, "unit": "mmHg"}}]});
+        resource("Observation", &obs).unwrap();
+    }
+}
