@@ -20,7 +20,11 @@ pub async fn ensure_data(store: &EmbeddedStore) -> anyhow::Result<()> {
     eprintln!("first start: generating {DEMO_PATIENTS} synthetic patients…");
     let report = crate::commands::generate_data(
         store,
-        SynthOptions { patients: DEMO_PATIENTS, seed: 42, today: DATA_ANCHOR_DATE.parse()? },
+        SynthOptions {
+            patients: DEMO_PATIENTS,
+            seed: 42,
+            today: DATA_ANCHOR_DATE.parse()?,
+        },
     )
     .await?;
     eprintln!("generated {} resources", report.resources());
@@ -29,8 +33,17 @@ pub async fn ensure_data(store: &EmbeddedStore) -> anyhow::Result<()> {
 
 /// The first patient by id, whose record the demo patient tokens open.
 pub async fn first_patient(store: &EmbeddedStore) -> anyhow::Result<Option<String>> {
-    let query = SearchQuery::parse("Patient", &[("_count".into(), "1".into())], PageLimits::default())?;
-    Ok(store.search(&query).await?.resources.first().map(|r| r.id.clone()))
+    let query = SearchQuery::parse(
+        "Patient",
+        &[("_count".into(), "1".into())],
+        PageLimits::default(),
+    )?;
+    Ok(store
+        .search(&query)
+        .await?
+        .resources
+        .first()
+        .map(|r| r.id.clone()))
 }
 
 /// Demo tokens, one per user kind, valid for twelve hours.
@@ -40,11 +53,27 @@ pub fn tokens(issuer: &TokenIssuer, patient: &str) -> anyhow::Result<Vec<(&'stat
     Ok(vec![
         (
             "clinician (all patients, read + search + create Observation)",
-            mint(Role::Clinician, TokenRequest { sub: Some("dr-hansen".into()), region: Some("hovedstaden".into()), ttl_secs: ttl, ..Default::default() })?,
+            mint(
+                Role::Clinician,
+                TokenRequest {
+                    sub: Some("dr-hansen".into()),
+                    region: Some("hovedstaden".into()),
+                    ttl_secs: ttl,
+                    ..Default::default()
+                },
+            )?,
         ),
         (
             "citizen (own record, audit log and consent)",
-            mint(Role::Citizen, TokenRequest { sub: Some("citizen-demo".into()), patient: Some(patient.to_owned()), ttl_secs: ttl, ..Default::default() })?,
+            mint(
+                Role::Citizen,
+                TokenRequest {
+                    sub: Some("citizen-demo".into()),
+                    patient: Some(patient.to_owned()),
+                    ttl_secs: ttl,
+                    ..Default::default()
+                },
+            )?,
         ),
     ])
 }

@@ -46,7 +46,10 @@ pub fn router(state: FhirState) -> Router {
         .route("/.well-known/smart-configuration", get(smart_configuration))
         .route("/{resource_type}", get(search_get).post(create))
         .route("/{resource_type}/_search", post(search_post))
-        .route("/{resource_type}/{id}", get(read).put(update).delete(delete))
+        .route(
+            "/{resource_type}/{id}",
+            get(read).put(update).delete(delete),
+        )
         .fallback(|| async { FhirError::NotFound("no such FHIR endpoint".into()) })
         .method_not_allowed_fallback(|| async {
             FhirResponse::error_with_status(
@@ -60,7 +63,8 @@ pub fn router(state: FhirState) -> Router {
 /// Renders errors as OperationOutcome.
 impl IntoResponse for FhirError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = fhir_json(status, self.to_operation_outcome().to_string());
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
@@ -76,7 +80,11 @@ struct FhirResponse;
 
 impl FhirResponse {
     fn error_with_status(status: StatusCode, diagnostics: &str) -> Response {
-        let code = if status == StatusCode::METHOD_NOT_ALLOWED { "not-supported" } else { "invalid" };
+        let code = if status == StatusCode::METHOD_NOT_ALLOWED {
+            "not-supported"
+        } else {
+            "invalid"
+        };
         fhir_json(
             status,
             json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}]})
@@ -88,7 +96,10 @@ impl FhirResponse {
 fn fhir_json(status: StatusCode, body: String) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/fhir+json; charset=utf-8"),
+        )],
         body,
     )
         .into_response()
@@ -99,7 +110,10 @@ pub fn authenticate(verifier: &TokenVerifier, headers: &HeaderMap) -> Result<Pri
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .ok_or(crate::auth::AuthError::Missing)?;
     Ok(verifier.verify(token.trim())?)
 }
@@ -115,7 +129,10 @@ async fn read(
 ) -> Result<Response, FhirError> {
     let context = context(&state, &headers)?;
     let resource = state.service.read(&context, &resource_type, &id).await?;
-    Ok(with_version(fhir_json(StatusCode::OK, resource.content), resource.version_id))
+    Ok(with_version(
+        fhir_json(StatusCode::OK, resource.content),
+        resource.version_id,
+    ))
 }
 
 async fn search_get(
@@ -241,7 +258,10 @@ async fn create(
 ) -> Result<Response, FhirError> {
     let context = context(&state, &headers)?;
     let resource = json_body(&state, &headers, body).await?;
-    let written = state.service.create(&context, &resource_type, resource).await?;
+    let written = state
+        .service
+        .create(&context, &resource_type, resource)
+        .await?;
     let location = format!(
         "{}/{resource_type}/{}/_history/{}",
         state.config.base_url, written.id, written.version_id
@@ -267,7 +287,10 @@ async fn update(
             FhirError::BadRequest("If-Match must be a version ETag like W/\"2\"".into())
         })?),
     };
-    let written = state.service.update(&context, &resource_type, &id, resource, if_match).await?;
+    let written = state
+        .service
+        .update(&context, &resource_type, &id, resource, if_match)
+        .await?;
     Ok(written_response(StatusCode::OK, written))
 }
 
@@ -301,7 +324,9 @@ fn parse_etag(value: &HeaderValue) -> Option<i64> {
 async fn read_body(state: &FhirState, body: Body) -> Result<Bytes, FhirError> {
     let limit = state.config.max_body_bytes;
     axum::body::to_bytes(body, limit).await.map_err(|_| {
-        FhirError::PayloadTooLarge(format!("the request body is larger than the limit of {limit} bytes"))
+        FhirError::PayloadTooLarge(format!(
+            "the request body is larger than the limit of {limit} bytes"
+        ))
     })
 }
 
@@ -317,7 +342,8 @@ async fn json_body(state: &FhirState, headers: &HeaderMap, body: Body) -> Result
         )));
     }
     let bytes = read_body(state, body).await?;
-    serde_json::from_slice(&bytes).map_err(|e| FhirError::BadRequest(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| FhirError::BadRequest(format!("the body is not valid JSON: {e}")))
 }
 
 async fn metadata(State(state): State<FhirState>) -> Json<Value> {
@@ -337,10 +363,11 @@ pub fn capability_statement(base_url: &str) -> Value {
                 interactions.push(json!({"code": "update"}));
                 interactions.push(json!({"code": "delete"}));
             }
-            let mut params = vec![json!({"name": "_id", "type": "token", "documentation": "The resource id"})];
-            params.extend(t.params.iter().map(|p| {
-                json!({"name": p.name, "type": p.kind.fhir_type(), "documentation": p.doc})
-            }));
+            let mut params =
+                vec![json!({"name": "_id", "type": "token", "documentation": "The resource id"})];
+            params.extend(t.params.iter().map(
+                |p| json!({"name": p.name, "type": p.kind.fhir_type(), "documentation": p.doc}),
+            ));
             let mut resource = json!({
                 "type": t.name,
                 "interaction": interactions,

@@ -119,7 +119,9 @@ pub struct Principal {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum AuthError {
     /// No `Authorization: Bearer` header.
-    #[error("missing bearer token: send 'Authorization: Bearer <token>' (mint one with 'healthcloud token')")]
+    #[error(
+        "missing bearer token: send 'Authorization: Bearer <token>' (mint one with 'healthcloud token')"
+    )]
     Missing,
     /// Past its `exp`.
     #[error("the token has expired: get a new one")]
@@ -144,7 +146,9 @@ pub struct TokenVerifier {
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier").field("issuer", &self.issuer).finish()
+        f.debug_struct("TokenVerifier")
+            .field("issuer", &self.issuer)
+            .finish()
     }
 }
 
@@ -194,7 +198,9 @@ pub struct TokenIssuer {
 
 impl std::fmt::Debug for TokenIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenIssuer").field("issuer", &self.issuer).finish()
+        f.debug_struct("TokenIssuer")
+            .field("issuer", &self.issuer)
+            .finish()
     }
 }
 
@@ -230,8 +236,9 @@ impl TokenIssuer {
     pub fn dev(data_dir: &Path) -> anyhow::Result<Self> {
         let path = dev_key_path(data_dir);
         if let Ok(pem) = std::fs::read_to_string(&path) {
-            let signing = SigningKey::from_pkcs8_pem(&pem)
-                .map_err(|e| anyhow::anyhow!("{} is not an Ed25519 private key: {e}", path.display()))?;
+            let signing = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+                anyhow::anyhow!("{} is not an Ed25519 private key: {e}", path.display())
+            })?;
             return Ok(TokenIssuer {
                 issuer: DEV_ISSUER.to_owned(),
                 signing,
@@ -358,10 +365,19 @@ mod tests {
 
         let forger = TokenIssuer::generate(DEV_ISSUER);
         let forged = forger.mint(Role::Citizen, request()).unwrap();
-        assert!(matches!(verifier.verify(&forged), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            verifier.verify(&forged),
+            Err(AuthError::Invalid(_))
+        ));
 
         let expired = issuer
-            .mint(Role::Citizen, TokenRequest { ttl_secs: Some(-3600), ..request() })
+            .mint(
+                Role::Citizen,
+                TokenRequest {
+                    ttl_secs: Some(-3600),
+                    ..request()
+                },
+            )
             .unwrap();
         assert_eq!(verifier.verify(&expired), Err(AuthError::Expired));
 
@@ -385,7 +401,12 @@ mod tests {
             scope: Some("user/Observation.sr".into()),
             ..Default::default()
         };
-        assert!(issuer.mint(Role::Clinician, bad).unwrap_err().contains("malformed scope"));
+        assert!(
+            issuer
+                .mint(Role::Clinician, bad)
+                .unwrap_err()
+                .contains("malformed scope")
+        );
     }
 
     #[test]
@@ -397,7 +418,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dev_key_path(dir.path())).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dev_key_path(dir.path()))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

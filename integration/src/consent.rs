@@ -32,21 +32,54 @@ pub fn denials(consent: &Value) -> Result<Vec<Denial>, FhirError> {
     let status = consent
         .get("status")
         .and_then(Value::as_str)
-        .ok_or_else(|| FhirError::invalid("Consent.status", "required: draft, proposed, active, rejected, inactive or entered-in-error"))?;
-    if !["draft", "proposed", "active", "rejected", "inactive", "entered-in-error"].contains(&status) {
-        return Err(FhirError::invalid("Consent.status", format!("unknown status '{status}'")));
+        .ok_or_else(|| {
+            FhirError::invalid(
+                "Consent.status",
+                "required: draft, proposed, active, rejected, inactive or entered-in-error",
+            )
+        })?;
+    if ![
+        "draft",
+        "proposed",
+        "active",
+        "rejected",
+        "inactive",
+        "entered-in-error",
+    ]
+    .contains(&status)
+    {
+        return Err(FhirError::invalid(
+            "Consent.status",
+            format!("unknown status '{status}'"),
+        ));
     }
     for element in ["scope", "category"] {
         if consent.get(element).is_none() {
-            return Err(FhirError::invalid(format!("Consent.{element}"), "required by FHIR R4"));
+            return Err(FhirError::invalid(
+                format!("Consent.{element}"),
+                "required by FHIR R4",
+            ));
         }
     }
-    let patient_id = match consent.get("patient").and_then(|p| p.get("reference")).and_then(Value::as_str).and_then(split_reference) {
+    let patient_id = match consent
+        .get("patient")
+        .and_then(|p| p.get("reference"))
+        .and_then(Value::as_str)
+        .and_then(split_reference)
+    {
         Some((t, id)) if t == "Patient" => id,
-        _ => return Err(FhirError::invalid("Consent.patient", "required: a reference to Patient/<id>")),
+        _ => {
+            return Err(FhirError::invalid(
+                "Consent.patient",
+                "required: a reference to Patient/<id>",
+            ));
+        }
     };
     let Some(base) = consent.get("provision") else {
-        return Err(FhirError::invalid("Consent.provision", "required: a base provision with nested deny provisions"));
+        return Err(FhirError::invalid(
+            "Consent.provision",
+            "required: a base provision with nested deny provisions",
+        ));
     };
     let mut denials = Vec::new();
     collect(base, "Consent.provision", &patient_id, &mut denials)?;
@@ -56,12 +89,27 @@ pub fn denials(consent: &Value) -> Result<Vec<Denial>, FhirError> {
     Ok(denials)
 }
 
-fn collect(provision: &Value, path: &str, patient_id: &str, out: &mut Vec<Denial>) -> Result<(), FhirError> {
-    let kind = provision.get("type").and_then(Value::as_str).unwrap_or("permit");
+fn collect(
+    provision: &Value,
+    path: &str,
+    patient_id: &str,
+    out: &mut Vec<Denial>,
+) -> Result<(), FhirError> {
+    let kind = provision
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("permit");
     if kind != "permit" && kind != "deny" {
-        return Err(FhirError::invalid(format!("{path}.type"), "must be permit or deny"));
+        return Err(FhirError::invalid(
+            format!("{path}.type"),
+            "must be permit or deny",
+        ));
     }
-    let actors = provision.get("actor").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let actors = provision
+        .get("actor")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     if kind == "deny" {
         if actors.is_empty() {
             return Err(FhirError::invalid(
@@ -71,10 +119,23 @@ fn collect(provision: &Value, path: &str, patient_id: &str, out: &mut Vec<Denial
         }
         let (period_start, period_end) = period(provision, path)?;
         let mut types = Vec::new();
-        for (i, class) in provision.get("class").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
-            let code = class.get("code").and_then(Value::as_str).unwrap_or_default();
+        for (i, class) in provision
+            .get("class")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let code = class
+                .get("code")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if type_def(code).is_none() {
-                return Err(FhirError::invalid(format!("{path}.class[{i}].code"), format!("'{code}' is not a resource type served here")));
+                return Err(FhirError::invalid(
+                    format!("{path}.class[{i}].code"),
+                    format!("'{code}' is not a resource type served here"),
+                ));
             }
             types.push(code.to_owned());
         }
@@ -82,7 +143,10 @@ fn collect(provision: &Value, path: &str, patient_id: &str, out: &mut Vec<Denial
             types.push(String::new());
         }
         for (i, actor) in actors.iter().enumerate() {
-            let reference = actor.get("reference").and_then(|r| r.get("reference")).and_then(Value::as_str);
+            let reference = actor
+                .get("reference")
+                .and_then(|r| r.get("reference"))
+                .and_then(Value::as_str);
             let actor = match reference.and_then(split_reference) {
                 Some((t, id)) if ACTOR_TYPES.contains(&t.as_str()) => format!("{t}/{id}"),
                 _ => {
@@ -103,7 +167,14 @@ fn collect(provision: &Value, path: &str, patient_id: &str, out: &mut Vec<Denial
             }
         }
     }
-    for (i, nested) in provision.get("provision").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+    for (i, nested) in provision
+        .get("provision")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         collect(nested, &format!("{path}.provision[{i}]"), patient_id, out)?;
     }
     Ok(())
@@ -116,11 +187,9 @@ fn period(provision: &Value, path: &str) -> Result<(Option<i64>, Option<i64>), F
     let bound = |key: &str| -> Result<Option<date::DateRange>, FhirError> {
         match period.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .and_then(date::parse)
-                .map(Some)
-                .ok_or_else(|| FhirError::invalid(format!("{path}.period.{key}"), "not a valid FHIR dateTime")),
+            Some(v) => v.as_str().and_then(date::parse).map(Some).ok_or_else(|| {
+                FhirError::invalid(format!("{path}.period.{key}"), "not a valid FHIR dateTime")
+            }),
         }
     };
     Ok((bound("start")?.map(|r| r.lo), bound("end")?.map(|r| r.hi)))
@@ -184,14 +253,19 @@ mod tests {
     #[test]
     fn period_bounds_and_bad_actors() {
         let mut consent = opt_out("p1", "Organization/gp-1", &[]);
-        consent["provision"]["provision"][0]["period"] = serde_json::json!({"start": "2024-01-01", "end": "2024-12-31"});
+        consent["provision"]["provision"][0]["period"] =
+            serde_json::json!({"start": "2024-01-01", "end": "2024-12-31"});
         let d = &denials(&consent).unwrap()[0];
         assert_eq!(d.period_start, date::parse("2024-01-01").map(|r| r.lo));
         assert_eq!(d.period_end, date::parse("2024-12-31").map(|r| r.hi));
 
         let bad = opt_out("p1", "Patient/p2", &[]);
         let err = denials(&bad).unwrap_err();
-        assert!(err.to_string().contains("Consent.provision.provision[0].actor[0].reference"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("Consent.provision.provision[0].actor[0].reference"),
+            "{err}"
+        );
         let mut no_patient = opt_out("p1", "Device/x", &[]);
         no_patient.as_object_mut().unwrap().remove("patient");
         assert_eq!(denials(&no_patient).unwrap_err().status(), 422);

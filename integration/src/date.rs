@@ -55,7 +55,11 @@ pub fn parse(value: &str) -> Option<DateRange> {
 
 fn span(start: NaiveDate, end_exclusive: NaiveDate) -> Option<DateRange> {
     let lo = start.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis();
-    let hi = end_exclusive.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis() - 1;
+    let hi = end_exclusive
+        .and_hms_opt(0, 0, 0)?
+        .and_utc()
+        .timestamp_millis()
+        - 1;
     Some(DateRange { lo, hi })
 }
 
@@ -90,12 +94,22 @@ mod tests {
         let at = parse("2024-03-01T10:00:00+01:00").unwrap();
         assert_eq!((instant(at.lo), at.lo), (instant(at.hi), at.hi));
         assert_eq!(instant(at.lo), "2024-03-01T09:00:00.000Z");
-        assert_eq!(parse("2024-03-01T10:00").unwrap().lo, parse("2024-03-01T10:00:00Z").unwrap().lo);
+        assert_eq!(
+            parse("2024-03-01T10:00").unwrap().lo,
+            parse("2024-03-01T10:00:00Z").unwrap().lo
+        );
     }
 
     #[test]
     fn garbage_is_not_a_date() {
-        for bad in ["", "yesterday", "2024-13", "2024-02-30", "20240301", "2024-03-01T25:00"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13",
+            "2024-02-30",
+            "20240301",
+            "2024-03-01T25:00",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }

@@ -106,7 +106,10 @@ impl<'a> Importer<'a> {
     async fn bump_existing_versions(&mut self, tx: &mut WriteTx) -> Result<(), FhirError> {
         let mut by_type: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for item in &self.pending {
-            by_type.entry(&item.resource_type).or_default().push(item.id.clone());
+            by_type
+                .entry(&item.resource_type)
+                .or_default()
+                .push(item.id.clone());
         }
         let mut existing = HashMap::new();
         for (resource_type, ids) in by_type {
@@ -119,7 +122,8 @@ impl<'a> Importer<'a> {
         }
         for item in &mut self.pending {
             if let Some(version) = existing.get(&(item.resource_type.clone(), item.id.clone())) {
-                let mut resource: Value = serde_json::from_str(&item.content).map_err(|e| FhirError::Internal(e.into()))?;
+                let mut resource: Value = serde_json::from_str(&item.content)
+                    .map_err(|e| FhirError::Internal(e.into()))?;
                 resource["meta"]["versionId"] = Value::String((version + 1).to_string());
                 item.version_id = version + 1;
                 item.content = resource.to_string();
@@ -130,9 +134,16 @@ impl<'a> Importer<'a> {
 
     async fn prepare(&mut self, mut bundle: Value) -> Result<Vec<Prepared>, FhirError> {
         if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-            return Err(FhirError::invalid("Bundle.resourceType", "expected a FHIR Bundle"));
+            return Err(FhirError::invalid(
+                "Bundle.resourceType",
+                "expected a FHIR Bundle",
+            ));
         }
-        let kind = bundle.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let kind = bundle
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         if !["transaction", "batch", "collection"].contains(&kind.as_str()) {
             return Err(FhirError::invalid(
                 "Bundle.type",
@@ -157,9 +168,10 @@ impl<'a> Importer<'a> {
                 .ok_or_else(|| FhirError::invalid(&path, "every entry needs a resource"))?;
             let resource_type = resource_type(&resource, &format!("{path}.resource"))?;
             let request = entry.get("request");
-            let method = request.and_then(|r| r.get("method")).and_then(Value::as_str).unwrap_or(
-                if kind == "collection" { "PUT" } else { "POST" },
-            );
+            let method = request
+                .and_then(|r| r.get("method"))
+                .and_then(Value::as_str)
+                .unwrap_or(if kind == "collection" { "PUT" } else { "POST" });
             let id = match method {
                 "PUT" => {
                     let from_url = request
@@ -167,10 +179,20 @@ impl<'a> Importer<'a> {
                         .and_then(Value::as_str)
                         .and_then(split_reference)
                         .map(|(_, id)| id);
-                    let id = from_url.or_else(|| resource.get("id").and_then(Value::as_str).map(str::to_owned));
+                    let id = from_url.or_else(|| {
+                        resource
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    });
                     match id {
                         Some(id) if is_valid_id(&id) => id,
-                        Some(id) => return Err(FhirError::invalid(format!("{path}.resource.id"), format!("'{id}' is not a valid id"))),
+                        Some(id) => {
+                            return Err(FhirError::invalid(
+                                format!("{path}.resource.id"),
+                                format!("'{id}' is not a valid id"),
+                            ));
+                        }
                         None => new_id(),
                     }
                 }
@@ -184,9 +206,15 @@ impl<'a> Importer<'a> {
             };
             let mut id = id;
             let mut skip = false;
-            if let Some(condition) = request.and_then(|r| r.get("ifNoneExist")).and_then(Value::as_str) {
+            if let Some(condition) = request
+                .and_then(|r| r.get("ifNoneExist"))
+                .and_then(Value::as_str)
+            {
                 let key = format!("{resource_type}?{condition}");
-                if let Some(existing) = self.resolve_conditional(&key, &identifiers, &format!("{path}.request.ifNoneExist")).await? {
+                if let Some(existing) = self
+                    .resolve_conditional(&key, &identifiers, &format!("{path}.request.ifNoneExist"))
+                    .await?
+                {
                     id = existing;
                     skip = true;
                 }
@@ -207,10 +235,22 @@ impl<'a> Importer<'a> {
             if skip {
                 continue;
             }
-            self.rewrite_references(&mut resource, &targets, &identifiers, &format!("{path}.resource")).await?;
+            self.rewrite_references(
+                &mut resource,
+                &targets,
+                &identifiers,
+                &format!("{path}.resource"),
+            )
+            .await?;
             let in_bundle = |e: FhirError| match e {
-                FhirError::Invalid { path: inner, message } => FhirError::Invalid {
-                    path: format!("{path}.resource{}", inner.strip_prefix(resource_type.as_str()).unwrap_or(&inner)),
+                FhirError::Invalid {
+                    path: inner,
+                    message,
+                } => FhirError::Invalid {
+                    path: format!(
+                        "{path}.resource{}",
+                        inner.strip_prefix(resource_type.as_str()).unwrap_or(&inner)
+                    ),
                     message,
                 },
                 other => other,
@@ -245,13 +285,27 @@ impl<'a> Importer<'a> {
                                 if let Some(target) = targets.get(reference.as_str()) {
                                     *reference = target.clone();
                                 } else if reference.starts_with("urn:uuid:") {
-                                    return Err(FhirError::invalid(child_path, format!("'{reference}' matches no entry's fullUrl in this Bundle")));
+                                    return Err(FhirError::invalid(
+                                        child_path,
+                                        format!(
+                                            "'{reference}' matches no entry's fullUrl in this Bundle"
+                                        ),
+                                    ));
                                 } else if reference.contains('?') {
-                                    let (resource_type, _) = reference.split_once('?').unwrap_or_default();
-                                    match self.resolve_conditional(reference, identifiers, &child_path).await? {
+                                    let (resource_type, _) =
+                                        reference.split_once('?').unwrap_or_default();
+                                    match self
+                                        .resolve_conditional(reference, identifiers, &child_path)
+                                        .await?
+                                    {
                                         Some(id) => *reference = format!("{resource_type}/{id}"),
                                         None => {
-                                            return Err(FhirError::invalid(child_path, format!("'{reference}' matches no resource in this Bundle or the store")));
+                                            return Err(FhirError::invalid(
+                                                child_path,
+                                                format!(
+                                                    "'{reference}' matches no resource in this Bundle or the store"
+                                                ),
+                                            ));
                                         }
                                     }
                                 }
@@ -281,14 +335,20 @@ impl<'a> Importer<'a> {
     ) -> Result<Option<String>, FhirError> {
         let (resource_type, condition) = key.split_once('?').unwrap_or((key, ""));
         let Some(value) = condition.strip_prefix("identifier=") else {
-            return Err(FhirError::invalid(path, format!("only identifier= conditions are supported, not '{condition}'")));
+            return Err(FhirError::invalid(
+                path,
+                format!("only identifier= conditions are supported, not '{condition}'"),
+            ));
         };
         let value = form_urlencoded::parse(format!("v={value}").as_bytes())
             .next()
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
         let normalized = format!("{resource_type}?identifier={value}");
-        if let Some(id) = identifiers.get(&normalized).or_else(|| self.pending_identifiers.get(&normalized)) {
+        if let Some(id) = identifiers
+            .get(&normalized)
+            .or_else(|| self.pending_identifiers.get(&normalized))
+        {
             return Ok(Some(id.clone()));
         }
         let Some(type_def) = params::type_def(resource_type) else {
@@ -299,7 +359,10 @@ impl<'a> Importer<'a> {
         }
         let query = crate::query::SearchQuery::parse(
             resource_type,
-            &[("identifier".to_owned(), value), ("_count".to_owned(), "1".to_owned())],
+            &[
+                ("identifier".to_owned(), value),
+                ("_count".to_owned(), "1".to_owned()),
+            ],
             crate::query::PageLimits::default(),
         )?;
         let page = self.store.search(&query).await?;
@@ -309,10 +372,16 @@ impl<'a> Importer<'a> {
 
 fn resource_type(resource: &Value, path: &str) -> Result<String, FhirError> {
     match resource.get("resourceType").and_then(Value::as_str) {
-        Some(t) if t.starts_with(|c: char| c.is_ascii_uppercase()) && t.chars().all(|c| c.is_ascii_alphanumeric()) => {
+        Some(t)
+            if t.starts_with(|c: char| c.is_ascii_uppercase())
+                && t.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
             Ok(t.to_owned())
         }
-        _ => Err(FhirError::invalid(format!("{path}.resourceType"), "missing or not a FHIR type name")),
+        _ => Err(FhirError::invalid(
+            format!("{path}.resourceType"),
+            "missing or not a FHIR type name",
+        )),
     }
 }
 
@@ -322,7 +391,10 @@ fn identifier_keys(resource_type: &str, resource: &Value) -> Vec<String> {
         .into_iter()
         .filter_map(|identifier| {
             let value = identifier.get("value")?.as_str()?;
-            let system = identifier.get("system").and_then(Value::as_str).unwrap_or_default();
+            let system = identifier
+                .get("system")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             Some(format!("{resource_type}?identifier={system}|{value}"))
         })
         .collect()
@@ -341,7 +413,8 @@ pub async fn load_synthetic(
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<ImportReport, FhirError> {
     const PATIENTS_PER_MESSAGE: usize = 50;
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<(usize, Vec<Prepared>), FhirError>>(8);
+    let (sender, mut receiver) =
+        tokio::sync::mpsc::channel::<Result<(usize, Vec<Prepared>), FhirError>>(8);
     let generator = std::thread::spawn(move || {
         let now = date::now_ms();
         let prepare = |resources: Vec<Value>| -> Result<Vec<Prepared>, FhirError> {
@@ -349,7 +422,11 @@ pub async fn load_synthetic(
                 .into_iter()
                 .map(|resource| {
                     let resource_type = resource_type(&resource, "resource")?;
-                    let id = resource.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let id = resource
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
                     Prepared::new(&resource_type, &id, 1, now, resource)
                 })
                 .collect()
@@ -367,7 +444,11 @@ pub async fn load_synthetic(
             if patients_in_batch == PATIENTS_PER_MESSAGE || index + 1 == options.patients {
                 let message = std::mem::replace(&mut batch, Ok(Vec::new()));
                 let failed = message.is_err();
-                if sender.blocking_send(message.map(|items| (patients_in_batch, items))).is_err() || failed {
+                if sender
+                    .blocking_send(message.map(|items| (patients_in_batch, items)))
+                    .is_err()
+                    || failed
+                {
                     return;
                 }
                 patients_in_batch = 0;

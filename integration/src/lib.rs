@@ -66,7 +66,11 @@ pub struct Integration {
 impl Integration {
     /// Opens the database at `database_url`, with the development issuer key of `data_dir`,
     /// serving links under `public_url` (e.g. `http://127.0.0.1:8080`).
-    pub async fn open(database_url: &str, public_url: &str, data_dir: &Path) -> anyhow::Result<Self> {
+    pub async fn open(
+        database_url: &str,
+        public_url: &str,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let db = db::Database::connect(database_url).await?;
         let issuer = auth::TokenIssuer::dev(data_dir)?;
         let service = FhirService::new(store::EmbeddedStore::new(db), query::PageLimits::default());

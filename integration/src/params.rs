@@ -95,10 +95,30 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "Patient",
         params: &[
-            p("identifier", TOKEN, &["identifier"], "A patient identifier, e.g. CPR: urn:oid:1.2.208.176.1.2|value"),
-            p("name", STRING, &["name"], "Start of any part of the name, case-insensitive"),
-            p("birthdate", DATE, &["birthDate"], "The patient's date of birth"),
-            p("general-practitioner", ANY_REF, &["generalPractitioner"], "The patient's GP clinic or practitioner"),
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A patient identifier, e.g. CPR: urn:oid:1.2.208.176.1.2|value",
+            ),
+            p(
+                "name",
+                STRING,
+                &["name"],
+                "Start of any part of the name, case-insensitive",
+            ),
+            p(
+                "birthdate",
+                DATE,
+                &["birthDate"],
+                "The patient's date of birth",
+            ),
+            p(
+                "general-practitioner",
+                ANY_REF,
+                &["generalPractitioner"],
+                "The patient's GP clinic or practitioner",
+            ),
         ],
         create: false,
         update_delete: false,
@@ -107,10 +127,30 @@ pub static TYPES: &[TypeDef] = &[
         name: "Observation",
         params: &[
             patient(&["subject"]),
-            p("subject", ANY_REF, &["subject"], "The subject of the observation"),
-            p("code", TOKEN, &["code"], "The observation code (LOINC, NPU)"),
-            p("category", TOKEN, &["category"], "The category, e.g. vital-signs or laboratory"),
-            p("date", DATE, &["effective[x]"], "When the observation was made"),
+            p(
+                "subject",
+                ANY_REF,
+                &["subject"],
+                "The subject of the observation",
+            ),
+            p(
+                "code",
+                TOKEN,
+                &["code"],
+                "The observation code (LOINC, NPU)",
+            ),
+            p(
+                "category",
+                TOKEN,
+                &["category"],
+                "The category, e.g. vital-signs or laboratory",
+            ),
+            p(
+                "date",
+                DATE,
+                &["effective[x]"],
+                "When the observation was made",
+            ),
         ],
         create: true,
         update_delete: false,
@@ -119,8 +159,18 @@ pub static TYPES: &[TypeDef] = &[
         name: "Condition",
         params: &[
             patient(&["subject"]),
-            p("code", TOKEN, &["code"], "The condition code (SNOMED CT, ICD-10)"),
-            p("clinical-status", TOKEN, &["clinicalStatus"], "active, resolved, …"),
+            p(
+                "code",
+                TOKEN,
+                &["code"],
+                "The condition code (SNOMED CT, ICD-10)",
+            ),
+            p(
+                "clinical-status",
+                TOKEN,
+                &["clinicalStatus"],
+                "active, resolved, …",
+            ),
         ],
         create: false,
         update_delete: false,
@@ -130,7 +180,12 @@ pub static TYPES: &[TypeDef] = &[
         params: &[
             patient(&["subject"]),
             p("status", TOKEN, &["status"], "active, completed, …"),
-            p("code", TOKEN, &["medicationCodeableConcept"], "The medication code (ATC)"),
+            p(
+                "code",
+                TOKEN,
+                &["medicationCodeableConcept"],
+                "The medication code (ATC)",
+            ),
         ],
         create: false,
         update_delete: false,
@@ -139,8 +194,18 @@ pub static TYPES: &[TypeDef] = &[
         name: "MedicationRequest",
         params: &[
             patient(&["subject"]),
-            p("status", TOKEN, &["status"], "active, completed, stopped, …"),
-            p("code", TOKEN, &["medicationCodeableConcept"], "The medication code (ATC)"),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "active, completed, stopped, …",
+            ),
+            p(
+                "code",
+                TOKEN,
+                &["medicationCodeableConcept"],
+                "The medication code (ATC)",
+            ),
         ],
         create: false,
         update_delete: false,
@@ -149,7 +214,12 @@ pub static TYPES: &[TypeDef] = &[
         name: "AllergyIntolerance",
         params: &[
             patient(&["patient"]),
-            p("date", DATE, &["recordedDate"], "When the allergy was recorded"),
+            p(
+                "date",
+                DATE,
+                &["recordedDate"],
+                "When the allergy was recorded",
+            ),
         ],
         create: false,
         update_delete: false,
@@ -158,7 +228,12 @@ pub static TYPES: &[TypeDef] = &[
         name: "Immunization",
         params: &[
             patient(&["patient"]),
-            p("date", DATE, &["occurrence[x]"], "When the vaccine was given"),
+            p(
+                "date",
+                DATE,
+                &["occurrence[x]"],
+                "When the vaccine was given",
+            ),
         ],
         create: false,
         update_delete: false,
@@ -176,7 +251,12 @@ pub static TYPES: &[TypeDef] = &[
         name: "Procedure",
         params: &[
             patient(&["subject"]),
-            p("date", DATE, &["performed[x]"], "When the procedure was performed"),
+            p(
+                "date",
+                DATE,
+                &["performed[x]"],
+                "When the procedure was performed",
+            ),
         ],
         create: false,
         update_delete: false,
@@ -185,7 +265,12 @@ pub static TYPES: &[TypeDef] = &[
         name: "DiagnosticReport",
         params: &[
             patient(&["subject"]),
-            p("date", DATE, &["effective[x]"], "The clinically relevant time of the report"),
+            p(
+                "date",
+                DATE,
+                &["effective[x]"],
+                "The clinically relevant time of the report",
+            ),
         ],
         create: false,
         update_delete: false,
@@ -193,8 +278,18 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "Organization",
         params: &[
-            p("identifier", TOKEN, &["identifier"], "An identifier, e.g. SOR: urn:oid:1.2.208.176.1.1|value"),
-            p("name", STRING, &["name", "alias"], "Start of the name or an alias, case-insensitive"),
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "An identifier, e.g. SOR: urn:oid:1.2.208.176.1.1|value",
+            ),
+            p(
+                "name",
+                STRING,
+                &["name", "alias"],
+                "Start of the name or an alias, case-insensitive",
+            ),
         ],
         create: false,
         update_delete: false,
@@ -213,7 +308,12 @@ pub static TYPES: &[TypeDef] = &[
         params: &[
             patient(&["entity.what"]),
             p("date", DATE, &["recorded"], "When the access happened"),
-            p("agent", ANY_REF, &["agent.who"], "Who accessed: a user id, Practitioner/… or Device/<app>"),
+            p(
+                "agent",
+                ANY_REF,
+                &["agent.who"],
+                "Who accessed: a user id, Practitioner/… or Device/<app>",
+            ),
         ],
         create: false,
         update_delete: false,
@@ -273,7 +373,11 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
         rows.patient_id = ["subject", "patient"]
             .iter()
             .filter_map(|key| resource.get(*key))
-            .find_map(|r| parse_reference(r).filter(|(t, _)| t == "Patient").map(|(_, id)| id));
+            .find_map(|r| {
+                parse_reference(r)
+                    .filter(|(t, _)| t == "Patient")
+                    .map(|(_, id)| id)
+            });
         return Ok(rows);
     };
     if def.name == "Patient" {
@@ -422,7 +526,9 @@ fn strings(value: &Value, emit: &mut impl FnMut(&str)) {
             for key in ["text", "family", "given", "prefix"] {
                 match name.get(key) {
                     Some(Value::String(s)) => emit(s),
-                    Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).for_each(&mut *emit),
+                    Some(Value::Array(items)) => {
+                        items.iter().filter_map(Value::as_str).for_each(&mut *emit)
+                    }
                     _ => {}
                 }
             }
@@ -466,9 +572,18 @@ mod tests {
         });
         let rows = index("Observation", "o1", &obs).unwrap();
         assert_eq!(rows.patient_id.as_deref(), Some("p1"));
-        assert!(rows.tokens.contains(&("code", "http://loinc.org".into(), "85354-9".into())));
-        assert!(rows.tokens.contains(&("patient", "Patient".into(), "p1".into())));
-        assert!(rows.tokens.contains(&("subject", "Patient".into(), "p1".into())));
+        assert!(
+            rows.tokens
+                .contains(&("code", "http://loinc.org".into(), "85354-9".into()))
+        );
+        assert!(
+            rows.tokens
+                .contains(&("patient", "Patient".into(), "p1".into()))
+        );
+        assert!(
+            rows.tokens
+                .contains(&("subject", "Patient".into(), "p1".into()))
+        );
         assert_eq!(rows.dates.len(), 1);
         assert_eq!(rows.sort_date, Some(rows.dates[0].1));
     }
@@ -485,7 +600,12 @@ mod tests {
     fn names_are_indexed_lowercase_by_part() {
         let patient = json!({"resourceType": "Patient", "name": [{"family": "Sørensen", "given": ["Åse", "Marie"]}]});
         let rows = index("Patient", "p", &patient).unwrap();
-        let names: Vec<_> = rows.tokens.iter().filter(|t| t.0 == "name").map(|t| t.2.as_str()).collect();
+        let names: Vec<_> = rows
+            .tokens
+            .iter()
+            .filter(|t| t.0 == "name")
+            .map(|t| t.2.as_str())
+            .collect();
         assert_eq!(names, ["sørensen", "åse", "marie"]);
         assert_eq!(rows.patient_id.as_deref(), Some("p"));
     }

@@ -51,18 +51,23 @@ impl AccessContext {
         self.principal.claims.patient.as_deref()
     }
 
-    /// Parties a patient's consent may name for this access: the app, the user's
-    /// organization and the user's own FHIR identity.
+    /// Parties a patient's consent may name for this access: the app (`Device/<app-id>`,
+    /// with `/` in a `publisher/app` id written as `.`, since FHIR ids have no slashes), the
+    /// user's organization and the user's own FHIR identity.
     pub fn consent_actors(&self) -> Vec<String> {
         let claims = &self.principal.claims;
         let mut actors = Vec::new();
         if let Some(app) = &self.app {
-            actors.push(format!("Device/{}", app.id));
+            actors.push(format!("Device/{}", app.id.replace('/', ".")));
         }
         if let Some(org) = &claims.org {
             actors.push(format!("Organization/{org}"));
         }
-        if let Some(user) = claims.fhir_user.as_deref().filter(|u| u.starts_with("Practitioner/")) {
+        if let Some(user) = claims
+            .fhir_user
+            .as_deref()
+            .filter(|u| u.starts_with("Practitioner/"))
+        {
             actors.push(user.to_owned());
         }
         actors
@@ -84,27 +89,27 @@ pub fn authorize(
             claims.role.as_str()
         )));
     }
-    let mut groups = vec![alternatives(
-        context,
-        &context.principal.scopes,
-        interaction,
-        type_def,
-    )
-    .ok_or_else(|| {
-        FhirError::Forbidden(format!(
-            "the token's scopes do not allow {} of {}",
-            interaction.fhir_code(),
-            type_def.name
-        ))
-    })?];
+    let mut groups = vec![
+        alternatives(context, &context.principal.scopes, interaction, type_def).ok_or_else(
+            || {
+                FhirError::Forbidden(format!(
+                    "the token's scopes do not allow {} of {}",
+                    interaction.fhir_code(),
+                    type_def.name
+                ))
+            },
+        )?,
+    ];
     if let Some(grant) = &context.grant {
-        groups.push(alternatives(context, grant, interaction, type_def).ok_or_else(|| {
-            FhirError::Forbidden(format!(
-                "the region has not granted this app {} of {}",
-                interaction.fhir_code(),
-                type_def.name
-            ))
-        })?);
+        groups.push(
+            alternatives(context, grant, interaction, type_def).ok_or_else(|| {
+                FhirError::Forbidden(format!(
+                    "the region has not granted this app {} of {}",
+                    interaction.fhir_code(),
+                    type_def.name
+                ))
+            })?,
+        );
     }
     Ok(groups)
 }
@@ -128,7 +133,10 @@ fn alternatives(
 ) -> Option<Vec<Alternative>> {
     let claims = &context.principal.claims;
     let mut result = Vec::new();
-    for scope in scopes.iter().filter(|s| s.allows(interaction, type_def.name)) {
+    for scope in scopes
+        .iter()
+        .filter(|s| s.allows(interaction, type_def.name))
+    {
         let confined = claims.role.is_own_record_only() || scope.context == ScopeContext::Patient;
         let compartment = match (confined, claims.patient.as_ref()) {
             (false, _) => None,
@@ -184,7 +192,11 @@ mod tests {
     fn patient_tokens_are_confined_whatever_their_scopes() {
         let ctx = context(Role::Citizen, Some("p1"), "user/*.rs system/*.rs");
         let groups = authorize(&ctx, Interaction::Search, observation()).unwrap();
-        assert!(groups[0].iter().all(|a| a.compartment.as_deref() == Some("p1")));
+        assert!(
+            groups[0]
+                .iter()
+                .all(|a| a.compartment.as_deref() == Some("p1"))
+        );
         assert_eq!(confined_patient(&groups), Some("p1"));
     }
 
@@ -197,7 +209,12 @@ mod tests {
         let groups = authorize(&launched, Interaction::Read, observation()).unwrap();
         assert_eq!(confined_patient(&groups), Some("p1"));
         let no_patient = context(Role::Clinician, None, "patient/Observation.rs");
-        assert_eq!(authorize(&no_patient, Interaction::Read, observation()).unwrap_err().status(), 403);
+        assert_eq!(
+            authorize(&no_patient, Interaction::Read, observation())
+                .unwrap_err()
+                .status(),
+            403
+        );
     }
 
     #[test]
@@ -216,6 +233,11 @@ mod tests {
     #[test]
     fn inapplicable_restrictions_grant_nothing() {
         let ctx = context(Role::Clinician, None, "user/Observation.rs?colour=red");
-        assert_eq!(authorize(&ctx, Interaction::Search, observation()).unwrap_err().status(), 403);
+        assert_eq!(
+            authorize(&ctx, Interaction::Search, observation())
+                .unwrap_err()
+                .status(),
+            403
+        );
     }
 }

@@ -158,7 +158,9 @@ impl SearchQuery {
         for (name, value) in params {
             let once = |seen: bool| {
                 if seen {
-                    Err(FhirError::BadRequest(format!("'{name}' may be given only once")))
+                    Err(FhirError::BadRequest(format!(
+                        "'{name}' may be given only once"
+                    )))
                 } else {
                     Ok(())
                 }
@@ -167,14 +169,18 @@ impl SearchQuery {
                 "_count" => {
                     once(count.is_some())?;
                     let n: usize = value.parse().map_err(|_| {
-                        FhirError::BadRequest(format!("_count must be a non-negative integer, not '{value}'"))
+                        FhirError::BadRequest(format!(
+                            "_count must be a non-negative integer, not '{value}'"
+                        ))
                     })?;
                     count = Some(n.min(limits.max_count));
                 }
                 "_offset" => {
                     once(offset.is_some())?;
                     offset = Some(value.parse().map_err(|_| {
-                        FhirError::BadRequest(format!("_offset must be a non-negative integer, not '{value}'"))
+                        FhirError::BadRequest(format!(
+                            "_offset must be a non-negative integer, not '{value}'"
+                        ))
                     })?);
                 }
                 "_sort" => {
@@ -220,6 +226,32 @@ impl SearchQuery {
     }
 }
 
+impl SearchQuery {
+    /// The patients the client's filters explicitly name through the compartment element
+    /// (`patient=`, or `_id=` on Patient), if any filter does.
+    pub fn named_patients(&self) -> Option<Vec<String>> {
+        let compartment = self.type_def.param("patient");
+        self.filters.iter().find_map(|filter| match filter {
+            Filter::Id(ids) if self.type_def.name == "Patient" => Some(ids.clone()),
+            Filter::Param { def, values, .. }
+                if compartment.is_some_and(|c| c.paths == def.paths) =>
+            {
+                values
+                    .iter()
+                    .map(|v| match v {
+                        Value::Reference {
+                            resource_type: Some(t),
+                            id,
+                        } if t == "Patient" => Some(id.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            _ => None,
+        })
+    }
+}
+
 /// The definition of a type we serve, or a 404 naming the ones we do.
 pub fn served_type(resource_type: &str) -> Result<&'static TypeDef, FhirError> {
     type_def(resource_type).ok_or_else(|| {
@@ -251,16 +283,23 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
         None => (name, None),
     };
     if value.is_empty() {
-        return Err(FhirError::BadRequest(format!("search parameter '{name}' has no value")));
+        return Err(FhirError::BadRequest(format!(
+            "search parameter '{name}' has no value"
+        )));
     }
     let values = value.split(',').map(str::trim);
     if base == "_id" {
         if modifier.is_some() {
-            return Err(FhirError::BadRequest(format!("modifier ':{}' is not supported on _id", modifier.unwrap_or_default())));
+            return Err(FhirError::BadRequest(format!(
+                "modifier ':{}' is not supported on _id",
+                modifier.unwrap_or_default()
+            )));
         }
         let ids: Vec<String> = values.map(str::to_owned).collect();
         if let Some(bad) = ids.iter().find(|id| !is_valid_id(id)) {
-            return Err(FhirError::BadRequest(format!("'{bad}' is not a valid resource id")));
+            return Err(FhirError::BadRequest(format!(
+                "'{bad}' is not a valid resource id"
+            )));
         }
         return Ok(Filter::Id(ids));
     }
@@ -305,7 +344,8 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
 }
 
 fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
-    let bad = |why: &str| FhirError::BadRequest(format!("bad value '{raw}' for '{}': {why}", def.name));
+    let bad =
+        |why: &str| FhirError::BadRequest(format!("bad value '{raw}' for '{}': {why}", def.name));
     match def.kind {
         ParamKind::Token => Ok(match raw.split_once('|') {
             Some((system, code)) => Value::Token {
@@ -319,7 +359,8 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
         }),
         ParamKind::Reference { target } => {
             let (resource_type, id) = if raw.contains('/') {
-                let (t, id) = split_reference(raw).ok_or_else(|| bad("expected Type/id or an id"))?;
+                let (t, id) =
+                    split_reference(raw).ok_or_else(|| bad("expected Type/id or an id"))?;
                 (Some(t), id)
             } else {
                 (target.map(str::to_owned), raw.to_owned())
@@ -355,8 +396,9 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
             } else {
                 (Prefix::Eq, raw)
             };
-            let range = date::parse(rest)
-                .ok_or_else(|| bad("expected a FHIR date like 2024, 2024-03, 2024-03-01 or 2024-03-01T10:00:00Z"))?;
+            let range = date::parse(rest).ok_or_else(|| {
+                bad("expected a FHIR date like 2024, 2024-03, 2024-03-01 or 2024-03-01T10:00:00Z")
+            })?;
             Ok(Value::Date(prefix, range))
         }
     }
@@ -367,7 +409,9 @@ mod tests {
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -385,15 +429,22 @@ mod tests {
             ("_count", "-1"),
             ("code", ""),
         ] {
-            let err = SearchQuery::parse("Observation", &pairs(&[(name, value)]), PageLimits::default())
-                .unwrap_err();
+            let err = SearchQuery::parse(
+                "Observation",
+                &pairs(&[(name, value)]),
+                PageLimits::default(),
+            )
+            .unwrap_err();
             assert_eq!(err.status(), 400, "{name}={value} gave {err}");
         }
     }
 
     #[test]
     fn count_is_clamped_to_the_maximum() {
-        let limits = PageLimits { default_count: 10, max_count: 20 };
+        let limits = PageLimits {
+            default_count: 10,
+            max_count: 20,
+        };
         let q = SearchQuery::parse("Observation", &pairs(&[("_count", "1000")]), limits).unwrap();
         assert_eq!(q.count, 20);
         let q = SearchQuery::parse("Observation", &[], limits).unwrap();
@@ -404,18 +455,35 @@ mod tests {
     fn token_forms() {
         let q = SearchQuery::parse(
             "Observation",
-            &pairs(&[("code", "http://loinc.org|8480-6,8462-4,|x,http://loinc.org|")]),
+            &pairs(&[(
+                "code",
+                "http://loinc.org|8480-6,8462-4,|x,http://loinc.org|",
+            )]),
             PageLimits::default(),
         )
         .unwrap();
-        let Filter::Param { values, .. } = &q.filters[0] else { panic!() };
+        let Filter::Param { values, .. } = &q.filters[0] else {
+            panic!()
+        };
         assert_eq!(
             values,
             &vec![
-                Value::Token { system: Some("http://loinc.org".into()), code: Some("8480-6".into()) },
-                Value::Token { system: None, code: Some("8462-4".into()) },
-                Value::Token { system: Some(String::new()), code: Some("x".into()) },
-                Value::Token { system: Some("http://loinc.org".into()), code: None },
+                Value::Token {
+                    system: Some("http://loinc.org".into()),
+                    code: Some("8480-6".into())
+                },
+                Value::Token {
+                    system: None,
+                    code: Some("8462-4".into())
+                },
+                Value::Token {
+                    system: Some(String::new()),
+                    code: Some("x".into())
+                },
+                Value::Token {
+                    system: Some("http://loinc.org".into()),
+                    code: None
+                },
             ]
         );
     }
@@ -424,7 +492,11 @@ mod tests {
     fn references_take_type_from_target_or_value() {
         let q = SearchQuery::parse(
             "Observation",
-            &pairs(&[("patient", "abc"), ("subject", "Patient/def"), ("subject:Patient", "ghi")]),
+            &pairs(&[
+                ("patient", "abc"),
+                ("subject", "Patient/def"),
+                ("subject:Patient", "ghi"),
+            ]),
             PageLimits::default(),
         )
         .unwrap();
@@ -439,9 +511,18 @@ mod tests {
         assert_eq!(
             ids,
             vec![
-                Value::Reference { resource_type: Some("Patient".into()), id: "abc".into() },
-                Value::Reference { resource_type: Some("Patient".into()), id: "def".into() },
-                Value::Reference { resource_type: Some("Patient".into()), id: "ghi".into() },
+                Value::Reference {
+                    resource_type: Some("Patient".into()),
+                    id: "abc".into()
+                },
+                Value::Reference {
+                    resource_type: Some("Patient".into()),
+                    id: "def".into()
+                },
+                Value::Reference {
+                    resource_type: Some("Patient".into()),
+                    id: "ghi".into()
+                },
             ]
         );
     }

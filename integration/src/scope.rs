@@ -39,7 +39,10 @@ impl Interaction {
     ];
 
     fn bit(self) -> u8 {
-        1 << Self::ORDER.iter().position(|(_, i)| *i == self).unwrap_or(0)
+        1 << Self::ORDER
+            .iter()
+            .position(|(_, i)| *i == self)
+            .unwrap_or(0)
     }
 
     /// The FHIR RESTful interaction code (`read`, `search-type`, …).
@@ -136,7 +139,9 @@ impl Scope {
         };
         let v1 = matches!(permissions, "read" | "write" | "*");
         if v1 && query.is_some() {
-            return Err(error("a query restriction needs v2 permissions (e.g. .rs?…)"));
+            return Err(error(
+                "a query restriction needs v2 permissions (e.g. .rs?…)",
+            ));
         }
         let permissions = match permissions {
             "read" => bits("rs"),
@@ -151,7 +156,9 @@ impl Scope {
                             return Err(error("permissions are letters from c, r, u, d, s"));
                         }
                         (Some(p), Some(l)) if p <= l => {
-                            return Err(error("permissions must appear once each, in the order c r u d s"));
+                            return Err(error(
+                                "permissions must appear once each, in the order c r u d s",
+                            ));
                         }
                         (Some(p), _) => last = Some(p),
                     }
@@ -168,7 +175,9 @@ impl Scope {
                 let (name, value) = pair
                     .split_once('=')
                     .filter(|(n, v)| !n.is_empty() && !v.is_empty())
-                    .ok_or_else(|| error("the query restriction must be param=value pairs joined by &"))?;
+                    .ok_or_else(|| {
+                        error("the query restriction must be param=value pairs joined by &")
+                    })?;
                 let decode = |s: &str| {
                     form_urlencoded::parse(format!("x={s}").as_bytes())
                         .next()
@@ -221,7 +230,11 @@ impl fmt::Display for Scope {
             ScopeContext::User => "user",
             ScopeContext::System => "system",
         };
-        write!(f, "{context}/{}.", self.resource_type.as_deref().unwrap_or("*"))?;
+        write!(
+            f,
+            "{context}/{}.",
+            self.resource_type.as_deref().unwrap_or("*")
+        )?;
         for (letter, interaction) in Interaction::ORDER {
             if self.permissions & interaction.bit() != 0 {
                 write!(f, "{letter}")?;
@@ -270,14 +283,19 @@ mod tests {
 
     #[test]
     fn v1_forms_map_onto_v2() {
-        assert_eq!(one("patient/Observation.read").to_string(), "patient/Observation.rs");
+        assert_eq!(
+            one("patient/Observation.read").to_string(),
+            "patient/Observation.rs"
+        );
         assert_eq!(one("user/Consent.write").to_string(), "user/Consent.cud");
         assert_eq!(one("patient/*.*").to_string(), "patient/*.cruds");
     }
 
     #[test]
     fn query_restrictions_are_kept_and_round_trip() {
-        let scope = one("patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs");
+        let scope = one(
+            "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
+        );
         assert_eq!(
             scope.restriction,
             vec![(
@@ -311,7 +329,9 @@ mod tests {
 
     #[test]
     fn launch_and_identity_scopes_grant_nothing() {
-        let scopes = Scope::parse_list("openid fhirUser launch/patient offline_access patient/Patient.r").unwrap();
+        let scopes =
+            Scope::parse_list("openid fhirUser launch/patient offline_access patient/Patient.r")
+                .unwrap();
         assert_eq!(scopes.len(), 1);
     }
 }

@@ -60,10 +60,17 @@ impl FhirService {
     }
 
     /// Reads one resource.
-    pub async fn read(&self, context: &AccessContext, resource_type: &str, id: &str) -> Result<StoredResource, FhirError> {
+    pub async fn read(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<StoredResource, FhirError> {
         let mut audit = Pending::new(context, Interaction::Read, resource_type);
         audit.resource_id = Some(id.to_owned());
-        let result = self.read_checked(context, resource_type, id, Interaction::Read, &mut audit).await;
+        let result = self
+            .read_checked(context, resource_type, id, Interaction::Read, &mut audit)
+            .await;
         self.finish(audit, result).await
     }
 
@@ -106,7 +113,11 @@ impl FhirService {
     }
 
     /// Runs a search; `query` comes from [`SearchQuery::parse`].
-    pub async fn search(&self, context: &AccessContext, mut query: SearchQuery) -> Result<SearchPage, FhirError> {
+    pub async fn search(
+        &self,
+        context: &AccessContext,
+        mut query: SearchQuery,
+    ) -> Result<SearchPage, FhirError> {
         let query_text = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&query.link_params)
             .finish();
@@ -121,12 +132,30 @@ impl FhirService {
                     Vec::new()
                 }
                 None => {
-                    self.store
-                        .consent_denials(&context.consent_actors(), query.type_def.name, None, date::now_ms())
-                        .await?
+                    let denied = self
+                        .store
+                        .consent_denials(
+                            &context.consent_actors(),
+                            query.type_def.name,
+                            None,
+                            date::now_ms(),
+                        )
+                        .await?;
+                    // Asked for by name, an opted-out patient is refused openly: an empty
+                    // result would read as "no data", which a clinician could act on.
+                    if let Some(named) = query.named_patients() {
+                        if !named.is_empty() && named.iter().all(|p| denied.contains(p)) {
+                            audit.patients = named;
+                            return Err(FhirError::ConsentDenied);
+                        }
+                    }
+                    denied
                 }
             };
-            query.constraints = Constraints { groups, exclude_patients };
+            query.constraints = Constraints {
+                groups,
+                exclude_patients,
+            };
             let page = self.source.search(&query).await?;
             for patient in page.resources.iter().filter_map(|r| r.patient_id.as_ref()) {
                 if !audit.patients.contains(patient) {
@@ -140,16 +169,32 @@ impl FhirService {
     }
 
     /// Creates a resource with a server-assigned id.
-    pub async fn create(&self, context: &AccessContext, resource_type: &str, resource: Value) -> Result<Written, FhirError> {
+    pub async fn create(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        resource: Value,
+    ) -> Result<Written, FhirError> {
         let mut audit = Pending::new(context, Interaction::Create, resource_type);
         let result = async {
             let type_def = served_type(resource_type)?;
             if !type_def.create {
-                return Err(FhirError::BadRequest(format!("create is not supported for {resource_type}")));
+                return Err(FhirError::BadRequest(format!(
+                    "create is not supported for {resource_type}"
+                )));
             }
             let id = uuid::Uuid::new_v4().to_string();
             audit.resource_id = Some(id.clone());
-            self.write_checked(context, type_def, &id, 1, resource, Interaction::Create, &mut audit).await
+            self.write_checked(
+                context,
+                type_def,
+                &id,
+                1,
+                resource,
+                Interaction::Create,
+                &mut audit,
+            )
+            .await
         }
         .await;
         self.finish(audit, result).await
@@ -190,15 +235,23 @@ impl FhirService {
     }
 
     /// Deletes a resource.
-    pub async fn delete(&self, context: &AccessContext, resource_type: &str, id: &str) -> Result<(), FhirError> {
+    pub async fn delete(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<(), FhirError> {
         let mut audit = Pending::new(context, Interaction::Delete, resource_type);
         audit.resource_id = Some(id.to_owned());
         let result = async {
             let type_def = served_type(resource_type)?;
             if !type_def.update_delete {
-                return Err(FhirError::BadRequest(format!("delete is not supported for {resource_type}")));
+                return Err(FhirError::BadRequest(format!(
+                    "delete is not supported for {resource_type}"
+                )));
             }
-            self.read_checked(context, resource_type, id, Interaction::Delete, &mut audit).await?;
+            self.read_checked(context, resource_type, id, Interaction::Delete, &mut audit)
+                .await?;
             let mut tx = self.store.database().begin_write().await?;
             self.store.remove(&mut tx, resource_type, id).await?;
             self.write_audit(&mut tx, &audit, None).await?;
@@ -231,7 +284,10 @@ impl FhirService {
         let query = self.id_query(type_def, id, groups);
         let mut tx = self.store.database().begin_write().await?;
         if version_id > 1 {
-            let versions = self.store.versions(&mut tx, type_def.name, &[id.to_owned()]).await?;
+            let versions = self
+                .store
+                .versions(&mut tx, type_def.name, &[id.to_owned()])
+                .await?;
             if versions.first().map(|(_, v)| *v) != Some(version_id - 1) {
                 return Err(FhirError::Conflict(format!(
                     "{}/{id} changed while it was being updated: read it again and retry",
@@ -239,7 +295,9 @@ impl FhirService {
                 )));
             }
         }
-        self.store.write(&mut tx, std::slice::from_ref(&prepared)).await?;
+        self.store
+            .write(&mut tx, std::slice::from_ref(&prepared))
+            .await?;
         // The policy is checked against the resource exactly as stored; refused writes roll back.
         if !self.store.matches(&query, Some(&mut tx)).await? {
             drop(tx);
@@ -258,15 +316,34 @@ impl FhirService {
         })
     }
 
-    async fn check_consent(&self, context: &AccessContext, type_def: &TypeDef, patient: &str) -> Result<(), FhirError> {
+    async fn check_consent(
+        &self,
+        context: &AccessContext,
+        type_def: &TypeDef,
+        patient: &str,
+    ) -> Result<(), FhirError> {
         let denials = self
             .store
-            .consent_denials(&context.consent_actors(), type_def.name, Some(patient), date::now_ms())
+            .consent_denials(
+                &context.consent_actors(),
+                type_def.name,
+                Some(patient),
+                date::now_ms(),
+            )
             .await?;
-        if denials.is_empty() { Ok(()) } else { Err(FhirError::ConsentDenied) }
+        if denials.is_empty() {
+            Ok(())
+        } else {
+            Err(FhirError::ConsentDenied)
+        }
     }
 
-    fn id_query(&self, type_def: &'static TypeDef, id: &str, groups: Vec<Vec<Alternative>>) -> SearchQuery {
+    fn id_query(
+        &self,
+        type_def: &'static TypeDef,
+        id: &str,
+        groups: Vec<Vec<Alternative>>,
+    ) -> SearchQuery {
         SearchQuery {
             type_def,
             filters: vec![Filter::Id(vec![id.to_owned()])],
@@ -281,7 +358,12 @@ impl FhirService {
         }
     }
 
-    async fn write_audit(&self, tx: &mut crate::db::WriteTx, audit: &Pending<'_>, denied: Option<&FhirError>) -> Result<(), FhirError> {
+    async fn write_audit(
+        &self,
+        tx: &mut crate::db::WriteTx,
+        audit: &Pending<'_>,
+        denied: Option<&FhirError>,
+    ) -> Result<(), FhirError> {
         let now = date::now_ms();
         let reason = denied.map(ToString::to_string);
         let patients: Vec<Option<&str>> = if audit.patients.is_empty() {
@@ -301,13 +383,23 @@ impl FhirService {
                 denied: reason.clone(),
             };
             let id = uuid::Uuid::new_v4().to_string();
-            events.push(Prepared::new("AuditEvent", &id, 1, now, audit_event(&record, now))?);
+            events.push(Prepared::new(
+                "AuditEvent",
+                &id,
+                1,
+                now,
+                audit_event(&record, now),
+            )?);
         }
         self.store.write(tx, &events).await
     }
 
     /// Writes the audit record (unless the write already did, atomically with it), then answers.
-    async fn finish<T>(&self, audit: Pending<'_>, result: Result<T, FhirError>) -> Result<T, FhirError> {
+    async fn finish<T>(
+        &self,
+        audit: Pending<'_>,
+        result: Result<T, FhirError>,
+    ) -> Result<T, FhirError> {
         if audit.written {
             return result;
         }

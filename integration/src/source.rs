@@ -17,7 +17,11 @@ use crate::store::{EmbeddedStore, SearchPage, StoredResource};
 #[async_trait]
 pub trait Source: Send + Sync + std::fmt::Debug {
     /// A resource by type and id, unfiltered (the caller decides whether it may be seen).
-    async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, FhirError>;
+    async fn read(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredResource>, FhirError>;
 
     /// One page of a search, constraints applied.
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, FhirError>;
@@ -28,7 +32,11 @@ pub trait Source: Send + Sync + std::fmt::Debug {
 
 #[async_trait]
 impl Source for EmbeddedStore {
-    async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, FhirError> {
+    async fn read(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredResource>, FhirError> {
         EmbeddedStore::read(self, resource_type, id).await
     }
 

@@ -70,7 +70,10 @@ impl Prepared {
             .entry("meta")
             .or_insert_with(|| Value::Object(Default::default()));
         if !meta.is_object() {
-            return Err(FhirError::invalid(format!("{resource_type}.meta"), "must be an object"));
+            return Err(FhirError::invalid(
+                format!("{resource_type}.meta"),
+                "must be an object",
+            ));
         }
         meta["versionId"] = Value::String(version_id.to_string());
         meta["lastUpdated"] = Value::String(date::instant(last_updated));
@@ -114,7 +117,11 @@ impl EmbeddedStore {
     }
 
     /// The current version of a resource, if stored.
-    pub async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, FhirError> {
+    pub async fn read(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredResource>, FhirError> {
         let row = sqlx::query(
             "SELECT id, version_id, patient_id, content FROM resources WHERE resource_type = $1 AND id = $2",
         )
@@ -161,7 +168,8 @@ impl EmbeddedStore {
                 total: total as usize,
             });
         }
-        let mut sql = Sql::new("SELECT r.id, r.version_id, r.patient_id, r.content FROM resources r");
+        let mut sql =
+            Sql::new("SELECT r.id, r.version_id, r.patient_id, r.content FROM resources r");
         push_where(&mut sql, query);
         sql.push(match query.sort {
             Sort::Id => " ORDER BY r.id",
@@ -180,7 +188,11 @@ impl EmbeddedStore {
     }
 
     /// Whether the resource `resource_type/id` exists and satisfies `query`'s filters and constraints.
-    pub async fn matches(&self, query: &SearchQuery, executor: Option<&mut WriteTx>) -> Result<bool, FhirError> {
+    pub async fn matches(
+        &self,
+        query: &SearchQuery,
+        executor: Option<&mut WriteTx>,
+    ) -> Result<bool, FhirError> {
         let mut sql = Sql::new("SELECT 1 FROM resources r");
         push_where(&mut sql, query);
         let row = match executor {
@@ -213,7 +225,11 @@ impl EmbeddedStore {
                     Some(p) => sql.bind(p),
                     None => sql.push("NULL"),
                 };
-                sql.push(", ").bind(item.index.sort_date).push(", ").bind(&item.content).push(")");
+                sql.push(", ")
+                    .bind(item.index.sort_date)
+                    .push(", ")
+                    .bind(&item.content)
+                    .push(")");
             }
             sql.query().execute(&mut *tx.tx).await?;
         }
@@ -222,17 +238,43 @@ impl EmbeddedStore {
             .iter()
             .flat_map(|item| item.index.tokens.iter().map(move |t| (item, t)))
             .collect();
-        insert_rows(tx, "INSERT INTO search_token (resource_type, resource_id, param, system, value) VALUES ", &tokens, |sql, (item, (param, system, value))| {
-            sql.bind(&item.resource_type).push(", ").bind(&item.id).push(", ").bind(*param).push(", ").bind(system).push(", ").bind(value);
-        })
+        insert_rows(
+            tx,
+            "INSERT INTO search_token (resource_type, resource_id, param, system, value) VALUES ",
+            &tokens,
+            |sql, (item, (param, system, value))| {
+                sql.bind(&item.resource_type)
+                    .push(", ")
+                    .bind(&item.id)
+                    .push(", ")
+                    .bind(*param)
+                    .push(", ")
+                    .bind(system)
+                    .push(", ")
+                    .bind(value);
+            },
+        )
         .await?;
         let dates: Vec<_> = items
             .iter()
             .flat_map(|item| item.index.dates.iter().map(move |d| (item, d)))
             .collect();
-        insert_rows(tx, "INSERT INTO search_date (resource_type, resource_id, param, lo, hi) VALUES ", &dates, |sql, (item, (param, lo, hi))| {
-            sql.bind(&item.resource_type).push(", ").bind(&item.id).push(", ").bind(*param).push(", ").bind(*lo).push(", ").bind(*hi);
-        })
+        insert_rows(
+            tx,
+            "INSERT INTO search_date (resource_type, resource_id, param, lo, hi) VALUES ",
+            &dates,
+            |sql, (item, (param, lo, hi))| {
+                sql.bind(&item.resource_type)
+                    .push(", ")
+                    .bind(&item.id)
+                    .push(", ")
+                    .bind(*param)
+                    .push(", ")
+                    .bind(*lo)
+                    .push(", ")
+                    .bind(*hi);
+            },
+        )
         .await?;
         let denials: Vec<_> = items
             .iter()
@@ -246,7 +288,12 @@ impl EmbeddedStore {
     }
 
     /// Removes a resource with its index rows; returns whether it existed.
-    pub async fn remove(&self, tx: &mut WriteTx, resource_type: &str, id: &str) -> Result<bool, FhirError> {
+    pub async fn remove(
+        &self,
+        tx: &mut WriteTx,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<bool, FhirError> {
         for table in ["search_token", "search_date"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE resource_type = $1 AND resource_id = $2"
@@ -335,7 +382,8 @@ async fn insert_rows<T: Sync>(
 
 /// Appends the WHERE clause of `query`: type, client filters, policy constraints, consent.
 fn push_where(sql: &mut Sql, query: &SearchQuery) {
-    sql.push(" WHERE r.resource_type = ").bind(query.type_def.name);
+    sql.push(" WHERE r.resource_type = ")
+        .bind(query.type_def.name);
     for filter in &query.filters {
         sql.push(" AND ");
         push_filter(sql, query, filter);
@@ -395,7 +443,10 @@ fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter) {
     };
     // A reference to a Patient through the type's compartment element is exactly the
     // compartment column: use it, so a patient's data is found through its index.
-    let compartment_param = query.type_def.param("patient").filter(|p| p.paths == def.paths);
+    let compartment_param = query
+        .type_def
+        .param("patient")
+        .filter(|p| p.paths == def.paths);
     let patient_ids: Option<Vec<&String>> = values
         .iter()
         .map(|v| match v {
@@ -417,7 +468,11 @@ fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter) {
         sql.push(")");
         return;
     }
-    let table = if def.kind == ParamKind::Date { "search_date" } else { "search_token" };
+    let table = if def.kind == ParamKind::Date {
+        "search_date"
+    } else {
+        "search_token"
+    };
     sql.push(&format!(
         "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = "
     ))
@@ -444,17 +499,31 @@ fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter) {
                 sql.push(" AND x.value = ").bind(id);
             }
             QueryValue::Text(text) => {
-                let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                let escaped = text
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
                 let pattern = match mode {
                     Match::Prefix => format!("{escaped}%"),
                     Match::Contains => format!("%{escaped}%"),
                 };
-                sql.push(" AND x.value LIKE ").bind(pattern).push(" ESCAPE '\\'");
+                sql.push(" AND x.value LIKE ")
+                    .bind(pattern)
+                    .push(" ESCAPE '\\'");
             }
             QueryValue::Date(prefix, range) => {
                 match prefix {
-                    Prefix::Eq => sql.push(" AND x.lo >= ").bind(range.lo).push(" AND x.hi <= ").bind(range.hi),
-                    Prefix::Ne => sql.push(" AND NOT (x.lo >= ").bind(range.lo).push(" AND x.hi <= ").bind(range.hi).push(")"),
+                    Prefix::Eq => sql
+                        .push(" AND x.lo >= ")
+                        .bind(range.lo)
+                        .push(" AND x.hi <= ")
+                        .bind(range.hi),
+                    Prefix::Ne => sql
+                        .push(" AND NOT (x.lo >= ")
+                        .bind(range.lo)
+                        .push(" AND x.hi <= ")
+                        .bind(range.hi)
+                        .push(")"),
                     Prefix::Gt => sql.push(" AND x.hi > ").bind(range.hi),
                     Prefix::Lt => sql.push(" AND x.lo < ").bind(range.lo),
                     Prefix::Ge => sql.push(" AND x.hi >= ").bind(range.lo),

@@ -63,13 +63,21 @@ pub fn organizations(opts: &SynthOptions) -> Vec<Value> {
             0 => format!("Lægerne {street}"),
             1 => format!("Lægehuset {city}"),
             2 => {
-                let given = if rng.gen_bool(0.5) { pick(&mut rng, FEMALE_OLDER) } else { pick(&mut rng, MALE_OLDER) };
+                let given = if rng.gen_bool(0.5) {
+                    pick(&mut rng, FEMALE_OLDER)
+                } else {
+                    pick(&mut rng, MALE_OLDER)
+                };
                 format!("Læge {given} {}", pick(&mut rng, FAMILY_NAMES))
             }
             3 => {
                 let a = pick(&mut rng, FAMILY_NAMES);
                 let b = pick(&mut rng, FAMILY_NAMES);
-                if a == b { format!("Lægerne {a}") } else { format!("Lægerne {a} & {b}") }
+                if a == b {
+                    format!("Lægerne {a}")
+                } else {
+                    format!("Lægerne {a} & {b}")
+                }
             }
             _ => format!("Lægecenter {city}"),
         };
@@ -167,9 +175,11 @@ const SYS_ATC: &str = "http://www.whocc.no/atc";
 const SYS_CVX: &str = "http://hl7.org/fhir/sid/cvx";
 const SYS_OBS_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 const SYS_CONDITION_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/condition-clinical";
-const SYS_CONDITION_VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/condition-ver-status";
+const SYS_CONDITION_VERIFICATION: &str =
+    "http://terminology.hl7.org/CodeSystem/condition-ver-status";
 const SYS_CONDITION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/condition-category";
-const SYS_ALLERGY_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
+const SYS_ALLERGY_CLINICAL: &str =
+    "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
 const SYS_ALLERGY_VERIFICATION: &str =
     "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
 const SYS_ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
@@ -199,11 +209,41 @@ struct Region {
 }
 
 const REGIONS: [Region; 5] = [
-    Region { slug: "hovedstaden", name: "Region Hovedstaden", line: "Kongens Vænge 2", postal: "3400", city: "Hillerød" },
-    Region { slug: "sjaelland", name: "Region Sjælland", line: "Alleen 15", postal: "4180", city: "Sorø" },
-    Region { slug: "syddanmark", name: "Region Syddanmark", line: "Damhaven 12", postal: "7100", city: "Vejle" },
-    Region { slug: "midtjylland", name: "Region Midtjylland", line: "Skottenborg 26", postal: "8800", city: "Viborg" },
-    Region { slug: "nordjylland", name: "Region Nordjylland", line: "Niels Bohrs Vej 30", postal: "9220", city: "Aalborg Øst" },
+    Region {
+        slug: "hovedstaden",
+        name: "Region Hovedstaden",
+        line: "Kongens Vænge 2",
+        postal: "3400",
+        city: "Hillerød",
+    },
+    Region {
+        slug: "sjaelland",
+        name: "Region Sjælland",
+        line: "Alleen 15",
+        postal: "4180",
+        city: "Sorø",
+    },
+    Region {
+        slug: "syddanmark",
+        name: "Region Syddanmark",
+        line: "Damhaven 12",
+        postal: "7100",
+        city: "Vejle",
+    },
+    Region {
+        slug: "midtjylland",
+        name: "Region Midtjylland",
+        line: "Skottenborg 26",
+        postal: "8800",
+        city: "Viborg",
+    },
+    Region {
+        slug: "nordjylland",
+        name: "Region Nordjylland",
+        line: "Niels Bohrs Vej 30",
+        postal: "9220",
+        city: "Aalborg Øst",
+    },
 ];
 
 struct Municipality {
@@ -247,7 +287,11 @@ const MUNICIPALITIES: [Municipality; 10] = [
         line: "Smallegade 1",
         postal: "2000",
         city: "Frederiksberg",
-        districts: &[("2000", "Frederiksberg"), ("1850", "Frederiksberg C"), ("1870", "Frederiksberg C")],
+        districts: &[
+            ("2000", "Frederiksberg"),
+            ("1850", "Frederiksberg C"),
+            ("1870", "Frederiksberg C"),
+        ],
     },
     Municipality {
         slug: "helsingoer",
@@ -274,7 +318,12 @@ const MUNICIPALITIES: [Municipality; 10] = [
         line: "Rådhusbuen 1",
         postal: "4000",
         city: "Roskilde",
-        districts: &[("4000", "Roskilde"), ("4040", "Jyllinge"), ("4130", "Viby Sjælland"), ("4621", "Gadstrup")],
+        districts: &[
+            ("4000", "Roskilde"),
+            ("4040", "Jyllinge"),
+            ("4130", "Viby Sjælland"),
+            ("4621", "Gadstrup"),
+        ],
     },
     Municipality {
         slug: "naestved",
@@ -284,7 +333,12 @@ const MUNICIPALITIES: [Municipality; 10] = [
         line: "Rådmandshaven 20",
         postal: "4700",
         city: "Næstved",
-        districts: &[("4700", "Næstved"), ("4160", "Herlufmagle"), ("4171", "Glumsø"), ("4684", "Holmegaard")],
+        districts: &[
+            ("4700", "Næstved"),
+            ("4160", "Herlufmagle"),
+            ("4171", "Glumsø"),
+            ("4684", "Holmegaard"),
+        ],
     },
     Municipality {
         slug: "odense",
@@ -312,7 +366,13 @@ const MUNICIPALITIES: [Municipality; 10] = [
         line: "Torvegade 74",
         postal: "6700",
         city: "Esbjerg",
-        districts: &[("6700", "Esbjerg"), ("6705", "Esbjerg Ø"), ("6710", "Esbjerg V"), ("6715", "Esbjerg N"), ("6731", "Tjæreborg")],
+        districts: &[
+            ("6700", "Esbjerg"),
+            ("6705", "Esbjerg Ø"),
+            ("6710", "Esbjerg V"),
+            ("6715", "Esbjerg N"),
+            ("6731", "Tjæreborg"),
+        ],
     },
     Municipality {
         slug: "aarhus",
@@ -340,7 +400,13 @@ const MUNICIPALITIES: [Municipality; 10] = [
         line: "Torvet 5",
         postal: "7400",
         city: "Herning",
-        districts: &[("7400", "Herning"), ("7451", "Sunds"), ("7480", "Vildbjerg"), ("7490", "Aulum"), ("6933", "Kibæk")],
+        districts: &[
+            ("7400", "Herning"),
+            ("7451", "Sunds"),
+            ("7480", "Vildbjerg"),
+            ("7490", "Aulum"),
+            ("6933", "Kibæk"),
+        ],
     },
     Municipality {
         slug: "aalborg",
@@ -365,35 +431,147 @@ const MUNICIPALITIES: [Municipality; 10] = [
 const GP_MUNICIPALITY_ORDER: [usize; 10] = [0, 7, 5, 9, 3, 1, 6, 8, 4, 2];
 
 const STREETS: &[&str] = &[
-    "Vestergade", "Østergade", "Nørregade", "Søndergade", "Algade", "Jernbanegade", "Skolegade",
-    "Kirkevej", "Møllevej", "Bakkevej", "Parkvej", "Engvej", "Skovvej", "Birkevej", "Egevej",
-    "Lindevej", "Ahornvej", "Rosenvænget", "Fasanvej", "Havnegade", "Stationsvej", "Grønnegade",
-    "Kongensgade", "Dronningensgade", "Strandvejen", "Bøgevej", "Hybenvej", "Kastanie Allé",
-    "Æblehaven", "Åboulevarden",
+    "Vestergade",
+    "Østergade",
+    "Nørregade",
+    "Søndergade",
+    "Algade",
+    "Jernbanegade",
+    "Skolegade",
+    "Kirkevej",
+    "Møllevej",
+    "Bakkevej",
+    "Parkvej",
+    "Engvej",
+    "Skovvej",
+    "Birkevej",
+    "Egevej",
+    "Lindevej",
+    "Ahornvej",
+    "Rosenvænget",
+    "Fasanvej",
+    "Havnegade",
+    "Stationsvej",
+    "Grønnegade",
+    "Kongensgade",
+    "Dronningensgade",
+    "Strandvejen",
+    "Bøgevej",
+    "Hybenvej",
+    "Kastanie Allé",
+    "Æblehaven",
+    "Åboulevarden",
 ];
 
 const FAMILY_NAMES: &[&str] = &[
-    "Jensen", "Nielsen", "Hansen", "Pedersen", "Andersen", "Christensen", "Larsen", "Sørensen",
-    "Rasmussen", "Jørgensen", "Petersen", "Madsen", "Kristensen", "Olsen", "Thomsen",
-    "Christiansen", "Poulsen", "Johansen", "Møller", "Mortensen", "Knudsen", "Jakobsen",
-    "Mikkelsen", "Frederiksen", "Laursen", "Henriksen", "Lund", "Schmidt", "Eriksen", "Holm",
-    "Kristiansen", "Clausen", "Simonsen", "Svendsen", "Andreasen", "Iversen", "Jeppesen",
-    "Vestergaard", "Mogensen", "Nørgaard", "Bech", "Dahl", "Kjær", "Lauridsen", "Østergaard",
+    "Jensen",
+    "Nielsen",
+    "Hansen",
+    "Pedersen",
+    "Andersen",
+    "Christensen",
+    "Larsen",
+    "Sørensen",
+    "Rasmussen",
+    "Jørgensen",
+    "Petersen",
+    "Madsen",
+    "Kristensen",
+    "Olsen",
+    "Thomsen",
+    "Christiansen",
+    "Poulsen",
+    "Johansen",
+    "Møller",
+    "Mortensen",
+    "Knudsen",
+    "Jakobsen",
+    "Mikkelsen",
+    "Frederiksen",
+    "Laursen",
+    "Henriksen",
+    "Lund",
+    "Schmidt",
+    "Eriksen",
+    "Holm",
+    "Kristiansen",
+    "Clausen",
+    "Simonsen",
+    "Svendsen",
+    "Andreasen",
+    "Iversen",
+    "Jeppesen",
+    "Vestergaard",
+    "Mogensen",
+    "Nørgaard",
+    "Bech",
+    "Dahl",
+    "Kjær",
+    "Lauridsen",
+    "Østergaard",
 ];
 
 const FEMALE_OLDER: &[&str] = &[
-    "Anne", "Mette", "Kirsten", "Hanne", "Helle", "Lene", "Maria", "Susanne", "Inge", "Karen",
-    "Birgit", "Bente", "Grethe", "Jytte", "Tove", "Pia", "Charlotte", "Camilla", "Louise",
-    "Marianne", "Dorthe", "Gitte", "Lis", "Birthe", "Ulla", "Merete", "Marie",
+    "Anne",
+    "Mette",
+    "Kirsten",
+    "Hanne",
+    "Helle",
+    "Lene",
+    "Maria",
+    "Susanne",
+    "Inge",
+    "Karen",
+    "Birgit",
+    "Bente",
+    "Grethe",
+    "Jytte",
+    "Tove",
+    "Pia",
+    "Charlotte",
+    "Camilla",
+    "Louise",
+    "Marianne",
+    "Dorthe",
+    "Gitte",
+    "Lis",
+    "Birthe",
+    "Ulla",
+    "Merete",
+    "Marie",
 ];
 const FEMALE_YOUNGER: &[&str] = &[
-    "Freja", "Ida", "Emma", "Sofie", "Clara", "Alma", "Ella", "Karla", "Laura", "Anna",
-    "Josefine", "Olivia", "Nora", "Agnes", "Caroline", "Mathilde", "Julie", "Maja", "Signe",
+    "Freja", "Ida", "Emma", "Sofie", "Clara", "Alma", "Ella", "Karla", "Laura", "Anna", "Josefine",
+    "Olivia", "Nora", "Agnes", "Caroline", "Mathilde", "Julie", "Maja", "Signe",
 ];
 const MALE_OLDER: &[&str] = &[
-    "Peter", "Jens", "Lars", "Michael", "Henrik", "Søren", "Thomas", "Jørgen", "Niels", "Ole",
-    "Hans", "Poul", "Erik", "Bent", "Finn", "Kurt", "Per", "Carsten", "Torben", "Morten",
-    "Anders", "Martin", "Christian", "Jesper", "Rasmus", "Bjørn", "Jan",
+    "Peter",
+    "Jens",
+    "Lars",
+    "Michael",
+    "Henrik",
+    "Søren",
+    "Thomas",
+    "Jørgen",
+    "Niels",
+    "Ole",
+    "Hans",
+    "Poul",
+    "Erik",
+    "Bent",
+    "Finn",
+    "Kurt",
+    "Per",
+    "Carsten",
+    "Torben",
+    "Morten",
+    "Anders",
+    "Martin",
+    "Christian",
+    "Jesper",
+    "Rasmus",
+    "Bjørn",
+    "Jan",
 ];
 const MALE_YOUNGER: &[&str] = &[
     "William", "Noah", "Oscar", "Lucas", "Carl", "Victor", "Malthe", "Alfred", "Emil", "Magnus",
@@ -494,7 +672,11 @@ impl Cond {
     fn is_chronic_programme(self) -> bool {
         matches!(
             self,
-            Cond::Hypertension | Cond::Diabetes | Cond::HeartFailure | Cond::AtrialFibrillation | Cond::Copd
+            Cond::Hypertension
+                | Cond::Diabetes
+                | Cond::HeartFailure
+                | Cond::AtrialFibrillation
+                | Cond::Copd
         )
     }
 }
@@ -510,8 +692,20 @@ struct Drug {
     hr_effect: f64,
 }
 
-const fn drug(atc: &'static str, inn: &'static str, product: &'static str, dosage: &'static str) -> Drug {
-    Drug { atc, inn, product, dosage, bp_effect: 0.0, hr_effect: 0.0 }
+const fn drug(
+    atc: &'static str,
+    inn: &'static str,
+    product: &'static str,
+    dosage: &'static str,
+) -> Drug {
+    Drug {
+        atc,
+        inn,
+        product,
+        dosage,
+        bp_effect: 0.0,
+        hr_effect: 0.0,
+    }
 }
 
 const fn bp_drug(
@@ -522,22 +716,70 @@ const fn bp_drug(
     bp_effect: f64,
     hr_effect: f64,
 ) -> Drug {
-    Drug { atc, inn, product, dosage, bp_effect, hr_effect }
+    Drug {
+        atc,
+        inn,
+        product,
+        dosage,
+        bp_effect,
+        hr_effect,
+    }
 }
 
-static METFORMIN: Drug = drug("A10BA02", "metformin", "Metformin \"Teva\" 500 mg filmovertrukne tabletter", "1 tablet 2 gange dagligt");
-static SITAGLIPTIN: Drug = drug("A10BH01", "sitagliptin", "Januvia 100 mg filmovertrukne tabletter", "1 tablet dagligt");
-static EMPAGLIFLOZIN: Drug = drug("A10BK03", "empagliflozin", "Jardiance 10 mg filmovertrukne tabletter", "1 tablet dagligt");
-static SEMAGLUTIDE: Drug = drug("A10BJ06", "semaglutide", "Ozempic 1 mg injektionsvæske, opløsning i fyldt pen", "1 injektion ugentligt");
+static METFORMIN: Drug = drug(
+    "A10BA02",
+    "metformin",
+    "Metformin \"Teva\" 500 mg filmovertrukne tabletter",
+    "1 tablet 2 gange dagligt",
+);
+static SITAGLIPTIN: Drug = drug(
+    "A10BH01",
+    "sitagliptin",
+    "Januvia 100 mg filmovertrukne tabletter",
+    "1 tablet dagligt",
+);
+static EMPAGLIFLOZIN: Drug = drug(
+    "A10BK03",
+    "empagliflozin",
+    "Jardiance 10 mg filmovertrukne tabletter",
+    "1 tablet dagligt",
+);
+static SEMAGLUTIDE: Drug = drug(
+    "A10BJ06",
+    "semaglutide",
+    "Ozempic 1 mg injektionsvæske, opløsning i fyldt pen",
+    "1 injektion ugentligt",
+);
 static INSULIN_GLARGINE: Drug = drug(
     "A10AE04",
     "insulin glargine",
     "Lantus 100 enheder/ml injektionsvæske, opløsning i fyldt pen",
     "Efter aftale, typisk 10-30 enheder subkutant til aften",
 );
-static AMLODIPINE: Drug = bp_drug("C08CA01", "amlodipine", "Amlodipin \"Sandoz\" 5 mg tabletter", "1 tablet dagligt", 11.0, 0.0);
-static RAMIPRIL: Drug = bp_drug("C09AA05", "ramipril", "Ramipril \"Actavis\" 5 mg tabletter", "1 tablet dagligt", 9.0, 0.0);
-static LOSARTAN: Drug = bp_drug("C09CA01", "losartan", "Losartan \"Krka\" 50 mg filmovertrukne tabletter", "1 tablet dagligt", 9.0, 0.0);
+static AMLODIPINE: Drug = bp_drug(
+    "C08CA01",
+    "amlodipine",
+    "Amlodipin \"Sandoz\" 5 mg tabletter",
+    "1 tablet dagligt",
+    11.0,
+    0.0,
+);
+static RAMIPRIL: Drug = bp_drug(
+    "C09AA05",
+    "ramipril",
+    "Ramipril \"Actavis\" 5 mg tabletter",
+    "1 tablet dagligt",
+    9.0,
+    0.0,
+);
+static LOSARTAN: Drug = bp_drug(
+    "C09CA01",
+    "losartan",
+    "Losartan \"Krka\" 50 mg filmovertrukne tabletter",
+    "1 tablet dagligt",
+    9.0,
+    0.0,
+);
 static BENDROFLUMETHIAZIDE: Drug = bp_drug(
     "C03AB01",
     "bendroflumethiazide and potassium",
@@ -546,17 +788,80 @@ static BENDROFLUMETHIAZIDE: Drug = bp_drug(
     8.0,
     0.0,
 );
-static FUROSEMIDE: Drug = bp_drug("C03CA01", "furosemide", "Furix 40 mg tabletter", "1 tablet om morgenen", 4.0, 0.0);
-static BISOPROLOL: Drug = bp_drug("C07AB07", "bisoprolol", "Bisoprolol \"Sandoz\" 5 mg filmovertrukne tabletter", "1 tablet dagligt", 6.0, 11.0);
-static METOPROLOL: Drug = bp_drug("C07AB02", "metoprolol", "Selo-Zok 50 mg depottabletter", "1 depottablet dagligt", 6.0, 10.0);
-static SPIRONOLACTONE: Drug = bp_drug("C03DA01", "spironolactone", "Spiron 25 mg tabletter", "1 tablet dagligt", 5.0, 0.0);
-static ATORVASTATIN: Drug = drug("C10AA05", "atorvastatin", "Atorvastatin \"Krka\" 40 mg filmovertrukne tabletter", "1 tablet til natten");
-static SIMVASTATIN: Drug = drug("C10AA01", "simvastatin", "Simvastatin \"Bluefish\" 40 mg filmovertrukne tabletter", "1 tablet til natten");
-static APIXABAN: Drug = drug("B01AF02", "apixaban", "Eliquis 5 mg filmovertrukne tabletter", "1 tablet 2 gange dagligt");
-static SALBUTAMOL: Drug = drug("R03AC02", "salbutamol", "Ventoline 0,1 mg/dosis inhalationsspray", "1-2 pust ved behov, højst 4 gange dagligt");
-static TIOTROPIUM: Drug = drug("R03BB04", "tiotropium bromide", "Spiriva Respimat 2,5 mikrogram/dosis inhalationsvæske", "2 pust 1 gang dagligt");
-static PARACETAMOL: Drug = drug("N02BE01", "paracetamol", "Pamol 500 mg tabletter", "2 tabletter 3 gange dagligt efter behov");
-static SERTRALINE: Drug = drug("N06AB06", "sertraline", "Sertralin \"Bluefish\" 50 mg filmovertrukne tabletter", "1 tablet dagligt");
+static FUROSEMIDE: Drug = bp_drug(
+    "C03CA01",
+    "furosemide",
+    "Furix 40 mg tabletter",
+    "1 tablet om morgenen",
+    4.0,
+    0.0,
+);
+static BISOPROLOL: Drug = bp_drug(
+    "C07AB07",
+    "bisoprolol",
+    "Bisoprolol \"Sandoz\" 5 mg filmovertrukne tabletter",
+    "1 tablet dagligt",
+    6.0,
+    11.0,
+);
+static METOPROLOL: Drug = bp_drug(
+    "C07AB02",
+    "metoprolol",
+    "Selo-Zok 50 mg depottabletter",
+    "1 depottablet dagligt",
+    6.0,
+    10.0,
+);
+static SPIRONOLACTONE: Drug = bp_drug(
+    "C03DA01",
+    "spironolactone",
+    "Spiron 25 mg tabletter",
+    "1 tablet dagligt",
+    5.0,
+    0.0,
+);
+static ATORVASTATIN: Drug = drug(
+    "C10AA05",
+    "atorvastatin",
+    "Atorvastatin \"Krka\" 40 mg filmovertrukne tabletter",
+    "1 tablet til natten",
+);
+static SIMVASTATIN: Drug = drug(
+    "C10AA01",
+    "simvastatin",
+    "Simvastatin \"Bluefish\" 40 mg filmovertrukne tabletter",
+    "1 tablet til natten",
+);
+static APIXABAN: Drug = drug(
+    "B01AF02",
+    "apixaban",
+    "Eliquis 5 mg filmovertrukne tabletter",
+    "1 tablet 2 gange dagligt",
+);
+static SALBUTAMOL: Drug = drug(
+    "R03AC02",
+    "salbutamol",
+    "Ventoline 0,1 mg/dosis inhalationsspray",
+    "1-2 pust ved behov, højst 4 gange dagligt",
+);
+static TIOTROPIUM: Drug = drug(
+    "R03BB04",
+    "tiotropium bromide",
+    "Spiriva Respimat 2,5 mikrogram/dosis inhalationsvæske",
+    "2 pust 1 gang dagligt",
+);
+static PARACETAMOL: Drug = drug(
+    "N02BE01",
+    "paracetamol",
+    "Pamol 500 mg tabletter",
+    "2 tabletter 3 gange dagligt efter behov",
+);
+static SERTRALINE: Drug = drug(
+    "N06AB06",
+    "sertraline",
+    "Sertralin \"Bluefish\" 50 mg filmovertrukne tabletter",
+    "1 tablet dagligt",
+);
 
 struct EncounterType {
     code: &'static str,
@@ -564,16 +869,31 @@ struct EncounterType {
     text: &'static str,
 }
 
-const ENC_CHECKUP: EncounterType =
-    EncounterType { code: "185349003", display: "Encounter for check up", text: "Helbredsundersøgelse hos egen læge" };
-const ENC_FOLLOWUP: EncounterType =
-    EncounterType { code: "390906007", display: "Follow-up encounter", text: "Kontrol hos egen læge" };
-const ENC_SYMPTOM: EncounterType =
-    EncounterType { code: "185345009", display: "Encounter for symptom", text: "Konsultation hos egen læge" };
-const ENC_HOME: EncounterType =
-    EncounterType { code: "439708006", display: "Home visit", text: "Besøg af hjemmesygeplejerske" };
-const ENC_ADMISSION: EncounterType =
-    EncounterType { code: "183452005", display: "Emergency hospital admission", text: "Akut indlæggelse" };
+const ENC_CHECKUP: EncounterType = EncounterType {
+    code: "185349003",
+    display: "Encounter for check up",
+    text: "Helbredsundersøgelse hos egen læge",
+};
+const ENC_FOLLOWUP: EncounterType = EncounterType {
+    code: "390906007",
+    display: "Follow-up encounter",
+    text: "Kontrol hos egen læge",
+};
+const ENC_SYMPTOM: EncounterType = EncounterType {
+    code: "185345009",
+    display: "Encounter for symptom",
+    text: "Konsultation hos egen læge",
+};
+const ENC_HOME: EncounterType = EncounterType {
+    code: "439708006",
+    display: "Home visit",
+    text: "Besøg af hjemmesygeplejerske",
+};
+const ENC_ADMISSION: EncounterType = EncounterType {
+    code: "183452005",
+    display: "Emergency hospital admission",
+    text: "Akut indlæggelse",
+};
 
 const CLASS_AMB: (&str, &str) = ("AMB", "ambulatory");
 const CLASS_HH: (&str, &str) = ("HH", "home health");
@@ -595,7 +915,9 @@ fn rng_for(seed: u64, index: u64, domain: &[u8; 16]) -> ChaCha8Rng {
 
 fn new_id(rng: &mut ChaCha8Rng) -> String {
     let bytes: [u8; 16] = rng.r#gen();
-    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
@@ -694,7 +1016,11 @@ fn last_sunday(year: i32, month: u32) -> NaiveDate {
 /// decides, and the non-existent/ambiguous hours of the switch nights never occur.
 fn danish_offset(d: NaiveDate) -> &'static str {
     let y = d.year();
-    if d >= last_sunday(y, 3) && d < last_sunday(y, 10) { "+02:00" } else { "+01:00" }
+    if d >= last_sunday(y, 3) && d < last_sunday(y, 10) {
+        "+02:00"
+    } else {
+        "+01:00"
+    }
 }
 
 /// A point in local time: a day offset plus minutes after midnight.
@@ -759,10 +1085,11 @@ fn sample_person(rng: &mut ChaCha8Rng, today: NaiveDate) -> Person {
 
     // Replacement-number convention: day + 60 can never be a real CPR. The century digit and
     // the sex parity of the last digit follow the real rules so parsers treat it like a CPR.
-    let century_digit = if birth.year() >= 2000 {
-        if rng.gen_bool(0.5) { 4 } else { 9 }
-    } else {
-        rng.gen_range(0..=3)
+    let century_digit = match birth.year() {
+        ..1900 => rng.gen_range(5..=8),
+        1900..2000 => rng.gen_range(0..=3),
+        2000..2037 => rng.gen_range(4..=9),
+        _ => rng.gen_range(5..=8),
     };
     let middle = rng.gen_range(0..100);
     let last = rng.gen_range(0..5) * 2 + if female { 0 } else { 1 };
@@ -775,7 +1102,14 @@ fn sample_person(rng: &mut ChaCha8Rng, today: NaiveDate) -> Person {
         middle,
         last
     );
-    Person { female, age, birth, given, family, cpr }
+    Person {
+        female,
+        age,
+        birth,
+        given,
+        family,
+        cpr,
+    }
 }
 
 fn ascii_fold(s: &str) -> String {
@@ -790,6 +1124,111 @@ fn ascii_fold(s: &str) -> String {
         }
     }
     out
+}
+
+/// Prebuilt observation skeletons, shared by all patients and threads.
+struct Templates {
+    blood_pressure: Value,
+    heart_rate: Value,
+    weight: Value,
+    hba1c: Value,
+    glucose: Value,
+}
+
+fn observation_template(category: &str, code: Value, value_key: &str, value: Value) -> Value {
+    let category_display = if category == "laboratory" {
+        "Laboratory"
+    } else {
+        "Vital Signs"
+    };
+    let mut o = Map::with_capacity(11);
+    o.insert("resourceType".into(), "Observation".into());
+    o.insert("id".into(), Value::Null);
+    o.insert("status".into(), "final".into());
+    o.insert(
+        "category".into(),
+        json!([{ "coding": [coding(SYS_OBS_CATEGORY, category, category_display)] }]),
+    );
+    o.insert("code".into(), code);
+    o.insert("subject".into(), Value::Null);
+    o.insert("effectiveDateTime".into(), Value::Null);
+    o.insert(value_key.into(), value);
+    Value::Object(o)
+}
+
+fn templates() -> &'static Templates {
+    static TEMPLATES: std::sync::OnceLock<Templates> = std::sync::OnceLock::new();
+    TEMPLATES.get_or_init(|| {
+        let bp_code = json!({
+            "coding": [coding(SYS_LOINC, "85354-9", "Blood pressure panel with all children optional")],
+            "text": "Blodtryk"
+        });
+        let components = json!([
+            {
+                "code": { "coding": [coding(SYS_LOINC, "8480-6", "Systolic blood pressure")] },
+                "valueQuantity": quantity(Value::Null, "mmHg", "mm[Hg]")
+            },
+            {
+                "code": { "coding": [coding(SYS_LOINC, "8462-4", "Diastolic blood pressure")] },
+                "valueQuantity": quantity(Value::Null, "mmHg", "mm[Hg]")
+            }
+        ]);
+        let hba1c_code = json!({
+            "coding": [
+                coding(SYS_LOINC, "59261-8", "Hemoglobin A1c/Hemoglobin.total in Blood by IFCC protocol"),
+                { "system": SYS_NPU, "code": "NPU27300" }
+            ],
+            "text": "HbA1c"
+        });
+        // LOINC 2345-7 is formally a mass concentration, but it is the code the project's
+        // conventions prescribe; the NPU code alongside carries the mmol/L meaning Danish
+        // laboratories report.
+        let glucose_code = json!({
+            "coding": [
+                coding(SYS_LOINC, "2345-7", "Glucose [Mass/volume] in Serum or Plasma"),
+                { "system": SYS_NPU, "code": "NPU02192" }
+            ],
+            "text": "Glukose (plasma)"
+        });
+        Templates {
+            blood_pressure: observation_template("vital-signs", bp_code, "component", components),
+            heart_rate: observation_template(
+                "vital-signs",
+                concept(SYS_LOINC, "8867-4", "Heart rate", "Puls"),
+                "valueQuantity",
+                quantity(Value::Null, "/min", "/min"),
+            ),
+            weight: observation_template(
+                "vital-signs",
+                concept(SYS_LOINC, "29463-7", "Body weight", "Vægt"),
+                "valueQuantity",
+                quantity(Value::Null, "kg", "kg"),
+            ),
+            hba1c: observation_template(
+                "laboratory",
+                hba1c_code,
+                "valueQuantity",
+                quantity(Value::Null, "mmol/mol", "mmol/mol"),
+            ),
+            glucose: observation_template(
+                "laboratory",
+                glucose_code,
+                "valueQuantity",
+                quantity(Value::Null, "mmol/L", "mmol/L"),
+            ),
+        }
+    })
+}
+
+/// A field that the template is known to contain.
+fn field<'a>(v: &'a mut Value, key: &str) -> &'a mut Value {
+    v.as_object_mut()
+        .and_then(|o| o.get_mut(key))
+        .expect("observation template field")
+}
+
+fn set_quantity(v: &mut Value, value: Value) {
+    *field(field(v, "valueQuantity"), "value") = value;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -831,11 +1270,19 @@ impl Ctx {
 
     /// Inclusive integer range that tolerates empty ranges by returning the lower bound.
     fn int(&mut self, lo: i32, hi: i32) -> i32 {
-        if hi <= lo { lo } else { self.rng.gen_range(lo..=hi) }
+        if hi <= lo {
+            lo
+        } else {
+            self.rng.gen_range(lo..=hi)
+        }
     }
 
     fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        if hi <= lo { lo } else { self.rng.gen_range(lo..hi) }
+        if hi <= lo {
+            lo
+        } else {
+            self.rng.gen_range(lo..hi)
+        }
     }
 
     /// Approximately standard normal (Irwin–Hall with 4 terms); cheap and bounded, which keeps
@@ -864,7 +1311,10 @@ impl Ctx {
 
     /// Clinic opening hours, in 15-minute booking slots from 08:00 to 15:45.
     fn clinic_time(&mut self, day: Day) -> When {
-        When { day, minute: 8 * 60 + 15 * self.rng.gen_range(0..32) }
+        When {
+            day,
+            minute: 8 * 60 + 15 * self.rng.gen_range(0..32),
+        }
     }
 
     /// Home measurements cluster in the morning and the evening.
@@ -895,12 +1345,24 @@ impl Ctx {
         e.insert("resourceType".into(), "Encounter".into());
         e.insert("id".into(), id.clone().into());
         e.insert("status".into(), "finished".into());
-        e.insert("class".into(), json!({ "system": SYS_ACT_CODE, "code": class.0, "display": class.1 }));
-        e.insert("type".into(), json!([concept(SYS_SNOMED, kind.code, kind.display, kind.text)]));
+        e.insert(
+            "class".into(),
+            json!({ "system": SYS_ACT_CODE, "code": class.0, "display": class.1 }),
+        );
+        e.insert(
+            "type".into(),
+            json!([concept(SYS_SNOMED, kind.code, kind.display, kind.text)]),
+        );
         e.insert("subject".into(), self.patient_ref.clone());
-        e.insert("period".into(), json!({ "start": self.datetime(start), "end": self.datetime(end) }));
+        e.insert(
+            "period".into(),
+            json!({ "start": self.datetime(start), "end": self.datetime(end) }),
+        );
         if !reasons.is_empty() {
-            let r: Vec<Value> = reasons.iter().map(|c| Ctx::reference("Condition", c)).collect();
+            let r: Vec<Value> = reasons
+                .iter()
+                .map(|c| Ctx::reference("Condition", c))
+                .collect();
             e.insert("reasonReference".into(), Value::Array(r));
         }
         if class.0 == "IMP" {
@@ -914,81 +1376,63 @@ impl Ctx {
         id
     }
 
-    fn push_observation(&mut self, category: &str, code: Value, setting: &Setting, key: &str, value: Value) -> String {
+    /// Clones the prebuilt template for this observation kind and fills in the per-instance
+    /// fields; building each observation from scratch with `json!` spent most of the time
+    /// hashing and inserting the same constant keys.
+    fn push_observation(
+        &mut self,
+        template: &Value,
+        setting: &Setting,
+        fill: impl FnOnce(&mut Value),
+    ) -> String {
         let id = self.id();
-        let category_display = if category == "laboratory" { "Laboratory" } else { "Vital Signs" };
-        let mut o = Map::with_capacity(10);
-        o.insert("resourceType".into(), "Observation".into());
-        o.insert("id".into(), id.clone().into());
-        o.insert("status".into(), "final".into());
-        o.insert(
-            "category".into(),
-            json!([{ "coding": [coding(SYS_OBS_CATEGORY, category, category_display)] }]),
-        );
-        o.insert("code".into(), code);
-        o.insert("subject".into(), self.patient_ref.clone());
-        if let Some(enc) = &setting.encounter {
-            o.insert("encounter".into(), Ctx::reference("Encounter", enc));
+        let mut v = template.clone();
+        *field(&mut v, "id") = Value::String(id.clone());
+        *field(&mut v, "subject") = self.patient_ref.clone();
+        *field(&mut v, "effectiveDateTime") = Value::String(self.datetime(setting.when));
+        fill(&mut v);
+        if let Value::Object(o) = &mut v {
+            if let Some(enc) = &setting.encounter {
+                o.insert("encounter".into(), Ctx::reference("Encounter", enc));
+            }
+            if let Some(p) = &setting.performer {
+                o.insert("performer".into(), Value::Array(vec![p.clone()]));
+            }
         }
-        o.insert("effectiveDateTime".into(), self.datetime(setting.when).into());
-        if let Some(p) = &setting.performer {
-            o.insert("performer".into(), json!([p.clone()]));
-        }
-        o.insert(key.into(), value);
-        self.observations.push(Value::Object(o));
+        self.observations.push(v);
         id
     }
 
     fn obs_blood_pressure(&mut self, setting: &Setting, systolic: i64, diastolic: i64) -> String {
-        let code = json!({
-            "coding": [coding(SYS_LOINC, "85354-9", "Blood pressure panel with all children optional")],
-            "text": "Blodtryk"
-        });
-        let components = json!([
-            {
-                "code": { "coding": [coding(SYS_LOINC, "8480-6", "Systolic blood pressure")] },
-                "valueQuantity": quantity(systolic.into(), "mmHg", "mm[Hg]")
-            },
-            {
-                "code": { "coding": [coding(SYS_LOINC, "8462-4", "Diastolic blood pressure")] },
-                "valueQuantity": quantity(diastolic.into(), "mmHg", "mm[Hg]")
-            }
-        ]);
-        self.push_observation("vital-signs", code, setting, "component", components)
+        self.push_observation(&templates().blood_pressure, setting, |v| {
+            let components = field(v, "component");
+            *field(field(&mut components[0], "valueQuantity"), "value") = systolic.into();
+            *field(field(&mut components[1], "valueQuantity"), "value") = diastolic.into();
+        })
     }
 
     fn obs_heart_rate(&mut self, setting: &Setting, bpm: i64) -> String {
-        let code = concept(SYS_LOINC, "8867-4", "Heart rate", "Puls");
-        self.push_observation("vital-signs", code, setting, "valueQuantity", quantity(bpm.into(), "/min", "/min"))
+        self.push_observation(&templates().heart_rate, setting, |v| {
+            set_quantity(v, bpm.into())
+        })
     }
 
     fn obs_weight(&mut self, setting: &Setting, kg: f64) -> String {
-        let code = concept(SYS_LOINC, "29463-7", "Body weight", "Vægt");
-        self.push_observation("vital-signs", code, setting, "valueQuantity", quantity(round1(kg).into(), "kg", "kg"))
+        self.push_observation(&templates().weight, setting, |v| {
+            set_quantity(v, round1(kg).into())
+        })
     }
 
     fn obs_hba1c(&mut self, setting: &Setting, mmol_per_mol: i64) -> String {
-        let code = json!({
-            "coding": [
-                coding(SYS_LOINC, "59261-8", "Hemoglobin A1c/Hemoglobin.total in Blood by IFCC protocol"),
-                { "system": SYS_NPU, "code": "NPU27300" }
-            ],
-            "text": "HbA1c"
-        });
-        let value = quantity(mmol_per_mol.into(), "mmol/mol", "mmol/mol");
-        self.push_observation("laboratory", code, setting, "valueQuantity", value)
+        self.push_observation(&templates().hba1c, setting, |v| {
+            set_quantity(v, mmol_per_mol.into())
+        })
     }
 
     fn obs_glucose(&mut self, setting: &Setting, mmol_per_l: f64) -> String {
-        let code = json!({
-            "coding": [
-                coding(SYS_LOINC, "2345-7", "Glucose [Mass/volume] in Serum or Plasma"),
-                { "system": SYS_NPU, "code": "NPU02192" }
-            ],
-            "text": "Glukose (plasma)"
-        });
-        let value = quantity(round1(mmol_per_l).into(), "mmol/L", "mmol/L");
-        self.push_observation("laboratory", code, setting, "valueQuantity", value)
+        self.push_observation(&templates().glucose, setting, |v| {
+            set_quantity(v, round1(mmol_per_l).into())
+        })
     }
 
     fn push_report(&mut self, setting: &Setting, results: &[String]) {
@@ -1001,18 +1445,30 @@ impl Ctx {
             "category".into(),
             json!([{ "coding": [coding(SYS_DIAGNOSTIC_SERVICE, "LAB", "Laboratory")] }]),
         );
-        r.insert("code".into(), concept(SYS_LOINC, "11502-2", "Laboratory report", "Laboratoriesvar"));
+        r.insert(
+            "code".into(),
+            concept(SYS_LOINC, "11502-2", "Laboratory report", "Laboratoriesvar"),
+        );
         r.insert("subject".into(), self.patient_ref.clone());
         if let Some(enc) = &setting.encounter {
             r.insert("encounter".into(), Ctx::reference("Encounter", enc));
         }
-        r.insert("effectiveDateTime".into(), self.datetime(setting.when).into());
+        r.insert(
+            "effectiveDateTime".into(),
+            self.datetime(setting.when).into(),
+        );
         // Samples are analysed by the regional hospital laboratory; the answer arrives the same
         // afternoon (samples are taken no later than 16:00, so this stays on the same day).
-        let issued = When { day: setting.when.day, minute: setting.when.minute + 180 };
+        let issued = When {
+            day: setting.when.day,
+            minute: setting.when.minute + 180,
+        };
         r.insert("issued".into(), self.datetime(issued).into());
         r.insert("performer".into(), json!([self.region_ref.clone()]));
-        let refs: Vec<Value> = results.iter().map(|o| Ctx::reference("Observation", o)).collect();
+        let refs: Vec<Value> = results
+            .iter()
+            .map(|o| Ctx::reference("Observation", o))
+            .collect();
         r.insert("result".into(), Value::Array(refs));
         self.reports.push(Value::Object(r));
     }
@@ -1034,7 +1490,10 @@ impl Ctx {
         p.insert("performedDateTime".into(), self.datetime(when).into());
         p.insert("performer".into(), json!([{ "actor": performer }]));
         if let Some(c) = reason {
-            p.insert("reasonReference".into(), json!([Ctx::reference("Condition", c)]));
+            p.insert(
+                "reasonReference".into(),
+                json!([Ctx::reference("Condition", c)]),
+            );
         }
         self.procedures.push(Value::Object(p));
     }
@@ -1064,7 +1523,10 @@ fn patient_resource(ctx: &mut Ctx, id: &str, person: &Person, muni: &Municipalit
             "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Synthetic test patient</div>"
         }),
     );
-    p.insert("identifier".into(), json!([{ "system": SYS_CPR, "value": person.cpr }]));
+    p.insert(
+        "identifier".into(),
+        json!([{ "system": SYS_CPR, "value": person.cpr }]),
+    );
     p.insert("active".into(), true.into());
     p.insert(
         "name".into(),
@@ -1072,10 +1534,21 @@ fn patient_resource(ctx: &mut Ctx, id: &str, person: &Person, muni: &Municipalit
     );
     if ctx.chance(0.6) {
         // example.invalid can never resolve, so the address is unmistakably fake.
-        let email = format!("{}.{}{}@example.invalid", ascii_fold(person.given[0]), ascii_fold(person.family), ctx.int(10, 99));
-        p.insert("telecom".into(), json!([{ "system": "email", "value": email, "use": "home" }]));
+        let email = format!(
+            "{}.{}{}@example.invalid",
+            ascii_fold(person.given[0]),
+            ascii_fold(person.family),
+            ctx.int(10, 99)
+        );
+        p.insert(
+            "telecom".into(),
+            json!([{ "system": "email", "value": email, "use": "home" }]),
+        );
     }
-    p.insert("gender".into(), (if person.female { "female" } else { "male" }).into());
+    p.insert(
+        "gender".into(),
+        (if person.female { "female" } else { "male" }).into(),
+    );
     p.insert("birthDate".into(), fmt_date(person.birth).into());
     p.insert(
         "address".into(),
@@ -1127,11 +1600,27 @@ fn diagnoses(ctx: &mut Ctx, age: i32) -> Diagnoses {
     // make hypertension very likely, heart failure makes atrial fibrillation likely, ...).
     let hf = ctx.chance(by_age(age, [0.002, 0.015, 0.05, 0.12]));
     let dm = ctx.chance(by_age(age, [0.015, 0.07, 0.14, 0.17]));
-    let htn = ctx.chance(if hf || dm { 0.85 } else { by_age(age, [0.04, 0.22, 0.42, 0.55]) });
-    let af = ctx.chance(if hf { 0.35 } else { by_age(age, [0.003, 0.02, 0.07, 0.14]) });
+    let htn = ctx.chance(if hf || dm {
+        0.85
+    } else {
+        by_age(age, [0.04, 0.22, 0.42, 0.55])
+    });
+    let af = ctx.chance(if hf {
+        0.35
+    } else {
+        by_age(age, [0.003, 0.02, 0.07, 0.14])
+    });
     let copd = ctx.chance(by_age(age, [0.003, 0.03, 0.08, 0.10]));
-    let asthma = ctx.chance(if copd { 0.05 } else { by_age(age, [0.08, 0.06, 0.05, 0.04]) });
-    let chol = ctx.chance(if dm || hf { 0.5 } else { by_age(age, [0.02, 0.12, 0.25, 0.25]) });
+    let asthma = ctx.chance(if copd {
+        0.05
+    } else {
+        by_age(age, [0.08, 0.06, 0.05, 0.04])
+    });
+    let chol = ctx.chance(if dm || hf {
+        0.5
+    } else {
+        by_age(age, [0.02, 0.12, 0.25, 0.25])
+    });
     let oa = ctx.chance(by_age(age, [0.01, 0.10, 0.25, 0.35]));
     let dep = ctx.chance(if hf || copd { 0.15 } else { 0.07 });
 
@@ -1154,7 +1643,11 @@ fn diagnoses(ctx: &mut Ctx, age: i32) -> Diagnoses {
         let onset = if cond.is_chronic_programme() {
             // Mostly prevalent disease (diagnosed over a year ago, so follow-up series have
             // time to build up), plus some new diagnoses.
-            if ctx.chance(0.88) { ctx.int(WINDOW_START, -365) } else { ctx.int(-364, -30) }
+            if ctx.chance(0.88) {
+                ctx.int(WINDOW_START, -365)
+            } else {
+                ctx.int(-364, -30)
+            }
         } else {
             ctx.int(WINDOW_START, -14)
         };
@@ -1164,7 +1657,12 @@ fn diagnoses(ctx: &mut Ctx, age: i32) -> Diagnoses {
             None
         };
         let id = ctx.id();
-        let dx = Dx { cond, id, onset, abated };
+        let dx = Dx {
+            cond,
+            id,
+            onset,
+            abated,
+        };
         let resource = condition_resource(ctx, &dx);
         ctx.conditions.push(resource);
         out.push(dx);
@@ -1174,7 +1672,11 @@ fn diagnoses(ctx: &mut Ctx, age: i32) -> Diagnoses {
 
 fn condition_resource(ctx: &mut Ctx, dx: &Dx) -> Value {
     let def = dx.cond.def();
-    let (status, status_display) = if dx.abated.is_some() { ("resolved", "Resolved") } else { ("active", "Active") };
+    let (status, status_display) = if dx.abated.is_some() {
+        ("resolved", "Resolved")
+    } else {
+        ("active", "Active")
+    };
     let recorded = (dx.onset + ctx.int(0, 14)).min(LAST);
     let mut c = Map::with_capacity(12);
     c.insert("resourceType".into(), "Condition".into());
@@ -1220,12 +1722,54 @@ fn allergies(ctx: &mut Ctx) {
     }
     // (SNOMED code, display, Danish text, category, criticality, relative frequency)
     const ALLERGIES: [(&str, &str, &str, &str, &str, u32); 7] = [
-        ("91936005", "Allergy to penicillin", "Penicillinallergi", "medication", "high", 35),
-        ("418689008", "Allergy to grass pollen", "Græspollenallergi", "environment", "low", 20),
-        ("232350006", "House dust mite allergy", "Husstøvmideallergi", "environment", "low", 12),
-        ("91935009", "Allergy to peanuts", "Jordnøddeallergi", "food", "high", 8),
-        ("300916003", "Latex allergy", "Latexallergi", "environment", "high", 6),
-        ("424213003", "Allergy to bee venom", "Allergi over for bigift", "environment", "high", 10),
+        (
+            "91936005",
+            "Allergy to penicillin",
+            "Penicillinallergi",
+            "medication",
+            "high",
+            35,
+        ),
+        (
+            "418689008",
+            "Allergy to grass pollen",
+            "Græspollenallergi",
+            "environment",
+            "low",
+            20,
+        ),
+        (
+            "232350006",
+            "House dust mite allergy",
+            "Husstøvmideallergi",
+            "environment",
+            "low",
+            12,
+        ),
+        (
+            "91935009",
+            "Allergy to peanuts",
+            "Jordnøddeallergi",
+            "food",
+            "high",
+            8,
+        ),
+        (
+            "300916003",
+            "Latex allergy",
+            "Latexallergi",
+            "environment",
+            "high",
+            6,
+        ),
+        (
+            "424213003",
+            "Allergy to bee venom",
+            "Allergi over for bigift",
+            "environment",
+            "high",
+            10,
+        ),
         ("91930004", "Allergy to eggs", "Ægallergi", "food", "low", 9),
     ];
     let total: u32 = ALLERGIES.iter().map(|a| a.5).sum();
@@ -1288,13 +1832,26 @@ impl Courses {
 
     /// Adds a course unless it would start in the future or duplicate a running course of the
     /// same substance; ends beyond `LAST` mean the course is still running.
-    fn add(&mut self, drug: &'static Drug, reason: usize, start: Day, end: Option<Day>, stopped: bool) -> bool {
+    fn add(
+        &mut self,
+        drug: &'static Drug,
+        reason: usize,
+        start: Day,
+        end: Option<Day>,
+        stopped: bool,
+    ) -> bool {
         if start > LAST || self.active_at(start, |d| d.atc == drug.atc) {
             return false;
         }
         let end = end.filter(|&e| e <= LAST && e > start);
         let stopped = stopped && end.is_some();
-        self.0.push(Course { drug, reason, start, end, stopped });
+        self.0.push(Course {
+            drug,
+            reason,
+            start,
+            end,
+            stopped,
+        });
         true
     }
 }
@@ -1336,7 +1893,8 @@ fn treatments(ctx: &mut Ctx, dx: &Diagnoses) -> Courses {
                 break;
             }
             s += ctx.int(90, 500);
-            let options: [&'static Drug; 4] = [&AMLODIPINE, &LOSARTAN, &BENDROFLUMETHIAZIDE, &RAMIPRIL];
+            let options: [&'static Drug; 4] =
+                [&AMLODIPINE, &LOSARTAN, &BENDROFLUMETHIAZIDE, &RAMIPRIL];
             let candidates: Vec<&'static Drug> = options
                 .into_iter()
                 .filter(|d| !c.active_at(s, |x| class_of(x) == class_of(d)))
@@ -1355,7 +1913,11 @@ fn treatments(ctx: &mut Ctx, dx: &Diagnoses) -> Courses {
             c.add(&FUROSEMIDE, i, s, None, false);
         }
         if ctx.chance(0.85) {
-            let beta: &'static Drug = if ctx.chance(0.6) { &BISOPROLOL } else { &METOPROLOL };
+            let beta: &'static Drug = if ctx.chance(0.6) {
+                &BISOPROLOL
+            } else {
+                &METOPROLOL
+            };
             let start = s + ctx.int(0, 30);
             if !c.active_at(start, |d| class_of(d) == "C07") {
                 c.add(beta, i, start, None, false);
@@ -1363,7 +1925,11 @@ fn treatments(ctx: &mut Ctx, dx: &Diagnoses) -> Courses {
         }
         let start = s + ctx.int(0, 30);
         if !c.active_at(start, |d| class_of(d) == "C09") && ctx.chance(0.8) {
-            let ras: &'static Drug = if ctx.chance(0.5) { &RAMIPRIL } else { &LOSARTAN };
+            let ras: &'static Drug = if ctx.chance(0.5) {
+                &RAMIPRIL
+            } else {
+                &LOSARTAN
+            };
             c.add(ras, i, start, None, false);
         }
         if ctx.chance(0.5) {
@@ -1563,20 +2129,37 @@ fn ramp(day: Day, start: Day, end: Option<Day>, tau: f64) -> f64 {
 }
 
 impl Physiology {
-    fn new(ctx: &mut Ctx, person: &Person, dx: &Diagnoses, courses: &Courses, admissions: Vec<Day>) -> Self {
+    fn new(
+        ctx: &mut Ctx,
+        person: &Person,
+        dx: &Diagnoses,
+        courses: &Courses,
+        admissions: Vec<Day>,
+    ) -> Self {
         let htn = dx.has(Cond::Hypertension);
         let (systolic0, diastolic0) = if htn {
             (ctx.uniform(148.0, 172.0), ctx.uniform(88.0, 102.0))
         } else {
             let age_effect = 0.25 * f64::from((person.age - 30).max(0));
-            ((112.0 + age_effect + ctx.uniform(-6.0, 8.0)).min(138.0), ctx.uniform(66.0, 84.0))
+            (
+                (112.0 + age_effect + ctx.uniform(-6.0, 8.0)).min(138.0),
+                ctx.uniform(66.0, 84.0),
+            )
         };
         let bp_drift_per_year = ctx.uniform(-0.5, 3.0);
         let af = dx.has(Cond::AtrialFibrillation);
         let hr0 = ctx.uniform(60.0, 80.0) + if af { 12.0 } else { 0.0 };
         let hr_sd = if af { 12.0 } else { 5.0 };
-        let metabolic = if dx.has(Cond::Diabetes) || htn { 8.0 } else { 0.0 };
-        let weight0 = if person.female { ctx.uniform(54.0, 92.0) } else { ctx.uniform(68.0, 108.0) } + metabolic;
+        let metabolic = if dx.has(Cond::Diabetes) || htn {
+            8.0
+        } else {
+            0.0
+        };
+        let weight0 = if person.female {
+            ctx.uniform(54.0, 92.0)
+        } else {
+            ctx.uniform(68.0, 108.0)
+        } + metabolic;
         let weight_drift_per_year = ctx.uniform(-1.5, 1.0);
 
         let bp_drugs = courses
@@ -1593,7 +2176,10 @@ impl Physiology {
             .collect();
 
         let glycaemia = dx.get(Cond::Diabetes).map(|d| {
-            let dm_courses = courses.0.iter().filter(|c| dx.0[c.reason].cond == Cond::Diabetes);
+            let dm_courses = courses
+                .0
+                .iter()
+                .filter(|c| dx.0[c.reason].cond == Cond::Diabetes);
             let mut treated_from = None;
             let mut intensified = Vec::new();
             for c in dm_courses {
@@ -1638,18 +2224,29 @@ impl Physiology {
         let ordinal = f64::from(date_of(ctx.today, day).ordinal());
         // Blood pressure runs a few mmHg higher in winter.
         let season = (2.0 * std::f64::consts::PI * (ordinal - 15.0) / 365.25).cos();
-        let treatment: f64 = self.bp_drugs.iter().map(|&(s, e, eff)| eff * ramp(day, s, e, 30.0)).sum();
+        let treatment: f64 = self
+            .bp_drugs
+            .iter()
+            .map(|&(s, e, eff)| eff * ramp(day, s, e, 30.0))
+            .sum();
         let white_coat = if clinic { 5.0 } else { 0.0 };
         let drift = self.bp_drift_per_year * Physiology::years_in(day);
-        let sys = self.systolic0 + drift + 3.5 * season - treatment + white_coat + 7.0 * ctx.normal();
-        let dia = self.diastolic0 + 0.4 * drift + 2.0 * season - 0.55 * treatment + 0.6 * white_coat + 5.0 * ctx.normal();
+        let sys =
+            self.systolic0 + drift + 3.5 * season - treatment + white_coat + 7.0 * ctx.normal();
+        let dia = self.diastolic0 + 0.4 * drift + 2.0 * season - 0.55 * treatment
+            + 0.6 * white_coat
+            + 5.0 * ctx.normal();
         let sys = sys.round().clamp(110.0, 190.0);
         let dia = dia.round().clamp(60.0, 110.0).min(sys - 25.0);
         (sys as i64, dia as i64)
     }
 
     fn heart_rate(&self, ctx: &mut Ctx, day: Day) -> i64 {
-        let beta: f64 = self.hr_drugs.iter().map(|&(s, e, eff)| eff * ramp(day, s, e, 14.0)).sum();
+        let beta: f64 = self
+            .hr_drugs
+            .iter()
+            .map(|&(s, e, eff)| eff * ramp(day, s, e, 14.0))
+            .sum();
         let hr = self.hr0 - beta + self.hr_sd * ctx.normal();
         hr.round().clamp(42.0, 150.0) as i64
     }
@@ -1664,7 +2261,11 @@ impl Physiology {
             }
         }
         let clothes = if clinic { 0.8 } else { 0.0 };
-        self.weight0 + self.weight_drift_per_year * Physiology::years_in(day) + fluid + clothes + 0.4 * ctx.normal()
+        self.weight0
+            + self.weight_drift_per_year * Physiology::years_in(day)
+            + fluid
+            + clothes
+            + 0.4 * ctx.normal()
     }
 
     fn hba1c(&self, ctx: &mut Ctx, day: Day) -> f64 {
@@ -1686,7 +2287,8 @@ impl Physiology {
                 }
                 (v + 3.0 * ctx.normal()).clamp(42.0, 95.0)
             }
-            None => (self.hba1c0 + 0.3 * Physiology::years_in(day) + 1.5 * ctx.normal()).clamp(30.0, 42.0),
+            None => (self.hba1c0 + 0.3 * Physiology::years_in(day) + 1.5 * ctx.normal())
+                .clamp(30.0, 42.0),
         }
     }
 
@@ -1718,7 +2320,10 @@ fn plan_admissions(ctx: &mut Ctx, dx: &Diagnoses) -> Vec<Day> {
     };
     let lo = (hf.onset + 30).max(WINDOW_START);
     let hi = -20;
-    let mut days: Vec<Day> = (0..n).filter(|_| lo < hi).map(|_| ctx.int(lo, hi)).collect();
+    let mut days: Vec<Day> = (0..n)
+        .filter(|_| lo < hi)
+        .map(|_| ctx.int(lo, hi))
+        .collect();
     days.sort_unstable();
     // Admissions closer than three weeks would overlap or be one stay.
     days.dedup_by(|b, a| *b - *a < 21);
@@ -1743,10 +2348,20 @@ struct VisitPlan<'a> {
 fn gp_visit(ctx: &mut Ctx, phys: &Physiology, day: Day, plan: &VisitPlan) {
     let start = ctx.clinic_time(day);
     let length = *pick(&mut ctx.rng, &[15, 20, 30]);
-    let end = When { day, minute: start.minute + length };
+    let end = When {
+        day,
+        minute: start.minute + length,
+    };
     let gp = ctx.gp_ref.clone();
     let enc = ctx.push_encounter(CLASS_AMB, plan.kind, start, end, gp.clone(), plan.reasons);
-    let setting = Setting { when: When { day, minute: start.minute + 5 }, encounter: Some(enc), performer: Some(gp) };
+    let setting = Setting {
+        when: When {
+            day,
+            minute: start.minute + 5,
+        },
+        encounter: Some(enc),
+        performer: Some(gp),
+    };
     let (s, d) = phys.blood_pressure(ctx, day, true);
     ctx.obs_blood_pressure(&setting, s, d);
     if ctx.chance(plan.hr) {
@@ -1776,8 +2391,10 @@ fn gp_visit(ctx: &mut Ctx, phys: &Physiology, day: Day, plan: &VisitPlan) {
 
 fn care(ctx: &mut Ctx, phys: &Physiology, person: &Person, dx: &Diagnoses) {
     let age = person.age;
-    let chronic: Vec<&Dx> = dx.0.iter().filter(|d| d.cond.is_chronic_programme()).collect();
-    let chronic_reasons: Vec<String> = chronic.iter().map(|d| d.id.clone()).collect();
+    let chronic: Vec<&Dx> =
+        dx.0.iter()
+            .filter(|d| d.cond.is_chronic_programme())
+            .collect();
     let first_chronic = chronic.iter().map(|d| d.onset).min();
     let dm = dx.has(Cond::Diabetes);
     let hf = dx.has(Cond::HeartFailure);
@@ -1804,20 +2421,24 @@ fn care(ctx: &mut Ctx, phys: &Physiology, person: &Person, dx: &Diagnoses) {
             reasons: &[],
             hr: 0.7,
             weight: 0.5,
-            labs: if screening { Labs::Screening } else { Labs::None },
+            labs: if screening {
+                Labs::Screening
+            } else {
+                Labs::None
+            },
         };
         gp_visit(ctx, phys, day, &plan);
     }
 
-    // Chronic follow-up: diabetics quarterly (HbA1c), heart failure every few months, other
-    // programmes about twice a year.
+    // Chronic follow-up: diabetics and heart failure three times a year (HbA1c for diabetics),
+    // other programmes every eight months or so.
     if let Some(first) = first_chronic {
         let (interval, jitter) = if dm {
-            (91, 14)
+            (120, 20)
         } else if hf {
-            (100, 30)
+            (120, 30)
         } else {
-            (180, 45)
+            (240, 60)
         };
         let mut day = first;
         let mut first_visit = true;
@@ -1829,16 +2450,26 @@ fn care(ctx: &mut Ctx, phys: &Physiology, person: &Person, dx: &Diagnoses) {
             } else {
                 Labs::None
             };
+            // Only conditions already diagnosed can be the reason for a visit.
+            let reasons: Vec<String> = chronic
+                .iter()
+                .filter(|d| d.onset <= day)
+                .map(|d| d.id.clone())
+                .collect();
             let plan = VisitPlan {
-                kind: if first_visit { &ENC_SYMPTOM } else { &ENC_FOLLOWUP },
-                reasons: &chronic_reasons,
-                hr: 0.8,
+                kind: if first_visit {
+                    &ENC_SYMPTOM
+                } else {
+                    &ENC_FOLLOWUP
+                },
+                reasons: &reasons,
+                hr: 0.6,
                 weight: if hf {
                     1.0
                 } else if dm {
                     0.7
                 } else {
-                    0.3
+                    0.25
                 },
                 labs,
             };
@@ -1854,23 +2485,27 @@ fn care(ctx: &mut Ctx, phys: &Physiology, person: &Person, dx: &Diagnoses) {
         .filter_map(|&c| dx.get(c).map(|d| d.onset))
         .min();
     if let Some(onset) = bp_onset
-        && ctx.chance(0.8)
+        && ctx.chance(0.75)
     {
-        let heavy = ctx.chance(0.03);
+        let heavy = ctx.chance(0.02);
         let span = ctx.int(365, 1095);
         let start = (LAST - span).max(onset - 14).max(WINDOW_START);
         let days = LAST - start + 1;
         let target = if heavy {
-            ctx.int(250, 500)
+            ctx.int(200, 500)
         } else {
             let u = ctx.uniform(0.0, 1.0);
-            30 + (120.0 * u * u) as i32
+            30 + (100.0 * u * u * u) as i32
         };
         let cap = if heavy { days } else { days / 4 };
         let n = target.min(cap).max(1);
         let interval = f64::from(days) / f64::from(n);
-        let hr_p = if dx.has(Cond::AtrialFibrillation) { 0.6 } else { 0.3 };
-        let weight_p = if hf { 0.8 } else { 0.05 };
+        let hr_p = if dx.has(Cond::AtrialFibrillation) {
+            0.5
+        } else {
+            0.1
+        };
+        let weight_p = if hf { 0.8 } else { 0.02 };
         let mut prev = start - 1;
         for k in 0..n {
             let base = f64::from(start) + (f64::from(k) + 0.5) * interval;
@@ -1880,7 +2515,11 @@ fn care(ctx: &mut Ctx, phys: &Physiology, person: &Person, dx: &Diagnoses) {
             }
             let day = ((base + jitter).round() as Day).clamp(prev + 1, LAST);
             prev = day;
-            let setting = Setting { when: ctx.home_time(day), encounter: None, performer: None };
+            let setting = Setting {
+                when: ctx.home_time(day),
+                encounter: None,
+                performer: None,
+            };
             let (s, d) = phys.blood_pressure(ctx, day, false);
             ctx.obs_blood_pressure(&setting, s, d);
             if ctx.chance(hr_p) {
@@ -1899,12 +2538,25 @@ fn care(ctx: &mut Ctx, phys: &Physiology, person: &Person, dx: &Diagnoses) {
         let mut day = LAST - ctx.int(180, 730);
         let muni = ctx.municipality_ref.clone();
         while day <= LAST {
-            let start = When { day, minute: 8 * 60 + 15 * ctx.rng.gen_range(0..24) };
-            let end = When { day, minute: start.minute + 30 };
-            let reasons: Vec<String> = dx.get(Cond::HeartFailure).map(|d| d.id.clone()).into_iter().collect();
+            let start = When {
+                day,
+                minute: 8 * 60 + 15 * ctx.rng.gen_range(0..24),
+            };
+            let end = When {
+                day,
+                minute: start.minute + 30,
+            };
+            let reasons: Vec<String> = dx
+                .get(Cond::HeartFailure)
+                .map(|d| d.id.clone())
+                .into_iter()
+                .collect();
             let enc = ctx.push_encounter(CLASS_HH, &ENC_HOME, start, end, muni.clone(), &reasons);
             let setting = Setting {
-                when: When { day, minute: start.minute + 10 },
+                when: When {
+                    day,
+                    minute: start.minute + 10,
+                },
                 encounter: Some(enc),
                 performer: Some(muni.clone()),
             };
@@ -1922,22 +2574,44 @@ fn care(ctx: &mut Ctx, phys: &Physiology, person: &Person, dx: &Diagnoses) {
     if let Some(hf_dx) = dx.get(Cond::HeartFailure) {
         let region = ctx.region_ref.clone();
         for &a in &phys.admissions {
-            let start = When { day: a, minute: ctx.int(8 * 60, 22 * 60) as u32 };
+            let start = When {
+                day: a,
+                minute: ctx.int(8 * 60, 22 * 60) as u32,
+            };
             let end_day = (a + ctx.int(2, 12)).min(LAST);
-            let end = When { day: end_day, minute: ctx.int(9 * 60, 15 * 60) as u32 };
-            ctx.push_encounter(CLASS_IMP, &ENC_ADMISSION, start, end, region.clone(), std::slice::from_ref(&hf_dx.id));
+            let end = When {
+                day: end_day,
+                minute: ctx.int(9 * 60, 15 * 60) as u32,
+            };
+            ctx.push_encounter(
+                CLASS_IMP,
+                &ENC_ADMISSION,
+                start,
+                end,
+                region.clone(),
+                std::slice::from_ref(&hf_dx.id),
+            );
         }
     }
 
     // Acute consultations for everything else.
-    let acute_p = if age < 40 { 0.2 } else if age < 70 { 0.3 } else { 0.4 };
+    let acute_p = if age < 40 {
+        0.2
+    } else if age < 70 {
+        0.3
+    } else {
+        0.4
+    };
     for _ in 0..5 {
         if !ctx.chance(acute_p) {
             continue;
         }
         let day = ctx.int(WINDOW_START, LAST);
         let start = ctx.clinic_time(day);
-        let end = When { day, minute: start.minute + 15 };
+        let end = When {
+            day,
+            minute: start.minute + 15,
+        };
         let gp = ctx.gp_ref.clone();
         ctx.push_encounter(CLASS_AMB, &ENC_SYMPTOM, start, end, gp, &[]);
     }
@@ -1966,18 +2640,30 @@ fn push_immunization(ctx: &mut Ctx, (code, display, text): (&str, &str, &str), d
 }
 
 fn immunizations(ctx: &mut Ctx, age: i32) {
-    const FLU_PF: (&str, &str, &str) =
-        ("140", "Influenza, seasonal, injectable, preservative free", "Influenzavaccine");
+    const FLU_PF: (&str, &str, &str) = (
+        "140",
+        "Influenza, seasonal, injectable, preservative free",
+        "Influenzavaccine",
+    );
     const FLU: (&str, &str, &str) = ("141", "Influenza, seasonal, injectable", "Influenzavaccine");
-    const COVID: (&str, &str, &str) = ("208", "COVID-19, mRNA, LNP-S, PF, 30 mcg/0.3 mL dose", "COVID-19-vaccine");
-    const PNEUMO: (&str, &str, &str) =
-        ("33", "pneumococcal polysaccharide vaccine, 23 valent", "Pneumokokvaccine");
+    const COVID: (&str, &str, &str) = (
+        "208",
+        "COVID-19, mRNA, LNP-S, PF, 30 mcg/0.3 mL dose",
+        "COVID-19-vaccine",
+    );
+    const PNEUMO: (&str, &str, &str) = (
+        "33",
+        "pneumococcal polysaccharide vaccine, 23 valent",
+        "Pneumokokvaccine",
+    );
 
     let today = ctx.today;
     let first_year = date_of(today, WINDOW_START).year();
     let elderly = age >= 65;
     for year in first_year..=today.year() {
-        let Some(autumn) = NaiveDate::from_ymd_opt(year, 10, 1) else { continue };
+        let Some(autumn) = NaiveDate::from_ymd_opt(year, 10, 1) else {
+            continue;
+        };
         let flu_p = if elderly { 0.75 } else { 0.15 };
         if ctx.chance(flu_p) {
             let day = day_of(today, autumn) + ctx.int(0, 75);
@@ -1986,7 +2672,9 @@ fn immunizations(ctx: &mut Ctx, age: i32) {
         }
         if year == 2021 && ctx.chance(0.85) {
             // Primary series: two doses three to six weeks apart.
-            let Some(jan) = NaiveDate::from_ymd_opt(2021, 1, 15) else { continue };
+            let Some(jan) = NaiveDate::from_ymd_opt(2021, 1, 15) else {
+                continue;
+            };
             let first = day_of(today, jan) + ctx.int(0, 160);
             push_immunization(ctx, COVID, first);
             let second = first + ctx.int(21, 42);
@@ -1996,7 +2684,7 @@ fn immunizations(ctx: &mut Ctx, age: i32) {
             let booster_p = match (elderly, year) {
                 (true, 2021 | 2022) => 0.75,
                 (true, _) => 0.6,
-                (false, 2021) => 0.5,
+                (false, 2021) => 0.4,
                 (false, 2022) => 0.2,
                 (false, _) => 0.03,
             };
@@ -2018,7 +2706,11 @@ fn procedures(ctx: &mut Ctx, person: &Person, dx: &Diagnoses, courses: &Courses)
     const ECG: (&str, &str, &str) = ("29303009", "Electrocardiographic procedure", "EKG");
     const ECHO: (&str, &str, &str) = ("40701008", "Echocardiography", "Ekkokardiografi");
     const SPIROMETRY: (&str, &str, &str) = ("127783003", "Spirometry", "Spirometri");
-    const HIP: (&str, &str, &str) = ("52734007", "Total replacement of hip joint", "Hoftealloplastik");
+    const HIP: (&str, &str, &str) = (
+        "52734007",
+        "Total replacement of hip joint",
+        "Hoftealloplastik",
+    );
     const KNEE: (&str, &str, &str) = ("609588000", "Total knee replacement", "Knæalloplastik");
     const REVIEW: (&str, &str, &str) = ("182836005", "Review of medication", "Medicingennemgang");
 
@@ -2031,7 +2723,11 @@ fn procedures(ctx: &mut Ctx, person: &Person, dx: &Diagnoses, courses: &Courses)
         };
         match d.cond {
             Cond::Hypertension | Cond::AtrialFibrillation | Cond::HeartFailure => {
-                let p = if d.cond == Cond::Hypertension { 0.6 } else { 1.0 };
+                let p = if d.cond == Cond::Hypertension {
+                    0.6
+                } else {
+                    1.0
+                };
                 if ctx.chance(p)
                     && let Some(w) = at(ctx, 0, 21)
                 {
@@ -2067,7 +2763,11 @@ fn procedures(ctx: &mut Ctx, person: &Person, dx: &Diagnoses, courses: &Courses)
         if day > LAST {
             continue;
         }
-        let running = courses.0.iter().filter(|c| c.start <= day && c.end.is_none_or(|e| day < e)).count();
+        let running = courses
+            .0
+            .iter()
+            .filter(|c| c.start <= day && c.end.is_none_or(|e| day < e))
+            .count();
         if running >= 3 && ctx.chance(0.5) {
             let w = ctx.clinic_time(day);
             ctx.push_procedure(REVIEW, w, gp.clone(), None);
@@ -2085,11 +2785,18 @@ mod tests {
     use std::collections::HashSet;
 
     fn opts(seed: u64) -> SynthOptions {
-        SynthOptions { patients: 2_000, seed, today: NaiveDate::from_ymd_opt(2025, 6, 15).unwrap() }
+        SynthOptions {
+            patients: 2_000,
+            seed,
+            today: NaiveDate::from_ymd_opt(2025, 6, 15).unwrap(),
+        }
     }
 
     fn is_fhir_id(s: &str) -> bool {
-        !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     }
 
     fn walk<'a>(v: &'a Value, key: Option<&'a str>, f: &mut dyn FnMut(Option<&'a str>, &'a Value)) {
@@ -2148,7 +2855,10 @@ mod tests {
         let o = opts(1);
         let orgs = organizations(&o);
         assert_eq!(orgs.len(), 5 + 10 + 3);
-        let big = organizations(&SynthOptions { patients: 100_000, ..o });
+        let big = organizations(&SynthOptions {
+            patients: 100_000,
+            ..o
+        });
         assert_eq!(big.len(), 15 + 67);
         for org in &big {
             assert_eq!(org["resourceType"], "Organization");
@@ -2160,7 +2870,12 @@ mod tests {
         }
         let ids: HashSet<_> = big.iter().map(|o| o["id"].as_str().unwrap()).collect();
         assert_eq!(ids.len(), big.len());
-        for id in ["region-hovedstaden", "municipality-aarhus", "gp-0001", "gp-0067"] {
+        for id in [
+            "region-hovedstaden",
+            "municipality-aarhus",
+            "gp-0001",
+            "gp-0067",
+        ] {
             assert!(ids.contains(id), "{id}");
         }
     }
@@ -2168,8 +2883,10 @@ mod tests {
     #[test]
     fn resources_are_wellformed_and_references_resolve() {
         let o = opts(7);
-        let org_ids: HashSet<String> =
-            organizations(&o).iter().map(|r| format!("Organization/{}", r["id"].as_str().unwrap())).collect();
+        let org_ids: HashSet<String> = organizations(&o)
+            .iter()
+            .map(|r| format!("Organization/{}", r["id"].as_str().unwrap()))
+            .collect();
         let mut all_ids = HashSet::new();
         for i in 0..300 {
             let res = patient(&o, i);
@@ -2177,7 +2894,13 @@ mod tests {
             let me = format!("Patient/{}", res[0]["id"].as_str().unwrap());
             let local: HashSet<String> = res
                 .iter()
-                .map(|r| format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap()))
+                .map(|r| {
+                    format!(
+                        "{}/{}",
+                        r["resourceType"].as_str().unwrap(),
+                        r["id"].as_str().unwrap()
+                    )
+                })
                 .collect();
             for r in &res {
                 let rt = r["resourceType"].as_str().expect("resourceType");
@@ -2185,6 +2908,15 @@ mod tests {
                 assert!(is_fhir_id(id), "bad id {id}");
                 assert!(all_ids.insert(id.to_string()), "duplicate id {id}");
                 assert!(r.get("meta").is_none(), "meta must be left to the store");
+                // FHIR JSON forbids nulls and empty arrays; a leftover template slot would show
+                // up here.
+                walk(r, None, &mut |k, v| {
+                    assert!(!v.is_null(), "{rt}.{k:?} is null");
+                    assert!(
+                        v.as_array().is_none_or(|a| !a.is_empty()),
+                        "{rt}.{k:?} is an empty array"
+                    );
+                });
                 for reference in references(r) {
                     if reference.starts_with("Patient/") {
                         assert_eq!(reference, me);
@@ -2217,7 +2949,8 @@ mod tests {
             assert!(cpr.bytes().all(|b| b.is_ascii_digit()));
             let dd: u32 = cpr[0..2].parse().unwrap();
             assert!((61..=91).contains(&dd), "{cpr}");
-            let birth = NaiveDate::parse_from_str(p["birthDate"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+            let birth =
+                NaiveDate::parse_from_str(p["birthDate"].as_str().unwrap(), "%Y-%m-%d").unwrap();
             assert_eq!(dd - 60, birth.day());
             assert_eq!(cpr[2..4].parse::<u32>().unwrap(), birth.month());
             assert_eq!(cpr[4..6].parse::<i32>().unwrap(), birth.year() % 100);
@@ -2239,7 +2972,10 @@ mod tests {
                 assert_eq!(obs["status"], "final");
                 let code = obs["code"]["coding"][0]["code"].as_str().unwrap();
                 let dt = obs["effectiveDateTime"].as_str().unwrap();
-                assert!(dt.len() == 25 && (dt.ends_with("+01:00") || dt.ends_with("+02:00")), "{dt}");
+                assert!(
+                    dt.len() == 25 && (dt.ends_with("+01:00") || dt.ends_with("+02:00")),
+                    "{dt}"
+                );
                 match code {
                     "85354-9" => {
                         bp_count += 1;
@@ -2254,7 +2990,10 @@ mod tests {
                             assert_eq!(q["code"], "mm[Hg]");
                             assert_eq!(q["system"], SYS_UCUM);
                         }
-                        let (s, d) = (sys["value"].as_i64().unwrap(), dia["value"].as_i64().unwrap());
+                        let (s, d) = (
+                            sys["value"].as_i64().unwrap(),
+                            dia["value"].as_i64().unwrap(),
+                        );
                         assert!((110..=190).contains(&s) && (60..=110).contains(&d) && d < s);
                         assert_eq!(obs["category"][0]["coding"][0]["code"], "vital-signs");
                     }
@@ -2294,12 +3033,18 @@ mod tests {
         let today = o.today;
         for i in 0..300 {
             let res = patient(&o, i);
-            let birth = NaiveDate::parse_from_str(res[0]["birthDate"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+            let birth =
+                NaiveDate::parse_from_str(res[0]["birthDate"].as_str().unwrap(), "%Y-%m-%d")
+                    .unwrap();
             for r in &res {
                 walk(r, None, &mut |k, v| {
                     let Some(s) = v.as_str() else { return };
                     let b = s.as_bytes();
-                    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' || !b[..4].iter().all(u8::is_ascii_digit) {
+                    if b.len() < 10
+                        || b[4] != b'-'
+                        || b[7] != b'-'
+                        || !b[..4].iter().all(u8::is_ascii_digit)
+                    {
                         return;
                     }
                     let d = NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").unwrap();
@@ -2319,7 +3064,10 @@ mod tests {
         let n = 400;
         let total: usize = (0..n).map(|i| patient(&o, i).len()).sum();
         let avg = total as f64 / n as f64;
-        assert!((35.0..=75.0).contains(&avg), "average resources per patient {avg}");
+        assert!(
+            (35.0..=75.0).contains(&avg),
+            "average resources per patient {avg}"
+        );
         // Some patients must carry the heavy chronic series.
         assert!((0..n).any(|i| patient(&o, i).len() > 150));
     }
@@ -2330,12 +3078,20 @@ mod tests {
         let mut seen = 0;
         for i in 0..200 {
             let res = patient(&o, i);
-            for m in res.iter().filter(|r| r["resourceType"] == "MedicationRequest" || r["resourceType"] == "MedicationStatement") {
+            for m in res.iter().filter(|r| {
+                r["resourceType"] == "MedicationRequest"
+                    || r["resourceType"] == "MedicationStatement"
+            }) {
                 seen += 1;
-                assert_eq!(m["medicationCodeableConcept"]["coding"][0]["system"], SYS_ATC);
+                assert_eq!(
+                    m["medicationCodeableConcept"]["coding"][0]["system"],
+                    SYS_ATC
+                );
                 if m["resourceType"] == "MedicationRequest" {
                     assert_eq!(m["intent"], "order");
-                    assert!(["active", "completed", "stopped"].contains(&m["status"].as_str().unwrap()));
+                    assert!(
+                        ["active", "completed", "stopped"].contains(&m["status"].as_str().unwrap())
+                    );
                     assert!(m["dosageInstruction"][0]["text"].is_string());
                 } else {
                     assert!(["active", "completed"].contains(&m["status"].as_str().unwrap()));

@@ -21,11 +21,19 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
                 format!("is '{t}', expected '{resource_type}'"),
             ));
         }
-        None => return Err(FhirError::invalid(format!("{resource_type}.resourceType"), "missing")),
+        None => {
+            return Err(FhirError::invalid(
+                format!("{resource_type}.resourceType"),
+                "missing",
+            ));
+        }
     }
     if let Some(id) = object.get("id") {
         if !id.as_str().is_some_and(is_valid_id) {
-            return Err(FhirError::invalid(format!("{resource_type}.id"), "must match [A-Za-z0-9-.]{1,64}"));
+            return Err(FhirError::invalid(
+                format!("{resource_type}.id"),
+                "must match [A-Za-z0-9-.]{1,64}",
+            ));
         }
     }
     check_tree(resource, resource_type)?;
@@ -33,7 +41,10 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
         let path = format!("{resource_type}.{element}");
         match object.get(element).and_then(Value::as_str) {
             Some(v) if allowed.is_empty() || allowed.contains(&v) => Ok(()),
-            Some(v) => Err(FhirError::invalid(path, format!("'{v}' is not one of {}", allowed.join(", ")))),
+            Some(v) => Err(FhirError::invalid(
+                path,
+                format!("'{v}' is not one of {}", allowed.join(", ")),
+            )),
             None => Err(FhirError::invalid(path, "required")),
         }
     };
@@ -41,27 +52,59 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
         "Observation" => {
             required(
                 "status",
-                &["registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"],
+                &[
+                    "registered",
+                    "preliminary",
+                    "final",
+                    "amended",
+                    "corrected",
+                    "cancelled",
+                    "entered-in-error",
+                    "unknown",
+                ],
             )?;
-            if !object.get("code").is_some_and(|c| c.get("coding").is_some() || c.get("text").is_some()) {
-                return Err(FhirError::invalid("Observation.code", "required: a CodeableConcept with coding or text"));
+            if !object
+                .get("code")
+                .is_some_and(|c| c.get("coding").is_some() || c.get("text").is_some())
+            {
+                return Err(FhirError::invalid(
+                    "Observation.code",
+                    "required: a CodeableConcept with coding or text",
+                ));
             }
         }
         "Patient" => {
             if let Some(gender) = object.get("gender") {
-                if !gender.as_str().is_some_and(|g| ["male", "female", "other", "unknown"].contains(&g)) {
-                    return Err(FhirError::invalid("Patient.gender", "must be male, female, other or unknown"));
+                if !gender
+                    .as_str()
+                    .is_some_and(|g| ["male", "female", "other", "unknown"].contains(&g))
+                {
+                    return Err(FhirError::invalid(
+                        "Patient.gender",
+                        "must be male, female, other or unknown",
+                    ));
                 }
             }
         }
-        "Condition" | "Procedure" | "DiagnosticReport" | "Encounter" | "MedicationRequest" | "MedicationStatement" => {
+        "Condition"
+        | "Procedure"
+        | "DiagnosticReport"
+        | "Encounter"
+        | "MedicationRequest"
+        | "MedicationStatement" => {
             if object.get("subject").is_none() {
-                return Err(FhirError::invalid(format!("{resource_type}.subject"), "required"));
+                return Err(FhirError::invalid(
+                    format!("{resource_type}.subject"),
+                    "required",
+                ));
             }
         }
         "AllergyIntolerance" | "Immunization" => {
             if object.get("patient").is_none() {
-                return Err(FhirError::invalid(format!("{resource_type}.patient"), "required"));
+                return Err(FhirError::invalid(
+                    format!("{resource_type}.patient"),
+                    "required",
+                ));
             }
         }
         _ => {}
@@ -78,29 +121,53 @@ fn check_tree(value: &Value, path: &str) -> Result<(), FhirError> {
                 let child_path = format!("{path}.{key}");
                 match (key.as_str(), child) {
                     ("reference", Value::String(r)) => {
-                        let local = r.starts_with('#') || r.starts_with("urn:uuid:") || r.starts_with("urn:oid:") || r.contains('?');
+                        let local = r.starts_with('#')
+                            || r.starts_with("urn:uuid:")
+                            || r.starts_with("urn:oid:")
+                            || r.contains('?');
                         if !local && split_reference(r).is_none() {
-                            return Err(FhirError::invalid(child_path, format!("'{r}' is not a reference of the form Type/id")));
+                            return Err(FhirError::invalid(
+                                child_path,
+                                format!("'{r}' is not a reference of the form Type/id"),
+                            ));
                         }
                     }
-                    ("reference", _) => return Err(FhirError::invalid(child_path, "must be a string")),
+                    // Consent.provision.actor.reference is itself a Reference object.
+                    ("reference", Value::Object(_)) => check_tree(child, &child_path)?,
+                    ("reference", _) => {
+                        return Err(FhirError::invalid(child_path, "must be a string"));
+                    }
                     ("value", Value::String(_)) if path.ends_with("Quantity") => {
-                        return Err(FhirError::invalid(child_path, "a quantity's value must be a number"));
+                        return Err(FhirError::invalid(
+                            child_path,
+                            "a quantity's value must be a number",
+                        ));
                     }
                     (k, Value::String(s)) if is_date_element(k) => {
                         if date::parse(s).is_none() {
-                            return Err(FhirError::invalid(child_path, format!("'{s}' is not a valid FHIR date/dateTime")));
+                            return Err(FhirError::invalid(
+                                child_path,
+                                format!("'{s}' is not a valid FHIR date/dateTime"),
+                            ));
                         }
                     }
                     (k, Value::Array(items)) => {
                         if items.is_empty() {
-                            return Err(FhirError::invalid(child_path, "arrays must not be empty in FHIR JSON"));
+                            return Err(FhirError::invalid(
+                                child_path,
+                                "arrays must not be empty in FHIR JSON",
+                            ));
                         }
                         for (i, item) in items.iter().enumerate() {
                             check_tree(item, &format!("{path}.{k}[{i}]"))?;
                         }
                     }
-                    (_, Value::Null) => return Err(FhirError::invalid(child_path, "null is not allowed in FHIR JSON")),
+                    (_, Value::Null) => {
+                        return Err(FhirError::invalid(
+                            child_path,
+                            "null is not allowed in FHIR JSON",
+                        ));
+                    }
                     _ => check_tree(child, &child_path)?,
                 }
             }
@@ -113,7 +180,17 @@ fn check_tree(value: &Value, path: &str) -> Result<(), FhirError> {
 fn is_date_element(key: &str) -> bool {
     key.ends_with("DateTime")
         || key.ends_with("Instant")
-        || matches!(key, "birthDate" | "recordedDate" | "authoredOn" | "issued" | "recorded" | "start" | "end" | "dateAsserted")
+        || matches!(
+            key,
+            "birthDate"
+                | "recordedDate"
+                | "authoredOn"
+                | "issued"
+                | "recorded"
+                | "start"
+                | "end"
+                | "dateAsserted"
+        )
 }
 
 #[cfg(test)]
@@ -126,14 +203,26 @@ mod tests {
         let bad = json!({"resourceType": "Observation", "status": "final", "code": {"text": "BP"},
             "subject": {"reference": "Patient/p"}, "effectiveDateTime": "last tuesday"});
         let err = resource("Observation", &bad).unwrap_err();
-        assert!(err.to_string().starts_with("Observation.effectiveDateTime:"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("Observation.effectiveDateTime:"),
+            "{err}"
+        );
 
         let bad = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
             "component": [{"code": {"text": "s"}, "valueQuantity": {"value": "120"}}]});
         let err = resource("Observation", &bad).unwrap_err();
-        assert!(err.to_string().starts_with("Observation.component[0].valueQuantity.value"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("Observation.component[0].valueQuantity.value"),
+            "{err}"
+        );
 
-        let err = resource("Observation", &json!({"resourceType": "Observation", "code": {"text": "x"}})).unwrap_err();
+        let err = resource(
+            "Observation",
+            &json!({"resourceType": "Observation", "code": {"text": "x"}}),
+        )
+        .unwrap_err();
         assert!(err.to_string().starts_with("Observation.status"), "{err}");
         let err = resource("Observation", &json!({"resourceType": "Patient"})).unwrap_err();
         assert_eq!(err.status(), 422);

@@ -49,7 +49,11 @@ impl GenerateCommand {
         let started = std::time::Instant::now();
         let report = generate(
             &store,
-            SynthOptions { patients: self.patients, seed: self.seed, today: self.today },
+            SynthOptions {
+                patients: self.patients,
+                seed: self.seed,
+                today: self.today,
+            },
         )
         .await?;
         print_report("generated", &report, started.elapsed());
@@ -58,7 +62,10 @@ impl GenerateCommand {
 }
 
 /// Generates patients with a progress bar.
-pub async fn generate(store: &EmbeddedStore, options: SynthOptions) -> anyhow::Result<ImportReport> {
+pub async fn generate(
+    store: &EmbeddedStore,
+    options: SynthOptions,
+) -> anyhow::Result<ImportReport> {
     let bar = progress_bar(options.patients as u64, "patients");
     let report = load_synthetic(store, options, &|done| bar.set_position(done as u64))
         .await
@@ -82,7 +89,11 @@ impl ImportCommand {
         for path in &self.paths {
             collect_json(path, &mut files)?;
         }
-        anyhow::ensure!(!files.is_empty(), "no .json files found in {:?}", self.paths);
+        anyhow::ensure!(
+            !files.is_empty(),
+            "no .json files found in {:?}",
+            self.paths
+        );
         let store = open_store(&self.data).await?;
         let started = std::time::Instant::now();
         let bar = progress_bar(files.len() as u64, "bundles");
@@ -115,7 +126,8 @@ impl ImportCommand {
 }
 
 fn collect_json(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let metadata =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if metadata.is_dir() {
         let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.path());
@@ -132,13 +144,19 @@ fn collect_json(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 pub async fn open_store(data: &DataDirArgs) -> anyhow::Result<EmbeddedStore> {
-    Ok(EmbeddedStore::new(Database::connect(&data.database_url()?).await?))
+    Ok(EmbeddedStore::new(
+        Database::connect(&data.database_url()?).await?,
+    ))
 }
 
 fn progress_bar(len: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
-    let template = format!("{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})");
-    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let template = format!(
+        "{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
+    );
+    bar.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     bar
 }
 
@@ -150,7 +168,11 @@ fn print_report(verb: &str, report: &ImportReport, elapsed: std::time::Duration)
         resources as f64 / elapsed.as_secs_f64().max(1e-9)
     );
     for (resource_type, count) in &report.by_type {
-        let served = if healthcloud_integration::params::type_def(resource_type).is_some() { "" } else { " (stored, not served)" };
+        let served = if healthcloud_integration::params::type_def(resource_type).is_some() {
+            ""
+        } else {
+            " (stored, not served)"
+        };
         println!("  {resource_type:<22} {count}{served}");
     }
 }

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 
 /// The healthcloud command line.
 #[derive(Debug, Parser)]
-#[command(name = "healthcloud", version, about = "An open national health cloud: FHIR integration, app cloud and app store")]
+#[command(
+    name = "healthcloud",
+    version,
+    about = "An open national health cloud: FHIR integration, app cloud and app store"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -43,7 +47,11 @@ impl Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataDirArgs {
     /// Data directory (database, development issuer key).
-    #[arg(long, env = "HEALTHCLOUD_DATA_DIR", default_value = "./healthcloud-data")]
+    #[arg(
+        long,
+        env = "HEALTHCLOUD_DATA_DIR",
+        default_value = "./healthcloud-data"
+    )]
     pub data_dir: PathBuf,
     /// Database URL; defaults to the SQLite file in the data directory.
     #[arg(long, env = "HEALTHCLOUD_DATABASE_URL")]
@@ -54,11 +62,17 @@ impl DataDirArgs {
     /// The database URL to use, creating the data directory if needed.
     pub fn database_url(&self) -> anyhow::Result<String> {
         std::fs::create_dir_all(&self.data_dir).map_err(|e| {
-            anyhow::anyhow!("cannot create the data directory {}: {e}", self.data_dir.display())
+            anyhow::anyhow!(
+                "cannot create the data directory {}: {e}",
+                self.data_dir.display()
+            )
         })?;
         Ok(match &self.database_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}", self.data_dir.join("healthcloud.db").display()),
+            None => format!(
+                "sqlite://{}",
+                self.data_dir.join("healthcloud.db").display()
+            ),
         })
     }
 }

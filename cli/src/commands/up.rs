@@ -23,8 +23,12 @@ pub struct UpCommand {
 
 impl UpCommand {
     pub async fn run(self) -> anyhow::Result<()> {
-        let public_url = self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.addr));
-        let integration = Integration::open(&self.data.database_url()?, &public_url, &self.data.data_dir).await?;
+        let public_url = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.addr));
+        let integration =
+            Integration::open(&self.data.database_url()?, &public_url, &self.data.data_dir).await?;
         let store = integration.state.service.store().clone();
         crate::demo::ensure_data(&store).await?;
         let listener = tokio::net::TcpListener::bind(self.addr).await.map_err(|e| {
@@ -36,7 +40,9 @@ impl UpCommand {
             .layer(tower_http::trace::TraceLayer::new_for_http());
 
         println!("healthcloud is up");
-        println!("  FHIR R4 API:   {public_url}/fhir/r4  (metadata: {public_url}/fhir/r4/metadata)");
+        println!(
+            "  FHIR R4 API:   {public_url}/fhir/r4  (metadata: {public_url}/fhir/r4/metadata)"
+        );
         println!("  health check:  {public_url}/healthz");
         println!("  data dir:      {}", self.data.data_dir.display());
         if let Some(patient) = crate::demo::first_patient(&store).await? {
@@ -44,7 +50,9 @@ impl UpCommand {
             for (who, token) in crate::demo::tokens(&integration.issuer, &patient)? {
                 println!("  {who}:\n    {token}");
             }
-            println!("try:\n  curl -H \"Authorization: Bearer $TOKEN\" '{public_url}/fhir/r4/Observation?patient={patient}&code=http://loinc.org|85354-9&_sort=-date&_count=5'");
+            println!(
+                "try:\n  curl -H \"Authorization: Bearer $TOKEN\" '{public_url}/fhir/r4/Observation?patient={patient}&code=http://loinc.org|85354-9&_sort=-date&_count=5'"
+            );
         }
         axum::serve(listener, app)
             .with_graceful_shutdown(async {

@@ -1,0 +1,149 @@
+//! # healthcloud-bench
+//!
+//! Benchmarks of the integration cloud, separate from the tests so they can run at full size
+//! in release mode:
+//!
+//! ```text
+//! cargo run --release -p healthcloud-bench -- fhir --patients 20000   # writes bench/RESULTS.md
+//! cargo run --release -p healthcloud-bench -- fhir --smoke            # a few seconds, for CI
+//! ```
+//!
+//! See `bench/README.md` for what each figure means.
+
+mod corpus;
+mod fhir;
+mod machine;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+/// "Today" for generated data: the same anchor as the demo data, so runs on different days
+/// import byte-identical corpora.
+const SYNTH_TODAY: &str = "2026-11-01";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "healthcloud-bench",
+    about = "Benchmarks of the healthcloud integration cloud"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// FHIR Bundle import throughput and patient-compartment search latency on embedded SQLite.
+    Fhir(FhirArgs),
+}
+
+#[derive(Debug, Args)]
+struct FhirArgs {
+    /// Patients to generate and import [default: 20000, or 200 with --smoke].
+    #[arg(long)]
+    patients: Option<usize>,
+    /// A small, quick run that only proves the benchmark works (for CI). Results are printed
+    /// but not written unless --out is given.
+    #[arg(long)]
+    smoke: bool,
+    /// Seed of the synthetic data and of the choice of searched patients.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Patients with blood pressures to search [default: 500, or 50 with --smoke].
+    #[arg(long)]
+    search_patients: Option<usize>,
+    /// Timed passes over the searched patients, per search path [default: 3, or 1 with --smoke].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Skip timing `load_synthetic` (the `healthcloud data generate` path).
+    #[arg(long)]
+    no_generate: bool,
+    /// Directory for the benchmark databases (a fresh subdirectory is made and removed).
+    /// Keep it on a real disk: on tmpfs, commits cost nothing and the numbers flatter.
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    data_dir: PathBuf,
+    /// Keep the databases after the run (their path is printed).
+    #[arg(long)]
+    keep_data: bool,
+    /// Where to write the markdown results [default: bench/RESULTS.md; none with --smoke].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Removes the run's data directory when the run ends, however it ends.
+struct RunDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("databases kept in {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Fhir(args) => fhir_command(args).await,
+    }
+}
+
+async fn fhir_command(args: FhirArgs) -> anyhow::Result<()> {
+    let date = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let command = format!(
+        "cargo run --release -p healthcloud-bench -- {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; run with --release for meaningful numbers");
+    }
+
+    let run_dir = RunDir {
+        path: args
+            .data_dir
+            .join(format!("healthcloud-bench-{}", std::process::id())),
+        keep: args.keep_data,
+    };
+    std::fs::create_dir_all(&run_dir.path)
+        .with_context(|| format!("cannot create {}", run_dir.path.display()))?;
+    // Described before the run: the load average should say how busy the machine was going in.
+    let machine = machine::Machine::describe(&run_dir.path);
+
+    let config = fhir::Config {
+        patients: args
+            .patients
+            .unwrap_or(if args.smoke { 200 } else { 20_000 }),
+        seed: args.seed,
+        today: SYNTH_TODAY.parse()?,
+        search_patients: args
+            .search_patients
+            .unwrap_or(if args.smoke { 50 } else { 500 }),
+        rounds: args.rounds.unwrap_or(if args.smoke { 1 } else { 3 }).max(1),
+        generate: !args.no_generate,
+        data_dir: run_dir.path.clone(),
+    };
+    let results = fhir::run(&config).await?;
+    drop(run_dir);
+
+    let report = report::build(date, command, &machine, &config, &results);
+    println!("{}", report.text());
+    let out = args.out.or_else(|| {
+        (!args.smoke).then(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"))
+    });
+    if let Some(out) = out {
+        std::fs::write(&out, report.markdown())
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("results written to {}", out.display());
+    }
+    Ok(())
+}

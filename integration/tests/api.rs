@@ -1,0 +1,350 @@
+//! The REST surface: create, update, error bodies, metadata, and Bundle import.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::*;
+use healthcloud_integration::import::Importer;
+use healthcloud_integration::query::{PageLimits, SearchQuery};
+use serde_json::{Value, json};
+
+on_both_backends!(
+    create_assigns_id_version_and_location,
+    invalid_requests_get_operation_outcomes,
+    metadata_describes_the_server,
+    transaction_bundles_resolve_references,
+    a_bad_bundle_keeps_nothing,
+);
+
+fn measurement(patient: &str) -> Value {
+    json!({
+        "resourceType": "Observation", "id": "client-chosen", "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "29463-7"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": "2024-06-02T07:00:00+02:00",
+        "valueQuantity": {"value": 81.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}
+    })
+}
+
+async fn create_assigns_id_version_and_location(h: Harness) {
+    let citizen = h.citizen("pat-c");
+    let created = h
+        .request(
+            "POST",
+            "Observation",
+            Some(&citizen),
+            Some(measurement("pat-c")),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap();
+    assert_ne!(id, "client-chosen", "the server assigns ids");
+    assert_eq!(created.body["meta"]["versionId"], "1");
+    assert!(
+        created.body["meta"]["lastUpdated"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    let location = created.headers.get("location").unwrap().to_str().unwrap();
+    assert_eq!(location, format!("{BASE}/Observation/{id}/_history/1"));
+    assert_eq!(created.headers.get("etag").unwrap(), "W/\"1\"");
+
+    let read = h.get(&format!("Observation/{id}"), &h.clinician()).await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body, created.body);
+    assert_eq!(
+        h.ids("Observation?patient=pat-c&code=29463-7", &citizen)
+            .await,
+        [id]
+    );
+
+    // application/json is accepted as well as application/fhir+json.
+    let plain = h
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/fhir/r4/Observation")
+                .header("authorization", format!("Bearer {citizen}"))
+                .header("content-type", "application/json; charset=utf-8")
+                .body(Body::from(measurement("pat-c").to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(plain.status, 201);
+    assert_eq!(
+        h.request(
+            "POST",
+            "Patient",
+            Some(&citizen),
+            Some(json!({"resourceType": "Patient"}))
+        )
+        .await
+        .status,
+        400
+    );
+}
+
+async fn invalid_requests_get_operation_outcomes(h: Harness) {
+    let citizen = h.citizen("pat-c");
+    let mut bad = measurement("pat-c");
+    bad["effectiveDateTime"] = json!("tomorrow-ish");
+    let response = h
+        .request("POST", "Observation", Some(&citizen), Some(bad))
+        .await;
+    assert_eq!(response.status, 422);
+    assert_eq!(
+        response.body["issue"][0]["expression"][0],
+        "Observation.effectiveDateTime"
+    );
+
+    let mut no_status = measurement("pat-c");
+    no_status.as_object_mut().unwrap().remove("status");
+    let response = h
+        .request("POST", "Observation", Some(&citizen), Some(no_status))
+        .await;
+    assert_eq!(response.status, 422);
+    assert!(diagnostics(&response).starts_with("Observation.status"));
+
+    let wrong_type = h
+        .request(
+            "POST",
+            "Observation",
+            Some(&citizen),
+            Some(json!({"resourceType": "Condition"})),
+        )
+        .await;
+    assert_eq!(wrong_type.status, 422);
+
+    let send = |content_type: &str, body: Body| {
+        Request::builder()
+            .method("POST")
+            .uri("/fhir/r4/Observation")
+            .header("authorization", format!("Bearer {citizen}"))
+            .header("content-type", content_type)
+            .body(body)
+            .unwrap()
+    };
+    let not_json = h
+        .send(send(
+            "application/fhir+json",
+            Body::from("{\"resourceType\": "),
+        ))
+        .await;
+    assert_eq!(not_json.status, 400);
+    assert!(diagnostics(&not_json).contains("not valid JSON"));
+    let xml = h
+        .send(send("application/fhir+xml", Body::from("<Observation/>")))
+        .await;
+    assert_eq!(xml.status, 400);
+    let huge = format!(
+        "{{\"resourceType\": \"Observation\", \"note\": [{{\"text\": \"{}\"}}]}}",
+        "x".repeat(100_000)
+    );
+    let too_large = h
+        .send(send("application/fhir+json", Body::from(huge)))
+        .await;
+    assert_eq!(too_large.status, 413);
+    assert!(diagnostics(&too_large).contains("larger than the limit"));
+
+    let missing = h.get("Observation/does-not-exist", &citizen).await;
+    assert_eq!(missing.status, 404);
+    diagnostics(&missing);
+    assert_eq!(
+        h.get("Observation/..%2F..%2Fetc", &citizen).await.status,
+        404
+    );
+    let no_route = h.get("Observation/a/b/c", &citizen).await;
+    assert_eq!(no_route.status, 404);
+    diagnostics(&no_route);
+    let not_allowed = h
+        .request("PATCH", "Observation/a-bp-1", Some(&citizen), None)
+        .await;
+    assert_eq!(not_allowed.status, 405);
+    diagnostics(&not_allowed);
+    let no_update = h
+        .request(
+            "PUT",
+            "Observation/a-bp-1",
+            Some(&h.clinician()),
+            Some(measurement("pat-a")),
+        )
+        .await;
+    assert_eq!(no_update.status, 400);
+}
+
+async fn metadata_describes_the_server(h: Harness) {
+    let response = h.request("GET", "metadata", None, None).await;
+    assert_eq!(response.status, 200);
+    let cs = response.body;
+    assert_eq!(cs["resourceType"], "CapabilityStatement");
+    assert_eq!(cs["fhirVersion"], "4.0.1");
+    assert_eq!(
+        cs["rest"][0]["security"]["service"][0]["coding"][0]["code"],
+        "SMART-on-FHIR"
+    );
+    let resources = cs["rest"][0]["resource"].as_array().unwrap();
+    let find = |t: &str| {
+        resources
+            .iter()
+            .find(|r| r["type"] == t)
+            .unwrap_or_else(|| panic!("{t} missing"))
+    };
+    let names = |r: &Value| {
+        r["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let interactions = |r: &Value| {
+        r["interaction"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["code"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(find("Observation")),
+        ["_id", "patient", "subject", "code", "category", "date"]
+    );
+    assert_eq!(
+        interactions(find("Observation")),
+        ["read", "search-type", "create"]
+    );
+    assert_eq!(interactions(find("Patient")), ["read", "search-type"]);
+    assert_eq!(
+        interactions(find("Consent")),
+        ["read", "search-type", "create", "update", "delete"]
+    );
+    assert_eq!(
+        names(find("AuditEvent")),
+        ["_id", "patient", "date", "agent"]
+    );
+    assert_eq!(resources.len(), 13);
+
+    // Every advertised parameter is accepted by the search parser, and nothing else is.
+    for resource in resources {
+        let t = resource["type"].as_str().unwrap();
+        for name in names(resource) {
+            let value = match resource["searchParam"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name.as_str())
+                .unwrap()["type"]
+                .as_str()
+                .unwrap()
+            {
+                "date" => "2024",
+                "reference" => "Patient/x",
+                _ => "x",
+            };
+            let value = if name == "general-practitioner" || name == "agent" || name == "subject" {
+                "Organization/x"
+            } else {
+                value
+            };
+            SearchQuery::parse(t, &[(name.clone(), value.into())], PageLimits::default())
+                .unwrap_or_else(|e| panic!("{t}?{name}={value}: {e}"));
+        }
+    }
+
+    let smart = h
+        .request("GET", ".well-known/smart-configuration", None, None)
+        .await;
+    assert_eq!(smart.status, 200);
+    assert!(
+        smart.body["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("permission-v2"))
+    );
+}
+
+async fn transaction_bundles_resolve_references(h: Harness) {
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111",
+             "resource": {"resourceType": "Patient", "identifier": [{"system": CPR, "value": "6502904325"}], "name": [{"family": "Synthea", "given": ["Sam"]}], "birthDate": "1990-02-05",
+                          "managingOrganization": {"reference": "Organization?identifier=urn:oid:1.2.208.176.1.1|111111"}},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"fullUrl": "urn:uuid:22222222-2222-4222-8222-222222222222",
+             "resource": {"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": LOINC, "code": "8867-4"}]},
+                          "subject": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"}, "effectiveDateTime": "2024-01-01T00:00:00Z",
+                          "valueQuantity": {"value": 61, "unit": "/min"}},
+             "request": {"method": "POST", "url": "Observation"}},
+            {"fullUrl": "urn:uuid:33333333-3333-4333-8333-333333333333",
+             "resource": {"resourceType": "Claim", "status": "active", "patient": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"}},
+             "request": {"method": "POST", "url": "Claim"}},
+            {"fullUrl": "urn:uuid:44444444-4444-4444-8444-444444444444",
+             "resource": {"resourceType": "Organization", "identifier": [{"system": "urn:oid:1.2.208.176.1.1", "value": "111111"}], "name": "duplicate of gp-1"},
+             "request": {"method": "POST", "url": "Organization", "ifNoneExist": "identifier=urn:oid:1.2.208.176.1.1|111111"}}
+        ]
+    });
+    let mut importer = Importer::new(&h.store);
+    importer.add(bundle).await.unwrap();
+    let report = importer.finish().await.unwrap();
+    assert_eq!(
+        report.resources(),
+        3,
+        "the conditional create matched gp-1 and was skipped"
+    );
+    assert_eq!(report.by_type.get("Claim"), Some(&1));
+
+    let t = h.clinician();
+    let patients = h
+        .get(&format!("Patient?identifier={CPR}|6502904325"), &t)
+        .await;
+    let patient = &patients.body["entry"][0]["resource"];
+    let id = patient["id"].as_str().unwrap();
+    assert_eq!(
+        patient["managingOrganization"]["reference"],
+        "Organization/gp-1"
+    );
+    let obs = h.get(&format!("Observation?patient={id}"), &t).await;
+    assert_eq!(obs.body["total"], 1);
+    assert_eq!(
+        obs.body["entry"][0]["resource"]["subject"]["reference"],
+        format!("Patient/{id}")
+    );
+    assert_eq!(
+        h.get("Organization?name=duplicate", &t).await.body["total"],
+        0
+    );
+}
+
+async fn a_bad_bundle_keeps_nothing(h: Harness) {
+    let t = h.clinician();
+    let before = h.get("Observation", &t).await.body["total"].clone();
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:a", "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "ok"}, "subject": {"reference": "Patient/pat-a"}}, "request": {"method": "POST", "url": "Observation"}},
+            {"fullUrl": "urn:uuid:b", "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "bad"}, "subject": {"reference": "Patient/pat-a"},
+                "component": [{"code": {"text": "s"}, "valueQuantity": {"value": "high"}}]}, "request": {"method": "POST", "url": "Observation"}}
+        ]
+    });
+    let mut importer = Importer::new(&h.store);
+    let err = importer.add(bundle).await.unwrap_err();
+    assert_eq!(err.status(), 422);
+    assert!(
+        err.to_string()
+            .starts_with("Bundle.entry[1].resource.component[0].valueQuantity.value"),
+        "{err}"
+    );
+    let dangling = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:c", "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:missing"}}, "request": {"method": "POST", "url": "Observation"}}]});
+    let err = importer.add(dangling).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Bundle.entry[0].resource.subject.reference"),
+        "{err}"
+    );
+    assert_eq!(importer.finish().await.unwrap().resources(), 0);
+    assert_eq!(h.get("Observation", &t).await.body["total"], before);
+}

@@ -1,0 +1,423 @@
+//! Every search parameter and date prefix, sorting and paging, through the HTTP API.
+
+mod common;
+
+use common::*;
+use healthcloud_integration::query::PageLimits;
+
+on_both_backends!(
+    patient_parameters,
+    observation_parameters,
+    date_prefixes,
+    sorting,
+    other_types,
+    paging_follows_next_links_to_the_last_page,
+    post_search_matches_get,
+    unsupported_parameters_are_refused,
+);
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+async fn patient_parameters(h: Harness) {
+    let t = h.clinician();
+    assert_eq!(h.ids("Patient?_id=pat-b", &t).await, ["pat-b"]);
+    assert_eq!(
+        sorted(h.ids("Patient?_id=pat-a,pat-c", &t).await),
+        ["pat-a", "pat-c"]
+    );
+    assert_eq!(
+        h.ids(&format!("Patient?identifier={CPR}|6107624322"), &t)
+            .await,
+        ["pat-b"]
+    );
+    assert_eq!(h.ids("Patient?identifier=6107624322", &t).await, ["pat-b"]);
+    assert!(
+        h.ids("Patient?identifier=urn:other|6107624322", &t)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        sorted(h.ids("Patient?name=hans", &t).await),
+        ["pat-b", "pat-c"]
+    );
+    assert_eq!(
+        h.ids("Patient?name=%C3%85SE", &t).await,
+        ["pat-a"],
+        "case-insensitive, non-ASCII"
+    );
+    assert_eq!(h.ids("Patient?name=bir", &t).await, ["pat-c"]);
+    assert_eq!(
+        h.ids("Patient?name:contains=%C3%B8rens", &t).await,
+        ["pat-a"]
+    );
+    assert!(
+        h.ids("Patient?name=ansen", &t).await.is_empty(),
+        "default is starts-with"
+    );
+    assert_eq!(
+        h.ids("Patient?name=hansen&name=bent", &t).await,
+        ["pat-b"],
+        "repeated = AND"
+    );
+    assert_eq!(
+        sorted(h.ids("Patient?name=bent,birgit", &t).await),
+        ["pat-b", "pat-c"],
+        "comma = OR"
+    );
+    assert_eq!(h.ids("Patient?birthdate=1950-03-15", &t).await, ["pat-a"]);
+    assert_eq!(h.ids("Patient?birthdate=1962", &t).await, ["pat-b"]);
+    assert_eq!(
+        sorted(
+            h.ids("Patient?general-practitioner=Organization/gp-2", &t)
+                .await
+        ),
+        ["pat-b", "pat-c"]
+    );
+    assert_eq!(
+        h.ids("Patient?general-practitioner=gp-1", &t).await,
+        ["pat-a"]
+    );
+}
+
+async fn observation_parameters(h: Harness) {
+    let t = h.clinician();
+    let a_all = [
+        "a-bp-1",
+        "a-bp-2",
+        "a-bp-3",
+        "a-bp-4",
+        "a-bp-5",
+        "a-hba1c-1",
+        "a-hba1c-2",
+        "a-hr-1",
+    ];
+    assert_eq!(sorted(h.ids("Observation?patient=pat-a", &t).await), a_all);
+    assert_eq!(
+        sorted(h.ids("Observation?patient=Patient/pat-a", &t).await),
+        a_all
+    );
+    assert_eq!(
+        sorted(h.ids("Observation?subject=Patient/pat-a", &t).await),
+        a_all
+    );
+    assert_eq!(
+        sorted(h.ids("Observation?subject:Patient=pat-a", &t).await),
+        a_all
+    );
+    assert_eq!(
+        sorted(
+            h.ids(
+                &format!("Observation?patient=pat-b&code={LOINC}|85354-9"),
+                &t
+            )
+            .await
+        ),
+        ["b-bp-1", "b-bp-2", "b-bp-3"]
+    );
+    assert_eq!(
+        sorted(
+            h.ids("Observation?patient=pat-b&code=85354-9,29463-7", &t)
+                .await
+        ),
+        ["b-bp-1", "b-bp-2", "b-bp-3", "b-weight-1"],
+        "code without system, comma = OR"
+    );
+    assert!(
+        h.ids("Observation?code=http://snomed.info/sct|85354-9", &t)
+            .await
+            .is_empty(),
+        "system must match"
+    );
+    assert_eq!(
+        h.ids(&format!("Observation?code={LOINC}|29463-7"), &t)
+            .await,
+        ["b-weight-1"]
+    );
+    assert_eq!(
+        sorted(
+            h.ids(
+                &format!("Observation?category={OBS_CATEGORY}|laboratory"),
+                &t
+            )
+            .await
+        ),
+        ["a-hba1c-1", "a-hba1c-2"]
+    );
+    assert_eq!(
+        sorted(
+            h.ids("Observation?category=laboratory&date=ge2024-06", &t)
+                .await
+        ),
+        ["a-hba1c-2"]
+    );
+    assert_eq!(h.get("Observation", &t).await.body["total"], 12);
+}
+
+async fn date_prefixes(h: Harness) {
+    let t = h.clinician();
+    let q = |date: &str| format!("Observation?patient=pat-a&code=85354-9&{date}");
+    assert_eq!(
+        h.ids(&q("date=2024-03-01"), &t).await,
+        ["a-bp-3"],
+        "eq by day"
+    );
+    assert_eq!(
+        h.ids(&q("date=eq2024-03"), &t).await,
+        ["a-bp-3"],
+        "eq by month"
+    );
+    assert_eq!(
+        h.ids(&q("date=eq2024-03-01T09:00:00Z"), &t).await,
+        ["a-bp-3"],
+        "eq to the second"
+    );
+    assert_eq!(
+        h.ids(&q("date=eq2024-03-01T10:00:00%2B01:00"), &t).await,
+        ["a-bp-3"],
+        "time zones compare in UTC"
+    );
+    assert_eq!(
+        sorted(h.ids(&q("date=ne2024-03-01"), &t).await),
+        ["a-bp-1", "a-bp-2", "a-bp-4", "a-bp-5"]
+    );
+    assert_eq!(
+        sorted(h.ids(&q("date=gt2024-03-01"), &t).await),
+        ["a-bp-4", "a-bp-5"]
+    );
+    assert_eq!(
+        sorted(h.ids(&q("date=ge2024-03-01"), &t).await),
+        ["a-bp-3", "a-bp-4", "a-bp-5"]
+    );
+    assert_eq!(
+        sorted(h.ids(&q("date=lt2024-03-01"), &t).await),
+        ["a-bp-1", "a-bp-2"]
+    );
+    assert_eq!(
+        sorted(h.ids(&q("date=le2024-03-01"), &t).await),
+        ["a-bp-1", "a-bp-2", "a-bp-3"]
+    );
+    assert_eq!(
+        sorted(h.ids(&q("date=ge2024-02&date=lt2024-04"), &t).await),
+        ["a-bp-2", "a-bp-3"],
+        "repeatable"
+    );
+    assert!(h.ids(&q("date=2023"), &t).await.is_empty());
+}
+
+async fn sorting(h: Harness) {
+    let t = h.clinician();
+    assert_eq!(
+        h.ids("Observation?patient=pat-a&code=85354-9&_sort=-date", &t)
+            .await,
+        ["a-bp-5", "a-bp-4", "a-bp-3", "a-bp-2", "a-bp-1"]
+    );
+    assert_eq!(
+        h.ids(
+            "Observation?patient=pat-a&code=85354-9&_sort=date&_count=2",
+            &t
+        )
+        .await,
+        ["a-bp-1", "a-bp-2"]
+    );
+}
+
+async fn other_types(h: Harness) {
+    let t = h.clinician();
+    assert_eq!(h.ids("Condition?patient=pat-a", &t).await, ["a-htn"]);
+    assert_eq!(
+        h.ids("Condition?code=http://hl7.org/fhir/sid/icd-10|I10", &t)
+            .await,
+        ["a-htn"]
+    );
+    assert_eq!(
+        h.ids("Condition?clinical-status=resolved", &t).await,
+        ["c-asthma"]
+    );
+    assert_eq!(
+        sorted(h.ids("Condition?clinical-status=active", &t).await),
+        ["a-htn", "b-dm2"]
+    );
+    assert_eq!(
+        h.ids(
+            "MedicationStatement?patient=pat-a&status=active&code=A10BA02",
+            &t
+        )
+        .await,
+        ["a-metformin"]
+    );
+    assert!(
+        h.ids("MedicationStatement?status=stopped", &t)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        h.ids(
+            "MedicationRequest?patient=pat-b&status=stopped&code=http://www.whocc.no/atc|C09AA05",
+            &t
+        )
+        .await,
+        ["b-ramipril"]
+    );
+    assert_eq!(
+        h.ids("AllergyIntolerance?patient=pat-a&date=2020", &t)
+            .await,
+        ["a-penicillin"]
+    );
+    assert_eq!(
+        h.ids("Immunization?patient=pat-b&date=ge2023-09", &t).await,
+        ["b-flu"]
+    );
+    assert_eq!(
+        h.ids("Encounter?patient=pat-a&date=2024-01-01", &t).await,
+        ["a-visit"]
+    );
+    assert!(h.ids("Encounter?date=2024-01-02", &t).await.is_empty());
+    assert_eq!(
+        h.ids("Procedure?patient=pat-b&date=lt2023", &t).await,
+        ["b-echo"]
+    );
+    assert_eq!(
+        h.ids(
+            "DiagnosticReport?patient=pat-a&date=2024-02-10&_sort=-date",
+            &t
+        )
+        .await,
+        ["a-labs"]
+    );
+    assert_eq!(
+        h.ids("Organization?identifier=urn:oid:1.2.208.176.1.1|222222", &t)
+            .await,
+        ["gp-2"]
+    );
+    assert_eq!(
+        h.ids("Organization?name=aarhus", &t).await,
+        ["gp-2"],
+        "alias"
+    );
+    assert_eq!(h.ids("Organization?name=l%C3%A6gerne", &t).await, ["gp-1"]);
+}
+
+async fn paging_follows_next_links_to_the_last_page(h: Harness) {
+    let t = h.clinician();
+    let mut url = "Observation?patient=pat-a&_count=3".to_owned();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = h.get(&url, &t).await;
+        assert_eq!(page.body["total"], 8);
+        seen.extend(ids(&page.body));
+        pages += 1;
+        let links = page.body["link"].as_array().unwrap();
+        let self_link = links.iter().find(|l| l["relation"] == "self").unwrap()["url"]
+            .as_str()
+            .unwrap();
+        assert!(
+            self_link.starts_with(&format!("{BASE}/Observation?")),
+            "{self_link}"
+        );
+        match links.iter().find(|l| l["relation"] == "next") {
+            Some(next) => {
+                let next = next["url"].as_str().unwrap();
+                assert!(
+                    next.starts_with(BASE),
+                    "next links are absolute on the base URL: {next}"
+                );
+                assert!(
+                    next.contains("patient=pat-a"),
+                    "next keeps the filters: {next}"
+                );
+                url = next.to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 8);
+    assert_eq!(
+        sorted(seen.clone()).len(),
+        {
+            let mut d = seen.clone();
+            d.sort();
+            d.dedup();
+            d.len()
+        },
+        "no duplicates"
+    );
+}
+
+async fn post_search_matches_get(h: Harness) {
+    let t = h.clinician();
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/fhir/r4/Observation/_search?patient=pat-b")
+        .header("authorization", format!("Bearer {t}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from("code=85354-9&_sort=-date"))
+        .unwrap();
+    let response = h.send(request).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(ids(&response.body), ["b-bp-3", "b-bp-2", "b-bp-1"]);
+}
+
+async fn unsupported_parameters_are_refused(h: Harness) {
+    let t = h.clinician();
+    for path in [
+        "Observation?colour=red",
+        "Observation?code:text=pressure",
+        "Observation?date=sa2024",
+        "Observation?date=yesterday",
+        "Observation?_elements=id",
+        "Observation?_sort=code",
+        "Patient?_sort=date",
+        "Observation?patient=Organization/gp-1",
+        "Patient?_format=xml",
+        "Patient?_count=-5",
+        "Patient?_count=1&_count=2",
+    ] {
+        let response = h.get(path, &t).await;
+        assert_eq!(response.status, 400, "{path}: {}", response.body);
+        assert!(!diagnostics(&response).is_empty());
+    }
+    let response = h.get("Observation?colour=red", &t).await;
+    assert!(
+        diagnostics(&response).contains("unsupported search parameter 'colour'"),
+        "{}",
+        response.body
+    );
+    assert_eq!(
+        h.get("Medication?code=x", &t).await.status,
+        404,
+        "unserved type"
+    );
+}
+
+#[tokio::test]
+async fn page_size_is_clamped_to_the_maximum() {
+    let h = Harness::with_limits(
+        Backend::Sqlite,
+        PageLimits {
+            default_count: 2,
+            max_count: 3,
+        },
+    )
+    .await
+    .unwrap();
+    let t = h.clinician();
+    let page = h.get("Observation?_count=1000", &t).await;
+    assert_eq!(ids(&page.body).len(), 3);
+    let next = page.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap();
+    assert!(next["url"].as_str().unwrap().contains("_count=3"));
+    assert_eq!(
+        ids(&h.get("Observation", &t).await.body).len(),
+        2,
+        "default page size"
+    );
+}
