@@ -67,9 +67,16 @@ impl IntoResponse for FhirError {
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = fhir_json(status, self.to_operation_outcome().to_string());
         if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: no error code when the request carried no credentials at all.
+            let challenge = match self {
+                FhirError::Unauthorized(crate::auth::AuthError::Missing) => {
+                    "Bearer realm=\"healthcloud\""
+                }
+                _ => "Bearer realm=\"healthcloud\", error=\"invalid_token\"",
+            };
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"healthcloud\", error=\"invalid_token\""),
+                HeaderValue::from_static(challenge),
             );
         }
         response
@@ -346,8 +353,11 @@ async fn json_body(state: &FhirState, headers: &HeaderMap, body: Body) -> Result
         .map_err(|e| FhirError::BadRequest(format!("the body is not valid JSON: {e}")))
 }
 
-async fn metadata(State(state): State<FhirState>) -> Json<Value> {
-    Json(capability_statement(&state.config.base_url))
+async fn metadata(State(state): State<FhirState>) -> Response {
+    fhir_json(
+        StatusCode::OK,
+        capability_statement(&state.config.base_url).to_string(),
+    )
 }
 
 /// The CapabilityStatement, generated from the same table that drives search and indexing.

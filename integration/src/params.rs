@@ -411,10 +411,10 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
                             }
                             rows.tokens.push((param.name, ty, rid));
                         }
-                        if let Some(ident) = value.get("identifier").and_then(|i| i.get("value")) {
-                            if let Some(v) = ident.as_str() {
-                                rows.tokens.push((param.name, String::new(), v.to_owned()));
-                            }
+                        if let Some(ident) = value.get("identifier").and_then(|i| i.get("value"))
+                            && let Some(v) = ident.as_str()
+                        {
+                            rows.tokens.push((param.name, String::new(), v.to_owned()));
                         }
                     }
                     ParamKind::String => strings(value, &mut |s| {

@@ -365,10 +365,10 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
             } else {
                 (target.map(str::to_owned), raw.to_owned())
             };
-            if let (Some(target), Some(t)) = (target, &resource_type) {
-                if target != t {
-                    return Err(bad(&format!("'{}' refers to {target} resources", def.name)));
-                }
+            if let (Some(target), Some(t)) = (target, &resource_type)
+                && target != t
+            {
+                return Err(bad(&format!("'{}' refers to {target} resources", def.name)));
             }
             if resource_type.is_some() && !is_valid_id(&id) {
                 return Err(bad("not a valid resource id"));

@@ -143,11 +143,12 @@ impl FhirService {
                         .await?;
                     // Asked for by name, an opted-out patient is refused openly: an empty
                     // result would read as "no data", which a clinician could act on.
-                    if let Some(named) = query.named_patients() {
-                        if !named.is_empty() && named.iter().all(|p| denied.contains(p)) {
-                            audit.patients = named;
-                            return Err(FhirError::ConsentDenied);
-                        }
+                    if let Some(named) = query.named_patients()
+                        && !named.is_empty()
+                        && named.iter().all(|p| denied.contains(p))
+                    {
+                        audit.patients = named;
+                        return Err(FhirError::ConsentDenied);
                     }
                     denied
                 }
@@ -221,13 +222,12 @@ impl FhirService {
                 return Err(FhirError::BadRequest(format!("the body's id must be '{id}', as in the URL")));
             }
             let current = self.read_checked(context, resource_type, id, Interaction::Update, &mut audit).await?.version_id;
-            if let Some(expected) = if_match {
-                if expected != current {
+            if let Some(expected) = if_match
+                && expected != current {
                     return Err(FhirError::Conflict(format!(
                         "{resource_type}/{id} is at version {current}, not {expected}: read it again and retry"
                     )));
                 }
-            }
             self.write_checked(context, type_def, id, current + 1, resource, Interaction::Update, &mut audit).await
         }
         .await;

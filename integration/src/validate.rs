@@ -28,13 +28,13 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
             ));
         }
     }
-    if let Some(id) = object.get("id") {
-        if !id.as_str().is_some_and(is_valid_id) {
-            return Err(FhirError::invalid(
-                format!("{resource_type}.id"),
-                "must match [A-Za-z0-9-.]{1,64}",
-            ));
-        }
+    if let Some(id) = object.get("id")
+        && !id.as_str().is_some_and(is_valid_id)
+    {
+        return Err(FhirError::invalid(
+            format!("{resource_type}.id"),
+            "must match [A-Za-z0-9-.]{1,64}",
+        ));
     }
     check_tree(resource, resource_type)?;
     let required = |element: &str, allowed: &[&str]| -> Result<(), FhirError> {
@@ -74,16 +74,15 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
             }
         }
         "Patient" => {
-            if let Some(gender) = object.get("gender") {
-                if !gender
+            if let Some(gender) = object.get("gender")
+                && !gender
                     .as_str()
                     .is_some_and(|g| ["male", "female", "other", "unknown"].contains(&g))
-                {
-                    return Err(FhirError::invalid(
-                        "Patient.gender",
-                        "must be male, female, other or unknown",
-                    ));
-                }
+            {
+                return Err(FhirError::invalid(
+                    "Patient.gender",
+                    "must be male, female, other or unknown",
+                ));
             }
         }
         "Condition"
@@ -91,21 +90,19 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
         | "DiagnosticReport"
         | "Encounter"
         | "MedicationRequest"
-        | "MedicationStatement" => {
-            if object.get("subject").is_none() {
-                return Err(FhirError::invalid(
-                    format!("{resource_type}.subject"),
-                    "required",
-                ));
-            }
+        | "MedicationStatement"
+            if object.get("subject").is_none() =>
+        {
+            return Err(FhirError::invalid(
+                format!("{resource_type}.subject"),
+                "required",
+            ));
         }
-        "AllergyIntolerance" | "Immunization" => {
-            if object.get("patient").is_none() {
-                return Err(FhirError::invalid(
-                    format!("{resource_type}.patient"),
-                    "required",
-                ));
-            }
+        "AllergyIntolerance" | "Immunization" if object.get("patient").is_none() => {
+            return Err(FhirError::invalid(
+                format!("{resource_type}.patient"),
+                "required",
+            ));
         }
         _ => {}
     }

@@ -177,6 +177,10 @@ async fn invalid_requests_get_operation_outcomes(h: Harness) {
 async fn metadata_describes_the_server(h: Harness) {
     let response = h.request("GET", "metadata", None, None).await;
     assert_eq!(response.status, 200);
+    assert_eq!(
+        response.headers["content-type"],
+        "application/fhir+json; charset=utf-8"
+    );
     let cs = response.body;
     assert_eq!(cs["resourceType"], "CapabilityStatement");
     assert_eq!(cs["fhirVersion"], "4.0.1");
