@@ -38,8 +38,10 @@ pub struct Importer<'a> {
     store: &'a EmbeddedStore,
     pending: Vec<Prepared>,
     pending_bundles: usize,
-    /// Ids given to conditional creates within the pending group, by `Type?identifier=…`.
-    pending_identifiers: HashMap<String, String>,
+    /// Ids of resources imported in this run, by `Type?identifier=system|value`, so later
+    /// Bundles' conditional references resolve (Synthea puts practitioners and organizations
+    /// in Bundles of their own).
+    known_identifiers: HashMap<String, String>,
     report: ImportReport,
 }
 
@@ -53,7 +55,7 @@ impl<'a> Importer<'a> {
             store,
             pending: Vec::new(),
             pending_bundles: 0,
-            pending_identifiers: HashMap::new(),
+            known_identifiers: HashMap::new(),
             report: ImportReport::default(),
         }
     }
@@ -92,7 +94,6 @@ impl<'a> Importer<'a> {
             *self.report.by_type.entry(item.resource_type).or_default() += 1;
         }
         self.report.bundles += std::mem::take(&mut self.pending_bundles);
-        self.pending_identifiers.clear();
         Ok(())
     }
 
@@ -261,7 +262,7 @@ impl<'a> Importer<'a> {
             prepared.push(Prepared::new(&resource_type, &id, 1, now, resource).map_err(in_bundle)?);
         }
         for (key, id) in identifiers {
-            self.pending_identifiers.entry(key).or_insert(id);
+            self.known_identifiers.entry(key).or_insert(id);
         }
         Ok(prepared)
     }
@@ -278,41 +279,42 @@ impl<'a> Importer<'a> {
         while let Some((value, path)) = stack.pop() {
             match value {
                 Value::Object(object) => {
-                    for (key, child) in object {
-                        let child_path = format!("{path}.{key}");
-                        if key == "reference" {
-                            if let Value::String(reference) = child {
-                                if let Some(target) = targets.get(reference.as_str()) {
-                                    *reference = target.clone();
-                                } else if reference.starts_with("urn:uuid:") {
-                                    return Err(FhirError::invalid(
-                                        child_path,
-                                        format!(
-                                            "'{reference}' matches no entry's fullUrl in this Bundle"
-                                        ),
-                                    ));
-                                } else if reference.contains('?') {
-                                    let (resource_type, _) =
-                                        reference.split_once('?').unwrap_or_default();
-                                    match self
-                                        .resolve_conditional(reference, identifiers, &child_path)
-                                        .await?
-                                    {
-                                        Some(id) => *reference = format!("{resource_type}/{id}"),
-                                        None => {
-                                            return Err(FhirError::invalid(
-                                                child_path,
-                                                format!(
-                                                    "'{reference}' matches no resource in this Bundle or the store"
-                                                ),
-                                            ));
-                                        }
-                                    }
+                    if let Some(Value::String(reference)) = object.get("reference") {
+                        let reference = reference.clone();
+                        let reference_path = format!("{path}.reference");
+                        if let Some(target) = targets.get(&reference) {
+                            object.insert("reference".into(), Value::String(target.clone()));
+                        } else if reference.starts_with("urn:uuid:") {
+                            return Err(FhirError::invalid(
+                                reference_path,
+                                format!("'{reference}' matches no entry's fullUrl in this Bundle"),
+                            ));
+                        } else if let Some((resource_type, _)) = reference.split_once('?') {
+                            match self
+                                .resolve_conditional(&reference, identifiers, &reference_path)
+                                .await?
+                            {
+                                Some(id) => {
+                                    object.insert(
+                                        "reference".into(),
+                                        Value::String(format!("{resource_type}/{id}")),
+                                    );
+                                }
+                                None => {
+                                    // Not imported (yet): keep it as a logical reference by
+                                    // identifier, which R4 allows, not a dangling search URL.
+                                    let (resource_type, identifier) = logical_reference(&reference);
+                                    object.remove("reference");
+                                    object.insert("type".into(), Value::String(resource_type));
+                                    object.insert("identifier".into(), identifier);
                                 }
                             }
-                            continue;
                         }
-                        stack.push((child, child_path));
+                    }
+                    for (key, child) in object.iter_mut() {
+                        if key != "reference" {
+                            stack.push((child, format!("{path}.{key}")));
+                        }
                     }
                 }
                 Value::Array(items) => {
@@ -347,7 +349,7 @@ impl<'a> Importer<'a> {
         let normalized = format!("{resource_type}?identifier={value}");
         if let Some(id) = identifiers
             .get(&normalized)
-            .or_else(|| self.pending_identifiers.get(&normalized))
+            .or_else(|| self.known_identifiers.get(&normalized))
         {
             return Ok(Some(id.clone()));
         }
@@ -398,6 +400,21 @@ fn identifier_keys(resource_type: &str, resource: &Value) -> Vec<String> {
             Some(format!("{resource_type}?identifier={system}|{value}"))
         })
         .collect()
+}
+
+/// `Type?identifier=system|value` as `(Type, Identifier)`.
+fn logical_reference(reference: &str) -> (String, Value) {
+    let (resource_type, condition) = reference.split_once('?').unwrap_or((reference, ""));
+    let value = condition.strip_prefix("identifier=").unwrap_or(condition);
+    let value = form_urlencoded::parse(format!("v={value}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let identifier = match value.split_once('|') {
+        Some((system, value)) => serde_json::json!({"system": system, "value": value}),
+        None => serde_json::json!({"value": value}),
+    };
+    (resource_type.to_owned(), identifier)
 }
 
 fn new_id() -> String {

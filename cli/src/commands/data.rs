@@ -89,6 +89,9 @@ impl ImportCommand {
         for path in &self.paths {
             collect_json(path, &mut files)?;
         }
+        // Synthea writes shared organizations and practitioners to Bundles of their own that
+        // patients' Bundles refer to conditionally: import those first.
+        files.sort_by_key(|file| !is_shared_bundle(file));
         anyhow::ensure!(
             !files.is_empty(),
             "no .json files found in {:?}",
@@ -123,6 +126,12 @@ impl ImportCommand {
         );
         Ok(())
     }
+}
+
+fn is_shared_bundle(file: &Path) -> bool {
+    file.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        n.starts_with("hospitalInformation") || n.starts_with("practitionerInformation")
+    })
 }
 
 fn collect_json(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {

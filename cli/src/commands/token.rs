@@ -24,8 +24,8 @@ pub struct TokenCommand {
     /// The user id.
     #[arg(long)]
     sub: Option<String>,
-    /// Lifetime in seconds.
-    #[arg(long, default_value_t = 3600)]
+    /// Lifetime in seconds (negative mints an already expired token, for tests).
+    #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
     ttl: i64,
     /// The organization the user acts for (an Organization id, for consent).
     #[arg(long)]

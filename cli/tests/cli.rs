@@ -1,0 +1,297 @@
+//! The `healthcloud` command, run as a real process: data generation, Synthea-style import and
+//! token minting.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use healthcloud_integration::auth::{Role, TokenIssuer};
+use healthcloud_integration::db::Database;
+use healthcloud_integration::query::{PageLimits, SearchQuery};
+use healthcloud_integration::store::EmbeddedStore;
+use serde_json::{Value, json};
+
+fn healthcloud(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_healthcloud"))
+        .args(args)
+        .env_remove("HEALTHCLOUD_DATABASE_URL")
+        .output()
+        .expect("the healthcloud binary runs")
+}
+
+fn succeed(args: &[&str]) -> String {
+    let output = healthcloud(args);
+    assert!(
+        output.status.success(),
+        "{args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+async fn store(dir: &Path) -> EmbeddedStore {
+    let url = format!("sqlite://{}", dir.join("healthcloud.db").display());
+    EmbeddedStore::new(Database::connect(&url).await.unwrap())
+}
+
+async fn search(store: &EmbeddedStore, resource_type: &str, params: &[(&str, &str)]) -> Vec<Value> {
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let query = SearchQuery::parse(resource_type, &params, PageLimits::default()).unwrap();
+    store
+        .search(&query)
+        .await
+        .unwrap()
+        .resources
+        .iter()
+        .map(|r| serde_json::from_str(&r.content).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn generate_is_deterministic_per_seed() {
+    let (one, two, other) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    for (dir, seed) in [(&one, "5"), (&two, "5"), (&other, "6")] {
+        let out = succeed(&[
+            "data",
+            "generate",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--patients",
+            "12",
+            "--seed",
+            seed,
+        ]);
+        assert!(out.contains("generated"), "{out}");
+    }
+    let strip_meta = |mut resources: Vec<Value>| {
+        for r in &mut resources {
+            r.as_object_mut().unwrap().remove("meta");
+        }
+        resources
+    };
+    let patients = |dir| async move {
+        strip_meta(search(&store(dir).await, "Patient", &[("_count", "100")]).await)
+    };
+    let first = patients(one.path()).await;
+    assert_eq!(first.len(), 12);
+    assert_eq!(
+        first,
+        patients(two.path()).await,
+        "same seed, same patients"
+    );
+    assert_ne!(
+        first,
+        patients(other.path()).await,
+        "another seed, other patients"
+    );
+    let cpr = first[0]["identifier"][0].clone();
+    assert_eq!(cpr["system"], "urn:oid:1.2.208.176.1.2");
+    let day: u32 = cpr["value"].as_str().unwrap()[..2].parse().unwrap();
+    assert!(
+        (61..=91).contains(&day),
+        "CPR-like values are clearly synthetic (day + 60): {cpr}"
+    );
+}
+
+#[tokio::test]
+async fn synthea_style_bundles_import_and_bad_ones_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("fhir");
+    std::fs::create_dir(&input).unwrap();
+    let npi = "http://hl7.org/fhir/sid/us-npi|9999962229";
+    let org = "https://github.com/synthetichealth/synthea|dd406540-fa97-3a90-858e-0a0ea61cf07b";
+    // As Synthea names them: patient files sort before the shared ones, yet must come after.
+    let patient_bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:d5582579-7193-4866-5560-a01e723b6552",
+         "resource": {"resourceType": "Patient", "id": "d5582579-7193-4866-5560-a01e723b6552",
+            "meta": {"profile": ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"]},
+            "identifier": [{"system": "https://github.com/synthetichealth/synthea", "value": "d5582579-7193-4866-5560-a01e723b6552"}],
+            "name": [{"use": "official", "family": "Gerlach374", "given": ["Lindsay928"], "prefix": ["Mr."]}],
+            "gender": "male", "birthDate": "1950-10-24", "multipleBirthBoolean": false},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "urn:uuid:3699e7e7-8b1b-4a68-8011-e7a166598566",
+         "resource": {"resourceType": "Encounter", "id": "3699e7e7-8b1b-4a68-8011-e7a166598566", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": "urn:uuid:d5582579-7193-4866-5560-a01e723b6552", "display": "Mr. Lindsay928 Gerlach374"},
+            "participant": [{"individual": {"reference": format!("Practitioner?identifier={npi}"), "display": "Dr. Alphonso102 Nienow652"}}],
+            "period": {"start": "1979-01-02T11:44:52-05:00", "end": "1979-01-02T11:59:52-05:00"},
+            "location": [{"location": {"reference": "Location?identifier=https://github.com/synthetichealth/synthea|cb6521ac", "display": "PCP74147"}}],
+            "serviceProvider": {"reference": format!("Organization?identifier={org}"), "display": "PCP74147"}},
+         "request": {"method": "POST", "url": "Encounter"}},
+        {"fullUrl": "urn:uuid:9a01d04d-86de-75e6-5c07-a4ba74966e68",
+         "resource": {"resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "subject": {"reference": "urn:uuid:d5582579-7193-4866-5560-a01e723b6552"},
+            "encounter": {"reference": "urn:uuid:3699e7e7-8b1b-4a68-8011-e7a166598566"},
+            "effectiveDateTime": "1979-01-02T11:44:52-05:00", "issued": "1979-01-02T11:44:52.558-05:00",
+            "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]}, "valueQuantity": {"value": 120, "unit": "mm[Hg]"}}]},
+         "request": {"method": "POST", "url": "Observation"}},
+        {"fullUrl": "urn:uuid:50a0789d-acf1-9448-58f3-5edce8b59e73",
+         "resource": {"resourceType": "Claim", "status": "active", "patient": {"reference": "urn:uuid:d5582579-7193-4866-5560-a01e723b6552"},
+            "provider": {"reference": format!("Organization?identifier={org}")}, "created": "1979-01-02T11:59:52-05:00"},
+         "request": {"method": "POST", "url": "Claim"}},
+        {"fullUrl": "urn:uuid:11111111-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "Provenance", "target": [{"reference": "urn:uuid:d5582579-7193-4866-5560-a01e723b6552"}],
+            "recorded": "1979-01-02T11:59:52.558-05:00", "agent": [{"who": {"reference": "Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|0000000000"}}]},
+         "request": {"method": "POST", "url": "Provenance"}}
+    ]});
+    std::fs::write(
+        input.join("Abe604_Gerlach374_d5582579.json"),
+        patient_bundle.to_string(),
+    )
+    .unwrap();
+    let hospital = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"fullUrl": "urn:uuid:dd406540-fa97-3a90-858e-0a0ea61cf07b",
+         "resource": {"resourceType": "Organization", "identifier": [{"system": "https://github.com/synthetichealth/synthea", "value": "dd406540-fa97-3a90-858e-0a0ea61cf07b"}], "name": "PCP74147"},
+         "request": {"method": "POST", "url": "Organization", "ifNoneExist": "identifier=https://github.com/synthetichealth/synthea|dd406540-fa97-3a90-858e-0a0ea61cf07b"}}
+    ]});
+    std::fs::write(
+        input.join("hospitalInformation1625926618830.json"),
+        hospital.to_string(),
+    )
+    .unwrap();
+    let practitioners = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"fullUrl": "urn:uuid:0000016d-3a85-4cca-0000-0000000000a0",
+         "resource": {"resourceType": "Practitioner", "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "9999962229"}], "name": [{"family": "Nienow652", "given": ["Alphonso102"]}]},
+         "request": {"method": "POST", "url": "Practitioner", "ifNoneExist": "identifier=http://hl7.org/fhir/sid/us-npi|9999962229"}}
+    ]});
+    std::fs::write(
+        input.join("practitionerInformation1625926618830.json"),
+        practitioners.to_string(),
+    )
+    .unwrap();
+    let broken = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient", "birthDate": "24/10/1950"}, "request": {"method": "POST", "url": "Patient"}}]});
+    std::fs::write(input.join("Broken_Patient.json"), broken.to_string()).unwrap();
+
+    let data_dir = dir.path().join("data");
+    let output = healthcloud(&[
+        "data",
+        "import",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "one bundle was bad, so the command fails"
+    );
+    assert!(
+        stderr.contains("Broken_Patient.json")
+            && stderr.contains("Bundle.entry[0].resource.birthDate"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 of 4 bundles were rejected"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("imported 7 resources"), "{stdout}");
+
+    let store = store(&data_dir).await;
+    let patients = search(&store, "Patient", &[("name", "gerlach")]).await;
+    assert_eq!(patients.len(), 1);
+    let patient_id = patients[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        search(&store, "Patient", &[("birthdate", "1950-10-24")])
+            .await
+            .len(),
+        1,
+        "the broken patient was not kept"
+    );
+    let encounters = search(&store, "Encounter", &[("patient", &patient_id)]).await;
+    let encounter = &encounters[0];
+    let organization = search(&store, "Organization", &[("name", "pcp74147")]).await;
+    assert_eq!(
+        encounter["serviceProvider"]["reference"],
+        format!("Organization/{}", organization[0]["id"].as_str().unwrap())
+    );
+    assert!(
+        encounter["participant"][0]["individual"]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("Practitioner/")
+    );
+    // A reference to a location that was never imported stays as a logical reference.
+    assert_eq!(
+        encounter["location"][0]["location"]["identifier"]["value"],
+        "cb6521ac"
+    );
+    assert!(
+        encounter["location"][0]["location"]
+            .get("reference")
+            .is_none()
+    );
+    let observations = search(
+        &store,
+        "Observation",
+        &[("patient", &patient_id), ("code", "85354-9")],
+    )
+    .await;
+    assert_eq!(
+        observations[0]["encounter"]["reference"],
+        format!("Encounter/{}", encounter["id"].as_str().unwrap())
+    );
+}
+
+#[test]
+fn token_command_mints_verifiable_tokens_and_names_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let token = succeed(&[
+        "token",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "citizen",
+        "--patient",
+        "p1",
+        "--ttl",
+        "-60",
+    ]);
+    let issuer = TokenIssuer::dev(dir.path()).unwrap();
+    assert!(
+        issuer.verifier().verify(token.trim()).is_err(),
+        "negative ttl gives an expired token"
+    );
+    let token = succeed(&[
+        "token",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "clinician",
+        "--scope",
+        "user/Observation.rs",
+        "--sub",
+        "dr-x",
+    ]);
+    let principal = issuer.verifier().verify(token.trim()).unwrap();
+    assert_eq!(
+        (principal.claims.role, principal.claims.sub.as_str()),
+        (Role::Clinician, "dr-x")
+    );
+
+    let missing_patient = healthcloud(&["token", "--data-dir", data_dir, "--role", "citizen"]);
+    assert!(!missing_patient.status.success());
+    assert!(String::from_utf8_lossy(&missing_patient.stderr).contains("--patient"));
+    let bad_scope = healthcloud(&[
+        "token",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "clinician",
+        "--scope",
+        "user/Observation.sr",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&bad_scope.stderr)
+            .contains("malformed scope 'user/Observation.sr'")
+    );
+    let bad_role = healthcloud(&["token", "--data-dir", data_dir, "--role", "doctor"]);
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("unknown role 'doctor'"));
+}
