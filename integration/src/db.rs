@@ -55,7 +55,8 @@ impl Database {
                     if backend == Backend::Sqlite {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                             PRAGMA cache_size = -131072; PRAGMA temp_store = MEMORY;",
                         )
                         .await?;
                     }
@@ -65,7 +66,12 @@ impl Database {
             .connect(url)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to the database at {url}: {e}"))?;
-        sqlx::migrate!("./migrations")
+        // One folder per backend: the tables are the same, their physical layout is not.
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
@@ -124,22 +130,32 @@ pub enum Arg {
     NullInt,
 }
 
-/// SQL text under construction with its arguments, numbering placeholders `$1, $2, …` as they
-/// are pushed so both SQLite and PostgreSQL accept it.
-#[derive(Debug, Default, Clone)]
+/// SQL text under construction with its arguments. Placeholders are written as each backend
+/// likes them best: numbered `$1, $2, …` for PostgreSQL, anonymous `?` for SQLite, whose
+/// lookup of numbered parameters is linear per parameter (quadratic for a multi-row INSERT).
+#[derive(Debug, Clone)]
 pub struct Sql {
     /// The statement text.
     pub text: String,
     /// The arguments in placeholder order.
     pub args: Vec<Arg>,
+    backend: Backend,
+}
+
+impl Database {
+    /// Starts a statement for this database.
+    pub fn sql(&self, text: &str) -> Sql {
+        Sql::new(self.backend, text)
+    }
 }
 
 impl Sql {
-    /// Starts a statement.
-    pub fn new(text: &str) -> Self {
+    /// Starts a statement for `backend`.
+    pub fn new(backend: Backend, text: &str) -> Self {
         Sql {
             text: text.to_owned(),
             args: Vec::new(),
+            backend,
         }
     }
 
@@ -152,8 +168,13 @@ impl Sql {
     /// Appends a placeholder bound to `arg`.
     pub fn bind(&mut self, arg: impl Into<Arg>) -> &mut Self {
         self.args.push(arg.into());
-        self.text.push('$');
-        self.text.push_str(&self.args.len().to_string());
+        match self.backend {
+            Backend::Sqlite => self.text.push('?'),
+            Backend::Postgres => {
+                self.text.push('$');
+                self.text.push_str(&self.args.len().to_string());
+            }
+        }
         self
     }
 
@@ -212,10 +233,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_are_numbered_in_push_order() {
-        let mut sql = Sql::new("SELECT 1 WHERE a = ");
+    fn placeholders_follow_the_backend() {
+        let mut sql = Sql::new(Backend::Postgres, "SELECT 1 WHERE a = ");
         sql.bind("x").push(" AND b = ").bind(2i64);
         assert_eq!(sql.text, "SELECT 1 WHERE a = $1 AND b = $2");
         assert_eq!(sql.args, vec![Arg::Text("x".into()), Arg::Int(2)]);
+        let mut sql = Sql::new(Backend::Sqlite, "SELECT 1 WHERE a = ");
+        sql.bind("x").push(" AND b = ").bind(2i64);
+        assert_eq!(sql.text, "SELECT 1 WHERE a = ? AND b = ?");
     }
 }

@@ -86,6 +86,9 @@ impl<'a> Importer<'a> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        // In key order, B-tree inserts walk the pages once instead of jumping around.
+        self.pending
+            .sort_unstable_by(|a, b| (&a.resource_type, &a.id).cmp(&(&b.resource_type, &b.id)));
         let mut tx = self.store.database().begin_write().await?;
         self.bump_existing_versions(&mut tx).await?;
         self.store.write(&mut tx, &self.pending).await?;
@@ -274,24 +277,23 @@ impl<'a> Importer<'a> {
         identifiers: &HashMap<String, String>,
         path: &str,
     ) -> Result<(), FhirError> {
-        // Iterative walk: Bundles from the wild can nest deeply.
-        let mut stack: Vec<(&mut Value, String)> = vec![(value, path.to_owned())];
-        while let Some((value, path)) = stack.pop() {
+        // Iterative walk without per-node paths (they cost more than the walk); the path of a
+        // bad reference is looked up only when there is one.
+        let mut stack: Vec<&mut Value> = vec![&mut *value];
+        let mut dangling = None;
+        while let Some(value) = stack.pop() {
             match value {
                 Value::Object(object) => {
                     if let Some(Value::String(reference)) = object.get("reference") {
                         let reference = reference.clone();
-                        let reference_path = format!("{path}.reference");
                         if let Some(target) = targets.get(&reference) {
                             object.insert("reference".into(), Value::String(target.clone()));
                         } else if reference.starts_with("urn:uuid:") {
-                            return Err(FhirError::invalid(
-                                reference_path,
-                                format!("'{reference}' matches no entry's fullUrl in this Bundle"),
-                            ));
+                            dangling = Some(reference);
+                            break;
                         } else if let Some((resource_type, _)) = reference.split_once('?') {
                             match self
-                                .resolve_conditional(&reference, identifiers, &reference_path)
+                                .resolve_conditional(&reference, identifiers, path)
                                 .await?
                             {
                                 Some(id) => {
@@ -311,21 +313,28 @@ impl<'a> Importer<'a> {
                             }
                         }
                     }
-                    for (key, child) in object.iter_mut() {
-                        if key != "reference" {
-                            stack.push((child, format!("{path}.{key}")));
-                        }
-                    }
+                    stack.extend(
+                        object
+                            .iter_mut()
+                            .filter(|(k, _)| *k != "reference")
+                            .map(|(_, v)| v),
+                    );
                 }
-                Value::Array(items) => {
-                    for (i, item) in items.iter_mut().enumerate() {
-                        stack.push((item, format!("{path}[{i}]")));
-                    }
-                }
+                Value::Array(items) => stack.extend(items.iter_mut()),
                 _ => {}
             }
         }
-        Ok(())
+        drop(stack);
+        match dangling {
+            None => Ok(()),
+            Some(reference) => Err(FhirError::invalid(
+                format!(
+                    "{path}{}",
+                    path_of_reference(value, &reference).unwrap_or_default()
+                ),
+                format!("'{reference}' matches no entry's fullUrl in this Bundle"),
+            )),
+        }
     }
 
     /// Resolves `Type?identifier=system|value` against this Bundle, the pending group and the store.
@@ -400,6 +409,23 @@ fn identifier_keys(resource_type: &str, resource: &Value) -> Vec<String> {
             Some(format!("{resource_type}?identifier={system}|{value}"))
         })
         .collect()
+}
+
+/// The path (`.subject.reference`) of the first `reference` element equal to `needle`.
+fn path_of_reference(value: &Value, needle: &str) -> Option<String> {
+    match value {
+        Value::Object(object) => object.iter().find_map(|(key, child)| {
+            if key == "reference" && child.as_str() == Some(needle) {
+                Some(".reference".to_owned())
+            } else {
+                path_of_reference(child, needle).map(|rest| format!(".{key}{rest}"))
+            }
+        }),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            path_of_reference(item, needle).map(|rest| format!("[{i}]{rest}"))
+        }),
+        _ => None,
+    }
 }
 
 /// `Type?identifier=system|value` as `(Type, Identifier)`.

@@ -141,7 +141,9 @@ impl EmbeddedStore {
     ) -> Result<Vec<(String, i64)>, FhirError> {
         let mut found = Vec::new();
         for chunk in ids.chunks(BATCH_ROWS) {
-            let mut sql = Sql::new("SELECT id, version_id FROM resources WHERE resource_type = ");
+            let mut sql = self
+                .db
+                .sql("SELECT id, version_id FROM resources WHERE resource_type = ");
             sql.bind(resource_type).push(" AND id IN (");
             for (i, id) in chunk.iter().enumerate() {
                 if i > 0 {
@@ -159,7 +161,7 @@ impl EmbeddedStore {
 
     /// Runs a search.
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchPage, FhirError> {
-        let mut count = Sql::new("SELECT COUNT(*) FROM resources r");
+        let mut count = self.db.sql("SELECT COUNT(*) FROM resources r");
         push_where(&mut count, query);
         let total: i64 = count.query().fetch_one(self.db.pool()).await?.try_get(0)?;
         if query.count == 0 || query.offset as i64 >= total {
@@ -168,8 +170,9 @@ impl EmbeddedStore {
                 total: total as usize,
             });
         }
-        let mut sql =
-            Sql::new("SELECT r.id, r.version_id, r.patient_id, r.content FROM resources r");
+        let mut sql = self
+            .db
+            .sql("SELECT r.id, r.version_id, r.patient_id, r.content FROM resources r");
         push_where(&mut sql, query);
         sql.push(match query.sort {
             Sort::Id => " ORDER BY r.id",
@@ -193,7 +196,7 @@ impl EmbeddedStore {
         query: &SearchQuery,
         executor: Option<&mut WriteTx>,
     ) -> Result<bool, FhirError> {
-        let mut sql = Sql::new("SELECT 1 FROM resources r");
+        let mut sql = self.db.sql("SELECT 1 FROM resources r");
         push_where(&mut sql, query);
         let row = match executor {
             Some(tx) => sql.query().fetch_optional(&mut *tx.tx).await?,
@@ -208,7 +211,7 @@ impl EmbeddedStore {
             self.remove(tx, &item.resource_type, &item.id).await?;
         }
         for chunk in items.chunks(BATCH_ROWS) {
-            let mut sql = Sql::new(
+            let mut sql = self.db.sql(
                 "INSERT INTO resources (resource_type, id, version_id, last_updated, patient_id, sort_date, content) VALUES ",
             );
             for (i, item) in chunk.iter().enumerate() {
@@ -239,6 +242,7 @@ impl EmbeddedStore {
             .flat_map(|item| item.index.tokens.iter().map(move |t| (item, t)))
             .collect();
         insert_rows(
+            &self.db,
             tx,
             "INSERT INTO search_token (resource_type, resource_id, param, system, value) VALUES ",
             &tokens,
@@ -260,6 +264,7 @@ impl EmbeddedStore {
             .flat_map(|item| item.index.dates.iter().map(move |d| (item, d)))
             .collect();
         insert_rows(
+            &self.db,
             tx,
             "INSERT INTO search_date (resource_type, resource_id, param, lo, hi) VALUES ",
             &dates,
@@ -280,7 +285,7 @@ impl EmbeddedStore {
             .iter()
             .flat_map(|item| item.denials.iter().map(move |d| (item, d)))
             .collect();
-        insert_rows(tx, "INSERT INTO consent_denial (consent_id, patient_id, actor, resource_type, period_start, period_end) VALUES ", &denials, |sql, (item, d)| {
+        insert_rows(&self.db, tx, "INSERT INTO consent_denial (consent_id, patient_id, actor, resource_type, period_start, period_end) VALUES ", &denials, |sql, (item, d)| {
             sql.bind(&item.id).push(", ").bind(&d.patient_id).push(", ").bind(&d.actor).push(", ").bind(&d.resource_type).push(", ").bind(d.period_start).push(", ").bind(d.period_end);
         })
         .await?;
@@ -329,7 +334,9 @@ impl EmbeddedStore {
         if actors.is_empty() {
             return Ok(Vec::new());
         }
-        let mut sql = Sql::new("SELECT DISTINCT patient_id FROM consent_denial WHERE actor IN (");
+        let mut sql = self
+            .db
+            .sql("SELECT DISTINCT patient_id FROM consent_denial WHERE actor IN (");
         for (i, actor) in actors.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
@@ -363,13 +370,14 @@ fn stored(row: &sqlx::any::AnyRow) -> StoredResource {
 }
 
 async fn insert_rows<T: Sync>(
+    db: &Database,
     tx: &mut WriteTx,
     head: &str,
     rows: &[T],
     push_row: impl Fn(&mut Sql, &T),
 ) -> Result<(), FhirError> {
     for chunk in rows.chunks(BATCH_ROWS) {
-        let mut sql = Sql::new(head);
+        let mut sql = db.sql(head);
         for (i, row) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" });
             push_row(&mut sql, row);
@@ -384,9 +392,10 @@ async fn insert_rows<T: Sync>(
 fn push_where(sql: &mut Sql, query: &SearchQuery) {
     sql.push(" WHERE r.resource_type = ")
         .bind(query.type_def.name);
+    let narrowed = narrowed_to_patients(query);
     for filter in &query.filters {
         sql.push(" AND ");
-        push_filter(sql, query, filter);
+        push_filter(sql, query, filter, narrowed);
     }
     for group in &query.constraints.groups {
         if group.is_empty() {
@@ -398,7 +407,7 @@ fn push_where(sql: &mut Sql, query: &SearchQuery) {
             if i > 0 {
                 sql.push(" OR ");
             }
-            push_alternative(sql, query, alternative);
+            push_alternative(sql, query, alternative, narrowed);
         }
         sql.push(")");
     }
@@ -414,19 +423,30 @@ fn push_where(sql: &mut Sql, query: &SearchQuery) {
     }
 }
 
-fn push_alternative(sql: &mut Sql, query: &SearchQuery, alternative: &Alternative) {
+/// Whether the query is confined to named patients (by the client or the policy), so the
+/// compartment index selects the candidate rows.
+fn narrowed_to_patients(query: &SearchQuery) -> bool {
+    query.named_patients().is_some_and(|p| !p.is_empty())
+        || query
+            .constraints
+            .groups
+            .iter()
+            .any(|group| !group.is_empty() && group.iter().all(|a| a.compartment.is_some()))
+}
+
+fn push_alternative(sql: &mut Sql, query: &SearchQuery, alternative: &Alternative, narrowed: bool) {
     sql.push("(1 = 1");
     if let Some(patient) = &alternative.compartment {
         sql.push(" AND r.patient_id = ").bind(patient);
     }
     for filter in &alternative.filters {
         sql.push(" AND ");
-        push_filter(sql, query, filter);
+        push_filter(sql, query, filter, narrowed);
     }
     sql.push(")");
 }
 
-fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter) {
+fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter, narrowed: bool) {
     let (def, mode, values) = match filter {
         Filter::Id(ids) => {
             sql.push("r.id IN (");
@@ -473,11 +493,20 @@ fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter) {
     } else {
         "search_token"
     };
-    sql.push(&format!(
-        "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = "
-    ))
-    .bind(def.name)
-    .push(" AND (");
+    if narrowed || def.kind == ParamKind::Date {
+        // A patient narrows the rows to a few hundred: probe each one's index rows.
+        sql.push(&format!(
+            "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = "
+        ));
+    } else {
+        // Across all patients: let the value index find the few matching resources.
+        sql.push(&format!(
+            "r.id IN (SELECT x.resource_id FROM {table} x WHERE x.resource_type = "
+        ))
+        .bind(query.type_def.name)
+        .push(" AND x.param = ");
+    }
+    sql.bind(def.name).push(" AND (");
     for (i, value) in values.iter().enumerate() {
         if i > 0 {
             sql.push(" OR ");

@@ -36,7 +36,10 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
             "must match [A-Za-z0-9-.]{1,64}",
         ));
     }
-    check_tree(resource, resource_type)?;
+    check_tree(resource, resource_type).map_err(|e| {
+        let inner: Vec<String> = e.path.into_iter().rev().collect();
+        FhirError::invalid(format!("{resource_type}.{}", inner.join(".")), e.message)
+    })?;
     let required = |element: &str, allowed: &[&str]| -> Result<(), FhirError> {
         let path = format!("{resource_type}.{element}");
         match object.get(element).and_then(Value::as_str) {
@@ -109,69 +112,67 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
     Ok(())
 }
 
+/// A problem found deep in a resource; the path is collected innermost-first on the way out,
+/// so valid resources (nearly all) cost no path strings.
+struct TreeError {
+    path: Vec<String>,
+    message: String,
+}
+
 /// Checks primitive shapes everywhere: references are strings of a known form, date-like
-/// elements parse, and numbers are numbers.
-fn check_tree(value: &Value, path: &str) -> Result<(), FhirError> {
-    match value {
-        Value::Object(object) => {
-            for (key, child) in object {
-                let child_path = format!("{path}.{key}");
-                match (key.as_str(), child) {
-                    ("reference", Value::String(r)) => {
-                        let local = r.starts_with('#')
-                            || r.starts_with("urn:uuid:")
-                            || r.starts_with("urn:oid:")
-                            || r.contains('?');
-                        if !local && split_reference(r).is_none() {
-                            return Err(FhirError::invalid(
-                                child_path,
-                                format!("'{r}' is not a reference of the form Type/id"),
-                            ));
-                        }
-                    }
-                    // Consent.provision.actor.reference is itself a Reference object.
-                    ("reference", Value::Object(_)) => check_tree(child, &child_path)?,
-                    ("reference", _) => {
-                        return Err(FhirError::invalid(child_path, "must be a string"));
-                    }
-                    ("value", Value::String(_)) if path.ends_with("Quantity") => {
-                        return Err(FhirError::invalid(
-                            child_path,
-                            "a quantity's value must be a number",
-                        ));
-                    }
-                    (k, Value::String(s)) if is_date_element(k) => {
-                        if date::parse(s).is_none() {
-                            return Err(FhirError::invalid(
-                                child_path,
-                                format!("'{s}' is not a valid FHIR date/dateTime"),
-                            ));
-                        }
-                    }
-                    (k, Value::Array(items)) => {
-                        if items.is_empty() {
-                            return Err(FhirError::invalid(
-                                child_path,
-                                "arrays must not be empty in FHIR JSON",
-                            ));
-                        }
-                        for (i, item) in items.iter().enumerate() {
-                            check_tree(item, &format!("{path}.{k}[{i}]"))?;
-                        }
-                    }
-                    (_, Value::Null) => {
-                        return Err(FhirError::invalid(
-                            child_path,
-                            "null is not allowed in FHIR JSON",
-                        ));
-                    }
-                    _ => check_tree(child, &child_path)?,
+/// elements parse, and numbers are numbers. `parent` is the key holding `value`.
+fn check_tree(value: &Value, parent: &str) -> Result<(), TreeError> {
+    let Value::Object(object) = value else {
+        return Ok(());
+    };
+    for (key, child) in object {
+        let fail = |message: String| {
+            Err(TreeError {
+                path: vec![key.clone()],
+                message,
+            })
+        };
+        let nested = |e: TreeError, segment: String| {
+            let mut e = e;
+            e.path.push(segment);
+            e
+        };
+        match (key.as_str(), child) {
+            ("reference", Value::String(r)) => {
+                let local = r.starts_with('#')
+                    || r.starts_with("urn:uuid:")
+                    || r.starts_with("urn:oid:")
+                    || r.contains('?');
+                if !local && split_reference(r).is_none() {
+                    return fail(format!("'{r}' is not a reference of the form Type/id"));
                 }
             }
-            Ok(())
+            // Consent.provision.actor.reference is itself a Reference object.
+            ("reference", Value::Object(_)) => {
+                check_tree(child, key).map_err(|e| nested(e, key.clone()))?
+            }
+            ("reference", _) => return fail("must be a string".into()),
+            ("value", Value::String(_)) if parent.ends_with("Quantity") => {
+                return fail("a quantity's value must be a number".into());
+            }
+            (k, Value::String(s)) if is_date_element(k) => {
+                if date::parse(s).is_none() {
+                    return fail(format!("'{s}' is not a valid FHIR date/dateTime"));
+                }
+            }
+            (k, Value::Array(items)) => {
+                if items.is_empty() {
+                    return fail("arrays must not be empty in FHIR JSON".into());
+                }
+                for (i, item) in items.iter().enumerate() {
+                    check_tree(item, k).map_err(|e| nested(e, format!("{k}[{i}]")))?;
+                }
+            }
+            (_, Value::Null) => return fail("null is not allowed in FHIR JSON".into()),
+            _ => check_tree(child, key).map_err(|e| nested(e, key.clone()))?,
         }
-        _ => Ok(()),
     }
+    Ok(())
 }
 
 fn is_date_element(key: &str) -> bool {

@@ -1,3 +1,4 @@
+-- SQLite schema; migrations/postgres holds the same tables for PostgreSQL.
 -- Current version of every stored FHIR resource, as JSON, with the columns the policy engine
 -- and paging need without parsing it: its patient compartment and its primary date.
 CREATE TABLE resources (
@@ -13,15 +14,18 @@ CREATE TABLE resources (
 CREATE INDEX resources_by_patient ON resources (patient_id, resource_type, sort_date);
 
 -- Token, reference and string search parameters (strings are stored lower-cased).
+-- WITHOUT ROWID: the primary key is the index that probes "does this resource have this
+-- token", so each row is written to one B-tree instead of two.
 CREATE TABLE search_token (
     resource_type TEXT NOT NULL,
     resource_id TEXT NOT NULL,
     param TEXT NOT NULL,
     system TEXT NOT NULL,
-    value TEXT NOT NULL
-);
-CREATE INDEX search_token_by_value ON search_token (resource_type, param, value, system);
-CREATE INDEX search_token_by_resource ON search_token (resource_type, resource_id, param);
+    value TEXT NOT NULL,
+    PRIMARY KEY (resource_type, resource_id, param, system, value)
+) WITHOUT ROWID;
+-- Finds resources by token when no patient narrows the search (identifier lookups).
+CREATE INDEX search_token_by_value ON search_token (resource_type, param, value, system, resource_id);
 
 -- Date search parameters as inclusive ranges of epoch milliseconds.
 CREATE TABLE search_date (
@@ -29,9 +33,9 @@ CREATE TABLE search_date (
     resource_id TEXT NOT NULL,
     param TEXT NOT NULL,
     lo BIGINT NOT NULL,
-    hi BIGINT NOT NULL
-);
-CREATE INDEX search_date_by_resource ON search_date (resource_type, resource_id, param);
+    hi BIGINT NOT NULL,
+    PRIMARY KEY (resource_type, resource_id, param, lo, hi)
+) WITHOUT ROWID;
 
 -- Deny provisions of active Consent resources, flattened so every access can check them cheaply.
 -- resource_type '' means every type; NULL period bounds mean open-ended.
