@@ -32,12 +32,15 @@ impl ImportReport {
 }
 
 /// Writes Bundles in groups: [`Importer::add`] validates one Bundle (refusing it whole on any
-/// error), [`Importer::flush`] commits what was added.
+/// error), [`Importer::flush`] starts committing what was added while the next group is being
+/// prepared, and [`Importer::finish`] waits for everything to be durable.
 #[derive(Debug)]
 pub struct Importer<'a> {
     store: &'a EmbeddedStore,
     pending: Vec<Prepared>,
     pending_bundles: usize,
+    /// The group being committed in the background, if any.
+    in_flight: Option<tokio::task::JoinHandle<Result<ImportReport, FhirError>>>,
     /// Ids of resources imported in this run, by `Type?identifier=system|value`, so later
     /// Bundles' conditional references resolve (Synthea puts practitioners and organizations
     /// in Bundles of their own).
@@ -55,6 +58,7 @@ impl<'a> Importer<'a> {
             store,
             pending: Vec::new(),
             pending_bundles: 0,
+            in_flight: None,
             known_identifiers: HashMap::new(),
             report: ImportReport::default(),
         }
@@ -81,59 +85,51 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
-    /// Commits everything queued.
+    /// Starts committing everything queued, after the previous group is durable.
     pub async fn flush(&mut self) -> Result<(), FhirError> {
+        self.wait_in_flight().await?;
         if self.pending.is_empty() {
             return Ok(());
         }
-        // In key order, B-tree inserts walk the pages once instead of jumping around.
-        self.pending
-            .sort_unstable_by(|a, b| (&a.resource_type, &a.id).cmp(&(&b.resource_type, &b.id)));
-        let mut tx = self.store.database().begin_write().await?;
-        self.bump_existing_versions(&mut tx).await?;
-        self.store.write(&mut tx, &self.pending).await?;
-        tx.commit().await?;
-        for item in self.pending.drain(..) {
-            *self.report.by_type.entry(item.resource_type).or_default() += 1;
+        let mut group = std::mem::take(&mut self.pending);
+        let bundles = std::mem::take(&mut self.pending_bundles);
+        let store = self.store.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            // In key order, B-tree inserts walk the pages once instead of jumping around.
+            group
+                .sort_unstable_by(|a, b| (&a.resource_type, &a.id).cmp(&(&b.resource_type, &b.id)));
+            let mut tx = store.database().begin_write().await?;
+            bump_existing_versions(&store, &mut tx, &mut group).await?;
+            store.write(&mut tx, &group).await?;
+            tx.commit().await?;
+            let mut report = ImportReport {
+                bundles,
+                ..Default::default()
+            };
+            for item in group {
+                *report.by_type.entry(item.resource_type).or_default() += 1;
+            }
+            Ok(report)
+        }));
+        Ok(())
+    }
+
+    async fn wait_in_flight(&mut self) -> Result<(), FhirError> {
+        if let Some(handle) = self.in_flight.take() {
+            let done = handle.await.map_err(|e| FhirError::Internal(e.into()))??;
+            self.report.bundles += done.bundles;
+            for (resource_type, count) in done.by_type {
+                *self.report.by_type.entry(resource_type).or_default() += count;
+            }
         }
-        self.report.bundles += std::mem::take(&mut self.pending_bundles);
         Ok(())
     }
 
     /// Commits the rest and returns what was written.
     pub async fn finish(mut self) -> Result<ImportReport, FhirError> {
         self.flush().await?;
+        self.wait_in_flight().await?;
         Ok(self.report)
-    }
-
-    /// Resources that replace stored ones (PUT entries, re-imports) get the next version.
-    async fn bump_existing_versions(&mut self, tx: &mut WriteTx) -> Result<(), FhirError> {
-        let mut by_type: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for item in &self.pending {
-            by_type
-                .entry(&item.resource_type)
-                .or_default()
-                .push(item.id.clone());
-        }
-        let mut existing = HashMap::new();
-        for (resource_type, ids) in by_type {
-            for (id, version) in self.store.versions(tx, resource_type, &ids).await? {
-                existing.insert((resource_type.to_owned(), id), version);
-            }
-        }
-        if existing.is_empty() {
-            return Ok(());
-        }
-        for item in &mut self.pending {
-            if let Some(version) = existing.get(&(item.resource_type.clone(), item.id.clone())) {
-                let mut resource: Value = serde_json::from_str(&item.content)
-                    .map_err(|e| FhirError::Internal(e.into()))?;
-                resource["meta"]["versionId"] = Value::String((version + 1).to_string());
-                item.version_id = version + 1;
-                item.content = resource.to_string();
-            }
-        }
-        Ok(())
     }
 
     async fn prepare(&mut self, mut bundle: Value) -> Result<Vec<Prepared>, FhirError> {
@@ -379,6 +375,40 @@ impl<'a> Importer<'a> {
         let page = self.store.search(&query).await?;
         Ok(page.resources.first().map(|r| r.id.clone()))
     }
+}
+
+/// Resources that replace stored ones (PUT entries, re-imports) get the next version.
+async fn bump_existing_versions(
+    store: &EmbeddedStore,
+    tx: &mut WriteTx,
+    group: &mut [Prepared],
+) -> Result<(), FhirError> {
+    let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for item in group.iter() {
+        by_type
+            .entry(item.resource_type.clone())
+            .or_default()
+            .push(item.id.clone());
+    }
+    let mut existing = HashMap::new();
+    for (resource_type, ids) in by_type {
+        for (id, version) in store.versions(tx, &resource_type, &ids).await? {
+            existing.insert((resource_type.clone(), id), version);
+        }
+    }
+    if existing.is_empty() {
+        return Ok(());
+    }
+    for item in group.iter_mut() {
+        if let Some(version) = existing.get(&(item.resource_type.clone(), item.id.clone())) {
+            let mut resource: Value =
+                serde_json::from_str(&item.content).map_err(|e| FhirError::Internal(e.into()))?;
+            resource["meta"]["versionId"] = Value::String((version + 1).to_string());
+            item.version_id = version + 1;
+            item.content = resource.to_string();
+        }
+    }
+    Ok(())
 }
 
 fn resource_type(resource: &Value, path: &str) -> Result<String, FhirError> {
