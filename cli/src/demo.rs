@@ -31,19 +31,23 @@ pub async fn ensure_data(store: &EmbeddedStore) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The first patient by id, whose record the demo patient tokens open.
-pub async fn first_patient(store: &EmbeddedStore) -> anyhow::Result<Option<String>> {
-    let query = SearchQuery::parse(
-        "Patient",
-        &[("_count".into(), "1".into())],
-        PageLimits::default(),
-    )?;
-    Ok(store
-        .search(&query)
-        .await?
-        .resources
-        .first()
-        .map(|r| r.id.clone()))
+/// The patient the demo tokens open: one with hypertension (so blood-pressure series show
+/// up), else the first patient.
+pub async fn demo_patient(store: &EmbeddedStore) -> anyhow::Result<Option<String>> {
+    let hypertension = [
+        ("code".to_owned(), "http://snomed.info/sct|59621000".to_owned()),
+        ("_count".to_owned(), "1".to_owned()),
+    ];
+    let query = SearchQuery::parse("Condition", &hypertension, PageLimits::default())?;
+    if let Some(condition) = store.search(&query).await?.resources.into_iter().next() {
+        return Ok(condition.patient_id);
+    }
+    first_patient(store).await
+}
+
+async fn first_patient(store: &EmbeddedStore) -> anyhow::Result<Option<String>> {
+    let query = SearchQuery::parse("Patient", &[("_count".into(), "1".into())], PageLimits::default())?;
+    Ok(store.search(&query).await?.resources.first().map(|r| r.id.clone()))
 }
 
 /// Demo tokens, one per user kind, valid for twelve hours.

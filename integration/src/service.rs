@@ -184,7 +184,7 @@ impl FhirService {
                     "create is not supported for {resource_type}"
                 )));
             }
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = crate::import::new_id();
             audit.resource_id = Some(id.clone());
             self.write_checked(
                 context,
@@ -382,7 +382,7 @@ impl FhirService {
                 patient,
                 denied: reason.clone(),
             };
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = crate::import::new_id();
             events.push(Prepared::new(
                 "AuditEvent",
                 &id,

@@ -45,7 +45,7 @@ impl UpCommand {
         );
         println!("  health check:  {public_url}/healthz");
         println!("  data dir:      {}", self.data.data_dir.display());
-        if let Some(patient) = crate::demo::first_patient(&store).await? {
+        if let Some(patient) = crate::demo::demo_patient(&store).await? {
             println!("demo tokens (12 h; mint more with `healthcloud token --role …`):");
             for (who, token) in crate::demo::tokens(&integration.issuer, &patient)? {
                 println!("  {who}:\n    {token}");
