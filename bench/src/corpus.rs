@@ -186,3 +186,62 @@ fn is_bp_panel(resource: &Value) -> bool {
                     .any(|c| c["system"] == LOINC && c["code"] == BP_PANEL)
             })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn references(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(object) => {
+                for (key, child) in object {
+                    match child {
+                        Value::String(r) if key == "reference" => out.push(r.clone()),
+                        _ => references(child, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| references(item, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn bundles_are_synthea_style_transactions() {
+        let options = SynthOptions {
+            patients: 5,
+            seed: 7,
+            today: "2026-11-01".parse().unwrap(),
+        };
+        let corpus = build(&options).unwrap();
+        assert_eq!(corpus.bundles.len(), 5);
+        assert!(corpus.patients.iter().all(|p| p.identifier.is_some()));
+        for text in &corpus.bundles {
+            let bundle: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(bundle["type"], "transaction");
+            let entries = bundle["entry"].as_array().unwrap();
+            assert_eq!(entries[0]["resource"]["resourceType"], "Patient");
+            let full_urls: Vec<&str> = entries
+                .iter()
+                .map(|e| e["fullUrl"].as_str().unwrap())
+                .collect();
+            let mut refs = Vec::new();
+            for entry in entries {
+                assert_eq!(entry["request"]["method"], "POST");
+                assert_eq!(entry["request"]["url"], entry["resource"]["resourceType"]);
+                references(&entry["resource"], &mut refs);
+            }
+            // Every reference is to an entry of the Bundle or to a shared Organization.
+            for r in &refs {
+                assert!(
+                    full_urls.contains(&r.as_str()) || r.starts_with("Organization/"),
+                    "{r}"
+                );
+            }
+            assert!(
+                refs.contains(&full_urls[0].to_owned()),
+                "nothing refers to the Patient"
+            );
+        }
+    }
+}

@@ -28,8 +28,9 @@ use crate::stats::{Latency, per_second};
 
 /// Resources the importer commits per transaction. It mirrors the (private)
 /// `import::GROUP_RESOURCES` of healthcloud-integration and is used ONLY to attribute the time
-/// of an `Importer::add` call that ended in a commit to "commit" rather than "prepare"; the
-/// headline throughput does not depend on it. [`check_attribution`] warns if it goes stale.
+/// of the `Importer::add` calls that hand a full group to the store to "store wait" rather
+/// than "prepare". If the importer's constant changes, that split (not the headline
+/// throughput) goes wrong: keep the two equal.
 const IMPORTER_GROUP_RESOURCES: usize = 20_000;
 
 /// Page size of the benchmark search: "the patient's last 100 blood pressures".
@@ -54,6 +55,8 @@ pub struct Config {
     pub search_patients: usize,
     /// Timed passes over the searched patients, per search path.
     pub rounds: usize,
+    /// Time budget of each measured search path (warm-up gets a quarter more).
+    pub search_budget: Duration,
     /// Whether to also time `load_synthetic` (the `data generate` path).
     pub generate: bool,
     /// Where the databases are created.
@@ -78,12 +81,6 @@ pub struct Results {
 /// Size of the corpus and how long building it took (not part of any figure).
 #[derive(Debug)]
 pub struct CorpusStats {
-    /// Patients.
-    pub patients: usize,
-    /// Bundles (one per patient plus one of Organizations).
-    pub bundles: usize,
-    /// Resources.
-    pub resources: usize,
     /// Serialized JSON bytes.
     pub bytes: usize,
     /// Time to generate and serialize the Bundles.
@@ -101,14 +98,17 @@ pub struct ImportResult {
     pub bundles: usize,
     /// Time in `serde_json::from_str` of the Bundle text.
     pub parse: Duration,
-    /// Time in `Importer::add` calls that did not commit: resolve, validate, index, serialize.
+    /// Time in `Importer::add` calls that did not hand over a group: resolve, validate, index,
+    /// serialize.
     pub prepare: Duration,
-    /// Time in `Importer::add` calls that committed a group, and in `finish`: SQL inserts + commit.
-    pub commit: Duration,
-    /// Commits (groups) attributed.
-    pub commits: usize,
-    /// Median duration of a non-committing `add` call, for the attribution check.
-    pub median_prepare_call: Duration,
+    /// Time the import loop was blocked on the store: `add` calls that handed over a full
+    /// group, and `finish`. With a sequential importer this is the whole write and commit; with
+    /// one that commits in the background, the part of it that preparation did not hide.
+    pub store_wait: Duration,
+    /// Groups handed over.
+    pub groups: usize,
+    /// CPU time and disk traffic of the whole process during the import.
+    pub usage: crate::machine::Usage,
     /// Database file size after import (with WAL).
     pub db_bytes: u64,
     /// Peak resident memory of the process after import (corpus included).
@@ -144,13 +144,37 @@ pub struct SearchResult {
     /// Mean matches per searched patient (before the page limit).
     pub mean_matches: f64,
     /// `store.search`: parse + COUNT + page SELECT.
-    pub raw: Latency,
+    pub raw: Timed,
     /// `store.search` with `_count=0`: parse + COUNT only.
-    pub count_only: Latency,
+    pub count_only: Timed,
     /// `FhirService::search` as a clinician: policy, consent check, search, audit write.
-    pub service: Latency,
+    pub service: Timed,
     /// One AuditEvent written in its own transaction, as the service does after each search.
-    pub audit_write: Latency,
+    pub audit_write: Timed,
+}
+
+/// Latencies of one measured path, and how many samples were planned (fewer were taken if
+/// the time budget ran out).
+#[derive(Debug)]
+pub struct Timed {
+    /// The samples taken.
+    pub latency: Latency,
+    /// The samples planned.
+    pub planned: usize,
+}
+
+impl Timed {
+    fn complete(latency: Latency) -> Timed {
+        Timed {
+            planned: latency.samples,
+            latency,
+        }
+    }
+
+    /// Whether the time budget cut the measurement short.
+    pub fn truncated(&self) -> bool {
+        self.latency.samples < self.planned
+    }
 }
 
 /// `load_synthetic` throughput.
@@ -176,9 +200,6 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
     let started = Instant::now();
     let corpus = corpus::build(&options)?;
     let corpus_stats = CorpusStats {
-        patients: config.patients,
-        bundles: corpus.bundles.len() + 1,
-        resources: corpus.resources,
         bytes: corpus.bytes,
         build_time: started.elapsed(),
     };
@@ -201,7 +222,6 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
         import.resources,
         corpus.resources
     );
-    check_attribution(&import);
 
     let cpu = cpu_sample(&corpus)?;
     let Corpus {
@@ -239,13 +259,14 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
 /// The timed import: every Bundle text parsed and added, then the importer finished.
 async fn import(store: &EmbeddedStore, corpus: &Corpus) -> anyhow::Result<ImportResult> {
     let mut parse = Duration::ZERO;
-    let mut prepare_calls = Vec::with_capacity(corpus.bundles.len() + 1);
-    let mut commit = Duration::ZERO;
-    let mut commits = 0;
+    let mut prepare = Duration::ZERO;
+    let mut store_wait = Duration::ZERO;
+    let mut groups = 0;
     let mut pending = 0;
     let total = corpus.bundles.len();
     let mut importer = Importer::new(store);
 
+    let usage = crate::machine::Usage::now();
     let started = Instant::now();
     for (i, text) in std::iter::once(&corpus.organizations)
         .chain(&corpus.bundles)
@@ -260,15 +281,15 @@ async fn import(store: &EmbeddedStore, corpus: &Corpus) -> anyhow::Result<Import
             .with_context(|| format!("importing Bundle {i}"))?;
         let t2 = Instant::now();
         parse += t1 - t0;
-        // The importer commits inside `add` once its group is full; such a call is almost all
-        // commit (the Bundle's own prepare is ~1/400 of the group's work).
+        // The importer hands its group to the store inside `add` once the group is full; such
+        // a call is almost all store time (its own Bundle is ~1/400 of the group's work).
         pending += added;
         if pending >= IMPORTER_GROUP_RESOURCES {
-            commit += t2 - t1;
-            commits += 1;
+            store_wait += t2 - t1;
+            groups += 1;
             pending = 0;
         } else {
-            prepare_calls.push(t2 - t1);
+            prepare += t2 - t1;
         }
         if i > 0 && i % (total / 10).max(1) == 0 {
             eprintln!(
@@ -279,40 +300,23 @@ async fn import(store: &EmbeddedStore, corpus: &Corpus) -> anyhow::Result<Import
     }
     let t = Instant::now();
     let report = importer.finish().await?;
-    commit += t.elapsed();
-    commits += usize::from(pending > 0);
+    store_wait += t.elapsed();
+    groups += usize::from(pending > 0);
     let elapsed = started.elapsed();
+    let usage = usage.since();
 
-    let prepare = prepare_calls.iter().sum();
-    prepare_calls.sort_unstable();
     Ok(ImportResult {
         elapsed,
         resources: report.resources(),
         bundles: report.bundles,
         parse,
         prepare,
-        commit,
-        commits,
-        median_prepare_call: prepare_calls
-            .get(prepare_calls.len() / 2)
-            .copied()
-            .unwrap_or_default(),
+        store_wait,
+        groups,
+        usage,
         db_bytes: 0,
         peak_rss: String::new(),
     })
-}
-
-/// Warns when the commit/prepare split looks wrong, i.e. the importer's group size changed.
-fn check_attribution(import: &ImportResult) {
-    let expected = import.resources.div_ceil(IMPORTER_GROUP_RESOURCES);
-    let per_commit = import.commit / import.commits.max(1) as u32;
-    if import.commits != expected || per_commit < import.median_prepare_call * 20 {
-        eprintln!(
-            "warning: the prepare/commit split may be off (commits attributed: {}, expected {expected}); \
-             has import::GROUP_RESOURCES changed from {IMPORTER_GROUP_RESOURCES}? Headline figures are unaffected.",
-            import.commits
-        );
-    }
 }
 
 /// Re-runs the CPU steps of the importer's prepare one by one on the first Bundles, to show
@@ -368,44 +372,34 @@ async fn search(
     facts: &[corpus::PatientFacts],
     config: &Config,
 ) -> anyhow::Result<SearchResult> {
+    let started = Instant::now();
     let patients = choose_patients(store, facts, config).await?;
     ensure!(
         !patients.is_empty(),
         "no imported patient has blood-pressure Observations"
     );
+    eprintln!(
+        "  {} patients chosen in {:.1} s",
+        patients.len(),
+        started.elapsed().as_secs_f64()
+    );
     let mean_matches =
         patients.iter().map(|p| p.matches).sum::<usize>() as f64 / patients.len() as f64;
 
-    // Raw store: warm up (one untimed pass, so the measured passes see a warm page cache, as
-    // a running server would), then time every query.
-    for patient in &patients {
-        check(
-            &store.search(&bp_query(&patient.id, SEARCH_COUNT)?).await?,
-            patient,
-        )?;
-    }
-    let mut raw = Vec::with_capacity(patients.len() * config.rounds);
-    let mut count_only = Vec::with_capacity(patients.len() * config.rounds);
-    for _ in 0..config.rounds {
-        for patient in &patients {
-            let t = Instant::now();
-            let page = store.search(&bp_query(&patient.id, SEARCH_COUNT)?).await?;
-            raw.push(t.elapsed());
-            check(&page, patient)?;
-        }
-        // `_count=0` makes the store run only its COUNT(*) (no page SELECT): the split of a search.
-        for patient in &patients {
-            let t = Instant::now();
-            let page = store.search(&bp_query(&patient.id, 0)?).await?;
-            count_only.push(t.elapsed());
-            ensure!(
-                page.total == patient.matches,
-                "_count=0 search total is {}, expected {}",
-                page.total,
-                patient.matches
-            );
-        }
-    }
+    eprintln!("  raw store.search…");
+    let raw = measure(
+        &patients,
+        config,
+        SEARCH_COUNT,
+        async |patient: &Searched| Ok(store.search(&bp_query(&patient.id, SEARCH_COUNT)?).await?),
+    )
+    .await?;
+    // `_count=0` makes the store run only its COUNT(*), not the page SELECT: the split of a search.
+    eprintln!("  store.search with _count=0…");
+    let count_only = measure(&patients, config, 0, async |patient: &Searched| {
+        Ok(store.search(&bp_query(&patient.id, 0)?).await?)
+    })
+    .await?;
 
     // Through the service, as a clinician. The token names an organization and a practitioner
     // so the consent check has actors to look up, as a real clinician token would.
@@ -422,34 +416,71 @@ async fn search(
         .map_err(anyhow::Error::msg)?;
     let context = AccessContext::user(issuer.verifier().verify(&token)?);
     let service = FhirService::new(store.clone(), PageLimits::default());
-    for patient in &patients {
-        check(
-            &service
+    eprintln!("  FhirService::search…");
+    let through_service = measure(
+        &patients,
+        config,
+        SEARCH_COUNT,
+        async |patient: &Searched| {
+            Ok(service
                 .search(&context, bp_query(&patient.id, SEARCH_COUNT)?)
-                .await?,
-            patient,
-        )?;
-    }
-    let mut through_service = Vec::with_capacity(patients.len() * config.rounds);
-    for _ in 0..config.rounds {
-        for patient in &patients {
-            let t = Instant::now();
-            let page = service
-                .search(&context, bp_query(&patient.id, SEARCH_COUNT)?)
-                .await?;
-            through_service.push(t.elapsed());
-            check(&page, patient)?;
-        }
-    }
+                .await?)
+        },
+    )
+    .await?;
 
     let audit_write = audit_probe(store, &context, &patients).await?;
     Ok(SearchResult {
         patients: patients.len(),
         mean_matches,
-        raw: Latency::of(&raw),
-        count_only: Latency::of(&count_only),
-        service: Latency::of(&through_service),
-        audit_write: Latency::of(&audit_write),
+        raw,
+        count_only,
+        service: through_service,
+        audit_write: Timed::complete(Latency::of(&audit_write)),
+    })
+}
+
+/// Warms up with one untimed pass over `patients` (so the timed passes see the warm page
+/// cache a running server has), then times `search` for each patient, `config.rounds` times.
+///
+/// Both phases stop early at the time budget, so a slow store yields a report in bounded
+/// time (with fewer samples, which the report states) instead of running for hours.
+async fn measure(
+    patients: &[Searched],
+    config: &Config,
+    count: usize,
+    mut search: impl AsyncFnMut(&Searched) -> anyhow::Result<SearchPage>,
+) -> anyhow::Result<Timed> {
+    let warm_up_budget = config.search_budget / 4;
+    let started = Instant::now();
+    for patient in patients {
+        if started.elapsed() > warm_up_budget {
+            break;
+        }
+        check(&search(patient).await?, patient, count)?;
+    }
+    let planned = patients.len() * config.rounds;
+    let mut samples = Vec::with_capacity(planned);
+    let started = Instant::now();
+    for patient in patients.iter().cycle().take(planned) {
+        if started.elapsed() > config.search_budget {
+            break;
+        }
+        let t = Instant::now();
+        let page = search(patient).await?;
+        samples.push(t.elapsed());
+        check(&page, patient, count)?;
+    }
+    if samples.len() < planned {
+        eprintln!(
+            "    time budget of {:.0} s reached after {} of {planned} queries",
+            config.search_budget.as_secs_f64(),
+            samples.len()
+        );
+    }
+    Ok(Timed {
+        latency: Latency::of(&samples),
+        planned,
     })
 }
 
@@ -512,9 +543,10 @@ fn bp_query(patient: &str, count: usize) -> anyhow::Result<SearchQuery> {
     )?)
 }
 
-/// A benchmark of wrong answers is worthless: every page must hold exactly what was imported.
-fn check(page: &SearchPage, patient: &Searched) -> anyhow::Result<()> {
-    let expected_page = patient.matches.min(SEARCH_COUNT);
+/// A benchmark of wrong answers is worthless: every page must hold exactly what was imported
+/// (`count` is the page size asked for).
+fn check(page: &SearchPage, patient: &Searched, count: usize) -> anyhow::Result<()> {
+    let expected_page = patient.matches.min(count);
     ensure!(
         page.total == patient.matches && page.resources.len() == expected_page,
         "search for Patient/{} returned {} of {} matches, expected {expected_page} of {}",

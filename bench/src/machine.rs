@@ -2,6 +2,7 @@
 //! reported as "unknown" rather than failing the benchmark.
 
 use std::path::Path;
+use std::time::Duration;
 
 /// The machine and toolchain a run was measured on.
 #[derive(Debug, Clone)]
@@ -84,4 +85,58 @@ pub fn peak_rss() -> String {
             || "unknown".into(),
             |kib| format!("{:.2} GiB", kib / (1024.0 * 1024.0)),
         )
+}
+
+/// CPU time and storage traffic of this process (all threads, SQLite's included), from
+/// /proc/self/stat and /proc/self/io; zero where unreadable.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// CPU time in user mode.
+    pub user: Duration,
+    /// CPU time in the kernel (syscalls: file reads and writes, fsync).
+    pub system: Duration,
+    /// Bytes the process caused to be read from storage.
+    pub read_bytes: u64,
+    /// Bytes the process caused to be written to storage.
+    pub write_bytes: u64,
+}
+
+impl Usage {
+    /// The totals so far.
+    pub fn now() -> Usage {
+        // /proc reports CPU times in USER_HZ ticks, 100 per second on every Linux ABI.
+        const TICKS_PER_SECOND: u64 = 100;
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the parenthesized command name (which may contain spaces): utime and
+        // stime are fields 14 and 15 of the line, i.e. 11 and 12 after the name.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ticks: Vec<u64> = after_name
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|t| t.parse().unwrap_or(0))
+            .collect();
+        let tick = |i: usize| {
+            Duration::from_millis(ticks.get(i).copied().unwrap_or(0) * 1000 / TICKS_PER_SECOND)
+        };
+        let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+        let bytes = |key| field(&io, key).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Usage {
+            user: tick(0),
+            system: tick(1),
+            read_bytes: bytes("read_bytes"),
+            write_bytes: bytes("write_bytes"),
+        }
+    }
+
+    /// What was used between `self` and now.
+    pub fn since(self) -> Usage {
+        let now = Usage::now();
+        Usage {
+            user: now.user.saturating_sub(self.user),
+            system: now.system.saturating_sub(self.system),
+            read_bytes: now.read_bytes.saturating_sub(self.read_bytes),
+            write_bytes: now.write_bytes.saturating_sub(self.write_bytes),
+        }
+    }
 }

@@ -35,7 +35,10 @@ pub async fn ensure_data(store: &EmbeddedStore) -> anyhow::Result<()> {
 /// up), else the first patient.
 pub async fn demo_patient(store: &EmbeddedStore) -> anyhow::Result<Option<String>> {
     let hypertension = [
-        ("code".to_owned(), "http://snomed.info/sct|59621000".to_owned()),
+        (
+            "code".to_owned(),
+            "http://snomed.info/sct|59621000".to_owned(),
+        ),
         ("_count".to_owned(), "1".to_owned()),
     ];
     let query = SearchQuery::parse("Condition", &hypertension, PageLimits::default())?;
@@ -46,8 +49,17 @@ pub async fn demo_patient(store: &EmbeddedStore) -> anyhow::Result<Option<String
 }
 
 async fn first_patient(store: &EmbeddedStore) -> anyhow::Result<Option<String>> {
-    let query = SearchQuery::parse("Patient", &[("_count".into(), "1".into())], PageLimits::default())?;
-    Ok(store.search(&query).await?.resources.first().map(|r| r.id.clone()))
+    let query = SearchQuery::parse(
+        "Patient",
+        &[("_count".into(), "1".into())],
+        PageLimits::default(),
+    )?;
+    Ok(store
+        .search(&query)
+        .await?
+        .resources
+        .first()
+        .map(|r| r.id.clone()))
 }
 
 /// Demo tokens, one per user kind, valid for twelve hours.

@@ -101,7 +101,7 @@ pub fn organizations(opts: &SynthOptions) -> Vec<Value> {
 /// can be generated in parallel or in any order.
 pub fn patient(opts: &SynthOptions, index: usize) -> Vec<Value> {
     let mut rng = rng_for(opts.seed, index as u64, DOMAIN_PATIENT);
-    let patient_id = new_id(&mut rng);
+    let patient_id = new_id(&mut rng, index as u64);
     let gp = rng.gen_range(0..gp_count(opts.patients));
     let muni_idx = gp_municipality(gp);
     let muni = &MUNICIPALITIES[muni_idx];
@@ -110,6 +110,7 @@ pub fn patient(opts: &SynthOptions, index: usize) -> Vec<Value> {
 
     let mut ctx = Ctx {
         rng,
+        index: index as u64,
         today: opts.today,
         patient_ref: json!({ "reference": format!("Patient/{patient_id}") }),
         gp_ref: json!({ "reference": format!("Organization/{}", gp_id(gp)) }),
@@ -913,9 +914,12 @@ fn rng_for(seed: u64, index: u64, domain: &[u8; 16]) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(key)
 }
 
-fn new_id(rng: &mut ChaCha8Rng) -> String {
-    let bytes: [u8; 16] = rng.r#gen();
-    uuid::Builder::from_random_bytes(bytes)
+/// A UUIDv7-shaped id whose "timestamp" is the patient's index: deterministic, yet ordered by
+/// patient, so a large generated population is written at the right edge of every id-keyed
+/// index instead of at random pages.
+fn new_id(rng: &mut ChaCha8Rng, patient_index: u64) -> String {
+    let random: [u8; 10] = rng.r#gen();
+    uuid::Builder::from_unix_timestamp_millis(patient_index, &random)
         .into_uuid()
         .to_string()
 }
@@ -1244,6 +1248,7 @@ struct Setting {
 
 struct Ctx {
     rng: ChaCha8Rng,
+    index: u64,
     today: NaiveDate,
     patient_ref: Value,
     gp_ref: Value,
@@ -1261,7 +1266,7 @@ struct Ctx {
 
 impl Ctx {
     fn id(&mut self) -> String {
-        new_id(&mut self.rng)
+        new_id(&mut self.rng, self.index)
     }
 
     fn chance(&mut self, p: f64) -> bool {
