@@ -300,26 +300,8 @@ async fn patient_scope_confines_a_clinician(h: Harness) {
 }
 
 async fn consent_opt_out_of_an_organization(h: Harness) {
-    let gp2 = h
-        .issuer
-        .mint(
-            Role::Clinician,
-            healthcloud_integration::auth::TokenRequest {
-                org: Some("gp-2".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let gp1 = h
-        .issuer
-        .mint(
-            Role::Clinician,
-            healthcloud_integration::auth::TokenRequest {
-                org: Some("gp-1".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let gp2 = h.clinician_of("gp-2");
+    let gp1 = h.clinician_of("gp-1");
     assert_eq!(h.get("Observation/a-bp-1", &gp2).await.status, 200);
 
     let citizen = h.citizen("pat-a");

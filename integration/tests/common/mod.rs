@@ -103,6 +103,15 @@ impl Harness {
         self.token(Role::Clinician, None, None)
     }
 
+    /// A clinician (all patients) acting for the organization `org`.
+    pub fn clinician_of(&self, org: &str) -> String {
+        let request = TokenRequest {
+            org: Some(org.to_owned()),
+            ..Default::default()
+        };
+        self.issuer.mint(Role::Clinician, request).unwrap()
+    }
+
     pub fn citizen(&self, patient: &str) -> String {
         self.token(Role::Citizen, Some(patient), None)
     }
