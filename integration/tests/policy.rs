@@ -362,6 +362,16 @@ async fn consent_opt_out_of_an_organization(h: Harness) {
         .await;
     assert_eq!(updated.status, 200, "{}", updated.body);
     assert_eq!(updated.body["meta"]["versionId"], "2");
+    assert_eq!(
+        h.ids("Consent?patient=pat-a&status=inactive", &citizen)
+            .await,
+        [id]
+    );
+    assert!(
+        h.ids("Consent?patient=pat-a&status=active", &citizen)
+            .await
+            .is_empty()
+    );
     assert_eq!(h.get("Observation/a-bp-1", &gp2).await.status, 200);
 
     // Deleting an active opt-out lifts it too.
