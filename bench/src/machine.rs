@@ -13,8 +13,9 @@ pub struct Machine {
     pub cpu_model: String,
     /// `MemTotal` from /proc/meminfo.
     pub memory: String,
-    /// /proc/loadavg when the run started: the machine is shared, so this says how noisy it was.
-    pub load_average: String,
+    /// /proc/loadavg (1/5/15 min) when the run started and when it ended: the machine is
+    /// shared, so these say how noisy the run was.
+    pub load_average: (String, String),
     /// The compiler that built this binary.
     pub rustc: String,
     /// The filesystem holding the database: fsync cost depends on it (tmpfs would hide it).
@@ -36,15 +37,21 @@ impl Machine {
                     || "unknown".into(),
                     |kib| format!("{:.1} GiB", kib / (1024.0 * 1024.0)),
                 ),
-            load_average: read("/proc/loadavg")
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" "),
+            load_average: (load_average(), String::new()),
             rustc: env!("BENCH_RUSTC_VERSION").to_owned(),
             filesystem: filesystem(data_dir).unwrap_or_else(|| "unknown".into()),
         }
     }
+}
+
+/// The 1, 5 and 15 minute load averages, e.g. `0.88 1.69 1.62`.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The value of the first `key : value` line of a /proc file.

@@ -125,8 +125,9 @@ async fn fhir_command(args: FhirArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&run_dir.path)
         .with_context(|| format!("cannot create {}", run_dir.path.display()))?;
-    // Described before the run: the load average should say how busy the machine was going in.
-    let machine = machine::Machine::describe(&run_dir.path);
+    // Described before the run, so the load average says how busy the machine was going in
+    // (the one at the end is added after the run).
+    let mut machine = machine::Machine::describe(&run_dir.path);
 
     let config = fhir::Config {
         patients: args
@@ -145,6 +146,7 @@ async fn fhir_command(args: FhirArgs) -> anyhow::Result<()> {
     let results = fhir::run(&config).await?;
     drop(run_dir);
 
+    machine.load_average.1 = machine::load_average();
     let report = report::build(date, command, &machine, &config, &results);
     println!("{}", report.text());
     let out = args.out.or_else(|| {

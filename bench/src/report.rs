@@ -78,8 +78,8 @@ pub fn build(
         ("CPU", machine.cpu_model.clone()),
         ("memory", machine.memory.clone()),
         (
-            "load average at start (1/5/15 min)",
-            machine.load_average.clone(),
+            "load average at start / end (1/5/15 min)",
+            format!("{} / {}", machine.load_average.0, machine.load_average.1),
         ),
         ("rustc", machine.rustc.clone()),
         (

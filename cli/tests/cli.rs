@@ -295,3 +295,75 @@ fn token_command_mints_verifiable_tokens_and_names_mistakes() {
     let bad_role = healthcloud(&["token", "--data-dir", data_dir, "--role", "doctor"]);
     assert!(String::from_utf8_lossy(&bad_role.stderr).contains("unknown role 'doctor'"));
 }
+
+/// A bare HTTP/1.1 GET over loopback: status code and body.
+fn http_get(port: u16, path: &str, token: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, response)
+}
+
+#[test]
+fn up_accepts_only_the_configured_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data_dir = data_dir.to_str().unwrap();
+    succeed(&[
+        "data",
+        "generate",
+        "--data-dir",
+        data_dir,
+        "--patients",
+        "3",
+    ]);
+    let idp = TokenIssuer::generate("https://idp.region.example");
+    let key = dir.path().join("idp.pub.pem");
+    std::fs::write(&key, idp.public_pem()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_healthcloud"))
+        .args([
+            "up",
+            "--data-dir",
+            data_dir,
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args([
+            "--issuer",
+            "https://idp.region.example",
+            "--issuer-key",
+            key.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed().as_secs() < 60, "the server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let regional = idp.mint(Role::Clinician, Default::default()).unwrap();
+    let dev = succeed(&["token", "--data-dir", data_dir, "--role", "clinician"]);
+    let with_regional = http_get(port, "/fhir/r4/Patient", &regional);
+    let with_dev = http_get(port, "/fhir/r4/Patient", dev.trim());
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(with_regional.0, 200, "{}", with_regional.1);
+    assert_eq!(
+        with_dev.0, 401,
+        "development tokens are refused once an issuer is configured"
+    );
+}

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::routing::get;
 use healthcloud_integration::Integration;
+use healthcloud_integration::auth::TokenVerifier;
 
 use super::DataDirArgs;
 
@@ -19,6 +20,12 @@ pub struct UpCommand {
     /// Public base URL clients reach this server at (links are absolute on it).
     #[arg(long, env = "HEALTHCLOUD_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Accept tokens from this issuer (`iss`) instead of the development issuer; needs --issuer-key.
+    #[arg(long, env = "HEALTHCLOUD_ISSUER", requires = "issuer_key")]
+    issuer: Option<String>,
+    /// The issuer's Ed25519 public key (SPKI PEM file).
+    #[arg(long, env = "HEALTHCLOUD_ISSUER_KEY", requires = "issuer")]
+    issuer_key: Option<std::path::PathBuf>,
 }
 
 impl UpCommand {
@@ -27,8 +34,14 @@ impl UpCommand {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", self.addr));
-        let integration =
+        let mut integration =
             Integration::open(&self.data.database_url()?, &public_url, &self.data.data_dir).await?;
+        if let (Some(issuer), Some(key)) = (&self.issuer, &self.issuer_key) {
+            let pem = std::fs::read(key).map_err(|e| {
+                anyhow::anyhow!("cannot read the issuer key {}: {e}", key.display())
+            })?;
+            integration.state.verifier = TokenVerifier::from_public_pem(issuer, &pem)?;
+        }
         let store = integration.state.service.store().clone();
         crate::demo::ensure_data(&store).await?;
         let listener = tokio::net::TcpListener::bind(self.addr).await.map_err(|e| {
@@ -45,7 +58,11 @@ impl UpCommand {
         );
         println!("  health check:  {public_url}/healthz");
         println!("  data dir:      {}", self.data.data_dir.display());
-        if let Some(patient) = crate::demo::demo_patient(&store).await? {
+        let dev_issuer = self.issuer.is_none();
+        if let Some(patient) = crate::demo::demo_patient(&store)
+            .await?
+            .filter(|_| dev_issuer)
+        {
             println!("demo tokens (12 h; mint more with `healthcloud token --role …`):");
             for (who, token) in crate::demo::tokens(&integration.issuer, &patient)? {
                 println!("  {who}:\n    {token}");
