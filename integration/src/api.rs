@@ -52,9 +52,8 @@ pub fn router(state: FhirState) -> Router {
         )
         .fallback(|| async { FhirError::NotFound("no such FHIR endpoint".into()) })
         .method_not_allowed_fallback(|| async {
-            FhirResponse::error_with_status(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "this interaction is not supported on this endpoint (see /fhir/r4/metadata)",
+            FhirError::MethodNotAllowed(
+                "this interaction is not supported on this endpoint (see /fhir/r4/metadata)".into(),
             )
         })
         .with_state(state)
@@ -80,23 +79,6 @@ impl IntoResponse for FhirError {
             );
         }
         response
-    }
-}
-
-struct FhirResponse;
-
-impl FhirResponse {
-    fn error_with_status(status: StatusCode, diagnostics: &str) -> Response {
-        let code = if status == StatusCode::METHOD_NOT_ALLOWED {
-            "not-supported"
-        } else {
-            "invalid"
-        };
-        fhir_json(
-            status,
-            json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}]})
-                .to_string(),
-        )
     }
 }
 

@@ -22,6 +22,9 @@ pub enum FhirError {
     /// 404: no such resource, type or route (also for resources outside the caller's compartment).
     #[error("{0}")]
     NotFound(String),
+    /// 405: the endpoint exists but not with this HTTP method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409: the resource changed since the version the client named.
     #[error("{0}")]
     Conflict(String),
@@ -52,6 +55,7 @@ impl FhirError {
             FhirError::Unauthorized(_) => 401,
             FhirError::Forbidden(_) | FhirError::ConsentDenied => 403,
             FhirError::NotFound(_) => 404,
+            FhirError::MethodNotAllowed(_) => 405,
             FhirError::Conflict(_) => 409,
             FhirError::PayloadTooLarge(_) => 413,
             FhirError::Invalid { .. } => 422,
@@ -75,6 +79,7 @@ impl FhirError {
             FhirError::Unauthorized(_) => "login",
             FhirError::Forbidden(_) | FhirError::ConsentDenied => "forbidden",
             FhirError::NotFound(_) => "not-found",
+            FhirError::MethodNotAllowed(_) => "not-supported",
             FhirError::Conflict(_) => "conflict",
             FhirError::PayloadTooLarge(_) => "too-costly",
             FhirError::Invalid { .. } => "processing",

@@ -180,7 +180,7 @@ impl FhirService {
         let result = async {
             let type_def = served_type(resource_type)?;
             if !type_def.create {
-                return Err(FhirError::BadRequest(format!(
+                return Err(FhirError::MethodNotAllowed(format!(
                     "create is not supported for {resource_type}"
                 )));
             }
@@ -216,7 +216,7 @@ impl FhirService {
         let result = async {
             let type_def = served_type(resource_type)?;
             if !type_def.update_delete {
-                return Err(FhirError::BadRequest(format!("update is not supported for {resource_type}")));
+                return Err(FhirError::MethodNotAllowed(format!("update is not supported for {resource_type}")));
             }
             if resource.get("id").and_then(Value::as_str) != Some(id) {
                 return Err(FhirError::BadRequest(format!("the body's id must be '{id}', as in the URL")));
@@ -246,7 +246,7 @@ impl FhirService {
         let result = async {
             let type_def = served_type(resource_type)?;
             if !type_def.update_delete {
-                return Err(FhirError::BadRequest(format!(
+                return Err(FhirError::MethodNotAllowed(format!(
                     "delete is not supported for {resource_type}"
                 )));
             }

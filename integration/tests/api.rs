@@ -82,7 +82,7 @@ async fn create_assigns_id_version_and_location(h: Harness) {
         )
         .await
         .status,
-        400
+        405
     );
 }
 
@@ -171,7 +171,8 @@ async fn invalid_requests_get_operation_outcomes(h: Harness) {
             Some(measurement("pat-a")),
         )
         .await;
-    assert_eq!(no_update.status, 400);
+    assert_eq!(no_update.status, 405, "{}", no_update.body);
+    assert!(diagnostics(&no_update).contains("update is not supported for Observation"));
 }
 
 async fn metadata_describes_the_server(h: Harness) {
