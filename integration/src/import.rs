@@ -129,6 +129,9 @@ impl<'a> Importer<'a> {
     pub async fn finish(mut self) -> Result<ImportReport, FhirError> {
         self.flush().await?;
         self.wait_in_flight().await?;
+        if self.report.resources() > 0 {
+            self.store.refresh_statistics().await?;
+        }
         Ok(self.report)
     }
 

@@ -292,6 +292,17 @@ impl EmbeddedStore {
         Ok(())
     }
 
+    /// Refreshes the query planner's statistics after a bulk load, so SQLite keeps choosing
+    /// the compartment index over a scan of every token (PostgreSQL's autovacuum does this).
+    pub async fn refresh_statistics(&self) -> Result<(), FhirError> {
+        if self.db.backend() == crate::db::Backend::Sqlite {
+            sqlx::query("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
+                .execute(self.db.pool())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Removes a resource with its index rows; returns whether it existed.
     pub async fn remove(
         &self,
