@@ -15,7 +15,6 @@ use crate::auth::{Principal, TokenVerifier};
 use crate::error::FhirError;
 use crate::params::TYPES;
 use crate::policy::AccessContext;
-use crate::query::SearchQuery;
 use crate::service::{FhirService, Written};
 
 /// Settings of the FHIR API.
@@ -167,10 +166,11 @@ async fn search(
     params: Vec<(String, String)>,
 ) -> Result<Response, FhirError> {
     let context = context(state, headers)?;
-    let query = SearchQuery::parse(resource_type, &params, state.service.limits())?;
-    let (count, offset) = (query.count, query.offset);
-    let link_params = query.link_params.clone();
-    let page = state.service.search(&context, query).await?;
+    let (query, page) = state
+        .service
+        .search_params(&context, resource_type, &params)
+        .await?;
+    let (count, offset, link_params) = (query.count, query.offset, query.link_params);
 
     let base = &state.config.base_url;
     let link = |offset: usize| {

@@ -171,6 +171,7 @@ impl TokenVerifier {
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = 30;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &validation).map_err(|e| {
             match e.kind() {

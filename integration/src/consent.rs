@@ -10,7 +10,7 @@ use crate::error::FhirError;
 use crate::params::{split_reference, type_def};
 
 /// Actor types a deny provision may name.
-const ACTOR_TYPES: &[&str] = &["Organization", "Practitioner", "Device"];
+const ACTOR_TYPES: &[&str] = &["Organization", "Practitioner", "PractitionerRole", "Device"];
 
 /// One flattened deny provision.
 #[derive(Debug, Clone, PartialEq)]

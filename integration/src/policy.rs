@@ -6,7 +6,7 @@
 
 use crate::auth::Principal;
 use crate::error::FhirError;
-use crate::params::TypeDef;
+use crate::params::{TypeDef, split_reference};
 use crate::query::{Alternative, parse_restriction};
 use crate::scope::{Interaction, Scope, ScopeContext};
 
@@ -63,12 +63,11 @@ impl AccessContext {
         if let Some(org) = &claims.org {
             actors.push(format!("Organization/{org}"));
         }
-        if let Some(user) = claims
-            .fhir_user
-            .as_deref()
-            .filter(|u| u.starts_with("Practitioner/"))
+        // SMART allows fhirUser as an absolute URL; compare by type and id.
+        if let Some((resource_type, id)) = claims.fhir_user.as_deref().and_then(split_reference)
+            && (resource_type == "Practitioner" || resource_type == "PractitionerRole")
         {
-            actors.push(user.to_owned());
+            actors.push(format!("{resource_type}/{id}"));
         }
         actors
     }

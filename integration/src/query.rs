@@ -139,6 +139,12 @@ pub struct SearchQuery {
     pub link_params: Vec<(String, String)>,
 }
 
+/// The deepest page offset served; deeper paging is a sign of a client gone wrong.
+pub const MAX_OFFSET: usize = 10_000_000;
+
+/// The most comma-separated alternatives one parameter may carry (each is a bound SQL value).
+pub const MAX_VALUES: usize = 100;
+
 /// Control parameters accepted because they do not filter.
 const FORMAT_VALUES: &[&str] = &["json", "application/json", "application/fhir+json"];
 
@@ -177,11 +183,13 @@ impl SearchQuery {
                 }
                 "_offset" => {
                     once(offset.is_some())?;
-                    offset = Some(value.parse().map_err(|_| {
-                        FhirError::BadRequest(format!(
-                            "_offset must be a non-negative integer, not '{value}'"
-                        ))
-                    })?);
+                    offset = Some(value.parse().ok().filter(|o| *o <= MAX_OFFSET).ok_or_else(
+                        || {
+                            FhirError::BadRequest(format!(
+                                "_offset must be an integer from 0 to {MAX_OFFSET}, not '{value}'"
+                            ))
+                        },
+                    )?);
                 }
                 "_sort" => {
                     once(sort.is_some())?;
@@ -287,6 +295,11 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
             "search parameter '{name}' has no value"
         )));
     }
+    if value.split(',').count() > MAX_VALUES {
+        return Err(FhirError::BadRequest(format!(
+            "search parameter '{name}' has more than {MAX_VALUES} comma-separated values"
+        )));
+    }
     let values = value.split(',').map(str::trim);
     if base == "_id" {
         if modifier.is_some() {
@@ -386,13 +399,10 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
                 ("le", Prefix::Le),
             ];
             let (prefix, rest) = if raw.starts_with(|c: char| c.is_ascii_lowercase()) {
-                let (p, rest) = raw.split_at(raw.len().min(2));
-                let prefix = prefixes
+                prefixes
                     .iter()
-                    .find(|(name, _)| *name == p)
-                    .map(|(_, prefix)| *prefix)
-                    .ok_or_else(|| bad("supported prefixes are eq, ne, gt, lt, ge, le"))?;
-                (prefix, rest)
+                    .find_map(|(name, prefix)| raw.strip_prefix(name).map(|rest| (*prefix, rest)))
+                    .ok_or_else(|| bad("supported prefixes are eq, ne, gt, lt, ge, le"))?
             } else {
                 (Prefix::Eq, raw)
             };

@@ -93,80 +93,109 @@ impl FhirService {
         }
         let groups = authorize(context, interaction, type_def)?;
         let resource = resource.ok_or_else(not_found)?;
-        if let Some(patient) = &resource.patient_id {
-            self.check_consent(context, type_def, patient).await?;
-        }
         let query = self.id_query(type_def, id, groups);
-        if !self.source.matches(&query).await? {
-            // Outside the caller's compartment the resource does not exist for them.
-            let outside = confined_patient(&query.constraints.groups)
-                .is_some_and(|p| resource.patient_id.as_deref() != Some(p));
-            return Err(if outside {
-                not_found()
-            } else {
-                FhirError::Forbidden(format!(
-                    "{resource_type}/{id} is outside what your scopes (or the app's grant) allow"
-                ))
-            });
+        let permitted = self.source.matches(&query).await?;
+        // Outside the caller's compartment the resource does not exist for them: checked
+        // before consent, so a denial cannot confirm that someone else's resource exists.
+        if !permitted
+            && confined_patient(&query.constraints.groups)
+                .is_some_and(|p| resource.patient_id.as_deref() != Some(p))
+        {
+            return Err(not_found());
+        }
+        if let Some(patient) = &resource.patient_id {
+            self.check_consent(context, Some(type_def), patient).await?;
+        }
+        if !permitted {
+            return Err(FhirError::Forbidden(format!(
+                "{resource_type}/{id} is outside what your scopes (or the app's grant) allow"
+            )));
         }
         Ok(resource)
     }
 
-    /// Runs a search; `query` comes from [`SearchQuery::parse`].
+    /// Parses and runs a search from request parameters. Refusals are audited too, including
+    /// malformed and unsupported searches.
+    pub async fn search_params(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        params: &[(String, String)],
+    ) -> Result<(SearchQuery, SearchPage), FhirError> {
+        let mut audit = Pending::new(context, Interaction::Search, resource_type);
+        audit.query = Some(encode(params));
+        let result = match SearchQuery::parse(resource_type, params, self.limits) {
+            Ok(query) => self.search_checked(context, query, &mut audit).await,
+            Err(error) => Err(error),
+        };
+        self.finish(audit, result).await
+    }
+
+    /// Runs a search already parsed with [`SearchQuery::parse`] (the app runtime's path).
     pub async fn search(
         &self,
         context: &AccessContext,
-        mut query: SearchQuery,
+        query: SearchQuery,
     ) -> Result<SearchPage, FhirError> {
-        let query_text = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&query.link_params)
-            .finish();
         let mut audit = Pending::new(context, Interaction::Search, query.type_def.name);
-        audit.query = Some(query_text);
-        let result = async {
-            let groups = authorize(context, Interaction::Search, query.type_def)?;
-            let exclude_patients = match confined_patient(&groups) {
-                Some(patient) => {
-                    audit.patients = vec![patient.to_owned()];
-                    self.check_consent(context, query.type_def, patient).await?;
-                    Vec::new()
-                }
-                None => {
-                    let denied = self
-                        .store
-                        .consent_denials(
-                            &context.consent_actors(),
-                            query.type_def.name,
-                            None,
-                            date::now_ms(),
-                        )
-                        .await?;
-                    // Asked for by name, an opted-out patient is refused openly: an empty
-                    // result would read as "no data", which a clinician could act on.
-                    if let Some(named) = query.named_patients()
-                        && !named.is_empty()
-                        && named.iter().all(|p| denied.contains(p))
-                    {
-                        audit.patients = named;
-                        return Err(FhirError::ConsentDenied);
-                    }
-                    denied
-                }
-            };
-            query.constraints = Constraints {
-                groups,
-                exclude_patients,
-            };
-            let page = self.source.search(&query).await?;
-            for patient in page.resources.iter().filter_map(|r| r.patient_id.as_ref()) {
-                if !audit.patients.contains(patient) {
-                    audit.patients.push(patient.clone());
-                }
+        audit.query = Some(encode(&query.link_params));
+        let result = self.search_checked(context, query, &mut audit).await;
+        self.finish(audit, result.map(|(_, page)| page)).await
+    }
+
+    async fn search_checked(
+        &self,
+        context: &AccessContext,
+        mut query: SearchQuery,
+        audit: &mut Pending<'_>,
+    ) -> Result<(SearchQuery, SearchPage), FhirError> {
+        let groups = authorize(context, Interaction::Search, query.type_def)?;
+        let exclude_patients = match confined_patient(&groups) {
+            Some(patient) => {
+                audit.patients = vec![patient.to_owned()];
+                self.check_consent(context, Some(query.type_def), patient)
+                    .await?;
+                Vec::new()
             }
-            Ok(page)
+            None => {
+                let denied = self
+                    .store
+                    .consent_denials(
+                        &context.consent_actors(),
+                        Some(query.type_def.name),
+                        None,
+                        date::now_ms(),
+                    )
+                    .await?;
+                // Asked for by name, an opted-out patient is refused openly: an empty
+                // result would read as "no data", which a clinician could act on.
+                if let Some(named) = query.named_patients()
+                    && !named.is_empty()
+                    && named.iter().all(|p| denied.contains(p))
+                {
+                    audit.patients = named;
+                    return Err(FhirError::ConsentDenied);
+                }
+                denied
+            }
+        };
+        query.constraints = Constraints {
+            groups,
+            exclude_patients,
+        };
+        let page = self.source.search(&query).await?;
+        for patient in page.resources.iter().filter_map(|r| r.patient_id.as_ref()) {
+            if !audit.patients.contains(patient) {
+                audit.patients.push(patient.clone());
+            }
         }
-        .await;
-        self.finish(audit, result).await
+        // A probe about a named patient reaches that patient's log even when nothing matched.
+        for patient in query.named_patients().unwrap_or_default() {
+            if !audit.patients.contains(&patient) {
+                audit.patients.push(patient);
+            }
+        }
+        Ok((query, page))
     }
 
     /// Creates a resource with a server-assigned id.
@@ -193,6 +222,7 @@ impl FhirService {
                 1,
                 resource,
                 Interaction::Create,
+                None,
                 &mut audit,
             )
             .await
@@ -221,14 +251,16 @@ impl FhirService {
             if resource.get("id").and_then(Value::as_str) != Some(id) {
                 return Err(FhirError::BadRequest(format!("the body's id must be '{id}', as in the URL")));
             }
-            let current = self.read_checked(context, resource_type, id, Interaction::Update, &mut audit).await?.version_id;
+            let current = self.read_checked(context, resource_type, id, Interaction::Update, &mut audit).await?;
+            let previous_patient = current.patient_id.clone();
+            let current = current.version_id;
             if let Some(expected) = if_match
                 && expected != current {
                     return Err(FhirError::Conflict(format!(
                         "{resource_type}/{id} is at version {current}, not {expected}: read it again and retry"
                     )));
                 }
-            self.write_checked(context, type_def, id, current + 1, resource, Interaction::Update, &mut audit).await
+            self.write_checked(context, type_def, id, current + 1, resource, Interaction::Update, Some(previous_patient.as_deref()), &mut audit).await
         }
         .await;
         self.finish(audit, result).await
@@ -250,8 +282,12 @@ impl FhirService {
                     "delete is not supported for {resource_type}"
                 )));
             }
-            self.read_checked(context, resource_type, id, Interaction::Delete, &mut audit)
+            let current = self
+                .read_checked(context, resource_type, id, Interaction::Delete, &mut audit)
                 .await?;
+            if let Some(patient) = &current.patient_id {
+                self.check_write_consent(context, type_def, patient).await?;
+            }
             let mut tx = self.store.database().begin_write().await?;
             self.store.remove(&mut tx, resource_type, id).await?;
             self.write_audit(&mut tx, &audit, None).await?;
@@ -272,14 +308,42 @@ impl FhirService {
         version_id: i64,
         resource: Value,
         interaction: Interaction,
+        // For an update: the compartment the resource is in now.
+        previous_patient: Option<Option<&str>>,
         audit: &mut Pending<'_>,
     ) -> Result<Written, FhirError> {
         validate::resource(type_def.name, &resource)?;
         let prepared = Prepared::new(type_def.name, id, version_id, date::now_ms(), resource)?;
-        audit.patients = prepared.index.patient_id.iter().cloned().collect();
+        let patient = prepared.index.patient_id.clone();
+        if let Some(patient) = &patient
+            && !audit.patients.contains(patient)
+        {
+            audit.patients.push(patient.clone());
+        }
+        // Data about a patient must say so literally (Patient/<id>), or it would sit outside
+        // every compartment: invisible to the patient's log, consent and confinement.
+        if type_def.in_patient_compartment() && patient.is_none() {
+            let element = type_def.param("patient").map_or("subject", |p| p.paths[0]);
+            return Err(FhirError::invalid(
+                format!("{}.{element}", type_def.name),
+                "must reference the patient as Patient/<id>",
+            ));
+        }
+        if let Some(previous) = previous_patient
+            && patient.as_deref() != previous
+        {
+            return Err(FhirError::invalid(
+                format!(
+                    "{}.{}",
+                    type_def.name,
+                    type_def.param("patient").map_or("subject", |p| p.paths[0])
+                ),
+                "a resource cannot move to another patient's record",
+            ));
+        }
         let groups = authorize(context, interaction, type_def)?;
-        if let Some(patient) = &prepared.index.patient_id {
-            self.check_consent(context, type_def, patient).await?;
+        if let Some(patient) = &patient {
+            self.check_write_consent(context, type_def, patient).await?;
         }
         let query = self.id_query(type_def, id, groups);
         let mut tx = self.store.database().begin_write().await?;
@@ -316,17 +380,19 @@ impl FhirService {
         })
     }
 
+    /// Refuses when one of the patient's consents denies this caller `type_def` (with `None`:
+    /// any type at all).
     async fn check_consent(
         &self,
         context: &AccessContext,
-        type_def: &TypeDef,
+        type_def: Option<&TypeDef>,
         patient: &str,
     ) -> Result<(), FhirError> {
         let denials = self
             .store
             .consent_denials(
                 &context.consent_actors(),
-                type_def.name,
+                type_def.map(|t| t.name),
                 Some(patient),
                 date::now_ms(),
             )
@@ -336,6 +402,19 @@ impl FhirService {
         } else {
             Err(FhirError::ConsentDenied)
         }
+    }
+
+    /// Consent for a write: as for a read, except that nobody a patient has opted out may
+    /// write that patient's consents (and so lift an opt-out against themselves), whatever
+    /// types the opt-out covers.
+    async fn check_write_consent(
+        &self,
+        context: &AccessContext,
+        type_def: &'static TypeDef,
+        patient: &str,
+    ) -> Result<(), FhirError> {
+        let covered = (type_def.name != "Consent").then_some(type_def);
+        self.check_consent(context, covered, patient).await
     }
 
     fn id_query(
@@ -371,6 +450,10 @@ impl FhirService {
         } else {
             audit.patients.iter().map(|p| Some(p.as_str())).collect()
         };
+        let query = match &audit.query {
+            Some(query) if patients.len() > 1 => Some(redact(query)),
+            other => other.clone(),
+        };
         let mut events = Vec::with_capacity(patients.len());
         for patient in patients {
             let record = AuditRecord {
@@ -378,7 +461,7 @@ impl FhirService {
                 interaction: audit.interaction,
                 resource_type: audit.resource_type,
                 resource_id: audit.resource_id.as_deref(),
-                query: audit.query.as_deref(),
+                query: query.as_deref(),
                 patient,
                 denied: reason.clone(),
             };
@@ -412,6 +495,40 @@ impl FhirService {
         tx.commit().await?;
         result
     }
+}
+
+fn encode(params: &[(String, String)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+/// Parameters whose values identify a patient.
+const IDENTIFYING: &[&str] = &[
+    "_id",
+    "identifier",
+    "name",
+    "patient",
+    "subject",
+    "birthdate",
+    "general-practitioner",
+];
+
+/// The query with identifying values masked: what each patient's copy of a search's audit
+/// record shows when the search reached several patients, so no log names another patient.
+fn redact(query: &str) -> String {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(name, value)| {
+            let base = name.split(':').next().unwrap_or_default();
+            let value = if IDENTIFYING.contains(&base) {
+                "(redacted)".into()
+            } else {
+                value.into_owned()
+            };
+            (name.into_owned(), value)
+        })
+        .collect();
+    encode(&pairs)
 }
 
 /// An audit record being assembled while an interaction runs.

@@ -334,11 +334,12 @@ impl EmbeddedStore {
     }
 
     /// Patients among whose consents a deny provision covers one of `actors` for
-    /// `resource_type` at time `now`. With `patient`, only that patient is checked.
+    /// `resource_type` (any type if `None`) at time `now`. With `patient`, only that patient
+    /// is checked.
     pub async fn consent_denials(
         &self,
         actors: &[String],
-        resource_type: &str,
+        resource_type: Option<&str>,
         patient: Option<&str>,
         now: i64,
     ) -> Result<Vec<String>, FhirError> {
@@ -354,9 +355,13 @@ impl EmbeddedStore {
             }
             sql.bind(actor);
         }
-        sql.push(") AND (resource_type = '' OR resource_type = ")
-            .bind(resource_type)
-            .push(") AND (period_start IS NULL OR period_start <= ")
+        sql.push(")");
+        if let Some(resource_type) = resource_type {
+            sql.push(" AND (resource_type = '' OR resource_type = ")
+                .bind(resource_type)
+                .push(")");
+        }
+        sql.push(" AND (period_start IS NULL OR period_start <= ")
             .bind(now)
             .push(") AND (period_end IS NULL OR period_end >= ")
             .bind(now)

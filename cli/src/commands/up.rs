@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::Router;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use healthcloud_integration::Integration;
 use healthcloud_integration::auth::TokenVerifier;
@@ -50,6 +51,13 @@ impl UpCommand {
         let app = Router::new()
             .merge(integration.router())
             .route("/healthz", get(|| async { "ok" }))
+            // A bug must cost one request a 500, never the connection or the process.
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+                healthcloud_integration::FhirError::Internal(anyhow::anyhow!(
+                    "request handler panicked"
+                ))
+                .into_response()
+            }))
             .layer(tower_http::trace::TraceLayer::new_for_http());
 
         println!("healthcloud is up");
