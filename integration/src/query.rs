@@ -116,8 +116,19 @@ pub struct Alternative {
 pub struct Constraints {
     /// ANDed groups of ORed alternatives.
     pub groups: Vec<Vec<Alternative>>,
-    /// Patients whose consent denies this access.
-    pub exclude_patients: Vec<String>,
+    /// Leave out the data of every patient whose consent denies these parties.
+    pub consent: Option<ConsentExclusion>,
+}
+
+/// Excludes patients whose active consent denies any of `actors` the searched type at `at`.
+/// Expressed as a rule rather than a list of patients, so a party many patients opted out
+/// of costs no more per search than one few did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentExclusion {
+    /// The parties asking (`Device/…`, `Organization/…`, `Practitioner/…`).
+    pub actors: Vec<String>,
+    /// The time of the access (epoch ms), against the provisions' periods.
+    pub at: i64,
 }
 
 /// A complete search against one type.

@@ -11,7 +11,9 @@ use crate::date;
 use crate::error::FhirError;
 use crate::params::{TypeDef, is_valid_id};
 use crate::policy::{AccessContext, authorize, confined_patient};
-use crate::query::{Alternative, Constraints, Filter, PageLimits, SearchQuery, Sort, served_type};
+use crate::query::{
+    Alternative, ConsentExclusion, Constraints, Filter, PageLimits, SearchQuery, Sort, served_type,
+};
 use crate::scope::Interaction;
 use crate::source::Source;
 use crate::store::{EmbeddedStore, Prepared, SearchPage, StoredResource};
@@ -150,39 +152,43 @@ impl FhirService {
         audit: &mut Pending<'_>,
     ) -> Result<(SearchQuery, SearchPage), FhirError> {
         let groups = authorize(context, Interaction::Search, query.type_def)?;
-        let exclude_patients = match confined_patient(&groups) {
+        let actors = context.consent_actors();
+        let consent = match confined_patient(&groups) {
             Some(patient) => {
                 audit.patients = vec![patient.to_owned()];
                 self.check_consent(context, Some(query.type_def), patient)
                     .await?;
-                Vec::new()
+                None
             }
             None => {
-                let denied = self
-                    .store
-                    .consent_denials(
-                        &context.consent_actors(),
-                        Some(query.type_def.name),
-                        None,
-                        date::now_ms(),
-                    )
-                    .await?;
                 // Asked for by name, an opted-out patient is refused openly: an empty
                 // result would read as "no data", which a clinician could act on.
                 if let Some(named) = query.named_patients()
                     && !named.is_empty()
-                    && named.iter().all(|p| denied.contains(p))
                 {
-                    audit.patients = named;
-                    return Err(FhirError::ConsentDenied);
+                    let now = date::now_ms();
+                    let mut all_denied = !actors.is_empty();
+                    for patient in &named {
+                        if !all_denied {
+                            break;
+                        }
+                        all_denied = self
+                            .store
+                            .consent_denies(&actors, Some(query.type_def.name), patient, now)
+                            .await?;
+                    }
+                    if all_denied {
+                        audit.patients = named;
+                        return Err(FhirError::ConsentDenied);
+                    }
                 }
-                denied
+                (!actors.is_empty()).then(|| ConsentExclusion {
+                    actors,
+                    at: date::now_ms(),
+                })
             }
         };
-        query.constraints = Constraints {
-            groups,
-            exclude_patients,
-        };
+        query.constraints = Constraints { groups, consent };
         let page = self.source.search(&query).await?;
         for patient in page.resources.iter().filter_map(|r| r.patient_id.as_ref()) {
             if !audit.patients.contains(patient) {
@@ -388,19 +394,15 @@ impl FhirService {
         type_def: Option<&TypeDef>,
         patient: &str,
     ) -> Result<(), FhirError> {
-        let denials = self
+        let actors = context.consent_actors();
+        let now = date::now_ms();
+        match self
             .store
-            .consent_denials(
-                &context.consent_actors(),
-                type_def.map(|t| t.name),
-                Some(patient),
-                date::now_ms(),
-            )
-            .await?;
-        if denials.is_empty() {
-            Ok(())
-        } else {
-            Err(FhirError::ConsentDenied)
+            .consent_denies(&actors, type_def.map(|t| t.name), patient, now)
+            .await?
+        {
+            true => Err(FhirError::ConsentDenied),
+            false => Ok(()),
         }
     }
 
@@ -428,7 +430,7 @@ impl FhirService {
             filters: vec![Filter::Id(vec![id.to_owned()])],
             constraints: Constraints {
                 groups,
-                exclude_patients: Vec::new(),
+                consent: None,
             },
             sort: Sort::Id,
             count: 1,

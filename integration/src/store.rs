@@ -333,22 +333,22 @@ impl EmbeddedStore {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Patients among whose consents a deny provision covers one of `actors` for
-    /// `resource_type` (any type if `None`) at time `now`. With `patient`, only that patient
-    /// is checked.
-    pub async fn consent_denials(
+    /// Whether an active consent of `patient` denies one of `actors` `resource_type` (any
+    /// type if `None`) at time `now`.
+    pub async fn consent_denies(
         &self,
         actors: &[String],
         resource_type: Option<&str>,
-        patient: Option<&str>,
+        patient: &str,
         now: i64,
-    ) -> Result<Vec<String>, FhirError> {
+    ) -> Result<bool, FhirError> {
         if actors.is_empty() {
-            return Ok(Vec::new());
+            return Ok(false);
         }
         let mut sql = self
             .db
-            .sql("SELECT DISTINCT patient_id FROM consent_denial WHERE actor IN (");
+            .sql("SELECT 1 FROM consent_denial WHERE patient_id = ");
+        sql.bind(patient).push(" AND actor IN (");
         for (i, actor) in actors.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
@@ -365,14 +365,8 @@ impl EmbeddedStore {
             .bind(now)
             .push(") AND (period_end IS NULL OR period_end >= ")
             .bind(now)
-            .push(")");
-        if let Some(patient) = patient {
-            sql.push(" AND patient_id = ").bind(patient);
-        }
-        let rows = sql.query().fetch_all(self.db.pool()).await?;
-        rows.iter()
-            .map(|row| row.try_get::<String, _>(0).map_err(FhirError::from))
-            .collect()
+            .push(") LIMIT 1");
+        Ok(sql.query().fetch_optional(self.db.pool()).await?.is_some())
     }
 }
 
@@ -427,15 +421,24 @@ fn push_where(sql: &mut Sql, query: &SearchQuery) {
         }
         sql.push(")");
     }
-    if !query.constraints.exclude_patients.is_empty() {
-        sql.push(" AND (r.patient_id IS NULL OR r.patient_id NOT IN (");
-        for (i, patient) in query.constraints.exclude_patients.iter().enumerate() {
+    if let Some(consent) = &query.constraints.consent {
+        sql.push(
+            " AND (r.patient_id IS NULL OR NOT EXISTS (SELECT 1 FROM consent_denial c \
+             WHERE c.patient_id = r.patient_id AND c.actor IN (",
+        );
+        for (i, actor) in consent.actors.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
             }
-            sql.bind(patient);
+            sql.bind(actor);
         }
-        sql.push("))");
+        sql.push(") AND (c.resource_type = '' OR c.resource_type = ")
+            .bind(query.type_def.name)
+            .push(") AND (c.period_start IS NULL OR c.period_start <= ")
+            .bind(consent.at)
+            .push(") AND (c.period_end IS NULL OR c.period_end >= ")
+            .bind(consent.at)
+            .push(")))");
     }
 }
 
