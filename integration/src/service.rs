@@ -56,11 +56,6 @@ impl FhirService {
         &self.store
     }
 
-    /// Page limits for searches.
-    pub fn limits(&self) -> PageLimits {
-        self.limits
-    }
-
     /// Reads one resource.
     pub async fn read(
         &self,
