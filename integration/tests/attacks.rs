@@ -5,7 +5,6 @@ mod common;
 use base64::Engine;
 use common::*;
 use healthcloud_integration::auth::{Role, TokenRequest};
-use healthcloud_integration::consent;
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -56,13 +55,9 @@ fn clinician_as(h: &Harness, request: TokenRequest) -> String {
 }
 
 async fn absolute_fhir_user_is_still_subject_to_consent(h: Harness) {
-    let opt_out = consent::opt_out("pat-a", "Practitioner/dr-x", &[]);
-    assert_eq!(
-        h.request("POST", "Consent", Some(&h.citizen("pat-a")), Some(opt_out))
-            .await
-            .status,
-        201
-    );
+    let citizen = h.citizen("pat-a");
+    let opt_out = h.opt_out(&citizen, "pat-a", "Practitioner/dr-x", &[]).await;
+    assert_eq!(opt_out.status, 201);
     for fhir_user in [
         "Practitioner/dr-x",
         "https://idp.example/fhir/Practitioner/dr-x",
@@ -101,9 +96,8 @@ async fn probes_about_a_named_patient_reach_their_log(h: Harness) {
 }
 
 async fn consent_does_not_confirm_resources_outside_the_compartment(h: Harness) {
-    let opt_out = consent::opt_out("pat-a", "Organization/gp-2", &[]);
-    h.request("POST", "Consent", Some(&h.citizen("pat-a")), Some(opt_out))
-        .await;
+    let citizen = h.citizen("pat-a");
+    h.opt_out(&citizen, "pat-a", "Organization/gp-2", &[]).await;
     let launched_on_b = clinician_as(
         &h,
         TokenRequest {
@@ -123,15 +117,11 @@ async fn consent_does_not_confirm_resources_outside_the_compartment(h: Harness) 
 
 async fn opted_out_party_cannot_move_or_lift_the_opt_out(h: Harness) {
     let created = h
-        .request(
-            "POST",
-            "Consent",
-            Some(&h.citizen("pat-a")),
-            Some(consent::opt_out(
-                "pat-a",
-                "Organization/gp-2",
-                &["Observation"],
-            )),
+        .opt_out(
+            &h.citizen("pat-a"),
+            "pat-a",
+            "Organization/gp-2",
+            &["Observation"],
         )
         .await;
     let id = created.body["id"].as_str().unwrap().to_owned();

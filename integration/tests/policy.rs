@@ -7,7 +7,6 @@ use axum::http::{Request, StatusCode};
 use common::*;
 use healthcloud_integration::FhirError;
 use healthcloud_integration::auth::{Claims, Role, TokenIssuer};
-use healthcloud_integration::consent;
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
 use healthcloud_integration::query::{PageLimits, SearchQuery};
 use serde_json::json;
@@ -262,14 +261,7 @@ async fn patient_cannot_reach_another_patient(h: Harness) {
         .request("POST", "Observation", Some(&a), Some(home_bp("pat-b")))
         .await;
     assert_eq!(write.status, 403, "{}", write.body);
-    let opt_out_for_b = h
-        .request(
-            "POST",
-            "Consent",
-            Some(&a),
-            Some(consent::opt_out("pat-b", "Organization/gp-1", &[])),
-        )
-        .await;
+    let opt_out_for_b = h.opt_out(&a, "pat-b", "Organization/gp-1", &[]).await;
     assert_eq!(opt_out_for_b.status, 403);
     let clinician = h.clinician();
     assert_eq!(
@@ -305,14 +297,7 @@ async fn consent_opt_out_of_an_organization(h: Harness) {
     assert_eq!(h.get("Observation/a-bp-1", &gp2).await.status, 200);
 
     let citizen = h.citizen("pat-a");
-    let created = h
-        .request(
-            "POST",
-            "Consent",
-            Some(&citizen),
-            Some(consent::opt_out("pat-a", "Organization/gp-2", &[])),
-        )
-        .await;
+    let created = h.opt_out(&citizen, "pat-a", "Organization/gp-2", &[]).await;
     assert_eq!(created.status, 201, "{}", created.body);
 
     let denied = h.get("Observation/a-bp-1", &gp2).await;
@@ -376,16 +361,7 @@ async fn consent_opt_out_of_an_organization(h: Harness) {
 
     // Deleting an active opt-out lifts it too.
     let again = h
-        .request(
-            "POST",
-            "Consent",
-            Some(&citizen),
-            Some(consent::opt_out(
-                "pat-a",
-                "Organization/gp-2",
-                &["Observation"],
-            )),
-        )
+        .opt_out(&citizen, "pat-a", "Organization/gp-2", &["Observation"])
         .await;
     assert_eq!(h.get("Observation/a-bp-1", &gp2).await.status, 403);
     assert_eq!(
@@ -406,26 +382,14 @@ async fn consent_opt_out_of_an_organization(h: Harness) {
 async fn consent_opt_out_of_an_app(h: Harness) {
     let citizen = h.citizen("pat-a");
     let created = h
-        .request(
-            "POST",
-            "Consent",
-            Some(&citizen),
-            Some(consent::opt_out("pat-a", "Device/examples/bp-monitor", &[])),
-        )
+        .opt_out(&citizen, "pat-a", "Device/examples/bp-monitor", &[])
         .await;
     assert_eq!(
         created.status, 422,
         "Device ids are FHIR ids: {}",
         created.body
     );
-    let created = h
-        .request(
-            "POST",
-            "Consent",
-            Some(&citizen),
-            Some(consent::opt_out("pat-a", "Device/bp-monitor", &[])),
-        )
-        .await;
+    let created = h.opt_out(&citizen, "pat-a", "Device/bp-monitor", &[]).await;
     assert_eq!(created.status, 201, "{}", created.body);
 
     let principal = h

@@ -161,6 +161,19 @@ impl Harness {
         }
     }
 
+    /// POSTs a Consent opting `actor` out of `patient`'s data (of `types`, or all).
+    pub async fn opt_out(
+        &self,
+        token: &str,
+        patient: &str,
+        actor: &str,
+        types: &[&str],
+    ) -> Response {
+        let consent = healthcloud_integration::consent::opt_out(patient, actor, types);
+        self.request("POST", "Consent", Some(token), Some(consent))
+            .await
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Response {
         self.request("GET", path, Some(token), None).await
     }
