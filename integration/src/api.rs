@@ -61,6 +61,9 @@ pub fn router(state: FhirState) -> Router {
 /// Renders errors as OperationOutcome.
 impl IntoResponse for FhirError {
     fn into_response(self) -> Response {
+        if let FhirError::Internal(error) = &self {
+            tracing::error!(error = format!("{error:#}"), "FHIR request failed");
+        }
         let status =
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = fhir_json(status, self.to_operation_outcome().to_string());
@@ -409,7 +412,7 @@ async fn smart_configuration(State(state): State<FhirState>) -> Json<Value> {
         "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "patient/*.cruds", "user/*.cruds", "system/*.cruds"],
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
         "capabilities": [
-            "context-ehr-patient", "permission-patient", "permission-user", "permission-v1", "permission-v2"
+            "permission-patient", "permission-user", "permission-v1", "permission-v2"
         ]
     }))
 }

@@ -45,7 +45,7 @@ pub fn audit_event(record: &AuditRecord<'_>, now: i64) -> Value {
     if let Some(app) = &record.context.app {
         agents.push(json!({
             "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "dataprocessor"}]},
-            "who": {"reference": format!("Device/{}", app.id), "display": format!("{} {}", app.id, app.version)},
+            "who": {"reference": format!("Device/{}", app.fhir_device_id()), "display": format!("{} {}", app.id, app.version)},
             "name": format!("{} {}", app.id, app.version),
             "requestor": false,
             "extension": [

@@ -37,6 +37,17 @@ pub fn parse(value: &str) -> Option<DateRange> {
             span(day, day.succ_opt()?)
         }
         _ => {
+            // The precision given sets the range: a minute covers 60 s, a second 1 s, a
+            // fraction of a second one millisecond.
+            let time = value.get(11..).unwrap_or_default();
+            let precision_ms =
+                if time.len() >= 5 && !time.get(5..).is_some_and(|r| r.starts_with(':')) {
+                    60_000
+                } else if time.contains('.') {
+                    1
+                } else {
+                    1_000
+                };
             let at = match DateTime::parse_from_rfc3339(value) {
                 Ok(at) => at.with_timezone(&Utc),
                 Err(_) => {
@@ -47,8 +58,11 @@ pub fn parse(value: &str) -> Option<DateRange> {
                     Utc.from_utc_datetime(&naive)
                 }
             };
-            let ms = at.timestamp_millis();
-            Some(DateRange { lo: ms, hi: ms })
+            let lo = at.timestamp_millis();
+            Some(DateRange {
+                lo,
+                hi: lo + precision_ms - 1,
+            })
         }
     }
 }
@@ -91,13 +105,14 @@ mod tests {
         let day = parse("2024-03-01").unwrap();
         assert_eq!(instant(day.lo), "2024-03-01T00:00:00.000Z");
         assert_eq!(instant(day.hi), "2024-03-01T23:59:59.999Z");
-        let at = parse("2024-03-01T10:00:00+01:00").unwrap();
-        assert_eq!((instant(at.lo), at.lo), (instant(at.hi), at.hi));
-        assert_eq!(instant(at.lo), "2024-03-01T09:00:00.000Z");
-        assert_eq!(
-            parse("2024-03-01T10:00").unwrap().lo,
-            parse("2024-03-01T10:00:00Z").unwrap().lo
-        );
+        let second = parse("2024-03-01T10:00:00+01:00").unwrap();
+        assert_eq!(instant(second.lo), "2024-03-01T09:00:00.000Z");
+        assert_eq!(instant(second.hi), "2024-03-01T09:00:00.999Z");
+        let millisecond = parse("2024-03-01T10:00:00.250Z").unwrap();
+        assert_eq!(millisecond.lo, millisecond.hi);
+        let minute = parse("2024-03-01T10:00").unwrap();
+        assert_eq!(minute.lo, second.lo + 3_600_000);
+        assert_eq!(instant(minute.hi), "2024-03-01T10:00:59.999Z");
     }
 
     #[test]

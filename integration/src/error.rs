@@ -25,6 +25,9 @@ pub enum FhirError {
     /// 405: the endpoint exists but not with this HTTP method.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 412: `If-Match` named a version that is not the current one.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// 409: the resource changed since the version the client named.
     #[error("{0}")]
     Conflict(String),
@@ -57,6 +60,7 @@ impl FhirError {
             FhirError::NotFound(_) => 404,
             FhirError::MethodNotAllowed(_) => 405,
             FhirError::Conflict(_) => 409,
+            FhirError::PreconditionFailed(_) => 412,
             FhirError::PayloadTooLarge(_) => 413,
             FhirError::Invalid { .. } => 422,
             FhirError::Unavailable(_) => 503,
@@ -80,7 +84,7 @@ impl FhirError {
             FhirError::Forbidden(_) | FhirError::ConsentDenied => "forbidden",
             FhirError::NotFound(_) => "not-found",
             FhirError::MethodNotAllowed(_) => "not-supported",
-            FhirError::Conflict(_) => "conflict",
+            FhirError::Conflict(_) | FhirError::PreconditionFailed(_) => "conflict",
             FhirError::PayloadTooLarge(_) => "too-costly",
             FhirError::Invalid { .. } => "processing",
             FhirError::Unavailable(_) => "transient",

@@ -25,6 +25,14 @@ pub struct AppIdentity {
     pub region: String,
 }
 
+impl AppIdentity {
+    /// The app as a FHIR Device id: `publisher/app` becomes `publisher.app`, since FHIR ids
+    /// have no slashes. Consents and audit records name apps this way.
+    pub fn fhir_device_id(&self) -> String {
+        self.id.replace('/', ".")
+    }
+}
+
 /// Everything the policy engine knows about one access.
 #[derive(Debug, Clone)]
 pub struct AccessContext {
@@ -58,7 +66,7 @@ impl AccessContext {
         let claims = &self.principal.claims;
         let mut actors = Vec::new();
         if let Some(app) = &self.app {
-            actors.push(format!("Device/{}", app.id.replace('/', ".")));
+            actors.push(format!("Device/{}", app.fhir_device_id()));
         }
         if let Some(org) = &claims.org {
             actors.push(format!("Organization/{org}"));

@@ -257,7 +257,7 @@ impl FhirService {
             let current = current.version_id;
             if let Some(expected) = if_match
                 && expected != current {
-                    return Err(FhirError::Conflict(format!(
+                    return Err(FhirError::PreconditionFailed(format!(
                         "{resource_type}/{id} is at version {current}, not {expected}: read it again and retry"
                     )));
                 }
@@ -484,9 +484,6 @@ impl FhirService {
             return result;
         }
         let denied = result.as_ref().err();
-        if let Some(FhirError::Internal(error)) = denied {
-            tracing::error!(error = format!("{error:#}"), "FHIR interaction failed");
-        }
         let mut tx = self.store.database().begin_write().await?;
         self.write_audit(&mut tx, &audit, denied).await?;
         tx.commit().await?;

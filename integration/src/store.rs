@@ -574,8 +574,23 @@ fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter, narrowed: bo
                         .push(")"),
                     Prefix::Gt => sql.push(" AND x.hi > ").bind(range.hi),
                     Prefix::Lt => sql.push(" AND x.lo < ").bind(range.lo),
-                    Prefix::Ge => sql.push(" AND x.hi >= ").bind(range.lo),
-                    Prefix::Le => sql.push(" AND x.lo <= ").bind(range.hi),
+                    // ge/le: the target reaches beyond the value, or lies within it.
+                    Prefix::Ge => sql
+                        .push(" AND (x.hi > ")
+                        .bind(range.hi)
+                        .push(" OR (x.lo >= ")
+                        .bind(range.lo)
+                        .push(" AND x.hi <= ")
+                        .bind(range.hi)
+                        .push("))"),
+                    Prefix::Le => sql
+                        .push(" AND (x.lo < ")
+                        .bind(range.lo)
+                        .push(" OR (x.lo >= ")
+                        .bind(range.lo)
+                        .push(" AND x.hi <= ")
+                        .bind(range.hi)
+                        .push("))"),
                 };
             }
         }

@@ -336,7 +336,7 @@ async fn consent_opt_out_of_an_organization(h: Harness) {
                 .unwrap(),
         )
         .await;
-    assert_eq!(stale.status, 409, "{}", stale.body);
+    assert_eq!(stale.status, 412, "{}", stale.body);
     let updated = h
         .request(
             "PUT",

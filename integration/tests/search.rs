@@ -205,6 +205,17 @@ async fn date_prefixes(h: Harness) {
         "repeatable"
     );
     assert!(h.ids(&q("date=2023"), &t).await.is_empty());
+    assert_eq!(
+        h.ids(&q("date=2024-03-01T09:00"), &t).await,
+        ["a-bp-3"],
+        "a minute covers 60 s"
+    );
+    // Against a period, ge/le need the period to reach beyond the value or lie within it.
+    let visit = |date: &str| format!("Encounter?patient=pat-a&date={date}");
+    assert_eq!(h.ids(&visit("ge2024-01-01T09:00"), &t).await, ["a-visit"]);
+    assert!(h.ids(&visit("ge2024-01-01T09:30:01Z"), &t).await.is_empty());
+    assert_eq!(h.ids(&visit("le2024-01-01T09:00"), &t).await, ["a-visit"]);
+    assert!(h.ids(&visit("le2024-01-01T08:00"), &t).await.is_empty());
 }
 
 async fn sorting(h: Harness) {
