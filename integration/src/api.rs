@@ -15,6 +15,7 @@ use crate::auth::{Principal, TokenVerifier};
 use crate::error::FhirError;
 use crate::params::TYPES;
 use crate::policy::AccessContext;
+use crate::query::MAX_OFFSET;
 use crate::service::{FhirService, Written};
 
 /// Settings of the FHIR API.
@@ -184,11 +185,14 @@ async fn search(
         format!("{base}/{resource_type}?{}", url.finish())
     };
     let mut links = vec![json!({"relation": "self", "url": link(offset)})];
-    if count > 0 && offset + count < page.total {
+    if count > 0 && offset + count < page.total && offset + count <= MAX_OFFSET {
         links.push(json!({"relation": "next", "url": link(offset + count)}));
     }
     if offset > 0 && count > 0 {
-        links.push(json!({"relation": "previous", "url": link(offset.saturating_sub(count))}));
+        // From past the end, "previous" is the last real page.
+        let last_page = page.total.saturating_sub(1) / count * count;
+        let previous = offset.saturating_sub(count).min(last_page);
+        links.push(json!({"relation": "previous", "url": link(previous)}));
     }
     let raw: Vec<Box<RawValue>> = page
         .resources

@@ -38,6 +38,9 @@ impl ImportReport {
 pub struct Importer<'a> {
     store: &'a EmbeddedStore,
     pending: Vec<Prepared>,
+    /// Where each (type, id) sits in `pending`: a later Bundle writing the same resource
+    /// replaces it, instead of both reaching the database's primary key.
+    pending_index: HashMap<(String, String), usize>,
     pending_bundles: usize,
     /// The group being committed in the background, if any.
     in_flight: Option<tokio::task::JoinHandle<Result<ImportReport, FhirError>>>,
@@ -57,6 +60,7 @@ impl<'a> Importer<'a> {
         Importer {
             store,
             pending: Vec::new(),
+            pending_index: HashMap::new(),
             pending_bundles: 0,
             in_flight: None,
             known_identifiers: HashMap::new(),
@@ -68,7 +72,7 @@ impl<'a> Importer<'a> {
     pub async fn add(&mut self, bundle: Value) -> Result<usize, FhirError> {
         let prepared = self.prepare(bundle).await?;
         let count = prepared.len();
-        self.pending.extend(prepared);
+        self.queue(prepared);
         self.pending_bundles += 1;
         if self.pending.len() >= GROUP_RESOURCES {
             self.flush().await?;
@@ -78,7 +82,7 @@ impl<'a> Importer<'a> {
 
     /// Queues resources prepared elsewhere (data generation), bypassing Bundle resolution.
     pub async fn add_prepared(&mut self, prepared: Vec<Prepared>) -> Result<(), FhirError> {
-        self.pending.extend(prepared);
+        self.queue(prepared);
         if self.pending.len() >= GROUP_RESOURCES {
             self.flush().await?;
         }
@@ -92,6 +96,7 @@ impl<'a> Importer<'a> {
             return Ok(());
         }
         let mut group = std::mem::take(&mut self.pending);
+        self.pending_index.clear();
         let bundles = std::mem::take(&mut self.pending_bundles);
         let store = self.store.clone();
         self.in_flight = Some(tokio::spawn(async move {
@@ -112,6 +117,19 @@ impl<'a> Importer<'a> {
             Ok(report)
         }));
         Ok(())
+    }
+
+    fn queue(&mut self, prepared: Vec<Prepared>) {
+        for item in prepared {
+            let key = (item.resource_type.clone(), item.id.clone());
+            match self.pending_index.get(&key) {
+                Some(&position) => self.pending[position] = item,
+                None => {
+                    self.pending_index.insert(key, self.pending.len());
+                    self.pending.push(item);
+                }
+            }
+        }
     }
 
     async fn wait_in_flight(&mut self) -> Result<(), FhirError> {
@@ -162,6 +180,7 @@ impl<'a> Importer<'a> {
         // Pass 1: give every entry its final id and learn what its fullUrl stands for.
         let mut targets: HashMap<String, String> = HashMap::new();
         let mut identifiers: HashMap<String, String> = HashMap::new();
+        let mut seen: HashMap<(String, String), usize> = HashMap::new();
         let mut planned = Vec::new();
         for (i, mut entry) in entries.into_iter().enumerate() {
             let path = format!("Bundle.entry[{i}]");
@@ -225,8 +244,21 @@ impl<'a> Importer<'a> {
             for identifier in identifier_keys(&resource_type, &resource) {
                 identifiers.entry(identifier).or_insert_with(|| id.clone());
             }
+            if !skip && let Some(earlier) = seen.insert((resource_type.clone(), id.clone()), i) {
+                return Err(FhirError::invalid(
+                    format!("{path}.resource.id"),
+                    format!("{resource_type}/{id} is also written by Bundle.entry[{earlier}]"),
+                ));
+            }
             if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
-                targets.insert(full_url.to_owned(), format!("{resource_type}/{id}"));
+                let target = format!("{resource_type}/{id}");
+                // Relative references resolve against an absolute fullUrl (FHIR R4 §2.36.4).
+                if !full_url.starts_with("urn:")
+                    && let Some((t, old_id)) = split_reference(full_url)
+                {
+                    targets.insert(format!("{t}/{old_id}"), target.clone());
+                }
+                targets.insert(full_url.to_owned(), target);
             }
             planned.push((path, resource_type, id, resource, skip));
         }

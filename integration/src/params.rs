@@ -385,7 +385,16 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
     }
     for param in def.params {
         for path in param.paths {
-            for value in select(resource, path) {
+            // A choice element is a date only in its date-typed variants; `occurrenceString`
+            // or `performedAge` are valid FHIR that date search cannot see.
+            let concrete: Vec<String> = match (param.kind, path.strip_suffix("[x]")) {
+                (ParamKind::Date, Some(stem)) => ["DateTime", "Instant", "Date", "Period"]
+                    .iter()
+                    .map(|suffix| format!("{stem}{suffix}"))
+                    .collect(),
+                _ => vec![(*path).to_owned()],
+            };
+            for value in concrete.iter().flat_map(|p| select(resource, p)) {
                 match param.kind {
                     ParamKind::Token => tokens(value, &mut |system, code| {
                         rows.tokens.push((param.name, system, code))
@@ -591,6 +600,17 @@ mod tests {
         );
         assert_eq!(rows.dates.len(), 1);
         assert_eq!(rows.sort_date, Some(rows.dates[0].1));
+    }
+
+    #[test]
+    fn non_date_choice_variants_are_not_dates() {
+        let given = json!({"resourceType": "Immunization", "patient": {"reference": "Patient/p"},
+            "occurrenceString": "last autumn"});
+        let rows = index("Immunization", "i", &given).unwrap();
+        assert!(rows.dates.is_empty());
+        let dated = json!({"resourceType": "Procedure", "subject": {"reference": "Patient/p"},
+            "performedPeriod": {"start": "2024-01-01"}});
+        assert_eq!(index("Procedure", "x", &dated).unwrap().dates.len(), 1);
     }
 
     #[test]

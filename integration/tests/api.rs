@@ -15,6 +15,7 @@ on_both_backends!(
     metadata_describes_the_server,
     transaction_bundles_resolve_references,
     a_bad_bundle_keeps_nothing,
+    repeated_ids_and_relative_references,
 );
 
 fn measurement(patient: &str) -> Value {
@@ -352,4 +353,57 @@ async fn a_bad_bundle_keeps_nothing(h: Harness) {
     );
     assert_eq!(importer.finish().await.unwrap().resources(), 0);
     assert_eq!(h.get("Observation", &t).await.body["total"], before);
+}
+
+async fn repeated_ids_and_relative_references(h: Harness) {
+    let patient = |id: &str, family: &str| json!({"resourceType": "Patient", "id": id, "name": [{"family": family}]});
+    let collection = |resources: Vec<Value>| {
+        json!({"resourceType": "Bundle", "type": "collection",
+        "entry": resources.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()})
+    };
+    let mut importer = Importer::new(&h.store);
+    let twice = collection(vec![patient("p-dup", "One"), patient("p-dup", "Two")]);
+    let err = importer.add(twice).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("Bundle.entry[1].resource.id"),
+        "{err}"
+    );
+    // Across Bundles of one import the later one wins, like two PUTs in a row.
+    importer
+        .add(collection(vec![patient("p-again", "Earlier")]))
+        .await
+        .unwrap();
+    importer
+        .add(collection(vec![patient("p-again", "Later")]))
+        .await
+        .unwrap();
+    // A relative reference resolves against an entry's absolute fullUrl, even when POST
+    // gives the entry a new id.
+    let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "http://example.org/fhir/Patient/p9", "resource": {"resourceType": "Patient", "name": [{"family": "Relative"}]},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "http://example.org/fhir/Observation/o9", "resource": {"resourceType": "Observation", "status": "final",
+            "code": {"text": "weight"}, "subject": {"reference": "Patient/p9"}}, "request": {"method": "POST", "url": "Observation"}}
+    ]});
+    importer.add(transaction).await.unwrap();
+    importer.finish().await.unwrap();
+
+    let t = h.clinician();
+    let again = h.get("Patient/p-again", &t).await;
+    assert_eq!(again.body["name"][0]["family"], "Later");
+    assert_eq!(
+        h.get("Patient/p-dup", &t).await.status,
+        404,
+        "the refused Bundle left nothing"
+    );
+    let relative = h.get("Patient?name=relative", &t).await;
+    let id = relative.body["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(id, "p9");
+    assert_eq!(
+        h.get(&format!("Observation?patient={id}"), &t).await.body["total"],
+        1
+    );
 }
