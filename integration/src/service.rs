@@ -348,18 +348,6 @@ impl FhirService {
         }
         let query = self.id_query(type_def, id, groups);
         let mut tx = self.store.database().begin_write().await?;
-        if version_id > 1 {
-            let versions = self
-                .store
-                .versions(&mut tx, type_def.name, &[id.to_owned()])
-                .await?;
-            if versions.first().map(|(_, v)| *v) != Some(version_id - 1) {
-                return Err(FhirError::Conflict(format!(
-                    "{}/{id} changed while it was being updated: read it again and retry",
-                    type_def.name
-                )));
-            }
-        }
         self.store
             .write(&mut tx, std::slice::from_ref(&prepared))
             .await?;

@@ -208,6 +208,22 @@ impl EmbeddedStore {
     /// Writes prepared resources (new versions replace old ones) in `tx`.
     pub async fn write(&self, tx: &mut WriteTx, items: &[Prepared]) -> Result<(), FhirError> {
         for item in items.iter().filter(|i| i.version_id > 1) {
+            // Only the version this one follows may be replaced. On PostgreSQL a concurrent
+            // writer waits on the row here and then finds it gone: a conflict, not a lost update.
+            let replaced = sqlx::query(
+                "DELETE FROM resources WHERE resource_type = $1 AND id = $2 AND version_id = $3",
+            )
+            .bind(&item.resource_type)
+            .bind(&item.id)
+            .bind(item.version_id - 1)
+            .execute(&mut *tx.tx)
+            .await?;
+            if replaced.rows_affected() != 1 {
+                return Err(FhirError::Conflict(format!(
+                    "{}/{} changed while it was being written: read it again and retry",
+                    item.resource_type, item.id
+                )));
+            }
             self.remove(tx, &item.resource_type, &item.id).await?;
         }
         for chunk in items.chunks(BATCH_ROWS) {

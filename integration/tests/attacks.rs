@@ -16,6 +16,7 @@ on_both_backends!(
     other_patients_identifiers_stay_out_of_a_log,
     patient_data_must_name_its_patient,
     hostile_values_get_400_not_a_crash,
+    concurrent_updates_never_both_win,
 );
 
 /// The patient's log as the citizen sees it.
@@ -254,4 +255,32 @@ async fn hostile_values_get_400_not_a_crash(h: Harness) {
     let deep = h.get("Observation?_offset=10000000", &t).await;
     assert_eq!(deep.status, 200);
     assert!(common::ids(&deep.body).is_empty());
+}
+
+async fn concurrent_updates_never_both_win(h: Harness) {
+    let citizen = h.citizen("pat-a");
+    let created = h.opt_out(&citizen, "pat-a", "Organization/gp-2", &[]).await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let put = |status: &str| {
+        let mut body = created.body.clone();
+        body["status"] = json!(status);
+        axum::http::Request::builder()
+            .method("PUT")
+            .uri(format!("/fhir/r4/Consent/{id}"))
+            .header("authorization", format!("Bearer {citizen}"))
+            .header("content-type", "application/fhir+json")
+            .header("if-match", "W/\"1\"")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (first, second) = tokio::join!(h.send(put("inactive")), h.send(put("rejected")));
+    let mut statuses = [first.status.as_u16(), second.status.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses[0], 200, "{} / {}", first.body, second.body);
+    assert!(
+        [409, 412].contains(&statuses[1]),
+        "both updates of version 1 won: {statuses:?}"
+    );
+    let stored = h.get(&format!("Consent/{id}"), &citizen).await;
+    assert_eq!(stored.body["meta"]["versionId"], "2");
 }
