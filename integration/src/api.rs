@@ -16,6 +16,7 @@ use crate::error::FhirError;
 use crate::params::TYPES;
 use crate::policy::AccessContext;
 use crate::query::MAX_OFFSET;
+use crate::scope::Interaction;
 use crate::service::{FhirService, Written};
 
 /// Settings of the FHIR API.
@@ -49,6 +50,10 @@ pub fn router(state: FhirState) -> Router {
         .route(
             "/{resource_type}/{id}",
             get(read).put(update).delete(delete),
+        )
+        .route(
+            "/{resource_type}/{id}/_history/{version}",
+            get(read_version),
         )
         .fallback(|| async { FhirError::NotFound("no such FHIR endpoint".into()) })
         .method_not_allowed_fallback(|| async {
@@ -127,14 +132,35 @@ async fn read(
     ))
 }
 
+/// `vread` of the current version (the `Location` of a create). Earlier versions are not kept.
+async fn read_version(
+    State(state): State<FhirState>,
+    headers: HeaderMap,
+    Path((resource_type, id, version)): Path<(String, String, String)>,
+) -> Result<Response, FhirError> {
+    let context = context(&state, &headers)?;
+    let resource = state.service.read(&context, &resource_type, &id).await?;
+    if version != resource.version_id.to_string() {
+        return Err(FhirError::NotFound(format!(
+            "{resource_type}/{id} version {version} is not available: only the current version ({}) is kept",
+            resource.version_id
+        )));
+    }
+    Ok(with_version(
+        fhir_json(StatusCode::OK, resource.content),
+        resource.version_id,
+    ))
+}
+
 async fn search_get(
     State(state): State<FhirState>,
     headers: HeaderMap,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, FhirError> {
+    let context = context(&state, &headers)?;
     let params = parse_pairs(query.as_deref().unwrap_or_default().as_bytes());
-    search(&state, &headers, &resource_type, params).await
+    search(&state, &context, &resource_type, params).await
 }
 
 async fn search_post(
@@ -144,19 +170,30 @@ async fn search_post(
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, FhirError> {
-    let form = read_body(&state, body).await?;
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !form.is_empty() && !is_form {
-        return Err(FhirError::BadRequest(
-            "POST _search takes an application/x-www-form-urlencoded body".into(),
-        ));
-    }
+    let context = context(&state, &headers)?;
+    let form = async {
+        let form = read_body(&state, body).await?;
+        let is_form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !form.is_empty() && !is_form {
+            return Err(FhirError::BadRequest(
+                "POST _search takes an application/x-www-form-urlencoded body".into(),
+            ));
+        }
+        Ok(form)
+    };
+    let form = match form.await {
+        Ok(form) => form,
+        Err(error) => {
+            let refused = (Interaction::Search, resource_type.as_str(), None);
+            return Err(state.service.refused(&context, refused, error).await);
+        }
+    };
     let mut params = parse_pairs(query.as_deref().unwrap_or_default().as_bytes());
     params.extend(parse_pairs(&form));
-    search(&state, &headers, &resource_type, params).await
+    search(&state, &context, &resource_type, params).await
 }
 
 fn parse_pairs(bytes: &[u8]) -> Vec<(String, String)> {
@@ -165,14 +202,13 @@ fn parse_pairs(bytes: &[u8]) -> Vec<(String, String)> {
 
 async fn search(
     state: &FhirState,
-    headers: &HeaderMap,
+    context: &AccessContext,
     resource_type: &str,
     params: Vec<(String, String)>,
 ) -> Result<Response, FhirError> {
-    let context = context(state, headers)?;
     let (query, page) = state
         .service
-        .search_params(&context, resource_type, &params)
+        .search_params(context, resource_type, &params)
         .await?;
     let (count, offset, link_params) = (query.count, query.offset, query.link_params);
 
@@ -253,7 +289,13 @@ async fn create(
     body: Body,
 ) -> Result<Response, FhirError> {
     let context = context(&state, &headers)?;
-    let resource = json_body(&state, &headers, body).await?;
+    let resource = match json_body(&state, &headers, body).await {
+        Ok(resource) => resource,
+        Err(error) => {
+            let refused = (Interaction::Create, resource_type.as_str(), None);
+            return Err(state.service.refused(&context, refused, error).await);
+        }
+    };
     let written = state
         .service
         .create(&context, &resource_type, resource)
@@ -276,12 +318,26 @@ async fn update(
     body: Body,
 ) -> Result<Response, FhirError> {
     let context = context(&state, &headers)?;
-    let resource = json_body(&state, &headers, body).await?;
-    let if_match = match headers.get(header::IF_MATCH) {
-        None => None,
-        Some(value) => Some(parse_etag(value).ok_or_else(|| {
-            FhirError::BadRequest("If-Match must be a version ETag like W/\"2\"".into())
-        })?),
+    let request = async {
+        let resource = json_body(&state, &headers, body).await?;
+        let if_match = match headers.get(header::IF_MATCH) {
+            None => None,
+            Some(value) => Some(parse_etag(value).ok_or_else(|| {
+                FhirError::BadRequest("If-Match must be a version ETag like W/\"2\"".into())
+            })?),
+        };
+        Ok((resource, if_match))
+    };
+    let (resource, if_match) = match request.await {
+        Ok(request) => request,
+        Err(error) => {
+            let refused = (
+                Interaction::Update,
+                resource_type.as_str(),
+                Some(id.as_str()),
+            );
+            return Err(state.service.refused(&context, refused, error).await);
+        }
     };
     let written = state
         .service

@@ -111,6 +111,21 @@ impl FhirService {
         Ok(resource)
     }
 
+    /// Records the refusal of a request that never reached an interaction (an unreadable body,
+    /// say) and returns its error: refusals belong in the audit trail too.
+    pub async fn refused(
+        &self,
+        context: &AccessContext,
+        (interaction, resource_type, resource_id): (Interaction, &str, Option<&str>),
+        error: FhirError,
+    ) -> FhirError {
+        let mut audit = Pending::new(context, interaction, resource_type);
+        audit.resource_id = resource_id.map(str::to_owned);
+        self.finish::<()>(audit, Err(error))
+            .await
+            .expect_err("finish passes an error through")
+    }
+
     /// Parses and runs a search from request parameters. Refusals are audited too, including
     /// malformed and unsupported searches.
     pub async fn search_params(

@@ -55,6 +55,17 @@ async fn create_assigns_id_version_and_location(h: Harness) {
     let read = h.get(&format!("Observation/{id}"), &h.clinician()).await;
     assert_eq!(read.status, 200);
     assert_eq!(read.body, created.body);
+    let at_location = h.get(location, &h.clinician()).await;
+    assert_eq!(
+        (at_location.status, &at_location.body),
+        (axum::http::StatusCode::OK, &created.body)
+    );
+    assert_eq!(
+        h.get(&format!("Observation/{id}/_history/2"), &h.clinician())
+            .await
+            .status,
+        404
+    );
     assert_eq!(
         h.ids("Observation?patient=pat-c&code=29463-7", &citizen)
             .await,

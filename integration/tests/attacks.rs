@@ -184,6 +184,14 @@ async fn refused_searches_are_audited(h: Harness) {
     for refused in ["Observation?colour=red", "Observation?_count=1&_count=2"] {
         assert_eq!(h.get(refused, &citizen).await.status, 400);
     }
+    let unreadable = axum::http::Request::builder()
+        .method("POST")
+        .uri("/fhir/r4/Observation")
+        .header("authorization", format!("Bearer {citizen}"))
+        .header("content-type", "text/plain")
+        .body(axum::body::Body::from("120/80"))
+        .unwrap();
+    assert_eq!(h.send(unreadable).await.status, 400);
     let auditor = h.token(Role::Clinician, None, Some("user/AuditEvent.rs"));
     let events = h
         .get("AuditEvent?agent=citizen-user&_count=200", &auditor)
