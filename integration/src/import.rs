@@ -143,6 +143,11 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
+    /// What has been committed so far (in the order Bundles were added).
+    pub fn committed(&self) -> &ImportReport {
+        &self.report
+    }
+
     /// Commits the rest and returns what was written.
     pub async fn finish(mut self) -> Result<ImportReport, FhirError> {
         self.flush().await?;

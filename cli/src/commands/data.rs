@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use healthcloud_integration::FhirError;
 use healthcloud_integration::db::Database;
 use healthcloud_integration::import::{ImportReport, Importer, load_synthetic};
 use healthcloud_integration::store::EmbeddedStore;
@@ -103,12 +104,27 @@ impl ImportCommand {
         let mut importer = Importer::new(&store);
         let mut failures = Vec::new();
         for file in &files {
-            let result = async {
+            let bundle = async {
                 let text = tokio::fs::read(file).await?;
-                let bundle = serde_json::from_slice(&text).context("not valid JSON")?;
-                importer.add(bundle).await.map_err(anyhow::Error::from)
+                anyhow::Ok(serde_json::from_slice(&text).context("not valid JSON")?)
             }
             .await;
+            let result = match bundle {
+                Ok(bundle) => match importer.add(bundle).await {
+                    // Storage failed while committing earlier Bundles: not this file's fault,
+                    // and nothing after the last commit is kept. Stop and say so.
+                    Err(FhirError::Internal(error)) => {
+                        bar.finish_and_clear();
+                        let committed = importer.committed().bundles;
+                        return Err(error.context(format!(
+                            "the database failed while committing; the first {committed} bundles were imported, \
+                             none after them (import the remaining files again once the cause is fixed)"
+                        )));
+                    }
+                    other => other.map(|_| ()).map_err(anyhow::Error::from),
+                },
+                Err(error) => Err(error),
+            };
             if let Err(error) = result {
                 bar.suspend(|| eprintln!("rejected {}: {error:#}", file.display()));
                 failures.push(file);
