@@ -18,6 +18,7 @@ use crate::policy::AccessContext;
 use crate::query::MAX_OFFSET;
 use crate::scope::Interaction;
 use crate::service::{FhirService, Written};
+use crate::store::StoredResource;
 
 /// Settings of the FHIR API.
 #[derive(Debug, Clone)]
@@ -126,10 +127,7 @@ async fn read(
 ) -> Result<Response, FhirError> {
     let context = context(&state, &headers)?;
     let resource = state.service.read(&context, &resource_type, &id).await?;
-    Ok(with_version(
-        fhir_json(StatusCode::OK, resource.content),
-        resource.version_id,
-    ))
+    Ok(resource_response(resource))
 }
 
 /// `vread` of the current version (the `Location` of a create). Earlier versions are not kept.
@@ -146,10 +144,7 @@ async fn read_version(
             resource.version_id
         )));
     }
-    Ok(with_version(
-        fhir_json(StatusCode::OK, resource.content),
-        resource.version_id,
-    ))
+    Ok(resource_response(resource))
 }
 
 async fn search_get(
@@ -354,6 +349,13 @@ async fn delete(
     let context = context(&state, &headers)?;
     state.service.delete(&context, &resource_type, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn resource_response(resource: StoredResource) -> Response {
+    with_version(
+        fhir_json(StatusCode::OK, resource.content),
+        resource.version_id,
+    )
 }
 
 fn written_response(status: StatusCode, written: Written) -> Response {
