@@ -134,7 +134,17 @@ impl<'a> Importer<'a> {
 
     async fn wait_in_flight(&mut self) -> Result<(), FhirError> {
         if let Some(handle) = self.in_flight.take() {
-            let done = handle.await.map_err(|e| FhirError::Internal(e.into()))??;
+            // Whatever went wrong, it went wrong for the whole group, not for the Bundle being
+            // added now: report it as a storage failure, which callers treat as fatal.
+            let done = match handle.await {
+                Ok(Ok(done)) => done,
+                Ok(Err(error)) => {
+                    return Err(FhirError::Internal(
+                        anyhow::Error::new(error).context("committing a group of Bundles failed"),
+                    ));
+                }
+                Err(error) => return Err(FhirError::Internal(error.into())),
+            };
             self.report.bundles += done.bundles;
             for (resource_type, count) in done.by_type {
                 *self.report.by_type.entry(resource_type).or_default() += count;
