@@ -68,10 +68,13 @@ impl Database {
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to the database at {url}: {e}"))?;
         // One folder per backend: the tables are the same, their physical layout is not.
-        let migrator = match backend {
+        let mut migrator = match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
+        // Other crates (the app runtime) keep their tables in the same database with their
+        // own, higher-numbered migrations.
+        migrator.set_ignore_missing(true);
         migrator
             .run(&pool)
             .await
@@ -152,6 +155,8 @@ pub enum Arg {
     Int(i64),
     /// SQL NULL (typed as BIGINT, the only nullable columns we bind).
     NullInt,
+    /// A byte string (BLOB / BYTEA).
+    Bytes(Vec<u8>),
 }
 
 /// SQL text under construction with its arguments. Placeholders are written as each backend
@@ -211,6 +216,7 @@ impl Sql {
                 Arg::Text(s) => arguments.add(s.as_str()),
                 Arg::Int(i) => arguments.add(*i),
                 Arg::NullInt => arguments.add(None::<i64>),
+                Arg::Bytes(b) => arguments.add(b.as_slice()),
             };
         }
         arguments
@@ -237,6 +243,12 @@ impl From<&str> for Arg {
 impl From<&String> for Arg {
     fn from(value: &String) -> Self {
         Arg::Text(value.clone())
+    }
+}
+
+impl From<Vec<u8>> for Arg {
+    fn from(value: Vec<u8>) -> Self {
+        Arg::Bytes(value)
     }
 }
 

@@ -1,8 +1,194 @@
 //! # healthcloud-runtime
 //!
-//! The app cloud: a WebAssembly (component model) host that runs third-party health apps and
-//! lets them reach patient data only through the integration cloud's policy engine
-//! (`healthcloud_integration::FhirService`). It is the only
-//! crate that will depend on wasmtime. Not built yet: this crate marks its place in the
-//! workspace.
+//! The app cloud: a wasmtime (component model) host that runs third-party health apps.
+//!
+//! A request to `/apps/{region}/{publisher}/{app}/…` flows like this:
+//!
+//! 1. **listener** ([`serve`]): the bearer token is verified exactly as the FHIR API does;
+//!    the install is looked up; the app's concurrency slot is taken (503 when full).
+//! 2. **instance**: a fresh instance from the install's pre-instantiated component, with a
+//!    new store holding the launch context from the token (never from the guest), an
+//!    epoch deadline, a memory cap and a handle limit. Nothing survives into the next
+//!    request.
+//! 3. **host calls** ([`capability`]): each call checks the region's grant *now*; data calls
+//!    go through the integration cloud's `FhirService` (user scopes ∩ grant ∩ consent ∩
+//!    compartment), which writes the AuditEvent, naming the app, its version, digest and
+//!    publisher key, before answering.
+//! 4. **response**: collected up to its size cap; a trap, a deadline or an exhausted limit
+//!    fails only that request, with a status and a body naming the cause.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! # async fn example(runtime: healthcloud_runtime::Runtime) -> anyhow::Result<()> {
+//! use healthcloud_store::manifest::{Capability, Manifest};
+//!
+//! let manifest = Manifest::parse(&std::fs::read_to_string("example-apps/bp-monitor/healthcloud.toml")?)?;
+//! let component = std::fs::read("bp_monitor.wasm")?;
+//! let grant = vec![Capability::parse("patient/Observation.rs?category=vital-signs")?];
+//! runtime.install("hovedstaden", manifest, &component, "local", grant)?;
+//! let app = axum::Router::new().merge(runtime.router());
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
+
+pub mod capability;
+pub mod engine;
+mod generated;
+pub mod install;
+mod instance;
+pub mod limits;
+pub mod serve;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use healthcloud_integration::FhirService;
+use healthcloud_integration::auth::TokenVerifier;
+use healthcloud_integration::db::{Backend, Database};
+use healthcloud_integration::policy::AppIdentity;
+use healthcloud_store::manifest::{Capability, Manifest};
+use tokio::sync::Semaphore;
+
+pub use capability::Grant;
+pub use engine::AppEngine;
+pub use install::{Install, InstallError};
+pub use limits::Limits;
+
+/// What the runtime is built from.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The integration cloud's data service: every data host call goes through it.
+    pub service: FhirService,
+    /// Verifies bearer tokens (the same verifier as the FHIR API).
+    pub verifier: TokenVerifier,
+    /// Containment limits.
+    pub limits: Limits,
+    /// Where compiled code is cached (`None`: compile on every install).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The app cloud: the engine and every region's installs.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    engine: AppEngine,
+    installs: RwLock<BTreeMap<(String, String), Arc<Install>>>,
+    service: FhirService,
+    verifier: TokenVerifier,
+    kv: capability::kv::KvStore,
+    limits: Limits,
+}
+
+impl Runtime {
+    /// Creates the engine and the runtime's tables (next to the integration cloud's).
+    pub async fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let db = config.service.store().database().clone();
+        migrate(&db).await?;
+        let engine = AppEngine::new(&config.limits, config.cache_dir.as_deref())?;
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                installs: Default::default(),
+                service: config.service,
+                verifier: config.verifier,
+                kv: capability::kv::KvStore::new(db),
+                limits: config.limits,
+            }),
+        })
+    }
+
+    /// The containment limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Validates a component against its manifest without installing it.
+    pub fn validate(&self, manifest: &Manifest, component: &[u8]) -> Result<(), InstallError> {
+        self.inner.engine.validate(manifest, component)
+    }
+
+    /// Installs (or replaces) an app in `region` with `grant` ⊆ the manifest's requested
+    /// capabilities. Compiles, or loads cached code: call it off the async executor when that
+    /// matters.
+    pub fn install(
+        &self,
+        region: &str,
+        manifest: Manifest,
+        component: &[u8],
+        publisher_key: &str,
+        grant: Vec<Capability>,
+    ) -> Result<Arc<Install>, InstallError> {
+        install::check_grant(&manifest, &grant)?;
+        let (pre, digest) = self.inner.engine.prepare(&manifest, component)?;
+        let app_id = manifest.full_id();
+        let install = Arc::new(Install {
+            identity: AppIdentity {
+                id: app_id.clone(),
+                version: manifest.app.version.to_string(),
+                digest,
+                publisher_key: publisher_key.to_owned(),
+                region: region.to_owned(),
+            },
+            manifest,
+            grant: Grant::new(grant),
+            pre,
+            slots: Arc::new(Semaphore::new(self.inner.limits.concurrent_instances)),
+        });
+        tracing::info!(region, app = app_id, version = install.identity.version, digest = install.identity.digest, "installed");
+        self.inner
+            .installs
+            .write()
+            .expect("installs lock poisoned")
+            .insert((region.to_owned(), app_id), install.clone());
+        Ok(install)
+    }
+
+    /// The install of `app` (`publisher/app`) in `region`.
+    pub fn installed(&self, region: &str, app: &str) -> Option<Arc<Install>> {
+        self.inner
+            .installs
+            .read()
+            .expect("installs lock poisoned")
+            .get(&(region.to_owned(), app.to_owned()))
+            .cloned()
+    }
+
+    /// Every install, by region and app.
+    pub fn installs(&self) -> Vec<Arc<Install>> {
+        self.inner.installs.read().expect("installs lock poisoned").values().cloned().collect()
+    }
+
+    /// Removes an install; its next request is a 404. Returns whether it existed.
+    pub fn uninstall(&self, region: &str, app: &str) -> bool {
+        self.inner
+            .installs
+            .write()
+            .expect("installs lock poisoned")
+            .remove(&(region.to_owned(), app.to_owned()))
+            .is_some()
+    }
+
+    /// The `/apps/…` routes.
+    pub fn router(&self) -> axum::Router {
+        serve::router(self.clone())
+    }
+}
+
+async fn migrate(db: &Database) -> anyhow::Result<()> {
+    let mut migrator = match db.backend() {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+    };
+    // The integration cloud's migrations live in the same database.
+    migrator.set_ignore_missing(true);
+    migrator
+        .run(db.pool())
+        .await
+        .map_err(|e| anyhow::anyhow!("app runtime database migration failed: {e}"))
+}

@@ -1,0 +1,168 @@
+//! # healthcloud-guestbuild
+//!
+//! Builds guest crates (health apps, test components) into WebAssembly components with
+//! `cargo build --target wasm32-wasip2`. One implementation serves the vendor's
+//! `healthcloud app build`, the build script that embeds the example apps in `healthcloud`,
+//! and the runtime's tests, which build their hostile guest components from source.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::path::Path;
+//!
+//! let built = healthcloud_guestbuild::build(
+//!     Path::new("example-apps/Cargo.toml"),
+//!     Path::new("target/guests"),
+//!     healthcloud_guestbuild::Lockfile::Locked,
+//! )?;
+//! for component in built {
+//!     println!("{} → {}", component.package, component.wasm.display());
+//! }
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// The target every guest is built for: WASI 0.2, which rustc links into a component.
+pub const TARGET: &str = "wasm32-wasip2";
+
+/// One built component.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The cargo package name.
+    pub package: String,
+    /// The package's directory (where its `healthcloud.toml` lives).
+    pub package_dir: PathBuf,
+    /// The component.
+    pub wasm: PathBuf,
+}
+
+/// Whether `Cargo.lock` may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lockfile {
+    /// Build exactly the committed lockfile (`--locked`): reproducible builds.
+    Locked,
+    /// Let cargo create or update it (a vendor's fresh project).
+    Update,
+}
+
+/// Environment variables a surrounding cargo (a build script, `cargo test`) sets that would
+/// leak into the guest build and break it: flags, wrappers and targets meant for the host.
+const LEAKING_ENV: &[&str] = &[
+    "CARGO_ENCODED_RUSTFLAGS",
+    "RUSTFLAGS",
+    "CARGO_BUILD_TARGET",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_MAKEFLAGS",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_LLVM_COV",
+    "LLVM_PROFILE_FILE",
+    "CARGO_PROFILE_RELEASE_DEBUG",
+    "CARGO_INCREMENTAL",
+    "DEBUG",
+    "OPT_LEVEL",
+    "PROFILE",
+    "TARGET",
+    "HOST",
+    "NUM_JOBS",
+];
+
+/// Builds every `cdylib` of the cargo project or workspace at `manifest_path` in release mode
+/// for [`TARGET`], into `target_dir`, and returns the components. Cargo's own progress goes to
+/// stderr.
+pub fn build(manifest_path: &Path, target_dir: &Path, lockfile: Lockfile) -> anyhow::Result<Vec<Built>> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--release", "--target", TARGET, "--message-format=json-render-diagnostics"])
+        .arg("--manifest-path")
+        .arg(manifest_path)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if lockfile == Lockfile::Locked {
+        command.arg("--locked");
+    }
+    for name in LEAKING_ENV {
+        command.env_remove(name);
+    }
+    let output = command
+        .output()
+        .with_context(|| format!("could not run cargo to build {}", manifest_path.display()))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        if stderr.contains("target may not be installed") || stderr.contains("can't find crate for `core`") {
+            bail!(
+                "the Rust target {TARGET} is not installed: run `rustup target add {TARGET}` and build again"
+            );
+        }
+        bail!("cargo build of {} failed:\n{stderr}", manifest_path.display());
+    }
+    let built = components(&String::from_utf8_lossy(&output.stdout));
+    if built.is_empty() {
+        bail!(
+            "{} built no component: an app crate needs `[lib] crate-type = [\"cdylib\"]`",
+            manifest_path.display()
+        );
+    }
+    Ok(built)
+}
+
+/// The `.wasm` artifacts in cargo's JSON messages.
+fn components(messages: &str) -> Vec<Built> {
+    let mut built = Vec::new();
+    for line in messages.lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let Some(wasm) = message["filenames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .find(|f| f.ends_with(".wasm"))
+        else {
+            continue;
+        };
+        let package_dir = message["manifest_path"]
+            .as_str()
+            .and_then(|p| Path::new(p).parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        built.push(Built {
+            package: message["target"]["name"].as_str().unwrap_or_default().replace('_', "-"),
+            package_dir,
+            wasm: PathBuf::from(wasm),
+        });
+    }
+    built
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_wasm_artifacts_in_cargo_messages() {
+        let messages = r#"{"reason":"compiler-artifact","target":{"name":"serde"},"manifest_path":"/r/serde/Cargo.toml","filenames":["/t/libserde.rlib"]}
+not json
+{"reason":"compiler-artifact","target":{"name":"bp_monitor"},"manifest_path":"/apps/bp-monitor/Cargo.toml","filenames":["/t/bp_monitor.wasm"]}
+{"reason":"build-finished","success":true}"#;
+        let built = components(messages);
+        assert_eq!(built.len(), 1);
+        assert_eq!(built[0].package, "bp-monitor");
+        assert_eq!(built[0].package_dir, Path::new("/apps/bp-monitor"));
+        assert_eq!(built[0].wasm, Path::new("/t/bp_monitor.wasm"));
+    }
+}

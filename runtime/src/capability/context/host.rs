@@ -1,0 +1,30 @@
+use healthcloud_integration::auth::Role;
+
+use super::LaunchContext;
+use crate::generated::context::{self, LaunchContext as Launch, User};
+
+impl context::Host for &mut LaunchContext {
+    fn launch(&mut self) -> Launch {
+        let claims = &self.principal.claims;
+        Launch {
+            region: self.region.clone(),
+            app_id: self.app_id.clone(),
+            app_version: self.app_version.clone(),
+            user: User {
+                id: claims.sub.clone(),
+                role: match claims.role {
+                    Role::Clinician => context::Role::Clinician,
+                    Role::Patient => context::Role::Patient,
+                    Role::Citizen => context::Role::Citizen,
+                    Role::RegionAdmin => context::Role::RegionAdmin,
+                    Role::StoreAdmin => context::Role::StoreAdmin,
+                    Role::Publisher => context::Role::Publisher,
+                },
+                fhir_user: claims.fhir_user.clone(),
+            },
+            patient: claims.patient.clone(),
+            granted_scopes: self.granted_scopes.clone(),
+            user_scopes: self.principal.scopes.iter().map(ToString::to_string).collect(),
+        }
+    }
+}

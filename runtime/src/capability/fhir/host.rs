@@ -1,0 +1,190 @@
+use std::future::Future;
+
+use healthcloud_integration::FhirError;
+use healthcloud_integration::scope::Interaction;
+use serde_json::Value;
+
+use super::FhirCtx;
+use crate::generated::fhir::{self, Error, SearchPage, SearchParam};
+
+impl fhir::Host for &mut FhirCtx {
+    async fn read(&mut self, resource_type: String, id: String) -> Result<String, Error> {
+        let context = self.access();
+        let call = async {
+            if let Some(refusal) = no_patient(self, Interaction::Read, &resource_type, Some(&id)).await {
+                return Err(refusal);
+            }
+            let resource = self.service.read(&context, &resource_type, &id).await?;
+            Ok(resource.content)
+        };
+        self.limited(call).await
+    }
+
+    async fn search(
+        &mut self,
+        resource_type: String,
+        params: Vec<SearchParam>,
+        cursor: Option<String>,
+    ) -> Result<SearchPage, Error> {
+        let context = self.access();
+        let limit = self.search_results;
+        let call = async {
+            if let Some(refusal) = no_patient(self, Interaction::Search, &resource_type, None).await {
+                return Err(refusal);
+            }
+            let (params, offset) = paged(params, cursor.as_deref(), limit)?;
+            let (_, page) = self
+                .service
+                .search_params(&context, &resource_type, &params)
+                .await?;
+            let returned = page.resources.len();
+            let next = (offset + returned < page.total && returned > 0)
+                .then(|| (offset + returned).to_string());
+            Ok(SearchPage {
+                total: u32::try_from(page.total).unwrap_or(u32::MAX),
+                resources: page.resources.into_iter().map(|r| r.content).collect(),
+                next,
+            })
+        };
+        self.limited(call).await
+    }
+
+    async fn create(&mut self, resource: String) -> Result<String, Error> {
+        let context = self.access();
+        let call = async {
+            let resource: Value = serde_json::from_str(&resource)
+                .map_err(|e| Error::Invalid(format!("the resource is not JSON: {e}")))?;
+            let resource_type = resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::Invalid("the resource has no resourceType".into()))?
+                .to_owned();
+            if let Some(refusal) = no_patient(self, Interaction::Create, &resource_type, None).await {
+                return Err(refusal);
+            }
+            let written = self.service.create(&context, &resource_type, resource).await?;
+            Ok(written.content)
+        };
+        self.limited(call).await
+    }
+}
+
+impl FhirCtx {
+    /// Runs a call under the host-call time limit.
+    async fn limited<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(format!(
+                    "the call took longer than its limit of {} ms",
+                    self.timeout.as_millis()
+                )))
+            })
+    }
+}
+
+/// An app acts for the patient it was opened for; without one, every data call is refused
+/// (and the refusal audited).
+async fn no_patient(
+    ctx: &FhirCtx,
+    interaction: Interaction,
+    resource_type: &str,
+    id: Option<&str>,
+) -> Option<Error> {
+    if ctx.principal.claims.patient.is_some() {
+        return None;
+    }
+    let refusal = FhirError::Forbidden(
+        "no patient in context: open the app for a patient (the launch token's patient claim)".into(),
+    );
+    let error = ctx
+        .service
+        .refused(&ctx.access(), (interaction, resource_type, id), refusal)
+        .await;
+    Some(error.into())
+}
+
+/// The search parameters with the page size capped at the per-call limit and the cursor
+/// turned into an offset. The guest's own `_offset` is refused: paging goes by cursor.
+fn paged(
+    params: Vec<SearchParam>,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<(Vec<(String, String)>, usize), Error> {
+    let offset = match cursor {
+        None => 0,
+        Some(cursor) => cursor
+            .parse::<usize>()
+            .map_err(|_| Error::Invalid(format!("'{cursor}' is not a cursor this host returned")))?,
+    };
+    let mut count = None;
+    let mut pairs = Vec::with_capacity(params.len() + 2);
+    for SearchParam { name, value } in params {
+        match name.as_str() {
+            "_offset" => {
+                return Err(Error::Invalid(
+                    "_offset is not accepted: page with the cursor the previous page returned".into(),
+                ));
+            }
+            "_count" => {
+                let requested: u32 = value
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("_count must be a number, not '{value}'")))?;
+                count = Some(requested.min(limit));
+            }
+            _ => pairs.push((name, value)),
+        }
+    }
+    pairs.push(("_count".into(), count.unwrap_or(limit).to_string()));
+    pairs.push(("_offset".into(), offset.to_string()));
+    Ok((pairs, offset))
+}
+
+impl From<FhirError> for Error {
+    fn from(error: FhirError) -> Self {
+        match error {
+            FhirError::Forbidden(reason) => Error::Denied(reason),
+            FhirError::Unauthorized(reason) => Error::Denied(reason.to_string()),
+            error @ FhirError::ConsentDenied => Error::Denied(error.to_string()),
+            FhirError::NotFound(_) => Error::NotFound,
+            FhirError::Unavailable(reason) => Error::Unavailable(reason),
+            FhirError::Internal(_) => {
+                Error::Unavailable("the data service failed; the error is in the host log".into())
+            }
+            error @ (FhirError::BadRequest(_)
+            | FhirError::MethodNotAllowed(_)
+            | FhirError::Conflict(_)
+            | FhirError::PreconditionFailed(_)
+            | FhirError::PayloadTooLarge(_)
+            | FhirError::Invalid { .. }) => Error::Invalid(error.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param(name: &str, value: &str) -> SearchParam {
+        SearchParam {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn page_size_is_capped_and_the_cursor_is_the_offset() {
+        let (pairs, offset) = paged(vec![param("code", "x"), param("_count", "5000")], Some("200"), 100).unwrap();
+        assert_eq!(offset, 200);
+        assert!(pairs.contains(&("_count".into(), "100".into())));
+        assert!(pairs.contains(&("_offset".into(), "200".into())));
+        let (pairs, _) = paged(vec![param("_count", "10")], None, 100).unwrap();
+        assert!(pairs.contains(&("_count".into(), "10".into())));
+    }
+
+    #[test]
+    fn guest_offsets_and_bad_cursors_are_invalid() {
+        assert!(matches!(paged(vec![param("_offset", "5")], None, 100), Err(Error::Invalid(_))));
+        assert!(matches!(paged(vec![], Some("next-please"), 100), Err(Error::Invalid(_))));
+    }
+}

@@ -1,0 +1,38 @@
+use healthcloud_store::manifest::Capability;
+
+use super::LogCtx;
+use crate::generated::log::{self, Level};
+
+/// Longest message or field kept; the rest is cut (a log line is not a data channel).
+const MAX_LINE_CHARS: usize = 2_000;
+
+impl log::Host for &mut LogCtx {
+    fn write(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+        if !self.grant.allows(&Capability::Log) || !self.budget.take() {
+            return;
+        }
+        let message = cut(&message);
+        let fields = fields
+            .iter()
+            .take(20)
+            .map(|(k, v)| format!("{}={}", cut(k), cut(v)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let who = &self.attribution;
+        let (app, version, region) = (&who.app, &who.version, &who.region);
+        match level {
+            Level::Trace => tracing::trace!(target: "app", app, version, region, fields, "{message}"),
+            Level::Debug => tracing::debug!(target: "app", app, version, region, fields, "{message}"),
+            Level::Info => tracing::info!(target: "app", app, version, region, fields, "{message}"),
+            Level::Warn => tracing::warn!(target: "app", app, version, region, fields, "{message}"),
+            Level::Error => tracing::error!(target: "app", app, version, region, fields, "{message}"),
+        }
+    }
+}
+
+fn cut(text: &str) -> &str {
+    match text.char_indices().nth(MAX_LINE_CHARS) {
+        Some((index, _)) => &text[..index],
+        None => text,
+    }
+}

@@ -1,0 +1,100 @@
+//! `healthcloud:platform/log`, and the guest's stdout/stderr: lines go to the host log
+//! attributed to app, version and region, within a per-request line budget.
+
+mod host;
+mod output;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use healthcloud_store::manifest::Capability;
+use wasmtime::component::{HasData, Linker};
+
+pub use output::GuestOutput;
+
+use super::{Grant, ImportRule};
+use crate::generated::log;
+use crate::instance::InstanceState;
+
+/// Importing `log` needs the `log` capability.
+pub const IMPORT_RULE: ImportRule = ImportRule {
+    interface: "healthcloud:platform/log",
+    needs: "the log capability",
+    allowed: |requested| requested.contains(&Capability::Log),
+};
+
+/// Who wrote a line.
+#[derive(Debug, Clone)]
+pub struct Attribution {
+    /// `publisher/app`.
+    pub app: String,
+    /// The serving version.
+    pub version: String,
+    /// The install's region.
+    pub region: String,
+}
+
+/// Lines one request may still write; the rest are counted and reported once.
+#[derive(Debug, Clone)]
+pub struct LineBudget(Arc<(AtomicU32, AtomicU32)>);
+
+impl LineBudget {
+    /// A budget of `lines`.
+    pub fn new(lines: u32) -> Self {
+        LineBudget(Arc::new((AtomicU32::new(lines), AtomicU32::new(0))))
+    }
+
+    /// Takes one line from the budget; false (and counted) once it is spent.
+    pub fn take(&self) -> bool {
+        let (remaining, dropped) = &*self.0;
+        let taken = remaining
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if !taken {
+            dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// Lines dropped so far.
+    pub fn dropped(&self) -> u32 {
+        self.0.1.load(Ordering::Relaxed)
+    }
+}
+
+/// What a `log` host call needs.
+#[derive(Debug, Clone)]
+pub struct LogCtx {
+    /// Who writes.
+    pub attribution: Attribution,
+    /// The install's live grant.
+    pub grant: Grant,
+    /// Shared with stdout/stderr.
+    pub budget: LineBudget,
+}
+
+struct HasLog;
+
+impl HasData for HasLog {
+    type Data<'a> = &'a mut LogCtx;
+}
+
+/// Links `log` into the engine's linker.
+pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    log::add_to_linker::<_, HasLog>(linker, |state| &mut state.log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_runs_out_and_counts_what_it_drops() {
+        let budget = LineBudget::new(2);
+        assert!(budget.take());
+        assert!(budget.take());
+        assert!(!budget.take());
+        assert!(!budget.take());
+        assert_eq!(budget.dropped(), 2);
+    }
+}

@@ -1,0 +1,225 @@
+//! One wasmtime `Engine` for all apps: pooling allocator, epoch interruption, the linker with
+//! every host capability, and a compile cache on disk.
+
+use std::fs;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::capability;
+use crate::install::{self, InstallError};
+use crate::instance::InstanceState;
+use healthcloud_store::manifest::Manifest;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use crate::limits::{EPOCH_TICK, Limits};
+
+/// The engine, its linker and the compile cache.
+pub struct AppEngine {
+    engine: Engine,
+    linker: Linker<InstanceState>,
+    cache: Option<CompileCache>,
+}
+
+impl std::fmt::Debug for AppEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppEngine").field("cache", &self.cache).finish_non_exhaustive()
+    }
+}
+
+impl AppEngine {
+    /// An engine sized by `limits`, caching compiled code in `cache_dir` when given.
+    pub fn new(limits: &Limits, cache_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let slots = limits.pool_instances;
+        let mut pooling = PoolingAllocationConfig::default();
+        pooling
+            .total_component_instances(slots)
+            .total_core_instances(slots * 8)
+            .total_memories(slots * 2)
+            .total_tables(slots * 8)
+            .total_stacks(slots)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(8)
+            .max_tables_per_component(64)
+            .max_memory_size(limits.memory_bytes)
+            // Keep a few zeroed pages and slots warm: most requests of one app reuse them.
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(16 << 10);
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
+            .epoch_interruption(true)
+            .wasm_component_model(true);
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("cannot create the WebAssembly engine")?;
+        start_epoch_ticker(&engine);
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        capability::context::add_to_linker(&mut linker)?;
+        capability::fhir::add_to_linker(&mut linker)?;
+        capability::kv::add_to_linker(&mut linker)?;
+        capability::log::add_to_linker(&mut linker)?;
+        let cache = cache_dir.map(|dir| CompileCache::open(dir, &engine)).transpose()?;
+        Ok(AppEngine { engine, linker, cache })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Validates `component` against `manifest` (a component, not a core module or
+    /// precompiled code; every import allowed by name by the requested capabilities; the
+    /// wasi:http handler exported), compiles it and pre-instantiates it. Returns the
+    /// pre-instantiated app and the component's sha256.
+    pub(crate) fn prepare(&self, manifest: &Manifest, component: &[u8]) -> Result<(ProxyPre<InstanceState>, String), InstallError> {
+        let digest = install::digest(component);
+        let compiled = install::validate(|bytes| self.compile(bytes, &digest), &self.engine, component, manifest)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&compiled)
+            .map_err(|e| InstallError::Invalid(format!("{e:#}")))?;
+        let pre = ProxyPre::new(instance_pre).map_err(|e| InstallError::NotAnApp(format!("{e:#}")))?;
+        Ok((pre, digest))
+    }
+
+    /// Checks `component` against `manifest` as an install would, without installing it
+    /// (`healthcloud app build`, the store's publish).
+    pub fn validate(&self, manifest: &Manifest, component: &[u8]) -> Result<(), InstallError> {
+        self.prepare(manifest, component).map(|_| ())
+    }
+
+    /// Compiles a component whose bytes have sha256 `digest`, or loads the code this
+    /// process compiled for it earlier.
+    pub fn compile(&self, bytes: &[u8], digest: &str) -> anyhow::Result<Component> {
+        if let Some(cache) = &self.cache
+            && let Some(component) = cache.load(&self.engine, digest)
+        {
+            return Ok(component);
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        if let Some(cache) = &self.cache
+            && let Err(error) = cache.store(digest, &component)
+        {
+            tracing::warn!(%error, digest, "could not cache compiled code; it will be compiled again");
+        }
+        Ok(component)
+    }
+}
+
+/// Advances the epoch every [`EPOCH_TICK`] until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("cannot start the epoch thread");
+}
+
+/// Compiled code on disk, keyed by the component's digest and the engine's configuration.
+///
+/// `Component::deserialize` trusts its input completely (it is machine code), so a file is
+/// only loaded if it carries a MAC under a key only this data directory holds: code is
+/// loaded only if we wrote it.
+#[derive(Debug)]
+struct CompileCache {
+    dir: PathBuf,
+    key: Vec<u8>,
+    engine_hash: String,
+}
+
+type CacheMac = Hmac<Sha256>;
+const MAC_BYTES: usize = 32;
+
+impl CompileCache {
+    fn open(dir: &Path, engine: &Engine) -> anyhow::Result<Self> {
+        create_private_dir(dir)?;
+        let key_path = dir.join("cache.key");
+        let key = match fs::read(&key_path) {
+            Ok(key) if key.len() == 32 => key,
+            _ => {
+                let mut key = vec![0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+                write_atomically(dir, &key_path, &key)?;
+                key
+            }
+        };
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(CompileCache {
+            dir: dir.to_owned(),
+            key,
+            engine_hash: format!("{:016x}", hasher.finish()),
+        })
+    }
+
+    fn path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}-{}.cwasm", self.engine_hash))
+    }
+
+    fn mac(&self) -> CacheMac {
+        CacheMac::new_from_slice(&self.key).expect("HMAC takes any key length")
+    }
+
+    fn load(&self, engine: &Engine, digest: &str) -> Option<wasmtime::component::Component> {
+        let path = self.path(digest);
+        let bytes = fs::read(&path).ok()?;
+        let split = bytes.len().checked_sub(MAC_BYTES)?;
+        let (code, tag) = bytes.split_at(split);
+        let mut mac = self.mac();
+        mac.update(code);
+        if mac.verify_slice(tag).is_err() {
+            tracing::warn!(path = %path.display(), "compiled code failed its integrity check; recompiling");
+            return None;
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: the MAC proves this process's data directory wrote these bytes from
+        // `Component::serialize` on an engine with the same configuration (part of the name).
+        let component = unsafe { Component::deserialize(engine, code) };
+        component
+            .inspect_err(|error| tracing::warn!(%error, "cached code did not load; recompiling"))
+            .ok()
+    }
+
+    fn store(&self, digest: &str, component: &Component) -> anyhow::Result<()> {
+        let mut bytes = component.serialize()?;
+        let mut mac = self.mac();
+        mac.update(&bytes);
+        bytes.extend_from_slice(&mac.finalize().into_bytes());
+        write_atomically(&self.dir, &self.path(digest), &bytes)
+    }
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Temporary file, fsync, rename, fsync of the directory: a crash leaves the old file or
+/// the new one, never half of one.
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path)?;
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}

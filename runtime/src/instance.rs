@@ -1,0 +1,111 @@
+//! The data of one instance's `Store`: WASI (with nothing to leak), wasi:http, and each
+//! capability's per-instance context. Built fresh for every request.
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::capability::context::LaunchContext;
+use crate::capability::fhir::FhirCtx;
+use crate::capability::kv::KvCtx;
+use crate::capability::log::{GuestOutput, LineBudget, LogCtx};
+use crate::capability::outbound::OutboundHooks;
+
+/// Everything a request's instance may touch.
+pub(crate) struct InstanceState {
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub table: ResourceTable,
+    pub outbound: OutboundHooks,
+    pub launch: LaunchContext,
+    pub fhir: FhirCtx,
+    pub kv: KvCtx,
+    pub log: LogCtx,
+    pub memory: MemoryLimit,
+}
+
+/// The capability contexts of a new instance.
+pub(crate) struct Capabilities {
+    pub outbound: OutboundHooks,
+    pub launch: LaunchContext,
+    pub fhir: FhirCtx,
+    pub kv: KvCtx,
+    pub log: LogCtx,
+}
+
+impl InstanceState {
+    pub fn new(capabilities: Capabilities, memory_bytes: usize, table_entries: usize) -> Self {
+        let Capabilities { outbound, launch, fhir, kv, log } = capabilities;
+        let output = |stream| GuestOutput::new(stream, log.attribution.clone(), log.budget.clone());
+        // No preopened directories, no environment, no arguments, no network: the builder's
+        // defaults, spelled out by what is not called.
+        let wasi = WasiCtx::builder()
+            .stdout(output("stdout"))
+            .stderr(output("stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(table_entries);
+        InstanceState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table,
+            outbound,
+            launch,
+            fhir,
+            kv,
+            log,
+            memory: MemoryLimit {
+                limit: memory_bytes,
+                exceeded: false,
+            },
+        }
+    }
+
+    /// The request's line budget (to report dropped lines once the request is done).
+    pub fn line_budget(&self) -> &LineBudget {
+        &self.log.budget
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// Caps linear memory and remembers that the cap was hit, so the failed request can say why
+/// (the guest usually aborts on a failed allocation, which on its own reads as a crash).
+#[derive(Debug)]
+pub(crate) struct MemoryLimit {
+    pub limit: usize,
+    pub exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.limit;
+        self.exceeded |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

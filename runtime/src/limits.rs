@@ -1,0 +1,67 @@
+//! Containment: what one request of one app may consume. Every limit has a default and can
+//! be configured; exceeding one fails only that request, with a status and body naming it.
+
+use std::time::Duration;
+
+/// Per-request and per-app limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock time a request may run guest code, enforced by epoch interruption
+    /// (default 2 s). Exceeded: 504.
+    pub deadline: Duration,
+    /// Linear memory per instance (default 64 MiB). Exceeded: 507.
+    pub memory_bytes: usize,
+    /// Response body size (default 8 MiB). Exceeded: 502.
+    pub response_bytes: usize,
+    /// Request body size (default 1 MiB). Exceeded: 413.
+    pub request_bytes: usize,
+    /// FHIR resources returned by one search call (default 100).
+    pub search_results: u32,
+    /// Handles (WASI resources) one instance may hold at once (default 10,000).
+    pub table_entries: usize,
+    /// Bytes of keys plus values in one install's kv store (default 1 MiB).
+    pub kv_quota_bytes: u64,
+    /// Instances of one install running at once (default 16); more requests get 503 with
+    /// `Retry-After`.
+    pub concurrent_instances: usize,
+    /// Time one host call (a FHIR search, a kv write, an outgoing request) may take
+    /// (default 5 s).
+    pub host_call_timeout: Duration,
+    /// Log lines (log interface plus stdout/stderr) one request may write (default 200);
+    /// the rest are counted and dropped.
+    pub log_lines: u32,
+    /// Instance slots of the pooling allocator across all apps (default 1,000).
+    pub pool_instances: u32,
+    /// Reuse an instance for the next request with the same launch context (same user,
+    /// patient, scopes and app version). Off by default: a fresh instance per request.
+    pub reuse_instances: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_secs(2),
+            memory_bytes: 64 << 20,
+            response_bytes: 8 << 20,
+            request_bytes: 1 << 20,
+            search_results: 100,
+            table_entries: 10_000,
+            kv_quota_bytes: 1 << 20,
+            concurrent_instances: 16,
+            host_call_timeout: Duration::from_secs(5),
+            log_lines: 200,
+            pool_instances: 1_000,
+            reuse_instances: false,
+        }
+    }
+}
+
+/// How often the engine's epoch advances; the CPU deadline is counted in these ticks.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+impl Limits {
+    /// The deadline in epoch ticks.
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        (self.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    }
+}

@@ -1,0 +1,354 @@
+//! `ANY /apps/{region}/{publisher}/{app}/{*path}`: one request, one fresh instance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::any;
+use bytes::Bytes;
+use healthcloud_integration::api::authenticate;
+use healthcloud_integration::auth::Principal;
+use http_body_util::{BodyExt, Full, Limited};
+use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use wasmtime::component::ResourceTableError;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::Runtime;
+use crate::capability::context::LaunchContext;
+use crate::capability::fhir::FhirCtx;
+use crate::capability::kv::KvCtx;
+use crate::capability::log::{Attribution, LineBudget, LogCtx};
+use crate::capability::outbound::OutboundHooks;
+use crate::install::Install;
+use crate::instance::{Capabilities, InstanceState};
+use healthcloud_store::manifest::Capability;
+
+/// The app routes.
+pub fn router(runtime: Runtime) -> Router {
+    Router::new()
+        .route("/apps/{region}/{publisher}/{app}", any(add_slash))
+        .route("/apps/{region}/{publisher}/{app}/", any(serve_app))
+        .route("/apps/{region}/{publisher}/{app}/{*path}", any(serve_app))
+        .with_state(runtime)
+}
+
+#[derive(Debug, Deserialize)]
+struct AppPath {
+    region: String,
+    publisher: String,
+    app: String,
+}
+
+/// Relative links in an app's pages resolve against `…/{app}/`, so the root has a slash.
+async fn add_slash(Path(AppPath { region, publisher, app }): Path<AppPath>) -> Redirect {
+    Redirect::permanent(&format!("/apps/{region}/{publisher}/{app}/"))
+}
+
+async fn serve_app(
+    State(runtime): State<Runtime>,
+    Path(AppPath { region, publisher, app }): Path<AppPath>,
+    request: Request,
+) -> Response {
+    let app_id = format!("{publisher}/{app}");
+    let principal = match authenticate(&runtime.inner.verifier, request.headers()) {
+        Ok(principal) => principal,
+        Err(error) => {
+            let mut response = failure(StatusCode::UNAUTHORIZED, &error.to_string());
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    };
+    let Some(install) = runtime.installed(&region, &app_id) else {
+        return failure(
+            StatusCode::NOT_FOUND,
+            &format!("no app {app_id} is installed in region {region}"),
+        );
+    };
+    if let Some(home) = &principal.claims.region
+        && home != &region
+    {
+        return failure(
+            StatusCode::FORBIDDEN,
+            &format!("your token is for region {home}; this install belongs to region {region}"),
+        );
+    }
+    let limits = runtime.limits();
+    let Ok(permit) = install.slots.clone().try_acquire_owned() else {
+        let mut response = failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "{app_id} is busy: all {} of its instances are serving requests; retry shortly",
+                limits.concurrent_instances
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, limits.request_bytes).await else {
+        return failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the request body is larger than the limit of {} bytes", limits.request_bytes),
+        );
+    };
+    let body = Full::new(body)
+        .map_err(|never| -> wasmtime_wasi_http::Error { match never {} })
+        .boxed();
+    runtime
+        .run(install, principal, http::Request::from_parts(parts, body), permit)
+        .await
+}
+
+/// Why a request failed inside the app.
+#[derive(Debug)]
+enum Failure {
+    Deadline,
+    Memory,
+    StackOverflow,
+    Handles,
+    NoSlot,
+    Crash(String),
+    ResponseTooLarge,
+    ResponseBroken(String),
+    GuestError(ErrorCode),
+    NoResponse,
+}
+
+impl Runtime {
+    /// Runs one request in a fresh instance of `install`.
+    async fn run(
+        &self,
+        install: Arc<Install>,
+        principal: Principal,
+        request: http::Request<http_body_util::combinators::BoxBody<Bytes, wasmtime_wasi_http::Error>>,
+        permit: OwnedSemaphorePermit,
+    ) -> Response {
+        let limits = self.limits().clone();
+        let state = InstanceState::new(
+            self.capabilities(&install, principal),
+            limits.memory_bytes,
+            limits.table_entries,
+        );
+        let mut store = Store::new(self.inner.engine.engine(), state);
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(limits.deadline_ticks());
+        store.epoch_deadline_trap();
+        let (sender, receiver) = oneshot::channel();
+        let handles = store.data_mut().http().new_incoming_request(Scheme::Http, request).and_then(
+            |incoming| Ok((incoming, store.data_mut().http().new_response_outparam(sender)?)),
+        );
+        let (incoming, outparam) = match handles {
+            Ok(handles) => handles,
+            Err(error) => return self.failed(&install, Failure::Crash(format!("{error:#}"))),
+        };
+        let pre = install.pre.clone();
+        let attribution = install.identity.clone();
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let result = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+            }
+            .await;
+            let state = store.data();
+            let dropped = state.line_budget().dropped();
+            if dropped > 0 {
+                tracing::warn!(app = attribution.id, region = attribution.region, dropped,
+                    "log lines over the per-request limit were dropped");
+            }
+            result.err().map(|error| classify(&error, state.memory.exceeded))
+        });
+        let wall_clock = limits.deadline + limits.host_call_timeout + Duration::from_secs(1);
+        let answered = tokio::time::timeout(wall_clock, async {
+            match receiver.await {
+                Ok(Ok(response)) => collect(response, limits.response_bytes).await,
+                Ok(Err(code)) => Err(Failure::GuestError(code)),
+                Err(_) => Err(Failure::NoResponse),
+            }
+        })
+        .await
+        .unwrap_or(Err(Failure::Deadline));
+        match answered {
+            Ok(response) => response,
+            Err(Failure::ResponseTooLarge) => {
+                task.abort();
+                self.failed(&install, Failure::ResponseTooLarge)
+            }
+            Err(failure) => {
+                // The instance's own failure (a trap, a deadline) explains a missing or
+                // broken response best.
+                let cause = match tokio::time::timeout(Duration::from_secs(1), task).await {
+                    Ok(Ok(Some(cause))) => cause,
+                    _ => failure,
+                };
+                self.failed(&install, cause)
+            }
+        }
+    }
+
+    /// The capability contexts of a new instance: launch context from the verified token,
+    /// the install's live grant, limits.
+    fn capabilities(&self, install: &Install, principal: Principal) -> Capabilities {
+        let identity = &install.identity;
+        let limits = self.limits();
+        let attribution = Attribution {
+            app: identity.id.clone(),
+            version: identity.version.clone(),
+            region: identity.region.clone(),
+        };
+        let granted_scopes = install
+            .grant
+            .capabilities()
+            .iter()
+            .filter(|c| matches!(c, Capability::Data(_)))
+            .map(ToString::to_string)
+            .collect();
+        Capabilities {
+            outbound: OutboundHooks {
+                grant: install.grant.clone(),
+                attribution: attribution.clone(),
+                timeout: limits.host_call_timeout,
+            },
+            launch: LaunchContext {
+                region: identity.region.clone(),
+                app_id: identity.id.clone(),
+                app_version: identity.version.clone(),
+                principal: principal.clone(),
+                granted_scopes,
+            },
+            fhir: FhirCtx {
+                service: self.inner.service.clone(),
+                principal,
+                app: identity.clone(),
+                grant: install.grant.clone(),
+                search_results: limits.search_results,
+                timeout: limits.host_call_timeout,
+            },
+            kv: KvCtx {
+                store: self.inner.kv.clone(),
+                region: identity.region.clone(),
+                app: identity.id.clone(),
+                grant: install.grant.clone(),
+                quota: limits.kv_quota_bytes,
+                timeout: limits.host_call_timeout,
+            },
+            log: LogCtx {
+                attribution,
+                grant: install.grant.clone(),
+                budget: LineBudget::new(limits.log_lines),
+            },
+        }
+    }
+
+    /// The response for a failed request, logged with the app's identity.
+    fn failed(&self, install: &Install, cause: Failure) -> Response {
+        let limits = self.limits();
+        let app = &install.identity.id;
+        let (status, message) = match &cause {
+            Failure::Deadline => (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("{app} ran past its deadline of {} ms and was stopped", limits.deadline.as_millis()),
+            ),
+            Failure::Memory => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{app} exceeded its memory limit of {} MiB and was stopped", limits.memory_bytes >> 20),
+            ),
+            Failure::StackOverflow => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{app} overflowed its stack (runaway recursion) and was stopped"),
+            ),
+            Failure::Handles => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{app} held more than {} handles at once and was stopped", limits.table_entries),
+            ),
+            Failure::NoSlot => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the app cloud is at its instance capacity; retry shortly".to_owned(),
+            ),
+            Failure::Crash(trap) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{app} crashed: {trap}")),
+            Failure::ResponseTooLarge => (
+                StatusCode::BAD_GATEWAY,
+                format!("{app} answered with more than the response limit of {} MiB", limits.response_bytes >> 20),
+            ),
+            Failure::ResponseBroken(error) => {
+                (StatusCode::BAD_GATEWAY, format!("{app}'s response broke off: {error}"))
+            }
+            Failure::GuestError(code) => {
+                (StatusCode::BAD_GATEWAY, format!("{app} answered with an error: {code:?}"))
+            }
+            Failure::NoResponse => (StatusCode::BAD_GATEWAY, format!("{app} finished without answering")),
+        };
+        tracing::warn!(app, version = install.identity.version, region = install.identity.region,
+            status = status.as_u16(), "{message}");
+        let mut response = failure(status, &message);
+        if matches!(cause, Failure::NoSlot) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// Names what stopped an instance.
+fn classify(error: &wasmtime::Error, memory_exceeded: bool) -> Failure {
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::Interrupt => Failure::Deadline,
+            Trap::StackOverflow => Failure::StackOverflow,
+            // A guest whose allocation failed aborts; the limiter saw why.
+            _ if memory_exceeded => Failure::Memory,
+            trap => Failure::Crash(format!("wasm trap: {trap}")),
+        };
+    }
+    if memory_exceeded {
+        return Failure::Memory;
+    }
+    if error.downcast_ref::<ResourceTableError>().is_some() || format!("{error:#}").contains("resource table has no free keys") {
+        return Failure::Handles;
+    }
+    let text = format!("{error:#}");
+    if text.contains("concurrent") && text.contains("limit") {
+        return Failure::NoSlot;
+    }
+    Failure::Crash(text)
+}
+
+/// The guest's response, its body read up to `max` bytes.
+async fn collect(response: http::Response<HyperOutgoingBody>, max: usize) -> Result<Response, Failure> {
+    let (mut parts, body) = response.into_parts();
+    let body = match Limited::new(body, max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(Failure::ResponseTooLarge),
+        Err(error) => return Err(Failure::ResponseBroken(error.to_string())),
+    };
+    // An app's pages share the platform's origin: keep them from reading or scripting it.
+    parts.headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox allow-forms allow-scripts allow-popups allow-downloads"),
+    );
+    parts
+        .headers
+        .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, axum::body::Body::from(body)))
+}
+
+fn failure(status: StatusCode, message: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
+}

@@ -1,0 +1,295 @@
+//! The app manifest, `healthcloud.toml`: identity, audience and requested capabilities.
+
+use std::fmt;
+
+use healthcloud_integration::scope::Scope;
+use serde::{Deserialize, Serialize};
+
+/// The manifest's file name in an app's directory.
+pub const MANIFEST_FILE: &str = "healthcloud.toml";
+
+/// An app's manifest, as its vendor wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Who the app is.
+    pub app: AppInfo,
+    /// What it asks for, each with a reason.
+    #[serde(rename = "capability", default)]
+    pub requested: Vec<RequestedCapability>,
+}
+
+/// The `[app]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppInfo {
+    /// The publisher's id, e.g. `examples`: the namespace the app id lives in.
+    pub publisher: String,
+    /// The app's id within its publisher, e.g. `bp-monitor`.
+    pub id: String,
+    /// Its version; versions only go up.
+    pub version: semver::Version,
+    /// Its display name.
+    pub name: String,
+    /// What it does, for the catalog.
+    pub description: String,
+    /// Who it is for.
+    pub audience: Vec<Audience>,
+    /// A path to its icon, relative to the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+}
+
+/// Who an app is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Audience {
+    /// Health professionals.
+    Clinician,
+    /// Patients, about their own care.
+    Patient,
+    /// Citizens.
+    Citizen,
+}
+
+/// One requested capability with the vendor's justification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestedCapability {
+    /// The capability, e.g. `patient/Observation.rs` or `kv`.
+    pub name: String,
+    /// Why the app needs it, in plain language for a region admin.
+    pub justification: String,
+}
+
+/// A capability an app may request and a region may grant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Capability {
+    /// FHIR data, as a SMART v2 scope (`patient/Observation.rs?category=vital-signs`).
+    Data(Scope),
+    /// App-private key-value state.
+    Kv,
+    /// Log lines to the host log.
+    Log,
+    /// Outgoing HTTP to one host (`outbound-http:api.example.org`, optionally with `:port`).
+    OutboundHttp(String),
+}
+
+/// A capability string that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{capability}' is not a capability: {reason}")]
+pub struct CapabilityError {
+    /// The text given.
+    pub capability: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Capability {
+    /// Parses `kv`, `log`, `outbound-http:<host>` or a SMART v2 data scope.
+    pub fn parse(text: &str) -> Result<Capability, CapabilityError> {
+        let error = |reason: String| CapabilityError {
+            capability: text.to_owned(),
+            reason,
+        };
+        match text {
+            "kv" => return Ok(Capability::Kv),
+            "log" => return Ok(Capability::Log),
+            _ => {}
+        }
+        if let Some(host) = text.strip_prefix("outbound-http:") {
+            let valid = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+            return if valid {
+                Ok(Capability::OutboundHttp(host.to_ascii_lowercase()))
+            } else {
+                Err(error(
+                    "expected outbound-http:<host> or outbound-http:<host>:<port>".into(),
+                ))
+            };
+        }
+        match Scope::parse(text) {
+            Ok(Some(scope)) => Ok(Capability::Data(scope)),
+            Ok(None) => Err(error("this SMART scope grants no data".into())),
+            Err(scope_error) => Err(error(format!(
+                "{}; capabilities are kv, log, outbound-http:<host> or SMART v2 scopes like patient/Observation.rs",
+                scope_error.reason
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Capability::Data(scope) => write!(f, "{scope}"),
+            Capability::Kv => f.write_str("kv"),
+            Capability::Log => f.write_str("log"),
+            Capability::OutboundHttp(host) => write!(f, "outbound-http:{host}"),
+        }
+    }
+}
+
+/// Why a manifest was refused; `path` names the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("healthcloud.toml: {path}: {message}")]
+pub struct ManifestError {
+    /// The field, e.g. `capability[1].name`.
+    pub path: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl Manifest {
+    /// Parses and checks a manifest.
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError {
+            path: e
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].lines().count().max(1);
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "(document)".into()),
+            message: e.message().to_owned(),
+        })?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    fn check(&self) -> Result<(), ManifestError> {
+        let error = |path: &str, message: String| ManifestError {
+            path: path.to_owned(),
+            message,
+        };
+        check_name("app.publisher", &self.app.publisher)?;
+        check_name("app.id", &self.app.id)?;
+        if self.app.name.trim().is_empty() {
+            return Err(error("app.name", "must not be empty".into()));
+        }
+        if self.app.audience.is_empty() {
+            return Err(error(
+                "app.audience",
+                "name at least one of clinician, patient, citizen".into(),
+            ));
+        }
+        for (index, requested) in self.requested.iter().enumerate() {
+            Capability::parse(&requested.name)
+                .map_err(|e| error(&format!("capability[{index}].name"), e.to_string()))?;
+            if requested.justification.trim().is_empty() {
+                return Err(error(
+                    &format!("capability[{index}].justification"),
+                    format!(
+                        "say why the app needs '{}': regions read it before granting",
+                        requested.name
+                    ),
+                ));
+            }
+            if self.requested[..index]
+                .iter()
+                .any(|other| other.name == requested.name)
+            {
+                return Err(error(
+                    &format!("capability[{index}].name"),
+                    format!("'{}' is requested twice", requested.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `publisher/id`, e.g. `examples/bp-monitor`.
+    pub fn full_id(&self) -> String {
+        format!("{}/{}", self.app.publisher, self.app.id)
+    }
+
+    /// The requested capabilities, parsed.
+    pub fn capabilities(&self) -> Vec<Capability> {
+        self.requested
+            .iter()
+            .map(|r| Capability::parse(&r.name).expect("checked when parsed"))
+            .collect()
+    }
+}
+
+/// Publisher and app ids: they appear in URLs and file names.
+fn check_name(path: &str, name: &str) -> Result<(), ManifestError> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ManifestError {
+            path: path.to_owned(),
+            message: format!(
+                "'{name}' must be 1-64 characters of a-z, 0-9 and '-', not starting with '-'"
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"
+        [app]
+        publisher = "examples"
+        id = "bp-monitor"
+        version = "1.2.3"
+        name = "BP"
+        description = "d"
+        audience = ["clinician", "patient"]
+
+        [[capability]]
+        name = "patient/Observation.rs"
+        justification = "reads readings"
+
+        [[capability]]
+        name = "outbound-http:api.example.org"
+        justification = "fetches guidelines"
+    "#;
+
+    #[test]
+    fn a_valid_manifest_parses_with_its_capabilities() {
+        let manifest = Manifest::parse(VALID).unwrap();
+        assert_eq!(manifest.app.version, semver::Version::new(1, 2, 3));
+        assert_eq!(
+            manifest.capabilities()[1],
+            Capability::OutboundHttp("api.example.org".into())
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad_scope = VALID.replace("patient/Observation.rs", "patient/Observation.x");
+        let error = Manifest::parse(&bad_scope).unwrap_err();
+        assert_eq!(error.path, "capability[0].name");
+        let no_reason = VALID.replace("reads readings", " ");
+        assert_eq!(
+            Manifest::parse(&no_reason).unwrap_err().path,
+            "capability[0].justification"
+        );
+        let bad_id = VALID.replace("bp-monitor", "BP Monitor");
+        assert_eq!(Manifest::parse(&bad_id).unwrap_err().path, "app.id");
+        let bad_version = VALID.replace("1.2.3", "one");
+        assert!(Manifest::parse(&bad_version).unwrap_err().path.starts_with("line "));
+        let duplicate = VALID.replace("outbound-http:api.example.org", "patient/Observation.rs");
+        assert!(Manifest::parse(&duplicate).unwrap_err().message.contains("twice"));
+    }
+
+    #[test]
+    fn capabilities_round_trip_and_refuse_non_data_scopes() {
+        for text in ["kv", "log", "outbound-http:example.org:8443", "patient/Observation.rs"] {
+            assert_eq!(Capability::parse(text).unwrap().to_string(), text);
+        }
+        assert!(Capability::parse("openid").is_err());
+        assert!(Capability::parse("outbound-http:").is_err());
+        assert!(Capability::parse("outbound-http:a b").is_err());
+    }
+}
