@@ -15,9 +15,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::capability;
 use crate::install::{self, InstallError};
 use crate::instance::InstanceState;
+use crate::limits::{EPOCH_TICK, Limits};
 use healthcloud_store::manifest::Manifest;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use crate::limits::{EPOCH_TICK, Limits};
 
 /// The engine, its linker and the compile cache.
 pub struct AppEngine {
@@ -28,7 +28,9 @@ pub struct AppEngine {
 
 impl std::fmt::Debug for AppEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppEngine").field("cache", &self.cache).finish_non_exhaustive()
+        f.debug_struct("AppEngine")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
     }
 }
 
@@ -66,8 +68,14 @@ impl AppEngine {
         capability::fhir::add_to_linker(&mut linker)?;
         capability::kv::add_to_linker(&mut linker)?;
         capability::log::add_to_linker(&mut linker)?;
-        let cache = cache_dir.map(|dir| CompileCache::open(dir, &engine)).transpose()?;
-        Ok(AppEngine { engine, linker, cache })
+        let cache = cache_dir
+            .map(|dir| CompileCache::open(dir, &engine))
+            .transpose()?;
+        Ok(AppEngine {
+            engine,
+            linker,
+            cache,
+        })
     }
 
     /// The engine.
@@ -79,14 +87,24 @@ impl AppEngine {
     /// precompiled code; every import allowed by name by the requested capabilities; the
     /// wasi:http handler exported), compiles it and pre-instantiates it. Returns the
     /// pre-instantiated app and the component's sha256.
-    pub(crate) fn prepare(&self, manifest: &Manifest, component: &[u8]) -> Result<(ProxyPre<InstanceState>, String), InstallError> {
+    pub(crate) fn prepare(
+        &self,
+        manifest: &Manifest,
+        component: &[u8],
+    ) -> Result<(ProxyPre<InstanceState>, String), InstallError> {
         let digest = install::digest(component);
-        let compiled = install::validate(|bytes| self.compile(bytes, &digest), &self.engine, component, manifest)?;
+        let compiled = install::validate(
+            |bytes| self.compile(bytes, &digest),
+            &self.engine,
+            component,
+            manifest,
+        )?;
         let instance_pre = self
             .linker
             .instantiate_pre(&compiled)
             .map_err(|e| InstallError::Invalid(format!("{e:#}")))?;
-        let pre = ProxyPre::new(instance_pre).map_err(|e| InstallError::NotAnApp(format!("{e:#}")))?;
+        let pre =
+            ProxyPre::new(instance_pre).map_err(|e| InstallError::NotAnApp(format!("{e:#}")))?;
         Ok((pre, digest))
     }
 
@@ -167,7 +185,8 @@ impl CompileCache {
     }
 
     fn path(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}-{}.cwasm", self.engine_hash))
+        self.dir
+            .join(format!("{digest}-{}.cwasm", self.engine_hash))
     }
 
     fn mac(&self) -> CacheMac {

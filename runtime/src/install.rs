@@ -18,19 +18,27 @@ use crate::instance::InstanceState;
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     /// The bytes are wasmtime's precompiled machine code, which is never accepted.
-    #[error("these bytes are a precompiled wasmtime artifact, not a component: install the .wasm file the app's build produced")]
+    #[error(
+        "these bytes are a precompiled wasmtime artifact, not a component: install the .wasm file the app's build produced"
+    )]
     Precompiled,
     /// A core module instead of a component.
-    #[error("these bytes are a core WebAssembly module, not a component: build the app for wasm32-wasip2 (`healthcloud app build`)")]
+    #[error(
+        "these bytes are a core WebAssembly module, not a component: build the app for wasm32-wasip2 (`healthcloud app build`)"
+    )]
     CoreModule,
     /// Not WebAssembly at all.
-    #[error("these bytes are not WebAssembly: install the .wasm component the app's build produced")]
+    #[error(
+        "these bytes are not WebAssembly: install the .wasm component the app's build produced"
+    )]
     NotWasm,
     /// The component failed to compile or link.
     #[error("the component is not valid: {0}")]
     Invalid(String),
     /// An import the manifest does not request.
-    #[error("the component imports {import}, which needs {needs} in its manifest: request it (with a justification) or remove the import")]
+    #[error(
+        "the component imports {import}, which needs {needs} in its manifest: request it (with a justification) or remove the import"
+    )]
     ImportNotRequested {
         /// The import's name.
         import: String,
@@ -46,10 +54,14 @@ pub enum InstallError {
         hint: String,
     },
     /// The component does not serve HTTP.
-    #[error("the component does not export wasi:http/incoming-handler@0.2: an app is built for the world healthcloud:platform/app ({0})")]
+    #[error(
+        "the component does not export wasi:http/incoming-handler@0.2: an app is built for the world healthcloud:platform/app ({0})"
+    )]
     NotAnApp(String),
     /// A region granted something the app never asked for.
-    #[error("'{0}' is not among the capabilities the app's manifest requests; a region grants a subset of them")]
+    #[error(
+        "'{0}' is not among the capabilities the app's manifest requests; a region grants a subset of them"
+    )]
     NotRequested(String),
 }
 
@@ -167,7 +179,10 @@ mod tests {
     use super::*;
 
     fn caps(names: &[&str]) -> Vec<Capability> {
-        names.iter().map(|n| Capability::parse(n).unwrap()).collect()
+        names
+            .iter()
+            .map(|n| Capability::parse(n).unwrap())
+            .collect()
     }
 
     fn names(imports: &[&str]) -> Vec<String> {
@@ -176,12 +191,21 @@ mod tests {
 
     #[test]
     fn imports_are_checked_by_name_against_the_request() {
-        let std_imports = ["wasi:cli/environment@0.2.6", "wasi:io/streams@0.2.12", "wasi:http/types@0.2.12"];
+        let std_imports = [
+            "wasi:cli/environment@0.2.6",
+            "wasi:io/streams@0.2.12",
+            "wasi:http/types@0.2.12",
+        ];
         assert!(check_imports(&names(&std_imports), &[]).is_ok());
         let fhir = names(&["healthcloud:platform/fhir@0.1.0"]);
         assert!(check_imports(&fhir, &caps(&["patient/Observation.rs"])).is_ok());
         let refused = check_imports(&fhir, &caps(&["kv"])).unwrap_err();
-        assert!(refused.to_string().contains("healthcloud:platform/fhir@0.1.0"), "{refused}");
+        assert!(
+            refused
+                .to_string()
+                .contains("healthcloud:platform/fhir@0.1.0"),
+            "{refused}"
+        );
         let kv = names(&["healthcloud:platform/kv@0.1.0"]);
         assert!(matches!(
             check_imports(&kv, &caps(&["patient/Observation.rs"])),
@@ -202,7 +226,10 @@ mod tests {
         ] {
             let all = caps(&["patient/Observation.rs", "kv", "log"]);
             assert!(
-                matches!(check_imports(&names(&[import]), &all), Err(InstallError::UnknownImport { .. })),
+                matches!(
+                    check_imports(&names(&[import]), &all),
+                    Err(InstallError::UnknownImport { .. })
+                ),
                 "{import}"
             );
         }

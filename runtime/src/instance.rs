@@ -36,7 +36,13 @@ pub(crate) struct Capabilities {
 
 impl InstanceState {
     pub fn new(capabilities: Capabilities, memory_bytes: usize, table_entries: usize) -> Self {
-        let Capabilities { outbound, launch, fhir, kv, log } = capabilities;
+        let Capabilities {
+            outbound,
+            launch,
+            fhir,
+            kv,
+            log,
+        } = capabilities;
         let output = |stream| GuestOutput::new(stream, log.attribution.clone(), log.budget.clone());
         // No preopened directories, no environment, no arguments, no network: the builder's
         // defaults, spelled out by what is not called.
@@ -99,13 +105,23 @@ pub(crate) struct MemoryLimit {
 }
 
 impl ResourceLimiter for MemoryLimit {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.limit;
         self.exceeded |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }

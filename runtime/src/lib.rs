@@ -140,7 +140,13 @@ impl Runtime {
             pre,
             slots: Arc::new(Semaphore::new(self.inner.limits.concurrent_instances)),
         });
-        tracing::info!(region, app = app_id, version = install.identity.version, digest = install.identity.digest, "installed");
+        tracing::info!(
+            region,
+            app = app_id,
+            version = install.identity.version,
+            digest = install.identity.digest,
+            "installed"
+        );
         self.inner
             .installs
             .write()
@@ -161,7 +167,13 @@ impl Runtime {
 
     /// Every install, by region and app.
     pub fn installs(&self) -> Vec<Arc<Install>> {
-        self.inner.installs.read().expect("installs lock poisoned").values().cloned().collect()
+        self.inner
+            .installs
+            .read()
+            .expect("installs lock poisoned")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Removes an install; its next request is a 404. Returns whether it existed.

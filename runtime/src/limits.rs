@@ -56,12 +56,6 @@ impl Default for Limits {
     }
 }
 
-/// How often the engine's epoch advances; the CPU deadline is counted in these ticks.
+/// How often the engine's epoch advances: how often a running guest yields and its deadline
+/// is checked.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-impl Limits {
-    /// The deadline in epoch ticks.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        (self.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
-    }
-}

@@ -1,7 +1,7 @@
 //! `ANY /apps/{region}/{publisher}/{app}/{*path}`: one request, one fresh instance.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use wasmtime::component::ResourceTableError;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -47,13 +47,23 @@ struct AppPath {
 }
 
 /// Relative links in an app's pages resolve against `…/{app}/`, so the root has a slash.
-async fn add_slash(Path(AppPath { region, publisher, app }): Path<AppPath>) -> Redirect {
+async fn add_slash(
+    Path(AppPath {
+        region,
+        publisher,
+        app,
+    }): Path<AppPath>,
+) -> Redirect {
     Redirect::permanent(&format!("/apps/{region}/{publisher}/{app}/"))
 }
 
 async fn serve_app(
     State(runtime): State<Runtime>,
-    Path(AppPath { region, publisher, app }): Path<AppPath>,
+    Path(AppPath {
+        region,
+        publisher,
+        app,
+    }): Path<AppPath>,
     request: Request,
 ) -> Response {
     let app_id = format!("{publisher}/{app}");
@@ -95,18 +105,32 @@ async fn serve_app(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     };
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // wasi:http requires an authority; HTTP/1.0 clients (and in-process callers) may omit it.
+    if parts.uri.authority().is_none() && !parts.headers.contains_key(header::HOST) {
+        parts
+            .headers
+            .insert(header::HOST, HeaderValue::from_static("localhost"));
+    }
     let Ok(body) = axum::body::to_bytes(body, limits.request_bytes).await else {
         return failure(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the request body is larger than the limit of {} bytes", limits.request_bytes),
+            &format!(
+                "the request body is larger than the limit of {} bytes",
+                limits.request_bytes
+            ),
         );
     };
     let body = Full::new(body)
         .map_err(|never| -> wasmtime_wasi_http::Error { match never {} })
         .boxed();
     runtime
-        .run(install, principal, http::Request::from_parts(parts, body), permit)
+        .run(
+            install,
+            principal,
+            http::Request::from_parts(parts, body),
+            permit,
+        )
         .await
 }
 
@@ -131,7 +155,9 @@ impl Runtime {
         &self,
         install: Arc<Install>,
         principal: Principal,
-        request: http::Request<http_body_util::combinators::BoxBody<Bytes, wasmtime_wasi_http::Error>>,
+        request: http::Request<
+            http_body_util::combinators::BoxBody<Bytes, wasmtime_wasi_http::Error>,
+        >,
         permit: OwnedSemaphorePermit,
     ) -> Response {
         let limits = self.limits().clone();
@@ -142,12 +168,29 @@ impl Runtime {
         );
         let mut store = Store::new(self.inner.engine.engine(), state);
         store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(limits.deadline_ticks());
-        store.epoch_deadline_trap();
+        // Every epoch tick the guest yields to the executor (a spinning guest must not hold a
+        // worker thread), and once its deadline has passed it is interrupted.
+        let started = Instant::now();
+        let deadline = limits.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if started.elapsed() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
         let (sender, receiver) = oneshot::channel();
-        let handles = store.data_mut().http().new_incoming_request(Scheme::Http, request).and_then(
-            |incoming| Ok((incoming, store.data_mut().http().new_response_outparam(sender)?)),
-        );
+        let handles = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|incoming| {
+                Ok((
+                    incoming,
+                    store.data_mut().http().new_response_outparam(sender)?,
+                ))
+            });
         let (incoming, outparam) = match handles {
             Ok(handles) => handles,
             Err(error) => return self.failed(&install, Failure::Crash(format!("{error:#}"))),
@@ -167,10 +210,16 @@ impl Runtime {
             let state = store.data();
             let dropped = state.line_budget().dropped();
             if dropped > 0 {
-                tracing::warn!(app = attribution.id, region = attribution.region, dropped,
-                    "log lines over the per-request limit were dropped");
+                tracing::warn!(
+                    app = attribution.id,
+                    region = attribution.region,
+                    dropped,
+                    "log lines over the per-request limit were dropped"
+                );
             }
-            result.err().map(|error| classify(&error, state.memory.exceeded))
+            result
+                .err()
+                .map(|error| classify(&error, state.memory.exceeded))
         });
         let wall_clock = limits.deadline + limits.host_call_timeout + Duration::from_secs(1);
         let answered = tokio::time::timeout(wall_clock, async {
@@ -261,11 +310,17 @@ impl Runtime {
         let (status, message) = match &cause {
             Failure::Deadline => (
                 StatusCode::GATEWAY_TIMEOUT,
-                format!("{app} ran past its deadline of {} ms and was stopped", limits.deadline.as_millis()),
+                format!(
+                    "{app} ran past its deadline of {} ms and was stopped",
+                    limits.deadline.as_millis()
+                ),
             ),
             Failure::Memory => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{app} exceeded its memory limit of {} MiB and was stopped", limits.memory_bytes >> 20),
+                format!(
+                    "{app} exceeded its memory limit of {} MiB and was stopped",
+                    limits.memory_bytes >> 20
+                ),
             ),
             Failure::StackOverflow => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -273,27 +328,46 @@ impl Runtime {
             ),
             Failure::Handles => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{app} held more than {} handles at once and was stopped", limits.table_entries),
+                format!(
+                    "{app} held more than {} handles at once and was stopped",
+                    limits.table_entries
+                ),
             ),
             Failure::NoSlot => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the app cloud is at its instance capacity; retry shortly".to_owned(),
             ),
-            Failure::Crash(trap) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{app} crashed: {trap}")),
+            Failure::Crash(trap) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{app} crashed: {trap}"),
+            ),
             Failure::ResponseTooLarge => (
                 StatusCode::BAD_GATEWAY,
-                format!("{app} answered with more than the response limit of {} MiB", limits.response_bytes >> 20),
+                format!(
+                    "{app} answered with more than the response limit of {} MiB",
+                    limits.response_bytes >> 20
+                ),
             ),
-            Failure::ResponseBroken(error) => {
-                (StatusCode::BAD_GATEWAY, format!("{app}'s response broke off: {error}"))
-            }
-            Failure::GuestError(code) => {
-                (StatusCode::BAD_GATEWAY, format!("{app} answered with an error: {code:?}"))
-            }
-            Failure::NoResponse => (StatusCode::BAD_GATEWAY, format!("{app} finished without answering")),
+            Failure::ResponseBroken(error) => (
+                StatusCode::BAD_GATEWAY,
+                format!("{app}'s response broke off: {error}"),
+            ),
+            Failure::GuestError(code) => (
+                StatusCode::BAD_GATEWAY,
+                format!("{app} answered with an error: {code:?}"),
+            ),
+            Failure::NoResponse => (
+                StatusCode::BAD_GATEWAY,
+                format!("{app} finished without answering"),
+            ),
         };
-        tracing::warn!(app, version = install.identity.version, region = install.identity.region,
-            status = status.as_u16(), "{message}");
+        tracing::warn!(
+            app,
+            version = install.identity.version,
+            region = install.identity.region,
+            status = status.as_u16(),
+            "{message}"
+        );
         let mut response = failure(status, &message);
         if matches!(cause, Failure::NoSlot) {
             response
@@ -318,7 +392,9 @@ fn classify(error: &wasmtime::Error, memory_exceeded: bool) -> Failure {
     if memory_exceeded {
         return Failure::Memory;
     }
-    if error.downcast_ref::<ResourceTableError>().is_some() || format!("{error:#}").contains("resource table has no free keys") {
+    if error.downcast_ref::<ResourceTableError>().is_some()
+        || format!("{error:#}").contains("resource table has no free keys")
+    {
         return Failure::Handles;
     }
     let text = format!("{error:#}");
@@ -329,11 +405,16 @@ fn classify(error: &wasmtime::Error, memory_exceeded: bool) -> Failure {
 }
 
 /// The guest's response, its body read up to `max` bytes.
-async fn collect(response: http::Response<HyperOutgoingBody>, max: usize) -> Result<Response, Failure> {
+async fn collect(
+    response: http::Response<HyperOutgoingBody>,
+    max: usize,
+) -> Result<Response, Failure> {
     let (mut parts, body) = response.into_parts();
     let body = match Limited::new(body, max).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(Failure::ResponseTooLarge),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(Failure::ResponseTooLarge);
+        }
         Err(error) => return Err(Failure::ResponseBroken(error.to_string())),
     };
     // An app's pages share the platform's origin: keep them from reading or scripting it.
@@ -341,14 +422,20 @@ async fn collect(response: http::Response<HyperOutgoingBody>, max: usize) -> Res
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("sandbox allow-forms allow-scripts allow-popups allow-downloads"),
     );
-    parts
-        .headers
-        .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    parts.headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     parts.headers.remove(header::TRANSFER_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
     Ok(Response::from_parts(parts, axum::body::Body::from(body)))
 }
 
 fn failure(status: StatusCode, message: &str) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
 }

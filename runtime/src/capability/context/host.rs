@@ -24,7 +24,12 @@ impl context::Host for &mut LaunchContext {
             },
             patient: claims.patient.clone(),
             granted_scopes: self.granted_scopes.clone(),
-            user_scopes: self.principal.scopes.iter().map(ToString::to_string).collect(),
+            user_scopes: self
+                .principal
+                .scopes
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         }
     }
 }

@@ -11,7 +11,9 @@ impl fhir::Host for &mut FhirCtx {
     async fn read(&mut self, resource_type: String, id: String) -> Result<String, Error> {
         let context = self.access();
         let call = async {
-            if let Some(refusal) = no_patient(self, Interaction::Read, &resource_type, Some(&id)).await {
+            if let Some(refusal) =
+                no_patient(self, Interaction::Read, &resource_type, Some(&id)).await
+            {
                 return Err(refusal);
             }
             let resource = self.service.read(&context, &resource_type, &id).await?;
@@ -29,7 +31,8 @@ impl fhir::Host for &mut FhirCtx {
         let context = self.access();
         let limit = self.search_results;
         let call = async {
-            if let Some(refusal) = no_patient(self, Interaction::Search, &resource_type, None).await {
+            if let Some(refusal) = no_patient(self, Interaction::Search, &resource_type, None).await
+            {
                 return Err(refusal);
             }
             let (params, offset) = paged(params, cursor.as_deref(), limit)?;
@@ -59,10 +62,14 @@ impl fhir::Host for &mut FhirCtx {
                 .and_then(Value::as_str)
                 .ok_or_else(|| Error::Invalid("the resource has no resourceType".into()))?
                 .to_owned();
-            if let Some(refusal) = no_patient(self, Interaction::Create, &resource_type, None).await {
+            if let Some(refusal) = no_patient(self, Interaction::Create, &resource_type, None).await
+            {
                 return Err(refusal);
             }
-            let written = self.service.create(&context, &resource_type, resource).await?;
+            let written = self
+                .service
+                .create(&context, &resource_type, resource)
+                .await?;
             Ok(written.content)
         };
         self.limited(call).await
@@ -95,7 +102,8 @@ async fn no_patient(
         return None;
     }
     let refusal = FhirError::Forbidden(
-        "no patient in context: open the app for a patient (the launch token's patient claim)".into(),
+        "no patient in context: open the app for a patient (the launch token's patient claim)"
+            .into(),
     );
     let error = ctx
         .service
@@ -113,9 +121,9 @@ fn paged(
 ) -> Result<(Vec<(String, String)>, usize), Error> {
     let offset = match cursor {
         None => 0,
-        Some(cursor) => cursor
-            .parse::<usize>()
-            .map_err(|_| Error::Invalid(format!("'{cursor}' is not a cursor this host returned")))?,
+        Some(cursor) => cursor.parse::<usize>().map_err(|_| {
+            Error::Invalid(format!("'{cursor}' is not a cursor this host returned"))
+        })?,
     };
     let mut count = None;
     let mut pairs = Vec::with_capacity(params.len() + 2);
@@ -123,13 +131,14 @@ fn paged(
         match name.as_str() {
             "_offset" => {
                 return Err(Error::Invalid(
-                    "_offset is not accepted: page with the cursor the previous page returned".into(),
+                    "_offset is not accepted: page with the cursor the previous page returned"
+                        .into(),
                 ));
             }
             "_count" => {
-                let requested: u32 = value
-                    .parse()
-                    .map_err(|_| Error::Invalid(format!("_count must be a number, not '{value}'")))?;
+                let requested: u32 = value.parse().map_err(|_| {
+                    Error::Invalid(format!("_count must be a number, not '{value}'"))
+                })?;
                 count = Some(requested.min(limit));
             }
             _ => pairs.push((name, value)),
@@ -174,7 +183,12 @@ mod tests {
 
     #[test]
     fn page_size_is_capped_and_the_cursor_is_the_offset() {
-        let (pairs, offset) = paged(vec![param("code", "x"), param("_count", "5000")], Some("200"), 100).unwrap();
+        let (pairs, offset) = paged(
+            vec![param("code", "x"), param("_count", "5000")],
+            Some("200"),
+            100,
+        )
+        .unwrap();
         assert_eq!(offset, 200);
         assert!(pairs.contains(&("_count".into(), "100".into())));
         assert!(pairs.contains(&("_offset".into(), "200".into())));
@@ -184,7 +198,13 @@ mod tests {
 
     #[test]
     fn guest_offsets_and_bad_cursors_are_invalid() {
-        assert!(matches!(paged(vec![param("_offset", "5")], None, 100), Err(Error::Invalid(_))));
-        assert!(matches!(paged(vec![], Some("next-please"), 100), Err(Error::Invalid(_))));
+        assert!(matches!(
+            paged(vec![param("_offset", "5")], None, 100),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            paged(vec![], Some("next-please"), 100),
+            Err(Error::Invalid(_))
+        ));
     }
 }

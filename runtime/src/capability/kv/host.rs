@@ -72,7 +72,11 @@ impl KvCtx {
         }
         tokio::time::timeout(self.timeout, call)
             .await
-            .unwrap_or_else(|_| Err(Error::Unavailable("the call took longer than its limit".into())))
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(
+                    "the call took longer than its limit".into(),
+                ))
+            })
     }
 }
 

@@ -26,9 +26,18 @@ impl KvStore {
         KvStore { db }
     }
 
-    pub(crate) async fn get(&self, region: &str, app: &str, key: &str) -> sqlx::Result<Option<Vec<u8>>> {
+    pub(crate) async fn get(
+        &self,
+        region: &str,
+        app: &str,
+        key: &str,
+    ) -> sqlx::Result<Option<Vec<u8>>> {
         let mut sql = self.db.sql("SELECT value FROM app_kv WHERE region = ");
-        sql.bind(region).push(" AND app = ").bind(app).push(" AND key = ").bind(key);
+        sql.bind(region)
+            .push(" AND app = ")
+            .bind(app)
+            .push(" AND key = ")
+            .bind(key);
         let row = sql.query().fetch_optional(self.db.pool()).await?;
         row.map(|row| row.try_get::<Vec<u8>, _>(0)).transpose()
     }
@@ -42,20 +51,34 @@ impl KvStore {
         quota: u64,
     ) -> Result<(), KvWriteError> {
         let mut write = self.db.begin_write().await?;
-        let mut sql = self
-            .db
-            .sql("SELECT COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) FROM app_kv WHERE region = ");
-        sql.bind(region).push(" AND app = ").bind(app).push(" AND key <> ").bind(key);
+        let mut sql = self.db.sql(
+            "SELECT COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) FROM app_kv WHERE region = ",
+        );
+        sql.bind(region)
+            .push(" AND app = ")
+            .bind(app)
+            .push(" AND key <> ")
+            .bind(key);
         let used: i64 = sql.query().fetch_one(&mut *write.tx).await?.try_get(0)?;
         let used = used.max(0) as u64;
         let needed = (key.len() + value.len()) as u64;
         if used + needed > quota {
-            return Err(KvWriteError::Quota { used, quota, needed });
+            return Err(KvWriteError::Quota {
+                used,
+                quota,
+                needed,
+            });
         }
         let mut sql = self.db.sql("DELETE FROM app_kv WHERE region = ");
-        sql.bind(region).push(" AND app = ").bind(app).push(" AND key = ").bind(key);
+        sql.bind(region)
+            .push(" AND app = ")
+            .bind(app)
+            .push(" AND key = ")
+            .bind(key);
         sql.query().execute(&mut *write.tx).await?;
-        let mut sql = self.db.sql("INSERT INTO app_kv (region, app, key, value) VALUES (");
+        let mut sql = self
+            .db
+            .sql("INSERT INTO app_kv (region, app, key, value) VALUES (");
         sql.bind(region)
             .push(", ")
             .bind(app)
@@ -72,12 +95,21 @@ impl KvStore {
     pub(crate) async fn delete(&self, region: &str, app: &str, key: &str) -> sqlx::Result<()> {
         let mut write = self.db.begin_write().await?;
         let mut sql = self.db.sql("DELETE FROM app_kv WHERE region = ");
-        sql.bind(region).push(" AND app = ").bind(app).push(" AND key = ").bind(key);
+        sql.bind(region)
+            .push(" AND app = ")
+            .bind(app)
+            .push(" AND key = ")
+            .bind(key);
         sql.query().execute(&mut *write.tx).await?;
         write.commit().await
     }
 
-    pub(crate) async fn keys(&self, region: &str, app: &str, prefix: &str) -> sqlx::Result<Vec<String>> {
+    pub(crate) async fn keys(
+        &self,
+        region: &str,
+        app: &str,
+        prefix: &str,
+    ) -> sqlx::Result<Vec<String>> {
         let mut sql = self.db.sql("SELECT key FROM app_kv WHERE region = ");
         sql.bind(region)
             .push(" AND app = ")

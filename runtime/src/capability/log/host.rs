@@ -21,11 +21,17 @@ impl log::Host for &mut LogCtx {
         let who = &self.attribution;
         let (app, version, region) = (&who.app, &who.version, &who.region);
         match level {
-            Level::Trace => tracing::trace!(target: "app", app, version, region, fields, "{message}"),
-            Level::Debug => tracing::debug!(target: "app", app, version, region, fields, "{message}"),
+            Level::Trace => {
+                tracing::trace!(target: "app", app, version, region, fields, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "app", app, version, region, fields, "{message}")
+            }
             Level::Info => tracing::info!(target: "app", app, version, region, fields, "{message}"),
             Level::Warn => tracing::warn!(target: "app", app, version, region, fields, "{message}"),
-            Level::Error => tracing::error!(target: "app", app, version, region, fields, "{message}"),
+            Level::Error => {
+                tracing::error!(target: "app", app, version, region, fields, "{message}")
+            }
         }
     }
 }

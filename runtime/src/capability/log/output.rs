@@ -50,7 +50,11 @@ impl GuestOutput {
             return;
         }
         let line = String::from_utf8_lossy(line);
-        let Attribution { app, version, region } = &*self.attribution;
+        let Attribution {
+            app,
+            version,
+            region,
+        } = &*self.attribution;
         tracing::info!(target: "app", app, version, region, stream = self.stream, "{line}");
     }
 }
@@ -68,7 +72,11 @@ impl StdoutStream for GuestOutput {
 }
 
 impl AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.write_bytes(buf);
         Poll::Ready(Ok(buf.len()))
     }

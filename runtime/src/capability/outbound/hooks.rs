@@ -51,11 +51,16 @@ impl WasiHttpHooks for OutboundHooks {
             let literal: Option<IpAddr> = host.parse().ok();
             let addresses: Vec<SocketAddr> = match literal {
                 Some(ip) => vec![SocketAddr::new(ip, port)],
-                None => tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
-                    .await
-                    .map_err(|_| Error::DnsTimeout)?
-                    .map_err(|e| Error::DnsError { rcode: Some(e.to_string()), info_code: None })?
-                    .collect(),
+                None => {
+                    tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
+                        .await
+                        .map_err(|_| Error::DnsTimeout)?
+                        .map_err(|e| Error::DnsError {
+                            rcode: Some(e.to_string()),
+                            info_code: None,
+                        })?
+                        .collect()
+                }
             };
             // A granted name must not be a way into the internal network: every address it
             // resolves to is checked, and the request goes to a checked address, not to a
@@ -72,17 +77,39 @@ impl WasiHttpHooks for OutboundHooks {
             if !tls {
                 // The Host header is already set from the original authority.
                 let mut parts = uri.into_parts();
-                parts.authority = Some(address.to_string().parse().map_err(|_| Error::HttpRequestUriInvalid)?);
-                *request.uri_mut() = http::Uri::from_parts(parts).map_err(|_| Error::HttpRequestUriInvalid)?;
+                parts.authority = Some(
+                    address
+                        .to_string()
+                        .parse()
+                        .map_err(|_| Error::HttpRequestUriInvalid)?,
+                );
+                *request.uri_mut() =
+                    http::Uri::from_parts(parts).map_err(|_| Error::HttpRequestUriInvalid)?;
             }
             // For https the connection re-resolves the name, but TLS then requires a
             // certificate for that name, which an internal server cannot present.
             let options = RequestOptions {
-                connect_timeout: Some(options.and_then(|o| o.connect_timeout).unwrap_or(timeout).min(timeout)),
-                first_byte_timeout: Some(options.and_then(|o| o.first_byte_timeout).unwrap_or(timeout).min(timeout)),
-                between_bytes_timeout: Some(options.and_then(|o| o.between_bytes_timeout).unwrap_or(timeout).min(timeout)),
+                connect_timeout: Some(
+                    options
+                        .and_then(|o| o.connect_timeout)
+                        .unwrap_or(timeout)
+                        .min(timeout),
+                ),
+                first_byte_timeout: Some(
+                    options
+                        .and_then(|o| o.first_byte_timeout)
+                        .unwrap_or(timeout)
+                        .min(timeout),
+                ),
+                between_bytes_timeout: Some(
+                    options
+                        .and_then(|o| o.between_bytes_timeout)
+                        .unwrap_or(timeout)
+                        .min(timeout),
+                ),
             };
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as ResponseFuture,
@@ -143,12 +170,26 @@ mod tests {
     #[test]
     fn internal_addresses_are_recognised() {
         for internal in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
-            "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
         ] {
             assert!(is_internal(internal.parse().unwrap()), "{internal}");
         }
-        for public in ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c", "8.8.8.8"] {
+        for public in [
+            "93.184.215.14",
+            "2606:2800:21f:cb07:6820:80da:af6b:8b2c",
+            "8.8.8.8",
+        ] {
             assert!(!is_internal(public.parse().unwrap()), "{public}");
         }
     }

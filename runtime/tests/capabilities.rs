@@ -1,0 +1,270 @@
+//! Capabilities from the attacker's side: region grant ∩ user scopes ∩ consent ∩ the patient
+//! compartment, checked at every host call and audited.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{Host, REGION, test_component};
+use healthcloud_integration::auth::Role;
+use healthcloud_store::manifest::Capability;
+use serde_json::Value;
+
+fn path(app: &str, rest: &str) -> String {
+    format!("/apps/{REGION}/tests/{app}/{rest}")
+}
+
+/// Audit records of the app's host calls (`entity` names the app as a Device).
+fn by_app<'a>(events: &'a [Value], app: &str) -> Vec<&'a Value> {
+    let device = format!("Device/{}", app.replace('/', "."));
+    events
+        .iter()
+        .filter(|e| e.to_string().contains(&device))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_guest_cannot_reach_another_patients_data() {
+    let host = Host::new().await;
+    host.install_component("other-patient", None).unwrap();
+    let token = host.clinician("pat-a");
+    let own = host
+        .get(&path("other-patient", "read?id=pat-a"), &token)
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    assert_eq!(own.json()["id"], "pat-a");
+    let other = host
+        .get(&path("other-patient", "read?id=pat-b"), &token)
+        .await;
+    let missing = host
+        .get(&path("other-patient", "read?id=no-such-patient"), &token)
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.body);
+    assert_eq!(
+        (other.status, &other.body),
+        (missing.status, &missing.body),
+        "a probe must not tell them apart"
+    );
+    let search = host
+        .get(&path("other-patient", "search?patient=pat-b"), &token)
+        .await;
+    assert_eq!(search.status, StatusCode::OK, "{}", search.body);
+    assert_eq!(search.json()["total"], 0);
+    let own_search = host
+        .get(&path("other-patient", "search?patient=pat-a"), &token)
+        .await;
+    assert_eq!(own_search.json()["total"], 3);
+    assert_eq!(
+        own_search.json()["patients"],
+        serde_json::json!(["Patient/pat-a"])
+    );
+}
+
+#[tokio::test]
+async fn even_a_clinician_allowed_all_patients_reaches_only_the_patient_in_context() {
+    let host = Host::new().await;
+    host.install_component(
+        "other-patient",
+        Some(&["user/Patient.r", "user/Observation.rs"]),
+    )
+    .unwrap_err();
+    // The manifest asks for patient/ scopes; a clinician token with user/*.rs still only
+    // reaches the patient the app was opened for.
+    host.install_component("other-patient", None).unwrap();
+    let token = host.token(Role::Clinician, Some("pat-a"), Some("user/*.rs"));
+    let other = host
+        .get(&path("other-patient", "read?id=pat-b"), &token)
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.body);
+}
+
+#[tokio::test]
+async fn without_a_patient_in_context_data_calls_are_denied_and_audited() {
+    let host = Host::new().await;
+    host.install_component("other-patient", None).unwrap();
+    let token = host.token(Role::Clinician, None, None);
+    let answer = host
+        .get(&path("other-patient", "read?id=pat-a"), &token)
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+    assert!(
+        answer.body.contains("denied: no patient in context"),
+        "{}",
+        answer.body
+    );
+    let events = host.audit_events().await;
+    let refused = by_app(&events, "tests/other-patient");
+    assert_eq!(refused.len(), 1, "{events:#?}");
+    assert_eq!(refused[0]["outcome"], "4");
+}
+
+#[tokio::test]
+async fn the_launch_context_comes_from_the_token_and_the_install() {
+    let host = Host::new().await;
+    host.install_component("other-patient", None).unwrap();
+    let answer = host
+        .get(&path("other-patient", "context"), &host.clinician("pat-a"))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let context = answer.json();
+    assert_eq!(context["region"], REGION);
+    assert_eq!(context["app-id"], "tests/other-patient");
+    assert_eq!(context["app-version"], "0.1.0");
+    assert_eq!(context["patient"], "pat-a");
+    assert_eq!(context["user"]["role"], "clinician");
+    assert_eq!(context["user"]["id"], "clinician-user");
+    assert_eq!(
+        context["granted-scopes"],
+        serde_json::json!(["patient/Patient.r", "patient/Observation.rs"])
+    );
+}
+
+#[tokio::test]
+async fn every_data_call_is_audited_with_the_apps_identity() {
+    let host = Host::new().await;
+    let install = host.install_component("other-patient", None).unwrap();
+    let token = host.clinician("pat-a");
+    host.get(&path("other-patient", "read?id=pat-a"), &token)
+        .await;
+    host.get(&path("other-patient", "read?id=pat-b"), &token)
+        .await;
+    let events = host.audit_events().await;
+    let calls = by_app(&events, "tests/other-patient");
+    assert_eq!(calls.len(), 2, "{events:#?}");
+    let text = serde_json::to_string(&calls).unwrap();
+    for expected in [
+        install.identity.digest.as_str(),
+        "test-publisher-key",
+        "0.1.0",
+        REGION,
+        "clinician-user",
+    ] {
+        assert!(text.contains(expected), "audit lacks {expected}: {text}");
+    }
+    let outcomes: Vec<&Value> = calls.iter().map(|e| &e["outcome"]).collect();
+    assert!(
+        outcomes.contains(&&Value::from("0")) && outcomes.iter().any(|o| *o != "0"),
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_ungranted_capability_is_denied_at_call_time() {
+    let host = Host::new().await;
+    host.install_component("ungranted", Some(&["patient/Observation.rs"]))
+        .unwrap();
+    let token = host.clinician("pat-a");
+    let kv = host.get(&path("ungranted", "kv"), &token).await;
+    assert_eq!(kv.status, StatusCode::FORBIDDEN, "{}", kv.body);
+    assert!(
+        kv.body.contains("denied:") && kv.body.contains("kv capability"),
+        "{}",
+        kv.body
+    );
+    let observations = host.get(&path("ungranted", "observations"), &token).await;
+    assert_eq!(observations.status, StatusCode::OK, "{}", observations.body);
+}
+
+#[tokio::test]
+async fn a_removed_grant_denies_the_very_next_call_and_is_audited() {
+    let host = Host::new().await;
+    let install = host.install_component("ungranted", None).unwrap();
+    let token = host.clinician("pat-a");
+    let stored = host.get(&path("ungranted", "kv"), &token).await;
+    assert_eq!(
+        (stored.status, stored.body.trim()),
+        (StatusCode::OK, "stored")
+    );
+    let before = host.get(&path("ungranted", "observations"), &token).await;
+    assert_eq!(before.json()["total"], 3);
+    install.grant.replace(vec![Capability::Kv]);
+    let after = host.get(&path("ungranted", "observations"), &token).await;
+    assert_eq!(after.status, StatusCode::FORBIDDEN, "{}", after.body);
+    assert!(
+        after
+            .body
+            .contains("denied: the region has not granted this app"),
+        "{}",
+        after.body
+    );
+    let events = host.audit_events().await;
+    let last = by_app(&events, "tests/ungranted")
+        .into_iter()
+        .last()
+        .unwrap()
+        .clone();
+    assert_ne!(last["outcome"], "0", "{last:#}");
+}
+
+#[tokio::test]
+async fn outgoing_http_reaches_only_granted_public_hosts() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async { (StatusCode::IM_A_TEAPOT, "tea") }),
+    );
+    tokio::spawn(async move { axum::serve(listener, upstream).await });
+    let host = Host::new().await;
+    let (manifest, bytes) = test_component("outbound");
+    let token = host.clinician("pat-a");
+    let fetch = |url: String| {
+        let host = &host;
+        let token = &token;
+        async move {
+            host.get(&path("outbound", &format!("fetch?url={url}")), token)
+                .await
+        }
+    };
+
+    host.install(REGION, &manifest, &bytes, None).unwrap();
+    let loopback = fetch(format!("http://127.0.0.1:{port}/")).await;
+    assert_eq!(
+        loopback.status,
+        StatusCode::BAD_GATEWAY,
+        "{}",
+        loopback.body
+    );
+    assert!(
+        loopback.body.contains("HttpRequestDenied"),
+        "{}",
+        loopback.body
+    );
+
+    // A granted name that resolves to an internal address is refused too.
+    let by_name = manifest.replace(
+        "outbound-http:example.org",
+        &format!("outbound-http:localhost:{port}"),
+    );
+    host.install(REGION, &by_name, &bytes, None).unwrap();
+    let internal = fetch(format!("http://localhost:{port}/")).await;
+    assert_eq!(
+        internal.status,
+        StatusCode::BAD_GATEWAY,
+        "{}",
+        internal.body
+    );
+    assert!(
+        internal.body.contains("DestinationIpProhibited"),
+        "{}",
+        internal.body
+    );
+
+    // An address granted literally is allowed.
+    let literal = manifest.replace(
+        "outbound-http:example.org",
+        &format!("outbound-http:127.0.0.1:{port}"),
+    );
+    host.install(REGION, &literal, &bytes, None).unwrap();
+    let allowed = fetch(format!("http://127.0.0.1:{port}/")).await;
+    assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.body);
+    assert!(allowed.body.contains("418"), "{}", allowed.body);
+
+    // Requested but not granted by the region: denied.
+    host.install(REGION, &literal, &bytes, Some(&[])).unwrap();
+    let ungranted = fetch(format!("http://127.0.0.1:{port}/")).await;
+    assert!(
+        ungranted.body.contains("HttpRequestDenied"),
+        "{}",
+        ungranted.body
+    );
+}

@@ -1,0 +1,274 @@
+//! Host-test harness: an app cloud on a fresh SQLite integration cloud with two patients,
+//! apps installed from a component and a manifest (optionally with a different grant), and
+//! requests through the runtime's router without a socket.
+//!
+//! Components are built from source, once per test binary: the guest test components in
+//! `tests/components/` and the example apps in `example-apps/`.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use healthcloud_guestbuild::Lockfile;
+use healthcloud_integration::FhirService;
+use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_integration::db::Database;
+use healthcloud_integration::import::Importer;
+use healthcloud_integration::query::PageLimits;
+use healthcloud_integration::store::EmbeddedStore;
+use healthcloud_runtime::{Install, InstallError, Limits, Runtime, RuntimeConfig};
+use healthcloud_store::manifest::{Capability, Manifest};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const REGION: &str = "testregion";
+pub const OTHER_REGION: &str = "otherregion";
+
+pub struct Host {
+    pub runtime: Runtime,
+    pub app: Router,
+    pub issuer: TokenIssuer,
+    pub service: FhirService,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Limits for tests: a small pool and a short deadline.
+pub fn test_limits() -> Limits {
+    Limits {
+        deadline: std::time::Duration::from_millis(1_000),
+        pool_instances: 24,
+        ..Limits::default()
+    }
+}
+
+impl Host {
+    pub async fn new() -> Host {
+        Self::with_limits(test_limits()).await
+    }
+
+    pub async fn with_limits(limits: Limits) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("fhir.db").display());
+        let store = EmbeddedStore::new(Database::connect(&url).await.unwrap());
+        let mut importer = Importer::new(&store);
+        importer.add(fixture()).await.unwrap();
+        importer.finish().await.unwrap();
+        let issuer = TokenIssuer::generate("test-issuer");
+        let service = FhirService::new(store, PageLimits::default());
+        let runtime = Runtime::new(RuntimeConfig {
+            service: service.clone(),
+            verifier: issuer.verifier(),
+            limits,
+            cache_dir: Some(dir.path().join("compiled")),
+        })
+        .await
+        .unwrap();
+        Host {
+            app: runtime.router(),
+            runtime,
+            issuer,
+            service,
+            _dir: dir,
+        }
+    }
+
+    /// Installs a guest test component with everything its manifest requests, or `grant`.
+    pub fn install_component(
+        &self,
+        name: &str,
+        grant: Option<&[&str]>,
+    ) -> Result<Arc<Install>, InstallError> {
+        let (manifest, bytes) = test_component(name);
+        self.install(REGION, &manifest, &bytes, grant)
+    }
+
+    pub fn install(
+        &self,
+        region: &str,
+        manifest: &str,
+        bytes: &[u8],
+        grant: Option<&[&str]>,
+    ) -> Result<Arc<Install>, InstallError> {
+        let manifest = Manifest::parse(manifest).unwrap();
+        let grant = match grant {
+            Some(grant) => grant
+                .iter()
+                .map(|c| Capability::parse(c).unwrap())
+                .collect(),
+            None => manifest.capabilities(),
+        };
+        self.runtime
+            .install(region, manifest, bytes, "test-publisher-key", grant)
+    }
+
+    /// A clinician of `REGION` who opened the app for `patient`.
+    pub fn clinician(&self, patient: &str) -> String {
+        self.token(Role::Clinician, Some(patient), None)
+    }
+
+    pub fn token(&self, role: Role, patient: Option<&str>, scope: Option<&str>) -> String {
+        self.issuer
+            .mint(
+                role,
+                TokenRequest {
+                    sub: Some(format!("{}-user", role.as_str())),
+                    patient: patient.map(str::to_owned),
+                    scope: scope.map(str::to_owned),
+                    region: Some(REGION.into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        let request = Request::get(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        self.send(request).await
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    /// The AuditEvents recorded so far, as JSON.
+    pub async fn audit_events(&self) -> Vec<Value> {
+        let store = self.service.store();
+        let sql = store
+            .database()
+            .sql("SELECT content FROM resources WHERE resource_type = 'AuditEvent'");
+        let rows = sql
+            .query()
+            .fetch_all(store.database().pool())
+            .await
+            .unwrap();
+        use sqlx::Row;
+        rows.iter()
+            .map(|row| serde_json::from_str(&row.get::<String, _>(0)).unwrap())
+            .collect()
+    }
+}
+
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// Builds a guest workspace once per test binary: package directory name → component path.
+fn built(
+    workspace: &'static str,
+    cell: &'static OnceLock<HashMap<String, PathBuf>>,
+) -> &'static HashMap<String, PathBuf> {
+    cell.get_or_init(|| {
+        let root = repository();
+        let built = healthcloud_guestbuild::build(
+            &root.join(workspace).join("Cargo.toml"),
+            &root.join("target/guests"),
+            Lockfile::Locked,
+        )
+        .unwrap_or_else(|e| panic!("building {workspace} failed: {e:#}"));
+        built
+            .into_iter()
+            .map(|b| {
+                (
+                    b.package_dir
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                    b.wasm,
+                )
+            })
+            .collect()
+    })
+}
+
+/// A guest test component from `tests/components/<name>`: (manifest text, bytes).
+pub fn test_component(name: &str) -> (String, Vec<u8>) {
+    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    component_in("tests/components", name, built("tests/components", &BUILT))
+}
+
+/// An example app from `example-apps/<name>`: (manifest text, bytes).
+pub fn example_app(name: &str) -> (String, Vec<u8>) {
+    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    component_in("example-apps", name, built("example-apps", &BUILT))
+}
+
+fn component_in(folder: &str, name: &str, built: &HashMap<String, PathBuf>) -> (String, Vec<u8>) {
+    let dir = repository().join(folder).join(name);
+    let manifest = std::fs::read_to_string(dir.join("healthcloud.toml")).unwrap();
+    let wasm = built
+        .get(name)
+        .unwrap_or_else(|| panic!("{folder}/{name} built no component"));
+    (manifest, std::fs::read(wasm).unwrap())
+}
+
+pub const LOINC: &str = "http://loinc.org";
+
+/// Blood pressure panel with systolic/diastolic components.
+pub fn blood_pressure(id: &str, patient: &str, date: &str, systolic: u32, diastolic: u32) -> Value {
+    let component = |code: &str, value: u32| {
+        json!({"code": {"coding": [{"system": LOINC, "code": code}]},
+               "valueQuantity": {"value": value, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}})
+    };
+    json!({"resourceType": "Observation", "id": id, "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": LOINC, "code": "85354-9", "display": "Blood pressure panel"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": date,
+        "component": [component("8480-6", systolic), component("8462-4", diastolic)]})
+}
+
+/// Two patients: `pat-a` with three blood pressures, `pat-b` with one.
+pub fn fixture() -> Value {
+    let patient = |id: &str, family: &str, given: &str| {
+        json!({"resourceType": "Patient", "id": id,
+            "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": format!("010101{}", &id[4..])}],
+            "name": [{"family": family, "given": [given]}], "birthDate": "1950-01-01"})
+    };
+    let today = chrono::Utc::now();
+    let resources = vec![
+        patient("pat-a", "Sørensen", "Åse"),
+        patient("pat-b", "Hansen", "Bent"),
+        blood_pressure("a-bp-1", "pat-a", &days_ago(&today, 30), 128, 82),
+        blood_pressure("a-bp-2", "pat-a", &days_ago(&today, 10), 151, 95),
+        blood_pressure("a-bp-3", "pat-a", &days_ago(&today, 2), 138, 86),
+        blood_pressure("b-bp-1", "pat-b", &days_ago(&today, 5), 119, 77),
+    ];
+    json!({"resourceType": "Bundle", "type": "collection",
+        "entry": resources.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()})
+}
+
+fn days_ago(today: &chrono::DateTime<chrono::Utc>, days: i64) -> String {
+    (*today - chrono::Duration::days(days))
+        .format("%Y-%m-%dT09:00:00Z")
+        .to_string()
+}

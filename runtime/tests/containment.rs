@@ -1,0 +1,323 @@
+//! Hostile guests (`tests/components/`): each misbehaviour fails only its own request, with a
+//! status and a body naming the cause, while other apps keep answering.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::{Host, REGION, test_component, test_limits};
+use healthcloud_runtime::{InstallError, Limits};
+
+fn path(app: &str, rest: &str) -> String {
+    format!("/apps/{REGION}/tests/{app}/{rest}")
+}
+
+/// Runs a misbehaving request and, while it runs, checks that another app answers.
+async fn misbehave_while_others_answer(host: &Host, app: &str, rest: &str) -> common::Answer {
+    host.install_component("trap", None).unwrap();
+    let token = host.clinician("pat-a");
+    let bad_path = path(app, rest);
+    let bad = host.get(&bad_path, &token);
+    let good = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        host.get(&path("trap", "ok"), &token).await
+    };
+    let (bad, good) = tokio::join!(bad, good);
+    assert_eq!(
+        good.status,
+        StatusCode::OK,
+        "another app stopped answering: {}",
+        good.body
+    );
+    bad
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_at_the_deadline() {
+    let host = Host::new().await;
+    host.install_component("loop", None).unwrap();
+    let answer = misbehave_while_others_answer(&host, "loop", "spin").await;
+    assert_eq!(
+        answer.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("deadline of 1000 ms"),
+        "{}",
+        answer.body
+    );
+    let again = host
+        .get(&path("loop", "ok"), &host.clinician("pat-a"))
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_the_memory_cap() {
+    let host = Host::new().await;
+    host.install_component("memory-bomb", None).unwrap();
+    let answer = misbehave_while_others_answer(&host, "memory-bomb", "grow").await;
+    assert_eq!(
+        answer.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("memory limit of 64 MiB"),
+        "{}",
+        answer.body
+    );
+    let again = host
+        .get(&path("memory-bomb", "ok"), &host.clinician("pat-a"))
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn runaway_recursion_overflows_the_stack_and_only_that_request_fails() {
+    let host = Host::new().await;
+    host.install_component("recursion", None).unwrap();
+    let answer = misbehave_while_others_answer(&host, "recursion", "deep").await;
+    assert_eq!(
+        answer.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("overflowed its stack"),
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn a_trap_fails_its_request_and_the_next_request_works() {
+    let host = Host::new().await;
+    host.install_component("trap", None).unwrap();
+    let token = host.clinician("pat-a");
+    let answer = host.get(&path("trap", "trap"), &token).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("tests/trap crashed"),
+        "{}",
+        answer.body
+    );
+    let next = host.get(&path("trap", "ok"), &token).await;
+    assert_eq!((next.status, next.body.as_str()), (StatusCode::OK, "ok"));
+}
+
+#[tokio::test]
+async fn an_oversized_response_is_refused() {
+    let host = Host::new().await;
+    host.install_component("big-response", None).unwrap();
+    let answer = misbehave_while_others_answer(&host, "big-response", "big?mb=16").await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+    assert!(
+        answer.body.contains("response limit of 8 MiB"),
+        "{}",
+        answer.body
+    );
+    let small = host
+        .get(&path("big-response", "big?mb=1"), &host.clinician("pat-a"))
+        .await;
+    assert_eq!(small.status, StatusCode::OK);
+    assert_eq!(small.body.len(), 1 << 20);
+}
+
+#[tokio::test]
+async fn a_handle_flood_hits_the_table_limit() {
+    let host = Host::new().await;
+    host.install_component("handle-flood", None).unwrap();
+    let answer = misbehave_while_others_answer(&host, "handle-flood", "flood").await;
+    assert_eq!(
+        answer.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("more than 10000 handles"),
+        "{}",
+        answer.body
+    );
+    let again = host
+        .get(&path("handle-flood", "ok"), &host.clinician("pat-a"))
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_log_flood_is_rate_limited_and_the_request_completes() {
+    let host = Host::new().await;
+    host.install_component("log-flood", None).unwrap();
+    let answer = misbehave_while_others_answer(&host, "log-flood", "flood?n=20000").await;
+    assert_eq!(
+        (answer.status, answer.body.trim()),
+        (StatusCode::OK, "flooded")
+    );
+}
+
+#[tokio::test]
+async fn a_busy_app_answers_503_with_retry_after() {
+    let host = Host::with_limits(Limits {
+        concurrent_instances: 1,
+        ..test_limits()
+    })
+    .await;
+    host.install_component("loop", None).unwrap();
+    let token = host.clinician("pat-a");
+    let spin = path("loop", "spin");
+    let spinning = host.get(&spin, &token);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        host.get(&path("loop", "ok"), &token).await
+    };
+    let (spinning, second) = tokio::join!(spinning, second);
+    assert_eq!(spinning.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        second.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        second.body
+    );
+    assert_eq!(second.headers["retry-after"], "1");
+    let after = host.get(&path("loop", "ok"), &token).await;
+    assert_eq!(after.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_oversized_request_body_is_refused() {
+    let host = Host::with_limits(Limits {
+        request_bytes: 1024,
+        ..test_limits()
+    })
+    .await;
+    host.install_component("trap", None).unwrap();
+    let request = Request::post(path("trap", "ok"))
+        .header(
+            "authorization",
+            format!("Bearer {}", host.clinician("pat-a")),
+        )
+        .body(Body::from(vec![b'x'; 4096]))
+        .unwrap();
+    let answer = host.send(request).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn requests_need_a_valid_token_an_install_and_the_tokens_region() {
+    let host = Host::new().await;
+    host.install_component("trap", None).unwrap();
+    let anonymous = host
+        .send(
+            Request::get(path("trap", "ok"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.headers["www-authenticate"], "Bearer");
+    let forged = host.get(&path("trap", "ok"), "not.a.token").await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    let token = host.clinician("pat-a");
+    let missing = host.get(&path("loop", "ok"), &token).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(
+        missing
+            .body
+            .contains("no app tests/loop is installed in region testregion")
+    );
+    let other_region = host
+        .get(
+            &format!("/apps/{}/tests/trap/ok", common::OTHER_REGION),
+            &token,
+        )
+        .await;
+    assert_eq!(other_region.status, StatusCode::NOT_FOUND);
+    let (manifest, bytes) = test_component("trap");
+    host.install(common::OTHER_REGION, &manifest, &bytes, None)
+        .unwrap();
+    let foreign = host
+        .get(
+            &format!("/apps/{}/tests/trap/ok", common::OTHER_REGION),
+            &token,
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN, "{}", foreign.body);
+    assert!(host.runtime.uninstall(REGION, "tests/trap"));
+    let gone = host.get(&path("trap", "ok"), &token).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_import_of_an_unrequested_empty_interface_is_refused_at_install() {
+    let host = Host::new().await;
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/components/empty-import");
+    let manifest = std::fs::read_to_string(dir.join("healthcloud.toml")).unwrap();
+    let text = std::fs::read(dir.join("component.wat")).unwrap();
+    let refused = host.install(REGION, &manifest, &text, None).unwrap_err();
+    assert!(
+        matches!(&refused, InstallError::ImportNotRequested { import, .. } if import == "healthcloud:platform/kv@0.1.0"),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("needs the kv capability"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn core_modules_precompiled_code_and_garbage_are_refused_at_install() {
+    let host = Host::new().await;
+    let (manifest, component) = test_component("trap");
+    let core_module = wat_module();
+    assert!(matches!(
+        host.install(REGION, &manifest, &core_module, None),
+        Err(InstallError::CoreModule)
+    ));
+    let precompiled = wasmtime::Engine::default()
+        .precompile_component(&component)
+        .unwrap();
+    assert!(matches!(
+        host.install(REGION, &manifest, &precompiled, None),
+        Err(InstallError::Precompiled)
+    ));
+    assert!(matches!(
+        host.install(REGION, &manifest, b"#!/bin/sh\nrm -rf /\n", None),
+        Err(InstallError::NotWasm)
+    ));
+}
+
+#[tokio::test]
+async fn a_grant_beyond_the_request_is_refused() {
+    let host = Host::new().await;
+    let refused = host
+        .install_component("trap", Some(&["patient/Observation.rs"]))
+        .unwrap_err();
+    assert!(
+        matches!(refused, InstallError::NotRequested(ref c) if c == "patient/Observation.rs"),
+        "{refused}"
+    );
+}
+
+/// A minimal core module: `(module)` in binary.
+fn wat_module() -> Vec<u8> {
+    vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]
+}
