@@ -14,14 +14,19 @@ pub const DEMO_PATIENTS: usize = 500;
 
 /// Generates the demo data unless the store already holds patients.
 pub async fn ensure_data(store: &EmbeddedStore) -> anyhow::Result<()> {
+    ensure_data_of_size(store, DEMO_PATIENTS).await
+}
+
+/// Generates `patients` synthetic patients unless the store already holds patients.
+pub async fn ensure_data_of_size(store: &EmbeddedStore, patients: usize) -> anyhow::Result<()> {
     if first_patient(store).await?.is_some() {
         return Ok(());
     }
-    eprintln!("first start: generating {DEMO_PATIENTS} synthetic patients…");
+    eprintln!("first start: generating {patients} synthetic patients…");
     let report = crate::commands::generate_data(
         store,
         SynthOptions {
-            patients: DEMO_PATIENTS,
+            patients,
             seed: 42,
             today: DATA_ANCHOR_DATE.parse()?,
         },
@@ -62,25 +67,37 @@ async fn first_patient(store: &EmbeddedStore) -> anyhow::Result<Option<String>> 
         .map(|r| r.id.clone()))
 }
 
-/// Demo tokens, one per user kind, valid for twelve hours.
-pub fn tokens(issuer: &TokenIssuer, patient: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
+/// Demo tokens, one per user kind, valid for twelve hours. The names double as the shell
+/// variables the printed examples use.
+pub fn tokens(issuer: &TokenIssuer, patient: &str) -> anyhow::Result<Vec<(String, String)>> {
     let ttl = Some(12 * 3600);
     let mint = |role, request| issuer.mint(role, request).map_err(anyhow::Error::msg);
+    let in_region = |sub: &str, region: &str, patient: Option<&str>| TokenRequest {
+        sub: Some(sub.into()),
+        region: Some(region.into()),
+        patient: patient.map(str::to_owned),
+        ttl_secs: ttl,
+        ..Default::default()
+    };
     Ok(vec![
         (
-            "clinician (all patients, read + search + create Observation)",
-            mint(
-                Role::Clinician,
-                TokenRequest {
-                    sub: Some("dr-hansen".into()),
-                    region: Some("hovedstaden".into()),
-                    ttl_secs: ttl,
-                    ..Default::default()
-                },
-            )?,
+            "TOKEN: clinician in hovedstaden (FHIR API, all patients, read + search + create Observation)".into(),
+            mint(Role::Clinician, in_region("dr-hansen", "hovedstaden", None))?,
         ),
         (
-            "citizen (own record, audit log and consent)",
+            format!("APP_TOKEN: clinician in hovedstaden who opened patient {patient} (apps in /apps/hovedstaden/)"),
+            mint(Role::Clinician, in_region("dr-hansen", "hovedstaden", Some(patient)))?,
+        ),
+        (
+            format!("MIDT_TOKEN: clinician in midtjylland who opened patient {patient} (apps in /apps/midtjylland/)"),
+            mint(Role::Clinician, in_region("dr-madsen", "midtjylland", Some(patient)))?,
+        ),
+        (
+            format!("PATIENT_TOKEN: patient {patient} (records home measurements in /apps/hovedstaden/examples/bp-monitor/)"),
+            mint(Role::Patient, in_region("patient-demo", "hovedstaden", Some(patient)))?,
+        ),
+        (
+            "CITIZEN_TOKEN: citizen (own record, audit log and consent)".into(),
             mint(
                 Role::Citizen,
                 TokenRequest {

@@ -5,8 +5,10 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod app_cloud;
 mod commands;
 mod demo;
+mod server;
 
 use clap::Parser;
 

@@ -3,11 +3,16 @@
 
 use std::time::Duration;
 
-/// Per-request and per-app limits.
-#[derive(Debug, Clone)]
+use serde::Deserialize;
+
+/// Per-request and per-app limits. In a configuration file, durations are milliseconds
+/// (`deadline_ms = 2000`) and every field is optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Wall-clock time a request may run guest code, enforced by epoch interruption
     /// (default 2 s). Exceeded: 504.
+    #[serde(rename = "deadline_ms", with = "millis")]
     pub deadline: Duration,
     /// Linear memory per instance (default 64 MiB). Exceeded: 507.
     pub memory_bytes: usize,
@@ -26,15 +31,13 @@ pub struct Limits {
     pub concurrent_instances: usize,
     /// Time one host call (a FHIR search, a kv write, an outgoing request) may take
     /// (default 5 s).
+    #[serde(rename = "host_call_timeout_ms", with = "millis")]
     pub host_call_timeout: Duration,
     /// Log lines (log interface plus stdout/stderr) one request may write (default 200);
     /// the rest are counted and dropped.
     pub log_lines: u32,
     /// Instance slots of the pooling allocator across all apps (default 1,000).
     pub pool_instances: u32,
-    /// Reuse an instance for the next request with the same launch context (same user,
-    /// patient, scopes and app version). Off by default: a fresh instance per request.
-    pub reuse_instances: bool,
 }
 
 impl Default for Limits {
@@ -51,7 +54,6 @@ impl Default for Limits {
             host_call_timeout: Duration::from_secs(5),
             log_lines: 200,
             pool_instances: 1_000,
-            reuse_instances: false,
         }
     }
 }
@@ -59,3 +61,13 @@ impl Default for Limits {
 /// How often the engine's epoch advances: how often a running guest yields and its deadline
 /// is checked.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}

@@ -1,5 +1,6 @@
 //! One module per subcommand; each is a clap struct with `async fn run(self)`.
 
+mod app;
 mod data;
 mod token;
 mod up;
@@ -31,6 +32,9 @@ pub enum Command {
     /// Generate or import FHIR data.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Write, build and run a health app (the vendor's development loop).
+    #[command(subcommand)]
+    App(app::AppCommand),
 }
 
 impl Command {
@@ -39,6 +43,7 @@ impl Command {
             Command::Up(command) => command.run().await,
             Command::Token(command) => command.run().await,
             Command::Data(command) => command.run().await,
+            Command::App(command) => command.run().await,
         }
     }
 }

@@ -2,13 +2,12 @@
 
 use std::net::SocketAddr;
 
-use axum::Router;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use healthcloud_integration::Integration;
 use healthcloud_integration::auth::TokenVerifier;
 
 use super::DataDirArgs;
+use crate::app_cloud::{self, AppCloudConfig};
+use crate::server;
 
 /// Run everything in one process.
 #[derive(Debug, clap::Args)]
@@ -45,26 +44,26 @@ impl UpCommand {
         }
         let store = integration.state.service.store().clone();
         crate::demo::ensure_data(&store).await?;
-        let listener = tokio::net::TcpListener::bind(self.addr).await.map_err(|e| {
-            anyhow::anyhow!("cannot listen on {}: {e} (is another healthcloud running? use --addr HOST:PORT)", self.addr)
-        })?;
-        let app = Router::new()
-            .merge(integration.router())
-            .route("/healthz", get(|| async { "ok" }))
-            // A bug must cost one request a 500, never the connection or the process.
-            .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-                healthcloud_integration::FhirError::Internal(anyhow::anyhow!(
-                    "request handler panicked"
-                ))
-                .into_response()
-            }))
-            .layer(tower_http::trace::TraceLayer::new_for_http());
+        let config = AppCloudConfig::load(&self.data.data_dir)?;
+        let runtime = server::app_cloud(&integration, &self.data.data_dir, config.limits.clone()).await?;
+        eprintln!("installing the example apps…");
+        let installed = app_cloud::install_example_apps(&runtime, &config).await?;
+        let listener = server::listen(self.addr).await?;
+        let app = server::router(&integration, &runtime);
 
         println!("healthcloud is up");
         println!(
             "  FHIR R4 API:   {public_url}/fhir/r4  (metadata: {public_url}/fhir/r4/metadata)"
         );
         println!("  health check:  {public_url}/healthz");
+        println!(
+            "  apps ({installed} installs, grants in {}):",
+            self.data.data_dir.join(app_cloud::FILE).display()
+        );
+        for install in runtime.installs() {
+            let id = &install.identity;
+            println!("    {public_url}/apps/{}/{}/  ({})", id.region, id.id, id.version);
+        }
         println!("  data dir:      {}", self.data.data_dir.display());
         let dev_issuer = self.issuer.is_none();
         if let Some(patient) = crate::demo::demo_patient(&store)
@@ -78,12 +77,10 @@ impl UpCommand {
             println!(
                 "try:\n  curl -H \"Authorization: Bearer $TOKEN\" '{public_url}/fhir/r4/Observation?patient={patient}&code=http://loinc.org|85354-9&_sort=-date&_count=5'"
             );
+            println!(
+                "  curl -H \"Authorization: Bearer $APP_TOKEN\" {public_url}/apps/hovedstaden/examples/bp-monitor/"
+            );
         }
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
-        Ok(())
+        server::serve(listener, app).await
     }
 }

@@ -1,0 +1,53 @@
+//! The one listener: the integration cloud's FHIR API and the app cloud's apps, composed.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use axum::Router;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use healthcloud_integration::Integration;
+use healthcloud_runtime::{Limits, Runtime, RuntimeConfig};
+
+/// Creates the app cloud on top of an opened integration cloud; compiled code is cached in
+/// `data_dir`.
+pub async fn app_cloud(integration: &Integration, data_dir: &Path, limits: Limits) -> anyhow::Result<Runtime> {
+    Runtime::new(RuntimeConfig {
+        service: integration.state.service.clone(),
+        verifier: integration.state.verifier.clone(),
+        limits,
+        cache_dir: Some(data_dir.join("compiled")),
+    })
+    .await
+}
+
+/// Every route with the cross-cutting layers.
+pub fn router(integration: &Integration, runtime: &Runtime) -> Router {
+    Router::new()
+        .merge(integration.router())
+        .merge(runtime.router())
+        .route("/healthz", get(|| async { "ok" }))
+        // A bug must cost one request a 500, never the connection or the process.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            healthcloud_integration::FhirError::Internal(anyhow::anyhow!("request handler panicked"))
+                .into_response()
+        }))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Binds `addr`, with an error that says what to do when it is taken.
+pub async fn listen(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {addr}: {e} (is another healthcloud running? use --addr HOST:PORT)")
+    })
+}
+
+/// Serves until Ctrl-C.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
