@@ -48,6 +48,7 @@ class Server:
         sub: str | None = None,
         scope: str | None = None,
         ttl: int | None = None,
+        region: str | None = None,
     ) -> str:
         """Mints a bearer token with `healthcloud token`."""
         args = [str(self.binary), "token", "--data-dir", str(self.data_dir), "--role", role]
@@ -57,6 +58,8 @@ class Server:
             args += ["--sub", sub]
         if scope is not None:
             args += ["--scope", scope]
+        if region is not None:
+            args += ["--region", region]
         if ttl is not None:
             args.append(f"--ttl={ttl}")  # `=` so a negative ttl is not read as a flag
         done = subprocess.run(args, capture_output=True, text=True, timeout=60, env=_env())

@@ -1,0 +1,556 @@
+//! The app's HTML: pages, the trend table and an inline SVG chart. `maud` escapes every
+//! value it inserts, so data (patient names, reasons from the platform, form input) cannot
+//! become markup. No JavaScript and no external assets: the page is one document.
+
+use healthcloud_sdk::fhir;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use crate::reading::{
+    DIASTOLIC_LIMIT, DIASTOLIC_RANGE, FieldError, Reading, SYSTOLIC_LIMIT, SYSTOLIC_RANGE,
+};
+
+const APP_NAME: &str = "Blood pressure monitor";
+
+const STYLE: &str = "
+body { font-family: system-ui, sans-serif; line-height: 1.5; margin: 0 auto; max-width: 48rem; padding: 1rem; color: #1b1b1b; }
+header p { margin: 0; color: #555; }
+h1 { margin-top: .25rem; }
+#latest { font-size: 1.25rem; }
+.flag { color: #8a1c12; font-weight: 600; }
+table { border-collapse: collapse; width: 100%; }
+caption { text-align: left; font-weight: 600; padding: .5rem 0; }
+th, td { border-bottom: 1px solid #ccc; padding: .25rem .5rem; text-align: left; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; }
+tr.flagged { background: #fdecea; }
+.denied, .unavailable, .error, .errors { border-left: .25rem solid #8a1c12; background: #fdecea; padding: .5rem 1rem; }
+.saved { border-left: .25rem solid #1e6b33; background: #e7f4ea; padding: .5rem 1rem; }
+form p { margin: .75rem 0; }
+label { display: block; font-weight: 600; }
+input { font-size: 1rem; padding: .25rem; }
+.field-error { color: #8a1c12; display: block; }
+figure { margin: 1rem 0; }
+svg { max-width: 100%; height: auto; }
+";
+
+/// The trend of one patient's blood pressure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trend {
+    /// Readings of the trend window, newest first.
+    pub readings: Vec<Reading>,
+    /// The newest reading, also when it is older than the window.
+    pub latest: Option<Reading>,
+}
+
+/// Which data a failed platform call was about, to say so in words.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject {
+    /// Searching blood pressure observations.
+    Readings,
+    /// Reading the Patient resource.
+    PatientRecord,
+    /// Creating a home measurement.
+    Saving,
+}
+
+impl Subject {
+    fn denied(self) -> &'static str {
+        match self {
+            Subject::Readings => "Access to blood-pressure readings was denied",
+            Subject::PatientRecord => "Access to the patient's record was denied",
+            Subject::Saving => "Saving the measurement was denied",
+        }
+    }
+
+    fn unavailable(self) -> &'static str {
+        match self {
+            Subject::Readings => "Blood-pressure readings are unavailable right now",
+            Subject::PatientRecord => "The patient's record is unavailable right now",
+            Subject::Saving => "The measurement could not be saved right now",
+        }
+    }
+}
+
+/// A whole HTML page.
+pub fn page(title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " – " (APP_NAME) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header { p { (APP_NAME) } }
+                main { (body) }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// Why a platform call failed, in words for the user. `denied` says "denied" and gives the
+/// platform's reason, so the user knows it is a permission and not a fault.
+pub fn failure(error: &fhir::Error, subject: Subject) -> Markup {
+    html! {
+        @match error {
+            fhir::Error::Denied(reason) => {
+                p.denied role="alert" { (subject.denied()) ": " (reason) }
+            }
+            fhir::Error::Unavailable(_) => {
+                p.unavailable role="alert" {
+                    (subject.unavailable())
+                    ": the health record could not be reached. Please try again in a few minutes."
+                }
+            }
+            fhir::Error::NotFound => {
+                p.error role="alert" { "The patient's record was not found." }
+            }
+            fhir::Error::Invalid(_) | fhir::Error::Json(_) => {
+                p.error role="alert" {
+                    "Something went wrong in this app. The fault has been logged for its vendor."
+                }
+            }
+        }
+    }
+}
+
+/// The page for a failed platform call.
+pub fn failure_page(error: &fhir::Error, subject: Subject) -> String {
+    page(
+        "Not available",
+        html! {
+            h1 { "Blood pressure" }
+            (failure(error, subject))
+        },
+    )
+}
+
+/// The page shown when no patient is in context.
+pub fn no_patient_page() -> String {
+    page(
+        "No patient selected",
+        html! {
+            h1 { "No patient selected" }
+            p.error {
+                "A patient must be selected to use this app. Open it from the patient's record."
+            }
+        },
+    )
+}
+
+/// The page shown to roles the app is not for.
+pub fn wrong_role_page(role: &str) -> String {
+    page(
+        "Not for this role",
+        html! {
+            h1 { "Not available for your role" }
+            p.error {
+                "This app is for clinicians and patients; you are signed in as " (role) "."
+            }
+        },
+    )
+}
+
+/// The page shown when someone other than the patient tries to enter a home measurement.
+pub fn patients_only_page() -> String {
+    page(
+        "Patients only",
+        html! {
+            h1 { "Home measurements are entered by the patient" }
+            p.error {
+                "Only the patient (signed in as patient or citizen) can enter home measurements \
+                 in this app. Clinic measurements belong in the clinic's own record."
+            }
+        },
+    )
+}
+
+/// The clinician's view: the patient's name, the latest reading, a chart and a table.
+pub fn clinician_page(patient_name: Option<&str>, trend: &Trend, window_days: i64) -> String {
+    let name = patient_name.unwrap_or("Unnamed patient");
+    page(
+        &format!("Blood pressure of {name}"),
+        html! {
+            h1 { "Blood pressure: " (name) }
+            (trend_section(trend, window_days))
+        },
+    )
+}
+
+/// What the patient typed, and what is wrong with it, to show the form again.
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    /// The submitted fields, as typed.
+    pub systolic: String,
+    /// As typed.
+    pub diastolic: String,
+    /// As typed.
+    pub date: String,
+    /// What to fix.
+    pub errors: Vec<FieldError>,
+}
+
+impl Entry {
+    fn error(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.message.as_str())
+    }
+}
+
+/// The patient's view: the entry form, then their own trend (or why it cannot be shown).
+pub fn patient_page(
+    form_action: &str,
+    saved: bool,
+    entry: &Entry,
+    trend: Result<&Trend, &fhir::Error>,
+    window_days: i64,
+    latest_date: &str,
+) -> String {
+    page(
+        "Your blood pressure",
+        html! {
+            h1 { "Your blood pressure" }
+            @if saved {
+                p.saved role="status" { "Your measurement was saved." }
+            }
+            (entry_form(form_action, entry, latest_date))
+            @match trend {
+                Ok(trend) => (trend_section(trend, window_days)),
+                Err(error) => {
+                    h2 { "Your readings" }
+                    (failure(error, Subject::Readings))
+                }
+            }
+        },
+    )
+}
+
+/// What kind of input a form field is.
+enum Input {
+    /// Whole mmHg, at least the first and at most the second.
+    Pressure(u16, u16),
+    /// A date, at most this one (`YYYY-MM-DD`).
+    Date(String),
+}
+
+fn entry_form(action: &str, entry: &Entry, latest_date: &str) -> Markup {
+    let field = |name: &'static str, label: &str, hint: &str, input: Input, value: &str| {
+        let error = entry.error(name);
+        let hint_id = format!("{name}-hint");
+        let error_id = format!("{name}-error");
+        let described_by = match error {
+            Some(_) => format!("{hint_id} {error_id}"),
+            None => hint_id.clone(),
+        };
+        let invalid = error.map(|_| "true");
+        html! {
+            p {
+                label for=(name) { (label) }
+                span.hint id=(hint_id) { (hint) }
+                @if let Some(message) = error {
+                    span.field-error id=(error_id) { (message) }
+                }
+                @match input {
+                    Input::Pressure(min, max) => {
+                        input type="number" inputmode="numeric" id=(name) name=(name) value=(value)
+                            required min=(min) max=(max) step="1"
+                            aria-describedby=(described_by) aria-invalid=[invalid];
+                    }
+                    Input::Date(max) => {
+                        input type="date" id=(name) name=(name) value=(value) max=(max)
+                            aria-describedby=(described_by) aria-invalid=[invalid];
+                    }
+                }
+            }
+        }
+    };
+    let (systolic_min, systolic_max) = SYSTOLIC_RANGE;
+    let (diastolic_min, diastolic_max) = DIASTOLIC_RANGE;
+    html! {
+        section aria-labelledby="entry-heading" {
+            h2 #entry-heading { "Enter a home measurement" }
+            @if !entry.errors.is_empty() {
+                div.errors role="alert" {
+                    p { strong { "The measurement was not saved." } " Please correct:" }
+                    ul {
+                        @for error in &entry.errors {
+                            li { a href={ "#" (error.field) } { (error.message) } }
+                        }
+                    }
+                }
+            }
+            form method="post" action=(action) {
+                (field("systolic", "Systolic (upper) pressure, mmHg", " For example 128.",
+                    Input::Pressure(systolic_min, systolic_max), &entry.systolic))
+                (field("diastolic", "Diastolic (lower) pressure, mmHg", " For example 82.",
+                    Input::Pressure(diastolic_min, diastolic_max), &entry.diastolic))
+                (field("date", "Date measured (optional)", " Leave empty if you measured just now.",
+                    Input::Date(latest_date.to_owned()), &entry.date))
+                p { button type="submit" { "Save measurement" } }
+            }
+        }
+    }
+}
+
+fn trend_section(trend: &Trend, window_days: i64) -> Markup {
+    html! {
+        section aria-labelledby="trend-heading" {
+            h2 #trend-heading { "Readings of the last " (window_days) " days" }
+            @match &trend.latest {
+                Some(latest) => {
+                    p #latest {
+                        "Latest: " strong { (latest.systolic) "/" (latest.diastolic) " mmHg" }
+                        " on " (latest.date)
+                        @if latest.flagged {
+                            " " span.flag { "(at or above " (SYSTOLIC_LIMIT) "/" (DIASTOLIC_LIMIT) ")" }
+                        }
+                    }
+                }
+                None => p #latest { "No blood pressure readings recorded." }
+            }
+            @if trend.readings.is_empty() {
+                p { "No readings in the last " (window_days) " days." }
+            } @else {
+                (chart(&trend.readings))
+                table {
+                    caption { "Readings, newest first. Flagged: at or above "
+                        (SYSTOLIC_LIMIT) "/" (DIASTOLIC_LIMIT) " mmHg." }
+                    thead {
+                        tr {
+                            th scope="col" { "Date" }
+                            th scope="col" { "Systolic (mmHg)" }
+                            th scope="col" { "Diastolic (mmHg)" }
+                            th scope="col" { "Flag" }
+                        }
+                    }
+                    tbody {
+                        @for reading in &trend.readings {
+                            tr class=[reading.flagged.then_some("flagged")] {
+                                td { time datetime=(reading.effective) { (reading.date) } }
+                                td.number { (reading.systolic) }
+                                td.number { (reading.diastolic) }
+                                td { @if reading.flagged { span.flag { "High" } } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+const CHART_WIDTH: f64 = 640.0;
+const CHART_HEIGHT: f64 = 280.0;
+const MARGIN_LEFT: f64 = 48.0;
+const MARGIN_RIGHT: f64 = 16.0;
+const MARGIN_TOP: f64 = 16.0;
+const MARGIN_BOTTOM: f64 = 36.0;
+const GRID_STEP: u16 = 20;
+const SYSTOLIC_COLOUR: &str = "#b3261e";
+const DIASTOLIC_COLOUR: &str = "#1f5fbf";
+
+/// A line chart of systolic and diastolic pressure over time (`readings` newest first),
+/// with the flagging thresholds as dashed lines. Described in words for screen readers; the
+/// table below it holds the same numbers.
+pub fn chart(readings: &[Reading]) -> Markup {
+    let oldest_first: Vec<&Reading> = readings.iter().rev().collect();
+    let day = |r: &Reading| {
+        healthcloud_sdk::clock::Date::parse(&r.date).map_or(0, |d| d.days_since_epoch())
+    };
+    let (Some(first), Some(last)) = (oldest_first.first(), oldest_first.last()) else {
+        return html! {};
+    };
+    let (first_day, last_day) = (day(first), day(last));
+
+    let lowest = oldest_first.iter().map(|r| r.diastolic).min().unwrap_or(60);
+    let highest = oldest_first.iter().map(|r| r.systolic).max().unwrap_or(160);
+    // Always show both thresholds, with a little room around the data.
+    let y_min = (lowest.saturating_sub(10).min(DIASTOLIC_LIMIT - 30) / GRID_STEP) * GRID_STEP;
+    let y_max =
+        (highest.saturating_add(10).max(SYSTOLIC_LIMIT + 20)).div_ceil(GRID_STEP) * GRID_STEP;
+
+    let plot_width = CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
+    let plot_height = CHART_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
+    let x = |r: &Reading| {
+        if last_day == first_day {
+            MARGIN_LEFT + plot_width / 2.0
+        } else {
+            MARGIN_LEFT + (day(r) - first_day) as f64 / (last_day - first_day) as f64 * plot_width
+        }
+    };
+    let y =
+        |value: u16| MARGIN_TOP + f64::from(y_max - value) / f64::from(y_max - y_min) * plot_height;
+    let points = |value: fn(&Reading) -> u16| {
+        oldest_first
+            .iter()
+            .map(|r| format!("{:.1},{:.1}", x(r), y(value(r))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let grid: Vec<u16> = (y_min..=y_max).step_by(usize::from(GRID_STEP)).collect();
+    let right = CHART_WIDTH - MARGIN_RIGHT;
+    let bottom = CHART_HEIGHT - MARGIN_BOTTOM;
+    let description = format!(
+        "{} from {} to {}. Systolic ranged from {} to {} mmHg, diastolic from {} to {} mmHg. \
+         {} at or above {}/{}.",
+        count(readings.len(), "reading", "readings"),
+        first.date,
+        last.date,
+        oldest_first
+            .iter()
+            .map(|r| r.systolic)
+            .min()
+            .unwrap_or_default(),
+        highest,
+        lowest,
+        oldest_first
+            .iter()
+            .map(|r| r.diastolic)
+            .max()
+            .unwrap_or_default(),
+        count(
+            readings.iter().filter(|r| r.flagged).count(),
+            "reading is",
+            "readings are"
+        ),
+        SYSTOLIC_LIMIT,
+        DIASTOLIC_LIMIT,
+    );
+
+    html! {
+        figure {
+            svg xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (CHART_WIDTH) " " (CHART_HEIGHT) }
+                width=(CHART_WIDTH) height=(CHART_HEIGHT) role="img"
+                aria-labelledby="chart-title chart-description" {
+                title #chart-title { "Blood pressure trend" }
+                desc #chart-description { (description) }
+                g font-size="12" fill="#555" {
+                    @for value in &grid {
+                        line x1=(MARGIN_LEFT) x2=(right) y1=(format!("{:.1}", y(*value))) y2=(format!("{:.1}", y(*value)))
+                            stroke="#e3e3e3" stroke-width="1" {}
+                        text x=(MARGIN_LEFT - 6.0) y=(format!("{:.1}", y(*value) + 4.0)) text-anchor="end" { (value) }
+                    }
+                    text x=(MARGIN_LEFT) y=(bottom + 24.0) text-anchor="start" { (first.date) }
+                    @if last_day != first_day {
+                        text x=(right) y=(bottom + 24.0) text-anchor="end" { (last.date) }
+                    }
+                }
+                @for limit in [SYSTOLIC_LIMIT, DIASTOLIC_LIMIT] {
+                    line x1=(MARGIN_LEFT) x2=(right) y1=(format!("{:.1}", y(limit))) y2=(format!("{:.1}", y(limit)))
+                        stroke="#8a1c12" stroke-width="1" stroke-dasharray="6 4" {}
+                }
+                polyline points=(points(|r| r.systolic)) fill="none" stroke=(SYSTOLIC_COLOUR) stroke-width="2" {}
+                polyline points=(points(|r| r.diastolic)) fill="none" stroke=(DIASTOLIC_COLOUR) stroke-width="2" {}
+                @for reading in &oldest_first {
+                    g {
+                        title { (reading.date) ": " (reading.systolic) "/" (reading.diastolic) " mmHg" }
+                        circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.systolic))) r="3" fill=(SYSTOLIC_COLOUR) {}
+                        circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.diastolic))) r="3" fill=(DIASTOLIC_COLOUR) {}
+                    }
+                }
+            }
+            figcaption {
+                "Upper line: systolic; lower line: diastolic (mmHg). Dashed lines mark "
+                (SYSTOLIC_LIMIT) " and " (DIASTOLIC_LIMIT) " mmHg."
+            }
+        }
+    }
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(date: &str, systolic: u16, diastolic: u16) -> Reading {
+        Reading {
+            date: date.to_owned(),
+            effective: format!("{date}T08:00:00+01:00"),
+            systolic,
+            diastolic,
+            flagged: systolic >= SYSTOLIC_LIMIT || diastolic >= DIASTOLIC_LIMIT,
+        }
+    }
+
+    fn trend() -> Trend {
+        let readings = vec![
+            reading("2026-10-30", 142, 91),
+            reading("2026-10-01", 128, 82),
+        ];
+        Trend {
+            latest: readings.first().cloned(),
+            readings,
+        }
+    }
+
+    #[test]
+    fn the_latest_reading_is_prominent_and_findable() {
+        let html = clinician_page(Some("Åse Sørensen"), &trend(), 90);
+        assert!(
+            html.contains(r#"<p id="latest">Latest: <strong>142/91 mmHg</strong> on 2026-10-30"#),
+            "{html}"
+        );
+        assert!(html.contains("<html lang=\"en\">"));
+        assert!(html.contains("<th scope=\"col\">Systolic (mmHg)</th>"));
+        assert!(html.contains("<svg"));
+        assert_eq!(html.matches("<polyline").count(), 2);
+        assert!(!html.contains("<script"));
+    }
+
+    #[test]
+    fn patient_names_and_reasons_are_escaped() {
+        let html = clinician_page(Some("<script>alert(1)</script>"), &trend(), 90);
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+
+        let denied = fhir::Error::Denied("the patient opted <b>out</b>".into());
+        let page = failure_page(&denied, Subject::Readings);
+        assert!(page.contains(
+            "Access to blood-pressure readings was denied: the patient opted &lt;b&gt;out&lt;/b&gt;"
+        ));
+    }
+
+    #[test]
+    fn the_form_shows_what_to_fix_next_to_the_field() {
+        let entry = Entry {
+            systolic: "\"><b>".into(),
+            errors: vec![FieldError {
+                field: "systolic",
+                message: "Systolic pressure must be a whole number.".into(),
+            }],
+            ..Entry::default()
+        };
+        let denied = fhir::Error::Denied("no read scope".into());
+        let html = patient_page(
+            "/apps/r/examples/bp-monitor/measurements",
+            false,
+            &entry,
+            Err(&denied),
+            90,
+            "2026-10-30",
+        );
+        assert!(html.contains(r#"action="/apps/r/examples/bp-monitor/measurements""#));
+        assert!(html.contains(r#"value="&quot;&gt;&lt;b&gt;""#));
+        assert!(html.contains(r#"aria-invalid="true""#));
+        assert!(html.contains("Systolic pressure must be a whole number."));
+        assert!(html.contains("denied: no read scope"));
+    }
+
+    #[test]
+    fn a_single_reading_still_charts() {
+        let markup = chart(&[reading("2026-10-30", 120, 80)]).into_string();
+        assert!(markup.contains("1 reading from 2026-10-30 to 2026-10-30"));
+        assert!(!markup.contains("NaN"));
+    }
+}

@@ -1,0 +1,250 @@
+//! The overview's HTML. `maud` escapes every value it inserts; no JavaScript, no external
+//! assets.
+
+use healthcloud_sdk::fhir;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use crate::summary::{HBA1C_TARGET, HBA1C_UNIT, Summary};
+
+const APP_NAME: &str = "Diabetes overview";
+
+const STYLE: &str = "
+body { font-family: system-ui, sans-serif; line-height: 1.5; margin: 0 auto; max-width: 48rem; padding: 1rem; color: #1b1b1b; }
+header p { margin: 0; color: #555; }
+.latest { font-size: 1.25rem; }
+.flag { color: #8a1c12; font-weight: 600; }
+table { border-collapse: collapse; width: 100%; }
+caption { text-align: left; font-weight: 600; padding: .5rem 0; }
+th, td { border-bottom: 1px solid #ccc; padding: .25rem .5rem; text-align: left; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; }
+tr.flagged { background: #fdecea; }
+.denied, .unavailable, .error { border-left: .25rem solid #8a1c12; background: #fdecea; padding: .5rem 1rem; }
+";
+
+/// A whole HTML page.
+pub fn page(title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " – " (APP_NAME) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header { p { (APP_NAME) } }
+                main { (body) }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// The page for a failed platform call: a denial says "denied" and why.
+pub fn failure_page(error: &fhir::Error) -> String {
+    page(
+        "Not available",
+        html! {
+            h1 { "Diabetes overview" }
+            @match error {
+                fhir::Error::Denied(reason) => {
+                    p.denied role="alert" { "Access to the patient's diabetes data was denied: " (reason) }
+                }
+                fhir::Error::Unavailable(_) => {
+                    p.unavailable role="alert" {
+                        "The patient's diabetes data is unavailable right now: the health record could not be reached. Please try again in a few minutes."
+                    }
+                }
+                fhir::Error::NotFound => p.error role="alert" { "The patient's record was not found." },
+                fhir::Error::Invalid(_) | fhir::Error::Json(_) => {
+                    p.error role="alert" { "Something went wrong in this app. Please contact its vendor." }
+                }
+            }
+        },
+    )
+}
+
+/// The page shown when no patient is in context.
+pub fn no_patient_page() -> String {
+    page(
+        "No patient selected",
+        html! {
+            h1 { "No patient selected" }
+            p.error { "A patient must be selected to use this app. Open it from the patient's record." }
+        },
+    )
+}
+
+/// The page shown to roles the app is not for.
+pub fn wrong_role_page(role: &str) -> String {
+    page(
+        "Not for this role",
+        html! {
+            h1 { "Not available for your role" }
+            p.error { "This app is for clinicians and patients; you are signed in as " (role) "." }
+        },
+    )
+}
+
+fn number(value: f64) -> String {
+    // Laboratories report HbA1c in whole mmol/mol and glucose with one decimal; show what
+    // was reported, without float noise.
+    let rounded = (value * 10.0).round() / 10.0;
+    format!("{rounded}")
+}
+
+fn signed(change: f64) -> String {
+    if change > 0.0 {
+        format!("+{}", number(change))
+    } else {
+        number(change)
+    }
+}
+
+/// The overview.
+pub fn overview_page(patient_name: Option<&str>, summary: &Summary, json_url: &str) -> String {
+    let name = patient_name.unwrap_or("Unnamed patient");
+    page(
+        &format!("Diabetes overview of {name}"),
+        html! {
+            h1 { "Diabetes overview: " (name) }
+            section aria-labelledby="hba1c-heading" {
+                h2 #hba1c-heading { "HbA1c" }
+                @match summary.latest_hba1c() {
+                    Some(latest) => p.latest #latest-hba1c {
+                        "Latest HbA1c: " strong { (number(latest.result.value)) " " (latest.result.unit) }
+                        " on " (latest.result.date)
+                        @if let Some(change) = latest.change {
+                            " (" (signed(change)) " since the previous result)"
+                        }
+                        @if latest.above_target {
+                            " " span.flag { "above " (HBA1C_TARGET) " " (HBA1C_UNIT) }
+                        }
+                    },
+                    None => p #latest-hba1c { "No HbA1c results recorded." },
+                }
+                @if !summary.hba1c.is_empty() {
+                    table {
+                        caption {
+                            "HbA1c results, newest first. Marked: above the usual target of "
+                            (HBA1C_TARGET) " " (HBA1C_UNIT) "."
+                        }
+                        thead { tr {
+                            th scope="col" { "Date" }
+                            th scope="col" { "HbA1c" }
+                            th scope="col" { "Unit" }
+                            th scope="col" { "Change" }
+                            th scope="col" { "Above target" }
+                        } }
+                        tbody {
+                            @for row in &summary.hba1c {
+                                tr class=[row.above_target.then_some("flagged")] {
+                                    td { time datetime=(row.result.effective) { (row.result.date) } }
+                                    td.number { (number(row.result.value)) }
+                                    td { (row.result.unit) }
+                                    td.number { @if let Some(change) = row.change { (signed(change)) } }
+                                    td { @if row.above_target { span.flag { "Yes" } } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section aria-labelledby="glucose-heading" {
+                h2 #glucose-heading { "Plasma glucose" }
+                @match &summary.glucose {
+                    Some(glucose) => p.latest #latest-glucose {
+                        "Latest plasma glucose: " strong { (number(glucose.value)) " " (glucose.unit) }
+                        " on " (glucose.date)
+                    },
+                    None => p #latest-glucose { "No plasma glucose results recorded." },
+                }
+            }
+            section aria-labelledby="medication-heading" {
+                h2 #medication-heading { "Current diabetes medication" }
+                @if summary.medications.is_empty() {
+                    p { "No current diabetes medication (ATC group A10) is recorded." }
+                } @else {
+                    table {
+                        caption { "Medicines in ATC group A10 that the patient currently takes." }
+                        thead { tr {
+                            th scope="col" { "Medicine" }
+                            th scope="col" { "ATC" }
+                            th scope="col" { "Dosage" }
+                            th scope="col" { "Since" }
+                        } }
+                        tbody {
+                            @for medication in &summary.medications {
+                                tr {
+                                    td { (medication.name) }
+                                    td { (medication.atc) }
+                                    td { (medication.dosage.as_deref().unwrap_or("—")) }
+                                    td { (medication.since.as_deref().unwrap_or("—")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p { a href=(json_url) { "The same overview as JSON" } }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::summary::{Hba1c, LabValue, Medication};
+
+    use super::*;
+
+    fn summary() -> Summary {
+        Summary {
+            patient: "p1".into(),
+            hba1c: vec![Hba1c {
+                result: LabValue {
+                    date: "2026-10-01".into(),
+                    effective: "2026-10-01T09:00:00+02:00".into(),
+                    value: 58.0,
+                    unit: "mmol/mol".into(),
+                },
+                above_target: true,
+                change: Some(6.0),
+            }],
+            glucose: Some(LabValue {
+                date: "2026-10-01".into(),
+                effective: "2026-10-01T09:00:00+02:00".into(),
+                value: 7.4,
+                unit: "mmol/L".into(),
+            }),
+            medications: vec![Medication {
+                atc: "A10BA02".into(),
+                name: "Metformin <500 mg>".into(),
+                dosage: None,
+                since: Some("2024-03-01".into()),
+            }],
+        }
+    }
+
+    #[test]
+    fn shows_latest_values_and_escapes_data() {
+        let html = overview_page(
+            Some("Bo & Co"),
+            &summary(),
+            "/apps/r/examples/diabetes-overview/api/summary",
+        );
+        assert!(html.contains("Latest HbA1c: <strong>58 mmol/mol</strong> on 2026-10-01 (+6 since the previous result)"), "{html}");
+        assert!(html.contains("Latest plasma glucose: <strong>7.4 mmol/L</strong> on 2026-10-01"));
+        assert!(html.contains("Metformin &lt;500 mg&gt;"));
+        assert!(html.contains("Bo &amp; Co"));
+        assert!(html.contains(r#"<html lang="en">"#));
+    }
+
+    #[test]
+    fn denial_is_said_in_words() {
+        let html = failure_page(&fhir::Error::Denied(
+            "the region has not granted this app search-type of Observation".into(),
+        ));
+        assert!(html.contains("was denied: the region has not granted"));
+    }
+}

@@ -1,0 +1,160 @@
+//! The summary as a readable page. `maud` escapes every value it inserts; no JavaScript, no
+//! external assets.
+
+use healthcloud_sdk::fhir;
+use healthcloud_sdk::model::{AllergyIntolerance, Condition, MedicationStatement, Patient, system};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use crate::ips::{Record, allergy_line, decode, medication_line, problem_line};
+
+const APP_NAME: &str = "Patient summary";
+
+const STYLE: &str = "
+body { font-family: system-ui, sans-serif; line-height: 1.5; margin: 0 auto; max-width: 48rem; padding: 1rem; color: #1b1b1b; }
+header p { margin: 0; color: #555; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }
+dt { font-weight: 600; }
+dd { margin: 0; }
+.denied, .unavailable, .error { border-left: .25rem solid #8a1c12; background: #fdecea; padding: .5rem 1rem; }
+";
+
+/// A whole HTML page.
+pub fn page(title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " – " (APP_NAME) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header { p { (APP_NAME) } }
+                main { (body) }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// The page for a failed platform call: a denial says "denied" and why.
+pub fn failure_page(error: &fhir::Error) -> String {
+    page(
+        "Not available",
+        html! {
+            h1 { "Patient summary" }
+            @match error {
+                fhir::Error::Denied(reason) => {
+                    p.denied role="alert" { "Access to the patient's record was denied: " (reason) }
+                }
+                fhir::Error::Unavailable(_) => {
+                    p.unavailable role="alert" {
+                        "The patient's record is unavailable right now: it could not be reached. Please try again in a few minutes."
+                    }
+                }
+                fhir::Error::NotFound => p.error role="alert" { "The patient's record was not found." },
+                fhir::Error::Invalid(_) | fhir::Error::Json(_) => {
+                    p.error role="alert" { "Something went wrong in this app. Please contact its vendor." }
+                }
+            }
+        },
+    )
+}
+
+/// The page shown when no patient is in context.
+pub fn no_patient_page() -> String {
+    page(
+        "No patient selected",
+        html! {
+            h1 { "No patient selected" }
+            p.error { "A patient must be selected to use this app. Open it from the patient's record." }
+        },
+    )
+}
+
+/// The summary, section by section as in the FHIR document.
+pub fn summary_page(record: &Record, generated_at: &str, document_url: &str) -> String {
+    let patient: Patient = decode(&record.patient);
+    let name = patient
+        .display_name()
+        .unwrap_or_else(|| "Unnamed patient".to_owned());
+    let section = |id: &str, title: &str, lines: Vec<String>, empty: &str| {
+        html! {
+            section aria-labelledby=(id) {
+                h2 id=(id) { (title) }
+                @if lines.is_empty() {
+                    p { (empty) }
+                } @else {
+                    ul { @for line in &lines { li { (line) } } }
+                }
+            }
+        }
+    };
+    page(
+        &format!("Patient summary of {name}"),
+        html! {
+            h1 { "Patient summary: " (name) }
+            dl {
+                dt { "Date of birth" } dd { (patient.birth_date.as_deref().unwrap_or("unknown")) }
+                dt { "Gender" } dd { (patient.gender.as_deref().unwrap_or("unknown")) }
+                @if let Some(cpr) = patient.identifier_in(system::CPR) {
+                    dt { "CPR number" } dd { (cpr) }
+                }
+                dt { "Summary made" } dd { (generated_at) }
+            }
+            (section(
+                "medication",
+                "Medication",
+                record.medications.iter().map(|m| medication_line(&decode::<MedicationStatement>(m))).collect(),
+                "No current medication is recorded.",
+            ))
+            (section(
+                "allergies",
+                "Allergies and intolerances",
+                record.allergies.iter().map(|a| allergy_line(&decode::<AllergyIntolerance>(a))).collect(),
+                "No current allergies or intolerances are recorded.",
+            ))
+            (section(
+                "problems",
+                "Problems",
+                record.problems.iter().map(|c| problem_line(&decode::<Condition>(c))).collect(),
+                "No current problems are recorded.",
+            ))
+            p {
+                a href=(document_url) { "This summary as a FHIR document (International Patient Summary, JSON)" }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn shows_every_section_and_escapes_data() {
+        let record = Record {
+            patient: json!({"resourceType": "Patient", "id": "p1",
+                "name": [{"family": "<Sørensen>", "given": ["Åse"]}],
+                "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": "0302509996"}]}),
+            medications: vec![],
+            allergies: vec![json!({"resourceType": "AllergyIntolerance",
+                "code": {"text": "Penicillinallergi"}, "criticality": "high", "category": ["medication"]})],
+            problems: vec![],
+        };
+        let html = summary_page(
+            &record,
+            "2026-10-30T08:00:00Z",
+            "/apps/r/examples/patient-summary/api/ips",
+        );
+        assert!(html.contains("Patient summary: Åse &lt;Sørensen&gt;"));
+        assert!(html.contains("0302509996"));
+        assert!(html.contains("Penicillinallergi (medication; high criticality)"));
+        assert!(html.contains("No current medication is recorded."));
+        assert!(html.contains("No current problems are recorded."));
+        assert!(html.contains(r#"href="/apps/r/examples/patient-summary/api/ips""#));
+    }
+}

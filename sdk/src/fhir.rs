@@ -1,0 +1,385 @@
+//! FHIR R4 data of the patient in context: read, search (paged), create.
+//!
+//! Every call is checked by the host when it is made, against the region's grant ∩ the
+//! user's scopes ∩ the patient's consent ∩ the patient compartment, and written to the
+//! patient's audit trail. So every call can fail with [`Error::Denied`], also for an app
+//! that worked a minute ago (a grant was revoked, the patient opted out): show it to the
+//! user in words.
+//!
+//! Resources cross the boundary as FHIR JSON and are decoded into any
+//! [`serde::de::DeserializeOwned`] type: the types in [`crate::model`], your own, or
+//! [`serde_json::Value`].
+//!
+//! Only the search parameters the integration cloud serves are accepted (an unsupported one
+//! is [`Error::Invalid`]); see its CapabilityStatement (`/fhir/r4/metadata`).
+//!
+//! ```no_run
+//! use healthcloud_sdk::{context, fhir, model::{Observation, Patient}};
+//!
+//! # fn main() -> Result<(), fhir::Error> {
+//! let patient_id = context::launch().patient.expect("a patient in context");
+//! let patient: Patient = fhir::read("Patient", &patient_id)?;
+//! let readings: Vec<Observation> = fhir::search("Observation")
+//!     .param("code", "http://loinc.org|85354-9")
+//!     .param("date", "ge2026-08-01")
+//!     .sort("-date")
+//!     .count(100)
+//!     .all()?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bindings::healthcloud::platform::fhir as wit;
+
+/// How many resources [`Search::all`] collects at most unless [`Search::limit`] says
+/// otherwise: an upper bound, so a broad search cannot exhaust the instance's memory.
+pub const DEFAULT_LIMIT: usize = 1000;
+
+/// Why a FHIR call failed. The first four mirror the WIT `error` variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The effective permission does not allow the call: the region did not grant it, the
+    /// user's scopes do not allow it, the patient opted out, or there is no patient in
+    /// context. The reason says which.
+    Denied(String),
+    /// No such resource for the patient in context (resources of other patients are
+    /// reported the same way).
+    NotFound,
+    /// The call itself is wrong: an unknown type, an unsupported search parameter, or a
+    /// resource that fails validation. The reason names the offending part. Usually a bug
+    /// in the app.
+    Invalid(String),
+    /// The data could not be reached right now; retrying later may succeed.
+    Unavailable(String),
+    /// Not from the platform: a resource did not convert between FHIR JSON and the app's
+    /// Rust type (the app's model does not fit the data).
+    Json(String),
+}
+
+impl Error {
+    /// The HTTP status an app should answer with when this error ends a request: `403`
+    /// denied, `404` not found, `500` invalid (a bug in the app), `503` unavailable, `502`
+    /// for data the app could not read.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            Error::Denied(_) => 403,
+            Error::NotFound => 404,
+            Error::Invalid(_) => 500,
+            Error::Unavailable(_) => 503,
+            Error::Json(_) => 502,
+        }
+    }
+
+    /// A short machine-readable name: `denied`, `not-found`, `invalid`, `unavailable`,
+    /// `json`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Denied(_) => "denied",
+            Error::NotFound => "not-found",
+            Error::Invalid(_) => "invalid",
+            Error::Unavailable(_) => "unavailable",
+            Error::Json(_) => "json",
+        }
+    }
+
+    /// The reason given with the error, if any.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Error::Denied(reason)
+            | Error::Invalid(reason)
+            | Error::Unavailable(reason)
+            | Error::Json(reason) => Some(reason),
+            Error::NotFound => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Denied(reason) => write!(f, "access denied: {reason}"),
+            Error::NotFound => f.write_str("not found"),
+            Error::Invalid(reason) => write!(f, "invalid FHIR call: {reason}"),
+            Error::Unavailable(reason) => write!(f, "data unavailable: {reason}"),
+            Error::Json(reason) => write!(f, "unexpected FHIR data: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<wit::Error> for Error {
+    fn from(error: wit::Error) -> Error {
+        match error {
+            wit::Error::Denied(reason) => Error::Denied(reason),
+            wit::Error::NotFound => Error::NotFound,
+            wit::Error::Invalid(reason) => Error::Invalid(reason),
+            wit::Error::Unavailable(reason) => Error::Unavailable(reason),
+        }
+    }
+}
+
+/// Reads one resource by type and id, e.g. `fhir::read::<Patient>("Patient", &id)`.
+pub fn read<T: DeserializeOwned>(resource_type: &str, id: &str) -> Result<T, Error> {
+    decode(resource_type, &wit::read(resource_type, id)?)
+}
+
+/// Creates `resource` (with its `resourceType`, without an `id`) for the patient in context
+/// and returns what was stored, with `id` and `meta` set by the server.
+pub fn create<T: Serialize + DeserializeOwned>(resource: &T) -> Result<T, Error> {
+    let json = serde_json::to_string(resource)
+        .map_err(|error| Error::Json(format!("the resource could not be serialized: {error}")))?;
+    decode("the created resource", &wit::create(&json)?)
+}
+
+/// Starts a search of the patient in context's resources of `resource_type`.
+pub fn search(resource_type: &str) -> Search {
+    Search {
+        resource_type: resource_type.to_owned(),
+        params: Vec::new(),
+        limit: DEFAULT_LIMIT,
+    }
+}
+
+/// A search being built; run it with [`first_page`](Self::first_page),
+/// [`first`](Self::first) or [`all`](Self::all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search {
+    resource_type: String,
+    params: Vec<(String, String)>,
+    limit: usize,
+}
+
+/// One page of search results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The resources on this page.
+    pub resources: Vec<T>,
+    /// How many resources match in all.
+    pub total: u32,
+    /// The cursor of the next page ([`Search::page`]); `None` on the last page.
+    pub next: Option<String>,
+}
+
+impl Search {
+    /// Adds a search parameter, e.g. `("code", "http://loinc.org|85354-9")` or
+    /// `("date", "ge2026-01-01")`. Modifiers go in the name (`code:text`), prefixes in the
+    /// value; values are not URL-encoded. Repeating a name ANDs; commas in a value OR.
+    pub fn param(mut self, name: &str, value: &str) -> Search {
+        self.params.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sorts the results: `date` (oldest first) or `-date` (newest first).
+    pub fn sort(self, order: &str) -> Search {
+        self.param("_sort", order)
+    }
+
+    /// Asks for pages of `page_size` resources (the host caps it at its per-call limit).
+    pub fn count(self, page_size: u32) -> Search {
+        self.param("_count", &page_size.to_string())
+    }
+
+    /// The most resources [`all`](Self::all) collects (default [`DEFAULT_LIMIT`]).
+    pub fn limit(mut self, max_results: usize) -> Search {
+        self.limit = max_results;
+        self
+    }
+
+    /// The resource type searched.
+    pub fn resource_type(&self) -> &str {
+        &self.resource_type
+    }
+
+    /// The parameters as they will be sent.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
+    /// Runs the search and returns its first page.
+    pub fn first_page<T: DeserializeOwned>(&self) -> Result<Page<T>, Error> {
+        self.page(None)
+    }
+
+    /// Returns the page at `cursor` (a previous page's `next`), or the first page for `None`.
+    pub fn page<T: DeserializeOwned>(&self, cursor: Option<&str>) -> Result<Page<T>, Error> {
+        decode_page(&self.resource_type, self.fetch(cursor)?)
+    }
+
+    /// The first result of the first page, if any: with `sort("-date")`, the newest. Add
+    /// `count(1)` so the host sends no more than that.
+    pub fn first<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+        Ok(self.first_page()?.resources.into_iter().next())
+    }
+
+    /// Follows `next` cursors and returns every result, up to [`limit`](Self::limit):
+    /// results past the limit are not fetched.
+    pub fn all<T: DeserializeOwned>(&self) -> Result<Vec<T>, Error> {
+        self.collect_pages(|cursor| self.fetch(cursor))
+    }
+
+    fn fetch(&self, cursor: Option<&str>) -> Result<wit::SearchPage, Error> {
+        let params: Vec<wit::SearchParam> = self
+            .params
+            .iter()
+            .map(|(name, value)| wit::SearchParam {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        Ok(wit::search(&self.resource_type, &params, cursor)?)
+    }
+
+    /// The paging loop, apart from the host call so that it is testable natively.
+    fn collect_pages<T: DeserializeOwned>(
+        &self,
+        mut fetch: impl FnMut(Option<&str>) -> Result<wit::SearchPage, Error>,
+    ) -> Result<Vec<T>, Error> {
+        let mut results = Vec::new();
+        let mut cursor: Option<String> = None;
+        while results.len() < self.limit {
+            let page = fetch(cursor.as_deref())?;
+            let empty = page.resources.is_empty();
+            let mut decoded = decode_page::<T>(&self.resource_type, page)?;
+            let room = self.limit - results.len();
+            decoded.resources.truncate(room);
+            results.append(&mut decoded.resources);
+            // An empty page with a cursor would loop forever; a host never sends one, but
+            // the app should not hang if one ever did.
+            match decoded.next {
+                Some(next) if !empty => cursor = Some(next),
+                _ => break,
+            }
+        }
+        Ok(results)
+    }
+}
+
+fn decode_page<T: DeserializeOwned>(
+    resource_type: &str,
+    page: wit::SearchPage,
+) -> Result<Page<T>, Error> {
+    Ok(Page {
+        resources: page
+            .resources
+            .iter()
+            .map(|json| decode(resource_type, json))
+            .collect::<Result<_, _>>()?,
+        total: page.total,
+        next: page.next,
+    })
+}
+
+fn decode<T: DeserializeOwned>(what: &str, json: &str) -> Result<T, Error> {
+    serde_json::from_str(json).map_err(|error| Error::Json(format!("{what}: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn page(ids: &[&str], next: Option<&str>) -> wit::SearchPage {
+        wit::SearchPage {
+            resources: ids
+                .iter()
+                .map(|id| json!({"resourceType": "Observation", "id": id}).to_string())
+                .collect(),
+            total: 5,
+            next: next.map(str::to_owned),
+        }
+    }
+
+    fn ids(values: &[Value]) -> Vec<&str> {
+        values.iter().map(|v| v["id"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_builder_collects_parameters_in_order() {
+        let search = search("Observation")
+            .param("code", "http://loinc.org|85354-9")
+            .sort("-date")
+            .count(100);
+        assert_eq!(search.resource_type(), "Observation");
+        assert_eq!(
+            search.params(),
+            [
+                ("code".to_owned(), "http://loinc.org|85354-9".to_owned()),
+                ("_sort".to_owned(), "-date".to_owned()),
+                ("_count".to_owned(), "100".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn all_follows_cursors_to_the_last_page() {
+        let mut cursors = Vec::new();
+        let results: Vec<Value> = search("Observation")
+            .collect_pages(|cursor| {
+                cursors.push(cursor.map(str::to_owned));
+                Ok(match cursor {
+                    None => page(&["a", "b"], Some("c1")),
+                    Some("c1") => page(&["c", "d"], Some("c2")),
+                    _ => page(&["e"], None),
+                })
+            })
+            .unwrap();
+        assert_eq!(ids(&results), ["a", "b", "c", "d", "e"]);
+        assert_eq!(cursors, [None, Some("c1".into()), Some("c2".into())]);
+    }
+
+    #[test]
+    fn all_stops_at_the_limit_without_fetching_more() {
+        let mut fetches = 0;
+        let results: Vec<Value> = search("Observation")
+            .limit(3)
+            .collect_pages(|_| {
+                fetches += 1;
+                Ok(page(&["x", "y"], Some("more")))
+            })
+            .unwrap();
+        assert_eq!(results.len(), 3);
+        assert_eq!(fetches, 2);
+    }
+
+    #[test]
+    fn an_empty_page_with_a_cursor_ends_the_search() {
+        let mut fetches = 0;
+        let results: Vec<Value> = search("Observation")
+            .collect_pages(|_| {
+                fetches += 1;
+                Ok(page(&[], Some("again")))
+            })
+            .unwrap();
+        assert!(results.is_empty());
+        assert_eq!(fetches, 1);
+    }
+
+    #[test]
+    fn errors_stop_the_search_and_map_to_statuses() {
+        let denied: Result<Vec<Value>, _> = search("Observation")
+            .collect_pages(|_| Err(Error::Denied("the patient opted out".into())));
+        let error = denied.unwrap_err();
+        assert_eq!(error.status_code(), 403);
+        assert_eq!(error.kind(), "denied");
+        assert_eq!(error.to_string(), "access denied: the patient opted out");
+        assert_eq!(Error::from(wit::Error::NotFound), Error::NotFound);
+        assert_eq!(Error::Unavailable("x".into()).status_code(), 503);
+    }
+
+    #[test]
+    fn data_that_does_not_fit_the_type_is_a_json_error() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Strict {
+            #[expect(dead_code, reason = "only decoding is tested")]
+            id: u32,
+        }
+        let result: Result<Vec<Strict>, _> =
+            search("Observation").collect_pages(|_| Ok(page(&["not-a-number"], None)));
+        assert!(matches!(result, Err(Error::Json(reason)) if reason.starts_with("Observation")));
+    }
+}
