@@ -367,3 +367,74 @@ fn up_accepts_only_the_configured_issuer() {
         "development tokens are refused once an issuer is configured"
     );
 }
+
+fn healthcloud_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_healthcloud"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("HEALTHCLOUD_DATABASE_URL")
+        .output()
+        .expect("the healthcloud binary runs")
+}
+
+/// The vendor quickstart as the README writes it: new → build → run, then the app answers
+/// over HTTP with the synthetic patient's data; a manifest that stops requesting what the
+/// code imports fails the build, naming the import.
+#[test]
+fn the_vendor_loop_builds_checks_and_runs_a_new_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = healthcloud_in(dir.path(), &["app", "new", "my-app", "--publisher", "acme"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let app = dir.path().join("my-app");
+    for file in ["Cargo.toml", "src/lib.rs", "healthcloud.toml"] {
+        assert!(app.join(file).is_file(), "{file} missing");
+    }
+    let again = healthcloud_in(dir.path(), &["app", "new", "my-app"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let built = healthcloud_in(dir.path(), &["app", "build", "my-app"]);
+    let stdout = String::from_utf8_lossy(&built.stdout);
+    assert!(built.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&built.stderr));
+    assert!(stdout.contains("built acme/my-app 0.1.0"), "{stdout}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_healthcloud"))
+        .args(["app", "run", "my-app", "--addr", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read stdout to its end: a closed pipe would fail the server's next line.
+    let stdout = std::io::BufReader::new(server.stdout.take().unwrap());
+    let (tokens, token) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
+            if let Some(value) = line.trim().strip_prefix("token:") {
+                let _ = tokens.send(value.trim().to_owned());
+            }
+        }
+    });
+    let token = token
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("app run prints a token");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed().as_secs() < 60, "app run did not start serving");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let page = http_get(port, "/apps/local/acme/my-app/", &token);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(page.0, 200, "{}", page.1);
+    assert!(page.1.contains("You are looking at"), "{}", page.1);
+
+    let manifest = app.join("healthcloud.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let without_capability = text.split("[[capability]]").next().unwrap().to_owned();
+    std::fs::write(&manifest, without_capability).unwrap();
+    let refused = healthcloud_in(dir.path(), &["app", "build", "my-app"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("healthcloud:platform/fhir@0.1.0") && stderr.contains("needs a data capability"), "{stderr}");
+}
