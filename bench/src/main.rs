@@ -15,6 +15,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod apps;
 mod corpus;
 mod fhir;
 mod machine;
@@ -44,6 +45,24 @@ struct Cli {
 enum Command {
     /// FHIR Bundle import throughput and patient-compartment search latency on embedded SQLite.
     Fhir(FhirArgs),
+    /// What one app request costs through the runtime, next to a native handler.
+    Apps(AppsArgs),
+}
+
+#[derive(Debug, Args)]
+struct AppsArgs {
+    /// Sequential requests per measured path [default: 2000, or 50 with --smoke].
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Synthetic patients in the store.
+    #[arg(long, default_value_t = 200)]
+    patients: usize,
+    /// A quick run that only proves the benchmark works (for CI).
+    #[arg(long)]
+    smoke: bool,
+    /// Directory for the benchmark database (a fresh subdirectory is made and removed).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    data_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -104,7 +123,31 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Fhir(args) => fhir_command(args).await,
+        Command::Apps(args) => apps_command(args).await,
     }
+}
+
+async fn apps_command(args: AppsArgs) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; run with --release for meaningful numbers");
+    }
+    let run_dir = RunDir {
+        path: args
+            .data_dir
+            .join(format!("healthcloud-bench-apps-{}", std::process::id())),
+        keep: false,
+    };
+    std::fs::create_dir_all(&run_dir.path)
+        .with_context(|| format!("cannot create {}", run_dir.path.display()))?;
+    let requests = args.requests.unwrap_or(if args.smoke { 50 } else { 2_000 });
+    let config = apps::Config {
+        patients: args.patients,
+        requests,
+        data_dir: run_dir.path.clone(),
+    };
+    let results = apps::run(&config).await?;
+    println!("{}", apps::table(&results, requests));
+    Ok(())
 }
 
 async fn fhir_command(args: FhirArgs) -> anyhow::Result<()> {

@@ -32,9 +32,9 @@
 //! ```
 #![deny(missing_docs)]
 
+mod bindings;
 pub mod capability;
 pub mod engine;
-mod generated;
 pub mod install;
 mod instance;
 pub mod limits;

@@ -24,17 +24,44 @@ async fn bp_monitor_shows_the_patients_latest_reading_from_the_store() {
     let (host, _) = with_bp_monitor().await;
     let page = host.get(BP, &host.clinician("pat-a")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("<strong>138/86 mmHg</strong>"), "{}", page.body);
-    assert!(page.body.contains("Åse"), "the patient's name: {}", page.body);
+    assert!(
+        page.body.contains("<strong>138/86 mmHg</strong>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("Åse"),
+        "the patient's name: {}",
+        page.body
+    );
     assert!(page.body.contains("<svg"), "the trend chart: {}", page.body);
     let other = host.get(BP, &host.clinician("pat-b")).await;
-    assert!(other.body.contains("<strong>119/77 mmHg</strong>"), "{}", other.body);
-    let json = host.get(&format!("{BP}api/readings"), &host.clinician("pat-a")).await;
+    assert!(
+        other.body.contains("<strong>119/77 mmHg</strong>"),
+        "{}",
+        other.body
+    );
+    let json = host
+        .get(&format!("{BP}api/readings"), &host.clinician("pat-a"))
+        .await;
     let readings = json.json();
-    assert_eq!(readings["readings"].as_array().unwrap().len(), 3, "{readings:#}");
+    assert_eq!(
+        readings["readings"].as_array().unwrap().len(),
+        3,
+        "{readings:#}"
+    );
     assert_eq!(readings["latest"]["systolic"], 138.0);
-    let flagged: Vec<bool> = readings["readings"].as_array().unwrap().iter().map(|r| r["flagged"].as_bool().unwrap()).collect();
-    assert_eq!(flagged.iter().filter(|f| **f).count(), 1, "only 151/95 is high: {readings:#}");
+    let flagged: Vec<bool> = readings["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["flagged"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        flagged.iter().filter(|f| **f).count(),
+        1,
+        "only 151/95 is high: {readings:#}"
+    );
 }
 
 #[tokio::test]
@@ -50,9 +77,12 @@ async fn bp_monitor_says_denied_without_the_users_scope() {
 #[tokio::test]
 async fn a_consent_opt_out_of_the_app_denies_it_and_is_audited() {
     let (host, _) = with_bp_monitor().await;
-    let consent = healthcloud_integration::consent::opt_out("pat-a", "Device/examples.bp-monitor", &[]);
+    let consent =
+        healthcloud_integration::consent::opt_out("pat-a", "Device/examples.bp-monitor", &[]);
     let verifier = host.issuer.verifier();
-    let principal = verifier.verify(&host.token(Role::Citizen, Some("pat-a"), None)).unwrap();
+    let principal = verifier
+        .verify(&host.token(Role::Citizen, Some("pat-a"), None))
+        .unwrap();
     host.service
         .create(&AccessContext::user(principal), "Consent", consent)
         .await
@@ -101,7 +131,11 @@ async fn a_patient_records_a_home_measurement_the_clinician_then_sees() {
     assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
     assert!(answer.headers["location"].to_str().unwrap().starts_with(BP));
     let page = host.get(BP, &host.clinician("pat-a")).await;
-    assert!(page.body.contains("<strong>162/101 mmHg</strong>"), "{}", page.body);
+    assert!(
+        page.body.contains("<strong>162/101 mmHg</strong>"),
+        "{}",
+        page.body
+    );
     let nonsense = Request::post(format!("{BP}measurements"))
         .header("authorization", format!("Bearer {patient}"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -115,7 +149,12 @@ async fn the_patient_summary_is_an_ips_document_bundle() {
     let host = Host::new().await;
     let (manifest, bytes) = example_app("patient-summary");
     host.install(REGION, &manifest, &bytes, None).unwrap();
-    let answer = host.get("/apps/testregion/examples/patient-summary/api/ips", &host.clinician("pat-a")).await;
+    let answer = host
+        .get(
+            "/apps/testregion/examples/patient-summary/api/ips",
+            &host.clinician("pat-a"),
+        )
+        .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let bundle = answer.json();
     assert_eq!(bundle["type"], "document");
@@ -141,8 +180,20 @@ async fn hello_imports_no_platform_interface() {
     assert!(install.manifest.requested.is_empty());
     let engine = wasmtime::Engine::default();
     let component = wasmtime::component::Component::new(&engine, &bytes).unwrap();
-    let imports: Vec<String> = component.component_type().imports(&engine).map(|(n, _)| n.to_owned()).collect();
-    assert!(imports.iter().all(|i| i.starts_with("wasi:")), "{imports:?}");
-    let answer = host.get("/apps/testregion/examples/hello/", &host.clinician("pat-a")).await;
-    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "Hello from healthcloud"));
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(&engine)
+        .map(|(n, _)| n.to_owned())
+        .collect();
+    assert!(
+        imports.iter().all(|i| i.starts_with("wasi:")),
+        "{imports:?}"
+    );
+    let answer = host
+        .get("/apps/testregion/examples/hello/", &host.clinician("pat-a"))
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "Hello from healthcloud")
+    );
 }

@@ -7,8 +7,12 @@
 //!   `{"patient", "hba1c": [{"date", "effective", "value", "unit", "above_target", "change"}],
 //!   "latest_hba1c", "glucose", "medications": [{"atc", "name", "dosage", "since"}]}`.
 //!
-//! A denied platform call is shown as such (`403`), unavailable data as `503`, and without
-//! a patient in context the app asks for one (`400`).
+//! Each section (HbA1c, glucose, medication) stands on its own: when the platform denies
+//! one, or its data is unavailable, that section says so (in JSON the field is
+//! `{"denied": reason}` or `{"unavailable": reason}`) and the others are still shown (`200`).
+//! When every section is denied (e.g. the patient opted the app out), or the page cannot
+//! read the Patient, the denial is shown as such (`403`), unavailable data as `503`, and
+//! without a patient in context the app asks for one (`400`).
 
 mod summary;
 mod view;
@@ -18,7 +22,7 @@ use healthcloud_sdk::model::{MedicationStatement, Observation, Patient, code, sy
 use healthcloud_sdk::{Request, Response, Router, fhir};
 use serde::Serialize;
 
-use crate::summary::{Hba1c, Summary};
+use crate::summary::{Hba1c, Section, Summary};
 
 healthcloud_sdk::serve!(|request| router().handle(request));
 
@@ -42,6 +46,7 @@ fn overview(request: Request) -> Response {
     ) {
         return Response::html(view::wrong_role_page(launch.user.role.as_str())).with_status(403);
     }
+    // The page is about the patient: without the Patient there is nothing to show.
     let loaded = fhir::read::<Patient>("Patient", &patient_id)
         .and_then(|patient| Ok((patient, load_summary(patient_id)?)));
     match loaded {
@@ -58,7 +63,16 @@ fn overview(request: Request) -> Response {
 struct SummaryBody<'a> {
     #[serde(flatten)]
     summary: &'a Summary,
-    latest_hba1c: Option<&'a Hba1c>,
+    latest_hba1c: Section<Option<&'a Hba1c>>,
+}
+
+impl SummaryBody<'_> {
+    fn of(summary: &Summary) -> SummaryBody<'_> {
+        SummaryBody {
+            summary,
+            latest_hba1c: summary.latest_hba1c(),
+        }
+    }
 }
 
 fn api_summary(_request: Request) -> Response {
@@ -70,35 +84,29 @@ fn api_summary(_request: Request) -> Response {
         );
     };
     match load_summary(patient_id) {
-        Ok(summary) => Response::json(&SummaryBody {
-            summary: &summary,
-            latest_hba1c: summary.latest_hba1c(),
-        }),
+        Ok(summary) => Response::json(&SummaryBody::of(&summary)),
         Err(error) => json_error(error.status_code(), error.kind(), &error.to_string()),
     }
 }
 
+/// Every section's search is made; which failures withhold a section only and which fail
+/// the overview is [`Summary::new`]'s to decide.
 fn load_summary(patient_id: String) -> Result<Summary, fhir::Error> {
-    let hba1c: Vec<Observation> = lab_search(code::HBA1C, code::HBA1C_NPU)
+    let hba1c: Result<Vec<Observation>, _> = lab_search(code::HBA1C, code::HBA1C_NPU)
         .count(100)
         .limit(MAX_RESULTS)
-        .all()?;
-    let glucose: Option<Observation> = lab_search(code::GLUCOSE, code::GLUCOSE_NPU)
+        .all();
+    let glucose: Result<Option<Observation>, _> = lab_search(code::GLUCOSE, code::GLUCOSE_NPU)
         .count(1)
-        .first()?;
+        .first();
     // The search returns every current medicine; which are for diabetes is decided by ATC
     // group, which the server cannot search by prefix.
-    let statements: Vec<MedicationStatement> = fhir::search("MedicationStatement")
+    let statements: Result<Vec<MedicationStatement>, _> = fhir::search("MedicationStatement")
         .param("status", "active")
         .count(100)
         .limit(MAX_RESULTS)
-        .all()?;
-    Ok(Summary::new(
-        patient_id,
-        &hba1c,
-        glucose.as_ref(),
-        &statements,
-    ))
+        .all();
+    Summary::new(patient_id, hba1c, glucose, statements)
 }
 
 /// Newest first, by either code: laboratories code with LOINC, NPU or both.
@@ -113,4 +121,36 @@ fn lab_search(loinc: &str, npu: &str) -> fhir::Search {
 
 fn json_error(status: u16, kind: &str, message: &str) -> Response {
     Response::json(&serde_json::json!({ "error": kind, "message": message })).with_status(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::summary::Withheld;
+
+    #[test]
+    fn a_withheld_section_is_an_object_in_the_json_and_the_rest_is_unchanged() {
+        let reason = "the region has not granted this app search-type of MedicationStatement";
+        let summary = Summary {
+            patient: "p1".into(),
+            hba1c: Section::Read(vec![]),
+            glucose: Section::Read(None),
+            medications: Section::Withheld(Withheld::Denied(reason.into())),
+        };
+        let body = serde_json::to_value(SummaryBody::of(&summary)).unwrap();
+        assert_eq!(
+            body,
+            json!({"patient": "p1", "hba1c": [], "latest_hba1c": null, "glucose": null,
+                "medications": {"denied": reason}})
+        );
+        let summary = Summary {
+            hba1c: Section::Withheld(Withheld::Denied("no Observation".into())),
+            ..summary
+        };
+        let body = serde_json::to_value(SummaryBody::of(&summary)).unwrap();
+        assert_eq!(body["hba1c"], json!({"denied": "no Observation"}));
+        assert_eq!(body["latest_hba1c"], json!({"denied": "no Observation"}));
+    }
 }

@@ -1,6 +1,12 @@
 //! The overview's content, built from FHIR resources. Plain Rust, tested natively.
+//!
+//! Each section (the HbA1c results, the latest glucose, the medication) is read with its own
+//! FHIR search and stands on its own: a section the platform denies or cannot reach is shown
+//! as such while the others are still shown. Only when every section is withheld does the
+//! overview as a whole fail.
 
 use healthcloud_sdk::clock::Date;
+use healthcloud_sdk::fhir;
 use healthcloud_sdk::model::{MedicationStatement, Observation, code};
 use serde::Serialize;
 
@@ -87,62 +93,171 @@ impl Medication {
     }
 }
 
+/// Why a section of the overview could not be read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Withheld {
+    /// The platform denied the read (grant, user scopes or consent); the reason says why.
+    /// As JSON `{"denied": reason}`.
+    Denied(String),
+    /// The data could not be reached right now. As JSON `{"unavailable": reason}`.
+    Unavailable(String),
+}
+
+impl Withheld {
+    /// The section-level reading of a failed FHIR call: a denial or unavailable data
+    /// withholds the section; any other error (a bug in the app, data it cannot read) is
+    /// given back, to fail the whole request.
+    pub fn from_error(error: fhir::Error) -> Result<Withheld, fhir::Error> {
+        match error {
+            fhir::Error::Denied(reason) => Ok(Withheld::Denied(reason)),
+            fhir::Error::Unavailable(reason) => Ok(Withheld::Unavailable(reason)),
+            other => Err(other),
+        }
+    }
+
+    /// The error this stands for, to answer a request with.
+    pub fn to_error(&self) -> fhir::Error {
+        match self {
+            Withheld::Denied(reason) => fhir::Error::Denied(reason.clone()),
+            Withheld::Unavailable(reason) => fhir::Error::Unavailable(reason.clone()),
+        }
+    }
+}
+
+/// One section of the overview: what was read, or why it was not. As JSON the content
+/// itself, or `{"denied": reason}` / `{"unavailable": reason}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Section<T> {
+    /// The section's content.
+    Read(T),
+    /// The section could not be read.
+    Withheld(Withheld),
+}
+
+impl<T> Section<T> {
+    /// The section from the result of its FHIR call; see [`Withheld::from_error`].
+    pub fn from_result(result: Result<T, fhir::Error>) -> Result<Section<T>, fhir::Error> {
+        match result {
+            Ok(content) => Ok(Section::Read(content)),
+            Err(error) => Withheld::from_error(error).map(Section::Withheld),
+        }
+    }
+
+    /// The content, converted.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Section<U> {
+        match self {
+            Section::Read(content) => Section::Read(f(content)),
+            Section::Withheld(why) => Section::Withheld(why),
+        }
+    }
+
+    /// The section by reference.
+    pub fn as_ref(&self) -> Section<&T> {
+        match self {
+            Section::Read(content) => Section::Read(content),
+            Section::Withheld(why) => Section::Withheld(why.clone()),
+        }
+    }
+
+    /// The content, if it was read.
+    #[cfg(test)]
+    pub fn read(&self) -> Option<&T> {
+        match self {
+            Section::Read(content) => Some(content),
+            Section::Withheld(_) => None,
+        }
+    }
+
+    /// Why the section was not read, if it was not.
+    pub fn withheld(&self) -> Option<&Withheld> {
+        match self {
+            Section::Read(_) => None,
+            Section::Withheld(why) => Some(why),
+        }
+    }
+}
+
 /// Everything the overview shows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     /// The patient's id.
     pub patient: String,
     /// HbA1c results, newest first.
-    pub hba1c: Vec<Hba1c>,
+    pub hba1c: Section<Vec<Hba1c>>,
     /// The newest plasma glucose.
-    pub glucose: Option<LabValue>,
+    pub glucose: Section<Option<LabValue>>,
     /// Current diabetes medication.
-    pub medications: Vec<Medication>,
+    pub medications: Section<Vec<Medication>>,
 }
 
 impl Summary {
-    /// Builds the overview from HbA1c observations (newest first), the newest glucose
-    /// observation and the patient's active medication statements.
+    /// Builds the overview from the results of its three FHIR searches: the HbA1c
+    /// observations (newest first), the newest glucose observation and the patient's active
+    /// medication statements.
+    ///
+    /// A search that was denied or found the data unavailable withholds its section only.
+    /// The overview fails when any search failed otherwise (that error), or when every
+    /// section is withheld (the first one's error: a patient who opted the app out denies
+    /// all of them).
     pub fn new(
         patient: String,
-        hba1c: &[Observation],
-        glucose: Option<&Observation>,
-        statements: &[MedicationStatement],
-    ) -> Summary {
-        let results: Vec<LabValue> = hba1c
-            .iter()
-            .filter_map(LabValue::from_observation)
-            .collect();
-        let in_mmol_per_mol = |r: &LabValue| r.unit == HBA1C_UNIT;
-        let hba1c = results
-            .iter()
-            .enumerate()
-            .map(|(i, result)| Hba1c {
-                result: result.clone(),
-                above_target: in_mmol_per_mol(result) && result.value > HBA1C_TARGET,
-                change: results
-                    .get(i + 1)
-                    .filter(|previous| in_mmol_per_mol(previous) && in_mmol_per_mol(result))
-                    .map(|previous| result.value - previous.value),
-            })
-            .collect();
-        let mut medications: Vec<Medication> = statements
-            .iter()
-            .filter_map(Medication::diabetes_drug)
-            .collect();
-        medications.sort_by(|a, b| a.atc.cmp(&b.atc));
-        Summary {
-            patient,
-            hba1c,
-            glucose: glucose.and_then(LabValue::from_observation),
-            medications,
+        hba1c: Result<Vec<Observation>, fhir::Error>,
+        glucose: Result<Option<Observation>, fhir::Error>,
+        statements: Result<Vec<MedicationStatement>, fhir::Error>,
+    ) -> Result<Summary, fhir::Error> {
+        let hba1c = Section::from_result(hba1c)?;
+        let glucose = Section::from_result(glucose)?;
+        let statements = Section::from_result(statements)?;
+        if let (Some(first), Some(_), Some(_)) =
+            (hba1c.withheld(), glucose.withheld(), statements.withheld())
+        {
+            return Err(first.to_error());
         }
+        Ok(Summary {
+            patient,
+            hba1c: hba1c.map(|observations| hba1c_results(&observations)),
+            glucose: glucose.map(|glucose| glucose.as_ref().and_then(LabValue::from_observation)),
+            medications: statements.map(|statements| diabetes_medication(&statements)),
+        })
     }
 
-    /// The newest HbA1c.
-    pub fn latest_hba1c(&self) -> Option<&Hba1c> {
-        self.hba1c.first()
+    /// The newest HbA1c, or why the HbA1c results were not read.
+    pub fn latest_hba1c(&self) -> Section<Option<&Hba1c>> {
+        self.hba1c.as_ref().map(|results| results.first())
     }
+}
+
+/// The HbA1c results of the observations (newest first), judged and compared.
+fn hba1c_results(observations: &[Observation]) -> Vec<Hba1c> {
+    let results: Vec<LabValue> = observations
+        .iter()
+        .filter_map(LabValue::from_observation)
+        .collect();
+    let in_mmol_per_mol = |r: &LabValue| r.unit == HBA1C_UNIT;
+    results
+        .iter()
+        .enumerate()
+        .map(|(i, result)| Hba1c {
+            result: result.clone(),
+            above_target: in_mmol_per_mol(result) && result.value > HBA1C_TARGET,
+            change: results
+                .get(i + 1)
+                .filter(|previous| in_mmol_per_mol(previous) && in_mmol_per_mol(result))
+                .map(|previous| result.value - previous.value),
+        })
+        .collect()
+}
+
+/// The current diabetes medication among the statements, by ATC code.
+fn diabetes_medication(statements: &[MedicationStatement]) -> Vec<Medication> {
+    let mut medications: Vec<Medication> = statements
+        .iter()
+        .filter_map(Medication::diabetes_drug)
+        .collect();
+    medications.sort_by(|a, b| a.atc.cmp(&b.atc));
+    medications
 }
 
 #[cfg(test)]
@@ -187,57 +302,141 @@ mod tests {
     fn hba1c_is_judged_against_the_target_with_the_change() {
         let summary = Summary::new(
             "p1".into(),
-            &[
+            Ok(vec![
                 lab("2026-10-01", 58.0, "mmol/mol"),
                 lab("2026-04-01", 52.0, "mmol/mol"),
                 lab("2025-10-01", 7.1, "%"),
-            ],
-            None,
-            &[],
-        );
-        let latest = summary.latest_hba1c().unwrap();
+            ]),
+            Ok(None),
+            Ok(vec![]),
+        )
+        .unwrap();
+        let latest = summary.latest_hba1c().read().copied().flatten().unwrap();
         assert!(latest.above_target);
         assert_eq!(latest.change, Some(6.0));
-        assert!(!summary.hba1c[1].above_target);
+        let hba1c = summary.hba1c.read().unwrap();
+        assert!(!hba1c[1].above_target);
         // Units other than mmol/mol are shown as they are, but neither judged nor compared.
-        assert_eq!(summary.hba1c[1].change, None);
-        assert!(!summary.hba1c[2].above_target);
+        assert_eq!(hba1c[1].change, None);
+        assert!(!hba1c[2].above_target);
     }
 
     #[test]
     fn only_current_a10_medication_is_listed() {
         let summary = Summary::new(
             "p1".into(),
-            &[],
-            None,
-            &[
+            Ok(vec![]),
+            Ok(None),
+            Ok(vec![
                 statement("C09AA05", "active"),
                 statement("A10BA02", "active"),
                 statement("A10BH01", "completed"),
                 statement("A10AE04", "active"),
-            ],
-        );
-        let atcs: Vec<_> = summary.medications.iter().map(|m| m.atc.as_str()).collect();
+            ]),
+        )
+        .unwrap();
+        let medications = summary.medications.read().unwrap();
+        let atcs: Vec<_> = medications.iter().map(|m| m.atc.as_str()).collect();
         assert_eq!(atcs, ["A10AE04", "A10BA02"]);
-        assert_eq!(summary.medications[0].since.as_deref(), Some("2024-03-01"));
-        assert_eq!(
-            summary.medications[0].dosage.as_deref(),
-            Some("1 tablet daily")
-        );
+        assert_eq!(medications[0].since.as_deref(), Some("2024-03-01"));
+        assert_eq!(medications[0].dosage.as_deref(), Some("1 tablet daily"));
     }
 
     #[test]
     fn json_keys_are_stable() {
         let summary = Summary::new(
             "p1".into(),
-            &[lab("2026-10-01", 58.0, "mmol/mol")],
-            None,
-            &[],
-        );
+            Ok(vec![lab("2026-10-01", 58.0, "mmol/mol")]),
+            Ok(None),
+            Ok(vec![]),
+        )
+        .unwrap();
         let json = serde_json::to_value(&summary).unwrap();
         assert_eq!(json["hba1c"][0]["value"], 58.0);
         assert_eq!(json["hba1c"][0]["date"], "2026-10-01");
         assert_eq!(json["hba1c"][0]["above_target"], true);
         assert!(json["glucose"].is_null());
+        assert_eq!(json["medications"], serde_json::json!([]));
+    }
+
+    const NO_MEDICATION: &str =
+        "the region has not granted this app search-type of MedicationStatement";
+
+    #[test]
+    fn a_denied_section_is_withheld_and_the_others_still_read() {
+        let summary = Summary::new(
+            "p1".into(),
+            Ok(vec![lab("2026-10-01", 58.0, "mmol/mol")]),
+            Ok(Some(lab("2026-10-01", 7.4, "mmol/L"))),
+            Err(fhir::Error::Denied(NO_MEDICATION.into())),
+        )
+        .unwrap();
+        assert_eq!(summary.hba1c.read().unwrap().len(), 1);
+        assert_eq!(summary.glucose.read().unwrap().as_ref().unwrap().value, 7.4);
+        assert_eq!(
+            summary.medications,
+            Section::Withheld(Withheld::Denied(NO_MEDICATION.into()))
+        );
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(
+            json["medications"],
+            serde_json::json!({ "denied": NO_MEDICATION })
+        );
+        assert_eq!(json["hba1c"][0]["value"], 58.0);
+        assert_eq!(json["glucose"]["unit"], "mmol/L");
+    }
+
+    #[test]
+    fn unavailable_data_is_withheld_too() {
+        let summary = Summary::new(
+            "p1".into(),
+            Err(fhir::Error::Unavailable("store timeout".into())),
+            Ok(None),
+            Ok(vec![]),
+        )
+        .unwrap();
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(
+            json["hba1c"],
+            serde_json::json!({ "unavailable": "store timeout" })
+        );
+        assert_eq!(
+            summary.latest_hba1c(),
+            Section::Withheld(Withheld::Unavailable("store timeout".into()))
+        );
+        assert!(json["glucose"].is_null());
+    }
+
+    #[test]
+    fn every_section_withheld_fails_with_the_first_denial() {
+        fn denied<T>(what: &str) -> Result<T, fhir::Error> {
+            Err(fhir::Error::Denied(format!(
+                "the patient opted out ({what})"
+            )))
+        }
+        let result = Summary::new(
+            "p1".into(),
+            denied("hba1c"),
+            denied("glucose"),
+            denied("med"),
+        );
+        assert_eq!(
+            result,
+            Err(fhir::Error::Denied("the patient opted out (hba1c)".into()))
+        );
+    }
+
+    #[test]
+    fn other_errors_fail_the_whole_overview() {
+        let result = Summary::new(
+            "p1".into(),
+            Ok(vec![]),
+            Err(fhir::Error::Invalid("unknown search parameter".into())),
+            Err(fhir::Error::Denied(NO_MEDICATION.into())),
+        );
+        assert_eq!(
+            result,
+            Err(fhir::Error::Invalid("unknown search parameter".into()))
+        );
     }
 }

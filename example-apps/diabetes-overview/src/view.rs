@@ -4,7 +4,7 @@
 use healthcloud_sdk::fhir;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use crate::summary::{HBA1C_TARGET, HBA1C_UNIT, Summary};
+use crate::summary::{HBA1C_TARGET, HBA1C_UNIT, Section, Summary, Withheld};
 
 const APP_NAME: &str = "Diabetes overview";
 
@@ -102,6 +102,21 @@ fn signed(change: f64) -> String {
     }
 }
 
+/// What a section says in place of its data when it could not be read: a denial says
+/// "denied" and why. `what` names the data, e.g. "medication data".
+fn withheld(id: Option<&str>, what: &str, why: &Withheld) -> Markup {
+    html! {
+        @match why {
+            Withheld::Denied(reason) => p.denied id=[id] {
+                "Access to " (what) " was denied: " (reason)
+            },
+            Withheld::Unavailable(_) => p.unavailable id=[id] {
+                "The " (what) " is unavailable right now: the health record could not be reached. Please try again in a few minutes."
+            },
+        }
+    }
+}
+
 /// The overview.
 pub fn overview_page(patient_name: Option<&str>, summary: &Summary, json_url: &str) -> String {
     let name = patient_name.unwrap_or("Unnamed patient");
@@ -111,62 +126,70 @@ pub fn overview_page(patient_name: Option<&str>, summary: &Summary, json_url: &s
             h1 { "Diabetes overview: " (name) }
             section aria-labelledby="hba1c-heading" {
                 h2 #hba1c-heading { "HbA1c" }
-                @match summary.latest_hba1c() {
-                    Some(latest) => p.latest #latest-hba1c {
-                        "Latest HbA1c: " strong { (number(latest.result.value)) " " (latest.result.unit) }
-                        " on " (latest.result.date)
-                        @if let Some(change) = latest.change {
-                            " (" (signed(change)) " since the previous result)"
+                @match &summary.hba1c {
+                    Section::Withheld(why) => (withheld(Some("latest-hba1c"), "HbA1c data", why)),
+                    Section::Read(results) => {
+                        @match results.first() {
+                            Some(latest) => p.latest #latest-hba1c {
+                                "Latest HbA1c: " strong { (number(latest.result.value)) " " (latest.result.unit) }
+                                " on " (latest.result.date)
+                                @if let Some(change) = latest.change {
+                                    " (" (signed(change)) " since the previous result)"
+                                }
+                                @if latest.above_target {
+                                    " " span.flag { "above " (HBA1C_TARGET) " " (HBA1C_UNIT) }
+                                }
+                            },
+                            None => p #latest-hba1c { "No HbA1c results recorded." },
                         }
-                        @if latest.above_target {
-                            " " span.flag { "above " (HBA1C_TARGET) " " (HBA1C_UNIT) }
-                        }
-                    },
-                    None => p #latest-hba1c { "No HbA1c results recorded." },
-                }
-                @if !summary.hba1c.is_empty() {
-                    table {
-                        caption {
-                            "HbA1c results, newest first. Marked: above the usual target of "
-                            (HBA1C_TARGET) " " (HBA1C_UNIT) "."
-                        }
-                        thead { tr {
-                            th scope="col" { "Date" }
-                            th scope="col" { "HbA1c" }
-                            th scope="col" { "Unit" }
-                            th scope="col" { "Change" }
-                            th scope="col" { "Above target" }
-                        } }
-                        tbody {
-                            @for row in &summary.hba1c {
-                                tr class=[row.above_target.then_some("flagged")] {
-                                    td { time datetime=(row.result.effective) { (row.result.date) } }
-                                    td.number { (number(row.result.value)) }
-                                    td { (row.result.unit) }
-                                    td.number { @if let Some(change) = row.change { (signed(change)) } }
-                                    td { @if row.above_target { span.flag { "Yes" } } }
+                        @if !results.is_empty() {
+                            table {
+                                caption {
+                                    "HbA1c results, newest first. Marked: above the usual target of "
+                                    (HBA1C_TARGET) " " (HBA1C_UNIT) "."
+                                }
+                                thead { tr {
+                                    th scope="col" { "Date" }
+                                    th scope="col" { "HbA1c" }
+                                    th scope="col" { "Unit" }
+                                    th scope="col" { "Change" }
+                                    th scope="col" { "Above target" }
+                                } }
+                                tbody {
+                                    @for row in results {
+                                        tr class=[row.above_target.then_some("flagged")] {
+                                            td { time datetime=(row.result.effective) { (row.result.date) } }
+                                            td.number { (number(row.result.value)) }
+                                            td { (row.result.unit) }
+                                            td.number { @if let Some(change) = row.change { (signed(change)) } }
+                                            td { @if row.above_target { span.flag { "Yes" } } }
+                                        }
+                                    }
                                 }
                             }
                         }
-                    }
+                    },
                 }
             }
             section aria-labelledby="glucose-heading" {
                 h2 #glucose-heading { "Plasma glucose" }
                 @match &summary.glucose {
-                    Some(glucose) => p.latest #latest-glucose {
+                    Section::Withheld(why) => (withheld(Some("latest-glucose"), "plasma glucose data", why)),
+                    Section::Read(Some(glucose)) => p.latest #latest-glucose {
                         "Latest plasma glucose: " strong { (number(glucose.value)) " " (glucose.unit) }
                         " on " (glucose.date)
                     },
-                    None => p #latest-glucose { "No plasma glucose results recorded." },
+                    Section::Read(None) => p #latest-glucose { "No plasma glucose results recorded." },
                 }
             }
             section aria-labelledby="medication-heading" {
                 h2 #medication-heading { "Current diabetes medication" }
-                @if summary.medications.is_empty() {
-                    p { "No current diabetes medication (ATC group A10) is recorded." }
-                } @else {
-                    table {
+                @match &summary.medications {
+                    Section::Withheld(why) => (withheld(None, "medication data", why)),
+                    Section::Read(medications) if medications.is_empty() => {
+                        p { "No current diabetes medication (ATC group A10) is recorded." }
+                    },
+                    Section::Read(medications) => table {
                         caption { "Medicines in ATC group A10 that the patient currently takes." }
                         thead { tr {
                             th scope="col" { "Medicine" }
@@ -175,7 +198,7 @@ pub fn overview_page(patient_name: Option<&str>, summary: &Summary, json_url: &s
                             th scope="col" { "Since" }
                         } }
                         tbody {
-                            @for medication in &summary.medications {
+                            @for medication in medications {
                                 tr {
                                     td { (medication.name) }
                                     td { (medication.atc) }
@@ -184,7 +207,7 @@ pub fn overview_page(patient_name: Option<&str>, summary: &Summary, json_url: &s
                                 }
                             }
                         }
-                    }
+                    },
                 }
             }
             p { a href=(json_url) { "The same overview as JSON" } }
@@ -201,7 +224,7 @@ mod tests {
     fn summary() -> Summary {
         Summary {
             patient: "p1".into(),
-            hba1c: vec![Hba1c {
+            hba1c: Section::Read(vec![Hba1c {
                 result: LabValue {
                     date: "2026-10-01".into(),
                     effective: "2026-10-01T09:00:00+02:00".into(),
@@ -210,19 +233,19 @@ mod tests {
                 },
                 above_target: true,
                 change: Some(6.0),
-            }],
-            glucose: Some(LabValue {
+            }]),
+            glucose: Section::Read(Some(LabValue {
                 date: "2026-10-01".into(),
                 effective: "2026-10-01T09:00:00+02:00".into(),
                 value: 7.4,
                 unit: "mmol/L".into(),
-            }),
-            medications: vec![Medication {
+            })),
+            medications: Section::Read(vec![Medication {
                 atc: "A10BA02".into(),
                 name: "Metformin <500 mg>".into(),
                 dosage: None,
                 since: Some("2024-03-01".into()),
-            }],
+            }]),
         }
     }
 
@@ -246,5 +269,47 @@ mod tests {
             "the region has not granted this app search-type of Observation".into(),
         ));
         assert!(html.contains("was denied: the region has not granted"));
+    }
+
+    #[test]
+    fn a_denied_section_says_so_and_the_others_still_show() {
+        let summary = Summary {
+            medications: Section::Withheld(Withheld::Denied(
+                "the region has not granted this app search-type of <MedicationStatement>".into(),
+            )),
+            ..summary()
+        };
+        let html = overview_page(Some("Bo"), &summary, "/api/summary");
+        assert!(html.contains("<strong>58 mmol/mol</strong>"), "{html}");
+        assert!(html.contains("<strong>7.4 mmol/L</strong>"), "{html}");
+        assert!(
+            html.contains(
+                r#"<p class="denied">Access to medication data was denied: the region has not granted this app search-type of &lt;MedicationStatement&gt;</p>"#
+            ),
+            "{html}"
+        );
+        assert!(!html.contains("Metformin"), "{html}");
+        assert!(!html.contains("No current diabetes medication"), "{html}");
+    }
+
+    #[test]
+    fn a_withheld_lab_section_keeps_its_hook() {
+        let summary = Summary {
+            hba1c: Section::Withheld(Withheld::Denied("no Observation scope".into())),
+            glucose: Section::Withheld(Withheld::Unavailable("timeout".into())),
+            ..summary()
+        };
+        let html = overview_page(None, &summary, "/api/summary");
+        assert!(
+            html.contains(r#"<p class="denied" id="latest-hba1c">Access to HbA1c data was denied: no Observation scope</p>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<p class="unavailable" id="latest-glucose">"#),
+            "{html}"
+        );
+        assert!(!html.contains("<table><caption>HbA1c"), "{html}");
+        assert!(!html.contains("timeout"), "{html}");
+        assert!(html.contains("Metformin"), "{html}");
     }
 }

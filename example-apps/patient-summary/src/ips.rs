@@ -5,9 +5,15 @@
 //! `urn:uuid:` fullUrl, references between included resources are rewritten to those, and
 //! references to resources the document does not include (the GP clinic, the prescription
 //! behind a statement) are dropped, keeping their `display` if they had one.
+//!
+//! Each section is read with its own FHIR search and stands on its own: a section the
+//! platform denies (or cannot reach) is in the document without entries, with a narrative
+//! saying so and an `emptyReason` (`withheld`, or `unavailable`), and the other sections are
+//! still filled in.
 
 use std::collections::HashMap;
 
+use healthcloud_sdk::fhir;
 use healthcloud_sdk::model::{AllergyIntolerance, Condition, MedicationStatement, Patient};
 use maud::html;
 use serde::de::DeserializeOwned;
@@ -16,44 +22,131 @@ use serde_json::{Map, Value, json};
 const LOINC: &str = "http://loinc.org";
 const LIST_EMPTY_REASON: &str = "http://terminology.hl7.org/CodeSystem/list-empty-reason";
 
-/// The patient's data the summary is made of: FHIR JSON as the platform returned it.
+/// Why a section could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Withheld {
+    /// The platform denied the read (grant, user scopes or consent); the reason says why.
+    Denied(String),
+    /// The data could not be reached right now.
+    Unavailable(String),
+}
+
+impl Withheld {
+    /// The section-level reading of a failed FHIR call: a denial or unavailable data
+    /// withholds the section; any other error (a bug in the app, data it cannot read) is
+    /// given back, to fail the whole request.
+    pub fn from_error(error: fhir::Error) -> Result<Withheld, fhir::Error> {
+        match error {
+            fhir::Error::Denied(reason) => Ok(Withheld::Denied(reason)),
+            fhir::Error::Unavailable(reason) => Ok(Withheld::Unavailable(reason)),
+            other => Err(other),
+        }
+    }
+
+    /// What a section says in place of its entries; `data` names them, e.g. "medication
+    /// data". A denial says "denied" and why.
+    pub fn text(&self, data: &str) -> String {
+        match self {
+            Withheld::Denied(reason) => format!("Access to {data} was denied: {reason}"),
+            Withheld::Unavailable(_) => format!(
+                "The {data} is unavailable right now: the health record could not be reached."
+            ),
+        }
+    }
+
+    /// The section's `emptyReason` (http://terminology.hl7.org/CodeSystem/list-empty-reason).
+    fn empty_reason(&self) -> Value {
+        let (code, display) = match self {
+            Withheld::Denied(_) => ("withheld", "Information Withheld"),
+            Withheld::Unavailable(_) => ("unavailable", "Unavailable"),
+        };
+        json!({ "coding": [{ "system": LIST_EMPTY_REASON, "code": code, "display": display }] })
+    }
+}
+
+/// The resources of one section, or why they could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Section {
+    /// The resources (FHIR JSON as the platform returned it).
+    Read(Vec<Value>),
+    /// The section could not be read.
+    Withheld(Withheld),
+}
+
+impl Default for Section {
+    fn default() -> Section {
+        Section::Read(Vec::new())
+    }
+}
+
+impl Section {
+    /// The section from the result of its search, keeping only what `keep` accepts; see
+    /// [`Withheld::from_error`].
+    fn from_search(
+        result: Result<Vec<Value>, fhir::Error>,
+        keep: impl Fn(&Value) -> bool,
+    ) -> Result<Section, fhir::Error> {
+        match result {
+            Ok(resources) => Ok(Section::Read(
+                resources.into_iter().filter(|r| keep(r)).collect(),
+            )),
+            Err(error) => Withheld::from_error(error).map(Section::Withheld),
+        }
+    }
+
+    /// The resources read; none when withheld.
+    pub fn resources(&self) -> &[Value] {
+        match self {
+            Section::Read(resources) => resources,
+            Section::Withheld(_) => &[],
+        }
+    }
+
+    /// Why the section was not read, if it was not.
+    pub fn withheld(&self) -> Option<&Withheld> {
+        match self {
+            Section::Read(_) => None,
+            Section::Withheld(why) => Some(why),
+        }
+    }
+}
+
+/// The patient's data the summary is made of.
 #[derive(Debug, Clone, Default)]
 pub struct Record {
     /// The Patient.
     pub patient: Value,
     /// Current medication (MedicationStatement).
-    pub medications: Vec<Value>,
+    pub medications: Section,
     /// Current allergies and intolerances (AllergyIntolerance).
-    pub allergies: Vec<Value>,
+    pub allergies: Section,
     /// Current problems (Condition).
-    pub problems: Vec<Value>,
+    pub problems: Section,
 }
 
 impl Record {
-    /// The record with only what is current: active statements, allergies and conditions.
-    /// (The searches already ask for active statements and conditions; allergies cannot be
-    /// searched by status.)
+    /// The record from the Patient and the results of the three section searches, with only
+    /// what is current: active statements, allergies and conditions. (The searches already
+    /// ask for active statements and conditions; allergies cannot be searched by status.)
+    ///
+    /// A search that was denied or found the data unavailable withholds its section only;
+    /// any other failure fails the record (that error).
     pub fn current(
         patient: Value,
-        medications: Vec<Value>,
-        allergies: Vec<Value>,
-        problems: Vec<Value>,
-    ) -> Record {
-        Record {
+        medications: Result<Vec<Value>, fhir::Error>,
+        allergies: Result<Vec<Value>, fhir::Error>,
+        problems: Result<Vec<Value>, fhir::Error>,
+    ) -> Result<Record, fhir::Error> {
+        Ok(Record {
             patient,
-            medications: medications
-                .into_iter()
-                .filter(|m| decode::<MedicationStatement>(m).is_active())
-                .collect(),
-            allergies: allergies
-                .into_iter()
-                .filter(|a| decode::<AllergyIntolerance>(a).is_active())
-                .collect(),
-            problems: problems
-                .into_iter()
-                .filter(|c| decode::<Condition>(c).is_active())
-                .collect(),
-        }
+            medications: Section::from_search(medications, |m| {
+                decode::<MedicationStatement>(m).is_active()
+            })?,
+            allergies: Section::from_search(allergies, |a| {
+                decode::<AllergyIntolerance>(a).is_active()
+            })?,
+            problems: Section::from_search(problems, |c| decode::<Condition>(c).is_active())?,
+        })
     }
 }
 
@@ -66,9 +159,18 @@ pub struct Authorship {
     pub author: String,
 }
 
+/// What the medication section holds, in a sentence.
+pub const MEDICATION_DATA: &str = "medication data";
+/// What the allergy section holds, in a sentence.
+pub const ALLERGY_DATA: &str = "allergy and intolerance data";
+/// What the problem section holds, in a sentence.
+pub const PROBLEM_DATA: &str = "problem list data";
+
 /// One section of the summary.
 struct SectionDef {
     title: &'static str,
+    /// What the section's entries are, in a sentence: "Access to {data} was denied".
+    data: &'static str,
     loinc: &'static str,
     loinc_display: &'static str,
     empty_text: &'static str,
@@ -76,18 +178,21 @@ struct SectionDef {
 
 const MEDICATION: SectionDef = SectionDef {
     title: "Medication Summary",
+    data: MEDICATION_DATA,
     loinc: "10160-0",
     loinc_display: "History of Medication use Narrative",
     empty_text: "No current medication is recorded.",
 };
 const ALLERGIES: SectionDef = SectionDef {
     title: "Allergies and Intolerances",
+    data: ALLERGY_DATA,
     loinc: "48765-2",
     loinc_display: "Allergies and adverse reactions Document",
     empty_text: "No current allergies or intolerances are recorded.",
 };
 const PROBLEMS: SectionDef = SectionDef {
     title: "Problem List",
+    data: PROBLEM_DATA,
     loinc: "11450-4",
     loinc_display: "Problem list - Reported",
     empty_text: "No current problems are recorded.",
@@ -117,9 +222,9 @@ pub fn document(
             .map(|r| (entry_url(r), r.clone()))
             .collect::<Vec<_>>()
     };
-    let medications = section_urls(&record.medications, &mut entry_url);
-    let allergies = section_urls(&record.allergies, &mut entry_url);
-    let problems = section_urls(&record.problems, &mut entry_url);
+    let medications = section_urls(record.medications.resources(), &mut entry_url);
+    let allergies = section_urls(record.allergies.resources(), &mut entry_url);
+    let problems = section_urls(record.problems.resources(), &mut entry_url);
 
     let patient: Patient = decode(&record.patient);
     let mut subject = json!({ "reference": patient_url });
@@ -136,9 +241,9 @@ pub fn document(
         "author": [{ "display": authorship.author }],
         "title": "International Patient Summary",
         "section": [
-            section(&MEDICATION, &medications, |r| medication_line(&decode(r))),
-            section(&ALLERGIES, &allergies, |r| allergy_line(&decode(r))),
-            section(&PROBLEMS, &problems, |r| problem_line(&decode(r))),
+            section(&MEDICATION, record.medications.withheld(), &medications, |r| medication_line(&decode(r))),
+            section(&ALLERGIES, record.allergies.withheld(), &allergies, |r| allergy_line(&decode(r))),
+            section(&PROBLEMS, record.problems.withheld(), &problems, |r| problem_line(&decode(r))),
         ],
     });
 
@@ -163,8 +268,10 @@ pub fn document(
     })
 }
 
+/// One section of the Composition: its entries, or (none read) why it is empty.
 fn section(
     def: &SectionDef,
+    withheld: Option<&Withheld>,
     entries: &[(String, Value)],
     line: impl Fn(&Value) -> String,
 ) -> Value {
@@ -172,7 +279,9 @@ fn section(
     // FHIR narrative is XHTML in a div with the XHTML namespace; maud escapes the data.
     let div = html! {
         div xmlns="http://www.w3.org/1999/xhtml" {
-            @if lines.is_empty() {
+            @if let Some(why) = withheld {
+                p { (why.text(def.data)) }
+            } @else if lines.is_empty() {
                 p { (def.empty_text) }
             } @else {
                 ul { @for line in &lines { li { (line) } } }
@@ -187,7 +296,10 @@ fn section(
         json!({ "coding": [{ "system": LOINC, "code": def.loinc, "display": def.loinc_display }] }),
     );
     section.insert("text".into(), json!({ "status": "generated", "div": div }));
-    if entries.is_empty() {
+    if let Some(why) = withheld {
+        // Not read (denied, or unavailable): the section says so rather than "none known".
+        section.insert("emptyReason".into(), why.empty_reason());
+    } else if entries.is_empty() {
         // A section with nothing in it must say why (FHIR cmp-1/cmp-2): the record was
         // searched and holds nothing current.
         section.insert(
@@ -320,14 +432,16 @@ fn date_part(date_time: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn record() -> Record {
-        Record::current(
-            json!({"resourceType": "Patient", "id": "p1",
-                "name": [{"use": "official", "family": "Sørensen", "given": ["Åse"]}],
-                "generalPractitioner": [{"reference": "Organization/gp1"}],
-                "birthDate": "1950-02-03"}),
-            vec![
-                json!({"resourceType": "MedicationStatement", "id": "m1", "status": "active",
+    fn patient() -> Value {
+        json!({"resourceType": "Patient", "id": "p1",
+            "name": [{"use": "official", "family": "Sørensen", "given": ["Åse"]}],
+            "generalPractitioner": [{"reference": "Organization/gp1"}],
+            "birthDate": "1950-02-03"})
+    }
+
+    fn medications() -> Vec<Value> {
+        vec![
+            json!({"resourceType": "MedicationStatement", "id": "m1", "status": "active",
                 "basedOn": [{"reference": "MedicationRequest/r1"}],
                 "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc",
                     "code": "A10BA02", "display": "metformin"}], "text": "Metformin <500 mg>"},
@@ -336,23 +450,34 @@ mod tests {
                 "reasonReference": [{"reference": "Condition/c1"}],
                 "informationSource": {"reference": "Organization/gp1", "display": "Lægehuset"},
                 "dosage": [{"text": "1 tablet 2 times daily"}]}),
-            ],
-            vec![json!({"resourceType": "AllergyIntolerance", "id": "a1",
+        ]
+    }
+
+    fn record_with(medications: Result<Vec<Value>, fhir::Error>) -> Record {
+        Record::current(
+            patient(),
+            medications,
+            Ok(vec![json!({"resourceType": "AllergyIntolerance", "id": "a1",
                 "clinicalStatus": {"coding": [{"system":
                     "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "resolved"}]},
-                "patient": {"reference": "Patient/p1"}})],
-            vec![json!({"resourceType": "Condition", "id": "c1",
+                "patient": {"reference": "Patient/p1"}})]),
+            Ok(vec![json!({"resourceType": "Condition", "id": "c1",
                 "clinicalStatus": {"coding": [{"system":
                     "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
                 "code": {"text": "Type 2 diabetes"}, "onsetDateTime": "2019-05-01",
-                "subject": {"reference": "https://x.example/fhir/r4/Patient/p1"}})],
+                "subject": {"reference": "https://x.example/fhir/r4/Patient/p1"}})]),
         )
+        .unwrap()
     }
 
     fn ips() -> Value {
+        ips_of(&record_with(Ok(medications())))
+    }
+
+    fn ips_of(record: &Record) -> Value {
         let mut n = 0;
         document(
-            &record(),
+            record,
             &Authorship {
                 timestamp: "2026-10-30T08:00:00Z".into(),
                 author: "examples/patient-summary 0.1.0".into(),
@@ -458,5 +583,68 @@ mod tests {
         assert!(div.contains(
             "Metformin &lt;500 mg&gt; (ATC A10BA02): 1 tablet 2 times daily; since 2024-03-01"
         ));
+    }
+
+    const NO_MEDICATION: &str =
+        "the region has not granted this app search-type of <MedicationStatement>";
+
+    #[test]
+    fn a_denied_section_is_withheld_and_says_so_and_the_others_are_filled_in() {
+        let record = record_with(Err(fhir::Error::Denied(NO_MEDICATION.into())));
+        assert_eq!(
+            record.medications,
+            Section::Withheld(Withheld::Denied(NO_MEDICATION.into()))
+        );
+        let bundle = ips_of(&record);
+        let sections = bundle["entry"][0]["resource"]["section"]
+            .as_array()
+            .unwrap();
+        let medication = &sections[0];
+        assert_eq!(medication["code"]["coding"][0]["code"], "10160-0");
+        assert!(medication.get("entry").is_none());
+        assert_eq!(
+            medication["emptyReason"],
+            json!({ "coding": [{ "system": LIST_EMPTY_REASON, "code": "withheld",
+                "display": "Information Withheld" }] })
+        );
+        let div = medication["text"]["div"].as_str().unwrap();
+        assert!(
+            div.contains("Access to medication data was denied: the region has not granted this app search-type of &lt;MedicationStatement&gt;"),
+            "{div}"
+        );
+        // The problem section is still there, with its entry; the allergy one is "nil known".
+        assert_eq!(sections[1]["emptyReason"]["coding"][0]["code"], "nilknown");
+        let problem_url = sections[2]["entry"][0]["reference"].clone();
+        assert_eq!(bundle["entry"][2]["fullUrl"], problem_url);
+        assert_eq!(bundle["entry"][2]["resource"]["resourceType"], "Condition");
+        assert_eq!(bundle["entry"].as_array().unwrap().len(), 3); // composition, patient, problem
+    }
+
+    #[test]
+    fn an_unavailable_section_says_unavailable() {
+        let record = record_with(Err(fhir::Error::Unavailable("store timeout".into())));
+        let bundle = ips_of(&record);
+        let medication = &bundle["entry"][0]["resource"]["section"][0];
+        assert_eq!(
+            medication["emptyReason"]["coding"][0]["code"],
+            "unavailable"
+        );
+        let div = medication["text"]["div"].as_str().unwrap();
+        assert!(div.contains("unavailable right now"), "{div}");
+        assert!(!div.contains("store timeout"), "{div}");
+    }
+
+    #[test]
+    fn other_errors_fail_the_record() {
+        let result = Record::current(
+            patient(),
+            Err(fhir::Error::Denied(NO_MEDICATION.into())),
+            Err(fhir::Error::Invalid("unknown search parameter".into())),
+            Ok(vec![]),
+        );
+        assert_eq!(
+            result.unwrap_err(),
+            fhir::Error::Invalid("unknown search parameter".into())
+        );
     }
 }

@@ -8,8 +8,12 @@
 //!   section has a narrative and an `emptyReason`.
 //! - `GET /` — the same summary as a readable page.
 //!
-//! A denied platform call is shown as such (`403`; an OperationOutcome for `/api/ips`),
-//! unavailable data as `503`, and without a patient in context the app asks for one (`400`).
+//! Each section stands on its own: when the platform denies its search, the section is
+//! empty with `emptyReason` `withheld` and a narrative saying access was denied and why
+//! (`unavailable` when its data could not be reached), and the rest of the summary is still
+//! made (`200`). When the Patient itself cannot be read the denial is shown as such (`403`;
+//! an OperationOutcome for `/api/ips`), unavailable data as `503`, and without a patient in
+//! context the app asks for one (`400`).
 
 mod ips;
 mod view;
@@ -84,23 +88,26 @@ fn author(launch: &LaunchContext) -> String {
     )
 }
 
+/// The summary is about the patient: without the Patient there is no summary. Each
+/// section's search is made; which failures withhold a section only is [`Record::current`]'s
+/// to decide.
 fn load_record(patient_id: &str) -> Result<Record, fhir::Error> {
     let patient: Value = fhir::read("Patient", patient_id)?;
-    let medications: Vec<Value> = fhir::search("MedicationStatement")
+    let medications = fhir::search("MedicationStatement")
         .param("status", "active")
         .count(100)
         .limit(MAX_ENTRIES)
-        .all()?;
-    let allergies: Vec<Value> = fhir::search("AllergyIntolerance")
+        .all();
+    let allergies = fhir::search("AllergyIntolerance")
         .count(100)
         .limit(MAX_ENTRIES)
-        .all()?;
-    let problems: Vec<Value> = fhir::search("Condition")
+        .all();
+    let problems = fhir::search("Condition")
         .param("clinical-status", "active")
         .count(100)
         .limit(MAX_ENTRIES)
-        .all()?;
-    Ok(Record::current(patient, medications, allergies, problems))
+        .all();
+    Record::current(patient, medications, allergies, problems)
 }
 
 fn fhir_json(status: u16, body: &Value) -> Response {

@@ -4,8 +4,12 @@
 use healthcloud_sdk::fhir;
 use healthcloud_sdk::model::{AllergyIntolerance, Condition, MedicationStatement, Patient, system};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
+use serde_json::Value;
 
-use crate::ips::{Record, allergy_line, decode, medication_line, problem_line};
+use crate::ips::{
+    ALLERGY_DATA, MEDICATION_DATA, PROBLEM_DATA, Record, Section, Withheld, allergy_line, decode,
+    medication_line, problem_line,
+};
 
 const APP_NAME: &str = "Patient summary";
 
@@ -73,17 +77,34 @@ pub fn no_patient_page() -> String {
     )
 }
 
+/// The class of a withheld section's message, for its style.
+fn withheld_class(why: &Withheld) -> &'static str {
+    match why {
+        Withheld::Denied(_) => "denied",
+        Withheld::Unavailable(_) => "unavailable",
+    }
+}
+
 /// The summary, section by section as in the FHIR document.
 pub fn summary_page(record: &Record, generated_at: &str, document_url: &str) -> String {
     let patient: Patient = decode(&record.patient);
     let name = patient
         .display_name()
         .unwrap_or_else(|| "Unnamed patient".to_owned());
-    let section = |id: &str, title: &str, lines: Vec<String>, empty: &str| {
+    // `what` names the section's data in a sentence ("Access to medication data was denied").
+    let section = |id: &str,
+                   title: &str,
+                   what: &str,
+                   data: &Section,
+                   line: fn(&Value) -> String,
+                   empty: &str| {
+        let lines: Vec<String> = data.resources().iter().map(line).collect();
         html! {
             section aria-labelledby=(id) {
                 h2 id=(id) { (title) }
-                @if lines.is_empty() {
+                @if let Some(why) = data.withheld() {
+                    p class=(withheld_class(why)) { (why.text(what)) }
+                } @else if lines.is_empty() {
                     p { (empty) }
                 } @else {
                     ul { @for line in &lines { li { (line) } } }
@@ -106,19 +127,25 @@ pub fn summary_page(record: &Record, generated_at: &str, document_url: &str) -> 
             (section(
                 "medication",
                 "Medication",
-                record.medications.iter().map(|m| medication_line(&decode::<MedicationStatement>(m))).collect(),
+                MEDICATION_DATA,
+                &record.medications,
+                |m| medication_line(&decode::<MedicationStatement>(m)),
                 "No current medication is recorded.",
             ))
             (section(
                 "allergies",
                 "Allergies and intolerances",
-                record.allergies.iter().map(|a| allergy_line(&decode::<AllergyIntolerance>(a))).collect(),
+                ALLERGY_DATA,
+                &record.allergies,
+                |a| allergy_line(&decode::<AllergyIntolerance>(a)),
                 "No current allergies or intolerances are recorded.",
             ))
             (section(
                 "problems",
                 "Problems",
-                record.problems.iter().map(|c| problem_line(&decode::<Condition>(c))).collect(),
+                PROBLEM_DATA,
+                &record.problems,
+                |c| problem_line(&decode::<Condition>(c)),
                 "No current problems are recorded.",
             ))
             p {
@@ -140,10 +167,10 @@ mod tests {
             patient: json!({"resourceType": "Patient", "id": "p1",
                 "name": [{"family": "<Sørensen>", "given": ["Åse"]}],
                 "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": "0302509996"}]}),
-            medications: vec![],
-            allergies: vec![json!({"resourceType": "AllergyIntolerance",
-                "code": {"text": "Penicillinallergi"}, "criticality": "high", "category": ["medication"]})],
-            problems: vec![],
+            medications: Section::Read(vec![]),
+            allergies: Section::Read(vec![json!({"resourceType": "AllergyIntolerance",
+                "code": {"text": "Penicillinallergi"}, "criticality": "high", "category": ["medication"]})]),
+            problems: Section::Read(vec![]),
         };
         let html = summary_page(
             &record,
@@ -156,5 +183,29 @@ mod tests {
         assert!(html.contains("No current medication is recorded."));
         assert!(html.contains("No current problems are recorded."));
         assert!(html.contains(r#"href="/apps/r/examples/patient-summary/api/ips""#));
+    }
+
+    #[test]
+    fn a_denied_section_says_so_and_the_others_still_show() {
+        let record = Record {
+            patient: json!({"resourceType": "Patient", "id": "p1", "name": [{"text": "Bo"}]}),
+            medications: Section::Withheld(Withheld::Denied(
+                "the region has not granted this app search-type of <MedicationStatement>".into(),
+            )),
+            allergies: Section::Withheld(Withheld::Unavailable("store timeout".into())),
+            problems: Section::Read(vec![json!({"resourceType": "Condition",
+                "code": {"text": "Type 2 diabetes"}})]),
+        };
+        let html = summary_page(&record, "2026-10-30T08:00:00Z", "/api/ips");
+        assert!(
+            html.contains(
+                r#"<p class="denied">Access to medication data was denied: the region has not granted this app search-type of &lt;MedicationStatement&gt;</p>"#
+            ),
+            "{html}"
+        );
+        assert!(!html.contains("No current medication"), "{html}");
+        assert!(html.contains(r#"<p class="unavailable">The allergy and intolerance data is unavailable right now"#), "{html}");
+        assert!(!html.contains("store timeout"), "{html}");
+        assert!(html.contains("<li>Type 2 diabetes</li>"), "{html}");
     }
 }

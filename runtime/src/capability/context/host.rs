@@ -1,7 +1,7 @@
 use healthcloud_integration::auth::Role;
 
 use super::LaunchContext;
-use crate::generated::context::{self, LaunchContext as Launch, User};
+use crate::bindings::context::{self, LaunchContext as Launch, User};
 
 impl context::Host for &mut LaunchContext {
     fn launch(&mut self) -> Launch {

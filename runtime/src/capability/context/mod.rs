@@ -7,7 +7,7 @@ use healthcloud_integration::auth::Principal;
 use wasmtime::component::{HasData, Linker};
 
 use super::ImportRule;
-use crate::generated::context;
+use crate::bindings::context;
 use crate::instance::InstanceState;
 
 /// Every app may read its launch context.

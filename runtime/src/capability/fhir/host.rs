@@ -5,7 +5,7 @@ use healthcloud_integration::scope::Interaction;
 use serde_json::Value;
 
 use super::FhirCtx;
-use crate::generated::fhir::{self, Error, SearchPage, SearchParam};
+use crate::bindings::fhir::{self, Error, SearchPage, SearchParam};
 
 impl fhir::Host for &mut FhirCtx {
     async fn read(&mut self, resource_type: String, id: String) -> Result<String, Error> {

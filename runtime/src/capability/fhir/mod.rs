@@ -14,7 +14,7 @@ use healthcloud_store::manifest::Capability;
 use wasmtime::component::{HasData, Linker};
 
 use super::{Grant, ImportRule};
-use crate::generated::fhir;
+use crate::bindings::fhir;
 use crate::instance::InstanceState;
 
 /// Importing `fhir` needs at least one data scope.

@@ -4,7 +4,7 @@ use healthcloud_store::manifest::Capability;
 
 use super::store::KvWriteError;
 use super::{KvCtx, MAX_KEY_BYTES};
-use crate::generated::kv::{self, Error};
+use crate::bindings::kv::{self, Error};
 
 impl kv::Host for &mut KvCtx {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {

@@ -12,7 +12,7 @@ use wasmtime::component::{HasData, Linker};
 pub use store::KvStore;
 
 use super::{Grant, ImportRule};
-use crate::generated::kv;
+use crate::bindings::kv;
 use crate::instance::InstanceState;
 
 /// Importing `kv` needs the `kv` capability.

@@ -1,7 +1,7 @@
 use healthcloud_store::manifest::Capability;
 
 use super::LogCtx;
-use crate::generated::log::{self, Level};
+use crate::bindings::log::{self, Level};
 
 /// Longest message or field kept; the rest is cut (a log line is not a data channel).
 const MAX_LINE_CHARS: usize = 2_000;

@@ -13,7 +13,7 @@ use wasmtime::component::{HasData, Linker};
 pub use output::GuestOutput;
 
 use super::{Grant, ImportRule};
-use crate::generated::log;
+use crate::bindings::log;
 use crate::instance::InstanceState;
 
 /// Importing `log` needs the `log` capability.
