@@ -44,10 +44,13 @@ impl AppCloudConfig {
     pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
         let path = data_dir.join(FILE);
         if !path.exists() {
-            std::fs::write(&path, DEFAULT).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(&path, DEFAULT)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{} is not a valid app cloud configuration", path.display()))
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid app cloud configuration", path.display()))
     }
 }
 
@@ -61,15 +64,22 @@ pub fn example_apps() -> anyhow::Result<Vec<(Manifest, &'static [u8])>> {
 
 /// Installs the configured example apps. Compiling is CPU work: it runs off the executor,
 /// and compiled code is cached in the data directory, so a restart is quick.
-pub async fn install_example_apps(runtime: &Runtime, config: &AppCloudConfig) -> anyhow::Result<usize> {
+pub async fn install_example_apps(
+    runtime: &Runtime,
+    config: &AppCloudConfig,
+) -> anyhow::Result<usize> {
     let apps = example_apps()?;
     let mut installed = 0;
     for install in &config.install {
-        let Some((manifest, component)) = apps.iter().find(|(m, _)| m.full_id() == install.app) else {
+        let Some((manifest, component)) = apps.iter().find(|(m, _)| m.full_id() == install.app)
+        else {
             anyhow::bail!(
                 "{FILE}: there is no example app {}; the built-in apps are {}",
                 install.app,
-                apps.iter().map(|(m, _)| m.full_id()).collect::<Vec<_>>().join(", ")
+                apps.iter()
+                    .map(|(m, _)| m.full_id())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         };
         let grant = install
@@ -77,9 +87,15 @@ pub async fn install_example_apps(runtime: &Runtime, config: &AppCloudConfig) ->
             .iter()
             .map(|c| Capability::parse(c))
             .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("{FILE}: the grant of {} in {}", install.app, install.region))?;
-        let (runtime, region, manifest, component) =
-            (runtime.clone(), install.region.clone(), manifest.clone(), *component);
+            .with_context(|| {
+                format!("{FILE}: the grant of {} in {}", install.app, install.region)
+            })?;
+        let (runtime, region, manifest, component) = (
+            runtime.clone(),
+            install.region.clone(),
+            manifest.clone(),
+            *component,
+        );
         tokio::task::spawn_blocking(move || {
             runtime.install(&region, manifest, component, LOCAL_PUBLISHER_KEY, grant)
         })

@@ -11,7 +11,11 @@ use healthcloud_runtime::{Limits, Runtime, RuntimeConfig};
 
 /// Creates the app cloud on top of an opened integration cloud; compiled code is cached in
 /// `data_dir`.
-pub async fn app_cloud(integration: &Integration, data_dir: &Path, limits: Limits) -> anyhow::Result<Runtime> {
+pub async fn app_cloud(
+    integration: &Integration,
+    data_dir: &Path,
+    limits: Limits,
+) -> anyhow::Result<Runtime> {
     Runtime::new(RuntimeConfig {
         service: integration.state.service.clone(),
         verifier: integration.state.verifier.clone(),
@@ -29,8 +33,10 @@ pub fn router(integration: &Integration, runtime: &Runtime) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         // A bug must cost one request a 500, never the connection or the process.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            healthcloud_integration::FhirError::Internal(anyhow::anyhow!("request handler panicked"))
-                .into_response()
+            healthcloud_integration::FhirError::Internal(anyhow::anyhow!(
+                "request handler panicked"
+            ))
+            .into_response()
         }))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
@@ -38,7 +44,9 @@ pub fn router(integration: &Integration, runtime: &Runtime) -> Router {
 /// Binds `addr`, with an error that says what to do when it is taken.
 pub async fn listen(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!("cannot listen on {addr}: {e} (is another healthcloud running? use --addr HOST:PORT)")
+        anyhow::anyhow!(
+            "cannot listen on {addr}: {e} (is another healthcloud running? use --addr HOST:PORT)"
+        )
     })
 }
 

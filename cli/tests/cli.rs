@@ -384,7 +384,11 @@ fn healthcloud_in(dir: &Path, args: &[&str]) -> Output {
 fn the_vendor_loop_builds_checks_and_runs_a_new_app() {
     let dir = tempfile::tempdir().unwrap();
     let created = healthcloud_in(dir.path(), &["app", "new", "my-app", "--publisher", "acme"]);
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let app = dir.path().join("my-app");
     for file in ["Cargo.toml", "src/lib.rs", "healthcloud.toml"] {
         assert!(app.join(file).is_file(), "{file} missing");
@@ -394,12 +398,26 @@ fn the_vendor_loop_builds_checks_and_runs_a_new_app() {
 
     let built = healthcloud_in(dir.path(), &["app", "build", "my-app"]);
     let stdout = String::from_utf8_lossy(&built.stdout);
-    assert!(built.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&built.stderr));
+    assert!(
+        built.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     assert!(stdout.contains("built acme/my-app 0.1.0"), "{stdout}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut server = Command::new(env!("CARGO_BIN_EXE_healthcloud"))
-        .args(["app", "run", "my-app", "--addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "app",
+            "run",
+            "my-app",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
         .current_dir(dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -420,7 +438,10 @@ fn the_vendor_loop_builds_checks_and_runs_a_new_app() {
         .expect("app run prints a token");
     let started = std::time::Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed().as_secs() < 60, "app run did not start serving");
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "app run did not start serving"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let page = http_get(port, "/apps/local/acme/my-app/", &token);
@@ -436,5 +457,9 @@ fn the_vendor_loop_builds_checks_and_runs_a_new_app() {
     let refused = healthcloud_in(dir.path(), &["app", "build", "my-app"]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
-    assert!(stderr.contains("healthcloud:platform/fhir@0.1.0") && stderr.contains("needs a data capability"), "{stderr}");
+    assert!(
+        stderr.contains("healthcloud:platform/fhir@0.1.0")
+            && stderr.contains("needs a data capability"),
+        "{stderr}"
+    );
 }

@@ -77,11 +77,21 @@ const LEAKING_ENV: &[&str] = &[
 /// Builds every `cdylib` of the cargo project or workspace at `manifest_path` in release mode
 /// for [`TARGET`], into `target_dir`, and returns the components. Cargo's own progress goes to
 /// stderr.
-pub fn build(manifest_path: &Path, target_dir: &Path, lockfile: Lockfile) -> anyhow::Result<Vec<Built>> {
+pub fn build(
+    manifest_path: &Path,
+    target_dir: &Path,
+    lockfile: Lockfile,
+) -> anyhow::Result<Vec<Built>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
-        .args(["build", "--release", "--target", TARGET, "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "--message-format=json-render-diagnostics",
+        ])
         .arg("--manifest-path")
         .arg(manifest_path)
         .arg("--target-dir")
@@ -99,12 +109,17 @@ pub fn build(manifest_path: &Path, target_dir: &Path, lockfile: Lockfile) -> any
         .with_context(|| format!("could not run cargo to build {}", manifest_path.display()))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        if stderr.contains("target may not be installed") || stderr.contains("can't find crate for `core`") {
+        if stderr.contains("target may not be installed")
+            || stderr.contains("can't find crate for `core`")
+        {
             bail!(
                 "the Rust target {TARGET} is not installed: run `rustup target add {TARGET}` and build again"
             );
         }
-        bail!("cargo build of {} failed:\n{stderr}", manifest_path.display());
+        bail!(
+            "cargo build of {} failed:\n{stderr}",
+            manifest_path.display()
+        );
     }
     let built = components(&String::from_utf8_lossy(&output.stdout));
     if built.is_empty() {
@@ -141,7 +156,10 @@ fn components(messages: &str) -> Vec<Built> {
             .map(Path::to_path_buf)
             .unwrap_or_default();
         built.push(Built {
-            package: message["target"]["name"].as_str().unwrap_or_default().replace('_', "-"),
+            package: message["target"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .replace('_', "-"),
             package_dir,
             wasm: PathBuf::from(wasm),
         });

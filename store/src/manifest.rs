@@ -278,14 +278,29 @@ mod tests {
         let bad_id = VALID.replace("bp-monitor", "BP Monitor");
         assert_eq!(Manifest::parse(&bad_id).unwrap_err().path, "app.id");
         let bad_version = VALID.replace("1.2.3", "one");
-        assert!(Manifest::parse(&bad_version).unwrap_err().path.starts_with("line "));
+        assert!(
+            Manifest::parse(&bad_version)
+                .unwrap_err()
+                .path
+                .starts_with("line ")
+        );
         let duplicate = VALID.replace("outbound-http:api.example.org", "patient/Observation.rs");
-        assert!(Manifest::parse(&duplicate).unwrap_err().message.contains("twice"));
+        assert!(
+            Manifest::parse(&duplicate)
+                .unwrap_err()
+                .message
+                .contains("twice")
+        );
     }
 
     #[test]
     fn capabilities_round_trip_and_refuse_non_data_scopes() {
-        for text in ["kv", "log", "outbound-http:example.org:8443", "patient/Observation.rs"] {
+        for text in [
+            "kv",
+            "log",
+            "outbound-http:example.org:8443",
+            "patient/Observation.rs",
+        ] {
             assert_eq!(Capability::parse(text).unwrap().to_string(), text);
         }
         assert!(Capability::parse("openid").is_err());

@@ -50,14 +50,20 @@ impl NewCommand {
     fn run(self) -> anyhow::Result<()> {
         let dir = PathBuf::from(&self.name);
         if dir.exists() {
-            bail!("{} already exists: choose another name or remove it", dir.display());
+            bail!(
+                "{} already exists: choose another name or remove it",
+                dir.display()
+            );
         }
         let sdk = match self.sdk {
             Some(sdk) => sdk,
             None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"),
         };
         let sdk = sdk.canonicalize().with_context(|| {
-            format!("the SDK is not at {}: pass --sdk PATH/TO/healthcloud/sdk", sdk.display())
+            format!(
+                "the SDK is not at {}: pass --sdk PATH/TO/healthcloud/sdk",
+                sdk.display()
+            )
         })?;
         let fill = |template: &str| {
             template
@@ -70,12 +76,27 @@ impl NewCommand {
         let manifest = fill(include_str!("../template/healthcloud.toml.in"));
         Manifest::parse(&manifest).context("the app name or publisher is not valid")?;
         std::fs::create_dir_all(dir.join("src"))?;
-        std::fs::write(dir.join("Cargo.toml"), fill(include_str!("../template/Cargo.toml.in")))?;
-        std::fs::write(dir.join("src/lib.rs"), fill(include_str!("../template/lib.rs.in")))?;
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            fill(include_str!("../template/Cargo.toml.in")),
+        )?;
+        std::fs::write(
+            dir.join("src/lib.rs"),
+            fill(include_str!("../template/lib.rs.in")),
+        )?;
         std::fs::write(dir.join(MANIFEST_FILE), manifest)?;
-        std::fs::write(dir.join(".gitignore"), include_str!("../template/gitignore.in"))?;
-        println!("created {}/ (Cargo.toml, src/lib.rs, {MANIFEST_FILE})", self.name);
-        println!("next:\n  healthcloud app build {0}\n  healthcloud app run {0}", self.name);
+        std::fs::write(
+            dir.join(".gitignore"),
+            include_str!("../template/gitignore.in"),
+        )?;
+        println!(
+            "created {}/ (Cargo.toml, src/lib.rs, {MANIFEST_FILE})",
+            self.name
+        );
+        println!(
+            "next:\n  healthcloud app build {0}\n  healthcloud app run {0}",
+            self.name
+        );
         Ok(())
     }
 }
@@ -101,18 +122,37 @@ impl BuildCommand {
             format!("no {MANIFEST_FILE} in {}: run this in an app's directory (`healthcloud app new NAME` makes one)", self.dir.display())
         })?;
         let manifest = Manifest::parse(&text)?;
-        eprintln!("building {} {} for {}…", manifest.full_id(), manifest.app.version, healthcloud_guestbuild::TARGET);
+        eprintln!(
+            "building {} {} for {}…",
+            manifest.full_id(),
+            manifest.app.version,
+            healthcloud_guestbuild::TARGET
+        );
         let dir = self.dir.clone();
         let built = tokio::task::spawn_blocking(move || {
-            healthcloud_guestbuild::build(&dir.join("Cargo.toml"), &dir.join("target"), Lockfile::Update)
+            healthcloud_guestbuild::build(
+                &dir.join("Cargo.toml"),
+                &dir.join("target"),
+                Lockfile::Update,
+            )
         })
         .await??;
         let package_dir = self.dir.canonicalize()?;
-        let Some(Built { wasm, .. }) = built.into_iter().find(|b| b.package_dir == package_dir) else {
-            bail!("{} built no component of its own: its crate needs `[lib] crate-type = [\"cdylib\"]`", self.dir.display());
+        let Some(Built { wasm, .. }) = built.into_iter().find(|b| b.package_dir == package_dir)
+        else {
+            bail!(
+                "{} built no component of its own: its crate needs `[lib] crate-type = [\"cdylib\"]`",
+                self.dir.display()
+            );
         };
         let component = std::fs::read(&wasm)?;
-        let engine = AppEngine::new(&Limits { pool_instances: 1, ..Limits::default() }, None)?;
+        let engine = AppEngine::new(
+            &Limits {
+                pool_instances: 1,
+                ..Limits::default()
+            },
+            None,
+        )?;
         let check = (manifest.clone(), component.clone());
         tokio::task::spawn_blocking(move || engine.validate(&check.0, &check.1))
             .await?
@@ -125,8 +165,14 @@ impl BuildCommand {
             component.len() / 1024,
             healthcloud_runtime::install::digest(&component)
         );
-        println!("its imports match the {} capabilities its manifest requests", manifest.requested.len());
-        Ok(BuiltApp { manifest, component })
+        println!(
+            "its imports match the {} capabilities its manifest requests",
+            manifest.requested.len()
+        );
+        Ok(BuiltApp {
+            manifest,
+            component,
+        })
     }
 }
 
@@ -152,8 +198,15 @@ const DEV_REGION: &str = "local";
 
 impl RunCommand {
     async fn run(self) -> anyhow::Result<()> {
-        let built = BuildCommand { dir: self.dir.clone() }.run().await?;
-        let data_dir = self.data_dir.clone().unwrap_or_else(|| self.dir.join("target/healthcloud-dev"));
+        let built = BuildCommand {
+            dir: self.dir.clone(),
+        }
+        .run()
+        .await?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.join("target/healthcloud-dev"));
         std::fs::create_dir_all(&data_dir)?;
         let url = format!("sqlite://{}", data_dir.join("healthcloud.db").display());
         let public_url = format!("http://{}", self.addr);
@@ -162,12 +215,20 @@ impl RunCommand {
         crate::demo::ensure_data_of_size(&store, DEV_PATIENTS).await?;
         let patient = match self.patient {
             Some(patient) => patient,
-            None => crate::demo::demo_patient(&store).await?.context("the local data has no patients")?,
+            None => crate::demo::demo_patient(&store)
+                .await?
+                .context("the local data has no patients")?,
         };
         let runtime = server::app_cloud(&integration, &data_dir, Limits::default()).await?;
         let grant = built.manifest.capabilities();
         let app_id = built.manifest.full_id();
-        runtime.install(DEV_REGION, built.manifest, &built.component, "local-development", grant)?;
+        runtime.install(
+            DEV_REGION,
+            built.manifest,
+            &built.component,
+            "local-development",
+            grant,
+        )?;
         let token = integration
             .issuer
             .mint(
@@ -186,7 +247,9 @@ impl RunCommand {
         println!("  app:     {public_url}/apps/{DEV_REGION}/{app_id}/");
         println!("  patient: {patient} (synthetic; --patient ID for another)");
         println!("  token:   {token}");
-        println!("try:\n  curl -H \"Authorization: Bearer {token}\" {public_url}/apps/{DEV_REGION}/{app_id}/");
+        println!(
+            "try:\n  curl -H \"Authorization: Bearer {token}\" {public_url}/apps/{DEV_REGION}/{app_id}/"
+        );
         server::serve(listener, server::router(&integration, &runtime)).await
     }
 }

@@ -45,7 +45,8 @@ impl UpCommand {
         let store = integration.state.service.store().clone();
         crate::demo::ensure_data(&store).await?;
         let config = AppCloudConfig::load(&self.data.data_dir)?;
-        let runtime = server::app_cloud(&integration, &self.data.data_dir, config.limits.clone()).await?;
+        let runtime =
+            server::app_cloud(&integration, &self.data.data_dir, config.limits.clone()).await?;
         eprintln!("installing the example apps…");
         let installed = app_cloud::install_example_apps(&runtime, &config).await?;
         let listener = server::listen(self.addr).await?;
@@ -62,7 +63,10 @@ impl UpCommand {
         );
         for install in runtime.installs() {
             let id = &install.identity;
-            println!("    {public_url}/apps/{}/{}/  ({})", id.region, id.id, id.version);
+            println!(
+                "    {public_url}/apps/{}/{}/  ({})",
+                id.region, id.id, id.version
+            );
         }
         println!("  data dir:      {}", self.data.data_dir.display());
         let dev_issuer = self.issuer.is_none();
