@@ -163,6 +163,8 @@ pub struct Install {
     pub(crate) pre: ProxyPre<InstanceState>,
     /// Instances running now, at most the concurrency limit.
     pub(crate) slots: Arc<Semaphore>,
+    /// Instances kept for reuse (only with `Limits::reuse_instances`).
+    pub(crate) idle: crate::reuse::IdleInstances,
 }
 
 impl std::fmt::Debug for Install {

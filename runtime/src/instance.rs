@@ -71,6 +71,28 @@ impl InstanceState {
         }
     }
 
+    /// Prepares a reused instance for the next request of the same launch context: fresh
+    /// capability contexts (the new token, the grant now), a new line budget, the memory flag
+    /// cleared. The guest's own memory is what reuse keeps, by design.
+    pub fn renew(&mut self, capabilities: Capabilities, log_lines: u32) {
+        let Capabilities {
+            outbound,
+            launch,
+            fhir,
+            kv,
+            log,
+        } = capabilities;
+        // Guest stdout/stderr hold this budget: reset it in place.
+        let budget = self.log.budget.clone();
+        budget.reset(log_lines);
+        self.outbound = outbound;
+        self.launch = launch;
+        self.fhir = fhir;
+        self.kv = kv;
+        self.log = LogCtx { budget, ..log };
+        self.memory.exceeded = false;
+    }
+
     /// The request's line budget (to report dropped lines once the request is done).
     pub fn line_budget(&self) -> &LineBudget {
         &self.log.budget

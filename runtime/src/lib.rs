@@ -38,6 +38,7 @@ pub mod engine;
 pub mod install;
 mod instance;
 pub mod limits;
+mod reuse;
 pub mod serve;
 
 use std::collections::BTreeMap;
@@ -139,6 +140,7 @@ impl Runtime {
             grant: Grant::new(grant),
             pre,
             slots: Arc::new(Semaphore::new(self.inner.limits.concurrent_instances)),
+            idle: Default::default(),
         });
         tracing::info!(
             region,

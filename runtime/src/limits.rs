@@ -38,6 +38,11 @@ pub struct Limits {
     pub log_lines: u32,
     /// Instance slots of the pooling allocator across all apps (default 1,000).
     pub pool_instances: u32,
+    /// Reuse an instance for the next request with the same launch context (same user,
+    /// role, patient, scopes and region, on the same installed version), never across
+    /// contexts. Off by default: a fresh instance per request, so nothing of one request can
+    /// survive into the next.
+    pub reuse_instances: bool,
 }
 
 impl Default for Limits {
@@ -54,6 +59,7 @@ impl Default for Limits {
             host_call_timeout: Duration::from_secs(5),
             log_lines: 200,
             pool_instances: 1_000,
+            reuse_instances: false,
         }
     }
 }

@@ -15,12 +15,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use wasmtime::component::ResourceTableError;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::Runtime;
 use crate::capability::context::LaunchContext;
 use crate::capability::fhir::FhirCtx;
 use crate::capability::kv::KvCtx;
@@ -28,6 +27,7 @@ use crate::capability::log::{Attribution, LineBudget, LogCtx};
 use crate::capability::outbound::OutboundHooks;
 use crate::install::Install;
 use crate::instance::{Capabilities, InstanceState};
+use crate::{Runtime, reuse};
 use healthcloud_store::manifest::Capability;
 
 /// The app routes.
@@ -161,13 +161,23 @@ impl Runtime {
         permit: OwnedSemaphorePermit,
     ) -> Response {
         let limits = self.limits().clone();
-        let state = InstanceState::new(
-            self.capabilities(&install, principal),
-            limits.memory_bytes,
-            limits.table_entries,
-        );
-        let mut store = Store::new(self.inner.engine.engine(), state);
-        store.limiter(|state| &mut state.memory);
+        let reuse_key = limits
+            .reuse_instances
+            .then(|| reuse::launch_context_key(&principal));
+        let capabilities = self.capabilities(&install, principal);
+        let (mut store, proxy) = match reuse_key.as_deref().and_then(|key| install.idle.take(key)) {
+            Some((mut store, proxy)) => {
+                store.data_mut().renew(capabilities, limits.log_lines);
+                (store, Some(proxy))
+            }
+            None => {
+                let state =
+                    InstanceState::new(capabilities, limits.memory_bytes, limits.table_entries);
+                let mut store = Store::new(self.inner.engine.engine(), state);
+                store.limiter(|state| &mut state.memory);
+                (store, None)
+            }
+        };
         // Every epoch tick the guest yields to the executor (a spinning guest must not hold a
         // worker thread), and once its deadline has passed it is interrupted.
         let started = Instant::now();
@@ -195,31 +205,44 @@ impl Runtime {
             Ok(handles) => handles,
             Err(error) => return self.failed(&install, Failure::Crash(format!("{error:#}"))),
         };
-        let pre = install.pre.clone();
-        let attribution = install.identity.clone();
+        let serving = install.clone();
+        let max_idle = limits.concurrent_instances;
         let task = tokio::spawn(async move {
             let _permit = permit;
             let result = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
+                let proxy = match proxy {
+                    Some(proxy) => proxy,
+                    None => serving.pre.instantiate_async(&mut store).await?,
+                };
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, incoming, outparam)
-                    .await
+                    .await?;
+                wasmtime::Result::<_>::Ok(proxy)
             }
             .await;
             let state = store.data();
             let dropped = state.line_budget().dropped();
+            let identity = &serving.identity;
             if dropped > 0 {
                 tracing::warn!(
-                    app = attribution.id,
-                    region = attribution.region,
+                    app = identity.id,
+                    region = identity.region,
                     dropped,
                     "log lines over the per-request limit were dropped"
                 );
             }
-            result
-                .err()
-                .map(|error| classify(&error, state.memory.exceeded))
+            match result {
+                Ok(proxy) => {
+                    // Only an instance that finished cleanly serves again, and only its own
+                    // launch context.
+                    if let Some(key) = reuse_key {
+                        serving.idle.put(key, store, proxy, max_idle);
+                    }
+                    None
+                }
+                Err(error) => Some(classify(&error, state.memory.exceeded)),
+            }
         });
         let wall_clock = limits.deadline + limits.host_call_timeout + Duration::from_secs(1);
         let answered = tokio::time::timeout(wall_clock, async {
@@ -392,16 +415,13 @@ fn classify(error: &wasmtime::Error, memory_exceeded: bool) -> Failure {
     if memory_exceeded {
         return Failure::Memory;
     }
-    if error.downcast_ref::<ResourceTableError>().is_some()
-        || format!("{error:#}").contains("resource table has no free keys")
-    {
+    if error.downcast_ref::<ResourceTableError>().is_some() {
         return Failure::Handles;
     }
-    let text = format!("{error:#}");
-    if text.contains("concurrent") && text.contains("limit") {
+    if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
         return Failure::NoSlot;
     }
-    Failure::Crash(text)
+    Failure::Crash(format!("{error:#}"))
 }
 
 /// The guest's response, its body read up to `max` bytes.
@@ -418,7 +438,9 @@ async fn collect(
         Err(error) => return Err(Failure::ResponseBroken(error.to_string())),
     };
     // An app's pages share the platform's origin: keep them from reading or scripting it.
-    parts.headers.insert(
+    // Appended, not replaced: every policy present is enforced, so an app's own stricter
+    // policy still holds.
+    parts.headers.append(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("sandbox allow-forms allow-scripts allow-popups allow-downloads"),
     );

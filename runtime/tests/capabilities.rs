@@ -268,3 +268,48 @@ async fn outgoing_http_reaches_only_granted_public_hosts() {
         ungranted.body
     );
 }
+
+#[tokio::test]
+async fn a_kv_write_over_the_quota_fails_and_changes_nothing() {
+    let host = Host::with_limits(healthcloud_runtime::Limits {
+        kv_quota_bytes: 1,
+        ..common::test_limits()
+    })
+    .await;
+    host.install_component("ungranted", None).unwrap();
+    let answer = host
+        .get(&path("ungranted", "kv"), &host.clinician("pat-a"))
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        answer.body
+    );
+    assert!(answer.body.contains("QuotaExceeded"), "{}", answer.body);
+}
+
+#[tokio::test]
+async fn searches_are_paged_at_the_per_call_limit_and_cursors_reach_every_page() {
+    let host = Host::with_limits(healthcloud_runtime::Limits {
+        search_results: 1,
+        ..common::test_limits()
+    })
+    .await;
+    host.install_component("other-patient", None).unwrap();
+    let answer = host
+        .get(
+            &path("other-patient", "search?patient=pat-a"),
+            &host.clinician("pat-a"),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    // Three observations, one per call: the component followed two cursors.
+    assert_eq!(answer.json()["total"], 3);
+    let events = host.audit_events().await;
+    assert_eq!(
+        by_app(&events, "tests/other-patient").len(),
+        3,
+        "one audited call per page"
+    );
+}

@@ -34,100 +34,80 @@ async fn misbehave_while_others_answer(host: &Host, app: &str, rest: &str) -> co
     bad
 }
 
-#[tokio::test]
-async fn an_infinite_loop_is_stopped_at_the_deadline() {
+/// Installs `app`, makes it misbehave on `rest` while another app answers, checks the
+/// status and the cause named in the body, then that the same app serves its next request.
+async fn fails_alone(app: &str, rest: &str, status: StatusCode, cause: &str) {
     let host = Host::new().await;
-    host.install_component("loop", None).unwrap();
-    let answer = misbehave_while_others_answer(&host, "loop", "spin").await;
-    assert_eq!(
-        answer.status,
-        StatusCode::GATEWAY_TIMEOUT,
-        "{}",
-        answer.body
-    );
-    assert!(
-        answer.body.contains("deadline of 1000 ms"),
-        "{}",
-        answer.body
-    );
-    let again = host
-        .get(&path("loop", "ok"), &host.clinician("pat-a"))
-        .await;
-    assert_eq!(again.status, StatusCode::OK);
-}
-
-#[tokio::test]
-async fn a_memory_bomb_hits_the_memory_cap() {
-    let host = Host::new().await;
-    host.install_component("memory-bomb", None).unwrap();
-    let answer = misbehave_while_others_answer(&host, "memory-bomb", "grow").await;
-    assert_eq!(
-        answer.status,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "{}",
-        answer.body
-    );
-    assert!(
-        answer.body.contains("memory limit of 64 MiB"),
-        "{}",
-        answer.body
-    );
-    let again = host
-        .get(&path("memory-bomb", "ok"), &host.clinician("pat-a"))
-        .await;
-    assert_eq!(again.status, StatusCode::OK);
-}
-
-#[tokio::test]
-async fn runaway_recursion_overflows_the_stack_and_only_that_request_fails() {
-    let host = Host::new().await;
-    host.install_component("recursion", None).unwrap();
-    let answer = misbehave_while_others_answer(&host, "recursion", "deep").await;
-    assert_eq!(
-        answer.status,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "{}",
-        answer.body
-    );
-    assert!(
-        answer.body.contains("overflowed its stack"),
-        "{}",
-        answer.body
-    );
-}
-
-#[tokio::test]
-async fn a_trap_fails_its_request_and_the_next_request_works() {
-    let host = Host::new().await;
-    host.install_component("trap", None).unwrap();
-    let token = host.clinician("pat-a");
-    let answer = host.get(&path("trap", "trap"), &token).await;
-    assert_eq!(
-        answer.status,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "{}",
-        answer.body
-    );
-    assert!(
-        answer.body.contains("tests/trap crashed"),
-        "{}",
-        answer.body
-    );
-    let next = host.get(&path("trap", "ok"), &token).await;
+    host.install_component(app, None).unwrap();
+    let answer = misbehave_while_others_answer(&host, app, rest).await;
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert!(answer.body.contains(cause), "{}", answer.body);
+    let next = host.get(&path(app, "ok"), &host.clinician("pat-a")).await;
     assert_eq!((next.status, next.body.as_str()), (StatusCode::OK, "ok"));
 }
 
 #[tokio::test]
+async fn an_infinite_loop_is_stopped_at_the_deadline() {
+    fails_alone(
+        "loop",
+        "spin",
+        StatusCode::GATEWAY_TIMEOUT,
+        "deadline of 1000 ms",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_the_memory_cap() {
+    fails_alone(
+        "memory-bomb",
+        "grow",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "memory limit of 64 MiB",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn runaway_recursion_overflows_the_stack_and_only_that_request_fails() {
+    fails_alone(
+        "recursion",
+        "deep",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "overflowed its stack",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_trap_fails_its_request_and_the_next_request_works() {
+    fails_alone(
+        "trap",
+        "trap",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "tests/trap crashed",
+    )
+    .await;
+    fails_alone(
+        "trap",
+        "unreachable",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "tests/trap crashed",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn an_oversized_response_is_refused() {
+    fails_alone(
+        "big-response",
+        "big?mb=16",
+        StatusCode::BAD_GATEWAY,
+        "response limit of 8 MiB",
+    )
+    .await;
     let host = Host::new().await;
     host.install_component("big-response", None).unwrap();
-    let answer = misbehave_while_others_answer(&host, "big-response", "big?mb=16").await;
-    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
-    assert!(
-        answer.body.contains("response limit of 8 MiB"),
-        "{}",
-        answer.body
-    );
     let small = host
         .get(&path("big-response", "big?mb=1"), &host.clinician("pat-a"))
         .await;
@@ -137,24 +117,13 @@ async fn an_oversized_response_is_refused() {
 
 #[tokio::test]
 async fn a_handle_flood_hits_the_table_limit() {
-    let host = Host::new().await;
-    host.install_component("handle-flood", None).unwrap();
-    let answer = misbehave_while_others_answer(&host, "handle-flood", "flood").await;
-    assert_eq!(
-        answer.status,
+    fails_alone(
+        "handle-flood",
+        "flood",
         StatusCode::INTERNAL_SERVER_ERROR,
-        "{}",
-        answer.body
-    );
-    assert!(
-        answer.body.contains("more than 10000 handles"),
-        "{}",
-        answer.body
-    );
-    let again = host
-        .get(&path("handle-flood", "ok"), &host.clinician("pat-a"))
-        .await;
-    assert_eq!(again.status, StatusCode::OK);
+        "more than 10000 handles",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -320,4 +289,34 @@ async fn a_grant_beyond_the_request_is_refused() {
 /// A minimal core module: `(module)` in binary.
 fn wat_module() -> Vec<u8> {
     vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]
+}
+
+#[tokio::test]
+async fn a_full_instance_pool_answers_503_and_recovers() {
+    let host = Host::with_limits(Limits {
+        pool_instances: 1,
+        ..test_limits()
+    })
+    .await;
+    host.install_component("loop", None).unwrap();
+    host.install_component("trap", None).unwrap();
+    let token = host.clinician("pat-a");
+    let spin = path("loop", "spin");
+    let spinning = host.get(&spin, &token);
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        host.get(&path("trap", "ok"), &token).await
+    };
+    let (spinning, other) = tokio::join!(spinning, other);
+    assert_eq!(spinning.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        other.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        other.body
+    );
+    assert!(other.body.contains("instance capacity"), "{}", other.body);
+    assert_eq!(other.headers["retry-after"], "1");
+    let after = host.get(&path("trap", "ok"), &token).await;
+    assert_eq!(after.status, StatusCode::OK);
 }

@@ -1,4 +1,4 @@
-use healthcloud_integration::db::Database;
+use healthcloud_integration::db::{Database, Sql};
 use sqlx::Row;
 
 /// Key-value rows in the `app_kv` table, namespaced by (region, app).
@@ -26,18 +26,25 @@ impl KvStore {
         KvStore { db }
     }
 
+    /// `{statement} WHERE region = … AND app = … AND key = …`
+    fn keyed(&self, statement: &str, (region, app): (&str, &str), key: &str) -> Sql {
+        let mut sql = self.db.sql(statement);
+        sql.push(" WHERE region = ")
+            .bind(region)
+            .push(" AND app = ")
+            .bind(app)
+            .push(" AND key = ")
+            .bind(key);
+        sql
+    }
+
     pub(crate) async fn get(
         &self,
         region: &str,
         app: &str,
         key: &str,
     ) -> sqlx::Result<Option<Vec<u8>>> {
-        let mut sql = self.db.sql("SELECT value FROM app_kv WHERE region = ");
-        sql.bind(region)
-            .push(" AND app = ")
-            .bind(app)
-            .push(" AND key = ")
-            .bind(key);
+        let sql = self.keyed("SELECT value FROM app_kv", (region, app), key);
         let row = sql.query().fetch_optional(self.db.pool()).await?;
         row.map(|row| row.try_get::<Vec<u8>, _>(0)).transpose()
     }
@@ -69,12 +76,7 @@ impl KvStore {
                 needed,
             });
         }
-        let mut sql = self.db.sql("DELETE FROM app_kv WHERE region = ");
-        sql.bind(region)
-            .push(" AND app = ")
-            .bind(app)
-            .push(" AND key = ")
-            .bind(key);
+        let sql = self.keyed("DELETE FROM app_kv", (region, app), key);
         sql.query().execute(&mut *write.tx).await?;
         let mut sql = self
             .db
@@ -94,12 +96,7 @@ impl KvStore {
 
     pub(crate) async fn delete(&self, region: &str, app: &str, key: &str) -> sqlx::Result<()> {
         let mut write = self.db.begin_write().await?;
-        let mut sql = self.db.sql("DELETE FROM app_kv WHERE region = ");
-        sql.bind(region)
-            .push(" AND app = ")
-            .bind(app)
-            .push(" AND key = ")
-            .bind(key);
+        let sql = self.keyed("DELETE FROM app_kv", (region, app), key);
         sql.query().execute(&mut *write.tx).await?;
         write.commit().await
     }

@@ -56,6 +56,12 @@ impl LineBudget {
         taken
     }
 
+    /// Starts a new request's budget of `lines` (for a reused instance).
+    pub fn reset(&self, lines: u32) {
+        self.0.0.store(lines, Ordering::Relaxed);
+        self.0.1.store(0, Ordering::Relaxed);
+    }
+
     /// Lines dropped so far.
     pub fn dropped(&self) -> u32 {
         self.0.1.load(Ordering::Relaxed)

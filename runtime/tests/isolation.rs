@@ -1,0 +1,74 @@
+//! Isolation between requests: a fresh instance per request by default; with reuse
+//! configured, an instance serves again only the very same launch context.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{Host, REGION, test_limits};
+use healthcloud_integration::auth::Role;
+use healthcloud_runtime::Limits;
+
+fn count_path() -> String {
+    format!("/apps/{REGION}/tests/trap/count")
+}
+
+#[tokio::test]
+async fn every_request_gets_a_fresh_instance_by_default() {
+    let host = Host::new().await;
+    host.install_component("trap", None).unwrap();
+    let token = host.clinician("pat-a");
+    for _ in 0..3 {
+        let answer = host.get(&count_path(), &token).await;
+        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "1"));
+    }
+}
+
+#[tokio::test]
+async fn a_reused_instance_serves_only_its_own_launch_context() {
+    let host = Host::with_limits(Limits {
+        reuse_instances: true,
+        ..test_limits()
+    })
+    .await;
+    host.install_component("trap", None).unwrap();
+    let count = |token: String| {
+        let host = &host;
+        async move {
+            let answer = host.get(&count_path(), &token).await;
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+            answer.body
+        }
+    };
+    let for_a = host.clinician("pat-a");
+    assert_eq!(count(for_a.clone()).await, "1");
+    assert_eq!(
+        count(for_a.clone()).await,
+        "2",
+        "same context: the instance is reused"
+    );
+    assert_eq!(
+        count(host.clinician("pat-b")).await,
+        "1",
+        "another patient: a fresh instance"
+    );
+    let other_scopes = host.token(Role::Clinician, Some("pat-a"), Some("user/Patient.rs"));
+    assert_eq!(
+        count(other_scopes).await,
+        "1",
+        "other scopes: a fresh instance"
+    );
+    let other_user = host.token(Role::Patient, Some("pat-a"), None);
+    assert_eq!(
+        count(other_user).await,
+        "1",
+        "another user: a fresh instance"
+    );
+    assert_eq!(count(for_a.clone()).await, "3");
+
+    // A trapped instance is never reused.
+    let trapped = host
+        .get(&format!("/apps/{REGION}/tests/trap/trap"), &for_a)
+        .await;
+    assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(count(for_a).await, "1");
+}
