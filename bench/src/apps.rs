@@ -73,30 +73,24 @@ pub async fn run(config: &Config) -> anyhow::Result<Vec<Measured>> {
     let patient = patient_with_blood_pressures(&store).await?;
     let issuer = TokenIssuer::generate("bench");
     let service = FhirService::new(store.clone(), PageLimits::default());
-    let runtime = Runtime::new(RuntimeConfig {
-        service,
-        verifier: issuer.verifier(),
-        limits: Limits::default(),
-        cache_dir: None,
-    })
+    let fresh = runtime_with(&service, &issuer, &built, Limits::default()).await?;
+    let reusing = runtime_with(
+        &service,
+        &issuer,
+        &built,
+        Limits {
+            reuse_instances: true,
+            ..Limits::default()
+        },
+    )
     .await?;
-    for app in &built {
-        let manifest = Manifest::parse(&std::fs::read_to_string(
-            app.package_dir.join("healthcloud.toml"),
-        )?)?;
-        let grant = manifest.capabilities();
-        runtime.install(
-            "bench",
-            manifest,
-            &std::fs::read(&app.wasm)?,
-            "bench-key",
-            grant,
-        )?;
-    }
-    let router = runtime.router().route(
-        "/native/hello",
-        axum::routing::get(|| async { "Hello from healthcloud" }),
-    );
+    let router = fresh
+        .router()
+        .route(
+            "/native/hello",
+            axum::routing::get(|| async { "Hello from healthcloud" }),
+        )
+        .nest("/reuse", reusing.router());
     let token = issuer
         .mint(
             Role::Clinician,
@@ -125,6 +119,11 @@ pub async fn run(config: &Config) -> anyhow::Result<Vec<Measured>> {
             StatusCode::OK,
         ),
         (
+            "hello (instance reused for the same launch context)",
+            "/reuse/apps/bench/examples/hello/",
+            StatusCode::OK,
+        ),
+        (
             "bp-monitor page (Patient read + searches, audited)",
             "/apps/bench/examples/bp-monitor/",
             StatusCode::OK,
@@ -148,6 +147,36 @@ pub async fn run(config: &Config) -> anyhow::Result<Vec<Measured>> {
         });
     }
     Ok(results)
+}
+
+/// A runtime over `service` with every example app installed, everything requested granted.
+async fn runtime_with(
+    service: &FhirService,
+    issuer: &TokenIssuer,
+    built: &[healthcloud_guestbuild::Built],
+    limits: Limits,
+) -> anyhow::Result<Runtime> {
+    let runtime = Runtime::new(RuntimeConfig {
+        service: service.clone(),
+        verifier: issuer.verifier(),
+        limits,
+        cache_dir: None,
+    })
+    .await?;
+    for app in built {
+        let manifest = Manifest::parse(&std::fs::read_to_string(
+            app.package_dir.join("healthcloud.toml"),
+        )?)?;
+        let grant = manifest.capabilities();
+        runtime.install(
+            "bench",
+            manifest,
+            &std::fs::read(&app.wasm)?,
+            "bench-key",
+            grant,
+        )?;
+    }
+    Ok(runtime)
 }
 
 async fn request(

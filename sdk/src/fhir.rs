@@ -13,6 +13,10 @@
 //! Only the search parameters the integration cloud serves are accepted (an unsupported one
 //! is [`Error::Invalid`]); see its CapabilityStatement (`/fhir/r4/metadata`).
 //!
+//! A page or document made of parts that each have their own call can show the others when
+//! one is denied or unavailable: [`Section::from_result`] turns those two errors into a
+//! [`Withheld`] part and gives any other error back.
+//!
 //! ```no_run
 //! use healthcloud_sdk::{context, fhir, model::{Observation, Patient}};
 //!
@@ -120,6 +124,155 @@ impl From<wit::Error> for Error {
             wit::Error::Invalid(reason) => Error::Invalid(reason),
             wit::Error::Unavailable(reason) => Error::Unavailable(reason),
         }
+    }
+}
+
+/// Why part of a page or document was not read: the platform denied its call, or its data
+/// could not be reached. Either is a normal outcome (a grant is narrower than the app's
+/// manifest, the patient opted out, a source is down) that the app shows in place of the
+/// data; see [`Section`].
+///
+/// As JSON `{"denied": reason}` or `{"unavailable": reason}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Withheld {
+    /// The platform denied the call (grant, user scopes or consent); the reason says why.
+    Denied(String),
+    /// The data could not be reached right now.
+    Unavailable(String),
+}
+
+impl Withheld {
+    /// The part-level reading of a failed call: a denial or unavailable data withholds the
+    /// part; any other error (a bug in the app, data it cannot read) is given back, to fail
+    /// the whole request.
+    pub fn from_error(error: Error) -> Result<Withheld, Error> {
+        match error {
+            Error::Denied(reason) => Ok(Withheld::Denied(reason)),
+            Error::Unavailable(reason) => Ok(Withheld::Unavailable(reason)),
+            other => Err(other),
+        }
+    }
+
+    /// `denied` or `unavailable`, as [`Error::kind`] names them: e.g. a CSS class.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Withheld::Denied(_) => "denied",
+            Withheld::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// The platform's reason. Show a denial's to the user; an unavailable source's is for logs.
+    pub fn reason(&self) -> &str {
+        match self {
+            Withheld::Denied(reason) | Withheld::Unavailable(reason) => reason,
+        }
+    }
+
+    /// What to show in place of the data, in a sentence; `data` names it, e.g. "medication
+    /// data". A denial says "denied" and why; unavailable data does not say why (the reason
+    /// is about the platform, not for the user).
+    pub fn sentence(&self, data: &str) -> String {
+        match self {
+            Withheld::Denied(reason) => format!("Access to {data} was denied: {reason}"),
+            Withheld::Unavailable(_) => format!(
+                "The {data} is unavailable right now: the health record could not be reached."
+            ),
+        }
+    }
+}
+
+impl From<Withheld> for Error {
+    fn from(withheld: Withheld) -> Error {
+        match withheld {
+            Withheld::Denied(reason) => Error::Denied(reason),
+            Withheld::Unavailable(reason) => Error::Unavailable(reason),
+        }
+    }
+}
+
+/// One part of a page or document that is read with its own FHIR call and stands on its own:
+/// what was read, or why it was not ([`Withheld`]). A page made of sections still shows the
+/// others when one is denied.
+///
+/// As JSON the content itself, or `{"denied": reason}` / `{"unavailable": reason}`.
+///
+/// ```
+/// use healthcloud_sdk::fhir::{Error, Section, Withheld};
+///
+/// let medication: Result<Vec<String>, Error> = Err(Error::Denied("the patient opted out".into()));
+/// let section = Section::from_result(medication)?;
+/// assert_eq!(section.withheld(), Some(&Withheld::Denied("the patient opted out".into())));
+/// assert_eq!(serde_json::to_string(&section).unwrap(), r#"{"denied":"the patient opted out"}"#);
+///
+/// // Anything else is not the section's to hide: it fails the request.
+/// let bug: Result<Vec<String>, Error> = Err(Error::Invalid("unknown search parameter".into()));
+/// assert!(Section::from_result(bug).is_err());
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Section<T> {
+    /// The section's content.
+    Read(T),
+    /// The section could not be read.
+    Withheld(Withheld),
+}
+
+impl<T> Section<T> {
+    /// The section from the result of its FHIR call; see [`Withheld::from_error`] for which
+    /// errors withhold the section and which are given back.
+    pub fn from_result(result: Result<T, Error>) -> Result<Section<T>, Error> {
+        match result {
+            Ok(content) => Ok(Section::Read(content)),
+            Err(error) => Withheld::from_error(error).map(Section::Withheld),
+        }
+    }
+
+    /// The content, converted.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Section<U> {
+        match self {
+            Section::Read(content) => Section::Read(f(content)),
+            Section::Withheld(why) => Section::Withheld(why),
+        }
+    }
+
+    /// The section by reference.
+    pub fn as_ref(&self) -> Section<&T> {
+        match self {
+            Section::Read(content) => Section::Read(content),
+            Section::Withheld(why) => Section::Withheld(why.clone()),
+        }
+    }
+
+    /// The content, if it was read.
+    pub fn read(&self) -> Option<&T> {
+        match self {
+            Section::Read(content) => Some(content),
+            Section::Withheld(_) => None,
+        }
+    }
+
+    /// Why the section was not read, if it was not.
+    pub fn withheld(&self) -> Option<&Withheld> {
+        match self {
+            Section::Read(_) => None,
+            Section::Withheld(why) => Some(why),
+        }
+    }
+}
+
+impl<T> Section<Vec<T>> {
+    /// The items read; none when the section was withheld.
+    pub fn items(&self) -> &[T] {
+        self.read().map_or(&[], Vec::as_slice)
+    }
+}
+
+/// An empty section that was read.
+impl<T: Default> Default for Section<T> {
+    fn default() -> Section<T> {
+        Section::Read(T::default())
     }
 }
 
@@ -369,6 +522,99 @@ mod tests {
         assert_eq!(error.to_string(), "access denied: the patient opted out");
         assert_eq!(Error::from(wit::Error::NotFound), Error::NotFound);
         assert_eq!(Error::Unavailable("x".into()).status_code(), 503);
+    }
+
+    #[test]
+    fn denied_and_unavailable_withhold_a_section_and_other_errors_fail_it() {
+        let denied = Section::<Vec<u8>>::from_result(Err(Error::Denied("no grant".into())));
+        assert_eq!(
+            denied,
+            Ok(Section::Withheld(Withheld::Denied("no grant".into())))
+        );
+        let unavailable = Section::<Vec<u8>>::from_result(Err(Error::Unavailable("down".into())));
+        assert_eq!(
+            unavailable,
+            Ok(Section::Withheld(Withheld::Unavailable("down".into())))
+        );
+        for error in [
+            Error::NotFound,
+            Error::Invalid("bad parameter".into()),
+            Error::Json("bad data".into()),
+        ] {
+            assert_eq!(
+                Section::<Vec<u8>>::from_result(Err(error.clone())),
+                Err(error)
+            );
+        }
+        assert_eq!(
+            Section::from_result(Ok(vec![1, 2])),
+            Ok(Section::Read(vec![1, 2]))
+        );
+    }
+
+    #[test]
+    fn a_withheld_section_reads_back_as_its_error() {
+        for error in [Error::Denied("d".into()), Error::Unavailable("u".into())] {
+            let why = Withheld::from_error(error.clone()).unwrap();
+            assert_eq!(why.kind(), error.kind());
+            assert_eq!(Some(why.reason()), error.reason());
+            assert_eq!(Error::from(why), error);
+        }
+    }
+
+    #[test]
+    fn a_section_is_its_content_or_why_not_in_json() {
+        let read: Section<Vec<u32>> = Section::Read(vec![7]);
+        assert_eq!(serde_json::to_value(&read).unwrap(), json!([7]));
+        let nothing: Section<Option<u32>> = Section::Read(None);
+        assert_eq!(serde_json::to_value(&nothing).unwrap(), Value::Null);
+        let denied: Section<Vec<u32>> = Section::Withheld(Withheld::Denied("opted out".into()));
+        assert_eq!(
+            serde_json::to_value(&denied).unwrap(),
+            json!({"denied": "opted out"})
+        );
+        let unavailable: Section<Vec<u32>> = Section::Withheld(Withheld::Unavailable("t".into()));
+        assert_eq!(
+            serde_json::to_value(&unavailable).unwrap(),
+            json!({"unavailable": "t"})
+        );
+    }
+
+    #[test]
+    fn a_section_is_read_mapped_and_borrowed() {
+        let read: Section<Vec<u32>> = Section::Read(vec![1, 2]);
+        assert_eq!(read.read(), Some(&vec![1, 2]));
+        assert_eq!(read.withheld(), None);
+        assert_eq!(read.items(), [1, 2]);
+        assert_eq!(read.as_ref().map(|v| v.len()), Section::Read(2));
+        assert_eq!(read.map(|v| v[0]), Section::Read(1));
+
+        let why = Withheld::Unavailable("timeout".into());
+        let withheld: Section<Vec<u32>> = Section::Withheld(why.clone());
+        assert_eq!(withheld.read(), None);
+        assert_eq!(withheld.withheld(), Some(&why));
+        assert!(withheld.items().is_empty());
+        assert_eq!(
+            withheld.as_ref().map(|v| v.len()),
+            Section::Withheld(why.clone())
+        );
+        assert_eq!(Section::<Vec<u32>>::default(), Section::Read(vec![]));
+    }
+
+    #[test]
+    fn a_withheld_section_says_why_in_a_sentence() {
+        let denied = Withheld::Denied("the patient opted out".into());
+        assert_eq!(denied.kind(), "denied");
+        assert_eq!(
+            denied.sentence("medication data"),
+            "Access to medication data was denied: the patient opted out"
+        );
+        let unavailable = Withheld::Unavailable("store timeout".into());
+        assert_eq!(unavailable.kind(), "unavailable");
+        assert_eq!(
+            unavailable.sentence("medication data"),
+            "The medication data is unavailable right now: the health record could not be reached."
+        );
     }
 
     #[test]

@@ -1,6 +1,31 @@
-//! Escaping for HTML built by hand. Everything that comes from data (patient names, codes,
-//! display texts, form input) must be escaped before it goes into a page; a template engine
-//! that escapes by default (e.g. `maud`) does this for you.
+//! HTML for app pages: escaping for HTML built by hand, and a page layout with a base style.
+//!
+//! Everything that comes from data (patient names, codes, display texts, form input) must be
+//! escaped before it goes into a page; a template engine that escapes by default (e.g. `maud`)
+//! does this for you.
+//!
+//! [`Layout`] wraps a page's content in a whole document (title, [`BASE_STYLE`] and the app's
+//! own CSS, a header naming the app) with no script and no external asset, which is what the
+//! `content-security-policy` of [`Response::html`](crate::Response::html) allows. It takes
+//! the content as HTML already escaped, so it works with any template engine:
+//!
+//! ```
+//! use healthcloud_sdk::html::{Layout, escape};
+//!
+//! const LAYOUT: Layout = Layout {
+//!     app_name: "Blood pressure monitor",
+//!     style: "#latest { font-size: 1.25rem; }",
+//! };
+//!
+//! let name = "Åse <Sørensen>";
+//! let page = LAYOUT.page(
+//!     &format!("Blood pressure of {name}"),
+//!     &format!("<h1>Blood pressure: {}</h1>", escape(name)),
+//! );
+//! assert!(page.starts_with("<!DOCTYPE html><html lang=\"en\">"));
+//! assert!(page.contains("<title>Blood pressure of Åse &lt;Sørensen&gt; – Blood pressure monitor</title>"));
+//! assert!(page.contains("<main><h1>Blood pressure: Åse &lt;Sørensen&gt;</h1></main>"));
+//! ```
 
 /// Escapes `text` for use in HTML text and in quoted attribute values.
 ///
@@ -25,13 +50,115 @@ pub fn escape(text: &str) -> String {
     escaped
 }
 
+/// The style every page of a [`Layout`] starts with: a readable column of text, the header
+/// naming the app, data tables (`caption`, `td.number` for figures, `tr.flagged` rows and
+/// `.flag` marks for results that need attention), and the notices of a read that did not
+/// happen (`.denied`, `.unavailable`; `.error` for anything else).
+pub const BASE_STYLE: &str = "
+body { font-family: system-ui, sans-serif; line-height: 1.5; margin: 0 auto; max-width: 48rem; padding: 1rem; color: #1b1b1b; }
+header p { margin: 0; color: #555; }
+.flag { color: #8a1c12; font-weight: 600; }
+table { border-collapse: collapse; width: 100%; }
+caption { text-align: left; font-weight: 600; padding: .5rem 0; }
+th, td { border-bottom: 1px solid #ccc; padding: .25rem .5rem; text-align: left; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; }
+tr.flagged { background: #fdecea; }
+.denied, .unavailable, .error { border-left: .25rem solid #8a1c12; background: #fdecea; padding: .5rem 1rem; }
+";
+
+/// How an app's pages look: one self-contained document per page, in English, styled by
+/// [`BASE_STYLE`] and then the app's own `style`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// The app's name: after every page's title, and in the header of every page.
+    pub app_name: &'static str,
+    /// The app's own CSS, after [`BASE_STYLE`] (so it can override it).
+    pub style: &'static str,
+}
+
+impl Layout {
+    /// A whole page: `title – app name` as its title (escaped here), and `main_html`, which
+    /// must already be escaped, as its `main` element.
+    pub fn page(&self, title: &str, main_html: &str) -> String {
+        let app_name = escape(self.app_name);
+        format!(
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>{title} – {app_name}</title><style>{BASE_STYLE}{style}</style></head>\
+             <body><header><p>{app_name}</p></header><main>{main_html}</main></body></html>",
+            title = escape(title),
+            style = self.style,
+        )
+    }
+
+    /// The page for a request without a patient in context, which an app about one patient
+    /// cannot answer: answer it with status `400`.
+    pub fn no_patient_page(&self) -> String {
+        self.page(
+            "No patient selected",
+            "<h1>No patient selected</h1><p class=\"error\">A patient must be selected to use \
+             this app. Open it from the patient's record.</p>",
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn escapes_every_markup_character() {
         assert_eq!(
-            super::escape("<script>alert('x')</script>"),
+            escape("<script>alert('x')</script>"),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
         );
+    }
+
+    const LAYOUT: Layout = Layout {
+        app_name: "Bo & Co",
+        style: "dl { margin: 0; }",
+    };
+
+    #[test]
+    fn a_page_is_one_document_with_the_base_style_then_the_apps() {
+        let page = LAYOUT.page("Readings of <Åse>", "<h1>Readings</h1>");
+        assert_eq!(
+            page,
+            format!(
+                "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+                 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+                 <title>Readings of &lt;Åse&gt; – Bo &amp; Co</title>\
+                 <style>{BASE_STYLE}dl {{ margin: 0; }}</style></head>\
+                 <body><header><p>Bo &amp; Co</p></header><main><h1>Readings</h1></main></body>\
+                 </html>"
+            )
+        );
+        assert!(!page.contains("<script"));
+        assert!(!page.contains("<link"));
+    }
+
+    #[test]
+    fn the_base_style_covers_tables_and_withheld_data() {
+        for selector in [
+            "body {",
+            "table {",
+            "tr.flagged {",
+            ".flag {",
+            ".denied, .unavailable",
+        ] {
+            assert!(BASE_STYLE.contains(selector), "{selector}");
+        }
+        // Inside `<style>` nothing is escaped: the style must not be able to end the element.
+        assert!(!BASE_STYLE.contains('<'));
+    }
+
+    #[test]
+    fn the_no_patient_page_asks_for_a_patient() {
+        let page = LAYOUT.no_patient_page();
+        assert!(page.contains("<title>No patient selected – Bo &amp; Co</title>"));
+        assert!(page.contains(
+            "<main><h1>No patient selected</h1><p class=\"error\">A patient must be selected to \
+             use this app. Open it from the patient's record.</p></main>"
+        ));
     }
 }

@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::fhir;
+
 /// The first path segment of every app's mount point, `/apps/{region}/{publisher}/{app}`.
 const MOUNT_ROOT: &str = "apps";
 /// How many path segments the mount point has: `apps`, region, publisher, app.
@@ -100,9 +102,7 @@ impl Request {
 
     /// Sets header `name` (lowercased) to `value`, replacing any previous value.
     pub fn with_header(mut self, name: &str, value: &str) -> Request {
-        let name = name.to_ascii_lowercase();
-        self.headers.retain(|(n, _)| *n != name);
-        self.headers.push((name, value.to_owned()));
+        set_header(&mut self.headers, name, value);
         self
     }
 
@@ -114,10 +114,7 @@ impl Request {
 
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_value(&self.headers, name)
     }
 
     /// The first value of query parameter `name`.
@@ -195,6 +192,21 @@ fn split_mount(raw_path: &str) -> (String, String) {
 
 fn parse_pairs(input: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(input).into_owned().collect()
+}
+
+/// Sets header `name`, lowercased, to `value`: the one header of that name.
+fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
+    let name = name.to_ascii_lowercase();
+    headers.retain(|(n, _)| *n != name);
+    headers.push((name, value.to_owned()));
+}
+
+/// The first value of header `name`, compared case-insensitively.
+fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 fn first_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -294,6 +306,20 @@ impl Response {
         }
     }
 
+    /// `status` with a JSON error body, `{"error": kind, "message": message}`: `kind` is a
+    /// short machine-readable name (e.g. `no-patient`), `message` says what went wrong.
+    pub fn json_error(status: u16, kind: &str, message: &str) -> Response {
+        Response::json(&serde_json::json!({ "error": kind, "message": message }))
+            .with_status(status)
+    }
+
+    /// A failed FHIR call as a [`json_error`](Self::json_error): the error's
+    /// [status](fhir::Error::status_code), [kind](fhir::Error::kind) and text, e.g. `403`
+    /// `{"error": "denied", "message": "access denied: the patient opted out"}`.
+    pub fn json_fhir_error(error: &fhir::Error) -> Response {
+        Response::json_error(error.status_code(), error.kind(), &error.to_string())
+    }
+
     /// `303 See Other` to `location`: after a form post, the browser then loads `location`
     /// with `GET`. Build in-app locations with [`Request::app_url`].
     pub fn redirect(location: impl Into<String>) -> Response {
@@ -308,9 +334,7 @@ impl Response {
 
     /// Sets header `name` (lowercased) to `value`, replacing any previous value.
     pub fn with_header(mut self, name: &str, value: &str) -> Response {
-        let name = name.to_ascii_lowercase();
-        self.headers.retain(|(n, _)| *n != name);
-        self.headers.push((name, value.to_owned()));
+        set_header(&mut self.headers, name, value);
         self
     }
 
@@ -322,10 +346,7 @@ impl Response {
 
     /// The value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_value(&self.headers, name)
     }
 
     /// The body as text, lossily (for tests and logs).
@@ -415,7 +436,27 @@ mod tests {
     }
 
     #[test]
-    fn headers_are_case_insensitive_and_unique_on_responses() {
+    fn a_failed_fhir_call_is_a_json_error_with_its_status_and_kind() {
+        let denied = Response::json_fhir_error(&fhir::Error::Denied("opted out".into()));
+        assert_eq!(denied.status, 403);
+        assert_eq!(
+            denied.body_text(),
+            r#"{"error":"denied","message":"access denied: opted out"}"#
+        );
+        let unavailable = Response::json_fhir_error(&fhir::Error::Unavailable("timeout".into()));
+        assert_eq!(unavailable.status, 503);
+        assert_eq!(
+            unavailable.body_text(),
+            r#"{"error":"unavailable","message":"data unavailable: timeout"}"#
+        );
+        assert_eq!(
+            Response::json_fhir_error(&fhir::Error::NotFound).status,
+            404
+        );
+    }
+
+    #[test]
+    fn headers_are_case_insensitive_and_unique() {
         let response = Response::text("hi")
             .with_header("X-Thing", "1")
             .with_header("x-thing", "2");
@@ -428,8 +469,18 @@ mod tests {
                 .count(),
             1
         );
-        let req = Request::new(Method::Get, "/").with_header("Accept", "text/html");
+        let req = Request::new(Method::Get, "/")
+            .with_header("Accept", "text/html")
+            .with_header("X-Thing", "1")
+            .with_header("x-thing", "2");
         assert_eq!(req.header("accept"), Some("text/html"));
+        assert_eq!(
+            req.headers,
+            [
+                ("accept".to_owned(), "text/html".to_owned()),
+                ("x-thing".to_owned(), "2".to_owned())
+            ]
+        );
     }
 
     #[test]
@@ -450,6 +501,14 @@ mod tests {
         let redirect = Response::redirect("/apps/r/p/a/");
         assert_eq!(redirect.status, 303);
         assert_eq!(redirect.header("location"), Some("/apps/r/p/a/"));
+
+        let error = Response::json_error(400, "no-patient", "a patient must be selected");
+        assert_eq!(error.status, 400);
+        assert_eq!(error.header("content-type"), Some("application/json"));
+        assert_eq!(
+            error.body_text(),
+            r#"{"error":"no-patient","message":"a patient must be selected"}"#
+        );
 
         assert_eq!(Response::status(204).body, b"");
         assert_eq!(Response::text("x").with_status(418).status, 418);

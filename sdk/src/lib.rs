@@ -19,7 +19,11 @@
 //! - [`context`], [`fhir`], [`log`] and [`kv`] are typed wrappers over the platform
 //!   interfaces. Every call is checked by the host against the region's grant, the user's
 //!   scopes and the patient's consent *when it is made*, so a call can always fail with
-//!   [`fhir::Error::Denied`]: render that to the user in words, never as a crash.
+//!   [`fhir::Error::Denied`]: render that to the user in words, never as a crash. A page
+//!   made of parts with their own calls can withhold just the denied part
+//!   ([`fhir::Section`]).
+//! - [`html`] escapes HTML built by hand and wraps an app's pages in one [`html::Layout`]
+//!   (title, base style plus the app's own CSS, header), whatever template engine made them.
 //! - [`model`] holds a minimal hand-written FHIR R4 model (Patient, Observation, Condition,
 //!   medications, allergies) that ignores what it does not know.
 //!

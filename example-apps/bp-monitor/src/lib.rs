@@ -45,7 +45,7 @@ fn router() -> Router {
 fn home(request: Request) -> Response {
     let launch = context::launch();
     let Some(patient_id) = launch.patient else {
-        return Response::html(view::no_patient_page()).with_status(400);
+        return Response::html(view::LAYOUT.no_patient_page()).with_status(400);
     };
     match launch.user.role {
         Role::Clinician => clinician_home(&patient_id),
@@ -98,7 +98,7 @@ fn patient_home(request: &Request, saved: bool, entry: &Entry, status: u16) -> R
 fn record_measurement(request: Request) -> Response {
     let launch = context::launch();
     let Some(patient_id) = launch.patient else {
-        return Response::html(view::no_patient_page()).with_status(400);
+        return Response::html(view::LAYOUT.no_patient_page()).with_status(400);
     };
     if !launch.user.role.is_own_record() {
         return Response::html(view::patients_only_page()).with_status(403);
@@ -140,7 +140,7 @@ struct ReadingsBody {
 
 fn api_readings(_request: Request) -> Response {
     let Some(patient_id) = context::launch().patient else {
-        return json_error(
+        return Response::json_error(
             400,
             "no-patient",
             "a patient must be selected to use this app",
@@ -154,7 +154,7 @@ fn api_readings(_request: Request) -> Response {
         }),
         Err(error) => {
             note_failure(&error, "search blood pressure readings");
-            json_error(error.status_code(), error.kind(), &error.to_string())
+            Response::json_fhir_error(&error)
         }
     }
 }
@@ -221,8 +221,4 @@ fn note_failure(error: &fhir::Error, action: &str) {
         ),
         fhir::Error::Denied(_) | fhir::Error::NotFound => {}
     }
-}
-
-fn json_error(status: u16, kind: &str, message: &str) -> Response {
-    Response::json(&serde_json::json!({ "error": kind, "message": message })).with_status(status)
 }

@@ -3,26 +3,20 @@
 //! become markup. No JavaScript and no external assets: the page is one document.
 
 use healthcloud_sdk::fhir;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use healthcloud_sdk::html::Layout;
+use maud::{Markup, html};
 
 use crate::reading::{
     DIASTOLIC_LIMIT, DIASTOLIC_RANGE, FieldError, Reading, SYSTOLIC_LIMIT, SYSTOLIC_RANGE,
 };
 
-const APP_NAME: &str = "Blood pressure monitor";
-
-const STYLE: &str = "
-body { font-family: system-ui, sans-serif; line-height: 1.5; margin: 0 auto; max-width: 48rem; padding: 1rem; color: #1b1b1b; }
-header p { margin: 0; color: #555; }
+/// The app's pages: the SDK's layout and base style, and the app's own style.
+pub const LAYOUT: Layout = Layout {
+    app_name: "Blood pressure monitor",
+    style: "
 h1 { margin-top: .25rem; }
 #latest { font-size: 1.25rem; }
-.flag { color: #8a1c12; font-weight: 600; }
-table { border-collapse: collapse; width: 100%; }
-caption { text-align: left; font-weight: 600; padding: .5rem 0; }
-th, td { border-bottom: 1px solid #ccc; padding: .25rem .5rem; text-align: left; }
-td.number { text-align: right; font-variant-numeric: tabular-nums; }
-tr.flagged { background: #fdecea; }
-.denied, .unavailable, .error, .errors { border-left: .25rem solid #8a1c12; background: #fdecea; padding: .5rem 1rem; }
+.errors { border-left: .25rem solid #8a1c12; background: #fdecea; padding: .5rem 1rem; }
 .saved { border-left: .25rem solid #1e6b33; background: #e7f4ea; padding: .5rem 1rem; }
 form p { margin: .75rem 0; }
 label { display: block; font-weight: 600; }
@@ -30,7 +24,8 @@ input { font-size: 1rem; padding: .25rem; }
 .field-error { color: #8a1c12; display: block; }
 figure { margin: 1rem 0; }
 svg { max-width: 100%; height: auto; }
-";
+",
+};
 
 /// The trend of one patient's blood pressure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,22 +67,7 @@ impl Subject {
 
 /// A whole HTML page.
 pub fn page(title: &str, body: Markup) -> String {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " – " (APP_NAME) }
-                style { (PreEscaped(STYLE)) }
-            }
-            body {
-                header { p { (APP_NAME) } }
-                main { (body) }
-            }
-        }
-    }
-    .into_string()
+    LAYOUT.page(title, &body.into_string())
 }
 
 /// Why a platform call failed, in words for the user. `denied` says "denied" and gives the
@@ -123,19 +103,6 @@ pub fn failure_page(error: &fhir::Error, subject: Subject) -> String {
         html! {
             h1 { "Blood pressure" }
             (failure(error, subject))
-        },
-    )
-}
-
-/// The page shown when no patient is in context.
-pub fn no_patient_page() -> String {
-    page(
-        "No patient selected",
-        html! {
-            h1 { "No patient selected" }
-            p.error {
-                "A patient must be selected to use this app. Open it from the patient's record."
-            }
         },
     )
 }

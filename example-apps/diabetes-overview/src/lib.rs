@@ -18,11 +18,12 @@ mod summary;
 mod view;
 
 use healthcloud_sdk::context::{self, Role};
+use healthcloud_sdk::fhir::{self, Section};
 use healthcloud_sdk::model::{MedicationStatement, Observation, Patient, code, system};
-use healthcloud_sdk::{Request, Response, Router, fhir};
+use healthcloud_sdk::{Request, Response, Router};
 use serde::Serialize;
 
-use crate::summary::{Hba1c, Section, Summary};
+use crate::summary::{Hba1c, Summary};
 
 healthcloud_sdk::serve!(|request| router().handle(request));
 
@@ -38,7 +39,7 @@ fn router() -> Router {
 fn overview(request: Request) -> Response {
     let launch = context::launch();
     let Some(patient_id) = launch.patient else {
-        return Response::html(view::no_patient_page()).with_status(400);
+        return Response::html(view::LAYOUT.no_patient_page()).with_status(400);
     };
     if !matches!(
         launch.user.role,
@@ -77,7 +78,7 @@ impl SummaryBody<'_> {
 
 fn api_summary(_request: Request) -> Response {
     let Some(patient_id) = context::launch().patient else {
-        return json_error(
+        return Response::json_error(
             400,
             "no-patient",
             "a patient must be selected to use this app",
@@ -85,7 +86,7 @@ fn api_summary(_request: Request) -> Response {
     };
     match load_summary(patient_id) {
         Ok(summary) => Response::json(&SummaryBody::of(&summary)),
-        Err(error) => json_error(error.status_code(), error.kind(), &error.to_string()),
+        Err(error) => Response::json_fhir_error(&error),
     }
 }
 
@@ -119,16 +120,12 @@ fn lab_search(loinc: &str, npu: &str) -> fhir::Search {
         .sort("-date")
 }
 
-fn json_error(status: u16, kind: &str, message: &str) -> Response {
-    Response::json(&serde_json::json!({ "error": kind, "message": message })).with_status(status)
-}
-
 #[cfg(test)]
 mod tests {
+    use healthcloud_sdk::fhir::Withheld;
     use serde_json::json;
 
     use super::*;
-    use crate::summary::Withheld;
 
     #[test]
     fn a_withheld_section_is_an_object_in_the_json_and_the_rest_is_unchanged() {

@@ -6,7 +6,7 @@
 //! overview as a whole fail.
 
 use healthcloud_sdk::clock::Date;
-use healthcloud_sdk::fhir;
+use healthcloud_sdk::fhir::{self, Section};
 use healthcloud_sdk::model::{MedicationStatement, Observation, code};
 use serde::Serialize;
 
@@ -93,92 +93,6 @@ impl Medication {
     }
 }
 
-/// Why a section of the overview could not be read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Withheld {
-    /// The platform denied the read (grant, user scopes or consent); the reason says why.
-    /// As JSON `{"denied": reason}`.
-    Denied(String),
-    /// The data could not be reached right now. As JSON `{"unavailable": reason}`.
-    Unavailable(String),
-}
-
-impl Withheld {
-    /// The section-level reading of a failed FHIR call: a denial or unavailable data
-    /// withholds the section; any other error (a bug in the app, data it cannot read) is
-    /// given back, to fail the whole request.
-    pub fn from_error(error: fhir::Error) -> Result<Withheld, fhir::Error> {
-        match error {
-            fhir::Error::Denied(reason) => Ok(Withheld::Denied(reason)),
-            fhir::Error::Unavailable(reason) => Ok(Withheld::Unavailable(reason)),
-            other => Err(other),
-        }
-    }
-
-    /// The error this stands for, to answer a request with.
-    pub fn to_error(&self) -> fhir::Error {
-        match self {
-            Withheld::Denied(reason) => fhir::Error::Denied(reason.clone()),
-            Withheld::Unavailable(reason) => fhir::Error::Unavailable(reason.clone()),
-        }
-    }
-}
-
-/// One section of the overview: what was read, or why it was not. As JSON the content
-/// itself, or `{"denied": reason}` / `{"unavailable": reason}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Section<T> {
-    /// The section's content.
-    Read(T),
-    /// The section could not be read.
-    Withheld(Withheld),
-}
-
-impl<T> Section<T> {
-    /// The section from the result of its FHIR call; see [`Withheld::from_error`].
-    pub fn from_result(result: Result<T, fhir::Error>) -> Result<Section<T>, fhir::Error> {
-        match result {
-            Ok(content) => Ok(Section::Read(content)),
-            Err(error) => Withheld::from_error(error).map(Section::Withheld),
-        }
-    }
-
-    /// The content, converted.
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Section<U> {
-        match self {
-            Section::Read(content) => Section::Read(f(content)),
-            Section::Withheld(why) => Section::Withheld(why),
-        }
-    }
-
-    /// The section by reference.
-    pub fn as_ref(&self) -> Section<&T> {
-        match self {
-            Section::Read(content) => Section::Read(content),
-            Section::Withheld(why) => Section::Withheld(why.clone()),
-        }
-    }
-
-    /// The content, if it was read.
-    #[cfg(test)]
-    pub fn read(&self) -> Option<&T> {
-        match self {
-            Section::Read(content) => Some(content),
-            Section::Withheld(_) => None,
-        }
-    }
-
-    /// Why the section was not read, if it was not.
-    pub fn withheld(&self) -> Option<&Withheld> {
-        match self {
-            Section::Read(_) => None,
-            Section::Withheld(why) => Some(why),
-        }
-    }
-}
-
 /// Everything the overview shows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
@@ -213,7 +127,7 @@ impl Summary {
         if let (Some(first), Some(_), Some(_)) =
             (hba1c.withheld(), glucose.withheld(), statements.withheld())
         {
-            return Err(first.to_error());
+            return Err(first.clone().into());
         }
         Ok(Summary {
             patient,
@@ -262,6 +176,7 @@ fn diabetes_medication(statements: &[MedicationStatement]) -> Vec<Medication> {
 
 #[cfg(test)]
 mod tests {
+    use healthcloud_sdk::fhir::Withheld;
     use healthcloud_sdk::model::{CodeableConcept, Coding, Dosage, Period, Quantity, system};
 
     use super::*;

@@ -1,44 +1,23 @@
 //! The overview's HTML. `maud` escapes every value it inserts; no JavaScript, no external
 //! assets.
 
-use healthcloud_sdk::fhir;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use healthcloud_sdk::fhir::{self, Section, Withheld};
+use healthcloud_sdk::html::Layout;
+use maud::{Markup, html};
 
-use crate::summary::{HBA1C_TARGET, HBA1C_UNIT, Section, Summary, Withheld};
+use crate::summary::{HBA1C_TARGET, HBA1C_UNIT, Summary};
 
-const APP_NAME: &str = "Diabetes overview";
-
-const STYLE: &str = "
-body { font-family: system-ui, sans-serif; line-height: 1.5; margin: 0 auto; max-width: 48rem; padding: 1rem; color: #1b1b1b; }
-header p { margin: 0; color: #555; }
+/// The app's pages: the SDK's layout and base style, and the app's own style.
+pub const LAYOUT: Layout = Layout {
+    app_name: "Diabetes overview",
+    style: "
 .latest { font-size: 1.25rem; }
-.flag { color: #8a1c12; font-weight: 600; }
-table { border-collapse: collapse; width: 100%; }
-caption { text-align: left; font-weight: 600; padding: .5rem 0; }
-th, td { border-bottom: 1px solid #ccc; padding: .25rem .5rem; text-align: left; }
-td.number { text-align: right; font-variant-numeric: tabular-nums; }
-tr.flagged { background: #fdecea; }
-.denied, .unavailable, .error { border-left: .25rem solid #8a1c12; background: #fdecea; padding: .5rem 1rem; }
-";
+",
+};
 
 /// A whole HTML page.
 pub fn page(title: &str, body: Markup) -> String {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " – " (APP_NAME) }
-                style { (PreEscaped(STYLE)) }
-            }
-            body {
-                header { p { (APP_NAME) } }
-                main { (body) }
-            }
-        }
-    }
-    .into_string()
+    LAYOUT.page(title, &body.into_string())
 }
 
 /// The page for a failed platform call: a denial says "denied" and why.
@@ -61,17 +40,6 @@ pub fn failure_page(error: &fhir::Error) -> String {
                     p.error role="alert" { "Something went wrong in this app. Please contact its vendor." }
                 }
             }
-        },
-    )
-}
-
-/// The page shown when no patient is in context.
-pub fn no_patient_page() -> String {
-    page(
-        "No patient selected",
-        html! {
-            h1 { "No patient selected" }
-            p.error { "A patient must be selected to use this app. Open it from the patient's record." }
         },
     )
 }
@@ -106,13 +74,9 @@ fn signed(change: f64) -> String {
 /// "denied" and why. `what` names the data, e.g. "medication data".
 fn withheld(id: Option<&str>, what: &str, why: &Withheld) -> Markup {
     html! {
-        @match why {
-            Withheld::Denied(reason) => p.denied id=[id] {
-                "Access to " (what) " was denied: " (reason)
-            },
-            Withheld::Unavailable(_) => p.unavailable id=[id] {
-                "The " (what) " is unavailable right now: the health record could not be reached. Please try again in a few minutes."
-            },
+        p class=(why.kind()) id=[id] {
+            (why.sentence(what))
+            @if let Withheld::Unavailable(_) = why { " Please try again in a few minutes." }
         }
     }
 }

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use healthcloud_sdk::fhir;
+use healthcloud_sdk::fhir::{self, Withheld};
 use healthcloud_sdk::model::{AllergyIntolerance, Condition, MedicationStatement, Patient};
 use maud::html;
 use serde::de::DeserializeOwned;
@@ -22,93 +22,28 @@ use serde_json::{Map, Value, json};
 const LOINC: &str = "http://loinc.org";
 const LIST_EMPTY_REASON: &str = "http://terminology.hl7.org/CodeSystem/list-empty-reason";
 
-/// Why a section could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Withheld {
-    /// The platform denied the read (grant, user scopes or consent); the reason says why.
-    Denied(String),
-    /// The data could not be reached right now.
-    Unavailable(String),
+/// The resources of one section (FHIR JSON as the platform returned it), or why they could
+/// not be read.
+pub type Section = fhir::Section<Vec<Value>>;
+
+/// The section from the result of its search, keeping only what `keep` accepts; see
+/// [`fhir::Section::from_result`].
+fn section_from_search(
+    result: Result<Vec<Value>, fhir::Error>,
+    keep: impl Fn(&Value) -> bool,
+) -> Result<Section, fhir::Error> {
+    Ok(Section::from_result(result)?
+        .map(|resources| resources.into_iter().filter(|r| keep(r)).collect()))
 }
 
-impl Withheld {
-    /// The section-level reading of a failed FHIR call: a denial or unavailable data
-    /// withholds the section; any other error (a bug in the app, data it cannot read) is
-    /// given back, to fail the whole request.
-    pub fn from_error(error: fhir::Error) -> Result<Withheld, fhir::Error> {
-        match error {
-            fhir::Error::Denied(reason) => Ok(Withheld::Denied(reason)),
-            fhir::Error::Unavailable(reason) => Ok(Withheld::Unavailable(reason)),
-            other => Err(other),
-        }
-    }
-
-    /// What a section says in place of its entries; `data` names them, e.g. "medication
-    /// data". A denial says "denied" and why.
-    pub fn text(&self, data: &str) -> String {
-        match self {
-            Withheld::Denied(reason) => format!("Access to {data} was denied: {reason}"),
-            Withheld::Unavailable(_) => format!(
-                "The {data} is unavailable right now: the health record could not be reached."
-            ),
-        }
-    }
-
-    /// The section's `emptyReason` (http://terminology.hl7.org/CodeSystem/list-empty-reason).
-    fn empty_reason(&self) -> Value {
-        let (code, display) = match self {
-            Withheld::Denied(_) => ("withheld", "Information Withheld"),
-            Withheld::Unavailable(_) => ("unavailable", "Unavailable"),
-        };
-        json!({ "coding": [{ "system": LIST_EMPTY_REASON, "code": code, "display": display }] })
-    }
-}
-
-/// The resources of one section, or why they could not be read.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Section {
-    /// The resources (FHIR JSON as the platform returned it).
-    Read(Vec<Value>),
-    /// The section could not be read.
-    Withheld(Withheld),
-}
-
-impl Default for Section {
-    fn default() -> Section {
-        Section::Read(Vec::new())
-    }
-}
-
-impl Section {
-    /// The section from the result of its search, keeping only what `keep` accepts; see
-    /// [`Withheld::from_error`].
-    fn from_search(
-        result: Result<Vec<Value>, fhir::Error>,
-        keep: impl Fn(&Value) -> bool,
-    ) -> Result<Section, fhir::Error> {
-        match result {
-            Ok(resources) => Ok(Section::Read(
-                resources.into_iter().filter(|r| keep(r)).collect(),
-            )),
-            Err(error) => Withheld::from_error(error).map(Section::Withheld),
-        }
-    }
-
-    /// The resources read; none when withheld.
-    pub fn resources(&self) -> &[Value] {
-        match self {
-            Section::Read(resources) => resources,
-            Section::Withheld(_) => &[],
-        }
-    }
-
-    /// Why the section was not read, if it was not.
-    pub fn withheld(&self) -> Option<&Withheld> {
-        match self {
-            Section::Read(_) => None,
-            Section::Withheld(why) => Some(why),
-        }
-    }
+/// The section's `emptyReason` when it was withheld
+/// (http://terminology.hl7.org/CodeSystem/list-empty-reason).
+fn empty_reason(why: &Withheld) -> Value {
+    let (code, display) = match why {
+        Withheld::Denied(_) => ("withheld", "Information Withheld"),
+        Withheld::Unavailable(_) => ("unavailable", "Unavailable"),
+    };
+    json!({ "coding": [{ "system": LIST_EMPTY_REASON, "code": code, "display": display }] })
 }
 
 /// The patient's data the summary is made of.
@@ -139,13 +74,13 @@ impl Record {
     ) -> Result<Record, fhir::Error> {
         Ok(Record {
             patient,
-            medications: Section::from_search(medications, |m| {
+            medications: section_from_search(medications, |m| {
                 decode::<MedicationStatement>(m).is_active()
             })?,
-            allergies: Section::from_search(allergies, |a| {
+            allergies: section_from_search(allergies, |a| {
                 decode::<AllergyIntolerance>(a).is_active()
             })?,
-            problems: Section::from_search(problems, |c| decode::<Condition>(c).is_active())?,
+            problems: section_from_search(problems, |c| decode::<Condition>(c).is_active())?,
         })
     }
 }
@@ -222,9 +157,9 @@ pub fn document(
             .map(|r| (entry_url(r), r.clone()))
             .collect::<Vec<_>>()
     };
-    let medications = section_urls(record.medications.resources(), &mut entry_url);
-    let allergies = section_urls(record.allergies.resources(), &mut entry_url);
-    let problems = section_urls(record.problems.resources(), &mut entry_url);
+    let medications = section_urls(record.medications.items(), &mut entry_url);
+    let allergies = section_urls(record.allergies.items(), &mut entry_url);
+    let problems = section_urls(record.problems.items(), &mut entry_url);
 
     let patient: Patient = decode(&record.patient);
     let mut subject = json!({ "reference": patient_url });
@@ -280,7 +215,7 @@ fn section(
     let div = html! {
         div xmlns="http://www.w3.org/1999/xhtml" {
             @if let Some(why) = withheld {
-                p { (why.text(def.data)) }
+                p { (why.sentence(def.data)) }
             } @else if lines.is_empty() {
                 p { (def.empty_text) }
             } @else {
@@ -298,7 +233,7 @@ fn section(
     section.insert("text".into(), json!({ "status": "generated", "div": div }));
     if let Some(why) = withheld {
         // Not read (denied, or unavailable): the section says so rather than "none known".
-        section.insert("emptyReason".into(), why.empty_reason());
+        section.insert("emptyReason".into(), empty_reason(why));
     } else if entries.is_empty() {
         // A section with nothing in it must say why (FHIR cmp-1/cmp-2): the record was
         // searched and holds nothing current.

@@ -38,7 +38,7 @@ fn router() -> Router {
 
 fn summary_page(request: Request) -> Response {
     let Some(patient_id) = context::launch().patient else {
-        return Response::html(view::no_patient_page()).with_status(400);
+        return Response::html(view::LAYOUT.no_patient_page()).with_status(400);
     };
     match load_record(&patient_id) {
         Ok(record) => Response::html(view::summary_page(

@@ -2,44 +2,29 @@
 //! external assets.
 
 use healthcloud_sdk::fhir;
+use healthcloud_sdk::html::Layout;
 use healthcloud_sdk::model::{AllergyIntolerance, Condition, MedicationStatement, Patient, system};
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{Markup, html};
 use serde_json::Value;
 
 use crate::ips::{
-    ALLERGY_DATA, MEDICATION_DATA, PROBLEM_DATA, Record, Section, Withheld, allergy_line, decode,
+    ALLERGY_DATA, MEDICATION_DATA, PROBLEM_DATA, Record, Section, allergy_line, decode,
     medication_line, problem_line,
 };
 
-const APP_NAME: &str = "Patient summary";
-
-const STYLE: &str = "
-body { font-family: system-ui, sans-serif; line-height: 1.5; margin: 0 auto; max-width: 48rem; padding: 1rem; color: #1b1b1b; }
-header p { margin: 0; color: #555; }
+/// The app's pages: the SDK's layout and base style, and the app's own style.
+pub const LAYOUT: Layout = Layout {
+    app_name: "Patient summary",
+    style: "
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }
 dt { font-weight: 600; }
 dd { margin: 0; }
-.denied, .unavailable, .error { border-left: .25rem solid #8a1c12; background: #fdecea; padding: .5rem 1rem; }
-";
+",
+};
 
 /// A whole HTML page.
 pub fn page(title: &str, body: Markup) -> String {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " – " (APP_NAME) }
-                style { (PreEscaped(STYLE)) }
-            }
-            body {
-                header { p { (APP_NAME) } }
-                main { (body) }
-            }
-        }
-    }
-    .into_string()
+    LAYOUT.page(title, &body.into_string())
 }
 
 /// The page for a failed platform call: a denial says "denied" and why.
@@ -66,25 +51,6 @@ pub fn failure_page(error: &fhir::Error) -> String {
     )
 }
 
-/// The page shown when no patient is in context.
-pub fn no_patient_page() -> String {
-    page(
-        "No patient selected",
-        html! {
-            h1 { "No patient selected" }
-            p.error { "A patient must be selected to use this app. Open it from the patient's record." }
-        },
-    )
-}
-
-/// The class of a withheld section's message, for its style.
-fn withheld_class(why: &Withheld) -> &'static str {
-    match why {
-        Withheld::Denied(_) => "denied",
-        Withheld::Unavailable(_) => "unavailable",
-    }
-}
-
 /// The summary, section by section as in the FHIR document.
 pub fn summary_page(record: &Record, generated_at: &str, document_url: &str) -> String {
     let patient: Patient = decode(&record.patient);
@@ -98,12 +64,12 @@ pub fn summary_page(record: &Record, generated_at: &str, document_url: &str) -> 
                    data: &Section,
                    line: fn(&Value) -> String,
                    empty: &str| {
-        let lines: Vec<String> = data.resources().iter().map(line).collect();
+        let lines: Vec<String> = data.items().iter().map(line).collect();
         html! {
             section aria-labelledby=(id) {
                 h2 id=(id) { (title) }
                 @if let Some(why) = data.withheld() {
-                    p class=(withheld_class(why)) { (why.text(what)) }
+                    p class=(why.kind()) { (why.sentence(what)) }
                 } @else if lines.is_empty() {
                     p { (empty) }
                 } @else {
@@ -157,6 +123,7 @@ pub fn summary_page(record: &Record, generated_at: &str, document_url: &str) -> 
 
 #[cfg(test)]
 mod tests {
+    use healthcloud_sdk::fhir::Withheld;
     use serde_json::json;
 
     use super::*;
