@@ -37,17 +37,23 @@ impl std::fmt::Debug for AppEngine {
 impl AppEngine {
     /// An engine sized by `limits`, caching compiled code in `cache_dir` when given.
     pub fn new(limits: &Limits, cache_dir: Option<&Path>) -> anyhow::Result<Self> {
+        // Per-component maxima a Rust wasm32-wasip2 component stays well within, and pool
+        // totals that fit every slot at its maximum, so no component can take a share of
+        // the pool beyond its own slot.
+        const CORE_INSTANCES: u32 = 32;
+        const MEMORIES: u32 = 2;
+        const TABLES: u32 = 32;
         let slots = limits.pool_instances;
         let mut pooling = PoolingAllocationConfig::default();
         pooling
             .total_component_instances(slots)
-            .total_core_instances(slots * 8)
-            .total_memories(slots * 2)
-            .total_tables(slots * 8)
+            .total_core_instances(slots * CORE_INSTANCES)
+            .total_memories(slots * MEMORIES)
+            .total_tables(slots * TABLES)
             .total_stacks(slots)
-            .max_core_instances_per_component(64)
-            .max_memories_per_component(8)
-            .max_tables_per_component(64)
+            .max_core_instances_per_component(CORE_INSTANCES)
+            .max_memories_per_component(MEMORIES)
+            .max_tables_per_component(TABLES)
             .max_memory_size(limits.memory_bytes)
             // Keep a few zeroed pages and slots warm: most requests of one app reuse them.
             .linear_memory_keep_resident(64 << 10)
@@ -94,7 +100,7 @@ impl AppEngine {
     ) -> Result<(ProxyPre<InstanceState>, String), InstallError> {
         let digest = install::digest(component);
         let compiled = install::validate(
-            |bytes| self.compile(bytes, &digest),
+            |bytes| self.compile(bytes),
             &self.engine,
             component,
             manifest,
@@ -114,17 +120,18 @@ impl AppEngine {
         self.prepare(manifest, component).map(|_| ())
     }
 
-    /// Compiles a component whose bytes have sha256 `digest`, or loads the code this
-    /// process compiled for it earlier.
-    pub fn compile(&self, bytes: &[u8], digest: &str) -> anyhow::Result<Component> {
+    /// Compiles a component, or loads the code this data directory compiled for the same
+    /// bytes earlier.
+    pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        let digest = install::digest(bytes);
         if let Some(cache) = &self.cache
-            && let Some(component) = cache.load(&self.engine, digest)
+            && let Some(component) = cache.load(&self.engine, &digest)
         {
             return Ok(component);
         }
         let component = Component::new(&self.engine, bytes)?;
         if let Some(cache) = &self.cache
-            && let Err(error) = cache.store(digest, &component)
+            && let Err(error) = cache.store(&digest, &component)
         {
             tracing::warn!(%error, digest, "could not cache compiled code; it will be compiled again");
         }
@@ -150,8 +157,9 @@ fn start_epoch_ticker(engine: &Engine) {
 /// Compiled code on disk, keyed by the component's digest and the engine's configuration.
 ///
 /// `Component::deserialize` trusts its input completely (it is machine code), so a file is
-/// only loaded if it carries a MAC under a key only this data directory holds: code is
-/// loaded only if we wrote it.
+/// only loaded if it carries a MAC, under a key kept beside (not in) the cache directory, over
+/// the component's digest, the engine configuration and the code: code is loaded only if we
+/// wrote it, for exactly those bytes.
 #[derive(Debug)]
 struct CompileCache {
     dir: PathBuf,
@@ -165,13 +173,14 @@ const MAC_BYTES: usize = 32;
 impl CompileCache {
     fn open(dir: &Path, engine: &Engine) -> anyhow::Result<Self> {
         create_private_dir(dir)?;
-        let key_path = dir.join("cache.key");
+        let key_path = dir.with_extension("key");
         let key = match fs::read(&key_path) {
             Ok(key) if key.len() == 32 => key,
             _ => {
                 let mut key = vec![0u8; 32];
                 rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-                write_atomically(dir, &key_path, &key)?;
+                let parent = key_path.parent().unwrap_or(Path::new("."));
+                write_atomically(parent, &key_path, &key)?;
                 key
             }
         };
@@ -189,8 +198,11 @@ impl CompileCache {
             .join(format!("{digest}-{}.cwasm", self.engine_hash))
     }
 
-    fn mac(&self) -> CacheMac {
-        CacheMac::new_from_slice(&self.key).expect("HMAC takes any key length")
+    fn mac(&self, digest: &str) -> CacheMac {
+        let mut mac = CacheMac::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(digest.as_bytes());
+        mac.update(self.engine_hash.as_bytes());
+        mac
     }
 
     fn load(&self, engine: &Engine, digest: &str) -> Option<wasmtime::component::Component> {
@@ -198,7 +210,7 @@ impl CompileCache {
         let bytes = fs::read(&path).ok()?;
         let split = bytes.len().checked_sub(MAC_BYTES)?;
         let (code, tag) = bytes.split_at(split);
-        let mut mac = self.mac();
+        let mut mac = self.mac(digest);
         mac.update(code);
         if mac.verify_slice(tag).is_err() {
             tracing::warn!(path = %path.display(), "compiled code failed its integrity check; recompiling");
@@ -215,7 +227,7 @@ impl CompileCache {
 
     fn store(&self, digest: &str, component: &Component) -> anyhow::Result<()> {
         let mut bytes = component.serialize()?;
-        let mut mac = self.mac();
+        let mut mac = self.mac(digest);
         mac.update(&bytes);
         bytes.extend_from_slice(&mac.finalize().into_bytes());
         write_atomically(&self.dir, &self.path(digest), &bytes)

@@ -55,9 +55,12 @@ impl InstanceState {
             .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(table_entries);
+        let mut http = WasiHttpCtx::new();
+        // Header sets live in host memory, outside the guest's memory cap: keep each small.
+        http.set_field_size_limit(FIELD_BYTES);
         InstanceState {
             wasi,
-            http: WasiHttpCtx::new(),
+            http,
             table,
             outbound,
             launch,
@@ -66,6 +69,7 @@ impl InstanceState {
             log,
             memory: MemoryLimit {
                 limit: memory_bytes,
+                total: 0,
                 exceeded: false,
             },
         }
@@ -118,23 +122,35 @@ impl WasiHttpView for InstanceState {
     }
 }
 
+/// Bytes one header set (`fields`) may take in host memory. With the handle limit this
+/// bounds what a guest can make the host hold (1,000 × 16 KiB = 16 MiB by default).
+const FIELD_BYTES: usize = 16 << 10;
+
 /// Caps linear memory and remembers that the cap was hit, so the failed request can say why
 /// (the guest usually aborts on a failed allocation, which on its own reads as a crash).
 #[derive(Debug)]
 pub(crate) struct MemoryLimit {
+    /// The cap, for all of the instance's memories together.
     pub limit: usize,
+    /// Bytes of all its memories now.
+    pub total: usize,
     pub exceeded: bool,
 }
 
 impl ResourceLimiter for MemoryLimit {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.limit;
-        self.exceeded |= !allowed;
+        let total = self.total - current.min(self.total) + desired;
+        let allowed = total <= self.limit;
+        if allowed {
+            self.total = total;
+        } else {
+            self.exceeded = true;
+        }
         Ok(allowed)
     }
 

@@ -9,7 +9,8 @@
 //! 2. **instance**: a fresh instance from the install's pre-instantiated component, with a
 //!    new store holding the launch context from the token (never from the guest), an
 //!    epoch deadline, a memory cap and a handle limit. Nothing survives into the next
-//!    request.
+//!    request (unless `Limits::reuse_instances` is set: then an instance may serve the next
+//!    request of the identical launch context under the same grant, never another).
 //! 3. **host calls** ([`capability`]): each call checks the region's grant *now*; data calls
 //!    go through the integration cloud's `FhirService` (user scopes ∩ grant ∩ consent ∩
 //!    compartment), which writes the AuditEvent, naming the app, its version, digest and

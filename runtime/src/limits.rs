@@ -14,7 +14,7 @@ pub struct Limits {
     /// (default 2 s). Exceeded: 504.
     #[serde(rename = "deadline_ms", with = "millis")]
     pub deadline: Duration,
-    /// Linear memory per instance (default 64 MiB). Exceeded: 507.
+    /// Linear memory per instance, all its memories together (default 64 MiB). Exceeded: 500.
     pub memory_bytes: usize,
     /// Response body size (default 8 MiB). Exceeded: 502.
     pub response_bytes: usize,
@@ -22,7 +22,7 @@ pub struct Limits {
     pub request_bytes: usize,
     /// FHIR resources returned by one search call (default 100).
     pub search_results: u32,
-    /// Handles (WASI resources) one instance may hold at once (default 10,000).
+    /// Handles (WASI resources) one instance may hold at once (default 1,000).
     pub table_entries: usize,
     /// Bytes of keys plus values in one install's kv store (default 1 MiB).
     pub kv_quota_bytes: u64,
@@ -38,6 +38,11 @@ pub struct Limits {
     pub log_lines: u32,
     /// Instance slots of the pooling allocator across all apps (default 1,000).
     pub pool_instances: u32,
+    /// Data host calls (FHIR) one request may make (default 200); further calls fail with
+    /// `unavailable`, unaudited, since they reach no data.
+    pub host_calls: u32,
+    /// Outgoing HTTP requests one instance may have open at once (default 8).
+    pub outbound_requests: usize,
     /// Reuse an instance for the next request with the same launch context (same user,
     /// role, patient, scopes and region, on the same installed version), never across
     /// contexts. Off by default: a fresh instance per request, so nothing of one request can
@@ -53,12 +58,14 @@ impl Default for Limits {
             response_bytes: 8 << 20,
             request_bytes: 1 << 20,
             search_results: 100,
-            table_entries: 10_000,
+            table_entries: 1_000,
             kv_quota_bytes: 1 << 20,
             concurrent_instances: 16,
             host_call_timeout: Duration::from_secs(5),
             log_lines: 200,
             pool_instances: 1_000,
+            host_calls: 200,
+            outbound_requests: 8,
             reuse_instances: false,
         }
     }

@@ -50,9 +50,10 @@ impl IdleInstances {
     }
 }
 
-/// Everything that makes up a launch context, except the token's timestamps: two requests
-/// share an instance only if all of it is equal.
-pub(crate) fn launch_context_key(principal: &Principal) -> String {
+/// Everything that makes up a launch context, except the token's timestamps, and the version
+/// of the region's grant: two requests share an instance only if all of it is equal, so data
+/// an instance read before a grant was changed is never served after.
+pub(crate) fn launch_context_key(principal: &Principal, grant_version: u64) -> String {
     let c = &principal.claims;
     serde_json::json!([
         c.iss,
@@ -62,7 +63,8 @@ pub(crate) fn launch_context_key(principal: &Principal) -> String {
         c.scope,
         c.region,
         c.fhir_user,
-        c.org
+        c.org,
+        grant_version
     ])
     .to_string()
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::any;
 use bytes::Bytes;
 use healthcloud_integration::api::authenticate;
-use healthcloud_integration::auth::Principal;
+use healthcloud_integration::auth::{Principal, Role};
 use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -28,7 +28,6 @@ use crate::capability::outbound::OutboundHooks;
 use crate::install::Install;
 use crate::instance::{Capabilities, InstanceState};
 use crate::{Runtime, reuse};
-use healthcloud_store::manifest::Capability;
 
 /// The app routes.
 pub fn router(runtime: Runtime) -> Router {
@@ -83,15 +82,66 @@ async fn serve_app(
             &format!("no app {app_id} is installed in region {region}"),
         );
     };
-    if let Some(home) = &principal.claims.region
-        && home != &region
-    {
-        return failure(
-            StatusCode::FORBIDDEN,
-            &format!("your token is for region {home}; this install belongs to region {region}"),
-        );
+    match &principal.claims.region {
+        Some(home) if home != &region => {
+            return failure(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "your token is for region {home}; this install belongs to region {region}"
+                ),
+            );
+        }
+        // Workforce tokens name the region that employs the user; without one, a token
+        // would open every region's installs.
+        None if principal.claims.role == Role::Clinician => {
+            return failure(
+                StatusCode::FORBIDDEN,
+                "a clinician's token must name the region it is for (the region claim)",
+            );
+        }
+        _ => {}
     }
     let limits = runtime.limits();
+    let (mut parts, body) = request.into_parts();
+    // The app never sees the user's credentials: with the bearer token it could call the
+    // FHIR API as the user, outside its grant and the patient's consent for it.
+    parts.headers.remove(header::AUTHORIZATION);
+    parts.headers.remove(header::COOKIE);
+    parts.headers.remove(header::PROXY_AUTHORIZATION);
+    // wasi:http requires an authority; HTTP/1.0 clients (and in-process callers) may omit it.
+    if parts.uri.authority().is_none() && !parts.headers.contains_key(header::HOST) {
+        parts
+            .headers
+            .insert(header::HOST, HeaderValue::from_static("localhost"));
+    }
+    // The body is read before an instance slot is taken, within a time limit, so slow
+    // uploads cannot hold an app's slots.
+    let body = match tokio::time::timeout(
+        limits.host_call_timeout,
+        axum::body::to_bytes(body, limits.request_bytes),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return failure(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "the request body is larger than the limit of {} bytes (or broke off)",
+                    limits.request_bytes
+                ),
+            );
+        }
+        Err(_) => {
+            return failure(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request body did not arrive within {} ms",
+                    limits.host_call_timeout.as_millis()
+                ),
+            );
+        }
+    };
     let Ok(permit) = install.slots.clone().try_acquire_owned() else {
         let mut response = failure(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -104,22 +154,6 @@ async fn serve_app(
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
-    };
-    let (mut parts, body) = request.into_parts();
-    // wasi:http requires an authority; HTTP/1.0 clients (and in-process callers) may omit it.
-    if parts.uri.authority().is_none() && !parts.headers.contains_key(header::HOST) {
-        parts
-            .headers
-            .insert(header::HOST, HeaderValue::from_static("localhost"));
-    }
-    let Ok(body) = axum::body::to_bytes(body, limits.request_bytes).await else {
-        return failure(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "the request body is larger than the limit of {} bytes",
-                limits.request_bytes
-            ),
-        );
     };
     let body = Full::new(body)
         .map_err(|never| -> wasmtime_wasi_http::Error { match never {} })
@@ -163,7 +197,7 @@ impl Runtime {
         let limits = self.limits().clone();
         let reuse_key = limits
             .reuse_instances
-            .then(|| reuse::launch_context_key(&principal));
+            .then(|| reuse::launch_context_key(&principal, install.grant.version()));
         let capabilities = self.capabilities(&install, principal);
         let (mut store, proxy) = match reuse_key.as_deref().and_then(|key| install.idle.take(key)) {
             Some((mut store, proxy)) => {
@@ -207,9 +241,13 @@ impl Runtime {
         };
         let serving = install.clone();
         let max_idle = limits.concurrent_instances;
-        let task = tokio::spawn(async move {
+        // Epoch interruption stops guest code; this bounds everything else an instance may
+        // wait on (a host call, a pollable, a slow upstream), so it always ends and gives
+        // back its slot.
+        let wall_clock = limits.deadline + limits.host_call_timeout + Duration::from_secs(1);
+        let mut task = tokio::spawn(async move {
             let _permit = permit;
-            let result = async {
+            let run = async {
                 let proxy = match proxy {
                     Some(proxy) => proxy,
                     None => serving.pre.instantiate_async(&mut store).await?,
@@ -219,8 +257,10 @@ impl Runtime {
                     .call_handle(&mut store, incoming, outparam)
                     .await?;
                 wasmtime::Result::<_>::Ok(proxy)
-            }
-            .await;
+            };
+            let result = tokio::time::timeout(wall_clock, run)
+                .await
+                .unwrap_or_else(|_| Err(Trap::Interrupt.into()));
             let state = store.data();
             let dropped = state.line_budget().dropped();
             let identity = &serving.identity;
@@ -244,7 +284,6 @@ impl Runtime {
                 Err(error) => Some(classify(&error, state.memory.exceeded)),
             }
         });
-        let wall_clock = limits.deadline + limits.host_call_timeout + Duration::from_secs(1);
         let answered = tokio::time::timeout(wall_clock, async {
             match receiver.await {
                 Ok(Ok(response)) => collect(response, limits.response_bytes).await,
@@ -263,10 +302,11 @@ impl Runtime {
             Err(failure) => {
                 // The instance's own failure (a trap, a deadline) explains a missing or
                 // broken response best.
-                let cause = match tokio::time::timeout(Duration::from_secs(1), task).await {
+                let cause = match tokio::time::timeout(Duration::from_secs(1), &mut task).await {
                     Ok(Ok(Some(cause))) => cause,
                     _ => failure,
                 };
+                task.abort();
                 self.failed(&install, cause)
             }
         }
@@ -282,11 +322,11 @@ impl Runtime {
             version: identity.version.clone(),
             region: identity.region.clone(),
         };
+        // As enforced: confined to the patient in context.
         let granted_scopes = install
             .grant
-            .capabilities()
+            .patient_scopes()
             .iter()
-            .filter(|c| matches!(c, Capability::Data(_)))
             .map(ToString::to_string)
             .collect();
         Capabilities {
@@ -294,6 +334,7 @@ impl Runtime {
                 grant: install.grant.clone(),
                 attribution: attribution.clone(),
                 timeout: limits.host_call_timeout,
+                open_requests: Arc::new(tokio::sync::Semaphore::new(limits.outbound_requests)),
             },
             launch: LaunchContext {
                 region: identity.region.clone(),
@@ -309,6 +350,8 @@ impl Runtime {
                 grant: install.grant.clone(),
                 search_results: limits.search_results,
                 timeout: limits.host_call_timeout,
+                calls: 0,
+                max_calls: limits.host_calls,
             },
             kv: KvCtx {
                 store: self.inner.kv.clone(),

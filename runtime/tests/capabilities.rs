@@ -313,3 +313,113 @@ async fn searches_are_paged_at_the_per_call_limit_and_cursors_reach_every_page()
         "one audited call per page"
     );
 }
+
+/// The runtime's own table (kv) and every data path, on PostgreSQL.
+#[tokio::test]
+async fn capabilities_work_the_same_on_postgresql() {
+    let Some(host) = Host::on(common::Backend::Postgres, common::test_limits()).await else {
+        return;
+    };
+    host.install_component("ungranted", None).unwrap();
+    host.install_component("other-patient", None).unwrap();
+    let token = host.clinician("pat-a");
+    let stored = host.get(&path("ungranted", "kv"), &token).await;
+    assert_eq!(
+        (stored.status, stored.body.trim()),
+        (StatusCode::OK, "stored")
+    );
+    let observations = host.get(&path("ungranted", "observations"), &token).await;
+    assert_eq!(observations.json()["total"], 3, "{}", observations.body);
+    let other = host
+        .get(&path("other-patient", "read?id=pat-b"), &token)
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        by_app(&host.audit_events().await, "tests/ungranted").len(),
+        1
+    );
+
+    let small = Host::on(
+        common::Backend::Postgres,
+        healthcloud_runtime::Limits {
+            kv_quota_bytes: 1,
+            ..common::test_limits()
+        },
+    )
+    .await
+    .unwrap();
+    small.install_component("ungranted", None).unwrap();
+    let over = small
+        .get(&path("ungranted", "kv"), &small.clinician("pat-a"))
+        .await;
+    assert!(over.body.contains("QuotaExceeded"), "{}", over.body);
+}
+
+#[tokio::test]
+async fn the_users_credentials_never_reach_the_app() {
+    let host = Host::new().await;
+    host.install_component("trap", None).unwrap();
+    let request = axum::http::Request::get(path("trap", "headers"))
+        .header(
+            "authorization",
+            format!("Bearer {}", host.clinician("pat-a")),
+        )
+        .header("cookie", "session=secret")
+        .header("x-requested-with", "test")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let answer = host.send(request).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let names: Vec<&str> = answer.body.lines().collect();
+    assert!(names.contains(&"x-requested-with"), "{names:?}");
+    for secret in ["authorization", "cookie", "proxy-authorization"] {
+        assert!(
+            !names.contains(&secret),
+            "{secret} reached the app: {names:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_clinician_token_without_a_region_opens_no_install() {
+    let host = Host::new().await;
+    host.install_component("trap", None).unwrap();
+    let token = host
+        .issuer
+        .mint(
+            Role::Clinician,
+            healthcloud_integration::auth::TokenRequest {
+                patient: Some("pat-a".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let answer = host.get(&path("trap", "ok"), &token).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+    assert!(answer.body.contains("region"), "{}", answer.body);
+}
+
+#[tokio::test]
+async fn a_request_may_make_only_so_many_data_calls() {
+    let host = Host::with_limits(healthcloud_runtime::Limits {
+        host_calls: 2,
+        search_results: 1,
+        ..common::test_limits()
+    })
+    .await;
+    host.install_component("other-patient", None).unwrap();
+    // Three pages at one result each need three calls; the third is refused.
+    let answer = host
+        .get(
+            &path("other-patient", "search?patient=pat-a"),
+            &host.clinician("pat-a"),
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert!(answer.body.contains("data calls"), "{}", answer.body);
+}

@@ -121,7 +121,7 @@ async fn a_handle_flood_hits_the_table_limit() {
         "handle-flood",
         "flood",
         StatusCode::INTERNAL_SERVER_ERROR,
-        "more than 10000 handles",
+        "more than 1000 handles",
     )
     .await;
 }

@@ -1,7 +1,10 @@
 //! The compile cache: compiled code is reused across restarts, and a cache file is loaded
-//! only if this data directory wrote it (`Component::deserialize` trusts its input).
+//! only if this data directory wrote it for exactly those bytes (`Component::deserialize`
+//! trusts its input).
 
 mod common;
+
+use std::path::{Path, PathBuf};
 
 use common::{test_component, test_limits};
 use healthcloud_runtime::AppEngine;
@@ -15,48 +18,58 @@ fn imports(engine: &AppEngine, component: &wasmtime::component::Component) -> Ve
         .collect()
 }
 
+/// The cached file of the component with `bytes`.
+fn cached(cache: &Path, bytes: &[u8]) -> PathBuf {
+    let prefix = digest(bytes);
+    std::fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&prefix)
+        })
+        .expect("the compiled code is cached")
+}
+
 #[test]
-fn compiled_code_is_cached_and_only_our_own_files_are_loaded() {
+fn compiled_code_is_cached_and_only_our_own_files_for_the_same_bytes_are_loaded() {
     let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("compiled");
     let limits = test_limits();
     let (_, trap) = test_component("trap");
     let (_, other) = test_component("other-patient");
-    let engine = AppEngine::new(&limits, Some(dir.path())).unwrap();
-    let compiled = engine.compile(&trap, &digest(&trap)).unwrap();
-    let cached: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
-        .collect();
-    assert_eq!(cached.len(), 1, "{cached:?}");
+    let engine = AppEngine::new(&limits, Some(&cache)).unwrap();
+    let expected = imports(&engine, &engine.compile(&trap).unwrap());
+    let other_imports = imports(&engine, &engine.compile(&other).unwrap());
+    assert_ne!(expected, other_imports);
+    let trap_file = cached(&cache, &trap);
     assert!(
-        cached[0]
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with(&digest(&trap))
+        !cache.join("compiled.key").exists(),
+        "the key is not kept among the files it protects"
     );
-    let expected = imports(&engine, &compiled);
 
     // A restart loads the cached code.
     drop(engine);
-    let engine = AppEngine::new(&limits, Some(dir.path())).unwrap();
-    assert_eq!(
-        imports(&engine, &engine.compile(&trap, &digest(&trap)).unwrap()),
-        expected
-    );
+    let engine = AppEngine::new(&limits, Some(&cache)).unwrap();
+    assert_eq!(imports(&engine, &engine.compile(&trap).unwrap()), expected);
 
-    // Someone plants another app's machine code under the trap's name, with a made-up tag:
-    // it is not loaded; the trap component is compiled again from its bytes.
+    // Another app's genuine cache file, renamed to the trap's name, is not loaded: the tag
+    // covers the digest.
+    std::fs::copy(cached(&cache, &other), &trap_file).unwrap();
+    let engine = AppEngine::new(&limits, Some(&cache)).unwrap();
+    assert_eq!(imports(&engine, &engine.compile(&trap).unwrap()), expected);
+
+    // Machine code planted with a made-up tag is not loaded either; it is compiled over.
     let mut planted = engine.engine().precompile_component(&other).unwrap();
     planted.extend_from_slice(&[0u8; 32]);
-    std::fs::write(&cached[0], &planted).unwrap();
-    let engine = AppEngine::new(&limits, Some(dir.path())).unwrap();
-    let recompiled = engine.compile(&trap, &digest(&trap)).unwrap();
-    assert_eq!(imports(&engine, &recompiled), expected);
+    std::fs::write(&trap_file, &planted).unwrap();
+    let engine = AppEngine::new(&limits, Some(&cache)).unwrap();
+    assert_eq!(imports(&engine, &engine.compile(&trap).unwrap()), expected);
     assert_ne!(
-        std::fs::read(&cached[0]).unwrap(),
+        std::fs::read(&trap_file).unwrap(),
         planted,
         "the planted file was replaced"
     );

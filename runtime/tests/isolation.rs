@@ -30,7 +30,7 @@ async fn a_reused_instance_serves_only_its_own_launch_context() {
         ..test_limits()
     })
     .await;
-    host.install_component("trap", None).unwrap();
+    let install = host.install_component("trap", None).unwrap();
     let count = |token: String| {
         let host = &host;
         async move {
@@ -64,6 +64,15 @@ async fn a_reused_instance_serves_only_its_own_launch_context() {
         "another user: a fresh instance"
     );
     assert_eq!(count(for_a.clone()).await, "3");
+
+    // A grant change (even back to the same capabilities) retires instances made before it.
+    install.grant.replace(install.grant.capabilities());
+    assert_eq!(
+        count(for_a.clone()).await,
+        "1",
+        "made under the old grant: not reused"
+    );
+    assert_eq!(count(for_a.clone()).await, "2");
 
     // A trapped instance is never reused.
     let trapped = host

@@ -98,7 +98,10 @@ impl Capability {
             _ => {}
         }
         if let Some(host) = text.strip_prefix("outbound-http:") {
+            // An IPv6 literal must be bracketed, or its last group would read as a port.
+            let bracketed_or_one_colon = host.starts_with('[') || host.matches(':').count() <= 1;
             let valid = !host.is_empty()
+                && bracketed_or_one_colon
                 && host
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
@@ -306,5 +309,7 @@ mod tests {
         assert!(Capability::parse("openid").is_err());
         assert!(Capability::parse("outbound-http:").is_err());
         assert!(Capability::parse("outbound-http:a b").is_err());
+        assert!(Capability::parse("outbound-http:fd00::1:8443").is_err());
+        assert!(Capability::parse("outbound-http:[fd00::1]:8443").is_ok());
     }
 }

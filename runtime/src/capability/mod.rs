@@ -32,12 +32,15 @@ pub struct ImportRule {
 /// The capabilities a region granted one install. Shared by the install and every instance
 /// serving it, and read at each host call, so a change applies to the very next call.
 #[derive(Debug, Clone, Default)]
-pub struct Grant(Arc<RwLock<Vec<Capability>>>);
+pub struct Grant(
+    Arc<RwLock<Vec<Capability>>>,
+    Arc<std::sync::atomic::AtomicU64>,
+);
 
 impl Grant {
     /// A grant of `capabilities`.
     pub fn new(capabilities: Vec<Capability>) -> Self {
-        Grant(Arc::new(RwLock::new(capabilities)))
+        Grant(Arc::new(RwLock::new(capabilities)), Default::default())
     }
 
     /// The granted capabilities now.
@@ -48,6 +51,13 @@ impl Grant {
     /// Replaces the granted capabilities.
     pub fn replace(&self, capabilities: Vec<Capability>) {
         *self.0.write().expect("grant lock poisoned") = capabilities;
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Counts changes: an instance kept for reuse serves again only under the grant it
+    /// was created with.
+    pub fn version(&self) -> u64 {
+        self.1.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether `capability` is granted now.

@@ -28,6 +28,38 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 pub const REGION: &str = "testregion";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh database on the test PostgreSQL server (`HEALTHCLOUD_TEST_POSTGRES_URL`).
+async fn postgres_database() -> Option<String> {
+    let Ok(admin_url) = std::env::var("HEALTHCLOUD_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("HEALTHCLOUD_REQUIRE_POSTGRES").is_err(),
+            "HEALTHCLOUD_REQUIRE_POSTGRES is set but HEALTHCLOUD_TEST_POSTGRES_URL is not: run tests/run"
+        );
+        eprintln!(
+            "skipped: set HEALTHCLOUD_TEST_POSTGRES_URL to run the PostgreSQL variant (tests/run does)"
+        );
+        return None;
+    };
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("cannot reach the test PostgreSQL server");
+    let name = format!("hc_runtime_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    Some(format!("{base}/{name}"))
+}
+
 pub const OTHER_REGION: &str = "otherregion";
 
 pub struct Host {
@@ -65,8 +97,19 @@ impl Host {
     }
 
     pub async fn with_limits(limits: Limits) -> Host {
+        Self::on(Backend::Sqlite, limits)
+            .await
+            .expect("SQLite is always there")
+    }
+
+    /// A host on `backend`, or `None` when PostgreSQL is not configured (the variant is then
+    /// skipped, unless `HEALTHCLOUD_REQUIRE_POSTGRES` makes that a failure, as in CI).
+    pub async fn on(backend: Backend, limits: Limits) -> Option<Host> {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("fhir.db").display());
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("fhir.db").display()),
+            Backend::Postgres => postgres_database().await?,
+        };
         let store = EmbeddedStore::new(Database::connect(&url).await.unwrap());
         let mut importer = Importer::new(&store);
         importer.add(fixture()).await.unwrap();
@@ -81,13 +124,13 @@ impl Host {
         })
         .await
         .unwrap();
-        Host {
+        Some(Host {
             app: runtime.router(),
             runtime,
             issuer,
             service,
             _dir: dir,
-        }
+        })
     }
 
     /// Installs a guest test component with everything its manifest requests, or `grant`.

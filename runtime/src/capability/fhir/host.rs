@@ -1,7 +1,9 @@
 use std::future::Future;
+use std::time::Duration;
 
-use healthcloud_integration::FhirError;
+use healthcloud_integration::policy::AccessContext;
 use healthcloud_integration::scope::Interaction;
+use healthcloud_integration::{FhirError, FhirService};
 use serde_json::Value;
 
 use super::FhirCtx;
@@ -9,17 +11,20 @@ use crate::bindings::fhir::{self, Error, SearchPage, SearchParam};
 
 impl fhir::Host for &mut FhirCtx {
     async fn read(&mut self, resource_type: String, id: String) -> Result<String, Error> {
-        let context = self.access();
-        let call = async {
-            if let Some(refusal) =
-                no_patient(self, Interaction::Read, &resource_type, Some(&id)).await
-            {
-                return Err(refusal);
+        let call = self.call()?;
+        call.run(move |service, context| async move {
+            if context.patient().is_none() {
+                return Err(no_patient(
+                    &service,
+                    &context,
+                    (Interaction::Read, &resource_type, Some(&id)),
+                )
+                .await);
             }
-            let resource = self.service.read(&context, &resource_type, &id).await?;
+            let resource = service.read(&context, &resource_type, &id).await?;
             Ok(resource.content)
-        };
-        self.limited(call).await
+        })
+        .await
     }
 
     async fn search(
@@ -28,16 +33,19 @@ impl fhir::Host for &mut FhirCtx {
         params: Vec<SearchParam>,
         cursor: Option<String>,
     ) -> Result<SearchPage, Error> {
-        let context = self.access();
         let limit = self.search_results;
-        let call = async {
-            if let Some(refusal) = no_patient(self, Interaction::Search, &resource_type, None).await
-            {
-                return Err(refusal);
+        let call = self.call()?;
+        call.run(move |service, context| async move {
+            if context.patient().is_none() {
+                return Err(no_patient(
+                    &service,
+                    &context,
+                    (Interaction::Search, &resource_type, None),
+                )
+                .await);
             }
             let (params, offset) = paged(params, cursor.as_deref(), limit)?;
-            let (_, page) = self
-                .service
+            let (_, page) = service
                 .search_params(&context, &resource_type, &params)
                 .await?;
             let returned = page.resources.len();
@@ -48,68 +56,103 @@ impl fhir::Host for &mut FhirCtx {
                 resources: page.resources.into_iter().map(|r| r.content).collect(),
                 next,
             })
-        };
-        self.limited(call).await
+        })
+        .await
     }
 
-    async fn create(&mut self, resource: String) -> Result<String, Error> {
-        let context = self.access();
-        let call = async {
-            let resource: Value = serde_json::from_str(&resource)
+    async fn create(&mut self, resource_json: String) -> Result<String, Error> {
+        let call = self.call()?;
+        call.run(move |service, context| async move {
+            let resource: Value = serde_json::from_str(&resource_json)
                 .map_err(|e| Error::Invalid(format!("the resource is not JSON: {e}")))?;
             let resource_type = resource
                 .get("resourceType")
                 .and_then(Value::as_str)
                 .ok_or_else(|| Error::Invalid("the resource has no resourceType".into()))?
                 .to_owned();
-            if let Some(refusal) = no_patient(self, Interaction::Create, &resource_type, None).await
-            {
-                return Err(refusal);
+            if context.patient().is_none() {
+                return Err(no_patient(
+                    &service,
+                    &context,
+                    (Interaction::Create, &resource_type, None),
+                )
+                .await);
             }
-            let written = self
-                .service
-                .create(&context, &resource_type, resource)
-                .await?;
+            let written = service.create(&context, &resource_type, resource).await?;
             Ok(written.content)
-        };
-        self.limited(call).await
+        })
+        .await
     }
 }
 
+/// One data host call: the service and the policy engine's view of the caller.
+struct Call {
+    service: FhirService,
+    context: AccessContext,
+    timeout: Duration,
+}
+
 impl FhirCtx {
-    /// Runs a call under the host-call time limit.
-    async fn limited<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::Unavailable(format!(
-                    "the call took longer than its limit of {} ms",
-                    self.timeout.as_millis()
-                )))
-            })
+    /// Counts a call against the per-request limit and takes the grant as it is now.
+    fn call(&mut self) -> Result<Call, Error> {
+        if self.calls >= self.max_calls {
+            return Err(Error::Unavailable(format!(
+                "this request has made its {} data calls; make fewer, larger searches",
+                self.max_calls
+            )));
+        }
+        self.calls += 1;
+        Ok(Call {
+            service: self.service.clone(),
+            context: self.access(),
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl Call {
+    /// Runs the call on its own task under the host-call time limit. A call that runs out of
+    /// time answers `unavailable` to the guest but is not cancelled: it still finishes and
+    /// writes its audit record.
+    async fn run<T, F>(self, call: impl FnOnce(FhirService, AccessContext) -> F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        let Call {
+            service,
+            context,
+            timeout,
+        } = self;
+        let task = tokio::spawn(call(service, context));
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "a data host call failed");
+                Err(Error::Unavailable(
+                    "the data service failed; the error is in the host log".into(),
+                ))
+            }
+            Err(_) => Err(Error::Unavailable(format!(
+                "the call took longer than its limit of {} ms",
+                timeout.as_millis()
+            ))),
+        }
     }
 }
 
 /// An app acts for the patient it was opened for; without one, every data call is refused
 /// (and the refusal audited).
 async fn no_patient(
-    ctx: &FhirCtx,
-    interaction: Interaction,
-    resource_type: &str,
-    id: Option<&str>,
-) -> Option<Error> {
-    if ctx.principal.claims.patient.is_some() {
-        return None;
-    }
+    service: &FhirService,
+    context: &AccessContext,
+    call: (Interaction, &str, Option<&str>),
+) -> Error {
     let refusal = FhirError::Forbidden(
         "no patient in context: open the app for a patient (the launch token's patient claim)"
             .into(),
     );
-    let error = ctx
-        .service
-        .refused(&ctx.access(), (interaction, resource_type, id), refusal)
-        .await;
-    Some(error.into())
+    service.refused(context, call, refusal).await.into()
 }
 
 /// The search parameters with the page size capped at the per-call limit and the cursor

@@ -39,12 +39,16 @@ pub struct FhirCtx {
     pub search_results: u32,
     /// Time one call may take.
     pub timeout: Duration,
+    /// Data calls made in this request so far.
+    pub calls: u32,
+    /// Data calls one request may make.
+    pub max_calls: u32,
 }
 
 impl FhirCtx {
     /// The policy engine's view of this call: the user, the app, and what the region grants
     /// it right now, confined to the patient in context.
-    fn access(&self) -> AccessContext {
+    pub(crate) fn access(&self) -> AccessContext {
         AccessContext {
             principal: self.principal.clone(),
             app: Some(self.app.clone()),

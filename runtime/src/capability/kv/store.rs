@@ -1,4 +1,4 @@
-use healthcloud_integration::db::{Database, Sql};
+use healthcloud_integration::db::{Backend, Database, Sql};
 use sqlx::Row;
 
 /// Key-value rows in the `app_kv` table, namespaced by (region, app).
@@ -58,9 +58,20 @@ impl KvStore {
         quota: u64,
     ) -> Result<(), KvWriteError> {
         let mut write = self.db.begin_write().await?;
-        let mut sql = self.db.sql(
-            "SELECT COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) FROM app_kv WHERE region = ",
-        );
+        // Two writers must not both see the old usage: SQLite writers are serialised in
+        // process; on PostgreSQL the namespace is locked for the transaction.
+        let bytes = match self.db.backend() {
+            Backend::Sqlite => "LENGTH(CAST(key AS BLOB)) + LENGTH(value)",
+            Backend::Postgres => {
+                let mut lock = self.db.sql("SELECT pg_advisory_xact_lock(hashtext(");
+                lock.bind(format!("app_kv/{region}/{app}")).push("))");
+                lock.query().execute(&mut *write.tx).await?;
+                "OCTET_LENGTH(key) + OCTET_LENGTH(value)"
+            }
+        };
+        let mut sql = self.db.sql(&format!(
+            "SELECT COALESCE(SUM({bytes}), 0) FROM app_kv WHERE region = "
+        ));
         sql.bind(region)
             .push(" AND app = ")
             .bind(app)

@@ -1,9 +1,10 @@
 use healthcloud_store::manifest::Capability;
 
-use super::LogCtx;
+use super::{LogCtx, clean};
 use crate::bindings::log::{self, Level};
 
-/// Longest message or field kept; the rest is cut (a log line is not a data channel).
+/// Longest message, and longest set of fields, kept; the rest is cut (a log line is not a
+/// data channel).
 const MAX_LINE_CHARS: usize = 2_000;
 
 impl log::Host for &mut LogCtx {
@@ -11,13 +12,14 @@ impl log::Host for &mut LogCtx {
         if !self.grant.allows(&Capability::Log) || !self.budget.take() {
             return;
         }
-        let message = cut(&message);
+        let message = clean(&message, MAX_LINE_CHARS);
         let fields = fields
             .iter()
             .take(20)
-            .map(|(k, v)| format!("{}={}", cut(k), cut(v)))
+            .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ");
+        let fields = clean(&fields, MAX_LINE_CHARS);
         let who = &self.attribution;
         let (app, version, region) = (&who.app, &who.version, &who.region);
         match level {
@@ -33,12 +35,5 @@ impl log::Host for &mut LogCtx {
                 tracing::error!(target: "app", app, version, region, fields, "{message}")
             }
         }
-    }
-}
-
-fn cut(text: &str) -> &str {
-    match text.char_indices().nth(MAX_LINE_CHARS) {
-        Some((index, _)) => &text[..index],
-        None => text,
     }
 }

@@ -79,6 +79,20 @@ pub struct LogCtx {
     pub budget: LineBudget,
 }
 
+/// Guest text fit for the host log: at most `max_chars` characters, control characters
+/// (newlines, terminal escapes) shown as `\u{..}` so a guest cannot forge log lines.
+pub(crate) fn clean(text: &str, max_chars: usize) -> String {
+    let mut cleaned = String::with_capacity(text.len().min(max_chars));
+    for c in text.chars().take(max_chars) {
+        if c.is_control() {
+            cleaned.extend(c.escape_unicode());
+        } else {
+            cleaned.push(c);
+        }
+    }
+    cleaned
+}
+
 struct HasLog;
 
 impl HasData for HasLog {
@@ -93,6 +107,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_text_cannot_forge_log_lines() {
+        assert_eq!(
+            clean("ok\n2026 INFO forged\x1b[0m", 100),
+            "ok\\u{a}2026 INFO forged\\u{1b}[0m"
+        );
+        assert_eq!(clean("abcdef", 3), "abc");
+    }
 
     #[test]
     fn a_budget_runs_out_and_counts_what_it_drops() {

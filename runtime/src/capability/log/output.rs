@@ -49,7 +49,7 @@ impl GuestOutput {
         if !self.budget.take() {
             return;
         }
-        let line = String::from_utf8_lossy(line);
+        let line = super::clean(&String::from_utf8_lossy(line), MAX_LINE_BYTES);
         let Attribution {
             app,
             version,

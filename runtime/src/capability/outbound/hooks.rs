@@ -1,6 +1,9 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
@@ -17,6 +20,8 @@ pub struct OutboundHooks {
     pub attribution: Attribution,
     /// Time to connect and to the first byte.
     pub timeout: Duration,
+    /// Outgoing requests this instance may have open at once.
+    pub open_requests: Arc<Semaphore>,
 }
 
 type ResponseFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
@@ -33,7 +38,12 @@ impl WasiHttpHooks for OutboundHooks {
         let granted = self.grant.outbound_hosts();
         let attribution = self.attribution.clone();
         let timeout = self.timeout;
+        let open_requests = self.open_requests.clone();
         Box::new(async move {
+            // Held until the response body is done: each open request is a socket.
+            let Ok(permit) = open_requests.try_acquire_owned() else {
+                return Err(Error::ConnectionLimitReached);
+            };
             let uri = request.uri().clone();
             let host = uri
                 .host()
@@ -43,11 +53,11 @@ impl WasiHttpHooks for OutboundHooks {
                 .to_ascii_lowercase();
             let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
             let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-            let Some(grant) = granted_host(&granted, &host, port) else {
+            if granted_host(&granted, &host, port).is_none() {
                 tracing::warn!(app = attribution.app, region = attribution.region, %host, port,
                     "outgoing request refused: host not granted");
                 return Err(Error::HttpRequestDenied);
-            };
+            }
             let literal: Option<IpAddr> = host.parse().ok();
             let addresses: Vec<SocketAddr> = match literal {
                 Some(ip) => vec![SocketAddr::new(ip, port)],
@@ -65,7 +75,8 @@ impl WasiHttpHooks for OutboundHooks {
             // A granted name must not be a way into the internal network: every address it
             // resolves to is checked, and the request goes to a checked address, not to a
             // second lookup that could answer differently.
-            let explicitly_granted = literal.is_some() && grant.contains(&host);
+            // A literal address that passed the grant check is named by the grant itself.
+            let explicitly_granted = literal.is_some();
             let Some(address) = addresses.first().copied() else {
                 return Err(Error::DestinationNotFound);
             };
@@ -110,6 +121,10 @@ impl WasiHttpHooks for OutboundHooks {
             };
             let (response, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let io = async move {
+                let _permit = permit;
+                io.await
+            };
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as ResponseFuture,
@@ -118,12 +133,18 @@ impl WasiHttpHooks for OutboundHooks {
     }
 }
 
-/// The grant entry that allows `host:port`, if any.
+/// The grant entry that allows `host:port`, if any: `host` (any port) or `host:port`, IPv6
+/// literals in brackets (`[2001:db8::1]:8443`), compared as parsed authorities.
 fn granted_host<'a>(granted: &'a [String], host: &str, port: u16) -> Option<&'a String> {
-    let with_port = format!("{host}:{port}");
-    granted.iter().find(|g| {
-        let g = g.trim_start_matches('[').replace("]", "");
-        g == host || g == with_port
+    granted.iter().find(|grant| {
+        let Ok(authority) = grant.parse::<http::uri::Authority>() else {
+            return false;
+        };
+        let granted_host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        granted_host.eq_ignore_ascii_case(host) && authority.port_u16().is_none_or(|p| p == port)
     })
 }
 
@@ -154,13 +175,15 @@ fn is_internal_v4(ip: Ipv4Addr) -> bool {
         || a >= 240
 }
 
+/// Only global unicast (2000::/3) is public, minus the ranges in it that tunnel to IPv4
+/// (6to4, Teredo) or are reserved for documentation.
 fn is_internal_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00
-        || (first & 0xffc0) == 0xfe80
+    let [first, second, ..] = ip.segments();
+    let global_unicast = (first & 0xe000) == 0x2000;
+    !global_unicast
+        || first == 0x2002
+        || (first == 0x2001 && second == 0x0000)
+        || (first == 0x2001 && second == 0x0db8)
 }
 
 #[cfg(test)]
@@ -196,7 +219,13 @@ mod tests {
 
     #[test]
     fn grants_match_host_or_host_and_port() {
-        let granted = vec!["example.org".to_owned(), "127.0.0.1:8080".to_owned()];
+        let granted = vec![
+            "example.org".to_owned(),
+            "127.0.0.1:8080".to_owned(),
+            "[fd00::1]:8443".to_owned(),
+        ];
+        assert!(granted_host(&granted, "fd00::1", 8443).is_some());
+        assert!(granted_host(&granted, "fd00::1:8443", 22).is_none());
         assert!(granted_host(&granted, "example.org", 443).is_some());
         assert!(granted_host(&granted, "127.0.0.1", 8080).is_some());
         assert!(granted_host(&granted, "127.0.0.1", 8081).is_none());
