@@ -93,16 +93,19 @@ impl Runtime {
         let db = config.service.store().database().clone();
         migrate(&db).await?;
         let engine = AppEngine::new(&config.limits, config.cache_dir.as_deref())?;
-        Ok(Runtime {
-            inner: Arc::new(Inner {
-                engine,
-                installs: Default::default(),
-                service: config.service,
-                verifier: config.verifier,
-                kv: capability::kv::KvStore::new(db),
-                limits: config.limits,
-            }),
-        })
+        let reuse = config.limits.reuse_instances;
+        let inner = Arc::new(Inner {
+            engine,
+            installs: Default::default(),
+            service: config.service,
+            verifier: config.verifier,
+            kv: capability::kv::KvStore::new(db),
+            limits: config.limits,
+        });
+        if reuse {
+            reuse::start_sweeper(Arc::downgrade(&inner));
+        }
+        Ok(Runtime { inner })
     }
 
     /// The containment limits.
@@ -141,7 +144,7 @@ impl Runtime {
             grant: Grant::new(grant),
             pre,
             slots: Arc::new(Semaphore::new(self.inner.limits.concurrent_instances)),
-            idle: Default::default(),
+            idle: reuse::IdleInstances::new(self.inner.limits.reuse_idle),
         });
         tracing::info!(
             region,

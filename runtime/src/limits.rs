@@ -48,6 +48,10 @@ pub struct Limits {
     /// contexts. Off by default: a fresh instance per request, so nothing of one request can
     /// survive into the next.
     pub reuse_instances: bool,
+    /// How long a reused instance (and the patient data in its memory) may sit idle before
+    /// it is dropped (default 30 s).
+    #[serde(rename = "reuse_idle_ms", with = "millis")]
+    pub reuse_idle: Duration,
 }
 
 impl Default for Limits {
@@ -67,6 +71,7 @@ impl Default for Limits {
             host_calls: 200,
             outbound_requests: 8,
             reuse_instances: false,
+            reuse_idle: Duration::from_secs(30),
         }
     }
 }

@@ -10,12 +10,11 @@ use wasmtime_wasi_http::p2::bindings::Proxy;
 
 use crate::instance::InstanceState;
 
-/// How long an idle instance (and the patient data its memory may hold) is kept.
-const IDLE_FOR: Duration = Duration::from_secs(30);
-
-/// Idle instances of one install, each for one launch context.
-#[derive(Default)]
-pub(crate) struct IdleInstances(Mutex<Vec<Idle>>);
+/// Idle instances of one install, each for one launch context, kept at most `keep`.
+pub(crate) struct IdleInstances {
+    idle: Mutex<Vec<Idle>>,
+    keep: Duration,
+}
 
 struct Idle {
     context: String,
@@ -25,19 +24,33 @@ struct Idle {
 }
 
 impl IdleInstances {
+    /// Keeps idle instances for at most `keep`.
+    pub fn new(keep: Duration) -> Self {
+        IdleInstances {
+            idle: Mutex::new(Vec::new()),
+            keep,
+        }
+    }
+
     /// An idle instance for exactly `context`, if one is kept.
     pub fn take(&self, context: &str) -> Option<(Store<InstanceState>, Proxy)> {
-        let mut idle = self.0.lock().expect("idle instances lock poisoned");
-        idle.retain(|i| i.since.elapsed() < IDLE_FOR);
+        let mut idle = self.idle.lock().expect("idle instances lock poisoned");
+        idle.retain(|i| i.since.elapsed() < self.keep);
         let position = idle.iter().position(|i| i.context == context)?;
         let Idle { store, proxy, .. } = idle.swap_remove(position);
         Some((store, proxy))
     }
 
+    /// Drops the instances idle for longer than they may be kept.
+    pub fn sweep(&self) {
+        let mut idle = self.idle.lock().expect("idle instances lock poisoned");
+        idle.retain(|i| i.since.elapsed() < self.keep);
+    }
+
     /// Keeps an instance that just served `context` successfully, at most `max` per install.
     pub fn put(&self, context: String, store: Store<InstanceState>, proxy: Proxy, max: usize) {
-        let mut idle = self.0.lock().expect("idle instances lock poisoned");
-        idle.retain(|i| i.since.elapsed() < IDLE_FOR);
+        let mut idle = self.idle.lock().expect("idle instances lock poisoned");
+        idle.retain(|i| i.since.elapsed() < self.keep);
         if idle.len() >= max {
             idle.remove(0);
         }
@@ -48,6 +61,34 @@ impl IdleInstances {
             proxy,
         });
     }
+}
+
+/// Drops expired idle instances of every install every few seconds, so an idle instance (and
+/// the patient data in its memory) is gone on time even if its app gets no more requests.
+/// Ends with the runtime.
+pub(crate) fn start_sweeper(runtime: std::sync::Weak<crate::Inner>) {
+    tokio::spawn(async move {
+        let Some(keep) = runtime.upgrade().map(|inner| inner.limits.reuse_idle) else {
+            return;
+        };
+        let mut tick = tokio::time::interval((keep / 4).max(Duration::from_millis(10)));
+        loop {
+            tick.tick().await;
+            let Some(inner) = runtime.upgrade() else {
+                break;
+            };
+            let installs: Vec<_> = inner
+                .installs
+                .read()
+                .expect("installs lock poisoned")
+                .values()
+                .cloned()
+                .collect();
+            for install in installs {
+                install.idle.sweep();
+            }
+        }
+    });
 }
 
 /// Everything that makes up a launch context, except the token's timestamps, and the version

@@ -81,3 +81,38 @@ async fn a_reused_instance_serves_only_its_own_launch_context() {
     assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(count(for_a).await, "1");
 }
+
+#[tokio::test]
+async fn an_idle_reused_instance_is_dropped_on_time_even_without_more_requests() {
+    // One instance slot in all: while app A's idle instance holds it, app B cannot run.
+    let host = Host::with_limits(Limits {
+        reuse_instances: true,
+        reuse_idle: std::time::Duration::from_millis(200),
+        pool_instances: 1,
+        ..test_limits()
+    })
+    .await;
+    host.install_component("trap", None).unwrap();
+    host.install_component("other-patient", None).unwrap();
+    let token = host.clinician("pat-a");
+    assert_eq!(host.get(&count_path(), &token).await.status, StatusCode::OK);
+    let blocked = host
+        .get(
+            &format!("/apps/{REGION}/tests/other-patient/context"),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        blocked.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the idle instance holds the slot"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let after = host
+        .get(
+            &format!("/apps/{REGION}/tests/other-patient/context"),
+            &token,
+        )
+        .await;
+    assert_eq!(after.status, StatusCode::OK, "{}", after.body);
+}
