@@ -296,6 +296,27 @@ fn token_command_mints_verifiable_tokens_and_names_mistakes() {
     assert!(String::from_utf8_lossy(&bad_role.stderr).contains("unknown role 'doctor'"));
 }
 
+/// A loopback port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until a server listens on `port`.
+fn wait_for(port: u16, what: &str) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "{what} did not start serving"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// A bare HTTP/1.1 GET over loopback: status code and body.
 fn http_get(port: u16, path: &str, token: &str) -> (u16, String) {
     use std::io::{Read, Write};
@@ -327,11 +348,7 @@ fn up_accepts_only_the_configured_issuer() {
     let idp = TokenIssuer::generate("https://idp.region.example");
     let key = dir.path().join("idp.pub.pem");
     std::fs::write(&key, idp.public_pem()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut server = Command::new(env!("CARGO_BIN_EXE_healthcloud"))
         .args([
             "up",
@@ -350,11 +367,7 @@ fn up_accepts_only_the_configured_issuer() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed().as_secs() < 60, "the server did not start");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for(port, "healthcloud up");
     let regional = idp.mint(Role::Clinician, Default::default()).unwrap();
     let dev = succeed(&["token", "--data-dir", data_dir, "--role", "clinician"]);
     let with_regional = http_get(port, "/fhir/r4/Patient", &regional);
@@ -405,11 +418,7 @@ fn the_vendor_loop_builds_checks_and_runs_a_new_app() {
     );
     assert!(stdout.contains("built acme/my-app 0.1.0"), "{stdout}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut server = Command::new(env!("CARGO_BIN_EXE_healthcloud"))
         .args([
             "app",
@@ -436,14 +445,7 @@ fn the_vendor_loop_builds_checks_and_runs_a_new_app() {
     let token = token
         .recv_timeout(std::time::Duration::from_secs(120))
         .expect("app run prints a token");
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed().as_secs() < 60,
-            "app run did not start serving"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for(port, "app run");
     let page = http_get(port, "/apps/local/acme/my-app/", &token);
     server.kill().unwrap();
     server.wait().unwrap();

@@ -100,7 +100,7 @@ impl AppEngine {
     ) -> Result<(ProxyPre<InstanceState>, String), InstallError> {
         let digest = install::digest(component);
         let compiled = install::validate(
-            |bytes| self.compile(bytes),
+            |bytes| self.compile_digested(bytes, &digest),
             &self.engine,
             component,
             manifest,
@@ -123,15 +123,19 @@ impl AppEngine {
     /// Compiles a component, or loads the code this data directory compiled for the same
     /// bytes earlier.
     pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
-        let digest = install::digest(bytes);
+        self.compile_digested(bytes, &install::digest(bytes))
+    }
+
+    /// [`compile`](Self::compile) for bytes whose sha256 `digest` the caller just computed.
+    fn compile_digested(&self, bytes: &[u8], digest: &str) -> anyhow::Result<Component> {
         if let Some(cache) = &self.cache
-            && let Some(component) = cache.load(&self.engine, &digest)
+            && let Some(component) = cache.load(&self.engine, digest)
         {
             return Ok(component);
         }
         let component = Component::new(&self.engine, bytes)?;
         if let Some(cache) = &self.cache
-            && let Err(error) = cache.store(&digest, &component)
+            && let Err(error) = cache.store(digest, &component)
         {
             tracing::warn!(%error, digest, "could not cache compiled code; it will be compiled again");
         }

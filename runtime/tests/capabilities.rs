@@ -287,6 +287,16 @@ async fn a_kv_write_over_the_quota_fails_and_changes_nothing() {
         answer.body
     );
     assert!(answer.body.contains("QuotaExceeded"), "{}", answer.body);
+    let db = host.service.store().database();
+    let rows: i64 = sqlx::Row::get(
+        &db.sql("SELECT COUNT(*) FROM app_kv")
+            .query()
+            .fetch_one(db.pool())
+            .await
+            .unwrap(),
+        0,
+    );
+    assert_eq!(rows, 0, "the refused write stored nothing");
 }
 
 #[tokio::test]

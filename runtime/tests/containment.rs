@@ -320,3 +320,34 @@ async fn a_full_instance_pool_answers_503_and_recovers() {
     let after = host.get(&path("trap", "ok"), &token).await;
     assert_eq!(after.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_slow_upload_times_out_without_holding_the_apps_only_slot() {
+    let host = Host::with_limits(Limits {
+        concurrent_instances: 1,
+        host_call_timeout: Duration::from_millis(300),
+        ..test_limits()
+    })
+    .await;
+    host.install_component("trap", None).unwrap();
+    let token = host.clinician("pat-a");
+    // A body that never finishes arriving.
+    let never = futures_util::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+    let slow = Request::post(path("trap", "ok"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from_stream(never))
+        .unwrap();
+    let slow = host.send(slow);
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        host.get(&path("trap", "ok"), &token).await
+    };
+    let (slow, other) = tokio::join!(slow, other);
+    assert_eq!(slow.status, StatusCode::REQUEST_TIMEOUT, "{}", slow.body);
+    assert_eq!(
+        other.status,
+        StatusCode::OK,
+        "the upload held the slot: {}",
+        other.body
+    );
+}

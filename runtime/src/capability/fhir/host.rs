@@ -11,16 +11,8 @@ use crate::bindings::fhir::{self, Error, SearchPage, SearchParam};
 
 impl fhir::Host for &mut FhirCtx {
     async fn read(&mut self, resource_type: String, id: String) -> Result<String, Error> {
-        let call = self.call()?;
+        let call = self.call(Interaction::Read, &resource_type, Some(&id))?;
         call.run(move |service, context| async move {
-            if context.patient().is_none() {
-                return Err(no_patient(
-                    &service,
-                    &context,
-                    (Interaction::Read, &resource_type, Some(&id)),
-                )
-                .await);
-            }
             let resource = service.read(&context, &resource_type, &id).await?;
             Ok(resource.content)
         })
@@ -34,16 +26,8 @@ impl fhir::Host for &mut FhirCtx {
         cursor: Option<String>,
     ) -> Result<SearchPage, Error> {
         let limit = self.search_results;
-        let call = self.call()?;
+        let call = self.call(Interaction::Search, &resource_type, None)?;
         call.run(move |service, context| async move {
-            if context.patient().is_none() {
-                return Err(no_patient(
-                    &service,
-                    &context,
-                    (Interaction::Search, &resource_type, None),
-                )
-                .await);
-            }
             let (params, offset) = paged(params, cursor.as_deref(), limit)?;
             let (_, page) = service
                 .search_params(&context, &resource_type, &params)
@@ -61,23 +45,15 @@ impl fhir::Host for &mut FhirCtx {
     }
 
     async fn create(&mut self, resource_json: String) -> Result<String, Error> {
-        let call = self.call()?;
+        let resource: Value = serde_json::from_str(&resource_json)
+            .map_err(|e| Error::Invalid(format!("the resource is not JSON: {e}")))?;
+        let resource_type = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Invalid("the resource has no resourceType".into()))?
+            .to_owned();
+        let call = self.call(Interaction::Create, &resource_type, None)?;
         call.run(move |service, context| async move {
-            let resource: Value = serde_json::from_str(&resource_json)
-                .map_err(|e| Error::Invalid(format!("the resource is not JSON: {e}")))?;
-            let resource_type = resource
-                .get("resourceType")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::Invalid("the resource has no resourceType".into()))?
-                .to_owned();
-            if context.patient().is_none() {
-                return Err(no_patient(
-                    &service,
-                    &context,
-                    (Interaction::Create, &resource_type, None),
-                )
-                .await);
-            }
             let written = service.create(&context, &resource_type, resource).await?;
             Ok(written.content)
         })
@@ -85,8 +61,9 @@ impl fhir::Host for &mut FhirCtx {
     }
 }
 
-/// One data host call: the service and the policy engine's view of the caller.
+/// One data host call: what it is, the service, and the policy engine's view of the caller.
 struct Call {
+    what: (Interaction, String, Option<String>),
     service: FhirService,
     context: AccessContext,
     timeout: Duration,
@@ -94,7 +71,12 @@ struct Call {
 
 impl FhirCtx {
     /// Counts a call against the per-request limit and takes the grant as it is now.
-    fn call(&mut self) -> Result<Call, Error> {
+    fn call(
+        &mut self,
+        interaction: Interaction,
+        resource_type: &str,
+        id: Option<&str>,
+    ) -> Result<Call, Error> {
         if self.calls >= self.max_calls {
             return Err(Error::Unavailable(format!(
                 "this request has made its {} data calls; make fewer, larger searches",
@@ -103,6 +85,7 @@ impl FhirCtx {
         }
         self.calls += 1;
         Ok(Call {
+            what: (interaction, resource_type.to_owned(), id.map(str::to_owned)),
             service: self.service.clone(),
             context: self.access(),
             timeout: self.timeout,
@@ -114,17 +97,32 @@ impl Call {
     /// Runs the call on its own task under the host-call time limit. A call that runs out of
     /// time answers `unavailable` to the guest but is not cancelled: it still finishes and
     /// writes its audit record.
-    async fn run<T, F>(self, call: impl FnOnce(FhirService, AccessContext) -> F) -> Result<T, Error>
+    ///
+    /// An app acts for the patient it was opened for: without one, the call is refused here
+    /// (and the refusal audited) before `call` runs.
+    async fn run<T, F, C>(self, call: C) -> Result<T, Error>
     where
+        C: FnOnce(FhirService, AccessContext) -> F + Send + 'static,
         T: Send + 'static,
         F: Future<Output = Result<T, Error>> + Send + 'static,
     {
         let Call {
+            what: (interaction, resource_type, id),
             service,
             context,
             timeout,
         } = self;
-        let task = tokio::spawn(call(service, context));
+        let task = tokio::spawn(async move {
+            if context.patient().is_none() {
+                let refusal = FhirError::Forbidden(
+                    "no patient in context: open the app for a patient (the launch token's patient claim)"
+                        .into(),
+                );
+                let call = (interaction, resource_type.as_str(), id.as_deref());
+                return Err(service.refused(&context, call, refusal).await.into());
+            }
+            call(service, context).await
+        });
         match tokio::time::timeout(timeout, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(error)) => {
@@ -139,20 +137,6 @@ impl Call {
             ))),
         }
     }
-}
-
-/// An app acts for the patient it was opened for; without one, every data call is refused
-/// (and the refusal audited).
-async fn no_patient(
-    service: &FhirService,
-    context: &AccessContext,
-    call: (Interaction, &str, Option<&str>),
-) -> Error {
-    let refusal = FhirError::Forbidden(
-        "no patient in context: open the app for a patient (the launch token's patient claim)"
-            .into(),
-    );
-    service.refused(context, call, refusal).await.into()
 }
 
 /// The search parameters with the page size capped at the per-call limit and the cursor
