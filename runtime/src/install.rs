@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use healthcloud_integration::policy::AppIdentity;
 use healthcloud_store::manifest::{Capability, Manifest};
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -65,10 +64,7 @@ pub enum InstallError {
     NotRequested(String),
 }
 
-/// The sha256 of component bytes, hex: how components are named everywhere.
-pub fn digest(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use healthcloud_store::package::digest;
 
 /// Checks that `bytes` are a component (not a core module, not precompiled code) whose
 /// imports the manifest's capabilities allow, by name, and compiles it.

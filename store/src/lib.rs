@@ -31,4 +31,6 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod keys;
 pub mod manifest;
+pub mod package;

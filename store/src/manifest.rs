@@ -137,7 +137,7 @@ impl fmt::Display for Capability {
 
 /// Why a manifest was refused; `path` names the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("healthcloud.toml: {path}: {message}")]
+#[error("manifest: {path}: {message}")]
 pub struct ManifestError {
     /// The field, e.g. `capability[1].name`.
     pub path: String,
@@ -162,7 +162,7 @@ impl Manifest {
         Ok(manifest)
     }
 
-    fn check(&self) -> Result<(), ManifestError> {
+    pub(crate) fn check(&self) -> Result<(), ManifestError> {
         let error = |path: &str, message: String| ManifestError {
             path: path.to_owned(),
             message,
