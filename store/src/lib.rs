@@ -34,3 +34,4 @@
 pub mod keys;
 pub mod manifest;
 pub mod package;
+pub mod service;

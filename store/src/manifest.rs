@@ -40,6 +40,13 @@ pub struct AppInfo {
     pub icon: Option<String>,
 }
 
+impl AppInfo {
+    /// `publisher/id`, e.g. `examples/bp-monitor`.
+    pub fn full_id(&self) -> String {
+        format!("{}/{}", self.publisher, self.id)
+    }
+}
+
 /// Who an app is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,6 +127,69 @@ impl Capability {
                 "{}; capabilities are kv, log, outbound-http:<host> or SMART v2 scopes like patient/Observation.rs",
                 scope_error.reason
             ))),
+        }
+    }
+}
+
+impl Capability {
+    /// What the capability lets an app do, in plain language for the catalog and for region
+    /// admins deciding on a grant.
+    pub fn explain(&self) -> String {
+        use healthcloud_integration::scope::{Interaction, ScopeContext};
+        match self {
+            Capability::Data(scope) => {
+                let what = scope.resource_type.as_deref().unwrap_or("*");
+                let verbs: Vec<&str> = [
+                    (Interaction::Read, "read"),
+                    (Interaction::Search, "search"),
+                    (Interaction::Create, "add"),
+                    (Interaction::Update, "change"),
+                    (Interaction::Delete, "delete"),
+                ]
+                .iter()
+                .filter(|(interaction, _)| scope.allows(*interaction, what))
+                .map(|(_, verb)| *verb)
+                .collect();
+                let verbs = match verbs.as_slice() {
+                    [] => "use".to_owned(),
+                    [one] => (*one).to_owned(),
+                    [init @ .., last] => format!("{} and {last}", init.join(", ")),
+                };
+                let mut verbs = verbs;
+                verbs[..1].make_ascii_uppercase();
+                let records = match &scope.resource_type {
+                    Some(kind) => format!("{kind} records"),
+                    None => "records of every kind".to_owned(),
+                };
+                let whose = match scope.context {
+                    ScopeContext::Patient => format!("the patient's {records}"),
+                    ScopeContext::User => {
+                        format!("{records} of any patient the signed-in user may see")
+                    }
+                    ScopeContext::System => format!("{records} of every patient, without a user"),
+                };
+                let only = if scope.restriction.is_empty() {
+                    String::new()
+                } else {
+                    let conditions: Vec<String> = scope
+                        .restriction
+                        .iter()
+                        .map(|(name, value)| format!("{name} is {value}"))
+                        .collect();
+                    format!(" (only where {})", conditions.join(" and "))
+                };
+                format!("{verbs} {whose}{only}.")
+            }
+            Capability::Kv => {
+                "Keep its own data in the region (within a size quota); only this app can read it."
+                    .into()
+            }
+            Capability::Log => {
+                "Write log lines that the region's operators can read.".into()
+            }
+            Capability::OutboundHttp(host) => format!(
+                "Connect to {host} over the internet, and so send it data the app can see."
+            ),
         }
     }
 }
@@ -205,7 +275,7 @@ impl Manifest {
 
     /// `publisher/id`, e.g. `examples/bp-monitor`.
     pub fn full_id(&self) -> String {
-        format!("{}/{}", self.app.publisher, self.app.id)
+        self.app.full_id()
     }
 
     /// The requested capabilities, parsed.
@@ -218,7 +288,7 @@ impl Manifest {
 }
 
 /// Publisher and app ids: they appear in URLs and file names.
-fn check_name(path: &str, name: &str) -> Result<(), ManifestError> {
+pub fn check_name(path: &str, name: &str) -> Result<(), ManifestError> {
     let valid = (1..=64).contains(&name.len())
         && name
             .chars()
@@ -294,6 +364,20 @@ mod tests {
                 .message
                 .contains("twice")
         );
+    }
+
+    #[test]
+    fn capabilities_are_explained_in_plain_language() {
+        let explain = |text: &str| Capability::parse(text).unwrap().explain();
+        assert_eq!(
+            explain("patient/Observation.rs?category=vital-signs"),
+            "Read and search the patient's Observation records (only where category is vital-signs)."
+        );
+        assert_eq!(
+            explain("user/*.cruds"),
+            "Read, search, add, change and delete records of every kind of any patient the signed-in user may see."
+        );
+        assert!(explain("outbound-http:api.example.org").contains("api.example.org"));
     }
 
     #[test]

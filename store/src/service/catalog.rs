@@ -1,0 +1,507 @@
+//! The catalog: search, app detail, versions, component download, yank and revoke.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{Store, StoreError, lock, now, revocations};
+use crate::manifest::Capability;
+use crate::package::SignedPackage;
+
+/// The header that carries a downloaded component's sha256.
+pub const DIGEST_HEADER: &str = "healthcloud-component-sha256";
+
+pub(super) fn router() -> Router<Store> {
+    Router::new()
+        .route("/apps", get(list))
+        .route("/apps/{publisher}/{app}", get(show))
+        .route("/apps/{publisher}/{app}/versions/{version}", get(version))
+        .route(
+            "/apps/{publisher}/{app}/versions/{version}/component",
+            get(component),
+        )
+        .route("/apps/{publisher}/{app}/versions/{version}/yank", post(yank))
+        .route(
+            "/apps/{publisher}/{app}/versions/{version}/revoke",
+            post(revoke),
+        )
+}
+
+/// Catalog search; every filter is optional.
+#[derive(Debug, Default, Clone, Deserialize, IntoParams)]
+#[serde(default)]
+pub struct CatalogQuery {
+    /// Words in the name, id or description (matched literally, case-insensitively).
+    pub q: Option<String>,
+    /// `clinician`, `patient` or `citizen`.
+    pub audience: Option<String>,
+    /// A capability the app requests, exactly as in its manifest (e.g. `kv`).
+    pub capability: Option<String>,
+    /// 1-based page.
+    pub page: Option<u32>,
+    /// Apps per page (at most 100; 20 by default).
+    pub per_page: Option<u32>,
+}
+
+/// One page of the catalog.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AppList {
+    /// The apps on this page.
+    pub apps: Vec<AppSummary>,
+    /// How many match in all.
+    pub total: i64,
+    /// This page.
+    pub page: u32,
+    /// Apps per page.
+    pub per_page: u32,
+}
+
+/// An app as the catalog lists it (its latest version).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AppSummary {
+    /// The publisher's id.
+    pub publisher: String,
+    /// The app's id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// Who it is for.
+    pub audience: Vec<String>,
+    /// The latest version.
+    pub latest_version: String,
+}
+
+/// An app with its publisher, capabilities and versions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AppDetail {
+    /// The catalog entry.
+    #[serde(flatten)]
+    pub summary: AppSummary,
+    /// The publisher's display name.
+    pub publisher_name: String,
+    /// What the latest version requests, explained.
+    pub capabilities: Vec<ExplainedCapability>,
+    /// Every version, newest first.
+    pub versions: Vec<VersionSummary>,
+}
+
+/// A requested capability with the vendor's reason and what it means.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExplainedCapability {
+    /// As in the manifest, e.g. `patient/Observation.rs`.
+    pub name: String,
+    /// The vendor's justification.
+    pub justification: String,
+    /// What it lets the app do, in plain language.
+    pub explanation: String,
+}
+
+/// One version's status.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionSummary {
+    /// The version.
+    pub version: String,
+    /// When the store accepted it.
+    pub published_at: String,
+    /// The component's sha256.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// The key that signed it.
+    pub key_id: String,
+    /// `valid` when the stored signature verifies with a key of the publisher that has not
+    /// been revoked for it; otherwise what is wrong.
+    pub signature: String,
+    /// Set when the publisher yanked it (no new installs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub yanked_at: Option<String>,
+    /// Set when the store admin revoked it (no runtime serves it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revoked>,
+}
+
+/// A revocation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Revoked {
+    /// When.
+    pub at: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// One version with its signed package.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionDetail {
+    /// Status.
+    #[serde(flatten)]
+    pub summary: VersionSummary,
+    /// The signed package, exactly as published.
+    #[schema(value_type = Object)]
+    pub signed: SignedPackage,
+}
+
+/// Revoking a version.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeVersion {
+    /// Why, shown to everyone who used it.
+    pub reason: String,
+}
+
+/// `text` as a LIKE pattern matching it literally anywhere (with `ESCAPE '\'`).
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+fn audience_column(audience: &str) -> Result<&'static str, StoreError> {
+    match audience {
+        "clinician" => Ok("for_clinician"),
+        "patient" => Ok("for_patient"),
+        "citizen" => Ok("for_citizen"),
+        other => Err(StoreError::BadRequest {
+            message: format!("unknown audience '{other}': use clinician, patient or citizen"),
+            field: Some("audience".into()),
+        }),
+    }
+}
+
+/// Searches the catalog.
+pub(super) async fn search(store: &Store, query: &CatalogQuery) -> Result<AppList, StoreError> {
+    let db = store.db();
+    let per_page = query.per_page.unwrap_or(20).clamp(1, 100);
+    let page = query.page.unwrap_or(1).max(1);
+    let filter = |select: &str| -> Result<healthcloud_integration::db::Sql, StoreError> {
+        let mut sql = db.sql(select);
+        sql.push(" FROM store_apps a WHERE 1 = 1");
+        if let Some(q) = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            for word in q.split_whitespace() {
+                sql.push(" AND a.search_text LIKE ")
+                    .bind(contains_pattern(&word.to_lowercase()))
+                    .push(" ESCAPE '\\'");
+            }
+        }
+        if let Some(audience) = query.audience.as_deref().filter(|a| !a.is_empty()) {
+            sql.push(&format!(" AND a.{} = 1", audience_column(audience)?));
+        }
+        if let Some(capability) = query.capability.as_deref().filter(|c| !c.is_empty()) {
+            sql.push(
+                " AND EXISTS (SELECT 1 FROM store_app_capabilities c \
+                 WHERE c.publisher = a.publisher AND c.app = a.id AND c.capability = ",
+            )
+            .bind(capability)
+            .push(")");
+        }
+        Ok(sql)
+    };
+    let total: i64 = filter("SELECT COUNT(*)")?
+        .query()
+        .fetch_one(db.pool())
+        .await?
+        .get(0);
+    let mut select = filter(
+        "SELECT a.publisher, a.id, a.name, a.description, a.latest_version, \
+         a.for_clinician, a.for_patient, a.for_citizen",
+    )?;
+    select
+        .push(" ORDER BY a.name, a.publisher, a.id LIMIT ")
+        .bind(i64::from(per_page))
+        .push(" OFFSET ")
+        .bind(i64::from((page - 1) * per_page));
+    let apps = select
+        .query()
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(summary)
+        .collect();
+    Ok(AppList {
+        apps,
+        total,
+        page,
+        per_page,
+    })
+}
+
+fn summary(row: &sqlx::any::AnyRow) -> AppSummary {
+    let audience = [
+        (5, "clinician"),
+        (6, "patient"),
+        (7, "citizen"),
+    ]
+    .iter()
+    .filter(|(column, _)| row.get::<i64, _>(*column) == 1)
+    .map(|(_, name)| (*name).to_owned())
+    .collect();
+    AppSummary {
+        publisher: row.get(0),
+        id: row.get(1),
+        name: row.get(2),
+        description: row.get(3),
+        latest_version: row.get(4),
+        audience,
+    }
+}
+
+/// An app with its versions.
+pub(super) async fn detail(
+    store: &Store,
+    publisher: &str,
+    app: &str,
+) -> Result<AppDetail, StoreError> {
+    let db = store.db();
+    let mut select = db.sql(
+        "SELECT a.publisher, a.id, a.name, a.description, a.latest_version, \
+         a.for_clinician, a.for_patient, a.for_citizen, p.name \
+         FROM store_apps a JOIN store_publishers p ON p.id = a.publisher WHERE a.publisher = ",
+    );
+    select.bind(publisher).push(" AND a.id = ").bind(app);
+    let row = select
+        .query()
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no app '{publisher}/{app}' in the store")))?;
+    let summary = summary(&row);
+    let publisher_name: String = row.get(8);
+    let versions = versions(store, publisher, app, None).await?;
+    let latest = versions
+        .iter()
+        .find(|(v, _)| v.version == summary.latest_version)
+        .map(|(_, signed)| signed.package.requested.clone())
+        .unwrap_or_default();
+    let capabilities = latest
+        .into_iter()
+        .map(|requested| ExplainedCapability {
+            explanation: Capability::parse(&requested.name)
+                .map(|c| c.explain())
+                .unwrap_or_default(),
+            name: requested.name,
+            justification: requested.justification,
+        })
+        .collect();
+    Ok(AppDetail {
+        summary,
+        publisher_name,
+        capabilities,
+        versions: versions.into_iter().map(|(v, _)| v).collect(),
+    })
+}
+
+/// The app's versions (or just `only`), newest first, with their stored envelopes.
+async fn versions(
+    store: &Store,
+    publisher: &str,
+    app: &str,
+    only: Option<&str>,
+) -> Result<Vec<(VersionSummary, SignedPackage)>, StoreError> {
+    let db = store.db();
+    let mut select = db.sql(
+        "SELECT v.version, v.published_at, v.sha256, v.size, v.key_id, v.envelope, \
+         v.yanked_at, v.revoked_at, v.revoke_reason, k.publisher, k.revoked_at, \
+         k.compromised_since \
+         FROM store_versions v JOIN store_keys k ON k.key_id = v.key_id WHERE v.publisher = ",
+    );
+    select.bind(publisher).push(" AND v.app = ").bind(app);
+    if let Some(version) = only {
+        select.push(" AND v.version = ").bind(version);
+    }
+    let mut versions = Vec::new();
+    for row in select.query().fetch_all(db.pool()).await? {
+        let envelope: String = row.get(5);
+        let signed = SignedPackage::from_json(envelope.as_bytes())
+            .map_err(|e| anyhow::anyhow!("stored envelope of {publisher}/{app}: {e}"))?;
+        let published_at: String = row.get(1);
+        let key_owner: String = row.get(9);
+        let key_revoked: Option<String> = row.get(10);
+        let since: Option<String> = row.get(11);
+        let signature = match signed.verify() {
+            Err(error) => format!("invalid: {error}"),
+            Ok(_) if key_owner != publisher => format!("invalid: the key belongs to '{key_owner}'"),
+            Ok(_) => match (key_revoked, since) {
+                (Some(_), None) => "key revoked".to_owned(),
+                (Some(_), Some(since)) if published_at >= since => {
+                    format!("key compromised since {since}")
+                }
+                _ => "valid".to_owned(),
+            },
+        };
+        let revoked_at: Option<String> = row.get(7);
+        let reason: Option<String> = row.get(8);
+        versions.push((
+            VersionSummary {
+                version: row.get(0),
+                published_at,
+                sha256: row.get(2),
+                size: row.get(3),
+                key_id: row.get(4),
+                signature,
+                yanked_at: row.get(6),
+                revoked: revoked_at.map(|at| Revoked {
+                    at,
+                    reason: reason.unwrap_or_default(),
+                }),
+            },
+            signed,
+        ));
+    }
+    versions.sort_by(|(a, _), (b, _)| {
+        let parse = |v: &str| semver::Version::parse(v).ok();
+        parse(&b.version).cmp(&parse(&a.version))
+    });
+    Ok(versions)
+}
+
+async fn one_version(
+    store: &Store,
+    publisher: &str,
+    app: &str,
+    version: &str,
+) -> Result<VersionDetail, StoreError> {
+    versions(store, publisher, app, Some(version))
+        .await?
+        .pop()
+        .map(|(summary, signed)| VersionDetail { summary, signed })
+        .ok_or_else(|| {
+            StoreError::NotFound(format!("no version {version} of '{publisher}/{app}'"))
+        })
+}
+
+#[utoipa::path(get, path = "/store/v1/apps", params(CatalogQuery),
+    responses((status = 200, body = AppList)))]
+pub(super) async fn list(
+    State(store): State<Store>,
+    Query(query): Query<CatalogQuery>,
+) -> Result<Json<AppList>, StoreError> {
+    Ok(Json(search(&store, &query).await?))
+}
+
+#[utoipa::path(get, path = "/store/v1/apps/{publisher}/{app}",
+    params(("publisher" = String, Path), ("app" = String, Path)),
+    responses((status = 200, body = AppDetail), (status = 404, body = super::error::ErrorBody)))]
+pub(super) async fn show(
+    State(store): State<Store>,
+    Path((publisher, app)): Path<(String, String)>,
+) -> Result<Json<AppDetail>, StoreError> {
+    Ok(Json(detail(&store, &publisher, &app).await?))
+}
+
+#[utoipa::path(get, path = "/store/v1/apps/{publisher}/{app}/versions/{version}",
+    params(("publisher" = String, Path), ("app" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = VersionDetail), (status = 404, body = super::error::ErrorBody)))]
+pub(super) async fn version(
+    State(store): State<Store>,
+    Path((publisher, app, version)): Path<(String, String, String)>,
+) -> Result<Json<VersionDetail>, StoreError> {
+    Ok(Json(one_version(&store, &publisher, &app, &version).await?))
+}
+
+#[utoipa::path(get, path = "/store/v1/apps/{publisher}/{app}/versions/{version}/component",
+    params(("publisher" = String, Path), ("app" = String, Path), ("version" = String, Path)),
+    responses(
+        (status = 200, description = "the component; its sha256 in the Healthcloud-Component-Sha256 header", content_type = "application/wasm"),
+        (status = 410, description = "revoked", body = super::error::ErrorBody)))]
+pub(super) async fn component(
+    State(store): State<Store>,
+    Path((publisher, app, version)): Path<(String, String, String)>,
+) -> Result<Response, StoreError> {
+    let detail = one_version(&store, &publisher, &app, &version).await?;
+    if let Some(revoked) = &detail.summary.revoked {
+        return Err(StoreError::Gone(format!(
+            "{publisher}/{app}@{version} was revoked at {}: {}",
+            revoked.at, revoked.reason
+        )));
+    }
+    let path = store.inner.blobs.path(&detail.summary.sha256);
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        anyhow::anyhow!("component {} missing on disk: {e}", detail.summary.sha256)
+    })?;
+    let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/wasm"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(detail.summary.size));
+    headers.insert(
+        DIGEST_HEADER,
+        HeaderValue::from_str(&detail.summary.sha256).map_err(anyhow::Error::from)?,
+    );
+    Ok(response)
+}
+
+#[utoipa::path(post, path = "/store/v1/apps/{publisher}/{app}/versions/{version}/yank",
+    params(("publisher" = String, Path), ("app" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = VersionDetail)))]
+pub(super) async fn yank(
+    State(store): State<Store>,
+    headers: HeaderMap,
+    Path((publisher, app, version)): Path<(String, String, String)>,
+) -> Result<Json<VersionDetail>, StoreError> {
+    store.publisher_or_admin(&headers, &publisher, false)?;
+    one_version(&store, &publisher, &app, &version).await?;
+    let db = store.db();
+    let mut update = db.sql("UPDATE store_versions SET yanked_at = ");
+    update
+        .bind(now())
+        .push(" WHERE publisher = ")
+        .bind(publisher.as_str())
+        .push(" AND app = ")
+        .bind(app.as_str())
+        .push(" AND version = ")
+        .bind(version.as_str())
+        .push(" AND yanked_at IS NULL");
+    let mut write = db.begin_write().await?;
+    update.query().execute(&mut *write.tx).await?;
+    write.commit().await?;
+    tracing::info!(app = %format!("{publisher}/{app}"), %version, "version yanked");
+    Ok(Json(one_version(&store, &publisher, &app, &version).await?))
+}
+
+#[utoipa::path(post, path = "/store/v1/apps/{publisher}/{app}/versions/{version}/revoke",
+    request_body = RevokeVersion,
+    params(("publisher" = String, Path), ("app" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = VersionDetail)))]
+pub(super) async fn revoke(
+    State(store): State<Store>,
+    headers: HeaderMap,
+    Path((publisher, app, version)): Path<(String, String, String)>,
+    Json(request): Json<RevokeVersion>,
+) -> Result<(StatusCode, Json<VersionDetail>), StoreError> {
+    let admin = store.store_admin(&headers)?;
+    if request.reason.trim().is_empty() {
+        return Err(StoreError::BadRequest {
+            message: "say why the version is revoked: every region that ran it is told".into(),
+            field: Some("reason".into()),
+        });
+    }
+    let detail = one_version(&store, &publisher, &app, &version).await?;
+    let db = store.db();
+    let mut write = db.begin_write().await?;
+    lock(db, &mut write.tx, revocations::LOCK).await?;
+    revocations::revoke_version(
+        &store,
+        &mut write.tx,
+        (&publisher, &app, &version),
+        Some(&detail.summary.key_id),
+        request.reason.trim(),
+    )
+    .await?;
+    write.commit().await?;
+    tracing::warn!(app = %format!("{publisher}/{app}"), %version, by = %admin.claims.sub, reason = %request.reason, "version revoked");
+    Ok((
+        StatusCode::OK,
+        Json(one_version(&store, &publisher, &app, &version).await?),
+    ))
+}

@@ -1,0 +1,127 @@
+//! The store API's one error type.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::package::PackageError;
+
+/// Why a store request failed; each variant documents its status. Bodies are JSON
+/// `{"error": …, "field": …}`; internal errors are logged, never shown.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// 400: malformed request; `field` names the offending field when there is one.
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong and how to fix it.
+        message: String,
+        /// The field path, e.g. `package.app.version`.
+        field: Option<String>,
+    },
+    /// 401: no valid token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the token or key may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: conflicts with what exists (versions are immutable and only go up).
+    #[error("{0}")]
+    Conflict(String),
+    /// 410: revoked by the store admin.
+    #[error("{0}")]
+    Gone(String),
+    /// 413: over the size cap.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 422: the component fails the runtime's install-time check.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 500: logged, never leaked.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl StoreError {
+    /// A 400 without a field.
+    pub fn bad_request(message: impl Into<String>) -> StoreError {
+        StoreError::BadRequest {
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            StoreError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            StoreError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            StoreError::Forbidden(_) => StatusCode::FORBIDDEN,
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::Conflict(_) => StatusCode::CONFLICT,
+            StoreError::Gone(_) => StatusCode::GONE,
+            StoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            StoreError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            StoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Internal(error.into())
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(error: std::io::Error) -> Self {
+        StoreError::Internal(error.into())
+    }
+}
+
+impl From<PackageError> for StoreError {
+    fn from(error: PackageError) -> Self {
+        match error {
+            PackageError::Manifest(e) => StoreError::BadRequest {
+                message: e.to_string(),
+                field: Some(e.path),
+            },
+            PackageError::Format(_) | PackageError::ComponentMismatch(_) => {
+                StoreError::bad_request(error.to_string())
+            }
+            PackageError::Key(_) | PackageError::KeyIdMismatch { .. } => {
+                StoreError::Forbidden(error.to_string())
+            }
+        }
+    }
+}
+
+/// The JSON error body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong and how to fix it.
+    pub error: String,
+    /// The offending field, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl IntoResponse for StoreError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let error = match &self {
+            StoreError::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "store request failed");
+                "internal error; the store logged the details".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let field = match self {
+            StoreError::BadRequest { field, .. } => field,
+            _ => None,
+        };
+        (status, Json(ErrorBody { error, field })).into_response()
+    }
+}

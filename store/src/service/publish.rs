@@ -1,0 +1,368 @@
+//! Publishing a signed package: `POST /store/v1/packages`, multipart with the envelope
+//! (`package`) first and the component (`component`) streamed after it.
+//!
+//! Everything that can be refused from the envelope alone (namespace, signature, key status,
+//! version order, declared size) is refused before a component byte is read. The component
+//! streams to a temporary file under the size the package signs, is hashed on the way,
+//! checked with the runtime's install-time check, then moved into content-addressed storage
+//! and recorded in one transaction, under a per-app lock that also decides concurrent
+//! publishes of one version.
+
+use axum::extract::multipart::Field;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use super::{Store, StoreError, lock, now};
+use crate::manifest::Audience;
+use crate::package::SignedPackage;
+
+/// The largest envelope accepted (the manifest with its justifications, and the signature).
+const MAX_ENVELOPE: usize = 256 * 1024;
+
+pub(super) fn router() -> Router<Store> {
+    // The component is streamed under its own cap, never buffered whole.
+    Router::new().route(
+        "/packages",
+        post(publish).layer(DefaultBodyLimit::disable()),
+    )
+}
+
+/// A published version.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Published {
+    /// The publisher.
+    pub publisher: String,
+    /// The app.
+    pub app: String,
+    /// The version.
+    pub version: String,
+    /// The component's sha256.
+    pub sha256: String,
+    /// The component's size in bytes.
+    pub size: u64,
+    /// The signing key.
+    pub key_id: String,
+    /// When the store accepted it.
+    pub published_at: String,
+}
+
+/// The two multipart fields of a publish (documentation only).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+struct PublishForm {
+    /// The signed package envelope (`healthcloud app sign` writes it), JSON.
+    package: String,
+    /// The component bytes.
+    #[schema(format = Binary)]
+    component: Vec<u8>,
+}
+
+fn multipart_error(error: axum::extract::multipart::MultipartError) -> StoreError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        StoreError::TooLarge(error.body_text())
+    } else {
+        StoreError::bad_request(format!("malformed multipart upload: {}", error.body_text()))
+    }
+}
+
+async fn next_field<'a>(
+    multipart: &'a mut Multipart,
+    name: &str,
+) -> Result<Field<'a>, StoreError> {
+    let field = multipart.next_field().await.map_err(multipart_error)?;
+    match field {
+        Some(field) if field.name() == Some(name) => Ok(field),
+        _ => Err(StoreError::bad_request(format!(
+            "expected the multipart field '{name}': send 'package' (the .sig.json envelope) first, then 'component' (the .wasm)"
+        ))),
+    }
+}
+
+#[utoipa::path(post, path = "/store/v1/packages",
+    request_body(content = PublishForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "published", body = Published),
+        (status = 200, description = "an identical package was already published", body = Published),
+        (status = 400, body = super::error::ErrorBody),
+        (status = 403, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody),
+        (status = 413, body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody)))]
+pub(super) async fn publish(
+    State(store): State<Store>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Result<(StatusCode, Json<Published>), StoreError> {
+    let principal = store.principal(&headers)?;
+    let mut field = next_field(&mut multipart, "package").await?;
+    let mut envelope = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if envelope.len() + chunk.len() > MAX_ENVELOPE {
+            return Err(StoreError::TooLarge(format!(
+                "the package envelope is over {MAX_ENVELOPE} bytes"
+            )));
+        }
+        envelope.extend_from_slice(&chunk);
+    }
+    let signed = SignedPackage::from_json(&envelope)?;
+    let app = &signed.package.app;
+    let version = app.version.to_string();
+    let publisher = app.publisher.as_str();
+    store.publisher_or_admin(&headers, publisher, false).map_err(|_| {
+        StoreError::Forbidden(format!(
+            "'{}/{}' is in publisher '{publisher}''s namespace, and your token is for '{}': publish under your own publisher id",
+            publisher, app.id, principal.claims.sub
+        ))
+    })?;
+    let key = signed.verify()?;
+    check_key(&store, publisher, &key.id().to_string()).await?;
+
+    let db = store.db();
+    if let Some(published) = decide(&store, &signed, None).await? {
+        return Ok((StatusCode::OK, Json(published)));
+    }
+    let declared = signed.package.component.size;
+    let max = store.inner.limits.max_component_bytes;
+    if declared > max {
+        return Err(StoreError::TooLarge(format!(
+            "the component is {declared} bytes; this store accepts at most {max}"
+        )));
+    }
+
+    let mut field = next_field(&mut multipart, "component").await?;
+    let mut upload = store.inner.blobs.upload().await?;
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if upload.size() + chunk.len() as u64 > declared {
+            // Dropping the upload deletes its temporary file.
+            return Err(StoreError::TooLarge(format!(
+                "the upload is larger than the {declared} bytes the package signs"
+            )));
+        }
+        upload.write(&chunk).await?;
+    }
+    let uploaded = upload.finish().await?;
+    if uploaded.sha256 != signed.package.component.sha256 || uploaded.size != declared {
+        return Err(StoreError::bad_request(format!(
+            "the component is not the one that was signed: got sha256 {} ({} bytes), the package signs {} ({declared} bytes)",
+            uploaded.sha256, uploaded.size, signed.package.component.sha256
+        )));
+    }
+    let bytes = uploaded.read().await?;
+    let manifest = signed.package.manifest();
+    let check = store.inner.check.clone();
+    tokio::task::spawn_blocking(move || check(&manifest, &bytes))
+        .await
+        .map_err(|e| anyhow::anyhow!("component check panicked: {e}"))?
+        .map_err(|reason| {
+            StoreError::Unprocessable(format!("the component would not install: {reason}"))
+        })?;
+
+    let mut write = db.begin_write().await?;
+    lock(db, &mut write.tx, &format!("app:{}", signed.package.app.full_id())).await?;
+    if let Some(published) = decide(&store, &signed, Some(&mut write.tx)).await? {
+        return Ok((StatusCode::OK, Json(published)));
+    }
+    store.inner.blobs.commit(uploaded).await?;
+    let published = record(&store, &mut write.tx, &signed, &envelope).await?;
+    write.commit().await?;
+    tracing::info!(
+        app = %signed.package.app.full_id(), %version, sha256 = %published.sha256,
+        key_id = %published.key_id, "published"
+    );
+    Ok((StatusCode::CREATED, Json(published)))
+}
+
+/// Refuses a key that is not an active key of `publisher`.
+async fn check_key(store: &Store, publisher: &str, key_id: &str) -> Result<(), StoreError> {
+    let db = store.db();
+    let mut select = db.sql(
+        "SELECT publisher, revoked_at, compromised_since, reason FROM store_keys WHERE key_id = ",
+    );
+    select.bind(key_id);
+    let Some(row) = select.query().fetch_optional(db.pool()).await? else {
+        return Err(StoreError::Forbidden(format!(
+            "key {key_id} is not registered with this store: ask the store admin to register it ('healthcloud store approve-publisher'), or add it with 'healthcloud store add-key'"
+        )));
+    };
+    let owner: String = row.get(0);
+    if owner != publisher {
+        return Err(StoreError::Forbidden(format!(
+            "key {key_id} belongs to publisher '{owner}', not '{publisher}': sign with one of '{publisher}''s keys"
+        )));
+    }
+    let revoked_at: Option<String> = row.get(1);
+    let since: Option<String> = row.get(2);
+    let reason: Option<String> = row.get(3);
+    let reason = reason.unwrap_or_default();
+    match (revoked_at, since) {
+        (None, _) => Ok(()),
+        (Some(_), Some(since)) if now() < since => Ok(()),
+        (Some(at), None) => Err(StoreError::Forbidden(format!(
+            "key {key_id} was revoked at {at} ({reason}): sign with an active key"
+        ))),
+        (Some(_), Some(since)) => Err(StoreError::Forbidden(format!(
+            "key {key_id} is compromised since {since} ({reason}): sign with an active key"
+        ))),
+    }
+}
+
+/// What an existing version or a later one means for this publish: `Some` when an identical
+/// package is already published (a no-op), an error when the version is taken by other
+/// content or not above the latest, `None` when the publish may go ahead.
+async fn decide(
+    store: &Store,
+    signed: &SignedPackage,
+    tx: Option<&mut sqlx::Transaction<'static, sqlx::Any>>,
+) -> Result<Option<Published>, StoreError> {
+    let db = store.db();
+    let app = &signed.package.app;
+    let mut select = db.sql("SELECT version, envelope, published_at FROM store_versions WHERE publisher = ");
+    select
+        .bind(app.publisher.as_str())
+        .push(" AND app = ")
+        .bind(app.id.as_str());
+    let rows = match tx {
+        Some(tx) => select.query().fetch_all(&mut **tx).await?,
+        None => select.query().fetch_all(db.pool()).await?,
+    };
+    let mut latest: Option<semver::Version> = None;
+    for row in &rows {
+        let version: String = row.get(0);
+        let version = semver::Version::parse(&version)
+            .map_err(|e| anyhow::anyhow!("stored version {version}: {e}"))?;
+        if version == app.version {
+            let envelope: String = row.get(1);
+            let existing = SignedPackage::from_json(envelope.as_bytes())
+                .map_err(|e| anyhow::anyhow!("stored envelope: {e}"))?;
+            if existing.package == signed.package {
+                return Ok(Some(published(&existing, row.get(2))));
+            }
+            return Err(StoreError::Conflict(format!(
+                "version {} of {} is already published with different content: bump the version",
+                app.version,
+                app.full_id()
+            )));
+        }
+        latest = latest.max(Some(version));
+    }
+    match latest {
+        Some(latest) if latest > app.version => Err(StoreError::Conflict(format!(
+            "version {} of {} is lower than the latest published version {latest}: versions only go up, publish a version above {latest}",
+            app.version,
+            app.full_id()
+        ))),
+        _ => Ok(None),
+    }
+}
+
+fn published(signed: &SignedPackage, published_at: String) -> Published {
+    let app = &signed.package.app;
+    Published {
+        publisher: app.publisher.clone(),
+        app: app.id.clone(),
+        version: app.version.to_string(),
+        sha256: signed.package.component.sha256.clone(),
+        size: signed.package.component.size,
+        key_id: signed.signature.key_id.to_string(),
+        published_at,
+    }
+}
+
+/// Records the version and makes it the app's catalog entry.
+async fn record(
+    store: &Store,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    signed: &SignedPackage,
+    envelope: &[u8],
+) -> Result<Published, StoreError> {
+    let db = store.db();
+    let published = published(signed, now());
+    let app = &signed.package.app;
+    let mut insert = db.sql(
+        "INSERT INTO store_versions \
+         (publisher, app, version, sha256, size, key_id, envelope, published_at) VALUES (",
+    );
+    insert
+        .bind(published.publisher.as_str())
+        .push(", ")
+        .bind(published.app.as_str())
+        .push(", ")
+        .bind(published.version.as_str())
+        .push(", ")
+        .bind(published.sha256.as_str())
+        .push(", ")
+        .bind(published.size as i64)
+        .push(", ")
+        .bind(published.key_id.as_str())
+        .push(", ")
+        .bind(String::from_utf8_lossy(envelope).into_owned())
+        .push(", ")
+        .bind(published.published_at.as_str())
+        .push(")");
+    insert.query().execute(&mut **tx).await?;
+
+    let search_text = format!(
+        "{} {} {}",
+        app.name,
+        app.full_id(),
+        app.description
+    )
+    .to_lowercase();
+    let audience = |who: Audience| i64::from(app.audience.contains(&who));
+    let mut upsert = db.sql(
+        "INSERT INTO store_apps (publisher, id, latest_version, name, description, search_text, \
+         for_clinician, for_patient, for_citizen, updated_at) VALUES (",
+    );
+    upsert
+        .bind(published.publisher.as_str())
+        .push(", ")
+        .bind(published.app.as_str())
+        .push(", ")
+        .bind(published.version.as_str())
+        .push(", ")
+        .bind(app.name.as_str())
+        .push(", ")
+        .bind(app.description.as_str())
+        .push(", ")
+        .bind(search_text)
+        .push(", ")
+        .bind(audience(Audience::Clinician))
+        .push(", ")
+        .bind(audience(Audience::Patient))
+        .push(", ")
+        .bind(audience(Audience::Citizen))
+        .push(", ")
+        .bind(published.published_at.as_str())
+        .push(
+            ") ON CONFLICT (publisher, id) DO UPDATE SET latest_version = excluded.latest_version, \
+             name = excluded.name, description = excluded.description, \
+             search_text = excluded.search_text, for_clinician = excluded.for_clinician, \
+             for_patient = excluded.for_patient, for_citizen = excluded.for_citizen, \
+             updated_at = excluded.updated_at",
+        );
+    upsert.query().execute(&mut **tx).await?;
+    let mut clear = db.sql("DELETE FROM store_app_capabilities WHERE publisher = ");
+    clear
+        .bind(published.publisher.as_str())
+        .push(" AND app = ")
+        .bind(published.app.as_str());
+    clear.query().execute(&mut **tx).await?;
+    for requested in &signed.package.requested {
+        let mut insert =
+            db.sql("INSERT INTO store_app_capabilities (publisher, app, capability) VALUES (");
+        insert
+            .bind(published.publisher.as_str())
+            .push(", ")
+            .bind(published.app.as_str())
+            .push(", ")
+            .bind(requested.name.as_str())
+            .push(")");
+        insert.query().execute(&mut **tx).await?;
+    }
+    Ok(published)
+}

@@ -1,0 +1,298 @@
+//! The revocation feed: an append-only list of revoked versions and keys with a monotonic
+//! sequence, served signed by the store's key with an expiry. A runtime that polls
+//! `GET /store/v1/revocations?since=SEQ` learns what to stop serving, and one holding an
+//! expired feed knows the feed is frozen rather than quiet.
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{Store, StoreError, now, timestamp};
+use crate::keys::{KeyError, KeyId, PublicKey, Purpose};
+
+/// The advisory lock every feed writer holds, so entries commit in sequence order.
+pub(super) const LOCK: &str = "revocations";
+
+/// The most entries in one answer; `more` says to ask again from `next`.
+const PAGE: i64 = 1000;
+
+pub(super) fn router() -> Router<Store> {
+    Router::new().route("/revocations", get(feed))
+}
+
+/// One revocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FeedEntry {
+    /// Position in the feed; only grows.
+    pub seq: i64,
+    /// `version` (stop serving this version) or `key` (a key was revoked; every version it
+    /// voids also has its own `version` entry).
+    pub kind: String,
+    /// The publisher.
+    pub publisher: String,
+    /// The app, for `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The version, for `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The key, for `key` (and for versions voided by a key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// For `key`: only versions published from then on are void.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compromised_since: Option<String>,
+    /// Why, in words for the people affected.
+    pub reason: String,
+    /// When.
+    pub at: String,
+}
+
+/// The signed part of a feed answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Feed {
+    /// The key that signs the feed.
+    #[schema(value_type = String)]
+    pub store_key_id: KeyId,
+    /// When this answer was made.
+    pub issued_at: String,
+    /// After this, the answer proves nothing about the present: fetch again, and fail closed
+    /// if the store cannot be reached.
+    pub expires_at: String,
+    /// The `since` asked for.
+    pub since: i64,
+    /// Ask from here next time.
+    pub next: i64,
+    /// Whether entries after `next` exist already.
+    pub more: bool,
+    /// Entries with `seq > since`, in order.
+    pub entries: Vec<FeedEntry>,
+}
+
+/// A feed answer: the feed and the store's signature over its canonical JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SignedFeed {
+    /// What is signed.
+    pub feed: Feed,
+    /// base64 ed25519 signature (purpose "healthcloud revocations v1") over the RFC 8785
+    /// JSON of `feed`.
+    pub signature: String,
+}
+
+/// Why a feed answer is not to be trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// Not signed by the store's key.
+    #[error("the revocation feed is not signed by the store's key: {0}")]
+    Signature(#[from] KeyError),
+    /// Past its expiry.
+    #[error("the revocation feed expired at {0}: the store cannot be reached or the feed is frozen")]
+    Expired(String),
+}
+
+impl SignedFeed {
+    /// Checks the signature with the store's key and that the feed has not expired at `now`.
+    pub fn verify(
+        &self,
+        store_key: &PublicKey,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), FeedError> {
+        let canonical = serde_json_canonicalizer::to_vec(&self.feed).expect("a feed serializes");
+        store_key.verify(Purpose::Revocations, &canonical, &self.signature)?;
+        let expired = chrono::DateTime::parse_from_rfc3339(&self.feed.expires_at)
+            .map(|at| at <= now)
+            .unwrap_or(true);
+        if expired {
+            return Err(FeedError::Expired(self.feed.expires_at.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// Feed query.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct Since {
+    /// The last sequence number already seen (0 for everything).
+    #[serde(default)]
+    pub since: i64,
+}
+
+#[utoipa::path(get, path = "/store/v1/revocations", params(Since),
+    responses((status = 200, body = SignedFeed)))]
+pub(super) async fn feed(
+    State(store): State<Store>,
+    Query(Since { since }): Query<Since>,
+) -> Result<Json<SignedFeed>, StoreError> {
+    let db = store.db();
+    let mut select = db.sql(
+        "SELECT seq, kind, publisher, app, version, key_id, compromised_since, reason, at \
+         FROM store_revocations WHERE seq > ",
+    );
+    select
+        .bind(since.max(0))
+        .push(" ORDER BY seq LIMIT ")
+        .bind(PAGE + 1);
+    let mut entries: Vec<FeedEntry> = select
+        .query()
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|row| FeedEntry {
+            seq: row.get(0),
+            kind: row.get(1),
+            publisher: row.get(2),
+            app: row.get(3),
+            version: row.get(4),
+            key_id: row.get(5),
+            compromised_since: row.get(6),
+            reason: row.get(7),
+            at: row.get(8),
+        })
+        .collect();
+    let more = entries.len() as i64 > PAGE;
+    entries.truncate(PAGE as usize);
+    let issued = chrono::Utc::now();
+    let ttl = chrono::Duration::from_std(store.inner.limits.feed_ttl)
+        .map_err(|e| anyhow::anyhow!("feed ttl: {e}"))?;
+    let feed = Feed {
+        store_key_id: store.inner.feed_key.public().id(),
+        issued_at: timestamp(issued),
+        expires_at: timestamp(issued + ttl),
+        since,
+        next: entries.last().map_or(since, |e| e.seq),
+        more,
+        entries,
+    };
+    let canonical = serde_json_canonicalizer::to_vec(&feed).expect("a feed serializes");
+    let signature = store.inner.feed_key.sign(Purpose::Revocations, &canonical);
+    Ok(Json(SignedFeed { feed, signature }))
+}
+
+/// Appends an entry. The caller holds [`LOCK`] in `tx`.
+async fn append(
+    store: &Store,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    entry: &FeedEntry,
+) -> Result<(), StoreError> {
+    let db = store.db();
+    let mut insert = db.sql(
+        "INSERT INTO store_revocations \
+         (kind, publisher, app, version, key_id, compromised_since, reason, at) VALUES (",
+    );
+    insert.bind(entry.kind.as_str());
+    for value in [
+        Some(&entry.publisher),
+        entry.app.as_ref(),
+        entry.version.as_ref(),
+        entry.key_id.as_ref(),
+        entry.compromised_since.as_ref(),
+        Some(&entry.reason),
+        Some(&entry.at),
+    ] {
+        insert.push(", ");
+        match value {
+            Some(text) => insert.bind(text.as_str()),
+            None => insert.push("NULL"),
+        };
+    }
+    insert.push(")");
+    insert.query().execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Revokes one version (a no-op when it already is). The caller holds [`LOCK`] in `tx`.
+pub(super) async fn revoke_version(
+    store: &Store,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    (publisher, app, version): (&str, &str, &str),
+    key_id: Option<&str>,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    let db = store.db();
+    let at = now();
+    let mut update = db.sql("UPDATE store_versions SET revoked_at = ");
+    update
+        .bind(at.as_str())
+        .push(", revoke_reason = ")
+        .bind(reason)
+        .push(" WHERE publisher = ")
+        .bind(publisher)
+        .push(" AND app = ")
+        .bind(app)
+        .push(" AND version = ")
+        .bind(version)
+        .push(" AND revoked_at IS NULL");
+    let changed = update.query().execute(&mut **tx).await?.rows_affected() > 0;
+    if changed {
+        append(
+            store,
+            tx,
+            &FeedEntry {
+                seq: 0,
+                kind: "version".into(),
+                publisher: publisher.into(),
+                app: Some(app.into()),
+                version: Some(version.into()),
+                key_id: key_id.map(str::to_owned),
+                compromised_since: None,
+                reason: reason.into(),
+                at,
+            },
+        )
+        .await?;
+    }
+    Ok(changed)
+}
+
+/// Records a key revocation and revokes every version it voids: all it signed, or with
+/// `since`, those published from then on. The caller holds [`LOCK`] in `tx`.
+pub(super) async fn revoke_key(
+    store: &Store,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    publisher: &str,
+    key_id: &KeyId,
+    since: Option<&str>,
+    reason: &str,
+    at: &str,
+) -> Result<(), StoreError> {
+    append(
+        store,
+        tx,
+        &FeedEntry {
+            seq: 0,
+            kind: "key".into(),
+            publisher: publisher.into(),
+            app: None,
+            version: None,
+            key_id: Some(key_id.to_string()),
+            compromised_since: since.map(str::to_owned),
+            reason: reason.into(),
+            at: at.into(),
+        },
+    )
+    .await?;
+    let db = store.db();
+    let mut voided = db.sql("SELECT app, version FROM store_versions WHERE key_id = ");
+    voided.bind(key_id.as_str());
+    if let Some(since) = since {
+        voided.push(" AND published_at >= ").bind(since);
+    }
+    voided.push(" ORDER BY app, published_at");
+    let rows = voided.query().fetch_all(&mut **tx).await?;
+    let version_reason = format!("signed by key {key_id}, which was revoked: {reason}");
+    for row in rows {
+        let (app, version): (String, String) = (row.get(0), row.get(1));
+        revoke_version(
+            store,
+            tx,
+            (publisher, &app, &version),
+            Some(key_id.as_str()),
+            &version_reason,
+        )
+        .await?;
+    }
+    Ok(())
+}
