@@ -1,32 +1,18 @@
 //! The `healthcloud` command, run as a real process: data generation, Synthea-style import and
 //! token minting.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::{free_port, healthcloud, healthcloud_in, http_get, succeed, wait_for};
 
 use healthcloud_integration::auth::{Role, TokenIssuer};
 use healthcloud_integration::db::Database;
 use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::store::EmbeddedStore;
 use serde_json::{Value, json};
-
-fn healthcloud(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_healthcloud"))
-        .args(args)
-        .env_remove("HEALTHCLOUD_DATABASE_URL")
-        .output()
-        .expect("the healthcloud binary runs")
-}
-
-fn succeed(args: &[&str]) -> String {
-    let output = healthcloud(args);
-    assert!(
-        output.status.success(),
-        "{args:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 async fn store(dir: &Path) -> EmbeddedStore {
     let url = format!("sqlite://{}", dir.join("healthcloud.db").display());
@@ -296,42 +282,6 @@ fn token_command_mints_verifiable_tokens_and_names_mistakes() {
     assert!(String::from_utf8_lossy(&bad_role.stderr).contains("unknown role 'doctor'"));
 }
 
-/// A loopback port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until a server listens on `port`.
-fn wait_for(port: u16, what: &str) {
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed().as_secs() < 60,
-            "{what} did not start serving"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-/// A bare HTTP/1.1 GET over loopback: status code and body.
-fn http_get(port: u16, path: &str, token: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, response)
-}
-
 #[test]
 fn up_accepts_only_the_configured_issuer() {
     let dir = tempfile::tempdir().unwrap();
@@ -379,15 +329,6 @@ fn up_accepts_only_the_configured_issuer() {
         with_dev.0, 401,
         "development tokens are refused once an issuer is configured"
     );
-}
-
-fn healthcloud_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_healthcloud"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("HEALTHCLOUD_DATABASE_URL")
-        .output()
-        .expect("the healthcloud binary runs")
 }
 
 /// The vendor quickstart as the README writes it: new → build → run, then the app answers
