@@ -2,6 +2,7 @@
 
 mod app;
 mod data;
+mod keygen;
 mod token;
 mod up;
 
@@ -35,6 +36,8 @@ pub enum Command {
     /// Write, build and run a health app (the vendor's development loop).
     #[command(subcommand)]
     App(app::AppCommand),
+    /// Generate an ed25519 signing key for publishing apps.
+    Keygen(keygen::KeygenCommand),
 }
 
 impl Command {
@@ -44,6 +47,7 @@ impl Command {
             Command::Token(command) => command.run().await,
             Command::Data(command) => command.run().await,
             Command::App(command) => command.run().await,
+            Command::Keygen(command) => command.run().await,
         }
     }
 }
