@@ -3,6 +3,7 @@
 mod app;
 mod data;
 mod keygen;
+mod store;
 mod token;
 mod up;
 
@@ -11,6 +12,8 @@ pub use data::generate as generate_data;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+use crate::client::StoreClient;
 
 /// The healthcloud command line.
 #[derive(Debug, Parser)]
@@ -33,11 +36,14 @@ pub enum Command {
     /// Generate or import FHIR data.
     #[command(subcommand)]
     Data(data::DataCommand),
-    /// Write, build and run a health app (the vendor's development loop).
+    /// Write, build, run, sign, publish and verify a health app (the vendor's loop).
     #[command(subcommand)]
     App(app::AppCommand),
     /// Generate an ed25519 signing key for publishing apps.
     Keygen(keygen::KeygenCommand),
+    /// Administer the app store: publishers, their keys, and published versions.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 impl Command {
@@ -48,6 +54,7 @@ impl Command {
             Command::Data(command) => command.run().await,
             Command::App(command) => command.run().await,
             Command::Keygen(command) => command.run().await,
+            Command::Store(command) => command.run().await,
         }
     }
 }
@@ -83,5 +90,29 @@ impl DataDirArgs {
                 self.data_dir.join("healthcloud.db").display()
             ),
         })
+    }
+}
+
+/// Which server a remote command talks to and the token it shows, shared by every command
+/// that calls the store API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// The healthcloud server's URL.
+    #[arg(
+        long,
+        env = "HEALTHCLOUD_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// Access token; `healthcloud token --role publisher --sub ID` (or `--role store-admin`)
+    /// mints a development one.
+    #[arg(long, env = "HEALTHCLOUD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ServerArgs {
+    /// A client of the store on this server.
+    pub fn client(&self) -> anyhow::Result<StoreClient> {
+        StoreClient::new(&self.server, self.token.clone())
     }
 }

@@ -1,0 +1,559 @@
+//! The store API's HTTP client: one method per endpoint the commands use, and errors that say
+//! what to do about them.
+
+use healthcloud_store::keys::KeyId;
+use healthcloud_store::package::SignedPackage;
+use reqwest::multipart::{Form, Part};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// Who may make a call: decides whether a token is needed and how to mint one.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    /// Anyone; no token is sent.
+    Anyone,
+    /// A store administrator.
+    StoreAdmin,
+    /// The publisher with this id.
+    Publisher(&'a str),
+    /// The publisher with this id, or a store administrator.
+    PublisherOrStoreAdmin(&'a str),
+}
+
+impl Caller<'_> {
+    /// The `healthcloud token` command that mints a fitting development token.
+    fn mint_hint(self) -> String {
+        let publisher = |id: &str| format!("healthcloud token --role publisher --sub {id}");
+        match self {
+            Caller::Anyone | Caller::StoreAdmin => "healthcloud token --role store-admin".into(),
+            Caller::Publisher(id) => publisher(id),
+            Caller::PublisherOrStoreAdmin(id) => {
+                format!(
+                    "{}` or `healthcloud token --role store-admin",
+                    publisher(id)
+                )
+            }
+        }
+    }
+
+    fn who(self) -> String {
+        match self {
+            Caller::Anyone => "anyone".into(),
+            Caller::StoreAdmin => "a store administrator".into(),
+            Caller::Publisher(id) => format!("publisher {id}"),
+            Caller::PublisherOrStoreAdmin(id) => {
+                format!("publisher {id} or a store administrator")
+            }
+        }
+    }
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Nothing answered at the server's address.
+    #[error(
+        "cannot reach the store at {server}: start it with `healthcloud up`, or pass --server URL (or set HEALTHCLOUD_SERVER)"
+    )]
+    Unreachable {
+        /// The base URL tried.
+        server: String,
+        /// What the connection attempt said.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The call needs a token and none was given.
+    #[error(
+        "this needs a token of {who}: pass --token TOKEN or set HEALTHCLOUD_TOKEN (mint one with `{mint}`)"
+    )]
+    NoToken {
+        /// Who may make the call.
+        who: String,
+        /// How to mint a token for them.
+        mint: String,
+    },
+    /// The token was refused (401).
+    #[error(
+        "the store refused the token ({message}): pass a valid token of {who} with --token or HEALTHCLOUD_TOKEN (mint one with `{mint}`)"
+    )]
+    Unauthorized {
+        /// The store's message.
+        message: String,
+        /// Who may make the call.
+        who: String,
+        /// How to mint a token for them.
+        mint: String,
+    },
+    /// The store answered with an error status; its message names the fix.
+    #[error("{message}{} (HTTP {status})", field.as_ref().map(|f| format!(" [at {f}]")).unwrap_or_default())]
+    Refused {
+        /// The status.
+        status: StatusCode,
+        /// The store's message.
+        message: String,
+        /// The request field the message is about, if any.
+        field: Option<String>,
+    },
+    /// The exchange failed after the connection was made, or the answer is not what the API
+    /// promises.
+    #[error("talking to the store at {server} failed")]
+    Http {
+        /// The base URL.
+        server: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+impl StoreError {
+    /// The HTTP status the store answered with, if it answered with an error.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            StoreError::Refused { status, .. } => Some(*status),
+            StoreError::Unauthorized { .. } => Some(StatusCode::UNAUTHORIZED),
+            _ => None,
+        }
+    }
+}
+
+/// The store's JSON error body.
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(default)]
+    field: Option<String>,
+}
+
+/// A publisher as `GET /store/v1/publishers/{publisher}` returns it.
+#[derive(Debug, Deserialize)]
+pub struct Publisher {
+    pub id: String,
+    pub name: String,
+    pub keys: Vec<PublisherKey>,
+}
+
+/// One of a publisher's keys.
+#[derive(Debug, Deserialize)]
+pub struct PublisherKey {
+    pub key_id: KeyId,
+    pub status: KeyStatus,
+    #[serde(default)]
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub compromised_since: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Whether a key may still be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Active,
+    Revoked,
+}
+
+/// A published version as `GET …/versions/{version}` returns it.
+#[derive(Debug, Deserialize)]
+pub struct PublishedVersion {
+    pub signed: SignedPackage,
+    pub published_at: chrono::DateTime<chrono::Utc>,
+    /// The store's own verdict on the signature and its key: `valid`, or what is wrong.
+    #[serde(default)]
+    pub signature: Option<String>,
+    #[serde(default)]
+    pub yanked_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub revoked: Option<Revocation>,
+}
+
+/// The store's revocation of a version.
+#[derive(Debug, Deserialize)]
+pub struct Revocation {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub reason: String,
+}
+
+/// What `POST /store/v1/packages` answers.
+#[derive(Debug, Deserialize)]
+pub struct Published {
+    pub publisher: String,
+    pub app: String,
+    pub version: String,
+    pub sha256: String,
+    pub key_id: KeyId,
+}
+
+/// A client of one store server.
+pub struct StoreClient {
+    http: reqwest::Client,
+    server: Url,
+    token: Option<String>,
+}
+
+impl StoreClient {
+    /// A client of the store at `server` (an http or https URL), sending `token` where a call
+    /// needs one.
+    pub fn new(server: &str, token: Option<String>) -> anyhow::Result<StoreClient> {
+        let url = Url::parse(server)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && !url.cannot_be_a_base());
+        let Some(server) = url else {
+            anyhow::bail!(
+                "--server '{server}' is not an http(s) URL: pass one like http://127.0.0.1:8080"
+            );
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("healthcloud/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        Ok(StoreClient {
+            http,
+            server,
+            token: token.filter(|token| !token.trim().is_empty()),
+        })
+    }
+
+    /// The server's base URL, as shown to the user.
+    pub fn server(&self) -> &str {
+        self.server.as_str().trim_end_matches('/')
+    }
+
+    /// Fails now, before any slow work, if `caller` needs a token and none was given.
+    pub fn require_token(&self, caller: Caller<'_>) -> Result<(), StoreError> {
+        match (caller, &self.token) {
+            (Caller::Anyone, _) | (_, Some(_)) => Ok(()),
+            (caller, None) => Err(StoreError::NoToken {
+                who: caller.who(),
+                mint: caller.mint_hint(),
+            }),
+        }
+    }
+
+    /// `POST /store/v1/publishers`: registers a publisher with its first key.
+    pub async fn approve_publisher(
+        &self,
+        id: &str,
+        name: &str,
+        key_pem: &str,
+    ) -> Result<Value, StoreError> {
+        let request = self
+            .request(Method::POST, &["publishers"], Caller::StoreAdmin)?
+            .json(&json!({"id": id, "name": name, "key": key_pem}));
+        self.send_json(request, Caller::StoreAdmin).await
+    }
+
+    /// `GET /store/v1/publishers/{publisher}`.
+    pub async fn publisher(&self, publisher: &str) -> Result<Publisher, StoreError> {
+        let request = self.request(Method::GET, &["publishers", publisher], Caller::Anyone)?;
+        self.send_json(request, Caller::Anyone).await
+    }
+
+    /// `POST /store/v1/publishers/{publisher}/keys`: adds a key endorsed by a current one.
+    pub async fn add_key(
+        &self,
+        publisher: &str,
+        key_pem: &str,
+        endorsing_key: &KeyId,
+        endorsement: &str,
+    ) -> Result<Value, StoreError> {
+        let caller = Caller::Publisher(publisher);
+        let request = self
+            .request(Method::POST, &["publishers", publisher, "keys"], caller)?
+            .json(&json!({
+                "key": key_pem,
+                "endorsement": {"key_id": endorsing_key, "signature": endorsement},
+            }));
+        self.send_json(request, caller).await
+    }
+
+    /// `POST /store/v1/publishers/{publisher}/keys/{key_id}/revoke`.
+    pub async fn revoke_key(
+        &self,
+        publisher: &str,
+        key_id: &KeyId,
+        compromised_since: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        let caller = Caller::PublisherOrStoreAdmin(publisher);
+        let mut body = serde_json::Map::new();
+        if let Some(since) = compromised_since {
+            body.insert("compromised_since".into(), since.into());
+        }
+        if let Some(reason) = reason {
+            body.insert("reason".into(), reason.into());
+        }
+        let path = ["publishers", publisher, "keys", key_id.as_str(), "revoke"];
+        let request = self.request(Method::POST, &path, caller)?.json(&body);
+        self.send_json(request, caller).await
+    }
+
+    /// `GET /store/v1/apps/{publisher}/{app}/versions/{version}`.
+    pub async fn version(&self, app: &AppVersion) -> Result<PublishedVersion, StoreError> {
+        let request = self.request(Method::GET, &app.path(&[]), Caller::Anyone)?;
+        self.send_json(request, Caller::Anyone).await
+    }
+
+    /// `POST …/versions/{version}/yank`: the publisher withdraws a version from new installs.
+    pub async fn yank(&self, app: &AppVersion) -> Result<Value, StoreError> {
+        let caller = Caller::Publisher(&app.publisher);
+        let request = self.request(Method::POST, &app.path(&["yank"]), caller)?;
+        self.send_json(request, caller).await
+    }
+
+    /// `POST …/versions/{version}/revoke`: the store withdraws a version everywhere.
+    pub async fn revoke_version(
+        &self,
+        app: &AppVersion,
+        reason: &str,
+    ) -> Result<Value, StoreError> {
+        let caller = Caller::StoreAdmin;
+        let request = self
+            .request(Method::POST, &app.path(&["revoke"]), caller)?
+            .json(&json!({"reason": reason}));
+        self.send_json(request, caller).await
+    }
+
+    /// `POST /store/v1/packages`: uploads a signed package and its component, streamed from
+    /// `component` (of `size` bytes). Returns whether the version was new (201) or an identical
+    /// package was already published (200).
+    pub async fn publish(
+        &self,
+        signed: &SignedPackage,
+        component: reqwest::Body,
+        size: u64,
+    ) -> Result<(bool, Published), StoreError> {
+        let caller = Caller::Publisher(&signed.package.app.publisher);
+        let file_name = format!(
+            "{}-{}.wasm",
+            signed.package.app.id, signed.package.app.version
+        );
+        let form = Form::new()
+            .part(
+                "package",
+                Part::text(signed.to_json())
+                    .mime_str("application/json")
+                    .expect("a valid mime type"),
+            )
+            .part(
+                "component",
+                Part::stream_with_length(component, size)
+                    .file_name(file_name)
+                    .mime_str("application/wasm")
+                    .expect("a valid mime type"),
+            );
+        let request = self
+            .request(Method::POST, &["packages"], caller)?
+            .multipart(form);
+        let response = self.send(request, caller).await?;
+        let created = response.status() == StatusCode::CREATED;
+        let published = response
+            .json()
+            .await
+            .map_err(|source| self.http_error(source))?;
+        Ok((created, published))
+    }
+
+    fn request<S: AsRef<str>>(
+        &self,
+        method: Method,
+        path: &[S],
+        caller: Caller<'_>,
+    ) -> Result<RequestBuilder, StoreError> {
+        self.require_token(caller)?;
+        let mut url = self.server.clone();
+        url.path_segments_mut()
+            .expect("checked in new: the server URL can be a base")
+            .pop_if_empty()
+            .extend(["store", "v1"])
+            .extend(path);
+        let request = self.http.request(method, url);
+        Ok(match (caller, &self.token) {
+            (Caller::Anyone, _) | (_, None) => request,
+            (_, Some(token)) => request.bearer_auth(token),
+        })
+    }
+
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        caller: Caller<'_>,
+    ) -> Result<T, StoreError> {
+        let response = self.send(request, caller).await?;
+        response
+            .json()
+            .await
+            .map_err(|source| self.http_error(source))
+    }
+
+    /// Sends `request`; an error status becomes a [`StoreError`] carrying the store's message.
+    async fn send(
+        &self,
+        request: RequestBuilder,
+        caller: Caller<'_>,
+    ) -> Result<Response, StoreError> {
+        let response = request.send().await.map_err(|source| {
+            if source.is_connect() {
+                StoreError::Unreachable {
+                    server: self.server().to_owned(),
+                    source,
+                }
+            } else {
+                self.http_error(source)
+            }
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let url = response.url().clone();
+        let body = response.text().await.unwrap_or_default();
+        let (message, field) = match serde_json::from_str::<ErrorBody>(&body) {
+            Ok(ErrorBody { error, field }) => (error, field),
+            Err(_) if body.trim().is_empty() => (format!("{status} from {url}"), None),
+            Err(_) => (
+                format!(
+                    "{status} from {url}: {}",
+                    body.trim().chars().take(500).collect::<String>()
+                ),
+                None,
+            ),
+        };
+        Err(if status == StatusCode::UNAUTHORIZED {
+            StoreError::Unauthorized {
+                message,
+                who: caller.who(),
+                mint: caller.mint_hint(),
+            }
+        } else {
+            StoreError::Refused {
+                status,
+                message,
+                field,
+            }
+        })
+    }
+
+    fn http_error(&self, source: reqwest::Error) -> StoreError {
+        StoreError::Http {
+            server: self.server().to_owned(),
+            source,
+        }
+    }
+}
+
+/// `publisher/app@version`: one version of one app, as the store names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppVersion {
+    pub publisher: String,
+    pub app: String,
+    pub version: semver::Version,
+}
+
+impl AppVersion {
+    /// The API path of this version, followed by `rest`.
+    fn path(&self, rest: &[&str]) -> Vec<String> {
+        let mut path = vec![
+            "apps".to_owned(),
+            self.publisher.clone(),
+            self.app.clone(),
+            "versions".to_owned(),
+            self.version.to_string(),
+        ];
+        path.extend(rest.iter().map(|segment| segment.to_string()));
+        path
+    }
+}
+
+impl std::str::FromStr for AppVersion {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<AppVersion, String> {
+        let usage = || format!("'{text}' is not publisher/app@version (e.g. acme/notes@1.2.0)");
+        let (id, version) = text.split_once('@').ok_or_else(usage)?;
+        let (publisher, app) = id.split_once('/').ok_or_else(usage)?;
+        if publisher.is_empty() || app.is_empty() || app.contains('/') {
+            return Err(usage());
+        }
+        let version = version
+            .parse()
+            .map_err(|e| format!("'{version}' is not a version (like 1.2.0): {e}"))?;
+        Ok(AppVersion {
+            publisher: publisher.to_owned(),
+            app: app.to_owned(),
+            version,
+        })
+    }
+}
+
+impl std::fmt::Display for AppVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}@{}", self.publisher, self.app, self.version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_versions_parse_and_name_mistakes() {
+        let parsed: AppVersion = "acme/notes@1.2.0".parse().unwrap();
+        assert_eq!(parsed.to_string(), "acme/notes@1.2.0");
+        assert_eq!(
+            parsed.path(&["yank"]),
+            ["apps", "acme", "notes", "versions", "1.2.0", "yank"]
+        );
+        for bad in ["acme/notes", "notes@1.0.0", "a/b/c@1.0.0", "/x@1.0.0"] {
+            assert!(
+                bad.parse::<AppVersion>()
+                    .unwrap_err()
+                    .contains("publisher/app@version")
+            );
+        }
+        assert!(
+            "acme/notes@one"
+                .parse::<AppVersion>()
+                .unwrap_err()
+                .contains("not a version")
+        );
+    }
+
+    #[test]
+    fn paths_are_joined_onto_the_server_url_with_segments_escaped() {
+        let client = StoreClient::new("http://127.0.0.1:9/base/", Some("t".into())).unwrap();
+        let request = client
+            .request(
+                Method::GET,
+                &["apps", "a", "b", "versions", "1.0.0+x/y"],
+                Caller::Anyone,
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            request.url().as_str(),
+            "http://127.0.0.1:9/base/store/v1/apps/a/b/versions/1.0.0+x%2Fy"
+        );
+        assert!(
+            request.headers().get("authorization").is_none(),
+            "public calls send no token"
+        );
+        assert!(StoreClient::new("localhost:8080", None).is_err());
+    }
+
+    #[test]
+    fn calls_that_need_a_token_fail_before_sending_without_one() {
+        let client = StoreClient::new("http://127.0.0.1:9", None).unwrap();
+        let error = client.require_token(Caller::Publisher("acme")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("healthcloud token --role publisher --sub acme"),
+            "{error}"
+        );
+    }
+}
