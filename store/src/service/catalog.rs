@@ -222,7 +222,7 @@ pub(super) async fn search(store: &Store, query: &CatalogQuery) -> Result<AppLis
         .push(" ORDER BY a.name, a.publisher, a.id LIMIT ")
         .bind(i64::from(per_page))
         .push(" OFFSET ")
-        .bind(i64::from((page - 1) * per_page));
+        .bind(i64::from(page - 1) * i64::from(per_page));
     let apps = select
         .query()
         .fetch_all(db.pool())
