@@ -115,9 +115,11 @@ impl Results {
         let total = u32::try_from(list.total).unwrap_or(u32::MAX);
         let pages = total.div_ceil(list.per_page).max(1);
         Results {
-            first: (list.page - 1).saturating_mul(list.per_page) + 1,
+            first: (list.page - 1)
+                .saturating_mul(list.per_page)
+                .saturating_add(1),
             previous: (list.page > 1).then(|| (list.page - 1).min(pages)),
-            next: (list.page < pages).then_some(list.page + 1),
+            next: (list.page < pages).then(|| list.page + 1),
             apps: list.apps,
             total: list.total,
             page: list.page,
@@ -448,6 +450,13 @@ mod tests {
             per_page: 20,
         });
         assert_eq!((past.previous, past.next), (Some(3), None));
+        let last = Results::new(AppList {
+            apps: vec![],
+            total: 45,
+            page: u32::MAX,
+            per_page: 20,
+        });
+        assert_eq!((last.first, last.previous), (u32::MAX, Some(3)));
     }
 
     #[test]
