@@ -43,6 +43,8 @@ pub mod service;
 pub mod source;
 pub mod store;
 pub mod synth;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validate;
 
 use std::path::Path;

@@ -75,8 +75,10 @@ impl TryFrom<String> for KeyId {
     type Error = KeyError;
 
     fn try_from(text: String) -> Result<Self, Self::Error> {
-        let valid =
-            text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let valid = text.len() == 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if valid {
             Ok(KeyId(text))
         } else {
@@ -156,12 +158,18 @@ impl PublicKey {
     }
 
     /// Checks a base64 signature over `message` made for `purpose`.
-    pub fn verify(&self, purpose: Purpose, message: &[u8], signature: &str) -> Result<(), KeyError> {
+    pub fn verify(
+        &self,
+        purpose: Purpose,
+        message: &[u8],
+        signature: &str,
+    ) -> Result<(), KeyError> {
         let bytes = BASE64
             .decode(signature.trim())
             .map_err(|e| KeyError::MalformedSignature(format!("not base64: {e}")))?;
-        let signature = Signature::from_slice(&bytes)
-            .map_err(|_| KeyError::MalformedSignature(format!("{} bytes, expected 64", bytes.len())))?;
+        let signature = Signature::from_slice(&bytes).map_err(|_| {
+            KeyError::MalformedSignature(format!("{} bytes, expected 64", bytes.len()))
+        })?;
         self.0
             .verify_strict(&purpose.payload(message), &signature)
             .map_err(|_| KeyError::BadSignature(self.id()))
@@ -285,6 +293,9 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(key.write(&path).is_err(), "an existing key is not overwritten");
+        assert!(
+            key.write(&path).is_err(),
+            "an existing key is not overwritten"
+        );
     }
 }

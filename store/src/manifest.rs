@@ -184,12 +184,10 @@ impl Capability {
                 "Keep its own data in the region (within a size quota); only this app can read it."
                     .into()
             }
-            Capability::Log => {
-                "Write log lines that the region's operators can read.".into()
+            Capability::Log => "Write log lines that the region's operators can read.".into(),
+            Capability::OutboundHttp(host) => {
+                format!("Connect to {host} over the internet, and so send it data the app can see.")
             }
-            Capability::OutboundHttp(host) => format!(
-                "Connect to {host} over the internet, and so send it data the app can see."
-            ),
         }
     }
 }

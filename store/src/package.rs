@@ -124,7 +124,9 @@ pub enum PackageError {
     #[error("{0}")]
     Manifest(#[from] ManifestError),
     /// Another envelope format.
-    #[error("format '{0}' is not {FORMAT}: sign the package with this version's 'healthcloud app sign'")]
+    #[error(
+        "format '{0}' is not {FORMAT}: sign the package with this version's 'healthcloud app sign'"
+    )]
     Format(String),
     /// The key or signature is refused.
     #[error("{0}")]
@@ -157,10 +159,14 @@ impl SignedPackage {
         if signed.format != FORMAT {
             return Err(PackageError::Format(signed.format));
         }
-        signed.package.manifest().check().map_err(|e| ManifestError {
-            path: format!("package.{}", e.path),
-            ..e
-        })?;
+        signed
+            .package
+            .manifest()
+            .check()
+            .map_err(|e| ManifestError {
+                path: format!("package.{}", e.path),
+                ..e
+            })?;
         let component = &signed.package.component;
         if KeyId::try_from(component.sha256.clone()).is_err() {
             return Err(ManifestError {
@@ -271,13 +277,22 @@ mod tests {
             serde_json::to_value(Package::new(&manifest(), b"c").sign(&key)).unwrap();
         json["package"]["capability"][0]["name"] = "patient/Nothing.zz".into();
         let error = SignedPackage::from_json(json.to_string().as_bytes()).unwrap_err();
-        assert!(matches!(&error, PackageError::Manifest(e) if e.path == "package.capability[0].name"), "{error}");
+        assert!(
+            matches!(&error, PackageError::Manifest(e) if e.path == "package.capability[0].name"),
+            "{error}"
+        );
         json["package"]["app"]["version"] = "one".into();
         let error = SignedPackage::from_json(json.to_string().as_bytes()).unwrap_err();
-        assert!(matches!(&error, PackageError::Manifest(e) if e.path == "package.app.version"), "{error}");
+        assert!(
+            matches!(&error, PackageError::Manifest(e) if e.path == "package.app.version"),
+            "{error}"
+        );
         json["package"]["app"]["version"] = "1.0.0".into();
         json["package"]["app"]["extra"] = "x".into();
         let error = SignedPackage::from_json(json.to_string().as_bytes()).unwrap_err();
-        assert!(matches!(&error, PackageError::Manifest(e) if e.path.starts_with("package.app")), "{error}");
+        assert!(
+            matches!(&error, PackageError::Manifest(e) if e.path.starts_with("package.app")),
+            "{error}"
+        );
     }
 }

@@ -41,7 +41,8 @@ fn check(signed: &serde_json::Value, component: &[u8]) -> Result<(), PackageErro
 
 #[test]
 fn committed_vectors_verify_and_altered_ones_do_not() {
-    let vectors: Vectors = serde_json::from_str(&std::fs::read_to_string(VECTORS).unwrap()).unwrap();
+    let vectors: Vectors =
+        serde_json::from_str(&std::fs::read_to_string(VECTORS).unwrap()).unwrap();
     let component = hex::decode(&vectors.component).unwrap();
     assert_eq!(digest(&component), vectors.sha256);
 
@@ -50,7 +51,10 @@ fn committed_vectors_verify_and_altered_ones_do_not() {
     assert_eq!(key.public().id().as_str(), vectors.key_id);
 
     let signed = SignedPackage::from_json(vectors.signed.to_string().as_bytes()).unwrap();
-    assert_eq!(String::from_utf8(signed.package.canonical()).unwrap(), vectors.canonical);
+    assert_eq!(
+        String::from_utf8(signed.package.canonical()).unwrap(),
+        vectors.canonical
+    );
     assert_eq!(signed.verify().unwrap(), key.public());
     signed.check_component(&component).unwrap();
     // Ed25519 is deterministic: signing again gives the committed signature.
@@ -111,7 +115,9 @@ fn write_vectors_when_asked() {
             refused,
         });
     };
-    alter("one byte of the component flipped", &|_, bytes| bytes[12] ^= 1);
+    alter("one byte of the component flipped", &|_, bytes| {
+        bytes[12] ^= 1
+    });
     alter("component truncated", &|_, bytes| {
         bytes.pop();
     });
@@ -127,12 +133,15 @@ fn write_vectors_when_asked() {
     alter("signature replayed onto another publisher", &|s, _| {
         s["package"]["app"]["publisher"] = "other".into()
     });
-    alter("signature replayed onto a larger capability set", &|s, _| {
-        s["package"]["capability"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"name": "patient/*.rs", "justification": "x"}))
-    });
+    alter(
+        "signature replayed onto a larger capability set",
+        &|s, _| {
+            s["package"]["capability"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"name": "patient/*.rs", "justification": "x"}))
+        },
+    );
     alter("signed digest altered to match other bytes", &|s, bytes| {
         bytes[12] ^= 1;
         s["package"]["component"]["sha256"] = digest(bytes).into();
@@ -143,19 +152,26 @@ fn write_vectors_when_asked() {
         s["signature"]["key_id"] = other.public().id().to_string().into();
     });
     alter("key id naming another key", &|s, _| {
-        s["signature"]["key_id"] = SecretKey::from_seed(&[43; 32]).public().id().to_string().into();
+        s["signature"]["key_id"] = SecretKey::from_seed(&[43; 32])
+            .public()
+            .id()
+            .to_string()
+            .into();
     });
     alter("weak (small-order) key", &|s, _| {
         let mut identity = [0u8; 32];
         identity[0] = 1;
         use base64::Engine as _;
-        s["signature"]["public_key"] =
-            base64::engine::general_purpose::STANDARD.encode(identity).into();
+        s["signature"]["public_key"] = base64::engine::general_purpose::STANDARD
+            .encode(identity)
+            .into();
     });
     alter("signature bit flipped", &|s, _| {
         use base64::Engine as _;
         let engine = base64::engine::general_purpose::STANDARD;
-        let mut bytes = engine.decode(s["signature"]["value"].as_str().unwrap()).unwrap();
+        let mut bytes = engine
+            .decode(s["signature"]["value"].as_str().unwrap())
+            .unwrap();
         bytes[0] ^= 1;
         s["signature"]["value"] = engine.encode(bytes).into();
     });
@@ -168,5 +184,9 @@ fn write_vectors_when_asked() {
         signed: json.clone(),
         altered,
     };
-    std::fs::write(VECTORS, serde_json::to_string_pretty(&vectors).unwrap() + "\n").unwrap();
+    std::fs::write(
+        VECTORS,
+        serde_json::to_string_pretty(&vectors).unwrap() + "\n",
+    )
+    .unwrap();
 }

@@ -211,27 +211,7 @@ pub fn diagnostics(response: &Response) -> String {
 }
 
 async fn postgres_database() -> Option<String> {
-    let Ok(admin_url) = std::env::var("HEALTHCLOUD_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("HEALTHCLOUD_REQUIRE_POSTGRES").is_err(),
-            "HEALTHCLOUD_REQUIRE_POSTGRES is set but HEALTHCLOUD_TEST_POSTGRES_URL is not: run tests/run"
-        );
-        eprintln!(
-            "skipped: set HEALTHCLOUD_TEST_POSTGRES_URL to run the PostgreSQL variant (tests/run does)"
-        );
-        return None;
-    };
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .expect("cannot reach the test PostgreSQL server");
-    let name = format!("hc_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    Some(format!("{base}/{name}"))
+    healthcloud_integration::testing::postgres_database("hc_test").await
 }
 
 fn obs(id: &str, patient: &str, code: &str, category: &str, date: &str) -> Value {

@@ -26,7 +26,10 @@ pub(super) fn router() -> Router<Store> {
             "/apps/{publisher}/{app}/versions/{version}/component",
             get(component),
         )
-        .route("/apps/{publisher}/{app}/versions/{version}/yank", post(yank))
+        .route(
+            "/apps/{publisher}/{app}/versions/{version}/yank",
+            post(yank),
+        )
         .route(
             "/apps/{publisher}/{app}/versions/{version}/revoke",
             post(revoke),
@@ -239,15 +242,11 @@ pub(super) async fn search(store: &Store, query: &CatalogQuery) -> Result<AppLis
 }
 
 fn summary(row: &sqlx::any::AnyRow) -> AppSummary {
-    let audience = [
-        (5, "clinician"),
-        (6, "patient"),
-        (7, "citizen"),
-    ]
-    .iter()
-    .filter(|(column, _)| row.get::<i64, _>(*column) == 1)
-    .map(|(_, name)| (*name).to_owned())
-    .collect();
+    let audience = [(5, "clinician"), (6, "patient"), (7, "citizen")]
+        .iter()
+        .filter(|(column, _)| row.get::<i64, _>(*column) == 1)
+        .map(|(_, name)| (*name).to_owned())
+        .collect();
     AppSummary {
         publisher: row.get(0),
         id: row.get(1),
@@ -376,9 +375,7 @@ async fn one_version(
         .await?
         .pop()
         .map(|(summary, signed)| VersionDetail { summary, signed })
-        .ok_or_else(|| {
-            StoreError::NotFound(format!("no version {version} of '{publisher}/{app}'"))
-        })
+        .ok_or_else(|| StoreError::NotFound(format!("no version {version} of '{publisher}/{app}'")))
 }
 
 #[utoipa::path(get, path = "/store/v1/apps", params(CatalogQuery),
@@ -427,13 +424,19 @@ pub(super) async fn component(
         )));
     }
     let path = store.inner.blobs.path(&detail.summary.sha256);
-    let file = tokio::fs::File::open(&path).await.map_err(|e| {
-        anyhow::anyhow!("component {} missing on disk: {e}", detail.summary.sha256)
-    })?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| anyhow::anyhow!("component {} missing on disk: {e}", detail.summary.sha256))?;
     let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/wasm"));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(detail.summary.size));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/wasm"),
+    );
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(detail.summary.size),
+    );
     headers.insert(
         DIGEST_HEADER,
         HeaderValue::from_str(&detail.summary.sha256).map_err(anyhow::Error::from)?,

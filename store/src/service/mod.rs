@@ -81,6 +81,8 @@ struct Inner {
     check: ComponentCheck,
     limits: StoreLimits,
     feed_key: SecretKey,
+    /// Crash testing: the publish step at which to stop and wait to be killed.
+    pause_at: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -126,6 +128,7 @@ impl Store {
                 check: config.check,
                 limits: config.limits,
                 feed_key,
+                pause_at: std::env::var(PAUSE_AT).ok(),
             }),
         };
         Ok((store, recovered))
@@ -136,7 +139,7 @@ impl Store {
     pub fn router(&self) -> Router {
         let api = Router::new()
             .merge(publishers::router())
-            .merge(publish::router())
+            .merge(publish::router(&self.inner.limits))
             .merge(catalog::router())
             .merge(revocations::router())
             .merge(openapi::router());
@@ -193,6 +196,20 @@ impl Store {
             )));
         }
         Ok(principal)
+    }
+}
+
+/// Crash testing: set to a publish step (`uploading`, `uploaded`, `validated`, `placed`,
+/// `recorded`, `committed`) and every publish stops there for good, after saying so on
+/// stderr, so a test can kill the process at exactly that point.
+pub const PAUSE_AT: &str = "HEALTHCLOUD_STORE_PAUSE_AT";
+
+impl Store {
+    async fn pause_point(&self, step: &str) {
+        if self.inner.pause_at.as_deref() == Some(step) {
+            eprintln!("store: publish paused at step '{step}' ({PAUSE_AT})");
+            std::future::pending::<()>().await;
+        }
     }
 }
 

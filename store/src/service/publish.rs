@@ -17,19 +17,18 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{Store, StoreError, lock, now};
+use super::{Store, StoreError, StoreLimits, lock, now};
 use crate::manifest::Audience;
 use crate::package::SignedPackage;
 
 /// The largest envelope accepted (the manifest with its justifications, and the signature).
 const MAX_ENVELOPE: usize = 256 * 1024;
 
-pub(super) fn router() -> Router<Store> {
-    // The component is streamed under its own cap, never buffered whole.
-    Router::new().route(
-        "/packages",
-        post(publish).layer(DefaultBodyLimit::disable()),
-    )
+pub(super) fn router(limits: &StoreLimits) -> Router<Store> {
+    // The component streams under the size its package signs; the body limit bounds what
+    // the multipart parser may read ahead in any case.
+    let most = limits.max_component_bytes as usize + MAX_ENVELOPE + 64 * 1024;
+    Router::new().route("/packages", post(publish).layer(DefaultBodyLimit::max(most)))
 }
 
 /// A published version.
@@ -70,10 +69,7 @@ fn multipart_error(error: axum::extract::multipart::MultipartError) -> StoreErro
     }
 }
 
-async fn next_field<'a>(
-    multipart: &'a mut Multipart,
-    name: &str,
-) -> Result<Field<'a>, StoreError> {
+async fn next_field<'a>(multipart: &'a mut Multipart, name: &str) -> Result<Field<'a>, StoreError> {
     let field = multipart.next_field().await.map_err(multipart_error)?;
     match field {
         Some(field) if field.name() == Some(name) => Ok(field),
@@ -99,15 +95,17 @@ pub(super) async fn publish(
     mut multipart: Multipart,
 ) -> Result<(StatusCode, Json<Published>), StoreError> {
     let principal = store.principal(&headers)?;
-    let mut field = next_field(&mut multipart, "package").await?;
     let mut envelope = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-        if envelope.len() + chunk.len() > MAX_ENVELOPE {
-            return Err(StoreError::TooLarge(format!(
-                "the package envelope is over {MAX_ENVELOPE} bytes"
-            )));
+    {
+        let mut field = next_field(&mut multipart, "package").await?;
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if envelope.len() + chunk.len() > MAX_ENVELOPE {
+                return Err(StoreError::TooLarge(format!(
+                    "the package envelope is over {MAX_ENVELOPE} bytes"
+                )));
+            }
+            envelope.extend_from_slice(&chunk);
         }
-        envelope.extend_from_slice(&chunk);
     }
     let signed = SignedPackage::from_json(&envelope)?;
     let app = &signed.package.app;
@@ -144,8 +142,12 @@ pub(super) async fn publish(
             )));
         }
         upload.write(&chunk).await?;
+        if upload.size() == chunk.len() as u64 {
+            store.pause_point("uploading").await;
+        }
     }
     let uploaded = upload.finish().await?;
+    store.pause_point("uploaded").await;
     if uploaded.sha256 != signed.package.component.sha256 || uploaded.size != declared {
         return Err(StoreError::bad_request(format!(
             "the component is not the one that was signed: got sha256 {} ({} bytes), the package signs {} ({declared} bytes)",
@@ -161,15 +163,24 @@ pub(super) async fn publish(
         .map_err(|reason| {
             StoreError::Unprocessable(format!("the component would not install: {reason}"))
         })?;
+    store.pause_point("validated").await;
 
     let mut write = db.begin_write().await?;
-    lock(db, &mut write.tx, &format!("app:{}", signed.package.app.full_id())).await?;
+    lock(
+        db,
+        &mut write.tx,
+        &format!("app:{}", signed.package.app.full_id()),
+    )
+    .await?;
     if let Some(published) = decide(&store, &signed, Some(&mut write.tx)).await? {
         return Ok((StatusCode::OK, Json(published)));
     }
     store.inner.blobs.commit(uploaded).await?;
+    store.pause_point("placed").await;
     let published = record(&store, &mut write.tx, &signed, &envelope).await?;
+    store.pause_point("recorded").await;
     write.commit().await?;
+    store.pause_point("committed").await;
     tracing::info!(
         app = %signed.package.app.full_id(), %version, sha256 = %published.sha256,
         key_id = %published.key_id, "published"
@@ -221,7 +232,8 @@ async fn decide(
 ) -> Result<Option<Published>, StoreError> {
     let db = store.db();
     let app = &signed.package.app;
-    let mut select = db.sql("SELECT version, envelope, published_at FROM store_versions WHERE publisher = ");
+    let mut select =
+        db.sql("SELECT version, envelope, published_at FROM store_versions WHERE publisher = ");
     select
         .bind(app.publisher.as_str())
         .push(" AND app = ")
@@ -306,13 +318,7 @@ async fn record(
         .push(")");
     insert.query().execute(&mut **tx).await?;
 
-    let search_text = format!(
-        "{} {} {}",
-        app.name,
-        app.full_id(),
-        app.description
-    )
-    .to_lowercase();
+    let search_text = format!("{} {} {}", app.name, app.full_id(), app.description).to_lowercase();
     let audience = |who: Audience| i64::from(app.audience.contains(&who));
     let mut upsert = db.sql(
         "INSERT INTO store_apps (publisher, id, latest_version, name, description, search_text, \

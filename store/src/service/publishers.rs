@@ -143,7 +143,12 @@ pub(super) async fn register(
     lock(db, &mut write.tx, &format!("publisher:{}", new.id)).await?;
     let mut exists = db.sql("SELECT 1 FROM store_publishers WHERE id = ");
     exists.bind(new.id.as_str());
-    if exists.query().fetch_optional(&mut *write.tx).await?.is_some() {
+    if exists
+        .query()
+        .fetch_optional(&mut *write.tx)
+        .await?
+        .is_some()
+    {
         return Err(StoreError::Conflict(format!(
             "publisher '{}' is already registered: add keys with 'healthcloud store add-key'",
             new.id
@@ -225,7 +230,12 @@ pub(super) async fn publisher(store: &Store, id: &str) -> Result<Publisher, Stor
                     .map_err(|e| anyhow::anyhow!("stored key id: {e}"))?,
                 public_key: row.get(1),
                 added_at: row.get(2),
-                status: if revoked_at.is_some() { "revoked" } else { "active" }.into(),
+                status: if revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                }
+                .into(),
                 revoked_at,
                 compromised_since: row.get(4),
                 reason: row.get(5),
@@ -316,7 +326,9 @@ pub(super) async fn revoke_key(
             chrono::DateTime::parse_from_rfc3339(text)
                 .map(|t| timestamp(t.with_timezone(&chrono::Utc)))
                 .map_err(|e| StoreError::BadRequest {
-                    message: format!("'{text}' is not an RFC 3339 time ({e}), e.g. 2026-11-01T00:00:00Z"),
+                    message: format!(
+                        "'{text}' is not an RFC 3339 time ({e}), e.g. 2026-11-01T00:00:00Z"
+                    ),
                     field: Some("compromised_since".into()),
                 })
         })

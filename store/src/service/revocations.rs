@@ -89,7 +89,9 @@ pub enum FeedError {
     #[error("the revocation feed is not signed by the store's key: {0}")]
     Signature(#[from] KeyError),
     /// Past its expiry.
-    #[error("the revocation feed expired at {0}: the store cannot be reached or the feed is frozen")]
+    #[error(
+        "the revocation feed expired at {0}: the store cannot be reached or the feed is frozen"
+    )]
     Expired(String),
 }
 

@@ -1,0 +1,579 @@
+//! Publishing, from the attacker's side: every way to slip in altered, replayed, unsigned,
+//! older or oversized content is refused, and nothing of a refused upload stays on disk.
+//! Each test runs on SQLite and on PostgreSQL.
+
+mod common;
+
+use axum::body::Body;
+use common::{BACKENDS, StoreHost, example_app, hello_as, sign};
+use healthcloud_store::keys::SecretKey;
+use serde_json::json;
+
+/// A store with publisher `acme` (key returned) registered.
+async fn with_acme(backend: common::Backend) -> Option<(StoreHost, SecretKey)> {
+    let host = StoreHost::on(backend).await?;
+    let key = SecretKey::generate();
+    assert_eq!(host.register("acme", &key).await.status, 201);
+    Some((host, key))
+}
+
+fn assert_nothing_left(host: &StoreHost) {
+    let (temporaries, blobs) = host.files();
+    assert!(temporaries.is_empty(), "temporaries left: {temporaries:?}");
+    assert!(blobs.is_empty(), "blobs left: {blobs:?}");
+}
+
+#[tokio::test]
+async fn a_signed_package_is_published_once_and_downloads_as_signed() {
+    for backend in BACKENDS {
+        let Some((host, key)) = with_acme(backend).await else {
+            continue;
+        };
+        let (manifest, component) = hello_as("acme", "hello", "1.0.0");
+        let signed = sign(&manifest, &component, &key);
+        let first = host.publish(&signed, &component).await;
+        assert_eq!(first.status, 201, "{}", first.text());
+        assert_eq!(first.json()["key_id"], key.public().id().to_string());
+
+        let again = host.publish(&signed, &component).await;
+        assert_eq!(
+            again.status,
+            200,
+            "identical re-publish is a no-op: {}",
+            again.text()
+        );
+        assert_eq!(again.json()["published_at"], first.json()["published_at"]);
+
+        let download = host
+            .get("/store/v1/apps/acme/hello/versions/1.0.0/component")
+            .await;
+        assert_eq!(download.status, 200);
+        assert_eq!(download.body, component);
+        assert_eq!(
+            download.headers["healthcloud-component-sha256"],
+            signed.package.component.sha256.as_str()
+        );
+        let version = host
+            .get("/store/v1/apps/acme/hello/versions/1.0.0")
+            .await
+            .json();
+        assert_eq!(version["signature"], "valid");
+        let stored: healthcloud_store::package::SignedPackage =
+            serde_json::from_value(version["signed"].clone()).unwrap();
+        assert_eq!(stored.verify().unwrap(), key.public());
+        stored.check_component(&download.body).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn altered_bytes_or_manifest_and_replayed_signatures_are_refused() {
+    for backend in BACKENDS {
+        let Some((host, key)) = with_acme(backend).await else {
+            continue;
+        };
+        let (manifest, component) = hello_as("acme", "hello", "1.0.0");
+        let signed = sign(&manifest, &component, &key);
+
+        let mut flipped = component.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 1;
+        let answer = host.publish(&signed, &flipped).await;
+        assert_eq!(answer.status, 400, "{}", answer.text());
+        assert!(
+            answer.error().contains("not the one that was signed"),
+            "{}",
+            answer.error()
+        );
+
+        let mut altered = signed.clone();
+        altered.package.app.description = "Now also reads everything.".into();
+        let answer = host.publish(&altered, &component).await;
+        assert_eq!(answer.status, 403, "{}", answer.text());
+        assert!(
+            answer.error().contains("does not verify"),
+            "{}",
+            answer.error()
+        );
+
+        // The same signature moved onto another id, version, or a larger capability set.
+        let mut other_id = signed.clone();
+        other_id.package.app.id = "hello-pro".into();
+        let mut other_version = signed.clone();
+        other_version.package.app.version = "2.0.0".parse().unwrap();
+        let mut more_capabilities = signed.clone();
+        more_capabilities.package.requested.push(
+            healthcloud_store::manifest::RequestedCapability {
+                name: "patient/*.rs".into(),
+                justification: "everything".into(),
+            },
+        );
+        for replayed in [other_id, other_version, more_capabilities] {
+            let answer = host.publish(&replayed, &component).await;
+            assert_eq!(answer.status, 403, "{}", answer.text());
+        }
+        assert_nothing_left(&host);
+        assert_eq!(host.get("/store/v1/apps/acme/hello").await.status, 404);
+    }
+}
+
+#[tokio::test]
+async fn keys_must_be_the_publishers_own_active_strong_keys() {
+    for backend in BACKENDS {
+        let Some((host, acme_key)) = with_acme(backend).await else {
+            continue;
+        };
+        let (manifest, component) = hello_as("acme", "hello", "1.0.0");
+
+        let unknown = SecretKey::generate();
+        let answer = host
+            .publish(&sign(&manifest, &component, &unknown), &component)
+            .await;
+        assert_eq!(answer.status, 403);
+        assert!(
+            answer.error().contains("not registered"),
+            "{}",
+            answer.error()
+        );
+
+        let rival_key = SecretKey::generate();
+        assert_eq!(host.register("rival", &rival_key).await.status, 201);
+        let answer = host
+            .publish(&sign(&manifest, &component, &rival_key), &component)
+            .await;
+        assert_eq!(answer.status, 403);
+        assert!(
+            answer.error().contains("belongs to publisher 'rival'"),
+            "{}",
+            answer.error()
+        );
+
+        // A rival's token cannot publish into acme's namespace, even with acme's signature.
+        let signed = sign(&manifest, &component, &acme_key);
+        let answer = host.publish_as("rival", &signed, &component).await;
+        assert_eq!(answer.status, 403);
+        assert!(answer.error().contains("namespace"), "{}", answer.error());
+
+        // A small-order key: refused as a signature and at registration.
+        let mut weak = signed.clone();
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        use base64::Engine as _;
+        weak.signature.public_key = base64::engine::general_purpose::STANDARD.encode(identity);
+        let answer = host.publish(&weak, &component).await;
+        assert_eq!(answer.status, 403);
+        assert!(answer.error().contains("weak"), "{}", answer.error());
+
+        // A revoked key.
+        let old = SecretKey::generate();
+        add_key(&host, "acme", &old, &acme_key).await;
+        let revoke = host
+            .post_json(
+                &format!(
+                    "/store/v1/publishers/acme/keys/{}/revoke",
+                    old.public().id()
+                ),
+                &host.publisher_token("acme"),
+                &json!({"reason": "laptop stolen"}),
+            )
+            .await;
+        assert_eq!(revoke.status, 200, "{}", revoke.text());
+        let answer = host
+            .publish(&sign(&manifest, &component, &old), &component)
+            .await;
+        assert_eq!(answer.status, 403);
+        assert!(answer.error().contains("revoked"), "{}", answer.error());
+
+        assert_nothing_left(&host);
+        let answer = host.publish(&signed, &component).await;
+        assert_eq!(
+            answer.status,
+            201,
+            "the active key still publishes: {}",
+            answer.text()
+        );
+    }
+}
+
+async fn add_key(host: &StoreHost, publisher: &str, new: &SecretKey, current: &SecretKey) {
+    use healthcloud_store::keys::Purpose;
+    let message = serde_json_canonicalizer::to_vec(
+        &json!({"key_id": new.public().id(), "publisher": publisher}),
+    )
+    .unwrap();
+    let answer = host
+        .post_json(
+            &format!("/store/v1/publishers/{publisher}/keys"),
+            &host.publisher_token(publisher),
+            &json!({"key": new.public().to_pem(), "endorsement": {
+                "key_id": current.public().id(), "signature": current.sign(Purpose::AddKey, &message)}}),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text());
+}
+
+#[tokio::test]
+async fn a_new_key_needs_an_endorsement_by_a_current_one() {
+    for backend in BACKENDS {
+        let Some((host, key)) = with_acme(backend).await else {
+            continue;
+        };
+        let new = SecretKey::generate();
+        let unendorsed = host
+            .post_json(
+                "/store/v1/publishers/acme/keys",
+                &host.publisher_token("acme"),
+                &json!({"key": new.public().to_pem()}),
+            )
+            .await;
+        assert_eq!(unendorsed.status, 400);
+        let stranger = SecretKey::generate();
+        let forged = host
+            .post_json(
+                "/store/v1/publishers/acme/keys",
+                &host.publisher_token("acme"),
+                &json!({"key": new.public().to_pem(), "endorsement": {
+                    "key_id": stranger.public().id(), "signature": stranger.sign(
+                        healthcloud_store::keys::Purpose::AddKey, b"{}")}}),
+            )
+            .await;
+        assert_eq!(forged.status, 403, "{}", forged.text());
+        add_key(&host, "acme", &new, &key).await;
+        let keys = host.get("/store/v1/publishers/acme").await.json()["keys"].clone();
+        assert_eq!(keys.as_array().unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_key_compromised_since_t_voids_only_what_was_published_from_t() {
+    for backend in BACKENDS {
+        let Some((host, key)) = with_acme(backend).await else {
+            continue;
+        };
+        let (v1, component) = hello_as("acme", "hello", "1.0.0");
+        assert_eq!(
+            host.publish(&sign(&v1, &component, &key), &component)
+                .await
+                .status,
+            201
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let since = chrono::Utc::now();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let (v2, _) = hello_as("acme", "hello", "1.1.0");
+        assert_eq!(
+            host.publish(&sign(&v2, &component, &key), &component)
+                .await
+                .status,
+            201
+        );
+
+        let revoke = host
+            .post_json(
+                &format!(
+                    "/store/v1/publishers/acme/keys/{}/revoke",
+                    key.public().id()
+                ),
+                &host.admin(),
+                &json!({"compromised_since": since.to_rfc3339(), "reason": "key leaked"}),
+            )
+            .await;
+        assert_eq!(revoke.status, 200, "{}", revoke.text());
+
+        let detail = host.get("/store/v1/apps/acme/hello").await.json();
+        let status = |version: &str| {
+            detail["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["version"] == version)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(status("1.0.0")["signature"], "valid");
+        assert!(status("1.0.0").get("revoked").is_none());
+        assert!(
+            status("1.1.0")["signature"]
+                .as_str()
+                .unwrap()
+                .contains("compromised")
+        );
+        assert!(
+            status("1.1.0")["revoked"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("key leaked")
+        );
+        assert_eq!(
+            host.get("/store/v1/apps/acme/hello/versions/1.1.0/component")
+                .await
+                .status,
+            410
+        );
+
+        let (v3, _) = hello_as("acme", "hello", "1.2.0");
+        let answer = host.publish(&sign(&v3, &component, &key), &component).await;
+        assert_eq!(answer.status, 403);
+        assert!(
+            answer.error().contains("compromised since"),
+            "{}",
+            answer.error()
+        );
+    }
+}
+
+#[tokio::test]
+async fn versions_are_immutable_and_only_go_up() {
+    for backend in BACKENDS {
+        let Some((host, key)) = with_acme(backend).await else {
+            continue;
+        };
+        let (manifest, component) = hello_as("acme", "hello", "1.2.0");
+        assert_eq!(
+            host.publish(&sign(&manifest, &component, &key), &component)
+                .await
+                .status,
+            201
+        );
+
+        let (other_manifest, other) = example_app("bp-monitor");
+        let mut same_version = other_manifest.clone();
+        same_version.app.publisher = "acme".into();
+        same_version.app.id = "hello".into();
+        same_version.app.version = "1.2.0".parse().unwrap();
+        let answer = host
+            .publish(&sign(&same_version, &other, &key), &other)
+            .await;
+        assert_eq!(answer.status, 409);
+        assert_eq!(
+            answer.error(),
+            "version 1.2.0 of acme/hello is already published with different content: bump the version"
+        );
+
+        let (lower, _) = hello_as("acme", "hello", "1.1.9");
+        let answer = host
+            .publish(&sign(&lower, &component, &key), &component)
+            .await;
+        assert_eq!(answer.status, 409);
+        assert!(
+            answer
+                .error()
+                .contains("lower than the latest published version 1.2.0"),
+            "{}",
+            answer.error()
+        );
+
+        let download = host
+            .get("/store/v1/apps/acme/hello/versions/1.2.0/component")
+            .await;
+        assert_eq!(download.body, component, "the first content stays");
+    }
+}
+
+#[tokio::test]
+async fn oversized_uploads_get_413_and_leave_nothing_on_disk() {
+    for backend in BACKENDS {
+        let limits = healthcloud_store::service::StoreLimits {
+            max_component_bytes: 64 * 1024,
+            ..Default::default()
+        };
+        let Some(host) = StoreHost::with_limits(backend, limits).await else {
+            continue;
+        };
+        let key = SecretKey::generate();
+        assert_eq!(host.register("acme", &key).await.status, 201);
+        let (manifest, component) = hello_as("acme", "hello", "1.0.0");
+        assert!(
+            component.len() > 64 * 1024,
+            "hello is larger than the test cap"
+        );
+
+        let answer = host
+            .publish(&sign(&manifest, &component, &key), &component)
+            .await;
+        assert_eq!(answer.status, 413, "{}", answer.text());
+
+        // A package that declares a small component, followed by an endless stream: the store
+        // stops reading at the declared size, without buffering the rest.
+        let small = b"\0asm\x0d\0\x01\0".to_vec();
+        let signed = sign(&manifest, &small, &key);
+        let pulled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = pulled.clone();
+        // Like a socket, the stream is not always ready.
+        let endless = futures_util::stream::unfold(counter, |counter| async move {
+            tokio::task::yield_now().await;
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let chunk = axum::body::Bytes::from(vec![0u8; 64 * 1024]);
+            Some((Ok::<_, std::io::Error>(chunk), counter))
+        });
+        let answer = host
+            .publish_raw(
+                &host.publisher_token("acme"),
+                signed.to_json().as_bytes(),
+                Body::from_stream(endless),
+            )
+            .await;
+        assert_eq!(answer.status, 413, "{}", answer.text());
+        let pulled = pulled.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            pulled < 4,
+            "the store read {pulled} chunks of 64 KiB after the declared 8 bytes"
+        );
+        assert_nothing_left(&host);
+    }
+}
+
+#[tokio::test]
+async fn malformed_manifests_get_400_naming_the_field() {
+    for backend in BACKENDS {
+        let Some((host, key)) = with_acme(backend).await else {
+            continue;
+        };
+        let (manifest, component) = hello_as("acme", "hello", "1.0.0");
+        let signed = sign(&manifest, &component, &key);
+        let mut json = serde_json::to_value(&signed).unwrap();
+        let token = host.publisher_token("acme");
+        let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+            (
+                "package.app.version",
+                Box::new(|j| j["package"]["app"]["version"] = "1.x".into()),
+            ),
+            (
+                "package.app.audience",
+                Box::new(|j| j["package"]["app"]["audience"] = json!([])),
+            ),
+            (
+                "package.app.publisher",
+                Box::new(|j| j["package"]["app"]["publisher"] = "../../etc".into()),
+            ),
+            // A look-alike: Cyrillic 'е' in "hello".
+            (
+                "package.app.id",
+                Box::new(|j| j["package"]["app"]["id"] = "h\u{0435}llo".into()),
+            ),
+            (
+                "package.app.id",
+                Box::new(|j| j["package"]["app"]["id"] = "hello/../../x".into()),
+            ),
+            (
+                "package.capability[0].name",
+                Box::new(|j| {
+                    j["package"]["capability"] =
+                        json!([{"name": "patient/Observation.zz", "justification": "x"}])
+                }),
+            ),
+            (
+                "package.component.sha256",
+                Box::new(|j| j["package"]["component"]["sha256"] = "../../../etc/passwd".into()),
+            ),
+        ];
+        for (field, change) in &cases {
+            let mut bad = json.clone();
+            change(&mut bad);
+            let answer = host
+                .publish_raw(
+                    &token,
+                    bad.to_string().as_bytes(),
+                    Body::from(common::multipart_tail(&component)),
+                )
+                .await;
+            assert_eq!(answer.status, 400, "{field}: {}", answer.text());
+            assert_eq!(answer.json()["field"], *field, "{}", answer.text());
+        }
+        json["package"] = json!("not a package");
+        let answer = host
+            .publish_raw(
+                &token,
+                json.to_string().as_bytes(),
+                Body::from(common::multipart_tail(&component)),
+            )
+            .await;
+        assert_eq!(answer.status, 400);
+        assert_nothing_left(&host);
+    }
+}
+
+#[tokio::test]
+async fn a_component_that_would_not_install_is_refused() {
+    for backend in BACKENDS {
+        let Some((host, key)) = with_acme(backend).await else {
+            continue;
+        };
+        // bp-monitor's component imports healthcloud:platform/fhir; hello's manifest requests no data.
+        let (_, bp) = example_app("bp-monitor");
+        let (manifest, _) = hello_as("acme", "hello", "1.0.0");
+        let answer = host.publish(&sign(&manifest, &bp, &key), &bp).await;
+        assert_eq!(answer.status, 422, "{}", answer.text());
+        assert!(
+            answer.error().contains("healthcloud:platform/fhir"),
+            "{}",
+            answer.error()
+        );
+        let core_module = b"\0asm\x01\0\0\0".to_vec();
+        let answer = host
+            .publish(&sign(&manifest, &core_module, &key), &core_module)
+            .await;
+        assert_eq!(answer.status, 422, "{}", answer.text());
+        assert!(
+            answer.error().contains("core WebAssembly module"),
+            "{}",
+            answer.error()
+        );
+        assert_nothing_left(&host);
+    }
+}
+
+#[tokio::test]
+async fn two_concurrent_publishes_of_one_version_have_one_winner() {
+    for backend in BACKENDS {
+        let Some((host, key)) = with_acme(backend).await else {
+            continue;
+        };
+        let (manifest, component) = hello_as("acme", "hello", "3.0.0");
+        let (_, other) = example_app("patient-summary");
+        let mut other_manifest = example_app("patient-summary").0;
+        other_manifest.app.publisher = "acme".into();
+        other_manifest.app.id = "hello".into();
+        other_manifest.app.version = "3.0.0".parse().unwrap();
+        let first = sign(&manifest, &component, &key);
+        let second = sign(&other_manifest, &other, &key);
+        let (a, b) = tokio::join!(
+            host.publish(&first, &component),
+            host.publish(&second, &other)
+        );
+        let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [201, 409], "{} / {}", a.text(), b.text());
+        let winner = if a.status == 201 { &component } else { &other };
+        let download = host
+            .get("/store/v1/apps/acme/hello/versions/3.0.0/component")
+            .await;
+        assert_eq!(&download.body, winner);
+        let (temporaries, blobs) = host.files();
+        assert!(temporaries.is_empty());
+        assert_eq!(blobs.len(), 1, "only the winner's component is stored");
+    }
+}
+
+#[tokio::test]
+async fn paths_that_try_to_leave_the_store_find_nothing() {
+    for backend in BACKENDS {
+        let Some((host, key)) = with_acme(backend).await else {
+            continue;
+        };
+        let (manifest, component) = hello_as("acme", "hello", "1.0.0");
+        assert_eq!(
+            host.publish(&sign(&manifest, &component, &key), &component)
+                .await
+                .status,
+            201
+        );
+        for path in [
+            "/store/v1/apps/acme/hello/versions/..%2F..%2F..%2Fstore.key/component",
+            "/store/v1/apps/..%2F..%2F/hello/versions/1.0.0/component",
+            "/store/v1/apps/acme/..%2Fhello/versions/1.0.0/component",
+        ] {
+            let answer = host.get(path).await;
+            assert_eq!(answer.status, 404, "{path}: {}", answer.text());
+        }
+    }
+}
