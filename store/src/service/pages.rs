@@ -129,6 +129,12 @@ impl Results {
 
     fn count_text(&self) -> String {
         let apps = if self.total == 1 { "app" } else { "apps" };
+        if self.apps.is_empty() && self.page > self.pages {
+            return format!(
+                "{} {apps} found, none on page {}: the last page is {}",
+                self.total, self.page, self.pages
+            );
+        }
         if self.apps.is_empty() || self.pages == 1 {
             return format!("{} {apps} found", self.total);
         }
@@ -450,6 +456,10 @@ mod tests {
             per_page: 20,
         });
         assert_eq!((past.previous, past.next), (Some(3), None));
+        assert_eq!(
+            past.count_text(),
+            "45 apps found, none on page 9: the last page is 3"
+        );
         let last = Results::new(AppList {
             apps: vec![],
             total: 45,
