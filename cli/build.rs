@@ -2,13 +2,14 @@
 //! them, with their manifests, in `healthcloud`: `healthcloud up` installs them on a fresh
 //! clone with nothing committed in binary form.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("cli/ has a parent")
-        .to_owned();
+    // Read when the script runs (not compiled in), so a build script binary shared between
+    // checkouts still builds this checkout's apps.
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let root = manifest_dir.parent().expect("cli/ has a parent").to_owned();
     for watched in ["example-apps", "sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }

@@ -4,8 +4,13 @@
 use std::path::Path;
 
 use anyhow::Context;
+use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
 use healthcloud_runtime::{Limits, Runtime};
+use healthcloud_store::keys::{KeyId, SecretKey};
 use healthcloud_store::manifest::{Capability, Manifest};
+use healthcloud_store::package::Package;
+
+use crate::client::StoreClient;
 use serde::Deserialize;
 
 /// The file's name in the data directory.
@@ -62,11 +67,64 @@ pub fn example_apps() -> anyhow::Result<Vec<(Manifest, &'static [u8])>> {
         .collect()
 }
 
-/// Installs the configured example apps. Compiling is CPU work: it runs off the executor,
-/// and compiled code is cached in the data directory, so a restart is quick.
+/// The demo publisher's id and display name.
+pub const DEMO_PUBLISHER: (&str, &str) = ("examples", "healthcloud examples");
+
+/// Publishes the example apps through the store's public API at `server`, as any vendor
+/// would: the demo publisher is registered (by a store admin) with a key kept in the data
+/// directory, and each app is signed with it and uploaded. Publishing again is a no-op.
+/// Returns the signing key's id.
+pub async fn publish_example_apps(
+    server: &str,
+    data_dir: &Path,
+    issuer: &TokenIssuer,
+) -> anyhow::Result<KeyId> {
+    let key_path = data_dir.join("examples-publisher.key");
+    if !key_path.exists() {
+        SecretKey::generate().write(&key_path)?;
+    }
+    let key = SecretKey::read(&key_path)?;
+    let (publisher, name) = DEMO_PUBLISHER;
+    let token = |role: Role, sub: &str| {
+        issuer
+            .mint(
+                role,
+                TokenRequest {
+                    sub: Some(sub.into()),
+                    ttl_secs: Some(600),
+                    ..TokenRequest::default()
+                },
+            )
+            .map_err(anyhow::Error::msg)
+    };
+    let admin = StoreClient::new(server, Some(token(Role::StoreAdmin, "demo-store-admin")?))?;
+    match admin
+        .approve_publisher(publisher, name, &key.public().to_pem())
+        .await
+    {
+        Ok(_) => {}
+        Err(error) if error.status() == Some(reqwest::StatusCode::CONFLICT) => {}
+        Err(error) => return Err(error).context("registering the demo publisher"),
+    }
+    let vendor = StoreClient::new(server, Some(token(Role::Publisher, publisher)?))?;
+    for (manifest, component) in example_apps()? {
+        let signed = Package::new(&manifest, component).sign(&key);
+        let size = signed.package.component.size;
+        vendor
+            .publish(&signed, reqwest::Body::from(component), size)
+            .await
+            .with_context(|| format!("publishing {}", manifest.full_id()))?;
+    }
+    Ok(key.public().id())
+}
+
+/// Installs the configured example apps, recording `publisher_key` as their signer.
+/// Compiling is CPU work: it runs off the executor, and compiled code is cached in the data
+/// directory, so a restart is quick.
 pub async fn install_example_apps(
     runtime: &Runtime,
     config: &AppCloudConfig,
+    publisher_key: &KeyId,
 ) -> anyhow::Result<usize> {
     let apps = example_apps()?;
     let mut installed = 0;
@@ -90,14 +148,15 @@ pub async fn install_example_apps(
             .with_context(|| {
                 format!("{FILE}: the grant of {} in {}", install.app, install.region)
             })?;
-        let (runtime, region, manifest, component) = (
+        let (runtime, region, manifest, component, key) = (
             runtime.clone(),
             install.region.clone(),
             manifest.clone(),
             *component,
+            publisher_key.to_string(),
         );
         tokio::task::spawn_blocking(move || {
-            runtime.install(&region, manifest, component, LOCAL_PUBLISHER_KEY, grant)
+            runtime.install(&region, manifest, component, &key, grant)
         })
         .await?
         .with_context(|| format!("installing {} in {}", install.app, install.region))?;
@@ -105,7 +164,3 @@ pub async fn install_example_apps(
     }
     Ok(installed)
 }
-
-/// The publisher key id recorded for apps installed from this binary rather than from a
-/// signed package.
-pub const LOCAL_PUBLISHER_KEY: &str = "local-build";

@@ -1,13 +1,16 @@
-//! The one listener: the integration cloud's FHIR API and the app cloud's apps, composed.
+//! The one listener: the integration cloud's FHIR API, the app cloud's apps and the app
+//! store, composed.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use healthcloud_integration::Integration;
 use healthcloud_runtime::{Limits, Runtime, RuntimeConfig};
+use healthcloud_store::service::{Store, StoreConfig, StoreLimits};
 
 /// Creates the app cloud on top of an opened integration cloud; compiled code is cached in
 /// `data_dir`.
@@ -25,11 +28,33 @@ pub async fn app_cloud(
     .await
 }
 
+/// Opens the app store on the integration cloud's database; components and the feed key live
+/// in `data_dir/store`, and uploads are checked with `runtime`'s install-time check.
+pub async fn app_store(
+    integration: &Integration,
+    data_dir: &Path,
+    runtime: &Runtime,
+) -> anyhow::Result<Store> {
+    let runtime = runtime.clone();
+    let (store, _) = Store::open(StoreConfig {
+        db: integration.state.service.store().database().clone(),
+        dir: data_dir.join("store"),
+        verifier: integration.state.verifier.clone(),
+        check: Arc::new(move |manifest, bytes| {
+            runtime.validate(manifest, bytes).map_err(|e| e.to_string())
+        }),
+        limits: StoreLimits::default(),
+    })
+    .await?;
+    Ok(store)
+}
+
 /// Every route with the cross-cutting layers.
-pub fn router(integration: &Integration, runtime: &Runtime) -> Router {
+pub fn router(integration: &Integration, runtime: &Runtime, store: &Store) -> Router {
     Router::new()
         .merge(integration.router())
         .merge(runtime.router())
+        .merge(store.router())
         .route("/healthz", get(|| async { "ok" }))
         // A bug must cost one request a 500, never the connection or the process.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {

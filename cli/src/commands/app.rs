@@ -272,7 +272,9 @@ impl RunCommand {
         println!(
             "try:\n  curl -H \"Authorization: Bearer {token}\" {public_url}/apps/{DEV_REGION}/{app_id}/"
         );
-        server::serve(listener, server::router(&integration, &runtime)).await
+        let app_store = server::app_store(&integration, &data_dir, &runtime).await?;
+        let router = server::router(&integration, &runtime, &app_store);
+        server::serve(listener, router).await
     }
 }
 

@@ -47,16 +47,30 @@ impl UpCommand {
         let config = AppCloudConfig::load(&self.data.data_dir)?;
         let runtime =
             server::app_cloud(&integration, &self.data.data_dir, config.limits.clone()).await?;
-        eprintln!("installing the example apps…");
-        let installed = app_cloud::install_example_apps(&runtime, &config).await?;
+        let app_store = server::app_store(&integration, &self.data.data_dir, &runtime).await?;
         let listener = server::listen(self.addr).await?;
-        let app = server::router(&integration, &runtime);
+        let local_url = format!("http://{}", listener.local_addr()?);
+        let app = server::router(&integration, &runtime, &app_store);
+        let serving = tokio::spawn(server::serve(listener, app));
+        eprintln!("publishing the example apps through the store at {local_url}/store…");
+        let key_id =
+            app_cloud::publish_example_apps(&local_url, &self.data.data_dir, &integration.issuer)
+                .await?;
+        eprintln!("installing the example apps…");
+        let installed = app_cloud::install_example_apps(&runtime, &config, &key_id).await?;
 
         println!("healthcloud is up");
         println!(
             "  FHIR R4 API:   {public_url}/fhir/r4  (metadata: {public_url}/fhir/r4/metadata)"
         );
         println!("  health check:  {public_url}/healthz");
+        println!(
+            "  app store:     {public_url}/store  (API: {public_url}/store/v1, OpenAPI: {public_url}/store/v1/openapi.json)"
+        );
+        println!(
+            "    publisher '{}' signs the example apps with key {key_id}",
+            app_cloud::DEMO_PUBLISHER.0
+        );
         println!(
             "  apps ({installed} installs, grants in {}):",
             self.data.data_dir.join(app_cloud::FILE).display()
@@ -85,6 +99,6 @@ impl UpCommand {
                 "  curl -H \"Authorization: Bearer $APP_TOKEN\" {public_url}/apps/hovedstaden/examples/bp-monitor/"
             );
         }
-        server::serve(listener, app).await
+        serving.await?
     }
 }
