@@ -15,6 +15,7 @@ tests/run sets it), when they fail.
 
 from __future__ import annotations
 
+import html
 import html.parser
 import os
 import re
@@ -159,6 +160,25 @@ def listed(driver) -> list[dict]:
     return apps
 
 
+def listed_all(driver) -> list[dict]:
+    """The apps on this catalog page and the ones after it, following the "Next page" links
+    (other tests may have published more apps than one page holds)."""
+    By = by()
+    apps = listed(driver)
+    for _ in range(50):
+        following = driver.find_elements(By.CSS_SELECTOR, "nav.pages a[rel=next]")
+        if not following:
+            return apps
+        before = driver.current_url
+        following[0].click()
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(driver, 30).until(lambda d: d.current_url != before)
+        wait_for_page(driver, "/store")
+        apps += listed(driver)
+    pytest.fail("more than 50 catalog pages")
+
+
 def example_ids(apps: list[dict]) -> set[str]:
     return {app["id"] for app in apps if app["publisher"] == PUBLISHER}
 
@@ -277,7 +297,10 @@ def test_the_catalog_lists_the_example_apps_and_searches_with_the_form(server, c
     form = browser.find_element(By.CSS_SELECTOR, "form.search")
     assert form.value_of_css_property("display") == "flex", "the stylesheet was not applied"
 
-    apps = listed(browser)
+    total = browser.find_element(By.ID, "total").text
+    apps = listed_all(browser)
+    assert total.startswith(f"{len(apps)} apps found"), total
+    assert len({(app["publisher"], app["id"]) for app in apps}) == len(apps), "listed twice"
     assert example_ids(apps) == set(MANIFESTS), apps
     for app in apps:
         if app["publisher"] != PUBLISHER:
@@ -288,8 +311,6 @@ def test_the_catalog_lists_the_example_apps_and_searches_with_the_form(server, c
         assert words(app["description"]) == words(manifest["description"])
         assert app["audience"] == manifest["audience"]
         assert app["version"] == manifest["version"] == catalog[app["id"]]["latest_version"]
-    total = browser.find_element(By.ID, "total").text
-    assert total.startswith(f"{len(apps)} apps"), total
 
     # A visible focus outline on the search field.
     field = browser.find_element(By.ID, "q")
@@ -301,7 +322,7 @@ def test_the_catalog_lists_the_example_apps_and_searches_with_the_form(server, c
     search(browser, q="blood")
     assert "q=blood" in browser.current_url
     check_page_structure(browser)
-    apps = listed(browser)
+    apps = listed_all(browser)
     assert example_ids(apps) == {"bp-monitor"}, apps
     for app in apps:
         assert "blood" in f"{app['name']} {app['id']} {app['description']}".lower(), app
@@ -309,11 +330,11 @@ def test_the_catalog_lists_the_example_apps_and_searches_with_the_form(server, c
 
     # Blood pressure is not a citizen's app: both filters together find none of the examples.
     search(browser, audience="citizen")
-    assert example_ids(listed(browser)) == set()
+    assert example_ids(listed_all(browser)) == set()
 
     search(browser, q="", audience="citizen")
     check_page_structure(browser)
-    apps = listed(browser)
+    apps = listed_all(browser)
     for_citizens = {id for id, m in MANIFESTS.items() if "citizen" in m["app"]["audience"]}
     assert for_citizens == {"hello", "patient-summary"}, "the manifests changed: update the test"
     assert example_ids(apps) == for_citizens, apps
@@ -323,7 +344,7 @@ def test_the_catalog_lists_the_example_apps_and_searches_with_the_form(server, c
     assert selected.get_attribute("value") == "citizen", "the filter is kept"
 
     search(browser, audience="any")
-    assert example_ids(listed(browser)) == set(MANIFESTS)
+    assert example_ids(listed_all(browser)) == set(MANIFESTS)
 
 
 def test_the_app_page_shows_publisher_capabilities_and_signed_versions(server, catalog, browser):
@@ -331,7 +352,10 @@ def test_the_app_page_shows_publisher_capabilities_and_signed_versions(server, c
     browser.get(f"{server.root}/store")
     wait_for_page(browser, "/store")
     manifest = MANIFESTS["bp-monitor"]
-    browser.find_element(By.LINK_TEXT, manifest["app"]["name"]).click()
+    search(browser, q=manifest["app"]["name"], audience="any")
+    link = browser.find_element(By.CSS_SELECTOR, "li.app h3 a[href='/store/apps/examples/bp-monitor']")
+    assert link.text == manifest["app"]["name"]
+    link.click()
     wait_for_page(browser, "/store/apps/examples/bp-monitor")
     check_page_structure(browser)
 
@@ -486,7 +510,10 @@ def test_a_page_past_the_end_is_empty_with_a_way_back(server, catalog):
         response, parsed = page(server, "/store", page=number)
         assert response.status_code == 200, response.text
         assert parsed.apps == []
-        assert 'rel="prev"' in response.text and "page=1" in response.text
+        back = re.search(r'<a rel="prev" href="([^"]+)"', response.text)
+        assert back, "a way back to the last page"
+        last, parsed = page(server, html.unescape(back.group(1)))
+        assert last.status_code == 200 and parsed.apps, "the way back leads to apps"
     response, _ = page(server, "/store", page=str(2**32))
     assert response.status_code == 400, "past u32 is not a page number"
 
