@@ -4,8 +4,10 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use healthcloud_integration::Integration;
@@ -49,13 +51,48 @@ pub async fn app_store(
     Ok(store)
 }
 
+/// Whether start-up work that needs the listener (publishing the example apps through the
+/// store) is done: until then `/healthz` answers 503.
+#[derive(Debug, Clone, Default)]
+pub struct Ready(Arc<AtomicBool>);
+
+impl Ready {
+    /// Already ready.
+    pub fn now() -> Ready {
+        let ready = Ready::default();
+        ready.set();
+        ready
+    }
+
+    /// Marks start-up as done.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// Every route with the cross-cutting layers.
-pub fn router(integration: &Integration, runtime: &Runtime, store: &Store) -> Router {
+pub fn router(
+    integration: &Integration,
+    runtime: &Runtime,
+    store: &Store,
+    ready: &Ready,
+) -> Router {
+    let ready = ready.clone();
+    let health = move || async move {
+        if ready.0.load(Ordering::Acquire) {
+            (StatusCode::OK, "ok")
+        } else {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting: publishing and installing the example apps",
+            )
+        }
+    };
     Router::new()
         .merge(integration.router())
         .merge(runtime.router())
         .merge(store.router())
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health))
         // A bug must cost one request a 500, never the connection or the process.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             healthcloud_integration::FhirError::Internal(anyhow::anyhow!(

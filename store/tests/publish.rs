@@ -414,9 +414,11 @@ async fn oversized_uploads_get_413_and_leave_nothing_on_disk() {
             .await;
         assert_eq!(answer.status, 413, "{}", answer.text());
         let pulled = pulled.load(std::sync::atomic::Ordering::SeqCst);
+        // What the store reads is bounded by its body limit (cap + envelope + 64 KiB = 384 KiB
+        // here), never the whole stream.
         assert!(
-            pulled < 4,
-            "the store read {pulled} chunks of 64 KiB after the declared 8 bytes"
+            pulled <= 7,
+            "the store read {pulled} chunks of 64 KiB of an endless upload"
         );
         assert_nothing_left(&host);
     }

@@ -273,7 +273,7 @@ impl RunCommand {
             "try:\n  curl -H \"Authorization: Bearer {token}\" {public_url}/apps/{DEV_REGION}/{app_id}/"
         );
         let app_store = server::app_store(&integration, &data_dir, &runtime).await?;
-        let router = server::router(&integration, &runtime, &app_store);
+        let router = server::router(&integration, &runtime, &app_store, &server::Ready::now());
         server::serve(listener, router).await
     }
 }

@@ -50,7 +50,8 @@ impl UpCommand {
         let app_store = server::app_store(&integration, &self.data.data_dir, &runtime).await?;
         let listener = server::listen(self.addr).await?;
         let local_url = format!("http://{}", listener.local_addr()?);
-        let app = server::router(&integration, &runtime, &app_store);
+        let ready = server::Ready::default();
+        let app = server::router(&integration, &runtime, &app_store, &ready);
         let serving = tokio::spawn(server::serve(listener, app));
         eprintln!("publishing the example apps through the store at {local_url}/store…");
         let key_id =
@@ -58,6 +59,7 @@ impl UpCommand {
                 .await?;
         eprintln!("installing the example apps…");
         let installed = app_cloud::install_example_apps(&runtime, &config, &key_id).await?;
+        ready.set();
 
         println!("healthcloud is up");
         println!(

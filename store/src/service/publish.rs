@@ -28,7 +28,10 @@ pub(super) fn router(limits: &StoreLimits) -> Router<Store> {
     // The component streams under the size its package signs; the body limit bounds what
     // the multipart parser may read ahead in any case.
     let most = limits.max_component_bytes as usize + MAX_ENVELOPE + 64 * 1024;
-    Router::new().route("/packages", post(publish).layer(DefaultBodyLimit::max(most)))
+    Router::new().route(
+        "/packages",
+        post(publish).layer(DefaultBodyLimit::max(most)),
+    )
 }
 
 /// A published version.
@@ -94,10 +97,34 @@ pub(super) async fn publish(
     headers: HeaderMap,
     mut multipart: Multipart,
 ) -> Result<(StatusCode, Json<Published>), StoreError> {
-    let principal = store.principal(&headers)?;
+    let outcome = receive(&store, &headers, &mut multipart).await;
+    if !matches!(outcome, Ok((StatusCode::CREATED, _))) {
+        // An answer given before the upload was read (a refusal, or an identical package)
+        // would otherwise reach the client as a reset connection while it is still sending.
+        // What is read is bounded by the route's body limit and by time.
+        let drain = async {
+            while let Ok(Some(mut field)) = multipart.next_field().await {
+                while let Ok(Some(_)) = field.chunk().await {}
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    }
+    outcome
+}
+
+/// How long the rest of a refused upload is read, so the client gets the answer.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn receive(
+    store: &Store,
+    headers: &HeaderMap,
+    multipart: &mut Multipart,
+) -> Result<(StatusCode, Json<Published>), StoreError> {
+    let store = store.clone();
+    let principal = store.principal(headers)?;
     let mut envelope = Vec::new();
     {
-        let mut field = next_field(&mut multipart, "package").await?;
+        let mut field = next_field(multipart, "package").await?;
         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
             if envelope.len() + chunk.len() > MAX_ENVELOPE {
                 return Err(StoreError::TooLarge(format!(
@@ -111,7 +138,7 @@ pub(super) async fn publish(
     let app = &signed.package.app;
     let version = app.version.to_string();
     let publisher = app.publisher.as_str();
-    store.publisher_or_admin(&headers, publisher, false).map_err(|_| {
+    store.publisher_or_admin(headers, publisher, false).map_err(|_| {
         StoreError::Forbidden(format!(
             "'{}/{}' is in publisher '{publisher}''s namespace, and your token is for '{}': publish under your own publisher id",
             publisher, app.id, principal.claims.sub
@@ -132,7 +159,7 @@ pub(super) async fn publish(
         )));
     }
 
-    let mut field = next_field(&mut multipart, "component").await?;
+    let mut field = next_field(multipart, "component").await?;
     let mut upload = store.inner.blobs.upload().await?;
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         if upload.size() + chunk.len() as u64 > declared {

@@ -1,0 +1,258 @@
+//! A real `healthcloud up` killed with SIGKILL at each step of a publish, then restarted:
+//! every version is either absent or complete and verifiable, and nothing is left in
+//! temporary storage. The store pauses at the step named by `HEALTHCLOUD_STORE_PAUSE_AT`
+//! (and says so on stderr) so the kill lands exactly there.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{command_in, free_port, succeed};
+use healthcloud_store::keys::SecretKey;
+use healthcloud_store::manifest::Manifest;
+use healthcloud_store::package::{Package, SignedPackage};
+
+struct Up {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    url: String,
+}
+
+impl Up {
+    /// Starts `healthcloud up` on `data_dir`, pausing publishes at `pause_at`, and waits until
+    /// it says it is up.
+    fn start(data_dir: &Path, port: u16, pause_at: Option<&str>) -> Up {
+        let mut command = command_in(
+            data_dir,
+            &[
+                "up",
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+            ],
+        );
+        command.env_remove("HEALTHCLOUD_STORE_PAUSE_AT");
+        if let Some(step) = pause_at {
+            command.env("HEALTHCLOUD_STORE_PAUSE_AT", step);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (send, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let send = send.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = send.send(line);
+                }
+            });
+        }
+        drop(send);
+        let up = Up {
+            child,
+            lines,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        up.wait_for_line("healthcloud is up");
+        up
+    }
+
+    fn wait_for_line(&self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(line) => seen.push(line),
+                Err(error) => panic!(
+                    "healthcloud up never printed '{text}' ({error}); it printed:\n{}",
+                    seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// SIGKILL: no destructor, no flush, no shutdown.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// `bytes` with a custom section appended: a different, still valid component.
+fn with_custom_section(bytes: &[u8], text: &str) -> Vec<u8> {
+    let name = b"healthcloud-test";
+    let payload_len = 1 + name.len() + text.len();
+    assert!(payload_len < 128 && text.len() < 128);
+    let mut out = bytes.to_vec();
+    out.extend([0, payload_len as u8, name.len() as u8]);
+    out.extend_from_slice(name);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+fn hello() -> (Manifest, Vec<u8>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let built = healthcloud_guestbuild::build(
+        &root.join("example-apps/Cargo.toml"),
+        &root.join("target/guests"),
+        healthcloud_guestbuild::Lockfile::Locked,
+    )
+    .unwrap();
+    let hello = built
+        .iter()
+        .find(|b| b.package_dir.ends_with("hello"))
+        .unwrap();
+    let manifest = Manifest::parse(
+        &std::fs::read_to_string(hello.package_dir.join("healthcloud.toml")).unwrap(),
+    )
+    .unwrap();
+    (manifest, std::fs::read(&hello.wasm).unwrap())
+}
+
+async fn publish(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    signed: &SignedPackage,
+    component: Vec<u8>,
+) -> reqwest::Result<reqwest::Response> {
+    use reqwest::multipart::{Form, Part};
+    let form = Form::new()
+        .part("package", Part::text(signed.to_json()))
+        .part("component", Part::bytes(component).file_name("app.wasm"));
+    client
+        .post(format!("{url}/store/v1/packages"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+}
+
+fn files_in(dir: PathBuf) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publish_killed_at_any_step_leaves_the_version_absent_or_complete() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path();
+    let port = free_port();
+    // First start: data, the demo publisher and its key, the example apps.
+    Up::start(data_dir, port, None).kill();
+    let key = SecretKey::read(&data_dir.join("examples-publisher.key")).unwrap();
+    let token = succeed(&[
+        "token",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--role",
+        "publisher",
+        "--sub",
+        "examples",
+    ]);
+    let token = token.trim().to_owned();
+    let (manifest, hello) = hello();
+    let client = reqwest::Client::new();
+    let blobs = data_dir.join("store/blobs");
+
+    let steps = [
+        "uploading",
+        "uploaded",
+        "validated",
+        "placed",
+        "recorded",
+        "committed",
+    ];
+    for (index, step) in steps.into_iter().enumerate() {
+        let mut manifest = manifest.clone();
+        manifest.app.version = format!("0.{}.0", index + 2).parse().unwrap();
+        let component = with_custom_section(&hello, step);
+        let signed = Package::new(&manifest, &component).sign(&key);
+        let sha256 = signed.package.component.sha256.clone();
+
+        let up = Up::start(data_dir, port, Some(step));
+        let request = tokio::spawn({
+            let (client, url, token) = (client.clone(), up.url.clone(), token.clone());
+            let (signed, component) = (signed.clone(), component.clone());
+            async move { publish(&client, &url, &token, &signed, component).await }
+        });
+        let up = tokio::task::spawn_blocking(move || {
+            up.wait_for_line(&format!("publish paused at step '{step}'"));
+            up
+        })
+        .await
+        .unwrap();
+        up.kill();
+        assert!(
+            request.await.unwrap().is_err(),
+            "{step}: the publish never answered"
+        );
+
+        let up = Up::start(data_dir, port, None);
+        assert!(
+            files_in(blobs.join("tmp")).is_empty(),
+            "{step}: temporaries survived a restart"
+        );
+        let version_url = format!(
+            "{}/store/v1/apps/examples/hello/versions/{}",
+            up.url, manifest.app.version
+        );
+        let answer = client.get(&version_url).send().await.unwrap();
+        let committed = step == "committed";
+        if committed {
+            assert_eq!(
+                answer.status(),
+                200,
+                "{step}: the committed version is there"
+            );
+            let version: serde_json::Value = answer.json().await.unwrap();
+            let stored: SignedPackage = serde_json::from_value(version["signed"].clone()).unwrap();
+            assert_eq!(stored.verify().unwrap(), key.public());
+            let bytes = client
+                .get(format!("{version_url}/component"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            stored.check_component(&bytes).unwrap();
+        } else {
+            assert_eq!(
+                answer.status(),
+                404,
+                "{step}: an uncommitted version is absent"
+            );
+            assert!(
+                !files_in(blobs.join("sha256")).contains(&sha256),
+                "{step}: the uncommitted component was left in storage"
+            );
+        }
+        // The vendor simply publishes again.
+        let again = publish(&client, &up.url, &token, &signed, component)
+            .await
+            .unwrap();
+        let expected = if committed { 200 } else { 201 };
+        assert_eq!(
+            again.status(),
+            expected,
+            "{step}: {}",
+            again.text().await.unwrap()
+        );
+        up.kill();
+    }
+}
