@@ -217,3 +217,144 @@ fn remote_commands_name_the_missing_token_and_the_unreachable_server() {
     );
     assert!(bad_app.contains("publisher/app@version"), "{bad_app}");
 }
+
+/// The whole publisher loop against a running `healthcloud up`, through the CLI only: a store
+/// admin approves the publisher, the vendor publishes (again: a no-op), the store refuses
+/// changed content under the same version with the fix in the message, `app verify --server`
+/// checks the package against the store, and a revoked version fails verification.
+#[test]
+fn a_vendor_publishes_with_the_cli_and_the_store_holds_it_to_its_signature() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let up = common::Up::start(data.path(), free_port(), None);
+    let data_dir = data.path().to_str().unwrap();
+    let token = |role: &str, sub: &str| {
+        succeed_in(
+            dir,
+            &[
+                "token",
+                "--data-dir",
+                data_dir,
+                "--role",
+                role,
+                "--sub",
+                sub,
+            ],
+        )
+        .trim()
+        .to_owned()
+    };
+    let (admin, vendor) = (token("store-admin", "admin"), token("publisher", "acme"));
+    let run = |token: &str, args: &[&str]| {
+        common::command_in(dir, args)
+            .env("HEALTHCLOUD_SERVER", &up.url)
+            .env("HEALTHCLOUD_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let text = |output: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+
+    succeed_in(dir, &["keygen", "--out", "acme.key"]);
+    succeed_in(dir, &["app", "new", "my-app", "--publisher", "acme"]);
+    let approve = [
+        "store",
+        "approve-publisher",
+        "--publisher",
+        "acme",
+        "--name",
+        "Acme Health",
+        "--key",
+        "acme.key.pub",
+    ];
+    let refused = run(&vendor, &approve);
+    assert!(
+        !refused.status.success(),
+        "a publisher cannot approve itself"
+    );
+    assert!(text(&refused).contains("store-admin"), "{}", text(&refused));
+    let approved = run(&admin, &approve);
+    assert!(approved.status.success(), "{}", text(&approved));
+
+    let publish = ["app", "publish", "my-app", "--key", "acme.key"];
+    let published = run(&vendor, &publish);
+    assert!(published.status.success(), "{}", text(&published));
+    assert!(
+        text(&published).contains("published acme/my-app@0.1.0"),
+        "{}",
+        text(&published)
+    );
+    let again = run(&vendor, &publish);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("identical content"),
+        "{}",
+        text(&again)
+    );
+
+    let wasm = find_signed_wasm(&dir.join("my-app")).expect("the publish left a signed component");
+    let verified = run(&vendor, &["app", "verify", wasm.to_str().unwrap()]);
+    assert!(verified.status.success(), "{}", text(&verified));
+
+    // Other content under the same version.
+    let manifest = dir.join("my-app/healthcloud.toml");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let changed = original.replacen("description = \"", "description = \"Changed. ", 1);
+    assert_ne!(changed, original);
+    std::fs::write(&manifest, &changed).unwrap();
+    let conflict = run(&vendor, &publish);
+    assert!(!conflict.status.success());
+    assert!(
+        text(&conflict).contains("version 0.1.0 of acme/my-app is already published with different content: bump the version"),
+        "{}",
+        text(&conflict)
+    );
+    std::fs::write(&manifest, &original).unwrap();
+    run(&vendor, &["app", "sign", "my-app", "--key", "acme.key"]);
+
+    let revoked = run(
+        &admin,
+        &[
+            "store",
+            "revoke-version",
+            "--app",
+            "acme/my-app@0.1.0",
+            "--reason",
+            "leaks data",
+        ],
+    );
+    assert!(revoked.status.success(), "{}", text(&revoked));
+    let verified = run(&vendor, &["app", "verify", wasm.to_str().unwrap()]);
+    assert!(
+        !verified.status.success(),
+        "a revoked version does not verify"
+    );
+    assert!(
+        text(&verified).contains("leaks data"),
+        "{}",
+        text(&verified)
+    );
+    up.kill();
+}
+
+/// The `.wasm` beside a `.wasm.sig.json` under `dir`.
+fn find_signed_wasm(dir: &Path) -> Option<PathBuf> {
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Some(wasm) = path.to_str().and_then(|p| p.strip_suffix(".sig.json")) {
+                return Some(PathBuf::from(wasm));
+            }
+        }
+    }
+    None
+}

@@ -5,90 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
-use common::{command_in, free_port, succeed};
+use common::{Up, free_port, succeed};
 use healthcloud_store::keys::SecretKey;
 use healthcloud_store::manifest::Manifest;
 use healthcloud_store::package::{Package, SignedPackage};
-
-struct Up {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    url: String,
-}
-
-impl Up {
-    /// Starts `healthcloud up` on `data_dir`, pausing publishes at `pause_at`, and waits until
-    /// it says it is up.
-    fn start(data_dir: &Path, port: u16, pause_at: Option<&str>) -> Up {
-        let mut command = command_in(
-            data_dir,
-            &[
-                "up",
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "--addr",
-                &format!("127.0.0.1:{port}"),
-            ],
-        );
-        command.env_remove("HEALTHCLOUD_STORE_PAUSE_AT");
-        if let Some(step) = pause_at {
-            command.env("HEALTHCLOUD_STORE_PAUSE_AT", step);
-        }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (send, lines) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let send = send.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = send.send(line);
-                }
-            });
-        }
-        drop(send);
-        let up = Up {
-            child,
-            lines,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        up.wait_for_line("healthcloud is up");
-        up
-    }
-
-    fn wait_for_line(&self, text: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(300);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return,
-                Ok(line) => seen.push(line),
-                Err(error) => panic!(
-                    "healthcloud up never printed '{text}' ({error}); it printed:\n{}",
-                    seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// SIGKILL: no destructor, no flush, no shutdown.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
 
 /// `bytes` with a custom section appended: a different, still valid component.
 fn with_custom_section(bytes: &[u8], text: &str) -> Vec<u8> {

@@ -424,6 +424,9 @@ async fn oversized_uploads_get_413_and_leave_nothing_on_disk() {
     }
 }
 
+/// An edit of a package envelope's JSON.
+type Change = dyn Fn(&mut serde_json::Value);
+
 #[tokio::test]
 async fn malformed_manifests_get_400_naming_the_field() {
     for backend in BACKENDS {
@@ -434,7 +437,7 @@ async fn malformed_manifests_get_400_naming_the_field() {
         let signed = sign(&manifest, &component, &key);
         let mut json = serde_json::to_value(&signed).unwrap();
         let token = host.publisher_token("acme");
-        let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+        let cases: Vec<(&str, Box<Change>)> = vec![
             (
                 "package.app.version",
                 Box::new(|j| j["package"]["app"]["version"] = "1.x".into()),

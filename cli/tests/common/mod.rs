@@ -2,8 +2,11 @@
 //! and waiting for the servers it starts.
 #![allow(dead_code, reason = "each test binary uses some of these")]
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// The `healthcloud` binary with `args`, run in `dir`, with none of the caller's settings.
 pub fn command_in(dir: &Path, args: &[&str]) -> Command {
@@ -93,4 +96,79 @@ pub fn http_get(port: u16, path: &str, token: &str) -> (u16, String) {
     stream.read_to_string(&mut response).unwrap();
     let status = response.split(' ').nth(1).unwrap().parse().unwrap();
     (status, response)
+}
+
+/// A running `healthcloud up` whose output the test reads.
+pub struct Up {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    pub url: String,
+}
+
+impl Up {
+    /// Starts `healthcloud up` on `data_dir`, pausing publishes at `pause_at`, and waits until
+    /// it says it is up.
+    pub fn start(data_dir: &Path, port: u16, pause_at: Option<&str>) -> Up {
+        let mut command = command_in(
+            data_dir,
+            &[
+                "up",
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+            ],
+        );
+        command.env_remove("HEALTHCLOUD_STORE_PAUSE_AT");
+        if let Some(step) = pause_at {
+            command.env("HEALTHCLOUD_STORE_PAUSE_AT", step);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (send, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let send = send.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = send.send(line);
+                }
+            });
+        }
+        drop(send);
+        let up = Up {
+            child,
+            lines,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        up.wait_for_line("healthcloud is up");
+        up
+    }
+
+    pub fn wait_for_line(&self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(line) => seen.push(line),
+                Err(error) => panic!(
+                    "healthcloud up never printed '{text}' ({error}); it printed:\n{}",
+                    seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// SIGKILL: no destructor, no flush, no shutdown.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
 }
