@@ -1,6 +1,7 @@
 //! The app cloud's local configuration (`app-cloud.toml` in the data directory): limits and
 //! which example apps each demo region installs with which grant.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -8,10 +9,10 @@ use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
 use healthcloud_runtime::{Limits, Runtime};
 use healthcloud_store::keys::{KeyId, SecretKey};
 use healthcloud_store::manifest::{Capability, Manifest};
-use healthcloud_store::package::Package;
-
-use crate::client::StoreClient;
+use healthcloud_store::package::{Package, SignedPackage};
 use serde::Deserialize;
+
+use crate::client::{AppVersion, StoreClient};
 
 /// The file's name in the data directory.
 pub const FILE: &str = "app-cloud.toml";
@@ -118,19 +119,21 @@ pub async fn publish_example_apps(
     Ok(key.public().id())
 }
 
-/// Installs the configured example apps, recording `publisher_key` as their signer.
-/// Compiling is CPU work: it runs off the executor, and compiled code is cached in the data
-/// directory, so a restart is quick.
+/// Installs the configured example apps as the store at `server` serves them: the signed
+/// package and the component are downloaded, a version the store revoked or whose key it no
+/// longer trusts is refused, and the runtime checks the signature and the bytes before it
+/// compiles them. Compiling is CPU work: it runs off the executor, and compiled code is cached
+/// in the data directory, so a restart is quick.
 pub async fn install_example_apps(
     runtime: &Runtime,
     config: &AppCloudConfig,
-    publisher_key: &KeyId,
+    server: &str,
 ) -> anyhow::Result<usize> {
     let apps = example_apps()?;
-    let mut installed = 0;
+    let store = StoreClient::new(server, None)?;
+    let mut downloaded: HashMap<String, (SignedPackage, Vec<u8>)> = HashMap::new();
     for install in &config.install {
-        let Some((manifest, component)) = apps.iter().find(|(m, _)| m.full_id() == install.app)
-        else {
+        let Some((manifest, _)) = apps.iter().find(|(m, _)| m.full_id() == install.app) else {
             anyhow::bail!(
                 "{FILE}: there is no example app {}; the built-in apps are {}",
                 install.app,
@@ -148,19 +151,53 @@ pub async fn install_example_apps(
             .with_context(|| {
                 format!("{FILE}: the grant of {} in {}", install.app, install.region)
             })?;
-        let (runtime, region, manifest, component, key) = (
-            runtime.clone(),
-            install.region.clone(),
-            manifest.clone(),
-            *component,
-            publisher_key.to_string(),
-        );
+        if !downloaded.contains_key(&install.app) {
+            let package = download(&store, manifest).await?;
+            downloaded.insert(install.app.clone(), package);
+        }
+        let (signed, component) = downloaded[&install.app].clone();
+        let (runtime, region) = (runtime.clone(), install.region.clone());
         tokio::task::spawn_blocking(move || {
-            runtime.install(&region, manifest, component, &key, grant)
+            runtime.install_package(&region, &signed, &component, grant)
         })
         .await?
         .with_context(|| format!("installing {} in {}", install.app, install.region))?;
-        installed += 1;
     }
-    Ok(installed)
+    Ok(config.install.len())
+}
+
+/// The signed package and component of `manifest`'s version, as the store serves them, if the
+/// store still vouches for them.
+async fn download(
+    store: &StoreClient,
+    manifest: &Manifest,
+) -> anyhow::Result<(SignedPackage, Vec<u8>)> {
+    let version = AppVersion {
+        publisher: manifest.app.publisher.clone(),
+        app: manifest.app.id.clone(),
+        version: manifest.app.version.clone(),
+    };
+    let published = store
+        .version(&version)
+        .await
+        .with_context(|| format!("looking up {version} in the store"))?;
+    if let Some(revoked) = &published.revoked {
+        anyhow::bail!(
+            "{version} was revoked by the store at {}: {}",
+            revoked.at,
+            revoked.reason
+        );
+    }
+    match published.signature.as_deref() {
+        Some("valid") => {}
+        other => anyhow::bail!(
+            "the store does not vouch for {version}'s signature: {}",
+            other.unwrap_or("no verdict")
+        ),
+    }
+    let component = store
+        .component(&version)
+        .await
+        .with_context(|| format!("downloading {version}"))?;
+    Ok((published.signed, component))
 }

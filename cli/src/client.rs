@@ -297,6 +297,18 @@ impl StoreClient {
         self.send_json(request, Caller::Anyone).await
     }
 
+    /// `GET …/versions/{version}/component`: the component's bytes. Whether they are the
+    /// signed ones is for the caller to check against the version's package.
+    pub async fn component(&self, app: &AppVersion) -> Result<Vec<u8>, StoreError> {
+        let request = self.request(Method::GET, &app.path(&["component"]), Caller::Anyone)?;
+        let response = self.send(request, Caller::Anyone).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| self.http_error(source))?;
+        Ok(bytes.to_vec())
+    }
+
     /// `POST …/versions/{version}/yank`: the publisher withdraws a version from new installs.
     pub async fn yank(&self, app: &AppVersion) -> Result<Value, StoreError> {
         let caller = Caller::Publisher(&app.publisher);

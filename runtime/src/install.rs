@@ -57,6 +57,9 @@ pub enum InstallError {
         "the component does not export wasi:http/incoming-handler@0.2: an app is built for the world healthcloud:platform/app ({0})"
     )]
     NotAnApp(String),
+    /// A signed package whose signature or component does not hold.
+    #[error("the package does not verify: {0}")]
+    Package(#[from] healthcloud_store::package::PackageError),
     /// A region granted something the app never asked for.
     #[error(
         "'{0}' is not among the capabilities the app's manifest requests; a region grants a subset of them"

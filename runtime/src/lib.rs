@@ -51,6 +51,7 @@ use healthcloud_integration::auth::TokenVerifier;
 use healthcloud_integration::db::{Backend, Database};
 use healthcloud_integration::policy::AppIdentity;
 use healthcloud_store::manifest::{Capability, Manifest};
+use healthcloud_store::package::SignedPackage;
 use tokio::sync::Semaphore;
 
 pub use capability::Grant;
@@ -159,6 +160,28 @@ impl Runtime {
             .expect("installs lock poisoned")
             .insert((region.to_owned(), app_id), install.clone());
         Ok(install)
+    }
+
+    /// Installs a signed package: the signature must verify and `component` must be the
+    /// bytes it names; what is installed is the signed manifest, and the signing key's id is
+    /// recorded as the publisher key on every audit record. Whether the key still belongs to
+    /// the publisher and is trusted is the store's answer, checked by the caller.
+    pub fn install_package(
+        &self,
+        region: &str,
+        signed: &SignedPackage,
+        component: &[u8],
+        grant: Vec<Capability>,
+    ) -> Result<Arc<Install>, InstallError> {
+        let key = signed.verify()?;
+        signed.check_component(component)?;
+        self.install(
+            region,
+            signed.package.manifest(),
+            component,
+            key.id().as_str(),
+            grant,
+        )
     }
 
     /// The install of `app` (`publisher/app`) in `region`.

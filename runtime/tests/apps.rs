@@ -8,7 +8,7 @@ use axum::http::{Request, StatusCode};
 use common::{Host, REGION, example_app};
 use healthcloud_integration::auth::Role;
 use healthcloud_integration::policy::AccessContext;
-use healthcloud_store::manifest::Capability;
+use healthcloud_store::manifest::{Capability, Manifest};
 
 const BP: &str = "/apps/testregion/examples/bp-monitor/";
 
@@ -196,4 +196,60 @@ async fn hello_imports_no_platform_interface() {
         (answer.status, answer.body.as_str()),
         (StatusCode::OK, "Hello from healthcloud")
     );
+}
+
+/// A signed package installs with its signing key on every audit record; a package whose
+/// bytes or manifest changed after signing never gets compiled.
+#[tokio::test]
+async fn a_signed_package_installs_only_as_signed() {
+    use healthcloud_store::keys::SecretKey;
+    use healthcloud_store::package::Package;
+    let host = Host::new().await;
+    let (manifest, component) = example_app("hello");
+    let manifest = Manifest::parse(&manifest).unwrap();
+    let key = SecretKey::generate();
+    let signed = Package::new(&manifest, &component).sign(&key);
+
+    let mut flipped = component.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 1;
+    let refused = host
+        .runtime
+        .install_package(REGION, &signed, &flipped, vec![])
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("not the one that was signed"),
+        "{refused}"
+    );
+
+    let mut widened = signed.clone();
+    widened
+        .package
+        .requested
+        .push(healthcloud_store::manifest::RequestedCapability {
+            name: "patient/*.rs".into(),
+            justification: "everything".into(),
+        });
+    let refused = host
+        .runtime
+        .install_package(REGION, &widened, &component, vec![])
+        .unwrap_err();
+    assert!(refused.to_string().contains("does not verify"), "{refused}");
+    assert!(host.runtime.installed(REGION, "examples/hello").is_none());
+
+    let install = host
+        .runtime
+        .install_package(REGION, &signed, &component, vec![])
+        .unwrap();
+    assert_eq!(
+        install.identity.publisher_key,
+        key.public().id().to_string()
+    );
+    let answer = host
+        .get(
+            &format!("/apps/{REGION}/examples/hello/"),
+            &host.clinician("pat-a"),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
 }

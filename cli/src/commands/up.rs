@@ -53,12 +53,24 @@ impl UpCommand {
         let ready = server::Ready::default();
         let app = server::router(&integration, &runtime, &app_store, &ready);
         let serving = tokio::spawn(server::serve(listener, app));
-        eprintln!("publishing the example apps through the store at {local_url}/store…");
-        let key_id =
-            app_cloud::publish_example_apps(&local_url, &self.data.data_dir, &integration.issuer)
-                .await?;
-        eprintln!("installing the example apps…");
-        let installed = app_cloud::install_example_apps(&runtime, &config, &key_id).await?;
+        // The example apps go through the store's API with tokens of the development
+        // issuer; with a real issuer configured those are refused, and nothing is published
+        // on anyone's behalf.
+        let dev_issuer = self.issuer.is_none();
+        let (key_id, installed) = if dev_issuer {
+            eprintln!("publishing the example apps through the store at {local_url}/store…");
+            let key_id = app_cloud::publish_example_apps(
+                &local_url,
+                &self.data.data_dir,
+                &integration.issuer,
+            )
+            .await?;
+            eprintln!("installing the example apps…");
+            let installed = app_cloud::install_example_apps(&runtime, &config, &local_url).await?;
+            (Some(key_id), installed)
+        } else {
+            (None, 0)
+        };
         ready.set();
 
         println!("healthcloud is up");
@@ -69,10 +81,15 @@ impl UpCommand {
         println!(
             "  app store:     {public_url}/store  (API: {public_url}/store/v1, OpenAPI: {public_url}/store/v1/openapi.json)"
         );
-        println!(
-            "    publisher '{}' signs the example apps with key {key_id}",
-            app_cloud::DEMO_PUBLISHER.0
-        );
+        match &key_id {
+            Some(key_id) => println!(
+                "    publisher '{}' signs the example apps with key {key_id}",
+                app_cloud::DEMO_PUBLISHER.0
+            ),
+            None => println!(
+                "    the example apps are not published with an external issuer: publish them with 'healthcloud app publish --token …'"
+            ),
+        }
         println!(
             "  apps ({installed} installs, grants in {}):",
             self.data.data_dir.join(app_cloud::FILE).display()
@@ -85,7 +102,6 @@ impl UpCommand {
             );
         }
         println!("  data dir:      {}", self.data.data_dir.display());
-        let dev_issuer = self.issuer.is_none();
         if let Some(patient) = crate::demo::demo_patient(&store)
             .await?
             .filter(|_| dev_issuer)
