@@ -1,11 +1,17 @@
 //! # healthcloud-store
 //!
-//! The app store: packages and their manifests. It never runs guest code.
+//! The app store: manifests, signed packages, and the store service. It never runs guest
+//! code.
 //!
-//! [`manifest`] reads an app's `healthcloud.toml`: who publishes it, its version, its
-//! audience and the capabilities it requests, each with a justification. The runtime checks a
-//! component's imports against those capabilities when it installs it, and regions grant a
-//! subset of them.
+//! - [`manifest`] reads an app's `healthcloud.toml`: who publishes it, its version, its
+//!   audience and the capabilities it requests, each with a justification. The runtime checks
+//!   a component's imports against those capabilities when it installs it, and regions grant a
+//!   subset of them.
+//! - [`keys`] and [`package`]: ed25519 keys (id = sha256 of the public key) and packages
+//!   signed over the canonical JSON of the manifest plus the component's digest and size. The
+//!   CLI signs with them, the store and the runtime verify with them.
+//! - [`service`]: the store's HTTP API (`/store/v1`), catalog pages (`/store`) and signed
+//!   revocation feed, on the shared database.
 //!
 //! # Examples
 //!
@@ -27,6 +33,16 @@
 //! "#)?;
 //! assert_eq!(manifest.full_id(), "examples/bp-monitor");
 //! assert!(matches!(manifest.capabilities()[0], Capability::Data(_)));
+//!
+//! // Signed by the vendor; verified by anyone against the bytes.
+//! use healthcloud_store::keys::SecretKey;
+//! use healthcloud_store::package::Package;
+//! let component = b"\0asm\x0d\0\x01\0";
+//! let key = SecretKey::generate();
+//! let signed = Package::new(&manifest, component).sign(&key);
+//! assert_eq!(signed.verify().unwrap(), key.public());
+//! assert!(signed.check_component(component).is_ok());
+//! assert!(signed.check_component(b"other bytes").is_err());
 //! # Ok::<(), healthcloud_store::manifest::ManifestError>(())
 //! ```
 #![deny(missing_docs)]
