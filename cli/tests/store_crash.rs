@@ -26,21 +26,12 @@ fn with_custom_section(bytes: &[u8], text: &str) -> Vec<u8> {
 
 fn hello() -> (Manifest, Vec<u8>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let built = healthcloud_guestbuild::build(
-        &root.join("example-apps/Cargo.toml"),
-        &root.join("target/guests"),
-        healthcloud_guestbuild::Lockfile::Locked,
+    let built = healthcloud_guestbuild::build_for_tests(root, "example-apps");
+    let manifest = std::fs::read_to_string(root.join("example-apps/hello/healthcloud.toml"));
+    (
+        Manifest::parse(&manifest.unwrap()).unwrap(),
+        std::fs::read(&built["hello"]).unwrap(),
     )
-    .unwrap();
-    let hello = built
-        .iter()
-        .find(|b| b.package_dir.ends_with("hello"))
-        .unwrap();
-    let manifest = Manifest::parse(
-        &std::fs::read_to_string(hello.package_dir.join("healthcloud.toml")).unwrap(),
-    )
-    .unwrap();
-    (manifest, std::fs::read(&hello.wasm).unwrap())
 }
 
 async fn publish(

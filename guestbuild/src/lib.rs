@@ -22,6 +22,7 @@
 //! ```
 #![deny(missing_docs)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -129,6 +130,28 @@ pub fn build(
         );
     }
     Ok(built)
+}
+
+/// Builds a guest workspace of this repository (`example-apps`, `tests/components`) into
+/// `<repository>/target/guests`, panicking with cargo's output on failure: what the host tests
+/// share. Components are keyed by their package's folder name (`bp-monitor`).
+pub fn build_for_tests(repository: &Path, workspace: &str) -> HashMap<String, PathBuf> {
+    build(
+        &repository.join(workspace).join("Cargo.toml"),
+        &repository.join("target/guests"),
+        Lockfile::Locked,
+    )
+    .unwrap_or_else(|e| panic!("building {workspace} failed: {e:#}"))
+    .into_iter()
+    .map(|built| {
+        let name = built
+            .package_dir
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (name, built.wasm)
+    })
+    .collect()
 }
 
 /// The `.wasm` artifacts in cargo's JSON messages.

@@ -89,6 +89,21 @@ impl Database {
         })
     }
 
+    /// Applies another crate's migrations to this database: the crates share it, each with
+    /// its own range of versions (integration 1…, runtime 100…, store 200…), so each
+    /// migrator ignores the others' rows.
+    pub async fn apply(&self, mut migrations: Migrations, what: &str) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &mut migrations.sqlite,
+            Backend::Postgres => &mut migrations.postgres,
+        };
+        migrator.set_ignore_missing(true);
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("{what} database migration failed: {e}"))
+    }
+
     /// The pool, for queries.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -130,6 +145,15 @@ async fn checkpoint_wal(pool: AnyPool) {
             tracing::warn!(%error, "WAL checkpoint failed; retrying in a second");
         }
     }
+}
+
+/// A crate's migrations, one folder per backend (`sqlx::migrate!("./migrations/sqlite")`, …).
+#[derive(Debug)]
+pub struct Migrations {
+    /// For SQLite.
+    pub sqlite: sqlx::migrate::Migrator,
+    /// For PostgreSQL.
+    pub postgres: sqlx::migrate::Migrator,
 }
 
 /// A write transaction; holds the SQLite writer slot until committed or dropped.
@@ -203,6 +227,17 @@ impl Sql {
                 self.text.push('$');
                 self.text.push_str(&self.args.len().to_string());
             }
+        }
+        self
+    }
+
+    /// Appends placeholders for `args`, separated by commas (a `VALUES` list).
+    pub fn bind_list(&mut self, args: impl IntoIterator<Item = Arg>) -> &mut Self {
+        for (index, arg) in args.into_iter().enumerate() {
+            if index > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(arg);
         }
         self
     }

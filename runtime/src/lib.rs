@@ -48,7 +48,7 @@ use std::sync::{Arc, RwLock};
 
 use healthcloud_integration::FhirService;
 use healthcloud_integration::auth::TokenVerifier;
-use healthcloud_integration::db::{Backend, Database};
+use healthcloud_integration::db::{Database, Migrations};
 use healthcloud_integration::policy::AppIdentity;
 use healthcloud_store::manifest::{Capability, Manifest};
 use healthcloud_store::package::SignedPackage;
@@ -222,14 +222,9 @@ impl Runtime {
 }
 
 async fn migrate(db: &Database) -> anyhow::Result<()> {
-    let mut migrator = match db.backend() {
-        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+    let migrations = Migrations {
+        sqlite: sqlx::migrate!("./migrations/sqlite"),
+        postgres: sqlx::migrate!("./migrations/postgres"),
     };
-    // The integration cloud's migrations live in the same database.
-    migrator.set_ignore_missing(true);
-    migrator
-        .run(db.pool())
-        .await
-        .map_err(|e| anyhow::anyhow!("app runtime database migration failed: {e}"))
+    db.apply(migrations, "app runtime").await
 }

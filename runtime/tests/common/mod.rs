@@ -14,7 +14,6 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use healthcloud_guestbuild::Lockfile;
 use healthcloud_integration::FhirService;
 use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
 use healthcloud_integration::db::Database;
@@ -209,28 +208,7 @@ fn built(
     workspace: &'static str,
     cell: &'static OnceLock<HashMap<String, PathBuf>>,
 ) -> &'static HashMap<String, PathBuf> {
-    cell.get_or_init(|| {
-        let root = repository();
-        let built = healthcloud_guestbuild::build(
-            &root.join(workspace).join("Cargo.toml"),
-            &root.join("target/guests"),
-            Lockfile::Locked,
-        )
-        .unwrap_or_else(|e| panic!("building {workspace} failed: {e:#}"));
-        built
-            .into_iter()
-            .map(|b| {
-                (
-                    b.package_dir
-                        .file_name()
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                    b.wasm,
-                )
-            })
-            .collect()
-    })
+    cell.get_or_init(|| healthcloud_guestbuild::build_for_tests(repository(), workspace))
 }
 
 /// A guest test component from `tests/components/<name>`: (manifest text, bytes).

@@ -21,7 +21,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::HeaderMap;
 use healthcloud_integration::auth::{Principal, Role, TokenVerifier};
-use healthcloud_integration::db::{Backend, Database};
+use healthcloud_integration::db::{Backend, Database, Migrations};
 use sqlx::Row;
 
 pub use blobs::Recovered;
@@ -248,14 +248,9 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
 }
 
 async fn migrate(db: &Database) -> anyhow::Result<()> {
-    let mut migrator = match db.backend() {
-        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+    let migrations = Migrations {
+        sqlite: sqlx::migrate!("./migrations/sqlite"),
+        postgres: sqlx::migrate!("./migrations/postgres"),
     };
-    // The integration cloud's and the runtime's migrations live in the same database.
-    migrator.set_ignore_missing(true);
-    migrator
-        .run(db.pool())
-        .await
-        .map_err(|e| anyhow::anyhow!("app store database migration failed: {e}"))
+    db.apply(migrations, "app store").await
 }

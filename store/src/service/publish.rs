@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
+use healthcloud_integration::db::Arg;
+
 use super::{Store, StoreError, StoreLimits, lock, now};
 use crate::manifest::Audience;
 use crate::package::SignedPackage;
@@ -327,21 +329,16 @@ async fn record(
          (publisher, app, version, sha256, size, key_id, envelope, published_at) VALUES (",
     );
     insert
-        .bind(published.publisher.as_str())
-        .push(", ")
-        .bind(published.app.as_str())
-        .push(", ")
-        .bind(published.version.as_str())
-        .push(", ")
-        .bind(published.sha256.as_str())
-        .push(", ")
-        .bind(published.size as i64)
-        .push(", ")
-        .bind(published.key_id.as_str())
-        .push(", ")
-        .bind(String::from_utf8_lossy(envelope).into_owned())
-        .push(", ")
-        .bind(published.published_at.as_str())
+        .bind_list([
+            Arg::from(published.publisher.as_str()),
+            published.app.as_str().into(),
+            published.version.as_str().into(),
+            published.sha256.as_str().into(),
+            (published.size as i64).into(),
+            published.key_id.as_str().into(),
+            String::from_utf8_lossy(envelope).into_owned().into(),
+            published.published_at.as_str().into(),
+        ])
         .push(")");
     insert.query().execute(&mut **tx).await?;
 
@@ -352,25 +349,18 @@ async fn record(
          for_clinician, for_patient, for_citizen, updated_at) VALUES (",
     );
     upsert
-        .bind(published.publisher.as_str())
-        .push(", ")
-        .bind(published.app.as_str())
-        .push(", ")
-        .bind(published.version.as_str())
-        .push(", ")
-        .bind(app.name.as_str())
-        .push(", ")
-        .bind(app.description.as_str())
-        .push(", ")
-        .bind(search_text)
-        .push(", ")
-        .bind(audience(Audience::Clinician))
-        .push(", ")
-        .bind(audience(Audience::Patient))
-        .push(", ")
-        .bind(audience(Audience::Citizen))
-        .push(", ")
-        .bind(published.published_at.as_str())
+        .bind_list([
+            Arg::from(published.publisher.as_str()),
+            published.app.as_str().into(),
+            published.version.as_str().into(),
+            app.name.as_str().into(),
+            app.description.as_str().into(),
+            search_text.into(),
+            audience(Audience::Clinician).into(),
+            audience(Audience::Patient).into(),
+            audience(Audience::Citizen).into(),
+            published.published_at.as_str().into(),
+        ])
         .push(
             ") ON CONFLICT (publisher, id) DO UPDATE SET latest_version = excluded.latest_version, \
              name = excluded.name, description = excluded.description, \
@@ -389,11 +379,11 @@ async fn record(
         let mut insert =
             db.sql("INSERT INTO store_app_capabilities (publisher, app, capability) VALUES (");
         insert
-            .bind(published.publisher.as_str())
-            .push(", ")
-            .bind(published.app.as_str())
-            .push(", ")
-            .bind(requested.name.as_str())
+            .bind_list([
+                Arg::from(published.publisher.as_str()),
+                published.app.as_str().into(),
+                requested.name.as_str().into(),
+            ])
             .push(")");
         insert.query().execute(&mut **tx).await?;
     }

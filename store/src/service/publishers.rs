@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
+use healthcloud_integration::db::Arg;
+
 use super::{Store, StoreError, lock, now, revocations, timestamp};
 use crate::keys::{KeyId, PublicKey, Purpose};
 use crate::manifest::check_name;
@@ -157,11 +159,11 @@ pub(super) async fn register(
     let at = now();
     let mut insert = db.sql("INSERT INTO store_publishers (id, name, created_at) VALUES (");
     insert
-        .bind(new.id.as_str())
-        .push(", ")
-        .bind(new.name.trim())
-        .push(", ")
-        .bind(at.as_str())
+        .bind_list([
+            Arg::from(new.id.as_str()),
+            new.name.trim().into(),
+            at.as_str().into(),
+        ])
         .push(")");
     insert.query().execute(&mut *write.tx).await?;
     insert_key(&store, &mut write.tx, &new.id, &key, &at).await?;
@@ -190,13 +192,12 @@ async fn insert_key(
     let mut insert =
         db.sql("INSERT INTO store_keys (key_id, publisher, public_key, added_at) VALUES (");
     insert
-        .bind(key.id().as_str())
-        .push(", ")
-        .bind(publisher)
-        .push(", ")
-        .bind(key.to_base64())
-        .push(", ")
-        .bind(at)
+        .bind_list([
+            Arg::from(key.id().as_str()),
+            publisher.into(),
+            key.to_base64().into(),
+            at.into(),
+        ])
         .push(")");
     insert.query().execute(&mut **tx).await?;
     Ok(())

@@ -11,7 +11,6 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use healthcloud_guestbuild::Lockfile;
 use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
 use healthcloud_integration::db::Database;
 use healthcloud_runtime::{AppEngine, Limits};
@@ -258,27 +257,8 @@ fn repository() -> &'static Path {
 /// binary.
 pub fn example_app(name: &str) -> (Manifest, Vec<u8>) {
     static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let root = repository();
-        healthcloud_guestbuild::build(
-            &root.join("example-apps/Cargo.toml"),
-            &root.join("target/guests"),
-            Lockfile::Locked,
-        )
-        .unwrap_or_else(|e| panic!("building the example apps failed: {e:#}"))
-        .into_iter()
-        .map(|b| {
-            (
-                b.package_dir
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-                b.wasm,
-            )
-        })
-        .collect()
-    });
+    let built =
+        BUILT.get_or_init(|| healthcloud_guestbuild::build_for_tests(repository(), "example-apps"));
     let dir = repository().join("example-apps").join(name);
     let manifest =
         Manifest::parse(&std::fs::read_to_string(dir.join("healthcloud.toml")).unwrap()).unwrap();
