@@ -61,12 +61,26 @@ fn files_in(dir: PathBuf) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_publish_killed_at_any_step_leaves_the_version_absent_or_complete() {
+async fn a_publish_killed_at_any_step_leaves_the_version_absent_or_complete_on_sqlite() {
+    killed_at_every_step(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publish_killed_at_any_step_leaves_the_version_absent_or_complete_on_postgres() {
+    let Some(url) = healthcloud_integration::testing::postgres_database("hc_crash_test").await
+    else {
+        return;
+    };
+    killed_at_every_step(Some(&url)).await;
+}
+
+async fn killed_at_every_step(database_url: Option<&str>) {
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path();
     let port = free_port();
+    let start = |pause_at| Up::start_on(data_dir, database_url, port, pause_at);
     // First start: data, the demo publisher and its key, the example apps.
-    Up::start(data_dir, port, None).kill();
+    start(None).kill();
     let key = SecretKey::read(&data_dir.join("examples-publisher.key")).unwrap();
     let token = succeed(&[
         "token",
@@ -97,7 +111,7 @@ async fn a_publish_killed_at_any_step_leaves_the_version_absent_or_complete() {
         let signed = Package::new(&manifest, &component).sign(&key);
         let sha256 = signed.package.component.sha256.clone();
 
-        let up = Up::start(data_dir, port, Some(step));
+        let up = start(Some(step));
         let request = tokio::spawn({
             let (client, url, token) = (client.clone(), up.url.clone(), token.clone());
             let (signed, component) = (signed.clone(), component.clone());
@@ -115,7 +129,7 @@ async fn a_publish_killed_at_any_step_leaves_the_version_absent_or_complete() {
             "{step}: the publish never answered"
         );
 
-        let up = Up::start(data_dir, port, None);
+        let up = start(None);
         assert!(
             files_in(blobs.join("tmp")).is_empty(),
             "{step}: temporaries survived a restart"

@@ -237,6 +237,15 @@ impl Manifest {
         };
         check_name("app.publisher", &self.app.publisher)?;
         check_name("app.id", &self.app.id)?;
+        if !self.app.version.build.is_empty() {
+            return Err(error(
+                "app.version",
+                format!(
+                    "'{}' carries build metadata, which SemVer ignores when comparing versions: use a version without '+…' (a pre-release like 1.0.0-rc.1 is fine)",
+                    self.app.version
+                ),
+            ));
+        }
         if self.app.name.trim().is_empty() {
             return Err(error("app.name", "must not be empty".into()));
         }
@@ -341,6 +350,8 @@ mod tests {
         let bad_scope = VALID.replace("patient/Observation.rs", "patient/Observation.x");
         let error = Manifest::parse(&bad_scope).unwrap_err();
         assert_eq!(error.path, "capability[0].name");
+        let build = VALID.replace("1.2.3", "1.2.3+build.7");
+        assert_eq!(Manifest::parse(&build).unwrap_err().path, "app.version");
         let no_reason = VALID.replace("reads readings", " ");
         assert_eq!(
             Manifest::parse(&no_reason).unwrap_err().path,

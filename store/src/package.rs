@@ -156,6 +156,10 @@ impl SignedPackage {
                 },
                 message: e.inner().to_string(),
             })?;
+        deserializer.end().map_err(|e| ManifestError {
+            path: "(document)".into(),
+            message: format!("trailing data after the package: {e}"),
+        })?;
         if signed.format != FORMAT {
             return Err(PackageError::Format(signed.format));
         }
@@ -288,6 +292,9 @@ mod tests {
             "{error}"
         );
         json["package"]["app"]["version"] = "1.0.0".into();
+        let trailing = format!("{json} {{\"more\": 1}}");
+        let error = SignedPackage::from_json(trailing.as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("trailing data"), "{error}");
         json["package"]["app"]["extra"] = "x".into();
         let error = SignedPackage::from_json(json.to_string().as_bytes()).unwrap_err();
         assert!(

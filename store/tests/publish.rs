@@ -5,6 +5,8 @@
 mod common;
 
 use axum::body::Body;
+use std::sync::Arc;
+
 use common::{BACKENDS, StoreHost, example_app, hello_as, sign};
 use healthcloud_store::keys::SecretKey;
 use serde_json::json;
@@ -530,12 +532,26 @@ async fn a_component_that_would_not_install_is_refused() {
 #[tokio::test]
 async fn two_concurrent_publishes_of_one_version_have_one_winner() {
     for backend in BACKENDS {
-        let Some((host, key)) = with_acme(backend).await else {
+        // Both publishes pass every early check and are held after their upload until the
+        // other is there too, so they meet at the commit.
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let gate = barrier.clone();
+        let limits = healthcloud_store::service::StoreLimits::default();
+        let Some(host) = StoreHost::with_gate(
+            backend,
+            limits,
+            Arc::new(move || {
+                gate.wait();
+            }),
+        )
+        .await
+        else {
             continue;
         };
+        let key = SecretKey::generate();
+        assert_eq!(host.register("acme", &key).await.status, 201);
         let (manifest, component) = hello_as("acme", "hello", "3.0.0");
-        let (_, other) = example_app("patient-summary");
-        let mut other_manifest = example_app("patient-summary").0;
+        let (mut other_manifest, other) = example_app("patient-summary");
         other_manifest.app.publisher = "acme".into();
         other_manifest.app.id = "hello".into();
         other_manifest.app.version = "3.0.0".parse().unwrap();
@@ -548,6 +564,14 @@ async fn two_concurrent_publishes_of_one_version_have_one_winner() {
         let mut statuses = [a.status.as_u16(), b.status.as_u16()];
         statuses.sort();
         assert_eq!(statuses, [201, 409], "{} / {}", a.text(), b.text());
+        let loser = if a.status == 409 { &a } else { &b };
+        assert!(
+            loser
+                .error()
+                .contains("already published with different content"),
+            "{}",
+            loser.error()
+        );
         let winner = if a.status == 201 { &component } else { &other };
         let download = host
             .get("/store/v1/apps/acme/hello/versions/3.0.0/component")
@@ -556,6 +580,108 @@ async fn two_concurrent_publishes_of_one_version_have_one_winner() {
         let (temporaries, blobs) = host.files();
         assert!(temporaries.is_empty());
         assert_eq!(blobs.len(), 1, "only the winner's component is stored");
+    }
+}
+
+#[tokio::test]
+async fn a_key_revoked_during_an_upload_publishes_nothing() {
+    for backend in BACKENDS {
+        // The publish is held after its upload (its key was fine then) until the key is revoked.
+        let (held, release) = (
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(std::sync::Barrier::new(2)),
+        );
+        let (notify, wait) = (held.clone(), release.clone());
+        let limits = healthcloud_store::service::StoreLimits::default();
+        let Some(host) = StoreHost::with_gate(
+            backend,
+            limits,
+            Arc::new(move || {
+                notify.notify_one();
+                wait.wait();
+            }),
+        )
+        .await
+        else {
+            continue;
+        };
+        let key = SecretKey::generate();
+        assert_eq!(host.register("acme", &key).await.status, 201);
+        let (manifest, component) = hello_as("acme", "hello", "1.0.0");
+        let signed = sign(&manifest, &component, &key);
+        let publish = host.publish(&signed, &component);
+        let revoke = async {
+            held.notified().await;
+            let answer = host
+                .post_json(
+                    &format!(
+                        "/store/v1/publishers/acme/keys/{}/revoke",
+                        key.public().id()
+                    ),
+                    &host.admin(),
+                    &json!({"reason": "stolen"}),
+                )
+                .await;
+            release.wait();
+            answer
+        };
+        let (published, revoked) = tokio::join!(publish, revoke);
+        assert_eq!(revoked.status, 200, "{}", revoked.text());
+        assert_eq!(published.status, 403, "{}", published.text());
+        assert!(
+            published.error().contains("revoked"),
+            "{}",
+            published.error()
+        );
+        assert_eq!(
+            host.get("/store/v1/apps/acme/hello/versions/1.0.0")
+                .await
+                .status,
+            404
+        );
+        assert_nothing_left(&host);
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_version_cannot_be_published_again_and_a_compromise_is_never_in_the_future() {
+    for backend in BACKENDS {
+        let Some((host, key)) = with_acme(backend).await else {
+            continue;
+        };
+        let (manifest, component) = hello_as("acme", "hello", "1.0.0");
+        let signed = sign(&manifest, &component, &key);
+        assert_eq!(host.publish(&signed, &component).await.status, 201);
+        let revoke = host
+            .post_json(
+                "/store/v1/apps/acme/hello/versions/1.0.0/revoke",
+                &host.admin(),
+                &json!({"reason": "unsafe"}),
+            )
+            .await;
+        assert_eq!(revoke.status, 200);
+        let again = host.publish(&signed, &component).await;
+        assert_eq!(again.status, 409, "{}", again.text());
+        assert!(
+            again.error().contains("was revoked")
+                && again.error().contains("publish a new version"),
+            "{}",
+            again.error()
+        );
+
+        let future = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+        let answer = host
+            .post_json(
+                &format!(
+                    "/store/v1/publishers/acme/keys/{}/revoke",
+                    key.public().id()
+                ),
+                &host.admin(),
+                &json!({"compromised_since": future}),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{}", answer.text());
+        assert_eq!(answer.json()["field"], "compromised_since");
     }
 }
 

@@ -109,6 +109,16 @@ impl Up {
     /// Starts `healthcloud up` on `data_dir`, pausing publishes at `pause_at`, and waits until
     /// it says it is up.
     pub fn start(data_dir: &Path, port: u16, pause_at: Option<&str>) -> Up {
+        Self::start_on(data_dir, None, port, pause_at)
+    }
+
+    /// [`Up::start`] on the database at `database_url` (SQLite in the data dir when `None`).
+    pub fn start_on(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        port: u16,
+        pause_at: Option<&str>,
+    ) -> Up {
         let mut command = command_in(
             data_dir,
             &[
@@ -120,6 +130,9 @@ impl Up {
             ],
         );
         command.env_remove("HEALTHCLOUD_STORE_PAUSE_AT");
+        if let Some(url) = database_url {
+            command.args(["--database-url", url]);
+        }
         if let Some(step) = pause_at {
             command.env("HEALTHCLOUD_STORE_PAUSE_AT", step);
         }

@@ -159,6 +159,9 @@ pub struct RevokeVersion {
     pub reason: String,
 }
 
+/// The most words a catalog search matches.
+const MAX_WORDS: usize = 8;
+
 /// `text` as a LIKE pattern matching it literally anywhere (with `ESCAPE '\'`).
 fn contains_pattern(text: &str) -> String {
     let mut pattern = String::from("%");
@@ -189,6 +192,14 @@ pub(super) async fn search(store: &Store, query: &CatalogQuery) -> Result<AppLis
     let db = store.db();
     let per_page = query.per_page.unwrap_or(20).clamp(1, 100);
     let page = query.page.unwrap_or(1).max(1);
+    if let Some(q) = &query.q
+        && (q.split_whitespace().count() > MAX_WORDS || q.len() > 500)
+    {
+        return Err(StoreError::BadRequest {
+            message: format!("search with at most {MAX_WORDS} words (500 characters)"),
+            field: Some("q".into()),
+        });
+    }
     let filter = |select: &str| -> Result<healthcloud_integration::db::Sql, StoreError> {
         let mut sql = db.sql(select);
         sql.push(" FROM store_apps a WHERE 1 = 1");

@@ -34,6 +34,9 @@ pub enum StoreError {
     /// 410: revoked by the store admin.
     #[error("{0}")]
     Gone(String),
+    /// 408: the upload took too long.
+    #[error("{0}")]
+    Timeout(String),
     /// 413: over the size cap.
     #[error("{0}")]
     TooLarge(String),
@@ -62,6 +65,7 @@ impl StoreError {
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
             StoreError::Conflict(_) => StatusCode::CONFLICT,
             StoreError::Gone(_) => StatusCode::GONE,
+            StoreError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             StoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             StoreError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

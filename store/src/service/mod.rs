@@ -40,6 +40,8 @@ pub type ComponentCheck = Arc<dyn Fn(&Manifest, &[u8]) -> Result<(), String> + S
 pub struct StoreLimits {
     /// The largest component accepted, in bytes.
     pub max_component_bytes: u64,
+    /// How long a component upload may take.
+    pub upload_time: Duration,
     /// How long a signed revocation feed is valid; a runtime holding an older one knows the
     /// feed is frozen, not quiet.
     pub feed_ttl: Duration,
@@ -49,6 +51,7 @@ impl Default for StoreLimits {
     fn default() -> Self {
         StoreLimits {
             max_component_bytes: 32 * 1024 * 1024,
+            upload_time: Duration::from_secs(600),
             feed_ttl: Duration::from_secs(300),
         }
     }

@@ -27,6 +27,7 @@ use super::{Store, catalog, error, publish, publishers, revocations};
         catalog::yank,
         catalog::revoke,
         revocations::feed,
+        revocations::feed_key,
     ),
     components(schemas(error::ErrorBody))
 )]

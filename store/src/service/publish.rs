@@ -100,13 +100,20 @@ pub(super) async fn publish(
     mut multipart: Multipart,
 ) -> Result<(StatusCode, Json<Published>), StoreError> {
     let outcome = receive(&store, &headers, &mut multipart).await;
-    if !matches!(outcome, Ok((StatusCode::CREATED, _))) {
+    let authenticated = !matches!(outcome, Err(StoreError::Unauthorized(_)));
+    if authenticated && !matches!(outcome, Ok((StatusCode::CREATED, _))) {
         // An answer given before the upload was read (a refusal, or an identical package)
         // would otherwise reach the client as a reset connection while it is still sending.
-        // What is read is bounded by the route's body limit and by time.
+        // Only for a caller with a valid token, and only so much.
         let drain = async {
+            let mut read = 0;
             while let Ok(Some(mut field)) = multipart.next_field().await {
-                while let Ok(Some(_)) = field.chunk().await {}
+                while let Ok(Some(chunk)) = field.chunk().await {
+                    read += chunk.len();
+                    if read > DRAIN_BYTES {
+                        return;
+                    }
+                }
             }
         };
         let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
@@ -114,8 +121,9 @@ pub(super) async fn publish(
     outcome
 }
 
-/// How long the rest of a refused upload is read, so the client gets the answer.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+/// How much of a refused upload is read, and for how long, so the client gets the answer.
+const DRAIN_BYTES: usize = 8 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn receive(
     store: &Store,
@@ -130,7 +138,7 @@ async fn receive(
         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
             if envelope.len() + chunk.len() > MAX_ENVELOPE {
                 return Err(StoreError::TooLarge(format!(
-                    "the package envelope is over {MAX_ENVELOPE} bytes"
+                    "the package envelope is over {MAX_ENVELOPE} bytes: send the .sig.json that 'healthcloud app sign' wrote, not another file"
                 )));
             }
             envelope.extend_from_slice(&chunk);
@@ -146,28 +154,41 @@ async fn receive(
             publisher, app.id, principal.claims.sub
         ))
     })?;
-    let key = signed.verify()?;
-    check_key(&store, publisher, &key.id().to_string()).await?;
-
+    let key_id = signed.verify()?.id().to_string();
     let db = store.db();
-    if let Some(published) = decide(&store, &signed, None).await? {
-        return Ok((StatusCode::OK, Json(published)));
+    {
+        let mut conn = db.pool().acquire().await?;
+        check_key(&store, &mut conn, publisher, &key_id).await?;
+        if let Some(published) = decide(&store, &mut conn, &signed).await? {
+            return Ok((StatusCode::OK, Json(published)));
+        }
     }
     let declared = signed.package.component.size;
     let max = store.inner.limits.max_component_bytes;
     if declared > max {
         return Err(StoreError::TooLarge(format!(
-            "the component is {declared} bytes; this store accepts at most {max}"
+            "the component is {declared} bytes; this store accepts at most {max}: make it smaller (a release build, no debug info)"
         )));
     }
 
     let mut field = next_field(multipart, "component").await?;
     let mut upload = store.inner.blobs.upload().await?;
-    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+    let deadline = tokio::time::Instant::now() + store.inner.limits.upload_time;
+    loop {
+        // Dropping the upload (any early return) deletes its temporary file.
+        let chunk = tokio::time::timeout_at(deadline, field.chunk())
+            .await
+            .map_err(|_| {
+                StoreError::Timeout(format!(
+                    "the upload took longer than {} s: try again on a faster connection",
+                    store.inner.limits.upload_time.as_secs()
+                ))
+            })?
+            .map_err(multipart_error)?;
+        let Some(chunk) = chunk else { break };
         if upload.size() + chunk.len() as u64 > declared {
-            // Dropping the upload deletes its temporary file.
             return Err(StoreError::TooLarge(format!(
-                "the upload is larger than the {declared} bytes the package signs"
+                "the upload is larger than the {declared} bytes the package signs: upload the component that was signed"
             )));
         }
         upload.write(&chunk).await?;
@@ -179,7 +200,7 @@ async fn receive(
     store.pause_point("uploaded").await;
     if uploaded.sha256 != signed.package.component.sha256 || uploaded.size != declared {
         return Err(StoreError::bad_request(format!(
-            "the component is not the one that was signed: got sha256 {} ({} bytes), the package signs {} ({declared} bytes)",
+            "the component is not the one that was signed: got sha256 {} ({} bytes), the package signs {} ({declared} bytes); sign the component you upload ('healthcloud app sign')",
             uploaded.sha256, uploaded.size, signed.package.component.sha256
         )));
     }
@@ -195,18 +216,16 @@ async fn receive(
     store.pause_point("validated").await;
 
     let mut write = db.begin_write().await?;
-    lock(
-        db,
-        &mut write.tx,
-        &format!("app:{}", signed.package.app.full_id()),
-    )
-    .await?;
-    if let Some(published) = decide(&store, &signed, Some(&mut write.tx)).await? {
+    // The publisher's lock, which key revocation takes too: the key is checked again here,
+    // so a key revoked during the upload publishes nothing.
+    lock(db, &mut write.tx, &format!("publisher:{publisher}")).await?;
+    check_key(&store, &mut write.tx, publisher, &key_id).await?;
+    if let Some(published) = decide(&store, &mut write.tx, &signed).await? {
         return Ok((StatusCode::OK, Json(published)));
     }
     store.inner.blobs.commit(uploaded).await?;
     store.pause_point("placed").await;
-    let published = record(&store, &mut write.tx, &signed, &envelope).await?;
+    let published = record(&store, &mut write.tx, &signed).await?;
     store.pause_point("recorded").await;
     write.commit().await?;
     store.pause_point("committed").await;
@@ -218,13 +237,18 @@ async fn receive(
 }
 
 /// Refuses a key that is not an active key of `publisher`.
-async fn check_key(store: &Store, publisher: &str, key_id: &str) -> Result<(), StoreError> {
+async fn check_key(
+    store: &Store,
+    conn: &mut sqlx::AnyConnection,
+    publisher: &str,
+    key_id: &str,
+) -> Result<(), StoreError> {
     let db = store.db();
     let mut select = db.sql(
         "SELECT publisher, revoked_at, compromised_since, reason FROM store_keys WHERE key_id = ",
     );
     select.bind(key_id);
-    let Some(row) = select.query().fetch_optional(db.pool()).await? else {
+    let Some(row) = select.query().fetch_optional(conn).await? else {
         return Err(StoreError::Forbidden(format!(
             "key {key_id} is not registered with this store: ask the store admin to register it ('healthcloud store approve-publisher'), or add it with 'healthcloud store add-key'"
         )));
@@ -256,21 +280,18 @@ async fn check_key(store: &Store, publisher: &str, key_id: &str) -> Result<(), S
 /// content or not above the latest, `None` when the publish may go ahead.
 async fn decide(
     store: &Store,
+    conn: &mut sqlx::AnyConnection,
     signed: &SignedPackage,
-    tx: Option<&mut sqlx::Transaction<'static, sqlx::Any>>,
 ) -> Result<Option<Published>, StoreError> {
     let db = store.db();
     let app = &signed.package.app;
     let mut select =
-        db.sql("SELECT version, envelope, published_at FROM store_versions WHERE publisher = ");
+        db.sql("SELECT version, envelope, published_at, revoked_at, revoke_reason FROM store_versions WHERE publisher = ");
     select
         .bind(app.publisher.as_str())
         .push(" AND app = ")
         .bind(app.id.as_str());
-    let rows = match tx {
-        Some(tx) => select.query().fetch_all(&mut **tx).await?,
-        None => select.query().fetch_all(db.pool()).await?,
-    };
+    let rows = select.query().fetch_all(conn).await?;
     let mut latest: Option<semver::Version> = None;
     for row in &rows {
         let version: String = row.get(0);
@@ -280,6 +301,16 @@ async fn decide(
             let envelope: String = row.get(1);
             let existing = SignedPackage::from_json(envelope.as_bytes())
                 .map_err(|e| anyhow::anyhow!("stored envelope: {e}"))?;
+            let revoked: Option<String> = row.get(3);
+            if let Some(at) = revoked {
+                let reason: Option<String> = row.get(4);
+                return Err(StoreError::Conflict(format!(
+                    "version {} of {} was revoked at {at} ({}): publish a new version",
+                    app.version,
+                    app.full_id(),
+                    reason.unwrap_or_default()
+                )));
+            }
             if existing.package == signed.package {
                 return Ok(Some(published(&existing, row.get(2))));
             }
@@ -319,7 +350,6 @@ async fn record(
     store: &Store,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     signed: &SignedPackage,
-    envelope: &[u8],
 ) -> Result<Published, StoreError> {
     let db = store.db();
     let published = published(signed, now());
@@ -336,7 +366,8 @@ async fn record(
             published.sha256.as_str().into(),
             (published.size as i64).into(),
             published.key_id.as_str().into(),
-            String::from_utf8_lossy(envelope).into_owned().into(),
+            // What was verified, re-serialized: never the upload's own bytes.
+            signed.to_json().into(),
             published.published_at.as_str().into(),
         ])
         .push(")");

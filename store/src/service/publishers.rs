@@ -180,6 +180,8 @@ async fn insert_key(
     at: &str,
 ) -> Result<(), StoreError> {
     let db = store.db();
+    // Keys are unique across publishers: two publishers adding one key at once must meet here.
+    lock(db, tx, "keys").await?;
     let mut owner = db.sql("SELECT publisher FROM store_keys WHERE key_id = ");
     owner.bind(key.id().as_str());
     if let Some(row) = owner.query().fetch_optional(&mut **tx).await? {
@@ -334,30 +336,45 @@ pub(super) async fn revoke_key(
                 })
         })
         .transpose()?;
+    if since.as_deref().is_some_and(|since| since > now().as_str()) {
+        return Err(StoreError::BadRequest {
+            message: "compromised_since is in the future: give the time the key was (or may have been) exposed, or leave it out to void everything it signed".into(),
+            field: Some("compromised_since".into()),
+        });
+    }
     let reason = request
         .reason
         .unwrap_or_else(|| format!("revoked by {}", principal.claims.sub));
-    let existing = publisher(&store, &id).await?;
-    let key = existing
-        .keys
-        .iter()
-        .find(|k| k.key_id.as_str() == key_id)
+    let db = store.db();
+    let mut write = db.begin_write().await?;
+    // The same lock as publishing and adding keys: a publish signed with this key either
+    // commits before the revocation (and is voided by it) or sees the key revoked.
+    lock(db, &mut write.tx, &format!("publisher:{id}")).await?;
+    lock(db, &mut write.tx, revocations::LOCK).await?;
+    let mut select =
+        db.sql("SELECT revoked_at, compromised_since FROM store_keys WHERE publisher = ");
+    select
+        .bind(id.as_str())
+        .push(" AND key_id = ")
+        .bind(key_id.as_str());
+    let row = select
+        .query()
+        .fetch_optional(&mut *write.tx)
+        .await?
         .ok_or_else(|| StoreError::NotFound(format!("publisher '{id}' has no key {key_id}")))?;
+    let (revoked_at, old_since): (Option<String>, Option<String>) = (row.get(0), row.get(1));
     // Revoking again may only widen what is void: an earlier compromise date, or everything.
-    let widens = match (&key.revoked_at, &key.compromised_since, &since) {
+    let widens = match (&revoked_at, &old_since, &since) {
         (None, _, _) => true,
         (Some(_), None, _) => false,
         (Some(_), Some(_), None) => true,
         (Some(_), Some(old), Some(new)) => new < old,
     };
     if widens {
-        let db = store.db();
-        let mut write = db.begin_write().await?;
-        lock(db, &mut write.tx, revocations::LOCK).await?;
         let at = now();
         let mut update = db.sql("UPDATE store_keys SET revoked_at = ");
         update
-            .bind(key.revoked_at.clone().unwrap_or_else(|| at.clone()))
+            .bind(revoked_at.unwrap_or_else(|| at.clone()))
             .push(", compromised_since = ");
         match &since {
             Some(since) => update.bind(since.as_str()),
@@ -369,11 +386,12 @@ pub(super) async fn revoke_key(
             .push(" WHERE key_id = ")
             .bind(key_id.as_str());
         update.query().execute(&mut *write.tx).await?;
+        let key_id = KeyId::try_from(key_id.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
         revocations::revoke_key(
             &store,
             &mut write.tx,
             &id,
-            &key.key_id,
+            &key_id,
             since.as_deref(),
             &reason,
             &at,

@@ -20,7 +20,9 @@ pub(super) const LOCK: &str = "revocations";
 const PAGE: i64 = 1000;
 
 pub(super) fn router() -> Router<Store> {
-    Router::new().route("/revocations", get(feed))
+    Router::new()
+        .route("/revocations", get(feed))
+        .route("/revocations/key", get(feed_key))
 }
 
 /// One revocation.
@@ -112,6 +114,29 @@ impl SignedFeed {
         }
         Ok(())
     }
+}
+
+/// The key that signs the feed. A runtime should pin it from its configuration; this is for
+/// setting that up.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FeedKey {
+    /// The key's id.
+    #[schema(value_type = String)]
+    pub key_id: KeyId,
+    /// Its 32 bytes, base64.
+    pub public_key: String,
+    /// PEM.
+    pub pem: String,
+}
+
+#[utoipa::path(get, path = "/store/v1/revocations/key", responses((status = 200, body = FeedKey)))]
+pub(super) async fn feed_key(State(store): State<Store>) -> Json<FeedKey> {
+    let key = store.feed_key();
+    Json(FeedKey {
+        key_id: key.id(),
+        public_key: key.to_base64(),
+        pem: key.to_pem(),
+    })
 }
 
 /// Feed query.

@@ -81,6 +81,16 @@ impl StoreHost {
     }
 
     pub async fn with_limits(backend: Backend, limits: StoreLimits) -> Option<StoreHost> {
+        Self::with_gate(backend, limits, Arc::new(|| {})).await
+    }
+
+    /// A store whose component check first runs `gate` (on a blocking thread): a test holds
+    /// a publish there, between its upload and its commit.
+    pub async fn with_gate(
+        backend: Backend,
+        limits: StoreLimits,
+        gate: Arc<dyn Fn() + Send + Sync>,
+    ) -> Option<StoreHost> {
         let dir = tempfile::tempdir().unwrap();
         let url = match backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("store.db").display()),
@@ -96,6 +106,7 @@ impl StoreHost {
             dir: dir.path().join("store"),
             verifier: issuer.verifier(),
             check: Arc::new(move |manifest, bytes| {
+                gate();
                 engine.validate(manifest, bytes).map_err(|e| e.to_string())
             }),
             limits,
