@@ -276,3 +276,23 @@ async fn the_openapi_document_describes_every_route() {
         );
     }
 }
+
+#[tokio::test]
+async fn malformed_json_bodies_get_a_json_error_naming_the_fix() {
+    let host = StoreHost::on(common::Backend::Sqlite).await.unwrap();
+    let answer = host
+        .send(
+            axum::http::Request::post("/store/v1/publishers")
+                .header("authorization", format!("Bearer {}", host.admin()))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from("{\"id\": \"acme\""))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert!(
+        answer.error().contains("openapi.json"),
+        "{}",
+        answer.error()
+    );
+}

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
+use super::error::JsonBody;
 use super::{Store, StoreError, lock, now, revocations};
 use crate::manifest::Capability;
 use crate::package::SignedPackage;
@@ -491,7 +492,7 @@ pub(super) async fn revoke(
     State(store): State<Store>,
     headers: HeaderMap,
     Path((publisher, app, version)): Path<(String, String, String)>,
-    Json(request): Json<RevokeVersion>,
+    JsonBody(request): JsonBody<RevokeVersion>,
 ) -> Result<(StatusCode, Json<VersionDetail>), StoreError> {
     let admin = store.store_admin(&headers)?;
     if request.reason.trim().is_empty() {

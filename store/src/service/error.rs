@@ -129,3 +129,28 @@ impl IntoResponse for StoreError {
         (status, Json(ErrorBody { error, field })).into_response()
     }
 }
+
+/// A JSON request body whose rejection is a [`StoreError`] (JSON, naming the fix) rather
+/// than axum's plain-text one.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = StoreError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, StoreError> {
+        let Json(value) = Json::<T>::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                StoreError::bad_request(format!(
+                    "{}: send a JSON body as /store/v1/openapi.json describes",
+                    rejection.body_text()
+                ))
+            })?;
+        Ok(JsonBody(value))
+    }
+}

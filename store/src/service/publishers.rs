@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use healthcloud_integration::db::Arg;
 
+use super::error::JsonBody;
 use super::{Store, StoreError, lock, now, revocations, timestamp};
 use crate::keys::{KeyId, PublicKey, Purpose};
 use crate::manifest::check_name;
@@ -126,7 +127,7 @@ fn parse_key(pem: &str) -> Result<PublicKey, StoreError> {
 pub(super) async fn register(
     State(store): State<Store>,
     headers: HeaderMap,
-    Json(new): Json<NewPublisher>,
+    JsonBody(new): JsonBody<NewPublisher>,
 ) -> Result<(StatusCode, Json<Publisher>), StoreError> {
     store.store_admin(&headers)?;
     check_name("id", &new.id).map_err(|e| StoreError::BadRequest {
@@ -267,7 +268,7 @@ pub(super) async fn add_key(
     State(store): State<Store>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(new): Json<NewKey>,
+    JsonBody(new): JsonBody<NewKey>,
 ) -> Result<(StatusCode, Json<Publisher>), StoreError> {
     let principal = store.publisher_or_admin(&headers, &id, true)?;
     let existing = publisher(&store, &id).await?;
