@@ -5,8 +5,9 @@
 //! version order, declared size) is refused before a component byte is read. The component
 //! streams to a temporary file under the size the package signs, is hashed on the way,
 //! checked with the runtime's install-time check, then moved into content-addressed storage
-//! and recorded in one transaction, under a per-app lock that also decides concurrent
-//! publishes of one version.
+//! and recorded in one transaction, under the publisher's lock (which key revocation also
+//! takes; the key is checked again there). The lock decides concurrent publishes of one
+//! version too.
 
 use axum::extract::multipart::Field;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
