@@ -246,6 +246,23 @@ impl Manifest {
                 ),
             ));
         }
+        if let Some(icon) = &self.app.icon {
+            let safe = !icon.is_empty()
+                && icon.len() <= 200
+                && !icon.starts_with('/')
+                && icon
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_'))
+                && icon.split('/').all(|part| !part.is_empty() && part != "..");
+            if !safe {
+                return Err(error(
+                    "app.icon",
+                    format!(
+                        "'{icon}' is not a relative path inside the app's folder (a-z, 0-9, '/', '.', '-', '_'; no '..')"
+                    ),
+                ));
+            }
+        }
         if self.app.name.trim().is_empty() {
             return Err(error("app.name", "must not be empty".into()));
         }
@@ -350,6 +367,22 @@ mod tests {
         let bad_scope = VALID.replace("patient/Observation.rs", "patient/Observation.x");
         let error = Manifest::parse(&bad_scope).unwrap_err();
         assert_eq!(error.path, "capability[0].name");
+        for icon in ["../../etc/passwd", "/etc/passwd", "icons//a.png", "a b.png"] {
+            let with_icon = VALID.replace(
+                "description = \"d\"",
+                &format!("description = \"d\"\nicon = \"{icon}\""),
+            );
+            assert_eq!(
+                Manifest::parse(&with_icon).unwrap_err().path,
+                "app.icon",
+                "{icon}"
+            );
+        }
+        let fine = VALID.replace(
+            "description = \"d\"",
+            "description = \"d\"\nicon = \"icons/app.png\"",
+        );
+        assert!(Manifest::parse(&fine).is_ok());
         let build = VALID.replace("1.2.3", "1.2.3+build.7");
         assert_eq!(Manifest::parse(&build).unwrap_err().path, "app.version");
         let no_reason = VALID.replace("reads readings", " ");

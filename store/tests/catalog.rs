@@ -295,4 +295,11 @@ async fn malformed_json_bodies_get_a_json_error_naming_the_fix() {
         "{}",
         answer.error()
     );
+    let answer = host.get("/store/v1/revocations?since=yesterday").await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert!(
+        answer.error().contains("openapi.json"),
+        "{}",
+        answer.error()
+    );
 }

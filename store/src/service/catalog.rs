@@ -1,7 +1,7 @@
 //! The catalog: search, app detail, versions, component download, yank and revoke.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::JsonBody;
+use super::error::{JsonBody, QueryParams};
 use super::{Store, StoreError, lock, now, revocations};
 use crate::manifest::Capability;
 use crate::package::SignedPackage;
@@ -394,7 +394,7 @@ async fn one_version(
     responses((status = 200, body = AppList)))]
 pub(super) async fn list(
     State(store): State<Store>,
-    Query(query): Query<CatalogQuery>,
+    QueryParams(query): QueryParams<CatalogQuery>,
 ) -> Result<Json<AppList>, StoreError> {
     Ok(Json(search(&store, &query).await?))
 }

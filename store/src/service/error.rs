@@ -154,3 +154,31 @@ where
         Ok(JsonBody(value))
     }
 }
+
+/// Query parameters whose rejection is a [`StoreError`] naming the parameter's form.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = StoreError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, StoreError> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection| {
+                    StoreError::bad_request(format!(
+                        "{}: see /store/v1/openapi.json for the parameters",
+                        rejection.body_text()
+                    ))
+                })?;
+        Ok(QueryParams(value))
+    }
+}

@@ -3,13 +3,14 @@
 //! `GET /store/v1/revocations?since=SEQ` learns what to stop serving, and one holding an
 //! expired feed knows the feed is frozen rather than quiet.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
+use super::error::QueryParams;
 use super::{Store, StoreError, now, timestamp};
 use crate::keys::{KeyError, KeyId, PublicKey, Purpose};
 
@@ -151,7 +152,7 @@ pub struct Since {
     responses((status = 200, body = SignedFeed)))]
 pub(super) async fn feed(
     State(store): State<Store>,
-    Query(Since { since }): Query<Since>,
+    QueryParams(Since { since }): QueryParams<Since>,
 ) -> Result<Json<SignedFeed>, StoreError> {
     let db = store.db();
     let mut select = db.sql(
