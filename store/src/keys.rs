@@ -42,6 +42,17 @@ impl Purpose {
     }
 }
 
+/// What a publisher's current key signs ([`Purpose::AddKey`]) to endorse `new_key`: the RFC 8785
+/// canonical JSON of `{"key_id": …, "publisher": …}`, so the CLI and the store build the same
+/// bytes.
+pub fn endorsement_message(publisher: &str, new_key: &KeyId) -> Vec<u8> {
+    serde_json_canonicalizer::to_vec(&serde_json::json!({
+        "key_id": new_key,
+        "publisher": publisher,
+    }))
+    .expect("a JSON object canonicalizes")
+}
+
 /// Why a key or signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
@@ -296,6 +307,24 @@ mod tests {
         assert!(
             key.write(&path).is_err(),
             "an existing key is not overwritten"
+        );
+    }
+
+    #[test]
+    fn the_endorsement_is_canonical_json_of_publisher_and_key_id() {
+        let id = SecretKey::from_seed(&[3; 32]).public().id();
+        let message = endorsement_message("acme", &id);
+        assert_eq!(
+            String::from_utf8(message.clone()).unwrap(),
+            format!(r#"{{"key_id":"{id}","publisher":"acme"}}"#)
+        );
+        let current = SecretKey::from_seed(&[4; 32]);
+        let signature = current.sign(Purpose::AddKey, &message);
+        assert!(
+            current
+                .public()
+                .verify(Purpose::AddKey, &message, &signature)
+                .is_ok()
         );
     }
 }

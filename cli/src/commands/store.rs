@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use healthcloud_store::keys::{KeyId, PublicKey, Purpose, SecretKey};
-use serde_json::json;
+use healthcloud_store::keys::{KeyId, PublicKey, Purpose, SecretKey, endorsement_message};
 
 use super::ServerArgs;
 use crate::client::AppVersion;
@@ -97,13 +96,6 @@ pub struct AddKeyCommand {
     /// One of your current, active private keys: it endorses the new key.
     #[arg(long, value_name = "CURRENT_KEY")]
     signing_key: PathBuf,
-}
-
-/// The statement a publisher's current key signs to endorse a new one: RFC 8785 canonical
-/// JSON, so the store can rebuild the same bytes.
-fn endorsement_message(publisher: &str, key_id: &KeyId) -> Vec<u8> {
-    serde_json_canonicalizer::to_vec(&json!({"publisher": publisher, "key_id": key_id}))
-        .expect("a JSON object canonicalizes")
 }
 
 impl AddKeyCommand {
@@ -230,28 +222,5 @@ impl YankCommand {
         client.yank(&self.app).await?;
         println!("yanked {}: it is withdrawn from new installs", self.app);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_endorsement_is_canonical_json_of_publisher_and_key_id() {
-        let id = SecretKey::from_seed(&[3; 32]).public().id();
-        let message = endorsement_message("acme", &id);
-        assert_eq!(
-            String::from_utf8(message.clone()).unwrap(),
-            format!(r#"{{"key_id":"{id}","publisher":"acme"}}"#)
-        );
-        let current = SecretKey::from_seed(&[4; 32]);
-        let signature = current.sign(Purpose::AddKey, &message);
-        assert!(
-            current
-                .public()
-                .verify(Purpose::AddKey, &message, &signature)
-                .is_ok()
-        );
     }
 }

@@ -14,7 +14,7 @@ use healthcloud_integration::db::Arg;
 
 use super::error::JsonBody;
 use super::{Store, StoreError, lock, now, revocations, timestamp};
-use crate::keys::{KeyId, PublicKey, Purpose};
+use crate::keys::{KeyId, PublicKey, Purpose, endorsement_message};
 use crate::manifest::check_name;
 
 pub(super) fn router() -> Router<Store> {
@@ -104,15 +104,6 @@ pub struct RevokeKey {
     pub compromised_since: Option<String>,
     /// Why, for the feed and the catalog.
     pub reason: Option<String>,
-}
-
-/// What a key endorsement signs.
-pub fn endorsement_message(publisher: &str, new_key: &KeyId) -> Vec<u8> {
-    serde_json_canonicalizer::to_vec(&serde_json::json!({
-        "key_id": new_key,
-        "publisher": publisher,
-    }))
-    .expect("JSON serializes")
 }
 
 fn parse_key(pem: &str) -> Result<PublicKey, StoreError> {
