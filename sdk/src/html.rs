@@ -27,6 +27,8 @@
 //! assert!(page.contains("<main><h1>Blood pressure: Åse &lt;Sørensen&gt;</h1></main>"));
 //! ```
 
+use crate::fhir::{self, Withheld};
+
 /// Escapes `text` for use in HTML text and in quoted attribute values.
 ///
 /// ```
@@ -48,6 +50,22 @@ pub fn escape(text: &str) -> String {
         }
     }
     escaped
+}
+
+/// Why a platform call failed, as an escaped `<p role="alert">` for the user; `data` names
+/// what was being read, e.g. "diabetes data". A denial or unavailable data reads as
+/// [`Withheld::sentence`] says it (class `denied` / `unavailable`); anything else is the app's
+/// fault (class `error`), without the platform's detail.
+pub fn failure_notice(error: &fhir::Error, data: &str) -> String {
+    let (class, text) = match Withheld::from_error(error.clone()) {
+        Ok(withheld) => (withheld.kind(), withheld.sentence(data)),
+        Err(fhir::Error::NotFound) => ("error", "The patient's record was not found.".to_owned()),
+        Err(_) => (
+            "error",
+            "Something went wrong in this app. Please contact its vendor.".to_owned(),
+        ),
+    };
+    format!("<p class=\"{class}\" role=\"alert\">{}</p>", escape(&text))
 }
 
 /// The style every page of a [`Layout`] starts with: a readable column of text, the header
@@ -91,6 +109,16 @@ impl Layout {
         )
     }
 
+    /// The page for a platform call that ended the request, headed by the app's name, with
+    /// [`failure_notice`]: answer it with [`Error::status_code`](crate::fhir::Error::status_code).
+    pub fn failure_page(&self, error: &fhir::Error, data: &str) -> String {
+        let heading = escape(self.app_name);
+        self.page(
+            "Not available",
+            &format!("<h1>{heading}</h1>{}", failure_notice(error, data)),
+        )
+    }
+
     /// The page for a request without a patient in context, which an app about one patient
     /// cannot answer: answer it with status `400`.
     pub fn no_patient_page(&self) -> String {
@@ -112,6 +140,26 @@ mod tests {
             escape("<script>alert('x')</script>"),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
         );
+    }
+
+    #[test]
+    fn a_failure_notice_says_denied_with_the_escaped_reason_or_asks_to_retry() {
+        let denied = failure_notice(&fhir::Error::Denied("opted <b>out</b>".into()), "lab data");
+        assert_eq!(
+            denied,
+            "<p class=\"denied\" role=\"alert\">Access to lab data was denied: opted &lt;b&gt;out&lt;/b&gt;</p>"
+        );
+        let unavailable = failure_notice(&fhir::Error::Unavailable("timeout".into()), "lab data");
+        assert!(
+            unavailable.starts_with("<p class=\"unavailable\""),
+            "{unavailable}"
+        );
+        assert!(
+            !unavailable.contains("timeout"),
+            "internal detail stays out: {unavailable}"
+        );
+        let invalid = failure_notice(&fhir::Error::Invalid("bad param".into()), "lab data");
+        assert!(invalid.contains("class=\"error\"") && !invalid.contains("bad param"));
     }
 
     const LAYOUT: Layout = Layout {

@@ -22,26 +22,7 @@ pub fn page(title: &str, body: Markup) -> String {
 
 /// The page for a failed platform call: a denial says "denied" and why.
 pub fn failure_page(error: &fhir::Error) -> String {
-    page(
-        "Not available",
-        html! {
-            h1 { "Diabetes overview" }
-            @match error {
-                fhir::Error::Denied(reason) => {
-                    p.denied role="alert" { "Access to the patient's diabetes data was denied: " (reason) }
-                }
-                fhir::Error::Unavailable(_) => {
-                    p.unavailable role="alert" {
-                        "The patient's diabetes data is unavailable right now: the health record could not be reached. Please try again in a few minutes."
-                    }
-                }
-                fhir::Error::NotFound => p.error role="alert" { "The patient's record was not found." },
-                fhir::Error::Invalid(_) | fhir::Error::Json(_) => {
-                    p.error role="alert" { "Something went wrong in this app. Please contact its vendor." }
-                }
-            }
-        },
-    )
+    LAYOUT.failure_page(error, "diabetes data")
 }
 
 /// The page shown to roles the app is not for.

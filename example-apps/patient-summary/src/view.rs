@@ -29,26 +29,7 @@ pub fn page(title: &str, body: Markup) -> String {
 
 /// The page for a failed platform call: a denial says "denied" and why.
 pub fn failure_page(error: &fhir::Error) -> String {
-    page(
-        "Not available",
-        html! {
-            h1 { "Patient summary" }
-            @match error {
-                fhir::Error::Denied(reason) => {
-                    p.denied role="alert" { "Access to the patient's record was denied: " (reason) }
-                }
-                fhir::Error::Unavailable(_) => {
-                    p.unavailable role="alert" {
-                        "The patient's record is unavailable right now: it could not be reached. Please try again in a few minutes."
-                    }
-                }
-                fhir::Error::NotFound => p.error role="alert" { "The patient's record was not found." },
-                fhir::Error::Invalid(_) | fhir::Error::Json(_) => {
-                    p.error role="alert" { "Something went wrong in this app. Please contact its vendor." }
-                }
-            }
-        },
-    )
+    LAYOUT.failure_page(error, "patient record")
 }
 
 /// The summary, section by section as in the FHIR document.
