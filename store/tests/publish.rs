@@ -198,10 +198,7 @@ async fn keys_must_be_the_publishers_own_active_strong_keys() {
 
 async fn add_key(host: &StoreHost, publisher: &str, new: &SecretKey, current: &SecretKey) {
     use healthcloud_store::keys::Purpose;
-    let message = serde_json_canonicalizer::to_vec(
-        &json!({"key_id": new.public().id(), "publisher": publisher}),
-    )
-    .unwrap();
+    let message = healthcloud_store::keys::endorsement_message(publisher, &new.public().id());
     let answer = host
         .post_json(
             &format!("/store/v1/publishers/{publisher}/keys"),
@@ -239,9 +236,46 @@ async fn a_new_key_needs_an_endorsement_by_a_current_one() {
             )
             .await;
         assert_eq!(forged.status, 403, "{}", forged.text());
-        add_key(&host, "acme", &new, &key).await;
+        // Another publisher cannot add or revoke acme's keys, even with acme's endorsement.
+        let rival = SecretKey::generate();
+        assert_eq!(host.register("rival", &rival).await.status, 201);
+        let message = healthcloud_store::keys::endorsement_message("acme", &new.public().id());
+        let endorsed = json!({"key": new.public().to_pem(), "endorsement": {
+            "key_id": key.public().id(),
+            "signature": key.sign(healthcloud_store::keys::Purpose::AddKey, &message)}});
+        let by_rival = host
+            .post_json(
+                "/store/v1/publishers/acme/keys",
+                &host.publisher_token("rival"),
+                &endorsed,
+            )
+            .await;
+        assert_eq!(by_rival.status, 403, "{}", by_rival.text());
+        let revoke = format!(
+            "/store/v1/publishers/acme/keys/{}/revoke",
+            key.public().id()
+        );
+        let by_rival = host
+            .post_json(&revoke, &host.publisher_token("rival"), &json!({}))
+            .await;
+        assert_eq!(by_rival.status, 403, "{}", by_rival.text());
         let keys = host.get("/store/v1/publishers/acme").await.json()["keys"].clone();
-        assert_eq!(keys.as_array().unwrap().len(), 2);
+        assert_eq!(keys.as_array().unwrap().len(), 1);
+        assert_eq!(keys[0]["status"], "active");
+
+        add_key(&host, "acme", &new, &key).await;
+        // A store admin may add a key without an endorsement: recovery when every key is lost.
+        let recovery = SecretKey::generate();
+        let by_admin = host
+            .post_json(
+                "/store/v1/publishers/acme/keys",
+                &host.admin(),
+                &json!({"key": recovery.public().to_pem()}),
+            )
+            .await;
+        assert_eq!(by_admin.status, 201, "{}", by_admin.text());
+        let keys = host.get("/store/v1/publishers/acme").await.json()["keys"].clone();
+        assert_eq!(keys.as_array().unwrap().len(), 3);
     }
 }
 
