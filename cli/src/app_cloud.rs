@@ -12,7 +12,7 @@ use healthcloud_store::manifest::{Capability, Manifest};
 use healthcloud_store::package::{Package, SignedPackage};
 use serde::Deserialize;
 
-use crate::client::{AppVersion, StoreClient};
+use healthcloud_store::client::{AppVersion, StoreClient};
 
 /// The file's name in the data directory.
 pub const FILE: &str = "app-cloud.toml";

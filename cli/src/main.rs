@@ -6,7 +6,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod app_cloud;
-mod client;
 mod commands;
 mod demo;
 mod server;

@@ -23,6 +23,8 @@ pub enum Backend {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// Where it was connected, for a PostgreSQL `LISTEN` connection of its own.
+    url: std::sync::Arc<str>,
     /// SQLite allows one writer at a time; writers queue here instead of failing with `SQLITE_BUSY`.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
@@ -85,6 +87,7 @@ impl Database {
         Ok(Database {
             pool,
             backend,
+            url: url.into(),
             write_lock: Default::default(),
         })
     }
@@ -112,6 +115,39 @@ impl Database {
     /// Which server this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Tells every process listening on `channel` (PostgreSQL `NOTIFY`, delivered when `tx`
+    /// commits). SQLite has one process and nothing to tell: there it does nothing.
+    pub async fn notify(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        channel: &str,
+    ) -> sqlx::Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(channel)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A connection listening on `channels` (PostgreSQL `LISTEN`); `None` on SQLite. It
+    /// reconnects by itself when the server goes away; a notification sent while it was
+    /// away is lost, so listeners also poll.
+    pub async fn listen(
+        &self,
+        channels: &[&str],
+    ) -> anyhow::Result<Option<sqlx::postgres::PgListener>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot LISTEN on the database: {e}"))?;
+        listener.listen_all(channels.iter().copied()).await?;
+        Ok(Some(listener))
     }
 
     /// Starts a write transaction. On SQLite, writers are serialised in-process first.

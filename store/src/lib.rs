@@ -47,6 +47,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod keys;
 pub mod manifest;
 pub mod package;

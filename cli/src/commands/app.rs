@@ -15,7 +15,7 @@ use healthcloud_store::package::{Package, SignedPackage, signature_path};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ServerArgs;
-use crate::client::{AppVersion, Caller, KeyStatus, PublisherKey, StoreClient};
+use healthcloud_store::client::{AppVersion, Caller, KeyStatus, PublisherKey, StoreClient};
 use crate::server;
 
 /// Write, build and run an app.
@@ -474,7 +474,7 @@ async fn check_with_store(
         version: app.version.clone(),
     };
     let not_found =
-        |e: &crate::client::StoreError| e.status() == Some(reqwest::StatusCode::NOT_FOUND);
+        |e: &healthcloud_store::client::StoreError| e.status() == Some(reqwest::StatusCode::NOT_FOUND);
     let mut problems = Vec::new();
     let published = match client.version(&version).await {
         Ok(published) => Some(published),

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::StoreClient;
+use healthcloud_store::client::StoreClient;
 
 /// The healthcloud command line.
 #[derive(Debug, Parser)]

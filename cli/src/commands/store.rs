@@ -7,7 +7,7 @@ use anyhow::Context;
 use healthcloud_store::keys::{KeyId, PublicKey, Purpose, SecretKey, endorsement_message};
 
 use super::ServerArgs;
-use crate::client::AppVersion;
+use healthcloud_store::client::AppVersion;
 
 /// Publishers, keys and versions.
 #[derive(Debug, clap::Subcommand)]

@@ -514,6 +514,7 @@ pub(super) async fn revoke(
     )
     .await?;
     write.commit().await?;
+    store.revocations_committed();
     tracing::warn!(app = %format!("{publisher}/{app}"), %version, by = %admin.claims.sub, reason = %request.reason, "version revoked");
     Ok((
         StatusCode::OK,

@@ -26,7 +26,7 @@ use sqlx::Row;
 
 pub use blobs::Recovered;
 pub use error::StoreError;
-pub use revocations::{Feed, FeedEntry, SignedFeed};
+pub use revocations::{CHANNEL as REVOCATIONS_CHANNEL, Feed, FeedEntry, FeedError, FeedKey, SignedFeed};
 
 use crate::keys::SecretKey;
 use crate::manifest::Manifest;
@@ -84,6 +84,8 @@ struct Inner {
     check: ComponentCheck,
     limits: StoreLimits,
     feed_key: SecretKey,
+    /// Counts committed revocations, for followers in this process.
+    revoked: tokio::sync::watch::Sender<u64>,
     /// Crash testing: the publish step at which to stop and wait to be killed.
     pause_at: Option<String>,
 }
@@ -131,6 +133,7 @@ impl Store {
                 check: config.check,
                 limits: config.limits,
                 feed_key,
+                revoked: tokio::sync::watch::Sender::new(0),
                 pause_at: std::env::var(PAUSE_AT).ok(),
             }),
         };

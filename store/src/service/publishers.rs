@@ -390,6 +390,7 @@ pub(super) async fn revoke_key(
         )
         .await?;
         write.commit().await?;
+        store.revocations_committed();
         tracing::warn!(publisher = %id, %key_id, compromised_since = ?since, by = %principal.claims.sub, "key revoked");
     }
     Ok(Json(publisher(&store, &id).await?))

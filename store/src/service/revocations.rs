@@ -228,7 +228,25 @@ async fn append(
     }
     insert.push(")");
     insert.query().execute(&mut **tx).await?;
+    db.notify(tx, CHANNEL).await?;
     Ok(())
+}
+
+/// The PostgreSQL channel notified when revocations commit: runtime nodes listening on it
+/// fetch the feed at once instead of at their next poll.
+pub const CHANNEL: &str = "healthcloud_revocations";
+
+impl Store {
+    /// Changes whenever revocations commit in this process: a runtime in the same process
+    /// fetches the feed at once instead of at its next poll.
+    pub fn revocations_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.revoked.subscribe()
+    }
+
+    /// Call after committing a transaction that appended to the feed.
+    pub(super) fn revocations_committed(&self) {
+        self.inner.revoked.send_modify(|count| *count += 1);
+    }
 }
 
 /// Revokes one version (a no-op when it already is). The caller holds [`LOCK`] in `tx`.

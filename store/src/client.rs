@@ -1,8 +1,9 @@
 //! The store API's HTTP client: one method per endpoint the commands use, and errors that say
 //! what to do about them.
 
-use healthcloud_store::keys::KeyId;
-use healthcloud_store::package::SignedPackage;
+use crate::keys::KeyId;
+use crate::package::SignedPackage;
+use crate::service::{FeedKey, SignedFeed};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
@@ -130,21 +131,29 @@ struct ErrorBody {
 /// A publisher as `GET /store/v1/publishers/{publisher}` returns it.
 #[derive(Debug, Deserialize)]
 pub struct Publisher {
+    /// The publisher's id.
     pub id: String,
+    /// Its display name.
     pub name: String,
+    /// Every key it ever registered.
     pub keys: Vec<PublisherKey>,
 }
 
 /// One of a publisher's keys.
 #[derive(Debug, Deserialize)]
 pub struct PublisherKey {
+    /// The key's id.
     pub key_id: KeyId,
+    /// Whether it is trusted.
     pub status: KeyStatus,
     #[serde(default)]
+    /// When it was revoked.
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(default)]
+    /// Versions published from then on are void.
     pub compromised_since: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(default)]
+    /// Why it was revoked.
     pub reason: Option<String>,
 }
 
@@ -152,38 +161,51 @@ pub struct PublisherKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
+    /// Trusted.
     Active,
+    /// No longer trusted.
     Revoked,
 }
 
 /// A published version as `GET …/versions/{version}` returns it.
 #[derive(Debug, Deserialize)]
 pub struct PublishedVersion {
+    /// The signed package.
     pub signed: SignedPackage,
+    /// When it was published.
     pub published_at: chrono::DateTime<chrono::Utc>,
     /// The store's own verdict on the signature and its key: `valid`, or what is wrong.
     #[serde(default)]
     pub signature: Option<String>,
     #[serde(default)]
+    /// When the publisher yanked it (not for new installs).
     pub yanked_at: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(default)]
+    /// The store's revocation, if any.
     pub revoked: Option<Revocation>,
 }
 
 /// The store's revocation of a version.
 #[derive(Debug, Deserialize)]
 pub struct Revocation {
+    /// When.
     pub at: chrono::DateTime<chrono::Utc>,
+    /// Why.
     pub reason: String,
 }
 
 /// What `POST /store/v1/packages` answers.
 #[derive(Debug, Deserialize)]
 pub struct Published {
+    /// The publisher.
     pub publisher: String,
+    /// The app.
     pub app: String,
+    /// The version.
     pub version: String,
+    /// The component's sha256.
     pub sha256: String,
+    /// The signing key.
     pub key_id: KeyId,
 }
 
@@ -307,6 +329,21 @@ impl StoreClient {
             .await
             .map_err(|source| self.http_error(source))?;
         Ok(bytes.to_vec())
+    }
+
+    /// `GET /store/v1/revocations?since=SEQ`: the signed revocation feed after `since`.
+    /// Whether to trust it is for the caller to check with the store's pinned key.
+    pub async fn revocations(&self, since: i64) -> Result<SignedFeed, StoreError> {
+        let request = self
+            .request(Method::GET, &["revocations"], Caller::Anyone)?
+            .query(&[("since", since)]);
+        self.send_json(request, Caller::Anyone).await
+    }
+
+    /// `GET /store/v1/revocations/key`: the key the store signs its feed with.
+    pub async fn feed_key(&self) -> Result<FeedKey, StoreError> {
+        let request = self.request(Method::GET, &["revocations", "key"], Caller::Anyone)?;
+        self.send_json(request, Caller::Anyone).await
     }
 
     /// `POST …/versions/{version}/yank`: the publisher withdraws a version from new installs.
@@ -460,8 +497,11 @@ impl StoreClient {
 /// `publisher/app@version`: one version of one app, as the store names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppVersion {
+    /// The publisher.
     pub publisher: String,
+    /// The app.
     pub app: String,
+    /// The version.
     pub version: semver::Version,
 }
 
