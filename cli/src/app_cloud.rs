@@ -1,18 +1,18 @@
 //! The app cloud's local configuration (`app-cloud.toml` in the data directory): limits and
 //! which example apps each demo region installs with which grant.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
 use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_runtime::regions::admin::{Admin, AdminError};
 use healthcloud_runtime::{Limits, Runtime};
 use healthcloud_store::keys::{KeyId, SecretKey};
-use healthcloud_store::manifest::{Capability, Manifest};
-use healthcloud_store::package::{Package, SignedPackage};
+use healthcloud_store::manifest::Manifest;
+use healthcloud_store::package::Package;
 use serde::Deserialize;
 
-use healthcloud_store::client::{AppVersion, StoreClient};
+use healthcloud_store::client::StoreClient;
 
 /// The file's name in the data directory.
 pub const FILE: &str = "app-cloud.toml";
@@ -134,19 +134,21 @@ pub async fn publish_example_apps(
     Ok(key.public().id())
 }
 
-/// Installs the configured example apps as the store at `server` serves them: the signed
-/// package and the component are downloaded, a version the store revoked or whose key it no
-/// longer trusts is refused, and the runtime checks the signature and the bytes before it
-/// compiles them. Compiling is CPU work: it runs off the executor, and compiled code is cached
-/// in the data directory, so a restart is quick.
+/// Installs the configured example apps in their regions on first start, through the region
+/// admin operations (the same as `healthcloud region install`): each version is downloaded from
+/// the store, refused if the store revoked it or no longer trusts its key, verified, compiled
+/// and recorded. Later starts serve what the regions' admins made of them; a marker file in
+/// the data directory says the first start is done. Returns how many apps were installed.
 pub async fn install_example_apps(
     runtime: &Runtime,
     config: &AppCloudConfig,
-    server: &str,
+    data_dir: &Path,
 ) -> anyhow::Result<usize> {
+    let marker = data_dir.join("regions-installed");
+    if marker.exists() {
+        return Ok(0);
+    }
     let apps = example_apps()?;
-    let store = StoreClient::new(server, None)?;
-    let mut downloaded: HashMap<String, (SignedPackage, Vec<u8>)> = HashMap::new();
     for install in &config.install {
         let Some((manifest, _)) = apps.iter().find(|(m, _)| m.full_id() == install.app) else {
             anyhow::bail!(
@@ -158,61 +160,26 @@ pub async fn install_example_apps(
                     .join(", ")
             );
         };
-        let grant = install
-            .grant
-            .iter()
-            .map(|c| Capability::parse(c))
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| {
-                format!("{FILE}: the grant of {} in {}", install.app, install.region)
-            })?;
-        if !downloaded.contains_key(&install.app) {
-            let package = download(&store, manifest).await?;
-            downloaded.insert(install.app.clone(), package);
+        let admin = Admin {
+            actor: "healthcloud up (first start)".into(),
+            region: install.region.clone(),
+        };
+        let app = format!("{}@{}", install.app, manifest.app.version);
+        match runtime.admin_install(&admin, &app, &install.grant).await {
+            Ok(_) => {}
+            // Installed before the marker was written (a crash in between).
+            Err(AdminError::Conflict(_))
+                if runtime.admin_show(&admin, &install.app).await.is_ok() => {}
+            Err(error) => {
+                return Err(anyhow::anyhow!(error.public_message()))
+                    .with_context(|| format!("installing {app} in {} ({FILE})", install.region));
+            }
         }
-        let (signed, component) = downloaded[&install.app].clone();
-        let (runtime, region) = (runtime.clone(), install.region.clone());
-        tokio::task::spawn_blocking(move || {
-            runtime.install_package(&region, &signed, &component, grant)
-        })
-        .await?
-        .with_context(|| format!("installing {} in {}", install.app, install.region))?;
     }
+    std::fs::write(
+        &marker,
+        "the example apps were installed in their regions\n",
+    )
+    .with_context(|| format!("cannot write {}", marker.display()))?;
     Ok(config.install.len())
-}
-
-/// The signed package and component of `manifest`'s version, as the store serves them, if the
-/// store still vouches for them.
-async fn download(
-    store: &StoreClient,
-    manifest: &Manifest,
-) -> anyhow::Result<(SignedPackage, Vec<u8>)> {
-    let version = AppVersion {
-        publisher: manifest.app.publisher.clone(),
-        app: manifest.app.id.clone(),
-        version: manifest.app.version.clone(),
-    };
-    let published = store
-        .version(&version)
-        .await
-        .with_context(|| format!("looking up {version} in the store"))?;
-    if let Some(revoked) = &published.revoked {
-        anyhow::bail!(
-            "{version} was revoked by the store at {}: {}",
-            revoked.at,
-            revoked.reason
-        );
-    }
-    match published.signature.as_deref() {
-        Some("valid") => {}
-        other => anyhow::bail!(
-            "the store does not vouch for {version}'s signature: {}",
-            other.unwrap_or("no verdict")
-        ),
-    }
-    let component = store
-        .component(&version)
-        .await
-        .with_context(|| format!("downloading {version}"))?;
-    Ok((published.signed, component))
 }

@@ -11,7 +11,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use healthcloud_integration::Integration;
-use healthcloud_runtime::{Limits, Runtime, RuntimeConfig};
+use healthcloud_runtime::{Limits, RegionsConfig, Runtime, RuntimeConfig};
+use healthcloud_store::client::StoreClient;
 use healthcloud_store::service::{Store, StoreConfig, StoreLimits};
 
 /// Creates the app cloud on top of an opened integration cloud; compiled code is cached in
@@ -49,6 +50,27 @@ pub async fn app_store(
     })
     .await?;
     Ok(store)
+}
+
+/// Serves the regions' installs from the database, following the store at `store_url`
+/// (its revocation feed, packages and components); component bytes are kept in
+/// `data_dir/components`. With the store in this process (`store`), its feed key is pinned
+/// from it and its revocations are pushed at once.
+pub async fn serve_regions(
+    runtime: &Runtime,
+    store_url: &str,
+    store: Option<&Store>,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    runtime
+        .serve_regions(RegionsConfig {
+            store: StoreClient::new(store_url, None)?,
+            feed_key: store.map(Store::feed_key),
+            components_dir: data_dir.join("components"),
+            poll: std::time::Duration::from_secs(1),
+            push: store.map(Store::revocations_changed),
+        })
+        .await
 }
 
 /// Whether start-up work that needs the listener (publishing the example apps through the

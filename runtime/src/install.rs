@@ -164,6 +164,9 @@ pub struct Install {
     pub(crate) slots: Arc<Semaphore>,
     /// Instances kept for reuse (only with `Limits::reuse_instances`).
     pub(crate) idle: crate::reuse::IdleInstances,
+    /// Cancelled when the install stops serving (uninstalled, or its version revoked): its
+    /// in-flight requests are interrupted.
+    pub(crate) stop: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Install {

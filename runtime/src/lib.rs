@@ -39,6 +39,7 @@ pub mod engine;
 pub mod install;
 mod instance;
 pub mod limits;
+pub mod regions;
 mod reuse;
 pub mod serve;
 
@@ -58,6 +59,7 @@ pub use capability::Grant;
 pub use engine::AppEngine;
 pub use install::{Install, InstallError};
 pub use limits::Limits;
+pub use regions::{RegionsConfig, Revoked};
 
 /// What the runtime is built from.
 #[derive(Debug, Clone)]
@@ -86,6 +88,8 @@ struct Inner {
     verifier: TokenVerifier,
     kv: capability::kv::KvStore,
     limits: Limits,
+    /// Durable region installs and the revocation feed, once [`Runtime::serve_regions`] ran.
+    regions: std::sync::OnceLock<regions::Regions>,
 }
 
 impl Runtime {
@@ -102,6 +106,7 @@ impl Runtime {
             verifier: config.verifier,
             kv: capability::kv::KvStore::new(db),
             limits: config.limits,
+            regions: Default::default(),
         });
         if reuse {
             reuse::start_sweeper(Arc::downgrade(&inner));
@@ -120,9 +125,24 @@ impl Runtime {
     }
 
     /// Installs (or replaces) an app in `region` with `grant` ⊆ the manifest's requested
-    /// capabilities. Compiles, or loads cached code: call it off the async executor when that
+    /// capabilities, in this process only (a region's durable installs go through the admin
+    /// API). Compiles, or loads cached code: call it off the async executor when that
     /// matters.
     pub fn install(
+        &self,
+        region: &str,
+        manifest: Manifest,
+        component: &[u8],
+        publisher_key: &str,
+        grant: Vec<Capability>,
+    ) -> Result<Arc<Install>, InstallError> {
+        let install = self.build(region, manifest, component, publisher_key, grant)?;
+        self.put_install(install.clone());
+        Ok(install)
+    }
+
+    /// Validates and compiles an install without serving it.
+    fn build(
         &self,
         region: &str,
         manifest: Manifest,
@@ -133,9 +153,9 @@ impl Runtime {
         install::check_grant(&manifest, &grant)?;
         let (pre, digest) = self.inner.engine.prepare(&manifest, component)?;
         let app_id = manifest.full_id();
-        let install = Arc::new(Install {
+        Ok(Arc::new(Install {
             identity: AppIdentity {
-                id: app_id.clone(),
+                id: app_id,
                 version: manifest.app.version.to_string(),
                 digest,
                 publisher_key: publisher_key.to_owned(),
@@ -146,20 +166,38 @@ impl Runtime {
             pre,
             slots: Arc::new(Semaphore::new(self.inner.limits.concurrent_instances)),
             idle: reuse::IdleInstances::new(self.inner.limits.reuse_idle),
-        });
+            stop: Default::default(),
+        }))
+    }
+
+    /// Serves `install` from now on, in place of the same app's install in its region (whose
+    /// in-flight requests finish).
+    fn put_install(&self, install: Arc<Install>) {
+        let identity = &install.identity;
         tracing::info!(
-            region,
-            app = app_id,
-            version = install.identity.version,
-            digest = install.identity.digest,
+            region = identity.region,
+            app = identity.id,
+            version = identity.version,
+            digest = identity.digest,
             "installed"
         );
         self.inner
             .installs
             .write()
             .expect("installs lock poisoned")
-            .insert((region.to_owned(), app_id), install.clone());
-        Ok(install)
+            .insert(
+                (identity.region.clone(), identity.id.clone()),
+                install.clone(),
+            );
+    }
+
+    /// Stops serving an install and returns it.
+    fn take_install(&self, region: &str, app: &str) -> Option<Arc<Install>> {
+        self.inner
+            .installs
+            .write()
+            .expect("installs lock poisoned")
+            .remove(&(region.to_owned(), app.to_owned()))
     }
 
     /// Installs a signed package: the signature must verify and `component` must be the
@@ -173,9 +211,22 @@ impl Runtime {
         component: &[u8],
         grant: Vec<Capability>,
     ) -> Result<Arc<Install>, InstallError> {
+        let install = self.build_package(region, signed, component, grant)?;
+        self.put_install(install.clone());
+        Ok(install)
+    }
+
+    /// Verifies and compiles a signed package without serving it.
+    fn build_package(
+        &self,
+        region: &str,
+        signed: &SignedPackage,
+        component: &[u8],
+        grant: Vec<Capability>,
+    ) -> Result<Arc<Install>, InstallError> {
         let key = signed.verify()?;
         signed.check_component(component)?;
-        self.install(
+        self.build(
             region,
             signed.package.manifest(),
             component,
@@ -205,19 +256,19 @@ impl Runtime {
             .collect()
     }
 
-    /// Removes an install; its next request is a 404. Returns whether it existed.
+    /// Removes an install in this process: its next request is a 404 and its in-flight
+    /// requests are interrupted. Returns whether it existed.
     pub fn uninstall(&self, region: &str, app: &str) -> bool {
-        self.inner
-            .installs
-            .write()
-            .expect("installs lock poisoned")
-            .remove(&(region.to_owned(), app.to_owned()))
-            .is_some()
+        let install = self.take_install(region, app);
+        if let Some(install) = &install {
+            install.stop.cancel();
+        }
+        install.is_some()
     }
 
-    /// The `/apps/…` routes.
+    /// The `/apps/…` routes and the region admin API (`/admin/v1/regions/…`).
     pub fn router(&self) -> axum::Router {
-        serve::router(self.clone())
+        serve::router(self.clone()).merge(regions::admin::router(self.clone()))
     }
 }
 

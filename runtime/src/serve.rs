@@ -66,7 +66,15 @@ async fn serve_app(
     request: Request,
 ) -> Response {
     let app_id = format!("{publisher}/{app}");
-    let principal = match authenticate(&runtime.inner.verifier, request.headers()) {
+    let principal = match launch_token(request.headers()) {
+        Some(token) => runtime
+            .inner
+            .verifier
+            .verify(token)
+            .map_err(healthcloud_integration::FhirError::from),
+        None => authenticate(&runtime.inner.verifier, request.headers()),
+    };
+    let principal = match principal {
         Ok(principal) => principal,
         Err(error) => {
             let mut response = failure(StatusCode::UNAUTHORIZED, &error.to_string());
@@ -100,6 +108,9 @@ async fn serve_app(
             );
         }
         _ => {}
+    }
+    if let Some(refused) = runtime.refuse_to_start(&install) {
+        return refused;
     }
     let limits = runtime.limits();
     let (mut parts, body) = request.into_parts();
@@ -181,6 +192,28 @@ enum Failure {
     ResponseBroken(String),
     GuestError(ErrorCode),
     NoResponse,
+    /// The install stopped serving (uninstalled or revoked) while the request ran.
+    Stopped,
+}
+
+/// The cookie a launch sets (path-scoped to one app): the short-lived token of that launch,
+/// so a browser can open the app. Like `Authorization`, the app never sees it.
+pub const LAUNCH_COOKIE: &str = "healthcloud_launch";
+
+/// The launch token in the request's cookies, when it carries no `Authorization` header.
+fn launch_token(headers: &http::HeaderMap) -> Option<&str> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return None;
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .find_map(|cookie| {
+            let (name, value) = cookie.trim().split_once('=')?;
+            (name == LAUNCH_COOKIE).then_some(value)
+        })
 }
 
 impl Runtime {
@@ -290,11 +323,18 @@ impl Runtime {
                 Ok(Err(code)) => Err(Failure::GuestError(code)),
                 Err(_) => Err(Failure::NoResponse),
             }
-        })
-        .await
-        .unwrap_or(Err(Failure::Deadline));
+        });
+        let answered = tokio::select! {
+            answered = answered => answered.unwrap_or(Err(Failure::Deadline)),
+            () = install.stop.cancelled() => Err(Failure::Stopped),
+        };
         match answered {
             Ok(response) => response,
+            Err(Failure::Stopped) => {
+                task.abort();
+                self.refuse_to_start(&install)
+                    .unwrap_or_else(|| self.failed(&install, Failure::Stopped))
+            }
             Err(Failure::ResponseTooLarge) => {
                 task.abort();
                 self.failed(&install, Failure::ResponseTooLarge)
@@ -310,6 +350,35 @@ impl Runtime {
                 self.failed(&install, cause)
             }
         }
+    }
+
+    /// Why no instance of `install` may start now, as the response to send: its version was
+    /// revoked by the store (410, with a page saying why), it was uninstalled (404), or the
+    /// revocation feed is stale (503: fail closed).
+    fn refuse_to_start(&self, install: &Install) -> Option<Response> {
+        let identity = &install.identity;
+        if let Some(regions) = self.regions() {
+            if let Some(revoked) = regions.revocation(&identity.id, &identity.version) {
+                return Some(revoked_page(install, &revoked));
+            }
+            if let Err(reason) = regions.feed.check_fresh(chrono::Utc::now()) {
+                tracing::error!(
+                    app = identity.id,
+                    region = identity.region,
+                    "FAILING CLOSED: {reason}"
+                );
+                return Some(failure(StatusCode::SERVICE_UNAVAILABLE, &reason));
+            }
+        }
+        install.stop.is_cancelled().then(|| {
+            failure(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "no app {} is installed in region {}",
+                    identity.id, identity.region
+                ),
+            )
+        })
     }
 
     /// The capability contexts of a new instance: launch context from the verified token,
@@ -426,6 +495,13 @@ impl Runtime {
                 StatusCode::BAD_GATEWAY,
                 format!("{app} finished without answering"),
             ),
+            Failure::Stopped => (
+                StatusCode::NOT_FOUND,
+                format!(
+                    "{app} was uninstalled from region {} while this request ran",
+                    install.identity.region
+                ),
+            ),
         };
         tracing::warn!(
             app,
@@ -494,6 +570,46 @@ async fn collect(
     parts.headers.remove(header::TRANSFER_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
     Ok(Response::from_parts(parts, axum::body::Body::from(body)))
+}
+
+/// 410: the page a person sees when the app they opened was revoked.
+fn revoked_page(install: &Install, revoked: &crate::Revoked) -> Response {
+    let name = escape(&install.manifest.app.name);
+    let app = escape(&install.identity.id);
+    let version = escape(&install.identity.version);
+    let (reason, at) = (escape(&revoked.reason), escape(&revoked.at));
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name} was revoked</title></head>\n\
+         <body><main><h1>{name} was revoked</h1>\n\
+         <p>The app store revoked version {version} of {app} at {at}, so it no longer runs in any region.</p>\n\
+         <p>Reason given: {reason}</p>\n\
+         <p>Ask your region's administrators which app replaces it.</p></main></body></html>\n"
+    );
+    (
+        StatusCode::GONE,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+        ],
+        page,
+    )
+        .into_response()
+}
+
+/// Text for HTML element content and attribute values.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 fn failure(status: StatusCode, message: &str) -> Response {

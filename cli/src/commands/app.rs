@@ -15,8 +15,8 @@ use healthcloud_store::package::{Package, SignedPackage, signature_path};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ServerArgs;
-use healthcloud_store::client::{AppVersion, Caller, KeyStatus, PublisherKey, StoreClient};
 use crate::server;
+use healthcloud_store::client::{AppVersion, Caller, KeyStatus, PublisherKey, StoreClient};
 
 /// Write, build and run an app.
 #[derive(Debug, clap::Subcommand)]
@@ -473,8 +473,9 @@ async fn check_with_store(
         app: app.id.clone(),
         version: app.version.clone(),
     };
-    let not_found =
-        |e: &healthcloud_store::client::StoreError| e.status() == Some(reqwest::StatusCode::NOT_FOUND);
+    let not_found = |e: &healthcloud_store::client::StoreError| {
+        e.status() == Some(reqwest::StatusCode::NOT_FOUND)
+    };
     let mut problems = Vec::new();
     let published = match client.version(&version).await {
         Ok(published) => Some(published),

@@ -57,7 +57,7 @@ impl UpCommand {
         // issuer; with a real issuer configured those are refused, and nothing is published
         // on anyone's behalf.
         let dev_issuer = self.issuer.is_none();
-        let (key_id, installed) = if dev_issuer {
+        let key_id = if dev_issuer {
             eprintln!("publishing the example apps through the store at {local_url}/store…");
             let key_id = app_cloud::publish_example_apps(
                 &local_url,
@@ -65,11 +65,17 @@ impl UpCommand {
                 &integration.issuer,
             )
             .await?;
-            eprintln!("installing the example apps…");
-            let installed = app_cloud::install_example_apps(&runtime, &config, &local_url).await?;
-            (Some(key_id), installed)
+            Some(key_id)
         } else {
-            (None, 0)
+            None
+        };
+        // The runtime follows the store through its public API, as a separate node would.
+        server::serve_regions(&runtime, &local_url, Some(&app_store), &self.data.data_dir).await?;
+        let installed = if dev_issuer {
+            eprintln!("installing the example apps…");
+            app_cloud::install_example_apps(&runtime, &config, &self.data.data_dir).await?
+        } else {
+            0
         };
         ready.set();
 
@@ -91,8 +97,13 @@ impl UpCommand {
             ),
         }
         println!(
-            "  apps ({installed} installs, grants in {}):",
-            self.data.data_dir.join(app_cloud::FILE).display()
+            "  apps ({} installs{}; change them with `healthcloud region …` or the launch page):",
+            runtime.installs().len(),
+            if installed > 0 {
+                ", just installed as configured in app-cloud.toml"
+            } else {
+                ""
+            }
         );
         for install in runtime.installs() {
             let id = &install.identity;

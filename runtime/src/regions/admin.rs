@@ -1,0 +1,1125 @@
+//! The region admin API, `/admin/v1/regions/{region}/…`: install an app version from the store
+//! with a grant ⊆ what it requests, change the grant, upgrade (asking again when the new
+//! version wants more), uninstall, and read the region's admin audit log. A region admin's
+//! token reaches only its own region. Every action, allowed or refused, is audited.
+//!
+//! The same operations are methods on [`Runtime`] (`admin_…`) for the admin pages.
+
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use healthcloud_integration::auth::{Principal, Role};
+use healthcloud_store::client::{AppVersion, StoreError};
+use healthcloud_store::manifest::{Capability, Manifest};
+use healthcloud_store::package::SignedPackage;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{InstallRow, Regions, Revoked, capabilities_to_json};
+use crate::Runtime;
+
+/// Why an admin request failed; each variant documents its status. Bodies are JSON
+/// `{"error": …, "field": …}`.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// 400: malformed request; `field` names the offending field.
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong and how to fix it.
+        message: String,
+        /// The field, e.g. `grant`.
+        field: Option<String>,
+    },
+    /// 401: no valid token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: not a region admin of this region.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such install or version.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: conflicts with what is installed, or the store does not vouch for the version.
+    #[error("{0}")]
+    Conflict(String),
+    /// 410: the store revoked the version.
+    #[error("{0}")]
+    Gone(String),
+    /// 422: the grant asks for what the app does not request, or the component fails the
+    /// install-time check.
+    #[error("{message}")]
+    Unprocessable {
+        /// What is wrong and how to fix it.
+        message: String,
+        /// The field, e.g. `grant`.
+        field: Option<String>,
+    },
+    /// 502: the store could not be asked.
+    #[error("{0}")]
+    Store(String),
+    /// 503: this node does not serve region installs.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: logged, never leaked.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for AdminError {
+    fn from(error: sqlx::Error) -> Self {
+        AdminError::Internal(error.into())
+    }
+}
+
+impl AdminError {
+    fn status(&self) -> StatusCode {
+        match self {
+            AdminError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AdminError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
+            AdminError::Gone(_) => StatusCode::GONE,
+            AdminError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::Store(_) => StatusCode::BAD_GATEWAY,
+            AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            AdminError::BadRequest { field, .. } | AdminError::Unprocessable { field, .. } => {
+                field.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    fn bad(field: &str, message: String) -> AdminError {
+        AdminError::BadRequest {
+            message,
+            field: Some(field.into()),
+        }
+    }
+
+    /// What the client is told: internal errors are logged, never shown.
+    pub fn public_message(&self) -> String {
+        match self {
+            AdminError::Internal(_) => "internal error; see the server's log".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        if let AdminError::Internal(error) = &self {
+            tracing::error!(error = format!("{error:#}"), "admin request failed");
+        }
+        let mut body = serde_json::json!({ "error": self.public_message() });
+        if let Some(field) = self.field() {
+            body["field"] = field.into();
+        }
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+/// A JSON body whose rejections are [`AdminError`]s.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = AdminError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(AdminError::BadRequest {
+                message: format!("{}: send JSON as documented", rejection.body_text()),
+                field: None,
+            }),
+        }
+    }
+}
+
+/// One requested capability and what the region does with it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CapabilityView {
+    /// The capability, e.g. `patient/Observation.rs`.
+    pub capability: String,
+    /// Why the app says it needs it.
+    pub justification: String,
+    /// What it allows, in plain language.
+    pub explanation: String,
+    /// Whether the region grants it.
+    pub granted: bool,
+}
+
+/// An upgrade waiting for approval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingView {
+    /// The version waiting.
+    pub version: String,
+    /// What it asks for beyond the installed version.
+    pub added: Vec<CapabilityView>,
+}
+
+/// A version the store revoked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokedView {
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: String,
+}
+
+/// An install as the admin API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstallView {
+    /// The region.
+    pub region: String,
+    /// `publisher/app`.
+    pub app: String,
+    /// The app's display name.
+    pub name: String,
+    /// The installed version.
+    pub version: String,
+    /// sha256 of its component.
+    pub sha256: String,
+    /// The key that signed it.
+    pub key_id: String,
+    /// Every capability the version requests, granted or not.
+    pub requested: Vec<CapabilityView>,
+    /// The granted capabilities.
+    pub granted: Vec<String>,
+    /// When it was installed, and last changed.
+    pub installed_at: String,
+    /// When its version or grant last changed.
+    pub updated_at: String,
+    /// Whether it serves now: installed, loaded on this node and not revoked.
+    pub serving: bool,
+    /// The store's revocation of this version.
+    pub revoked: Option<RevokedView>,
+    /// An upgrade waiting for approval.
+    pub pending: Option<PendingView>,
+    /// Where it is served.
+    pub url: String,
+}
+
+/// What an upgrade did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpgradeView {
+    /// `upgraded`, or `pending` when the new version asks for more and waits for approval.
+    pub status: String,
+    /// The install now.
+    pub install: InstallView,
+}
+
+/// One audited admin action.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When.
+    pub at: String,
+    /// Who (the token's subject).
+    pub actor: String,
+    /// `install`, `grant`, `revoke`, `upgrade`, `approve`, `uninstall`.
+    pub action: String,
+    /// The app.
+    pub app: Option<String>,
+    /// What was asked.
+    pub detail: String,
+    /// `allowed`, or `refused: …`.
+    pub outcome: String,
+}
+
+/// `POST …/installs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallRequest {
+    /// `publisher/app@version`.
+    pub app: String,
+    /// The capabilities to grant: a subset of what the version requests.
+    #[serde(default)]
+    pub grant: Vec<String>,
+}
+
+/// `POST …/grant` and `…/revoke`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilityRequest {
+    /// The capability.
+    pub capability: String,
+}
+
+/// `POST …/upgrade`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeRequest {
+    /// The version to upgrade to.
+    pub version: String,
+    /// Approves what the new version asks for beyond the installed one; without it, such an
+    /// upgrade waits.
+    #[serde(default)]
+    pub approve: bool,
+    /// With `approve`: which of the new version's requested capabilities to grant besides
+    /// those carried over from the installed version.
+    #[serde(default)]
+    pub grant: Vec<String>,
+}
+
+/// A region admin acting on one region.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Who (the token's subject).
+    pub actor: String,
+    /// The region.
+    pub region: String,
+}
+
+/// The caller, who must be a region admin of `region`.
+pub fn authorize(principal: &Principal, region: &str) -> Result<Admin, AdminError> {
+    let claims = &principal.claims;
+    if claims.role != Role::RegionAdmin {
+        return Err(AdminError::Forbidden(format!(
+            "this needs a region-admin token for region {region}; yours is for role {} (mint one with `healthcloud token --role region-admin --region {region}`)",
+            claims.role.as_str()
+        )));
+    }
+    match &claims.region {
+        Some(home) if home == region => Ok(Admin {
+            actor: claims.sub.clone(),
+            region: region.to_owned(),
+        }),
+        Some(home) => Err(AdminError::Forbidden(format!(
+            "your token administers region {home}, not {region}"
+        ))),
+        None => Err(AdminError::Forbidden(format!(
+            "a region admin's token must name its region (mint one with `healthcloud token --role region-admin --region {region}`)"
+        ))),
+    }
+}
+
+pub(crate) fn router(runtime: Runtime) -> Router {
+    let install = "/admin/v1/regions/{region}/installs/{publisher}/{app}";
+    Router::new()
+        .route(
+            "/admin/v1/regions/{region}/installs",
+            get(list).post(install_app),
+        )
+        .route(install, get(show).delete(uninstall))
+        .route(&format!("{install}/grant"), post(grant))
+        .route(&format!("{install}/revoke"), post(revoke))
+        .route(&format!("{install}/upgrade"), post(upgrade))
+        .route("/admin/v1/regions/{region}/audit", get(audit))
+        .with_state(runtime)
+}
+
+#[derive(Debug, Deserialize)]
+struct InstallPath {
+    region: String,
+    publisher: String,
+    app: String,
+}
+
+impl Runtime {
+    /// The region admin behind `headers`' bearer token, audited when refused.
+    async fn admin(&self, headers: &HeaderMap, region: &str) -> Result<Admin, AdminError> {
+        let principal = healthcloud_integration::api::authenticate(&self.inner.verifier, headers)
+            .map_err(|e| AdminError::Unauthorized(e.to_string()))?;
+        let admin = authorize(&principal, region);
+        if let Err(error) = &admin {
+            let who = Admin {
+                actor: format!(
+                    "{} ({})",
+                    principal.claims.sub,
+                    principal.claims.role.as_str()
+                ),
+                region: region.to_owned(),
+            };
+            self.audit_admin(&who, "access", None, "", &Err::<(), _>(error))
+                .await;
+        }
+        admin
+    }
+}
+
+async fn list(
+    State(runtime): State<Runtime>,
+    Path(region): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<InstallView>>, AdminError> {
+    let admin = runtime.admin(&headers, &region).await?;
+    Ok(Json(runtime.admin_list(&admin).await?))
+}
+
+async fn install_app(
+    State(runtime): State<Runtime>,
+    Path(region): Path<String>,
+    headers: HeaderMap,
+    Body(request): Body<InstallRequest>,
+) -> Result<(StatusCode, Json<InstallView>), AdminError> {
+    let admin = runtime.admin(&headers, &region).await?;
+    let view = runtime
+        .admin_install(&admin, &request.app, &request.grant)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn show(
+    State(runtime): State<Runtime>,
+    Path(path): Path<InstallPath>,
+    headers: HeaderMap,
+) -> Result<Json<InstallView>, AdminError> {
+    let admin = runtime.admin(&headers, &path.region).await?;
+    let app = format!("{}/{}", path.publisher, path.app);
+    Ok(Json(runtime.admin_show(&admin, &app).await?))
+}
+
+async fn uninstall(
+    State(runtime): State<Runtime>,
+    Path(path): Path<InstallPath>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    let admin = runtime.admin(&headers, &path.region).await?;
+    let app = format!("{}/{}", path.publisher, path.app);
+    runtime.admin_uninstall(&admin, &app).await?;
+    Ok(Json(
+        serde_json::json!({ "region": path.region, "app": app, "uninstalled": true }),
+    ))
+}
+
+async fn grant(
+    State(runtime): State<Runtime>,
+    Path(path): Path<InstallPath>,
+    headers: HeaderMap,
+    Body(request): Body<CapabilityRequest>,
+) -> Result<Json<InstallView>, AdminError> {
+    let admin = runtime.admin(&headers, &path.region).await?;
+    let app = format!("{}/{}", path.publisher, path.app);
+    Ok(Json(
+        runtime
+            .admin_set_grant(&admin, &app, &request.capability, true)
+            .await?,
+    ))
+}
+
+async fn revoke(
+    State(runtime): State<Runtime>,
+    Path(path): Path<InstallPath>,
+    headers: HeaderMap,
+    Body(request): Body<CapabilityRequest>,
+) -> Result<Json<InstallView>, AdminError> {
+    let admin = runtime.admin(&headers, &path.region).await?;
+    let app = format!("{}/{}", path.publisher, path.app);
+    Ok(Json(
+        runtime
+            .admin_set_grant(&admin, &app, &request.capability, false)
+            .await?,
+    ))
+}
+
+async fn upgrade(
+    State(runtime): State<Runtime>,
+    Path(path): Path<InstallPath>,
+    headers: HeaderMap,
+    Body(request): Body<UpgradeRequest>,
+) -> Result<(StatusCode, Json<UpgradeView>), AdminError> {
+    let admin = runtime.admin(&headers, &path.region).await?;
+    let app = format!("{}/{}", path.publisher, path.app);
+    let view = runtime.admin_upgrade(&admin, &app, &request).await?;
+    let status = if view.status == "pending" {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)))
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    100
+}
+
+async fn audit(
+    State(runtime): State<Runtime>,
+    Path(region): Path<String>,
+    Query(query): Query<AuditQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<AuditEntry>>, AdminError> {
+    let admin = runtime.admin(&headers, &region).await?;
+    Ok(Json(runtime.admin_audit_log(&admin, query.limit).await?))
+}
+
+/// A version the store offers for install: the signed package, the manifest it signs, and
+/// the store's verdicts checked.
+struct Offered {
+    signed: SignedPackage,
+    manifest: Manifest,
+}
+
+fn parse_capabilities(field: &str, names: &[String]) -> Result<Vec<Capability>, AdminError> {
+    names
+        .iter()
+        .map(|name| Capability::parse(name).map_err(|e| AdminError::bad(field, e.to_string())))
+        .collect()
+}
+
+/// Refuses capabilities `manifest` does not request, naming every one.
+fn check_requested(
+    field: &str,
+    manifest: &Manifest,
+    grant: &[Capability],
+) -> Result<(), AdminError> {
+    let requested = manifest.capabilities();
+    let extra: Vec<String> = grant
+        .iter()
+        .filter(|c| !requested.contains(c))
+        .map(|c| format!("'{c}'"))
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let asked: Vec<String> = requested.iter().map(ToString::to_string).collect();
+    Err(AdminError::Unprocessable {
+        message: format!(
+            "{} {} not requested by {} {}; a region grants a subset of what the app requests: {}",
+            extra.join(", "),
+            if extra.len() == 1 { "is" } else { "are" },
+            manifest.full_id(),
+            manifest.app.version,
+            if asked.is_empty() {
+                "nothing".to_owned()
+            } else {
+                asked.join(", ")
+            }
+        ),
+        field: Some(field.into()),
+    })
+}
+
+fn store_error(version: &AppVersion, error: StoreError) -> AdminError {
+    match error.status() {
+        Some(StatusCode::NOT_FOUND) => AdminError::NotFound(format!(
+            "the store has no {version}: check the id and version in the catalog"
+        )),
+        Some(StatusCode::GONE) => AdminError::Gone(format!("the store revoked {version}")),
+        _ => AdminError::Store(format!("cannot ask the store about {version}: {error}")),
+    }
+}
+
+impl Runtime {
+    fn regions_or_unavailable(&self) -> Result<&Regions, AdminError> {
+        self.regions().ok_or_else(|| {
+            AdminError::Unavailable(
+                "this node does not serve region installs: start it with `healthcloud up` or `healthcloud serve runtime`".into(),
+            )
+        })
+    }
+
+    /// Asks the store for `version` and checks that it may be installed: not revoked (by the
+    /// store or as this node knows from the feed), not yanked, signature vouched for.
+    async fn offered(&self, version: &AppVersion) -> Result<Offered, AdminError> {
+        let regions = self.regions_or_unavailable()?;
+        let published = regions
+            .store()
+            .version(version)
+            .await
+            .map_err(|e| store_error(version, e))?;
+        let id = format!("{}/{}", version.publisher, version.app);
+        let revoked = published
+            .revoked
+            .map(|r| (r.reason, r.at.to_rfc3339()))
+            .or_else(|| {
+                regions
+                    .revocation(&id, &version.version.to_string())
+                    .map(|r| (r.reason, r.at))
+            });
+        if let Some((reason, at)) = revoked {
+            return Err(AdminError::Gone(format!(
+                "{version} was revoked by the store at {at}: {reason}; install a later version"
+            )));
+        }
+        if published.yanked_at.is_some() {
+            return Err(AdminError::Conflict(format!(
+                "{version} was yanked by its publisher and is not for new installs; install a later version"
+            )));
+        }
+        match published.signature.as_deref() {
+            Some("valid") => {}
+            other => {
+                return Err(AdminError::Conflict(format!(
+                    "the store does not vouch for the signature of {version}: {}",
+                    other.unwrap_or("no verdict")
+                )));
+            }
+        }
+        let signed = published.signed;
+        signed.verify().map_err(|e| AdminError::Unprocessable {
+            message: format!("{version} does not verify: {e}"),
+            field: None,
+        })?;
+        let manifest = signed.package.manifest();
+        if manifest.full_id() != id || manifest.app.version != version.version {
+            return Err(AdminError::Unprocessable {
+                message: format!(
+                    "the store answered {} {} when asked for {version}",
+                    manifest.full_id(),
+                    manifest.app.version
+                ),
+                field: None,
+            });
+        }
+        Ok(Offered { signed, manifest })
+    }
+
+    /// Downloads (or reads from disk) the component, verifies and compiles it for `region`.
+    async fn prepare_offered(
+        &self,
+        region: &str,
+        offered: &Offered,
+        grant: Vec<Capability>,
+    ) -> Result<std::sync::Arc<crate::Install>, AdminError> {
+        let regions = self.regions_or_unavailable()?;
+        let component = regions
+            .component(&offered.signed)
+            .await
+            .map_err(|e| AdminError::Store(format!("{e:#}")))?;
+        self.prepare_package(region, offered.signed.clone(), component, grant)
+            .await
+            .map_err(|e| AdminError::Unprocessable {
+                message: format!("{e:#}"),
+                field: None,
+            })
+    }
+
+    /// The region's installs.
+    pub async fn admin_list(&self, admin: &Admin) -> Result<Vec<InstallView>, AdminError> {
+        let regions = self.regions_or_unavailable()?;
+        let rows = regions.rows(Some(&admin.region)).await?;
+        rows.iter().map(|row| self.view(regions, row)).collect()
+    }
+
+    /// One install.
+    pub async fn admin_show(&self, admin: &Admin, app: &str) -> Result<InstallView, AdminError> {
+        let regions = self.regions_or_unavailable()?;
+        let row = self.existing(regions, admin, app).await?;
+        self.view(regions, &row)
+    }
+
+    async fn existing(
+        &self,
+        regions: &Regions,
+        admin: &Admin,
+        app: &str,
+    ) -> Result<InstallRow, AdminError> {
+        regions.row(&admin.region, app).await?.ok_or_else(|| {
+            AdminError::NotFound(format!(
+                "no app {app} is installed in region {}: `healthcloud region list --region {}` shows what is",
+                admin.region, admin.region
+            ))
+        })
+    }
+
+    fn view(&self, regions: &Regions, row: &InstallRow) -> Result<InstallView, AdminError> {
+        let signed = SignedPackage::from_json(row.package.as_bytes())
+            .map_err(|e| anyhow::anyhow!("a stored package: {e}"))?;
+        let manifest = signed.package.manifest();
+        let capability_view = |requested: &healthcloud_store::manifest::RequestedCapability| {
+            let capability = Capability::parse(&requested.name).ok();
+            CapabilityView {
+                capability: requested.name.clone(),
+                justification: requested.justification.clone(),
+                explanation: capability
+                    .as_ref()
+                    .map(Capability::explain)
+                    .unwrap_or_default(),
+                granted: capability.is_some_and(|c| row.granted.contains(&c)),
+            }
+        };
+        let pending = match &row.pending {
+            Some(pending) => {
+                let next = SignedPackage::from_json(pending.package.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("a stored package: {e}"))?
+                    .package
+                    .manifest();
+                Some(PendingView {
+                    version: pending.version.clone(),
+                    added: next
+                        .requested
+                        .iter()
+                        .filter(|r| {
+                            Capability::parse(&r.name).is_ok_and(|c| pending.added.contains(&c))
+                        })
+                        .map(capability_view)
+                        .collect(),
+                })
+            }
+            None => None,
+        };
+        let revoked = regions.revocation(&row.app, &row.version);
+        let serving = revoked.is_none()
+            && self
+                .installed(&row.region, &row.app)
+                .is_some_and(|install| {
+                    install.identity.version == row.version && !install.stop.is_cancelled()
+                });
+        Ok(InstallView {
+            region: row.region.clone(),
+            app: row.app.clone(),
+            name: manifest.app.name.clone(),
+            version: row.version.clone(),
+            sha256: row.sha256.clone(),
+            key_id: signed.signature.key_id.to_string(),
+            requested: manifest.requested.iter().map(capability_view).collect(),
+            granted: row.granted.iter().map(ToString::to_string).collect(),
+            installed_at: row.installed_at.clone(),
+            updated_at: row.updated_at.clone(),
+            serving,
+            revoked: revoked.map(|Revoked { reason, at }| RevokedView { reason, at }),
+            pending,
+            url: format!("/apps/{}/{}/", row.region, row.app),
+        })
+    }
+
+    /// Installs `app` (`publisher/app@version`) from the store in the admin's region with
+    /// `grant` ⊆ what it requests: downloaded, verified (digest, signature, the store's
+    /// verdict on the key, revocations), validated and compiled before it is recorded.
+    pub async fn admin_install(
+        &self,
+        admin: &Admin,
+        app: &str,
+        grant: &[String],
+    ) -> Result<InstallView, AdminError> {
+        let detail = format!("{app} grant {}", grant.join(" "));
+        let result = self.install_inner(admin, app, grant).await;
+        let id = app.split('@').next();
+        self.audit_admin(admin, "install", id, &detail, &result)
+            .await;
+        result
+    }
+
+    async fn install_inner(
+        &self,
+        admin: &Admin,
+        app: &str,
+        grant: &[String],
+    ) -> Result<InstallView, AdminError> {
+        let regions = self.regions_or_unavailable()?;
+        let version: AppVersion = app.parse().map_err(|e| AdminError::bad("app", e))?;
+        let grant = parse_capabilities("grant", grant)?;
+        let id = format!("{}/{}", version.publisher, version.app);
+        if let Some(row) = regions.row(&admin.region, &id).await? {
+            return Err(AdminError::Conflict(format!(
+                "{id} {} is already installed in region {}: upgrade it (`healthcloud region upgrade --region {} --app {version}`) or uninstall it first",
+                row.version, admin.region, admin.region
+            )));
+        }
+        let offered = self.offered(&version).await?;
+        check_requested("grant", &offered.manifest, &grant)?;
+        let install = self
+            .prepare_offered(&admin.region, &offered, grant.clone())
+            .await?;
+        let db = regions.db();
+        let now = now();
+        let mut write = db.begin_write().await?;
+        let mut insert = db.sql(
+            "INSERT INTO region_installs (region, app, version, sha256, package, granted, \
+             installed_at, updated_at) VALUES (",
+        );
+        insert
+            .bind(admin.region.as_str())
+            .push(", ")
+            .bind(id.as_str())
+            .push(", ")
+            .bind(version.version.to_string())
+            .push(", ")
+            .bind(offered.signed.package.component.sha256.as_str())
+            .push(", ")
+            .bind(offered.signed.to_json())
+            .push(", ")
+            .bind(capabilities_to_json(&grant))
+            .push(", ")
+            .bind(now.as_str())
+            .push(", ")
+            .bind(now.as_str())
+            .push(") ON CONFLICT (region, app) DO NOTHING");
+        let inserted = insert
+            .query()
+            .execute(&mut *write.tx)
+            .await?
+            .rows_affected();
+        if inserted == 0 {
+            return Err(AdminError::Conflict(format!(
+                "{id} was installed in region {} by someone else just now: list the installs and upgrade if needed",
+                admin.region
+            )));
+        }
+        changed(regions, &mut write.tx).await?;
+        write.commit().await?;
+        self.put_install(install);
+        self.admin_show(admin, &id).await
+    }
+
+    /// Grants (`grant = true`) or revokes one capability; the change applies to the next host
+    /// call on every node.
+    pub async fn admin_set_grant(
+        &self,
+        admin: &Admin,
+        app: &str,
+        capability: &str,
+        grant: bool,
+    ) -> Result<InstallView, AdminError> {
+        let action = if grant { "grant" } else { "revoke" };
+        let result = self.set_grant_inner(admin, app, capability, grant).await;
+        self.audit_admin(admin, action, Some(app), capability, &result)
+            .await;
+        result
+    }
+
+    async fn set_grant_inner(
+        &self,
+        admin: &Admin,
+        app: &str,
+        capability: &str,
+        grant: bool,
+    ) -> Result<InstallView, AdminError> {
+        let regions = self.regions_or_unavailable()?;
+        let capability = Capability::parse(capability)
+            .map_err(|e| AdminError::bad("capability", e.to_string()))?;
+        let db = regions.db();
+        let mut write = db.begin_write().await?;
+        let row = locked_row(regions, &mut write.tx, admin, app).await?;
+        let mut granted = row.granted.clone();
+        if grant {
+            let manifest = SignedPackage::from_json(row.package.as_bytes())
+                .map_err(|e| anyhow::anyhow!("a stored package: {e}"))?
+                .package
+                .manifest();
+            check_requested("capability", &manifest, std::slice::from_ref(&capability))?;
+            if !granted.contains(&capability) {
+                granted.push(capability);
+            }
+        } else {
+            granted.retain(|c| c != &capability);
+        }
+        if granted != row.granted {
+            let mut update = db.sql("UPDATE region_installs SET granted = ");
+            update
+                .bind(capabilities_to_json(&granted))
+                .push(", updated_at = ")
+                .bind(now())
+                .push(" WHERE region = ")
+                .bind(admin.region.as_str())
+                .push(" AND app = ")
+                .bind(app);
+            update.query().execute(&mut *write.tx).await?;
+            changed(regions, &mut write.tx).await?;
+        }
+        write.commit().await?;
+        if let Some(install) = self.installed(&admin.region, app) {
+            if install.identity.version == row.version {
+                install.grant.replace(granted);
+            }
+        }
+        self.admin_show(admin, app).await
+    }
+
+    /// Uninstalls: the next request is a 404 on every node, in-flight ones are interrupted,
+    /// and the install's kv state is deleted.
+    pub async fn admin_uninstall(&self, admin: &Admin, app: &str) -> Result<(), AdminError> {
+        let result = self.uninstall_inner(admin, app).await;
+        self.audit_admin(admin, "uninstall", Some(app), "", &result)
+            .await;
+        result
+    }
+
+    async fn uninstall_inner(&self, admin: &Admin, app: &str) -> Result<(), AdminError> {
+        let regions = self.regions_or_unavailable()?;
+        let db = regions.db();
+        let mut write = db.begin_write().await?;
+        locked_row(regions, &mut write.tx, admin, app).await?;
+        for table in ["region_installs", "app_kv"] {
+            let mut delete = db.sql(&format!("DELETE FROM {table} WHERE region = "));
+            delete
+                .bind(admin.region.as_str())
+                .push(" AND app = ")
+                .bind(app);
+            delete.query().execute(&mut *write.tx).await?;
+        }
+        changed(regions, &mut write.tx).await?;
+        write.commit().await?;
+        self.uninstall(&admin.region, app);
+        Ok(())
+    }
+
+    /// Upgrades to `request.version`. The grant carries over as far as the new version still
+    /// requests it. When the new version asks for capabilities the installed one did not, the
+    /// installed version keeps serving and the upgrade waits until it is approved
+    /// (`approve`, granting any of `grant`).
+    pub async fn admin_upgrade(
+        &self,
+        admin: &Admin,
+        app: &str,
+        request: &UpgradeRequest,
+    ) -> Result<UpgradeView, AdminError> {
+        let action = if request.approve {
+            "approve"
+        } else {
+            "upgrade"
+        };
+        let detail = format!("to {} grant {}", request.version, request.grant.join(" "));
+        let result = self.upgrade_inner(admin, app, request).await;
+        self.audit_admin(admin, action, Some(app), &detail, &result)
+            .await;
+        result
+    }
+
+    async fn upgrade_inner(
+        &self,
+        admin: &Admin,
+        app: &str,
+        request: &UpgradeRequest,
+    ) -> Result<UpgradeView, AdminError> {
+        let regions = self.regions_or_unavailable()?;
+        let current = self.existing(regions, admin, app).await?;
+        let version: AppVersion = format!("{app}@{}", request.version)
+            .parse()
+            .map_err(|e| AdminError::bad("version", e))?;
+        let installed: semver::Version = current
+            .version
+            .parse()
+            .map_err(|e| anyhow::anyhow!("a stored version: {e}"))?;
+        if version.version <= installed {
+            return Err(AdminError::Conflict(format!(
+                "{} is not newer than the installed {installed}: an upgrade goes to a later version",
+                version.version
+            )));
+        }
+        let extra = parse_capabilities("grant", &request.grant)?;
+        if !request.approve && !extra.is_empty() {
+            return Err(AdminError::bad(
+                "grant",
+                "granting capabilities with an upgrade is part of approving it: add approve".into(),
+            ));
+        }
+        let offered = self.offered(&version).await?;
+        check_requested("grant", &offered.manifest, &extra)?;
+        let old = SignedPackage::from_json(current.package.as_bytes())
+            .map_err(|e| anyhow::anyhow!("a stored package: {e}"))?
+            .package
+            .manifest()
+            .capabilities();
+        let new = offered.manifest.capabilities();
+        let added: Vec<Capability> = new.iter().filter(|c| !old.contains(c)).cloned().collect();
+        let mut granted: Vec<Capability> = current
+            .granted
+            .iter()
+            .filter(|c| new.contains(c))
+            .cloned()
+            .collect();
+        for capability in extra {
+            if !granted.contains(&capability) {
+                granted.push(capability);
+            }
+        }
+        let waits = !added.is_empty() && !request.approve;
+        // Validated and compiled either way: a broken version is refused now, not on approval.
+        let install = self
+            .prepare_offered(&admin.region, &offered, granted.clone())
+            .await?;
+        let db = regions.db();
+        let mut write = db.begin_write().await?;
+        let row = locked_row(regions, &mut write.tx, admin, app).await?;
+        if row.version != current.version {
+            return Err(AdminError::Conflict(format!(
+                "{app} changed to {} while upgrading: list the install and try again",
+                row.version
+            )));
+        }
+        let sha256 = offered.signed.package.component.sha256.as_str();
+        let package = offered.signed.to_json();
+        let mut update = db.sql("UPDATE region_installs SET ");
+        if waits {
+            update
+                .push("pending_version = ")
+                .bind(version.version.to_string())
+                .push(", pending_sha256 = ")
+                .bind(sha256)
+                .push(", pending_package = ")
+                .bind(package)
+                .push(", pending_added = ")
+                .bind(capabilities_to_json(&added));
+        } else {
+            update
+                .push("version = ")
+                .bind(version.version.to_string())
+                .push(", sha256 = ")
+                .bind(sha256)
+                .push(", package = ")
+                .bind(package)
+                .push(", granted = ")
+                .bind(capabilities_to_json(&granted))
+                .push(", pending_version = NULL, pending_sha256 = NULL, pending_package = NULL, pending_added = NULL");
+        }
+        update
+            .push(", updated_at = ")
+            .bind(now())
+            .push(" WHERE region = ")
+            .bind(admin.region.as_str())
+            .push(" AND app = ")
+            .bind(app);
+        update.query().execute(&mut *write.tx).await?;
+        changed(regions, &mut write.tx).await?;
+        write.commit().await?;
+        if !waits {
+            self.put_install(install);
+        }
+        Ok(UpgradeView {
+            status: if waits { "pending" } else { "upgraded" }.into(),
+            install: self.admin_show(admin, app).await?,
+        })
+    }
+
+    /// The region's audit log, newest first.
+    pub async fn admin_audit_log(
+        &self,
+        admin: &Admin,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, AdminError> {
+        let regions = self.regions_or_unavailable()?;
+        let db = regions.db();
+        let mut select = db.sql(
+            "SELECT at, actor, action, app, detail, outcome FROM region_audit WHERE region = ",
+        );
+        select
+            .bind(admin.region.as_str())
+            .push(" ORDER BY id DESC LIMIT ")
+            .bind(limit.clamp(1, 1000));
+        Ok(select
+            .query()
+            .fetch_all(db.pool())
+            .await?
+            .iter()
+            .map(|row| AuditEntry {
+                at: row.get(0),
+                actor: row.get(1),
+                action: row.get(2),
+                app: row.get(3),
+                detail: row.get(4),
+                outcome: row.get(5),
+            })
+            .collect())
+    }
+
+    /// Records an admin action and its outcome. A failure to record is logged: the action
+    /// itself has already happened or been refused.
+    async fn audit_admin<T>(
+        &self,
+        admin: &Admin,
+        action: &str,
+        app: Option<&str>,
+        detail: &str,
+        result: &Result<T, impl std::fmt::Display>,
+    ) {
+        let Some(regions) = self.regions() else {
+            return;
+        };
+        let outcome = match result {
+            Ok(_) => "allowed".to_owned(),
+            Err(error) => format!("refused: {error}"),
+        };
+        tracing::info!(
+            region = admin.region,
+            actor = admin.actor,
+            action,
+            app,
+            detail,
+            outcome,
+            "region admin action"
+        );
+        let db = regions.db();
+        let mut insert = db.sql(
+            "INSERT INTO region_audit (at, region, actor, action, app, detail, outcome) VALUES (",
+        );
+        insert
+            .bind(now())
+            .push(", ")
+            .bind(admin.region.as_str())
+            .push(", ")
+            .bind(admin.actor.as_str())
+            .push(", ")
+            .bind(action)
+            .push(", ");
+        match app {
+            Some(app) => insert.bind(app),
+            None => insert.push("NULL"),
+        };
+        insert
+            .push(", ")
+            .bind(detail.trim())
+            .push(", ")
+            .bind(outcome)
+            .push(")");
+        let written = async {
+            let mut write = db.begin_write().await?;
+            insert.query().execute(&mut *write.tx).await?;
+            write.commit().await
+        };
+        if let Err(error) = written.await {
+            tracing::error!(%error, "cannot write the region admin audit record");
+        }
+    }
+}
+
+/// The install row of `app` in the admin's region, locked for update on PostgreSQL (SQLite
+/// writers are serialised already).
+async fn locked_row(
+    regions: &Regions,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    admin: &Admin,
+    app: &str,
+) -> Result<InstallRow, AdminError> {
+    let db = regions.db();
+    let mut select = db.sql(&format!(
+        "SELECT {} FROM region_installs WHERE region = ",
+        super::INSTALL_COLUMNS
+    ));
+    select
+        .bind(admin.region.as_str())
+        .push(" AND app = ")
+        .bind(app);
+    if db.backend() == healthcloud_integration::db::Backend::Postgres {
+        select.push(" FOR UPDATE");
+    }
+    let row = select.query().fetch_optional(&mut **tx).await?;
+    match row {
+        Some(row) => Ok(super::install_row(&row)?),
+        None => Err(AdminError::NotFound(format!(
+            "no app {app} is installed in region {}: `healthcloud region list --region {}` shows what is",
+            admin.region, admin.region
+        ))),
+    }
+}
+
+/// Marks the installs changed, for every node.
+async fn changed(
+    regions: &Regions,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+) -> Result<(), AdminError> {
+    sqlx::query("UPDATE region_changes SET seq = seq + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    regions.db().notify(tx, super::CHANNEL).await?;
+    Ok(())
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,301 @@
+//! Following the store's revocation feed: fetched at once when the store says something was
+//! revoked (PostgreSQL `NOTIFY`, or a store in this process) and polled in any case. Each
+//! answer must be signed by the pinned store key and unexpired; a revoked version stops
+//! serving on this node at once, in-flight requests included. While the last good answer is
+//! expired, no app instance starts (fail closed) and the log says so loudly.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use healthcloud_integration::db::Database;
+use healthcloud_store::keys::PublicKey;
+use healthcloud_store::service::{REVOCATIONS_CHANNEL, SignedFeed};
+use sqlx::Row;
+
+use super::{CHANNEL, Revoked};
+use crate::Runtime;
+
+/// How far the feed was read and until when its last answer holds.
+pub(crate) struct FeedState {
+    /// The pinned store key, once known.
+    key: Mutex<Option<PublicKey>>,
+    /// The next `since`.
+    next: Mutex<i64>,
+    /// The last verified answer's expiry; `None` before the first.
+    valid_until: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl FeedState {
+    /// The pinned key and the position from the database; `configured` must agree with a key
+    /// pinned earlier.
+    pub(crate) async fn load(
+        db: &Database,
+        configured: Option<PublicKey>,
+    ) -> anyhow::Result<FeedState> {
+        let row = sqlx::query("SELECT store_key, next FROM runtime_feed WHERE id = 1")
+            .fetch_optional(db.pool())
+            .await?;
+        let (pinned, next) = match &row {
+            Some(row) => (
+                Some(
+                    PublicKey::from_pem(&row.get::<String, _>(0))
+                        .context("the pinned store key")?,
+                ),
+                row.get(1),
+            ),
+            None => (None, 0),
+        };
+        let key = match (configured, pinned) {
+            (Some(configured), Some(pinned)) if configured != pinned => anyhow::bail!(
+                "the configured store key {} is not the key {} this database pinned earlier: if the store's key really changed, delete the row of runtime_feed",
+                configured.id(),
+                pinned.id()
+            ),
+            (configured, pinned) => configured.or(pinned),
+        };
+        Ok(FeedState {
+            key: Mutex::new(key),
+            next: Mutex::new(next),
+            valid_until: Mutex::new(None),
+        })
+    }
+
+    /// `Err` with the reason when no app instance may start: the feed's last answer expired
+    /// (or none was read yet).
+    pub(crate) fn check_fresh(&self, now: DateTime<Utc>) -> Result<(), String> {
+        match *self.valid_until.lock().expect("feed lock poisoned") {
+            Some(until) if until > now => Ok(()),
+            Some(until) => Err(format!(
+                "the app store's revocation feed expired at {} and could not be renewed, so no app can be confirmed as not revoked; apps start again once the store is reachable",
+                until.to_rfc3339()
+            )),
+            None => Err(
+                "the app store's revocation feed has not been read yet, so no app can be confirmed as not revoked; apps start once the store is reachable"
+                    .into(),
+            ),
+        }
+    }
+
+    fn next(&self) -> i64 {
+        *self.next.lock().expect("feed lock poisoned")
+    }
+}
+
+impl Runtime {
+    /// Reads the feed from where this node left off, applies every revocation and renews the
+    /// feed's validity. Returns how many versions were newly revoked.
+    pub async fn fetch_feed(&self) -> anyhow::Result<usize> {
+        let Some(regions) = self.regions() else {
+            return Ok(0);
+        };
+        let state = &regions.feed;
+        let key = self.store_key().await?;
+        let mut revoked = 0;
+        loop {
+            let since = state.next();
+            let signed: SignedFeed = regions
+                .store()
+                .revocations(since)
+                .await
+                .context("fetching the revocation feed")?;
+            signed
+                .verify(&key, Utc::now())
+                .context("the store's revocation feed")?;
+            let feed = &signed.feed;
+            anyhow::ensure!(
+                feed.since == since && feed.next >= since,
+                "the revocation feed answered from {} when asked from {since}",
+                feed.since
+            );
+            for entry in &feed.entries {
+                let (Some(app), Some(version)) = (&entry.app, &entry.version) else {
+                    // A key entry: every version it voids has its own entry.
+                    continue;
+                };
+                let app = format!("{}/{app}", entry.publisher);
+                if self.apply_revocation(
+                    &app,
+                    version,
+                    Revoked {
+                        reason: entry.reason.clone(),
+                        at: entry.at.clone(),
+                    },
+                ) {
+                    revoked += 1;
+                }
+            }
+            let db = regions.db();
+            let mut write = db.begin_write().await?;
+            for entry in &feed.entries {
+                let (Some(app), Some(version)) = (&entry.app, &entry.version) else {
+                    continue;
+                };
+                let mut insert =
+                    db.sql("INSERT INTO runtime_revocations (app, version, reason, at) VALUES (");
+                insert
+                    .bind(format!("{}/{app}", entry.publisher))
+                    .push(", ")
+                    .bind(version.as_str())
+                    .push(", ")
+                    .bind(entry.reason.as_str())
+                    .push(", ")
+                    .bind(entry.at.as_str())
+                    .push(") ON CONFLICT (app, version) DO NOTHING");
+                insert.query().execute(&mut *write.tx).await?;
+            }
+            let mut cursor = db.sql("UPDATE runtime_feed SET next = ");
+            cursor
+                .bind(feed.next)
+                .push(" WHERE id = 1 AND next < ")
+                .bind(feed.next);
+            cursor.query().execute(&mut *write.tx).await?;
+            write.commit().await?;
+            *state.next.lock().expect("feed lock poisoned") = feed.next;
+            let expires = DateTime::parse_from_rfc3339(&feed.expires_at)
+                .context("the feed's expiry")?
+                .with_timezone(&Utc);
+            *state.valid_until.lock().expect("feed lock poisoned") = Some(expires);
+            if !feed.more {
+                return Ok(revoked);
+            }
+        }
+    }
+
+    /// Marks `app@version` revoked on this node and interrupts whatever serves it. Returns
+    /// whether it was news.
+    fn apply_revocation(&self, app: &str, version: &str, revoked: Revoked) -> bool {
+        let Some(regions) = self.regions() else {
+            return false;
+        };
+        let news = regions.revocation(app, version).is_none();
+        if news {
+            tracing::warn!(
+                app,
+                version,
+                reason = revoked.reason,
+                "the store revoked a version; it stops serving in every region"
+            );
+            regions.record_revocation(app, version, revoked);
+        }
+        for install in self.installs() {
+            if install.identity.id == app && install.identity.version == version {
+                install.stop.cancel();
+            }
+        }
+        news
+    }
+
+    /// The pinned store key, pinning what the store presents when nothing is pinned yet.
+    async fn store_key(&self) -> anyhow::Result<PublicKey> {
+        let regions = self.regions().expect("called with regions");
+        if let Some(key) = regions.feed.key.lock().expect("feed lock poisoned").clone() {
+            return Ok(key);
+        }
+        let presented = regions
+            .store()
+            .feed_key()
+            .await
+            .context("fetching the store's feed key")?;
+        let key = PublicKey::from_pem(&presented.pem).context("the store's feed key")?;
+        anyhow::ensure!(
+            key.id() == presented.key_id,
+            "the store's feed key does not match its id"
+        );
+        let db = regions.db();
+        let mut write = db.begin_write().await?;
+        let mut insert = db.sql("INSERT INTO runtime_feed (id, store_key, next) VALUES (1, ");
+        insert
+            .bind(key.to_pem())
+            .push(", 0) ON CONFLICT (id) DO NOTHING");
+        insert.query().execute(&mut *write.tx).await?;
+        let pinned: String = sqlx::query("SELECT store_key FROM runtime_feed WHERE id = 1")
+            .fetch_one(&mut *write.tx)
+            .await?
+            .get(0);
+        write.commit().await?;
+        let pinned = PublicKey::from_pem(&pinned).context("the pinned store key")?;
+        anyhow::ensure!(
+            pinned == key,
+            "the store presents feed key {} but this database pinned {}",
+            key.id(),
+            pinned.id()
+        );
+        tracing::info!(key_id = %key.id(), "pinned the store's feed key");
+        *regions.feed.key.lock().expect("feed lock poisoned") = Some(key.clone());
+        Ok(key)
+    }
+}
+
+/// Starts the follower: fetch the feed and check the installs on every push and every
+/// `poll`.
+pub(crate) async fn start(
+    runtime: Runtime,
+    poll: Duration,
+    mut push: Option<tokio::sync::watch::Receiver<u64>>,
+) -> anyhow::Result<()> {
+    let db = runtime.regions().expect("called with regions").db().clone();
+    let mut listener = db.listen(&[CHANNEL, REVOCATIONS_CHANNEL]).await?;
+    tokio::spawn(async move {
+        let mut stale_logged: Option<std::time::Instant> = None;
+        loop {
+            if let Err(error) = runtime.fetch_feed().await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot renew the revocation feed"
+                );
+            }
+            let regions = runtime.regions().expect("called with regions");
+            match regions.feed.check_fresh(Utc::now()) {
+                Ok(()) => stale_logged = None,
+                Err(reason) => {
+                    if stale_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(30)) {
+                        tracing::error!("FAILING CLOSED: {reason}");
+                        stale_logged = Some(std::time::Instant::now());
+                    }
+                }
+            }
+            match runtime.regions_changed().await {
+                Ok(true) => {
+                    if let Err(error) = runtime.sync_regions().await {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "cannot read the region installs"
+                        );
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "cannot read the region installs"
+                    )
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                Some(_) = async {
+                    match push.as_mut() {
+                        Some(push) => push.changed().await.ok(),
+                        None => std::future::pending().await,
+                    }
+                } => {}
+                Some(()) = async {
+                    match listener.as_mut() {
+                        Some(listener) => match listener.recv().await {
+                            Ok(_) => Some(()),
+                            Err(error) => {
+                                tracing::warn!(%error, "the database LISTEN connection failed; polling until it is back");
+                                tokio::time::sleep(poll).await;
+                                Some(())
+                            }
+                        },
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,412 @@
+//! Region installs that last and that every runtime node shares.
+//!
+//! The database is the truth: `region_installs` holds what each region installed (the signed
+//! package as verified, the grant, a pending upgrade), `runtime_revocations` what the store
+//! revoked. Every node serves from memory and brings its memory in line with those rows
+//! ([`Runtime::sync_regions`]) when they change: at once on the node that changed them, through
+//! PostgreSQL `NOTIFY` on the others, and by polling one counter row in any case. Component
+//! bytes live on each node's disk under their sha256 and are verified against the signed
+//! package whenever they are loaded; a node missing them downloads them from the store.
+//!
+//! - [`admin`]: the region admin API, `/admin/v1/regions/{region}/…`.
+//! - [`feed`]: following the store's revocation feed (push plus poll; fail closed when it
+//!   expires).
+
+pub mod admin;
+pub mod feed;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use healthcloud_integration::db::Database;
+use healthcloud_store::client::{AppVersion, StoreClient};
+use healthcloud_store::keys::PublicKey;
+use healthcloud_store::manifest::Capability;
+use healthcloud_store::package::SignedPackage;
+use sqlx::Row;
+
+use crate::{Install, Runtime};
+
+/// The PostgreSQL channel notified when `region_installs` changes.
+pub const CHANNEL: &str = "healthcloud_regions";
+
+/// How a runtime node reaches the app store and keeps its installs.
+pub struct RegionsConfig {
+    /// The store's API (`…/store/v1`): packages, components and the revocation feed.
+    pub store: StoreClient,
+    /// The key the store signs its revocation feed with. `None`: the key the store presents
+    /// first is pinned in the database, and any other key is refused from then on.
+    pub feed_key: Option<PublicKey>,
+    /// Where this node keeps component bytes (`<dir>/sha256/<hex>`).
+    pub components_dir: PathBuf,
+    /// How often the feed and the installs are checked without a push.
+    pub poll: Duration,
+    /// Pushes from a store in this process: fetch the feed at once.
+    pub push: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+/// A version the store revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// Why, as the store said it.
+    pub reason: String,
+    /// When.
+    pub at: String,
+}
+
+/// The node's region state beyond what [`Install`] holds.
+pub(crate) struct Regions {
+    db: Database,
+    store: StoreClient,
+    components: PathBuf,
+    pub(crate) feed: feed::FeedState,
+    /// `(publisher/app, version)` → why it was revoked.
+    revoked: RwLock<HashMap<(String, String), Revoked>>,
+    /// One sync at a time, so two never race to replace an install.
+    syncing: tokio::sync::Mutex<i64>,
+}
+
+impl std::fmt::Debug for Regions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Regions")
+            .field("store", &self.store.server())
+            .field("components", &self.components)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One row of `region_installs`.
+#[derive(Debug, Clone)]
+pub(crate) struct InstallRow {
+    pub region: String,
+    pub app: String,
+    pub version: String,
+    pub sha256: String,
+    pub package: String,
+    pub granted: Vec<Capability>,
+    pub installed_at: String,
+    pub updated_at: String,
+    pub pending: Option<PendingRow>,
+}
+
+/// An upgrade waiting for a region admin's approval.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRow {
+    pub version: String,
+    pub package: String,
+    pub added: Vec<Capability>,
+}
+
+const INSTALL_COLUMNS: &str = "region, app, version, sha256, package, granted, installed_at, \
+     updated_at, pending_version, pending_sha256, pending_package, pending_added";
+
+fn install_row(row: &sqlx::any::AnyRow) -> anyhow::Result<InstallRow> {
+    let pending_version: Option<String> = row.get(8);
+    let pending = match pending_version {
+        Some(version) => Some(PendingRow {
+            version,
+            package: row.get(10),
+            added: capabilities_from_json(&row.get::<String, _>(11))?,
+        }),
+        None => None,
+    };
+    Ok(InstallRow {
+        region: row.get(0),
+        app: row.get(1),
+        version: row.get(2),
+        sha256: row.get(3),
+        package: row.get(4),
+        granted: capabilities_from_json(&row.get::<String, _>(5))?,
+        installed_at: row.get(6),
+        updated_at: row.get(7),
+        pending,
+    })
+}
+
+pub(crate) fn capabilities_to_json(capabilities: &[Capability]) -> String {
+    let names: Vec<String> = capabilities.iter().map(ToString::to_string).collect();
+    serde_json::to_string(&names).expect("strings serialize")
+}
+
+fn capabilities_from_json(text: &str) -> anyhow::Result<Vec<Capability>> {
+    let names: Vec<String> = serde_json::from_str(text).context("a stored grant")?;
+    names
+        .iter()
+        .map(|name| Capability::parse(name).map_err(|e| anyhow::anyhow!("a stored grant: {e}")))
+        .collect()
+}
+
+impl Regions {
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    pub(crate) fn store(&self) -> &StoreClient {
+        &self.store
+    }
+
+    /// Every install row, or those of one region.
+    pub(crate) async fn rows(&self, region: Option<&str>) -> anyhow::Result<Vec<InstallRow>> {
+        let mut select = self
+            .db
+            .sql(&format!("SELECT {INSTALL_COLUMNS} FROM region_installs"));
+        if let Some(region) = region {
+            select.push(" WHERE region = ").bind(region);
+        }
+        select.push(" ORDER BY region, app");
+        select
+            .query()
+            .fetch_all(self.db.pool())
+            .await?
+            .iter()
+            .map(install_row)
+            .collect()
+    }
+
+    /// One install row.
+    pub(crate) async fn row(&self, region: &str, app: &str) -> anyhow::Result<Option<InstallRow>> {
+        let mut select = self.db.sql(&format!(
+            "SELECT {INSTALL_COLUMNS} FROM region_installs WHERE region = "
+        ));
+        select.bind(region).push(" AND app = ").bind(app);
+        select
+            .query()
+            .fetch_optional(self.db.pool())
+            .await?
+            .as_ref()
+            .map(install_row)
+            .transpose()
+    }
+
+    /// Why `app@version` was revoked, if it was.
+    pub(crate) fn revocation(&self, app: &str, version: &str) -> Option<Revoked> {
+        self.revoked
+            .read()
+            .expect("revocations lock poisoned")
+            .get(&(app.to_owned(), version.to_owned()))
+            .cloned()
+    }
+
+    fn record_revocation(&self, app: &str, version: &str, revoked: Revoked) {
+        self.revoked
+            .write()
+            .expect("revocations lock poisoned")
+            .insert((app.to_owned(), version.to_owned()), revoked);
+    }
+
+    /// Where the bytes with digest `sha256` are kept.
+    fn component_path(&self, sha256: &str) -> PathBuf {
+        self.components.join("sha256").join(sha256)
+    }
+
+    /// The bytes of `signed`'s component: from this node's disk, or else downloaded from the
+    /// store and kept. Either way they are checked against the signed package, so bytes
+    /// altered at rest or in transit are refused.
+    pub(crate) async fn component(&self, signed: &SignedPackage) -> anyhow::Result<Vec<u8>> {
+        let sha256 = &signed.package.component.sha256;
+        let path = self.component_path(sha256);
+        if let Ok(bytes) = tokio::fs::read(&path).await {
+            match signed.check_component(&bytes) {
+                Ok(()) => return Ok(bytes),
+                Err(error) => tracing::error!(
+                    path = %path.display(),
+                    %error,
+                    "component bytes on disk do not match their signed package; downloading them again"
+                ),
+            }
+        }
+        let manifest = signed.package.manifest();
+        let version = AppVersion {
+            publisher: manifest.app.publisher.clone(),
+            app: manifest.app.id.clone(),
+            version: manifest.app.version.clone(),
+        };
+        let bytes = self
+            .store
+            .component(&version)
+            .await
+            .with_context(|| format!("downloading {version} from the store"))?;
+        signed
+            .check_component(&bytes)
+            .with_context(|| format!("the store's bytes of {version}"))?;
+        let dir = self.components.join("sha256");
+        let (dir, keep) = (dir.clone(), bytes.clone());
+        tokio::task::spawn_blocking(move || write_durably(&dir, &path, &keep)).await??;
+        Ok(bytes)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in `dir`: a crash leaves the old file or
+/// the whole new one.
+fn write_durably(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+impl Runtime {
+    /// Serves the regions' installs from the database from now on and follows the store's
+    /// revocation feed: loads what was revoked, brings every install back (verifying each
+    /// component from disk, downloading what is missing), then keeps following changes made
+    /// by any node. Call once, before serving.
+    pub async fn serve_regions(&self, config: RegionsConfig) -> anyhow::Result<()> {
+        let db = self.inner.service.store().database().clone();
+        let revoked = sqlx::query("SELECT app, version, reason, at FROM runtime_revocations")
+            .fetch_all(db.pool())
+            .await?
+            .iter()
+            .map(|row| {
+                (
+                    (row.get(0), row.get(1)),
+                    Revoked {
+                        reason: row.get(2),
+                        at: row.get(3),
+                    },
+                )
+            })
+            .collect();
+        let regions = Regions {
+            feed: feed::FeedState::load(&db, config.feed_key).await?,
+            db,
+            store: config.store,
+            components: config.components_dir,
+            revoked: RwLock::new(revoked),
+            syncing: tokio::sync::Mutex::new(-1),
+        };
+        if self.inner.regions.set(regions).is_err() {
+            anyhow::bail!("serve_regions was called twice");
+        }
+        // Revocations first: nothing revoked is loaded even for a moment.
+        if let Err(error) = self.fetch_feed().await {
+            tracing::error!(%error, "cannot read the store's revocation feed; apps will not start until it can be read");
+        }
+        self.sync_regions().await?;
+        feed::start(self.clone(), config.poll, config.push).await?;
+        Ok(())
+    }
+
+    pub(crate) fn regions(&self) -> Option<&Regions> {
+        self.inner.regions.get()
+    }
+
+    /// Brings this node's installs in line with `region_installs`: new rows are loaded
+    /// (verified from disk), changed grants apply to the next host call, removed rows stop
+    /// serving (their in-flight requests are interrupted). Returns how many installs changed.
+    pub async fn sync_regions(&self) -> anyhow::Result<usize> {
+        let Some(regions) = self.regions() else {
+            return Ok(0);
+        };
+        let mut seen = regions.syncing.lock().await;
+        let seq: i64 = sqlx::query("SELECT seq FROM region_changes WHERE id = 1")
+            .fetch_one(regions.db.pool())
+            .await?
+            .get(0);
+        let rows = regions.rows(None).await?;
+        let mut wanted = BTreeMap::new();
+        let mut changed = 0;
+        for row in rows {
+            let key = (row.region.clone(), row.app.clone());
+            let current = self.installed(&row.region, &row.app);
+            match current {
+                Some(install)
+                    if install.identity.version == row.version
+                        && install.identity.digest == row.sha256 =>
+                {
+                    if install.grant.capabilities() != row.granted {
+                        install.grant.replace(row.granted.clone());
+                        tracing::info!(region = row.region, app = row.app, grant = %capabilities_to_json(&row.granted), "grant changed");
+                        changed += 1;
+                    }
+                }
+                _ => match self.load_row(regions, &row).await {
+                    Ok(install) => {
+                        self.put_install(install);
+                        changed += 1;
+                    }
+                    Err(error) => {
+                        tracing::error!(
+                            region = row.region,
+                            app = row.app,
+                            version = row.version,
+                            error = format!("{error:#}"),
+                            "cannot load an install; it does not serve on this node"
+                        );
+                        if let Some(stale) = self.take_install(&row.region, &row.app) {
+                            stale.stop.cancel();
+                        }
+                        continue;
+                    }
+                },
+            }
+            wanted.insert(key, ());
+        }
+        for install in self.installs() {
+            let id = &install.identity;
+            if !wanted.contains_key(&(id.region.clone(), id.id.clone())) {
+                if let Some(gone) = self.take_install(&id.region, &id.id) {
+                    gone.stop.cancel();
+                    tracing::info!(region = id.region, app = id.id, "uninstalled");
+                    changed += 1;
+                }
+            }
+        }
+        *seen = seq;
+        Ok(changed)
+    }
+
+    /// Whether `region_changes` moved since the last sync.
+    pub(crate) async fn regions_changed(&self) -> anyhow::Result<bool> {
+        let Some(regions) = self.regions() else {
+            return Ok(false);
+        };
+        let seq: i64 = sqlx::query("SELECT seq FROM region_changes WHERE id = 1")
+            .fetch_one(regions.db.pool())
+            .await?
+            .get(0);
+        Ok(seq != *regions.syncing.lock().await)
+    }
+
+    /// Loads one row: the stored package, verified again, and its component from disk
+    /// (downloaded when missing), checked against it and compiled (or taken from the compile
+    /// cache).
+    async fn load_row(&self, regions: &Regions, row: &InstallRow) -> anyhow::Result<Arc<Install>> {
+        let signed = SignedPackage::from_json(row.package.as_bytes())?;
+        anyhow::ensure!(
+            signed.package.component.sha256 == row.sha256,
+            "the stored package names component {} but the install row {}",
+            signed.package.component.sha256,
+            row.sha256
+        );
+        let component = regions.component(&signed).await?;
+        self.prepare_package(&row.region, signed, component, row.granted.clone())
+            .await
+    }
+
+    /// Verifies and compiles a signed package for `region` off the executor.
+    pub(crate) async fn prepare_package(
+        &self,
+        region: &str,
+        signed: SignedPackage,
+        component: Vec<u8>,
+        grant: Vec<Capability>,
+    ) -> anyhow::Result<Arc<Install>> {
+        let (runtime, region) = (self.clone(), region.to_owned());
+        Ok(tokio::task::spawn_blocking(move || {
+            runtime.build_package(&region, &signed, &component, grant)
+        })
+        .await??)
+    }
+}
