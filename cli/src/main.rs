@@ -8,6 +8,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod app_cloud;
 mod commands;
 mod demo;
+mod launch;
+mod region_client;
 mod server;
 
 use clap::Parser;

@@ -13,6 +13,7 @@ use axum::routing::get;
 use healthcloud_integration::Integration;
 use healthcloud_runtime::{Limits, RegionsConfig, Runtime, RuntimeConfig};
 use healthcloud_store::client::StoreClient;
+use healthcloud_store::keys::PublicKey;
 use healthcloud_store::service::{Store, StoreConfig, StoreLimits};
 
 /// Creates the app cloud on top of an opened integration cloud; compiled code is cached in
@@ -54,21 +55,22 @@ pub async fn app_store(
 
 /// Serves the regions' installs from the database, following the store at `store_url`
 /// (its revocation feed, packages and components); component bytes are kept in
-/// `data_dir/components`. With the store in this process (`store`), its feed key is pinned
-/// from it and its revocations are pushed at once.
+/// `data_dir/components`. `feed_key` pins the store's feed key (else the first one seen is
+/// pinned); `push` wakes the follower when a store in this process commits a revocation.
 pub async fn serve_regions(
     runtime: &Runtime,
     store_url: &str,
-    store: Option<&Store>,
+    feed_key: Option<PublicKey>,
+    push: Option<tokio::sync::watch::Receiver<u64>>,
     data_dir: &Path,
 ) -> anyhow::Result<()> {
     runtime
         .serve_regions(RegionsConfig {
             store: StoreClient::new(store_url, None)?,
-            feed_key: store.map(Store::feed_key),
+            feed_key,
             components_dir: data_dir.join("components"),
             poll: std::time::Duration::from_secs(1),
-            push: store.map(Store::revocations_changed),
+            push,
         })
         .await
 }
@@ -99,6 +101,33 @@ pub fn router(
     store: &Store,
     ready: &Ready,
 ) -> Router {
+    router_with(integration, runtime, store, ready, Router::new())
+}
+
+/// Every route and `pages` (the development launcher's, see [`crate::launch`]) with the
+/// cross-cutting layers.
+pub fn router_with(
+    integration: &Integration,
+    runtime: &Runtime,
+    store: &Store,
+    ready: &Ready,
+    pages: Router,
+) -> Router {
+    let routes = Router::new()
+        .merge(integration.router())
+        .merge(runtime.router())
+        .merge(store.router())
+        .merge(pages);
+    with_layers(routes, ready)
+}
+
+/// One part's routes (a `serve` node) with the cross-cutting layers.
+pub fn node_router(routes: Router) -> Router {
+    with_layers(routes, &Ready::now())
+}
+
+/// `/healthz` and the layers every listener has.
+fn with_layers(routes: Router, ready: &Ready) -> Router {
     let ready = ready.clone();
     let health = move || async move {
         if ready.0.load(Ordering::Acquire) {
@@ -110,10 +139,7 @@ pub fn router(
             )
         }
     };
-    Router::new()
-        .merge(integration.router())
-        .merge(runtime.router())
-        .merge(store.router())
+    routes
         .route("/healthz", get(health))
         // A bug must cost one request a 500, never the connection or the process.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {

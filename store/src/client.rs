@@ -1,5 +1,6 @@
-//! The store API's HTTP client: one method per endpoint the commands use, and errors that say
-//! what to do about them.
+//! The healthcloud server's HTTP client: one method per store endpoint the commands use, a
+//! generic [`StoreClient::call`] for the other APIs the server serves beside the store (such
+//! as the region admin API), and errors that say what to do about them.
 
 use crate::keys::KeyId;
 use crate::package::SignedPackage;
@@ -21,6 +22,8 @@ pub enum Caller<'a> {
     Publisher(&'a str),
     /// The publisher with this id, or a store administrator.
     PublisherOrStoreAdmin(&'a str),
+    /// An administrator of this region.
+    RegionAdmin(&'a str),
 }
 
 impl Caller<'_> {
@@ -36,6 +39,9 @@ impl Caller<'_> {
                     publisher(id)
                 )
             }
+            Caller::RegionAdmin(region) => {
+                format!("healthcloud token --role region-admin --region {region}")
+            }
         }
     }
 
@@ -47,18 +53,38 @@ impl Caller<'_> {
             Caller::PublisherOrStoreAdmin(id) => {
                 format!("publisher {id} or a store administrator")
             }
+            Caller::RegionAdmin(region) => format!("a region administrator of {region}"),
         }
     }
 }
 
-/// Why a store call failed.
+/// One of the JSON APIs the server serves, under its own root path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Api {
+    /// The root's path segments, e.g. `["store", "v1"]`.
+    pub root: &'static [&'static str],
+    /// What messages call it, e.g. `store`.
+    pub name: &'static str,
+}
+
+impl Api {
+    /// The store API, `/store/v1/…`.
+    pub const STORE: Api = Api {
+        root: &["store", "v1"],
+        name: "store",
+    };
+}
+
+/// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Nothing answered at the server's address.
     #[error(
-        "cannot reach the store at {server}: start it with `healthcloud up`, or pass --server URL (or set HEALTHCLOUD_SERVER)"
+        "cannot reach the {api} at {server}: start it with `healthcloud up`, or pass --server URL (or set HEALTHCLOUD_SERVER)"
     )]
     Unreachable {
+        /// The API called, as [`Api::name`] says it.
+        api: &'static str,
         /// The base URL tried.
         server: String,
         /// What the connection attempt said.
@@ -77,30 +103,34 @@ pub enum StoreError {
     },
     /// The token was refused (401).
     #[error(
-        "the store refused the token ({message}): pass a valid token of {who} with --token or HEALTHCLOUD_TOKEN (mint one with `{mint}`)"
+        "the {api} refused the token ({message}): pass a valid token of {who} with --token or HEALTHCLOUD_TOKEN (mint one with `{mint}`)"
     )]
     Unauthorized {
-        /// The store's message.
+        /// The API called.
+        api: &'static str,
+        /// The server's message.
         message: String,
         /// Who may make the call.
         who: String,
         /// How to mint a token for them.
         mint: String,
     },
-    /// The store answered with an error status; its message names the fix.
+    /// The server answered with an error status; its message names the fix.
     #[error("{message}{} (HTTP {status})", field.as_ref().map(|f| format!(" [at {f}]")).unwrap_or_default())]
     Refused {
         /// The status.
         status: StatusCode,
-        /// The store's message.
+        /// The server's message.
         message: String,
         /// The request field the message is about, if any.
         field: Option<String>,
     },
     /// The exchange failed after the connection was made, or the answer is not what the API
     /// promises.
-    #[error("talking to the store at {server} failed")]
+    #[error("talking to the {api} at {server} failed")]
     Http {
+        /// The API called.
+        api: &'static str,
         /// The base URL.
         server: String,
         /// The cause.
@@ -110,7 +140,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The HTTP status the store answered with, if it answered with an error.
+    /// The HTTP status the server answered with, if it answered with an error.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             StoreError::Refused { status, .. } => Some(*status),
@@ -120,7 +150,7 @@ impl StoreError {
     }
 }
 
-/// The store's JSON error body.
+/// The server's JSON error body (the store's and the region admin API's alike).
 #[derive(Deserialize)]
 struct ErrorBody {
     error: String,
@@ -406,8 +436,41 @@ impl StoreClient {
         Ok((created, published))
     }
 
+    /// Calls `method` on `path` under `api`'s root as `caller`, sending `body` as JSON, and
+    /// returns the answer's JSON. Errors are mapped as for the store's own calls: each names
+    /// the fix (start the server, mint a token of `caller`, or what the server said).
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        api: Api,
+        method: Method,
+        path: &[&str],
+        caller: Caller<'_>,
+        body: Option<&Value>,
+    ) -> Result<T, StoreError> {
+        let mut request = self.request_to(api, method, path, caller)?;
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = self.send_to(api, request, caller).await?;
+        response
+            .json()
+            .await
+            .map_err(|source| self.failed(api, source))
+    }
+
+    /// A request to the store API.
     fn request<S: AsRef<str>>(
         &self,
+        method: Method,
+        path: &[S],
+        caller: Caller<'_>,
+    ) -> Result<RequestBuilder, StoreError> {
+        self.request_to(Api::STORE, method, path, caller)
+    }
+
+    fn request_to<S: AsRef<str>>(
+        &self,
+        api: Api,
         method: Method,
         path: &[S],
         caller: Caller<'_>,
@@ -417,7 +480,7 @@ impl StoreClient {
         url.path_segments_mut()
             .expect("checked in new: the server URL can be a base")
             .pop_if_empty()
-            .extend(["store", "v1"])
+            .extend(api.root)
             .extend(path);
         let request = self.http.request(method, url);
         Ok(match (caller, &self.token) {
@@ -438,20 +501,31 @@ impl StoreClient {
             .map_err(|source| self.http_error(source))
     }
 
-    /// Sends `request`; an error status becomes a [`StoreError`] carrying the store's message.
+    /// Sends a request to the store API.
     async fn send(
         &self,
+        request: RequestBuilder,
+        caller: Caller<'_>,
+    ) -> Result<Response, StoreError> {
+        self.send_to(Api::STORE, request, caller).await
+    }
+
+    /// Sends `request`; an error status becomes a [`StoreError`] carrying the server's message.
+    async fn send_to(
+        &self,
+        api: Api,
         request: RequestBuilder,
         caller: Caller<'_>,
     ) -> Result<Response, StoreError> {
         let response = request.send().await.map_err(|source| {
             if source.is_connect() {
                 StoreError::Unreachable {
+                    api: api.name,
                     server: self.server().to_owned(),
                     source,
                 }
             } else {
-                self.http_error(source)
+                self.failed(api, source)
             }
         })?;
         let status = response.status();
@@ -473,6 +547,7 @@ impl StoreClient {
         };
         Err(if status == StatusCode::UNAUTHORIZED {
             StoreError::Unauthorized {
+                api: api.name,
                 message,
                 who: caller.who(),
                 mint: caller.mint_hint(),
@@ -487,7 +562,12 @@ impl StoreClient {
     }
 
     fn http_error(&self, source: reqwest::Error) -> StoreError {
+        self.failed(Api::STORE, source)
+    }
+
+    fn failed(&self, api: Api, source: reqwest::Error) -> StoreError {
         StoreError::Http {
+            api: api.name,
             server: self.server().to_owned(),
             source,
         }
@@ -606,6 +686,54 @@ mod tests {
                 .to_string()
                 .contains("healthcloud token --role publisher --sub acme"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn another_api_root_shares_the_machinery_and_names_itself_in_errors() {
+        const ADMIN: Api = Api {
+            root: &["admin", "v1"],
+            name: "region admin API",
+        };
+        let client = StoreClient::new("http://127.0.0.1:9/base", Some("t".into())).unwrap();
+        let caller = Caller::RegionAdmin("hovedstaden");
+        let request = client
+            .request_to(
+                ADMIN,
+                Method::GET,
+                &["regions", "hovedstaden", "installs"],
+                caller,
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            request.url().as_str(),
+            "http://127.0.0.1:9/base/admin/v1/regions/hovedstaden/installs"
+        );
+        assert!(request.headers().get("authorization").is_some());
+
+        let error = StoreClient::new("http://127.0.0.1:9", None)
+            .unwrap()
+            .require_token(caller)
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("healthcloud token --role region-admin --region hovedstaden"),
+            "{error}"
+        );
+        let unreachable = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(client.call::<Value>(ADMIN, Method::GET, &["regions"], caller, None))
+            .unwrap_err();
+        assert!(
+            unreachable
+                .to_string()
+                .starts_with("cannot reach the region admin API at http://127.0.0.1:9/base"),
+            "{unreachable}"
         );
     }
 }

@@ -3,6 +3,8 @@
 mod app;
 mod data;
 mod keygen;
+mod region;
+mod serve;
 mod store;
 mod token;
 mod up;
@@ -44,6 +46,12 @@ pub enum Command {
     /// Administer the app store: publishers, their keys, and published versions.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Run one part of the system (for several nodes sharing a PostgreSQL database).
+    #[command(subcommand)]
+    Serve(serve::ServeCommand),
+    /// Administer a region's installs: install, grant, revoke, upgrade, uninstall, list.
+    #[command(subcommand)]
+    Region(region::RegionCommand),
 }
 
 impl Command {
@@ -55,6 +63,8 @@ impl Command {
             Command::App(command) => command.run().await,
             Command::Keygen(command) => command.run().await,
             Command::Store(command) => command.run().await,
+            Command::Serve(command) => command.run().await,
+            Command::Region(command) => command.run().await,
         }
     }
 }

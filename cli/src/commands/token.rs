@@ -10,8 +10,12 @@ pub struct TokenCommand {
     #[command(flatten)]
     data: DataDirArgs,
     /// clinician, patient, citizen, region-admin, store-admin or publisher.
-    #[arg(long)]
-    role: Role,
+    #[arg(long, required_unless_present = "public_key")]
+    role: Option<Role>,
+    /// Print the development issuer's public key (PEM) instead of a token: other nodes verify
+    /// its tokens with `--issuer healthcloud-dev-issuer --issuer-key FILE`.
+    #[arg(long, conflicts_with = "role")]
+    public_key: bool,
     /// The region the user works in.
     #[arg(long)]
     region: Option<String>,
@@ -38,9 +42,13 @@ pub struct TokenCommand {
 impl TokenCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         let issuer = TokenIssuer::dev(&self.data.data_dir)?;
+        let Some(role) = self.role else {
+            print!("{}", issuer.public_pem());
+            return Ok(());
+        };
         let token = issuer
             .mint(
-                self.role,
+                role,
                 TokenRequest {
                     sub: self.sub,
                     scope: self.scope,

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use healthcloud_integration::Integration;
-use healthcloud_integration::auth::TokenVerifier;
+use healthcloud_integration::auth::{TokenIssuer, TokenVerifier};
 
 use super::DataDirArgs;
 use crate::app_cloud::{self, AppCloudConfig};
@@ -51,7 +51,23 @@ impl UpCommand {
         let listener = server::listen(self.addr).await?;
         let local_url = format!("http://{}", listener.local_addr()?);
         let ready = server::Ready::default();
-        let app = server::router(&integration, &runtime, &app_store, &ready);
+        // The launcher mints tokens with the development issuer's key: never beside a real
+        // issuer.
+        let pages = match &self.issuer {
+            None => {
+                crate::launch::router(crate::launch::Launch::new(crate::launch::LaunchConfig {
+                    issuer: TokenIssuer::dev(&self.data.data_dir)?,
+                    verifier: integration.state.verifier.clone(),
+                    service: integration.state.service.clone(),
+                    runtime: runtime.clone(),
+                    store_url: local_url.clone(),
+                    public_url: public_url.clone(),
+                    regions: config.install.iter().map(|i| i.region.clone()).collect(),
+                })?)
+            }
+            Some(_) => axum::Router::new(),
+        };
+        let app = server::router_with(&integration, &runtime, &app_store, &ready, pages);
         let serving = tokio::spawn(server::serve(listener, app));
         // The example apps go through the store's API with tokens of the development
         // issuer; with a real issuer configured those are refused, and nothing is published
@@ -70,7 +86,14 @@ impl UpCommand {
             None
         };
         // The runtime follows the store through its public API, as a separate node would.
-        server::serve_regions(&runtime, &local_url, Some(&app_store), &self.data.data_dir).await?;
+        server::serve_regions(
+            &runtime,
+            &local_url,
+            Some(app_store.feed_key()),
+            Some(app_store.revocations_changed()),
+            &self.data.data_dir,
+        )
+        .await?;
         let installed = if dev_issuer {
             eprintln!("installing the example apps…");
             app_cloud::install_example_apps(&runtime, &config, &self.data.data_dir).await?
@@ -80,6 +103,11 @@ impl UpCommand {
         ready.set();
 
         println!("healthcloud is up");
+        if dev_issuer {
+            println!(
+                "  launch page:   {public_url}/  (open the apps, the region and store admin pages and the citizen page in a browser)"
+            );
+        }
         println!(
             "  FHIR R4 API:   {public_url}/fhir/r4  (metadata: {public_url}/fhir/r4/metadata)"
         );

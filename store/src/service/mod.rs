@@ -26,7 +26,9 @@ use sqlx::Row;
 
 pub use blobs::Recovered;
 pub use error::StoreError;
-pub use revocations::{CHANNEL as REVOCATIONS_CHANNEL, Feed, FeedEntry, FeedError, FeedKey, SignedFeed};
+pub use revocations::{
+    CHANNEL as REVOCATIONS_CHANNEL, Feed, FeedEntry, FeedError, FeedKey, SignedFeed,
+};
 
 use crate::keys::SecretKey;
 use crate::manifest::Manifest;

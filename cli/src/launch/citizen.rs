@@ -1,0 +1,381 @@
+//! `/citizen/`: the citizen page. Who looked at my data (the citizen's AuditEvents: when, who,
+//! through which app, what, the outcome) and, per installed app, a button that opts it out of
+//! the citizen's data (a Consent denying `Device/<publisher.app>`) or lifts that opt-out.
+//!
+//! Everything goes through the integration cloud's [`FhirService`] with the citizen's verified
+//! token, the same policy path (compartment, scopes, consent, audit) as the FHIR API.
+//!
+//! [`FhirService`]: healthcloud_integration::FhirService
+
+use askama::Template;
+use axum::Router;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use healthcloud_integration::consent::{self, Denial};
+use healthcloud_integration::policy::AccessContext;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::PageError;
+use super::session::{self, Citizen, Session, SessionKind};
+use super::{Launch, readable_time, render, urlencode};
+
+/// How many accesses the page lists, newest first.
+const ACCESSES: usize = 50;
+
+pub(super) fn router() -> Router<Launch> {
+    Router::new()
+        .route(
+            "/citizen",
+            get(|| async { Redirect::permanent(Citizen::PATH) }),
+        )
+        .route("/citizen/", get(page))
+        .route("/citizen/opt-out", post(opt_out))
+        .route("/citizen/lift", post(lift))
+        .route("/citizen/sign-out", post(session::sign_out::<Citizen>))
+}
+
+impl Session<Citizen> {
+    /// The citizen's own patient id (a citizen token always names it) and the access context
+    /// of the citizen's calls.
+    fn context(&self) -> Result<(String, AccessContext), PageError> {
+        let patient = self.principal.claims.patient.clone().ok_or_else(|| {
+            PageError::Forbidden("your session names no patient record of yours".into())
+        })?;
+        Ok((patient, AccessContext::user(self.principal.clone())))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "launch/citizen.html")]
+struct CitizenPage {
+    user: String,
+    ends: String,
+    patient: String,
+    notice: Option<String>,
+    accesses: Vec<Access>,
+    apps: Vec<AppRow>,
+    opt_outs: Vec<OptOut>,
+}
+
+/// One AuditEvent as the citizen reads it.
+pub(super) struct Access {
+    datetime: String,
+    at: String,
+    /// The user, with their role.
+    pub(super) who: String,
+    /// Whether it was the citizen (or the patient) themselves.
+    yourself: bool,
+    /// The app and its version, when the access came through one.
+    pub(super) app: Option<String>,
+    /// What was done to which type of data.
+    pub(super) what: String,
+    /// The region (or the integration cloud).
+    pub(super) place: String,
+    allowed: bool,
+    /// `allowed`, or why it was refused.
+    pub(super) outcome: String,
+}
+
+/// An installed app and the citizen's opt-out of it.
+struct AppRow {
+    /// `publisher/app`.
+    id: String,
+    name: String,
+    /// `Device/<publisher.app>`: how consents name it.
+    device: String,
+    regions: String,
+    /// The active Consent opting it out of everything.
+    opted_out: Option<String>,
+    /// Resource types a narrower opt-out covers.
+    partly: Vec<String>,
+}
+
+/// One active Consent with deny provisions.
+struct OptOut {
+    id: String,
+    since: String,
+    denied: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Done {
+    done: String,
+    app: String,
+}
+
+async fn page(
+    State(launch): State<Launch>,
+    session: Session<Citizen>,
+    done: Result<Query<Done>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let (patient, context) = session.context()?;
+    let service = &launch.config().service;
+    let back = "/";
+    let params = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let count = ACCESSES.to_string();
+    let (_, events) = service
+        .search_params(
+            &context,
+            "AuditEvent",
+            &params(&[
+                ("patient", &patient),
+                ("_sort", "-date"),
+                ("_count", &count),
+            ]),
+        )
+        .await
+        .map_err(|e| PageError::fhir(e, back))?;
+    let (_, consents) = service
+        .search_params(
+            &context,
+            "Consent",
+            &params(&[
+                ("patient", &patient),
+                ("status", "active"),
+                ("_count", "100"),
+            ]),
+        )
+        .await
+        .map_err(|e| PageError::fhir(e, back))?;
+    let accesses = events
+        .resources
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Value>(&r.content).ok())
+        .map(|event| access(&event))
+        .collect();
+    let mut opt_outs = Vec::new();
+    let mut denials: Vec<(String, Denial)> = Vec::new();
+    for resource in &consents.resources {
+        let Ok(consent) = serde_json::from_str::<Value>(&resource.content) else {
+            continue;
+        };
+        let found = consent::denials(&consent).unwrap_or_default();
+        if found.is_empty() {
+            continue;
+        }
+        opt_outs.push(OptOut {
+            id: resource.id.clone(),
+            since: consent["dateTime"]
+                .as_str()
+                .map(readable_time)
+                .unwrap_or_default(),
+            denied: found.iter().map(denial_text).collect(),
+        });
+        denials.extend(found.into_iter().map(|d| (resource.id.clone(), d)));
+    }
+    let apps: Vec<AppRow> = launch
+        .installed_apps()
+        .into_iter()
+        .map(|(id, app)| {
+            let device = format!("Device/{}", id.replace('/', "."));
+            let of_app = || denials.iter().filter(|(_, d)| d.actor == device);
+            AppRow {
+                opted_out: of_app()
+                    .find(|(_, d)| d.resource_type.is_empty())
+                    .map(|(consent, _)| consent.clone()),
+                partly: of_app()
+                    .filter(|(_, d)| !d.resource_type.is_empty())
+                    .map(|(_, d)| d.resource_type.clone())
+                    .collect(),
+                regions: app.regions.join(", "),
+                id,
+                name: app.name,
+                device,
+            }
+        })
+        .collect();
+    let done = done.map(|Query(done)| done).unwrap_or_default();
+    let app = apps.iter().find(|a| a.id == done.app);
+    let notice = match (done.done.as_str(), app) {
+        ("opted-out", Some(app)) if app.opted_out.is_some() => Some(format!(
+            "{} is opted out: from its next call on, it gets none of your data, in every region.",
+            app.name
+        )),
+        ("lifted", Some(app)) if app.opted_out.is_none() => Some(format!(
+            "Your opt-out of {} is lifted: it may use your data again when someone you see opens it.",
+            app.name
+        )),
+        ("lifted", None) if done.app.is_empty() => Some("The opt-out is lifted.".into()),
+        _ => None,
+    };
+    Ok(render(
+        StatusCode::OK,
+        &CitizenPage {
+            user: session.user().to_owned(),
+            ends: session.ends(),
+            patient,
+            notice,
+            accesses,
+            apps,
+            opt_outs,
+        },
+    ))
+}
+
+fn denial_text(denial: &Denial) -> String {
+    let what = if denial.resource_type.is_empty() {
+        "all your data".to_owned()
+    } else {
+        format!("your {} records", denial.resource_type)
+    };
+    let whom = match denial.actor.strip_prefix("Device/") {
+        Some(app) => format!("the app {}", app.replacen('.', "/", 1)),
+        None => denial.actor.clone(),
+    };
+    format!("{whom}: {what}")
+}
+
+/// An AuditEvent (as `healthcloud_integration::audit` writes them) in words.
+pub(super) fn access(event: &Value) -> Access {
+    let agents = event["agent"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let user = agents
+        .iter()
+        .find(|a| a["requestor"].as_bool() == Some(true));
+    let id = user
+        .and_then(|u| {
+            u["who"]["identifier"]["value"]
+                .as_str()
+                .or_else(|| u["who"]["reference"].as_str())
+        })
+        .unwrap_or("unknown");
+    let role = user
+        .and_then(|u| u["role"][0]["text"].as_str())
+        .unwrap_or_default();
+    let app = agents.iter().find_map(|a| {
+        let reference = a["who"]["reference"].as_str()?;
+        reference.strip_prefix("Device/")?;
+        Some(a["who"]["display"].as_str().unwrap_or(reference).to_owned())
+    });
+    let verb = match event["subtype"][0]["code"].as_str().unwrap_or_default() {
+        "read" | "vread" => "read",
+        "search-type" | "search" => "searched",
+        "create" => "added",
+        "update" => "changed",
+        "delete" => "deleted",
+        other => other,
+    };
+    let resource_type = event["entity"]
+        .as_array()
+        .and_then(|entities| entities.iter().find_map(|e| e["description"].as_str()))
+        .unwrap_or("data");
+    let recorded = event["recorded"].as_str().unwrap_or_default();
+    let allowed = event["outcome"].as_str() == Some("0");
+    Access {
+        datetime: recorded.to_owned(),
+        at: readable_time(recorded),
+        who: if role.is_empty() {
+            id.to_owned()
+        } else {
+            format!("{id} ({role})")
+        },
+        yourself: matches!(role, "citizen" | "patient"),
+        app,
+        what: format!("{verb} {resource_type}"),
+        place: event["source"]["site"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        allowed,
+        outcome: if allowed {
+            "allowed".into()
+        } else {
+            match event["outcomeDesc"].as_str() {
+                Some(why) => format!("refused: {why}"),
+                None => "refused".into(),
+            }
+        },
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct OptOutForm {
+    /// `publisher/app`.
+    app: String,
+}
+
+async fn opt_out(
+    State(launch): State<Launch>,
+    session: Session<Citizen>,
+    request: Result<Form<OptOutForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(request) =
+        request.map_err(|e| PageError::BadRequest(format!("the form is unreadable: {e}")))?;
+    let (patient, context) = session.context()?;
+    if !launch.installed_apps().contains_key(&request.app) {
+        return Err(PageError::NotFound(format!(
+            "no app {} is installed in any region",
+            request.app
+        )));
+    }
+    let device = format!("Device/{}", request.app.replace('/', "."));
+    launch
+        .config()
+        .service
+        .create(
+            &context,
+            "Consent",
+            consent::opt_out(&patient, &device, &[]),
+        )
+        .await
+        .map_err(|e| PageError::fhir(e, Citizen::PATH))?;
+    Ok(Redirect::to(&format!(
+        "/citizen/?done=opted-out&app={}#apps-heading",
+        urlencode(&request.app)
+    ))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct LiftForm {
+    consent: String,
+    /// The app the button was for, to say so afterwards.
+    #[serde(default)]
+    app: String,
+}
+
+/// Lifts an opt-out: the Consent becomes `inactive` (kept, so the record shows it existed).
+async fn lift(
+    State(launch): State<Launch>,
+    session: Session<Citizen>,
+    request: Result<Form<LiftForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(request) =
+        request.map_err(|e| PageError::BadRequest(format!("the form is unreadable: {e}")))?;
+    let (_, context) = session.context()?;
+    let service = &launch.config().service;
+    let current = service
+        .read(&context, "Consent", &request.consent)
+        .await
+        .map_err(|e| PageError::fhir(e, Citizen::PATH))?;
+    let mut consent: Value = serde_json::from_str(&current.content)
+        .map_err(|e| anyhow::anyhow!("a stored Consent: {e}"))?;
+    consent["status"] = "inactive".into();
+    service
+        .update(
+            &context,
+            "Consent",
+            &request.consent,
+            consent,
+            Some(current.version_id),
+        )
+        .await
+        .map_err(|e| PageError::fhir(e, Citizen::PATH))?;
+    Ok(Redirect::to(&format!(
+        "/citizen/?done=lifted&app={}#apps-heading",
+        urlencode(&request.app)
+    ))
+    .into_response())
+}

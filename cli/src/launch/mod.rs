@@ -1,0 +1,291 @@
+//! The development launcher of `healthcloud up`: a launch page at `/` (like a SMART EHR
+//! launch) and the pages each demo role lands on, for people trying the system in a browser.
+//!
+//! - [`launch_page`]: `GET /` picks region, role, patient and app; `POST /launch` mints a
+//!   short-lived token bound to that context and opens the app or the role's page with it.
+//! - [`region_admin`]: `/regions/{region}/` grants and revokes capabilities, approves upgrades,
+//!   uninstalls, and reads the region's admin audit log, through the runtime's `admin_*`
+//!   methods (audited, applied on every node).
+//! - [`store_admin`]: `/store-admin/` revokes published versions through the store's API with
+//!   the session's own store-admin token.
+//! - [`citizen`]: `/citizen/` shows who looked at the citizen's data and opts apps out, through
+//!   the integration cloud's [`FhirService`] with the citizen's verified token.
+//!
+//! Only mounted with the development issuer: the launcher mints tokens with its key, which a
+//! real issuer would never hand out. Pages are server-rendered (askama, escaping on), carry no
+//! script and a strict content security policy. Sessions are cookies holding the minted token
+//! ([`session`]), verified on every request; forms that change anything are refused when sent
+//! from another origin.
+
+mod citizen;
+mod error;
+mod launch_page;
+mod region_admin;
+mod session;
+mod store_admin;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use healthcloud_integration::FhirService;
+use healthcloud_integration::auth::{TokenIssuer, TokenVerifier};
+use healthcloud_runtime::Runtime;
+
+use error::PageError;
+
+/// Nothing but the launcher's own stylesheet may load: no script, no framing, forms post only
+/// back here.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+    form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+const STYLESHEET: &str = include_str!("../../templates/launch/launch.css");
+
+/// What the launcher is built from.
+pub struct LaunchConfig {
+    /// The development issuer: mints the launch tokens.
+    pub issuer: TokenIssuer,
+    /// Verifies them again on every request (the same verifier as the FHIR API).
+    pub verifier: TokenVerifier,
+    /// The integration cloud's data service, for the citizen page and the patient list.
+    pub service: FhirService,
+    /// The app cloud: installs and the region admin operations.
+    pub runtime: Runtime,
+    /// Where the store's API answers in this process (`…/store/v1` below it).
+    pub store_url: String,
+    /// The public base URL: its origin is the one forms may come from, and `https` makes the
+    /// cookies `Secure`.
+    pub public_url: String,
+    /// The regions to offer even when nothing is installed in them (from `app-cloud.toml`).
+    pub regions: Vec<String>,
+}
+
+/// The launcher's state; cheap to clone.
+#[derive(Clone)]
+pub struct Launch {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: LaunchConfig,
+    /// `scheme://host[:port]` of the public URL.
+    public_origin: String,
+    /// Whether cookies get `Secure` (only over https: browsers drop them on plain http).
+    secure_cookies: bool,
+    http: reqwest::Client,
+}
+
+impl Launch {
+    /// The launcher over `config`.
+    pub fn new(config: LaunchConfig) -> anyhow::Result<Launch> {
+        let url = reqwest::Url::parse(&config.public_url).map_err(|e| {
+            anyhow::anyhow!(
+                "the public URL '{}' is not a URL ({e}): pass one like http://127.0.0.1:8080",
+                config.public_url
+            )
+        })?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("healthcloud-launcher/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(Launch {
+            inner: Arc::new(Inner {
+                public_origin: url.origin().ascii_serialization(),
+                secure_cookies: url.scheme() == "https",
+                http,
+                config,
+            }),
+        })
+    }
+
+    fn config(&self) -> &LaunchConfig {
+        &self.inner.config
+    }
+
+    fn runtime(&self) -> &Runtime {
+        &self.inner.config.runtime
+    }
+
+    /// Every region to offer: configured ones and any with installs, sorted.
+    fn regions(&self) -> Vec<String> {
+        let mut regions: Vec<String> = self.config().regions.clone();
+        regions.extend(
+            self.runtime()
+                .installs()
+                .iter()
+                .map(|install| install.identity.region.clone()),
+        );
+        regions.sort();
+        regions.dedup();
+        regions
+    }
+
+    /// Every installed app by id (`publisher/app`), with the regions serving it.
+    fn installed_apps(&self) -> BTreeMap<String, InstalledApp> {
+        let mut apps: BTreeMap<String, InstalledApp> = BTreeMap::new();
+        for install in self.runtime().installs() {
+            let identity = &install.identity;
+            apps.entry(identity.id.clone())
+                .or_insert_with(|| InstalledApp {
+                    name: install.manifest.app.name.clone(),
+                    regions: Vec::new(),
+                })
+                .regions
+                .push(identity.region.clone());
+        }
+        apps
+    }
+}
+
+/// Whether a request that changes something comes from a page of this server (`origin`: the
+/// public URL's). SameSite cookies alone do not suffice: another port on the same host is the
+/// same *site*, so the browser's `Sec-Fetch-Site` and `Origin` decide.
+fn same_origin(headers: &axum::http::HeaderMap, origin: &str) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site")
+        && site.as_bytes() != b"same-origin"
+    {
+        return false;
+    }
+    let Some(sent) = headers.get(header::ORIGIN) else {
+        // Browsers send Origin with every POST; a client without one is no browser, and sends
+        // only the cookies it chose to.
+        return true;
+    };
+    let Ok(sent) = sent.to_str() else {
+        return false;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    sent == origin
+        || host.is_some_and(|host| {
+            sent.strip_prefix("http://")
+                .or_else(|| sent.strip_prefix("https://"))
+                == Some(host)
+        })
+}
+
+/// An installed app and the regions that installed it.
+struct InstalledApp {
+    name: String,
+    regions: Vec<String>,
+}
+
+/// The launch page, the role pages and their stylesheet.
+pub fn router(launch: Launch) -> Router {
+    Router::new()
+        .merge(launch_page::router())
+        .merge(region_admin::router())
+        .merge(store_admin::router())
+        .merge(citizen::router())
+        .route("/static/launch.css", get(stylesheet))
+        .layer(middleware::from_fn_with_state(
+            launch.clone(),
+            refuse_cross_site,
+        ))
+        .layer(middleware::map_response(secure_headers))
+        .with_state(launch)
+}
+
+async fn refuse_cross_site(State(launch): State<Launch>, request: Request, next: Next) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD)
+        && !same_origin(request.headers(), &launch.inner.public_origin)
+    {
+        tracing::warn!(
+            path = %request.uri().path(),
+            origin = ?request.headers().get(header::ORIGIN),
+            fetch_site = ?request.headers().get("sec-fetch-site"),
+            "refused a cross-origin form"
+        );
+        return PageError::CrossSite.into_response();
+    }
+    next.run(request).await
+}
+
+async fn secure_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    // The pages show patients, audit logs and grants: never kept by caches.
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        STYLESHEET,
+    )
+}
+
+/// Renders `page` with `status`; a template failure is logged and answered with a plain 500.
+fn render(status: axum::http::StatusCode, page: &impl askama::Template) -> Response {
+    match page.render() {
+        Ok(html) => (status, axum::response::Html(html)).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "a launcher page failed to render");
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "the page failed to render; the server logged the details",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// An RFC 3339 time as people read it: `2026-11-01 09:30 UTC` (or as given when unreadable).
+fn readable_time(at: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(at)
+        .map(|time| {
+            time.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| at.to_owned())
+}
+
+/// Whether `id` is safe in a URL path segment and a cookie path as it is: the ids of regions,
+/// publishers and apps are.
+fn is_plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && id != "."
+        && id != ".."
+}
+
+/// `text` percent-encoded for a URL query value or path segment.
+fn urlencode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,427 @@
+//! The launcher on a real listener over an integration cloud with a few synthetic patients
+//! and a runtime without installs: the launch itself, the cookies, session checks and the
+//! cross-site refusals. The browser test (tests/e2e/test_launch.py) covers the pages with
+//! the example apps installed.
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use healthcloud_integration::Integration;
+use healthcloud_integration::audit::{AuditRecord, audit_event};
+use healthcloud_integration::auth::{Role, TokenRequest};
+use healthcloud_integration::policy::{AccessContext, AppIdentity};
+use healthcloud_integration::scope::Interaction;
+use healthcloud_integration::synth::SynthOptions;
+use healthcloud_runtime::{Limits, Runtime, RuntimeConfig};
+
+use super::*;
+
+struct Harness {
+    url: String,
+    integration: Integration,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fhir.db").display());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public_url = format!("http://{}", listener.local_addr().unwrap());
+    let integration = Integration::open(&url, &public_url, dir.path())
+        .await
+        .unwrap();
+    crate::commands::generate_data(
+        integration.state.service.store(),
+        SynthOptions {
+            patients: 6,
+            seed: 3,
+            today: crate::demo::DATA_ANCHOR_DATE.parse().unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        service: integration.state.service.clone(),
+        verifier: integration.state.verifier.clone(),
+        limits: Limits::default(),
+        cache_dir: None,
+    })
+    .await
+    .unwrap();
+    let launch = Launch::new(LaunchConfig {
+        issuer: healthcloud_integration::auth::TokenIssuer::dev(dir.path()).unwrap(),
+        verifier: integration.state.verifier.clone(),
+        service: integration.state.service.clone(),
+        runtime,
+        store_url: public_url.clone(),
+        public_url: public_url.clone(),
+        regions: vec!["hovedstaden".into(), "midtjylland".into()],
+    })
+    .unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(launch)).await });
+    Harness {
+        url: public_url,
+        integration,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    async fn patients(&self) -> Vec<String> {
+        let page = self.http.get(&self.url).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.unwrap();
+        let select = html.split("id=\"patient\"").nth(1).unwrap();
+        let select = select.split("</select>").next().unwrap();
+        select
+            .split("<option value=\"")
+            .skip(1)
+            .map(|option| option.split('"').next().unwrap().to_owned())
+            .collect()
+    }
+
+    fn launch(&self, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}/launch", self.url))
+            .header(header::ORIGIN, &self.url)
+            .form(form)
+    }
+
+    fn token(&self, role: Role, region: Option<&str>, patient: Option<&str>) -> String {
+        self.integration
+            .issuer
+            .mint(
+                role,
+                TokenRequest {
+                    region: region.map(str::to_owned),
+                    patient: patient.map(str::to_owned),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+    }
+}
+
+fn cookie_of(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(header::SET_COOKIE)
+        .expect("a Set-Cookie")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_citizen_launch_sets_a_scoped_cookie_whose_token_verifies_on_every_request() {
+    let h = harness().await;
+    let patients = h.patients().await;
+    assert!(!patients.is_empty() && patients.len() <= 8, "{patients:?}");
+    let patient = &patients[0];
+
+    let launched = h
+        .launch(&[
+            ("role", "citizen"),
+            ("region", ""),
+            ("patient", patient),
+            ("app", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(launched.status(), 303);
+    assert_eq!(launched.headers()[header::LOCATION], "/citizen/");
+    let cookie = cookie_of(&launched);
+    assert!(
+        cookie.ends_with("; Path=/citizen/; Max-Age=600; HttpOnly; SameSite=Strict"),
+        "{cookie}"
+    );
+    let token = cookie
+        .strip_prefix("healthcloud_citizen=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    let claims = h.integration.state.verifier.verify(token).unwrap().claims;
+    assert_eq!(claims.role, Role::Citizen);
+    assert_eq!(claims.patient.as_deref(), Some(patient.as_str()));
+    assert!(claims.exp - claims.iat <= 600, "short-lived");
+
+    let page = h
+        .http
+        .get(format!("{}/citizen/", h.url))
+        .header(header::COOKIE, format!("healthcloud_citizen={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()[header::CONTENT_SECURITY_POLICY].clone();
+    assert_eq!(csp, CONTENT_SECURITY_POLICY);
+    assert_eq!(page.headers()[header::CACHE_CONTROL], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Who looked at your data"), "{html}");
+    assert!(!html.contains("<script"), "no script");
+
+    // Without the cookie, with a forged one, or with another role's: refused, with a way on.
+    let missing = h
+        .http
+        .get(format!("{}/citizen/", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 401);
+    assert!(missing.text().await.unwrap().contains("launch page"));
+    let mut forged = token.to_owned();
+    forged.insert(forged.len() / 2, 'x');
+    let forged = h
+        .http
+        .get(format!("{}/citizen/", h.url))
+        .header(header::COOKIE, format!("healthcloud_citizen={forged}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let clinician = h.token(Role::Clinician, Some("hovedstaden"), Some(patient));
+    let wrong_role = h
+        .http
+        .get(format!("{}/citizen/", h.url))
+        .header(header::COOKIE, format!("healthcloud_citizen={clinician}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_role.status(), 403);
+}
+
+#[tokio::test]
+async fn a_region_admin_reaches_only_their_own_region() {
+    let h = harness().await;
+    let launched = h
+        .launch(&[
+            ("role", "region-admin"),
+            ("region", "midtjylland"),
+            ("patient", ""),
+            ("app", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(launched.status(), 303);
+    assert_eq!(
+        launched.headers()[header::LOCATION],
+        "/regions/midtjylland/"
+    );
+    let cookie = cookie_of(&launched);
+    assert!(cookie.contains("; Path=/regions/;"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+
+    let other = h
+        .http
+        .get(format!("{}/regions/hovedstaden/", h.url))
+        .header(header::COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 403);
+    let html = other.text().await.unwrap();
+    assert!(
+        html.contains("you cannot administer region hovedstaden"),
+        "{html}"
+    );
+    let act = h
+        .http
+        .post(format!(
+            "{}/regions/hovedstaden/installs/examples/bp-monitor/grant",
+            h.url
+        ))
+        .header(header::COOKIE, &session)
+        .header(header::ORIGIN, &h.url)
+        .form(&[("capability", "log"), ("change", "revoke")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(act.status(), 403);
+}
+
+#[tokio::test]
+async fn forms_from_other_origins_are_refused_before_anything_happens() {
+    let h = harness().await;
+    let patients = h.patients().await;
+    let form = [
+        ("role", "citizen"),
+        ("region", ""),
+        ("patient", patients[0].as_str()),
+        ("app", ""),
+    ];
+    for (name, value) in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+        // Another port on this host is the same site, so SameSite cookies would go along.
+        ("sec-fetch-site", "same-site"),
+    ] {
+        let refused = h
+            .http
+            .post(format!("{}/launch", h.url))
+            .header(name, value)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{name}: {value}");
+        assert!(refused.headers().get(header::SET_COOKIE).is_none());
+        assert!(refused.text().await.unwrap().contains("another site"));
+    }
+    let allowed = h
+        .launch(&form)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 303);
+}
+
+#[tokio::test]
+async fn a_launch_that_names_nothing_real_is_answered_on_the_form() {
+    let h = harness().await;
+    let patients = h.patients().await;
+    let answered = h
+        .launch(&[
+            ("role", "clinician"),
+            ("region", "hovedstaden"),
+            ("patient", "no-such-patient"),
+            ("app", "examples/bp-monitor"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 422);
+    assert!(answered.headers().get(header::SET_COOKIE).is_none());
+    let html = answered.text().await.unwrap();
+    assert!(
+        html.contains("choose one of the patients offered"),
+        "{html}"
+    );
+    assert!(
+        html.contains("examples/bp-monitor is not installed in region hovedstaden"),
+        "{html}"
+    );
+    assert!(html.contains("<form class=\"launch\""), "the form stays");
+
+    let unknown_region = h
+        .launch(&[
+            ("role", "region-admin"),
+            ("region", "../store-admin"),
+            ("patient", patients[0].as_str()),
+            ("app", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown_region.status(), 422);
+    let no_role = h.launch(&[("role", "publisher")]).send().await.unwrap();
+    assert_eq!(no_role.status(), 422);
+}
+
+#[test]
+fn same_origin_needs_the_browser_to_say_so_when_it_speaks() {
+    let headers = |pairs: &[(&'static str, &'static str)]| {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    };
+    let origin = "http://127.0.0.1:8080";
+    assert!(same_origin(&headers(&[]), origin), "no browser");
+    assert!(same_origin(
+        &headers(&[("origin", "http://127.0.0.1:8080")]),
+        origin
+    ));
+    assert!(same_origin(
+        &headers(&[
+            ("origin", "http://localhost:8080"),
+            ("host", "localhost:8080")
+        ]),
+        origin
+    ));
+    assert!(!same_origin(
+        &headers(&[
+            ("origin", "http://127.0.0.1:9090"),
+            ("host", "127.0.0.1:8080")
+        ]),
+        origin
+    ));
+    assert!(!same_origin(
+        &headers(&[("origin", origin), ("sec-fetch-site", "same-site")]),
+        origin
+    ));
+    assert!(same_origin(
+        &headers(&[("origin", origin), ("sec-fetch-site", "same-origin")]),
+        origin
+    ));
+}
+
+#[test]
+fn an_audit_event_reads_as_who_through_which_app_what_and_the_outcome() {
+    let issuer = healthcloud_integration::auth::TokenIssuer::generate("test");
+    let token = issuer
+        .mint(
+            Role::Clinician,
+            TokenRequest {
+                sub: Some("dr-hansen".into()),
+                region: Some("hovedstaden".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut context = AccessContext::user(issuer.verifier().verify(&token).unwrap());
+    context.app = Some(AppIdentity {
+        id: "examples/bp-monitor".into(),
+        version: "0.1.0".into(),
+        digest: "d".into(),
+        publisher_key: "k".into(),
+        region: "hovedstaden".into(),
+    });
+    let record = AuditRecord {
+        context: &context,
+        interaction: Interaction::Search,
+        resource_type: "Observation",
+        resource_id: None,
+        query: Some("category=vital-signs"),
+        patient: Some("p1"),
+        denied: Some("access denied by the patient's consent".into()),
+    };
+    let event = audit_event(&record, 1_790_000_000_000);
+    let access = citizen_access(&event);
+    assert_eq!(access.0, "dr-hansen (clinician)");
+    assert_eq!(access.1.as_deref(), Some("examples/bp-monitor 0.1.0"));
+    assert_eq!(access.2, "searched Observation");
+    assert_eq!(access.3, "hovedstaden");
+    assert_eq!(access.4, "refused: access denied by the patient's consent");
+}
+
+/// The citizen page's reading of an AuditEvent: who, app, what, where, outcome.
+fn citizen_access(event: &serde_json::Value) -> (String, Option<String>, String, String, String) {
+    let access = citizen::access(event);
+    (
+        access.who,
+        access.app,
+        access.what,
+        access.place,
+        access.outcome,
+    )
+}
+
+#[test]
+fn plain_ids_exclude_what_could_leave_a_path_segment() {
+    for good in ["hovedstaden", "bp-monitor", "examples", "v1.2_x"] {
+        assert!(is_plain_id(good), "{good}");
+    }
+    for bad in ["", ".", "..", "a/b", "a;b", "a b", "a\nb", "å"] {
+        assert!(!is_plain_id(bad), "{bad:?}");
+    }
+    assert_eq!(urlencode("a/b@1.0 x"), "a%2Fb%401.0%20x");
+}
