@@ -1,5 +1,5 @@
 //! The app cloud's local configuration (`app-cloud.toml` in the data directory): limits and
-//! which example apps each demo region installs with which grant.
+//! which example apps each demo region installs, with which grant, on first start.
 
 use std::path::Path;
 
