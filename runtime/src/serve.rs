@@ -362,10 +362,11 @@ impl Runtime {
                 return Some(revoked_page(install, &revoked));
             }
             if let Err(reason) = regions.feed.check_fresh(chrono::Utc::now()) {
-                tracing::error!(
+                // The follower logs this loudly; a line per refused request would flood.
+                tracing::debug!(
                     app = identity.id,
                     region = identity.region,
-                    "FAILING CLOSED: {reason}"
+                    "failing closed: {reason}"
                 );
                 return Some(failure(StatusCode::SERVICE_UNAVAILABLE, &reason));
             }

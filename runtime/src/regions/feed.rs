@@ -11,7 +11,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use healthcloud_integration::db::Database;
 use healthcloud_store::keys::PublicKey;
-use healthcloud_store::service::{REVOCATIONS_CHANNEL, SignedFeed};
+use healthcloud_store::service::{FeedEntry, REVOCATIONS_CHANNEL, SignedFeed};
 use sqlx::Row;
 
 use super::{CHANNEL, Revoked};
@@ -53,6 +53,7 @@ impl FeedState {
                 configured.id(),
                 pinned.id()
             ),
+            (Some(configured), None) => Some(pin(db, &configured).await?),
             (configured, pinned) => configured.or(pinned),
         };
         Ok(FeedState {
@@ -126,32 +127,10 @@ impl Runtime {
                     revoked += 1;
                 }
             }
-            let db = regions.db();
-            let mut write = db.begin_write().await?;
-            for entry in &feed.entries {
-                let (Some(app), Some(version)) = (&entry.app, &entry.version) else {
-                    continue;
-                };
-                let mut insert =
-                    db.sql("INSERT INTO runtime_revocations (app, version, reason, at) VALUES (");
-                insert
-                    .bind(format!("{}/{app}", entry.publisher))
-                    .push(", ")
-                    .bind(version.as_str())
-                    .push(", ")
-                    .bind(entry.reason.as_str())
-                    .push(", ")
-                    .bind(entry.at.as_str())
-                    .push(") ON CONFLICT (app, version) DO NOTHING");
-                insert.query().execute(&mut *write.tx).await?;
+            // Nothing new, nothing to write: a quiet feed costs no disk writes.
+            if !feed.entries.is_empty() {
+                persist(regions.db(), &feed.entries, feed.next).await?;
             }
-            let mut cursor = db.sql("UPDATE runtime_feed SET next = ");
-            cursor
-                .bind(feed.next)
-                .push(" WHERE id = 1 AND next < ")
-                .bind(feed.next);
-            cursor.query().execute(&mut *write.tx).await?;
-            write.commit().await?;
             *state.next.lock().expect("feed lock poisoned") = feed.next;
             let expires = DateTime::parse_from_rfc3339(&feed.expires_at)
                 .context("the feed's expiry")?
@@ -203,29 +182,65 @@ impl Runtime {
             key.id() == presented.key_id,
             "the store's feed key does not match its id"
         );
-        let db = regions.db();
-        let mut write = db.begin_write().await?;
-        let mut insert = db.sql("INSERT INTO runtime_feed (id, store_key, next) VALUES (1, ");
-        insert
-            .bind(key.to_pem())
-            .push(", 0) ON CONFLICT (id) DO NOTHING");
-        insert.query().execute(&mut *write.tx).await?;
-        let pinned: String = sqlx::query("SELECT store_key FROM runtime_feed WHERE id = 1")
-            .fetch_one(&mut *write.tx)
-            .await?
-            .get(0);
-        write.commit().await?;
-        let pinned = PublicKey::from_pem(&pinned).context("the pinned store key")?;
-        anyhow::ensure!(
-            pinned == key,
-            "the store presents feed key {} but this database pinned {}",
-            key.id(),
-            pinned.id()
-        );
+        let key = pin(regions.db(), &key).await?;
         tracing::info!(key_id = %key.id(), "pinned the store's feed key");
         *regions.feed.key.lock().expect("feed lock poisoned") = Some(key.clone());
         Ok(key)
     }
+}
+
+/// Pins `key` as the store's feed key unless one is pinned already; returns the pinned key,
+/// which must be `key`.
+async fn pin(db: &Database, key: &PublicKey) -> anyhow::Result<PublicKey> {
+    let mut write = db.begin_write().await?;
+    let mut insert = db.sql("INSERT INTO runtime_feed (id, store_key, next) VALUES (1, ");
+    insert
+        .bind(key.to_pem())
+        .push(", 0) ON CONFLICT (id) DO NOTHING");
+    insert.query().execute(&mut *write.tx).await?;
+    let pinned: String = sqlx::query("SELECT store_key FROM runtime_feed WHERE id = 1")
+        .fetch_one(&mut *write.tx)
+        .await?
+        .get(0);
+    write.commit().await?;
+    let pinned = PublicKey::from_pem(&pinned).context("the pinned store key")?;
+    anyhow::ensure!(
+        &pinned == key,
+        "the store presents feed key {} but this database pinned {}: if the store's key really changed, delete the row of runtime_feed",
+        key.id(),
+        pinned.id()
+    );
+    Ok(pinned)
+}
+
+/// Records revocations for restarts and other nodes, and how far the feed was read.
+async fn persist(db: &Database, entries: &[FeedEntry], next: i64) -> anyhow::Result<()> {
+    let mut write = db.begin_write().await?;
+    for entry in entries {
+        let (Some(app), Some(version)) = (&entry.app, &entry.version) else {
+            continue;
+        };
+        let mut insert =
+            db.sql("INSERT INTO runtime_revocations (app, version, reason, at) VALUES (");
+        insert
+            .bind(format!("{}/{app}", entry.publisher))
+            .push(", ")
+            .bind(version.as_str())
+            .push(", ")
+            .bind(entry.reason.as_str())
+            .push(", ")
+            .bind(entry.at.as_str())
+            .push(") ON CONFLICT (app, version) DO NOTHING");
+        insert.query().execute(&mut *write.tx).await?;
+    }
+    let mut cursor = db.sql("UPDATE runtime_feed SET next = ");
+    cursor
+        .bind(next)
+        .push(" WHERE id = 1 AND next < ")
+        .bind(next);
+    cursor.query().execute(&mut *write.tx).await?;
+    write.commit().await?;
+    Ok(())
 }
 
 /// Starts the follower: fetch the feed and check the installs on every push and every

@@ -15,10 +15,11 @@
 pub mod admin;
 pub mod feed;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -66,8 +67,12 @@ pub(crate) struct Regions {
     pub(crate) feed: feed::FeedState,
     /// `(publisher/app, version)` → why it was revoked.
     revoked: RwLock<HashMap<(String, String), Revoked>>,
-    /// One sync at a time, so two never race to replace an install.
-    syncing: tokio::sync::Mutex<i64>,
+    /// Grant changes and removals are applied by one sync at a time.
+    syncing: tokio::sync::Mutex<()>,
+    /// The change count the last sync saw.
+    seen: AtomicI64,
+    /// Installs being loaded now, so two syncs never compile the same one twice.
+    loading: Mutex<HashSet<(String, String, String)>>,
 }
 
 impl std::fmt::Debug for Regions {
@@ -240,6 +245,14 @@ impl Regions {
     }
 }
 
+/// How many changes `region_installs` has seen.
+async fn change_count(db: &Database) -> anyhow::Result<i64> {
+    Ok(sqlx::query("SELECT seq FROM region_changes WHERE id = 1")
+        .fetch_one(db.pool())
+        .await?
+        .get(0))
+}
+
 /// Writes `bytes` to `path` through a temporary file in `dir`: a crash leaves the old file or
 /// the whole new one.
 fn write_durably(
@@ -284,7 +297,9 @@ impl Runtime {
             store: config.store,
             components: config.components_dir,
             revoked: RwLock::new(revoked),
-            syncing: tokio::sync::Mutex::new(-1),
+            syncing: Default::default(),
+            seen: AtomicI64::new(-1),
+            loading: Default::default(),
         };
         if self.inner.regions.set(regions).is_err() {
             anyhow::bail!("serve_regions was called twice");
@@ -302,68 +317,89 @@ impl Runtime {
         self.inner.regions.get()
     }
 
-    /// Brings this node's installs in line with `region_installs`: new rows are loaded
-    /// (verified from disk), changed grants apply to the next host call, removed rows stop
-    /// serving (their in-flight requests are interrupted). Returns how many installs changed.
+    /// Brings this node's installs in line with `region_installs`: changed grants apply to
+    /// the next host call and removed rows stop serving (their in-flight requests are
+    /// interrupted) at once; new or upgraded rows are then loaded (verified from disk,
+    /// compiled) while the rest keeps being served. Returns how many installs changed.
     pub async fn sync_regions(&self) -> anyhow::Result<usize> {
         let Some(regions) = self.regions() else {
             return Ok(0);
         };
-        let mut seen = regions.syncing.lock().await;
-        let seq: i64 = sqlx::query("SELECT seq FROM region_changes WHERE id = 1")
-            .fetch_one(regions.db.pool())
-            .await?
-            .get(0);
-        let rows = regions.rows(None).await?;
-        let mut wanted = BTreeMap::new();
         let mut changed = 0;
-        for row in rows {
-            let key = (row.region.clone(), row.app.clone());
-            let current = self.installed(&row.region, &row.app);
-            match current {
-                Some(install)
-                    if install.identity.version == row.version
-                        && install.identity.digest == row.sha256 =>
-                {
-                    if install.grant.capabilities() != row.granted {
-                        install.grant.replace(row.granted.clone());
-                        tracing::info!(region = row.region, app = row.app, grant = %capabilities_to_json(&row.granted), "grant changed");
+        let mut to_load = Vec::new();
+        {
+            let _one_at_a_time = regions.syncing.lock().await;
+            let seq = change_count(&regions.db).await?;
+            let rows = regions.rows(None).await?;
+            let mut wanted = BTreeMap::new();
+            for row in rows {
+                wanted.insert((row.region.clone(), row.app.clone()), ());
+                match self.installed(&row.region, &row.app) {
+                    Some(install)
+                        if install.identity.version == row.version
+                            && install.identity.digest == row.sha256 =>
+                    {
+                        if install.grant.capabilities() != row.granted {
+                            install.grant.replace(row.granted.clone());
+                            tracing::info!(region = row.region, app = row.app, grant = %capabilities_to_json(&row.granted), "grant changed");
+                            changed += 1;
+                        }
+                    }
+                    _ => to_load.push(row),
+                }
+            }
+            for install in self.installs() {
+                let id = &install.identity;
+                if !wanted.contains_key(&(id.region.clone(), id.id.clone())) {
+                    if let Some(gone) = self.take_install(&id.region, &id.id) {
+                        gone.stop.cancel();
+                        tracing::info!(region = id.region, app = id.id, "uninstalled");
                         changed += 1;
                     }
                 }
-                _ => match self.load_row(regions, &row).await {
-                    Ok(install) => {
+            }
+            regions.seen.store(seq, Ordering::SeqCst);
+        }
+        for row in to_load {
+            let loading = (row.region.clone(), row.app.clone(), row.sha256.clone());
+            if !regions
+                .loading
+                .lock()
+                .expect("loading lock poisoned")
+                .insert(loading.clone())
+            {
+                continue;
+            }
+            let loaded = self.load_row(regions, &row).await;
+            regions
+                .loading
+                .lock()
+                .expect("loading lock poisoned")
+                .remove(&loading);
+            match loaded {
+                // Still what the region wants? It may have changed while this compiled.
+                Ok(install) => match regions.row(&row.region, &row.app).await? {
+                    Some(now) if now.sha256 == row.sha256 => {
+                        install.grant.replace(now.granted);
                         self.put_install(install);
                         changed += 1;
                     }
-                    Err(error) => {
-                        tracing::error!(
-                            region = row.region,
-                            app = row.app,
-                            version = row.version,
-                            error = format!("{error:#}"),
-                            "cannot load an install; it does not serve on this node"
-                        );
-                        if let Some(stale) = self.take_install(&row.region, &row.app) {
-                            stale.stop.cancel();
-                        }
-                        continue;
-                    }
+                    _ => {}
                 },
-            }
-            wanted.insert(key, ());
-        }
-        for install in self.installs() {
-            let id = &install.identity;
-            if !wanted.contains_key(&(id.region.clone(), id.id.clone())) {
-                if let Some(gone) = self.take_install(&id.region, &id.id) {
-                    gone.stop.cancel();
-                    tracing::info!(region = id.region, app = id.id, "uninstalled");
-                    changed += 1;
+                Err(error) => {
+                    tracing::error!(
+                        region = row.region,
+                        app = row.app,
+                        version = row.version,
+                        error = format!("{error:#}"),
+                        "cannot load an install; it does not serve on this node"
+                    );
+                    if let Some(stale) = self.take_install(&row.region, &row.app) {
+                        stale.stop.cancel();
+                    }
                 }
             }
         }
-        *seen = seq;
         Ok(changed)
     }
 
@@ -372,11 +408,7 @@ impl Runtime {
         let Some(regions) = self.regions() else {
             return Ok(false);
         };
-        let seq: i64 = sqlx::query("SELECT seq FROM region_changes WHERE id = 1")
-            .fetch_one(regions.db.pool())
-            .await?
-            .get(0);
-        Ok(seq != *regions.syncing.lock().await)
+        Ok(change_count(&regions.db).await? != regions.seen.load(Ordering::SeqCst))
     }
 
     /// Loads one row: the stored package, verified again, and its component from disk
