@@ -188,6 +188,13 @@ fn serve_store(listener: tokio::net::TcpListener, store: &Store) -> tokio::task:
 }
 
 impl Cloud {
+    /// Another runtime node on the same database (or this one, restarted, by its name).
+    async fn another_node(&self, name: &str, poll: Duration) -> Node {
+        let db = Database::connect(&self.db_url).await.unwrap();
+        let runtime = new_runtime(&db, &self.issuer, &self.dir, name, common::test_limits()).await;
+        follow(runtime, &self.store_url, &self.dir, name, poll, None).await
+    }
+
     fn store_admin(&self) -> StoreClient {
         let token = self.token(Role::StoreAdmin, "store-admin", None, None);
         StoreClient::new(&self.store_url, Some(token)).unwrap()
@@ -925,24 +932,9 @@ async fn a_restarted_node_serves_the_same_state_and_verifies_bytes_at_rest() {
     std::fs::write(&at_rest, tampered).unwrap();
 
     // A restart on the same database and disk.
-    let db = Database::connect(&cloud.db_url).await.unwrap();
-    let runtime = new_runtime(
-        &db,
-        &cloud.issuer,
-        &cloud.dir,
-        "node-a",
-        common::test_limits(),
-    )
-    .await;
-    let restarted = follow(
-        runtime,
-        &cloud.store_url,
-        &cloud.dir,
-        "node-a",
-        Duration::from_millis(200),
-        None,
-    )
-    .await;
+    let restarted = cloud
+        .another_node("node-a", Duration::from_millis(200))
+        .await;
     let page = restarted.get(BP_APP, &token).await;
     assert!(denied(&page), "the grant change lasted: {}", page.body);
     assert_eq!(
@@ -973,24 +965,9 @@ async fn two_nodes_on_one_postgres_database_see_each_others_changes_within_two_s
     };
     let (manifest, component) = bp_monitor();
     cloud.publish(&manifest, &component).await;
-    let db = Database::connect(&cloud.db_url).await.unwrap();
-    let runtime = new_runtime(
-        &db,
-        &cloud.issuer,
-        &cloud.dir,
-        "node-b",
-        common::test_limits(),
-    )
-    .await;
-    let other = follow(
-        runtime,
-        &cloud.store_url,
-        &cloud.dir,
-        "node-b",
-        Duration::from_secs(3600),
-        None,
-    )
-    .await;
+    let other = cloud
+        .another_node("node-b", Duration::from_secs(3600))
+        .await;
     let admin = cloud.admin(HOVEDSTADEN);
     let answer = cloud
         .node

@@ -5,7 +5,8 @@
 //!
 //! The same operations are methods on [`Runtime`] (`admin_…`) for the admin pages.
 
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -317,10 +318,48 @@ pub(crate) fn router(runtime: Runtime) -> Router {
 }
 
 #[derive(Debug, Deserialize)]
+struct RegionPath {
+    region: String,
+}
+
+#[derive(Debug, Deserialize)]
 struct InstallPath {
     region: String,
     publisher: String,
     app: String,
+}
+
+/// The caller, a region admin of the path's region (refusals are audited).
+struct RegionAdmin(Admin);
+
+/// The caller, a region admin of the path's region, and the path's app (`publisher/app`).
+struct InstallAdmin(Admin, String);
+
+impl FromRequestParts<Runtime> for RegionAdmin {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, runtime: &Runtime) -> Result<Self, AdminError> {
+        let Path(RegionPath { region }) = Path::from_request_parts(parts, runtime)
+            .await
+            .map_err(|e| AdminError::NotFound(e.body_text()))?;
+        Ok(RegionAdmin(runtime.admin(&parts.headers, &region).await?))
+    }
+}
+
+impl FromRequestParts<Runtime> for InstallAdmin {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, runtime: &Runtime) -> Result<Self, AdminError> {
+        let Path(InstallPath {
+            region,
+            publisher,
+            app,
+        }) = Path::from_request_parts(parts, runtime)
+            .await
+            .map_err(|e| AdminError::NotFound(e.body_text()))?;
+        let admin = runtime.admin(&parts.headers, &region).await?;
+        Ok(InstallAdmin(admin, format!("{publisher}/{app}")))
+    }
 }
 
 impl Runtime {
@@ -347,20 +386,16 @@ impl Runtime {
 
 async fn list(
     State(runtime): State<Runtime>,
-    Path(region): Path<String>,
-    headers: HeaderMap,
+    RegionAdmin(admin): RegionAdmin,
 ) -> Result<Json<Vec<InstallView>>, AdminError> {
-    let admin = runtime.admin(&headers, &region).await?;
     Ok(Json(runtime.admin_list(&admin).await?))
 }
 
 async fn install_app(
     State(runtime): State<Runtime>,
-    Path(region): Path<String>,
-    headers: HeaderMap,
+    RegionAdmin(admin): RegionAdmin,
     Body(request): Body<InstallRequest>,
 ) -> Result<(StatusCode, Json<InstallView>), AdminError> {
-    let admin = runtime.admin(&headers, &region).await?;
     let view = runtime
         .admin_install(&admin, &request.app, &request.grant)
         .await?;
@@ -369,65 +404,44 @@ async fn install_app(
 
 async fn show(
     State(runtime): State<Runtime>,
-    Path(path): Path<InstallPath>,
-    headers: HeaderMap,
+    InstallAdmin(admin, app): InstallAdmin,
 ) -> Result<Json<InstallView>, AdminError> {
-    let admin = runtime.admin(&headers, &path.region).await?;
-    let app = format!("{}/{}", path.publisher, path.app);
     Ok(Json(runtime.admin_show(&admin, &app).await?))
 }
 
 async fn uninstall(
     State(runtime): State<Runtime>,
-    Path(path): Path<InstallPath>,
-    headers: HeaderMap,
+    InstallAdmin(admin, app): InstallAdmin,
 ) -> Result<Json<serde_json::Value>, AdminError> {
-    let admin = runtime.admin(&headers, &path.region).await?;
-    let app = format!("{}/{}", path.publisher, path.app);
     runtime.admin_uninstall(&admin, &app).await?;
     Ok(Json(
-        serde_json::json!({ "region": path.region, "app": app, "uninstalled": true }),
+        serde_json::json!({ "region": admin.region, "app": app, "uninstalled": true }),
     ))
 }
 
 async fn grant(
     State(runtime): State<Runtime>,
-    Path(path): Path<InstallPath>,
-    headers: HeaderMap,
+    InstallAdmin(admin, app): InstallAdmin,
     Body(request): Body<CapabilityRequest>,
 ) -> Result<Json<InstallView>, AdminError> {
-    let admin = runtime.admin(&headers, &path.region).await?;
-    let app = format!("{}/{}", path.publisher, path.app);
-    Ok(Json(
-        runtime
-            .admin_set_grant(&admin, &app, &request.capability, true)
-            .await?,
-    ))
+    let view = runtime.admin_set_grant(&admin, &app, &request.capability, true);
+    Ok(Json(view.await?))
 }
 
 async fn revoke(
     State(runtime): State<Runtime>,
-    Path(path): Path<InstallPath>,
-    headers: HeaderMap,
+    InstallAdmin(admin, app): InstallAdmin,
     Body(request): Body<CapabilityRequest>,
 ) -> Result<Json<InstallView>, AdminError> {
-    let admin = runtime.admin(&headers, &path.region).await?;
-    let app = format!("{}/{}", path.publisher, path.app);
-    Ok(Json(
-        runtime
-            .admin_set_grant(&admin, &app, &request.capability, false)
-            .await?,
-    ))
+    let view = runtime.admin_set_grant(&admin, &app, &request.capability, false);
+    Ok(Json(view.await?))
 }
 
 async fn upgrade(
     State(runtime): State<Runtime>,
-    Path(path): Path<InstallPath>,
-    headers: HeaderMap,
+    InstallAdmin(admin, app): InstallAdmin,
     Body(request): Body<UpgradeRequest>,
 ) -> Result<(StatusCode, Json<UpgradeView>), AdminError> {
-    let admin = runtime.admin(&headers, &path.region).await?;
-    let app = format!("{}/{}", path.publisher, path.app);
     let view = runtime.admin_upgrade(&admin, &app, &request).await?;
     let status = if view.status == "pending" {
         StatusCode::ACCEPTED
@@ -449,11 +463,9 @@ fn default_limit() -> i64 {
 
 async fn audit(
     State(runtime): State<Runtime>,
-    Path(region): Path<String>,
+    RegionAdmin(admin): RegionAdmin,
     Query(query): Query<AuditQuery>,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<AuditEntry>>, AdminError> {
-    let admin = runtime.admin(&headers, &region).await?;
     Ok(Json(runtime.admin_audit_log(&admin, query.limit).await?))
 }
 
