@@ -512,6 +512,17 @@ async fn a_removed_grant_denies_the_next_call_and_other_regions_are_unaffected()
         .get(BP_APP, &cloud.clinician(HOVEDSTADEN, "pat-a"))
         .await;
     assert!(denied(&page), "{}", page.body);
+    let again = node
+        .change_grant(
+            &cloud.admin(HOVEDSTADEN),
+            HOVEDSTADEN,
+            "examples/bp-monitor",
+            "revoke",
+            BP_SEARCH,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    assert!(again.body.contains("nothing to revoke"), "{}", again.body);
     let midt = node
         .get(
             "/apps/midtjylland/examples/bp-monitor/",
@@ -846,6 +857,26 @@ async fn an_upgrade_asking_for_more_waits_for_approval_and_one_asking_less_appli
             .status,
         StatusCode::OK
     );
+
+    // Declined: forgotten, and asked again by the next upgrade.
+    let declined = node
+        .send(
+            Request::delete(format!("{base}/upgrade"))
+                .header("authorization", format!("Bearer {admin}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(declined.status, StatusCode::OK, "{}", declined.body);
+    assert_eq!(declined.json()["pending"], Value::Null);
+    let pending = node
+        .post(
+            &format!("{base}/upgrade"),
+            &admin,
+            json!({"version": "1.1.0"}),
+        )
+        .await;
+    assert_eq!(pending.status, StatusCode::ACCEPTED, "{}", pending.body);
 
     let approved = node
         .post(

@@ -239,7 +239,7 @@ pub struct Published {
     pub key_id: KeyId,
 }
 
-/// A client of one store server.
+/// A client of one server: its store API, and its other JSON APIs through [`StoreClient::call`].
 pub struct StoreClient {
     http: reqwest::Client,
     server: Url,

@@ -298,20 +298,24 @@ impl AuditCommand {
             );
             return Ok(());
         }
-        let rows: Vec<[String; 6]> = entries
+        let rows: Vec<[String; 5]> = entries
             .into_iter()
             .map(|entry| {
+                let outcome = match (entry.outcome.as_str(), entry.detail.is_empty()) {
+                    (outcome, true) => outcome.to_owned(),
+                    ("allowed", false) => format!("allowed: {}", entry.detail),
+                    (refused, false) => format!("{refused} (asked: {})", entry.detail),
+                };
                 [
                     entry.at,
                     entry.actor,
                     entry.action,
                     entry.app.unwrap_or_default(),
-                    entry.detail,
-                    entry.outcome,
+                    outcome,
                 ]
             })
             .collect();
-        print_table(["AT", "WHO", "ACTION", "APP", "DETAIL", "OUTCOME"], &rows);
+        print_table(["AT", "WHO", "ACTION", "APP", "OUTCOME"], &rows);
         Ok(())
     }
 }

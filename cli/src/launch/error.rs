@@ -168,7 +168,7 @@ impl IntoResponse for PageError {
                 tracing::error!(error = format!("{error:#}"), "a launcher page failed");
                 "the page could not be made; the server logged the details".to_owned()
             }
-            other => other.to_string(),
+            other => sentence(&other.to_string()),
         };
         let back = match &self {
             PageError::Refused { back, .. } => Some(back.as_str()),
@@ -183,5 +183,14 @@ impl IntoResponse for PageError {
                 back,
             },
         )
+    }
+}
+
+/// `text` as a sentence: the services' messages start in lower case, to follow a colon.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }

@@ -167,8 +167,9 @@ async fn launch_page(
     })
 }
 
-/// A few demo patients by name: first those with hypertension (their blood pressure is
-/// followed, so the apps have something to show), then any. Read from the embedded store
+/// A few demo patients by name: patients with hypertension (their blood pressure is followed,
+/// so the apps have something to show; the first is `up`'s demo patient), or any patients
+/// when none has it. Read from the embedded store
 /// directly, as `up`'s demo tokens are: the launcher stands in for an EHR's own patient list,
 /// not for an access through the integration cloud.
 async fn demo_patients(service: &FhirService) -> Result<Vec<Patient>, PageError> {
@@ -203,11 +204,10 @@ async fn demo_patients(service: &FhirService) -> Result<Vec<Patient>, PageError>
         }
     }
     let count = PATIENTS.to_string();
-    let by_id;
+    let by_id = ids.join(",");
     let query = if ids.is_empty() {
         search("Patient", &[("_count", &count)])?
     } else {
-        by_id = ids.join(",");
         search("Patient", &[("_id", &by_id), ("_count", &count)])?
     };
     let found = store

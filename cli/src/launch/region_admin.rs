@@ -381,3 +381,121 @@ async fn approve(
         &format!("install-{}-{}", path.publisher, path.app),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The page as the runtime's views would fill it: what the browser test cannot reach
+    //! (a pending upgrade, a revoked version) and escaping.
+
+    use healthcloud_runtime::regions::admin::{PendingView, RevokedView};
+
+    use super::*;
+
+    fn capability(name: &str, granted: bool) -> CapabilityView {
+        CapabilityView {
+            capability: name.into(),
+            justification: "Because <b>we</b> need it".into(),
+            explanation: format!("Explains {name}"),
+            granted,
+        }
+    }
+
+    fn view() -> InstallView {
+        InstallView {
+            region: "hovedstaden".into(),
+            app: "acme/notes".into(),
+            name: "Notes <script>".into(),
+            version: "1.0.0".into(),
+            sha256: "ab".repeat(32),
+            key_id: "cd".repeat(32),
+            requested: vec![
+                capability("patient/Observation.rs", true),
+                capability("kv", false),
+            ],
+            granted: vec!["patient/Observation.rs".into()],
+            installed_at: "2026-11-01T09:30:00.000Z".into(),
+            updated_at: "2026-11-01T09:30:00.000Z".into(),
+            serving: false,
+            revoked: Some(RevokedView {
+                reason: "leaks data".into(),
+                at: "2026-11-02T10:00:00Z".into(),
+            }),
+            pending: Some(PendingView {
+                version: "1.1.0".into(),
+                added: vec![capability("outbound-http:api.example", false)],
+            }),
+            url: "/apps/hovedstaden/acme/notes/".into(),
+        }
+    }
+
+    #[test]
+    fn each_capability_gets_its_toggle_and_a_pending_upgrade_its_approval() {
+        let page = RegionPage {
+            region: "hovedstaden".into(),
+            user: "admin".into(),
+            ends: "10:00 UTC".into(),
+            notice: None,
+            installs: vec![install_row(view())],
+            audit: Vec::new(),
+        };
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script"), "{html}");
+        assert!(html.contains("Notes &#60;script&#62;"), "{html}");
+        assert!(html.contains("Because &#60;b&#62;we&#60;/b&#62; need it"));
+        let form =
+            r#"<form method="post" action="/regions/hovedstaden/installs/acme/notes/grant">"#;
+        assert_eq!(html.matches(form).count(), 2, "{html}");
+        assert!(html.contains(r#"name="change" value="revoke""#));
+        assert!(html.contains(r#"name="change" value="grant""#));
+        assert!(html.contains("Revoked by the app store at 2026-11-02 10:00:00 UTC"));
+        assert!(html.contains(r#"action="/regions/hovedstaden/installs/acme/notes/approve""#));
+        assert!(html.contains(r#"<input type="hidden" name="version" value="1.1.0">"#));
+        assert!(html.contains(
+            r#"<input type="checkbox" id="install-acme-notes-added-0" name="grant" value="outbound-http:api.example">"#
+        ));
+        assert!(html.contains(r#"<label for="install-acme-notes-added-0">"#));
+    }
+
+    #[test]
+    fn notices_repeat_only_what_the_installs_confirm() {
+        let views = vec![view()];
+        let done = |done: &str, app: &str, capability: &str| Done {
+            done: done.into(),
+            app: app.into(),
+            capability: capability.into(),
+        };
+        let revoked = notice("hovedstaden", &views, &done("revoked", "acme/notes", "kv"));
+        assert!(revoked.unwrap().starts_with("Revoked kv from Notes"));
+        // Says "granted" only when it is.
+        assert_eq!(
+            notice("hovedstaden", &views, &done("granted", "acme/notes", "kv")),
+            None
+        );
+        assert_eq!(
+            notice(
+                "hovedstaden",
+                &views,
+                &done("revoked", "acme/notes", "<b>x</b>")
+            ),
+            None
+        );
+        assert_eq!(
+            notice(
+                "hovedstaden",
+                &views,
+                &done("uninstalled", "acme/notes", "")
+            ),
+            None,
+            "still installed"
+        );
+        assert!(
+            notice("hovedstaden", &views, &done("uninstalled", "acme/gone", ""))
+                .unwrap()
+                .starts_with("Uninstalled acme/gone")
+        );
+        assert_eq!(
+            notice("hovedstaden", &views, &done("uninstalled", "<i>/x y", "")),
+            None
+        );
+    }
+}

@@ -91,25 +91,40 @@ impl<K: SessionKind + Send + Sync> FromRequestParts<Launch> for Session<K> {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, launch: &Launch) -> Result<Self, PageError> {
-        let Some(token) = cookie(&parts.headers, K::COOKIE) else {
-            return Err(PageError::NoSession(format!(
-                "you have no session for {}: it is opened from the launch page",
-                K::PAGE
-            )));
-        };
-        let principal = launch
-            .config()
-            .verifier
-            .verify(token)
-            .map_err(|error| match error {
-                AuthError::Expired => {
-                    PageError::NoSession(format!("your session for {} has expired", K::PAGE))
+        // Every cookie of that name is tried: a page elsewhere on this origin may have set a
+        // decoy with a narrower path, which the browser sends first.
+        let mut refusal = None;
+        let mut verified = None;
+        for token in cookies(&parts.headers, K::COOKIE) {
+            match launch.config().verifier.verify(token) {
+                Ok(principal) => {
+                    verified = Some((token, principal));
+                    break;
                 }
-                other => PageError::NoSession(format!(
+                Err(error) => refusal = refusal.or(Some(error)),
+            }
+        }
+        let (token, principal) = match (verified, refusal) {
+            (Some(verified), _) => verified,
+            (None, None) => {
+                return Err(PageError::NoSession(format!(
+                    "you have no session for {}: it is opened from the launch page",
+                    K::PAGE
+                )));
+            }
+            (None, Some(AuthError::Expired)) => {
+                return Err(PageError::NoSession(format!(
+                    "your session for {} has expired",
+                    K::PAGE
+                )));
+            }
+            (None, Some(other)) => {
+                return Err(PageError::NoSession(format!(
                     "your session for {} is not valid ({other})",
                     K::PAGE
-                )),
-            })?;
+                )));
+            }
+        };
         if principal.claims.role != K::ROLE {
             return Err(PageError::Forbidden(format!(
                 "{} is for the {} role; your session is for role {}",
@@ -139,14 +154,14 @@ pub async fn sign_out<K: SessionKind>(State(launch): State<Launch>) -> Result<Re
         .into_response())
 }
 
-/// The value of cookie `name` in the request, if sent.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The values of every cookie named `name` in the request, in the order sent.
+pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|cookies| cookies.split(';'))
-        .find_map(|cookie| {
+        .filter_map(move |cookie| {
             let (key, value) = cookie.trim().split_once('=')?;
             (key == name).then_some(value)
         })
@@ -193,9 +208,14 @@ mod tests {
             HeaderValue::from_static("healthcloud_citizen_x=1; healthcloud_citizen=a.b.c"),
         );
         headers.append(header::COOKIE, HeaderValue::from_static("other=2"));
-        assert_eq!(cookie(&headers, "healthcloud_citizen"), Some("a.b.c"));
-        assert_eq!(cookie(&headers, "other"), Some("2"));
-        assert_eq!(cookie(&headers, "healthcloud"), None);
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("healthcloud_citizen=d.e.f"),
+        );
+        let found = |name| cookies(&headers, name).collect::<Vec<_>>();
+        assert_eq!(found("healthcloud_citizen"), ["a.b.c", "d.e.f"]);
+        assert_eq!(found("other"), ["2"]);
+        assert!(found("healthcloud").is_empty());
     }
 
     #[test]

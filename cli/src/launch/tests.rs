@@ -227,7 +227,7 @@ async fn a_region_admin_reaches_only_their_own_region() {
     assert_eq!(other.status(), 403);
     let html = other.text().await.unwrap();
     assert!(
-        html.contains("you cannot administer region hovedstaden"),
+        html.contains("You cannot administer region hovedstaden"),
         "{html}"
     );
     let act = h

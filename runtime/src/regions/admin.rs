@@ -199,7 +199,8 @@ pub struct InstallView {
     pub installed_at: String,
     /// When its version or grant last changed.
     pub updated_at: String,
-    /// Whether it serves now: installed, loaded on this node and not revoked.
+    /// Whether it serves now on the node that answered: loaded there and not revoked (other
+    /// nodes catch up within seconds).
     pub serving: bool,
     /// The store's revocation of this version.
     pub revoked: Option<RevokedView>,
@@ -225,7 +226,8 @@ pub struct AuditEntry {
     pub at: String,
     /// Who (the token's subject).
     pub actor: String,
-    /// `install`, `grant`, `revoke`, `upgrade`, `approve`, `uninstall`.
+    /// `install`, `grant`, `revoke`, `upgrade`, `approve`, `decline`, `uninstall`, or
+    /// `access` (a refused caller).
     pub action: String,
     /// The app.
     pub app: Option<String>,
@@ -294,7 +296,7 @@ pub fn authorize(principal: &Principal, region: &str) -> Result<Admin, AdminErro
             region: region.to_owned(),
         }),
         Some(home) => Err(AdminError::Forbidden(format!(
-            "your token administers region {home}, not {region}"
+            "your token administers region {home}, not {region}: use a region-admin token of {region} (mint one with `healthcloud token --role region-admin --region {region}`)"
         ))),
         None => Err(AdminError::Forbidden(format!(
             "a region admin's token must name its region (mint one with `healthcloud token --role region-admin --region {region}`)"
@@ -312,7 +314,10 @@ pub(crate) fn router(runtime: Runtime) -> Router {
         .route(install, get(show).delete(uninstall))
         .route(&format!("{install}/grant"), post(grant))
         .route(&format!("{install}/revoke"), post(revoke))
-        .route(&format!("{install}/upgrade"), post(upgrade))
+        .route(
+            &format!("{install}/upgrade"),
+            post(upgrade).delete(decline_upgrade),
+        )
         .route("/admin/v1/regions/{region}/audit", get(audit))
         .with_state(runtime)
 }
@@ -449,6 +454,13 @@ async fn upgrade(
         StatusCode::OK
     };
     Ok((status, Json(view)))
+}
+
+async fn decline_upgrade(
+    State(runtime): State<Runtime>,
+    InstallAdmin(admin, app): InstallAdmin,
+) -> Result<Json<InstallView>, AdminError> {
+    Ok(Json(runtime.admin_decline_upgrade(&admin, &app).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -709,7 +721,7 @@ impl Runtime {
         app: &str,
         grant: &[String],
     ) -> Result<InstallView, AdminError> {
-        let detail = format!("{app} grant {}", grant.join(" "));
+        let detail = with_grant(app.to_owned(), grant);
         let result = self.install_inner(admin, app, grant).await;
         let id = app.split('@').next();
         self.audit_admin(admin, "install", id, &detail, &result)
@@ -818,8 +830,19 @@ impl Runtime {
             if !granted.contains(&capability) {
                 granted.push(capability);
             }
-        } else {
+        } else if granted.contains(&capability) {
             granted.retain(|c| c != &capability);
+        } else {
+            let now: Vec<String> = granted.iter().map(ToString::to_string).collect();
+            return Err(AdminError::Conflict(format!(
+                "'{capability}' is not granted to {app} in region {}, so there is nothing to revoke; granted now: {}",
+                admin.region,
+                if now.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    now.join(", ")
+                }
+            )));
         }
         if granted != row.granted {
             let mut update = db.sql("UPDATE region_installs SET granted = ");
@@ -835,10 +858,10 @@ impl Runtime {
             changed(regions, &mut write.tx).await?;
         }
         write.commit().await?;
-        if let Some(install) = self.installed(&admin.region, app) {
-            if install.identity.version == row.version {
-                install.grant.replace(granted);
-            }
+        if let Some(install) = self.installed(&admin.region, app)
+            && install.identity.version == row.version
+        {
+            install.grant.replace(granted);
         }
         self.admin_show(admin, app).await
     }
@@ -886,7 +909,7 @@ impl Runtime {
         } else {
             "upgrade"
         };
-        let detail = format!("to {} grant {}", request.version, request.grant.join(" "));
+        let detail = with_grant(format!("to {}", request.version), &request.grant);
         let result = self.upgrade_inner(admin, app, request).await;
         self.audit_admin(admin, action, Some(app), &detail, &result)
             .await;
@@ -997,6 +1020,52 @@ impl Runtime {
             status: if waits { "pending" } else { "upgraded" }.into(),
             install: self.admin_show(admin, app).await?,
         })
+    }
+
+    /// Declines a pending upgrade: the installed version keeps serving and the pending one is
+    /// forgotten.
+    pub async fn admin_decline_upgrade(
+        &self,
+        admin: &Admin,
+        app: &str,
+    ) -> Result<InstallView, AdminError> {
+        let result = self.decline_inner(admin, app).await;
+        self.audit_admin(admin, "decline", Some(app), "", &result)
+            .await;
+        result
+    }
+
+    async fn decline_inner(&self, admin: &Admin, app: &str) -> Result<InstallView, AdminError> {
+        let regions = self.regions_or_unavailable()?;
+        let db = regions.db();
+        let mut write = db.begin_write().await?;
+        let row = locked_row(regions, &mut write.tx, admin, app).await?;
+        let Some(pending) = row.pending else {
+            return Err(AdminError::Conflict(format!(
+                "{app} has no upgrade waiting for approval in region {}",
+                admin.region
+            )));
+        };
+        let mut update = db.sql(
+            "UPDATE region_installs SET pending_version = NULL, pending_sha256 = NULL, \
+             pending_package = NULL, pending_added = NULL, updated_at = ",
+        );
+        update
+            .bind(now())
+            .push(" WHERE region = ")
+            .bind(admin.region.as_str())
+            .push(" AND app = ")
+            .bind(app);
+        update.query().execute(&mut *write.tx).await?;
+        changed(regions, &mut write.tx).await?;
+        write.commit().await?;
+        tracing::info!(
+            region = admin.region,
+            app,
+            declined = pending.version,
+            "upgrade declined"
+        );
+        self.admin_show(admin, app).await
     }
 
     /// The region's audit log, newest first.
@@ -1130,6 +1199,15 @@ async fn changed(
         .await?;
     regions.db().notify(tx, super::CHANNEL).await?;
     Ok(())
+}
+
+/// An audit detail: `what`, and what it grants if anything.
+fn with_grant(what: String, grant: &[String]) -> String {
+    if grant.is_empty() {
+        what
+    } else {
+        format!("{what} granting {}", grant.join(" "))
+    }
 }
 
 fn now() -> String {

@@ -350,12 +350,12 @@ impl Runtime {
             }
             for install in self.installs() {
                 let id = &install.identity;
-                if !wanted.contains_key(&(id.region.clone(), id.id.clone())) {
-                    if let Some(gone) = self.take_install(&id.region, &id.id) {
-                        gone.stop.cancel();
-                        tracing::info!(region = id.region, app = id.id, "uninstalled");
-                        changed += 1;
-                    }
+                if !wanted.contains_key(&(id.region.clone(), id.id.clone()))
+                    && let Some(gone) = self.take_install(&id.region, &id.id)
+                {
+                    gone.stop.cancel();
+                    tracing::info!(region = id.region, app = id.id, "uninstalled");
+                    changed += 1;
                 }
             }
             regions.seen.store(seq, Ordering::SeqCst);
