@@ -160,10 +160,7 @@ pub async fn install_example_apps(
                     .join(", ")
             );
         };
-        let admin = Admin {
-            actor: "healthcloud up (first start)".into(),
-            region: install.region.clone(),
-        };
+        let admin = Admin::system("healthcloud up (first start)", &install.region);
         let app = format!("{}@{}", install.app, manifest.app.version);
         match runtime.admin_install(&admin, &app, &install.grant).await {
             Ok(_) => {}

@@ -192,6 +192,7 @@ impl TokenVerifier {
 }
 
 /// An issuer's signing key: the development issuer, or a test's own.
+#[derive(Clone)]
 pub struct TokenIssuer {
     issuer: String,
     signing: SigningKey,

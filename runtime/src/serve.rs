@@ -568,6 +568,9 @@ async fn collect(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Apps share the platform's origin: a cookie one sets would reach the platform's pages
+    // (a planted session) or another app's path. Apps keep state in kv, not in cookies.
+    parts.headers.remove(header::SET_COOKIE);
     parts.headers.remove(header::TRANSFER_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
     Ok(Response::from_parts(parts, axum::body::Body::from(body)))

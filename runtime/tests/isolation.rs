@@ -116,3 +116,24 @@ async fn an_idle_reused_instance_is_dropped_on_time_even_without_more_requests()
         .await;
     assert_eq!(after.status, StatusCode::OK, "{}", after.body);
 }
+
+#[tokio::test]
+async fn an_app_cannot_set_cookies_on_the_platforms_origin() {
+    let host = Host::new().await;
+    host.install_component("loop", None).unwrap();
+    let answer = host
+        .get(
+            &format!("/apps/{REGION}/tests/loop/cookie"),
+            &host.clinician("pat-a"),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "cookie set")
+    );
+    assert!(
+        answer.headers.get("set-cookie").is_none(),
+        "{:?}",
+        answer.headers
+    );
+}

@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 
 use healthcloud_integration::Integration;
-use healthcloud_integration::auth::{TokenIssuer, TokenVerifier};
 
 use super::DataDirArgs;
+use super::serve::IssuerArgs;
 use crate::app_cloud::{self, AppCloudConfig};
 use crate::server;
 
@@ -20,12 +20,8 @@ pub struct UpCommand {
     /// Public base URL clients reach this server at (links are absolute on it).
     #[arg(long, env = "HEALTHCLOUD_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Accept tokens from this issuer (`iss`) instead of the development issuer; needs --issuer-key.
-    #[arg(long, env = "HEALTHCLOUD_ISSUER", requires = "issuer_key")]
-    issuer: Option<String>,
-    /// The issuer's Ed25519 public key (SPKI PEM file).
-    #[arg(long, env = "HEALTHCLOUD_ISSUER_KEY", requires = "issuer")]
-    issuer_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    issuer: IssuerArgs,
 }
 
 impl UpCommand {
@@ -36,12 +32,7 @@ impl UpCommand {
             .unwrap_or_else(|| format!("http://{}", self.addr));
         let mut integration =
             Integration::open(&self.data.database_url()?, &public_url, &self.data.data_dir).await?;
-        if let (Some(issuer), Some(key)) = (&self.issuer, &self.issuer_key) {
-            let pem = std::fs::read(key).map_err(|e| {
-                anyhow::anyhow!("cannot read the issuer key {}: {e}", key.display())
-            })?;
-            integration.state.verifier = TokenVerifier::from_public_pem(issuer, &pem)?;
-        }
+        self.issuer.apply(&mut integration)?;
         let store = integration.state.service.store().clone();
         crate::demo::ensure_data(&store).await?;
         let config = AppCloudConfig::load(&self.data.data_dir)?;
@@ -53,10 +44,10 @@ impl UpCommand {
         let ready = server::Ready::default();
         // The launcher mints tokens with the development issuer's key: never beside a real
         // issuer.
-        let pages = match &self.issuer {
+        let pages = match &self.issuer.issuer {
             None => {
                 crate::launch::router(crate::launch::Launch::new(crate::launch::LaunchConfig {
-                    issuer: TokenIssuer::dev(&self.data.data_dir)?,
+                    issuer: integration.issuer.clone(),
                     verifier: integration.state.verifier.clone(),
                     service: integration.state.service.clone(),
                     runtime: runtime.clone(),
@@ -72,7 +63,7 @@ impl UpCommand {
         // The example apps go through the store's API with tokens of the development
         // issuer; with a real issuer configured those are refused, and nothing is published
         // on anyone's behalf.
-        let dev_issuer = self.issuer.is_none();
+        let dev_issuer = self.issuer.issuer.is_none();
         let key_id = if dev_issuer {
             eprintln!("publishing the example apps through the store at {local_url}/store…");
             let key_id = app_cloud::publish_example_apps(
@@ -125,10 +116,15 @@ impl UpCommand {
             ),
         }
         println!(
-            "  apps ({} installs{}; change them with `healthcloud region …` or the launch page):",
+            "  apps ({} installs{}; change them with `healthcloud region …`{}):",
             runtime.installs().len(),
             if installed > 0 {
                 ", just installed as configured in app-cloud.toml"
+            } else {
+                ""
+            },
+            if dev_issuer {
+                " or the launch page"
             } else {
                 ""
             }

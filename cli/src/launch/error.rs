@@ -50,8 +50,10 @@ impl PageError {
     /// A region admin operation's refusal, shown with a way back to `back`.
     pub fn admin(error: AdminError, back: &str) -> PageError {
         let message = error.public_message();
-        // The status is the admin API's own (the response logs internal errors).
-        let status = error.into_response().status();
+        if let AdminError::Internal(internal) = &error {
+            tracing::error!(error = format!("{internal:#}"), "region admin page failed");
+        }
+        let status = error.status();
         PageError::Refused {
             status,
             message,

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use healthcloud_runtime::regions::admin::{
-    self as runtime_admin, Admin, AuditEntry, CapabilityView, InstallView, UpgradeRequest,
+    Admin, AuditEntry, CapabilityView, InstallView, UpgradeRequest,
 };
 use serde::Deserialize;
 
@@ -54,8 +54,12 @@ struct InstallPath {
 
 impl InstallPath {
     /// The session's region admin and the app (`publisher/app`) the path names.
-    fn admin(&self, session: &Session<RegionAdmin>) -> Result<(Admin, String), PageError> {
-        let admin = admin(session, &self.region)?;
+    async fn admin(
+        &self,
+        launch: &Launch,
+        session: &Session<RegionAdmin>,
+    ) -> Result<(Admin, String), PageError> {
+        let admin = admin(launch, session, &self.region).await?;
         let app = format!("{}/{}", self.publisher, self.app);
         if !valid_app(&app) {
             return Err(PageError::NotFound(format!("'{app}' is not an app id")));
@@ -64,19 +68,28 @@ impl InstallPath {
     }
 }
 
-/// The session's region admin, who must administer `region`.
-fn admin(session: &Session<RegionAdmin>, region: &str) -> Result<Admin, PageError> {
+/// The session's region admin, who must administer `region` (a refusal is audited in that
+/// region's log).
+async fn admin(
+    launch: &Launch,
+    session: &Session<RegionAdmin>,
+    region: &str,
+) -> Result<Admin, PageError> {
     if !is_plain_id(region) {
         return Err(PageError::NotFound(format!(
             "'{region}' is not a region name"
         )));
     }
-    runtime_admin::authorize(&session.principal, region).map_err(|error| {
-        PageError::Forbidden(format!(
-            "you cannot administer region {region}: {}",
-            error.public_message()
-        ))
-    })
+    launch
+        .runtime()
+        .authorize_admin(&session.principal, region)
+        .await
+        .map_err(|error| {
+            PageError::Forbidden(format!(
+                "you cannot administer region {region}: {}",
+                error.public_message()
+            ))
+        })
 }
 
 fn page_path(region: &str) -> String {
@@ -137,7 +150,7 @@ async fn page(
     session: Session<RegionAdmin>,
     done: Result<Query<Done>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let admin = admin(&session, &region)?;
+    let admin = admin(&launch, &session, &region).await?;
     let back = page_path(&region);
     let runtime = launch.runtime();
     let views = runtime
@@ -265,7 +278,7 @@ async fn set_grant(
     session: Session<RegionAdmin>,
     request: Result<Form<GrantForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let (admin, app) = path.admin(&session)?;
+    let (admin, app) = path.admin(&launch, &session).await?;
     let request = form(request)?;
     let grant = match request.change.as_str() {
         "grant" => true,
@@ -308,7 +321,7 @@ async fn confirm_uninstall(
     Path(path): Path<InstallPath>,
     session: Session<RegionAdmin>,
 ) -> Result<Response, PageError> {
-    let (admin, app) = path.admin(&session)?;
+    let (admin, app) = path.admin(&launch, &session).await?;
     let view = launch
         .runtime()
         .admin_show(&admin, &app)
@@ -331,7 +344,7 @@ async fn uninstall(
     Path(path): Path<InstallPath>,
     session: Session<RegionAdmin>,
 ) -> Result<Response, PageError> {
-    let (admin, app) = path.admin(&session)?;
+    let (admin, app) = path.admin(&launch, &session).await?;
     launch
         .runtime()
         .admin_uninstall(&admin, &app)
@@ -351,7 +364,7 @@ async fn approve(
     session: Session<RegionAdmin>,
     request: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let (admin, app) = path.admin(&session)?;
+    let (admin, app) = path.admin(&launch, &session).await?;
     let pairs = form(request)?;
     let values = |name: &str| -> Vec<String> {
         pairs

@@ -75,7 +75,8 @@ impl From<sqlx::Error> for AdminError {
 }
 
 impl AdminError {
-    fn status(&self) -> StatusCode {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
         match self {
             AdminError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AdminError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -272,8 +273,10 @@ pub struct UpgradeRequest {
     pub grant: Vec<String>,
 }
 
-/// A region admin acting on one region.
+/// A region admin acting on one region: made only by [`Runtime::authorize_admin`] from a
+/// verified token, or by [`Admin::system`] for the platform's own start-up work.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Admin {
     /// Who (the token's subject).
     pub actor: String,
@@ -281,8 +284,44 @@ pub struct Admin {
     pub region: String,
 }
 
+impl Admin {
+    /// The platform itself acting in `region` (e.g. `up` installing the example apps on first
+    /// start): never for anything a request asked for.
+    pub fn system(actor: &str, region: &str) -> Admin {
+        Admin {
+            actor: actor.to_owned(),
+            region: region.to_owned(),
+        }
+    }
+}
+
+impl Runtime {
+    /// The caller as a region admin of `region`; a refusal is recorded in that region's audit
+    /// log.
+    pub async fn authorize_admin(
+        &self,
+        principal: &Principal,
+        region: &str,
+    ) -> Result<Admin, AdminError> {
+        let admin = authorize(principal, region);
+        if let Err(error) = &admin {
+            let who = Admin::system(
+                &format!(
+                    "{} ({})",
+                    principal.claims.sub,
+                    principal.claims.role.as_str()
+                ),
+                region,
+            );
+            self.audit_admin(&who, "access", None, "", &Err::<(), _>(error))
+                .await;
+        }
+        admin
+    }
+}
+
 /// The caller, who must be a region admin of `region`.
-pub fn authorize(principal: &Principal, region: &str) -> Result<Admin, AdminError> {
+fn authorize(principal: &Principal, region: &str) -> Result<Admin, AdminError> {
     let claims = &principal.claims;
     if claims.role != Role::RegionAdmin {
         return Err(AdminError::Forbidden(format!(
@@ -291,10 +330,7 @@ pub fn authorize(principal: &Principal, region: &str) -> Result<Admin, AdminErro
         )));
     }
     match &claims.region {
-        Some(home) if home == region => Ok(Admin {
-            actor: claims.sub.clone(),
-            region: region.to_owned(),
-        }),
+        Some(home) if home == region => Ok(Admin::system(&claims.sub, region)),
         Some(home) => Err(AdminError::Forbidden(format!(
             "your token administers region {home}, not {region}: use a region-admin token of {region} (mint one with `healthcloud token --role region-admin --region {region}`)"
         ))),
@@ -372,20 +408,7 @@ impl Runtime {
     async fn admin(&self, headers: &HeaderMap, region: &str) -> Result<Admin, AdminError> {
         let principal = healthcloud_integration::api::authenticate(&self.inner.verifier, headers)
             .map_err(|e| AdminError::Unauthorized(e.to_string()))?;
-        let admin = authorize(&principal, region);
-        if let Err(error) = &admin {
-            let who = Admin {
-                actor: format!(
-                    "{} ({})",
-                    principal.claims.sub,
-                    principal.claims.role.as_str()
-                ),
-                region: region.to_owned(),
-            };
-            self.audit_admin(&who, "access", None, "", &Err::<(), _>(error))
-                .await;
-        }
-        admin
+        self.authorize_admin(&principal, region).await
     }
 }
 

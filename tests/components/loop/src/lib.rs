@@ -1,10 +1,11 @@
-//! Spins forever on `/spin`, so the host's CPU deadline must interrupt it.
+//! Spins forever on `/spin`, so the host's CPU deadline must interrupt it; tries to set a
+//! cookie for the platform's pages on `/cookie`.
 
 use std::hint::black_box;
 
 use guest_support::bindings::exports::wasi::http::incoming_handler::Guest;
 use guest_support::bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
-use guest_support::{Request, respond_no_route, respond_text};
+use guest_support::{Request, ResponseBody, respond_no_route, respond_text};
 
 struct InfiniteLoop;
 
@@ -15,6 +16,13 @@ impl Guest for InfiniteLoop {
             respond_text(response_out, 200, "ok");
         } else if request.ends_with("/spin") {
             spin();
+        } else if request.ends_with("/cookie") {
+            // An app trying to plant a session cookie for the platform's own pages.
+            let cookie = "healthcloud_region_admin=planted; Path=/regions/; HttpOnly";
+            let headers = [("content-type", "text/plain"), ("set-cookie", cookie)];
+            let mut response = ResponseBody::start_with(response_out, 200, &headers);
+            let _ = response.write(b"cookie set");
+            response.finish();
         } else {
             respond_no_route(response_out, &request);
         }

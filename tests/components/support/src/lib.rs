@@ -107,9 +107,20 @@ pub struct ResponseBody {
 impl ResponseBody {
     /// Sends the status and a `content-type` header, and opens the body.
     pub fn start(response_out: ResponseOutparam, status: u16, content_type: &str) -> Self {
-        let headers =
-            Fields::from_list(&[("content-type".to_owned(), content_type.as_bytes().to_vec())])
-                .expect("content-type is a valid header");
+        Self::start_with(response_out, status, &[("content-type", content_type)])
+    }
+
+    /// Sends the status and `headers`, and opens the body.
+    pub fn start_with(
+        response_out: ResponseOutparam,
+        status: u16,
+        headers: &[(&str, &str)],
+    ) -> Self {
+        let list: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec()))
+            .collect();
+        let headers = Fields::from_list(&list).expect("valid headers");
         let response = OutgoingResponse::new(headers);
         response
             .set_status_code(status)
