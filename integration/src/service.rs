@@ -161,7 +161,22 @@ impl FhirService {
         mut query: SearchQuery,
         audit: &mut Pending<'_>,
     ) -> Result<(SearchQuery, SearchPage), FhirError> {
-        let groups = authorize(context, Interaction::Search, query.type_def)?;
+        let groups = match authorize(context, Interaction::Search, query.type_def) {
+            Ok(groups) => groups,
+            Err(error) => {
+                // A refused attempt still concerns the patient in context and any patient it
+                // names: it belongs in their logs.
+                let mut concerned: Vec<String> =
+                    context.principal.claims.patient.iter().cloned().collect();
+                for patient in query.named_patients().unwrap_or_default() {
+                    if !concerned.contains(&patient) {
+                        concerned.push(patient);
+                    }
+                }
+                audit.patients = concerned;
+                return Err(error);
+            }
+        };
         let actors = context.consent_actors();
         let consent = match confined_patient(&groups) {
             Some(patient) => {

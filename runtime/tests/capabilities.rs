@@ -193,6 +193,11 @@ async fn a_removed_grant_denies_the_very_next_call_and_is_audited() {
         .unwrap()
         .clone();
     assert_ne!(last["outcome"], "0", "{last:#}");
+    // Refused before any data was read, it still lands in the log of the patient in context.
+    assert!(
+        last.to_string().contains("\"Patient/pat-a\""),
+        "the refusal names the patient in context: {last:#}"
+    );
 }
 
 #[tokio::test]
