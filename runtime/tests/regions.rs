@@ -796,7 +796,42 @@ async fn an_expired_feed_fails_closed_until_the_store_answers_again() {
     let refused = node.get(path, &token).await;
     assert!(refused.body.contains("revocation feed"), "{}", refused.body);
 
-    // It comes back: apps start again.
+    // Something else answers at the store's address with its own feed key: still closed,
+    // and the refusal says why.
+    let db = Database::connect(&cloud.db_url).await.unwrap();
+    let impostor = Store::open(StoreConfig {
+        db,
+        dir: cloud.dir.path().join("impostor"),
+        verifier: cloud.issuer.verifier(),
+        check: Arc::new(|_, _| Ok(())),
+        limits: StoreLimits::default(),
+    })
+    .await
+    .unwrap()
+    .0;
+    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let impostor = serve_store(listener, &impostor);
+    eventually(
+        Duration::from_secs(3),
+        "the impostor's feed is refused",
+        async || {
+            node.get(path, &token)
+                .await
+                .body
+                .contains("not signed by the store's key")
+        },
+    )
+    .await;
+    assert_eq!(
+        node.get(path, &token).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    impostor.abort();
+    let _ = impostor.await;
+
+    // The store comes back: apps start again.
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
         .await
         .unwrap();
@@ -962,12 +997,15 @@ async fn a_restarted_node_serves_the_same_state_and_verifies_bytes_at_rest() {
     tampered[last] ^= 1;
     std::fs::write(&at_rest, tampered).unwrap();
 
-    // A restart on the same database and disk.
+    // A restart on the same database and disk, with the store unreachable: what the node
+    // knows comes from the database and its disk alone.
+    let mut cloud = cloud;
+    let port = cloud.store_url.rsplit(':').next().unwrap().to_owned();
+    cloud.serving.abort();
+    let _ = (&mut cloud.serving).await;
     let restarted = cloud
         .another_node("node-a", Duration::from_millis(200))
         .await;
-    let page = restarted.get(BP_APP, &token).await;
-    assert!(denied(&page), "the grant change lasted: {}", page.body);
     assert_eq!(
         restarted
             .get("/apps/hovedstaden/tests/greeter/", &token)
@@ -976,6 +1014,45 @@ async fn a_restarted_node_serves_the_same_state_and_verifies_bytes_at_rest() {
         StatusCode::GONE,
         "the revocation lasted"
     );
+    let view = |app: &'static str| {
+        let (restarted, admin) = (&restarted, &admin);
+        async move {
+            restarted
+                .get(
+                    &format!("/admin/v1/regions/hovedstaden/installs/{app}"),
+                    admin,
+                )
+                .await
+                .json()
+        }
+    };
+    assert_eq!(
+        view("tests/greeter").await["revoked"]["reason"],
+        "withdrawn"
+    );
+    let bp = view("examples/bp-monitor").await;
+    assert_eq!(
+        bp["granted"],
+        json!(["patient/Patient.r"]),
+        "the grant change lasted"
+    );
+    assert_eq!(
+        bp["serving"], false,
+        "its bytes at rest were altered and the store is away: not loaded"
+    );
+
+    // The store is back: the altered bytes are fetched again and the app serves, with the
+    // grant as the region left it.
+    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    cloud.serving = serve_store(listener, &cloud.store);
+    eventually(
+        Duration::from_secs(10),
+        "bp-monitor serves again",
+        async || denied(&restarted.get(BP_APP, &token).await),
+    )
+    .await;
     assert_eq!(
         std::fs::read(&at_rest).unwrap(),
         component,

@@ -239,6 +239,10 @@ pub struct Published {
     pub key_id: KeyId,
 }
 
+/// How long a feed call may take: a store that accepts the connection and then stalls must
+/// not hold a runtime's feed follower.
+const FEED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A client of one server: its store API, and its other JSON APIs through [`StoreClient::call`].
 pub struct StoreClient {
     http: reqwest::Client,
@@ -361,18 +365,22 @@ impl StoreClient {
         Ok(bytes.to_vec())
     }
 
-    /// `GET /store/v1/revocations?since=SEQ`: the signed revocation feed after `since`.
-    /// Whether to trust it is for the caller to check with the store's pinned key.
-    pub async fn revocations(&self, since: i64) -> Result<SignedFeed, StoreError> {
+    /// `GET /store/v1/revocations?since=SEQ&nonce=N`: the signed revocation feed after
+    /// `since`, signing `nonce` back. Whether to trust it is for the caller to check with the
+    /// store's pinned key.
+    pub async fn revocations(&self, since: i64, nonce: &str) -> Result<SignedFeed, StoreError> {
         let request = self
             .request(Method::GET, &["revocations"], Caller::Anyone)?
-            .query(&[("since", since)]);
+            .query(&[("since", since.to_string()), ("nonce", nonce.to_owned())])
+            .timeout(FEED_TIMEOUT);
         self.send_json(request, Caller::Anyone).await
     }
 
     /// `GET /store/v1/revocations/key`: the key the store signs its feed with.
     pub async fn feed_key(&self) -> Result<FeedKey, StoreError> {
-        let request = self.request(Method::GET, &["revocations", "key"], Caller::Anyone)?;
+        let request = self
+            .request(Method::GET, &["revocations", "key"], Caller::Anyone)?
+            .timeout(FEED_TIMEOUT);
         self.send_json(request, Caller::Anyone).await
     }
 

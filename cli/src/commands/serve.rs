@@ -112,7 +112,12 @@ impl ServeCommand {
                             format!("{} is not the store's public key (PEM)", path.display())
                         })?)
                     }
-                    None => None,
+                    None => {
+                        eprintln!(
+                            "warning: no --store-key: the feed key the store at {store_url} presents first is pinned; pass --store-key with a trusted copy of it (store data dir: store/store.key.pub) so nothing on the way can pin its own"
+                        );
+                        None
+                    }
                 };
                 let runtime =
                     server::app_cloud(&integration, &node.data.data_dir, Limits::default()).await?;

@@ -190,7 +190,41 @@ pub fn router(launch: Launch) -> Router {
         .with_state(launch)
 }
 
+/// Whether the request was addressed to this server by a name it answers to: the public URL's
+/// host, or a loopback name on its port. A page on another name that resolves here (DNS
+/// rebinding) would otherwise be "same origin" with its own forms.
+fn addressed_here(headers: &axum::http::HeaderMap, public_origin: &str) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        // HTTP/1.0 clients may omit it; browsers never do.
+        return true;
+    };
+    let Ok(public) = reqwest::Url::parse(public_origin) else {
+        return false;
+    };
+    let port = public.port_or_known_default();
+    let authority = match public.port() {
+        Some(port) => format!("{}:{port}", public.host_str().unwrap_or_default()),
+        None => public.host_str().unwrap_or_default().to_owned(),
+    };
+    if host.eq_ignore_ascii_case(&authority) {
+        return true;
+    }
+    let (name, sent_port) = match host.rsplit_once(':') {
+        Some((name, sent)) if !name.ends_with(':') => (name, sent.parse().ok()),
+        _ => (host, Some(80)),
+    };
+    sent_port == port
+        && ["localhost", "127.0.0.1", "[::1]"].contains(&name.to_ascii_lowercase().as_str())
+}
+
 async fn refuse_cross_site(State(launch): State<Launch>, request: Request, next: Next) -> Response {
+    if !addressed_here(request.headers(), &launch.inner.public_origin) {
+        tracing::warn!(
+            host = ?request.headers().get(header::HOST),
+            "refused a request for the launch pages under another host name"
+        );
+        return PageError::CrossSite.into_response();
+    }
     if !matches!(*request.method(), Method::GET | Method::HEAD)
         && !same_origin(request.headers(), &launch.inner.public_origin)
     {

@@ -326,6 +326,41 @@ async fn a_launch_that_names_nothing_real_is_answered_on_the_form() {
 }
 
 #[test]
+fn the_pages_answer_only_to_this_servers_names() {
+    let host = |value: &'static str| {
+        let mut map = HeaderMap::new();
+        map.insert("host", HeaderValue::from_static(value));
+        map
+    };
+    let origin = "http://127.0.0.1:8080";
+    for here in [
+        "127.0.0.1:8080",
+        "localhost:8080",
+        "LOCALHOST:8080",
+        "[::1]:8080",
+    ] {
+        assert!(addressed_here(&host(here), origin), "{here}");
+    }
+    // DNS rebinding: a name the attacker controls, resolving to this server.
+    for elsewhere in [
+        "evil.example:8080",
+        "127.0.0.1:9090",
+        "localhost",
+        "evil.example",
+    ] {
+        assert!(!addressed_here(&host(elsewhere), origin), "{elsewhere}");
+    }
+    assert!(addressed_here(
+        &host("health.example.org"),
+        "https://health.example.org"
+    ));
+    assert!(!addressed_here(
+        &host("localhost"),
+        "https://health.example.org"
+    ));
+}
+
+#[test]
 fn same_origin_needs_the_browser_to_say_so_when_it_speaks() {
     let headers = |pairs: &[(&'static str, &'static str)]| {
         let mut map = HeaderMap::new();

@@ -313,8 +313,13 @@ impl Runtime {
                 ),
                 region,
             );
-            self.audit_admin(&who, "access", None, "", &Err::<(), _>(error))
-                .await;
+            let action = Action {
+                admin: &who,
+                name: "access",
+                app: None,
+                detail: String::new(),
+            };
+            self.audit_refusal(&action, &Err::<(), _>(error)).await;
         }
         admin
     }
@@ -561,6 +566,18 @@ fn store_error(version: &AppVersion, error: StoreError) -> AdminError {
     }
 }
 
+/// Refuses a version the feed revoked while it was being prepared.
+fn not_revoked_meanwhile(regions: &Regions, version: &AppVersion) -> Result<(), AdminError> {
+    let id = format!("{}/{}", version.publisher, version.app);
+    match regions.revocation(&id, &version.version.to_string()) {
+        Some(revoked) => Err(AdminError::Gone(format!(
+            "{version} was revoked by the store at {} while it was being installed: {}",
+            revoked.at, revoked.reason
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl Runtime {
     fn regions_or_unavailable(&self) -> Result<&Regions, AdminError> {
         self.regions().ok_or_else(|| {
@@ -744,20 +761,24 @@ impl Runtime {
         app: &str,
         grant: &[String],
     ) -> Result<InstallView, AdminError> {
-        let detail = with_grant(app.to_owned(), grant);
-        let result = self.install_inner(admin, app, grant).await;
-        let id = app.split('@').next();
-        self.audit_admin(admin, "install", id, &detail, &result)
-            .await;
+        let action = Action {
+            admin,
+            name: "install",
+            app: app.split('@').next(),
+            detail: with_grant(app.to_owned(), grant),
+        };
+        let result = self.install_inner(&action, app, grant).await;
+        self.audit_refusal(&action, &result).await;
         result
     }
 
     async fn install_inner(
         &self,
-        admin: &Admin,
+        action: &Action<'_>,
         app: &str,
         grant: &[String],
     ) -> Result<InstallView, AdminError> {
+        let admin = action.admin;
         let regions = self.regions_or_unavailable()?;
         let version: AppVersion = app.parse().map_err(|e| AdminError::bad("app", e))?;
         let grant = parse_capabilities("grant", grant)?;
@@ -776,6 +797,7 @@ impl Runtime {
         let db = regions.db();
         let now = now();
         let mut write = db.begin_write().await?;
+        not_revoked_meanwhile(regions, &version)?;
         let mut insert = db.sql(
             "INSERT INTO region_installs (region, app, version, sha256, package, granted, \
              installed_at, updated_at) VALUES (",
@@ -808,7 +830,7 @@ impl Runtime {
                 admin.region
             )));
         }
-        changed(regions, &mut write.tx).await?;
+        changed(regions, &mut write.tx, action).await?;
         write.commit().await?;
         self.put_install(install);
         self.admin_show(admin, &id).await
@@ -823,20 +845,25 @@ impl Runtime {
         capability: &str,
         grant: bool,
     ) -> Result<InstallView, AdminError> {
-        let action = if grant { "grant" } else { "revoke" };
-        let result = self.set_grant_inner(admin, app, capability, grant).await;
-        self.audit_admin(admin, action, Some(app), capability, &result)
-            .await;
+        let action = Action {
+            admin,
+            name: if grant { "grant" } else { "revoke" },
+            app: Some(app),
+            detail: capability.to_owned(),
+        };
+        let result = self.set_grant_inner(&action, app, capability, grant).await;
+        self.audit_refusal(&action, &result).await;
         result
     }
 
     async fn set_grant_inner(
         &self,
-        admin: &Admin,
+        action: &Action<'_>,
         app: &str,
         capability: &str,
         grant: bool,
     ) -> Result<InstallView, AdminError> {
+        let admin = action.admin;
         let regions = self.regions_or_unavailable()?;
         let capability = Capability::parse(capability)
             .map_err(|e| AdminError::bad("capability", e.to_string()))?;
@@ -878,7 +905,7 @@ impl Runtime {
                 .push(" AND app = ")
                 .bind(app);
             update.query().execute(&mut *write.tx).await?;
-            changed(regions, &mut write.tx).await?;
+            changed(regions, &mut write.tx, action).await?;
         }
         write.commit().await?;
         if let Some(install) = self.installed(&admin.region, app)
@@ -892,13 +919,19 @@ impl Runtime {
     /// Uninstalls: the next request is a 404 on every node, in-flight ones are interrupted,
     /// and the install's kv state is deleted.
     pub async fn admin_uninstall(&self, admin: &Admin, app: &str) -> Result<(), AdminError> {
-        let result = self.uninstall_inner(admin, app).await;
-        self.audit_admin(admin, "uninstall", Some(app), "", &result)
-            .await;
+        let action = Action {
+            admin,
+            name: "uninstall",
+            app: Some(app),
+            detail: String::new(),
+        };
+        let result = self.uninstall_inner(&action, app).await;
+        self.audit_refusal(&action, &result).await;
         result
     }
 
-    async fn uninstall_inner(&self, admin: &Admin, app: &str) -> Result<(), AdminError> {
+    async fn uninstall_inner(&self, action: &Action<'_>, app: &str) -> Result<(), AdminError> {
+        let admin = action.admin;
         let regions = self.regions_or_unavailable()?;
         let db = regions.db();
         let mut write = db.begin_write().await?;
@@ -911,7 +944,7 @@ impl Runtime {
                 .bind(app);
             delete.query().execute(&mut *write.tx).await?;
         }
-        changed(regions, &mut write.tx).await?;
+        changed(regions, &mut write.tx, action).await?;
         write.commit().await?;
         self.uninstall(&admin.region, app);
         Ok(())
@@ -927,24 +960,29 @@ impl Runtime {
         app: &str,
         request: &UpgradeRequest,
     ) -> Result<UpgradeView, AdminError> {
-        let action = if request.approve {
+        let name = if request.approve {
             "approve"
         } else {
             "upgrade"
         };
-        let detail = with_grant(format!("to {}", request.version), &request.grant);
-        let result = self.upgrade_inner(admin, app, request).await;
-        self.audit_admin(admin, action, Some(app), &detail, &result)
-            .await;
+        let action = Action {
+            admin,
+            name,
+            app: Some(app),
+            detail: with_grant(format!("to {}", request.version), &request.grant),
+        };
+        let result = self.upgrade_inner(&action, app, request).await;
+        self.audit_refusal(&action, &result).await;
         result
     }
 
     async fn upgrade_inner(
         &self,
-        admin: &Admin,
+        action: &Action<'_>,
         app: &str,
         request: &UpgradeRequest,
     ) -> Result<UpgradeView, AdminError> {
+        let admin = action.admin;
         let regions = self.regions_or_unavailable()?;
         let current = self.existing(regions, admin, app).await?;
         let version: AppVersion = format!("{app}@{}", request.version)
@@ -976,31 +1014,39 @@ impl Runtime {
             .capabilities();
         let new = offered.manifest.capabilities();
         let added: Vec<Capability> = new.iter().filter(|c| !old.contains(c)).cloned().collect();
-        let mut granted: Vec<Capability> = current
-            .granted
-            .iter()
-            .filter(|c| new.contains(c))
-            .cloned()
-            .collect();
-        for capability in extra {
-            if !granted.contains(&capability) {
-                granted.push(capability);
+        // What the region grants now, as far as the new version requests it, and what the
+        // approval adds.
+        let carried = |granted_now: &[Capability]| {
+            let mut granted: Vec<Capability> = granted_now
+                .iter()
+                .filter(|c| new.contains(c))
+                .cloned()
+                .collect();
+            for capability in &extra {
+                if !granted.contains(capability) {
+                    granted.push(capability.clone());
+                }
             }
-        }
+            granted
+        };
         let waits = !added.is_empty() && !request.approve;
         // Validated and compiled either way: a broken version is refused now, not on approval.
         let install = self
-            .prepare_offered(&admin.region, &offered, granted.clone())
+            .prepare_offered(&admin.region, &offered, carried(&current.granted))
             .await?;
         let db = regions.db();
         let mut write = db.begin_write().await?;
         let row = locked_row(regions, &mut write.tx, admin, app).await?;
+        not_revoked_meanwhile(regions, &version)?;
         if row.version != current.version {
             return Err(AdminError::Conflict(format!(
                 "{app} changed to {} while upgrading: list the install and try again",
                 row.version
             )));
         }
+        // From the locked row: a grant removed while this compiled stays removed.
+        let granted = carried(&row.granted);
+        install.grant.replace(granted.clone());
         let sha256 = offered.signed.package.component.sha256.as_str();
         let package = offered.signed.to_json();
         let mut update = db.sql("UPDATE region_installs SET ");
@@ -1034,7 +1080,7 @@ impl Runtime {
             .push(" AND app = ")
             .bind(app);
         update.query().execute(&mut *write.tx).await?;
-        changed(regions, &mut write.tx).await?;
+        changed(regions, &mut write.tx, action).await?;
         write.commit().await?;
         if !waits {
             self.put_install(install);
@@ -1052,13 +1098,23 @@ impl Runtime {
         admin: &Admin,
         app: &str,
     ) -> Result<InstallView, AdminError> {
-        let result = self.decline_inner(admin, app).await;
-        self.audit_admin(admin, "decline", Some(app), "", &result)
-            .await;
+        let action = Action {
+            admin,
+            name: "decline",
+            app: Some(app),
+            detail: String::new(),
+        };
+        let result = self.decline_inner(&action, app).await;
+        self.audit_refusal(&action, &result).await;
         result
     }
 
-    async fn decline_inner(&self, admin: &Admin, app: &str) -> Result<InstallView, AdminError> {
+    async fn decline_inner(
+        &self,
+        action: &Action<'_>,
+        app: &str,
+    ) -> Result<InstallView, AdminError> {
+        let admin = action.admin;
         let regions = self.regions_or_unavailable()?;
         let db = regions.db();
         let mut write = db.begin_write().await?;
@@ -1080,7 +1136,7 @@ impl Runtime {
             .push(" AND app = ")
             .bind(app);
         update.query().execute(&mut *write.tx).await?;
-        changed(regions, &mut write.tx).await?;
+        changed(regions, &mut write.tx, action).await?;
         write.commit().await?;
         tracing::info!(
             region = admin.region,
@@ -1122,64 +1178,77 @@ impl Runtime {
             .collect())
     }
 
-    /// Records an admin action and its outcome. A failure to record is logged: the action
-    /// itself has already happened or been refused.
-    async fn audit_admin<T>(
+    /// Records a refused admin action (an allowed one is recorded in its own transaction). A
+    /// failure to record is logged: the action was refused either way.
+    async fn audit_refusal<T>(
         &self,
-        admin: &Admin,
-        action: &str,
-        app: Option<&str>,
-        detail: &str,
+        action: &Action<'_>,
         result: &Result<T, impl std::fmt::Display>,
     ) {
-        let Some(regions) = self.regions() else {
+        let (Some(regions), Err(error)) = (self.regions(), result) else {
             return;
         };
-        let outcome = match result {
-            Ok(_) => "allowed".to_owned(),
-            Err(error) => format!("refused: {error}"),
-        };
-        tracing::info!(
-            region = admin.region,
-            actor = admin.actor,
-            action,
-            app,
-            detail,
-            outcome,
-            "region admin action"
-        );
-        let db = regions.db();
-        let mut insert = db.sql(
-            "INSERT INTO region_audit (at, region, actor, action, app, detail, outcome) VALUES (",
-        );
-        insert
-            .bind(now())
-            .push(", ")
-            .bind(admin.region.as_str())
-            .push(", ")
-            .bind(admin.actor.as_str())
-            .push(", ")
-            .bind(action)
-            .push(", ");
-        match app {
-            Some(app) => insert.bind(app),
-            None => insert.push("NULL"),
-        };
-        insert
-            .push(", ")
-            .bind(detail.trim())
-            .push(", ")
-            .bind(outcome)
-            .push(")");
         let written = async {
-            let mut write = db.begin_write().await?;
-            insert.query().execute(&mut *write.tx).await?;
+            let mut write = regions.db().begin_write().await?;
+            audited(regions, &mut write.tx, action, &format!("refused: {error}")).await?;
             write.commit().await
         };
         if let Err(error) = written.await {
             tracing::error!(%error, "cannot write the region admin audit record");
         }
     }
+}
+
+/// One admin action as the audit log records it.
+struct Action<'a> {
+    admin: &'a Admin,
+    /// `install`, `grant`, …
+    name: &'a str,
+    app: Option<&'a str>,
+    detail: String,
+}
+
+/// Writes `action`'s audit record with `outcome` in `tx`.
+async fn audited(
+    regions: &Regions,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    action: &Action<'_>,
+    outcome: &str,
+) -> sqlx::Result<()> {
+    let admin = action.admin;
+    tracing::info!(
+        region = admin.region,
+        actor = admin.actor,
+        action = action.name,
+        app = action.app,
+        detail = action.detail,
+        outcome,
+        "region admin action"
+    );
+    let db = regions.db();
+    let mut insert = db
+        .sql("INSERT INTO region_audit (at, region, actor, action, app, detail, outcome) VALUES (");
+    insert
+        .bind(now())
+        .push(", ")
+        .bind(admin.region.as_str())
+        .push(", ")
+        .bind(admin.actor.as_str())
+        .push(", ")
+        .bind(action.name)
+        .push(", ");
+    match action.app {
+        Some(app) => insert.bind(app),
+        None => insert.push("NULL"),
+    };
+    insert
+        .push(", ")
+        .bind(action.detail.trim())
+        .push(", ")
+        .bind(outcome)
+        .push(")");
+    insert.query().execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// The install row of `app` in the admin's region, locked for update on PostgreSQL (SQLite
@@ -1212,15 +1281,18 @@ async fn locked_row(
     }
 }
 
-/// Marks the installs changed, for every node.
+/// Marks the installs changed, for every node, and records `action` as allowed: in the
+/// transaction of the change, so no change commits without its audit record.
 async fn changed(
     regions: &Regions,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    action: &Action<'_>,
 ) -> Result<(), AdminError> {
     sqlx::query("UPDATE region_changes SET seq = seq + 1 WHERE id = 1")
         .execute(&mut **tx)
         .await?;
     regions.db().notify(tx, super::CHANNEL).await?;
+    audited(regions, tx, action, "allowed").await?;
     Ok(())
 }
 

@@ -25,6 +25,10 @@ pub(crate) struct FeedState {
     next: Mutex<i64>,
     /// The last verified answer's expiry; `None` before the first.
     valid_until: Mutex<Option<DateTime<Utc>>>,
+    /// When the last verified answer was issued: answers only move forward.
+    issued: Mutex<Option<DateTime<Utc>>>,
+    /// Why the last attempt failed, for the fail-closed message.
+    last_error: Mutex<Option<String>>,
 }
 
 impl FeedState {
@@ -60,22 +64,32 @@ impl FeedState {
             key: Mutex::new(key),
             next: Mutex::new(next),
             valid_until: Mutex::new(None),
+            issued: Mutex::new(None),
+            last_error: Mutex::new(None),
         })
     }
 
     /// `Err` with the reason when no app instance may start: the feed's last answer expired
     /// (or none was read yet).
     pub(crate) fn check_fresh(&self, now: DateTime<Utc>) -> Result<(), String> {
+        let why = match self
+            .last_error
+            .lock()
+            .expect("feed lock poisoned")
+            .as_deref()
+        {
+            Some(error) => format!("the last attempt failed: {error}"),
+            None => "the store has not been reached yet".to_owned(),
+        };
         match *self.valid_until.lock().expect("feed lock poisoned") {
             Some(until) if until > now => Ok(()),
             Some(until) => Err(format!(
-                "the app store's revocation feed expired at {} and could not be renewed, so no app can be confirmed as not revoked; apps start again once the store is reachable",
+                "the app store's revocation feed expired at {} and could not be renewed, so no app can be confirmed as not revoked ({why}); apps start again once it is renewed",
                 until.to_rfc3339()
             )),
-            None => Err(
-                "the app store's revocation feed has not been read yet, so no app can be confirmed as not revoked; apps start once the store is reachable"
-                    .into(),
-            ),
+            None => Err(format!(
+                "the app store's revocation feed has not been read yet, so no app can be confirmed as not revoked ({why}); apps start once it is read"
+            )),
         }
     }
 
@@ -91,25 +105,27 @@ impl Runtime {
         let Some(regions) = self.regions() else {
             return Ok(0);
         };
+        let result = self.fetch_feed_pages(regions).await;
+        *regions.feed.last_error.lock().expect("feed lock poisoned") =
+            result.as_ref().err().map(|error| format!("{error:#}"));
+        result
+    }
+
+    async fn fetch_feed_pages(&self, regions: &super::Regions) -> anyhow::Result<usize> {
         let state = &regions.feed;
         let key = self.store_key().await?;
         let mut revoked = 0;
         loop {
             let since = state.next();
+            let nonce = hex::encode(rand::random::<[u8; 16]>());
             let signed: SignedFeed = regions
                 .store()
-                .revocations(since)
+                .revocations(since, &nonce)
                 .await
                 .context("fetching the revocation feed")?;
-            signed
-                .verify(&key, Utc::now())
-                .context("the store's revocation feed")?;
+            let issued = *state.issued.lock().expect("feed lock poisoned");
+            check_answer(&signed, &key, (since, &nonce), issued, Utc::now())?;
             let feed = &signed.feed;
-            anyhow::ensure!(
-                feed.since == since && feed.next >= since,
-                "the revocation feed answered from {} when asked from {since}",
-                feed.since
-            );
             for entry in &feed.entries {
                 let (Some(app), Some(version)) = (&entry.app, &entry.version) else {
                     // A key entry: every version it voids has its own entry.
@@ -132,10 +148,9 @@ impl Runtime {
                 persist(regions.db(), &feed.entries, feed.next).await?;
             }
             *state.next.lock().expect("feed lock poisoned") = feed.next;
-            let expires = DateTime::parse_from_rfc3339(&feed.expires_at)
-                .context("the feed's expiry")?
-                .with_timezone(&Utc);
-            *state.valid_until.lock().expect("feed lock poisoned") = Some(expires);
+            *state.issued.lock().expect("feed lock poisoned") = Some(timestamp(&feed.issued_at)?);
+            *state.valid_until.lock().expect("feed lock poisoned") =
+                Some(timestamp(&feed.expires_at)?);
             if !feed.more {
                 return Ok(revoked);
             }
@@ -187,6 +202,45 @@ impl Runtime {
         *regions.feed.key.lock().expect("feed lock poisoned") = Some(key.clone());
         Ok(key)
     }
+}
+
+/// Checks one feed answer: signed by the pinned store key, unexpired, an answer to this very
+/// request (its `since` and nonce, so a recorded answer cannot be replayed), and not older
+/// than the last answer accepted.
+fn check_answer(
+    signed: &SignedFeed,
+    key: &PublicKey,
+    (since, nonce): (i64, &str),
+    last_issued: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    signed
+        .verify(key, now)
+        .context("the store's revocation feed")?;
+    let feed = &signed.feed;
+    anyhow::ensure!(
+        feed.nonce.as_deref() == Some(nonce),
+        "the revocation feed's answer is not to this request (its nonce differs): a replayed or misdirected answer"
+    );
+    anyhow::ensure!(
+        feed.since == since && feed.next >= since,
+        "the revocation feed answered from {} when asked from {since}",
+        feed.since
+    );
+    let issued = timestamp(&feed.issued_at)?;
+    if let Some(last) = last_issued {
+        anyhow::ensure!(
+            issued >= last,
+            "the revocation feed's answer was issued at {issued}, before the last one accepted ({last})"
+        );
+    }
+    Ok(())
+}
+
+fn timestamp(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(text)
+        .with_context(|| format!("'{text}' is not a time"))?
+        .with_timezone(&Utc))
 }
 
 /// Pins `key` as the store's feed key unless one is pinned already; returns the pinned key,
@@ -272,13 +326,18 @@ pub(crate) async fn start(
                 }
             }
             match runtime.regions_changed().await {
+                // In its own task: loading a new install downloads and compiles it, and the
+                // feed must keep being followed meanwhile.
                 Ok(true) => {
-                    if let Err(error) = runtime.sync_regions().await {
-                        tracing::warn!(
-                            error = format!("{error:#}"),
-                            "cannot read the region installs"
-                        );
-                    }
+                    let runtime = runtime.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = runtime.sync_regions().await {
+                            tracing::warn!(
+                                error = format!("{error:#}"),
+                                "cannot read the region installs"
+                            );
+                        }
+                    });
                 }
                 Ok(false) => {}
                 Err(error) => {
@@ -313,4 +372,68 @@ pub(crate) async fn start(
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use healthcloud_store::keys::{Purpose, SecretKey};
+    use healthcloud_store::service::Feed;
+
+    fn answer(key: &SecretKey, since: i64, nonce: &str, issued: DateTime<Utc>) -> SignedFeed {
+        let feed = Feed {
+            store_key_id: key.public().id(),
+            issued_at: issued.to_rfc3339(),
+            expires_at: (issued + chrono::Duration::minutes(5)).to_rfc3339(),
+            since,
+            next: since,
+            more: false,
+            nonce: Some(nonce.to_owned()),
+            entries: vec![],
+        };
+        let canonical = serde_json_canonicalizer::to_vec(&feed).unwrap();
+        SignedFeed {
+            signature: key.sign(Purpose::Revocations, &canonical),
+            feed,
+        }
+    }
+
+    #[test]
+    fn only_a_fresh_answer_to_this_request_from_the_pinned_key_is_accepted() {
+        let store = SecretKey::generate();
+        let pinned = store.public();
+        let now = Utc::now();
+        let check = |signed: &SignedFeed, last: Option<DateTime<Utc>>, at: DateTime<Utc>| {
+            check_answer(signed, &pinned, (7, "n1"), last, at).map_err(|e| format!("{e:#}"))
+        };
+        let good = answer(&store, 7, "n1", now);
+        assert!(check(&good, None, now).is_ok());
+        assert!(check(&good, Some(now), now).is_ok());
+
+        let other_key = answer(&SecretKey::generate(), 7, "n1", now);
+        assert!(
+            check(&other_key, None, now)
+                .unwrap_err()
+                .contains("not signed by the store's key")
+        );
+        let replayed = answer(&store, 7, "n0", now);
+        assert!(check(&replayed, None, now).unwrap_err().contains("nonce"));
+        let other_cursor = answer(&store, 3, "n1", now);
+        assert!(
+            check(&other_cursor, None, now)
+                .unwrap_err()
+                .contains("asked from 7")
+        );
+        let later = now + chrono::Duration::minutes(6);
+        assert!(check(&good, None, later).unwrap_err().contains("expired"));
+        let older = answer(&store, 7, "n1", now - chrono::Duration::seconds(30));
+        assert!(
+            check(&older, Some(now), now)
+                .unwrap_err()
+                .contains("before the last one")
+        );
+        let mut tampered = good.clone();
+        tampered.feed.since = 8;
+        assert!(check(&tampered, None, now).is_err());
+    }
 }

@@ -277,6 +277,9 @@ impl Runtime {
     /// by any node. Call once, before serving.
     pub async fn serve_regions(&self, config: RegionsConfig) -> anyhow::Result<()> {
         let db = self.inner.service.store().database().clone();
+        // The cursor before the revocations: one saved in between by another node is then
+        // read twice (harmless), never skipped.
+        let feed = feed::FeedState::load(&db, config.feed_key).await?;
         let revoked = sqlx::query("SELECT app, version, reason, at FROM runtime_revocations")
             .fetch_all(db.pool())
             .await?
@@ -292,7 +295,7 @@ impl Runtime {
             })
             .collect();
         let regions = Regions {
-            feed: feed::FeedState::load(&db, config.feed_key).await?,
+            feed,
             db,
             store: config.store,
             components: config.components_dir,
@@ -345,7 +348,24 @@ impl Runtime {
                             changed += 1;
                         }
                     }
-                    _ => to_load.push(row),
+                    Some(older) => {
+                        // Until the new version is loaded the old one serves, under the new
+                        // grant as far as the old version requests it: a capability removed
+                        // during an upgrade is gone at once.
+                        let requested = older.manifest.capabilities();
+                        let granted: Vec<Capability> = row
+                            .granted
+                            .iter()
+                            .filter(|c| requested.contains(c))
+                            .cloned()
+                            .collect();
+                        if older.grant.capabilities() != granted {
+                            older.grant.replace(granted);
+                            changed += 1;
+                        }
+                        to_load.push(row);
+                    }
+                    None => to_load.push(row),
                 }
             }
             for install in self.installs() {
@@ -377,26 +397,30 @@ impl Runtime {
                 .expect("loading lock poisoned")
                 .remove(&loading);
             match loaded {
-                // Still what the region wants? It may have changed while this compiled.
-                Ok(install) => match regions.row(&row.region, &row.app).await? {
-                    Some(now) if now.sha256 == row.sha256 => {
-                        install.grant.replace(now.granted);
-                        self.put_install(install);
-                        changed += 1;
+                Ok(install) => {
+                    // Still what the region wants? It may have changed while this compiled;
+                    // checked and put under the lock, so a concurrent uninstall is not undone.
+                    let _one_at_a_time = regions.syncing.lock().await;
+                    match regions.row(&row.region, &row.app).await? {
+                        Some(now) if now.sha256 == row.sha256 => {
+                            install.grant.replace(now.granted);
+                            self.put_install(install);
+                            changed += 1;
+                        }
+                        _ => {}
                     }
-                    _ => {}
-                },
+                }
                 Err(error) => {
+                    // The version serving so far (if any) keeps serving; the next poll tries
+                    // again.
                     tracing::error!(
                         region = row.region,
                         app = row.app,
                         version = row.version,
                         error = format!("{error:#}"),
-                        "cannot load an install; it does not serve on this node"
+                        "cannot load an install on this node; retrying at the next poll"
                     );
-                    if let Some(stale) = self.take_install(&row.region, &row.app) {
-                        stale.stop.cancel();
-                    }
+                    regions.seen.store(-1, Ordering::SeqCst);
                 }
             }
         }

@@ -71,6 +71,9 @@ pub struct Feed {
     pub next: i64,
     /// Whether entries after `next` exist already.
     pub more: bool,
+    /// The caller's nonce, signed back: a recorded answer cannot be replayed to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
     /// Entries with `seq > since`, in order.
     pub entries: Vec<FeedEntry>,
 }
@@ -146,14 +149,28 @@ pub struct Since {
     /// The last sequence number already seen (0 for everything).
     #[serde(default)]
     pub since: i64,
+    /// A fresh random value (up to 64 letters and digits) that the answer signs back, so a
+    /// recorded answer cannot be replayed to this caller.
+    #[serde(default)]
+    pub nonce: Option<String>,
 }
 
 #[utoipa::path(get, path = "/store/v1/revocations", params(Since),
     responses((status = 200, body = SignedFeed)))]
 pub(super) async fn feed(
     State(store): State<Store>,
-    QueryParams(Since { since }): QueryParams<Since>,
+    QueryParams(Since { since, nonce }): QueryParams<Since>,
 ) -> Result<Json<SignedFeed>, StoreError> {
+    if let Some(nonce) = &nonce
+        && (nonce.is_empty()
+            || nonce.len() > 64
+            || !nonce.chars().all(|c| c.is_ascii_alphanumeric()))
+    {
+        return Err(StoreError::BadRequest {
+            message: "nonce must be 1 to 64 letters and digits".into(),
+            field: Some("nonce".into()),
+        });
+    }
     let db = store.db();
     let mut select = db.sql(
         "SELECT seq, kind, publisher, app, version, key_id, compromised_since, reason, at \
@@ -192,6 +209,7 @@ pub(super) async fn feed(
         since,
         next: entries.last().map_or(since, |e| e.seq),
         more,
+        nonce,
         entries,
     };
     let canonical = serde_json_canonicalizer::to_vec(&feed).expect("a feed serializes");
