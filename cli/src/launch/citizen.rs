@@ -311,8 +311,7 @@ async fn opt_out(
     session: Session<Citizen>,
     request: Result<Form<OptOutForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let Form(request) =
-        request.map_err(|e| PageError::BadRequest(format!("the form is unreadable: {e}")))?;
+    let request = super::error::form(request)?;
     let (patient, context) = session.context()?;
     if !launch.installed_apps().contains_key(&request.app) {
         return Err(PageError::NotFound(format!(
@@ -352,8 +351,7 @@ async fn lift(
     session: Session<Citizen>,
     request: Result<Form<LiftForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let Form(request) =
-        request.map_err(|e| PageError::BadRequest(format!("the form is unreadable: {e}")))?;
+    let request = super::error::form(request)?;
     let (_, context) = session.context()?;
     let service = &launch.config().service;
     let current = service

@@ -196,3 +196,11 @@ fn sentence(text: &str) -> String {
         None => String::new(),
     }
 }
+
+/// A submitted form, or the page saying it could not be read.
+pub fn form<T>(
+    form: Result<axum::extract::Form<T>, axum::extract::rejection::FormRejection>,
+) -> Result<T, PageError> {
+    form.map(|axum::extract::Form(form)| form)
+        .map_err(|e| PageError::BadRequest(format!("the form is unreadable: {e}")))
+}

@@ -16,7 +16,7 @@ use healthcloud_runtime::regions::admin::{
 };
 use serde::Deserialize;
 
-use super::error::PageError;
+use super::error::{PageError, form};
 use super::session::{self, RegionAdmin, Session};
 use super::{Launch, is_plain_id, readable_time, render, urlencode};
 
@@ -258,11 +258,6 @@ fn done(region: &str, pairs: &[(&str, &str)], anchor: &str) -> Response {
         .map(|(k, v)| format!("{k}={}", urlencode(v)))
         .collect();
     Redirect::to(&format!("/regions/{region}/?{}#{anchor}", query.join("&"))).into_response()
-}
-
-fn form<T>(form: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
-    form.map(|Form(form)| form)
-        .map_err(|e| PageError::BadRequest(format!("the form is unreadable: {e}")))
 }
 
 #[derive(Debug, Deserialize)]

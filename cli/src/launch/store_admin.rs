@@ -250,8 +250,7 @@ async fn revoke(
     session: Session<StoreAdmin>,
     request: Result<Form<RevokeForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let Form(request) =
-        request.map_err(|e| PageError::BadRequest(format!("the form is unreadable: {e}")))?;
+    let request = super::error::form(request)?;
     let version: AppVersion = request
         .version
         .parse()
