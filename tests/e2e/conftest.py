@@ -1,19 +1,23 @@
-"""Fixtures for the end-to-end FHIR tests.
+"""Fixtures for the end-to-end tests.
 
 Nothing is built here: the tests drive an already built `healthcloud` binary, named by the
 HEALTHCLOUD_BIN environment variable (default: target/debug/healthcloud of this checkout).
 One server runs for the whole session, on loopback, on a fresh data directory holding 40
-deterministic synthetic patients (`data generate --patients 40 --seed 7`).
+deterministic synthetic patients (`data generate --patients 40 --seed 7`); a module that
+changes what the server holds starts its own with `running_up`. The browser tests get headless
+chromium from `headless_chromium`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,8 @@ from fhirpy import SyncFHIRClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / "target" / "debug" / "healthcloud"
+CHROMIUM = Path(os.environ.get("HEALTHCLOUD_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("HEALTHCLOUD_CHROMEDRIVER", "/usr/bin/chromedriver"))
 
 PATIENT_COUNT = 40
 SEED = 7
@@ -34,11 +40,16 @@ CLINICIAN_SUB = "e2e-clinician"
 class Server:
     """A running `healthcloud up` and the helpers the tests need around it."""
 
-    def __init__(self, binary: Path, data_dir: Path, host: str, port: int):
+    def __init__(self, binary: Path, data_dir: Path, host: str, port: int, stdout_path: Path):
         self.binary = binary
         self.data_dir = data_dir
         self.root = f"http://{host}:{port}"
         self.base = f"{self.root}/fhir/r4"
+        self.stdout_path = stdout_path
+
+    def printed(self) -> str:
+        """What `up` has printed on stdout so far."""
+        return self.stdout_path.read_text()
 
     def token(
         self,
@@ -118,13 +129,13 @@ def healthcloud_bin() -> Path:
     return binary
 
 
-@pytest.fixture(scope="session")
-def server(healthcloud_bin: Path, tmp_path_factory: pytest.TempPathFactory):
-    work = tmp_path_factory.mktemp("healthcloud-e2e")
+@contextlib.contextmanager
+def running_up(binary: Path, work: Path) -> Iterator[Server]:
+    """`healthcloud up` on a fresh data directory in `work` (PATIENT_COUNT patients, seed SEED)
+    and a free loopback port, yielded once /healthz answers; stopped like Ctrl-C stops it."""
     data_dir = work / "data"
-
     generate = [
-        str(healthcloud_bin), "data", "generate", "--data-dir", str(data_dir),
+        str(binary), "data", "generate", "--data-dir", str(data_dir),
         "--patients", str(PATIENT_COUNT), "--seed", str(SEED),
     ]
     done = subprocess.run(generate, capture_output=True, text=True, timeout=300, env=_env())
@@ -135,13 +146,13 @@ def server(healthcloud_bin: Path, tmp_path_factory: pytest.TempPathFactory):
     stdout_path, stderr_path = work / "server.stdout", work / "server.stderr"
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         process = subprocess.Popen(
-            [str(healthcloud_bin), "up", "--data-dir", str(data_dir), "--addr", f"{host}:{port}"],
+            [str(binary), "up", "--data-dir", str(data_dir), "--addr", f"{host}:{port}"],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             env=_env(),
         )
-    srv = Server(healthcloud_bin, data_dir, host, port)
+    srv = Server(binary, data_dir, host, port, stdout_path)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
@@ -171,6 +182,56 @@ def server(healthcloud_bin: Path, tmp_path_factory: pytest.TempPathFactory):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def headless_chromium() -> Iterator:
+    """Headless chromium through chromedriver, with a fresh profile (no cookies). Without
+    chromium the test is skipped, or fails when HEALTHCLOUD_REQUIRE_BROWSER is set."""
+    required = bool(os.environ.get("HEALTHCLOUD_REQUIRE_BROWSER"))
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    if missing:
+        reason = (
+            f"no browser for the page tests: {', '.join(missing)} missing "
+            "(install Debian's chromium and chromium-driver, as tests/run does)"
+        )
+        if required:
+            pytest.fail(reason + "; HEALTHCLOUD_REQUIRE_BROWSER is set")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1024",
+        "--lang=en",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="session")
+def server(healthcloud_bin: Path, tmp_path_factory: pytest.TempPathFactory):
+    with running_up(healthcloud_bin, tmp_path_factory.mktemp("healthcloud-e2e")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless chromium for the whole session (test_launch.py starts a browser of its own)."""
+    with headless_chromium() as driver:
+        yield driver
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,7 @@ tests/run sets it), when they fail.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 import time
 import tomllib
 from pathlib import Path
@@ -29,21 +26,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import (
-    PATIENT_COUNT,
-    REPO_ROOT,
-    SEED,
-    STARTUP_TIMEOUT_S,
-    Server,
-    _env,
-    _free_port,
-    _tail,
-)
+from conftest import REPO_ROOT, Server, headless_chromium, running_up
 from test_apps import latest_reading
 from test_store_pages import CSP, background_of, contrast, relative_luminance
 
-CHROMIUM = Path(os.environ.get("HEALTHCLOUD_CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("HEALTHCLOUD_CHROMEDRIVER", "/usr/bin/chromedriver"))
 BP_APP = "examples/bp-monitor"
 BP_SEARCH = "patient/Observation.s?category=vital-signs"
 BP_DENIED = "Access to blood-pressure readings was denied"
@@ -57,92 +43,17 @@ BP_MANIFEST = tomllib.loads((REPO_ROOT / "example-apps/bp-monitor/healthcloud.to
 @pytest.fixture(scope="module")
 def server(healthcloud_bin: Path, tmp_path_factory: pytest.TempPathFactory):
     """`healthcloud up` on a data directory of its own (40 patients, seed 7), for this module."""
-    work = tmp_path_factory.mktemp("healthcloud-launch")
-    data_dir = work / "data"
-    generate = [
-        str(healthcloud_bin), "data", "generate", "--data-dir", str(data_dir),
-        "--patients", str(PATIENT_COUNT), "--seed", str(SEED),
-    ]
-    done = subprocess.run(generate, capture_output=True, text=True, timeout=300, env=_env())
-    if done.returncode != 0:
-        pytest.fail(f"`{' '.join(generate)}` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    host, port = "127.0.0.1", _free_port()
-    stdout_path, stderr_path = work / "server.stdout", work / "server.stderr"
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        process = subprocess.Popen(
-            [str(healthcloud_bin), "up", "--data-dir", str(data_dir), "--addr", f"{host}:{port}"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            env=_env(),
-        )
-    srv = Server(healthcloud_bin, data_dir, host, port)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"healthcloud up exited with {process.returncode} before it was healthy.\n"
-                    f"stderr:\n{_tail(stderr_path)}\nstdout:\n{_tail(stdout_path)}"
-                )
-            try:
-                if requests.get(f"{srv.root}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"healthcloud up was not healthy within {STARTUP_TIMEOUT_S}s.\n"
-                    f"stderr:\n{_tail(stderr_path)}\nstdout:\n{_tail(stdout_path)}"
-                )
-            time.sleep(0.2)
-        printed = stdout_path.read_text()
+    with running_up(healthcloud_bin, tmp_path_factory.mktemp("healthcloud-launch")) as srv:
+        printed = srv.printed()
         assert f"launch page:   {srv.root}/" in printed, printed
         yield srv
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless chromium through chromedriver, with a fresh profile (no cookies) for this module."""
-    required = bool(os.environ.get("HEALTHCLOUD_REQUIRE_BROWSER"))
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
-    if missing:
-        reason = (
-            f"no browser for the launch page tests: {', '.join(missing)} missing "
-            "(install Debian's chromium and chromium-driver, as tests/run does)"
-        )
-        if required:
-            pytest.fail(reason + "; HEALTHCLOUD_REQUIRE_BROWSER is set")
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1024",
-        "--lang=en",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(30)
-    try:
+    """A browser of this module's own: a fresh profile, without the cookies of other modules."""
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")

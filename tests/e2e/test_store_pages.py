@@ -17,19 +17,15 @@ from __future__ import annotations
 
 import html
 import html.parser
-import os
 import re
 import time
 import tomllib
-from pathlib import Path
 
 import pytest
 import requests
 
 from conftest import REPO_ROOT, Server
 
-CHROMIUM = Path(os.environ.get("HEALTHCLOUD_CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("HEALTHCLOUD_CHROMEDRIVER", "/usr/bin/chromedriver"))
 PUBLISHER = "examples"
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -78,42 +74,6 @@ def catalog(server: Server) -> dict[str, dict]:
                 f"{response.status_code}: {response.text[:2000]}"
             )
         time.sleep(0.5)
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """Headless chromium through chromedriver, for the whole session."""
-    required = bool(os.environ.get("HEALTHCLOUD_REQUIRE_BROWSER"))
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
-    if missing:
-        reason = (
-            f"no browser for the store page tests: {', '.join(missing)} missing "
-            "(install Debian's chromium and chromium-driver, as tests/run does)"
-        )
-        if required:
-            pytest.fail(reason + "; HEALTHCLOUD_REQUIRE_BROWSER is set")
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1024",
-        "--lang=en",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -39,8 +39,8 @@ use healthcloud_runtime::Runtime;
 
 use error::PageError;
 
-/// Nothing but the launcher's own stylesheet may load: no script, no framing, forms post only
-/// back here.
+/// Nothing but this origin's stylesheets may load (the store's, which the pages build on, and
+/// the launcher's own): no script, no framing, forms post only back here.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
