@@ -2,8 +2,10 @@
 //! A development issuer key is generated in the data directory so `healthcloud token` can mint
 //! tokens for demos and tests.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
@@ -142,7 +144,17 @@ pub enum AuthError {
 pub struct TokenVerifier {
     issuer: String,
     key: DecodingKey,
+    /// Tokens verified already, by their exact text: the same bytes verify the same way, so
+    /// a repeated token costs a lookup instead of a signature check. Expiry is checked on
+    /// every use. Bounded: emptied when full.
+    verified: Arc<Mutex<HashMap<String, Principal>>>,
 }
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+const LEEWAY_SECS: u64 = 30;
+
+/// How many verified tokens are remembered.
+const VERIFIED_TOKENS: usize = 4096;
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -159,6 +171,7 @@ impl TokenVerifier {
             issuer: issuer.to_owned(),
             key: DecodingKey::from_ed_pem(pem)
                 .map_err(|e| anyhow::anyhow!("not an Ed25519 public key in PEM form: {e}"))?,
+            verified: Default::default(),
         })
     }
 
@@ -169,8 +182,37 @@ impl TokenVerifier {
 
     /// Verifies `token` and returns who it is.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        let known = self
+            .verified
+            .lock()
+            .expect("token cache poisoned")
+            .get(token)
+            .cloned();
+        if let Some(principal) = known {
+            // Expiry as the signature check judges it (with its leeway); a `nbf` it accepted
+            // stays satisfied, since time only moves on.
+            if principal.claims.exp + LEEWAY_SECS as i64 <= now {
+                self.verified
+                    .lock()
+                    .expect("token cache poisoned")
+                    .remove(token);
+                return Err(AuthError::Expired);
+            }
+            return Ok(principal);
+        }
+        let principal = self.verify_signed(token)?;
+        let mut verified = self.verified.lock().expect("token cache poisoned");
+        if verified.len() >= VERIFIED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), principal.clone());
+        Ok(principal)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<Principal, AuthError> {
         let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &validation).map_err(|e| {
@@ -337,6 +379,44 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remembered_token_is_only_ever_its_exact_bytes_and_still_expires() {
+        let issuer = TokenIssuer::generate(DEV_ISSUER);
+        let verifier = issuer.verifier();
+        let token = issuer
+            .mint(Role::Clinician, TokenRequest::default())
+            .unwrap();
+        let first = verifier.verify(&token).unwrap();
+        assert_eq!(verifier.verify(&token).unwrap(), first, "remembered");
+        // One character inside the signature changed: checked, and refused.
+        let mut forged = token.clone().into_bytes();
+        let at = forged.len() - 10;
+        forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert!(verifier.verify(&forged).is_err());
+        // A remembered token past its expiry (and the leeway) is refused.
+        let mut claims = first.claims.clone();
+        claims.exp = chrono::Utc::now().timestamp() - 1;
+        verifier.verified.lock().unwrap().insert(
+            token.clone(),
+            Principal {
+                claims,
+                scopes: first.scopes.clone(),
+            },
+        );
+        assert!(verifier.verify(&token).is_ok(), "within the leeway");
+        let mut claims = first.claims.clone();
+        claims.exp = chrono::Utc::now().timestamp() - LEEWAY_SECS as i64 - 1;
+        verifier.verified.lock().unwrap().insert(
+            token.clone(),
+            Principal {
+                claims,
+                scopes: first.scopes,
+            },
+        );
+        assert_eq!(verifier.verify(&token), Err(AuthError::Expired));
+    }
 
     #[test]
     fn minted_tokens_verify_and_carry_context() {

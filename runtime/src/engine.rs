@@ -1,10 +1,12 @@
 //! One wasmtime `Engine` for all apps: pooling allocator, epoch interruption, the linker with
 //! every host capability, and a compile cache on disk.
 
+use std::collections::HashMap;
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 use anyhow::Context;
 use hmac::{Hmac, Mac};
@@ -24,6 +26,23 @@ pub struct AppEngine {
     engine: Engine,
     linker: Linker<InstanceState>,
     cache: Option<CompileCache>,
+    /// Components loaded now, by digest: every install of the same bytes (one version in many
+    /// regions) shares one compiled, pre-instantiated component.
+    loaded: Mutex<HashMap<String, Weak<Prepared>>>,
+}
+
+/// A compiled component, linked and ready to instantiate.
+pub(crate) struct Prepared {
+    component: Component,
+    pre: ProxyPre<InstanceState>,
+}
+
+impl std::ops::Deref for Prepared {
+    type Target = ProxyPre<InstanceState>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.pre
+    }
 }
 
 impl std::fmt::Debug for AppEngine {
@@ -81,6 +100,7 @@ impl AppEngine {
             engine,
             linker,
             cache,
+            loaded: Default::default(),
         })
     }
 
@@ -97,8 +117,20 @@ impl AppEngine {
         &self,
         manifest: &Manifest,
         component: &[u8],
-    ) -> Result<(ProxyPre<InstanceState>, String), InstallError> {
+    ) -> Result<(Arc<Prepared>, String), InstallError> {
         let digest = install::digest(component);
+        let shared = self
+            .loaded
+            .lock()
+            .expect("loaded components lock poisoned")
+            .get(&digest)
+            .and_then(Weak::upgrade);
+        if let Some(prepared) = shared {
+            // The same bytes passed every check already; only this manifest's allowance of
+            // their imports is new.
+            install::check_component_imports(&self.engine, &prepared.component, manifest)?;
+            return Ok((prepared, digest));
+        }
         let compiled = install::validate(
             |bytes| self.compile_digested(bytes, &digest),
             &self.engine,
@@ -111,7 +143,14 @@ impl AppEngine {
             .map_err(|e| InstallError::Invalid(format!("{e:#}")))?;
         let pre =
             ProxyPre::new(instance_pre).map_err(|e| InstallError::NotAnApp(format!("{e:#}")))?;
-        Ok((pre, digest))
+        let prepared = Arc::new(Prepared {
+            component: compiled,
+            pre,
+        });
+        let mut loaded = self.loaded.lock().expect("loaded components lock poisoned");
+        loaded.retain(|_, weak| weak.strong_count() > 0);
+        loaded.insert(digest.clone(), Arc::downgrade(&prepared));
+        Ok((prepared, digest))
     }
 
     /// Checks `component` against `manifest` as an install would, without installing it

@@ -8,10 +8,8 @@ use healthcloud_store::manifest::{Capability, Manifest};
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::Component;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::capability::{Grant, PLATFORM_VERSION, import_rules};
-use crate::instance::InstanceState;
 
 /// Why an app was not installed. Each message names the fix.
 #[derive(Debug, thiserror::Error)]
@@ -96,13 +94,22 @@ pub fn validate(
             InstallError::Invalid(format!("{e:#}"))
         }
     })?;
+    check_component_imports(engine, &component, manifest)?;
+    Ok(component)
+}
+
+/// Checks a compiled component's imports against what `manifest` requests.
+pub fn check_component_imports(
+    engine: &Engine,
+    component: &Component,
+    manifest: &Manifest,
+) -> Result<(), InstallError> {
     let imports: Vec<String> = component
         .component_type()
         .imports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
-    check_imports(&imports, &manifest.capabilities())?;
-    Ok(component)
+    check_imports(&imports, &manifest.capabilities())
 }
 
 /// Every import must be allowed by name: wasmtime would instantiate a component importing an
@@ -159,7 +166,8 @@ pub struct Install {
     pub identity: AppIdentity,
     /// What the region granted; changes apply to the next host call.
     pub grant: Grant,
-    pub(crate) pre: ProxyPre<InstanceState>,
+    /// Shared by every install of the same component bytes.
+    pub(crate) pre: Arc<crate::engine::Prepared>,
     /// Instances running now, at most the concurrency limit.
     pub(crate) slots: Arc<Semaphore>,
     /// Instances kept for reuse (only with `Limits::reuse_instances`).

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{Host, REGION, test_component, test_limits};
+use common::{Host, OTHER_REGION, REGION, example_app, test_component, test_limits};
 use healthcloud_runtime::{InstallError, Limits};
 
 fn path(app: &str, rest: &str) -> String {
@@ -349,5 +349,23 @@ async fn a_slow_upload_times_out_without_holding_the_apps_only_slot() {
         StatusCode::OK,
         "the upload held the slot: {}",
         other.body
+    );
+}
+
+#[tokio::test]
+async fn bytes_installed_already_are_checked_again_against_each_manifest() {
+    // Installs of the same bytes share one compiled component; a manifest that does not
+    // request what those bytes import is refused all the same.
+    let host = Host::new().await;
+    let (manifest, component) = example_app("bp-monitor");
+    host.install(REGION, &manifest, &component, None).unwrap();
+    // The same app requesting nothing.
+    let stripped = &manifest[..manifest.find("[[capability]]").unwrap()];
+    let refused = host
+        .install(OTHER_REGION, stripped, &component, Some(&[]))
+        .unwrap_err();
+    assert!(
+        matches!(&refused, InstallError::ImportNotRequested { import, .. } if import.starts_with("healthcloud:platform/")),
+        "{refused}"
     );
 }
