@@ -16,8 +16,11 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod apps;
+mod compare;
 mod corpus;
 mod fhir;
+mod http;
+mod lifecycle;
 mod machine;
 mod report;
 mod stats;
@@ -47,6 +50,26 @@ enum Command {
     Fhir(FhirArgs),
     /// What one app request costs through the runtime, next to a native handler.
     Apps(AppsArgs),
+    /// Requests over HTTP: the runtime vs `wasmtime serve` vs native handlers, server CPU
+    /// per request.
+    Compare(CompareArgs),
+    /// Installing an app in a region, restarting a node with installs, memory of 1,000
+    /// installs.
+    Lifecycle(LifecycleArgs),
+}
+
+#[derive(Debug, Args)]
+struct LifecycleArgs {
+    /// A quick run that only proves the benchmark works (for CI): a few installs, seconds.
+    #[arg(long)]
+    smoke: bool,
+    /// Directory for the run's databases and files (a fresh subdirectory is made and removed).
+    /// Keep it on a real disk: on tmpfs, fsyncs cost nothing and the numbers flatter.
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    data_dir: PathBuf,
+    /// Internal: run as one of the benchmark's runtime node processes.
+    #[arg(long, hide = true)]
+    child: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +86,28 @@ struct AppsArgs {
     /// Directory for the benchmark database (a fresh subdirectory is made and removed).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// Concurrent keep-alive connections of the load generator.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Seconds of load per round of each target [default: 5, or 0.5 with --smoke].
+    #[arg(long)]
+    round_secs: Option<f64>,
+    /// Timed rounds per target, the targets alternating [default: 3, or 1 with --smoke].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// A quick run that only proves the benchmark works (for CI); skips `wasmtime serve`
+    /// when it is not installed instead of installing it.
+    #[arg(long)]
+    smoke: bool,
+    /// Directory for the benchmark databases (a fresh subdirectory is made and removed).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    server: compare::ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -124,7 +169,36 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Fhir(args) => fhir_command(args).await,
         Command::Apps(args) => apps_command(args).await,
+        Command::Compare(args) => compare_command(args).await,
+        Command::Lifecycle(args) => lifecycle_command(args).await,
     }
+}
+
+async fn lifecycle_command(args: LifecycleArgs) -> anyhow::Result<()> {
+    if let Some(spec) = args.child {
+        return lifecycle::child(&spec).await;
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; run with --release for meaningful numbers");
+    }
+    let run_dir = RunDir {
+        path: args.data_dir.join(format!(
+            "healthcloud-bench-lifecycle-{}",
+            std::process::id()
+        )),
+        keep: false,
+    };
+    std::fs::create_dir_all(&run_dir.path)
+        .with_context(|| format!("cannot create {}", run_dir.path.display()))?;
+    let config = if args.smoke {
+        lifecycle::Config::smoke(run_dir.path.clone())
+    } else {
+        lifecycle::Config::full(run_dir.path.clone())
+    };
+    let results = lifecycle::run(&config).await?;
+    println!("{}", lifecycle::table(&results));
+    println!("{}", lifecycle::markdown(&results));
+    Ok(())
 }
 
 async fn apps_command(args: AppsArgs) -> anyhow::Result<()> {
@@ -147,6 +221,29 @@ async fn apps_command(args: AppsArgs) -> anyhow::Result<()> {
     };
     let results = apps::run(&config).await?;
     println!("{}", apps::table(&results, requests));
+    Ok(())
+}
+
+async fn compare_command(args: CompareArgs) -> anyhow::Result<()> {
+    if let Some(mode) = args.server.serve {
+        return compare::serve(mode, &args.server).await;
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; run with --release for meaningful numbers");
+    }
+    let round_secs = args
+        .round_secs
+        .unwrap_or(if args.smoke { 0.5 } else { 5.0 });
+    let config = compare::Config {
+        connections: args.connections.max(1),
+        round: std::time::Duration::from_secs_f64(round_secs),
+        rounds: args.rounds.unwrap_or(if args.smoke { 1 } else { 3 }).max(1),
+        smoke: args.smoke,
+        data_dir: args.data_dir,
+    };
+    let results = compare::run(&config).await?;
+    println!("{}", compare::table(&results));
+    println!("{}", compare::markdown(&results));
     Ok(())
 }
 

@@ -831,8 +831,12 @@ impl Runtime {
             )));
         }
         changed(regions, &mut write.tx, action).await?;
+        // Committed and served under the sync lock: a sync that read the rows before this
+        // commit must not then take the new install for an uninstalled one.
+        let serving = regions.syncing.lock().await;
         write.commit().await?;
         self.put_install(install);
+        drop(serving);
         self.admin_show(admin, &id).await
     }
 
@@ -1081,10 +1085,12 @@ impl Runtime {
             .bind(app);
         update.query().execute(&mut *write.tx).await?;
         changed(regions, &mut write.tx, action).await?;
+        let serving = regions.syncing.lock().await;
         write.commit().await?;
         if !waits {
             self.put_install(install);
         }
+        drop(serving);
         Ok(UpgradeView {
             status: if waits { "pending" } else { "upgraded" }.into(),
             install: self.admin_show(admin, app).await?,
