@@ -56,6 +56,22 @@ enum Command {
     /// Installing an app in a region, restarting a node with installs, memory of 1,000
     /// installs.
     Lifecycle(LifecycleArgs),
+    /// Every benchmark above but `apps`, one after the other, into one `bench/RESULTS.md`.
+    All(AllArgs),
+}
+
+#[derive(Debug, Args)]
+struct AllArgs {
+    /// A quick run that only proves the benchmarks work (for CI); writes nothing unless --out
+    /// is given.
+    #[arg(long)]
+    smoke: bool,
+    /// Directory for the benchmark databases (fresh subdirectories are made and removed).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    data_dir: PathBuf,
+    /// Where to write the markdown results [default: bench/RESULTS.md; none with --smoke].
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Apps(args) => apps_command(args).await,
         Command::Compare(args) => compare_command(args).await,
         Command::Lifecycle(args) => lifecycle_command(args).await,
+        Command::All(args) => all_command(args).await,
     }
 }
 
@@ -181,21 +198,7 @@ async fn lifecycle_command(args: LifecycleArgs) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; run with --release for meaningful numbers");
     }
-    let run_dir = RunDir {
-        path: args.data_dir.join(format!(
-            "healthcloud-bench-lifecycle-{}",
-            std::process::id()
-        )),
-        keep: false,
-    };
-    std::fs::create_dir_all(&run_dir.path)
-        .with_context(|| format!("cannot create {}", run_dir.path.display()))?;
-    let config = if args.smoke {
-        lifecycle::Config::smoke(run_dir.path.clone())
-    } else {
-        lifecycle::Config::full(run_dir.path.clone())
-    };
-    let results = lifecycle::run(&config).await?;
+    let results = lifecycle_run(args.smoke, &args.data_dir).await?;
     println!("{}", lifecycle::table(&results));
     println!("{}", lifecycle::markdown(&results));
     Ok(())
@@ -224,6 +227,49 @@ async fn apps_command(args: AppsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the lifecycle benchmark in a fresh directory under `data_dir`, removed afterwards.
+async fn lifecycle_run(
+    smoke: bool,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<lifecycle::Results> {
+    let run_dir = RunDir {
+        path: data_dir.join(format!(
+            "healthcloud-bench-lifecycle-{}",
+            std::process::id()
+        )),
+        keep: false,
+    };
+    std::fs::create_dir_all(&run_dir.path)
+        .with_context(|| format!("cannot create {}", run_dir.path.display()))?;
+    let config = if smoke {
+        lifecycle::Config::smoke(run_dir.path.clone())
+    } else {
+        lifecycle::Config::full(run_dir.path.clone())
+    };
+    lifecycle::run(&config).await
+}
+
+/// The comparison's settings: the defaults, or the short ones of a smoke run.
+fn compare_config(
+    smoke: bool,
+    round_secs: Option<f64>,
+    rounds: Option<usize>,
+    connections: usize,
+    data_dir: &std::path::Path,
+) -> compare::Config {
+    compare::Config {
+        connections: connections.max(1),
+        round: std::time::Duration::from_secs_f64(round_secs.unwrap_or(if smoke {
+            0.5
+        } else {
+            5.0
+        })),
+        rounds: rounds.unwrap_or(if smoke { 1 } else { 3 }).max(1),
+        smoke,
+        data_dir: data_dir.to_owned(),
+    }
+}
+
 async fn compare_command(args: CompareArgs) -> anyhow::Result<()> {
     if let Some(mode) = args.server.serve {
         return compare::serve(mode, &args.server).await;
@@ -231,16 +277,13 @@ async fn compare_command(args: CompareArgs) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; run with --release for meaningful numbers");
     }
-    let round_secs = args
-        .round_secs
-        .unwrap_or(if args.smoke { 0.5 } else { 5.0 });
-    let config = compare::Config {
-        connections: args.connections.max(1),
-        round: std::time::Duration::from_secs_f64(round_secs),
-        rounds: args.rounds.unwrap_or(if args.smoke { 1 } else { 3 }).max(1),
-        smoke: args.smoke,
-        data_dir: args.data_dir,
-    };
+    let config = compare_config(
+        args.smoke,
+        args.round_secs,
+        args.rounds,
+        args.connections,
+        &args.data_dir,
+    );
     let results = compare::run(&config).await?;
     println!("{}", compare::table(&results));
     println!("{}", compare::markdown(&results));
@@ -248,6 +291,55 @@ async fn compare_command(args: CompareArgs) -> anyhow::Result<()> {
 }
 
 async fn fhir_command(args: FhirArgs) -> anyhow::Result<()> {
+    let (smoke, out) = (args.smoke, args.out.clone());
+    let report = fhir_report(args).await?;
+    println!("{}", report.text());
+    write_results(smoke, out, &report.markdown())
+}
+
+/// Writes `markdown` to `out`, or to bench/RESULTS.md unless this is a smoke run.
+fn write_results(smoke: bool, out: Option<PathBuf>, markdown: &str) -> anyhow::Result<()> {
+    let out = out
+        .or_else(|| (!smoke).then(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md")));
+    if let Some(out) = out {
+        std::fs::write(&out, markdown)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("results written to {}", out.display());
+    }
+    Ok(())
+}
+
+/// Every benchmark, its figures in one file.
+async fn all_command(args: AllArgs) -> anyhow::Result<()> {
+    let fhir = fhir_report(FhirArgs {
+        patients: None,
+        smoke: args.smoke,
+        seed: 42,
+        search_patients: None,
+        rounds: None,
+        search_budget_secs: 90,
+        no_generate: false,
+        data_dir: args.data_dir.clone(),
+        keep_data: false,
+        out: None,
+    })
+    .await?;
+    println!("{}", fhir.text());
+    let compared =
+        compare::run(&compare_config(args.smoke, None, None, 16, &args.data_dir)).await?;
+    println!("{}", compare::table(&compared));
+    let lived = lifecycle_run(args.smoke, &args.data_dir).await?;
+    println!("{}", lifecycle::table(&lived));
+    let markdown = format!(
+        "{}\n{}\n{}",
+        fhir.markdown(),
+        compare::markdown(&compared),
+        lifecycle::markdown(&lived)
+    );
+    write_results(args.smoke, args.out, &markdown)
+}
+
+async fn fhir_report(args: FhirArgs) -> anyhow::Result<report::Report> {
     let date = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let command = format!(
         "cargo run --release -p healthcloud-bench -- {}",
@@ -287,15 +379,5 @@ async fn fhir_command(args: FhirArgs) -> anyhow::Result<()> {
     drop(run_dir);
 
     machine.load_average.1 = machine::load_average();
-    let report = report::build(date, command, &machine, &config, &results);
-    println!("{}", report.text());
-    let out = args.out.or_else(|| {
-        (!args.smoke).then(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"))
-    });
-    if let Some(out) = out {
-        std::fs::write(&out, report.markdown())
-            .with_context(|| format!("cannot write {}", out.display()))?;
-        eprintln!("results written to {}", out.display());
-    }
-    Ok(())
+    Ok(report::build(date, command, &machine, &config, &results))
 }
