@@ -65,8 +65,9 @@ pub(crate) struct Regions {
     store: StoreClient,
     components: PathBuf,
     pub(crate) feed: feed::FeedState,
-    /// `(publisher/app, version)` → why it was revoked.
-    revoked: RwLock<HashMap<(String, String), Revoked>>,
+    /// `publisher/app` → version → why it was revoked. Nested so that the check every
+    /// request makes looks up borrowed strings, allocating nothing.
+    revoked: RwLock<HashMap<String, HashMap<String, Revoked>>>,
     /// Grant changes and removals are applied by one sync at a time.
     syncing: tokio::sync::Mutex<()>,
     /// The change count the last sync saw.
@@ -192,7 +193,8 @@ impl Regions {
         self.revoked
             .read()
             .expect("revocations lock poisoned")
-            .get(&(app.to_owned(), version.to_owned()))
+            .get(app)?
+            .get(version)
             .cloned()
     }
 
@@ -200,7 +202,9 @@ impl Regions {
         self.revoked
             .write()
             .expect("revocations lock poisoned")
-            .insert((app.to_owned(), version.to_owned()), revoked);
+            .entry(app.to_owned())
+            .or_default()
+            .insert(version.to_owned(), revoked);
     }
 
     /// Where the bytes with digest `sha256` are kept.
@@ -280,20 +284,19 @@ impl Runtime {
         // The cursor before the revocations: one saved in between by another node is then
         // read twice (harmless), never skipped.
         let feed = feed::FeedState::load(&db, config.feed_key).await?;
-        let revoked = sqlx::query("SELECT app, version, reason, at FROM runtime_revocations")
+        let mut revoked: HashMap<String, HashMap<String, Revoked>> = HashMap::new();
+        for row in sqlx::query("SELECT app, version, reason, at FROM runtime_revocations")
             .fetch_all(db.pool())
             .await?
-            .iter()
-            .map(|row| {
-                (
-                    (row.get(0), row.get(1)),
-                    Revoked {
-                        reason: row.get(2),
-                        at: row.get(3),
-                    },
-                )
-            })
-            .collect();
+        {
+            revoked.entry(row.get(0)).or_default().insert(
+                row.get(1),
+                Revoked {
+                    reason: row.get(2),
+                    at: row.get(3),
+                },
+            );
+        }
         let regions = Regions {
             feed,
             db,
