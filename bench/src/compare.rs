@@ -31,7 +31,7 @@ use healthcloud_integration::api::authenticate;
 use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest, TokenVerifier};
 use healthcloud_integration::db::Database;
 use healthcloud_integration::import::{Importer, load_synthetic};
-use healthcloud_integration::policy::AccessContext;
+use healthcloud_integration::policy::{AccessContext, AppIdentity};
 use healthcloud_integration::query::PageLimits;
 use healthcloud_integration::store::EmbeddedStore;
 use healthcloud_integration::synth::SynthOptions;
@@ -1140,7 +1140,7 @@ async fn bp_page(state: &BpNative, headers: &HeaderMap) -> Result<String, FhirEr
     }
     let context = AccessContext {
         principal,
-        app: Some(identity.clone()),
+        app: Some(AppIdentity::clone(identity)),
         grant: Some(state.install.grant.patient_scopes()),
     };
     let patient_id = context

@@ -105,15 +105,20 @@ fn fhir_json(status: StatusCode, body: String) -> Response {
 
 /// The bearer token's principal.
 pub fn authenticate(verifier: &TokenVerifier, headers: &HeaderMap) -> Result<Principal, FhirError> {
-    let token = headers
+    Ok(verifier.verify(bearer_token(headers)?)?)
+}
+
+/// The token of a request's `Authorization: Bearer` header.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, crate::auth::AuthError> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .ok_or(crate::auth::AuthError::Missing)?;
-    Ok(verifier.verify(token.trim())?)
+        .map(str::trim)
+        .ok_or(crate::auth::AuthError::Missing)
 }
 
 fn context(state: &FhirState, headers: &HeaderMap) -> Result<AccessContext, FhirError> {

@@ -147,7 +147,7 @@ pub struct TokenVerifier {
     /// Tokens verified already, by their exact text: the same bytes verify the same way, so
     /// a repeated token costs a lookup instead of a signature check. Expiry is checked on
     /// every use. Bounded: emptied when full.
-    verified: Arc<Mutex<HashMap<String, Principal>>>,
+    verified: Arc<Mutex<HashMap<String, Arc<Principal>>>>,
 }
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
@@ -182,6 +182,12 @@ impl TokenVerifier {
 
     /// Verifies `token` and returns who it is.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_shared(token).map(Arc::unwrap_or_clone)
+    }
+
+    /// Verifies `token` and returns who it is, shared with the verifier's memory of it: no
+    /// copy for a token seen before.
+    pub fn verify_shared(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         let now = chrono::Utc::now().timestamp();
         let known = self
             .verified
@@ -201,7 +207,7 @@ impl TokenVerifier {
             }
             return Ok(principal);
         }
-        let principal = self.verify_signed(token)?;
+        let principal = Arc::new(self.verify_signed(token)?);
         let mut verified = self.verified.lock().expect("token cache poisoned");
         if verified.len() >= VERIFIED_TOKENS {
             verified.clear();
@@ -400,20 +406,20 @@ mod tests {
         claims.exp = chrono::Utc::now().timestamp() - 1;
         verifier.verified.lock().unwrap().insert(
             token.clone(),
-            Principal {
+            Arc::new(Principal {
                 claims,
                 scopes: first.scopes.clone(),
-            },
+            }),
         );
         assert!(verifier.verify(&token).is_ok(), "within the leeway");
         let mut claims = first.claims.clone();
         claims.exp = chrono::Utc::now().timestamp() - LEEWAY_SECS as i64 - 1;
         verifier.verified.lock().unwrap().insert(
             token.clone(),
-            Principal {
+            Arc::new(Principal {
                 claims,
                 scopes: first.scopes,
-            },
+            }),
         );
         assert_eq!(verifier.verify(&token), Err(AuthError::Expired));
     }

@@ -163,7 +163,7 @@ pub struct Install {
     pub manifest: Manifest,
     /// The app as audit records and consents name it (id, version, digest, publisher key,
     /// region).
-    pub identity: AppIdentity,
+    pub identity: Arc<AppIdentity>,
     /// What the region granted; changes apply to the next host call.
     pub grant: Grant,
     /// Shared by every install of the same component bytes.

@@ -83,13 +83,26 @@ pub struct Runtime {
 #[derive(Debug)]
 struct Inner {
     engine: AppEngine,
-    installs: RwLock<BTreeMap<(String, String), Arc<Install>>>,
+    /// By region, then app id (borrowed names look them up on every request).
+    installs: RwLock<BTreeMap<String, BTreeMap<String, Arc<Install>>>>,
     service: FhirService,
     verifier: TokenVerifier,
     kv: capability::kv::KvStore,
     limits: Limits,
     /// Durable region installs and the revocation feed, once [`Runtime::serve_regions`] ran.
     regions: std::sync::OnceLock<regions::Regions>,
+}
+
+impl Inner {
+    /// Every install, by region and app.
+    fn installs(&self) -> Vec<Arc<Install>> {
+        self.installs
+            .read()
+            .expect("installs lock poisoned")
+            .values()
+            .flat_map(|apps| apps.values().cloned())
+            .collect()
+    }
 }
 
 impl Runtime {
@@ -154,13 +167,13 @@ impl Runtime {
         let (pre, digest) = self.inner.engine.prepare(&manifest, component)?;
         let app_id = manifest.full_id();
         Ok(Arc::new(Install {
-            identity: AppIdentity {
+            identity: Arc::new(AppIdentity {
                 id: app_id,
                 version: manifest.app.version.to_string(),
                 digest,
                 publisher_key: publisher_key.to_owned(),
                 region: region.to_owned(),
-            },
+            }),
             manifest,
             grant: Grant::new(grant),
             pre,
@@ -185,19 +198,20 @@ impl Runtime {
             .installs
             .write()
             .expect("installs lock poisoned")
-            .insert(
-                (identity.region.clone(), identity.id.clone()),
-                install.clone(),
-            );
+            .entry(identity.region.clone())
+            .or_default()
+            .insert(identity.id.clone(), install.clone());
     }
 
     /// Stops serving an install and returns it.
     fn take_install(&self, region: &str, app: &str) -> Option<Arc<Install>> {
-        self.inner
-            .installs
-            .write()
-            .expect("installs lock poisoned")
-            .remove(&(region.to_owned(), app.to_owned()))
+        let mut installs = self.inner.installs.write().expect("installs lock poisoned");
+        let apps = installs.get_mut(region)?;
+        let install = apps.remove(app);
+        if apps.is_empty() {
+            installs.remove(region);
+        }
+        install
     }
 
     /// Installs a signed package: the signature must verify and `component` must be the
@@ -241,19 +255,14 @@ impl Runtime {
             .installs
             .read()
             .expect("installs lock poisoned")
-            .get(&(region.to_owned(), app.to_owned()))
+            .get(region)?
+            .get(app)
             .cloned()
     }
 
     /// Every install, by region and app.
     pub fn installs(&self) -> Vec<Arc<Install>> {
-        self.inner
-            .installs
-            .read()
-            .expect("installs lock poisoned")
-            .values()
-            .cloned()
-            .collect()
+        self.inner.installs()
     }
 
     /// Removes an install in this process: its next request is a 404 and its in-flight

@@ -1,10 +1,10 @@
 //! Optional instance reuse: an instance that served a request successfully may serve the next
 //! request with exactly the same launch context, never another. Off by default.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use healthcloud_integration::auth::Principal;
+use healthcloud_integration::auth::{Claims, Principal};
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
@@ -17,7 +17,7 @@ pub(crate) struct IdleInstances {
 }
 
 struct Idle {
-    context: String,
+    context: LaunchKey,
     since: Instant,
     store: Store<InstanceState>,
     proxy: Proxy,
@@ -33,10 +33,10 @@ impl IdleInstances {
     }
 
     /// An idle instance for exactly `context`, if one is kept.
-    pub fn take(&self, context: &str) -> Option<(Store<InstanceState>, Proxy)> {
+    pub fn take(&self, context: &LaunchKey) -> Option<(Store<InstanceState>, Proxy)> {
         let mut idle = self.idle.lock().expect("idle instances lock poisoned");
         idle.retain(|i| i.since.elapsed() < self.keep);
-        let position = idle.iter().position(|i| i.context == context)?;
+        let position = idle.iter().position(|i| i.context.same(context))?;
         let Idle { store, proxy, .. } = idle.swap_remove(position);
         Some((store, proxy))
     }
@@ -48,7 +48,7 @@ impl IdleInstances {
     }
 
     /// Keeps an instance that just served `context` successfully, at most `max` per install.
-    pub fn put(&self, context: String, store: Store<InstanceState>, proxy: Proxy, max: usize) {
+    pub fn put(&self, context: LaunchKey, store: Store<InstanceState>, proxy: Proxy, max: usize) {
         let mut idle = self.idle.lock().expect("idle instances lock poisoned");
         idle.retain(|i| i.since.elapsed() < self.keep);
         if idle.len() >= max {
@@ -77,35 +77,56 @@ pub(crate) fn start_sweeper(runtime: std::sync::Weak<crate::Inner>) {
             let Some(inner) = runtime.upgrade() else {
                 break;
             };
-            let installs: Vec<_> = inner
-                .installs
-                .read()
-                .expect("installs lock poisoned")
-                .values()
-                .cloned()
-                .collect();
-            for install in installs {
+            for install in inner.installs() {
                 install.idle.sweep();
             }
         }
     });
 }
 
-/// Everything that makes up a launch context, except the token's timestamps, and the version
-/// of the region's grant: two requests share an instance only if all of it is equal, so data
-/// an instance read before a grant was changed is never served after.
-pub(crate) fn launch_context_key(principal: &Principal, grant_version: u64) -> String {
-    let c = &principal.claims;
-    serde_json::json!([
-        c.iss,
-        c.sub,
-        c.role.as_str(),
-        c.patient,
-        c.scope,
-        c.region,
-        c.fhir_user,
-        c.org,
-        grant_version
-    ])
-    .to_string()
+/// A launch context as instance reuse compares it: everything the token says except its
+/// timestamps, and the version of the region's grant. Two requests share an instance only if
+/// all of it is equal, so data an instance read before a grant was changed is never served
+/// after.
+pub(crate) struct LaunchKey {
+    principal: Arc<Principal>,
+    grant_version: u64,
+}
+
+impl LaunchKey {
+    pub fn new(principal: &Arc<Principal>, grant_version: u64) -> Self {
+        LaunchKey {
+            principal: principal.clone(),
+            grant_version,
+        }
+    }
+
+    fn same(&self, other: &LaunchKey) -> bool {
+        // Exhaustive, so a new claim must be decided on here.
+        let Claims {
+            iss,
+            sub,
+            exp: _,
+            iat: _,
+            role,
+            scope,
+            patient,
+            region,
+            fhir_user,
+            org,
+        } = &self.principal.claims;
+        let theirs = &other.principal.claims;
+        self.grant_version == other.grant_version
+            && (iss, sub, role, scope, patient, region, fhir_user, org)
+                == (
+                    &theirs.iss,
+                    &theirs.sub,
+                    &theirs.role,
+                    &theirs.scope,
+                    &theirs.patient,
+                    &theirs.region,
+                    &theirs.fhir_user,
+                    &theirs.org,
+                )
+    }
 }

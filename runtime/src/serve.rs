@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::any;
 use bytes::Bytes;
-use healthcloud_integration::api::authenticate;
+use healthcloud_integration::api::bearer_token;
 use healthcloud_integration::auth::{Principal, Role};
 use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
@@ -23,7 +23,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use crate::capability::context::LaunchContext;
 use crate::capability::fhir::FhirCtx;
 use crate::capability::kv::KvCtx;
-use crate::capability::log::{Attribution, LineBudget, LogCtx};
+use crate::capability::log::{LineBudget, LogCtx};
 use crate::capability::outbound::OutboundHooks;
 use crate::install::Install;
 use crate::instance::{Capabilities, InstanceState};
@@ -66,15 +66,11 @@ async fn serve_app(
     request: Request,
 ) -> Response {
     let app_id = format!("{publisher}/{app}");
-    let principal = match launch_token(request.headers()) {
-        Some(token) => runtime
-            .inner
-            .verifier
-            .verify(token)
-            .map_err(healthcloud_integration::FhirError::from),
-        None => authenticate(&runtime.inner.verifier, request.headers()),
+    let token = match launch_token(request.headers()) {
+        Some(token) => Ok(token),
+        None => bearer_token(request.headers()),
     };
-    let principal = match principal {
+    let principal = match token.and_then(|token| runtime.inner.verifier.verify_shared(token)) {
         Ok(principal) => principal,
         Err(error) => {
             let mut response = failure(StatusCode::UNAUTHORIZED, &error.to_string());
@@ -221,7 +217,7 @@ impl Runtime {
     async fn run(
         &self,
         install: Arc<Install>,
-        principal: Principal,
+        principal: Arc<Principal>,
         request: http::Request<
             http_body_util::combinators::BoxBody<Bytes, wasmtime_wasi_http::Error>,
         >,
@@ -230,9 +226,9 @@ impl Runtime {
         let limits = self.limits().clone();
         let reuse_key = limits
             .reuse_instances
-            .then(|| reuse::launch_context_key(&principal, install.grant.version()));
+            .then(|| reuse::LaunchKey::new(&principal, install.grant.version()));
         let capabilities = self.capabilities(&install, principal);
-        let (mut store, proxy) = match reuse_key.as_deref().and_then(|key| install.idle.take(key)) {
+        let (mut store, proxy) = match reuse_key.as_ref().and_then(|key| install.idle.take(key)) {
             Some((mut store, proxy)) => {
                 store.data_mut().renew(capabilities, limits.log_lines);
                 (store, Some(proxy))
@@ -384,34 +380,20 @@ impl Runtime {
 
     /// The capability contexts of a new instance: launch context from the verified token,
     /// the install's live grant, limits.
-    fn capabilities(&self, install: &Install, principal: Principal) -> Capabilities {
+    fn capabilities(&self, install: &Install, principal: Arc<Principal>) -> Capabilities {
         let identity = &install.identity;
         let limits = self.limits();
-        let attribution = Attribution {
-            app: identity.id.clone(),
-            version: identity.version.clone(),
-            region: identity.region.clone(),
-        };
-        // As enforced: confined to the patient in context.
-        let granted_scopes = install
-            .grant
-            .patient_scopes()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         Capabilities {
             outbound: OutboundHooks {
                 grant: install.grant.clone(),
-                attribution: attribution.clone(),
+                app: identity.clone(),
                 timeout: limits.host_call_timeout,
                 open_requests: Arc::new(tokio::sync::Semaphore::new(limits.outbound_requests)),
             },
             launch: LaunchContext {
-                region: identity.region.clone(),
-                app_id: identity.id.clone(),
-                app_version: identity.version.clone(),
+                app: identity.clone(),
                 principal: principal.clone(),
-                granted_scopes,
+                grant: install.grant.clone(),
             },
             fhir: FhirCtx {
                 service: self.inner.service.clone(),
@@ -425,14 +407,13 @@ impl Runtime {
             },
             kv: KvCtx {
                 store: self.inner.kv.clone(),
-                region: identity.region.clone(),
-                app: identity.id.clone(),
+                app: identity.clone(),
                 grant: install.grant.clone(),
                 quota: limits.kv_quota_bytes,
                 timeout: limits.host_call_timeout,
             },
             log: LogCtx {
-                attribution,
+                app: identity.clone(),
                 grant: install.grant.clone(),
                 budget: LineBudget::new(limits.log_lines),
             },

@@ -7,9 +7,9 @@ impl context::Host for &mut LaunchContext {
     fn launch(&mut self) -> Launch {
         let claims = &self.principal.claims;
         Launch {
-            region: self.region.clone(),
-            app_id: self.app_id.clone(),
-            app_version: self.app_version.clone(),
+            region: self.app.region.clone(),
+            app_id: self.app.id.clone(),
+            app_version: self.app.version.clone(),
             user: User {
                 id: claims.sub.clone(),
                 role: match claims.role {
@@ -23,7 +23,13 @@ impl context::Host for &mut LaunchContext {
                 fhir_user: claims.fhir_user.clone(),
             },
             patient: claims.patient.clone(),
-            granted_scopes: self.granted_scopes.clone(),
+            // As enforced: confined to the patient in context.
+            granted_scopes: self
+                .grant
+                .patient_scopes()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             user_scopes: self
                 .principal
                 .scopes

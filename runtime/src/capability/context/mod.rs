@@ -3,10 +3,13 @@
 
 mod host;
 
+use std::sync::Arc;
+
 use healthcloud_integration::auth::Principal;
+use healthcloud_integration::policy::AppIdentity;
 use wasmtime::component::{HasData, Linker};
 
-use super::ImportRule;
+use super::{Grant, ImportRule};
 use crate::bindings::context;
 use crate::instance::InstanceState;
 
@@ -20,16 +23,12 @@ pub const IMPORT_RULE: ImportRule = ImportRule {
 /// The launch context of one request.
 #[derive(Debug, Clone)]
 pub struct LaunchContext {
-    /// The region whose install serves the request.
-    pub region: String,
-    /// `publisher/app`.
-    pub app_id: String,
-    /// The serving version.
-    pub app_version: String,
+    /// The install serving the request: app, version and region.
+    pub app: Arc<AppIdentity>,
     /// The verified user.
-    pub principal: Principal,
-    /// The region's data grant when the instance started, as scope strings.
-    pub granted_scopes: Vec<String>,
+    pub principal: Arc<Principal>,
+    /// The install's live grant, whose data scopes the app is told.
+    pub grant: Grant,
 }
 
 struct HasContext;

@@ -5,6 +5,7 @@
 
 mod host;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use healthcloud_integration::FhirService;
@@ -30,9 +31,9 @@ pub struct FhirCtx {
     /// The front door to data.
     pub service: FhirService,
     /// The verified user.
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
     /// The app, as the audit trail and consents name it.
-    pub app: AppIdentity,
+    pub app: Arc<AppIdentity>,
     /// The install's live grant.
     pub grant: Grant,
     /// Resources per search call.
@@ -50,8 +51,8 @@ impl FhirCtx {
     /// it right now, confined to the patient in context.
     pub(crate) fn access(&self) -> AccessContext {
         AccessContext {
-            principal: self.principal.clone(),
-            app: Some(self.app.clone()),
+            principal: Principal::clone(&self.principal),
+            app: Some(AppIdentity::clone(&self.app)),
             grant: Some(self.grant.patient_scopes()),
         }
     }

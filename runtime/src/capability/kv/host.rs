@@ -9,7 +9,7 @@ use crate::bindings::kv::{self, Error};
 impl kv::Host for &mut KvCtx {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
         self.checked(&key, async {
-            Ok(self.store.get(&self.region, &self.app, &key).await?)
+            Ok(self.store.get(&self.app.region, &self.app.id, &key).await?)
         })
         .await
     }
@@ -23,7 +23,7 @@ impl kv::Host for &mut KvCtx {
                     self.quota
                 )));
             }
-            let namespace = (self.region.as_str(), self.app.as_str());
+            let namespace = (self.app.region.as_str(), self.app.id.as_str());
             match self.store.set(namespace, &key, &value, self.quota).await {
                 Ok(()) => Ok(()),
                 Err(KvWriteError::Quota { used, quota, needed }) => Err(Error::QuotaExceeded(format!(
@@ -37,14 +37,20 @@ impl kv::Host for &mut KvCtx {
 
     async fn delete(&mut self, key: String) -> Result<(), Error> {
         self.checked(&key, async {
-            Ok(self.store.delete(&self.region, &self.app, &key).await?)
+            Ok(self
+                .store
+                .delete(&self.app.region, &self.app.id, &key)
+                .await?)
         })
         .await
     }
 
     async fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, Error> {
         self.checked("-", async {
-            Ok(self.store.keys(&self.region, &self.app, &prefix).await?)
+            Ok(self
+                .store
+                .keys(&self.app.region, &self.app.id, &prefix)
+                .await?)
         })
         .await
     }
@@ -61,7 +67,7 @@ impl KvCtx {
         if !self.grant.allows(&Capability::Kv) {
             return Err(Error::Denied(format!(
                 "region {} has not granted {} the kv capability",
-                self.region, self.app
+                self.app.region, self.app.id
             )));
         }
         if key.is_empty() || key.len() > MAX_KEY_BYTES {

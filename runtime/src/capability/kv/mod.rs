@@ -4,8 +4,10 @@
 mod host;
 mod store;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use healthcloud_integration::policy::AppIdentity;
 use healthcloud_store::manifest::Capability;
 use wasmtime::component::{HasData, Linker};
 
@@ -30,10 +32,8 @@ pub const MAX_KEY_BYTES: usize = 256;
 pub struct KvCtx {
     /// Where values live.
     pub store: KvStore,
-    /// The install's region.
-    pub region: String,
-    /// `publisher/app`.
-    pub app: String,
+    /// The install: its region and app id name the namespace.
+    pub app: Arc<AppIdentity>,
     /// The install's live grant.
     pub grant: Grant,
     /// Bytes of keys plus values allowed.

@@ -20,8 +20,7 @@ impl log::Host for &mut LogCtx {
             .collect::<Vec<_>>()
             .join(" ");
         let fields = clean(&fields, MAX_LINE_CHARS);
-        let who = &self.attribution;
-        let (app, version, region) = (&who.app, &who.version, &who.region);
+        let (app, version, region) = (&self.app.id, &self.app.version, &self.app.region);
         match level {
             Level::Trace => {
                 tracing::trace!(target: "app", app, version, region, fields, "{message}")

@@ -7,6 +7,7 @@ mod output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use healthcloud_integration::policy::AppIdentity;
 use healthcloud_store::manifest::Capability;
 use wasmtime::component::{HasData, Linker};
 
@@ -22,17 +23,6 @@ pub const IMPORT_RULE: ImportRule = ImportRule {
     needs: "the log capability",
     allowed: |requested| requested.contains(&Capability::Log),
 };
-
-/// Who wrote a line.
-#[derive(Debug, Clone)]
-pub struct Attribution {
-    /// `publisher/app`.
-    pub app: String,
-    /// The serving version.
-    pub version: String,
-    /// The install's region.
-    pub region: String,
-}
 
 /// Lines one request may still write; the rest are counted and reported once.
 #[derive(Debug, Clone)]
@@ -71,8 +61,8 @@ impl LineBudget {
 /// What a `log` host call needs.
 #[derive(Debug, Clone)]
 pub struct LogCtx {
-    /// Who writes.
-    pub attribution: Attribution,
+    /// Who writes: app, version and region.
+    pub app: Arc<AppIdentity>,
     /// The install's live grant.
     pub grant: Grant,
     /// Shared with stdout/stderr.

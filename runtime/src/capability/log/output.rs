@@ -6,7 +6,9 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-use super::{Attribution, LineBudget};
+use healthcloud_integration::policy::AppIdentity;
+
+use super::LineBudget;
 
 /// Longest line kept from stdout/stderr before it is cut and flushed.
 const MAX_LINE_BYTES: usize = 2_000;
@@ -16,17 +18,17 @@ const MAX_LINE_BYTES: usize = 2_000;
 #[derive(Debug, Clone)]
 pub struct GuestOutput {
     stream: &'static str,
-    attribution: Arc<Attribution>,
+    app: Arc<AppIdentity>,
     budget: LineBudget,
     pending: Arc<Mutex<Vec<u8>>>,
 }
 
 impl GuestOutput {
     /// Output named `stream` ("stdout" or "stderr").
-    pub fn new(stream: &'static str, attribution: Attribution, budget: LineBudget) -> Self {
+    pub fn new(stream: &'static str, app: Arc<AppIdentity>, budget: LineBudget) -> Self {
         GuestOutput {
             stream,
-            attribution: Arc::new(attribution),
+            app,
             budget,
             pending: Default::default(),
         }
@@ -50,11 +52,7 @@ impl GuestOutput {
             return;
         }
         let line = super::clean(&String::from_utf8_lossy(line), MAX_LINE_BYTES);
-        let Attribution {
-            app,
-            version,
-            region,
-        } = &*self.attribution;
+        let (app, version, region) = (&self.app.id, &self.app.version, &self.app.region);
         tracing::info!(target: "app", app, version, region, stream = self.stream, "{line}");
     }
 }

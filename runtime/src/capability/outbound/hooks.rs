@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::capability::Grant;
-use crate::capability::log::Attribution;
+use healthcloud_integration::policy::AppIdentity;
 
 /// The outgoing-HTTP policy of one instance.
 #[derive(Debug, Clone)]
@@ -17,7 +17,7 @@ pub struct OutboundHooks {
     /// The install's live grant.
     pub grant: Grant,
     /// Who is calling out, for the log.
-    pub attribution: Attribution,
+    pub app: Arc<AppIdentity>,
     /// Time to connect and to the first byte.
     pub timeout: Duration,
     /// Outgoing requests this instance may have open at once.
@@ -36,7 +36,7 @@ impl WasiHttpHooks for OutboundHooks {
     {
         drop(fut);
         let granted = self.grant.outbound_hosts();
-        let attribution = self.attribution.clone();
+        let app = self.app.clone();
         let timeout = self.timeout;
         let open_requests = self.open_requests.clone();
         Box::new(async move {
@@ -54,7 +54,7 @@ impl WasiHttpHooks for OutboundHooks {
             let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
             let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
             if granted_host(&granted, &host, port).is_none() {
-                tracing::warn!(app = attribution.app, region = attribution.region, %host, port,
+                tracing::warn!(app = app.id, region = app.region, %host, port,
                     "outgoing request refused: host not granted");
                 return Err(Error::HttpRequestDenied);
             }
@@ -81,7 +81,7 @@ impl WasiHttpHooks for OutboundHooks {
                 return Err(Error::DestinationNotFound);
             };
             if !explicitly_granted && addresses.iter().any(|a| is_internal(a.ip())) {
-                tracing::warn!(app = attribution.app, region = attribution.region, %host, ?addresses,
+                tracing::warn!(app = app.id, region = app.region, %host, ?addresses,
                     "outgoing request refused: the host resolves to an internal address");
                 return Err(Error::DestinationIpProhibited);
             }
