@@ -12,7 +12,7 @@ use anyhow::Context;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::capability;
 use crate::install::{self, InstallError};
@@ -74,13 +74,18 @@ impl AppEngine {
             .max_memories_per_component(MEMORIES)
             .max_tables_per_component(TABLES)
             .max_memory_size(limits.memory_bytes)
-            // Keep a few zeroed pages and slots warm: most requests of one app reuse them.
+            // A slot's memory goes back to the next instance as it was, without page faults:
+            // the kernel's PAGEMAP_SCAN finds the pages the last instance wrote, and within the
+            // first 64 KiB only those are reset in place, the rest returned to the kernel
+            // (Linux 6.7+; elsewhere the 64 KiB are zeroed). Hello with a fresh instance per
+            // request: about 10k -> 20k requests/s here, the server's CPU per request 160 ->
+            // 63 µs. With the scan, keeping 1 MiB resident measured the same as 64 KiB;
+            // without it, 30% slower (zeroing it all cost more than the faults it saved).
+            .pagemap_scan(Enabled::Auto)
             .linear_memory_keep_resident(64 << 10)
             .table_keep_resident(16 << 10)
             // Returning a slot's memory to the kernel flushes the TLB on every core; in batches
-            // that costs far less per request (hello, fresh instances: +15% requests/s here,
-            // where 1 MiB kept resident instead cost 30%: zeroing it takes longer than the
-            // page faults it saves).
+            // that costs far less per request (hello, fresh instances: +15% requests/s here).
             .decommit_batch_size(16);
         let mut config = Config::new();
         config

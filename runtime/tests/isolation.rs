@@ -23,6 +23,57 @@ async fn every_request_gets_a_fresh_instance_by_default() {
     }
 }
 
+/// Has the trap component leave `secret` all over its heap.
+async fn remember(host: &Host, token: &str, secret: &str) {
+    let path = format!("/apps/{REGION}/tests/trap/remember?secret={secret}");
+    let answer = host.get(&path, token).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "remembered")
+    );
+}
+
+/// How many copies of `secret` the trap component finds in its memory.
+async fn recall(host: &Host, token: &str, secret: &str) -> usize {
+    let path = format!("/apps/{REGION}/tests/trap/recall?secret={secret}");
+    let answer = host.get(&path, token).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body.parse().unwrap()
+}
+
+/// 32 random hex digits.
+fn random_secret() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+#[tokio::test]
+async fn what_a_request_left_in_memory_is_gone_for_the_next_one() {
+    // The scan finds what was left, where an instance is reused on purpose.
+    let reusing = Host::with_limits(Limits {
+        reuse_instances: true,
+        ..test_limits()
+    })
+    .await;
+    reusing.install_component("trap", None).unwrap();
+    let token = reusing.clinician("pat-a");
+    let secret = random_secret();
+    remember(&reusing, &token, &secret).await;
+    assert!(recall(&reusing, &token, &secret).await > 1000);
+
+    // A fresh instance, in the same memory slot or another, finds nothing: not in the pages
+    // reset in place, nor in pages it grows into.
+    let host = Host::new().await;
+    host.install_component("trap", None).unwrap();
+    let token = host.clinician("pat-a");
+    for _ in 0..3 {
+        let secret = random_secret();
+        remember(&host, &token, &secret).await;
+        for _ in 0..3 {
+            assert_eq!(recall(&host, &token, &secret).await, 0);
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_reused_instance_serves_only_its_own_launch_context() {
     let host = Host::with_limits(Limits {

@@ -2,6 +2,9 @@
 //! `/unreachable`. The host must answer 500 and serve the next request from a fresh instance.
 //! `/count` tells how many requests this instance has served, so a test can see whether the
 //! host reused it; `/headers` lists the request header names the host passed on.
+//! `/remember?secret=S` leaves S (disguised) all over 2 MiB of heap, and `/recall?secret=S`
+//! counts the copies it can find anywhere in its linear memory: what one request left behind
+//! must be gone for the next one.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -29,6 +32,17 @@ impl Guest for Trap {
             respond_text(response_out, 200, header_names.join("\n"));
         } else if request.ends_with("/count") {
             respond_text(response_out, 200, served.to_string());
+        } else if request.ends_with("/remember") {
+            let secret = disguised(&request.query("secret").unwrap_or_default());
+            let mut heap = Vec::with_capacity(REMEMBERED_BYTES);
+            while heap.len() + secret.len() <= REMEMBERED_BYTES {
+                heap.extend_from_slice(&secret);
+            }
+            std::mem::forget(heap);
+            respond_text(response_out, 200, "remembered");
+        } else if request.ends_with("/recall") {
+            let needle = disguised(&request.query("secret").unwrap_or_default());
+            respond_text(response_out, 200, copies_elsewhere(&needle).to_string());
         } else if request.ends_with("/ok") {
             respond_text(response_out, 200, "ok");
         } else if request.ends_with("/trap") {
@@ -40,6 +54,34 @@ impl Guest for Trap {
             respond_no_route(response_out, &request);
         }
     }
+}
+
+/// Heap `/remember` fills.
+const REMEMBERED_BYTES: usize = 2 << 20;
+
+/// The secret as it is left in memory: not the bytes of the request's own query string,
+/// which `/recall` holds too.
+fn disguised(secret: &str) -> Vec<u8> {
+    secret.bytes().map(|b| b ^ 0x55).collect()
+}
+
+/// Copies of `needle` anywhere in linear memory but `needle` itself, after growing the
+/// memory by more than `/remember` wrote, so pages a previous instance used are in view.
+fn copies_elsewhere(needle: &[u8]) -> usize {
+    if needle.is_empty() {
+        return 0;
+    }
+    core::arch::wasm32::memory_grow(0, (REMEMBERED_BYTES + (1 << 20)) / 65536);
+    let size = core::arch::wasm32::memory_size(0) * 65536;
+    let own = needle.as_ptr() as usize;
+    // SAFETY: every address of a wasm32 linear memory below its size is readable; address 0
+    // is left out, being no Rust object.
+    let memory = unsafe { core::slice::from_raw_parts(1 as *const u8, size - 1) };
+    memory
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(at, window)| *window == needle && at + 1 != own)
+        .count()
 }
 
 guest_support::bindings::export!(Trap);
