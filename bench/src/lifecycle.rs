@@ -408,7 +408,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
     );
     let mut child = ChildProcess::spawn(&ChildSpec::Install(InstallSpec {
         node: node.clone(),
-        nodelay_store_url: store.nodelay_url.clone(),
+        plain_store_url: store.plain_url.clone(),
         scratch: config.data_dir.join("scratch"),
         cold_versions,
         apps: app_specs.clone(),
@@ -691,10 +691,11 @@ fn compiled_sizes(dir: &Path) -> Vec<(String, u64)> {
 /// The app store, served on a loopback port by this process.
 struct StoreNode {
     store: Store,
-    /// Served as `healthcloud` serves (`axum::serve` on the accepted sockets as they are).
+    /// Served as `healthcloud` serves (`server::serve`: `TCP_NODELAY` on each accepted
+    /// socket).
     url: String,
-    /// The same store on sockets with `TCP_NODELAY`, for comparison.
-    nodelay_url: String,
+    /// The same store on sockets as accepted (Nagle's algorithm on), for comparison.
+    plain_url: String,
     serving: Vec<tokio::task::JoinHandle<()>>,
     issuer: TokenIssuer,
     key: SecretKey,
@@ -727,13 +728,13 @@ impl StoreNode {
             limits: StoreLimits::default(),
         })
         .await?;
-        let (url, as_served) = serve_store(&store, false).await?;
-        let (nodelay_url, nodelay) = serve_store(&store, true).await?;
+        let (url, as_served) = serve_store(&store, true).await?;
+        let (plain_url, plain) = serve_store(&store, false).await?;
         let node = StoreNode {
             store,
             url,
-            nodelay_url,
-            serving: vec![as_served, nodelay],
+            plain_url,
+            serving: vec![as_served, plain],
             issuer,
             key: SecretKey::generate(),
         };
@@ -779,8 +780,8 @@ impl StoreNode {
     }
 }
 
-/// Serves `store` on a loopback port, as `healthcloud` does (`server::serve`) or with
-/// `TCP_NODELAY` on each accepted socket.
+/// Serves `store` on a loopback port, as `healthcloud` does (`server::serve`: with
+/// `TCP_NODELAY` on each accepted socket) or on the sockets as accepted.
 async fn serve_store(
     store: &Store,
     nodelay: bool,
@@ -869,7 +870,7 @@ impl AppSpec {
 struct InstallSpec {
     node: NodeSpec,
     /// The store on sockets with `TCP_NODELAY`, for comparison.
-    nodelay_store_url: String,
+    plain_store_url: String,
     /// A directory for the steps timed alone.
     scratch: PathBuf,
     /// Versions of hello at distinct digests.
@@ -1334,19 +1335,19 @@ async fn install_steps(spec: &InstallSpec, node: &Node) -> anyhow::Result<Vec<St
         samples.push(started.elapsed());
     }
     steps.timed(
-        "download the component (HTTP GET, sockets as `healthcloud` serves them)",
+        "download the component (HTTP GET, sockets as `healthcloud` serves them: TCP_NODELAY)",
         PaidBy::Cold,
         &samples,
     );
-    let nodelay = StoreClient::new(&spec.nodelay_store_url, None)?;
+    let plain = StoreClient::new(&spec.plain_store_url, None)?;
     let mut samples = Vec::new();
     for _ in 0..n {
         let started = Instant::now();
-        nodelay.component(&hello).await?;
+        plain.component(&hello).await?;
         samples.push(started.elapsed());
     }
     steps.timed(
-        "(for comparison: the same download, sockets with TCP_NODELAY)",
+        "(for comparison: the same download, sockets as accepted, without TCP_NODELAY)",
         PaidBy::Neither,
         &samples,
     );
@@ -2071,9 +2072,9 @@ pub fn markdown(results: &Results) -> String {
     }
     md.push_str(&format!("\nAdded up, {}.\n\n", results.steps_summary()));
     md.push_str(
-        "The two downloads differ by TCP: `healthcloud` serves with `axum::serve` on sockets as \
-         accepted, so Nagle's algorithm holds the end of a response written in pieces until \
-         the client's delayed ACK (about 40 ms on Linux); with `TCP_NODELAY` it does not.\n\n",
+        "The two downloads differ by TCP: on sockets as accepted, Nagle's algorithm holds the \
+         end of a response written in pieces until the client's delayed ACK (about 40 ms on \
+         Linux); `healthcloud` sets `TCP_NODELAY` on every accepted socket, so it does not.\n\n",
     );
     md.push_str(&format!("{}\n", results.race_note()));
 
