@@ -699,7 +699,7 @@ fn wasmtime_binary(root: &Path, smoke: bool) -> anyhow::Result<Result<PathBuf, S
     }
     eprintln!(
         "installing wasmtime-cli {WASMTIME_VERSION} for the comparison with `wasmtime serve`: \
-         `{install}` (about 20 minutes, once)…"
+         `{install}` (once; 8 minutes on a quiet 2-core machine, longer when it is busy)…"
     );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = std::process::Command::new(cargo)
