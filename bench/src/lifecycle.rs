@@ -869,7 +869,7 @@ impl AppSpec {
 #[derive(Debug, Serialize, Deserialize)]
 struct InstallSpec {
     node: NodeSpec,
-    /// The store on sockets with `TCP_NODELAY`, for comparison.
+    /// The store on sockets as accepted (without `TCP_NODELAY`), for comparison.
     plain_store_url: String,
     /// A directory for the steps timed alone.
     scratch: PathBuf,

@@ -6,7 +6,9 @@ use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use anyhow::Context;
 use hmac::{Hmac, Mac};
@@ -29,6 +31,9 @@ pub struct AppEngine {
     /// Components loaded now, by digest: every install of the same bytes (one version in many
     /// regions) shares one compiled, pre-instantiated component.
     loaded: Mutex<HashMap<String, Weak<Prepared>>>,
+    /// Set when swap appears while slots are reset by scan (see [`AppEngine::new`]): from
+    /// then on no instance may start.
+    swap_appeared: Option<Arc<AtomicBool>>,
 }
 
 /// A compiled component, linked and ready to instantiate.
@@ -63,6 +68,13 @@ impl AppEngine {
         const MEMORIES: u32 = 2;
         const TABLES: u32 = 32;
         let slots = limits.pool_instances;
+        let scan_reset = !swap_active(SWAPS);
+        if !scan_reset {
+            tracing::warn!(
+                "swap is active: instance memory is reset the slower way (the fast one cannot \
+                 see swapped-out pages); turn swap off on app cloud nodes for full speed"
+            );
+        }
         let mut pooling = PoolingAllocationConfig::default();
         pooling
             .total_component_instances(slots)
@@ -75,13 +87,20 @@ impl AppEngine {
             .max_tables_per_component(TABLES)
             .max_memory_size(limits.memory_bytes)
             // A slot's memory goes back to the next instance as it was, without page faults:
-            // the kernel's PAGEMAP_SCAN finds the pages the last instance wrote, and within the
-            // first 64 KiB only those are reset in place, the rest returned to the kernel
-            // (Linux 6.7+; elsewhere the 64 KiB are zeroed). Hello with a fresh instance per
-            // request: about 10k -> 20k requests/s here, the server's CPU per request 160 ->
-            // 63 µs. With the scan, keeping 1 MiB resident measured the same as 64 KiB;
-            // without it, 30% slower (zeroing it all cost more than the faults it saved).
-            .pagemap_scan(Enabled::Auto)
+            // the kernel's PAGEMAP_SCAN lists the pages the last instance wrote; the first
+            // 64 KiB of them are reset in place and everything after the last one listed is
+            // returned to the kernel (Linux 6.7+; elsewhere the first 64 KiB are zeroed and the
+            // rest returned). Hello with a fresh instance per request: about 10k -> 20k
+            // requests/s here, the server's CPU per request 160 -> 63 µs. With the scan,
+            // keeping 1 MiB resident measured the same as 64 KiB; without it, 30% slower.
+            // The scan cannot see a written page that was swapped out: such a page would be
+            // neither reset nor returned, and the next instance could read it. So it is used
+            // only while no swap is active (see `refuses_instances`).
+            .pagemap_scan(if scan_reset {
+                Enabled::Auto
+            } else {
+                Enabled::No
+            })
             .linear_memory_keep_resident(64 << 10)
             .table_keep_resident(16 << 10)
             // Returning a slot's memory to the kernel flushes the TLB on every core; in batches
@@ -95,7 +114,8 @@ impl AppEngine {
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("cannot create the WebAssembly engine")?;
-        start_epoch_ticker(&engine);
+        let swap_appeared = scan_reset.then(|| Arc::new(AtomicBool::new(false)));
+        start_epoch_ticker(&engine, swap_appeared.clone());
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -111,7 +131,21 @@ impl AppEngine {
             linker,
             cache,
             loaded: Default::default(),
+            swap_appeared,
         })
+    }
+
+    /// Why no instance may start, if swap was turned on after the engine chose to reset
+    /// memory by scan: a swapped-out page of one request's instance could reach the next.
+    pub(crate) fn refuses_instances(&self) -> Option<&'static str> {
+        self.swap_appeared
+            .as_ref()
+            .is_some_and(|appeared| appeared.load(Ordering::Relaxed))
+            .then_some(
+                "swap was turned on after this node started, and its instance memory reset \
+                 cannot see swapped-out pages: no app instance starts until the node is \
+                 restarted (or swap is turned off again)",
+            )
     }
 
     /// The engine.
@@ -193,18 +227,45 @@ impl AppEngine {
 }
 
 /// Advances the epoch every [`EPOCH_TICK`] until the engine is dropped.
-fn start_epoch_ticker(engine: &Engine) {
+fn start_epoch_ticker(engine: &Engine, swap_appeared: Option<Arc<AtomicBool>>) {
     let weak = engine.weak();
+    // Swap is looked for about once a second.
+    let swap_every = (Duration::from_secs(1).as_millis() / EPOCH_TICK.as_millis()).max(1);
     std::thread::Builder::new()
         .name("epoch-ticker".into())
         .spawn(move || {
+            let mut ticks: u128 = 0;
             while let Some(engine) = weak.upgrade() {
                 engine.increment_epoch();
                 drop(engine);
+                ticks += 1;
+                if let Some(appeared) = &swap_appeared
+                    && ticks.is_multiple_of(swap_every)
+                {
+                    let active = swap_active(SWAPS);
+                    if active && !appeared.load(Ordering::Relaxed) {
+                        tracing::error!(
+                            "swap was turned on: app instances are refused (503) until this \
+                             node restarts or swap is off again"
+                        );
+                    }
+                    appeared.store(active, Ordering::Relaxed);
+                }
                 std::thread::sleep(EPOCH_TICK);
             }
         })
         .expect("cannot start the epoch thread");
+}
+
+/// Where Linux lists the active swap areas (zram and other compressed swap included).
+const SWAPS: &str = "/proc/swaps";
+
+/// Whether any swap area is active, by the table at `path` (a header line, then one line per
+/// area). Unreadable counts as active: the fast reset is only used when swap is known off.
+fn swap_active(path: &str) -> bool {
+    fs::read_to_string(path).map_or(true, |table| {
+        table.lines().skip(1).any(|line| !line.trim().is_empty())
+    })
 }
 
 /// Compiled code on disk, keyed by the component's digest and the engine's configuration.
@@ -306,4 +367,25 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()>
     file.persist(path)?;
     fs::File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_swap_table_without_areas_counts_as_swap_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = |text: &str| {
+            let path = dir.path().join("swaps");
+            fs::write(&path, text).unwrap();
+            swap_active(path.to_str().unwrap())
+        };
+        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        assert!(!table(header));
+        assert!(table(&format!(
+            "{header}/dev/zram0                              partition\t4194300\t\t0\t\t100\n"
+        )));
+        assert!(swap_active(dir.path().join("missing").to_str().unwrap()));
+    }
 }

@@ -348,11 +348,15 @@ impl Runtime {
         }
     }
 
-    /// Why no instance of `install` may start now, as the response to send: its version was
-    /// revoked by the store (410, with a page saying why), it was uninstalled (404), or the
-    /// revocation feed is stale (503: fail closed).
+    /// Why no instance of `install` may start now, as the response to send: swap appeared
+    /// under the engine's memory reset (503), its version was revoked by the store (410, with
+    /// a page saying why), it was uninstalled (404), or the revocation feed is stale (503:
+    /// fail closed).
     fn refuse_to_start(&self, install: &Install) -> Option<Response> {
         let identity = &install.identity;
+        if let Some(reason) = self.inner.engine.refuses_instances() {
+            return Some(failure(StatusCode::SERVICE_UNAVAILABLE, reason));
+        }
         if let Some(regions) = self.regions() {
             if let Some(revoked) = regions.revocation(&identity.id, &identity.version) {
                 return Some(revoked_page(install, &revoked));

@@ -2,10 +2,12 @@
 //! `/unreachable`. The host must answer 500 and serve the next request from a fresh instance.
 //! `/count` tells how many requests this instance has served, so a test can see whether the
 //! host reused it; `/headers` lists the request header names the host passed on.
-//! `/remember?secret=S` leaves S (disguised) all over 2 MiB of heap, and `/recall?secret=S`
-//! counts the copies it can find anywhere in its linear memory: what one request left behind
-//! must be gone for the next one.
+//! `/remember?secret=S` leaves S (disguised) in a static buffer, among the first pages the
+//! instance writes (reset in place), and all over 2 MiB of heap (returned to the kernel), and
+//! `/recall?secret=S` counts the copies it can find anywhere in its linear memory: what one
+//! request left behind must be gone for the next one.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use guest_support::bindings::exports::wasi::http::incoming_handler::Guest;
@@ -34,6 +36,10 @@ impl Guest for Trap {
             respond_text(response_out, 200, served.to_string());
         } else if request.ends_with("/remember") {
             let secret = disguised(&request.query("secret").unwrap_or_default());
+            if secret.is_empty() || secret.len() > NOTE_BYTES {
+                return respond_text(response_out, 400, "secret: 1 to 64 bytes");
+            }
+            NOTE.lock().unwrap()[..secret.len()].copy_from_slice(&secret);
             let mut heap = Vec::with_capacity(REMEMBERED_BYTES);
             while heap.len() + secret.len() <= REMEMBERED_BYTES {
                 heap.extend_from_slice(&secret);
@@ -59,6 +65,11 @@ impl Guest for Trap {
 /// Heap `/remember` fills.
 const REMEMBERED_BYTES: usize = 2 << 20;
 
+/// A static buffer for the secret: static data sits low in linear memory, in the pages an
+/// instance writes first.
+static NOTE: Mutex<[u8; NOTE_BYTES]> = Mutex::new([0; NOTE_BYTES]);
+const NOTE_BYTES: usize = 64;
+
 /// The secret as it is left in memory: not the bytes of the request's own query string,
 /// which `/recall` holds too.
 fn disguised(secret: &str) -> Vec<u8> {
@@ -76,7 +87,8 @@ fn copies_elsewhere(needle: &[u8]) -> usize {
     let own = needle.as_ptr() as usize;
     // SAFETY: every address of a wasm32 linear memory below its size is readable; address 0
     // is left out, being no Rust object.
-    let memory = unsafe { core::slice::from_raw_parts(1 as *const u8, size - 1) };
+    let memory =
+        unsafe { core::slice::from_raw_parts(std::ptr::without_provenance::<u8>(1), size - 1) };
     memory
         .windows(needle.len())
         .enumerate()
