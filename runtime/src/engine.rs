@@ -71,8 +71,9 @@ impl AppEngine {
         let scan_reset = !swap_active(SWAPS);
         if !scan_reset {
             tracing::warn!(
-                "swap is active: instance memory is reset the slower way (the fast one cannot \
-                 see swapped-out pages); turn swap off on app cloud nodes for full speed"
+                "swap is active (or {SWAPS} cannot be read): instance memory is reset the slower \
+                 way, since the fast one cannot see swapped-out pages; turn swap off on app \
+                 cloud nodes for full speed"
             );
         }
         let mut pooling = PoolingAllocationConfig::default();
