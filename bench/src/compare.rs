@@ -38,9 +38,7 @@ use healthcloud_integration::synth::SynthOptions;
 use healthcloud_integration::{FhirError, FhirService};
 use healthcloud_runtime::{Install, Limits, Runtime, RuntimeConfig};
 use healthcloud_sdk::clock::Date;
-use healthcloud_sdk::html::Layout;
 use healthcloud_sdk::model::{Observation, Patient};
-use maud::{Markup, html};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -49,6 +47,7 @@ use tokio::process::{Child, Command};
 use crate::http::{self, BodyCheck};
 use crate::machine::Usage;
 use crate::stats::{Latency, ms, per_second, thousands};
+use crate::{reading, view};
 
 /// The wasmtime CLI compared against: the release the runtime's `wasmtime` crates are pinned
 /// to in the workspace, so both sides run the same engine.
@@ -1187,9 +1186,9 @@ async fn load_trend(
         observations.append(&mut page);
         offset = next;
     }
-    let readings: Vec<view::Reading> = observations
+    let readings: Vec<reading::Reading> = observations
         .iter()
-        .filter_map(view::Reading::from_observation)
+        .filter_map(reading::Reading::from_observation)
         .collect();
     let latest = match readings.first() {
         Some(newest) => Some(newest.clone()),
@@ -1203,7 +1202,7 @@ async fn load_trend(
         .await?
         .0
         .iter()
-        .find_map(view::Reading::from_observation),
+        .find_map(reading::Reading::from_observation),
     };
     Ok(view::Trend { readings, latest })
 }
@@ -1238,253 +1237,6 @@ async fn search_page(
         .collect::<Result<_, _>>()
         .map_err(|e| FhirError::Internal(anyhow::anyhow!("Observation: {e}")))?;
     Ok((observations, next))
-}
-
-/// The bp-monitor app's clinician page (`example-apps/bp-monitor/src/view.rs` and
-/// `reading.rs`), rendered natively with the same template engine and the SDK's layout, so
-/// the two pages can be compared byte for byte.
-mod view {
-    use super::*;
-
-    pub const SYSTOLIC_LIMIT: u16 = 140;
-    pub const DIASTOLIC_LIMIT: u16 = 90;
-
-    pub const LAYOUT: Layout = Layout {
-        app_name: "Blood pressure monitor",
-        style: "
-h1 { margin-top: .25rem; }
-#latest { font-size: 1.25rem; }
-.errors { border-left: .25rem solid #8a1c12; background: #fdecea; padding: .5rem 1rem; }
-.saved { border-left: .25rem solid #1e6b33; background: #e7f4ea; padding: .5rem 1rem; }
-form p { margin: .75rem 0; }
-label { display: block; font-weight: 600; }
-input { font-size: 1rem; padding: .25rem; }
-.field-error { color: #8a1c12; display: block; }
-figure { margin: 1rem 0; }
-svg { max-width: 100%; height: auto; }
-",
-    };
-
-    /// One reading of the trend.
-    #[derive(Debug, Clone)]
-    pub struct Reading {
-        pub date: String,
-        pub effective: String,
-        pub systolic: u16,
-        pub diastolic: u16,
-        pub flagged: bool,
-    }
-
-    impl Reading {
-        pub fn from_observation(observation: &Observation) -> Option<Reading> {
-            let effective = observation.effective()?;
-            let date = Date::from_fhir(effective)?;
-            let systolic = whole_mmhg(observation.systolic()?)?;
-            let diastolic = whole_mmhg(observation.diastolic()?)?;
-            Some(Reading {
-                date: date.to_string(),
-                effective: effective.to_owned(),
-                systolic,
-                diastolic,
-                flagged: systolic >= SYSTOLIC_LIMIT || diastolic >= DIASTOLIC_LIMIT,
-            })
-        }
-    }
-
-    fn whole_mmhg(value: f64) -> Option<u16> {
-        let rounded = value.round();
-        (0.0..=f64::from(u16::MAX))
-            .contains(&rounded)
-            .then_some(rounded as u16)
-    }
-
-    /// Readings of the window, newest first, and the newest reading.
-    #[derive(Debug, Clone)]
-    pub struct Trend {
-        pub readings: Vec<Reading>,
-        pub latest: Option<Reading>,
-    }
-
-    pub fn clinician_page(patient_name: Option<&str>, trend: &Trend, window_days: i64) -> String {
-        let name = patient_name.unwrap_or("Unnamed patient");
-        LAYOUT.page(
-            &format!("Blood pressure of {name}"),
-            &html! {
-                h1 { "Blood pressure: " (name) }
-                (trend_section(trend, window_days))
-            }
-            .into_string(),
-        )
-    }
-
-    fn trend_section(trend: &Trend, window_days: i64) -> Markup {
-        html! {
-            section aria-labelledby="trend-heading" {
-                h2 #trend-heading { "Readings of the last " (window_days) " days" }
-                @match &trend.latest {
-                    Some(latest) => {
-                        p #latest {
-                            "Latest: " strong { (latest.systolic) "/" (latest.diastolic) " mmHg" }
-                            " on " (latest.date)
-                            @if latest.flagged {
-                                " " span.flag { "(at or above " (SYSTOLIC_LIMIT) "/" (DIASTOLIC_LIMIT) ")" }
-                            }
-                        }
-                    }
-                    None => p #latest { "No blood pressure readings recorded." }
-                }
-                @if trend.readings.is_empty() {
-                    p { "No readings in the last " (window_days) " days." }
-                } @else {
-                    (chart(&trend.readings))
-                    table {
-                        caption { "Readings, newest first. Flagged: at or above "
-                            (SYSTOLIC_LIMIT) "/" (DIASTOLIC_LIMIT) " mmHg." }
-                        thead {
-                            tr {
-                                th scope="col" { "Date" }
-                                th scope="col" { "Systolic (mmHg)" }
-                                th scope="col" { "Diastolic (mmHg)" }
-                                th scope="col" { "Flag" }
-                            }
-                        }
-                        tbody {
-                            @for reading in &trend.readings {
-                                tr class=[reading.flagged.then_some("flagged")] {
-                                    td { time datetime=(reading.effective) { (reading.date) } }
-                                    td.number { (reading.systolic) }
-                                    td.number { (reading.diastolic) }
-                                    td { @if reading.flagged { span.flag { "High" } } }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    const CHART_WIDTH: f64 = 640.0;
-    const CHART_HEIGHT: f64 = 280.0;
-    const MARGIN_LEFT: f64 = 48.0;
-    const MARGIN_RIGHT: f64 = 16.0;
-    const MARGIN_TOP: f64 = 16.0;
-    const MARGIN_BOTTOM: f64 = 36.0;
-    const GRID_STEP: u16 = 20;
-    const SYSTOLIC_COLOUR: &str = "#b3261e";
-    const DIASTOLIC_COLOUR: &str = "#1f5fbf";
-
-    fn chart(readings: &[Reading]) -> Markup {
-        let oldest_first: Vec<&Reading> = readings.iter().rev().collect();
-        let day = |r: &Reading| Date::parse(&r.date).map_or(0, |d| d.days_since_epoch());
-        let (Some(first), Some(last)) = (oldest_first.first(), oldest_first.last()) else {
-            return html! {};
-        };
-        let (first_day, last_day) = (day(first), day(last));
-
-        let lowest = oldest_first.iter().map(|r| r.diastolic).min().unwrap_or(60);
-        let highest = oldest_first.iter().map(|r| r.systolic).max().unwrap_or(160);
-        let y_min = (lowest.saturating_sub(10).min(DIASTOLIC_LIMIT - 30) / GRID_STEP) * GRID_STEP;
-        let y_max =
-            (highest.saturating_add(10).max(SYSTOLIC_LIMIT + 20)).div_ceil(GRID_STEP) * GRID_STEP;
-
-        let plot_width = CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
-        let plot_height = CHART_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
-        let x = |r: &Reading| {
-            if last_day == first_day {
-                MARGIN_LEFT + plot_width / 2.0
-            } else {
-                MARGIN_LEFT
-                    + (day(r) - first_day) as f64 / (last_day - first_day) as f64 * plot_width
-            }
-        };
-        let y = |value: u16| {
-            MARGIN_TOP + f64::from(y_max - value) / f64::from(y_max - y_min) * plot_height
-        };
-        let points = |value: fn(&Reading) -> u16| {
-            oldest_first
-                .iter()
-                .map(|r| format!("{:.1},{:.1}", x(r), y(value(r))))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let grid: Vec<u16> = (y_min..=y_max).step_by(usize::from(GRID_STEP)).collect();
-        let right = CHART_WIDTH - MARGIN_RIGHT;
-        let bottom = CHART_HEIGHT - MARGIN_BOTTOM;
-        let description = format!(
-            "{} from {} to {}. Systolic ranged from {} to {} mmHg, diastolic from {} to {} mmHg. \
-             {} at or above {}/{}.",
-            count(readings.len(), "reading", "readings"),
-            first.date,
-            last.date,
-            oldest_first
-                .iter()
-                .map(|r| r.systolic)
-                .min()
-                .unwrap_or_default(),
-            highest,
-            lowest,
-            oldest_first
-                .iter()
-                .map(|r| r.diastolic)
-                .max()
-                .unwrap_or_default(),
-            count(
-                readings.iter().filter(|r| r.flagged).count(),
-                "reading is",
-                "readings are"
-            ),
-            SYSTOLIC_LIMIT,
-            DIASTOLIC_LIMIT,
-        );
-
-        html! {
-            figure {
-                svg xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (CHART_WIDTH) " " (CHART_HEIGHT) }
-                    width=(CHART_WIDTH) height=(CHART_HEIGHT) role="img"
-                    aria-labelledby="chart-title chart-description" {
-                    title #chart-title { "Blood pressure trend" }
-                    desc #chart-description { (description) }
-                    g font-size="12" fill="#555" {
-                        @for value in &grid {
-                            line x1=(MARGIN_LEFT) x2=(right) y1=(format!("{:.1}", y(*value))) y2=(format!("{:.1}", y(*value)))
-                                stroke="#e3e3e3" stroke-width="1" {}
-                            text x=(MARGIN_LEFT - 6.0) y=(format!("{:.1}", y(*value) + 4.0)) text-anchor="end" { (value) }
-                        }
-                        text x=(MARGIN_LEFT) y=(bottom + 24.0) text-anchor="start" { (first.date) }
-                        @if last_day != first_day {
-                            text x=(right) y=(bottom + 24.0) text-anchor="end" { (last.date) }
-                        }
-                    }
-                    @for limit in [SYSTOLIC_LIMIT, DIASTOLIC_LIMIT] {
-                        line x1=(MARGIN_LEFT) x2=(right) y1=(format!("{:.1}", y(limit))) y2=(format!("{:.1}", y(limit)))
-                            stroke="#8a1c12" stroke-width="1" stroke-dasharray="6 4" {}
-                    }
-                    polyline points=(points(|r| r.systolic)) fill="none" stroke=(SYSTOLIC_COLOUR) stroke-width="2" {}
-                    polyline points=(points(|r| r.diastolic)) fill="none" stroke=(DIASTOLIC_COLOUR) stroke-width="2" {}
-                    @for reading in &oldest_first {
-                        g {
-                            title { (reading.date) ": " (reading.systolic) "/" (reading.diastolic) " mmHg" }
-                            circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.systolic))) r="3" fill=(SYSTOLIC_COLOUR) {}
-                            circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.diastolic))) r="3" fill=(DIASTOLIC_COLOUR) {}
-                        }
-                    }
-                }
-                figcaption {
-                    "Upper line: systolic; lower line: diastolic (mmHg). Dashed lines mark "
-                    (SYSTOLIC_LIMIT) " and " (DIASTOLIC_LIMIT) " mmHg."
-                }
-            }
-        }
-    }
-
-    fn count(n: usize, one: &str, many: &str) -> String {
-        if n == 1 {
-            format!("1 {one}")
-        } else {
-            format!("{n} {many}")
-        }
-    }
 }
 
 /// The results as a text table.
