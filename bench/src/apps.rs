@@ -2,7 +2,6 @@
 //! (token check, routing, a fresh instance, the handler, host calls with policy and durable
 //! audit), in process, without sockets, next to a native handler on the same router.
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -49,14 +48,7 @@ pub struct Measured {
 
 pub async fn run(config: &Config) -> anyhow::Result<Vec<Measured>> {
     eprintln!("building the example apps…");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("repository root")?;
-    let built = healthcloud_guestbuild::build(
-        &root.join("example-apps/Cargo.toml"),
-        &root.join("target/guests"),
-        healthcloud_guestbuild::Lockfile::Locked,
-    )?;
+    let built = crate::build_example_apps()?;
     let db = config.data_dir.join("apps.db");
     let store = EmbeddedStore::new(Database::connect(&format!("sqlite://{}", db.display())).await?);
     eprintln!("generating {} patients…", config.patients);

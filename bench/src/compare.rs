@@ -228,10 +228,7 @@ pub struct Results {
 
 /// Runs the benchmark.
 pub async fn run(config: &Config) -> anyhow::Result<Results> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("repository root")?
-        .to_owned();
+    let root = crate::repository_root();
     let run_dir = crate::RunDir {
         path: config
             .data_dir
@@ -240,14 +237,10 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
     };
     std::fs::create_dir_all(&run_dir.path)
         .with_context(|| format!("cannot create {}", run_dir.path.display()))?;
-    let wasmtime = wasmtime_binary(&root, config.smoke)?;
+    let wasmtime = wasmtime_binary(root, config.smoke)?;
 
     eprintln!("building the example apps…");
-    let built = healthcloud_guestbuild::build(
-        &root.join("example-apps/Cargo.toml"),
-        &root.join("target/guests"),
-        healthcloud_guestbuild::Lockfile::Locked,
-    )?;
+    let built = crate::build_example_apps()?;
     let app = |package: &str| {
         built
             .iter()
@@ -280,7 +273,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
 
     eprintln!("starting the servers…");
     let servers = Servers::start(&ServerSetup {
-        root: &root,
+        root,
         run_dir: &run_dir.path,
         seed_db: &seed_db,
         issuer_pem: &issuer_pem,
@@ -324,7 +317,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
             Ok(binary) => Ok(command_output(&binary, &["--version"])?),
             Err(reason) => Err(reason),
         },
-        runtime_wasmtime: locked_version(&root, "wasmtime").unwrap_or_else(|| "unknown".to_owned()),
+        runtime_wasmtime: locked_version(root, "wasmtime").unwrap_or_else(|| "unknown".to_owned()),
         bp,
         load_average,
     })

@@ -622,14 +622,7 @@ struct ExampleApp {
 }
 
 fn example_apps() -> anyhow::Result<Vec<ExampleApp>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("repository root")?;
-    let built = healthcloud_guestbuild::build(
-        &root.join("example-apps/Cargo.toml"),
-        &root.join("target/guests"),
-        healthcloud_guestbuild::Lockfile::Locked,
-    )?;
+    let built = crate::build_example_apps()?;
     let mut apps = Vec::new();
     for app in built {
         let manifest_text = std::fs::read_to_string(app.package_dir.join("healthcloud.toml"))?;

@@ -391,3 +391,20 @@ async fn fhir_report(args: FhirArgs) -> anyhow::Result<report::Report> {
     machine.load_average.1 = machine::load_average();
     Ok(report::build(date, command, &machine, &config, &results))
 }
+
+/// The repository's root directory (the benchmark runs from its own checkout).
+fn repository_root() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the bench crate sits in the repository")
+}
+
+/// The example apps, built for wasm32-wasip2 into `target/guests` as the tests build them.
+fn build_example_apps() -> anyhow::Result<Vec<healthcloud_guestbuild::Built>> {
+    let root = repository_root();
+    healthcloud_guestbuild::build(
+        &root.join("example-apps/Cargo.toml"),
+        &root.join("target/guests"),
+        healthcloud_guestbuild::Lockfile::Locked,
+    )
+}
