@@ -243,19 +243,25 @@ fn start_epoch_ticker(engine: &Engine, swap_appeared: Option<Arc<AtomicBool>>) {
                 if let Some(appeared) = &swap_appeared
                     && ticks.is_multiple_of(swap_every)
                 {
-                    let active = swap_active(SWAPS);
-                    if active && !appeared.load(Ordering::Relaxed) {
-                        tracing::error!(
-                            "swap was turned on: app instances are refused (503) until this \
-                             node restarts or swap is off again"
-                        );
-                    }
-                    appeared.store(active, Ordering::Relaxed);
+                    look_for_swap(SWAPS, appeared);
                 }
                 std::thread::sleep(EPOCH_TICK);
             }
         })
         .expect("cannot start the epoch thread");
+}
+
+/// Records in `appeared` whether swap is active now, by the table at `path`, and says so
+/// loudly when it has just appeared.
+fn look_for_swap(path: &str, appeared: &AtomicBool) {
+    let active = swap_active(path);
+    let before = appeared.swap(active, Ordering::Relaxed);
+    if active && !before {
+        tracing::error!(
+            "swap was turned on: app instances are refused (503) until this node restarts or \
+             swap is off again"
+        );
+    }
 }
 
 /// Where Linux lists the active swap areas (zram and other compressed swap included).
@@ -388,5 +394,41 @@ mod tests {
             "{header}/dev/zram0                              partition\t4194300\t\t0\t\t100\n"
         )));
         assert!(swap_active(dir.path().join("missing").to_str().unwrap()));
+    }
+
+    #[test]
+    fn swap_turned_on_after_start_refuses_instances_until_it_is_off_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("swaps");
+        let path = path.to_str().unwrap();
+        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        let mut engine = AppEngine::new(
+            &Limits {
+                pool_instances: 1,
+                ..Limits::default()
+            },
+            None,
+        )
+        .unwrap();
+        // As the engine is when it chose the scan reset (swap off at start).
+        let appeared = Arc::new(AtomicBool::new(false));
+        engine.swap_appeared = Some(appeared.clone());
+
+        fs::write(path, header).unwrap();
+        look_for_swap(path, &appeared);
+        assert_eq!(engine.refuses_instances(), None);
+
+        fs::write(path, format!("{header}/swapfile file 1048572 0 -2\n")).unwrap();
+        look_for_swap(path, &appeared);
+        assert!(
+            engine
+                .refuses_instances()
+                .unwrap()
+                .contains("swap was turned on")
+        );
+
+        fs::write(path, header).unwrap();
+        look_for_swap(path, &appeared);
+        assert_eq!(engine.refuses_instances(), None);
     }
 }
