@@ -331,6 +331,62 @@ fn up_accepts_only_the_configured_issuer() {
     );
 }
 
+/// `up --addr 0.0.0.0:PORT` is reachable from other machines: the launch page, which mints a
+/// token of any role for whoever asks, is not served there, and `up` says so.
+#[test]
+fn up_on_every_address_serves_no_launch_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    succeed(&[
+        "data",
+        "generate",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--patients",
+        "3",
+    ]);
+    let port = free_port();
+    let up = common::Up::start_listening(&data_dir, None, "0.0.0.0", port, None);
+    let said = up.line_containing("launch page:");
+    assert!(
+        said.contains("not served") && said.contains("not a loopback address"),
+        "{said}"
+    );
+    for path in ["/", "/citizen/", "/store-admin/", "/regions/hovedstaden/"] {
+        let (status, body) = http_get(port, path, "");
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let launch = post_form(port, "/launch", "role=store-admin&region=&patient=&app=");
+    assert!(
+        launch.starts_with("HTTP/1.1 404") || launch.starts_with("HTTP/1.1 405"),
+        "{launch}"
+    );
+    assert!(
+        !launch.to_ascii_lowercase().contains("set-cookie"),
+        "{launch}"
+    );
+    // Everything else is served as usual.
+    let (status, _) = http_get(port, "/fhir/r4/metadata", "");
+    assert_eq!(status, 200);
+}
+
+/// A form POST over loopback as a script sends it; the whole response.
+fn post_form(port: u16, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: http://localhost:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 /// The vendor quickstart as the README writes it: new → build → run, then the app answers
 /// over HTTP with the synthetic patient's data; a manifest that stops requesting what the
 /// code imports fails the build, naming the import.

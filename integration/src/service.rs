@@ -567,3 +567,80 @@ impl<'a> Pending<'a> {
         }
     }
 }
+
+/// What an app keeps about the patient in context (the `kv` capability's partition for that
+/// patient) is patient data: reaching it takes the patient's consent, and every access is
+/// filed in the patient's log like a data call.
+pub const APP_STATE: &str = "kv";
+
+/// An app's access to the state it keeps about the patient in context, opened by
+/// [`FhirService::app_state`] once the patient's consent allowed it. The work runs in
+/// [`AppStateAccess::tx`]; [`AppStateAccess::commit`] files the access in the patient's log in
+/// that same transaction. Dropped without a commit, nothing is changed and nothing is filed
+/// (a write that failed its quota, say, reached nothing).
+pub struct AppStateAccess<'a> {
+    service: &'a FhirService,
+    audit: Pending<'a>,
+    tx: crate::db::WriteTx,
+}
+
+impl std::fmt::Debug for AppStateAccess<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppStateAccess")
+            .field("patients", &self.audit.patients)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FhirService {
+    /// Opens an app's access to the state it keeps about the patient in context: `what` says
+    /// which entry (`key=…`, `prefix=…`) for the log. Refused (and the refusal filed in the
+    /// patient's log) when there is no patient in context or the patient's consent denies the
+    /// app, its user or their organization anything at all: an app's notes about a patient
+    /// can hold any of that patient's data.
+    pub async fn app_state<'a>(
+        &'a self,
+        context: &'a AccessContext,
+        interaction: Interaction,
+        what: &str,
+    ) -> Result<AppStateAccess<'a>, FhirError> {
+        let mut audit = Pending::new(context, interaction, APP_STATE);
+        audit.query = Some(what.to_owned());
+        let Some(patient) = context.patient() else {
+            let refusal = FhirError::Forbidden(
+                "no patient in context: an app keeps state about the patient it was opened for"
+                    .into(),
+            );
+            return Err(self.finish::<()>(audit, Err(refusal)).await.unwrap_err());
+        };
+        audit.patients = vec![patient.to_owned()];
+        if let Err(refusal) = self.check_consent(context, None, patient).await {
+            return Err(self.finish::<()>(audit, Err(refusal)).await.unwrap_err());
+        }
+        let tx = self.store.database().begin_write().await?;
+        Ok(AppStateAccess {
+            service: self,
+            audit,
+            tx,
+        })
+    }
+}
+
+impl AppStateAccess<'_> {
+    /// The transaction the access runs in.
+    pub fn tx(&mut self) -> &mut crate::db::WriteTx {
+        &mut self.tx
+    }
+
+    /// Files the access in the patient's log and commits it together with the work.
+    pub async fn commit(self) -> Result<(), FhirError> {
+        let AppStateAccess {
+            service,
+            audit,
+            mut tx,
+        } = self;
+        service.write_audit(&mut tx, &audit, None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -401,7 +401,7 @@ impl Runtime {
             },
             fhir: FhirCtx {
                 service: self.inner.service.clone(),
-                principal,
+                principal: principal.clone(),
                 app: identity.clone(),
                 grant: install.grant.clone(),
                 search_results: limits.search_results,
@@ -411,6 +411,8 @@ impl Runtime {
             },
             kv: KvCtx {
                 store: self.inner.kv.clone(),
+                service: self.inner.service.clone(),
+                principal,
                 app: identity.clone(),
                 grant: install.grant.clone(),
                 quota: limits.kv_quota_bytes,

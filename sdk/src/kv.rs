@@ -1,9 +1,11 @@
-//! Small app-private key-value state, one store per region install of the app. Needs the
-//! `kv` capability.
+//! Small app-private key-value state of a region install of the app, in partitions.
 //!
-//! No other app and no other region's install can see it. Keys plus values count against a
-//! quota; a write that would exceed it fails and changes nothing. Do not keep patient data
-//! here: it is not part of the patient record, its consent or its audit trail.
+//! Opened for a patient (capability `kv`), the app reaches only that patient's partition: no
+//! launch for another patient, no other app and no other region's install sees it; the
+//! patient's consent applies and every call is in the patient's audit log. Opened without a
+//! patient, it reaches the install-wide partition shared by all such launches, and only with
+//! the `kv-install` capability (never keep patient data there). Keys plus values count against
+//! a quota per partition; a write that would exceed it fails and changes nothing.
 //!
 //! ```no_run
 //! use healthcloud_sdk::kv;
@@ -23,7 +25,8 @@ use crate::bindings::healthcloud::platform::kv as wit;
 /// Why a key-value call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// The region did not grant this app the `kv` capability.
+    /// The region did not grant this app the `kv` capability (`kv-install` without a
+    /// patient), or the patient's consent denies the app.
     Denied(String),
     /// The write would take the store over its quota; the reason gives the quota and use.
     QuotaExceeded(String),

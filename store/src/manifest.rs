@@ -74,8 +74,12 @@ pub struct RequestedCapability {
 pub enum Capability {
     /// FHIR data, as a SMART v2 scope (`patient/Observation.rs?category=vital-signs`).
     Data(Scope),
-    /// App-private key-value state.
+    /// App-private key-value state about the patient in context: one partition per patient,
+    /// reachable only from launches for that patient, under their consent and audited.
     Kv,
+    /// App-private key-value state shared by every launch of the install that has no patient
+    /// in context (settings, caches): never about a patient.
+    KvInstall,
     /// Log lines to the host log.
     Log,
     /// Outgoing HTTP to one host (`outbound-http:api.example.org`, optionally with `:port`).
@@ -93,7 +97,7 @@ pub struct CapabilityError {
 }
 
 impl Capability {
-    /// Parses `kv`, `log`, `outbound-http:<host>` or a SMART v2 data scope.
+    /// Parses `kv`, `kv-install`, `log`, `outbound-http:<host>` or a SMART v2 data scope.
     pub fn parse(text: &str) -> Result<Capability, CapabilityError> {
         let error = |reason: String| CapabilityError {
             capability: text.to_owned(),
@@ -101,6 +105,7 @@ impl Capability {
         };
         match text {
             "kv" => return Ok(Capability::Kv),
+            "kv-install" => return Ok(Capability::KvInstall),
             "log" => return Ok(Capability::Log),
             _ => {}
         }
@@ -124,7 +129,7 @@ impl Capability {
             Ok(Some(scope)) => Ok(Capability::Data(scope)),
             Ok(None) => Err(error("this SMART scope grants no data".into())),
             Err(scope_error) => Err(error(format!(
-                "{}; capabilities are kv, log, outbound-http:<host> or SMART v2 scopes like patient/Observation.rs",
+                "{}; capabilities are kv, kv-install, log, outbound-http:<host> or SMART v2 scopes like patient/Observation.rs",
                 scope_error.reason
             ))),
         }
@@ -181,7 +186,15 @@ impl Capability {
                 format!("{verbs} {whose}{only}.")
             }
             Capability::Kv => {
-                "Keep its own data in the region (within a size quota); only this app can read it."
+                "Keep its own notes about the patient it is opened for (within a size \
+                quota): only this app, opened for that same patient, can read them; the patient's \
+                consent applies and every read and write is in the patient's log."
+                    .into()
+            }
+            Capability::KvInstall => {
+                "Keep data shared by everyone who opens this app in the region \
+                without a patient (settings, caches; within a size quota): every user of the app \
+                can read it, so it must never hold patient data."
                     .into()
             }
             Capability::Log => "Write log lines that the region's operators can read.".into(),
@@ -197,6 +210,7 @@ impl fmt::Display for Capability {
         match self {
             Capability::Data(scope) => write!(f, "{scope}"),
             Capability::Kv => f.write_str("kv"),
+            Capability::KvInstall => f.write_str("kv-install"),
             Capability::Log => f.write_str("log"),
             Capability::OutboundHttp(host) => write!(f, "outbound-http:{host}"),
         }
@@ -426,6 +440,7 @@ mod tests {
     fn capabilities_round_trip_and_refuse_non_data_scopes() {
         for text in [
             "kv",
+            "kv-install",
             "log",
             "outbound-http:example.org:8443",
             "patient/Observation.rs",

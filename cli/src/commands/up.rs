@@ -40,12 +40,28 @@ impl UpCommand {
             server::app_cloud(&integration, &self.data.data_dir, config.limits.clone()).await?;
         let app_store = server::app_store(&integration, &self.data.data_dir, &runtime).await?;
         let listener = server::listen(self.addr).await?;
-        let local_url = format!("http://{}", listener.local_addr()?);
+        let bound = listener.local_addr()?;
+        // This process's own calls (publishing the example apps, following the store) go over
+        // loopback even when the listener takes every address.
+        let local_url = if bound.ip().is_unspecified() {
+            let loopback: std::net::IpAddr = match bound {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            };
+            format!("http://{}", SocketAddr::new(loopback, bound.port()))
+        } else {
+            format!("http://{bound}")
+        };
         let ready = server::Ready::default();
-        // The launcher mints tokens with the development issuer's key: never beside a real
-        // issuer.
-        let pages = match &self.issuer.issuer {
-            None => {
+        // The launcher mints tokens of any role with the development issuer's key: never beside
+        // a real issuer, and only where no one but this machine's users can reach it.
+        let launcher = match &self.issuer.issuer {
+            None if crate::launch::mountable_on(bound) => Launcher::Mounted,
+            None => Launcher::NotLoopback,
+            Some(_) => Launcher::RealIssuer,
+        };
+        let pages = match launcher {
+            Launcher::Mounted => {
                 crate::launch::router(crate::launch::Launch::new(crate::launch::LaunchConfig {
                     issuer: integration.issuer.clone(),
                     verifier: integration.state.verifier.clone(),
@@ -54,9 +70,10 @@ impl UpCommand {
                     store_url: local_url.clone(),
                     public_url: public_url.clone(),
                     regions: config.install.iter().map(|i| i.region.clone()).collect(),
+                    listen_addr: bound,
                 })?)
             }
-            Some(_) => axum::Router::new(),
+            Launcher::NotLoopback | Launcher::RealIssuer => axum::Router::new(),
         };
         let app = server::router_with(&integration, &runtime, &app_store, &ready, pages);
         let serving = tokio::spawn(server::serve(listener, app));
@@ -94,10 +111,15 @@ impl UpCommand {
         ready.set();
 
         println!("healthcloud is up");
-        if dev_issuer {
-            println!(
+        match launcher {
+            Launcher::Mounted => println!(
                 "  launch page:   {public_url}/  (open the apps, the region and store admin pages and the citizen page in a browser)"
-            );
+            ),
+            Launcher::NotLoopback => println!(
+                "  launch page:   not served: {bound} is not a loopback address, and the launch page \
+                 mints tokens for any role (listen on 127.0.0.1 to use it)"
+            ),
+            Launcher::RealIssuer => {}
         }
         println!(
             "  FHIR R4 API:   {public_url}/fhir/r4  (metadata: {public_url}/fhir/r4/metadata)"
@@ -123,7 +145,7 @@ impl UpCommand {
             } else {
                 ""
             },
-            if dev_issuer {
+            if launcher == Launcher::Mounted {
                 " or the launch page"
             } else {
                 ""
@@ -154,4 +176,15 @@ impl UpCommand {
         }
         serving.await?
     }
+}
+
+/// Whether `up` serves the development launch pages, and why not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Launcher {
+    /// Development issuer on a loopback listener.
+    Mounted,
+    /// Development issuer, but the listener is reachable from other machines.
+    NotLoopback,
+    /// Tokens come from a real issuer: the launcher could not mint them.
+    RealIssuer,
 }

@@ -24,6 +24,12 @@ pub enum PageError {
         "this form was sent from a page on another site, or one this server did not serve, so nothing was done"
     )]
     CrossSite,
+    /// 403: the request did not come over loopback, or named no `Host`: the launcher mints
+    /// tokens for any role, so only the machine it runs on may reach it.
+    #[error(
+        "the launch pages answer only requests from this machine (over loopback, with a Host header)"
+    )]
+    NotLocal,
     /// 400: a form or address the pages never produce.
     #[error("{0}")]
     BadRequest(String),
@@ -98,7 +104,9 @@ impl PageError {
     fn status(&self) -> StatusCode {
         match self {
             PageError::NoSession(_) => StatusCode::UNAUTHORIZED,
-            PageError::Forbidden(_) | PageError::CrossSite => StatusCode::FORBIDDEN,
+            PageError::Forbidden(_) | PageError::CrossSite | PageError::NotLocal => {
+                StatusCode::FORBIDDEN
+            }
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
             PageError::Refused { status, .. } => *status,
@@ -117,6 +125,9 @@ impl PageError {
             }
             PageError::CrossSite => {
                 "Open the page on this server and use its form there. If you did not mean to send anything, there is nothing to do."
+            }
+            PageError::NotLocal => {
+                "Open the launch page in a browser on the machine running healthcloud, at the address it printed (http://127.0.0.1:PORT/)."
             }
             PageError::BadRequest(_) => {
                 "Use the forms on the pages; go back, reload the page and try again."

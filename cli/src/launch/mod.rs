@@ -11,8 +11,10 @@
 //! - [`citizen`]: `/citizen/` shows who looked at the citizen's data and opts apps out, through
 //!   the integration cloud's [`FhirService`] with the citizen's verified token.
 //!
-//! Only mounted with the development issuer: the launcher mints tokens with its key, which a
-//! real issuer would never hand out. Pages are server-rendered (askama, escaping on), carry no
+//! Only mounted with the development issuer, and only on a listener bound to a loopback
+//! address: the launcher mints tokens of any role with its key, which a real issuer would
+//! never hand out, so [`Launch::new`] refuses any other listener and every request must come
+//! from a loopback peer (its connection's address, never a header) and name its `Host`. Pages are server-rendered (askama, escaping on), carry no
 //! script and a strict content security policy. Sessions are cookies holding the minted token
 //! ([`session`]), verified on every request; forms that change anything are refused when sent
 //! from another origin.
@@ -25,10 +27,11 @@ mod session;
 mod store_admin;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -63,6 +66,14 @@ pub struct LaunchConfig {
     pub public_url: String,
     /// The regions to offer even when nothing is installed in them (from `app-cloud.toml`).
     pub regions: Vec<String>,
+    /// The address the server's listener is bound to: the launcher exists only on loopback.
+    pub listen_addr: SocketAddr,
+}
+
+/// Whether the launcher may be mounted on a listener bound to `addr`: only a loopback address
+/// keeps everyone but this machine's users away from a page that mints any role's token.
+pub fn mountable_on(addr: SocketAddr) -> bool {
+    addr.ip().is_loopback()
 }
 
 /// The launcher's state; cheap to clone.
@@ -83,6 +94,14 @@ struct Inner {
 impl Launch {
     /// The launcher over `config`.
     pub fn new(config: LaunchConfig) -> anyhow::Result<Launch> {
+        if !mountable_on(config.listen_addr) {
+            anyhow::bail!(
+                "the launch pages mint tokens for any role, so they are served only on a loopback \
+                 address, not on {}: listen on 127.0.0.1 (--addr 127.0.0.1:PORT), or configure a \
+                 real issuer (--issuer) for other addresses",
+                config.listen_addr
+            );
+        }
         let url = reqwest::Url::parse(&config.public_url).map_err(|e| {
             anyhow::anyhow!(
                 "the public URL '{}' is not a URL ({e}): pass one like http://127.0.0.1:8080",
@@ -195,8 +214,8 @@ pub fn router(launch: Launch) -> Router {
 /// rebinding) would otherwise be "same origin" with its own forms.
 fn addressed_here(headers: &axum::http::HeaderMap, public_origin: &str) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        // HTTP/1.0 clients may omit it; browsers never do.
-        return true;
+        // Browsers always send one; without it the request's target cannot be judged.
+        return false;
     };
     let Ok(public) = reqwest::Url::parse(public_origin) else {
         return false;
@@ -217,7 +236,25 @@ fn addressed_here(headers: &axum::http::HeaderMap, public_origin: &str) -> bool 
         && ["localhost", "127.0.0.1", "[::1]"].contains(&name.to_ascii_lowercase().as_str())
 }
 
+/// Whether the connection came from this machine. Judged by the peer address the listener
+/// accepted, which no header can change; a request served without one (not through
+/// `into_make_service_with_connect_info`) is refused rather than trusted.
+fn from_loopback(request: &Request) -> bool {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback())
+}
+
 async fn refuse_cross_site(State(launch): State<Launch>, request: Request, next: Next) -> Response {
+    if !from_loopback(&request) || !request.headers().contains_key(header::HOST) {
+        tracing::warn!(
+            peer = ?request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
+            host = ?request.headers().get(header::HOST),
+            "refused a request for the launch pages from another machine or without a Host"
+        );
+        return PageError::NotLocal.into_response();
+    }
     if !addressed_here(request.headers(), &launch.inner.public_origin) {
         tracing::warn!(
             host = ?request.headers().get(header::HOST),

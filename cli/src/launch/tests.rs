@@ -16,6 +16,7 @@ use super::*;
 
 struct Harness {
     url: String,
+    launch: Launch,
     integration: Integration,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -55,11 +56,13 @@ async fn harness() -> Harness {
         store_url: public_url.clone(),
         public_url: public_url.clone(),
         regions: vec!["hovedstaden".into(), "midtjylland".into()],
+        listen_addr: listener.local_addr().unwrap(),
     })
     .unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(launch)).await });
+    tokio::spawn(crate::server::serve(listener, router(launch.clone())));
     Harness {
         url: public_url,
+        launch,
         integration,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -283,6 +286,102 @@ async fn forms_from_other_origins_are_refused_before_anything_happens() {
     assert_eq!(allowed.status(), 303);
 }
 
+/// The launch form as a raw HTTP/1.0 request without `Host`, as an attacker's script sends it.
+async fn raw_launch_without_host(h: &Harness, patient: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = h.url.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = format!("role=store-admin&region=&patient={patient}&app=");
+    stream
+        .write_all(
+            format!(
+                "POST /launch HTTP/1.0\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test]
+async fn a_launch_without_a_host_header_mints_nothing() {
+    let h = harness().await;
+    let patients = h.patients().await;
+    let response = raw_launch_without_host(&h, &patients[0]).await;
+    assert!(response.starts_with("HTTP/1.0 403"), "{response}");
+    assert!(
+        !response.to_ascii_lowercase().contains("set-cookie"),
+        "{response}"
+    );
+    assert!(
+        response.contains("only requests from this machine"),
+        "{response}"
+    );
+}
+
+#[tokio::test]
+async fn a_launch_from_another_machine_mints_nothing_whatever_its_host_header_says() {
+    use tower::ServiceExt;
+    let h = harness().await;
+    let patients = h.patients().await;
+    let launch = |peer: Option<&str>| {
+        let mut request = axum::http::Request::post("/launch")
+            .header(header::HOST, h.url.strip_prefix("http://").unwrap())
+            .header(header::ORIGIN, &h.url)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(format!(
+                "role=store-admin&region=&patient={}&app=",
+                patients[0]
+            )))
+            .unwrap();
+        if let Some(peer) = peer {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        }
+        router(h.launch.clone()).oneshot(request)
+    };
+    // A port forward or proxy on this machine: the peer is what the listener accepted.
+    for peer in [Some("10.1.2.3:40000"), Some("[2001:db8::7]:40000"), None] {
+        let refused = launch(peer).await.unwrap();
+        assert_eq!(refused.status(), 403, "{peer:?}");
+        assert!(refused.headers().get(header::SET_COOKIE).is_none());
+    }
+    let allowed = launch(Some("127.0.0.1:40000")).await.unwrap();
+    assert_eq!(allowed.status(), 303);
+    assert!(allowed.headers().get(header::SET_COOKIE).is_some());
+}
+
+#[tokio::test]
+async fn the_launcher_is_never_built_for_a_listener_other_machines_reach() {
+    let h = harness().await;
+    for addr in ["0.0.0.0:8080", "[::]:8080", "192.0.2.10:8080"] {
+        let error = Launch::new(LaunchConfig {
+            issuer: h.integration.issuer.clone(),
+            verifier: h.integration.state.verifier.clone(),
+            service: h.integration.state.service.clone(),
+            runtime: h.launch.runtime().clone(),
+            store_url: h.url.clone(),
+            public_url: h.url.clone(),
+            regions: Vec::new(),
+            listen_addr: addr.parse().unwrap(),
+        })
+        .err()
+        .unwrap_or_else(|| panic!("a launcher on {addr}"));
+        assert!(
+            error.to_string().contains("only on a loopback address"),
+            "{error}"
+        );
+    }
+    assert!(mountable_on("127.0.0.1:8080".parse().unwrap()));
+    assert!(mountable_on("[::1]:8080".parse().unwrap()));
+}
+
 #[tokio::test]
 async fn a_launch_that_names_nothing_real_is_answered_on_the_form() {
     let h = harness().await;
@@ -358,6 +457,7 @@ fn the_pages_answer_only_to_this_servers_names() {
         &host("localhost"),
         "https://health.example.org"
     ));
+    assert!(!addressed_here(&HeaderMap::new(), origin), "no Host at all");
 }
 
 #[test]

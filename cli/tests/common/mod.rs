@@ -119,6 +119,17 @@ impl Up {
         port: u16,
         pause_at: Option<&str>,
     ) -> Up {
+        Self::start_listening(data_dir, database_url, "127.0.0.1", port, pause_at)
+    }
+
+    /// [`Up::start_on`] listening on `host` (the URL stays on loopback).
+    pub fn start_listening(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        host: &str,
+        port: u16,
+        pause_at: Option<&str>,
+    ) -> Up {
         let mut command = command_in(
             data_dir,
             &[
@@ -126,7 +137,7 @@ impl Up {
                 "--data-dir",
                 data_dir.to_str().unwrap(),
                 "--addr",
-                &format!("127.0.0.1:{port}"),
+                &format!("{host}:{port}"),
             ],
         );
         command.env_remove("HEALTHCLOUD_STORE_PAUSE_AT");
@@ -164,12 +175,17 @@ impl Up {
     }
 
     pub fn wait_for_line(&self, text: &str) {
+        self.line_containing(text);
+    }
+
+    /// The first line from now on that contains `text` (panics after five minutes).
+    pub fn line_containing(&self, text: &str) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(300);
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return,
+                Ok(line) if line.contains(text) => return line,
                 Ok(line) => seen.push(line),
                 Err(error) => panic!(
                     "healthcloud up never printed '{text}' ({error}); it printed:\n{}",
@@ -183,5 +199,13 @@ impl Up {
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+}
+
+/// A test that fails midway leaves no server behind.
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,30 +1,36 @@
-use std::future::Future;
-
+use healthcloud_integration::FhirError;
+use healthcloud_integration::db::WriteTx;
+use healthcloud_integration::scope::Interaction;
 use healthcloud_store::manifest::Capability;
 
-use super::store::KvWriteError;
+use super::store::{KvWriteError, Partition};
 use super::{KvCtx, MAX_KEY_BYTES};
 use crate::bindings::kv::{self, Error};
 
 impl kv::Host for &mut KvCtx {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
-        self.checked(&key, async {
-            Ok(self.store.get(&self.app.region, &self.app.id, &key).await?)
-        })
+        check_key(&key)?;
+        let store = self.store.clone();
+        self.in_partition(
+            Interaction::Read,
+            format!("key={key}"),
+            async |tx, partition| Ok(store.get(tx, partition, &key).await?),
+        )
         .await
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), Error> {
-        self.checked(&key, async {
-            if value.len() as u64 > self.quota {
-                return Err(Error::Invalid(format!(
-                    "the value is {} bytes; the whole store holds at most {} bytes",
-                    value.len(),
-                    self.quota
-                )));
-            }
-            let namespace = (self.app.region.as_str(), self.app.id.as_str());
-            match self.store.set(namespace, &key, &value, self.quota).await {
+        check_key(&key)?;
+        let quota = self.quota;
+        if value.len() as u64 > quota {
+            return Err(Error::Invalid(format!(
+                "the value is {} bytes; the whole store holds at most {quota} bytes",
+                value.len(),
+            )));
+        }
+        let store = self.store.clone();
+        self.in_partition(Interaction::Update, format!("key={key}"), async |tx, partition| {
+            match store.set(tx, partition, &key, &value, quota).await {
                 Ok(()) => Ok(()),
                 Err(KvWriteError::Quota { used, quota, needed }) => Err(Error::QuotaExceeded(format!(
                     "{used} of {quota} bytes are used and this write needs {needed}: delete keys first"
@@ -36,53 +42,107 @@ impl kv::Host for &mut KvCtx {
     }
 
     async fn delete(&mut self, key: String) -> Result<(), Error> {
-        self.checked(&key, async {
-            Ok(self
-                .store
-                .delete(&self.app.region, &self.app.id, &key)
-                .await?)
-        })
+        check_key(&key)?;
+        let store = self.store.clone();
+        self.in_partition(
+            Interaction::Delete,
+            format!("key={key}"),
+            async |tx, partition| Ok(store.delete(tx, partition, &key).await?),
+        )
         .await
     }
 
     async fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, Error> {
-        self.checked("-", async {
-            Ok(self
-                .store
-                .keys(&self.app.region, &self.app.id, &prefix)
-                .await?)
-        })
+        let store = self.store.clone();
+        self.in_partition(
+            Interaction::Search,
+            format!("prefix={prefix}"),
+            async |tx, partition| Ok(store.keys(tx, partition, &prefix).await?),
+        )
         .await
     }
 }
 
+fn check_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(Error::Invalid(format!(
+            "keys are 1 to {MAX_KEY_BYTES} bytes, not {}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
 impl KvCtx {
-    /// Checks the grant (now, not at instantiation) and the key, then runs the call under
-    /// the host-call time limit.
-    async fn checked<T>(
+    /// Runs `call` in the partition this launch reaches, under the host-call time limit, with
+    /// the grant checked now (not at instantiation). A launch for a patient reaches that
+    /// patient's partition: the patient's consent is checked first and the call is filed in
+    /// the patient's log in the same transaction as its work. A launch without a patient
+    /// reaches the install-wide partition, and only with `kv-install` granted.
+    async fn in_partition<T>(
         &self,
-        key: &str,
-        call: impl Future<Output = Result<T, Error>>,
+        interaction: Interaction,
+        what: String,
+        call: impl AsyncFnOnce(&mut WriteTx, Partition<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        if !self.grant.allows(&Capability::Kv) {
-            return Err(Error::Denied(format!(
-                "region {} has not granted {} the kv capability",
-                self.app.region, self.app.id
-            )));
-        }
-        if key.is_empty() || key.len() > MAX_KEY_BYTES {
-            return Err(Error::Invalid(format!(
-                "keys are 1 to {MAX_KEY_BYTES} bytes, not {}",
-                key.len()
-            )));
-        }
-        tokio::time::timeout(self.timeout, call)
+        let work = async {
+            let context = self.access();
+            let Some(patient) = context.patient() else {
+                if !self.grant.allows(&Capability::KvInstall) {
+                    return Err(Error::Denied(format!(
+                        "this launch has no patient in context, and region {} has not granted {} \
+                         the kv-install capability (state shared by every launch without a patient)",
+                        self.app.region, self.app.id
+                    )));
+                }
+                let partition = self.partition("");
+                let mut tx = self.store.begin().await?;
+                let value = call(&mut tx, partition).await?;
+                tx.commit().await?;
+                return Ok(value);
+            };
+            if !self.grant.allows(&Capability::Kv) {
+                return Err(Error::Denied(format!(
+                    "region {} has not granted {} the kv capability",
+                    self.app.region, self.app.id
+                )));
+            }
+            let mut access = self
+                .service
+                .app_state(&context, interaction, &what)
+                .await
+                .map_err(refused)?;
+            let value = call(access.tx(), self.partition(patient)).await?;
+            access.commit().await.map_err(refused)?;
+            Ok(value)
+        };
+        tokio::time::timeout(self.timeout, work)
             .await
             .unwrap_or_else(|_| {
                 Err(Error::Unavailable(
                     "the call took longer than its limit".into(),
                 ))
             })
+    }
+
+    fn partition<'a>(&'a self, patient: &'a str) -> Partition<'a> {
+        Partition {
+            region: &self.app.region,
+            app: &self.app.id,
+            patient,
+        }
+    }
+}
+
+/// The integration cloud's refusal as the guest sees it: consent and policy are `denied`.
+fn refused(error: FhirError) -> Error {
+    match error {
+        FhirError::Forbidden(_) | FhirError::ConsentDenied => Error::Denied(error.to_string()),
+        FhirError::Internal(cause) => {
+            tracing::error!(error = format!("{cause:#}"), "kv audit failed");
+            Error::Unavailable("storage failed; the error is in the host log".into())
+        }
+        other => Error::Unavailable(other.to_string()),
     }
 }
 

@@ -1,5 +1,8 @@
-//! `healthcloud:platform/kv`: small app-private state, one namespace per region install,
-//! with a quota.
+//! `healthcloud:platform/kv`: small app-private state of a region install, with a quota per
+//! partition. A launch for a patient reaches only that patient's partition (capability `kv`):
+//! the patient's consent applies and every call is filed in the patient's log, through
+//! [`FhirService::app_state`]. A launch without a patient reaches the install-wide partition,
+//! and only if the manifest requests and the region grants `kv-install`.
 
 mod host;
 mod store;
@@ -7,7 +10,9 @@ mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use healthcloud_integration::policy::AppIdentity;
+use healthcloud_integration::FhirService;
+use healthcloud_integration::auth::Principal;
+use healthcloud_integration::policy::{AccessContext, AppIdentity};
 use healthcloud_store::manifest::Capability;
 use wasmtime::component::{HasData, Linker};
 
@@ -17,11 +22,13 @@ use super::{Grant, ImportRule};
 use crate::bindings::kv;
 use crate::instance::InstanceState;
 
-/// Importing `kv` needs the `kv` capability.
+/// Importing `kv` needs the `kv` or the `kv-install` capability.
 pub const IMPORT_RULE: ImportRule = ImportRule {
     interface: "healthcloud:platform/kv",
-    needs: "the kv capability",
-    allowed: |requested| requested.contains(&Capability::Kv),
+    needs: "the kv capability (or kv-install)",
+    allowed: |requested| {
+        requested.contains(&Capability::Kv) || requested.contains(&Capability::KvInstall)
+    },
 };
 
 /// Longest key accepted, in bytes.
@@ -32,7 +39,11 @@ pub const MAX_KEY_BYTES: usize = 256;
 pub struct KvCtx {
     /// Where values live.
     pub store: KvStore,
-    /// The install: its region and app id name the namespace.
+    /// Consent and audit for a patient's partition.
+    pub service: FhirService,
+    /// The verified user; the patient in context picks the partition.
+    pub principal: Arc<Principal>,
+    /// The install: its region and app id name the partitions.
     pub app: Arc<AppIdentity>,
     /// The install's live grant.
     pub grant: Grant,
@@ -40,6 +51,17 @@ pub struct KvCtx {
     pub quota: u64,
     /// Time one call may take.
     pub timeout: Duration,
+}
+
+impl KvCtx {
+    /// The policy engine's view of this call: the user and the app (kv needs no data grant).
+    pub(crate) fn access(&self) -> AccessContext {
+        AccessContext {
+            principal: Principal::clone(&self.principal),
+            app: Some(AppIdentity::clone(&self.app)),
+            grant: Some(Vec::new()),
+        }
+    }
 }
 
 struct HasKv;
