@@ -377,6 +377,8 @@ async fn approve(
         version,
         approve: true,
         grant: values("grant"),
+        // Internal outbound destinations are allowed only from the CLI, explicitly.
+        allow_internal_addresses: false,
     };
     launch
         .runtime()
