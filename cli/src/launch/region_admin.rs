@@ -423,6 +423,7 @@ mod tests {
                 capability("kv", false),
             ],
             granted: vec!["patient/Observation.rs".into()],
+            allow_internal_addresses: false,
             installed_at: "2026-11-01T09:30:00.000Z".into(),
             updated_at: "2026-11-01T09:30:00.000Z".into(),
             serving: false,
