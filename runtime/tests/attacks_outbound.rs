@@ -220,7 +220,7 @@ async fn dns_rebinding_from_a_public_answer_to_loopback_never_reaches_the_loopba
             answer.body
         );
         assert_eq!(
-            answer.body, "error: DestinationUnavailable",
+            answer.body, "error: ErrorCode::DestinationUnavailable",
             "{scheme}: the connection went to the checked public address, which is unreachable here"
         );
         assert_eq!(dns.lookups(), 1, "{scheme}: the name is resolved once");
@@ -258,7 +258,7 @@ async fn a_granted_name_that_resolves_inside_the_network_is_refused_before_conne
             .await;
             assert_eq!(refused.status, StatusCode::BAD_GATEWAY, "{answer:?}");
             assert_eq!(
-                refused.body, "error: DestinationIpProhibited",
+                refused.body, "error: ErrorCode::DestinationIpProhibited",
                 "{answer:?} {scheme}"
             );
         }
@@ -303,7 +303,7 @@ async fn a_port_scan_sees_one_error_for_closed_silent_resetting_and_non_tls_port
     }
     for (url, status, body) in &answers {
         assert_eq!(*status, StatusCode::BAD_GATEWAY, "{url}: {body}");
-        assert_eq!(body, "error: DestinationUnavailable", "{url}");
+        assert_eq!(body, "error: ErrorCode::DestinationUnavailable", "{url}");
     }
     assert!(silent.connections() >= 2 && reset.connections() >= 1);
 }
