@@ -185,7 +185,10 @@ fn install(host: &Host, capabilities: &[&str], grant: Grant) -> Result<(), Insta
 }
 
 fn capabilities(names: &[&str]) -> Vec<Capability> {
-    names.iter().map(|n| Capability::parse(n).unwrap()).collect()
+    names
+        .iter()
+        .map(|n| Capability::parse(n).unwrap())
+        .collect()
 }
 
 async fn fetch(host: &Host, url: &str) -> Answer {
@@ -309,8 +312,7 @@ async fn a_port_scan_sees_one_error_for_closed_silent_resetting_and_non_tls_port
 }
 
 #[tokio::test]
-async fn an_allowed_internal_name_is_connected_at_the_checked_address_with_its_own_host_header()
-{
+async fn an_allowed_internal_name_is_connected_at_the_checked_address_with_its_own_host_header() {
     let host = host().await;
     let server = loopback(Behaviour::Http).await;
     let dns = Scripted::new(&[&["127.0.0.1"], &[PUBLIC]]);
@@ -340,9 +342,10 @@ async fn an_allowed_internal_name_is_connected_at_the_checked_address_with_its_o
         requests[0]
     );
     assert!(
-        requests[0]
-            .to_ascii_lowercase()
-            .contains(&format!("\r\nhost: lab.hospital.internal:{}\r\n", server.port)),
+        requests[0].to_ascii_lowercase().contains(&format!(
+            "\r\nhost: lab.hospital.internal:{}\r\n",
+            server.port
+        )),
         "{}",
         requests[0]
     );
@@ -603,15 +606,19 @@ async fn a_region_admin_installs_a_literal_internal_address_only_with_the_audite
     assert_eq!(error["field"], "grant");
     let message = error["error"].as_str().unwrap();
     assert!(
-        message.contains(&format!("'{internal}' reaches 127.0.0.1, an address inside your network"))
-            && message.contains("--allow-internal-address"),
+        message.contains(&format!(
+            "'{internal}' reaches 127.0.0.1, an address inside your network"
+        )) && message.contains("--allow-internal-address"),
         "{message}"
     );
     assert_eq!(cloud.installed_rows().await, 0, "nothing was recorded");
     let unserved = cloud
         .send(
             "GET",
-            &format!("/apps/{REGION}/tests/outbound/fetch?url=http://127.0.0.1:{}/", server.port),
+            &format!(
+                "/apps/{REGION}/tests/outbound/fetch?url=http://127.0.0.1:{}/",
+                server.port
+            ),
             &cloud.token(Role::Clinician, "dr-test", Some("pat-a")),
             None,
         )
@@ -660,17 +667,33 @@ async fn a_region_admin_installs_a_literal_internal_address_only_with_the_audite
     let grant_path = format!("/admin/v1/regions/{REGION}/installs/tests/outbound/grant");
     let metadata = "outbound-http:169.254.169.254";
     let later = cloud
-        .send("POST", &grant_path, &admin, Some(json!({"capability": metadata})))
+        .send(
+            "POST",
+            &grant_path,
+            &admin,
+            Some(json!({"capability": metadata})),
+        )
         .await;
-    assert_eq!(later.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", later.body);
+    assert_eq!(
+        later.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        later.body
+    );
     let install = cloud.runtime.installed(REGION, "tests/outbound").unwrap();
-    assert_eq!(install.grant.outbound_hosts(), vec![internal.replace("outbound-http:", "")]);
+    assert_eq!(
+        install.grant.outbound_hosts(),
+        vec![internal.replace("outbound-http:", "")]
+    );
 
     // The allowed loopback server is reached, at the checked address.
     let fetched = cloud
         .send(
             "GET",
-            &format!("/apps/{REGION}/tests/outbound/fetch?url=http://127.0.0.1:{}/", server.port),
+            &format!(
+                "/apps/{REGION}/tests/outbound/fetch?url=http://127.0.0.1:{}/",
+                server.port
+            ),
             &cloud.token(Role::Clinician, "dr-test", Some("pat-a")),
             None,
         )
@@ -691,7 +714,9 @@ async fn a_region_admin_grants_an_internal_address_later_only_with_the_audited_f
             "POST",
             &format!("/admin/v1/regions/{REGION}/installs"),
             &admin,
-            Some(json!({"app": "tests/outbound@0.1.0", "grant": ["outbound-http:api.example.org"]})),
+            Some(
+                json!({"app": "tests/outbound@0.1.0", "grant": ["outbound-http:api.example.org"]}),
+            ),
         )
         .await;
     assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
@@ -699,7 +724,12 @@ async fn a_region_admin_grants_an_internal_address_later_only_with_the_audited_f
 
     let grant_path = format!("/admin/v1/regions/{REGION}/installs/tests/outbound/grant");
     let refused = cloud
-        .send("POST", &grant_path, &admin, Some(json!({"capability": metadata})))
+        .send(
+            "POST",
+            &grant_path,
+            &admin,
+            Some(json!({"capability": metadata})),
+        )
         .await;
     assert_eq!(
         refused.status,
@@ -708,7 +738,8 @@ async fn a_region_admin_grants_an_internal_address_later_only_with_the_audited_f
         refused.body
     );
     assert!(
-        refused.body.contains("cloud metadata service") && refused.body.contains("--allow-internal-address"),
+        refused.body.contains("cloud metadata service")
+            && refused.body.contains("--allow-internal-address"),
         "{}",
         refused.body
     );
@@ -738,7 +769,10 @@ async fn a_region_admin_grants_an_internal_address_later_only_with_the_audited_f
             .map(|(_, detail, outcome)| (detail.as_str(), outcome.split(':').next().unwrap()))
             .collect::<Vec<_>>(),
         vec![
-            (format!("{metadata} allowing internal addresses").as_str(), "allowed"),
+            (
+                format!("{metadata} allowing internal addresses").as_str(),
+                "allowed"
+            ),
             (metadata, "refused"),
         ]
     );

@@ -284,7 +284,13 @@ async fn outgoing_http_reaches_only_granted_public_hosts_unless_internal_ones_ar
     let grant = healthcloud_runtime::Grant::new(literal_manifest.capabilities())
         .allowing_internal_addresses(true);
     host.runtime
-        .install(REGION, literal_manifest, &bytes, "test-publisher-key", grant)
+        .install(
+            REGION,
+            literal_manifest,
+            &bytes,
+            "test-publisher-key",
+            grant,
+        )
         .unwrap();
     let allowed = fetch(format!("http://127.0.0.1:{port}/")).await;
     assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.body);

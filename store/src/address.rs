@@ -37,7 +37,9 @@ impl fmt::Display for Internal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Internal::Loopback => "loopback, the runtime node itself",
-            Internal::Metadata => "the cloud metadata service, which hands out the node's credentials",
+            Internal::Metadata => {
+                "the cloud metadata service, which hands out the node's credentials"
+            }
             Internal::LinkLocal => "a link-local address",
             Internal::Private => "a private network address",
             Internal::SharedAddressSpace => "carrier-grade NAT shared address space",
@@ -193,16 +195,14 @@ fn loose_ipv4(host: &str) -> Option<Ipv4Addr> {
     let numbers: Vec<u64> = parts
         .iter()
         .map(|part| {
-            let (digits, radix) = if let Some(hex) = part
-                .strip_prefix("0x")
-                .or_else(|| part.strip_prefix("0X"))
-            {
-                (hex, 16)
-            } else if part.len() > 1 && part.starts_with('0') {
-                (&part[1..], 8)
-            } else {
-                (*part, 10)
-            };
+            let (digits, radix) =
+                if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+                    (hex, 16)
+                } else if part.len() > 1 && part.starts_with('0') {
+                    (&part[1..], 8)
+                } else {
+                    (*part, 10)
+                };
             if digits.is_empty() && radix == 16 {
                 return Some(0);
             }
@@ -296,7 +296,12 @@ mod tests {
         ] {
             assert_eq!(internal_host(host), Some(kind), "{host}");
         }
-        for public in ["api.example.org", "example.org.", "8.8.8.8", "[2606:4700::1111]"] {
+        for public in [
+            "api.example.org",
+            "example.org.",
+            "8.8.8.8",
+            "[2606:4700::1111]",
+        ] {
             assert_eq!(internal_host(public), None, "{public}");
         }
     }

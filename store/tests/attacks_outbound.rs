@@ -39,7 +39,7 @@ const INTERNAL: &[&str] = &[
 
 #[tokio::test]
 async fn an_internal_destination_is_published_as_an_address_inside_your_network_never_the_internet()
- {
+{
     for backend in BACKENDS {
         let Some((host, key)) = with_acme(backend).await else {
             continue;

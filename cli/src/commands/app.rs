@@ -244,8 +244,8 @@ impl RunCommand {
         let runtime = server::app_cloud(&integration, &data_dir, Limits::default()).await?;
         // The developer's own app on their own machine: a local mock server behind an
         // outbound-http:localhost:<port> grant is fine here, unlike in a region.
-        let grant =
-            healthcloud_runtime::Grant::new(built.manifest.capabilities()).allowing_internal_addresses(true);
+        let grant = healthcloud_runtime::Grant::new(built.manifest.capabilities())
+            .allowing_internal_addresses(true);
         let app_id = built.manifest.full_id();
         runtime.install(
             DEV_REGION,

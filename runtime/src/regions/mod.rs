@@ -354,8 +354,11 @@ impl Runtime {
                             tracing::info!(region = row.region, app = row.app, grant = %capabilities_to_json(&row.granted), "grant changed");
                             changed += 1;
                         }
-                        if install.grant.allows_internal_addresses() != row.allow_internal_addresses {
-                            install.grant.set_internal_addresses(row.allow_internal_addresses);
+                        if install.grant.allows_internal_addresses() != row.allow_internal_addresses
+                        {
+                            install
+                                .grant
+                                .set_internal_addresses(row.allow_internal_addresses);
                             changed += 1;
                         }
                     }

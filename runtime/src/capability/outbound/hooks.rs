@@ -104,7 +104,8 @@ impl OutboundHooks {
                 "outgoing request refused: the host is or resolves to an address inside the network");
             return Err(Error::DestinationIpProhibited);
         }
-        let timeout = |requested: Option<Duration>| requested.unwrap_or(self.timeout).min(self.timeout);
+        let timeout =
+            |requested: Option<Duration>| requested.unwrap_or(self.timeout).min(self.timeout);
         let timeouts = Timeouts {
             connect: timeout(options.and_then(|o| o.connect_timeout)),
             first_byte: timeout(options.and_then(|o| o.first_byte_timeout)),
@@ -115,13 +116,14 @@ impl OutboundHooks {
             host: &host,
             tls,
         };
-        let (response, io) = connect::send(request, destination, connect::server_name(&host), timeouts)
-            .await
-            .map_err(|failure| {
-                tracing::info!(app = app.id, region = app.region, %host, %address,
+        let (response, io) =
+            connect::send(request, destination, connect::server_name(&host), timeouts)
+                .await
+                .map_err(|failure| {
+                    tracing::info!(app = app.id, region = app.region, %host, %address,
                     cause = %failure, "outgoing request: could not connect");
-                failure.code()
-            })?;
+                    failure.code()
+                })?;
         let io = async move {
             let _permit = permit;
             Box::into_pin(io).await
