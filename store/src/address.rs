@@ -206,7 +206,8 @@ fn loose_ipv4(host: &str) -> Option<Ipv4Addr> {
             if digits.is_empty() && radix == 16 {
                 return Some(0);
             }
-            if digits.is_empty() || digits.len() > 12 {
+            if digits.is_empty() || digits.len() > 12 || !digits.chars().all(|c| c.is_digit(radix))
+            {
                 return None;
             }
             u64::from_str_radix(digits, radix).ok()
@@ -316,5 +317,7 @@ mod tests {
         assert_eq!(disguised_ipv4("api.example.org"), None);
         assert_eq!(disguised_ipv4("1.2.3.4.5"), None);
         assert_eq!(disguised_ipv4("256.1.1.1"), None);
+        assert_eq!(disguised_ipv4("127.0.0.+1"), None);
+        assert_eq!(disguised_ipv4("0xdeadbeef.com"), None);
     }
 }
