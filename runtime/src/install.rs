@@ -66,7 +66,7 @@ pub enum InstallError {
     /// An `outbound-http:` destination inside the network without the region admin's
     /// allowance.
     #[error(
-        "'{capability}' reaches {host}, an address inside your network ({why}): a region admin allows it only explicitly, with --allow-internal-address (recorded in the region's audit log); otherwise leave this capability out of the grant"
+        "'{capability}' reaches {host}, an address inside your network ({why}): a region admin allows it only explicitly, with `healthcloud region install|grant … --allow-internal-address` (API field allow_internal_addresses; recorded in the region's audit log); otherwise leave this capability out of the grant"
     )]
     InternalAddress {
         /// The capability.
