@@ -404,7 +404,7 @@ struct Cloud {
     app: axum::Router,
     issuer: TokenIssuer,
     store_url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn publisher_key() -> SecretKey {
@@ -464,7 +464,7 @@ async fn cloud() -> Cloud {
         runtime,
         issuer,
         store_url,
-        _dir: dir,
+        dir,
     };
     let store_admin = StoreClient::new(
         &cloud.store_url,
@@ -510,26 +510,32 @@ impl Cloud {
         .unwrap();
     }
 
-    async fn send(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Answer {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .unwrap();
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = http_body_util::BodyExt::collect(response.into_body())
+    /// A second runtime node on the same database, as after a restart: it loads the region's
+    /// installs from their rows.
+    async fn another_node(&self) -> axum::Router {
+        let runtime = Runtime::new(RuntimeConfig {
+            service: FhirService::new(EmbeddedStore::new(self.db.clone()), PageLimits::default()),
+            verifier: self.issuer.verifier(),
+            limits: common::test_limits(),
+            cache_dir: Some(self.dir.path().join("node-b").join("compiled")),
+        })
+        .await
+        .unwrap();
+        runtime
+            .serve_regions(RegionsConfig {
+                store: StoreClient::new(&self.store_url, None).unwrap(),
+                feed_key: None,
+                components_dir: self.dir.path().join("node-b").join("components"),
+                poll: Duration::from_millis(200),
+                push: None,
+            })
             .await
-            .unwrap()
-            .to_bytes();
-        Answer {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        }
+            .unwrap();
+        runtime.router()
+    }
+
+    async fn send(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Answer {
+        send_via(&self.app, method, path, token, body).await
     }
 
     fn admin(&self) -> String {
@@ -559,6 +565,34 @@ impl Cloud {
                 .unwrap(),
             0,
         )
+    }
+}
+
+async fn send_via(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Answer {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
 
@@ -700,6 +734,22 @@ async fn a_region_admin_installs_a_literal_internal_address_only_with_the_audite
         .await;
     assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.body);
     assert_eq!(server.requests().len(), 1);
+
+    // The allowance is durable: a node starting from the rows serves the same.
+    let restarted = cloud.another_node().await;
+    let fetched = send_via(
+        &restarted,
+        "GET",
+        &format!(
+            "/apps/{REGION}/tests/outbound/fetch?url=http://127.0.0.1:{}/",
+            server.port
+        ),
+        &cloud.token(Role::Clinician, "dr-test", Some("pat-a")),
+        None,
+    )
+    .await;
+    assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.body);
+    assert_eq!(server.requests().len(), 2);
 }
 
 #[tokio::test]
