@@ -1,8 +1,8 @@
-//! Sending one request to an address that was already checked.
+//! Sending one request to addresses that were already checked.
 //!
 //! The shape follows wasmtime-wasi-http's `default_send_request` (TCP, rustls with the
 //! webpki roots, hyper HTTP/1.1, the same timeouts), with one difference that matters: it
-//! connects to the [`SocketAddr`] it is given instead of resolving the authority again, and
+//! connects only to the checked [`SocketAddr`]s it is given, never resolving the authority, and
 //! the host name is used only for TLS (SNI and certificate verification) and the `Host`
 //! header the request already carries.
 
@@ -21,11 +21,11 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, WasiBody};
 
-/// Where to send a request: the checked address, and the name the guest asked for.
+/// Where to send a request: the checked addresses, and the name the guest asked for.
 #[derive(Debug)]
 pub(super) struct Destination<'a> {
-    /// The address that was checked; the only one connected to.
-    pub address: SocketAddr,
+    /// The addresses that were checked, tried in order; nothing else is connected to.
+    pub addresses: &'a [SocketAddr],
     /// The host as the guest wrote it (a name or an IP literal), for TLS.
     pub host: &'a str,
     /// `https`.
@@ -99,15 +99,26 @@ pub(super) fn server_name(host: &str) -> Option<ServerName<'static>> {
     }
 }
 
-/// Sends `request` to `destination.address` and waits for the response head; the returned
-/// future drives the connection until the response body is done.
+/// Sends `request` to the first of `destination.addresses` that accepts a connection and
+/// waits for the response head; the returned future drives the connection until the response
+/// body is done.
 pub(super) async fn send(
     mut request: http::Request<WasiBody>,
     destination: Destination<'_>,
     server_name: Option<ServerName<'static>>,
     timeouts: Timeouts,
 ) -> Result<(http::Response<WasiBody>, ResponseFuture), Failure> {
-    let tcp = tokio::time::timeout(timeouts.connect, TcpStream::connect(destination.address))
+    let connect = async {
+        let mut last = std::io::Error::other("no address to connect to");
+        for address in destination.addresses {
+            match TcpStream::connect(address).await {
+                Ok(tcp) => return Ok(tcp),
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    };
+    let tcp = tokio::time::timeout(timeouts.connect, connect)
         .await
         .map_err(|_| Failure::ConnectTimeout(timeouts.connect))?
         .map_err(Failure::Connect)?;

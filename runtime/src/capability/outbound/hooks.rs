@@ -46,7 +46,7 @@ impl WasiHttpHooks for OutboundHooks {
 
 impl OutboundHooks {
     /// Checks the request against the grant, resolves its host once, checks every address,
-    /// and sends it to one of those addresses.
+    /// and sends it to the first of those addresses that accepts a connection.
     async fn send(
         self,
         request: http::Request<WasiBody>,
@@ -91,9 +91,9 @@ impl OutboundHooks {
                     }
                 })?,
         };
-        let Some(address) = addresses.first().copied() else {
+        if addresses.is_empty() {
             return Err(Error::DestinationNotFound);
-        };
+        }
         let internal: Vec<_> = addresses
             .iter()
             .filter_map(|a| internal_address(a.ip()).map(|why| (a, why)))
@@ -112,7 +112,7 @@ impl OutboundHooks {
             between_bytes: timeout(options.and_then(|o| o.between_bytes_timeout)),
         };
         let destination = Destination {
-            address,
+            addresses: &addresses,
             host: &host,
             tls,
         };
@@ -120,7 +120,7 @@ impl OutboundHooks {
             connect::send(request, destination, connect::server_name(&host), timeouts)
                 .await
                 .map_err(|failure| {
-                    tracing::info!(app = app.id, region = app.region, %host, %address,
+                    tracing::info!(app = app.id, region = app.region, %host, ?addresses,
                     cause = %failure, "outgoing request: could not connect");
                     failure.code()
                 })?;
