@@ -246,3 +246,21 @@ impl hyper::body::Body for TimedBody {
         self.incoming.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_verifies_the_name_the_guest_asked_for_not_the_address() {
+        assert_eq!(
+            server_name("api.example.org"),
+            Some(ServerName::try_from("api.example.org").unwrap())
+        );
+        assert_eq!(
+            server_name("::1"),
+            Some(ServerName::from(std::net::Ipv6Addr::LOCALHOST))
+        );
+        assert_eq!(server_name("under_score..example"), None);
+    }
+}
