@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use healthcloud_store::address::{internal_address, internal_host};
+use healthcloud_store::address::internal_address;
+use healthcloud_store::manifest::Capability;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::connect::{self, Destination, Timeouts};
@@ -75,8 +76,10 @@ impl OutboundHooks {
         // Internal addresses are reachable only through a grant entry that names an internal
         // destination itself, installed with the region admin's allowance: a public name
         // never leads inside, whatever its DNS answers.
-        let internal_allowed =
-            self.grant.allows_internal_addresses() && internal_host(entry_host(entry)).is_some();
+        let internal_allowed = self.grant.allows_internal_addresses()
+            && Capability::OutboundHttp(entry.clone())
+                .internal_destination()
+                .is_some();
         let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => tokio::time::timeout(self.timeout, self.resolver.resolve(&host, port))
@@ -130,15 +133,6 @@ impl OutboundHooks {
         };
         Ok((response, Box::new(io) as ResponseFuture))
     }
-}
-
-/// The host of a grant entry (`host`, `host:port`, `[v6]:port`).
-fn entry_host(entry: &str) -> &str {
-    entry
-        .parse::<http::uri::Authority>()
-        .map(|authority| authority.host().len())
-        .map(|len| &entry[..len])
-        .unwrap_or(entry)
 }
 
 /// The grant entry that allows `host:port`, if any: `host` (any port) or `host:port`, IPv6
