@@ -125,13 +125,17 @@ impl RegionClient {
         self.call(Method::GET, &["installs"], None).await
     }
 
-    /// `POST …/installs`: installs `app` granting `grant`, a subset of what it requests.
+    /// `POST …/installs`: installs `app` granting `grant`, a subset of what it requests;
+    /// `allow_internal_addresses` allows `outbound-http:` destinations inside the network
+    /// among them.
     pub async fn install(
         &self,
         app: &AppVersion,
         grant: &[String],
+        allow_internal_addresses: bool,
     ) -> Result<InstallView, RegionError> {
-        let body = json!({ "app": app.to_string(), "grant": grant });
+        let mut body = json!({ "app": app.to_string(), "grant": grant });
+        allowing(&mut body, allow_internal_addresses);
         self.call(Method::POST, &["installs"], Some(&body)).await
     }
 
@@ -147,9 +151,16 @@ impl RegionClient {
             .map(drop)
     }
 
-    /// `POST …/installs/{publisher}/{app}/grant`.
-    pub async fn grant(&self, app: &AppId, capability: &str) -> Result<InstallView, RegionError> {
-        let body = json!({ "capability": capability });
+    /// `POST …/installs/{publisher}/{app}/grant`; `allow_internal_addresses` allows an
+    /// `outbound-http:` destination inside the network.
+    pub async fn grant(
+        &self,
+        app: &AppId,
+        capability: &str,
+        allow_internal_addresses: bool,
+    ) -> Result<InstallView, RegionError> {
+        let mut body = json!({ "capability": capability });
+        allowing(&mut body, allow_internal_addresses);
         let path = install_path(app, Some("grant"));
         self.call(Method::POST, &path, Some(&body)).await
     }
@@ -168,12 +179,14 @@ impl RegionClient {
         version: &AppVersion,
         approve: bool,
         grant: &[String],
+        allow_internal_addresses: bool,
     ) -> Result<UpgradeView, RegionError> {
-        let body = json!({
+        let mut body = json!({
             "version": version.version.to_string(),
             "approve": approve,
             "grant": grant,
         });
+        allowing(&mut body, allow_internal_addresses);
         let app = AppId::from(version);
         let path = install_path(&app, Some("upgrade"));
         self.call(Method::POST, &path, Some(&body)).await
@@ -206,6 +219,13 @@ impl RegionClient {
 }
 
 /// `installs/{publisher}/{app}`, then `action`.
+/// Adds the admin's allowance for internal addresses to a request body, only when given.
+fn allowing(body: &mut Value, allow_internal_addresses: bool) {
+    if allow_internal_addresses {
+        body["allow_internal_addresses"] = Value::Bool(true);
+    }
+}
+
 fn install_path<'a>(app: &'a AppId, action: Option<&'a str>) -> Vec<&'a str> {
     let mut path = vec!["installs", app.publisher.as_str(), app.app.as_str()];
     path.extend(action);

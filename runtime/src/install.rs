@@ -63,6 +63,19 @@ pub enum InstallError {
         "'{0}' is not among the capabilities the app's manifest requests; a region grants a subset of them"
     )]
     NotRequested(String),
+    /// An `outbound-http:` destination inside the network without the region admin's
+    /// allowance.
+    #[error(
+        "'{capability}' reaches {host}, an address inside your network ({why}): a region admin allows it only explicitly, with `healthcloud region install|grant … --allow-internal-address` (API field allow_internal_addresses; recorded in the region's audit log); otherwise leave this capability out of the grant"
+    )]
+    InternalAddress {
+        /// The capability.
+        capability: String,
+        /// Its host.
+        host: String,
+        /// Why the host is internal.
+        why: String,
+    },
 }
 
 pub use healthcloud_store::package::digest;
@@ -157,6 +170,28 @@ pub fn check_grant(manifest: &Manifest, grant: &[Capability]) -> Result<(), Inst
     }
 }
 
+/// Refuses `outbound-http:` destinations inside the network (loopback, private, link-local,
+/// metadata, …: [`healthcloud_store::address`]) unless the region admin allowed them.
+pub fn check_destinations(
+    grant: &[Capability],
+    allow_internal_addresses: bool,
+) -> Result<(), InstallError> {
+    if allow_internal_addresses {
+        return Ok(());
+    }
+    match grant
+        .iter()
+        .find_map(|c| c.internal_destination().map(|(host, why)| (c, host, why)))
+    {
+        Some((capability, host, why)) => Err(InstallError::InternalAddress {
+            capability: capability.to_string(),
+            host: host.to_owned(),
+            why: why.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// An app installed in a region: ready to instantiate, with the region's grant.
 pub struct Install {
     /// The app's manifest.
@@ -226,6 +261,31 @@ mod tests {
         let outgoing = names(&["wasi:http/outgoing-handler@0.2.12"]);
         assert!(check_imports(&outgoing, &[]).is_err());
         assert!(check_imports(&outgoing, &caps(&["outbound-http:example.org"])).is_ok());
+    }
+
+    #[test]
+    fn internal_destinations_need_the_region_admins_allowance() {
+        for internal in [
+            "outbound-http:169.254.169.254",
+            "outbound-http:10.0.0.5",
+            "outbound-http:127.0.0.1:8080",
+            "outbound-http:[::1]",
+            "outbound-http:[::ffff:7f00:1]",
+            "outbound-http:localhost",
+            "outbound-http:metadata.google.internal",
+            "outbound-http:100.64.0.1",
+            "outbound-http:[fd12::1]",
+        ] {
+            let grant = caps(&["kv", internal]);
+            let refused = check_destinations(&grant, false).unwrap_err();
+            assert!(
+                matches!(refused, InstallError::InternalAddress { .. })
+                    && refused.to_string().contains("--allow-internal-address"),
+                "{internal}: {refused}"
+            );
+            assert!(check_destinations(&grant, true).is_ok(), "{internal}");
+        }
+        assert!(check_destinations(&caps(&["outbound-http:api.example.org"]), false).is_ok());
     }
 
     #[test]

@@ -51,7 +51,7 @@ use healthcloud_integration::FhirService;
 use healthcloud_integration::auth::TokenVerifier;
 use healthcloud_integration::db::{Database, Migrations};
 use healthcloud_integration::policy::AppIdentity;
-use healthcloud_store::manifest::{Capability, Manifest};
+use healthcloud_store::manifest::Manifest;
 use healthcloud_store::package::SignedPackage;
 use tokio::sync::Semaphore;
 
@@ -91,6 +91,8 @@ struct Inner {
     limits: Limits,
     /// Durable region installs and the revocation feed, once [`Runtime::serve_regions`] ran.
     regions: std::sync::OnceLock<regions::Regions>,
+    /// Resolves the hosts apps call out to.
+    resolver: RwLock<Arc<dyn capability::outbound::Resolve>>,
 }
 
 impl Inner {
@@ -120,6 +122,7 @@ impl Runtime {
             kv: capability::kv::KvStore::new(db),
             limits: config.limits,
             regions: Default::default(),
+            resolver: RwLock::new(Arc::new(capability::outbound::SystemResolver)),
         });
         if reuse {
             reuse::start_sweeper(Arc::downgrade(&inner));
@@ -132,6 +135,22 @@ impl Runtime {
         &self.inner.limits
     }
 
+    /// Resolves the hosts apps call out to with `resolver` from now on (the operating
+    /// system's resolver by default). Whatever it answers, the connection goes to an address
+    /// from that one answer, and internal addresses are refused.
+    pub fn set_outbound_resolver(&self, resolver: Arc<dyn capability::outbound::Resolve>) {
+        *self.inner.resolver.write().expect("resolver lock poisoned") = resolver;
+    }
+
+    /// The resolver new instances use.
+    pub(crate) fn outbound_resolver(&self) -> Arc<dyn capability::outbound::Resolve> {
+        self.inner
+            .resolver
+            .read()
+            .expect("resolver lock poisoned")
+            .clone()
+    }
+
     /// Validates a component against its manifest without installing it.
     pub fn validate(&self, manifest: &Manifest, component: &[u8]) -> Result<(), InstallError> {
         self.inner.engine.validate(manifest, component)
@@ -139,17 +158,18 @@ impl Runtime {
 
     /// Installs (or replaces) an app in `region` with `grant` ⊆ the manifest's requested
     /// capabilities, in this process only (a region's durable installs go through the admin
-    /// API). Compiles, or loads cached code: call it off the async executor when that
-    /// matters.
+    /// API). `outbound-http:` destinations inside the network are refused unless the grant
+    /// allows them ([`Grant::allowing_internal_addresses`]). Compiles, or loads cached code:
+    /// call it off the async executor when that matters.
     pub fn install(
         &self,
         region: &str,
         manifest: Manifest,
         component: &[u8],
         publisher_key: &str,
-        grant: Vec<Capability>,
+        grant: impl Into<Grant>,
     ) -> Result<Arc<Install>, InstallError> {
-        let install = self.build(region, manifest, component, publisher_key, grant)?;
+        let install = self.build(region, manifest, component, publisher_key, grant.into())?;
         self.put_install(install.clone());
         Ok(install)
     }
@@ -161,9 +181,11 @@ impl Runtime {
         manifest: Manifest,
         component: &[u8],
         publisher_key: &str,
-        grant: Vec<Capability>,
+        grant: Grant,
     ) -> Result<Arc<Install>, InstallError> {
-        install::check_grant(&manifest, &grant)?;
+        let capabilities = grant.capabilities();
+        install::check_grant(&manifest, &capabilities)?;
+        install::check_destinations(&capabilities, grant.allows_internal_addresses())?;
         let (pre, digest) = self.inner.engine.prepare(&manifest, component)?;
         let app_id = manifest.full_id();
         Ok(Arc::new(Install {
@@ -175,7 +197,7 @@ impl Runtime {
                 region: region.to_owned(),
             }),
             manifest,
-            grant: Grant::new(grant),
+            grant,
             pre,
             slots: Arc::new(Semaphore::new(self.inner.limits.concurrent_instances)),
             idle: reuse::IdleInstances::new(self.inner.limits.reuse_idle),
@@ -223,9 +245,9 @@ impl Runtime {
         region: &str,
         signed: &SignedPackage,
         component: &[u8],
-        grant: Vec<Capability>,
+        grant: impl Into<Grant>,
     ) -> Result<Arc<Install>, InstallError> {
-        let install = self.build_package(region, signed, component, grant)?;
+        let install = self.build_package(region, signed, component, grant.into())?;
         self.put_install(install.clone());
         Ok(install)
     }
@@ -236,7 +258,7 @@ impl Runtime {
         region: &str,
         signed: &SignedPackage,
         component: &[u8],
-        grant: Vec<Capability>,
+        grant: Grant,
     ) -> Result<Arc<Install>, InstallError> {
         let key = signed.verify()?;
         signed.check_component(component)?;

@@ -393,6 +393,7 @@ impl Runtime {
                 app: identity.clone(),
                 timeout: limits.host_call_timeout,
                 open_requests: Arc::new(tokio::sync::Semaphore::new(limits.outbound_requests)),
+                resolver: self.outbound_resolver(),
             },
             launch: LaunchContext {
                 app: identity.clone(),

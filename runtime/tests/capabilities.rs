@@ -9,6 +9,20 @@ use healthcloud_integration::auth::Role;
 use healthcloud_store::manifest::Capability;
 use serde_json::Value;
 
+/// Answers 127.0.0.1 for every name.
+#[derive(Debug)]
+struct LoopbackResolver;
+
+impl healthcloud_runtime::capability::outbound::Resolve for LoopbackResolver {
+    fn resolve<'a>(
+        &'a self,
+        _host: &'a str,
+        port: u16,
+    ) -> healthcloud_runtime::capability::outbound::Resolution<'a> {
+        Box::pin(async move { Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))]) })
+    }
+}
+
 fn path(app: &str, rest: &str) -> String {
     format!("/apps/{REGION}/tests/{app}/{rest}")
 }
@@ -201,7 +215,7 @@ async fn a_removed_grant_denies_the_very_next_call_and_is_audited() {
 }
 
 #[tokio::test]
-async fn outgoing_http_reaches_only_granted_public_hosts() {
+async fn outgoing_http_reaches_only_granted_public_hosts_unless_internal_ones_are_allowed() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let upstream = axum::Router::new().route(
@@ -238,10 +252,12 @@ async fn outgoing_http_reaches_only_granted_public_hosts() {
     // A granted name that resolves to an internal address is refused too.
     let by_name = manifest.replace(
         "outbound-http:example.org",
-        &format!("outbound-http:localhost:{port}"),
+        &format!("outbound-http:loopback.example.org:{port}"),
     );
+    host.runtime
+        .set_outbound_resolver(std::sync::Arc::new(LoopbackResolver));
     host.install(REGION, &by_name, &bytes, None).unwrap();
-    let internal = fetch(format!("http://localhost:{port}/")).await;
+    let internal = fetch(format!("http://loopback.example.org:{port}/")).await;
     assert_eq!(
         internal.status,
         StatusCode::BAD_GATEWAY,
@@ -254,12 +270,28 @@ async fn outgoing_http_reaches_only_granted_public_hosts() {
         internal.body
     );
 
-    // An address granted literally is allowed.
+    // An address granted literally needs the region admin's allowance, and is then reached.
     let literal = manifest.replace(
         "outbound-http:example.org",
         &format!("outbound-http:127.0.0.1:{port}"),
     );
-    host.install(REGION, &literal, &bytes, None).unwrap();
+    let refused = host.install(REGION, &literal, &bytes, None).unwrap_err();
+    assert!(
+        refused.to_string().contains("--allow-internal-address"),
+        "{refused}"
+    );
+    let literal_manifest = healthcloud_store::manifest::Manifest::parse(&literal).unwrap();
+    let grant = healthcloud_runtime::Grant::new(literal_manifest.capabilities())
+        .allowing_internal_addresses(true);
+    host.runtime
+        .install(
+            REGION,
+            literal_manifest,
+            &bytes,
+            "test-publisher-key",
+            grant,
+        )
+        .unwrap();
     let allowed = fetch(format!("http://127.0.0.1:{port}/")).await;
     assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.body);
     assert!(allowed.body.contains("418"), "{}", allowed.body);

@@ -7,6 +7,8 @@
 //!   audience and the capabilities it requests, each with a justification. The runtime checks
 //!   a component's imports against those capabilities when it installs it, and regions grant a
 //!   subset of them.
+//! - [`address`] tells destinations inside a network (loopback, private, link-local,
+//!   metadata, …) from public ones, for publish, install and the runtime's connect-time check.
 //! - [`keys`] and [`package`]: ed25519 keys (id = sha256 of the public key) and packages
 //!   signed over the canonical JSON of the manifest plus the component's digest and size. The
 //!   CLI signs with them, the store and the runtime verify with them.
@@ -47,6 +49,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod address;
 pub mod client;
 pub mod keys;
 pub mod manifest;

@@ -3,6 +3,8 @@
 use std::fmt;
 
 use healthcloud_integration::scope::Scope;
+
+use crate::address::{Internal, internal_host};
 use serde::{Deserialize, Serialize};
 
 /// The manifest's file name in an app's directory.
@@ -117,13 +119,19 @@ impl Capability {
                 && host
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-            return if valid {
-                Ok(Capability::OutboundHttp(host.to_ascii_lowercase()))
-            } else {
-                Err(error(
+            if !valid {
+                return Err(error(
                     "expected outbound-http:<host> or outbound-http:<host>:<port>".into(),
-                ))
-            };
+                ));
+            }
+            let host = host.to_ascii_lowercase();
+            if let Some(address) = crate::address::disguised_ipv4(split_port(&host).0) {
+                return Err(error(format!(
+                    "'{}' is the IPv4 address {address} in disguise: write it as four decimal numbers, outbound-http:{address}",
+                    split_port(&host).0
+                )));
+            }
+            return Ok(Capability::OutboundHttp(host));
         }
         match Scope::parse(text) {
             Ok(Some(scope)) => Ok(Capability::Data(scope)),
@@ -136,7 +144,36 @@ impl Capability {
     }
 }
 
+/// `host` and `port` of `host[:port]` (IPv6 in brackets, returned without them).
+fn split_port(authority: &str) -> (&str, Option<&str>) {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => (rest, None),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    (host, port)
+}
+
 impl Capability {
+    /// For `outbound-http:<host>` whose host is inside a network (a loopback, private,
+    /// link-local, shared, unique-local or metadata address, or a local name): the host and
+    /// why. A region installs such a capability only when its admin allows internal addresses.
+    pub fn internal_destination(&self) -> Option<(&str, Internal)> {
+        match self {
+            Capability::OutboundHttp(authority) => {
+                let host = split_port(authority).0;
+                internal_host(host).map(|why| (host, why))
+            }
+            _ => None,
+        }
+    }
+
     /// What the capability lets an app do, in plain language for the catalog and for region
     /// admins deciding on a grant.
     pub fn explain(&self) -> String {
@@ -198,9 +235,14 @@ impl Capability {
                     .into()
             }
             Capability::Log => "Write log lines that the region's operators can read.".into(),
-            Capability::OutboundHttp(host) => {
-                format!("Connect to {host} over the internet, and so send it data the app can see.")
-            }
+            Capability::OutboundHttp(host) => match self.internal_destination() {
+                Some((_, why)) => format!(
+                    "Connect to {host}, an address inside your network ({why}), and so send it data the app can see; installed only if the region admin allows internal addresses."
+                ),
+                None => format!(
+                    "Connect to {host} over the internet, and so send it data the app can see."
+                ),
+            },
         }
     }
 }
@@ -433,7 +475,42 @@ mod tests {
             explain("user/*.cruds"),
             "Read, search, add, change and delete records of every kind of any patient the signed-in user may see."
         );
-        assert!(explain("outbound-http:api.example.org").contains("api.example.org"));
+        assert_eq!(
+            explain("outbound-http:api.example.org"),
+            "Connect to api.example.org over the internet, and so send it data the app can see."
+        );
+        for internal in [
+            "outbound-http:169.254.169.254",
+            "outbound-http:10.0.0.5:8080",
+            "outbound-http:127.0.0.1",
+            "outbound-http:[::1]:8443",
+            "outbound-http:[::ffff:127.0.0.1]",
+            "outbound-http:localhost",
+            "outbound-http:metadata.google.internal",
+        ] {
+            let explained = explain(internal);
+            assert!(
+                explained.contains("an address inside your network")
+                    && !explained.contains("internet"),
+                "{internal}: {explained}"
+            );
+        }
+        assert!(explain("outbound-http:169.254.169.254").contains("metadata"));
+    }
+
+    #[test]
+    fn disguised_ipv4_addresses_are_refused_naming_the_address() {
+        for disguised in [
+            "outbound-http:2130706433",
+            "outbound-http:0x7f000001",
+            "outbound-http:0177.0.0.1:8080",
+        ] {
+            let error = Capability::parse(disguised).unwrap_err();
+            assert!(
+                error.reason.contains("127.0.0.1 in disguise"),
+                "{disguised}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -242,7 +242,10 @@ impl RunCommand {
                 .context("the local data has no patients")?,
         };
         let runtime = server::app_cloud(&integration, &data_dir, Limits::default()).await?;
-        let grant = built.manifest.capabilities();
+        // The developer's own app on their own machine: a local mock server behind an
+        // outbound-http:localhost:<port> grant is fine here, unlike in a region.
+        let grant = healthcloud_runtime::Grant::new(built.manifest.capabilities())
+            .allowing_internal_addresses(true);
         let app_id = built.manifest.full_id();
         runtime.install(
             DEV_REGION,
@@ -265,7 +268,9 @@ impl RunCommand {
             )
             .map_err(anyhow::Error::msg)?;
         let listener = server::listen(self.addr).await?;
-        println!("{app_id} is running with everything its manifest requests granted");
+        println!(
+            "{app_id} is running with everything its manifest requests granted (outbound-http to addresses inside your network included)"
+        );
         println!("  app:     {public_url}/apps/{DEV_REGION}/{app_id}/");
         println!("  patient: {patient} (synthetic; --patient ID for another)");
         println!("  token:   {token}");

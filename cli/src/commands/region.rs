@@ -71,12 +71,19 @@ pub struct InstallCommand {
     /// any, the app gets no data.
     #[arg(long = "grant", value_name = "CAP")]
     grant: Vec<String>,
+    /// Allow outbound-http destinations inside your network (loopback, private, link-local,
+    /// cloud metadata, …) among the granted capabilities; refused without it. Recorded in the
+    /// region's audit log.
+    #[arg(long)]
+    allow_internal_address: bool,
 }
 
 impl InstallCommand {
     async fn run(self) -> anyhow::Result<()> {
         let client = self.target.client()?;
-        let view = client.install(&self.app, &self.grant).await?;
+        let view = client
+            .install(&self.app, &self.grant, self.allow_internal_address)
+            .await?;
         println!(
             "installed {} {} in region {}",
             view.app, view.version, view.region
@@ -99,12 +106,19 @@ pub struct GrantCommand {
     /// The capability to grant, e.g. 'patient/Observation.s?category=vital-signs'.
     #[arg(long, value_name = "CAP")]
     capability: String,
+    /// Allow outbound-http destinations inside your network (loopback, private, link-local,
+    /// cloud metadata, …) among the granted capabilities; refused without it. Recorded in the
+    /// region's audit log.
+    #[arg(long)]
+    allow_internal_address: bool,
 }
 
 impl GrantCommand {
     async fn run(self) -> anyhow::Result<()> {
         let client = self.target.client()?;
-        let view = client.grant(&self.app, &self.capability).await?;
+        let view = client
+            .grant(&self.app, &self.capability, self.allow_internal_address)
+            .await?;
         println!(
             "granted {} to {} in region {}: the app's next call may use it",
             self.capability, view.app, view.region
@@ -205,13 +219,24 @@ pub struct UpgradeCommand {
     /// With --approve: a newly requested capability to grant; repeat for more.
     #[arg(long = "grant", value_name = "CAP", requires = "approve")]
     grant: Vec<String>,
+    /// With --approve: allow outbound-http destinations inside your network among what the
+    /// new version is granted. Recorded in the region's audit log.
+    #[arg(long, requires = "approve")]
+    allow_internal_address: bool,
 }
 
 impl UpgradeCommand {
     async fn run(self) -> anyhow::Result<()> {
         let client = self.target.client()?;
         let before = client.show(&AppId::from(&self.app)).await?;
-        let upgrade = client.upgrade(&self.app, self.approve, &self.grant).await?;
+        let upgrade = client
+            .upgrade(
+                &self.app,
+                self.approve,
+                &self.grant,
+                self.allow_internal_address,
+            )
+            .await?;
         let view = &upgrade.install;
         match (upgrade.status.as_str(), &view.pending) {
             ("pending", Some(pending)) => {
@@ -341,6 +366,9 @@ fn state(view: &InstallView) -> String {
 /// What is granted and what the version requests that is not.
 fn print_grant(view: &InstallView) {
     println!("  granted:     {}", listed(&view.granted));
+    if view.allow_internal_addresses {
+        println!("  internal:    allowed (outbound-http may reach addresses inside your network)");
+    }
     let withheld: Vec<String> = view
         .requested
         .iter()

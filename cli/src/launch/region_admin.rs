@@ -377,6 +377,8 @@ async fn approve(
         version,
         approve: true,
         grant: values("grant"),
+        // Internal outbound destinations are allowed only from the CLI, explicitly.
+        allow_internal_addresses: false,
     };
     launch
         .runtime()
@@ -421,6 +423,7 @@ mod tests {
                 capability("kv", false),
             ],
             granted: vec!["patient/Observation.rs".into()],
+            allow_internal_addresses: false,
             installed_at: "2026-11-01T09:30:00.000Z".into(),
             updated_at: "2026-11-01T09:30:00.000Z".into(),
             serving: false,

@@ -35,12 +35,37 @@ pub struct ImportRule {
 pub struct Grant(
     Arc<RwLock<Vec<Capability>>>,
     Arc<std::sync::atomic::AtomicU64>,
+    /// The region admin's allowance for `outbound-http:` destinations inside the network.
+    Arc<std::sync::atomic::AtomicBool>,
 );
 
 impl Grant {
-    /// A grant of `capabilities`.
+    /// A grant of `capabilities`, without internal addresses.
     pub fn new(capabilities: Vec<Capability>) -> Self {
-        Grant(Arc::new(RwLock::new(capabilities)), Default::default())
+        Grant(
+            Arc::new(RwLock::new(capabilities)),
+            Default::default(),
+            Default::default(),
+        )
+    }
+
+    /// This grant, with `allowed` as the region admin's allowance for `outbound-http:`
+    /// destinations inside the network (loopback, private, link-local, metadata, …).
+    pub fn allowing_internal_addresses(self, allowed: bool) -> Self {
+        self.set_internal_addresses(allowed);
+        self
+    }
+
+    /// Whether the region admin allowed this install's internal `outbound-http:` destinations.
+    pub fn allows_internal_addresses(&self) -> bool {
+        self.2.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Changes the allowance for internal addresses; applies to the next request.
+    pub fn set_internal_addresses(&self, allowed: bool) {
+        if self.2.swap(allowed, std::sync::atomic::Ordering::SeqCst) != allowed {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// The granted capabilities now.
@@ -98,6 +123,12 @@ impl Grant {
                 _ => None,
             })
             .collect()
+    }
+}
+
+impl From<Vec<Capability>> for Grant {
+    fn from(capabilities: Vec<Capability>) -> Self {
+        Grant::new(capabilities)
     }
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{InstallRow, Regions, Revoked, capabilities_to_json};
-use crate::Runtime;
+use crate::{Grant, Runtime};
 
 /// Why an admin request failed; each variant documents its status. Bodies are JSON
 /// `{"error": …, "field": …}`.
@@ -196,6 +196,9 @@ pub struct InstallView {
     pub requested: Vec<CapabilityView>,
     /// The granted capabilities.
     pub granted: Vec<String>,
+    /// Whether the region admin allowed `outbound-http:` destinations inside the network.
+    #[serde(default)]
+    pub allow_internal_addresses: bool,
     /// When it was installed, and last changed.
     pub installed_at: String,
     /// When its version or grant last changed.
@@ -247,6 +250,11 @@ pub struct InstallRequest {
     /// The capabilities to grant: a subset of what the version requests.
     #[serde(default)]
     pub grant: Vec<String>,
+    /// Allows `outbound-http:` destinations inside the network (loopback, private,
+    /// link-local, metadata, …) among `grant`, which are refused otherwise. Recorded in the
+    /// region's audit log.
+    #[serde(default)]
+    pub allow_internal_addresses: bool,
 }
 
 /// `POST …/grant` and `…/revoke`.
@@ -255,6 +263,10 @@ pub struct InstallRequest {
 pub struct CapabilityRequest {
     /// The capability.
     pub capability: String,
+    /// With a grant of an `outbound-http:` destination inside the network: allows it (it is
+    /// refused otherwise). Recorded in the region's audit log.
+    #[serde(default)]
+    pub allow_internal_addresses: bool,
 }
 
 /// `POST …/upgrade`.
@@ -271,6 +283,10 @@ pub struct UpgradeRequest {
     /// those carried over from the installed version.
     #[serde(default)]
     pub grant: Vec<String>,
+    /// With `approve`: allows `outbound-http:` destinations inside the network among what the
+    /// new version is granted. Recorded in the region's audit log.
+    #[serde(default)]
+    pub allow_internal_addresses: bool,
 }
 
 /// A region admin acting on one region: made only by [`Runtime::authorize_admin`] from a
@@ -430,7 +446,12 @@ async fn install_app(
     Body(request): Body<InstallRequest>,
 ) -> Result<(StatusCode, Json<InstallView>), AdminError> {
     let view = runtime
-        .admin_install(&admin, &request.app, &request.grant)
+        .admin_install_allowing(
+            &admin,
+            &request.app,
+            &request.grant,
+            request.allow_internal_addresses,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -457,7 +478,13 @@ async fn grant(
     InstallAdmin(admin, app): InstallAdmin,
     Body(request): Body<CapabilityRequest>,
 ) -> Result<Json<InstallView>, AdminError> {
-    let view = runtime.admin_set_grant(&admin, &app, &request.capability, true);
+    let view = runtime.admin_set_grant_allowing(
+        &admin,
+        &app,
+        &request.capability,
+        true,
+        request.allow_internal_addresses,
+    );
     Ok(Json(view.await?))
 }
 
@@ -466,7 +493,7 @@ async fn revoke(
     InstallAdmin(admin, app): InstallAdmin,
     Body(request): Body<CapabilityRequest>,
 ) -> Result<Json<InstallView>, AdminError> {
-    let view = runtime.admin_set_grant(&admin, &app, &request.capability, false);
+    let view = runtime.admin_set_grant_allowing(&admin, &app, &request.capability, false, false);
     Ok(Json(view.await?))
 }
 
@@ -648,7 +675,7 @@ impl Runtime {
         &self,
         region: &str,
         offered: &Offered,
-        grant: Vec<Capability>,
+        grant: Grant,
     ) -> Result<std::sync::Arc<crate::Install>, AdminError> {
         let regions = self.regions_or_unavailable()?;
         let component = regions
@@ -743,6 +770,7 @@ impl Runtime {
             key_id: signed.signature.key_id.to_string(),
             requested: manifest.requested.iter().map(capability_view).collect(),
             granted: row.granted.iter().map(ToString::to_string).collect(),
+            allow_internal_addresses: row.allow_internal_addresses,
             installed_at: row.installed_at.clone(),
             updated_at: row.updated_at.clone(),
             serving,
@@ -755,19 +783,36 @@ impl Runtime {
     /// Installs `app` (`publisher/app@version`) from the store in the admin's region with
     /// `grant` ⊆ what it requests: downloaded, verified (digest, signature, the store's
     /// verdict on the key, revocations), validated and compiled before it is recorded.
+    /// `outbound-http:` destinations inside the network are refused: see
+    /// [`Runtime::admin_install_allowing`].
     pub async fn admin_install(
         &self,
         admin: &Admin,
         app: &str,
         grant: &[String],
     ) -> Result<InstallView, AdminError> {
+        self.admin_install_allowing(admin, app, grant, false).await
+    }
+
+    /// [`Runtime::admin_install`], where `allow_internal_addresses` is the admin's explicit
+    /// allowance for `outbound-http:` destinations inside the network (loopback, private,
+    /// link-local, metadata, …) in `grant`; the audit record says so.
+    pub async fn admin_install_allowing(
+        &self,
+        admin: &Admin,
+        app: &str,
+        grant: &[String],
+        allow_internal_addresses: bool,
+    ) -> Result<InstallView, AdminError> {
         let action = Action {
             admin,
             name: "install",
             app: app.split('@').next(),
-            detail: with_grant(app.to_owned(), grant),
+            detail: allowing(with_grant(app.to_owned(), grant), allow_internal_addresses),
         };
-        let result = self.install_inner(&action, app, grant).await;
+        let result = self
+            .install_inner(&action, app, grant, allow_internal_addresses)
+            .await;
         self.audit_refusal(&action, &result).await;
         result
     }
@@ -777,6 +822,7 @@ impl Runtime {
         action: &Action<'_>,
         app: &str,
         grant: &[String],
+        allow_internal_addresses: bool,
     ) -> Result<InstallView, AdminError> {
         let admin = action.admin;
         let regions = self.regions_or_unavailable()?;
@@ -791,8 +837,13 @@ impl Runtime {
         }
         let offered = self.offered(&version).await?;
         check_requested("grant", &offered.manifest, &grant)?;
+        check_destinations("grant", &grant, allow_internal_addresses)?;
         let install = self
-            .prepare_offered(&admin.region, &offered, grant.clone())
+            .prepare_offered(
+                &admin.region,
+                &offered,
+                Grant::new(grant.clone()).allowing_internal_addresses(allow_internal_addresses),
+            )
             .await?;
         let db = regions.db();
         let now = now();
@@ -800,7 +851,7 @@ impl Runtime {
         not_revoked_meanwhile(regions, &version)?;
         let mut insert = db.sql(
             "INSERT INTO region_installs (region, app, version, sha256, package, granted, \
-             installed_at, updated_at) VALUES (",
+             allow_internal_addresses, installed_at, updated_at) VALUES (",
         );
         insert
             .bind(admin.region.as_str())
@@ -814,6 +865,8 @@ impl Runtime {
             .bind(offered.signed.to_json())
             .push(", ")
             .bind(capabilities_to_json(&grant))
+            .push(", ")
+            .bind(i64::from(allow_internal_addresses))
             .push(", ")
             .bind(now.as_str())
             .push(", ")
@@ -842,6 +895,8 @@ impl Runtime {
 
     /// Grants (`grant = true`) or revokes one capability; the change applies to the next host
     /// call on every node.
+    /// An `outbound-http:` destination inside the network is refused: see
+    /// [`Runtime::admin_set_grant_allowing`].
     pub async fn admin_set_grant(
         &self,
         admin: &Admin,
@@ -849,13 +904,31 @@ impl Runtime {
         capability: &str,
         grant: bool,
     ) -> Result<InstallView, AdminError> {
+        self.admin_set_grant_allowing(admin, app, capability, grant, false)
+            .await
+    }
+
+    /// [`Runtime::admin_set_grant`], where `allow_internal_addresses` (with a grant) is the
+    /// admin's explicit allowance for an `outbound-http:` destination inside the network,
+    /// needed for each such grant. The audit record says so.
+    pub async fn admin_set_grant_allowing(
+        &self,
+        admin: &Admin,
+        app: &str,
+        capability: &str,
+        grant: bool,
+        allow_internal_addresses: bool,
+    ) -> Result<InstallView, AdminError> {
+        let allow_internal_addresses = grant && allow_internal_addresses;
         let action = Action {
             admin,
             name: if grant { "grant" } else { "revoke" },
             app: Some(app),
-            detail: capability.to_owned(),
+            detail: allowing(capability.to_owned(), allow_internal_addresses),
         };
-        let result = self.set_grant_inner(&action, app, capability, grant).await;
+        let result = self
+            .set_grant_inner(&action, app, capability, grant, allow_internal_addresses)
+            .await;
         self.audit_refusal(&action, &result).await;
         result
     }
@@ -866,6 +939,7 @@ impl Runtime {
         app: &str,
         capability: &str,
         grant: bool,
+        allow_internal_addresses: bool,
     ) -> Result<InstallView, AdminError> {
         let admin = action.admin;
         let regions = self.regions_or_unavailable()?;
@@ -881,6 +955,12 @@ impl Runtime {
                 .package
                 .manifest();
             check_requested("capability", &manifest, std::slice::from_ref(&capability))?;
+            // Each internal destination is allowed explicitly, whatever was allowed before.
+            check_destinations(
+                "capability",
+                std::slice::from_ref(&capability),
+                allow_internal_addresses,
+            )?;
             if !granted.contains(&capability) {
                 granted.push(capability);
             }
@@ -898,10 +978,13 @@ impl Runtime {
                 }
             )));
         }
-        if granted != row.granted {
+        let allowed = row.allow_internal_addresses || allow_internal_addresses;
+        if granted != row.granted || allowed != row.allow_internal_addresses {
             let mut update = db.sql("UPDATE region_installs SET granted = ");
             update
                 .bind(capabilities_to_json(&granted))
+                .push(", allow_internal_addresses = ")
+                .bind(i64::from(allowed))
                 .push(", updated_at = ")
                 .bind(now())
                 .push(" WHERE region = ")
@@ -915,6 +998,7 @@ impl Runtime {
         if let Some(install) = self.installed(&admin.region, app)
             && install.identity.version == row.version
         {
+            install.grant.set_internal_addresses(allowed);
             install.grant.replace(granted);
         }
         self.admin_show(admin, app).await
@@ -973,7 +1057,10 @@ impl Runtime {
             admin,
             name,
             app: Some(app),
-            detail: with_grant(format!("to {}", request.version), &request.grant),
+            detail: allowing(
+                with_grant(format!("to {}", request.version), &request.grant),
+                request.approve && request.allow_internal_addresses,
+            ),
         };
         let result = self.upgrade_inner(&action, app, request).await;
         self.audit_refusal(&action, &result).await;
@@ -1034,9 +1121,21 @@ impl Runtime {
             granted
         };
         let waits = !added.is_empty() && !request.approve;
+        // What the approval adds needs its own allowance; what carries over had it.
+        check_destinations(
+            "grant",
+            &extra,
+            request.approve && request.allow_internal_addresses,
+        )?;
+        let allowed = current.allow_internal_addresses
+            || (request.approve && request.allow_internal_addresses);
         // Validated and compiled either way: a broken version is refused now, not on approval.
         let install = self
-            .prepare_offered(&admin.region, &offered, carried(&current.granted))
+            .prepare_offered(
+                &admin.region,
+                &offered,
+                Grant::new(carried(&current.granted)).allowing_internal_addresses(allowed),
+            )
             .await?;
         let db = regions.db();
         let mut write = db.begin_write().await?;
@@ -1050,7 +1149,9 @@ impl Runtime {
         }
         // From the locked row: a grant removed while this compiled stays removed.
         let granted = carried(&row.granted);
+        let allowed = allowed || row.allow_internal_addresses;
         install.grant.replace(granted.clone());
+        install.grant.set_internal_addresses(allowed);
         let sha256 = offered.signed.package.component.sha256.as_str();
         let package = offered.signed.to_json();
         let mut update = db.sql("UPDATE region_installs SET ");
@@ -1074,6 +1175,8 @@ impl Runtime {
                 .bind(package)
                 .push(", granted = ")
                 .bind(capabilities_to_json(&granted))
+                .push(", allow_internal_addresses = ")
+                .bind(i64::from(allowed))
                 .push(", pending_version = NULL, pending_sha256 = NULL, pending_package = NULL, pending_added = NULL");
         }
         update
@@ -1300,6 +1403,29 @@ async fn changed(
     regions.db().notify(tx, super::CHANNEL).await?;
     audited(regions, tx, action, "allowed").await?;
     Ok(())
+}
+
+/// An audit detail that records the admin's allowance for internal addresses.
+fn allowing(detail: String, allow_internal_addresses: bool) -> String {
+    if allow_internal_addresses {
+        format!("{detail} allowing internal addresses")
+    } else {
+        detail
+    }
+}
+
+/// Refuses `outbound-http:` destinations inside the network without the admin's allowance.
+fn check_destinations(
+    field: &str,
+    grant: &[Capability],
+    allow_internal_addresses: bool,
+) -> Result<(), AdminError> {
+    crate::install::check_destinations(grant, allow_internal_addresses).map_err(|e| {
+        AdminError::Unprocessable {
+            message: e.to_string(),
+            field: Some(field.into()),
+        }
+    })
 }
 
 /// An audit detail: `what`, and what it grants if anything.

@@ -30,7 +30,7 @@ use healthcloud_store::manifest::Capability;
 use healthcloud_store::package::SignedPackage;
 use sqlx::Row;
 
-use crate::{Install, Runtime};
+use crate::{Grant, Install, Runtime};
 
 /// The PostgreSQL channel notified when `region_installs` changes.
 pub const CHANNEL: &str = "healthcloud_regions";
@@ -97,6 +97,8 @@ pub(crate) struct InstallRow {
     pub installed_at: String,
     pub updated_at: String,
     pub pending: Option<PendingRow>,
+    /// The region admin allowed `outbound-http:` destinations inside the network.
+    pub allow_internal_addresses: bool,
 }
 
 /// An upgrade waiting for a region admin's approval.
@@ -108,7 +110,8 @@ pub(crate) struct PendingRow {
 }
 
 const INSTALL_COLUMNS: &str = "region, app, version, sha256, package, granted, installed_at, \
-     updated_at, pending_version, pending_sha256, pending_package, pending_added";
+     updated_at, pending_version, pending_sha256, pending_package, pending_added, \
+     allow_internal_addresses";
 
 fn install_row(row: &sqlx::any::AnyRow) -> anyhow::Result<InstallRow> {
     let pending_version: Option<String> = row.get(8);
@@ -130,6 +133,7 @@ fn install_row(row: &sqlx::any::AnyRow) -> anyhow::Result<InstallRow> {
         installed_at: row.get(6),
         updated_at: row.get(7),
         pending,
+        allow_internal_addresses: row.get::<i64, _>(12) != 0,
     })
 }
 
@@ -350,6 +354,13 @@ impl Runtime {
                             tracing::info!(region = row.region, app = row.app, grant = %capabilities_to_json(&row.granted), "grant changed");
                             changed += 1;
                         }
+                        if install.grant.allows_internal_addresses() != row.allow_internal_addresses
+                        {
+                            install
+                                .grant
+                                .set_internal_addresses(row.allow_internal_addresses);
+                            changed += 1;
+                        }
                     }
                     Some(older) => {
                         // Until the new version is loaded the old one serves, under the new
@@ -366,6 +377,9 @@ impl Runtime {
                             older.grant.replace(granted);
                             changed += 1;
                         }
+                        older
+                            .grant
+                            .set_internal_addresses(row.allow_internal_addresses);
                         to_load.push(row);
                     }
                     None => to_load.push(row),
@@ -407,6 +421,9 @@ impl Runtime {
                     match regions.row(&row.region, &row.app).await? {
                         Some(now) if now.sha256 == row.sha256 => {
                             install.grant.replace(now.granted);
+                            install
+                                .grant
+                                .set_internal_addresses(now.allow_internal_addresses);
                             self.put_install(install);
                             changed += 1;
                         }
@@ -450,7 +467,9 @@ impl Runtime {
             row.sha256
         );
         let component = regions.component(&signed).await?;
-        self.prepare_package(&row.region, signed, component, row.granted.clone())
+        let grant = Grant::new(row.granted.clone())
+            .allowing_internal_addresses(row.allow_internal_addresses);
+        self.prepare_package(&row.region, signed, component, grant)
             .await
     }
 
@@ -460,7 +479,7 @@ impl Runtime {
         region: &str,
         signed: SignedPackage,
         component: Vec<u8>,
-        grant: Vec<Capability>,
+        grant: Grant,
     ) -> anyhow::Result<Arc<Install>> {
         let (runtime, region) = (self.clone(), region.to_owned());
         Ok(tokio::task::spawn_blocking(move || {

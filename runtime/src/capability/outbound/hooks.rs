@@ -1,13 +1,16 @@
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use http_body_util::BodyExt;
+use healthcloud_store::address::internal_address;
+use healthcloud_store::manifest::Capability;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::connect::{self, Destination, Timeouts};
+use super::resolve::Resolve;
 use crate::capability::Grant;
 use healthcloud_integration::policy::AppIdentity;
 
@@ -22,6 +25,8 @@ pub struct OutboundHooks {
     pub timeout: Duration,
     /// Outgoing requests this instance may have open at once.
     pub open_requests: Arc<Semaphore>,
+    /// Resolves granted names, once per request.
+    pub resolver: Arc<dyn Resolve>,
 }
 
 type ResponseFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
@@ -29,107 +34,104 @@ type ResponseFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
-        mut request: http::Request<WasiBody>,
+        request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: ResponseFuture,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, ResponseFuture), Error>> + Send>
     {
         drop(fut);
+        let hooks = self.clone();
+        Box::new(async move { hooks.send(request, options).await })
+    }
+}
+
+impl OutboundHooks {
+    /// Checks the request against the grant, resolves its host once, checks every address,
+    /// and sends it to the first of those addresses that accepts a connection.
+    async fn send(
+        self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<(http::Response<WasiBody>, ResponseFuture), Error> {
+        let app = &self.app;
+        // Held until the response body is done: each open request is a socket.
+        let Ok(permit) = self.open_requests.clone().try_acquire_owned() else {
+            return Err(Error::ConnectionLimitReached);
+        };
+        let uri = request.uri().clone();
+        let host = uri
+            .host()
+            .ok_or(Error::HttpRequestUriInvalid)?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let granted = self.grant.outbound_hosts();
-        let app = self.app.clone();
-        let timeout = self.timeout;
-        let open_requests = self.open_requests.clone();
-        Box::new(async move {
-            // Held until the response body is done: each open request is a socket.
-            let Ok(permit) = open_requests.try_acquire_owned() else {
-                return Err(Error::ConnectionLimitReached);
-            };
-            let uri = request.uri().clone();
-            let host = uri
-                .host()
-                .ok_or(Error::HttpRequestUriInvalid)?
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_ascii_lowercase();
-            let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-            let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-            if granted_host(&granted, &host, port).is_none() {
-                tracing::warn!(app = app.id, region = app.region, %host, port,
-                    "outgoing request refused: host not granted");
-                return Err(Error::HttpRequestDenied);
-            }
-            let literal: Option<IpAddr> = host.parse().ok();
-            let addresses: Vec<SocketAddr> = match literal {
-                Some(ip) => vec![SocketAddr::new(ip, port)],
-                None => {
-                    tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
-                        .await
-                        .map_err(|_| Error::DnsTimeout)?
-                        .map_err(|e| Error::DnsError {
-                            rcode: Some(e.to_string()),
-                            info_code: None,
-                        })?
-                        .collect()
-                }
-            };
-            // A granted name must not be a way into the internal network: every address it
-            // resolves to is checked, and the request goes to a checked address, not to a
-            // second lookup that could answer differently.
-            // A literal address that passed the grant check is named by the grant itself.
-            let explicitly_granted = literal.is_some();
-            let Some(address) = addresses.first().copied() else {
-                return Err(Error::DestinationNotFound);
-            };
-            if !explicitly_granted && addresses.iter().any(|a| is_internal(a.ip())) {
-                tracing::warn!(app = app.id, region = app.region, %host, ?addresses,
-                    "outgoing request refused: the host resolves to an internal address");
-                return Err(Error::DestinationIpProhibited);
-            }
-            if !tls {
-                // The Host header is already set from the original authority.
-                let mut parts = uri.into_parts();
-                parts.authority = Some(
-                    address
-                        .to_string()
-                        .parse()
-                        .map_err(|_| Error::HttpRequestUriInvalid)?,
-                );
-                *request.uri_mut() =
-                    http::Uri::from_parts(parts).map_err(|_| Error::HttpRequestUriInvalid)?;
-            }
-            // For https the connection re-resolves the name, but TLS then requires a
-            // certificate for that name, which an internal server cannot present.
-            let options = RequestOptions {
-                connect_timeout: Some(
-                    options
-                        .and_then(|o| o.connect_timeout)
-                        .unwrap_or(timeout)
-                        .min(timeout),
-                ),
-                first_byte_timeout: Some(
-                    options
-                        .and_then(|o| o.first_byte_timeout)
-                        .unwrap_or(timeout)
-                        .min(timeout),
-                ),
-                between_bytes_timeout: Some(
-                    options
-                        .and_then(|o| o.between_bytes_timeout)
-                        .unwrap_or(timeout)
-                        .min(timeout),
-                ),
-            };
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            let io = async move {
-                let _permit = permit;
-                io.await
-            };
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as ResponseFuture,
-            ))
-        })
+        let Some(entry) = granted_host(&granted, &host, port) else {
+            tracing::warn!(app = app.id, region = app.region, %host, port,
+                "outgoing request refused: host not granted");
+            return Err(Error::HttpRequestDenied);
+        };
+        // Internal addresses are reachable only through a grant entry that names an internal
+        // destination itself, installed with the region admin's allowance: a public name
+        // never leads inside, whatever its DNS answers.
+        let internal_allowed = self.grant.allows_internal_addresses()
+            && Capability::OutboundHttp(entry.clone())
+                .internal_destination()
+                .is_some();
+        let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::time::timeout(self.timeout, self.resolver.resolve(&host, port))
+                .await
+                .map_err(|_| Error::DnsTimeout)?
+                .map_err(|e| {
+                    tracing::info!(app = app.id, region = app.region, %host, error = %e,
+                        "outgoing request: the host does not resolve");
+                    Error::DnsError {
+                        rcode: None,
+                        info_code: None,
+                    }
+                })?,
+        };
+        if addresses.is_empty() {
+            return Err(Error::DestinationNotFound);
+        }
+        let internal: Vec<_> = addresses
+            .iter()
+            .filter_map(|a| internal_address(a.ip()).map(|why| (a, why)))
+            .collect();
+        if !internal.is_empty() && !internal_allowed {
+            tracing::warn!(app = app.id, region = app.region, %host, ?addresses,
+                why = %internal[0].1,
+                "outgoing request refused: the host is or resolves to an address inside the network");
+            return Err(Error::DestinationIpProhibited);
+        }
+        let timeout =
+            |requested: Option<Duration>| requested.unwrap_or(self.timeout).min(self.timeout);
+        let timeouts = Timeouts {
+            connect: timeout(options.and_then(|o| o.connect_timeout)),
+            first_byte: timeout(options.and_then(|o| o.first_byte_timeout)),
+            between_bytes: timeout(options.and_then(|o| o.between_bytes_timeout)),
+        };
+        let destination = Destination {
+            addresses: &addresses,
+            host: &host,
+            tls,
+        };
+        let (response, io) =
+            connect::send(request, destination, connect::server_name(&host), timeouts)
+                .await
+                .map_err(|failure| {
+                    tracing::info!(app = app.id, region = app.region, %host, ?addresses,
+                    cause = %failure, "outgoing request: could not connect");
+                    failure.code()
+                })?;
+        let io = async move {
+            let _permit = permit;
+            Box::into_pin(io).await
+        };
+        Ok((response, Box::new(io) as ResponseFuture))
     }
 }
 
@@ -148,74 +150,9 @@ fn granted_host<'a>(granted: &'a [String], host: &str, port: u16) -> Option<&'a 
     })
 }
 
-/// Loopback, private, link-local (including cloud metadata at 169.254.169.254), shared,
-/// unspecified, broadcast, multicast and documentation addresses.
-pub(crate) fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_internal_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_internal_v4(v4),
-            None => is_internal_v6(v6),
-        },
-    }
-}
-
-fn is_internal_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || ip.is_documentation()
-        || a == 0
-        || (a == 100 && (64..128).contains(&b))
-        || (a == 198 && (b == 18 || b == 19))
-        || a >= 240
-}
-
-/// Only global unicast (2000::/3) is public, minus the ranges in it that tunnel to IPv4
-/// (6to4, Teredo) or are reserved for documentation.
-fn is_internal_v6(ip: Ipv6Addr) -> bool {
-    let [first, second, ..] = ip.segments();
-    let global_unicast = (first & 0xe000) == 0x2000;
-    !global_unicast
-        || first == 0x2002
-        || (first == 0x2001 && second == 0x0000)
-        || (first == 0x2001 && second == 0x0db8)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn internal_addresses_are_recognised() {
-        for internal in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254",
-        ] {
-            assert!(is_internal(internal.parse().unwrap()), "{internal}");
-        }
-        for public in [
-            "93.184.215.14",
-            "2606:2800:21f:cb07:6820:80da:af6b:8b2c",
-            "8.8.8.8",
-        ] {
-            assert!(!is_internal(public.parse().unwrap()), "{public}");
-        }
-    }
 
     #[test]
     fn grants_match_host_or_host_and_port() {
