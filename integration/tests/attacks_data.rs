@@ -371,7 +371,7 @@ async fn app_and_patient_writes_carry_the_writer_stamp(h: Harness) {
             &clinician
         )
         .await,
-        [by_app.id.clone()]
+        [by_app.id.as_str()]
     );
     assert_eq!(
         h.ids(
