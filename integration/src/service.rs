@@ -621,3 +621,60 @@ impl<'a> Pending<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Role, TokenIssuer, TokenRequest};
+    use crate::policy::AppIdentity;
+    use serde_json::json;
+
+    fn context(sub: &str) -> AccessContext {
+        let issuer = TokenIssuer::generate("test");
+        let token = issuer
+            .mint(
+                Role::Citizen,
+                TokenRequest {
+                    sub: Some(sub.into()),
+                    patient: Some("p".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        AccessContext::user(issuer.verifier().verify(&token).unwrap())
+    }
+
+    #[test]
+    fn a_login_cannot_spell_out_an_app_in_the_stamp() {
+        let forger = context("x:app:examples.bp-monitor");
+        let stamp = written_source(&forger);
+        assert_eq!(
+            stamp,
+            "urn:healthcloud:written:user:citizen:x%3Aapp%3Aexamples.bp-monitor"
+        );
+        let mut app = context("u");
+        app.app = Some(AppIdentity {
+            id: "examples/bp-monitor".into(),
+            version: "1.0.0".into(),
+            digest: "sha256:00".into(),
+            publisher_key: "k".into(),
+            region: "r".into(),
+        });
+        assert_eq!(
+            written_source(&app),
+            "urn:healthcloud:written:app:examples.bp-monitor:citizen:u"
+        );
+    }
+
+    #[test]
+    fn the_stamp_replaces_what_the_client_sent() {
+        let mut resource = json!({"resourceType": "Observation",
+            "meta": {"source": "https://lab.example", "tag": [{"code": "kept"}]}});
+        stamp_writer(&mut resource, &context("u"));
+        assert_eq!(
+            resource["meta"]["source"],
+            "urn:healthcloud:written:user:citizen:u"
+        );
+        assert_eq!(resource["meta"]["tag"][0]["code"], "kept");
+    }
+}

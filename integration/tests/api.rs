@@ -226,7 +226,9 @@ async fn metadata_describes_the_server(h: Harness) {
     };
     assert_eq!(
         names(find("Observation")),
-        ["_id", "patient", "subject", "code", "category", "date", "_source"]
+        [
+            "_id", "patient", "subject", "code", "category", "date", "_source"
+        ]
     );
     assert_eq!(
         interactions(find("Observation")),
