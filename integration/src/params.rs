@@ -50,6 +50,24 @@ pub struct ParamDef {
     pub doc: &'static str,
 }
 
+impl ParamDef {
+    /// What it searches and how, for the CapabilityStatement.
+    pub fn documentation(&self) -> String {
+        match self.kind {
+            ParamKind::Reference { .. } => format!(
+                "{}. Matches literal references (Type/id or id); an identifier inside a \
+                 reference only with {}:identifier=system|value",
+                self.doc, self.name
+            ),
+            ParamKind::Uri => format!(
+                "{}. Exact, or :below for a URI and those under it",
+                self.doc
+            ),
+            _ => self.doc.to_owned(),
+        }
+    }
+}
+
 /// One supported resource type.
 #[derive(Debug)]
 pub struct TypeDef {
