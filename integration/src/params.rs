@@ -60,7 +60,7 @@ impl ParamDef {
                 self.doc, self.name
             ),
             ParamKind::Uri => format!(
-                "{}. Exact, or :below for a URI and those under it",
+                "{}. Exact, :below for a URI and those under it, or :missing=true|false",
                 self.doc
             ),
             _ => self.doc.to_owned(),

@@ -78,6 +78,9 @@ pub enum Match {
     Identifier,
     /// `:below` on URIs: the URI itself or any URI under it (after `:` or `/`).
     Below,
+    /// `:missing=true` (the resource has no value for the parameter) or `:missing=false`
+    /// (it has one); the filter carries no values.
+    Missing(bool),
 }
 
 /// One ANDed condition.
@@ -369,6 +372,22 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
         (_, None) => Match::Prefix,
         (ParamKind::String, Some("contains")) => Match::Contains,
         (ParamKind::Uri, Some("below")) => Match::Below,
+        (_, Some("missing")) => {
+            let missing = match value {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(FhirError::BadRequest(format!(
+                        "bad value '{value}' for '{name}': use true or false"
+                    )));
+                }
+            };
+            return Ok(Filter::Param {
+                def,
+                mode: Match::Missing(missing),
+                values: Vec::new(),
+            });
+        }
         (ParamKind::Reference { .. }, Some("identifier")) => {
             let identifiers = values
                 .map(|v| match v.split_once('|') {
@@ -616,6 +635,25 @@ mod tests {
         };
         assert_eq!(*mode, Match::Below);
         assert_eq!(values[0], Value::Uri("urn:healthcloud:written".into()));
+        let q = SearchQuery::parse(
+            "Observation",
+            &pairs(&[("_source:missing", "true")]),
+            PageLimits::default(),
+        )
+        .unwrap();
+        let Filter::Param { mode, .. } = &q.filters[0] else {
+            panic!()
+        };
+        assert_eq!(*mode, Match::Missing(true));
+        for bad in ["yes", "true,false"] {
+            let err = SearchQuery::parse(
+                "Observation",
+                &pairs(&[("_source:missing", bad)]),
+                PageLimits::default(),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("true or false"), "{err}");
+        }
         let err = SearchQuery::parse(
             "Observation",
             &pairs(&[("_source:contains", "x")]),

@@ -678,6 +678,15 @@ fn push_filter(
         Match::Identifier => params::identifier_param(def.name),
         _ => def.name.to_owned(),
     };
+    if let Match::Missing(missing) = mode {
+        sql.push(if missing { "NOT EXISTS" } else { "EXISTS" });
+        sql.push(&format!(
+            " (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = "
+        ))
+        .bind(param)
+        .push(")");
+        return;
+    }
     if quantifier == Quantifier::Every {
         sql.push("(");
     }

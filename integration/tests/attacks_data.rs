@@ -381,6 +381,15 @@ async fn app_and_patient_writes_carry_the_writer_stamp(h: Harness) {
         .await,
         [by_patient_id]
     );
+    assert_eq!(
+        h.ids(
+            &format!("Observation?patient=pat-a&category={LAB}&_source:missing=true"),
+            &clinician
+        )
+        .await,
+        ["a-hba1c-1", "a-hba1c-2"],
+        "the source system's results, without what was written through the platform"
+    );
     let imported = h.get("Observation/a-hba1c-1", &clinician).await;
     assert!(
         imported.body["meta"]["source"].is_null(),
