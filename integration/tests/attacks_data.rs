@@ -472,9 +472,12 @@ async fn old_index_rows_are_reshaped_on_open(url: String, backend: &str) {
     let store = EmbeddedStore::new(Database::connect(&url).await.unwrap());
     let service = healthcloud_integration::FhirService::new(store, PageLimits::default());
     let issuer = healthcloud_integration::auth::TokenIssuer::generate("t");
-    let token = issuer
-        .mint(Role::Clinician, TokenRequest::default())
-        .unwrap();
+    let clinician = TokenRequest {
+        org: Some("gp-1".into()),
+        fhir_user: Some("Practitioner/dr-test".into()),
+        ..Default::default()
+    };
+    let token = issuer.mint(Role::Clinician, clinician).unwrap();
     let context = AccessContext::user(issuer.verifier().verify(&token).unwrap());
     let search = |name: &str, value: &str| {
         let params = vec![(name.to_owned(), value.to_owned())];
