@@ -427,8 +427,8 @@ pub fn capability_statement(base_url: &str) -> Value {
             }
             let mut params =
                 vec![json!({"name": "_id", "type": "token", "documentation": "The resource id"})];
-            params.extend(t.params.iter().map(
-                |p| json!({"name": p.name, "type": p.kind.fhir_type(), "documentation": p.doc}),
+            params.extend(t.all_params().map(
+                |p| json!({"name": p.name, "type": p.kind.fhir_type(), "documentation": p.documentation()}),
             ));
             let mut resource = json!({
                 "type": t.name,

@@ -84,12 +84,22 @@ impl Database {
         if backend == Backend::Sqlite {
             tokio::spawn(checkpoint_wal(pool.clone()));
         }
-        Ok(Database {
+        let database = Database {
             pool,
             backend,
             url: url.into(),
             write_lock: Default::default(),
-        })
+        };
+        // A migration that changes the shape of index rows queues the resources concerned;
+        // they are reindexed with the code that indexes every write before anything is served.
+        let reindexed = crate::store::EmbeddedStore::new(database.clone())
+            .reindex_queued()
+            .await
+            .map_err(|e| anyhow::anyhow!("reindexing after a database migration failed: {e}"))?;
+        if reindexed > 0 {
+            tracing::info!(reindexed, "resources reindexed after a database migration");
+        }
+        Ok(database)
     }
 
     /// Applies another crate's migrations to this database: the crates share it, each with

@@ -10,7 +10,8 @@ use crate::date;
 pub enum ParamKind {
     /// `system|code` tokens from codes, Codings, CodeableConcepts and Identifiers.
     Token,
-    /// References, matched as `Type/id` or a bare `id`; `target` limits the referenced type.
+    /// Literal references, matched as `Type/id` or a bare `id`; `target` limits the referenced
+    /// type. Identifiers inside references are indexed apart and found only with `:identifier`.
     Reference {
         /// The referenced type this parameter is restricted to, if any.
         target: Option<&'static str>,
@@ -19,6 +20,8 @@ pub enum ParamKind {
     String,
     /// Dates with the `eq ne gt lt ge le` prefixes.
     Date,
+    /// URIs, matched exactly or with `:below` (the URI and everything under it).
+    Uri,
 }
 
 impl ParamKind {
@@ -29,6 +32,7 @@ impl ParamKind {
             ParamKind::Reference { .. } => "reference",
             ParamKind::String => "string",
             ParamKind::Date => "date",
+            ParamKind::Uri => "uri",
         }
     }
 }
@@ -44,6 +48,24 @@ pub struct ParamDef {
     pub paths: &'static [&'static str],
     /// What it searches, for the CapabilityStatement.
     pub doc: &'static str,
+}
+
+impl ParamDef {
+    /// What it searches and how, for the CapabilityStatement.
+    pub fn documentation(&self) -> String {
+        match self.kind {
+            ParamKind::Reference { .. } => format!(
+                "{}. Matches literal references (Type/id or id); an identifier inside a \
+                 reference only with {}:identifier=system|value",
+                self.doc, self.name
+            ),
+            ParamKind::Uri => format!(
+                "{}. Exact, :below for a URI and those under it, or :missing=true|false",
+                self.doc
+            ),
+            _ => self.doc.to_owned(),
+        }
+    }
 }
 
 /// One supported resource type.
@@ -320,6 +342,15 @@ pub static TYPES: &[TypeDef] = &[
     },
 ];
 
+/// Search parameters every served type has besides `_id`.
+pub static COMMON_PARAMS: &[ParamDef] = &[p(
+    "_source",
+    ParamKind::Uri,
+    &["meta.source"],
+    "Who wrote the resource: resources written through this server carry urn:healthcloud:written:…, \
+     set by the server (never by the client); imported data keeps its own source",
+)];
+
 /// The definition of a served type.
 pub fn type_def(resource_type: &str) -> Option<&'static TypeDef> {
     TYPES.iter().find(|t| t.name == resource_type)
@@ -328,7 +359,12 @@ pub fn type_def(resource_type: &str) -> Option<&'static TypeDef> {
 impl TypeDef {
     /// A search parameter of this type by name.
     pub fn param(&self, name: &str) -> Option<&'static ParamDef> {
-        self.params.iter().find(|p| p.name == name)
+        self.all_params().find(|p| p.name == name)
+    }
+
+    /// Its own search parameters, then the ones every type has.
+    pub fn all_params(&self) -> impl Iterator<Item = &'static ParamDef> + use<> {
+        self.params.iter().chain(COMMON_PARAMS)
     }
 
     /// Whether the type lives in a patient's compartment.
@@ -347,6 +383,10 @@ impl TypeDef {
 pub struct IndexRows {
     /// `(param, system, value)`; references use the referenced type as system.
     pub tokens: Vec<(&'static str, String, String)>,
+    /// `(param, system, value)` of the Identifiers inside references: what a writer claims the
+    /// reference points at, unchecked. Stored under `<param>:identifier`
+    /// ([`identifier_param`]), so only that modifier finds them, never a search by id.
+    pub reference_identifiers: Vec<(&'static str, String, String)>,
     /// `(param, lo, hi)`.
     pub dates: Vec<(&'static str, i64, i64)>,
     /// The patient whose compartment holds the resource.
@@ -383,7 +423,7 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
     if def.name == "Patient" {
         rows.patient_id = Some(id.to_owned());
     }
-    for param in def.params {
+    for param in def.all_params() {
         for path in param.paths {
             // A choice element is a date only in its date-typed variants; `occurrenceString`
             // or `performedAge` are valid FHIR that date search cannot see.
@@ -400,10 +440,26 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
                         rows.tokens.push((param.name, system, code))
                     }),
                     ParamKind::Reference { target } => {
-                        if let Some((ty, rid)) = parse_reference(value) {
-                            if target.is_some_and(|t| t != ty) {
-                                continue;
-                            }
+                        let literal = parse_reference(value);
+                        let claimed_type = literal
+                            .as_ref()
+                            .map(|(ty, _)| ty.as_str())
+                            .or_else(|| value.get("type").and_then(Value::as_str));
+                        if target.is_some_and(|t| claimed_type.is_some_and(|ty| ty != t)) {
+                            continue;
+                        }
+                        if let Some(identifier) = value.get("identifier")
+                            && let Some(v) = identifier.get("value").and_then(Value::as_str)
+                            && !v.is_empty()
+                        {
+                            let system = identifier.get("system").and_then(Value::as_str);
+                            rows.reference_identifiers.push((
+                                param.name,
+                                system.unwrap_or_default().to_owned(),
+                                v.to_owned(),
+                            ));
+                        }
+                        if let Some((ty, rid)) = literal {
                             if param.kind == PATIENT_REF {
                                 match &rows.patient_id {
                                     Some(existing) if *existing != rid => {
@@ -420,10 +476,11 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
                             }
                             rows.tokens.push((param.name, ty, rid));
                         }
-                        if let Some(ident) = value.get("identifier").and_then(|i| i.get("value"))
-                            && let Some(v) = ident.as_str()
-                        {
-                            rows.tokens.push((param.name, String::new(), v.to_owned()));
+                    }
+                    ParamKind::Uri => {
+                        if let Some(uri) = value.as_str() {
+                            rows.tokens
+                                .push((param.name, String::new(), uri.to_owned()));
                         }
                     }
                     ParamKind::String => strings(value, &mut |s| {
@@ -450,9 +507,17 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
     // The same token can come from two elements (a name's text and family, say); index it once.
     rows.tokens.sort_unstable();
     rows.tokens.dedup();
+    rows.reference_identifiers.sort_unstable();
+    rows.reference_identifiers.dedup();
     rows.dates.sort_unstable();
     rows.dates.dedup();
     Ok(rows)
+}
+
+/// The index name under which the Identifiers inside references of `param` are stored and
+/// searched (`subject:identifier`): a name no search by id can reach.
+pub fn identifier_param(param: &str) -> String {
+    format!("{param}:identifier")
 }
 
 /// The values at a dotted path, descending through arrays; `x[x]` matches choice elements.
@@ -634,6 +699,62 @@ mod tests {
             .collect();
         assert_eq!(names, ["marie", "sørensen", "åse"]);
         assert_eq!(rows.patient_id.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn identifiers_in_references_are_indexed_apart_from_literal_references() {
+        let planted = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": "Patient/a", "identifier": {"value": "b"}}});
+        let rows = index("Observation", "o", &planted).unwrap();
+        assert_eq!(rows.patient_id.as_deref(), Some("a"));
+        assert!(
+            rows.tokens.iter().all(|t| t.2 != "b"),
+            "an identifier value is not a reference: {:?}",
+            rows.tokens
+        );
+        assert_eq!(
+            rows.reference_identifiers,
+            [
+                ("patient", String::new(), "b".to_owned()),
+                ("subject", String::new(), "b".to_owned())
+            ]
+        );
+        let gp = json!({"resourceType": "Patient", "generalPractitioner": [
+            {"type": "Organization", "identifier": {"system": "urn:oid:1.2.208.176.1.1", "value": "111111"}}]});
+        let rows = index("Patient", "p", &gp).unwrap();
+        assert_eq!(
+            rows.reference_identifiers,
+            [(
+                "general-practitioner",
+                "urn:oid:1.2.208.176.1.1".to_owned(),
+                "111111".to_owned()
+            )]
+        );
+        assert_eq!(identifier_param("subject"), "subject:identifier");
+    }
+
+    #[test]
+    fn a_logical_reference_to_another_type_is_not_a_patient_identifier() {
+        let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"type": "Group", "identifier": {"system": "s", "value": "g"}}});
+        let rows = index("Observation", "o", &obs).unwrap();
+        assert_eq!(
+            rows.reference_identifiers,
+            [("subject", "s".to_owned(), "g".to_owned())]
+        );
+    }
+
+    #[test]
+    fn meta_source_is_indexed_for_every_type() {
+        let org =
+            json!({"resourceType": "Organization", "meta": {"source": "https://lab.example/fhir"}});
+        let rows = index("Organization", "o", &org).unwrap();
+        assert!(rows.tokens.contains(&(
+            "_source",
+            String::new(),
+            "https://lab.example/fhir".into()
+        )));
+        assert!(type_def("Consent").unwrap().param("_source").is_some());
     }
 
     #[test]

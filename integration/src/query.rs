@@ -51,26 +51,36 @@ pub enum Value {
         /// The code constraint.
         code: Option<String>,
     },
-    /// A reference as `Type/id` or a bare id.
+    /// A literal reference as `Type/id` or a bare id.
     Reference {
         /// The referenced type, if given.
         resource_type: Option<String>,
-        /// The referenced id (or identifier value).
+        /// The referenced id.
         id: String,
     },
+    /// A URI, matched exactly (or as a prefix with `:below`).
+    Uri(String),
     /// A lower-cased string to match.
     Text(String),
     /// A date comparison.
     Date(Prefix, DateRange),
 }
 
-/// How a string parameter matches.
+/// How a parameter's values match (the modifier).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Match {
-    /// The default: starts with, case-insensitive.
+    /// The default: strings start with the value, case-insensitive; other kinds match it.
     Prefix,
-    /// `:contains`.
+    /// `:contains` on strings.
     Contains,
+    /// `:identifier` on references: `system|value` tokens matched against the Identifiers
+    /// inside references (what their writer claims), never against literal references.
+    Identifier,
+    /// `:below` on URIs: the URI itself or any URI under it (after `:` or `/`).
+    Below,
+    /// `:missing=true` (the resource has no value for the parameter) or `:missing=false`
+    /// (it has one); the filter carries no values.
+    Missing(bool),
 }
 
 /// One ANDed condition.
@@ -82,7 +92,7 @@ pub enum Filter {
     Param {
         /// The parameter.
         def: &'static ParamDef,
-        /// String match mode (ignored for other kinds).
+        /// How the values match (the modifier).
         mode: Match,
         /// Alternatives.
         values: Vec<Value>,
@@ -155,6 +165,9 @@ pub const MAX_OFFSET: usize = 10_000_000;
 
 /// The most comma-separated alternatives one parameter may carry (each is a bound SQL value).
 pub const MAX_VALUES: usize = 100;
+
+/// The Danish CPR number's system, the example in error messages.
+const CPR_SYSTEM: &str = "urn:oid:1.2.208.176.1.2";
 
 /// Control parameters accepted because they do not filter.
 const FORMAT_VALUES: &[&str] = &["json", "application/json", "application/fhir+json"];
@@ -247,28 +260,44 @@ impl SearchQuery {
 
 impl SearchQuery {
     /// The patients the client's filters explicitly name through the compartment element
-    /// (`patient=`, or `_id=` on Patient), if any filter does.
+    /// (`patient=`, or `_id=` on Patient), if any filter does. These are exactly the filters
+    /// the store answers from the compartment column ([`compartment_patients`]), so whom a
+    /// search names (for consent and audit) is whom it can match. Identifiers (`:identifier`)
+    /// and bare ids name nobody: they are claims or may refer to other types.
     pub fn named_patients(&self) -> Option<Vec<String>> {
-        let compartment = self.type_def.param("patient");
         self.filters.iter().find_map(|filter| match filter {
             Filter::Id(ids) if self.type_def.name == "Patient" => Some(ids.clone()),
-            Filter::Param { def, values, .. }
-                if compartment.is_some_and(|c| c.paths == def.paths) =>
-            {
-                values
-                    .iter()
-                    .map(|v| match v {
-                        Value::Reference {
-                            resource_type: Some(t),
-                            id,
-                        } if t == "Patient" => Some(id.clone()),
-                        _ => None,
-                    })
-                    .collect()
+            Filter::Param { def, mode, values } => {
+                compartment_patients(self.type_def, def, *mode, values)
+                    .map(|ids| ids.into_iter().cloned().collect())
             }
             _ => None,
         })
     }
+}
+
+/// When a filter on `def` is a condition on the patient compartment (literal `Patient/<id>`
+/// references through the type's compartment element), the patients it allows.
+pub fn compartment_patients<'a>(
+    type_def: &TypeDef,
+    def: &ParamDef,
+    mode: Match,
+    values: &'a [Value],
+) -> Option<Vec<&'a String>> {
+    let compartment = type_def.param("patient")?;
+    if compartment.paths != def.paths || mode != Match::Prefix {
+        return None;
+    }
+    values
+        .iter()
+        .map(|v| match v {
+            Value::Reference {
+                resource_type: Some(t),
+                id,
+            } if t == "Patient" => Some(id),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The definition of a type we serve, or a 404 naming the ones we do.
@@ -328,7 +357,7 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
         return Ok(Filter::Id(ids));
     }
     let Some(def) = type_def.param(base) else {
-        let mut supported: Vec<&str> = type_def.params.iter().map(|p| p.name).collect();
+        let mut supported: Vec<&str> = type_def.all_params().map(|p| p.name).collect();
         supported.extend(["_id", "_count", "_offset"]);
         if type_def.sortable_by_date() {
             supported.push("_sort");
@@ -342,6 +371,44 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
     let mode = match (def.kind, modifier) {
         (_, None) => Match::Prefix,
         (ParamKind::String, Some("contains")) => Match::Contains,
+        (ParamKind::Uri, Some("below")) => Match::Below,
+        (_, Some("missing")) => {
+            let missing = match value {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(FhirError::BadRequest(format!(
+                        "bad value '{value}' for '{name}': use true or false"
+                    )));
+                }
+            };
+            return Ok(Filter::Param {
+                def,
+                mode: Match::Missing(missing),
+                values: Vec::new(),
+            });
+        }
+        (ParamKind::Reference { .. }, Some("identifier")) => {
+            let identifiers = values
+                .map(|v| match v.split_once('|') {
+                    Some((system, value)) if !system.is_empty() && !value.is_empty() => {
+                        Ok(Value::Token {
+                            system: Some(system.to_owned()),
+                            code: Some(value.to_owned()),
+                        })
+                    }
+                    _ => Err(FhirError::BadRequest(format!(
+                        "bad value '{v}' for '{name}': give the identifier with its system, \
+                         as {name}=system|value (e.g. {name}={CPR_SYSTEM}|0101010000)"
+                    ))),
+                })
+                .collect::<Result<_, _>>()?;
+            return Ok(Filter::Param {
+                def,
+                mode: Match::Identifier,
+                values: identifiers,
+            });
+        }
         (ParamKind::Reference { target: None }, Some(t))
             if t.starts_with(|c: char| c.is_ascii_uppercase()) =>
         {
@@ -394,12 +461,18 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
             {
                 return Err(bad(&format!("'{}' refers to {target} resources", def.name)));
             }
-            if resource_type.is_some() && !is_valid_id(&id) {
-                return Err(bad("not a valid resource id"));
+            if !is_valid_id(&id) {
+                return Err(FhirError::BadRequest(format!(
+                    "bad value '{raw}' for '{name}': not a resource id; a reference search \
+                     matches Type/id or an id, and an identifier inside a reference only \
+                     with {name}:identifier=system|value",
+                    name = def.name
+                )));
             }
             Ok(Value::Reference { resource_type, id })
         }
         ParamKind::String => Ok(Value::Text(raw.to_lowercase())),
+        ParamKind::Uri => Ok(Value::Uri(raw.to_owned())),
         ParamKind::Date => {
             let prefixes = [
                 ("eq", Prefix::Eq),
@@ -507,6 +580,87 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn reference_identifiers_need_the_modifier_and_their_system() {
+        let parse = |name: &str, value: &str| {
+            SearchQuery::parse(
+                "Observation",
+                &pairs(&[(name, value)]),
+                PageLimits::default(),
+            )
+        };
+        let err = parse("subject", "urn:oid:1.2.208.176.1.2|0101010000").unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(
+            err.to_string().contains("subject:identifier=system|value"),
+            "{err}"
+        );
+        for bare in ["0101010000", "|0101010000", "urn:oid:1.2.208.176.1.2|"] {
+            let err = parse("subject:identifier", bare).unwrap_err();
+            assert!(err.to_string().contains("with its system"), "{bare}: {err}");
+        }
+        let q = parse("subject:identifier", "urn:oid:1.2.208.176.1.2|0101010000").unwrap();
+        let Filter::Param { mode, values, .. } = &q.filters[0] else {
+            panic!()
+        };
+        assert_eq!(*mode, Match::Identifier);
+        assert_eq!(
+            values[0],
+            Value::Token {
+                system: Some("urn:oid:1.2.208.176.1.2".into()),
+                code: Some("0101010000".into())
+            }
+        );
+        assert_eq!(q.named_patients(), None, "an identifier names no patient");
+        let q = parse("patient:identifier", "urn:oid:1.2.208.176.1.2|0101010000").unwrap();
+        assert_eq!(q.named_patients(), None, "an identifier names no patient");
+        let q = parse("subject", "pat-b").unwrap();
+        assert_eq!(q.named_patients(), None, "a bare id may be a Group's");
+        let q = parse("subject", "Patient/pat-b").unwrap();
+        assert_eq!(q.named_patients(), Some(vec!["pat-b".to_owned()]));
+    }
+
+    #[test]
+    fn source_takes_below() {
+        let q = SearchQuery::parse(
+            "Observation",
+            &pairs(&[("_source:below", "urn:healthcloud:written")]),
+            PageLimits::default(),
+        )
+        .unwrap();
+        let Filter::Param { mode, values, .. } = &q.filters[0] else {
+            panic!()
+        };
+        assert_eq!(*mode, Match::Below);
+        assert_eq!(values[0], Value::Uri("urn:healthcloud:written".into()));
+        let q = SearchQuery::parse(
+            "Observation",
+            &pairs(&[("_source:missing", "true")]),
+            PageLimits::default(),
+        )
+        .unwrap();
+        let Filter::Param { mode, .. } = &q.filters[0] else {
+            panic!()
+        };
+        assert_eq!(*mode, Match::Missing(true));
+        for bad in ["yes", "true,false"] {
+            let err = SearchQuery::parse(
+                "Observation",
+                &pairs(&[("_source:missing", bad)]),
+                PageLimits::default(),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("true or false"), "{err}");
+        }
+        let err = SearchQuery::parse(
+            "Observation",
+            &pairs(&[("_source:contains", "x")]),
+            PageLimits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.status(), 400);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::query::{
 };
 use crate::scope::Interaction;
 use crate::source::Source;
-use crate::store::{EmbeddedStore, Prepared, SearchPage, StoredResource};
+use crate::store::{EmbeddedStore, Prepared, Quantifier, SearchPage, StoredResource};
 use crate::validate;
 
 /// Policy-checked, audited access to FHIR data.
@@ -344,6 +344,8 @@ impl FhirService {
         audit: &mut Pending<'_>,
     ) -> Result<Written, FhirError> {
         validate::resource(type_def.name, &resource)?;
+        let mut resource = resource;
+        stamp_writer(&mut resource, context);
         let prepared = Prepared::new(type_def.name, id, version_id, date::now_ms(), resource)?;
         let patient = prepared.index.patient_id.clone();
         if let Some(patient) = &patient
@@ -381,13 +383,28 @@ impl FhirService {
         self.store
             .write(&mut tx, std::slice::from_ref(&prepared))
             .await?;
-        // The policy is checked against the resource exactly as stored; refused writes roll back.
-        if !self.store.matches(&query, Some(&mut tx)).await? {
+        // The policy is checked against the resource exactly as stored, with every value of a
+        // restricted element held to the restriction; refused writes roll back.
+        if !self
+            .store
+            .permits(&query, Quantifier::Every, &mut tx)
+            .await?
+        {
+            let one_value_allowed = self.store.permits(&query, Quantifier::Any, &mut tx).await?;
             drop(tx);
-            return Err(FhirError::Forbidden(format!(
-                "your scopes (or the app's grant) do not allow writing this {} (e.g. another patient's)",
-                type_def.name
-            )));
+            return Err(FhirError::Forbidden(if one_value_allowed {
+                format!(
+                    "every value of an element your scopes (or the app's grant) restrict must be \
+                     allowed, and this {} also carries values they do not allow (e.g. a second \
+                     category): write it with allowed values only",
+                    type_def.name
+                )
+            } else {
+                format!(
+                    "your scopes (or the app's grant) do not allow writing this {} (e.g. another patient's)",
+                    type_def.name
+                )
+            }));
         }
         self.write_audit(&mut tx, audit, None).await?;
         tx.commit().await?;
@@ -509,6 +526,41 @@ impl FhirService {
     }
 }
 
+/// What every `meta.source` the platform stamps starts with: a resource written through
+/// [`FhirService`] carries one, naming who wrote it; imported data keeps its own source.
+/// Search for them with `_source:below=urn:healthcloud:written`.
+pub const WRITTEN_SOURCE: &str = "urn:healthcloud:written";
+
+/// Who writes through `context`, as a `meta.source` URI (each part percent-encoded):
+/// `urn:healthcloud:written:user:<role>:<user>` for a user through the FHIR API,
+/// `urn:healthcloud:written:app:<publisher.app>:<role>:<user>` for an app acting for a user.
+/// The AuditEvent of the write holds the rest (app version, digest, region).
+pub fn written_source(context: &AccessContext) -> String {
+    let part = |text: &str| form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    let claims = &context.principal.claims;
+    let user = format!("{}:{}", part(claims.role.as_str()), part(&claims.sub));
+    match &context.app {
+        Some(app) => format!(
+            "{WRITTEN_SOURCE}:app:{}:{user}",
+            part(&app.fhir_device_id())
+        ),
+        None => format!("{WRITTEN_SOURCE}:user:{user}"),
+    }
+}
+
+/// Sets `meta.source` to who is writing, whatever the client sent: a client cannot make its
+/// data look like a source system's. (A `meta` that is not an object is refused later.)
+fn stamp_writer(resource: &mut Value, context: &AccessContext) {
+    if let Some(object) = resource.as_object_mut()
+        && let Some(meta) = object
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Default::default()))
+            .as_object_mut()
+    {
+        meta.insert("source".into(), Value::String(written_source(context)));
+    }
+}
+
 fn encode(params: &[(String, String)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params)
@@ -524,6 +576,8 @@ const IDENTIFYING: &[&str] = &[
     "subject",
     "birthdate",
     "general-practitioner",
+    // A stamp names the user who wrote (urn:healthcloud:written:…:<user>).
+    "_source",
 ];
 
 /// The query with identifying values masked: what each patient's copy of a search's audit
@@ -642,5 +696,62 @@ impl AppStateAccess<'_> {
         service.write_audit(&mut tx, &audit, None).await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Role, TokenIssuer, TokenRequest};
+    use crate::policy::AppIdentity;
+    use serde_json::json;
+
+    fn context(sub: &str) -> AccessContext {
+        let issuer = TokenIssuer::generate("test");
+        let token = issuer
+            .mint(
+                Role::Citizen,
+                TokenRequest {
+                    sub: Some(sub.into()),
+                    patient: Some("p".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        AccessContext::user(issuer.verifier().verify(&token).unwrap())
+    }
+
+    #[test]
+    fn a_login_cannot_spell_out_an_app_in_the_stamp() {
+        let forger = context("x:app:examples.bp-monitor");
+        let stamp = written_source(&forger);
+        assert_eq!(
+            stamp,
+            "urn:healthcloud:written:user:citizen:x%3Aapp%3Aexamples.bp-monitor"
+        );
+        let mut app = context("u");
+        app.app = Some(AppIdentity {
+            id: "examples/bp-monitor".into(),
+            version: "1.0.0".into(),
+            digest: "sha256:00".into(),
+            publisher_key: "k".into(),
+            region: "r".into(),
+        });
+        assert_eq!(
+            written_source(&app),
+            "urn:healthcloud:written:app:examples.bp-monitor:citizen:u"
+        );
+    }
+
+    #[test]
+    fn the_stamp_replaces_what_the_client_sent() {
+        let mut resource = json!({"resourceType": "Observation",
+            "meta": {"source": "https://lab.example", "tag": [{"code": "kept"}]}});
+        stamp_writer(&mut resource, &context("u"));
+        assert_eq!(
+            resource["meta"]["source"],
+            "urn:healthcloud:written:user:citizen:u"
+        );
+        assert_eq!(resource["meta"]["tag"][0]["code"], "kept");
     }
 }

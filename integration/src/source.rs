@@ -45,6 +45,6 @@ impl Source for EmbeddedStore {
     }
 
     async fn matches(&self, query: &SearchQuery) -> Result<bool, FhirError> {
-        EmbeddedStore::matches(self, query, None).await
+        EmbeddedStore::matches(self, query).await
     }
 }

@@ -10,7 +10,10 @@ use crate::date;
 use crate::db::{Database, Sql, WriteTx};
 use crate::error::FhirError;
 use crate::params::{self, IndexRows, ParamKind};
-use crate::query::{Alternative, Filter, Match, Prefix, SearchQuery, Sort, Value as QueryValue};
+use crate::query::{
+    Alternative, Filter, Match, Prefix, SearchQuery, Sort, Value as QueryValue,
+    compartment_patients,
+};
 
 /// A stored resource as the store returns it.
 #[derive(Debug, Clone)]
@@ -162,7 +165,7 @@ impl EmbeddedStore {
     /// Runs a search.
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchPage, FhirError> {
         let mut count = self.db.sql("SELECT COUNT(*) FROM resources r");
-        push_where(&mut count, query);
+        push_where(&mut count, query, Quantifier::Any);
         let total: i64 = count.query().fetch_one(self.db.pool()).await?.try_get(0)?;
         if query.count == 0 || query.offset as i64 >= total {
             return Ok(SearchPage {
@@ -173,7 +176,7 @@ impl EmbeddedStore {
         let mut sql = self
             .db
             .sql("SELECT r.id, r.version_id, r.patient_id, r.content FROM resources r");
-        push_where(&mut sql, query);
+        push_where(&mut sql, query, Quantifier::Any);
         sql.push(match query.sort {
             Sort::Id => " ORDER BY r.id",
             Sort::DateAscending => " ORDER BY r.sort_date ASC NULLS LAST, r.id",
@@ -190,19 +193,27 @@ impl EmbeddedStore {
         })
     }
 
-    /// Whether the resource `resource_type/id` exists and satisfies `query`'s filters and constraints.
-    pub async fn matches(
+    /// Whether any resource satisfies `query`'s filters and constraints.
+    pub async fn matches(&self, query: &SearchQuery) -> Result<bool, FhirError> {
+        let mut sql = self.db.sql("SELECT 1 FROM resources r");
+        push_where(&mut sql, query, Quantifier::Any);
+        Ok(sql.query().fetch_optional(self.db.pool()).await?.is_some())
+    }
+
+    /// Whether the resource `query` selects (written in `tx`, not yet committed) may be
+    /// written under `query`'s constraints: as [`matches`](Self::matches), except that a
+    /// restricted parameter must hold for **every** value the resource has for it, so an
+    /// allowed value cannot carry an unallowed one in (`category` vital-signs *and*
+    /// laboratory under a vital-signs scope). With `Quantifier::Any`, the read semantics.
+    pub async fn permits(
         &self,
         query: &SearchQuery,
-        executor: Option<&mut WriteTx>,
+        quantifier: Quantifier,
+        tx: &mut WriteTx,
     ) -> Result<bool, FhirError> {
         let mut sql = self.db.sql("SELECT 1 FROM resources r");
-        push_where(&mut sql, query);
-        let row = match executor {
-            Some(tx) => sql.query().fetch_optional(&mut *tx.tx).await?,
-            None => sql.query().fetch_optional(self.db.pool()).await?,
-        };
-        Ok(row.is_some())
+        push_where(&mut sql, query, quantifier);
+        Ok(sql.query().fetch_optional(&mut *tx.tx).await?.is_some())
     }
 
     /// Writes prepared resources (new versions replace old ones) in `tx`.
@@ -252,51 +263,11 @@ impl EmbeddedStore {
             }
             sql.query().execute(&mut *tx.tx).await?;
         }
-        // Collected first: iterator adapters borrowed across an await make the future !Send.
-        let tokens: Vec<_> = items
+        let indexed: Vec<(&str, &str, &IndexRows)> = items
             .iter()
-            .flat_map(|item| item.index.tokens.iter().map(move |t| (item, t)))
+            .map(|item| (item.resource_type.as_str(), item.id.as_str(), &item.index))
             .collect();
-        insert_rows(
-            &self.db,
-            tx,
-            "INSERT INTO search_token (resource_type, resource_id, param, system, value) VALUES ",
-            &tokens,
-            |sql, (item, (param, system, value))| {
-                sql.bind(&item.resource_type)
-                    .push(", ")
-                    .bind(&item.id)
-                    .push(", ")
-                    .bind(*param)
-                    .push(", ")
-                    .bind(system)
-                    .push(", ")
-                    .bind(value);
-            },
-        )
-        .await?;
-        let dates: Vec<_> = items
-            .iter()
-            .flat_map(|item| item.index.dates.iter().map(move |d| (item, d)))
-            .collect();
-        insert_rows(
-            &self.db,
-            tx,
-            "INSERT INTO search_date (resource_type, resource_id, param, lo, hi) VALUES ",
-            &dates,
-            |sql, (item, (param, lo, hi))| {
-                sql.bind(&item.resource_type)
-                    .push(", ")
-                    .bind(&item.id)
-                    .push(", ")
-                    .bind(*param)
-                    .push(", ")
-                    .bind(*lo)
-                    .push(", ")
-                    .bind(*hi);
-            },
-        )
-        .await?;
+        self.insert_index(tx, &indexed).await?;
         let denials: Vec<_> = items
             .iter()
             .flat_map(|item| item.denials.iter().map(move |d| (item, d)))
@@ -306,6 +277,171 @@ impl EmbeddedStore {
         })
         .await?;
         Ok(())
+    }
+
+    /// Inserts the index rows of `(type, id, index)` items in `tx`.
+    async fn insert_index(
+        &self,
+        tx: &mut WriteTx,
+        items: &[(&str, &str, &IndexRows)],
+    ) -> Result<(), FhirError> {
+        // Collected first: iterator adapters borrowed across an await make the future !Send.
+        let tokens: Vec<_> = items
+            .iter()
+            .flat_map(|item| item.2.tokens.iter().map(move |t| (item, t)))
+            .collect();
+        insert_rows(
+            &self.db,
+            tx,
+            "INSERT INTO search_token (resource_type, resource_id, param, system, value) VALUES ",
+            &tokens,
+            |sql, (item, (param, system, value))| {
+                sql.bind(item.0)
+                    .push(", ")
+                    .bind(item.1)
+                    .push(", ")
+                    .bind(*param)
+                    .push(", ")
+                    .bind(system)
+                    .push(", ")
+                    .bind(value);
+            },
+        )
+        .await?;
+        let identifiers: Vec<_> = items
+            .iter()
+            .flat_map(|item| {
+                item.2
+                    .reference_identifiers
+                    .iter()
+                    .map(move |(param, system, value)| {
+                        (item, (params::identifier_param(param), system, value))
+                    })
+            })
+            .collect();
+        insert_rows(
+            &self.db,
+            tx,
+            "INSERT INTO search_token (resource_type, resource_id, param, system, value) VALUES ",
+            &identifiers,
+            |sql, (item, (param, system, value))| {
+                sql.bind(item.0)
+                    .push(", ")
+                    .bind(item.1)
+                    .push(", ")
+                    .bind(param)
+                    .push(", ")
+                    .bind(*system)
+                    .push(", ")
+                    .bind(*value);
+            },
+        )
+        .await?;
+        let dates: Vec<_> = items
+            .iter()
+            .flat_map(|item| item.2.dates.iter().map(move |d| (item, d)))
+            .collect();
+        insert_rows(
+            &self.db,
+            tx,
+            "INSERT INTO search_date (resource_type, resource_id, param, lo, hi) VALUES ",
+            &dates,
+            |sql, (item, (param, lo, hi))| {
+                sql.bind(item.0)
+                    .push(", ")
+                    .bind(item.1)
+                    .push(", ")
+                    .bind(*param)
+                    .push(", ")
+                    .bind(*lo)
+                    .push(", ")
+                    .bind(*hi);
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Reindexes, from their stored JSON, the resources a migration queued in `reindex_queue`
+    /// because the shape of their index rows changed; returns how many. Runs when the
+    /// database is opened. Several nodes may run it at once: each resource is taken off the
+    /// queue by one of them, in the transaction that reindexes it.
+    pub async fn reindex_queued(&self) -> Result<usize, FhirError> {
+        let mut reindexed = 0;
+        loop {
+            let batch: Vec<(String, String)> = sqlx::query(
+                "SELECT resource_type, resource_id FROM reindex_queue \
+                 ORDER BY resource_type, resource_id LIMIT 500",
+            )
+            .fetch_all(self.db.pool())
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+            if batch.is_empty() {
+                return Ok(reindexed);
+            }
+            let mut tx = self.db.begin_write().await?;
+            let mut rebuilt = Vec::new();
+            for (resource_type, id) in &batch {
+                let taken = sqlx::query(
+                    "DELETE FROM reindex_queue WHERE resource_type = $1 AND resource_id = $2",
+                )
+                .bind(resource_type)
+                .bind(id)
+                .execute(&mut *tx.tx)
+                .await?;
+                if taken.rows_affected() != 1 {
+                    continue;
+                }
+                // Locked on PostgreSQL, so a concurrent write of the resource waits for us.
+                let lock = match self.db.backend() {
+                    crate::db::Backend::Postgres => " FOR UPDATE",
+                    crate::db::Backend::Sqlite => "",
+                };
+                let Some(row) = sqlx::query(&format!(
+                    "SELECT content FROM resources WHERE resource_type = $1 AND id = $2{lock}"
+                ))
+                .bind(resource_type)
+                .bind(id)
+                .fetch_optional(&mut *tx.tx)
+                .await?
+                else {
+                    continue;
+                };
+                let content: String = row.try_get(0)?;
+                let index = serde_json::from_str::<Value>(&content)
+                    .map_err(|e| e.to_string())
+                    .and_then(|json| {
+                        params::index(resource_type, id, &json).map_err(|e| e.to_string())
+                    });
+                match index {
+                    Ok(index) => {
+                        for table in ["search_token", "search_date"] {
+                            sqlx::query(&format!(
+                                "DELETE FROM {table} WHERE resource_type = $1 AND resource_id = $2"
+                            ))
+                            .bind(resource_type)
+                            .bind(id)
+                            .execute(&mut *tx.tx)
+                            .await?;
+                        }
+                        rebuilt.push((resource_type, id, index));
+                    }
+                    // It was indexed when written; its other rows stay as they were.
+                    Err(error) => {
+                        tracing::warn!(%resource_type, %id, %error, "cannot reindex; left as it was")
+                    }
+                }
+            }
+            let items: Vec<(&str, &str, &IndexRows)> = rebuilt
+                .iter()
+                .map(|(t, id, index)| (t.as_str(), id.as_str(), index))
+                .collect();
+            self.insert_index(&mut tx, &items).await?;
+            tx.commit().await?;
+            reindexed += items.len();
+        }
     }
 
     /// Refreshes the query planner's statistics after a bulk load, so SQLite keeps choosing
@@ -414,14 +550,24 @@ async fn insert_rows<T: Sync>(
     Ok(())
 }
 
-/// Appends the WHERE clause of `query`: type, client filters, policy constraints, consent.
-fn push_where(sql: &mut Sql, query: &SearchQuery) {
+/// How a constraint's filter holds for a resource with several values of its parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantifier {
+    /// One value matches: how searches and reads work.
+    Any,
+    /// One value matches and every other does too: how writes are checked.
+    Every,
+}
+
+/// Appends the WHERE clause of `query`: type, client filters, policy constraints (their
+/// filters held with `quantifier`), consent.
+fn push_where(sql: &mut Sql, query: &SearchQuery, quantifier: Quantifier) {
     sql.push(" WHERE r.resource_type = ")
         .bind(query.type_def.name);
     let narrowed = narrowed_to_patients(query);
     for filter in &query.filters {
         sql.push(" AND ");
-        push_filter(sql, query, filter, narrowed);
+        push_filter(sql, query, filter, narrowed, Quantifier::Any);
     }
     for group in &query.constraints.groups {
         if group.is_empty() {
@@ -433,7 +579,7 @@ fn push_where(sql: &mut Sql, query: &SearchQuery) {
             if i > 0 {
                 sql.push(" OR ");
             }
-            push_alternative(sql, query, alternative, narrowed);
+            push_alternative(sql, query, alternative, narrowed, quantifier);
         }
         sql.push(")");
     }
@@ -469,19 +615,31 @@ fn narrowed_to_patients(query: &SearchQuery) -> bool {
             .any(|group| !group.is_empty() && group.iter().all(|a| a.compartment.is_some()))
 }
 
-fn push_alternative(sql: &mut Sql, query: &SearchQuery, alternative: &Alternative, narrowed: bool) {
+fn push_alternative(
+    sql: &mut Sql,
+    query: &SearchQuery,
+    alternative: &Alternative,
+    narrowed: bool,
+    quantifier: Quantifier,
+) {
     sql.push("(1 = 1");
     if let Some(patient) = &alternative.compartment {
         sql.push(" AND r.patient_id = ").bind(patient);
     }
     for filter in &alternative.filters {
         sql.push(" AND ");
-        push_filter(sql, query, filter, narrowed);
+        push_filter(sql, query, filter, narrowed, quantifier);
     }
     sql.push(")");
 }
 
-fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter, narrowed: bool) {
+fn push_filter(
+    sql: &mut Sql,
+    query: &SearchQuery,
+    filter: &Filter,
+    narrowed: bool,
+    quantifier: Quantifier,
+) {
     let (def, mode, values) = match filter {
         Filter::Id(ids) => {
             sql.push("r.id IN (");
@@ -497,22 +655,9 @@ fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter, narrowed: bo
         Filter::Param { def, mode, values } => (*def, *mode, values),
     };
     // A reference to a Patient through the type's compartment element is exactly the
-    // compartment column: use it, so a patient's data is found through its index.
-    let compartment_param = query
-        .type_def
-        .param("patient")
-        .filter(|p| p.paths == def.paths);
-    let patient_ids: Option<Vec<&String>> = values
-        .iter()
-        .map(|v| match v {
-            QueryValue::Reference {
-                resource_type: Some(t),
-                id,
-            } if t == "Patient" => Some(id),
-            _ => None,
-        })
-        .collect();
-    if let (Some(_), Some(ids)) = (compartment_param, patient_ids) {
+    // compartment column (one patient per resource): use it, so a patient's data is found
+    // through its index.
+    if let Some(ids) = compartment_patients(query.type_def, def, mode, values) {
         sql.push("r.patient_id IN (");
         for (i, id) in ids.into_iter().enumerate() {
             if i > 0 {
@@ -528,6 +673,23 @@ fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter, narrowed: bo
     } else {
         "search_token"
     };
+    // Identifiers inside references live under their own name, out of reach of a search by id.
+    let param = match mode {
+        Match::Identifier => params::identifier_param(def.name),
+        _ => def.name.to_owned(),
+    };
+    if let Match::Missing(missing) = mode {
+        sql.push(if missing { "NOT EXISTS" } else { "EXISTS" });
+        sql.push(&format!(
+            " (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = "
+        ))
+        .bind(param)
+        .push(")");
+        return;
+    }
+    if quantifier == Quantifier::Every {
+        sql.push("(");
+    }
     if narrowed || def.kind == ParamKind::Date {
         // A patient narrows the rows to a few hundred: probe each one's index rows.
         sql.push(&format!(
@@ -541,7 +703,24 @@ fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter, narrowed: bo
         .bind(query.type_def.name)
         .push(" AND x.param = ");
     }
-    sql.bind(def.name).push(" AND (");
+    sql.bind(param.clone()).push(" AND ");
+    push_values(sql, mode, values);
+    sql.push(")");
+    if quantifier == Quantifier::Every {
+        // ... and no value of the parameter falls outside the filter.
+        sql.push(&format!(
+            " AND NOT EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = "
+        ))
+        .bind(param)
+        .push(" AND NOT ");
+        push_values(sql, mode, values);
+        sql.push("))");
+    }
+}
+
+/// `(…)`: whether the index row `x` matches one of `values`.
+fn push_values(sql: &mut Sql, mode: Match, values: &[QueryValue]) {
+    sql.push("(");
     for (i, value) in values.iter().enumerate() {
         if i > 0 {
             sql.push(" OR ");
@@ -563,17 +742,31 @@ fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter, narrowed: bo
                 sql.push(" AND x.value = ").bind(id);
             }
             QueryValue::Text(text) => {
-                let escaped = text
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_");
                 let pattern = match mode {
-                    Match::Prefix => format!("{escaped}%"),
-                    Match::Contains => format!("%{escaped}%"),
+                    Match::Contains => format!("%{}%", like_escape(text)),
+                    _ => format!("{}%", like_escape(text)),
                 };
                 sql.push(" AND x.value LIKE ")
                     .bind(pattern)
                     .push(" ESCAPE '\\'");
+            }
+            QueryValue::Uri(uri) => {
+                sql.push(" AND (x.value = ").bind(uri);
+                // `:below`: the URI's own children, not every string it happens to start.
+                if mode == Match::Below {
+                    if uri.ends_with([':', '/']) {
+                        sql.push(" OR x.value LIKE ")
+                            .bind(format!("{}%", like_escape(uri)))
+                            .push(" ESCAPE '\\'");
+                    } else {
+                        for separator in [':', '/'] {
+                            sql.push(" OR x.value LIKE ")
+                                .bind(format!("{}{separator}%", like_escape(uri)))
+                                .push(" ESCAPE '\\'");
+                        }
+                    }
+                }
+                sql.push(")");
             }
             QueryValue::Date(prefix, range) => {
                 match prefix {
@@ -612,5 +805,11 @@ fn push_filter(sql: &mut Sql, query: &SearchQuery, filter: &Filter, narrowed: bo
         }
         sql.push(")");
     }
-    sql.push("))");
+    sql.push(")");
+}
+
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }

@@ -226,7 +226,9 @@ async fn metadata_describes_the_server(h: Harness) {
     };
     assert_eq!(
         names(find("Observation")),
-        ["_id", "patient", "subject", "code", "category", "date"]
+        [
+            "_id", "patient", "subject", "code", "category", "date", "_source"
+        ]
     );
     assert_eq!(
         interactions(find("Observation")),
@@ -239,7 +241,7 @@ async fn metadata_describes_the_server(h: Harness) {
     );
     assert_eq!(
         names(find("AuditEvent")),
-        ["_id", "patient", "date", "agent"]
+        ["_id", "patient", "date", "agent", "_source"]
     );
     assert_eq!(resources.len(), 13);
 

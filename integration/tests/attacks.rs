@@ -194,7 +194,10 @@ async fn refused_searches_are_audited(h: Harness) {
     assert_eq!(h.send(unreadable).await.status, 400);
     let auditor = h.token(Role::Clinician, None, Some("user/AuditEvent.rs"));
     let events = h
-        .get("AuditEvent?agent=citizen-user&_count=200", &auditor)
+        .get(
+            "AuditEvent?agent:identifier=urn:healthcloud:user|citizen-user&_count=200",
+            &auditor,
+        )
         .await;
     let refused: Vec<String> = events.body["entry"]
         .as_array()

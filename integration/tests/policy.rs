@@ -462,7 +462,7 @@ async fn audit_records_allowed_and_denied_access(h: Harness) {
     let auditor = h.token(Role::Clinician, None, Some("user/AuditEvent.rs"));
     let log = h
         .get(
-            "AuditEvent?patient=pat-a&agent=clinician-user&_count=50",
+            "AuditEvent?patient=pat-a&agent:identifier=urn:healthcloud:user|clinician-user&_count=50",
             &auditor,
         )
         .await;
