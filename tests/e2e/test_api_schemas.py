@@ -28,6 +28,7 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 SEED = 20261206
 MAX_EXAMPLES = 40
 REGION = "hovedstaden"
+PUBLISHER = "examples"
 RUN_TIMEOUT_S = 240
 
 
@@ -50,7 +51,11 @@ def schemathesis(server: Server, document: str, token: str, reports: Path) -> No
         "--generation-database", "none",
         "--report", "junit", "--report-dir", str(reports),
     ]
-    env = {**_env(), "HEALTHCLOUD_E2E_REGION": REGION}
+    env = {
+        **_env(),
+        "HEALTHCLOUD_E2E_REGION": REGION,
+        "HEALTHCLOUD_E2E_PUBLISHER_TOKEN": server.token("publisher", sub=PUBLISHER),
+    }
     done = subprocess.run(
         args, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=env, cwd=reports
     )
