@@ -65,25 +65,11 @@ def schemathesis(server: Server, document: str, token: str, reports: Path) -> No
     )
 
 
-def test_the_store_api_answers_as_its_openapi_document_says(
-    checked_server: Server, tmp_path: Path
-) -> None:
-    token = checked_server.token("store-admin", sub="e2e-store-admin")
-    schemathesis(checked_server, "/store/v1/openapi.json", token, tmp_path)
-
-
-def test_the_region_admin_api_answers_as_its_openapi_document_says(
-    checked_server: Server, tmp_path: Path
-) -> None:
-    token = checked_server.token("region-admin", region=REGION, sub="e2e-region-admin")
-    schemathesis(checked_server, "/admin/v1/openapi.json", token, tmp_path)
-
-
 def test_requests_the_documents_forbid_are_refused_with_a_json_error_naming_the_field(
     checked_server: Server,
 ) -> None:
     """What schemathesis found accepted or answered in plain text before the documents and the
-    handlers agreed, each sent by hand."""
+    handlers agreed, each sent by hand (first: the checks below then revoke and uninstall)."""
     root = checked_server.root
     store_admin = {"Authorization": f"Bearer {checked_server.token('store-admin', sub='e2e-probe')}"}
     region_admin = {
@@ -130,3 +116,17 @@ def test_requests_the_documents_forbid_are_refused_with_a_json_error_naming_the_
         assert answer.status_code == 400, f"{path}: {answer.status_code} {answer.text}"
         assert answer.headers["content-type"].startswith("application/json"), (path, answer.headers)
         assert answer.json()["error"], answer.text
+
+
+def test_the_store_api_answers_as_its_openapi_document_says(
+    checked_server: Server, tmp_path: Path
+) -> None:
+    token = checked_server.token("store-admin", sub="e2e-store-admin")
+    schemathesis(checked_server, "/store/v1/openapi.json", token, tmp_path)
+
+
+def test_the_region_admin_api_answers_as_its_openapi_document_says(
+    checked_server: Server, tmp_path: Path
+) -> None:
+    token = checked_server.token("region-admin", region=REGION, sub="e2e-region-admin")
+    schemathesis(checked_server, "/admin/v1/openapi.json", token, tmp_path)
