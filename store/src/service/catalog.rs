@@ -202,7 +202,7 @@ const MAX_QUERY_CHARS: usize = 500;
 
 /// The words of a catalog search, separated by spaces, tabs or line breaks (the `q`
 /// parameter's pattern reads them the same way).
-fn words(q: &str) -> impl Iterator<Item = &str> {
+pub(super) fn words(q: &str) -> impl Iterator<Item = &str> {
     q.split([' ', '\t', '\n', '\r'])
         .filter(|word| !word.is_empty())
 }

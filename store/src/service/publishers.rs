@@ -133,7 +133,7 @@ fn parse_key(pem: &str) -> Result<PublicKey, StoreError> {
 
 /// Whether `name` is a display name: 1-200 characters, no control characters, not only
 /// spaces (the `name` pattern of [`NewPublisher`]).
-fn is_display_name(name: &str) -> bool {
+pub(super) fn is_display_name(name: &str) -> bool {
     name.chars().count() <= 200
         && !name.chars().any(|c| c.is_ascii_control())
         && name.chars().any(|c| c != ' ')
