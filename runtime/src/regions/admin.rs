@@ -297,7 +297,10 @@ pub struct CapabilityRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpgradeRequest {
     /// The version to upgrade to.
-    #[schema(example = "0.2.0", pattern = r"^(0|[1-9][0-9]{0,17})\.(0|[1-9][0-9]{0,17})\.(0|[1-9][0-9]{0,17})(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")]
+    #[schema(
+        example = "0.2.0",
+        pattern = r"^(0|[1-9][0-9]{0,17})\.(0|[1-9][0-9]{0,17})\.(0|[1-9][0-9]{0,17})(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+    )]
     pub version: String,
     /// Approves what the new version asks for beyond the installed one; without it, such an
     /// upgrade waits.
@@ -1025,11 +1028,10 @@ impl Runtime {
     ) -> Result<InstallView, AdminError> {
         let admin = action.admin;
         let regions = self.regions_or_unavailable()?;
-        let capability =
-            Capability::parse(capability).map_err(|e| AdminError::Unprocessable {
-                message: e.to_string(),
-                field: Some("capability".into()),
-            })?;
+        let capability = Capability::parse(capability).map_err(|e| AdminError::Unprocessable {
+            message: e.to_string(),
+            field: Some("capability".into()),
+        })?;
         let db = regions.db();
         let mut write = db.begin_write().await?;
         let row = locked_row(regions, &mut write.tx, admin, app).await?;

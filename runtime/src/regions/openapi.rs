@@ -97,8 +97,7 @@ mod tests {
                 assert!(operation.is_object(), "{method} {path} is missing");
                 for status in ["401", "403"] {
                     assert_eq!(
-                        operation["responses"][status]["content"]["application/json"]["schema"]
-                            ["$ref"],
+                        operation["responses"][status]["content"]["application/json"]["schema"]["$ref"],
                         "#/components/schemas/ErrorBody",
                         "{method} {path} does not document {status}"
                     );

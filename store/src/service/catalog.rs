@@ -75,7 +75,10 @@ impl CatalogQuery {
                 field: Some("page".into()),
             });
         }
-        if self.per_page.is_some_and(|n| !(1..=MAX_PER_PAGE).contains(&n)) {
+        if self
+            .per_page
+            .is_some_and(|n| !(1..=MAX_PER_PAGE).contains(&n))
+        {
             return Err(StoreError::BadRequest {
                 message: format!("per_page is 1 to {MAX_PER_PAGE}"),
                 field: Some("per_page".into()),

@@ -161,10 +161,8 @@ where
 /// [`JsonBody`] when it is there but not as described.
 impl<S, T> axum::extract::OptionalFromRequest<S> for JsonBody<T>
 where
-    Json<T>: axum::extract::OptionalFromRequest<
-            S,
-            Rejection = axum::extract::rejection::JsonRejection,
-        >,
+    Json<T>:
+        axum::extract::OptionalFromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
     S: Send + Sync,
 {
     type Rejection = StoreError;

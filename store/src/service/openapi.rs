@@ -102,8 +102,17 @@ mod tests {
         let long = "a".repeat(64);
         let too_long = "a".repeat(65);
         for name in [
-            "acme", "a", "0-x", "-acme", "Acme", "ac me", "h\u{0435}llo", "", "acme\n",
-            &long, &too_long,
+            "acme",
+            "a",
+            "0-x",
+            "-acme",
+            "Acme",
+            "ac me",
+            "h\u{0435}llo",
+            "",
+            "acme\n",
+            &long,
+            &too_long,
         ] {
             assert_eq!(
                 id.is_match(name),
@@ -117,8 +126,18 @@ mod tests {
         let wide = "é".repeat(200);
         let too_wide = "é".repeat(201);
         for name in [
-            "Acme", " Acme ", "   ", "", "\u{3000}", "a\u{1b}[2J", "a\tb", "a\n", "\u{7f}",
-            "Ærø Sundhed", &wide, &too_wide,
+            "Acme",
+            " Acme ",
+            "   ",
+            "",
+            "\u{3000}",
+            "a\u{1b}[2J",
+            "a\tb",
+            "a\n",
+            "\u{7f}",
+            "Ærø Sundhed",
+            &wide,
+            &too_wide,
         ] {
             assert_eq!(
                 display.is_match(name) && name.chars().count() <= max,

@@ -75,10 +75,7 @@ pub(super) struct Upload(Multipart);
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Upload {
     type Rejection = StoreError;
 
-    async fn from_request(
-        request: axum::extract::Request,
-        state: &S,
-    ) -> Result<Self, StoreError> {
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, StoreError> {
         <Multipart as axum::extract::FromRequest<S>>::from_request(request, state)
             .await
             .map(Upload)
@@ -238,11 +235,9 @@ async fn receive(
     tokio::task::spawn_blocking(move || check(&manifest, &bytes))
         .await
         .map_err(|e| anyhow::anyhow!("component check panicked: {e}"))?
-        .map_err(|reason| {
-            StoreError::Unprocessable {
-                message: format!("the component would not install: {reason}"),
-                field: Some("component".into()),
-            }
+        .map_err(|reason| StoreError::Unprocessable {
+            message: format!("the component would not install: {reason}"),
+            field: Some("component".into()),
         })?;
     store.pause_point("validated").await;
 

@@ -40,7 +40,9 @@ pub struct NewPublisher {
     #[schema(pattern = r"^ *[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$", max_length = 200)]
     pub name: String,
     /// The first key, PEM (`FILE.pub` from `healthcloud keygen`).
-    #[schema(pattern = r"^-----BEGIN PUBLIC KEY-----\r?\nMCowBQYDK2VwAyEA[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=\r?\n-----END PUBLIC KEY-----\r?\n?$")]
+    #[schema(
+        pattern = r"^-----BEGIN PUBLIC KEY-----\r?\nMCowBQYDK2VwAyEA[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=\r?\n-----END PUBLIC KEY-----\r?\n?$"
+    )]
     pub key: String,
 }
 
@@ -83,7 +85,9 @@ pub struct PublisherKey {
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// The new key, PEM.
-    #[schema(pattern = r"^-----BEGIN PUBLIC KEY-----\r?\nMCowBQYDK2VwAyEA[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=\r?\n-----END PUBLIC KEY-----\r?\n?$")]
+    #[schema(
+        pattern = r"^-----BEGIN PUBLIC KEY-----\r?\nMCowBQYDK2VwAyEA[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=\r?\n-----END PUBLIC KEY-----\r?\n?$"
+    )]
     pub key: String,
     /// A current key's signature over the canonical JSON `{"key_id": NEW, "publisher": ID}`;
     /// a store admin may add a key without one (recovery when every key is lost).
@@ -126,7 +130,9 @@ fn parse_key(pem: &str) -> Result<PublicKey, StoreError> {
         });
     }
     PublicKey::from_pem(pem).map_err(|e| StoreError::Unprocessable {
-        message: format!("{e}: generate a key pair with 'healthcloud keygen' and send its FILE.pub"),
+        message: format!(
+            "{e}: generate a key pair with 'healthcloud keygen' and send its FILE.pub"
+        ),
         field: Some("key".into()),
     })
 }
