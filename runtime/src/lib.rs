@@ -297,9 +297,12 @@ impl Runtime {
         install.is_some()
     }
 
-    /// The `/apps/…` routes and the region admin API (`/admin/v1/regions/…`).
+    /// The `/apps/…` routes and the region admin API (`/admin/v1/regions/…`, its OpenAPI
+    /// document at `/admin/v1/openapi.json`).
     pub fn router(&self) -> axum::Router {
-        serve::router(self.clone()).merge(regions::admin::router(self.clone()))
+        serve::router(self.clone())
+            .merge(regions::admin::router(self.clone()))
+            .merge(regions::openapi::router())
     }
 }
 

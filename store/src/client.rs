@@ -618,6 +618,10 @@ impl std::str::FromStr for AppVersion {
         if publisher.is_empty() || app.is_empty() || app.contains('/') {
             return Err(usage());
         }
+        for (what, name) in [("publisher", publisher), ("app", app)] {
+            crate::manifest::check_name(what, name)
+                .map_err(|e| format!("{}: {what} {}", usage(), e.message))?;
+        }
         let version = version
             .parse()
             .map_err(|e| format!("'{version}' is not a version (like 1.2.0): {e}"))?;
@@ -647,7 +651,15 @@ mod tests {
             parsed.path(&["yank"]),
             ["apps", "acme", "notes", "versions", "1.2.0", "yank"]
         );
-        for bad in ["acme/notes", "notes@1.0.0", "a/b/c@1.0.0", "/x@1.0.0"] {
+        for bad in [
+            "acme/notes",
+            "notes@1.0.0",
+            "a/b/c@1.0.0",
+            "/x@1.0.0",
+            "Acme/notes@1.0.0",
+            "acme/../x@1.0.0",
+            "acme/-notes@1.0.0",
+        ] {
             assert!(
                 bad.parse::<AppVersion>()
                     .unwrap_err()

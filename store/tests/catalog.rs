@@ -275,6 +275,62 @@ async fn the_openapi_document_describes_every_route() {
             paths.keys()
         );
     }
+    // Every refusal is documented with the JSON error body, and every write names the bearer
+    // scheme (so a checker can see that it refuses a missing or forged token).
+    for (path, methods) in paths {
+        for (method, operation) in methods.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                if status.starts_with('4') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+            if method == "post" {
+                assert_eq!(
+                    operation["security"][0]["bearer"],
+                    json!([]),
+                    "{method} {path}"
+                );
+                assert!(
+                    operation["responses"]["401"].is_object(),
+                    "{method} {path} does not document 401"
+                );
+            }
+        }
+    }
+    // Query parameters are in the query, and optional.
+    let list = &paths["/store/v1/apps"]["get"]["parameters"];
+    for parameter in list.as_array().unwrap() {
+        assert_eq!(parameter["in"], "query", "{parameter}");
+        assert_ne!(parameter["required"], true, "{parameter}");
+    }
+}
+
+#[tokio::test]
+async fn catalog_parameters_outside_the_documented_range_are_refused_not_clamped() {
+    let host = StoreHost::on(common::Backend::Sqlite).await.unwrap();
+    for (query, field) in [
+        ("per_page=1000", "per_page"),
+        ("per_page=0", "per_page"),
+        ("page=0", "page"),
+        ("audience=", "audience"),
+        ("q=a%20b%20c%20d%20e%20f%20g%20h%20i", "q"),
+    ] {
+        let answer = host.get(&format!("/store/v1/apps?{query}")).await;
+        assert_eq!(answer.status, 400, "{query}: {}", answer.text());
+        assert_eq!(answer.json()["field"], field, "{query}: {}", answer.text());
+    }
+    let answer = host.get("/store/v1/revocations?since=-1").await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert_eq!(answer.json()["field"], "since");
+    // Eight words (tabs and line breaks separate words too) and 100 per page are allowed.
+    for query in ["q=a%09b%0Ac%20d%20e%20f%20g%20h", "per_page=100", "page=7"] {
+        let answer = host.get(&format!("/store/v1/apps?{query}")).await;
+        assert_eq!(answer.status, 200, "{query}: {}", answer.text());
+    }
 }
 
 #[tokio::test]

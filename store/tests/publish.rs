@@ -8,7 +8,7 @@ use axum::body::Body;
 use std::sync::Arc;
 
 use common::{BACKENDS, StoreHost, example_app, hello_as, sign};
-use healthcloud_store::keys::SecretKey;
+use healthcloud_store::keys::{PublicKey, SecretKey};
 use serde_json::json;
 
 /// A store with publisher `acme` (key returned) registered.
@@ -714,7 +714,8 @@ async fn a_revoked_version_cannot_be_published_again_and_a_compromise_is_never_i
                 &json!({"compromised_since": future}),
             )
             .await;
-        assert_eq!(answer.status, 400, "{}", answer.text());
+        // Well formed, but not a time the key can have been exposed at.
+        assert_eq!(answer.status, 422, "{}", answer.text());
         assert_eq!(answer.json()["field"], "compromised_since");
     }
 }
@@ -741,4 +742,77 @@ async fn paths_that_try_to_leave_the_store_find_nothing() {
             assert_eq!(answer.status, 404, "{path}: {}", answer.text());
         }
     }
+}
+
+#[tokio::test]
+async fn a_publisher_name_with_terminal_escapes_or_a_key_off_the_curve_registers_nothing() {
+    let host = StoreHost::on(common::Backend::Sqlite).await.unwrap();
+    let key = SecretKey::generate().public().to_pem();
+    // A display name that would clear the terminal of whoever lists publishers.
+    for name in ["\u{1b}[2J\u{1b}[Hacme", "acme\r\nfake log line", "   "] {
+        let answer = host
+            .post_json(
+                "/store/v1/publishers",
+                &host.admin(),
+                &json!({"id": "acme", "name": name, "key": key}),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{name:?}: {}", answer.text());
+        assert_eq!(answer.json()["field"], "name", "{}", answer.text());
+    }
+    // Shaped like an ed25519 PEM key (as the API documents it), but not a point on the curve
+    // (or a weak one): well formed, not a key.
+    let bytes = (2u8..)
+        .map(|y| {
+            let mut bytes = [0u8; 32];
+            bytes[0] = y;
+            bytes
+        })
+        .find(|bytes| PublicKey::from_bytes(bytes).is_err())
+        .unwrap();
+    let off_curve = format!(
+        "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA{}\n-----END PUBLIC KEY-----\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+    );
+    let answer = host
+        .post_json(
+            "/store/v1/publishers",
+            &host.admin(),
+            &json!({"id": "acme", "name": "Acme", "key": off_curve}),
+        )
+        .await;
+    assert_eq!(answer.status, 422, "{}", answer.text());
+    assert_eq!(answer.json()["field"], "key", "{}", answer.text());
+    let answer = host
+        .post_json(
+            "/store/v1/publishers",
+            &host.admin(),
+            &json!({"id": "acme", "name": "Acme", "key": "ssh-ed25519 AAAA"}),
+        )
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert_eq!(answer.json()["field"], "key", "{}", answer.text());
+    assert_eq!(host.get("/store/v1/publishers/acme").await.status, 404);
+}
+
+#[tokio::test]
+async fn a_key_revocation_body_of_the_wrong_shape_is_a_json_400_and_revokes_nothing() {
+    let Some((host, key)) = with_acme(common::Backend::Sqlite).await else {
+        return;
+    };
+    let path = format!(
+        "/store/v1/publishers/acme/keys/{}/revoke",
+        key.public().id()
+    );
+    let answer = host
+        .post_json(&path, &host.admin(), &json!({"reason": true}))
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert!(answer.error().contains("openapi.json"), "{}", answer.text());
+    let keys = host.get("/store/v1/publishers/acme").await.json();
+    assert_eq!(keys["keys"][0]["status"], "active", "{keys}");
+    // `null`, like no body at all, revokes everything the key signed.
+    let answer = host.post_json(&path, &host.admin(), &json!(null)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["keys"][0]["status"], "revoked");
 }

@@ -121,10 +121,10 @@ impl IntoResponse for AdminError {
         if let AdminError::Internal(error) = &self {
             tracing::error!(error = format!("{error:#}"), "admin request failed");
         }
-        let mut body = serde_json::json!({ "error": self.public_message() });
-        if let Some(field) = self.field() {
-            body["field"] = field.into();
-        }
+        let body = super::openapi::ErrorBody {
+            error: self.public_message(),
+            field: self.field().map(str::to_owned),
+        };
         (self.status(), Json(body)).into_response()
     }
 }
@@ -146,8 +146,28 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
     }
 }
 
+/// Query parameters whose rejections are [`AdminError`]s.
+struct QueryParams<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(QueryParams(value)),
+            Err(rejection) => Err(AdminError::BadRequest {
+                message: format!(
+                    "{}: see /admin/v1/openapi.json for the parameters",
+                    rejection.body_text()
+                ),
+                field: None,
+            }),
+        }
+    }
+}
+
 /// One requested capability and what the region does with it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CapabilityView {
     /// The capability, e.g. `patient/Observation.rs`.
     pub capability: String,
@@ -160,7 +180,7 @@ pub struct CapabilityView {
 }
 
 /// An upgrade waiting for approval.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PendingView {
     /// The version waiting.
     pub version: String,
@@ -169,7 +189,7 @@ pub struct PendingView {
 }
 
 /// A version the store revoked.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RevokedView {
     /// Why.
     pub reason: String,
@@ -178,7 +198,7 @@ pub struct RevokedView {
 }
 
 /// An install as the admin API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstallView {
     /// The region.
     pub region: String,
@@ -215,7 +235,7 @@ pub struct InstallView {
 }
 
 /// What an upgrade did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpgradeView {
     /// `upgraded`, or `pending` when the new version asks for more and waits for approval.
     pub status: String,
@@ -224,7 +244,7 @@ pub struct UpgradeView {
 }
 
 /// One audited admin action.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// When.
     pub at: String,
@@ -241,11 +261,26 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+/// What `DELETE …/installs/{publisher}/{app}` answers.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Uninstalled {
+    /// The region.
+    pub region: String,
+    /// `publisher/app`.
+    pub app: String,
+    /// Always true.
+    pub uninstalled: bool,
+}
+
 /// `POST …/installs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstallRequest {
     /// `publisher/app@version`.
+    #[schema(
+        example = "examples/hello@0.1.0",
+        pattern = r"^[a-z0-9][a-z0-9-]{0,63}/[a-z0-9][a-z0-9-]{0,63}@(0|[1-9][0-9]{0,17})\.(0|[1-9][0-9]{0,17})\.(0|[1-9][0-9]{0,17})(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+    )]
     pub app: String,
     /// The capabilities to grant: a subset of what the version requests.
     #[serde(default)]
@@ -258,7 +293,7 @@ pub struct InstallRequest {
 }
 
 /// `POST …/grant` and `…/revoke`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CapabilityRequest {
     /// The capability.
@@ -270,10 +305,14 @@ pub struct CapabilityRequest {
 }
 
 /// `POST …/upgrade`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpgradeRequest {
     /// The version to upgrade to.
+    #[schema(
+        example = "0.2.0",
+        pattern = r"^(0|[1-9][0-9]{0,17})\.(0|[1-9][0-9]{0,17})\.(0|[1-9][0-9]{0,17})(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+    )]
     pub version: String,
     /// Approves what the new version asks for beyond the installed one; without it, such an
     /// upgrade waits.
@@ -433,6 +472,15 @@ impl Runtime {
     }
 }
 
+#[utoipa::path(get, path = "/admin/v1/regions/{region}/installs",
+    params(("region" = String, Path, description = "The region, e.g. `hovedstaden`.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the region's installs", body = Vec<InstallView>),
+        (status = 401, description = "no valid token", body = super::openapi::ErrorBody),
+        (status = 403, description = "not a region admin of this region", body = super::openapi::ErrorBody),
+        (status = 404, description = "the path does not name a region", body = super::openapi::ErrorBody),
+        (status = 503, description = "this node does not serve region installs", body = super::openapi::ErrorBody)))]
 async fn list(
     State(runtime): State<Runtime>,
     RegionAdmin(admin): RegionAdmin,
@@ -440,6 +488,21 @@ async fn list(
     Ok(Json(runtime.admin_list(&admin).await?))
 }
 
+#[utoipa::path(post, path = "/admin/v1/regions/{region}/installs",
+    request_body = InstallRequest,
+    params(("region" = String, Path, description = "The region, e.g. `hovedstaden`.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "installed", body = InstallView),
+        (status = 400, description = "the body or a parameter is not as described", body = super::openapi::ErrorBody),
+        (status = 401, description = "no valid token", body = super::openapi::ErrorBody),
+        (status = 403, description = "not a region admin of this region", body = super::openapi::ErrorBody),
+        (status = 404, description = "the store has no such version", body = super::openapi::ErrorBody),
+        (status = 409, description = "installed already, yanked, or the store does not vouch for its signature", body = super::openapi::ErrorBody),
+        (status = 410, description = "the store revoked the version", body = super::openapi::ErrorBody),
+        (status = 422, description = "the grant names what the version does not request, or the component does not verify or would not install", body = super::openapi::ErrorBody),
+        (status = 502, description = "the store could not be asked", body = super::openapi::ErrorBody),
+        (status = 503, description = "this node does not serve region installs", body = super::openapi::ErrorBody)))]
 async fn install_app(
     State(runtime): State<Runtime>,
     RegionAdmin(admin): RegionAdmin,
@@ -456,6 +519,15 @@ async fn install_app(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+#[utoipa::path(get, path = "/admin/v1/regions/{region}/installs/{publisher}/{app}",
+    params(("region" = String, Path, description = "The region, e.g. `hovedstaden`."), ("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("app" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = InstallView),
+        (status = 401, description = "no valid token", body = super::openapi::ErrorBody),
+        (status = 403, description = "not a region admin of this region", body = super::openapi::ErrorBody),
+        (status = 404, description = "the app is not installed in this region", body = super::openapi::ErrorBody),
+        (status = 503, description = "this node does not serve region installs", body = super::openapi::ErrorBody)))]
 async fn show(
     State(runtime): State<Runtime>,
     InstallAdmin(admin, app): InstallAdmin,
@@ -463,16 +535,39 @@ async fn show(
     Ok(Json(runtime.admin_show(&admin, &app).await?))
 }
 
+#[utoipa::path(delete, path = "/admin/v1/regions/{region}/installs/{publisher}/{app}",
+    params(("region" = String, Path, description = "The region, e.g. `hovedstaden`."), ("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("app" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "uninstalled, its kv state deleted", body = Uninstalled),
+        (status = 401, description = "no valid token", body = super::openapi::ErrorBody),
+        (status = 403, description = "not a region admin of this region", body = super::openapi::ErrorBody),
+        (status = 404, description = "the app is not installed in this region", body = super::openapi::ErrorBody),
+        (status = 503, description = "this node does not serve region installs", body = super::openapi::ErrorBody)))]
 async fn uninstall(
     State(runtime): State<Runtime>,
     InstallAdmin(admin, app): InstallAdmin,
-) -> Result<Json<serde_json::Value>, AdminError> {
+) -> Result<Json<Uninstalled>, AdminError> {
     runtime.admin_uninstall(&admin, &app).await?;
-    Ok(Json(
-        serde_json::json!({ "region": admin.region, "app": app, "uninstalled": true }),
-    ))
+    Ok(Json(Uninstalled {
+        region: admin.region,
+        app,
+        uninstalled: true,
+    }))
 }
 
+#[utoipa::path(post, path = "/admin/v1/regions/{region}/installs/{publisher}/{app}/grant",
+    request_body = CapabilityRequest,
+    params(("region" = String, Path, description = "The region, e.g. `hovedstaden`."), ("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("app" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "granted (or granted already)", body = InstallView),
+        (status = 400, description = "the body or a parameter is not as described", body = super::openapi::ErrorBody),
+        (status = 401, description = "no valid token", body = super::openapi::ErrorBody),
+        (status = 403, description = "not a region admin of this region", body = super::openapi::ErrorBody),
+        (status = 404, description = "the app is not installed in this region", body = super::openapi::ErrorBody),
+        (status = 422, description = "the installed version does not request that capability", body = super::openapi::ErrorBody),
+        (status = 503, description = "this node does not serve region installs", body = super::openapi::ErrorBody)))]
 async fn grant(
     State(runtime): State<Runtime>,
     InstallAdmin(admin, app): InstallAdmin,
@@ -488,6 +583,19 @@ async fn grant(
     Ok(Json(view.await?))
 }
 
+#[utoipa::path(post, path = "/admin/v1/regions/{region}/installs/{publisher}/{app}/revoke",
+    request_body = CapabilityRequest,
+    params(("region" = String, Path, description = "The region, e.g. `hovedstaden`."), ("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("app" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "no longer granted", body = InstallView),
+        (status = 400, description = "the body or a parameter is not as described", body = super::openapi::ErrorBody),
+        (status = 401, description = "no valid token", body = super::openapi::ErrorBody),
+        (status = 403, description = "not a region admin of this region", body = super::openapi::ErrorBody),
+        (status = 404, description = "the app is not installed in this region", body = super::openapi::ErrorBody),
+        (status = 409, description = "the capability is not granted", body = super::openapi::ErrorBody),
+        (status = 422, description = "not a capability", body = super::openapi::ErrorBody),
+        (status = 503, description = "this node does not serve region installs", body = super::openapi::ErrorBody)))]
 async fn revoke(
     State(runtime): State<Runtime>,
     InstallAdmin(admin, app): InstallAdmin,
@@ -497,6 +605,22 @@ async fn revoke(
     Ok(Json(view.await?))
 }
 
+#[utoipa::path(post, path = "/admin/v1/regions/{region}/installs/{publisher}/{app}/upgrade",
+    request_body = UpgradeRequest,
+    params(("region" = String, Path, description = "The region, e.g. `hovedstaden`."), ("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("app" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "upgraded", body = UpgradeView),
+        (status = 202, description = "the new version asks for more: it waits for approval", body = UpgradeView),
+        (status = 400, description = "the body or a parameter is not as described", body = super::openapi::ErrorBody),
+        (status = 401, description = "no valid token", body = super::openapi::ErrorBody),
+        (status = 403, description = "not a region admin of this region", body = super::openapi::ErrorBody),
+        (status = 404, description = "the app is not installed, or the store has no such version", body = super::openapi::ErrorBody),
+        (status = 409, description = "not newer than the installed version, yanked, changed meanwhile, or the store does not vouch for its signature", body = super::openapi::ErrorBody),
+        (status = 410, description = "the store revoked the version", body = super::openapi::ErrorBody),
+        (status = 422, description = "the grant names what the version does not request, or the component does not verify or would not install", body = super::openapi::ErrorBody),
+        (status = 502, description = "the store could not be asked", body = super::openapi::ErrorBody),
+        (status = 503, description = "this node does not serve region installs", body = super::openapi::ErrorBody)))]
 async fn upgrade(
     State(runtime): State<Runtime>,
     InstallAdmin(admin, app): InstallAdmin,
@@ -511,6 +635,16 @@ async fn upgrade(
     Ok((status, Json(view)))
 }
 
+#[utoipa::path(delete, path = "/admin/v1/regions/{region}/installs/{publisher}/{app}/upgrade",
+    params(("region" = String, Path, description = "The region, e.g. `hovedstaden`."), ("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("app" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the waiting upgrade is forgotten", body = InstallView),
+        (status = 401, description = "no valid token", body = super::openapi::ErrorBody),
+        (status = 403, description = "not a region admin of this region", body = super::openapi::ErrorBody),
+        (status = 404, description = "the app is not installed in this region", body = super::openapi::ErrorBody),
+        (status = 409, description = "no upgrade is waiting", body = super::openapi::ErrorBody),
+        (status = 503, description = "this node does not serve region installs", body = super::openapi::ErrorBody)))]
 async fn decline_upgrade(
     State(runtime): State<Runtime>,
     InstallAdmin(admin, app): InstallAdmin,
@@ -518,9 +652,13 @@ async fn decline_upgrade(
     Ok(Json(runtime.admin_decline_upgrade(&admin, &app).await?))
 }
 
-#[derive(Debug, Deserialize)]
+/// `GET …/audit`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// How many entries, newest first: 1 to 1000.
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: i64,
 }
 
@@ -528,11 +666,27 @@ fn default_limit() -> i64 {
     100
 }
 
+#[utoipa::path(get, path = "/admin/v1/regions/{region}/audit",
+    params(("region" = String, Path, description = "The region, e.g. `hovedstaden`."), AuditQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the region's admin audit log, newest first", body = Vec<AuditEntry>),
+        (status = 400, description = "the body or a parameter is not as described", body = super::openapi::ErrorBody),
+        (status = 401, description = "no valid token", body = super::openapi::ErrorBody),
+        (status = 403, description = "not a region admin of this region", body = super::openapi::ErrorBody),
+        (status = 404, description = "the path does not name a region", body = super::openapi::ErrorBody),
+        (status = 503, description = "this node does not serve region installs", body = super::openapi::ErrorBody)))]
 async fn audit(
     State(runtime): State<Runtime>,
     RegionAdmin(admin): RegionAdmin,
-    Query(query): Query<AuditQuery>,
+    QueryParams(query): QueryParams<AuditQuery>,
 ) -> Result<Json<Vec<AuditEntry>>, AdminError> {
+    if !(1..=1000).contains(&query.limit) {
+        return Err(AdminError::bad(
+            "limit",
+            "limit is 1 to 1000 entries".into(),
+        ));
+    }
     Ok(Json(runtime.admin_audit_log(&admin, query.limit).await?))
 }
 
@@ -546,7 +700,12 @@ struct Offered {
 fn parse_capabilities(field: &str, names: &[String]) -> Result<Vec<Capability>, AdminError> {
     names
         .iter()
-        .map(|name| Capability::parse(name).map_err(|e| AdminError::bad(field, e.to_string())))
+        .map(|name| {
+            Capability::parse(name).map_err(|e| AdminError::Unprocessable {
+                message: e.to_string(),
+                field: Some(field.into()),
+            })
+        })
         .collect()
 }
 
@@ -943,8 +1102,10 @@ impl Runtime {
     ) -> Result<InstallView, AdminError> {
         let admin = action.admin;
         let regions = self.regions_or_unavailable()?;
-        let capability = Capability::parse(capability)
-            .map_err(|e| AdminError::bad("capability", e.to_string()))?;
+        let capability = Capability::parse(capability).map_err(|e| AdminError::Unprocessable {
+            message: e.to_string(),
+            field: Some("capability".into()),
+        })?;
         let db = regions.db();
         let mut write = db.begin_write().await?;
         let row = locked_row(regions, &mut write.tx, admin, app).await?;

@@ -9,11 +9,13 @@
 //! package whenever they are loaded; a node missing them downloads them from the store.
 //!
 //! - [`admin`]: the region admin API, `/admin/v1/regions/{region}/…`.
+//! - [`openapi`]: its OpenAPI document, `/admin/v1/openapi.json`, from the handlers' annotations.
 //! - [`feed`]: following the store's revocation feed (push plus poll; fail closed when it
 //!   expires).
 
 pub mod admin;
 pub mod feed;
+pub mod openapi;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;

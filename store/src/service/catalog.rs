@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{JsonBody, QueryParams};
+use super::error::{ErrorBody, JsonBody, QueryParams};
 use super::{Store, StoreError, lock, now, revocations};
 use crate::manifest::Capability;
 use crate::package::SignedPackage;
@@ -39,19 +39,57 @@ pub(super) fn router() -> Router<Store> {
 
 /// Catalog search; every filter is optional.
 #[derive(Debug, Default, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct CatalogQuery {
-    /// Words in the name, id or description (matched literally, case-insensitively).
+    /// Words in the name, id or description (matched literally, case-insensitively): at most
+    /// 8 words (separated by spaces, tabs or line breaks) in at most 500 characters.
+    #[param(
+        max_length = 500,
+        pattern = r"^[ \t\n\r]*(?:[^ \t\n\r]+[ \t\n\r]+){0,7}(?:[^ \t\n\r]+[ \t\n\r]*)?$"
+    )]
     pub q: Option<String>,
     /// `clinician`, `patient` or `citizen`.
+    #[param(pattern = "^(clinician|patient|citizen)$")]
     pub audience: Option<String>,
     /// A capability the app requests, exactly as in its manifest (e.g. `kv`).
     pub capability: Option<String>,
     /// 1-based page.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 4294967295_u64)]
     pub page: Option<u32>,
-    /// Apps per page (at most 100; 20 by default).
+    /// Apps per page: 1 to 100, 20 by default.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
 }
+
+impl CatalogQuery {
+    /// Refuses what the API's parameters do not allow (the catalog pages ask with their own
+    /// defaults).
+    fn check(&self) -> Result<(), StoreError> {
+        if let Some(audience) = &self.audience {
+            audience_column(audience)?;
+        }
+        if self.page == Some(0) {
+            return Err(StoreError::BadRequest {
+                message: "page is 1-based: use 1 or more".into(),
+                field: Some("page".into()),
+            });
+        }
+        if self
+            .per_page
+            .is_some_and(|n| !(1..=MAX_PER_PAGE).contains(&n))
+        {
+            return Err(StoreError::BadRequest {
+                message: format!("per_page is 1 to {MAX_PER_PAGE}"),
+                field: Some("per_page".into()),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The most apps on one page.
+const MAX_PER_PAGE: u32 = 100;
 
 /// One page of the catalog.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -156,12 +194,21 @@ pub struct VersionDetail {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeVersion {
-    /// Why, shown to everyone who used it.
+    /// Why, shown to everyone who used it: not only spaces, tabs or line breaks.
+    #[schema(pattern = r"[^ \t\n\r]")]
     pub reason: String,
 }
 
-/// The most words a catalog search matches.
+/// The most words a catalog search matches, and the longest search in characters.
 const MAX_WORDS: usize = 8;
+const MAX_QUERY_CHARS: usize = 500;
+
+/// The words of a catalog search, separated by spaces, tabs or line breaks (the `q`
+/// parameter's pattern reads them the same way).
+pub(super) fn words(q: &str) -> impl Iterator<Item = &str> {
+    q.split([' ', '\t', '\n', '\r'])
+        .filter(|word| !word.is_empty())
+}
 
 /// `text` as a LIKE pattern matching it literally anywhere (with `ESCAPE '\'`).
 fn contains_pattern(text: &str) -> String {
@@ -191,21 +238,23 @@ fn audience_column(audience: &str) -> Result<&'static str, StoreError> {
 /// Searches the catalog.
 pub(super) async fn search(store: &Store, query: &CatalogQuery) -> Result<AppList, StoreError> {
     let db = store.db();
-    let per_page = query.per_page.unwrap_or(20).clamp(1, 100);
+    let per_page = query.per_page.unwrap_or(20).clamp(1, MAX_PER_PAGE);
     let page = query.page.unwrap_or(1).max(1);
     if let Some(q) = &query.q
-        && (q.split_whitespace().count() > MAX_WORDS || q.len() > 500)
+        && (words(q).count() > MAX_WORDS || q.chars().count() > MAX_QUERY_CHARS)
     {
         return Err(StoreError::BadRequest {
-            message: format!("search with at most {MAX_WORDS} words (500 characters)"),
+            message: format!(
+                "search with at most {MAX_WORDS} words ({MAX_QUERY_CHARS} characters)"
+            ),
             field: Some("q".into()),
         });
     }
     let filter = |select: &str| -> Result<healthcloud_integration::db::Sql, StoreError> {
         let mut sql = db.sql(select);
         sql.push(" FROM store_apps a WHERE 1 = 1");
-        if let Some(q) = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-            for word in q.split_whitespace() {
+        if let Some(q) = query.q.as_deref() {
+            for word in words(q) {
                 sql.push(" AND a.search_text LIKE ")
                     .bind(contains_pattern(&word.to_lowercase()))
                     .push(" ESCAPE '\\'");
@@ -391,17 +440,22 @@ async fn one_version(
 }
 
 #[utoipa::path(get, path = "/store/v1/apps", params(CatalogQuery),
-    responses((status = 200, body = AppList)))]
+    responses(
+        (status = 200, body = AppList),
+        (status = 400, description = "a parameter is not as described", body = ErrorBody)))]
 pub(super) async fn list(
     State(store): State<Store>,
     QueryParams(query): QueryParams<CatalogQuery>,
 ) -> Result<Json<AppList>, StoreError> {
+    query.check()?;
     Ok(Json(search(&store, &query).await?))
 }
 
 #[utoipa::path(get, path = "/store/v1/apps/{publisher}/{app}",
-    params(("publisher" = String, Path), ("app" = String, Path)),
-    responses((status = 200, body = AppDetail), (status = 404, body = super::error::ErrorBody)))]
+    params(("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("app" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$")),
+    responses(
+        (status = 200, body = AppDetail),
+        (status = 404, description = "no such app", body = ErrorBody)))]
 pub(super) async fn show(
     State(store): State<Store>,
     Path((publisher, app)): Path<(String, String)>,
@@ -410,8 +464,10 @@ pub(super) async fn show(
 }
 
 #[utoipa::path(get, path = "/store/v1/apps/{publisher}/{app}/versions/{version}",
-    params(("publisher" = String, Path), ("app" = String, Path), ("version" = String, Path)),
-    responses((status = 200, body = VersionDetail), (status = 404, body = super::error::ErrorBody)))]
+    params(("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("app" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("version" = String, Path, description = "A semantic version, e.g. `1.2.0`.")),
+    responses(
+        (status = 200, body = VersionDetail),
+        (status = 404, description = "no such version", body = ErrorBody)))]
 pub(super) async fn version(
     State(store): State<Store>,
     Path((publisher, app, version)): Path<(String, String, String)>,
@@ -420,10 +476,11 @@ pub(super) async fn version(
 }
 
 #[utoipa::path(get, path = "/store/v1/apps/{publisher}/{app}/versions/{version}/component",
-    params(("publisher" = String, Path), ("app" = String, Path), ("version" = String, Path)),
+    params(("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("app" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("version" = String, Path, description = "A semantic version, e.g. `1.2.0`.")),
     responses(
         (status = 200, description = "the component; its sha256 in the Healthcloud-Component-Sha256 header", content_type = "application/wasm"),
-        (status = 410, description = "revoked", body = super::error::ErrorBody)))]
+        (status = 404, description = "no such version", body = ErrorBody),
+        (status = 410, description = "revoked", body = ErrorBody)))]
 pub(super) async fn component(
     State(store): State<Store>,
     Path((publisher, app, version)): Path<(String, String, String)>,
@@ -457,8 +514,13 @@ pub(super) async fn component(
 }
 
 #[utoipa::path(post, path = "/store/v1/apps/{publisher}/{app}/versions/{version}/yank",
-    params(("publisher" = String, Path), ("app" = String, Path), ("version" = String, Path)),
-    responses((status = 200, body = VersionDetail)))]
+    params(("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("app" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("version" = String, Path, description = "A semantic version, e.g. `1.2.0`.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "yanked (or yanked already)", body = VersionDetail),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "not this app's publisher", body = ErrorBody),
+        (status = 404, description = "no such version", body = ErrorBody)))]
 pub(super) async fn yank(
     State(store): State<Store>,
     headers: HeaderMap,
@@ -486,8 +548,14 @@ pub(super) async fn yank(
 
 #[utoipa::path(post, path = "/store/v1/apps/{publisher}/{app}/versions/{version}/revoke",
     request_body = RevokeVersion,
-    params(("publisher" = String, Path), ("app" = String, Path), ("version" = String, Path)),
-    responses((status = 200, body = VersionDetail)))]
+    params(("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("app" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"), ("version" = String, Path, description = "A semantic version, e.g. `1.2.0`.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "revoked (or revoked already)", body = VersionDetail),
+        (status = 400, description = "the body is not as described", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "not a store admin", body = ErrorBody),
+        (status = 404, description = "no such version", body = ErrorBody)))]
 pub(super) async fn revoke(
     State(store): State<Store>,
     headers: HeaderMap,
@@ -495,7 +563,8 @@ pub(super) async fn revoke(
     JsonBody(request): JsonBody<RevokeVersion>,
 ) -> Result<(StatusCode, Json<VersionDetail>), StoreError> {
     let admin = store.store_admin(&headers)?;
-    if request.reason.trim().is_empty() {
+    let reason = request.reason.trim_matches([' ', '\t', '\n', '\r']);
+    if reason.is_empty() {
         return Err(StoreError::BadRequest {
             message: "say why the version is revoked: every region that ran it is told".into(),
             field: Some("reason".into()),
@@ -510,12 +579,12 @@ pub(super) async fn revoke(
         &mut write.tx,
         (&publisher, &app, &version),
         Some(&detail.summary.key_id),
-        request.reason.trim(),
+        reason,
     )
     .await?;
     write.commit().await?;
     store.revocations_committed();
-    tracing::warn!(app = %format!("{publisher}/{app}"), %version, by = %admin.claims.sub, reason = %request.reason, "version revoked");
+    tracing::warn!(app = %format!("{publisher}/{app}"), %version, by = %admin.claims.sub, %reason, "version revoked");
     Ok((
         StatusCode::OK,
         Json(one_version(&store, &publisher, &app, &version).await?),

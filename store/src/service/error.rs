@@ -40,9 +40,16 @@ pub enum StoreError {
     /// 413: over the size cap.
     #[error("{0}")]
     TooLarge(String),
-    /// 422: the component fails the runtime's install-time check.
-    #[error("{0}")]
-    Unprocessable(String),
+    /// 422: well formed, but it cannot be acted on: a key that is not a usable ed25519 key,
+    /// a compromise date in the future, a component that fails the runtime's install-time
+    /// check. `field` names the offending field when there is one.
+    #[error("{message}")]
+    Unprocessable {
+        /// What is wrong and how to fix it.
+        message: String,
+        /// The field path, e.g. `key`.
+        field: Option<String>,
+    },
     /// 500: logged, never leaked.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -67,7 +74,7 @@ impl StoreError {
             StoreError::Gone(_) => StatusCode::GONE,
             StoreError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             StoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            StoreError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            StoreError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -123,7 +130,7 @@ impl IntoResponse for StoreError {
             other => other.to_string(),
         };
         let field = match self {
-            StoreError::BadRequest { field, .. } => field,
+            StoreError::BadRequest { field, .. } | StoreError::Unprocessable { field, .. } => field,
             _ => None,
         };
         (status, Json(ErrorBody { error, field })).into_response()
@@ -145,14 +152,38 @@ where
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, StoreError> {
         let Json(value) = Json::<T>::from_request(request, state)
             .await
-            .map_err(|rejection| {
-                StoreError::bad_request(format!(
-                    "{}: send a JSON body as /store/v1/openapi.json describes",
-                    rejection.body_text()
-                ))
-            })?;
+            .map_err(json_rejection)?;
         Ok(JsonBody(value))
     }
+}
+
+/// An optional JSON body (absent when the request has no `Content-Type`), rejected like
+/// [`JsonBody`] when it is there but not as described.
+impl<S, T> axum::extract::OptionalFromRequest<S> for JsonBody<T>
+where
+    Json<T>:
+        axum::extract::OptionalFromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = StoreError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Option<Self>, StoreError> {
+        let value =
+            <Json<T> as axum::extract::OptionalFromRequest<S>>::from_request(request, state)
+                .await
+                .map_err(json_rejection)?;
+        Ok(value.map(|Json(value)| JsonBody(value)))
+    }
+}
+
+fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> StoreError {
+    StoreError::bad_request(format!(
+        "{}: send a JSON body as /store/v1/openapi.json describes",
+        rejection.body_text()
+    ))
 }
 
 /// Query parameters whose rejection is a [`StoreError`] naming the parameter's form.

@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 
 use healthcloud_integration::db::Arg;
 
+use super::error::ErrorBody;
 use super::{Store, StoreError, StoreLimits, lock, now};
 use crate::manifest::Audience;
 use crate::package::SignedPackage;
@@ -67,6 +68,26 @@ struct PublishForm {
     component: Vec<u8>,
 }
 
+/// The multipart body, whose rejection (no `multipart/form-data` content type or boundary)
+/// is a JSON [`StoreError`] like every other refusal.
+pub(super) struct Upload(Multipart);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Upload {
+    type Rejection = StoreError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, StoreError> {
+        <Multipart as axum::extract::FromRequest<S>>::from_request(request, state)
+            .await
+            .map(Upload)
+            .map_err(|rejection| {
+                StoreError::bad_request(format!(
+                    "{}: send multipart/form-data with the fields 'package' (the .sig.json envelope), then 'component' (the .wasm)",
+                    rejection.body_text()
+                ))
+            })
+    }
+}
+
 fn multipart_error(error: axum::extract::multipart::MultipartError) -> StoreError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
         StoreError::TooLarge(error.body_text())
@@ -90,15 +111,18 @@ async fn next_field<'a>(multipart: &'a mut Multipart, name: &str) -> Result<Fiel
     responses(
         (status = 201, description = "published", body = Published),
         (status = 200, description = "an identical package was already published", body = Published),
-        (status = 400, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody),
-        (status = 413, body = super::error::ErrorBody),
-        (status = 422, body = super::error::ErrorBody)))]
+        (status = 400, description = "not a multipart upload of a package envelope and its component, or the component is not the one signed", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "not this namespace's publisher, or the signing key is not an active key of it", body = ErrorBody),
+        (status = 408, description = "the upload took too long", body = ErrorBody),
+        (status = 409, description = "that version exists with other content, or a later one is published", body = ErrorBody),
+        (status = 413, description = "over the size cap", body = ErrorBody),
+        (status = 422, description = "the component would not install", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(super) async fn publish(
     State(store): State<Store>,
     headers: HeaderMap,
-    mut multipart: Multipart,
+    Upload(mut multipart): Upload,
 ) -> Result<(StatusCode, Json<Published>), StoreError> {
     let outcome = receive(&store, &headers, &mut multipart).await;
     let authenticated = !matches!(outcome, Err(StoreError::Unauthorized(_)));
@@ -211,8 +235,9 @@ async fn receive(
     tokio::task::spawn_blocking(move || check(&manifest, &bytes))
         .await
         .map_err(|e| anyhow::anyhow!("component check panicked: {e}"))?
-        .map_err(|reason| {
-            StoreError::Unprocessable(format!("the component would not install: {reason}"))
+        .map_err(|reason| StoreError::Unprocessable {
+            message: format!("the component would not install: {reason}"),
+            field: Some("component".into()),
         })?;
     store.pause_point("validated").await;
 

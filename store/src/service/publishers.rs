@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use healthcloud_integration::db::Arg;
 
-use super::error::JsonBody;
+use super::error::{ErrorBody, JsonBody};
 use super::{Store, StoreError, lock, now, revocations, timestamp};
 use crate::keys::{KeyId, PublicKey, Purpose, endorsement_message};
 use crate::manifest::check_name;
@@ -32,11 +32,17 @@ pub(super) fn router() -> Router<Store> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPublisher {
-    /// The namespace its apps live in, e.g. `acme`.
+    /// The namespace its apps live in, e.g. `acme`: 1-64 of a-z, 0-9 and '-', not starting
+    /// with '-'.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,63}$", max_length = 64)]
     pub id: String,
-    /// Display name.
+    /// Display name: at most 200 characters, no control characters, not only spaces.
+    #[schema(pattern = r"^ *[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$", max_length = 200)]
     pub name: String,
     /// The first key, PEM (`FILE.pub` from `healthcloud keygen`).
+    #[schema(
+        pattern = r"^-----BEGIN PUBLIC KEY-----\r?\nMCowBQYDK2VwAyEA[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=\r?\n-----END PUBLIC KEY-----\r?\n?$"
+    )]
     pub key: String,
 }
 
@@ -79,6 +85,9 @@ pub struct PublisherKey {
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// The new key, PEM.
+    #[schema(
+        pattern = r"^-----BEGIN PUBLIC KEY-----\r?\nMCowBQYDK2VwAyEA[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=\r?\n-----END PUBLIC KEY-----\r?\n?$"
+    )]
     pub key: String,
     /// A current key's signature over the canonical JSON `{"key_id": NEW, "publisher": ID}`;
     /// a store admin may add a key without one (recovery when every key is lost).
@@ -90,9 +99,10 @@ pub struct NewKey {
 #[serde(deny_unknown_fields)]
 pub struct Endorsement {
     /// The endorsing key.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = r"^[0-9a-f]{64}$")]
     pub key_id: KeyId,
     /// base64 ed25519 signature (purpose "healthcloud add-key v1").
+    #[schema(pattern = r"^[A-Za-z0-9+/]{85}[AQgw]==$")]
     pub signature: String,
 }
 
@@ -100,21 +110,50 @@ pub struct Endorsement {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeKey {
-    /// RFC 3339; when given, only versions published from then on are revoked.
+    /// RFC 3339, not in the future; when given, only versions published from then on are
+    /// revoked.
+    #[schema(format = DateTime)]
     pub compromised_since: Option<String>,
     /// Why, for the feed and the catalog.
     pub reason: Option<String>,
 }
 
+/// A PEM public key: 400 when it is not PEM at all, 422 when it is PEM but not a usable
+/// ed25519 key (another algorithm, not a point on the curve, or weak).
 fn parse_key(pem: &str) -> Result<PublicKey, StoreError> {
-    PublicKey::from_pem(pem).map_err(|e| StoreError::BadRequest {
-        message: e.to_string(),
+    let pem = pem.trim();
+    if !(pem.starts_with("-----BEGIN PUBLIC KEY-----") && pem.ends_with("-----END PUBLIC KEY-----"))
+    {
+        return Err(StoreError::BadRequest {
+            message: "not a PEM public key: send FILE.pub as 'healthcloud keygen' wrote it".into(),
+            field: Some("key".into()),
+        });
+    }
+    PublicKey::from_pem(pem).map_err(|e| StoreError::Unprocessable {
+        message: format!(
+            "{e}: generate a key pair with 'healthcloud keygen' and send its FILE.pub"
+        ),
         field: Some("key".into()),
     })
 }
 
+/// Whether `name` is a display name: 1-200 characters, no control characters, not only
+/// spaces (the `name` pattern of [`NewPublisher`]).
+pub(super) fn is_display_name(name: &str) -> bool {
+    name.chars().count() <= 200
+        && !name.chars().any(|c| c.is_ascii_control())
+        && name.chars().any(|c| c != ' ')
+}
+
 #[utoipa::path(post, path = "/store/v1/publishers", request_body = NewPublisher,
-    responses((status = 201, body = Publisher), (status = 409, body = super::error::ErrorBody)))]
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "registered", body = Publisher),
+        (status = 400, description = "the body is not as described", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "not a store admin", body = ErrorBody),
+        (status = 409, description = "the id or the key is taken", body = ErrorBody),
+        (status = 422, description = "the key is not a usable ed25519 key", body = ErrorBody)))]
 pub(super) async fn register(
     State(store): State<Store>,
     headers: HeaderMap,
@@ -125,9 +164,9 @@ pub(super) async fn register(
         message: e.message,
         field: Some("id".into()),
     })?;
-    if new.name.trim().is_empty() || new.name.len() > 200 {
+    if !is_display_name(&new.name) {
         return Err(StoreError::BadRequest {
-            message: "give the publisher's display name (1-200 characters)".into(),
+            message: "give the publisher's display name: 1-200 characters, no control characters, not only spaces".into(),
             field: Some("name".into()),
         });
     }
@@ -153,7 +192,7 @@ pub(super) async fn register(
     insert
         .bind_list([
             Arg::from(new.id.as_str()),
-            new.name.trim().into(),
+            new.name.trim_matches(' ').into(),
             at.as_str().into(),
         ])
         .push(")");
@@ -245,7 +284,10 @@ pub(super) async fn publisher(store: &Store, id: &str) -> Result<Publisher, Stor
 }
 
 #[utoipa::path(get, path = "/store/v1/publishers/{publisher}",
-    params(("publisher" = String, Path)), responses((status = 200, body = Publisher)))]
+    params(("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$")),
+    responses(
+        (status = 200, body = Publisher),
+        (status = 404, description = "no such publisher", body = ErrorBody)))]
 pub(super) async fn show(
     State(store): State<Store>,
     Path(id): Path<String>,
@@ -254,7 +296,16 @@ pub(super) async fn show(
 }
 
 #[utoipa::path(post, path = "/store/v1/publishers/{publisher}/keys", request_body = NewKey,
-    params(("publisher" = String, Path)), responses((status = 201, body = Publisher)))]
+    params(("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "added", body = Publisher),
+        (status = 400, description = "the body is not as described, or a publisher's new key has no endorsement", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "not this publisher or a store admin, or the endorsement does not verify", body = ErrorBody),
+        (status = 404, description = "no such publisher", body = ErrorBody),
+        (status = 409, description = "the key is registered already", body = ErrorBody),
+        (status = 422, description = "the key is not a usable ed25519 key", body = ErrorBody)))]
 pub(super) async fn add_key(
     State(store): State<Store>,
     headers: HeaderMap,
@@ -304,16 +355,26 @@ pub(super) async fn add_key(
 }
 
 #[utoipa::path(post, path = "/store/v1/publishers/{publisher}/keys/{key_id}/revoke",
-    request_body = RevokeKey, params(("publisher" = String, Path), ("key_id" = String, Path)),
-    responses((status = 200, body = Publisher)))]
+    request_body = Option<RevokeKey>,
+    params(
+        ("publisher" = String, Path, pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"),
+        ("key_id" = String, Path, pattern = r"^[0-9a-f]{64}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "revoked (or already revoked at least as widely)", body = Publisher),
+        (status = 400, description = "the body is not as described", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "not this publisher or a store admin", body = ErrorBody),
+        (status = 404, description = "no such publisher or key", body = ErrorBody),
+        (status = 422, description = "the compromise date is in the future", body = ErrorBody)))]
 pub(super) async fn revoke_key(
     State(store): State<Store>,
     headers: HeaderMap,
     Path((id, key_id)): Path<(String, String)>,
-    body: Option<Json<RevokeKey>>,
+    body: Option<JsonBody<Option<RevokeKey>>>,
 ) -> Result<Json<Publisher>, StoreError> {
     let principal = store.publisher_or_admin(&headers, &id, true)?;
-    let request = body.map(|Json(b)| b).unwrap_or_default();
+    let request = body.and_then(|JsonBody(b)| b).unwrap_or_default();
     let since = request
         .compromised_since
         .as_deref()
@@ -329,7 +390,7 @@ pub(super) async fn revoke_key(
         })
         .transpose()?;
     if since.as_deref().is_some_and(|since| since > now().as_str()) {
-        return Err(StoreError::BadRequest {
+        return Err(StoreError::Unprocessable {
             message: "compromised_since is in the future: give the time the key was (or may have been) exposed, or leave it out to void everything it signed".into(),
             field: Some("compromised_since".into()),
         });

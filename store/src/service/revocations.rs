@@ -145,22 +145,34 @@ pub(super) async fn feed_key(State(store): State<Store>) -> Json<FeedKey> {
 
 /// Feed query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Since {
     /// The last sequence number already seen (0 for everything).
     #[serde(default)]
+    #[param(minimum = 0)]
     pub since: i64,
     /// A fresh random value (up to 64 letters and digits) that the answer signs back, so a
     /// recorded answer cannot be replayed to this caller.
     #[serde(default)]
+    #[param(pattern = "^[A-Za-z0-9]{1,64}$")]
     pub nonce: Option<String>,
 }
 
 #[utoipa::path(get, path = "/store/v1/revocations", params(Since),
-    responses((status = 200, body = SignedFeed)))]
+    responses(
+        (status = 200, body = SignedFeed),
+        (status = 400, description = "a parameter is not as described", body = super::error::ErrorBody)))]
 pub(super) async fn feed(
     State(store): State<Store>,
     QueryParams(Since { since, nonce }): QueryParams<Since>,
 ) -> Result<Json<SignedFeed>, StoreError> {
+    if since < 0 {
+        return Err(StoreError::BadRequest {
+            message: "since is a sequence number: 0 for everything, or the feed's last `next`"
+                .into(),
+            field: Some("since".into()),
+        });
+    }
     if let Some(nonce) = &nonce
         && (nonce.is_empty()
             || nonce.len() > 64
@@ -177,7 +189,7 @@ pub(super) async fn feed(
          FROM store_revocations WHERE seq > ",
     );
     select
-        .bind(since.max(0))
+        .bind(since)
         .push(" ORDER BY seq LIMIT ")
         .bind(PAGE + 1);
     let mut entries: Vec<FeedEntry> = select
