@@ -405,7 +405,7 @@ async fn a_fake_store_cannot_get_self_signed_code_installed_under_a_publishers_a
     assert_eq!(fake.component_requests(), 1, "only the genuine download");
     assert_eq!(
         kept_components(&components),
-        [genuine.package.component.sha256.clone()]
+        [genuine.package.component.sha256.as_str()]
     );
     assert!(installed(&host, MIDTJYLLAND).await.is_empty());
     assert_eq!(
