@@ -401,6 +401,29 @@ async fn a_fake_store_cannot_get_self_signed_code_installed_under_a_publishers_a
         assert!(error_of(&upgrade).contains(why), "{}", upgrade.body);
     }
 
+    // A yank the store signed cannot be hidden by leaving it out of the unsigned answer.
+    let (manifest, bytes) = hello("1.0.1");
+    let yanked = Package::new(&manifest, &bytes).sign(&fake.0.publisher_key);
+    let record = VersionRecord::of(
+        &yanked,
+        fake.0.store_key.public().id(),
+        (
+            "2026-12-01T10:00:00Z".into(),
+            Some("2026-12-02T10:00:00Z".into()),
+        ),
+        chrono::Utc::now(),
+        chrono::Duration::minutes(5),
+    )
+    .sign(&fake.0.store_key);
+    fake.offer(&yanked, Some(record), Serve::Bytes(bytes.clone()));
+    let refused = install(&host, MIDTJYLLAND, "examples/hello@1.0.1").await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(
+        error_of(&refused).contains("examples/hello@1.0.1 was yanked by its publisher"),
+        "{}",
+        refused.body
+    );
+
     // Nothing of the attacker's was downloaded, kept, recorded or served.
     assert_eq!(fake.component_requests(), 1, "only the genuine download");
     assert_eq!(
