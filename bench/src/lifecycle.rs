@@ -1324,7 +1324,9 @@ async fn install_steps(spec: &InstallSpec, node: &Node) -> anyhow::Result<Vec<St
     let mut bytes = Vec::new();
     for _ in 0..n {
         let started = Instant::now();
-        bytes = client.component(&hello).await?;
+        bytes = client
+            .component(&hello, signed.package.component.size)
+            .await?;
         samples.push(started.elapsed());
     }
     steps.timed(
@@ -1336,7 +1338,9 @@ async fn install_steps(spec: &InstallSpec, node: &Node) -> anyhow::Result<Vec<St
     let mut samples = Vec::new();
     for _ in 0..n {
         let started = Instant::now();
-        plain.component(&hello).await?;
+        plain
+            .component(&hello, signed.package.component.size)
+            .await?;
         samples.push(started.elapsed());
     }
     steps.timed(
@@ -1376,7 +1380,9 @@ async fn install_steps(spec: &InstallSpec, node: &Node) -> anyhow::Result<Vec<St
             .parse()
             .map_err(anyhow::Error::msg)?;
         let published = client.version(&version).await?;
-        let bytes = client.component(&version).await?;
+        let bytes = client
+            .component(&version, published.signed.package.component.size)
+            .await?;
         versions.push((published.signed.package.manifest(), bytes));
     }
     let plain = AppEngine::new(&small_pool(), None)?;

@@ -55,8 +55,9 @@ pub async fn app_store(
 
 /// Serves the regions' installs from the database, following the store at `store_url`
 /// (its revocation feed, packages and components); component bytes are kept in
-/// `data_dir/components`. `feed_key` pins the store's feed key (else the first one seen is
-/// pinned); `push` wakes the follower when a store in this process commits a revocation.
+/// `data_dir/components`. `feed_key` pins the store's key, which signs its feed and version
+/// records (else the first one seen is pinned, which only a store on loopback is allowed);
+/// `push` wakes the follower when a store in this process commits a revocation.
 pub async fn serve_regions(
     runtime: &Runtime,
     store_url: &str,

@@ -3,13 +3,14 @@
 //! as the region admin API), and errors that say what to do about them.
 
 use crate::keys::KeyId;
-use crate::package::SignedPackage;
+use crate::package::{SignedPackage, SignedVersionRecord};
 use crate::service::{FeedKey, SignedFeed};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// Who may make a call: decides whether a token is needed and how to mint one.
 #[derive(Debug, Clone, Copy)]
@@ -125,8 +126,45 @@ pub enum StoreError {
         /// The request field the message is about, if any.
         field: Option<String>,
     },
-    /// The exchange failed after the connection was made, or the answer is not what the API
-    /// promises.
+    /// An answer larger than it may be: refused without reading the rest.
+    #[error(
+        "{what} from {server} is larger than {limit} bytes: refused without reading the rest{why}"
+    )]
+    TooLarge {
+        /// What was being read.
+        what: String,
+        /// The base URL.
+        server: String,
+        /// The most bytes it may have.
+        limit: u64,
+        /// What that means, if anything.
+        why: &'static str,
+    },
+    /// The answer did not arrive in time: a stalled or very slow store.
+    #[error(
+        "{what} from {server} did not arrive within {} s: refused (the store, or something between, stalls; try again once it answers)",
+        after.as_secs_f64()
+    )]
+    TimedOut {
+        /// What was being read.
+        what: String,
+        /// The base URL.
+        server: String,
+        /// The time allowed.
+        after: Duration,
+    },
+    /// The answer is not the JSON the API promises.
+    #[error("the {api} at {server} answered with JSON other than the API promises")]
+    Malformed {
+        /// The API called.
+        api: &'static str,
+        /// The base URL.
+        server: String,
+        /// What is wrong with it.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The exchange failed after the connection was made.
     #[error("talking to the {api} at {server} failed")]
     Http {
         /// The API called.
@@ -213,6 +251,11 @@ pub struct PublishedVersion {
     #[serde(default)]
     /// The store's revocation, if any.
     pub revoked: Option<Revocation>,
+    /// The store's signed word that the package's key is the publisher's and in good standing
+    /// for this version: the only part of this answer a runtime trusts about the key,
+    /// checked with the store's pinned key. `signature` above is the same verdict unsigned.
+    #[serde(default)]
+    pub record: Option<SignedVersionRecord>,
 }
 
 /// The store's revocation of a version.
@@ -241,13 +284,22 @@ pub struct Published {
 
 /// How long a feed call may take: a store that accepts the connection and then stalls must
 /// not hold a runtime's feed follower.
-const FEED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const FEED_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long fetching a version or downloading a component may take by default
+/// ([`StoreClient::with_download_timeout`] changes it).
+pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The largest JSON answer read from the server: no answer of these APIs comes near it, and
+/// a server that sends more is not believed to the end.
+const MAX_JSON_BYTES: u64 = 16 << 20;
 
 /// A client of one server: its store API, and its other JSON APIs through [`StoreClient::call`].
 pub struct StoreClient {
     http: reqwest::Client,
     server: Url,
     token: Option<String>,
+    download_timeout: Duration,
 }
 
 impl StoreClient {
@@ -264,13 +316,34 @@ impl StoreClient {
         };
         let http = reqwest::Client::builder()
             .user_agent(concat!("healthcloud/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(10))
             .build()?;
         Ok(StoreClient {
             http,
             server,
             token: token.filter(|token| !token.trim().is_empty()),
+            download_timeout: DOWNLOAD_TIMEOUT,
         })
+    }
+
+    /// The same client, allowing `timeout` for fetching a version and for downloading a
+    /// component (from the request to the last byte).
+    pub fn with_download_timeout(self, timeout: Duration) -> StoreClient {
+        StoreClient {
+            download_timeout: timeout,
+            ..self
+        }
+    }
+
+    /// Whether the server is on this machine: a loopback address or `localhost`. Nothing
+    /// between this process and such a server can answer in its place.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.server.host_str().unwrap_or_default();
+        let ip = host.trim_start_matches('[').trim_end_matches(']');
+        match ip.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => host.eq_ignore_ascii_case("localhost"),
+        }
     }
 
     /// The server's base URL, as shown to the user.
@@ -347,22 +420,36 @@ impl StoreClient {
         self.send_json(request, caller).await
     }
 
-    /// `GET /store/v1/apps/{publisher}/{app}/versions/{version}`.
+    /// `GET /store/v1/apps/{publisher}/{app}/versions/{version}`, within the download time.
     pub async fn version(&self, app: &AppVersion) -> Result<PublishedVersion, StoreError> {
         let request = self.request(Method::GET, &app.path(&[]), Caller::Anyone)?;
-        self.send_json(request, Caller::Anyone).await
+        let what = format!("the store's answer about {app}");
+        self.in_time(&what, self.send_json(request, Caller::Anyone))
+            .await
     }
 
-    /// `GET …/versions/{version}/component`: the component's bytes. Whether they are the
-    /// signed ones is for the caller to check against the version's package.
-    pub async fn component(&self, app: &AppVersion) -> Result<Vec<u8>, StoreError> {
-        let request = self.request(Method::GET, &app.path(&["component"]), Caller::Anyone)?;
-        let response = self.send(request, Caller::Anyone).await?;
-        let bytes = response
-            .bytes()
+    /// `GET …/versions/{version}/component`: the component's bytes, at most `signed_size` of
+    /// them (the size its signed package names), read as they stream in and within the
+    /// download time. Whether they are the signed ones is for the caller to check against the
+    /// version's package.
+    pub async fn component(
+        &self,
+        app: &AppVersion,
+        signed_size: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let what = format!("the component of {app}");
+        let download = async {
+            let request = self.request(Method::GET, &app.path(&["component"]), Caller::Anyone)?;
+            let response = self.send(request, Caller::Anyone).await?;
+            self.read_capped(
+                Api::STORE,
+                response,
+                (&what, signed_size),
+                " (its signed size): the store, or something between, sends other bytes than the publisher signed",
+            )
             .await
-            .map_err(|source| self.http_error(source))?;
-        Ok(bytes.to_vec())
+        };
+        self.in_time(&what, download).await
     }
 
     /// `GET /store/v1/revocations?since=SEQ&nonce=N`: the signed revocation feed after
@@ -437,10 +524,7 @@ impl StoreClient {
             .multipart(form);
         let response = self.send(request, caller).await?;
         let created = response.status() == StatusCode::CREATED;
-        let published = response
-            .json()
-            .await
-            .map_err(|source| self.http_error(source))?;
+        let published = self.read_json(Api::STORE, response).await?;
         Ok((created, published))
     }
 
@@ -460,10 +544,7 @@ impl StoreClient {
             request = request.json(body);
         }
         let response = self.send_to(api, request, caller).await?;
-        response
-            .json()
-            .await
-            .map_err(|source| self.failed(api, source))
+        self.read_json(api, response).await
     }
 
     /// A request to the store API.
@@ -503,10 +584,74 @@ impl StoreClient {
         caller: Caller<'_>,
     ) -> Result<T, StoreError> {
         let response = self.send(request, caller).await?;
-        response
-            .json()
+        self.read_json(Api::STORE, response).await
+    }
+
+    /// The answer's JSON, read up to [`MAX_JSON_BYTES`].
+    async fn read_json<T: DeserializeOwned>(
+        &self,
+        api: Api,
+        response: Response,
+    ) -> Result<T, StoreError> {
+        let what = format!("the {}'s answer", api.name);
+        let body = self
+            .read_capped(api, response, (&what, MAX_JSON_BYTES), "")
+            .await?;
+        serde_json::from_slice(&body).map_err(|source| StoreError::Malformed {
+            api: api.name,
+            server: self.server().to_owned(),
+            source,
+        })
+    }
+
+    /// The answer's body as it streams in, refused as soon as it exceeds `limit` bytes (or
+    /// says it will), so nothing larger is ever held.
+    async fn read_capped(
+        &self,
+        api: Api,
+        mut response: Response,
+        (what, limit): (&str, u64),
+        why: &'static str,
+    ) -> Result<Vec<u8>, StoreError> {
+        let too_large = || StoreError::TooLarge {
+            what: what.to_owned(),
+            server: self.server().to_owned(),
+            limit,
+            why,
+        };
+        let announced = response.content_length();
+        if announced.is_some_and(|length| length > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(announced.unwrap_or(0).min(limit) as usize);
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|source| self.http_error(source))
+            .map_err(|source| self.failed(api, source))?
+        {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Runs `call` within the download time.
+    async fn in_time<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.download_timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::TimedOut {
+                    what: what.to_owned(),
+                    server: self.server().to_owned(),
+                    after: self.download_timeout,
+                })
+            })
     }
 
     /// Sends a request to the store API.
@@ -567,10 +712,6 @@ impl StoreClient {
                 field,
             }
         })
-    }
-
-    fn http_error(&self, source: reqwest::Error) -> StoreError {
-        self.failed(Api::STORE, source)
     }
 
     fn failed(&self, api: Api, source: reqwest::Error) -> StoreError {
@@ -695,6 +836,34 @@ mod tests {
             "public calls send no token"
         );
         assert!(StoreClient::new("localhost:8080", None).is_err());
+    }
+
+    #[test]
+    fn only_loopback_servers_count_as_on_this_machine() {
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://127.8.0.1",
+            "http://[::1]:9/x",
+            "http://localhost:1",
+            "https://LOCALHOST",
+        ] {
+            assert!(
+                StoreClient::new(local, None).unwrap().is_loopback(),
+                "{local}"
+            );
+        }
+        for remote in [
+            "http://10.0.0.5",
+            "https://store.example.org",
+            "http://localhost.example.org",
+            "http://[::2]",
+            "http://0.0.0.0:8080",
+        ] {
+            assert!(
+                !StoreClient::new(remote, None).unwrap().is_loopback(),
+                "{remote}"
+            );
+        }
     }
 
     #[test]

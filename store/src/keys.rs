@@ -1,4 +1,5 @@
-//! Ed25519 keys: publishers sign packages with them, the store signs its revocation feed.
+//! Ed25519 keys: publishers sign packages with them, the store signs its revocation feed and
+//! its version records.
 //!
 //! A key is named by its id, the sha256 of its 32 public-key bytes in hex. Every signature is
 //! made over a domain-separated payload (a purpose line, then canonical bytes), so a signature
@@ -25,6 +26,9 @@ pub enum Purpose {
     AddKey,
     /// The store's revocation feed.
     Revocations,
+    /// The store's record of a published version: the key that signed it is the
+    /// publisher's and in good standing.
+    Version,
 }
 
 impl Purpose {
@@ -33,6 +37,7 @@ impl Purpose {
             Purpose::Package => b"healthcloud package v1\n",
             Purpose::AddKey => b"healthcloud add-key v1\n",
             Purpose::Revocations => b"healthcloud revocations v1\n",
+            Purpose::Version => b"healthcloud version v1\n",
         }
     }
 
@@ -274,6 +279,7 @@ mod tests {
         let public = key.public();
         assert!(public.verify(Purpose::Package, b"m", &signature).is_ok());
         assert!(public.verify(Purpose::AddKey, b"m", &signature).is_err());
+        assert!(public.verify(Purpose::Version, b"m", &signature).is_err());
         assert!(public.verify(Purpose::Package, b"n", &signature).is_err());
         let other = SecretKey::from_seed(&[8; 32]).public();
         assert!(other.verify(Purpose::Package, b"m", &signature).is_err());

@@ -233,6 +233,158 @@ impl SignedPackage {
     }
 }
 
+/// The store's word on one published version, signed with the store's key
+/// ([`Purpose::Version`]): the package with this canonical digest, signed by `key_id`, was
+/// accepted as `publisher/app@version`, and that key is the publisher's and in good standing
+/// for it. A runtime trusts a package's publisher only through this record, verified with the
+/// store's pinned key: the store's other answers travel unsigned, and anyone between (or a
+/// fake store) could say a key of their own belongs to any publisher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionRecord {
+    /// The key that signs the record (the store's feed key).
+    pub store_key_id: KeyId,
+    /// The publisher.
+    pub publisher: String,
+    /// The app.
+    pub app: String,
+    /// The version.
+    pub version: String,
+    /// sha256 of the package's canonical JSON ([`Package::canonical`]): the manifest, the
+    /// capabilities and the component's digest and size, exactly as signed.
+    pub package_sha256: String,
+    /// The publisher's key that signed the package.
+    pub key_id: KeyId,
+    /// When the store accepted the version.
+    pub published_at: String,
+    /// When the publisher yanked it (no new installs), if they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yanked_at: Option<String>,
+    /// When this record was made.
+    pub issued_at: String,
+    /// After this the record proves nothing: ask the store again.
+    pub expires_at: String,
+}
+
+/// A [`VersionRecord`] with the store's signature over its RFC 8785 canonical JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedVersionRecord {
+    /// What is signed.
+    pub record: VersionRecord,
+    /// base64 ed25519 signature (purpose `healthcloud version v1`).
+    pub signature: String,
+}
+
+/// Why a version record does not vouch for a package.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RecordError {
+    /// Not signed by the store's pinned key.
+    #[error(
+        "its version record is not signed by the app store's pinned key {pinned} ({source}): the answer did not come from that store"
+    )]
+    Signature {
+        /// The pinned key's id.
+        pinned: KeyId,
+        /// Why the signature does not hold.
+        source: KeyError,
+    },
+    /// Past its expiry (or with an unreadable one).
+    #[error("its version record expired at {0}: ask the store again")]
+    Expired(String),
+    /// A record about another package.
+    #[error("the store's version record is about {0}, not this package")]
+    OtherPackage(String),
+}
+
+impl VersionRecord {
+    /// The record of `signed`, published at `published_at`, valid from `issued` for `ttl`.
+    pub fn of(
+        signed: &SignedPackage,
+        store_key_id: KeyId,
+        (published_at, yanked_at): (String, Option<String>),
+        issued: chrono::DateTime<chrono::Utc>,
+        ttl: chrono::Duration,
+    ) -> VersionRecord {
+        let stamp = |at: chrono::DateTime<chrono::Utc>| {
+            at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        };
+        VersionRecord {
+            store_key_id,
+            publisher: signed.package.app.publisher.clone(),
+            app: signed.package.app.id.clone(),
+            version: signed.package.app.version.to_string(),
+            package_sha256: digest(&signed.package.canonical()),
+            key_id: signed.signature.key_id.clone(),
+            published_at,
+            yanked_at,
+            issued_at: stamp(issued),
+            expires_at: stamp(issued + ttl),
+        }
+    }
+
+    /// The canonical JSON that is signed.
+    fn canonical(&self) -> Vec<u8> {
+        serde_json_canonicalizer::to_vec(self).expect("a record serializes")
+    }
+
+    /// Signs the record with the store's key.
+    pub fn sign(self, store_key: &SecretKey) -> SignedVersionRecord {
+        SignedVersionRecord {
+            signature: store_key.sign(Purpose::Version, &self.canonical()),
+            record: self,
+        }
+    }
+}
+
+impl SignedVersionRecord {
+    /// Checks that the store's pinned key signed this record, that it has not expired at
+    /// `now`, and that it is about exactly `signed` (the same id, version, canonical package
+    /// and signing key). Then the store vouches that `signed`'s key is its publisher's.
+    pub fn vouches_for(
+        &self,
+        store_key: &PublicKey,
+        signed: &SignedPackage,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), RecordError> {
+        store_key
+            .verify(Purpose::Version, &self.record.canonical(), &self.signature)
+            .map_err(|source| RecordError::Signature {
+                pinned: store_key.id(),
+                source,
+            })?;
+        let record = &self.record;
+        let expired = chrono::DateTime::parse_from_rfc3339(&record.expires_at)
+            .map(|at| at <= now)
+            .unwrap_or(true);
+        if expired {
+            return Err(RecordError::Expired(record.expires_at.clone()));
+        }
+        let app = &signed.package.app;
+        if (&record.publisher, &record.app) != (&app.publisher, &app.id)
+            || record.version != app.version.to_string()
+        {
+            return Err(RecordError::OtherPackage(format!(
+                "{}/{}@{}",
+                record.publisher, record.app, record.version
+            )));
+        }
+        if record.key_id != signed.signature.key_id {
+            return Err(RecordError::OtherPackage(format!(
+                "a package signed by key {}",
+                record.key_id
+            )));
+        }
+        if record.package_sha256 != digest(&signed.package.canonical()) {
+            return Err(RecordError::OtherPackage(format!(
+                "the package with digest {}",
+                record.package_sha256
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Where `healthcloud app sign` writes the envelope for the component at `wasm`:
 /// `wasm` with `.sig.json` appended to its name.
 pub fn signature_path(wasm: &std::path::Path) -> std::path::PathBuf {
@@ -301,5 +453,60 @@ mod tests {
             matches!(&error, PackageError::Manifest(e) if e.path.starts_with("package.app")),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_version_record_vouches_only_for_its_package_under_the_store_key() {
+        let store = SecretKey::from_seed(&[9; 32]);
+        let publisher = SecretKey::from_seed(&[1; 32]);
+        let signed = Package::new(&manifest(), b"component bytes").sign(&publisher);
+        let now = chrono::Utc::now();
+        let record = |signed: &SignedPackage| {
+            VersionRecord::of(
+                signed,
+                store.public().id(),
+                ("2026-01-01T00:00:00Z".into(), None),
+                now,
+                chrono::Duration::minutes(5),
+            )
+        };
+        let good = record(&signed).sign(&store);
+        assert_eq!(good.vouches_for(&store.public(), &signed, now), Ok(()));
+
+        let forged = record(&signed).sign(&SecretKey::from_seed(&[2; 32]));
+        let error = forged
+            .vouches_for(&store.public(), &signed, now)
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("not signed by the app store's pinned key"),
+            "{error}"
+        );
+
+        let later = now + chrono::Duration::minutes(6);
+        assert!(matches!(
+            good.vouches_for(&store.public(), &signed, later),
+            Err(RecordError::Expired(_))
+        ));
+
+        // The same manifest and bytes, signed by another key: the record is not about it.
+        let self_signed =
+            Package::new(&manifest(), b"component bytes").sign(&SecretKey::from_seed(&[3; 32]));
+        let error = good
+            .vouches_for(&store.public(), &self_signed, now)
+            .unwrap_err();
+        assert!(error.to_string().contains("signed by key"), "{error}");
+
+        let mut other = manifest();
+        other.requested.clear();
+        let other = Package::new(&other, b"component bytes").sign(&publisher);
+        let error = good.vouches_for(&store.public(), &other, now).unwrap_err();
+        assert!(error.to_string().contains("digest"), "{error}");
+
+        // A signature over the record made for another purpose does not hold.
+        let mut moved = good.clone();
+        moved.signature = store.sign(Purpose::Revocations, &good.record.canonical());
+        assert!(moved.vouches_for(&store.public(), &signed, now).is_err());
     }
 }

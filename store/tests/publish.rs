@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use common::{BACKENDS, StoreHost, example_app, hello_as, sign};
 use healthcloud_store::keys::{PublicKey, SecretKey};
+use healthcloud_store::package::{SignedPackage, SignedVersionRecord};
 use serde_json::json;
 
 /// A store with publisher `acme` (key returned) registered.
@@ -64,6 +65,13 @@ async fn a_signed_package_is_published_once_and_downloads_as_signed() {
             serde_json::from_value(version["signed"].clone()).unwrap();
         assert_eq!(stored.verify().unwrap(), key.public());
         stored.check_component(&download.body).unwrap();
+        // The store's signed word that the key is acme's, for exactly this package.
+        let record: SignedVersionRecord =
+            serde_json::from_value(version["record"].clone()).unwrap();
+        record
+            .vouches_for(&host.store.feed_key(), &stored, chrono::Utc::now())
+            .unwrap();
+        assert_eq!(record.record.key_id, key.public().id());
     }
 }
 
@@ -345,6 +353,19 @@ async fn a_key_compromised_since_t_voids_only_what_was_published_from_t() {
                 .status,
             410
         );
+        // The store vouches for the key only where it still stands.
+        let answer = |version: &str| {
+            let host = &host;
+            let path = format!("/store/v1/apps/acme/hello/versions/{version}");
+            async move { host.get(&path).await.json() }
+        };
+        let before = answer("1.0.0").await;
+        let record: SignedVersionRecord = serde_json::from_value(before["record"].clone()).unwrap();
+        let stored: SignedPackage = serde_json::from_value(before["signed"].clone()).unwrap();
+        record
+            .vouches_for(&host.store.feed_key(), &stored, chrono::Utc::now())
+            .unwrap();
+        assert!(answer("1.1.0").await.get("record").is_none());
 
         let (v3, _) = hello_as("acme", "hello", "1.2.0");
         let answer = host.publish(&sign(&v3, &component, &key), &component).await;

@@ -10,7 +10,8 @@ use anyhow::Context;
 use healthcloud_integration::Integration;
 use healthcloud_integration::auth::TokenVerifier;
 use healthcloud_runtime::Limits;
-use healthcloud_store::keys::PublicKey;
+use healthcloud_store::client::StoreClient;
+use healthcloud_store::keys::{KeyId, PublicKey};
 
 use super::DataDirArgs;
 use crate::server;
@@ -49,10 +50,12 @@ pub struct RuntimeArgs {
     /// The app store's base URL: packages, components and the revocation feed come from it.
     #[arg(long, env = "HEALTHCLOUD_STORE_URL")]
     store_url: String,
-    /// The store's feed key (PEM, `GET /store/v1/revocations/key` or `<store data dir>/store.key.pub`);
-    /// without it, the key the store presents first is pinned in the database.
+    /// The store's key, which signs its revocation feed and version records: a PEM file
+    /// (`<store data dir>/store/store.key.pub`) or the key's id (64 hex characters, printed
+    /// by `healthcloud serve store`). Needed unless the store is on loopback, whose key is
+    /// then pinned from its first answer.
     #[arg(long, env = "HEALTHCLOUD_STORE_KEY")]
-    store_key: Option<PathBuf>,
+    store_key: Option<String>,
 }
 
 /// Whose tokens a node accepts: the development issuer in the data directory, or another.
@@ -104,17 +107,10 @@ impl ServeCommand {
             }) => {
                 let (integration, listener) = node.open().await?;
                 let feed_key = match &store_key {
-                    Some(path) => {
-                        let pem = std::fs::read_to_string(path).with_context(|| {
-                            format!("cannot read the store key {}", path.display())
-                        })?;
-                        Some(PublicKey::from_pem(&pem).with_context(|| {
-                            format!("{} is not the store's public key (PEM)", path.display())
-                        })?)
-                    }
+                    Some(store_key) => Some(pinned_store_key(&store_url, store_key).await?),
                     None => {
                         eprintln!(
-                            "warning: no --store-key: the feed key the store at {store_url} presents first is pinned; pass --store-key with a trusted copy of it (store data dir: store/store.key.pub) so nothing on the way can pin its own"
+                            "note: no --store-key: the key the store at {store_url} presents first is pinned (allowed only for a store on this machine)"
                         );
                         None
                     }
@@ -137,6 +133,24 @@ impl ServeCommand {
             }
         }
     }
+}
+
+/// The store key `--store-key` names: read from a PEM file, or, given as a key id, the key
+/// the store presents checked against it.
+async fn pinned_store_key(store_url: &str, store_key: &str) -> anyhow::Result<PublicKey> {
+    if let Ok(key_id) = KeyId::try_from(store_key.to_owned()) {
+        let store = StoreClient::new(store_url, None)?;
+        return healthcloud_runtime::regions::trust::store_key_by_id(&store, &key_id).await;
+    }
+    let path = PathBuf::from(store_key);
+    let pem = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read the store key {} (--store-key takes a PEM file or a key id of 64 hex characters)",
+            path.display()
+        )
+    })?;
+    PublicKey::from_pem(&pem)
+        .with_context(|| format!("{} is not the store's public key (PEM)", path.display()))
 }
 
 impl NodeArgs {

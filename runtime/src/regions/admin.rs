@@ -774,7 +774,8 @@ impl Runtime {
     }
 
     /// Asks the store for `version` and checks that it may be installed: not revoked (by the
-    /// store or as this node knows from the feed), not yanked, signature vouched for.
+    /// store or as this node knows from the feed), not yanked, and its key vouched for by the
+    /// store's signed version record (under the pinned key), before any component byte.
     async fn offered(&self, version: &AppVersion) -> Result<Offered, AdminError> {
         let regions = self.regions_or_unavailable()?;
         let published = regions
@@ -810,7 +811,7 @@ impl Runtime {
                 )));
             }
         }
-        let signed = published.signed;
+        let (signed, record) = (published.signed, published.record);
         signed.verify().map_err(|e| AdminError::Unprocessable {
             message: format!("{version} does not verify: {e}"),
             field: None,
@@ -826,6 +827,8 @@ impl Runtime {
                 field: None,
             });
         }
+        self.check_vouched(version, record.as_ref(), &signed)
+            .await?;
         Ok(Offered { signed, manifest })
     }
 

@@ -181,12 +181,22 @@ impl Runtime {
         news
     }
 
-    /// The pinned store key, pinning what the store presents when nothing is pinned yet.
-    async fn store_key(&self) -> anyhow::Result<PublicKey> {
+    /// The pinned store key, pinning what the store presents when nothing is pinned yet and
+    /// the store is on loopback (elsewhere [`RegionsConfig::check_store_trust`] already
+    /// refused to start without a configured key).
+    ///
+    /// [`RegionsConfig::check_store_trust`]: super::RegionsConfig::check_store_trust
+    pub(crate) async fn store_key(&self) -> anyhow::Result<PublicKey> {
         let regions = self.regions().expect("called with regions");
         if let Some(key) = regions.feed.key.lock().expect("feed lock poisoned").clone() {
             return Ok(key);
         }
+        anyhow::ensure!(
+            regions.store().is_loopback(),
+            "no store key is pinned and the store at {} is not on this machine: {}",
+            regions.store().server(),
+            super::trust::PIN_HINT
+        );
         let presented = regions
             .store()
             .feed_key()

@@ -12,10 +12,13 @@
 //! - [`openapi`]: its OpenAPI document, `/admin/v1/openapi.json`, from the handlers' annotations.
 //! - [`feed`]: following the store's revocation feed (push plus poll; fail closed when it
 //!   expires).
+//! - [`trust`]: what the node believes of the store: only what its pinned key signs, and a
+//!   store's key is pinned on first use only on loopback.
 
 pub mod admin;
 pub mod feed;
 pub mod openapi;
+pub mod trust;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -39,10 +42,14 @@ pub const CHANNEL: &str = "healthcloud_regions";
 
 /// How a runtime node reaches the app store and keeps its installs.
 pub struct RegionsConfig {
-    /// The store's API (`…/store/v1`): packages, components and the revocation feed.
+    /// The store's API (`…/store/v1`): packages, components and the revocation feed. Its
+    /// download time limit ([`StoreClient::with_download_timeout`]) bounds every version
+    /// fetch and component download.
     pub store: StoreClient,
-    /// The key the store signs its revocation feed with. `None`: the key the store presents
-    /// first is pinned in the database, and any other key is refused from then on.
+    /// The key the store signs its revocation feed and version records with. `None`: only
+    /// for a store on loopback, whose key is pinned in the database from its first answer
+    /// (any other key is refused from then on); a store elsewhere is refused
+    /// ([`RegionsConfig::check_store_trust`]).
     pub feed_key: Option<PublicKey>,
     /// Where this node keeps component bytes (`<dir>/sha256/<hex>`).
     pub components_dir: PathBuf,
@@ -242,7 +249,7 @@ impl Regions {
         };
         let bytes = self
             .store
-            .component(&version)
+            .component(&version, signed.package.component.size)
             .await
             .with_context(|| format!("downloading {version} from the store"))?;
         signed
@@ -286,6 +293,7 @@ impl Runtime {
     /// component from disk, downloading what is missing), then keeps following changes made
     /// by any node. Call once, before serving.
     pub async fn serve_regions(&self, config: RegionsConfig) -> anyhow::Result<()> {
+        config.check_store_trust()?;
         let db = self.inner.service.store().database().clone();
         // The cursor before the revocations: one saved in between by another node is then
         // read twice (harmless), never skipped.

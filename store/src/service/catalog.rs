@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ErrorBody, JsonBody, QueryParams};
 use super::{Store, StoreError, lock, now, revocations};
 use crate::manifest::Capability;
-use crate::package::SignedPackage;
+use crate::package::{SignedPackage, SignedVersionRecord};
 
 /// The header that carries a downloaded component's sha256.
 pub const DIGEST_HEADER: &str = "healthcloud-component-sha256";
@@ -188,6 +188,11 @@ pub struct VersionDetail {
     /// The signed package, exactly as published.
     #[schema(value_type = Object)]
     pub signed: SignedPackage,
+    /// The store's signed word that `signed`'s key is the publisher's and in good standing
+    /// for this version; absent when it is not (see `signature`) or the version is revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub record: Option<SignedVersionRecord>,
 }
 
 /// Revoking a version.
@@ -432,11 +437,23 @@ async fn one_version(
     app: &str,
     version: &str,
 ) -> Result<VersionDetail, StoreError> {
-    versions(store, publisher, app, Some(version))
+    let (summary, signed) = versions(store, publisher, app, Some(version))
         .await?
         .pop()
-        .map(|(summary, signed)| VersionDetail { summary, signed })
-        .ok_or_else(|| StoreError::NotFound(format!("no version {version} of '{publisher}/{app}'")))
+        .ok_or_else(|| {
+            StoreError::NotFound(format!("no version {version} of '{publisher}/{app}'"))
+        })?;
+    let vouched = summary.signature == "valid" && summary.revoked.is_none();
+    let record = if vouched {
+        Some(store.version_record(&signed, &summary.published_at, summary.yanked_at.as_deref())?)
+    } else {
+        None
+    };
+    Ok(VersionDetail {
+        summary,
+        signed,
+        record,
+    })
 }
 
 #[utoipa::path(get, path = "/store/v1/apps", params(CatalogQuery),

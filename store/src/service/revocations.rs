@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::QueryParams;
 use super::{Store, StoreError, now, timestamp};
 use crate::keys::{KeyError, KeyId, PublicKey, Purpose};
+use crate::package::{SignedPackage, SignedVersionRecord, VersionRecord};
 
 /// The advisory lock every feed writer holds, so entries commit in sequence order.
 pub(super) const LOCK: &str = "revocations";
@@ -120,8 +121,8 @@ impl SignedFeed {
     }
 }
 
-/// The key that signs the feed. A runtime should pin it from its configuration; this is for
-/// setting that up.
+/// The key that signs the feed and the version records. A runtime pins it from its
+/// configuration (`--store-key`); this is for setting that up over a channel one trusts.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct FeedKey {
     /// The key's id.
@@ -276,6 +277,29 @@ impl Store {
     /// Call after committing a transaction that appended to the feed.
     pub(super) fn revocations_committed(&self) {
         self.inner.revoked.send_modify(|count| *count += 1);
+    }
+}
+
+impl Store {
+    /// The store's signed record of `signed`, a version it accepted from a key of its
+    /// publisher that is in good standing for it (the caller checked that), valid as long as
+    /// a feed answer.
+    pub(super) fn version_record(
+        &self,
+        signed: &SignedPackage,
+        published_at: &str,
+        yanked_at: Option<&str>,
+    ) -> Result<SignedVersionRecord, StoreError> {
+        let ttl = chrono::Duration::from_std(self.inner.limits.feed_ttl)
+            .map_err(|e| anyhow::anyhow!("feed ttl: {e}"))?;
+        let record = VersionRecord::of(
+            signed,
+            self.inner.feed_key.public().id(),
+            (published_at.to_owned(), yanked_at.map(str::to_owned)),
+            chrono::Utc::now(),
+            ttl,
+        );
+        Ok(record.sign(&self.inner.feed_key))
     }
 }
 
