@@ -101,6 +101,25 @@ impl Grant {
     }
 }
 
+impl Grant {
+    /// Whether an `outbound-http` entry allows `host` on `port`: `host` (any port) or
+    /// `host:port`, IPv6 literals in brackets, compared as parsed authorities.
+    pub fn allows_outbound_host(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.outbound_hosts().iter().any(|granted| {
+            let Ok(authority) = granted.parse::<http::uri::Authority>() else {
+                return false;
+            };
+            let granted_host = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            granted_host.eq_ignore_ascii_case(host)
+                && authority.port_u16().is_none_or(|p| p == port)
+        })
+    }
+}
+
 /// Every import rule, platform and WASI: an import no rule allows is refused at install.
 pub(crate) fn import_rules() -> Vec<ImportRule> {
     let mut rules = vec![
