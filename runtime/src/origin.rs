@@ -188,16 +188,20 @@ fn confine_location(location: &HeaderValue, app: &AppOrigin<'_>) -> Result<Heade
 /// there could otherwise post as the user. Requests with `Authorization: Bearer` are not
 /// affected: no browser adds that header on its own.
 pub(crate) fn check_cookie_request(
-    method: &Method,
-    headers: &HeaderMap,
+    request: &axum::extract::Request,
     cookie_authenticated: bool,
 ) -> Result<(), String> {
+    let (method, headers) = (request.method(), request.headers());
     if !cookie_authenticated || matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
     let site = headers.get("sec-fetch-site");
     let origin = headers.get(header::ORIGIN);
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    // HTTP/1.1 names the host in `Host`, HTTP/2 in the URI's authority.
+    let host = match headers.get(header::HOST) {
+        Some(host) => host.to_str().ok(),
+        None => request.uri().authority().map(|a| a.as_str()),
+    };
     let site_ok = site.is_none_or(|site| site.as_bytes() == b"same-origin");
     let origin_ok = origin.is_none_or(|origin| {
         let origin = origin.to_str().unwrap_or_default();
@@ -299,34 +303,41 @@ mod tests {
 
     #[test]
     fn cookie_requests_that_change_something_need_this_origin() {
-        let headers = |pairs: &[(&str, &str)]| {
-            let mut map = HeaderMap::new();
-            map.insert(header::HOST, HeaderValue::from_static("localhost:8080"));
+        let request = |method: Method, pairs: &[(&str, &str)]| {
+            let mut request = axum::extract::Request::builder()
+                .method(method)
+                .uri("/apps/r/p/a/")
+                .header(header::HOST, "localhost:8080");
             for (name, value) in pairs {
-                map.insert(
-                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                    HeaderValue::from_str(value).unwrap(),
-                );
+                request = request.header(*name, *value);
             }
-            map
+            request.body(axum::body::Body::empty()).unwrap()
         };
-        let post = Method::POST;
-        let same = headers(&[("origin", "http://localhost:8080"), ("sec-fetch-site", "same-origin")]);
-        assert!(check_cookie_request(&post, &same, true).is_ok());
-        assert!(check_cookie_request(&post, &headers(&[("sec-fetch-site", "same-origin")]), true).is_ok());
-        assert!(check_cookie_request(&post, &headers(&[("origin", "http://localhost:8080")]), true).is_ok());
+        let allowed = |method, pairs: &[(&str, &str)], cookie| {
+            check_cookie_request(&request(method, pairs), cookie).is_ok()
+        };
+        let same = [("origin", "http://localhost:8080"), ("sec-fetch-site", "same-origin")];
+        assert!(allowed(Method::POST, &same, true));
+        assert!(allowed(Method::POST, &[("sec-fetch-site", "same-origin")], true));
+        assert!(allowed(Method::POST, &[("origin", "http://localhost:8080")], true));
         for refused in [
-            headers(&[]),
-            headers(&[("origin", "http://localhost:9999")]),
-            headers(&[("origin", "null")]),
-            headers(&[("sec-fetch-site", "same-site")]),
-            headers(&[("origin", "http://localhost:8080"), ("sec-fetch-site", "cross-site")]),
+            &[][..],
+            &[("origin", "http://localhost:9999")],
+            &[("origin", "null")],
+            &[("sec-fetch-site", "same-site")],
+            &[("origin", "http://localhost:8080"), ("sec-fetch-site", "cross-site")],
         ] {
-            let message = check_cookie_request(&Method::DELETE, &refused, true).unwrap_err();
+            let message = check_cookie_request(&request(Method::DELETE, refused), true).unwrap_err();
             assert!(message.contains("Authorization: Bearer"), "{message}");
         }
-        let cross = headers(&[("origin", "http://evil.example")]);
-        assert!(check_cookie_request(&Method::GET, &cross, true).is_ok());
-        assert!(check_cookie_request(&post, &cross, false).is_ok());
+        let cross = [("origin", "http://evil.example")];
+        assert!(allowed(Method::GET, &cross, true));
+        assert!(allowed(Method::POST, &cross, false));
+        // HTTP/2: the authority instead of Host.
+        let h2 = axum::extract::Request::post("http://localhost:8080/apps/r/p/a/")
+            .header("origin", "http://localhost:8080")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert!(check_cookie_request(&h2, true).is_ok());
     }
 }

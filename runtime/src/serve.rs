@@ -109,9 +109,7 @@ async fn serve_app(
         return refused;
     }
     let cookie_authenticated = launch_token(request.headers()).is_some();
-    if let Err(refused) =
-        origin::check_cookie_request(request.method(), request.headers(), cookie_authenticated)
-    {
+    if let Err(refused) = origin::check_cookie_request(&request, cookie_authenticated) {
         return failure(StatusCode::FORBIDDEN, &refused);
     }
     let limits = runtime.limits();
