@@ -395,7 +395,11 @@ impl EmbeddedStore {
         );
         sql.bind(patient).push(" AND resource_type = 'Consent'");
         let row = sql.query().fetch_one(self.db.pool()).await?;
-        Ok(ConsentVersion(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+        Ok(ConsentVersion(
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+        ))
     }
 }
 

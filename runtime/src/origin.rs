@@ -127,9 +127,9 @@ fn at_least_private_no_store(cache_control: &str) -> bool {
 /// browser follows exactly what was checked; or an absolute `http`/`https` URL on a host the
 /// region granted the app (`outbound-http:<host>`).
 fn confine_location(location: &HeaderValue, app: &AppOrigin<'_>) -> Result<HeaderValue, String> {
-    let text = location.to_str().map_err(|_| {
-        "a Location that is not visible ASCII (percent-encode it)".to_owned()
-    })?;
+    let text = location
+        .to_str()
+        .map_err(|_| "a Location that is not visible ASCII (percent-encode it)".to_owned())?;
     let shown: String = text.chars().take(200).collect();
     let outside = || {
         format!(
@@ -143,9 +143,10 @@ fn confine_location(location: &HeaderValue, app: &AppOrigin<'_>) -> Result<Heade
             let granted = matches!(absolute.scheme(), "http" | "https")
                 && absolute.username().is_empty()
                 && absolute.password().is_none()
-                && absolute.host_str().zip(absolute.port_or_known_default()).is_some_and(
-                    |(host, port)| app.grant.allows_outbound_host(host, port),
-                );
+                && absolute
+                    .host_str()
+                    .zip(absolute.port_or_known_default())
+                    .is_some_and(|(host, port)| app.grant.allows_outbound_host(host, port));
             if granted {
                 HeaderValue::from_str(absolute.as_str()).map_err(|_| outside())
             } else {
@@ -240,17 +241,28 @@ mod tests {
     }
 
     fn location(value: &str, grant: &[&str]) -> Result<String, String> {
-        let grant = Grant::new(grant.iter().map(|c| Capability::parse(c).unwrap()).collect());
+        let grant = Grant::new(
+            grant
+                .iter()
+                .map(|c| Capability::parse(c).unwrap())
+                .collect(),
+        );
         confine_location(&HeaderValue::from_str(value).unwrap(), &app_origin(&grant))
             .map(|v| v.to_str().unwrap().to_owned())
     }
 
     #[test]
     fn redirects_stay_on_the_apps_own_pages() {
-        assert_eq!(location("saved?id=2", &[]).unwrap(), "/apps/r/p/a/notes/saved?id=2");
+        assert_eq!(
+            location("saved?id=2", &[]).unwrap(),
+            "/apps/r/p/a/notes/saved?id=2"
+        );
         assert_eq!(location("../", &[]).unwrap(), "/apps/r/p/a/");
         assert_eq!(location("/apps/r/p/a", &[]).unwrap(), "/apps/r/p/a");
-        assert_eq!(location("/apps/r/p/a/x#top", &[]).unwrap(), "/apps/r/p/a/x#top");
+        assert_eq!(
+            location("/apps/r/p/a/x#top", &[]).unwrap(),
+            "/apps/r/p/a/x#top"
+        );
         for escape in [
             "../../../../other/app/",
             "/apps/r/p/ab/",
@@ -264,7 +276,10 @@ mod tests {
             "http://platform.invalid/apps/r/p/a/",
         ] {
             let refused = location(escape, &[]).unwrap_err();
-            assert!(refused.contains("under /apps/r/p/a/"), "{escape}: {refused}");
+            assert!(
+                refused.contains("under /apps/r/p/a/"),
+                "{escape}: {refused}"
+            );
         }
     }
 
@@ -285,7 +300,12 @@ mod tests {
 
     #[test]
     fn caching_is_private_unless_the_app_is_stricter() {
-        for strict in ["no-store", "private, no-store", "no-store, max-age=0", "No-Store"] {
+        for strict in [
+            "no-store",
+            "private, no-store",
+            "no-store, max-age=0",
+            "No-Store",
+        ] {
             assert!(at_least_private_no_store(strict), "{strict}");
         }
         for loose in [
@@ -316,18 +336,33 @@ mod tests {
         let allowed = |method, pairs: &[(&str, &str)], cookie| {
             check_cookie_request(&request(method, pairs), cookie).is_ok()
         };
-        let same = [("origin", "http://localhost:8080"), ("sec-fetch-site", "same-origin")];
+        let same = [
+            ("origin", "http://localhost:8080"),
+            ("sec-fetch-site", "same-origin"),
+        ];
         assert!(allowed(Method::POST, &same, true));
-        assert!(allowed(Method::POST, &[("sec-fetch-site", "same-origin")], true));
-        assert!(allowed(Method::POST, &[("origin", "http://localhost:8080")], true));
+        assert!(allowed(
+            Method::POST,
+            &[("sec-fetch-site", "same-origin")],
+            true
+        ));
+        assert!(allowed(
+            Method::POST,
+            &[("origin", "http://localhost:8080")],
+            true
+        ));
         for refused in [
             &[][..],
             &[("origin", "http://localhost:9999")],
             &[("origin", "null")],
             &[("sec-fetch-site", "same-site")],
-            &[("origin", "http://localhost:8080"), ("sec-fetch-site", "cross-site")],
+            &[
+                ("origin", "http://localhost:8080"),
+                ("sec-fetch-site", "cross-site"),
+            ],
         ] {
-            let message = check_cookie_request(&request(Method::DELETE, refused), true).unwrap_err();
+            let message =
+                check_cookie_request(&request(Method::DELETE, refused), true).unwrap_err();
             assert!(message.contains("Authorization: Bearer"), "{message}");
         }
         let cross = [("origin", "http://evil.example")];

@@ -417,7 +417,11 @@ impl Runtime {
             },
             None => None,
         };
-        Some(reuse::LaunchKey::new(principal, grant_version, consent_version))
+        Some(reuse::LaunchKey::new(
+            principal,
+            grant_version,
+            consent_version,
+        ))
     }
 
     /// The capability contexts of a new instance: launch context from the verified token,

@@ -74,7 +74,10 @@ async fn an_app_without_the_log_grant_writes_to_the_host_log_through_stdout() {
             let answer = host
                 .get(&app_path(app, &format!("print?marker={marker}")), token)
                 .await;
-            assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "printed"));
+            assert_eq!(
+                (answer.status, answer.body.as_str()),
+                (StatusCode::OK, "printed")
+            );
         }
     };
 
@@ -82,7 +85,10 @@ async fn an_app_without_the_log_grant_writes_to_the_host_log_through_stdout() {
     let granted = host.install_component("stdout-leak", None).unwrap();
     let seen = marker();
     print("stdout-leak", seen.clone()).await;
-    assert!(logged(&format!("stdout-leak stdout {seen}")), "the control line is missing");
+    assert!(
+        logged(&format!("stdout-leak stdout {seen}")),
+        "the control line is missing"
+    );
     assert!(logged(&format!("stdout-leak stderr {seen}")));
 
     // The region takes the grant back: the very next write is dropped.
@@ -92,7 +98,8 @@ async fn an_app_without_the_log_grant_writes_to_the_host_log_through_stdout() {
 
     // Requested, never granted.
     let not_granted = manifest.replace("id = \"stdout-leak\"", "id = \"stdout-ungranted\"");
-    host.install(REGION, &not_granted, &bytes, Some(&[])).unwrap();
+    host.install(REGION, &not_granted, &bytes, Some(&[]))
+        .unwrap();
     let ungranted = marker();
     print("stdout-ungranted", ungranted.clone()).await;
 
@@ -119,7 +126,10 @@ async fn an_app_without_the_log_grant_writes_to_the_host_log_through_stdout() {
     print("stdout-later", later.clone()).await;
     assert!(logged(&later));
     for leaked in [revoked, ungranted, silent] {
-        assert!(!logged(&leaked), "{leaked} reached the host log without the log grant");
+        assert!(
+            !logged(&leaked),
+            "{leaked} reached the host log without the log grant"
+        );
     }
 }
 
@@ -130,7 +140,10 @@ async fn an_app_sets_origin_wide_headers_on_the_platforms_origin() {
     let host = Host::new().await;
     host.install_component("hostile-headers", None).unwrap();
     let answer = host
-        .get(&app_path("hostile-headers", "headers"), &host.clinician("pat-a"))
+        .get(
+            &app_path("hostile-headers", "headers"),
+            &host.clinician("pat-a"),
+        )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.body, "<p>hostile headers</p>");
@@ -181,7 +194,10 @@ async fn another_site_frames_an_app_page() {
     let answer = host
         .get(&app_path("trap", "ok"), &host.clinician("pat-a"))
         .await;
-    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "ok")
+    );
     assert_framed_only_by_the_platform(&answer);
 }
 
@@ -199,7 +215,10 @@ async fn an_app_makes_patient_pages_cacheable() {
         ("public, no-store", "private, no-store"),
         // Stricter or as strict: the app's own.
         ("no-store", "no-store"),
-        ("private, no-store, max-age=0", "private, no-store, max-age=0"),
+        (
+            "private, no-store, max-age=0",
+            "private, no-store, max-age=0",
+        ),
     ] {
         let path = app_path("hostile-headers", &format!("cache?value={asked}"));
         let answer = host.get(&path.replace(' ', "%20"), &token).await;
@@ -235,24 +254,45 @@ async fn an_app_redirects_users_off_its_own_pages() {
         "/apps/testregion/tests/hostile-headers/%2e%2e/trap/",
     ] {
         let answer = redirect(away).await;
-        assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{away}: {}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_GATEWAY,
+            "{away}: {}",
+            answer.body
+        );
         assert!(answer.headers.get("location").is_none(), "{away}");
         assert!(
             answer.body.contains("answered with a redirect to")
-                && answer.body.contains("under /apps/testregion/tests/hostile-headers/")
+                && answer
+                    .body
+                    .contains("under /apps/testregion/tests/hostile-headers/")
                 && answer.body.contains("outbound-http:<host>"),
             "{away}: {}",
             answer.body
         );
     }
     for (within, sent) in [
-        ("saved?id=1", "/apps/testregion/tests/hostile-headers/saved?id=1"),
+        (
+            "saved?id=1",
+            "/apps/testregion/tests/hostile-headers/saved?id=1",
+        ),
         ("./", "/apps/testregion/tests/hostile-headers/"),
-        ("/apps/testregion/tests/hostile-headers", "/apps/testregion/tests/hostile-headers"),
-        ("https://partner.example/back", "https://partner.example/back"),
+        (
+            "/apps/testregion/tests/hostile-headers",
+            "/apps/testregion/tests/hostile-headers",
+        ),
+        (
+            "https://partner.example/back",
+            "https://partner.example/back",
+        ),
     ] {
         let answer = redirect(within).await;
-        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{within}: {}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::SEE_OTHER,
+            "{within}: {}",
+            answer.body
+        );
         assert_eq!(answer.headers["location"], sent, "{within}");
     }
 }
@@ -285,9 +325,9 @@ fn with_cookie(method: &str, path: &str, token: &str, headers: &[(&str, &str)]) 
 /// Observations whose content holds `marker`.
 async fn written(host: &Host, marker: &str) -> i64 {
     let store = host.service.store();
-    let mut sql = store
-        .database()
-        .sql("SELECT COUNT(*) FROM resources WHERE resource_type = 'Observation' AND content LIKE ");
+    let mut sql = store.database().sql(
+        "SELECT COUNT(*) FROM resources WHERE resource_type = 'Observation' AND content LIKE ",
+    );
     sql.bind(format!("%{marker}%"));
     sql.query()
         .fetch_one(store.database().pool())
@@ -306,43 +346,78 @@ async fn a_page_on_another_origin_posts_with_the_users_launch_cookie() {
     for (method, headers) in [
         ("POST", vec![("origin", "http://evil.example")]),
         // Another port of the same host: the same site, so a SameSite cookie goes along.
-        ("POST", vec![("origin", "http://localhost:9999"), ("sec-fetch-site", "same-site")]),
+        (
+            "POST",
+            vec![
+                ("origin", "http://localhost:9999"),
+                ("sec-fetch-site", "same-site"),
+            ],
+        ),
         ("PUT", vec![("sec-fetch-site", "cross-site")]),
         ("DELETE", vec![("origin", "null")]),
         ("PATCH", vec![]),
     ] {
-        let answer = host.send(with_cookie(method, &write, &token, &headers)).await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{method} {headers:?}: {}", answer.body);
+        let answer = host
+            .send(with_cookie(method, &write, &token, &headers))
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{method} {headers:?}: {}",
+            answer.body
+        );
         assert!(
-            answer.body.contains("with the launch cookie must come from this server's own pages")
+            answer
+                .body
+                .contains("with the launch cookie must come from this server's own pages")
                 && answer.body.contains("Authorization: Bearer"),
             "{}",
             answer.body
         );
     }
-    assert_eq!(written(&host, &marker).await, 0, "a refused request reached the app");
+    assert_eq!(
+        written(&host, &marker).await,
+        0,
+        "a refused request reached the app"
+    );
     let audited = host.audit_events().await;
     assert!(
-        !audited.iter().any(|e| e.to_string().contains("tests.late-write")),
+        !audited
+            .iter()
+            .any(|e| e.to_string().contains("tests.late-write")),
         "{audited:#?}"
     );
 
     // Safe methods are unaffected; so is the app's own page posting, and a bearer token
     // (which no browser adds on its own).
     let page = host
-        .send(with_cookie("GET", &app_path("late-write", "ok"), &token, &[("sec-fetch-site", "cross-site")]))
+        .send(with_cookie(
+            "GET",
+            &app_path("late-write", "ok"),
+            &token,
+            &[("sec-fetch-site", "cross-site")],
+        ))
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    let own = [("origin", "http://localhost:8080"), ("sec-fetch-site", "same-origin")];
+    let own = [
+        ("origin", "http://localhost:8080"),
+        ("sec-fetch-site", "same-origin"),
+    ];
     let answer = host.send(with_cookie("POST", &write, &token, &own)).await;
-    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::CREATED, "written"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::CREATED, "written")
+    );
     let bearer = Request::post(&write)
         .header("authorization", format!("Bearer {token}"))
         .header("origin", "http://evil.example")
         .body(Body::empty())
         .unwrap();
     let answer = host.send(bearer).await;
-    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::CREATED, "written"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::CREATED, "written")
+    );
     assert_eq!(written(&host, &marker).await, 2);
 }
 
@@ -407,7 +482,9 @@ async fn a_reused_instance_answers_from_memory_after_the_grant_changes() {
     let remembered = host.get(&app_path("cached-data", "remember"), &token).await;
     assert_eq!(remembered.status, StatusCode::OK, "{}", remembered.body);
     assert_eq!(
-        host.get(&app_path("cached-data", "recall"), &token).await.status,
+        host.get(&app_path("cached-data", "recall"), &token)
+            .await
+            .status,
         StatusCode::OK
     );
     install.grant.replace(Vec::new());
@@ -435,11 +512,21 @@ async fn a_write_past_the_host_call_limit_lands_after_the_app_was_told_it_failed
     // Another writer holds SQLite's write lock for longer than the app's call may take.
     let held = database.begin_write().await.unwrap();
     let answer = host
-        .get(&app_path("late-write", &format!("write?marker={marker}")), &token)
+        .get(
+            &app_path("late-write", &format!("write?marker={marker}")),
+            &token,
+        )
         .await;
-    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.body);
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
     assert!(
-        answer.body.starts_with("unavailable: the call took longer than its limit of 300 ms and was cancelled"),
+        answer.body.starts_with(
+            "unavailable: the call took longer than its limit of 300 ms and was cancelled"
+        ),
         "{}",
         answer.body
     );
@@ -448,17 +535,29 @@ async fn a_write_past_the_host_call_limit_lands_after_the_app_was_told_it_failed
     // Writers take the lock in turn: once this one has it, a write still waiting from the
     // cancelled call would have committed before it.
     drop(database.begin_write().await.unwrap());
-    assert_eq!(written(&host, &marker).await, 0, "the cancelled write landed");
+    assert_eq!(
+        written(&host, &marker).await,
+        0,
+        "the cancelled write landed"
+    );
     let audited = host.audit_events().await;
     assert!(
-        !audited.iter().any(|e| e.to_string().contains("tests.late-write")),
+        !audited
+            .iter()
+            .any(|e| e.to_string().contains("tests.late-write")),
         "{audited:#?}"
     );
 
     // Without contention the same write lands (the test's write path works).
     let answer = host
-        .get(&app_path("late-write", &format!("write?marker={marker}")), &token)
+        .get(
+            &app_path("late-write", &format!("write?marker={marker}")),
+            &token,
+        )
         .await;
-    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::CREATED, "written"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::CREATED, "written")
+    );
     assert_eq!(written(&host, &marker).await, 1);
 }
