@@ -85,16 +85,16 @@ pub(crate) fn confine_response(headers: &mut HeaderMap, app: &AppOrigin<'_>) -> 
         );
     }
     // DENY is stricter than SAMEORIGIN and kept; anything else (ALLOWALL, ALLOW-FROM …) is
-    // the platform's SAMEORIGIN.
+    // the platform's SAMEORIGIN. Exactly one value either way: browsers ignore the header
+    // when its values conflict.
     let deny = confined
-        .get(header::X_FRAME_OPTIONS)
-        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"deny"));
-    if !deny {
-        confined.insert(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("SAMEORIGIN"),
-        );
-    }
+        .get_all(header::X_FRAME_OPTIONS)
+        .iter()
+        .any(|value| value.as_bytes().eq_ignore_ascii_case(b"deny"));
+    confined.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static(if deny { "DENY" } else { "SAMEORIGIN" }),
+    );
     confined.append(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(PLATFORM_CSP),
@@ -296,6 +296,34 @@ mod tests {
         let with_port = &["outbound-http:partner.example:8443"];
         assert!(location("https://partner.example:8443/", with_port).is_ok());
         assert!(location("https://partner.example/", with_port).is_err());
+    }
+
+    #[test]
+    fn framing_is_the_platforms_whatever_the_app_sends() {
+        let grant = Grant::default();
+        let framing = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(
+                    header::X_FRAME_OPTIONS,
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            confine_response(&mut headers, &app_origin(&grant)).unwrap();
+            let sent: Vec<_> = headers.get_all(header::X_FRAME_OPTIONS).iter().collect();
+            let policies: Vec<_> = headers
+                .get_all(header::CONTENT_SECURITY_POLICY)
+                .iter()
+                .collect();
+            assert_eq!(policies, [PLATFORM_CSP]);
+            sent.iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(framing(&[]), ["SAMEORIGIN"]);
+        assert_eq!(framing(&["ALLOWALL"]), ["SAMEORIGIN"]);
+        assert_eq!(framing(&["DENY"]), ["DENY"]);
+        assert_eq!(framing(&["ALLOWALL", "deny"]), ["DENY"]);
     }
 
     #[test]
