@@ -16,7 +16,9 @@ use crate::query::{
 };
 use crate::scope::Interaction;
 use crate::source::Source;
-use crate::store::{EmbeddedStore, Prepared, Quantifier, SearchPage, StoredResource};
+use crate::store::{
+    ConsentVersion, EmbeddedStore, Prepared, Quantifier, SearchPage, StoredResource,
+};
 use crate::validate;
 
 /// Policy-checked, audited access to FHIR data.
@@ -54,6 +56,13 @@ impl FhirService {
     /// The embedded store (for import and data generation, which bypass the policy engine).
     pub fn store(&self) -> &EmbeddedStore {
         &self.store
+    }
+
+    /// Changes whenever one of `patient`'s Consents is written or deleted (here or by another
+    /// node), so what was kept from before (an app instance kept for reuse) can be retired.
+    /// It reveals no data; only the app cloud asks, for the patient a token names.
+    pub async fn consent_version(&self, patient: &str) -> Result<ConsentVersion, FhirError> {
+        self.store.consent_version(patient).await
     }
 
     /// Reads one resource.

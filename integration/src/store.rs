@@ -520,7 +520,29 @@ impl EmbeddedStore {
             .push(") LIMIT 1");
         Ok(sql.query().fetch_optional(self.db.pool()).await?.is_some())
     }
+
+    /// A value that changes whenever one of `patient`'s Consents is created, updated or
+    /// deleted, by any process on this database: how many there are, the newest change and
+    /// the sum of their versions.
+    pub async fn consent_version(&self, patient: &str) -> Result<ConsentVersion, FhirError> {
+        let mut sql = self.db.sql(
+            "SELECT COUNT(*), CAST(COALESCE(MAX(last_updated), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(version_id), 0) AS BIGINT) FROM resources WHERE patient_id = ",
+        );
+        sql.bind(patient).push(" AND resource_type = 'Consent'");
+        let row = sql.query().fetch_one(self.db.pool()).await?;
+        Ok(ConsentVersion(
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+        ))
+    }
 }
+
+/// What [`EmbeddedStore::consent_version`] returns: equal values mean no Consent of the
+/// patient changed in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsentVersion(i64, i64, i64);
 
 fn stored(row: &sqlx::any::AnyRow) -> StoredResource {
     StoredResource {

@@ -43,7 +43,7 @@ impl InstanceState {
             kv,
             log,
         } = capabilities;
-        let output = |stream| GuestOutput::new(stream, log.app.clone(), log.budget.clone());
+        let output = |stream| GuestOutput::new(stream, &log);
         // No preopened directories, no environment, no arguments, no network: the builder's
         // defaults, spelled out by what is not called.
         let wasi = WasiCtx::builder()

@@ -5,7 +5,8 @@
 //! A request to `/apps/{region}/{publisher}/{app}/…` flows like this:
 //!
 //! 1. **listener** ([`serve`]): the bearer token is verified exactly as the FHIR API does;
-//!    the install is looked up; the app's concurrency slot is taken (503 when full).
+//!    the install is looked up; a launch-cookie request that changes something must come
+//!    from this origin (403); the app's concurrency slot is taken (503 when full).
 //! 2. **instance**: a fresh instance from the install's pre-instantiated component, with a
 //!    new store holding the launch context from the token (never from the guest), an
 //!    epoch deadline, a memory cap and a handle limit. Nothing survives into the next
@@ -15,8 +16,11 @@
 //!    go through the integration cloud's `FhirService` (user scopes ∩ grant ∩ consent ∩
 //!    compartment), which writes the AuditEvent, naming the app, its version, digest and
 //!    publisher key, before answering.
-//! 4. **response**: collected up to its size cap; a trap, a deadline or an exhausted limit
-//!    fails only that request, with a status and a body naming the cause.
+//! 4. **response**: collected up to its size cap, its headers confined to what an app may set
+//!    on the origin it shares with the platform (an allow-list; private caching; redirects
+//!    on its own path or a granted host; the platform's framing policy); a trap, a deadline
+//!    or an exhausted limit fails only that request, with a status and a body naming the
+//!    cause.
 //!
 //! # Examples
 //!
@@ -39,6 +43,7 @@ pub mod engine;
 pub mod install;
 mod instance;
 pub mod limits;
+mod origin;
 pub mod regions;
 mod reuse;
 pub mod serve;

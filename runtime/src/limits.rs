@@ -30,11 +30,12 @@ pub struct Limits {
     /// `Retry-After`.
     pub concurrent_instances: usize,
     /// Time one host call (a FHIR search, a kv write, an outgoing request) may take
-    /// (default 5 s).
+    /// (default 5 s). A call past it is cancelled, with its database work (an uncommitted
+    /// write rolls back), and answers `unavailable`.
     #[serde(rename = "host_call_timeout_ms", with = "millis")]
     pub host_call_timeout: Duration,
     /// Log lines (log interface plus stdout/stderr) one request may write (default 200);
-    /// the rest are counted and dropped.
+    /// the rest are counted and dropped. Apps without the `log` capability write none.
     pub log_lines: u32,
     /// Instance slots of the pooling allocator across all apps (default 1,000).
     pub pool_instances: u32,
@@ -45,8 +46,9 @@ pub struct Limits {
     pub outbound_requests: usize,
     /// Reuse an instance for the next request with the same launch context (same user,
     /// role, patient, scopes and region, on the same installed version), never across
-    /// contexts. Off by default: a fresh instance per request, so nothing of one request can
-    /// survive into the next.
+    /// contexts, and never after the region's grant or the patient's consents changed. Off
+    /// by default: a fresh instance per request, so nothing of one request can survive into
+    /// the next.
     pub reuse_instances: bool,
     /// How long a reused instance (and the patient data in its memory) may sit idle before
     /// it is dropped (default 30 s).

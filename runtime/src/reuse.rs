@@ -1,10 +1,17 @@
 //! Optional instance reuse: an instance that served a request successfully may serve the next
 //! request with exactly the same launch context, never another. Off by default.
+//!
+//! An idle instance may hold patient data in its memory, which it could answer from without a
+//! host call (where consent and grant are checked). So the launch context it is kept under
+//! includes the region's grant version and the patient's consent version: after a grant
+//! change or a Consent written for the patient it never serves again, and it is dropped at the
+//! next lookup (or sweep) instead of waiting out its idle time.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use healthcloud_integration::auth::{Claims, Principal};
+use healthcloud_integration::store::ConsentVersion;
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
@@ -32,19 +39,22 @@ impl IdleInstances {
         }
     }
 
-    /// An idle instance for exactly `context`, if one is kept.
+    /// An idle instance for exactly `context`, if one is kept. Instances that `context`
+    /// shows to be outdated (made under an older grant, or before a consent change of the
+    /// same patient) are retired on the way.
     pub fn take(&self, context: &LaunchKey) -> Option<(Store<InstanceState>, Proxy)> {
         let mut idle = self.idle.lock().expect("idle instances lock poisoned");
-        idle.retain(|i| i.since.elapsed() < self.keep);
+        idle.retain(|i| i.since.elapsed() < self.keep && !i.context.outdated_by(context));
         let position = idle.iter().position(|i| i.context.same(context))?;
         let Idle { store, proxy, .. } = idle.swap_remove(position);
         Some((store, proxy))
     }
 
-    /// Drops the instances idle for longer than they may be kept.
-    pub fn sweep(&self) {
+    /// Drops the instances idle for longer than they may be kept, and those made under a
+    /// grant older than `grant_version`.
+    pub fn sweep(&self, grant_version: u64) {
         let mut idle = self.idle.lock().expect("idle instances lock poisoned");
-        idle.retain(|i| i.since.elapsed() < self.keep);
+        idle.retain(|i| i.since.elapsed() < self.keep && i.context.grant_version == grant_version);
     }
 
     /// Keeps an instance that just served `context` successfully, at most `max` per install.
@@ -78,27 +88,44 @@ pub(crate) fn start_sweeper(runtime: std::sync::Weak<crate::Inner>) {
                 break;
             };
             for install in inner.installs() {
-                install.idle.sweep();
+                install.idle.sweep(install.grant.version());
             }
         }
     });
 }
 
 /// A launch context as instance reuse compares it: everything the token says except its
-/// timestamps, and the version of the region's grant. Two requests share an instance only if
-/// all of it is equal, so data an instance read before a grant was changed is never served
-/// after.
+/// timestamps, the version of the region's grant, and the version of the consents of the
+/// patient in context. Two requests share an instance only if all of it is equal, so data an
+/// instance read before a grant or a consent was changed is never served after.
 pub(crate) struct LaunchKey {
     principal: Arc<Principal>,
     grant_version: u64,
+    consent_version: Option<ConsentVersion>,
 }
 
 impl LaunchKey {
-    pub fn new(principal: &Arc<Principal>, grant_version: u64) -> Self {
+    /// The key of a request by `principal`, under the grant at `grant_version` and the
+    /// consents of the token's patient at `consent_version` (`None`: no patient in context).
+    pub fn new(
+        principal: &Arc<Principal>,
+        grant_version: u64,
+        consent_version: Option<ConsentVersion>,
+    ) -> Self {
         LaunchKey {
             principal: principal.clone(),
             grant_version,
+            consent_version,
         }
+    }
+
+    /// Whether an instance kept under `self` must not serve anyone any more, judged by a
+    /// request arriving now with `now`: the grant changed since, or the consents of the same
+    /// patient did.
+    fn outdated_by(&self, now: &LaunchKey) -> bool {
+        self.grant_version != now.grant_version
+            || (self.principal.claims.patient == now.principal.claims.patient
+                && self.consent_version != now.consent_version)
     }
 
     fn same(&self, other: &LaunchKey) -> bool {
@@ -117,6 +144,7 @@ impl LaunchKey {
         } = &self.principal.claims;
         let theirs = &other.principal.claims;
         self.grant_version == other.grant_version
+            && self.consent_version == other.consent_version
             && (iss, sub, role, scope, patient, region, fhir_user, org)
                 == (
                     &theirs.iss,

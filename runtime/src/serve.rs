@@ -27,7 +27,7 @@ use crate::capability::log::{LineBudget, LogCtx};
 use crate::capability::outbound::OutboundHooks;
 use crate::install::Install;
 use crate::instance::{Capabilities, InstanceState};
-use crate::{Runtime, reuse};
+use crate::{Runtime, origin, reuse};
 
 /// The app routes.
 pub fn router(runtime: Runtime) -> Router {
@@ -107,6 +107,10 @@ async fn serve_app(
     }
     if let Some(refused) = runtime.refuse_to_start(&install) {
         return refused;
+    }
+    let cookie_authenticated = launch_token(request.headers()).is_some();
+    if let Err(refused) = origin::check_cookie_request(&request, cookie_authenticated) {
+        return failure(StatusCode::FORBIDDEN, &refused);
     }
     let limits = runtime.limits();
     let (mut parts, body) = request.into_parts();
@@ -190,6 +194,8 @@ enum Failure {
     NoResponse,
     /// The install stopped serving (uninstalled or revoked) while the request ran.
     Stopped,
+    /// The response would have set a header an app may not (a redirect off its pages).
+    Refused(String),
 }
 
 /// The cookie a launch sets (path-scoped to one app): the short-lived token of that launch,
@@ -224,9 +230,15 @@ impl Runtime {
         permit: OwnedSemaphorePermit,
     ) -> Response {
         let limits = self.limits().clone();
-        let reuse_key = limits
-            .reuse_instances
-            .then(|| reuse::LaunchKey::new(&principal, install.grant.version()));
+        let request_path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |path| path.as_str())
+            .to_owned();
+        let reuse_key = match limits.reuse_instances {
+            true => self.launch_key(&install, &principal).await,
+            false => None,
+        };
         let capabilities = self.capabilities(&install, principal);
         let (mut store, proxy) = match reuse_key.as_ref().and_then(|key| install.idle.take(key)) {
             Some((mut store, proxy)) => {
@@ -313,9 +325,14 @@ impl Runtime {
                 Err(error) => Some(classify(&error, state.memory.exceeded)),
             }
         });
+        let app_origin = origin::AppOrigin {
+            root: format!("/apps/{}/{}", install.identity.region, install.identity.id),
+            request_path: &request_path,
+            grant: &install.grant,
+        };
         let answered = tokio::time::timeout(wall_clock, async {
             match receiver.await {
-                Ok(Ok(response)) => collect(response, limits.response_bytes).await,
+                Ok(Ok(response)) => collect(response, limits.response_bytes, &app_origin).await,
                 Ok(Err(code)) => Err(Failure::GuestError(code)),
                 Err(_) => Err(Failure::NoResponse),
             }
@@ -382,6 +399,31 @@ impl Runtime {
         })
     }
 
+    /// The launch context an instance is reused under (see [`reuse`]); `None`, so a fresh
+    /// instance serves and none is kept, when the patient's consent version cannot be read.
+    async fn launch_key(
+        &self,
+        install: &Install,
+        principal: &Arc<Principal>,
+    ) -> Option<reuse::LaunchKey> {
+        let grant_version = install.grant.version();
+        let consent_version = match &principal.claims.patient {
+            Some(patient) => match self.inner.service.consent_version(patient).await {
+                Ok(version) => Some(version),
+                Err(error) => {
+                    tracing::warn!(%error, "consent version unreadable: no instance reuse");
+                    return None;
+                }
+            },
+            None => None,
+        };
+        Some(reuse::LaunchKey::new(
+            principal,
+            grant_version,
+            consent_version,
+        ))
+    }
+
     /// The capability contexts of a new instance: launch context from the verified token,
     /// the install's live grant, limits.
     fn capabilities(&self, install: &Install, principal: Arc<Principal>) -> Capabilities {
@@ -422,6 +464,10 @@ impl Runtime {
             log: LogCtx {
                 app: identity.clone(),
                 grant: install.grant.clone(),
+                requested: install
+                    .manifest
+                    .capabilities()
+                    .contains(&healthcloud_store::manifest::Capability::Log),
                 budget: LineBudget::new(limits.log_lines),
             },
         }
@@ -491,6 +537,10 @@ impl Runtime {
                     install.identity.region
                 ),
             ),
+            Failure::Refused(what) => (
+                StatusCode::BAD_GATEWAY,
+                format!("{app} answered with {what}"),
+            ),
         };
         tracing::warn!(
             app,
@@ -532,10 +582,12 @@ fn classify(error: &wasmtime::Error, memory_exceeded: bool) -> Failure {
     Failure::Crash(format!("{error:#}"))
 }
 
-/// The guest's response, its body read up to `max` bytes.
+/// The guest's response, its body read up to `max` bytes, its headers confined to what an
+/// app may set on the shared origin.
 async fn collect(
     response: http::Response<HyperOutgoingBody>,
     max: usize,
+    app: &origin::AppOrigin<'_>,
 ) -> Result<Response, Failure> {
     let (mut parts, body) = response.into_parts();
     let body = match Limited::new(body, max).collect().await {
@@ -545,22 +597,11 @@ async fn collect(
         }
         Err(error) => return Err(Failure::ResponseBroken(error.to_string())),
     };
-    // An app's pages share the platform's origin: keep them from reading or scripting it.
-    // Appended, not replaced: every policy present is enforced, so an app's own stricter
-    // policy still holds.
-    parts.headers.append(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("sandbox allow-forms allow-scripts allow-popups allow-downloads"),
-    );
-    parts.headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // Apps share the platform's origin: a cookie one sets would reach the platform's pages
-    // (a planted session) or another app's path. Apps keep state in kv, not in cookies.
-    parts.headers.remove(header::SET_COOKIE);
-    parts.headers.remove(header::TRANSFER_ENCODING);
-    parts.headers.remove(header::CONTENT_LENGTH);
+    // An app's pages share the platform's origin: only an allow-list of its headers gets
+    // through (no cookies, no origin-wide policies, redirects on its own pages), with the
+    // platform's sandbox, framing and caching policies added. Content-Length and
+    // Transfer-Encoding are not on the list: the collected body sets its own length.
+    origin::confine_response(&mut parts.headers, app).map_err(Failure::Refused)?;
     Ok(Response::from_parts(parts, axum::body::Body::from(body)))
 }
 

@@ -132,6 +132,29 @@ impl From<Vec<Capability>> for Grant {
     }
 }
 
+impl Grant {
+    /// Whether an `outbound-http` entry allows `host` on `port`.
+    pub fn allows_outbound_host(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        granted_host(&self.outbound_hosts(), host, port).is_some()
+    }
+}
+
+/// The `outbound-http` entry of `granted` that allows `host` (IPv6 literals without brackets)
+/// on `port`: `host` (any port) or `host:port`, compared as parsed authorities.
+pub(crate) fn granted_host<'a>(granted: &'a [String], host: &str, port: u16) -> Option<&'a String> {
+    granted.iter().find(|grant| {
+        let Ok(authority) = grant.parse::<http::uri::Authority>() else {
+            return false;
+        };
+        let granted_host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        granted_host.eq_ignore_ascii_case(host) && authority.port_u16().is_none_or(|p| p == port)
+    })
+}
+
 /// Every import rule, platform and WASI: an import no rule allows is refused at install.
 pub(crate) fn import_rules() -> Vec<ImportRule> {
     let mut rules = vec![

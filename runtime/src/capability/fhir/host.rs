@@ -95,8 +95,11 @@ impl FhirCtx {
 
 impl Call {
     /// Runs the call on its own task under the host-call time limit. A call that runs out of
-    /// time answers `unavailable` to the guest but is not cancelled: it still finishes and
-    /// writes its audit record.
+    /// time is cancelled there and answers `unavailable`: its task is aborted, so whatever
+    /// database work it had started stops, and an uncommitted write (the resource with its
+    /// AuditEvent, one transaction) rolls back. The same holds when the instance itself is
+    /// stopped mid-call (its deadline, an uninstall): dropping the call aborts the task. A
+    /// cancelled call returned nothing, so it has no audit record to keep.
     ///
     /// An app acts for the patient it was opened for: without one, the call is refused here
     /// (and the refusal audited) before `call` runs.
@@ -112,7 +115,12 @@ impl Call {
             context,
             timeout,
         } = self;
-        let task = tokio::spawn(async move {
+        let (app, region) = context
+            .app
+            .as_ref()
+            .map(|app| (app.id.clone(), app.region.clone()))
+            .unwrap_or_default();
+        let mut task = AbortOnDrop(tokio::spawn(async move {
             if context.patient().is_none() {
                 let refusal = FhirError::Forbidden(
                     "no patient in context: open the app for a patient (the launch token's patient claim)"
@@ -122,8 +130,8 @@ impl Call {
                 return Err(service.refused(&context, call, refusal).await.into());
             }
             call(service, context).await
-        });
-        match tokio::time::timeout(timeout, task).await {
+        }));
+        match tokio::time::timeout(timeout, &mut task.0).await {
             Ok(Ok(result)) => result,
             Ok(Err(error)) => {
                 tracing::error!(%error, "a data host call failed");
@@ -131,11 +139,30 @@ impl Call {
                     "the data service failed; the error is in the host log".into(),
                 ))
             }
-            Err(_) => Err(Error::Unavailable(format!(
-                "the call took longer than its limit of {} ms",
-                timeout.as_millis()
-            ))),
+            Err(_) => {
+                task.0.abort();
+                tracing::warn!(
+                    app,
+                    region,
+                    "a data host call ran past its limit of {} ms and was cancelled",
+                    timeout.as_millis()
+                );
+                Err(Error::Unavailable(format!(
+                    "the call took longer than its limit of {} ms and was cancelled; \
+                     nothing it would have written was kept",
+                    timeout.as_millis()
+                )))
+            }
         }
+    }
+}
+
+/// A spawned host call that is aborted when its caller stops waiting for it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

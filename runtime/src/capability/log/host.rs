@@ -1,5 +1,3 @@
-use healthcloud_store::manifest::Capability;
-
 use super::{LogCtx, clean};
 use crate::bindings::log::{self, Level};
 
@@ -9,7 +7,7 @@ const MAX_LINE_CHARS: usize = 2_000;
 
 impl log::Host for &mut LogCtx {
     fn write(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
-        if !self.grant.allows(&Capability::Log) || !self.budget.take() {
+        if !self.allowed() || !self.budget.take() {
             return;
         }
         let message = clean(&message, MAX_LINE_CHARS);

@@ -1,5 +1,6 @@
 //! `healthcloud:platform/log`, and the guest's stdout/stderr: lines go to the host log
-//! attributed to app, version and region, within a per-request line budget.
+//! attributed to app, version and region, within a per-request line budget, and only for an
+//! app that holds the `log` capability (without it, stdout and stderr are dropped).
 
 mod host;
 mod output;
@@ -65,8 +66,18 @@ pub struct LogCtx {
     pub app: Arc<AppIdentity>,
     /// The install's live grant.
     pub grant: Grant,
+    /// Whether the app's manifest requests `log`.
+    pub requested: bool,
     /// Shared with stdout/stderr.
     pub budget: LineBudget,
+}
+
+impl LogCtx {
+    /// Whether the app may write to the host log now: `log` requested by its manifest and
+    /// granted by the region at this moment.
+    pub fn allowed(&self) -> bool {
+        self.requested && self.grant.allows(&Capability::Log)
+    }
 }
 
 /// Guest text fit for the host log: at most `max_chars` characters, control characters

@@ -6,35 +6,38 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-use healthcloud_integration::policy::AppIdentity;
-
-use super::LineBudget;
+use super::LogCtx;
 
 /// Longest line kept from stdout/stderr before it is cut and flushed.
 const MAX_LINE_BYTES: usize = 2_000;
 
 /// A guest's stdout or stderr: complete lines go to the host log, attributed and within
-/// the request's line budget.
+/// the request's line budget, only while the app holds the `log` capability (requested in
+/// its manifest and granted by the region, checked at every write as a `log` host call
+/// checks it). Without it every byte is dropped: stdout is no side door into the host log.
 #[derive(Debug, Clone)]
 pub struct GuestOutput {
     stream: &'static str,
-    app: Arc<AppIdentity>,
-    budget: LineBudget,
+    /// The app, its live grant and the line budget; all three stay the same objects when a
+    /// reused instance is renewed (the budget is reset in place).
+    log: LogCtx,
     pending: Arc<Mutex<Vec<u8>>>,
 }
 
 impl GuestOutput {
-    /// Output named `stream` ("stdout" or "stderr").
-    pub fn new(stream: &'static str, app: Arc<AppIdentity>, budget: LineBudget) -> Self {
+    /// Output named `stream` ("stdout" or "stderr"), written as `log` writes.
+    pub fn new(stream: &'static str, log: &LogCtx) -> Self {
         GuestOutput {
             stream,
-            app,
-            budget,
+            log: log.clone(),
             pending: Default::default(),
         }
     }
 
     fn write_bytes(&self, bytes: &[u8]) {
+        if !self.log.allowed() {
+            return;
+        }
         let mut pending = self.pending.lock().expect("output lock poisoned");
         pending.extend_from_slice(bytes);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
@@ -48,11 +51,12 @@ impl GuestOutput {
     }
 
     fn emit(&self, line: &[u8]) {
-        if !self.budget.take() {
+        if !self.log.allowed() || !self.log.budget.take() {
             return;
         }
         let line = super::clean(&String::from_utf8_lossy(line), MAX_LINE_BYTES);
-        let (app, version, region) = (&self.app.id, &self.app.version, &self.app.region);
+        let app = &self.log.app;
+        let (app, version, region) = (&app.id, &app.version, &app.region);
         tracing::info!(target: "app", app, version, region, stream = self.stream, "{line}");
     }
 }

@@ -11,7 +11,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::connect::{self, Destination, Timeouts};
 use super::resolve::Resolve;
-use crate::capability::Grant;
+use crate::capability::{Grant, granted_host};
 use healthcloud_integration::policy::AppIdentity;
 
 /// The outgoing-HTTP policy of one instance.
@@ -135,20 +135,6 @@ impl OutboundHooks {
     }
 }
 
-/// The grant entry that allows `host:port`, if any: `host` (any port) or `host:port`, IPv6
-/// literals in brackets (`[2001:db8::1]:8443`), compared as parsed authorities.
-fn granted_host<'a>(granted: &'a [String], host: &str, port: u16) -> Option<&'a String> {
-    granted.iter().find(|grant| {
-        let Ok(authority) = grant.parse::<http::uri::Authority>() else {
-            return false;
-        };
-        let granted_host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        granted_host.eq_ignore_ascii_case(host) && authority.port_u16().is_none_or(|p| p == port)
-    })
-}
 
 #[cfg(test)]
 mod tests {
