@@ -74,6 +74,11 @@ impl IntoResponse for FhirError {
         let status =
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = fhir_json(status, self.to_operation_outcome().to_string());
+        if let FhirError::TooManyRequests { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750: no error code when the request carried no credentials at all.
             let challenge = match self {

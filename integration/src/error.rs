@@ -42,6 +42,15 @@ pub enum FhirError {
         /// What is wrong.
         message: String,
     },
+    /// 429: this user was refused too often lately; answered before any work is done, with
+    /// `Retry-After`.
+    #[error(
+        "too many refused requests from this user: retry after {retry_after_secs} s, and ask only for data your token may reach"
+    )]
+    TooManyRequests {
+        /// Seconds until a request is accepted again.
+        retry_after_secs: u64,
+    },
     /// 503: a data source did not answer.
     #[error("data source unavailable: {0}")]
     Unavailable(String),
@@ -63,6 +72,7 @@ impl FhirError {
             FhirError::PreconditionFailed(_) => 412,
             FhirError::PayloadTooLarge(_) => 413,
             FhirError::Invalid { .. } => 422,
+            FhirError::TooManyRequests { .. } => 429,
             FhirError::Unavailable(_) => 503,
             FhirError::Internal(_) => 500,
         }
@@ -87,6 +97,7 @@ impl FhirError {
             FhirError::Conflict(_) | FhirError::PreconditionFailed(_) => "conflict",
             FhirError::PayloadTooLarge(_) => "too-costly",
             FhirError::Invalid { .. } => "processing",
+            FhirError::TooManyRequests { .. } => "throttled",
             FhirError::Unavailable(_) => "transient",
             FhirError::Internal(_) => "exception",
         }

@@ -14,7 +14,9 @@ use crate::policy::{AccessContext, authorize, confined_patient};
 use crate::query::{
     Alternative, ConsentExclusion, Constraints, Filter, PageLimits, SearchQuery, Sort, served_type,
 };
-use crate::scope::Interaction;
+use crate::ratelimit::{RefusalLimiter, RefusalLimits, is_refusal};
+use crate::scope::{Interaction, ScopeContext};
+use crate::security::{SecurityEvent, SecurityKind, SecurityLog};
 use crate::source::Source;
 use crate::store::{
     ConsentVersion, EmbeddedStore, Prepared, Quantifier, SearchPage, StoredResource,
@@ -29,6 +31,10 @@ pub struct FhirService {
     /// Where patient data is read from.
     source: Arc<dyn Source>,
     limits: PageLimits,
+    /// Slows down principals refused too often (shared with the app runtime's host calls).
+    refusals: RefusalLimiter,
+    /// Where probes about patients out of the caller's reach are recorded.
+    security: SecurityLog,
 }
 
 /// The result of a create or update.
@@ -46,11 +52,30 @@ impl FhirService {
     /// A service reading patient data from the embedded store.
     pub fn new(store: EmbeddedStore, limits: PageLimits) -> Self {
         let source = Arc::new(store.clone());
+        let security = SecurityLog::new(store.database().clone());
         FhirService {
             store,
             source,
             limits,
+            refusals: RefusalLimiter::default(),
+            security,
         }
+    }
+
+    /// The service with other refusal limits (see [`RefusalLimits`]).
+    pub fn with_refusal_limits(mut self, limits: RefusalLimits) -> Self {
+        self.refusals = RefusalLimiter::new(limits);
+        self
+    }
+
+    /// The per-principal refusal limiter, for other front doors (the region admin API).
+    pub fn refusals(&self) -> &RefusalLimiter {
+        &self.refusals
+    }
+
+    /// The security log.
+    pub fn security_log(&self) -> &SecurityLog {
+        &self.security
     }
 
     /// The embedded store (for import and data generation, which bypass the policy engine).
@@ -72,6 +97,7 @@ impl FhirService {
         resource_type: &str,
         id: &str,
     ) -> Result<StoredResource, FhirError> {
+        self.admit(context)?;
         let mut audit = Pending::new(context, Interaction::Read, resource_type);
         audit.resource_id = Some(id.to_owned());
         let result = self
@@ -96,6 +122,7 @@ impl FhirService {
         let resource = self.source.read(resource_type, id).await?;
         if let Some(resource) = &resource {
             audit.patients = resource.patient_id.iter().cloned().collect();
+            audit.stored = audit.patients.clone();
         }
         let groups = authorize(context, interaction, type_def)?;
         let resource = resource.ok_or_else(not_found)?;
@@ -128,6 +155,9 @@ impl FhirService {
         (interaction, resource_type, resource_id): (Interaction, &str, Option<&str>),
         error: FhirError,
     ) -> FhirError {
+        if let Err(limited) = self.admit(context) {
+            return limited;
+        }
         let mut audit = Pending::new(context, interaction, resource_type);
         audit.resource_id = resource_id.map(str::to_owned);
         self.finish::<()>(audit, Err(error))
@@ -143,6 +173,7 @@ impl FhirService {
         resource_type: &str,
         params: &[(String, String)],
     ) -> Result<(SearchQuery, SearchPage), FhirError> {
+        self.admit(context)?;
         let mut audit = Pending::new(context, Interaction::Search, resource_type);
         audit.query = Some(encode(params));
         let result = match SearchQuery::parse(resource_type, params, self.limits) {
@@ -158,6 +189,7 @@ impl FhirService {
         context: &AccessContext,
         query: SearchQuery,
     ) -> Result<SearchPage, FhirError> {
+        self.admit(context)?;
         let mut audit = Pending::new(context, Interaction::Search, query.type_def.name);
         audit.query = Some(encode(&query.link_params));
         let result = self.search_checked(context, query, &mut audit).await;
@@ -174,7 +206,7 @@ impl FhirService {
             Ok(groups) => groups,
             Err(error) => {
                 // A refused attempt still concerns the patient in context and any patient it
-                // names: it belongs in their logs.
+                // names: in the log of the first, a probe of the others (see `filing`).
                 let mut concerned: Vec<String> =
                     context.principal.claims.patient.iter().cloned().collect();
                 for patient in query.named_patients().unwrap_or_default() {
@@ -225,11 +257,15 @@ impl FhirService {
         query.constraints = Constraints { groups, consent };
         let page = self.source.search(&query).await?;
         for patient in page.resources.iter().filter_map(|r| r.patient_id.as_ref()) {
+            if !audit.stored.contains(patient) {
+                audit.stored.push(patient.clone());
+            }
             if !audit.patients.contains(patient) {
                 audit.patients.push(patient.clone());
             }
         }
-        // A probe about a named patient reaches that patient's log even when nothing matched.
+        // A search naming a patient concerns them even when nothing matched: it reaches their
+        // log if the caller could reach them, else it is a probe (see `filing`).
         for patient in query.named_patients().unwrap_or_default() {
             if !audit.patients.contains(&patient) {
                 audit.patients.push(patient);
@@ -245,6 +281,7 @@ impl FhirService {
         resource_type: &str,
         resource: Value,
     ) -> Result<Written, FhirError> {
+        self.admit(context)?;
         let mut audit = Pending::new(context, Interaction::Create, resource_type);
         let result = async {
             let type_def = served_type(resource_type)?;
@@ -281,6 +318,7 @@ impl FhirService {
         resource: Value,
         if_match: Option<i64>,
     ) -> Result<Written, FhirError> {
+        self.admit(context)?;
         let mut audit = Pending::new(context, Interaction::Update, resource_type);
         audit.resource_id = Some(id.to_owned());
         let result = async {
@@ -313,6 +351,7 @@ impl FhirService {
         resource_type: &str,
         id: &str,
     ) -> Result<(), FhirError> {
+        self.admit(context)?;
         let mut audit = Pending::new(context, Interaction::Delete, resource_type);
         audit.resource_id = Some(id.to_owned());
         let result = async {
@@ -478,21 +517,51 @@ impl FhirService {
         }
     }
 
+    /// Files the audit record of `audit` in the log of every concerned patient the caller
+    /// could reach. A refused request about patients out of the caller's reach is recorded in
+    /// the security log instead, and in no patient's log (not even the caller's own, which
+    /// would then name the others). Returns whether the request probed out of reach.
     async fn write_audit(
         &self,
         tx: &mut crate::db::WriteTx,
         audit: &Pending<'_>,
         denied: Option<&FhirError>,
-    ) -> Result<(), FhirError> {
+    ) -> Result<bool, FhirError> {
         let now = date::now_ms();
         let reason = denied.map(ToString::to_string);
-        let patients: Vec<Option<&str>> = if audit.patients.is_empty() {
+        let Filing { filed, probed } = self.filing(audit).await?;
+        if !probed.is_empty() {
+            let event = SecurityEvent::new(
+                SecurityKind::Probe,
+                &audit.context.principal,
+                audit.context.app.as_ref(),
+                audit.describe(),
+                format!(
+                    "{} outside what this caller may reach ({}); {}",
+                    if probed.len() == 1 {
+                        "a patient"
+                    } else {
+                        "patients"
+                    },
+                    probed.len(),
+                    reason
+                        .as_deref()
+                        .unwrap_or("answered as if they had no data")
+                ),
+            );
+            self.security.record_in(&mut tx.tx, &event).await?;
+            if denied.is_some() {
+                return Ok(true);
+            }
+        }
+        let patients: Vec<Option<&str>> = if filed.is_empty() {
             vec![None]
         } else {
-            audit.patients.iter().map(|p| Some(p.as_str())).collect()
+            filed.iter().map(|p| Some(p.as_str())).collect()
         };
+        // Redacted whenever the access concerned several patients, so no log names another.
         let query = match &audit.query {
-            Some(query) if patients.len() > 1 => Some(redact(query)),
+            Some(query) if audit.patients.len() > 1 => Some(redact(query)),
             other => other.clone(),
         };
         let mut events = Vec::with_capacity(patients.len());
@@ -515,10 +584,77 @@ impl FhirService {
                 audit_event(&record, now),
             )?);
         }
-        self.store.write(tx, &events).await
+        self.store.write(tx, &events).await?;
+        Ok(!probed.is_empty())
     }
 
-    /// Writes the audit record (unless the write already did, atomically with it), then answers.
+    /// Which of the patients `audit` concerns get the record in their log: those the caller
+    /// could reach. A confined caller (a citizen or patient, an app, a token with only
+    /// `patient/` scopes) reaches only its patient in context; the others are probes. A caller
+    /// with `user/` or `system/` scopes reaches every patient that exists, whatever this one
+    /// request was allowed; ids of no patient have no log.
+    async fn filing(&self, audit: &Pending<'_>) -> Result<Filing, FhirError> {
+        if audit.patients.is_empty() {
+            return Ok(Filing::default());
+        }
+        let context = audit.context;
+        let unconfined = !context.principal.claims.role.is_own_record_only()
+            && context.app.is_none()
+            && context.grant.is_none()
+            && context
+                .principal
+                .scopes
+                .iter()
+                .any(|scope| scope.context != ScopeContext::Patient);
+        let confined_to = (!unconfined).then(|| context.patient().map(str::to_owned));
+        Ok(match confined_to {
+            Some(own) => {
+                let (filed, probed) = audit
+                    .patients
+                    .iter()
+                    .cloned()
+                    .partition(|p| own.as_ref() == Some(p));
+                Filing { filed, probed }
+            }
+            None => {
+                let unknown: Vec<String> = (audit.patients.iter())
+                    .filter(|p| !audit.stored.contains(p))
+                    .cloned()
+                    .collect();
+                let existing = match unknown.is_empty() {
+                    true => Vec::new(),
+                    false => self.existing_patients(&unknown).await?,
+                };
+                Filing {
+                    filed: (audit.patients.iter())
+                        .filter(|p| audit.stored.contains(p) || existing.contains(p))
+                        .cloned()
+                        .collect(),
+                    probed: Vec::new(),
+                }
+            }
+        })
+    }
+
+    /// The ids among `ids` of Patients that exist.
+    async fn existing_patients(&self, ids: &[String]) -> Result<Vec<String>, FhirError> {
+        let query = SearchQuery {
+            filters: vec![Filter::Id(ids.to_vec())],
+            count: ids.len(),
+            ..self.id_query(served_type("Patient")?, "", Vec::new())
+        };
+        let page = self.source.search(&query).await?;
+        Ok(page.resources.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Answers 429 when the caller was refused too often lately; such requests reach no data
+    /// and write no record.
+    fn admit(&self, context: &AccessContext) -> Result<(), FhirError> {
+        Ok(self.refusals.check(&context.principal)?)
+    }
+
+    /// Writes the audit record (unless the write already did, atomically with it), counts a
+    /// refusal against the caller's budget, then answers.
     async fn finish<T>(
         &self,
         audit: Pending<'_>,
@@ -529,7 +665,23 @@ impl FhirService {
         }
         let denied = result.as_ref().err();
         let mut tx = self.store.database().begin_write().await?;
-        self.write_audit(&mut tx, &audit, denied).await?;
+        let probed = self.write_audit(&mut tx, &audit, denied).await?;
+        let principal = &audit.context.principal;
+        if (probed || denied.is_some_and(is_refusal)) && self.refusals.charge(principal) {
+            let limits = self.refusals.limits();
+            let event = SecurityEvent::new(
+                SecurityKind::RateLimited,
+                principal,
+                audit.context.app.as_ref(),
+                audit.describe(),
+                format!(
+                    "{} refused requests in a row: further requests are answered 429 (one more every {} s)",
+                    limits.burst,
+                    limits.refill_every.as_secs_f64()
+                ),
+            );
+            self.security.record_in(&mut tx.tx, &event).await?;
+        }
         tx.commit().await?;
         result
     }
@@ -568,6 +720,13 @@ fn stamp_writer(resource: &mut Value, context: &AccessContext) {
     {
         meta.insert("source".into(), Value::String(written_source(context)));
     }
+}
+
+/// Which patients' logs get an access record, and which patients it probed out of reach.
+#[derive(Debug, Default)]
+struct Filing {
+    filed: Vec<String>,
+    probed: Vec<String>,
 }
 
 fn encode(params: &[(String, String)]) -> String {
@@ -613,11 +772,29 @@ struct Pending<'a> {
     resource_type: &'a str,
     resource_id: Option<String>,
     query: Option<String>,
+    /// The patients the access concerns (read, returned, named or written).
     patients: Vec<String>,
+    /// Those of them whose compartment holds the data read or returned: they exist.
+    stored: Vec<String>,
     written: bool,
 }
 
 impl<'a> Pending<'a> {
+    /// What was asked, for the security log: `read Observation/x`, `search-type
+    /// Observation?patient=…`.
+    fn describe(&self) -> String {
+        let mut text = format!("{} {}", self.interaction.fhir_code(), self.resource_type);
+        if let Some(id) = &self.resource_id {
+            text.push('/');
+            text.push_str(id);
+        }
+        if let Some(query) = &self.query {
+            text.push('?');
+            text.push_str(query);
+        }
+        text
+    }
+
     fn new(context: &'a AccessContext, interaction: Interaction, resource_type: &'a str) -> Self {
         Pending {
             context,
@@ -626,6 +803,7 @@ impl<'a> Pending<'a> {
             resource_id: None,
             query: None,
             patients: Vec::new(),
+            stored: Vec::new(),
             written: false,
         }
     }
@@ -667,6 +845,7 @@ impl FhirService {
         interaction: Interaction,
         what: &str,
     ) -> Result<AppStateAccess<'a>, FhirError> {
+        self.admit(context)?;
         let mut audit = Pending::new(context, interaction, APP_STATE);
         audit.query = Some(what.to_owned());
         let Some(patient) = context.patient() else {

@@ -80,6 +80,17 @@ async fn serve_app(
             return response;
         }
     };
+    // A user refused too often lately (by the FHIR API, a data host call or the region admin
+    // API) waits before an instance starts for them.
+    if let Err(limited) = runtime.inner.service.refusals().check(&principal) {
+        let error = healthcloud_integration::FhirError::from(limited);
+        let mut response = failure(StatusCode::TOO_MANY_REQUESTS, &error.to_string());
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(limited.retry_after_secs),
+        );
+        return response;
+    }
     let Some(install) = runtime.installed(&region, &app_id) else {
         return failure(
             StatusCode::NOT_FOUND,

@@ -444,7 +444,8 @@ async fn a_region_installs_from_the_store_with_a_subset_of_what_the_app_requests
         .await;
     assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
 
-    // Every action is audited, refusals included, in the region it was aimed at.
+    // Every action of the region's admin is audited, refusals included, in the region; callers
+    // without a role there write nothing in it (they are in the security log).
     let audit = node
         .get("/admin/v1/regions/hovedstaden/audit", &admin)
         .await
@@ -469,8 +470,7 @@ async fn a_region_installs_from_the_store_with_a_subset_of_what_the_app_requests
         "{outcomes:?}"
     );
     assert!(
-        outcomes.iter().any(|(action, outcome)| action == "access"
-            && outcome.contains("administers region midtjylland")),
+        outcomes.iter().all(|(action, _)| action != "access"),
         "{outcomes:?}"
     );
     assert!(
@@ -1120,4 +1120,109 @@ async fn two_nodes_on_one_postgres_database_see_each_others_changes_within_two_s
         async || shows_readings(&cloud.node.get(BP_APP, &token).await),
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_foreign_region_token_writes_nothing_in_the_region_admin_log() {
+    let cloud = cloud(Options::default()).await.unwrap();
+    let node = &cloud.node;
+    let admin = cloud.admin(HOVEDSTADEN);
+    let foreign = [
+        ("admin-of-midtjylland", cloud.admin(MIDTJYLLAND)),
+        ("dr-test", cloud.clinician(HOVEDSTADEN, "pat-a")),
+        (
+            "store-admin",
+            cloud.token(Role::StoreAdmin, "store-admin", None, None),
+        ),
+    ];
+    for (_, token) in &foreign {
+        for path in [
+            "/admin/v1/regions/hovedstaden/installs",
+            "/admin/v1/regions/hovedstaden/audit",
+        ] {
+            let answer = node.get(path, token).await;
+            assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+        }
+        let answer = node
+            .install(token, HOVEDSTADEN, "examples/bp-monitor@0.1.0", BP_GRANT)
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+    }
+
+    let audit = node
+        .get("/admin/v1/regions/hovedstaden/audit", &admin)
+        .await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.body);
+    assert_eq!(
+        audit.json(),
+        json!([]),
+        "strangers wrote into the region's admin log"
+    );
+
+    let db = Database::connect(&cloud.db_url).await.unwrap();
+    let log = healthcloud_integration::security::SecurityLog::new(db)
+        .recent(1000, None)
+        .await
+        .unwrap();
+    for (sub, _) in &foreign {
+        let rows: Vec<_> = log.iter().filter(|r| &r.sub == sub).collect();
+        assert_eq!(rows.len(), 3, "{sub}: {log:#?}");
+        assert!(rows.iter().all(|r| r.kind == "region-admin"), "{rows:#?}");
+        assert!(
+            rows.iter()
+                .any(|r| r.request == "POST /admin/v1/regions/hovedstaden/installs"),
+            "{rows:#?}"
+        );
+    }
+    let midtjylland = log
+        .iter()
+        .find(|r| r.sub == "admin-of-midtjylland")
+        .unwrap();
+    assert_eq!(midtjylland.role, "region-admin");
+    assert_eq!(midtjylland.region.as_deref(), Some(MIDTJYLLAND));
+    assert!(
+        midtjylland
+            .reason
+            .contains("administers region midtjylland"),
+        "{midtjylland:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_admin_flooding_a_region_is_slowed_down_with_429() {
+    let cloud = cloud(Options::default()).await.unwrap();
+    let node = &cloud.node;
+    let foreign = cloud.admin(MIDTJYLLAND);
+    let mut refused = 0;
+    let limited = loop {
+        let answer = node
+            .get("/admin/v1/regions/hovedstaden/installs", &foreign)
+            .await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            break answer;
+        }
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+        refused += 1;
+        assert!(refused < 1000, "never slowed down");
+    };
+    assert!(refused >= 30, "slowed down after only {refused} refusals");
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    assert!(
+        limited.body.contains("too many refused requests"),
+        "{}",
+        limited.body
+    );
+    // Other callers are not slowed down by its refusals.
+    let admin = node
+        .get(
+            "/admin/v1/regions/hovedstaden/installs",
+            &cloud.admin(HOVEDSTADEN),
+        )
+        .await;
+    assert_eq!(admin.status, StatusCode::OK, "{}", admin.body);
 }

@@ -4,6 +4,7 @@ mod app;
 mod data;
 mod keygen;
 mod region;
+mod security_log;
 mod serve;
 mod store;
 mod token;
@@ -52,6 +53,8 @@ pub enum Command {
     /// Administer a region's installs: install, grant, revoke, upgrade, uninstall, list.
     #[command(subcommand)]
     Region(region::RegionCommand),
+    /// Show the security log (probes out of reach, foreign region admin requests, 429s).
+    SecurityLog(security_log::SecurityLogCommand),
 }
 
 impl Command {
@@ -65,6 +68,7 @@ impl Command {
             Command::Store(command) => command.run().await,
             Command::Serve(command) => command.run().await,
             Command::Region(command) => command.run().await,
+            Command::SecurityLog(command) => command.run().await,
         }
     }
 }

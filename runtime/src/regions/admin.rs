@@ -1,17 +1,21 @@
 //! The region admin API, `/admin/v1/regions/{region}/…`: install an app version from the store
 //! with a grant ⊆ what it requests, change the grant, upgrade (asking again when the new
 //! version wants more), uninstall, and read the region's admin audit log. A region admin's
-//! token reaches only its own region. Every action, allowed or refused, is audited.
+//! token reaches only its own region. Every action of a region admin of the region, allowed or
+//! refused, is audited in `region_audit`; a caller without that role writes nothing there:
+//! its refusal goes to the security log (`healthcloud security-log`), and it is slowed down
+//! (429) like any refused caller.
 //!
 //! The same operations are methods on [`Runtime`] (`admin_…`) for the admin pages.
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use healthcloud_integration::auth::{Principal, Role};
+use healthcloud_integration::security::{SecurityEvent, SecurityKind};
 use healthcloud_store::client::{AppVersion, StoreError};
 use healthcloud_store::manifest::{Capability, Manifest};
 use healthcloud_store::package::SignedPackage;
@@ -57,6 +61,15 @@ pub enum AdminError {
         /// The field, e.g. `grant`.
         field: Option<String>,
     },
+    /// 429: this caller was refused too often lately (here, by the FHIR API or a data host
+    /// call); answered with `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What to do.
+        message: String,
+        /// Seconds until a request is accepted again.
+        retry_after_secs: u64,
+    },
     /// 502: the store could not be asked.
     #[error("{0}")]
     Store(String),
@@ -85,6 +98,7 @@ impl AdminError {
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Gone(_) => StatusCode::GONE,
             AdminError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AdminError::Store(_) => StatusCode::BAD_GATEWAY,
             AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,7 +139,17 @@ impl IntoResponse for AdminError {
             error: self.public_message(),
             field: self.field().map(str::to_owned),
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let AdminError::TooManyRequests {
+            retry_after_secs, ..
+        } = self
+        {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs),
+            );
+        }
+        response
     }
 }
 
@@ -250,8 +274,8 @@ pub struct AuditEntry {
     pub at: String,
     /// Who (the token's subject).
     pub actor: String,
-    /// `install`, `grant`, `revoke`, `upgrade`, `approve`, `decline`, `uninstall`, or
-    /// `access` (a refused caller).
+    /// `install`, `grant`, `revoke`, `upgrade`, `approve`, `decline` or `uninstall` (callers
+    /// who are not region admins of the region are in the security log instead).
     pub action: String,
     /// The app.
     pub app: Option<String>,
@@ -351,30 +375,56 @@ impl Admin {
 }
 
 impl Runtime {
-    /// The caller as a region admin of `region`; a refusal is recorded in that region's audit
-    /// log.
+    /// The caller as a region admin of `region`. A refusal is recorded in the security log,
+    /// not in the region's audit log: only callers with a role in a region write there.
     pub async fn authorize_admin(
         &self,
         principal: &Principal,
         region: &str,
     ) -> Result<Admin, AdminError> {
+        self.authorize_admin_for(principal, region, &format!("administer region {region}"))
+            .await
+    }
+
+    /// [`Runtime::authorize_admin`], with what was asked (`GET /admin/v1/…`) for the security
+    /// log. A caller refused too often lately (here or by the FHIR API) gets 429.
+    async fn authorize_admin_for(
+        &self,
+        principal: &Principal,
+        region: &str,
+        asked: &str,
+    ) -> Result<Admin, AdminError> {
+        let refusals = self.inner.service.refusals();
+        if let Err(limited) = refusals.check(principal) {
+            return Err(AdminError::TooManyRequests {
+                message: healthcloud_integration::FhirError::from(limited).to_string(),
+                retry_after_secs: limited.retry_after_secs,
+            });
+        }
         let admin = authorize(principal, region);
         if let Err(error) = &admin {
-            let who = Admin::system(
-                &format!(
-                    "{} ({})",
-                    principal.claims.sub,
-                    principal.claims.role.as_str()
-                ),
-                region,
-            );
-            let action = Action {
-                admin: &who,
-                name: "access",
-                app: None,
-                detail: String::new(),
-            };
-            self.audit_refusal(&action, &Err::<(), _>(error)).await;
+            let log = self.inner.service.security_log();
+            let mut events = vec![SecurityEvent::new(
+                SecurityKind::RegionAdmin,
+                principal,
+                None,
+                asked,
+                error.to_string(),
+            )];
+            if refusals.charge(principal) {
+                events.push(SecurityEvent::new(
+                    SecurityKind::RateLimited,
+                    principal,
+                    None,
+                    asked,
+                    "too many refused requests in a row: further requests are answered 429",
+                ));
+            }
+            for event in &events {
+                if let Err(error) = log.record(event).await {
+                    tracing::error!(%error, "cannot write the security log");
+                }
+            }
         }
         admin
     }
@@ -443,7 +493,7 @@ impl FromRequestParts<Runtime> for RegionAdmin {
         let Path(RegionPath { region }) = Path::from_request_parts(parts, runtime)
             .await
             .map_err(|e| AdminError::NotFound(e.body_text()))?;
-        Ok(RegionAdmin(runtime.admin(&parts.headers, &region).await?))
+        Ok(RegionAdmin(runtime.admin(parts, &region).await?))
     }
 }
 
@@ -458,17 +508,20 @@ impl FromRequestParts<Runtime> for InstallAdmin {
         }) = Path::from_request_parts(parts, runtime)
             .await
             .map_err(|e| AdminError::NotFound(e.body_text()))?;
-        let admin = runtime.admin(&parts.headers, &region).await?;
+        let admin = runtime.admin(parts, &region).await?;
         Ok(InstallAdmin(admin, format!("{publisher}/{app}")))
     }
 }
 
 impl Runtime {
-    /// The region admin behind `headers`' bearer token, audited when refused.
-    async fn admin(&self, headers: &HeaderMap, region: &str) -> Result<Admin, AdminError> {
-        let principal = healthcloud_integration::api::authenticate(&self.inner.verifier, headers)
-            .map_err(|e| AdminError::Unauthorized(e.to_string()))?;
-        self.authorize_admin(&principal, region).await
+    /// The region admin behind the request's bearer token; a refusal goes to the security
+    /// log.
+    async fn admin(&self, parts: &Parts, region: &str) -> Result<Admin, AdminError> {
+        let principal =
+            healthcloud_integration::api::authenticate(&self.inner.verifier, &parts.headers)
+                .map_err(|e| AdminError::Unauthorized(e.to_string()))?;
+        let asked = format!("{} {}", parts.method, parts.uri.path());
+        self.authorize_admin_for(&principal, region, &asked).await
     }
 }
 

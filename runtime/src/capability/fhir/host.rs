@@ -211,6 +211,8 @@ impl From<FhirError> for Error {
             error @ FhirError::ConsentDenied => Error::Denied(error.to_string()),
             FhirError::NotFound(_) => Error::NotFound,
             FhirError::Unavailable(reason) => Error::Unavailable(reason),
+            // The WIT has no "slow down": the user was refused too often lately.
+            error @ FhirError::TooManyRequests { .. } => Error::Unavailable(error.to_string()),
             FhirError::Internal(_) => {
                 Error::Unavailable("the data service failed; the error is in the host log".into())
             }
