@@ -68,6 +68,9 @@ pub struct RuntimeConfig {
     pub service: FhirService,
     /// Verifies bearer tokens (the same verifier as the FHIR API).
     pub verifier: TokenVerifier,
+    /// The public base URL apps are served under (`{public_url}/apps/…`): tokens must name
+    /// the app cloud (`{public_url}/apps/`) or the one app they open as their audience.
+    pub public_url: String,
     /// Containment limits.
     pub limits: Limits,
     /// Where compiled code is cached (`None`: compile on every install).
@@ -87,6 +90,8 @@ struct Inner {
     installs: RwLock<BTreeMap<String, BTreeMap<String, Arc<Install>>>>,
     service: FhirService,
     verifier: TokenVerifier,
+    /// See [`RuntimeConfig::public_url`].
+    public_url: String,
     kv: capability::kv::KvStore,
     limits: Limits,
     /// Durable region installs and the revocation feed, once [`Runtime::serve_regions`] ran.
@@ -117,6 +122,7 @@ impl Runtime {
             installs: Default::default(),
             service: config.service,
             verifier: config.verifier,
+            public_url: config.public_url.trim_end_matches('/').to_owned(),
             kv: capability::kv::KvStore::new(db),
             limits: config.limits,
             regions: Default::default(),
@@ -130,6 +136,17 @@ impl Runtime {
     /// The containment limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The audience of a launch token for `app_id` in `region`: that install's URL, which
+    /// no other app and not the FHIR API accepts.
+    pub fn app_audience(&self, region: &str, app_id: &str) -> String {
+        healthcloud_integration::auth::app_audience(&self.inner.public_url, region, app_id)
+    }
+
+    /// The audience of tokens for every app of this app cloud (`{public_url}/apps/`).
+    pub fn audience(&self) -> String {
+        healthcloud_integration::auth::apps_audience(&self.inner.public_url)
     }
 
     /// Validates a component against its manifest without installing it.
