@@ -168,7 +168,18 @@ async fn runtime_nodes_on_one_postgres_database_follow_each_other_and_the_store(
         ],
     );
     let http = reqwest::Client::new();
-    let reader = token(root, &["--role", "clinician", "--region", "hovedstaden"]);
+    let integration_url = integration.url();
+    let reader = token(
+        root,
+        &[
+            "--role",
+            "clinician",
+            "--region",
+            "hovedstaden",
+            "--public-url",
+            &integration_url,
+        ],
+    );
     let (status, found) = get(
         &http,
         &format!("{}/fhir/r4/Patient?_id=pat-a", integration.url()),
@@ -221,6 +232,11 @@ async fn runtime_nodes_on_one_postgres_database_follow_each_other_and_the_store(
         "{}",
         installed.text().await.unwrap()
     );
+    // Each node answers under its own URL here: the token names both app clouds.
+    let (apps_a, apps_b) = (
+        format!("{}/apps/", node_a.url()),
+        format!("{}/apps/", node_b.url()),
+    );
     let clinician = token(
         root,
         &[
@@ -230,6 +246,10 @@ async fn runtime_nodes_on_one_postgres_database_follow_each_other_and_the_store(
             "hovedstaden",
             "--patient",
             "pat-a",
+            "--audience",
+            &apps_a,
+            "--audience",
+            &apps_b,
         ],
     );
     let app = "/apps/hovedstaden/examples/bp-monitor/";
