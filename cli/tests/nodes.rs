@@ -66,6 +66,9 @@ fn serve(root: &Path, part: &str, name: &str, db_url: &str, extra: &[&str]) -> N
     Node { child, port }
 }
 
+/// The public URL of the runtime nodes.
+const APPS_URL: &str = "http://apps.hovedstaden.test";
+
 fn token(root: &Path, args: &[&str]) -> String {
     let issuer = root.join("issuer");
     let mut all = vec!["token", "--data-dir", issuer.to_str().unwrap()];
@@ -139,7 +142,14 @@ async fn runtime_nodes_on_one_postgres_database_follow_each_other_and_the_store(
     let store = serve(root, "store", "store", &db_url, &[]);
     let integration = serve(root, "integration", "integration", &db_url, &[]);
     let store_url = store.url();
-    let runtime_args = ["--store-url", store_url.as_str()];
+    // Runtime nodes answer under one public URL, as behind a load balancer: a token for that
+    // app cloud opens apps on any of them, a restarted one included.
+    let runtime_args = [
+        "--store-url",
+        store_url.as_str(),
+        "--public-url",
+        APPS_URL,
+    ];
     let node_a = serve(root, "runtime", "runtime-a", &db_url, &runtime_args);
     let mut node_b = serve(root, "runtime", "runtime-b", &db_url, &runtime_args);
 
@@ -232,11 +242,7 @@ async fn runtime_nodes_on_one_postgres_database_follow_each_other_and_the_store(
         "{}",
         installed.text().await.unwrap()
     );
-    // Each node answers under its own URL here: the token names both app clouds.
-    let (apps_a, apps_b) = (
-        format!("{}/apps/", node_a.url()),
-        format!("{}/apps/", node_b.url()),
-    );
+    let apps = format!("{APPS_URL}/apps/");
     let clinician = token(
         root,
         &[
@@ -247,9 +253,7 @@ async fn runtime_nodes_on_one_postgres_database_follow_each_other_and_the_store(
             "--patient",
             "pat-a",
             "--audience",
-            &apps_a,
-            "--audience",
-            &apps_b,
+            &apps,
         ],
     );
     let app = "/apps/hovedstaden/examples/bp-monitor/";
