@@ -707,7 +707,8 @@ impl StoreNode {
     /// and publishes them.
     async fn start(config: &Config, apps: &[ExampleApp]) -> anyhow::Result<StoreNode> {
         let db = connect(&config.data_dir.join("store.db")).await?;
-        let issuer = TokenIssuer::generate("healthcloud-bench").with_audience(crate::bench_audience());
+        let issuer =
+            TokenIssuer::generate("healthcloud-bench").with_audience(crate::bench_audience());
         // The store's publish check, on an engine of its own without a compile cache: the
         // node's installs must find nothing compiled.
         let checker = Arc::new(AppEngine::new(&small_pool(), None)?);
@@ -1118,7 +1119,8 @@ impl Node {
     /// A node on a new database.
     async fn start(spec: &NodeSpec) -> anyhow::Result<Node> {
         let db = Node::create_database(spec).await?;
-        let issuer = TokenIssuer::generate("healthcloud-bench").with_audience(crate::bench_audience());
+        let issuer =
+            TokenIssuer::generate("healthcloud-bench").with_audience(crate::bench_audience());
         let runtime = Node::runtime(&db, spec, &issuer).await?;
         Node::serve_regions(&runtime, spec).await?;
         Ok(Node {

@@ -268,7 +268,10 @@ fn token_command_mints_verifiable_tokens_and_names_mistakes() {
     );
     assert_eq!(
         principal.claims.aud,
-        ["http://127.0.0.1:8080/fhir/r4", "http://127.0.0.1:8080/apps/"]
+        [
+            "http://127.0.0.1:8080/fhir/r4",
+            "http://127.0.0.1:8080/apps/"
+        ]
     );
     let for_one_app = succeed(&[
         "token",

@@ -144,12 +144,7 @@ async fn runtime_nodes_on_one_postgres_database_follow_each_other_and_the_store(
     let store_url = store.url();
     // Runtime nodes answer under one public URL, as behind a load balancer: a token for that
     // app cloud opens apps on any of them, a restarted one included.
-    let runtime_args = [
-        "--store-url",
-        store_url.as_str(),
-        "--public-url",
-        APPS_URL,
-    ];
+    let runtime_args = ["--store-url", store_url.as_str(), "--public-url", APPS_URL];
     let node_a = serve(root, "runtime", "runtime-a", &db_url, &runtime_args);
     let mut node_b = serve(root, "runtime", "runtime-b", &db_url, &runtime_args);
 

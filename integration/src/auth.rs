@@ -187,7 +187,12 @@ impl Principal {
     /// 7519 says): a token is for the service it was issued for, never for another one that
     /// trusts the same issuer.
     pub fn check_audience(&self, accepted: &[&str]) -> Result<(), AuthError> {
-        if self.claims.aud.iter().any(|aud| accepted.contains(&aud.as_str())) {
+        if self
+            .claims
+            .aud
+            .iter()
+            .any(|aud| accepted.contains(&aud.as_str()))
+        {
             return Ok(());
         }
         Err(AuthError::WrongAudience {
@@ -679,12 +684,18 @@ mod audience_and_actor_tests {
             .unwrap();
         let principal = verifier.verify(&one).unwrap();
         assert_eq!(principal.claims.aud, ["https://x.test/fhir/r4"]);
-        assert!(principal.check_audience(&["https://x.test/fhir/r4"]).is_ok());
+        assert!(
+            principal
+                .check_audience(&["https://x.test/fhir/r4"])
+                .is_ok()
+        );
         let refused = principal
             .check_audience(&["https://x.test/fhir/r4/"])
             .unwrap_err();
         assert!(
-            refused.to_string().contains("--audience https://x.test/fhir/r4/"),
+            refused
+                .to_string()
+                .contains("--audience https://x.test/fhir/r4/"),
             "{refused}"
         );
         // A token a real identity provider issued with a list of audiences verifies.
@@ -699,14 +710,26 @@ mod audience_and_actor_tests {
             .unwrap(),
         )
         .unwrap();
-        assert!(text.contains(r#""aud":["https://a.test/","https://x.test/fhir/r4"]"#), "{text}");
+        assert!(
+            text.contains(r#""aud":["https://a.test/","https://x.test/fhir/r4"]"#),
+            "{text}"
+        );
         let principal = verifier.verify(&listed).unwrap();
-        assert!(principal.check_audience(&["https://x.test/fhir/r4"]).is_ok());
+        assert!(
+            principal
+                .check_audience(&["https://x.test/fhir/r4"])
+                .is_ok()
+        );
         // No audience at all: refused by every service.
         claims.aud.clear();
         let none = verifier.verify(&issuer.sign(&claims)).unwrap();
-        let refused = none.check_audience(&["https://x.test/fhir/r4"]).unwrap_err();
-        assert!(refused.to_string().contains("audience (aud) is none"), "{refused}");
+        let refused = none
+            .check_audience(&["https://x.test/fhir/r4"])
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("audience (aud) is none"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -79,8 +79,10 @@ impl Integration {
         let db = db::Database::connect(database_url).await?;
         let public_url = public_url.trim_end_matches('/').to_owned();
         let fhir_audience = auth::fhir_audience(&public_url);
-        let issuer = auth::TokenIssuer::dev(data_dir)?
-            .with_audience(vec![fhir_audience.clone(), auth::apps_audience(&public_url)]);
+        let issuer = auth::TokenIssuer::dev(data_dir)?.with_audience(vec![
+            fhir_audience.clone(),
+            auth::apps_audience(&public_url),
+        ]);
         let service = FhirService::new(store::EmbeddedStore::new(db), query::PageLimits::default());
         let state = api::FhirState {
             service,

@@ -329,7 +329,11 @@ mod tests {
         );
     }
 
-    fn with_actor(fhir_user: Option<&str>, org: Option<&str>, practitioner: Option<&str>) -> AccessContext {
+    fn with_actor(
+        fhir_user: Option<&str>,
+        org: Option<&str>,
+        practitioner: Option<&str>,
+    ) -> AccessContext {
         let mut ctx = context(Role::Clinician, None, "user/*.rs");
         let claims = &mut ctx.principal.claims;
         claims.fhir_user = fhir_user.map(str::to_owned);
@@ -362,7 +366,8 @@ mod tests {
         let bare = with_actor(Some("PractitionerRole/role-1"), None, None);
         let err = authorize(&bare, Interaction::Read, observation()).unwrap_err();
         assert!(
-            err.to_string().contains("'org' claim and 'practitioner' claim"),
+            err.to_string()
+                .contains("'org' claim and 'practitioner' claim"),
             "{err}"
         );
         let no_practitioner = with_actor(Some("PractitionerRole/role-1"), Some("gp-1"), None);

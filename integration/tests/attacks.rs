@@ -366,10 +366,19 @@ async fn a_clinician_token_naming_no_actor_reads_no_opted_out_patient(h: Harness
         );
     }
     let written = h
-        .request("POST", "Observation", Some(&mallory), Some(home_reading("pat-a")))
+        .request(
+            "POST",
+            "Observation",
+            Some(&mallory),
+            Some(home_reading("pat-a")),
+        )
         .await;
     assert_eq!(written.status, 403, "{}", written.body);
-    assert_eq!(stored(&h, "Observation").await, observations, "nothing written");
+    assert_eq!(
+        stored(&h, "Observation").await,
+        observations,
+        "nothing written"
+    );
     // The same clinician naming their organization is held to the opt-out.
     let gp1 = clinician_as(
         &h,
@@ -406,7 +415,11 @@ async fn a_practitioner_role_is_denied_by_an_opt_out_of_its_practitioner_or_orga
     for path in ["Observation/a-bp-1", "Observation?patient=pat-a"] {
         let response = h.get(path, &dr_x).await;
         assert_eq!(response.status, 403, "{path}: {}", response.body);
-        assert!(diagnostics(&response).contains("consent"), "{}", response.body);
+        assert!(
+            diagnostics(&response).contains("consent"),
+            "{}",
+            response.body
+        );
     }
     let everyone = h.ids("Observation?_count=100", &dr_x).await;
     assert!(
@@ -420,15 +433,24 @@ async fn a_practitioner_role_is_denied_by_an_opt_out_of_its_practitioner_or_orga
         403
     );
     let everyone = h.ids("Observation?_count=100", &at_gp2).await;
-    assert!(everyone.iter().all(|id| !id.starts_with("b-")), "{everyone:?}");
+    assert!(
+        everyone.iter().all(|id| !id.starts_with("b-")),
+        "{everyone:?}"
+    );
     // A role that hides its practitioner or organization reaches nothing.
     for (org, practitioner, missing) in [
         (Some("gp-9"), None, "'practitioner' claim"),
         (None, Some("dr-x"), "'org' claim"),
     ] {
-        let response = h.get("Observation?_count=100", &role(org, practitioner)).await;
+        let response = h
+            .get("Observation?_count=100", &role(org, practitioner))
+            .await;
         assert_eq!(response.status, 403, "{}", response.body);
-        assert!(diagnostics(&response).contains(missing), "{}", response.body);
+        assert!(
+            diagnostics(&response).contains(missing),
+            "{}",
+            response.body
+        );
         assert!(common::ids(&response.body).is_empty());
     }
 }
@@ -501,7 +523,10 @@ async fn a_security_officer_reads_every_log_and_that_read_is_itself_audited(h: H
                 .iter()
                 .any(|entity| entity["description"] == "AuditEvent")
     });
-    assert!(audited, "the officer's read is not in pat-a's log: {own:#?}");
+    assert!(
+        audited,
+        "the officer's read is not in pat-a's log: {own:#?}"
+    );
     // The role reaches nothing else, and never through a wildcard.
     let response = h.get("Observation?patient=pat-a", &officer).await;
     assert_eq!(response.status, 403, "{}", response.body);
@@ -538,12 +563,7 @@ async fn a_token_for_another_audience_is_refused_by_the_fhir_api(h: Harness) {
     };
     let launch_token = for_audience(vec!["http://fhir.test/apps/r1/examples/hello/".into()]);
     let other_server = for_audience(vec!["http://elsewhere.test/fhir/r4".into()]);
-    let mut claims = h
-        .issuer
-        .verifier()
-        .verify(&h.clinician())
-        .unwrap()
-        .claims;
+    let mut claims = h.issuer.verifier().verify(&h.clinician()).unwrap().claims;
     claims.aud.clear();
     let no_audience = h.issuer.sign(&claims);
     for (what, token) in [
@@ -565,10 +585,17 @@ async fn a_token_for_another_audience_is_refused_by_the_fhir_api(h: Harness) {
                 response.headers["www-authenticate"],
                 "Bearer realm=\"healthcloud\", error=\"invalid_token\""
             );
-            assert!(!response.body.to_string().contains("Sørensen"), "{what} leaked");
+            assert!(
+                !response.body.to_string().contains("Sørensen"),
+                "{what} leaked"
+            );
         }
     }
-    assert_eq!(stored(&h, "AuditEvent").await, events, "nothing was recorded");
+    assert_eq!(
+        stored(&h, "AuditEvent").await,
+        events,
+        "nothing was recorded"
+    );
     // A token naming this API among other audiences (as identity providers issue them) is
     // accepted.
     let listed = for_audience(vec!["http://elsewhere.test/".into(), BASE.into()]);

@@ -52,16 +52,16 @@ async fn with_cookie(host: &Host, path: &str, token: &str) -> common::Answer {
 /// Nothing ran: no data call, so no AuditEvent.
 async fn assert_nothing_ran(host: &Host) {
     let events = host.audit_events().await;
-    assert!(events.is_empty(), "an instance made data calls: {events:#?}");
+    assert!(
+        events.is_empty(),
+        "an instance made data calls: {events:#?}"
+    );
 }
 
 #[tokio::test]
 async fn a_launch_token_for_one_app_opens_no_other_app() {
     let host = with_two_apps().await;
-    let hello_launch = clinician_for(
-        &host,
-        app_audience(PUBLIC_URL, REGION, "examples/hello"),
-    );
+    let hello_launch = clinician_for(&host, app_audience(PUBLIC_URL, REGION, "examples/hello"));
     let opened = with_cookie(&host, HELLO, &hello_launch).await;
     assert_eq!(opened.status, StatusCode::OK, "{}", opened.body);
     // The same token at the other app's path: as a cookie (a page planting it there) or as
@@ -73,7 +73,9 @@ async fn a_launch_token_for_one_app_opens_no_other_app() {
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
         assert!(
             answer.body.contains("not for this service")
-                && answer.body.contains("/apps/testregion/examples/bp-monitor/"),
+                && answer
+                    .body
+                    .contains("/apps/testregion/examples/bp-monitor/"),
             "{}",
             answer.body
         );
@@ -85,7 +87,12 @@ async fn a_launch_token_for_one_app_opens_no_other_app() {
     let elsewhere = host
         .get("/apps/otherregion/examples/hello/", &hello_launch)
         .await;
-    assert_eq!(elsewhere.status, StatusCode::UNAUTHORIZED, "{}", elsewhere.body);
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        elsewhere.body
+    );
     assert_nothing_ran(&host).await;
 }
 
@@ -99,9 +106,16 @@ async fn a_fhir_api_token_or_a_token_for_another_server_opens_no_app() {
     ] {
         let token = clinician_for(&host, audience.clone());
         let answer = host.get(BP, &token).await;
-        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{audience}: {}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{audience}: {}",
+            answer.body
+        );
         assert!(
-            answer.body.contains(&format!("its audience (aud) is {audience}")),
+            answer
+                .body
+                .contains(&format!("its audience (aud) is {audience}")),
             "{}",
             answer.body
         );
@@ -133,7 +147,12 @@ async fn a_token_without_a_region_opens_no_app_for_any_role() {
             },
         );
         let answer = host.get(HELLO, &token).await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{role:?}: {}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{role:?}: {}",
+            answer.body
+        );
         assert!(
             answer.body.contains("names no region (the region claim)"),
             "{}",
@@ -173,7 +192,12 @@ async fn a_role_outside_the_manifest_audience_cannot_open_the_app() {
     ] {
         let token = host.token(role, Some("pat-a"), None);
         let answer = host.get(BP, &token).await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{role:?}: {}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{role:?}: {}",
+            answer.body
+        );
         assert!(
             answer.body.contains(&format!(
                 "examples/bp-monitor is for clinician, patient only (its manifest's audience); your token's role is {}",

@@ -268,7 +268,10 @@ async fn launch(
     let token = launch
         .config()
         .issuer
-        .mint(target.role, target.token_request(target.audience(&launch, &cookie)))
+        .mint(
+            target.role,
+            target.token_request(target.audience(&launch, &cookie)),
+        )
         .map_err(|e| anyhow::anyhow!("minting a launch token: {e}"))?;
     tracing::info!(
         role = target.role.as_str(),
