@@ -4,8 +4,10 @@
 //!
 //! A request to `/apps/{region}/{publisher}/{app}/…` flows like this:
 //!
-//! 1. **listener** ([`serve`]): the bearer token is verified exactly as the FHIR API does;
-//!    the install is looked up; the app's concurrency slot is taken (503 when full).
+//! 1. **listener** ([`serve`]): the bearer token (or launch cookie) is verified as the FHIR
+//!    API does, and must be for this app cloud or this install (`aud`), name the install's
+//!    region and a role the manifest's audience declares; the install is looked up; the
+//!    app's concurrency slot is taken (503 when full).
 //! 2. **instance**: a fresh instance from the install's pre-instantiated component, with a
 //!    new store holding the launch context from the token (never from the guest), an
 //!    epoch deadline, a memory cap and a handle limit. Nothing survives into the next
