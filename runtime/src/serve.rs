@@ -196,14 +196,7 @@ fn may_open(claims: &Claims, install: &Install) -> Result<(), String> {
         }
     }
     let audience = &install.manifest.app.audience;
-    let admitted = match claims.role {
-        Role::Clinician => Some(Audience::Clinician),
-        Role::Patient => Some(Audience::Patient),
-        Role::Citizen => Some(Audience::Citizen),
-        Role::RegionAdmin | Role::StoreAdmin | Role::Publisher | Role::SecurityOfficer => None,
-    }
-    .is_some_and(|role| audience.contains(&role));
-    if admitted {
+    if admits(audience, claims.role) {
         return Ok(());
     }
     let declared: Vec<&str> = audience
@@ -220,6 +213,18 @@ fn may_open(claims: &Claims, install: &Install) -> Result<(), String> {
         declared.join(", "),
         claims.role.as_str()
     ))
+}
+
+/// Whether a manifest's `audience` admits users of `role`; administrators, publishers and
+/// security officers are in no app's audience.
+pub fn admits(audience: &[Audience], role: Role) -> bool {
+    match role {
+        Role::Clinician => Some(Audience::Clinician),
+        Role::Patient => Some(Audience::Patient),
+        Role::Citizen => Some(Audience::Citizen),
+        Role::RegionAdmin | Role::StoreAdmin | Role::Publisher | Role::SecurityOfficer => None,
+    }
+    .is_some_and(|role| audience.contains(&role))
 }
 
 /// Why a request failed inside the app.

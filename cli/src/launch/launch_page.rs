@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use healthcloud_integration::FhirService;
 use healthcloud_integration::auth::{Role, TokenRequest};
 use healthcloud_integration::query::{PageLimits, SearchQuery};
-use healthcloud_runtime::serve::LAUNCH_COOKIE;
+use healthcloud_runtime::serve::{LAUNCH_COOKIE, admits};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -432,11 +432,22 @@ fn check(
     }
     let app = needs_app.then(|| form.app.clone());
     if let (Some(app), Some(region)) = (&app, &region) {
-        let installed = app
+        let install = app
             .split_once('/')
-            .is_some_and(|(publisher, id)| is_plain_id(publisher) && is_plain_id(id))
-            && launch.runtime().installed(region, app).is_some();
-        if !installed {
+            .filter(|(publisher, id)| is_plain_id(publisher) && is_plain_id(id))
+            .and_then(|_| launch.runtime().installed(region, app));
+        if let Some(install) = &install
+            && !admits(&install.manifest.app.audience, role)
+        {
+            errors.push(FieldError {
+                field: "app",
+                message: format!(
+                    "{app} is not for a {}: its manifest names who it is for; choose another app or role",
+                    role.as_str()
+                ),
+            });
+        }
+        if install.is_none() {
             errors.push(FieldError {
                 field: "app",
                 message: if app.is_empty() {
