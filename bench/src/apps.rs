@@ -63,7 +63,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Vec<Measured>> {
     )
     .await?;
     let patient = patient_with_blood_pressures(&store).await?;
-    let issuer = TokenIssuer::generate("bench");
+    let issuer = TokenIssuer::generate("bench").with_audience(crate::bench_audience());
     let service = FhirService::new(store.clone(), PageLimits::default());
     let fresh = runtime_with(&service, &issuer, &built, Limits::default()).await?;
     let reusing = runtime_with(
@@ -151,6 +151,7 @@ async fn runtime_with(
     let runtime = Runtime::new(RuntimeConfig {
         service: service.clone(),
         verifier: issuer.verifier(),
+        public_url: crate::BENCH_URL.into(),
         limits,
         cache_dir: None,
     })

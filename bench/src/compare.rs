@@ -253,7 +253,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
     eprintln!("generating {patients} patients and {BP_READINGS} blood pressures…");
     let seed_db = run_dir.path.join("seed.db");
     let latest = prepare_data(&seed_db, patients).await?;
-    let issuer = TokenIssuer::generate(ISSUER);
+    let issuer = TokenIssuer::generate(ISSUER).with_audience(crate::bench_audience());
     let issuer_pem = run_dir.path.join("issuer.pem");
     std::fs::write(&issuer_pem, issuer.public_pem())?;
     let token = issuer
@@ -1078,6 +1078,7 @@ async fn server_runtime(args: &ServerArgs, reuse: bool) -> anyhow::Result<(Runti
     let runtime = Runtime::new(RuntimeConfig {
         service: service.clone(),
         verifier: read_verifier(args)?,
+        public_url: crate::BENCH_URL.into(),
         limits: Limits {
             reuse_instances: reuse,
             concurrent_instances: args.max_instances,

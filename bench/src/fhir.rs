@@ -403,7 +403,7 @@ async fn search(
 
     // Through the service, as a clinician. The token names an organization and a practitioner
     // so the consent check has actors to look up, as a real clinician token would.
-    let issuer = TokenIssuer::generate("healthcloud-bench");
+    let issuer = TokenIssuer::generate("healthcloud-bench").with_audience(crate::bench_audience());
     let token = issuer
         .mint(
             Role::Clinician,

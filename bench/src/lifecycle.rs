@@ -707,7 +707,8 @@ impl StoreNode {
     /// and publishes them.
     async fn start(config: &Config, apps: &[ExampleApp]) -> anyhow::Result<StoreNode> {
         let db = connect(&config.data_dir.join("store.db")).await?;
-        let issuer = TokenIssuer::generate("healthcloud-bench");
+        let issuer =
+            TokenIssuer::generate("healthcloud-bench").with_audience(crate::bench_audience());
         // The store's publish check, on an engine of its own without a compile cache: the
         // node's installs must find nothing compiled.
         let checker = Arc::new(AppEngine::new(&small_pool(), None)?);
@@ -1094,6 +1095,7 @@ impl Node {
         Runtime::new(RuntimeConfig {
             service,
             verifier: issuer.verifier(),
+            public_url: crate::BENCH_URL.into(),
             limits: Limits::default(),
             cache_dir: Some(spec.cache_dir.clone()),
         })
@@ -1117,7 +1119,8 @@ impl Node {
     /// A node on a new database.
     async fn start(spec: &NodeSpec) -> anyhow::Result<Node> {
         let db = Node::create_database(spec).await?;
-        let issuer = TokenIssuer::generate("healthcloud-bench");
+        let issuer =
+            TokenIssuer::generate("healthcloud-bench").with_audience(crate::bench_audience());
         let runtime = Node::runtime(&db, spec, &issuer).await?;
         Node::serve_regions(&runtime, spec).await?;
         Ok(Node {
@@ -1519,7 +1522,7 @@ fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// step to the first response of every install.
 async fn restart_node(spec: RestartSpec) -> anyhow::Result<()> {
     // The clients' tokens are not the node's work: minted before the clock starts.
-    let issuer = TokenIssuer::generate("healthcloud-bench");
+    let issuer = TokenIssuer::generate("healthcloud-bench").with_audience(crate::bench_audience());
     let mut tokens = std::collections::HashMap::new();
     for (region, _) in &spec.installs {
         if !tokens.contains_key(region) {

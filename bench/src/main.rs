@@ -44,6 +44,16 @@ use clap::{Args, Parser, Subcommand};
 /// import byte-identical corpora.
 const SYNTH_TODAY: &str = "2026-11-01";
 
+/// The public URL the benchmarks' app clouds are configured with: their tokens name its
+/// app cloud (`…/apps/`) and its FHIR API as their audience.
+const BENCH_URL: &str = "http://bench.local";
+
+/// The audience of every benchmark token.
+fn bench_audience() -> Vec<String> {
+    use healthcloud_integration::auth::{apps_audience, fhir_audience};
+    vec![fhir_audience(BENCH_URL), apps_audience(BENCH_URL)]
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "healthcloud-bench",

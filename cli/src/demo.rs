@@ -1,7 +1,9 @@
 //! The demo world `healthcloud up` creates on first start: synthetic patients and ready-made
 //! tokens for each kind of user.
 
-use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_integration::auth::{
+    Role, TokenIssuer, TokenRequest, apps_audience, fhir_audience,
+};
 use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::store::EmbeddedStore;
 use healthcloud_integration::synth::SynthOptions;
@@ -67,45 +69,73 @@ async fn first_patient(store: &EmbeddedStore) -> anyhow::Result<Option<String>> 
         .map(|r| r.id.clone()))
 }
 
-/// Demo tokens, one per user kind, valid for twelve hours. The names double as the shell
-/// variables the printed examples use.
-pub fn tokens(issuer: &TokenIssuer, patient: &str) -> anyhow::Result<Vec<(String, String)>> {
+/// Demo tokens, one per user kind, valid for twelve hours, for the server at `public_url`.
+/// The names double as the shell variables the printed examples use. Each is for the
+/// service it is printed for (the FHIR API or the app cloud), and the workforce ones name
+/// who acts (their region's organization and a practitioner), so consent opt-outs apply.
+pub fn tokens(
+    issuer: &TokenIssuer,
+    patient: &str,
+    public_url: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
     let ttl = Some(12 * 3600);
+    let (fhir, apps) = (fhir_audience(public_url), apps_audience(public_url));
     let mint = |role, request| issuer.mint(role, request).map_err(anyhow::Error::msg);
-    let in_region = |sub: &str, region: &str, patient: Option<&str>| TokenRequest {
+    let staff = |sub: &str, region: &str, patient: Option<&str>, audience: &str| TokenRequest {
         sub: Some(sub.into()),
         region: Some(region.into()),
         patient: patient.map(str::to_owned),
+        org: Some(format!("region-{region}")),
+        fhir_user: Some(format!("Practitioner/{sub}")),
+        audience: vec![audience.to_owned()],
         ttl_secs: ttl,
         ..Default::default()
     };
     Ok(vec![
         (
             "TOKEN: clinician in hovedstaden (FHIR API, all patients, read + search + create Observation)".into(),
-            mint(Role::Clinician, in_region("dr-hansen", "hovedstaden", None))?,
+            mint(Role::Clinician, staff("dr-hansen", "hovedstaden", None, &fhir))?,
         ),
         (
             format!("APP_TOKEN: clinician in hovedstaden who opened patient {patient} (apps in /apps/hovedstaden/)"),
-            mint(Role::Clinician, in_region("dr-hansen", "hovedstaden", Some(patient)))?,
+            mint(Role::Clinician, staff("dr-hansen", "hovedstaden", Some(patient), &apps))?,
         ),
         (
             format!("MIDT_TOKEN: clinician in midtjylland who opened patient {patient} (apps in /apps/midtjylland/)"),
-            mint(Role::Clinician, in_region("dr-madsen", "midtjylland", Some(patient)))?,
+            mint(Role::Clinician, staff("dr-madsen", "midtjylland", Some(patient), &apps))?,
         ),
         (
             format!("PATIENT_TOKEN: patient {patient} (records home measurements in /apps/hovedstaden/examples/bp-monitor/)"),
-            mint(Role::Patient, in_region("patient-demo", "hovedstaden", Some(patient)))?,
+            mint(
+                Role::Patient,
+                TokenRequest {
+                    sub: Some("patient-demo".into()),
+                    region: Some("hovedstaden".into()),
+                    patient: Some(patient.to_owned()),
+                    audience: vec![apps.clone()],
+                    ttl_secs: ttl,
+                    ..Default::default()
+                },
+            )?,
         ),
         (
-            "CITIZEN_TOKEN: citizen (own record, audit log and consent)".into(),
+            "CITIZEN_TOKEN: citizen (FHIR API: own record, audit log and consent)".into(),
             mint(
                 Role::Citizen,
                 TokenRequest {
                     sub: Some("citizen-demo".into()),
                     patient: Some(patient.to_owned()),
+                    audience: vec![fhir.clone()],
                     ttl_secs: ttl,
                     ..Default::default()
                 },
+            )?,
+        ),
+        (
+            "SECURITY_TOKEN: security officer in hovedstaden (FHIR API: every patient's AuditEvents and Consents, each read audited)".into(),
+            mint(
+                Role::SecurityOfficer,
+                staff("security-hovedstaden", "hovedstaden", None, &fhir),
             )?,
         ),
     ])

@@ -26,6 +26,7 @@ pub async fn app_cloud(
     Runtime::new(RuntimeConfig {
         service: integration.state.service.clone(),
         verifier: integration.state.verifier.clone(),
+        public_url: integration.public_url.clone(),
         limits,
         cache_dir: Some(data_dir.join("compiled")),
     })

@@ -261,6 +261,36 @@ fn token_command_mints_verifiable_tokens_and_names_mistakes() {
         (principal.claims.role, principal.claims.sub.as_str()),
         (Role::Clinician, "dr-x")
     );
+    // Workforce tokens always name who acts, and every token names the services it is for.
+    assert_eq!(
+        principal.claims.fhir_user.as_deref(),
+        Some("Practitioner/dr-x")
+    );
+    assert_eq!(
+        principal.claims.aud,
+        [
+            "http://127.0.0.1:8080/fhir/r4",
+            "http://127.0.0.1:8080/apps/"
+        ]
+    );
+    let for_one_app = succeed(&[
+        "token",
+        "--data-dir",
+        data_dir,
+        "--role",
+        "patient",
+        "--patient",
+        "p1",
+        "--public-url",
+        "https://hc.example/",
+        "--audience",
+        "https://hc.example/apps/r1/examples/hello/",
+    ]);
+    let principal = issuer.verifier().verify(for_one_app.trim()).unwrap();
+    assert_eq!(
+        principal.claims.aud,
+        ["https://hc.example/apps/r1/examples/hello/"]
+    );
 
     let missing_patient = healthcloud(&["token", "--data-dir", data_dir, "--role", "citizen"]);
     assert!(!missing_patient.status.success());
@@ -318,7 +348,15 @@ fn up_accepts_only_the_configured_issuer() {
         .spawn()
         .unwrap();
     wait_for(port, "healthcloud up");
-    let regional = idp.mint(Role::Clinician, Default::default()).unwrap();
+    let regional = idp
+        .mint(
+            Role::Clinician,
+            healthcloud_integration::auth::TokenRequest {
+                audience: vec![format!("http://127.0.0.1:{port}/fhir/r4")],
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let dev = succeed(&["token", "--data-dir", data_dir, "--role", "clinician"]);
     let with_regional = http_get(port, "/fhir/r4/Patient", &regional);
     let with_dev = http_get(port, "/fhir/r4/Patient", dev.trim());

@@ -66,6 +66,9 @@ fn serve(root: &Path, part: &str, name: &str, db_url: &str, extra: &[&str]) -> N
     Node { child, port }
 }
 
+/// The public URL of the runtime nodes.
+const APPS_URL: &str = "http://apps.hovedstaden.test";
+
 fn token(root: &Path, args: &[&str]) -> String {
     let issuer = root.join("issuer");
     let mut all = vec!["token", "--data-dir", issuer.to_str().unwrap()];
@@ -139,7 +142,9 @@ async fn runtime_nodes_on_one_postgres_database_follow_each_other_and_the_store(
     let store = serve(root, "store", "store", &db_url, &[]);
     let integration = serve(root, "integration", "integration", &db_url, &[]);
     let store_url = store.url();
-    let runtime_args = ["--store-url", store_url.as_str()];
+    // Runtime nodes answer under one public URL, as behind a load balancer: a token for that
+    // app cloud opens apps on any of them, a restarted one included.
+    let runtime_args = ["--store-url", store_url.as_str(), "--public-url", APPS_URL];
     let node_a = serve(root, "runtime", "runtime-a", &db_url, &runtime_args);
     let mut node_b = serve(root, "runtime", "runtime-b", &db_url, &runtime_args);
 
@@ -168,7 +173,18 @@ async fn runtime_nodes_on_one_postgres_database_follow_each_other_and_the_store(
         ],
     );
     let http = reqwest::Client::new();
-    let reader = token(root, &["--role", "clinician", "--region", "hovedstaden"]);
+    let integration_url = integration.url();
+    let reader = token(
+        root,
+        &[
+            "--role",
+            "clinician",
+            "--region",
+            "hovedstaden",
+            "--public-url",
+            &integration_url,
+        ],
+    );
     let (status, found) = get(
         &http,
         &format!("{}/fhir/r4/Patient?_id=pat-a", integration.url()),
@@ -221,6 +237,7 @@ async fn runtime_nodes_on_one_postgres_database_follow_each_other_and_the_store(
         "{}",
         installed.text().await.unwrap()
     );
+    let apps = format!("{APPS_URL}/apps/");
     let clinician = token(
         root,
         &[
@@ -230,6 +247,8 @@ async fn runtime_nodes_on_one_postgres_database_follow_each_other_and_the_store(
             "hovedstaden",
             "--patient",
             "pat-a",
+            "--audience",
+            &apps,
         ],
     );
     let app = "/apps/hovedstaden/examples/bp-monitor/";

@@ -157,7 +157,15 @@ impl World {
     /// `healthcloud token --role ROLE ARGS…` on the server's data directory.
     fn token(&self, role: &str, args: &[&str]) -> String {
         let data_dir = self.data_dir.to_str().unwrap();
-        let mut all = vec!["token", "--data-dir", data_dir, "--role", role];
+        let mut all = vec![
+            "token",
+            "--data-dir",
+            data_dir,
+            "--role",
+            role,
+            "--public-url",
+            &self.url,
+        ];
         all.extend_from_slice(args);
         succeed_in(&self.work, &all).trim().to_owned()
     }

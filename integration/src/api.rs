@@ -26,6 +26,10 @@ pub struct FhirConfig {
     /// The public base URL of the FHIR API, e.g. `http://127.0.0.1:8080/fhir/r4`: every
     /// link we return is absolute on it, because clients refuse links to other hosts.
     pub base_url: String,
+    /// The audience (`aud`) a token must name to be accepted here: by default the base URL
+    /// ([`crate::auth::fhir_audience`]), so a launch token for one app, or a token for
+    /// another service trusting the same issuer, is refused.
+    pub audience: String,
     /// Largest request body accepted (bytes).
     pub max_body_bytes: usize,
 }
@@ -127,7 +131,9 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, crate::auth::AuthError>
 }
 
 fn context(state: &FhirState, headers: &HeaderMap) -> Result<AccessContext, FhirError> {
-    Ok(AccessContext::user(authenticate(&state.verifier, headers)?))
+    let principal = authenticate(&state.verifier, headers)?;
+    principal.check_audience(&[&state.config.audience])?;
+    Ok(AccessContext::user(principal))
 }
 
 async fn read(

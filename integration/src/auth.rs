@@ -34,12 +34,22 @@ pub enum Role {
     StoreAdmin,
     /// An app vendor.
     Publisher,
+    /// Reads every patient's audit trail and consents (and nothing else), to investigate
+    /// accesses; each of those reads is audited in turn.
+    SecurityOfficer,
 }
 
 impl Role {
     /// Whether this role only ever reaches the user's own patient compartment.
     pub fn is_own_record_only(self) -> bool {
         matches!(self, Role::Patient | Role::Citizen)
+    }
+
+    /// Whether this role is health-care workforce reaching patients other than the user:
+    /// its tokens must name who acts (an organization and/or a practitioner), since consent
+    /// opt-outs name those.
+    pub fn is_workforce(self) -> bool {
+        matches!(self, Role::Clinician | Role::SecurityOfficer)
     }
 
     /// The name used in tokens and on the command line.
@@ -51,6 +61,7 @@ impl Role {
             Role::RegionAdmin => "region-admin",
             Role::StoreAdmin => "store-admin",
             Role::Publisher => "publisher",
+            Role::SecurityOfficer => "security-officer",
         }
     }
 
@@ -58,9 +69,11 @@ impl Role {
     pub fn default_scopes(self) -> &'static str {
         match self {
             Role::Clinician => "user/*.rs user/Observation.c",
+            // A wildcard never reaches the audit trail or consents: their own are named.
             Role::Patient | Role::Citizen => {
-                "patient/*.rs patient/Observation.c patient/Consent.cud"
+                "patient/*.rs patient/AuditEvent.rs patient/Consent.cruds patient/Observation.c"
             }
+            Role::SecurityOfficer => "user/AuditEvent.rs user/Consent.rs",
             Role::RegionAdmin | Role::StoreAdmin | Role::Publisher => "",
         }
     }
@@ -72,7 +85,7 @@ impl FromStr for Role {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
             format!(
-                "unknown role '{s}': use clinician, patient, citizen, region-admin, store-admin or publisher"
+                "unknown role '{s}': use clinician, patient, citizen, region-admin, store-admin, publisher or security-officer"
             )
         })
     }
@@ -106,6 +119,58 @@ pub struct Claims {
     /// The organization the user acts for (an `Organization` id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<String>,
+    /// When `fhirUser` is a `PractitionerRole`: the practitioner it is a role of (a
+    /// `Practitioner` id). PractitionerRoles are not stored here, so the token carries what
+    /// consent must match: a denial of the practitioner (or of `org`) covers their roles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub practitioner: Option<String>,
+    /// Who the token is for (`aud`, one value or several): the FHIR API's base URL, the app
+    /// cloud (`…/apps/`), one app's path (a launch), or a launcher page. Each service accepts
+    /// only tokens naming it.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        serialize_with = "single_or_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub aud: Vec<String>,
+}
+
+/// `aud` is a string or an array of strings (RFC 7519, section 4.1.3).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
+}
+
+fn single_or_list<S: serde::Serializer>(aud: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+    match aud {
+        [one] => serializer.serialize_str(one),
+        many => many.serialize(serializer),
+    }
+}
+
+/// The audience of the FHIR API served under `public_url`: its base URL, `…/fhir/r4`.
+pub fn fhir_audience(public_url: &str) -> String {
+    format!("{}/fhir/r4", public_url.trim_end_matches('/'))
+}
+
+/// The audience of the app cloud under `public_url` (every app it serves): `…/apps/`.
+pub fn apps_audience(public_url: &str) -> String {
+    format!("{}/apps/", public_url.trim_end_matches('/'))
+}
+
+/// The audience of one install under `public_url`, its path `…/apps/{region}/{app_id}/`: what a
+/// launch token for that app names, so it opens that app and nothing else.
+pub fn app_audience(public_url: &str, region: &str, app_id: &str) -> String {
+    format!("{}{region}/{app_id}/", apps_audience(public_url))
 }
 
 /// A verified user.
@@ -115,6 +180,30 @@ pub struct Principal {
     pub claims: Claims,
     /// The parsed data scopes.
     pub scopes: Vec<Scope>,
+}
+
+impl Principal {
+    /// Refuses the token unless its `aud` names one of `accepted` (compared exactly, as RFC
+    /// 7519 says): a token is for the service it was issued for, never for another one that
+    /// trusts the same issuer.
+    pub fn check_audience(&self, accepted: &[&str]) -> Result<(), AuthError> {
+        if self
+            .claims
+            .aud
+            .iter()
+            .any(|aud| accepted.contains(&aud.as_str()))
+        {
+            return Ok(());
+        }
+        Err(AuthError::WrongAudience {
+            accepted: accepted.first().copied().unwrap_or_default().to_owned(),
+            got: if self.claims.aud.is_empty() {
+                "none".to_owned()
+            } else {
+                self.claims.aud.join(", ")
+            },
+        })
+    }
 }
 
 /// Why a token was refused (always 401).
@@ -137,6 +226,16 @@ pub enum AuthError {
     /// A scope in the token is malformed.
     #[error("invalid token: {0}")]
     Scope(#[from] ScopeError),
+    /// The token is for another service (or names none).
+    #[error(
+        "the token is not for this service: its audience (aud) is {got}, and this service accepts only tokens for {accepted} (mint one with 'healthcloud token --audience {accepted}')"
+    )]
+    WrongAudience {
+        /// The audience this service accepts.
+        accepted: String,
+        /// The token's audiences.
+        got: String,
+    },
 }
 
 /// Verifies tokens from one issuer.
@@ -221,6 +320,9 @@ impl TokenVerifier {
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        // Each service checks the audience against its own ([`Principal::check_audience`]):
+        // a token that names one must not be refused here for naming it.
+        validation.validate_aud = false;
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &validation).map_err(|e| {
             match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -244,6 +346,8 @@ impl TokenVerifier {
 pub struct TokenIssuer {
     issuer: String,
     signing: SigningKey,
+    /// The audience of tokens whose request names none (see [`TokenIssuer::with_audience`]).
+    audience: Vec<String>,
 }
 
 impl std::fmt::Debug for TokenIssuer {
@@ -269,6 +373,10 @@ pub struct TokenRequest {
     pub fhir_user: Option<String>,
     /// Organization.
     pub org: Option<String>,
+    /// The practitioner of a `PractitionerRole` `fhir_user`.
+    pub practitioner: Option<String>,
+    /// Who the token is for (default: the issuer's [`TokenIssuer::with_audience`]).
+    pub audience: Vec<String>,
     /// Lifetime in seconds (default one hour).
     pub ttl_secs: Option<i64>,
 }
@@ -279,7 +387,15 @@ impl TokenIssuer {
         TokenIssuer {
             issuer: issuer.to_owned(),
             signing: SigningKey::generate(&mut rand::rngs::OsRng),
+            audience: Vec::new(),
         }
+    }
+
+    /// This issuer, minting tokens for `audience` when a request names none (a deployment's
+    /// FHIR API and app cloud, say).
+    pub fn with_audience(mut self, audience: Vec<String>) -> Self {
+        self.audience = audience;
+        self
     }
 
     /// Loads the development issuer key from `data_dir`, creating it (mode 0600) on first use.
@@ -292,6 +408,7 @@ impl TokenIssuer {
             return Ok(TokenIssuer {
                 issuer: DEV_ISSUER.to_owned(),
                 signing,
+                audience: Vec::new(),
             });
         }
         std::fs::create_dir_all(data_dir)?;
@@ -334,7 +451,9 @@ impl TokenIssuer {
             .expect("signing with a valid Ed25519 key succeeds")
     }
 
-    /// Mints a token for `role`. Patients and citizens must name their patient.
+    /// Mints a token for `role`. Patients and citizens must name their patient; a workforce
+    /// token names its actor, by default the practitioner with the user's id
+    /// (`fhirUser: Practitioner/<sub>`); every token names its audience.
     pub fn mint(&self, role: Role, request: TokenRequest) -> Result<String, String> {
         let scope = request
             .scope
@@ -346,18 +465,42 @@ impl TokenIssuer {
                 role.as_str()
             ));
         }
+        let sub = request.sub.unwrap_or_else(|| role.as_str().to_owned());
+        let mut fhir_user = request.fhir_user;
+        if role.is_workforce() && fhir_user.is_none() && request.org.is_none() {
+            if !crate::params::is_valid_id(&sub) {
+                return Err(format!(
+                    "a {} token needs its actor: --fhir-user Practitioner/<id> and/or --org <Organization id> (the user id '{sub}' is no FHIR id to default to)",
+                    role.as_str()
+                ));
+            }
+            fhir_user = Some(format!("Practitioner/{sub}"));
+        }
+        let audience = if request.audience.is_empty() {
+            self.audience.clone()
+        } else {
+            request.audience
+        };
+        if audience.is_empty() {
+            return Err(
+                "a token needs an audience: --audience <the FHIR API's base URL, or an app's URL>"
+                    .to_owned(),
+            );
+        }
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: self.issuer.clone(),
-            sub: request.sub.unwrap_or_else(|| role.as_str().to_owned()),
+            sub,
             exp: now + request.ttl_secs.unwrap_or(3600),
             iat: now,
             role,
             scope,
             patient: request.patient,
             region: request.region,
-            fhir_user: request.fhir_user,
+            fhir_user,
             org: request.org,
+            practitioner: request.practitioner,
+            aud: audience,
         };
         Ok(self.sign(&claims))
     }
@@ -386,9 +529,15 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    const AUDIENCE: &str = "http://fhir.test/fhir/r4";
+
+    fn test_issuer() -> TokenIssuer {
+        TokenIssuer::generate(DEV_ISSUER).with_audience(vec![AUDIENCE.into()])
+    }
+
     #[test]
     fn a_remembered_token_is_only_ever_its_exact_bytes_and_still_expires() {
-        let issuer = TokenIssuer::generate(DEV_ISSUER);
+        let issuer = test_issuer();
         let verifier = issuer.verifier();
         let token = issuer
             .mint(Role::Clinician, TokenRequest::default())
@@ -426,7 +575,7 @@ mod tests {
 
     #[test]
     fn minted_tokens_verify_and_carry_context() {
-        let issuer = TokenIssuer::generate(DEV_ISSUER);
+        let issuer = test_issuer();
         let token = issuer
             .mint(
                 Role::Patient,
@@ -439,19 +588,19 @@ mod tests {
         let principal = issuer.verifier().verify(&token).unwrap();
         assert_eq!(principal.claims.role, Role::Patient);
         assert_eq!(principal.claims.patient.as_deref(), Some("p1"));
-        assert_eq!(principal.scopes.len(), 3);
+        assert_eq!(principal.scopes.len(), 4);
     }
 
     #[test]
     fn forged_expired_and_foreign_tokens_are_refused() {
-        let issuer = TokenIssuer::generate(DEV_ISSUER);
+        let issuer = test_issuer();
         let verifier = issuer.verifier();
         let request = || TokenRequest {
             patient: Some("p1".into()),
             ..Default::default()
         };
 
-        let forger = TokenIssuer::generate(DEV_ISSUER);
+        let forger = test_issuer();
         let forged = forger.mint(Role::Citizen, request()).unwrap();
         assert!(matches!(
             verifier.verify(&forged),
@@ -471,7 +620,7 @@ mod tests {
 
         let foreign = TokenIssuer {
             issuer: "someone-else".into(),
-            signing: issuer.signing.clone(),
+            ..issuer.clone()
         };
         let token = foreign.mint(Role::Citizen, request()).unwrap();
         assert_eq!(verifier.verify(&token), Err(AuthError::WrongIssuer));
@@ -483,7 +632,7 @@ mod tests {
 
     #[test]
     fn patient_tokens_need_a_patient_and_bad_scopes_are_refused() {
-        let issuer = TokenIssuer::generate(DEV_ISSUER);
+        let issuer = test_issuer();
         assert!(issuer.mint(Role::Citizen, TokenRequest::default()).is_err());
         let bad = TokenRequest {
             scope: Some("user/Observation.sr".into()),
@@ -512,5 +661,122 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+}
+
+#[cfg(test)]
+mod audience_and_actor_tests {
+    use super::*;
+
+    #[test]
+    fn audiences_are_one_string_or_a_list_and_checked_exactly() {
+        let issuer = TokenIssuer::generate(DEV_ISSUER);
+        let verifier = issuer.verifier();
+        let one = issuer
+            .mint(
+                Role::Citizen,
+                TokenRequest {
+                    patient: Some("p1".into()),
+                    audience: vec!["https://x.test/fhir/r4".into()],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let principal = verifier.verify(&one).unwrap();
+        assert_eq!(principal.claims.aud, ["https://x.test/fhir/r4"]);
+        assert!(
+            principal
+                .check_audience(&["https://x.test/fhir/r4"])
+                .is_ok()
+        );
+        let refused = principal
+            .check_audience(&["https://x.test/fhir/r4/"])
+            .unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("--audience https://x.test/fhir/r4/"),
+            "{refused}"
+        );
+        // A token a real identity provider issued with a list of audiences verifies.
+        let mut claims = principal.claims.clone();
+        claims.aud = vec!["https://a.test/".into(), "https://x.test/fhir/r4".into()];
+        let listed = issuer.sign(&claims);
+        let text = String::from_utf8(
+            base64::Engine::decode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                listed.split('.').nth(1).unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            text.contains(r#""aud":["https://a.test/","https://x.test/fhir/r4"]"#),
+            "{text}"
+        );
+        let principal = verifier.verify(&listed).unwrap();
+        assert!(
+            principal
+                .check_audience(&["https://x.test/fhir/r4"])
+                .is_ok()
+        );
+        // No audience at all: refused by every service.
+        claims.aud.clear();
+        let none = verifier.verify(&issuer.sign(&claims)).unwrap();
+        let refused = none
+            .check_audience(&["https://x.test/fhir/r4"])
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("audience (aud) is none"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn minting_without_an_audience_is_refused() {
+        let issuer = TokenIssuer::generate(DEV_ISSUER);
+        let error = issuer
+            .mint(Role::Clinician, TokenRequest::default())
+            .unwrap_err();
+        assert!(error.contains("--audience"), "{error}");
+    }
+
+    #[test]
+    fn workforce_tokens_always_name_their_actor() {
+        let issuer = TokenIssuer::generate(DEV_ISSUER).with_audience(vec!["a".into()]);
+        let verifier = issuer.verifier();
+        let default = issuer
+            .mint(
+                Role::Clinician,
+                TokenRequest {
+                    sub: Some("dr-hansen".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let claims = verifier.verify(&default).unwrap().claims;
+        assert_eq!(claims.fhir_user.as_deref(), Some("Practitioner/dr-hansen"));
+        let with_org = issuer
+            .mint(
+                Role::SecurityOfficer,
+                TokenRequest {
+                    org: Some("region-hovedstaden".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let claims = verifier.verify(&with_org).unwrap().claims;
+        assert_eq!(claims.fhir_user, None);
+        assert_eq!(claims.org.as_deref(), Some("region-hovedstaden"));
+        let error = issuer
+            .mint(
+                Role::Clinician,
+                TokenRequest {
+                    sub: Some("dr hansen@example".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert!(error.contains("--fhir-user"), "{error}");
     }
 }

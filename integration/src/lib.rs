@@ -63,8 +63,11 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 pub struct Integration {
     /// State for [`api::router`].
     pub state: api::FhirState,
-    /// The development token issuer of this data directory.
+    /// The development token issuer of this data directory; its tokens are for this FHIR
+    /// API and the app cloud under the same public URL unless a request names others.
     pub issuer: auth::TokenIssuer,
+    /// The public base URL, e.g. `http://127.0.0.1:8080`.
+    pub public_url: String,
 }
 
 impl Integration {
@@ -76,17 +79,27 @@ impl Integration {
         data_dir: &Path,
     ) -> anyhow::Result<Self> {
         let db = db::Database::connect(database_url).await?;
-        let issuer = auth::TokenIssuer::dev(data_dir)?;
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        let fhir_audience = auth::fhir_audience(&public_url);
+        let issuer = auth::TokenIssuer::dev(data_dir)?.with_audience(vec![
+            fhir_audience.clone(),
+            auth::apps_audience(&public_url),
+        ]);
         let service = FhirService::new(store::EmbeddedStore::new(db), query::PageLimits::default());
         let state = api::FhirState {
             service,
             verifier: issuer.verifier(),
             config: Arc::new(api::FhirConfig {
-                base_url: format!("{}/fhir/r4", public_url.trim_end_matches('/')),
+                base_url: fhir_audience.clone(),
+                audience: fhir_audience,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             }),
         };
-        Ok(Integration { state, issuer })
+        Ok(Integration {
+            state,
+            issuer,
+            public_url,
+        })
     }
 
     /// The HTTP routes of the integration cloud (`/fhir/r4/…`).

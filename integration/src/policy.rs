@@ -4,11 +4,11 @@
 //! the [`FhirService`](crate::service::FhirService) against the store's consent table, and the
 //! app runtime calls the same service for every host call.
 
-use crate::auth::Principal;
+use crate::auth::{Claims, Principal, Role};
 use crate::error::FhirError;
 use crate::params::{TypeDef, split_reference};
 use crate::query::{Alternative, parse_restriction};
-use crate::scope::{Interaction, Scope, ScopeContext};
+use crate::scope::{Interaction, NAMED_ONLY, Scope, ScopeContext};
 
 /// The app acting on the user's behalf, when the access comes from the app cloud.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +61,9 @@ impl AccessContext {
 
     /// Parties a patient's consent may name for this access: the app (`Device/<app-id>`,
     /// with `/` in a `publisher/app` id written as `.`, since FHIR ids have no slashes), the
-    /// user's organization and the user's own FHIR identity.
+    /// user's organization and the user's own FHIR identity. A `PractitionerRole` acts as
+    /// its practitioner and organization too (both carried in the token, see
+    /// [`require_actor`]), so denying either denies every role they hold.
     pub fn consent_actors(&self) -> Vec<String> {
         let claims = &self.principal.claims;
         let mut actors = Vec::new();
@@ -72,13 +74,88 @@ impl AccessContext {
             actors.push(format!("Organization/{org}"));
         }
         // SMART allows fhirUser as an absolute URL; compare by type and id.
-        if let Some((resource_type, id)) = claims.fhir_user.as_deref().and_then(split_reference)
-            && (resource_type == "Practitioner" || resource_type == "PractitionerRole")
-        {
-            actors.push(format!("{resource_type}/{id}"));
+        match claims.fhir_user.as_deref().and_then(split_reference) {
+            Some((resource_type, id)) if resource_type == "Practitioner" => {
+                actors.push(format!("Practitioner/{id}"));
+            }
+            Some((resource_type, id)) if resource_type == "PractitionerRole" => {
+                actors.push(format!("PractitionerRole/{id}"));
+                if let Some(practitioner) = &claims.practitioner {
+                    actors.push(format!("Practitioner/{practitioner}"));
+                }
+            }
+            _ => {}
         }
         actors
     }
+}
+
+/// Refuses a workforce token that does not say who acts. Consent opt-outs name organizations
+/// and practitioners; a token naming neither would match none of them, so every opted-out
+/// patient would be open to it. A `PractitionerRole` must bring its organization (`org`) and
+/// practitioner (`practitioner`): roles are not stored here, and a denial of either must
+/// reach the role.
+pub fn require_actor(claims: &Claims) -> Result<(), FhirError> {
+    if !claims.role.is_workforce() {
+        return Ok(());
+    }
+    let role = claims.role.as_str();
+    match claims.fhir_user.as_deref().and_then(split_reference) {
+        Some((resource_type, _)) if resource_type == "Practitioner" => Ok(()),
+        Some((resource_type, _)) if resource_type == "PractitionerRole" => {
+            let missing: Vec<&str> = [
+                ("org", claims.org.is_none()),
+                ("practitioner", claims.practitioner.is_none()),
+            ]
+            .iter()
+            .filter_map(|(claim, absent)| absent.then_some(*claim))
+            .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            Err(FhirError::Forbidden(format!(
+                "a {role} token whose fhirUser is a PractitionerRole must also carry the role's {}: consent opt-outs name the organization and the practitioner",
+                missing
+                    .iter()
+                    .map(|claim| format!("'{claim}' claim"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )))
+        }
+        _ if claims.org.is_some() => Ok(()),
+        _ => Err(FhirError::Forbidden(format!(
+            "a {role} token must name who acts: the 'org' claim (an Organization id) and/or 'fhirUser' (Practitioner/<id>), so the patient's consent opt-outs can apply"
+        ))),
+    }
+}
+
+/// What a role may reach at all, whatever its scopes: patients and citizens their own record
+/// (confined below); clinicians everything but the audit trail and consents; security
+/// officers only those, read-only; administrators and publishers no FHIR data.
+fn role_allows(
+    claims: &Claims,
+    interaction: Interaction,
+    type_def: &TypeDef,
+) -> Result<(), FhirError> {
+    let named_only = NAMED_ONLY.contains(&type_def.name);
+    let reads = matches!(interaction, Interaction::Read | Interaction::Search);
+    let refusal = match claims.role {
+        Role::Patient | Role::Citizen => return Ok(()),
+        Role::Clinician if !named_only => return Ok(()),
+        Role::SecurityOfficer if named_only && reads => return Ok(()),
+        Role::Clinician => format!(
+            "{} records are for the patient they concern and for security officers (role security-officer), not for a clinician",
+            type_def.name
+        ),
+        Role::SecurityOfficer => {
+            "a security officer reads AuditEvent and Consent records, and nothing else".to_owned()
+        }
+        Role::RegionAdmin | Role::StoreAdmin | Role::Publisher => format!(
+            "a {} token gives no access to FHIR data",
+            claims.role.as_str()
+        ),
+    };
+    Err(FhirError::Forbidden(refusal))
 }
 
 /// The constraints under which `context` may perform `interaction` on `type_def`: one group
@@ -96,6 +173,8 @@ pub fn authorize(
             claims.role.as_str()
         )));
     }
+    require_actor(claims)?;
+    role_allows(claims, interaction, type_def)?;
     let mut groups = vec![
         alternatives(context, &context.principal.scopes, interaction, type_def).ok_or_else(
             || {
@@ -184,8 +263,10 @@ mod tests {
                 scope: scope.into(),
                 patient: patient.map(str::to_owned),
                 region: None,
-                fhir_user: None,
+                fhir_user: Some("Practitioner/u".into()),
                 org: None,
+                practitioner: None,
+                aud: vec!["a".into()],
             },
             scopes: Scope::parse_list(scope).unwrap(),
         })
@@ -246,5 +327,92 @@ mod tests {
                 .status(),
             403
         );
+    }
+
+    fn with_actor(
+        fhir_user: Option<&str>,
+        org: Option<&str>,
+        practitioner: Option<&str>,
+    ) -> AccessContext {
+        let mut ctx = context(Role::Clinician, None, "user/*.rs");
+        let claims = &mut ctx.principal.claims;
+        claims.fhir_user = fhir_user.map(str::to_owned);
+        claims.org = org.map(str::to_owned);
+        claims.practitioner = practitioner.map(str::to_owned);
+        ctx
+    }
+
+    #[test]
+    fn workforce_tokens_without_an_actor_reach_nothing() {
+        let nobody = with_actor(None, None, None);
+        let err = authorize(&nobody, Interaction::Search, observation()).unwrap_err();
+        assert_eq!(err.status(), 403);
+        assert!(err.to_string().contains("'org' claim"), "{err}");
+        // A fhirUser that is not a practitioner identifies no workforce actor.
+        let patient_user = with_actor(Some("Patient/p1"), None, None);
+        assert!(authorize(&patient_user, Interaction::Search, observation()).is_err());
+        for (fhir_user, org) in [
+            (Some("Practitioner/dr-1"), None),
+            (Some("https://idp.test/fhir/Practitioner/dr-1"), None),
+            (None, Some("gp-1")),
+        ] {
+            let ctx = with_actor(fhir_user, org, None);
+            assert!(authorize(&ctx, Interaction::Search, observation()).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_practitioner_role_carries_and_acts_as_its_practitioner_and_organization() {
+        let bare = with_actor(Some("PractitionerRole/role-1"), None, None);
+        let err = authorize(&bare, Interaction::Read, observation()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("'org' claim and 'practitioner' claim"),
+            "{err}"
+        );
+        let no_practitioner = with_actor(Some("PractitionerRole/role-1"), Some("gp-1"), None);
+        let err = authorize(&no_practitioner, Interaction::Read, observation()).unwrap_err();
+        assert!(err.to_string().contains("'practitioner' claim"), "{err}");
+        let full = with_actor(Some("PractitionerRole/role-1"), Some("gp-1"), Some("dr-1"));
+        assert!(authorize(&full, Interaction::Read, observation()).is_ok());
+        assert_eq!(
+            full.consent_actors(),
+            [
+                "Organization/gp-1",
+                "PractitionerRole/role-1",
+                "Practitioner/dr-1"
+            ]
+        );
+    }
+
+    #[test]
+    fn roles_decide_who_reads_the_audit_trail_and_consents() {
+        let audit = type_def("AuditEvent").unwrap();
+        let consent = type_def("Consent").unwrap();
+        let clinician = context(Role::Clinician, None, "user/AuditEvent.rs user/Consent.rs");
+        for t in [audit, consent] {
+            let err = authorize(&clinician, Interaction::Search, t).unwrap_err();
+            assert!(err.to_string().contains("security officer"), "{err}");
+        }
+        let wildcard = context(Role::SecurityOfficer, None, "user/*.rs");
+        assert!(authorize(&wildcard, Interaction::Search, audit).is_err());
+        let officer = context(
+            Role::SecurityOfficer,
+            None,
+            "user/AuditEvent.rs user/Consent.cruds user/*.rs",
+        );
+        assert_eq!(
+            confined_patient(&authorize(&officer, Interaction::Search, audit).unwrap()),
+            None
+        );
+        assert!(authorize(&officer, Interaction::Read, consent).is_ok());
+        assert!(authorize(&officer, Interaction::Create, consent).is_err());
+        assert!(authorize(&officer, Interaction::Search, observation()).is_err());
+        let citizen = context(Role::Citizen, Some("p1"), "patient/AuditEvent.rs");
+        let groups = authorize(&citizen, Interaction::Search, audit).unwrap();
+        assert_eq!(confined_patient(&groups), Some("p1"));
+        let admin = context(Role::RegionAdmin, None, "user/*.rs");
+        let err = authorize(&admin, Interaction::Search, observation()).unwrap_err();
+        assert!(err.to_string().contains("no access to FHIR data"), "{err}");
     }
 }

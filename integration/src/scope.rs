@@ -90,6 +90,11 @@ pub struct ScopeError {
     pub reason: String,
 }
 
+/// Types no wildcard scope reaches, only a scope that names them: the audit trail (who looked
+/// at whose data) and consents (whom a patient opted out of) are about access, not care, and
+/// the policy engine decides by role who may read them at all.
+pub const NAMED_ONLY: &[&str] = &["AuditEvent", "Consent"];
+
 /// Scopes that are part of SMART but grant no data access (launch, identity, refresh).
 const NON_DATA_SCOPES: &[&str] = &[
     "openid",
@@ -207,12 +212,13 @@ impl Scope {
     }
 
     /// Whether this scope allows `interaction` on `resource_type` (ignoring its restriction).
+    /// A wildcard (`*`) covers every type except [`NAMED_ONLY`].
     pub fn allows(&self, interaction: Interaction, resource_type: &str) -> bool {
         self.permissions & interaction.bit() != 0
-            && self
-                .resource_type
-                .as_deref()
-                .is_none_or(|t| t == resource_type)
+            && match self.resource_type.as_deref() {
+                Some(named) => named == resource_type,
+                None => !NAMED_ONLY.contains(&resource_type),
+            }
     }
 }
 
@@ -277,8 +283,24 @@ mod tests {
         let all = one("system/*.rs");
         assert_eq!(all.context, ScopeContext::System);
         assert!(all.allows(Interaction::Search, "Condition"));
-        assert!(all.allows(Interaction::Read, "AuditEvent"));
         assert!(!all.allows(Interaction::Create, "Observation"));
+    }
+
+    #[test]
+    fn a_wildcard_never_reaches_the_audit_trail_or_consents() {
+        for wildcard in ["user/*.cruds", "system/*.rs", "patient/*.*"] {
+            let scope = one(wildcard);
+            for named_only in NAMED_ONLY {
+                for interaction in [Interaction::Read, Interaction::Search, Interaction::Create] {
+                    assert!(
+                        !scope.allows(interaction, named_only),
+                        "{wildcard} reaches {named_only}"
+                    );
+                }
+            }
+        }
+        assert!(one("user/AuditEvent.rs").allows(Interaction::Search, "AuditEvent"));
+        assert!(one("patient/Consent.cud").allows(Interaction::Create, "Consent"));
     }
 
     #[test]

@@ -147,8 +147,13 @@ async fn opted_out_party_cannot_move_or_lift_the_opt_out(h: Harness) {
             Some(moved),
         )
         .await;
-    assert_eq!(response.status, 422, "{}", response.body);
-    assert!(diagnostics(&response).contains("cannot move to another patient"));
+    // Clinicians never write consents, whatever their scopes: only the patient does.
+    assert_eq!(response.status, 403, "{}", response.body);
+    assert!(
+        diagnostics(&response).contains("not for a clinician"),
+        "{}",
+        response.body
+    );
 
     let mut lifted = created.body.clone();
     lifted["status"] = json!("inactive");
@@ -192,7 +197,7 @@ async fn refused_searches_are_audited(h: Harness) {
         .body(axum::body::Body::from("120/80"))
         .unwrap();
     assert_eq!(h.send(unreadable).await.status, 400);
-    let auditor = h.token(Role::Clinician, None, Some("user/AuditEvent.rs"));
+    let auditor = h.token(Role::SecurityOfficer, None, Some("user/AuditEvent.rs"));
     let events = h
         .get(
             "AuditEvent?agent:identifier=urn:healthcloud:user|citizen-user&_count=200",
@@ -294,4 +299,318 @@ async fn concurrent_updates_never_both_win(h: Harness) {
     );
     let stored = h.get(&format!("Consent/{id}"), &citizen).await;
     assert_eq!(stored.body["meta"]["versionId"], "2");
+}
+
+// Tokens: who acts, who may read the audit trail and consents, and whom a token is for.
+on_both_backends!(
+    a_clinician_token_naming_no_actor_reads_no_opted_out_patient,
+    a_practitioner_role_is_denied_by_an_opt_out_of_its_practitioner_or_organization,
+    a_wildcard_clinician_scope_reads_no_audit_events_or_consents,
+    a_security_officer_reads_every_log_and_that_read_is_itself_audited,
+    a_wildcard_patient_scope_reaches_no_audit_log_but_a_named_one_does,
+    a_token_for_another_audience_is_refused_by_the_fhir_api,
+);
+
+/// A clinician token as a foreign identity provider might issue it: signed by the trusted
+/// issuer, for this API, but naming neither an organization nor a practitioner.
+fn actorless_clinician(h: &Harness, scope: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    h.issuer.sign(&healthcloud_integration::auth::Claims {
+        iss: "test-issuer".into(),
+        sub: "mallory".into(),
+        exp: now + 600,
+        iat: now,
+        role: Role::Clinician,
+        scope: scope.into(),
+        patient: None,
+        region: None,
+        fhir_user: None,
+        org: None,
+        practitioner: None,
+        aud: vec![BASE.into()],
+    })
+}
+
+/// How many resources of `resource_type` the store holds, whoever may see them.
+async fn stored(h: &Harness, resource_type: &str) -> usize {
+    let query = healthcloud_integration::query::SearchQuery::parse(
+        resource_type,
+        &[("_count".to_owned(), "0".to_owned())],
+        healthcloud_integration::query::PageLimits::default(),
+    )
+    .unwrap();
+    h.store.search(&query).await.unwrap().total
+}
+
+async fn a_clinician_token_naming_no_actor_reads_no_opted_out_patient(h: Harness) {
+    let opt_out = h
+        .opt_out(&h.citizen("pat-a"), "pat-a", "Organization/gp-1", &[])
+        .await;
+    assert_eq!(opt_out.status, 201, "{}", opt_out.body);
+    let mallory = actorless_clinician(&h, "user/*.rs user/Observation.c");
+    let observations = stored(&h, "Observation").await;
+    for path in [
+        "Observation/a-bp-1",
+        "Observation?patient=pat-a",
+        "Observation?_count=100",
+        "Patient/pat-a",
+    ] {
+        let response = h.get(path, &mallory).await;
+        assert_eq!(response.status, 403, "{path}: {}", response.body);
+        assert!(
+            diagnostics(&response).contains("must name who acts: the 'org' claim"),
+            "{path}: {}",
+            response.body
+        );
+        assert!(
+            !response.body.to_string().contains("85354-9"),
+            "{path} leaked: {}",
+            response.body
+        );
+    }
+    let written = h
+        .request(
+            "POST",
+            "Observation",
+            Some(&mallory),
+            Some(home_reading("pat-a")),
+        )
+        .await;
+    assert_eq!(written.status, 403, "{}", written.body);
+    assert_eq!(
+        stored(&h, "Observation").await,
+        observations,
+        "nothing written"
+    );
+    // The same clinician naming their organization is held to the opt-out.
+    let gp1 = clinician_as(
+        &h,
+        TokenRequest {
+            org: Some("gp-1".into()),
+            ..Default::default()
+        },
+    );
+    let denied = h.get("Observation?patient=pat-a", &gp1).await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    assert!(diagnostics(&denied).contains("consent"), "{}", denied.body);
+}
+
+async fn a_practitioner_role_is_denied_by_an_opt_out_of_its_practitioner_or_organization(
+    h: Harness,
+) {
+    h.opt_out(&h.citizen("pat-a"), "pat-a", "Practitioner/dr-x", &[])
+        .await;
+    h.opt_out(&h.citizen("pat-b"), "pat-b", "Organization/gp-2", &[])
+        .await;
+    let role = |org: Option<&str>, practitioner: Option<&str>| {
+        clinician_as(
+            &h,
+            TokenRequest {
+                fhir_user: Some("PractitionerRole/role-1".into()),
+                org: org.map(str::to_owned),
+                practitioner: practitioner.map(str::to_owned),
+                ..Default::default()
+            },
+        )
+    };
+    // As dr-x, for any organization: pat-a's opt-out of dr-x holds.
+    let dr_x = role(Some("gp-9"), Some("dr-x"));
+    for path in ["Observation/a-bp-1", "Observation?patient=pat-a"] {
+        let response = h.get(path, &dr_x).await;
+        assert_eq!(response.status, 403, "{path}: {}", response.body);
+        assert!(
+            diagnostics(&response).contains("consent"),
+            "{}",
+            response.body
+        );
+    }
+    let everyone = h.ids("Observation?_count=100", &dr_x).await;
+    assert!(
+        everyone.iter().all(|id| !id.starts_with("a-")),
+        "pat-a's data reached dr-x: {everyone:?}"
+    );
+    // For gp-2, as any practitioner: pat-b's opt-out of gp-2 holds.
+    let at_gp2 = role(Some("gp-2"), Some("dr-y"));
+    assert_eq!(
+        h.get("Observation?patient=pat-b", &at_gp2).await.status,
+        403
+    );
+    let everyone = h.ids("Observation?_count=100", &at_gp2).await;
+    assert!(
+        everyone.iter().all(|id| !id.starts_with("b-")),
+        "{everyone:?}"
+    );
+    // A role that hides its practitioner or organization reaches nothing.
+    for (org, practitioner, missing) in [
+        (Some("gp-9"), None, "'practitioner' claim"),
+        (None, Some("dr-x"), "'org' claim"),
+    ] {
+        let response = h
+            .get("Observation?_count=100", &role(org, practitioner))
+            .await;
+        assert_eq!(response.status, 403, "{}", response.body);
+        assert!(
+            diagnostics(&response).contains(missing),
+            "{}",
+            response.body
+        );
+        assert!(common::ids(&response.body).is_empty());
+    }
+}
+
+async fn a_wildcard_clinician_scope_reads_no_audit_events_or_consents(h: Harness) {
+    let consent = h
+        .opt_out(&h.citizen("pat-a"), "pat-a", "Device/some.app", &[])
+        .await;
+    let id = consent.body["id"].as_str().unwrap().to_owned();
+    let wildcard = h.clinician();
+    assert_eq!(h.get("Patient/pat-a", &wildcard).await.status, 200);
+    let named = h.token(
+        Role::Clinician,
+        None,
+        Some("user/*.cruds user/AuditEvent.rs user/Consent.cruds"),
+    );
+    for token in [&wildcard, &named] {
+        for path in [
+            "AuditEvent?patient=pat-a".to_owned(),
+            "AuditEvent?_count=200".to_owned(),
+            "Consent?patient=pat-a".to_owned(),
+            format!("Consent/{id}"),
+        ] {
+            let response = h.get(&path, token).await;
+            assert_eq!(response.status, 403, "{path}: {}", response.body);
+            assert!(
+                diagnostics(&response).contains("security officer"),
+                "{path}: {}",
+                response.body
+            );
+            assert!(common::ids(&response.body).is_empty(), "{path} leaked");
+        }
+    }
+    // Nor can a clinician lift the patient's opt-out.
+    let mut lifted = consent.body.clone();
+    lifted["status"] = json!("inactive");
+    let response = h
+        .request("PUT", &format!("Consent/{id}"), Some(&named), Some(lifted))
+        .await;
+    assert_eq!(response.status, 403, "{}", response.body);
+    let stored = h.get(&format!("Consent/{id}"), &h.citizen("pat-a")).await;
+    assert_eq!(stored.body["status"], "active");
+    assert_eq!(stored.body["meta"]["versionId"], "1");
+}
+
+async fn a_security_officer_reads_every_log_and_that_read_is_itself_audited(h: Harness) {
+    h.opt_out(&h.citizen("pat-b"), "pat-b", "Device/some.app", &[])
+        .await;
+    assert_eq!(h.get("Patient/pat-a", &h.clinician()).await.status, 200);
+    let officer = h.token(Role::SecurityOfficer, None, None);
+    let log = h.get("AuditEvent?patient=pat-a&_count=200", &officer).await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    assert!(
+        log.body.to_string().contains("clinician-user"),
+        "the officer sees the clinician's read: {}",
+        log.body
+    );
+    assert_eq!(
+        h.ids("Consent?patient=pat-b", &officer).await.len(),
+        1,
+        "and every patient's consents"
+    );
+    // Reading the trail is an access like any other: it lands in the patient's own log.
+    let own = own_log(&h, "pat-a").await;
+    let audited = own.iter().any(|event| {
+        event["agent"][0]["role"][0]["text"] == "security-officer"
+            && event["entity"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|entity| entity["description"] == "AuditEvent")
+    });
+    assert!(
+        audited,
+        "the officer's read is not in pat-a's log: {own:#?}"
+    );
+    // The role reaches nothing else, and never through a wildcard.
+    let response = h.get("Observation?patient=pat-a", &officer).await;
+    assert_eq!(response.status, 403, "{}", response.body);
+    assert!(common::ids(&response.body).is_empty());
+    let wildcard = h.token(Role::SecurityOfficer, None, Some("user/*.rs"));
+    assert_eq!(
+        h.get("AuditEvent?patient=pat-a", &wildcard).await.status,
+        403
+    );
+}
+
+async fn a_wildcard_patient_scope_reaches_no_audit_log_but_a_named_one_does(h: Harness) {
+    assert_eq!(h.get("Patient/pat-a", &h.clinician()).await.status, 200);
+    let wildcard = h.token(Role::Citizen, Some("pat-a"), Some("patient/*.rs"));
+    let response = h.get("AuditEvent?patient=pat-a", &wildcard).await;
+    assert_eq!(response.status, 403, "{}", response.body);
+    assert!(common::ids(&response.body).is_empty());
+    let named = h.token(Role::Citizen, Some("pat-a"), Some("patient/AuditEvent.rs"));
+    assert!(!h.ids("AuditEvent?patient=pat-a", &named).await.is_empty());
+}
+
+async fn a_token_for_another_audience_is_refused_by_the_fhir_api(h: Harness) {
+    let events = stored(&h, "AuditEvent").await;
+    let for_audience = |audience: Vec<String>| {
+        h.issuer
+            .mint(
+                Role::Clinician,
+                TokenRequest {
+                    audience,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+    };
+    let launch_token = for_audience(vec!["http://fhir.test/apps/r1/examples/hello/".into()]);
+    let other_server = for_audience(vec!["http://elsewhere.test/fhir/r4".into()]);
+    let mut claims = h.issuer.verifier().verify(&h.clinician()).unwrap().claims;
+    claims.aud.clear();
+    let no_audience = h.issuer.sign(&claims);
+    for (what, token) in [
+        ("an app's launch token", &launch_token),
+        ("another FHIR server's token", &other_server),
+        ("a token without aud", &no_audience),
+    ] {
+        for path in ["Patient/pat-a", "Observation?patient=pat-a"] {
+            let response = h.get(path, token).await;
+            assert_eq!(response.status, 401, "{what}, {path}: {}", response.body);
+            assert!(
+                diagnostics(&response).contains(&format!(
+                    "accepts only tokens for {BASE} (mint one with 'healthcloud token --audience {BASE}')"
+                )),
+                "{what}: {}",
+                response.body
+            );
+            assert_eq!(
+                response.headers["www-authenticate"],
+                "Bearer realm=\"healthcloud\", error=\"invalid_token\""
+            );
+            assert!(
+                !response.body.to_string().contains("Sørensen"),
+                "{what} leaked"
+            );
+        }
+    }
+    assert_eq!(
+        stored(&h, "AuditEvent").await,
+        events,
+        "nothing was recorded"
+    );
+    // A token naming this API among other audiences (as identity providers issue them) is
+    // accepted.
+    let listed = for_audience(vec!["http://elsewhere.test/".into(), BASE.into()]);
+    assert_eq!(h.get("Patient/pat-a", &listed).await.status, 200);
+}
+
+fn home_reading(patient: &str) -> Value {
+    json!({
+        "resourceType": "Observation", "status": "final",
+        "category": [{"coding": [{"system": OBS_CATEGORY, "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": "2024-06-01T07:30:00+02:00"
+    })
 }

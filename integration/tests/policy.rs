@@ -42,7 +42,7 @@ async fn bad_tokens_are_refused(h: Harness) {
     let expired = h.issuer.sign(&claims(&h, "test-issuer", -600));
     assert!(unauthenticated(&h.get("Patient/pat-a", &expired).await).contains("expired"));
 
-    let forger = TokenIssuer::generate("test-issuer");
+    let forger = TokenIssuer::generate("test-issuer").with_audience(vec![BASE.into()]);
     let forged = forger.sign(&claims(&h, "test-issuer", 600));
     assert!(unauthenticated(&h.get("Patient/pat-a", &forged).await).contains("invalid token"));
 
@@ -84,8 +84,10 @@ fn claims(_h: &Harness, issuer: &str, expires_in: i64) -> Claims {
         scope: "user/*.rs".into(),
         patient: None,
         region: None,
-        fhir_user: None,
+        fhir_user: Some("Practitioner/mallory".into()),
         org: None,
+        practitioner: None,
+        aud: vec![common::BASE.into()],
     }
 }
 
@@ -216,7 +218,9 @@ async fn patient_cannot_reach_another_patient(h: Harness) {
     let a = h.token(
         Role::Citizen,
         Some("pat-a"),
-        Some("user/*.cruds system/*.cruds patient/*.cruds"),
+        Some(
+            "user/*.cruds system/*.cruds patient/*.cruds patient/AuditEvent.rs patient/Consent.cruds",
+        ),
     );
     assert_eq!(h.get("Patient/pat-a", &a).await.status, 200);
     for path in [
@@ -268,8 +272,9 @@ async fn patient_cannot_reach_another_patient(h: Harness) {
         h.get("Observation?patient=pat-b", &clinician).await.body["total"],
         4
     );
+    let security_officer = h.token(Role::SecurityOfficer, None, None);
     assert_eq!(
-        h.get("Consent?patient=pat-b", &clinician).await.body["total"],
+        h.get("Consent?patient=pat-b", &security_officer).await.body["total"],
         0
     );
 
@@ -459,7 +464,7 @@ async fn audit_records_allowed_and_denied_access(h: Harness) {
         200
     );
 
-    let auditor = h.token(Role::Clinician, None, Some("user/AuditEvent.rs"));
+    let auditor = h.token(Role::SecurityOfficer, None, Some("user/AuditEvent.rs"));
     let log = h
         .get(
             "AuditEvent?patient=pat-a&agent:identifier=urn:healthcloud:user|clinician-user&_count=50",
@@ -544,7 +549,7 @@ async fn citizen_reads_only_their_own_log(h: Harness) {
     let b_events = h
         .ids(
             "AuditEvent?patient=pat-b",
-            &h.token(Role::Clinician, None, Some("user/AuditEvent.rs")),
+            &h.token(Role::SecurityOfficer, None, Some("user/AuditEvent.rs")),
         )
         .await;
     assert!(!b_events.is_empty());

@@ -4,9 +4,11 @@
 //!
 //! A request to `/apps/{region}/{publisher}/{app}/…` flows like this:
 //!
-//! 1. **listener** ([`serve`]): the bearer token is verified exactly as the FHIR API does;
-//!    the install is looked up; a launch-cookie request that changes something must come
-//!    from this origin (403); the app's concurrency slot is taken (503 when full).
+//! 1. **listener** ([`serve`]): the bearer token (or launch cookie) is verified as the FHIR
+//!    API does, and must be for this app cloud or this install (`aud`), name the install's
+//!    region and a role the manifest's audience declares; the install is looked up; a
+//!    launch-cookie request that changes something must come from this origin (403); the
+//!    app's concurrency slot is taken (503 when full).
 //! 2. **instance**: a fresh instance from the install's pre-instantiated component, with a
 //!    new store holding the launch context from the token (never from the guest), an
 //!    epoch deadline, a memory cap and a handle limit. Nothing survives into the next
@@ -73,6 +75,9 @@ pub struct RuntimeConfig {
     pub service: FhirService,
     /// Verifies bearer tokens (the same verifier as the FHIR API).
     pub verifier: TokenVerifier,
+    /// The public base URL apps are served under (`{public_url}/apps/…`): tokens must name
+    /// the app cloud (`{public_url}/apps/`) or the one app they open as their audience.
+    pub public_url: String,
     /// Containment limits.
     pub limits: Limits,
     /// Where compiled code is cached (`None`: compile on every install).
@@ -92,6 +97,8 @@ struct Inner {
     installs: RwLock<BTreeMap<String, BTreeMap<String, Arc<Install>>>>,
     service: FhirService,
     verifier: TokenVerifier,
+    /// See [`RuntimeConfig::public_url`].
+    public_url: String,
     kv: capability::kv::KvStore,
     limits: Limits,
     /// Durable region installs and the revocation feed, once [`Runtime::serve_regions`] ran.
@@ -124,6 +131,7 @@ impl Runtime {
             installs: Default::default(),
             service: config.service,
             verifier: config.verifier,
+            public_url: config.public_url.trim_end_matches('/').to_owned(),
             kv: capability::kv::KvStore::new(db),
             limits: config.limits,
             regions: Default::default(),
@@ -154,6 +162,17 @@ impl Runtime {
             .read()
             .expect("resolver lock poisoned")
             .clone()
+    }
+
+    /// The audience of a launch token for `app_id` in `region`: that install's URL, which
+    /// no other app and not the FHIR API accepts.
+    pub fn app_audience(&self, region: &str, app_id: &str) -> String {
+        healthcloud_integration::auth::app_audience(&self.inner.public_url, region, app_id)
+    }
+
+    /// The audience of tokens for every app of this app cloud (`{public_url}/apps/`).
+    pub fn audience(&self) -> String {
+        healthcloud_integration::auth::apps_audience(&self.inner.public_url)
     }
 
     /// Validates a component against its manifest without installing it.

@@ -141,10 +141,13 @@ impl LaunchKey {
             region,
             fhir_user,
             org,
+            practitioner,
+            aud,
         } = &self.principal.claims;
         let theirs = &other.principal.claims;
         self.grant_version == other.grant_version
             && self.consent_version == other.consent_version
+            && (practitioner, aud) == (&theirs.practitioner, &theirs.aud)
             && (iss, sub, role, scope, patient, region, fhir_user, org)
                 == (
                     &theirs.iss,

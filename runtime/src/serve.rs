@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::any;
 use bytes::Bytes;
 use healthcloud_integration::api::bearer_token;
-use healthcloud_integration::auth::{Principal, Role};
+use healthcloud_integration::auth::{AuthError, Claims, Principal, Role};
+use healthcloud_store::manifest::Audience;
 use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -66,11 +67,7 @@ async fn serve_app(
     request: Request,
 ) -> Response {
     let app_id = format!("{publisher}/{app}");
-    let token = match launch_token(request.headers()) {
-        Some(token) => Ok(token),
-        None => bearer_token(request.headers()),
-    };
-    let principal = match token.and_then(|token| runtime.inner.verifier.verify_shared(token)) {
+    let principal = match authenticate(&runtime, &region, &app_id, request.headers()) {
         Ok(principal) => principal,
         Err(error) => {
             let mut response = failure(StatusCode::UNAUTHORIZED, &error.to_string());
@@ -97,24 +94,8 @@ async fn serve_app(
             &format!("no app {app_id} is installed in region {region}"),
         );
     };
-    match &principal.claims.region {
-        Some(home) if home != &region => {
-            return failure(
-                StatusCode::FORBIDDEN,
-                &format!(
-                    "your token is for region {home}; this install belongs to region {region}"
-                ),
-            );
-        }
-        // Workforce tokens name the region that employs the user; without one, a token
-        // would open every region's installs.
-        None if principal.claims.role == Role::Clinician => {
-            return failure(
-                StatusCode::FORBIDDEN,
-                "a clinician's token must name the region it is for (the region claim)",
-            );
-        }
-        _ => {}
+    if let Err(refusal) = may_open(&principal.claims, &install) {
+        return failure(StatusCode::FORBIDDEN, &refusal);
     }
     if let Some(refused) = runtime.refuse_to_start(&install) {
         return refused;
@@ -188,6 +169,77 @@ async fn serve_app(
             permit,
         )
         .await
+}
+
+/// The verified user of an app request: a launch cookie or bearer token whose audience is
+/// this install (a launch for it) or the whole app cloud. A token for the FHIR API, another
+/// app's launch token or a token for another service is refused.
+fn authenticate(
+    runtime: &Runtime,
+    region: &str,
+    app_id: &str,
+    headers: &http::HeaderMap,
+) -> Result<Arc<Principal>, AuthError> {
+    let token = match launch_token(headers) {
+        Some(token) => token,
+        None => bearer_token(headers)?,
+    };
+    let principal = runtime.inner.verifier.verify_shared(token)?;
+    let this_app = runtime.app_audience(region, app_id);
+    principal.check_audience(&[&this_app, &runtime.audience()])?;
+    Ok(principal)
+}
+
+/// Whether the user may open `install` at all: only in the region the token names (a token
+/// naming none opens no region's installs, whatever its role), and only when the manifest
+/// declares the user's role among its audience (administrators, publishers and security
+/// officers are in no app's audience).
+fn may_open(claims: &Claims, install: &Install) -> Result<(), String> {
+    let region = &install.identity.region;
+    match &claims.region {
+        Some(home) if home == region => {}
+        Some(home) => {
+            return Err(format!(
+                "your token is for region {home}; this install belongs to region {region}"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "your token names no region (the region claim), so it opens no region's apps: launch {} from region {region}",
+                install.identity.id
+            ));
+        }
+    }
+    let audience = &install.manifest.app.audience;
+    if admits(audience, claims.role) {
+        return Ok(());
+    }
+    let declared: Vec<&str> = audience
+        .iter()
+        .map(|audience| match audience {
+            Audience::Clinician => "clinician",
+            Audience::Patient => "patient",
+            Audience::Citizen => "citizen",
+        })
+        .collect();
+    Err(format!(
+        "{} is for {} only (its manifest's audience); your token's role is {}",
+        install.identity.id,
+        declared.join(", "),
+        claims.role.as_str()
+    ))
+}
+
+/// Whether a manifest's `audience` admits users of `role`; administrators, publishers and
+/// security officers are in no app's audience.
+pub fn admits(audience: &[Audience], role: Role) -> bool {
+    match role {
+        Role::Clinician => Some(Audience::Clinician),
+        Role::Patient => Some(Audience::Patient),
+        Role::Citizen => Some(Audience::Citizen),
+        Role::RegionAdmin | Role::StoreAdmin | Role::Publisher | Role::SecurityOfficer => None,
+    }
+    .is_some_and(|role| audience.contains(&role))
 }
 
 /// Why a request failed inside the app.

@@ -122,7 +122,19 @@ async fn a_reused_instance_serves_only_its_own_launch_context() {
         "1",
         "other scopes: a fresh instance"
     );
-    let other_user = host.token(Role::Patient, Some("pat-a"), None);
+    // (Another clinician: trap's manifest admits clinicians only.)
+    let other_user = host
+        .issuer
+        .mint(
+            Role::Clinician,
+            healthcloud_integration::auth::TokenRequest {
+                sub: Some("another-clinician".into()),
+                patient: Some("pat-a".into()),
+                region: Some(REGION.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(
         count(other_user).await,
         "1",

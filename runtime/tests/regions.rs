@@ -90,7 +90,9 @@ async fn cloud(options: Options) -> Option<Cloud> {
     let mut importer = Importer::new(&fhir);
     importer.add(fixture()).await.unwrap();
     importer.finish().await.unwrap();
-    let issuer = TokenIssuer::generate("test-issuer");
+    let issuer = TokenIssuer::generate("test-issuer").with_audience(vec![
+        healthcloud_integration::auth::apps_audience(common::PUBLIC_URL),
+    ]);
     let runtime = new_runtime(&db, &issuer, &dir, "node-a", options.limits.clone()).await;
     let checker = runtime.clone();
     let (store, _) = Store::open(StoreConfig {
@@ -149,6 +151,7 @@ async fn new_runtime(
     Runtime::new(RuntimeConfig {
         service,
         verifier: issuer.verifier(),
+        public_url: common::PUBLIC_URL.into(),
         limits,
         cache_dir: Some(dir.path().join(name).join("compiled")),
     })

@@ -201,7 +201,8 @@ impl Capability {
                 verbs[..1].make_ascii_uppercase();
                 let records = match &scope.resource_type {
                     Some(kind) => format!("{kind} records"),
-                    None => "records of every kind".to_owned(),
+                    // As `Scope::allows` enforces it.
+                    None => "records of every kind but access logs and consents".to_owned(),
                 };
                 let whose = match scope.context {
                     ScopeContext::Patient => format!("the patient's {records}"),
@@ -473,7 +474,7 @@ mod tests {
         );
         assert_eq!(
             explain("user/*.cruds"),
-            "Read, search, add, change and delete records of every kind of any patient the signed-in user may see."
+            "Read, search, add, change and delete records of every kind but access logs and consents of any patient the signed-in user may see."
         );
         assert_eq!(
             explain("outbound-http:api.example.org"),

@@ -60,9 +60,16 @@ class Server:
         scope: str | None = None,
         ttl: int | None = None,
         region: str | None = None,
+        audience: str | None = None,
     ) -> str:
-        """Mints a bearer token with `healthcloud token`."""
-        args = [str(self.binary), "token", "--data-dir", str(self.data_dir), "--role", role]
+        """Mints a bearer token with `healthcloud token` for this server: by default its
+        audience is this server's FHIR API and app cloud, or `audience` alone."""
+        args = [
+            str(self.binary), "token", "--data-dir", str(self.data_dir), "--role", role,
+            "--public-url", self.root,
+        ]
+        if audience is not None:
+            args += ["--audience", audience]
         if patient is not None:
             args += ["--patient", patient]
         if sub is not None:

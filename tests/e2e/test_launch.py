@@ -475,7 +475,11 @@ def test_the_store_admin_revokes_a_version_and_the_app_answers_410(server, brows
     assert clinician.get(f"{server.root}/store-admin/", timeout=30).status_code == 401
     forged = requests.get(
         f"{server.root}/store-admin/",
-        cookies={"healthcloud_store_admin": server.token("clinician", region="hovedstaden")},
+        cookies={
+            "healthcloud_store_admin": server.token(
+                "clinician", region="hovedstaden", audience=f"{server.root}/store-admin/"
+            )
+        },
         timeout=30,
     )
     assert forged.status_code == 403 and "store-admin role" in forged.text

@@ -10,7 +10,7 @@ use healthcloud_integration::Integration;
 use healthcloud_integration::auth::{Role, TokenRequest};
 use healthcloud_runtime::{AppEngine, Limits};
 use healthcloud_store::keys::SecretKey;
-use healthcloud_store::manifest::{MANIFEST_FILE, Manifest};
+use healthcloud_store::manifest::{Audience, MANIFEST_FILE, Manifest};
 use healthcloud_store::package::{Package, SignedPackage, signature_path};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -247,6 +247,13 @@ impl RunCommand {
         let grant = healthcloud_runtime::Grant::new(built.manifest.capabilities())
             .allowing_internal_addresses(true);
         let app_id = built.manifest.full_id();
+        // The token's role is one the app declares as its audience: the runtime opens the
+        // app for no other.
+        let role = match built.manifest.app.audience.first() {
+            Some(Audience::Patient) => Role::Patient,
+            Some(Audience::Citizen) => Role::Citizen,
+            Some(Audience::Clinician) | None => Role::Clinician,
+        };
         runtime.install(
             DEV_REGION,
             built.manifest,
@@ -257,7 +264,7 @@ impl RunCommand {
         let token = integration
             .issuer
             .mint(
-                Role::Clinician,
+                role,
                 TokenRequest {
                     sub: Some("developer".into()),
                     region: Some(DEV_REGION.into()),

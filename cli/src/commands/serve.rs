@@ -68,6 +68,10 @@ pub struct IssuerArgs {
     /// the development issuer's).
     #[arg(long, env = "HEALTHCLOUD_ISSUER_KEY", requires = "issuer")]
     pub issuer_key: Option<PathBuf>,
+    /// The audience (`aud`) the FHIR API accepts tokens for, as the issuer writes it
+    /// (default: its base URL, <public-url>/fhir/r4). Tokens for anything else are refused.
+    #[arg(long, env = "HEALTHCLOUD_FHIR_AUDIENCE")]
+    pub fhir_audience: Option<String>,
 }
 
 impl IssuerArgs {
@@ -78,6 +82,9 @@ impl IssuerArgs {
                 anyhow::anyhow!("cannot read the issuer key {}: {e}", key.display())
             })?;
             integration.state.verifier = TokenVerifier::from_public_pem(issuer, &pem)?;
+        }
+        if let Some(audience) = &self.fhir_audience {
+            std::sync::Arc::make_mut(&mut integration.state.config).audience = audience.clone();
         }
         Ok(())
     }

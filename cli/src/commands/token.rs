@@ -1,6 +1,8 @@
 //! `healthcloud token`: development tokens for demos and tests.
 
-use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_integration::auth::{
+    Role, TokenIssuer, TokenRequest, apps_audience, fhir_audience,
+};
 
 use super::DataDirArgs;
 
@@ -9,7 +11,7 @@ use super::DataDirArgs;
 pub struct TokenCommand {
     #[command(flatten)]
     data: DataDirArgs,
-    /// clinician, patient, citizen, region-admin, store-admin or publisher.
+    /// clinician, patient, citizen, region-admin, store-admin, publisher or security-officer.
     #[arg(long, required_unless_present = "public_key")]
     role: Option<Role>,
     /// Print the development issuer's public key (PEM) instead of a token: other nodes verify
@@ -34,9 +36,27 @@ pub struct TokenCommand {
     /// The organization the user acts for (an Organization id, for consent).
     #[arg(long)]
     org: Option<String>,
-    /// The user's FHIR resource, e.g. Practitioner/123.
+    /// The user's FHIR resource, e.g. Practitioner/123 (a clinician's or security officer's
+    /// defaults to Practitioner/<sub> when neither it nor --org is given: consent opt-outs
+    /// name the actor, so workforce tokens always carry one).
     #[arg(long)]
     fhir_user: Option<String>,
+    /// With --fhir-user PractitionerRole/<id>: the practitioner of that role (a Practitioner
+    /// id); the role's organization goes in --org.
+    #[arg(long)]
+    practitioner: Option<String>,
+    /// The server the token is for: it names that server's FHIR API (<url>/fhir/r4) and app
+    /// cloud (<url>/apps/) as its audience.
+    #[arg(
+        long,
+        env = "HEALTHCLOUD_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    public_url: String,
+    /// The token's audience instead (repeatable): a FHIR base URL, an app cloud's
+    /// <url>/apps/ or one app's <url>/apps/<region>/<publisher>/<app>/.
+    #[arg(long = "audience")]
+    audience: Vec<String>,
 }
 
 impl TokenCommand {
@@ -56,6 +76,15 @@ impl TokenCommand {
                     region: self.region,
                     fhir_user: self.fhir_user,
                     org: self.org,
+                    practitioner: self.practitioner,
+                    audience: if self.audience.is_empty() {
+                        vec![
+                            fhir_audience(&self.public_url),
+                            apps_audience(&self.public_url),
+                        ]
+                    } else {
+                        self.audience
+                    },
                     ttl_secs: Some(self.ttl),
                 },
             )

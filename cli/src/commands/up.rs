@@ -164,7 +164,7 @@ impl UpCommand {
             .filter(|_| dev_issuer)
         {
             println!("demo tokens (12 h; mint more with `healthcloud token --role …`):");
-            for (who, token) in crate::demo::tokens(&integration.issuer, &patient)? {
+            for (who, token) in crate::demo::tokens(&integration.issuer, &patient, &public_url)? {
                 println!("  {who}:\n    {token}");
             }
             println!(

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use healthcloud_integration::FhirService;
 use healthcloud_integration::auth::{Role, TokenRequest};
 use healthcloud_integration::query::{PageLimits, SearchQuery};
-use healthcloud_runtime::serve::LAUNCH_COOKIE;
+use healthcloud_runtime::serve::{LAUNCH_COOKIE, admits};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -264,12 +264,15 @@ async fn launch(
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
+    let (cookie, location) = target.destination();
     let token = launch
         .config()
         .issuer
-        .mint(target.role, target.token_request())
+        .mint(
+            target.role,
+            target.token_request(target.audience(&launch, &cookie)),
+        )
         .map_err(|e| anyhow::anyhow!("minting a launch token: {e}"))?;
-    let (cookie, location) = target.destination();
     tracing::info!(
         role = target.role.as_str(),
         region = target.region,
@@ -312,7 +315,20 @@ struct LaunchCookie {
 }
 
 impl Target {
-    fn token_request(&self) -> TokenRequest {
+    /// Who the launch token is for: the one app it opens (its install's URL) or the one page
+    /// its cookie is scoped to. It is accepted nowhere else, the FHIR API included.
+    fn audience(&self, launch: &Launch, cookie: &LaunchCookie) -> String {
+        match (&self.region, &self.app) {
+            (Some(region), Some(app)) if cookie.name == LAUNCH_COOKIE => {
+                launch.runtime().app_audience(region, app)
+            }
+            _ => session::page_audience(&launch.config().public_url, &cookie.path),
+        }
+    }
+
+    /// The launch token's claims; a clinician acts for their region's organization as the
+    /// practitioner with their user id, so consent opt-outs of either apply to them.
+    fn token_request(&self, audience: String) -> TokenRequest {
         let region = self.region.as_deref().unwrap_or_default();
         let patient = self.patient.as_deref().unwrap_or_default();
         let sub = match self.role {
@@ -320,12 +336,24 @@ impl Target {
             Role::Patient => format!("demo-patient-{patient}"),
             Role::Citizen => format!("demo-citizen-{patient}"),
             Role::RegionAdmin => format!("demo-region-admin-{region}"),
-            Role::StoreAdmin | Role::Publisher => "demo-store-admin".to_owned(),
+            Role::StoreAdmin | Role::Publisher | Role::SecurityOfficer => {
+                "demo-store-admin".to_owned()
+            }
+        };
+        let (org, fhir_user) = match self.role {
+            Role::Clinician => (
+                Some(format!("region-{region}")),
+                Some(format!("Practitioner/{sub}")),
+            ),
+            _ => (None, None),
         };
         TokenRequest {
             sub: Some(sub),
             patient: self.patient.clone(),
             region: self.region.clone(),
+            org,
+            fhir_user,
+            audience: vec![audience],
             ttl_secs: Some(SESSION_SECS),
             ..Default::default()
         }
@@ -404,11 +432,22 @@ fn check(
     }
     let app = needs_app.then(|| form.app.clone());
     if let (Some(app), Some(region)) = (&app, &region) {
-        let installed = app
+        let install = app
             .split_once('/')
-            .is_some_and(|(publisher, id)| is_plain_id(publisher) && is_plain_id(id))
-            && launch.runtime().installed(region, app).is_some();
-        if !installed {
+            .filter(|(publisher, id)| is_plain_id(publisher) && is_plain_id(id))
+            .and_then(|_| launch.runtime().installed(region, app));
+        if let Some(install) = &install
+            && !admits(&install.manifest.app.audience, role)
+        {
+            errors.push(FieldError {
+                field: "app",
+                message: format!(
+                    "{app} is not for a {}: its manifest names who it is for; choose another app or role",
+                    role.as_str()
+                ),
+            });
+        }
+        if install.is_none() {
             errors.push(FieldError {
                 field: "app",
                 message: if app.is_empty() {

@@ -95,8 +95,14 @@ impl<K: SessionKind + Send + Sync> FromRequestParts<Launch> for Session<K> {
         // decoy with a narrower path, which the browser sends first.
         let mut refusal = None;
         let mut verified = None;
+        let audience = page_audience(&launch.config().public_url, K::PATH);
         for token in cookies(&parts.headers, K::COOKIE) {
-            match launch.config().verifier.verify(token) {
+            let checked = launch
+                .config()
+                .verifier
+                .verify(token)
+                .and_then(|principal| principal.check_audience(&[&audience]).map(|()| principal));
+            match checked {
                 Ok(principal) => {
                     verified = Some((token, principal));
                     break;
@@ -152,6 +158,12 @@ pub async fn sign_out<K: SessionKind>(State(launch): State<Launch>) -> Result<Re
         ],
     )
         .into_response())
+}
+
+/// The audience of a page's session token: the page's URL under the public URL, so the token
+/// opens that page and is refused by the FHIR API, the apps and every other page.
+pub fn page_audience(public_url: &str, path: &str) -> String {
+    format!("{}{path}", public_url.trim_end_matches('/'))
 }
 
 /// The values of every cookie named `name` in the request, in the order sent.

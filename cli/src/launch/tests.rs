@@ -43,6 +43,7 @@ async fn harness() -> Harness {
     let runtime = Runtime::new(RuntimeConfig {
         service: integration.state.service.clone(),
         verifier: integration.state.verifier.clone(),
+        public_url: public_url.clone(),
         limits: Limits::default(),
         cache_dir: None,
     })
@@ -59,7 +60,9 @@ async fn harness() -> Harness {
         listen_addr: listener.local_addr().unwrap(),
     })
     .unwrap();
-    tokio::spawn(crate::server::serve(listener, router(launch.clone())));
+    // The FHIR API beside the pages, as `up` serves them: session tokens must not open it.
+    let app = router(launch.clone()).merge(integration.router());
+    tokio::spawn(crate::server::serve(listener, app));
     Harness {
         url: public_url,
         launch,
@@ -93,7 +96,14 @@ impl Harness {
             .form(form)
     }
 
-    fn token(&self, role: Role, region: Option<&str>, patient: Option<&str>) -> String {
+    /// A token for `audience` (a page's URL, or the default: the FHIR API and the apps).
+    fn token(
+        &self,
+        role: Role,
+        region: Option<&str>,
+        patient: Option<&str>,
+        audience: Option<String>,
+    ) -> String {
         self.integration
             .issuer
             .mint(
@@ -101,6 +111,7 @@ impl Harness {
                 TokenRequest {
                     region: region.map(str::to_owned),
                     patient: patient.map(str::to_owned),
+                    audience: audience.into_iter().collect(),
                     ..Default::default()
                 },
             )
@@ -187,15 +198,68 @@ async fn a_citizen_launch_sets_a_scoped_cookie_whose_token_verifies_on_every_req
         .await
         .unwrap();
     assert_eq!(forged.status(), 401);
-    let clinician = h.token(Role::Clinician, Some("hovedstaden"), Some(patient));
+    let page = format!("{}/citizen/", h.url);
+    let clinician = h.token(
+        Role::Clinician,
+        Some("hovedstaden"),
+        Some(patient),
+        Some(page.clone()),
+    );
     let wrong_role = h
         .http
-        .get(format!("{}/citizen/", h.url))
+        .get(&page)
         .header(header::COOKIE, format!("healthcloud_citizen={clinician}"))
         .send()
         .await
         .unwrap();
     assert_eq!(wrong_role.status(), 403);
+}
+
+#[tokio::test]
+async fn a_page_session_token_is_for_its_page_only() {
+    let h = harness().await;
+    let patient = h.patients().await.remove(0);
+    let launched = h
+        .launch(&[
+            ("role", "citizen"),
+            ("region", ""),
+            ("patient", &patient),
+            ("app", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let cookie = cookie_of(&launched);
+    let token = cookie
+        .strip_prefix("healthcloud_citizen=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let claims = h.integration.state.verifier.verify(&token).unwrap().claims;
+    assert_eq!(claims.aud, [format!("{}/citizen/", h.url)]);
+    // The citizen's page token is no FHIR bearer token.
+    let fhir = h
+        .http
+        .get(format!("{}/fhir/r4/Patient/{patient}", h.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fhir.status(), 401);
+    assert!(fhir.text().await.unwrap().contains("audience"));
+    // A citizen token for the FHIR API opens no page session.
+    let bearer = h.token(Role::Citizen, None, Some(&patient), None);
+    let page = h
+        .http
+        .get(format!("{}/citizen/", h.url))
+        .header(header::COOKIE, format!("healthcloud_citizen={bearer}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 401);
+    assert!(page.text().await.unwrap().contains("audience"));
 }
 
 #[tokio::test]
@@ -501,7 +565,8 @@ fn same_origin_needs_the_browser_to_say_so_when_it_speaks() {
 
 #[test]
 fn an_audit_event_reads_as_who_through_which_app_what_and_the_outcome() {
-    let issuer = healthcloud_integration::auth::TokenIssuer::generate("test");
+    let issuer = healthcloud_integration::auth::TokenIssuer::generate("test")
+        .with_audience(vec!["http://fhir.test/fhir/r4".into()]);
     let token = issuer
         .mint(
             Role::Clinician,

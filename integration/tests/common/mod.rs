@@ -65,13 +65,14 @@ impl Harness {
         let mut importer = Importer::new(&store);
         importer.add(fixture()).await.unwrap();
         importer.finish().await.unwrap();
-        let issuer = TokenIssuer::generate("test-issuer");
+        let issuer = TokenIssuer::generate("test-issuer").with_audience(vec![BASE.into()]);
         let service = FhirService::new(store.clone(), limits);
         let state = FhirState {
             service: service.clone(),
             verifier: issuer.verifier(),
             config: Arc::new(FhirConfig {
                 base_url: BASE.into(),
+                audience: BASE.into(),
                 max_body_bytes: 64 * 1024,
             }),
         };

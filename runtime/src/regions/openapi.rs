@@ -32,7 +32,7 @@ pub struct ErrorBody {
                        version does not request (or that is no capability) with 422. Every error \
                        body is `ErrorBody`."
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &RefusalBudget),
     paths(
         admin::list,
         admin::install_app,
@@ -66,6 +66,53 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Every operation may answer 429: a caller refused too often lately (by this API, the FHIR API
+/// or a data host call) is slowed down before anything else is looked at.
+struct RefusalBudget;
+
+impl utoipa::Modify for RefusalBudget {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder, schema::Type,
+        };
+        let response = ResponseBuilder::new()
+            .description(
+                "Too many refused requests from this user lately: retry after the given seconds.",
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("Seconds until the next request is considered."))
+                    .build(),
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation
+                    .responses
+                    .responses
+                    .insert("429".into(), RefOr::T(response.clone()));
+            }
+        }
+    }
+}
+
 /// The document.
 pub fn document() -> utoipa::openapi::OpenApi {
     RegionAdminApi::openapi()
@@ -95,7 +142,7 @@ mod tests {
             for method in methods {
                 let operation = &paths[path][method];
                 assert!(operation.is_object(), "{method} {path} is missing");
-                for status in ["401", "403"] {
+                for status in ["401", "403", "429"] {
                     assert_eq!(
                         operation["responses"][status]["content"]["application/json"]["schema"]["$ref"],
                         "#/components/schemas/ErrorBody",

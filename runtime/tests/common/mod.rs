@@ -28,6 +28,9 @@ use tower::ServiceExt;
 
 pub const REGION: &str = "testregion";
 
+/// The public URL the test app cloud is served under: tokens name `{PUBLIC_URL}/apps/`.
+pub const PUBLIC_URL: &str = "http://apps.test";
+
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
     Sqlite,
@@ -93,11 +96,14 @@ impl Host {
         let mut importer = Importer::new(&store);
         importer.add(fixture()).await.unwrap();
         importer.finish().await.unwrap();
-        let issuer = TokenIssuer::generate("test-issuer");
+        let issuer = TokenIssuer::generate("test-issuer").with_audience(vec![
+            healthcloud_integration::auth::apps_audience(PUBLIC_URL),
+        ]);
         let service = FhirService::new(store, PageLimits::default());
         let runtime = Runtime::new(RuntimeConfig {
             service: service.clone(),
             verifier: issuer.verifier(),
+            public_url: PUBLIC_URL.into(),
             limits,
             cache_dir: Some(dir.path().join("compiled")),
         })

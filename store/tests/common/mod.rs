@@ -99,7 +99,8 @@ impl StoreHost {
             }
         };
         let db = Database::connect(&url).await.unwrap();
-        let issuer = TokenIssuer::generate("test-issuer");
+        let issuer = TokenIssuer::generate("test-issuer")
+            .with_audience(vec!["http://store.test/store/v1".into()]);
         let engine = engine();
         let (store, _) = Store::open(StoreConfig {
             db: db.clone(),
