@@ -48,6 +48,8 @@
 #![deny(missing_docs)]
 
 pub mod client;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod keys;
 pub mod manifest;
 pub mod package;
