@@ -15,6 +15,10 @@ use crate::manifest::{AppInfo, Manifest, ManifestError, RequestedCapability};
 /// The envelope format written by `healthcloud app sign` and accepted by the store.
 pub const FORMAT: &str = "healthcloud-package-v1";
 
+/// The largest integer a JSON number holds exactly (2^53 - 1): canonical JSON writes numbers
+/// as IEEE doubles.
+pub const MAX_EXACT_JSON_INTEGER: u64 = (1 << 53) - 1;
+
 /// The component a package is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -186,6 +190,18 @@ impl SignedPackage {
             }
             .into());
         }
+        // The canonical JSON that is signed writes numbers as doubles (RFC 8785): a larger
+        // size would be signed rounded, so two sizes would share one signature.
+        if component.size > MAX_EXACT_JSON_INTEGER {
+            return Err(ManifestError {
+                path: "package.component.size".into(),
+                message: format!(
+                    "{} is above {MAX_EXACT_JSON_INTEGER}, the largest size canonical JSON signs exactly",
+                    component.size
+                ),
+            }
+            .into());
+        }
         Ok(signed)
     }
 
@@ -295,6 +311,14 @@ mod tests {
         let trailing = format!("{json} {{\"more\": 1}}");
         let error = SignedPackage::from_json(trailing.as_bytes()).unwrap_err();
         assert!(error.to_string().contains("trailing data"), "{error}");
+        json["package"]["component"]["size"] = (MAX_EXACT_JSON_INTEGER + 2).into();
+        let error = SignedPackage::from_json(json.to_string().as_bytes()).unwrap_err();
+        assert!(
+            matches!(&error, PackageError::Manifest(e) if e.path == "package.component.size"
+                && e.message.contains("largest size canonical JSON signs exactly")),
+            "{error}"
+        );
+        json["package"]["component"]["size"] = 1.into();
         json["package"]["app"]["extra"] = "x".into();
         let error = SignedPackage::from_json(json.to_string().as_bytes()).unwrap_err();
         assert!(
