@@ -311,19 +311,29 @@ mod tests {
         let trailing = format!("{json} {{\"more\": 1}}");
         let error = SignedPackage::from_json(trailing.as_bytes()).unwrap_err();
         assert!(error.to_string().contains("trailing data"), "{error}");
-        json["package"]["component"]["size"] = (MAX_EXACT_JSON_INTEGER + 2).into();
-        let error = SignedPackage::from_json(json.to_string().as_bytes()).unwrap_err();
-        assert!(
-            matches!(&error, PackageError::Manifest(e) if e.path == "package.component.size"
-                && e.message.contains("largest size canonical JSON signs exactly")),
-            "{error}"
-        );
-        json["package"]["component"]["size"] = 1.into();
         json["package"]["app"]["extra"] = "x".into();
         let error = SignedPackage::from_json(json.to_string().as_bytes()).unwrap_err();
         assert!(
             matches!(&error, PackageError::Manifest(e) if e.path.starts_with("package.app")),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_size_that_canonical_json_would_round_is_refused() {
+        // 2^53 + 1 is written as 2^53 in the signed bytes: the signature of one size would
+        // hold for another.
+        let key = SecretKey::from_seed(&[1; 32]);
+        let mut json: serde_json::Value =
+            serde_json::to_value(Package::new(&manifest(), b"c").sign(&key)).unwrap();
+        json["package"]["component"]["size"] = (MAX_EXACT_JSON_INTEGER + 2).into();
+        let error = SignedPackage::from_json(json.to_string().as_bytes()).unwrap_err();
+        assert!(
+            matches!(&error, PackageError::Manifest(e) if e.path == "package.component.size"
+                && e.message.contains("the largest size canonical JSON signs exactly")),
+            "{error}"
+        );
+        json["package"]["component"]["size"] = MAX_EXACT_JSON_INTEGER.into();
+        assert!(SignedPackage::from_json(json.to_string().as_bytes()).is_ok());
     }
 }
