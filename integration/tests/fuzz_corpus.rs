@@ -8,7 +8,9 @@ use healthcloud_integration::fuzzing;
 
 /// Runs `body` on every file of `fuzz/corpus/<target>/`, naming the file that panics.
 fn replay(target: &str, body: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read the corpus {}: {e}", dir.display()))
         .map(|entry| entry.expect("a corpus entry").path())
