@@ -297,7 +297,7 @@ impl TokenVerifier {
         if let Some(principal) = known {
             // Expiry as the signature check judges it (with its leeway); a `nbf` it accepted
             // stays satisfied, since time only moves on.
-            if principal.claims.exp + LEEWAY_SECS as i64 <= now {
+            if principal.claims.exp.saturating_add(LEEWAY_SECS as i64) <= now {
                 self.verified
                     .lock()
                     .expect("token cache poisoned")

@@ -34,6 +34,8 @@ pub mod consent;
 pub mod date;
 pub mod db;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod import;
 pub mod params;
 pub mod policy;

@@ -184,6 +184,8 @@ mod tests {
                 region: None,
                 fhir_user: None,
                 org: None,
+                practitioner: None,
+                aud: Vec::new(),
             },
             scopes: Vec::new(),
         }

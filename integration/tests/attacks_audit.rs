@@ -197,6 +197,7 @@ fn with_budget(h: &mut Harness, burst: u32) {
         verifier: h.issuer.verifier(),
         config: Arc::new(FhirConfig {
             base_url: BASE.into(),
+            audience: BASE.into(),
             max_body_bytes: 64 * 1024,
         }),
     };

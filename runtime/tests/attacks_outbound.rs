@@ -423,8 +423,11 @@ async fn cloud() -> Cloud {
     let mut importer = Importer::new(&fhir);
     importer.add(fixture()).await.unwrap();
     importer.finish().await.unwrap();
-    let issuer = TokenIssuer::generate("test-issuer");
+    let issuer = TokenIssuer::generate("test-issuer").with_audience(vec![
+        healthcloud_integration::auth::apps_audience(common::PUBLIC_URL),
+    ]);
     let runtime = Runtime::new(RuntimeConfig {
+        public_url: common::PUBLIC_URL.into(),
         service: FhirService::new(EmbeddedStore::new(db.clone()), PageLimits::default()),
         verifier: issuer.verifier(),
         limits: common::test_limits(),
@@ -514,6 +517,7 @@ impl Cloud {
     /// installs from their rows.
     async fn another_node(&self) -> axum::Router {
         let runtime = Runtime::new(RuntimeConfig {
+            public_url: common::PUBLIC_URL.into(),
             service: FhirService::new(EmbeddedStore::new(self.db.clone()), PageLimits::default()),
             verifier: self.issuer.verifier(),
             limits: common::test_limits(),

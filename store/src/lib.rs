@@ -51,6 +51,8 @@
 
 pub mod address;
 pub mod client;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod keys;
 pub mod manifest;
 pub mod package;

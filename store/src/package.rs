@@ -15,6 +15,10 @@ use crate::manifest::{AppInfo, Manifest, ManifestError, RequestedCapability};
 /// The envelope format written by `healthcloud app sign` and accepted by the store.
 pub const FORMAT: &str = "healthcloud-package-v1";
 
+/// The largest integer a JSON number holds exactly (2^53 - 1): canonical JSON writes numbers
+/// as IEEE doubles.
+pub const MAX_EXACT_JSON_INTEGER: u64 = (1 << 53) - 1;
+
 /// The component a package is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,6 +187,18 @@ impl SignedPackage {
             return Err(ManifestError {
                 path: "package.component.size".into(),
                 message: "a component is never empty".into(),
+            }
+            .into());
+        }
+        // The canonical JSON that is signed writes numbers as doubles (RFC 8785): a larger
+        // size would be signed rounded, so two sizes would share one signature.
+        if component.size > MAX_EXACT_JSON_INTEGER {
+            return Err(ManifestError {
+                path: "package.component.size".into(),
+                message: format!(
+                    "{} is above {MAX_EXACT_JSON_INTEGER}, the largest size canonical JSON signs exactly",
+                    component.size
+                ),
             }
             .into());
         }
@@ -508,5 +524,23 @@ mod tests {
         let mut moved = good.clone();
         moved.signature = store.sign(Purpose::Revocations, &good.record.canonical());
         assert!(moved.vouches_for(&store.public(), &signed, now).is_err());
+    }
+
+    #[test]
+    fn a_size_that_canonical_json_would_round_is_refused() {
+        // 2^53 + 1 is written as 2^53 in the signed bytes: the signature of one size would
+        // hold for another.
+        let key = SecretKey::from_seed(&[1; 32]);
+        let mut json: serde_json::Value =
+            serde_json::to_value(Package::new(&manifest(), b"c").sign(&key)).unwrap();
+        json["package"]["component"]["size"] = (MAX_EXACT_JSON_INTEGER + 2).into();
+        let error = SignedPackage::from_json(json.to_string().as_bytes()).unwrap_err();
+        assert!(
+            matches!(&error, PackageError::Manifest(e) if e.path == "package.component.size"
+                && e.message.contains("the largest size canonical JSON signs exactly")),
+            "{error}"
+        );
+        json["package"]["component"]["size"] = MAX_EXACT_JSON_INTEGER.into();
+        assert!(SignedPackage::from_json(json.to_string().as_bytes()).is_ok());
     }
 }

@@ -1,0 +1,46 @@
+//! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`: seed inputs and every crash
+//! the fuzzer found) through the same functions the `cargo fuzz` targets run, so a fixed
+//! crash stays fixed without a fuzzer in CI.
+
+use std::path::PathBuf;
+
+use healthcloud_integration::fuzzing;
+
+/// Runs `body` on every file of `fuzz/corpus/<target>/`, naming the file that panics.
+fn replay(target: &str, body: fn(&[u8])) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read the corpus {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a corpus entry").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "the corpus {} is empty", dir.display());
+    for file in files {
+        let input = std::fs::read(&file).expect("a readable corpus file");
+        if std::panic::catch_unwind(|| body(&input)).is_err() {
+            panic!("fuzz target '{target}' panics on {}", file.display());
+        }
+    }
+}
+
+#[test]
+fn scope_corpus_parses_without_panics() {
+    replay("scope", fuzzing::scope);
+}
+
+#[test]
+fn search_query_corpus_parses_and_searches_without_panics() {
+    replay("search_query", fuzzing::search_query);
+}
+
+#[test]
+fn bundle_import_corpus_imports_or_is_refused_without_panics() {
+    replay("bundle_import", fuzzing::bundle_import);
+}
+
+#[test]
+fn jwt_corpus_verifies_or_is_refused_without_panics() {
+    replay("jwt", fuzzing::jwt);
+}
