@@ -895,7 +895,7 @@ mod tests {
     use serde_json::json;
 
     fn context(sub: &str) -> AccessContext {
-        let issuer = TokenIssuer::generate("test");
+        let issuer = TokenIssuer::generate("test").with_audience(vec!["http://fhir.test".into()]);
         let token = issuer
             .mint(
                 Role::Citizen,

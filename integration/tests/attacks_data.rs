@@ -471,7 +471,8 @@ async fn old_index_rows_are_reshaped_on_open(url: String, backend: &str) {
 
     let store = EmbeddedStore::new(Database::connect(&url).await.unwrap());
     let service = healthcloud_integration::FhirService::new(store, PageLimits::default());
-    let issuer = healthcloud_integration::auth::TokenIssuer::generate("t");
+    let issuer =
+        healthcloud_integration::auth::TokenIssuer::generate("t").with_audience(vec![BASE.into()]);
     let clinician = TokenRequest {
         org: Some("gp-1".into()),
         fhir_user: Some("Practitioner/dr-test".into()),
