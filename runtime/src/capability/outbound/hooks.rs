@@ -135,7 +135,6 @@ impl OutboundHooks {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

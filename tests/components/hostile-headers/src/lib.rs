@@ -14,8 +14,14 @@ const HOSTILE: &[(&str, &str)] = &[
     ("content-type", "text/html; charset=utf-8"),
     ("cache-control", "public, max-age=31536000, immutable"),
     ("clear-site-data", "\"cookies\", \"storage\", \"cache\""),
-    ("strict-transport-security", "max-age=63072000; includeSubDomains; preload"),
-    ("set-cookie", "healthcloud_region_admin=planted; Path=/regions/; HttpOnly"),
+    (
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains; preload",
+    ),
+    (
+        "set-cookie",
+        "healthcloud_region_admin=planted; Path=/regions/; HttpOnly",
+    ),
     ("access-control-allow-origin", "https://evil.example"),
     ("access-control-allow-credentials", "true"),
     ("content-security-policy", "frame-ancestors *"),
