@@ -1229,3 +1229,63 @@ async fn a_foreign_admin_flooding_a_region_is_slowed_down_with_429() {
         .await;
     assert_eq!(admin.status, StatusCode::OK, "{}", admin.body);
 }
+
+/// Uninstalling deletes everything the app kept in kv in that region: every patient's
+/// partition, the install-wide one and values from before kv was partitioned. Another
+/// region's install of the same app keeps its own.
+#[tokio::test]
+async fn uninstalling_deletes_every_kv_partition_of_the_install() {
+    let cloud = cloud(Options::default()).await.unwrap();
+    let (manifest, component) = bp_monitor();
+    cloud.publish(&manifest, &component).await;
+    let admin = cloud.admin(HOVEDSTADEN);
+    let installed = cloud
+        .node
+        .install(&admin, HOVEDSTADEN, "examples/bp-monitor@0.1.0", BP_GRANT)
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let db = Database::connect(&cloud.db_url).await.unwrap();
+    let rows = [
+        (HOVEDSTADEN, "pat-a"),
+        (HOVEDSTADEN, "pat-b"),
+        (HOVEDSTADEN, ""),
+        (HOVEDSTADEN, "(unattributed)"),
+        (MIDTJYLLAND, "pat-a"),
+    ];
+    for (region, patient) in rows {
+        let mut insert = db.sql("INSERT INTO app_kv (region, app, patient, key, value) VALUES (");
+        insert
+            .bind(region)
+            .push(", ")
+            .bind("examples/bp-monitor")
+            .push(", ")
+            .bind(patient)
+            .push(", 'note', ")
+            .bind(b"kept".to_vec())
+            .push(")");
+        insert.query().execute(db.pool()).await.unwrap();
+    }
+    let left = async |region: &str| -> i64 {
+        let mut count = db.sql("SELECT COUNT(*) FROM app_kv WHERE region = ");
+        count.bind(region).push(" AND app = 'examples/bp-monitor'");
+        sqlx::Row::get(&count.query().fetch_one(db.pool()).await.unwrap(), 0)
+    };
+    assert_eq!(left(HOVEDSTADEN).await, 4);
+
+    let uninstalled = cloud
+        .node
+        .send(
+            Request::delete("/admin/v1/regions/hovedstaden/installs/examples/bp-monitor")
+                .header("authorization", format!("Bearer {admin}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(uninstalled.status, StatusCode::OK, "{}", uninstalled.body);
+    assert_eq!(left(HOVEDSTADEN).await, 0, "every partition is gone");
+    assert_eq!(
+        left(MIDTJYLLAND).await,
+        1,
+        "another region's install keeps its own"
+    );
+}
