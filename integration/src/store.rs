@@ -286,50 +286,35 @@ impl EmbeddedStore {
         items: &[(&str, &str, &IndexRows)],
     ) -> Result<(), FhirError> {
         // Collected first: iterator adapters borrowed across an await make the future !Send.
+        // Identifiers inside references share the token table, under `<param>:identifier`.
         let tokens: Vec<_> = items
             .iter()
-            .flat_map(|item| item.2.tokens.iter().map(move |t| (item, t)))
-            .collect();
-        insert_rows(
-            &self.db,
-            tx,
-            "INSERT INTO search_token (resource_type, resource_id, param, system, value) VALUES ",
-            &tokens,
-            |sql, (item, (param, system, value))| {
-                sql.bind(item.0)
-                    .push(", ")
-                    .bind(item.1)
-                    .push(", ")
-                    .bind(*param)
-                    .push(", ")
-                    .bind(system)
-                    .push(", ")
-                    .bind(value);
-            },
-        )
-        .await?;
-        let identifiers: Vec<_> = items
-            .iter()
             .flat_map(|item| {
-                item.2
-                    .reference_identifiers
-                    .iter()
-                    .map(move |(param, system, value)| {
-                        (item, (params::identifier_param(param), system, value))
-                    })
+                let tokens = item.2.tokens.iter().map(move |(param, system, value)| {
+                    (item, std::borrow::Cow::Borrowed(*param), system, value)
+                });
+                let identifiers =
+                    item.2
+                        .reference_identifiers
+                        .iter()
+                        .map(move |(param, system, value)| {
+                            let param = std::borrow::Cow::Owned(params::identifier_param(param));
+                            (item, param, system, value)
+                        });
+                tokens.chain(identifiers)
             })
             .collect();
         insert_rows(
             &self.db,
             tx,
             "INSERT INTO search_token (resource_type, resource_id, param, system, value) VALUES ",
-            &identifiers,
-            |sql, (item, (param, system, value))| {
+            &tokens,
+            |sql, (item, param, system, value)| {
                 sql.bind(item.0)
                     .push(", ")
                     .bind(item.1)
                     .push(", ")
-                    .bind(param)
+                    .bind(param.as_ref())
                     .push(", ")
                     .bind(*system)
                     .push(", ")
