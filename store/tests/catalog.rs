@@ -5,8 +5,8 @@
 mod common;
 
 use common::{BACKENDS, StoreHost, hello_as, sign};
-use healthcloud_store::keys::SecretKey;
-use healthcloud_store::service::SignedFeed;
+use healthcloud_package::feed::SignedFeed;
+use healthcloud_package::keys::SecretKey;
 use serde_json::{Value, json};
 
 /// A store where `acme` published apps with the given (id, name, audience) and, for
@@ -30,7 +30,7 @@ async fn catalog(backend: common::Backend) -> Option<(StoreHost, SecretKey)> {
         if id == "notes" {
             manifest
                 .requested
-                .push(healthcloud_store::manifest::RequestedCapability {
+                .push(healthcloud_package::manifest::RequestedCapability {
                     name: "kv".into(),
                     justification: "keeps notes".into(),
                 });
