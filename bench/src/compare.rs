@@ -1091,7 +1091,7 @@ async fn server_runtime(args: &ServerArgs, reuse: bool) -> anyhow::Result<(Runti
         let (dir, wasm) = app
             .split_once('=')
             .with_context(|| format!("--app {app}: expected PACKAGE_DIR=COMPONENT.wasm"))?;
-        let manifest = healthcloud_store::manifest::Manifest::parse(&std::fs::read_to_string(
+        let manifest = healthcloud_package::manifest::Manifest::parse(&std::fs::read_to_string(
             Path::new(dir).join("healthcloud.toml"),
         )?)?;
         let grant = manifest.capabilities();

@@ -5,14 +5,14 @@ use std::path::Path;
 
 use anyhow::Context;
 use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_package::keys::{KeyId, SecretKey};
+use healthcloud_package::manifest::Manifest;
+use healthcloud_package::package::Package;
 use healthcloud_runtime::regions::admin::{Admin, AdminError};
 use healthcloud_runtime::{Limits, Runtime};
-use healthcloud_store::keys::{KeyId, SecretKey};
-use healthcloud_store::manifest::Manifest;
-use healthcloud_store::package::Package;
 use serde::Deserialize;
 
-use healthcloud_store::client::StoreClient;
+use healthcloud_package::client::StoreClient;
 
 /// The file's name in the data directory.
 pub const FILE: &str = "app-cloud.toml";

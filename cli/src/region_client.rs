@@ -1,8 +1,8 @@
 //! The region admin API's client, `/admin/v1/regions/{region}/…`: one typed method per route,
 //! over the store client's HTTP machinery (and its errors, which name the fix).
 
+use healthcloud_package::client::{Api, AppVersion, Caller, ClientError, StoreClient};
 use healthcloud_runtime::regions::admin::{AuditEntry, InstallView, UpgradeView};
-use healthcloud_store::client::{Api, AppVersion, Caller, StoreClient, StoreError};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -75,13 +75,13 @@ pub enum RegionError {
     },
     /// Anything else; the message names the fix.
     #[error(transparent)]
-    Call(StoreError),
+    Call(ClientError),
 }
 
 impl RegionError {
-    fn from_call(region: &str, error: StoreError) -> RegionError {
+    fn from_call(region: &str, error: ClientError) -> RegionError {
         match error {
-            StoreError::Refused {
+            ClientError::Refused {
                 status: StatusCode::FORBIDDEN,
                 message,
                 ..
@@ -259,7 +259,7 @@ mod tests {
     fn a_forbidden_answer_says_how_to_mint_a_token_of_the_region() {
         let error = RegionError::from_call(
             "hovedstaden",
-            StoreError::Refused {
+            ClientError::Refused {
                 status: StatusCode::FORBIDDEN,
                 message: "your token administers region midtjylland, not hovedstaden".into(),
                 field: None,
@@ -274,7 +274,7 @@ mod tests {
         let named = "this needs a region-admin token for region hovedstaden; yours is for role clinician (mint one with `healthcloud token --role region-admin --region hovedstaden`)";
         let error = RegionError::from_call(
             "hovedstaden",
-            StoreError::Refused {
+            ClientError::Refused {
                 status: StatusCode::FORBIDDEN,
                 message: named.into(),
                 field: None,

@@ -11,9 +11,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use healthcloud_integration::Integration;
+use healthcloud_package::client::StoreClient;
+use healthcloud_package::keys::PublicKey;
 use healthcloud_runtime::{Limits, RegionsConfig, Runtime, RuntimeConfig};
-use healthcloud_store::client::StoreClient;
-use healthcloud_store::keys::PublicKey;
 use healthcloud_store::service::{Store, StoreConfig, StoreLimits};
 
 /// Creates the app cloud on top of an opened integration cloud; compiled code is cached in

@@ -10,10 +10,10 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{command_in, free_port, succeed_in, wait_for};
-use healthcloud_store::client::StoreClient;
-use healthcloud_store::keys::SecretKey;
-use healthcloud_store::manifest::Manifest;
-use healthcloud_store::package::Package;
+use healthcloud_package::client::StoreClient;
+use healthcloud_package::keys::SecretKey;
+use healthcloud_package::manifest::Manifest;
+use healthcloud_package::package::Package;
 use serde_json::json;
 
 /// A `healthcloud serve …` process, killed when dropped.

@@ -21,13 +21,13 @@ fn keygen_writes_a_private_key_and_its_public_half_and_never_overwrites() {
     let id = key_id(&out);
     let pem = std::fs::read_to_string(&public).unwrap();
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
-    let public_key = healthcloud_store::keys::PublicKey::from_pem(&pem).unwrap();
+    let public_key = healthcloud_package::keys::PublicKey::from_pem(&pem).unwrap();
     assert_eq!(
         public_key.id().as_str(),
         id,
         "the printed id names FILE.pub"
     );
-    let secret = healthcloud_store::keys::SecretKey::read(&key).unwrap();
+    let secret = healthcloud_package::keys::SecretKey::read(&key).unwrap();
     assert_eq!(secret.public(), public_key);
     #[cfg(unix)]
     {

@@ -8,9 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{Up, free_port, succeed};
-use healthcloud_store::keys::SecretKey;
-use healthcloud_store::manifest::Manifest;
-use healthcloud_store::package::{Package, SignedPackage};
+use healthcloud_package::keys::SecretKey;
+use healthcloud_package::manifest::Manifest;
+use healthcloud_package::package::{Package, SignedPackage};
 
 /// `bytes` with a custom section appended: a different, still valid component.
 fn with_custom_section(bytes: &[u8], text: &str) -> Vec<u8> {

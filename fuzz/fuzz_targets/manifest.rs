@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| healthcloud_store::fuzzing::manifest(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| healthcloud_package::fuzzing::manifest(data));

@@ -20,7 +20,7 @@ use crate::capability;
 use crate::install::{self, InstallError};
 use crate::instance::InstanceState;
 use crate::limits::{EPOCH_TICK, Limits};
-use healthcloud_store::manifest::Manifest;
+use healthcloud_package::manifest::Manifest;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// The engine, its linker and the compile cache.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use healthcloud_integration::policy::AppIdentity;
-use healthcloud_store::manifest::{Capability, Manifest};
+use healthcloud_package::manifest::{Capability, Manifest};
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -57,7 +57,7 @@ pub enum InstallError {
     NotAnApp(String),
     /// A signed package whose signature or component does not hold.
     #[error("the package does not verify: {0}")]
-    Package(#[from] healthcloud_store::package::PackageError),
+    Package(#[from] healthcloud_package::package::PackageError),
     /// A region granted something the app never asked for.
     #[error(
         "'{0}' is not among the capabilities the app's manifest requests; a region grants a subset of them"
@@ -78,7 +78,7 @@ pub enum InstallError {
     },
 }
 
-pub use healthcloud_store::package::digest;
+pub use healthcloud_package::package::digest;
 
 /// Checks that `bytes` are a component (not a core module, not precompiled code) whose
 /// imports the manifest's capabilities allow, by name, and compiles it.
@@ -171,7 +171,7 @@ pub fn check_grant(manifest: &Manifest, grant: &[Capability]) -> Result<(), Inst
 }
 
 /// Refuses `outbound-http:` destinations inside the network (loopback, private, link-local,
-/// metadata, …: [`healthcloud_store::address`]) unless the region admin allowed them.
+/// metadata, …: [`healthcloud_package::address`]) unless the region admin allowed them.
 pub fn check_destinations(
     grant: &[Capability],
     allow_internal_addresses: bool,

@@ -28,7 +28,7 @@
 //!
 //! ```no_run
 //! # async fn example(runtime: healthcloud_runtime::Runtime) -> anyhow::Result<()> {
-//! use healthcloud_store::manifest::{Capability, Manifest};
+//! use healthcloud_package::manifest::{Capability, Manifest};
 //!
 //! let manifest = Manifest::parse(&std::fs::read_to_string("example-apps/bp-monitor/healthcloud.toml")?)?;
 //! let component = std::fs::read("bp_monitor.wasm")?;
@@ -58,8 +58,8 @@ use healthcloud_integration::FhirService;
 use healthcloud_integration::auth::TokenVerifier;
 use healthcloud_integration::db::{Database, Migrations};
 use healthcloud_integration::policy::AppIdentity;
-use healthcloud_store::manifest::Manifest;
-use healthcloud_store::package::SignedPackage;
+use healthcloud_package::manifest::Manifest;
+use healthcloud_package::package::SignedPackage;
 use tokio::sync::Semaphore;
 
 pub use capability::Grant;

@@ -228,7 +228,7 @@ pub(crate) fn check_cookie_request(
 
 #[cfg(test)]
 mod tests {
-    use healthcloud_store::manifest::Capability;
+    use healthcloud_package::manifest::Capability;
 
     use super::*;
 

@@ -11,7 +11,7 @@ use axum::routing::any;
 use bytes::Bytes;
 use healthcloud_integration::api::bearer_token;
 use healthcloud_integration::auth::{AuthError, Claims, Principal, Role};
-use healthcloud_store::manifest::Audience;
+use healthcloud_package::manifest::Audience;
 use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -530,7 +530,7 @@ impl Runtime {
                 requested: install
                     .manifest
                     .capabilities()
-                    .contains(&healthcloud_store::manifest::Capability::Log),
+                    .contains(&healthcloud_package::manifest::Capability::Log),
                 budget: LineBudget::new(limits.log_lines),
             },
         }

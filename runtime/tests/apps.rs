@@ -8,7 +8,7 @@ use axum::http::{Request, StatusCode};
 use common::{Host, REGION, example_app};
 use healthcloud_integration::auth::Role;
 use healthcloud_integration::policy::AccessContext;
-use healthcloud_store::manifest::{Capability, Manifest};
+use healthcloud_package::manifest::{Capability, Manifest};
 
 const BP: &str = "/apps/testregion/examples/bp-monitor/";
 
@@ -202,8 +202,8 @@ async fn hello_imports_no_platform_interface() {
 /// bytes or manifest changed after signing never gets compiled.
 #[tokio::test]
 async fn a_signed_package_installs_only_as_signed() {
-    use healthcloud_store::keys::SecretKey;
-    use healthcloud_store::package::Package;
+    use healthcloud_package::keys::SecretKey;
+    use healthcloud_package::package::Package;
     let host = Host::new().await;
     let (manifest, component) = example_app("hello");
     let manifest = Manifest::parse(&manifest).unwrap();
@@ -226,7 +226,7 @@ async fn a_signed_package_installs_only_as_signed() {
     widened
         .package
         .requested
-        .push(healthcloud_store::manifest::RequestedCapability {
+        .push(healthcloud_package::manifest::RequestedCapability {
             name: "patient/*.rs".into(),
             justification: "everything".into(),
         });

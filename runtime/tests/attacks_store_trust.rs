@@ -19,12 +19,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::{Answer, Host, example_app};
 use healthcloud_integration::auth::{Role, TokenRequest};
+use healthcloud_package::client::StoreClient;
+use healthcloud_package::feed::{Feed, FeedKey, SignedFeed};
+use healthcloud_package::keys::{Purpose, SecretKey};
+use healthcloud_package::manifest::Manifest;
+use healthcloud_package::package::{Package, SignedPackage, SignedVersionRecord, VersionRecord};
 use healthcloud_runtime::RegionsConfig;
-use healthcloud_store::client::StoreClient;
-use healthcloud_store::keys::{Purpose, SecretKey};
-use healthcloud_store::manifest::Manifest;
-use healthcloud_store::package::{Package, SignedPackage, SignedVersionRecord, VersionRecord};
-use healthcloud_store::service::{Feed, FeedKey, SignedFeed};
 use serde_json::{Value, json};
 
 const HOVEDSTADEN: &str = "hovedstaden";

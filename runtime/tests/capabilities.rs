@@ -6,7 +6,7 @@ mod common;
 use axum::http::StatusCode;
 use common::{Host, REGION, test_component};
 use healthcloud_integration::auth::Role;
-use healthcloud_store::manifest::Capability;
+use healthcloud_package::manifest::Capability;
 use serde_json::Value;
 
 /// Answers 127.0.0.1 for every name.
@@ -285,7 +285,7 @@ async fn outgoing_http_reaches_only_granted_public_hosts_unless_internal_ones_ar
         refused.to_string().contains("--allow-internal-address"),
         "{refused}"
     );
-    let literal_manifest = healthcloud_store::manifest::Manifest::parse(&literal).unwrap();
+    let literal_manifest = healthcloud_package::manifest::Manifest::parse(&literal).unwrap();
     let grant = healthcloud_runtime::Grant::new(literal_manifest.capabilities())
         .allowing_internal_addresses(true);
     host.runtime

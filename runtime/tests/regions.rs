@@ -18,11 +18,11 @@ use healthcloud_integration::db::Database;
 use healthcloud_integration::import::Importer;
 use healthcloud_integration::query::PageLimits;
 use healthcloud_integration::store::EmbeddedStore;
+use healthcloud_package::client::{AppVersion, StoreClient};
+use healthcloud_package::keys::SecretKey;
+use healthcloud_package::manifest::{Manifest, RequestedCapability};
+use healthcloud_package::package::Package;
 use healthcloud_runtime::{Limits, RegionsConfig, Runtime, RuntimeConfig};
-use healthcloud_store::client::{AppVersion, StoreClient};
-use healthcloud_store::keys::SecretKey;
-use healthcloud_store::manifest::{Manifest, RequestedCapability};
-use healthcloud_store::package::Package;
 use healthcloud_store::service::{Store, StoreConfig, StoreLimits};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -989,7 +989,7 @@ async fn a_restarted_node_serves_the_same_state_and_verifies_bytes_at_rest() {
     .await;
 
     // Someone alters the bytes at rest on the node's disk.
-    let sha256 = healthcloud_store::package::digest(&component);
+    let sha256 = healthcloud_package::package::digest(&component);
     let at_rest = cloud
         .dir
         .path()

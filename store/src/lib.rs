@@ -1,59 +1,12 @@
 //! # healthcloud-store
 //!
-//! The app store: manifests, signed packages, and the store service. It never runs guest
-//! code.
+//! The app store service: publishers and their keys, publishing, the catalog, and the signed
+//! revocation feed, on the shared database. It never runs guest code. What it stores and
+//! signs (manifests, keys, signed packages, the feed's wire types) is the package contract,
+//! `healthcloud_package`, which the runtime and the CLI share without this service.
 //!
-//! - [`manifest`] reads an app's `healthcloud.toml`: who publishes it, its version, its
-//!   audience and the capabilities it requests, each with a justification. The runtime checks
-//!   a component's imports against those capabilities when it installs it, and regions grant a
-//!   subset of them.
-//! - [`address`] tells destinations inside a network (loopback, private, link-local,
-//!   metadata, …) from public ones, for publish, install and the runtime's connect-time check.
-//! - [`keys`] and [`package`]: ed25519 keys (id = sha256 of the public key) and packages
-//!   signed over the canonical JSON of the manifest plus the component's digest and size. The
-//!   CLI signs with them, the store and the runtime verify with them.
 //! - [`service`]: the store's HTTP API (`/store/v1`), catalog pages (`/store`) and signed
-//!   revocation feed, on the shared database.
-//!
-//! # Examples
-//!
-//! ```
-//! use healthcloud_store::manifest::{Capability, Manifest};
-//!
-//! let manifest = Manifest::parse(r#"
-//!     [app]
-//!     publisher = "examples"
-//!     id = "bp-monitor"
-//!     version = "0.1.0"
-//!     name = "Blood pressure monitor"
-//!     description = "Blood-pressure trend for heart patients."
-//!     audience = ["clinician"]
-//!
-//!     [[capability]]
-//!     name = "patient/Observation.rs?category=vital-signs"
-//!     justification = "Shows the patient's blood-pressure readings."
-//! "#)?;
-//! assert_eq!(manifest.full_id(), "examples/bp-monitor");
-//! assert!(matches!(manifest.capabilities()[0], Capability::Data(_)));
-//!
-//! // Signed by the vendor; verified by anyone against the bytes.
-//! use healthcloud_store::keys::SecretKey;
-//! use healthcloud_store::package::Package;
-//! let component = b"\0asm\x0d\0\x01\0";
-//! let key = SecretKey::generate();
-//! let signed = Package::new(&manifest, component).sign(&key);
-//! assert_eq!(signed.verify().unwrap(), key.public());
-//! assert!(signed.check_component(component).is_ok());
-//! assert!(signed.check_component(b"other bytes").is_err());
-//! # Ok::<(), healthcloud_store::manifest::ManifestError>(())
-//! ```
+//!   revocation feed.
 #![deny(missing_docs)]
 
-pub mod address;
-pub mod client;
-#[cfg(feature = "fuzzing")]
-pub mod fuzzing;
-pub mod keys;
-pub mod manifest;
-pub mod package;
 pub mod service;

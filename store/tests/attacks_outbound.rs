@@ -6,8 +6,8 @@
 mod common;
 
 use common::{BACKENDS, StoreHost, hello_as, sign};
-use healthcloud_store::keys::SecretKey;
-use healthcloud_store::manifest::RequestedCapability;
+use healthcloud_package::keys::SecretKey;
+use healthcloud_package::manifest::RequestedCapability;
 
 async fn with_acme(backend: common::Backend) -> Option<(StoreHost, SecretKey)> {
     let host = StoreHost::on(backend).await?;

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{BACKENDS, StoreHost, hello_as, sign};
-use healthcloud_store::keys::SecretKey;
-use healthcloud_store::service::SignedFeed;
+use healthcloud_package::feed::SignedFeed;
+use healthcloud_package::keys::SecretKey;
 use serde_json::{Value, json};
 
 /// A store where `acme` published apps with the given (id, name, audience) and, for
@@ -30,7 +30,7 @@ async fn catalog(backend: common::Backend) -> Option<(StoreHost, SecretKey)> {
         if id == "notes" {
             manifest
                 .requested
-                .push(healthcloud_store::manifest::RequestedCapability {
+                .push(healthcloud_package::manifest::RequestedCapability {
                     name: "kv".into(),
                     justification: "keeps notes".into(),
                 });
@@ -358,4 +358,36 @@ async fn malformed_json_bodies_get_a_json_error_naming_the_fix() {
         "{}",
         answer.error()
     );
+}
+
+/// The store client reads what the catalog answers, page by page and app by app (as the
+/// store admin page does), over HTTP.
+#[tokio::test]
+async fn the_store_client_reads_catalog_pages_and_app_details() {
+    use healthcloud_package::client::StoreClient;
+    for backend in BACKENDS {
+        let Some((host, _)) = catalog(backend).await else {
+            continue;
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(axum::serve(listener, host.app.clone()).into_future());
+        let client = StoreClient::new(&url, None).unwrap();
+
+        let first = client.apps(1, 3).await.unwrap();
+        let second = client.apps(2, 3).await.unwrap();
+        assert_eq!((first.total, first.page, first.per_page), (4, 1, 3));
+        assert_eq!((first.apps.len(), second.apps.len()), (3, 1));
+
+        let notes = client.app("acme", "notes").await.unwrap();
+        assert_eq!(notes.summary.name, "Notes O'Brien");
+        assert_eq!(notes.capabilities[0].name, "kv");
+        assert_eq!(notes.versions.len(), 1);
+        assert_eq!(notes.versions[0].version, "1.0.0");
+        assert_eq!(notes.versions[0].signature, "valid");
+
+        let missing = client.app("acme", "nothing").await.unwrap_err();
+        assert_eq!(missing.status(), Some(axum::http::StatusCode::NOT_FOUND));
+        server.abort();
+    }
 }

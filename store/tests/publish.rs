@@ -8,8 +8,8 @@ use axum::body::Body;
 use std::sync::Arc;
 
 use common::{BACKENDS, StoreHost, example_app, hello_as, sign};
-use healthcloud_store::keys::{PublicKey, SecretKey};
-use healthcloud_store::package::{SignedPackage, SignedVersionRecord};
+use healthcloud_package::keys::{PublicKey, SecretKey};
+use healthcloud_package::package::{SignedPackage, SignedVersionRecord};
 use serde_json::json;
 
 /// A store with publisher `acme` (key returned) registered.
@@ -61,7 +61,7 @@ async fn a_signed_package_is_published_once_and_downloads_as_signed() {
             .await
             .json();
         assert_eq!(version["signature"], "valid");
-        let stored: healthcloud_store::package::SignedPackage =
+        let stored: healthcloud_package::package::SignedPackage =
             serde_json::from_value(version["signed"].clone()).unwrap();
         assert_eq!(stored.verify().unwrap(), key.public());
         stored.check_component(&download.body).unwrap();
@@ -112,7 +112,7 @@ async fn altered_bytes_or_manifest_and_replayed_signatures_are_refused() {
         other_version.package.app.version = "2.0.0".parse().unwrap();
         let mut more_capabilities = signed.clone();
         more_capabilities.package.requested.push(
-            healthcloud_store::manifest::RequestedCapability {
+            healthcloud_package::manifest::RequestedCapability {
                 name: "patient/*.rs".into(),
                 justification: "everything".into(),
             },
@@ -205,8 +205,8 @@ async fn keys_must_be_the_publishers_own_active_strong_keys() {
 }
 
 async fn add_key(host: &StoreHost, publisher: &str, new: &SecretKey, current: &SecretKey) {
-    use healthcloud_store::keys::Purpose;
-    let message = healthcloud_store::keys::endorsement_message(publisher, &new.public().id());
+    use healthcloud_package::keys::Purpose;
+    let message = healthcloud_package::keys::endorsement_message(publisher, &new.public().id());
     let answer = host
         .post_json(
             &format!("/store/v1/publishers/{publisher}/keys"),
@@ -240,17 +240,17 @@ async fn a_new_key_needs_an_endorsement_by_a_current_one() {
                 &host.publisher_token("acme"),
                 &json!({"key": new.public().to_pem(), "endorsement": {
                     "key_id": stranger.public().id(), "signature": stranger.sign(
-                        healthcloud_store::keys::Purpose::AddKey, b"{}")}}),
+                        healthcloud_package::keys::Purpose::AddKey, b"{}")}}),
             )
             .await;
         assert_eq!(forged.status, 403, "{}", forged.text());
         // Another publisher cannot add or revoke acme's keys, even with acme's endorsement.
         let rival = SecretKey::generate();
         assert_eq!(host.register("rival", &rival).await.status, 201);
-        let message = healthcloud_store::keys::endorsement_message("acme", &new.public().id());
+        let message = healthcloud_package::keys::endorsement_message("acme", &new.public().id());
         let endorsed = json!({"key": new.public().to_pem(), "endorsement": {
             "key_id": key.public().id(),
-            "signature": key.sign(healthcloud_store::keys::Purpose::AddKey, &message)}});
+            "signature": key.sign(healthcloud_package::keys::Purpose::AddKey, &message)}});
         let by_rival = host
             .post_json(
                 "/store/v1/publishers/acme/keys",

@@ -8,15 +8,15 @@ use anyhow::{Context, bail};
 use healthcloud_guestbuild::{Built, Lockfile};
 use healthcloud_integration::Integration;
 use healthcloud_integration::auth::{Role, TokenRequest};
+use healthcloud_package::keys::SecretKey;
+use healthcloud_package::manifest::{Audience, MANIFEST_FILE, Manifest};
+use healthcloud_package::package::{Package, SignedPackage, signature_path};
 use healthcloud_runtime::{AppEngine, Limits};
-use healthcloud_store::keys::SecretKey;
-use healthcloud_store::manifest::{Audience, MANIFEST_FILE, Manifest};
-use healthcloud_store::package::{Package, SignedPackage, signature_path};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ServerArgs;
 use crate::server;
-use healthcloud_store::client::{AppVersion, Caller, KeyStatus, PublisherKey, StoreClient};
+use healthcloud_package::client::{AppVersion, Caller, KeyStatus, PublisherKey, StoreClient};
 
 /// Write, build and run an app.
 #[derive(Debug, clap::Subcommand)]
@@ -485,7 +485,7 @@ async fn check_with_store(
         app: app.id.clone(),
         version: app.version.clone(),
     };
-    let not_found = |e: &healthcloud_store::client::StoreError| {
+    let not_found = |e: &healthcloud_package::client::ClientError| {
         e.status() == Some(reqwest::StatusCode::NOT_FOUND)
     };
     let mut problems = Vec::new();

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use healthcloud_store::keys::{SecretKey, public_key_path};
+use healthcloud_package::keys::{SecretKey, public_key_path};
 
 /// Generate an ed25519 key pair.
 #[derive(Debug, clap::Args)]

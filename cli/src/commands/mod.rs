@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use healthcloud_store::client::StoreClient;
+use healthcloud_package::client::StoreClient;
 
 /// The healthcloud command line.
 #[derive(Debug, Parser)]

@@ -3,8 +3,8 @@
 //! what a new version asks for beyond the installed one), uninstall, and read the region's
 //! admin audit log.
 
+use healthcloud_package::client::AppVersion;
 use healthcloud_runtime::regions::admin::{CapabilityView, InstallView};
-use healthcloud_store::client::AppVersion;
 
 use super::ServerArgs;
 use crate::region_client::{AppId, RegionClient};

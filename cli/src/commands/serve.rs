@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use healthcloud_integration::Integration;
 use healthcloud_integration::auth::TokenVerifier;
+use healthcloud_package::client::StoreClient;
+use healthcloud_package::keys::{KeyId, PublicKey};
 use healthcloud_runtime::Limits;
-use healthcloud_store::client::StoreClient;
-use healthcloud_store::keys::{KeyId, PublicKey};
 
 use super::DataDirArgs;
 use crate::server;

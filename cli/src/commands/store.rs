@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use healthcloud_store::keys::{KeyId, PublicKey, Purpose, SecretKey, endorsement_message};
+use healthcloud_package::keys::{KeyId, PublicKey, Purpose, SecretKey, endorsement_message};
 
 use super::ServerArgs;
-use healthcloud_store::client::AppVersion;
+use healthcloud_package::client::AppVersion;
 
 /// Publishers, keys and versions.
 #[derive(Debug, clap::Subcommand)]

@@ -5,8 +5,8 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use healthcloud_integration::FhirError;
+use healthcloud_package::client::ClientError;
 use healthcloud_runtime::regions::admin::AdminError;
-use healthcloud_store::client::StoreError;
 
 /// Why a page or a form failed; each variant documents its status.
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +85,10 @@ impl PageError {
     }
 
     /// The store API's refusal (or its silence).
-    pub fn store(error: StoreError, back: &str) -> PageError {
+    pub fn store(error: ClientError, back: &str) -> PageError {
         let status = error.status().unwrap_or(StatusCode::BAD_GATEWAY);
         let message = match &error {
-            StoreError::Refused { message, .. } => message.clone(),
+            ClientError::Refused { message, .. } => message.clone(),
             other => {
                 tracing::error!(error = %other, "a store call of a page failed");
                 format!("the store could not be asked: {other}")

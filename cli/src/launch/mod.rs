@@ -88,7 +88,6 @@ struct Inner {
     public_origin: String,
     /// Whether cookies get `Secure` (only over https: browsers drop them on plain http).
     secure_cookies: bool,
-    http: reqwest::Client,
 }
 
 impl Launch {
@@ -108,15 +107,10 @@ impl Launch {
                 config.public_url
             )
         })?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("healthcloud-launcher/", env!("CARGO_PKG_VERSION")))
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
         Ok(Launch {
             inner: Arc::new(Inner {
                 public_origin: url.origin().ascii_serialization(),
                 secure_cookies: url.scheme() == "https",
-                http,
                 config,
             }),
         })

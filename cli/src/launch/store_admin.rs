@@ -12,7 +12,8 @@ use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use healthcloud_store::client::{AppVersion, StoreClient};
+use healthcloud_package::catalog::{AppSummary, VersionSummary};
+use healthcloud_package::client::{AppVersion, ClientError, StoreClient};
 use serde::Deserialize;
 
 use super::error::PageError;
@@ -34,47 +35,6 @@ pub(super) fn router() -> Router<Launch> {
             "/store-admin/sign-out",
             post(session::sign_out::<StoreAdmin>),
         )
-}
-
-// The store API's catalog answers, as far as this page reads them.
-
-#[derive(Debug, Deserialize)]
-struct AppList {
-    apps: Vec<AppSummary>,
-    total: i64,
-    page: u32,
-    per_page: u32,
-}
-
-#[derive(Debug, Deserialize)]
-struct AppSummary {
-    publisher: String,
-    id: String,
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct AppDetail {
-    versions: Vec<VersionSummary>,
-}
-
-#[derive(Debug, Deserialize)]
-struct VersionSummary {
-    version: String,
-    published_at: String,
-    sha256: String,
-    key_id: String,
-    signature: String,
-    #[serde(default)]
-    yanked_at: Option<String>,
-    #[serde(default)]
-    revoked: Option<Revoked>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Revoked {
-    at: String,
-    reason: String,
 }
 
 #[derive(Template)]
@@ -186,18 +146,18 @@ async fn page(
 
 /// Every app in the store's catalog with its versions, through the store's public API.
 async fn catalog(launch: &Launch) -> Result<Vec<(AppSummary, Vec<VersionSummary>)>, PageError> {
+    let store = StoreClient::new(&launch.config().store_url, None)?;
+    let failed = |e: ClientError| PageError::Refused {
+        status: StatusCode::BAD_GATEWAY,
+        message: format!("the store's catalog could not be read: {e}"),
+        back: "/".into(),
+    };
     let mut apps = Vec::new();
     for page in 1..=CATALOG_PAGES {
-        let list: AppList = get_json(
-            launch,
-            &["apps"],
-            &[("per_page", "100"), ("page", &page.to_string())],
-        )
-        .await?;
+        let list = store.apps(page, 100).await.map_err(failed)?;
         let last = i64::from(list.page) * i64::from(list.per_page) >= list.total;
         for app in list.apps {
-            let detail: AppDetail =
-                get_json(launch, &["apps", &app.publisher, &app.id], &[]).await?;
+            let detail = store.app(&app.publisher, &app.id).await.map_err(failed)?;
             apps.push((app, detail.versions));
         }
         if last {
@@ -205,37 +165,6 @@ async fn catalog(launch: &Launch) -> Result<Vec<(AppSummary, Vec<VersionSummary>
         }
     }
     Ok(apps)
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(
-    launch: &Launch,
-    path: &[&str],
-    query: &[(&str, &str)],
-) -> Result<T, PageError> {
-    let mut url = reqwest::Url::parse(&launch.config().store_url)
-        .map_err(|e| anyhow::anyhow!("the store URL: {e}"))?;
-    url.path_segments_mut()
-        .map_err(|()| anyhow::anyhow!("the store URL cannot have a path"))?
-        .pop_if_empty()
-        .extend(["store", "v1"])
-        .extend(path);
-    url.query_pairs_mut().extend_pairs(query);
-    let failed = |e: reqwest::Error| PageError::Refused {
-        status: StatusCode::BAD_GATEWAY,
-        message: format!("the store's catalog could not be read: {e}"),
-        back: "/".into(),
-    };
-    launch
-        .inner
-        .http
-        .get(url)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(failed)?
-        .json()
-        .await
-        .map_err(failed)
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,7 @@ pub mod outbound;
 use std::sync::{Arc, RwLock};
 
 use healthcloud_integration::scope::{Scope, ScopeContext};
-use healthcloud_store::manifest::Capability;
+use healthcloud_package::manifest::Capability;
 
 /// Which imports a capability serves and what a manifest must request to import them.
 #[derive(Debug, Clone, Copy)]

@@ -16,9 +16,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use healthcloud_integration::auth::{Principal, Role};
 use healthcloud_integration::security::{SecurityEvent, SecurityKind};
-use healthcloud_store::client::{AppVersion, StoreError};
-use healthcloud_store::manifest::{Capability, Manifest};
-use healthcloud_store::package::SignedPackage;
+use healthcloud_package::client::{AppVersion, ClientError};
+use healthcloud_package::manifest::{Capability, Manifest};
+use healthcloud_package::package::SignedPackage;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -795,7 +795,7 @@ fn check_requested(
     })
 }
 
-fn store_error(version: &AppVersion, error: StoreError) -> AdminError {
+fn store_error(version: &AppVersion, error: ClientError) -> AdminError {
     match error.status() {
         Some(StatusCode::NOT_FOUND) => AdminError::NotFound(format!(
             "the store has no {version}: check the id and version in the catalog"
@@ -937,7 +937,7 @@ impl Runtime {
         let signed = SignedPackage::from_json(row.package.as_bytes())
             .map_err(|e| anyhow::anyhow!("a stored package: {e}"))?;
         let manifest = signed.package.manifest();
-        let capability_view = |requested: &healthcloud_store::manifest::RequestedCapability| {
+        let capability_view = |requested: &healthcloud_package::manifest::RequestedCapability| {
             let capability = Capability::parse(&requested.name).ok();
             CapabilityView {
                 capability: requested.name.clone(),

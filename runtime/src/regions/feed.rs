@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use healthcloud_integration::db::Database;
-use healthcloud_store::keys::PublicKey;
-use healthcloud_store::service::{FeedEntry, REVOCATIONS_CHANNEL, SignedFeed};
+use healthcloud_package::feed::{FeedEntry, REVOCATIONS_CHANNEL, SignedFeed};
+use healthcloud_package::keys::PublicKey;
 use sqlx::Row;
 
 use super::{CHANNEL, Revoked};
@@ -387,8 +387,8 @@ pub(crate) async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use healthcloud_store::keys::{Purpose, SecretKey};
-    use healthcloud_store::service::Feed;
+    use healthcloud_package::feed::Feed;
+    use healthcloud_package::keys::{Purpose, SecretKey};
 
     fn answer(key: &SecretKey, since: i64, nonce: &str, issued: DateTime<Utc>) -> SignedFeed {
         let feed = Feed {

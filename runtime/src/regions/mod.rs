@@ -29,10 +29,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use healthcloud_integration::db::Database;
-use healthcloud_store::client::{AppVersion, StoreClient};
-use healthcloud_store::keys::PublicKey;
-use healthcloud_store::manifest::Capability;
-use healthcloud_store::package::SignedPackage;
+use healthcloud_package::client::{AppVersion, StoreClient};
+use healthcloud_package::keys::PublicKey;
+use healthcloud_package::manifest::Capability;
+use healthcloud_package::package::SignedPackage;
 use sqlx::Row;
 
 use crate::{Grant, Install, Runtime};

@@ -9,9 +9,9 @@
 //! first use, since nothing can sit between the two.
 
 use chrono::Utc;
-use healthcloud_store::client::{AppVersion, StoreClient};
-use healthcloud_store::keys::{KeyId, PublicKey};
-use healthcloud_store::package::{SignedPackage, SignedVersionRecord};
+use healthcloud_package::client::{AppVersion, StoreClient};
+use healthcloud_package::keys::{KeyId, PublicKey};
+use healthcloud_package::package::{SignedPackage, SignedVersionRecord};
 
 use super::RegionsConfig;
 use super::admin::AdminError;

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::package::PackageError;
+use healthcloud_package::package::PackageError;
 
 /// Why a store request failed; each variant documents its status. Bodies are JSON
 /// `{"error": …, "field": …}`; internal errors are logged, never shown.

@@ -26,12 +26,9 @@ use sqlx::Row;
 
 pub use blobs::Recovered;
 pub use error::StoreError;
-pub use revocations::{
-    CHANNEL as REVOCATIONS_CHANNEL, Feed, FeedEntry, FeedError, FeedKey, SignedFeed,
-};
 
-use crate::keys::SecretKey;
-use crate::manifest::Manifest;
+use healthcloud_package::keys::SecretKey;
+use healthcloud_package::manifest::Manifest;
 
 /// The runtime's install-time check of a component against its manifest: `Err` says why it
 /// would not install.
@@ -158,7 +155,7 @@ impl Store {
     }
 
     /// The public key that signs the revocation feed.
-    pub fn feed_key(&self) -> crate::keys::PublicKey {
+    pub fn feed_key(&self) -> healthcloud_package::keys::PublicKey {
         self.inner.feed_key.public()
     }
 

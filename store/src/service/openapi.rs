@@ -71,7 +71,7 @@ mod tests {
     use serde_json::Value;
 
     use super::{catalog, document, publishers};
-    use crate::manifest::check_name;
+    use healthcloud_package::manifest::check_name;
 
     fn pattern(schema: &Value) -> regex::Regex {
         let pattern = schema["pattern"]
@@ -191,7 +191,9 @@ mod tests {
         // What `healthcloud keygen` writes matches the documented key form.
         let key = pattern(&publisher["key"]);
         for _ in 0..32 {
-            let pem = crate::keys::SecretKey::generate().public().to_pem();
+            let pem = healthcloud_package::keys::SecretKey::generate()
+                .public()
+                .to_pem();
             assert!(key.is_match(&pem), "{pem}");
         }
     }

@@ -15,8 +15,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::catalog::{self, AppDetail, AppList, AppSummary, CatalogQuery, VersionSummary};
+use super::catalog::{self, CatalogQuery};
 use super::{Store, StoreError};
+use healthcloud_package::catalog::{AppDetail, AppList, AppSummary, VersionSummary};
 
 /// Nothing but the store's own stylesheet (and images, for app icons to come) may load; no
 /// script, no framing, forms post only back to the store.
@@ -314,7 +315,7 @@ mod tests {
     //! the pages on a real server.
 
     use super::*;
-    use crate::service::catalog::{ExplainedCapability, Revoked};
+    use healthcloud_package::catalog::{ExplainedCapability, Revoked};
 
     fn summary(id: &str) -> AppSummary {
         AppSummary {

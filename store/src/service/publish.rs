@@ -22,8 +22,8 @@ use healthcloud_integration::db::Arg;
 
 use super::error::ErrorBody;
 use super::{Store, StoreError, StoreLimits, lock, now};
-use crate::manifest::Audience;
-use crate::package::SignedPackage;
+use healthcloud_package::manifest::Audience;
+use healthcloud_package::package::SignedPackage;
 
 /// The largest envelope accepted (the manifest with its justifications, and the signature).
 const MAX_ENVELOPE: usize = 256 * 1024;

@@ -14,8 +14,8 @@ use healthcloud_integration::db::Arg;
 
 use super::error::{ErrorBody, JsonBody};
 use super::{Store, StoreError, lock, now, revocations, timestamp};
-use crate::keys::{KeyId, PublicKey, Purpose, endorsement_message};
-use crate::manifest::check_name;
+use healthcloud_package::keys::{KeyId, PublicKey, Purpose, endorsement_message};
+use healthcloud_package::manifest::check_name;
 
 pub(super) fn router() -> Router<Store> {
     Router::new()

@@ -1,7 +1,7 @@
 use healthcloud_integration::FhirError;
 use healthcloud_integration::db::WriteTx;
 use healthcloud_integration::scope::Interaction;
-use healthcloud_store::manifest::Capability;
+use healthcloud_package::manifest::Capability;
 
 use super::store::{KvWriteError, Partition};
 use super::{KvCtx, MAX_KEY_BYTES};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use healthcloud_integration::FhirService;
 use healthcloud_integration::auth::Principal;
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
-use healthcloud_store::manifest::Capability;
+use healthcloud_package::manifest::Capability;
 use wasmtime::component::{HasData, Linker};
 
 pub use store::KvStore;

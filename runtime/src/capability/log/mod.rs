@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use healthcloud_integration::policy::AppIdentity;
-use healthcloud_store::manifest::Capability;
+use healthcloud_package::manifest::Capability;
 use wasmtime::component::{HasData, Linker};
 
 pub use output::GuestOutput;

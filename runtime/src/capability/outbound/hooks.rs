@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use healthcloud_store::address::internal_address;
-use healthcloud_store::manifest::Capability;
+use healthcloud_package::address::internal_address;
+use healthcloud_package::manifest::Capability;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::connect::{self, Destination, Timeouts};

@@ -6,7 +6,7 @@
 //!   alike. The name is used only for TLS (SNI, certificate) and the `Host` header, so a DNS
 //!   answer that changes between check and connect (rebinding) cannot lead inside.
 //! - An address inside the network (loopback, private, link-local, cloud metadata, shared,
-//!   unique-local: `healthcloud_store::address`) is refused, unless the grant entry itself
+//!   unique-local: `healthcloud_package::address`) is refused, unless the grant entry itself
 //!   names an internal destination and the region admin installed it allowing internal
 //!   addresses (the install-time check refuses such a grant otherwise).
 //! - Every failure to connect (refused, unreachable, timed out, TLS, handshake) is the one
@@ -17,7 +17,7 @@ mod connect;
 mod hooks;
 mod resolve;
 
-use healthcloud_store::manifest::Capability;
+use healthcloud_package::manifest::Capability;
 
 pub use hooks::OutboundHooks;
 pub use resolve::{Resolution, Resolve, SystemResolver};

@@ -2,9 +2,10 @@
 //! generic [`StoreClient::call`] for the other APIs the server serves beside the store (such
 //! as the region admin API), and errors that say what to do about them.
 
+use crate::catalog::{AppDetail, AppList};
+use crate::feed::{FeedKey, SignedFeed};
 use crate::keys::KeyId;
 use crate::package::{SignedPackage, SignedVersionRecord};
-use crate::service::{FeedKey, SignedFeed};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
@@ -76,9 +77,9 @@ impl Api {
     };
 }
 
-/// Why a call failed.
+/// Why a call of the server failed; each message names the fix.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum ClientError {
     /// Nothing answered at the server's address.
     #[error(
         "cannot reach the {api} at {server}: start it with `healthcloud up`, or pass --server URL (or set HEALTHCLOUD_SERVER)"
@@ -177,12 +178,12 @@ pub enum StoreError {
     },
 }
 
-impl StoreError {
+impl ClientError {
     /// The HTTP status the server answered with, if it answered with an error.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            StoreError::Refused { status, .. } => Some(*status),
-            StoreError::Unauthorized { .. } => Some(StatusCode::UNAUTHORIZED),
+            ClientError::Refused { status, .. } => Some(*status),
+            ClientError::Unauthorized { .. } => Some(StatusCode::UNAUTHORIZED),
             _ => None,
         }
     }
@@ -286,6 +287,9 @@ pub struct Published {
 /// not hold a runtime's feed follower.
 const FEED_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a catalog call may take: the store admin page waits on it.
+const CATALOG_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long fetching a version or downloading a component may take by default
 /// ([`StoreClient::with_download_timeout`] changes it).
 pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -352,10 +356,10 @@ impl StoreClient {
     }
 
     /// Fails now, before any slow work, if `caller` needs a token and none was given.
-    pub fn require_token(&self, caller: Caller<'_>) -> Result<(), StoreError> {
+    pub fn require_token(&self, caller: Caller<'_>) -> Result<(), ClientError> {
         match (caller, &self.token) {
             (Caller::Anyone, _) | (_, Some(_)) => Ok(()),
-            (caller, None) => Err(StoreError::NoToken {
+            (caller, None) => Err(ClientError::NoToken {
                 who: caller.who(),
                 mint: caller.mint_hint(),
             }),
@@ -368,7 +372,7 @@ impl StoreClient {
         id: &str,
         name: &str,
         key_pem: &str,
-    ) -> Result<Value, StoreError> {
+    ) -> Result<Value, ClientError> {
         let request = self
             .request(Method::POST, &["publishers"], Caller::StoreAdmin)?
             .json(&json!({"id": id, "name": name, "key": key_pem}));
@@ -376,7 +380,7 @@ impl StoreClient {
     }
 
     /// `GET /store/v1/publishers/{publisher}`.
-    pub async fn publisher(&self, publisher: &str) -> Result<Publisher, StoreError> {
+    pub async fn publisher(&self, publisher: &str) -> Result<Publisher, ClientError> {
         let request = self.request(Method::GET, &["publishers", publisher], Caller::Anyone)?;
         self.send_json(request, Caller::Anyone).await
     }
@@ -388,7 +392,7 @@ impl StoreClient {
         key_pem: &str,
         endorsing_key: &KeyId,
         endorsement: &str,
-    ) -> Result<Value, StoreError> {
+    ) -> Result<Value, ClientError> {
         let caller = Caller::Publisher(publisher);
         let request = self
             .request(Method::POST, &["publishers", publisher, "keys"], caller)?
@@ -406,7 +410,7 @@ impl StoreClient {
         key_id: &KeyId,
         compromised_since: Option<&str>,
         reason: Option<&str>,
-    ) -> Result<Value, StoreError> {
+    ) -> Result<Value, ClientError> {
         let caller = Caller::PublisherOrStoreAdmin(publisher);
         let mut body = serde_json::Map::new();
         if let Some(since) = compromised_since {
@@ -420,8 +424,27 @@ impl StoreClient {
         self.send_json(request, caller).await
     }
 
+    /// `GET /store/v1/apps?page=PAGE&per_page=N`: one page of the catalog (1-based; at most
+    /// 100 apps a page).
+    pub async fn apps(&self, page: u32, per_page: u32) -> Result<AppList, ClientError> {
+        let request = self
+            .request(Method::GET, &["apps"], Caller::Anyone)?
+            .query(&[("per_page", per_page), ("page", page)])
+            .timeout(CATALOG_TIMEOUT);
+        self.send_json(request, Caller::Anyone).await
+    }
+
+    /// `GET /store/v1/apps/{publisher}/{app}`: an app with its capabilities and every
+    /// version.
+    pub async fn app(&self, publisher: &str, app: &str) -> Result<AppDetail, ClientError> {
+        let request = self
+            .request(Method::GET, &["apps", publisher, app], Caller::Anyone)?
+            .timeout(CATALOG_TIMEOUT);
+        self.send_json(request, Caller::Anyone).await
+    }
+
     /// `GET /store/v1/apps/{publisher}/{app}/versions/{version}`, within the download time.
-    pub async fn version(&self, app: &AppVersion) -> Result<PublishedVersion, StoreError> {
+    pub async fn version(&self, app: &AppVersion) -> Result<PublishedVersion, ClientError> {
         let request = self.request(Method::GET, &app.path(&[]), Caller::Anyone)?;
         let what = format!("the store's answer about {app}");
         self.in_time(&what, self.send_json(request, Caller::Anyone))
@@ -436,7 +459,7 @@ impl StoreClient {
         &self,
         app: &AppVersion,
         signed_size: u64,
-    ) -> Result<Vec<u8>, StoreError> {
+    ) -> Result<Vec<u8>, ClientError> {
         let what = format!("the component of {app}");
         let download = async {
             let request = self.request(Method::GET, &app.path(&["component"]), Caller::Anyone)?;
@@ -455,7 +478,7 @@ impl StoreClient {
     /// `GET /store/v1/revocations?since=SEQ&nonce=N`: the signed revocation feed after
     /// `since`, signing `nonce` back. Whether to trust it is for the caller to check with the
     /// store's pinned key.
-    pub async fn revocations(&self, since: i64, nonce: &str) -> Result<SignedFeed, StoreError> {
+    pub async fn revocations(&self, since: i64, nonce: &str) -> Result<SignedFeed, ClientError> {
         let request = self
             .request(Method::GET, &["revocations"], Caller::Anyone)?
             .query(&[("since", since.to_string()), ("nonce", nonce.to_owned())])
@@ -464,7 +487,7 @@ impl StoreClient {
     }
 
     /// `GET /store/v1/revocations/key`: the key the store signs its feed with.
-    pub async fn feed_key(&self) -> Result<FeedKey, StoreError> {
+    pub async fn feed_key(&self) -> Result<FeedKey, ClientError> {
         let request = self
             .request(Method::GET, &["revocations", "key"], Caller::Anyone)?
             .timeout(FEED_TIMEOUT);
@@ -472,7 +495,7 @@ impl StoreClient {
     }
 
     /// `POST …/versions/{version}/yank`: the publisher withdraws a version from new installs.
-    pub async fn yank(&self, app: &AppVersion) -> Result<Value, StoreError> {
+    pub async fn yank(&self, app: &AppVersion) -> Result<Value, ClientError> {
         let caller = Caller::Publisher(&app.publisher);
         let request = self.request(Method::POST, &app.path(&["yank"]), caller)?;
         self.send_json(request, caller).await
@@ -483,7 +506,7 @@ impl StoreClient {
         &self,
         app: &AppVersion,
         reason: &str,
-    ) -> Result<Value, StoreError> {
+    ) -> Result<Value, ClientError> {
         let caller = Caller::StoreAdmin;
         let request = self
             .request(Method::POST, &app.path(&["revoke"]), caller)?
@@ -499,7 +522,7 @@ impl StoreClient {
         signed: &SignedPackage,
         component: reqwest::Body,
         size: u64,
-    ) -> Result<(bool, Published), StoreError> {
+    ) -> Result<(bool, Published), ClientError> {
         let caller = Caller::Publisher(&signed.package.app.publisher);
         let file_name = format!(
             "{}-{}.wasm",
@@ -538,7 +561,7 @@ impl StoreClient {
         path: &[&str],
         caller: Caller<'_>,
         body: Option<&Value>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, ClientError> {
         let mut request = self.request_to(api, method, path, caller)?;
         if let Some(body) = body {
             request = request.json(body);
@@ -553,7 +576,7 @@ impl StoreClient {
         method: Method,
         path: &[S],
         caller: Caller<'_>,
-    ) -> Result<RequestBuilder, StoreError> {
+    ) -> Result<RequestBuilder, ClientError> {
         self.request_to(Api::STORE, method, path, caller)
     }
 
@@ -563,7 +586,7 @@ impl StoreClient {
         method: Method,
         path: &[S],
         caller: Caller<'_>,
-    ) -> Result<RequestBuilder, StoreError> {
+    ) -> Result<RequestBuilder, ClientError> {
         self.require_token(caller)?;
         let mut url = self.server.clone();
         url.path_segments_mut()
@@ -582,7 +605,7 @@ impl StoreClient {
         &self,
         request: RequestBuilder,
         caller: Caller<'_>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, ClientError> {
         let response = self.send(request, caller).await?;
         self.read_json(Api::STORE, response).await
     }
@@ -592,12 +615,12 @@ impl StoreClient {
         &self,
         api: Api,
         response: Response,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, ClientError> {
         let what = format!("the {}'s answer", api.name);
         let body = self
             .read_capped(api, response, (&what, MAX_JSON_BYTES), "")
             .await?;
-        serde_json::from_slice(&body).map_err(|source| StoreError::Malformed {
+        serde_json::from_slice(&body).map_err(|source| ClientError::Malformed {
             api: api.name,
             server: self.server().to_owned(),
             source,
@@ -612,8 +635,8 @@ impl StoreClient {
         mut response: Response,
         (what, limit): (&str, u64),
         why: &'static str,
-    ) -> Result<Vec<u8>, StoreError> {
-        let too_large = || StoreError::TooLarge {
+    ) -> Result<Vec<u8>, ClientError> {
+        let too_large = || ClientError::TooLarge {
             what: what.to_owned(),
             server: self.server().to_owned(),
             limit,
@@ -641,12 +664,12 @@ impl StoreClient {
     async fn in_time<T>(
         &self,
         what: &str,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+        call: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
         tokio::time::timeout(self.download_timeout, call)
             .await
             .unwrap_or_else(|_| {
-                Err(StoreError::TimedOut {
+                Err(ClientError::TimedOut {
                     what: what.to_owned(),
                     server: self.server().to_owned(),
                     after: self.download_timeout,
@@ -659,20 +682,20 @@ impl StoreClient {
         &self,
         request: RequestBuilder,
         caller: Caller<'_>,
-    ) -> Result<Response, StoreError> {
+    ) -> Result<Response, ClientError> {
         self.send_to(Api::STORE, request, caller).await
     }
 
-    /// Sends `request`; an error status becomes a [`StoreError`] carrying the server's message.
+    /// Sends `request`; an error status becomes a [`ClientError`] carrying the server's message.
     async fn send_to(
         &self,
         api: Api,
         request: RequestBuilder,
         caller: Caller<'_>,
-    ) -> Result<Response, StoreError> {
+    ) -> Result<Response, ClientError> {
         let response = request.send().await.map_err(|source| {
             if source.is_connect() {
-                StoreError::Unreachable {
+                ClientError::Unreachable {
                     api: api.name,
                     server: self.server().to_owned(),
                     source,
@@ -699,14 +722,14 @@ impl StoreClient {
             ),
         };
         Err(if status == StatusCode::UNAUTHORIZED {
-            StoreError::Unauthorized {
+            ClientError::Unauthorized {
                 api: api.name,
                 message,
                 who: caller.who(),
                 mint: caller.mint_hint(),
             }
         } else {
-            StoreError::Refused {
+            ClientError::Refused {
                 status,
                 message,
                 field,
@@ -714,8 +737,8 @@ impl StoreClient {
         })
     }
 
-    fn failed(&self, api: Api, source: reqwest::Error) -> StoreError {
-        StoreError::Http {
+    fn failed(&self, api: Api, source: reqwest::Error) -> ClientError {
+        ClientError::Http {
             api: api.name,
             server: self.server().to_owned(),
             source,

@@ -3,8 +3,8 @@
 //! the canonical encoding or the signing payload breaks this test, as it would break every
 //! signature already issued.
 
-use healthcloud_store::keys::SecretKey;
-use healthcloud_store::package::{PackageError, SignedPackage, digest};
+use healthcloud_package::keys::SecretKey;
+use healthcloud_package::package::{PackageError, SignedPackage, digest};
 use serde::{Deserialize, Serialize};
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/package-v1.json");
@@ -75,8 +75,8 @@ fn write_vectors_when_asked() {
     if std::env::var_os("HEALTHCLOUD_WRITE_VECTORS").is_none() {
         return;
     }
-    use healthcloud_store::manifest::Manifest;
-    use healthcloud_store::package::Package;
+    use healthcloud_package::manifest::Manifest;
+    use healthcloud_package::package::Package;
     let seed = [42u8; 32];
     let key = SecretKey::from_seed(&seed);
     let component = b"\0asm\x0d\0\x01\0healthcloud package test vector".to_vec();

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use healthcloud_store::fuzzing;
+use healthcloud_package::fuzzing;
 
 /// Runs `body` on every file of `fuzz/corpus/<target>/`, naming the file that panics.
 fn replay(target: &str, body: fn(&[u8])) {
