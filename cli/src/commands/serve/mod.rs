@@ -105,7 +105,17 @@ impl ServeCommand {
                     node.url(&listener)?,
                     store.feed_key().id()
                 );
-                server::serve(listener, server::node_router(store.router())).await
+                server::serve(
+                    listener,
+                    server::app(
+                        server::Services {
+                            store: Some(&store),
+                            ..Default::default()
+                        },
+                        &server::Ready::now(),
+                    ),
+                )
+                .await
             }
             ServeCommand::Runtime(RuntimeArgs {
                 node,
@@ -131,12 +141,32 @@ impl ServeCommand {
                     node.url(&listener)?,
                     runtime.installs().len()
                 );
-                server::serve(listener, server::node_router(runtime.router())).await
+                server::serve(
+                    listener,
+                    server::app(
+                        server::Services {
+                            runtime: Some(&runtime),
+                            ..Default::default()
+                        },
+                        &server::Ready::now(),
+                    ),
+                )
+                .await
             }
             ServeCommand::Integration(node) => {
                 let (integration, listener) = node.open().await?;
                 eprintln!("FHIR API node on {}/fhir/r4", node.url(&listener)?);
-                server::serve(listener, server::node_router(integration.router())).await
+                server::serve(
+                    listener,
+                    server::app(
+                        server::Services {
+                            integration: Some(&integration),
+                            ..Default::default()
+                        },
+                        &server::Ready::now(),
+                    ),
+                )
+                .await
             }
         }
     }
