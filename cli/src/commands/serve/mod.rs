@@ -3,15 +3,15 @@
 //! store over HTTP and each other through the database (NOTIFY plus a poll), so a grant change
 //! or a revocation made through one node applies on every node within seconds.
 
+mod integration;
+mod runtime;
+mod store;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use healthcloud_integration::Integration;
 use healthcloud_integration::auth::TokenVerifier;
-use healthcloud_runtime::Limits;
-use healthcloud_store::client::StoreClient;
-use healthcloud_store::keys::{KeyId, PublicKey};
 
 use super::DataDirArgs;
 use crate::server;
@@ -20,11 +20,21 @@ use crate::server;
 #[derive(Debug, clap::Subcommand)]
 pub enum ServeCommand {
     /// The app store: catalog pages, `/store/v1` (publish, download, the revocation feed).
-    Store(NodeArgs),
+    Store(store::ServeStoreCommand),
     /// An app runtime node: `/apps/…` and the region admin API `/admin/v1/regions/…`.
-    Runtime(RuntimeArgs),
+    Runtime(runtime::ServeRuntimeCommand),
     /// The integration cloud's FHIR API, `/fhir/r4`.
-    Integration(NodeArgs),
+    Integration(integration::ServeIntegrationCommand),
+}
+
+impl ServeCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            ServeCommand::Store(command) => command.run().await,
+            ServeCommand::Runtime(command) => command.run().await,
+            ServeCommand::Integration(command) => command.run().await,
+        }
+    }
 }
 
 /// What every node needs.
@@ -40,22 +50,6 @@ pub struct NodeArgs {
     public_url: Option<String>,
     #[command(flatten)]
     issuer: IssuerArgs,
-}
-
-/// A runtime node: a node, and the store it follows.
-#[derive(Debug, clap::Args)]
-pub struct RuntimeArgs {
-    #[command(flatten)]
-    node: NodeArgs,
-    /// The app store's base URL: packages, components and the revocation feed come from it.
-    #[arg(long, env = "HEALTHCLOUD_STORE_URL")]
-    store_url: String,
-    /// The store's key, which signs its revocation feed and version records: a PEM file
-    /// (`<store data dir>/store/store.key.pub`) or the key's id (64 hex characters, printed
-    /// by `healthcloud serve store`). Needed unless the store is on loopback, whose key is
-    /// then pinned from its first answer.
-    #[arg(long, env = "HEALTHCLOUD_STORE_KEY")]
-    store_key: Option<String>,
 }
 
 /// Whose tokens a node accepts: the development issuer in the data directory, or another.
@@ -88,106 +82,6 @@ impl IssuerArgs {
         }
         Ok(())
     }
-}
-
-impl ServeCommand {
-    pub async fn run(self) -> anyhow::Result<()> {
-        match self {
-            ServeCommand::Store(node) => {
-                let (integration, listener) = node.open().await?;
-                // The store checks uploads with the runtime's install-time check; it compiles
-                // and never instantiates.
-                let checker =
-                    server::app_cloud(&integration, &node.data.data_dir, Limits::default()).await?;
-                let store = server::app_store(&integration, &node.data.data_dir, &checker).await?;
-                eprintln!(
-                    "app store node on {} (feed key {})",
-                    node.url(&listener)?,
-                    store.feed_key().id()
-                );
-                server::serve(
-                    listener,
-                    server::app(
-                        server::Services {
-                            store: Some(&store),
-                            ..Default::default()
-                        },
-                        &server::Ready::now(),
-                    ),
-                )
-                .await
-            }
-            ServeCommand::Runtime(RuntimeArgs {
-                node,
-                store_url,
-                store_key,
-            }) => {
-                let (integration, listener) = node.open().await?;
-                let feed_key = match &store_key {
-                    Some(store_key) => Some(pinned_store_key(&store_url, store_key).await?),
-                    None => {
-                        eprintln!(
-                            "note: no --store-key: the key the store at {store_url} presents first is pinned (allowed only for a store on this machine)"
-                        );
-                        None
-                    }
-                };
-                let runtime =
-                    server::app_cloud(&integration, &node.data.data_dir, Limits::default()).await?;
-                server::serve_regions(&runtime, &store_url, feed_key, None, &node.data.data_dir)
-                    .await?;
-                eprintln!(
-                    "app runtime node on {} following the store at {store_url} ({} installs)",
-                    node.url(&listener)?,
-                    runtime.installs().len()
-                );
-                server::serve(
-                    listener,
-                    server::app(
-                        server::Services {
-                            runtime: Some(&runtime),
-                            ..Default::default()
-                        },
-                        &server::Ready::now(),
-                    ),
-                )
-                .await
-            }
-            ServeCommand::Integration(node) => {
-                let (integration, listener) = node.open().await?;
-                eprintln!("FHIR API node on {}/fhir/r4", node.url(&listener)?);
-                server::serve(
-                    listener,
-                    server::app(
-                        server::Services {
-                            integration: Some(&integration),
-                            ..Default::default()
-                        },
-                        &server::Ready::now(),
-                    ),
-                )
-                .await
-            }
-        }
-    }
-}
-
-/// The store key `--store-key` names: read from a PEM file, or, given as a key id, the key
-/// the store presents checked against it.
-async fn pinned_store_key(store_url: &str, store_key: &str) -> anyhow::Result<PublicKey> {
-    if let Ok(key_id) = KeyId::try_from(store_key.to_owned()) {
-        let store = StoreClient::new(store_url, None)?;
-        return healthcloud_runtime::regions::trust::store_key_by_id(&store, &key_id).await;
-    }
-    let path = PathBuf::from(store_key);
-    let pem = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read the store key {} (--store-key takes a PEM file or a key id of 64 hex characters)",
-            path.display()
-        )
-    })?;
-    PublicKey::from_pem(&pem)
-        .with_context(|| format!("{} is not the store's public key (PEM)", path.display()))
 }
 
 impl NodeArgs {
