@@ -11,7 +11,7 @@ use healthcloud_store::manifest::{MANIFEST_FILE, Manifest};
 pub struct BuildCommand {
     /// The app's directory (with Cargo.toml and healthcloud.toml).
     #[arg(default_value = ".")]
-    pub(super) dir: PathBuf,
+    dir: PathBuf,
 }
 
 /// A built and checked app.
@@ -31,59 +31,65 @@ pub(super) fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
 }
 
 impl BuildCommand {
-    pub async fn run(self) -> anyhow::Result<BuiltApp> {
-        let manifest = read_manifest(&self.dir)?;
-        eprintln!(
-            "building {} {} for {}…",
-            manifest.full_id(),
-            manifest.app.version,
-            healthcloud_guestbuild::TARGET
-        );
-        let dir = self.dir.clone();
-        let built = tokio::task::spawn_blocking(move || {
-            healthcloud_guestbuild::build(
-                &dir.join("Cargo.toml"),
-                &dir.join("target"),
-                Lockfile::Update,
-            )
-        })
-        .await??;
-        let package_dir = self.dir.canonicalize()?;
-        let Some(Built { wasm, .. }) = built.into_iter().find(|b| b.package_dir == package_dir)
-        else {
-            bail!(
-                "{} built no component of its own: its crate needs `[lib] crate-type = [\"cdylib\"]`",
-                self.dir.display()
-            );
-        };
-        let component = std::fs::read(&wasm)?;
-        let engine = AppEngine::new(
-            &Limits {
-                pool_instances: 1,
-                ..Limits::default()
-            },
-            None,
-        )?;
-        let check = (manifest.clone(), component.clone());
-        tokio::task::spawn_blocking(move || engine.validate(&check.0, &check.1))
-            .await?
-            .with_context(|| format!("{} does not install", wasm.display()))?;
-        println!(
-            "built {} {}: {} ({} KiB, sha256 {})",
-            manifest.full_id(),
-            manifest.app.version,
-            wasm.display(),
-            component.len() / 1024,
-            healthcloud_runtime::install::digest(&component)
-        );
-        println!(
-            "its imports match the {} capabilities its manifest requests",
-            manifest.requested.len()
-        );
-        Ok(BuiltApp {
-            manifest,
-            component,
-            wasm,
-        })
+    pub async fn run(self) -> anyhow::Result<()> {
+        build(&self.dir).await?;
+        Ok(())
     }
+}
+
+/// Builds the app in `dir` and checks that it installs: what `app build` does, and the first
+/// step of `app run`, `app sign` and `app publish`.
+pub(super) async fn build(dir: &Path) -> anyhow::Result<BuiltApp> {
+    let manifest = read_manifest(dir)?;
+    eprintln!(
+        "building {} {} for {}…",
+        manifest.full_id(),
+        manifest.app.version,
+        healthcloud_guestbuild::TARGET
+    );
+    let app_dir = dir.to_owned();
+    let built = tokio::task::spawn_blocking(move || {
+        healthcloud_guestbuild::build(
+            &app_dir.join("Cargo.toml"),
+            &app_dir.join("target"),
+            Lockfile::Update,
+        )
+    })
+    .await??;
+    let package_dir = dir.canonicalize()?;
+    let Some(Built { wasm, .. }) = built.into_iter().find(|b| b.package_dir == package_dir) else {
+        bail!(
+            "{} built no component of its own: its crate needs `[lib] crate-type = [\"cdylib\"]`",
+            dir.display()
+        );
+    };
+    let component = std::fs::read(&wasm)?;
+    let engine = AppEngine::new(
+        &Limits {
+            pool_instances: 1,
+            ..Limits::default()
+        },
+        None,
+    )?;
+    let check = (manifest.clone(), component.clone());
+    tokio::task::spawn_blocking(move || engine.validate(&check.0, &check.1))
+        .await?
+        .with_context(|| format!("{} does not install", wasm.display()))?;
+    println!(
+        "built {} {}: {} ({} KiB, sha256 {})",
+        manifest.full_id(),
+        manifest.app.version,
+        wasm.display(),
+        component.len() / 1024,
+        healthcloud_runtime::install::digest(&component)
+    );
+    println!(
+        "its imports match the {} capabilities its manifest requests",
+        manifest.requested.len()
+    );
+    Ok(BuiltApp {
+        manifest,
+        component,
+        wasm,
+    })
 }

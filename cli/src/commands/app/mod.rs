@@ -36,7 +36,7 @@ impl AppCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             AppCommand::New(command) => command.run().await,
-            AppCommand::Build(command) => command.run().await.map(|_| ()),
+            AppCommand::Build(command) => command.run().await,
             AppCommand::Run(command) => command.run().await,
             AppCommand::Sign(command) => command.run().await,
             AppCommand::Publish(command) => command.run().await,

@@ -7,7 +7,7 @@ use healthcloud_store::client::{Caller, StoreClient};
 use healthcloud_store::keys::SecretKey;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::build::{BuildCommand, BuiltApp, read_manifest};
+use super::build::{BuiltApp, build, read_manifest};
 use super::sign::sign;
 use crate::commands::ServerArgs;
 
@@ -30,7 +30,7 @@ impl PublishCommand {
         let publisher = read_manifest(&self.dir)?.app.publisher;
         client.require_token(Caller::Publisher(&publisher))?;
         let key = SecretKey::read(&self.key)?;
-        let built = BuildCommand { dir: self.dir }.run().await?;
+        let built = build(&self.dir).await?;
         let signed = sign(&built, &key)?;
         // The bytes are dropped here: the upload streams them from the file.
         let BuiltApp { wasm, .. } = built;

@@ -10,7 +10,7 @@ use healthcloud_integration::auth::{Role, TokenRequest};
 use healthcloud_runtime::Limits;
 use healthcloud_store::manifest::Audience;
 
-use super::build::BuildCommand;
+use super::build::build;
 use crate::server;
 
 #[derive(Debug, clap::Args)]
@@ -34,11 +34,7 @@ const DEV_REGION: &str = "local";
 
 impl RunCommand {
     pub async fn run(self) -> anyhow::Result<()> {
-        let built = BuildCommand {
-            dir: self.dir.clone(),
-        }
-        .run()
-        .await?;
+        let built = build(&self.dir).await?;
         let data_dir = self
             .data_dir
             .clone()

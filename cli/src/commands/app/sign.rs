@@ -6,7 +6,7 @@ use anyhow::Context;
 use healthcloud_store::keys::SecretKey;
 use healthcloud_store::package::{Package, SignedPackage, signature_path};
 
-use super::build::{BuildCommand, BuiltApp};
+use super::build::{BuiltApp, build};
 
 /// Signs a built app with `key`, writing the package to `<wasm>.sig.json`.
 pub(super) fn sign(built: &BuiltApp, key: &SecretKey) -> anyhow::Result<SignedPackage> {
@@ -36,7 +36,7 @@ pub struct SignCommand {
 impl SignCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         let key = SecretKey::read(&self.key)?;
-        let built = BuildCommand { dir: self.dir }.run().await?;
+        let built = build(&self.dir).await?;
         sign(&built, &key)?;
         Ok(())
     }
