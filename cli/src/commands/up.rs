@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use healthcloud_integration::Integration;
+use healthcloud_launcher::{Launch, LaunchConfig};
 
 use super::DataDirArgs;
 use super::serve::IssuerArgs;
@@ -61,20 +62,16 @@ impl UpCommand {
             Some(_) => Launcher::RealIssuer,
         };
         let pages = match launcher {
-            Launcher::Mounted => Some({
-                healthcloud_launcher::router(healthcloud_launcher::Launch::new(
-                    healthcloud_launcher::LaunchConfig {
-                        issuer: integration.issuer.clone(),
-                        verifier: integration.state.verifier.clone(),
-                        service: integration.state.service.clone(),
-                        runtime: runtime.clone(),
-                        store_url: local_url.clone(),
-                        public_url: public_url.clone(),
-                        regions: config.install.iter().map(|i| i.region.clone()).collect(),
-                        listen_addr: bound,
-                    },
-                )?)
-            }),
+            Launcher::Mounted => Some(healthcloud_launcher::router(Launch::new(LaunchConfig {
+                issuer: integration.issuer.clone(),
+                verifier: integration.state.verifier.clone(),
+                service: integration.state.service.clone(),
+                runtime: runtime.clone(),
+                store_url: local_url.clone(),
+                public_url: public_url.clone(),
+                regions: config.install.iter().map(|i| i.region.clone()).collect(),
+                listen_addr: bound,
+            })?)),
             Launcher::NotLoopback | Launcher::RealIssuer => None,
         };
         let app = server::app(
