@@ -25,7 +25,7 @@ pub async fn ensure_data_of_size(store: &EmbeddedStore, patients: usize) -> anyh
         return Ok(());
     }
     eprintln!("first start: generating {patients} synthetic patients…");
-    let report = crate::commands::generate_data(
+    let report = crate::progress::generate(
         store,
         SynthOptions {
             patients,

@@ -5,13 +5,6 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod app_cloud;
-mod commands;
-mod demo;
-mod launch;
-mod region_client;
-mod server;
-
 use clap::Parser;
 
 #[tokio::main]
@@ -23,8 +16,8 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = commands::Cli::parse();
-    match cli.command.run().await {
+    let cli = healthcloud::Cli::parse();
+    match cli.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

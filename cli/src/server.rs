@@ -96,36 +96,51 @@ impl Ready {
     }
 }
 
-/// Every route with the cross-cutting layers.
-pub fn router(
-    integration: &Integration,
-    runtime: &Runtime,
-    store: &Store,
-    ready: &Ready,
-) -> Router {
-    router_with(integration, runtime, store, ready, Router::new())
+/// What one listener serves: `up` and `app run` compose all three services (`up` with the
+/// development launcher's pages), a `serve` node exactly one.
+#[derive(Default)]
+pub struct Services<'a> {
+    /// The integration cloud's FHIR API, `/fhir/r4`.
+    pub integration: Option<&'a Integration>,
+    /// The app cloud: `/apps/…` and the region admin API `/admin/v1/regions/…`.
+    pub runtime: Option<&'a Runtime>,
+    /// The app store: catalog pages and `/store/v1`.
+    pub store: Option<&'a Store>,
+    /// The development launcher's pages (`healthcloud_launcher::router`).
+    pub pages: Option<Router>,
 }
 
-/// Every route and `pages` (the development launcher's, see [`crate::launch`]) with the
-/// cross-cutting layers.
-pub fn router_with(
-    integration: &Integration,
-    runtime: &Runtime,
-    store: &Store,
-    ready: &Ready,
-    pages: Router,
-) -> Router {
-    let routes = Router::new()
-        .merge(integration.router())
-        .merge(runtime.router())
-        .merge(store.router())
-        .merge(pages);
+impl<'a> Services<'a> {
+    /// The three services on one listener, without pages.
+    pub fn all(integration: &'a Integration, runtime: &'a Runtime, store: &'a Store) -> Self {
+        Services {
+            integration: Some(integration),
+            runtime: Some(runtime),
+            store: Some(store),
+            pages: None,
+        }
+    }
+}
+
+/// The routes of `services`, `/healthz` (503 until `ready`) and the layers every listener
+/// has: what a listener serves, testable without one.
+pub fn app(services: Services<'_>, ready: &Ready) -> Router {
+    let Services {
+        integration,
+        runtime,
+        store,
+        pages,
+    } = services;
+    let routes = [
+        integration.map(Integration::router),
+        runtime.map(Runtime::router),
+        store.map(Store::router),
+        pages,
+    ]
+    .into_iter()
+    .flatten()
+    .fold(Router::new(), |all, routes| all.merge(routes));
     with_layers(routes, ready)
-}
-
-/// One part's routes (a `serve` node) with the cross-cutting layers.
-pub fn node_router(routes: Router) -> Router {
-    with_layers(routes, &Ready::now())
 }
 
 /// `/healthz` and the layers every listener has.

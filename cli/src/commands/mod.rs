@@ -10,8 +10,6 @@ mod store;
 mod token;
 mod up;
 
-pub use data::generate as generate_data;
-
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -27,7 +25,14 @@ use healthcloud_package::client::StoreClient;
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
+}
+
+impl Cli {
+    /// Runs the subcommand given.
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.command.run().await
+    }
 }
 
 #[derive(Debug, Subcommand)]

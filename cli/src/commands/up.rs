@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use healthcloud_integration::Integration;
+use healthcloud_launcher::{Launch, LaunchConfig};
 
 use super::DataDirArgs;
 use super::serve::IssuerArgs;
@@ -56,26 +57,30 @@ impl UpCommand {
         // The launcher mints tokens of any role with the development issuer's key: never beside
         // a real issuer, and only where no one but this machine's users can reach it.
         let launcher = match &self.issuer.issuer {
-            None if crate::launch::mountable_on(bound) => Launcher::Mounted,
+            None if healthcloud_launcher::mountable_on(bound) => Launcher::Mounted,
             None => Launcher::NotLoopback,
             Some(_) => Launcher::RealIssuer,
         };
         let pages = match launcher {
-            Launcher::Mounted => {
-                crate::launch::router(crate::launch::Launch::new(crate::launch::LaunchConfig {
-                    issuer: integration.issuer.clone(),
-                    verifier: integration.state.verifier.clone(),
-                    service: integration.state.service.clone(),
-                    runtime: runtime.clone(),
-                    store_url: local_url.clone(),
-                    public_url: public_url.clone(),
-                    regions: config.install.iter().map(|i| i.region.clone()).collect(),
-                    listen_addr: bound,
-                })?)
-            }
-            Launcher::NotLoopback | Launcher::RealIssuer => axum::Router::new(),
+            Launcher::Mounted => Some(healthcloud_launcher::router(Launch::new(LaunchConfig {
+                issuer: integration.issuer.clone(),
+                verifier: integration.state.verifier.clone(),
+                service: integration.state.service.clone(),
+                runtime: runtime.clone(),
+                store_url: local_url.clone(),
+                public_url: public_url.clone(),
+                regions: config.install.iter().map(|i| i.region.clone()).collect(),
+                listen_addr: bound,
+            })?)),
+            Launcher::NotLoopback | Launcher::RealIssuer => None,
         };
-        let app = server::router_with(&integration, &runtime, &app_store, &ready, pages);
+        let app = server::app(
+            server::Services {
+                pages,
+                ..server::Services::all(&integration, &runtime, &app_store)
+            },
+            &ready,
+        );
         let serving = tokio::spawn(server::serve(listener, app));
         // The example apps go through the store's API with tokens of the development
         // issuer; with a real issuer configured those are refused, and nothing is published

@@ -1,79 +1,14 @@
-//! `healthcloud data generate|import`.
+//! `healthcloud data import`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use healthcloud_integration::FhirError;
-use healthcloud_integration::db::Database;
-use healthcloud_integration::import::{ImportReport, Importer, load_synthetic};
-use healthcloud_integration::store::EmbeddedStore;
-use healthcloud_integration::synth::SynthOptions;
-use indicatif::{ProgressBar, ProgressStyle};
+use healthcloud_integration::import::Importer;
 
-use super::DataDirArgs;
-
-#[derive(Debug, clap::Subcommand)]
-pub enum DataCommand {
-    /// Generate deterministic synthetic Danish patients into the store.
-    Generate(GenerateCommand),
-    /// Import FHIR R4 transaction, batch or collection Bundles (files or folders of .json).
-    Import(ImportCommand),
-}
-
-impl DataCommand {
-    pub async fn run(self) -> anyhow::Result<()> {
-        match self {
-            DataCommand::Generate(command) => command.run().await,
-            DataCommand::Import(command) => command.run().await,
-        }
-    }
-}
-
-#[derive(Debug, clap::Args)]
-pub struct GenerateCommand {
-    #[command(flatten)]
-    data: DataDirArgs,
-    /// How many patients.
-    #[arg(long, default_value_t = 1000)]
-    patients: usize,
-    /// Seed: the same seed gives the same patients.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// The day the data ends ("today" for the generator), YYYY-MM-DD.
-    #[arg(long, default_value = crate::demo::DATA_ANCHOR_DATE)]
-    today: chrono::NaiveDate,
-}
-
-impl GenerateCommand {
-    pub async fn run(self) -> anyhow::Result<()> {
-        let store = open_store(&self.data).await?;
-        let started = std::time::Instant::now();
-        let report = generate(
-            &store,
-            SynthOptions {
-                patients: self.patients,
-                seed: self.seed,
-                today: self.today,
-            },
-        )
-        .await?;
-        print_report("generated", &report, started.elapsed());
-        Ok(())
-    }
-}
-
-/// Generates patients with a progress bar.
-pub async fn generate(
-    store: &EmbeddedStore,
-    options: SynthOptions,
-) -> anyhow::Result<ImportReport> {
-    let bar = progress_bar(options.patients as u64, "patients");
-    let report = load_synthetic(store, options, &|done| bar.set_position(done as u64))
-        .await
-        .context("generating data failed; nothing of the unfinished batch was kept")?;
-    bar.finish_and_clear();
-    Ok(report)
-}
+use super::{open_store, print_report};
+use crate::commands::DataDirArgs;
+use crate::progress::progress_bar;
 
 #[derive(Debug, clap::Args)]
 pub struct ImportCommand {
@@ -166,38 +101,4 @@ fn collect_json(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         files.push(path.to_owned());
     }
     Ok(())
-}
-
-pub async fn open_store(data: &DataDirArgs) -> anyhow::Result<EmbeddedStore> {
-    Ok(EmbeddedStore::new(
-        Database::connect(&data.database_url()?).await?,
-    ))
-}
-
-fn progress_bar(len: u64, unit: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    let template = format!(
-        "{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
-    );
-    bar.set_style(
-        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
-}
-
-fn print_report(verb: &str, report: &ImportReport, elapsed: std::time::Duration) {
-    let resources = report.resources();
-    println!(
-        "{verb} {resources} resources in {:.1}s ({:.0} resources/s)",
-        elapsed.as_secs_f64(),
-        resources as f64 / elapsed.as_secs_f64().max(1e-9)
-    );
-    for (resource_type, count) in &report.by_type {
-        let served = if healthcloud_integration::params::type_def(resource_type).is_some() {
-            ""
-        } else {
-            " (stored, not served)"
-        };
-        println!("  {resource_type:<22} {count}{served}");
-    }
 }

@@ -19,6 +19,8 @@
 //! ([`session`]), verified on every request; forms that change anything are refused when sent
 //! from another origin.
 
+#![deny(missing_docs)]
+
 mod citizen;
 mod error;
 mod launch_page;
@@ -47,7 +49,7 @@ use error::PageError;
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-const STYLESHEET: &str = include_str!("../../templates/launch/launch.css");
+const STYLESHEET: &str = include_str!("../templates/launch/launch.css");
 
 /// What the launcher is built from.
 pub struct LaunchConfig {

@@ -30,13 +30,14 @@ async fn harness() -> Harness {
     let integration = Integration::open(&url, &public_url, dir.path())
         .await
         .unwrap();
-    crate::commands::generate_data(
+    healthcloud_integration::import::load_synthetic(
         integration.state.service.store(),
         SynthOptions {
             patients: 6,
             seed: 3,
-            today: crate::demo::DATA_ANCHOR_DATE.parse().unwrap(),
+            today: "2026-11-01".parse().unwrap(),
         },
+        &|_| {},
     )
     .await
     .unwrap();
@@ -62,7 +63,14 @@ async fn harness() -> Harness {
     .unwrap();
     // The FHIR API beside the pages, as `up` serves them: session tokens must not open it.
     let app = router(launch.clone()).merge(integration.router());
-    tokio::spawn(crate::server::serve(listener, app));
+    // Each request carries its peer's address, as `healthcloud up` serves the pages.
+    tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .into_future(),
+    );
     Harness {
         url: public_url,
         launch,

@@ -1,0 +1,107 @@
+//! `healthcloud serve store|runtime|integration`: one part of the system per process, for
+//! deployments with several nodes sharing a PostgreSQL database. Runtime nodes follow the
+//! store over HTTP and each other through the database (NOTIFY plus a poll), so a grant change
+//! or a revocation made through one node applies on every node within seconds.
+
+mod integration;
+mod runtime;
+mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use healthcloud_integration::Integration;
+use healthcloud_integration::auth::TokenVerifier;
+
+use super::DataDirArgs;
+use crate::server;
+
+/// Run one part of the system: the app store, an app runtime node or the FHIR API.
+#[derive(Debug, clap::Subcommand)]
+pub enum ServeCommand {
+    /// The app store: catalog pages, `/store/v1` (publish, download, the revocation feed).
+    Store(store::ServeStoreCommand),
+    /// An app runtime node: `/apps/…` and the region admin API `/admin/v1/regions/…`.
+    Runtime(runtime::ServeRuntimeCommand),
+    /// The integration cloud's FHIR API, `/fhir/r4`.
+    Integration(integration::ServeIntegrationCommand),
+}
+
+impl ServeCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            ServeCommand::Store(command) => command.run().await,
+            ServeCommand::Runtime(command) => command.run().await,
+            ServeCommand::Integration(command) => command.run().await,
+        }
+    }
+}
+
+/// What every node needs.
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    data: DataDirArgs,
+    /// Address to listen on.
+    #[arg(long, env = "HEALTHCLOUD_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Public base URL clients reach this node at (links are absolute on it).
+    #[arg(long, env = "HEALTHCLOUD_PUBLIC_URL")]
+    public_url: Option<String>,
+    #[command(flatten)]
+    issuer: IssuerArgs,
+}
+
+/// Whose tokens a node accepts: the development issuer in the data directory, or another.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IssuerArgs {
+    /// Accept tokens from this issuer (`iss`) instead of the development issuer; needs --issuer-key.
+    #[arg(long, env = "HEALTHCLOUD_ISSUER", requires = "issuer_key")]
+    pub issuer: Option<String>,
+    /// The issuer's Ed25519 public key (SPKI PEM file; `healthcloud token --public-key` prints
+    /// the development issuer's).
+    #[arg(long, env = "HEALTHCLOUD_ISSUER_KEY", requires = "issuer")]
+    pub issuer_key: Option<PathBuf>,
+    /// The audience (`aud`) the FHIR API accepts tokens for, as the issuer writes it
+    /// (default: its base URL, <public-url>/fhir/r4). Tokens for anything else are refused.
+    #[arg(long, env = "HEALTHCLOUD_FHIR_AUDIENCE")]
+    pub fhir_audience: Option<String>,
+}
+
+impl IssuerArgs {
+    /// Makes `integration` verify this issuer's tokens, when one is configured.
+    pub fn apply(&self, integration: &mut Integration) -> anyhow::Result<()> {
+        if let (Some(issuer), Some(key)) = (&self.issuer, &self.issuer_key) {
+            let pem = std::fs::read(key).map_err(|e| {
+                anyhow::anyhow!("cannot read the issuer key {}: {e}", key.display())
+            })?;
+            integration.state.verifier = TokenVerifier::from_public_pem(issuer, &pem)?;
+        }
+        if let Some(audience) = &self.fhir_audience {
+            std::sync::Arc::make_mut(&mut integration.state.config).audience = audience.clone();
+        }
+        Ok(())
+    }
+}
+
+impl NodeArgs {
+    /// Connects to the database (migrating it) and binds the address.
+    async fn open(&self) -> anyhow::Result<(Integration, tokio::net::TcpListener)> {
+        let public_url = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.addr));
+        let mut integration =
+            Integration::open(&self.data.database_url()?, &public_url, &self.data.data_dir).await?;
+        self.issuer.apply(&mut integration)?;
+        let listener = server::listen(self.addr).await?;
+        Ok((integration, listener))
+    }
+
+    fn url(&self, listener: &tokio::net::TcpListener) -> anyhow::Result<String> {
+        Ok(match &self.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", listener.local_addr()?),
+        })
+    }
+}

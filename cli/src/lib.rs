@@ -1,0 +1,14 @@
+//! `healthcloud`: runs the health cloud and the tools around it. The binary only parses its
+//! arguments and runs them ([`Cli`]); [`server::app`] composes what a listener serves, so
+//! tests call it with `oneshot`, without a socket.
+
+#![deny(missing_docs)]
+
+mod app_cloud;
+mod commands;
+mod demo;
+mod progress;
+mod region_client;
+pub mod server;
+
+pub use commands::Cli;
