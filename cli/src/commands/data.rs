@@ -7,7 +7,7 @@ use healthcloud_integration::FhirError;
 use healthcloud_integration::db::Database;
 use healthcloud_integration::import::{ImportReport, Importer, load_synthetic};
 use healthcloud_integration::store::EmbeddedStore;
-use healthcloud_integration::synth::SynthOptions;
+use healthcloud_synth::SynthOptions;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::DataDirArgs;
