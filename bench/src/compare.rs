@@ -27,6 +27,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use bp_monitor_pages::{reading, view};
 use healthcloud_integration::api::authenticate;
 use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest, TokenVerifier};
 use healthcloud_integration::db::Database;
@@ -47,7 +48,6 @@ use tokio::process::{Child, Command};
 use crate::http::{self, BodyCheck};
 use crate::machine::Usage;
 use crate::stats::{Latency, ms, per_second, thousands};
-use crate::{reading, view};
 
 /// The wasmtime CLI compared against: the release the runtime's `wasmtime` crates are pinned
 /// to in the workspace, so both sides run the same engine.
