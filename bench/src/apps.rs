@@ -14,9 +14,9 @@ use healthcloud_integration::db::Database;
 use healthcloud_integration::import::load_synthetic;
 use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::store::EmbeddedStore;
-use healthcloud_integration::synth::SynthOptions;
 use healthcloud_package::manifest::Manifest;
 use healthcloud_runtime::{Limits, Runtime, RuntimeConfig};
+use healthcloud_synth::SynthOptions;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 

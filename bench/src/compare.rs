@@ -27,6 +27,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use bp_monitor_pages::{reading, view};
 use healthcloud_integration::api::authenticate;
 use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest, TokenVerifier};
 use healthcloud_integration::db::Database;
@@ -34,11 +35,11 @@ use healthcloud_integration::import::{Importer, load_synthetic};
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
 use healthcloud_integration::query::PageLimits;
 use healthcloud_integration::store::EmbeddedStore;
-use healthcloud_integration::synth::SynthOptions;
 use healthcloud_integration::{FhirError, FhirService};
 use healthcloud_runtime::{Install, Limits, Runtime, RuntimeConfig};
 use healthcloud_sdk::clock::Date;
 use healthcloud_sdk::model::{Observation, Patient};
+use healthcloud_synth::SynthOptions;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -47,7 +48,6 @@ use tokio::process::{Child, Command};
 use crate::http::{self, BodyCheck};
 use crate::machine::Usage;
 use crate::stats::{Latency, ms, per_second, thousands};
-use crate::{reading, view};
 
 /// The wasmtime CLI compared against: the release the runtime's `wasmtime` crates are pinned
 /// to in the workspace, so both sides run the same engine.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context as _;
-use healthcloud_integration::synth::{self, SynthOptions};
+use healthcloud_synth::{self as synth, SynthOptions};
 use serde_json::{Value, json};
 
 /// The code system of the blood-pressure panel code the search benchmark looks for.

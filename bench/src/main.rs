@@ -25,16 +25,6 @@ mod machine;
 mod report;
 mod stats;
 
-// The bp-monitor app's own model and page code, compiled natively: the native handler of
-// `compare` renders the clinician page with exactly the code the app runs, so the two pages
-// can be compared byte for byte. (The app's entry point, `lib.rs`, stays a component.)
-#[allow(dead_code, reason = "the native handler uses the clinician page only")]
-#[path = "../../example-apps/bp-monitor/src/reading.rs"]
-mod reading;
-#[allow(dead_code, reason = "the native handler uses the clinician page only")]
-#[path = "../../example-apps/bp-monitor/src/view.rs"]
-mod view;
-
 use std::path::PathBuf;
 
 use anyhow::Context as _;

@@ -6,7 +6,7 @@ use healthcloud_integration::auth::{
 };
 use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::store::EmbeddedStore;
-use healthcloud_integration::synth::SynthOptions;
+use healthcloud_synth::SynthOptions;
 
 /// "Today" for generated data, fixed so a seed always gives the same data.
 pub const DATA_ANCHOR_DATE: &str = "2026-11-01";

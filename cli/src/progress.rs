@@ -5,7 +5,7 @@
 use anyhow::Context;
 use healthcloud_integration::import::{ImportReport, load_synthetic};
 use healthcloud_integration::store::EmbeddedStore;
-use healthcloud_integration::synth::SynthOptions;
+use healthcloud_synth::SynthOptions;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Generates patients with a progress bar.

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
+use cargo_metadata::Message;
 
 /// The target every guest is built for: WASI 0.2, which rustc links into a component.
 pub const TARGET: &str = "wasm32-wasip2";
@@ -122,7 +123,7 @@ pub fn build(
             manifest_path.display()
         );
     }
-    let built = components(&String::from_utf8_lossy(&output.stdout));
+    let built = components(&output.stdout);
     if built.is_empty() {
         bail!(
             "{} built no component: an app crate needs `[lib] crate-type = [\"cdylib\"]`",
@@ -154,40 +155,30 @@ pub fn build_for_tests(repository: &Path, workspace: &str) -> HashMap<String, Pa
     .collect()
 }
 
-/// The `.wasm` artifacts in cargo's JSON messages.
-fn components(messages: &str) -> Vec<Built> {
-    let mut built = Vec::new();
-    for line in messages.lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if message["reason"] != "compiler-artifact" {
-            continue;
-        }
-        let Some(wasm) = message["filenames"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|f| f.as_str())
-            .find(|f| f.ends_with(".wasm"))
-        else {
-            continue;
-        };
-        let package_dir = message["manifest_path"]
-            .as_str()
-            .and_then(|p| Path::new(p).parent())
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        built.push(Built {
-            package: message["target"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .replace('_', "-"),
-            package_dir,
-            wasm: PathBuf::from(wasm),
-        });
-    }
-    built
+/// The `.wasm` artifacts in cargo's JSON messages (lines that are not a message are skipped).
+fn components(messages: &[u8]) -> Vec<Built> {
+    Message::parse_stream(messages)
+        .filter_map(Result::ok)
+        .filter_map(|message| match message {
+            Message::CompilerArtifact(artifact) => Some(artifact),
+            _ => None,
+        })
+        .filter_map(|artifact| {
+            let wasm = artifact
+                .filenames
+                .into_iter()
+                .find(|file| file.as_str().ends_with(".wasm"))?;
+            Some(Built {
+                package: artifact.target.name.replace('_', "-"),
+                package_dir: artifact
+                    .manifest_path
+                    .parent()
+                    .map(|dir| dir.as_std_path().to_path_buf())
+                    .unwrap_or_default(),
+                wasm: wasm.into_std_path_buf(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -196,9 +187,10 @@ mod tests {
 
     #[test]
     fn finds_wasm_artifacts_in_cargo_messages() {
-        let messages = r#"{"reason":"compiler-artifact","target":{"name":"serde"},"manifest_path":"/r/serde/Cargo.toml","filenames":["/t/libserde.rlib"]}
+        // As cargo 1.95 writes them (`--message-format=json-render-diagnostics`), paths shortened.
+        let messages = br#"{"reason":"compiler-artifact","package_id":"registry+https://github.com/rust-lang/crates.io-index#serde@1.0.229","manifest_path":"/r/serde/Cargo.toml","target":{"kind":["lib"],"crate_types":["lib"],"name":"serde","src_path":"/r/serde/src/lib.rs","edition":"2021","doc":true,"doctest":true,"test":true},"profile":{"opt_level":"0","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":false},"features":["alloc"],"filenames":["/t/libserde.rlib","/t/libserde.rmeta"],"executable":null,"fresh":true}
 not json
-{"reason":"compiler-artifact","target":{"name":"bp_monitor"},"manifest_path":"/apps/bp-monitor/Cargo.toml","filenames":["/t/bp_monitor.wasm"]}
+{"reason":"compiler-artifact","package_id":"path+file:///apps/bp-monitor#0.1.0","manifest_path":"/apps/bp-monitor/Cargo.toml","target":{"kind":["cdylib"],"crate_types":["cdylib"],"name":"bp_monitor","src_path":"/apps/bp-monitor/src/lib.rs","edition":"2024","doc":true,"doctest":false,"test":true},"profile":{"opt_level":"s","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":false},"features":[],"filenames":["/t/bp_monitor.wasm"],"executable":null,"fresh":true}
 {"reason":"build-finished","success":true}"#;
         let built = components(messages);
         assert_eq!(built.len(), 1);

@@ -534,7 +534,7 @@ pub fn new_id() -> String {
 /// while this task writes, so both cores are busy.
 pub async fn load_synthetic(
     store: &EmbeddedStore,
-    options: crate::synth::SynthOptions,
+    options: healthcloud_synth::SynthOptions,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<ImportReport, FhirError> {
     const PATIENTS_PER_MESSAGE: usize = 50;
@@ -556,11 +556,11 @@ pub async fn load_synthetic(
                 })
                 .collect()
         };
-        let mut batch = prepare(crate::synth::organizations(&options));
+        let mut batch = prepare(healthcloud_synth::organizations(&options));
         let mut patients_in_batch = 0;
         for index in 0..options.patients {
             if let Ok(items) = &mut batch {
-                match prepare(crate::synth::patient(&options, index)) {
+                match prepare(healthcloud_synth::patient(&options, index)) {
                     Ok(more) => items.extend(more),
                     Err(e) => batch = Err(e),
                 }

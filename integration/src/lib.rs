@@ -9,7 +9,7 @@
 //!   runtime both call it.
 //! - [`store::EmbeddedStore`] keeps resources as JSON with search-index rows on SQLite
 //!   (default) or PostgreSQL ([`db`]); [`source::Source`] is the seam for upstream systems.
-//! - [`synth`] generates synthetic Danish patients; [`import`] loads FHIR Bundles.
+//! - [`import`] loads FHIR Bundles, and synthetic patients from `healthcloud-synth`.
 //!
 //! # Examples
 //!
@@ -46,7 +46,6 @@ pub mod security;
 pub mod service;
 pub mod source;
 pub mod store;
-pub mod synth;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod validate;

@@ -9,8 +9,8 @@ use healthcloud_integration::audit::{AuditRecord, audit_event};
 use healthcloud_integration::auth::{Role, TokenRequest};
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
 use healthcloud_integration::scope::Interaction;
-use healthcloud_integration::synth::SynthOptions;
 use healthcloud_runtime::{Limits, Runtime, RuntimeConfig};
+use healthcloud_synth::SynthOptions;
 
 use super::*;
 

@@ -13,17 +13,13 @@
 //! A platform call that is denied is shown as such (`403`), unavailable data as `503`, and
 //! without a patient in context the app asks for one (`400`).
 
-mod reading;
-mod view;
-
+use bp_monitor_pages::reading::{DATE_GRACE_DAYS, Measurement, Reading};
+use bp_monitor_pages::view::{self, Entry, Subject, Trend};
 use healthcloud_sdk::clock::{self, Date};
 use healthcloud_sdk::context::{self, Role};
 use healthcloud_sdk::model::{Observation, Patient, code, system};
 use healthcloud_sdk::{Request, Response, Router, fhir, log};
 use serde::Serialize;
-
-use crate::reading::{DATE_GRACE_DAYS, Measurement, Reading};
-use crate::view::{Entry, Subject, Trend};
 
 healthcloud_sdk::serve!(|request| router().handle(request));
 

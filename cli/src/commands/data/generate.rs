@@ -1,6 +1,6 @@
 //! `healthcloud data generate`.
 
-use healthcloud_integration::synth::SynthOptions;
+use healthcloud_synth::SynthOptions;
 
 use super::{open_store, print_report};
 use crate::commands::DataDirArgs;
