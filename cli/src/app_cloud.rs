@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest};
 use healthcloud_runtime::regions::admin::{Admin, AdminError};
 use healthcloud_runtime::{Limits, Runtime};
 use healthcloud_store::keys::{KeyId, SecretKey};

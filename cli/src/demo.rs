@@ -1,12 +1,10 @@
 //! The demo world `healthcloud up` creates on first start: synthetic patients and ready-made
 //! tokens for each kind of user.
 
-use healthcloud_integration::auth::{
-    Role, TokenIssuer, TokenRequest, apps_audience, fhir_audience,
-};
 use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::store::EmbeddedStore;
 use healthcloud_integration::synth::SynthOptions;
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest, apps_audience, fhir_audience};
 
 /// "Today" for generated data, fixed so a seed always gives the same data.
 pub const DATA_ANCHOR_DATE: &str = "2026-11-01";

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::date;
 use crate::policy::AccessContext;
-use crate::scope::Interaction;
+use healthcloud_platform::scope::Interaction;
 
 /// What happened, for one audit record.
 #[derive(Debug, Clone)]

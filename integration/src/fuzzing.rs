@@ -15,11 +15,11 @@ use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::{Signer, SigningKey};
 
-use crate::auth::{AuthError, TokenIssuer, TokenVerifier, dev_key_path};
 use crate::import::Importer;
 use crate::query::{self, PageLimits, SearchQuery};
-use crate::scope::{Interaction, Scope};
 use crate::store::EmbeddedStore;
+use healthcloud_platform::auth::{AuthError, TokenIssuer, TokenVerifier, dev_key_path};
+use healthcloud_platform::scope::{Interaction, Scope};
 
 /// The header a JWT input without one of its own gets.
 const EDDSA_HEADER: &str = r#"{"alg":"EdDSA","typ":"JWT"}"#;
@@ -174,7 +174,7 @@ fn sqlite() -> &'static (tokio::runtime::Runtime, EmbeddedStore) {
             .keep();
         let url = format!("sqlite://{}", dir.join("fhir.db").display());
         let db = runtime
-            .block_on(crate::db::Database::connect(&url))
+            .block_on(crate::open_database(&url))
             .expect("an empty SQLite database opens");
         (runtime, EmbeddedStore::new(db))
     })

@@ -11,9 +11,9 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::auth::Principal;
-use crate::db::Database;
 use crate::policy::AppIdentity;
+use healthcloud_platform::auth::Principal;
+use healthcloud_platform::db::Database;
 
 /// Longest `request` text kept; longer requests are cut (and say so).
 const MAX_REQUEST_CHARS: usize = 2000;

@@ -6,8 +6,8 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{Host, REGION, example_app};
-use healthcloud_integration::auth::Role;
 use healthcloud_integration::policy::AccessContext;
+use healthcloud_platform::auth::Role;
 use healthcloud_store::manifest::{Capability, Manifest};
 
 const BP: &str = "/apps/testregion/examples/bp-monitor/";

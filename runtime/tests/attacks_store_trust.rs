@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::{Answer, Host, example_app};
-use healthcloud_integration::auth::{Role, TokenRequest};
+use healthcloud_platform::auth::{Role, TokenRequest};
 use healthcloud_runtime::RegionsConfig;
 use healthcloud_store::client::StoreClient;
 use healthcloud_store::keys::{Purpose, SecretKey};

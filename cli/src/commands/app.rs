@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use healthcloud_guestbuild::{Built, Lockfile};
 use healthcloud_integration::Integration;
-use healthcloud_integration::auth::{Role, TokenRequest};
+use healthcloud_platform::auth::{Role, TokenRequest};
 use healthcloud_runtime::{AppEngine, Limits};
 use healthcloud_store::keys::SecretKey;
 use healthcloud_store::manifest::{Audience, MANIFEST_FILE, Manifest};
@@ -233,7 +233,7 @@ impl RunCommand {
         let url = format!("sqlite://{}", data_dir.join("healthcloud.db").display());
         let public_url = format!("http://{}", self.addr);
         let integration = Integration::open(&url, &public_url, &data_dir).await?;
-        let store = integration.state.service.store().clone();
+        let store = integration.state.service.store_for_loading().clone();
         crate::demo::ensure_data_of_size(&store, DEV_PATIENTS).await?;
         let patient = match self.patient {
             Some(patient) => patient,

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use healthcloud_integration::FhirError;
-use healthcloud_integration::db::Database;
 use healthcloud_integration::import::{ImportReport, Importer, load_synthetic};
 use healthcloud_integration::store::EmbeddedStore;
 use healthcloud_integration::synth::SynthOptions;
@@ -170,7 +169,7 @@ fn collect_json(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 pub async fn open_store(data: &DataDirArgs) -> anyhow::Result<EmbeddedStore> {
     Ok(EmbeddedStore::new(
-        Database::connect(&data.database_url()?).await?,
+        healthcloud_integration::open_database(&data.database_url()?).await?,
     ))
 }
 

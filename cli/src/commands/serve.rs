@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use healthcloud_integration::Integration;
-use healthcloud_integration::auth::TokenVerifier;
+use healthcloud_platform::auth::TokenVerifier;
 use healthcloud_runtime::Limits;
 use healthcloud_store::client::StoreClient;
 use healthcloud_store::keys::{KeyId, PublicKey};

@@ -15,7 +15,7 @@ pub mod outbound;
 
 use std::sync::{Arc, RwLock};
 
-use healthcloud_integration::scope::{Scope, ScopeContext};
+use healthcloud_platform::scope::{Scope, ScopeContext};
 use healthcloud_store::manifest::Capability;
 
 /// Which imports a capability serves and what a manifest must request to import them.

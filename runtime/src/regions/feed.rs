@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use healthcloud_integration::db::Database;
+use healthcloud_platform::db::Database;
 use healthcloud_store::keys::PublicKey;
 use healthcloud_store::service::{FeedEntry, REVOCATIONS_CHANNEL, SignedFeed};
 use sqlx::Row;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use healthcloud_integration::FhirService;
-use healthcloud_integration::auth::Principal;
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
+use healthcloud_platform::auth::Principal;
 use healthcloud_store::manifest::Capability;
 use wasmtime::component::{HasData, Linker};
 

@@ -1,6 +1,6 @@
 use healthcloud_integration::FhirError;
-use healthcloud_integration::db::WriteTx;
-use healthcloud_integration::scope::Interaction;
+use healthcloud_platform::db::WriteTx;
+use healthcloud_platform::scope::Interaction;
 use healthcloud_store::manifest::Capability;
 
 use super::store::{KvWriteError, Partition};
