@@ -9,11 +9,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::value::RawValue;
-use serde_json::{Value, json};
-
 use healthcloud_platform::auth::{AuthError, Principal, TokenVerifier};
 use healthcloud_platform::scope::Interaction;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
 
 use crate::error::FhirError;
 use crate::params::TYPES;

@@ -14,12 +14,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::{Signer, SigningKey};
+use healthcloud_platform::auth::{AuthError, TokenIssuer, TokenVerifier, dev_key_path};
+use healthcloud_platform::scope::{Interaction, Scope};
 
 use crate::import::Importer;
 use crate::query::{self, PageLimits, SearchQuery};
 use crate::store::EmbeddedStore;
-use healthcloud_platform::auth::{AuthError, TokenIssuer, TokenVerifier, dev_key_path};
-use healthcloud_platform::scope::{Interaction, Scope};
 
 /// The header a JWT input without one of its own gets.
 const EDDSA_HEADER: &str = r#"{"alg":"EdDSA","typ":"JWT"}"#;

@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use healthcloud_platform::auth::is_fhir_id;
+use healthcloud_platform::db::WriteTx;
 use serde_json::Value;
 
 use crate::date;
@@ -13,8 +15,6 @@ use crate::error::FhirError;
 use crate::params::{self, split_reference};
 use crate::store::{EmbeddedStore, Prepared};
 use crate::validate;
-use healthcloud_platform::auth::is_fhir_id;
-use healthcloud_platform::db::WriteTx;
 
 /// Counts of what an import wrote.
 #[derive(Debug, Default, Clone, PartialEq)]

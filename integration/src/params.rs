@@ -1,10 +1,10 @@
 //! The resource types we serve and their search parameters: one table that drives indexing,
 //! query parsing and the CapabilityStatement, so what we advertise is exactly what we do.
 
+use healthcloud_platform::auth::is_fhir_id;
 use serde_json::Value;
 
 use crate::date;
-use healthcloud_platform::auth::is_fhir_id;
 
 /// How a search parameter's values are indexed and matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,10 +2,11 @@
 //! and sort, plus the constraints the policy engine ANDs in. Anything we do not support is a
 //! 400: an ignored filter would return more data than the client asked for.
 
+use healthcloud_platform::auth::is_fhir_id;
+
 use crate::date::{self, DateRange};
 use crate::error::FhirError;
 use crate::params::{ParamDef, ParamKind, TypeDef, split_reference, type_def};
-use healthcloud_platform::auth::is_fhir_id;
 
 /// Page size limits.
 #[derive(Debug, Clone, Copy)]

@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::error::FhirError;
 use healthcloud_platform::auth::Principal;
+
+use crate::error::FhirError;
 
 /// How many refusals a principal may have before it is slowed down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,12 +8,12 @@
 //! could reach that patient, so nobody can write into a stranger's log; the probes go here.
 //! Operators read this log with `healthcloud security-log`.
 
+use healthcloud_platform::auth::Principal;
+use healthcloud_platform::db::Database;
 use serde::Serialize;
 use sqlx::Row;
 
 use crate::policy::AppIdentity;
-use healthcloud_platform::auth::Principal;
-use healthcloud_platform::db::Database;
 
 /// Longest `request` text kept; longer requests are cut (and say so).
 const MAX_REQUEST_CHARS: usize = 2000;

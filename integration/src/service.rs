@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use healthcloud_platform::auth::is_fhir_id;
+use healthcloud_platform::scope::{Interaction, ScopeContext};
 use serde_json::Value;
 
 use crate::audit::{AuditRecord, audit_event};
@@ -21,8 +23,6 @@ use crate::store::{
     ConsentVersion, EmbeddedStore, Prepared, Quantifier, SearchPage, StoredResource,
 };
 use crate::validate;
-use healthcloud_platform::auth::is_fhir_id;
-use healthcloud_platform::scope::{Interaction, ScopeContext};
 
 /// Policy-checked, audited access to FHIR data.
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 //! PostgreSQL. It is one [`Source`](crate::source::Source) of patient data, and also where the
 //! integration cloud keeps what it owns itself: consents and the audit trail.
 
+use healthcloud_platform::db::{Database, Sql, WriteTx};
 use serde_json::Value;
 use sqlx::Row;
 
@@ -13,7 +14,6 @@ use crate::query::{
     Alternative, Filter, Match, Prefix, SearchQuery, Sort, Value as QueryValue,
     compartment_patients,
 };
-use healthcloud_platform::db::{Database, Sql, WriteTx};
 
 /// A stored resource as the store returns it.
 #[derive(Debug, Clone)]

@@ -2,12 +2,12 @@
 //! authorize a resource safely. Errors name the element (`Observation.code`) so a client, or a
 //! Bundle import, can point at it. Full profile validation is out of scope.
 
+use healthcloud_platform::auth::is_fhir_id;
 use serde_json::Value;
 
 use crate::date;
 use crate::error::FhirError;
 use crate::params::split_reference;
-use healthcloud_platform::auth::is_fhir_id;
 
 /// Validates `resource` as a `resource_type`.
 pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> {

@@ -26,7 +26,6 @@ mod region_admin;
 mod session;
 mod store_admin;
 
-use healthcloud_platform::http::SecurityHeaders;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use healthcloud_integration::FhirService;
 use healthcloud_platform::auth::{TokenIssuer, TokenVerifier};
+use healthcloud_platform::http::SecurityHeaders;
 use healthcloud_runtime::Runtime;
 
 use error::PageError;
