@@ -243,11 +243,12 @@ pub enum AuthError {
     },
 }
 
-/// Verifies tokens from one issuer.
+/// Verifies tokens from one issuer. Cheap to clone (shared parts only): each request's
+/// extractor takes it from the service's state.
 #[derive(Clone)]
 pub struct TokenVerifier {
-    issuer: String,
-    key: DecodingKey,
+    issuer: Arc<str>,
+    key: Arc<DecodingKey>,
     /// Tokens verified already, by their exact text: the same bytes verify the same way, so
     /// a repeated token costs a lookup instead of a signature check. Expiry is checked on
     /// every use. Bounded: emptied when full.
@@ -272,9 +273,11 @@ impl TokenVerifier {
     /// A verifier for tokens from `issuer`, signed by the Ed25519 public key in SPKI PEM form.
     pub fn from_public_pem(issuer: &str, pem: &[u8]) -> anyhow::Result<Self> {
         Ok(TokenVerifier {
-            issuer: issuer.to_owned(),
-            key: DecodingKey::from_ed_pem(pem)
-                .map_err(|e| anyhow::anyhow!("not an Ed25519 public key in PEM form: {e}"))?,
+            issuer: issuer.into(),
+            key: Arc::new(
+                DecodingKey::from_ed_pem(pem)
+                    .map_err(|e| anyhow::anyhow!("not an Ed25519 public key in PEM form: {e}"))?,
+            ),
             verified: Default::default(),
         })
     }
@@ -335,7 +338,7 @@ impl TokenVerifier {
             }
         })?;
         // Checked here rather than by jsonwebtoken so a foreign issuer gets its own message.
-        if data.claims.iss != self.issuer {
+        if data.claims.iss != *self.issuer {
             return Err(AuthError::WrongIssuer);
         }
         let scopes = Scope::parse_list(&data.claims.scope)?;
