@@ -9,12 +9,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use healthcloud_integration::FhirService;
-use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
-use healthcloud_integration::db::Database;
 use healthcloud_integration::import::load_synthetic;
 use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::store::EmbeddedStore;
 use healthcloud_package::manifest::Manifest;
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_platform::db::Database;
 use healthcloud_runtime::{Limits, Runtime, RuntimeConfig};
 use healthcloud_synth::SynthOptions;
 use http_body_util::BodyExt;
@@ -50,7 +50,9 @@ pub async fn run(config: &Config) -> anyhow::Result<Vec<Measured>> {
     eprintln!("building the example apps…");
     let built = crate::build_example_apps()?;
     let db = config.data_dir.join("apps.db");
-    let store = EmbeddedStore::new(Database::connect(&format!("sqlite://{}", db.display())).await?);
+    let database =
+        healthcloud_integration::open_database(&format!("sqlite://{}", db.display())).await?;
+    let store = EmbeddedStore::new(database.clone());
     eprintln!("generating {} patients…", config.patients);
     load_synthetic(
         &store,
@@ -65,9 +67,10 @@ pub async fn run(config: &Config) -> anyhow::Result<Vec<Measured>> {
     let patient = patient_with_blood_pressures(&store).await?;
     let issuer = TokenIssuer::generate("bench").with_audience(crate::bench_audience());
     let service = FhirService::new(store.clone(), PageLimits::default());
-    let fresh = runtime_with(&service, &issuer, &built, Limits::default()).await?;
+    let fresh = runtime_with(&service, &database, &issuer, &built, Limits::default()).await?;
     let reusing = runtime_with(
         &service,
+        &database,
         &issuer,
         &built,
         Limits {
@@ -144,12 +147,14 @@ pub async fn run(config: &Config) -> anyhow::Result<Vec<Measured>> {
 /// A runtime over `service` with every example app installed, everything requested granted.
 async fn runtime_with(
     service: &FhirService,
+    database: &Database,
     issuer: &TokenIssuer,
     built: &[healthcloud_guestbuild::Built],
     limits: Limits,
 ) -> anyhow::Result<Runtime> {
     let runtime = Runtime::new(RuntimeConfig {
         service: service.clone(),
+        database: database.clone(),
         verifier: issuer.verifier(),
         public_url: crate::BENCH_URL.into(),
         limits,

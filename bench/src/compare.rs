@@ -28,14 +28,13 @@ use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use bp_monitor_pages::{reading, view};
-use healthcloud_integration::api::authenticate;
-use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest, TokenVerifier};
-use healthcloud_integration::db::Database;
 use healthcloud_integration::import::{Importer, load_synthetic};
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
 use healthcloud_integration::query::PageLimits;
 use healthcloud_integration::store::EmbeddedStore;
 use healthcloud_integration::{FhirError, FhirService};
+use healthcloud_platform::auth::bearer_token;
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest, TokenVerifier};
 use healthcloud_runtime::{Install, Limits, Runtime, RuntimeConfig};
 use healthcloud_sdk::clock::Date;
 use healthcloud_sdk::model::{Observation, Patient};
@@ -715,7 +714,9 @@ fn wasmtime_binary(root: &Path, smoke: bool) -> anyhow::Result<Result<PathBuf, S
 /// [`BP_READINGS`] blood pressures over the last 89 days, imported as one transaction Bundle.
 /// Returns the latest reading as the bp-monitor page shows it.
 async fn prepare_data(db: &Path, patients: usize) -> anyhow::Result<String> {
-    let store = EmbeddedStore::new(Database::connect(&format!("sqlite://{}", db.display())).await?);
+    let store = EmbeddedStore::new(
+        healthcloud_integration::open_database(&format!("sqlite://{}", db.display())).await?,
+    );
     load_synthetic(
         &store,
         SynthOptions {
@@ -1073,10 +1074,13 @@ fn read_verifier(args: &ServerArgs) -> anyhow::Result<TokenVerifier> {
 /// they request granted.
 async fn server_runtime(args: &ServerArgs, reuse: bool) -> anyhow::Result<(Runtime, FhirService)> {
     let db = args.db.as_deref().context("--db is required")?;
-    let store = EmbeddedStore::new(Database::connect(&format!("sqlite://{}", db.display())).await?);
+    let database =
+        healthcloud_integration::open_database(&format!("sqlite://{}", db.display())).await?;
+    let store = EmbeddedStore::new(database.clone());
     let service = FhirService::new(store, PageLimits::default());
     let runtime = Runtime::new(RuntimeConfig {
         service: service.clone(),
+        database,
         verifier: read_verifier(args)?,
         public_url: crate::BENCH_URL.into(),
         limits: Limits {
@@ -1118,7 +1122,7 @@ async fn bp_native(State(state): State<Arc<BpNative>>, headers: HeaderMap) -> Re
 }
 
 async fn bp_page(state: &BpNative, headers: &HeaderMap) -> Result<String, FhirError> {
-    let principal = authenticate(&state.verifier, headers)?;
+    let principal = state.verifier.verify(bearer_token(headers)?)?;
     let identity = &state.install.identity;
     if principal.claims.region.as_deref() != Some(identity.region.as_str()) {
         return Err(FhirError::Forbidden(format!(

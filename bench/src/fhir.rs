@@ -9,14 +9,13 @@ use anyhow::{Context as _, bail, ensure};
 use chrono::NaiveDate;
 use healthcloud_integration::FhirService;
 use healthcloud_integration::audit::{AuditRecord, audit_event};
-use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
-use healthcloud_integration::db::Database;
 use healthcloud_integration::import::{Importer, load_synthetic};
 use healthcloud_integration::policy::AccessContext;
 use healthcloud_integration::query::{PageLimits, SearchQuery};
-use healthcloud_integration::scope::Interaction;
 use healthcloud_integration::store::{EmbeddedStore, Prepared, SearchPage};
 use healthcloud_integration::validate;
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_platform::scope::Interaction;
 use healthcloud_synth::SynthOptions;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -211,7 +210,8 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
     );
 
     let import_db = config.data_dir.join("import.db");
-    let store = EmbeddedStore::new(Database::connect(&sqlite_url(&import_db)).await?);
+    let store =
+        EmbeddedStore::new(healthcloud_integration::open_database(&sqlite_url(&import_db)).await?);
     eprintln!("importing into {} (timed)…", import_db.display());
     let mut import = import(&store, &corpus).await?;
     import.db_bytes = file_size(&import_db);
@@ -235,7 +235,8 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
     let generate = if config.generate {
         eprintln!("timing load_synthetic (data generate)…");
         let db = config.data_dir.join("generate.db");
-        let store = EmbeddedStore::new(Database::connect(&sqlite_url(&db)).await?);
+        let store =
+            EmbeddedStore::new(healthcloud_integration::open_database(&sqlite_url(&db)).await?);
         let started = Instant::now();
         let report = load_synthetic(&store, options, &|_| {}).await?;
         Some(GenerateResult {

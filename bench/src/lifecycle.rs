@@ -32,8 +32,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use healthcloud_integration::FhirService;
-use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
-use healthcloud_integration::db::Database;
 use healthcloud_integration::import::load_synthetic;
 use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::store::EmbeddedStore;
@@ -41,6 +39,8 @@ use healthcloud_package::client::{AppVersion, StoreClient};
 use healthcloud_package::keys::{PublicKey, SecretKey};
 use healthcloud_package::manifest::Manifest;
 use healthcloud_package::package::Package;
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_platform::db::Database;
 use healthcloud_runtime::regions::admin::Admin;
 use healthcloud_runtime::{AppEngine, Limits, RegionsConfig, Runtime, RuntimeConfig};
 use healthcloud_store::service::{Store, StoreConfig, StoreLimits};
@@ -233,7 +233,7 @@ pub struct RestartRun {
     pub spawn_to_all: Duration,
     /// From the node's first step (opening the database) to the last first response.
     pub start_to_all: Duration,
-    /// `Database::connect` (pool, migrations).
+    /// `open_database` (pool, migrations).
     pub connect: Duration,
     /// `Runtime::new` (engine, pooling allocator, linker, runtime migrations).
     pub runtime_new: Duration,
@@ -806,7 +806,7 @@ fn small_pool() -> Limits {
 }
 
 async fn connect(path: &Path) -> anyhow::Result<Database> {
-    Database::connect(&format!("sqlite://{}", path.display())).await
+    healthcloud_integration::open_database(&format!("sqlite://{}", path.display())).await
 }
 
 // ---- Child processes: the runtime nodes. ----
@@ -1094,6 +1094,7 @@ impl Node {
         let service = FhirService::new(EmbeddedStore::new(db.clone()), PageLimits::default());
         Runtime::new(RuntimeConfig {
             service,
+            database: db.clone(),
             verifier: issuer.verifier(),
             public_url: crate::BENCH_URL.into(),
             limits: Limits::default(),
@@ -2083,7 +2084,7 @@ pub fn markdown(results: &Results) -> String {
     md.push_str("\n### Restart\n\n");
     md.push_str(&format!(
         "A new process on the install node's database, compile cache and component directory, \
-         serving {} installs (the {} example apps in {} region(s)): `Database::connect`, \
+         serving {} installs (the {} example apps in {} region(s)): `open_database`, \
          `Runtime::new`, `serve_regions` (the store's revocation feed, then every install \
          loaded: bytes read and checked, signature verified, compiled code loaded from the \
          cache), then one request to each install until it answers 200. *start→all* is timed \

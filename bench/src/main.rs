@@ -40,7 +40,7 @@ const BENCH_URL: &str = "http://bench.local";
 
 /// The audience of every benchmark token.
 fn bench_audience() -> Vec<String> {
-    use healthcloud_integration::auth::{apps_audience, fhir_audience};
+    use healthcloud_platform::auth::{apps_audience, fhir_audience};
     vec![fhir_audience(BENCH_URL), apps_audience(BENCH_URL)]
 }
 

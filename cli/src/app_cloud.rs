@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use anyhow::Context;
-use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
 use healthcloud_package::keys::{KeyId, SecretKey};
 use healthcloud_package::manifest::Manifest;
 use healthcloud_package::package::Package;
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest};
 use healthcloud_runtime::regions::admin::{Admin, AdminError};
 use healthcloud_runtime::{Limits, Runtime};
 use serde::Deserialize;

@@ -1,11 +1,9 @@
 //! The demo world `healthcloud up` creates on first start: synthetic patients and ready-made
 //! tokens for each kind of user.
 
-use healthcloud_integration::auth::{
-    Role, TokenIssuer, TokenRequest, apps_audience, fhir_audience,
-};
 use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::store::EmbeddedStore;
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest, apps_audience, fhir_audience};
 use healthcloud_synth::SynthOptions;
 
 /// "Today" for generated data, fixed so a seed always gives the same data.

@@ -25,6 +25,7 @@ pub async fn app_cloud(
 ) -> anyhow::Result<Runtime> {
     Runtime::new(RuntimeConfig {
         service: integration.state.service.clone(),
+        database: integration.database.clone(),
         verifier: integration.state.verifier.clone(),
         public_url: integration.public_url.clone(),
         limits,
@@ -42,7 +43,7 @@ pub async fn app_store(
 ) -> anyhow::Result<Store> {
     let runtime = runtime.clone();
     let (store, _) = Store::open(StoreConfig {
-        db: integration.state.service.store().database().clone(),
+        db: integration.database.clone(),
         dir: data_dir.join("store"),
         verifier: integration.state.verifier.clone(),
         check: Arc::new(move |manifest, bytes| {

@@ -8,15 +8,14 @@ use std::process::Command;
 
 use common::{free_port, healthcloud, healthcloud_in, http_get, succeed, wait_for};
 
-use healthcloud_integration::auth::{Role, TokenIssuer};
-use healthcloud_integration::db::Database;
 use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::store::EmbeddedStore;
+use healthcloud_platform::auth::{Role, TokenIssuer};
 use serde_json::{Value, json};
 
 async fn store(dir: &Path) -> EmbeddedStore {
     let url = format!("sqlite://{}", dir.join("healthcloud.db").display());
-    EmbeddedStore::new(Database::connect(&url).await.unwrap())
+    EmbeddedStore::new(healthcloud_integration::open_database(&url).await.unwrap())
 }
 
 async fn search(store: &EmbeddedStore, resource_type: &str, params: &[(&str, &str)]) -> Vec<Value> {
@@ -351,7 +350,7 @@ fn up_accepts_only_the_configured_issuer() {
     let regional = idp
         .mint(
             Role::Clinician,
-            healthcloud_integration::auth::TokenRequest {
+            healthcloud_platform::auth::TokenRequest {
                 audience: vec![format!("http://127.0.0.1:{port}/fhir/r4")],
                 ..Default::default()
             },

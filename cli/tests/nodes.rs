@@ -122,7 +122,7 @@ const BP_SEARCH: &str = "patient/Observation.s?category=vital-signs";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_nodes_on_one_postgres_database_follow_each_other_and_the_store() {
-    let Some(db_url) = healthcloud_integration::testing::postgres_database("hc_nodes_test").await
+    let Some(db_url) = healthcloud_platform::testing::postgres_database("hc_nodes_test").await
     else {
         return;
     };

@@ -124,7 +124,7 @@ async fn region_admins_run_installs_with_the_cli_and_users_see_each_change_on_sq
 
 #[tokio::test(flavor = "multi_thread")]
 async fn region_admins_run_installs_with_the_cli_and_users_see_each_change_on_postgres() {
-    let Some(url) = healthcloud_integration::testing::postgres_database("hc_regions_test").await
+    let Some(url) = healthcloud_platform::testing::postgres_database("hc_regions_test").await
     else {
         return;
     };

@@ -67,8 +67,7 @@ async fn a_publish_killed_at_any_step_leaves_the_version_absent_or_complete_on_s
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_publish_killed_at_any_step_leaves_the_version_absent_or_complete_on_postgres() {
-    let Some(url) = healthcloud_integration::testing::postgres_database("hc_crash_test").await
-    else {
+    let Some(url) = healthcloud_platform::testing::postgres_database("hc_crash_test").await else {
         return;
     };
     killed_at_every_step(Some(&url)).await;

@@ -3,20 +3,21 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRef, FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use healthcloud_platform::auth::{AuthError, Principal, TokenVerifier};
+use healthcloud_platform::scope::Interaction;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::auth::{Principal, TokenVerifier};
 use crate::error::FhirError;
 use crate::params::TYPES;
 use crate::policy::AccessContext;
 use crate::query::MAX_OFFSET;
-use crate::scope::Interaction;
 use crate::service::{FhirService, Written};
 use crate::store::StoredResource;
 
@@ -27,7 +28,7 @@ pub struct FhirConfig {
     /// link we return is absolute on it, because clients refuse links to other hosts.
     pub base_url: String,
     /// The audience (`aud`) a token must name to be accepted here: by default the base URL
-    /// ([`crate::auth::fhir_audience`]), so a launch token for one app, or a token for
+    /// ([`healthcloud_platform::auth::fhir_audience`]), so a launch token for one app, or a token for
     /// another service trusting the same issuer, is refused.
     pub audience: String,
     /// Largest request body accepted (bytes).
@@ -86,9 +87,7 @@ impl IntoResponse for FhirError {
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750: no error code when the request carried no credentials at all.
             let challenge = match self {
-                FhirError::Unauthorized(crate::auth::AuthError::Missing) => {
-                    "Bearer realm=\"healthcloud\""
-                }
+                FhirError::Unauthorized(AuthError::Missing) => "Bearer realm=\"healthcloud\"",
                 _ => "Bearer realm=\"healthcloud\", error=\"invalid_token\"",
             };
             response.headers_mut().insert(
@@ -112,36 +111,31 @@ fn fhir_json(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-/// The bearer token's principal.
-pub fn authenticate(verifier: &TokenVerifier, headers: &HeaderMap) -> Result<Principal, FhirError> {
-    Ok(verifier.verify(bearer_token(headers)?)?)
+/// The caller of a FHIR request as the policy engine sees it: the platform's authenticated
+/// [`Principal`], holding a token for this API's audience. Refusals are OperationOutcomes.
+struct Caller(AccessContext);
+
+impl FromRequestParts<FhirState> for Caller {
+    type Rejection = FhirError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &FhirState) -> Result<Self, FhirError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        principal.check_audience(&[&state.config.audience])?;
+        Ok(Caller(AccessContext::user(principal)))
+    }
 }
 
-/// The token of a request's `Authorization: Bearer` header.
-pub fn bearer_token(headers: &HeaderMap) -> Result<&str, crate::auth::AuthError> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or(crate::auth::AuthError::Missing)
-}
-
-fn context(state: &FhirState, headers: &HeaderMap) -> Result<AccessContext, FhirError> {
-    let principal = authenticate(&state.verifier, headers)?;
-    principal.check_audience(&[&state.config.audience])?;
-    Ok(AccessContext::user(principal))
+impl FromRef<FhirState> for TokenVerifier {
+    fn from_ref(state: &FhirState) -> TokenVerifier {
+        state.verifier.clone()
+    }
 }
 
 async fn read(
     State(state): State<FhirState>,
-    headers: HeaderMap,
     Path((resource_type, id)): Path<(String, String)>,
+    Caller(context): Caller,
 ) -> Result<Response, FhirError> {
-    let context = context(&state, &headers)?;
     let resource = state.service.read(&context, &resource_type, &id).await?;
     Ok(resource_response(resource))
 }
@@ -149,10 +143,9 @@ async fn read(
 /// `vread` of the current version (the `Location` of a create). Earlier versions are not kept.
 async fn read_version(
     State(state): State<FhirState>,
-    headers: HeaderMap,
     Path((resource_type, id, version)): Path<(String, String, String)>,
+    Caller(context): Caller,
 ) -> Result<Response, FhirError> {
-    let context = context(&state, &headers)?;
     let resource = state.service.read(&context, &resource_type, &id).await?;
     if version != resource.version_id.to_string() {
         return Err(FhirError::NotFound(format!(
@@ -165,23 +158,22 @@ async fn read_version(
 
 async fn search_get(
     State(state): State<FhirState>,
-    headers: HeaderMap,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
+    Caller(context): Caller,
 ) -> Result<Response, FhirError> {
-    let context = context(&state, &headers)?;
     let params = parse_pairs(query.as_deref().unwrap_or_default().as_bytes());
     search(&state, &context, &resource_type, params).await
 }
 
 async fn search_post(
     State(state): State<FhirState>,
-    headers: HeaderMap,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
+    Caller(context): Caller,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, FhirError> {
-    let context = context(&state, &headers)?;
     let form = async {
         let form = read_body(&state, body).await?;
         let is_form = headers
@@ -295,11 +287,11 @@ struct SearchMode {
 
 async fn create(
     State(state): State<FhirState>,
-    headers: HeaderMap,
     Path(resource_type): Path<String>,
+    Caller(context): Caller,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, FhirError> {
-    let context = context(&state, &headers)?;
     let resource = match json_body(&state, &headers, body).await {
         Ok(resource) => resource,
         Err(error) => {
@@ -324,11 +316,11 @@ async fn create(
 
 async fn update(
     State(state): State<FhirState>,
-    headers: HeaderMap,
     Path((resource_type, id)): Path<(String, String)>,
+    Caller(context): Caller,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, FhirError> {
-    let context = context(&state, &headers)?;
     let request = async {
         let resource = json_body(&state, &headers, body).await?;
         let if_match = match headers.get(header::IF_MATCH) {
@@ -359,10 +351,9 @@ async fn update(
 
 async fn delete(
     State(state): State<FhirState>,
-    headers: HeaderMap,
     Path((resource_type, id)): Path<(String, String)>,
+    Caller(context): Caller,
 ) -> Result<Response, FhirError> {
-    let context = context(&state, &headers)?;
     state.service.delete(&context, &resource_type, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

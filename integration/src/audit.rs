@@ -2,11 +2,11 @@
 //! the patient's compartment, so the citizen can read who looked at their data.
 
 use base64::Engine;
+use healthcloud_platform::scope::Interaction;
 use serde_json::{Value, json};
 
 use crate::date;
 use crate::policy::AccessContext;
-use crate::scope::Interaction;
 
 /// What happened, for one audit record.
 #[derive(Debug, Clone)]

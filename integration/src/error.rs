@@ -2,7 +2,7 @@
 //! HTTP layer renders each as a FHIR OperationOutcome, and the app runtime maps them onto the
 //! WIT `fhir` errors (`denied`, `not-found`, `invalid`, `unavailable`).
 
-use crate::auth::AuthError;
+use healthcloud_platform::auth::AuthError;
 
 /// What went wrong with a FHIR interaction.
 #[derive(Debug, thiserror::Error)]

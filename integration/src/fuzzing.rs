@@ -14,11 +14,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::{Signer, SigningKey};
+use healthcloud_platform::auth::{AuthError, TokenIssuer, TokenVerifier, dev_key_path};
+use healthcloud_platform::scope::{Interaction, Scope};
 
-use crate::auth::{AuthError, TokenIssuer, TokenVerifier, dev_key_path};
 use crate::import::Importer;
 use crate::query::{self, PageLimits, SearchQuery};
-use crate::scope::{Interaction, Scope};
 use crate::store::EmbeddedStore;
 
 /// The header a JWT input without one of its own gets.
@@ -174,7 +174,7 @@ fn sqlite() -> &'static (tokio::runtime::Runtime, EmbeddedStore) {
             .keep();
         let url = format!("sqlite://{}", dir.join("fhir.db").display());
         let db = runtime
-            .block_on(crate::db::Database::connect(&url))
+            .block_on(crate::open_database(&url))
             .expect("an empty SQLite database opens");
         (runtime, EmbeddedStore::new(db))
     })

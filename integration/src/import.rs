@@ -6,12 +6,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use healthcloud_platform::auth::is_fhir_id;
+use healthcloud_platform::db::WriteTx;
 use serde_json::Value;
 
 use crate::date;
-use crate::db::WriteTx;
 use crate::error::FhirError;
-use crate::params::{self, is_valid_id, split_reference};
+use crate::params::{self, split_reference};
 use crate::store::{EmbeddedStore, Prepared};
 use crate::validate;
 
@@ -223,7 +224,7 @@ impl<'a> Importer<'a> {
                             .map(str::to_owned)
                     });
                     match id {
-                        Some(id) if is_valid_id(&id) => id,
+                        Some(id) if is_fhir_id(&id) => id,
                         Some(id) => {
                             return Err(FhirError::invalid(
                                 format!("{path}.resource.id"),

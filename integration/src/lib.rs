@@ -8,14 +8,18 @@
 //!   access and writes an AuditEvent before answering. The FHIR API ([`api`]) and the app
 //!   runtime both call it.
 //! - [`store::EmbeddedStore`] keeps resources as JSON with search-index rows on SQLite
-//!   (default) or PostgreSQL ([`db`]); [`source::Source`] is the seam for upstream systems.
+//!   (default) or PostgreSQL (the platform's database, brought to this crate's schema by
+//!   [`open_database`]); [`source::Source`] is the seam for upstream systems.
+//! - Tokens, scopes and the database itself are the platform's (`healthcloud_platform`),
+//!   shared with the app cloud and the store.
 //! - [`import`] loads FHIR Bundles, and synthetic patients from `healthcloud-synth`.
 //!
 //! # Examples
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
-//! use healthcloud_integration::{Integration, auth::{Role, TokenIssuer, TokenRequest}};
+//! use healthcloud_integration::Integration;
+//! use healthcloud_platform::auth::{Role, TokenRequest};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let url = format!("sqlite://{}", dir.path().join("fhir.db").display());
@@ -29,10 +33,8 @@
 
 pub mod api;
 pub mod audit;
-pub mod auth;
 pub mod consent;
 pub mod date;
-pub mod db;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -41,17 +43,17 @@ pub mod params;
 pub mod policy;
 pub mod query;
 pub mod ratelimit;
-pub mod scope;
 pub mod security;
 pub mod service;
 pub mod source;
 pub mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod validate;
 
 use std::path::Path;
 use std::sync::Arc;
+
+use healthcloud_platform::auth;
+use healthcloud_platform::db::{Database, Migrations};
 
 pub use error::FhirError;
 pub use service::FhirService;
@@ -62,6 +64,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 /// An opened integration cloud: database, service, token verifier and API state.
 #[derive(Debug)]
 pub struct Integration {
+    /// The database, for the services the composition hands it to (the app runtime's and the
+    /// store's own tables). Patient data in it is read and written only through
+    /// [`FhirService`], whose policy engine judges every access.
+    pub database: Database,
     /// State for [`api::router`].
     pub state: api::FhirState,
     /// The development token issuer of this data directory; its tokens are for this FHIR
@@ -79,14 +85,17 @@ impl Integration {
         public_url: &str,
         data_dir: &Path,
     ) -> anyhow::Result<Self> {
-        let db = db::Database::connect(database_url).await?;
+        let db = open_database(database_url).await?;
         let public_url = public_url.trim_end_matches('/').to_owned();
         let fhir_audience = auth::fhir_audience(&public_url);
         let issuer = auth::TokenIssuer::dev(data_dir)?.with_audience(vec![
             fhir_audience.clone(),
             auth::apps_audience(&public_url),
         ]);
-        let service = FhirService::new(store::EmbeddedStore::new(db), query::PageLimits::default());
+        let service = FhirService::new(
+            store::EmbeddedStore::new(db.clone()),
+            query::PageLimits::default(),
+        );
         let state = api::FhirState {
             service,
             verifier: issuer.verifier(),
@@ -97,6 +106,7 @@ impl Integration {
             }),
         };
         Ok(Integration {
+            database: db,
             state,
             issuer,
             public_url,
@@ -107,4 +117,24 @@ impl Integration {
     pub fn router(&self) -> axum::Router {
         axum::Router::new().nest("/fhir/r4", api::router(self.state.clone()))
     }
+}
+
+/// Connects to the database at `database_url` (`sqlite://PATH` or `postgres://…`) and brings
+/// it to the integration cloud's schema: its migrations, then the reindexing of resources a
+/// migration queued, with the code that indexes every write, before anything is served.
+pub async fn open_database(database_url: &str) -> anyhow::Result<Database> {
+    let database = Database::connect(database_url).await?;
+    let migrations = Migrations {
+        sqlite: sqlx::migrate!("./migrations/sqlite"),
+        postgres: sqlx::migrate!("./migrations/postgres"),
+    };
+    database.apply(migrations, "FHIR store").await?;
+    let reindexed = store::EmbeddedStore::new(database.clone())
+        .reindex_queued()
+        .await
+        .map_err(|e| anyhow::anyhow!("reindexing after a database migration failed: {e}"))?;
+    if reindexed > 0 {
+        tracing::info!(reindexed, "resources reindexed after a database migration");
+    }
+    Ok(database)
 }

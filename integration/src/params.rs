@@ -1,6 +1,7 @@
 //! The resource types we serve and their search parameters: one table that drives indexing,
 //! query parsing and the CapabilityStatement, so what we advertise is exactly what we do.
 
+use healthcloud_platform::auth::is_fhir_id;
 use serde_json::Value;
 
 use crate::date;
@@ -566,16 +567,7 @@ pub fn split_reference(reference: &str) -> Option<(String, String)> {
     let ty = parts.next()?;
     let valid_type = ty.starts_with(|c: char| c.is_ascii_uppercase())
         && ty.chars().all(|c| c.is_ascii_alphanumeric());
-    (valid_type && is_valid_id(id)).then(|| (ty.to_owned(), id.to_owned()))
-}
-
-/// Whether `id` is a FHIR logical id (`[A-Za-z0-9\-\.]{1,64}`).
-pub fn is_valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    (valid_type && is_fhir_id(id)).then(|| (ty.to_owned(), id.to_owned()))
 }
 
 fn tokens(value: &Value, emit: &mut impl FnMut(String, String)) {

@@ -4,11 +4,12 @@
 //! the [`FhirService`](crate::service::FhirService) against the store's consent table, and the
 //! app runtime calls the same service for every host call.
 
-use crate::auth::{Claims, Principal, Role};
+use healthcloud_platform::auth::{Claims, Principal, Role};
+use healthcloud_platform::scope::{Interaction, NAMED_ONLY, Scope, ScopeContext};
+
 use crate::error::FhirError;
 use crate::params::{TypeDef, split_reference};
 use crate::query::{Alternative, parse_restriction};
-use crate::scope::{Interaction, NAMED_ONLY, Scope, ScopeContext};
 
 /// The app acting on the user's behalf, when the access comes from the app cloud.
 #[derive(Debug, Clone, PartialEq)]
@@ -249,8 +250,8 @@ fn alternatives(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Claims, Role};
     use crate::params::type_def;
+    use healthcloud_platform::auth::{Claims, Role};
 
     fn context(role: Role, patient: Option<&str>, scope: &str) -> AccessContext {
         AccessContext::user(Principal {

@@ -2,9 +2,11 @@
 //! and sort, plus the constraints the policy engine ANDs in. Anything we do not support is a
 //! 400: an ignored filter would return more data than the client asked for.
 
+use healthcloud_platform::auth::is_fhir_id;
+
 use crate::date::{self, DateRange};
 use crate::error::FhirError;
-use crate::params::{ParamDef, ParamKind, TypeDef, is_valid_id, split_reference, type_def};
+use crate::params::{ParamDef, ParamKind, TypeDef, split_reference, type_def};
 
 /// Page size limits.
 #[derive(Debug, Clone, Copy)]
@@ -349,7 +351,7 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
             )));
         }
         let ids: Vec<String> = values.map(str::to_owned).collect();
-        if let Some(bad) = ids.iter().find(|id| !is_valid_id(id)) {
+        if let Some(bad) = ids.iter().find(|id| !is_fhir_id(id)) {
             return Err(FhirError::BadRequest(format!(
                 "'{bad}' is not a valid resource id"
             )));
@@ -461,7 +463,7 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
             {
                 return Err(bad(&format!("'{}' refers to {target} resources", def.name)));
             }
-            if !is_valid_id(&id) {
+            if !is_fhir_id(&id) {
                 return Err(FhirError::BadRequest(format!(
                     "bad value '{raw}' for '{name}': not a resource id; a reference search \
                      matches Type/id or an id, and an identifier inside a reference only \

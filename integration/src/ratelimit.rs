@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::auth::Principal;
+use healthcloud_platform::auth::Principal;
+
 use crate::error::FhirError;
 
 /// How many refusals a principal may have before it is slowed down.
@@ -169,7 +170,7 @@ fn key(principal: &Principal) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Claims, Role};
+    use healthcloud_platform::auth::{Claims, Role};
 
     fn principal(sub: &str) -> Principal {
         Principal {

@@ -8,11 +8,11 @@
 //! could reach that patient, so nobody can write into a stranger's log; the probes go here.
 //! Operators read this log with `healthcloud security-log`.
 
+use healthcloud_platform::auth::Principal;
+use healthcloud_platform::db::Database;
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::auth::Principal;
-use crate::db::Database;
 use crate::policy::AppIdentity;
 
 /// Longest `request` text kept; longer requests are cut (and say so).

@@ -4,18 +4,19 @@
 
 use std::sync::Arc;
 
+use healthcloud_platform::auth::is_fhir_id;
+use healthcloud_platform::scope::{Interaction, ScopeContext};
 use serde_json::Value;
 
 use crate::audit::{AuditRecord, audit_event};
 use crate::date;
 use crate::error::FhirError;
-use crate::params::{TypeDef, is_valid_id};
+use crate::params::TypeDef;
 use crate::policy::{AccessContext, authorize, confined_patient};
 use crate::query::{
     Alternative, ConsentExclusion, Constraints, Filter, PageLimits, SearchQuery, Sort, served_type,
 };
 use crate::ratelimit::{RefusalLimiter, RefusalLimits, is_refusal};
-use crate::scope::{Interaction, ScopeContext};
 use crate::security::{SecurityEvent, SecurityKind, SecurityLog};
 use crate::source::Source;
 use crate::store::{
@@ -78,8 +79,13 @@ impl FhirService {
         &self.security
     }
 
-    /// The embedded store (for import and data generation, which bypass the policy engine).
-    pub fn store(&self) -> &EmbeddedStore {
+    /// The embedded store itself, without the policy engine: for loading data only (FHIR
+    /// Bundle import, synthetic data, and the demo's own setup, such as the launcher's list
+    /// of demo patients). These act for the operator on the whole database, not for a user
+    /// or an app whose access the policy engine could judge, so nothing answering a user's or
+    /// an app's request may use it; anything else that needs the database gets it from the
+    /// composition.
+    pub fn store_for_loading(&self) -> &EmbeddedStore {
         &self.store
     }
 
@@ -116,7 +122,7 @@ impl FhirService {
     ) -> Result<StoredResource, FhirError> {
         let type_def = served_type(resource_type)?;
         let not_found = || FhirError::NotFound(format!("{resource_type}/{id} not found"));
-        if !is_valid_id(id) {
+        if !is_fhir_id(id) {
             return Err(not_found());
         }
         let resource = self.source.read(resource_type, id).await?;
@@ -523,7 +529,7 @@ impl FhirService {
     /// would then name the others). Returns whether the request probed out of reach.
     async fn write_audit(
         &self,
-        tx: &mut crate::db::WriteTx,
+        tx: &mut healthcloud_platform::db::WriteTx,
         audit: &Pending<'_>,
         denied: Option<&FhirError>,
     ) -> Result<bool, FhirError> {
@@ -822,7 +828,7 @@ pub const APP_STATE: &str = "kv";
 pub struct AppStateAccess<'a> {
     service: &'a FhirService,
     audit: Pending<'a>,
-    tx: crate::db::WriteTx,
+    tx: healthcloud_platform::db::WriteTx,
 }
 
 impl std::fmt::Debug for AppStateAccess<'_> {
@@ -870,7 +876,7 @@ impl FhirService {
 
 impl AppStateAccess<'_> {
     /// The transaction the access runs in.
-    pub fn tx(&mut self) -> &mut crate::db::WriteTx {
+    pub fn tx(&mut self) -> &mut healthcloud_platform::db::WriteTx {
         &mut self.tx
     }
 
@@ -890,8 +896,8 @@ impl AppStateAccess<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Role, TokenIssuer, TokenRequest};
     use crate::policy::AppIdentity;
+    use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest};
     use serde_json::json;
 
     fn context(sub: &str) -> AccessContext {

@@ -2,12 +2,12 @@
 //! PostgreSQL. It is one [`Source`](crate::source::Source) of patient data, and also where the
 //! integration cloud keeps what it owns itself: consents and the audit trail.
 
+use healthcloud_platform::db::{Database, Sql, WriteTx};
 use serde_json::Value;
 use sqlx::Row;
 
 use crate::consent::{self, Denial};
 use crate::date;
-use crate::db::{Database, Sql, WriteTx};
 use crate::error::FhirError;
 use crate::params::{self, IndexRows, ParamKind};
 use crate::query::{
@@ -381,8 +381,8 @@ impl EmbeddedStore {
                 }
                 // Locked on PostgreSQL, so a concurrent write of the resource waits for us.
                 let lock = match self.db.backend() {
-                    crate::db::Backend::Postgres => " FOR UPDATE",
-                    crate::db::Backend::Sqlite => "",
+                    healthcloud_platform::db::Backend::Postgres => " FOR UPDATE",
+                    healthcloud_platform::db::Backend::Sqlite => "",
                 };
                 let Some(row) = sqlx::query(&format!(
                     "SELECT content FROM resources WHERE resource_type = $1 AND id = $2{lock}"
@@ -432,7 +432,7 @@ impl EmbeddedStore {
     /// Refreshes the query planner's statistics after a bulk load, so SQLite keeps choosing
     /// the compartment index over a scan of every token (PostgreSQL's autovacuum does this).
     pub async fn refresh_statistics(&self) -> Result<(), FhirError> {
-        if self.db.backend() == crate::db::Backend::Sqlite {
+        if self.db.backend() == healthcloud_platform::db::Backend::Sqlite {
             sqlx::query("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
                 .execute(self.db.pool())
                 .await?;

@@ -2,11 +2,12 @@
 //! authorize a resource safely. Errors name the element (`Observation.code`) so a client, or a
 //! Bundle import, can point at it. Full profile validation is out of scope.
 
+use healthcloud_platform::auth::is_fhir_id;
 use serde_json::Value;
 
 use crate::date;
 use crate::error::FhirError;
-use crate::params::{is_valid_id, split_reference};
+use crate::params::split_reference;
 
 /// Validates `resource` as a `resource_type`.
 pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> {
@@ -29,7 +30,7 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
         }
     }
     if let Some(id) = object.get("id")
-        && !id.as_str().is_some_and(is_valid_id)
+        && !id.as_str().is_some_and(is_fhir_id)
     {
         return Err(FhirError::invalid(
             format!("{resource_type}.id"),

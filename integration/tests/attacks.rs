@@ -4,7 +4,7 @@ mod common;
 
 use base64::Engine;
 use common::*;
-use healthcloud_integration::auth::{Role, TokenRequest};
+use healthcloud_platform::auth::{Role, TokenRequest};
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -315,7 +315,7 @@ on_both_backends!(
 /// issuer, for this API, but naming neither an organization nor a practitioner.
 fn actorless_clinician(h: &Harness, scope: &str) -> String {
     let now = chrono::Utc::now().timestamp();
-    h.issuer.sign(&healthcloud_integration::auth::Claims {
+    h.issuer.sign(&healthcloud_platform::auth::Claims {
         iss: "test-issuer".into(),
         sub: "mallory".into(),
         exp: now + 600,

@@ -10,10 +10,10 @@ use axum::Router;
 use common::*;
 use healthcloud_integration::FhirService;
 use healthcloud_integration::api::{self, FhirConfig, FhirState};
-use healthcloud_integration::auth::Role;
 use healthcloud_integration::query::PageLimits;
 use healthcloud_integration::ratelimit::RefusalLimits;
 use healthcloud_integration::security::SecurityEntry;
+use healthcloud_platform::auth::Role;
 use sqlx::Row;
 
 on_both_backends!(

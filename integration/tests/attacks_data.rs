@@ -6,13 +6,12 @@ mod common;
 
 use common::*;
 use healthcloud_integration::FhirError;
-use healthcloud_integration::auth::{Role, TokenRequest};
-use healthcloud_integration::db::Database;
 use healthcloud_integration::import::Importer;
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
 use healthcloud_integration::query::PageLimits;
-use healthcloud_integration::scope::Scope;
 use healthcloud_integration::store::EmbeddedStore;
+use healthcloud_platform::auth::{Role, TokenRequest};
+use healthcloud_platform::scope::Scope;
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -469,10 +468,10 @@ async fn old_index_rows_are_reshaped_on_open(url: String, backend: &str) {
     }
     pool.close().await;
 
-    let store = EmbeddedStore::new(Database::connect(&url).await.unwrap());
+    let store = EmbeddedStore::new(healthcloud_integration::open_database(&url).await.unwrap());
     let service = healthcloud_integration::FhirService::new(store, PageLimits::default());
     let issuer =
-        healthcloud_integration::auth::TokenIssuer::generate("t").with_audience(vec![BASE.into()]);
+        healthcloud_platform::auth::TokenIssuer::generate("t").with_audience(vec![BASE.into()]);
     let clinician = TokenRequest {
         org: Some("gp-1".into()),
         fhir_user: Some("Practitioner/dr-test".into()),
@@ -513,7 +512,7 @@ async fn old_index_rows_are_reshaped_on_open_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_index_rows_are_reshaped_on_open_postgres() {
-    if let Some(url) = healthcloud_integration::testing::postgres_database("hc_test").await {
+    if let Some(url) = healthcloud_platform::testing::postgres_database("hc_test").await {
         old_index_rows_are_reshaped_on_open(url, "postgres").await;
     }
 }

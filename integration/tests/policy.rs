@@ -6,9 +6,9 @@ mod common;
 use axum::http::{Request, StatusCode};
 use common::*;
 use healthcloud_integration::FhirError;
-use healthcloud_integration::auth::{Claims, Role, TokenIssuer};
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
 use healthcloud_integration::query::{PageLimits, SearchQuery};
+use healthcloud_platform::auth::{Claims, Role, TokenIssuer};
 use serde_json::json;
 
 on_both_backends!(
@@ -412,7 +412,7 @@ async fn consent_opt_out_of_an_app(h: Harness) {
             region: "hovedstaden".into(),
         }),
         grant: Some(
-            healthcloud_integration::scope::Scope::parse_list("patient/Observation.rs").unwrap(),
+            healthcloud_platform::scope::Scope::parse_list("patient/Observation.rs").unwrap(),
         ),
     };
     let blocked = app("bp-monitor");

@@ -11,8 +11,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use healthcloud_integration::FhirService;
-use healthcloud_integration::auth::{Role, TokenRequest};
 use healthcloud_integration::query::{PageLimits, SearchQuery};
+use healthcloud_platform::auth::{Role, TokenRequest};
 use healthcloud_runtime::serve::{LAUNCH_COOKIE, admits};
 use serde::Deserialize;
 use serde_json::Value;
@@ -173,7 +173,7 @@ async fn launch_page(
 /// directly, as `up`'s demo tokens are: the launcher stands in for an EHR's own patient list,
 /// not for an access through the integration cloud.
 async fn demo_patients(service: &FhirService) -> Result<Vec<Patient>, PageError> {
-    let store = service.store();
+    let store = service.store_for_loading();
     let search = |resource_type: &str, params: &[(&str, &str)]| {
         let params: Vec<(String, String)> = params
             .iter()

@@ -34,12 +34,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use healthcloud_integration::FhirService;
-use healthcloud_integration::auth::{TokenIssuer, TokenVerifier};
+use healthcloud_platform::auth::{TokenIssuer, TokenVerifier};
+use healthcloud_platform::http::SecurityHeaders;
 use healthcloud_runtime::Runtime;
 
 use error::PageError;
@@ -272,24 +273,16 @@ async fn refuse_cross_site(State(launch): State<Launch>, request: Request, next:
     next.run(request).await
 }
 
+/// The launch pages' headers. They show patients, audit logs and grants: never kept by
+/// caches unless a response says otherwise (the stylesheet).
+const PAGE_HEADERS: SecurityHeaders = SecurityHeaders {
+    content_security_policy: CONTENT_SECURITY_POLICY,
+    referrer_policy: Some("same-origin"),
+    default_cache_control: Some("no-store"),
+};
+
 async fn secure_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    // The pages show patients, audit logs and grants: never kept by caches.
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
+    PAGE_HEADERS.apply(response.headers_mut());
     response
 }
 

@@ -1,16 +1,17 @@
 //! Sessions: a cookie holding the token the launch minted, scoped to the one page (or app) it
 //! is for, `HttpOnly` (no script reads it) and `SameSite=Strict` (no other site's page makes
 //! the browser send it). Nothing in the cookie is trusted: every request verifies the token
-//! with the integration cloud's [`TokenVerifier`](healthcloud_integration::auth::TokenVerifier)
+//! with the integration cloud's [`TokenVerifier`](healthcloud_platform::auth::TokenVerifier)
 //! and checks its role (and the page its region), exactly as a bearer token would be.
 
 use std::marker::PhantomData;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use healthcloud_integration::auth::{AuthError, Principal, Role};
+use healthcloud_platform::auth::{AuthError, Principal, Role};
+use healthcloud_platform::http::{cookies, session_cookie};
 
 use super::Launch;
 use super::error::PageError;
@@ -166,19 +167,6 @@ pub fn page_audience(public_url: &str, path: &str) -> String {
     format!("{}{path}", public_url.trim_end_matches('/'))
 }
 
-/// The values of every cookie named `name` in the request, in the order sent.
-pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|cookies| cookies.split(';'))
-        .filter_map(move |cookie| {
-            let (key, value) = cookie.trim().split_once('=')?;
-            (key == name).then_some(value)
-        })
-}
-
 /// A `Set-Cookie` value holding `token` for `path` for the session's lifetime.
 pub fn set_cookie(
     name: &str,
@@ -201,34 +189,13 @@ fn cookie_header(
     max_age: i64,
     secure: bool,
 ) -> Result<HeaderValue, PageError> {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::try_from(format!(
-        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
-    ))
-    .map_err(|e| PageError::Internal(anyhow::anyhow!("a cookie for {path}: {e}")))
+    session_cookie(name, value, path, max_age, secure)
+        .map_err(|e| PageError::Internal(anyhow::anyhow!("a cookie for {path}: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cookies_are_found_by_exact_name_among_others() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            header::COOKIE,
-            HeaderValue::from_static("healthcloud_citizen_x=1; healthcloud_citizen=a.b.c"),
-        );
-        headers.append(header::COOKIE, HeaderValue::from_static("other=2"));
-        headers.append(
-            header::COOKIE,
-            HeaderValue::from_static("healthcloud_citizen=d.e.f"),
-        );
-        let found = |name| cookies(&headers, name).collect::<Vec<_>>();
-        assert_eq!(found("healthcloud_citizen"), ["a.b.c", "d.e.f"]);
-        assert_eq!(found("other"), ["2"]);
-        assert!(found("healthcloud").is_empty());
-    }
 
     #[test]
     fn session_cookies_are_http_only_strict_and_path_scoped() {

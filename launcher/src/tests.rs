@@ -6,9 +6,9 @@
 use axum::http::{HeaderMap, HeaderValue, header};
 use healthcloud_integration::Integration;
 use healthcloud_integration::audit::{AuditRecord, audit_event};
-use healthcloud_integration::auth::{Role, TokenRequest};
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
-use healthcloud_integration::scope::Interaction;
+use healthcloud_platform::auth::{Role, TokenRequest};
+use healthcloud_platform::scope::Interaction;
 use healthcloud_runtime::{Limits, Runtime, RuntimeConfig};
 use healthcloud_synth::SynthOptions;
 
@@ -31,7 +31,7 @@ async fn harness() -> Harness {
         .await
         .unwrap();
     healthcloud_integration::import::load_synthetic(
-        integration.state.service.store(),
+        integration.state.service.store_for_loading(),
         SynthOptions {
             patients: 6,
             seed: 3,
@@ -43,6 +43,7 @@ async fn harness() -> Harness {
     .unwrap();
     let runtime = Runtime::new(RuntimeConfig {
         service: integration.state.service.clone(),
+        database: integration.database.clone(),
         verifier: integration.state.verifier.clone(),
         public_url: public_url.clone(),
         limits: Limits::default(),
@@ -51,7 +52,7 @@ async fn harness() -> Harness {
     .await
     .unwrap();
     let launch = Launch::new(LaunchConfig {
-        issuer: healthcloud_integration::auth::TokenIssuer::dev(dir.path()).unwrap(),
+        issuer: healthcloud_platform::auth::TokenIssuer::dev(dir.path()).unwrap(),
         verifier: integration.state.verifier.clone(),
         service: integration.state.service.clone(),
         runtime,
@@ -573,7 +574,7 @@ fn same_origin_needs_the_browser_to_say_so_when_it_speaks() {
 
 #[test]
 fn an_audit_event_reads_as_who_through_which_app_what_and_the_outcome() {
-    let issuer = healthcloud_integration::auth::TokenIssuer::generate("test")
+    let issuer = healthcloud_platform::auth::TokenIssuer::generate("test")
         .with_audience(vec!["http://fhir.test/fhir/r4".into()]);
     let token = issuer
         .mint(

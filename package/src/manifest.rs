@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use healthcloud_integration::scope::Scope;
+use healthcloud_platform::scope::Scope;
 
 use crate::address::{Internal, internal_host};
 use serde::{Deserialize, Serialize};
@@ -177,7 +177,7 @@ impl Capability {
     /// What the capability lets an app do, in plain language for the catalog and for region
     /// admins deciding on a grant.
     pub fn explain(&self) -> String {
-        use healthcloud_integration::scope::{Interaction, ScopeContext};
+        use healthcloud_platform::scope::{Interaction, ScopeContext};
         match self {
             Capability::Data(scope) => {
                 let what = scope.resource_type.as_deref().unwrap_or("*");

@@ -55,11 +55,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use healthcloud_integration::FhirService;
-use healthcloud_integration::auth::TokenVerifier;
-use healthcloud_integration::db::{Database, Migrations};
 use healthcloud_integration::policy::AppIdentity;
 use healthcloud_package::manifest::Manifest;
 use healthcloud_package::package::SignedPackage;
+use healthcloud_platform::auth::TokenVerifier;
+use healthcloud_platform::db::{Database, Migrations};
 use tokio::sync::Semaphore;
 
 pub use capability::Grant;
@@ -73,6 +73,10 @@ pub use regions::{RegionsConfig, Revoked};
 pub struct RuntimeConfig {
     /// The integration cloud's data service: every data host call goes through it.
     pub service: FhirService,
+    /// The database the runtime keeps its own tables in (apps' key-value data, region
+    /// installs, the revocation feed's cursor): the integration cloud's, handed in by the
+    /// composition. Patient data is never read from it, only through `service`.
+    pub database: Database,
     /// Verifies bearer tokens (the same verifier as the FHIR API).
     pub verifier: TokenVerifier,
     /// The public base URL apps are served under (`{public_url}/apps/…`): tokens must name
@@ -96,6 +100,8 @@ struct Inner {
     /// By region, then app id (borrowed names look them up on every request).
     installs: RwLock<BTreeMap<String, BTreeMap<String, Arc<Install>>>>,
     service: FhirService,
+    /// See [`RuntimeConfig::database`].
+    database: Database,
     verifier: TokenVerifier,
     /// See [`RuntimeConfig::public_url`].
     public_url: String,
@@ -122,7 +128,7 @@ impl Inner {
 impl Runtime {
     /// Creates the engine and the runtime's tables (next to the integration cloud's).
     pub async fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
-        let db = config.service.store().database().clone();
+        let db = config.database.clone();
         migrate(&db).await?;
         let engine = AppEngine::new(&config.limits, config.cache_dir.as_deref())?;
         let reuse = config.limits.reuse_instances;
@@ -130,6 +136,7 @@ impl Runtime {
             engine,
             installs: Default::default(),
             service: config.service,
+            database: config.database,
             verifier: config.verifier,
             public_url: config.public_url.trim_end_matches('/').to_owned(),
             kv: capability::kv::KvStore::new(db),
@@ -167,12 +174,12 @@ impl Runtime {
     /// The audience of a launch token for `app_id` in `region`: that install's URL, which
     /// no other app and not the FHIR API accepts.
     pub fn app_audience(&self, region: &str, app_id: &str) -> String {
-        healthcloud_integration::auth::app_audience(&self.inner.public_url, region, app_id)
+        healthcloud_platform::auth::app_audience(&self.inner.public_url, region, app_id)
     }
 
     /// The audience of tokens for every app of this app cloud (`{public_url}/apps/`).
     pub fn audience(&self) -> String {
-        healthcloud_integration::auth::apps_audience(&self.inner.public_url)
+        healthcloud_platform::auth::apps_audience(&self.inner.public_url)
     }
 
     /// Validates a component against its manifest without installing it.
@@ -327,6 +334,13 @@ impl Runtime {
         serve::router(self.clone())
             .merge(regions::admin::router(self.clone()))
             .merge(regions::openapi::router())
+    }
+}
+
+/// Request handlers learn their caller with the platform's `Principal` extractor.
+impl axum::extract::FromRef<Runtime> for TokenVerifier {
+    fn from_ref(runtime: &Runtime) -> TokenVerifier {
+        runtime.inner.verifier.clone()
     }
 }
 

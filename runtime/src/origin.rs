@@ -9,6 +9,7 @@
 //! something must come from the platform's own pages ([`check_cookie_request`]).
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use healthcloud_platform::http::SecurityHeaders;
 use url::Url;
 
 use crate::capability::Grant;
@@ -39,6 +40,14 @@ const ALLOWED_HEADERS: &[HeaderName] = &[
 /// `allow-same-origin`), and framed only by the platform's own pages.
 const PLATFORM_CSP: &str =
     "sandbox allow-forms allow-scripts allow-popups allow-downloads; frame-ancestors 'self'";
+
+/// The platform's security headers on every app page: its policy beside the app's, and
+/// `nosniff`. Caching and framing are decided per response, from what the app asked for.
+const APP_PAGE_HEADERS: SecurityHeaders = SecurityHeaders {
+    content_security_policy: PLATFORM_CSP,
+    referrer_policy: None,
+    default_cache_control: None,
+};
 
 /// What caches may do with an app's response unless the app asks for something at least as
 /// strict: app pages hold patient data, so no shared cache may keep them and no browser
@@ -95,14 +104,7 @@ pub(crate) fn confine_response(headers: &mut HeaderMap, app: &AppOrigin<'_>) -> 
         header::X_FRAME_OPTIONS,
         HeaderValue::from_static(if deny { "DENY" } else { "SAMEORIGIN" }),
     );
-    confined.append(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(PLATFORM_CSP),
-    );
-    confined.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    APP_PAGE_HEADERS.apply(&mut confined);
     *headers = confined;
     Ok(())
 }

@@ -10,8 +10,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use healthcloud_integration::auth::{Claims, Principal};
 use healthcloud_integration::store::ConsentVersion;
+use healthcloud_platform::auth::{Claims, Principal};
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 

@@ -9,9 +9,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::any;
 use bytes::Bytes;
-use healthcloud_integration::api::bearer_token;
-use healthcloud_integration::auth::{AuthError, Claims, Principal, Role};
 use healthcloud_package::manifest::Audience;
+use healthcloud_platform::auth::{AuthError, Claims, Principal, Role, bearer_token};
 use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -270,15 +269,7 @@ fn launch_token(headers: &http::HeaderMap) -> Option<&str> {
     if headers.contains_key(header::AUTHORIZATION) {
         return None;
     }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|cookies| cookies.split(';'))
-        .find_map(|cookie| {
-            let (name, value) = cookie.trim().split_once('=')?;
-            (name == LAUNCH_COOKIE).then_some(value)
-        })
+    healthcloud_platform::http::cookies(headers, LAUNCH_COOKIE).next()
 }
 
 impl Runtime {

@@ -6,9 +6,9 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{Host, REGION, example_app};
-use healthcloud_integration::auth::Role;
 use healthcloud_integration::policy::AccessContext;
 use healthcloud_package::manifest::{Capability, Manifest};
+use healthcloud_platform::auth::Role;
 
 const BP: &str = "/apps/testregion/examples/bp-monitor/";
 

@@ -5,8 +5,8 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{Host, REGION};
-use healthcloud_integration::auth::{Role, TokenRequest};
 use healthcloud_integration::policy::AccessContext;
+use healthcloud_platform::auth::{Role, TokenRequest};
 use serde_json::Value;
 
 const SECRET: &str = "pat-a-hba1c-97";

@@ -20,8 +20,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{Answer, Host, REGION, fixture, test_component};
 use healthcloud_integration::FhirService;
-use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
-use healthcloud_integration::db::Database;
 use healthcloud_integration::import::Importer;
 use healthcloud_integration::query::PageLimits;
 use healthcloud_integration::store::EmbeddedStore;
@@ -29,6 +27,8 @@ use healthcloud_package::client::StoreClient;
 use healthcloud_package::keys::SecretKey;
 use healthcloud_package::manifest::{Capability, Manifest};
 use healthcloud_package::package::Package;
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_platform::db::Database;
 use healthcloud_runtime::capability::outbound::{Resolution, Resolve};
 use healthcloud_runtime::{Grant, InstallError, Limits, RegionsConfig, Runtime, RuntimeConfig};
 use healthcloud_store::service::{Store, StoreConfig, StoreLimits};
@@ -413,7 +413,7 @@ fn publisher_key() -> SecretKey {
 
 async fn cloud() -> Cloud {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::connect(&format!(
+    let db = healthcloud_integration::open_database(&format!(
         "sqlite://{}",
         dir.path().join("cloud.db").display()
     ))
@@ -424,11 +424,12 @@ async fn cloud() -> Cloud {
     importer.add(fixture()).await.unwrap();
     importer.finish().await.unwrap();
     let issuer = TokenIssuer::generate("test-issuer").with_audience(vec![
-        healthcloud_integration::auth::apps_audience(common::PUBLIC_URL),
+        healthcloud_platform::auth::apps_audience(common::PUBLIC_URL),
     ]);
     let runtime = Runtime::new(RuntimeConfig {
         public_url: common::PUBLIC_URL.into(),
         service: FhirService::new(EmbeddedStore::new(db.clone()), PageLimits::default()),
+        database: db.clone(),
         verifier: issuer.verifier(),
         limits: common::test_limits(),
         cache_dir: Some(dir.path().join("compiled")),
@@ -519,6 +520,7 @@ impl Cloud {
         let runtime = Runtime::new(RuntimeConfig {
             public_url: common::PUBLIC_URL.into(),
             service: FhirService::new(EmbeddedStore::new(self.db.clone()), PageLimits::default()),
+            database: self.db.clone(),
             verifier: self.issuer.verifier(),
             limits: common::test_limits(),
             cache_dir: Some(self.dir.path().join("node-b").join("compiled")),

@@ -14,8 +14,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{Answer, Backend, Host, REGION, test_component, test_limits};
-use healthcloud_integration::auth::Role;
 use healthcloud_integration::policy::AccessContext;
+use healthcloud_platform::auth::Role;
 use healthcloud_runtime::Limits;
 use healthcloud_runtime::serve::LAUNCH_COOKIE;
 use sqlx::Row;
@@ -324,13 +324,12 @@ fn with_cookie(method: &str, path: &str, token: &str, headers: &[(&str, &str)]) 
 
 /// Observations whose content holds `marker`.
 async fn written(host: &Host, marker: &str) -> i64 {
-    let store = host.service.store();
-    let mut sql = store.database().sql(
+    let mut sql = host.database.sql(
         "SELECT COUNT(*) FROM resources WHERE resource_type = 'Observation' AND content LIKE ",
     );
     sql.bind(format!("%{marker}%"));
     sql.query()
-        .fetch_one(store.database().pool())
+        .fetch_one(host.database.pool())
         .await
         .unwrap()
         .get::<i64, _>(0)
@@ -507,7 +506,7 @@ async fn a_write_past_the_host_call_limit_lands_after_the_app_was_told_it_failed
     host.install_component("late-write", None).unwrap();
     let token = host.clinician("pat-a");
     let marker = marker();
-    let database = host.service.store().database().clone();
+    let database = host.database.clone();
 
     // Another writer holds SQLite's write lock for longer than the app's call may take.
     let held = database.begin_write().await.unwrap();

@@ -18,12 +18,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::{Answer, Host, example_app};
-use healthcloud_integration::auth::{Role, TokenRequest};
 use healthcloud_package::client::StoreClient;
 use healthcloud_package::feed::{Feed, FeedKey, SignedFeed};
 use healthcloud_package::keys::{Purpose, SecretKey};
 use healthcloud_package::manifest::Manifest;
 use healthcloud_package::package::{Package, SignedPackage, SignedVersionRecord, VersionRecord};
+use healthcloud_platform::auth::{Role, TokenRequest};
 use healthcloud_runtime::RegionsConfig;
 use serde_json::{Value, json};
 

@@ -7,7 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::{Host, OTHER_REGION, PUBLIC_URL, REGION, example_app};
-use healthcloud_integration::auth::{Role, TokenRequest, app_audience, fhir_audience};
+use healthcloud_platform::auth::{Role, TokenRequest, app_audience, fhir_audience};
 
 const HELLO: &str = "/apps/testregion/examples/hello/";
 const BP: &str = "/apps/testregion/examples/bp-monitor/";

@@ -5,8 +5,8 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{Host, REGION, test_component};
-use healthcloud_integration::auth::Role;
 use healthcloud_package::manifest::Capability;
+use healthcloud_platform::auth::Role;
 use serde_json::Value;
 
 /// Answers 127.0.0.1 for every name.
@@ -329,7 +329,7 @@ async fn a_kv_write_over_the_quota_fails_and_changes_nothing() {
         answer.body
     );
     assert!(answer.body.contains("QuotaExceeded"), "{}", answer.body);
-    let db = host.service.store().database();
+    let db = &host.database;
     let rows: i64 = sqlx::Row::get(
         &db.sql("SELECT COUNT(*) FROM app_kv")
             .query()
@@ -441,7 +441,7 @@ async fn a_clinician_token_without_a_region_opens_no_install() {
         .issuer
         .mint(
             Role::Clinician,
-            healthcloud_integration::auth::TokenRequest {
+            healthcloud_platform::auth::TokenRequest {
                 patient: Some("pat-a".into()),
                 ..Default::default()
             },

@@ -5,7 +5,7 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{Host, REGION, test_limits};
-use healthcloud_integration::auth::Role;
+use healthcloud_platform::auth::Role;
 use healthcloud_runtime::Limits;
 
 fn count_path() -> String {
@@ -127,7 +127,7 @@ async fn a_reused_instance_serves_only_its_own_launch_context() {
         .issuer
         .mint(
             Role::Clinician,
-            healthcloud_integration::auth::TokenRequest {
+            healthcloud_platform::auth::TokenRequest {
                 sub: Some("another-clinician".into()),
                 patient: Some("pat-a".into()),
                 region: Some(REGION.into()),

@@ -13,8 +13,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{Answer, Backend, example_app, fixture, test_component};
 use healthcloud_integration::FhirService;
-use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
-use healthcloud_integration::db::Database;
 use healthcloud_integration::import::Importer;
 use healthcloud_integration::query::PageLimits;
 use healthcloud_integration::store::EmbeddedStore;
@@ -22,6 +20,8 @@ use healthcloud_package::client::{AppVersion, StoreClient};
 use healthcloud_package::keys::SecretKey;
 use healthcloud_package::manifest::{Manifest, RequestedCapability};
 use healthcloud_package::package::Package;
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_platform::db::Database;
 use healthcloud_runtime::{Limits, RegionsConfig, Runtime, RuntimeConfig};
 use healthcloud_store::service::{Store, StoreConfig, StoreLimits};
 use http_body_util::BodyExt;
@@ -82,16 +82,18 @@ async fn cloud(options: Options) -> Option<Cloud> {
     let db_url = match options.backend {
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("cloud.db").display()),
         Backend::Postgres => {
-            healthcloud_integration::testing::postgres_database("hc_regions_test").await?
+            healthcloud_platform::testing::postgres_database("hc_regions_test").await?
         }
     };
-    let db = Database::connect(&db_url).await.unwrap();
+    let db = healthcloud_integration::open_database(&db_url)
+        .await
+        .unwrap();
     let fhir = EmbeddedStore::new(db.clone());
     let mut importer = Importer::new(&fhir);
     importer.add(fixture()).await.unwrap();
     importer.finish().await.unwrap();
     let issuer = TokenIssuer::generate("test-issuer").with_audience(vec![
-        healthcloud_integration::auth::apps_audience(common::PUBLIC_URL),
+        healthcloud_platform::auth::apps_audience(common::PUBLIC_URL),
     ]);
     let runtime = new_runtime(&db, &issuer, &dir, "node-a", options.limits.clone()).await;
     let checker = runtime.clone();
@@ -150,6 +152,7 @@ async fn new_runtime(
     let service = FhirService::new(EmbeddedStore::new(db.clone()), PageLimits::default());
     Runtime::new(RuntimeConfig {
         service,
+        database: db.clone(),
         verifier: issuer.verifier(),
         public_url: common::PUBLIC_URL.into(),
         limits,
@@ -193,7 +196,9 @@ fn serve_store(listener: tokio::net::TcpListener, store: &Store) -> tokio::task:
 impl Cloud {
     /// Another runtime node on the same database (or this one, restarted, by its name).
     async fn another_node(&self, name: &str, poll: Duration) -> Node {
-        let db = Database::connect(&self.db_url).await.unwrap();
+        let db = healthcloud_integration::open_database(&self.db_url)
+            .await
+            .unwrap();
         let runtime = new_runtime(&db, &self.issuer, &self.dir, name, common::test_limits()).await;
         follow(runtime, &self.store_url, &self.dir, name, poll, None).await
     }
@@ -801,7 +806,9 @@ async fn an_expired_feed_fails_closed_until_the_store_answers_again() {
 
     // Something else answers at the store's address with its own feed key: still closed,
     // and the refusal says why.
-    let db = Database::connect(&cloud.db_url).await.unwrap();
+    let db = healthcloud_integration::open_database(&cloud.db_url)
+        .await
+        .unwrap();
     let impostor = Store::open(StoreConfig {
         db,
         dir: cloud.dir.path().join("impostor"),
@@ -1162,7 +1169,9 @@ async fn a_foreign_region_token_writes_nothing_in_the_region_admin_log() {
         "strangers wrote into the region's admin log"
     );
 
-    let db = Database::connect(&cloud.db_url).await.unwrap();
+    let db = healthcloud_integration::open_database(&cloud.db_url)
+        .await
+        .unwrap();
     let log = healthcloud_integration::security::SecurityLog::new(db)
         .recent(1000, None)
         .await
@@ -1244,7 +1253,9 @@ async fn uninstalling_deletes_every_kv_partition_of_the_install() {
         .install(&admin, HOVEDSTADEN, "examples/bp-monitor@0.1.0", BP_GRANT)
         .await;
     assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
-    let db = Database::connect(&cloud.db_url).await.unwrap();
+    let db = healthcloud_integration::open_database(&cloud.db_url)
+        .await
+        .unwrap();
     let rows = [
         (HOVEDSTADEN, "pat-a"),
         (HOVEDSTADEN, "pat-b"),

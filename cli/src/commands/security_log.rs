@@ -1,7 +1,6 @@
 //! `healthcloud security-log`: the operator's view of the security log, read straight from
 //! the database (no token: whoever can read the database is the operator).
 
-use healthcloud_integration::db::Database;
 use healthcloud_integration::security::SecurityLog;
 
 use super::DataDirArgs;
@@ -26,7 +25,7 @@ pub struct SecurityLogCommand {
 
 impl SecurityLogCommand {
     pub async fn run(self) -> anyhow::Result<()> {
-        let db = Database::connect(&self.data.database_url()?).await?;
+        let db = healthcloud_integration::open_database(&self.data.database_url()?).await?;
         let entries = SecurityLog::new(db)
             .recent(self.limit, self.sub.as_deref())
             .await?;

@@ -1,8 +1,6 @@
 //! `healthcloud token`: development tokens for demos and tests.
 
-use healthcloud_integration::auth::{
-    Role, TokenIssuer, TokenRequest, apps_audience, fhir_audience,
-};
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest, apps_audience, fhir_audience};
 
 use super::DataDirArgs;
 

@@ -34,7 +34,7 @@ impl UpCommand {
         let mut integration =
             Integration::open(&self.data.database_url()?, &public_url, &self.data.data_dir).await?;
         self.issuer.apply(&mut integration)?;
-        let store = integration.state.service.store().clone();
+        let store = integration.state.service.store_for_loading().clone();
         crate::demo::ensure_data(&store).await?;
         let config = AppCloudConfig::load(&self.data.data_dir)?;
         let runtime =

@@ -15,11 +15,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use healthcloud_integration::FhirService;
 use healthcloud_integration::api::{self, FhirConfig, FhirState};
-use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
-use healthcloud_integration::db::Database;
 use healthcloud_integration::import::Importer;
 use healthcloud_integration::query::PageLimits;
 use healthcloud_integration::store::EmbeddedStore;
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -61,7 +60,7 @@ impl Harness {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("fhir.db").display()),
             Backend::Postgres => postgres_database().await?,
         };
-        let store = EmbeddedStore::new(Database::connect(&url).await.unwrap());
+        let store = EmbeddedStore::new(healthcloud_integration::open_database(&url).await.unwrap());
         let mut importer = Importer::new(&store);
         importer.add(fixture()).await.unwrap();
         importer.finish().await.unwrap();
@@ -212,7 +211,7 @@ pub fn diagnostics(response: &Response) -> String {
 }
 
 async fn postgres_database() -> Option<String> {
-    healthcloud_integration::testing::postgres_database("hc_test").await
+    healthcloud_platform::testing::postgres_database("hc_test").await
 }
 
 fn obs(id: &str, patient: &str, code: &str, category: &str, date: &str) -> Value {

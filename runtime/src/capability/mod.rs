@@ -15,8 +15,8 @@ pub mod outbound;
 
 use std::sync::{Arc, RwLock};
 
-use healthcloud_integration::scope::{Scope, ScopeContext};
 use healthcloud_package::manifest::Capability;
+use healthcloud_platform::scope::{Scope, ScopeContext};
 
 /// Which imports a capability serves and what a manifest must request to import them.
 #[derive(Debug, Clone, Copy)]

@@ -14,11 +14,11 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use healthcloud_integration::auth::{Principal, Role};
 use healthcloud_integration::security::{SecurityEvent, SecurityKind};
 use healthcloud_package::client::{AppVersion, ClientError};
 use healthcloud_package::manifest::{Capability, Manifest};
 use healthcloud_package::package::SignedPackage;
+use healthcloud_platform::auth::{Principal, Role};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -516,10 +516,10 @@ impl FromRequestParts<Runtime> for InstallAdmin {
 impl Runtime {
     /// The region admin behind the request's bearer token; a refusal goes to the security
     /// log.
-    async fn admin(&self, parts: &Parts, region: &str) -> Result<Admin, AdminError> {
-        let principal =
-            healthcloud_integration::api::authenticate(&self.inner.verifier, &parts.headers)
-                .map_err(|e| AdminError::Unauthorized(e.to_string()))?;
+    async fn admin(&self, parts: &mut Parts, region: &str) -> Result<Admin, AdminError> {
+        let principal = Principal::from_request_parts(parts, self)
+            .await
+            .map_err(|e| AdminError::Unauthorized(e.to_string()))?;
         let asked = format!("{} {}", parts.method, parts.uri.path());
         self.authorize_admin_for(&principal, region, &asked).await
     }
@@ -1594,7 +1594,7 @@ async fn locked_row(
         .bind(admin.region.as_str())
         .push(" AND app = ")
         .bind(app);
-    if db.backend() == healthcloud_integration::db::Backend::Postgres {
+    if db.backend() == healthcloud_platform::db::Backend::Postgres {
         select.push(" FOR UPDATE");
     }
     let row = select.query().fetch_optional(&mut **tx).await?;

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use healthcloud_integration::db::Database;
 use healthcloud_package::feed::{FeedEntry, REVOCATIONS_CHANNEL, SignedFeed};
 use healthcloud_package::keys::PublicKey;
+use healthcloud_platform::db::Database;
 use sqlx::Row;
 
 use super::{CHANNEL, Revoked};

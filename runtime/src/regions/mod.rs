@@ -28,11 +28,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use healthcloud_integration::db::Database;
 use healthcloud_package::client::{AppVersion, StoreClient};
 use healthcloud_package::keys::PublicKey;
 use healthcloud_package::manifest::Capability;
 use healthcloud_package::package::SignedPackage;
+use healthcloud_platform::db::Database;
 use sqlx::Row;
 
 use crate::{Grant, Install, Runtime};
@@ -294,7 +294,7 @@ impl Runtime {
     /// by any node. Call once, before serving.
     pub async fn serve_regions(&self, config: RegionsConfig) -> anyhow::Result<()> {
         config.check_store_trust()?;
-        let db = self.inner.service.store().database().clone();
+        let db = self.inner.database.clone();
         // The cursor before the revocations: one saved in between by another node is then
         // read twice (harmless), never skipped.
         let feed = feed::FeedState::load(&db, config.feed_key).await?;

@@ -15,12 +15,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use healthcloud_integration::FhirService;
-use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
-use healthcloud_integration::db::Database;
 use healthcloud_integration::import::Importer;
 use healthcloud_integration::query::PageLimits;
 use healthcloud_integration::store::EmbeddedStore;
 use healthcloud_package::manifest::{Capability, Manifest};
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_platform::db::Database;
 use healthcloud_runtime::{Install, InstallError, Limits, Runtime, RuntimeConfig};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -39,7 +39,7 @@ pub enum Backend {
 
 /// A fresh database on the test PostgreSQL server (`HEALTHCLOUD_TEST_POSTGRES_URL`).
 async fn postgres_database() -> Option<String> {
-    healthcloud_integration::testing::postgres_database("hc_runtime_test").await
+    healthcloud_platform::testing::postgres_database("hc_runtime_test").await
 }
 
 pub const OTHER_REGION: &str = "otherregion";
@@ -49,6 +49,8 @@ pub struct Host {
     pub app: Router,
     pub issuer: TokenIssuer,
     pub service: FhirService,
+    /// The database, as the composition hands it to the runtime (tests inspect it).
+    pub database: Database,
     _dir: tempfile::TempDir,
 }
 
@@ -92,16 +94,17 @@ impl Host {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("fhir.db").display()),
             Backend::Postgres => postgres_database().await?,
         };
-        let store = EmbeddedStore::new(Database::connect(&url).await.unwrap());
+        let database = healthcloud_integration::open_database(&url).await.unwrap();
+        let store = EmbeddedStore::new(database.clone());
         let mut importer = Importer::new(&store);
         importer.add(fixture()).await.unwrap();
         importer.finish().await.unwrap();
-        let issuer = TokenIssuer::generate("test-issuer").with_audience(vec![
-            healthcloud_integration::auth::apps_audience(PUBLIC_URL),
-        ]);
+        let issuer = TokenIssuer::generate("test-issuer")
+            .with_audience(vec![healthcloud_platform::auth::apps_audience(PUBLIC_URL)]);
         let service = FhirService::new(store, PageLimits::default());
         let runtime = Runtime::new(RuntimeConfig {
             service: service.clone(),
+            database: database.clone(),
             verifier: issuer.verifier(),
             public_url: PUBLIC_URL.into(),
             limits,
@@ -114,6 +117,7 @@ impl Host {
             runtime,
             issuer,
             service,
+            database,
             _dir: dir,
         })
     }
@@ -189,15 +193,10 @@ impl Host {
 
     /// The AuditEvents recorded so far, as JSON.
     pub async fn audit_events(&self) -> Vec<Value> {
-        let store = self.service.store();
-        let sql = store
-            .database()
+        let sql = self
+            .database
             .sql("SELECT content FROM resources WHERE resource_type = 'AuditEvent'");
-        let rows = sql
-            .query()
-            .fetch_all(store.database().pool())
-            .await
-            .unwrap();
+        let rows = sql.query().fetch_all(self.database.pool()).await.unwrap();
         use sqlx::Row;
         rows.iter()
             .map(|row| serde_json::from_str(&row.get::<String, _>(0)).unwrap())

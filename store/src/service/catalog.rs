@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ErrorBody, JsonBody, QueryParams};
-use super::{Store, StoreError, lock, now, revocations};
+use super::error::{JsonBody, QueryParams};
+use super::{Caller, Store, StoreError, lock, now, publisher_or_admin, revocations, store_admin};
 use healthcloud_package::catalog::{
     AppDetail, AppList, AppSummary, ExplainedCapability, Revoked, VersionSummary,
 };
 use healthcloud_package::manifest::Capability;
 use healthcloud_package::package::{SignedPackage, SignedVersionRecord};
+use healthcloud_platform::http::ErrorBody;
 
 /// The header that carries a downloaded component's sha256.
 pub const DIGEST_HEADER: &str = "healthcloud-component-sha256";
@@ -170,7 +171,7 @@ pub(super) async fn search(store: &Store, query: &CatalogQuery) -> Result<AppLis
             field: Some("q".into()),
         });
     }
-    let filter = |select: &str| -> Result<healthcloud_integration::db::Sql, StoreError> {
+    let filter = |select: &str| -> Result<healthcloud_platform::db::Sql, StoreError> {
         let mut sql = db.sql(select);
         sql.push(" FROM store_apps a WHERE 1 = 1");
         if let Some(q) = query.q.as_deref() {
@@ -455,10 +456,10 @@ pub(super) async fn component(
         (status = 404, description = "no such version", body = ErrorBody)))]
 pub(super) async fn yank(
     State(store): State<Store>,
-    headers: HeaderMap,
+    caller: Caller,
     Path((publisher, app, version)): Path<(String, String, String)>,
 ) -> Result<Json<VersionDetail>, StoreError> {
-    store.publisher_or_admin(&headers, &publisher, false)?;
+    publisher_or_admin(caller, &publisher, false)?;
     one_version(&store, &publisher, &app, &version).await?;
     let db = store.db();
     let mut update = db.sql("UPDATE store_versions SET yanked_at = ");
@@ -490,11 +491,11 @@ pub(super) async fn yank(
         (status = 404, description = "no such version", body = ErrorBody)))]
 pub(super) async fn revoke(
     State(store): State<Store>,
-    headers: HeaderMap,
+    caller: Caller,
     Path((publisher, app, version)): Path<(String, String, String)>,
     JsonBody(request): JsonBody<RevokeVersion>,
 ) -> Result<(StatusCode, Json<VersionDetail>), StoreError> {
-    let admin = store.store_admin(&headers)?;
+    let admin = store_admin(caller)?;
     let reason = request.reason.trim_matches([' ', '\t', '\n', '\r']);
     if reason.is_empty() {
         return Err(StoreError::BadRequest {

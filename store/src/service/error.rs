@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use healthcloud_platform::http::ErrorBody;
 
 use healthcloud_package::package::PackageError;
 
@@ -107,16 +107,6 @@ impl From<PackageError> for StoreError {
             }
         }
     }
-}
-
-/// The JSON error body.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong and how to fix it.
-    pub error: String,
-    /// The offending field, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
 }
 
 impl IntoResponse for StoreError {

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::HeaderMap;
-use healthcloud_integration::auth::{Principal, Role, TokenVerifier};
-use healthcloud_integration::db::{Backend, Database, Migrations};
+use axum::extract::FromRef;
+use healthcloud_platform::auth::{AuthError, Principal, Role, TokenVerifier};
+use healthcloud_platform::db::{Backend, Database, Migrations};
 use sqlx::Row;
 
 pub use blobs::Recovered;
@@ -162,46 +162,60 @@ impl Store {
     fn db(&self) -> &Database {
         &self.inner.db
     }
+}
 
-    /// The caller, from the bearer token.
-    fn principal(&self, headers: &HeaderMap) -> Result<Principal, StoreError> {
-        healthcloud_integration::api::authenticate(&self.inner.verifier, headers)
-            .map_err(|e| StoreError::Unauthorized(e.to_string()))
-    }
+/// The caller of a request: the platform's [`Principal`] extractor, taken as a `Result` so
+/// each handler decides where among its checks a missing or bad token is refused.
+type Caller = Result<Principal, AuthError>;
 
-    /// The caller, who must be a store admin.
-    fn store_admin(&self, headers: &HeaderMap) -> Result<Principal, StoreError> {
-        let principal = self.principal(headers)?;
-        if principal.claims.role != Role::StoreAdmin {
-            return Err(StoreError::Forbidden(format!(
-                "this needs a store-admin token; yours is for role {}",
-                principal.claims.role.as_str()
-            )));
-        }
-        Ok(principal)
+impl FromRef<Store> for TokenVerifier {
+    fn from_ref(store: &Store) -> TokenVerifier {
+        store.inner.verifier.clone()
     }
+}
 
-    /// The caller, who must be `publisher` (a publisher token whose subject is the publisher
-    /// id) or, when `or_admin`, a store admin.
-    fn publisher_or_admin(
-        &self,
-        headers: &HeaderMap,
-        publisher: &str,
-        or_admin: bool,
-    ) -> Result<Principal, StoreError> {
-        let principal = self.principal(headers)?;
-        let claims = &principal.claims;
-        let allowed = (claims.role == Role::Publisher && claims.sub == publisher)
-            || (or_admin && claims.role == Role::StoreAdmin);
-        if !allowed {
-            return Err(StoreError::Forbidden(format!(
-                "only publisher '{publisher}' may do this (your token is {} '{}'): use a publisher token whose user is '{publisher}'",
-                claims.role.as_str(),
-                claims.sub
-            )));
-        }
-        Ok(principal)
+/// The caller, who must have sent a valid token.
+fn authenticated(caller: Caller) -> Result<Principal, StoreError> {
+    caller.map_err(|e| StoreError::Unauthorized(e.to_string()))
+}
+
+/// The caller, who must be a store admin.
+fn store_admin(caller: Caller) -> Result<Principal, StoreError> {
+    let principal = authenticated(caller)?;
+    if principal.claims.role != Role::StoreAdmin {
+        return Err(StoreError::Forbidden(format!(
+            "this needs a store-admin token; yours is for role {}",
+            principal.claims.role.as_str()
+        )));
     }
+    Ok(principal)
+}
+
+/// The caller, who must be `publisher` (a publisher token whose subject is the publisher id)
+/// or, when `or_admin`, a store admin.
+fn publisher_or_admin(
+    caller: Caller,
+    publisher: &str,
+    or_admin: bool,
+) -> Result<Principal, StoreError> {
+    let principal = authenticated(caller)?;
+    acts_for(&principal, publisher, or_admin)?;
+    Ok(principal)
+}
+
+/// Whether `principal` may act for `publisher`, as [`publisher_or_admin`] checks it.
+fn acts_for(principal: &Principal, publisher: &str, or_admin: bool) -> Result<(), StoreError> {
+    let claims = &principal.claims;
+    let allowed = (claims.role == Role::Publisher && claims.sub == publisher)
+        || (or_admin && claims.role == Role::StoreAdmin);
+    if !allowed {
+        return Err(StoreError::Forbidden(format!(
+            "only publisher '{publisher}' may do this (your token is {} '{}'): use a publisher token whose user is '{publisher}'",
+            claims.role.as_str(),
+            claims.sub
+        )));
+    }
+    Ok(())
 }
 
 /// Crash testing: set to a publish step (`uploading`, `uploaded`, `validated`, `placed`,

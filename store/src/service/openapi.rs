@@ -6,7 +6,7 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{Store, catalog, error, publish, publishers, revocations};
+use super::{Store, catalog, publish, publishers, revocations};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,7 +35,7 @@ use super::{Store, catalog, error, publish, publishers, revocations};
         revocations::feed,
         revocations::feed_key,
     ),
-    components(schemas(error::ErrorBody))
+    components(schemas(healthcloud_platform::http::ErrorBody))
 )]
 struct StoreApi;
 

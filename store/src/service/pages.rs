@@ -10,9 +10,10 @@ use askama::Template;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
+use healthcloud_platform::http::SecurityHeaders;
 use serde::Deserialize;
 
 use super::catalog::{self, CatalogQuery};
@@ -46,20 +47,15 @@ pub(super) fn router() -> Router<Store> {
         .layer(axum::middleware::map_response(secure_headers))
 }
 
+/// The catalog pages' headers.
+const PAGE_HEADERS: SecurityHeaders = SecurityHeaders {
+    content_security_policy: CONTENT_SECURITY_POLICY,
+    referrer_policy: Some("same-origin"),
+    default_cache_control: None,
+};
+
 async fn secure_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
+    PAGE_HEADERS.apply(response.headers_mut());
     response
 }
 

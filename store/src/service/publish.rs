@@ -11,19 +11,19 @@
 
 use axum::extract::multipart::Field;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use healthcloud_integration::db::Arg;
+use healthcloud_platform::db::Arg;
 
-use super::error::ErrorBody;
-use super::{Store, StoreError, StoreLimits, lock, now};
+use super::{Caller, Store, StoreError, StoreLimits, acts_for, authenticated, lock, now};
 use healthcloud_package::manifest::Audience;
 use healthcloud_package::package::SignedPackage;
+use healthcloud_platform::http::ErrorBody;
 
 /// The largest envelope accepted (the manifest with its justifications, and the signature).
 const MAX_ENVELOPE: usize = 256 * 1024;
@@ -121,10 +121,10 @@ async fn next_field<'a>(multipart: &'a mut Multipart, name: &str) -> Result<Fiel
     security(("bearer" = [])))]
 pub(super) async fn publish(
     State(store): State<Store>,
-    headers: HeaderMap,
+    caller: Caller,
     Upload(mut multipart): Upload,
 ) -> Result<(StatusCode, Json<Published>), StoreError> {
-    let outcome = receive(&store, &headers, &mut multipart).await;
+    let outcome = receive(&store, caller, &mut multipart).await;
     let authenticated = !matches!(outcome, Err(StoreError::Unauthorized(_)));
     if authenticated && !matches!(outcome, Ok((StatusCode::CREATED, _))) {
         // An answer given before the upload was read (a refusal, or an identical package)
@@ -152,11 +152,11 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn receive(
     store: &Store,
-    headers: &HeaderMap,
+    caller: Caller,
     multipart: &mut Multipart,
 ) -> Result<(StatusCode, Json<Published>), StoreError> {
     let store = store.clone();
-    let principal = store.principal(headers)?;
+    let principal = authenticated(caller)?;
     let mut envelope = Vec::new();
     {
         let mut field = next_field(multipart, "package").await?;
@@ -173,7 +173,7 @@ async fn receive(
     let app = &signed.package.app;
     let version = app.version.to_string();
     let publisher = app.publisher.as_str();
-    store.publisher_or_admin(headers, publisher, false).map_err(|_| {
+    acts_for(&principal, publisher, false).map_err(|_| {
         StoreError::Forbidden(format!(
             "'{}/{}' is in publisher '{publisher}''s namespace, and your token is for '{}': publish under your own publisher id",
             publisher, app.id, principal.claims.sub

@@ -3,19 +3,22 @@
 //! compromise date on).
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use healthcloud_integration::db::Arg;
+use healthcloud_platform::db::Arg;
 
-use super::error::{ErrorBody, JsonBody};
-use super::{Store, StoreError, lock, now, revocations, timestamp};
+use super::error::JsonBody;
+use super::{
+    Caller, Store, StoreError, lock, now, publisher_or_admin, revocations, store_admin, timestamp,
+};
 use healthcloud_package::keys::{KeyId, PublicKey, Purpose, endorsement_message};
 use healthcloud_package::manifest::check_name;
+use healthcloud_platform::http::ErrorBody;
 
 pub(super) fn router() -> Router<Store> {
     Router::new()
@@ -156,10 +159,10 @@ pub(super) fn is_display_name(name: &str) -> bool {
         (status = 422, description = "the key is not a usable ed25519 key", body = ErrorBody)))]
 pub(super) async fn register(
     State(store): State<Store>,
-    headers: HeaderMap,
+    caller: Caller,
     JsonBody(new): JsonBody<NewPublisher>,
 ) -> Result<(StatusCode, Json<Publisher>), StoreError> {
-    store.store_admin(&headers)?;
+    store_admin(caller)?;
     check_name("id", &new.id).map_err(|e| StoreError::BadRequest {
         message: e.message,
         field: Some("id".into()),
@@ -308,11 +311,11 @@ pub(super) async fn show(
         (status = 422, description = "the key is not a usable ed25519 key", body = ErrorBody)))]
 pub(super) async fn add_key(
     State(store): State<Store>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(new): JsonBody<NewKey>,
 ) -> Result<(StatusCode, Json<Publisher>), StoreError> {
-    let principal = store.publisher_or_admin(&headers, &id, true)?;
+    let principal = publisher_or_admin(caller, &id, true)?;
     let existing = publisher(&store, &id).await?;
     let key = parse_key(&new.key)?;
     match &new.endorsement {
@@ -337,7 +340,7 @@ pub(super) async fn add_key(
                 })
                 .map_err(|e| StoreError::Forbidden(format!("endorsement refused: {e}")))?;
         }
-        None if principal.claims.role == healthcloud_integration::auth::Role::StoreAdmin => {}
+        None if principal.claims.role == healthcloud_platform::auth::Role::StoreAdmin => {}
         None => {
             return Err(StoreError::BadRequest {
                 message: "a new key must be endorsed by one of the publisher's active keys ('healthcloud store add-key --signing-key CURRENT')".into(),
@@ -369,11 +372,11 @@ pub(super) async fn add_key(
         (status = 422, description = "the compromise date is in the future", body = ErrorBody)))]
 pub(super) async fn revoke_key(
     State(store): State<Store>,
-    headers: HeaderMap,
+    caller: Caller,
     Path((id, key_id)): Path<(String, String)>,
     body: Option<JsonBody<Option<RevokeKey>>>,
 ) -> Result<Json<Publisher>, StoreError> {
-    let principal = store.publisher_or_admin(&headers, &id, true)?;
+    let principal = publisher_or_admin(caller, &id, true)?;
     let request = body.and_then(|JsonBody(b)| b).unwrap_or_default();
     let since = request
         .compromised_since

@@ -57,7 +57,7 @@ pub struct Since {
 #[utoipa::path(get, path = "/store/v1/revocations", params(Since),
     responses(
         (status = 200, body = SignedFeed),
-        (status = 400, description = "a parameter is not as described", body = super::error::ErrorBody)))]
+        (status = 400, description = "a parameter is not as described", body = healthcloud_platform::http::ErrorBody)))]
 pub(super) async fn feed(
     State(store): State<Store>,
     QueryParams(Since { since, nonce }): QueryParams<Since>,

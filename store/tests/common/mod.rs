@@ -11,11 +11,11 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use healthcloud_integration::auth::{Role, TokenIssuer, TokenRequest};
-use healthcloud_integration::db::Database;
 use healthcloud_package::keys::SecretKey;
 use healthcloud_package::manifest::Manifest;
 use healthcloud_package::package::{Package, SignedPackage};
+use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_platform::db::Database;
 use healthcloud_runtime::{AppEngine, Limits};
 use healthcloud_store::service::{Store, StoreConfig, StoreLimits};
 use http_body_util::BodyExt;
@@ -95,7 +95,7 @@ impl StoreHost {
         let url = match backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("store.db").display()),
             Backend::Postgres => {
-                healthcloud_integration::testing::postgres_database("hc_store_test").await?
+                healthcloud_platform::testing::postgres_database("hc_store_test").await?
             }
         };
         let db = Database::connect(&url).await.unwrap();

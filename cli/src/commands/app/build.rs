@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use healthcloud_guestbuild::{Built, Lockfile};
-use healthcloud_runtime::{AppEngine, Limits};
 use healthcloud_package::manifest::{MANIFEST_FILE, Manifest};
+use healthcloud_runtime::{AppEngine, Limits};
 
 #[derive(Debug, clap::Args)]
 pub struct BuildCommand {

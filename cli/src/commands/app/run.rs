@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use healthcloud_integration::Integration;
-use healthcloud_integration::auth::{Role, TokenRequest};
-use healthcloud_runtime::Limits;
 use healthcloud_package::manifest::Audience;
+use healthcloud_platform::auth::{Role, TokenRequest};
+use healthcloud_runtime::Limits;
 
 use super::build::build;
 use crate::server;
@@ -43,7 +43,7 @@ impl RunCommand {
         let url = format!("sqlite://{}", data_dir.join("healthcloud.db").display());
         let public_url = format!("http://{}", self.addr);
         let integration = Integration::open(&url, &public_url, &data_dir).await?;
-        let store = integration.state.service.store().clone();
+        let store = integration.state.service.store_for_loading().clone();
         crate::demo::ensure_data_of_size(&store, DEV_PATIENTS).await?;
         let patient = match self.patient {
             Some(patient) => patient,

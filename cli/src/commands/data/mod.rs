@@ -3,7 +3,6 @@
 mod generate;
 mod import;
 
-use healthcloud_integration::db::Database;
 use healthcloud_integration::import::ImportReport;
 use healthcloud_integration::store::EmbeddedStore;
 
@@ -28,7 +27,7 @@ impl DataCommand {
 
 pub async fn open_store(data: &DataDirArgs) -> anyhow::Result<EmbeddedStore> {
     Ok(EmbeddedStore::new(
-        Database::connect(&data.database_url()?).await?,
+        healthcloud_integration::open_database(&data.database_url()?).await?,
     ))
 }
 

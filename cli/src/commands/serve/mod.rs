@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use healthcloud_integration::Integration;
-use healthcloud_integration::auth::TokenVerifier;
+use healthcloud_platform::auth::TokenVerifier;
 
 use super::DataDirArgs;
 use crate::server;

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use healthcloud_runtime::Limits;
 use healthcloud_package::client::StoreClient;
 use healthcloud_package::keys::{KeyId, PublicKey};
+use healthcloud_runtime::Limits;
 
 use super::NodeArgs;
 use crate::server;

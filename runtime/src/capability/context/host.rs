@@ -1,4 +1,4 @@
-use healthcloud_integration::auth::Role;
+use healthcloud_platform::auth::Role;
 
 use super::LaunchContext;
 use crate::bindings::context::{self, LaunchContext as Launch, User};

@@ -5,8 +5,8 @@ mod host;
 
 use std::sync::Arc;
 
-use healthcloud_integration::auth::Principal;
 use healthcloud_integration::policy::AppIdentity;
+use healthcloud_platform::auth::Principal;
 use wasmtime::component::{HasData, Linker};
 
 use super::{Grant, ImportRule};

@@ -2,8 +2,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use healthcloud_integration::policy::AccessContext;
-use healthcloud_integration::scope::Interaction;
 use healthcloud_integration::{FhirError, FhirService};
+use healthcloud_platform::scope::Interaction;
 use serde_json::Value;
 
 use super::FhirCtx;

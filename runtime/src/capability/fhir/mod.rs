@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use healthcloud_integration::FhirService;
-use healthcloud_integration::auth::Principal;
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
 use healthcloud_package::manifest::Capability;
+use healthcloud_platform::auth::Principal;
 use wasmtime::component::{HasData, Linker};
 
 use super::{Grant, ImportRule};

@@ -1,7 +1,7 @@
 use healthcloud_integration::FhirError;
-use healthcloud_integration::db::WriteTx;
-use healthcloud_integration::scope::Interaction;
 use healthcloud_package::manifest::Capability;
+use healthcloud_platform::db::WriteTx;
+use healthcloud_platform::scope::Interaction;
 
 use super::store::{KvWriteError, Partition};
 use super::{KvCtx, MAX_KEY_BYTES};

@@ -1,4 +1,4 @@
-use healthcloud_integration::db::{Backend, Database, Sql, WriteTx};
+use healthcloud_platform::db::{Backend, Database, Sql, WriteTx};
 use sqlx::Row;
 
 /// Key-value rows in the `app_kv` table, in partitions of (region, app, patient).

@@ -1,12 +1,17 @@
 //! Bearer tokens: EdDSA-signed JWTs from a configured issuer, turned into a [`Principal`].
 //! A development issuer key is generated in the data directory so `healthcloud token` can mint
-//! tokens for demos and tests.
+//! tokens for demos and tests. Every service learns its caller the same way: the
+//! [`Principal`] extractor, with the [`TokenVerifier`] its state provides (`FromRef`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
@@ -238,11 +243,12 @@ pub enum AuthError {
     },
 }
 
-/// Verifies tokens from one issuer.
+/// Verifies tokens from one issuer. Cheap to clone (shared parts only): each request's
+/// extractor takes it from the service's state.
 #[derive(Clone)]
 pub struct TokenVerifier {
-    issuer: String,
-    key: DecodingKey,
+    issuer: Arc<str>,
+    key: Arc<DecodingKey>,
     /// Tokens verified already, by their exact text: the same bytes verify the same way, so
     /// a repeated token costs a lookup instead of a signature check. Expiry is checked on
     /// every use. Bounded: emptied when full.
@@ -267,9 +273,11 @@ impl TokenVerifier {
     /// A verifier for tokens from `issuer`, signed by the Ed25519 public key in SPKI PEM form.
     pub fn from_public_pem(issuer: &str, pem: &[u8]) -> anyhow::Result<Self> {
         Ok(TokenVerifier {
-            issuer: issuer.to_owned(),
-            key: DecodingKey::from_ed_pem(pem)
-                .map_err(|e| anyhow::anyhow!("not an Ed25519 public key in PEM form: {e}"))?,
+            issuer: issuer.into(),
+            key: Arc::new(
+                DecodingKey::from_ed_pem(pem)
+                    .map_err(|e| anyhow::anyhow!("not an Ed25519 public key in PEM form: {e}"))?,
+            ),
             verified: Default::default(),
         })
     }
@@ -330,7 +338,7 @@ impl TokenVerifier {
             }
         })?;
         // Checked here rather than by jsonwebtoken so a foreign issuer gets its own message.
-        if data.claims.iss != self.issuer {
+        if data.claims.iss != *self.issuer {
             return Err(AuthError::WrongIssuer);
         }
         let scopes = Scope::parse_list(&data.claims.scope)?;
@@ -468,7 +476,7 @@ impl TokenIssuer {
         let sub = request.sub.unwrap_or_else(|| role.as_str().to_owned());
         let mut fhir_user = request.fhir_user;
         if role.is_workforce() && fhir_user.is_none() && request.org.is_none() {
-            if !crate::params::is_valid_id(&sub) {
+            if !is_fhir_id(&sub) {
                 return Err(format!(
                     "a {} token needs its actor: --fhir-user Practitioner/<id> and/or --org <Organization id> (the user id '{sub}' is no FHIR id to default to)",
                     role.as_str()
@@ -503,6 +511,64 @@ impl TokenIssuer {
             aud: audience,
         };
         Ok(self.sign(&claims))
+    }
+}
+
+/// Whether `id` is a FHIR resource id (`[A-Za-z0-9\-\.]{1,64}`): what a token's `patient`,
+/// `fhirUser` and `org` name, and the FHIR API accepts in a URL.
+pub fn is_fhir_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+/// The token of a request's `Authorization: Bearer` header.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or(AuthError::Missing)
+}
+
+/// The caller of a request: its bearer token, verified by the [`TokenVerifier`] of the
+/// service's state. A service renders the refusal in its own error body (a FHIR
+/// OperationOutcome, the JSON [`ErrorBody`](crate::http::ErrorBody)); taken as
+/// `Result<Principal, AuthError>`, it lets a handler decide when a missing token counts.
+impl<S> FromRequestParts<S> for Principal
+where
+    TokenVerifier: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
+        let token = bearer_token(&parts.headers)?;
+        TokenVerifier::from_ref(state).verify(token)
+    }
+}
+
+/// A refusal on its own: 401 with the JSON [`ErrorBody`](crate::http::ErrorBody) and a
+/// bearer challenge (RFC 6750: no error code when the request carried no credentials).
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let challenge = match self {
+            AuthError::Missing => "Bearer realm=\"healthcloud\"",
+            _ => "Bearer realm=\"healthcloud\", error=\"invalid_token\"",
+        };
+        let body = crate::http::ErrorBody::new(self.to_string());
+        let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+        response
     }
 }
 

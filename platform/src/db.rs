@@ -1,6 +1,7 @@
-//! The database behind the embedded FHIR store: SQLite by default, PostgreSQL for deployments
-//! that outgrow one machine. One code path serves both through sqlx's `Any` driver; the SQL is
-//! portable (numbered `$n` placeholders, `BIGINT`/`TEXT` columns only).
+//! The database every service shares: SQLite by default, PostgreSQL for deployments that
+//! outgrow one machine. One code path serves both through sqlx's `Any` driver; the SQL is
+//! portable (numbered `$n` placeholders, `BIGINT`/`TEXT` columns only). Each crate keeps its
+//! own migrations and applies them with [`Database::apply`].
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,8 +31,8 @@ pub struct Database {
 }
 
 impl Database {
-    /// Connects to `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file if missing,
-    /// and applies pending migrations.
+    /// Connects to `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file if missing.
+    /// The schema is each crate's own: it applies its migrations with [`Database::apply`].
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
@@ -69,18 +70,6 @@ impl Database {
             .connect(url)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to the database at {url}: {e}"))?;
-        // One folder per backend: the tables are the same, their physical layout is not.
-        let mut migrator = match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
-        };
-        // Other crates (the app runtime) keep their tables in the same database with their
-        // own, higher-numbered migrations.
-        migrator.set_ignore_missing(true);
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
         if backend == Backend::Sqlite {
             tokio::spawn(checkpoint_wal(pool.clone()));
         }
@@ -90,21 +79,12 @@ impl Database {
             url: url.into(),
             write_lock: Default::default(),
         };
-        // A migration that changes the shape of index rows queues the resources concerned;
-        // they are reindexed with the code that indexes every write before anything is served.
-        let reindexed = crate::store::EmbeddedStore::new(database.clone())
-            .reindex_queued()
-            .await
-            .map_err(|e| anyhow::anyhow!("reindexing after a database migration failed: {e}"))?;
-        if reindexed > 0 {
-            tracing::info!(reindexed, "resources reindexed after a database migration");
-        }
         Ok(database)
     }
 
-    /// Applies another crate's migrations to this database: the crates share it, each with
-    /// its own range of versions (integration 1…, runtime 100…, store 200…), so each
-    /// migrator ignores the others' rows.
+    /// Applies a crate's migrations to this database: the crates share it, each with its own
+    /// range of versions (integration 1…, runtime 100…, store 200…), so each migrator ignores
+    /// the others' rows.
     pub async fn apply(&self, mut migrations: Migrations, what: &str) -> anyhow::Result<()> {
         let migrator = match self.backend {
             Backend::Sqlite => &mut migrations.sqlite,
