@@ -3,21 +3,12 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::admin;
+use super::admin::http as admin;
 
-/// The JSON body of every refusal of the region admin API.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong and how to fix it.
-    pub error: String,
-    /// The offending field, when there is one (e.g. `grant`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-}
+pub use super::admin::ErrorBody;
 
 #[derive(OpenApi)]
 #[openapi(
