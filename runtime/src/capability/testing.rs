@@ -133,6 +133,9 @@ impl TestEnvironment {
                     sub: Some(format!("{}-user", role.as_str())),
                     patient: patient.clone(),
                     region: Some(REGION.into()),
+                    audience: vec![healthcloud_integration::auth::apps_audience(
+                        "http://apps.test",
+                    )],
                     ..Default::default()
                 },
             )
