@@ -1,12 +1,3 @@
-//! The host capabilities, one module each with the same shape:
-//!
-//! - a [`ImportRule`]: the WIT interface it serves and whether a manifest's requested
-//!   capabilities allow importing it (checked by name when an app is installed);
-//! - `add_to_linker`: linked once per engine;
-//! - a `…Ctx` built per instance from the launch context and the install's live grant;
-//! - `host.rs`: the generated host trait implemented on that context, checking the grant
-//!   again at call time (a grant removed mid-request denies the very next call).
-
 //! The host capabilities. Each lives in its own folder, `capability/<name>/`, and is one line
 //! in the `capabilities!` list at the end of this file; nothing else in the runtime names it.
 //! The shape follows Spin's factors (`spin-factors`), adapted: a capability implements
@@ -27,7 +18,7 @@
 //!   app, the install's live grant), never from the guest;
 //! - `host.rs`: the generated host trait implemented on that context, checking the grant
 //!   again at call time (a grant removed mid-request denies the very next call);
-//! - its unit tests beside it, on a context built by [`testing`] without a guest component.
+//! - its unit tests beside it, on a context built by `testing` without a guest component.
 //!
 //! # Adding a capability
 //!
