@@ -104,10 +104,10 @@ impl AppEngine {
         let swap_appeared = scan_reset.then(|| Arc::new(AtomicBool::new(false)));
         start_epoch_ticker(&engine, swap_appeared.clone());
         let mut linker = Linker::new(&engine);
+        // WASI and wasi:http (its outgoing handler included: the outbound capability's hooks
+        // decide what leaves), then every platform capability links itself.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        // wasi:http (the outgoing handler included: the outbound capability's hooks decide)
-        // is linked with WASI; every platform capability links itself.
         Capabilities::link(&mut linker)?;
         let cache = cache_dir
             .map(|dir| CompileCache::open(dir, &engine))

@@ -675,3 +675,44 @@ fn failure(status: StatusCode, message: &str) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_revoked_page_escapes_what_the_publisher_and_the_store_wrote() {
+        let page = RevokedPage {
+            name: "<b>Loop</b>",
+            app: "acme/loop",
+            version: "1.0.0",
+            reason: "\"unsafe\" & <script>alert(1)</script>",
+            at: "2026-01-01T00:00:00Z",
+        }
+        .render()
+        .unwrap();
+        assert!(
+            page.contains("<h1>&#60;b&#62;Loop&#60;/b&#62; was revoked</h1>")
+                || page.contains("<h1>&lt;b&gt;Loop&lt;/b&gt; was revoked</h1>"),
+            "{page}"
+        );
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("version 1.0.0 of acme/loop at 2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn only_the_roles_a_manifest_declares_open_its_app() {
+        let audience = [Audience::Clinician, Audience::Citizen];
+        assert!(admits(&audience, Role::Clinician));
+        assert!(admits(&audience, Role::Citizen));
+        assert!(!admits(&audience, Role::Patient));
+        for role in [
+            Role::RegionAdmin,
+            Role::StoreAdmin,
+            Role::Publisher,
+            Role::SecurityOfficer,
+        ] {
+            assert!(!admits(&audience, role), "{role:?}");
+        }
+    }
+}

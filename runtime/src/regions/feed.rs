@@ -198,78 +198,7 @@ impl FeedFollower {
         }
         news
     }
-}
 
-/// Checks one feed answer: signed by the pinned store key, unexpired, an answer to this very
-/// request (its `since` and nonce, so a recorded answer cannot be replayed), and not older
-/// than the last answer accepted.
-fn check_answer(
-    signed: &SignedFeed,
-    key: &PublicKey,
-    (since, nonce): (i64, &str),
-    last_issued: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> anyhow::Result<()> {
-    signed
-        .verify(key, now)
-        .context("the store's revocation feed")?;
-    let feed = &signed.feed;
-    anyhow::ensure!(
-        feed.nonce.as_deref() == Some(nonce),
-        "the revocation feed's answer is not to this request (its nonce differs): a replayed or misdirected answer"
-    );
-    anyhow::ensure!(
-        feed.since == since && feed.next >= since,
-        "the revocation feed answered from {} when asked from {since}",
-        feed.since
-    );
-    let issued = timestamp(&feed.issued_at)?;
-    if let Some(last) = last_issued {
-        anyhow::ensure!(
-            issued >= last,
-            "the revocation feed's answer was issued at {issued}, before the last one accepted ({last})"
-        );
-    }
-    Ok(())
-}
-
-fn timestamp(text: &str) -> anyhow::Result<DateTime<Utc>> {
-    Ok(DateTime::parse_from_rfc3339(text)
-        .with_context(|| format!("'{text}' is not a time"))?
-        .with_timezone(&Utc))
-}
-
-/// Records revocations for restarts and other nodes, and how far the feed was read.
-async fn persist(db: &Database, entries: &[FeedEntry], next: i64) -> anyhow::Result<()> {
-    let mut write = db.begin_write().await?;
-    for entry in entries {
-        let (Some(app), Some(version)) = (&entry.app, &entry.version) else {
-            continue;
-        };
-        let mut insert =
-            db.sql("INSERT INTO runtime_revocations (app, version, reason, at) VALUES (");
-        insert
-            .bind(format!("{}/{app}", entry.publisher))
-            .push(", ")
-            .bind(version.as_str())
-            .push(", ")
-            .bind(entry.reason.as_str())
-            .push(", ")
-            .bind(entry.at.as_str())
-            .push(") ON CONFLICT (app, version) DO NOTHING");
-        insert.query().execute(&mut *write.tx).await?;
-    }
-    let mut cursor = db.sql("UPDATE runtime_feed SET next = ");
-    cursor
-        .bind(next)
-        .push(" WHERE id = 1 AND next < ")
-        .bind(next);
-    cursor.query().execute(&mut *write.tx).await?;
-    write.commit().await?;
-    Ok(())
-}
-
-impl FeedFollower {
     /// Starts following: fetch the feed and check the installs on every push and every
     /// `poll`, until the process ends.
     pub(crate) async fn start(
@@ -348,6 +277,75 @@ impl FeedFollower {
         });
         Ok(())
     }
+}
+
+/// Checks one feed answer: signed by the pinned store key, unexpired, an answer to this very
+/// request (its `since` and nonce, so a recorded answer cannot be replayed), and not older
+/// than the last answer accepted.
+fn check_answer(
+    signed: &SignedFeed,
+    key: &PublicKey,
+    (since, nonce): (i64, &str),
+    last_issued: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    signed
+        .verify(key, now)
+        .context("the store's revocation feed")?;
+    let feed = &signed.feed;
+    anyhow::ensure!(
+        feed.nonce.as_deref() == Some(nonce),
+        "the revocation feed's answer is not to this request (its nonce differs): a replayed or misdirected answer"
+    );
+    anyhow::ensure!(
+        feed.since == since && feed.next >= since,
+        "the revocation feed answered from {} when asked from {since}",
+        feed.since
+    );
+    let issued = timestamp(&feed.issued_at)?;
+    if let Some(last) = last_issued {
+        anyhow::ensure!(
+            issued >= last,
+            "the revocation feed's answer was issued at {issued}, before the last one accepted ({last})"
+        );
+    }
+    Ok(())
+}
+
+fn timestamp(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(text)
+        .with_context(|| format!("'{text}' is not a time"))?
+        .with_timezone(&Utc))
+}
+
+/// Records revocations for restarts and other nodes, and how far the feed was read.
+async fn persist(db: &Database, entries: &[FeedEntry], next: i64) -> anyhow::Result<()> {
+    let mut write = db.begin_write().await?;
+    for entry in entries {
+        let (Some(app), Some(version)) = (&entry.app, &entry.version) else {
+            continue;
+        };
+        let mut insert =
+            db.sql("INSERT INTO runtime_revocations (app, version, reason, at) VALUES (");
+        insert
+            .bind(format!("{}/{app}", entry.publisher))
+            .push(", ")
+            .bind(version.as_str())
+            .push(", ")
+            .bind(entry.reason.as_str())
+            .push(", ")
+            .bind(entry.at.as_str())
+            .push(") ON CONFLICT (app, version) DO NOTHING");
+        insert.query().execute(&mut *write.tx).await?;
+    }
+    let mut cursor = db.sql("UPDATE runtime_feed SET next = ");
+    cursor
+        .bind(next)
+        .push(" WHERE id = 1 AND next < ")
+        .bind(next);
+    cursor.query().execute(&mut *write.tx).await?;
+    write.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]
