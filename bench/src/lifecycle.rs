@@ -8,7 +8,7 @@
 //! of the `lifecycle` command), each with its own database, compile cache and component
 //! directory, following the store over HTTP as `healthcloud serve runtime` does
 //! (`Runtime::serve_regions`), and installing through the region admin operations
-//! (`Runtime::admin_install`: download, signature and digest checks, validation, compile,
+//! (`RegionAdminService::install`: download, signature and digest checks, validation, compile,
 //! durable record). Separate processes make a restart a real restart and let the memory of a
 //! node be read from `/proc/<pid>/status` without the store's or the benchmark's own memory.
 //!
@@ -157,23 +157,23 @@ pub struct Install {
     /// Size of the measured component (`hello`, plus a few bytes of custom section for the
     /// cold versions).
     pub component_bytes: u64,
-    /// `admin_install` of `hello` at a digest the node never saw: download, durable write,
+    /// `region_admin().install` of `hello` at a digest the node never saw: download, durable write,
     /// checks, compile, compile-cache write, record.
     pub cold: Latency,
-    /// `admin_install` of a `hello` version compiled before but no longer loaded (its last
+    /// `region_admin().install` of a `hello` version compiled before but no longer loaded (its last
     /// install was removed; the first install of a version after a restart): bytes from
     /// disk, compiled code from the compile cache.
     pub cached: Latency,
-    /// `admin_install` of a `hello` version loaded now (installed in another region): the
+    /// `region_admin().install` of a `hello` version loaded now (installed in another region): the
     /// install shares its compiled, pre-instantiated component.
     pub warm: Latency,
     /// Each example app: its first region (cold) and the next ones.
     pub by_app: Vec<AppInstall>,
     /// Steps of an install, each timed alone.
     pub steps: Vec<Step>,
-    /// `admin_uninstall`.
+    /// `region_admin().uninstall`.
     pub uninstall: Latency,
-    /// Installs that answered 404 right after `admin_install` returned (a concurrent
+    /// Installs that answered 404 right after `region_admin().install` returned (a concurrent
     /// `sync_regions` took them out until its next run), of [`Install::installs`].
     pub lost_to_sync: usize,
     /// Installs made on the install node.
@@ -1133,7 +1133,7 @@ impl Node {
 
     /// Checks that a just installed app serves: 0 if it answers 200 at once, 1 if it first
     /// answers 404 (not installed on this node) and then 200 within 10 s. A `sync_regions`
-    /// running while `admin_install` commits can read the rows before the new one and list the
+    /// running while `region_admin().install` commits can read the rows before the new one and list the
     /// installs after it, and so take the new install out until its next sync.
     async fn lost(&self, region: &str, app: &str, token: &str) -> anyhow::Result<usize> {
         let started = Instant::now();
@@ -1154,7 +1154,8 @@ impl Node {
     async fn uninstall(&self, region: &str, app: &str) -> anyhow::Result<Duration> {
         let started = Instant::now();
         self.runtime
-            .admin_uninstall(&Admin::system("healthcloud-bench", region), app)
+            .region_admin()
+            .uninstall(&Admin::system("healthcloud-bench", region), app)
             .await
             .with_context(|| format!("uninstalling {app} from region {region}"))?;
         Ok(started.elapsed())
@@ -1163,7 +1164,8 @@ impl Node {
     async fn install(&self, region: &str, app: &str, grant: &[String]) -> anyhow::Result<Duration> {
         let started = Instant::now();
         self.runtime
-            .admin_install(&Admin::system("healthcloud-bench", region), app, grant)
+            .region_admin()
+            .install(&Admin::system("healthcloud-bench", region), app, grant)
             .await
             .with_context(|| format!("installing {app} in region {region}"))?;
         Ok(started.elapsed())
@@ -1231,7 +1233,7 @@ async fn install_node(spec: InstallSpec) -> anyhow::Result<()> {
     let node = Node::start(&spec.node).await?;
     let patient = a_patient(&connect(&spec.node.db).await?).await?;
     let token = |region: &str| clinician(&node.issuer, region, &patient);
-    // Installs that answered 404 right after `admin_install` returned, until the follower's
+    // Installs that answered 404 right after `region_admin().install` returned, until the follower's
     // next sync loaded them again.
     let mut lost = 0;
 
@@ -1432,13 +1434,15 @@ async fn install_steps(spec: &InstallSpec, node: &Node) -> anyhow::Result<Vec<St
     for i in 0..n {
         let started = Instant::now();
         node.runtime
-            .admin_set_grant(&admin, &app.id, capability, i % 2 == 1)
+            .region_admin()
+            .set_grant(&admin, &app.id, capability, i % 2 == 1)
             .await?;
         samples.push(started.elapsed());
     }
     if n % 2 == 1 {
         node.runtime
-            .admin_set_grant(&admin, &app.id, capability, true)
+            .region_admin()
+            .set_grant(&admin, &app.id, capability, true)
             .await?;
     }
     steps.timed(
@@ -1729,10 +1733,10 @@ impl Results {
         )
     }
 
-    /// Installs that did not serve right after `admin_install` returned.
+    /// Installs that did not serve right after `region_admin().install` returned.
     fn race_note(&self) -> String {
         format!(
-            "Installs answering 404 right after `admin_install` returned (a concurrent \
+            "Installs answering 404 right after `region_admin().install` returned (a concurrent \
              `sync_regions` listed the installs after reading the rows without the new one, \
              and took it out until its next sync): {} of {} on the install node, {} of {} on \
              the memory node.",
@@ -1774,7 +1778,7 @@ impl Results {
 pub fn table(results: &Results) -> String {
     let install = &results.install;
     let mut text = format!(
-        "Install of {HELLO} ({} bytes) through Runtime::admin_install, store over loopback HTTP\n",
+        "Install of {HELLO} ({} bytes) through RegionAdminService::install, store over loopback HTTP\n",
         thousands(install.component_bytes)
     );
     text.push_str(&format!(
@@ -1948,7 +1952,7 @@ pub fn markdown(results: &Results) -> String {
         "Runtime nodes are child processes of the benchmark following an app store served by \
          the benchmark on a loopback port (`Store` + axum), each with its own embedded SQLite \
          database (WAL, `synchronous=FULL`) on {}. Installs go through \
-         `Runtime::admin_install`, what `POST /admin/v1/regions/{{region}}/installs` runs.\n\n",
+         `RegionAdminService::install`, what `POST /admin/v1/regions/{{region}}/installs` runs.\n\n",
         results.filesystem
     ));
     md.push_str("| figure | value | target | met |\n|---|---|---|---|\n");
@@ -2005,7 +2009,7 @@ pub fn markdown(results: &Results) -> String {
 
     md.push_str("### Install\n\n");
     md.push_str(&format!(
-        "`admin_install` timed end to end: the store asked for the version (revocation, yank and \
+        "`region_admin().install` timed end to end: the store asked for the version (revocation, yank and \
          signature verdicts), the signature verified, the component downloaded (or read from \
          the node's disk) and checked against the signed digest, kept durably, validated \
          (imports against the manifest), compiled (or loaded from the compile cache), \
@@ -2123,7 +2127,7 @@ pub fn markdown(results: &Results) -> String {
     md.push_str("\n### Memory\n\n");
     md.push_str(&format!(
         "A new node process installs {} apps ({} example apps in turn across {} regions) \
-         one after another through `admin_install` (durable: bytes from disk, checks, \
+         one after another through `region_admin().install` (durable: bytes from disk, checks, \
          record; with the install node's compile cache and component bytes, so no version \
          compiles again: the first install of each loads it from the cache, the others share \
          it); \

@@ -162,11 +162,19 @@ pub async fn install_example_apps(
         };
         let admin = Admin::system("healthcloud up (first start)", &install.region);
         let app = format!("{}@{}", install.app, manifest.app.version);
-        match runtime.admin_install(&admin, &app, &install.grant).await {
+        match runtime
+            .region_admin()
+            .install(&admin, &app, &install.grant)
+            .await
+        {
             Ok(_) => {}
             // Installed before the marker was written (a crash in between).
             Err(AdminError::Conflict(_))
-                if runtime.admin_show(&admin, &install.app).await.is_ok() => {}
+                if runtime
+                    .region_admin()
+                    .show(&admin, &install.app)
+                    .await
+                    .is_ok() => {}
             Err(error) => {
                 return Err(anyhow::anyhow!(error.public_message()))
                     .with_context(|| format!("installing {app} in {} ({FILE})", install.region));

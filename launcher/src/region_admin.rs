@@ -1,7 +1,7 @@
 //! `/regions/{region}/`: the region admin page. The region's installs with every requested
 //! capability (the vendor's reason, what it allows, whether granted, a button to change it),
 //! a pending upgrade to approve, the store's revocation, an uninstall, and the region's admin
-//! audit log. Every change goes through the runtime's `admin_*` methods, so it is audited and
+//! audit log. Every change goes through the runtime's region administration (`Runtime::region_admin`), so it is audited and
 //! reaches every node exactly as the admin API's would.
 
 use askama::Template;
@@ -82,7 +82,8 @@ async fn admin(
     }
     launch
         .runtime()
-        .authorize_admin(&session.principal, region)
+        .region_admin()
+        .authorize(&session.principal, region)
         .await
         .map_err(|error| {
             PageError::Forbidden(format!(
@@ -152,13 +153,13 @@ async fn page(
 ) -> Result<Response, PageError> {
     let admin = admin(&launch, &session, &region).await?;
     let back = page_path(&region);
-    let runtime = launch.runtime();
-    let views = runtime
-        .admin_list(&admin)
+    let admin_service = launch.runtime().region_admin();
+    let views = admin_service
+        .list(&admin)
         .await
         .map_err(|e| PageError::admin(e, "/"))?;
-    let audit = runtime
-        .admin_audit_log(&admin, AUDIT_ENTRIES)
+    let audit = admin_service
+        .audit_log(&admin, AUDIT_ENTRIES)
         .await
         .map_err(|e| PageError::admin(e, &back))?;
     let done = done.map(|Query(done)| done).unwrap_or_default();
@@ -286,7 +287,8 @@ async fn set_grant(
     };
     launch
         .runtime()
-        .admin_set_grant(&admin, &app, &request.capability, grant)
+        .region_admin()
+        .set_grant(&admin, &app, &request.capability, grant)
         .await
         .map_err(|e| PageError::admin(e, &page_path(&path.region)))?;
     let done_word = if grant { "granted" } else { "revoked" };
@@ -319,7 +321,8 @@ async fn confirm_uninstall(
     let (admin, app) = path.admin(&launch, &session).await?;
     let view = launch
         .runtime()
-        .admin_show(&admin, &app)
+        .region_admin()
+        .show(&admin, &app)
         .await
         .map_err(|e| PageError::admin(e, &page_path(&path.region)))?;
     Ok(render(
@@ -342,7 +345,8 @@ async fn uninstall(
     let (admin, app) = path.admin(&launch, &session).await?;
     launch
         .runtime()
-        .admin_uninstall(&admin, &app)
+        .region_admin()
+        .uninstall(&admin, &app)
         .await
         .map_err(|e| PageError::admin(e, &page_path(&path.region)))?;
     Ok(done(
@@ -382,7 +386,8 @@ async fn approve(
     };
     launch
         .runtime()
-        .admin_upgrade(&admin, &app, &request)
+        .region_admin()
+        .upgrade(&admin, &app, &request)
         .await
         .map_err(|e| PageError::admin(e, &page_path(&path.region)))?;
     Ok(done(

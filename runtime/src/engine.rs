@@ -16,8 +16,8 @@ use sha2::Sha256;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::capability;
-use crate::install::{self, InstallError};
+use crate::capability::Capabilities;
+use crate::install::{self, InstallError, Prepared};
 use crate::instance::InstanceState;
 use crate::limits::{EPOCH_TICK, Limits};
 use healthcloud_package::manifest::Manifest;
@@ -34,20 +34,6 @@ pub struct AppEngine {
     /// Set when swap appears while slots are reset by scan (see [`AppEngine::new`]): from
     /// then on no instance may start.
     swap_appeared: Option<Arc<AtomicBool>>,
-}
-
-/// A compiled component, linked and ready to instantiate.
-pub(crate) struct Prepared {
-    component: Component,
-    pre: ProxyPre<InstanceState>,
-}
-
-impl std::ops::Deref for Prepared {
-    type Target = ProxyPre<InstanceState>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.pre
-    }
 }
 
 impl std::fmt::Debug for AppEngine {
@@ -118,12 +104,11 @@ impl AppEngine {
         let swap_appeared = scan_reset.then(|| Arc::new(AtomicBool::new(false)));
         start_epoch_ticker(&engine, swap_appeared.clone());
         let mut linker = Linker::new(&engine);
+        // WASI and wasi:http (its outgoing handler included: the outbound capability's hooks
+        // decide what leaves), then every platform capability links itself.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        capability::context::add_to_linker(&mut linker)?;
-        capability::fhir::add_to_linker(&mut linker)?;
-        capability::kv::add_to_linker(&mut linker)?;
-        capability::log::add_to_linker(&mut linker)?;
+        Capabilities::link(&mut linker)?;
         let cache = cache_dir
             .map(|dir| CompileCache::open(dir, &engine))
             .transpose()?;

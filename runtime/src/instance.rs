@@ -6,44 +6,22 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::capability::context::LaunchContext;
-use crate::capability::fhir::FhirCtx;
-use crate::capability::kv::KvCtx;
-use crate::capability::log::{GuestOutput, LineBudget, LogCtx};
-use crate::capability::outbound::OutboundHooks;
+use crate::capability::log::{GuestOutput, LineBudget};
+use crate::capability::{Capabilities, HasCapabilities, InstanceStates};
 
 /// Everything a request's instance may touch.
 pub(crate) struct InstanceState {
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub table: ResourceTable,
-    pub outbound: OutboundHooks,
-    pub launch: LaunchContext,
-    pub fhir: FhirCtx,
-    pub kv: KvCtx,
-    pub log: LogCtx,
+    /// Every capability's per-instance context.
+    pub capabilities: InstanceStates,
     pub memory: MemoryLimit,
 }
 
-/// The capability contexts of a new instance.
-pub(crate) struct Capabilities {
-    pub outbound: OutboundHooks,
-    pub launch: LaunchContext,
-    pub fhir: FhirCtx,
-    pub kv: KvCtx,
-    pub log: LogCtx,
-}
-
 impl InstanceState {
-    pub fn new(capabilities: Capabilities, memory_bytes: usize, table_entries: usize) -> Self {
-        let Capabilities {
-            outbound,
-            launch,
-            fhir,
-            kv,
-            log,
-        } = capabilities;
-        let output = |stream| GuestOutput::new(stream, &log);
+    pub fn new(capabilities: InstanceStates, memory_bytes: usize, table_entries: usize) -> Self {
+        let output = |stream| GuestOutput::new(stream, &capabilities.log);
         // No preopened directories, no environment, no arguments, no network: the builder's
         // defaults, spelled out by what is not called.
         let wasi = WasiCtx::builder()
@@ -62,11 +40,7 @@ impl InstanceState {
             wasi,
             http,
             table,
-            outbound,
-            launch,
-            fhir,
-            kv,
-            log,
+            capabilities,
             memory: MemoryLimit {
                 limit: memory_bytes,
                 total: 0,
@@ -76,30 +50,22 @@ impl InstanceState {
     }
 
     /// Prepares a reused instance for the next request of the same launch context: fresh
-    /// capability contexts (the new token, the grant now), a new line budget, the memory flag
+    /// capability contexts (the new token, the grant now, a new line budget), the memory flag
     /// cleared. The guest's own memory is what reuse keeps, by design.
-    pub fn renew(&mut self, capabilities: Capabilities, log_lines: u32) {
-        let Capabilities {
-            outbound,
-            launch,
-            fhir,
-            kv,
-            log,
-        } = capabilities;
-        // Guest stdout/stderr hold this budget: reset it in place.
-        let budget = self.log.budget.clone();
-        budget.reset(log_lines);
-        self.outbound = outbound;
-        self.launch = launch;
-        self.fhir = fhir;
-        self.kv = kv;
-        self.log = LogCtx { budget, ..log };
+    pub fn renew(&mut self, all: &Capabilities, fresh: InstanceStates) {
+        all.renew(&mut self.capabilities, fresh);
         self.memory.exceeded = false;
     }
 
     /// The request's line budget (to report dropped lines once the request is done).
     pub fn line_budget(&self) -> &LineBudget {
-        &self.log.budget
+        &self.capabilities.log.budget
+    }
+}
+
+impl HasCapabilities for InstanceState {
+    fn capabilities(&mut self) -> &mut InstanceStates {
+        &mut self.capabilities
     }
 }
 
@@ -117,7 +83,7 @@ impl WasiHttpView for InstanceState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.outbound,
+            hooks: &mut self.capabilities.outbound,
         }
     }
 }

@@ -105,12 +105,11 @@ struct Inner {
     verifier: TokenVerifier,
     /// See [`RuntimeConfig::public_url`].
     public_url: String,
-    kv: capability::kv::KvStore,
+    /// Every host capability's runtime-wide part.
+    capabilities: capability::Capabilities,
     limits: Limits,
     /// Durable region installs and the revocation feed, once [`Runtime::serve_regions`] ran.
     regions: std::sync::OnceLock<regions::Regions>,
-    /// Resolves the hosts apps call out to.
-    resolver: RwLock<Arc<dyn capability::outbound::Resolve>>,
 }
 
 impl Inner {
@@ -132,6 +131,11 @@ impl Runtime {
         migrate(&db).await?;
         let engine = AppEngine::new(&config.limits, config.cache_dir.as_deref())?;
         let reuse = config.limits.reuse_instances;
+        let capabilities = capability::Capabilities::new(&capability::Host {
+            service: &config.service,
+            db: &db,
+            limits: &config.limits,
+        });
         let inner = Arc::new(Inner {
             engine,
             installs: Default::default(),
@@ -139,10 +143,9 @@ impl Runtime {
             database: config.database,
             verifier: config.verifier,
             public_url: config.public_url.trim_end_matches('/').to_owned(),
-            kv: capability::kv::KvStore::new(db),
+            capabilities,
             limits: config.limits,
             regions: Default::default(),
-            resolver: RwLock::new(Arc::new(capability::outbound::SystemResolver)),
         });
         if reuse {
             reuse::start_sweeper(Arc::downgrade(&inner));
@@ -159,16 +162,7 @@ impl Runtime {
     /// system's resolver by default). Whatever it answers, the connection goes to an address
     /// from that one answer, and internal addresses are refused.
     pub fn set_outbound_resolver(&self, resolver: Arc<dyn capability::outbound::Resolve>) {
-        *self.inner.resolver.write().expect("resolver lock poisoned") = resolver;
-    }
-
-    /// The resolver new instances use.
-    pub(crate) fn outbound_resolver(&self) -> Arc<dyn capability::outbound::Resolve> {
-        self.inner
-            .resolver
-            .read()
-            .expect("resolver lock poisoned")
-            .clone()
+        self.inner.capabilities.outbound.set_resolver(resolver);
     }
 
     /// The audience of a launch token for `app_id` in `region`: that install's URL, which
@@ -214,9 +208,14 @@ impl Runtime {
         publisher_key: &str,
         grant: Grant,
     ) -> Result<Arc<Install>, InstallError> {
-        let capabilities = grant.capabilities();
-        install::check_grant(&manifest, &capabilities)?;
-        install::check_destinations(&capabilities, grant.allows_internal_addresses())?;
+        install::check_grant(&manifest, &grant.capabilities())?;
+        let capabilities = self
+            .inner
+            .capabilities
+            .configure(&capability::InstallContext {
+                manifest: &manifest,
+                grant: &grant,
+            })?;
         let (pre, digest) = self.inner.engine.prepare(&manifest, component)?;
         let app_id = manifest.full_id();
         Ok(Arc::new(Install {
@@ -230,6 +229,7 @@ impl Runtime {
             manifest,
             grant,
             pre,
+            capabilities,
             slots: Arc::new(Semaphore::new(self.inner.limits.concurrent_instances)),
             idle: reuse::IdleInstances::new(self.inner.limits.reuse_idle),
             stop: Default::default(),
@@ -332,8 +332,16 @@ impl Runtime {
     /// document at `/admin/v1/openapi.json`).
     pub fn router(&self) -> axum::Router {
         serve::router(self.clone())
-            .merge(regions::admin::router(self.clone()))
+            .merge(regions::admin::http::router(self.region_admin()))
             .merge(regions::openapi::router())
+    }
+
+    /// Region administration: the region admin API's operations on this runtime's installs
+    /// (for the admin pages).
+    pub fn region_admin(&self) -> regions::admin::RegionAdminService {
+        regions::admin::RegionAdminService {
+            runtime: self.clone(),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -20,13 +21,9 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::capability::context::LaunchContext;
-use crate::capability::fhir::FhirCtx;
-use crate::capability::kv::KvCtx;
-use crate::capability::log::{LineBudget, LogCtx};
-use crate::capability::outbound::OutboundHooks;
+use crate::capability::Launch;
 use crate::install::Install;
-use crate::instance::{Capabilities, InstanceState};
+use crate::instance::InstanceState;
 use crate::{Runtime, origin, reuse};
 
 /// The app routes.
@@ -293,10 +290,20 @@ impl Runtime {
             true => self.launch_key(&install, &principal).await,
             false => None,
         };
-        let capabilities = self.capabilities(&install, principal);
+        // The capability contexts of this request: the launch context from the verified token,
+        // the install's live grant, limits.
+        let all = &self.inner.capabilities;
+        let capabilities = all.instance(
+            &install.capabilities,
+            &Launch {
+                app: &install.identity,
+                grant: &install.grant,
+                principal: &principal,
+            },
+        );
         let (mut store, proxy) = match reuse_key.as_ref().and_then(|key| install.idle.take(key)) {
             Some((mut store, proxy)) => {
-                store.data_mut().renew(capabilities, limits.log_lines);
+                store.data_mut().renew(all, capabilities);
                 (store, Some(proxy))
             }
             None => {
@@ -478,55 +485,6 @@ impl Runtime {
         ))
     }
 
-    /// The capability contexts of a new instance: launch context from the verified token,
-    /// the install's live grant, limits.
-    fn capabilities(&self, install: &Install, principal: Arc<Principal>) -> Capabilities {
-        let identity = &install.identity;
-        let limits = self.limits();
-        Capabilities {
-            outbound: OutboundHooks {
-                grant: install.grant.clone(),
-                app: identity.clone(),
-                timeout: limits.host_call_timeout,
-                open_requests: Arc::new(tokio::sync::Semaphore::new(limits.outbound_requests)),
-                resolver: self.outbound_resolver(),
-            },
-            launch: LaunchContext {
-                app: identity.clone(),
-                principal: principal.clone(),
-                grant: install.grant.clone(),
-            },
-            fhir: FhirCtx {
-                service: self.inner.service.clone(),
-                principal: principal.clone(),
-                app: identity.clone(),
-                grant: install.grant.clone(),
-                search_results: limits.search_results,
-                timeout: limits.host_call_timeout,
-                calls: 0,
-                max_calls: limits.host_calls,
-            },
-            kv: KvCtx {
-                store: self.inner.kv.clone(),
-                service: self.inner.service.clone(),
-                principal,
-                app: identity.clone(),
-                grant: install.grant.clone(),
-                quota: limits.kv_quota_bytes,
-                timeout: limits.host_call_timeout,
-            },
-            log: LogCtx {
-                app: identity.clone(),
-                grant: install.grant.clone(),
-                requested: install
-                    .manifest
-                    .capabilities()
-                    .contains(&healthcloud_package::manifest::Capability::Log),
-                budget: LineBudget::new(limits.log_lines),
-            },
-        }
-    }
-
     /// The response for a failed request, logged with the app's identity.
     fn failed(&self, install: &Install, cause: Failure) -> Response {
         let limits = self.limits();
@@ -659,19 +617,36 @@ async fn collect(
     Ok(Response::from_parts(parts, axum::body::Body::from(body)))
 }
 
+/// The page a person sees when the app they opened was revoked (every value escaped).
+#[derive(Template)]
+#[template(path = "revoked.html")]
+struct RevokedPage<'a> {
+    name: &'a str,
+    app: &'a str,
+    version: &'a str,
+    reason: &'a str,
+    at: &'a str,
+}
+
 /// 410: the page a person sees when the app they opened was revoked.
 fn revoked_page(install: &Install, revoked: &crate::Revoked) -> Response {
-    let name = escape(&install.manifest.app.name);
-    let app = escape(&install.identity.id);
-    let version = escape(&install.identity.version);
-    let (reason, at) = (escape(&revoked.reason), escape(&revoked.at));
-    let page = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name} was revoked</title></head>\n\
-         <body><main><h1>{name} was revoked</h1>\n\
-         <p>The app store revoked version {version} of {app} at {at}, so it no longer runs in any region.</p>\n\
-         <p>Reason given: {reason}</p>\n\
-         <p>Ask your region's administrators which app replaces it.</p></main></body></html>\n"
-    );
+    let page = RevokedPage {
+        name: &install.manifest.app.name,
+        app: &install.identity.id,
+        version: &install.identity.version,
+        reason: &revoked.reason,
+        at: &revoked.at,
+    };
+    let page = match page.render() {
+        Ok(page) => page,
+        Err(error) => {
+            tracing::error!(%error, "cannot render the revoked page");
+            return failure(
+                StatusCode::GONE,
+                &format!("{} was revoked", install.identity.id),
+            );
+        }
+    };
     (
         StatusCode::GONE,
         [
@@ -683,22 +658,6 @@ fn revoked_page(install: &Install, revoked: &crate::Revoked) -> Response {
         .into_response()
 }
 
-/// Text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
-
 fn failure(status: StatusCode, message: &str) -> Response {
     (
         status,
@@ -706,4 +665,45 @@ fn failure(status: StatusCode, message: &str) -> Response {
         format!("{message}\n"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_revoked_page_escapes_what_the_publisher_and_the_store_wrote() {
+        let page = RevokedPage {
+            name: "<b>Loop</b>",
+            app: "acme/loop",
+            version: "1.0.0",
+            reason: "\"unsafe\" & <script>alert(1)</script>",
+            at: "2026-01-01T00:00:00Z",
+        }
+        .render()
+        .unwrap();
+        assert!(
+            page.contains("<h1>&#60;b&#62;Loop&#60;/b&#62; was revoked</h1>")
+                || page.contains("<h1>&lt;b&gt;Loop&lt;/b&gt; was revoked</h1>"),
+            "{page}"
+        );
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("version 1.0.0 of acme/loop at 2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn only_the_roles_a_manifest_declares_open_its_app() {
+        let audience = [Audience::Clinician, Audience::Citizen];
+        assert!(admits(&audience, Role::Clinician));
+        assert!(admits(&audience, Role::Citizen));
+        assert!(!admits(&audience, Role::Patient));
+        for role in [
+            Role::RegionAdmin,
+            Role::StoreAdmin,
+            Role::Publisher,
+            Role::SecurityOfficer,
+        ] {
+            assert!(!admits(&audience, role), "{role:?}");
+        }
+    }
 }

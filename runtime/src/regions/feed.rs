@@ -14,13 +14,14 @@ use healthcloud_package::keys::PublicKey;
 use healthcloud_platform::db::Database;
 use sqlx::Row;
 
-use super::{CHANNEL, Revoked};
+use super::trust::{pin, store_key};
+use super::{CHANNEL, Regions, Revoked};
 use crate::Runtime;
 
 /// How far the feed was read and until when its last answer holds.
 pub(crate) struct FeedState {
-    /// The pinned store key, once known.
-    key: Mutex<Option<PublicKey>>,
+    /// The pinned store key, once known (see [`super::trust::store_key`]).
+    pub(super) key: Mutex<Option<PublicKey>>,
     /// The next `since`.
     next: Mutex<i64>,
     /// The last verified answer's expiry; `None` before the first.
@@ -98,22 +99,39 @@ impl FeedState {
     }
 }
 
-impl Runtime {
+/// Follows the store's revocation feed for one runtime: a revoked version stops serving on
+/// this node at once, and the node's installs are brought in line with the database whenever
+/// they change. Started once by [`Runtime::serve_regions`].
+#[derive(Debug, Clone)]
+pub(crate) struct FeedFollower {
+    runtime: Runtime,
+}
+
+impl FeedFollower {
+    /// The follower of `runtime`'s feed (whose regions are served).
+    pub(crate) fn new(runtime: Runtime) -> Self {
+        FeedFollower { runtime }
+    }
+
+    fn regions(&self) -> Option<&Regions> {
+        self.runtime.regions()
+    }
+
     /// Reads the feed from where this node left off, applies every revocation and renews the
     /// feed's validity. Returns how many versions were newly revoked.
-    pub async fn fetch_feed(&self) -> anyhow::Result<usize> {
+    pub(crate) async fn fetch(&self) -> anyhow::Result<usize> {
         let Some(regions) = self.regions() else {
             return Ok(0);
         };
-        let result = self.fetch_feed_pages(regions).await;
+        let result = self.fetch_pages(regions).await;
         *regions.feed.last_error.lock().expect("feed lock poisoned") =
             result.as_ref().err().map(|error| format!("{error:#}"));
         result
     }
 
-    async fn fetch_feed_pages(&self, regions: &super::Regions) -> anyhow::Result<usize> {
+    async fn fetch_pages(&self, regions: &Regions) -> anyhow::Result<usize> {
         let state = &regions.feed;
-        let key = self.store_key().await?;
+        let key = store_key(regions).await?;
         let mut revoked = 0;
         loop {
             let since = state.next();
@@ -173,7 +191,7 @@ impl Runtime {
             );
             regions.record_revocation(app, version, revoked);
         }
-        for install in self.installs() {
+        for install in self.runtime.installs() {
             if install.identity.id == app && install.identity.version == version {
                 install.stop.cancel();
             }
@@ -181,36 +199,83 @@ impl Runtime {
         news
     }
 
-    /// The pinned store key, pinning what the store presents when nothing is pinned yet and
-    /// the store is on loopback (elsewhere [`RegionsConfig::check_store_trust`] already
-    /// refused to start without a configured key).
-    ///
-    /// [`RegionsConfig::check_store_trust`]: super::RegionsConfig::check_store_trust
-    pub(crate) async fn store_key(&self) -> anyhow::Result<PublicKey> {
-        let regions = self.regions().expect("called with regions");
-        if let Some(key) = regions.feed.key.lock().expect("feed lock poisoned").clone() {
-            return Ok(key);
-        }
-        anyhow::ensure!(
-            regions.store().is_loopback(),
-            "no store key is pinned and the store at {} is not on this machine: {}",
-            regions.store().server(),
-            super::trust::PIN_HINT
-        );
-        let presented = regions
-            .store()
-            .feed_key()
-            .await
-            .context("fetching the store's feed key")?;
-        let key = PublicKey::from_pem(&presented.pem).context("the store's feed key")?;
-        anyhow::ensure!(
-            key.id() == presented.key_id,
-            "the store's feed key does not match its id"
-        );
-        let key = pin(regions.db(), &key).await?;
-        tracing::info!(key_id = %key.id(), "pinned the store's feed key");
-        *regions.feed.key.lock().expect("feed lock poisoned") = Some(key.clone());
-        Ok(key)
+    /// Starts following: fetch the feed and check the installs on every push and every
+    /// `poll`, until the process ends.
+    pub(crate) async fn start(
+        self,
+        poll: Duration,
+        mut push: Option<tokio::sync::watch::Receiver<u64>>,
+    ) -> anyhow::Result<()> {
+        let follower = self;
+        let runtime = follower.runtime.clone();
+        let db = runtime.regions().expect("called with regions").db().clone();
+        let mut listener = db.listen(&[CHANNEL, REVOCATIONS_CHANNEL]).await?;
+        tokio::spawn(async move {
+            let mut stale_logged: Option<std::time::Instant> = None;
+            loop {
+                if let Err(error) = follower.fetch().await {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "cannot renew the revocation feed"
+                    );
+                }
+                let regions = runtime.regions().expect("called with regions");
+                match regions.feed.check_fresh(Utc::now()) {
+                    Ok(()) => stale_logged = None,
+                    Err(reason) => {
+                        if stale_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(30)) {
+                            tracing::error!("FAILING CLOSED: {reason}");
+                            stale_logged = Some(std::time::Instant::now());
+                        }
+                    }
+                }
+                match runtime.regions_changed().await {
+                    // In its own task: loading a new install downloads and compiles it, and the
+                    // feed must keep being followed meanwhile.
+                    Ok(true) => {
+                        let runtime = runtime.clone();
+                        tokio::spawn(async move {
+                            if let Err(error) = runtime.sync_regions().await {
+                                tracing::warn!(
+                                    error = format!("{error:#}"),
+                                    "cannot read the region installs"
+                                );
+                            }
+                        });
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "cannot read the region installs"
+                        )
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    Some(_) = async {
+                        match push.as_mut() {
+                            Some(push) => push.changed().await.ok(),
+                            None => std::future::pending().await,
+                        }
+                    } => {}
+                    Some(()) = async {
+                        match listener.as_mut() {
+                            Some(listener) => match listener.recv().await {
+                                Ok(_) => Some(()),
+                                Err(error) => {
+                                    tracing::warn!(%error, "the database LISTEN connection failed; polling until it is back");
+                                    tokio::time::sleep(poll).await;
+                                    Some(())
+                                }
+                            },
+                            None => std::future::pending().await,
+                        }
+                    } => {}
+                }
+            }
+        });
+        Ok(())
     }
 }
 
@@ -253,30 +318,6 @@ fn timestamp(text: &str) -> anyhow::Result<DateTime<Utc>> {
         .with_timezone(&Utc))
 }
 
-/// Pins `key` as the store's feed key unless one is pinned already; returns the pinned key,
-/// which must be `key`.
-async fn pin(db: &Database, key: &PublicKey) -> anyhow::Result<PublicKey> {
-    let mut write = db.begin_write().await?;
-    let mut insert = db.sql("INSERT INTO runtime_feed (id, store_key, next) VALUES (1, ");
-    insert
-        .bind(key.to_pem())
-        .push(", 0) ON CONFLICT (id) DO NOTHING");
-    insert.query().execute(&mut *write.tx).await?;
-    let pinned: String = sqlx::query("SELECT store_key FROM runtime_feed WHERE id = 1")
-        .fetch_one(&mut *write.tx)
-        .await?
-        .get(0);
-    write.commit().await?;
-    let pinned = PublicKey::from_pem(&pinned).context("the pinned store key")?;
-    anyhow::ensure!(
-        &pinned == key,
-        "the store presents feed key {} but this database pinned {}: if the store's key really changed, delete the row of runtime_feed",
-        key.id(),
-        pinned.id()
-    );
-    Ok(pinned)
-}
-
 /// Records revocations for restarts and other nodes, and how far the feed was read.
 async fn persist(db: &Database, entries: &[FeedEntry], next: i64) -> anyhow::Result<()> {
     let mut write = db.begin_write().await?;
@@ -304,83 +345,6 @@ async fn persist(db: &Database, entries: &[FeedEntry], next: i64) -> anyhow::Res
         .bind(next);
     cursor.query().execute(&mut *write.tx).await?;
     write.commit().await?;
-    Ok(())
-}
-
-/// Starts the follower: fetch the feed and check the installs on every push and every
-/// `poll`.
-pub(crate) async fn start(
-    runtime: Runtime,
-    poll: Duration,
-    mut push: Option<tokio::sync::watch::Receiver<u64>>,
-) -> anyhow::Result<()> {
-    let db = runtime.regions().expect("called with regions").db().clone();
-    let mut listener = db.listen(&[CHANNEL, REVOCATIONS_CHANNEL]).await?;
-    tokio::spawn(async move {
-        let mut stale_logged: Option<std::time::Instant> = None;
-        loop {
-            if let Err(error) = runtime.fetch_feed().await {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "cannot renew the revocation feed"
-                );
-            }
-            let regions = runtime.regions().expect("called with regions");
-            match regions.feed.check_fresh(Utc::now()) {
-                Ok(()) => stale_logged = None,
-                Err(reason) => {
-                    if stale_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(30)) {
-                        tracing::error!("FAILING CLOSED: {reason}");
-                        stale_logged = Some(std::time::Instant::now());
-                    }
-                }
-            }
-            match runtime.regions_changed().await {
-                // In its own task: loading a new install downloads and compiles it, and the
-                // feed must keep being followed meanwhile.
-                Ok(true) => {
-                    let runtime = runtime.clone();
-                    tokio::spawn(async move {
-                        if let Err(error) = runtime.sync_regions().await {
-                            tracing::warn!(
-                                error = format!("{error:#}"),
-                                "cannot read the region installs"
-                            );
-                        }
-                    });
-                }
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "cannot read the region installs"
-                    )
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
-                Some(_) = async {
-                    match push.as_mut() {
-                        Some(push) => push.changed().await.ok(),
-                        None => std::future::pending().await,
-                    }
-                } => {}
-                Some(()) = async {
-                    match listener.as_mut() {
-                        Some(listener) => match listener.recv().await {
-                            Ok(_) => Some(()),
-                            Err(error) => {
-                                tracing::warn!(%error, "the database LISTEN connection failed; polling until it is back");
-                                tokio::time::sleep(poll).await;
-                                Some(())
-                            }
-                        },
-                        None => std::future::pending().await,
-                    }
-                } => {}
-            }
-        }
-    });
     Ok(())
 }
 

@@ -325,11 +325,12 @@ impl Runtime {
             anyhow::bail!("serve_regions was called twice");
         }
         // Revocations first: nothing revoked is loaded even for a moment.
-        if let Err(error) = self.fetch_feed().await {
+        let follower = feed::FeedFollower::new(self.clone());
+        if let Err(error) = follower.fetch().await {
             tracing::error!(%error, "cannot read the store's revocation feed; apps will not start until it can be read");
         }
         self.sync_regions().await?;
-        feed::start(self.clone(), config.poll, config.push).await?;
+        follower.start(config.poll, config.push).await?;
         Ok(())
     }
 

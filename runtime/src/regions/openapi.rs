@@ -6,10 +6,9 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::admin;
+use super::admin::http as admin;
 
-/// Every refusal of the region admin API is the platform's JSON error body.
-pub(crate) use healthcloud_platform::http::ErrorBody;
+pub use super::admin::ErrorBody;
 
 #[derive(OpenApi)]
 #[openapi(

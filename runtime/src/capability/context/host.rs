@@ -42,3 +42,41 @@ impl context::Host for &mut LaunchContext {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::bindings::context::{Host as _, Role as LaunchRole};
+    use crate::capability::context::Context;
+    use crate::capability::testing::{REGION, TestEnvironment};
+    use healthcloud_platform::auth::Role;
+
+    #[tokio::test]
+    async fn the_app_learns_who_launched_it_and_the_grant_as_enforced() {
+        let env = TestEnvironment::new()
+            .await
+            .requesting(&["patient/Observation.rs", "patient/Condition.rs", "kv"])
+            .granting(&["patient/Observation.rs", "kv"])
+            .launched_by(Role::Patient, Some("p1"));
+        let mut ctx = env.instance::<Context>().unwrap();
+        let launch = (&mut ctx).launch();
+        assert_eq!(launch.region, REGION);
+        assert_eq!(launch.app_id, "tests/harness");
+        assert_eq!(launch.user.id, "patient-user");
+        assert!(matches!(launch.user.role, LaunchRole::Patient));
+        assert_eq!(launch.patient.as_deref(), Some("p1"));
+        // Data scopes only, and only what the region granted.
+        assert_eq!(launch.granted_scopes, ["patient/Observation.rs"]);
+    }
+
+    #[tokio::test]
+    async fn a_grant_removed_mid_request_is_gone_from_the_next_answer() {
+        let env = TestEnvironment::new()
+            .await
+            .requesting(&["patient/Observation.rs"])
+            .launched_by(Role::Clinician, Some("p1"));
+        let mut ctx = env.instance::<Context>().unwrap();
+        assert_eq!((&mut ctx).launch().granted_scopes.len(), 1);
+        ctx.grant.replace(Vec::new());
+        assert!((&mut ctx).launch().granted_scopes.is_empty());
+    }
+}

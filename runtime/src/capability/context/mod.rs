@@ -7,18 +7,49 @@ use std::sync::Arc;
 
 use healthcloud_integration::policy::AppIdentity;
 use healthcloud_platform::auth::Principal;
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::Linker;
 
-use super::{Grant, ImportRule};
+use super::{Grant, Host, HostCapability, ImportRule, InstallContext, Launch, StateOf};
 use crate::bindings::context;
-use crate::instance::InstanceState;
+use crate::install::InstallError;
 
-/// Every app may read its launch context.
-pub const IMPORT_RULE: ImportRule = ImportRule {
-    interface: "healthcloud:platform/context",
-    needs: "nothing",
-    allowed: |_| true,
-};
+/// The launch context capability: every app may read it; it needs nothing per install.
+#[derive(Debug)]
+pub struct Context;
+
+impl HostCapability for Context {
+    const IMPORTS: &'static [ImportRule] = &[ImportRule {
+        interface: "healthcloud:platform/context",
+        needs: "nothing",
+        allowed: |_| true,
+    }];
+
+    type InstallState = ();
+    type InstanceState = LaunchContext;
+
+    fn new(_: &Host<'_>) -> Self {
+        Context
+    }
+
+    fn link<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        state: fn(&mut T) -> &mut LaunchContext,
+    ) -> wasmtime::Result<()> {
+        context::add_to_linker::<_, StateOf<Self>>(linker, state)
+    }
+
+    fn configure(&self, _: &InstallContext<'_>) -> Result<(), InstallError> {
+        Ok(())
+    }
+
+    fn instance(&self, _: &(), launch: &Launch<'_>) -> LaunchContext {
+        LaunchContext {
+            app: launch.app.clone(),
+            principal: launch.principal.clone(),
+            grant: launch.grant.clone(),
+        }
+    }
+}
 
 /// The launch context of one request.
 #[derive(Debug, Clone)]
@@ -29,15 +60,4 @@ pub struct LaunchContext {
     pub principal: Arc<Principal>,
     /// The install's live grant, whose data scopes the app is told.
     pub grant: Grant,
-}
-
-struct HasContext;
-
-impl HasData for HasContext {
-    type Data<'a> = &'a mut LaunchContext;
-}
-
-/// Links `context` into the engine's linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-    context::add_to_linker::<_, HasContext>(linker, |state| &mut state.launch)
 }

@@ -229,6 +229,72 @@ impl From<FhirError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::fhir::Host as _;
+    use crate::capability::fhir::Fhir;
+    use crate::capability::testing::TestEnvironment;
+    use healthcloud_platform::auth::Role;
+
+    #[tokio::test]
+    async fn a_request_makes_at_most_its_data_calls() {
+        let env = TestEnvironment::new()
+            .await
+            .requesting(&["patient/Observation.rs"])
+            .launched_by(Role::Clinician, Some("p1"))
+            .limits(|limits| limits.host_calls = 2);
+        let mut ctx = env.instance::<Fhir>().unwrap();
+        let mut host = &mut ctx;
+        for _ in 0..2 {
+            // No such resource: the call is made and counted all the same.
+            let answer = host.read("Observation".into(), "none".into()).await;
+            assert!(!matches!(answer, Err(Error::Unavailable(_))), "{answer:?}");
+        }
+        let refused = host
+            .read("Observation".into(), "none".into())
+            .await
+            .unwrap_err();
+        let Error::Unavailable(message) = refused else {
+            panic!("not a budget refusal: {refused:?}");
+        };
+        assert_eq!(
+            message,
+            "this request has made its 2 data calls; make fewer, larger searches"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_launch_without_a_patient_reads_nothing() {
+        let env = TestEnvironment::new()
+            .await
+            .requesting(&["patient/Observation.rs"]);
+        let mut ctx = env.instance::<Fhir>().unwrap();
+        let refused = (&mut ctx)
+            .read("Observation".into(), "o1".into())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, Error::Denied(m) if m.contains("no patient in context")),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_policy_sees_the_grant_confined_to_the_patient_in_context() {
+        let env = TestEnvironment::new()
+            .await
+            .requesting(&["patient/Observation.rs", "patient/Condition.rs"])
+            .granting(&["patient/Observation.rs"])
+            .launched_by(Role::Clinician, Some("p1"));
+        let ctx = env.instance::<Fhir>().unwrap();
+        let access = ctx.access();
+        let granted: Vec<String> = access
+            .grant
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(granted, ["patient/Observation.rs"]);
+        assert_eq!(access.app.unwrap().id, "tests/harness");
+    }
 
     fn param(name: &str, value: &str) -> SearchParam {
         SearchParam {

@@ -12,18 +12,69 @@ use healthcloud_integration::FhirService;
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
 use healthcloud_package::manifest::Capability;
 use healthcloud_platform::auth::Principal;
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::Linker;
 
-use super::{Grant, ImportRule};
+use super::{Grant, Host, HostCapability, ImportRule, InstallContext, Launch, StateOf};
 use crate::bindings::fhir;
-use crate::instance::InstanceState;
+use crate::install::InstallError;
 
-/// Importing `fhir` needs at least one data scope.
-pub const IMPORT_RULE: ImportRule = ImportRule {
-    interface: "healthcloud:platform/fhir",
-    needs: "a data capability (a SMART v2 scope such as patient/Observation.rs)",
-    allowed: |requested| requested.iter().any(|c| matches!(c, Capability::Data(_))),
-};
+/// The data capability: every call through the one [`FhirService`], within the per-request
+/// call budget and the per-call time and result limits.
+#[derive(Debug)]
+pub struct Fhir {
+    service: FhirService,
+    /// [`Limits::search_results`](crate::Limits::search_results).
+    search_results: u32,
+    /// [`Limits::host_call_timeout`](crate::Limits::host_call_timeout).
+    timeout: Duration,
+    /// [`Limits::host_calls`](crate::Limits::host_calls).
+    max_calls: u32,
+}
+
+impl HostCapability for Fhir {
+    /// Importing `fhir` needs at least one data scope.
+    const IMPORTS: &'static [ImportRule] = &[ImportRule {
+        interface: "healthcloud:platform/fhir",
+        needs: "a data capability (a SMART v2 scope such as patient/Observation.rs)",
+        allowed: |requested| requested.iter().any(|c| matches!(c, Capability::Data(_))),
+    }];
+
+    type InstallState = ();
+    type InstanceState = FhirCtx;
+
+    fn new(host: &Host<'_>) -> Self {
+        Fhir {
+            service: host.service.clone(),
+            search_results: host.limits.search_results,
+            timeout: host.limits.host_call_timeout,
+            max_calls: host.limits.host_calls,
+        }
+    }
+
+    fn link<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        state: fn(&mut T) -> &mut FhirCtx,
+    ) -> wasmtime::Result<()> {
+        fhir::add_to_linker::<_, StateOf<Self>>(linker, state)
+    }
+
+    fn configure(&self, _: &InstallContext<'_>) -> Result<(), InstallError> {
+        Ok(())
+    }
+
+    fn instance(&self, _: &(), launch: &Launch<'_>) -> FhirCtx {
+        FhirCtx {
+            service: self.service.clone(),
+            principal: launch.principal.clone(),
+            app: launch.app.clone(),
+            grant: launch.grant.clone(),
+            search_results: self.search_results,
+            timeout: self.timeout,
+            calls: 0,
+            max_calls: self.max_calls,
+        }
+    }
+}
 
 /// What a `fhir` host call needs.
 #[derive(Debug, Clone)]
@@ -56,15 +107,4 @@ impl FhirCtx {
             grant: Some(self.grant.patient_scopes()),
         }
     }
-}
-
-struct HasFhir;
-
-impl HasData for HasFhir {
-    type Data<'a> = &'a mut FhirCtx;
-}
-
-/// Links `fhir` into the engine's linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-    fhir::add_to_linker::<_, HasFhir>(linker, |state| &mut state.fhir)
 }

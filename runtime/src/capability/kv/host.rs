@@ -152,3 +152,70 @@ impl From<sqlx::Error> for Error {
         Error::Unavailable("storage failed; the error is in the host log".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::kv::Host as _;
+    use crate::capability::kv::Kv;
+    use crate::capability::testing::TestEnvironment;
+
+    #[tokio::test]
+    async fn a_write_past_the_quota_is_refused_with_the_numbers() {
+        let env = TestEnvironment::new()
+            .await
+            .requesting(&["kv-install"])
+            .limits(|limits| limits.kv_quota_bytes = 16);
+        let mut ctx = env.instance::<Kv>().unwrap();
+        let mut host = &mut ctx;
+        host.set("a".into(), vec![0; 9]).await.unwrap();
+        // Replacing a key counts its new size only.
+        host.set("a".into(), vec![1; 9]).await.unwrap();
+        let refused = host.set("b".into(), vec![0; 9]).await.unwrap_err();
+        let Error::QuotaExceeded(message) = refused else {
+            panic!("not a quota refusal: {refused:?}");
+        };
+        assert_eq!(
+            message,
+            "10 of 16 bytes are used and this write needs 10: delete keys first"
+        );
+        assert_eq!(host.get("a".into()).await.unwrap(), Some(vec![1; 9]));
+        assert_eq!(host.get("b".into()).await.unwrap(), None);
+        let too_big = host.set("c".into(), vec![0; 17]).await.unwrap_err();
+        assert!(
+            matches!(&too_big, Error::Invalid(m) if m.contains("at most 16 bytes")),
+            "{too_big:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_install_wide_partition_needs_kv_install_granted() {
+        let env = TestEnvironment::new()
+            .await
+            .requesting(&["kv", "kv-install"])
+            .granting(&["kv"]);
+        let mut ctx = env.instance::<Kv>().unwrap();
+        let refused = (&mut ctx).get("a".into()).await.unwrap_err();
+        let Error::Denied(message) = refused else {
+            panic!("not a denial: {refused:?}");
+        };
+        assert!(
+            message.contains("has not granted tests/harness the kv-install capability"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_are_one_to_256_bytes() {
+        let env = TestEnvironment::new().await.requesting(&["kv-install"]);
+        let mut ctx = env.instance::<Kv>().unwrap();
+        let mut host = &mut ctx;
+        for key in [String::new(), "k".repeat(MAX_KEY_BYTES + 1)] {
+            let refused = host.set(key, vec![1]).await.unwrap_err();
+            assert!(
+                matches!(&refused, Error::Invalid(m) if m.starts_with("keys are 1 to 256 bytes")),
+                "{refused:?}"
+            );
+        }
+    }
+}

@@ -14,22 +14,70 @@ use healthcloud_integration::FhirService;
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
 use healthcloud_package::manifest::Capability;
 use healthcloud_platform::auth::Principal;
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::Linker;
 
 pub use store::KvStore;
 
-use super::{Grant, ImportRule};
+use super::{Grant, Host, HostCapability, ImportRule, InstallContext, Launch, StateOf};
 use crate::bindings::kv;
-use crate::instance::InstanceState;
+use crate::install::InstallError;
 
-/// Importing `kv` needs the `kv` or the `kv-install` capability.
-pub const IMPORT_RULE: ImportRule = ImportRule {
-    interface: "healthcloud:platform/kv",
-    needs: "the kv capability (or kv-install)",
-    allowed: |requested| {
-        requested.contains(&Capability::Kv) || requested.contains(&Capability::KvInstall)
-    },
-};
+/// The kv capability: one store for every install, partitioned, with a quota per partition.
+#[derive(Debug)]
+pub struct Kv {
+    store: KvStore,
+    service: FhirService,
+    /// [`Limits::kv_quota_bytes`](crate::Limits::kv_quota_bytes).
+    quota: u64,
+    /// [`Limits::host_call_timeout`](crate::Limits::host_call_timeout).
+    timeout: Duration,
+}
+
+impl HostCapability for Kv {
+    /// Importing `kv` needs the `kv` or the `kv-install` capability.
+    const IMPORTS: &'static [ImportRule] = &[ImportRule {
+        interface: "healthcloud:platform/kv",
+        needs: "the kv capability (or kv-install)",
+        allowed: |requested| {
+            requested.contains(&Capability::Kv) || requested.contains(&Capability::KvInstall)
+        },
+    }];
+
+    type InstallState = ();
+    type InstanceState = KvCtx;
+
+    fn new(host: &Host<'_>) -> Self {
+        Kv {
+            store: KvStore::new(host.db.clone()),
+            service: host.service.clone(),
+            quota: host.limits.kv_quota_bytes,
+            timeout: host.limits.host_call_timeout,
+        }
+    }
+
+    fn link<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        state: fn(&mut T) -> &mut KvCtx,
+    ) -> wasmtime::Result<()> {
+        kv::add_to_linker::<_, StateOf<Self>>(linker, state)
+    }
+
+    fn configure(&self, _: &InstallContext<'_>) -> Result<(), InstallError> {
+        Ok(())
+    }
+
+    fn instance(&self, _: &(), launch: &Launch<'_>) -> KvCtx {
+        KvCtx {
+            store: self.store.clone(),
+            service: self.service.clone(),
+            principal: launch.principal.clone(),
+            app: launch.app.clone(),
+            grant: launch.grant.clone(),
+            quota: self.quota,
+            timeout: self.timeout,
+        }
+    }
+}
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;
@@ -62,15 +110,4 @@ impl KvCtx {
             grant: Some(Vec::new()),
         }
     }
-}
-
-struct HasKv;
-
-impl HasData for HasKv {
-    type Data<'a> = &'a mut KvCtx;
-}
-
-/// Links `kv` into the engine's linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-    kv::add_to_linker::<_, HasKv>(linker, |state| &mut state.kv)
 }

@@ -10,20 +10,74 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use healthcloud_integration::policy::AppIdentity;
 use healthcloud_package::manifest::Capability;
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::Linker;
 
 pub use output::GuestOutput;
 
-use super::{Grant, ImportRule};
+use super::{Grant, Host, HostCapability, ImportRule, InstallContext, Launch, StateOf};
 use crate::bindings::log;
-use crate::instance::InstanceState;
+use crate::install::InstallError;
 
-/// Importing `log` needs the `log` capability.
-pub const IMPORT_RULE: ImportRule = ImportRule {
-    interface: "healthcloud:platform/log",
-    needs: "the log capability",
-    allowed: |requested| requested.contains(&Capability::Log),
-};
+/// The log capability (and the guest's stdout and stderr), within a line budget per request.
+#[derive(Debug)]
+pub struct Log {
+    /// [`Limits::log_lines`](crate::Limits::log_lines).
+    lines: u32,
+}
+
+/// What the log capability keeps of an install.
+#[derive(Debug, Clone, Copy)]
+pub struct LogInstall {
+    /// Whether the app's manifest requests `log`.
+    requested: bool,
+}
+
+impl HostCapability for Log {
+    /// Importing `log` needs the `log` capability.
+    const IMPORTS: &'static [ImportRule] = &[ImportRule {
+        interface: "healthcloud:platform/log",
+        needs: "the log capability",
+        allowed: |requested| requested.contains(&Capability::Log),
+    }];
+
+    type InstallState = LogInstall;
+    type InstanceState = LogCtx;
+
+    fn new(host: &Host<'_>) -> Self {
+        Log {
+            lines: host.limits.log_lines,
+        }
+    }
+
+    fn link<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        state: fn(&mut T) -> &mut LogCtx,
+    ) -> wasmtime::Result<()> {
+        log::add_to_linker::<_, StateOf<Self>>(linker, state)
+    }
+
+    fn configure(&self, install: &InstallContext<'_>) -> Result<LogInstall, InstallError> {
+        Ok(LogInstall {
+            requested: install.manifest.capabilities().contains(&Capability::Log),
+        })
+    }
+
+    fn instance(&self, install: &LogInstall, launch: &Launch<'_>) -> LogCtx {
+        LogCtx {
+            app: launch.app.clone(),
+            grant: launch.grant.clone(),
+            requested: install.requested,
+            budget: LineBudget::new(self.lines),
+        }
+    }
+
+    /// The guest's stdout and stderr hold the instance's line budget: it is reset in place.
+    fn renew(&self, state: &mut LogCtx, fresh: LogCtx) {
+        let budget = state.budget.clone();
+        budget.reset(self.lines);
+        *state = LogCtx { budget, ..fresh };
+    }
+}
 
 /// Lines one request may still write; the rest are counted and reported once.
 #[derive(Debug, Clone)]
@@ -94,17 +148,6 @@ pub(crate) fn clean(text: &str, max_chars: usize) -> String {
     cleaned
 }
 
-struct HasLog;
-
-impl HasData for HasLog {
-    type Data<'a> = &'a mut LogCtx;
-}
-
-/// Links `log` into the engine's linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-    log::add_to_linker::<_, HasLog>(linker, |state| &mut state.log)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +159,60 @@ mod tests {
             "ok\\u{a}2026 INFO forged\\u{1b}[0m"
         );
         assert_eq!(clean("abcdef", 3), "abc");
+    }
+
+    use crate::bindings::log::{Host as _, Level};
+    use crate::capability::testing::TestEnvironment;
+
+    fn write(ctx: &mut LogCtx, message: &str) {
+        let mut host = ctx;
+        host.write(Level::Info, message.into(), Vec::new());
+    }
+
+    #[tokio::test]
+    async fn a_request_writes_at_most_its_line_budget() {
+        let env = TestEnvironment::new()
+            .await
+            .requesting(&["log"])
+            .limits(|limits| limits.log_lines = 2);
+        let mut ctx = env.instance::<Log>().unwrap();
+        for line in ["one", "two", "three", "four"] {
+            write(&mut ctx, line);
+        }
+        assert_eq!(ctx.budget.dropped(), 2);
+    }
+
+    #[tokio::test]
+    async fn without_the_grant_nothing_is_written_and_no_budget_is_spent() {
+        let env = TestEnvironment::new()
+            .await
+            .requesting(&["log"])
+            .granting(&[])
+            .limits(|limits| limits.log_lines = 1);
+        let mut ctx = env.instance::<Log>().unwrap();
+        assert!(!ctx.allowed());
+        write(&mut ctx, "one");
+        write(&mut ctx, "two");
+        assert_eq!(ctx.budget.dropped(), 0);
+        assert!(ctx.budget.take(), "the budget was spent by refused writes");
+    }
+
+    #[tokio::test]
+    async fn a_reused_instance_gets_a_new_budget_in_the_object_its_output_holds() {
+        let env = TestEnvironment::new()
+            .await
+            .requesting(&["log"])
+            .limits(|limits| limits.log_lines = 1);
+        let log = env.capability::<Log>();
+        let mut ctx = env.instance::<Log>().unwrap();
+        let stdout = ctx.budget.clone();
+        write(&mut ctx, "one");
+        write(&mut ctx, "two");
+        assert_eq!(stdout.dropped(), 1);
+        log.renew(&mut ctx, env.instance::<Log>().unwrap());
+        assert_eq!(stdout.dropped(), 0, "the output's budget was not reset");
+        assert!(stdout.take());
+        assert!(!ctx.budget.take(), "the renewed context has another budget");
     }
 
     #[test]

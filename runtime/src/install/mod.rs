@@ -8,76 +8,16 @@ use healthcloud_package::manifest::{Capability, Manifest};
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::capability::{Grant, PLATFORM_VERSION, import_rules};
+use crate::capability::{Grant, InstallStates, PLATFORM_VERSION, import_rules};
+use crate::instance::InstanceState;
+use crate::reuse::IdleInstances;
 
-/// Why an app was not installed. Each message names the fix.
-#[derive(Debug, thiserror::Error)]
-pub enum InstallError {
-    /// The bytes are wasmtime's precompiled machine code, which is never accepted.
-    #[error(
-        "these bytes are a precompiled wasmtime artifact, not a component: install the .wasm file the app's build produced"
-    )]
-    Precompiled,
-    /// A core module instead of a component.
-    #[error(
-        "these bytes are a core WebAssembly module, not a component: build the app for wasm32-wasip2 (`healthcloud app build`)"
-    )]
-    CoreModule,
-    /// Not WebAssembly at all.
-    #[error(
-        "these bytes are not WebAssembly: install the .wasm component the app's build produced"
-    )]
-    NotWasm,
-    /// The component failed to compile or link.
-    #[error("the component is not valid: {0}")]
-    Invalid(String),
-    /// An import the manifest does not request.
-    #[error(
-        "the component imports {import}, which needs {needs} in its manifest: request it (with a justification) or remove the import"
-    )]
-    ImportNotRequested {
-        /// The import's name.
-        import: String,
-        /// What the manifest would have to request.
-        needs: &'static str,
-    },
-    /// An import no capability provides.
-    #[error("the component imports {import}, which this platform does not provide{hint}")]
-    UnknownImport {
-        /// The import's name.
-        import: String,
-        /// How to do without it.
-        hint: String,
-    },
-    /// The component does not serve HTTP.
-    #[error(
-        "the component does not export wasi:http/incoming-handler@0.2: an app is built for the world healthcloud:platform/app ({0})"
-    )]
-    NotAnApp(String),
-    /// A signed package whose signature or component does not hold.
-    #[error("the package does not verify: {0}")]
-    Package(#[from] healthcloud_package::package::PackageError),
-    /// A region granted something the app never asked for.
-    #[error(
-        "'{0}' is not among the capabilities the app's manifest requests; a region grants a subset of them"
-    )]
-    NotRequested(String),
-    /// An `outbound-http:` destination inside the network without the region admin's
-    /// allowance.
-    #[error(
-        "'{capability}' reaches {host}, an address inside your network ({why}): a region admin allows it only explicitly, with `healthcloud region install|grant … --allow-internal-address` (API field allow_internal_addresses; recorded in the region's audit log); otherwise leave this capability out of the grant"
-    )]
-    InternalAddress {
-        /// The capability.
-        capability: String,
-        /// Its host.
-        host: String,
-        /// Why the host is internal.
-        why: String,
-    },
-}
+mod error;
 
+pub use crate::capability::outbound::check_destinations;
+pub use error::InstallError;
 pub use healthcloud_package::package::digest;
 
 /// Checks that `bytes` are a component (not a core module, not precompiled code) whose
@@ -170,28 +110,6 @@ pub fn check_grant(manifest: &Manifest, grant: &[Capability]) -> Result<(), Inst
     }
 }
 
-/// Refuses `outbound-http:` destinations inside the network (loopback, private, link-local,
-/// metadata, …: [`healthcloud_package::address`]) unless the region admin allowed them.
-pub fn check_destinations(
-    grant: &[Capability],
-    allow_internal_addresses: bool,
-) -> Result<(), InstallError> {
-    if allow_internal_addresses {
-        return Ok(());
-    }
-    match grant
-        .iter()
-        .find_map(|c| c.internal_destination().map(|(host, why)| (c, host, why)))
-    {
-        Some((capability, host, why)) => Err(InstallError::InternalAddress {
-            capability: capability.to_string(),
-            host: host.to_owned(),
-            why: why.to_string(),
-        }),
-        None => Ok(()),
-    }
-}
-
 /// An app installed in a region: ready to instantiate, with the region's grant.
 pub struct Install {
     /// The app's manifest.
@@ -202,11 +120,13 @@ pub struct Install {
     /// What the region granted; changes apply to the next host call.
     pub grant: Grant,
     /// Shared by every install of the same component bytes.
-    pub(crate) pre: Arc<crate::engine::Prepared>,
+    pub(crate) pre: Arc<Prepared>,
+    /// Each capability's configuration of this install, from its manifest and grant.
+    pub(crate) capabilities: InstallStates,
     /// Instances running now, at most the concurrency limit.
     pub(crate) slots: Arc<Semaphore>,
     /// Instances kept for reuse (only with `Limits::reuse_instances`).
-    pub(crate) idle: crate::reuse::IdleInstances,
+    pub(crate) idle: IdleInstances,
     /// Cancelled when the install stops serving (uninstalled, or its version revoked): its
     /// in-flight requests are interrupted.
     pub(crate) stop: tokio_util::sync::CancellationToken,
@@ -218,6 +138,21 @@ impl std::fmt::Debug for Install {
             .field("identity", &self.identity)
             .field("grant", &self.grant)
             .finish_non_exhaustive()
+    }
+}
+
+/// A compiled component, linked and ready to instantiate: what every install of the same
+/// bytes shares.
+pub(crate) struct Prepared {
+    pub(crate) component: Component,
+    pub(crate) pre: ProxyPre<InstanceState>,
+}
+
+impl std::ops::Deref for Prepared {
+    type Target = ProxyPre<InstanceState>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.pre
     }
 }
 
@@ -261,31 +196,6 @@ mod tests {
         let outgoing = names(&["wasi:http/outgoing-handler@0.2.12"]);
         assert!(check_imports(&outgoing, &[]).is_err());
         assert!(check_imports(&outgoing, &caps(&["outbound-http:example.org"])).is_ok());
-    }
-
-    #[test]
-    fn internal_destinations_need_the_region_admins_allowance() {
-        for internal in [
-            "outbound-http:169.254.169.254",
-            "outbound-http:10.0.0.5",
-            "outbound-http:127.0.0.1:8080",
-            "outbound-http:[::1]",
-            "outbound-http:[::ffff:7f00:1]",
-            "outbound-http:localhost",
-            "outbound-http:metadata.google.internal",
-            "outbound-http:100.64.0.1",
-            "outbound-http:[fd12::1]",
-        ] {
-            let grant = caps(&["kv", internal]);
-            let refused = check_destinations(&grant, false).unwrap_err();
-            assert!(
-                matches!(refused, InstallError::InternalAddress { .. })
-                    && refused.to_string().contains("--allow-internal-address"),
-                "{internal}: {refused}"
-            );
-            assert!(check_destinations(&grant, true).is_ok(), "{internal}");
-        }
-        assert!(check_destinations(&caps(&["outbound-http:api.example.org"]), false).is_ok());
     }
 
     #[test]
