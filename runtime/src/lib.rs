@@ -49,6 +49,8 @@ mod origin;
 pub mod regions;
 mod reuse;
 pub mod serve;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

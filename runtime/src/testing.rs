@@ -1,16 +1,15 @@
-//! Host-test harness: an app cloud on a fresh SQLite integration cloud with two patients,
+//! The host-test harness (feature `testing`): an app cloud on a fresh SQLite integration cloud with two patients,
 //! apps installed from a component and a manifest (optionally with a different grant), and
 //! requests through the runtime's router without a socket.
 //!
 //! Components are built from source, once per test binary: the guest test components in
 //! `tests/components/` and the example apps in `example-apps/`.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use crate::{Install, InstallError, Limits, Runtime, RuntimeConfig};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -21,19 +20,22 @@ use healthcloud_integration::store::EmbeddedStore;
 use healthcloud_package::manifest::{Capability, Manifest};
 use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest};
 use healthcloud_platform::db::Database;
-use healthcloud_runtime::{Install, InstallError, Limits, Runtime, RuntimeConfig};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+/// The region the harness installs apps in.
 pub const REGION: &str = "testregion";
 
 /// The public URL the test app cloud is served under: tokens name `{PUBLIC_URL}/apps/`.
 pub const PUBLIC_URL: &str = "http://apps.test";
 
 #[derive(Debug, Clone, Copy)]
+/// The database a harness runs on.
 pub enum Backend {
+    /// A fresh SQLite file in a temporary directory.
     Sqlite,
+    /// A fresh database on the test PostgreSQL server.
     Postgres,
 }
 
@@ -42,25 +44,36 @@ async fn postgres_database() -> Option<String> {
     healthcloud_platform::testing::postgres_database("hc_runtime_test").await
 }
 
+/// A second region, for tests across regions.
 pub const OTHER_REGION: &str = "otherregion";
 
+/// An app cloud on a fresh integration cloud, with its router and token issuer.
 pub struct Host {
+    /// The app cloud.
     pub runtime: Runtime,
+    /// Its router, called without a socket.
     pub app: Router,
+    /// Mints the tests' tokens; the runtime verifies them.
     pub issuer: TokenIssuer,
+    /// The integration cloud the runtime reads data through.
     pub service: FhirService,
     /// The database, as the composition hands it to the runtime (tests inspect it).
     pub database: Database,
     _dir: tempfile::TempDir,
 }
 
+/// An answer of the router, its body read.
 pub struct Answer {
+    /// Its status.
     pub status: StatusCode,
+    /// Its headers.
     pub headers: axum::http::HeaderMap,
+    /// Its body as text.
     pub body: String,
 }
 
 impl Answer {
+    /// The body as JSON (panics when it is not).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
@@ -76,10 +89,12 @@ pub fn test_limits() -> Limits {
 }
 
 impl Host {
+    /// A harness on SQLite with the test limits.
     pub async fn new() -> Host {
         Self::with_limits(test_limits()).await
     }
 
+    /// A harness on SQLite with `limits`.
     pub async fn with_limits(limits: Limits) -> Host {
         Self::on(Backend::Sqlite, limits)
             .await
@@ -132,6 +147,8 @@ impl Host {
         self.install(REGION, &manifest, &bytes, grant)
     }
 
+    /// Installs `bytes` with `manifest` in `region`, granting `grant` or what the manifest
+    /// requests.
     pub fn install(
         &self,
         region: &str,
@@ -156,6 +173,7 @@ impl Host {
         self.token(Role::Clinician, Some(patient), None)
     }
 
+    /// A token of `role` for the app cloud, with an optional patient in context and scope.
     pub fn token(&self, role: Role, patient: Option<&str>, scope: Option<&str>) -> String {
         self.issuer
             .mint(
@@ -171,6 +189,7 @@ impl Host {
             .unwrap()
     }
 
+    /// A GET of `path` with `token`.
     pub async fn get(&self, path: &str, token: &str) -> Answer {
         let request = Request::get(path)
             .header("authorization", format!("Bearer {token}"))
@@ -179,6 +198,7 @@ impl Host {
         self.send(request).await
     }
 
+    /// Sends `request` through the router.
     pub async fn send(&self, request: Request<Body>) -> Answer {
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status();
@@ -237,6 +257,7 @@ fn component_in(folder: &str, name: &str, built: &HashMap<String, PathBuf>) -> (
     (manifest, std::fs::read(wasm).unwrap())
 }
 
+/// LOINC's code system.
 pub const LOINC: &str = "http://loinc.org";
 
 /// Blood pressure panel with systolic/diastolic components.

@@ -1,7 +1,7 @@
 //! The example apps on the host: real data from the FHIR store, "denied" when the scope,
 //! the grant or the patient's consent says no, and audited either way.
 
-mod common;
+use healthcloud_runtime::testing as common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

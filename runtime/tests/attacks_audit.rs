@@ -1,7 +1,7 @@
 //! Attacks on the audit trail through an app: one request filing records in many patients'
 //! logs, and a flood of refused data calls.
 
-mod common;
+use healthcloud_runtime::testing as common;
 
 use axum::http::StatusCode;
 use common::{Host, REGION};

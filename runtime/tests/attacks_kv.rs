@@ -1,7 +1,7 @@
 //! kv from the attacker's side: a hostile app (`tests/components/kv-snoop`) stores what it saw
 //! in one patient's launch and tries every way to show it in other launches.
 
-mod common;
+use healthcloud_runtime::testing as common;
 
 use axum::http::StatusCode;
 use common::{Host, REGION};

@@ -5,7 +5,7 @@
 //! Each case names the attack and asserts the status, the message, and that nothing leaked or
 //! was written.
 
-mod common;
+use healthcloud_runtime::testing as common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -4,7 +4,7 @@
 //! remote store without a pinned key. The fake store holds the real store's key only to pass
 //! the genuine feed and the genuine versions through, as something sitting between would.
 
-mod common;
+use healthcloud_runtime::testing as common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

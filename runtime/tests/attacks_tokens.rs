@@ -2,7 +2,7 @@
 //! the service it names (a launch token for one app, the app cloud, or the FHIR API), an app
 //! opens only in the region the token names, and only for the audience its manifest declares.
 
-mod common;
+use healthcloud_runtime::testing as common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};

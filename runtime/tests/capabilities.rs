@@ -1,7 +1,7 @@
 //! Capabilities from the attacker's side: region grant ∩ user scopes ∩ consent ∩ the patient
 //! compartment, checked at every host call and audited.
 
-mod common;
+use healthcloud_runtime::testing as common;
 
 use axum::http::StatusCode;
 use common::{Host, REGION, test_component};

@@ -1,7 +1,7 @@
 //! Hostile guests (`tests/components/`): each misbehaviour fails only its own request, with a
 //! status and a body naming the cause, while other apps keep answering.
 
-mod common;
+use healthcloud_runtime::testing as common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! only if this data directory wrote it for exactly those bytes (`Component::deserialize`
 //! trusts its input).
 
-mod common;
+use healthcloud_runtime::testing as common;
 
 use std::path::{Path, PathBuf};
 

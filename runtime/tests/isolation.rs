@@ -1,7 +1,7 @@
 //! Isolation between requests: a fresh instance per request by default; with reuse
 //! configured, an instance serves again only the very same launch context.
 
-mod common;
+use healthcloud_runtime::testing as common;
 
 use axum::http::StatusCode;
 use common::{Host, REGION, test_limits};

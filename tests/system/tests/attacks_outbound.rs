@@ -9,7 +9,7 @@
 //! - a literal internal address in a grant is refused at install, locally and through the
 //!   region admin API, unless the region admin allows it explicitly, which is audited.
 
-mod common;
+use healthcloud_runtime::testing as common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,7 +3,7 @@
 //! within seconds, in-flight requests interrupted, fail closed on an expired feed), upgrades
 //! that ask again, durability across restarts, and two nodes sharing one database.
 
-mod common;
+use healthcloud_runtime::testing as common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -262,7 +262,11 @@ pub fn multipart_tail(component: &[u8]) -> Vec<u8> {
 }
 
 fn repository() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+    // This crate is tests/system.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
 }
 
 /// The example app `name`: its manifest and its component, built from source once per test
