@@ -40,7 +40,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use healthcloud_integration::FhirService;
 use healthcloud_platform::auth::{TokenIssuer, TokenVerifier};
-use healthcloud_platform::http::SecurityHeaders;
+use healthcloud_platform::http::{SecurityHeaders, stylesheet};
 use healthcloud_runtime::Runtime;
 
 use error::PageError;
@@ -197,12 +197,15 @@ pub fn router(launch: Launch) -> Router {
         .merge(region_admin::router())
         .merge(store_admin::router())
         .merge(citizen::router())
-        .route("/static/launch.css", get(stylesheet))
+        .route(
+            "/static/launch.css",
+            get(|| async { stylesheet(STYLESHEET) }),
+        )
         .layer(middleware::from_fn_with_state(
             launch.clone(),
             refuse_cross_site,
         ))
-        .layer(middleware::map_response(secure_headers))
+        .layer(PAGE_HEADERS.layer())
         .with_state(launch)
 }
 
@@ -280,21 +283,6 @@ const PAGE_HEADERS: SecurityHeaders = SecurityHeaders {
     referrer_policy: Some("same-origin"),
     default_cache_control: Some("no-store"),
 };
-
-async fn secure_headers(mut response: Response) -> Response {
-    PAGE_HEADERS.apply(response.headers_mut());
-    response
-}
-
-async fn stylesheet() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
-        ],
-        STYLESHEET,
-    )
-}
 
 /// Renders `page` with `status`; a template failure is logged and answered with a plain 500.
 fn render(status: axum::http::StatusCode, page: &impl askama::Template) -> Response {

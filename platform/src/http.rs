@@ -3,6 +3,7 @@
 
 use axum::http::header::InvalidHeaderValue;
 use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 /// The JSON body of a refusal by the store API or the region admin API:
@@ -59,6 +60,29 @@ impl SecurityHeaders {
                 .or_insert(HeaderValue::from_static(cache_control));
         }
     }
+
+    /// A layer that puts these headers on every response of the router it wraps.
+    pub fn layer(
+        self,
+    ) -> tower::util::MapResponseLayer<impl Fn(Response) -> Response + Clone + Send + Sync + 'static>
+    {
+        tower::util::MapResponseLayer::new(move |mut response: Response| {
+            self.apply(response.headers_mut());
+            response
+        })
+    }
+}
+
+/// A page's stylesheet, compiled into the binary: cached for five minutes.
+pub fn stylesheet(css: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        css,
+    )
+        .into_response()
 }
 
 /// The values of every cookie named `name` in the request's `Cookie` headers, in the order

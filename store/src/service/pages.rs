@@ -10,10 +10,10 @@ use askama::Template;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use healthcloud_platform::http::SecurityHeaders;
+use healthcloud_platform::http::{SecurityHeaders, stylesheet};
 use serde::Deserialize;
 
 use super::catalog::{self, CatalogQuery};
@@ -43,8 +43,11 @@ pub(super) fn router() -> Router<Store> {
         .route("/store", get(list))
         .route("/store/", get(|| async { Redirect::permanent("/store") }))
         .route("/store/apps/{publisher}/{app}", get(app))
-        .route("/store/static/store.css", get(stylesheet))
-        .layer(axum::middleware::map_response(secure_headers))
+        .route(
+            "/store/static/store.css",
+            get(|| async { stylesheet(STYLESHEET) }),
+        )
+        .layer(PAGE_HEADERS.layer())
 }
 
 /// The catalog pages' headers.
@@ -53,21 +56,6 @@ const PAGE_HEADERS: SecurityHeaders = SecurityHeaders {
     referrer_policy: Some("same-origin"),
     default_cache_control: None,
 };
-
-async fn secure_headers(mut response: Response) -> Response {
-    PAGE_HEADERS.apply(response.headers_mut());
-    response
-}
-
-async fn stylesheet() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
-        ],
-        STYLESHEET,
-    )
-}
 
 /// The search form's fields, all text so that a bad value is answered on the page rather
 /// than by the extractor.
