@@ -42,7 +42,9 @@ impl TestEnvironment {
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let url = format!("sqlite://{}", dir.path().join("fhir.db").display());
-        let db = Database::connect(&url).await.expect("SQLite opens");
+        let db = healthcloud_integration::open_database(&url)
+            .await
+            .expect("the integration cloud opens on SQLite");
         let store = EmbeddedStore::new(db.clone());
         crate::migrate(&db)
             .await
