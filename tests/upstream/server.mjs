@@ -180,7 +180,7 @@ function capabilityStatement(base) {
       type,
       profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
       interaction: [{ code: 'read' }, { code: 'search-type' }],
-      versioning: 'no-version',
+      versioning: 'versioned',
       readHistory: false,
       updateCreate: false,
       conditionalCreate: false,
