@@ -47,6 +47,7 @@ pub mod security;
 pub mod service;
 pub mod source;
 pub mod store;
+pub mod upstream;
 pub mod validate;
 
 use std::path::Path;

@@ -6,6 +6,7 @@ use crate::catalog::{AppDetail, AppList};
 use crate::feed::{FeedKey, SignedFeed};
 use crate::keys::KeyId;
 use crate::package::{SignedPackage, SignedVersionRecord};
+use healthcloud_platform::http::{LimitedReadError, read_limited};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
@@ -627,37 +628,25 @@ impl StoreClient {
         })
     }
 
-    /// The answer's body as it streams in, refused as soon as it exceeds `limit` bytes (or
-    /// says it will), so nothing larger is ever held.
+    /// The answer's body, refused as soon as it exceeds `limit` bytes.
     async fn read_capped(
         &self,
         api: Api,
-        mut response: Response,
+        response: Response,
         (what, limit): (&str, u64),
         why: &'static str,
     ) -> Result<Vec<u8>, ClientError> {
-        let too_large = || ClientError::TooLarge {
-            what: what.to_owned(),
-            server: self.server().to_owned(),
-            limit,
-            why,
-        };
-        let announced = response.content_length();
-        if announced.is_some_and(|length| length > limit) {
-            return Err(too_large());
-        }
-        let mut body = Vec::with_capacity(announced.unwrap_or(0).min(limit) as usize);
-        while let Some(chunk) = response
-            .chunk()
+        read_limited(response, limit)
             .await
-            .map_err(|source| self.failed(api, source))?
-        {
-            if (body.len() + chunk.len()) as u64 > limit {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+            .map_err(|error| match error {
+                LimitedReadError::TooLarge { limit } => ClientError::TooLarge {
+                    what: what.to_owned(),
+                    server: self.server().to_owned(),
+                    limit,
+                    why,
+                },
+                LimitedReadError::Transport(source) => self.failed(api, source),
+            })
     }
 
     /// Runs `call` within the download time.

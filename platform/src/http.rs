@@ -85,6 +85,40 @@ pub fn stylesheet(css: &'static str) -> Response {
         .into_response()
 }
 
+/// Why an answer's body could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitedReadError {
+    /// It says, or turned out, to be larger than the limit; what came is dropped.
+    #[error("the answer is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The connection failed while the body streamed in.
+    #[error("the answer broke off: {0}")]
+    Transport(#[from] reqwest::Error),
+}
+
+/// An HTTP answer's body as it streams in, refused as soon as it exceeds `limit` bytes (or
+/// announces it will), so nothing larger than the limit is ever held.
+pub async fn read_limited(
+    mut response: reqwest::Response,
+    limit: u64,
+) -> Result<Vec<u8>, LimitedReadError> {
+    let announced = response.content_length();
+    if announced.is_some_and(|length| length > limit) {
+        return Err(LimitedReadError::TooLarge { limit });
+    }
+    let mut body = Vec::with_capacity(announced.unwrap_or(0).min(limit) as usize);
+    while let Some(chunk) = response.chunk().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(LimitedReadError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// The values of every cookie named `name` in the request's `Cookie` headers, in the order
 /// sent (a page elsewhere on the origin may have set one of the same name).
 pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {

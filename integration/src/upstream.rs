@@ -1,0 +1,361 @@
+//! An upstream FHIR R4 server as the integration cloud reaches it: an organization's own
+//! system (a hospital, a GP system, a municipal care record, another region's healthcloud).
+//!
+//! Everything an upstream answers is hostile until checked: every call runs within the
+//! source's deadline (waiting for a free connection included) and under its concurrency cap,
+//! a body is read only up to the source's size cap, and an answer is accepted only when it is
+//! the FHIR it should be (a `searchset` Bundle of resources; the resource asked for). A failed
+//! call is an [`UpstreamError`] that names the source and what happened, never the upstream's
+//! own error body, which may carry internals of another organization's system.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use healthcloud_platform::http::{LimitedReadError, read_limited};
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+/// How a source is reached.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// The source's name, as operators and outcomes call it (e.g. `gp`).
+    pub name: String,
+    /// Its FHIR base URL, e.g. `https://fhir.example.dk/R4`.
+    pub base: Url,
+    /// How healthcloud authenticates to it.
+    pub auth: UpstreamAuth,
+    /// How long one call may take, from waiting for a connection to the last byte.
+    pub deadline: Duration,
+    /// How many calls may be open to it at once.
+    pub max_concurrent: usize,
+    /// The largest answer read from it, in bytes.
+    pub max_response_bytes: u64,
+}
+
+impl UpstreamConfig {
+    /// A source at `base` with no authentication, a 5 s deadline, 8 concurrent calls and
+    /// answers up to 16 MiB.
+    pub fn new(name: impl Into<String>, base: Url) -> Self {
+        UpstreamConfig {
+            name: name.into(),
+            base,
+            auth: UpstreamAuth::None,
+            deadline: Duration::from_secs(5),
+            max_concurrent: 8,
+            max_response_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// How healthcloud authenticates to a source.
+#[derive(Debug, Clone)]
+pub enum UpstreamAuth {
+    /// No credentials (a server inside the organization's network that needs none).
+    None,
+    /// A bearer token, read from this file when the source is opened (kept out of the
+    /// configuration file and the process arguments).
+    BearerFile(PathBuf),
+}
+
+/// Why a call to a source failed. Each message names the source and what to check; none
+/// carries the upstream's own answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No answer within the deadline.
+    #[error("source '{source_name}' did not answer within its deadline of {deadline:?}")]
+    Deadline {
+        /// The source.
+        source_name: String,
+        /// Its deadline.
+        deadline: Duration,
+    },
+    /// The connection could not be made or broke off.
+    #[error("source '{source_name}' could not be reached: {reason}")]
+    Unreachable {
+        /// The source.
+        source_name: String,
+        /// What the connection said (no upstream content).
+        reason: String,
+    },
+    /// The source refused healthcloud's credentials.
+    #[error(
+        "source '{source_name}' refused healthcloud's credentials ({status}): check the token configured for it"
+    )]
+    Unauthorized {
+        /// The source.
+        source_name: String,
+        /// 401 or 403.
+        status: StatusCode,
+    },
+    /// Another error status; its body is not read.
+    #[error("source '{source_name}' answered {status}")]
+    Status {
+        /// The source.
+        source_name: String,
+        /// The status it answered.
+        status: StatusCode,
+    },
+    /// More than the source's size cap.
+    #[error("source '{source_name}' answered more than its cap of {limit} bytes")]
+    TooLarge {
+        /// The source.
+        source_name: String,
+        /// The cap.
+        limit: u64,
+    },
+    /// Not the FHIR that was asked for.
+    #[error("source '{source_name}' answered something that is not {expected}: {reason}")]
+    NotFhir {
+        /// The source.
+        source_name: String,
+        /// What was expected, e.g. `a FHIR searchset Bundle`.
+        expected: &'static str,
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+/// What a source declares it serves (its CapabilityStatement): each resource type with the
+/// search parameters it supports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamCapabilities {
+    /// Resource type → the names of its search parameters.
+    pub types: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl UpstreamCapabilities {
+    /// Whether the source serves `resource_type` and can search it by `parameter`.
+    pub fn searches(&self, resource_type: &str, parameter: &str) -> bool {
+        self.types
+            .get(resource_type)
+            .is_some_and(|parameters| parameters.contains(parameter))
+    }
+}
+
+/// A source's FHIR API, reached over HTTP.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    config: Arc<UpstreamConfig>,
+    http: reqwest::Client,
+    token: Option<String>,
+    open_calls: Arc<Semaphore>,
+}
+
+impl Upstream {
+    /// Opens the source: reads its token file, if any. Nothing is sent yet.
+    pub fn open(config: UpstreamConfig) -> anyhow::Result<Self> {
+        let token = match &config.auth {
+            UpstreamAuth::None => None,
+            UpstreamAuth::BearerFile(path) => {
+                let token = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!(
+                        "source '{}': its token file {} cannot be read: {e}",
+                        config.name,
+                        path.display()
+                    )
+                })?;
+                let token = token.trim().to_owned();
+                anyhow::ensure!(
+                    !token.is_empty(),
+                    "source '{}': its token file {} is empty: write the bearer token the source issued into it",
+                    config.name,
+                    path.display()
+                );
+                Some(token)
+            }
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("healthcloud/", env!("CARGO_PKG_VERSION")))
+            // A redirect could lead the token elsewhere; a source answers at its own base.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Upstream {
+            open_calls: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+            config: Arc::new(config),
+            http,
+            token,
+        })
+    }
+
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// What the source declares it serves: `GET [base]/metadata`.
+    pub async fn capabilities(&self) -> Result<UpstreamCapabilities, UpstreamError> {
+        let statement = self
+            .get_json(&["metadata"], &[])
+            .await?
+            .ok_or_else(|| self.not_fhir("a CapabilityStatement", "it answered 404"))?;
+        if statement["resourceType"] != "CapabilityStatement" {
+            return Err(self.not_fhir(
+                "a CapabilityStatement",
+                format!("its resourceType is {}", statement["resourceType"]),
+            ));
+        }
+        let mut types = BTreeMap::new();
+        for rest in statement["rest"].as_array().into_iter().flatten() {
+            if rest["mode"] != "server" {
+                continue;
+            }
+            for resource in rest["resource"].as_array().into_iter().flatten() {
+                let Some(resource_type) = resource["type"].as_str() else {
+                    continue;
+                };
+                let parameters: BTreeSet<String> = resource["searchParam"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|parameter| parameter["name"].as_str().map(str::to_owned))
+                    .collect();
+                types.insert(resource_type.to_owned(), parameters);
+            }
+        }
+        Ok(UpstreamCapabilities { types })
+    }
+
+    /// A search, `GET [base]/[type]?[parameters]`: the source's `searchset` Bundle, its
+    /// entries checked to be resources. Which entries are matches, and whether each may be
+    /// returned, is the caller's to decide.
+    pub async fn search(
+        &self,
+        resource_type: &str,
+        parameters: &[(String, String)],
+    ) -> Result<Value, UpstreamError> {
+        const EXPECTED: &str = "a FHIR searchset Bundle";
+        let bundle = self
+            .get_json(&[resource_type], parameters)
+            .await?
+            .ok_or_else(|| self.not_fhir(EXPECTED, "it answered 404"))?;
+        if bundle["resourceType"] != "Bundle" || bundle["type"] != "searchset" {
+            return Err(self.not_fhir(
+                EXPECTED,
+                format!(
+                    "its resourceType is {} and its type {}",
+                    bundle["resourceType"], bundle["type"]
+                ),
+            ));
+        }
+        for (index, entry) in bundle["entry"].as_array().into_iter().flatten().enumerate() {
+            if !entry["resource"]["resourceType"].is_string() {
+                return Err(self.not_fhir(EXPECTED, format!("entry {index} holds no resource")));
+            }
+        }
+        Ok(bundle)
+    }
+
+    /// A read, `GET [base]/[type]/[id]`: the resource, or `None` when the source has none by
+    /// that id (404 or 410).
+    pub async fn read(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Value>, UpstreamError> {
+        const EXPECTED: &str = "the resource asked for";
+        let Some(resource) = self.get_json(&[resource_type, id], &[]).await? else {
+            return Ok(None);
+        };
+        if resource["resourceType"] != resource_type || resource["id"] != id {
+            return Err(self.not_fhir(
+                EXPECTED,
+                format!(
+                    "asked for {resource_type}/{id}, it answered {}/{}",
+                    resource["resourceType"], resource["id"]
+                ),
+            ));
+        }
+        Ok(Some(resource))
+    }
+
+    /// `GET` of `segments` under the base, within the deadline and the concurrency cap: the
+    /// JSON body, or `None` on 404/410.
+    async fn get_json(
+        &self,
+        segments: &[&str],
+        parameters: &[(String, String)],
+    ) -> Result<Option<Value>, UpstreamError> {
+        let mut url = self.config.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| self.not_fhir("a FHIR base URL", "the base cannot hold a path"))?
+            .pop_if_empty()
+            .extend(segments);
+        if !parameters.is_empty() {
+            url.query_pairs_mut().extend_pairs(parameters);
+        }
+        let call = async {
+            let _open = self.open_calls.acquire().await.expect("never closed");
+            let mut request = self
+                .http
+                .get(url)
+                .header(reqwest::header::ACCEPT, "application/fhir+json");
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.map_err(|e| self.unreachable(e))?;
+            match response.status() {
+                StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(None),
+                status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                    return Err(UpstreamError::Unauthorized {
+                        source_name: self.config.name.clone(),
+                        status,
+                    });
+                }
+                status if !status.is_success() => {
+                    return Err(UpstreamError::Status {
+                        source_name: self.config.name.clone(),
+                        status,
+                    });
+                }
+                _ => {}
+            }
+            let body = read_limited(response, self.config.max_response_bytes)
+                .await
+                .map_err(|error| match error {
+                    LimitedReadError::TooLarge { limit } => UpstreamError::TooLarge {
+                        source_name: self.config.name.clone(),
+                        limit,
+                    },
+                    LimitedReadError::Transport(error) => self.unreachable(error),
+                })?;
+            serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| self.not_fhir("FHIR JSON", format!("it is not JSON ({e})")))
+        };
+        tokio::time::timeout(self.config.deadline, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(UpstreamError::Deadline {
+                    source_name: self.config.name.clone(),
+                    deadline: self.config.deadline,
+                })
+            })
+    }
+
+    fn unreachable(&self, error: reqwest::Error) -> UpstreamError {
+        // The error's chain names the connection's failure (refused, reset, TLS), never the
+        // upstream's content; the URL is left out, as its query may name a patient.
+        let error = error.without_url();
+        let mut reason = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            reason = format!("{reason}: {cause}");
+            source = cause.source();
+        }
+        UpstreamError::Unreachable {
+            source_name: self.config.name.clone(),
+            reason,
+        }
+    }
+
+    fn not_fhir(&self, expected: &'static str, reason: impl Into<String>) -> UpstreamError {
+        UpstreamError::NotFhir {
+            source_name: self.config.name.clone(),
+            expected,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The upstream client against an independently written FHIR server (Medplum's engine,
+//! `tests/upstream/`) and against hostile ones: whatever a source answers, the client yields
+//! checked FHIR or an error naming the source, within the deadline and the size cap, and
+//! never the upstream's own error body.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use healthcloud_integration::upstream::{Upstream, UpstreamAuth, UpstreamConfig, UpstreamError};
+use reqwest::Url;
+use serde_json::{Value, json};
+
+const CPR: &str = "urn:oid:1.2.208.176.1.2";
+
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// The upstream server's npm packages, installed once (`npm ci`, from the lockfile).
+fn install_upstream() -> PathBuf {
+    static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let dir = repository().join("tests/upstream");
+            if !dir.join("node_modules/@medplum/fhir-router").exists() {
+                let status = Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                    .current_dir(&dir)
+                    .status()
+                    .expect(
+                        "npm runs (Node.js 20 and npm are needed for the upstream FHIR server)",
+                    );
+                assert!(status.success(), "npm ci in tests/upstream failed");
+            }
+            dir
+        })
+        .clone()
+}
+
+/// A running Medplum upstream, killed when dropped.
+struct Medplum {
+    child: Child,
+    base: Url,
+}
+
+impl Medplum {
+    fn start(extra: &[&str]) -> Medplum {
+        let dir = install_upstream();
+        let mut child = Command::new("node")
+            .arg("--experimental-websocket")
+            .arg(dir.join("server.mjs"))
+            .args(["--port", "0", "--name", "gp", "--data"])
+            .arg(dir.join("data/gp.json"))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("the upstream did not start: {line:?}"));
+        Medplum {
+            base: Url::parse(base).unwrap(),
+            child,
+        }
+    }
+
+    fn upstream(&self, auth: UpstreamAuth) -> Upstream {
+        let mut config = UpstreamConfig::new("gp", self.base.clone());
+        config.auth = auth;
+        config.deadline = Duration::from_secs(30);
+        Upstream::open(config).unwrap()
+    }
+}
+
+impl Drop for Medplum {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ids(bundle: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry["search"]["mode"] != "outcome")
+        .map(|entry| entry["resource"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_medplum_upstream_declares_its_types_finds_a_patient_by_cpr_and_answers_searches_and_reads()
+ {
+    let medplum = Medplum::start(&[]);
+    let gp = medplum.upstream(UpstreamAuth::None);
+
+    let capabilities = gp.capabilities().await.unwrap();
+    assert!(capabilities.searches("Patient", "identifier"));
+    assert!(capabilities.searches("Observation", "patient"));
+    assert!(capabilities.searches("Observation", "code"));
+    assert!(!capabilities.types.contains_key("MedicationRequest"));
+
+    let patients = gp
+        .search(
+            "Patient",
+            &[("identifier".into(), format!("{CPR}|0101701234"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&patients), ["gp-patient-1"]);
+
+    let readings = gp
+        .search(
+            "Observation",
+            &[
+                ("patient".into(), "Patient/gp-patient-1".into()),
+                ("code".into(), "http://loinc.org|85354-9".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&readings), ["gp-bp-1-1", "gp-bp-1-2", "gp-bp-1-3"]);
+
+    let reading = gp.read("Observation", "gp-bp-2-1").await.unwrap().unwrap();
+    assert_eq!(reading["subject"]["reference"], "Patient/gp-patient-2");
+    assert!(
+        gp.read("Observation", "no-such-id")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_source_with_a_token_gets_it_and_a_wrong_token_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "gp-secret-token\n").unwrap();
+    let medplum = Medplum::start(&["--bearer-token-file", token_file.to_str().unwrap()]);
+
+    let gp = medplum.upstream(UpstreamAuth::BearerFile(token_file));
+    assert!(gp.read("Patient", "gp-patient-1").await.unwrap().is_some());
+
+    let wrong_file = dir.path().join("wrong");
+    std::fs::write(&wrong_file, "not-the-token").unwrap();
+    let refused = medplum
+        .upstream(UpstreamAuth::BearerFile(wrong_file))
+        .read("Patient", "gp-patient-1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, UpstreamError::Unauthorized { .. }),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("check the token"), "{refused}");
+
+    let empty_file = dir.path().join("empty");
+    std::fs::write(&empty_file, "  \n").unwrap();
+    let mut config = UpstreamConfig::new("gp", medplum.base.clone());
+    config.auth = UpstreamAuth::BearerFile(empty_file);
+    let error = Upstream::open(config).unwrap_err().to_string();
+    assert!(error.contains("is empty"), "{error}");
+}
+
+/// A hostile source on loopback answering every request with `router`.
+async fn hostile(router: Router, configure: impl FnOnce(&mut UpstreamConfig)) -> Upstream {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut config = UpstreamConfig::new(
+        "hostile",
+        Url::parse(&format!("http://{address}/fhir")).unwrap(),
+    );
+    configure(&mut config);
+    Upstream::open(config).unwrap()
+}
+
+#[tokio::test]
+async fn a_source_that_never_answers_fails_at_its_deadline_naming_it() {
+    let source = hostile(
+        Router::new().fallback(|| async {
+            std::future::pending::<()>().await;
+            "never"
+        }),
+        |config| config.deadline = Duration::from_millis(300),
+    )
+    .await;
+    let error = source.search("Observation", &[]).await.unwrap_err();
+    assert!(matches!(error, UpstreamError::Deadline { .. }), "{error}");
+    assert!(error.to_string().contains("'hostile'"), "{error}");
+}
+
+#[tokio::test]
+async fn a_source_error_body_is_never_passed_on() {
+    let source = hostile(
+        Router::new().fallback(|| async {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "java.sql.SQLException: password=hunter2 at db01.hospital.internal",
+            )
+        }),
+        |_| {},
+    )
+    .await;
+    let error = source.search("Observation", &[]).await.unwrap_err();
+    assert!(
+        matches!(error, UpstreamError::Status { status, .. } if status == StatusCode::INTERNAL_SERVER_ERROR),
+        "{error}"
+    );
+    let shown = format!("{error} {error:?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("db01"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn a_source_answering_html_or_the_wrong_fhir_is_refused_as_not_fhir() {
+    let html = hostile(
+        Router::new().fallback(|| async { axum::response::Html("<html>login</html>") }),
+        |_| {},
+    )
+    .await;
+    let error = html.search("Observation", &[]).await.unwrap_err();
+    assert!(matches!(error, UpstreamError::NotFhir { .. }), "{error}");
+
+    let wrong = hostile(
+        Router::new()
+            .route(
+                "/fhir/Observation",
+                get(|| async {
+                    axum::Json(json!({"resourceType": "Bundle", "type": "collection"}))
+                }),
+            )
+            .route(
+                "/fhir/Observation/{id}",
+                get(|| async {
+                    axum::Json(json!({"resourceType": "Observation", "id": "someone-else"}))
+                }),
+            ),
+        |_| {},
+    )
+    .await;
+    let error = wrong.search("Observation", &[]).await.unwrap_err();
+    assert!(error.to_string().contains("searchset"), "{error}");
+    let error = wrong.read("Observation", "asked-for").await.unwrap_err();
+    assert!(error.to_string().contains("someone-else"), "{error}");
+}
+
+#[tokio::test]
+async fn a_source_streaming_past_its_cap_is_cut_off() {
+    let source = hostile(
+        Router::new().fallback(|| async {
+            // 4 MiB in chunks, no length announced.
+            let chunks = futures_util::stream::iter(
+                (0..64).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])),
+            );
+            (
+                [("content-type", "application/fhir+json")],
+                Body::from_stream(chunks),
+            )
+                .into_response()
+        }),
+        |config| config.max_response_bytes = 1024 * 1024,
+    )
+    .await;
+    let error = source.search("Observation", &[]).await.unwrap_err();
+    assert!(
+        matches!(error, UpstreamError::TooLarge { limit, .. } if limit == 1024 * 1024),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_source_that_refuses_connections_is_unreachable_without_the_query_in_the_message() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    let source = Upstream::open(UpstreamConfig::new(
+        "closed",
+        Url::parse(&format!("http://{address}/fhir")).unwrap(),
+    ))
+    .unwrap();
+    let error = source
+        .search(
+            "Patient",
+            &[("identifier".into(), format!("{CPR}|0101701234"))],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, UpstreamError::Unreachable { .. }),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("0101701234"), "{error}");
+}
