@@ -40,6 +40,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod import;
 pub mod params;
+pub mod patient_index;
 pub mod policy;
 pub mod query;
 pub mod ratelimit;

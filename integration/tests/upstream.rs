@@ -14,7 +14,10 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use healthcloud_integration::open_database;
+use healthcloud_integration::patient_index::{IdentityError, PatientIndex};
 use healthcloud_integration::upstream::{Upstream, UpstreamAuth, UpstreamConfig, UpstreamError};
+use healthcloud_platform::db::Database;
 use reqwest::Url;
 use serde_json::{Value, json};
 
@@ -310,4 +313,123 @@ async fn a_source_that_refuses_connections_is_unreachable_without_the_query_in_t
         "{error}"
     );
     assert!(!error.to_string().contains("0101701234"), "{error}");
+}
+
+/// A fresh database with the integration cloud's schema on each backend the tests can reach.
+async fn databases() -> Vec<(tempfile::TempDir, Database)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("fhir.db").display());
+    let mut databases = vec![(dir, open_database(&sqlite).await.unwrap())];
+    if let Some(url) = healthcloud_platform::testing::postgres_database("hc_upstream_test").await {
+        databases.push((
+            tempfile::tempdir().unwrap(),
+            open_database(&url).await.unwrap(),
+        ));
+    }
+    databases
+}
+
+#[tokio::test]
+async fn a_patient_is_matched_at_a_source_by_cpr_and_remembered_without_asking_again() {
+    for (_dir, db) in databases().await {
+        let medplum = Medplum::start(&[]);
+        let gp = medplum.upstream(UpstreamAuth::None);
+        let index = PatientIndex::new(db.clone(), Duration::from_secs(3600));
+
+        let found = index.at_source(&gp, "hc-1", "0101701234").await.unwrap();
+        assert_eq!(found.as_deref(), Some("gp-patient-1"));
+        assert_eq!(
+            index
+                .patient_of("gp", "gp-patient-1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("hc-1")
+        );
+        assert_eq!(
+            index.at_source(&gp, "hc-3", "0303903456").await.unwrap(),
+            None
+        );
+
+        // The source goes away: what the index holds still answers, unknown patients included.
+        drop(medplum);
+        assert_eq!(
+            index
+                .at_source(&gp, "hc-1", "0101701234")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("gp-patient-1")
+        );
+        assert_eq!(
+            index.at_source(&gp, "hc-3", "0303903456").await.unwrap(),
+            None
+        );
+
+        // A stale match is looked up again, so the source's absence now shows.
+        let stale = PatientIndex::new(db, Duration::ZERO);
+        let error = stale
+            .at_source(&gp, "hc-1", "0101701234")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                IdentityError::Upstream(UpstreamError::Unreachable { .. })
+            ),
+            "{error}"
+        );
+    }
+}
+
+fn patient(id: &str, cpr: &str) -> Value {
+    json!({"resourceType": "Patient", "id": id,
+           "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": cpr}]})
+}
+
+fn searchset(resources: Vec<Value>) -> Value {
+    json!({"resourceType": "Bundle", "type": "searchset",
+           "entry": resources.into_iter().map(|r| json!({"resource": r, "search": {"mode": "match"}})).collect::<Vec<_>>()})
+}
+
+#[tokio::test]
+async fn a_source_ignoring_the_identifier_or_holding_a_cpr_twice_matches_nobody() {
+    let (_dir, db) = databases().await.remove(0);
+    let index = PatientIndex::new(db, Duration::from_secs(3600));
+
+    // Answers every search with someone else: an upstream that ignored `identifier`.
+    let ignoring = hostile(
+        Router::new().fallback(|| async {
+            axum::Json(searchset(vec![patient("someone-else", "0909909999")]))
+        }),
+        |_| {},
+    )
+    .await;
+    assert_eq!(
+        index
+            .at_source(&ignoring, "hc-1", "0101701234")
+            .await
+            .unwrap(),
+        None
+    );
+
+    let twice = hostile(
+        Router::new().fallback(|| async {
+            axum::Json(searchset(vec![
+                patient("a", "0101701234"),
+                patient("b", "0101701234"),
+            ]))
+        }),
+        |config| config.name = "twice".into(),
+    )
+    .await;
+    let refused = index
+        .at_source(&twice, "hc-1", "0101701234")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, IdentityError::Ambiguous { count: 2, .. }),
+        "{refused}"
+    );
+    assert_eq!(index.patient_of("twice", "a").await.unwrap(), None);
 }

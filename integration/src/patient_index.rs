@@ -1,0 +1,168 @@
+//! The patient index: which patient of an upstream source is which healthcloud patient.
+//!
+//! A patient is matched at each source by CPR number (`urn:oid:1.2.208.176.1.2`), looked up
+//! with `Patient?identifier=system|value` and remembered (table `source_patients`), so a
+//! source is asked again only when what is remembered is older than the index's maximum age.
+//! Only identities are kept, never clinical data. A match must carry the CPR number itself:
+//! a source that ignores the `identifier` parameter and answers with its whole patient list
+//! matches nobody, and a CPR number the source holds twice matches nobody either, since
+//! either would join one person's record to another's.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use healthcloud_platform::db::Database;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::upstream::{Upstream, UpstreamError};
+
+/// The system of Danish CPR numbers.
+pub const CPR_SYSTEM: &str = "urn:oid:1.2.208.176.1.2";
+
+/// Why a patient could not be matched at a source.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The source could not be asked.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// The source holds the CPR number on more than one patient.
+    #[error(
+        "source '{source_name}' holds {count} patients with this CPR number: none is used until the source merges them"
+    )]
+    Ambiguous {
+        /// The source.
+        source_name: String,
+        /// How many patients carry the number there.
+        count: usize,
+    },
+    /// The index could not be read or written.
+    #[error("the patient index could not be read or written: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The patient index in the shared database.
+#[derive(Debug, Clone)]
+pub struct PatientIndex {
+    db: Database,
+    max_age: Duration,
+}
+
+impl PatientIndex {
+    /// The index in `db`; a match older than `max_age` is looked up again.
+    pub fn new(db: Database, max_age: Duration) -> Self {
+        PatientIndex { db, max_age }
+    }
+
+    /// The id at `source` of healthcloud patient `patient`, whose CPR number is `cpr`: from
+    /// the index while fresh, else looked up at the source and remembered. `None` when the
+    /// source holds no such patient.
+    pub async fn at_source(
+        &self,
+        source: &Upstream,
+        patient: &str,
+        cpr: &str,
+    ) -> Result<Option<String>, IdentityError> {
+        let mut select = self
+            .db
+            .sql("SELECT source_patient, checked_at FROM source_patients WHERE source = ");
+        select
+            .bind(source.name())
+            .push(" AND patient = ")
+            .bind(patient);
+        if let Some(row) = select.query().fetch_optional(self.db.pool()).await? {
+            let checked_at: String = row.try_get("checked_at")?;
+            let fresh = DateTime::parse_from_rfc3339(&checked_at).is_ok_and(|at| {
+                Utc::now()
+                    .signed_duration_since(at)
+                    .to_std()
+                    .unwrap_or_default()
+                    < self.max_age
+            });
+            if fresh {
+                return Ok(row.try_get("source_patient")?);
+            }
+        }
+        let found = self.look_up(source, cpr).await?;
+        self.remember(source.name(), patient, found.as_deref())
+            .await?;
+        Ok(found)
+    }
+
+    /// The healthcloud patient whom `source_patient` at `source` is, if the index matched one.
+    pub async fn patient_of(
+        &self,
+        source: &str,
+        source_patient: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let mut select = self
+            .db
+            .sql("SELECT patient FROM source_patients WHERE source = ");
+        select
+            .bind(source)
+            .push(" AND source_patient = ")
+            .bind(source_patient);
+        let row = select.query().fetch_optional(self.db.pool()).await?;
+        row.map(|row| row.try_get("patient")).transpose()
+    }
+
+    /// The source's one patient carrying `cpr`, asked now.
+    async fn look_up(&self, source: &Upstream, cpr: &str) -> Result<Option<String>, IdentityError> {
+        let bundle = source
+            .search(
+                "Patient",
+                &[("identifier".into(), format!("{CPR_SYSTEM}|{cpr}"))],
+            )
+            .await?;
+        let matches: Vec<&str> = bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["search"]["mode"] != "outcome")
+            .map(|entry| &entry["resource"])
+            .filter(|resource| resource["resourceType"] == "Patient" && carries(resource, cpr))
+            .filter_map(|resource| resource["id"].as_str())
+            .collect();
+        match matches.as_slice() {
+            [] => Ok(None),
+            [id] => Ok(Some((*id).to_owned())),
+            more => Err(IdentityError::Ambiguous {
+                source_name: source.name().to_owned(),
+                count: more.len(),
+            }),
+        }
+    }
+
+    async fn remember(
+        &self,
+        source: &str,
+        patient: &str,
+        source_patient: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut write = self.db.begin_write().await?;
+        let mut upsert = self.db.sql(
+            "INSERT INTO source_patients (source, patient, source_patient, checked_at) VALUES (",
+        );
+        upsert.bind(source).push(", ").bind(patient).push(", ");
+        match source_patient {
+            Some(id) => upsert.bind(id),
+            None => upsert.push("NULL"),
+        };
+        upsert.push(", ").bind(now.as_str()).push(
+            ") ON CONFLICT (source, patient) DO UPDATE SET \
+             source_patient = excluded.source_patient, checked_at = excluded.checked_at",
+        );
+        upsert.query().execute(&mut *write.tx).await?;
+        write.commit().await
+    }
+}
+
+/// Whether `patient` carries CPR number `cpr`.
+fn carries(patient: &Value, cpr: &str) -> bool {
+    patient["identifier"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|identifier| identifier["system"] == CPR_SYSTEM && identifier["value"] == cpr)
+}
