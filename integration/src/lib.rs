@@ -36,6 +36,7 @@ pub mod audit;
 pub mod consent;
 pub mod date;
 pub mod error;
+pub mod evaluate;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod import;

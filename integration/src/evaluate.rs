@@ -1,0 +1,143 @@
+//! A search's filters and the policy's constraints decided for one resource in memory: the
+//! same rules the embedded store compiles to SQL (`store.rs`), over the same index rows
+//! ([`params::index`](crate::params::index)). An upstream source is asked with the constraints it can express as
+//! search parameters; whatever it returns is held to every constraint here before anything
+//! leaves the server, so a constraint it ignored or could not express leaks nothing.
+//!
+//! Consent is not decided here: it needs the patient's consents, which the
+//! [`FhirService`](crate::service::FhirService) checks before any source is asked.
+//! `tests/evaluate.rs` holds this module to the store's SQL, query by query.
+
+use crate::params::{IndexRows, ParamKind};
+use crate::query::{Alternative, Filter, Match, Prefix, SearchQuery, Value, compartment_patients};
+use crate::store::Quantifier;
+
+/// Whether the resource `id` with index `rows` satisfies `query`'s filters (one value
+/// matching) and its policy constraints (held with `quantifier`), as the store would decide.
+pub fn satisfies(query: &SearchQuery, id: &str, rows: &IndexRows, quantifier: Quantifier) -> bool {
+    query
+        .filters
+        .iter()
+        .all(|filter| holds(query, filter, id, rows, Quantifier::Any))
+        && query.constraints.groups.iter().all(|group| {
+            group
+                .iter()
+                .any(|alternative| allows(query, alternative, id, rows, quantifier))
+        })
+}
+
+fn allows(
+    query: &SearchQuery,
+    alternative: &Alternative,
+    id: &str,
+    rows: &IndexRows,
+    quantifier: Quantifier,
+) -> bool {
+    alternative
+        .compartment
+        .as_ref()
+        .is_none_or(|patient| rows.patient_id.as_ref() == Some(patient))
+        && alternative
+            .filters
+            .iter()
+            .all(|filter| holds(query, filter, id, rows, quantifier))
+}
+
+/// One index value of a resource: a token row or a date row.
+enum Indexed<'a> {
+    Token { system: &'a str, value: &'a str },
+    Date { lo: i64, hi: i64 },
+}
+
+fn holds(
+    query: &SearchQuery,
+    filter: &Filter,
+    id: &str,
+    rows: &IndexRows,
+    quantifier: Quantifier,
+) -> bool {
+    let (def, mode, values) = match filter {
+        Filter::Id(ids) => return ids.iter().any(|candidate| candidate == id),
+        Filter::Param { def, mode, values } => (*def, *mode, values),
+    };
+    // The type's compartment element is the compartment itself (see `store::push_filter`).
+    if let Some(patients) = compartment_patients(query.type_def, def, mode, values) {
+        return rows
+            .patient_id
+            .as_ref()
+            .is_some_and(|patient| patients.contains(&patient));
+    }
+    let indexed: Vec<Indexed<'_>> = if def.kind == ParamKind::Date {
+        rows.dates
+            .iter()
+            .filter(|(param, _, _)| *param == def.name)
+            .map(|(_, lo, hi)| Indexed::Date { lo: *lo, hi: *hi })
+            .collect()
+    } else {
+        let tokens = match mode {
+            Match::Identifier => &rows.reference_identifiers,
+            _ => &rows.tokens,
+        };
+        tokens
+            .iter()
+            .filter(|(param, _, _)| *param == def.name)
+            .map(|(_, system, value)| Indexed::Token { system, value })
+            .collect()
+    };
+    if let Match::Missing(missing) = mode {
+        return indexed.is_empty() == missing;
+    }
+    let matching = |row: &Indexed<'_>| values.iter().any(|value| value_matches(mode, value, row));
+    let any = indexed.iter().any(matching);
+    match quantifier {
+        Quantifier::Any => any,
+        Quantifier::Every => any && indexed.iter().all(matching),
+    }
+}
+
+fn value_matches(mode: Match, value: &Value, row: &Indexed<'_>) -> bool {
+    match (value, row) {
+        (
+            Value::Token { system, code },
+            Indexed::Token {
+                system: s,
+                value: v,
+            },
+        ) => {
+            system.as_deref().is_none_or(|system| system == *s)
+                && code.as_deref().is_none_or(|code| code == *v)
+        }
+        (Value::Reference { resource_type, id }, Indexed::Token { system, value }) => {
+            resource_type.as_deref().is_none_or(|t| t == *system) && id == value
+        }
+        (Value::Text(text), Indexed::Token { value, .. }) => match mode {
+            Match::Contains => value.contains(text.as_str()),
+            _ => value.starts_with(text.as_str()),
+        },
+        (Value::Uri(uri), Indexed::Token { value, .. }) => {
+            *value == uri
+                || (mode == Match::Below
+                    && if uri.ends_with([':', '/']) {
+                        value.starts_with(uri.as_str())
+                    } else {
+                        value
+                            .strip_prefix(uri.as_str())
+                            .is_some_and(|rest| rest.starts_with([':', '/']))
+                    })
+        }
+        (Value::Date(prefix, range), Indexed::Date { lo, hi }) => {
+            let within = *lo >= range.lo && *hi <= range.hi;
+            match prefix {
+                Prefix::Eq => within,
+                Prefix::Ne => !within,
+                Prefix::Gt => *hi > range.hi,
+                Prefix::Lt => *lo < range.lo,
+                Prefix::Ge => *hi > range.hi || within,
+                Prefix::Le => *lo < range.lo || within,
+            }
+        }
+        // A value of another kind than the parameter's never matches (the parser does not
+        // produce one).
+        _ => false,
+    }
+}

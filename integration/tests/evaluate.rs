@@ -1,0 +1,159 @@
+//! The in-memory evaluation of searches and policy constraints (`evaluate::satisfies`) is
+//! held to the embedded store's SQL: for every query the data itself suggests (each indexed
+//! token, reference, string, URI and date, with each modifier and prefix), on the fixture
+//! and on synthetic patients, both must select exactly the same resources, on both
+//! databases. A difference would let an upstream's answer through that the store would have
+//! withheld, or the other way round.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, NaiveDate};
+use common::{Backend, Harness};
+use healthcloud_integration::evaluate::satisfies;
+use healthcloud_integration::import::load_synthetic;
+use healthcloud_integration::params::{ParamKind, TYPES, index};
+use healthcloud_integration::query::{Alternative, PageLimits, SearchQuery, parse_restriction};
+use healthcloud_integration::store::{EmbeddedStore, Quantifier};
+use healthcloud_synth::SynthOptions;
+use serde_json::Value;
+
+/// Every resource of `resource_type` with its id.
+async fn all(store: &EmbeddedStore, resource_type: &str) -> Vec<(String, Value)> {
+    let mut query = SearchQuery::parse(resource_type, &[], PageLimits::default()).unwrap();
+    query.count = 100_000;
+    store
+        .search(&query)
+        .await
+        .unwrap()
+        .resources
+        .into_iter()
+        .map(|stored| (stored.id, serde_json::from_str(&stored.content).unwrap()))
+        .collect()
+}
+
+/// The query parameters the resources' own index rows suggest, for one type.
+fn suggested(resource_type: &str, resources: &[(String, Value)]) -> BTreeSet<(String, String)> {
+    let def = TYPES.iter().find(|t| t.name == resource_type).unwrap();
+    let mut queries = BTreeSet::new();
+    for (id, resource) in resources {
+        let rows = index(resource_type, id, resource).unwrap();
+        for param in def.params {
+            queries.insert((format!("{}:missing", param.name), "true".into()));
+            queries.insert((format!("{}:missing", param.name), "false".into()));
+        }
+        for (name, system, value) in &rows.tokens {
+            let param = def.params.iter().find(|p| p.name == *name).unwrap();
+            let name = name.to_string();
+            match param.kind {
+                ParamKind::Token => {
+                    queries.insert((name.clone(), format!("{system}|{value}")));
+                    queries.insert((name.clone(), value.clone()));
+                    if !system.is_empty() {
+                        queries.insert((name.clone(), format!("{system}|")));
+                    }
+                }
+                ParamKind::Reference { .. } => {
+                    queries.insert((name.clone(), format!("{system}/{value}")));
+                    queries.insert((name, value.clone()));
+                }
+                ParamKind::String => {
+                    let prefix: String = value.chars().take(3).collect();
+                    let middle: String = value.chars().skip(1).take(3).collect();
+                    queries.insert((name.clone(), prefix));
+                    queries.insert((format!("{name}:contains"), middle));
+                }
+                ParamKind::Uri => {
+                    queries.insert((name.clone(), value.clone()));
+                    if let Some((parent, _)) = value.rsplit_once('/') {
+                        queries.insert((format!("{name}:below"), parent.to_owned()));
+                    }
+                }
+                ParamKind::Date => {}
+            }
+        }
+        for (name, system, value) in &rows.reference_identifiers {
+            queries.insert((format!("{name}:identifier"), format!("{system}|{value}")));
+        }
+        for (name, lo, _) in &rows.dates {
+            let day = DateTime::from_timestamp_millis(*lo)
+                .unwrap()
+                .format("%Y-%m-%d")
+                .to_string();
+            for prefix in ["", "eq", "ne", "gt", "lt", "ge", "le"] {
+                queries.insert((name.to_string(), format!("{prefix}{day}")));
+            }
+        }
+    }
+    queries
+}
+
+async fn sql_and_memory_agree(h: Harness) {
+    load_synthetic(
+        &h.store,
+        SynthOptions {
+            patients: 4,
+            seed: 7,
+            today: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let mut compared = 0;
+    for def in TYPES {
+        let resources = all(&h.store, def.name).await;
+        let patients: BTreeSet<String> = resources
+            .iter()
+            .filter_map(|(id, r)| index(def.name, id, r).unwrap().patient_id)
+            .collect();
+        for (name, value) in suggested(def.name, &resources) {
+            let pair = [(name.clone(), value.clone())];
+            let Ok(mut query) = SearchQuery::parse(def.name, &pair, PageLimits::default()) else {
+                continue;
+            };
+            query.count = 100_000;
+            // As a client's filter, and as a policy's restriction inside one patient's
+            // compartment (a scope such as `patient/Observation.rs?category=…`).
+            let mut variants = vec![query.clone()];
+            for patient in patients.iter().take(2) {
+                let mut constrained = query.clone();
+                constrained.filters.clear();
+                constrained.constraints.groups = vec![vec![Alternative {
+                    compartment: Some(patient.clone()),
+                    filters: parse_restriction(def, &pair).unwrap(),
+                }]];
+                variants.push(constrained);
+            }
+            for query in variants {
+                let by_sql: BTreeSet<String> = h
+                    .store
+                    .search(&query)
+                    .await
+                    .unwrap()
+                    .resources
+                    .into_iter()
+                    .map(|stored| stored.id)
+                    .collect();
+                let in_memory: BTreeSet<String> = resources
+                    .iter()
+                    .filter(|(id, resource)| {
+                        let rows = index(def.name, id, resource).unwrap();
+                        satisfies(&query, id, &rows, Quantifier::Any)
+                    })
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                assert_eq!(
+                    by_sql, in_memory,
+                    "{}?{name}={value} with constraints {:?}",
+                    def.name, query.constraints.groups
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 500, "only {compared} queries compared");
+}
+
+on_both_backends!(sql_and_memory_agree);
