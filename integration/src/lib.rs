@@ -37,6 +37,7 @@ pub mod consent;
 pub mod date;
 pub mod error;
 pub mod evaluate;
+pub mod federation;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod import;

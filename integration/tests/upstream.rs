@@ -14,9 +14,13 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use healthcloud_integration::federation::{CompartmentPatient, FederatedSource, search_source};
 use healthcloud_integration::open_database;
 use healthcloud_integration::patient_index::{IdentityError, PatientIndex};
-use healthcloud_integration::upstream::{Upstream, UpstreamAuth, UpstreamConfig, UpstreamError};
+use healthcloud_integration::query::{Alternative, PageLimits, SearchQuery, parse_restriction};
+use healthcloud_integration::upstream::{
+    Upstream, UpstreamAuth, UpstreamCapabilities, UpstreamConfig, UpstreamError,
+};
 use healthcloud_platform::db::Database;
 use reqwest::Url;
 use serde_json::{Value, json};
@@ -432,4 +436,189 @@ async fn a_source_ignoring_the_identifier_or_holding_a_cpr_twice_matches_nobody(
         "{refused}"
     );
     assert_eq!(index.patient_of("twice", "a").await.unwrap(), None);
+}
+
+fn gp_source(upstream: Upstream) -> FederatedSource {
+    let mut capabilities = UpstreamCapabilities::default();
+    capabilities.types.insert(
+        "Observation".into(),
+        ["patient", "code", "category"].map(String::from).into(),
+    );
+    FederatedSource {
+        upstream,
+        capabilities,
+    }
+}
+
+fn observation_query(
+    filters: &[(&str, &str)],
+    restriction: Option<(&str, &[(&str, &str)])>,
+) -> SearchQuery {
+    let pairs: Vec<(String, String)> = filters
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut query = SearchQuery::parse("Observation", &pairs, PageLimits::default()).unwrap();
+    if let Some((patient, restriction)) = restriction {
+        let pairs: Vec<(String, String)> = restriction
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        query.constraints.groups = vec![vec![Alternative {
+            compartment: Some(patient.to_owned()),
+            filters: parse_restriction(query.type_def, &pairs).unwrap(),
+        }]];
+    }
+    query
+}
+
+const HC: CompartmentPatient<'static> = CompartmentPatient {
+    id: "hc-1",
+    cpr: "0101701234",
+};
+
+#[tokio::test]
+async fn a_sources_readings_come_back_named_through_healthcloud_in_the_patients_compartment() {
+    let (_dir, db) = databases().await.remove(0);
+    let index = PatientIndex::new(db, Duration::from_secs(3600));
+    let medplum = Medplum::start(&[]);
+    let mut source = gp_source(medplum.upstream(UpstreamAuth::None));
+    source.capabilities = source.upstream.capabilities().await.unwrap();
+
+    let query = observation_query(
+        &[("code", "http://loinc.org|85354-9")],
+        Some(("hc-1", &[("category", "vital-signs")])),
+    );
+    let answer = search_source(&source, &index, &query, HC).await.unwrap();
+    assert!(answer.dropped.is_empty(), "{:?}", answer.dropped);
+    let mut ids: Vec<&str> = answer
+        .resources
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["gp.gp-bp-1-1", "gp.gp-bp-1-2", "gp.gp-bp-1-3"]);
+    for reading in &answer.resources {
+        assert_eq!(reading["subject"]["reference"], "Patient/hc-1");
+        assert_eq!(reading["meta"]["source"], "urn:healthcloud:source:gp");
+    }
+
+    // A scope restricted to laboratory results reaches none of the GP's vital signs.
+    let laboratory = observation_query(&[], Some(("hc-1", &[("category", "laboratory")])));
+    let answer = search_source(&source, &index, &laboratory, HC)
+        .await
+        .unwrap();
+    assert!(answer.resources.is_empty());
+
+    // A patient the source does not hold: nothing, and nothing dropped.
+    let stranger = CompartmentPatient {
+        id: "hc-9",
+        cpr: "0909909999",
+    };
+    let answer = search_source(&source, &index, &observation_query(&[], None), stranger)
+        .await
+        .unwrap();
+    assert!(answer.resources.is_empty() && answer.dropped.is_empty());
+}
+
+fn observation(id: &str, patient: &str, category: &str) -> Value {
+    json!({"resourceType": "Observation", "id": id, "status": "final",
+           "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": category}]}],
+           "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+           "subject": {"reference": format!("Patient/{patient}")},
+           "encounter": {"reference": "Encounter/enc-7"},
+           "meta": "not an object",
+           "effectiveDateTime": "2026-03-01T08:00:00Z"})
+}
+
+#[tokio::test]
+async fn a_source_that_ignores_the_query_leaks_no_other_patient_and_nothing_outside_the_scope() {
+    let (_dir, db) = databases().await.remove(0);
+    let index = PatientIndex::new(db, Duration::from_secs(3600));
+    let observation_searches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = observation_searches.clone();
+    let source = gp_source(
+        hostile(
+            Router::new()
+                .route(
+                    "/fhir/Patient",
+                    get(|| async { axum::Json(searchset(vec![patient("src-1", "0101701234")])) }),
+                )
+                .route(
+                    "/fhir/Observation",
+                    get(move || {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        async {
+                            let mut bundle = searchset(vec![
+                                observation("mine", "src-1", "vital-signs"),
+                                observation("lab", "src-1", "laboratory"),
+                                observation("theirs", "src-2", "vital-signs"),
+                                json!({"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/src-1"}}),
+                            ]);
+                            bundle["entry"].as_array_mut().unwrap().push(json!({
+                                "resource": {"resourceType": "OperationOutcome", "id": "warn"},
+                                "search": {"mode": "outcome"}}));
+                            axum::Json(bundle)
+                        }
+                    }),
+                ),
+            |config| config.name = "gp".into(),
+        )
+        .await,
+    );
+
+    let query = observation_query(&[], Some(("hc-1", &[("category", "vital-signs")])));
+    let answer = search_source(&source, &index, &query, HC).await.unwrap();
+    let ids: Vec<&str> = answer
+        .resources
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gp.mine"]);
+    assert_eq!(answer.resources[0]["subject"]["reference"], "Patient/hc-1");
+    assert_eq!(
+        answer.resources[0]["encounter"]["reference"],
+        "Encounter/gp.enc-7"
+    );
+    let mut dropped: Vec<(String, String)> = answer
+        .dropped
+        .iter()
+        .map(|d| (d.resource.clone(), d.reason.clone()))
+        .collect();
+    dropped.sort();
+    assert_eq!(
+        dropped,
+        [
+            (
+                "Condition/c".to_owned(),
+                "a \"Condition\" in a Observation search".to_owned()
+            ),
+            (
+                "Observation/lab".to_owned(),
+                "it does not satisfy the search or the caller's access".to_owned()
+            ),
+            (
+                "Observation/theirs".to_owned(),
+                "it is not in the patient's compartment".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(
+        observation_searches.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    // A patient the source does not know is never searched for.
+    let stranger = CompartmentPatient {
+        id: "hc-9",
+        cpr: "0909909999",
+    };
+    let answer = search_source(&source, &index, &query, stranger)
+        .await
+        .unwrap();
+    assert!(answer.resources.is_empty());
+    assert_eq!(
+        observation_searches.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }

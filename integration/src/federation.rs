@@ -1,0 +1,249 @@
+//! One upstream source's part of a search in a patient's compartment.
+//!
+//! The patient is found at the source by CPR number ([`PatientIndex`]); the search is sent
+//! with the patient translated to the source's id and with every filter the source declares
+//! it can search and that can be passed on exactly (tokens, URIs, string prefixes); what comes
+//! back is renamed into healthcloud's namespace (ids `<source>.<id>`, references rewritten so
+//! they resolve through healthcloud, the patient reference to the healthcloud patient,
+//! `meta.source` naming the source) and then held, resource by resource, to the search's
+//! filters, the policy's constraints and the patient's compartment by the store's own rules
+//! ([`evaluate::satisfies`]). Whatever fails any of them is dropped and said in
+//! [`SourceAnswer::dropped`]: a source that ignores a parameter, cannot express a scope's
+//! restriction or sends another patient's data leaks nothing.
+//!
+//! Consent is the caller's to check before any source is asked.
+
+use serde_json::Value;
+
+use crate::evaluate::satisfies;
+use crate::params::{self, ParamKind};
+use crate::patient_index::{IdentityError, PatientIndex};
+use crate::query::{Filter, Match, SearchQuery, Value as QueryValue};
+use crate::store::Quantifier;
+use crate::upstream::{Upstream, UpstreamCapabilities};
+
+/// The most resources asked of one source for one search.
+pub const MAX_RESULTS_PER_SOURCE: usize = 1000;
+
+/// A source as federation uses it: its client and what it declared it serves.
+#[derive(Debug, Clone)]
+pub struct FederatedSource {
+    /// Its FHIR API.
+    pub upstream: Upstream,
+    /// Its CapabilityStatement, as last read.
+    pub capabilities: UpstreamCapabilities,
+}
+
+/// The healthcloud patient whose compartment is searched.
+#[derive(Debug, Clone, Copy)]
+pub struct CompartmentPatient<'a> {
+    /// Healthcloud's id of the patient.
+    pub id: &'a str,
+    /// The patient's CPR number, by which sources know them.
+    pub cpr: &'a str,
+}
+
+/// What one source contributed to a search.
+#[derive(Debug, Default)]
+pub struct SourceAnswer {
+    /// The resources that passed every check, renamed into healthcloud's namespace.
+    pub resources: Vec<Value>,
+    /// Resources the source sent that were not returned, and why (for the security log).
+    pub dropped: Vec<Dropped>,
+    /// Whether the source had more than [`MAX_RESULTS_PER_SOURCE`] matches.
+    pub truncated: bool,
+}
+
+/// A resource a source sent that did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    /// `Type/id` as the source named it.
+    pub resource: String,
+    /// Why it was not returned.
+    pub reason: String,
+}
+
+/// The `meta.source` of a resource read from source `name`.
+pub fn origin(name: &str) -> String {
+    format!("urn:healthcloud:source:{name}")
+}
+
+/// Source `source`'s part of `query` in `patient`'s compartment.
+pub async fn search_source(
+    source: &FederatedSource,
+    index: &PatientIndex,
+    query: &SearchQuery,
+    patient: CompartmentPatient<'_>,
+) -> Result<SourceAnswer, IdentityError> {
+    let name = source.upstream.name();
+    let resource_type = query.type_def.name;
+    // A patient's own record (demographics) is the home record's; sources add clinical data.
+    if resource_type == "Patient" || !source.capabilities.types.contains_key(resource_type) {
+        return Ok(SourceAnswer::default());
+    }
+    let Some(source_patient) = index
+        .at_source(&source.upstream, patient.id, patient.cpr)
+        .await?
+    else {
+        return Ok(SourceAnswer::default());
+    };
+    let mut parameters = vec![("patient".to_owned(), format!("Patient/{source_patient}"))];
+    let pushed = query.filters.iter().chain(
+        // A group of one alternative must hold as a whole; several alternatives are ORed
+        // and are only applied here.
+        query
+            .constraints
+            .groups
+            .iter()
+            .filter(|group| group.len() == 1)
+            .flat_map(|group| group[0].filters.iter()),
+    );
+    for filter in pushed {
+        if let Some((parameter, value)) = pushed_down(filter)
+            && source.capabilities.searches(
+                resource_type,
+                parameter.split(':').next().unwrap_or_default(),
+            )
+        {
+            parameters.push((parameter, value));
+        }
+    }
+    parameters.push(("_count".into(), MAX_RESULTS_PER_SOURCE.to_string()));
+    let bundle = source.upstream.search(resource_type, &parameters).await?;
+
+    let mut answer = SourceAnswer {
+        truncated: bundle["link"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|link| link["relation"] == "next"),
+        ..SourceAnswer::default()
+    };
+    let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+    for entry in entries {
+        if entry["search"]["mode"] == "outcome" || entry["search"]["mode"] == "include" {
+            continue;
+        }
+        let mut resource = entry["resource"].clone();
+        let named = format!(
+            "{}/{}",
+            resource["resourceType"].as_str().unwrap_or("?"),
+            resource["id"].as_str().unwrap_or("?")
+        );
+        match admit(name, &mut resource, query, &source_patient, patient.id) {
+            Ok(()) => answer.resources.push(resource),
+            Err(reason) => answer.dropped.push(Dropped {
+                resource: named,
+                reason,
+            }),
+        }
+    }
+    Ok(answer)
+}
+
+/// Renames `resource` from source `name` into healthcloud's namespace and holds it to
+/// `query`, its constraints and the patient's compartment; why not, when it fails.
+fn admit(
+    name: &str,
+    resource: &mut Value,
+    query: &SearchQuery,
+    source_patient: &str,
+    patient: &str,
+) -> Result<(), String> {
+    let resource_type = query.type_def.name;
+    if resource["resourceType"] != resource_type {
+        return Err(format!(
+            "a {} in a {resource_type} search",
+            resource["resourceType"]
+        ));
+    }
+    let id = resource["id"].as_str().ok_or("it has no id")?.to_owned();
+    let renamed = format!("{name}.{id}");
+    if !healthcloud_platform::auth::is_fhir_id(&id)
+        || !healthcloud_platform::auth::is_fhir_id(&renamed)
+    {
+        return Err("its id cannot be named through healthcloud".into());
+    }
+    rewrite_references(resource, name, source_patient, patient);
+    resource["id"] = Value::String(renamed.clone());
+    // Whatever the source said its meta was, healthcloud says where the resource came from.
+    if !resource["meta"].is_object() {
+        resource["meta"] = Value::Object(serde_json::Map::new());
+    }
+    resource["meta"]["source"] = Value::String(origin(name));
+    let rows = params::index(resource_type, &renamed, resource)
+        .map_err(|e| format!("it cannot be indexed: {e}"))?;
+    if rows.patient_id.as_deref() != Some(patient) {
+        return Err("it is not in the patient's compartment".into());
+    }
+    if !satisfies(query, &renamed, &rows, Quantifier::Any) {
+        return Err("it does not satisfy the search or the caller's access".into());
+    }
+    Ok(())
+}
+
+/// Rewrites every literal reference in `value` so it resolves through healthcloud: the
+/// source's patient to the healthcloud patient, any other `Type/id` to `Type/<source>.<id>`.
+/// References to anything else (absolute URLs elsewhere, contained `#…`) are left as they are.
+fn rewrite_references(value: &mut Value, name: &str, source_patient: &str, patient: &str) {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object.iter_mut() {
+                if key == "reference"
+                    && let Value::String(reference) = child
+                    && let Some((resource_type, id)) = params::split_reference(reference)
+                    && !reference.contains("://")
+                {
+                    *reference = if resource_type == "Patient" && id == source_patient {
+                        format!("Patient/{patient}")
+                    } else {
+                        format!("{resource_type}/{name}.{id}")
+                    };
+                } else {
+                    rewrite_references(child, name, source_patient, patient);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                rewrite_references(item, name, source_patient, patient);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `filter` as a query parameter a source applies exactly as the store would, or `None`
+/// (then it is only applied here). Only values that mean the same on any FHIR server are
+/// passed on: tokens, URIs and string prefixes; references name healthcloud's ids and dates
+/// are left to [`satisfies`].
+fn pushed_down(filter: &Filter) -> Option<(String, String)> {
+    let Filter::Param { def, mode, values } = filter else {
+        return None;
+    };
+    if *mode != Match::Prefix {
+        return None;
+    }
+    let rendered: Option<Vec<String>> = values
+        .iter()
+        .map(|value| match (def.kind, value) {
+            (ParamKind::Token, QueryValue::Token { system, code }) => Some(format!(
+                "{}{}",
+                system
+                    .as_deref()
+                    .map(|s| format!("{s}|"))
+                    .unwrap_or_default(),
+                code.as_deref().unwrap_or_default()
+            )),
+            (ParamKind::Uri, QueryValue::Uri(uri)) => Some(uri.clone()),
+            (ParamKind::String, QueryValue::Text(text)) => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    let rendered = rendered?;
+    // A comma inside a value would split it into alternatives at the source.
+    if rendered.iter().any(|v| v.contains(',') || v.is_empty()) {
+        return None;
+    }
+    Some((def.name.to_owned(), rendered.join(",")))
+}
