@@ -78,7 +78,9 @@ pub async fn search_source(
     let name = source.upstream.name();
     let resource_type = query.type_def.name;
     // A patient's own record (demographics) is the home record's; sources add clinical data.
-    if resource_type == "Patient" || !source.capabilities.types.contains_key(resource_type) {
+    // A source that cannot search the type by patient is not asked: ignoring the parameter, it
+    // would send everyone's data.
+    if resource_type == "Patient" || !source.capabilities.searches(resource_type, "patient") {
         return Ok(SourceAnswer::default());
     }
     let Some(source_patient) = index
@@ -130,7 +132,13 @@ pub async fn search_source(
             resource["resourceType"].as_str().unwrap_or("?"),
             resource["id"].as_str().unwrap_or("?")
         );
-        match admit(name, &mut resource, query, &source_patient, patient.id) {
+        let names = Names {
+            source: name,
+            base: source.upstream.base().as_str().trim_end_matches('/'),
+            source_patient: &source_patient,
+            patient: patient.id,
+        };
+        match admit(&names, &mut resource, query) {
             Ok(()) => answer.resources.push(resource),
             Err(reason) => answer.dropped.push(Dropped {
                 resource: named,
@@ -141,15 +149,23 @@ pub async fn search_source(
     Ok(answer)
 }
 
-/// Renames `resource` from source `name` into healthcloud's namespace and holds it to
-/// `query`, its constraints and the patient's compartment; why not, when it fails.
-fn admit(
-    name: &str,
-    resource: &mut Value,
-    query: &SearchQuery,
-    source_patient: &str,
-    patient: &str,
-) -> Result<(), String> {
+/// How a source's names become healthcloud's.
+struct Names<'a> {
+    /// The source's name, the prefix of its resources' ids here.
+    source: &'a str,
+    /// Its FHIR base URL, without a trailing `/`: absolute references under it are its own.
+    base: &'a str,
+    /// The patient's id at the source.
+    source_patient: &'a str,
+    /// The patient's id here.
+    patient: &'a str,
+}
+
+/// Renames `resource` from a source into healthcloud's namespace and holds it to `query`,
+/// its constraints and the patient's compartment; why not, when it fails.
+fn admit(names: &Names<'_>, resource: &mut Value, query: &SearchQuery) -> Result<(), String> {
+    let name = names.source;
+    let patient = names.patient;
     let resource_type = query.type_def.name;
     if resource["resourceType"] != resource_type {
         return Err(format!(
@@ -164,7 +180,7 @@ fn admit(
     {
         return Err("its id cannot be named through healthcloud".into());
     }
-    rewrite_references(resource, name, source_patient, patient);
+    rewrite_references(resource, names);
     resource["id"] = Value::String(renamed.clone());
     // Whatever the source said its meta was, healthcloud says where the resource came from.
     if !resource["meta"].is_object() {
@@ -183,30 +199,35 @@ fn admit(
 }
 
 /// Rewrites every literal reference in `value` so it resolves through healthcloud: the
-/// source's patient to the healthcloud patient, any other `Type/id` to `Type/<source>.<id>`.
-/// References to anything else (absolute URLs elsewhere, contained `#…`) are left as they are.
-fn rewrite_references(value: &mut Value, name: &str, source_patient: &str, patient: &str) {
+/// source's patient to the healthcloud patient, any other `Type/id` of the source (relative,
+/// or absolute under its base) to `Type/<source>.<id>`. References to anything else (absolute
+/// URLs elsewhere, contained `#…`) are left as they are.
+fn rewrite_references(value: &mut Value, names: &Names<'_>) {
     match value {
         Value::Object(object) => {
             for (key, child) in object.iter_mut() {
                 if key == "reference"
                     && let Value::String(reference) = child
-                    && let Some((resource_type, id)) = params::split_reference(reference)
-                    && !reference.contains("://")
                 {
-                    *reference = if resource_type == "Patient" && id == source_patient {
-                        format!("Patient/{patient}")
-                    } else {
-                        format!("{resource_type}/{name}.{id}")
+                    let relative = match reference.strip_prefix(names.base) {
+                        Some(rest) => rest.strip_prefix('/'),
+                        None => (!reference.contains("://")).then_some(reference.as_str()),
                     };
+                    if let Some((resource_type, id)) = relative.and_then(params::split_reference) {
+                        *reference = if resource_type == "Patient" && id == names.source_patient {
+                            format!("Patient/{}", names.patient)
+                        } else {
+                            format!("{resource_type}/{}.{id}", names.source)
+                        };
+                    }
                 } else {
-                    rewrite_references(child, name, source_patient, patient);
+                    rewrite_references(child, names);
                 }
             }
         }
         Value::Array(items) => {
             for item in items {
-                rewrite_references(item, name, source_patient, patient);
+                rewrite_references(item, names);
             }
         }
         _ => {}

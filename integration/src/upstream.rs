@@ -185,6 +185,11 @@ impl Upstream {
         &self.config.name
     }
 
+    /// The source's FHIR base URL.
+    pub fn base(&self) -> &Url {
+        &self.config.base
+    }
+
     /// What the source declares it serves: `GET [base]/metadata`.
     pub async fn capabilities(&self) -> Result<UpstreamCapabilities, UpstreamError> {
         let statement = self

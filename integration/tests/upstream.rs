@@ -546,11 +546,17 @@ async fn a_source_that_ignores_the_query_leaks_no_other_patient_and_nothing_outs
                 )
                 .route(
                     "/fhir/Observation",
-                    get(move || {
+                    get(move |headers: axum::http::HeaderMap| {
                         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        async {
+                        // The same patient named absolutely, under the source's own base.
+                        let host = headers["host"].to_str().unwrap().to_owned();
+                        let mut absolute = observation("mine-absolute", "src-1", "vital-signs");
+                        absolute["subject"]["reference"] =
+                            json!(format!("http://{host}/fhir/Patient/src-1"));
+                        async move {
                             let mut bundle = searchset(vec![
                                 observation("mine", "src-1", "vital-signs"),
+                                absolute,
                                 observation("lab", "src-1", "laboratory"),
                                 observation("theirs", "src-2", "vital-signs"),
                                 json!({"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/src-1"}}),
@@ -574,8 +580,9 @@ async fn a_source_that_ignores_the_query_leaks_no_other_patient_and_nothing_outs
         .iter()
         .map(|r| r["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["gp.mine"]);
+    assert_eq!(ids, ["gp.mine", "gp.mine-absolute"]);
     assert_eq!(answer.resources[0]["subject"]["reference"], "Patient/hc-1");
+    assert_eq!(answer.resources[1]["subject"]["reference"], "Patient/hc-1");
     assert_eq!(
         answer.resources[0]["encounter"]["reference"],
         "Encounter/gp.enc-7"
@@ -603,6 +610,21 @@ async fn a_source_that_ignores_the_query_leaks_no_other_patient_and_nothing_outs
             ),
         ]
     );
+    assert_eq!(
+        observation_searches.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    // A source that cannot search the type by patient is never asked for it.
+    let mut undeclared = source.clone();
+    undeclared.capabilities.types.insert(
+        "Observation".into(),
+        ["code", "category"].map(String::from).into(),
+    );
+    let answer = search_source(&undeclared, &index, &query, HC)
+        .await
+        .unwrap();
+    assert!(answer.resources.is_empty() && answer.dropped.is_empty());
     assert_eq!(
         observation_searches.load(std::sync::atomic::Ordering::SeqCst),
         1
