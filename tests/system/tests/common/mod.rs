@@ -4,8 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -261,24 +260,11 @@ pub fn multipart_tail(component: &[u8]) -> Vec<u8> {
     body
 }
 
-fn repository() -> &'static Path {
-    // This crate is tests/system.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-}
-
 /// The example app `name`: its manifest and its component, built from source once per test
-/// binary.
+/// binary (by the runtime's harness).
 pub fn example_app(name: &str) -> (Manifest, Vec<u8>) {
-    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
-    let built =
-        BUILT.get_or_init(|| healthcloud_guestbuild::build_for_tests(repository(), "example-apps"));
-    let dir = repository().join("example-apps").join(name);
-    let manifest =
-        Manifest::parse(&std::fs::read_to_string(dir.join("healthcloud.toml")).unwrap()).unwrap();
-    (manifest, std::fs::read(&built[name]).unwrap())
+    let (manifest, component) = healthcloud_runtime::testing::example_app(name);
+    (Manifest::parse(&manifest).unwrap(), component)
 }
 
 /// `hello`'s component under another publisher, id and version.
