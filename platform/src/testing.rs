@@ -27,3 +27,24 @@ pub async fn postgres_database(prefix: &str) -> Option<String> {
     let (base, _) = admin_url.rsplit_once('/').expect("a database URL");
     Some(format!("{base}/{name}"))
 }
+
+/// Replays the committed fuzz corpus `fuzz/corpus/<target>/` (seed inputs and every crash the
+/// fuzzer found) through `body`, the function the `cargo fuzz` target runs, naming the file
+/// that panics: a fixed crash stays fixed without a fuzzer in CI.
+pub fn replay_fuzz_corpus(target: &str, body: fn(&[u8])) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read the corpus {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a corpus entry").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "the corpus {} is empty", dir.display());
+    for file in files {
+        let input = std::fs::read(&file).expect("a readable corpus file");
+        if std::panic::catch_unwind(|| body(&input)).is_err() {
+            panic!("fuzz target '{target}' panics on {}", file.display());
+        }
+    }
+}
