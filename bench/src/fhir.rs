@@ -585,6 +585,7 @@ async fn audit_probe(
             query: Some("patient=…&code=…&_sort=-date"),
             patient: Some(&patient.id),
             denied: None,
+            sources: &[],
         };
         let event = Prepared::new(
             "AuditEvent",

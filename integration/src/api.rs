@@ -14,12 +14,13 @@ use healthcloud_platform::scope::Interaction;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use crate::audit::SOURCE_SYSTEM;
 use crate::error::FhirError;
 use crate::params::TYPES;
 use crate::policy::AccessContext;
 use crate::query::MAX_OFFSET;
 use crate::service::{FhirService, Written};
-use crate::store::StoredResource;
+use crate::store::{Incomplete, StoredResource};
 
 /// Settings of the FHIR API.
 #[derive(Debug, Clone)]
@@ -239,21 +240,31 @@ async fn search(
         .map(|r| RawValue::from_string(r.content.clone()))
         .collect::<Result<_, _>>()
         .map_err(|e| FhirError::Internal(e.into()))?;
+    let mut entry: Vec<Entry<'_>> = page
+        .resources
+        .iter()
+        .zip(&raw)
+        .map(|(r, content)| Entry {
+            full_url: Some(format!("{base}/{resource_type}/{}", r.id)),
+            resource: content,
+            search: SearchMode { mode: "match" },
+        })
+        .collect();
+    // A partial answer says so, source by source, in an outcome entry.
+    let outcome = incomplete_outcome(&page.incomplete)?;
+    if let Some(outcome) = &outcome {
+        entry.push(Entry {
+            full_url: None,
+            resource: outcome,
+            search: SearchMode { mode: "outcome" },
+        });
+    }
     let bundle = Bundle {
         resource_type: "Bundle",
         kind: "searchset",
         total: page.total,
         link: links,
-        entry: page
-            .resources
-            .iter()
-            .zip(&raw)
-            .map(|(r, content)| Entry {
-                full_url: format!("{base}/{resource_type}/{}", r.id),
-                resource: content,
-                search: SearchMode { mode: "match" },
-            })
-            .collect(),
+        entry,
     };
     let body = serde_json::to_string(&bundle).map_err(|e| FhirError::Internal(e.into()))?;
     Ok(fhir_json(StatusCode::OK, body))
@@ -272,10 +283,36 @@ struct Bundle<'a> {
     entry: Vec<Entry<'a>>,
 }
 
+/// The OperationOutcome of a partial answer: one warning per missing part, naming its source
+/// (`details.coding`, system `urn:healthcloud:source`) and what happened.
+fn incomplete_outcome(incomplete: &[Incomplete]) -> Result<Option<Box<RawValue>>, FhirError> {
+    if incomplete.is_empty() {
+        return Ok(None);
+    }
+    let issues: Vec<Value> = incomplete
+        .iter()
+        .map(|missing| {
+            json!({
+                "severity": "warning",
+                "code": missing.code,
+                "details": {
+                    "coding": [{"system": SOURCE_SYSTEM, "code": missing.source}],
+                    "text": format!("partial answer: source '{}' is missing", missing.source)
+                },
+                "diagnostics": missing.diagnostics,
+            })
+        })
+        .collect();
+    let outcome = json!({"resourceType": "OperationOutcome", "issue": issues});
+    RawValue::from_string(outcome.to_string())
+        .map(Some)
+        .map_err(|e| FhirError::Internal(e.into()))
+}
+
 #[derive(serde::Serialize)]
 struct Entry<'a> {
-    #[serde(rename = "fullUrl")]
-    full_url: String,
+    #[serde(rename = "fullUrl", skip_serializing_if = "Option::is_none")]
+    full_url: Option<String>,
     resource: &'a RawValue,
     search: SearchMode,
 }

@@ -25,7 +25,12 @@ pub struct AuditRecord<'a> {
     pub patient: Option<&'a str>,
     /// `None` when allowed, else why it was refused.
     pub denied: Option<String>,
+    /// The upstream sources asked, each with what it returned (`returned 3`, `failed: …`).
+    pub sources: &'a [(String, String)],
 }
+
+/// The identifier system naming a source in an AuditEvent's entities.
+pub const SOURCE_SYSTEM: &str = "urn:healthcloud:source";
 
 const EXT: &str = "https://healthcloud.example/fhir/StructureDefinition";
 
@@ -75,6 +80,14 @@ pub fn audit_event(record: &AuditRecord<'_>, now: i64) -> Value {
         data["query"] = json!(base64::engine::general_purpose::STANDARD.encode(query));
     }
     entities.push(data);
+    for (source, returned) in record.sources {
+        entities.push(json!({
+            "what": {"identifier": {"system": SOURCE_SYSTEM, "value": source}},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
+            "name": format!("source {source}"),
+            "description": returned
+        }));
+    }
     let mut event = json!({
         "resourceType": "AuditEvent",
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},

@@ -13,10 +13,12 @@
 //!
 //! Consent is the caller's to check before any source is asked.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::Value;
 
 use crate::evaluate::satisfies;
-use crate::params::{self, ParamKind};
+use crate::params::{self, IndexRows, ParamKind};
 use crate::patient_index::{IdentityError, PatientIndex};
 use crate::query::{Filter, Match, SearchQuery, Value as QueryValue};
 use crate::store::Quantifier;
@@ -43,15 +45,29 @@ pub struct CompartmentPatient<'a> {
     pub cpr: &'a str,
 }
 
+/// A resource from a source, renamed into healthcloud's namespace, with its index.
+#[derive(Debug, Clone)]
+pub struct Renamed {
+    /// The resource as healthcloud serves it.
+    pub resource: Value,
+    /// Its id here, `<source>.<id at the source>`.
+    pub id: String,
+    /// Its index rows, as the embedded store would keep them.
+    pub rows: IndexRows,
+}
+
 /// What one source contributed to a search.
 #[derive(Debug, Default)]
 pub struct SourceAnswer {
     /// The resources that passed every check, renamed into healthcloud's namespace.
-    pub resources: Vec<Value>,
+    pub resources: Vec<Renamed>,
     /// Resources the source sent that were not returned, and why (for the security log).
     pub dropped: Vec<Dropped>,
     /// Whether the source had more than [`MAX_RESULTS_PER_SOURCE`] matches.
     pub truncated: bool,
+    /// Whether the search was sent: not when the source cannot search the type by patient
+    /// or holds no such patient.
+    pub searched: bool,
 }
 
 /// A resource a source sent that did not pass.
@@ -114,12 +130,19 @@ pub async fn search_source(
     let bundle = source.upstream.search(resource_type, &parameters).await?;
 
     let mut answer = SourceAnswer {
+        searched: true,
         truncated: bundle["link"]
             .as_array()
             .into_iter()
             .flatten()
             .any(|link| link["relation"] == "next"),
         ..SourceAnswer::default()
+    };
+    let patients = BTreeMap::from([(source_patient.clone(), patient.id.to_owned())]);
+    let names = Names {
+        source: name,
+        base: source.upstream.base().as_str().trim_end_matches('/'),
+        patients: &patients,
     };
     let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
     for entry in entries {
@@ -132,14 +155,8 @@ pub async fn search_source(
             resource["resourceType"].as_str().unwrap_or("?"),
             resource["id"].as_str().unwrap_or("?")
         );
-        let names = Names {
-            source: name,
-            base: source.upstream.base().as_str().trim_end_matches('/'),
-            source_patient: &source_patient,
-            patient: patient.id,
-        };
-        match admit(&names, &mut resource, query) {
-            Ok(()) => answer.resources.push(resource),
+        match admit(&names, &mut resource, query, patient.id) {
+            Ok((id, rows)) => answer.resources.push(Renamed { resource, id, rows }),
             Err(reason) => answer.dropped.push(Dropped {
                 resource: named,
                 reason,
@@ -149,27 +166,103 @@ pub async fn search_source(
     Ok(answer)
 }
 
+/// Resource `resource_type`/`id` read from `source`, renamed into healthcloud's namespace:
+/// `None` when the source has no such resource. Its patient references resolve to the
+/// healthcloud patients the index matched; one the index never matched stays the source's
+/// (`Patient/<source>.<id>`), in no healthcloud patient's compartment.
+pub async fn read_source(
+    source: &Upstream,
+    index: &PatientIndex,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<Renamed>, ReadError> {
+    let Some(mut resource) = source.read(resource_type, id).await? else {
+        return Ok(None);
+    };
+    let base = source.base().as_str().trim_end_matches('/');
+    let mut patients = BTreeMap::new();
+    for source_patient in patient_references(&mut resource, base) {
+        if let Some(patient) = index.patient_of(source.name(), &source_patient).await? {
+            patients.insert(source_patient, patient);
+        }
+    }
+    let names = Names {
+        source: source.name(),
+        base,
+        patients: &patients,
+    };
+    let (id, rows) = rename(&names, &mut resource, resource_type).map_err(|reason| {
+        ReadError::Upstream(crate::upstream::UpstreamError::NotFhir {
+            source_name: source.name().to_owned(),
+            expected: "a resource healthcloud can serve",
+            reason,
+        })
+    })?;
+    Ok(Some(Renamed { resource, id, rows }))
+}
+
+/// Why a resource could not be read from a source.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The source could not be asked, or answered something unusable.
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
+    /// The patient index could not be read.
+    #[error("the patient index could not be read: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
 /// How a source's names become healthcloud's.
 struct Names<'a> {
     /// The source's name, the prefix of its resources' ids here.
     source: &'a str,
     /// Its FHIR base URL, without a trailing `/`: absolute references under it are its own.
     base: &'a str,
-    /// The patient's id at the source.
-    source_patient: &'a str,
-    /// The patient's id here.
-    patient: &'a str,
+    /// The source's patient ids the index matched → healthcloud's patient ids.
+    patients: &'a BTreeMap<String, String>,
 }
 
-/// Renames `resource` from a source into healthcloud's namespace and holds it to `query`,
-/// its constraints and the patient's compartment; why not, when it fails.
-fn admit(names: &Names<'_>, resource: &mut Value, query: &SearchQuery) -> Result<(), String> {
+impl Names<'_> {
+    /// `reference` as the source's `Type/id`, when it points into the source (relative, or
+    /// absolute under its base).
+    fn at_source(&self, reference: &str) -> Option<(String, String)> {
+        let relative = match reference.strip_prefix(self.base) {
+            Some(rest) => rest.strip_prefix('/'),
+            None => (!reference.contains("://")).then_some(reference),
+        };
+        relative.and_then(params::split_reference)
+    }
+}
+
+/// Renames `resource` from a source into healthcloud's namespace, holds it to `query`, its
+/// constraints and `patient`'s compartment; its id and index, or why it fails.
+fn admit(
+    names: &Names<'_>,
+    resource: &mut Value,
+    query: &SearchQuery,
+    patient: &str,
+) -> Result<(String, IndexRows), String> {
+    let (id, rows) = rename(names, resource, query.type_def.name)?;
+    if rows.patient_id.as_deref() != Some(patient) {
+        return Err("it is not in the patient's compartment".into());
+    }
+    if !satisfies(query, &id, &rows, Quantifier::Any) {
+        return Err("it does not satisfy the search or the caller's access".into());
+    }
+    Ok((id, rows))
+}
+
+/// Renames `resource`, which should be a `resource_type`, from a source into healthcloud's
+/// namespace (id, references, `meta.source`) and indexes it; why not, when it cannot be.
+fn rename(
+    names: &Names<'_>,
+    resource: &mut Value,
+    resource_type: &str,
+) -> Result<(String, IndexRows), String> {
     let name = names.source;
-    let patient = names.patient;
-    let resource_type = query.type_def.name;
     if resource["resourceType"] != resource_type {
         return Err(format!(
-            "a {} in a {resource_type} search",
+            "its type is {}, not {resource_type}",
             resource["resourceType"]
         ));
     }
@@ -189,47 +282,56 @@ fn admit(names: &Names<'_>, resource: &mut Value, query: &SearchQuery) -> Result
     resource["meta"]["source"] = Value::String(origin(name));
     let rows = params::index(resource_type, &renamed, resource)
         .map_err(|e| format!("it cannot be indexed: {e}"))?;
-    if rows.patient_id.as_deref() != Some(patient) {
-        return Err("it is not in the patient's compartment".into());
-    }
-    if !satisfies(query, &renamed, &rows, Quantifier::Any) {
-        return Err("it does not satisfy the search or the caller's access".into());
-    }
-    Ok(())
+    Ok((renamed, rows))
 }
 
-/// Rewrites every literal reference in `value` so it resolves through healthcloud: the
-/// source's patient to the healthcloud patient, any other `Type/id` of the source (relative,
-/// or absolute under its base) to `Type/<source>.<id>`. References to anything else (absolute
-/// URLs elsewhere, contained `#…`) are left as they are.
-fn rewrite_references(value: &mut Value, names: &Names<'_>) {
+/// The source's ids of the patients `resource` references.
+fn patient_references(resource: &mut Value, base: &str) -> BTreeSet<String> {
+    let names = Names {
+        source: "",
+        base,
+        patients: &BTreeMap::new(),
+    };
+    let mut found = BTreeSet::new();
+    for_each_reference(resource, &mut |reference| {
+        if let Some((resource_type, id)) = names.at_source(reference)
+            && resource_type == "Patient"
+        {
+            found.insert(id);
+        }
+    });
+    found
+}
+
+/// Rewrites every literal reference in `resource` so it resolves through healthcloud: a
+/// patient the index matched to the healthcloud patient, any other `Type/id` of the source
+/// (relative, or absolute under its base) to `Type/<source>.<id>`. References to anything
+/// else (absolute URLs elsewhere, contained `#…`) are left as they are.
+fn rewrite_references(resource: &mut Value, names: &Names<'_>) {
+    for_each_reference(resource, &mut |reference| {
+        if let Some((resource_type, id)) = names.at_source(reference) {
+            *reference = match names.patients.get(&id) {
+                Some(patient) if resource_type == "Patient" => format!("Patient/{patient}"),
+                _ => format!("{resource_type}/{}.{id}", names.source),
+            };
+        }
+    });
+}
+
+/// Calls `f` with every literal `reference` string in `value`.
+fn for_each_reference(value: &mut Value, f: &mut impl FnMut(&mut String)) {
     match value {
         Value::Object(object) => {
             for (key, child) in object.iter_mut() {
-                if key == "reference"
-                    && let Value::String(reference) = child
-                {
-                    let relative = match reference.strip_prefix(names.base) {
-                        Some(rest) => rest.strip_prefix('/'),
-                        None => (!reference.contains("://")).then_some(reference.as_str()),
-                    };
-                    if let Some((resource_type, id)) = relative.and_then(params::split_reference) {
-                        *reference = if resource_type == "Patient" && id == names.source_patient {
-                            format!("Patient/{}", names.patient)
-                        } else {
-                            format!("{resource_type}/{}.{id}", names.source)
-                        };
-                    }
-                } else {
-                    rewrite_references(child, names);
+                match (key.as_str(), child) {
+                    ("reference", Value::String(reference)) => f(reference),
+                    (_, child) => for_each_reference(child, f),
                 }
             }
         }
-        Value::Array(items) => {
-            for item in items {
-                rewrite_references(item, names);
-            }
-        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| for_each_reference(item, f)),
         _ => {}
     }
 }

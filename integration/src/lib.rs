@@ -9,7 +9,10 @@
 //!   runtime both call it.
 //! - [`store::EmbeddedStore`] keeps resources as JSON with search-index rows on SQLite
 //!   (default) or PostgreSQL (the platform's database, brought to this crate's schema by
-//!   [`open_database`]); [`source::Source`] is the seam for upstream systems.
+//!   [`open_database`]): the home of the data the platform itself holds.
+//! - [`sources::Sources`] are the organizations' own FHIR servers ([`upstream`]), read through
+//!   for each patient's compartment ([`federation`]), patients matched by CPR number
+//!   ([`patient_index`]); nothing they hold is copied.
 //! - Tokens, scopes and the database itself are the platform's (`healthcloud_platform`),
 //!   shared with the app cloud and the store.
 //! - [`import`] loads FHIR Bundles, and synthetic patients from `healthcloud-synth`.
@@ -48,7 +51,7 @@ pub mod query;
 pub mod ratelimit;
 pub mod security;
 pub mod service;
-pub mod source;
+pub mod sources;
 pub mod store;
 pub mod upstream;
 pub mod validate;

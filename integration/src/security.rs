@@ -27,15 +27,20 @@ pub enum SecurityKind {
     RegionAdmin,
     /// A principal refused so often that its further requests are answered 429 for a while.
     RateLimited,
+    /// An upstream source sent data that failed the caller's search or access (another
+    /// patient's, a type or category outside the scopes) and was withheld.
+    SourceWithheld,
 }
 
 impl SecurityKind {
-    /// The name stored and shown: `probe`, `region-admin` or `rate-limited`.
+    /// The name stored and shown: `probe`, `region-admin`, `rate-limited` or
+    /// `source-withheld`.
     pub fn as_str(self) -> &'static str {
         match self {
             SecurityKind::Probe => "probe",
             SecurityKind::RegionAdmin => "region-admin",
             SecurityKind::RateLimited => "rate-limited",
+            SecurityKind::SourceWithheld => "source-withheld",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! app's host call — goes through [`FhirService`], which applies the policy engine and consent,
 //! and records the access in the audit trail before answering.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use healthcloud_platform::auth::is_fhir_id;
 use healthcloud_platform::scope::{Interaction, ScopeContext};
@@ -11,14 +11,17 @@ use serde_json::Value;
 use crate::audit::{AuditRecord, audit_event};
 use crate::date;
 use crate::error::FhirError;
+use crate::evaluate::satisfies;
+use crate::federation::{CompartmentPatient, Dropped, Renamed};
 use crate::params::TypeDef;
+use crate::patient_index::{CPR_SYSTEM, PatientIndex};
 use crate::policy::{AccessContext, authorize, confined_patient};
 use crate::query::{
     Alternative, ConsentExclusion, Constraints, Filter, PageLimits, SearchQuery, Sort, served_type,
 };
 use crate::ratelimit::{RefusalLimiter, RefusalLimits, is_refusal};
 use crate::security::{SecurityEvent, SecurityKind, SecurityLog};
-use crate::source::Source;
+use crate::sources::{SourceError, SourceOutcome, Sources, split_source_id};
 use crate::store::{
     ConsentVersion, EmbeddedStore, Prepared, Quantifier, SearchPage, StoredResource,
 };
@@ -27,10 +30,11 @@ use crate::validate;
 /// Policy-checked, audited access to FHIR data.
 #[derive(Debug, Clone)]
 pub struct FhirService {
-    /// Consents, the audit trail and resources written through the API live here.
+    /// The home of the data the platform itself holds (imported data, resources written
+    /// through the API such as home measurements), consents and the audit trail.
     store: EmbeddedStore,
-    /// Where patient data is read from.
-    source: Arc<dyn Source>,
+    /// The organizations' own FHIR servers, read through for each patient's compartment.
+    sources: Sources,
     limits: PageLimits,
     /// Slows down principals refused too often (shared with the app runtime's host calls).
     refusals: RefusalLimiter,
@@ -50,13 +54,14 @@ pub struct Written {
 }
 
 impl FhirService {
-    /// A service reading patient data from the embedded store.
+    /// A service reading patient data from the embedded store, and from no source until
+    /// some are added to [`sources`](Self::sources).
     pub fn new(store: EmbeddedStore, limits: PageLimits) -> Self {
-        let source = Arc::new(store.clone());
         let security = SecurityLog::new(store.database().clone());
+        let index = PatientIndex::new(store.database().clone(), PATIENT_INDEX_MAX_AGE);
         FhirService {
+            sources: Sources::new(index),
             store,
-            source,
             limits,
             refusals: RefusalLimiter::default(),
             security,
@@ -67,6 +72,22 @@ impl FhirService {
     pub fn with_refusal_limits(mut self, limits: RefusalLimits) -> Self {
         self.refusals = RefusalLimiter::new(limits);
         self
+    }
+
+    /// The service reading through `sources` (whose patient index is in this database).
+    pub fn with_sources(mut self, sources: Sources) -> Self {
+        self.sources = sources;
+        self
+    }
+
+    /// The upstream sources read through, to add, remove and check them.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    /// The patient index the sources should match patients with: in this service's database.
+    pub fn patient_index(&self) -> PatientIndex {
+        PatientIndex::new(self.store.database().clone(), PATIENT_INDEX_MAX_AGE)
     }
 
     /// The per-principal refusal limiter, for other front doors (the region admin API).
@@ -125,15 +146,52 @@ impl FhirService {
         if !is_fhir_id(id) {
             return Err(not_found());
         }
-        let resource = self.source.read(resource_type, id).await?;
+        let groups = authorize(context, interaction, type_def);
+        let (resource, source_rows) = match self.source_of(id) {
+            Some((source, source_id)) => {
+                if interaction != Interaction::Read {
+                    return Err(FhirError::MethodNotAllowed(format!(
+                        "{resource_type}/{id} is held by source '{source}': change it in that organization's own system"
+                    )));
+                }
+                // A caller confined to one patient is held to that patient's consent before
+                // the source is asked at all.
+                if let Ok(groups) = &groups
+                    && let Some(patient) = confined_patient(groups)
+                {
+                    audit.patients = vec![patient.to_owned()];
+                    self.check_consent(context, Some(type_def), patient).await?;
+                }
+                let read = self.sources.read(source, resource_type, source_id).await;
+                let summary = match &read {
+                    Ok(Some(_)) => "returned 1".to_owned(),
+                    Ok(None) => "returned none".to_owned(),
+                    Err(error) => format!("failed: {error}"),
+                };
+                audit.sources.push((source.to_owned(), summary));
+                match read {
+                    Ok(Some(renamed)) => {
+                        let (resource, rows) = stored_from_source(renamed)?;
+                        (Some(resource), Some(rows))
+                    }
+                    Ok(None) | Err(SourceError::Unknown(_)) => (None, None),
+                    Err(SourceError::Unavailable(why)) => return Err(FhirError::Unavailable(why)),
+                    Err(SourceError::Database(error)) => return Err(error.into()),
+                }
+            }
+            None => (self.store.read(resource_type, id).await?, None),
+        };
         if let Some(resource) = &resource {
             audit.patients = resource.patient_id.iter().cloned().collect();
             audit.stored = audit.patients.clone();
         }
-        let groups = authorize(context, interaction, type_def)?;
+        let groups = groups?;
         let resource = resource.ok_or_else(not_found)?;
         let query = self.id_query(type_def, id, groups);
-        let permitted = self.source.matches(&query).await?;
+        let permitted = match &source_rows {
+            Some(rows) => satisfies(&query, id, rows, Quantifier::Any),
+            None => self.store.matches(&query).await?,
+        };
         // Outside the caller's compartment the resource does not exist for them: checked
         // before consent, so a denial cannot confirm that someone else's resource exists.
         if !permitted
@@ -261,7 +319,13 @@ impl FhirService {
             }
         };
         query.constraints = Constraints { groups, consent };
-        let page = self.source.search(&query).await?;
+        let page = match self.fan_out_patient(&query) {
+            Some(patient) => {
+                self.search_sources(context, &query, &patient, audit)
+                    .await?
+            }
+            None => self.store.search(&query).await?,
+        };
         for patient in page.resources.iter().filter_map(|r| r.patient_id.as_ref()) {
             if !audit.stored.contains(patient) {
                 audit.stored.push(patient.clone());
@@ -503,6 +567,110 @@ impl FhirService {
         self.check_consent(context, covered, patient).await
     }
 
+    /// The source holding resource `id`, and its id there, when `id` names a registered
+    /// source's resource (`<source>.<id>`).
+    fn source_of<'i>(&self, id: &'i str) -> Option<(&'i str, &'i str)> {
+        split_source_id(id).filter(|(source, _)| self.sources.contains(source))
+    }
+
+    /// The patient whose compartment a search is confined to, by the policy or by naming one
+    /// patient, when sources hold data of that kind: then the sources are asked too.
+    fn fan_out_patient(&self, query: &SearchQuery) -> Option<String> {
+        if self.sources.is_empty()
+            || !query.type_def.in_patient_compartment()
+            || query.type_def.name == "Patient"
+        {
+            return None;
+        }
+        if let Some(patient) = confined_patient(&query.constraints.groups) {
+            return Some(patient.to_owned());
+        }
+        match query.named_patients()?.as_slice() {
+            [patient] => Some(patient.clone()),
+            _ => None,
+        }
+    }
+
+    /// `query` over the embedded store and every source, in `patient`'s compartment: merged,
+    /// sorted as asked and paged. The patient's consent is checked before any source is asked.
+    async fn search_sources(
+        &self,
+        context: &AccessContext,
+        query: &SearchQuery,
+        patient: &str,
+        audit: &mut Pending<'_>,
+    ) -> Result<SearchPage, FhirError> {
+        self.check_consent(context, Some(query.type_def), patient)
+            .await?;
+        let Some(cpr) = self.cpr_of(patient).await? else {
+            // Sources know patients by CPR number; without one, only the home record has data.
+            return self.store.search(query).await;
+        };
+        // Every page is cut from the same merged order: the home store's first matches up to
+        // the end of the page and every source's matches, sorted together.
+        let mut home = query.clone();
+        home.offset = 0;
+        home.count = query.offset + query.count;
+        let compartment = CompartmentPatient {
+            id: patient,
+            cpr: &cpr,
+        };
+        let (home, reports) = tokio::join!(
+            self.store.search(&home),
+            self.sources.search(query, compartment)
+        );
+        let home = home?;
+        let mut total = home.total;
+        let mut merged = home.resources;
+        let mut incomplete = Vec::new();
+        for report in reports {
+            audit
+                .sources
+                .push((report.source.clone(), report.summary()));
+            for dropped in report.dropped() {
+                audit
+                    .withheld
+                    .push((report.source.clone(), dropped.clone()));
+            }
+            if let Some(missing) = report.incomplete() {
+                incomplete.push(missing);
+            }
+            if let SourceOutcome::Answered(answer) = report.outcome {
+                total += answer.resources.len();
+                for renamed in answer.resources {
+                    merged.push(stored_from_source(renamed)?.0);
+                }
+            }
+        }
+        sort(&mut merged, query.sort);
+        let resources = merged
+            .into_iter()
+            .skip(query.offset)
+            .take(query.count)
+            .collect();
+        Ok(SearchPage {
+            resources,
+            total,
+            incomplete,
+        })
+    }
+
+    /// The CPR number of the home record's patient `patient`, by which sources know them.
+    async fn cpr_of(&self, patient: &str) -> Result<Option<String>, FhirError> {
+        let Some(record) = self.store.read("Patient", patient).await? else {
+            return Ok(None);
+        };
+        let record: Value =
+            serde_json::from_str(&record.content).map_err(|e| FhirError::Internal(e.into()))?;
+        Ok(record["identifier"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|identifier| identifier["system"] == CPR_SYSTEM)
+            .and_then(|identifier| identifier["value"].as_str())
+            .map(str::to_owned))
+    }
+
     fn id_query(
         &self,
         type_def: &'static TypeDef,
@@ -580,6 +748,7 @@ impl FhirService {
                 query: query.as_deref(),
                 patient,
                 denied: reason.clone(),
+                sources: &audit.sources,
             };
             let id = crate::import::new_id();
             events.push(Prepared::new(
@@ -649,7 +818,7 @@ impl FhirService {
             count: ids.len(),
             ..self.id_query(served_type("Patient")?, "", Vec::new())
         };
-        let page = self.source.search(&query).await?;
+        let page = self.store.search(&query).await?;
         Ok(page.resources.into_iter().map(|r| r.id).collect())
     }
 
@@ -673,6 +842,26 @@ impl FhirService {
         let mut tx = self.store.database().begin_write().await?;
         let probed = self.write_audit(&mut tx, &audit, denied).await?;
         let principal = &audit.context.principal;
+        let mut sources: Vec<&str> = audit.withheld.iter().map(|(s, _)| s.as_str()).collect();
+        sources.dedup();
+        for source in sources {
+            let withheld: Vec<String> = (audit.withheld.iter())
+                .filter(|(s, _)| s == source)
+                .map(|(_, dropped)| format!("{} ({})", dropped.resource, dropped.reason))
+                .collect();
+            let event = SecurityEvent::new(
+                SecurityKind::SourceWithheld,
+                principal,
+                audit.context.app.as_ref(),
+                audit.describe(),
+                format!(
+                    "source '{source}' sent {} resource(s) that were withheld: {}",
+                    withheld.len(),
+                    withheld.join("; ")
+                ),
+            );
+            self.security.record_in(&mut tx.tx, &event).await?;
+        }
         if (probed || denied.is_some_and(is_refusal)) && self.refusals.charge(principal) {
             let limits = self.refusals.limits();
             let event = SecurityEvent::new(
@@ -726,6 +915,48 @@ fn stamp_writer(resource: &mut Value, context: &AccessContext) {
     {
         meta.insert("source".into(), Value::String(written_source(context)));
     }
+}
+
+/// How long a patient's match at a source is trusted before it is looked up again.
+const PATIENT_INDEX_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A resource from a source as the store's resources are handed around, and its index.
+fn stored_from_source(
+    renamed: Renamed,
+) -> Result<(StoredResource, crate::params::IndexRows), FhirError> {
+    let Renamed { resource, id, rows } = renamed;
+    let stored = StoredResource {
+        id,
+        version_id: resource["meta"]["versionId"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
+        patient_id: rows.patient_id.clone(),
+        content: serde_json::to_string(&resource).map_err(|e| FhirError::Internal(e.into()))?,
+        sort_date: rows.sort_date,
+    };
+    Ok((stored, rows))
+}
+
+/// Orders `resources` as the embedded store orders a search: by `sort`, then by id (bytes).
+fn sort(resources: &mut [StoredResource], sort: Sort) {
+    use std::cmp::Ordering;
+    // Resources without a date come last either way, as in the store's `NULLS LAST`.
+    let by_date = |a: Option<i64>, b: Option<i64>, descending: bool| match (a, b) {
+        (Some(a), Some(b)) if descending => b.cmp(&a),
+        (Some(a), Some(b)) => a.cmp(&b),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    };
+    resources.sort_by(|a, b| {
+        let first = match sort {
+            Sort::Id => Ordering::Equal,
+            Sort::DateAscending => by_date(a.sort_date, b.sort_date, false),
+            Sort::DateDescending => by_date(a.sort_date, b.sort_date, true),
+        };
+        first.then_with(|| a.id.as_bytes().cmp(b.id.as_bytes()))
+    });
 }
 
 /// Which patients' logs get an access record, and which patients it probed out of reach.
@@ -782,6 +1013,10 @@ struct Pending<'a> {
     patients: Vec<String>,
     /// Those of them whose compartment holds the data read or returned: they exist.
     stored: Vec<String>,
+    /// The sources asked, and what each returned.
+    sources: Vec<(String, String)>,
+    /// What sources sent that was withheld, by source.
+    withheld: Vec<(String, Dropped)>,
     written: bool,
 }
 
@@ -810,6 +1045,8 @@ impl<'a> Pending<'a> {
             query: None,
             patients: Vec::new(),
             stored: Vec::new(),
+            sources: Vec::new(),
+            withheld: Vec::new(),
             written: false,
         }
     }

@@ -2,7 +2,7 @@
 //! PostgreSQL. It is one [`Source`](crate::source::Source) of patient data, and also where the
 //! integration cloud keeps what it owns itself: consents and the audit trail.
 
-use healthcloud_platform::db::{Database, Sql, WriteTx};
+use healthcloud_platform::db::{Backend, Database, Sql, WriteTx};
 use serde_json::Value;
 use sqlx::Row;
 
@@ -26,6 +26,8 @@ pub struct StoredResource {
     pub patient_id: Option<String>,
     /// The resource JSON, with `id` and `meta` set.
     pub content: String,
+    /// Its primary date (epoch ms), what `_sort=date` orders by.
+    pub sort_date: Option<i64>,
 }
 
 /// One page of search results.
@@ -35,6 +37,20 @@ pub struct SearchPage {
     pub resources: Vec<StoredResource>,
     /// Matches in all.
     pub total: usize,
+    /// The parts of the answer that are missing (a source that failed); empty when complete.
+    pub incomplete: Vec<Incomplete>,
+}
+
+/// A part of a search's answer that is missing: a source that could not be asked or had more
+/// matches than were read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incomplete {
+    /// The source.
+    pub source: String,
+    /// The OperationOutcome issue code: `timeout`, `transient`, `too-costly`, `incomplete`, …
+    pub code: &'static str,
+    /// What happened, naming the source; never the source's own error body.
+    pub diagnostics: String,
 }
 
 /// A resource ready to be written: JSON with `id`/`meta` set, index rows and consent denials.
@@ -126,7 +142,7 @@ impl EmbeddedStore {
         id: &str,
     ) -> Result<Option<StoredResource>, FhirError> {
         let row = sqlx::query(
-            "SELECT id, version_id, patient_id, content FROM resources WHERE resource_type = $1 AND id = $2",
+            "SELECT id, version_id, patient_id, content, sort_date FROM resources WHERE resource_type = $1 AND id = $2",
         )
         .bind(resource_type)
         .bind(id)
@@ -171,17 +187,23 @@ impl EmbeddedStore {
             return Ok(SearchPage {
                 resources: Vec::new(),
                 total: total as usize,
+                incomplete: Vec::new(),
             });
         }
-        let mut sql = self
-            .db
-            .sql("SELECT r.id, r.version_id, r.patient_id, r.content FROM resources r");
+        let mut sql = self.db.sql(
+            "SELECT r.id, r.version_id, r.patient_id, r.content, r.sort_date FROM resources r",
+        );
         push_where(&mut sql, query, Quantifier::Any);
         sql.push(match query.sort {
             Sort::Id => " ORDER BY r.id",
             Sort::DateAscending => " ORDER BY r.sort_date ASC NULLS LAST, r.id",
             Sort::DateDescending => " ORDER BY r.sort_date DESC NULLS LAST, r.id",
         });
+        // Ids in byte order on both databases (PostgreSQL's default collation would order
+        // them by its locale), the order federated answers are merged in.
+        if self.db.backend() == Backend::Postgres {
+            sql.push(" COLLATE \"C\"");
+        }
         sql.push(" LIMIT ")
             .bind(query.count as i64)
             .push(" OFFSET ")
@@ -190,6 +212,7 @@ impl EmbeddedStore {
         Ok(SearchPage {
             resources: rows.iter().map(stored).collect(),
             total: total as usize,
+            incomplete: Vec::new(),
         })
     }
 
@@ -535,6 +558,7 @@ fn stored(row: &sqlx::any::AnyRow) -> StoredResource {
         version_id: row.get(1),
         patient_id: row.get(2),
         content: row.get(3),
+        sort_date: row.get(4),
     }
 }
 

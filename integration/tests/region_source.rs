@@ -61,14 +61,14 @@ async fn a_patients_readings_in_another_region_come_back_through_this_one() {
     assert!(!answer.resources.is_empty());
     for reading in &answer.resources {
         assert!(
-            reading["id"]
+            reading.resource["id"]
                 .as_str()
                 .unwrap()
                 .starts_with("hovedstaden.a-bp-")
         );
-        assert_eq!(reading["subject"]["reference"], "Patient/local-7");
+        assert_eq!(reading.resource["subject"]["reference"], "Patient/local-7");
         assert_eq!(
-            reading["meta"]["source"],
+            reading.resource["meta"]["source"],
             "urn:healthcloud:source:hovedstaden"
         );
     }

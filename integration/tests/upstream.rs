@@ -491,16 +491,15 @@ async fn a_sources_readings_come_back_named_through_healthcloud_in_the_patients_
     );
     let answer = search_source(&source, &index, &query, HC).await.unwrap();
     assert!(answer.dropped.is_empty(), "{:?}", answer.dropped);
-    let mut ids: Vec<&str> = answer
-        .resources
-        .iter()
-        .map(|r| r["id"].as_str().unwrap())
-        .collect();
+    let mut ids: Vec<&str> = answer.resources.iter().map(|r| r.id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, ["gp.gp-bp-1-1", "gp.gp-bp-1-2", "gp.gp-bp-1-3"]);
     for reading in &answer.resources {
-        assert_eq!(reading["subject"]["reference"], "Patient/hc-1");
-        assert_eq!(reading["meta"]["source"], "urn:healthcloud:source:gp");
+        assert_eq!(reading.resource["subject"]["reference"], "Patient/hc-1");
+        assert_eq!(
+            reading.resource["meta"]["source"],
+            "urn:healthcloud:source:gp"
+        );
     }
 
     // A scope restricted to laboratory results reaches none of the GP's vital signs.
@@ -575,16 +574,18 @@ async fn a_source_that_ignores_the_query_leaks_no_other_patient_and_nothing_outs
 
     let query = observation_query(&[], Some(("hc-1", &[("category", "vital-signs")])));
     let answer = search_source(&source, &index, &query, HC).await.unwrap();
-    let ids: Vec<&str> = answer
-        .resources
-        .iter()
-        .map(|r| r["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = answer.resources.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["gp.mine", "gp.mine-absolute"]);
-    assert_eq!(answer.resources[0]["subject"]["reference"], "Patient/hc-1");
-    assert_eq!(answer.resources[1]["subject"]["reference"], "Patient/hc-1");
     assert_eq!(
-        answer.resources[0]["encounter"]["reference"],
+        answer.resources[0].resource["subject"]["reference"],
+        "Patient/hc-1"
+    );
+    assert_eq!(
+        answer.resources[1].resource["subject"]["reference"],
+        "Patient/hc-1"
+    );
+    assert_eq!(
+        answer.resources[0].resource["encounter"]["reference"],
         "Encounter/gp.enc-7"
     );
     let mut dropped: Vec<(String, String)> = answer
@@ -598,7 +599,7 @@ async fn a_source_that_ignores_the_query_leaks_no_other_patient_and_nothing_outs
         [
             (
                 "Condition/c".to_owned(),
-                "a \"Condition\" in a Observation search".to_owned()
+                "its type is \"Condition\", not Observation".to_owned()
             ),
             (
                 "Observation/lab".to_owned(),

@@ -602,6 +602,7 @@ fn an_audit_event_reads_as_who_through_which_app_what_and_the_outcome() {
         query: Some("category=vital-signs"),
         patient: Some("p1"),
         denied: Some("access denied by the patient's consent".into()),
+        sources: &[],
     };
     let event = audit_event(&record, 1_790_000_000_000);
     let access = citizen_access(&event);
