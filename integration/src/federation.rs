@@ -168,21 +168,21 @@ pub async fn search_source(
 
 /// Resource `resource_type`/`id` read from `source`, renamed into healthcloud's namespace:
 /// `None` when the source has no such resource. Its patient references resolve to the
-/// healthcloud patients the index matched; one the index never matched stays the source's
-/// (`Patient/<source>.<id>`), in no healthcloud patient's compartment.
+/// healthcloud patients they are ([`PatientIndex::patient_at_home`]); one that is nobody
+/// here stays the source's (`Patient/<source>.<id>`), in no healthcloud patient's compartment.
 pub async fn read_source(
     source: &Upstream,
     index: &PatientIndex,
     resource_type: &str,
     id: &str,
-) -> Result<Option<Renamed>, ReadError> {
+) -> Result<Option<Renamed>, IdentityError> {
     let Some(mut resource) = source.read(resource_type, id).await? else {
         return Ok(None);
     };
     let base = source.base().as_str().trim_end_matches('/');
     let mut patients = BTreeMap::new();
     for source_patient in patient_references(&mut resource, base) {
-        if let Some(patient) = index.patient_of(source.name(), &source_patient).await? {
+        if let Some(patient) = index.patient_at_home(source, &source_patient).await? {
             patients.insert(source_patient, patient);
         }
     }
@@ -192,24 +192,13 @@ pub async fn read_source(
         patients: &patients,
     };
     let (id, rows) = rename(&names, &mut resource, resource_type).map_err(|reason| {
-        ReadError::Upstream(crate::upstream::UpstreamError::NotFhir {
+        IdentityError::Upstream(crate::upstream::UpstreamError::NotFhir {
             source_name: source.name().to_owned(),
             expected: "a resource healthcloud can serve",
             reason,
         })
     })?;
     Ok(Some(Renamed { resource, id, rows }))
-}
-
-/// Why a resource could not be read from a source.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// The source could not be asked, or answered something unusable.
-    #[error(transparent)]
-    Upstream(#[from] crate::upstream::UpstreamError),
-    /// The patient index could not be read.
-    #[error("the patient index could not be read: {0}")]
-    Database(#[from] sqlx::Error),
 }
 
 /// How a source's names become healthcloud's.

@@ -15,6 +15,9 @@ use healthcloud_platform::db::Database;
 use serde_json::Value;
 use sqlx::Row;
 
+use crate::error::FhirError;
+use crate::query::{PageLimits, SearchQuery};
+use crate::store::EmbeddedStore;
 use crate::upstream::{Upstream, UpstreamError};
 
 /// The system of Danish CPR numbers.
@@ -39,6 +42,9 @@ pub enum IdentityError {
     /// The index could not be read or written.
     #[error("the patient index could not be read or written: {0}")]
     Database(#[from] sqlx::Error),
+    /// The home records could not be searched.
+    #[error("the home records could not be searched: {0}")]
+    Home(#[from] FhirError),
 }
 
 /// The patient index in the shared database.
@@ -87,6 +93,45 @@ impl PatientIndex {
         self.remember(source.name(), patient, found.as_deref())
             .await?;
         Ok(found)
+    }
+
+    /// The healthcloud patient whom `source_patient` at `source` is: from the index, else
+    /// matched now by the CPR number on the source's Patient record against the home records
+    /// (exactly one each side, or nobody) and remembered. A resource read by id from a source
+    /// lands in the compartment of the patient its CPR number names.
+    pub async fn patient_at_home(
+        &self,
+        source: &Upstream,
+        source_patient: &str,
+    ) -> Result<Option<String>, IdentityError> {
+        if let Some(patient) = self.patient_of(source.name(), source_patient).await? {
+            return Ok(Some(patient));
+        }
+        let Some(record) = source.read("Patient", source_patient).await? else {
+            return Ok(None);
+        };
+        let numbers: Vec<&str> = record["identifier"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|identifier| identifier["system"] == CPR_SYSTEM)
+            .filter_map(|identifier| identifier["value"].as_str())
+            .collect();
+        let [cpr] = numbers.as_slice() else {
+            return Ok(None);
+        };
+        let query = SearchQuery::parse(
+            "Patient",
+            &[("identifier".into(), format!("{CPR_SYSTEM}|{cpr}"))],
+            PageLimits::default(),
+        )?;
+        let home = EmbeddedStore::new(self.db.clone()).search(&query).await?;
+        let [patient] = home.resources.as_slice() else {
+            return Ok(None);
+        };
+        self.remember(source.name(), &patient.id, Some(source_patient))
+            .await?;
+        Ok(Some(patient.id.clone()))
     }
 
     /// The healthcloud patient whom `source_patient` at `source` is, if the index matched one.

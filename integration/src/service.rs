@@ -176,7 +176,9 @@ impl FhirService {
                     }
                     Ok(None) | Err(SourceError::Unknown(_)) => (None, None),
                     Err(SourceError::Unavailable(why)) => return Err(FhirError::Unavailable(why)),
-                    Err(SourceError::Database(error)) => return Err(error.into()),
+                    Err(SourceError::Home(error)) => {
+                        return Err(FhirError::Internal(anyhow::anyhow!(error)));
+                    }
                 }
             }
             None => (self.store.read(resource_type, id).await?, None),

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::federation::{
-    self, CompartmentPatient, Dropped, FederatedSource, ReadError, Renamed, SourceAnswer,
-};
+use crate::federation::{self, CompartmentPatient, Dropped, FederatedSource, Renamed, SourceAnswer};
 use crate::patient_index::{IdentityError, PatientIndex};
 use crate::query::SearchQuery;
 use crate::store::Incomplete;
@@ -218,9 +216,9 @@ pub enum SourceError {
     /// The source failed or is skipped; the message names it.
     #[error("{0}")]
     Unavailable(String),
-    /// The patient index could not be read.
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    /// Healthcloud's own patient index or home records failed.
+    #[error("{0}")]
+    Home(String),
 }
 
 impl Sources {
@@ -375,7 +373,7 @@ impl Sources {
                     false => SourceOutcome::NotAsked,
                 }
             }
-            Err(IdentityError::Database(error)) => {
+            Err(error @ (IdentityError::Database(_) | IdentityError::Home(_))) => {
                 // Healthcloud's own failure, not the source's.
                 tracing::error!(%error, "patient index");
                 SourceOutcome::Failed(
@@ -417,7 +415,7 @@ impl Sources {
         let result = tokio::time::timeout(source.deadline(), read)
             .await
             .unwrap_or_else(|_| {
-                Err(ReadError::Upstream(UpstreamError::Deadline {
+                Err(IdentityError::Upstream(UpstreamError::Deadline {
                     source_name: name.to_owned(),
                     deadline: source.deadline(),
                 }))
@@ -427,12 +425,12 @@ impl Sources {
                 source.succeeded(started.elapsed());
                 Ok(resource)
             }
-            Err(ReadError::Database(error)) => Err(SourceError::Database(error)),
-            Err(ReadError::Upstream(error)) => {
+            Err(IdentityError::Upstream(error)) => {
                 let message = error.to_string();
                 source.failed(&message);
                 Err(SourceError::Unavailable(message))
             }
+            Err(error) => Err(SourceError::Home(error.to_string())),
         }
     }
 

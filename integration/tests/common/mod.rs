@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod sources;
+
 use std::sync::Arc;
 
 use axum::Router;
