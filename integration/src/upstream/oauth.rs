@@ -163,11 +163,14 @@ impl ClientCredentials {
 
     /// `POST [token_url]` with `grant_type=client_credentials`.
     async fn request_token(&self, http: &reqwest::Client) -> Result<CachedToken, UpstreamError> {
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "client_credentials");
-        if let Some(scope) = &self.scope {
-            form.append_pair("scope", scope);
-        }
+        let form = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "client_credentials");
+            if let Some(scope) = &self.scope {
+                form.append_pair("scope", scope);
+            }
+            form.finish()
+        };
         let asked_at = Instant::now();
         let response = http
             .post(self.token_url.clone())
@@ -177,7 +180,7 @@ impl ClientCredentials {
                 "application/x-www-form-urlencoded",
             )
             .header(reqwest::header::ACCEPT, "application/json")
-            .body(form.finish())
+            .body(form)
             .send()
             .await
             .map_err(|e| self.failed(format!("could not be reached: {}", transport_failure(e))))?;
@@ -200,9 +203,9 @@ impl ClientCredentials {
         let body = read_limited(response, self.max_response_bytes)
             .await
             .map_err(|error| match error {
-                LimitedReadError::TooLarge { limit } => {
-                    self.failed(format!("answered more than the source's cap of {limit} bytes"))
-                }
+                LimitedReadError::TooLarge { limit } => self.failed(format!(
+                    "answered more than the source's cap of {limit} bytes"
+                )),
                 LimitedReadError::Transport(e) => {
                     self.failed(format!("broke off: {}", transport_failure(e)))
                 }
@@ -254,8 +257,10 @@ impl ClientCredentials {
 fn oauth_error_code(body: &[u8]) -> Option<String> {
     let answer: Value = serde_json::from_slice(body).ok()?;
     let code = answer["error"].as_str()?;
-    (!code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
-        .then(|| code.to_owned())
+    (!code.is_empty()
+        && code.len() <= 64
+        && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    .then(|| code.to_owned())
 }
 
 /// Whether a secret sent to `url` stays off the network in the clear: https, or http to this
@@ -280,7 +285,10 @@ mod tests {
             oauth_error_code(br#"{"error":"invalid_client","error_description":"db01 down"}"#),
             Some("invalid_client".to_owned())
         );
-        assert_eq!(oauth_error_code(br#"{"error":"Invalid <b>client</b>"}"#), None);
+        assert_eq!(
+            oauth_error_code(br#"{"error":"Invalid <b>client</b>"}"#),
+            None
+        );
         assert_eq!(oauth_error_code(&[b'{'; 10]), None);
         let long = format!(r#"{{"error":"{}"}}"#, "a".repeat(65));
         assert_eq!(oauth_error_code(long.as_bytes()), None);
