@@ -57,7 +57,8 @@ const clients = args.client.map((spec) => {
     grant_types: ['client_credentials'],
     redirect_uris: [],
     response_types: [],
-    // The one method healthcloud uses: a client sending its secret another way is refused.
+    // The method healthcloud uses. oidc-provider takes client_secret_post from such a client
+    // too: the two count as one method to it.
     token_endpoint_auth_method: 'client_secret_basic',
     scope: args.scope.join(' '),
   };
