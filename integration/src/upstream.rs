@@ -199,7 +199,7 @@ enum Credentials {
     None,
     Bearer(AccessToken),
     /// Shared by the clones of an `Upstream`, so they share its access token.
-    ClientCredentials(Arc<ClientCredentials>),
+    OAuth(Arc<ClientCredentials>),
 }
 
 impl Upstream {
@@ -230,7 +230,7 @@ impl Upstream {
                 client_id,
                 secret_file,
                 scope,
-            } => Credentials::ClientCredentials(Arc::new(ClientCredentials::open(
+            } => Credentials::OAuth(Arc::new(ClientCredentials::open(
                 &config.name,
                 token_url,
                 client_id,
@@ -369,12 +369,11 @@ impl Upstream {
             let token = match &self.credentials {
                 Credentials::None => None,
                 Credentials::Bearer(token) => Some(token.clone()),
-                Credentials::ClientCredentials(client) => Some(client.token(&self.http).await?),
+                Credentials::OAuth(client) => Some(client.token(&self.http).await?),
             };
             let mut response = self.send_get(&url, token.as_ref()).await?;
             if response.status() == StatusCode::UNAUTHORIZED
-                && let (Credentials::ClientCredentials(client), Some(refused)) =
-                    (&self.credentials, &token)
+                && let (Credentials::OAuth(client), Some(refused)) = (&self.credentials, &token)
             {
                 // The token was refused before its time (revoked, or forgotten by the token
                 // endpoint): one new token, one more try.
