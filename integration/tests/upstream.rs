@@ -367,6 +367,36 @@ async fn a_source_behind_a_token_endpoint_is_searched_and_read_with_one_token_sh
 }
 
 #[tokio::test]
+async fn the_client_secret_goes_to_the_token_endpoint_only_and_the_source_sees_a_bearer_token() {
+    let world = OAuthWorld::start(600);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorder = seen.clone();
+    let auth = world.auth(HEALTHCLOUD_SECRET, Some("system/*.read"));
+    let source = hostile(
+        Router::new().fallback(move |headers: axum::http::HeaderMap| {
+            recorder.lock().unwrap().push(
+                headers
+                    .get("authorization")
+                    .map(|value| value.to_str().unwrap().to_owned())
+                    .unwrap_or_default(),
+            );
+            async { axum::Json(searchset(vec![])) }
+        }),
+        |config| config.auth = auth,
+    )
+    .await;
+    source.search("Observation", &[]).await.unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let token = seen[0].strip_prefix("Bearer ").expect("a bearer token");
+    assert!(
+        !token.contains("s3cret") && !seen[0].contains("Basic"),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_source_refuses_calls_without_a_token_or_with_one_lacking_its_scope() {
     let world = OAuthWorld::start(600);
 
