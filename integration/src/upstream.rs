@@ -7,6 +7,12 @@
 //! the FHIR it should be (a `searchset` Bundle of resources; the resource asked for). A failed
 //! call is an [`UpstreamError`] that names the source and what happened, never the upstream's
 //! own error body, which may carry internals of another organization's system.
+//!
+//! A source authenticates healthcloud by a static bearer token or by OAuth 2.0 client
+//! credentials against its token endpoint (`oauth`), whose calls share the deadline and the
+//! concurrency cap of the source call they serve.
+
+mod oauth;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -17,6 +23,8 @@ use healthcloud_platform::http::{LimitedReadError, read_limited};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 use tokio::sync::Semaphore;
+
+use self::oauth::{AccessToken, ClientCredentials};
 
 /// How a source is reached.
 #[derive(Debug, Clone)]
@@ -58,6 +66,24 @@ pub enum UpstreamAuth {
     /// A bearer token, read from this file when the source is opened (kept out of the
     /// configuration file and the process arguments).
     BearerFile(PathBuf),
+    /// OAuth 2.0 client credentials (RFC 6749 §4.4): access tokens from the source's token
+    /// endpoint, asked for with `grant_type=client_credentials` and the client id and secret
+    /// in `Authorization: Basic` (`client_secret_basic`). A token is used until shortly before
+    /// its `expires_in`, shared by concurrent calls, and replaced once when the source answers
+    /// 401 to it.
+    ClientCredentials {
+        /// The token endpoint: https, or http to a loopback address only, as the secret is
+        /// sent to it.
+        token_url: Url,
+        /// The client id the token endpoint issued to healthcloud.
+        client_id: String,
+        /// A file holding the client secret, read when the source is opened (kept out of the
+        /// configuration file and the process arguments).
+        secret_file: PathBuf,
+        /// The `scope` to ask for, space-separated (e.g. `system/*.read`); none asks for the
+        /// client's default.
+        scope: Option<String>,
+    },
 }
 
 /// Why a call to a source failed. Each message names the source and what to check; none
@@ -80,15 +106,38 @@ pub enum UpstreamError {
         /// What the connection said (no upstream content).
         reason: String,
     },
-    /// The source refused healthcloud's credentials.
+    /// The source refused healthcloud's credentials (with client credentials: even a token
+    /// fetched anew for the retry).
     #[error(
-        "source '{source_name}' refused healthcloud's credentials ({status}): check the token configured for it"
+        "source '{source_name}' refused healthcloud's credentials ({status}): check the token or the client credentials configured for it"
     )]
     Unauthorized {
         /// The source.
         source_name: String,
         /// 401 or 403.
         status: StatusCode,
+    },
+    /// The source's token endpoint refused healthcloud's client credentials (400 or 401).
+    #[error(
+        "source '{source_name}' refused healthcloud's client credentials at its token endpoint ({status}{}): check the client id, the secret file and the scope configured for it",
+        .oauth_error.as_ref().map(|code| format!(", {code}")).unwrap_or_default()
+    )]
+    CredentialsRefused {
+        /// The source.
+        source_name: String,
+        /// The token endpoint's status.
+        status: StatusCode,
+        /// Its OAuth `error` code (e.g. `invalid_client`), when it sent a plain one.
+        oauth_error: Option<String>,
+    },
+    /// The source's token endpoint gave no usable access token: it could not be reached,
+    /// answered another error status, too much, or something that is not a token response.
+    #[error("source '{source_name}': its token endpoint {problem}")]
+    TokenEndpoint {
+        /// The source.
+        source_name: String,
+        /// What happened (no content of the token endpoint's answer).
+        problem: String,
     },
     /// Another error status; its body is not read.
     #[error("source '{source_name}' answered {status}")]
@@ -140,15 +189,25 @@ impl UpstreamCapabilities {
 pub struct Upstream {
     config: Arc<UpstreamConfig>,
     http: reqwest::Client,
-    token: Option<String>,
+    credentials: Credentials,
     open_calls: Arc<Semaphore>,
 }
 
+/// What a call to the source carries, as read when it was opened.
+#[derive(Debug, Clone)]
+enum Credentials {
+    None,
+    Bearer(AccessToken),
+    /// Shared by the clones of an `Upstream`, so they share its access token.
+    OAuth(Arc<ClientCredentials>),
+}
+
 impl Upstream {
-    /// Opens the source: reads its token file, if any. Nothing is sent yet.
+    /// Opens the source: reads its token file or client secret file, if any. Nothing is sent
+    /// yet.
     pub fn open(config: UpstreamConfig) -> anyhow::Result<Self> {
-        let token = match &config.auth {
-            UpstreamAuth::None => None,
+        let credentials = match &config.auth {
+            UpstreamAuth::None => Credentials::None,
             UpstreamAuth::BearerFile(path) => {
                 let token = std::fs::read_to_string(path).map_err(|e| {
                     anyhow::anyhow!(
@@ -164,19 +223,33 @@ impl Upstream {
                     config.name,
                     path.display()
                 );
-                Some(token)
+                Credentials::Bearer(AccessToken::new(token))
             }
+            UpstreamAuth::ClientCredentials {
+                token_url,
+                client_id,
+                secret_file,
+                scope,
+            } => Credentials::OAuth(Arc::new(ClientCredentials::open(
+                &config.name,
+                token_url,
+                client_id,
+                secret_file,
+                scope.as_deref(),
+                config.max_response_bytes,
+            )?)),
         };
         let http = reqwest::Client::builder()
             .user_agent(concat!("healthcloud/", env!("CARGO_PKG_VERSION")))
-            // A redirect could lead the token elsewhere; a source answers at its own base.
+            // A redirect could lead the token elsewhere; a source answers at its own base, and
+            // a token endpoint at its own URL.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Upstream {
             open_calls: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
             config: Arc::new(config),
             http,
-            token,
+            credentials,
         })
     }
 
@@ -276,8 +349,8 @@ impl Upstream {
         Ok(Some(resource))
     }
 
-    /// `GET` of `segments` under the base, within the deadline and the concurrency cap: the
-    /// JSON body, or `None` on 404/410.
+    /// `GET` of `segments` under the base, within the deadline and the concurrency cap (an
+    /// access token fetched for it included): the JSON body, or `None` on 404/410.
     async fn get_json(
         &self,
         segments: &[&str],
@@ -293,14 +366,20 @@ impl Upstream {
         }
         let call = async {
             let _open = self.open_calls.acquire().await.expect("never closed");
-            let mut request = self
-                .http
-                .get(url)
-                .header(reqwest::header::ACCEPT, "application/fhir+json");
-            if let Some(token) = &self.token {
-                request = request.bearer_auth(token);
+            let token = match &self.credentials {
+                Credentials::None => None,
+                Credentials::Bearer(token) => Some(token.clone()),
+                Credentials::OAuth(client) => Some(client.token(&self.http).await?),
+            };
+            let mut response = self.send_get(&url, token.as_ref()).await?;
+            if response.status() == StatusCode::UNAUTHORIZED
+                && let (Credentials::OAuth(client), Some(refused)) = (&self.credentials, &token)
+            {
+                // The token was refused before its time (revoked, or forgotten by the token
+                // endpoint): one new token, one more try.
+                let renewed = client.replace(&self.http, refused).await?;
+                response = self.send_get(&url, Some(&renewed)).await?;
             }
-            let response = request.send().await.map_err(|e| self.unreachable(e))?;
             match response.status() {
                 StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(None),
                 status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
@@ -340,19 +419,25 @@ impl Upstream {
             })
     }
 
-    fn unreachable(&self, error: reqwest::Error) -> UpstreamError {
-        // The error's chain names the connection's failure (refused, reset, TLS), never the
-        // upstream's content; the URL is left out, as its query may name a patient.
-        let error = error.without_url();
-        let mut reason = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            reason = format!("{reason}: {cause}");
-            source = cause.source();
+    async fn send_get(
+        &self,
+        url: &Url,
+        token: Option<&AccessToken>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let mut request = self
+            .http
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/fhir+json");
+        if let Some(token) = token {
+            request = request.bearer_auth(token.value());
         }
+        request.send().await.map_err(|e| self.unreachable(e))
+    }
+
+    fn unreachable(&self, error: reqwest::Error) -> UpstreamError {
         UpstreamError::Unreachable {
             source_name: self.config.name.clone(),
-            reason,
+            reason: transport_failure(error),
         }
     }
 
@@ -363,4 +448,17 @@ impl Upstream {
             reason: reason.into(),
         }
     }
+}
+
+/// What a failed connection says (refused, reset, TLS), cause by cause: never the upstream's
+/// content, and without the URL, as its query may name a patient.
+fn transport_failure(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut reason = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        reason = format!("{reason}: {cause}");
+        source = cause.source();
+    }
+    reason
 }

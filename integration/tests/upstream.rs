@@ -37,7 +37,9 @@ fn install_upstream() -> PathBuf {
     INSTALLED
         .get_or_init(|| {
             let dir = repository().join("tests/upstream");
-            if !dir.join("node_modules/@medplum/fhir-router").exists() {
+            if !dir.join("node_modules/@medplum/fhir-router").exists()
+                || !dir.join("node_modules/oidc-provider").exists()
+            {
                 let status = Command::new("npm")
                     .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                     .current_dir(&dir)
@@ -184,6 +186,458 @@ async fn a_source_with_a_token_gets_it_and_a_wrong_token_is_named_as_such() {
     config.auth = UpstreamAuth::BearerFile(empty_file);
     let error = Upstream::open(config).unwrap_err().to_string();
     assert!(error.contains("is empty"), "{error}");
+}
+
+/// A running token endpoint (npm oidc-provider, `tests/upstream/token-server.mjs`), killed
+/// when dropped, counting the access tokens it issues.
+struct TokenServer {
+    child: Child,
+    issuer: Url,
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenServer {
+    fn start(args: &[impl AsRef<std::ffi::OsStr>]) -> TokenServer {
+        let dir = install_upstream();
+        let mut child = Command::new("node")
+            .arg(dir.join("token-server.mjs"))
+            .arg("--log")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        let issuer = line
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("the token server did not start: {line:?}"));
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = issued.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.starts_with("issued ") {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        TokenServer {
+            issuer: Url::parse(issuer).unwrap(),
+            child,
+            issued,
+        }
+    }
+
+    fn token_url(&self) -> Url {
+        self.issuer.join("/token").unwrap()
+    }
+
+    /// The tokens issued so far, once the `expected` ones have been told of.
+    fn issued(&self, expected: usize) -> usize {
+        let count = || self.issued.load(std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..100 {
+            if count() >= expected {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        count()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The secret oidc-provider holds for healthcloud: characters that `client_secret_basic`
+/// must form-encode.
+const HEALTHCLOUD_SECRET: &str = "s3cret:with+plus%25/slash";
+
+/// A token endpoint knowing healthcloud's client and the GP's FHIR server's, and the GP's FHIR
+/// server accepting only tokens from it with `system/*.read`.
+struct OAuthWorld {
+    dir: tempfile::TempDir,
+    tokens: TokenServer,
+    medplum: Medplum,
+}
+
+impl OAuthWorld {
+    fn start(ttl_seconds: u32) -> OAuthWorld {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("healthcloud"), HEALTHCLOUD_SECRET).unwrap();
+        std::fs::write(dir.path().join("gp-fhir"), "gp-fhir-introspection-secret").unwrap();
+        let tokens = TokenServer::start(&Self::token_server_args(&dir, ttl_seconds, 0));
+        let medplum = Medplum::start(&[
+            "--introspect",
+            tokens.issuer.join("/token/introspection").unwrap().as_str(),
+            "--introspect-client",
+            &format!("gp-fhir:{}", dir.path().join("gp-fhir").display()),
+            "--introspect-scope",
+            "system/*.read",
+        ]);
+        OAuthWorld {
+            dir,
+            tokens,
+            medplum,
+        }
+    }
+
+    fn token_server_args(dir: &tempfile::TempDir, ttl_seconds: u32, port: u16) -> Vec<String> {
+        [
+            "--port".into(),
+            port.to_string(),
+            "--ttl".into(),
+            ttl_seconds.to_string(),
+            "--client".into(),
+            format!("healthcloud:{}", dir.path().join("healthcloud").display()),
+            "--client".into(),
+            format!("gp-fhir:{}", dir.path().join("gp-fhir").display()),
+        ]
+        .into()
+    }
+
+    /// The token endpoint started again on its port: the tokens it issued are forgotten.
+    fn restart_token_server(&mut self) {
+        let port = self.tokens.issuer.port().unwrap();
+        let args = Self::token_server_args(&self.dir, 600, port);
+        self.tokens.child.kill().unwrap();
+        self.tokens.child.wait().unwrap();
+        self.tokens = TokenServer::start(&args);
+    }
+
+    fn auth(&self, secret: &str, scope: Option<&str>) -> UpstreamAuth {
+        let secret_file = self.dir.path().join(format!("secret-{}", secret.len()));
+        std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+        UpstreamAuth::ClientCredentials {
+            token_url: self.tokens.token_url(),
+            client_id: "healthcloud".into(),
+            secret_file,
+            scope: scope.map(str::to_owned),
+        }
+    }
+
+    fn upstream(&self, auth: UpstreamAuth) -> Upstream {
+        self.medplum.upstream(auth)
+    }
+}
+
+#[tokio::test]
+async fn a_source_behind_a_token_endpoint_is_searched_and_read_with_one_token_shared_by_all_calls()
+{
+    let world = OAuthWorld::start(600);
+    let gp = world.upstream(world.auth(HEALTHCLOUD_SECRET, Some("system/*.read")));
+
+    let capabilities = gp.capabilities().await.unwrap();
+    assert!(capabilities.searches("Observation", "patient"));
+    let patients = gp
+        .search(
+            "Patient",
+            &[("identifier".into(), format!("{CPR}|0101701234"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&patients), ["gp-patient-1"]);
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let gp = gp.clone();
+        calls.spawn(async move { gp.read("Observation", "gp-bp-1-2").await });
+    }
+    while let Some(read) = calls.join_next().await {
+        assert!(read.unwrap().unwrap().is_some());
+    }
+    assert_eq!(world.tokens.issued(1), 1);
+
+    // Concurrent first calls of a new source wait for one token together.
+    let fresh = world.upstream(world.auth(HEALTHCLOUD_SECRET, Some("system/*.read")));
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let fresh = fresh.clone();
+        calls.spawn(async move { fresh.read("Patient", "gp-patient-2").await });
+    }
+    while let Some(read) = calls.join_next().await {
+        assert!(read.unwrap().unwrap().is_some());
+    }
+    assert_eq!(world.tokens.issued(2), 2);
+
+    let shown = format!("{gp:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+}
+
+#[tokio::test]
+async fn the_client_secret_goes_to_the_token_endpoint_only_and_the_source_sees_a_bearer_token() {
+    let world = OAuthWorld::start(600);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorder = seen.clone();
+    let auth = world.auth(HEALTHCLOUD_SECRET, Some("system/*.read"));
+    let source = hostile(
+        Router::new().fallback(move |headers: axum::http::HeaderMap| {
+            recorder.lock().unwrap().push(
+                headers
+                    .get("authorization")
+                    .map(|value| value.to_str().unwrap().to_owned())
+                    .unwrap_or_default(),
+            );
+            async { axum::Json(searchset(vec![])) }
+        }),
+        |config| config.auth = auth,
+    )
+    .await;
+    source.search("Observation", &[]).await.unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let token = seen[0].strip_prefix("Bearer ").expect("a bearer token");
+    assert!(
+        !token.contains("s3cret") && !seen[0].contains("Basic"),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_source_refuses_calls_without_a_token_or_with_one_lacking_its_scope() {
+    let world = OAuthWorld::start(600);
+
+    let error = world
+        .upstream(UpstreamAuth::None)
+        .read("Patient", "gp-patient-1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, UpstreamError::Unauthorized { status, .. } if status == StatusCode::UNAUTHORIZED),
+        "{error}"
+    );
+
+    // A token without the scope the source requires: refused, and not asked for again, as a
+    // new one would lack it too.
+    let unscoped = world.upstream(world.auth(HEALTHCLOUD_SECRET, None));
+    let error = unscoped.read("Patient", "gp-patient-1").await.unwrap_err();
+    assert!(
+        matches!(error, UpstreamError::Unauthorized { status, .. } if status == StatusCode::FORBIDDEN),
+        "{error}"
+    );
+    assert_eq!(world.tokens.issued(1), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_refused_at_the_token_endpoint_naming_the_source_and_nothing_it_said()
+ {
+    let world = OAuthWorld::start(600);
+    let error = world
+        .upstream(world.auth("not-the-secret", Some("system/*.read")))
+        .search("Observation", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            UpstreamError::CredentialsRefused { status, oauth_error: Some(code), .. }
+                if *status == StatusCode::UNAUTHORIZED && code == "invalid_client"
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("source 'gp'"), "{message}");
+    assert!(
+        message.contains("check the client id, the secret file"),
+        "{message}"
+    );
+    // oidc-provider's error_description stays behind.
+    assert!(!message.contains("authentication failed"), "{message}");
+    assert_eq!(world.tokens.issued(0), 0);
+}
+
+#[tokio::test]
+async fn client_credentials_are_checked_when_the_source_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |token_url: &str, secret_file: PathBuf| {
+        let mut config = UpstreamConfig::new("gp", Url::parse("http://127.0.0.1:1/fhir").unwrap());
+        config.auth = UpstreamAuth::ClientCredentials {
+            token_url: Url::parse(token_url).unwrap(),
+            client_id: "healthcloud".into(),
+            secret_file,
+            scope: None,
+        };
+        Upstream::open(config).unwrap_err().to_string()
+    };
+    let missing = dir.path().join("missing");
+    let error = open("https://login.example.dk/token", missing.clone());
+    assert!(
+        error.contains(&missing.display().to_string()) && error.contains("write the secret"),
+        "{error}"
+    );
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, " \n").unwrap();
+    let error = open("https://login.example.dk/token", empty);
+    assert!(error.contains("is empty"), "{error}");
+
+    // The secret would cross the network in the clear.
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    let error = open("http://login.example.dk/token", secret);
+    assert!(error.contains("not https"), "{error}");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_replaced_without_the_caller_noticing() {
+    let world = OAuthWorld::start(3);
+    let gp = world.upstream(world.auth(HEALTHCLOUD_SECRET, Some("system/*.read")));
+    assert!(gp.read("Patient", "gp-patient-1").await.unwrap().is_some());
+    assert!(gp.read("Patient", "gp-patient-2").await.unwrap().is_some());
+    assert_eq!(world.tokens.issued(1), 1);
+
+    // Past its three seconds, the token would be refused: a new one is asked for first.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert!(gp.read("Patient", "gp-patient-1").await.unwrap().is_some());
+    assert_eq!(world.tokens.issued(2), 2);
+}
+
+#[tokio::test]
+async fn a_token_the_source_stops_accepting_is_replaced_once_and_then_refused_by_name() {
+    let mut world = OAuthWorld::start(600);
+    let gp = world.upstream(world.auth(HEALTHCLOUD_SECRET, Some("system/*.read")));
+    assert!(gp.read("Patient", "gp-patient-1").await.unwrap().is_some());
+
+    // The token endpoint restarts and forgets its tokens: the source answers 401 to the held
+    // one, and the call goes through with a new one.
+    world.restart_token_server();
+    assert!(gp.read("Patient", "gp-patient-1").await.unwrap().is_some());
+    assert_eq!(world.tokens.issued(1), 1);
+
+    // Tokens from another token endpoint are never accepted: one retry, then the refusal.
+    let elsewhere = TokenServer::start(&OAuthWorld::token_server_args(&world.dir, 600, 0));
+    let mut auth = world.auth(HEALTHCLOUD_SECRET, Some("system/*.read"));
+    if let UpstreamAuth::ClientCredentials { token_url, .. } = &mut auth {
+        *token_url = elsewhere.token_url();
+    }
+    let error = world
+        .upstream(auth)
+        .read("Patient", "gp-patient-1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, UpstreamError::Unauthorized { status, .. } if status == StatusCode::UNAUTHORIZED),
+        "{error}"
+    );
+    assert!(error.to_string().contains("source 'gp'"), "{error}");
+    assert_eq!(elsewhere.issued(2), 2);
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_is_down_fails_the_call_naming_the_source_within_its_deadline() {
+    let world = OAuthWorld::start(600);
+    let auth = world.auth(HEALTHCLOUD_SECRET, Some("system/*.read"));
+    drop(world.tokens);
+    let mut config = UpstreamConfig::new("gp", world.medplum.base.clone());
+    config.auth = auth;
+    let error = Upstream::open(config)
+        .unwrap()
+        .read("Patient", "gp-patient-1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, UpstreamError::TokenEndpoint { problem, .. } if problem.contains("could not be reached")),
+        "{error}"
+    );
+    assert!(error.to_string().contains("source 'gp'"), "{error}");
+
+    // A token endpoint that accepts the connection and never answers: the source's deadline.
+    let secret = world.dir.path().join("hanging");
+    std::fs::write(&secret, "s").unwrap();
+    let source = hostile(
+        Router::new().fallback(|| async {
+            std::future::pending::<()>().await;
+            "never"
+        }),
+        |config| {
+            config.deadline = Duration::from_millis(300);
+            config.auth = UpstreamAuth::ClientCredentials {
+                token_url: config.base.join("/token").unwrap(),
+                client_id: "healthcloud".into(),
+                secret_file: secret.clone(),
+                scope: None,
+            };
+        },
+    )
+    .await;
+    let error = source.read("Patient", "p").await.unwrap_err();
+    assert!(matches!(error, UpstreamError::Deadline { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn a_token_endpoint_error_body_is_never_passed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    let with_token_endpoint = |config: &mut UpstreamConfig| {
+        config.auth = UpstreamAuth::ClientCredentials {
+            token_url: config.base.join("/token").unwrap(),
+            client_id: "healthcloud".into(),
+            secret_file: secret.clone(),
+            scope: None,
+        };
+    };
+    let leak = "java.sql.SQLException: password=hunter2 at db01.idp.internal";
+    for (status, body, code) in [
+        (StatusCode::INTERNAL_SERVER_ERROR, leak.to_owned(), None),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_request", "error_description": leak}).to_string(),
+            Some("invalid_request"),
+        ),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"error": leak}).to_string(),
+            None,
+        ),
+        (
+            StatusCode::OK,
+            json!({"access_token": "x", "token_type": leak}).to_string(),
+            None,
+        ),
+    ] {
+        let source = hostile(
+            Router::new().fallback(move || async move { (status, body) }),
+            with_token_endpoint,
+        )
+        .await;
+        let error = source.read("Patient", "p").await.unwrap_err();
+        let shown = format!("{error} {error:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("db01"),
+            "{shown}"
+        );
+        assert!(shown.contains("'hostile'"), "{shown}");
+        match error {
+            UpstreamError::CredentialsRefused { oauth_error, .. } => {
+                assert_eq!(oauth_error.as_deref(), code, "{shown}")
+            }
+            UpstreamError::TokenEndpoint { .. } => assert!(code.is_none()),
+            other => panic!("{other}"),
+        }
+    }
+
+    // A token endpoint streaming past the source's cap is cut off.
+    let source = hostile(
+        Router::new().fallback(|| async {
+            let chunks = futures_util::stream::iter(
+                (0..64).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])),
+            );
+            Body::from_stream(chunks).into_response()
+        }),
+        |config| {
+            config.max_response_bytes = 1024 * 1024;
+            with_token_endpoint(config);
+        },
+    )
+    .await;
+    let error = source.read("Patient", "p").await.unwrap_err();
+    assert!(
+        matches!(&error, UpstreamError::TokenEndpoint { problem, .. } if problem.contains("1048576 bytes")),
+        "{error}"
+    );
 }
 
 /// A hostile source on loopback answering every request with `router`.

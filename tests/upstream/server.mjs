@@ -3,7 +3,8 @@
 // MemoryRepository). See README.md for what it serves and where it differs from a full server.
 //
 //   node --experimental-websocket server.mjs --port 0 --data data/gp.json [--name NAME]
-//        [--bearer-token-file FILE] [--strict] [--log]
+//        [--bearer-token-file FILE | --introspect URL --introspect-client ID:SECRET_FILE
+//         [--introspect-scope SCOPE]] [--strict] [--log]
 //
 // Prints exactly one line to stdout once it listens:
 //   listening http://127.0.0.1:<port>/fhir/R4
@@ -58,6 +59,9 @@ const { values: args } = parseArgs({
     data: { type: 'string' },
     name: { type: 'string', default: 'upstream' },
     'bearer-token-file': { type: 'string' },
+    introspect: { type: 'string' },
+    'introspect-client': { type: 'string' },
+    'introspect-scope': { type: 'string' },
     strict: { type: 'boolean', default: false },
     log: { type: 'boolean', default: false },
   },
@@ -77,6 +81,33 @@ if (args['bearer-token-file']) {
   }
   if (!token) fail('--bearer-token-file is empty');
   expectedTokenHash = sha256(token);
+}
+
+// OAuth mode: a bearer token is accepted when the authorization server's introspection endpoint
+// (RFC 7662) says it is active, and carries the required scope if one is set.
+let introspection;
+if (args.introspect) {
+  if (expectedTokenHash) fail('--introspect and --bearer-token-file exclude each other');
+  const spec = args['introspect-client'] ?? '';
+  const colon = spec.indexOf(':');
+  if (colon <= 0) fail('--introspect needs --introspect-client ID:SECRET_FILE, this server\'s client at the authorization server');
+  let secret;
+  try {
+    secret = readFileSync(spec.slice(colon + 1), 'utf8').trim();
+  } catch (err) {
+    fail(`cannot read the --introspect-client secret file: ${err.message}`);
+  }
+  if (!secret) fail('the --introspect-client secret file is empty');
+  let url;
+  try {
+    url = new URL(args.introspect);
+  } catch {
+    fail(`bad --introspect URL ${args.introspect}`);
+  }
+  const basic = Buffer.from(`${encodeURIComponent(spec.slice(0, colon))}:${encodeURIComponent(secret)}`).toString('base64');
+  introspection = { url, authorization: `Basic ${basic}`, scope: args['introspect-scope'] };
+} else if (args['introspect-client'] || args['introspect-scope']) {
+  fail('--introspect-client and --introspect-scope need --introspect URL');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -219,7 +250,9 @@ function capabilityStatement(base) {
           (args.strict ? ' (this instance runs strict by default: Prefer: handling=lenient relaxes it).' : '.'),
         ...(expectedTokenHash
           ? { security: { cors: false, description: 'Every request needs Authorization: Bearer <token>; the token is configured on the server.' } }
-          : {}),
+          : introspection
+            ? { security: { cors: false, description: `Every request needs Authorization: Bearer <token>, a token that the authorization server's introspection endpoint (${introspection.url}) says is active.` } }
+            : {}),
         resource,
       },
     ],
@@ -261,14 +294,37 @@ function send(res, status, body, headers = {}) {
   res.end(text);
 }
 
-function checkAuth(req) {
-  if (!expectedTokenHash) return;
+async function checkAuth(req) {
+  if (!expectedTokenHash && !introspection) return;
   const m = /^Bearer[ ]+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
   if (!m) {
     throw new HttpError(401, 'login', 'Authorization: Bearer <token> required', { 'WWW-Authenticate': 'Bearer realm="upstream"' });
   }
-  if (!timingSafeEqual(sha256(m[1]), expectedTokenHash)) {
-    throw new HttpError(401, 'login', 'Invalid bearer token', { 'WWW-Authenticate': 'Bearer realm="upstream", error="invalid_token"' });
+  const invalid = () =>
+    new HttpError(401, 'login', 'Invalid bearer token', { 'WWW-Authenticate': 'Bearer realm="upstream", error="invalid_token"' });
+  if (expectedTokenHash) {
+    if (!timingSafeEqual(sha256(m[1]), expectedTokenHash)) throw invalid();
+    return;
+  }
+  let answer;
+  try {
+    const response = await fetch(introspection.url, {
+      method: 'POST',
+      headers: { Authorization: introspection.authorization, 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
+      body: new URLSearchParams({ token: m[1], token_type_hint: 'access_token' }),
+      signal: AbortSignal.timeout(5000),
+    });
+    if (!response.ok) throw new Error(`introspection answered ${response.status}`);
+    answer = await response.json();
+  } catch (err) {
+    process.stderr.write(`upstream: token introspection failed: ${err.message}\n`);
+    throw new HttpError(503, 'transient', 'The authorization server could not be asked about the token');
+  }
+  if (answer?.active !== true) throw invalid();
+  if (introspection.scope && !(answer.scope ?? '').split(' ').includes(introspection.scope)) {
+    throw new HttpError(403, 'forbidden', `The token lacks the scope ${introspection.scope}`, {
+      'WWW-Authenticate': `Bearer realm="upstream", error="insufficient_scope", scope="${introspection.scope}"`,
+    });
   }
 }
 
@@ -433,7 +489,7 @@ async function search(req, res, base, type, searchParams) {
 }
 
 async function handle(req, res) {
-  checkAuth(req);
+  await checkAuth(req);
   const url = new URL(req.url, `http://${HOST}`);
   const base = `http://${HOST}:${server.address().port}${BASE_PATH}`; // never taken from Host
   if (url.pathname !== BASE_PATH && !url.pathname.startsWith(BASE_PATH + '/')) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke check of the upstream FHIR test server: starts it on the sample GP bundle (and once more
-# with a bearer token), asks it what healthcloud's federation will ask, and checks the answers.
+# with a bearer token, and once behind the OAuth token server), asks it what healthcloud's
+# federation will ask, and checks the answers.
 # Needs node (20+), npm and curl. Exits non-zero on any failure.
 #
 #   bash tests/upstream/smoke.sh
@@ -8,7 +9,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE"
-if [ ! -d node_modules/@medplum/fhir-router ]; then
+if [ ! -d node_modules/@medplum/fhir-router ] || [ ! -d node_modules/oidc-provider ]; then
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 
@@ -168,6 +169,37 @@ check "bearer mode: the right token is served" 200 'b.resourceType === "Capabili
   metadata -H "Authorization: Bearer smoke-token-$$"
 check "bearer mode: the right token searches" 200 'b.entry.length === 1' \
   "Patient?identifier=$CPR|0101701234" -H "Authorization: Bearer smoke-token-$$"
+
+# OAuth mode: tokens from oidc-provider (token-server.mjs), checked by introspection.
+echo -n "smoke-healthcloud-secret" >"$WORK/healthcloud-secret"
+echo -n "smoke-fhir-secret" >"$WORK/fhir-secret"
+node token-server.mjs --port 0 --client "healthcloud:$WORK/healthcloud-secret" \
+  --client "gp-fhir:$WORK/fhir-secret" >"$WORK/tokens.out" 2>"$WORK/tokens.err" &
+PIDS+=("$!")
+ISSUER=""
+for _ in $(seq 1 300); do
+  ISSUER="$(head -n 1 "$WORK/tokens.out" 2>/dev/null | sed -n 's/^listening //p')"
+  [ -n "$ISSUER" ] && break
+  sleep 0.1
+done
+[ -n "$ISSUER" ] || { echo "token server did not start; stderr:" >&2; cat "$WORK/tokens.err" >&2; exit 1; }
+ok "token server: ready at $ISSUER"
+start gp-oauth --introspect "$ISSUER/token/introspection" --introspect-client "gp-fhir:$WORK/fhir-secret" \
+  --introspect-scope 'system/*.read'
+# token [scope]: an access token for healthcloud's client.
+token() {
+  curl -sS -u healthcloud:smoke-healthcloud-secret -d grant_type=client_credentials ${1:+--data-urlencode "scope=$1"} \
+    "$ISSUER/token" | node -e 'let s="";process.stdin.on("data",(d)=>(s+=d)).on("end",()=>process.stdout.write(JSON.parse(s).access_token ?? ""))'
+}
+TOKEN="$(token 'system/*.read')"
+[ -n "$TOKEN" ] && ok "token server: client credentials give a token" || ko "token server: no token for the right secret"
+WRONG="$(curl -sS -o /dev/null -w '%{http_code}' -u healthcloud:wrong -d grant_type=client_credentials "$ISSUER/token")"
+[ "$WRONG" = 401 ] && ok "token server: a wrong secret is a 401" || ko "token server: a wrong secret is $WRONG, want 401"
+check "oauth mode: no Authorization is a 401" 401 'b.resourceType === "OperationOutcome"' metadata
+check "oauth mode: a made-up token is a 401" 401 'b.resourceType === "OperationOutcome"' metadata -H "Authorization: Bearer made-up"
+check "oauth mode: a token without the scope is a 403" 403 '/insufficient_scope/.test(h)' metadata -H "Authorization: Bearer $(token)"
+check "oauth mode: an issued token searches" 200 'b.entry.length === 1' \
+  "Patient?identifier=$CPR|0101701234" -H "Authorization: Bearer $TOKEN"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
