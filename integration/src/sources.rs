@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::federation::{self, CompartmentPatient, Dropped, FederatedSource, Renamed, SourceAnswer};
+use crate::federation::{
+    self, CompartmentPatient, Dropped, FederatedSource, Renamed, SourceAnswer,
+};
 use crate::patient_index::{IdentityError, PatientIndex};
 use crate::query::SearchQuery;
 use crate::store::Incomplete;
@@ -579,7 +581,9 @@ fn issue_code(error: &UpstreamError) -> &'static str {
     match error {
         UpstreamError::Deadline { .. } => "timeout",
         UpstreamError::Unreachable { .. } | UpstreamError::Status { .. } => "transient",
-        UpstreamError::Unauthorized { .. } => "security",
+        UpstreamError::Unauthorized { .. }
+        | UpstreamError::CredentialsRefused { .. }
+        | UpstreamError::TokenEndpoint { .. } => "security",
         UpstreamError::TooLarge { .. } => "too-costly",
         UpstreamError::NotFhir { .. } => "structure",
     }

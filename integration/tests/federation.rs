@@ -68,8 +68,20 @@ async fn world() -> World {
         &home,
         vec![
             common::sources::patient("hc-1", HC_CPR),
-            observation("home-bp-1", "hc-1", BP, "vital-signs", "2026-02-01T08:00:00Z"),
-            observation("home-bp-2", "hc-1", BP, "vital-signs", "2026-04-01T08:00:00Z"),
+            observation(
+                "home-bp-1",
+                "hc-1",
+                BP,
+                "vital-signs",
+                "2026-02-01T08:00:00Z",
+            ),
+            observation(
+                "home-bp-2",
+                "hc-1",
+                BP,
+                "vital-signs",
+                "2026-04-01T08:00:00Z",
+            ),
         ],
     )
     .await;
@@ -192,7 +204,10 @@ async fn a_patients_readings_come_from_every_source_merged_sorted_and_named_by_o
     let other = world.home.citizen("pat-a");
     let response = world.home.get("Observation?_count=100", &other).await;
     let theirs = matches_and_issues(&response.body).0;
-    assert!(theirs.contains(&"hovedstaden.a-bp-1".to_owned()), "{theirs:?}");
+    assert!(
+        theirs.contains(&"hovedstaden.a-bp-1".to_owned()),
+        "{theirs:?}"
+    );
     for entry in response.body["entry"].as_array().unwrap() {
         assert_eq!(entry["resource"]["subject"]["reference"], "Patient/pat-a");
     }
@@ -247,7 +262,10 @@ async fn a_returned_id_reads_back_through_the_owning_source_and_only_for_whom_ma
     assert_eq!(read.status, StatusCode::OK, "{}", read.body);
     assert_eq!(read.body["id"], "hovedstaden.hosp-bp-2");
     assert_eq!(read.body["subject"]["reference"], "Patient/hc-1");
-    assert_eq!(read.body["meta"]["source"], "urn:healthcloud:source:hovedstaden");
+    assert_eq!(
+        read.body["meta"]["source"],
+        "urn:healthcloud:source:hovedstaden"
+    );
 
     // Someone else's token: as if it did not exist.
     let stranger = world.home.citizen("pat-a");
@@ -290,7 +308,12 @@ async fn a_returned_id_reads_back_through_the_owning_source_and_only_for_whom_ma
             Some(changed),
         )
         .await;
-    assert_eq!(update.status, StatusCode::METHOD_NOT_ALLOWED, "{}", update.body);
+    assert_eq!(
+        update.status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "{}",
+        update.body
+    );
 }
 
 #[tokio::test]
@@ -355,7 +378,13 @@ async fn data_a_source_should_not_have_sent_is_withheld_and_logged() {
     for withheld in ["careless.theirs", "careless.lab", "careless.cond"] {
         assert!(!ids.contains(&withheld.to_owned()), "{ids:?}");
     }
-    let log = world.home.service.security_log().recent(50, None).await.unwrap();
+    let log = world
+        .home
+        .service
+        .security_log()
+        .recent(50, None)
+        .await
+        .unwrap();
     let entry = log
         .iter()
         .find(|entry| entry.kind == "source-withheld")
@@ -388,10 +417,7 @@ async fn consent_is_checked_before_any_source_is_asked() {
         .await;
     assert_eq!(opted.status, StatusCode::CREATED, "{}", opted.body);
     let clinician = world.home.clinician_of("clinic-x");
-    let refused = world
-        .home
-        .get("Observation?patient=hc-1", &clinician)
-        .await;
+    let refused = world.home.get("Observation?patient=hc-1", &clinician).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     // In the patient's context (a launch for hc-1), a read by id is refused before the source
     // is asked too.
@@ -425,7 +451,10 @@ async fn the_audit_event_names_each_source_and_what_it_returned() {
     let clinician = world.home.clinician();
     world
         .home
-        .ids(&format!("Observation?patient=hc-1&code={LOINC}|{BP}"), &clinician)
+        .ids(
+            &format!("Observation?patient=hc-1&code={LOINC}|{BP}"),
+            &clinician,
+        )
         .await;
     let citizen = world.home.citizen("hc-1");
     let log = world
@@ -547,7 +576,10 @@ async fn each_kind_of_outage_yields_the_other_sources_results_and_an_outcome_nam
         );
     }
     let shown = response.body.to_string();
-    assert!(!shown.contains("hunter2") && !shown.contains("db01"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("db01"),
+        "{shown}"
+    );
     assert!(!shown.contains("please log in"), "{shown}");
 
     // A read from a source that is down answers 503 naming it.
@@ -555,18 +587,24 @@ async fn each_kind_of_outage_yields_the_other_sources_results_and_an_outcome_nam
         .home
         .get("Observation/closed.anything", &clinician)
         .await;
-    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE, "{}", down.body);
-    assert!(common::diagnostics(&down).contains("'closed'"), "{}", down.body);
+    assert_eq!(
+        down.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        down.body
+    );
+    assert!(
+        common::diagnostics(&down).contains("'closed'"),
+        "{}",
+        down.body
+    );
 }
 
 #[tokio::test]
 async fn a_source_that_keeps_failing_is_skipped_for_a_while_and_the_answer_says_so() {
     let world = world().await;
-    let broken = failing_source(Router::new().route(
-        "/",
-        get(|| async { StatusCode::BAD_GATEWAY }),
-    ))
-    .await;
+    let broken =
+        failing_source(Router::new().route("/", get(|| async { StatusCode::BAD_GATEWAY }))).await;
     world
         .home
         .service
@@ -578,7 +616,10 @@ async fn a_source_that_keeps_failing_is_skipped_for_a_while_and_the_answer_says_
     for _ in 0..3 {
         let response = world.home.get(&path, &clinician).await;
         let (_, issues) = matches_and_issues(&response.body);
-        assert!(issues[0]["diagnostics"].as_str().unwrap().contains("502"), "{issues:?}");
+        assert!(
+            issues[0]["diagnostics"].as_str().unwrap().contains("502"),
+            "{issues:?}"
+        );
     }
     let asked = broken.requests();
     let response = world.home.get(&path, &clinician).await;
@@ -597,7 +638,11 @@ async fn a_source_that_keeps_failing_is_skipped_for_a_while_and_the_answer_says_
     let hovedstaden = status.iter().find(|s| s.name == "hovedstaden").unwrap();
     assert!(hovedstaden.last_success.is_some() && hovedstaden.latency_ms.is_some());
     assert_eq!(
-        hovedstaden.types.as_ref().map(|t| t.iter().cloned().collect::<BTreeSet<_>>().contains("Observation")),
+        hovedstaden.types.as_ref().map(|t| t
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .contains("Observation")),
         Some(true)
     );
 }

@@ -3,10 +3,11 @@
 //! checked FHIR or an error naming the source, within the deadline and the size cap, and
 //! never the upstream's own error body.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Router;
@@ -25,81 +26,15 @@ use healthcloud_platform::db::Database;
 use reqwest::Url;
 use serde_json::{Value, json};
 
-const CPR: &str = "urn:oid:1.2.208.176.1.2";
+use common::CPR;
+use common::sources::{Medplum, install_upstream, patient, searchset, serve};
 
-fn repository() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
-
-/// The upstream server's npm packages, installed once (`npm ci`, from the lockfile).
-fn install_upstream() -> PathBuf {
-    static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
-    INSTALLED
-        .get_or_init(|| {
-            let dir = repository().join("tests/upstream");
-            if !dir.join("node_modules/@medplum/fhir-router").exists()
-                || !dir.join("node_modules/oidc-provider").exists()
-            {
-                let status = Command::new("npm")
-                    .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-                    .current_dir(&dir)
-                    .status()
-                    .expect(
-                        "npm runs (Node.js 20 and npm are needed for the upstream FHIR server)",
-                    );
-                assert!(status.success(), "npm ci in tests/upstream failed");
-            }
-            dir
-        })
-        .clone()
-}
-
-/// A running Medplum upstream, killed when dropped.
-struct Medplum {
-    child: Child,
-    base: Url,
-}
-
-impl Medplum {
-    fn start(extra: &[&str]) -> Medplum {
-        let dir = install_upstream();
-        let mut child = Command::new("node")
-            .arg("--experimental-websocket")
-            .arg(dir.join("server.mjs"))
-            .args(["--port", "0", "--name", "gp", "--data"])
-            .arg(dir.join("data/gp.json"))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("the upstream did not start: {line:?}"));
-        Medplum {
-            base: Url::parse(base).unwrap(),
-            child,
-        }
-    }
-
-    fn upstream(&self, auth: UpstreamAuth) -> Upstream {
-        let mut config = UpstreamConfig::new("gp", self.base.clone());
-        config.auth = auth;
-        config.deadline = Duration::from_secs(30);
-        Upstream::open(config).unwrap()
-    }
-}
-
-impl Drop for Medplum {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The GP's FHIR API in the Medplum upstream, with `auth`.
+fn gp_upstream(medplum: &Medplum, auth: UpstreamAuth) -> Upstream {
+    let mut config = UpstreamConfig::new("gp", medplum.base.clone());
+    config.auth = auth;
+    config.deadline = Duration::from_secs(30);
+    Upstream::open(config).unwrap()
 }
 
 fn ids(bundle: &Value) -> Vec<String> {
@@ -118,7 +53,7 @@ fn ids(bundle: &Value) -> Vec<String> {
 async fn a_medplum_upstream_declares_its_types_finds_a_patient_by_cpr_and_answers_searches_and_reads()
  {
     let medplum = Medplum::start(&[]);
-    let gp = medplum.upstream(UpstreamAuth::None);
+    let gp = gp_upstream(&medplum, UpstreamAuth::None);
 
     let capabilities = gp.capabilities().await.unwrap();
     assert!(capabilities.searches("Patient", "identifier"));
@@ -164,13 +99,12 @@ async fn a_source_with_a_token_gets_it_and_a_wrong_token_is_named_as_such() {
     std::fs::write(&token_file, "gp-secret-token\n").unwrap();
     let medplum = Medplum::start(&["--bearer-token-file", token_file.to_str().unwrap()]);
 
-    let gp = medplum.upstream(UpstreamAuth::BearerFile(token_file));
+    let gp = gp_upstream(&medplum, UpstreamAuth::BearerFile(token_file));
     assert!(gp.read("Patient", "gp-patient-1").await.unwrap().is_some());
 
     let wrong_file = dir.path().join("wrong");
     std::fs::write(&wrong_file, "not-the-token").unwrap();
-    let refused = medplum
-        .upstream(UpstreamAuth::BearerFile(wrong_file))
+    let refused = gp_upstream(&medplum, UpstreamAuth::BearerFile(wrong_file))
         .read("Patient", "gp-patient-1")
         .await
         .unwrap_err();
@@ -320,7 +254,7 @@ impl OAuthWorld {
     }
 
     fn upstream(&self, auth: UpstreamAuth) -> Upstream {
-        self.medplum.upstream(auth)
+        gp_upstream(&self.medplum, auth)
     }
 }
 
@@ -642,9 +576,7 @@ async fn a_token_endpoint_error_body_is_never_passed_on() {
 
 /// A hostile source on loopback answering every request with `router`.
 async fn hostile(router: Router, configure: impl FnOnce(&mut UpstreamConfig)) -> Upstream {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let address = serve(router).await;
     let mut config = UpstreamConfig::new(
         "hostile",
         Url::parse(&format!("http://{address}/fhir")).unwrap(),
@@ -791,7 +723,7 @@ async fn databases() -> Vec<(tempfile::TempDir, Database)> {
 async fn a_patient_is_matched_at_a_source_by_cpr_and_remembered_without_asking_again() {
     for (_dir, db) in databases().await {
         let medplum = Medplum::start(&[]);
-        let gp = medplum.upstream(UpstreamAuth::None);
+        let gp = gp_upstream(&medplum, UpstreamAuth::None);
         let index = PatientIndex::new(db.clone(), Duration::from_secs(3600));
 
         let found = index.at_source(&gp, "hc-1", "0101701234").await.unwrap();
@@ -838,16 +770,6 @@ async fn a_patient_is_matched_at_a_source_by_cpr_and_remembered_without_asking_a
             "{error}"
         );
     }
-}
-
-fn patient(id: &str, cpr: &str) -> Value {
-    json!({"resourceType": "Patient", "id": id,
-           "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": cpr}]})
-}
-
-fn searchset(resources: Vec<Value>) -> Value {
-    json!({"resourceType": "Bundle", "type": "searchset",
-           "entry": resources.into_iter().map(|r| json!({"resource": r, "search": {"mode": "match"}})).collect::<Vec<_>>()})
 }
 
 #[tokio::test]
@@ -936,7 +858,7 @@ async fn a_sources_readings_come_back_named_through_healthcloud_in_the_patients_
     let (_dir, db) = databases().await.remove(0);
     let index = PatientIndex::new(db, Duration::from_secs(3600));
     let medplum = Medplum::start(&[]);
-    let mut source = gp_source(medplum.upstream(UpstreamAuth::None));
+    let mut source = gp_source(gp_upstream(&medplum, UpstreamAuth::None));
     source.capabilities = source.upstream.capabilities().await.unwrap();
 
     let query = observation_query(

@@ -5,9 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
@@ -26,7 +26,9 @@ pub fn install_upstream() -> PathBuf {
     INSTALLED
         .get_or_init(|| {
             let dir = repository().join("tests/upstream");
-            if !dir.join("node_modules/@medplum/fhir-router").exists() {
+            if !dir.join("node_modules/@medplum/fhir-router").exists()
+                || !dir.join("node_modules/oidc-provider").exists()
+            {
                 let status = Command::new("npm")
                     .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                     .current_dir(&dir)
