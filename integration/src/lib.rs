@@ -34,6 +34,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod consent;
@@ -52,6 +53,7 @@ pub mod ratelimit;
 pub mod security;
 pub mod service;
 pub mod sources;
+pub mod sources_file;
 pub mod store;
 pub mod upstream;
 pub mod validate;

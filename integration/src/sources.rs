@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::federation::{
     self, CompartmentPatient, Dropped, FederatedSource, ReadError, Renamed, SourceAnswer,
@@ -94,7 +94,7 @@ struct Health {
 }
 
 /// One failure of a source, for operators.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Failure {
     /// When (RFC 3339, UTC).
     pub at: String,
@@ -103,7 +103,7 @@ pub struct Failure {
 }
 
 /// A source's configuration and health, as operators see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceStatus {
     /// Its name.
     pub name: String,
