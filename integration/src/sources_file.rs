@@ -429,10 +429,7 @@ impl SourcesFile {
                 };
                 let entry: SourceEntry = value.try_into().map_err(|e: toml::de::Error| {
                     anyhow::anyhow!(
-                        "{shown}: {which}: {}: correct or remove that key (the keys of a source \
-                         are name, organization, base, auth, token-file, token-url, client-id, \
-                         secret-file, scope, types, deadline-secs, max-concurrent, \
-                         max-response-bytes)",
+                        "{shown}: {which}: {}: correct or remove that key",
                         e.message().trim_end()
                     )
                 })?;
