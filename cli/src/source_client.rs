@@ -58,6 +58,19 @@ impl SourceClient {
         self.client.server()
     }
 
+    /// Whether anything answers at the server's address (`GET /healthz`, no token).
+    pub async fn answers(&self) -> bool {
+        const HEALTH: Api = Api {
+            root: &["healthz"],
+            name: "health check",
+        };
+        let probe = self
+            .client
+            .call::<Value>(HEALTH, Method::GET, &[], Caller::Anyone, None)
+            .await;
+        !matches!(probe, Err(ClientError::Unreachable { .. }))
+    }
+
     /// `GET /admin/v1/sources`.
     pub async fn list(&self) -> Result<Vec<SourceView>, ClientError> {
         self.call(Method::GET, &[], None).await

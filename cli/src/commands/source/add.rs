@@ -104,7 +104,7 @@ impl AddCommand {
         let entry = self.entry()?;
         let client = self.target.client()?;
         let put = client.put(&entry).await;
-        if !super::unreachable(&put) {
+        if !super::unreachable(&client, &put).await {
             let view = put?;
             if self.json {
                 println!("{}", serde_json::to_string_pretty(&view)?);

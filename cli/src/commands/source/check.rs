@@ -23,7 +23,7 @@ impl CheckCommand {
         let name = &self.name;
         let client = self.target.client()?;
         let checked = client.check(name).await;
-        if !super::unreachable(&checked) {
+        if !super::unreachable(&client, &checked).await {
             let view = checked?;
             if self.json {
                 println!("{}", serde_json::to_string_pretty(&view)?);

@@ -19,7 +19,7 @@ impl ListCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         let client = self.target.client()?;
         let listed = client.list().await;
-        if !super::unreachable(&listed) {
+        if !super::unreachable(&client, &listed).await {
             let views = listed?;
             if self.json {
                 println!("{}", serde_json::to_string_pretty(&views)?);

@@ -78,7 +78,12 @@ impl SourceTarget {
     }
 }
 
-/// Whether `result` failed because no server answered.
-fn unreachable<T>(result: &Result<T, ClientError>) -> bool {
-    matches!(result, Err(ClientError::Unreachable { .. }))
+/// Whether `result` failed because no server answered (without a token nothing was sent:
+/// then whether one answers at all).
+async fn unreachable<T>(client: &SourceClient, result: &Result<T, ClientError>) -> bool {
+    match result {
+        Err(ClientError::Unreachable { .. }) => true,
+        Err(ClientError::NoToken { .. }) => !client.answers().await,
+        _ => false,
+    }
 }

@@ -21,7 +21,7 @@ impl RemoveCommand {
         let name = &self.name;
         let client = self.target.client()?;
         let removed = client.remove(name).await;
-        if !super::unreachable(&removed) {
+        if !super::unreachable(&client, &removed).await {
             let removed = removed?;
             if self.json {
                 println!("{}", serde_json::to_string_pretty(&removed)?);
