@@ -286,13 +286,16 @@ impl Sources {
         self.all().iter().map(|source| source.status()).collect()
     }
 
-    /// Reads source `name`'s CapabilityStatement now: its status afterwards, or why not.
+    /// Reads source `name`'s CapabilityStatement now: its status afterwards, or why not. An
+    /// answer counts as a success in its health (an operator's check shows it is back).
     pub async fn check(&self, name: &str) -> Result<SourceStatus, SourceError> {
         let source = self.get(name)?;
+        let started = Instant::now();
         source
             .refresh_capabilities()
             .await
             .map_err(|error| SourceError::Unavailable(error.to_string()))?;
+        source.succeeded(started.elapsed());
         Ok(source.status())
     }
 

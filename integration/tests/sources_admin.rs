@@ -141,6 +141,8 @@ async fn a_platform_operator_manages_sources_over_http_and_nobody_else_may() {
         .collect();
     assert!(types.contains(&"Observation"), "{checked}");
     assert_eq!(checked["failures_in_a_row"], 0);
+    assert!(checked["last_success"].is_string(), "{checked}");
+    assert!(checked["latency_ms"].is_u64(), "{checked}");
 
     // A source that is down: 502 naming it, and its health says so.
     let (status, refused) = api
