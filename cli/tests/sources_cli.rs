@@ -63,7 +63,11 @@ fn without_a_server_sources_are_added_listed_and_removed_in_the_file() {
         ],
     );
     assert!(added.contains("added source gp"), "{added}");
-    run(data, &nobody, &["add", "kommune", "http://127.0.0.1:8104/fhir"]);
+    run(
+        data,
+        &nobody,
+        &["add", "kommune", "http://127.0.0.1:8104/fhir"],
+    );
     let file = std::fs::read_to_string(data.join("sources.toml")).unwrap();
     assert!(file.contains("name = \"gp\""), "{file}");
     assert!(file.contains("deadline-secs = 2.0"), "{file}");
@@ -82,9 +86,15 @@ fn without_a_server_sources_are_added_listed_and_removed_in_the_file() {
 
     // What the file could not hold is refused, naming the fix; the file is unchanged.
     let refused = fail(data, &nobody, &["add", "GP", "http://127.0.0.1:1/fhir"]);
-    assert!(refused.contains("lowercase letters, digits and '-'"), "{refused}");
+    assert!(
+        refused.contains("lowercase letters, digits and '-'"),
+        "{refused}"
+    );
     let refused = fail(data, &nobody, &["add", "x", "ftp://127.0.0.1/fhir"]);
-    assert!(refused.contains("give the source's FHIR base URL"), "{refused}");
+    assert!(
+        refused.contains("give the source's FHIR base URL"),
+        "{refused}"
+    );
     assert_eq!(
         std::fs::read_to_string(data.join("sources.toml")).unwrap(),
         file
@@ -93,7 +103,10 @@ fn without_a_server_sources_are_added_listed_and_removed_in_the_file() {
     let removed = run(data, &nobody, &["remove", "gp"]);
     assert!(removed.contains("removed source gp"), "{removed}");
     let refused = fail(data, &nobody, &["remove", "gp"]);
-    assert!(refused.contains("configures no source named 'gp'"), "{refused}");
+    assert!(
+        refused.contains("configures no source named 'gp'"),
+        "{refused}"
+    );
     let listed = run(data, &nobody, &["list"]);
     assert!(!listed.contains("gp "), "{listed}");
     assert!(listed.contains("kommune"), "{listed}");
@@ -219,14 +232,21 @@ fn a_source_given_with_a_flag_shows_in_source_list_with_its_health() {
     assert_eq!(gone["configured_in"], "command-line");
 
     // Added through the running server: used at once, and kept in the file.
-    let added = run(data, &server, &["add", "again", &other_base, "--types", "Observation"]);
+    let added = run(
+        data,
+        &server,
+        &["add", "again", &other_base, "--types", "Observation"],
+    );
     assert!(added.contains("types:        Observation"), "{added}");
     let file = std::fs::read_to_string(data.join("sources.toml")).unwrap();
     assert!(file.contains("name = \"again\""), "{file}");
     let checked = run(data, &server, &["check", "again"]);
     assert!(checked.contains("latency:"), "{checked}");
     let refused = fail(data, &server, &["check", "gone"]);
-    assert!(refused.contains("source 'gone' could not be reached"), "{refused}");
+    assert!(
+        refused.contains("source 'gone' could not be reached"),
+        "{refused}"
+    );
     run(data, &server, &["remove", "again"]);
     let file = std::fs::read_to_string(data.join("sources.toml")).unwrap();
     assert!(!file.contains("again"), "{file}");

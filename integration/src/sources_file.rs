@@ -283,7 +283,10 @@ impl SourceEntry {
             }
             AuthKind::ClientCredentials => {
                 required("token-url", self.token_url.is_some())?;
-                required("client-id", self.client_id.as_deref().is_some_and(|id| !id.is_empty()))?;
+                required(
+                    "client-id",
+                    self.client_id.as_deref().is_some_and(|id| !id.is_empty()),
+                )?;
                 required("secret-file", self.secret_file.is_some())?;
                 let token_url = self.token_url.as_deref().unwrap_or_default();
                 let _token_url = Url::parse(token_url)
@@ -319,12 +322,8 @@ impl SourceEntry {
 /// credentials, query or fragment (those would be sent, and shown, with every call).
 fn fhir_base(base: &str) -> Result<Url, EntryError> {
     let fix = "give the source's FHIR base URL, e.g. https://fhir.example.dk/R4";
-    let url = Url::parse(base).map_err(|e| {
-        bad(
-            "base",
-            format!("base '{base}' is not a URL ({e}): {fix}"),
-        )
-    })?;
+    let url = Url::parse(base)
+        .map_err(|e| bad("base", format!("base '{base}' is not a URL ({e}): {fix}")))?;
     let problem = if !matches!(url.scheme(), "http" | "https") {
         Some("its scheme is not http or https")
     } else if url.host_str().is_none_or(str::is_empty) {
@@ -408,8 +407,8 @@ impl SourcesFile {
     /// two share a name.
     pub fn parse(path: &Path, text: &str) -> anyhow::Result<SourcesFile> {
         let shown = path.display();
-        let table: toml::Table = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{shown} is not valid TOML: {e}"))?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{shown} is not valid TOML: {e}"))?;
         let mut entries: Vec<SourceEntry> = Vec::new();
         for (key, value) in table {
             if key != "source" {
@@ -598,7 +597,11 @@ mod tests {
         assert_eq!(read.entries.len(), 1);
         assert_eq!(read.entries[0].base, "http://127.0.0.1:3/fhir/R4");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temporary file is left: {leftovers:?}");
+        assert_eq!(
+            leftovers.len(),
+            1,
+            "no temporary file is left: {leftovers:?}"
+        );
     }
 
     #[test]
@@ -611,7 +614,10 @@ mod tests {
             tokn-file = "gp.token"
             "#,
         );
-        assert!(message.starts_with("/data/sources.toml: source 'gp': "), "{message}");
+        assert!(
+            message.starts_with("/data/sources.toml: source 'gp': "),
+            "{message}"
+        );
         assert!(message.contains("tokn-file"), "{message}");
         assert!(message.contains("correct or remove that key"), "{message}");
 
@@ -622,7 +628,8 @@ mod tests {
     #[test]
     fn a_bad_name_is_refused_with_what_a_name_may_hold() {
         for name in ["GP", "gp.clinic", "1gp", ""] {
-            let text = format!("[[source]]\nname = \"{name}\"\nbase = \"https://gp.example.dk/R4\"\n");
+            let text =
+                format!("[[source]]\nname = \"{name}\"\nbase = \"https://gp.example.dk/R4\"\n");
             let message = error(&text);
             assert!(message.starts_with("/data/sources.toml: "), "{message}");
             assert!(
@@ -646,7 +653,10 @@ mod tests {
             "#,
         );
         assert!(message.contains("two sources are named 'gp'"), "{message}");
-        assert!(message.contains("give each [[source]] its own name"), "{message}");
+        assert!(
+            message.contains("give each [[source]] its own name"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -662,7 +672,10 @@ mod tests {
                 message.starts_with("/data/sources.toml: source 'gp': base '"),
                 "{message}"
             );
-            assert!(message.contains("give the source's FHIR base URL"), "{message}");
+            assert!(
+                message.contains("give the source's FHIR base URL"),
+                "{message}"
+            );
         }
     }
 
@@ -672,12 +685,21 @@ mod tests {
         for (extra, expected) in [
             ("deadline-secs = 0", "deadline-secs = 0 is out of range"),
             ("max-concurrent = 0", "max-concurrent = 0 is out of range"),
-            ("max-response-bytes = 10", "max-response-bytes = 10 is too small"),
-            ("types = [\"Spaceship\"]", "does not serve the resource type 'Spaceship'"),
+            (
+                "max-response-bytes = 10",
+                "max-response-bytes = 10 is too small",
+            ),
+            (
+                "types = [\"Spaceship\"]",
+                "does not serve the resource type 'Spaceship'",
+            ),
             ("types = []", "types is empty"),
             ("organization = \"gp-clinic\"", "write Organization/<id>"),
             ("auth = \"bearer-file\"", "needs token-file"),
-            ("token-file = \"t\"", "token-file does not go with auth = \"none\""),
+            (
+                "token-file = \"t\"",
+                "token-file does not go with auth = \"none\"",
+            ),
             ("auth = \"magic\"", "unknown variant `magic`"),
             ("deadline-secs = \"5s\"", "invalid type"),
         ] {
@@ -709,8 +731,15 @@ mod tests {
     #[test]
     fn a_flag_is_name_equals_base() {
         let entry = SourceEntry::from_flag("gp=http://127.0.0.1:8103/fhir/R4").unwrap();
-        assert_eq!(entry, SourceEntry::new("gp", "http://127.0.0.1:8103/fhir/R4"));
-        assert!(SourceEntry::from_flag("gp").unwrap_err().contains("NAME=FHIR_BASE"));
+        assert_eq!(
+            entry,
+            SourceEntry::new("gp", "http://127.0.0.1:8103/fhir/R4")
+        );
+        assert!(
+            SourceEntry::from_flag("gp")
+                .unwrap_err()
+                .contains("NAME=FHIR_BASE")
+        );
         assert!(SourceEntry::from_flag("=http://x").is_err());
     }
 }

@@ -146,7 +146,12 @@ async fn a_platform_operator_manages_sources_over_http_and_nobody_else_may() {
 
     // A source that is down: 502 naming it, and its health says so.
     let (status, refused) = api
-        .call(Method::POST, "/admin/v1/sources/flagged/check", operator, None)
+        .call(
+            Method::POST,
+            "/admin/v1/sources/flagged/check",
+            operator,
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{refused}");
     let message = refused["error"].as_str().unwrap();
@@ -171,7 +176,12 @@ async fn a_platform_operator_manages_sources_over_http_and_nobody_else_may() {
         "deadline-secs": 3,
     });
     let (status, added) = api
-        .call(Method::PUT, "/admin/v1/sources/gp", operator, Some(gp.clone()))
+        .call(
+            Method::PUT,
+            "/admin/v1/sources/gp",
+            operator,
+            Some(gp.clone()),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{added}");
     assert_eq!(added["types"], json!(["Observation", "Patient"]));
@@ -186,7 +196,12 @@ async fn a_platform_operator_manages_sources_over_http_and_nobody_else_may() {
     let mut narrower = gp.clone();
     narrower["types"] = json!(["Observation"]);
     let (status, replaced) = api
-        .call(Method::PUT, "/admin/v1/sources/gp", operator, Some(narrower))
+        .call(
+            Method::PUT,
+            "/admin/v1/sources/gp",
+            operator,
+            Some(narrower),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{replaced}");
     assert_eq!(replaced["types"], json!(["Observation"]));
@@ -300,7 +315,12 @@ async fn clinicians_and_region_admins_are_refused_into_the_security_log() {
             .unwrap()
     };
     let clinician = mint(Role::Clinician, "dr-jensen", None, Some("hospital"));
-    let region_admin = mint(Role::RegionAdmin, "ra-hovedstaden", Some("hovedstaden"), None);
+    let region_admin = mint(
+        Role::RegionAdmin,
+        "ra-hovedstaden",
+        Some("hovedstaden"),
+        None,
+    );
     let body = json!({ "base": "http://127.0.0.1:9/fhir" });
     for (token, sub, role) in [
         (&clinician, "dr-jensen", "clinician"),
@@ -342,7 +362,10 @@ async fn clinicians_and_region_admins_are_refused_into_the_security_log() {
         assert_eq!(log[0].role, role);
     }
     assert!(!integration.state.service.sources().contains("evil"));
-    assert!(!SourcesFile::path_in(dir.path()).exists(), "nothing written");
+    assert!(
+        !SourcesFile::path_in(dir.path()).exists(),
+        "nothing written"
+    );
 
     // No token, or a token for another service: 401.
     let (status, refused) = api.call(Method::GET, "/admin/v1/sources", None, None).await;

@@ -198,20 +198,20 @@ impl SourcesAdmin {
 
     /// Reads source `name`'s CapabilityStatement now.
     pub async fn check(&self, name: &str) -> Result<SourceView, SourceAdminError> {
-        let status = self
-            .inner
-            .service
-            .sources()
-            .check(name)
-            .await
-            .map_err(|error| match error {
-                SourceError::Unknown(_) => unknown(name),
-                SourceError::Unavailable(message) => SourceAdminError::Upstream(format!(
-                    "{message}: check that the source runs at its base URL and accepts \
+        let status =
+            self.inner
+                .service
+                .sources()
+                .check(name)
+                .await
+                .map_err(|error| match error {
+                    SourceError::Unknown(_) => unknown(name),
+                    SourceError::Unavailable(message) => SourceAdminError::Upstream(format!(
+                        "{message}: check that the source runs at its base URL and accepts \
                      healthcloud's credentials; it is retried on use"
-                )),
-                SourceError::Database(error) => SourceAdminError::Internal(error.into()),
-            })?;
+                    )),
+                    SourceError::Database(error) => SourceAdminError::Internal(error.into()),
+                })?;
         let configured = self.inner.configured.lock().await;
         Ok(view(&configured, status))
     }
@@ -244,12 +244,12 @@ impl SourcesAdmin {
                  flag and restart the server to configure it here, or choose another name"
             )));
         }
-        let settings = entry.settings(configured.file.data_dir()).map_err(|error| {
-            SourceAdminError::BadRequest {
+        let settings = entry
+            .settings(configured.file.data_dir())
+            .map_err(|error| SourceAdminError::BadRequest {
                 message: error.message,
                 field: error.key.map(str::to_owned),
-            }
-        })?;
+            })?;
         // Opening reads the token file: a source that cannot be opened is not written.
         Upstream::open(settings.upstream.clone())
             .map_err(|e| SourceAdminError::Unprocessable(format!("{e:#}")))?;

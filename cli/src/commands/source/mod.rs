@@ -27,7 +27,7 @@ pub enum SourceCommand {
     /// List the sources with their health: last success, latency, failures, skipping.
     List(ListCommand),
     /// Add a source, or replace the one of that name (written to sources.toml).
-    Add(AddCommand),
+    Add(Box<AddCommand>),
     /// Remove a source (from sources.toml, and from the running server at once).
     Remove(RemoveCommand),
     /// Read a source's CapabilityStatement now: the types it serves, or what went wrong.

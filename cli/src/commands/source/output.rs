@@ -71,13 +71,13 @@ pub(super) fn print_one(view: &SourceView) {
     if let Some(latency) = status.latency_ms {
         println!("  latency:      {latency} ms");
     }
-    if status.failures_in_a_row > 0 {
-        if let Some(last) = status.recent_failures.last() {
-            println!(
-                "  warning:      {} ({} failures in a row; it is retried on use)",
-                last.error, status.failures_in_a_row
-            );
-        }
+    if status.failures_in_a_row > 0
+        && let Some(last) = status.recent_failures.last()
+    {
+        println!(
+            "  warning:      {} ({} failures in a row; it is retried on use)",
+            last.error, status.failures_in_a_row
+        );
     }
 }
 

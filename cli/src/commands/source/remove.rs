@@ -48,7 +48,10 @@ impl RemoveCommand {
         }
         file.save()?;
         if self.json {
-            println!("{}", serde_json::json!({ "name": name, "configured_in": "file" }));
+            println!(
+                "{}",
+                serde_json::json!({ "name": name, "configured_in": "file" })
+            );
         } else {
             println!("removed source {name} from {}", file.path().display());
         }
