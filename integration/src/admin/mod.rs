@@ -38,6 +38,8 @@ pub enum Origin {
     File,
     /// `--source NAME=FHIR_BASE`, for this process only.
     CommandLine,
+    /// Registered by the server itself (such as `up`'s demo world), for this process only.
+    Server,
 }
 
 /// A source as the admin API shows it: its configuration and health.
@@ -57,8 +59,8 @@ pub struct SourceView {
 pub struct SourceRemoved {
     /// The source.
     pub name: String,
-    /// Where it was configured: a command-line source comes back at the next start unless
-    /// its `--source` is dropped.
+    /// Where it was configured: only a source of the file is gone for good; another comes
+    /// back at the next start unless its `--source` is dropped.
     pub configured_in: Origin,
 }
 
@@ -272,16 +274,22 @@ impl SourcesAdmin {
     /// Removes source `name`: no longer asked, and gone from the file.
     pub async fn remove(&self, name: &str) -> Result<SourceRemoved, SourceAdminError> {
         let mut configured = self.inner.configured.lock().await;
-        let Some((origin, _)) = configured.origin(name) else {
-            return Err(unknown(name));
+        let origin = match configured.origin(name) {
+            Some((origin, _)) => origin,
+            None if self.inner.service.sources().contains(name) => Origin::Server,
+            None => return Err(unknown(name)),
         };
-        if origin == Origin::File {
-            let mut changed = configured.file.clone();
-            changed.remove(name);
-            changed.save()?;
-            configured.file = changed;
-        } else {
-            configured.flags.remove(name);
+        match origin {
+            Origin::File => {
+                let mut changed = configured.file.clone();
+                changed.remove(name);
+                changed.save()?;
+                configured.file = changed;
+            }
+            Origin::CommandLine => {
+                configured.flags.remove(name);
+            }
+            Origin::Server => {}
         }
         self.inner.service.sources().remove(name);
         tracing::info!(source = name, "source removed");
@@ -350,7 +358,7 @@ impl SourcesAdmin {
 fn view(configured: &Configured, status: SourceStatus) -> SourceView {
     let (origin, auth) = match configured.origin(&status.name) {
         Some((origin, entry)) => (origin, entry.auth.as_str()),
-        None => (Origin::File, "none"),
+        None => (Origin::Server, "none"),
     };
     SourceView {
         status,

@@ -12,8 +12,10 @@ pub(super) fn print_health(views: &[SourceView]) {
         .map(|view| {
             let status = &view.status;
             let mut name = status.name.clone();
-            if view.configured_in == Origin::CommandLine {
-                name.push_str(" (--source)");
+            match view.configured_in {
+                Origin::File => {}
+                Origin::CommandLine => name.push_str(" (--source)"),
+                Origin::Server => name.push_str(" (built in)"),
             }
             [
                 name,

@@ -25,9 +25,9 @@ impl RemoveCommand {
             let removed = removed?;
             if self.json {
                 println!("{}", serde_json::to_string_pretty(&removed)?);
-            } else if removed.configured_in == Origin::CommandLine {
+            } else if removed.configured_in != Origin::File {
                 println!(
-                    "removed source {name} from the server at {}: it was given with --source, and comes back at the next start unless that flag is dropped",
+                    "removed source {name} from the server at {}: it was not configured in sources.toml (--source, or built into the server), and comes back at the next start unless that is changed",
                     client.server()
                 );
             } else {
