@@ -105,6 +105,18 @@ async fn a_platform_operator_manages_sources_over_http_and_nobody_else_may() {
     let operator = Some(operator.as_str());
     use reqwest::Method;
 
+    // Operating the platform reaches no patient's data.
+    let (status, refused) = api
+        .call(Method::GET, "/fhir/r4/Patient?_count=1", operator, None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("platform-operator token gives no access to FHIR data"),
+        "{refused}"
+    );
+
     // Both sources are listed, each saying where it is configured; nothing was asked yet.
     let (status, listed) = api
         .call(Method::GET, "/admin/v1/sources", operator, None)
