@@ -10,5 +10,7 @@ mod demo;
 mod progress;
 mod region_client;
 pub mod server;
+mod source_client;
+mod sources;
 
 pub use commands::Cli;

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use healthcloud_integration::Integration;
+use healthcloud_integration::admin::SourcesAdmin;
 use healthcloud_package::client::StoreClient;
 use healthcloud_package::keys::PublicKey;
 use healthcloud_runtime::{Limits, RegionsConfig, Runtime, RuntimeConfig};
@@ -103,6 +104,8 @@ impl Ready {
 pub struct Services<'a> {
     /// The integration cloud's FHIR API, `/fhir/r4`.
     pub integration: Option<&'a Integration>,
+    /// The integration cloud's sources admin API, `/admin/v1/sources`.
+    pub sources: Option<&'a SourcesAdmin>,
     /// The app cloud: `/apps/…` and the region admin API `/admin/v1/regions/…`.
     pub runtime: Option<&'a Runtime>,
     /// The app store: catalog pages and `/store/v1`.
@@ -116,6 +119,7 @@ impl<'a> Services<'a> {
     pub fn all(integration: &'a Integration, runtime: &'a Runtime, store: &'a Store) -> Self {
         Services {
             integration: Some(integration),
+            sources: None,
             runtime: Some(runtime),
             store: Some(store),
             pages: None,
@@ -128,12 +132,14 @@ impl<'a> Services<'a> {
 pub fn app(services: Services<'_>, ready: &Ready) -> Router {
     let Services {
         integration,
+        sources,
         runtime,
         store,
         pages,
     } = services;
     let routes = [
         integration.map(Integration::router),
+        sources.map(SourcesAdmin::router),
         runtime.map(Runtime::router),
         store.map(Store::router),
         pages,

@@ -13,6 +13,8 @@
 //! - [`sources::Sources`] are the organizations' own FHIR servers ([`upstream`]), read through
 //!   for each patient's compartment ([`federation`]), patients matched by CPR number
 //!   ([`patient_index`]); nothing they hold is copied.
+//!   They are configured in the data directory's `sources.toml` ([`sources_file`]) and
+//!   managed by platform operators through `/admin/v1/sources` ([`admin`]).
 //! - Tokens, scopes and the database itself are the platform's (`healthcloud_platform`),
 //!   shared with the app cloud and the store.
 //! - [`import`] loads FHIR Bundles, and synthetic patients from `healthcloud-synth`.
@@ -34,6 +36,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod consent;
@@ -52,6 +55,7 @@ pub mod ratelimit;
 pub mod security;
 pub mod service;
 pub mod sources;
+pub mod sources_file;
 pub mod store;
 pub mod upstream;
 pub mod validate;

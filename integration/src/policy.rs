@@ -151,7 +151,7 @@ fn role_allows(
         Role::SecurityOfficer => {
             "a security officer reads AuditEvent and Consent records, and nothing else".to_owned()
         }
-        Role::RegionAdmin | Role::StoreAdmin | Role::Publisher => format!(
+        Role::RegionAdmin | Role::StoreAdmin | Role::Publisher | Role::PlatformOperator => format!(
             "a {} token gives no access to FHIR data",
             claims.role.as_str()
         ),

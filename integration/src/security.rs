@@ -1,7 +1,8 @@
 //! The security log: what operators must see and no patient's log may hold. A request about
 //! patients the caller cannot reach (another patient's record, ids that do not exist), a
 //! region admin request from someone without a role in that region, and a principal slowed
-//! down for too many refusals each become one row here, naming the caller (subject, role,
+//! down for too many refusals each become one row here (as does a sources admin request
+//! from someone who is not a platform operator), naming the caller (subject, role,
 //! organization, app, region), what was asked and when.
 //!
 //! Patients' access logs ([`audit`](crate::audit)) only ever hold accesses by callers who
@@ -30,17 +31,21 @@ pub enum SecurityKind {
     /// An upstream source sent data that failed the caller's search or access (another
     /// patient's, a type or category outside the scopes) and was withheld.
     SourceWithheld,
+    /// A request to the sources admin API (`/admin/v1/sources`) from a caller who is not a
+    /// platform operator.
+    SourceAdmin,
 }
 
 impl SecurityKind {
-    /// The name stored and shown: `probe`, `region-admin`, `rate-limited` or
-    /// `source-withheld`.
+    /// The name stored and shown: `probe`, `region-admin`, `rate-limited`,
+    /// `source-withheld` or `source-admin`.
     pub fn as_str(self) -> &'static str {
         match self {
             SecurityKind::Probe => "probe",
             SecurityKind::RegionAdmin => "region-admin",
             SecurityKind::RateLimited => "rate-limited",
             SecurityKind::SourceWithheld => "source-withheld",
+            SecurityKind::SourceAdmin => "source-admin",
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::federation::{
     self, CompartmentPatient, Dropped, FederatedSource, Renamed, SourceAnswer,
@@ -94,7 +94,7 @@ struct Health {
 }
 
 /// One failure of a source, for operators.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Failure {
     /// When (RFC 3339, UTC).
     pub at: String,
@@ -103,7 +103,7 @@ pub struct Failure {
 }
 
 /// A source's configuration and health, as operators see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceStatus {
     /// Its name.
     pub name: String,
@@ -286,13 +286,16 @@ impl Sources {
         self.all().iter().map(|source| source.status()).collect()
     }
 
-    /// Reads source `name`'s CapabilityStatement now: its status afterwards, or why not.
+    /// Reads source `name`'s CapabilityStatement now: its status afterwards, or why not. An
+    /// answer counts as a success in its health (an operator's check shows it is back).
     pub async fn check(&self, name: &str) -> Result<SourceStatus, SourceError> {
         let source = self.get(name)?;
+        let started = Instant::now();
         source
             .refresh_capabilities()
             .await
             .map_err(|error| SourceError::Unavailable(error.to_string()))?;
+        source.succeeded(started.elapsed());
         Ok(source.status())
     }
 

@@ -336,7 +336,7 @@ impl Target {
             Role::Patient => format!("demo-patient-{patient}"),
             Role::Citizen => format!("demo-citizen-{patient}"),
             Role::RegionAdmin => format!("demo-region-admin-{region}"),
-            Role::StoreAdmin | Role::Publisher | Role::SecurityOfficer => {
+            Role::StoreAdmin | Role::Publisher | Role::SecurityOfficer | Role::PlatformOperator => {
                 "demo-store-admin".to_owned()
             }
         };

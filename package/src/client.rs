@@ -27,6 +27,8 @@ pub enum Caller<'a> {
     PublisherOrStoreAdmin(&'a str),
     /// An administrator of this region.
     RegionAdmin(&'a str),
+    /// A platform operator (the upstream sources).
+    PlatformOperator,
 }
 
 impl Caller<'_> {
@@ -45,6 +47,7 @@ impl Caller<'_> {
             Caller::RegionAdmin(region) => {
                 format!("healthcloud token --role region-admin --region {region}")
             }
+            Caller::PlatformOperator => "healthcloud token --role platform-operator".into(),
         }
     }
 
@@ -57,6 +60,7 @@ impl Caller<'_> {
                 format!("publisher {id} or a store administrator")
             }
             Caller::RegionAdmin(region) => format!("a region administrator of {region}"),
+            Caller::PlatformOperator => "a platform operator".into(),
         }
     }
 }

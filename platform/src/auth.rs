@@ -42,6 +42,9 @@ pub enum Role {
     /// Reads every patient's audit trail and consents (and nothing else), to investigate
     /// accesses; each of those reads is audited in turn.
     SecurityOfficer,
+    /// Runs the platform: configures the upstream FHIR sources and watches their health
+    /// (`/admin/v1/sources`). No access to patient data.
+    PlatformOperator,
 }
 
 impl Role {
@@ -67,6 +70,7 @@ impl Role {
             Role::StoreAdmin => "store-admin",
             Role::Publisher => "publisher",
             Role::SecurityOfficer => "security-officer",
+            Role::PlatformOperator => "platform-operator",
         }
     }
 
@@ -79,7 +83,7 @@ impl Role {
                 "patient/*.rs patient/AuditEvent.rs patient/Consent.cruds patient/Observation.c"
             }
             Role::SecurityOfficer => "user/AuditEvent.rs user/Consent.rs",
-            Role::RegionAdmin | Role::StoreAdmin | Role::Publisher => "",
+            Role::RegionAdmin | Role::StoreAdmin | Role::Publisher | Role::PlatformOperator => "",
         }
     }
 }
@@ -90,7 +94,7 @@ impl FromStr for Role {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
             format!(
-                "unknown role '{s}': use clinician, patient, citizen, region-admin, store-admin, publisher or security-officer"
+                "unknown role '{s}': use clinician, patient, citizen, region-admin, store-admin, publisher, security-officer or platform-operator"
             )
         })
     }

@@ -233,7 +233,11 @@ pub fn admits(audience: &[Audience], role: Role) -> bool {
         Role::Clinician => Some(Audience::Clinician),
         Role::Patient => Some(Audience::Patient),
         Role::Citizen => Some(Audience::Citizen),
-        Role::RegionAdmin | Role::StoreAdmin | Role::Publisher | Role::SecurityOfficer => None,
+        Role::RegionAdmin
+        | Role::StoreAdmin
+        | Role::Publisher
+        | Role::SecurityOfficer
+        | Role::PlatformOperator => None,
     }
     .is_some_and(|role| audience.contains(&role))
 }
@@ -702,6 +706,7 @@ mod tests {
             Role::StoreAdmin,
             Role::Publisher,
             Role::SecurityOfficer,
+            Role::PlatformOperator,
         ] {
             assert!(!admits(&audience, role), "{role:?}");
         }

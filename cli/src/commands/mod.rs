@@ -6,7 +6,9 @@ mod keygen;
 mod region;
 mod security_log;
 mod serve;
+mod source;
 mod store;
+mod table;
 mod token;
 mod up;
 
@@ -60,6 +62,9 @@ pub enum Command {
     Region(region::RegionCommand),
     /// Show the security log (probes out of reach, foreign region admin requests, 429s).
     SecurityLog(security_log::SecurityLogCommand),
+    /// The upstream FHIR sources and their health: list, add, remove, check.
+    #[command(subcommand)]
+    Source(source::SourceCommand),
 }
 
 impl Command {
@@ -74,6 +79,7 @@ impl Command {
             Command::Serve(command) => command.run().await,
             Command::Region(command) => command.run().await,
             Command::SecurityLog(command) => command.run().await,
+            Command::Source(command) => command.run().await,
         }
     }
 }

@@ -9,7 +9,8 @@ use super::DataDirArgs;
 pub struct TokenCommand {
     #[command(flatten)]
     data: DataDirArgs,
-    /// clinician, patient, citizen, region-admin, store-admin, publisher or security-officer.
+    /// clinician, patient, citizen, region-admin, store-admin, publisher, security-officer or
+    /// platform-operator.
     #[arg(long, required_unless_present = "public_key")]
     role: Option<Role>,
     /// Print the development issuer's public key (PEM) instead of a token: other nodes verify

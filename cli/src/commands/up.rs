@@ -9,6 +9,7 @@ use super::DataDirArgs;
 use super::serve::IssuerArgs;
 use crate::app_cloud::{self, AppCloudConfig};
 use crate::server;
+use crate::sources::{self, SourceArgs};
 
 /// Run everything in one process.
 #[derive(Debug, clap::Args)]
@@ -23,6 +24,8 @@ pub struct UpCommand {
     public_url: Option<String>,
     #[command(flatten)]
     issuer: IssuerArgs,
+    #[command(flatten)]
+    sources: SourceArgs,
 }
 
 impl UpCommand {
@@ -36,6 +39,7 @@ impl UpCommand {
         self.issuer.apply(&mut integration)?;
         let store = integration.state.service.store_for_loading().clone();
         crate::demo::ensure_data(&store).await?;
+        let sources = sources::start(&integration, &self.data.data_dir, &self.sources).await?;
         let config = AppCloudConfig::load(&self.data.data_dir)?;
         let runtime =
             server::app_cloud(&integration, &self.data.data_dir, config.limits.clone()).await?;
@@ -77,6 +81,7 @@ impl UpCommand {
         let app = server::app(
             server::Services {
                 pages,
+                sources: Some(&sources),
                 ..server::Services::all(&integration, &runtime, &app_store)
             },
             &ready,

@@ -19,9 +19,10 @@ impl context::Host for &mut LaunchContext {
                     Role::RegionAdmin => context::Role::RegionAdmin,
                     Role::StoreAdmin => context::Role::StoreAdmin,
                     Role::Publisher => context::Role::Publisher,
-                    // No manifest audience admits a security officer, so serve.rs refuses
-                    // them before any instance exists; the frozen WIT has no such role.
-                    Role::SecurityOfficer => context::Role::RegionAdmin,
+                    // No manifest audience admits a security officer or a platform
+                    // operator, so serve.rs refuses them before any instance exists; the
+                    // frozen WIT has no such role.
+                    Role::SecurityOfficer | Role::PlatformOperator => context::Role::RegionAdmin,
                 },
                 fhir_user: claims.fhir_user.clone(),
             },
