@@ -1,0 +1,708 @@
+//! Attacks on the federated reads and searches, from the attacker's side: a patient or an app
+//! confined to one patient reaching for another's data through a source, a clinician a
+//! patient opted out, a hostile or careless source (other patients' resources, crafted ids and
+//! references, duplicate records and entries, forged origins, `next` links, included entries),
+//! a caller probing which sources hold a patient or trying to get a source skipped for
+//! everyone, and paging tricks. Every source is a real HTTP server on loopback.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, RawQuery};
+use axum::http::StatusCode;
+use axum::routing::get;
+use common::sources::{patient, searchset, serve};
+use common::{Backend, Harness, LOINC, OBS_CATEGORY};
+use healthcloud_integration::import::Importer;
+use healthcloud_integration::sources::SourceSettings;
+use healthcloud_integration::upstream::UpstreamConfig;
+use healthcloud_platform::auth::{Role, TokenRequest};
+use reqwest::Url;
+use serde_json::{Value, json};
+
+/// pat-a's and pat-b's CPR numbers in the harness's fixture.
+const PAT_A_CPR: &str = "7501504321";
+const PAT_B_CPR: &str = "6107624322";
+const BP: &str = "85354-9";
+
+fn observation(id: &str, subject: &str, date: &str) -> Value {
+    json!({"resourceType": "Observation", "id": id, "status": "final",
+        "category": [{"coding": [{"system": OBS_CATEGORY, "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": LOINC, "code": BP}]},
+        "subject": {"reference": subject},
+        "effectiveDateTime": date})
+}
+
+/// A source on loopback: it declares Patients searchable by identifier and Observations by
+/// patient, code and category, answers with `routes`, and records every request it gets
+/// (path and query).
+struct Source {
+    base: Url,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Source {
+    async fn start(routes: Router) -> Source {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorded = seen.clone();
+        let router = Router::new()
+            .route(
+                "/fhir/metadata",
+                get(|| async {
+                    axum::Json(json!({"resourceType": "CapabilityStatement",
+                        "rest": [{"mode": "server", "resource": [
+                            {"type": "Patient", "searchParam": [{"name": "identifier"}]},
+                            {"type": "Observation", "searchParam": [{"name": "patient"}, {"name": "code"}, {"name": "category"}]}
+                        ]}]}))
+                }),
+            )
+            .merge(routes)
+            .layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    recorded.lock().unwrap().push(request.uri().to_string());
+                    next.run(request)
+                },
+            ));
+        let address = serve(router).await;
+        Source {
+            base: Url::parse(&format!("http://{address}/fhir")).unwrap(),
+            seen,
+        }
+    }
+
+    /// The requests it got, as `path?query`.
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The Observation searches and reads it got.
+    fn observation_requests(&self) -> Vec<String> {
+        (self.seen().into_iter())
+            .filter(|uri| uri.starts_with("/fhir/Observation"))
+            .collect()
+    }
+}
+
+/// Patient routes of an honest patient registry: a search by `identifier=system|value` finds
+/// the patients carrying it, a read finds one by id.
+fn patients(records: Vec<Value>) -> Router {
+    let by_id = records.clone();
+    Router::new()
+        .route(
+            "/fhir/Patient",
+            get(move |RawQuery(query): RawQuery| {
+                let records = records.clone();
+                async move {
+                    let wanted: Vec<String> =
+                        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                            .filter(|(name, _)| name == "identifier")
+                            .map(|(_, value)| value.into_owned())
+                            .collect();
+                    let found = records
+                        .into_iter()
+                        .filter(|record| {
+                            wanted.iter().all(|wanted| {
+                                let (system, value) = wanted.split_once('|').unwrap();
+                                record["identifier"].as_array().unwrap().iter().any(|i| {
+                                    i["system"] == system && i["value"] == value
+                                })
+                            })
+                        })
+                        .collect();
+                    axum::Json(searchset(found))
+                }
+            }),
+        )
+        .merge(reads("/fhir/Patient/{id}", by_id))
+}
+
+/// A route at `path` (with an `{id}` segment) reading `records` by id: 404 for any other id.
+fn reads(path: &str, records: Vec<Value>) -> Router {
+    Router::new().route(
+        path,
+        get(move |Path(id): Path<String>| {
+            let found = records.iter().find(|r| r["id"] == id.as_str()).cloned();
+            async move {
+                use axum::response::IntoResponse;
+                match found {
+                    Some(resource) => axum::Json(resource).into_response(),
+                    None => StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+        }),
+    )
+}
+
+/// Observation routes of a careless source: every search answers `bundle` whatever it asks,
+/// reads find `records` by id.
+fn observations(bundle: Value, records: Vec<Value>) -> Router {
+    Router::new()
+        .route(
+            "/fhir/Observation",
+            get(move || {
+                let bundle = bundle.clone();
+                async move { axum::Json(bundle) }
+            }),
+        )
+        .merge(reads("/fhir/Observation/{id}", records))
+}
+
+/// The home harness (pat-a, pat-b, pat-c) with `source` registered as `src`.
+async fn home_with(source: &Source) -> Harness {
+    let home = Harness::new(Backend::Sqlite).await.unwrap();
+    add(&home, "src", source);
+    home
+}
+
+fn add(home: &Harness, name: &str, source: &Source) {
+    home.service
+        .sources()
+        .add(SourceSettings {
+            upstream: UpstreamConfig::new(name, source.base.clone()),
+            organization: None,
+            types: None,
+        })
+        .unwrap();
+}
+
+/// The ids of a searchset's matches, in order, and its outcome entry's issues.
+fn matches_and_issues(bundle: &Value) -> (Vec<String>, Vec<Value>) {
+    let mut ids = Vec::new();
+    let mut issues = Vec::new();
+    for entry in bundle["entry"].as_array().into_iter().flatten() {
+        match entry["search"]["mode"].as_str() {
+            Some("outcome") => issues.extend(entry["resource"]["issue"].as_array().unwrap().clone()),
+            _ => ids.push(entry["resource"]["id"].as_str().unwrap().to_owned()),
+        }
+    }
+    (ids, issues)
+}
+
+async fn search(home: &Harness, path: &str, token: &str) -> (Vec<String>, Vec<Value>, Value) {
+    let response = home.get(path, token).await;
+    assert_eq!(response.status, StatusCode::OK, "{path}: {}", response.body);
+    let (ids, issues) = matches_and_issues(&response.body);
+    (ids, issues, response.body)
+}
+
+async fn withheld_log(home: &Harness) -> String {
+    let log = home.service.security_log().recent(100, None).await.unwrap();
+    (log.iter())
+        .filter(|entry| entry.kind == "source-withheld")
+        .map(|entry| entry.reason.clone())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// --- references that point elsewhere ---------------------------------------------------------
+
+/// A source that writes its own references with its public URL (which is not the base
+/// healthcloud reaches it at), or points at another organization's server: `Patient/pat-b`
+/// at the end of such a URL is somebody at that server, not healthcloud's pat-b.
+#[tokio::test]
+async fn a_patient_named_by_a_url_elsewhere_lands_in_no_healthcloud_patients_record() {
+    let elsewhere_a = observation(
+        "elsewhere-a",
+        "https://gp.example/fhir/Patient/pat-a",
+        "2026-01-02",
+    );
+    let elsewhere_b = observation(
+        "elsewhere-b",
+        "https://other-region.example/fhir/Patient/pat-b",
+        "2026-01-03",
+    );
+    let mine = observation("mine", "Patient/s-a", "2026-01-01");
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR)]).merge(observations(
+            searchset(vec![mine.clone(), elsewhere_a.clone(), elsewhere_b.clone()]),
+            vec![mine, elsewhere_a, elsewhere_b],
+        )),
+    )
+    .await;
+    let home = home_with(&source).await;
+
+    // pat-a's search: the source (ignoring the patient parameter) sends a reading of its
+    // patient whose URL ends in "pat-a": not pat-a's, so not returned.
+    let citizen_a = home.citizen("pat-a");
+    let (ids, _, _) = search(&home, "Observation?_count=100", &citizen_a).await;
+    assert!(ids.contains(&"src.mine".to_owned()), "{ids:?}");
+    assert!(!ids.contains(&"src.elsewhere-a".to_owned()), "{ids:?}");
+    assert!(
+        withheld_log(&home).await.contains("Observation/elsewhere-a"),
+        "the source's mistake is logged"
+    );
+
+    // pat-b reads, by id, the reading of a patient at another server whose URL ends in
+    // "pat-b": it is not theirs to see.
+    let citizen_b = home.citizen("pat-b");
+    let read = home.get("Observation/src.elsewhere-b", &citizen_b).await;
+    assert_ne!(read.status, StatusCode::OK, "{}", read.body);
+    assert!(!read.body.to_string().contains("other-region"), "{}", read.body);
+    // Nor pat-a the one ending in "pat-a".
+    let read = home.get("Observation/src.elsewhere-a", &citizen_a).await;
+    assert_ne!(read.status, StatusCode::OK, "{}", read.body);
+}
+
+/// A source's reference to `Patient/<a healthcloud id>` names the source's own patient of that
+/// id: it is renamed into the source's namespace and reaches no healthcloud patient.
+#[tokio::test]
+async fn a_source_naming_a_home_patient_id_directly_plants_nothing_in_their_record() {
+    let planted = observation("planted", "Patient/pat-b", "2026-01-05");
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR)]).merge(observations(
+            searchset(vec![planted.clone()]),
+            vec![planted],
+        )),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let citizen_b = home.citizen("pat-b");
+    let read = home.get("Observation/src.planted", &citizen_b).await;
+    assert_eq!(read.status, StatusCode::NOT_FOUND, "{}", read.body);
+    let clinician = home.clinician();
+    let read = home.get("Observation/src.planted", &clinician).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.body["subject"]["reference"], "Patient/src.pat-b");
+    // In pat-a's search it is another patient's, withheld.
+    let (ids, _, _) = search(&home, "Observation", &home.citizen("pat-a")).await;
+    assert!(!ids.contains(&"src.planted".to_owned()), "{ids:?}");
+    let (ids, _, _) = search(&home, "Observation?patient=pat-b", &clinician).await;
+    assert!(!ids.contains(&"src.planted".to_owned()), "{ids:?}");
+}
+
+// --- the patient's own record at a source -----------------------------------------------------
+
+/// The source's Patient record is the patient's data (name, CPR number): a clinician the
+/// patient opted out cannot read it through healthcloud, the patient can, others cannot.
+#[tokio::test]
+async fn an_opted_out_clinician_cannot_read_the_patients_record_at_a_source() {
+    let mut record = patient("s-a", PAT_A_CPR);
+    record["name"] = json!([{"family": "Sørensen", "given": ["Åse"]}]);
+    let source = Source::start(patients(vec![record])).await;
+    let home = home_with(&source).await;
+    let citizen_a = home.citizen("pat-a");
+    let opted = home
+        .opt_out(&citizen_a, "pat-a", "Organization/clinic-x", &[])
+        .await;
+    assert_eq!(opted.status, StatusCode::CREATED, "{}", opted.body);
+
+    let opted_out = home.clinician_of("clinic-x");
+    let read = home.get("Patient/src.s-a", &opted_out).await;
+    assert_eq!(read.status, StatusCode::FORBIDDEN, "{}", read.body);
+    assert!(!read.body.to_string().contains(PAT_A_CPR), "{}", read.body);
+    // The same as the home record.
+    let home_record = home.get("Patient/pat-a", &opted_out).await;
+    assert_eq!(home_record.status, StatusCode::FORBIDDEN);
+
+    // Someone else's token: as if it did not exist.
+    let other = home.get("Patient/src.s-a", &home.citizen("pat-b")).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.body);
+    // The patient reads their own record at the source.
+    let own = home.get("Patient/src.s-a", &citizen_a).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    assert_eq!(own.body["meta"]["source"], "urn:healthcloud:source:src");
+}
+
+// --- a CPR number held twice -------------------------------------------------------------------
+
+/// A source that holds pat-a's CPR number on two records matches nobody, whether the patient's
+/// compartment is searched or one of the records' resources is read by id: the second record
+/// may be another person's, filed under a mistyped number.
+#[tokio::test]
+async fn a_cpr_number_a_source_holds_twice_joins_nobody_even_through_a_read() {
+    let first = observation("first", "Patient/s-a", "2026-01-01");
+    let second = observation("second", "Patient/s-a2", "2026-01-02");
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR), patient("s-a2", PAT_A_CPR)]).merge(
+            observations(
+                searchset(vec![first.clone(), second.clone()]),
+                vec![first, second],
+            ),
+        ),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let citizen_a = home.citizen("pat-a");
+    let (ids, issues, _) = search(&home, "Observation", &citizen_a).await;
+    assert_eq!(ids, ["a-bp-1", "a-bp-2", "a-bp-3", "a-bp-4", "a-bp-5", "a-hba1c-1", "a-hba1c-2", "a-hr-1"]);
+    assert_eq!(issues[0]["code"], "multiple-matches", "{issues:?}");
+
+    // A read by id of either record's reading does not place it with pat-a…
+    for id in ["src.second", "src.first"] {
+        let read = home.get(&format!("Observation/{id}"), &citizen_a).await;
+        assert_eq!(read.status, StatusCode::NOT_FOUND, "{id}: {}", read.body);
+    }
+    // …nor settles which record is pat-a's for the next search.
+    let (ids, issues, _) = search(&home, "Observation", &citizen_a).await;
+    assert!(ids.iter().all(|id| !id.starts_with("src.")), "{ids:?}");
+    assert_eq!(issues[0]["code"], "multiple-matches", "{issues:?}");
+}
+
+// --- getting a source skipped for everyone ----------------------------------------------------
+
+/// A source refuses a read of an id it finds malformed (400), as many servers do: that is the
+/// caller's request refused, not the source failing. A citizen reading such ids again and
+/// again must not get the source skipped for every other user.
+#[tokio::test]
+async fn a_caller_cannot_get_a_source_skipped_for_everyone_by_reading_ids_it_refuses() {
+    let mine = observation("mine", "Patient/s-a", "2026-01-01");
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR)])
+            .route(
+                "/fhir/Observation",
+                get(move || {
+                    let bundle = searchset(vec![mine.clone()]);
+                    async move { axum::Json(bundle) }
+                }),
+            )
+            .route(
+                "/fhir/Observation/{id}",
+                get(|| async {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        axum::Json(json!({"resourceType": "OperationOutcome",
+                            "issue": [{"severity": "error", "code": "invalid",
+                                       "diagnostics": "HAPI-2001: Invalid resource ID"}]})),
+                    )
+                }),
+            ),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let attacker = home.citizen("pat-c");
+    for _ in 0..5 {
+        let read = home.get("Observation/src.bad-id", &attacker).await;
+        assert_eq!(read.status, StatusCode::NOT_FOUND, "{}", read.body);
+        assert!(!read.body.to_string().contains("HAPI"), "{}", read.body);
+    }
+    // pat-a still gets the source's data.
+    let (ids, issues, _) = search(&home, "Observation", &home.citizen("pat-a")).await;
+    assert!(issues.is_empty(), "{issues:?}");
+    assert!(ids.contains(&"src.mine".to_owned()), "{ids:?}");
+    let status = home.service.sources().status();
+    assert_eq!(status[0].failures_in_a_row, 0, "{:?}", status[0]);
+}
+
+/// `<source>.` followed by `.` or `..` is no resource: asked for as it is, the URL would lose
+/// the segment and ask the source for every Observation or Patient it holds.
+#[tokio::test]
+async fn dot_segment_ids_reach_no_listing_at_the_source() {
+    let mine = observation("mine", "Patient/s-a", "2026-01-01");
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR)])
+            .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let attacker = home.citizen("pat-c");
+    for path in [
+        "Observation/src..",
+        "Observation/src...",
+        "Patient/src..",
+        "Patient/src...",
+    ] {
+        for _ in 0..2 {
+            let read = home.get(path, &attacker).await;
+            assert_eq!(read.status, StatusCode::NOT_FOUND, "{path}: {}", read.body);
+        }
+    }
+    let listings: Vec<String> = (source.seen().into_iter())
+        .filter(|uri| uri == "/fhir/Observation" || uri == "/fhir/Patient")
+        .collect();
+    assert!(listings.is_empty(), "{listings:?}");
+    let status = home.service.sources().status();
+    assert_eq!(status[0].failures_in_a_row, 0, "{:?}", status[0]);
+    // The source still answers pat-a.
+    let (ids, issues, _) = search(&home, "Observation", &home.citizen("pat-a")).await;
+    assert!(issues.is_empty(), "{issues:?}");
+    assert!(ids.contains(&"src.mine".to_owned()), "{ids:?}");
+}
+
+/// A search value the caller chose, passed on to the source, can make it answer 400: the
+/// caller's answer says so, but the source is not skipped for everyone else.
+#[tokio::test]
+async fn a_caller_cannot_get_a_source_skipped_by_searching_what_it_refuses() {
+    let mine = observation("mine", "Patient/s-a", "2026-01-01");
+    let source = Source::start(patients(vec![patient("s-a", PAT_A_CPR)]).route(
+        "/fhir/Observation",
+        get(move |RawQuery(query): RawQuery| {
+            let mine = mine.clone();
+            async move {
+                use axum::response::IntoResponse;
+                match query.unwrap_or_default().contains("code=") {
+                    true => StatusCode::BAD_REQUEST.into_response(),
+                    false => axum::Json(searchset(vec![mine])).into_response(),
+                }
+            }
+        }),
+    ))
+    .await;
+    let home = home_with(&source).await;
+    let citizen_a = home.citizen("pat-a");
+    for _ in 0..5 {
+        let (_, issues, _) = search(&home, "Observation?code=weird|x", &citizen_a).await;
+        assert!(
+            issues[0]["diagnostics"].as_str().unwrap().contains("400"),
+            "{issues:?}"
+        );
+    }
+    let (ids, issues, _) = search(&home, "Observation", &citizen_a).await;
+    assert!(issues.is_empty(), "{issues:?}");
+    assert!(ids.contains(&"src.mine".to_owned()), "{ids:?}");
+}
+
+// --- what a hostile source sends ---------------------------------------------------------------
+
+/// One Bundle with everything a source should not send: another patient's reading, another
+/// type, an id too long to name through healthcloud, an included entry of another patient, a
+/// forged origin, and the same id twice. Only pat-a's own readings leave, once each, named by
+/// their real origin; the rest is withheld and logged.
+#[tokio::test]
+async fn what_a_hostile_source_sends_is_held_to_the_patient_and_named_by_its_origin() {
+    let mut forged = observation("forged", "Patient/s-a", "2026-01-03");
+    forged["meta"] = json!({"source": "urn:healthcloud:written:user:clinician:dr-trusted"});
+    let long_id = "x".repeat(62);
+    let bundle = json!({"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"resource": observation("mine", "Patient/s-a", "2026-01-01"), "search": {"mode": "match"}},
+        {"resource": observation("mine", "Patient/s-a", "2026-01-01"), "search": {"mode": "match"}},
+        {"resource": observation("x.y", "Patient/s-a", "2026-01-02"), "search": {"mode": "match"}},
+        {"resource": forged, "search": {"mode": "match"}},
+        {"resource": observation("theirs", "Patient/s-b", "2026-01-01"), "search": {"mode": "match"}},
+        {"resource": observation(&long_id, "Patient/s-a", "2026-01-01"), "search": {"mode": "match"}},
+        {"resource": {"resourceType": "Condition", "id": "cond", "subject": {"reference": "Patient/s-a"}}, "search": {"mode": "match"}},
+        {"resource": observation("included", "Patient/s-b", "2026-01-01"), "search": {"mode": "include"}},
+        {"resource": {"resourceType": "Patient", "id": "s-b", "identifier": [{"system": common::CPR, "value": PAT_B_CPR}]}, "search": {"mode": "include"}},
+    ]});
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR), patient("s-b", PAT_B_CPR)]).merge(
+            observations(
+                bundle,
+                vec![observation("x.y", "Patient/s-a", "2026-01-02")],
+            ),
+        ),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let citizen_a = home.citizen("pat-a");
+    let (ids, issues, body) = search(
+        &home,
+        &format!("Observation?code={LOINC}|{BP}&_sort=date&_count=100"),
+        &citizen_a,
+    )
+    .await;
+    assert!(issues.is_empty(), "{issues:?}");
+    let from_source: Vec<&String> = ids.iter().filter(|id| id.starts_with("src.")).collect();
+    assert_eq!(from_source, ["src.mine", "src.x.y", "src.forged"], "{ids:?}");
+    assert_eq!(body["total"], ids.len(), "the total counts each match once");
+    let forged = body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["resource"]["id"] == "src.forged")
+        .unwrap();
+    assert_eq!(
+        forged["resource"]["meta"]["source"],
+        "urn:healthcloud:source:src"
+    );
+    // Nothing of pat-b's reached pat-a's answer, not even their CPR number.
+    assert!(!body.to_string().contains(PAT_B_CPR), "{body}");
+
+    // The crafted id reads back through the source it came from.
+    let read = home.get("Observation/src.x.y", &citizen_a).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.body["id"], "src.x.y");
+
+    let log = withheld_log(&home).await;
+    for named in [
+        "Observation/theirs",
+        "Condition/cond",
+        &format!("Observation/{long_id}"),
+    ] {
+        assert!(log.contains(named), "{named} not in {log}");
+    }
+}
+
+/// A source's `next` link is never followed (it could point anywhere, healthcloud itself
+/// included); the answer says the source holds more than was read.
+#[tokio::test]
+async fn a_sources_next_link_is_never_followed() {
+    let elsewhere = Source::start(Router::new()).await;
+    let next = format!("{}/Observation?patient=s-b&page=2", elsewhere.base);
+    let mut bundle = searchset(vec![observation("mine", "Patient/s-a", "2026-01-01")]);
+    bundle["link"] = json!([{"relation": "next", "url": next}]);
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR)]).merge(observations(bundle, vec![])),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let (ids, issues, _) = search(&home, "Observation", &home.citizen("pat-a")).await;
+    assert!(ids.contains(&"src.mine".to_owned()), "{ids:?}");
+    assert_eq!(issues[0]["code"], "too-costly", "{issues:?}");
+    assert!(elsewhere.seen().is_empty(), "{:?}", elsewhere.seen());
+}
+
+// --- confinement, consent and probing ----------------------------------------------------------
+
+/// A citizen naming another patient in a search still searches only their own compartment:
+/// the other patient's sources are not asked about them, and nothing comes back.
+#[tokio::test]
+async fn a_confined_caller_naming_another_patient_asks_no_source_about_them() {
+    let theirs = observation("theirs", "Patient/s-b", "2026-01-01");
+    let source = Source::start(
+        patients(vec![patient("s-b", PAT_B_CPR)]).merge(observations(
+            searchset(vec![theirs.clone()]),
+            vec![theirs],
+        )),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let attacker = home.citizen("pat-a");
+    for path in [
+        "Observation?patient=pat-b",
+        "Observation?subject=Patient/pat-b",
+        "Observation?patient=pat-a&patient=pat-b",
+        "Observation?patient=pat-b,pat-a",
+    ] {
+        let (ids, issues, _) = search(&home, path, &attacker).await;
+        // At most the caller's own home readings (when their own id is among those named).
+        assert!(ids.iter().all(|id| id.starts_with("a-")), "{path}: {ids:?}");
+        assert!(issues.is_empty(), "{path}: {issues:?}");
+    }
+    let read = home.get("Observation/src.theirs", &attacker).await;
+    assert_eq!(read.status, StatusCode::NOT_FOUND, "{}", read.body);
+    // Only pat-a's own CPR number was ever looked up; no search asked for pat-b's record.
+    for uri in source.seen() {
+        assert!(!uri.contains(PAT_B_CPR), "{uri}");
+        assert!(!uri.contains("patient=Patient%2Fs-b"), "{uri}");
+    }
+}
+
+/// A clinician pat-a opted out cannot get pat-a's sources asked by naming pat-a second, beside
+/// a patient who allows them, nor read pat-a's readings at a source by id.
+#[tokio::test]
+async fn an_opted_out_clinician_reaches_no_source_data_of_the_patient() {
+    let mine = observation("mine", "Patient/s-a", "2026-01-01");
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR)])
+            .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let citizen_a = home.citizen("pat-a");
+    let opted = home
+        .opt_out(&citizen_a, "pat-a", "Organization/clinic-x", &["Observation"])
+        .await;
+    assert_eq!(opted.status, StatusCode::CREATED, "{}", opted.body);
+    let clinician = home.clinician_of("clinic-x");
+    for path in [
+        "Observation?patient=pat-a",
+        "Observation?patient=pat-b&patient=pat-a",
+        "Observation?patient=pat-b,pat-a",
+    ] {
+        let response = home.get(path, &clinician).await;
+        let (ids, _) = matches_and_issues(&response.body);
+        assert!(
+            ids.iter().all(|id| !id.starts_with("src.") && !id.starts_with("a-")),
+            "{path}: {ids:?}"
+        );
+    }
+    assert!(
+        source.observation_requests().is_empty(),
+        "{:?}",
+        source.observation_requests()
+    );
+    let read = home.get("Observation/src.mine", &clinician).await;
+    assert_eq!(read.status, StatusCode::FORBIDDEN, "{}", read.body);
+    // In pat-a's context, an app-like launch is refused before the source is asked at all.
+    let in_context = home
+        .issuer
+        .mint(
+            Role::Clinician,
+            TokenRequest {
+                org: Some("clinic-x".into()),
+                patient: Some("pat-a".into()),
+                scope: Some("patient/Observation.rs".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let asked = source.observation_requests().len();
+    let read = home.get("Observation/src.mine", &in_context).await;
+    assert_eq!(read.status, StatusCode::FORBIDDEN, "{}", read.body);
+    assert_eq!(source.observation_requests().len(), asked);
+}
+
+// --- ids that look like source ids ----------------------------------------------------------------
+
+/// An id with a dot whose prefix names no source is the home store's: read from there, and
+/// a prefix naming no source reaches no source.
+#[tokio::test]
+async fn ids_that_look_like_source_ids_but_name_no_source_are_the_home_stores() {
+    let source = Source::start(patients(vec![patient("s-a", PAT_A_CPR)])).await;
+    let home = home_with(&source).await;
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": observation("lab.r1", "Patient/pat-a", "2026-01-01")}]});
+    let mut importer = Importer::new(&home.store);
+    importer.add(bundle).await.unwrap();
+    importer.finish().await.unwrap();
+    let citizen_a = home.citizen("pat-a");
+    let read = home.get("Observation/lab.r1", &citizen_a).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    let other = home.get("Observation/lab.r1", &home.citizen("pat-b")).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.body);
+    for path in ["Observation/nosuch.a-bp-1", "Observation/SRC.mine", "Observation/.src"] {
+        let read = home.get(path, &citizen_a).await;
+        assert_eq!(read.status, StatusCode::NOT_FOUND, "{path}: {}", read.body);
+    }
+    assert!(source.observation_requests().is_empty());
+}
+
+// --- paging tricks ---------------------------------------------------------------------------------
+
+/// The deepest offset answers an empty page with the true total, deeper is refused, a zero
+/// count answers the total only, and readings sharing one date (across the home store and the
+/// source) page in one stable order, each once.
+#[tokio::test]
+async fn paging_tricks_across_sources_answer_every_match_once() {
+    let same_day = "2024-03-01T09:00:00Z";
+    let readings: Vec<Value> = (1..=5)
+        .map(|n| observation(&format!("tie-{n}"), "Patient/s-a", same_day))
+        .collect();
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR)])
+            .merge(observations(searchset(readings.clone()), readings)),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let citizen_a = home.citizen("pat-a");
+    let query = format!("Observation?code={LOINC}|{BP}&_sort=date");
+    let (all, _, body) = search(&home, &format!("{query}&_count=100"), &citizen_a).await;
+    // pat-a's five home readings and the source's five.
+    assert_eq!(all.len(), 10, "{all:?}");
+    assert_eq!(body["total"], 10);
+
+    let (ids, _, body) = search(&home, &format!("{query}&_offset=10000000"), &citizen_a).await;
+    assert!(ids.is_empty());
+    assert_eq!(body["total"], 10);
+    let deeper = home
+        .get(&format!("{query}&_offset=10000001"), &citizen_a)
+        .await;
+    assert_eq!(deeper.status, StatusCode::BAD_REQUEST, "{}", deeper.body);
+    let (ids, _, body) = search(&home, &format!("{query}&_count=0"), &citizen_a).await;
+    assert!(ids.is_empty());
+    assert_eq!(body["total"], 10);
+
+    let mut paged = Vec::new();
+    for offset in 0..12 {
+        let (ids, _, _) = search(
+            &home,
+            &format!("{query}&_count=1&_offset={offset}"),
+            &citizen_a,
+        )
+        .await;
+        paged.extend(ids);
+    }
+    assert_eq!(paged, all);
+}
