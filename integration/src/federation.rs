@@ -145,6 +145,8 @@ pub async fn search_source(
         patients: &patients,
     };
     let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+    // A source that sends one resource twice must not make it count, or page, twice.
+    let mut returned = BTreeSet::new();
     for entry in entries {
         if entry["search"]["mode"] == "outcome" || entry["search"]["mode"] == "include" {
             continue;
@@ -156,7 +158,14 @@ pub async fn search_source(
             resource["id"].as_str().unwrap_or("?")
         );
         match admit(&names, &mut resource, query, patient.id) {
-            Ok((id, rows)) => answer.resources.push(Renamed { resource, id, rows }),
+            Ok((id, _)) if returned.contains(&id) => answer.dropped.push(Dropped {
+                resource: named,
+                reason: "it was sent twice".into(),
+            }),
+            Ok((id, rows)) => {
+                returned.insert(id.clone());
+                answer.resources.push(Renamed { resource, id, rows })
+            }
             Err(reason) => answer.dropped.push(Dropped {
                 resource: named,
                 reason,
@@ -191,14 +200,30 @@ pub async fn read_source(
         base,
         patients: &patients,
     };
-    let (id, rows) = rename(&names, &mut resource, resource_type).map_err(|reason| {
-        IdentityError::Upstream(crate::upstream::UpstreamError::NotFhir {
-            source_name: source.name().to_owned(),
-            expected: "a resource healthcloud can serve",
-            reason,
-        })
-    })?;
-    Ok(Some(Renamed { resource, id, rows }))
+    let (renamed, mut rows) = match rename(&names, &mut resource, resource_type) {
+        Ok(renamed) => renamed,
+        Err(reason) => {
+            // What healthcloud cannot serve (its patient named by a URL elsewhere, say) is
+            // not there for the caller, as a search would not return it either. Not a
+            // failure of the source: any caller could read it again and again to get the
+            // source skipped for everyone.
+            tracing::warn!(source = source.name(), resource = %format!("{resource_type}/{id}"), %reason, "a resource read from a source cannot be served");
+            return Ok(None);
+        }
+    };
+    // A source's Patient record is that patient's data (name, CPR number): in the compartment
+    // of the healthcloud patient it is, so their consent and confinement hold for it as for
+    // their home record. One that is nobody here stays in its own.
+    if resource_type == "Patient"
+        && let Some(patient) = index.patient_at_home(source, id).await?
+    {
+        rows.patient_id = Some(patient);
+    }
+    Ok(Some(Renamed {
+        resource,
+        id: renamed,
+        rows,
+    }))
 }
 
 /// How a source's names become healthcloud's.
@@ -263,6 +288,18 @@ fn rename(
         return Err("its id cannot be named through healthcloud".into());
     }
     rewrite_references(resource, names);
+    // Every reference into the source is relative now: a Patient reference still absolute
+    // points at another server, whose patient `<id>` is not healthcloud's patient `<id>`,
+    // although the index reads the end of any URL as a local reference.
+    let mut elsewhere = BTreeSet::new();
+    for_each_reference(resource, &mut |reference| {
+        if reference.contains("://")
+            && let Some((resource_type, id)) = params::split_reference(reference)
+            && resource_type == "Patient"
+        {
+            elsewhere.insert(id);
+        }
+    });
     resource["id"] = Value::String(renamed.clone());
     // Whatever the source said its meta was, healthcloud says where the resource came from.
     if !resource["meta"].is_object() {
@@ -271,6 +308,14 @@ fn rename(
     resource["meta"]["source"] = Value::String(origin(name));
     let rows = params::index(resource_type, &renamed, resource)
         .map_err(|e| format!("it cannot be indexed: {e}"))?;
+    if let Some(patient) = &rows.patient_id
+        && elsewhere.contains(patient)
+    {
+        return Err(format!(
+            "its patient is named by a URL outside the source (…/Patient/{patient}): \
+             healthcloud cannot tell who that is"
+        ));
+    }
     Ok((renamed, rows))
 }
 

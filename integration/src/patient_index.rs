@@ -97,7 +97,8 @@ impl PatientIndex {
 
     /// The healthcloud patient whom `source_patient` at `source` is: from the index, else
     /// matched now by the CPR number on the source's Patient record against the home records
-    /// (exactly one each side, or nobody) and remembered. A resource read by id from a source
+    /// (exactly one each side, or nobody; the source is asked whether it holds the number on
+    /// any other record) and remembered. A resource read by id from a source
     /// lands in the compartment of the patient its CPR number names.
     pub async fn patient_at_home(
         &self,
@@ -120,6 +121,14 @@ impl PatientIndex {
         let [cpr] = numbers.as_slice() else {
             return Ok(None);
         };
+        // As for a search (`at_source`), the source must hold the number on this one record:
+        // held on two, either may be another person's, and remembering this one would join
+        // it to the healthcloud patient for every later search.
+        match self.look_up(source, cpr).await {
+            Ok(Some(only)) if only == source_patient => {}
+            Ok(_) | Err(IdentityError::Ambiguous { .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        }
         let query = SearchQuery::parse(
             "Patient",
             &[("identifier".into(), format!("{CPR_SYSTEM}|{cpr}"))],

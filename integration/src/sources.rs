@@ -388,7 +388,11 @@ impl Sources {
             }
             Err(IdentityError::Upstream(error)) => {
                 let message = error.to_string();
-                source.failed(&message);
+                // A search value the caller chose can make a source refuse the search; that
+                // must not get the source skipped for everyone else.
+                if !refused_request(&error) {
+                    source.failed(&message);
+                }
                 SourceOutcome::Failed(issue_code(&error), message)
             }
             Err(error @ IdentityError::Ambiguous { .. }) => {
@@ -427,6 +431,11 @@ impl Sources {
                 source.succeeded(started.elapsed());
                 Ok(resource)
             }
+            // The source refused to read this id (400 for an id it finds malformed, say): it
+            // holds nothing by that id for the caller, and it is not failing. Counted as a
+            // failure, any caller could get the source skipped for everyone by reading such
+            // ids a few times.
+            Err(IdentityError::Upstream(error)) if refused_request(&error) => Ok(None),
             Err(IdentityError::Upstream(error)) => {
                 let message = error.to_string();
                 source.failed(&message);
@@ -574,6 +583,17 @@ impl Registered {
             recent_failures: health.recent_failures.iter().cloned().collect(),
         }
     }
+}
+
+/// Whether `error` is the source refusing one request (a 4xx status other than for
+/// credentials, a request timeout or too many requests), which the request's caller can
+/// cause, rather than the source failing.
+fn refused_request(error: &UpstreamError) -> bool {
+    use reqwest::StatusCode;
+    matches!(error, UpstreamError::Status { status, .. }
+        if status.is_client_error()
+            && *status != StatusCode::REQUEST_TIMEOUT
+            && *status != StatusCode::TOO_MANY_REQUESTS)
 }
 
 /// The OperationOutcome issue code for a source's failure.

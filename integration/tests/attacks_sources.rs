@@ -570,13 +570,21 @@ async fn a_confined_caller_naming_another_patient_asks_no_source_about_them() {
         assert!(ids.iter().all(|id| id.starts_with("a-")), "{path}: {ids:?}");
         assert!(issues.is_empty(), "{path}: {issues:?}");
     }
-    let read = home.get("Observation/src.theirs", &attacker).await;
-    assert_eq!(read.status, StatusCode::NOT_FOUND, "{}", read.body);
-    // Only pat-a's own CPR number was ever looked up; no search asked for pat-b's record.
+    // Only pat-a's own CPR number was looked up; no search asked for pat-b's record.
     for uri in source.seen() {
         assert!(!uri.contains(PAT_B_CPR), "{uri}");
         assert!(!uri.contains("patient=Patient%2Fs-b"), "{uri}");
     }
+    // A read by id must ask the source to know whose it is: as if it did not exist, and the
+    // attempt is in the security log as a probe, in no patient's log.
+    let read = home.get("Observation/src.theirs", &attacker).await;
+    assert_eq!(read.status, StatusCode::NOT_FOUND, "{}", read.body);
+    let log = home.service.security_log().recent(100, None).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|entry| entry.kind == "probe" && entry.request.contains("src.theirs")),
+        "{log:?}"
+    );
 }
 
 /// A clinician pat-a opted out cannot get pat-a's sources asked by naming pat-a second, beside
