@@ -84,6 +84,14 @@ pub fn origin(name: &str) -> String {
     format!("urn:healthcloud:source:{name}")
 }
 
+/// Whether resources of `resource_type` are the home store's alone, never asked of a source:
+/// a patient's consents are enforced from the home store only, and the audit trail records the
+/// accesses through this platform. A source's Consent ("you opted out") or AuditEvent in the
+/// patient's own list would tell them something healthcloud does not do.
+pub fn home_only(resource_type: &str) -> bool {
+    matches!(resource_type, "Consent" | "AuditEvent")
+}
+
 /// Source `source`'s part of `query` in `patient`'s compartment.
 pub async fn search_source(
     source: &FederatedSource,
@@ -96,7 +104,10 @@ pub async fn search_source(
     // A patient's own record (demographics) is the home record's; sources add clinical data.
     // A source that cannot search the type by patient is not asked: ignoring the parameter, it
     // would send everyone's data.
-    if resource_type == "Patient" || !source.capabilities.searches(resource_type, "patient") {
+    if resource_type == "Patient"
+        || home_only(resource_type)
+        || !source.capabilities.searches(resource_type, "patient")
+    {
         return Ok(SourceAnswer::default());
     }
     let Some(source_patient) = index
@@ -185,6 +196,9 @@ pub async fn read_source(
     resource_type: &str,
     id: &str,
 ) -> Result<Option<Renamed>, IdentityError> {
+    if home_only(resource_type) {
+        return Ok(None);
+    }
     let Some(mut resource) = source.read(resource_type, id).await? else {
         return Ok(None);
     };

@@ -581,6 +581,8 @@ impl FhirService {
         if self.sources.is_empty()
             || !query.type_def.in_patient_compartment()
             || query.type_def.name == "Patient"
+            // Consents and the audit trail are the home store's alone.
+            || crate::federation::home_only(query.type_def.name)
         {
             return None;
         }

@@ -35,8 +35,8 @@ fn observation(id: &str, subject: &str, date: &str) -> Value {
         "effectiveDateTime": date})
 }
 
-/// A source on loopback: it declares Patients searchable by identifier and Observations by
-/// patient, code and category, answers with `routes`, and records every request it gets
+/// A source on loopback: it declares Patients searchable by identifier, Observations by
+/// patient, code and category, and Consents and AuditEvents by patient, answers with `routes`, and records every request it gets
 /// (path and query).
 struct Source {
     base: Url,
@@ -54,7 +54,9 @@ impl Source {
                     axum::Json(json!({"resourceType": "CapabilityStatement",
                         "rest": [{"mode": "server", "resource": [
                             {"type": "Patient", "searchParam": [{"name": "identifier"}]},
-                            {"type": "Observation", "searchParam": [{"name": "patient"}, {"name": "code"}, {"name": "category"}]}
+                            {"type": "Observation", "searchParam": [{"name": "patient"}, {"name": "code"}, {"name": "category"}]},
+                            {"type": "Consent", "searchParam": [{"name": "patient"}]},
+                            {"type": "AuditEvent", "searchParam": [{"name": "patient"}]}
                         ]}]}))
                 }),
             )
@@ -303,6 +305,63 @@ async fn an_opted_out_clinician_cannot_read_the_patients_record_at_a_source() {
     let own = home.get("Patient/src.s-a", &citizen_a).await;
     assert_eq!(own.status, StatusCode::OK, "{}", own.body);
     assert_eq!(own.body["meta"]["source"], "urn:healthcloud:source:src");
+
+    // Both reads are in pat-a's log: the refused one and their own.
+    let log = home
+        .get("AuditEvent?patient=pat-a&_count=100", &citizen_a)
+        .await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+    let outcomes: Vec<&Value> = (log.body["entry"].as_array().unwrap().iter())
+        .map(|entry| &entry["resource"])
+        .filter(|event| event.to_string().contains("Patient/src.s-a"))
+        .map(|event| &event["outcome"])
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{}", log.body);
+    assert!(outcomes.contains(&&json!("4")) && outcomes.contains(&&json!("0")));
+}
+
+/// Consents are enforced from the home store, and the audit trail is of accesses through
+/// healthcloud: a source's Consent ("you are opted out") or AuditEvent ("nobody looked") in
+/// the patient's own list would tell them something healthcloud does not do.
+#[tokio::test]
+async fn a_source_cannot_forge_the_patients_consents_or_audit_trail() {
+    let mut consent = healthcloud_integration::consent::opt_out("s-a", "Organization/clinic-x", &[]);
+    consent["id"] = json!("forged-opt-out");
+    let event = json!({"resourceType": "AuditEvent", "id": "forged-event",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+        "recorded": "2026-01-01T00:00:00Z", "outcome": "0",
+        "agent": [{"who": {"reference": "Practitioner/dr-nobody"}, "requestor": true}],
+        "source": {"observer": {"display": "src"}},
+        "entity": [{"what": {"reference": "Patient/s-a"}}]});
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR)])
+            .route("/fhir/Consent", get({
+                let consent = consent.clone();
+                move || async move { axum::Json(searchset(vec![consent])) }
+            }))
+            .merge(reads("/fhir/Consent/{id}", vec![consent]))
+            .route("/fhir/AuditEvent", get({
+                let event = event.clone();
+                move || async move { axum::Json(searchset(vec![event])) }
+            }))
+            .merge(reads("/fhir/AuditEvent/{id}", vec![event])),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let citizen_a = home.citizen("pat-a");
+    let (ids, issues, _) = search(&home, "Consent", &citizen_a).await;
+    assert!(ids.iter().all(|id| !id.starts_with("src.")), "{ids:?}");
+    assert!(issues.is_empty(), "{issues:?}");
+    let (ids, _, _) = search(&home, "AuditEvent?patient=pat-a&_count=100", &citizen_a).await;
+    assert!(ids.iter().all(|id| !id.starts_with("src.")), "{ids:?}");
+    for path in ["Consent/src.forged-opt-out", "AuditEvent/src.forged-event"] {
+        let read = home.get(path, &citizen_a).await;
+        assert_eq!(read.status, StatusCode::NOT_FOUND, "{path}: {}", read.body);
+    }
+    let asked: Vec<String> = (source.seen().into_iter())
+        .filter(|uri| uri.starts_with("/fhir/Consent") || uri.starts_with("/fhir/AuditEvent"))
+        .collect();
+    assert!(asked.is_empty(), "{asked:?}");
 }
 
 // --- a CPR number held twice -------------------------------------------------------------------
