@@ -155,13 +155,20 @@ pub async fn search_source(
         base: source.upstream.base().as_str().trim_end_matches('/'),
         patients: &patients,
     };
-    let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+    let matches: Vec<&Value> = (bundle["entry"].as_array().into_iter().flatten())
+        .filter(|entry| {
+            entry["search"]["mode"] != "outcome" && entry["search"]["mode"] != "include"
+        })
+        .collect();
+    // A source that sends more than was asked for is read no further, as if it had said it
+    // holds more: however many it sends (within its size cap), one search merges, sorts and
+    // logs at most that many of its resources.
+    if matches.len() > MAX_RESULTS_PER_SOURCE {
+        answer.truncated = true;
+    }
     // A source that sends one resource twice must not make it count, or page, twice.
     let mut returned = BTreeSet::new();
-    for entry in entries {
-        if entry["search"]["mode"] == "outcome" || entry["search"]["mode"] == "include" {
-            continue;
-        }
+    for entry in matches.into_iter().take(MAX_RESULTS_PER_SOURCE) {
         let mut resource = entry["resource"].clone();
         let named = format!(
             "{}/{}",

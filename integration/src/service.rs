@@ -853,15 +853,21 @@ impl FhirService {
                 .filter(|(s, _)| s == source)
                 .map(|(_, dropped)| format!("{} ({})", dropped.resource, dropped.reason))
                 .collect();
+            // A source can send hundreds: the first few name what it was, the rest are
+            // counted, so one search cannot write megabytes into the log.
+            const NAMED: usize = 10;
+            let mut named = withheld[..withheld.len().min(NAMED)].join("; ");
+            if withheld.len() > NAMED {
+                named.push_str(&format!("; and {} more", withheld.len() - NAMED));
+            }
             let event = SecurityEvent::new(
                 SecurityKind::SourceWithheld,
                 principal,
                 audit.context.app.as_ref(),
                 audit.describe(),
                 format!(
-                    "source '{source}' sent {} resource(s) that were withheld: {}",
+                    "source '{source}' sent {} resource(s) that were withheld: {named}",
                     withheld.len(),
-                    withheld.join("; ")
                 ),
             );
             self.security.record_in(&mut tx.tx, &event).await?;

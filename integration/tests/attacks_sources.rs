@@ -107,9 +107,11 @@ fn patients(records: Vec<Value>) -> Router {
                         .filter(|record| {
                             wanted.iter().all(|wanted| {
                                 let (system, value) = wanted.split_once('|').unwrap();
-                                record["identifier"].as_array().unwrap().iter().any(|i| {
-                                    i["system"] == system && i["value"] == value
-                                })
+                                record["identifier"]
+                                    .as_array()
+                                    .unwrap()
+                                    .iter()
+                                    .any(|i| i["system"] == system && i["value"] == value)
                             })
                         })
                         .collect();
@@ -175,7 +177,9 @@ fn matches_and_issues(bundle: &Value) -> (Vec<String>, Vec<Value>) {
     let mut issues = Vec::new();
     for entry in bundle["entry"].as_array().into_iter().flatten() {
         match entry["search"]["mode"].as_str() {
-            Some("outcome") => issues.extend(entry["resource"]["issue"].as_array().unwrap().clone()),
+            Some("outcome") => {
+                issues.extend(entry["resource"]["issue"].as_array().unwrap().clone())
+            }
             _ => ids.push(entry["resource"]["id"].as_str().unwrap().to_owned()),
         }
     }
@@ -232,7 +236,9 @@ async fn a_patient_named_by_a_url_elsewhere_lands_in_no_healthcloud_patients_rec
     assert!(ids.contains(&"src.mine".to_owned()), "{ids:?}");
     assert!(!ids.contains(&"src.elsewhere-a".to_owned()), "{ids:?}");
     assert!(
-        withheld_log(&home).await.contains("Observation/elsewhere-a"),
+        withheld_log(&home)
+            .await
+            .contains("Observation/elsewhere-a"),
         "the source's mistake is logged"
     );
 
@@ -241,7 +247,11 @@ async fn a_patient_named_by_a_url_elsewhere_lands_in_no_healthcloud_patients_rec
     let citizen_b = home.citizen("pat-b");
     let read = home.get("Observation/src.elsewhere-b", &citizen_b).await;
     assert_ne!(read.status, StatusCode::OK, "{}", read.body);
-    assert!(!read.body.to_string().contains("other-region"), "{}", read.body);
+    assert!(
+        !read.body.to_string().contains("other-region"),
+        "{}",
+        read.body
+    );
     // Nor pat-a the one ending in "pat-a".
     let read = home.get("Observation/src.elsewhere-a", &citizen_a).await;
     assert_ne!(read.status, StatusCode::OK, "{}", read.body);
@@ -325,7 +335,8 @@ async fn an_opted_out_clinician_cannot_read_the_patients_record_at_a_source() {
 /// the patient's own list would tell them something healthcloud does not do.
 #[tokio::test]
 async fn a_source_cannot_forge_the_patients_consents_or_audit_trail() {
-    let mut consent = healthcloud_integration::consent::opt_out("s-a", "Organization/clinic-x", &[]);
+    let mut consent =
+        healthcloud_integration::consent::opt_out("s-a", "Organization/clinic-x", &[]);
     consent["id"] = json!("forged-opt-out");
     let event = json!({"resourceType": "AuditEvent", "id": "forged-event",
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
@@ -335,15 +346,21 @@ async fn a_source_cannot_forge_the_patients_consents_or_audit_trail() {
         "entity": [{"what": {"reference": "Patient/s-a"}}]});
     let source = Source::start(
         patients(vec![patient("s-a", PAT_A_CPR)])
-            .route("/fhir/Consent", get({
-                let consent = consent.clone();
-                move || async move { axum::Json(searchset(vec![consent])) }
-            }))
+            .route(
+                "/fhir/Consent",
+                get({
+                    let consent = consent.clone();
+                    move || async move { axum::Json(searchset(vec![consent])) }
+                }),
+            )
             .merge(reads("/fhir/Consent/{id}", vec![consent]))
-            .route("/fhir/AuditEvent", get({
-                let event = event.clone();
-                move || async move { axum::Json(searchset(vec![event])) }
-            }))
+            .route(
+                "/fhir/AuditEvent",
+                get({
+                    let event = event.clone();
+                    move || async move { axum::Json(searchset(vec![event])) }
+                }),
+            )
             .merge(reads("/fhir/AuditEvent/{id}", vec![event])),
     )
     .await;
@@ -374,18 +391,28 @@ async fn a_cpr_number_a_source_holds_twice_joins_nobody_even_through_a_read() {
     let first = observation("first", "Patient/s-a", "2026-01-01");
     let second = observation("second", "Patient/s-a2", "2026-01-02");
     let source = Source::start(
-        patients(vec![patient("s-a", PAT_A_CPR), patient("s-a2", PAT_A_CPR)]).merge(
-            observations(
-                searchset(vec![first.clone(), second.clone()]),
-                vec![first, second],
-            ),
-        ),
+        patients(vec![patient("s-a", PAT_A_CPR), patient("s-a2", PAT_A_CPR)]).merge(observations(
+            searchset(vec![first.clone(), second.clone()]),
+            vec![first, second],
+        )),
     )
     .await;
     let home = home_with(&source).await;
     let citizen_a = home.citizen("pat-a");
     let (ids, issues, _) = search(&home, "Observation", &citizen_a).await;
-    assert_eq!(ids, ["a-bp-1", "a-bp-2", "a-bp-3", "a-bp-4", "a-bp-5", "a-hba1c-1", "a-hba1c-2", "a-hr-1"]);
+    assert_eq!(
+        ids,
+        [
+            "a-bp-1",
+            "a-bp-2",
+            "a-bp-3",
+            "a-bp-4",
+            "a-bp-5",
+            "a-hba1c-1",
+            "a-hba1c-2",
+            "a-hr-1"
+        ]
+    );
     assert_eq!(issues[0]["code"], "multiple-matches", "{issues:?}");
 
     // A read by id of either record's reading does not place it with pat-a…
@@ -535,12 +562,10 @@ async fn what_a_hostile_source_sends_is_held_to_the_patient_and_named_by_its_ori
         {"resource": {"resourceType": "Patient", "id": "s-b", "identifier": [{"system": common::CPR, "value": PAT_B_CPR}]}, "search": {"mode": "include"}},
     ]});
     let source = Source::start(
-        patients(vec![patient("s-a", PAT_A_CPR), patient("s-b", PAT_B_CPR)]).merge(
-            observations(
-                bundle,
-                vec![observation("x.y", "Patient/s-a", "2026-01-02")],
-            ),
-        ),
+        patients(vec![patient("s-a", PAT_A_CPR), patient("s-b", PAT_B_CPR)]).merge(observations(
+            bundle,
+            vec![observation("x.y", "Patient/s-a", "2026-01-02")],
+        )),
     )
     .await;
     let home = home_with(&source).await;
@@ -553,7 +578,11 @@ async fn what_a_hostile_source_sends_is_held_to_the_patient_and_named_by_its_ori
     .await;
     assert!(issues.is_empty(), "{issues:?}");
     let from_source: Vec<&String> = ids.iter().filter(|id| id.starts_with("src.")).collect();
-    assert_eq!(from_source, ["src.mine", "src.x.y", "src.forged"], "{ids:?}");
+    assert_eq!(
+        from_source,
+        ["src.mine", "src.x.y", "src.forged"],
+        "{ids:?}"
+    );
     assert_eq!(body["total"], ids.len(), "the total counts each match once");
     let forged = body["entry"]
         .as_array()
@@ -583,6 +612,31 @@ async fn what_a_hostile_source_sends_is_held_to_the_patient_and_named_by_its_ori
     }
 }
 
+/// A source that floods its answer with thousands of resources it should not have sent
+/// (within its size cap) gets no more of them read than were asked for, and the security log
+/// entry stays readable: it names the first few and counts the rest.
+#[tokio::test]
+async fn a_flood_of_resources_is_read_no_further_than_asked_and_logged_in_brief() {
+    let mut flood = vec![observation("mine", "Patient/s-a", "2026-01-01")];
+    flood.extend(
+        (0..3000).map(|n| observation(&format!("theirs-{n}"), "Patient/s-b", "2026-01-01")),
+    );
+    flood.push(observation("late", "Patient/s-a", "2026-01-02"));
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR)]).merge(observations(searchset(flood), vec![])),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let (ids, issues, _) = search(&home, "Observation?_count=100", &home.citizen("pat-a")).await;
+    assert!(ids.contains(&"src.mine".to_owned()), "{ids:?}");
+    // Past what was asked for, nothing is read: the answer says the source holds more.
+    assert!(!ids.contains(&"src.late".to_owned()), "{ids:?}");
+    assert_eq!(issues[0]["code"], "too-costly", "{issues:?}");
+    let log = withheld_log(&home).await;
+    assert!(log.contains("Observation/theirs-0"), "{log}");
+    assert!(log.len() < 4096, "{} bytes in the security log", log.len());
+}
+
 /// A source's `next` link is never followed (it could point anywhere, healthcloud itself
 /// included); the answer says the source holds more than was read.
 #[tokio::test]
@@ -610,10 +664,8 @@ async fn a_sources_next_link_is_never_followed() {
 async fn a_confined_caller_naming_another_patient_asks_no_source_about_them() {
     let theirs = observation("theirs", "Patient/s-b", "2026-01-01");
     let source = Source::start(
-        patients(vec![patient("s-b", PAT_B_CPR)]).merge(observations(
-            searchset(vec![theirs.clone()]),
-            vec![theirs],
-        )),
+        patients(vec![patient("s-b", PAT_B_CPR)])
+            .merge(observations(searchset(vec![theirs.clone()]), vec![theirs])),
     )
     .await;
     let home = home_with(&source).await;
@@ -659,7 +711,12 @@ async fn an_opted_out_clinician_reaches_no_source_data_of_the_patient() {
     let home = home_with(&source).await;
     let citizen_a = home.citizen("pat-a");
     let opted = home
-        .opt_out(&citizen_a, "pat-a", "Organization/clinic-x", &["Observation"])
+        .opt_out(
+            &citizen_a,
+            "pat-a",
+            "Organization/clinic-x",
+            &["Observation"],
+        )
         .await;
     assert_eq!(opted.status, StatusCode::CREATED, "{}", opted.body);
     let clinician = home.clinician_of("clinic-x");
@@ -671,7 +728,8 @@ async fn an_opted_out_clinician_reaches_no_source_data_of_the_patient() {
         let response = home.get(path, &clinician).await;
         let (ids, _) = matches_and_issues(&response.body);
         assert!(
-            ids.iter().all(|id| !id.starts_with("src.") && !id.starts_with("a-")),
+            ids.iter()
+                .all(|id| !id.starts_with("src.") && !id.starts_with("a-")),
             "{path}: {ids:?}"
         );
     }
@@ -719,7 +777,11 @@ async fn ids_that_look_like_source_ids_but_name_no_source_are_the_home_stores() 
     assert_eq!(read.status, StatusCode::OK, "{}", read.body);
     let other = home.get("Observation/lab.r1", &home.citizen("pat-b")).await;
     assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.body);
-    for path in ["Observation/nosuch.a-bp-1", "Observation/SRC.mine", "Observation/.src"] {
+    for path in [
+        "Observation/nosuch.a-bp-1",
+        "Observation/SRC.mine",
+        "Observation/.src",
+    ] {
         let read = home.get(path, &citizen_a).await;
         assert_eq!(read.status, StatusCode::NOT_FOUND, "{path}: {}", read.body);
     }
