@@ -146,7 +146,20 @@ impl FhirService {
         if !is_fhir_id(id) {
             return Err(not_found());
         }
-        let groups = authorize(context, interaction, type_def);
+        let groups = match (
+            self.source_of(id),
+            authorize(context, interaction, type_def),
+        ) {
+            // A caller the policy refuses this type gets no source asked on its behalf: that
+            // would contact another organization's system (and resolve whose the resource
+            // is) for nothing, and a source that is down would answer before the refusal.
+            // The refusal concerns the patient in context, if any.
+            (Some(_), Err(error)) if interaction == Interaction::Read => {
+                audit.patients = context.principal.claims.patient.iter().cloned().collect();
+                return Err(error);
+            }
+            (_, groups) => groups,
+        };
         let (resource, source_rows) = match self.source_of(id) {
             Some((source, source_id)) => {
                 if interaction != Interaction::Read {

@@ -759,6 +759,32 @@ async fn an_opted_out_clinician_reaches_no_source_data_of_the_patient() {
     assert_eq!(source.observation_requests().len(), asked);
 }
 
+/// A token whose scopes do not reach a type at all gets no source asked on its behalf by
+/// reading that type by id, and learns nothing of the source (not even that it is down).
+#[tokio::test]
+async fn a_caller_without_access_to_a_type_gets_no_source_asked_by_reading_it() {
+    let mine = observation("mine", "Patient/s-a", "2026-01-01");
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR)])
+            .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let conditions_only = home.token(Role::Patient, Some("pat-a"), Some("patient/Condition.rs"));
+    let read = home.get("Observation/src.mine", &conditions_only).await;
+    assert_eq!(read.status, StatusCode::FORBIDDEN, "{}", read.body);
+    let clinician_conditions = home.token(Role::Clinician, None, Some("user/Condition.rs"));
+    let read = home
+        .get("Observation/src.mine", &clinician_conditions)
+        .await;
+    assert_eq!(read.status, StatusCode::FORBIDDEN, "{}", read.body);
+    assert!(
+        source.seen().is_empty(),
+        "asked for a refused caller: {:?}",
+        source.seen()
+    );
+}
+
 // --- ids that look like source ids ----------------------------------------------------------------
 
 /// An id with a dot whose prefix names no source is the home store's: read from there, and
