@@ -399,7 +399,10 @@ fn pushed_down(filter: &Filter) -> Option<(String, String)> {
     let Filter::Param { def, mode, values } = filter else {
         return None;
     };
-    if *mode != Match::Prefix {
+    // Through healthcloud, `meta.source` names the source itself (`origin`), whatever the
+    // source had there: asked of the source, the value would be matched against the source's
+    // own and find nothing, or what it forged.
+    if *mode != Match::Prefix || def.name == "_source" {
         return None;
     }
     let rendered: Option<Vec<String>> = values

@@ -36,7 +36,7 @@ fn observation(id: &str, subject: &str, date: &str) -> Value {
 }
 
 /// A source on loopback: it declares Patients searchable by identifier, Observations by
-/// patient, code and category, and Consents and AuditEvents by patient, answers with `routes`, and records every request it gets
+/// patient, code, category and `_source`, and Consents and AuditEvents by patient, answers with `routes`, and records every request it gets
 /// (path and query).
 struct Source {
     base: Url,
@@ -54,7 +54,7 @@ impl Source {
                     axum::Json(json!({"resourceType": "CapabilityStatement",
                         "rest": [{"mode": "server", "resource": [
                             {"type": "Patient", "searchParam": [{"name": "identifier"}]},
-                            {"type": "Observation", "searchParam": [{"name": "patient"}, {"name": "code"}, {"name": "category"}]},
+                            {"type": "Observation", "searchParam": [{"name": "patient"}, {"name": "code"}, {"name": "category"}, {"name": "_source"}]},
                             {"type": "Consent", "searchParam": [{"name": "patient"}]},
                             {"type": "AuditEvent", "searchParam": [{"name": "patient"}]}
                         ]}]}))
@@ -635,6 +635,58 @@ async fn a_flood_of_resources_is_read_no_further_than_asked_and_logged_in_brief(
     let log = withheld_log(&home).await;
     assert!(log.contains("Observation/theirs-0"), "{log}");
     assert!(log.len() < 4096, "{} bytes in the security log", log.len());
+}
+
+/// `meta.source` through healthcloud names the source a resource came from, whatever the
+/// source itself had there: a search by origin finds the source's resources, and one by the
+/// origin a source forged finds nothing of it, even from a source that filters by its own.
+#[tokio::test]
+async fn a_search_by_origin_holds_to_healthclouds_origin_not_the_sources() {
+    let mut mine = observation("mine", "Patient/s-a", "2026-01-01");
+    mine["meta"] = json!({"source": "https://gp.example/ehr"});
+    let mut forged = observation("forged", "Patient/s-a", "2026-01-02");
+    forged["meta"] = json!({"source": "urn:healthcloud:written:user:clinician:dr-trusted"});
+    let held = vec![mine, forged];
+    let source = Source::start(patients(vec![patient("s-a", PAT_A_CPR)]).route(
+        "/fhir/Observation",
+        get(move |RawQuery(query): RawQuery| {
+            let held = held.clone();
+            async move {
+                let wanted: Option<String> =
+                    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                        .find(|(name, _)| name == "_source")
+                        .map(|(_, value)| value.into_owned());
+                let found = (held.into_iter())
+                    .filter(|r| {
+                        wanted
+                            .as_ref()
+                            .is_none_or(|w| r["meta"]["source"] == w.as_str())
+                    })
+                    .collect();
+                axum::Json(searchset(found))
+            }
+        }),
+    ))
+    .await;
+    let home = home_with(&source).await;
+    let citizen_a = home.citizen("pat-a");
+    let (ids, _, _) = search(
+        &home,
+        "Observation?_source=urn:healthcloud:source:src",
+        &citizen_a,
+    )
+    .await;
+    assert_eq!(ids, ["src.forged", "src.mine"]);
+    for forged_origin in [
+        "Observation?_source=urn:healthcloud:written:user:clinician:dr-trusted",
+        "Observation?_source:below=urn:healthcloud:written",
+    ] {
+        let (ids, _, _) = search(&home, forged_origin, &citizen_a).await;
+        assert!(
+            ids.iter().all(|id| !id.starts_with("src.")),
+            "{forged_origin}: {ids:?}"
+        );
+    }
 }
 
 /// A source's `next` link is never followed (it could point anywhere, healthcloud itself
