@@ -417,7 +417,20 @@ impl Sources {
             return Err(SourceError::Unavailable(why));
         }
         let started = Instant::now();
-        let read = federation::read_source(&source.upstream, &self.inner.index, resource_type, id);
+        let read = async {
+            // A source is read by id for the types it is asked for in searches only (what it
+            // declares, narrowed by configuration): one configured for some types, say what
+            // its organization agreed to share, is never asked for another.
+            if !source
+                .capabilities()
+                .await?
+                .types
+                .contains_key(resource_type)
+            {
+                return Ok(None);
+            }
+            federation::read_source(&source.upstream, &self.inner.index, resource_type, id).await
+        };
         let result = tokio::time::timeout(source.deadline(), read)
             .await
             .unwrap_or_else(|_| {

@@ -837,6 +837,44 @@ async fn a_caller_without_access_to_a_type_gets_no_source_asked_by_reading_it() 
     );
 }
 
+/// A source configured for some types only (what the organization agreed to share) is read
+/// for those only: a read by id of another type, or of one the source does not declare, asks
+/// it nothing.
+#[tokio::test]
+async fn a_read_by_id_reaches_only_the_types_a_source_is_configured_for() {
+    let condition = json!({"resourceType": "Condition", "id": "c1",
+        "subject": {"reference": "Patient/s-a"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "59621000"}]}});
+    let mine = observation("mine", "Patient/s-a", "2026-01-01");
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR)])
+            .merge(observations(searchset(vec![mine.clone()]), vec![mine]))
+            .merge(reads("/fhir/Condition/{id}", vec![condition])),
+    )
+    .await;
+    let home = Harness::new(Backend::Sqlite).await.unwrap();
+    home.service
+        .sources()
+        .add(SourceSettings {
+            upstream: UpstreamConfig::new("src", source.base.clone()),
+            organization: None,
+            types: Some(["Observation".to_owned()].into()),
+        })
+        .unwrap();
+    let clinician = home.clinician();
+    for path in ["Condition/src.c1", "Patient/src.s-a"] {
+        let read = home.get(path, &clinician).await;
+        assert_eq!(read.status, StatusCode::NOT_FOUND, "{path}: {}", read.body);
+    }
+    let asked: Vec<String> = (source.seen().into_iter())
+        .filter(|uri| uri.starts_with("/fhir/Condition") || uri.starts_with("/fhir/Patient/"))
+        .collect();
+    assert!(asked.is_empty(), "{asked:?}");
+    // What it is configured for reads as before.
+    let read = home.get("Observation/src.mine", &clinician).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+}
+
 // --- ids that look like source ids ----------------------------------------------------------------
 
 /// An id with a dot whose prefix names no source is the home store's: read from there, and
