@@ -7,9 +7,11 @@
 //! they resolve through healthcloud, the patient reference to the healthcloud patient,
 //! `meta.source` naming the source) and then held, resource by resource, to the search's
 //! filters, the policy's constraints and the patient's compartment by the store's own rules
-//! ([`evaluate::satisfies`]). Whatever fails any of them is dropped and said in
-//! [`SourceAnswer::dropped`]: a source that ignores a parameter, cannot express a scope's
-//! restriction or sends another patient's data leaks nothing.
+//! ([`evaluate::satisfies`]). Whatever fails any of them is dropped: a source that ignores a
+//! parameter, cannot express a scope's restriction or sends another patient's data leaks
+//! nothing. What the source should not have sent (another patient's, another type, what fails
+//! a parameter it was asked to apply) is said in [`SourceAnswer::dropped`]; what fails only
+//! what it was not asked to apply is an ordinary non-match.
 //!
 //! Consent is the caller's to check before any source is asked.
 
@@ -61,7 +63,7 @@ pub struct Renamed {
 pub struct SourceAnswer {
     /// The resources that passed every check, renamed into healthcloud's namespace.
     pub resources: Vec<Renamed>,
-    /// Resources the source sent that were not returned, and why (for the security log).
+    /// Resources the source should not have sent, and why (for the security log).
     pub dropped: Vec<Dropped>,
     /// Whether the source had more than [`MAX_RESULTS_PER_SOURCE`] matches.
     pub truncated: bool,
@@ -127,6 +129,12 @@ pub async fn search_source(
             .filter(|group| group.len() == 1)
             .flat_map(|group| group[0].filters.iter()),
     );
+    // What the source is asked to apply: a resource that fails it is the source's fault.
+    let mut asked = SearchQuery {
+        filters: Vec::new(),
+        constraints: Default::default(),
+        ..query.clone()
+    };
     for filter in pushed {
         if let Some((parameter, value)) = pushed_down(filter)
             && source.capabilities.searches(
@@ -135,6 +143,7 @@ pub async fn search_source(
             )
         {
             parameters.push((parameter, value));
+            asked.filters.push(filter.clone());
         }
     }
     parameters.push(("_count".into(), MAX_RESULTS_PER_SOURCE.to_string()));
@@ -175,12 +184,13 @@ pub async fn search_source(
             resource["resourceType"].as_str().unwrap_or("?"),
             resource["id"].as_str().unwrap_or("?")
         );
-        match admit(&names, &mut resource, query, patient.id) {
-            Ok((id, _)) if returned.contains(&id) => answer.dropped.push(Dropped {
+        match admit(&names, &mut resource, query, &asked, patient.id) {
+            Ok(None) => {}
+            Ok(Some((id, _))) if returned.contains(&id) => answer.dropped.push(Dropped {
                 resource: named,
                 reason: "it was sent twice".into(),
             }),
-            Ok((id, rows)) => {
+            Ok(Some((id, rows))) => {
                 returned.insert(id.clone());
                 answer.resources.push(Renamed { resource, id, rows })
             }
@@ -270,21 +280,28 @@ impl Names<'_> {
 }
 
 /// Renames `resource` from a source into healthcloud's namespace, holds it to `query`, its
-/// constraints and `patient`'s compartment; its id and index, or why it fails.
+/// constraints and `patient`'s compartment: its id and index; `None` for an ordinary
+/// non-match, one that fails only what the source was not `asked` to apply (a date, a
+/// restriction it cannot express), which is no fault of the source's; or why the source
+/// should not have sent it.
 fn admit(
     names: &Names<'_>,
     resource: &mut Value,
     query: &SearchQuery,
+    asked: &SearchQuery,
     patient: &str,
-) -> Result<(String, IndexRows), String> {
+) -> Result<Option<(String, IndexRows)>, String> {
     let (id, rows) = rename(names, resource, query.type_def.name)?;
     if rows.patient_id.as_deref() != Some(patient) {
         return Err("it is not in the patient's compartment".into());
     }
-    if !satisfies(query, &id, &rows, Quantifier::Any) {
-        return Err("it does not satisfy the search or the caller's access".into());
+    if satisfies(query, &id, &rows, Quantifier::Any) {
+        return Ok(Some((id, rows)));
     }
-    Ok((id, rows))
+    if satisfies(asked, &id, &rows, Quantifier::Any) {
+        return Ok(None);
+    }
+    Err("it does not match what the source was asked for".into())
 }
 
 /// Renames `resource`, which should be a `resource_type`, from a source into healthcloud's

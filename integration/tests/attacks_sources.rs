@@ -689,6 +689,33 @@ async fn a_search_by_origin_holds_to_healthclouds_origin_not_the_sources() {
     }
 }
 
+/// What a source was not asked to apply (a date range, which is never passed on; a
+/// restriction of the caller's scopes it cannot express) is applied to what it returns, and
+/// what fails it is an ordinary non-match: an honest source is not reported for it, so the
+/// security log keeps its entries for sources that send what they should not.
+#[tokio::test]
+async fn an_honest_source_is_not_reported_for_what_it_was_not_asked_to_filter() {
+    let early = observation("early", "Patient/s-a", "2026-01-01");
+    let late = observation("late", "Patient/s-a", "2026-06-01");
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR)])
+            .merge(observations(searchset(vec![early, late]), vec![])),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let citizen_a = home.citizen("pat-a");
+    let (ids, _, _) = search(&home, "Observation?date=ge2026-03-01", &citizen_a).await;
+    assert_eq!(ids, ["src.late"]);
+    let restricted = home.token(
+        Role::Patient,
+        Some("pat-a"),
+        Some("patient/Observation.rs?date=ge2026-03-01"),
+    );
+    let (ids, _, _) = search(&home, "Observation", &restricted).await;
+    assert_eq!(ids, ["src.late"]);
+    assert_eq!(withheld_log(&home).await, "");
+}
+
 /// A source's `next` link is never followed (it could point anywhere, healthcloud itself
 /// included); the answer says the source holds more than was read.
 #[tokio::test]
