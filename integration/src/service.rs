@@ -672,20 +672,33 @@ impl FhirService {
         })
     }
 
-    /// The CPR number of the home record's patient `patient`, by which sources know them.
+    /// The CPR number of the home record's patient `patient`, by which sources know them;
+    /// `None` when the home records hold it on another patient too (a mistyped number, a
+    /// duplicate registration): either may be someone else, and joining both to the sources'
+    /// records would show one person's data to the other (as `PatientIndex` refuses a number a
+    /// source holds twice).
     async fn cpr_of(&self, patient: &str) -> Result<Option<String>, FhirError> {
         let Some(record) = self.store.read("Patient", patient).await? else {
             return Ok(None);
         };
         let record: Value =
             serde_json::from_str(&record.content).map_err(|e| FhirError::Internal(e.into()))?;
-        Ok(record["identifier"]
+        let Some(cpr) = record["identifier"]
             .as_array()
             .into_iter()
             .flatten()
             .find(|identifier| identifier["system"] == CPR_SYSTEM)
             .and_then(|identifier| identifier["value"].as_str())
-            .map(str::to_owned))
+        else {
+            return Ok(None);
+        };
+        let holders = SearchQuery::parse(
+            "Patient",
+            &[("identifier".into(), format!("{CPR_SYSTEM}|{cpr}"))],
+            self.limits,
+        )?;
+        let page = self.store.search(&holders).await?;
+        Ok((page.total == 1).then(|| cpr.to_owned()))
     }
 
     fn id_query(

@@ -426,6 +426,40 @@ async fn a_cpr_number_a_source_holds_twice_joins_nobody_even_through_a_read() {
     assert_eq!(issues[0]["code"], "multiple-matches", "{issues:?}");
 }
 
+/// Two home records with one CPR number (a mistyped number, a duplicate registration) are
+/// joined to no source record either: otherwise the second person would read the first's data
+/// at every source.
+#[tokio::test]
+async fn a_cpr_number_on_two_home_records_joins_neither_to_a_source() {
+    let mine = observation("mine", "Patient/s-a", "2026-01-01");
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR)])
+            .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": patient("pat-z", PAT_A_CPR)}]});
+    let mut importer = Importer::new(&home.store);
+    importer.add(bundle).await.unwrap();
+    importer.finish().await.unwrap();
+    for who in ["pat-z", "pat-a"] {
+        let (ids, _, _) = search(&home, "Observation", &home.citizen(who)).await;
+        assert!(
+            ids.iter().all(|id| !id.starts_with("src.")),
+            "{who}: {ids:?}"
+        );
+        let read = home.get("Observation/src.mine", &home.citizen(who)).await;
+        assert_eq!(read.status, StatusCode::NOT_FOUND, "{who}: {}", read.body);
+    }
+    assert!(
+        source
+            .observation_requests()
+            .iter()
+            .all(|uri| !uri.contains("patient="))
+    );
+}
+
 // --- getting a source skipped for everyone ----------------------------------------------------
 
 /// A source refuses a read of an id it finds malformed (400), as many servers do: that is the
