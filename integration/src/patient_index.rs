@@ -195,6 +195,19 @@ impl PatientIndex {
     ) -> Result<(), sqlx::Error> {
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         let mut write = self.db.begin_write().await?;
+        if let Some(id) = source_patient {
+            // A source's record is one person: matched to this patient now (a source that
+            // corrected a CPR number), it is no longer anyone else's, or reads by id would
+            // still land with them and their searches still fetch it.
+            let mut forget = self.db.sql("DELETE FROM source_patients WHERE source = ");
+            forget
+                .bind(source)
+                .push(" AND source_patient = ")
+                .bind(id)
+                .push(" AND patient <> ")
+                .bind(patient);
+            forget.query().execute(&mut *write.tx).await?;
+        }
         let mut upsert = self.db.sql(
             "INSERT INTO source_patients (source, patient, source_patient, checked_at) VALUES (",
         );

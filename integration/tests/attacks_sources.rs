@@ -90,12 +90,17 @@ impl Source {
 /// Patient routes of an honest patient registry: a search by `identifier=system|value` finds
 /// the patients carrying it, a read finds one by id.
 fn patients(records: Vec<Value>) -> Router {
+    registry(Arc::new(Mutex::new(records)))
+}
+
+/// [`patients`] over records the test can change while the source runs.
+fn registry(records: Arc<Mutex<Vec<Value>>>) -> Router {
     let by_id = records.clone();
     Router::new()
         .route(
             "/fhir/Patient",
             get(move |RawQuery(query): RawQuery| {
-                let records = records.clone();
+                let records = records.lock().unwrap().clone();
                 async move {
                     let wanted: Vec<String> =
                         form_urlencoded::parse(query.unwrap_or_default().as_bytes())
@@ -119,7 +124,21 @@ fn patients(records: Vec<Value>) -> Router {
                 }
             }),
         )
-        .merge(reads("/fhir/Patient/{id}", by_id))
+        .route(
+            "/fhir/Patient/{id}",
+            get(move |Path(id): Path<String>| {
+                let found = (by_id.lock().unwrap().iter())
+                    .find(|r| r["id"] == id.as_str())
+                    .cloned();
+                async move {
+                    use axum::response::IntoResponse;
+                    match found {
+                        Some(resource) => axum::Json(resource).into_response(),
+                        None => StatusCode::NOT_FOUND.into_response(),
+                    }
+                }
+            }),
+        )
 }
 
 /// A route at `path` (with an `{id}` segment) reading `records` by id: 404 for any other id.
@@ -458,6 +477,34 @@ async fn a_cpr_number_on_two_home_records_joins_neither_to_a_source() {
             .iter()
             .all(|uri| !uri.contains("patient="))
     );
+}
+
+/// A source corrects a record's CPR number: the record was filed under pat-a's number and is
+/// pat-b's. Once healthcloud has matched it to pat-b, pat-a reads none of its data by id.
+#[tokio::test]
+async fn a_source_record_matched_anew_to_another_patient_is_no_longer_the_first_ones() {
+    let mine = observation("mine", "Patient/s-1", "2026-01-01");
+    let records = Arc::new(Mutex::new(vec![patient("s-1", PAT_A_CPR)]));
+    let source = Source::start(
+        registry(records.clone()).merge(observations(searchset(vec![mine.clone()]), vec![mine])),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let citizen_a = home.citizen("pat-a");
+    let (ids, _, _) = search(&home, "Observation", &citizen_a).await;
+    assert!(ids.contains(&"src.mine".to_owned()), "{ids:?}");
+
+    *records.lock().unwrap() = vec![patient("s-1", PAT_B_CPR)];
+    let citizen_b = home.citizen("pat-b");
+    let (ids, _, _) = search(&home, "Observation", &citizen_b).await;
+    assert!(ids.contains(&"src.mine".to_owned()), "{ids:?}");
+    let read = home.get("Observation/src.mine", &citizen_a).await;
+    assert_eq!(read.status, StatusCode::NOT_FOUND, "{}", read.body);
+    let read = home.get("Observation/src.mine", &citizen_b).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    // And pat-a's searches no longer reach it either.
+    let (ids, _, _) = search(&home, "Observation", &citizen_a).await;
+    assert!(!ids.contains(&"src.mine".to_owned()), "{ids:?}");
 }
 
 // --- getting a source skipped for everyone ----------------------------------------------------
