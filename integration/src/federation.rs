@@ -301,7 +301,7 @@ fn admit(
     if satisfies(asked, &id, &rows, Quantifier::Any) {
         return Ok(None);
     }
-    Err("it does not match what the source was asked for".into())
+    Err("it does not satisfy the search or the caller's access".into())
 }
 
 /// Renames `resource`, which should be a `resource_type`, from a source into healthcloud's
