@@ -320,8 +320,11 @@ fn rename(
     }
     let id = resource["id"].as_str().ok_or("it has no id")?.to_owned();
     let renamed = format!("{name}.{id}");
+    // `.` and `..` are path steps, which a read by id never reaches (see `Upstream::read`).
     if !healthcloud_platform::auth::is_fhir_id(&id)
         || !healthcloud_platform::auth::is_fhir_id(&renamed)
+        || id == "."
+        || id == ".."
     {
         return Err("its id cannot be named through healthcloud".into());
     }

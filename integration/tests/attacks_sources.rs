@@ -638,6 +638,7 @@ async fn what_a_hostile_source_sends_is_held_to_the_patient_and_named_by_its_ori
         {"resource": forged, "search": {"mode": "match"}},
         {"resource": observation("theirs", "Patient/s-b", "2026-01-01"), "search": {"mode": "match"}},
         {"resource": observation(&long_id, "Patient/s-a", "2026-01-01"), "search": {"mode": "match"}},
+        {"resource": observation("..", "Patient/s-a", "2026-01-01"), "search": {"mode": "match"}},
         {"resource": {"resourceType": "Condition", "id": "cond", "subject": {"reference": "Patient/s-a"}}, "search": {"mode": "match"}},
         {"resource": observation("included", "Patient/s-b", "2026-01-01"), "search": {"mode": "include"}},
         {"resource": {"resourceType": "Patient", "id": "s-b", "identifier": [{"system": common::CPR, "value": PAT_B_CPR}]}, "search": {"mode": "include"}},
@@ -688,6 +689,8 @@ async fn what_a_hostile_source_sends_is_held_to_the_patient_and_named_by_its_ori
         "Observation/theirs",
         "Condition/cond",
         &format!("Observation/{long_id}"),
+        // An id that would not read back (`src...` reads as the path step `..`).
+        "Observation/..",
     ] {
         assert!(log.contains(named), "{named} not in {log}");
     }
