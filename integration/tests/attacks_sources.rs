@@ -15,10 +15,14 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use common::sources::{patient, searchset, serve};
 use common::{Backend, Harness, LOINC, OBS_CATEGORY};
+use healthcloud_integration::FhirError;
 use healthcloud_integration::import::Importer;
+use healthcloud_integration::policy::{AccessContext, AppIdentity};
+use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::sources::SourceSettings;
 use healthcloud_integration::upstream::UpstreamConfig;
 use healthcloud_platform::auth::{Role, TokenRequest};
+use healthcloud_platform::scope::Scope;
 use reqwest::Url;
 use serde_json::{Value, json};
 
@@ -984,6 +988,81 @@ async fn a_read_by_id_reaches_only_the_types_a_source_is_configured_for() {
     // What it is configured for reads as before.
     let read = home.get("Observation/src.mine", &clinician).await;
     assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+}
+
+/// An app in pat-a's context, through the same host calls as any app: held to its grant over
+/// what a source sends, reaching nothing of another patient's at a source by id, and refused
+/// before any source is asked once pat-a opts the app out.
+#[tokio::test]
+async fn an_app_in_one_patients_context_reaches_only_its_grant_of_that_patient() {
+    let mine = observation("mine", "Patient/s-a", "2026-01-01");
+    let mut lab = observation("lab", "Patient/s-a", "2026-01-02");
+    lab["category"][0]["coding"][0]["code"] = json!("laboratory");
+    let theirs = observation("theirs", "Patient/s-b", "2026-01-01");
+    let source = Source::start(
+        patients(vec![patient("s-a", PAT_A_CPR), patient("s-b", PAT_B_CPR)]).merge(observations(
+            searchset(vec![mine.clone(), lab.clone(), theirs.clone()]),
+            vec![mine, lab, theirs],
+        )),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let app = AccessContext {
+        principal: home
+            .issuer
+            .verifier()
+            .verify(&home.citizen("pat-a"))
+            .unwrap(),
+        app: Some(AppIdentity {
+            id: "examples/bp-monitor".into(),
+            version: "1.0.0".into(),
+            digest: "sha256:00".into(),
+            publisher_key: "key".into(),
+            region: "hovedstaden".into(),
+        }),
+        grant: Some(Scope::parse_list("patient/Observation.rs?category=vital-signs").unwrap()),
+    };
+    let every = || {
+        SearchQuery::parse(
+            "Observation",
+            &[("_count".into(), "100".into())],
+            PageLimits::default(),
+        )
+        .unwrap()
+    };
+    let page = home.service.search(&app, every()).await.unwrap();
+    let ids: Vec<&str> = page.resources.iter().map(|r| r.id.as_str()).collect();
+    assert!(ids.contains(&"src.mine"), "{ids:?}");
+    assert!(
+        !ids.contains(&"src.lab") && !ids.contains(&"src.theirs"),
+        "{ids:?}"
+    );
+    for (id, refusal) in [("src.lab", "forbidden"), ("src.theirs", "not found")] {
+        let read = home.service.read(&app, "Observation", id).await;
+        match (refusal, read) {
+            ("forbidden", Err(FhirError::Forbidden(_)))
+            | ("not found", Err(FhirError::NotFound(_))) => {}
+            (_, other) => panic!("{id}: {other:?}"),
+        }
+    }
+
+    let citizen_a = home.citizen("pat-a");
+    let opted = home
+        .opt_out(&citizen_a, "pat-a", "Device/examples.bp-monitor", &[])
+        .await;
+    assert_eq!(opted.status, StatusCode::CREATED, "{}", opted.body);
+    let asked = source.observation_requests().len();
+    let refused = home.service.search(&app, every()).await;
+    assert!(
+        matches!(refused, Err(FhirError::ConsentDenied)),
+        "{refused:?}"
+    );
+    let refused = home.service.read(&app, "Observation", "src.mine").await;
+    assert!(
+        matches!(refused, Err(FhirError::ConsentDenied)),
+        "{refused:?}"
+    );
+    assert_eq!(source.observation_requests().len(), asked);
 }
 
 // --- ids that look like source ids ----------------------------------------------------------------
