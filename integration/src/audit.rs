@@ -32,6 +32,10 @@ pub struct AuditRecord<'a> {
 /// The identifier system naming a source in an AuditEvent's entities.
 pub const SOURCE_SYSTEM: &str = "urn:healthcloud:source";
 
+/// The identifier system naming a resource (`Type/id`) that an AuditEvent's entity cannot
+/// reference.
+pub const RESOURCE_SYSTEM: &str = "urn:healthcloud:resource";
+
 const EXT: &str = "https://healthcloud.example/fhir/StructureDefinition";
 
 /// The AuditEvent resource for `record`, recorded at `now` (epoch ms).
@@ -74,7 +78,17 @@ pub fn audit_event(record: &AuditRecord<'_>, now: i64) -> Value {
         "description": record.resource_type
     });
     if let Some(id) = record.resource_id {
-        data["what"] = json!({"reference": format!("{}/{id}", record.resource_type)});
+        let reference = format!("{}/{id}", record.resource_type);
+        // A Patient other than the one the record is filed for (a source's record of that
+        // patient, `Patient/<source>.<id>`) would, as a reference, put the event in a second
+        // patient's compartment, which the index refuses, and the access would go unrecorded:
+        // it is named by identifier instead.
+        data["what"] = match record.patient {
+            Some(patient) if record.resource_type == "Patient" && patient != id => {
+                json!({"identifier": {"system": RESOURCE_SYSTEM, "value": reference}})
+            }
+            _ => json!({"reference": reference}),
+        };
     }
     if let Some(query) = record.query {
         data["query"] = json!(base64::engine::general_purpose::STANDARD.encode(query));

@@ -7,9 +7,11 @@
 //! they resolve through healthcloud, the patient reference to the healthcloud patient,
 //! `meta.source` naming the source) and then held, resource by resource, to the search's
 //! filters, the policy's constraints and the patient's compartment by the store's own rules
-//! ([`evaluate::satisfies`]). Whatever fails any of them is dropped and said in
-//! [`SourceAnswer::dropped`]: a source that ignores a parameter, cannot express a scope's
-//! restriction or sends another patient's data leaks nothing.
+//! ([`evaluate::satisfies`]). Whatever fails any of them is dropped: a source that ignores a
+//! parameter, cannot express a scope's restriction or sends another patient's data leaks
+//! nothing. What the source should not have sent (another patient's, another type, what fails
+//! a parameter it was asked to apply) is said in [`SourceAnswer::dropped`]; what fails only
+//! what it was not asked to apply is an ordinary non-match.
 //!
 //! Consent is the caller's to check before any source is asked.
 
@@ -61,7 +63,7 @@ pub struct Renamed {
 pub struct SourceAnswer {
     /// The resources that passed every check, renamed into healthcloud's namespace.
     pub resources: Vec<Renamed>,
-    /// Resources the source sent that were not returned, and why (for the security log).
+    /// Resources the source should not have sent, and why (for the security log).
     pub dropped: Vec<Dropped>,
     /// Whether the source had more than [`MAX_RESULTS_PER_SOURCE`] matches.
     pub truncated: bool,
@@ -84,6 +86,14 @@ pub fn origin(name: &str) -> String {
     format!("urn:healthcloud:source:{name}")
 }
 
+/// Whether resources of `resource_type` are the home store's alone, never asked of a source:
+/// a patient's consents are enforced from the home store only, and the audit trail records the
+/// accesses through this platform. A source's Consent ("you opted out") or AuditEvent in the
+/// patient's own list would tell them something healthcloud does not do.
+pub fn home_only(resource_type: &str) -> bool {
+    matches!(resource_type, "Consent" | "AuditEvent")
+}
+
 /// Source `source`'s part of `query` in `patient`'s compartment.
 pub async fn search_source(
     source: &FederatedSource,
@@ -96,7 +106,10 @@ pub async fn search_source(
     // A patient's own record (demographics) is the home record's; sources add clinical data.
     // A source that cannot search the type by patient is not asked: ignoring the parameter, it
     // would send everyone's data.
-    if resource_type == "Patient" || !source.capabilities.searches(resource_type, "patient") {
+    if resource_type == "Patient"
+        || home_only(resource_type)
+        || !source.capabilities.searches(resource_type, "patient")
+    {
         return Ok(SourceAnswer::default());
     }
     let Some(source_patient) = index
@@ -116,6 +129,12 @@ pub async fn search_source(
             .filter(|group| group.len() == 1)
             .flat_map(|group| group[0].filters.iter()),
     );
+    // What the source is asked to apply: a resource that fails it is the source's fault.
+    let mut asked = SearchQuery {
+        filters: Vec::new(),
+        constraints: Default::default(),
+        ..query.clone()
+    };
     for filter in pushed {
         if let Some((parameter, value)) = pushed_down(filter)
             && source.capabilities.searches(
@@ -124,6 +143,7 @@ pub async fn search_source(
             )
         {
             parameters.push((parameter, value));
+            asked.filters.push(filter.clone());
         }
     }
     parameters.push(("_count".into(), MAX_RESULTS_PER_SOURCE.to_string()));
@@ -144,19 +164,36 @@ pub async fn search_source(
         base: source.upstream.base().as_str().trim_end_matches('/'),
         patients: &patients,
     };
-    let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
-    for entry in entries {
-        if entry["search"]["mode"] == "outcome" || entry["search"]["mode"] == "include" {
-            continue;
-        }
+    let matches: Vec<&Value> = (bundle["entry"].as_array().into_iter().flatten())
+        .filter(|entry| {
+            entry["search"]["mode"] != "outcome" && entry["search"]["mode"] != "include"
+        })
+        .collect();
+    // A source that sends more than was asked for is read no further, as if it had said it
+    // holds more: however many it sends (within its size cap), one search merges, sorts and
+    // logs at most that many of its resources.
+    if matches.len() > MAX_RESULTS_PER_SOURCE {
+        answer.truncated = true;
+    }
+    // A source that sends one resource twice must not make it count, or page, twice.
+    let mut returned = BTreeSet::new();
+    for entry in matches.into_iter().take(MAX_RESULTS_PER_SOURCE) {
         let mut resource = entry["resource"].clone();
         let named = format!(
             "{}/{}",
             resource["resourceType"].as_str().unwrap_or("?"),
             resource["id"].as_str().unwrap_or("?")
         );
-        match admit(&names, &mut resource, query, patient.id) {
-            Ok((id, rows)) => answer.resources.push(Renamed { resource, id, rows }),
+        match admit(&names, &mut resource, query, &asked, patient.id) {
+            Ok(None) => {}
+            Ok(Some((id, _))) if returned.contains(&id) => answer.dropped.push(Dropped {
+                resource: named,
+                reason: "it was sent twice".into(),
+            }),
+            Ok(Some((id, rows))) => {
+                returned.insert(id.clone());
+                answer.resources.push(Renamed { resource, id, rows })
+            }
             Err(reason) => answer.dropped.push(Dropped {
                 resource: named,
                 reason,
@@ -176,6 +213,9 @@ pub async fn read_source(
     resource_type: &str,
     id: &str,
 ) -> Result<Option<Renamed>, IdentityError> {
+    if home_only(resource_type) {
+        return Ok(None);
+    }
     let Some(mut resource) = source.read(resource_type, id).await? else {
         return Ok(None);
     };
@@ -191,14 +231,30 @@ pub async fn read_source(
         base,
         patients: &patients,
     };
-    let (id, rows) = rename(&names, &mut resource, resource_type).map_err(|reason| {
-        IdentityError::Upstream(crate::upstream::UpstreamError::NotFhir {
-            source_name: source.name().to_owned(),
-            expected: "a resource healthcloud can serve",
-            reason,
-        })
-    })?;
-    Ok(Some(Renamed { resource, id, rows }))
+    let (renamed, mut rows) = match rename(&names, &mut resource, resource_type) {
+        Ok(renamed) => renamed,
+        Err(reason) => {
+            // What healthcloud cannot serve (its patient named by a URL elsewhere, say) is
+            // not there for the caller, as a search would not return it either. Not a
+            // failure of the source: any caller could read it again and again to get the
+            // source skipped for everyone.
+            tracing::warn!(source = source.name(), resource = %format!("{resource_type}/{id}"), %reason, "a resource read from a source cannot be served");
+            return Ok(None);
+        }
+    };
+    // A source's Patient record is that patient's data (name, CPR number): in the compartment
+    // of the healthcloud patient it is, so their consent and confinement hold for it as for
+    // their home record. One that is nobody here stays in its own.
+    if resource_type == "Patient"
+        && let Some(patient) = index.patient_at_home(source, id).await?
+    {
+        rows.patient_id = Some(patient);
+    }
+    Ok(Some(Renamed {
+        resource,
+        id: renamed,
+        rows,
+    }))
 }
 
 /// How a source's names become healthcloud's.
@@ -224,21 +280,28 @@ impl Names<'_> {
 }
 
 /// Renames `resource` from a source into healthcloud's namespace, holds it to `query`, its
-/// constraints and `patient`'s compartment; its id and index, or why it fails.
+/// constraints and `patient`'s compartment: its id and index; `None` for an ordinary
+/// non-match, one that fails only what the source was not `asked` to apply (a date, a
+/// restriction it cannot express), which is no fault of the source's; or why the source
+/// should not have sent it.
 fn admit(
     names: &Names<'_>,
     resource: &mut Value,
     query: &SearchQuery,
+    asked: &SearchQuery,
     patient: &str,
-) -> Result<(String, IndexRows), String> {
+) -> Result<Option<(String, IndexRows)>, String> {
     let (id, rows) = rename(names, resource, query.type_def.name)?;
     if rows.patient_id.as_deref() != Some(patient) {
         return Err("it is not in the patient's compartment".into());
     }
-    if !satisfies(query, &id, &rows, Quantifier::Any) {
-        return Err("it does not satisfy the search or the caller's access".into());
+    if satisfies(query, &id, &rows, Quantifier::Any) {
+        return Ok(Some((id, rows)));
     }
-    Ok((id, rows))
+    if satisfies(asked, &id, &rows, Quantifier::Any) {
+        return Ok(None);
+    }
+    Err("it does not satisfy the search or the caller's access".into())
 }
 
 /// Renames `resource`, which should be a `resource_type`, from a source into healthcloud's
@@ -257,12 +320,27 @@ fn rename(
     }
     let id = resource["id"].as_str().ok_or("it has no id")?.to_owned();
     let renamed = format!("{name}.{id}");
+    // `.` and `..` are path steps, which a read by id never reaches (see `Upstream::read`).
     if !healthcloud_platform::auth::is_fhir_id(&id)
         || !healthcloud_platform::auth::is_fhir_id(&renamed)
+        || id == "."
+        || id == ".."
     {
         return Err("its id cannot be named through healthcloud".into());
     }
     rewrite_references(resource, names);
+    // Every reference into the source is relative now: a Patient reference still absolute
+    // points at another server, whose patient `<id>` is not healthcloud's patient `<id>`,
+    // although the index reads the end of any URL as a local reference.
+    let mut elsewhere = BTreeSet::new();
+    for_each_reference(resource, &mut |reference| {
+        if reference.contains("://")
+            && let Some((resource_type, id)) = params::split_reference(reference)
+            && resource_type == "Patient"
+        {
+            elsewhere.insert(id);
+        }
+    });
     resource["id"] = Value::String(renamed.clone());
     // Whatever the source said its meta was, healthcloud says where the resource came from.
     if !resource["meta"].is_object() {
@@ -271,6 +349,14 @@ fn rename(
     resource["meta"]["source"] = Value::String(origin(name));
     let rows = params::index(resource_type, &renamed, resource)
         .map_err(|e| format!("it cannot be indexed: {e}"))?;
+    if let Some(patient) = &rows.patient_id
+        && elsewhere.contains(patient)
+    {
+        return Err(format!(
+            "its patient is named by a URL outside the source (…/Patient/{patient}): \
+             healthcloud cannot tell who that is"
+        ));
+    }
     Ok((renamed, rows))
 }
 
@@ -333,7 +419,10 @@ fn pushed_down(filter: &Filter) -> Option<(String, String)> {
     let Filter::Param { def, mode, values } = filter else {
         return None;
     };
-    if *mode != Match::Prefix {
+    // Through healthcloud, `meta.source` names the source itself (`origin`), whatever the
+    // source had there: asked of the source, the value would be matched against the source's
+    // own and find nothing, or what it forged.
+    if *mode != Match::Prefix || def.name == "_source" {
         return None;
     }
     let rendered: Option<Vec<String>> = values

@@ -97,7 +97,8 @@ impl PatientIndex {
 
     /// The healthcloud patient whom `source_patient` at `source` is: from the index, else
     /// matched now by the CPR number on the source's Patient record against the home records
-    /// (exactly one each side, or nobody) and remembered. A resource read by id from a source
+    /// (exactly one each side, or nobody; the source is asked whether it holds the number on
+    /// any other record) and remembered. A resource read by id from a source
     /// lands in the compartment of the patient its CPR number names.
     pub async fn patient_at_home(
         &self,
@@ -120,6 +121,14 @@ impl PatientIndex {
         let [cpr] = numbers.as_slice() else {
             return Ok(None);
         };
+        // As for a search (`at_source`), the source must hold the number on this one record:
+        // held on two, either may be another person's, and remembering this one would join
+        // it to the healthcloud patient for every later search.
+        match self.look_up(source, cpr).await {
+            Ok(Some(only)) if only == source_patient => {}
+            Ok(_) | Err(IdentityError::Ambiguous { .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        }
         let query = SearchQuery::parse(
             "Patient",
             &[("identifier".into(), format!("{CPR_SYSTEM}|{cpr}"))],
@@ -186,6 +195,19 @@ impl PatientIndex {
     ) -> Result<(), sqlx::Error> {
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         let mut write = self.db.begin_write().await?;
+        if let Some(id) = source_patient {
+            // A source's record is one person: matched to this patient now (a source that
+            // corrected a CPR number), it is no longer anyone else's, or reads by id would
+            // still land with them and their searches still fetch it.
+            let mut forget = self.db.sql("DELETE FROM source_patients WHERE source = ");
+            forget
+                .bind(source)
+                .push(" AND source_patient = ")
+                .bind(id)
+                .push(" AND patient <> ")
+                .bind(patient);
+            forget.query().execute(&mut *write.tx).await?;
+        }
         let mut upsert = self.db.sql(
             "INSERT INTO source_patients (source, patient, source_patient, checked_at) VALUES (",
         );

@@ -146,7 +146,20 @@ impl FhirService {
         if !is_fhir_id(id) {
             return Err(not_found());
         }
-        let groups = authorize(context, interaction, type_def);
+        let groups = match (
+            self.source_of(id),
+            authorize(context, interaction, type_def),
+        ) {
+            // A caller the policy refuses this type gets no source asked on its behalf: that
+            // would contact another organization's system (and resolve whose the resource
+            // is) for nothing, and a source that is down would answer before the refusal.
+            // The refusal concerns the patient in context, if any.
+            (Some(_), Err(error)) if interaction == Interaction::Read => {
+                audit.patients = context.principal.claims.patient.iter().cloned().collect();
+                return Err(error);
+            }
+            (_, groups) => groups,
+        };
         let (resource, source_rows) = match self.source_of(id) {
             Some((source, source_id)) => {
                 if interaction != Interaction::Read {
@@ -581,6 +594,8 @@ impl FhirService {
         if self.sources.is_empty()
             || !query.type_def.in_patient_compartment()
             || query.type_def.name == "Patient"
+            // Consents and the audit trail are the home store's alone.
+            || crate::federation::home_only(query.type_def.name)
         {
             return None;
         }
@@ -657,20 +672,33 @@ impl FhirService {
         })
     }
 
-    /// The CPR number of the home record's patient `patient`, by which sources know them.
+    /// The CPR number of the home record's patient `patient`, by which sources know them;
+    /// `None` when the home records hold it on another patient too (a mistyped number, a
+    /// duplicate registration): either may be someone else, and joining both to the sources'
+    /// records would show one person's data to the other (as `PatientIndex` refuses a number a
+    /// source holds twice).
     async fn cpr_of(&self, patient: &str) -> Result<Option<String>, FhirError> {
         let Some(record) = self.store.read("Patient", patient).await? else {
             return Ok(None);
         };
         let record: Value =
             serde_json::from_str(&record.content).map_err(|e| FhirError::Internal(e.into()))?;
-        Ok(record["identifier"]
+        let Some(cpr) = record["identifier"]
             .as_array()
             .into_iter()
             .flatten()
             .find(|identifier| identifier["system"] == CPR_SYSTEM)
             .and_then(|identifier| identifier["value"].as_str())
-            .map(str::to_owned))
+        else {
+            return Ok(None);
+        };
+        let holders = SearchQuery::parse(
+            "Patient",
+            &[("identifier".into(), format!("{CPR_SYSTEM}|{cpr}"))],
+            self.limits,
+        )?;
+        let page = self.store.search(&holders).await?;
+        Ok((page.total == 1).then(|| cpr.to_owned()))
     }
 
     fn id_query(
@@ -851,15 +879,21 @@ impl FhirService {
                 .filter(|(s, _)| s == source)
                 .map(|(_, dropped)| format!("{} ({})", dropped.resource, dropped.reason))
                 .collect();
+            // A source can send hundreds: the first few name what it was, the rest are
+            // counted, so one search cannot write megabytes into the log.
+            const NAMED: usize = 10;
+            let mut named = withheld[..withheld.len().min(NAMED)].join("; ");
+            if withheld.len() > NAMED {
+                named.push_str(&format!("; and {} more", withheld.len() - NAMED));
+            }
             let event = SecurityEvent::new(
                 SecurityKind::SourceWithheld,
                 principal,
                 audit.context.app.as_ref(),
                 audit.describe(),
                 format!(
-                    "source '{source}' sent {} resource(s) that were withheld: {}",
+                    "source '{source}' sent {} resource(s) that were withheld: {named}",
                     withheld.len(),
-                    withheld.join("; ")
                 ),
             );
             self.security.record_in(&mut tx.tx, &event).await?;

@@ -391,7 +391,11 @@ impl Sources {
             }
             Err(IdentityError::Upstream(error)) => {
                 let message = error.to_string();
-                source.failed(&message);
+                // A search value the caller chose can make a source refuse the search; that
+                // must not get the source skipped for everyone else.
+                if !refused_request(&error) {
+                    source.failed(&message);
+                }
                 SourceOutcome::Failed(issue_code(&error), message)
             }
             Err(error @ IdentityError::Ambiguous { .. }) => {
@@ -416,7 +420,20 @@ impl Sources {
             return Err(SourceError::Unavailable(why));
         }
         let started = Instant::now();
-        let read = federation::read_source(&source.upstream, &self.inner.index, resource_type, id);
+        let read = async {
+            // A source is read by id for the types it is asked for in searches only (what it
+            // declares, narrowed by configuration): one configured for some types, say what
+            // its organization agreed to share, is never asked for another.
+            if !source
+                .capabilities()
+                .await?
+                .types
+                .contains_key(resource_type)
+            {
+                return Ok(None);
+            }
+            federation::read_source(&source.upstream, &self.inner.index, resource_type, id).await
+        };
         let result = tokio::time::timeout(source.deadline(), read)
             .await
             .unwrap_or_else(|_| {
@@ -430,6 +447,11 @@ impl Sources {
                 source.succeeded(started.elapsed());
                 Ok(resource)
             }
+            // The source refused to read this id (400 for an id it finds malformed, say): it
+            // holds nothing by that id for the caller, and it is not failing. Counted as a
+            // failure, any caller could get the source skipped for everyone by reading such
+            // ids a few times.
+            Err(IdentityError::Upstream(error)) if refused_request(&error) => Ok(None),
             Err(IdentityError::Upstream(error)) => {
                 let message = error.to_string();
                 source.failed(&message);
@@ -577,6 +599,17 @@ impl Registered {
             recent_failures: health.recent_failures.iter().cloned().collect(),
         }
     }
+}
+
+/// Whether `error` is the source refusing one request (a 4xx status other than for
+/// credentials, a request timeout or too many requests), which the request's caller can
+/// cause, rather than the source failing.
+fn refused_request(error: &UpstreamError) -> bool {
+    use reqwest::StatusCode;
+    matches!(error, UpstreamError::Status { status, .. }
+        if status.is_client_error()
+            && *status != StatusCode::REQUEST_TIMEOUT
+            && *status != StatusCode::TOO_MANY_REQUESTS)
 }
 
 /// The OperationOutcome issue code for a source's failure.

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use healthcloud_platform::auth::is_fhir_id;
 use healthcloud_platform::http::{LimitedReadError, read_limited};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
@@ -335,6 +336,11 @@ impl Upstream {
         id: &str,
     ) -> Result<Option<Value>, UpstreamError> {
         const EXPECTED: &str = "the resource asked for";
+        // `.` and `..` are path steps, not ids: the URL would drop them and ask for the
+        // type's whole listing (e.g. for an id `<source>..` read through healthcloud).
+        if !is_fhir_id(id) || id == "." || id == ".." {
+            return Ok(None);
+        }
         let Some(resource) = self.get_json(&[resource_type, id], &[]).await? else {
             return Ok(None);
         };
