@@ -45,3 +45,54 @@ pub use generated::current::healthcloud::platform::{context, fhir, kv, log};
 pub mod v0_1 {
     pub use super::generated::v0_1::healthcloud::platform::{context, fhir, kv, log};
 }
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+    use std::path::{Path, PathBuf};
+
+    /// Every file under `dir`, sorted by path.
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(files(&path));
+            } else {
+                found.push(path);
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// The digest of a contract folder: each file's path (relative) and bytes.
+    fn digest(dir: &Path) -> String {
+        let mut hash = Sha256::new();
+        for file in files(dir) {
+            let relative = file.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            hash.update(relative.replace('\\', "/").as_bytes());
+            hash.update([0]);
+            hash.update(std::fs::read(&file).unwrap());
+            hash.update([0]);
+        }
+        hex::encode(hash.finalize())
+    }
+
+    #[test]
+    fn released_contracts_are_frozen() {
+        let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        let released = [(
+            "0.1.0",
+            "1d70393861e85f3c7dcdaefc06db678d92009e7321c4c5563a8b92733ebcef80",
+        )];
+        for (version, pinned) in released {
+            assert_eq!(
+                digest(&wit.join(version)),
+                pinned,
+                "wit/{version} is a released contract, frozen: apps built against it must keep \
+                 running. Put the change in a new version folder (see wit/README.md)"
+            );
+        }
+    }
+}
