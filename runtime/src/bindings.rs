@@ -70,7 +70,11 @@ mod tests {
     fn digest(dir: &Path) -> String {
         let mut hash = Sha256::new();
         for file in files(dir) {
-            let relative = file.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let relative = file
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             hash.update(relative.replace('\\', "/").as_bytes());
             hash.update([0]);
             hash.update(std::fs::read(&file).unwrap());

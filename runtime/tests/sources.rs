@@ -48,10 +48,10 @@ async fn gp_system(host: &Host, observations: Router) {
             "/fhir/metadata",
             get(|| async {
                 axum::Json(json!({"resourceType": "CapabilityStatement",
-                    "rest": [{"mode": "server", "resource": [
-                        {"type": "Patient", "searchParam": [{"name": "identifier"}]},
-                        {"type": "Observation", "searchParam": [{"name": "patient"}]}
-                    ]}]}))
+                "rest": [{"mode": "server", "resource": [
+                    {"type": "Patient", "searchParam": [{"name": "identifier"}]},
+                    {"type": "Observation", "searchParam": [{"name": "patient"}]}
+                ]}]}))
             }),
         )
         .route(
@@ -127,12 +127,14 @@ async fn with_every_source_answering_the_page_is_complete_and_names_each_origin(
     let readings = Router::new().route(
         "/",
         get(|| async {
-            axum::Json(json!({"resourceType": "Bundle", "type": "searchset", "entry": [{
+            axum::Json(
+                json!({"resourceType": "Bundle", "type": "searchset", "entry": [{
                 "resource": {"resourceType": "Observation", "id": "gp-bp-1", "status": "final",
                     "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
                     "subject": {"reference": "Patient/gp-17"},
                     "effectiveDateTime": "2026-03-01T10:00:00Z"},
-                "search": {"mode": "match"}}]}))
+                "search": {"mode": "match"}}]}),
+            )
         }),
     );
     gp_system(&host, readings).await;

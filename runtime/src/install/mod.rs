@@ -77,8 +77,7 @@ pub fn check_imports(imports: &[String], requested: &[Capability]) -> Result<(),
             import: import.clone(),
             hint: hint.to_owned(),
         };
-        if interface.starts_with("healthcloud:platform/") && !PLATFORM_VERSIONS.contains(&version)
-        {
+        if interface.starts_with("healthcloud:platform/") && !PLATFORM_VERSIONS.contains(&version) {
             return Err(unknown(&format!(
                 ": this host serves healthcloud:platform@{}; build against {PLATFORM_VERSION}",
                 PLATFORM_VERSIONS.join(" and @")
