@@ -494,7 +494,7 @@ fn the_vendor_loop_builds_checks_and_runs_a_new_app() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
-        stderr.contains("healthcloud:platform/fhir@0.1.0")
+        stderr.contains("healthcloud:platform/fhir@0.2.0")
             && stderr.contains("needs a data capability"),
         "{stderr}"
     );

@@ -13,6 +13,12 @@
 //! Only the search parameters the integration cloud serves are accepted (an unsupported one
 //! is [`Error::Invalid`]); see its CapabilityStatement (`/fhir/r4/metadata`).
 //!
+//! A search can be answered in part: the patient's data lives in several sources (the
+//! platform's own store and the organizations' FHIR servers), and one that is down or slow is
+//! left out rather than failing the search. A [`Page`] says so: [`Page::is_complete`], and
+//! [`Page::incomplete`] names each missing source. Show the user that what they see may not
+//! be everything.
+//!
 //! A page or document made of parts that each have their own call can show the others when
 //! one is denied or unavailable: [`Section::from_result`] turns those two errors into a
 //! [`Withheld`] part and gives any other error back.
@@ -307,15 +313,55 @@ pub struct Search {
     limit: usize,
 }
 
-/// One page of search results.
+/// One page of search results: the resources found, and which sources, if any, are missing
+/// from the answer.
+///
+/// ```no_run
+/// use healthcloud_sdk::{fhir, model::Observation};
+///
+/// # fn main() -> Result<(), fhir::Error> {
+/// let page = fhir::search("Observation").sort("-date").first_page::<Observation>()?;
+/// for missing in &page.incomplete {
+///     println!("readings from {} are missing: {}", missing.source, missing.diagnostics);
+/// }
+/// if !page.is_complete() {
+///     println!("showing {} readings; some sources could not be reached", page.resources.len());
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
     /// The resources on this page.
     pub resources: Vec<T>,
-    /// How many resources match in all.
+    /// How many resources match in all, among the sources that answered.
     pub total: u32,
     /// The cursor of the next page ([`Search::page`]); `None` on the last page.
     pub next: Option<String>,
+    /// What the answer lacks: one entry per source whose data is missing; empty when the
+    /// answer is complete.
+    pub incomplete: Vec<Incomplete>,
+}
+
+impl<T> Page<T> {
+    /// Whether every source answered: nothing is missing from this page.
+    pub fn is_complete(&self) -> bool {
+        self.incomplete.is_empty()
+    }
+}
+
+/// A source whose data is missing from a search's answer; the resources of the others are
+/// there all the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Incomplete {
+    /// The source, by the name operators gave it (e.g. `gp`). Its resources, in an answer
+    /// where it is not missing, carry `meta.source` = `urn:healthcloud:source:<source>`.
+    pub source: String,
+    /// What happened, as a FHIR OperationOutcome issue code: `timeout`, `transient` (down,
+    /// an error answer, or left alone for a while after failing), `structure` (not FHIR),
+    /// `security`, `too-costly` (too large, or more matches than were read), …
+    pub code: String,
+    /// What happened, in words for the log; never the source's own error body.
+    pub diagnostics: String,
 }
 
 impl Search {
@@ -424,6 +470,15 @@ fn decode_page<T: DeserializeOwned>(
             .collect::<Result<_, _>>()?,
         total: page.total,
         next: page.next,
+        incomplete: page
+            .incomplete
+            .into_iter()
+            .map(|missing| Incomplete {
+                source: missing.source,
+                code: missing.code,
+                diagnostics: missing.diagnostics,
+            })
+            .collect(),
     })
 }
 
@@ -444,6 +499,7 @@ mod tests {
                 .collect(),
             total: 5,
             next: next.map(str::to_owned),
+            incomplete: Vec::new(),
         }
     }
 
@@ -614,6 +670,29 @@ mod tests {
         assert_eq!(
             unavailable.sentence("medication data"),
             "The medication data is unavailable right now: the health record could not be reached."
+        );
+    }
+
+    #[test]
+    fn a_page_names_the_sources_missing_from_a_partial_answer() {
+        let complete: Page<Value> = decode_page("Observation", page(&["a"], None)).unwrap();
+        assert!(complete.is_complete());
+        let mut partial = page(&["a"], None);
+        partial.incomplete.push(wit::Incomplete {
+            source: "gp".into(),
+            code: "timeout".into(),
+            diagnostics: "source 'gp' did not answer within 3000 ms".into(),
+        });
+        let partial: Page<Value> = decode_page("Observation", partial).unwrap();
+        assert!(!partial.is_complete());
+        assert_eq!(ids(&partial.resources), ["a"]);
+        assert_eq!(
+            partial.incomplete,
+            [Incomplete {
+                source: "gp".into(),
+                code: "timeout".into(),
+                diagnostics: "source 'gp' did not answer within 3000 ms".into(),
+            }]
         );
     }
 

@@ -18,6 +18,8 @@
 //!   app, the install's live grant), never from the guest;
 //! - `host.rs`: the generated host trait implemented on that context, checking the grant
 //!   again at call time (a grant removed mid-request denies the very next call);
+//!   `host_v0_1.rs`: the same interface as the frozen `healthcloud:platform@0.1.0` has it,
+//!   answered by the `host.rs` calls, so apps built against that version keep running;
 //! - its unit tests beside it, on a context built by `testing` without a guest component.
 //!
 //! # Adding a capability
@@ -62,8 +64,9 @@ pub trait HostCapability: Debug + Send + Sync + Sized + 'static {
     /// Its runtime-wide part, with its limits taken from `host.limits`.
     fn new(host: &Host<'_>) -> Self;
 
-    /// Adds its host functions to `linker`, reaching its instance state through `state`.
-    /// Capabilities served by the WASI linking (outgoing HTTP) add nothing.
+    /// Adds its host functions to `linker`, for every served platform version
+    /// ([`PLATFORM_VERSIONS`]), reaching its instance state through `state`. Capabilities
+    /// served by the WASI linking (outgoing HTTP) add nothing.
     fn link<T: Send + 'static>(
         linker: &mut Linker<T>,
         state: fn(&mut T) -> &mut Self::InstanceState,
@@ -305,8 +308,14 @@ const WASI_ALWAYS: &[&str] = &[
     "wasi:http/types",
 ];
 
-/// The platform package version this host serves.
-pub const PLATFORM_VERSION: &str = "0.1.0";
+/// The platform package version apps are built against now: the SDK's and the template's.
+pub const PLATFORM_VERSION: &str = "0.2.0";
+
+/// Every platform package version this host serves: released versions are frozen and stay
+/// served, so an app keeps installing and running after a new version is released. Each
+/// capability links its interfaces once per version (`host.rs` the current one,
+/// `host_v0_1.rs` 0.1.0).
+pub const PLATFORM_VERSIONS: &[&str] = &["0.1.0", PLATFORM_VERSION];
 
 /// Declares the capabilities and what the runtime keeps of each: one line per capability, its
 /// module and the type in it that implements [`HostCapability`].

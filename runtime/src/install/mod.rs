@@ -10,7 +10,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::capability::{Grant, InstallStates, PLATFORM_VERSION, import_rules};
+use crate::capability::{Grant, InstallStates, PLATFORM_VERSION, PLATFORM_VERSIONS, import_rules};
 use crate::instance::InstanceState;
 use crate::reuse::IdleInstances;
 
@@ -66,7 +66,9 @@ pub fn check_component_imports(
 }
 
 /// Every import must be allowed by name: wasmtime would instantiate a component importing an
-/// *empty* interface nobody linked, so linking alone proves nothing.
+/// *empty* interface nobody linked, so linking alone proves nothing. A platform interface is
+/// known by its name and one of the served versions ([`PLATFORM_VERSIONS`]); the same import
+/// rule applies to it in every version.
 pub fn check_imports(imports: &[String], requested: &[Capability]) -> Result<(), InstallError> {
     let rules = import_rules();
     for import in imports {
@@ -75,9 +77,10 @@ pub fn check_imports(imports: &[String], requested: &[Capability]) -> Result<(),
             import: import.clone(),
             hint: hint.to_owned(),
         };
-        if interface.starts_with("healthcloud:platform/") && version != PLATFORM_VERSION {
+        if interface.starts_with("healthcloud:platform/") && !PLATFORM_VERSIONS.contains(&version) {
             return Err(unknown(&format!(
-                ": this host serves healthcloud:platform@{PLATFORM_VERSION}; build against that version"
+                ": this host serves healthcloud:platform@{}; build against {PLATFORM_VERSION}",
+                PLATFORM_VERSIONS.join(" and @")
             )));
         }
         if interface.starts_with("wasi:") && !version.starts_with("0.2.") {
@@ -179,20 +182,23 @@ mod tests {
             "wasi:http/types@0.2.12",
         ];
         assert!(check_imports(&names(&std_imports), &[]).is_ok());
-        let fhir = names(&["healthcloud:platform/fhir@0.1.0"]);
-        assert!(check_imports(&fhir, &caps(&["patient/Observation.rs"])).is_ok());
-        let refused = check_imports(&fhir, &caps(&["kv"])).unwrap_err();
-        assert!(
-            refused
-                .to_string()
-                .contains("healthcloud:platform/fhir@0.1.0"),
-            "{refused}"
-        );
-        let kv = names(&["healthcloud:platform/kv@0.1.0"]);
-        assert!(matches!(
-            check_imports(&kv, &caps(&["patient/Observation.rs"])),
-            Err(InstallError::ImportNotRequested { .. })
-        ));
+        // Every served version of a platform interface, under the same rule.
+        for version in ["0.1.0", "0.2.0"] {
+            let fhir = names(&[&format!("healthcloud:platform/fhir@{version}")]);
+            assert!(check_imports(&fhir, &caps(&["patient/Observation.rs"])).is_ok());
+            let refused = check_imports(&fhir, &caps(&["kv"])).unwrap_err();
+            assert!(
+                refused
+                    .to_string()
+                    .contains(&format!("healthcloud:platform/fhir@{version}")),
+                "{refused}"
+            );
+            let kv = names(&[&format!("healthcloud:platform/kv@{version}")]);
+            assert!(matches!(
+                check_imports(&kv, &caps(&["patient/Observation.rs"])),
+                Err(InstallError::ImportNotRequested { .. })
+            ));
+        }
         let outgoing = names(&["wasi:http/outgoing-handler@0.2.12"]);
         assert!(check_imports(&outgoing, &[]).is_err());
         assert!(check_imports(&outgoing, &caps(&["outbound-http:example.org"])).is_ok());
@@ -203,7 +209,10 @@ mod tests {
         for import in [
             "wasi:sockets/tcp@0.2.12",
             "acme:spy/keylogger@1.0.0",
-            "healthcloud:platform/fhir@0.2.0",
+            "healthcloud:platform/fhir@0.3.0",
+            "healthcloud:platform/fhir@0.1.1",
+            "healthcloud:platform/fhir",
+            "healthcloud:platform/billing@0.2.0",
             "wasi:http/types@0.3.0",
         ] {
             let all = caps(&["patient/Observation.rs", "kv", "log"]);
@@ -215,5 +224,13 @@ mod tests {
                 "{import}"
             );
         }
+        let other_version = names(&["healthcloud:platform/fhir@0.3.0"]);
+        let refused = check_imports(&other_version, &caps(&["patient/Observation.rs"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("serves healthcloud:platform@0.1.0 and @0.2.0; build against 0.2.0"),
+            "{refused}"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! install serving the request, never from the guest.
 
 mod host;
+mod host_v0_1;
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use healthcloud_platform::auth::Principal;
 use wasmtime::component::Linker;
 
 use super::{Grant, Host, HostCapability, ImportRule, InstallContext, Launch, StateOf};
-use crate::bindings::context;
+use crate::bindings::{context, v0_1};
 use crate::install::InstallError;
 
 /// The launch context capability: every app may read it; it needs nothing per install.
@@ -35,7 +36,8 @@ impl HostCapability for Context {
         linker: &mut Linker<T>,
         state: fn(&mut T) -> &mut LaunchContext,
     ) -> wasmtime::Result<()> {
-        context::add_to_linker::<_, StateOf<Self>>(linker, state)
+        context::add_to_linker::<_, StateOf<Self>>(linker, state)?;
+        v0_1::context::add_to_linker::<_, StateOf<Self>>(linker, state)
     }
 
     fn configure(&self, _: &InstallContext<'_>) -> Result<(), InstallError> {

@@ -7,7 +7,7 @@ use healthcloud_platform::scope::Interaction;
 use serde_json::Value;
 
 use super::FhirCtx;
-use crate::bindings::fhir::{self, Error, SearchPage, SearchParam};
+use crate::bindings::fhir::{self, Error, Incomplete, SearchPage, SearchParam};
 
 impl fhir::Host for &mut FhirCtx {
     async fn read(&mut self, resource_type: String, id: String) -> Result<String, Error> {
@@ -39,6 +39,15 @@ impl fhir::Host for &mut FhirCtx {
                 total: u32::try_from(page.total).unwrap_or(u32::MAX),
                 resources: page.resources.into_iter().map(|r| r.content).collect(),
                 next,
+                incomplete: page
+                    .incomplete
+                    .into_iter()
+                    .map(|missing| Incomplete {
+                        source: missing.source,
+                        code: missing.code.to_owned(),
+                        diagnostics: missing.diagnostics,
+                    })
+                    .collect(),
             })
         })
         .await

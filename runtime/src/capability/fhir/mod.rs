@@ -4,6 +4,7 @@
 //! app's identity and the region's live grant) and maps errors to the WIT variant.
 
 mod host;
+mod host_v0_1;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use healthcloud_platform::auth::Principal;
 use wasmtime::component::Linker;
 
 use super::{Grant, Host, HostCapability, ImportRule, InstallContext, Launch, StateOf};
-use crate::bindings::fhir;
+use crate::bindings::{fhir, v0_1};
 use crate::install::InstallError;
 
 /// The data capability: every call through the one [`FhirService`], within the per-request
@@ -55,7 +56,8 @@ impl HostCapability for Fhir {
         linker: &mut Linker<T>,
         state: fn(&mut T) -> &mut FhirCtx,
     ) -> wasmtime::Result<()> {
-        fhir::add_to_linker::<_, StateOf<Self>>(linker, state)
+        fhir::add_to_linker::<_, StateOf<Self>>(linker, state)?;
+        v0_1::fhir::add_to_linker::<_, StateOf<Self>>(linker, state)
     }
 
     fn configure(&self, _: &InstallContext<'_>) -> Result<(), InstallError> {

@@ -5,6 +5,7 @@
 //! and only if the manifest requests and the region grants `kv-install`.
 
 mod host;
+mod host_v0_1;
 mod store;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use wasmtime::component::Linker;
 pub use store::KvStore;
 
 use super::{Grant, Host, HostCapability, ImportRule, InstallContext, Launch, StateOf};
-use crate::bindings::kv;
+use crate::bindings::{kv, v0_1};
 use crate::install::InstallError;
 
 /// The kv capability: one store for every install, partitioned, with a quota per partition.
@@ -59,7 +60,8 @@ impl HostCapability for Kv {
         linker: &mut Linker<T>,
         state: fn(&mut T) -> &mut KvCtx,
     ) -> wasmtime::Result<()> {
-        kv::add_to_linker::<_, StateOf<Self>>(linker, state)
+        kv::add_to_linker::<_, StateOf<Self>>(linker, state)?;
+        v0_1::kv::add_to_linker::<_, StateOf<Self>>(linker, state)
     }
 
     fn configure(&self, _: &InstallContext<'_>) -> Result<(), InstallError> {

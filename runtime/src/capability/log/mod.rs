@@ -3,6 +3,7 @@
 //! app that holds the `log` capability (without it, stdout and stderr are dropped).
 
 mod host;
+mod host_v0_1;
 mod output;
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use wasmtime::component::Linker;
 pub use output::GuestOutput;
 
 use super::{Grant, Host, HostCapability, ImportRule, InstallContext, Launch, StateOf};
-use crate::bindings::log;
+use crate::bindings::{log, v0_1};
 use crate::install::InstallError;
 
 /// The log capability (and the guest's stdout and stderr), within a line budget per request.
@@ -53,7 +54,8 @@ impl HostCapability for Log {
         linker: &mut Linker<T>,
         state: fn(&mut T) -> &mut LogCtx,
     ) -> wasmtime::Result<()> {
-        log::add_to_linker::<_, StateOf<Self>>(linker, state)
+        log::add_to_linker::<_, StateOf<Self>>(linker, state)?;
+        v0_1::log::add_to_linker::<_, StateOf<Self>>(linker, state)
     }
 
     fn configure(&self, install: &InstallContext<'_>) -> Result<LogInstall, InstallError> {

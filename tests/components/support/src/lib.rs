@@ -32,7 +32,7 @@
 #[expect(missing_docs, reason = "bindgen-generated")]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../../wit",
+        path: "../../../wit/0.2.0",
         world: "healthcloud:platform/app",
         generate_all,
         pub_export_macro: true,
