@@ -78,13 +78,7 @@ impl PatientIndex {
             .bind(patient);
         if let Some(row) = select.query().fetch_optional(self.db.pool()).await? {
             let checked_at: String = row.try_get("checked_at")?;
-            let fresh = DateTime::parse_from_rfc3339(&checked_at).is_ok_and(|at| {
-                Utc::now()
-                    .signed_duration_since(at)
-                    .to_std()
-                    .unwrap_or_default()
-                    < self.max_age
-            });
+            let fresh = self.is_fresh(&checked_at);
             if fresh {
                 return Ok(row.try_get("source_patient")?);
             }
@@ -105,8 +99,19 @@ impl PatientIndex {
         source: &Upstream,
         source_patient: &str,
     ) -> Result<Option<String>, IdentityError> {
-        if let Some(patient) = self.patient_of(source.name(), source_patient).await? {
-            return Ok(Some(patient));
+        let mut select = self
+            .db
+            .sql("SELECT patient, checked_at FROM source_patients WHERE source = ");
+        select
+            .bind(source.name())
+            .push(" AND source_patient = ")
+            .bind(source_patient);
+        if let Some(row) = select.query().fetch_optional(self.db.pool()).await? {
+            let checked_at: String = row.try_get("checked_at")?;
+            // A stale match is checked again: the source may have corrected the number since.
+            if self.is_fresh(&checked_at) {
+                return Ok(Some(row.try_get("patient")?));
+            }
         }
         let Some(record) = source.read("Patient", source_patient).await? else {
             return Ok(None);
@@ -158,6 +163,17 @@ impl PatientIndex {
             .bind(source_patient);
         let row = select.query().fetch_optional(self.db.pool()).await?;
         row.map(|row| row.try_get("patient")).transpose()
+    }
+
+    /// Whether a match checked at `checked_at` (RFC 3339) is younger than the index's maximum age.
+    fn is_fresh(&self, checked_at: &str) -> bool {
+        DateTime::parse_from_rfc3339(checked_at).is_ok_and(|at| {
+            Utc::now()
+                .signed_duration_since(at)
+                .to_std()
+                .unwrap_or_default()
+                < self.max_age
+        })
     }
 
     /// The source's one patient carrying `cpr`, asked now.
