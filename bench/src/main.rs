@@ -23,6 +23,7 @@ mod http;
 mod lifecycle;
 mod machine;
 mod report;
+mod server;
 mod stats;
 
 use std::path::PathBuf;
