@@ -404,12 +404,16 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
 
     let node_search = |prefix: &str, readings: usize| {
         (1..=PATIENTS.len())
-            .map(|n| (bp_search(&format!("{prefix}-patient-{n}"), "/fhir/r4"), readings))
+            .map(|n| {
+                (
+                    bp_search(&format!("{prefix}-patient-{n}"), "/fhir/r4"),
+                    readings,
+                )
+            })
             .collect::<Vec<_>>()
     };
-    let federated_matches = |n: usize| {
-        HOME_READINGS + gp_readings[n] + HOSPITAL_READINGS + MUNICIPALITY_READINGS
-    };
+    let federated_matches =
+        |n: usize| HOME_READINGS + gp_readings[n] + HOSPITAL_READINGS + MUNICIPALITY_READINGS;
     let targets = vec![
         Target {
             id: TargetId::HomeAlone,
@@ -582,8 +586,7 @@ async fn check_once(target: &Target<'_>) -> anyhow::Result<()> {
     let mut connection = Connection::open(target.server.addr, target.bearer.as_deref()).await?;
     for (path, matches) in &target.searches {
         let body = connection.get_ok(path).await?;
-        check_page(&body, *matches)
-            .with_context(|| format!("{}: {path}", target.id.name()))?;
+        check_page(&body, *matches).with_context(|| format!("{}: {path}", target.id.name()))?;
     }
     Ok(())
 }
@@ -832,9 +835,7 @@ fn readings_bundle(prefix: &str, readings: usize) -> Value {
             // Plausible values that vary, without a random generator.
             let systolic = 118 + (i * 7 + n * 3) % 40;
             let diastolic = 72 + (i * 5 + n) % 22;
-            let quantity = |value: usize| {
-                json!({"value": value, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"})
-            };
+            let quantity = |value: usize| json!({"value": value, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"});
             entries.push(json!({
                 "resource": {
                     "resourceType": "Observation",
@@ -885,7 +886,7 @@ pub fn table(results: &Results) -> String {
         format!(
             "federation: Observation?patient=…&code={LOINC}|{BP_PANEL}&_sort=-date&_count={PAGE} \
              for {} patients in turn, as a clinician",
-        PATIENTS.len()
+            PATIENTS.len()
         ),
     );
     line(
@@ -981,8 +982,8 @@ pub fn table(results: &Results) -> String {
             ),
         );
     }
-    let resolution =
-        Duration::from_millis(10 * ROUNDS as u64) / u32::try_from(results.requests.max(1)).unwrap_or(u32::MAX);
+    let resolution = Duration::from_millis(10 * ROUNDS as u64)
+        / u32::try_from(results.requests.max(1)).unwrap_or(u32::MAX);
     line(
         &mut out,
         format!(
@@ -999,4 +1000,55 @@ pub fn table(results: &Results) -> String {
         ),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(matches: usize, total: usize, outcome: bool) -> Vec<u8> {
+        let mut entry: Vec<Value> = (0..matches)
+            .map(|i| json!({"resource": {"resourceType": "Observation", "id": format!("o{i}")}, "search": {"mode": "match"}}))
+            .collect();
+        if outcome {
+            entry.push(json!({"resource": {"resourceType": "OperationOutcome"}, "search": {"mode": "outcome"}}));
+        }
+        json!({"resourceType": "Bundle", "type": "searchset", "total": total, "entry": entry})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_complete_first_page_passes() {
+        check_page(&page(PAGE, 273, false), 273).unwrap();
+        check_page(&page(3, 3, false), 3).unwrap();
+    }
+
+    #[test]
+    fn a_partial_answer_fails_the_benchmark() {
+        let error = check_page(&page(PAGE, 273, true), 273).unwrap_err();
+        assert!(error.to_string().contains("partial answer"), "{error}");
+    }
+
+    #[test]
+    fn an_answer_missing_a_sources_readings_fails_the_benchmark() {
+        // The page is full either way; the total gives the lost source away.
+        assert!(check_page(&page(PAGE, 233, false), 273).is_err());
+        assert!(check_page(&page(30, 30, false), 33).is_err());
+    }
+
+    #[test]
+    fn a_source_is_name_base_and_optional_token_file() {
+        let plain = source_settings("gp=http://127.0.0.1:9/fhir/R4").unwrap();
+        assert_eq!(plain.upstream.name, "gp");
+        assert!(matches!(plain.upstream.auth, UpstreamAuth::None));
+        let dir = std::env::temp_dir();
+        let token = dir.join(format!("bench-federation-test-{}", std::process::id()));
+        let spec = format!("hospital=http://127.0.0.1:9/fhir/r4,{}", token.display());
+        let with_token = source_settings(&spec).unwrap();
+        assert!(
+            matches!(with_token.upstream.auth, UpstreamAuth::BearerFile(ref path) if *path == token)
+        );
+        assert!(source_settings("no-base").is_err());
+    }
 }

@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release -p healthcloud-bench -- fhir --patients 20000   # writes bench/RESULTS.md
 //! cargo run --release -p healthcloud-bench -- fhir --smoke            # a few seconds, for CI
+//! cargo run --release -p healthcloud-bench -- federation              # search over sources
 //! ```
 //!
 //! See `bench/README.md` for what each figure means.
@@ -237,9 +238,10 @@ async fn federation_command(args: FederationArgs) -> anyhow::Result<()> {
         eprintln!("warning: this is a debug build; run with --release for meaningful numbers");
     }
     let run_dir = RunDir {
-        path: args
-            .data_dir
-            .join(format!("healthcloud-bench-federation-{}", std::process::id())),
+        path: args.data_dir.join(format!(
+            "healthcloud-bench-federation-{}",
+            std::process::id()
+        )),
         keep: false,
     };
     std::fs::create_dir_all(&run_dir.path)
