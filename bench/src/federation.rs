@@ -302,8 +302,8 @@ fn source_settings(spec: &str) -> anyhow::Result<SourceSettings> {
 struct Target<'a> {
     id: TargetId,
     server: &'a Server,
-    /// The servers whose CPU is the sources' part of this target's requests.
-    sources: Vec<&'a Server>,
+    /// The servers that answer the sources' part of this target's requests.
+    source_servers: Vec<&'a Server>,
     bearer: Option<String>,
     /// Per patient: the search and its matches.
     searches: Vec<(String, usize)>,
@@ -418,14 +418,14 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
         Target {
             id: TargetId::HomeAlone,
             server: &home_alone,
-            sources: Vec::new(),
+            source_servers: Vec::new(),
             bearer: Some(token_for(&home_alone, clinician())?),
             searches: node_search("home", HOME_READINGS),
         },
         Target {
             id: TargetId::Gp,
             server: &gp,
-            sources: Vec::new(),
+            source_servers: Vec::new(),
             bearer: None,
             searches: (1..=PATIENTS.len())
                 .map(|n| {
@@ -439,21 +439,21 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
         Target {
             id: TargetId::Hospital,
             server: &hospital,
-            sources: Vec::new(),
+            source_servers: Vec::new(),
             bearer: Some(token_for(&hospital, integration_cloud())?),
             searches: node_search("hospital", HOSPITAL_READINGS),
         },
         Target {
             id: TargetId::Municipality,
             server: &municipality,
-            sources: Vec::new(),
+            source_servers: Vec::new(),
             bearer: Some(token_for(&municipality, integration_cloud())?),
             searches: node_search("municipality", MUNICIPALITY_READINGS),
         },
         Target {
             id: TargetId::Federated,
             server: &home,
-            sources: vec![&gp, &hospital, &municipality],
+            source_servers: vec![&gp, &hospital, &municipality],
             bearer: Some(token_for(&home, clinician())?),
             searches: (1..=PATIENTS.len())
                 .map(|n| {
@@ -521,12 +521,12 @@ async fn measure(targets: &[Target<'_>], clients: usize, requests: usize) -> any
                 servers.iter().map(|s| s.cpu()).sum()
             };
             let server_before = target.server.cpu()?;
-            let sources_before = cpu(&target.sources)?;
+            let sources_before = cpu(&target.source_servers)?;
             let latencies = self::requests(target, clients, share)
                 .await
                 .with_context(|| format!("round {} of {}", round + 1, target.id.name()))?;
             server_cpu[i] += target.server.cpu()?.saturating_sub(server_before);
-            sources_cpu[i] += cpu(&target.sources)?.saturating_sub(sources_before);
+            sources_cpu[i] += cpu(&target.source_servers)?.saturating_sub(sources_before);
             samples[i].extend(latencies);
         }
     }
@@ -973,12 +973,15 @@ pub fn table(results: &Results) -> String {
         );
     }
     for level in &results.levels {
+        let federated = level.get(TargetId::Federated);
         line(
             &mut out,
             format!(
-                "healthcloud CPU per federated search, {} client(s): {}",
+                "healthcloud CPU per federated search, {} client(s): {} in the home node's \
+                 process (the three sources spent {} answering it)",
                 level.clients,
-                ms(level.get(TargetId::Federated).server_cpu_per_request())
+                ms(federated.server_cpu_per_request()),
+                ms(federated.per_request(federated.sources_cpu))
             ),
         );
     }
