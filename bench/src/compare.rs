@@ -17,7 +17,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,11 +40,10 @@ use healthcloud_sdk::model::{Observation, Patient};
 use healthcloud_synth::SynthOptions;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use crate::http::{self, BodyCheck};
 use crate::machine::Usage;
+use crate::server::{Ready, Server};
 use crate::stats::{Latency, ms, per_second, thousands};
 
 /// The wasmtime CLI compared against: the release the runtime's `wasmtime` crates are pinned
@@ -866,120 +864,6 @@ fn shorten_all(args: &[String], setup: &ServerSetup<'_>) -> String {
         .map(|arg| shorten(arg, setup))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// How a server says it is listening.
-#[derive(Debug, Clone, Copy)]
-enum Ready {
-    /// This binary in server mode: `listening on ADDR` on stdout.
-    Stdout,
-    /// `wasmtime serve`: `Serving HTTP on http://ADDR/` on stderr.
-    WasmtimeStderr,
-}
-
-/// Reads a starting server's output up to the line that says where it listens; the lines
-/// before it are shown.
-async fn listening_address(
-    lines: &mut tokio::io::Lines<BufReader<Box<dyn tokio::io::AsyncRead + Unpin + Send>>>,
-    ready: Ready,
-    name: &str,
-) -> anyhow::Result<SocketAddr> {
-    while let Some(line) = lines.next_line().await? {
-        let addr = match ready {
-            Ready::Stdout => line.strip_prefix("listening on "),
-            Ready::WasmtimeStderr => line
-                .strip_prefix("Serving HTTP on http://")
-                .map(|rest| rest.trim_end_matches('/')),
-        };
-        match addr {
-            Some(addr) => return Ok(addr.parse()?),
-            None => eprintln!("[{name}] {line}"),
-        }
-    }
-    anyhow::bail!("{name} exited before listening")
-}
-
-/// A server process, killed when dropped.
-struct Server {
-    name: &'static str,
-    child: Child,
-    pid: u32,
-    addr: SocketAddr,
-}
-
-impl Server {
-    /// Starts `program args…` and waits until it listens.
-    async fn start(
-        name: &'static str,
-        program: &Path,
-        args: &[String],
-        ready: Ready,
-    ) -> anyhow::Result<Server> {
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .kill_on_drop(true)
-            .stdin(Stdio::null())
-            // With these set, wasmtime captures a backtrace for an error it makes and drops
-            // whenever a store is dropped, i.e. on every request: the numbers would depend on
-            // the caller's shell.
-            .env_remove("RUST_BACKTRACE")
-            .env_remove("RUST_LIB_BACKTRACE");
-        match ready {
-            Ready::Stdout => command.stdout(Stdio::piped()).stderr(Stdio::inherit()),
-            Ready::WasmtimeStderr => command.stdout(Stdio::inherit()).stderr(Stdio::piped()),
-        };
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", program.display()))?;
-        let pid = child.id().context("the server exited at once")?;
-        let output: Box<dyn tokio::io::AsyncRead + Unpin + Send> = match ready {
-            Ready::Stdout => Box::new(child.stdout.take().context("stdout")?),
-            Ready::WasmtimeStderr => Box::new(child.stderr.take().context("stderr")?),
-        };
-        let mut lines = BufReader::new(output).lines();
-        // Compiling the components without a cache takes a while on a busy 2-core machine.
-        let addr = tokio::time::timeout(
-            Duration::from_secs(300),
-            listening_address(&mut lines, ready, name),
-        )
-        .await
-        .with_context(|| format!("{name} did not start listening within 5 minutes"))??;
-        // Keep the pipe drained (and its lines visible) for the server's lifetime.
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[{name}] {line}");
-            }
-        });
-        Ok(Server {
-            name,
-            child,
-            pid,
-            addr,
-        })
-    }
-
-    /// The process's CPU time so far, all threads, user plus system.
-    fn cpu(&self) -> anyhow::Result<Duration> {
-        // /proc reports CPU times in USER_HZ ticks, 100 per second on every Linux ABI.
-        const TICKS_PER_SECOND: u64 = 100;
-        let path = format!("/proc/{}/stat", self.pid);
-        let stat = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {path}: did {} exit?", self.name))?;
-        // utime and stime are fields 14 and 15, i.e. 12 and 13 after the parenthesized name.
-        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let mut fields = after_name.split_whitespace().skip(11);
-        let mut next = || -> anyhow::Result<u64> {
-            Ok(fields.next().context("short /proc stat line")?.parse()?)
-        };
-        let ticks = next()? + next()?;
-        Ok(Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND))
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-    }
 }
 
 /// What a server process of this benchmark serves.

@@ -124,35 +124,59 @@ pub async fn get(target: &Target) -> anyhow::Result<(StatusCode, Bytes)> {
 
 /// One keep-alive connection sending `target`'s request.
 struct Client {
-    sender: http1::SendRequest<Empty<Bytes>>,
+    connection: Connection,
     target: Target,
-    host: HeaderValue,
-    authorization: Option<HeaderValue>,
 }
 
 impl Client {
     async fn connect(target: &Target) -> anyhow::Result<Client> {
-        let stream = TcpStream::connect(target.addr)
-            .await
-            .with_context(|| format!("cannot connect to {}", target.addr))?;
-        stream.set_nodelay(true)?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-        // Ends when the sender is dropped (or the server closes the connection).
-        tokio::spawn(connection);
         Ok(Client {
-            sender,
-            host: HeaderValue::from_str(&target.addr.to_string())?,
-            authorization: target
-                .bearer
-                .as_deref()
-                .map(|token| HeaderValue::from_str(&format!("Bearer {token}")))
-                .transpose()?,
+            connection: Connection::open(target.addr, target.bearer.as_deref()).await?,
             target: target.clone(),
         })
     }
 
     async fn get(&mut self) -> anyhow::Result<(StatusCode, Bytes)> {
-        let mut request = Request::get(self.target.path.as_str())
+        self.connection.get(&self.target.path).await
+    }
+
+    async fn get_ok(&mut self) -> anyhow::Result<Bytes> {
+        self.connection.get_ok(&self.target.path).await
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection to a server, sending GETs with the same bearer token.
+pub struct Connection {
+    sender: http1::SendRequest<Empty<Bytes>>,
+    addr: SocketAddr,
+    host: HeaderValue,
+    authorization: Option<HeaderValue>,
+}
+
+impl Connection {
+    /// Connects to `addr`; every request will carry `Authorization: Bearer <bearer>` when
+    /// given.
+    pub async fn open(addr: SocketAddr, bearer: Option<&str>) -> anyhow::Result<Connection> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        // Ends when the sender is dropped (or the server closes the connection).
+        tokio::spawn(connection);
+        Ok(Connection {
+            sender,
+            addr,
+            host: HeaderValue::from_str(&addr.to_string())?,
+            authorization: bearer
+                .map(|token| HeaderValue::from_str(&format!("Bearer {token}")))
+                .transpose()?,
+        })
+    }
+
+    /// GETs `path` (with its query): the status and the whole body.
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = Request::get(path)
             .header(HOST, self.host.clone())
             .body(Empty::new())?;
         if let Some(authorization) = &self.authorization {
@@ -161,10 +185,7 @@ impl Client {
                 .insert(AUTHORIZATION, authorization.clone());
         }
         self.sender.ready().await.with_context(|| {
-            format!(
-                "{} closed the connection (keep-alive expected)",
-                self.target.addr
-            )
+            format!("{} closed the connection (keep-alive expected)", self.addr)
         })?;
         let response = self.sender.send_request(request).await?;
         let status = response.status();
@@ -172,14 +193,14 @@ impl Client {
         Ok((status, body))
     }
 
-    /// The body of a 200 answer; any other status is an error quoting the body.
-    async fn get_ok(&mut self) -> anyhow::Result<Bytes> {
-        let (status, body) = self.get().await?;
+    /// The body of a 200 answer to a GET of `path`; any other status is an error quoting the
+    /// body.
+    pub async fn get_ok(&mut self, path: &str) -> anyhow::Result<Bytes> {
+        let (status, body) = self.get(path).await?;
         anyhow::ensure!(
             status == StatusCode::OK,
-            "http://{}{}: {status} {}",
-            self.target.addr,
-            self.target.path,
+            "http://{}{path}: {status} {}",
+            self.addr,
             String::from_utf8_lossy(&body)
                 .chars()
                 .take(500)

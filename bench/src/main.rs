@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release -p healthcloud-bench -- fhir --patients 20000   # writes bench/RESULTS.md
 //! cargo run --release -p healthcloud-bench -- fhir --smoke            # a few seconds, for CI
+//! cargo run --release -p healthcloud-bench -- federation              # search over sources
 //! ```
 //!
 //! See `bench/README.md` for what each figure means.
@@ -18,11 +19,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod apps;
 mod compare;
 mod corpus;
+mod federation;
 mod fhir;
 mod http;
 mod lifecycle;
 mod machine;
 mod report;
+mod server;
 mod stats;
 
 use std::path::PathBuf;
@@ -66,7 +69,12 @@ enum Command {
     /// Installing an app in a region, restarting a node with installs, memory of 1,000
     /// installs.
     Lifecycle(LifecycleArgs),
-    /// Every benchmark above but `apps`, one after the other, into one `bench/RESULTS.md`.
+    /// A patient's blood-pressure search against the embedded store alone, each upstream
+    /// source directly, and through healthcloud over three sources; healthcloud's CPU per
+    /// federated search.
+    Federation(FederationArgs),
+    /// Every benchmark above but `apps` and `federation`, one after the other, into one
+    /// `bench/RESULTS.md`.
     All(AllArgs),
 }
 
@@ -82,6 +90,26 @@ struct AllArgs {
     /// Where to write the markdown results [default: bench/RESULTS.md; none with --smoke].
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct FederationArgs {
+    /// Timed searches per target and concurrency level [default: 200, or 20 with --smoke].
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Connections per target in the concurrent pass (the first pass is sequential); 1 skips
+    /// it.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// A quick run that only proves the benchmark works (for CI).
+    #[arg(long)]
+    smoke: bool,
+    /// Directory for the run's databases and token files (a fresh subdirectory is made and
+    /// removed).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    node: federation::NodeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -197,8 +225,37 @@ async fn main() -> anyhow::Result<()> {
         Command::Apps(args) => apps_command(args).await,
         Command::Compare(args) => compare_command(args).await,
         Command::Lifecycle(args) => lifecycle_command(args).await,
+        Command::Federation(args) => federation_command(args).await,
         Command::All(args) => all_command(args).await,
     }
+}
+
+async fn federation_command(args: FederationArgs) -> anyhow::Result<()> {
+    if args.node.serve_node {
+        return federation::serve_node(&args.node).await;
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; run with --release for meaningful numbers");
+    }
+    let run_dir = RunDir {
+        path: args.data_dir.join(format!(
+            "healthcloud-bench-federation-{}",
+            std::process::id()
+        )),
+        keep: false,
+    };
+    std::fs::create_dir_all(&run_dir.path)
+        .with_context(|| format!("cannot create {}", run_dir.path.display()))?;
+    let requests = args.requests.unwrap_or(if args.smoke { 20 } else { 200 });
+    let config = federation::Config {
+        requests,
+        warm_up: (requests / 10).max(5),
+        concurrency: args.concurrency,
+        data_dir: run_dir.path.clone(),
+    };
+    let results = federation::run(&config).await?;
+    println!("{}", federation::table(&results));
+    Ok(())
 }
 
 async fn lifecycle_command(args: LifecycleArgs) -> anyhow::Result<()> {

@@ -9,6 +9,8 @@ pub struct Latency {
     pub samples: usize,
     /// Median.
     pub p50: Duration,
+    /// 90th percentile.
+    pub p90: Duration,
     /// 99th percentile.
     pub p99: Duration,
     /// Slowest sample.
@@ -31,6 +33,7 @@ impl Latency {
         Latency {
             samples: sorted.len(),
             p50: rank(0.50),
+            p90: rank(0.90),
             p99: rank(0.99),
             max: sorted[sorted.len() - 1],
             mean: sorted.iter().sum::<Duration>() / sorted.len() as u32,
@@ -88,6 +91,7 @@ mod tests {
         let samples: Vec<_> = (1..=1000).map(Duration::from_micros).collect();
         let l = Latency::of(&samples);
         assert_eq!(l.p50, Duration::from_micros(500));
+        assert_eq!(l.p90, Duration::from_micros(900));
         assert_eq!(l.p99, Duration::from_micros(990));
         assert_eq!(l.max, Duration::from_micros(1000));
     }
