@@ -24,7 +24,7 @@ use crate::params::{self, IndexRows, ParamKind};
 use crate::patient_index::{IdentityError, PatientIndex};
 use crate::query::{Filter, Match, SearchQuery, Value as QueryValue};
 use crate::store::Quantifier;
-use crate::upstream::{Upstream, UpstreamCapabilities};
+use crate::upstream::{Upstream, UpstreamCapabilities, UpstreamError};
 
 /// The most resources asked of one source for one search.
 pub const MAX_RESULTS_PER_SOURCE: usize = 1000;
@@ -147,15 +147,10 @@ pub async fn search_source(
         }
     }
     parameters.push(("_count".into(), MAX_RESULTS_PER_SOURCE.to_string()));
-    let bundle = source.upstream.search(resource_type, &parameters).await?;
-
+    let (matches, truncated) = read_pages(&source.upstream, resource_type, parameters).await?;
     let mut answer = SourceAnswer {
         searched: true,
-        truncated: bundle["link"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|link| link["relation"] == "next"),
+        truncated,
         ..SourceAnswer::default()
     };
     let patients = BTreeMap::from([(source_patient.clone(), patient.id.to_owned())]);
@@ -164,21 +159,9 @@ pub async fn search_source(
         base: source.upstream.base().as_str().trim_end_matches('/'),
         patients: &patients,
     };
-    let matches: Vec<&Value> = (bundle["entry"].as_array().into_iter().flatten())
-        .filter(|entry| {
-            entry["search"]["mode"] != "outcome" && entry["search"]["mode"] != "include"
-        })
-        .collect();
-    // A source that sends more than was asked for is read no further, as if it had said it
-    // holds more: however many it sends (within its size cap), one search merges, sorts and
-    // logs at most that many of its resources.
-    if matches.len() > MAX_RESULTS_PER_SOURCE {
-        answer.truncated = true;
-    }
     // A source that sends one resource twice must not make it count, or page, twice.
     let mut returned = BTreeSet::new();
-    for entry in matches.into_iter().take(MAX_RESULTS_PER_SOURCE) {
-        let mut resource = entry["resource"].clone();
+    for mut resource in matches {
         let named = format!(
             "{}/{}",
             resource["resourceType"].as_str().unwrap_or("?"),
@@ -201,6 +184,75 @@ pub async fn search_source(
         }
     }
     Ok(answer)
+}
+
+/// The most pages read from one source for one search.
+const MAX_PAGES_PER_SOURCE: usize = 10;
+
+/// The matches of a search at `source`, page after page, up to [`MAX_RESULTS_PER_SOURCE`]
+/// and [`MAX_PAGES_PER_SOURCE`]; and whether it holds more than were read. A `next` link is
+/// followed only as parameters of a search at the source's own base: wherever it points, no
+/// other server is asked (and whatever comes back is held to every check, as the first page).
+async fn read_pages(
+    source: &Upstream,
+    resource_type: &str,
+    parameters: Vec<(String, String)>,
+) -> Result<(Vec<Value>, bool), UpstreamError> {
+    let mut matches = Vec::new();
+    let mut parameters = parameters;
+    for _ in 0..MAX_PAGES_PER_SOURCE {
+        let mut bundle = source.search(resource_type, &parameters).await?;
+        let read = matches.len();
+        if let Value::Array(entries) = bundle["entry"].take() {
+            matches.extend(
+                entries
+                    .into_iter()
+                    .filter(|entry| {
+                        entry["search"]["mode"] != "outcome" && entry["search"]["mode"] != "include"
+                    })
+                    .map(|mut entry| entry["resource"].take()),
+            );
+        }
+        // A source that sends more than was asked for is read no further, as if it had said
+        // it holds more: one search merges, sorts and logs at most that many of its resources.
+        if matches.len() > MAX_RESULTS_PER_SOURCE {
+            matches.truncate(MAX_RESULTS_PER_SOURCE);
+            return Ok((matches, true));
+        }
+        let next = next_parameters(&bundle, resource_type);
+        match next {
+            None if has_next(&bundle) => return Ok((matches, true)),
+            None => return Ok((matches, false)),
+            // A page that adds nothing would be asked for again and again.
+            Some(_) if matches.len() == read || matches.len() == MAX_RESULTS_PER_SOURCE => {
+                return Ok((matches, true));
+            }
+            Some(next) => parameters = next,
+        }
+    }
+    Ok((matches, true))
+}
+
+fn has_next(bundle: &Value) -> bool {
+    bundle["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|link| link["relation"] == "next")
+}
+
+/// The parameters of a searchset's `next` link, when it is a search of `resource_type`.
+fn next_parameters(bundle: &Value, resource_type: &str) -> Option<Vec<(String, String)>> {
+    let link = bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|link| link["relation"] == "next")?["url"]
+        .as_str()?;
+    let url = url::Url::parse(link).ok()?;
+    url.path_segments()?
+        .next_back()
+        .filter(|last| *last == resource_type)?;
+    Some(url.query_pairs().into_owned().collect())
 }
 
 /// Resource `resource_type`/`id` read from `source`, renamed into healthcloud's namespace:

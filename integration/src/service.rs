@@ -638,7 +638,7 @@ impl FhirService {
         );
         let home = home?;
         let mut total = home.total;
-        let mut merged = home.resources;
+        let mut merged: Vec<Merged> = home.resources.into_iter().map(Merged::Home).collect();
         let mut incomplete = Vec::new();
         for report in reports {
             audit
@@ -654,17 +654,20 @@ impl FhirService {
             }
             if let SourceOutcome::Answered(answer) = report.outcome {
                 total += answer.resources.len();
-                for renamed in answer.resources {
-                    merged.push(stored_from_source(renamed)?.0);
-                }
+                merged.extend(answer.resources.into_iter().map(Merged::Source));
             }
         }
-        sort(&mut merged, query.sort);
+        sort(&mut merged, query.sort, Merged::key);
+        // Only the page's resources are serialized.
         let resources = merged
             .into_iter()
             .skip(query.offset)
             .take(query.count)
-            .collect();
+            .map(|matched| match matched {
+                Merged::Home(stored) => Ok(stored),
+                Merged::Source(renamed) => stored_from_source(renamed).map(|(stored, _)| stored),
+            })
+            .collect::<Result<_, FhirError>>()?;
         Ok(SearchPage {
             resources,
             total,
@@ -974,8 +977,25 @@ fn stored_from_source(
     Ok((stored, rows))
 }
 
-/// Orders `resources` as the embedded store orders a search: by `sort`, then by id (bytes).
-fn sort(resources: &mut [StoredResource], sort: Sort) {
+/// A match of a federated search, from the home store or from a source.
+enum Merged {
+    Home(StoredResource),
+    Source(Renamed),
+}
+
+impl Merged {
+    /// What it is ordered by: its date and its id.
+    fn key(&self) -> (Option<i64>, &str) {
+        match self {
+            Merged::Home(stored) => (stored.sort_date, &stored.id),
+            Merged::Source(renamed) => (renamed.rows.sort_date, &renamed.id),
+        }
+    }
+}
+
+/// Orders `items` as the embedded store orders a search: by `sort` on their dates, then by id
+/// (bytes); `key` gives each one's date and id.
+fn sort<T>(items: &mut [T], sort: Sort, key: impl Fn(&T) -> (Option<i64>, &str)) {
     use std::cmp::Ordering;
     // Resources without a date come last either way, as in the store's `NULLS LAST`.
     let by_date = |a: Option<i64>, b: Option<i64>, descending: bool| match (a, b) {
@@ -985,13 +1005,14 @@ fn sort(resources: &mut [StoredResource], sort: Sort) {
         (None, Some(_)) => Ordering::Greater,
         (None, None) => Ordering::Equal,
     };
-    resources.sort_by(|a, b| {
+    items.sort_by(|a, b| {
+        let ((a_date, a_id), (b_date, b_id)) = (key(a), key(b));
         let first = match sort {
             Sort::Id => Ordering::Equal,
-            Sort::DateAscending => by_date(a.sort_date, b.sort_date, false),
-            Sort::DateDescending => by_date(a.sort_date, b.sort_date, true),
+            Sort::DateAscending => by_date(a_date, b_date, false),
+            Sort::DateDescending => by_date(a_date, b_date, true),
         };
-        first.then_with(|| a.id.as_bytes().cmp(b.id.as_bytes()))
+        first.then_with(|| a_id.as_bytes().cmp(b_id.as_bytes()))
     });
 }
 

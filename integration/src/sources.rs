@@ -154,12 +154,12 @@ impl SourceReport {
         let (code, diagnostics) = match &self.outcome {
             SourceOutcome::NotAsked => return None,
             SourceOutcome::Answered(answer) if !answer.truncated => return None,
-            SourceOutcome::Answered(_) => (
+            SourceOutcome::Answered(answer) => (
                 "too-costly",
                 format!(
-                    "source '{}' holds more than {} matches: only those were read; narrow the search",
+                    "source '{}' holds more matches than the {} read: only those are in this answer; narrow the search",
                     self.source,
-                    federation::MAX_RESULTS_PER_SOURCE
+                    answer.resources.len() + answer.dropped.len()
                 ),
             ),
             SourceOutcome::Failed(code, error) => (
@@ -188,10 +188,7 @@ impl SourceReport {
                     text.push_str(&format!(", {} withheld", answer.dropped.len()));
                 }
                 if answer.truncated {
-                    text.push_str(&format!(
-                        ", more than the {} read",
-                        federation::MAX_RESULTS_PER_SOURCE
-                    ));
+                    text.push_str(", holding more than were read");
                 }
                 text
             }

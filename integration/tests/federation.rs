@@ -16,6 +16,7 @@ use axum::routing::get;
 use common::sources::{Medplum, ScriptedSource, searchset, serve};
 use common::{Backend, Harness, LOINC, OBS_CATEGORY};
 use healthcloud_integration::import::Importer;
+use healthcloud_integration::query::PageLimits;
 use healthcloud_integration::sources::SourceSettings;
 use healthcloud_integration::upstream::{UpstreamAuth, UpstreamConfig};
 use healthcloud_platform::auth::{Role, TokenRequest};
@@ -55,7 +56,8 @@ fn settings(name: &str, base: Url, configure: impl FnOnce(&mut UpstreamConfig)) 
 }
 
 /// The home region with the patient's home readings, and hovedstaden's healthcloud on
-/// loopback holding their hospital readings (six blood pressures and an HbA1c).
+/// loopback holding their hospital readings (six blood pressures and an HbA1c), in pages of
+/// four.
 struct World {
     home: Harness,
     _hovedstaden: Harness,
@@ -85,7 +87,14 @@ async fn world() -> World {
         ],
     )
     .await;
-    let hovedstaden = Harness::new(Backend::Sqlite).await.unwrap();
+    // Hovedstaden serves pages of four: its answers take following `next` links.
+    let pages_of_four = PageLimits {
+        default_count: 4,
+        max_count: 4,
+    };
+    let hovedstaden = Harness::with_limits(Backend::Sqlite, pages_of_four)
+        .await
+        .unwrap();
     let mut hospital = vec![common::sources::patient("local-7", HC_CPR)];
     for month in 1..=6 {
         hospital.push(observation(
