@@ -51,10 +51,9 @@ const CPR_SYSTEM: &str = "urn:oid:1.2.208.176.1.2";
 const PAGE: usize = 100;
 /// Home measurements per patient in the home node.
 const HOME_READINGS: usize = 30;
-/// Hospital readings per patient. A healthcloud source serves at most 200 resources a page
-/// (`PageLimits::default().max_count`) and federation reads one page of each source, so more
-/// would make every federated answer partial (see bench/README.md).
-const HOSPITAL_READINGS: usize = 200;
+/// Hospital readings per patient: more than a healthcloud source serves in one page (200),
+/// so federation follows its `next` link.
+const HOSPITAL_READINGS: usize = 300;
 /// Municipal care readings per patient.
 const MUNICIPALITY_READINGS: usize = 40;
 /// Synthetic patients besides the benchmark's own in each healthcloud node, so its searches
