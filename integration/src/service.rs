@@ -95,6 +95,33 @@ impl FhirService {
         &self.refusals
     }
 
+    /// Records an admin API's refusal of `principal` (`kind`: which API) in the security log
+    /// and charges it against the caller's refusal budget, noting when that slows the caller
+    /// down. A failure to write is logged, not returned: the refusal stands either way.
+    pub async fn record_admin_refusal(
+        &self,
+        kind: SecurityKind,
+        principal: &healthcloud_platform::auth::Principal,
+        asked: &str,
+        reason: &str,
+    ) {
+        let mut events = vec![SecurityEvent::new(kind, principal, None, asked, reason)];
+        if self.refusals.charge(principal) {
+            events.push(SecurityEvent::new(
+                SecurityKind::RateLimited,
+                principal,
+                None,
+                asked,
+                "too many refused requests in a row: further requests are answered 429",
+            ));
+        }
+        for event in &events {
+            if let Err(error) = self.security.record(event).await {
+                tracing::error!(%error, "cannot write the security log");
+            }
+        }
+    }
+
     /// The security log.
     pub fn security_log(&self) -> &SecurityLog {
         &self.security

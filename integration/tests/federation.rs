@@ -64,6 +64,14 @@ struct World {
     _dir: tempfile::TempDir,
 }
 
+impl World {
+    /// Adds a source at `base` with no credentials.
+    fn add_source(&self, name: &str, base: Url) {
+        let sources = self.home.service.sources();
+        sources.add(settings(name, base, |_| {})).unwrap();
+    }
+}
+
 async fn world() -> World {
     let home = Harness::new(Backend::Sqlite).await.unwrap();
     import(
@@ -151,12 +159,7 @@ fn matches_and_issues(bundle: &Value) -> (Vec<String>, Vec<Value>) {
 async fn a_patients_readings_come_from_every_source_merged_sorted_and_named_by_origin() {
     let world = world().await;
     let medplum = Medplum::start(&[]);
-    world
-        .home
-        .service
-        .sources()
-        .add(settings("gp", medplum.base.clone(), |_| {}))
-        .unwrap();
+    world.add_source("gp", medplum.base.clone());
     let clinician = world.home.clinician();
     let response = world
         .home
@@ -226,12 +229,7 @@ async fn a_patients_readings_come_from_every_source_merged_sorted_and_named_by_o
 async fn pages_across_sources_hold_every_match_once_in_order() {
     let world = world().await;
     let medplum = Medplum::start(&[]);
-    world
-        .home
-        .service
-        .sources()
-        .add(settings("gp", medplum.base.clone(), |_| {}))
-        .unwrap();
+    world.add_source("gp", medplum.base.clone());
     let clinician = world.home.clinician();
     let all = world
         .home
@@ -371,12 +369,7 @@ async fn data_a_source_should_not_have_sent_is_withheld_and_logged() {
         ),
     )
     .await;
-    world
-        .home
-        .service
-        .sources()
-        .add(settings("careless", careless.base.clone(), |_| {}))
-        .unwrap();
+    world.add_source("careless", careless.base.clone());
     let vitals = world.home.token(
         Role::Patient,
         Some("hc-1"),
@@ -413,12 +406,7 @@ async fn consent_is_checked_before_any_source_is_asked() {
         Router::new().route("/", get(|| async { axum::Json(searchset(vec![])) })),
     )
     .await;
-    world
-        .home
-        .service
-        .sources()
-        .add(settings("counting", counting.base.clone(), |_| {}))
-        .unwrap();
+    world.add_source("counting", counting.base.clone());
     let citizen = world.home.citizen("hc-1");
     let opted = world
         .home
@@ -614,12 +602,7 @@ async fn a_source_that_keeps_failing_is_skipped_for_a_while_and_the_answer_says_
     let world = world().await;
     let broken =
         failing_source(Router::new().route("/", get(|| async { StatusCode::BAD_GATEWAY }))).await;
-    world
-        .home
-        .service
-        .sources()
-        .add(settings("broken", broken.base.clone(), |_| {}))
-        .unwrap();
+    world.add_source("broken", broken.base.clone());
     let clinician = world.home.clinician();
     let path = format!("Observation?patient=hc-1&code={LOINC}|{BP}");
     for _ in 0..3 {
@@ -665,12 +648,7 @@ async fn an_opted_out_patient_named_by_an_unconfined_clinician_is_refused_before
         Router::new().route("/", get(|| async { axum::Json(searchset(vec![])) })),
     )
     .await;
-    world
-        .home
-        .service
-        .sources()
-        .add(settings("counting", counting.base.clone(), |_| {}))
-        .unwrap();
+    world.add_source("counting", counting.base.clone());
     let citizen = world.home.citizen("hc-1");
     world
         .home

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use error::SourceAdminError;
 
 use crate::api::FhirState;
-use crate::security::{SecurityEvent, SecurityKind};
+use crate::security::SecurityKind;
 use crate::service::FhirService;
 use crate::sources::{SourceError, SourceStatus};
 use crate::sources_file::{SourceEntry, SourcesFile};
@@ -325,28 +325,10 @@ impl SourcesAdmin {
              (mint one with `healthcloud token --role platform-operator`)",
             principal.claims.role.as_str()
         );
-        let log = self.inner.service.security_log();
-        let mut events = vec![SecurityEvent::new(
-            SecurityKind::SourceAdmin,
-            principal,
-            None,
-            asked,
-            refusal.clone(),
-        )];
-        if refusals.charge(principal) {
-            events.push(SecurityEvent::new(
-                SecurityKind::RateLimited,
-                principal,
-                None,
-                asked,
-                "too many refused requests in a row: further requests are answered 429",
-            ));
-        }
-        for event in &events {
-            if let Err(error) = log.record(event).await {
-                tracing::error!(%error, "cannot write the security log");
-            }
-        }
+        self.inner
+            .service
+            .record_admin_refusal(SecurityKind::SourceAdmin, principal, asked, &refusal)
+            .await;
         Err(SourceAdminError::Forbidden(refusal))
     }
 

@@ -2,7 +2,7 @@
 //! an upgrade, uninstall, list and show, each audited.
 
 use axum::http::StatusCode;
-use healthcloud_integration::security::{SecurityEvent, SecurityKind};
+use healthcloud_integration::security::SecurityKind;
 use healthcloud_package::client::{AppVersion, ClientError};
 use healthcloud_package::manifest::{Capability, Manifest};
 use healthcloud_package::package::SignedPackage;
@@ -46,28 +46,16 @@ impl RegionAdminService {
         }
         let admin = region_admin_of(principal, region);
         if let Err(error) = &admin {
-            let log = self.runtime.inner.service.security_log();
-            let mut events = vec![SecurityEvent::new(
-                SecurityKind::RegionAdmin,
-                principal,
-                None,
-                asked,
-                error.to_string(),
-            )];
-            if refusals.charge(principal) {
-                events.push(SecurityEvent::new(
-                    SecurityKind::RateLimited,
+            self.runtime
+                .inner
+                .service
+                .record_admin_refusal(
+                    SecurityKind::RegionAdmin,
                     principal,
-                    None,
                     asked,
-                    "too many refused requests in a row: further requests are answered 429",
-                ));
-            }
-            for event in &events {
-                if let Err(error) = log.record(event).await {
-                    tracing::error!(%error, "cannot write the security log");
-                }
-            }
+                    &error.to_string(),
+                )
+                .await;
         }
         admin
     }
