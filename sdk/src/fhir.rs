@@ -13,6 +13,10 @@
 //! Only the search parameters the integration cloud serves are accepted (an unsupported one
 //! is [`Error::Invalid`]); see its CapabilityStatement (`/fhir/r4/metadata`).
 //!
+//! Each resource names where it came from (the region's own record, a source such as a GP
+//! system, or a user who wrote it through healthcloud): [`origin`] reads it, for the app to
+//! show beside the data.
+//!
 //! A page or document made of parts that each have their own call can show the others when
 //! one is denied or unavailable: [`Section::from_result`] turns those two errors into a
 //! [`Withheld`] part and gives any other error back.
@@ -32,12 +36,16 @@
 //! # Ok(()) }
 //! ```
 
+mod origin;
+
 use std::fmt;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bindings::healthcloud::platform::fhir as wit;
+
+pub use origin::{Origin, origin};
 
 /// How many resources [`Search::all`] collects at most unless [`Search::limit`] says
 /// otherwise: an upper bound, so a broad search cannot exhaust the instance's memory.
