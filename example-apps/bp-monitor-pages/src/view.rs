@@ -24,6 +24,8 @@ input { font-size: 1rem; padding: .25rem; }
 .field-error { color: #8a1c12; display: block; }
 figure { margin: 1rem 0; }
 svg { max-width: 100%; height: auto; }
+.windows a, .windows strong { margin-right: .75rem; }
+.origin { font-variant: small-caps; }
 ",
 };
 
@@ -34,6 +36,17 @@ pub struct Trend {
     pub readings: Vec<Reading>,
     /// The newest reading, also when it is older than the window.
     pub latest: Option<Reading>,
+}
+
+/// The trend windows a user can choose, in days; the first is the default.
+pub const WINDOWS: [(i64, &str); 3] = [(90, "90 days"), (365, "1 year"), (1825, "5 years")];
+
+/// The window asked for with `?days=`, if it is one of [`WINDOWS`]; else the default.
+pub fn window_days(asked: Option<&str>) -> i64 {
+    asked
+        .and_then(|days| days.parse().ok())
+        .filter(|days| WINDOWS.iter().any(|(window, _)| window == days))
+        .unwrap_or(WINDOWS[0].0)
 }
 
 /// Which data a failed platform call was about, to say so in words.
@@ -263,15 +276,39 @@ fn entry_form(action: &str, entry: &Entry, latest_date: &str) -> Markup {
     }
 }
 
+/// Each place readings came from with how many, in order of first appearance (newest
+/// first): `home: 12, gp: 2`.
+fn origins(readings: &[Reading]) -> Vec<(&str, usize)> {
+    let mut counted: Vec<(&str, usize)> = Vec::new();
+    for reading in readings {
+        match counted.iter_mut().find(|(origin, _)| *origin == reading.origin) {
+            Some((_, count)) => *count += 1,
+            None => counted.push((&reading.origin, 1)),
+        }
+    }
+    counted
+}
+
 fn trend_section(trend: &Trend, window_days: i64) -> Markup {
     html! {
         section aria-labelledby="trend-heading" {
             h2 #trend-heading { "Readings of the last " (window_days) " days" }
+            p.windows {
+                "Show: "
+                @for (days, label) in WINDOWS {
+                    @if days == window_days {
+                        strong aria-current="true" { (label) }
+                    } @else {
+                        a href={ "?days=" (days) } { (label) }
+                    }
+                }
+            }
             @match &trend.latest {
                 Some(latest) => {
                     p #latest {
                         "Latest: " strong { (latest.systolic) "/" (latest.diastolic) " mmHg" }
                         " on " (latest.date)
+                        " " span.origin { "(" (latest.origin) ")" }
                         @if latest.flagged {
                             " " span.flag { "(at or above " (SYSTOLIC_LIMIT) "/" (DIASTOLIC_LIMIT) ")" }
                         }
@@ -282,6 +319,14 @@ fn trend_section(trend: &Trend, window_days: i64) -> Markup {
             @if trend.readings.is_empty() {
                 p { "No readings in the last " (window_days) " days." }
             } @else {
+                p #origins {
+                    "Measured at: "
+                    @for (i, (origin, count)) in origins(&trend.readings).into_iter().enumerate() {
+                        @if i > 0 { ", " }
+                        span.origin { (origin) } " (" (count) ")"
+                    }
+                    ". Readings from other places than home are read from each place's own record."
+                }
                 (chart(&trend.readings))
                 table {
                     caption { "Readings, newest first. Flagged: at or above "
@@ -289,6 +334,7 @@ fn trend_section(trend: &Trend, window_days: i64) -> Markup {
                     thead {
                         tr {
                             th scope="col" { "Date" }
+                            th scope="col" { "Measured at" }
                             th scope="col" { "Systolic (mmHg)" }
                             th scope="col" { "Diastolic (mmHg)" }
                             th scope="col" { "Flag" }
@@ -298,6 +344,7 @@ fn trend_section(trend: &Trend, window_days: i64) -> Markup {
                         @for reading in &trend.readings {
                             tr class=[reading.flagged.then_some("flagged")] {
                                 td { time datetime=(reading.effective) { (reading.date) } }
+                                td.origin { (reading.origin) }
                                 td.number { (reading.systolic) }
                                 td.number { (reading.diastolic) }
                                 td { @if reading.flagged { span.flag { "High" } } }
@@ -413,16 +460,23 @@ pub fn chart(readings: &[Reading]) -> Markup {
                 polyline points=(points(|r| r.systolic)) fill="none" stroke=(SYSTOLIC_COLOUR) stroke-width="2" {}
                 polyline points=(points(|r| r.diastolic)) fill="none" stroke=(DIASTOLIC_COLOUR) stroke-width="2" {}
                 @for reading in &oldest_first {
-                    g {
-                        title { (reading.date) ": " (reading.systolic) "/" (reading.diastolic) " mmHg" }
-                        circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.systolic))) r="3" fill=(SYSTOLIC_COLOUR) {}
-                        circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.diastolic))) r="3" fill=(DIASTOLIC_COLOUR) {}
+                    g data-origin=(reading.origin) {
+                        title { (reading.date) ", " (reading.origin) ": " (reading.systolic) "/" (reading.diastolic) " mmHg" }
+                        @if reading.origin == "home" {
+                            circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.systolic))) r="3" fill=(SYSTOLIC_COLOUR) {}
+                            circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.diastolic))) r="3" fill=(DIASTOLIC_COLOUR) {}
+                        } @else {
+                            // Measured by a professional: a larger hollow marker.
+                            circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.systolic))) r="5" fill="#fff" stroke=(SYSTOLIC_COLOUR) stroke-width="2" {}
+                            circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.diastolic))) r="5" fill="#fff" stroke=(DIASTOLIC_COLOUR) stroke-width="2" {}
+                        }
                     }
                 }
             }
             figcaption {
                 "Upper line: systolic; lower line: diastolic (mmHg). Dashed lines mark "
-                (SYSTOLIC_LIMIT) " and " (DIASTOLIC_LIMIT) " mmHg."
+                (SYSTOLIC_LIMIT) " and " (DIASTOLIC_LIMIT) " mmHg. Filled dots: home \
+                 measurements; hollow circles: measured at the GP, the hospital or by home care."
             }
         }
     }
@@ -447,12 +501,17 @@ mod tests {
             systolic,
             diastolic,
             flagged: systolic >= SYSTOLIC_LIMIT || diastolic >= DIASTOLIC_LIMIT,
+            origin: "home".into(),
         }
     }
 
     fn trend() -> Trend {
         let readings = vec![
             reading("2026-10-30", 142, 91),
+            Reading {
+                origin: "gp".into(),
+                ..reading("2026-10-12", 150, 88)
+            },
             reading("2026-10-01", 128, 82),
         ];
         Trend {
@@ -473,6 +532,30 @@ mod tests {
         assert!(html.contains("<svg"));
         assert_eq!(html.matches("<polyline").count(), 2);
         assert!(!html.contains("<script"));
+    }
+
+    #[test]
+    fn each_reading_says_where_it_was_measured() {
+        let html = clinician_page(None, &trend(), 90);
+        assert!(html.contains("<th scope=\"col\">Measured at</th>"), "{html}");
+        assert!(html.contains("<td class=\"origin\">gp</td>"), "{html}");
+        assert_eq!(html.matches("<td class=\"origin\">home</td>").count(), 2);
+        assert!(
+            html.contains(r#"Measured at: <span class="origin">home</span> (2), <span class="origin">gp</span> (1)."#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<g data-origin="gp"><title>2026-10-12, gp: 150/88 mmHg</title>"#));
+        // The other windows are links; the shown one is not.
+        assert!(html.contains(r#"<a href="?days=365">1 year</a>"#));
+        assert!(html.contains(r#"<strong aria-current="true">90 days</strong>"#));
+    }
+
+    #[test]
+    fn only_the_offered_windows_are_taken() {
+        assert_eq!(window_days(Some("365")), 365);
+        assert_eq!(window_days(Some("100000")), 90);
+        assert_eq!(window_days(Some("-1")), 90);
+        assert_eq!(window_days(None), 90);
     }
 
     #[test]

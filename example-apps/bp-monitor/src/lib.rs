@@ -1,14 +1,16 @@
 //! Blood pressure follow-up for heart patients.
 //!
 //! - `GET /` — for a clinician: the patient's name, the latest reading, and the trend of the
-//!   last 90 days as an SVG chart and a table, readings at or above 140/90 flagged. For the
-//!   patient (or a citizen, about themselves): a form to enter a home measurement, then their
-//!   own trend.
+//!   last 90 days (`?days=365` or `?days=1825` for a year or five) as an SVG chart and a
+//!   table, readings at or above 140/90 flagged, each saying where it was measured: at home
+//!   (entered with this app), or read from the record of the hospital, the GP or the
+//!   municipality's home care ([`fhir::origin`]). For the patient (or a citizen, about
+//!   themselves): a form to enter a home measurement, then their own trend.
 //! - `POST /measurements` — the form's target: validates the numbers, stores a FHIR
 //!   Observation (LOINC 85354-9 with components 8480-6 and 8462-4 in mm[Hg]) and redirects to
 //!   `/`.
-//! - `GET /api/readings` — the trend as JSON:
-//!   `{"patient", "readings": [{"date", "effective", "systolic", "diastolic", "flagged"}], "latest"}`.
+//! - `GET /api/readings` — the trend as JSON (same `?days=`):
+//!   `{"patient", "readings": [{"date", "effective", "systolic", "diastolic", "flagged", "origin"}], "latest"}`.
 //!
 //! A platform call that is denied is shown as such (`403`), unavailable data as `503`, and
 //! without a patient in context the app asks for one (`400`).
@@ -23,8 +25,6 @@ use serde::Serialize;
 
 healthcloud_sdk::serve!(|request| router().handle(request));
 
-/// How many days back the trend goes.
-const TREND_DAYS: i64 = 90;
 /// More readings than anyone measures in the window; an upper bound on one page's work.
 const MAX_READINGS: usize = 1000;
 /// How many of the newest panels to look through for the latest complete one, when the
@@ -44,7 +44,7 @@ fn home(request: Request) -> Response {
         return Response::html(view::LAYOUT.no_patient_page()).with_status(400);
     };
     match launch.user.role {
-        Role::Clinician => clinician_home(&patient_id),
+        Role::Clinician => clinician_home(&patient_id, view::window_days(request.query_param("days"))),
         role if role.is_own_record() => {
             let saved = request.query_param("saved") == Some("1");
             patient_home(&request, saved, &Entry::default(), 200)
@@ -53,8 +53,8 @@ fn home(request: Request) -> Response {
     }
 }
 
-fn clinician_home(patient_id: &str) -> Response {
-    let trend = match load_trend() {
+fn clinician_home(patient_id: &str, days: i64) -> Response {
+    let trend = match load_trend(days) {
         Ok(trend) => trend,
         Err(error) => return failure_page(&error, Subject::Readings),
     };
@@ -62,7 +62,7 @@ fn clinician_home(patient_id: &str) -> Response {
         Ok(patient) => Response::html(view::clinician_page(
             patient.display_name().as_deref(),
             &trend,
-            TREND_DAYS,
+            days,
         )),
         Err(error) => failure_page(&error, Subject::PatientRecord),
     }
@@ -72,7 +72,8 @@ fn clinician_home(patient_id: &str) -> Response {
 /// and their own trend. The form is useful even when reading the trend is not allowed, so
 /// a failed search is shown in its section, with its status.
 fn patient_home(request: &Request, saved: bool, entry: &Entry, status: u16) -> Response {
-    let trend = load_trend();
+    let days = view::window_days(request.query_param("days"));
+    let trend = load_trend(days);
     let status = match &trend {
         Err(error) => {
             note_failure(error, "search blood pressure readings");
@@ -85,7 +86,7 @@ fn patient_home(request: &Request, saved: bool, entry: &Entry, status: u16) -> R
         saved,
         entry,
         trend.as_ref(),
-        TREND_DAYS,
+        days,
         &Date::today().add_days(DATE_GRACE_DAYS).to_string(),
     ))
     .with_status(status)
@@ -134,7 +135,7 @@ struct ReadingsBody {
     latest: Option<Reading>,
 }
 
-fn api_readings(_request: Request) -> Response {
+fn api_readings(request: Request) -> Response {
     let Some(patient_id) = context::launch().patient else {
         return Response::json_error(
             400,
@@ -142,7 +143,7 @@ fn api_readings(_request: Request) -> Response {
             "a patient must be selected to use this app",
         );
     };
-    match load_trend() {
+    match load_trend(view::window_days(request.query_param("days"))) {
         Ok(trend) => Response::json(&ReadingsBody {
             patient: patient_id,
             readings: trend.readings,
@@ -155,10 +156,10 @@ fn api_readings(_request: Request) -> Response {
     }
 }
 
-/// The patient in context's readings of the last [`TREND_DAYS`] days, newest first, and
-/// the newest reading even if it is older.
-fn load_trend() -> Result<Trend, fhir::Error> {
-    let since = Date::today().add_days(-TREND_DAYS);
+/// The patient in context's readings of the last `days` days, newest first, and the newest
+/// reading even if it is older.
+fn load_trend(days: i64) -> Result<Trend, fhir::Error> {
+    let since = Date::today().add_days(-days);
     let observations: Vec<Observation> = blood_pressure_search()
         .param("date", &format!("ge{since}"))
         .count(100)
