@@ -1,0 +1,91 @@
+//! The cross-sector demo world `healthcloud up` creates on a first start, through the real
+//! binary over loopback HTTP: each sector's data in its own FHIR server, the apps showing a
+//! patient's whole course with each item's origin.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Up, free_port, http_get};
+
+/// Enough patients for the demo patient (admitted to hospital, measuring at home); few enough
+/// to start in seconds.
+const PATIENTS: &str = "60";
+
+#[test]
+fn up_shows_a_patients_readings_from_home_the_gp_and_the_hospital_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir(&data_dir).unwrap();
+    let port = free_port();
+    let up = Up::start_with(
+        &data_dir,
+        None,
+        "127.0.0.1",
+        port,
+        None,
+        &["--demo-patients", PATIENTS],
+    );
+    // `up` printed each sector's own server; each is a FHIR server of its own that answers
+    // only with a token it issued.
+    let mut sources = BTreeMap::new();
+    for name in ["gp", "municipality"] {
+        let line = up.line_containing(&format!("    {name} "));
+        let base = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://127.0.0.1:"))
+            .unwrap_or_else(|| panic!("no URL for {name} in '{line}'"))
+            .to_owned();
+        sources.insert(name, base);
+    }
+    for base in sources.values() {
+        let (host_port, path) = base["http://".len()..].split_once('/').unwrap();
+        let source_port: u16 = host_port.rsplit(':').next().unwrap().parse().unwrap();
+        assert_ne!(source_port, port);
+        let (status, _) = http_get(source_port, &format!("/{path}/metadata"), "");
+        assert_eq!(status, 200, "{base} serves FHIR");
+        let (status, _) = http_get(source_port, &format!("/{path}/Observation"), "");
+        assert_eq!(status, 401, "{base} answers only with its own tokens");
+    }
+    // The clinician's token for the apps, with the demo patient open, is printed on the line
+    // after its description.
+    up.wait_for_line("APP_TOKEN: clinician in hovedstaden who opened patient");
+    let app_token = up.line_containing("eyJ").trim().to_owned();
+
+    // Five years back: the demo data ends on its own fixed day, whatever today is.
+    let (status, page) = http_get(
+        port,
+        "/apps/hovedstaden/examples/bp-monitor/?days=1825",
+        &app_token,
+    );
+    assert_eq!(status, 200, "{page}");
+    let mut origins = BTreeMap::new();
+    for cell in page.split("<td class=\"origin\">").skip(1) {
+        let origin = cell.split('<').next().unwrap();
+        *origins.entry(origin.to_owned()).or_insert(0) += 1;
+    }
+    for origin in ["home", "gp", "hospital"] {
+        assert!(
+            origins.contains_key(origin),
+            "the readings table has readings from {origin}: {origins:?}"
+        );
+    }
+    assert!(page.contains("Measured at: "), "{page}");
+
+    // The summary is assembled from more than one organization's record.
+    let (status, summary) = http_get(
+        port,
+        "/apps/hovedstaden/examples/patient-summary/",
+        &app_token,
+    );
+    assert_eq!(status, 200, "{summary}");
+    let summary_origins: std::collections::BTreeSet<&str> = summary
+        .split("<span class=\"origin\">(")
+        .skip(1)
+        .map(|item| item.split(')').next().unwrap())
+        .collect();
+    assert!(
+        summary_origins.contains("gp") && summary_origins.contains("hospital"),
+        "{summary_origins:?}"
+    );
+}
