@@ -82,7 +82,10 @@ pub async fn ensure_world(stores: SectorStores<'_>, patients: usize) -> anyhow::
             let mut parts: [Vec<Value>; 3] = Default::default();
             for index in indices {
                 let split = healthcloud_synth::patient_by_sector(&options, index);
-                let patient = split.hospital[0]["id"].as_str().unwrap_or_default().to_owned();
+                let patient = split.hospital[0]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 parts[0].extend(split.hospital);
                 parts[0].extend(split.home.into_iter().map(|r| sent_from_home(r, &patient)));
                 parts[1].extend(split.gp);
@@ -120,7 +123,10 @@ fn prepare(resources: Vec<Value>) -> anyhow::Result<Vec<Prepared>> {
     resources
         .into_iter()
         .map(|resource| {
-            let resource_type = resource["resourceType"].as_str().unwrap_or_default().to_owned();
+            let resource_type = resource["resourceType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let id = resource["id"].as_str().unwrap_or_default().to_owned();
             Ok(Prepared::new(&resource_type, &id, 1, now, resource)?)
         })

@@ -120,7 +120,12 @@ pub fn register(service: &FhirService, sectors: &DemoSectors) -> anyhow::Result<
                 Role::Clinician,
                 TokenRequest {
                     sub: Some("healthcloud-region".into()),
-                    org: Some(node.sector.organization.trim_start_matches("Organization/").into()),
+                    org: Some(
+                        node.sector
+                            .organization
+                            .trim_start_matches("Organization/")
+                            .into(),
+                    ),
                     ttl_secs: Some(SOURCE_TOKEN_TTL_SECS),
                     ..Default::default()
                 },

@@ -10,9 +10,9 @@ use axum::extract::{Form, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::service::WRITTEN_SOURCE;
 use healthcloud_integration::{FhirError, FhirService};
-use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_platform::auth::{Role, TokenRequest};
 use healthcloud_runtime::serve::{LAUNCH_COOKIE, admits};
 use serde::Deserialize;
@@ -199,7 +199,11 @@ async fn demo_patients(service: &FhirService) -> Result<Vec<Patient>, PageError>
         .search(&search("Encounter", &[("_count", "200")])?)
         .await
         .map_err(store_error)?;
-    for patient in admissions.resources.into_iter().filter_map(|r| r.patient_id) {
+    for patient in admissions
+        .resources
+        .into_iter()
+        .filter_map(|r| r.patient_id)
+    {
         if ids.len() == PATIENTS || ids.contains(&patient) {
             continue;
         }

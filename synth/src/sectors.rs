@@ -50,7 +50,10 @@ pub fn patient_by_sector(opts: &SynthOptions, index: usize) -> BySector {
         if resource["resourceType"] == "Encounter"
             && let Some(id) = resource["id"].as_str()
         {
-            providers.insert(id.to_owned(), organization_sector(&resource["serviceProvider"]));
+            providers.insert(
+                id.to_owned(),
+                organization_sector(&resource["serviceProvider"]),
+            );
         }
     }
     let mut by_sector = BySector::default();

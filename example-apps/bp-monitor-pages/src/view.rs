@@ -281,7 +281,10 @@ fn entry_form(action: &str, entry: &Entry, latest_date: &str) -> Markup {
 fn origins(readings: &[Reading]) -> Vec<(&str, usize)> {
     let mut counted: Vec<(&str, usize)> = Vec::new();
     for reading in readings {
-        match counted.iter_mut().find(|(origin, _)| *origin == reading.origin) {
+        match counted
+            .iter_mut()
+            .find(|(origin, _)| *origin == reading.origin)
+        {
             Some((_, count)) => *count += 1,
             None => counted.push((&reading.origin, 1)),
         }
@@ -537,7 +540,10 @@ mod tests {
     #[test]
     fn each_reading_says_where_it_was_measured() {
         let html = clinician_page(None, &trend(), 90);
-        assert!(html.contains("<th scope=\"col\">Measured at</th>"), "{html}");
+        assert!(
+            html.contains("<th scope=\"col\">Measured at</th>"),
+            "{html}"
+        );
         assert!(html.contains("<td class=\"origin\">gp</td>"), "{html}");
         assert_eq!(html.matches("<td class=\"origin\">home</td>").count(), 2);
         assert!(

@@ -44,7 +44,9 @@ fn home(request: Request) -> Response {
         return Response::html(view::LAYOUT.no_patient_page()).with_status(400);
     };
     match launch.user.role {
-        Role::Clinician => clinician_home(&patient_id, view::window_days(request.query_param("days"))),
+        Role::Clinician => {
+            clinician_home(&patient_id, view::window_days(request.query_param("days")))
+        }
         role if role.is_own_record() => {
             let saved = request.query_param("saved") == Some("1");
             patient_home(&request, saved, &Entry::default(), 200)
