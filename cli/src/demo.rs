@@ -187,6 +187,11 @@ async fn admitted_and_measuring_at_home(store: &EmbeddedStore) -> anyhow::Result
     Ok(None)
 }
 
+/// Whether `store` holds any patient.
+pub async fn holds_patients(store: &EmbeddedStore) -> anyhow::Result<bool> {
+    Ok(first_patient(store).await?.is_some())
+}
+
 async fn first_patient(store: &EmbeddedStore) -> anyhow::Result<Option<String>> {
     let query = SearchQuery::parse(
         "Patient",

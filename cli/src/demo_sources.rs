@@ -109,10 +109,21 @@ async fn start_node(sector: Sector, data_dir: &Path) -> anyhow::Result<SectorNod
     })
 }
 
-/// Registers each sector's node as a source of `service`, with a fresh token its node issued
-/// (a clinician of the region, reading every patient's record there).
-pub fn register(service: &FhirService, sectors: &DemoSectors) -> anyhow::Result<()> {
+/// Registers each sector's node that holds patients as a source of `service`, with a fresh
+/// token its node issued (a clinician of the region, reading every patient's record there);
+/// the nodes registered. Empty nodes (a data directory whose records `data generate` made
+/// whole, in the region's store) are left out: every patient's search would ask them for
+/// nothing.
+pub async fn register<'a>(
+    service: &FhirService,
+    sectors: &'a DemoSectors,
+) -> anyhow::Result<Vec<&'a SectorNode>> {
+    let mut registered = Vec::new();
     for node in sectors.nodes() {
+        let store = node.integration.state.service.store_for_loading();
+        if !crate::demo::holds_patients(store).await? {
+            continue;
+        }
         let token = node
             .integration
             .issuer
@@ -140,8 +151,9 @@ pub fn register(service: &FhirService, sectors: &DemoSectors) -> anyhow::Result<
             organization: Some(node.sector.organization.into()),
             types: None,
         })?;
+        registered.push(node);
     }
-    Ok(())
+    Ok(registered)
 }
 
 /// Writes `text` to `path`, readable by this user only (it is a credential).

@@ -67,7 +67,7 @@ fn up_shows_a_patients_readings_from_home_the_gp_and_the_hospital_side_by_side()
     for origin in ["home", "gp", "hospital"] {
         assert!(
             origins.contains_key(origin),
-            "the readings table has readings from {origin}: {origins:?}"
+            "the readings table has readings from {origin}: {origins:?}\n{page}"
         );
     }
     assert!(page.contains("Measured at: "), "{page}");

@@ -53,7 +53,7 @@ impl UpCommand {
             self.demo_patients,
         )
         .await?;
-        crate::demo_sources::register(&integration.state.service, &sectors)?;
+        let sources = crate::demo_sources::register(&integration.state.service, &sectors).await?;
         let config = AppCloudConfig::load(&self.data.data_dir)?;
         let runtime =
             server::app_cloud(&integration, &self.data.data_dir, config.limits.clone()).await?;
@@ -148,10 +148,16 @@ impl UpCommand {
             "  FHIR R4 API:   {public_url}/fhir/r4  (metadata: {public_url}/fhir/r4/metadata)"
         );
         println!("  health check:  {public_url}/healthz");
-        println!(
-            "  sources:       each sector's own FHIR server, read through per patient (nothing copied; the hospital's record is this server's own store):"
-        );
-        for node in sectors.nodes() {
+        if sources.is_empty() {
+            println!(
+                "  sources:       none: this data directory's records are whole in its own store (start on an empty data directory for the demo's GP system and municipal care record)"
+            );
+        } else {
+            println!(
+                "  sources:       each sector's own FHIR server, read through per patient (nothing copied; the hospital's record is this server's own store):"
+            );
+        }
+        for node in sources {
             println!(
                 "    {:<13} {}  ({}, {})",
                 node.sector.name, node.fhir_base, node.sector.description, node.sector.organization
