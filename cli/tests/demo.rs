@@ -8,24 +8,14 @@ use std::collections::BTreeMap;
 
 use common::{Up, free_port, http_get};
 
-/// Enough patients for the demo patient (admitted to hospital, measuring at home); few enough
-/// to start in seconds.
-const PATIENTS: &str = "60";
-
 #[test]
 fn up_shows_a_patients_readings_from_home_the_gp_and_the_hospital_side_by_side() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     std::fs::create_dir(&data_dir).unwrap();
     let port = free_port();
-    let up = Up::start_with(
-        &data_dir,
-        None,
-        "127.0.0.1",
-        port,
-        None,
-        &["--demo-patients", PATIENTS],
-    );
+    // The demo world as a first start makes it (500 patients, a few seconds).
+    let up = Up::start(&data_dir, port, None);
     // `up` printed each sector's own server; each is a FHIR server of its own that answers
     // only with a token it issued.
     let mut sources = BTreeMap::new();
@@ -47,10 +37,48 @@ fn up_shows_a_patients_readings_from_home_the_gp_and_the_hospital_side_by_side()
         let (status, _) = http_get(source_port, &format!("/{path}/Observation"), "");
         assert_eq!(status, 401, "{base} answers only with its own tokens");
     }
-    // The clinician's token for the apps, with the demo patient open, is printed on the line
-    // after its description.
+    // Tokens are printed on the line after their description.
+    up.wait_for_line("TOKEN: clinician in hovedstaden (FHIR API");
+    let fhir_token = up.line_containing("eyJ").trim().to_owned();
     up.wait_for_line("APP_TOKEN: clinician in hovedstaden who opened patient");
     let app_token = up.line_containing("eyJ").trim().to_owned();
+
+    // A patient the municipality's home care visits: their nurse's readings come back
+    // through the region's FHIR API, named as the municipality's, with the patient
+    // reference translated to the region's patient.
+    let municipal_token =
+        std::fs::read_to_string(data_dir.join("sectors/municipality/region-token")).unwrap();
+    let municipal = get_json(
+        &format!("{}/Observation?_count=1", sources["municipality"]),
+        &municipal_token,
+    );
+    let visited = municipal["entry"][0]["resource"]["subject"]["reference"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the municipality holds home-care observations: {municipal}"))
+        .trim_start_matches("Patient/")
+        .to_owned();
+    let through_region = get_json(
+        &format!(
+            "{}/fhir/r4/Observation?patient={visited}&_count=500",
+            up.url
+        ),
+        &fhir_token,
+    );
+    let from_municipality: Vec<&serde_json::Value> = through_region["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| &entry["resource"])
+        .filter(|r| r["meta"]["source"] == "urn:healthcloud:source:municipality")
+        .collect();
+    assert!(!from_municipality.is_empty(), "{through_region}");
+    for reading in from_municipality {
+        assert!(reading["id"].as_str().unwrap().starts_with("municipality."));
+        assert_eq!(
+            reading["subject"]["reference"],
+            format!("Patient/{visited}")
+        );
+    }
 
     // Five years back: the demo data ends on its own fixed day, whatever today is.
     let (status, page) = http_get(
@@ -88,4 +116,26 @@ fn up_shows_a_patients_readings_from_home_the_gp_and_the_hospital_side_by_side()
         summary_origins.contains("gp") && summary_origins.contains("hospital"),
         "{summary_origins:?}"
     );
+}
+
+/// A FHIR JSON answer to a GET with `token`, which must succeed.
+fn get_json(url: &str, token: &str) -> serde_json::Value {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{url}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    })
 }

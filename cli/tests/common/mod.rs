@@ -130,18 +130,6 @@ impl Up {
         port: u16,
         pause_at: Option<&str>,
     ) -> Up {
-        Self::start_with(data_dir, database_url, host, port, pause_at, &[])
-    }
-
-    /// [`Up::start_listening`] with more arguments to `up`.
-    pub fn start_with(
-        data_dir: &Path,
-        database_url: Option<&str>,
-        host: &str,
-        port: u16,
-        pause_at: Option<&str>,
-        args: &[&str],
-    ) -> Up {
         let mut command = command_in(
             data_dir,
             &[
@@ -152,7 +140,6 @@ impl Up {
                 &format!("{host}:{port}"),
             ],
         );
-        command.args(args);
         command.env_remove("HEALTHCLOUD_STORE_PAUSE_AT");
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
