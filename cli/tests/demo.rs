@@ -80,12 +80,9 @@ fn up_shows_a_patients_readings_from_home_the_gp_and_the_hospital_side_by_side()
         );
     }
 
-    // Five years back: the demo data ends on its own fixed day, whatever today is.
-    let (status, page) = http_get(
-        port,
-        "/apps/hovedstaden/examples/bp-monitor/?days=1825",
-        &app_token,
-    );
+    // The last 90 days' readings, and the newest earlier one of each place with none in them
+    // (the demo data ends on its own fixed day, whatever today is).
+    let (status, page) = http_get(port, "/apps/hovedstaden/examples/bp-monitor/", &app_token);
     assert_eq!(status, 200, "{page}");
     let mut origins = BTreeMap::new();
     for cell in page.split("<td class=\"origin\">").skip(1) {
@@ -98,7 +95,6 @@ fn up_shows_a_patients_readings_from_home_the_gp_and_the_hospital_side_by_side()
             "the readings table has readings from {origin}: {origins:?}\n{page}"
         );
     }
-    assert!(page.contains("Measured at: "), "{page}");
 
     // The summary is assembled from more than one organization's record.
     let (status, summary) = http_get(

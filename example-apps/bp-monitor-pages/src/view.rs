@@ -24,7 +24,6 @@ input { font-size: 1rem; padding: .25rem; }
 .field-error { color: #8a1c12; display: block; }
 figure { margin: 1rem 0; }
 svg { max-width: 100%; height: auto; }
-.windows a, .windows strong { margin-right: .75rem; }
 .origin { font-variant: small-caps; }
 ",
 };
@@ -36,17 +35,40 @@ pub struct Trend {
     pub readings: Vec<Reading>,
     /// The newest reading, also when it is older than the window.
     pub latest: Option<Reading>,
+    /// For each place with no reading in the window, its newest earlier reading, newest
+    /// first ([`Trend::newest_from_elsewhere`]): the GP's or the hospital's last measurement
+    /// beside a window of home measurements.
+    pub elsewhere: Vec<Reading>,
 }
 
-/// The trend windows a user can choose, in days; the first is the default.
-pub const WINDOWS: [(i64, &str); 3] = [(90, "90 days"), (365, "1 year"), (1825, "5 years")];
+impl Trend {
+    /// The trend of `readings` (the window's, newest first) and `earlier` (the newest readings
+    /// before the window, newest first).
+    pub fn new(readings: Vec<Reading>, earlier: &[Reading]) -> Trend {
+        let latest = readings.first().or(earlier.first()).cloned();
+        let elsewhere = Trend::newest_from_elsewhere(&readings, earlier);
+        Trend {
+            readings,
+            latest,
+            elsewhere,
+        }
+    }
 
-/// The window asked for with `?days=`, if it is one of [`WINDOWS`]; else the default.
-pub fn window_days(asked: Option<&str>) -> i64 {
-    asked
-        .and_then(|days| days.parse().ok())
-        .filter(|days| WINDOWS.iter().any(|(window, _)| window == days))
-        .unwrap_or(WINDOWS[0].0)
+    /// For each place (origin) in `earlier` that has no reading in `window`, its newest
+    /// reading in `earlier`; both newest first.
+    pub fn newest_from_elsewhere(window: &[Reading], earlier: &[Reading]) -> Vec<Reading> {
+        let mut newest: Vec<Reading> = Vec::new();
+        for reading in earlier {
+            let seen = window
+                .iter()
+                .chain(&newest)
+                .any(|other| other.origin == reading.origin);
+            if !seen {
+                newest.push(reading.clone());
+            }
+        }
+        newest
+    }
 }
 
 /// Which data a failed platform call was about, to say so in words.
@@ -296,16 +318,6 @@ fn trend_section(trend: &Trend, window_days: i64) -> Markup {
     html! {
         section aria-labelledby="trend-heading" {
             h2 #trend-heading { "Readings of the last " (window_days) " days" }
-            p.windows {
-                "Show: "
-                @for (days, label) in WINDOWS {
-                    @if days == window_days {
-                        strong aria-current="true" { (label) }
-                    } @else {
-                        a href={ "?days=" (days) } { (label) }
-                    }
-                }
-            }
             @match &trend.latest {
                 Some(latest) => {
                     p #latest {
@@ -334,28 +346,55 @@ fn trend_section(trend: &Trend, window_days: i64) -> Markup {
                 table {
                     caption { "Readings, newest first. Flagged: at or above "
                         (SYSTOLIC_LIMIT) "/" (DIASTOLIC_LIMIT) " mmHg." }
-                    thead {
-                        tr {
-                            th scope="col" { "Date" }
-                            th scope="col" { "Measured at" }
-                            th scope="col" { "Systolic (mmHg)" }
-                            th scope="col" { "Diastolic (mmHg)" }
-                            th scope="col" { "Flag" }
-                        }
-                    }
+                    (reading_head())
                     tbody {
                         @for reading in &trend.readings {
-                            tr class=[reading.flagged.then_some("flagged")] {
-                                td { time datetime=(reading.effective) { (reading.date) } }
-                                td.origin { (reading.origin) }
-                                td.number { (reading.systolic) }
-                                td.number { (reading.diastolic) }
-                                td { @if reading.flagged { span.flag { "High" } } }
-                            }
+                            (reading_row(reading))
                         }
                     }
                 }
             }
+        }
+        @if !trend.elsewhere.is_empty() {
+            section aria-labelledby="elsewhere-heading" {
+                h2 #elsewhere-heading { "Earlier readings from other places" }
+                table #elsewhere {
+                    caption { "The newest reading from each place with none in the last "
+                        (window_days) " days, newest first." }
+                    (reading_head())
+                    tbody {
+                        @for reading in &trend.elsewhere {
+                            (reading_row(reading))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn reading_head() -> Markup {
+    html! {
+        thead {
+            tr {
+                th scope="col" { "Date" }
+                th scope="col" { "Measured at" }
+                th scope="col" { "Systolic (mmHg)" }
+                th scope="col" { "Diastolic (mmHg)" }
+                th scope="col" { "Flag" }
+            }
+        }
+    }
+}
+
+fn reading_row(reading: &Reading) -> Markup {
+    html! {
+        tr class=[reading.flagged.then_some("flagged")] {
+            td { time datetime=(reading.effective) { (reading.date) } }
+            td.origin { (reading.origin) }
+            td.number { (reading.systolic) }
+            td.number { (reading.diastolic) }
+            td { @if reading.flagged { span.flag { "High" } } }
         }
     }
 }
@@ -508,19 +547,20 @@ mod tests {
         }
     }
 
+    fn at(origin: &str, reading: Reading) -> Reading {
+        Reading {
+            origin: origin.into(),
+            ..reading
+        }
+    }
+
     fn trend() -> Trend {
         let readings = vec![
             reading("2026-10-30", 142, 91),
-            Reading {
-                origin: "gp".into(),
-                ..reading("2026-10-12", 150, 88)
-            },
+            at("gp", reading("2026-10-12", 150, 88)),
             reading("2026-10-01", 128, 82),
         ];
-        Trend {
-            latest: readings.first().cloned(),
-            readings,
-        }
+        Trend::new(readings, &[])
     }
 
     #[test]
@@ -551,17 +591,34 @@ mod tests {
             "{html}"
         );
         assert!(html.contains(r#"<g data-origin="gp"><title>2026-10-12, gp: 150/88 mmHg</title>"#));
-        // The other windows are links; the shown one is not.
-        assert!(html.contains(r#"<a href="?days=365">1 year</a>"#));
-        assert!(html.contains(r#"<strong aria-current="true">90 days</strong>"#));
+        assert!(!html.contains("elsewhere"), "nothing earlier: {html}");
     }
 
     #[test]
-    fn only_the_offered_windows_are_taken() {
-        assert_eq!(window_days(Some("365")), 365);
-        assert_eq!(window_days(Some("100000")), 90);
-        assert_eq!(window_days(Some("-1")), 90);
-        assert_eq!(window_days(None), 90);
+    fn the_newest_earlier_reading_of_each_place_missing_from_the_window_is_shown() {
+        let earlier = [
+            reading("2026-07-30", 135, 85),
+            at("gp", reading("2026-06-23", 151, 90)),
+            at("hospital", reading("2026-03-04", 160, 95)),
+            at("hospital", reading("2026-03-03", 170, 99)),
+        ];
+        let trend = Trend::new(vec![reading("2026-10-30", 142, 91)], &earlier);
+        assert_eq!(trend.latest.as_ref().unwrap().date, "2026-10-30");
+        let dates: Vec<&str> = trend.elsewhere.iter().map(|r| r.date.as_str()).collect();
+        assert_eq!(dates, ["2026-06-23", "2026-03-04"]);
+        let html = clinician_page(None, &trend, 90);
+        assert!(
+            html.contains("<h2 id=\"elsewhere-heading\">Earlier readings from other places</h2>")
+        );
+        assert!(
+            html.contains("<td class=\"origin\">hospital</td>"),
+            "{html}"
+        );
+
+        // With nothing in the window, the newest reading is still the latest.
+        let trend = Trend::new(vec![], &earlier);
+        assert_eq!(trend.latest.as_ref().unwrap().date, "2026-07-30");
+        assert_eq!(trend.elsewhere.len(), 3);
     }
 
     #[test]

@@ -1,16 +1,16 @@
 //! Blood pressure follow-up for heart patients.
 //!
 //! - `GET /` — for a clinician: the patient's name, the latest reading, and the trend of the
-//!   last 90 days (`?days=365` or `?days=1825` for a year or five) as an SVG chart and a
-//!   table, readings at or above 140/90 flagged, each saying where it was measured: at home
-//!   (entered with this app), or read from the record of the hospital, the GP or the
-//!   municipality's home care ([`fhir::origin`]). For the patient (or a citizen, about
-//!   themselves): a form to enter a home measurement, then their own trend.
+//!   last 90 days as an SVG chart and a table, readings at or above 140/90 flagged, each
+//!   saying where it was measured: at home (entered with this app), or read from the record
+//!   of the hospital, the GP or the municipality's home care ([`fhir::origin`]); then, for
+//!   each place with no reading in those days, its newest earlier one. For the patient (or a
+//!   citizen, about themselves): a form to enter a home measurement, then their own trend.
 //! - `POST /measurements` — the form's target: validates the numbers, stores a FHIR
 //!   Observation (LOINC 85354-9 with components 8480-6 and 8462-4 in mm[Hg]) and redirects to
 //!   `/`.
-//! - `GET /api/readings` — the trend as JSON (same `?days=`):
-//!   `{"patient", "readings": [{"date", "effective", "systolic", "diastolic", "flagged", "origin"}], "latest"}`.
+//! - `GET /api/readings` — the trend as JSON:
+//!   `{"patient", "readings": [{"date", "effective", "systolic", "diastolic", "flagged", "origin"}], "latest", "elsewhere"}`.
 //!
 //! A platform call that is denied is shown as such (`403`), unavailable data as `503`, and
 //! without a patient in context the app asks for one (`400`).
@@ -25,11 +25,14 @@ use serde::Serialize;
 
 healthcloud_sdk::serve!(|request| router().handle(request));
 
+/// How many days back the trend goes.
+const TREND_DAYS: i64 = 90;
 /// More readings than anyone measures in the window; an upper bound on one page's work.
 const MAX_READINGS: usize = 1000;
-/// How many of the newest panels to look through for the latest complete one, when the
-/// window holds none.
-const LATEST_LOOKBACK: u32 = 5;
+/// How many of the newest panels before the window are looked through for the latest reading
+/// (when the window holds none) and for the newest one from each place with none in the
+/// window: one page.
+const EARLIER_LOOKBACK: u32 = 100;
 
 fn router() -> Router {
     Router::new()
@@ -44,9 +47,7 @@ fn home(request: Request) -> Response {
         return Response::html(view::LAYOUT.no_patient_page()).with_status(400);
     };
     match launch.user.role {
-        Role::Clinician => {
-            clinician_home(&patient_id, view::window_days(request.query_param("days")))
-        }
+        Role::Clinician => clinician_home(&patient_id),
         role if role.is_own_record() => {
             let saved = request.query_param("saved") == Some("1");
             patient_home(&request, saved, &Entry::default(), 200)
@@ -55,8 +56,8 @@ fn home(request: Request) -> Response {
     }
 }
 
-fn clinician_home(patient_id: &str, days: i64) -> Response {
-    let trend = match load_trend(days) {
+fn clinician_home(patient_id: &str) -> Response {
+    let trend = match load_trend() {
         Ok(trend) => trend,
         Err(error) => return failure_page(&error, Subject::Readings),
     };
@@ -64,7 +65,7 @@ fn clinician_home(patient_id: &str, days: i64) -> Response {
         Ok(patient) => Response::html(view::clinician_page(
             patient.display_name().as_deref(),
             &trend,
-            days,
+            TREND_DAYS,
         )),
         Err(error) => failure_page(&error, Subject::PatientRecord),
     }
@@ -74,8 +75,7 @@ fn clinician_home(patient_id: &str, days: i64) -> Response {
 /// and their own trend. The form is useful even when reading the trend is not allowed, so
 /// a failed search is shown in its section, with its status.
 fn patient_home(request: &Request, saved: bool, entry: &Entry, status: u16) -> Response {
-    let days = view::window_days(request.query_param("days"));
-    let trend = load_trend(days);
+    let trend = load_trend();
     let status = match &trend {
         Err(error) => {
             note_failure(error, "search blood pressure readings");
@@ -88,7 +88,7 @@ fn patient_home(request: &Request, saved: bool, entry: &Entry, status: u16) -> R
         saved,
         entry,
         trend.as_ref(),
-        days,
+        TREND_DAYS,
         &Date::today().add_days(DATE_GRACE_DAYS).to_string(),
     ))
     .with_status(status)
@@ -135,9 +135,10 @@ struct ReadingsBody {
     patient: String,
     readings: Vec<Reading>,
     latest: Option<Reading>,
+    elsewhere: Vec<Reading>,
 }
 
-fn api_readings(request: Request) -> Response {
+fn api_readings(_request: Request) -> Response {
     let Some(patient_id) = context::launch().patient else {
         return Response::json_error(
             400,
@@ -145,11 +146,12 @@ fn api_readings(request: Request) -> Response {
             "a patient must be selected to use this app",
         );
     };
-    match load_trend(view::window_days(request.query_param("days"))) {
+    match load_trend() {
         Ok(trend) => Response::json(&ReadingsBody {
             patient: patient_id,
             readings: trend.readings,
             latest: trend.latest,
+            elsewhere: trend.elsewhere,
         }),
         Err(error) => {
             note_failure(&error, "search blood pressure readings");
@@ -158,10 +160,11 @@ fn api_readings(request: Request) -> Response {
     }
 }
 
-/// The patient in context's readings of the last `days` days, newest first, and the newest
-/// reading even if it is older.
-fn load_trend(days: i64) -> Result<Trend, fhir::Error> {
-    let since = Date::today().add_days(-days);
+/// The patient in context's readings of the last [`TREND_DAYS`] days, newest first; the
+/// newest reading even if it is older; and the newest earlier reading of each place (home,
+/// the GP, the hospital, …) with none in the window.
+fn load_trend() -> Result<Trend, fhir::Error> {
+    let since = Date::today().add_days(-TREND_DAYS);
     let observations: Vec<Observation> = blood_pressure_search()
         .param("date", &format!("ge{since}"))
         .count(100)
@@ -171,16 +174,15 @@ fn load_trend(days: i64) -> Result<Trend, fhir::Error> {
         .iter()
         .filter_map(Reading::from_observation)
         .collect();
-    let latest = match readings.first() {
-        Some(newest) => Some(newest.clone()),
-        None => blood_pressure_search()
-            .count(LATEST_LOOKBACK)
-            .first_page::<Observation>()?
-            .resources
-            .iter()
-            .find_map(Reading::from_observation),
-    };
-    Ok(Trend { readings, latest })
+    let earlier: Vec<Reading> = blood_pressure_search()
+        .param("date", &format!("lt{since}"))
+        .count(EARLIER_LOOKBACK)
+        .first_page::<Observation>()?
+        .resources
+        .iter()
+        .filter_map(Reading::from_observation)
+        .collect();
+    Ok(Trend::new(readings, &earlier))
 }
 
 fn blood_pressure_search() -> fhir::Search {
