@@ -1040,10 +1040,10 @@ async fn bp_page(state: &BpNative, headers: &HeaderMap) -> Result<String, FhirEr
 }
 
 /// As in the app: how many days back the trend goes, the most readings collected, the newest
-/// panels looked through when the window holds none.
+/// panels before the window looked through (for the latest reading and each place's newest).
 const TREND_DAYS: i64 = 90;
 const MAX_READINGS: usize = 1000;
-const LATEST_LOOKBACK: u32 = 5;
+const EARLIER_LOOKBACK: u32 = 100;
 /// The runtime's per-call page size (`Limits::search_results`), which caps the app's
 /// `_count=100`.
 const PAGE_SIZE: u32 = 100;
@@ -1072,21 +1072,16 @@ async fn load_trend(
         .iter()
         .filter_map(reading::Reading::from_observation)
         .collect();
-    let latest = match readings.first() {
-        Some(newest) => Some(newest.clone()),
-        None => search_page(
-            service,
-            context,
-            &blood_pressure_search(),
-            LATEST_LOOKBACK,
-            0,
-        )
-        .await?
-        .0
-        .iter()
-        .find_map(reading::Reading::from_observation),
-    };
-    Ok(view::Trend { readings, latest })
+    let mut before = blood_pressure_search();
+    before.push(("date".into(), format!("lt{since}")));
+    let earlier: Vec<reading::Reading> =
+        search_page(service, context, &before, EARLIER_LOOKBACK, 0)
+            .await?
+            .0
+            .iter()
+            .filter_map(reading::Reading::from_observation)
+            .collect();
+    Ok(view::Trend::new(readings, &earlier))
 }
 
 fn blood_pressure_search() -> Vec<(String, String)> {

@@ -1,21 +1,20 @@
-//! The demo world `healthcloud up` creates on first start: synthetic patients and ready-made
-//! tokens for each kind of user.
+//! The demo world `healthcloud up` creates on first start: synthetic patients, each sector's
+//! part of their records in that sector's own store, and ready-made tokens for each kind of
+//! user.
 
+use healthcloud_integration::import::Importer;
 use healthcloud_integration::query::{PageLimits, SearchQuery};
-use healthcloud_integration::store::EmbeddedStore;
+use healthcloud_integration::service::WRITTEN_SOURCE;
+use healthcloud_integration::store::{EmbeddedStore, Prepared};
 use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest, apps_audience, fhir_audience};
 use healthcloud_synth::SynthOptions;
+use serde_json::Value;
 
 /// "Today" for generated data, fixed so a seed always gives the same data.
 pub const DATA_ANCHOR_DATE: &str = "2026-11-01";
 
 /// Patients generated on first start: enough to feel real, quick to create.
 pub const DEMO_PATIENTS: usize = 500;
-
-/// Generates the demo data unless the store already holds patients.
-pub async fn ensure_data(store: &EmbeddedStore) -> anyhow::Result<()> {
-    ensure_data_of_size(store, DEMO_PATIENTS).await
-}
 
 /// Generates `patients` synthetic patients unless the store already holds patients.
 pub async fn ensure_data_of_size(store: &EmbeddedStore, patients: usize) -> anyhow::Result<()> {
@@ -36,9 +35,111 @@ pub async fn ensure_data_of_size(store: &EmbeddedStore, patients: usize) -> anyh
     Ok(())
 }
 
-/// The patient the demo tokens open: one with hypertension (so blood-pressure series show
-/// up), else the first patient.
+/// The stores of the demo world's sectors.
+#[derive(Debug, Clone, Copy)]
+pub struct SectorStores<'a> {
+    /// The region's own record: the hospital's data and the patients' home measurements.
+    pub hospital: &'a EmbeddedStore,
+    /// The GP system's.
+    pub gp: &'a EmbeddedStore,
+    /// The municipal care record's.
+    pub municipality: &'a EmbeddedStore,
+}
+
+/// Generates `patients` synthetic patients unless the hospital's store already holds
+/// patients, each sector's part of their records in that sector's store: what the hospital
+/// recorded, and the home measurements the patients sent in through the blood-pressure app,
+/// in the region's own record; visits, diagnoses and prescriptions in the GP system; home
+/// nursing in the municipal care record. A data directory whose store was filled by
+/// `data generate` keeps its data as it is: whole records, in the region's store.
+pub async fn ensure_world(stores: SectorStores<'_>, patients: usize) -> anyhow::Result<()> {
+    if first_patient(stores.hospital).await?.is_some() {
+        return Ok(());
+    }
+    eprintln!(
+        "first start: generating {patients} synthetic patients across the hospital, GP and municipal records…"
+    );
+    let options = SynthOptions {
+        patients,
+        seed: 42,
+        today: DATA_ANCHOR_DATE.parse()?,
+    };
+    let bar = crate::progress::progress_bar(patients as u64, "patients");
+    let mut importers = [
+        Importer::new(stores.hospital),
+        Importer::new(stores.gp),
+        Importer::new(stores.municipality),
+    ];
+    let organizations = prepare(healthcloud_synth::organizations(&options))?;
+    for importer in &mut importers {
+        importer.add_prepared(organizations.clone()).await?;
+    }
+    const PATIENTS_PER_BATCH: usize = 50;
+    for first in (0..patients).step_by(PATIENTS_PER_BATCH) {
+        let indices = first..(first + PATIENTS_PER_BATCH).min(patients);
+        let done = indices.end;
+        let parts = tokio::task::spawn_blocking(move || {
+            let mut parts: [Vec<Value>; 3] = Default::default();
+            for index in indices {
+                let split = healthcloud_synth::patient_by_sector(&options, index);
+                let patient = split.hospital[0]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                parts[0].extend(split.hospital);
+                parts[0].extend(split.home.into_iter().map(|r| sent_from_home(r, &patient)));
+                parts[1].extend(split.gp);
+                parts[2].extend(split.municipality);
+            }
+            parts.map(prepare)
+        })
+        .await?;
+        for (importer, part) in importers.iter_mut().zip(parts) {
+            importer.add_prepared(part?).await?;
+        }
+        bar.set_position(done as u64);
+    }
+    let mut written = 0;
+    for importer in importers {
+        written += importer.finish().await?.resources();
+    }
+    bar.finish_and_clear();
+    eprintln!("generated {written} resources");
+    Ok(())
+}
+
+/// A home measurement as the platform holds one the patient sent in with the blood-pressure
+/// app: stamped with its writer as every write through the platform is.
+fn sent_from_home(mut reading: Value, patient: &str) -> Value {
+    reading["meta"] = serde_json::json!({
+        "source": format!("{WRITTEN_SOURCE}:app:examples.bp-monitor:patient:{patient}")
+    });
+    reading
+}
+
+/// Generated resources, ready to write.
+fn prepare(resources: Vec<Value>) -> anyhow::Result<Vec<Prepared>> {
+    let now = healthcloud_integration::date::now_ms();
+    resources
+        .into_iter()
+        .map(|resource| {
+            let resource_type = resource["resourceType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let id = resource["id"].as_str().unwrap_or_default().to_owned();
+            Ok(Prepared::new(&resource_type, &id, 1, now, resource)?)
+        })
+        .collect()
+}
+
+/// The patient the demo tokens open: in the demo world, one the hospital admitted who also
+/// measures at home (so the blood-pressure app shows home, GP and hospital readings); else
+/// one with hypertension (so blood-pressure series show up); else the first patient.
 pub async fn demo_patient(store: &EmbeddedStore) -> anyhow::Result<Option<String>> {
+    if let Some(patient) = admitted_and_measuring_at_home(store).await? {
+        return Ok(Some(patient));
+    }
     let hypertension = [
         (
             "code".to_owned(),
@@ -51,6 +152,44 @@ pub async fn demo_patient(store: &EmbeddedStore) -> anyhow::Result<Option<String
         return Ok(condition.patient_id);
     }
     first_patient(store).await
+}
+
+/// A patient with an Encounter in `store` (in the demo world, the hospital's admissions) and
+/// home blood-pressure readings.
+async fn admitted_and_measuring_at_home(store: &EmbeddedStore) -> anyhow::Result<Option<String>> {
+    let encounters = SearchQuery::parse(
+        "Encounter",
+        &[("_count".into(), "200".into())],
+        PageLimits::default(),
+    )?;
+    let mut seen = std::collections::BTreeSet::new();
+    for encounter in store.search(&encounters).await?.resources {
+        let Some(patient) = encounter.patient_id else {
+            continue;
+        };
+        if !seen.insert(patient.clone()) {
+            continue;
+        }
+        let home_readings = SearchQuery::parse(
+            "Observation",
+            &[
+                ("patient".into(), patient.clone()),
+                ("code".into(), "http://loinc.org|85354-9".into()),
+                ("_source:below".into(), WRITTEN_SOURCE.into()),
+                ("_count".into(), "1".into()),
+            ],
+            PageLimits::default(),
+        )?;
+        if !store.search(&home_readings).await?.resources.is_empty() {
+            return Ok(Some(patient));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `store` holds any patient.
+pub async fn holds_patients(store: &EmbeddedStore) -> anyhow::Result<bool> {
+    Ok(first_patient(store).await?.is_some())
 }
 
 async fn first_patient(store: &EmbeddedStore) -> anyhow::Result<Option<String>> {

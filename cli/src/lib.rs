@@ -7,6 +7,7 @@
 mod app_cloud;
 mod commands;
 mod demo;
+mod demo_sources;
 mod progress;
 mod region_client;
 pub mod server;

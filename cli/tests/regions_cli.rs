@@ -256,7 +256,7 @@ impl World {
     async fn patients_with_readings(&self, clinician: &str) -> Vec<String> {
         let bundle = self
             .get_json(
-                "/fhir/r4/Observation?code=http://loinc.org|85354-9&_count=100",
+                "/fhir/r4/Observation?code=http://loinc.org|85354-9&_sort=-date&_count=100",
                 clinician,
             )
             .await;

@@ -10,8 +10,9 @@ use axum::extract::{Form, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use healthcloud_integration::FhirService;
 use healthcloud_integration::query::{PageLimits, SearchQuery};
+use healthcloud_integration::service::WRITTEN_SOURCE;
+use healthcloud_integration::{FhirError, FhirService};
 use healthcloud_platform::auth::{Role, TokenRequest};
 use healthcloud_runtime::serve::{LAUNCH_COOKIE, admits};
 use serde::Deserialize;
@@ -167,9 +168,11 @@ async fn launch_page(
     })
 }
 
-/// A few demo patients by name: patients with hypertension (their blood pressure is followed,
-/// so the apps have something to show; the first is `up`'s demo patient), or any patients
-/// when none has it. Read from the embedded store
+/// A few demo patients by name, the first being `up`'s demo patient: in `up`'s demo world,
+/// patients the hospital admitted who measure their blood pressure at home (the apps show
+/// their home, GP and hospital readings), then patients with hypertension recorded here
+/// (their blood pressure is followed), or any patients when there are none of either. Read
+/// from the embedded store
 /// directly, as `up`'s demo tokens are: the launcher stands in for an EHR's own patient list,
 /// not for an access through the integration cloud.
 async fn demo_patients(service: &FhirService) -> Result<Vec<Patient>, PageError> {
@@ -190,6 +193,39 @@ async fn demo_patients(service: &FhirService) -> Result<Vec<Patient>, PageError>
         ],
     )?;
     let mut ids: Vec<String> = Vec::new();
+    let store_error = |e: FhirError| anyhow::anyhow!("the demo patient search: {e}");
+    // In the demo world the store's Encounters are the hospital's admissions.
+    let admissions = store
+        .search(&search("Encounter", &[("_count", "200")])?)
+        .await
+        .map_err(store_error)?;
+    for patient in admissions
+        .resources
+        .into_iter()
+        .filter_map(|r| r.patient_id)
+    {
+        if ids.len() == PATIENTS || ids.contains(&patient) {
+            continue;
+        }
+        let home_readings = search(
+            "Observation",
+            &[
+                ("patient", &patient),
+                ("code", "http://loinc.org|85354-9"),
+                ("_source:below", WRITTEN_SOURCE),
+                ("_count", "1"),
+            ],
+        )?;
+        if !store
+            .search(&home_readings)
+            .await
+            .map_err(store_error)?
+            .resources
+            .is_empty()
+        {
+            ids.push(patient);
+        }
+    }
     let conditions = store
         .search(&hypertension)
         .await

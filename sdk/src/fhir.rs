@@ -13,6 +13,10 @@
 //! Only the search parameters the integration cloud serves are accepted (an unsupported one
 //! is [`Error::Invalid`]); see its CapabilityStatement (`/fhir/r4/metadata`).
 //!
+//! Each resource names where it came from (the region's own record, a source such as a GP
+//! system, or a user who wrote it through healthcloud): [`origin`] reads it, for the app to
+//! show beside the data.
+//!
 //! A search can be answered in part: the patient's data lives in several sources (the
 //! platform's own store and the organizations' FHIR servers), and one that is down or slow is
 //! left out rather than failing the search. A [`Page`] says so: [`Page::is_complete`], and
@@ -38,12 +42,16 @@
 //! # Ok(()) }
 //! ```
 
+mod origin;
+
 use std::fmt;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bindings::healthcloud::platform::fhir as wit;
+
+pub use origin::{Origin, origin};
 
 /// How many resources [`Search::all`] collects at most unless [`Search::limit`] says
 /// otherwise: an upper bound, so a broad search cannot exhaust the instance's memory.

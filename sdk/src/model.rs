@@ -300,6 +300,9 @@ pub struct Meta {
     /// When it last changed (a FHIR instant).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_updated: Option<String>,
+    /// Where it came from (a URI); [`crate::fhir::origin`] reads it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// How a medication is (to be) taken.

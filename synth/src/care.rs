@@ -326,3 +326,43 @@ pub(crate) fn care(ctx: &mut Ctx, phys: &Physiology, person: &Person, dx: &Diagn
         ctx.push_encounter(CLASS_AMB, &ENC_SYMPTOM, start, end, gp, &[]);
     }
 }
+
+/// The vital signs the hospital takes at each heart-failure admission: blood pressure and
+/// pulse within the hour of arrival, and again the next morning on the ward.
+pub(crate) fn admission_vitals(ctx: &mut Ctx, phys: &Physiology) {
+    let admissions: Vec<(String, u32)> = ctx
+        .encounters
+        .iter()
+        .filter(|e| e["class"]["code"] == CLASS_IMP.0)
+        .filter_map(|e| {
+            let start = e["period"]["start"].as_str()?;
+            let hours: u32 = start.get(11..13)?.parse().ok()?;
+            let minutes: u32 = start.get(14..16)?.parse().ok()?;
+            Some((e["id"].as_str()?.to_owned(), hours * 60 + minutes))
+        })
+        .collect();
+    let region = ctx.region_ref.clone();
+    for (&day, (encounter, arrival)) in phys.admissions.iter().zip(admissions) {
+        let mut times = vec![When {
+            day,
+            minute: arrival + ctx.int(10, 50) as u32,
+        }];
+        if day < LAST {
+            times.push(When {
+                day: day + 1,
+                minute: 7 * 60 + 15 * ctx.rng.gen_range(0..8),
+            });
+        }
+        for when in times {
+            let setting = Setting {
+                when,
+                encounter: Some(encounter.clone()),
+                performer: Some(region.clone()),
+            };
+            let (s, d) = phys.blood_pressure(ctx, when.day, true);
+            ctx.obs_blood_pressure(&setting, s, d);
+            let hr = phys.heart_rate(ctx, when.day);
+            ctx.obs_heart_rate(&setting, hr);
+        }
+    }
+}

@@ -48,6 +48,7 @@ mod person;
 mod physiology;
 mod procedures;
 mod rng;
+mod sectors;
 #[cfg(test)]
 mod tests;
 mod treatments;
@@ -55,3 +56,4 @@ mod treatments;
 pub use options::SynthOptions;
 pub use organizations::organizations;
 pub use patient::patient;
+pub use sectors::{BySector, Sector, patient_by_sector};

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::allergies::allergies;
 use crate::calendar::fmt_date;
-use crate::care::{care, plan_admissions};
+use crate::care::{admission_vitals, care, plan_admissions};
 use crate::codes::SYS_CPR;
 use crate::context::Ctx;
 use crate::diagnoses::diagnoses;
@@ -29,6 +29,20 @@ use crate::treatments::{medication_resources, treatments};
 /// Deterministic: depends only on `(opts.seed, index, opts.today, opts.patients)`, so patients
 /// can be generated in parallel or in any order.
 pub fn patient(opts: &SynthOptions, index: usize) -> Vec<Value> {
+    generate(opts, index, Extras::None)
+}
+
+/// What [`generate`] adds to a patient's record beyond [`patient`]'s output.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Extras {
+    /// Exactly [`patient`]'s output.
+    None,
+    /// Also the vital signs taken at each hospital admission. They are drawn after
+    /// everything else, so every other resource is the same as [`patient`]'s.
+    AdmissionVitals,
+}
+
+pub(crate) fn generate(opts: &SynthOptions, index: usize, extras: Extras) -> Vec<Value> {
     let mut rng = rng_for(opts.seed, index as u64, DOMAIN_PATIENT);
     let patient_id = new_id(&mut rng, index as u64);
     let gp = rng.gen_range(0..gp_count(opts.patients));
@@ -67,6 +81,9 @@ pub fn patient(opts: &SynthOptions, index: usize) -> Vec<Value> {
     care(&mut ctx, &phys, &person, &dx);
     immunizations(&mut ctx, person.age);
     procedures(&mut ctx, &person, &dx, &courses);
+    if extras == Extras::AdmissionVitals {
+        admission_vitals(&mut ctx, &phys);
+    }
 
     let mut out = Vec::with_capacity(
         1 + ctx.conditions.len()

@@ -324,3 +324,80 @@ fn medications_are_coded_with_atc() {
     }
     assert!(seen > 100);
 }
+
+#[test]
+fn by_sector_is_the_patient_plus_admission_vitals_split_by_who_recorded_it() {
+    let options = SynthOptions {
+        patients: 300,
+        ..opts(11)
+    };
+    let mut admitted = 0;
+    for index in 0..options.patients {
+        let whole = patient(&options, index);
+        let split = crate::sectors::patient_by_sector(&options, index);
+        let patient_resource = &whole[0];
+        for part in [&split.hospital, &split.gp, &split.municipality] {
+            assert_eq!(&part[0], patient_resource, "each system knows the patient");
+        }
+        let parts: Vec<&Value> = split.hospital[1..]
+            .iter()
+            .chain(&split.gp[1..])
+            .chain(&split.municipality[1..])
+            .chain(&split.home)
+            .collect();
+        // Every resource of `patient` lands in exactly one sector; what is added is the
+        // vital signs the hospital took at admissions.
+        let ids = |resources: &mut dyn Iterator<Item = &Value>| -> HashSet<String> {
+            resources
+                .map(|r| r["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let whole_ids = ids(&mut whole[1..].iter());
+        let split_ids = ids(&mut parts.iter().copied());
+        assert_eq!(split_ids.len(), parts.len(), "no resource in two sectors");
+        assert!(split_ids.is_superset(&whole_ids));
+        let added: Vec<&&Value> = parts
+            .iter()
+            .filter(|r| !whole_ids.contains(r["id"].as_str().unwrap()))
+            .collect();
+        for vital in &added {
+            assert_eq!(vital["resourceType"], "Observation");
+            assert!(split.hospital.contains(vital));
+            assert!(
+                vital["performer"][0]["reference"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Organization/region-")
+            );
+        }
+        if !added.is_empty() {
+            admitted += 1;
+        }
+        for reading in &split.home {
+            assert!(reading["performer"].is_null() && reading["encounter"].is_null());
+        }
+        for resource in &split.gp[1..] {
+            if resource["resourceType"] == "Encounter" {
+                assert!(
+                    resource["serviceProvider"]["reference"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("Organization/gp-")
+                );
+            }
+        }
+        for resource in &split.municipality[1..] {
+            let by = match resource["resourceType"].as_str().unwrap() {
+                "Encounter" => &resource["serviceProvider"],
+                _ => &resource["performer"][0],
+            };
+            assert!(
+                by["reference"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Organization/municipality-")
+            );
+        }
+    }
+    assert!(admitted > 0, "some patients were admitted");
+}

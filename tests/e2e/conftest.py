@@ -137,17 +137,22 @@ def healthcloud_bin() -> Path:
 
 
 @contextlib.contextmanager
-def running_up(binary: Path, work: Path) -> Iterator[Server]:
-    """`healthcloud up` on a fresh data directory in `work` (PATIENT_COUNT patients, seed SEED)
-    and a free loopback port, yielded once /healthz answers; stopped like Ctrl-C stops it."""
+def running_up(binary: Path, work: Path, *, demo_world: bool = False) -> Iterator[Server]:
+    """`healthcloud up` on a fresh data directory in `work` (PATIENT_COUNT patients, seed SEED;
+    with `demo_world`, the world `up` itself makes on an empty data directory: each sector's
+    data in its own FHIR server) and a free loopback port, yielded once /healthz answers;
+    stopped like Ctrl-C stops it."""
     data_dir = work / "data"
-    generate = [
-        str(binary), "data", "generate", "--data-dir", str(data_dir),
-        "--patients", str(PATIENT_COUNT), "--seed", str(SEED),
-    ]
-    done = subprocess.run(generate, capture_output=True, text=True, timeout=300, env=_env())
-    if done.returncode != 0:
-        pytest.fail(f"`{' '.join(generate)}` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    if demo_world:
+        data_dir.mkdir()
+    else:
+        generate = [
+            str(binary), "data", "generate", "--data-dir", str(data_dir),
+            "--patients", str(PATIENT_COUNT), "--seed", str(SEED),
+        ]
+        done = subprocess.run(generate, capture_output=True, text=True, timeout=300, env=_env())
+        if done.returncode != 0:
+            pytest.fail(f"`{' '.join(generate)}` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
     host, port = "127.0.0.1", _free_port()
     stdout_path, stderr_path = work / "server.stdout", work / "server.stderr"

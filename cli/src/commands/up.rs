@@ -26,6 +26,9 @@ pub struct UpCommand {
     issuer: IssuerArgs,
     #[command(flatten)]
     sources: SourceArgs,
+    /// Synthetic patients generated on a first start (an empty data directory).
+    #[arg(long, default_value_t = crate::demo::DEMO_PATIENTS)]
+    demo_patients: usize,
 }
 
 impl UpCommand {
@@ -38,7 +41,23 @@ impl UpCommand {
             Integration::open(&self.data.database_url()?, &public_url, &self.data.data_dir).await?;
         self.issuer.apply(&mut integration)?;
         let store = integration.state.service.store_for_loading().clone();
-        crate::demo::ensure_data(&store).await?;
+        let sectors = crate::demo_sources::start(&self.data.data_dir).await?;
+        crate::demo::ensure_world(
+            crate::demo::SectorStores {
+                hospital: &store,
+                gp: sectors.gp.integration.state.service.store_for_loading(),
+                municipality: sectors
+                    .municipality
+                    .integration
+                    .state
+                    .service
+                    .store_for_loading(),
+            },
+            self.demo_patients,
+        )
+        .await?;
+        let demo_sources =
+            crate::demo_sources::register(&integration.state.service, &sectors).await?;
         let sources = sources::start(&integration, &self.data.data_dir, &self.sources).await?;
         let config = AppCloudConfig::load(&self.data.data_dir)?;
         let runtime =
@@ -135,6 +154,21 @@ impl UpCommand {
             "  FHIR R4 API:   {public_url}/fhir/r4  (metadata: {public_url}/fhir/r4/metadata)"
         );
         println!("  health check:  {public_url}/healthz");
+        if demo_sources.is_empty() {
+            println!(
+                "  demo sectors:  none (start on an empty data directory for the demo's GP system and municipal care record; configured sources are listed above)"
+            );
+        } else {
+            println!(
+                "  sources:       each sector's own FHIR server, read through per patient (nothing copied; the hospital's record is this server's own store):"
+            );
+        }
+        for node in demo_sources {
+            println!(
+                "    {:<13} {}  ({}, {})",
+                node.sector.name, node.fhir_base, node.sector.description, node.sector.organization
+            );
+        }
         println!(
             "  app store:     {public_url}/store  (API: {public_url}/store/v1, OpenAPI: {public_url}/store/v1/openapi.json)"
         );

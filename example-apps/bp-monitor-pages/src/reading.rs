@@ -3,6 +3,7 @@
 
 use healthcloud_sdk::Form;
 use healthcloud_sdk::clock::Date;
+use healthcloud_sdk::fhir;
 use healthcloud_sdk::model::{Observation, Reference};
 use serde::Serialize;
 
@@ -36,6 +37,9 @@ pub struct Reading {
     pub diastolic: u16,
     /// At or above 140 systolic or 90 diastolic.
     pub flagged: bool,
+    /// Where it was measured, as [`fhir::Origin::label`] names it: `home`, `hospital`, or the
+    /// source it was read from (e.g. `gp`, `municipality`).
+    pub origin: String,
 }
 
 impl Reading {
@@ -52,6 +56,7 @@ impl Reading {
             systolic,
             diastolic,
             flagged: systolic >= SYSTOLIC_LIMIT || diastolic >= DIASTOLIC_LIMIT,
+            origin: fhir::origin(observation.meta.as_ref()).label().into_owned(),
         })
     }
 }

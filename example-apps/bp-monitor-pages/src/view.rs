@@ -24,6 +24,7 @@ input { font-size: 1rem; padding: .25rem; }
 .field-error { color: #8a1c12; display: block; }
 figure { margin: 1rem 0; }
 svg { max-width: 100%; height: auto; }
+.origin { font-variant: small-caps; }
 ",
 };
 
@@ -34,6 +35,40 @@ pub struct Trend {
     pub readings: Vec<Reading>,
     /// The newest reading, also when it is older than the window.
     pub latest: Option<Reading>,
+    /// For each place with no reading in the window, its newest earlier reading, newest
+    /// first ([`Trend::newest_from_elsewhere`]): the GP's or the hospital's last measurement
+    /// beside a window of home measurements.
+    pub elsewhere: Vec<Reading>,
+}
+
+impl Trend {
+    /// The trend of `readings` (the window's, newest first) and `earlier` (the newest readings
+    /// before the window, newest first).
+    pub fn new(readings: Vec<Reading>, earlier: &[Reading]) -> Trend {
+        let latest = readings.first().or(earlier.first()).cloned();
+        let elsewhere = Trend::newest_from_elsewhere(&readings, earlier);
+        Trend {
+            readings,
+            latest,
+            elsewhere,
+        }
+    }
+
+    /// For each place (origin) in `earlier` that has no reading in `window`, its newest
+    /// reading in `earlier`; both newest first.
+    pub fn newest_from_elsewhere(window: &[Reading], earlier: &[Reading]) -> Vec<Reading> {
+        let mut newest: Vec<Reading> = Vec::new();
+        for reading in earlier {
+            let seen = window
+                .iter()
+                .chain(&newest)
+                .any(|other| other.origin == reading.origin);
+            if !seen {
+                newest.push(reading.clone());
+            }
+        }
+        newest
+    }
 }
 
 /// Which data a failed platform call was about, to say so in words.
@@ -263,6 +298,22 @@ fn entry_form(action: &str, entry: &Entry, latest_date: &str) -> Markup {
     }
 }
 
+/// Each place readings came from with how many, in order of first appearance (newest
+/// first): `home: 12, gp: 2`.
+fn origins(readings: &[Reading]) -> Vec<(&str, usize)> {
+    let mut counted: Vec<(&str, usize)> = Vec::new();
+    for reading in readings {
+        match counted
+            .iter_mut()
+            .find(|(origin, _)| *origin == reading.origin)
+        {
+            Some((_, count)) => *count += 1,
+            None => counted.push((&reading.origin, 1)),
+        }
+    }
+    counted
+}
+
 fn trend_section(trend: &Trend, window_days: i64) -> Markup {
     html! {
         section aria-labelledby="trend-heading" {
@@ -272,6 +323,7 @@ fn trend_section(trend: &Trend, window_days: i64) -> Markup {
                     p #latest {
                         "Latest: " strong { (latest.systolic) "/" (latest.diastolic) " mmHg" }
                         " on " (latest.date)
+                        " " span.origin { "(" (latest.origin) ")" }
                         @if latest.flagged {
                             " " span.flag { "(at or above " (SYSTOLIC_LIMIT) "/" (DIASTOLIC_LIMIT) ")" }
                         }
@@ -282,30 +334,67 @@ fn trend_section(trend: &Trend, window_days: i64) -> Markup {
             @if trend.readings.is_empty() {
                 p { "No readings in the last " (window_days) " days." }
             } @else {
+                p #origins {
+                    "Measured at: "
+                    @for (i, (origin, count)) in origins(&trend.readings).into_iter().enumerate() {
+                        @if i > 0 { ", " }
+                        span.origin { (origin) } " (" (count) ")"
+                    }
+                    ". Readings from other places than home are read from each place's own record."
+                }
                 (chart(&trend.readings))
                 table {
                     caption { "Readings, newest first. Flagged: at or above "
                         (SYSTOLIC_LIMIT) "/" (DIASTOLIC_LIMIT) " mmHg." }
-                    thead {
-                        tr {
-                            th scope="col" { "Date" }
-                            th scope="col" { "Systolic (mmHg)" }
-                            th scope="col" { "Diastolic (mmHg)" }
-                            th scope="col" { "Flag" }
-                        }
-                    }
+                    (reading_head())
                     tbody {
                         @for reading in &trend.readings {
-                            tr class=[reading.flagged.then_some("flagged")] {
-                                td { time datetime=(reading.effective) { (reading.date) } }
-                                td.number { (reading.systolic) }
-                                td.number { (reading.diastolic) }
-                                td { @if reading.flagged { span.flag { "High" } } }
-                            }
+                            (reading_row(reading))
                         }
                     }
                 }
             }
+        }
+        @if !trend.elsewhere.is_empty() {
+            section aria-labelledby="elsewhere-heading" {
+                h2 #elsewhere-heading { "Earlier readings from other places" }
+                table #elsewhere {
+                    caption { "The newest reading from each place with none in the last "
+                        (window_days) " days, newest first." }
+                    (reading_head())
+                    tbody {
+                        @for reading in &trend.elsewhere {
+                            (reading_row(reading))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn reading_head() -> Markup {
+    html! {
+        thead {
+            tr {
+                th scope="col" { "Date" }
+                th scope="col" { "Measured at" }
+                th scope="col" { "Systolic (mmHg)" }
+                th scope="col" { "Diastolic (mmHg)" }
+                th scope="col" { "Flag" }
+            }
+        }
+    }
+}
+
+fn reading_row(reading: &Reading) -> Markup {
+    html! {
+        tr class=[reading.flagged.then_some("flagged")] {
+            td { time datetime=(reading.effective) { (reading.date) } }
+            td.origin { (reading.origin) }
+            td.number { (reading.systolic) }
+            td.number { (reading.diastolic) }
+            td { @if reading.flagged { span.flag { "High" } } }
         }
     }
 }
@@ -413,16 +502,23 @@ pub fn chart(readings: &[Reading]) -> Markup {
                 polyline points=(points(|r| r.systolic)) fill="none" stroke=(SYSTOLIC_COLOUR) stroke-width="2" {}
                 polyline points=(points(|r| r.diastolic)) fill="none" stroke=(DIASTOLIC_COLOUR) stroke-width="2" {}
                 @for reading in &oldest_first {
-                    g {
-                        title { (reading.date) ": " (reading.systolic) "/" (reading.diastolic) " mmHg" }
-                        circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.systolic))) r="3" fill=(SYSTOLIC_COLOUR) {}
-                        circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.diastolic))) r="3" fill=(DIASTOLIC_COLOUR) {}
+                    g data-origin=(reading.origin) {
+                        title { (reading.date) ", " (reading.origin) ": " (reading.systolic) "/" (reading.diastolic) " mmHg" }
+                        @if reading.origin == "home" {
+                            circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.systolic))) r="3" fill=(SYSTOLIC_COLOUR) {}
+                            circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.diastolic))) r="3" fill=(DIASTOLIC_COLOUR) {}
+                        } @else {
+                            // Measured by a professional: a larger hollow marker.
+                            circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.systolic))) r="5" fill="#fff" stroke=(SYSTOLIC_COLOUR) stroke-width="2" {}
+                            circle cx=(format!("{:.1}", x(reading))) cy=(format!("{:.1}", y(reading.diastolic))) r="5" fill="#fff" stroke=(DIASTOLIC_COLOUR) stroke-width="2" {}
+                        }
                     }
                 }
             }
             figcaption {
                 "Upper line: systolic; lower line: diastolic (mmHg). Dashed lines mark "
-                (SYSTOLIC_LIMIT) " and " (DIASTOLIC_LIMIT) " mmHg."
+                (SYSTOLIC_LIMIT) " and " (DIASTOLIC_LIMIT) " mmHg. Filled dots: home \
+                 measurements; hollow circles: measured at the GP, the hospital or by home care."
             }
         }
     }
@@ -447,18 +543,24 @@ mod tests {
             systolic,
             diastolic,
             flagged: systolic >= SYSTOLIC_LIMIT || diastolic >= DIASTOLIC_LIMIT,
+            origin: "home".into(),
+        }
+    }
+
+    fn at(origin: &str, reading: Reading) -> Reading {
+        Reading {
+            origin: origin.into(),
+            ..reading
         }
     }
 
     fn trend() -> Trend {
         let readings = vec![
             reading("2026-10-30", 142, 91),
+            at("gp", reading("2026-10-12", 150, 88)),
             reading("2026-10-01", 128, 82),
         ];
-        Trend {
-            latest: readings.first().cloned(),
-            readings,
-        }
+        Trend::new(readings, &[])
     }
 
     #[test]
@@ -473,6 +575,50 @@ mod tests {
         assert!(html.contains("<svg"));
         assert_eq!(html.matches("<polyline").count(), 2);
         assert!(!html.contains("<script"));
+    }
+
+    #[test]
+    fn each_reading_says_where_it_was_measured() {
+        let html = clinician_page(None, &trend(), 90);
+        assert!(
+            html.contains("<th scope=\"col\">Measured at</th>"),
+            "{html}"
+        );
+        assert!(html.contains("<td class=\"origin\">gp</td>"), "{html}");
+        assert_eq!(html.matches("<td class=\"origin\">home</td>").count(), 2);
+        assert!(
+            html.contains(r#"Measured at: <span class="origin">home</span> (2), <span class="origin">gp</span> (1)."#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<g data-origin="gp"><title>2026-10-12, gp: 150/88 mmHg</title>"#));
+        assert!(!html.contains("elsewhere"), "nothing earlier: {html}");
+    }
+
+    #[test]
+    fn the_newest_earlier_reading_of_each_place_missing_from_the_window_is_shown() {
+        let earlier = [
+            reading("2026-07-30", 135, 85),
+            at("gp", reading("2026-06-23", 151, 90)),
+            at("hospital", reading("2026-03-04", 160, 95)),
+            at("hospital", reading("2026-03-03", 170, 99)),
+        ];
+        let trend = Trend::new(vec![reading("2026-10-30", 142, 91)], &earlier);
+        assert_eq!(trend.latest.as_ref().unwrap().date, "2026-10-30");
+        let dates: Vec<&str> = trend.elsewhere.iter().map(|r| r.date.as_str()).collect();
+        assert_eq!(dates, ["2026-06-23", "2026-03-04"]);
+        let html = clinician_page(None, &trend, 90);
+        assert!(
+            html.contains("<h2 id=\"elsewhere-heading\">Earlier readings from other places</h2>")
+        );
+        assert!(
+            html.contains("<td class=\"origin\">hospital</td>"),
+            "{html}"
+        );
+
+        // With nothing in the window, the newest reading is still the latest.
+        let trend = Trend::new(vec![], &earlier);
+        assert_eq!(trend.latest.as_ref().unwrap().date, "2026-07-30");
+        assert_eq!(trend.elsewhere.len(), 3);
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! Blood pressure follow-up for heart patients.
 //!
 //! - `GET /` — for a clinician: the patient's name, the latest reading, and the trend of the
-//!   last 90 days as an SVG chart and a table, readings at or above 140/90 flagged. For the
-//!   patient (or a citizen, about themselves): a form to enter a home measurement, then their
-//!   own trend.
+//!   last 90 days as an SVG chart and a table, readings at or above 140/90 flagged, each
+//!   saying where it was measured: at home (entered with this app), or read from the record
+//!   of the hospital, the GP or the municipality's home care ([`fhir::origin`]); then, for
+//!   each place with no reading in those days, its newest earlier one. For the patient (or a
+//!   citizen, about themselves): a form to enter a home measurement, then their own trend.
 //! - `POST /measurements` — the form's target: validates the numbers, stores a FHIR
 //!   Observation (LOINC 85354-9 with components 8480-6 and 8462-4 in mm[Hg]) and redirects to
 //!   `/`.
 //! - `GET /api/readings` — the trend as JSON:
-//!   `{"patient", "readings": [{"date", "effective", "systolic", "diastolic", "flagged"}], "latest"}`.
+//!   `{"patient", "readings": [{"date", "effective", "systolic", "diastolic", "flagged", "origin"}], "latest", "elsewhere"}`.
 //!
 //! A platform call that is denied is shown as such (`403`), unavailable data as `503`, and
 //! without a patient in context the app asks for one (`400`).
@@ -27,9 +29,10 @@ healthcloud_sdk::serve!(|request| router().handle(request));
 const TREND_DAYS: i64 = 90;
 /// More readings than anyone measures in the window; an upper bound on one page's work.
 const MAX_READINGS: usize = 1000;
-/// How many of the newest panels to look through for the latest complete one, when the
-/// window holds none.
-const LATEST_LOOKBACK: u32 = 5;
+/// How many of the newest panels before the window are looked through for the latest reading
+/// (when the window holds none) and for the newest one from each place with none in the
+/// window: one page.
+const EARLIER_LOOKBACK: u32 = 100;
 
 fn router() -> Router {
     Router::new()
@@ -132,6 +135,7 @@ struct ReadingsBody {
     patient: String,
     readings: Vec<Reading>,
     latest: Option<Reading>,
+    elsewhere: Vec<Reading>,
 }
 
 fn api_readings(_request: Request) -> Response {
@@ -147,6 +151,7 @@ fn api_readings(_request: Request) -> Response {
             patient: patient_id,
             readings: trend.readings,
             latest: trend.latest,
+            elsewhere: trend.elsewhere,
         }),
         Err(error) => {
             note_failure(&error, "search blood pressure readings");
@@ -155,8 +160,9 @@ fn api_readings(_request: Request) -> Response {
     }
 }
 
-/// The patient in context's readings of the last [`TREND_DAYS`] days, newest first, and
-/// the newest reading even if it is older.
+/// The patient in context's readings of the last [`TREND_DAYS`] days, newest first; the
+/// newest reading even if it is older; and the newest earlier reading of each place (home,
+/// the GP, the hospital, …) with none in the window.
 fn load_trend() -> Result<Trend, fhir::Error> {
     let since = Date::today().add_days(-TREND_DAYS);
     let observations: Vec<Observation> = blood_pressure_search()
@@ -168,16 +174,15 @@ fn load_trend() -> Result<Trend, fhir::Error> {
         .iter()
         .filter_map(Reading::from_observation)
         .collect();
-    let latest = match readings.first() {
-        Some(newest) => Some(newest.clone()),
-        None => blood_pressure_search()
-            .count(LATEST_LOOKBACK)
-            .first_page::<Observation>()?
-            .resources
-            .iter()
-            .find_map(Reading::from_observation),
-    };
-    Ok(Trend { readings, latest })
+    let earlier: Vec<Reading> = blood_pressure_search()
+        .param("date", &format!("lt{since}"))
+        .count(EARLIER_LOOKBACK)
+        .first_page::<Observation>()?
+        .resources
+        .iter()
+        .filter_map(Reading::from_observation)
+        .collect();
+    Ok(Trend::new(readings, &earlier))
 }
 
 fn blood_pressure_search() -> fhir::Search {

@@ -19,6 +19,7 @@ pub const LAYOUT: Layout = Layout {
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }
 dt { font-weight: 600; }
 dd { margin: 0; }
+.origin { color: #555; font-variant: small-caps; }
 ",
 };
 
@@ -45,7 +46,16 @@ pub fn summary_page(record: &Record, generated_at: &str, document_url: &str) -> 
                    data: &Section,
                    line: fn(&Value) -> String,
                    empty: &str| {
-        let lines: Vec<String> = data.items().iter().map(line).collect();
+        // Each item says whose record it is from: the summary is assembled from the
+        // hospital's, the GP's and other organizations' own systems.
+        let lines: Vec<(String, String)> = data
+            .items()
+            .iter()
+            .map(|item| {
+                let origin = fhir::Origin::of(item["meta"]["source"].as_str());
+                (line(item), origin.label().into_owned())
+            })
+            .collect();
         html! {
             section aria-labelledby=(id) {
                 h2 id=(id) { (title) }
@@ -54,7 +64,11 @@ pub fn summary_page(record: &Record, generated_at: &str, document_url: &str) -> 
                 } @else if lines.is_empty() {
                     p { (empty) }
                 } @else {
-                    ul { @for line in &lines { li { (line) } } }
+                    ul {
+                        @for (line, origin) in &lines {
+                            li { (line) " " span.origin { "(" (origin) ")" } }
+                        }
+                    }
                 }
             }
         }
@@ -71,6 +85,7 @@ pub fn summary_page(record: &Record, generated_at: &str, document_url: &str) -> 
                 }
                 dt { "Summary made" } dd { (generated_at) }
             }
+            p { "Assembled from each organization's own record; each item names whose it is." }
             (section(
                 "medication",
                 "Medication",
@@ -118,7 +133,9 @@ mod tests {
             medications: Section::Read(vec![]),
             allergies: Section::Read(vec![json!({"resourceType": "AllergyIntolerance",
                 "code": {"text": "Penicillinallergi"}, "criticality": "high", "category": ["medication"]})]),
-            problems: Section::Read(vec![]),
+            problems: Section::Read(vec![json!({"resourceType": "Condition",
+                "meta": {"source": "urn:healthcloud:source:gp"},
+                "code": {"text": "Essentiel hypertension"}})]),
         };
         let html = summary_page(
             &record,
@@ -129,7 +146,10 @@ mod tests {
         assert!(html.contains("0302509996"));
         assert!(html.contains("Penicillinallergi (medication; high criticality)"));
         assert!(html.contains("No current medication is recorded."));
-        assert!(html.contains("No current problems are recorded."));
+        assert!(
+            html.contains(r#"<li>Essentiel hypertension <span class="origin">(gp)</span></li>"#),
+            "{html}"
+        );
         assert!(html.contains(r#"href="/apps/r/examples/patient-summary/api/ips""#));
     }
 
@@ -154,6 +174,9 @@ mod tests {
         assert!(!html.contains("No current medication"), "{html}");
         assert!(html.contains(r#"<p class="unavailable">The allergy and intolerance data is unavailable right now"#), "{html}");
         assert!(!html.contains("store timeout"), "{html}");
-        assert!(html.contains("<li>Type 2 diabetes</li>"), "{html}");
+        assert!(
+            html.contains(r#"<li>Type 2 diabetes <span class="origin">(hospital)</span></li>"#),
+            "{html}"
+        );
     }
 }
