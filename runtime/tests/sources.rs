@@ -215,3 +215,32 @@ async fn apps_built_against_either_version_run_side_by_side() {
     assert_eq!(new.json()["ids"], json!(["b-bp-1"]));
     assert_eq!(new.json()["complete"], true);
 }
+
+/// The blood-pressure app, as a clinician sees it, when the GP system does not answer: the
+/// home store's readings, and a sentence that the GP's are not shown.
+#[tokio::test]
+async fn bp_monitor_says_which_place_did_not_answer_and_shows_the_rest() {
+    let host = Host::new().await;
+    failing_gp(&host).await;
+    let (manifest, bytes) = common::example_app("bp-monitor");
+    host.install(REGION, &manifest, &bytes, None).unwrap();
+    let page = host
+        .get(
+            &format!("/apps/{REGION}/examples/bp-monitor/"),
+            &host.clinician("pat-a"),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("<strong>138/86 mmHg</strong>"),
+        "the home store's readings: {}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("Not shown: readings from <span class=\"origin\">gp</span>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("ORA-01017"), "{}", page.body);
+}

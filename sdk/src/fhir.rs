@@ -426,6 +426,13 @@ impl Search {
     /// Follows `next` cursors and returns every result, up to [`limit`](Self::limit):
     /// results past the limit are not fetched.
     pub fn all<T: DeserializeOwned>(&self) -> Result<Vec<T>, Error> {
+        Ok(self.all_pages()?.resources)
+    }
+
+    /// As [`all`](Self::all), as one [`Page`] holding every result: its
+    /// [`incomplete`](Page::incomplete) names each source missing from any of the pages read,
+    /// so the app can say that what it shows may not be everything.
+    pub fn all_pages<T: DeserializeOwned>(&self) -> Result<Page<T>, Error> {
         self.collect_pages(|cursor| self.fetch(cursor))
     }
 
@@ -445,16 +452,31 @@ impl Search {
     fn collect_pages<T: DeserializeOwned>(
         &self,
         mut fetch: impl FnMut(Option<&str>) -> Result<wit::SearchPage, Error>,
-    ) -> Result<Vec<T>, Error> {
-        let mut results = Vec::new();
+    ) -> Result<Page<T>, Error> {
+        let mut results = Page {
+            resources: Vec::new(),
+            total: 0,
+            next: None,
+            incomplete: Vec::new(),
+        };
         let mut cursor: Option<String> = None;
-        while results.len() < self.limit {
+        while results.resources.len() < self.limit {
             let page = fetch(cursor.as_deref())?;
             let empty = page.resources.is_empty();
             let mut decoded = decode_page::<T>(&self.resource_type, page)?;
-            let room = self.limit - results.len();
+            let room = self.limit - results.resources.len();
             decoded.resources.truncate(room);
-            results.append(&mut decoded.resources);
+            results.resources.append(&mut decoded.resources);
+            results.total = decoded.total;
+            for missing in decoded.incomplete {
+                if !results
+                    .incomplete
+                    .iter()
+                    .any(|m| m.source == missing.source)
+                {
+                    results.incomplete.push(missing);
+                }
+            }
             // An empty page with a cursor would loop forever; a host never sends one, but
             // the app should not hang if one ever did.
             match decoded.next {
@@ -544,7 +566,8 @@ mod tests {
                     _ => page(&["e"], None),
                 })
             })
-            .unwrap();
+            .unwrap()
+            .resources;
         assert_eq!(ids(&results), ["a", "b", "c", "d", "e"]);
         assert_eq!(cursors, [None, Some("c1".into()), Some("c2".into())]);
     }
@@ -558,7 +581,8 @@ mod tests {
                 fetches += 1;
                 Ok(page(&["x", "y"], Some("more")))
             })
-            .unwrap();
+            .unwrap()
+            .resources;
         assert_eq!(results.len(), 3);
         assert_eq!(fetches, 2);
     }
@@ -571,14 +595,15 @@ mod tests {
                 fetches += 1;
                 Ok(page(&[], Some("again")))
             })
-            .unwrap();
+            .unwrap()
+            .resources;
         assert!(results.is_empty());
         assert_eq!(fetches, 1);
     }
 
     #[test]
     fn errors_stop_the_search_and_map_to_statuses() {
-        let denied: Result<Vec<Value>, _> = search("Observation")
+        let denied: Result<Page<Value>, _> = search("Observation")
             .collect_pages(|_| Err(Error::Denied("the patient opted out".into())));
         let error = denied.unwrap_err();
         assert_eq!(error.status_code(), 403);
@@ -586,6 +611,29 @@ mod tests {
         assert_eq!(error.to_string(), "access denied: the patient opted out");
         assert_eq!(Error::from(wit::Error::NotFound), Error::NotFound);
         assert_eq!(Error::Unavailable("x".into()).status_code(), 503);
+    }
+
+    #[test]
+    fn all_pages_names_each_source_missing_from_any_page_once() {
+        let missing = |source: &str| wit::Incomplete {
+            source: source.into(),
+            code: "timeout".into(),
+            diagnostics: format!("source '{source}' did not answer"),
+        };
+        let all: Page<Value> = search("Observation")
+            .collect_pages(|cursor| {
+                let mut next = page(&["a"], cursor.is_none().then_some("c1"));
+                next.incomplete = match cursor {
+                    None => vec![missing("gp")],
+                    _ => vec![missing("gp"), missing("kommune")],
+                };
+                Ok(next)
+            })
+            .unwrap();
+        assert_eq!(ids(&all.resources), ["a", "a"]);
+        assert!(!all.is_complete());
+        let sources: Vec<&str> = all.incomplete.iter().map(|m| m.source.as_str()).collect();
+        assert_eq!(sources, ["gp", "kommune"]);
     }
 
     #[test]
@@ -711,7 +759,7 @@ mod tests {
             #[expect(dead_code, reason = "only decoding is tested")]
             id: u32,
         }
-        let result: Result<Vec<Strict>, _> =
+        let result: Result<Page<Strict>, _> =
             search("Observation").collect_pages(|_| Ok(page(&["not-a-number"], None)));
         assert!(matches!(result, Err(Error::Json(reason)) if reason.starts_with("Observation")));
     }

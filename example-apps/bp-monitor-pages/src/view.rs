@@ -39,6 +39,9 @@ pub struct Trend {
     /// first ([`Trend::newest_from_elsewhere`]): the GP's or the hospital's last measurement
     /// beside a window of home measurements.
     pub elsewhere: Vec<Reading>,
+    /// The places (sources) whose readings are missing because they did not answer: what
+    /// the page shows may not be everything.
+    pub missing: Vec<String>,
 }
 
 impl Trend {
@@ -51,6 +54,7 @@ impl Trend {
             readings,
             latest,
             elsewhere,
+            missing: Vec::new(),
         }
     }
 
@@ -318,6 +322,16 @@ fn trend_section(trend: &Trend, window_days: i64) -> Markup {
     html! {
         section aria-labelledby="trend-heading" {
             h2 #trend-heading { "Readings of the last " (window_days) " days" }
+            @if !trend.missing.is_empty() {
+                p #missing role="status" {
+                    "Not shown: readings from "
+                    @for (i, place) in trend.missing.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        span.origin { (place) }
+                    }
+                    ", which did not answer just now. What you see may not be every reading; try again later."
+                }
+            }
             @match &trend.latest {
                 Some(latest) => {
                     p #latest {
@@ -665,5 +679,17 @@ mod tests {
         let markup = chart(&[reading("2026-10-30", 120, 80)]).into_string();
         assert!(markup.contains("1 reading from 2026-10-30 to 2026-10-30"));
         assert!(!markup.contains("NaN"));
+    }
+
+    #[test]
+    fn a_partial_answer_names_the_places_that_did_not_answer() {
+        let mut trend = Trend::new(Vec::new(), &[]);
+        assert!(!clinician_page(None, &trend, 90).contains("Not shown"));
+        trend.missing = vec!["gp".into(), "municipality".into()];
+        let html = clinician_page(None, &trend, 90);
+        assert!(
+            html.contains("Not shown: readings from <span class=\"origin\">gp</span>, <span class=\"origin\">municipality</span>, which did not answer just now."),
+            "{html}"
+        );
     }
 }

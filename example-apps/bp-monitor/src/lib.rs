@@ -165,24 +165,33 @@ fn api_readings(_request: Request) -> Response {
 /// the GP, the hospital, …) with none in the window.
 fn load_trend() -> Result<Trend, fhir::Error> {
     let since = Date::today().add_days(-TREND_DAYS);
-    let observations: Vec<Observation> = blood_pressure_search()
+    let window = blood_pressure_search()
         .param("date", &format!("ge{since}"))
         .count(100)
         .limit(MAX_READINGS)
-        .all()?;
-    let readings: Vec<Reading> = observations
-        .iter()
-        .filter_map(Reading::from_observation)
-        .collect();
-    let earlier: Vec<Reading> = blood_pressure_search()
-        .param("date", &format!("lt{since}"))
-        .count(EARLIER_LOOKBACK)
-        .first_page::<Observation>()?
+        .all_pages::<Observation>()?;
+    let readings: Vec<Reading> = window
         .resources
         .iter()
         .filter_map(Reading::from_observation)
         .collect();
-    Ok(Trend::new(readings, &earlier))
+    let before = blood_pressure_search()
+        .param("date", &format!("lt{since}"))
+        .count(EARLIER_LOOKBACK)
+        .first_page::<Observation>()?;
+    let earlier: Vec<Reading> = before
+        .resources
+        .iter()
+        .filter_map(Reading::from_observation)
+        .collect();
+    let mut trend = Trend::new(readings, &earlier);
+    // A place that did not answer is said, not silently left out.
+    for missing in window.incomplete.iter().chain(&before.incomplete) {
+        if !trend.missing.contains(&missing.source) {
+            trend.missing.push(missing.source.clone());
+        }
+    }
+    Ok(trend)
 }
 
 fn blood_pressure_search() -> fhir::Search {
