@@ -74,20 +74,9 @@ impl FhirService {
         self
     }
 
-    /// The service reading through `sources` (whose patient index is in this database).
-    pub fn with_sources(mut self, sources: Sources) -> Self {
-        self.sources = sources;
-        self
-    }
-
     /// The upstream sources read through, to add, remove and check them.
     pub fn sources(&self) -> &Sources {
         &self.sources
-    }
-
-    /// The patient index the sources should match patients with: in this service's database.
-    pub fn patient_index(&self) -> PatientIndex {
-        PatientIndex::new(self.store.database().clone(), PATIENT_INDEX_MAX_AGE)
     }
 
     /// The per-principal refusal limiter, for other front doors (the region admin API).
@@ -644,9 +633,14 @@ impl FhirService {
         patient: &str,
         audit: &mut Pending<'_>,
     ) -> Result<SearchPage, FhirError> {
-        self.check_consent(context, Some(query.type_def), patient)
-            .await?;
-        let Some(cpr) = self.cpr_of(patient).await? else {
+        // The CPR number is looked up at home while consent is checked; no source is asked
+        // before consent allowed it.
+        let (consent, cpr) = tokio::join!(
+            self.check_consent(context, Some(query.type_def), patient),
+            self.cpr_of(patient)
+        );
+        consent?;
+        let Some(cpr) = cpr? else {
             // Sources know patients by CPR number; without one, only the home record has data.
             return self.store.search(query).await;
         };

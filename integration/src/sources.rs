@@ -232,17 +232,6 @@ impl Sources {
         }
     }
 
-    /// The registry with another skip policy (before any source is added).
-    pub fn with_skip_policy(self, skip: SkipPolicy) -> Self {
-        Sources {
-            inner: Arc::new(Inner {
-                registered: RwLock::default(),
-                index: self.inner.index.clone(),
-                skip,
-            }),
-        }
-    }
-
     /// Adds (or replaces) a source. Nothing is sent to it yet.
     pub fn add(&self, settings: SourceSettings) -> anyhow::Result<()> {
         let name = settings.upstream.name.clone();
@@ -332,14 +321,35 @@ impl Sources {
         query: &SearchQuery,
         patient: CompartmentPatient<'_>,
     ) -> Vec<SourceReport> {
-        let sources = self.all();
-        let parts = sources.iter().map(|source| async {
-            SourceReport {
-                source: source.name().to_owned(),
-                outcome: self.search_one(source, query, patient).await,
-            }
-        });
-        futures_util::future::join_all(parts).await
+        // Each source's part runs as its own task: checking and renaming what a source sent
+        // takes CPU, which the other sources' parts need not wait for.
+        let parts: Vec<_> = self
+            .all()
+            .into_iter()
+            .map(|source| {
+                let registry = self.clone();
+                let query = query.clone();
+                let (id, cpr) = (patient.id.to_owned(), patient.cpr.to_owned());
+                let name = source.name().to_owned();
+                let task = tokio::spawn(async move {
+                    let patient = CompartmentPatient { id: &id, cpr: &cpr };
+                    registry.search_one(&source, &query, patient).await
+                });
+                (name, task)
+            })
+            .collect();
+        let mut reports = Vec::with_capacity(parts.len());
+        for (source, task) in parts {
+            let outcome = task.await.unwrap_or_else(|error| {
+                tracing::error!(source, %error, "a source's part of a search failed");
+                SourceOutcome::Failed(
+                    "exception",
+                    format!("source '{source}' could not be asked: healthcloud failed"),
+                )
+            });
+            reports.push(SourceReport { source, outcome });
+        }
+        reports
     }
 
     async fn search_one(
