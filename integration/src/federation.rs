@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::evaluate::satisfies;
 use crate::params::{self, IndexRows, ParamKind};
 use crate::patient_index::{IdentityError, PatientIndex};
-use crate::query::{Filter, Match, SearchQuery, Value as QueryValue};
+use crate::query::{Filter, Match, SearchQuery, Sort, Value as QueryValue};
 use crate::store::Quantifier;
 use crate::upstream::{Upstream, UpstreamCapabilities, UpstreamError};
 
@@ -70,6 +70,12 @@ pub struct SourceAnswer {
     /// Whether the search was sent: not when the source cannot search the type by patient
     /// or holds no such patient.
     pub searched: bool,
+    /// How many resources match at the source: those read, or, when only the first of a
+    /// sorted search were read, the source's own count.
+    pub total: usize,
+    /// Whether `resources` are in the source's own order of a sorted search (the first of
+    /// them), rather than all of them in no particular order.
+    pub ordered: bool,
 }
 
 /// A resource a source sent that did not pass.
@@ -135,7 +141,9 @@ pub async fn search_source(
         constraints: Default::default(),
         ..query.clone()
     };
+    let mut candidates = 0;
     for filter in pushed {
+        candidates += 1;
         if let Some((parameter, value)) = pushed_down(filter)
             && source.capabilities.searches(
                 resource_type,
@@ -146,11 +154,34 @@ pub async fn search_source(
             asked.filters.push(filter.clone());
         }
     }
-    parameters.push(("_count".into(), MAX_RESULTS_PER_SOURCE.to_string()));
-    let (matches, truncated) = read_pages(&source.upstream, resource_type, parameters).await?;
+    // When the source applies the whole search and can sort it as asked, only the first
+    // matches up to the end of the page are read, in its order, with its count of the rest;
+    // otherwise every match (up to the cap) is read and ordered here.
+    let exact = asked.filters.len() == candidates
+        && query
+            .constraints
+            .groups
+            .iter()
+            .all(|group| group.len() == 1);
+    let sort = match query.sort {
+        Sort::DateAscending => Some("date"),
+        Sort::DateDescending => Some("-date"),
+        Sort::Id => None,
+    };
+    let wanted = match sort {
+        Some(sort) if exact && source.capabilities.searches(resource_type, "date") => {
+            parameters.push(("_sort".into(), sort.into()));
+            Some((query.offset + query.count).clamp(1, MAX_RESULTS_PER_SOURCE))
+        }
+        _ => None,
+    };
+    let count = wanted.unwrap_or(MAX_RESULTS_PER_SOURCE);
+    parameters.push(("_count".into(), count.to_string()));
+    let pages = read_pages(&source.upstream, resource_type, parameters, wanted).await?;
     let mut answer = SourceAnswer {
         searched: true,
-        truncated,
+        truncated: pages.truncated,
+        ordered: pages.ordered,
         ..SourceAnswer::default()
     };
     let patients = BTreeMap::from([(source_patient.clone(), patient.id.to_owned())]);
@@ -161,7 +192,7 @@ pub async fn search_source(
     };
     // A source that sends one resource twice must not make it count, or page, twice.
     let mut returned = BTreeSet::new();
-    for mut resource in matches {
+    for mut resource in pages.matches {
         let named = format!(
             "{}/{}",
             resource["resourceType"].as_str().unwrap_or("?"),
@@ -183,25 +214,56 @@ pub async fn search_source(
             }),
         }
     }
+    answer.total = match pages.first_of {
+        // The source's count, of what it was asked (the whole search): what it sent beyond
+        // the page is not read, so what it sent that fails is not known either.
+        Some(total) => total.max(answer.resources.len()),
+        None => answer.resources.len(),
+    };
     Ok(answer)
 }
 
 /// The most pages read from one source for one search.
 const MAX_PAGES_PER_SOURCE: usize = 10;
 
+/// What [`read_pages`] read.
+struct Pages {
+    /// The matches read, in the source's order.
+    matches: Vec<Value>,
+    /// Whether the source holds more than could be read.
+    truncated: bool,
+    /// Whether `matches` are the source's sorted order (of all its matches, or the first).
+    ordered: bool,
+    /// When only the first matches were read (enough for the page): the source's count of
+    /// them all.
+    first_of: Option<usize>,
+}
+
 /// The matches of a search at `source`, page after page, up to [`MAX_RESULTS_PER_SOURCE`]
-/// and [`MAX_PAGES_PER_SOURCE`]; and whether it holds more than were read. A `next` link is
-/// followed only as parameters of a search at the source's own base: wherever it points, no
-/// other server is asked (and whatever comes back is held to every check, as the first page).
+/// and [`MAX_PAGES_PER_SOURCE`], or only the first `wanted` when the source says how many
+/// match in all (`Bundle.total`). A `next` link is followed only as parameters of a search at
+/// the source's own base: wherever it points, no other server is asked (and whatever comes
+/// back is held to every check, as the first page).
 async fn read_pages(
     source: &Upstream,
     resource_type: &str,
     parameters: Vec<(String, String)>,
-) -> Result<(Vec<Value>, bool), UpstreamError> {
+    wanted: Option<usize>,
+) -> Result<Pages, UpstreamError> {
     let mut matches = Vec::new();
     let mut parameters = parameters;
-    for _ in 0..MAX_PAGES_PER_SOURCE {
+    let mut reported_total = None;
+    let done = |matches: Vec<Value>, truncated: bool| Pages {
+        matches,
+        truncated,
+        ordered: false,
+        first_of: None,
+    };
+    for page in 0..MAX_PAGES_PER_SOURCE {
         let mut bundle = source.search(resource_type, &parameters).await?;
+        if page == 0 {
+            reported_total = bundle["total"].as_u64().map(|n| n as usize);
+        }
         let read = matches.len();
         if let Value::Array(entries) = bundle["entry"].take() {
             matches.extend(
@@ -217,20 +279,38 @@ async fn read_pages(
         // it holds more: one search merges, sorts and logs at most that many of its resources.
         if matches.len() > MAX_RESULTS_PER_SOURCE {
             matches.truncate(MAX_RESULTS_PER_SOURCE);
-            return Ok((matches, true));
+            return Ok(done(matches, true));
         }
         let next = next_parameters(&bundle, resource_type);
+        if let (Some(wanted), Some(total), Some(_)) = (wanted, reported_total, &next)
+            && matches.len() >= wanted
+        {
+            return Ok(Pages {
+                matches,
+                truncated: false,
+                ordered: true,
+                first_of: Some(total),
+            });
+        }
         match next {
-            None if has_next(&bundle) => return Ok((matches, true)),
-            None => return Ok((matches, false)),
+            None if has_next(&bundle) => return Ok(done(matches, true)),
+            None => {
+                return Ok(Pages {
+                    matches,
+                    truncated: false,
+                    // All of a sorted search: in the source's order too.
+                    ordered: wanted.is_some(),
+                    first_of: None,
+                });
+            }
             // A page that adds nothing would be asked for again and again.
             Some(_) if matches.len() == read || matches.len() == MAX_RESULTS_PER_SOURCE => {
-                return Ok((matches, true));
+                return Ok(done(matches, true));
             }
             Some(next) => parameters = next,
         }
     }
-    Ok((matches, true))
+    Ok(done(matches, true))
 }
 
 fn has_next(bundle: &Value) -> bool {

@@ -659,7 +659,7 @@ impl FhirService {
         );
         let home = home?;
         let mut total = home.total;
-        let mut merged: Vec<Merged> = home.resources.into_iter().map(Merged::Home).collect();
+        let mut lists = vec![home.resources.into_iter().map(Merged::Home).collect()];
         let mut incomplete = Vec::new();
         for report in reports {
             audit
@@ -674,16 +674,19 @@ impl FhirService {
                 incomplete.push(missing);
             }
             if let SourceOutcome::Answered(answer) = report.outcome {
-                total += answer.resources.len();
-                merged.extend(answer.resources.into_iter().map(Merged::Source));
+                total += answer.total;
+                let mut list: Vec<Merged> =
+                    answer.resources.into_iter().map(Merged::Source).collect();
+                if !answer.ordered {
+                    list.sort_by(|a, b| compare(a.key(), b.key(), query.sort));
+                }
+                lists.push(list);
             }
         }
-        sort(&mut merged, query.sort, Merged::key);
         // Only the page's resources are serialized.
-        let resources = merged
+        let resources = merge(lists, query.sort, query.offset + query.count)
             .into_iter()
             .skip(query.offset)
-            .take(query.count)
             .map(|matched| match matched {
                 Merged::Home(stored) => Ok(stored),
                 Merged::Source(renamed) => stored_from_source(renamed).map(|(stored, _)| stored),
@@ -1014,27 +1017,55 @@ impl Merged {
     }
 }
 
-/// Orders `items` as the embedded store orders a search: by `sort` on their dates, then by id
-/// (bytes); `key` gives each one's date and id.
-fn sort<T>(items: &mut [T], sort: Sort, key: impl Fn(&T) -> (Option<i64>, &str)) {
+/// How two matches with (date, id) keys are ordered, as the embedded store orders a search:
+/// by `sort` on their dates (those without one last, as the store's `NULLS LAST`), then by
+/// id (bytes).
+fn compare(a: (Option<i64>, &str), b: (Option<i64>, &str), sort: Sort) -> std::cmp::Ordering {
     use std::cmp::Ordering;
-    // Resources without a date come last either way, as in the store's `NULLS LAST`.
-    let by_date = |a: Option<i64>, b: Option<i64>, descending: bool| match (a, b) {
-        (Some(a), Some(b)) if descending => b.cmp(&a),
-        (Some(a), Some(b)) => a.cmp(&b),
+    let by_date = |descending: bool| match (a.0, b.0) {
+        (Some(x), Some(y)) if descending => y.cmp(&x),
+        (Some(x), Some(y)) => x.cmp(&y),
         (Some(_), None) => Ordering::Less,
         (None, Some(_)) => Ordering::Greater,
         (None, None) => Ordering::Equal,
     };
-    items.sort_by(|a, b| {
-        let ((a_date, a_id), (b_date, b_id)) = (key(a), key(b));
-        let first = match sort {
-            Sort::Id => Ordering::Equal,
-            Sort::DateAscending => by_date(a_date, b_date, false),
-            Sort::DateDescending => by_date(a_date, b_date, true),
+    let first = match sort {
+        Sort::Id => Ordering::Equal,
+        Sort::DateAscending => by_date(false),
+        Sort::DateDescending => by_date(true),
+    };
+    first.then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
+}
+
+/// The first `limit` items of `lists`, each already in order, merged by `sort`: at each step
+/// the list whose next item comes first, the earlier list when they compare equal. Each list
+/// keeps its own order (a source's sorted answer stays as it sorted it), so merging the first
+/// items of longer lists gives the first items of the same merge: every page of a search is
+/// cut from one order, however the sources break ties.
+fn merge(lists: Vec<Vec<Merged>>, sort: Sort, limit: usize) -> Vec<Merged> {
+    let mut lists: Vec<std::collections::VecDeque<Merged>> =
+        lists.into_iter().map(Into::into).collect();
+    let mut merged = Vec::with_capacity(limit.min(lists.iter().map(|l| l.len()).sum()));
+    while merged.len() < limit {
+        let mut first: Option<usize> = None;
+        for (index, list) in lists.iter().enumerate() {
+            let Some(head) = list.front() else {
+                continue;
+            };
+            let earlier = first.is_none_or(|best| {
+                let best = lists[best].front().expect("a list with a head");
+                compare(head.key(), best.key(), sort).is_lt()
+            });
+            if earlier {
+                first = Some(index);
+            }
+        }
+        let Some(first) = first else {
+            break;
         };
-        first.then_with(|| a_id.as_bytes().cmp(b_id.as_bytes()))
-    });
+        merged.extend(lists[first].pop_front());
+    }
+    merged
 }
 
 /// Which patients' logs get an access record, and which patients it probed out of reach.

@@ -61,7 +61,7 @@ fn settings(name: &str, base: Url, configure: impl FnOnce(&mut UpstreamConfig)) 
 struct World {
     home: Harness,
     _hovedstaden: Harness,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl World {
@@ -135,7 +135,7 @@ async fn world() -> World {
     World {
         home,
         _hovedstaden: hovedstaden,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -661,4 +661,80 @@ async fn an_opted_out_patient_named_by_an_unconfined_clinician_is_refused_before
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     assert_eq!(counting.requests(), 0);
+}
+
+/// Readings taken at the same moment in several places page as one order: a source that
+/// sorts and is read only up to the end of each page keeps its own order of ties, and every
+/// reading is on exactly one page.
+#[tokio::test]
+async fn readings_of_the_same_moment_across_sources_page_once_each() {
+    let world = world().await;
+    let moment = "2026-06-10T12:00:00Z";
+    let mut tied = vec![common::sources::patient("t-1", HC_CPR)];
+    for n in 1..=9 {
+        tied.push(observation(
+            &format!("tie-{n}"),
+            "t-1",
+            BP,
+            "vital-signs",
+            moment,
+        ));
+    }
+    let clinic = Harness::with_limits(
+        Backend::Sqlite,
+        PageLimits {
+            default_count: 3,
+            max_count: 3,
+        },
+    )
+    .await
+    .unwrap();
+    import(&clinic, tied).await;
+    import(
+        &world.home,
+        vec![
+            observation("home-tie-1", "hc-1", BP, "vital-signs", moment),
+            observation("home-tie-2", "hc-1", BP, "vital-signs", moment),
+        ],
+    )
+    .await;
+    let address = serve(clinic.app.clone()).await;
+    let token = world.dir.path().join("clinic.token");
+    std::fs::write(&token, clinic.clinician_of("region-midtjylland")).unwrap();
+    world
+        .home
+        .service
+        .sources()
+        .add(settings(
+            "clinic",
+            Url::parse(&format!("http://{address}/fhir/r4")).unwrap(),
+            |c| c.auth = UpstreamAuth::BearerFile(token),
+        ))
+        .unwrap();
+    let clinician = world.home.clinician();
+    let search = format!("Observation?patient=hc-1&code={LOINC}|{BP}&_sort=-date");
+    let all = world
+        .home
+        .ids(&format!("{search}&_count=100"), &clinician)
+        .await;
+    assert_eq!(all.len(), 2 + 2 + 6 + 9, "{all:?}");
+    let mut paged = Vec::new();
+    let mut next = Some(format!("{search}&_count=4"));
+    while let Some(url) = next {
+        let response = world.home.get(&url, &clinician).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+        assert_eq!(response.body["total"], 19, "{}", response.body);
+        let (ids, issues) = matches_and_issues(&response.body);
+        assert!(issues.is_empty(), "{issues:?}");
+        paged.extend(ids);
+        next = response.body["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|link| link["relation"] == "next")
+            .map(|link| link["url"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(paged, all, "every reading once, in one order");
+    let unique: BTreeSet<&String> = paged.iter().collect();
+    assert_eq!(unique.len(), paged.len());
 }
