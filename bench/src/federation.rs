@@ -995,9 +995,10 @@ pub fn table(results: &Results) -> String {
              cost: policy, consent, the patient index, the home store, three upstream calls, \
              merging and the audit write; sources' CPU is what the three sources' processes \
              spent answering it. The load generator runs in the benchmark's own process. \
-             Federation asks each source for all of the patient's matches \
-             (`Observation?patient=<id there>&code=…&_count=1000`, unsorted) and sorts and pages \
-             them itself.",
+             Federation asks each source that applies the whole search and sorts by date for the \
+             first matches up to the end of the page (`Observation?patient=<id there>&code=…\
+             &_sort=-date&_count=100`) with its count of all, and merges them with the home \
+             store's.",
             ms(resolution)
         ),
     );

@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::evaluate::satisfies;
 use crate::params::{self, IndexRows, ParamKind};
 use crate::patient_index::{IdentityError, PatientIndex};
-use crate::query::{Filter, Match, SearchQuery, Sort, Value as QueryValue};
+use crate::query::{Filter, Match, SearchQuery, Sort, Value as QueryValue, compartment_patients};
 use crate::store::Quantifier;
 use crate::upstream::{Upstream, UpstreamCapabilities, UpstreamError};
 
@@ -143,6 +143,10 @@ pub async fn search_source(
     };
     let mut candidates = 0;
     for filter in pushed {
+        // The patient's own compartment is what `patient=` asks the source for.
+        if names_only(query, filter, patient.id) {
+            continue;
+        }
         candidates += 1;
         if let Some((parameter, value)) = pushed_down(filter)
             && source.capabilities.searches(
@@ -311,6 +315,17 @@ async fn read_pages(
         }
     }
     Ok(done(matches, true))
+}
+
+/// Whether `filter` is a condition on the compartment that names only `patient`.
+fn names_only(query: &SearchQuery, filter: &Filter, patient: &str) -> bool {
+    match filter {
+        Filter::Param { def, mode, values } => {
+            compartment_patients(query.type_def, def, *mode, values)
+                .is_some_and(|named| named.iter().all(|id| *id == patient))
+        }
+        _ => false,
+    }
 }
 
 fn has_next(bundle: &Value) -> bool {
