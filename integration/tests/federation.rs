@@ -65,6 +65,28 @@ struct World {
 }
 
 impl World {
+    /// The ids of every page of the search `first`, following `next` links: each page
+    /// complete, and saying there are `total` matches.
+    async fn pages(&self, first: &str, token: &str, total: usize) -> Vec<String> {
+        let mut paged = Vec::new();
+        let mut next = Some(first.to_owned());
+        while let Some(url) = next {
+            let response = self.home.get(&url, token).await;
+            assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+            assert_eq!(response.body["total"], total, "{}", response.body);
+            let (ids, issues) = matches_and_issues(&response.body);
+            assert!(issues.is_empty(), "{issues:?}");
+            paged.extend(ids);
+            next = response.body["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|link| link["relation"] == "next")
+                .map(|link| link["url"].as_str().unwrap().to_owned());
+        }
+        paged
+    }
+
     /// Adds a source at `base` with no credentials.
     fn add_source(&self, name: &str, base: Url) {
         let sources = self.home.service.sources();
@@ -239,22 +261,13 @@ async fn pages_across_sources_hold_every_match_once_in_order() {
         )
         .await;
     assert_eq!(all.len(), 11);
-    let mut paged = Vec::new();
-    let mut next = Some(format!(
-        "Observation?patient=hc-1&code={LOINC}|{BP}&_sort=date&_count=4"
-    ));
-    while let Some(url) = next {
-        let response = world.home.get(&url, &clinician).await;
-        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
-        assert_eq!(response.body["total"], 11);
-        paged.extend(matches_and_issues(&response.body).0);
-        next = response.body["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|link| link["relation"] == "next")
-            .map(|link| link["url"].as_str().unwrap().to_owned());
-    }
+    let paged = world
+        .pages(
+            &format!("Observation?patient=hc-1&code={LOINC}|{BP}&_sort=date&_count=4"),
+            &clinician,
+            11,
+        )
+        .await;
     assert_eq!(paged, all);
 }
 
@@ -718,22 +731,9 @@ async fn readings_of_the_same_moment_across_sources_page_once_each() {
         .ids(&format!("{search}&_count=100"), &clinician)
         .await;
     assert_eq!(all.len(), 2 + 2 + 6 + 9, "{all:?}");
-    let mut paged = Vec::new();
-    let mut next = Some(format!("{search}&_count=4"));
-    while let Some(url) = next {
-        let response = world.home.get(&url, &clinician).await;
-        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
-        assert_eq!(response.body["total"], 19, "{}", response.body);
-        let (ids, issues) = matches_and_issues(&response.body);
-        assert!(issues.is_empty(), "{issues:?}");
-        paged.extend(ids);
-        next = response.body["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|link| link["relation"] == "next")
-            .map(|link| link["url"].as_str().unwrap().to_owned());
-    }
+    let paged = world
+        .pages(&format!("{search}&_count=4"), &clinician, 19)
+        .await;
     assert_eq!(paged, all, "every reading once, in one order");
     let unique: BTreeSet<&String> = paged.iter().collect();
     assert_eq!(unique.len(), paged.len());
