@@ -162,10 +162,8 @@ impl FhirService {
         if !is_fhir_id(id) {
             return Err(not_found());
         }
-        let groups = match (
-            self.source_of(id),
-            authorize(context, interaction, type_def),
-        ) {
+        let at_source = self.source_of(id);
+        let groups = match (at_source, authorize(context, interaction, type_def)) {
             // A caller the policy refuses this type gets no source asked on its behalf: that
             // would contact another organization's system (and resolve whose the resource
             // is) for nothing, and a source that is down would answer before the refusal.
@@ -176,7 +174,7 @@ impl FhirService {
             }
             (_, groups) => groups,
         };
-        let (resource, source_rows) = match self.source_of(id) {
+        let (resource, source_rows) = match at_source {
             Some((source, source_id)) => {
                 if interaction != Interaction::Read {
                     return Err(FhirError::MethodNotAllowed(format!(
