@@ -13,7 +13,7 @@ use axum::Router;
 use axum::extract::{Path, RawQuery};
 use axum::http::StatusCode;
 use axum::routing::get;
-use common::sources::{patient, searchset, serve};
+use common::sources::{RecordingSource, patient, searchset};
 use common::{Backend, Harness, LOINC, OBS_CATEGORY};
 use healthcloud_integration::FhirError;
 use healthcloud_integration::import::Importer;
@@ -23,7 +23,6 @@ use healthcloud_integration::sources::SourceSettings;
 use healthcloud_integration::upstream::UpstreamConfig;
 use healthcloud_platform::auth::{Role, TokenRequest};
 use healthcloud_platform::scope::Scope;
-use reqwest::Url;
 use serde_json::{Value, json};
 
 /// pat-a's and pat-b's CPR numbers in the harness's fixture.
@@ -40,55 +39,16 @@ fn observation(id: &str, subject: &str, date: &str) -> Value {
 }
 
 /// A source on loopback: it declares Patients searchable by identifier, Observations by
-/// patient, code, category and `_source`, and Consents and AuditEvents by patient, answers with `routes`, and records every request it gets
-/// (path and query).
-struct Source {
-    base: Url,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Source {
-    async fn start(routes: Router) -> Source {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let recorded = seen.clone();
-        let router = Router::new()
-            .route(
-                "/fhir/metadata",
-                get(|| async {
-                    axum::Json(json!({"resourceType": "CapabilityStatement",
-                        "rest": [{"mode": "server", "resource": [
-                            {"type": "Patient", "searchParam": [{"name": "identifier"}]},
-                            {"type": "Observation", "searchParam": [{"name": "patient"}, {"name": "code"}, {"name": "category"}, {"name": "_source"}]},
-                            {"type": "Consent", "searchParam": [{"name": "patient"}]},
-                            {"type": "AuditEvent", "searchParam": [{"name": "patient"}]}
-                        ]}]}))
-                }),
-            )
-            .merge(routes)
-            .layer(axum::middleware::from_fn(
-                move |request: axum::extract::Request, next: axum::middleware::Next| {
-                    recorded.lock().unwrap().push(request.uri().to_string());
-                    next.run(request)
-                },
-            ));
-        let address = serve(router).await;
-        Source {
-            base: Url::parse(&format!("http://{address}/fhir")).unwrap(),
-            seen,
-        }
-    }
-
-    /// The requests it got, as `path?query`.
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// The Observation searches and reads it got.
-    fn observation_requests(&self) -> Vec<String> {
-        (self.seen().into_iter())
-            .filter(|uri| uri.starts_with("/fhir/Observation"))
-            .collect()
-    }
+/// patient, code, category and `_source`, and Consents and AuditEvents by patient, answers
+/// with `routes`, and records every request it gets.
+async fn source(routes: Router) -> RecordingSource {
+    let declared = json!([
+        {"type": "Patient", "searchParam": [{"name": "identifier"}]},
+        {"type": "Observation", "searchParam": [{"name": "patient"}, {"name": "code"}, {"name": "category"}, {"name": "_source"}]},
+        {"type": "Consent", "searchParam": [{"name": "patient"}]},
+        {"type": "AuditEvent", "searchParam": [{"name": "patient"}]}
+    ]);
+    RecordingSource::start(declared, routes).await
 }
 
 /// Patient routes of an honest patient registry: a search by `identifier=system|value` finds
@@ -177,13 +137,13 @@ fn observations(bundle: Value, records: Vec<Value>) -> Router {
 }
 
 /// The home harness (pat-a, pat-b, pat-c) with `source` registered as `src`.
-async fn home_with(source: &Source) -> Harness {
+async fn home_with(source: &RecordingSource) -> Harness {
     let home = Harness::new(Backend::Sqlite).await.unwrap();
     add(&home, "src", source);
     home
 }
 
-fn add(home: &Harness, name: &str, source: &Source) {
+fn add(home: &Harness, name: &str, source: &RecordingSource) {
     home.service
         .sources()
         .add(SourceSettings {
@@ -243,7 +203,7 @@ async fn a_patient_named_by_a_url_elsewhere_lands_in_no_healthcloud_patients_rec
         "2026-01-03",
     );
     let mine = observation("mine", "Patient/s-a", "2026-01-01");
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR)]).merge(observations(
             searchset(vec![mine.clone(), elsewhere_a.clone(), elsewhere_b.clone()]),
             vec![mine, elsewhere_a, elsewhere_b],
@@ -285,7 +245,7 @@ async fn a_patient_named_by_a_url_elsewhere_lands_in_no_healthcloud_patients_rec
 #[tokio::test]
 async fn a_source_naming_a_home_patient_id_directly_plants_nothing_in_their_record() {
     let planted = observation("planted", "Patient/pat-b", "2026-01-05");
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR)]).merge(observations(
             searchset(vec![planted.clone()]),
             vec![planted],
@@ -315,7 +275,7 @@ async fn a_source_naming_a_home_patient_id_directly_plants_nothing_in_their_reco
 async fn an_opted_out_clinician_cannot_read_the_patients_record_at_a_source() {
     let mut record = patient("s-a", PAT_A_CPR);
     record["name"] = json!([{"family": "Sørensen", "given": ["Åse"]}]);
-    let source = Source::start(patients(vec![record])).await;
+    let source = source(patients(vec![record])).await;
     let home = home_with(&source).await;
     let citizen_a = home.citizen("pat-a");
     let opted = home
@@ -367,7 +327,7 @@ async fn a_source_cannot_forge_the_patients_consents_or_audit_trail() {
         "agent": [{"who": {"reference": "Practitioner/dr-nobody"}, "requestor": true}],
         "source": {"observer": {"display": "src"}},
         "entity": [{"what": {"reference": "Patient/s-a"}}]});
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR)])
             .route(
                 "/fhir/Consent",
@@ -413,7 +373,7 @@ async fn a_source_cannot_forge_the_patients_consents_or_audit_trail() {
 async fn a_cpr_number_a_source_holds_twice_joins_nobody_even_through_a_read() {
     let first = observation("first", "Patient/s-a", "2026-01-01");
     let second = observation("second", "Patient/s-a2", "2026-01-02");
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR), patient("s-a2", PAT_A_CPR)]).merge(observations(
             searchset(vec![first.clone(), second.clone()]),
             vec![first, second],
@@ -455,7 +415,7 @@ async fn a_cpr_number_a_source_holds_twice_joins_nobody_even_through_a_read() {
 #[tokio::test]
 async fn a_cpr_number_on_two_home_records_joins_neither_to_a_source() {
     let mine = observation("mine", "Patient/s-a", "2026-01-01");
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR)])
             .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
     )
@@ -489,7 +449,7 @@ async fn a_cpr_number_on_two_home_records_joins_neither_to_a_source() {
 async fn a_source_record_matched_anew_to_another_patient_is_no_longer_the_first_ones() {
     let mine = observation("mine", "Patient/s-1", "2026-01-01");
     let records = Arc::new(Mutex::new(vec![patient("s-1", PAT_A_CPR)]));
-    let source = Source::start(
+    let source = source(
         registry(records.clone()).merge(observations(searchset(vec![mine.clone()]), vec![mine])),
     )
     .await;
@@ -519,7 +479,7 @@ async fn a_source_record_matched_anew_to_another_patient_is_no_longer_the_first_
 #[tokio::test]
 async fn a_caller_cannot_get_a_source_skipped_for_everyone_by_reading_ids_it_refuses() {
     let mine = observation("mine", "Patient/s-a", "2026-01-01");
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR)])
             .route(
                 "/fhir/Observation",
@@ -561,7 +521,7 @@ async fn a_caller_cannot_get_a_source_skipped_for_everyone_by_reading_ids_it_ref
 #[tokio::test]
 async fn dot_segment_ids_reach_no_listing_at_the_source() {
     let mine = observation("mine", "Patient/s-a", "2026-01-01");
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR)])
             .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
     )
@@ -596,7 +556,7 @@ async fn dot_segment_ids_reach_no_listing_at_the_source() {
 #[tokio::test]
 async fn a_caller_cannot_get_a_source_skipped_by_searching_what_it_refuses() {
     let mine = observation("mine", "Patient/s-a", "2026-01-01");
-    let source = Source::start(patients(vec![patient("s-a", PAT_A_CPR)]).route(
+    let source = source(patients(vec![patient("s-a", PAT_A_CPR)]).route(
         "/fhir/Observation",
         get(move |RawQuery(query): RawQuery| {
             let mine = mine.clone();
@@ -647,7 +607,7 @@ async fn what_a_hostile_source_sends_is_held_to_the_patient_and_named_by_its_ori
         {"resource": observation("included", "Patient/s-b", "2026-01-01"), "search": {"mode": "include"}},
         {"resource": {"resourceType": "Patient", "id": "s-b", "identifier": [{"system": common::CPR, "value": PAT_B_CPR}]}, "search": {"mode": "include"}},
     ]});
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR), patient("s-b", PAT_B_CPR)]).merge(observations(
             bundle,
             vec![observation("x.y", "Patient/s-a", "2026-01-02")],
@@ -710,7 +670,7 @@ async fn a_flood_of_resources_is_read_no_further_than_asked_and_logged_in_brief(
         (0..3000).map(|n| observation(&format!("theirs-{n}"), "Patient/s-b", "2026-01-01")),
     );
     flood.push(observation("late", "Patient/s-a", "2026-01-02"));
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR)]).merge(observations(searchset(flood), vec![])),
     )
     .await;
@@ -735,7 +695,7 @@ async fn a_search_by_origin_holds_to_healthclouds_origin_not_the_sources() {
     let mut forged = observation("forged", "Patient/s-a", "2026-01-02");
     forged["meta"] = json!({"source": "urn:healthcloud:written:user:clinician:dr-trusted"});
     let held = vec![mine, forged];
-    let source = Source::start(patients(vec![patient("s-a", PAT_A_CPR)]).route(
+    let source = source(patients(vec![patient("s-a", PAT_A_CPR)]).route(
         "/fhir/Observation",
         get(move |RawQuery(query): RawQuery| {
             let held = held.clone();
@@ -785,7 +745,7 @@ async fn a_search_by_origin_holds_to_healthclouds_origin_not_the_sources() {
 async fn an_honest_source_is_not_reported_for_what_it_was_not_asked_to_filter() {
     let early = observation("early", "Patient/s-a", "2026-01-01");
     let late = observation("late", "Patient/s-a", "2026-06-01");
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR)])
             .merge(observations(searchset(vec![early, late]), vec![])),
     )
@@ -808,14 +768,12 @@ async fn an_honest_source_is_not_reported_for_what_it_was_not_asked_to_filter() 
 /// included); the answer says the source holds more than was read.
 #[tokio::test]
 async fn a_sources_next_link_is_never_followed() {
-    let elsewhere = Source::start(Router::new()).await;
+    let elsewhere = source(Router::new()).await;
     let next = format!("{}/Observation?patient=s-b&page=2", elsewhere.base);
     let mut bundle = searchset(vec![observation("mine", "Patient/s-a", "2026-01-01")]);
     bundle["link"] = json!([{"relation": "next", "url": next}]);
-    let source = Source::start(
-        patients(vec![patient("s-a", PAT_A_CPR)]).merge(observations(bundle, vec![])),
-    )
-    .await;
+    let source =
+        source(patients(vec![patient("s-a", PAT_A_CPR)]).merge(observations(bundle, vec![]))).await;
     let home = home_with(&source).await;
     let (ids, issues, _) = search(&home, "Observation", &home.citizen("pat-a")).await;
     assert!(ids.contains(&"src.mine".to_owned()), "{ids:?}");
@@ -830,7 +788,7 @@ async fn a_sources_next_link_is_never_followed() {
 #[tokio::test]
 async fn a_confined_caller_naming_another_patient_asks_no_source_about_them() {
     let theirs = observation("theirs", "Patient/s-b", "2026-01-01");
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-b", PAT_B_CPR)])
             .merge(observations(searchset(vec![theirs.clone()]), vec![theirs])),
     )
@@ -870,7 +828,7 @@ async fn a_confined_caller_naming_another_patient_asks_no_source_about_them() {
 #[tokio::test]
 async fn an_opted_out_clinician_reaches_no_source_data_of_the_patient() {
     let mine = observation("mine", "Patient/s-a", "2026-01-01");
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR)])
             .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
     )
@@ -931,7 +889,7 @@ async fn an_opted_out_clinician_reaches_no_source_data_of_the_patient() {
 #[tokio::test]
 async fn a_caller_without_access_to_a_type_gets_no_source_asked_by_reading_it() {
     let mine = observation("mine", "Patient/s-a", "2026-01-01");
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR)])
             .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
     )
@@ -961,7 +919,7 @@ async fn a_read_by_id_reaches_only_the_types_a_source_is_configured_for() {
         "subject": {"reference": "Patient/s-a"},
         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "59621000"}]}});
     let mine = observation("mine", "Patient/s-a", "2026-01-01");
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR)])
             .merge(observations(searchset(vec![mine.clone()]), vec![mine]))
             .merge(reads("/fhir/Condition/{id}", vec![condition])),
@@ -999,7 +957,7 @@ async fn an_app_in_one_patients_context_reaches_only_its_grant_of_that_patient()
     let mut lab = observation("lab", "Patient/s-a", "2026-01-02");
     lab["category"][0]["coding"][0]["code"] = json!("laboratory");
     let theirs = observation("theirs", "Patient/s-b", "2026-01-01");
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR), patient("s-b", PAT_B_CPR)]).merge(observations(
             searchset(vec![mine.clone(), lab.clone(), theirs.clone()]),
             vec![mine, lab, theirs],
@@ -1071,7 +1029,7 @@ async fn an_app_in_one_patients_context_reaches_only_its_grant_of_that_patient()
 /// a prefix naming no source reaches no source.
 #[tokio::test]
 async fn ids_that_look_like_source_ids_but_name_no_source_are_the_home_stores() {
-    let source = Source::start(patients(vec![patient("s-a", PAT_A_CPR)])).await;
+    let source = source(patients(vec![patient("s-a", PAT_A_CPR)])).await;
     let home = home_with(&source).await;
     let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
         {"resource": observation("lab.r1", "Patient/pat-a", "2026-01-01")}]});
@@ -1105,7 +1063,7 @@ async fn paging_tricks_across_sources_answer_every_match_once() {
     let readings: Vec<Value> = (1..=5)
         .map(|n| observation(&format!("tie-{n}"), "Patient/s-a", same_day))
         .collect();
-    let source = Source::start(
+    let source = source(
         patients(vec![patient("s-a", PAT_A_CPR)])
             .merge(observations(searchset(readings.clone()), readings)),
     )

@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use common::sources::{Medplum, ScriptedSource, searchset, serve};
+use common::sources::{Medplum, RecordingSource, searchset, serve};
 use common::{Backend, Harness, LOINC, OBS_CATEGORY};
 use healthcloud_integration::import::Importer;
 use healthcloud_integration::query::PageLimits;
@@ -366,7 +366,7 @@ async fn data_a_source_should_not_have_sent_is_withheld_and_logged() {
     let world = world().await;
     // A source that ignores every parameter: it sends another patient's reading, a
     // laboratory result outside the token's scope and a Condition in an Observation search.
-    let careless = ScriptedSource::start(
+    let careless = RecordingSource::scripted(
         "c-1",
         HC_CPR,
         Router::new().route(
@@ -413,7 +413,7 @@ async fn data_a_source_should_not_have_sent_is_withheld_and_logged() {
 #[tokio::test]
 async fn consent_is_checked_before_any_source_is_asked() {
     let world = world().await;
-    let counting = ScriptedSource::start(
+    let counting = RecordingSource::scripted(
         "c-1",
         HC_CPR,
         Router::new().route("/", get(|| async { axum::Json(searchset(vec![])) })),
@@ -490,8 +490,8 @@ async fn the_audit_event_names_each_source_and_what_it_returned() {
 }
 
 /// A source that answers identity lookups but fails every Observation search with `failure`.
-async fn failing_source(failure: Router) -> ScriptedSource {
-    ScriptedSource::start("c-1", HC_CPR, failure).await
+async fn failing_source(failure: Router) -> RecordingSource {
+    RecordingSource::scripted("c-1", HC_CPR, failure).await
 }
 
 #[tokio::test]
@@ -655,7 +655,7 @@ async fn a_source_that_keeps_failing_is_skipped_for_a_while_and_the_answer_says_
 #[tokio::test]
 async fn an_opted_out_patient_named_by_an_unconfined_clinician_is_refused_before_fan_out() {
     let world = world().await;
-    let counting = ScriptedSource::start(
+    let counting = RecordingSource::scripted(
         "c-1",
         HC_CPR,
         Router::new().route("/", get(|| async { axum::Json(searchset(vec![])) })),

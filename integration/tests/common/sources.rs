@@ -5,9 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
 use axum::routing::get;
@@ -102,49 +100,70 @@ pub fn searchset(resources: Vec<Value>) -> Value {
            "entry": resources.into_iter().map(|r| json!({"resource": r, "search": {"mode": "match"}})).collect::<Vec<_>>()})
 }
 
-/// A source that declares Observations searchable by patient and holds patient `patient_id`
-/// with CPR number `cpr`, and answers Observation searches and reads with `observations`
-/// (any handler: a hostile one too). Counts every request it gets.
-pub struct ScriptedSource {
+/// A source on loopback that declares `declared` (the `rest.resource` entries of its
+/// CapabilityStatement), answers with `routes` and records every request it gets.
+pub struct RecordingSource {
     pub base: Url,
-    pub requests: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<String>>>,
 }
 
-impl ScriptedSource {
-    pub async fn start(patient_id: &str, cpr: &str, observations: Router) -> ScriptedSource {
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counted = requests.clone();
-        let patients = searchset(vec![patient(patient_id, cpr)]);
+impl RecordingSource {
+    pub async fn start(declared: Value, routes: Router) -> RecordingSource {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorded = seen.clone();
+        let statement = json!({"resourceType": "CapabilityStatement",
+            "rest": [{"mode": "server", "resource": declared}]});
         let router = Router::new()
             .route(
                 "/fhir/metadata",
-                get(|| async {
-                    axum::Json(json!({"resourceType": "CapabilityStatement",
-                        "rest": [{"mode": "server", "resource": [
-                            {"type": "Patient", "searchParam": [{"name": "identifier"}]},
-                            {"type": "Observation", "searchParam": [{"name": "patient"}, {"name": "code"}, {"name": "category"}]}
-                        ]}]}))
-                }),
+                get(move || async move { axum::Json(statement) }),
             )
-            .route(
-                "/fhir/Patient",
-                get(move || async move { axum::Json(patients) }),
-            )
-            .nest("/fhir/Observation", observations)
+            .merge(routes)
             .layer(axum::middleware::from_fn(
                 move |request: axum::extract::Request, next: axum::middleware::Next| {
-                    counted.fetch_add(1, Ordering::SeqCst);
+                    recorded.lock().unwrap().push(request.uri().to_string());
                     next.run(request)
                 },
             ));
         let address = serve(router).await;
-        ScriptedSource {
+        RecordingSource {
             base: Url::parse(&format!("http://{address}/fhir")).unwrap(),
-            requests,
+            seen,
         }
     }
 
+    /// A source that declares Observations searchable by patient, holds patient
+    /// `patient_id` with CPR number `cpr`, and answers Observation searches and reads with
+    /// `observations` (any handler: a hostile one too).
+    pub async fn scripted(patient_id: &str, cpr: &str, observations: Router) -> RecordingSource {
+        let patients = searchset(vec![patient(patient_id, cpr)]);
+        let declared = json!([
+            {"type": "Patient", "searchParam": [{"name": "identifier"}]},
+            {"type": "Observation", "searchParam": [{"name": "patient"}, {"name": "code"}, {"name": "category"}]}
+        ]);
+        let routes = Router::new()
+            .route(
+                "/fhir/Patient",
+                get(move || async move { axum::Json(patients) }),
+            )
+            .nest("/fhir/Observation", observations);
+        RecordingSource::start(declared, routes).await
+    }
+
+    /// The requests it got, as `path?query`.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// How many requests it got.
     pub fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
+        self.seen.lock().unwrap().len()
+    }
+
+    /// The Observation searches and reads it got.
+    pub fn observation_requests(&self) -> Vec<String> {
+        (self.seen().into_iter())
+            .filter(|uri| uri.starts_with("/fhir/Observation"))
+            .collect()
     }
 }
