@@ -71,7 +71,6 @@ pub struct Sources {
 struct Inner {
     registered: RwLock<BTreeMap<String, Arc<Registered>>>,
     index: PatientIndex,
-    skip: SkipPolicy,
 }
 
 #[derive(Debug)]
@@ -79,8 +78,8 @@ struct Registered {
     settings: SourceSettings,
     upstream: Upstream,
     skip: SkipPolicy,
-    /// What it declared, narrowed by `settings.types`, and when it was read.
-    capabilities: Mutex<Option<(UpstreamCapabilities, Instant)>>,
+    /// What it declared, narrowed by `settings.types`, as last read.
+    capabilities: Mutex<Option<UpstreamCapabilities>>,
     health: Mutex<Health>,
 }
 
@@ -227,7 +226,6 @@ impl Sources {
             inner: Arc::new(Inner {
                 registered: RwLock::default(),
                 index,
-                skip: SkipPolicy::default(),
             }),
         }
     }
@@ -244,7 +242,7 @@ impl Sources {
         let registered = Arc::new(Registered {
             settings,
             upstream,
-            skip: self.inner.skip,
+            skip: SkipPolicy::default(),
             capabilities: Mutex::default(),
             health: Mutex::default(),
         });
@@ -522,7 +520,7 @@ impl Registered {
 
     /// What it serves: as last read, else read now.
     async fn capabilities(&self) -> Result<UpstreamCapabilities, UpstreamError> {
-        if let Some((capabilities, _)) = &*self.capabilities.lock().expect("poisoned") {
+        if let Some(capabilities) = &*self.capabilities.lock().expect("poisoned") {
             return Ok(capabilities.clone());
         }
         self.refresh_capabilities().await
@@ -541,7 +539,7 @@ impl Registered {
                 .types
                 .retain(|resource_type, _| types.contains(resource_type));
         }
-        *self.capabilities.lock().expect("poisoned") = Some((declared.clone(), Instant::now()));
+        *self.capabilities.lock().expect("poisoned") = Some(declared.clone());
         Ok(declared)
     }
 
@@ -595,7 +593,7 @@ impl Registered {
             base: self.upstream.base().to_string(),
             types: capabilities
                 .as_ref()
-                .map(|(declared, _)| declared.types.keys().cloned().collect()),
+                .map(|declared| declared.types.keys().cloned().collect()),
             last_success: health.last_success.map(rfc3339),
             latency_ms: health.latency.map(|l| l.as_millis() as u64),
             failures_in_a_row: health.failures_in_a_row,
