@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::evaluate::satisfies;
 use crate::params::{self, IndexRows, ParamKind};
-use crate::patient_index::{IdentityError, PatientIndex};
+use crate::patient_index::{IdentityError, PatientIndex, Remembered};
 use crate::query::{Filter, Match, SearchQuery, Sort, Value as QueryValue, compartment_patients};
 use crate::store::Quantifier;
 use crate::upstream::{Upstream, UpstreamCapabilities, UpstreamError};
@@ -45,6 +45,8 @@ pub struct CompartmentPatient<'a> {
     pub id: &'a str,
     /// The patient's CPR number, by which sources know them.
     pub cpr: &'a str,
+    /// What the patient index held about them.
+    pub remembered: &'a Remembered,
 }
 
 /// A resource from a source, renamed into healthcloud's namespace, with its index.
@@ -119,7 +121,12 @@ pub async fn search_source(
         return Ok(SourceAnswer::default());
     }
     let Some(source_patient) = index
-        .at_source(&source.upstream, patient.id, patient.cpr)
+        .at_source_with(
+            &source.upstream,
+            patient.id,
+            patient.cpr,
+            patient.remembered,
+        )
         .await?
     else {
         return Ok(SourceAnswer::default());

@@ -8,6 +8,7 @@
 //! matches nobody, and a CPR number the source holds twice matches nobody either, since
 //! either would join one person's record to another's.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -47,6 +48,22 @@ pub enum IdentityError {
     Home(#[from] FhirError),
 }
 
+/// What the index held, still fresh, about one patient: per source, their id there (`None`
+/// when the source was found to hold no such patient).
+#[derive(Debug, Clone, Default)]
+pub struct Remembered {
+    patient: String,
+    fresh: BTreeMap<String, Option<String>>,
+}
+
+impl Remembered {
+    /// Nothing read yet: the index is read when a source is asked.
+    pub const NOT_READ: Remembered = Remembered {
+        patient: String::new(),
+        fresh: BTreeMap::new(),
+    };
+}
+
 /// The patient index in the shared database.
 #[derive(Debug, Clone)]
 pub struct PatientIndex {
@@ -69,19 +86,49 @@ impl PatientIndex {
         patient: &str,
         cpr: &str,
     ) -> Result<Option<String>, IdentityError> {
+        self.at_source_with(source, patient, cpr, &Remembered::NOT_READ)
+            .await
+    }
+
+    /// What the index holds, still fresh, about `patient` at every source: read once for a
+    /// search that asks several sources.
+    pub async fn remembered(&self, patient: &str) -> Result<Remembered, sqlx::Error> {
         let mut select = self
             .db
-            .sql("SELECT source_patient, checked_at FROM source_patients WHERE source = ");
-        select
-            .bind(source.name())
-            .push(" AND patient = ")
-            .bind(patient);
-        if let Some(row) = select.query().fetch_optional(self.db.pool()).await? {
+            .sql("SELECT source, source_patient, checked_at FROM source_patients WHERE patient = ");
+        select.bind(patient);
+        let mut fresh = BTreeMap::new();
+        for row in select.query().fetch_all(self.db.pool()).await? {
             let checked_at: String = row.try_get("checked_at")?;
-            let fresh = self.is_fresh(&checked_at);
-            if fresh {
-                return Ok(row.try_get("source_patient")?);
+            if self.is_fresh(&checked_at) {
+                fresh.insert(row.try_get("source")?, row.try_get("source_patient")?);
             }
+        }
+        Ok(Remembered {
+            patient: patient.to_owned(),
+            fresh,
+        })
+    }
+
+    /// As [`at_source`](Self::at_source), with what the index held about `patient` already
+    /// read ([`Remembered::NOT_READ`] reads it now).
+    pub async fn at_source_with(
+        &self,
+        source: &Upstream,
+        patient: &str,
+        cpr: &str,
+        remembered: &Remembered,
+    ) -> Result<Option<String>, IdentityError> {
+        let read;
+        let remembered = match remembered.patient == patient {
+            true => remembered,
+            false => {
+                read = self.remembered(patient).await?;
+                &read
+            }
+        };
+        if let Some(known) = remembered.fresh.get(source.name()) {
+            return Ok(known.clone());
         }
         let found = self.look_up(source, cpr).await?;
         self.remember(source.name(), patient, found.as_deref())

@@ -633,11 +633,13 @@ impl FhirService {
     ) -> Result<SearchPage, FhirError> {
         // The CPR number is looked up at home while consent is checked; no source is asked
         // before consent allowed it.
-        let (consent, cpr) = tokio::join!(
+        let (consent, cpr, remembered) = tokio::join!(
             self.check_consent(context, Some(query.type_def), patient),
-            self.cpr_of(patient)
+            self.cpr_of(patient),
+            self.sources.remembered(patient)
         );
         consent?;
+        let remembered = remembered.map_err(|e| FhirError::Internal(e.into()))?;
         let Some(cpr) = cpr? else {
             // Sources know patients by CPR number; without one, only the home record has data.
             return self.store.search(query).await;
@@ -650,6 +652,7 @@ impl FhirService {
         let compartment = CompartmentPatient {
             id: patient,
             cpr: &cpr,
+            remembered: &remembered,
         };
         let (home, reports) = tokio::join!(
             self.store.search(&home),
@@ -717,11 +720,13 @@ impl FhirService {
         else {
             return Ok(None);
         };
-        let holders = SearchQuery::parse(
+        let mut holders = SearchQuery::parse(
             "Patient",
             &[("identifier".into(), format!("{CPR_SYSTEM}|{cpr}"))],
             self.limits,
         )?;
+        // Only counted.
+        holders.count = 0;
         let page = self.store.search(&holders).await?;
         Ok((page.total == 1).then(|| cpr.to_owned()))
     }

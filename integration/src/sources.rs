@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::federation::{
     self, CompartmentPatient, Dropped, FederatedSource, Renamed, SourceAnswer,
 };
-use crate::patient_index::{IdentityError, PatientIndex};
+use crate::patient_index::{IdentityError, PatientIndex, Remembered};
 use crate::query::SearchQuery;
 use crate::store::Incomplete;
 use crate::upstream::{Upstream, UpstreamCapabilities, UpstreamConfig, UpstreamError};
@@ -312,6 +312,11 @@ impl Sources {
         })
     }
 
+    /// What the patient index holds about `patient`, for [`search`](Self::search).
+    pub async fn remembered(&self, patient: &str) -> Result<Remembered, sqlx::Error> {
+        self.inner.index.remembered(patient).await
+    }
+
     /// Every source's part of `query` in `patient`'s compartment, asked in parallel. The
     /// caller has checked the patient's consent: this asks every source.
     pub async fn search(
@@ -321,6 +326,7 @@ impl Sources {
     ) -> Vec<SourceReport> {
         // Each source's part runs as its own task: checking and renaming what a source sent
         // takes CPU, which the other sources' parts need not wait for.
+        let remembered = Arc::new(patient.remembered.clone());
         let parts: Vec<_> = self
             .all()
             .into_iter()
@@ -328,9 +334,14 @@ impl Sources {
                 let registry = self.clone();
                 let query = query.clone();
                 let (id, cpr) = (patient.id.to_owned(), patient.cpr.to_owned());
+                let remembered = remembered.clone();
                 let name = source.name().to_owned();
                 let task = tokio::spawn(async move {
-                    let patient = CompartmentPatient { id: &id, cpr: &cpr };
+                    let patient = CompartmentPatient {
+                        id: &id,
+                        cpr: &cpr,
+                        remembered: &remembered,
+                    };
                     registry.search_one(&source, &query, patient).await
                 });
                 (name, task)

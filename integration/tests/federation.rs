@@ -456,6 +456,29 @@ async fn consent_is_checked_before_any_source_is_asked() {
 }
 
 #[tokio::test]
+async fn a_patient_matched_at_a_source_is_not_looked_up_again_while_the_match_is_fresh() {
+    let world = world().await;
+    let counting = RecordingSource::scripted(
+        "c-1",
+        HC_CPR,
+        Router::new().route("/", get(|| async { axum::Json(searchset(vec![])) })),
+    )
+    .await;
+    world.add_source("counting", counting.base.clone());
+    let citizen = world.home.citizen("hc-1");
+    for _ in 0..3 {
+        world.home.ids("Observation", &citizen).await;
+    }
+    let lookups = |seen: &[String]| {
+        (seen.iter())
+            .filter(|uri| uri.starts_with("/fhir/Patient"))
+            .count()
+    };
+    assert_eq!(lookups(&counting.seen()), 1, "{:?}", counting.seen());
+    assert_eq!(counting.observation_requests().len(), 3);
+}
+
+#[tokio::test]
 async fn the_audit_event_names_each_source_and_what_it_returned() {
     let world = world().await;
     let clinician = world.home.clinician();

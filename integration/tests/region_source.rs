@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Backend, Harness};
 use healthcloud_integration::federation::{CompartmentPatient, FederatedSource, search_source};
-use healthcloud_integration::patient_index::PatientIndex;
+use healthcloud_integration::patient_index::{PatientIndex, Remembered};
 use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::upstream::{Upstream, UpstreamAuth, UpstreamConfig};
 use reqwest::Url;
@@ -53,6 +53,7 @@ async fn a_patients_readings_in_another_region_come_back_through_this_one() {
     let patient = CompartmentPatient {
         id: "local-7",
         cpr: "7501504321",
+        remembered: &Remembered::NOT_READ,
     };
     let answer = search_source(&source, &index, &query, patient)
         .await

@@ -17,7 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use healthcloud_integration::federation::{CompartmentPatient, FederatedSource, search_source};
 use healthcloud_integration::open_database;
-use healthcloud_integration::patient_index::{IdentityError, PatientIndex};
+use healthcloud_integration::patient_index::{IdentityError, PatientIndex, Remembered};
 use healthcloud_integration::query::{Alternative, PageLimits, SearchQuery, parse_restriction};
 use healthcloud_integration::upstream::{
     Upstream, UpstreamAuth, UpstreamCapabilities, UpstreamConfig, UpstreamError,
@@ -851,6 +851,7 @@ fn observation_query(
 const HC: CompartmentPatient<'static> = CompartmentPatient {
     id: "hc-1",
     cpr: "0101701234",
+    remembered: &Remembered::NOT_READ,
 };
 
 #[tokio::test]
@@ -889,6 +890,7 @@ async fn a_sources_readings_come_back_named_through_healthcloud_in_the_patients_
     let stranger = CompartmentPatient {
         id: "hc-9",
         cpr: "0909909999",
+        remembered: &Remembered::NOT_READ,
     };
     let answer = search_source(&source, &index, &observation_query(&[], None), stranger)
         .await
@@ -1011,6 +1013,7 @@ async fn a_source_that_ignores_the_query_leaks_no_other_patient_and_nothing_outs
     let stranger = CompartmentPatient {
         id: "hc-9",
         cpr: "0909909999",
+        remembered: &Remembered::NOT_READ,
     };
     let answer = search_source(&source, &index, &query, stranger)
         .await

@@ -53,6 +53,9 @@ impl Database {
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(30))
+            // An embedded file cannot drop a connection, so it is not pinged (a round trip to
+            // its worker thread) before every query; a server's connections are.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
