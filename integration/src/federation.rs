@@ -58,6 +58,9 @@ pub struct Renamed {
     pub id: String,
     /// Its index rows, as the embedded store would keep them.
     pub rows: IndexRows,
+    /// Its JSON, when already written out in the source's own task (the first matches of a
+    /// sorted search, which the page is cut from), off the path of the merged answer.
+    pub json: Option<String>,
 }
 
 /// What one source contributed to a search.
@@ -217,12 +220,23 @@ pub async fn search_source(
             }),
             Ok(Some((id, rows))) => {
                 returned.insert(id.clone());
-                answer.resources.push(Renamed { resource, id, rows })
+                answer.resources.push(Renamed {
+                    resource,
+                    id,
+                    rows,
+                    json: None,
+                })
             }
             Err(reason) => answer.dropped.push(Dropped {
                 resource: named,
                 reason,
             }),
+        }
+    }
+    if answer.ordered {
+        // Sorted at the source, the first of them are what the page takes.
+        for renamed in answer.resources.iter_mut().take(query.offset + query.count) {
+            renamed.json = serde_json::to_string(&renamed.resource).ok();
         }
     }
     answer.total = match pages.first_of {
@@ -408,6 +422,7 @@ pub async fn read_source(
         resource,
         id: renamed,
         rows,
+        json: None,
     }))
 }
 

@@ -990,7 +990,16 @@ const PATIENT_INDEX_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 fn stored_from_source(
     renamed: Renamed,
 ) -> Result<(StoredResource, crate::params::IndexRows), FhirError> {
-    let Renamed { resource, id, rows } = renamed;
+    let Renamed {
+        resource,
+        id,
+        rows,
+        json,
+    } = renamed;
+    let content = match json {
+        Some(json) => json,
+        None => serde_json::to_string(&resource).map_err(|e| FhirError::Internal(e.into()))?,
+    };
     let stored = StoredResource {
         id,
         version_id: resource["meta"]["versionId"]
@@ -998,7 +1007,7 @@ fn stored_from_source(
             .and_then(|v| v.parse().ok())
             .unwrap_or(1),
         patient_id: rows.patient_id.clone(),
-        content: serde_json::to_string(&resource).map_err(|e| FhirError::Internal(e.into()))?,
+        content,
         sort_date: rows.sort_date,
     };
     Ok((stored, rows))
