@@ -118,6 +118,9 @@ pub enum TargetId {
     Hospital,
     /// The municipality's healthcloud node, directly.
     Municipality,
+    /// The three sources asked at once, directly: what the fan-out waits for when the
+    /// sources share this machine's cores, without healthcloud.
+    SourcesAtOnce,
     /// The home node, fanning out to the three sources.
     Federated,
 }
@@ -130,6 +133,7 @@ impl TargetId {
             TargetId::Gp => "gp: Medplum upstream, directly",
             TargetId::Hospital => "hospital: healthcloud node, directly",
             TargetId::Municipality => "municipality: healthcloud node, directly",
+            TargetId::SourcesAtOnce => "the 3 sources at once, directly",
             TargetId::Federated => "federated: home node over 3 sources",
         }
     }
@@ -137,7 +141,7 @@ impl TargetId {
     /// Whether it is one of the sources the federated search reads (the embedded store
     /// included).
     fn is_source(self) -> bool {
-        self != TargetId::Federated
+        !matches!(self, TargetId::SourcesAtOnce | TargetId::Federated)
     }
 }
 
@@ -300,12 +304,46 @@ fn source_settings(spec: &str) -> anyhow::Result<SourceSettings> {
 /// A request target: a server, one search path per patient, and what each answer holds.
 struct Target<'a> {
     id: TargetId,
-    server: &'a Server,
+    /// What one request is: each part's search, sent at once, done when all are answered.
+    parts: Vec<Part<'a>>,
     /// The servers that answer the sources' part of this target's requests.
     source_servers: Vec<&'a Server>,
+}
+
+impl<'a> Target<'a> {
+    /// A target of one server.
+    fn one(id: TargetId, part: Part<'a>, source_servers: Vec<&'a Server>) -> Self {
+        Target {
+            id,
+            parts: vec![part],
+            source_servers,
+        }
+    }
+
+    /// Its servers (not its sources').
+    fn servers(&self) -> Vec<&'a Server> {
+        self.parts.iter().map(|part| part.server).collect()
+    }
+
+    /// Per patient: the matches of all its parts.
+    fn matches(&self) -> Vec<usize> {
+        (0..PATIENTS.len())
+            .map(|n| self.parts.iter().map(|part| part.searches[n].1).sum())
+            .collect()
+    }
+}
+
+/// One server's share of a target's requests.
+struct Part<'a> {
+    server: &'a Server,
     bearer: Option<String>,
     /// Per patient: the search and its matches.
     searches: Vec<(String, usize)>,
+}
+
+/// The CPU time the processes of `servers` have used.
+fn cpu(servers: &[&Server]) -> anyhow::Result<Duration> {
+    servers.iter().map(|s| s.cpu()).sum()
 }
 
 /// Runs the benchmark in `config.data_dir` (which the caller removes).
@@ -413,56 +451,66 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
     };
     let federated_matches =
         |n: usize| HOME_READINGS + gp_readings[n] + HOSPITAL_READINGS + MUNICIPALITY_READINGS;
-    let targets = vec![
-        Target {
-            id: TargetId::HomeAlone,
-            server: &home_alone,
-            source_servers: Vec::new(),
-            bearer: Some(token_for(&home_alone, clinician())?),
-            searches: node_search("home", HOME_READINGS),
-        },
-        Target {
-            id: TargetId::Gp,
-            server: &gp,
-            source_servers: Vec::new(),
-            bearer: None,
-            searches: (1..=PATIENTS.len())
-                .map(|n| {
-                    (
-                        bp_search(&format!("gp-patient-{n}"), "/fhir/R4"),
-                        gp_readings[n - 1],
-                    )
-                })
-                .collect(),
-        },
-        Target {
-            id: TargetId::Hospital,
+    let gp_part = || Part {
+        server: &gp,
+        bearer: None,
+        searches: (1..=PATIENTS.len())
+            .map(|n| {
+                (
+                    bp_search(&format!("gp-patient-{n}"), "/fhir/R4"),
+                    gp_readings[n - 1],
+                )
+            })
+            .collect(),
+    };
+    let hospital_part = || -> anyhow::Result<Part<'_>> {
+        Ok(Part {
             server: &hospital,
-            source_servers: Vec::new(),
             bearer: Some(token_for(&hospital, integration_cloud())?),
             searches: node_search("hospital", HOSPITAL_READINGS),
-        },
-        Target {
-            id: TargetId::Municipality,
+        })
+    };
+    let municipality_part = || -> anyhow::Result<Part<'_>> {
+        Ok(Part {
             server: &municipality,
-            source_servers: Vec::new(),
             bearer: Some(token_for(&municipality, integration_cloud())?),
             searches: node_search("municipality", MUNICIPALITY_READINGS),
-        },
+        })
+    };
+    let targets = vec![
+        Target::one(
+            TargetId::HomeAlone,
+            Part {
+                server: &home_alone,
+                bearer: Some(token_for(&home_alone, clinician())?),
+                searches: node_search("home", HOME_READINGS),
+            },
+            Vec::new(),
+        ),
+        Target::one(TargetId::Gp, gp_part(), Vec::new()),
+        Target::one(TargetId::Hospital, hospital_part()?, Vec::new()),
+        Target::one(TargetId::Municipality, municipality_part()?, Vec::new()),
         Target {
-            id: TargetId::Federated,
-            server: &home,
-            source_servers: vec![&gp, &hospital, &municipality],
-            bearer: Some(token_for(&home, clinician())?),
-            searches: (1..=PATIENTS.len())
-                .map(|n| {
-                    (
-                        bp_search(&format!("home-patient-{n}"), "/fhir/r4"),
-                        federated_matches(n - 1),
-                    )
-                })
-                .collect(),
+            id: TargetId::SourcesAtOnce,
+            parts: vec![gp_part(), hospital_part()?, municipality_part()?],
+            source_servers: Vec::new(),
         },
+        Target::one(
+            TargetId::Federated,
+            Part {
+                server: &home,
+                bearer: Some(token_for(&home, clinician())?),
+                searches: (1..=PATIENTS.len())
+                    .map(|n| {
+                        (
+                            bp_search(&format!("home-patient-{n}"), "/fhir/r4"),
+                            federated_matches(n - 1),
+                        )
+                    })
+                    .collect(),
+            },
+            vec![&gp, &hospital, &municipality],
+        ),
     ];
 
     eprintln!("checking every answer, and the federated one source by source…");
@@ -516,15 +564,12 @@ async fn measure(targets: &[Target<'_>], clients: usize, requests: usize) -> any
         // This round's share: the remainder goes to the first rounds.
         let share = requests / ROUNDS + usize::from(round < requests % ROUNDS);
         for (i, target) in targets.iter().enumerate() {
-            let cpu = |servers: &[&Server]| -> anyhow::Result<Duration> {
-                servers.iter().map(|s| s.cpu()).sum()
-            };
-            let server_before = target.server.cpu()?;
+            let server_before = cpu(&target.servers())?;
             let sources_before = cpu(&target.source_servers)?;
             let latencies = self::requests(target, clients, share)
                 .await
                 .with_context(|| format!("round {} of {}", round + 1, target.id.name()))?;
-            server_cpu[i] += target.server.cpu()?.saturating_sub(server_before);
+            server_cpu[i] += cpu(&target.servers())?.saturating_sub(server_before);
             sources_cpu[i] += cpu(&target.source_servers)?.saturating_sub(sources_before);
             samples[i].extend(latencies);
         }
@@ -536,7 +581,7 @@ async fn measure(targets: &[Target<'_>], clients: usize, requests: usize) -> any
             .enumerate()
             .map(|(i, target)| Measured {
                 id: target.id,
-                matches: target.searches.iter().map(|(_, m)| *m).collect(),
+                matches: target.matches(),
                 latency: Latency::of(&samples[i]),
                 server_cpu: server_cpu[i],
                 sources_cpu: sources_cpu[i],
@@ -545,9 +590,9 @@ async fn measure(targets: &[Target<'_>], clients: usize, requests: usize) -> any
     })
 }
 
-/// Sends `count` searches to `target` over `clients` keep-alive connections (the patients
-/// taking turns), each connection sending its next as soon as its last was answered: every
-/// latency, every status checked, a sample of answers' matches counted.
+/// Sends `count` searches to `target` over `clients` keep-alive connections (per part), the
+/// patients taking turns, each client sending its next as soon as its last was answered:
+/// every latency, every status checked, a sample of answers' matches counted.
 async fn requests(
     target: &Target<'_>,
     clients: usize,
@@ -556,18 +601,29 @@ async fn requests(
     let clients = clients.clamp(1, count.max(1));
     let mut tasks = Vec::with_capacity(clients);
     for client in 0..clients {
-        let mut connection = Connection::open(target.server.addr, target.bearer.as_deref()).await?;
-        let searches = target.searches.clone();
+        let mut connections = Vec::with_capacity(target.parts.len());
+        for part in &target.parts {
+            let connection = Connection::open(part.server.addr, part.bearer.as_deref()).await?;
+            connections.push((connection, part.searches.clone()));
+        }
         let name = target.id.name();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             for (sent, n) in (client..count).step_by(clients).enumerate() {
-                let (path, matches) = &searches[n % searches.len()];
                 let started = Instant::now();
-                let body = connection.get_ok(path).await?;
+                let answers = futures_util::future::try_join_all(connections.iter_mut().map(
+                    async |(connection, searches)| {
+                        let (path, matches) = &searches[n % searches.len()];
+                        let body = connection.get_ok(path).await?;
+                        anyhow::Ok((body, path.clone(), *matches))
+                    },
+                ))
+                .await?;
                 latencies.push(started.elapsed());
                 if sent % CHECK_EVERY == 0 {
-                    check_page(&body, *matches).with_context(|| format!("{name}: {path}"))?;
+                    for (body, path, matches) in answers {
+                        check_page(&body, matches).with_context(|| format!("{name}: {path}"))?;
+                    }
                 }
             }
             anyhow::Ok(latencies)
@@ -580,12 +636,14 @@ async fn requests(
     Ok(latencies)
 }
 
-/// One search per patient, each answer's matches counted.
+/// One search per patient and part, each answer's matches counted.
 async fn check_once(target: &Target<'_>) -> anyhow::Result<()> {
-    let mut connection = Connection::open(target.server.addr, target.bearer.as_deref()).await?;
-    for (path, matches) in &target.searches {
-        let body = connection.get_ok(path).await?;
-        check_page(&body, *matches).with_context(|| format!("{}: {path}", target.id.name()))?;
+    for part in &target.parts {
+        let mut connection = Connection::open(part.server.addr, part.bearer.as_deref()).await?;
+        for (path, matches) in &part.searches {
+            let body = connection.get_ok(path).await?;
+            check_page(&body, *matches).with_context(|| format!("{}: {path}", target.id.name()))?;
+        }
     }
     Ok(())
 }
@@ -629,7 +687,8 @@ async fn verify_federated(
     target: &Target<'_>,
     gp_readings: &[usize],
 ) -> anyhow::Result<Vec<(String, usize)>> {
-    let mut connection = Connection::open(target.server.addr, target.bearer.as_deref()).await?;
+    let part = &target.parts[0];
+    let mut connection = Connection::open(part.server.addr, part.bearer.as_deref()).await?;
     let expected = |n: usize| {
         [
             ("home".to_owned(), HOME_READINGS),
@@ -685,7 +744,7 @@ async fn verify_federated(
             match next {
                 Some(url) => {
                     path = url
-                        .split_once(&target.server.addr.to_string())
+                        .split_once(&part.server.addr.to_string())
                         .map(|(_, path)| path.to_owned())
                         .with_context(|| format!("a next link to another server: {url}"))?;
                 }
@@ -968,6 +1027,21 @@ pub fn table(results: &Results) -> String {
                 ms(slowest.latency.p99),
                 if level.met() { "met" } else { "NOT met" },
                 level.overhead_ms()
+            ),
+        );
+    }
+    for level in &results.levels {
+        let federated = level.get(TargetId::Federated).latency.p99;
+        let at_once = level.get(TargetId::SourcesAtOnce).latency.p99;
+        line(
+            &mut out,
+            format!(
+                "beside it, {} client(s): the 3 sources asked at once directly (no healthcloud, \
+                 the sources sharing this machine's cores as in the fan-out) p99 {}; federated \
+                 {:+.2} ms above that",
+                level.clients,
+                ms(at_once),
+                federated.as_secs_f64() * 1e3 - at_once.as_secs_f64() * 1e3
             ),
         );
     }
