@@ -277,7 +277,8 @@ pub async fn serve_node(args: &NodeArgs) -> anyhow::Result<()> {
     };
     let router = axum::Router::new().nest("/fhir/r4", api::router(state));
     println!("listening on {addr}");
-    axum::serve(listener, router).await?;
+    // As `healthcloud serve` serves.
+    axum::serve(healthcloud_platform::http::without_delay(listener), router).await?;
     Ok(())
 }
 

@@ -186,13 +186,7 @@ pub async fn listen(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener>
 
 /// Serves until Ctrl-C.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> anyhow::Result<()> {
-    // Small answers go out at once instead of waiting for the client's delayed ACK (a
-    // download's last segment otherwise stalls ~40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
+    let listener = healthcloud_platform::http::without_delay(listener);
     // Each request carries its peer's address (`ConnectInfo`): the launch pages answer only
     // loopback peers.
     axum::serve(
