@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::date;
 use crate::error::FhirError;
 use crate::params::{self, split_reference};
+use crate::sources::{check_home_compartment, split_source_id};
 use crate::store::{EmbeddedStore, Prepared};
 use crate::validate;
 
@@ -224,6 +225,18 @@ impl<'a> Importer<'a> {
                             .map(str::to_owned)
                     });
                     match id {
+                        // `<source>.<id>` names a resource held at a source: a home resource of
+                        // that id would be listed by searches but never read back.
+                        Some(id) if split_source_id(&id).is_some() => {
+                            return Err(FhirError::invalid(
+                                format!("{path}.resource.id"),
+                                format!(
+                                    "'{id}' has the form <source>.<id>, which names resources held \
+                                     at a source; give it an id without a '.' after a lowercase \
+                                     name (or POST it for a new id)"
+                                ),
+                            ));
+                        }
                         Some(id) if is_fhir_id(&id) => id,
                         Some(id) => {
                             return Err(FhirError::invalid(
@@ -309,7 +322,10 @@ impl<'a> Importer<'a> {
             if params::type_def(&resource_type).is_some() {
                 validate::resource(&resource_type, &resource).map_err(in_bundle)?;
             }
-            prepared.push(Prepared::new(&resource_type, &id, 1, now, resource).map_err(in_bundle)?);
+            let item = Prepared::new(&resource_type, &id, 1, now, resource).map_err(in_bundle)?;
+            check_home_compartment(&resource_type, item.index.patient_id.as_deref())
+                .map_err(in_bundle)?;
+            prepared.push(item);
         }
         for (key, id) in identifiers {
             self.known_identifiers.entry(key).or_insert(id);

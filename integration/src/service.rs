@@ -21,7 +21,9 @@ use crate::query::{
 };
 use crate::ratelimit::{RefusalLimiter, RefusalLimits, is_refusal};
 use crate::security::{SecurityEvent, SecurityKind, SecurityLog};
-use crate::sources::{SourceError, SourceOutcome, Sources, split_source_id};
+use crate::sources::{
+    SourceError, SourceOutcome, Sources, check_home_compartment, split_source_id,
+};
 use crate::store::{
     ConsentVersion, EmbeddedStore, Prepared, Quantifier, SearchPage, StoredResource,
 };
@@ -509,6 +511,7 @@ impl FhirService {
                 "must reference the patient as Patient/<id>",
             ));
         }
+        check_home_compartment(type_def.name, patient.as_deref())?;
         if let Some(previous) = previous_patient
             && patient.as_deref() != previous
         {

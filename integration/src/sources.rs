@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::error::FhirError;
 use crate::federation::{
     self, CompartmentPatient, Dropped, FederatedSource, Renamed, SourceAnswer,
 };
-use crate::patient_index::{IdentityError, PatientIndex, Remembered};
+use crate::patient_index::{CPR_SYSTEM, IdentityError, PatientIndex, Remembered};
 use crate::query::SearchQuery;
 use crate::store::Incomplete;
 use crate::upstream::{Upstream, UpstreamCapabilities, UpstreamConfig, UpstreamError};
@@ -518,6 +519,26 @@ pub fn is_source_name(name: &str) -> bool {
 pub fn split_source_id(id: &str) -> Option<(&str, &str)> {
     id.split_once('.')
         .filter(|(source, rest)| is_source_name(source) && !rest.is_empty())
+}
+
+/// Refuses data filed in the compartment of a source's patient (`Patient/<source>.<id>`, as
+/// searches name them): data written here belongs in the healthcloud patient's own record,
+/// where their consent, log and confinement hold.
+pub fn check_home_compartment(resource_type: &str, patient: Option<&str>) -> Result<(), FhirError> {
+    let Some((source, _)) = patient.and_then(split_source_id) else {
+        return Ok(());
+    };
+    let element = crate::params::type_def(resource_type)
+        .and_then(|type_def| type_def.param("patient"))
+        .map_or("subject", |param| param.paths[0]);
+    Err(FhirError::invalid(
+        format!("{resource_type}.{element}"),
+        format!(
+            "Patient/{} is a patient record at source '{source}': reference the patient by \
+             their healthcloud id (Patient?identifier={CPR_SYSTEM}|<CPR number> finds it)",
+            patient.unwrap_or_default()
+        ),
+    ))
 }
 
 impl Registered {

@@ -14,7 +14,7 @@ use axum::extract::{Path, RawQuery};
 use axum::http::StatusCode;
 use axum::routing::get;
 use common::sources::{RecordingSource, patient, searchset};
-use common::{Backend, Harness, LOINC, OBS_CATEGORY};
+use common::{Backend, Harness, LOINC, OBS_CATEGORY, diagnostics};
 use healthcloud_integration::FhirError;
 use healthcloud_integration::import::Importer;
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
@@ -441,6 +441,71 @@ async fn a_cpr_number_on_two_home_records_joins_neither_to_a_source() {
             .iter()
             .all(|uri| !uri.contains("patient="))
     );
+}
+
+/// An import that names a home resource as a source's (`<source>.<id>`) is refused: listed by
+/// searches, it would be shadowed by the source's resource of that id on every read, so one id
+/// would name two resources. The source's own resource still reads through.
+#[tokio::test]
+async fn a_home_resource_cannot_take_the_id_of_a_sources_resource() {
+    let mine = observation("mine", "Patient/s-a", "2026-01-01");
+    let source = source(
+        patients(vec![patient("s-a", PAT_A_CPR)])
+            .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
+    )
+    .await;
+    let home = home_with(&source).await;
+    let forged = observation("src.mine", "Patient/pat-a", "2020-01-01");
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": forged}]});
+    let mut importer = Importer::new(&home.store);
+    let refused = importer.add(bundle).await.unwrap_err().to_string();
+    assert!(refused.contains("'src.mine'"), "{refused}");
+    assert!(refused.contains("<source>.<id>"), "{refused}");
+    importer.finish().await.unwrap();
+    let read = home
+        .get("Observation/src.mine", &home.citizen("pat-a"))
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.body["effectiveDateTime"], "2026-01-01");
+}
+
+/// Data written or imported about a source's patient (`Patient/src.s-a`, as searches name the
+/// source's records) is refused with the fix: filed under that id it would sit outside the
+/// healthcloud patient's record, their consent and their log.
+#[tokio::test]
+async fn data_cannot_be_filed_under_a_sources_patient() {
+    let source = source(patients(vec![patient("s-a", PAT_A_CPR)])).await;
+    let home = home_with(&source).await;
+    let reading = observation("new", "Patient/src.s-a", "2026-02-01");
+    let written = home
+        .request(
+            "POST",
+            "Observation",
+            Some(&home.clinician()),
+            Some(reading.clone()),
+        )
+        .await;
+    assert_eq!(
+        written.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        written.body
+    );
+    let message = diagnostics(&written);
+    assert!(message.contains("Patient/src.s-a"), "{message}");
+    assert!(message.contains("Patient?identifier="), "{message}");
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": observation("imported", "Patient/src.s-a", "2026-02-01")}]});
+    let mut importer = Importer::new(&home.store);
+    let refused = importer.add(bundle).await.unwrap_err().to_string();
+    assert!(refused.contains("Patient/src.s-a"), "{refused}");
+    importer.finish().await.unwrap();
+    // Nothing landed: the clinician finds no reading filed under that id.
+    let found = home
+        .ids("Observation?patient=src.s-a", &home.clinician())
+        .await;
+    assert!(found.is_empty(), "{found:?}");
 }
 
 /// A source corrects a record's CPR number: the record was filed under pat-a's number and is
@@ -1025,23 +1090,32 @@ async fn an_app_in_one_patients_context_reaches_only_its_grant_of_that_patient()
 
 // --- ids that look like source ids ----------------------------------------------------------------
 
-/// An id with a dot whose prefix names no source is the home store's: read from there, and
-/// a prefix naming no source reaches no source.
+/// An id with a dot that cannot name a source (`Lab.r1`: a source's name is lowercase) is the
+/// home store's; one that could (`lab.r1`) is the sources' even while no source has that
+/// name, so registering one later shadows nothing; and a prefix naming no source reaches no
+/// source.
 #[tokio::test]
 async fn ids_that_look_like_source_ids_but_name_no_source_are_the_home_stores() {
     let source = source(patients(vec![patient("s-a", PAT_A_CPR)])).await;
     let home = home_with(&source).await;
-    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": observation("lab.r1", "Patient/pat-a", "2026-01-01")}]});
-    let mut importer = Importer::new(&home.store);
-    importer.add(bundle).await.unwrap();
-    importer.finish().await.unwrap();
+    let import = async |id: &str| {
+        let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": observation(id, "Patient/pat-a", "2026-01-01")}]});
+        let mut importer = Importer::new(&home.store);
+        let added = importer.add(bundle).await;
+        importer.finish().await.unwrap();
+        added
+    };
+    import("Lab.r1").await.unwrap();
+    let refused = import("lab.r1").await.unwrap_err().to_string();
+    assert!(refused.contains("<source>.<id>"), "{refused}");
     let citizen_a = home.citizen("pat-a");
-    let read = home.get("Observation/lab.r1", &citizen_a).await;
+    let read = home.get("Observation/Lab.r1", &citizen_a).await;
     assert_eq!(read.status, StatusCode::OK, "{}", read.body);
-    let other = home.get("Observation/lab.r1", &home.citizen("pat-b")).await;
+    let other = home.get("Observation/Lab.r1", &home.citizen("pat-b")).await;
     assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.body);
     for path in [
+        "Observation/lab.r1",
         "Observation/nosuch.a-bp-1",
         "Observation/SRC.mine",
         "Observation/.src",
