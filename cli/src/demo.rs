@@ -81,7 +81,11 @@ pub async fn ensure_world(stores: SectorStores<'_>, patients: usize) -> anyhow::
         let parts = tokio::task::spawn_blocking(move || {
             let mut parts: [Vec<Value>; 3] = Default::default();
             for index in indices {
-                let split = healthcloud_synth::patient_by_sector(&options, index);
+                let mut split = healthcloud_synth::patient_by_sector(&options, index);
+                split.refer_across(
+                    crate::demo_sources::GP.name,
+                    crate::demo_sources::MUNICIPALITY.name,
+                );
                 let patient = split.hospital[0]["id"]
                     .as_str()
                     .unwrap_or_default()

@@ -7,6 +7,8 @@
 //! Each system knows the patient by the same CPR number, so each sector's part starts with
 //! the same Patient resource.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use crate::options::SynthOptions;
@@ -39,6 +41,48 @@ pub struct BySector {
     pub municipality: Vec<Value>,
     /// Home measurements (blood pressure, pulse, weight) the patient took.
     pub home: Vec<Value>,
+}
+
+impl BySector {
+    /// Names what the GP and the municipality hold as a region's healthcloud serves it when
+    /// their systems are its sources `gp` and `municipality`: in the hospital record and the
+    /// home measurements, a reference to one of their resources (an admission's reason, a
+    /// Condition the GP diagnosed) becomes `Type/<source>.<id>`, which reads through to the
+    /// source. The Patient, which every sector holds under one id, stays as it is.
+    pub fn refer_across(&mut self, gp: &str, municipality: &str) {
+        let mut elsewhere = HashMap::new();
+        for (source, part) in [(gp, &self.gp), (municipality, &self.municipality)] {
+            for resource in part {
+                if let (Some(kind), Some(id)) =
+                    (resource["resourceType"].as_str(), resource["id"].as_str())
+                    && kind != "Patient"
+                {
+                    elsewhere.insert(format!("{kind}/{id}"), format!("{kind}/{source}.{id}"));
+                }
+            }
+        }
+        for resource in self.hospital.iter_mut().chain(self.home.iter_mut()) {
+            rename_references(resource, &elsewhere);
+        }
+    }
+}
+
+/// Replaces every `reference` in `value` that `renamed` maps.
+fn rename_references(value: &mut Value, renamed: &HashMap<String, String>) {
+    match value {
+        Value::Object(object) => {
+            for (key, inner) in object.iter_mut() {
+                match inner.as_str().and_then(|reference| renamed.get(reference)) {
+                    Some(new) if key == "reference" => *inner = Value::String(new.clone()),
+                    _ => rename_references(inner, renamed),
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| rename_references(item, renamed)),
+        _ => {}
+    }
 }
 
 /// Patient number `index` by sector: [`patient`](crate::patient)'s resources plus the vital

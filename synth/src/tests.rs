@@ -401,3 +401,48 @@ fn by_sector_is_the_patient_plus_admission_vitals_split_by_who_recorded_it() {
     }
     assert!(admitted > 0, "some patients were admitted");
 }
+
+#[test]
+fn across_sectors_the_hospital_record_names_what_the_gp_and_the_municipality_hold_as_their_sources()
+{
+    let options = SynthOptions {
+        patients: 100,
+        ..opts(12)
+    };
+    let mut across = 0;
+    for index in 0..options.patients {
+        let mut split = crate::sectors::patient_by_sector(&options, index);
+        let named = |part: &[Value], source: &str| -> HashSet<(String, String)> {
+            part.iter()
+                .filter(|r| r["resourceType"] != "Patient")
+                .map(|r| {
+                    let kind = r["resourceType"].as_str().unwrap();
+                    let id = r["id"].as_str().unwrap();
+                    (format!("{kind}/{id}"), format!("{kind}/{source}.{id}"))
+                })
+                .collect()
+        };
+        let held: HashSet<_> = named(&split.gp, "gp")
+            .union(&named(&split.municipality, "municipality"))
+            .cloned()
+            .collect();
+        split.refer_across("gp", "municipality");
+        let found: Vec<String> = split
+            .hospital
+            .iter()
+            .chain(&split.home)
+            .flat_map(references)
+            .collect();
+        for reference in &found {
+            assert!(
+                held.iter().all(|(plain, _)| plain != reference),
+                "{reference} names a resource the hospital does not hold"
+            );
+        }
+        across += found
+            .iter()
+            .filter(|reference| held.iter().any(|(_, source)| source == *reference))
+            .count();
+    }
+    assert!(across > 10, "admissions name the GP's diagnoses: {across}");
+}
