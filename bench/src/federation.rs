@@ -273,6 +273,7 @@ pub async fn serve_node(args: &NodeArgs) -> anyhow::Result<()> {
             base_url: audience.clone(),
             audience,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            cors_origins: Vec::new(),
         }),
     };
     let router = axum::Router::new().nest("/fhir/r4", api::router(state));

@@ -368,6 +368,60 @@ fn up_accepts_only_the_configured_issuer() {
     );
 }
 
+/// `--cors-origin` lets one browser app's pages call the FHIR API: its preflight is answered
+/// with its origin, another site's is not; an origin with a path is refused at start.
+#[test]
+fn serve_answers_cors_for_the_configured_origin_only() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let port = free_port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_healthcloud"))
+        .args(["serve", "integration", "--data-dir", data_dir])
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .args(["--cors-origin", "https://app.example.dk"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(port, "serve integration");
+    let preflight = |origin: &str| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            stream,
+            "OPTIONS /fhir/r4/Patient HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\n\
+             Access-Control-Request-Method: GET\r\n\
+             Access-Control-Request-Headers: authorization\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response.to_ascii_lowercase()
+    };
+    let allowed = preflight("https://app.example.dk");
+    let other = preflight("https://evil.example");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(allowed.starts_with("http/1.1 200"), "{allowed}");
+    assert!(
+        allowed.contains("access-control-allow-origin: https://app.example.dk"),
+        "{allowed}"
+    );
+    assert!(!other.contains("access-control-allow-origin"), "{other}");
+
+    let refused = healthcloud(&[
+        "serve",
+        "integration",
+        "--data-dir",
+        data_dir,
+        "--cors-origin",
+        "https://app.example.dk/launch",
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("scheme://host[:port]"), "{stderr}");
+}
+
 /// `up --addr 0.0.0.0:PORT` is reachable from other machines: the launch page, which mints a
 /// token of any role for whoever asks, is not served there, and `up` says so.
 #[test]

@@ -34,6 +34,65 @@ pub struct FhirConfig {
     pub audience: String,
     /// Largest request body accepted (bytes).
     pub max_body_bytes: usize,
+    /// Origins (`scheme://host[:port]`, see [`origin`]) of browser apps whose pages may call
+    /// this API: each gets CORS answers, preflights included. Tokens travel as bearer
+    /// headers, never cookies, so credentials are not allowed.
+    pub cors_origins: Vec<String>,
+}
+
+/// The origin `text` names (`https://app.example`, a port when not the scheme's own), as
+/// browsers send it in `Origin`; an error naming the fix for anything else (a path, `*`,
+/// another scheme).
+pub fn origin(text: &str) -> Result<String, String> {
+    let refuse = |why: &str| {
+        Err(format!(
+            "'{text}' is not a web origin ({why}): give scheme://host[:port], e.g. https://app.example.dk"
+        ))
+    };
+    let Ok(url) = url::Url::parse(text) else {
+        return refuse("not a URL");
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return refuse("the scheme must be http or https");
+    }
+    if url.host().is_none() {
+        return refuse("it has no host");
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return refuse("an origin has no path, query or fragment");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return refuse("an origin has no user name or password");
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+/// The CORS answers for `origins`: the FHIR interactions and the headers SMART clients send,
+/// and the headers they read back; no credentials.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::Method;
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::ACCEPT,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::HeaderName::from_static("if-none-exist"),
+            header::HeaderName::from_static("prefer"),
+        ])
+        .expose_headers([
+            header::LOCATION,
+            header::ETAG,
+            header::LAST_MODIFIED,
+            header::CONTENT_LOCATION,
+        ])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Shared state of the FHIR API.
@@ -49,7 +108,8 @@ pub struct FhirState {
 
 /// The FHIR API routes, to be nested at `/fhir/r4`.
 pub fn router(state: FhirState) -> Router {
-    Router::new()
+    let origins = state.config.cors_origins.clone();
+    let router = Router::new()
         .route("/metadata", get(metadata))
         .route("/.well-known/smart-configuration", get(smart_configuration))
         .route("/{resource_type}", get(search_get).post(create))
@@ -68,7 +128,11 @@ pub fn router(state: FhirState) -> Router {
                 "this interaction is not supported on this endpoint (see /fhir/r4/metadata)".into(),
             )
         })
-        .with_state(state)
+        .with_state(state);
+    match origins.is_empty() {
+        true => router,
+        false => router.layer(cors(&origins)),
+    }
 }
 
 /// Renders errors as OperationOutcome.

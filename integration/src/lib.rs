@@ -114,6 +114,7 @@ impl Integration {
                 base_url: fhir_audience.clone(),
                 audience: fhir_audience,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                cors_origins: Vec::new(),
             }),
         };
         Ok(Integration {

@@ -199,6 +199,7 @@ fn with_budget(h: &mut Harness, burst: u32) {
             base_url: BASE.into(),
             audience: BASE.into(),
             max_body_bytes: 64 * 1024,
+            cors_origins: Vec::new(),
         }),
     };
     h.app = Router::new().nest("/fhir/r4", api::router(state));

@@ -6,7 +6,7 @@ use healthcloud_integration::Integration;
 use healthcloud_launcher::{Launch, LaunchConfig};
 
 use super::DataDirArgs;
-use super::serve::IssuerArgs;
+use super::serve::FhirApiArgs;
 use crate::app_cloud::{self, AppCloudConfig};
 use crate::server;
 use crate::sources::{self, SourceArgs};
@@ -23,7 +23,7 @@ pub struct UpCommand {
     #[arg(long, env = "HEALTHCLOUD_PUBLIC_URL")]
     public_url: Option<String>,
     #[command(flatten)]
-    issuer: IssuerArgs,
+    fhir_api: FhirApiArgs,
     #[command(flatten)]
     sources: SourceArgs,
     /// Synthetic patients generated on a first start (an empty data directory).
@@ -39,7 +39,7 @@ impl UpCommand {
             .unwrap_or_else(|| format!("http://{}", self.addr));
         let mut integration =
             Integration::open(&self.data.database_url()?, &public_url, &self.data.data_dir).await?;
-        self.issuer.apply(&mut integration)?;
+        self.fhir_api.apply(&mut integration)?;
         let store = integration.state.service.store_for_loading().clone();
         let sectors = crate::demo_sources::start(&self.data.data_dir).await?;
         crate::demo::ensure_world(
@@ -79,7 +79,7 @@ impl UpCommand {
         let ready = server::Ready::default();
         // The launcher mints tokens of any role with the development issuer's key: never beside
         // a real issuer, and only where no one but this machine's users can reach it.
-        let launcher = match &self.issuer.issuer {
+        let launcher = match &self.fhir_api.issuer {
             None if healthcloud_launcher::mountable_on(bound) => Launcher::Mounted,
             None => Launcher::NotLoopback,
             Some(_) => Launcher::RealIssuer,
@@ -109,7 +109,7 @@ impl UpCommand {
         // The example apps go through the store's API with tokens of the development
         // issuer; with a real issuer configured those are refused, and nothing is published
         // on anyone's behalf.
-        let dev_issuer = self.issuer.issuer.is_none();
+        let dev_issuer = self.fhir_api.issuer.is_none();
         let key_id = if dev_issuer {
             eprintln!("publishing the example apps through the store at {local_url}/store…");
             let key_id = app_cloud::publish_example_apps(

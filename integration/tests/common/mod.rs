@@ -26,6 +26,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 pub const BASE: &str = "http://fhir.test/fhir/r4";
+/// The origin of a browser app the test FHIR API answers CORS requests from.
+pub const APP_ORIGIN: &str = "https://app.example.dk";
 pub const CPR: &str = "urn:oid:1.2.208.176.1.2";
 pub const LOINC: &str = "http://loinc.org";
 pub const OBS_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
@@ -75,6 +77,7 @@ impl Harness {
                 base_url: BASE.into(),
                 audience: BASE.into(),
                 max_body_bytes: 64 * 1024,
+                cors_origins: vec![APP_ORIGIN.into()],
             }),
         };
         let app = Router::new().nest("/fhir/r4", api::router(state));

@@ -49,12 +49,13 @@ pub struct NodeArgs {
     #[arg(long, env = "HEALTHCLOUD_PUBLIC_URL")]
     public_url: Option<String>,
     #[command(flatten)]
-    issuer: IssuerArgs,
+    fhir_api: FhirApiArgs,
 }
 
-/// Whose tokens a node accepts: the development issuer in the data directory, or another.
+/// Whom a node's FHIR API accepts: tokens of the development issuer in the data directory or
+/// another, for its audience, and calls from the pages of browser apps at given origins.
 #[derive(Debug, Clone, clap::Args)]
-pub struct IssuerArgs {
+pub struct FhirApiArgs {
     /// Accept tokens from this issuer (`iss`) instead of the development issuer; needs --issuer-key.
     #[arg(long, env = "HEALTHCLOUD_ISSUER", requires = "issuer_key")]
     pub issuer: Option<String>,
@@ -66,9 +67,17 @@ pub struct IssuerArgs {
     /// (default: its base URL, <public-url>/fhir/r4). Tokens for anything else are refused.
     #[arg(long, env = "HEALTHCLOUD_FHIR_AUDIENCE")]
     pub fhir_audience: Option<String>,
+    /// Let the pages of a browser app at this origin (scheme://host[:port]) call the FHIR API
+    /// (CORS; repeatable). Its calls still need a token.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = cors_origin)]
+    pub cors_origins: Vec<String>,
 }
 
-impl IssuerArgs {
+fn cors_origin(text: &str) -> Result<String, String> {
+    healthcloud_integration::api::origin(text)
+}
+
+impl FhirApiArgs {
     /// Makes `integration` verify this issuer's tokens, when one is configured.
     pub fn apply(&self, integration: &mut Integration) -> anyhow::Result<()> {
         if let (Some(issuer), Some(key)) = (&self.issuer, &self.issuer_key) {
@@ -77,9 +86,11 @@ impl IssuerArgs {
             })?;
             integration.state.verifier = TokenVerifier::from_public_pem(issuer, &pem)?;
         }
+        let config = std::sync::Arc::make_mut(&mut integration.state.config);
         if let Some(audience) = &self.fhir_audience {
-            std::sync::Arc::make_mut(&mut integration.state.config).audience = audience.clone();
+            config.audience = audience.clone();
         }
+        config.cors_origins = self.cors_origins.clone();
         Ok(())
     }
 }
@@ -93,7 +104,7 @@ impl NodeArgs {
             .unwrap_or_else(|| format!("http://{}", self.addr));
         let mut integration =
             Integration::open(&self.data.database_url()?, &public_url, &self.data.data_dir).await?;
-        self.issuer.apply(&mut integration)?;
+        self.fhir_api.apply(&mut integration)?;
         let listener = server::listen(self.addr).await?;
         Ok((integration, listener))
     }
