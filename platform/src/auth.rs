@@ -18,6 +18,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::issuers::{self, TrustedIssuers};
 use crate::scope::{Scope, ScopeError};
 
 /// The issuer name of development tokens.
@@ -257,6 +258,8 @@ pub struct TokenVerifier {
     /// a repeated token costs a lookup instead of a signature check. Expiry is checked on
     /// every use. Bounded: emptied when full.
     verified: Arc<Mutex<HashMap<String, Arc<Principal>>>>,
+    /// Other issuers whose tokens are accepted too, verified through their published keys.
+    trusted: TrustedIssuers,
 }
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
@@ -283,7 +286,14 @@ impl TokenVerifier {
                     .map_err(|e| anyhow::anyhow!("not an Ed25519 public key in PEM form: {e}"))?,
             ),
             verified: Default::default(),
+            trusted: TrustedIssuers::default(),
         })
+    }
+
+    /// This verifier, accepting tokens of `trusted` too.
+    pub fn trusting(mut self, trusted: TrustedIssuers) -> Self {
+        self.trusted = trusted;
+        self
     }
 
     /// The issuer whose tokens this accepts.
@@ -296,9 +306,37 @@ impl TokenVerifier {
         self.verify_shared(token).map(Arc::unwrap_or_clone)
     }
 
-    /// Verifies `token` and returns who it is, shared with the verifier's memory of it: no
-    /// copy for a token seen before.
+    /// Verifies `token`, of this verifier's issuer or of a trusted one (whose keys may have
+    /// to be fetched first), and returns who it is, shared with the verifier's memory of it.
+    pub async fn verify_request(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        let external = match issuers::claimed_issuer(token) {
+            Some(iss) if *iss != *self.issuer => self.trusted.get(&iss).cloned(),
+            _ => None,
+        };
+        let Some(external) = external else {
+            return self.verify_shared(token);
+        };
+        if let Some(known) = self.remembered(token) {
+            return known;
+        }
+        let principal = Arc::new(external.verify(token, LEEWAY_SECS).await?);
+        self.remember(token, &principal);
+        Ok(principal)
+    }
+
+    /// Verifies `token` of this verifier's own issuer and returns who it is, shared with the
+    /// verifier's memory of it: no copy for a token seen before.
     pub fn verify_shared(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        if let Some(known) = self.remembered(token) {
+            return known;
+        }
+        let principal = Arc::new(self.verify_signed(token)?);
+        self.remember(token, &principal);
+        Ok(principal)
+    }
+
+    /// The verified token `token`, if it was verified before: still valid, or expired now.
+    fn remembered(&self, token: &str) -> Option<Result<Arc<Principal>, AuthError>> {
         let now = chrono::Utc::now().timestamp();
         let known = self
             .verified
@@ -314,17 +352,19 @@ impl TokenVerifier {
                     .lock()
                     .expect("token cache poisoned")
                     .remove(token);
-                return Err(AuthError::Expired);
+                return Some(Err(AuthError::Expired));
             }
-            return Ok(principal);
+            return Some(Ok(principal));
         }
-        let principal = Arc::new(self.verify_signed(token)?);
+        None
+    }
+
+    fn remember(&self, token: &str, principal: &Arc<Principal>) {
         let mut verified = self.verified.lock().expect("token cache poisoned");
         if verified.len() >= VERIFIED_TOKENS {
             verified.clear();
         }
         verified.insert(token.to_owned(), principal.clone());
-        Ok(principal)
     }
 
     fn verify_signed(&self, token: &str) -> Result<Principal, AuthError> {
@@ -554,7 +594,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
         let token = bearer_token(&parts.headers)?;
-        TokenVerifier::from_ref(state).verify(token)
+        let principal = TokenVerifier::from_ref(state).verify_request(token).await?;
+        Ok(Arc::unwrap_or_clone(principal))
     }
 }
 

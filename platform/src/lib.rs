@@ -28,6 +28,7 @@
 pub mod auth;
 pub mod db;
 pub mod http;
+pub mod issuers;
 pub mod scope;
 #[cfg(feature = "testing")]
 pub mod testing;

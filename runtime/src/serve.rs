@@ -63,7 +63,7 @@ async fn serve_app(
     request: Request,
 ) -> Response {
     let app_id = format!("{publisher}/{app}");
-    let principal = match authenticate(&runtime, &region, &app_id, request.headers()) {
+    let principal = match authenticate(&runtime, &region, &app_id, request.headers()).await {
         Ok(principal) => principal,
         Err(error) => {
             let mut response = failure(StatusCode::UNAUTHORIZED, &error.to_string());
@@ -170,7 +170,7 @@ async fn serve_app(
 /// The verified user of an app request: a launch cookie or bearer token whose audience is
 /// this install (a launch for it) or the whole app cloud. A token for the FHIR API, another
 /// app's launch token or a token for another service is refused.
-fn authenticate(
+async fn authenticate(
     runtime: &Runtime,
     region: &str,
     app_id: &str,
@@ -180,7 +180,7 @@ fn authenticate(
         Some(token) => token,
         None => bearer_token(headers)?,
     };
-    let principal = runtime.inner.verifier.verify_shared(token)?;
+    let principal = runtime.inner.verifier.verify_request(token).await?;
     let this_app = runtime.app_audience(region, app_id);
     principal.check_audience(&[&this_app, &runtime.audience()])?;
     Ok(principal)

@@ -1,0 +1,320 @@
+//! Tokens from other issuers: a region's identity provider signs its users' access tokens
+//! with keys it publishes as a JWKS (RFC 7517). Each trusted issuer is named by its issuer
+//! URL; its `jwks_uri` comes from its OpenID discovery document
+//! (`<issuer>/.well-known/openid-configuration`). Keys are fetched on first use and again when
+//! a token names a key not seen yet (at most every [`REFETCH_AFTER`], so a flood of made-up key
+//! ids cannot make us hammer the provider); a key the provider no longer publishes is dropped
+//! on that refetch. Only RS256, ES256 and EdDSA signatures are accepted, each only with a key
+//! of its own kind (no `none`, no HMAC with a public key).
+//!
+//! An external token's claims become healthcloud's [`Claims`]: `sub`, `exp`, `aud`, `scope`,
+//! `patient`, `fhirUser`, `region`, `org` and `practitioner` as they are; the role from the
+//! issuer's role claim (default `role`), or else from the scopes: a token with `patient/`
+//! scopes and a `patient` is the patient's own, one with `user/` scopes a clinician's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+use crate::auth::{AuthError, Claims, Principal, Role};
+use crate::scope::{Scope, ScopeContext};
+
+/// The soonest a trusted issuer's keys are fetched again for a key id not seen yet.
+pub const REFETCH_AFTER: Duration = Duration::from_secs(10);
+
+/// How long fetching an issuer's discovery document or keys may take.
+const FETCH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Largest discovery document or key set read.
+const MAX_DOCUMENT_BYTES: u64 = 256 * 1024;
+
+/// One trusted issuer: where its keys are, which claim names the role, and its keys as last
+/// fetched.
+#[derive(Debug)]
+pub struct TrustedIssuer {
+    issuer: String,
+    role_claim: String,
+    refetch_after: Duration,
+    keys: tokio::sync::Mutex<Keys>,
+    http: reqwest::Client,
+}
+
+/// An issuer's keys as last fetched.
+#[derive(Default)]
+struct Keys {
+    by_id: HashMap<String, (DecodingKey, Algorithm)>,
+    fetched: Option<Instant>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("ids", &self.by_id.keys().collect::<Vec<_>>())
+            .field("fetched", &self.fetched)
+            .finish()
+    }
+}
+
+/// The issuers trusted besides a service's own, by issuer URL.
+#[derive(Debug, Clone)]
+pub struct TrustedIssuers {
+    by_issuer: Arc<HashMap<String, Arc<TrustedIssuer>>>,
+    refetch_after: Duration,
+}
+
+impl Default for TrustedIssuers {
+    fn default() -> Self {
+        TrustedIssuers {
+            by_issuer: Default::default(),
+            refetch_after: REFETCH_AFTER,
+        }
+    }
+}
+
+impl TrustedIssuers {
+    /// Trusts `issuer` (its issuer URL, exactly as its tokens' `iss`), taking the role from
+    /// `role_claim`.
+    pub fn with(mut self, issuer: &str, role_claim: &str) -> anyhow::Result<Self> {
+        let url = url::Url::parse(issuer)
+            .map_err(|e| anyhow::anyhow!("'{issuer}' is not an issuer URL: {e}"))?;
+        anyhow::ensure!(
+            matches!(url.scheme(), "https" | "http"),
+            "'{issuer}' is not an issuer URL: it must be https (or http on loopback)"
+        );
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(FETCH_DEADLINE)
+            .build()?;
+        let mut by_issuer = (*self.by_issuer).clone();
+        by_issuer.insert(
+            issuer.to_owned(),
+            Arc::new(TrustedIssuer {
+                issuer: issuer.to_owned(),
+                role_claim: role_claim.to_owned(),
+                refetch_after: self.refetch_after,
+                keys: Default::default(),
+                http,
+            }),
+        );
+        self.by_issuer = Arc::new(by_issuer);
+        Ok(self)
+    }
+
+    /// Issuers trusted from now on fetch their keys again for an unknown key id once
+    /// `after` has passed since the last fetch (default [`REFETCH_AFTER`]).
+    pub fn refetch_after(mut self, after: Duration) -> Self {
+        self.refetch_after = after;
+        self
+    }
+
+    /// Whether no issuer is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.by_issuer.is_empty()
+    }
+
+    /// The trusted issuer `iss`, if it is one.
+    pub fn get(&self, iss: &str) -> Option<&Arc<TrustedIssuer>> {
+        self.by_issuer.get(iss)
+    }
+}
+
+impl TrustedIssuer {
+    /// Verifies `token`, which says it is this issuer's, and maps its claims.
+    pub async fn verify(&self, token: &str, leeway: u64) -> Result<Principal, AuthError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| AuthError::Invalid(format!("{:?}", e.kind())))?;
+        if !matches!(
+            header.alg,
+            Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA
+        ) {
+            return Err(AuthError::Invalid(format!(
+                "tokens of {} must be signed with RS256, ES256 or EdDSA, not {:?}",
+                self.issuer, header.alg
+            )));
+        }
+        let kid = header.kid.as_deref().ok_or_else(|| {
+            AuthError::Invalid(format!("the token names no key (kid) of {}", self.issuer))
+        })?;
+        let (key, alg) = self.key(kid).await?;
+        if header.alg != alg {
+            return Err(AuthError::Invalid(format!(
+                "key '{kid}' of {} signs with {alg:?}, not {:?}",
+                self.issuer, header.alg
+            )));
+        }
+        let mut validation = Validation::new(alg);
+        validation.leeway = leeway;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.set_issuer(&[&self.issuer]);
+        // The audience is each service's to check (`Principal::check_audience`).
+        validation.validate_aud = false;
+        let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                kind => AuthError::Invalid(format!("{kind:?}")),
+            })?;
+        self.principal(data.claims)
+    }
+
+    /// The key `kid`: from the keys as last fetched, else fetched now (unless they were
+    /// fetched moments ago).
+    async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), AuthError> {
+        let mut keys = self.keys.lock().await;
+        if let Some(found) = keys.by_id.get(kid) {
+            return Ok(found.clone());
+        }
+        let recent = keys
+            .fetched
+            .is_some_and(|at| at.elapsed() < self.refetch_after);
+        if !recent {
+            keys.fetched = Some(Instant::now());
+            keys.by_id = self.fetch_keys().await.map_err(|e| {
+                tracing::warn!(issuer = self.issuer, error = %e, "cannot fetch the issuer's keys");
+                AuthError::Invalid(format!(
+                    "the keys of {} cannot be fetched: {e}",
+                    self.issuer
+                ))
+            })?;
+        }
+        keys.by_id
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| AuthError::Invalid(format!("{} publishes no key '{kid}'", self.issuer)))
+    }
+
+    /// The issuer's signing keys now: its discovery document names where they are.
+    async fn fetch_keys(&self) -> anyhow::Result<HashMap<String, (DecodingKey, Algorithm)>> {
+        let discovery = format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        );
+        let document: Value = self.get_json(&discovery).await?;
+        anyhow::ensure!(
+            document["issuer"] == self.issuer.as_str(),
+            "its discovery document names another issuer ({})",
+            document["issuer"]
+        );
+        let jwks_uri = document["jwks_uri"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("its discovery document has no jwks_uri"))?;
+        let set: JwkSet = serde_json::from_value(self.get_json(jwks_uri).await?)
+            .map_err(|e| anyhow::anyhow!("its jwks_uri holds no JWK set: {e}"))?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let signs = jwk
+                .common
+                .public_key_use
+                .as_ref()
+                .is_none_or(|usage| *usage == jsonwebtoken::jwk::PublicKeyUse::Signature);
+            let alg = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+                    Algorithm::ES256
+                }
+                AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+                    Algorithm::EdDSA
+                }
+                // Symmetric keys and other curves sign nothing we accept.
+                _ => continue,
+            };
+            let (Some(kid), true) = (&jwk.common.key_id, signs) else {
+                continue;
+            };
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.insert(kid.clone(), (key, alg));
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn get_json(&self, url: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{url} cannot be reached: {}", e.without_url()))?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "{url} answered {}",
+            response.status()
+        );
+        let body = crate::http::read_limited(response, MAX_DOCUMENT_BYTES)
+            .await
+            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        serde_json::from_slice(&body).map_err(|e| anyhow::anyhow!("{url} sent no JSON: {e}"))
+    }
+
+    /// The external claims as healthcloud's.
+    fn principal(&self, claims: serde_json::Map<String, Value>) -> Result<Principal, AuthError> {
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let scope = text("scope").unwrap_or_default();
+        let scopes = Scope::parse_list(&scope)?;
+        let patient = text("patient");
+        let role = match text(&self.role_claim) {
+            Some(role) => role.parse::<Role>().map_err(|_| {
+                AuthError::Invalid(format!(
+                    "the token's {} claim '{role}' names no healthcloud role",
+                    self.role_claim
+                ))
+            })?,
+            None if patient.is_some()
+                && !scopes.is_empty()
+                && scopes.iter().all(|s| s.context == ScopeContext::Patient) =>
+            {
+                Role::Patient
+            }
+            None if scopes.iter().any(|s| s.context == ScopeContext::User) => Role::Clinician,
+            None => {
+                return Err(AuthError::Invalid(format!(
+                    "the token of {} names no role: it needs a '{}' claim, or patient/ scopes \
+                     with a patient, or user/ scopes",
+                    self.issuer, self.role_claim
+                )));
+            }
+        };
+        let aud = match claims.get("aud") {
+            Some(Value::String(one)) => vec![one.clone()],
+            Some(Value::Array(many)) => many
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let number = |name: &str| claims.get(name).and_then(Value::as_i64);
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: text("sub").unwrap_or_default(),
+            exp: number("exp").unwrap_or_default(),
+            iat: number("iat").unwrap_or_default(),
+            role,
+            scope,
+            patient,
+            region: text("region"),
+            fhir_user: text("fhirUser"),
+            org: text("org"),
+            practitioner: text("practitioner"),
+            aud,
+        };
+        Ok(Principal { claims, scopes })
+    }
+}
+
+/// The issuer a token says it is from (`iss`), read without verifying anything: only to pick
+/// the keys that then verify it.
+pub fn claimed_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims["iss"].as_str().map(str::to_owned)
+}

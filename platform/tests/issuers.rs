@@ -1,0 +1,291 @@
+//! Tokens from other issuers, from the attacker's side too: an identity provider on loopback
+//! publishes its keys (discovery document and JWKS); healthcloud accepts its tokens, maps
+//! their claims, follows its key rotation, and refuses forgeries (`alg: none`, HMAC signed
+//! with the public key, an unknown key or issuer, a provider that cannot be reached).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use healthcloud_platform::auth::{AuthError, Role, TokenIssuer, TokenVerifier};
+use healthcloud_platform::issuers::TrustedIssuers;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+const AUDIENCE: &str = "https://region.example/fhir/r4";
+
+/// An identity provider on loopback: its issuer URL, and its published keys, which the test
+/// may change (a rotation).
+struct Provider {
+    issuer: String,
+    jwks: Arc<Mutex<Value>>,
+}
+
+impl Provider {
+    async fn start() -> Provider {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let jwks = Arc::new(Mutex::new(json!({"keys": []})));
+        let discovery = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")});
+        let published = jwks.clone();
+        let router = Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || async move { axum::Json(discovery) }),
+            )
+            .route(
+                "/jwks",
+                get(move || {
+                    let keys = published.lock().unwrap().clone();
+                    async move { axum::Json(keys) }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Provider { issuer, jwks }
+    }
+
+    fn publish(&self, keys: &[&Key]) {
+        *self.jwks.lock().unwrap() =
+            json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()});
+    }
+}
+
+/// An Ed25519 signing key of the provider, named `kid`.
+struct Key {
+    kid: String,
+    signing: SigningKey,
+}
+
+impl Key {
+    fn new(kid: &str, seed: u8) -> Key {
+        Key {
+            kid: kid.into(),
+            signing: SigningKey::from_bytes(&[seed; 32]),
+        }
+    }
+
+    fn jwk(&self) -> Value {
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(self.signing.verifying_key().as_bytes());
+        json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": self.kid, "use": "sig", "alg": "EdDSA"})
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let pem = self.signing.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+}
+
+fn claims(issuer: &str, extra: Value) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims =
+        json!({"iss": issuer, "sub": "anna", "aud": AUDIENCE, "iat": now, "exp": now + 300});
+    for (name, value) in extra.as_object().unwrap() {
+        claims[name] = value.clone();
+    }
+    claims
+}
+
+fn verifier(provider: &Provider) -> TokenVerifier {
+    let trusted = TrustedIssuers::default()
+        .refetch_after(Duration::ZERO)
+        .with(&provider.issuer, "role")
+        .unwrap();
+    TokenIssuer::generate("healthcloud-dev-issuer")
+        .verifier()
+        .trusting(trusted)
+}
+
+fn b64(value: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+#[tokio::test]
+async fn a_trusted_providers_token_is_accepted_with_its_claims_mapped() {
+    let provider = Provider::start().await;
+    let key = Key::new("k1", 1);
+    provider.publish(&[&key]);
+    let verifier = verifier(&provider);
+    let token = key.sign(&claims(
+        &provider.issuer,
+        json!({"role": "clinician", "scope": "user/Observation.rs", "fhirUser": "Practitioner/anna",
+               "org": "rigshospitalet", "region": "hovedstaden"}),
+    ));
+    let principal = verifier.verify_request(&token).await.unwrap();
+    assert_eq!(principal.claims.iss, provider.issuer);
+    assert_eq!(principal.claims.role, Role::Clinician);
+    assert_eq!(
+        principal.claims.fhir_user.as_deref(),
+        Some("Practitioner/anna")
+    );
+    assert_eq!(principal.claims.org.as_deref(), Some("rigshospitalet"));
+    assert_eq!(principal.scopes.len(), 1);
+    principal.check_audience(&[AUDIENCE]).unwrap();
+    // A token for another service is the services' to refuse, as for healthcloud's own.
+    assert!(matches!(
+        principal.check_audience(&["https://other.example/fhir/r4"]),
+        Err(AuthError::WrongAudience { .. })
+    ));
+}
+
+#[tokio::test]
+async fn the_role_comes_from_the_role_claim_or_the_scopes_and_a_token_with_neither_is_refused() {
+    let provider = Provider::start().await;
+    let key = Key::new("k1", 1);
+    provider.publish(&[&key]);
+    let verifier = verifier(&provider);
+    let role = async |extra: Value| {
+        verifier
+            .verify_request(&key.sign(&claims(&provider.issuer, extra)))
+            .await
+            .map(|principal| principal.claims.role)
+    };
+    assert_eq!(
+        role(json!({"scope": "user/Patient.rs"})).await.unwrap(),
+        Role::Clinician
+    );
+    assert_eq!(
+        role(json!({"scope": "patient/Observation.rs", "patient": "pat-a"}))
+            .await
+            .unwrap(),
+        Role::Patient
+    );
+    let refused = role(json!({"scope": "openid"})).await.unwrap_err();
+    assert!(refused.to_string().contains("'role' claim"), "{refused}");
+    let refused = role(json!({"role": "emperor"})).await.unwrap_err();
+    assert!(refused.to_string().contains("'emperor'"), "{refused}");
+    // patient/ scopes without a patient are nobody's own record.
+    assert!(
+        role(json!({"scope": "patient/Observation.rs"}))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_out_key_is_refused_once_the_new_one_is_seen() {
+    let provider = Provider::start().await;
+    let (old, new) = (Key::new("old", 1), Key::new("new", 2));
+    provider.publish(&[&old]);
+    let verifier = verifier(&provider);
+    let clinician = json!({"role": "clinician"});
+    let before = old.sign(&claims(&provider.issuer, clinician.clone()));
+    verifier.verify_request(&before).await.unwrap();
+    provider.publish(&[&new]);
+    let fresh = new.sign(&claims(&provider.issuer, clinician.clone()));
+    verifier.verify_request(&fresh).await.unwrap();
+    // A new token under the old key: the provider publishes it no more.
+    let mut late = claims(&provider.issuer, clinician);
+    late["jti"] = json!("late");
+    let refused = verifier.verify_request(&old.sign(&late)).await.unwrap_err();
+    assert!(refused.to_string().contains("no key 'old'"), "{refused}");
+}
+
+#[tokio::test]
+async fn forged_tokens_are_refused() {
+    let provider = Provider::start().await;
+    let key = Key::new("k1", 1);
+    provider.publish(&[&key]);
+    let verifier = verifier(&provider);
+    let body = claims(&provider.issuer, json!({"role": "clinician"}));
+
+    // alg: none, no signature.
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "kid": "k1"})),
+        b64(&body)
+    );
+    assert!(verifier.verify_request(&none).await.is_err());
+
+    // HS256 keyed with the provider's public key, which anyone can read.
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("k1".into());
+    let public = key.signing.verifying_key();
+    let hmac =
+        jsonwebtoken::encode(&header, &body, &EncodingKey::from_secret(public.as_bytes())).unwrap();
+    let refused = verifier.verify_request(&hmac).await.unwrap_err();
+    assert!(refused.to_string().contains("HS256"), "{refused}");
+
+    // Signed by a key the provider never published, under a published key's id.
+    let stranger = Key {
+        kid: "k1".into(),
+        signing: SigningKey::from_bytes(&[9; 32]),
+    };
+    assert!(
+        verifier
+            .verify_request(&stranger.sign(&body))
+            .await
+            .is_err()
+    );
+
+    // The right signature, tampered claims.
+    let token = key.sign(&body);
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut tampered = body.clone();
+    tampered["role"] = json!("platform-operator");
+    parts[1] = b64(&tampered);
+    assert!(verifier.verify_request(&parts.join(".")).await.is_err());
+
+    // An issuer nobody trusts, with keys of its own.
+    let other = Provider::start().await;
+    other.publish(&[&key]);
+    let foreign = key.sign(&claims(&other.issuer, json!({"role": "clinician"})));
+    assert!(verifier.verify_request(&foreign).await.is_err());
+
+    // Expired.
+    let mut expired = body.clone();
+    expired["exp"] = json!(chrono::Utc::now().timestamp() - 3600);
+    assert_eq!(
+        verifier
+            .verify_request(&key.sign(&expired))
+            .await
+            .unwrap_err(),
+        AuthError::Expired
+    );
+}
+
+#[tokio::test]
+async fn a_provider_that_cannot_be_reached_or_names_another_issuer_lets_no_token_in() {
+    // Nobody listens there.
+    let gone = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let key = Key::new("k1", 1);
+    let verifier = TokenIssuer::generate("healthcloud-dev-issuer")
+        .verifier()
+        .trusting(TrustedIssuers::default().with(&gone, "role").unwrap());
+    let refused = verifier
+        .verify_request(&key.sign(&claims(&gone, json!({"role": "clinician"}))))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("cannot be fetched"),
+        "{refused}"
+    );
+
+    // A discovery document of another issuer (a misconfiguration, or a provider lying).
+    let provider = Provider::start().await;
+    provider.publish(&[&key]);
+    let pretender = format!("{}/", provider.issuer);
+    let verifier = TokenIssuer::generate("healthcloud-dev-issuer")
+        .verifier()
+        .trusting(TrustedIssuers::default().with(&pretender, "role").unwrap());
+    let refused = verifier
+        .verify_request(&key.sign(&claims(&pretender, json!({"role": "clinician"}))))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("another issuer"), "{refused}");
+}
