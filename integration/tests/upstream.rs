@@ -1024,3 +1024,94 @@ async fn a_source_that_ignores_the_query_leaks_no_other_patient_and_nothing_outs
         1
     );
 }
+
+// --- a region's identity provider ----------------------------------------------------------------
+
+/// A JWT access token from `tokens`' token endpoint for client `hc` (secret `secret`).
+async fn jwt_from(tokens: &TokenServer, secret: &str) -> String {
+    let answer: Value = reqwest::Client::new()
+        .post(tokens.token_url())
+        .basic_auth("hc", Some(secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "user/Patient.rs"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The FHIR API trusting independent identity providers (oidc-provider issuing RS256 JWT
+/// access tokens, its keys found through its discovery document): a token for this API, with
+/// the role in a claim, reads what its scopes allow; a trusted provider's token for another
+/// service is refused for its audience.
+#[tokio::test]
+async fn the_fhir_api_accepts_tokens_of_a_trusted_identity_provider_for_itself_only() {
+    use common::{BASE, Backend, Harness};
+    use healthcloud_integration::api::{self, FhirConfig, FhirState};
+    use healthcloud_platform::issuers::TrustedIssuers;
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("hc-secret");
+    std::fs::write(&secret_file, "hc-secret\n").unwrap();
+    let client = format!("hc:{}", secret_file.display());
+    let provider = |audience: &str| {
+        TokenServer::start(&[
+            "--port",
+            "0",
+            "--client",
+            &client,
+            "--scope",
+            "user/Patient.rs",
+            "--jwt-audience",
+            audience,
+            "--claim",
+            "role=clinician",
+            // The actor consent opt-outs name: a clinician token must carry it.
+            "--claim",
+            "org=rigshospitalet",
+        ])
+    };
+    let region = provider(BASE);
+    let elsewhere = provider("https://other.example/fhir/r4");
+    let issuer = region.issuer.as_str().trim_end_matches('/').to_owned();
+
+    let mut h = Harness::new(Backend::Sqlite).await.unwrap();
+    let state = FhirState {
+        service: h.service.clone(),
+        verifier: h.issuer.verifier().trusting(
+            TrustedIssuers::default()
+                .with(&issuer, "role")
+                .unwrap()
+                .with(elsewhere.issuer.as_str().trim_end_matches('/'), "role")
+                .unwrap(),
+        ),
+        config: std::sync::Arc::new(FhirConfig {
+            base_url: BASE.into(),
+            audience: BASE.into(),
+            max_body_bytes: 64 * 1024,
+            cors_origins: Vec::new(),
+        }),
+    };
+    h.app = Router::new().nest("/fhir/r4", api::router(state));
+
+    let token = jwt_from(&region, "hc-secret").await;
+    let read = h.get("Patient/pat-a", &token).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    // Its scopes hold: user/Patient.rs reads no Observations.
+    let refused = h.get("Observation?patient=pat-a", &token).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+
+    let for_another = jwt_from(&elsewhere, "hc-secret").await;
+    let refused = h.get("Patient/pat-a", &for_another).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("audience"),
+        "{}",
+        refused.body
+    );
+}

@@ -1,10 +1,14 @@
-// An OAuth 2.0 authorization server for healthcloud's upstream tests: the token endpoint an
-// organization puts in front of its FHIR server. It is npm's oidc-provider, configured for the
-// client credentials grant only, issuing opaque access tokens (kept in memory) that a resource server checks at
-// the introspection endpoint (server.mjs --introspect). See README.md.
+// An OAuth 2.0 authorization server for healthcloud's tests: the token endpoint an
+// organization puts in front of its FHIR server, or a region's identity provider. It is npm's
+// oidc-provider, configured for the client credentials grant only, issuing opaque access
+// tokens (kept in memory) that a resource server checks at the introspection endpoint
+// (server.mjs --introspect); with --jwt-audience, JWT access tokens (RFC 9068) for that
+// resource instead, signed with the provider's published keys (/jwks, named by its discovery
+// document) and carrying each --claim. See README.md.
 //
 //   node token-server.mjs --port 0 --client ID:SECRET_FILE [--client ID:SECRET_FILE ...]
 //        [--scope SCOPE ...] [--ttl SECONDS] [--log]
+//        [--jwt-audience URL [--claim NAME=VALUE ...]]
 //
 // Prints exactly one line to stdout once it listens:
 //   listening http://127.0.0.1:<port>
@@ -31,6 +35,8 @@ const { values: args } = parseArgs({
     scope: { type: 'string', multiple: true, default: ['system/*.read'] },
     ttl: { type: 'string', default: '600' },
     log: { type: 'boolean', default: false },
+    'jwt-audience': { type: 'string' },
+    claim: { type: 'string', multiple: true, default: [] },
   },
   strict: true,
 });
@@ -39,6 +45,14 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`bad --port ${args
 const ttl = Number.parseInt(args.ttl, 10);
 if (!Number.isInteger(ttl) || ttl < 1) fail(`bad --ttl ${args.ttl}: a whole number of seconds, at least 1`);
 if (args.client.length === 0) fail('at least one --client ID:SECRET_FILE is required');
+const audience = args['jwt-audience'];
+const extraClaims = Object.fromEntries(
+  args.claim.map((spec) => {
+    const equals = spec.indexOf('=');
+    if (equals <= 0) fail(`--claim ${spec}: expected NAME=VALUE`);
+    return [spec.slice(0, equals), spec.slice(equals + 1)];
+  }),
+);
 
 const clients = args.client.map((spec) => {
   const colon = spec.indexOf(':');
@@ -79,7 +93,20 @@ server.listen(port, HOST, () => {
       introspection: { enabled: true, allowedPolicy: async (_ctx, client) => client.clientAuthMethod !== 'none' },
       // Only the token, introspection and revocation endpoints are wanted.
       devInteractions: { enabled: false },
+      // With --jwt-audience: every token is a JWT for that one resource server.
+      resourceIndicators: {
+        enabled: audience !== undefined,
+        defaultResource: () => audience,
+        useGrantedResource: () => true,
+        getResourceServerInfo: () => ({
+          scope: args.scope.join(' '),
+          audience,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        }),
+      },
     },
+    extraTokenClaims: () => extraClaims,
     ttl: { ClientCredentials: ttl },
     // The in-memory adapter (the default) keeps tokens until the process ends.
   });

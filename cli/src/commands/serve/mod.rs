@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use healthcloud_integration::Integration;
 use healthcloud_platform::auth::TokenVerifier;
+use healthcloud_platform::issuers::TrustedIssuers;
 
 use super::DataDirArgs;
 use crate::server;
@@ -71,6 +72,19 @@ pub struct FhirApiArgs {
     /// (CORS; repeatable). Its calls still need a token.
     #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = cors_origin)]
     pub cors_origins: Vec<String>,
+    /// Accept tokens of this identity provider too (its issuer URL, exactly as its tokens'
+    /// `iss`; repeatable): verified with the keys its OpenID discovery document points to.
+    #[arg(
+        long = "trust-issuer",
+        value_name = "ISSUER_URL",
+        env = "HEALTHCLOUD_TRUST_ISSUER"
+    )]
+    pub trusted_issuers: Vec<String>,
+    /// The claim of a trusted provider's tokens that names the user's healthcloud role
+    /// (clinician, patient, …); without it, patient/ scopes with a patient make a patient and
+    /// user/ scopes a clinician.
+    #[arg(long, default_value = "role", value_name = "CLAIM")]
+    pub role_claim: String,
 }
 
 fn cors_origin(text: &str) -> Result<String, String> {
@@ -85,6 +99,13 @@ impl FhirApiArgs {
                 anyhow::anyhow!("cannot read the issuer key {}: {e}", key.display())
             })?;
             integration.state.verifier = TokenVerifier::from_public_pem(issuer, &pem)?;
+        }
+        if !self.trusted_issuers.is_empty() {
+            let mut trusted = TrustedIssuers::default();
+            for issuer in &self.trusted_issuers {
+                trusted = trusted.with(issuer, &self.role_claim)?;
+            }
+            integration.state.verifier = integration.state.verifier.clone().trusting(trusted);
         }
         let config = std::sync::Arc::make_mut(&mut integration.state.config);
         if let Some(audience) = &self.fhir_audience {
