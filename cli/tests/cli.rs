@@ -369,7 +369,8 @@ fn up_accepts_only_the_configured_issuer() {
 }
 
 /// `--cors-origin` lets one browser app's pages call the FHIR API: its preflight is answered
-/// with its origin, another site's is not; an origin with a path is refused at start.
+/// with its origin, another site's is not; an origin with a path, or a trusted issuer that is
+/// no URL, is refused at start.
 #[test]
 fn serve_answers_cors_for_the_configured_origin_only() {
     use std::io::{Read, Write};
@@ -420,6 +421,19 @@ fn serve_answers_cors_for_the_configured_origin_only() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("scheme://host[:port]"), "{stderr}");
+
+    // A trusted identity provider is named by its issuer URL.
+    let refused = healthcloud(&[
+        "serve",
+        "integration",
+        "--data-dir",
+        data_dir,
+        "--trust-issuer",
+        "idp.region.example",
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("is not an issuer URL"), "{stderr}");
 }
 
 /// `up --addr 0.0.0.0:PORT` is reachable from other machines: the launch page, which mints a
