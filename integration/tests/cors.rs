@@ -2,7 +2,6 @@
 //! answered, the headers SMART clients need allowed and exposed); pages of any other origin
 //! get no permission, and no answer ever allows credentials (tokens travel as bearer headers).
 
-#[allow(dead_code)]
 mod common;
 
 use axum::body::Body;
@@ -30,7 +29,7 @@ fn get_from(origin: &str, token: &str) -> Request<Body> {
         .unwrap()
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> &'a str {
+fn header(headers: &HeaderMap, name: header::HeaderName) -> &str {
     headers
         .get(name)
         .map(|value| value.to_str().unwrap())
