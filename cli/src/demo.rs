@@ -44,6 +44,9 @@ pub struct SectorStores<'a> {
     pub gp: &'a EmbeddedStore,
     /// The municipal care record's.
     pub municipality: &'a EmbeddedStore,
+    /// The names of the GP system and the municipal care record as the region's sources: the
+    /// hospital record names their resources `<name>.<id>`.
+    pub source_names: (&'a str, &'a str),
 }
 
 /// Generates `patients` synthetic patients unless the hospital's store already holds
@@ -78,14 +81,15 @@ pub async fn ensure_world(stores: SectorStores<'_>, patients: usize) -> anyhow::
     for first in (0..patients).step_by(PATIENTS_PER_BATCH) {
         let indices = first..(first + PATIENTS_PER_BATCH).min(patients);
         let done = indices.end;
+        let (gp_source, municipality_source) = (
+            stores.source_names.0.to_owned(),
+            stores.source_names.1.to_owned(),
+        );
         let parts = tokio::task::spawn_blocking(move || {
             let mut parts: [Vec<Value>; 3] = Default::default();
             for index in indices {
                 let mut split = healthcloud_synth::patient_by_sector(&options, index);
-                split.refer_across(
-                    crate::demo_sources::GP.name,
-                    crate::demo_sources::MUNICIPALITY.name,
-                );
+                split.refer_across(&gp_source, &municipality_source);
                 let patient = split.hospital[0]["id"]
                     .as_str()
                     .unwrap_or_default()

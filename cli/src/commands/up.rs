@@ -52,6 +52,7 @@ impl UpCommand {
                     .state
                     .service
                     .store_for_loading(),
+                source_names: (sectors.gp.sector.name, sectors.municipality.sector.name),
             },
             self.demo_patients,
         )
