@@ -1053,7 +1053,7 @@ async fn jwt_from(tokens: &TokenServer, secret: &str) -> String {
 async fn the_fhir_api_accepts_tokens_of_a_trusted_identity_provider_for_itself_only() {
     use common::{BASE, Backend, Harness};
     use healthcloud_integration::api::{self, FhirConfig, FhirState};
-    use healthcloud_platform::issuers::TrustedIssuers;
+    use healthcloud_platform::auth::issuers::TrustedIssuers;
 
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("hc-secret");

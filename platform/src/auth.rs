@@ -18,8 +18,11 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::issuers::{self, TrustedIssuers};
 use crate::scope::{Scope, ScopeError};
+
+pub mod issuers;
+
+use issuers::TrustedIssuers;
 
 /// The issuer name of development tokens.
 pub const DEV_ISSUER: &str = "healthcloud-dev-issuer";

@@ -28,7 +28,6 @@
 pub mod auth;
 pub mod db;
 pub mod http;
-pub mod issuers;
 pub mod scope;
 #[cfg(feature = "testing")]
 pub mod testing;

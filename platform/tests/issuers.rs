@@ -12,8 +12,8 @@ use base64::Engine as _;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use healthcloud_platform::auth::issuers::TrustedIssuers;
 use healthcloud_platform::auth::{AuthError, Role, TokenIssuer, TokenVerifier};
-use healthcloud_platform::issuers::TrustedIssuers;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 

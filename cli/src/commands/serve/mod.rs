@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use healthcloud_integration::Integration;
 use healthcloud_platform::auth::TokenVerifier;
-use healthcloud_platform::issuers::TrustedIssuers;
+use healthcloud_platform::auth::issuers::TrustedIssuers;
 
 use super::DataDirArgs;
 use crate::server;

@@ -21,7 +21,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::auth::{AuthError, Claims, Principal, Role};
+use super::{AuthError, Claims, Principal, Role};
 use crate::scope::{Scope, ScopeContext};
 
 /// The soonest a trusted issuer's keys are fetched again for a key id not seen yet.
