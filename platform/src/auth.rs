@@ -1,4 +1,5 @@
-//! Bearer tokens: EdDSA-signed JWTs from a configured issuer, turned into a [`Principal`].
+//! Bearer tokens: EdDSA-signed JWTs from a configured issuer, or tokens of the identity
+//! providers it trusts besides ([`issuers`]), turned into a [`Principal`].
 //! A development issuer key is generated in the data directory so `healthcloud token` can mint
 //! tokens for demos and tests. Every service learns its caller the same way: the
 //! [`Principal`] extractor, with the [`TokenVerifier`] its state provides (`FromRef`).
