@@ -28,10 +28,16 @@ struct Provider {
 
 impl Provider {
     async fn start() -> Provider {
+        Self::pointing_to(None).await
+    }
+
+    /// A provider whose discovery document names `jwks_uri` (default: its own `/jwks`).
+    async fn pointing_to(jwks_uri: Option<&str>) -> Provider {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
         let jwks = Arc::new(Mutex::new(json!({"keys": []})));
-        let discovery = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")});
+        let jwks_uri = jwks_uri.map_or_else(|| format!("{issuer}/jwks"), str::to_owned);
+        let discovery = json!({"issuer": issuer, "jwks_uri": jwks_uri});
         let published = jwks.clone();
         let router = Router::new()
             .route(
@@ -288,4 +294,26 @@ async fn a_provider_that_cannot_be_reached_or_names_another_issuer_lets_no_token
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("another issuer"), "{refused}");
+}
+
+/// Keys decide who may read patients' data: they are fetched over https only (http only from
+/// this machine), the issuer's and the key set's own URL alike.
+#[tokio::test]
+async fn keys_are_never_fetched_over_plain_http_from_another_machine() {
+    let refused = TrustedIssuers::default()
+        .with("http://idp.region.example", "role")
+        .unwrap_err();
+    assert!(refused.to_string().contains("https"), "{refused}");
+    TrustedIssuers::default()
+        .with("https://idp.region.example", "role")
+        .unwrap();
+
+    let provider = Provider::pointing_to(Some("http://keys.region.example/jwks")).await;
+    let key = Key::new("k1", 1);
+    let verifier = verifier(&provider);
+    let refused = verifier
+        .verify_request(&key.sign(&claims(&provider.issuer, json!({"role": "clinician"}))))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("not https"), "{refused}");
 }

@@ -40,7 +40,9 @@ pub struct TrustedIssuer {
     issuer: String,
     role_claim: String,
     refetch_after: Duration,
-    keys: tokio::sync::Mutex<Keys>,
+    keys: std::sync::RwLock<Keys>,
+    /// Held while the keys are fetched, so one fetch serves every request waiting for it.
+    fetching: tokio::sync::Mutex<()>,
     http: reqwest::Client,
 }
 
@@ -83,8 +85,9 @@ impl TrustedIssuers {
         let url = url::Url::parse(issuer)
             .map_err(|e| anyhow::anyhow!("'{issuer}' is not an issuer URL: {e}"))?;
         anyhow::ensure!(
-            matches!(url.scheme(), "https" | "http"),
-            "'{issuer}' is not an issuer URL: it must be https (or http on loopback)"
+            secure(&url),
+            "'{issuer}' is not an issuer URL healthcloud can trust: it must be https (http only \
+             on loopback), since its keys decide who may read patients' data"
         );
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -98,6 +101,7 @@ impl TrustedIssuers {
                 role_claim: role_claim.to_owned(),
                 refetch_after: self.refetch_after,
                 keys: Default::default(),
+                fetching: Default::default(),
                 http,
             }),
         );
@@ -165,27 +169,37 @@ impl TrustedIssuer {
     /// The key `kid`: from the keys as last fetched, else fetched now (unless they were
     /// fetched moments ago).
     async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), AuthError> {
-        let mut keys = self.keys.lock().await;
-        if let Some(found) = keys.by_id.get(kid) {
+        // Known keys never wait for a fetch in progress.
+        if let Some(found) = self.keys.read().expect("keys poisoned").by_id.get(kid) {
             return Ok(found.clone());
         }
-        let recent = keys
-            .fetched
-            .is_some_and(|at| at.elapsed() < self.refetch_after);
-        if !recent {
-            keys.fetched = Some(Instant::now());
-            keys.by_id = self.fetch_keys().await.map_err(|e| {
-                tracing::warn!(issuer = self.issuer, error = %e, "cannot fetch the issuer's keys");
-                AuthError::Invalid(format!(
-                    "the keys of {} cannot be fetched: {e}",
-                    self.issuer
-                ))
-            })?;
+        let _fetching = self.fetching.lock().await;
+        let missing = || AuthError::Invalid(format!("{} publishes no key '{kid}'", self.issuer));
+        {
+            // Fetched by another request meanwhile, or moments ago.
+            let keys = self.keys.read().expect("keys poisoned");
+            if let Some(found) = keys.by_id.get(kid) {
+                return Ok(found.clone());
+            }
+            if keys
+                .fetched
+                .is_some_and(|at| at.elapsed() < self.refetch_after)
+            {
+                return Err(missing());
+            }
         }
-        keys.by_id
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| AuthError::Invalid(format!("{} publishes no key '{kid}'", self.issuer)))
+        let fetched = self.fetch_keys().await;
+        let mut keys = self.keys.write().expect("keys poisoned");
+        keys.fetched = Some(Instant::now());
+        // A failed fetch keeps the keys as they were.
+        keys.by_id = fetched.map_err(|e| {
+            tracing::warn!(issuer = self.issuer, error = %e, "cannot fetch the issuer's keys");
+            AuthError::Invalid(format!(
+                "the keys of {} cannot be fetched: {e}",
+                self.issuer
+            ))
+        })?;
+        keys.by_id.get(kid).cloned().ok_or_else(missing)
     }
 
     /// The issuer's signing keys now: its discovery document names where they are.
@@ -203,6 +217,10 @@ impl TrustedIssuer {
         let jwks_uri = document["jwks_uri"]
             .as_str()
             .ok_or_else(|| anyhow::anyhow!("its discovery document has no jwks_uri"))?;
+        anyhow::ensure!(
+            url::Url::parse(jwks_uri).is_ok_and(|url| secure(&url)),
+            "its jwks_uri {jwks_uri} is not https (http only on loopback)"
+        );
         let set: JwkSet = serde_json::from_value(self.get_json(jwks_uri).await?)
             .map_err(|e| anyhow::anyhow!("its jwks_uri holds no JWK set: {e}"))?;
         let mut keys = HashMap::new();
@@ -305,6 +323,20 @@ impl TrustedIssuer {
             aud,
         };
         Ok(Principal { claims, scopes })
+    }
+}
+
+/// Whether keys may be fetched from `url`: over https, or over http from this machine.
+fn secure(url: &url::Url) -> bool {
+    match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => match url.host() {
+            Some(url::Host::Domain(name)) => name == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
     }
 }
 
