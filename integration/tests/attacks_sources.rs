@@ -16,7 +16,6 @@ use axum::routing::get;
 use common::sources::{RecordingSource, patient, searchset};
 use common::{Backend, Harness, LOINC, OBS_CATEGORY, diagnostics};
 use healthcloud_integration::FhirError;
-use healthcloud_integration::import::Importer;
 use healthcloud_integration::policy::{AccessContext, AppIdentity};
 use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::sources::SourceSettings;
@@ -137,6 +136,16 @@ fn observations(bundle: Value, records: Vec<Value>) -> Router {
 }
 
 /// The home harness (pat-a, pat-b, pat-c) with `source` registered as `src`.
+/// A source holding pat-a (as `s-a`) whose searches answer `readings` and whose reads find
+/// them.
+async fn holding_pat_a(readings: Vec<Value>) -> RecordingSource {
+    source(
+        patients(vec![patient("s-a", PAT_A_CPR)])
+            .merge(observations(searchset(readings.clone()), readings)),
+    )
+    .await
+}
+
 async fn home_with(source: &RecordingSource) -> Harness {
     let home = Harness::new(Backend::Sqlite).await.unwrap();
     add(&home, "src", source);
@@ -415,17 +424,11 @@ async fn a_cpr_number_a_source_holds_twice_joins_nobody_even_through_a_read() {
 #[tokio::test]
 async fn a_cpr_number_on_two_home_records_joins_neither_to_a_source() {
     let mine = observation("mine", "Patient/s-a", "2026-01-01");
-    let source = source(
-        patients(vec![patient("s-a", PAT_A_CPR)])
-            .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
-    )
-    .await;
+    let source = holding_pat_a(vec![mine]).await;
     let home = home_with(&source).await;
-    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": patient("pat-z", PAT_A_CPR)}]});
-    let mut importer = Importer::new(&home.store);
-    importer.add(bundle).await.unwrap();
-    importer.finish().await.unwrap();
+    home.import(vec![patient("pat-z", PAT_A_CPR)])
+        .await
+        .unwrap();
     for who in ["pat-z", "pat-a"] {
         let (ids, _, _) = search(&home, "Observation", &home.citizen(who)).await;
         assert!(
@@ -449,20 +452,12 @@ async fn a_cpr_number_on_two_home_records_joins_neither_to_a_source() {
 #[tokio::test]
 async fn a_home_resource_cannot_take_the_id_of_a_sources_resource() {
     let mine = observation("mine", "Patient/s-a", "2026-01-01");
-    let source = source(
-        patients(vec![patient("s-a", PAT_A_CPR)])
-            .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
-    )
-    .await;
+    let source = holding_pat_a(vec![mine]).await;
     let home = home_with(&source).await;
     let forged = observation("src.mine", "Patient/pat-a", "2020-01-01");
-    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": forged}]});
-    let mut importer = Importer::new(&home.store);
-    let refused = importer.add(bundle).await.unwrap_err().to_string();
+    let refused = home.import(vec![forged]).await.unwrap_err().to_string();
     assert!(refused.contains("'src.mine'"), "{refused}");
     assert!(refused.contains("<source>.<id>"), "{refused}");
-    importer.finish().await.unwrap();
     let read = home
         .get("Observation/src.mine", &home.citizen("pat-a"))
         .await;
@@ -495,12 +490,9 @@ async fn data_cannot_be_filed_under_a_sources_patient() {
     let message = diagnostics(&written);
     assert!(message.contains("Patient/src.s-a"), "{message}");
     assert!(message.contains("Patient?identifier="), "{message}");
-    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": observation("imported", "Patient/src.s-a", "2026-02-01")}]});
-    let mut importer = Importer::new(&home.store);
-    let refused = importer.add(bundle).await.unwrap_err().to_string();
+    let imported = observation("imported", "Patient/src.s-a", "2026-02-01");
+    let refused = home.import(vec![imported]).await.unwrap_err().to_string();
     assert!(refused.contains("Patient/src.s-a"), "{refused}");
-    importer.finish().await.unwrap();
     // Nothing landed: the clinician finds no reading filed under that id.
     let found = home
         .ids("Observation?patient=src.s-a", &home.clinician())
@@ -586,11 +578,7 @@ async fn a_caller_cannot_get_a_source_skipped_for_everyone_by_reading_ids_it_ref
 #[tokio::test]
 async fn dot_segment_ids_reach_no_listing_at_the_source() {
     let mine = observation("mine", "Patient/s-a", "2026-01-01");
-    let source = source(
-        patients(vec![patient("s-a", PAT_A_CPR)])
-            .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
-    )
-    .await;
+    let source = holding_pat_a(vec![mine]).await;
     let home = home_with(&source).await;
     let attacker = home.citizen("pat-c");
     for path in [
@@ -893,11 +881,7 @@ async fn a_confined_caller_naming_another_patient_asks_no_source_about_them() {
 #[tokio::test]
 async fn an_opted_out_clinician_reaches_no_source_data_of_the_patient() {
     let mine = observation("mine", "Patient/s-a", "2026-01-01");
-    let source = source(
-        patients(vec![patient("s-a", PAT_A_CPR)])
-            .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
-    )
-    .await;
+    let source = holding_pat_a(vec![mine]).await;
     let home = home_with(&source).await;
     let citizen_a = home.citizen("pat-a");
     let opted = home
@@ -954,11 +938,7 @@ async fn an_opted_out_clinician_reaches_no_source_data_of_the_patient() {
 #[tokio::test]
 async fn a_caller_without_access_to_a_type_gets_no_source_asked_by_reading_it() {
     let mine = observation("mine", "Patient/s-a", "2026-01-01");
-    let source = source(
-        patients(vec![patient("s-a", PAT_A_CPR)])
-            .merge(observations(searchset(vec![mine.clone()]), vec![mine])),
-    )
-    .await;
+    let source = holding_pat_a(vec![mine]).await;
     let home = home_with(&source).await;
     let conditions_only = home.token(Role::Patient, Some("pat-a"), Some("patient/Condition.rs"));
     let read = home.get("Observation/src.mine", &conditions_only).await;
@@ -1099,12 +1079,8 @@ async fn ids_that_look_like_source_ids_but_name_no_source_are_the_home_stores() 
     let source = source(patients(vec![patient("s-a", PAT_A_CPR)])).await;
     let home = home_with(&source).await;
     let import = async |id: &str| {
-        let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
-            {"resource": observation(id, "Patient/pat-a", "2026-01-01")}]});
-        let mut importer = Importer::new(&home.store);
-        let added = importer.add(bundle).await;
-        importer.finish().await.unwrap();
-        added
+        home.import(vec![observation(id, "Patient/pat-a", "2026-01-01")])
+            .await
     };
     import("Lab.r1").await.unwrap();
     let refused = import("lab.r1").await.unwrap_err().to_string();
@@ -1137,11 +1113,7 @@ async fn paging_tricks_across_sources_answer_every_match_once() {
     let readings: Vec<Value> = (1..=5)
         .map(|n| observation(&format!("tie-{n}"), "Patient/s-a", same_day))
         .collect();
-    let source = source(
-        patients(vec![patient("s-a", PAT_A_CPR)])
-            .merge(observations(searchset(readings.clone()), readings)),
-    )
-    .await;
+    let source = holding_pat_a(readings).await;
     let home = home_with(&source).await;
     let citizen_a = home.citizen("pat-a");
     let query = format!("Observation?code={LOINC}|{BP}&_sort=date");

@@ -15,7 +15,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use common::sources::{Medplum, RecordingSource, searchset, serve};
 use common::{Backend, Harness, LOINC, OBS_CATEGORY};
-use healthcloud_integration::import::Importer;
 use healthcloud_integration::query::PageLimits;
 use healthcloud_integration::sources::SourceSettings;
 use healthcloud_integration::upstream::{UpstreamAuth, UpstreamConfig};
@@ -34,14 +33,6 @@ fn observation(id: &str, patient: &str, code: &str, category: &str, date: &str) 
         "code": {"coding": [{"system": LOINC, "code": code}]},
         "subject": {"reference": format!("Patient/{patient}")},
         "effectiveDateTime": date})
-}
-
-async fn import(harness: &Harness, resources: Vec<Value>) {
-    let bundle = json!({"resourceType": "Bundle", "type": "collection",
-        "entry": resources.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()});
-    let mut importer = Importer::new(&harness.store);
-    importer.add(bundle).await.unwrap();
-    importer.finish().await.unwrap();
 }
 
 fn settings(name: &str, base: Url, configure: impl FnOnce(&mut UpstreamConfig)) -> SourceSettings {
@@ -87,6 +78,19 @@ impl World {
         paged
     }
 
+    /// Adds source `counting`, which holds hc-1 (as `c-1`) and no readings, recording what
+    /// it is asked.
+    async fn counting_source(&self) -> RecordingSource {
+        let counting = RecordingSource::scripted(
+            "c-1",
+            HC_CPR,
+            Router::new().route("/", get(|| async { axum::Json(searchset(vec![])) })),
+        )
+        .await;
+        self.add_source("counting", counting.base.clone());
+        counting
+    }
+
     /// Adds a source at `base` with no credentials.
     fn add_source(&self, name: &str, base: Url) {
         let sources = self.home.service.sources();
@@ -96,27 +100,25 @@ impl World {
 
 async fn world() -> World {
     let home = Harness::new(Backend::Sqlite).await.unwrap();
-    import(
-        &home,
-        vec![
-            common::sources::patient("hc-1", HC_CPR),
-            observation(
-                "home-bp-1",
-                "hc-1",
-                BP,
-                "vital-signs",
-                "2026-02-01T08:00:00Z",
-            ),
-            observation(
-                "home-bp-2",
-                "hc-1",
-                BP,
-                "vital-signs",
-                "2026-04-01T08:00:00Z",
-            ),
-        ],
-    )
-    .await;
+    home.import(vec![
+        common::sources::patient("hc-1", HC_CPR),
+        observation(
+            "home-bp-1",
+            "hc-1",
+            BP,
+            "vital-signs",
+            "2026-02-01T08:00:00Z",
+        ),
+        observation(
+            "home-bp-2",
+            "hc-1",
+            BP,
+            "vital-signs",
+            "2026-04-01T08:00:00Z",
+        ),
+    ])
+    .await
+    .unwrap();
     // Hovedstaden serves pages of four: its answers take following `next` links.
     let pages_of_four = PageLimits {
         default_count: 4,
@@ -142,7 +144,7 @@ async fn world() -> World {
         "laboratory",
         "2026-03-03",
     ));
-    import(&hovedstaden, hospital).await;
+    hovedstaden.import(hospital).await.unwrap();
     let address = serve(hovedstaden.app.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("hovedstaden.token");
@@ -413,13 +415,7 @@ async fn data_a_source_should_not_have_sent_is_withheld_and_logged() {
 #[tokio::test]
 async fn consent_is_checked_before_any_source_is_asked() {
     let world = world().await;
-    let counting = RecordingSource::scripted(
-        "c-1",
-        HC_CPR,
-        Router::new().route("/", get(|| async { axum::Json(searchset(vec![])) })),
-    )
-    .await;
-    world.add_source("counting", counting.base.clone());
+    let counting = world.counting_source().await;
     let citizen = world.home.citizen("hc-1");
     let opted = world
         .home
@@ -458,13 +454,7 @@ async fn consent_is_checked_before_any_source_is_asked() {
 #[tokio::test]
 async fn a_patient_matched_at_a_source_is_not_looked_up_again_while_the_match_is_fresh() {
     let world = world().await;
-    let counting = RecordingSource::scripted(
-        "c-1",
-        HC_CPR,
-        Router::new().route("/", get(|| async { axum::Json(searchset(vec![])) })),
-    )
-    .await;
-    world.add_source("counting", counting.base.clone());
+    let counting = world.counting_source().await;
     let citizen = world.home.citizen("hc-1");
     for _ in 0..3 {
         world.home.ids("Observation", &citizen).await;
@@ -678,13 +668,7 @@ async fn a_source_that_keeps_failing_is_skipped_for_a_while_and_the_answer_says_
 #[tokio::test]
 async fn an_opted_out_patient_named_by_an_unconfined_clinician_is_refused_before_fan_out() {
     let world = world().await;
-    let counting = RecordingSource::scripted(
-        "c-1",
-        HC_CPR,
-        Router::new().route("/", get(|| async { axum::Json(searchset(vec![])) })),
-    )
-    .await;
-    world.add_source("counting", counting.base.clone());
+    let counting = world.counting_source().await;
     let citizen = world.home.citizen("hc-1");
     world
         .home
@@ -725,15 +709,15 @@ async fn readings_of_the_same_moment_across_sources_page_once_each() {
     )
     .await
     .unwrap();
-    import(&clinic, tied).await;
-    import(
-        &world.home,
-        vec![
+    clinic.import(tied).await.unwrap();
+    world
+        .home
+        .import(vec![
             observation("home-tie-1", "hc-1", BP, "vital-signs", moment),
             observation("home-tie-2", "hc-1", BP, "vital-signs", moment),
-        ],
-    )
-    .await;
+        ])
+        .await
+        .unwrap();
     let address = serve(clinic.app.clone()).await;
     let token = world.dir.path().join("clinic.token");
     std::fs::write(&token, clinic.clinician_of("region-midtjylland")).unwrap();

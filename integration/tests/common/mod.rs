@@ -179,6 +179,20 @@ impl Harness {
             .await
     }
 
+    /// Imports `resources`, ids kept, into the home store as one collection Bundle: all of
+    /// them, or (on the error) none.
+    pub async fn import(
+        &self,
+        resources: Vec<Value>,
+    ) -> Result<(), healthcloud_integration::FhirError> {
+        let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection",
+            "entry": resources.into_iter().map(|r| serde_json::json!({"resource": r})).collect::<Vec<_>>()});
+        let mut importer = Importer::new(&self.store);
+        let added = importer.add(bundle).await;
+        importer.finish().await.unwrap();
+        added.map(|_| ())
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Response {
         self.request("GET", path, Some(token), None).await
     }
