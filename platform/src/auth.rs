@@ -320,7 +320,7 @@ impl TokenVerifier {
         let Some(external) = external else {
             return self.verify_shared(token);
         };
-        if let Some(known) = self.remembered(token) {
+        if let Some(known) = self.remembered(token, external.issuer()) {
             return known;
         }
         let principal = Arc::new(external.verify(token, LEEWAY_SECS).await?);
@@ -331,7 +331,7 @@ impl TokenVerifier {
     /// Verifies `token` of this verifier's own issuer and returns who it is, shared with the
     /// verifier's memory of it: no copy for a token seen before.
     pub fn verify_shared(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
-        if let Some(known) = self.remembered(token) {
+        if let Some(known) = self.remembered(token, &self.issuer) {
             return known;
         }
         let principal = Arc::new(self.verify_signed(token)?);
@@ -339,14 +339,16 @@ impl TokenVerifier {
         Ok(principal)
     }
 
-    /// The verified token `token`, if it was verified before: still valid, or expired now.
-    fn remembered(&self, token: &str) -> Option<Result<Arc<Principal>, AuthError>> {
+    /// The verified token `token`, if it was verified before as `issuer`'s (a clone that trusts
+    /// other issuers shares this memory): still valid, or expired now.
+    fn remembered(&self, token: &str, issuer: &str) -> Option<Result<Arc<Principal>, AuthError>> {
         let now = chrono::Utc::now().timestamp();
         let known = self
             .verified
             .lock()
             .expect("token cache poisoned")
             .get(token)
+            .filter(|principal| principal.claims.iss == issuer)
             .cloned();
         if let Some(principal) = known {
             // Expiry as the signature check judges it (with its leeway); a `nbf` it accepted

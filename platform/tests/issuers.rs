@@ -107,6 +107,7 @@ fn claims(issuer: &str, extra: Value) -> Value {
 fn verifier(provider: &Provider) -> TokenVerifier {
     let trusted = TrustedIssuers::default()
         .refetch_after(Duration::ZERO)
+        .keys_max_age(Duration::ZERO)
         .with(&provider.issuer, "role")
         .unwrap();
     TokenIssuer::generate("healthcloud-dev-issuer")
@@ -159,14 +160,59 @@ async fn the_role_comes_from_the_role_claim_or_the_scopes_and_a_token_with_neith
             .map(|principal| principal.claims.role)
     };
     assert_eq!(
-        role(json!({"scope": "user/Patient.rs"})).await.unwrap(),
+        role(json!({"scope": "user/Patient.rs", "fhirUser": "Practitioner/anna"}))
+            .await
+            .unwrap(),
         Role::Clinician
     );
+    // user/ scopes alone make no clinician: patients may hold them too.
+    assert!(role(json!({"scope": "user/Patient.rs"})).await.is_err());
+    assert!(
+        role(
+            json!({"scope": "patient/*.rs user/Practitioner.rs", "patient": "pat-a",
+                    "fhirUser": "Patient/pat-a", "org": "region-h"})
+        )
+        .await
+        .is_err()
+    );
+    // A role claim that is not one role name is refused, not guessed around.
+    let refused = role(
+        json!({"role": ["patient"], "patient": "pat-a", "scope": "user/Patient.rs",
+                              "fhirUser": "Practitioner/x"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("one role name"), "{refused}");
+    // Administrators come from healthcloud's own issuer only, whatever region they name.
+    for admin in [
+        "platform-operator",
+        "store-admin",
+        "region-admin",
+        "security-officer",
+        "publisher",
+    ] {
+        let refused = role(json!({"role": admin, "region": "some-other-region"}))
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("may not grant"),
+            "{admin}: {refused}"
+        );
+    }
     assert_eq!(
         role(json!({"scope": "patient/Observation.rs", "patient": "pat-a"}))
             .await
             .unwrap(),
         Role::Patient
+    );
+    // Someone else's patient context is no patient's own token.
+    assert!(
+        role(
+            json!({"scope": "patient/Observation.rs", "patient": "pat-a",
+                    "fhirUser": "Patient/pat-b"})
+        )
+        .await
+        .is_err()
     );
     let refused = role(json!({"scope": "openid"})).await.unwrap_err();
     assert!(refused.to_string().contains("'role' claim"), "{refused}");
@@ -316,4 +362,57 @@ async fn keys_are_never_fetched_over_plain_http_from_another_machine() {
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("not https"), "{refused}");
+}
+
+/// The verified-token memory is shared by a verifier's clones: a token one clone accepted
+/// from a trusted provider is still no token of healthcloud's own issuer (`verify`), nor of a
+/// clone that trusts nobody.
+#[tokio::test]
+async fn a_token_accepted_from_a_trusted_provider_stays_that_providers_only() {
+    let provider = Provider::start().await;
+    let key = Key::new("k1", 1);
+    provider.publish(&[&key]);
+    let plain = TokenIssuer::generate("healthcloud-dev-issuer").verifier();
+    let trusting = plain.clone().trusting(
+        TrustedIssuers::default()
+            .with(&provider.issuer, "role")
+            .unwrap(),
+    );
+    let token = key.sign(&claims(
+        &provider.issuer,
+        json!({"role": "clinician", "org": "o"}),
+    ));
+    assert!(plain.verify_request(&token).await.is_err());
+    trusting.verify_request(&token).await.unwrap();
+    assert!(trusting.verify(&token).is_err(), "own issuer only");
+    assert!(plain.verify_request(&token).await.is_err(), "trusts nobody");
+}
+
+/// A key of a kind not used for signatures here (an X25519 encryption key) sits beside the
+/// signing key without making it unusable; a key withdrawn by the provider is refused once
+/// the keys are fetched again, even while tokens name only keys already known.
+#[tokio::test]
+async fn other_kinds_of_keys_are_skipped_and_withdrawn_ones_refused() {
+    let provider = Provider::start().await;
+    let (k1, k2) = (Key::new("k1", 1), Key::new("k2", 2));
+    *provider.jwks.lock().unwrap() = json!({"keys": [k1.jwk(), k2.jwk(), {
+        "kty": "OKP", "crv": "X25519", "use": "enc", "kid": "enc1",
+        "x": "hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo"
+    }]});
+    let verifier = verifier(&provider);
+    let clinician = |jti: &str| claims(&provider.issuer, json!({"role": "clinician", "jti": jti}));
+    verifier
+        .verify_request(&k1.sign(&clinician("a")))
+        .await
+        .unwrap();
+    provider.publish(&[&k2]);
+    let refused = verifier
+        .verify_request(&k1.sign(&clinician("b")))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("no key 'k1'"), "{refused}");
+    verifier
+        .verify_request(&k2.sign(&clinician("c")))
+        .await
+        .unwrap();
 }

@@ -1,23 +1,27 @@
 //! Tokens from other issuers: a region's identity provider signs its users' access tokens
 //! with keys it publishes as a JWKS (RFC 7517). Each trusted issuer is named by its issuer
 //! URL; its `jwks_uri` comes from its OpenID discovery document
-//! (`<issuer>/.well-known/openid-configuration`). Keys are fetched on first use and again when
-//! a token names a key not seen yet (at most every [`REFETCH_AFTER`], so a flood of made-up key
-//! ids cannot make us hammer the provider); a key the provider no longer publishes is dropped
-//! on that refetch. Only RS256, ES256 and EdDSA signatures are accepted, each only with a key
-//! of its own kind (no `none`, no HMAC with a public key).
+//! (`<issuer>/.well-known/openid-configuration`), over https (http only for a provider on this
+//! machine). Keys are fetched on first use, again when a token names a key not seen yet (at
+//! most every [`REFETCH_AFTER`], so a flood of made-up key ids cannot make us hammer the
+//! provider) and once they are [`KEYS_MAX_AGE`] old, so a key the provider withdrew stops being
+//! accepted. A key of another kind in the set (an encryption key, another curve) is skipped on
+//! its own. Only RS256, ES256 and EdDSA signatures are accepted, each only with a key of its
+//! own kind (no `none`, no HMAC with a public key).
 //!
 //! An external token's claims become healthcloud's [`Claims`]: `sub`, `exp`, `aud`, `scope`,
-//! `patient`, `fhirUser`, `region`, `org` and `practitioner` as they are; the role from the
-//! issuer's role claim (default `role`), or else from the scopes: a token with `patient/`
-//! scopes and a `patient` is the patient's own, one with `user/` scopes a clinician's.
+//! `patient`, `fhirUser`, `region`, `org` and `practitioner` as they are. The role comes from
+//! the issuer's role claim (default `role`; one name: clinician, patient or citizen, since
+//! administrators' tokens come from healthcloud's own issuer), or else from the scopes and the
+//! user: `patient/` scopes only with a `patient` (and, if named, that patient as `fhirUser`)
+//! are the patient's own, `user/` scopes with a Practitioner as `fhirUser` a clinician's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
@@ -26,6 +30,10 @@ use crate::scope::{Scope, ScopeContext};
 
 /// The soonest a trusted issuer's keys are fetched again for a key id not seen yet.
 pub const REFETCH_AFTER: Duration = Duration::from_secs(10);
+
+/// How long an issuer's keys are used before they are fetched again, so a key it withdrew
+/// (after a compromise) stops being accepted even while tokens name only known keys.
+pub const KEYS_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// How long fetching an issuer's discovery document or keys may take.
 const FETCH_DEADLINE: Duration = Duration::from_secs(5);
@@ -40,6 +48,7 @@ pub struct TrustedIssuer {
     issuer: String,
     role_claim: String,
     refetch_after: Duration,
+    max_age: Duration,
     keys: std::sync::RwLock<Keys>,
     /// Held while the keys are fetched, so one fetch serves every request waiting for it.
     fetching: tokio::sync::Mutex<()>,
@@ -67,6 +76,7 @@ impl std::fmt::Debug for Keys {
 pub struct TrustedIssuers {
     by_issuer: Arc<HashMap<String, Arc<TrustedIssuer>>>,
     refetch_after: Duration,
+    max_age: Duration,
 }
 
 impl Default for TrustedIssuers {
@@ -74,6 +84,7 @@ impl Default for TrustedIssuers {
         TrustedIssuers {
             by_issuer: Default::default(),
             refetch_after: REFETCH_AFTER,
+            max_age: KEYS_MAX_AGE,
         }
     }
 }
@@ -100,6 +111,7 @@ impl TrustedIssuers {
                 issuer: issuer.to_owned(),
                 role_claim: role_claim.to_owned(),
                 refetch_after: self.refetch_after,
+                max_age: self.max_age,
                 keys: Default::default(),
                 fetching: Default::default(),
                 http,
@@ -116,6 +128,13 @@ impl TrustedIssuers {
         self
     }
 
+    /// Issuers trusted from now on use their keys for at most `max_age` before fetching them
+    /// again (default [`KEYS_MAX_AGE`]).
+    pub fn keys_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
     /// Whether no issuer is trusted.
     pub fn is_empty(&self) -> bool {
         self.by_issuer.is_empty()
@@ -128,6 +147,11 @@ impl TrustedIssuers {
 }
 
 impl TrustedIssuer {
+    /// Its issuer URL, as its tokens' `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// Verifies `token`, which says it is this issuer's, and maps its claims.
     pub async fn verify(&self, token: &str, leeway: u64) -> Result<Principal, AuthError> {
         let header = jsonwebtoken::decode_header(token)
@@ -169,36 +193,49 @@ impl TrustedIssuer {
     /// The key `kid`: from the keys as last fetched, else fetched now (unless they were
     /// fetched moments ago).
     async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), AuthError> {
-        // Known keys never wait for a fetch in progress.
-        if let Some(found) = self.keys.read().expect("keys poisoned").by_id.get(kid) {
-            return Ok(found.clone());
+        let fresh = |keys: &Keys| keys.fetched.is_some_and(|at| at.elapsed() < self.max_age);
+        // Known keys, fetched lately, never wait for a fetch in progress.
+        {
+            let keys = self.keys.read().expect("keys poisoned");
+            if let Some(found) = keys.by_id.get(kid)
+                && fresh(&keys)
+            {
+                return Ok(found.clone());
+            }
         }
         let _fetching = self.fetching.lock().await;
         let missing = || AuthError::Invalid(format!("{} publishes no key '{kid}'", self.issuer));
-        {
+        let stale = {
             // Fetched by another request meanwhile, or moments ago.
             let keys = self.keys.read().expect("keys poisoned");
-            if let Some(found) = keys.by_id.get(kid) {
-                return Ok(found.clone());
+            match keys.by_id.get(kid) {
+                Some(found) if fresh(&keys) => return Ok(found.clone()),
+                Some(found) => Some(found.clone()),
+                None if keys
+                    .fetched
+                    .is_some_and(|at| at.elapsed() < self.refetch_after) =>
+                {
+                    return Err(missing());
+                }
+                None => None,
             }
-            if keys
-                .fetched
-                .is_some_and(|at| at.elapsed() < self.refetch_after)
-            {
-                return Err(missing());
-            }
-        }
+        };
         let fetched = self.fetch_keys().await;
         let mut keys = self.keys.write().expect("keys poisoned");
         keys.fetched = Some(Instant::now());
-        // A failed fetch keeps the keys as they were.
-        keys.by_id = fetched.map_err(|e| {
-            tracing::warn!(issuer = self.issuer, error = %e, "cannot fetch the issuer's keys");
-            AuthError::Invalid(format!(
-                "the keys of {} cannot be fetched: {e}",
-                self.issuer
-            ))
-        })?;
+        match fetched {
+            Ok(by_id) => keys.by_id = by_id,
+            Err(e) => {
+                tracing::warn!(issuer = self.issuer, error = %e, "cannot fetch the issuer's keys");
+                // A provider that cannot be reached leaves its keys as they were.
+                return stale.ok_or_else(|| {
+                    AuthError::Invalid(format!(
+                        "the keys of {} cannot be fetched: {e}",
+                        self.issuer
+                    ))
+                });
+            }
+        }
         keys.by_id.get(kid).cloned().ok_or_else(missing)
     }
 
@@ -217,14 +254,25 @@ impl TrustedIssuer {
         let jwks_uri = document["jwks_uri"]
             .as_str()
             .ok_or_else(|| anyhow::anyhow!("its discovery document has no jwks_uri"))?;
+        // An https issuer's keys come over https; http only for a provider on this machine.
+        let issuer_https = self.issuer.starts_with("https://");
         anyhow::ensure!(
-            url::Url::parse(jwks_uri).is_ok_and(|url| secure(&url)),
-            "its jwks_uri {jwks_uri} is not https (http only on loopback)"
+            url::Url::parse(jwks_uri)
+                .is_ok_and(|url| secure(&url) && (!issuer_https || url.scheme() == "https")),
+            "its jwks_uri {jwks_uri} is not https (http only for a provider on this machine)"
         );
-        let set: JwkSet = serde_json::from_value(self.get_json(jwks_uri).await?)
-            .map_err(|e| anyhow::anyhow!("its jwks_uri holds no JWK set: {e}"))?;
+        let set = self.get_json(jwks_uri).await?;
+        let listed = set["keys"]
+            .as_array()
+            .ok_or_else(|| anyhow::anyhow!("its jwks_uri holds no JWK set"))?;
+        // A key of a kind not used here (an encryption key, another curve) is skipped on its
+        // own: it must not make the issuer's signing keys unusable.
+        let parsed: Vec<Jwk> = listed
+            .iter()
+            .filter_map(|jwk| serde_json::from_value(jwk.clone()).ok())
+            .collect();
         let mut keys = HashMap::new();
-        for jwk in &set.keys {
+        for jwk in &parsed {
             let signs = jwk
                 .common
                 .public_key_use
@@ -241,7 +289,16 @@ impl TrustedIssuer {
                 // Symmetric keys and other curves sign nothing we accept.
                 _ => continue,
             };
-            let (Some(kid), true) = (&jwk.common.key_id, signs) else {
+            let verifies = jwk
+                .common
+                .key_operations
+                .as_ref()
+                .is_none_or(|ops| ops.contains(&jsonwebtoken::jwk::KeyOperations::Verify));
+            let declared = jwk
+                .common
+                .key_algorithm
+                .is_none_or(|declared| format!("{declared:?}") == format!("{alg:?}"));
+            let (Some(kid), true) = (&jwk.common.key_id, signs && verifies && declared) else {
                 continue;
             };
             if let Ok(key) = DecodingKey::from_jwk(jwk) {
@@ -276,24 +333,54 @@ impl TrustedIssuer {
         let scope = text("scope").unwrap_or_default();
         let scopes = Scope::parse_list(&scope)?;
         let patient = text("patient");
-        let role = match text(&self.role_claim) {
-            Some(role) => role.parse::<Role>().map_err(|_| {
-                AuthError::Invalid(format!(
-                    "the token's {} claim '{role}' names no healthcloud role",
+        let fhir_user = text("fhirUser");
+        let role = match claims.get(&self.role_claim) {
+            Some(Value::String(role)) => {
+                let role = role.parse::<Role>().map_err(|_| {
+                    AuthError::Invalid(format!(
+                        "the token's {} claim '{role}' names no healthcloud role",
+                        self.role_claim
+                    ))
+                })?;
+                // Administrators are healthcloud's own issuer's to name.
+                if !matches!(role, Role::Clinician | Role::Patient | Role::Citizen) {
+                    return Err(AuthError::Invalid(format!(
+                        "{} may not grant the role {}: administrators' tokens come from \
+                         healthcloud's own issuer",
+                        self.issuer,
+                        role.as_str()
+                    )));
+                }
+                role
+            }
+            Some(other) => {
+                return Err(AuthError::Invalid(format!(
+                    "the token's {} claim must be one role name, not {other}",
                     self.role_claim
-                ))
-            })?,
+                )));
+            }
+            // Without the claim: a patient's own token (only patient/ scopes, and the user, if
+            // named, is that patient), or a practitioner's with user/ scopes.
             None if patient.is_some()
                 && !scopes.is_empty()
-                && scopes.iter().all(|s| s.context == ScopeContext::Patient) =>
+                && scopes.iter().all(|s| s.context == ScopeContext::Patient)
+                && fhir_user.as_ref().is_none_or(|user| {
+                    Some(user.as_str())
+                        == patient.as_ref().map(|p| format!("Patient/{p}")).as_deref()
+                }) =>
             {
                 Role::Patient
             }
-            None if scopes.iter().any(|s| s.context == ScopeContext::User) => Role::Clinician,
+            None if fhir_user.as_ref().is_some_and(|user| {
+                user.starts_with("Practitioner/") || user.starts_with("PractitionerRole/")
+            }) && scopes.iter().any(|s| s.context == ScopeContext::User) =>
+            {
+                Role::Clinician
+            }
             None => {
                 return Err(AuthError::Invalid(format!(
                     "the token of {} names no role: it needs a '{}' claim, or patient/ scopes \
-                     with a patient, or user/ scopes",
+                     with its patient, or user/ scopes with a Practitioner as fhirUser",
                     self.issuer, self.role_claim
                 )));
             }
@@ -317,7 +404,7 @@ impl TrustedIssuer {
             scope,
             patient,
             region: text("region"),
-            fhir_user: text("fhirUser"),
+            fhir_user,
             org: text("org"),
             practitioner: text("practitioner"),
             aud,
