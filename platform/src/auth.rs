@@ -323,7 +323,7 @@ impl TokenVerifier {
         if let Some(known) = self.remembered(token, external.issuer()) {
             return known;
         }
-        let principal = Arc::new(external.verify(token, LEEWAY_SECS).await?);
+        let principal = Arc::new(external.verify(token).await?);
         self.remember(token, &principal);
         Ok(principal)
     }
@@ -374,19 +374,7 @@ impl TokenVerifier {
     }
 
     fn verify_signed(&self, token: &str) -> Result<Principal, AuthError> {
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        // Each service checks the audience against its own ([`Principal::check_audience`]):
-        // a token that names one must not be refused here for naming it.
-        validation.validate_aud = false;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &validation).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                kind => AuthError::Invalid(format!("{kind:?}")),
-            }
-        })?;
+        let data = decode::<Claims>(token, &self.key, validation(Algorithm::EdDSA))?;
         // Checked here rather than by jsonwebtoken so a foreign issuer gets its own message.
         if data.claims.iss != *self.issuer {
             return Err(AuthError::WrongIssuer);
@@ -397,6 +385,31 @@ impl TokenVerifier {
             scopes,
         })
     }
+}
+
+/// How every token is checked, whoever issued it: signed with `alg` only, `exp` (and `nbf`)
+/// within [`LEEWAY_SECS`], `exp`, `iss` and `sub` present. The audience is not checked here:
+/// each service checks it against its own ([`Principal::check_audience`]), so a token that
+/// names one must not be refused here for naming it.
+fn validation(alg: Algorithm) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.leeway = LEEWAY_SECS;
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    validation.validate_aud = false;
+    validation
+}
+
+/// `token`'s claims, if `key` signed it and `validation` accepts it.
+fn decode<C: serde::de::DeserializeOwned>(
+    token: &str,
+    key: &DecodingKey,
+    validation: Validation,
+) -> Result<jsonwebtoken::TokenData<C>, AuthError> {
+    jsonwebtoken::decode::<C>(token, key, &validation).map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+        kind => AuthError::Invalid(format!("{kind:?}")),
+    })
 }
 
 /// An issuer's signing key: the development issuer, or a test's own.

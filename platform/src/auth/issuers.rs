@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
-use super::{AuthError, Claims, Principal, Role};
+use super::{AuthError, Claims, Principal, Role, decode, validation};
 use crate::scope::{Scope, ScopeContext};
 
 /// The soonest a trusted issuer's keys are fetched again for a key id not seen yet.
@@ -135,11 +135,6 @@ impl TrustedIssuers {
         self
     }
 
-    /// Whether no issuer is trusted.
-    pub fn is_empty(&self) -> bool {
-        self.by_issuer.is_empty()
-    }
-
     /// The trusted issuer `iss`, if it is one.
     pub fn get(&self, iss: &str) -> Option<&Arc<TrustedIssuer>> {
         self.by_issuer.get(iss)
@@ -153,7 +148,7 @@ impl TrustedIssuer {
     }
 
     /// Verifies `token`, which says it is this issuer's, and maps its claims.
-    pub async fn verify(&self, token: &str, leeway: u64) -> Result<Principal, AuthError> {
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::Invalid(format!("{:?}", e.kind())))?;
         if !matches!(
@@ -175,18 +170,9 @@ impl TrustedIssuer {
                 self.issuer, header.alg
             )));
         }
-        let mut validation = Validation::new(alg);
-        validation.leeway = leeway;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let mut validation = validation(alg);
         validation.set_issuer(&[&self.issuer]);
-        // The audience is each service's to check (`Principal::check_audience`).
-        validation.validate_aud = false;
-        let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                kind => AuthError::Invalid(format!("{kind:?}")),
-            })?;
+        let data = decode::<serde_json::Map<String, Value>>(token, &key, validation)?;
         self.principal(data.claims)
     }
 

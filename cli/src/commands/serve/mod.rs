@@ -81,8 +81,8 @@ pub struct FhirApiArgs {
     )]
     pub trusted_issuers: Vec<String>,
     /// The claim of a trusted provider's tokens that names the user's healthcloud role
-    /// (clinician, patient, …); without it, patient/ scopes with a patient make a patient and
-    /// user/ scopes a clinician.
+    /// (clinician, patient or citizen); without it, patient/ scopes with a patient make a
+    /// patient and user/ scopes with a Practitioner as fhirUser a clinician.
     #[arg(long, default_value = "role", value_name = "CLAIM")]
     pub role_claim: String,
 }
@@ -92,7 +92,8 @@ fn cors_origin(text: &str) -> Result<String, String> {
 }
 
 impl FhirApiArgs {
-    /// Makes `integration` verify this issuer's tokens, when one is configured.
+    /// Makes `integration` verify the configured issuer's tokens (and the trusted providers'),
+    /// for its audience, and answer CORS for the configured origins.
     pub fn apply(&self, integration: &mut Integration) -> anyhow::Result<()> {
         if let (Some(issuer), Some(key)) = (&self.issuer, &self.issuer_key) {
             let pem = std::fs::read(key).map_err(|e| {
