@@ -343,6 +343,23 @@ struct Part<'a> {
     searches: Vec<(String, usize)>,
 }
 
+/// A healthcloud node's share of a target: the blood pressures of the patients it holds as
+/// `<prefix>-patient-<n>`, `readings` each, asked with `token`.
+fn node_part<'a>(server: &'a Server, prefix: &str, readings: usize, token: String) -> Part<'a> {
+    Part {
+        server,
+        bearer: Some(token),
+        searches: (1..=PATIENTS.len())
+            .map(|n| {
+                (
+                    bp_search(&format!("{prefix}-patient-{n}"), "/fhir/r4"),
+                    readings,
+                )
+            })
+            .collect(),
+    }
+}
+
 /// The CPU time the processes of `servers` have used.
 fn cpu(servers: &[&Server]) -> anyhow::Result<Duration> {
     servers.iter().map(|s| s.cpu()).sum()
@@ -441,16 +458,6 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
     let home = node("home", &home_db, &sources).await?;
     let home_alone = node("home-alone", &home_alone_db, &[]).await?;
 
-    let node_search = |prefix: &str, readings: usize| {
-        (1..=PATIENTS.len())
-            .map(|n| {
-                (
-                    bp_search(&format!("{prefix}-patient-{n}"), "/fhir/r4"),
-                    readings,
-                )
-            })
-            .collect::<Vec<_>>()
-    };
     let federated_matches =
         |n: usize| HOME_READINGS + gp_readings[n] + HOSPITAL_READINGS + MUNICIPALITY_READINGS;
     let gp_part = || Part {
@@ -465,28 +472,28 @@ pub async fn run(config: &Config) -> anyhow::Result<Results> {
             })
             .collect(),
     };
-    let hospital_part = || -> anyhow::Result<Part<'_>> {
-        Ok(Part {
-            server: &hospital,
-            bearer: Some(token_for(&hospital, integration_cloud())?),
-            searches: node_search("hospital", HOSPITAL_READINGS),
-        })
+    let hospital_part = || {
+        let token = token_for(&hospital, integration_cloud())?;
+        anyhow::Ok(node_part(&hospital, "hospital", HOSPITAL_READINGS, token))
     };
-    let municipality_part = || -> anyhow::Result<Part<'_>> {
-        Ok(Part {
-            server: &municipality,
-            bearer: Some(token_for(&municipality, integration_cloud())?),
-            searches: node_search("municipality", MUNICIPALITY_READINGS),
-        })
+    let municipality_part = || {
+        let token = token_for(&municipality, integration_cloud())?;
+        anyhow::Ok(node_part(
+            &municipality,
+            "municipality",
+            MUNICIPALITY_READINGS,
+            token,
+        ))
     };
     let targets = vec![
         Target::one(
             TargetId::HomeAlone,
-            Part {
-                server: &home_alone,
-                bearer: Some(token_for(&home_alone, clinician())?),
-                searches: node_search("home", HOME_READINGS),
-            },
+            node_part(
+                &home_alone,
+                "home",
+                HOME_READINGS,
+                token_for(&home_alone, clinician())?,
+            ),
             Vec::new(),
         ),
         Target::one(TargetId::Gp, gp_part(), Vec::new()),
