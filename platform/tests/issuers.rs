@@ -55,6 +55,14 @@ impl Provider {
         Provider { issuer, jwks }
     }
 
+    /// A provider publishing one key, `k1`.
+    async fn with_one_key() -> (Provider, Key) {
+        let provider = Self::start().await;
+        let key = Key::new("k1", 1);
+        provider.publish(&[&key]);
+        (provider, key)
+    }
+
     fn publish(&self, keys: &[&Key]) {
         *self.jwks.lock().unwrap() =
             json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()});
@@ -115,15 +123,20 @@ fn verifier(provider: &Provider) -> TokenVerifier {
         .trusting(trusted)
 }
 
+/// A verifier trusting `issuer` with the default key refresh.
+fn trusting(issuer: &str) -> TokenVerifier {
+    TokenIssuer::generate("healthcloud-dev-issuer")
+        .verifier()
+        .trusting(TrustedIssuers::default().with(issuer, "role").unwrap())
+}
+
 fn b64(value: &Value) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
 }
 
 #[tokio::test]
 async fn a_trusted_providers_token_is_accepted_with_its_claims_mapped() {
-    let provider = Provider::start().await;
-    let key = Key::new("k1", 1);
-    provider.publish(&[&key]);
+    let (provider, key) = Provider::with_one_key().await;
     let verifier = verifier(&provider);
     let token = key.sign(&claims(
         &provider.issuer,
@@ -149,9 +162,7 @@ async fn a_trusted_providers_token_is_accepted_with_its_claims_mapped() {
 
 #[tokio::test]
 async fn the_role_comes_from_the_role_claim_or_the_scopes_and_a_token_with_neither_is_refused() {
-    let provider = Provider::start().await;
-    let key = Key::new("k1", 1);
-    provider.publish(&[&key]);
+    let (provider, key) = Provider::with_one_key().await;
     let verifier = verifier(&provider);
     let role = async |extra: Value| {
         verifier
@@ -247,9 +258,7 @@ async fn a_rotated_out_key_is_refused_once_the_new_one_is_seen() {
 
 #[tokio::test]
 async fn forged_tokens_are_refused() {
-    let provider = Provider::start().await;
-    let key = Key::new("k1", 1);
-    provider.publish(&[&key]);
+    let (provider, key) = Provider::with_one_key().await;
     let verifier = verifier(&provider);
     let body = claims(&provider.issuer, json!({"role": "clinician"}));
 
@@ -316,9 +325,7 @@ async fn a_provider_that_cannot_be_reached_or_names_another_issuer_lets_no_token
         format!("http://{}", listener.local_addr().unwrap())
     };
     let key = Key::new("k1", 1);
-    let verifier = TokenIssuer::generate("healthcloud-dev-issuer")
-        .verifier()
-        .trusting(TrustedIssuers::default().with(&gone, "role").unwrap());
+    let verifier = trusting(&gone);
     let refused = verifier
         .verify_request(&key.sign(&claims(&gone, json!({"role": "clinician"}))))
         .await
@@ -332,9 +339,7 @@ async fn a_provider_that_cannot_be_reached_or_names_another_issuer_lets_no_token
     let provider = Provider::start().await;
     provider.publish(&[&key]);
     let pretender = format!("{}/", provider.issuer);
-    let verifier = TokenIssuer::generate("healthcloud-dev-issuer")
-        .verifier()
-        .trusting(TrustedIssuers::default().with(&pretender, "role").unwrap());
+    let verifier = trusting(&pretender);
     let refused = verifier
         .verify_request(&key.sign(&claims(&pretender, json!({"role": "clinician"}))))
         .await
@@ -369,9 +374,7 @@ async fn keys_are_never_fetched_over_plain_http_from_another_machine() {
 /// clone that trusts nobody.
 #[tokio::test]
 async fn a_token_accepted_from_a_trusted_provider_stays_that_providers_only() {
-    let provider = Provider::start().await;
-    let key = Key::new("k1", 1);
-    provider.publish(&[&key]);
+    let (provider, key) = Provider::with_one_key().await;
     let plain = TokenIssuer::generate("healthcloud-dev-issuer").verifier();
     let trusting = plain.clone().trusting(
         TrustedIssuers::default()
