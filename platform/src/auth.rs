@@ -313,6 +313,12 @@ impl TokenVerifier {
     /// Verifies `token`, of this verifier's issuer or of a trusted one (whose keys may have
     /// to be fetched first), and returns who it is, shared with the verifier's memory of it.
     pub async fn verify_request(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        // A token seen before costs a lookup, whoever issued it.
+        if let Some(known) = self.remembered(token, |iss| {
+            iss == &*self.issuer || self.trusted.get(iss).is_some()
+        }) {
+            return known;
+        }
         let external = match issuers::claimed_issuer(token) {
             Some(iss) if *iss != *self.issuer => self.trusted.get(&iss).cloned(),
             _ => None,
@@ -320,9 +326,6 @@ impl TokenVerifier {
         let Some(external) = external else {
             return self.verify_shared(token);
         };
-        if let Some(known) = self.remembered(token, external.issuer()) {
-            return known;
-        }
         let principal = Arc::new(external.verify(token).await?);
         self.remember(token, &principal);
         Ok(principal)
@@ -331,7 +334,7 @@ impl TokenVerifier {
     /// Verifies `token` of this verifier's own issuer and returns who it is, shared with the
     /// verifier's memory of it: no copy for a token seen before.
     pub fn verify_shared(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
-        if let Some(known) = self.remembered(token, &self.issuer) {
+        if let Some(known) = self.remembered(token, |iss| iss == &*self.issuer) {
             return known;
         }
         let principal = Arc::new(self.verify_signed(token)?);
@@ -339,16 +342,21 @@ impl TokenVerifier {
         Ok(principal)
     }
 
-    /// The verified token `token`, if it was verified before as `issuer`'s (a clone that trusts
-    /// other issuers shares this memory): still valid, or expired now.
-    fn remembered(&self, token: &str, issuer: &str) -> Option<Result<Arc<Principal>, AuthError>> {
+    /// The verified token `token`, if it was verified before as the token of an issuer
+    /// `accepted` here (a clone that trusts other issuers shares this memory): still valid, or
+    /// expired now.
+    fn remembered(
+        &self,
+        token: &str,
+        accepted: impl Fn(&str) -> bool,
+    ) -> Option<Result<Arc<Principal>, AuthError>> {
         let now = chrono::Utc::now().timestamp();
         let known = self
             .verified
             .lock()
             .expect("token cache poisoned")
             .get(token)
-            .filter(|principal| principal.claims.iss == issuer)
+            .filter(|principal| accepted(&principal.claims.iss))
             .cloned();
         if let Some(principal) = known {
             // Expiry as the signature check judges it (with its leeway); a `nbf` it accepted

@@ -142,11 +142,6 @@ impl TrustedIssuers {
 }
 
 impl TrustedIssuer {
-    /// Its issuer URL, as its tokens' `iss`.
-    pub fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
     /// Verifies `token`, which says it is this issuer's, and maps its claims.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let header = jsonwebtoken::decode_header(token)
