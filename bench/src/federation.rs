@@ -274,6 +274,7 @@ pub async fn serve_node(args: &NodeArgs) -> anyhow::Result<()> {
             audience,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             cors_origins: Vec::new(),
+            authorization: None,
         }),
     };
     let router = axum::Router::new().nest("/fhir/r4", api::router(state));

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use healthcloud_platform::auth::smart::AuthorizationEndpoints;
 use healthcloud_platform::auth::{AuthError, Principal, TokenVerifier};
 use healthcloud_platform::scope::Interaction;
 use serde_json::value::RawValue;
@@ -38,6 +39,9 @@ pub struct FhirConfig {
     /// this API: each gets CORS answers, preflights included. Tokens travel as bearer
     /// headers, never cookies, so credentials are not allowed.
     pub cors_origins: Vec<String>,
+    /// healthcloud's authorization server, when one issues tokens for this API: advertised
+    /// in `.well-known/smart-configuration` and the CapabilityStatement.
+    pub authorization: Option<AuthorizationEndpoints>,
 }
 
 /// The origin `text` names (`https://app.example`, a port when not the scheme's own), as
@@ -511,12 +515,16 @@ async fn json_body(state: &FhirState, headers: &HeaderMap, body: Body) -> Result
 async fn metadata(State(state): State<FhirState>) -> Response {
     fhir_json(
         StatusCode::OK,
-        capability_statement(&state.config.base_url).to_string(),
+        capability_statement(&state.config.base_url, state.config.authorization.as_ref())
+            .to_string(),
     )
 }
 
 /// The CapabilityStatement, generated from the same table that drives search and indexing.
-pub fn capability_statement(base_url: &str) -> Value {
+pub fn capability_statement(
+    base_url: &str,
+    authorization: Option<&AuthorizationEndpoints>,
+) -> Value {
     let resources: Vec<Value> = TYPES
         .iter()
         .map(|t| {
@@ -547,6 +555,14 @@ pub fn capability_statement(base_url: &str) -> Value {
             resource
         })
         .collect();
+    let mut security = json!({
+        "cors": true,
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
+        "description": "Bearer JWTs with SMART App Launch v2 scopes; see .well-known/smart-configuration"
+    });
+    if let Some(authorization) = authorization {
+        security["extension"] = json!([authorization.oauth_uris_extension()]);
+    }
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -558,11 +574,7 @@ pub fn capability_statement(base_url: &str) -> Value {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
-            "security": {
-                "cors": false,
-                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
-                "description": "Bearer JWTs (EdDSA) with SMART App Launch v2 scopes; see .well-known/smart-configuration"
-            },
+            "security": security,
             "resource": resources,
             "searchParam": [
                 {"name": "_count", "type": "number", "documentation": "Page size (clamped to the server maximum)"},
@@ -573,12 +585,14 @@ pub fn capability_statement(base_url: &str) -> Value {
 }
 
 async fn smart_configuration(State(state): State<FhirState>) -> Json<Value> {
-    let base = &state.config.base_url;
+    if let Some(authorization) = &state.config.authorization {
+        return Json(authorization.smart_configuration());
+    }
     Json(json!({
-        // Tokens come from the configured issuer (in development: `healthcloud token`); this
-        // server runs no authorization endpoint of its own, so none is advertised.
+        // Tokens come from the configured issuer (in development: `healthcloud token`); no
+        // authorization server runs here, so none is advertised.
         "issuer": state.verifier.issuer(),
-        "fhir_base": base,
+        "fhir_base": state.config.base_url,
         "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "patient/*.cruds", "user/*.cruds", "system/*.cruds"],
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
         "capabilities": [

@@ -64,6 +64,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use healthcloud_platform::auth;
+use healthcloud_platform::auth::keys::SigningKeys;
+use healthcloud_platform::auth::smart::AuthorizationEndpoints;
 use healthcloud_platform::db::{Database, Migrations};
 
 pub use error::FhirError;
@@ -115,6 +117,7 @@ impl Integration {
                 audience: fhir_audience,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 cors_origins: Vec::new(),
+                authorization: None,
             }),
         };
         Ok(Integration {
@@ -123,6 +126,24 @@ impl Integration {
             issuer,
             public_url,
         })
+    }
+
+    /// This FHIR API taking the tokens of healthcloud's authorization server at `endpoints`
+    /// (signed with `keys`), and advertising it to SMART clients.
+    pub fn with_authorization_server(
+        mut self,
+        endpoints: AuthorizationEndpoints,
+        keys: SigningKeys,
+    ) -> Self {
+        self.state.verifier = self
+            .state
+            .verifier
+            .clone()
+            .with_authorization_server(endpoints.issuer(), keys);
+        let mut config = (*self.state.config).clone();
+        config.authorization = Some(endpoints);
+        self.state.config = Arc::new(config);
+        self
     }
 
     /// The HTTP routes of the integration cloud (`/fhir/r4/…`).

@@ -268,6 +268,9 @@ mod tests {
                 org: None,
                 practitioner: None,
                 aud: vec!["a".into()],
+                client_id: None,
+                encounter: None,
+                jti: None,
             },
             scopes: Scope::parse_list(scope).unwrap(),
         })

@@ -187,6 +187,9 @@ mod tests {
                 org: None,
                 practitioner: None,
                 aud: Vec::new(),
+                client_id: None,
+                encounter: None,
+                jti: None,
             },
             scopes: Vec::new(),
         }

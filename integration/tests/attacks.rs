@@ -328,6 +328,9 @@ fn actorless_clinician(h: &Harness, scope: &str) -> String {
         org: None,
         practitioner: None,
         aud: vec![BASE.into()],
+        client_id: None,
+        encounter: None,
+        jti: None,
     })
 }
 

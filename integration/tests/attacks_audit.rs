@@ -200,6 +200,7 @@ fn with_budget(h: &mut Harness, burst: u32) {
             audience: BASE.into(),
             max_body_bytes: 64 * 1024,
             cors_origins: Vec::new(),
+            authorization: None,
         }),
     };
     h.app = Router::new().nest("/fhir/r4", api::router(state));

@@ -88,6 +88,9 @@ fn claims(_h: &Harness, issuer: &str, expires_in: i64) -> Claims {
         org: None,
         practitioner: None,
         aud: vec![common::BASE.into()],
+        client_id: None,
+        encounter: None,
+        jti: None,
     }
 }
 

@@ -1095,6 +1095,7 @@ async fn the_fhir_api_accepts_tokens_of_a_trusted_identity_provider_for_itself_o
             audience: BASE.into(),
             max_body_bytes: 64 * 1024,
             cors_origins: Vec::new(),
+            authorization: None,
         }),
     };
     h.app = Router::new().nest("/fhir/r4", api::router(state));

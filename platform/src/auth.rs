@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::scope::{Scope, ScopeError};
 
 pub mod issuers;
+pub mod keys;
+pub mod smart;
 
 use issuers::TrustedIssuers;
 
@@ -148,6 +150,16 @@ pub struct Claims {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub aud: Vec<String>,
+    /// The SMART app the token was issued to (`client_id`, RFC 9068): set by healthcloud's
+    /// authorization server only, whose clients are the apps regions installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The encounter in context (SMART launch context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encounter: Option<String>,
+    /// The token's own id (`jti`): what a revocation names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 /// `aud` is a string or an array of strings (RFC 7519, section 4.1.3).
@@ -264,6 +276,9 @@ pub struct TokenVerifier {
     verified: Arc<Mutex<HashMap<String, Arc<Principal>>>>,
     /// Other issuers whose tokens are accepted too, verified through their published keys.
     trusted: TrustedIssuers,
+    /// healthcloud's authorization server, when it runs: its issuer URL and its keys, in
+    /// this process.
+    authorization: Option<(Arc<str>, keys::SigningKeys)>,
 }
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
@@ -291,7 +306,15 @@ impl TokenVerifier {
             ),
             verified: Default::default(),
             trusted: TrustedIssuers::default(),
+            authorization: None,
         })
+    }
+
+    /// This verifier, accepting the tokens healthcloud's authorization server issues as
+    /// `issuer`, signed with one of `keys`.
+    pub fn with_authorization_server(mut self, issuer: &str, keys: keys::SigningKeys) -> Self {
+        self.authorization = Some((issuer.into(), keys));
+        self
     }
 
     /// This verifier, accepting tokens of `trusted` too.
@@ -315,11 +338,19 @@ impl TokenVerifier {
     pub async fn verify_request(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         // A token seen before costs a lookup, whoever issued it.
         if let Some(known) = self.remembered(token, |iss| {
-            iss == &*self.issuer || self.trusted.get(iss).is_some()
+            iss == &*self.issuer || self.trusted.get(iss).is_some() || self.is_authorization(iss)
         }) {
             return known;
         }
-        let external = match issuers::claimed_issuer(token) {
+        let claimed = issuers::claimed_issuer(token);
+        if let (Some(iss), Some((_, keys))) = (&claimed, &self.authorization)
+            && self.is_authorization(iss)
+        {
+            let principal = Arc::new(verify_with_keys(token, iss, keys)?);
+            self.remember(token, &principal);
+            return Ok(principal);
+        }
+        let external = match claimed {
             Some(iss) if *iss != *self.issuer => self.trusted.get(&iss).cloned(),
             _ => None,
         };
@@ -373,6 +404,12 @@ impl TokenVerifier {
         None
     }
 
+    fn is_authorization(&self, iss: &str) -> bool {
+        self.authorization
+            .as_ref()
+            .is_some_and(|(issuer, _)| **issuer == *iss)
+    }
+
     fn remember(&self, token: &str, principal: &Arc<Principal>) {
         let mut verified = self.verified.lock().expect("token cache poisoned");
         if verified.len() >= VERIFIED_TOKENS {
@@ -393,6 +430,34 @@ impl TokenVerifier {
             scopes,
         })
     }
+}
+
+/// A token of healthcloud's authorization server `issuer`: ES256 with one of `keys`, named
+/// by its `kid`.
+fn verify_with_keys(
+    token: &str,
+    issuer: &str,
+    keys: &keys::SigningKeys,
+) -> Result<Principal, AuthError> {
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|e| AuthError::Invalid(format!("{:?}", e.kind())))?;
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| keys.decoding_key(kid))
+        .ok_or_else(|| {
+            AuthError::Invalid(format!(
+                "the token names no key {issuer} signs with (a retired key, or none)"
+            ))
+        })?;
+    let mut validation = validation(Algorithm::ES256);
+    validation.set_issuer(&[issuer]);
+    let data = decode::<Claims>(token, &key, validation)?;
+    let scopes = Scope::parse_list(&data.claims.scope)?;
+    Ok(Principal {
+        claims: data.claims,
+        scopes,
+    })
 }
 
 /// How every token is checked, whoever issued it: signed with `alg` only, `exp` (and `nbf`)
@@ -580,6 +645,9 @@ impl TokenIssuer {
             org: request.org,
             practitioner: request.practitioner,
             aud: audience,
+            client_id: None,
+            encounter: None,
+            jti: None,
         };
         Ok(self.sign(&claims))
     }

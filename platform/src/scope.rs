@@ -222,6 +222,28 @@ impl Scope {
     }
 }
 
+impl Scope {
+    /// Whether everything this scope allows, `wider` allows too: the same context, the same
+    /// type (or a wildcard that reaches it), no permission `wider` lacks, and at least its
+    /// restriction. What an authorization server asks before it grants a requested scope.
+    pub fn within(&self, wider: &Scope) -> bool {
+        self.context == wider.context
+            && match (&self.resource_type, &wider.resource_type) {
+                (_, None) => self
+                    .resource_type
+                    .as_deref()
+                    .is_none_or(|named| !NAMED_ONLY.contains(&named)),
+                (Some(named), Some(theirs)) => named == theirs,
+                (None, Some(_)) => false,
+            }
+            && self.permissions & !wider.permissions == 0
+            && wider
+                .restriction
+                .iter()
+                .all(|condition| self.restriction.contains(condition))
+    }
+}
+
 fn bits(letters: &str) -> u8 {
     letters
         .chars()
@@ -262,6 +284,33 @@ mod tests {
 
     fn one(text: &str) -> Scope {
         Scope::parse(text).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_scope_is_within_another_only_if_it_allows_no_more() {
+        let within = |narrow: &str, wide: &str| one(narrow).within(&one(wide));
+        assert!(within("patient/Observation.rs", "patient/*.rs"));
+        assert!(within("patient/Observation.r", "patient/Observation.rs"));
+        assert!(within(
+            "patient/Observation.rs?category=vital-signs",
+            "patient/Observation.rs?category=vital-signs"
+        ));
+        assert!(within(
+            "patient/Observation.rs?category=vital-signs",
+            "patient/Observation.rs"
+        ));
+        assert!(!within(
+            "patient/Observation.rs",
+            "patient/Observation.rs?category=vital-signs"
+        ));
+        assert!(!within("patient/Observation.crs", "patient/Observation.rs"));
+        assert!(!within("patient/*.rs", "patient/Observation.rs"));
+        assert!(!within("user/Observation.rs", "patient/Observation.rs"));
+        assert!(!within("patient/Condition.rs", "patient/Observation.rs"));
+        assert!(
+            !within("patient/AuditEvent.rs", "patient/*.rs"),
+            "named only"
+        );
     }
 
     #[test]

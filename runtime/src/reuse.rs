@@ -143,11 +143,15 @@ impl LaunchKey {
             org,
             practitioner,
             aud,
+            client_id,
+            encounter,
+            jti: _,
         } = &self.principal.claims;
         let theirs = &other.principal.claims;
         self.grant_version == other.grant_version
             && self.consent_version == other.consent_version
             && (practitioner, aud) == (&theirs.practitioner, &theirs.aud)
+            && (client_id, encounter) == (&theirs.client_id, &theirs.encounter)
             && (iss, sub, role, scope, patient, region, fhir_user, org)
                 == (
                     &theirs.iss,

@@ -78,6 +78,7 @@ impl Harness {
                 audience: BASE.into(),
                 max_body_bytes: 64 * 1024,
                 cors_origins: vec![APP_ORIGIN.into()],
+                authorization: None,
             }),
         };
         let app = Router::new().nest("/fhir/r4", api::router(state));

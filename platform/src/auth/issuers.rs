@@ -144,6 +144,17 @@ impl TrustedIssuers {
 impl TrustedIssuer {
     /// Verifies `token`, which says it is this issuer's, and maps its claims.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_with_claims(token)
+            .await
+            .map(|(principal, _)| principal)
+    }
+
+    /// Verifies `token` as [`TrustedIssuer::verify`] does, returning its claims as they are
+    /// besides (an ID token's `nonce` and `aud`, which its relying party checks).
+    pub async fn verify_with_claims(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, serde_json::Map<String, Value>), AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::Invalid(format!("{:?}", e.kind())))?;
         if !matches!(
@@ -168,7 +179,8 @@ impl TrustedIssuer {
         let mut validation = validation(alg);
         validation.set_issuer(&[&self.issuer]);
         let data = decode::<serde_json::Map<String, Value>>(token, &key, validation)?;
-        self.principal(data.claims)
+        let principal = self.principal(&data.claims)?;
+        Ok((principal, data.claims))
     }
 
     /// The key `kid`: from the keys as last fetched, else fetched now (unless they were
@@ -309,7 +321,7 @@ impl TrustedIssuer {
     }
 
     /// The external claims as healthcloud's.
-    fn principal(&self, claims: serde_json::Map<String, Value>) -> Result<Principal, AuthError> {
+    fn principal(&self, claims: &serde_json::Map<String, Value>) -> Result<Principal, AuthError> {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         let scope = text("scope").unwrap_or_default();
         let scopes = Scope::parse_list(&scope)?;
@@ -389,6 +401,10 @@ impl TrustedIssuer {
             org: text("org"),
             practitioner: text("practitioner"),
             aud,
+            // Another issuer's clients are not apps installed here.
+            client_id: None,
+            encounter: text("encounter"),
+            jti: text("jti"),
         };
         Ok(Principal { claims, scopes })
     }

@@ -1,0 +1,448 @@
+//! The token endpoint (authorization code, refresh token), introspection, revocation and the
+//! published keys.
+//!
+//! A code is exchanged once: presented again, everything issued from its authorization is
+//! revoked (RFC 6749, section 4.1.2). A refresh token is rotated on every use; a used one
+//! presented again revokes its whole family too (it was stolen, or the app is broken).
+//! Access tokens name their family in `jti` (`<family>.<random>`), so introspection answers
+//! for them from the family's state.
+
+use axum::Json;
+use axum::extract::{Form, State};
+use axum::response::{IntoResponse, Response};
+use healthcloud_platform::auth::Claims;
+use healthcloud_platform::scope::Scope;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::authorize::challenge_of;
+use crate::error::no_store;
+use crate::login::User;
+use crate::{
+    ACCESS_TOKEN_TTL, AuthorizationServer, OAuthError, REFRESH_TOKEN_TTL, hash, now, random_token,
+};
+
+/// What one authorization granted: kept with its code and its refresh tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Granted {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    pub user: User,
+    pub patient: Option<String>,
+    pub encounter: Option<String>,
+    /// The app's OpenID nonce, echoed in the ID token.
+    pub nonce: Option<String>,
+    pub family: String,
+}
+
+/// The token request's parameters.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct TokenParams {
+    grant_type: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    client_id: Option<String>,
+    refresh_token: Option<String>,
+    scope: Option<String>,
+}
+
+pub(crate) async fn token(
+    State(server): State<AuthorizationServer>,
+    Form(params): Form<TokenParams>,
+) -> Result<Response, OAuthError> {
+    let granted = match params.grant_type.as_deref() {
+        Some("authorization_code") => exchange_code(&server, &params).await?,
+        Some("refresh_token") => refresh(&server, &params).await?,
+        Some(other) => {
+            return Err(OAuthError::UnsupportedGrantType(format!(
+                "grant_type {other} is not supported: use authorization_code or refresh_token"
+            )));
+        }
+        None => return Err(OAuthError::InvalidRequest("grant_type is missing".into())),
+    };
+    let mut response = Json(issue(&server, &granted).await?).into_response();
+    no_store(&mut response);
+    Ok(response)
+}
+
+/// The client the request names, registered and (public clients) unauthenticated.
+fn client_of(
+    server: &AuthorizationServer,
+    params: &TokenParams,
+) -> Result<std::sync::Arc<crate::Client>, OAuthError> {
+    let client_id = params
+        .client_id
+        .as_deref()
+        .ok_or_else(|| OAuthError::InvalidClient("client_id is missing".into()))?;
+    server
+        .inner
+        .clients
+        .get(client_id)
+        .ok_or_else(|| OAuthError::InvalidClient(format!("no app '{client_id}' is installed")))
+}
+
+async fn exchange_code(
+    server: &AuthorizationServer,
+    params: &TokenParams,
+) -> Result<Granted, OAuthError> {
+    let client = client_of(server, params)?;
+    let code = params
+        .code
+        .as_deref()
+        .ok_or_else(|| OAuthError::InvalidRequest("code is missing".into()))?;
+    let db = &server.inner.db;
+    let mut sql = db.sql("SELECT granted, expires_at, used FROM oauth_codes WHERE code_hash = ");
+    sql.bind(hash(code));
+    let row = sql
+        .query()
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| OAuthError::InvalidGrant("the code is not valid".into()))?;
+    let granted: Granted = serde_json::from_str(&row.get::<String, _>(0))
+        .map_err(|e| OAuthError::Internal(e.into()))?;
+    // Claimed before anything else is checked: of two exchanges at once, one wins.
+    let mut sql = db.sql("UPDATE oauth_codes SET used = 1 WHERE code_hash = ");
+    sql.bind(hash(code)).push(" AND used = 0");
+    if sql.query().execute(db.pool()).await?.rows_affected() != 1 {
+        revoke_family(server, &granted.family).await?;
+        return Err(OAuthError::InvalidGrant(
+            "the code was used already: everything issued with it is revoked".into(),
+        ));
+    }
+    if row.get::<i64, _>(1) <= now() {
+        return Err(OAuthError::InvalidGrant("the code expired".into()));
+    }
+    if granted.client_id != client.client_id {
+        return Err(OAuthError::InvalidGrant(
+            "the code was issued to another app".into(),
+        ));
+    }
+    if params.redirect_uri.as_deref() != Some(granted.redirect_uri.as_str()) {
+        return Err(OAuthError::InvalidGrant(
+            "redirect_uri differs from the authorization request's".into(),
+        ));
+    }
+    let verifier = params.code_verifier.as_deref().unwrap_or_default();
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    if !well_formed || challenge_of(verifier) != granted.code_challenge {
+        return Err(OAuthError::InvalidGrant(
+            "the code_verifier does not match the code_challenge (PKCE)".into(),
+        ));
+    }
+    family_alive(server, &granted.family).await?;
+    Ok(granted)
+}
+
+async fn refresh(
+    server: &AuthorizationServer,
+    params: &TokenParams,
+) -> Result<Granted, OAuthError> {
+    let client = client_of(server, params)?;
+    let token = params
+        .refresh_token
+        .as_deref()
+        .ok_or_else(|| OAuthError::InvalidRequest("refresh_token is missing".into()))?;
+    let db = &server.inner.db;
+    let mut sql =
+        db.sql("SELECT granted, expires_at FROM oauth_refresh_tokens WHERE token_hash = ");
+    sql.bind(hash(token));
+    let row = sql
+        .query()
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| OAuthError::InvalidGrant("the refresh token is not valid".into()))?;
+    let mut granted: Granted = serde_json::from_str(&row.get::<String, _>(0))
+        .map_err(|e| OAuthError::Internal(e.into()))?;
+    if granted.client_id != client.client_id {
+        return Err(OAuthError::InvalidGrant(
+            "the refresh token was issued to another app".into(),
+        ));
+    }
+    let mut sql = db.sql("UPDATE oauth_refresh_tokens SET used = 1 WHERE token_hash = ");
+    sql.bind(hash(token)).push(" AND used = 0");
+    if sql.query().execute(db.pool()).await?.rows_affected() != 1 {
+        revoke_family(server, &granted.family).await?;
+        return Err(OAuthError::InvalidGrant(
+            "the refresh token was used already: everything issued with it is revoked".into(),
+        ));
+    }
+    if row.get::<i64, _>(1) <= now() {
+        return Err(OAuthError::InvalidGrant("the refresh token expired".into()));
+    }
+    family_alive(server, &granted.family).await?;
+    // A narrower scope may be asked for; never a wider one.
+    if let Some(asked) = &params.scope {
+        let had: Vec<&str> = granted.scope.split_whitespace().collect();
+        if let Some(extra) = asked.split_whitespace().find(|one| !had.contains(one)) {
+            return Err(OAuthError::InvalidScope(format!(
+                "{extra} was not granted by the original authorization"
+            )));
+        }
+        granted.scope = asked.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+    // Still within what the region grants the app now.
+    let data = Scope::parse_list(&granted.scope).map_err(|e| OAuthError::Internal(e.into()))?;
+    if client.narrow(&data).len() != data.len() {
+        return Err(OAuthError::InvalidGrant(
+            "the region no longer grants the app what this authorization holds: authorize again"
+                .into(),
+        ));
+    }
+    Ok(granted)
+}
+
+async fn family_alive(server: &AuthorizationServer, family: &str) -> Result<(), OAuthError> {
+    if family_revoked(server, family).await? {
+        return Err(OAuthError::InvalidGrant(
+            "the authorization was revoked".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn family_revoked(server: &AuthorizationServer, family: &str) -> Result<bool, OAuthError> {
+    let db = &server.inner.db;
+    let mut sql = db.sql("SELECT revoked_at FROM oauth_families WHERE family = ");
+    sql.bind(family);
+    let row = sql.query().fetch_optional(db.pool()).await?;
+    Ok(row.is_none_or(|row| row.get::<Option<i64>, _>(0).is_some()))
+}
+
+async fn revoke_family(server: &AuthorizationServer, family: &str) -> Result<(), OAuthError> {
+    let db = &server.inner.db;
+    let mut sql = db.sql("UPDATE oauth_families SET revoked_at = ");
+    sql.bind(now())
+        .push(" WHERE family = ")
+        .bind(family)
+        .push(" AND revoked_at IS NULL");
+    sql.query().execute(db.pool()).await?;
+    Ok(())
+}
+
+/// The token response for `granted`: an access token, an ID token when `openid` was
+/// granted, a new refresh token when `offline_access` or `online_access` was.
+async fn issue(server: &AuthorizationServer, granted: &Granted) -> Result<Value, OAuthError> {
+    let client = server
+        .inner
+        .clients
+        .get(&granted.client_id)
+        .ok_or_else(|| OAuthError::InvalidClient("the app was removed".into()))?;
+    let now = now();
+    let ttl = ACCESS_TOKEN_TTL.as_secs() as i64;
+    let user = &granted.user;
+    let claims = Claims {
+        iss: server.inner.endpoints.issuer().to_owned(),
+        sub: user.sub.clone(),
+        exp: now + ttl,
+        iat: now,
+        role: user.role,
+        scope: granted.scope.clone(),
+        patient: granted.patient.clone(),
+        region: Some(client.region.clone()),
+        fhir_user: user.fhir_user.clone(),
+        org: user.org.clone(),
+        practitioner: user.practitioner.clone(),
+        aud: vec![server.inner.fhir_base.clone()],
+        client_id: Some(client.client_id.clone()),
+        encounter: granted.encounter.clone(),
+        jti: Some(format!("{}.{}", granted.family, random_token())),
+    };
+    let mut answer = json!({
+        "access_token": server.inner.keys.sign(&claims),
+        "token_type": "Bearer",
+        "expires_in": ttl,
+        "scope": granted.scope,
+        "need_patient_banner": true,
+    });
+    if let Some(patient) = &granted.patient {
+        answer["patient"] = json!(patient);
+    }
+    if let Some(encounter) = &granted.encounter {
+        answer["encounter"] = json!(encounter);
+    }
+    let scopes: Vec<&str> = granted.scope.split_whitespace().collect();
+    if scopes.contains(&"openid") {
+        let mut id_token = json!({
+            "iss": server.inner.endpoints.issuer(),
+            "sub": user.sub,
+            "aud": client.client_id,
+            "exp": now + ttl,
+            "iat": now,
+        });
+        if let Some(nonce) = &granted.nonce {
+            id_token["nonce"] = json!(nonce);
+        }
+        if let (true, Some(fhir_user)) = (scopes.contains(&"fhirUser"), &user.fhir_user) {
+            // An absolute URL, as SMART asks.
+            id_token["fhirUser"] = json!(format!("{}/{fhir_user}", server.inner.fhir_base));
+        }
+        answer["id_token"] = json!(server.inner.keys.sign(&id_token));
+    }
+    if scopes.contains(&"offline_access") || scopes.contains(&"online_access") {
+        let refresh_token = random_token();
+        let db = &server.inner.db;
+        let mut sql = db.sql(
+            "INSERT INTO oauth_refresh_tokens (token_hash, family, granted, expires_at) VALUES (",
+        );
+        sql.bind_list([
+            hash(&refresh_token).into(),
+            granted.family.clone().into(),
+            serde_json::to_string(granted)
+                .map_err(|e| OAuthError::Internal(e.into()))?
+                .into(),
+            (now + REFRESH_TOKEN_TTL.as_secs() as i64).into(),
+        ])
+        .push(")");
+        sql.query().execute(db.pool()).await?;
+        answer["refresh_token"] = json!(refresh_token);
+    }
+    Ok(answer)
+}
+
+/// The parameters of introspection and revocation.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TokenOnly {
+    token: Option<String>,
+    client_id: Option<String>,
+}
+
+/// What is known of `token`: an access token of ours (its claims, if its signature,
+/// expiry and family hold) or a live refresh token.
+async fn lookup(
+    server: &AuthorizationServer,
+    token: &str,
+) -> Result<Option<(String, Value)>, OAuthError> {
+    if let Some(claims) = access_token_claims(server, token) {
+        let family = claims
+            .jti
+            .as_deref()
+            .and_then(|jti| jti.split_once('.'))
+            .map(|(family, _)| family.to_owned())
+            .unwrap_or_default();
+        let mut answer =
+            serde_json::to_value(&claims).map_err(|e| OAuthError::Internal(e.into()))?;
+        answer["token_type"] = json!("Bearer");
+        return Ok(Some((family, answer)));
+    }
+    let db = &server.inner.db;
+    let mut sql =
+        db.sql("SELECT granted FROM oauth_refresh_tokens WHERE used = 0 AND token_hash = ");
+    sql.bind(hash(token)).push(" AND expires_at > ").bind(now());
+    let Some(row) = sql.query().fetch_optional(db.pool()).await? else {
+        return Ok(None);
+    };
+    let granted: Granted = serde_json::from_str(&row.get::<String, _>(0))
+        .map_err(|e| OAuthError::Internal(e.into()))?;
+    Ok(Some((
+        granted.family.clone(),
+        json!({
+            "client_id": granted.client_id,
+            "scope": granted.scope,
+            "sub": granted.user.sub,
+            "patient": granted.patient,
+            "token_type": "refresh_token",
+        }),
+    )))
+}
+
+fn access_token_claims(server: &AuthorizationServer, token: &str) -> Option<Claims> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    let key = server.inner.keys.decoding_key(header.kid.as_deref()?)?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[server.inner.endpoints.issuer()]);
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        .ok()
+        .map(|data| data.claims)
+}
+
+/// RFC 7662: `{active: false}` for anything not live; the token's claims otherwise, to the
+/// app it was issued to.
+pub(crate) async fn introspect(
+    State(server): State<AuthorizationServer>,
+    Form(params): Form<TokenOnly>,
+) -> Result<Response, OAuthError> {
+    let client = client_id_of(&server, params.client_id.as_deref())?;
+    let inactive = || {
+        let mut response = Json(json!({"active": false})).into_response();
+        no_store(&mut response);
+        response
+    };
+    let Some(token) = params.token.as_deref() else {
+        return Err(OAuthError::InvalidRequest("token is missing".into()));
+    };
+    let Some((family, mut answer)) = lookup(&server, token).await? else {
+        return Ok(inactive());
+    };
+    if answer["client_id"] != client.as_str() || family_revoked(&server, &family).await? {
+        return Ok(inactive());
+    }
+    answer["active"] = json!(true);
+    let mut response = Json(answer).into_response();
+    no_store(&mut response);
+    Ok(response)
+}
+
+/// RFC 7009: the token's whole authorization is revoked (its refresh tokens and access
+/// tokens). Always 200, whether the token was known or not.
+pub(crate) async fn revoke(
+    State(server): State<AuthorizationServer>,
+    Form(params): Form<TokenOnly>,
+) -> Result<Response, OAuthError> {
+    let client = client_id_of(&server, params.client_id.as_deref())?;
+    let Some(token) = params.token.as_deref() else {
+        return Err(OAuthError::InvalidRequest("token is missing".into()));
+    };
+    if let Some((family, answer)) = lookup(&server, token).await?
+        && answer["client_id"] == client.as_str()
+    {
+        revoke_family(&server, &family).await?;
+    }
+    Ok(().into_response())
+}
+
+fn client_id_of(
+    server: &AuthorizationServer,
+    client_id: Option<&str>,
+) -> Result<String, OAuthError> {
+    let client_id =
+        client_id.ok_or_else(|| OAuthError::InvalidClient("client_id is missing".into()))?;
+    server
+        .inner
+        .clients
+        .get(client_id)
+        .map(|client| client.client_id.clone())
+        .ok_or_else(|| OAuthError::InvalidClient(format!("no app '{client_id}' is installed")))
+}
+
+pub(crate) async fn jwks(State(server): State<AuthorizationServer>) -> Json<Value> {
+    Json(server.inner.keys.jwks())
+}
+
+/// OpenID Connect discovery for the ID tokens it issues.
+pub(crate) async fn openid_configuration(State(server): State<AuthorizationServer>) -> Json<Value> {
+    let endpoints = &server.inner.endpoints;
+    Json(json!({
+        "issuer": endpoints.issuer(),
+        "authorization_endpoint": endpoints.authorize(),
+        "token_endpoint": endpoints.token(),
+        "introspection_endpoint": endpoints.introspect(),
+        "revocation_endpoint": endpoints.revoke(),
+        "jwks_uri": endpoints.jwks(),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "code_challenge_methods_supported": ["S256"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+    }))
+}

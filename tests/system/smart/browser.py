@@ -1,0 +1,86 @@
+"""A person in a browser, for SMART launch tests: follows an authorization URL to the region's
+identity provider, signs in with a password, decides on healthcloud's consent page, and
+stops at the app's redirect URI.
+
+    browser.py AUTHORIZE_URL REDIRECT_URI LOGIN PASSWORD [allow|deny]
+
+Prints one JSON object: `callback` (the URL the app got, or null), `consent_page`, and
+`stopped_at` (status and text of the page where it stopped otherwise).
+"""
+
+import html
+import json
+import re
+import sys
+from urllib.parse import urljoin
+
+import requests
+
+
+def follow(browser, response, redirect_uri):
+    """Follows redirects up to a page, or up to the app's redirect URI (returned as text)."""
+    while response.is_redirect:
+        location = urljoin(response.url, response.headers["Location"])
+        if location.startswith(redirect_uri):
+            return location
+        response = browser.get(location, allow_redirects=False)
+    return response
+
+
+def form_value(page, pattern):
+    found = re.search(pattern, page.text)
+    return html.unescape(found.group(1)) if found else None
+
+
+def authorize(url, redirect_uri, login, password, decision="allow"):
+    """The user's way through: (callback URL or None, consent page text, last page)."""
+    browser = requests.Session()
+    page = follow(browser, browser.get(url, allow_redirects=False), redirect_uri)
+    if isinstance(page, str):
+        return page, None, None
+    action = form_value(page, r'<form[^>]*action="([^"]+)"')
+    if action is None or "/interaction/" not in action:
+        return None, None, page
+    page = follow(
+        browser,
+        browser.post(
+            urljoin(page.url, action),
+            data={"login": login, "password": password},
+            allow_redirects=False,
+        ),
+        redirect_uri,
+    )
+    if isinstance(page, str):
+        return page, None, None
+    request = form_value(page, r'name="request" value="([^"]+)"')
+    if request is None:
+        return None, None, page
+    answer = follow(
+        browser,
+        browser.post(
+            urljoin(page.url, "/oauth2/consent"),
+            data={"request": request, "decision": decision},
+            allow_redirects=False,
+        ),
+        redirect_uri,
+    )
+    if isinstance(answer, str):
+        return answer, page.text, None
+    return None, page.text, answer
+
+
+if __name__ == "__main__":
+    url, redirect_uri, login, password = sys.argv[1:5]
+    decision = sys.argv[5] if len(sys.argv) > 5 else "allow"
+    callback, consent, stopped = authorize(url, redirect_uri, login, password, decision)
+    print(
+        json.dumps(
+            {
+                "callback": callback,
+                "consent_page": consent,
+                "stopped_at": None
+                if stopped is None
+                else {"status": stopped.status_code, "text": stopped.text[:2000]},
+            }
+        )
+    )
