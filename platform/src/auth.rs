@@ -389,6 +389,17 @@ impl TokenVerifier {
             .get(token)
             .filter(|principal| accepted(&principal.claims.iss))
             .cloned();
+        // A token of the authorization server whose key was retired since is checked again
+        // (and refused).
+        let known = known.filter(|principal| match &self.authorization {
+            Some((issuer, keys)) if **issuer == *principal.claims.iss => {
+                jsonwebtoken::decode_header(token)
+                    .ok()
+                    .and_then(|header| header.kid)
+                    .is_some_and(|kid| keys.decoding_key(&kid).is_some())
+            }
+            _ => true,
+        });
         if let Some(principal) = known {
             // Expiry as the signature check judges it (with its leeway); a `nbf` it accepted
             // stays satisfied, since time only moves on.

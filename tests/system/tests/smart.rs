@@ -381,3 +381,329 @@ async fn python_fhirclient_completes_a_standalone_launch_as_a_patient_signed_in_
         assert!(consent.contains(shown), "{shown} on {consent}");
     }
 }
+
+/// The query of the callback URL the browser stopped at.
+fn callback_query(answer: &Value) -> std::collections::HashMap<String, String> {
+    let callback = answer["callback"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the app got no answer: {answer}"));
+    url::Url::parse(callback)
+        .unwrap()
+        .query_pairs()
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
+}
+
+const VERIFIER: &str = "a-verifier-of-the-app-that-is-long-enough-for-pkce-0123456789";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_code_works_once_and_its_replay_revokes_every_token_issued_with_it() {
+    let world = World::start().await;
+    let code = world.code(VERIFIER, &[]);
+    let (status, tokens) = world.exchange(&code, VERIFIER).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(tokens["patient"], "pat-a");
+    assert_eq!(world.observations(access).await, 200);
+    let (status, replay) = world.exchange(&code, VERIFIER).await;
+    assert_eq!(
+        (status, replay["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, refreshed) = world
+        .refresh(tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (status, refreshed["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "the refresh token issued with the replayed code is revoked: {refreshed}"
+    );
+    let introspected: Value = world
+        .http
+        .post(format!("{}/oauth2/introspect", world.public_url))
+        .form(&[("token", access), ("client_id", CLIENT_ID)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspected, json!({"active": false}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_code_with_the_wrong_pkce_verifier_or_redirect_uri_or_client_gets_no_token() {
+    let world = World::start().await;
+    let code = world.code(VERIFIER, &[]);
+    let (status, refused) = world
+        .exchange(
+            &code,
+            "another-verifier-that-is-long-enough-for-pkce-0123456789",
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert!(
+        refused["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("PKCE")
+    );
+    // The code was spent on the failed attempt.
+    let (status, _) = world.exchange(&code, VERIFIER).await;
+    assert_eq!(status, 400);
+
+    let code = world.code(VERIFIER, &[]);
+    let (status, refused) = world
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:9/elsewhere"),
+            ("code_verifier", VERIFIER),
+            ("client_id", CLIENT_ID),
+        ])
+        .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    let code = world.code(VERIFIER, &[]);
+    let (status, refused) = world
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT_URI),
+            ("code_verifier", VERIFIER),
+            ("client_id", "some-other-app"),
+        ])
+        .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unregistered_redirect_uri_gets_a_page_and_never_a_redirect() {
+    let world = World::start().await;
+    let url = world.authorize_url(VERIFIER, &[("redirect_uri", "http://attacker.example/cb")]);
+    let response = world.http.get(&url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.headers().get("location").is_none());
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+    let page = response.text().await.unwrap();
+    assert!(page.contains("did not register"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_without_pkce_or_for_another_audience_are_refused_back_to_the_app() {
+    let world = World::start().await;
+    for (overrides, expected) in [
+        (vec![("code_challenge_method", "plain")], "PKCE"),
+        (vec![("code_challenge", "")], "PKCE"),
+        (vec![("aud", "https://other-server.example/fhir")], "aud"),
+    ] {
+        let url = world.authorize_url(VERIFIER, &overrides);
+        let response = world.http.get(&url).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 303, "{overrides:?}");
+        let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+        assert!(location.as_str().starts_with(REDIRECT_URI), "{location}");
+        let query: std::collections::HashMap<_, _> = location.query_pairs().collect();
+        assert_eq!(query["error"], "invalid_request", "{overrides:?}");
+        assert!(query["error_description"].contains(expected));
+        assert_eq!(query["state"], "st4te");
+        assert!(!query.contains_key("code"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_never_gets_more_than_the_region_granted_whatever_it_asks_for() {
+    let world = World::start().await;
+    // Conditions were requested by the vendor but not granted by the region.
+    let wide =
+        "launch/patient offline_access patient/Observation.rs patient/Condition.rs user/*.cruds";
+    let code = world.code(VERIFIER, &[("scope", wide)]);
+    let (status, tokens) = world.exchange(&code, VERIFIER).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(
+        tokens["scope"],
+        "launch/patient offline_access patient/Observation.rs"
+    );
+    let response = world
+        .http
+        .get(format!("{}/Condition?patient=pat-a", world.fhir_base))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    // A refresh asking for more than the authorization holds.
+    let (status, refused) = world
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", CLIENT_ID),
+            (
+                "scope",
+                "offline_access patient/Observation.rs patient/Condition.rs",
+            ),
+        ])
+        .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+
+    // Nothing granted at all: no code.
+    let url = world.authorize_url(
+        VERIFIER,
+        &[("scope", "launch/patient patient/Condition.rs")],
+    );
+    let query = callback_query(&world.browse(&url, "aase", "allow"));
+    assert_eq!(query["error"], "invalid_scope");
+    assert!(!query.contains_key("code"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_token_rotates_and_a_used_or_revoked_one_ends_the_authorization() {
+    let world = World::start().await;
+    let code = world.code(VERIFIER, &[]);
+    let (_, tokens) = world.exchange(&code, VERIFIER).await;
+    let first = tokens["refresh_token"].as_str().unwrap();
+    let (status, rotated) = world.refresh(first).await;
+    assert_eq!(status, 200, "{rotated}");
+    let second = rotated["refresh_token"].as_str().unwrap();
+    assert_ne!(first, second);
+    // The first one again: stolen, or a broken app. Both are ended.
+    let (status, _) = world.refresh(first).await;
+    assert_eq!(status, 400);
+    let (status, refused) = world.refresh(second).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    // Revocation (RFC 7009) of a fresh authorization's refresh token.
+    let code = world.code(VERIFIER, &[]);
+    let (_, tokens) = world.exchange(&code, VERIFIER).await;
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    let revoked = world
+        .http
+        .post(format!("{}/oauth2/revoke", world.public_url))
+        .form(&[("token", refresh_token), ("client_id", CLIENT_ID)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 200);
+    let (status, refused) = world.refresh(refresh_token).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ehr_launch_carries_the_ehr_patient_and_encounter_and_its_launch_id_works_once() {
+    let world = World::start().await;
+    let launch = world
+        .server
+        .launch(CLIENT_ID, "pat-a", Some("enc-1"))
+        .await
+        .unwrap();
+    let scope = "launch openid fhirUser patient/Observation.rs";
+    let code = world.code(VERIFIER, &[("scope", scope), ("launch", &launch)]);
+    let (status, tokens) = world.exchange(&code, VERIFIER).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(
+        (tokens["patient"].as_str(), tokens["encounter"].as_str()),
+        (Some("pat-a"), Some("enc-1"))
+    );
+    assert!(tokens["id_token"].is_string());
+    assert!(
+        tokens.get("refresh_token").is_none(),
+        "no offline_access asked"
+    );
+    // The same launch id again.
+    let url = world.authorize_url(VERIFIER, &[("scope", scope), ("launch", &launch)]);
+    let query = callback_query(&world.browse(&url, "aase", "allow"));
+    assert_eq!(query["error"], "invalid_request");
+    // A launch for another patient, opened by a patient user: refused.
+    let launch = world.server.launch(CLIENT_ID, "pat-b", None).await.unwrap();
+    let url = world.authorize_url(VERIFIER, &[("scope", scope), ("launch", &launch)]);
+    let query = callback_query(&world.browse(&url, "aase", "allow"));
+    assert_eq!(query["error"], "access_denied");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_who_denies_or_gives_a_wrong_password_gets_the_app_no_code() {
+    let world = World::start().await;
+    let url = world.authorize_url(VERIFIER, &[]);
+    let query = callback_query(&world.browse(&url, "aase", "deny"));
+    assert_eq!(query["error"], "access_denied");
+    assert!(!query.contains_key("code"));
+    let output = Command::new(python())
+        .arg(repository().join("tests/system/smart/browser.py"))
+        .args([url.as_str(), REDIRECT_URI, "aase", "not-her-password"])
+        .output()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["callback"], Value::Null);
+    assert_eq!(answer["stopped_at"]["status"], 401, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fhir_api_refuses_tokens_with_no_signature_a_forged_one_or_a_retired_key() {
+    let world = World::start().await;
+    let code = world.code(VERIFIER, &[]);
+    let (_, tokens) = world.exchange(&code, VERIFIER).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(world.observations(access).await, 200);
+    let [_, payload, _] = access.split('.').collect::<Vec<_>>()[..] else {
+        panic!("a JWT")
+    };
+    let b64 = |bytes: &[u8]| {
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+    };
+    let unsigned = format!("{}.{payload}.", b64(br#"{"alg":"none","typ":"JWT"}"#));
+    assert_eq!(world.observations(&unsigned).await, 401, "alg none");
+    // HS256 keyed with the published public key (the classic confusion).
+    let kid = jsonwebtoken::decode_header(access).unwrap().kid.unwrap();
+    let jwks: Value = world
+        .http
+        .get(world.server.endpoints().jwks())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], kid.as_str());
+    let public = jwks["keys"][0].to_string();
+    let mut confused = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    confused.kid = Some(kid);
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let hs256 = jsonwebtoken::encode(
+        &confused,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(
+        world.observations(&hs256).await,
+        401,
+        "HS256 with the public key"
+    );
+    // Rotated out of the kept keys: its tokens stop working.
+    for _ in 0..healthcloud_platform::auth::keys::KEPT_KEYS {
+        world.server.keys().rotate().unwrap();
+    }
+    assert_eq!(world.observations(access).await, 401, "a retired key");
+    let _ = &world.dir;
+}
