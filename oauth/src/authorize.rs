@@ -16,12 +16,10 @@ use healthcloud_package::manifest::Capability;
 use healthcloud_platform::auth::{Role, is_fhir_id};
 use healthcloud_platform::scope::{Scope, ScopeContext};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::login::User;
-use crate::token::Granted;
 use crate::{
-    AuthorizationServer, CODE_TTL_SECS, Client, REQUEST_TTL_SECS, hash, now, random_token,
+    AuthorizationServer, CODE_TTL_SECS, Client, Granted, REQUEST_TTL_SECS, hash, now, random_token,
 };
 
 /// The parameters of an authorization request, as sent (query or form).
@@ -56,11 +54,6 @@ struct Pending {
 struct LaunchContext {
     patient: String,
     encounter: Option<String>,
-}
-
-/// The PKCE S256 challenge of `verifier`.
-pub(crate) fn challenge_of(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 pub(crate) async fn authorize_get(

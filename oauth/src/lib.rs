@@ -32,6 +32,7 @@ use healthcloud_platform::auth::keys::SigningKeys;
 use healthcloud_platform::auth::smart::AuthorizationEndpoints;
 use healthcloud_platform::db::{Database, Migrations};
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 mod authorize;
@@ -183,6 +184,27 @@ impl AuthorizationServer {
             )
             .with_state(self.clone())
     }
+}
+
+/// What one authorization granted: kept with its code and its refresh tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Granted {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    pub user: login::User,
+    pub patient: Option<String>,
+    pub encounter: Option<String>,
+    /// The app's OpenID nonce, echoed in the ID token.
+    pub nonce: Option<String>,
+    pub family: String,
+}
+
+/// The PKCE S256 challenge of `verifier`.
+fn challenge_of(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 /// 256 random bits, base64url: codes, refresh tokens, launch ids, request ids.

@@ -164,7 +164,7 @@ impl IdentityProvider {
             .append_pair("scope", "openid")
             .append_pair("state", state)
             .append_pair("nonce", nonce)
-            .append_pair("code_challenge", &crate::authorize::challenge_of(verifier))
+            .append_pair("code_challenge", &crate::challenge_of(verifier))
             .append_pair("code_challenge_method", "S256");
         Ok(url.into())
     }

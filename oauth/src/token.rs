@@ -13,32 +13,15 @@ use axum::response::{IntoResponse, Response};
 use healthcloud_platform::auth::Claims;
 use healthcloud_platform::scope::Scope;
 use jsonwebtoken::{Algorithm, Validation};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::authorize::challenge_of;
 use crate::error::no_store;
-use crate::login::User;
 use crate::{
-    ACCESS_TOKEN_TTL, AuthorizationServer, OAuthError, REFRESH_TOKEN_TTL, hash, now, random_token,
+    ACCESS_TOKEN_TTL, AuthorizationServer, Granted, OAuthError, REFRESH_TOKEN_TTL, challenge_of,
+    hash, now, random_token,
 };
-
-/// What one authorization granted: kept with its code and its refresh tokens.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Granted {
-    pub client_id: String,
-    pub redirect_uri: String,
-    pub code_challenge: String,
-    /// The granted scopes, space-separated.
-    pub scope: String,
-    pub user: User,
-    pub patient: Option<String>,
-    pub encounter: Option<String>,
-    /// The app's OpenID nonce, echoed in the ID token.
-    pub nonce: Option<String>,
-    pub family: String,
-}
 
 /// The token request's parameters.
 #[derive(Debug, Default, Deserialize)]
