@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::login::User;
 use crate::{
-    AuthorizationServer, CODE_TTL_SECS, Client, Granted, REQUEST_TTL_SECS, hash, now, random_token,
+    AuthorizationServer, CODE_TTL_SECS, Client, Granted, OFFLINE_ACCESS_TTL, ONLINE_ACCESS_TTL,
+    REQUEST_TTL_SECS, hash, now, random_token,
 };
 
 /// The parameters of an authorization request, as sent (query or form).
@@ -82,7 +83,13 @@ impl Answer<'_> {
     }
 
     fn with(&self, pairs: &[(&str, &str)]) -> Response {
-        let mut url = url::Url::parse(self.redirect_uri).expect("registered URIs are URLs");
+        // Registered URIs are checked to be URLs (`Clients::register`).
+        let Ok(mut url) = url::Url::parse(self.redirect_uri) else {
+            return page_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The app's redirect URI is not a URL.",
+            );
+        };
         {
             let mut query = url.query_pairs_mut();
             query.extend_pairs(pairs);
@@ -198,6 +205,9 @@ async fn authorize(server: AuthorizationServer, params: AuthorizeParams) -> Resp
         Err(error) => return page_error(StatusCode::BAD_GATEWAY, &error.to_string()),
     };
     let db = &server.inner.db;
+    if let Err(error) = forget_expired(server.clone()).await {
+        return internal(error);
+    }
     let mut sql = db.sql("INSERT INTO oauth_requests (id, browser, request, login_nonce, login_verifier, expires_at) VALUES (");
     sql.bind_list([
         id.clone().into(),
@@ -228,9 +238,29 @@ async fn authorize(server: AuthorizationServer, params: AuthorizeParams) -> Resp
     response
 }
 
-/// The cookie that binds request `id` to its browser.
+/// Deletes the requests, codes and launches past their time, so abandoned sign-ins do not
+/// pile up.
+async fn forget_expired(server: AuthorizationServer) -> anyhow::Result<()> {
+    let db = &server.inner.db;
+    for table in ["oauth_requests", "oauth_codes", "oauth_launches"] {
+        let mut sql = db.sql(&format!("DELETE FROM {table} WHERE expires_at <= "));
+        sql.bind(now());
+        sql.query().execute(db.pool()).await?;
+    }
+    Ok(())
+}
+
+/// The cookie that binds request `id` (one of ours: 43 base64url characters) to its browser.
 fn browser_cookie(id: &str) -> String {
-    format!("hc-authorize-{}", &id[..16])
+    format!("hc-authorize-{}", id.get(..16).unwrap_or(id))
+}
+
+/// Whether `id` can be a request id this server made ([`random_token`]).
+fn is_request_id(id: &str) -> bool {
+    id.len() == 43
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn has_scope(scope: &str, wanted: &str) -> bool {
@@ -265,7 +295,7 @@ async fn pending(
     id: &str,
     headers: &HeaderMap,
 ) -> anyhow::Result<Option<(Pending, String, String, Option<User>)>> {
-    if id.len() < 16 {
+    if !is_request_id(id) {
         return Ok(None);
     }
     let name = browser_cookie(id);
@@ -339,14 +369,11 @@ pub(crate) async fn login_callback(
             "the app was launched for another patient than the signed-in one",
         );
     }
-    if user.role == Role::Clinician
-        && client
-            .region
-            .ne(user.region.as_deref().unwrap_or(client.region.as_str()))
-    {
+    // A clinician's data is the region's: the provider must say where they work.
+    if user.role == Role::Clinician && user.region.as_deref() != Some(client.region.as_str()) {
         return answer.error(
             "access_denied",
-            "the signed-in clinician works in another region than the one that installed the app",
+            "the signed-in clinician does not work in the region that installed the app (the identity provider names no region, or another)",
         );
     }
     let db = &server.inner.db;
@@ -387,7 +414,7 @@ struct ConsentPage<'a> {
 
 fn consent_page(client: &Client, request: &Pending, user: &User, id: &str) -> Response {
     let asked = Scope::parse_list(&request.scope).unwrap_or_default();
-    let granted = client.narrow(&asked);
+    let granted = client.narrow_for(&asked, user.role);
     let items = asked
         .iter()
         .map(|scope| Item {
@@ -406,7 +433,11 @@ fn consent_page(client: &Client, request: &Pending, user: &User, id: &str) -> Re
         extras.push("Know who you are (your user id and your FHIR record).");
     }
     if has_scope(&request.scope, "offline_access") {
-        extras.push("Keep access after you close it, until you or the region revoke it.");
+        extras.push(
+            "Keep access after you close it, for up to 30 days, unless you or the region revoke it.",
+        );
+    } else if has_scope(&request.scope, "online_access") {
+        extras.push("Keep access while you use it, for up to an hour.");
     }
     let patient = request
         .launch
@@ -472,15 +503,7 @@ pub(crate) async fn consent(
     };
     let asked = Scope::parse_list(&request.scope).unwrap_or_default();
     // The region's grant, and what the user's role can hold at all.
-    let data: Vec<Scope> = client
-        .narrow(&asked)
-        .into_iter()
-        .filter(|scope| match scope.context {
-            ScopeContext::Patient => true,
-            ScopeContext::User => user.role == Role::Clinician,
-            ScopeContext::System => false,
-        })
-        .collect();
+    let data = client.narrow_for(&asked, user.role);
     if data.is_empty() {
         return answer.error(
             "invalid_scope",
@@ -521,6 +544,13 @@ pub(crate) async fn consent(
         encounter: request.launch.and_then(|launch| launch.encounter),
         nonce: request.nonce.clone(),
         family: random_token(),
+        until: now()
+            + if has_scope(&request.scope, "offline_access") {
+                OFFLINE_ACCESS_TTL
+            } else {
+                ONLINE_ACCESS_TTL
+            }
+            .as_secs() as i64,
     };
     let code = random_token();
     if let Err(error) = store_code(&server, &granted, &code).await {

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use healthcloud_platform::scope::Scope;
+use healthcloud_platform::auth::Role;
+use healthcloud_platform::scope::{Scope, ScopeContext};
 
 /// One registered SMART app.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +37,19 @@ impl Client {
             .cloned()
             .collect()
     }
+
+    /// What a user of `role` may get of `asked`: the region's grant, and only scopes of a
+    /// context the role can hold (`user/` for clinicians; never `system/`).
+    pub fn narrow_for(&self, asked: &[Scope], role: Role) -> Vec<Scope> {
+        self.narrow(asked)
+            .into_iter()
+            .filter(|scope| match scope.context {
+                ScopeContext::Patient => true,
+                ScopeContext::User => role == Role::Clinician,
+                ScopeContext::System => false,
+            })
+            .collect()
+    }
 }
 
 /// The registered clients, by client id. Cheap to clone (shared).
@@ -45,12 +59,25 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Registers `client`, replacing an earlier registration under its id.
-    pub fn register(&self, client: Client) {
+    /// Registers `client`, replacing an earlier registration under its id. Its redirect URIs
+    /// must be absolute URLs without a fragment (RFC 6749, section 3.1.2).
+    pub fn register(&self, client: Client) -> Result<(), String> {
+        for uri in &client.redirect_uris {
+            match url::Url::parse(uri) {
+                Ok(url) if url.fragment().is_none() && !url.cannot_be_a_base() => {}
+                _ => {
+                    return Err(format!(
+                        "redirect URI '{uri}' of {} is not an absolute URL without a fragment",
+                        client.client_id
+                    ));
+                }
+            }
+        }
         self.by_id
             .write()
             .expect("clients poisoned")
             .insert(client.client_id.clone(), Arc::new(client));
+        Ok(())
     }
 
     /// Removes `client_id`; returns whether it was registered.

@@ -48,8 +48,12 @@ pub use login::IdentityProviderConfig;
 /// How long an access token lives.
 pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(600);
 
-/// How long a refresh token lives (each use rotates it).
-pub const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long an authorization with `offline_access` may be refreshed, from the user's consent:
+/// each refresh rotates the token, never extending this.
+pub const OFFLINE_ACCESS_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How long an authorization with `online_access` may be refreshed, from the user's consent.
+pub const ONLINE_ACCESS_TTL: Duration = Duration::from_secs(3600);
 
 /// How long an authorization code may wait to be exchanged.
 const CODE_TTL_SECS: i64 = 60;
@@ -200,6 +204,9 @@ pub(crate) struct Granted {
     /// The app's OpenID nonce, echoed in the ID token.
     pub nonce: Option<String>,
     pub family: String,
+    /// When its refresh tokens stop working, whatever their rotation (seconds since the
+    /// epoch).
+    pub until: i64,
 }
 
 /// The PKCE S256 challenge of `verifier`.

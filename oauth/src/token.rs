@@ -19,8 +19,8 @@ use sqlx::Row;
 
 use crate::error::no_store;
 use crate::{
-    ACCESS_TOKEN_TTL, AuthorizationServer, Granted, OAuthError, REFRESH_TOKEN_TTL, challenge_of,
-    hash, now, random_token,
+    ACCESS_TOKEN_TTL, AuthorizationServer, Granted, OAuthError, challenge_of, hash, now,
+    random_token,
 };
 
 /// The token request's parameters.
@@ -270,7 +270,9 @@ async fn issue(server: &AuthorizationServer, granted: &Granted) -> Result<Value,
         }
         answer["id_token"] = json!(server.inner.keys.sign(&id_token));
     }
-    if scopes.contains(&"offline_access") || scopes.contains(&"online_access") {
+    if (scopes.contains(&"offline_access") || scopes.contains(&"online_access"))
+        && granted.until > now
+    {
         let refresh_token = random_token();
         let db = &server.inner.db;
         let mut sql = db.sql(
@@ -282,7 +284,7 @@ async fn issue(server: &AuthorizationServer, granted: &Granted) -> Result<Value,
             serde_json::to_string(granted)
                 .map_err(|e| OAuthError::Internal(e.into()))?
                 .into(),
-            (now + REFRESH_TOKEN_TTL.as_secs() as i64).into(),
+            granted.until.into(),
         ])
         .push(")");
         sql.query().execute(db.pool()).await?;

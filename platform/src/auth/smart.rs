@@ -20,9 +20,7 @@ pub const CAPABILITIES: &[&str] = &[
     "context-ehr-encounter",
     "context-standalone-patient",
     "permission-offline",
-    "permission-online",
     "permission-patient",
-    "permission-user",
     "permission-v2",
     "sso-openid-connect",
 ];

@@ -2,7 +2,10 @@
 identity provider, signs in with a password, decides on healthcloud's consent page, and
 stops at the app's redirect URI.
 
-    browser.py AUTHORIZE_URL REDIRECT_URI LOGIN PASSWORD [allow|deny]
+    browser.py AUTHORIZE_URL REDIRECT_URI LOGIN PASSWORD [allow|deny] [switch]
+
+With `switch`, the identity provider's answer is opened in another browser (no cookies of
+the first): what a victim lured to an attacker's sign-in would do.
 
 Prints one JSON object: `callback` (the URL the app got, or null), `consent_page`, and
 `stopped_at` (status and text of the page where it stopped otherwise).
@@ -17,12 +20,17 @@ from urllib.parse import urljoin
 import requests
 
 
+SWITCH = False
+
+
 def follow(browser, response, redirect_uri):
     """Follows redirects up to a page, or up to the app's redirect URI (returned as text)."""
     while response.is_redirect:
         location = urljoin(response.url, response.headers["Location"])
         if location.startswith(redirect_uri):
             return location
+        if SWITCH and "/oauth2/login/callback" in location:
+            browser = requests.Session()
         response = browser.get(location, allow_redirects=False)
     return response
 
@@ -72,6 +80,7 @@ def authorize(url, redirect_uri, login, password, decision="allow"):
 if __name__ == "__main__":
     url, redirect_uri, login, password = sys.argv[1:5]
     decision = sys.argv[5] if len(sys.argv) > 5 else "allow"
+    SWITCH = sys.argv[6:7] == ["switch"]
     callback, consent, stopped = authorize(url, redirect_uri, login, password, decision)
     print(
         json.dumps(

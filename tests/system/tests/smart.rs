@@ -98,7 +98,7 @@ struct World {
     public_url: String,
     fhir_base: String,
     server: AuthorizationServer,
-    _provider: IdentityProvider,
+    provider: IdentityProvider,
     http: reqwest::Client,
 }
 
@@ -107,7 +107,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let public_url = format!("http://{}", listener.local_addr().unwrap());
-        let provider = start_provider(dir.path(), &public_url);
+        let provider = startprovider(dir.path(), &public_url);
         let database_url = format!("sqlite://{}", dir.path().join("fhir.db").display());
         let integration = Integration::open(&database_url, &public_url, dir.path())
             .await
@@ -133,26 +133,29 @@ impl World {
         )
         .await
         .unwrap();
-        server.clients().register(Client {
-            client_id: CLIENT_ID.into(),
-            name: "Blood pressure diary".into(),
-            app: "acme/bp-diary".into(),
-            region: "region-h".into(),
-            redirect_uris: vec![REDIRECT_URI.into()],
-            requested: vec![
-                (
-                    scope("patient/Observation.rs"),
-                    "To chart your blood pressure.".into(),
-                ),
-                (scope("patient/Patient.rs"), "To show your name.".into()),
-                (
-                    scope("patient/Condition.rs"),
-                    "To warn about your diagnoses.".into(),
-                ),
-            ],
-            // The region did not grant Conditions.
-            grant: vec![scope("patient/Observation.rs"), scope("patient/Patient.rs")],
-        });
+        server
+            .clients()
+            .register(Client {
+                client_id: CLIENT_ID.into(),
+                name: "Blood pressure diary".into(),
+                app: "acme/bp-diary".into(),
+                region: "region-h".into(),
+                redirect_uris: vec![REDIRECT_URI.into()],
+                requested: vec![
+                    (
+                        scope("patient/Observation.rs"),
+                        "To chart your blood pressure.".into(),
+                    ),
+                    (scope("patient/Patient.rs"), "To show your name.".into()),
+                    (
+                        scope("patient/Condition.rs"),
+                        "To warn about your diagnoses.".into(),
+                    ),
+                ],
+                // The region did not grant Conditions.
+                grant: vec![scope("patient/Observation.rs"), scope("patient/Patient.rs")],
+            })
+            .unwrap();
         let integration = integration
             .with_authorization_server(server.endpoints().clone(), server.keys().clone());
         let router = integration.router().merge(server.router());
@@ -162,7 +165,7 @@ impl World {
             public_url,
             fhir_base,
             server,
-            _provider: provider,
+            provider,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -173,15 +176,15 @@ impl World {
     /// The person in the browser, through `url`: the callback URL the app got (or where
     /// they stopped).
     fn browse(&self, url: &str, login: &str, decision: &str) -> Value {
+        self.browse_with(url, login, &format!("{login}-password"), &[decision])
+    }
+
+    /// The person in the browser, with `password` and `options` of `smart/browser.py`.
+    fn browse_with(&self, url: &str, login: &str, password: &str, options: &[&str]) -> Value {
         let output = Command::new(python())
             .arg(repository().join("tests/system/smart/browser.py"))
-            .args([
-                url,
-                REDIRECT_URI,
-                login,
-                &format!("{login}-password"),
-                decision,
-            ])
+            .args([url, REDIRECT_URI, login, password])
+            .args(options)
             .output()
             .unwrap();
         assert!(
@@ -284,13 +287,17 @@ fn scope(text: &str) -> Scope {
     Scope::parse(text).unwrap().unwrap()
 }
 
-fn start_provider(dir: &Path, public_url: &str) -> IdentityProvider {
+fn startprovider(dir: &Path, public_url: &str) -> IdentityProvider {
     std::fs::write(dir.join("idp-secret"), "idp-s3cret-for-healthcloud").unwrap();
     let users = json!({
         "aase": {"password": "aase-password",
                  "claims": {"role": "patient", "patient": "pat-a", "fhirUser": "Patient/pat-a"}},
         "bent": {"password": "bent-password",
                  "claims": {"role": "patient", "patient": "pat-b", "fhirUser": "Patient/pat-b"}},
+        "dr-other": {"password": "dr-other-password",
+                 "claims": {"role": "clinician", "fhirUser": "Practitioner/dr-other", "region": "region-s"}},
+        "dr-nowhere": {"password": "dr-nowhere-password",
+                 "claims": {"role": "clinician", "fhirUser": "Practitioner/dr-nowhere"}},
     });
     std::fs::write(dir.join("users.json"), users.to_string()).unwrap();
     let mut child = Command::new("node")
@@ -340,7 +347,7 @@ fn fixture() -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn python_fhirclient_completes_a_standalone_launch_as_a_patient_signed_in_at_the_region_provider()
+async fn python_fhirclient_completes_a_standalone_launch_as_a_patient_signed_in_at_the_regionprovider()
  {
     let world = World::start().await;
     let python = python();
@@ -644,12 +651,7 @@ async fn a_user_who_denies_or_gives_a_wrong_password_gets_the_app_no_code() {
     let query = callback_query(&world.browse(&url, "aase", "deny"));
     assert_eq!(query["error"], "access_denied");
     assert!(!query.contains_key("code"));
-    let output = Command::new(python())
-        .arg(repository().join("tests/system/smart/browser.py"))
-        .args([url.as_str(), REDIRECT_URI, "aase", "not-her-password"])
-        .output()
-        .unwrap();
-    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let answer = world.browse_with(&url, "aase", "not-her-password", &[]);
     assert_eq!(answer["callback"], Value::Null);
     assert_eq!(answer["stopped_at"]["status"], 401, "{answer}");
 }
@@ -706,4 +708,162 @@ async fn the_fhir_api_refuses_tokens_with_no_signature_a_forged_one_or_a_retired
     }
     assert_eq!(world.observations(access).await, 401, "a retired key");
     let _ = &world.dir;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_in_finished_in_another_browser_or_with_a_forged_state_gets_no_consent_page() {
+    let world = World::start().await;
+    let url = world.authorize_url(VERIFIER, &[]);
+    let answer = world.browse_with(&url, "aase", "aase-password", &["allow", "switch"]);
+    assert_eq!(answer["callback"], Value::Null);
+    assert_eq!(answer["consent_page"], Value::Null);
+    assert_eq!(answer["stopped_at"]["status"], 400, "{answer}");
+    assert!(
+        answer["stopped_at"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("another browser")
+    );
+    // A state that is no id of ours (16 bytes end inside a multi-byte character).
+    for path in [
+        "/oauth2/login/callback?state=aaaaaaaaaaaaaaa%C3%A9&code=x",
+        "/oauth2/login/callback?code=x",
+    ] {
+        let response = world
+            .http
+            .get(format!("{}{path}", world.public_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{path}");
+    }
+    let response = world
+        .http
+        .post(format!("{}/oauth2/consent", world.public_url))
+        .form(&[("request", "aaaaaaaaaaaaaaa\u{e9}"), ("decision", "allow")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clinician_of_another_region_or_of_none_cannot_authorize_the_regions_app() {
+    let world = World::start().await;
+    let launch = world.server.launch(CLIENT_ID, "pat-a", None).await.unwrap();
+    let scope = "launch patient/Observation.rs";
+    let url = world.authorize_url(VERIFIER, &[("scope", scope), ("launch", &launch)]);
+    let query = callback_query(&world.browse(&url, "dr-other", "allow"));
+    assert_eq!(query["error"], "access_denied");
+    let launch = world.server.launch(CLIENT_ID, "pat-a", None).await.unwrap();
+    let url = world.authorize_url(VERIFIER, &[("scope", scope), ("launch", &launch)]);
+    let query = callback_query(&world.browse(&url, "dr-nowhere", "allow"));
+    assert_eq!(query["error"], "access_denied");
+    assert!(!query.contains_key("code"));
+}
+
+#[test]
+fn a_client_with_a_redirect_uri_that_is_no_absolute_url_is_not_registered() {
+    let clients = healthcloud_oauth::Clients::default();
+    for uri in [
+        "/relative/callback",
+        "https://app.example/cb#fragment",
+        "not a url",
+    ] {
+        let refused = clients.register(Client {
+            client_id: "x".into(),
+            name: "X".into(),
+            app: "acme/x".into(),
+            region: "region-h".into(),
+            redirect_uris: vec![uri.into()],
+            requested: Vec::new(),
+            grant: Vec::new(),
+        });
+        assert!(refused.is_err(), "{uri}");
+        assert!(clients.get("x").is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fhir_api_advertises_the_authorization_server_and_it_takes_requests_by_post() {
+    let world = World::start().await;
+    let get = |path: String| {
+        let http = world.http.clone();
+        async move {
+            http.get(path)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let smart = get(format!(
+        "{}/.well-known/smart-configuration",
+        world.fhir_base
+    ))
+    .await;
+    let issuer = format!("{}/oauth2", world.public_url);
+    assert_eq!(smart["issuer"], issuer.as_str());
+    assert_eq!(
+        smart["authorization_endpoint"],
+        format!("{issuer}/authorize")
+    );
+    assert_eq!(smart["token_endpoint"], format!("{issuer}/token"));
+    assert_eq!(smart["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(
+        smart["grant_types_supported"],
+        json!(["authorization_code", "refresh_token"])
+    );
+    for capability in [
+        "launch-ehr",
+        "launch-standalone",
+        "authorize-post",
+        "client-public",
+        "context-ehr-patient",
+        "context-ehr-encounter",
+        "context-standalone-patient",
+        "permission-offline",
+        "permission-patient",
+        "permission-v2",
+        "sso-openid-connect",
+    ] {
+        assert!(
+            smart["capabilities"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(capability)),
+            "{capability}"
+        );
+    }
+    // The keys it names verify its tokens; its OpenID discovery names the same.
+    let discovery = get(format!("{issuer}/.well-known/openid-configuration")).await;
+    assert_eq!(discovery["issuer"], issuer.as_str());
+    assert_eq!(discovery["jwks_uri"], smart["jwks_uri"]);
+    let jwks = get(smart["jwks_uri"].as_str().unwrap().to_owned()).await;
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    let metadata = get(format!("{}/metadata", world.fhir_base)).await;
+    let uris = &metadata["rest"][0]["security"]["extension"][0];
+    assert_eq!(
+        uris["url"],
+        "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+    );
+
+    // authorize-post: the same request as a form.
+    let url = url::Url::parse(&world.authorize_url(VERIFIER, &[])).unwrap();
+    let form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let response = world
+        .http
+        .post(format!("{issuer}/authorize"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let location = response.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with(&world.provider.issuer),
+        "to the identity provider: {location}"
+    );
 }
