@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::audit::SOURCE_SYSTEM;
 use crate::error::FhirError;
 use crate::params::TYPES;
-use crate::policy::AccessContext;
+use crate::policy::{AccessContext, AppIdentity};
 use crate::query::MAX_OFFSET;
 use crate::service::{FhirService, Written};
 use crate::store::{Incomplete, StoredResource};
@@ -190,6 +190,21 @@ impl FromRequestParts<FhirState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &FhirState) -> Result<Self, FhirError> {
         let principal = Principal::from_request_parts(parts, state).await?;
         principal.check_audience(&[&state.config.audience])?;
+        // A SMART app's token: the app acts (audited and opted out of under its name), within
+        // what its region grants it now.
+        if let Some(client) = state.verifier.smart_client(&principal) {
+            return Ok(Caller(AccessContext {
+                principal,
+                app: Some(AppIdentity {
+                    id: client.app.clone(),
+                    version: client.version.clone(),
+                    digest: client.digest.clone(),
+                    publisher_key: client.publisher_key.clone(),
+                    region: client.region.clone(),
+                }),
+                grant: Some(client.grant.clone()),
+            }));
+        }
         Ok(Caller(AccessContext::user(principal)))
     }
 }

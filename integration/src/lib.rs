@@ -65,7 +65,7 @@ use std::sync::Arc;
 
 use healthcloud_platform::auth;
 use healthcloud_platform::auth::keys::SigningKeys;
-use healthcloud_platform::auth::smart::AuthorizationEndpoints;
+use healthcloud_platform::auth::smart::{AuthorizationEndpoints, Clients};
 use healthcloud_platform::db::{Database, Migrations};
 
 pub use error::FhirError;
@@ -129,17 +129,18 @@ impl Integration {
     }
 
     /// This FHIR API taking the tokens of healthcloud's authorization server at `endpoints`
-    /// (signed with `keys`), and advertising it to SMART clients.
+    /// (signed with `keys`, issued to `clients`), and advertising it to SMART clients.
     pub fn with_authorization_server(
         mut self,
         endpoints: AuthorizationEndpoints,
         keys: SigningKeys,
+        clients: Clients,
     ) -> Self {
-        self.state.verifier = self
-            .state
-            .verifier
-            .clone()
-            .with_authorization_server(endpoints.issuer(), keys);
+        self.state.verifier = self.state.verifier.clone().with_authorization_server(
+            endpoints.issuer(),
+            keys,
+            clients,
+        );
         let mut config = (*self.state.config).clone();
         config.authorization = Some(endpoints);
         self.state.config = Arc::new(config);

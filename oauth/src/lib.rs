@@ -29,20 +29,19 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use healthcloud_platform::auth::keys::SigningKeys;
-use healthcloud_platform::auth::smart::AuthorizationEndpoints;
+use healthcloud_platform::auth::smart::{AuthorizationEndpoints, REMEMBER_REVOKED};
 use healthcloud_platform::db::{Database, Migrations};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 mod authorize;
-pub mod clients;
 mod error;
 pub mod login;
 mod token;
 
-pub use clients::{Client, Clients};
 pub use error::OAuthError;
+pub use healthcloud_platform::auth::smart::{Client, Clients};
 pub use login::IdentityProviderConfig;
 
 /// How long an access token lives.
@@ -54,6 +53,9 @@ pub const OFFLINE_ACCESS_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// How long an authorization with `online_access` may be refreshed, from the user's consent.
 pub const ONLINE_ACCESS_TTL: Duration = Duration::from_secs(3600);
+
+/// How often the revocations other nodes recorded are read.
+pub const REVOCATIONS_POLLED_EVERY: Duration = Duration::from_millis(500);
 
 /// How long an authorization code may wait to be exchanged.
 const CODE_TTL_SECS: i64 = 60;
@@ -112,7 +114,7 @@ impl AuthorizationServer {
             .identity_provider
             .map(|provider| login::IdentityProvider::new(provider, &endpoints))
             .transpose()?;
-        Ok(AuthorizationServer {
+        let server = AuthorizationServer {
             inner: Arc::new(Inner {
                 secure_cookies: config.public_url.starts_with("https://"),
                 endpoints,
@@ -122,7 +124,27 @@ impl AuthorizationServer {
                 db,
                 login,
             }),
-        })
+        };
+        let since = now() - REMEMBER_REVOKED.as_secs() as i64;
+        server.learn_revocations(since).await?;
+        tokio::spawn(poll_revocations(Arc::downgrade(&server.inner), now()));
+        Ok(server)
+    }
+
+    /// Learns of the authorizations revoked (on any node) at `since` or later; returns the
+    /// latest revocation time seen.
+    async fn learn_revocations(&self, since: i64) -> anyhow::Result<i64> {
+        let db = &self.inner.db;
+        let mut sql = db.sql("SELECT family, revoked_at FROM oauth_families WHERE revoked_at >= ");
+        sql.bind(since);
+        let mut latest = since;
+        for row in sql.query().fetch_all(db.pool()).await? {
+            let family: String = sqlx::Row::get(&row, 0);
+            let at: i64 = sqlx::Row::get(&row, 1);
+            self.inner.clients.revoke_family(&family);
+            latest = latest.max(at);
+        }
+        Ok(latest)
     }
 
     /// Where it answers.
@@ -207,6 +229,22 @@ pub(crate) struct Granted {
     /// When its refresh tokens stop working, whatever their rotation (seconds since the
     /// epoch).
     pub until: i64,
+}
+
+/// Reads the revocations other nodes record, while the server is in use.
+async fn poll_revocations(server: std::sync::Weak<Inner>, mut since: i64) {
+    loop {
+        tokio::time::sleep(REVOCATIONS_POLLED_EVERY).await;
+        let Some(inner) = server.upgrade() else {
+            return;
+        };
+        let server = AuthorizationServer { inner };
+        // A second's overlap: a revocation recorded within the second last read is read again.
+        match server.learn_revocations(since).await {
+            Ok(latest) => since = latest,
+            Err(error) => tracing::warn!(%error, "revocations not read"),
+        }
+    }
 }
 
 /// The PKCE S256 challenge of `verifier`.

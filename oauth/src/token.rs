@@ -208,6 +208,9 @@ async fn revoke_family(server: &AuthorizationServer, family: &str) -> Result<(),
         .bind(family)
         .push(" AND revoked_at IS NULL");
     sql.query().execute(db.pool()).await?;
+    // Its access tokens stop here at once; other nodes learn of it within
+    // [`crate::REVOCATIONS_POLLED_EVERY`].
+    server.inner.clients.revoke_family(family);
     Ok(())
 }
 

@@ -252,6 +252,12 @@ pub enum AuthError {
     /// A scope in the token is malformed.
     #[error("invalid token: {0}")]
     Scope(#[from] ScopeError),
+    /// A token of healthcloud's authorization server whose app was removed from the region
+    /// (or revoked), or whose authorization was revoked.
+    #[error(
+        "the token's authorization was revoked, or its app is no longer installed in the region: authorize the app again"
+    )]
+    Revoked,
     /// The token is for another service (or names none).
     #[error(
         "the token is not for this service: its audience (aud) is {got}, and this service accepts only tokens for {accepted} (mint one with 'healthcloud token --audience {accepted}')"
@@ -276,9 +282,17 @@ pub struct TokenVerifier {
     verified: Arc<Mutex<HashMap<String, Arc<Principal>>>>,
     /// Other issuers whose tokens are accepted too, verified through their published keys.
     trusted: TrustedIssuers,
-    /// healthcloud's authorization server, when it runs: its issuer URL and its keys, in
-    /// this process.
-    authorization: Option<(Arc<str>, keys::SigningKeys)>,
+    /// healthcloud's authorization server, when it runs: its issuer URL, its keys and its
+    /// clients, in this process.
+    authorization: Option<Arc<LocalAuthorization>>,
+}
+
+/// healthcloud's own authorization server, as a verifier trusts it.
+#[derive(Debug)]
+struct LocalAuthorization {
+    issuer: String,
+    keys: keys::SigningKeys,
+    clients: smart::Clients,
 }
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
@@ -311,10 +325,30 @@ impl TokenVerifier {
     }
 
     /// This verifier, accepting the tokens healthcloud's authorization server issues as
-    /// `issuer`, signed with one of `keys`.
-    pub fn with_authorization_server(mut self, issuer: &str, keys: keys::SigningKeys) -> Self {
-        self.authorization = Some((issuer.into(), keys));
+    /// `issuer`, signed with one of `keys`, to one of `clients`: only while the app is
+    /// installed and its authorization not revoked.
+    pub fn with_authorization_server(
+        mut self,
+        issuer: &str,
+        keys: keys::SigningKeys,
+        clients: smart::Clients,
+    ) -> Self {
+        self.authorization = Some(Arc::new(LocalAuthorization {
+            issuer: issuer.to_owned(),
+            keys,
+            clients,
+        }));
         self
+    }
+
+    /// The installed app a token of the authorization server was issued to (`None` for
+    /// other tokens, or an app no longer installed).
+    pub fn smart_client(&self, principal: &Principal) -> Option<Arc<smart::Client>> {
+        let local = self.authorization.as_ref()?;
+        if principal.claims.iss != local.issuer {
+            return None;
+        }
+        local.clients.get(principal.claims.client_id.as_deref()?)
     }
 
     /// This verifier, accepting tokens of `trusted` too.
@@ -343,10 +377,11 @@ impl TokenVerifier {
             return known;
         }
         let claimed = issuers::claimed_issuer(token);
-        if let (Some(iss), Some((_, keys))) = (&claimed, &self.authorization)
+        if let (Some(iss), Some(local)) = (&claimed, &self.authorization)
             && self.is_authorization(iss)
         {
-            let principal = Arc::new(verify_with_keys(token, iss, keys)?);
+            let principal = Arc::new(verify_with_keys(token, iss, &local.keys)?);
+            local.still_authorized(&principal)?;
             self.remember(token, &principal);
             return Ok(principal);
         }
@@ -390,16 +425,22 @@ impl TokenVerifier {
             .filter(|principal| accepted(&principal.claims.iss))
             .cloned();
         // A token of the authorization server whose key was retired since is checked again
-        // (and refused).
+        // (and refused); its app and authorization are checked on every use.
         let known = known.filter(|principal| match &self.authorization {
-            Some((issuer, keys)) if **issuer == *principal.claims.iss => {
+            Some(local) if local.issuer == principal.claims.iss => {
                 jsonwebtoken::decode_header(token)
                     .ok()
                     .and_then(|header| header.kid)
-                    .is_some_and(|kid| keys.decoding_key(&kid).is_some())
+                    .is_some_and(|kid| local.keys.decoding_key(&kid).is_some())
             }
             _ => true,
         });
+        if let (Some(principal), Some(local)) = (&known, &self.authorization)
+            && local.issuer == principal.claims.iss
+            && let Err(refused) = local.still_authorized(principal)
+        {
+            return Some(Err(refused));
+        }
         if let Some(principal) = known {
             // Expiry as the signature check judges it (with its leeway); a `nbf` it accepted
             // stays satisfied, since time only moves on.
@@ -418,7 +459,7 @@ impl TokenVerifier {
     fn is_authorization(&self, iss: &str) -> bool {
         self.authorization
             .as_ref()
-            .is_some_and(|(issuer, _)| **issuer == *iss)
+            .is_some_and(|local| local.issuer == iss)
     }
 
     fn remember(&self, token: &str, principal: &Arc<Principal>) {
@@ -440,6 +481,25 @@ impl TokenVerifier {
             claims: data.claims,
             scopes,
         })
+    }
+}
+
+impl LocalAuthorization {
+    /// Refuses a token whose app is no longer installed (in the token's region) or whose
+    /// authorization was revoked.
+    fn still_authorized(&self, principal: &Principal) -> Result<(), AuthError> {
+        let claims = &principal.claims;
+        let installed = claims
+            .client_id
+            .as_deref()
+            .and_then(|client_id| self.clients.get(client_id))
+            .is_some_and(|client| claims.region.as_deref() == Some(client.region.as_str()));
+        let revoked =
+            smart::token_family(claims).is_none_or(|family| self.clients.is_revoked(family));
+        if !installed || revoked {
+            return Err(AuthError::Revoked);
+        }
+        Ok(())
     }
 }
 

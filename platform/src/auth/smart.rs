@@ -1,8 +1,18 @@
-//! Where healthcloud's authorization server answers, and what it supports: shared by the
-//! server itself and by the FHIR API, which advertises it (`.well-known/smart-configuration`
-//! and the CapabilityStatement's `oauth-uris` extension).
+//! healthcloud's authorization server as every service sees it: where it answers and what it
+//! supports (the FHIR API advertises it in `.well-known/smart-configuration` and the
+//! CapabilityStatement's `oauth-uris` extension), and its [`Clients`] — the SMART apps regions
+//! installed, and the authorizations revoked — which the server issues tokens to and every
+//! service's [`TokenVerifier`](crate::auth::TokenVerifier) asks on each request, so a removed
+//! app or a revoked authorization stops working at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use crate::auth::Role;
+use crate::scope::{Scope, ScopeContext};
 
 /// The authorization server's endpoints under one public URL: its issuer is `…/oauth2`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,5 +116,134 @@ impl AuthorizationEndpoints {
                 {"url": "revoke", "valueUri": self.revoke()},
             ]
         })
+    }
+}
+
+/// One registered SMART app.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Client {
+    /// Its client id.
+    pub client_id: String,
+    /// Its display name, on the consent page.
+    pub name: String,
+    /// The app it is, `publisher/app` (audit records and consents name it as
+    /// `Device/publisher.app`).
+    pub app: String,
+    /// The installed version.
+    pub version: String,
+    /// sha256 of its signed package.
+    pub digest: String,
+    /// Id of the publisher key that signed it.
+    pub publisher_key: String,
+    /// The region that installed it: its tokens work in that region only.
+    pub region: String,
+    /// The redirect URIs it registered; a request must name one of them exactly.
+    pub redirect_uris: Vec<String>,
+    /// What it asked for, each with the vendor's justification (shown on the consent page).
+    pub requested: Vec<(Scope, String)>,
+    /// What the region granted it: no token carries a data scope outside it.
+    pub grant: Vec<Scope>,
+}
+
+impl Client {
+    /// The granted part of `asked`: each data scope that lies within one the region granted.
+    pub fn narrow(&self, asked: &[Scope]) -> Vec<Scope> {
+        asked
+            .iter()
+            .filter(|scope| self.grant.iter().any(|granted| scope.within(granted)))
+            .cloned()
+            .collect()
+    }
+
+    /// What a user of `role` may get of `asked`: the region's grant, and only scopes of a
+    /// context the role can hold (`user/` for clinicians; never `system/`).
+    pub fn narrow_for(&self, asked: &[Scope], role: Role) -> Vec<Scope> {
+        self.narrow(asked)
+            .into_iter()
+            .filter(|scope| match scope.context {
+                ScopeContext::Patient => true,
+                ScopeContext::User => role == Role::Clinician,
+                ScopeContext::System => false,
+            })
+            .collect()
+    }
+}
+
+/// The authorization (token family) an access token of the authorization server was issued
+/// with: its `jti` is `<family>.<random>`.
+pub fn token_family(claims: &crate::auth::Claims) -> Option<&str> {
+    claims
+        .jti
+        .as_deref()
+        .and_then(|jti| jti.split_once('.'))
+        .map(|(family, _)| family)
+}
+
+/// How long a revoked authorization is remembered: past it, every access token issued with it
+/// has expired anyway.
+pub const REMEMBER_REVOKED: Duration = Duration::from_secs(3600);
+
+/// The registered clients, by client id, and the authorizations revoked lately. Cheap to
+/// clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct Clients {
+    by_id: Arc<RwLock<HashMap<String, Arc<Client>>>>,
+    /// Revoked authorizations (token families), with when this process learned of it.
+    revoked: Arc<RwLock<HashMap<String, Instant>>>,
+}
+
+impl Clients {
+    /// Registers `client`, replacing an earlier registration under its id. Its redirect URIs
+    /// must be absolute URLs without a fragment (RFC 6749, section 3.1.2).
+    pub fn register(&self, client: Client) -> Result<(), String> {
+        for uri in &client.redirect_uris {
+            match url::Url::parse(uri) {
+                Ok(url) if url.fragment().is_none() && !url.cannot_be_a_base() => {}
+                _ => {
+                    return Err(format!(
+                        "redirect URI '{uri}' of {} is not an absolute URL without a fragment",
+                        client.client_id
+                    ));
+                }
+            }
+        }
+        self.by_id
+            .write()
+            .expect("clients poisoned")
+            .insert(client.client_id.clone(), Arc::new(client));
+        Ok(())
+    }
+
+    /// Removes `client_id`; returns whether it was registered.
+    pub fn remove(&self, client_id: &str) -> bool {
+        self.by_id
+            .write()
+            .expect("clients poisoned")
+            .remove(client_id)
+            .is_some()
+    }
+
+    /// Revokes authorization `family`: its access tokens are refused from now on.
+    pub fn revoke_family(&self, family: &str) {
+        let mut revoked = self.revoked.write().expect("revocations poisoned");
+        revoked.retain(|_, at| at.elapsed() < REMEMBER_REVOKED);
+        revoked.insert(family.to_owned(), Instant::now());
+    }
+
+    /// Whether authorization `family` was revoked.
+    pub fn is_revoked(&self, family: &str) -> bool {
+        self.revoked
+            .read()
+            .expect("revocations poisoned")
+            .contains_key(family)
+    }
+
+    /// The client `client_id`, if registered.
+    pub fn get(&self, client_id: &str) -> Option<Arc<Client>> {
+        self.by_id
+            .read()
+            .expect("clients poisoned")
+            .get(client_id)
+            .cloned()
     }
 }

@@ -95,6 +95,7 @@ impl Drop for IdentityProvider {
 /// provider with its users, and one SMART app installed.
 struct World {
     dir: tempfile::TempDir,
+    database: healthcloud_platform::db::Database,
     public_url: String,
     fhir_base: String,
     server: AuthorizationServer,
@@ -139,6 +140,9 @@ impl World {
                 client_id: CLIENT_ID.into(),
                 name: "Blood pressure diary".into(),
                 app: "acme/bp-diary".into(),
+                version: "1.0.0".into(),
+                digest: "sha256:0".into(),
+                publisher_key: "acme-key-1".into(),
                 region: "region-h".into(),
                 redirect_uris: vec![REDIRECT_URI.into()],
                 requested: vec![
@@ -156,12 +160,17 @@ impl World {
                 grant: vec![scope("patient/Observation.rs"), scope("patient/Patient.rs")],
             })
             .unwrap();
-        let integration = integration
-            .with_authorization_server(server.endpoints().clone(), server.keys().clone());
+        let integration_database = integration.database.clone();
+        let integration = integration.with_authorization_server(
+            server.endpoints().clone(),
+            server.keys().clone(),
+            server.clients().clone(),
+        );
         let router = integration.router().merge(server.router());
         tokio::spawn(async move { axum::serve(listener, router).await });
         World {
             dir,
+            database: integration_database,
             public_url,
             fhir_base,
             server,
@@ -774,6 +783,9 @@ fn a_client_with_a_redirect_uri_that_is_no_absolute_url_is_not_registered() {
             client_id: "x".into(),
             name: "X".into(),
             app: "acme/x".into(),
+            version: "1.0.0".into(),
+            digest: "sha256:0".into(),
+            publisher_key: "acme-key-1".into(),
             region: "region-h".into(),
             redirect_uris: vec![uri.into()],
             requested: Vec::new(),
@@ -865,5 +877,119 @@ async fn the_fhir_api_advertises_the_authorization_server_and_it_takes_requests_
     assert!(
         location.starts_with(&world.provider.issuer),
         "to the identity provider: {location}"
+    );
+}
+
+/// The AuditEvents recorded so far, as stored.
+async fn audit_events(world: &World) -> Vec<Value> {
+    let rows = sqlx::query("SELECT content FROM resources WHERE resource_type = 'AuditEvent'")
+        .fetch_all(world.database.pool())
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| serde_json::from_str(&sqlx::Row::get::<String, _>(row, 0)).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apps_reads_are_audited_under_its_name_and_its_live_token_dies_with_its_revocation_or_removal()
+ {
+    let world = World::start().await;
+    let code = world.code(VERIFIER, &[]);
+    let (_, tokens) = world.exchange(&code, VERIFIER).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(world.observations(access).await, 200);
+    let events = audit_events(&world).await;
+    let by_app = events
+        .iter()
+        .filter(|event| event.to_string().contains("Device/acme.bp-diary"))
+        .count();
+    assert!(
+        by_app >= 1,
+        "the app is named in its reads' audit records: {events:?}"
+    );
+
+    // Revoking the authorization (RFC 7009, with the access token itself).
+    let revoked = world
+        .http
+        .post(format!("{}/oauth2/revoke", world.public_url))
+        .form(&[("token", access), ("client_id", CLIENT_ID)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 200);
+    assert_eq!(
+        world.observations(access).await,
+        401,
+        "at once, on this node"
+    );
+
+    // Removing the app (the region uninstalls or revokes it).
+    let code = world.code(VERIFIER, &[]);
+    let (_, tokens) = world.exchange(&code, VERIFIER).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(world.observations(access).await, 200);
+    assert!(world.server.clients().remove(CLIENT_ID));
+    assert_eq!(world.observations(access).await, 401, "the app is gone");
+    let (status, refused) = world
+        .refresh(tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_on_one_node_reaches_another_node_on_the_same_database_within_two_seconds() {
+    let world = World::start().await;
+    // A second node: its own authorization server and FHIR API on the same database and keys.
+    let other = AuthorizationServer::open(
+        world.database.clone(),
+        world.dir.path(),
+        OAuthConfig {
+            public_url: world.public_url.clone(),
+            fhir_base: world.fhir_base.clone(),
+            identity_provider: None,
+        },
+    )
+    .await
+    .unwrap();
+    other
+        .clients()
+        .register((*world.server.clients().get(CLIENT_ID).unwrap()).clone())
+        .unwrap();
+    let verifier = healthcloud_platform::auth::TokenIssuer::generate("unused")
+        .verifier()
+        .with_authorization_server(
+            other.endpoints().issuer(),
+            other.keys().clone(),
+            other.clients().clone(),
+        );
+    let code = world.code(VERIFIER, &[]);
+    let (_, tokens) = world.exchange(&code, VERIFIER).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(
+        verifier.verify_request(access).await.is_ok(),
+        "valid on the other node"
+    );
+    world
+        .http
+        .post(format!("{}/oauth2/revoke", world.public_url))
+        .form(&[("token", access), ("client_id", CLIENT_ID)])
+        .send()
+        .await
+        .unwrap();
+    let revoked_at = std::time::Instant::now();
+    while verifier.verify_request(access).await.is_ok() {
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_secs(2),
+            "the other node still takes the token 2 s after its revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        verifier.verify_request(access).await.unwrap_err(),
+        healthcloud_platform::auth::AuthError::Revoked
     );
 }
