@@ -19,6 +19,42 @@ pub struct Manifest {
     /// What it asks for, each with a reason.
     #[serde(rename = "capability", default)]
     pub requested: Vec<RequestedCapability>,
+    /// For a SMART web app (served by its vendor, launched with SMART App Launch) instead of a
+    /// hosted WebAssembly app: where it is launched and where its authorizations return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smart: Option<SmartWebApp>,
+}
+
+/// The `[smart]` table of a SMART web app: its OAuth client registration, which a region's
+/// install makes in that region. What it may ask for is its `[[capability]]` data scopes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartWebApp {
+    /// Where an EHR launches it (`?iss=…&launch=…` appended).
+    pub launch_url: String,
+    /// Where its authorizations may return, each exactly as it will send it.
+    pub redirect_uris: Vec<String>,
+}
+
+impl SmartWebApp {
+    /// The registration document that stands for a SMART web app's component: its `[smart]`
+    /// table as canonical JSON (RFC 8785), so the package's signed digest covers it.
+    pub fn document(&self) -> Vec<u8> {
+        serde_json_canonicalizer::to_vec(self).expect("a registration serializes")
+    }
+
+    /// The web origins of its pages (`scheme://host[:port]`), which the FHIR API answers
+    /// with CORS while it is installed.
+    pub fn origins(&self) -> Vec<String> {
+        let mut origins: Vec<String> = std::iter::once(&self.launch_url)
+            .chain(&self.redirect_uris)
+            .filter_map(|url| url::Url::parse(url).ok())
+            .map(|url| url.origin().ascii_serialization())
+            .collect();
+        origins.sort();
+        origins.dedup();
+        origins
+    }
 }
 
 /// The `[app]` table.
@@ -329,9 +365,27 @@ impl Manifest {
                 "name at least one of clinician, patient, citizen".into(),
             ));
         }
+        if let Some(smart) = &self.smart {
+            check_smart(smart)?;
+        }
         for (index, requested) in self.requested.iter().enumerate() {
-            Capability::parse(&requested.name)
+            let capability = Capability::parse(&requested.name)
                 .map_err(|e| error(&format!("capability[{index}].name"), e.to_string()))?;
+            if self.smart.is_some() {
+                use healthcloud_platform::scope::ScopeContext;
+                match capability {
+                    Capability::Data(scope) if scope.context != ScopeContext::System => {}
+                    _ => {
+                        return Err(error(
+                            &format!("capability[{index}].name"),
+                            format!(
+                                "a SMART web app asks for patient/ or user/ data scopes only, not '{}': it runs on its vendor's servers, with nothing of the app cloud",
+                                requested.name
+                            ),
+                        ));
+                    }
+                }
+            }
             if requested.justification.trim().is_empty() {
                 return Err(error(
                     &format!("capability[{index}].justification"),
@@ -366,6 +420,48 @@ impl Manifest {
             .map(|r| Capability::parse(&r.name).expect("checked when parsed"))
             .collect()
     }
+}
+
+/// The `[smart]` table: URLs a browser is sent to, so https (http only on loopback, for
+/// development), without a fragment; at least one redirect URI.
+fn check_smart(smart: &SmartWebApp) -> Result<(), ManifestError> {
+    let check = |path: String, url: &str| {
+        let refuse = |why: &str| {
+            Err(ManifestError {
+                path: path.clone(),
+                message: format!("'{url}' {why}"),
+            })
+        };
+        let Ok(parsed) = url::Url::parse(url) else {
+            return refuse("is not an absolute URL");
+        };
+        let loopback = match parsed.host() {
+            Some(url::Host::Domain(name)) => name == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        match parsed.scheme() {
+            "https" if parsed.host().is_some() => {}
+            "http" if loopback => {}
+            _ => return refuse("must be https (http only on this machine, for development)"),
+        }
+        if parsed.fragment().is_some() {
+            return refuse("must not have a fragment (#…)");
+        }
+        Ok(())
+    };
+    check("smart.launch_url".into(), &smart.launch_url)?;
+    if smart.redirect_uris.is_empty() {
+        return Err(ManifestError {
+            path: "smart.redirect_uris".into(),
+            message: "name at least one: where the app's authorizations return".into(),
+        });
+    }
+    for (index, uri) in smart.redirect_uris.iter().enumerate() {
+        check(format!("smart.redirect_uris[{index}]"), uri)?;
+    }
+    Ok(())
 }
 
 /// Publisher and app ids: they appear in URLs and file names.
@@ -408,6 +504,65 @@ mod tests {
         name = "outbound-http:api.example.org"
         justification = "fetches guidelines"
     "#;
+
+    const SMART: &str = r#"
+        [app]
+        publisher = "acme"
+        id = "bp-diary"
+        version = "1.0.0"
+        name = "BP diary"
+        description = "d"
+        audience = ["patient"]
+
+        [smart]
+        launch_url = "https://bp-diary.example/launch"
+        redirect_uris = ["https://bp-diary.example/callback", "http://127.0.0.1:8000/cb"]
+
+        [[capability]]
+        name = "patient/Observation.rs"
+        justification = "charts readings"
+    "#;
+
+    #[test]
+    fn a_smart_web_app_names_https_urls_and_asks_for_data_scopes_only() {
+        let manifest = Manifest::parse(SMART).unwrap();
+        let smart = manifest.smart.as_ref().unwrap();
+        assert_eq!(
+            smart.origins(),
+            ["http://127.0.0.1:8000", "https://bp-diary.example"]
+        );
+        for (from, to, path) in [
+            (
+                "https://bp-diary.example/launch",
+                "http://bp-diary.example/launch",
+                "smart.launch_url",
+            ),
+            (
+                "https://bp-diary.example/callback",
+                "https://bp-diary.example/cb#x",
+                "smart.redirect_uris[0]",
+            ),
+            (
+                "https://bp-diary.example/launch",
+                "/launch",
+                "smart.launch_url",
+            ),
+            ("patient/Observation.rs", "kv", "capability[0].name"),
+            (
+                "patient/Observation.rs",
+                "system/Observation.rs",
+                "capability[0].name",
+            ),
+            (
+                r#"redirect_uris = ["https://bp-diary.example/callback", "http://127.0.0.1:8000/cb"]"#,
+                "redirect_uris = []",
+                "smart.redirect_uris",
+            ),
+        ] {
+            let error = Manifest::parse(&SMART.replacen(from, to, 1)).unwrap_err();
+            assert_eq!(error.path, path, "{to}: {error}");
+        }
+    }
 
     #[test]
     fn a_valid_manifest_parses_with_its_capabilities() {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::keys::{KeyError, KeyId, PublicKey, Purpose, SecretKey};
-use crate::manifest::{AppInfo, Manifest, ManifestError, RequestedCapability};
+use crate::manifest::{AppInfo, Manifest, ManifestError, RequestedCapability, SmartWebApp};
 
 /// The envelope format written by `healthcloud app sign` and accepted by the store.
 pub const FORMAT: &str = "healthcloud-package-v1";
@@ -53,8 +53,12 @@ pub struct Package {
     /// What it asks for (the manifest's `[[capability]]`).
     #[serde(rename = "capability", default)]
     pub requested: Vec<RequestedCapability>,
-    /// The component's digest and size.
+    /// The component's digest and size: for a SMART web app, its registration document's
+    /// ([`SmartWebApp::document`]).
     pub component: ComponentRef,
+    /// A SMART web app's registration (the manifest's `[smart]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smart: Option<SmartWebApp>,
 }
 
 impl Package {
@@ -64,7 +68,15 @@ impl Package {
             app: manifest.app.clone(),
             requested: manifest.requested.clone(),
             component: ComponentRef::of(bytes),
+            smart: manifest.smart.clone(),
         }
+    }
+
+    /// The package of a SMART web app's `manifest`: its component is its registration
+    /// document.
+    pub fn of_smart(manifest: &Manifest) -> Option<(Package, Vec<u8>)> {
+        let document = manifest.smart.as_ref()?.document();
+        Some((Package::new(manifest, &document), document))
     }
 
     /// The manifest part.
@@ -72,6 +84,7 @@ impl Package {
         Manifest {
             app: self.app.clone(),
             requested: self.requested.clone(),
+            smart: self.smart.clone(),
         }
     }
 
@@ -228,8 +241,16 @@ impl SignedPackage {
         Ok(key)
     }
 
-    /// Checks that `bytes` are the component the package names.
+    /// Checks that `bytes` are the component the package names, and for a SMART web app that
+    /// they are its registration document.
     pub fn check_component(&self, bytes: &[u8]) -> Result<(), PackageError> {
+        if let Some(smart) = &self.package.smart
+            && bytes != smart.document().as_slice()
+        {
+            return Err(PackageError::ComponentMismatch(
+                "a SMART web app's component is its [smart] table as canonical JSON (healthcloud app publish writes it)".into(),
+            ));
+        }
         let signed = &self.package.component;
         if bytes.len() as u64 != signed.size {
             return Err(PackageError::ComponentMismatch(format!(
@@ -412,6 +433,36 @@ pub fn signature_path(wasm: &std::path::Path) -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_smart_web_apps_component_is_its_registration_document() {
+        let manifest = Manifest::parse(
+            r#"
+            [app]
+            publisher = "acme"
+            id = "bp-diary"
+            version = "1.0.0"
+            name = "BP diary"
+            description = "d"
+            audience = ["patient"]
+            [smart]
+            launch_url = "https://bp-diary.example/launch"
+            redirect_uris = ["https://bp-diary.example/callback"]
+            "#,
+        )
+        .unwrap();
+        let (package, document) = Package::of_smart(&manifest).unwrap();
+        let key = SecretKey::generate();
+        let signed = package.sign(&key);
+        let parsed = SignedPackage::from_json(signed.to_json().as_bytes()).unwrap();
+        parsed.verify().unwrap();
+        parsed.check_component(&document).unwrap();
+        assert_eq!(parsed.package.smart, manifest.smart);
+        // Any other bytes, even a document of other URLs, are not the signed registration.
+        let mut other = manifest.smart.clone().unwrap();
+        other.redirect_uris = vec!["https://attacker.example/cb".into()];
+        assert!(parsed.check_component(&other.document()).is_err());
+    }
 
     fn manifest() -> Manifest {
         Manifest::parse(
