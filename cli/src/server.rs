@@ -112,6 +112,8 @@ pub struct Services<'a> {
     pub store: Option<&'a Store>,
     /// The development launcher's pages (`healthcloud_launcher::router`).
     pub pages: Option<Router>,
+    /// The SMART authorization server, `/oauth2/…`.
+    pub authorization: Option<&'a healthcloud_oauth::AuthorizationServer>,
 }
 
 impl<'a> Services<'a> {
@@ -123,6 +125,7 @@ impl<'a> Services<'a> {
             runtime: Some(runtime),
             store: Some(store),
             pages: None,
+            authorization: None,
         }
     }
 }
@@ -136,12 +139,14 @@ pub fn app(services: Services<'_>, ready: &Ready) -> Router {
         runtime,
         store,
         pages,
+        authorization,
     } = services;
     let routes = [
         integration.map(Integration::router),
         sources.map(SourcesAdmin::router),
         runtime.map(Runtime::router),
         store.map(Store::router),
+        authorization.map(healthcloud_oauth::AuthorizationServer::router),
         pages,
     ]
     .into_iter()

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use healthcloud_platform::auth::smart::AuthorizationEndpoints;
+use healthcloud_platform::auth::smart::{AuthorizationEndpoints, Clients};
 use healthcloud_platform::auth::{AuthError, Principal, TokenVerifier};
 use healthcloud_platform::scope::Interaction;
 use serde_json::value::RawValue;
@@ -71,16 +71,20 @@ pub fn origin(text: &str) -> Result<String, String> {
     Ok(url.origin().ascii_serialization())
 }
 
-/// The CORS answers for `origins`: the FHIR interactions and the headers SMART clients send,
-/// and the headers they read back; no credentials.
-fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+/// The CORS answers for `origins`, and for the pages of the SMART web apps in `apps` while
+/// they are installed: the FHIR interactions and the headers SMART clients send, and the
+/// headers they read back; no credentials.
+fn cors(origins: Vec<String>, apps: Option<Clients>) -> tower_http::cors::CorsLayer {
     use axum::http::Method;
-    let origins: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|origin| HeaderValue::from_str(origin).ok())
-        .collect();
+    let allowed = move |origin: &HeaderValue, _: &axum::http::request::Parts| {
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        origins.iter().any(|configured| configured == origin)
+            || apps.as_ref().is_some_and(|apps| apps.serves_origin(origin))
+    };
     tower_http::cors::CorsLayer::new()
-        .allow_origin(origins)
+        .allow_origin(tower_http::cors::AllowOrigin::predicate(allowed))
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
@@ -113,6 +117,7 @@ pub struct FhirState {
 /// The FHIR API routes, to be nested at `/fhir/r4`.
 pub fn router(state: FhirState) -> Router {
     let origins = state.config.cors_origins.clone();
+    let apps = state.verifier.smart_clients().cloned();
     let router = Router::new()
         .route("/metadata", get(metadata))
         .route("/.well-known/smart-configuration", get(smart_configuration))
@@ -133,9 +138,9 @@ pub fn router(state: FhirState) -> Router {
             )
         })
         .with_state(state);
-    match origins.is_empty() {
+    match origins.is_empty() && apps.is_none() {
         true => router,
-        false => router.layer(cors(&origins)),
+        false => router.layer(cors(origins, apps)),
     }
 }
 

@@ -77,6 +77,9 @@ pub struct OAuthConfig {
     /// The region's identity provider, where users sign in. Without one, no user can
     /// authorize an app (the development launcher's tokens still work on loopback).
     pub identity_provider: Option<IdentityProviderConfig>,
+    /// The apps it issues tokens to: the regions' SMART web app installs, kept by the app
+    /// cloud.
+    pub clients: Clients,
 }
 
 /// The authorization server. Cheap to clone.
@@ -120,7 +123,7 @@ impl AuthorizationServer {
                 endpoints,
                 fhir_base: config.fhir_base.trim_end_matches('/').to_owned(),
                 keys,
-                clients: Clients::default(),
+                clients: config.clients,
                 db,
                 login,
             }),

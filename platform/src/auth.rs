@@ -341,6 +341,12 @@ impl TokenVerifier {
         self
     }
 
+    /// The SMART web apps healthcloud's authorization server issues tokens to, when this
+    /// verifier takes its tokens.
+    pub fn smart_clients(&self) -> Option<&smart::Clients> {
+        self.authorization.as_ref().map(|local| &local.clients)
+    }
+
     /// The installed app a token of the authorization server was issued to (`None` for
     /// other tokens, or an app no longer installed).
     pub fn smart_client(&self, principal: &Principal) -> Option<Arc<smart::Client>> {

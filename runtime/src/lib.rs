@@ -112,6 +112,8 @@ struct Inner {
     limits: Limits,
     /// Durable region installs and the revocation feed, once [`Runtime::serve_regions`] ran.
     regions: std::sync::OnceLock<regions::Regions>,
+    /// The regions' SMART web apps, registered as OAuth clients ([`regions::smart`]).
+    smart: healthcloud_platform::auth::smart::Clients,
 }
 
 impl Inner {
@@ -148,6 +150,7 @@ impl Runtime {
             capabilities,
             limits: config.limits,
             regions: Default::default(),
+            smart: Default::default(),
         });
         if reuse {
             reuse::start_sweeper(Arc::downgrade(&inner));
@@ -178,8 +181,15 @@ impl Runtime {
         healthcloud_platform::auth::apps_audience(&self.inner.public_url)
     }
 
-    /// Validates a component against its manifest without installing it.
+    /// Validates a component against its manifest without installing it: a SMART web app's
+    /// "component" must be its registration document.
     pub fn validate(&self, manifest: &Manifest, component: &[u8]) -> Result<(), InstallError> {
+        if let Some(smart) = &manifest.smart {
+            if component != smart.document().as_slice() {
+                return Err(InstallError::NotTheRegistration);
+            }
+            return Ok(());
+        }
         self.inner.engine.validate(manifest, component)
     }
 
@@ -210,6 +220,9 @@ impl Runtime {
         publisher_key: &str,
         grant: Grant,
     ) -> Result<Arc<Install>, InstallError> {
+        if manifest.smart.is_some() {
+            return Err(InstallError::SmartWebApp);
+        }
         install::check_grant(&manifest, &grant.capabilities())?;
         let capabilities = self
             .inner

@@ -111,7 +111,7 @@ def _env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("HEALTHCLOUD_")}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -137,11 +137,18 @@ def healthcloud_bin() -> Path:
 
 
 @contextlib.contextmanager
-def running_up(binary: Path, work: Path, *, demo_world: bool = False) -> Iterator[Server]:
+def running_up(
+    binary: Path,
+    work: Path,
+    *,
+    demo_world: bool = False,
+    port: int | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> Iterator[Server]:
     """`healthcloud up` on a fresh data directory in `work` (PATIENT_COUNT patients, seed SEED;
     with `demo_world`, the world `up` itself makes on an empty data directory: each sector's
     data in its own FHIR server) and a free loopback port, yielded once /healthz answers;
-    stopped like Ctrl-C stops it."""
+    stopped like Ctrl-C stops it. `port` (default: a free one) and `extra_args` go to `up`."""
     data_dir = work / "data"
     if demo_world:
         data_dir.mkdir()
@@ -154,11 +161,11 @@ def running_up(binary: Path, work: Path, *, demo_world: bool = False) -> Iterato
         if done.returncode != 0:
             pytest.fail(f"`{' '.join(generate)}` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
-    host, port = "127.0.0.1", _free_port()
+    host, port = "127.0.0.1", port or free_port()
     stdout_path, stderr_path = work / "server.stdout", work / "server.stderr"
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         process = subprocess.Popen(
-            [str(binary), "up", "--data-dir", str(data_dir), "--addr", f"{host}:{port}"],
+            [str(binary), "up", "--data-dir", str(data_dir), "--addr", f"{host}:{port}", *extra_args],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -268,6 +275,11 @@ def all_patients(server: Server, clinician_token: str) -> list[dict]:
 @pytest.fixture(scope="session")
 def bp_counts(server: Server, clinician_token: str) -> Counter:
     """Blood-pressure observations per patient id, as generated."""
+    return blood_pressure_counts(server, clinician_token)
+
+
+def blood_pressure_counts(server: Server, clinician_token: str) -> Counter:
+    """Blood-pressure observations per patient id on `server`."""
     http = server.session(clinician_token)
     counts: Counter = Counter()
     url, params = f"{server.base}/Observation", {"code": BP_CODE, "_count": 200}

@@ -8,7 +8,8 @@
 //   node identity-provider.mjs --port 0 --client ID:SECRET_FILE --redirect-uri URL
 //        --users USERS_JSON
 //
-// USERS_JSON: {"<login>": {"password": "...", "claims": {"role": "patient", "patient": "p1"}}}
+// USERS_JSON: {"<login>": {"password": "...", "claims": {"role": "patient", "patient": "p1"}}},
+// read again at every sign-in (a test may add users while the provider runs).
 //
 // Prints exactly one line to stdout once it listens:
 //   listening http://127.0.0.1:<port>
@@ -45,12 +46,16 @@ if (!args.client || !args['redirect-uri'] || !args.users) {
 const colon = args.client.indexOf(':');
 if (colon <= 0) fail(`--client ${args.client}: expected ID:SECRET_FILE`);
 let secret;
-let users;
 try {
   secret = readFileSync(args.client.slice(colon + 1), 'utf8').trim();
-  users = JSON.parse(readFileSync(args.users, 'utf8'));
 } catch (err) {
   fail(err.message);
+}
+const users = () => JSON.parse(readFileSync(args.users, 'utf8'));
+try {
+  users();
+} catch (err) {
+  fail(`--users ${args.users}: ${err.message}`);
 }
 
 const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -93,7 +98,7 @@ server.listen(port, HOST, () => {
     conformIdTokenClaims: false,
     features: { devInteractions: { enabled: false } },
     async findAccount(_ctx, id) {
-      const user = users[id];
+      const user = users()[id];
       if (!user) return undefined;
       return { accountId: id, claims: async () => ({ sub: id, ...user.claims }) };
     },
@@ -125,7 +130,7 @@ server.listen(port, HOST, () => {
       res.setHeader('Content-Type', 'text/html; charset=utf-8');
       if (req.method === 'GET') return res.end(loginPage(details.uid));
       const form = await readForm(req);
-      const user = users[form.get('login')];
+      const user = users()[form.get('login')];
       if (!user || user.password !== form.get('password')) {
         res.statusCode = 401;
         return res.end(loginPage(details.uid, 'Unknown user or wrong password.'));

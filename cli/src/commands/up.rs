@@ -6,7 +6,7 @@ use healthcloud_integration::Integration;
 use healthcloud_launcher::{Launch, LaunchConfig};
 
 use super::DataDirArgs;
-use super::serve::FhirApiArgs;
+use super::serve::{AuthorizationArgs, FhirApiArgs};
 use crate::app_cloud::{self, AppCloudConfig};
 use crate::server;
 use crate::sources::{self, SourceArgs};
@@ -24,6 +24,8 @@ pub struct UpCommand {
     public_url: Option<String>,
     #[command(flatten)]
     fhir_api: FhirApiArgs,
+    #[command(flatten)]
+    authorization: AuthorizationArgs,
     #[command(flatten)]
     sources: SourceArgs,
     /// Synthetic patients generated on a first start (an empty data directory).
@@ -64,6 +66,14 @@ impl UpCommand {
         let runtime =
             server::app_cloud(&integration, &self.data.data_dir, config.limits.clone()).await?;
         let app_store = server::app_store(&integration, &self.data.data_dir, &runtime).await?;
+        let (integration, authorization) = self
+            .authorization
+            .open(
+                integration,
+                &self.data.data_dir,
+                runtime.smart_clients().clone(),
+            )
+            .await?;
         let listener = server::listen(self.addr).await?;
         let bound = listener.local_addr()?;
         // This process's own calls (publishing the example apps, following the store) go over
@@ -102,6 +112,7 @@ impl UpCommand {
             server::Services {
                 pages,
                 sources: Some(&sources),
+                authorization: authorization.as_ref(),
                 ..server::Services::all(&integration, &runtime, &app_store)
             },
             &ready,
@@ -154,6 +165,16 @@ impl UpCommand {
         println!(
             "  FHIR R4 API:   {public_url}/fhir/r4  (metadata: {public_url}/fhir/r4/metadata)"
         );
+        if let Some(authorization) = &authorization {
+            println!(
+                "  SMART apps:    authorized at {}  (users sign in at {}; SMART web apps installed in a region are its clients)",
+                authorization.endpoints().issuer(),
+                self.authorization
+                    .identity_provider
+                    .as_deref()
+                    .unwrap_or_default()
+            );
+        }
         println!("  health check:  {public_url}/healthz");
         if demo_sources.is_empty() {
             println!(

@@ -139,6 +139,11 @@ pub struct Client {
     pub region: String,
     /// The redirect URIs it registered; a request must name one of them exactly.
     pub redirect_uris: Vec<String>,
+    /// Where an EHR launches it.
+    pub launch_url: String,
+    /// The web origins of its pages, answered with CORS by the FHIR API while it is
+    /// installed.
+    pub origins: Vec<String>,
     /// What it asked for, each with the vendor's justification (shown on the consent page).
     pub requested: Vec<(Scope, String)>,
     /// What the region granted it: no token carries a data scope outside it.
@@ -221,6 +226,33 @@ impl Clients {
             .expect("clients poisoned")
             .remove(client_id)
             .is_some()
+    }
+
+    /// Keeps only the clients `keep` says yes to; returns how many were removed.
+    pub fn retain(&self, mut keep: impl FnMut(&Client) -> bool) -> usize {
+        let mut by_id = self.by_id.write().expect("clients poisoned");
+        let before = by_id.len();
+        by_id.retain(|_, client| keep(client));
+        before - by_id.len()
+    }
+
+    /// Every registered client.
+    pub fn all(&self) -> Vec<Arc<Client>> {
+        self.by_id
+            .read()
+            .expect("clients poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `origin` is the origin of a registered app's pages.
+    pub fn serves_origin(&self, origin: &str) -> bool {
+        self.by_id
+            .read()
+            .expect("clients poisoned")
+            .values()
+            .any(|client| client.origins.iter().any(|own| own == origin))
     }
 
     /// Revokes authorization `family`: its access tokens are refused from now on.

@@ -48,6 +48,16 @@ pub enum InstallError {
     /// A signed package whose signature or component does not hold.
     #[error("the package does not verify: {0}")]
     Package(#[from] healthcloud_package::package::PackageError),
+    /// A SMART web app's package whose component is not its registration document.
+    #[error(
+        "a SMART web app's component is its [smart] table as canonical JSON: publish it with `healthcloud app publish`, which writes it"
+    )]
+    NotTheRegistration,
+    /// A SMART web app given to the app cloud to run.
+    #[error(
+        "this is a SMART web app, which its vendor serves: the app cloud does not run it; a region installs it as an OAuth client (`healthcloud region install`)"
+    )]
+    SmartWebApp,
     /// A region granted something the app never asked for.
     #[error(
         "'{0}' is not among the capabilities the app's manifest requests; a region grants a subset of them"

@@ -196,6 +196,10 @@ impl FeedFollower {
                 install.stop.cancel();
             }
         }
+        // A SMART web app of that version: unregistered, its tokens refused from now on.
+        self.runtime
+            .smart_clients()
+            .retain(|client| !(client.app == app && client.version == version));
         news
     }
 

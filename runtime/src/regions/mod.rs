@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod feed;
 pub mod openapi;
+pub mod smart;
 pub mod trust;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -352,8 +353,10 @@ impl Runtime {
             let _one_at_a_time = regions.syncing.lock().await;
             let seq = change_count(&regions.db).await?;
             let rows = regions.rows(None).await?;
+            self.sync_smart_clients(regions, &rows);
             let mut wanted = BTreeMap::new();
-            for row in rows {
+            // SMART web apps are registered above, never loaded here.
+            for row in rows.into_iter().filter(|row| !smart::is_smart(row)) {
                 wanted.insert((row.region.clone(), row.app.clone()), ());
                 match self.installed(&row.region, &row.app) {
                     Some(install)

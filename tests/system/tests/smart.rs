@@ -1,7 +1,7 @@
 //! SMART App Launch against healthcloud's authorization server, with real peers: the region's
 //! identity provider is npm's oidc-provider (`tests/upstream/identity-provider.mjs`) with
 //! password users, the app is Python's `fhirclient` from PyPI, and the person in the browser
-//! is `smart/browser.py` (requests, following every redirect over loopback HTTP). The FHIR API
+//! is `tests/e2e/smart/browser.py` (requests, following every redirect over loopback HTTP). The FHIR API
 //! and the authorization server run in this process on one listener, as `serve integration`
 //! composes them.
 
@@ -130,6 +130,7 @@ impl World {
                     client_secret: std::fs::read_to_string(dir.path().join("idp-secret")).unwrap(),
                     role_claim: "role".into(),
                 }),
+                clients: Default::default(),
             },
         )
         .await
@@ -145,6 +146,8 @@ impl World {
                 publisher_key: "acme-key-1".into(),
                 region: "region-h".into(),
                 redirect_uris: vec![REDIRECT_URI.into()],
+                launch_url: "http://127.0.0.1:9/bp-diary/launch".into(),
+                origins: vec!["http://127.0.0.1:9".into()],
                 requested: vec![
                     (
                         scope("patient/Observation.rs"),
@@ -191,7 +194,7 @@ impl World {
     /// The person in the browser, with `password` and `options` of `smart/browser.py`.
     fn browse_with(&self, url: &str, login: &str, password: &str, options: &[&str]) -> Value {
         let output = Command::new(python())
-            .arg(repository().join("tests/system/smart/browser.py"))
+            .arg(repository().join("tests/e2e/smart/browser.py"))
             .args([url, REDIRECT_URI, login, password])
             .args(options)
             .output()
@@ -363,7 +366,7 @@ async fn python_fhirclient_completes_a_standalone_launch_as_a_patient_signed_in_
     let world_base = world.fhir_base.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python)
-            .arg(repository().join("tests/system/smart/standalone_launch.py"))
+            .arg(repository().join("tests/e2e/smart/standalone_launch.py"))
             .args([
                 &world_base,
                 CLIENT_ID,
@@ -788,6 +791,8 @@ fn a_client_with_a_redirect_uri_that_is_no_absolute_url_is_not_registered() {
             publisher_key: "acme-key-1".into(),
             region: "region-h".into(),
             redirect_uris: vec![uri.into()],
+            launch_url: "https://app.example/launch".into(),
+            origins: Vec::new(),
             requested: Vec::new(),
             grant: Vec::new(),
         });
@@ -951,6 +956,7 @@ async fn a_revocation_on_one_node_reaches_another_node_on_the_same_database_with
             public_url: world.public_url.clone(),
             fhir_base: world.fhir_base.clone(),
             identity_provider: None,
+            clients: Default::default(),
         },
     )
     .await

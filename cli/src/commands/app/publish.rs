@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use healthcloud_package::client::{Caller, StoreClient};
+use healthcloud_package::client::{Caller, Published, StoreClient};
 use healthcloud_package::keys::SecretKey;
+use healthcloud_package::package::Package;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::build::{BuiltApp, build, read_manifest};
@@ -27,9 +28,16 @@ impl PublishCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         // Everything that can fail without building is checked before the (slow) build.
         let client = self.server.client()?;
-        let publisher = read_manifest(&self.dir)?.app.publisher;
-        client.require_token(Caller::Publisher(&publisher))?;
+        let manifest = read_manifest(&self.dir)?;
+        client.require_token(Caller::Publisher(&manifest.app.publisher))?;
         let key = SecretKey::read(&self.key)?;
+        // A SMART web app is served by its vendor: its package signs its registration.
+        if let Some((package, document)) = Package::of_smart(&manifest) {
+            let signed = package.sign(&key);
+            let size = document.len() as u64;
+            let result = client.publish(&signed, document.into(), size).await;
+            return report(result?);
+        }
         let built = build(&self.dir).await?;
         let signed = sign(&built, &key)?;
         // The bytes are dropped here: the upload streams them from the file.
@@ -39,22 +47,26 @@ impl PublishCommand {
         let body = stream_file(&wasm, upload.clone()).await?;
         let result = client.publish(&signed, body, size).await;
         upload.finish_and_clear();
-        let (created, published) = result?;
-        let id = format!(
-            "{}/{}@{}",
-            published.publisher, published.app, published.version
-        );
-        if created {
-            println!("published {id} (sha256 {})", published.sha256);
-        } else {
-            println!(
-                "{id} is already published with identical content (sha256 {})",
-                published.sha256
-            );
-        }
-        println!("  signed with key {}", published.key_id);
-        Ok(())
+        report(result?)
     }
+}
+
+/// What the store said of a publish.
+fn report((created, published): (bool, Published)) -> anyhow::Result<()> {
+    let id = format!(
+        "{}/{}@{}",
+        published.publisher, published.app, published.version
+    );
+    if created {
+        println!("published {id} (sha256 {})", published.sha256);
+    } else {
+        println!(
+            "{id} is already published with identical content (sha256 {})",
+            published.sha256
+        );
+    }
+    println!("  signed with key {}", published.key_id);
+    Ok(())
 }
 
 /// A progress bar of the upload's bytes, on stderr (hidden when that is not a terminal).

@@ -87,6 +87,91 @@ pub struct FhirApiArgs {
     pub role_claim: String,
 }
 
+/// healthcloud's SMART authorization server (`/oauth2/…`), run when a region's identity
+/// provider is configured: users sign in there, and the region's SMART web apps (their
+/// installs are their client registrations) get tokens for the FHIR API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthorizationArgs {
+    /// The region's OpenID Connect provider (its issuer URL; https, http only on loopback):
+    /// users sign in there. Register healthcloud with it as a confidential client whose
+    /// redirect URI is <public-url>/oauth2/login/callback.
+    #[arg(
+        long = "identity-provider",
+        value_name = "ISSUER_URL",
+        env = "HEALTHCLOUD_IDENTITY_PROVIDER",
+        requires = "identity_provider_secret"
+    )]
+    pub identity_provider: Option<String>,
+    /// healthcloud's client id at the identity provider.
+    #[arg(long, value_name = "ID", default_value = "healthcloud")]
+    pub identity_provider_client_id: String,
+    /// A file holding healthcloud's client secret at the identity provider.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "HEALTHCLOUD_IDENTITY_PROVIDER_SECRET_FILE"
+    )]
+    pub identity_provider_secret: Option<PathBuf>,
+    /// The ID token claim naming the user's role (clinician, patient or citizen); the
+    /// claims fhirUser, patient, org, practitioner and region are read as they are.
+    #[arg(long, value_name = "CLAIM", default_value = "role")]
+    pub identity_provider_role_claim: String,
+}
+
+impl AuthorizationArgs {
+    /// The authorization server for `integration` (whose database and public URL it shares),
+    /// issuing tokens to the apps in `clients`, when an identity provider is configured; the
+    /// FHIR API then takes and advertises its tokens.
+    pub async fn open(
+        &self,
+        integration: Integration,
+        data_dir: &std::path::Path,
+        clients: healthcloud_platform::auth::smart::Clients,
+    ) -> anyhow::Result<(Integration, Option<healthcloud_oauth::AuthorizationServer>)> {
+        let (Some(issuer), Some(secret_file)) =
+            (&self.identity_provider, &self.identity_provider_secret)
+        else {
+            return Ok((integration, None));
+        };
+        let client_secret = std::fs::read_to_string(secret_file)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the identity provider's client secret {}: {e}",
+                    secret_file.display()
+                )
+            })?
+            .trim()
+            .to_owned();
+        anyhow::ensure!(
+            !client_secret.is_empty(),
+            "{} is empty: it must hold healthcloud's client secret at the identity provider",
+            secret_file.display()
+        );
+        let server = healthcloud_oauth::AuthorizationServer::open(
+            integration.database.clone(),
+            data_dir,
+            healthcloud_oauth::OAuthConfig {
+                public_url: integration.public_url.clone(),
+                fhir_base: integration.state.config.base_url.clone(),
+                identity_provider: Some(healthcloud_oauth::IdentityProviderConfig {
+                    issuer: issuer.clone(),
+                    client_id: self.identity_provider_client_id.clone(),
+                    client_secret,
+                    role_claim: self.identity_provider_role_claim.clone(),
+                }),
+                clients,
+            },
+        )
+        .await?;
+        let integration = integration.with_authorization_server(
+            server.endpoints().clone(),
+            server.keys().clone(),
+            server.clients().clone(),
+        );
+        Ok((integration, Some(server)))
+    }
+}
+
 fn cors_origin(text: &str) -> Result<String, String> {
     healthcloud_integration::api::origin(text)
 }

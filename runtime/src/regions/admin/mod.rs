@@ -24,7 +24,7 @@ mod views;
 pub use error::{AdminError, ErrorBody};
 pub use views::{
     AuditEntry, CapabilityRequest, CapabilityView, InstallRequest, InstallView, PendingView,
-    RevokedView, Uninstalled, UpgradeRequest, UpgradeView,
+    RevokedView, SmartClientView, Uninstalled, UpgradeRequest, UpgradeView,
 };
 
 use crate::Runtime;

@@ -11,7 +11,7 @@ use healthcloud_platform::auth::{Principal, Role};
 use super::audit::{self, Action, allowing, audited, now, with_grant};
 use super::{
     Admin, AdminError, AuditEntry, CapabilityView, InstallView, PendingView, RegionAdminService,
-    RevokedView, UpgradeRequest, UpgradeView,
+    RevokedView, SmartClientView, UpgradeRequest, UpgradeView,
 };
 use crate::regions::trust::check_vouched;
 use crate::regions::{InstallRow, Regions, Revoked, capabilities_to_json};
@@ -136,24 +136,36 @@ impl RegionAdminService {
     }
 
     /// Downloads (or reads from disk) the component, verifies and compiles it for `region`.
+    /// A SMART web app's registration document is verified, and nothing is compiled
+    /// (`None`): the app runs at its vendor, registered as a client when the row is written.
     async fn prepare_offered(
         &self,
         region: &str,
         offered: &Offered,
         grant: Grant,
-    ) -> Result<std::sync::Arc<Install>, AdminError> {
+    ) -> Result<Option<std::sync::Arc<Install>>, AdminError> {
         let regions = self.regions()?;
         let component = regions
             .component(&offered.signed)
             .await
             .map_err(|e| AdminError::Store(format!("{e:#}")))?;
+        let unprocessable = |message: String| AdminError::Unprocessable {
+            message,
+            field: None,
+        };
+        if offered.signed.package.smart.is_some() {
+            offered
+                .signed
+                .verify()
+                .and_then(|_| offered.signed.check_component(&component))
+                .map_err(|e| unprocessable(e.to_string()))?;
+            return Ok(None);
+        }
         self.runtime
             .prepare_package(region, offered.signed.clone(), component, grant)
             .await
-            .map_err(|e| AdminError::Unprocessable {
-                message: format!("{e:#}"),
-                field: None,
-            })
+            .map(Some)
+            .map_err(|e| unprocessable(format!("{e:#}")))
     }
 
     /// The region's installs.
@@ -221,13 +233,26 @@ impl RegionAdminService {
             None => None,
         };
         let revoked = regions.revocation(&row.app, &row.version);
+        let client_id = crate::regions::smart::client_id(&row.region, &row.app);
+        let smart_client = signed.package.smart.as_ref().map(|smart| SmartClientView {
+            client_id: client_id.clone(),
+            launch_url: smart.launch_url.clone(),
+            redirect_uris: smart.redirect_uris.clone(),
+        });
         let serving = revoked.is_none()
-            && self
-                .runtime
-                .installed(&row.region, &row.app)
-                .is_some_and(|install| {
-                    install.identity.version == row.version && !install.stop.is_cancelled()
-                });
+            && match &smart_client {
+                Some(_) => self
+                    .runtime
+                    .smart_clients()
+                    .get(&client_id)
+                    .is_some_and(|client| client.version == row.version),
+                None => self
+                    .runtime
+                    .installed(&row.region, &row.app)
+                    .is_some_and(|install| {
+                        install.identity.version == row.version && !install.stop.is_cancelled()
+                    }),
+            };
         Ok(InstallView {
             region: row.region.clone(),
             app: row.app.clone(),
@@ -243,7 +268,11 @@ impl RegionAdminService {
             serving,
             revoked: revoked.map(|Revoked { reason, at }| RevokedView { reason, at }),
             pending,
-            url: format!("/apps/{}/{}/", row.region, row.app),
+            url: match &smart_client {
+                Some(smart) => smart.launch_url.clone(),
+                None => format!("/apps/{}/{}/", row.region, row.app),
+            },
+            smart_client,
         })
     }
 
@@ -355,7 +384,10 @@ impl RegionAdminService {
         // commit must not then take the new install for an uninstalled one.
         let serving = regions.syncing.lock().await;
         write.commit().await?;
-        self.runtime.put_install(install);
+        match install {
+            Some(install) => self.runtime.put_install(install),
+            None => self.runtime.refresh_smart_clients(regions).await?,
+        }
         drop(serving);
         self.show(admin, &id).await
     }
@@ -470,6 +502,7 @@ impl RegionAdminService {
             install.grant.set_internal_addresses(allowed);
             install.grant.replace(granted);
         }
+        self.runtime.refresh_smart_clients(regions).await?;
         self.show(admin, app).await
     }
 
@@ -504,6 +537,7 @@ impl RegionAdminService {
         changed(regions, &mut write.tx, action).await?;
         write.commit().await?;
         self.runtime.uninstall(&admin.region, app);
+        self.runtime.refresh_smart_clients(regions).await?;
         Ok(())
     }
 
@@ -619,8 +653,10 @@ impl RegionAdminService {
         // From the locked row: a grant removed while this compiled stays removed.
         let granted = carried(&row.granted);
         let allowed = allowed || row.allow_internal_addresses;
-        install.grant.replace(granted.clone());
-        install.grant.set_internal_addresses(allowed);
+        if let Some(install) = &install {
+            install.grant.replace(granted.clone());
+            install.grant.set_internal_addresses(allowed);
+        }
         let sha256 = offered.signed.package.component.sha256.as_str();
         let package = offered.signed.to_json();
         let mut update = db.sql("UPDATE region_installs SET ");
@@ -659,8 +695,9 @@ impl RegionAdminService {
         changed(regions, &mut write.tx, action).await?;
         let serving = regions.syncing.lock().await;
         write.commit().await?;
-        if !waits {
-            self.runtime.put_install(install);
+        match install {
+            Some(install) if !waits => self.runtime.put_install(install),
+            _ => self.runtime.refresh_smart_clients(regions).await?,
         }
         drop(serving);
         Ok(UpgradeView {

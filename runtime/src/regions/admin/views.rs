@@ -67,8 +67,22 @@ pub struct InstallView {
     pub revoked: Option<RevokedView>,
     /// An upgrade waiting for approval.
     pub pending: Option<PendingView>,
-    /// Where it is served.
+    /// Where it is served: for a SMART web app, where an EHR launches it.
     pub url: String,
+    /// A SMART web app's client registration in this region (absent for hosted apps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smart_client: Option<SmartClientView>,
+}
+
+/// A SMART web app as installed: the OAuth client its vendor configures for this region.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SmartClientView {
+    /// Its client id at healthcloud's authorization server, `publisher.app@region`.
+    pub client_id: String,
+    /// Where it is launched.
+    pub launch_url: String,
+    /// Where its authorizations may return.
+    pub redirect_uris: Vec<String>,
 }
 
 /// What an upgrade did.

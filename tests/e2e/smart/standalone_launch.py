@@ -49,6 +49,8 @@ print(
             "after_refresh": len(again),
             "refreshed": refreshed,
             "consent_page": consent,
+            "access_token": smart.server.auth.access_token,
+            "refresh_token": smart.server.auth.refresh_token,
         }
     )
 )

@@ -1,0 +1,121 @@
+//! SMART web apps a region installed. The app cloud does not run them: their vendors serve
+//! them, and they reach data through the FHIR API with tokens of healthcloud's authorization
+//! server. A region's install of one is its client registration there: each node keeps the
+//! registrations ([`Clients`]) in line with `region_installs` as it syncs, so an uninstall, a
+//! narrower grant or the store's revocation of the version ends the app's tokens at once.
+
+use std::collections::HashSet;
+
+use healthcloud_package::manifest::Capability;
+use healthcloud_package::package::SignedPackage;
+use healthcloud_platform::auth::smart::{Client, Clients};
+
+use super::{InstallRow, Regions};
+use crate::Runtime;
+
+/// The client id of `app` (`publisher/app`) installed in `region`: `publisher.app@region`.
+pub fn client_id(region: &str, app: &str) -> String {
+    format!("{}@{region}", app.replace('/', "."))
+}
+
+/// The registration an install row of a SMART web app stands for (`None` for a hosted app).
+pub(crate) fn client_of(row: &InstallRow) -> anyhow::Result<Option<Client>> {
+    let signed = SignedPackage::from_json(row.package.as_bytes())?;
+    let Some(smart) = &signed.package.smart else {
+        return Ok(None);
+    };
+    let manifest = signed.package.manifest();
+    let requested = manifest
+        .requested
+        .iter()
+        .filter_map(|requested| match Capability::parse(&requested.name) {
+            Ok(Capability::Data(scope)) => Some((scope, requested.justification.clone())),
+            _ => None,
+        })
+        .collect();
+    let grant = row
+        .granted
+        .iter()
+        .filter_map(|capability| match capability {
+            Capability::Data(scope) => Some(scope.clone()),
+            _ => None,
+        })
+        .collect();
+    Ok(Some(Client {
+        client_id: client_id(&row.region, &row.app),
+        name: signed.package.app.name.clone(),
+        app: row.app.clone(),
+        version: row.version.clone(),
+        digest: row.sha256.clone(),
+        publisher_key: signed.signature.key_id.to_string(),
+        region: row.region.clone(),
+        redirect_uris: smart.redirect_uris.clone(),
+        launch_url: smart.launch_url.clone(),
+        origins: smart.origins(),
+        requested,
+        grant,
+    }))
+}
+
+impl Runtime {
+    /// The SMART web apps the regions installed, as the authorization server and the FHIR API
+    /// see them (shared: the composition hands the same registry to both).
+    pub fn smart_clients(&self) -> &Clients {
+        &self.inner.smart
+    }
+
+    /// Brings the SMART registrations in line with `rows` (every region's installs): each
+    /// installed, unrevoked SMART web app registered with its grant now; every other one
+    /// removed.
+    pub(crate) fn sync_smart_clients(&self, regions: &Regions, rows: &[InstallRow]) {
+        let clients = &self.inner.smart;
+        let mut wanted = HashSet::new();
+        for row in rows {
+            if regions.revocation(&row.app, &row.version).is_some() {
+                continue;
+            }
+            match client_of(row) {
+                Ok(Some(client)) => {
+                    wanted.insert(client.client_id.clone());
+                    let unchanged = clients
+                        .get(&client.client_id)
+                        .is_some_and(|registered| *registered == client);
+                    if !unchanged && let Err(error) = clients.register(client) {
+                        tracing::error!(
+                            region = row.region,
+                            app = row.app,
+                            error,
+                            "a SMART web app's registration is refused"
+                        );
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(
+                        region = row.region,
+                        app = row.app,
+                        error = format!("{error:#}"),
+                        "a stored package does not parse"
+                    );
+                }
+            }
+        }
+        let removed = clients.retain(|client| wanted.contains(&client.client_id));
+        if removed > 0 {
+            tracing::info!(removed, "SMART web apps unregistered");
+        }
+    }
+
+    /// Reads every region's installs and brings the SMART registrations in line with them.
+    pub(crate) async fn refresh_smart_clients(&self, regions: &Regions) -> anyhow::Result<()> {
+        let rows = regions.rows(None).await?;
+        self.sync_smart_clients(regions, &rows);
+        Ok(())
+    }
+}
+
+/// Whether an install row is of a SMART web app (not loaded into the app cloud).
+pub(crate) fn is_smart(row: &InstallRow) -> bool {
+    SignedPackage::from_json(row.package.as_bytes())
+        .is_ok_and(|signed| signed.package.smart.is_some())
+}
