@@ -441,6 +441,7 @@ mod tests {
                 added: vec![capability("outbound-http:api.example", false)],
             }),
             url: "/apps/hovedstaden/acme/notes/".into(),
+            smart_client: None,
         }
     }
 
