@@ -174,6 +174,7 @@ async fn up_mounts_the_launcher_pages_beside_the_services() {
             public_url: PUBLIC_URL.into(),
             regions: vec!["hovedstaden".into()],
             listen_addr: "127.0.0.1:8080".parse().unwrap(),
+            authorization: None,
         })
         .unwrap(),
     );

@@ -13,7 +13,9 @@ use axum::routing::{get, post};
 use healthcloud_integration::query::{PageLimits, SearchQuery};
 use healthcloud_integration::service::WRITTEN_SOURCE;
 use healthcloud_integration::{FhirError, FhirService};
+use healthcloud_platform::auth::smart::Client;
 use healthcloud_platform::auth::{Role, TokenRequest};
+use healthcloud_runtime::regions::smart::client_id;
 use healthcloud_runtime::serve::{LAUNCH_COOKIE, admits};
 use serde::Deserialize;
 use serde_json::Value;
@@ -300,6 +302,13 @@ async fn launch(
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
+    if let (Some(client), Some(authorization), Some(patient)) = (
+        &target.smart,
+        &launch.config().authorization,
+        &target.patient,
+    ) {
+        return smart_launch(&launch, authorization, client, patient).await;
+    }
     let (cookie, location) = target.destination();
     let token = launch
         .config()
@@ -334,6 +343,51 @@ async fn launch(
         .into_response())
 }
 
+/// An EHR launch of a SMART web app: a launch id for `patient`, handed to the app at its
+/// launch URL with this FHIR server as `iss`. Who the user is, the region's identity provider
+/// says when the app asks for authorization; no token is minted here.
+async fn smart_launch(
+    launch: &Launch,
+    authorization: &healthcloud_oauth::AuthorizationServer,
+    client: &Client,
+    patient: &str,
+) -> Result<Response, PageError> {
+    let id = authorization
+        .launch(&client.client_id, patient, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("a SMART launch: {e}"))?;
+    let mut location = url::Url::parse(&client.launch_url)
+        .map_err(|e| anyhow::anyhow!("the app's launch URL: {e}"))?;
+    location
+        .query_pairs_mut()
+        .append_pair(
+            "iss",
+            &healthcloud_platform::auth::fhir_audience(&launch.config().public_url),
+        )
+        .append_pair("launch", &id);
+    tracing::info!(client = client.client_id, patient, "SMART app launched");
+    // A page that goes on to the app, not a redirect: the launch form may only post to this
+    // server (form-action 'self'), and the app is elsewhere.
+    let page = SmartLaunchPage {
+        name: &client.name,
+        origin: location.origin().ascii_serialization(),
+        patient,
+        region: &client.region,
+        url: location.as_str(),
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+#[derive(Template)]
+#[template(path = "launch/smart.html")]
+struct SmartLaunchPage<'a> {
+    name: &'a str,
+    origin: String,
+    patient: &'a str,
+    region: &'a str,
+    url: &'a str,
+}
+
 /// A checked launch: who, in which context, opening what.
 #[derive(Debug)]
 struct Target {
@@ -342,6 +396,8 @@ struct Target {
     patient: Option<String>,
     /// `publisher/app`, for clinicians and patients.
     app: Option<String>,
+    /// The SMART web app it opens, when it is one.
+    smart: Option<std::sync::Arc<Client>>,
 }
 
 /// Where a launch's cookie goes.
@@ -467,11 +523,22 @@ fn check(
         });
     }
     let app = needs_app.then(|| form.app.clone());
+    let mut smart = None;
     if let (Some(app), Some(region)) = (&app, &region) {
-        let install = app
+        let named = app
             .split_once('/')
-            .filter(|(publisher, id)| is_plain_id(publisher) && is_plain_id(id))
-            .and_then(|_| launch.runtime().installed(region, app));
+            .is_some_and(|(publisher, id)| is_plain_id(publisher) && is_plain_id(id));
+        let install = named
+            .then(|| launch.runtime().installed(region, app))
+            .flatten();
+        smart = named
+            .then(|| {
+                launch
+                    .runtime()
+                    .smart_clients()
+                    .get(&client_id(region, app))
+            })
+            .flatten();
         if let Some(install) = &install
             && !admits(&install.manifest.app.audience, role)
         {
@@ -483,7 +550,15 @@ fn check(
                 ),
             });
         }
-        if install.is_none() {
+        if smart.is_some() && launch.config().authorization.is_none() {
+            errors.push(FieldError {
+                field: "app",
+                message: format!(
+                    "{app} is a SMART web app: launching it needs the authorization server (start with --identity-provider)"
+                ),
+            });
+        }
+        if install.is_none() && smart.is_none() {
             errors.push(FieldError {
                 field: "app",
                 message: if app.is_empty() {
@@ -502,6 +577,7 @@ fn check(
             region,
             patient,
             app,
+            smart,
         })
     } else {
         Err(errors)

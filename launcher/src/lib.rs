@@ -71,6 +71,9 @@ pub struct LaunchConfig {
     pub regions: Vec<String>,
     /// The address the server's listener is bound to: the launcher exists only on loopback.
     pub listen_addr: SocketAddr,
+    /// healthcloud's SMART authorization server, when it runs: the launch page then launches
+    /// the regions' SMART web apps as an EHR does (a launch id for the chosen patient).
+    pub authorization: Option<healthcloud_oauth::AuthorizationServer>,
 }
 
 /// Whether the launcher may be mounted on a listener bound to `addr`: only a loopback address
@@ -153,6 +156,18 @@ impl Launch {
                 })
                 .regions
                 .push(identity.region.clone());
+        }
+        for client in self.runtime().smart_clients().all() {
+            apps.entry(client.app.clone())
+                .or_insert_with(|| InstalledApp {
+                    name: format!("{} (SMART web app)", client.name),
+                    regions: Vec::new(),
+                })
+                .regions
+                .push(client.region.clone());
+        }
+        for app in apps.values_mut() {
+            app.regions.sort();
         }
         apps
     }

@@ -60,6 +60,7 @@ async fn harness() -> Harness {
         public_url: public_url.clone(),
         regions: vec!["hovedstaden".into(), "midtjylland".into()],
         listen_addr: listener.local_addr().unwrap(),
+        authorization: None,
     })
     .unwrap();
     // The FHIR API beside the pages, as `up` serves them: session tokens must not open it.
@@ -443,6 +444,7 @@ async fn the_launcher_is_never_built_for_a_listener_other_machines_reach() {
             public_url: h.url.clone(),
             regions: Vec::new(),
             listen_addr: addr.parse().unwrap(),
+            authorization: None,
         })
         .err()
         .unwrap_or_else(|| panic!("a launcher on {addr}"));

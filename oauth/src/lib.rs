@@ -194,15 +194,27 @@ impl AuthorizationServer {
         Ok(id)
     }
 
-    /// The routes under `/oauth2/`.
+    /// The routes under `/oauth2/`. The endpoints a browser app calls itself (token,
+    /// introspection, revocation, keys, discovery) answer CORS for the installed apps' pages;
+    /// the pages a person sees do not.
     pub fn router(&self) -> Router {
-        Router::new()
-            .route(
-                "/oauth2/authorize",
-                get(authorize::authorize_get).post(authorize::authorize_post),
-            )
-            .route("/oauth2/login/callback", get(authorize::login_callback))
-            .route("/oauth2/consent", post(authorize::consent))
+        let clients = self.inner.clients.clone();
+        let apps = tower_http::cors::CorsLayer::new()
+            .allow_origin(tower_http::cors::AllowOrigin::predicate(
+                move |origin: &axum::http::HeaderValue, _: &axum::http::request::Parts| {
+                    origin
+                        .to_str()
+                        .is_ok_and(|origin| clients.serves_origin(origin))
+                },
+            ))
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                axum::http::header::ACCEPT,
+            ])
+            .max_age(Duration::from_secs(600));
+        let called_by_apps = Router::new()
             .route("/oauth2/token", post(token::token))
             .route("/oauth2/introspect", post(token::introspect))
             .route("/oauth2/revoke", post(token::revoke))
@@ -211,6 +223,15 @@ impl AuthorizationServer {
                 "/oauth2/.well-known/openid-configuration",
                 get(token::openid_configuration),
             )
+            .layer(apps);
+        Router::new()
+            .route(
+                "/oauth2/authorize",
+                get(authorize::authorize_get).post(authorize::authorize_post),
+            )
+            .route("/oauth2/login/callback", get(authorize::login_callback))
+            .route("/oauth2/consent", post(authorize::consent))
+            .merge(called_by_apps)
             .with_state(self.clone())
     }
 }

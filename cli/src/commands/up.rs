@@ -105,6 +105,7 @@ impl UpCommand {
                 public_url: public_url.clone(),
                 regions: config.install.iter().map(|i| i.region.clone()).collect(),
                 listen_addr: bound,
+                authorization: authorization.clone(),
             })?)),
             Launcher::NotLoopback | Launcher::RealIssuer => None,
         };
