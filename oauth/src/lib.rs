@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 mod authorize;
+mod client_auth;
 mod error;
 pub mod login;
 mod token;

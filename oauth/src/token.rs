@@ -11,12 +11,14 @@ use axum::Json;
 use axum::extract::{Form, State};
 use axum::response::{IntoResponse, Response};
 use healthcloud_platform::auth::Claims;
+use healthcloud_platform::auth::smart::Client;
 use healthcloud_platform::scope::Scope;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 
+use crate::client_auth::ClientCredentials;
 use crate::error::no_store;
 use crate::{
     ACCESS_TOKEN_TTL, AuthorizationServer, Granted, OAuthError, challenge_of, hash, now,
@@ -30,18 +32,20 @@ pub(crate) struct TokenParams {
     code: Option<String>,
     redirect_uri: Option<String>,
     code_verifier: Option<String>,
-    client_id: Option<String>,
     refresh_token: Option<String>,
     scope: Option<String>,
+    #[serde(flatten)]
+    credentials: ClientCredentials,
 }
 
 pub(crate) async fn token(
     State(server): State<AuthorizationServer>,
     Form(params): Form<TokenParams>,
 ) -> Result<Response, OAuthError> {
+    let client = params.credentials.authenticate(&server).await?;
     let granted = match params.grant_type.as_deref() {
-        Some("authorization_code") => exchange_code(&server, &params).await?,
-        Some("refresh_token") => refresh(&server, &params).await?,
+        Some("authorization_code") => exchange_code(&server, &client, &params).await?,
+        Some("refresh_token") => refresh(&server, &client, &params).await?,
         Some(other) => {
             return Err(OAuthError::UnsupportedGrantType(format!(
                 "grant_type {other} is not supported: use authorization_code or refresh_token"
@@ -54,27 +58,11 @@ pub(crate) async fn token(
     Ok(response)
 }
 
-/// The client the request names, registered and (public clients) unauthenticated.
-fn client_of(
-    server: &AuthorizationServer,
-    params: &TokenParams,
-) -> Result<std::sync::Arc<crate::Client>, OAuthError> {
-    let client_id = params
-        .client_id
-        .as_deref()
-        .ok_or_else(|| OAuthError::InvalidClient("client_id is missing".into()))?;
-    server
-        .inner
-        .clients
-        .get(client_id)
-        .ok_or_else(|| OAuthError::InvalidClient(format!("no app '{client_id}' is installed")))
-}
-
 async fn exchange_code(
     server: &AuthorizationServer,
+    client: &Client,
     params: &TokenParams,
 ) -> Result<Granted, OAuthError> {
-    let client = client_of(server, params)?;
     let code = params
         .code
         .as_deref()
@@ -127,9 +115,9 @@ async fn exchange_code(
 
 async fn refresh(
     server: &AuthorizationServer,
+    client: &Client,
     params: &TokenParams,
 ) -> Result<Granted, OAuthError> {
-    let client = client_of(server, params)?;
     let token = params
         .refresh_token
         .as_deref()
@@ -300,7 +288,8 @@ async fn issue(server: &AuthorizationServer, granted: &Granted) -> Result<Value,
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenOnly {
     token: Option<String>,
-    client_id: Option<String>,
+    #[serde(flatten)]
+    credentials: ClientCredentials,
 }
 
 /// What is known of `token`: an access token of ours (its claims, if its signature,
@@ -359,7 +348,12 @@ pub(crate) async fn introspect(
     State(server): State<AuthorizationServer>,
     Form(params): Form<TokenOnly>,
 ) -> Result<Response, OAuthError> {
-    let client = client_id_of(&server, params.client_id.as_deref())?;
+    let client = params
+        .credentials
+        .authenticate(&server)
+        .await?
+        .client_id
+        .clone();
     let inactive = || {
         let mut response = Json(json!({"active": false})).into_response();
         no_store(&mut response);
@@ -386,7 +380,12 @@ pub(crate) async fn revoke(
     State(server): State<AuthorizationServer>,
     Form(params): Form<TokenOnly>,
 ) -> Result<Response, OAuthError> {
-    let client = client_id_of(&server, params.client_id.as_deref())?;
+    let client = params
+        .credentials
+        .authenticate(&server)
+        .await?
+        .client_id
+        .clone();
     let Some(token) = params.token.as_deref() else {
         return Err(OAuthError::InvalidRequest("token is missing".into()));
     };
@@ -396,20 +395,6 @@ pub(crate) async fn revoke(
         revoke_family(&server, &family).await?;
     }
     Ok(().into_response())
-}
-
-fn client_id_of(
-    server: &AuthorizationServer,
-    client_id: Option<&str>,
-) -> Result<String, OAuthError> {
-    let client_id =
-        client_id.ok_or_else(|| OAuthError::InvalidClient("client_id is missing".into()))?;
-    server
-        .inner
-        .clients
-        .get(client_id)
-        .map(|client| client.client_id.clone())
-        .ok_or_else(|| OAuthError::InvalidClient(format!("no app '{client_id}' is installed")))
 }
 
 pub(crate) async fn jwks(State(server): State<AuthorizationServer>) -> Json<Value> {
@@ -429,7 +414,8 @@ pub(crate) async fn openid_configuration(State(server): State<AuthorizationServe
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "code_challenge_methods_supported": ["S256"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
     }))

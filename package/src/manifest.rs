@@ -34,6 +34,11 @@ pub struct SmartWebApp {
     pub launch_url: String,
     /// Where its authorizations may return, each exactly as it will send it.
     pub redirect_uris: Vec<String>,
+    /// For a confidential client: the public keys (a JWK set, RS384 or ES384, each with a
+    /// `kid`) whose private halves sign its client assertions (SMART's asymmetric client
+    /// authentication, `private_key_jwt`). Without them it is a public client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
 }
 
 impl SmartWebApp {
@@ -461,6 +466,49 @@ fn check_smart(smart: &SmartWebApp) -> Result<(), ManifestError> {
     for (index, uri) in smart.redirect_uris.iter().enumerate() {
         check(format!("smart.redirect_uris[{index}]"), uri)?;
     }
+    if let Some(jwks) = &smart.jwks {
+        check_jwks(jwks)?;
+    }
+    Ok(())
+}
+
+/// A confidential client's JWK set: public RS384 or ES384 keys, each named.
+fn check_jwks(jwks: &serde_json::Value) -> Result<(), ManifestError> {
+    let refuse = |path: String, message: &str| {
+        Err(ManifestError {
+            path,
+            message: message.to_owned(),
+        })
+    };
+    let Some(keys) = jwks["keys"].as_array().filter(|keys| !keys.is_empty()) else {
+        return refuse(
+            "smart.jwks.keys".into(),
+            "list the public keys that sign the app's client assertions",
+        );
+    };
+    for (index, key) in keys.iter().enumerate() {
+        let path = format!("smart.jwks.keys[{index}]");
+        let kind = match key["alg"].as_str() {
+            Some("RS384") => "RSA",
+            Some("ES384") => "EC",
+            _ => return refuse(format!("{path}.alg"), "must be RS384 or ES384"),
+        };
+        if key["kty"] != kind {
+            return refuse(format!("{path}.kty"), "does not match the key's alg");
+        }
+        if !key["kid"].is_string() {
+            return refuse(
+                format!("{path}.kid"),
+                "name the key: client assertions say which key signed them",
+            );
+        }
+        if key.get("d").is_some() || key.get("p").is_some() {
+            return refuse(
+                path,
+                "holds a private key: publish only the public half, and keep the private one at the vendor",
+            );
+        }
+    }
     Ok(())
 }
 
@@ -561,6 +609,51 @@ mod tests {
         ] {
             let error = Manifest::parse(&SMART.replacen(from, to, 1)).unwrap_err();
             assert_eq!(error.path, path, "{to}: {error}");
+        }
+        // A confidential client's keys: public RS384/ES384 keys, each named.
+        let with_keys = |key: &str| {
+            SMART.replacen(
+                "[[capability]]",
+                &format!("[[smart.jwks.keys]]\n{key}\n\n[[capability]]"),
+                1,
+            )
+        };
+        let public = r#"kty = "EC"
+crv = "P-384"
+x = "x"
+y = "y"
+kid = "k1"
+alg = "ES384""#;
+        let manifest = Manifest::parse(&with_keys(public)).unwrap();
+        assert_eq!(
+            manifest.smart.unwrap().jwks.unwrap()["keys"][0]["kid"],
+            "k1"
+        );
+        for (key, path, says) in [
+            (
+                format!("{public}\nd = \"secret\""),
+                "smart.jwks.keys[0]",
+                "private key",
+            ),
+            (
+                public.replace("ES384", "HS256"),
+                "smart.jwks.keys[0].alg",
+                "RS384 or ES384",
+            ),
+            (
+                public.replace("kty = \"EC\"", "kty = \"RSA\""),
+                "smart.jwks.keys[0].kty",
+                "alg",
+            ),
+            (
+                public.replace("kid = \"k1\"", ""),
+                "smart.jwks.keys[0].kid",
+                "name the key",
+            ),
+        ] {
+            let error = Manifest::parse(&with_keys(&key)).unwrap_err();
+            assert_eq!(error.path, path, "{key}: {error}");
+            assert!(error.message.contains(says), "{error}");
         }
     }
 

@@ -26,6 +26,7 @@ pub const CAPABILITIES: &[&str] = &[
     "launch-standalone",
     "authorize-post",
     "client-public",
+    "client-confidential-asymmetric",
     "context-ehr-patient",
     "context-ehr-encounter",
     "context-standalone-patient",
@@ -96,7 +97,8 @@ impl AuthorizationEndpoints {
             "introspection_endpoint": self.introspect(),
             "revocation_endpoint": self.revoke(),
             "grant_types_supported": ["authorization_code", "refresh_token"],
-            "token_endpoint_auth_methods_supported": ["none"],
+            "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
             "response_types_supported": ["code"],
             "scopes_supported": SCOPES,
             "code_challenge_methods_supported": ["S256"],
@@ -148,6 +150,9 @@ pub struct Client {
     pub requested: Vec<(Scope, String)>,
     /// What the region granted it: no token carries a data scope outside it.
     pub grant: Vec<Scope>,
+    /// A confidential client's public keys (a JWK set): it authenticates with assertions
+    /// they verify (`private_key_jwt`). `None`: a public client.
+    pub jwks: Option<Value>,
 }
 
 impl Client {

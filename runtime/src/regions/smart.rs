@@ -54,6 +54,7 @@ pub(crate) fn client_of(row: &InstallRow) -> anyhow::Result<Option<Client>> {
         origins: smart.origins(),
         requested,
         grant,
+        jwks: smart.jwks.clone(),
     }))
 }
 

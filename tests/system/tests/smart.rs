@@ -161,6 +161,7 @@ impl World {
                 ],
                 // The region did not grant Conditions.
                 grant: vec![scope("patient/Observation.rs"), scope("patient/Patient.rs")],
+                jwks: None,
             })
             .unwrap();
         let integration_database = integration.database.clone();
@@ -795,6 +796,7 @@ fn a_client_with_a_redirect_uri_that_is_no_absolute_url_is_not_registered() {
             origins: Vec::new(),
             requested: Vec::new(),
             grant: Vec::new(),
+            jwks: None,
         });
         assert!(refused.is_err(), "{uri}");
         assert!(clients.get("x").is_none());
@@ -998,4 +1000,181 @@ async fn a_revocation_on_one_node_reaches_another_node_on_the_same_database_with
         verifier.verify_request(access).await.unwrap_err(),
         healthcloud_platform::auth::AuthError::Revoked
     );
+}
+
+/// A confidential client's ES384 key pair: its private key (PKCS#8) and its public JWK.
+fn es384_key(kid: &str) -> (Vec<u8>, Value) {
+    use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let rng = ring::rand::SystemRandom::new();
+    let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, der.as_ref(), &rng).unwrap();
+    let point = pair.public_key().as_ref();
+    let b64 = |bytes: &[u8]| {
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+    };
+    let jwk = json!({"kty": "EC", "crv": "P-384", "x": b64(&point[1..49]), "y": b64(&point[49..]),
+        "kid": kid, "alg": "ES384", "use": "sig"});
+    (der.as_ref().to_vec(), jwk)
+}
+
+/// A client assertion of `client_id` for `audience`, signed with `key` as `kid`.
+fn assertion(
+    key: &[u8],
+    kid: &str,
+    client_id: &str,
+    audience: &str,
+    jti: &str,
+    ttl: i64,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = Some(kid.into());
+    let now = chrono::Utc::now().timestamp();
+    jsonwebtoken::encode(
+        &header,
+        &json!({"iss": client_id, "sub": client_id, "aud": audience, "jti": jti, "exp": now + ttl}),
+        &jsonwebtoken::EncodingKey::from_ec_der(key),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confidential_client_authenticates_with_its_registered_key_once_per_assertion() {
+    let world = World::start().await;
+    let (key, jwk) = es384_key("k1");
+    let (other_key, _) = es384_key("k1");
+    let mut client = (*world.server.clients().get(CLIENT_ID).unwrap()).clone();
+    client.client_id = "bp-confidential".into();
+    client.jwks = Some(json!({"keys": [jwk]}));
+    world.server.clients().register(client).unwrap();
+    let token_url = world.server.endpoints().token();
+    let code = world.code(VERIFIER, &[("client_id", "bp-confidential")]);
+    let exchange = |assertion: Option<String>| {
+        let code = code.clone();
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code),
+            ("redirect_uri", REDIRECT_URI.to_owned()),
+            ("code_verifier", VERIFIER.to_owned()),
+            ("client_id", "bp-confidential".to_owned()),
+        ];
+        if let Some(assertion) = assertion {
+            form.push((
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ));
+            form.push(("client_assertion", assertion));
+        }
+        form
+    };
+    let post = |form: Vec<(&'static str, String)>| {
+        let http = world.http.clone();
+        let url = token_url.clone();
+        async move {
+            let response = http.post(url).form(&form).send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    // Without an assertion, with one for another audience, signed by another key, expired,
+    // or living too long: refused, and the code is not spent.
+    let refused = [
+        None,
+        Some(assertion(
+            &key,
+            "k1",
+            "bp-confidential",
+            "https://other.example/token",
+            "j1",
+            60,
+        )),
+        Some(assertion(
+            &other_key,
+            "k1",
+            "bp-confidential",
+            &token_url,
+            "j2",
+            60,
+        )),
+        Some(assertion(
+            &key,
+            "k1",
+            "bp-confidential",
+            &token_url,
+            "j3",
+            -120,
+        )),
+        Some(assertion(
+            &key,
+            "k1",
+            "bp-confidential",
+            &token_url,
+            "j4",
+            3600,
+        )),
+        Some(assertion(
+            &key,
+            "k2",
+            "bp-confidential",
+            &token_url,
+            "j5",
+            60,
+        )),
+        Some(assertion(&key, "k1", CLIENT_ID, &token_url, "j6", 60)),
+    ];
+    for (index, attempt) in refused.into_iter().enumerate() {
+        let (status, answer) = post(exchange(attempt)).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (401, Some("invalid_client")),
+            "attempt {index}: {answer}"
+        );
+    }
+    let valid = assertion(&key, "k1", "bp-confidential", &token_url, "j-ok", 60);
+    let (status, tokens) = post(exchange(Some(valid.clone()))).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(
+        world
+            .observations(tokens["access_token"].as_str().unwrap())
+            .await,
+        200
+    );
+    // The same assertion again (on a refresh): refused.
+    let replayed = vec![
+        ("grant_type", "refresh_token".to_owned()),
+        (
+            "refresh_token",
+            tokens["refresh_token"].as_str().unwrap().to_owned(),
+        ),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+        ),
+        ("client_assertion", valid),
+    ];
+    let (status, answer) = post(replayed).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{answer}"
+    );
+    let fresh = vec![
+        ("grant_type", "refresh_token".to_owned()),
+        (
+            "refresh_token",
+            tokens["refresh_token"].as_str().unwrap().to_owned(),
+        ),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+        ),
+        (
+            "client_assertion",
+            assertion(&key, "k1", "bp-confidential", &token_url, "j-next", 60),
+        ),
+    ];
+    let (status, answer) = post(fresh).await;
+    assert_eq!(status, 200, "{answer}");
 }
