@@ -144,6 +144,7 @@ fn role_allows(
         Role::Patient | Role::Citizen => return Ok(()),
         Role::Clinician if !named_only => return Ok(()),
         Role::SecurityOfficer if named_only && reads => return Ok(()),
+        Role::System if !named_only => return Ok(()),
         Role::Clinician => format!(
             "{} records are for the patient they concern and for security officers (role security-officer), not for a clinician",
             type_def.name
@@ -151,6 +152,10 @@ fn role_allows(
         Role::SecurityOfficer => {
             "a security officer reads AuditEvent and Consent records, and nothing else".to_owned()
         }
+        Role::System => format!(
+            "{} records are for the patient they concern and for security officers, not for a backend service",
+            type_def.name
+        ),
         Role::RegionAdmin | Role::StoreAdmin | Role::Publisher | Role::PlatformOperator => format!(
             "a {} token gives no access to FHIR data",
             claims.role.as_str()
@@ -175,6 +180,13 @@ pub fn authorize(
         )));
     }
     require_actor(claims)?;
+    // A backend service is the app that acts: consent opt-outs name it, so it must be one a
+    // region installed (its token from healthcloud's authorization server).
+    if claims.role == Role::System && context.app.is_none() {
+        return Err(FhirError::Forbidden(
+            "a system token reaches data only as a backend service a region installed: get it from healthcloud's authorization server (client credentials)".into(),
+        ));
+    }
     role_allows(claims, interaction, type_def)?;
     let mut groups = vec![
         alternatives(context, &context.principal.scopes, interaction, type_def).ok_or_else(

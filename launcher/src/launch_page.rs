@@ -356,7 +356,7 @@ async fn smart_launch(
         .launch(&client.client_id, patient, None)
         .await
         .map_err(|e| anyhow::anyhow!("a SMART launch: {e}"))?;
-    let mut location = url::Url::parse(&client.launch_url)
+    let mut location = url::Url::parse(client.launch_url.as_deref().unwrap_or_default())
         .map_err(|e| anyhow::anyhow!("the app's launch URL: {e}"))?;
     location
         .query_pairs_mut()
@@ -428,9 +428,11 @@ impl Target {
             Role::Patient => format!("demo-patient-{patient}"),
             Role::Citizen => format!("demo-citizen-{patient}"),
             Role::RegionAdmin => format!("demo-region-admin-{region}"),
-            Role::StoreAdmin | Role::Publisher | Role::SecurityOfficer | Role::PlatformOperator => {
-                "demo-store-admin".to_owned()
-            }
+            Role::StoreAdmin
+            | Role::Publisher
+            | Role::SecurityOfficer
+            | Role::PlatformOperator
+            | Role::System => "demo-store-admin".to_owned(),
         };
         let (org, fhir_user) = match self.role {
             Role::Clinician => (
@@ -538,7 +540,8 @@ fn check(
                     .smart_clients()
                     .get(&client_id(region, app))
             })
-            .flatten();
+            .flatten()
+            .filter(|client| client.launch_url.is_some());
         if let Some(install) = &install
             && !admits(&install.manifest.app.audience, role)
         {

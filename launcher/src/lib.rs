@@ -157,7 +157,14 @@ impl Launch {
                 .regions
                 .push(identity.region.clone());
         }
-        for client in self.runtime().smart_clients().all() {
+        // Backend services have no launch URL: nothing a person opens.
+        for client in self
+            .runtime()
+            .smart_clients()
+            .all()
+            .into_iter()
+            .filter(|client| client.launch_url.is_some())
+        {
             apps.entry(client.app.clone())
                 .or_insert_with(|| InstalledApp {
                     name: format!("{} (SMART web app)", client.name),

@@ -26,6 +26,9 @@ pub enum OAuthError {
     /// 400 `unsupported_grant_type`.
     #[error("{0}")]
     UnsupportedGrantType(String),
+    /// 400 `unauthorized_client`: this client may not use this grant.
+    #[error("{0}")]
+    UnauthorizedClient(String),
     /// 500 `server_error`: logged, never described to the client.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -40,6 +43,7 @@ impl OAuthError {
             OAuthError::InvalidGrant(_) => "invalid_grant",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
             OAuthError::Internal(_) => "server_error",
         }
     }

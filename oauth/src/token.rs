@@ -46,9 +46,15 @@ pub(crate) async fn token(
     let granted = match params.grant_type.as_deref() {
         Some("authorization_code") => exchange_code(&server, &client, &params).await?,
         Some("refresh_token") => refresh(&server, &client, &params).await?,
+        Some("client_credentials") => {
+            let mut response =
+                Json(backend_service(&server, &client, &params).await?).into_response();
+            no_store(&mut response);
+            return Ok(response);
+        }
         Some(other) => {
             return Err(OAuthError::UnsupportedGrantType(format!(
-                "grant_type {other} is not supported: use authorization_code or refresh_token"
+                "grant_type {other} is not supported: use authorization_code, refresh_token or client_credentials"
             )));
         }
         None => return Err(OAuthError::InvalidRequest("grant_type is missing".into())),
@@ -169,6 +175,73 @@ async fn refresh(
         ));
     }
     Ok(granted)
+}
+
+/// SMART Backend Services: a confidential client (authenticated by its assertion) gets a
+/// token for itself, with the `system/` scopes asked for that its region grants it. No user,
+/// no refresh token: it asks again when the token expires.
+async fn backend_service(
+    server: &AuthorizationServer,
+    client: &Client,
+    params: &TokenParams,
+) -> Result<serde_json::Value, OAuthError> {
+    if client.jwks.is_none() {
+        return Err(OAuthError::UnauthorizedClient(
+            "client_credentials is for backend services, which authenticate with their keys (private_key_jwt)".into(),
+        ));
+    }
+    let asked = Scope::parse_list(params.scope.as_deref().unwrap_or_default())
+        .map_err(|e| OAuthError::InvalidScope(e.to_string()))?;
+    let granted: Vec<Scope> = client
+        .narrow(&asked)
+        .into_iter()
+        .filter(|scope| scope.context == healthcloud_platform::scope::ScopeContext::System)
+        .collect();
+    if granted.is_empty() {
+        return Err(OAuthError::InvalidScope(
+            "ask for system/ scopes the region granted the app".into(),
+        ));
+    }
+    let family = random_token();
+    let db = &server.inner.db;
+    let mut sql = db.sql("INSERT INTO oauth_families (family, client_id, created_at) VALUES (");
+    sql.bind_list([
+        family.clone().into(),
+        client.client_id.clone().into(),
+        now().into(),
+    ])
+    .push(")");
+    sql.query().execute(db.pool()).await?;
+    let scope = granted
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let now = now();
+    let ttl = ACCESS_TOKEN_TTL.as_secs() as i64;
+    let claims = Claims {
+        iss: server.inner.endpoints.issuer().to_owned(),
+        sub: client.client_id.clone(),
+        exp: now + ttl,
+        iat: now,
+        role: healthcloud_platform::auth::Role::System,
+        scope: scope.clone(),
+        patient: None,
+        region: Some(client.region.clone()),
+        fhir_user: None,
+        org: None,
+        practitioner: None,
+        aud: vec![server.inner.fhir_base.clone()],
+        client_id: Some(client.client_id.clone()),
+        encounter: None,
+        jti: Some(format!("{family}.{}", random_token())),
+    };
+    Ok(serde_json::json!({
+        "access_token": server.inner.keys.sign(&claims),
+        "token_type": "Bearer",
+        "expires_in": ttl,
+        "scope": scope,
+    }))
 }
 
 async fn family_alive(server: &AuthorizationServer, family: &str) -> Result<(), OAuthError> {
@@ -417,6 +490,6 @@ pub(crate) async fn openid_configuration(State(server): State<AuthorizationServe
         "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "code_challenge_methods_supported": ["S256"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
     }))
 }

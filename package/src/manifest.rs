@@ -30,9 +30,13 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmartWebApp {
-    /// Where an EHR launches it (`?iss=…&launch=…` appended).
-    pub launch_url: String,
-    /// Where its authorizations may return, each exactly as it will send it.
+    /// Where an EHR launches it (`?iss=…&launch=…` appended). A backend service (no user,
+    /// `system/` scopes) has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_url: Option<String>,
+    /// Where its authorizations may return, each exactly as it will send it (none for a
+    /// backend service).
+    #[serde(default)]
     pub redirect_uris: Vec<String>,
     /// For a confidential client: the public keys (a JWK set, RS384 or ES384, each with a
     /// `kid`) whose private halves sign its client assertions (SMART's asymmetric client
@@ -51,7 +55,9 @@ impl SmartWebApp {
     /// The web origins of its pages (`scheme://host[:port]`), which the FHIR API answers
     /// with CORS while it is installed.
     pub fn origins(&self) -> Vec<String> {
-        let mut origins: Vec<String> = std::iter::once(&self.launch_url)
+        let mut origins: Vec<String> = self
+            .launch_url
+            .iter()
             .chain(&self.redirect_uris)
             .filter_map(|url| url::Url::parse(url).ok())
             .map(|url| url.origin().ascii_serialization())
@@ -376,15 +382,25 @@ impl Manifest {
         for (index, requested) in self.requested.iter().enumerate() {
             let capability = Capability::parse(&requested.name)
                 .map_err(|e| error(&format!("capability[{index}].name"), e.to_string()))?;
-            if self.smart.is_some() {
+            if let Some(smart) = &self.smart {
                 use healthcloud_platform::scope::ScopeContext;
                 match capability {
-                    Capability::Data(scope) if scope.context != ScopeContext::System => {}
+                    Capability::Data(scope)
+                        if scope.context != ScopeContext::System || smart.jwks.is_some() => {}
+                    Capability::Data(_) => {
+                        return Err(error(
+                            &format!("capability[{index}].name"),
+                            format!(
+                                "'{}' is for a backend service, which authenticates with its keys: add them ([smart.jwks]), or ask for patient/ or user/ scopes",
+                                requested.name
+                            ),
+                        ));
+                    }
                     _ => {
                         return Err(error(
                             &format!("capability[{index}].name"),
                             format!(
-                                "a SMART web app asks for patient/ or user/ data scopes only, not '{}': it runs on its vendor's servers, with nothing of the app cloud",
+                                "a SMART web app asks for data scopes only, not '{}': it runs on its vendor's servers, with nothing of the app cloud",
                                 requested.name
                             ),
                         ));
@@ -456,11 +472,14 @@ fn check_smart(smart: &SmartWebApp) -> Result<(), ManifestError> {
         }
         Ok(())
     };
-    check("smart.launch_url".into(), &smart.launch_url)?;
-    if smart.redirect_uris.is_empty() {
+    if let Some(launch_url) = &smart.launch_url {
+        check("smart.launch_url".into(), launch_url)?;
+    }
+    // Only a backend service (a confidential client, no user) goes without them.
+    if smart.redirect_uris.is_empty() && smart.jwks.is_none() {
         return Err(ManifestError {
             path: "smart.redirect_uris".into(),
-            message: "name at least one: where the app's authorizations return".into(),
+            message: "name at least one: where the app's authorizations return (a backend service without users names its keys, [smart.jwks], instead)".into(),
         });
     }
     for (index, uri) in smart.redirect_uris.iter().enumerate() {
@@ -629,6 +648,20 @@ alg = "ES384""#;
             manifest.smart.unwrap().jwks.unwrap()["keys"][0]["kid"],
             "k1"
         );
+        // A backend service: its keys, system/ scopes, no browser URLs at all.
+        let backend = with_keys(public)
+            .replace("launch_url = \"https://bp-diary.example/launch\"", "")
+            .replace(
+                r#"redirect_uris = ["https://bp-diary.example/callback", "http://127.0.0.1:8000/cb"]"#,
+                "",
+            )
+            .replace("patient/Observation.rs", "system/Observation.rs");
+        let smart = Manifest::parse(&backend).unwrap().smart.unwrap();
+        assert_eq!((smart.launch_url, smart.redirect_uris.len()), (None, 0));
+        let keyless = SMART.replace("patient/Observation.rs", "system/Observation.rs");
+        let error = Manifest::parse(&keyless).unwrap_err();
+        assert_eq!(error.path, "capability[0].name", "{error}");
+        assert!(error.message.contains("backend service"), "{error}");
         for (key, path, says) in [
             (
                 format!("{public}\nd = \"secret\""),

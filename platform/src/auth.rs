@@ -52,6 +52,10 @@ pub enum Role {
     /// Runs the platform: configures the upstream FHIR sources and watches their health
     /// (`/admin/v1/sources`). No access to patient data.
     PlatformOperator,
+    /// A backend service acting for itself, without a user (SMART Backend Services): the
+    /// confidential app a region installed, with `system/` scopes within its grant. Only
+    /// healthcloud's authorization server issues such tokens that reach data.
+    System,
 }
 
 impl Role {
@@ -78,6 +82,7 @@ impl Role {
             Role::Publisher => "publisher",
             Role::SecurityOfficer => "security-officer",
             Role::PlatformOperator => "platform-operator",
+            Role::System => "system",
         }
     }
 
@@ -90,7 +95,11 @@ impl Role {
                 "patient/*.rs patient/AuditEvent.rs patient/Consent.cruds patient/Observation.c"
             }
             Role::SecurityOfficer => "user/AuditEvent.rs user/Consent.rs",
-            Role::RegionAdmin | Role::StoreAdmin | Role::Publisher | Role::PlatformOperator => "",
+            Role::RegionAdmin
+            | Role::StoreAdmin
+            | Role::Publisher
+            | Role::PlatformOperator
+            | Role::System => "",
         }
     }
 }
@@ -101,7 +110,7 @@ impl FromStr for Role {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
             format!(
-                "unknown role '{s}': use clinician, patient, citizen, region-admin, store-admin, publisher, security-officer or platform-operator"
+                "unknown role '{s}': use clinician, patient, citizen, region-admin, store-admin, publisher, security-officer, platform-operator or system"
             )
         })
     }

@@ -237,7 +237,8 @@ pub fn admits(audience: &[Audience], role: Role) -> bool {
         | Role::StoreAdmin
         | Role::Publisher
         | Role::SecurityOfficer
-        | Role::PlatformOperator => None,
+        | Role::PlatformOperator
+        | Role::System => None,
     }
     .is_some_and(|role| audience.contains(&role))
 }
@@ -707,6 +708,7 @@ mod tests {
             Role::Publisher,
             Role::SecurityOfficer,
             Role::PlatformOperator,
+            Role::System,
         ] {
             assert!(!admits(&audience, role), "{role:?}");
         }

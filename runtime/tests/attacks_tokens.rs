@@ -190,6 +190,7 @@ async fn a_role_outside_the_manifest_audience_cannot_open_the_app() {
         Role::Publisher,
         Role::SecurityOfficer,
         Role::PlatformOperator,
+        Role::System,
     ] {
         let token = host.token(role, Some("pat-a"), None);
         let answer = host.get(BP, &token).await;

@@ -46,6 +46,7 @@ const SCOPES: &[&str] = &[
     "online_access",
     "patient/*.cruds",
     "user/*.cruds",
+    "system/*.cruds",
 ];
 
 impl AuthorizationEndpoints {
@@ -96,7 +97,7 @@ impl AuthorizationEndpoints {
             "token_endpoint": self.token(),
             "introspection_endpoint": self.introspect(),
             "revocation_endpoint": self.revoke(),
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
             "response_types_supported": ["code"],
@@ -141,8 +142,8 @@ pub struct Client {
     pub region: String,
     /// The redirect URIs it registered; a request must name one of them exactly.
     pub redirect_uris: Vec<String>,
-    /// Where an EHR launches it.
-    pub launch_url: String,
+    /// Where an EHR launches it (none for a backend service).
+    pub launch_url: Option<String>,
     /// The web origins of its pages, answered with CORS by the FHIR API while it is
     /// installed.
     pub origins: Vec<String>,

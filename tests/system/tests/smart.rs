@@ -146,7 +146,7 @@ impl World {
                 publisher_key: "acme-key-1".into(),
                 region: "region-h".into(),
                 redirect_uris: vec![REDIRECT_URI.into()],
-                launch_url: "http://127.0.0.1:9/bp-diary/launch".into(),
+                launch_url: Some("http://127.0.0.1:9/bp-diary/launch".into()),
                 origins: vec!["http://127.0.0.1:9".into()],
                 requested: vec![
                     (
@@ -641,11 +641,40 @@ async fn an_ehr_launch_carries_the_ehr_patient_and_encounter_and_its_launch_id_w
         (tokens["patient"].as_str(), tokens["encounter"].as_str()),
         (Some("pat-a"), Some("enc-1"))
     );
-    assert!(tokens["id_token"].is_string());
     assert!(
         tokens.get("refresh_token").is_none(),
         "no offline_access asked"
     );
+    // sso-openid-connect: the ID token is signed with the published keys, for this app, and
+    // names the user as a FHIR URL.
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let kid = jsonwebtoken::decode_header(id_token).unwrap().kid.unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = world
+        .http
+        .get(world.server.endpoints().jwks())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&[CLIENT_ID]);
+    validation.set_issuer(&[world.server.endpoints().issuer()]);
+    let identity = jsonwebtoken::decode::<Value>(
+        id_token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap(),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(identity["sub"], "aase");
+    assert_eq!(
+        identity["fhirUser"],
+        format!("{}/Patient/pat-a", world.fhir_base)
+    );
+    // It is no access token.
+    assert_eq!(world.observations(id_token).await, 401);
     // The same launch id again.
     let url = world.authorize_url(VERIFIER, &[("scope", scope), ("launch", &launch)]);
     let query = callback_query(&world.browse(&url, "aase", "allow"));
@@ -792,7 +821,7 @@ fn a_client_with_a_redirect_uri_that_is_no_absolute_url_is_not_registered() {
             publisher_key: "acme-key-1".into(),
             region: "region-h".into(),
             redirect_uris: vec![uri.into()],
-            launch_url: "https://app.example/launch".into(),
+            launch_url: Some("https://app.example/launch".into()),
             origins: Vec::new(),
             requested: Vec::new(),
             grant: Vec::new(),
@@ -833,7 +862,11 @@ async fn the_fhir_api_advertises_the_authorization_server_and_it_takes_requests_
     assert_eq!(smart["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(
         smart["grant_types_supported"],
-        json!(["authorization_code", "refresh_token"])
+        json!(["authorization_code", "refresh_token", "client_credentials"])
+    );
+    assert_eq!(
+        smart["token_endpoint_auth_signing_alg_values_supported"],
+        json!(["RS384", "ES384"])
     );
     for capability in [
         "launch-ehr",
@@ -1177,4 +1210,126 @@ async fn a_confidential_client_authenticates_with_its_registered_key_once_per_as
     ];
     let (status, answer) = post(fresh).await;
     assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_service_gets_a_token_for_its_granted_system_scopes_with_its_key_only() {
+    let world = World::start().await;
+    let (key, jwk) = es384_key("backend-1");
+    let mut client = (*world.server.clients().get(CLIENT_ID).unwrap()).clone();
+    client.client_id = "acme.research@region-h".into();
+    client.app = "acme/research".into();
+    client.redirect_uris = Vec::new();
+    client.launch_url = None;
+    client.jwks = Some(json!({"keys": [jwk]}));
+    client.grant = vec![scope("system/Observation.rs")];
+    world.server.clients().register(client).unwrap();
+    let token_url = world.server.endpoints().token();
+    let jti = std::sync::atomic::AtomicUsize::new(0);
+    let ask = |scope: &str, signed: bool| {
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("scope", scope.to_owned()),
+        ];
+        if signed {
+            let n = jti.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            form.push((
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ));
+            form.push((
+                "client_assertion",
+                assertion(
+                    &key,
+                    "backend-1",
+                    "acme.research@region-h",
+                    &token_url,
+                    &format!("b{n}"),
+                    60,
+                ),
+            ));
+        } else {
+            form.push(("client_id", "acme.research@region-h".into()));
+        }
+        let http = world.http.clone();
+        let url = token_url.clone();
+        async move {
+            let response = http.post(url).form(&form).send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, tokens) = ask("system/Observation.rs system/Condition.rs", true).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(
+        tokens["scope"], "system/Observation.rs",
+        "only what the region granted"
+    );
+    assert!(tokens.get("refresh_token").is_none());
+    let token = tokens["access_token"].as_str().unwrap();
+    let search = |path: &'static str, token: String| {
+        let http = world.http.clone();
+        let url = format!("{}/{path}", world.fhir_base);
+        async move {
+            let response = http.get(url).bearer_auth(token).send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    // Every patient's readings, as the region granted; nothing else.
+    let (status, bundle) = search("Observation", token.to_owned()).await;
+    assert_eq!(status, 200, "{bundle}");
+    let mut ids: Vec<&str> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|entry| entry["resource"]["id"].as_str())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["a-bp-1", "b-bp-1"]);
+    assert_eq!(search("Condition", token.to_owned()).await.0, 403);
+    assert_eq!(search("AuditEvent", token.to_owned()).await.0, 403);
+    // Without its key, or for nothing granted: no token.
+    let (status, refused) = ask("system/Observation.rs", false).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{refused}"
+    );
+    let (status, refused) = ask("system/Condition.rs", true).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{refused}"
+    );
+    // A public app may not act without a user.
+    let public = world
+        .http
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("scope", "system/Observation.rs"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status().as_u16(), 400);
+    // A system token minted with the development key names no installed app: refused.
+    let minted = healthcloud_platform::auth::TokenIssuer::dev(world.dir.path())
+        .unwrap()
+        .mint(
+            healthcloud_platform::auth::Role::System,
+            healthcloud_platform::auth::TokenRequest {
+                scope: Some("system/Observation.rs".into()),
+                audience: vec![world.fhir_base.clone()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(search("Observation", minted).await.0, 403);
 }

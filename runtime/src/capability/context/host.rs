@@ -22,7 +22,9 @@ impl context::Host for &mut LaunchContext {
                     // No manifest audience admits a security officer or a platform
                     // operator, so serve.rs refuses them before any instance exists; the
                     // frozen WIT has no such role.
-                    Role::SecurityOfficer | Role::PlatformOperator => context::Role::RegionAdmin,
+                    Role::SecurityOfficer | Role::PlatformOperator | Role::System => {
+                        context::Role::RegionAdmin
+                    }
                 },
                 fhir_user: claims.fhir_user.clone(),
             },

@@ -269,7 +269,7 @@ impl RegionAdminService {
             revoked: revoked.map(|Revoked { reason, at }| RevokedView { reason, at }),
             pending,
             url: match &smart_client {
-                Some(smart) => smart.launch_url.clone(),
+                Some(smart) => smart.launch_url.clone().unwrap_or_default(),
                 None => format!("/apps/{}/{}/", row.region, row.app),
             },
             smart_client,

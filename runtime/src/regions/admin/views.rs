@@ -79,8 +79,8 @@ pub struct InstallView {
 pub struct SmartClientView {
     /// Its client id at healthcloud's authorization server, `publisher.app@region`.
     pub client_id: String,
-    /// Where it is launched.
-    pub launch_url: String,
+    /// Where it is launched (none for a backend service).
+    pub launch_url: Option<String>,
     /// Where its authorizations may return.
     pub redirect_uris: Vec<String>,
 }
