@@ -367,7 +367,7 @@ impl axum::extract::FromRef<Runtime> for TokenVerifier {
     }
 }
 
-async fn migrate(db: &Database) -> anyhow::Result<()> {
+pub(crate) async fn migrate(db: &Database) -> anyhow::Result<()> {
     let migrations = Migrations {
         sqlite: sqlx::migrate!("./migrations/sqlite"),
         postgres: sqlx::migrate!("./migrations/postgres"),

@@ -171,20 +171,7 @@ impl Regions {
 
     /// Every install row, or those of one region.
     pub(crate) async fn rows(&self, region: Option<&str>) -> anyhow::Result<Vec<InstallRow>> {
-        let mut select = self
-            .db
-            .sql(&format!("SELECT {INSTALL_COLUMNS} FROM region_installs"));
-        if let Some(region) = region {
-            select.push(" WHERE region = ").bind(region);
-        }
-        select.push(" ORDER BY region, app");
-        select
-            .query()
-            .fetch_all(self.db.pool())
-            .await?
-            .iter()
-            .map(install_row)
-            .collect()
+        install_rows(&self.db, region).await
     }
 
     /// One install row.
@@ -263,8 +250,27 @@ impl Regions {
     }
 }
 
+/// Every install row (of `region`, or of all), ordered by region and app.
+pub(crate) async fn install_rows(
+    db: &Database,
+    region: Option<&str>,
+) -> anyhow::Result<Vec<InstallRow>> {
+    let mut select = db.sql(&format!("SELECT {INSTALL_COLUMNS} FROM region_installs"));
+    if let Some(region) = region {
+        select.push(" WHERE region = ").bind(region);
+    }
+    select.push(" ORDER BY region, app");
+    select
+        .query()
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(install_row)
+        .collect()
+}
+
 /// How many changes `region_installs` has seen.
-async fn change_count(db: &Database) -> anyhow::Result<i64> {
+pub(crate) async fn change_count(db: &Database) -> anyhow::Result<i64> {
     Ok(sqlx::query("SELECT seq FROM region_changes WHERE id = 1")
         .fetch_one(db.pool())
         .await?

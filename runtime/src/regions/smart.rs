@@ -5,10 +5,12 @@
 //! narrower grant or the store's revocation of the version ends the app's tokens at once.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use healthcloud_package::manifest::Capability;
 use healthcloud_package::package::SignedPackage;
 use healthcloud_platform::auth::smart::{Client, Clients};
+use healthcloud_platform::db::Database;
 
 use super::{InstallRow, Regions};
 use crate::Runtime;
@@ -69,42 +71,9 @@ impl Runtime {
     /// installed, unrevoked SMART web app registered with its grant now; every other one
     /// removed.
     pub(crate) fn sync_smart_clients(&self, regions: &Regions, rows: &[InstallRow]) {
-        let clients = &self.inner.smart;
-        let mut wanted = HashSet::new();
-        for row in rows {
-            if regions.revocation(&row.app, &row.version).is_some() {
-                continue;
-            }
-            match client_of(row) {
-                Ok(Some(client)) => {
-                    wanted.insert(client.client_id.clone());
-                    let unchanged = clients
-                        .get(&client.client_id)
-                        .is_some_and(|registered| *registered == client);
-                    if !unchanged && let Err(error) = clients.register(client) {
-                        tracing::error!(
-                            region = row.region,
-                            app = row.app,
-                            error,
-                            "a SMART web app's registration is refused"
-                        );
-                    }
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::error!(
-                        region = row.region,
-                        app = row.app,
-                        error = format!("{error:#}"),
-                        "a stored package does not parse"
-                    );
-                }
-            }
-        }
-        let removed = clients.retain(|client| wanted.contains(&client.client_id));
-        if removed > 0 {
-            tracing::info!(removed, "SMART web apps unregistered");
-        }
+        register(&self.inner.smart, rows, |app, version| {
+            regions.revocation(app, version).is_some()
+        });
     }
 
     /// Reads every region's installs and brings the SMART registrations in line with them.
@@ -113,6 +82,81 @@ impl Runtime {
         self.sync_smart_clients(regions, &rows);
         Ok(())
     }
+}
+
+/// Registers in `clients` each SMART web app of `rows` whose version is not `revoked`, with
+/// its grant now, and removes every other registration.
+fn register(clients: &Clients, rows: &[InstallRow], revoked: impl Fn(&str, &str) -> bool) {
+    let mut wanted = HashSet::new();
+    for row in rows {
+        if revoked(&row.app, &row.version) {
+            continue;
+        }
+        match client_of(row) {
+            Ok(Some(client)) => {
+                wanted.insert(client.client_id.clone());
+                let unchanged = clients
+                    .get(&client.client_id)
+                    .is_some_and(|registered| *registered == client);
+                if !unchanged && let Err(error) = clients.register(client) {
+                    tracing::error!(
+                        region = row.region,
+                        app = row.app,
+                        error,
+                        "a SMART web app's registration is refused"
+                    );
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(
+                    region = row.region,
+                    app = row.app,
+                    error = format!("{error:#}"),
+                    "a stored package does not parse"
+                );
+            }
+        }
+    }
+    let removed = clients.retain(|client| wanted.contains(&client.client_id));
+    if removed > 0 {
+        tracing::info!(removed, "SMART web apps unregistered");
+    }
+}
+
+/// Keeps `clients` in line with the regions' SMART web app installs in `db`, for a node
+/// that runs no app cloud (a FHIR API node with the authorization server): the installs and
+/// the revocations the app cloud's nodes recorded, read at once and every `poll`.
+pub async fn follow(db: Database, clients: Clients, poll: Duration) -> anyhow::Result<()> {
+    crate::migrate(&db).await?;
+    read_into(&db, &clients).await?;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(poll).await;
+            if let Err(error) = read_into(&db, &clients).await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "SMART web app installs not read"
+                );
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn read_into(db: &Database, clients: &Clients) -> anyhow::Result<()> {
+    let rows = super::install_rows(db, None).await?;
+    let revoked: HashSet<(String, String)> =
+        sqlx::query("SELECT app, version FROM runtime_revocations")
+            .fetch_all(db.pool())
+            .await?
+            .iter()
+            .map(|row| (sqlx::Row::get(row, 0), sqlx::Row::get(row, 1)))
+            .collect();
+    register(clients, &rows, |app, version| {
+        revoked.contains(&(app.to_owned(), version.to_owned()))
+    });
+    Ok(())
 }
 
 /// Whether an install row is of a SMART web app (not loaded into the app cloud).

@@ -1300,3 +1300,111 @@ async fn uninstalling_deletes_every_kv_partition_of_the_install() {
         "another region's install keeps its own"
     );
 }
+
+/// A SMART web app's manifest: its registration, and the data scopes it asks for.
+fn smart_app(version: &str) -> Manifest {
+    Manifest::parse(&format!(
+        r#"
+        [app]
+        publisher = "examples"
+        id = "bp-diary"
+        version = "{version}"
+        name = "BP diary"
+        description = "Charts blood pressure"
+        audience = ["patient"]
+
+        [smart]
+        launch_url = "https://bp-diary.example/launch"
+        redirect_uris = ["https://bp-diary.example/callback"]
+
+        [[capability]]
+        name = "patient/Observation.rs"
+        justification = "charts readings"
+
+        [[capability]]
+        name = "patient/Condition.rs"
+        justification = "warns about diagnoses"
+        "#
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_smart_web_app_install_is_its_client_registration_on_every_node_until_revoked() {
+    let Some(cloud) = cloud(Options::default()).await else {
+        return;
+    };
+    let manifest = smart_app("1.0.0");
+    let document = manifest.smart.as_ref().unwrap().document();
+    cloud.publish(&manifest, &document).await;
+    // The store refuses any other "component" for it.
+    let other = smart_app("1.0.1");
+    let signed = Package::new(&other, b"not the registration").sign(&key_of("examples"));
+    let token = cloud.token(Role::Publisher, "examples", None, None);
+    let refused = StoreClient::new(&cloud.store_url, Some(token))
+        .unwrap()
+        .publish(
+            &signed,
+            reqwest::Body::from(b"not the registration".to_vec()),
+            20,
+        )
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("[smart] table"), "{refused}");
+
+    // Installed with part of what it asks: registered on this node, with that grant.
+    let admin = cloud.admin(HOVEDSTADEN);
+    let installed = cloud
+        .node
+        .install(
+            &admin,
+            HOVEDSTADEN,
+            "examples/bp-diary@1.0.0",
+            &["patient/Observation.rs"],
+        )
+        .await;
+    assert_eq!(installed.status, StatusCode::CREATED, "{}", installed.body);
+    let view = installed.json();
+    assert_eq!(
+        view["smart_client"]["client_id"],
+        "examples.bp-diary@hovedstaden"
+    );
+    assert_eq!(view["serving"], true);
+    let client_id = "examples.bp-diary@hovedstaden";
+    let registered = cloud.node.runtime.smart_clients().get(client_id).unwrap();
+    assert_eq!(registered.grant.len(), 1);
+    assert_eq!(registered.origins, ["https://bp-diary.example"]);
+    // Not an app the app cloud serves.
+    let answer = cloud
+        .node
+        .get(
+            "/apps/hovedstaden/examples/bp-diary/",
+            &cloud.clinician(HOVEDSTADEN, "pat-a"),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+
+    // A FHIR API node without the app cloud follows the same database.
+    let db = healthcloud_integration::open_database(&cloud.db_url)
+        .await
+        .unwrap();
+    let follower = healthcloud_platform::auth::smart::Clients::default();
+    healthcloud_runtime::regions::smart::follow(db, follower.clone(), Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(follower.get(client_id).is_some());
+
+    // The store revokes the version: unregistered here and on the follower.
+    cloud
+        .revoke_in_store("examples/bp-diary@1.0.0", "leaks data")
+        .await;
+    eventually(
+        Duration::from_secs(2),
+        "unregistered on both nodes",
+        async || {
+            cloud.node.runtime.smart_clients().get(client_id).is_none()
+                && follower.get(client_id).is_none()
+        },
+    )
+    .await;
+}
