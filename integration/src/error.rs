@@ -64,6 +64,8 @@ impl FhirError {
     pub fn status(&self) -> u16 {
         match self {
             FhirError::BadRequest(_) => 400,
+            // Not the token's fault: the same token works again once the feed is renewed.
+            FhirError::Unauthorized(AuthError::Suspended(_)) => 503,
             FhirError::Unauthorized(_) => 401,
             FhirError::Forbidden(_) | FhirError::ConsentDenied => 403,
             FhirError::NotFound(_) => 404,

@@ -267,6 +267,10 @@ pub enum AuthError {
         "the token's authorization was revoked, or its app is no longer installed in the region: authorize the app again"
     )]
     Revoked,
+    /// A token of healthcloud's authorization server while no app can be confirmed as not
+    /// revoked (the store's revocation feed could not be renewed): refused until it is.
+    #[error("no app's token is taken now: {0}")]
+    Suspended(String),
     /// The token is for another service (or names none).
     #[error(
         "the token is not for this service: its audience (aud) is {got}, and this service accepts only tokens for {accepted} (mint one with 'healthcloud token --audience {accepted}')"
@@ -503,6 +507,9 @@ impl LocalAuthorization {
     /// Refuses a token whose app is no longer installed (in the token's region) or whose
     /// authorization was revoked.
     fn still_authorized(&self, principal: &Principal) -> Result<(), AuthError> {
+        if let Some(reason) = self.clients.suspended() {
+            return Err(AuthError::Suspended(reason));
+        }
         let claims = &principal.claims;
         let installed = claims
             .client_id

@@ -201,6 +201,9 @@ pub struct Clients {
     by_id: Arc<RwLock<HashMap<String, Arc<Client>>>>,
     /// Revoked authorizations (token families), with when this process learned of it.
     revoked: Arc<RwLock<HashMap<String, Instant>>>,
+    /// Why no app's token is taken now, if none is: the store's revocation feed could not
+    /// be renewed, so no app can be confirmed as not revoked (fail closed, as hosted apps).
+    suspended: Arc<RwLock<Option<String>>>,
 }
 
 impl Clients {
@@ -259,6 +262,16 @@ impl Clients {
             .expect("clients poisoned")
             .values()
             .any(|client| client.origins.iter().any(|own| own == origin))
+    }
+
+    /// Refuses every app's tokens for `reason` from now on, or (`None`) takes them again.
+    pub fn suspend(&self, reason: Option<String>) {
+        *self.suspended.write().expect("suspension poisoned") = reason;
+    }
+
+    /// Why every app's tokens are refused now, if they are.
+    pub fn suspended(&self) -> Option<String> {
+        self.suspended.read().expect("suspension poisoned").clone()
     }
 
     /// Revokes authorization `family`: its access tokens are refused from now on.

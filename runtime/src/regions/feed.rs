@@ -224,7 +224,10 @@ impl FeedFollower {
                     );
                 }
                 let regions = runtime.regions().expect("called with regions");
-                match regions.feed.check_fresh(Utc::now()) {
+                let fresh = regions.feed.check_fresh(Utc::now());
+                // The SMART web apps' tokens fail closed with the hosted apps.
+                runtime.smart_clients().suspend(fresh.clone().err());
+                match fresh {
                     Ok(()) => stale_logged = None,
                     Err(reason) => {
                         if stale_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(30)) {

@@ -803,6 +803,18 @@ async fn an_expired_feed_fails_closed_until_the_store_answers_again() {
     .await;
     let refused = node.get(path, &token).await;
     assert!(refused.body.contains("revocation feed"), "{}", refused.body);
+    // The SMART web apps' tokens fail closed with them (at the feed's next check).
+    eventually(
+        Duration::from_secs(2),
+        "SMART apps' tokens suspended",
+        async || {
+            node.runtime
+                .smart_clients()
+                .suspended()
+                .is_some_and(|why| why.contains("revocation feed"))
+        },
+    )
+    .await;
 
     // Something else answers at the store's address with its own feed key: still closed,
     // and the refusal says why.
@@ -850,6 +862,12 @@ async fn an_expired_feed_fails_closed_until_the_store_answers_again() {
         Duration::from_secs(3),
         "200 once the feed is renewed",
         async || node.get(path, &token).await.status == StatusCode::OK,
+    )
+    .await;
+    eventually(
+        Duration::from_secs(2),
+        "SMART apps' tokens taken again",
+        async || node.runtime.smart_clients().suspended().is_none(),
     )
     .await;
 }

@@ -1333,3 +1333,45 @@ async fn a_backend_service_gets_a_token_for_its_granted_system_scopes_with_its_k
         .unwrap();
     assert_eq!(search("Observation", minted).await.0, 403);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patient_who_opts_out_of_a_smart_app_is_closed_to_its_live_token() {
+    let world = World::start().await;
+    let code = world.code(VERIFIER, &[]);
+    let (_, tokens) = world.exchange(&code, VERIFIER).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(world.observations(access).await, 200);
+    // Åse opts the app out, as a citizen through the FHIR API.
+    let citizen = healthcloud_platform::auth::TokenIssuer::dev(world.dir.path())
+        .unwrap()
+        .mint(
+            healthcloud_platform::auth::Role::Citizen,
+            healthcloud_platform::auth::TokenRequest {
+                patient: Some("pat-a".into()),
+                audience: vec![world.fhir_base.clone()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let consent = healthcloud_integration::consent::opt_out("pat-a", "Device/acme.bp-diary", &[]);
+    let posted = world
+        .http
+        .post(format!("{}/Consent", world.fhir_base))
+        .bearer_auth(citizen)
+        .header("content-type", "application/fhir+json")
+        .body(consent.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        posted.status().as_u16(),
+        201,
+        "{}",
+        posted.text().await.unwrap()
+    );
+    assert_eq!(
+        world.observations(access).await,
+        403,
+        "denied by her consent"
+    );
+}
