@@ -64,42 +64,79 @@ pub(crate) async fn token(
     Ok(response)
 }
 
+/// A code or refresh token (`what`), stored hashed in `table` under `key_column`.
+struct Secret<'a> {
+    what: &'static str,
+    table: &'static str,
+    key_column: &'static str,
+    value: &'a str,
+}
+
+impl Secret<'_> {
+    /// The grant stored with this secret, claimed for this use before anything else is
+    /// checked (of two uses at once, one wins), and issued to `client`. Presented again, it
+    /// revokes everything issued with its authorization: it was stolen, or the app is broken.
+    async fn claim(
+        &self,
+        server: &AuthorizationServer,
+        client: &Client,
+    ) -> Result<Granted, OAuthError> {
+        let Secret {
+            what,
+            table,
+            key_column,
+            value,
+        } = self;
+        let db = &server.inner.db;
+        let mut sql = db.sql(&format!(
+            "SELECT granted, expires_at FROM {table} WHERE {key_column} = "
+        ));
+        sql.bind(hash(value));
+        let row = sql
+            .query()
+            .fetch_optional(db.pool())
+            .await?
+            .ok_or_else(|| OAuthError::InvalidGrant(format!("the {what} is not valid")))?;
+        let granted: Granted = serde_json::from_str(&row.get::<String, _>(0))
+            .map_err(|e| OAuthError::Internal(e.into()))?;
+        let mut sql = db.sql(&format!(
+            "UPDATE {table} SET used = 1 WHERE {key_column} = "
+        ));
+        sql.bind(hash(value)).push(" AND used = 0");
+        if sql.query().execute(db.pool()).await?.rows_affected() != 1 {
+            revoke_family(server, &granted.family).await?;
+            return Err(OAuthError::InvalidGrant(format!(
+                "the {what} was used already: everything issued with it is revoked"
+            )));
+        }
+        if row.get::<i64, _>(1) <= now() {
+            return Err(OAuthError::InvalidGrant(format!("the {what} expired")));
+        }
+        if granted.client_id != client.client_id {
+            return Err(OAuthError::InvalidGrant(format!(
+                "the {what} was issued to another app"
+            )));
+        }
+        family_alive(server, &granted.family).await?;
+        Ok(granted)
+    }
+}
+
 async fn exchange_code(
     server: &AuthorizationServer,
     client: &Client,
     params: &TokenParams,
 ) -> Result<Granted, OAuthError> {
-    let code = params
-        .code
-        .as_deref()
-        .ok_or_else(|| OAuthError::InvalidRequest("code is missing".into()))?;
-    let db = &server.inner.db;
-    let mut sql = db.sql("SELECT granted, expires_at, used FROM oauth_codes WHERE code_hash = ");
-    sql.bind(hash(code));
-    let row = sql
-        .query()
-        .fetch_optional(db.pool())
-        .await?
-        .ok_or_else(|| OAuthError::InvalidGrant("the code is not valid".into()))?;
-    let granted: Granted = serde_json::from_str(&row.get::<String, _>(0))
-        .map_err(|e| OAuthError::Internal(e.into()))?;
-    // Claimed before anything else is checked: of two exchanges at once, one wins.
-    let mut sql = db.sql("UPDATE oauth_codes SET used = 1 WHERE code_hash = ");
-    sql.bind(hash(code)).push(" AND used = 0");
-    if sql.query().execute(db.pool()).await?.rows_affected() != 1 {
-        revoke_family(server, &granted.family).await?;
-        return Err(OAuthError::InvalidGrant(
-            "the code was used already: everything issued with it is revoked".into(),
-        ));
-    }
-    if row.get::<i64, _>(1) <= now() {
-        return Err(OAuthError::InvalidGrant("the code expired".into()));
-    }
-    if granted.client_id != client.client_id {
-        return Err(OAuthError::InvalidGrant(
-            "the code was issued to another app".into(),
-        ));
-    }
+    let code = Secret {
+        what: "code",
+        table: "oauth_codes",
+        key_column: "code_hash",
+        value: params
+            .code
+            .as_deref()
+            .ok_or_else(|| OAuthError::InvalidRequest("code is missing".into()))?,
+    };
+    let granted = code.claim(server, client).await?;
     if params.redirect_uri.as_deref() != Some(granted.redirect_uri.as_str()) {
         return Err(OAuthError::InvalidGrant(
             "redirect_uri differs from the authorization request's".into(),
@@ -115,7 +152,6 @@ async fn exchange_code(
             "the code_verifier does not match the code_challenge (PKCE)".into(),
         ));
     }
-    family_alive(server, &granted.family).await?;
     Ok(granted)
 }
 
@@ -124,38 +160,16 @@ async fn refresh(
     client: &Client,
     params: &TokenParams,
 ) -> Result<Granted, OAuthError> {
-    let token = params
-        .refresh_token
-        .as_deref()
-        .ok_or_else(|| OAuthError::InvalidRequest("refresh_token is missing".into()))?;
-    let db = &server.inner.db;
-    let mut sql =
-        db.sql("SELECT granted, expires_at FROM oauth_refresh_tokens WHERE token_hash = ");
-    sql.bind(hash(token));
-    let row = sql
-        .query()
-        .fetch_optional(db.pool())
-        .await?
-        .ok_or_else(|| OAuthError::InvalidGrant("the refresh token is not valid".into()))?;
-    let mut granted: Granted = serde_json::from_str(&row.get::<String, _>(0))
-        .map_err(|e| OAuthError::Internal(e.into()))?;
-    if granted.client_id != client.client_id {
-        return Err(OAuthError::InvalidGrant(
-            "the refresh token was issued to another app".into(),
-        ));
-    }
-    let mut sql = db.sql("UPDATE oauth_refresh_tokens SET used = 1 WHERE token_hash = ");
-    sql.bind(hash(token)).push(" AND used = 0");
-    if sql.query().execute(db.pool()).await?.rows_affected() != 1 {
-        revoke_family(server, &granted.family).await?;
-        return Err(OAuthError::InvalidGrant(
-            "the refresh token was used already: everything issued with it is revoked".into(),
-        ));
-    }
-    if row.get::<i64, _>(1) <= now() {
-        return Err(OAuthError::InvalidGrant("the refresh token expired".into()));
-    }
-    family_alive(server, &granted.family).await?;
+    let refresh_token = Secret {
+        what: "refresh token",
+        table: "oauth_refresh_tokens",
+        key_column: "token_hash",
+        value: params
+            .refresh_token
+            .as_deref()
+            .ok_or_else(|| OAuthError::InvalidRequest("refresh_token is missing".into()))?,
+    };
+    let mut granted = refresh_token.claim(server, client).await?;
     // A narrower scope may be asked for; never a wider one.
     if let Some(asked) = &params.scope {
         let had: Vec<&str> = granted.scope.split_whitespace().collect();

@@ -283,6 +283,24 @@ impl World {
         .await
     }
 
+    /// A token of the data directory's development issuer for the FHIR API.
+    fn dev_token(
+        &self,
+        role: healthcloud_platform::auth::Role,
+        request: healthcloud_platform::auth::TokenRequest,
+    ) -> String {
+        healthcloud_platform::auth::TokenIssuer::dev(self.dir.path())
+            .unwrap()
+            .mint(
+                role,
+                healthcloud_platform::auth::TokenRequest {
+                    audience: vec![self.fhir_base.clone()],
+                    ..request
+                },
+            )
+            .unwrap()
+    }
+
     /// The status of a search of the patient's Observations with `token`.
     async fn observations(&self, token: &str) -> u16 {
         self.http
@@ -1320,17 +1338,13 @@ async fn a_backend_service_gets_a_token_for_its_granted_system_scopes_with_its_k
         .unwrap();
     assert_eq!(public.status().as_u16(), 400);
     // A system token minted with the development key names no installed app: refused.
-    let minted = healthcloud_platform::auth::TokenIssuer::dev(world.dir.path())
-        .unwrap()
-        .mint(
-            healthcloud_platform::auth::Role::System,
-            healthcloud_platform::auth::TokenRequest {
-                scope: Some("system/Observation.rs".into()),
-                audience: vec![world.fhir_base.clone()],
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let minted = world.dev_token(
+        healthcloud_platform::auth::Role::System,
+        healthcloud_platform::auth::TokenRequest {
+            scope: Some("system/Observation.rs".into()),
+            ..Default::default()
+        },
+    );
     assert_eq!(search("Observation", minted).await.0, 403);
 }
 
@@ -1342,17 +1356,13 @@ async fn a_patient_who_opts_out_of_a_smart_app_is_closed_to_its_live_token() {
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(world.observations(access).await, 200);
     // Åse opts the app out, as a citizen through the FHIR API.
-    let citizen = healthcloud_platform::auth::TokenIssuer::dev(world.dir.path())
-        .unwrap()
-        .mint(
-            healthcloud_platform::auth::Role::Citizen,
-            healthcloud_platform::auth::TokenRequest {
-                patient: Some("pat-a".into()),
-                audience: vec![world.fhir_base.clone()],
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let citizen = world.dev_token(
+        healthcloud_platform::auth::Role::Citizen,
+        healthcloud_platform::auth::TokenRequest {
+            patient: Some("pat-a".into()),
+            ..Default::default()
+        },
+    );
     let consent = healthcloud_integration::consent::opt_out("pat-a", "Device/acme.bp-diary", &[]);
     let posted = world
         .http
