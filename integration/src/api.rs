@@ -197,7 +197,7 @@ impl FromRequestParts<FhirState> for Caller {
         principal.check_audience(&[&state.config.audience])?;
         // A SMART app's token: the app acts (audited and opted out of under its name), within
         // what its region grants it now.
-        if let Some(client) = state.verifier.smart_client(&principal) {
+        if let Some(client) = state.verifier.smart_client(&principal)? {
             return Ok(Caller(AccessContext {
                 principal,
                 app: Some(AppIdentity {

@@ -438,6 +438,7 @@ mod tests {
             }),
             pending: Some(PendingView {
                 version: "1.1.0".into(),
+                registration_changed: false,
                 added: vec![capability("outbound-http:api.example", false)],
             }),
             url: "/apps/hovedstaden/acme/notes/".into(),

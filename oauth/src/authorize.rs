@@ -544,6 +544,8 @@ pub(crate) async fn consent(
         encounter: request.launch.and_then(|launch| launch.encounter),
         nonce: request.nonce.clone(),
         family: random_token(),
+        version: client.version.clone(),
+        installed_at: client.installed_at.clone(),
         until: now()
             + if has_scope(&request.scope, "offline_access") {
                 OFFLINE_ACCESS_TTL

@@ -251,6 +251,10 @@ pub(crate) struct Granted {
     /// The app's OpenID nonce, echoed in the ID token.
     pub nonce: Option<String>,
     pub family: String,
+    /// The app's version and install it was authorized under: a reinstall, or the store's
+    /// revocation of that version, ends it.
+    pub version: String,
+    pub installed_at: String,
     /// When its refresh tokens stop working, whatever their rotation (seconds since the
     /// epoch).
     pub until: i64,

@@ -99,6 +99,13 @@ impl Secret<'_> {
             .ok_or_else(|| OAuthError::InvalidGrant(format!("the {what} is not valid")))?;
         let granted: Granted = serde_json::from_str(&row.get::<String, _>(0))
             .map_err(|e| OAuthError::Internal(e.into()))?;
+        // Another app's secret is refused untouched: presenting it must not spend it (and
+        // so revoke the authorization of the app it belongs to).
+        if granted.client_id != client.client_id {
+            return Err(OAuthError::InvalidGrant(format!(
+                "the {what} was issued to another app"
+            )));
+        }
         let mut sql = db.sql(&format!(
             "UPDATE {table} SET used = 1 WHERE {key_column} = "
         ));
@@ -112,12 +119,18 @@ impl Secret<'_> {
         if row.get::<i64, _>(1) <= now() {
             return Err(OAuthError::InvalidGrant(format!("the {what} expired")));
         }
-        if granted.client_id != client.client_id {
+        family_alive(server, &granted.family).await?;
+        if granted.installed_at != client.installed_at
+            || server
+                .inner
+                .clients
+                .is_version_revoked(&client.app, &granted.version)
+        {
+            revoke_family(server, &granted.family).await?;
             return Err(OAuthError::InvalidGrant(format!(
-                "the {what} was issued to another app"
+                "the app was reinstalled, or the version it was authorized under was revoked, since this {what} was issued: authorize it again"
             )));
         }
-        family_alive(server, &granted.family).await?;
         Ok(granted)
     }
 }

@@ -360,14 +360,26 @@ impl TokenVerifier {
         self.authorization.as_ref().map(|local| &local.clients)
     }
 
-    /// The installed app a token of the authorization server was issued to (`None` for
-    /// other tokens, or an app no longer installed).
-    pub fn smart_client(&self, principal: &Principal) -> Option<Arc<smart::Client>> {
-        let local = self.authorization.as_ref()?;
+    /// The installed app a token of the authorization server was issued to: `Ok(None)` for
+    /// other tokens, refused when the app is no longer installed (it was removed after the
+    /// token was verified): such a token never acts as a plain user's.
+    pub fn smart_client(
+        &self,
+        principal: &Principal,
+    ) -> Result<Option<Arc<smart::Client>>, AuthError> {
+        let Some(local) = &self.authorization else {
+            return Ok(None);
+        };
         if principal.claims.iss != local.issuer {
-            return None;
+            return Ok(None);
         }
-        local.clients.get(principal.claims.client_id.as_deref()?)
+        principal
+            .claims
+            .client_id
+            .as_deref()
+            .and_then(|client_id| local.clients.get(client_id))
+            .map(Some)
+            .ok_or(AuthError::Revoked)
     }
 
     /// This verifier, accepting tokens of `trusted` too.
@@ -515,7 +527,11 @@ impl LocalAuthorization {
             .client_id
             .as_deref()
             .and_then(|client_id| self.clients.get(client_id))
-            .is_some_and(|client| claims.region.as_deref() == Some(client.region.as_str()));
+            .is_some_and(|client| {
+                claims.region.as_deref() == Some(client.region.as_str())
+                    // Issued under what the install is now.
+                    && claims.iat >= client.changed_at
+            });
         let revoked =
             smart::token_family(claims).is_none_or(|family| self.clients.is_revoked(family));
         if !installed || revoked {

@@ -5,7 +5,7 @@
 //! service's [`TokenVerifier`](crate::auth::TokenVerifier) asks on each request, so a removed
 //! app or a revoked authorization stops working at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -134,6 +134,12 @@ pub struct Client {
     pub app: String,
     /// The installed version.
     pub version: String,
+    /// When the region installed it: a reinstall is another registration, and the
+    /// authorizations of the one before end.
+    pub installed_at: String,
+    /// When its install last changed (a version, a grant), seconds since the epoch: access
+    /// tokens issued before are refused, and the app refreshes them under what holds now.
+    pub changed_at: i64,
     /// sha256 of its signed package.
     pub digest: String,
     /// Id of the publisher key that signed it.
@@ -204,6 +210,9 @@ pub struct Clients {
     /// Why no app's token is taken now, if none is: the store's revocation feed could not
     /// be renewed, so no app can be confirmed as not revoked (fail closed, as hosted apps).
     suspended: Arc<RwLock<Option<String>>>,
+    /// Versions the store revoked (`publisher/app`, version): what was authorized under one
+    /// never works again, whatever is installed later.
+    revoked_versions: Arc<RwLock<HashSet<(String, String)>>>,
 }
 
 impl Clients {
@@ -262,6 +271,22 @@ impl Clients {
             .expect("clients poisoned")
             .values()
             .any(|client| client.origins.iter().any(|own| own == origin))
+    }
+
+    /// Records that the store revoked `app` (`publisher/app`) `version`.
+    pub fn revoke_version(&self, app: &str, version: &str) {
+        self.revoked_versions
+            .write()
+            .expect("revocations poisoned")
+            .insert((app.to_owned(), version.to_owned()));
+    }
+
+    /// Whether the store revoked `app` `version`.
+    pub fn is_version_revoked(&self, app: &str, version: &str) -> bool {
+        self.revoked_versions
+            .read()
+            .expect("revocations poisoned")
+            .contains(&(app.to_owned(), version.to_owned()))
     }
 
     /// Refuses every app's tokens for `reason` from now on, or (`None`) takes them again.

@@ -26,6 +26,8 @@ pub(crate) struct FeedState {
     next: Mutex<i64>,
     /// The last verified answer's expiry; `None` before the first.
     valid_until: Mutex<Option<DateTime<Utc>>>,
+    /// The validity last recorded in `runtime_feed` for the nodes that do not follow it.
+    shared_until: Mutex<Option<DateTime<Utc>>>,
     /// When the last verified answer was issued: answers only move forward.
     issued: Mutex<Option<DateTime<Utc>>>,
     /// Why the last attempt failed, for the fail-closed message.
@@ -65,6 +67,7 @@ impl FeedState {
             key: Mutex::new(key),
             next: Mutex::new(next),
             valid_until: Mutex::new(None),
+            shared_until: Mutex::new(None),
             issued: Mutex::new(None),
             last_error: Mutex::new(None),
         })
@@ -167,8 +170,15 @@ impl FeedFollower {
             }
             *state.next.lock().expect("feed lock poisoned") = feed.next;
             *state.issued.lock().expect("feed lock poisoned") = Some(timestamp(&feed.issued_at)?);
-            *state.valid_until.lock().expect("feed lock poisoned") =
-                Some(timestamp(&feed.expires_at)?);
+            let valid_until = timestamp(&feed.expires_at)?;
+            *state.valid_until.lock().expect("feed lock poisoned") = Some(valid_until);
+            share_validity(
+                regions.db(),
+                state,
+                timestamp(&feed.issued_at)?,
+                valid_until,
+            )
+            .await?;
             if !feed.more {
                 return Ok(revoked);
             }
@@ -196,10 +206,11 @@ impl FeedFollower {
                 install.stop.cancel();
             }
         }
-        // A SMART web app of that version: unregistered, its tokens refused from now on.
-        self.runtime
-            .smart_clients()
-            .retain(|client| !(client.app == app && client.version == version));
+        // A SMART web app of that version: unregistered, its tokens refused from now on, and
+        // what was authorized under it never works again.
+        let clients = self.runtime.smart_clients();
+        clients.revoke_version(app, version);
+        clients.retain(|client| !(client.app == app && client.version == version));
         news
     }
 
@@ -353,6 +364,49 @@ async fn persist(db: &Database, entries: &[FeedEntry], next: i64) -> anyhow::Res
     cursor.query().execute(&mut *write.tx).await?;
     write.commit().await?;
     Ok(())
+}
+
+/// Records until when the feed is valid for the nodes that do not follow it, when half of
+/// what was recorded is used up (or nothing was).
+async fn share_validity(
+    db: &Database,
+    state: &FeedState,
+    issued: DateTime<Utc>,
+    valid_until: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let half = (valid_until - issued) / 2;
+    let due = state
+        .shared_until
+        .lock()
+        .expect("feed lock poisoned")
+        .is_none_or(|shared| shared < valid_until - half);
+    if due {
+        let mut update = db.sql("UPDATE runtime_feed SET valid_until = ");
+        update.bind(valid_until.to_rfc3339()).push(" WHERE id = 1");
+        update.query().execute(db.pool()).await?;
+        *state.shared_until.lock().expect("feed lock poisoned") = Some(valid_until);
+    }
+    Ok(())
+}
+
+/// Why no app's token may be taken now, for a node that does not follow the feed itself:
+/// the validity the following nodes recorded is missing or past.
+pub(crate) async fn shared_staleness(db: &Database) -> anyhow::Result<Option<String>> {
+    let row = sqlx::query("SELECT valid_until FROM runtime_feed WHERE id = 1")
+        .fetch_optional(db.pool())
+        .await?;
+    let until: Option<String> = row.and_then(|row| row.get(0));
+    let until = until.and_then(|until| DateTime::parse_from_rfc3339(&until).ok());
+    Ok(match until {
+        Some(until) if until > Utc::now() => None,
+        Some(until) => Some(format!(
+            "the app store's revocation feed expired at {} and the app cloud's nodes could not renew it, so no app can be confirmed as not revoked",
+            until.to_rfc3339()
+        )),
+        None => Some(
+            "the app store's revocation feed has not been read by any app cloud node yet, so no app can be confirmed as not revoked".into(),
+        ),
+    })
 }
 
 #[cfg(test)]

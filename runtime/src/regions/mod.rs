@@ -199,6 +199,19 @@ impl Regions {
             .cloned()
     }
 
+    /// Every version revoked, as (`publisher/app`, version).
+    pub(crate) fn revoked_versions(&self) -> Vec<(String, String)> {
+        let revoked = self.revoked.read().expect("revocations lock poisoned");
+        revoked
+            .iter()
+            .flat_map(|(app, versions)| {
+                versions
+                    .keys()
+                    .map(|version| (app.clone(), version.clone()))
+            })
+            .collect()
+    }
+
     fn record_revocation(&self, app: &str, version: &str, revoked: Revoked) {
         self.revoked
             .write()
@@ -331,11 +344,16 @@ impl Runtime {
         if self.inner.regions.set(regions).is_err() {
             anyhow::bail!("serve_regions was called twice");
         }
-        // Revocations first: nothing revoked is loaded even for a moment.
+        // Revocations first: nothing revoked is loaded (or takes a SMART token) even for a
+        // moment.
         let follower = feed::FeedFollower::new(self.clone());
-        if let Err(error) = follower.fetch().await {
+        let fetched = follower.fetch().await;
+        if let Err(error) = &fetched {
             tracing::error!(%error, "cannot read the store's revocation feed; apps will not start until it can be read");
         }
+        let regions = self.regions().expect("set above");
+        self.smart_clients()
+            .suspend(regions.feed.check_fresh(chrono::Utc::now()).err());
         self.sync_regions().await?;
         follower.start(config.poll, config.push).await?;
         Ok(())

@@ -48,6 +48,10 @@ pub(crate) fn client_of(row: &InstallRow) -> anyhow::Result<Option<Client>> {
         name: signed.package.app.name.clone(),
         app: row.app.clone(),
         version: row.version.clone(),
+        installed_at: row.installed_at.clone(),
+        changed_at: chrono::DateTime::parse_from_rfc3339(&row.updated_at)
+            .map(|at| at.timestamp())
+            .unwrap_or(i64::MAX),
         digest: row.sha256.clone(),
         publisher_key: signed.signature.key_id.to_string(),
         region: row.region.clone(),
@@ -71,6 +75,9 @@ impl Runtime {
     /// installed, unrevoked SMART web app registered with its grant now; every other one
     /// removed.
     pub(crate) fn sync_smart_clients(&self, regions: &Regions, rows: &[InstallRow]) {
+        for (app, version) in regions.revoked_versions() {
+            self.inner.smart.revoke_version(&app, &version);
+        }
         register(&self.inner.smart, rows, |app, version| {
             regions.revocation(app, version).is_some()
         });
@@ -118,7 +125,11 @@ fn register(clients: &Clients, rows: &[InstallRow], revoked: impl Fn(&str, &str)
             }
         }
     }
-    let removed = clients.retain(|client| wanted.contains(&client.client_id));
+    // Asked again after registering: a version the feed revoked meanwhile (it records the
+    // revocation, then unregisters) is not left registered by this sync.
+    let removed = clients.retain(|client| {
+        wanted.contains(&client.client_id) && !revoked(&client.app, &client.version)
+    });
     if removed > 0 {
         tracing::info!(removed, "SMART web apps unregistered");
     }
@@ -126,7 +137,8 @@ fn register(clients: &Clients, rows: &[InstallRow], revoked: impl Fn(&str, &str)
 
 /// Keeps `clients` in line with the regions' SMART web app installs in `db`, for a node
 /// that runs no app cloud (a FHIR API node with the authorization server): the installs and
-/// the revocations the app cloud's nodes recorded, read at once and every `poll`.
+/// the revocations the app cloud's nodes recorded, read at once and every `poll`, and every
+/// app's tokens suspended while the feed's validity they recorded is missing or past.
 pub async fn follow(db: Database, clients: Clients, poll: Duration) -> anyhow::Result<()> {
     crate::migrate(&db).await?;
     read_into(&db, &clients).await?;
@@ -145,6 +157,8 @@ pub async fn follow(db: Database, clients: Clients, poll: Duration) -> anyhow::R
 }
 
 async fn read_into(db: &Database, clients: &Clients) -> anyhow::Result<()> {
+    // Fail closed with the app cloud when the feed is not known to be fresh.
+    clients.suspend(super::feed::shared_staleness(db).await?);
     let rows = super::install_rows(db, None).await?;
     let revoked: HashSet<(String, String)> =
         sqlx::query("SELECT app, version FROM runtime_revocations")
@@ -153,6 +167,9 @@ async fn read_into(db: &Database, clients: &Clients) -> anyhow::Result<()> {
             .iter()
             .map(|row| (sqlx::Row::get(row, 0), sqlx::Row::get(row, 1)))
             .collect();
+    for (app, version) in &revoked {
+        clients.revoke_version(app, version);
+    }
     register(clients, &rows, |app, version| {
         revoked.contains(&(app.to_owned(), version.to_owned()))
     });

@@ -1411,6 +1411,36 @@ async fn a_smart_web_app_install_is_its_client_registration_on_every_node_until_
         .await
         .unwrap();
     assert!(follower.get(client_id).is_some());
+    assert_eq!(
+        follower.suspended(),
+        None,
+        "the app cloud shared the feed's validity"
+    );
+
+    // A version whose registration changes (here a redirect URI) waits for approval, even
+    // asking for nothing more.
+    let mut moved = smart_app("1.1.0");
+    moved.smart.as_mut().unwrap().redirect_uris = vec!["https://elsewhere.example/cb".into()];
+    cloud
+        .publish(&moved, &moved.smart.as_ref().unwrap().document())
+        .await;
+    let pending = cloud
+        .node
+        .post(
+            "/admin/v1/regions/hovedstaden/installs/examples/bp-diary/upgrade",
+            &admin,
+            json!({"version": "1.1.0"}),
+        )
+        .await;
+    assert_eq!(pending.status, StatusCode::ACCEPTED, "{}", pending.body);
+    let view = pending.json();
+    assert_eq!(view["status"], "pending");
+    assert_eq!(view["install"]["pending"]["registration_changed"], true);
+    let registered = cloud.node.runtime.smart_clients().get(client_id).unwrap();
+    assert_eq!(
+        registered.redirect_uris,
+        ["https://bp-diary.example/callback"]
+    );
 
     // The store revokes the version: unregistered here and on the follower.
     cloud

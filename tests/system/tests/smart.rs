@@ -142,6 +142,8 @@ impl World {
                 name: "Blood pressure diary".into(),
                 app: "acme/bp-diary".into(),
                 version: "1.0.0".into(),
+                installed_at: "2026-12-01T00:00:00Z".into(),
+                changed_at: 0,
                 digest: "sha256:0".into(),
                 publisher_key: "acme-key-1".into(),
                 region: "region-h".into(),
@@ -835,6 +837,8 @@ fn a_client_with_a_redirect_uri_that_is_no_absolute_url_is_not_registered() {
             name: "X".into(),
             app: "acme/x".into(),
             version: "1.0.0".into(),
+            installed_at: "2026-12-01T00:00:00Z".into(),
+            changed_at: 0,
             digest: "sha256:0".into(),
             publisher_key: "acme-key-1".into(),
             region: "region-h".into(),
@@ -1384,4 +1388,82 @@ async fn a_patient_who_opts_out_of_a_smart_app_is_closed_to_its_live_token() {
         403,
         "denied by her consent"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reinstall_a_revoked_version_or_a_changed_install_ends_what_was_authorized_before() {
+    let world = World::start().await;
+    let clients = world.server.clients();
+    let installed = (*clients.get(CLIENT_ID).unwrap()).clone();
+    let authorize = async || {
+        let code = world.code(VERIFIER, &[]);
+        world.exchange(&code, VERIFIER).await.1
+    };
+    // The install changes (a grant, a version): live access tokens end, refreshing works.
+    let tokens = authorize().await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(world.observations(access).await, 200);
+    let mut changed = installed.clone();
+    changed.changed_at = chrono::Utc::now().timestamp() + 1;
+    clients.register(changed).unwrap();
+    assert_eq!(world.observations(access).await, 401);
+    clients.register(installed.clone()).unwrap();
+    // Uninstalled and installed again: the authorizations before it end.
+    let tokens = authorize().await;
+    let mut reinstalled = installed.clone();
+    reinstalled.installed_at = "2026-12-07T00:00:00Z".into();
+    clients.register(reinstalled).unwrap();
+    let (status, refused) = world
+        .refresh(tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{refused}"
+    );
+    clients.register(installed.clone()).unwrap();
+    // The store revokes 1.0.0 and the region installs 1.1.0: 1.0.0's authorizations end.
+    let tokens = authorize().await;
+    clients.revoke_version("acme/bp-diary", "1.0.0");
+    let mut upgraded = installed.clone();
+    upgraded.version = "1.1.0".into();
+    clients.register(upgraded).unwrap();
+    let (status, refused) = world
+        .refresh(tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{refused}"
+    );
+    assert!(
+        refused["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("revoked")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_token_presented_by_another_app_is_refused_without_being_spent() {
+    let world = World::start().await;
+    let mut other = (*world.server.clients().get(CLIENT_ID).unwrap()).clone();
+    other.client_id = "some-other-app".into();
+    world.server.clients().register(other).unwrap();
+    let code = world.code(VERIFIER, &[]);
+    let (_, tokens) = world.exchange(&code, VERIFIER).await;
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    let (status, refused) = world
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", "some-other-app"),
+        ])
+        .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, refreshed) = world.refresh(refresh_token).await;
+    assert_eq!(status, 200, "the app's own token still works: {refreshed}");
 }

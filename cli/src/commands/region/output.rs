@@ -18,6 +18,9 @@ pub(super) fn state(view: &InstallView) -> String {
             pending.version,
             listed(&asks)
         ));
+        if pending.registration_changed {
+            state.push_str(" and a changed SMART registration (launch URL, redirect URIs or keys)");
+        }
     }
     state
 }

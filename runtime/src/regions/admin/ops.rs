@@ -214,12 +214,14 @@ impl RegionAdminService {
         };
         let pending = match &row.pending {
             Some(pending) => {
-                let next = SignedPackage::from_json(pending.package.as_bytes())
+                let next_package = SignedPackage::from_json(pending.package.as_bytes())
                     .map_err(|e| anyhow::anyhow!("a stored package: {e}"))?
-                    .package
-                    .manifest();
+                    .package;
+                let registration_changed = next_package.smart != signed.package.smart;
+                let next = next_package.manifest();
                 Some(PendingView {
                     version: pending.version.clone(),
+                    registration_changed,
                     added: next
                         .requested
                         .iter()
@@ -502,6 +504,8 @@ impl RegionAdminService {
             install.grant.set_internal_addresses(allowed);
             install.grant.replace(granted);
         }
+        // Under the sync lock: a sync that read the rows before this change must not undo it.
+        let _serving = regions.syncing.lock().await;
         self.runtime.refresh_smart_clients(regions).await?;
         self.show(admin, app).await
     }
@@ -537,6 +541,7 @@ impl RegionAdminService {
         changed(regions, &mut write.tx, action).await?;
         write.commit().await?;
         self.runtime.uninstall(&admin.region, app);
+        let _serving = regions.syncing.lock().await;
         self.runtime.refresh_smart_clients(regions).await?;
         Ok(())
     }
@@ -601,11 +606,13 @@ impl RegionAdminService {
         }
         let offered = self.offered(&version).await?;
         check_requested("grant", &offered.manifest, &extra)?;
-        let old = SignedPackage::from_json(current.package.as_bytes())
+        let old_package = SignedPackage::from_json(current.package.as_bytes())
             .map_err(|e| anyhow::anyhow!("a stored package: {e}"))?
-            .package
-            .manifest()
-            .capabilities();
+            .package;
+        // A SMART web app whose registration (URLs, keys) changes waits for approval too:
+        // where its codes go and who may act as it are the region's to accept.
+        let registration_changed = old_package.smart != offered.signed.package.smart;
+        let old = old_package.manifest().capabilities();
         let new = offered.manifest.capabilities();
         let added: Vec<Capability> = new.iter().filter(|c| !old.contains(c)).cloned().collect();
         // What the region grants now, as far as the new version requests it, and what the
@@ -623,7 +630,7 @@ impl RegionAdminService {
             }
             granted
         };
-        let waits = !added.is_empty() && !request.approve;
+        let waits = (!added.is_empty() || registration_changed) && !request.approve;
         // What the approval adds needs its own allowance; what carries over had it.
         check_destinations(
             "grant",

@@ -23,6 +23,10 @@ pub struct PendingView {
     pub version: String,
     /// What it asks for beyond the installed version.
     pub added: Vec<CapabilityView>,
+    /// For a SMART web app: whether its client registration (launch URL, redirect URIs,
+    /// keys) differs from the installed version's.
+    #[serde(default)]
+    pub registration_changed: bool,
 }
 
 /// A version the store revoked.
