@@ -360,6 +360,16 @@ pub(crate) async fn login_callback(
     let Some(client) = server.inner.clients.get(&request.client_id) else {
         return answer.error("access_denied", "the app was removed");
     };
+    if !client.audience.contains(&user.role) {
+        return answer.error(
+            "access_denied",
+            &format!(
+                "{} is not for a {}: its manifest names whom it is for",
+                client.name,
+                user.role.as_str()
+            ),
+        );
+    }
     if user.role.is_own_record_only()
         && let Some(launch) = &request.launch
         && Some(&launch.patient) != user.patient.as_ref()

@@ -146,6 +146,8 @@ pub struct Client {
     pub publisher_key: String,
     /// The region that installed it: its tokens work in that region only.
     pub region: String,
+    /// Whom it is for (its manifest's audience): users of another role cannot authorize it.
+    pub audience: Vec<Role>,
     /// The redirect URIs it registered; a request must name one of them exactly.
     pub redirect_uris: Vec<String>,
     /// Where an EHR launches it (none for a backend service).

@@ -7,8 +7,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use healthcloud_package::manifest::Capability;
+use healthcloud_package::manifest::{Audience, Capability};
 use healthcloud_package::package::SignedPackage;
+use healthcloud_platform::auth::Role;
 use healthcloud_platform::auth::smart::{Client, Clients};
 use healthcloud_platform::db::Database;
 
@@ -55,6 +56,16 @@ pub(crate) fn client_of(row: &InstallRow) -> anyhow::Result<Option<Client>> {
         digest: row.sha256.clone(),
         publisher_key: signed.signature.key_id.to_string(),
         region: row.region.clone(),
+        audience: manifest
+            .app
+            .audience
+            .iter()
+            .map(|audience| match audience {
+                Audience::Clinician => Role::Clinician,
+                Audience::Patient => Role::Patient,
+                Audience::Citizen => Role::Citizen,
+            })
+            .collect(),
         redirect_uris: smart.redirect_uris.clone(),
         launch_url: smart.launch_url.clone(),
         origins: smart.origins(),

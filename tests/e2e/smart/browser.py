@@ -2,10 +2,11 @@
 identity provider, signs in with a password, decides on healthcloud's consent page, and
 stops at the app's redirect URI.
 
-    browser.py AUTHORIZE_URL REDIRECT_URI LOGIN PASSWORD [allow|deny] [switch]
+    browser.py AUTHORIZE_URL REDIRECT_URI LOGIN PASSWORD [allow|deny] [switch] [patient=ID]
 
 With `switch`, the identity provider's answer is opened in another browser (no cookies of
-the first): what a victim lured to an attacker's sign-in would do.
+the first): what a victim lured to an attacker's sign-in would do. With `patient=ID`, a
+clinician names the patient on the consent page (a standalone launch).
 
 Prints one JSON object: `callback` (the URL the app got, or null), `consent_page`, and
 `stopped_at` (status and text of the page where it stopped otherwise).
@@ -40,7 +41,7 @@ def form_value(page, pattern):
     return html.unescape(found.group(1)) if found else None
 
 
-def authorize(url, redirect_uri, login, password, decision="allow"):
+def authorize(url, redirect_uri, login, password, decision="allow", patient=None):
     """The user's way through: (callback URL or None, consent page text, last page)."""
     browser = requests.Session()
     page = follow(browser, browser.get(url, allow_redirects=False), redirect_uri)
@@ -67,7 +68,8 @@ def authorize(url, redirect_uri, login, password, decision="allow"):
         browser,
         browser.post(
             urljoin(page.url, "/oauth2/consent"),
-            data={"request": request, "decision": decision},
+            data={"request": request, "decision": decision}
+            | ({"patient": patient} if patient else {}),
             allow_redirects=False,
         ),
         redirect_uri,
@@ -79,9 +81,11 @@ def authorize(url, redirect_uri, login, password, decision="allow"):
 
 if __name__ == "__main__":
     url, redirect_uri, login, password = sys.argv[1:5]
-    decision = sys.argv[5] if len(sys.argv) > 5 else "allow"
-    SWITCH = sys.argv[6:7] == ["switch"]
-    callback, consent, stopped = authorize(url, redirect_uri, login, password, decision)
+    options = sys.argv[5:]
+    decision = "deny" if "deny" in options else "allow"
+    SWITCH = "switch" in options
+    patient = next((o.removeprefix("patient=") for o in options if o.startswith("patient=")), None)
+    callback, consent, stopped = authorize(url, redirect_uri, login, password, decision, patient)
     print(
         json.dumps(
             {

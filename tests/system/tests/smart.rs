@@ -147,6 +147,10 @@ impl World {
                 digest: "sha256:0".into(),
                 publisher_key: "acme-key-1".into(),
                 region: "region-h".into(),
+                audience: vec![
+                    healthcloud_platform::auth::Role::Patient,
+                    healthcloud_platform::auth::Role::Clinician,
+                ],
                 redirect_uris: vec![REDIRECT_URI.into()],
                 launch_url: Some("http://127.0.0.1:9/bp-diary/launch".into()),
                 origins: vec!["http://127.0.0.1:9".into()],
@@ -329,6 +333,10 @@ fn startprovider(dir: &Path, public_url: &str) -> IdentityProvider {
                  "claims": {"role": "patient", "patient": "pat-b", "fhirUser": "Patient/pat-b"}},
         "dr-other": {"password": "dr-other-password",
                  "claims": {"role": "clinician", "fhirUser": "Practitioner/dr-other", "region": "region-s"}},
+        "dr-hansen": {"password": "dr-hansen-password",
+                 "claims": {"role": "clinician", "fhirUser": "Practitioner/dr-hansen", "region": "region-h"}},
+        "citizen-aase": {"password": "citizen-aase-password",
+                 "claims": {"role": "citizen", "patient": "pat-a"}},
         "dr-nowhere": {"password": "dr-nowhere-password",
                  "claims": {"role": "clinician", "fhirUser": "Practitioner/dr-nowhere"}},
     });
@@ -842,6 +850,7 @@ fn a_client_with_a_redirect_uri_that_is_no_absolute_url_is_not_registered() {
             digest: "sha256:0".into(),
             publisher_key: "acme-key-1".into(),
             region: "region-h".into(),
+            audience: Vec::new(),
             redirect_uris: vec![uri.into()],
             launch_url: Some("https://app.example/launch".into()),
             origins: Vec::new(),
@@ -1466,4 +1475,41 @@ async fn a_refresh_token_presented_by_another_app_is_refused_without_being_spent
     );
     let (status, refreshed) = world.refresh(refresh_token).await;
     assert_eq!(status, 200, "the app's own token still works: {refreshed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clinician_picks_the_patient_in_a_standalone_launch_and_only_the_apps_audience_signs_in()
+{
+    let world = World::start().await;
+    let url = world.authorize_url(VERIFIER, &[]);
+    let answer = world.browse_with(
+        &url,
+        "dr-hansen",
+        "dr-hansen-password",
+        &["allow", "patient=pat-b"],
+    );
+    let consent = answer["consent_page"].as_str().unwrap_or_default();
+    assert!(
+        consent.contains("name=\"patient\""),
+        "the consent page asks which patient: {consent}"
+    );
+    let code = callback_query(&answer)["code"].clone();
+    let (status, tokens) = world.exchange(&code, VERIFIER).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["patient"], "pat-b");
+    let bundle: Value = world
+        .http
+        .get(format!("{}/Observation?patient=pat-b", world.fhir_base))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bundle["entry"][0]["resource"]["id"], "b-bp-1", "{bundle}");
+    // The app is for patients and clinicians: a citizen cannot authorize it.
+    let query = callback_query(&world.browse(&url, "citizen-aase", "allow"));
+    assert_eq!(query["error"], "access_denied");
+    assert!(query["error_description"].contains("not for a citizen"));
 }
