@@ -42,6 +42,7 @@ pub mod login;
 mod token;
 
 pub use error::OAuthError;
+pub use healthcloud_platform::auth::issuers::ClaimNames;
 pub use healthcloud_platform::auth::smart::{Client, Clients};
 pub use login::IdentityProviderConfig;
 

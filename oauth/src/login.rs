@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use healthcloud_platform::auth::issuers::TrustedIssuers;
+use healthcloud_platform::auth::issuers::{ClaimNames, TrustedIssuers};
 use healthcloud_platform::auth::smart::AuthorizationEndpoints;
 use healthcloud_platform::auth::{Claims, Role};
 use serde::{Deserialize, Serialize};
@@ -32,8 +32,9 @@ pub struct IdentityProviderConfig {
     pub client_id: String,
     /// healthcloud's client secret there.
     pub client_secret: String,
-    /// The ID token claim that names the user's role (default `role`).
-    pub role_claim: String,
+    /// Which ID token claims carry the user's role, FHIR user, patient, organization,
+    /// practitioner and region (by default, claims of those names).
+    pub claims: ClaimNames,
 }
 
 /// A signed-in user, as the provider vouched for them.
@@ -99,7 +100,8 @@ impl IdentityProvider {
         config: IdentityProviderConfig,
         endpoints: &AuthorizationEndpoints,
     ) -> anyhow::Result<Self> {
-        let trusted = TrustedIssuers::default().with(&config.issuer, &config.role_claim)?;
+        let trusted =
+            TrustedIssuers::default().with_claims(&config.issuer, config.claims.clone())?;
         Ok(IdentityProvider {
             redirect_uri: format!("{}/login/callback", endpoints.issuer()),
             trusted,

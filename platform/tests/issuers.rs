@@ -419,3 +419,43 @@ async fn other_kinds_of_keys_are_skipped_and_withdrawn_ones_refused() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_providers_own_claim_names_are_read_as_configured() {
+    use healthcloud_platform::auth::issuers::ClaimNames;
+    let (provider, key) = Provider::with_one_key().await;
+    let names = ClaimNames::default()
+        .mapped(&[
+            "role=hc_role".into(),
+            "org=hospital_org".into(),
+            "fhirUser=profile".into(),
+        ])
+        .unwrap();
+    let verifier = TokenIssuer::generate("healthcloud-dev-issuer")
+        .verifier()
+        .trusting(
+            TrustedIssuers::default()
+                .with_claims(&provider.issuer, names)
+                .unwrap(),
+        );
+    let token = key.sign(&claims(
+        &provider.issuer,
+        json!({"hc_role": "clinician", "scope": "user/Observation.rs", "profile": "Practitioner/anna",
+               "hospital_org": "rigshospitalet",
+               // Claims of healthcloud's own names are not read when mapped elsewhere.
+               "role": "patient", "org": "elsewhere"}),
+    ));
+    let principal = verifier.verify_request(&token).await.unwrap();
+    assert_eq!(principal.claims.role, Role::Clinician);
+    assert_eq!(principal.claims.org.as_deref(), Some("rigshospitalet"));
+    assert_eq!(
+        principal.claims.fhir_user.as_deref(),
+        Some("Practitioner/anna")
+    );
+    for wrong in ["rol=x", "role", "role=", "sub=user"] {
+        assert!(
+            ClaimNames::default().mapped(&[wrong.into()]).is_err(),
+            "{wrong}"
+        );
+    }
+}

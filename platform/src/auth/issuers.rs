@@ -46,7 +46,7 @@ const MAX_DOCUMENT_BYTES: u64 = 256 * 1024;
 #[derive(Debug)]
 pub struct TrustedIssuer {
     issuer: String,
-    role_claim: String,
+    claims: ClaimNames,
     refetch_after: Duration,
     max_age: Duration,
     keys: std::sync::RwLock<Keys>,
@@ -92,7 +92,18 @@ impl Default for TrustedIssuers {
 impl TrustedIssuers {
     /// Trusts `issuer` (its issuer URL, exactly as its tokens' `iss`), taking the role from
     /// `role_claim`.
-    pub fn with(mut self, issuer: &str, role_claim: &str) -> anyhow::Result<Self> {
+    pub fn with(self, issuer: &str, role_claim: &str) -> anyhow::Result<Self> {
+        self.with_claims(
+            issuer,
+            ClaimNames {
+                role: role_claim.to_owned(),
+                ..ClaimNames::default()
+            },
+        )
+    }
+
+    /// Trusts `issuer`, reading each of healthcloud's claims from the claim `claims` names.
+    pub fn with_claims(mut self, issuer: &str, claims: ClaimNames) -> anyhow::Result<Self> {
         let url = url::Url::parse(issuer)
             .map_err(|e| anyhow::anyhow!("'{issuer}' is not an issuer URL: {e}"))?;
         anyhow::ensure!(
@@ -109,7 +120,7 @@ impl TrustedIssuers {
             issuer.to_owned(),
             Arc::new(TrustedIssuer {
                 issuer: issuer.to_owned(),
-                role_claim: role_claim.to_owned(),
+                claims,
                 refetch_after: self.refetch_after,
                 max_age: self.max_age,
                 keys: Default::default(),
@@ -325,14 +336,15 @@ impl TrustedIssuer {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         let scope = text("scope").unwrap_or_default();
         let scopes = Scope::parse_list(&scope)?;
-        let patient = text("patient");
-        let fhir_user = text("fhirUser");
-        let role = match claims.get(&self.role_claim) {
+        let names = &self.claims;
+        let patient = text(&names.patient);
+        let fhir_user = text(&names.fhir_user);
+        let role = match claims.get(&self.claims.role) {
             Some(Value::String(role)) => {
                 let role = role.parse::<Role>().map_err(|_| {
                     AuthError::Invalid(format!(
                         "the token's {} claim '{role}' names no healthcloud role",
-                        self.role_claim
+                        self.claims.role
                     ))
                 })?;
                 // Administrators are healthcloud's own issuer's to name.
@@ -349,7 +361,7 @@ impl TrustedIssuer {
             Some(other) => {
                 return Err(AuthError::Invalid(format!(
                     "the token's {} claim must be one role name, not {other}",
-                    self.role_claim
+                    self.claims.role
                 )));
             }
             // Without the claim: a patient's own token (only patient/ scopes, and the user, if
@@ -374,7 +386,7 @@ impl TrustedIssuer {
                 return Err(AuthError::Invalid(format!(
                     "the token of {} names no role: it needs a '{}' claim, or patient/ scopes \
                      with its patient, or user/ scopes with a Practitioner as fhirUser",
-                    self.issuer, self.role_claim
+                    self.issuer, self.claims.role
                 )));
             }
         };
@@ -396,10 +408,10 @@ impl TrustedIssuer {
             role,
             scope,
             patient,
-            region: text("region"),
+            region: text(&names.region),
             fhir_user,
-            org: text("org"),
-            practitioner: text("practitioner"),
+            org: text(&names.org),
+            practitioner: text(&names.practitioner),
             aud,
             // Another issuer's clients are not apps installed here.
             client_id: None,
@@ -407,6 +419,67 @@ impl TrustedIssuer {
             jti: text("jti"),
         };
         Ok(Principal { claims, scopes })
+    }
+}
+
+/// Which claim of another issuer's tokens carries each of healthcloud's: by default the
+/// same names (`role`, `fhirUser`, `patient`, `org`, `practitioner`, `region`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimNames {
+    /// The user's role (clinician, patient or citizen).
+    pub role: String,
+    /// The user's FHIR resource.
+    pub fhir_user: String,
+    /// A patient's own record.
+    pub patient: String,
+    /// The organization the user acts for.
+    pub org: String,
+    /// The practitioner of a `PractitionerRole` user.
+    pub practitioner: String,
+    /// The region the user works in.
+    pub region: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        ClaimNames {
+            role: "role".into(),
+            fhir_user: "fhirUser".into(),
+            patient: "patient".into(),
+            org: "org".into(),
+            practitioner: "practitioner".into(),
+            region: "region".into(),
+        }
+    }
+}
+
+impl ClaimNames {
+    /// These names with `mapping` applied: each `NAME=CLAIM` reads healthcloud's `NAME`
+    /// (role, fhirUser, patient, org, practitioner or region) from the claim `CLAIM`.
+    pub fn mapped(mut self, mapping: &[String]) -> Result<Self, String> {
+        for entry in mapping {
+            let Some((name, claim)) = entry.split_once('=').filter(|(_, claim)| !claim.is_empty())
+            else {
+                return Err(format!(
+                    "'{entry}' is not NAME=CLAIM (e.g. org=hospital_org)"
+                ));
+            };
+            let slot = match name {
+                "role" => &mut self.role,
+                "fhirUser" => &mut self.fhir_user,
+                "patient" => &mut self.patient,
+                "org" => &mut self.org,
+                "practitioner" => &mut self.practitioner,
+                "region" => &mut self.region,
+                _ => {
+                    return Err(format!(
+                        "'{name}' is no claim healthcloud reads: map role, fhirUser, patient, org, practitioner or region"
+                    ));
+                }
+            };
+            *slot = claim.to_owned();
+        }
+        Ok(self)
     }
 }
 

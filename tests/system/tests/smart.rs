@@ -128,7 +128,7 @@ impl World {
                     issuer: provider.issuer.clone(),
                     client_id: "healthcloud".into(),
                     client_secret: std::fs::read_to_string(dir.path().join("idp-secret")).unwrap(),
-                    role_claim: "role".into(),
+                    claims: Default::default(),
                 }),
                 clients: Default::default(),
             },

@@ -112,10 +112,11 @@ pub struct AuthorizationArgs {
         env = "HEALTHCLOUD_IDENTITY_PROVIDER_SECRET_FILE"
     )]
     pub identity_provider_secret: Option<PathBuf>,
-    /// The ID token claim naming the user's role (clinician, patient or citizen); the
-    /// claims fhirUser, patient, org, practitioner and region are read as they are.
-    #[arg(long, value_name = "CLAIM", default_value = "role")]
-    pub identity_provider_role_claim: String,
+    /// Read one of healthcloud's claims (role, fhirUser, patient, org, practitioner,
+    /// region) from the provider's ID token claim of another name, e.g. org=hospital_org
+    /// (repeatable; by default each is read from a claim of its own name).
+    #[arg(long = "identity-provider-claim", value_name = "NAME=CLAIM")]
+    pub identity_provider_claims: Vec<String>,
 }
 
 impl AuthorizationArgs {
@@ -157,7 +158,9 @@ impl AuthorizationArgs {
                     issuer: issuer.clone(),
                     client_id: self.identity_provider_client_id.clone(),
                     client_secret,
-                    role_claim: self.identity_provider_role_claim.clone(),
+                    claims: healthcloud_oauth::ClaimNames::default()
+                        .mapped(&self.identity_provider_claims)
+                        .map_err(|e| anyhow::anyhow!("--identity-provider-claim {e}"))?,
                 }),
                 clients,
             },
