@@ -567,3 +567,34 @@ fn the_vendor_loop_builds_checks_and_runs_a_new_app() {
         "{stderr}"
     );
 }
+
+#[test]
+fn rotate_signing_key_adds_a_key_and_retires_the_oldest_beyond_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().unwrap();
+    let new_key = |printed: &str| {
+        printed
+            .lines()
+            .find_map(|line| line.strip_prefix("new signing key "))
+            .unwrap_or_else(|| panic!("no new key: {printed}"))
+            .to_owned()
+    };
+    let mut kids = Vec::new();
+    for _ in 0..3 {
+        let printed = succeed(&["rotate-signing-key", "--data-dir", data]);
+        assert!(
+            printed.contains("signs from 2 minutes from now"),
+            "{printed}"
+        );
+        kids.push(new_key(&printed));
+    }
+    // The first rotation created the directory with a first key; three are kept.
+    let printed = succeed(&["rotate-signing-key", "--data-dir", data]);
+    assert!(printed.contains("retired key"), "{printed}");
+    kids.push(new_key(&printed));
+    let kept = healthcloud_platform::auth::keys::SigningKeys::open(&data_dir.join("oauth-keys"))
+        .unwrap()
+        .kids();
+    assert_eq!(kept, kids[1..], "{printed}");
+}

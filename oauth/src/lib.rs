@@ -56,6 +56,10 @@ pub const OFFLINE_ACCESS_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long an authorization with `online_access` may be refreshed, from the user's consent.
 pub const ONLINE_ACCESS_TTL: Duration = Duration::from_secs(3600);
 
+/// How often the signing keys are read again (a rotation another node wrote into a shared
+/// key directory); shorter than [`healthcloud_platform::auth::keys::PROPAGATION`].
+pub const KEYS_RELOADED_EVERY: Duration = Duration::from_secs(60);
+
 /// How often the revocations other nodes recorded are read.
 pub const REVOCATIONS_POLLED_EVERY: Duration = Duration::from_millis(500);
 
@@ -133,6 +137,7 @@ impl AuthorizationServer {
         let since = now() - REMEMBER_REVOKED.as_secs() as i64;
         server.learn_revocations(since).await?;
         tokio::spawn(poll_revocations(Arc::downgrade(&server.inner), now()));
+        tokio::spawn(reload_keys(Arc::downgrade(&server.inner)));
         Ok(server)
     }
 
@@ -259,6 +264,19 @@ pub(crate) struct Granted {
     /// When its refresh tokens stop working, whatever their rotation (seconds since the
     /// epoch).
     pub until: i64,
+}
+
+/// Reads the signing keys again now and then, while the server is in use.
+async fn reload_keys(server: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(KEYS_RELOADED_EVERY).await;
+        let Some(inner) = server.upgrade() else {
+            return;
+        };
+        if let Err(error) = inner.keys.reload() {
+            tracing::warn!(error = format!("{error:#}"), "signing keys not read again");
+        }
+    }
 }
 
 /// Reads the revocations other nodes record, while the server is in use.

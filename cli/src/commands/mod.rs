@@ -4,6 +4,7 @@ mod app;
 mod data;
 mod keygen;
 mod region;
+mod rotate_signing_key;
 mod security_log;
 mod serve;
 mod source;
@@ -65,6 +66,8 @@ pub enum Command {
     /// The upstream FHIR sources and their health: list, add, remove, check.
     #[command(subcommand)]
     Source(source::SourceCommand),
+    /// Add a new signing key to the SMART authorization server's keys (rotation).
+    RotateSigningKey(rotate_signing_key::RotateSigningKeyCommand),
 }
 
 impl Command {
@@ -80,6 +83,7 @@ impl Command {
             Command::Region(command) => command.run().await,
             Command::SecurityLog(command) => command.run().await,
             Command::Source(command) => command.run().await,
+            Command::RotateSigningKey(command) => command.run().await,
         }
     }
 }

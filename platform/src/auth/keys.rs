@@ -1,12 +1,15 @@
 //! The authorization server's signing keys: ES256 (ECDSA P-256) key pairs, each named by a key
 //! id (`kid`) derived from its public key, kept as PKCS#8 files (mode 0600) in one directory
-//! so every restart signs and verifies with the same keys. The newest key signs; the older
-//! ones still verify until they are retired, so tokens signed before a rotation stay valid
-//! for their lifetime. The public keys are published as a JWK set (RFC 7517) for anyone who
-//! verifies the tokens elsewhere.
+//! so every restart signs and verifies with the same keys (nodes that share the directory share
+//! them, and [`SigningKeys::reload`] picks up what another node's rotation wrote). A new key
+//! verifies at once but signs only once it is [`PROPAGATION`] old, so every node has read it
+//! before a token it signed reaches them; the older ones still verify until they are retired,
+//! so tokens signed before a rotation stay valid for their lifetime. The public keys are
+//! published as a JWK set (RFC 7517) for anyone who verifies the tokens elsewhere.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,9 +24,14 @@ use sha2::{Digest, Sha256};
 /// retires the oldest, and tokens it signed stop verifying.
 pub const KEPT_KEYS: usize = 3;
 
+/// How long a new key only verifies before it signs: longer than the nodes' reload interval.
+pub const PROPAGATION: Duration = Duration::from_secs(120);
+
 /// One key pair.
 struct Key {
     kid: String,
+    /// When it was made, microseconds since the epoch (its file name's sequence).
+    created: i64,
     encoding: EncodingKey,
     decoding: DecodingKey,
     /// The public point's coordinates, base64url.
@@ -35,8 +43,10 @@ struct Key {
 #[derive(Clone)]
 pub struct SigningKeys {
     dir: PathBuf,
-    /// Oldest first: the last one signs.
+    /// Oldest first.
     keys: Arc<RwLock<Vec<Key>>>,
+    /// How old a key must be to sign (see [`PROPAGATION`]).
+    propagation: Duration,
 }
 
 impl std::fmt::Debug for SigningKeys {
@@ -53,34 +63,32 @@ impl SigningKeys {
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?
-            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "p8"))
-            .collect();
-        // Named `<sequence>-<kid>.p8`: the sequence orders them.
-        files.sort();
-        let keys = files
-            .iter()
-            .map(|path| {
-                let der = std::fs::read(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-                Key::from_pkcs8(&der).map_err(|e| {
-                    anyhow::anyhow!(
-                        "{} is not an ES256 private key ({e}): remove it to retire it",
-                        path.display()
-                    )
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
         let set = SigningKeys {
             dir: dir.to_owned(),
-            keys: Arc::new(RwLock::new(keys)),
+            keys: Arc::new(RwLock::new(read_keys(dir)?)),
+            propagation: PROPAGATION,
         };
         if set.kids().is_empty() {
             set.rotate()?;
         }
         Ok(set)
+    }
+
+    /// These keys, a new one signing once it is `propagation` old (for a single node, or
+    /// tests: zero).
+    pub fn propagating_within(mut self, propagation: Duration) -> Self {
+        self.propagation = propagation;
+        self
+    }
+
+    /// Reads the directory again: a key another process added (a rotation, on a directory
+    /// several nodes share) signs here from now on, and a retired one stops verifying.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let keys = read_keys(&self.dir)?;
+        if !keys.is_empty() {
+            *self.keys.write().expect("keys poisoned") = keys;
+        }
+        Ok(())
     }
 
     /// Adds a new key that signs from now on; the previous ones keep verifying, up to
@@ -90,9 +98,9 @@ impl SigningKeys {
         let der =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
                 .map_err(|_| anyhow::anyhow!("cannot generate a P-256 key"))?;
-        let key = Key::from_pkcs8(der.as_ref())?;
-        let kid = key.kid.clone();
         let sequence = chrono::Utc::now().timestamp_micros();
+        let key = Key::from_pkcs8(der.as_ref(), sequence)?;
+        let kid = key.kid.clone();
         super::write_private(
             &self.dir.join(format!("{sequence:020}-{kid}.p8")),
             der.as_ref(),
@@ -114,16 +122,23 @@ impl SigningKeys {
         Ok(kid)
     }
 
-    /// The key ids, oldest first (the last one signs).
+    /// The key ids, oldest first.
     pub fn kids(&self) -> Vec<String> {
         let keys = self.keys.read().expect("keys poisoned");
         keys.iter().map(|key| key.kid.clone()).collect()
     }
 
-    /// `claims` as a JWT signed with the newest key, naming it (`kid`).
+    /// The id of the key that signs now: the newest one at least [`PROPAGATION`] old (or
+    /// the oldest, while none is).
+    pub fn signing_kid(&self) -> String {
+        let keys = self.keys.read().expect("keys poisoned");
+        signing(&keys, self.propagation).kid.clone()
+    }
+
+    /// `claims` as a JWT signed with the key that signs now, naming it (`kid`).
     pub fn sign<T: Serialize>(&self, claims: &T) -> String {
         let keys = self.keys.read().expect("keys poisoned");
-        let key = keys.last().expect("a key set always holds a key");
+        let key = signing(&keys, self.propagation);
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(key.kid.clone());
         jsonwebtoken::encode(&header, claims, &key.encoding)
@@ -155,8 +170,47 @@ impl SigningKeys {
     }
 }
 
+/// Of `keys` (oldest first, never none), the newest one `propagation` old, else the oldest.
+fn signing(keys: &[Key], propagation: Duration) -> &Key {
+    let ripe = chrono::Utc::now().timestamp_micros() - propagation.as_micros() as i64;
+    keys.iter()
+        .rev()
+        .find(|key| key.created <= ripe)
+        .unwrap_or_else(|| keys.first().expect("a key set always holds a key"))
+}
+
+/// The keys in `dir`, oldest first.
+fn read_keys(dir: &Path) -> anyhow::Result<Vec<Key>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "p8"))
+        .collect();
+    // Named `<sequence>-<kid>.p8`: the sequence orders them.
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let der = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            let created = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .and_then(|name| name.split('-').next())
+                .and_then(|sequence| sequence.parse().ok())
+                .unwrap_or(0);
+            Key::from_pkcs8(&der, created).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is not an ES256 private key ({e}): remove it to retire it",
+                    path.display()
+                )
+            })
+        })
+        .collect()
+}
+
 impl Key {
-    fn from_pkcs8(der: &[u8]) -> anyhow::Result<Key> {
+    fn from_pkcs8(der: &[u8], created: i64) -> anyhow::Result<Key> {
         let pair =
             EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &SystemRandom::new())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -171,6 +225,7 @@ impl Key {
         let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(point)[..16]);
         Ok(Key {
             kid,
+            created,
             encoding: EncodingKey::from_ec_der(der),
             decoding: DecodingKey::from_ec_components(&x, &y)
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -200,12 +255,18 @@ mod tests {
             "reopened"
         );
 
+        // A new key verifies at once on every node sharing the directory, and signs only
+        // once it is old enough for all of them to have read it.
+        let other_node = SigningKeys::open(dir.path()).unwrap();
         let second = keys.rotate().unwrap();
-        let newer = keys.sign(&json!({"sub": "x"}));
-        assert_eq!(
-            jsonwebtoken::decode_header(&newer).unwrap().kid,
-            Some(second.clone())
+        assert_eq!(keys.signing_kid(), first[0], "not yet: it propagates first");
+        other_node.reload().unwrap();
+        assert!(
+            other_node.decoding_key(&second).is_some(),
+            "read by the other node"
         );
+        let keys = keys.propagating_within(Duration::ZERO);
+        let newer = keys.sign(&json!({"sub": "x"}));
         // Both verify: the old one until it is retired.
         let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
         validation.required_spec_claims.clear();
