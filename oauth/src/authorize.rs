@@ -205,9 +205,6 @@ async fn authorize(server: AuthorizationServer, params: AuthorizeParams) -> Resp
         Err(error) => return page_error(StatusCode::BAD_GATEWAY, &error.to_string()),
     };
     let db = &server.inner.db;
-    if let Err(error) = forget_expired(server.clone()).await {
-        return internal(error);
-    }
     let mut sql = db.sql("INSERT INTO oauth_requests (id, browser, request, login_nonce, login_verifier, expires_at) VALUES (");
     sql.bind_list([
         id.clone().into(),
@@ -236,18 +233,6 @@ async fn authorize(server: AuthorizationServer, params: AuthorizeParams) -> Resp
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
-}
-
-/// Deletes the requests, codes and launches past their time, so abandoned sign-ins do not
-/// pile up.
-async fn forget_expired(server: AuthorizationServer) -> anyhow::Result<()> {
-    let db = &server.inner.db;
-    for table in ["oauth_requests", "oauth_codes", "oauth_launches"] {
-        let mut sql = db.sql(&format!("DELETE FROM {table} WHERE expires_at <= "));
-        sql.bind(now());
-        sql.query().execute(db.pool()).await?;
-    }
-    Ok(())
 }
 
 /// The cookie that binds request `id` (one of ours: 43 base64url characters) to its browser.

@@ -68,7 +68,7 @@ impl ClientCredentials {
             ));
         }
         // Which client, from the assertion itself; verified below with that client's keys.
-        let claimed = unverified_issuer(assertion)
+        let claimed = healthcloud_platform::auth::issuers::claimed_issuer(assertion)
             .ok_or_else(|| OAuthError::InvalidClient("the client assertion has no iss".into()))?;
         if self
             .client_id
@@ -114,9 +114,6 @@ impl ClientCredentials {
         }
         // Used once: a copied assertion is refused.
         let db = &server.inner.db;
-        let mut sql = db.sql("DELETE FROM oauth_assertions WHERE expires_at < ");
-        sql.bind(now() - 60);
-        sql.query().execute(db.pool()).await?;
         let mut sql = db.sql("INSERT INTO oauth_assertions (jti_hash, expires_at) VALUES (");
         sql.bind_list([
             hash(&format!("{claimed} {}", claims.jti)).into(),
@@ -142,9 +139,4 @@ fn key_of(jwks: &serde_json::Value, kid: Option<&str>, alg: Algorithm) -> Option
         return None;
     }
     DecodingKey::from_jwk(jwk).ok()
-}
-
-/// The `iss` an assertion claims, read without verifying it (to pick the keys that then do).
-fn unverified_issuer(assertion: &str) -> Option<String> {
-    healthcloud_platform::auth::issuers::claimed_issuer(assertion)
 }

@@ -137,7 +137,7 @@ impl AuthorizationServer {
         let since = now() - REMEMBER_REVOKED.as_secs() as i64;
         server.learn_revocations(since).await?;
         tokio::spawn(poll_revocations(Arc::downgrade(&server.inner), now()));
-        tokio::spawn(reload_keys(Arc::downgrade(&server.inner)));
+        tokio::spawn(housekeeping(Arc::downgrade(&server.inner)));
         Ok(server)
     }
 
@@ -266,8 +266,10 @@ pub(crate) struct Granted {
     pub until: i64,
 }
 
-/// Reads the signing keys again now and then, while the server is in use.
-async fn reload_keys(server: std::sync::Weak<Inner>) {
+/// Now and then, while the server is in use: reads the signing keys again, and deletes the
+/// requests, codes, launches and client assertions past their time, so abandoned sign-ins
+/// do not pile up (off the request path).
+async fn housekeeping(server: std::sync::Weak<Inner>) {
     loop {
         tokio::time::sleep(KEYS_RELOADED_EVERY).await;
         let Some(inner) = server.upgrade() else {
@@ -276,7 +278,29 @@ async fn reload_keys(server: std::sync::Weak<Inner>) {
         if let Err(error) = inner.keys.reload() {
             tracing::warn!(error = format!("{error:#}"), "signing keys not read again");
         }
+        if let Err(error) = forget_expired(&inner.db).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "expired authorization rows not deleted"
+            );
+        }
     }
+}
+
+/// Deletes the rows past their time. A client assertion's row outlives the assertion by a
+/// minute (its `exp` is checked with leeway), so a copy of it is still refused meanwhile.
+async fn forget_expired(db: &Database) -> anyhow::Result<()> {
+    for table in [
+        "oauth_requests",
+        "oauth_codes",
+        "oauth_launches",
+        "oauth_assertions",
+    ] {
+        let mut sql = db.sql(&format!("DELETE FROM {table} WHERE expires_at <= "));
+        sql.bind(now());
+        sql.query().execute(db.pool()).await?;
+    }
+    Ok(())
 }
 
 /// Reads the revocations other nodes record, while the server is in use.
