@@ -320,6 +320,16 @@ impl World {
     }
 }
 
+/// Asserts an OAuth error answer: its status and its `error` code.
+#[track_caller]
+fn assert_oauth_error(status: u16, answer: &Value, expected: u16, error: &str) {
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (expected, Some(error)),
+        "{answer}"
+    );
+}
+
 fn scope(text: &str) -> Scope {
     Scope::parse(text).unwrap().unwrap()
 }
@@ -454,10 +464,7 @@ async fn a_code_works_once_and_its_replay_revokes_every_token_issued_with_it() {
     assert_eq!(tokens["patient"], "pat-a");
     assert_eq!(world.observations(access).await, 200);
     let (status, replay) = world.exchange(&code, VERIFIER).await;
-    assert_eq!(
-        (status, replay["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &replay, 400, "invalid_grant");
     let (status, refreshed) = world
         .refresh(tokens["refresh_token"].as_str().unwrap())
         .await;
@@ -489,10 +496,7 @@ async fn a_code_with_the_wrong_pkce_verifier_or_redirect_uri_or_client_gets_no_t
             "another-verifier-that-is-long-enough-for-pkce-0123456789",
         )
         .await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
     assert!(
         refused["error_description"]
             .as_str()
@@ -513,10 +517,7 @@ async fn a_code_with_the_wrong_pkce_verifier_or_redirect_uri_or_client_gets_no_t
             ("client_id", CLIENT_ID),
         ])
         .await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
 
     let code = world.code(VERIFIER, &[]);
     let (status, refused) = world
@@ -528,10 +529,7 @@ async fn a_code_with_the_wrong_pkce_verifier_or_redirect_uri_or_client_gets_no_t
             ("client_id", "some-other-app"),
         ])
         .await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+    assert_oauth_error(status, &refused, 401, "invalid_client");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -600,10 +598,7 @@ async fn an_app_never_gets_more_than_the_region_granted_whatever_it_asks_for() {
             ),
         ])
         .await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_scope"))
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_scope");
 
     // Nothing granted at all: no code.
     let url = world.authorize_url(
@@ -629,10 +624,7 @@ async fn a_refresh_token_rotates_and_a_used_or_revoked_one_ends_the_authorizatio
     let (status, _) = world.refresh(first).await;
     assert_eq!(status, 400);
     let (status, refused) = world.refresh(second).await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
 
     // Revocation (RFC 7009) of a fresh authorization's refresh token.
     let code = world.code(VERIFIER, &[]);
@@ -647,10 +639,7 @@ async fn a_refresh_token_rotates_and_a_used_or_revoked_one_ends_the_authorizatio
         .unwrap();
     assert_eq!(revoked.status().as_u16(), 200);
     let (status, refused) = world.refresh(refresh_token).await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1005,10 +994,7 @@ async fn an_apps_reads_are_audited_under_its_name_and_its_live_token_dies_with_i
     let (status, refused) = world
         .refresh(tokens["refresh_token"].as_str().unwrap())
         .await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+    assert_oauth_error(status, &refused, 401, "invalid_client");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1219,11 +1205,7 @@ async fn a_confidential_client_authenticates_with_its_registered_key_once_per_as
         ("client_assertion", valid),
     ];
     let (status, answer) = post(replayed).await;
-    assert_eq!(
-        (status, answer["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{answer}"
-    );
+    assert_oauth_error(status, &answer, 401, "invalid_client");
     let fresh = vec![
         ("grant_type", "refresh_token".to_owned()),
         (
@@ -1326,17 +1308,9 @@ async fn a_backend_service_gets_a_token_for_its_granted_system_scopes_with_its_k
     assert_eq!(search("AuditEvent", token.to_owned()).await.0, 403);
     // Without its key, or for nothing granted: no token.
     let (status, refused) = ask("system/Observation.rs", false).await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{refused}"
-    );
+    assert_oauth_error(status, &refused, 401, "invalid_client");
     let (status, refused) = ask("system/Condition.rs", true).await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_scope")),
-        "{refused}"
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_scope");
     // A public app may not act without a user.
     let public = world
         .http
@@ -1425,11 +1399,7 @@ async fn a_reinstall_a_revoked_version_or_a_changed_install_ends_what_was_author
     let (status, refused) = world
         .refresh(tokens["refresh_token"].as_str().unwrap())
         .await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{refused}"
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
     clients.register(installed.clone()).unwrap();
     // The store revokes 1.0.0 and the region installs 1.1.0: 1.0.0's authorizations end.
     let tokens = authorize().await;
@@ -1440,11 +1410,7 @@ async fn a_reinstall_a_revoked_version_or_a_changed_install_ends_what_was_author
     let (status, refused) = world
         .refresh(tokens["refresh_token"].as_str().unwrap())
         .await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{refused}"
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
     assert!(
         refused["error_description"]
             .as_str()
@@ -1469,10 +1435,7 @@ async fn a_refresh_token_presented_by_another_app_is_refused_without_being_spent
             ("client_id", "some-other-app"),
         ])
         .await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
     let (status, refreshed) = world.refresh(refresh_token).await;
     assert_eq!(status, 200, "the app's own token still works: {refreshed}");
 }
@@ -1512,4 +1475,37 @@ async fn a_clinician_picks_the_patient_in_a_standalone_launch_and_only_the_apps_
     let query = callback_query(&world.browse(&url, "citizen-aase", "allow"));
     assert_eq!(query["error"], "access_denied");
     assert!(query["error_description"].contains("not for a citizen"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_endpoint_answers_cors_for_installed_apps_pages_only() {
+    let world = World::start().await;
+    let token_url = world.server.endpoints().token();
+    let preflight = async |origin: &str| {
+        let response = world
+            .http
+            .request(reqwest::Method::OPTIONS, &token_url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        preflight("http://127.0.0.1:9").await.as_deref(),
+        Some("http://127.0.0.1:9"),
+        "the installed app's own pages"
+    );
+    assert_eq!(preflight("https://attacker.example").await, None);
+    assert_eq!(preflight("null").await, None);
+    assert!(world.server.clients().remove(CLIENT_ID));
+    assert_eq!(
+        preflight("http://127.0.0.1:9").await,
+        None,
+        "once it is removed"
+    );
 }
