@@ -16,6 +16,7 @@
 //! Consent is the caller's to check before any source is asked.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -23,7 +24,7 @@ use crate::evaluate::satisfies;
 use crate::params::{self, IndexRows, ParamKind};
 use crate::patient_index::{IdentityError, PatientIndex, Remembered};
 use crate::query::{Filter, Match, SearchQuery, Sort, Value as QueryValue, compartment_patients};
-use crate::store::Quantifier;
+use crate::store::{Quantifier, StoredResource};
 use crate::upstream::{Upstream, UpstreamCapabilities, UpstreamError};
 
 /// The most resources asked of one source for one search.
@@ -34,8 +35,8 @@ pub const MAX_RESULTS_PER_SOURCE: usize = 1000;
 pub struct FederatedSource {
     /// Its FHIR API.
     pub upstream: Upstream,
-    /// Its CapabilityStatement, as last read.
-    pub capabilities: UpstreamCapabilities,
+    /// Its CapabilityStatement, as last read (shared: a large one is read by every search).
+    pub capabilities: Arc<UpstreamCapabilities>,
 }
 
 /// The healthcloud patient whose compartment is searched.
@@ -58,16 +59,41 @@ pub struct Renamed {
     pub id: String,
     /// Its index rows, as the embedded store would keep them.
     pub rows: IndexRows,
-    /// Its JSON, when already written out in the source's own task (the first matches of a
-    /// sorted search, which the page is cut from), off the path of the merged answer.
-    pub json: Option<String>,
+}
+
+impl Renamed {
+    /// What it is ordered by in a search: its date and its id.
+    fn sort_key(&self) -> (Option<i64>, &str) {
+        (self.rows.sort_date, &self.id)
+    }
+
+    /// The resource as the store's resources are handed around, and its index.
+    pub fn into_stored(self) -> (StoredResource, IndexRows) {
+        let stored = StoredResource {
+            version_id: self.resource["meta"]["versionId"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1),
+            patient_id: self.rows.patient_id.clone(),
+            // `serde_json::to_string` writes into a `String` directly (`to_string` would go
+            // through `fmt`, measurably slower for a page of resources).
+            content: serde_json::to_string(&self.resource).expect("a JSON value serializes"),
+            sort_date: self.rows.sort_date,
+            id: self.id,
+        };
+        (stored, self.rows)
+    }
 }
 
 /// What one source contributed to a search.
 #[derive(Debug, Default)]
 pub struct SourceAnswer {
-    /// The resources that passed every check, renamed into healthcloud's namespace.
-    pub resources: Vec<Renamed>,
+    /// The first of the resources that passed every check, up to the end of the page asked
+    /// for, in the search's order, as healthcloud serves them. They are written out in the
+    /// source's own task, off the path of the merged answer, and the rest are only counted.
+    pub resources: Vec<StoredResource>,
+    /// How many resources passed every check.
+    pub returned: usize,
     /// Resources the source should not have sent, and why (for the security log).
     pub dropped: Vec<Dropped>,
     /// Whether the source had more than [`MAX_RESULTS_PER_SOURCE`] matches.
@@ -78,9 +104,6 @@ pub struct SourceAnswer {
     /// How many resources match at the source: those read, or, when only the first of a
     /// sorted search were read, the source's own count.
     pub total: usize,
-    /// Whether `resources` are in the source's own order of a sorted search (the first of
-    /// them), rather than all of them in no particular order.
-    pub ordered: bool,
 }
 
 /// A resource a source sent that did not pass.
@@ -192,18 +215,14 @@ pub async fn search_source(
     let count = wanted.unwrap_or(MAX_RESULTS_PER_SOURCE);
     parameters.push(("_count".into(), count.to_string()));
     let pages = read_pages(&source.upstream, resource_type, parameters, wanted).await?;
-    let mut answer = SourceAnswer {
-        searched: true,
-        truncated: pages.truncated,
-        ordered: pages.ordered,
-        ..SourceAnswer::default()
-    };
     let patients = BTreeMap::from([(source_patient.clone(), patient.id.to_owned())]);
     let names = Names {
         source: name,
         base: source.upstream.base().as_str().trim_end_matches('/'),
         patients: &patients,
     };
+    let mut dropped = Vec::new();
+    let mut admitted = Vec::new();
     // A source that sends one resource twice must not make it count, or page, twice.
     let mut returned = BTreeSet::new();
     for mut resource in pages.matches {
@@ -214,38 +233,42 @@ pub async fn search_source(
         );
         match admit(&names, &mut resource, query, &asked, patient.id) {
             Ok(None) => {}
-            Ok(Some((id, _))) if returned.contains(&id) => answer.dropped.push(Dropped {
+            Ok(Some((id, _))) if returned.contains(&id) => dropped.push(Dropped {
                 resource: named,
                 reason: "it was sent twice".into(),
             }),
             Ok(Some((id, rows))) => {
                 returned.insert(id.clone());
-                answer.resources.push(Renamed {
-                    resource,
-                    id,
-                    rows,
-                    json: None,
-                })
+                admitted.push(Renamed { resource, id, rows });
             }
-            Err(reason) => answer.dropped.push(Dropped {
+            Err(reason) => dropped.push(Dropped {
                 resource: named,
                 reason,
             }),
         }
     }
-    if answer.ordered {
-        // Sorted at the source, the first of them are what the page takes.
-        for renamed in answer.resources.iter_mut().take(query.offset + query.count) {
-            renamed.json = serde_json::to_string(&renamed.resource).ok();
-        }
+    // A source's sorted answer keeps its order (it breaks ties as it does, the same on every
+    // page); anything else is sorted as the embedded store sorts.
+    if !pages.ordered {
+        admitted.sort_by(|a, b| query.sort.compare(a.sort_key(), b.sort_key()));
     }
-    answer.total = match pages.first_of {
+    let total = match pages.first_of {
         // The source's count, of what it was asked (the whole search): what it sent beyond
         // the page is not read, so what it sent that fails is not known either.
-        Some(total) => total.max(answer.resources.len()),
-        None => answer.resources.len(),
+        Some(total) => total.max(admitted.len()),
+        None => admitted.len(),
     };
-    Ok(answer)
+    Ok(SourceAnswer {
+        returned: admitted.len(),
+        resources: (admitted.into_iter())
+            .take(query.offset + query.count)
+            .map(|renamed| renamed.into_stored().0)
+            .collect(),
+        dropped,
+        truncated: pages.truncated,
+        searched: true,
+        total,
+    })
 }
 
 /// The most pages read from one source for one search.
@@ -422,7 +445,6 @@ pub async fn read_source(
         resource,
         id: renamed,
         rows,
-        json: None,
     }))
 }
 

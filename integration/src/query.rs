@@ -112,6 +112,28 @@ pub enum Sort {
     DateDescending,
 }
 
+impl Sort {
+    /// How two matches with `(date, id)` keys are ordered, as the embedded store orders a
+    /// search: by their dates (those without one last, as the store's `NULLS LAST`), then by
+    /// id (bytes).
+    pub fn compare(self, a: (Option<i64>, &str), b: (Option<i64>, &str)) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let by_date = |descending: bool| match (a.0, b.0) {
+            (Some(x), Some(y)) if descending => y.cmp(&x),
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        let first = match self {
+            Sort::Id => Ordering::Equal,
+            Sort::DateAscending => by_date(false),
+            Sort::DateDescending => by_date(true),
+        };
+        first.then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
+    }
+}
+
 /// One way the policy engine allows access: inside a patient's compartment (if set) and
 /// matching every filter (a scope's query restriction).
 #[derive(Debug, Clone, PartialEq, Default)]

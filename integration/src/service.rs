@@ -12,7 +12,7 @@ use crate::audit::{AuditRecord, audit_event};
 use crate::date;
 use crate::error::FhirError;
 use crate::evaluate::satisfies;
-use crate::federation::{CompartmentPatient, Dropped, Renamed};
+use crate::federation::{CompartmentPatient, Dropped};
 use crate::params::TypeDef;
 use crate::patient_index::{CPR_SYSTEM, PatientIndex};
 use crate::policy::{AccessContext, authorize, confined_patient};
@@ -200,7 +200,7 @@ impl FhirService {
                 audit.sources.push((source.to_owned(), summary));
                 match read {
                     Ok(Some(renamed)) => {
-                        let (resource, rows) = stored_from_source(renamed)?;
+                        let (resource, rows) = renamed.into_stored();
                         (Some(resource), Some(rows))
                     }
                     Ok(None) | Err(SourceError::Unknown(_)) => (None, None),
@@ -314,11 +314,14 @@ impl FhirService {
             }
         };
         let actors = context.consent_actors();
+        // The one patient of the search whose consent allows it, when there is one.
+        let mut consented = None;
         let consent = match confined_patient(&groups) {
             Some(patient) => {
                 audit.patients = vec![patient.to_owned()];
                 self.check_consent(context, Some(query.type_def), patient)
                     .await?;
+                consented = Some(Consented(patient.to_owned()));
                 None
             }
             None => {
@@ -342,6 +345,10 @@ impl FhirService {
                         audit.patients = named;
                         return Err(FhirError::ConsentDenied);
                     }
+                    // One patient named, and not denied (or nobody here a consent can name).
+                    if let [patient] = named.as_slice() {
+                        consented = Some(Consented(patient.clone()));
+                    }
                 }
                 (!actors.is_empty()).then(|| ConsentExclusion {
                     actors,
@@ -350,11 +357,8 @@ impl FhirService {
             }
         };
         query.constraints = Constraints { groups, consent };
-        let page = match self.fan_out_patient(&query) {
-            Some(patient) => {
-                self.search_sources(context, &query, &patient, audit)
-                    .await?
-            }
+        let page = match consented.filter(|_| self.fans_out(&query)) {
+            Some(patient) => self.search_sources(&query, &patient, audit).await?,
             None => self.store.search(&query).await?,
         };
         for patient in page.resources.iter().filter_map(|r| r.patient_id.as_ref()) {
@@ -605,43 +609,28 @@ impl FhirService {
         split_source_id(id).filter(|(source, _)| self.sources.contains(source))
     }
 
-    /// The patient whose compartment a search is confined to, by the policy or by naming one
-    /// patient, when sources hold data of that kind: then the sources are asked too.
-    fn fan_out_patient(&self, query: &SearchQuery) -> Option<String> {
-        if self.sources.is_empty()
-            || !query.type_def.in_patient_compartment()
-            || query.type_def.name == "Patient"
+    /// Whether sources hold data of `query`'s kind: then a search in one patient's
+    /// compartment asks them too.
+    fn fans_out(&self, query: &SearchQuery) -> bool {
+        !self.sources.is_empty()
+            && query.type_def.in_patient_compartment()
+            && query.type_def.name != "Patient"
             // Consents and the audit trail are the home store's alone.
-            || crate::federation::home_only(query.type_def.name)
-        {
-            return None;
-        }
-        if let Some(patient) = confined_patient(&query.constraints.groups) {
-            return Some(patient.to_owned());
-        }
-        match query.named_patients()?.as_slice() {
-            [patient] => Some(patient.clone()),
-            _ => None,
-        }
+            && !crate::federation::home_only(query.type_def.name)
     }
 
     /// `query` over the embedded store and every source, in `patient`'s compartment: merged,
-    /// sorted as asked and paged. The patient's consent is checked before any source is asked.
+    /// sorted as asked and paged. Only a patient whose consent allowed the search gets here:
+    /// no source is asked before.
     async fn search_sources(
         &self,
-        context: &AccessContext,
         query: &SearchQuery,
-        patient: &str,
+        patient: &Consented,
         audit: &mut Pending<'_>,
     ) -> Result<SearchPage, FhirError> {
-        // The CPR number is looked up at home while consent is checked; no source is asked
-        // before consent allowed it.
-        let (consent, cpr, remembered) = tokio::join!(
-            self.check_consent(context, Some(query.type_def), patient),
-            self.cpr_of(patient),
-            self.sources.remembered(patient)
-        );
-        consent?;
+        let patient = patient.0.as_str();
+        let (cpr, remembered) =
+            tokio::join!(self.cpr_of(patient), self.sources.remembered(patient));
         let remembered = remembered.map_err(|e| FhirError::Internal(e.into()))?;
         let Some(cpr) = cpr? else {
             // Sources know patients by CPR number; without one, only the home record has data.
@@ -663,7 +652,7 @@ impl FhirService {
         );
         let home = home?;
         let mut total = home.total;
-        let mut lists = vec![home.resources.into_iter().map(Merged::Home).collect()];
+        let mut lists = vec![home.resources];
         let mut incomplete = Vec::new();
         for report in reports {
             audit
@@ -679,23 +668,13 @@ impl FhirService {
             }
             if let SourceOutcome::Answered(answer) = report.outcome {
                 total += answer.total;
-                let mut list: Vec<Merged> =
-                    answer.resources.into_iter().map(Merged::Source).collect();
-                if !answer.ordered {
-                    list.sort_by(|a, b| compare(a.key(), b.key(), query.sort));
-                }
-                lists.push(list);
+                lists.push(answer.resources);
             }
         }
-        // Only the page's resources are serialized.
         let resources = merge(lists, query.sort, query.offset + query.count)
             .into_iter()
             .skip(query.offset)
-            .map(|matched| match matched {
-                Merged::Home(stored) => Ok(stored),
-                Merged::Source(renamed) => stored_from_source(renamed).map(|(stored, _)| stored),
-            })
-            .collect::<Result<_, FhirError>>()?;
+            .collect();
         Ok(SearchPage {
             resources,
             total,
@@ -704,34 +683,12 @@ impl FhirService {
     }
 
     /// The CPR number of the home record's patient `patient`, by which sources know them;
-    /// `None` when the home records hold it on another patient too (a mistyped number, a
-    /// duplicate registration): either may be someone else, and joining both to the sources'
-    /// records would show one person's data to the other (as `PatientIndex` refuses a number a
-    /// source holds twice).
+    /// `None` when the record holds none, several, or one another home record holds too (a
+    /// mistyped number, a duplicate registration): either may be someone else, and joining
+    /// both to the sources' records would show one person's data to the other (as
+    /// `PatientIndex` refuses a number a source holds twice).
     async fn cpr_of(&self, patient: &str) -> Result<Option<String>, FhirError> {
-        let Some(record) = self.store.read("Patient", patient).await? else {
-            return Ok(None);
-        };
-        let record: Value =
-            serde_json::from_str(&record.content).map_err(|e| FhirError::Internal(e.into()))?;
-        let Some(cpr) = record["identifier"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|identifier| identifier["system"] == CPR_SYSTEM)
-            .and_then(|identifier| identifier["value"].as_str())
-        else {
-            return Ok(None);
-        };
-        let mut holders = SearchQuery::parse(
-            "Patient",
-            &[("identifier".into(), format!("{CPR_SYSTEM}|{cpr}"))],
-            self.limits,
-        )?;
-        // Only counted.
-        holders.count = 0;
-        let page = self.store.search(&holders).await?;
-        Ok((page.total == 1).then(|| cpr.to_owned()))
+        self.store.sole_identifier(patient, CPR_SYSTEM).await
     }
 
     fn id_query(
@@ -989,76 +946,13 @@ fn stamp_writer(resource: &mut Value, context: &AccessContext) {
 /// How long a patient's match at a source is trusted before it is looked up again.
 const PATIENT_INDEX_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// A resource from a source as the store's resources are handed around, and its index.
-fn stored_from_source(
-    renamed: Renamed,
-) -> Result<(StoredResource, crate::params::IndexRows), FhirError> {
-    let Renamed {
-        resource,
-        id,
-        rows,
-        json,
-    } = renamed;
-    let content = match json {
-        Some(json) => json,
-        None => serde_json::to_string(&resource).map_err(|e| FhirError::Internal(e.into()))?,
-    };
-    let stored = StoredResource {
-        id,
-        version_id: resource["meta"]["versionId"]
-            .as_str()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1),
-        patient_id: rows.patient_id.clone(),
-        content,
-        sort_date: rows.sort_date,
-    };
-    Ok((stored, rows))
-}
-
-/// A match of a federated search, from the home store or from a source.
-enum Merged {
-    Home(StoredResource),
-    Source(Renamed),
-}
-
-impl Merged {
-    /// What it is ordered by: its date and its id.
-    fn key(&self) -> (Option<i64>, &str) {
-        match self {
-            Merged::Home(stored) => (stored.sort_date, &stored.id),
-            Merged::Source(renamed) => (renamed.rows.sort_date, &renamed.id),
-        }
-    }
-}
-
-/// How two matches with (date, id) keys are ordered, as the embedded store orders a search:
-/// by `sort` on their dates (those without one last, as the store's `NULLS LAST`), then by
-/// id (bytes).
-fn compare(a: (Option<i64>, &str), b: (Option<i64>, &str), sort: Sort) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    let by_date = |descending: bool| match (a.0, b.0) {
-        (Some(x), Some(y)) if descending => y.cmp(&x),
-        (Some(x), Some(y)) => x.cmp(&y),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    };
-    let first = match sort {
-        Sort::Id => Ordering::Equal,
-        Sort::DateAscending => by_date(false),
-        Sort::DateDescending => by_date(true),
-    };
-    first.then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
-}
-
 /// The first `limit` items of `lists`, each already in order, merged by `sort`: at each step
 /// the list whose next item comes first, the earlier list when they compare equal. Each list
 /// keeps its own order (a source's sorted answer stays as it sorted it), so merging the first
 /// items of longer lists gives the first items of the same merge: every page of a search is
 /// cut from one order, however the sources break ties.
-fn merge(lists: Vec<Vec<Merged>>, sort: Sort, limit: usize) -> Vec<Merged> {
-    let mut lists: Vec<std::collections::VecDeque<Merged>> =
+fn merge(lists: Vec<Vec<StoredResource>>, sort: Sort, limit: usize) -> Vec<StoredResource> {
+    let mut lists: Vec<std::collections::VecDeque<StoredResource>> =
         lists.into_iter().map(Into::into).collect();
     let mut merged = Vec::with_capacity(limit.min(lists.iter().map(|l| l.len()).sum()));
     while merged.len() < limit {
@@ -1069,7 +963,7 @@ fn merge(lists: Vec<Vec<Merged>>, sort: Sort, limit: usize) -> Vec<Merged> {
             };
             let earlier = first.is_none_or(|best| {
                 let best = lists[best].front().expect("a list with a head");
-                compare(head.key(), best.key(), sort).is_lt()
+                sort.compare(head.sort_key(), best.sort_key()).is_lt()
             });
             if earlier {
                 first = Some(index);
@@ -1082,6 +976,11 @@ fn merge(lists: Vec<Vec<Merged>>, sort: Sort, limit: usize) -> Vec<Merged> {
     }
     merged
 }
+
+/// The one patient of a search whose consent allowed it: the search's compartment (by the
+/// policy) or the one patient it names. Made only where consent was checked, it is what lets a
+/// search ask the sources.
+struct Consented(String);
 
 /// Which patients' logs get an access record, and which patients it probed out of reach.
 #[derive(Debug, Default)]

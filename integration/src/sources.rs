@@ -80,7 +80,7 @@ struct Registered {
     upstream: Upstream,
     skip: SkipPolicy,
     /// What it declared, narrowed by `settings.types`, as last read.
-    capabilities: Mutex<Option<UpstreamCapabilities>>,
+    capabilities: Mutex<Option<Arc<UpstreamCapabilities>>>,
     health: Mutex<Health>,
 }
 
@@ -159,7 +159,7 @@ impl SourceReport {
                 format!(
                     "source '{}' holds more matches than the {} read: only those are in this answer; narrow the search",
                     self.source,
-                    answer.resources.len() + answer.dropped.len()
+                    answer.returned + answer.dropped.len()
                 ),
             ),
             SourceOutcome::Failed(code, error) => (
@@ -183,7 +183,7 @@ impl SourceReport {
         match &self.outcome {
             SourceOutcome::NotAsked => "not asked".into(),
             SourceOutcome::Answered(answer) => {
-                let mut text = format!("returned {}", answer.resources.len());
+                let mut text = format!("returned {}", answer.returned);
                 if !answer.dropped.is_empty() {
                     text.push_str(&format!(", {} withheld", answer.dropped.len()));
                 }
@@ -551,14 +551,14 @@ impl Registered {
     }
 
     /// What it serves: as last read, else read now.
-    async fn capabilities(&self) -> Result<UpstreamCapabilities, UpstreamError> {
+    async fn capabilities(&self) -> Result<Arc<UpstreamCapabilities>, UpstreamError> {
         if let Some(capabilities) = &*self.capabilities.lock().expect("poisoned") {
             return Ok(capabilities.clone());
         }
         self.refresh_capabilities().await
     }
 
-    async fn refresh_capabilities(&self) -> Result<UpstreamCapabilities, UpstreamError> {
+    async fn refresh_capabilities(&self) -> Result<Arc<UpstreamCapabilities>, UpstreamError> {
         let mut declared = match self.upstream.capabilities().await {
             Ok(declared) => declared,
             Err(error) => {
@@ -571,6 +571,7 @@ impl Registered {
                 .types
                 .retain(|resource_type, _| types.contains(resource_type));
         }
+        let declared = Arc::new(declared);
         *self.capabilities.lock().expect("poisoned") = Some(declared.clone());
         Ok(declared)
     }

@@ -30,6 +30,13 @@ pub struct StoredResource {
     pub sort_date: Option<i64>,
 }
 
+impl StoredResource {
+    /// What it is ordered by in a search: its date and its id.
+    pub fn sort_key(&self) -> (Option<i64>, &str) {
+        (self.sort_date, &self.id)
+    }
+}
+
 /// One page of search results.
 #[derive(Debug, Clone)]
 pub struct SearchPage {
@@ -527,6 +534,29 @@ impl EmbeddedStore {
             .bind(now)
             .push(") LIMIT 1");
         Ok(sql.query().fetch_optional(self.db.pool()).await?.is_some())
+    }
+
+    /// Patient `patient`'s identifier in `system`, when the record holds one value there and
+    /// no other Patient holds the same: one query, as a search by identifier would count them.
+    pub async fn sole_identifier(
+        &self,
+        patient: &str,
+        system: &str,
+    ) -> Result<Option<String>, FhirError> {
+        let mut sql = self.db.sql(
+            "SELECT DISTINCT t.value, (SELECT COUNT(DISTINCT u.resource_id) FROM search_token u \
+             WHERE u.resource_type = 'Patient' AND u.param = 'identifier' \
+             AND u.value = t.value AND u.system = t.system) \
+             FROM search_token t WHERE t.resource_type = 'Patient' AND t.param = 'identifier' \
+             AND t.resource_id = ",
+        );
+        sql.bind(patient).push(" AND t.system = ").bind(system);
+        let rows = sql.query().fetch_all(self.db.pool()).await?;
+        let [row] = rows.as_slice() else {
+            return Ok(None);
+        };
+        let holders: i64 = row.try_get(1)?;
+        Ok((holders == 1).then(|| row.try_get(0)).transpose()?)
     }
 
     /// A value that changes whenever one of `patient`'s Consents is created, updated or

@@ -822,7 +822,7 @@ fn gp_source(upstream: Upstream) -> FederatedSource {
     );
     FederatedSource {
         upstream,
-        capabilities,
+        capabilities: capabilities.into(),
     }
 }
 
@@ -860,7 +860,7 @@ async fn a_sources_readings_come_back_named_through_healthcloud_in_the_patients_
     let index = PatientIndex::new(db, Duration::from_secs(3600));
     let medplum = Medplum::start(&[]);
     let mut source = gp_source(gp_upstream(&medplum, UpstreamAuth::None));
-    source.capabilities = source.upstream.capabilities().await.unwrap();
+    source.capabilities = source.upstream.capabilities().await.unwrap().into();
 
     let query = observation_query(
         &[("code", "http://loinc.org|85354-9")],
@@ -872,11 +872,9 @@ async fn a_sources_readings_come_back_named_through_healthcloud_in_the_patients_
     ids.sort();
     assert_eq!(ids, ["gp.gp-bp-1-1", "gp.gp-bp-1-2", "gp.gp-bp-1-3"]);
     for reading in &answer.resources {
-        assert_eq!(reading.resource["subject"]["reference"], "Patient/hc-1");
-        assert_eq!(
-            reading.resource["meta"]["source"],
-            "urn:healthcloud:source:gp"
-        );
+        let reading: Value = serde_json::from_str(&reading.content).unwrap();
+        assert_eq!(reading["subject"]["reference"], "Patient/hc-1");
+        assert_eq!(reading["meta"]["source"], "urn:healthcloud:source:gp");
     }
 
     // A scope restricted to laboratory results reaches none of the GP's vital signs.
@@ -954,18 +952,12 @@ async fn a_source_that_ignores_the_query_leaks_no_other_patient_and_nothing_outs
     let answer = search_source(&source, &index, &query, HC).await.unwrap();
     let ids: Vec<&str> = answer.resources.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["gp.mine", "gp.mine-absolute"]);
-    assert_eq!(
-        answer.resources[0].resource["subject"]["reference"],
-        "Patient/hc-1"
-    );
-    assert_eq!(
-        answer.resources[1].resource["subject"]["reference"],
-        "Patient/hc-1"
-    );
-    assert_eq!(
-        answer.resources[0].resource["encounter"]["reference"],
-        "Encounter/gp.enc-7"
-    );
+    let resources: Vec<Value> = (answer.resources.iter())
+        .map(|r| serde_json::from_str(&r.content).unwrap())
+        .collect();
+    assert_eq!(resources[0]["subject"]["reference"], "Patient/hc-1");
+    assert_eq!(resources[1]["subject"]["reference"], "Patient/hc-1");
+    assert_eq!(resources[0]["encounter"]["reference"], "Encounter/gp.enc-7");
     let mut dropped: Vec<(String, String)> = answer
         .dropped
         .iter()
@@ -996,10 +988,12 @@ async fn a_source_that_ignores_the_query_leaks_no_other_patient_and_nothing_outs
 
     // A source that cannot search the type by patient is never asked for it.
     let mut undeclared = source.clone();
-    undeclared.capabilities.types.insert(
-        "Observation".into(),
-        ["code", "category"].map(String::from).into(),
-    );
+    std::sync::Arc::make_mut(&mut undeclared.capabilities)
+        .types
+        .insert(
+            "Observation".into(),
+            ["code", "category"].map(String::from).into(),
+        );
     let answer = search_source(&undeclared, &index, &query, HC)
         .await
         .unwrap();
