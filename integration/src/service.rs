@@ -14,7 +14,7 @@ use crate::error::FhirError;
 use crate::evaluate::satisfies;
 use crate::federation::{CompartmentPatient, Dropped};
 use crate::params::TypeDef;
-use crate::patient_index::{CPR_SYSTEM, PatientIndex};
+use crate::patient_index::{CPR_SYSTEM, PatientIndex, Remembered};
 use crate::policy::{AccessContext, authorize, confined_patient};
 use crate::query::{
     Alternative, ConsentExclusion, Constraints, Filter, PageLimits, SearchQuery, Sort, served_type,
@@ -314,52 +314,76 @@ impl FhirService {
             }
         };
         let actors = context.consent_actors();
-        // The one patient of the search whose consent allows it, when there is one.
-        let mut consented = None;
-        let consent = match confined_patient(&groups) {
-            Some(patient) => {
-                audit.patients = vec![patient.to_owned()];
-                self.check_consent(context, Some(query.type_def), patient)
-                    .await?;
-                consented = Some(Consented(patient.to_owned()));
-                None
-            }
-            None => {
-                // Asked for by name, an opted-out patient is refused openly: an empty
-                // result would read as "no data", which a clinician could act on.
-                if let Some(named) = query.named_patients()
-                    && !named.is_empty()
-                {
-                    let now = date::now_ms();
-                    let mut all_denied = !actors.is_empty();
-                    for patient in &named {
-                        if !all_denied {
-                            break;
-                        }
-                        all_denied = self
-                            .store
-                            .consent_denies(&actors, Some(query.type_def.name), patient, now)
-                            .await?;
-                    }
-                    if all_denied {
-                        audit.patients = named;
-                        return Err(FhirError::ConsentDenied);
-                    }
-                    // One patient named, and not denied (or nobody here a consent can name).
-                    if let [patient] = named.as_slice() {
-                        consented = Some(Consented(patient.clone()));
-                    }
-                }
-                (!actors.is_empty()).then(|| ConsentExclusion {
-                    actors,
-                    at: date::now_ms(),
-                })
+        // The one patient whose sources a search in one compartment asks is found at home (CPR
+        // number, patient index) while consent is checked: no source is asked before.
+        let fan_out = match confined_patient(&groups) {
+            Some(patient) => Some(patient.to_owned()),
+            None => match query.named_patients().as_deref() {
+                Some([patient]) => Some(patient.clone()),
+                _ => None,
+            },
+        }
+        .filter(|_| self.fans_out(&query));
+        let identity = async {
+            match &fan_out {
+                Some(patient) => Some(self.identity(patient).await),
+                None => None,
             }
         };
+        let checked = async {
+            // The one patient of the search whose consent allows it, when there is one.
+            let mut consented = None;
+            let consent = match confined_patient(&groups) {
+                Some(patient) => {
+                    audit.patients = vec![patient.to_owned()];
+                    self.check_consent(context, Some(query.type_def), patient)
+                        .await?;
+                    consented = Some(Consented(patient.to_owned()));
+                    None
+                }
+                None => {
+                    // Asked for by name, an opted-out patient is refused openly: an empty
+                    // result would read as "no data", which a clinician could act on.
+                    if let Some(named) = query.named_patients()
+                        && !named.is_empty()
+                    {
+                        let now = date::now_ms();
+                        let mut all_denied = !actors.is_empty();
+                        for patient in &named {
+                            if !all_denied {
+                                break;
+                            }
+                            all_denied = self
+                                .store
+                                .consent_denies(&actors, Some(query.type_def.name), patient, now)
+                                .await?;
+                        }
+                        if all_denied {
+                            audit.patients = named;
+                            return Err(FhirError::ConsentDenied);
+                        }
+                        // One patient named, and not denied (or nobody here a consent can name).
+                        if let [patient] = named.as_slice() {
+                            consented = Some(Consented(patient.clone()));
+                        }
+                    }
+                    (!actors.is_empty()).then(|| ConsentExclusion {
+                        actors,
+                        at: date::now_ms(),
+                    })
+                }
+            };
+            Ok::<_, FhirError>((consent, consented))
+        };
+        let (checked, identity) = tokio::join!(checked, identity);
+        let (consent, consented) = checked?;
         query.constraints = Constraints { groups, consent };
-        let page = match consented.filter(|_| self.fans_out(&query)) {
-            Some(patient) => self.search_sources(&query, &patient, audit).await?,
-            None => self.store.search(&query).await?,
+        let page = match (consented, identity) {
+            (Some(patient), Some(identity)) if fan_out.as_ref() == Some(&patient.0) => {
+                self.search_sources(&query, &patient, identity?, audit)
+                    .await?
+            }
+            _ => self.store.search(&query).await?,
         };
         for patient in page.resources.iter().filter_map(|r| r.patient_id.as_ref()) {
             if !audit.stored.contains(patient) {
@@ -626,13 +650,11 @@ impl FhirService {
         &self,
         query: &SearchQuery,
         patient: &Consented,
+        (cpr, remembered): (Option<String>, Remembered),
         audit: &mut Pending<'_>,
     ) -> Result<SearchPage, FhirError> {
         let patient = patient.0.as_str();
-        let (cpr, remembered) =
-            tokio::join!(self.cpr_of(patient), self.sources.remembered(patient));
-        let remembered = remembered.map_err(|e| FhirError::Internal(e.into()))?;
-        let Some(cpr) = cpr? else {
+        let Some(cpr) = cpr else {
             // Sources know patients by CPR number; without one, only the home record has data.
             return self.store.search(query).await;
         };
@@ -680,6 +702,14 @@ impl FhirService {
             total,
             incomplete,
         })
+    }
+
+    /// What sources know patient `patient` by: their CPR number ([`cpr_of`](Self::cpr_of))
+    /// and what the patient index remembers of them at each source.
+    async fn identity(&self, patient: &str) -> Result<(Option<String>, Remembered), FhirError> {
+        let (cpr, remembered) =
+            tokio::join!(self.cpr_of(patient), self.sources.remembered(patient));
+        Ok((cpr?, remembered.map_err(|e| FhirError::Internal(e.into()))?))
     }
 
     /// The CPR number of the home record's patient `patient`, by which sources know them;

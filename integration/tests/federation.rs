@@ -445,7 +445,11 @@ async fn consent_is_checked_before_any_source_is_asked() {
         .get("Observation/counting.c-obs", &in_context)
         .await;
     assert_eq!(read.status, StatusCode::FORBIDDEN, "{}", read.body);
-    // Neither the search nor the read reached the source; but the patient's own searches do.
+    // So is a search confined to the patient in context: the patient is found in the home
+    // records while consent is checked, and the source is never asked.
+    let confined = world.home.get("Observation", &in_context).await;
+    assert_eq!(confined.status, StatusCode::FORBIDDEN, "{}", confined.body);
+    // Neither the searches nor the read reached the source; but the patient's own searches do.
     assert_eq!(counting.requests(), 0);
     world.home.ids("Observation", &citizen).await;
     assert!(counting.requests() > 0);
