@@ -225,6 +225,11 @@ impl PatientIndex {
 
     /// The source's one patient carrying `cpr`, asked now.
     async fn look_up(&self, source: &Upstream, cpr: &str) -> Result<Option<String>, IdentityError> {
+        // An empty number is nobody's: asked for it (`identifier=<system>|`), a source would
+        // name whoever has an empty one, or everyone with a number.
+        if cpr.trim().is_empty() {
+            return Ok(None);
+        }
         let bundle = source
             .search(
                 "Patient",

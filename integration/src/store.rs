@@ -536,8 +536,9 @@ impl EmbeddedStore {
         Ok(sql.query().fetch_optional(self.db.pool()).await?.is_some())
     }
 
-    /// Patient `patient`'s identifier in `system`, when the record holds one value there and
-    /// no other Patient holds the same: one query, as a search by identifier would count them.
+    /// Patient `patient`'s identifier in `system`, when the record holds one value there (an
+    /// empty one is none) and no other Patient holds the same: one query, as a search by
+    /// identifier would count them.
     pub async fn sole_identifier(
         &self,
         patient: &str,
@@ -548,7 +549,7 @@ impl EmbeddedStore {
              WHERE u.resource_type = 'Patient' AND u.param = 'identifier' \
              AND u.value = t.value AND u.system = t.system) \
              FROM search_token t WHERE t.resource_type = 'Patient' AND t.param = 'identifier' \
-             AND t.resource_id = ",
+             AND t.value <> '' AND t.resource_id = ",
         );
         sql.bind(patient).push(" AND t.system = ").bind(system);
         let rows = sql.query().fetch_all(self.db.pool()).await?;

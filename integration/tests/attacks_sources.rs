@@ -446,6 +446,35 @@ async fn a_cpr_number_on_two_home_records_joins_neither_to_a_source() {
     );
 }
 
+/// A CPR number that is empty is none: a home record carrying one is joined to no source
+/// record. Asked for an empty number, a source would name whoever has an empty one too, and
+/// two people without a number would read each other's data.
+#[tokio::test]
+async fn a_home_record_with_an_empty_cpr_number_is_joined_to_no_source_record() {
+    let theirs = observation("theirs", "Patient/s-e", "2026-01-01");
+    let source = source(
+        patients(vec![patient("s-a", PAT_A_CPR), patient("s-e", "")])
+            .merge(observations(searchset(vec![theirs.clone()]), vec![theirs])),
+    )
+    .await;
+    let home = home_with(&source).await;
+    home.import(vec![patient("pat-e", "")]).await.unwrap();
+    let citizen = home.citizen("pat-e");
+    let (ids, issues, _) = search(&home, "Observation", &citizen).await;
+    assert!(ids.iter().all(|id| !id.starts_with("src.")), "{ids:?}");
+    assert!(issues.is_empty(), "{issues:?}");
+    let read = home.get("Observation/src.theirs", &citizen).await;
+    assert_eq!(read.status, StatusCode::NOT_FOUND, "{}", read.body);
+    assert!(
+        source
+            .seen()
+            .iter()
+            .all(|uri| !uri.starts_with("/fhir/Patient?")),
+        "{:?}",
+        source.seen()
+    );
+}
+
 /// An import that names a home resource as a source's (`<source>.<id>`) is refused: listed by
 /// searches, it would be shadowed by the source's resource of that id on every read, so one id
 /// would name two resources. The source's own resource still reads through.

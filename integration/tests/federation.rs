@@ -479,7 +479,8 @@ async fn the_audit_event_names_each_source_and_what_it_returned() {
     world
         .home
         .ids(
-            &format!("Observation?patient=hc-1&code={LOINC}|{BP}"),
+            // A page smaller than what the source holds: the record counts all it returned.
+            &format!("Observation?patient=hc-1&code={LOINC}|{BP}&_count=2"),
             &clinician,
         )
         .await;

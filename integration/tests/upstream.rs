@@ -882,7 +882,7 @@ async fn a_sources_readings_come_back_named_through_healthcloud_in_the_patients_
     let answer = search_source(&source, &index, &laboratory, HC)
         .await
         .unwrap();
-    assert!(answer.resources.is_empty());
+    assert!(answer.resources.is_empty() && answer.returned == 0);
 
     // A patient the source does not hold: nothing, and nothing dropped.
     let stranger = CompartmentPatient {
@@ -893,7 +893,7 @@ async fn a_sources_readings_come_back_named_through_healthcloud_in_the_patients_
     let answer = search_source(&source, &index, &observation_query(&[], None), stranger)
         .await
         .unwrap();
-    assert!(answer.resources.is_empty() && answer.dropped.is_empty());
+    assert!(answer.resources.is_empty() && answer.returned == 0 && answer.dropped.is_empty());
 }
 
 fn observation(id: &str, patient: &str, category: &str) -> Value {
@@ -997,7 +997,7 @@ async fn a_source_that_ignores_the_query_leaks_no_other_patient_and_nothing_outs
     let answer = search_source(&undeclared, &index, &query, HC)
         .await
         .unwrap();
-    assert!(answer.resources.is_empty() && answer.dropped.is_empty());
+    assert!(answer.resources.is_empty() && answer.returned == 0 && answer.dropped.is_empty());
     assert_eq!(
         observation_searches.load(std::sync::atomic::Ordering::SeqCst),
         1
@@ -1012,7 +1012,7 @@ async fn a_source_that_ignores_the_query_leaks_no_other_patient_and_nothing_outs
     let answer = search_source(&source, &index, &query, stranger)
         .await
         .unwrap();
-    assert!(answer.resources.is_empty());
+    assert!(answer.resources.is_empty() && answer.returned == 0);
     assert_eq!(
         observation_searches.load(std::sync::atomic::Ordering::SeqCst),
         1
