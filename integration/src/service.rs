@@ -331,14 +331,11 @@ impl FhirService {
             }
         };
         let checked = async {
-            // The one patient of the search whose consent allows it, when there is one.
-            let mut consented = None;
-            let consent = match confined_patient(&groups) {
+            Ok::<_, FhirError>(match confined_patient(&groups) {
                 Some(patient) => {
                     audit.patients = vec![patient.to_owned()];
                     self.check_consent(context, Some(query.type_def), patient)
                         .await?;
-                    consented = Some(Consented(patient.to_owned()));
                     None
                 }
                 None => {
@@ -362,28 +359,27 @@ impl FhirService {
                             audit.patients = named;
                             return Err(FhirError::ConsentDenied);
                         }
-                        // One patient named, and not denied (or nobody here a consent can name).
-                        if let [patient] = named.as_slice() {
-                            consented = Some(Consented(patient.clone()));
-                        }
                     }
                     (!actors.is_empty()).then(|| ConsentExclusion {
                         actors,
                         at: date::now_ms(),
                     })
                 }
-            };
-            Ok::<_, FhirError>((consent, consented))
+            })
         };
-        let (checked, identity) = tokio::join!(checked, identity);
-        let (consent, consented) = checked?;
-        query.constraints = Constraints { groups, consent };
-        let page = match (consented, identity) {
-            (Some(patient), Some(identity)) if fan_out.as_ref() == Some(&patient.0) => {
-                self.search_sources(&query, &patient, identity?, audit)
+        let (consent, identity) = tokio::join!(checked, identity);
+        query.constraints = Constraints {
+            groups,
+            consent: consent?,
+        };
+        // Consent allowed the search (a refusal returned above): the confined patient's was
+        // checked, and so was the one named patient's (unless no consent can name the caller).
+        let page = match fan_out.zip(identity) {
+            Some((patient, identity)) => {
+                self.search_sources(&query, &Consented(patient), identity?, audit)
                     .await?
             }
-            _ => self.store.search(&query).await?,
+            None => self.store.search(&query).await?,
         };
         for patient in page.resources.iter().filter_map(|r| r.patient_id.as_ref()) {
             if !audit.stored.contains(patient) {
@@ -704,21 +700,18 @@ impl FhirService {
         })
     }
 
-    /// What sources know patient `patient` by: their CPR number ([`cpr_of`](Self::cpr_of))
-    /// and what the patient index remembers of them at each source.
+    /// What sources know patient `patient` by, read at home: the CPR number of their record
+    /// and what the patient index remembers of them at each source. The number is `None`
+    /// when the record holds none, several, or one another home record holds too (a mistyped
+    /// number, a duplicate registration): either may be someone else, and joining both to the
+    /// sources' records would show one person's data to the other (as `PatientIndex` refuses
+    /// a number a source holds twice).
     async fn identity(&self, patient: &str) -> Result<(Option<String>, Remembered), FhirError> {
-        let (cpr, remembered) =
-            tokio::join!(self.cpr_of(patient), self.sources.remembered(patient));
+        let (cpr, remembered) = tokio::join!(
+            self.store.sole_identifier(patient, CPR_SYSTEM),
+            self.sources.remembered(patient)
+        );
         Ok((cpr?, remembered.map_err(|e| FhirError::Internal(e.into()))?))
-    }
-
-    /// The CPR number of the home record's patient `patient`, by which sources know them;
-    /// `None` when the record holds none, several, or one another home record holds too (a
-    /// mistyped number, a duplicate registration): either may be someone else, and joining
-    /// both to the sources' records would show one person's data to the other (as
-    /// `PatientIndex` refuses a number a source holds twice).
-    async fn cpr_of(&self, patient: &str) -> Result<Option<String>, FhirError> {
-        self.store.sole_identifier(patient, CPR_SYSTEM).await
     }
 
     fn id_query(
@@ -1008,7 +1001,7 @@ fn merge(lists: Vec<Vec<StoredResource>>, sort: Sort, limit: usize) -> Vec<Store
 }
 
 /// The one patient of a search whose consent allowed it: the search's compartment (by the
-/// policy) or the one patient it names. Made only where consent was checked, it is what lets a
+/// policy) or the one patient it names. Made only once consent was checked, it is what lets a
 /// search ask the sources.
 struct Consented(String);
 
