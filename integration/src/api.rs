@@ -303,6 +303,7 @@ async fn search(
         .search_params(context, resource_type, &params)
         .await?;
     let (count, offset, link_params) = (query.count, query.offset, query.link_params);
+    let presentation = query.presentation;
 
     let base = &state.config.base_url;
     let link = |offset: usize| {
@@ -350,11 +351,16 @@ async fn search(
     let bundle = Bundle {
         resource_type: "Bundle",
         kind: "searchset",
-        total: page.total,
+        total: presentation.total.then_some(page.total),
         link: links,
         entry,
     };
-    let body = serde_json::to_string(&bundle).map_err(|e| FhirError::Internal(e.into()))?;
+    let body = match presentation.pretty {
+        // Entries are embedded as they are: indented as a whole, they are read back first.
+        true => serde_json::to_value(&bundle).and_then(|bundle| serde_json::to_string_pretty(&bundle)),
+        false => serde_json::to_string(&bundle),
+    };
+    let body = body.map_err(|e| FhirError::Internal(e.into()))?;
     Ok(fhir_json(StatusCode::OK, body))
 }
 
@@ -365,7 +371,9 @@ struct Bundle<'a> {
     resource_type: &'static str,
     #[serde(rename = "type")]
     kind: &'static str,
-    total: usize,
+    /// Left out when asked (`_total=none`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<usize>,
     link: Vec<Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     entry: Vec<Entry<'a>>,

@@ -7,6 +7,7 @@ use healthcloud_platform::auth::is_fhir_id;
 use crate::date::{self, DateRange};
 use crate::error::FhirError;
 use crate::params::{ParamDef, ParamKind, TypeDef, split_reference, type_def};
+use crate::shape::{Presentation, Shape};
 
 /// Page size limits.
 #[derive(Debug, Clone, Copy)]
@@ -182,6 +183,8 @@ pub struct SearchQuery {
     pub offset: usize,
     /// The query parameters that define this search, for `self`/`next` links.
     pub link_params: Vec<(String, String)>,
+    /// How the answer is presented (`_summary`, `_elements`, `_total`, `_pretty`).
+    pub presentation: Presentation,
 }
 
 /// The deepest page offset served; deeper paging is a sign of a client gone wrong.
@@ -209,6 +212,10 @@ impl SearchQuery {
         let mut count = None;
         let mut offset = None;
         let mut link_params = Vec::new();
+        let mut summary = None;
+        let mut elements = None;
+        let mut total = None;
+        let mut pretty = None;
         for (name, value) in params {
             let once = |seen: bool| {
                 if seen {
@@ -257,6 +264,43 @@ impl SearchQuery {
                     });
                     link_params.push((name.clone(), value.clone()));
                 }
+                "_summary" => {
+                    once(summary.is_some())?;
+                    summary = Some(Shape::summary(value)?);
+                    link_params.push((name.clone(), value.clone()));
+                }
+                "_elements" => {
+                    once(elements.is_some())?;
+                    elements = Some(Shape::elements(type_def.name, value)?);
+                    link_params.push((name.clone(), value.clone()));
+                }
+                // `_totalMethod` is what some clients (fhirpy's `count()`) send for `_total`.
+                "_total" | "_totalMethod" => {
+                    once(total.is_some())?;
+                    total = Some(match value.as_str() {
+                        "none" => false,
+                        "estimate" | "accurate" | "count" => true,
+                        _ => {
+                            return Err(FhirError::BadRequest(format!(
+                                "unsupported {name} '{value}': use none, estimate or accurate"
+                            )));
+                        }
+                    });
+                    link_params.push((name.clone(), value.clone()));
+                }
+                "_pretty" => {
+                    once(pretty.is_some())?;
+                    pretty = Some(match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(FhirError::BadRequest(format!(
+                                "_pretty must be true or false, not '{value}'"
+                            )));
+                        }
+                    });
+                    link_params.push((name.clone(), value.clone()));
+                }
                 "_format" => {
                     if !FORMAT_VALUES.contains(&value.as_str()) {
                         return Err(FhirError::BadRequest(format!(
@@ -270,14 +314,35 @@ impl SearchQuery {
                 }
             }
         }
+        let mut count = count.unwrap_or(limits.default_count.min(limits.max_count));
+        let shape = match (summary, elements) {
+            (Some(Some(Shape::Full)) | None, Some(elements)) => elements,
+            (Some(_), Some(_)) => {
+                return Err(FhirError::BadRequest(
+                    "_summary and _elements cannot be combined: give one of them".into(),
+                ));
+            }
+            // `_summary=count`: how many match, and none of them.
+            (Some(None), None) => {
+                count = 0;
+                Shape::Full
+            }
+            (Some(Some(shape)), None) => shape,
+            (None, None) => Shape::Full,
+        };
         Ok(SearchQuery {
             type_def,
             filters,
             constraints: Constraints::default(),
             sort: sort.unwrap_or(Sort::Id),
-            count: count.unwrap_or(limits.default_count.min(limits.max_count)),
+            count,
             offset: offset.unwrap_or(0),
             link_params,
+            presentation: Presentation {
+                shape,
+                total: total.unwrap_or(true),
+                pretty: pretty.unwrap_or(false),
+            },
         })
     }
 }
@@ -382,7 +447,15 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
     }
     let Some(def) = type_def.param(base) else {
         let mut supported: Vec<&str> = type_def.all_params().map(|p| p.name).collect();
-        supported.extend(["_id", "_count", "_offset"]);
+        supported.extend([
+            "_id",
+            "_count",
+            "_offset",
+            "_summary",
+            "_elements",
+            "_total",
+            "_pretty",
+        ]);
         if type_def.sortable_by_date() {
             supported.push("_sort");
         }
@@ -533,14 +606,46 @@ mod tests {
     }
 
     #[test]
+    fn result_parameters_shape_the_answer_and_travel_in_the_links() {
+        let parse = |list: &[(&str, &str)]| {
+            SearchQuery::parse("Observation", &pairs(list), PageLimits::default())
+        };
+        let count = parse(&[("_summary", "count"), ("_count", "20")]).unwrap();
+        assert_eq!(count.count, 0);
+        assert_eq!(count.presentation.shape, Shape::Full);
+        let query = parse(&[
+            ("_elements", "status,value"),
+            ("_total", "none"),
+            ("_pretty", "true"),
+        ])
+        .unwrap();
+        assert_eq!(query.presentation.shape, Shape::Elements(vec!["status", "value"]));
+        assert!(!query.presentation.total && query.presentation.pretty);
+        assert_eq!(
+            query.link_params,
+            pairs(&[
+                ("_elements", "status,value"),
+                ("_total", "none"),
+                ("_pretty", "true")
+            ])
+        );
+        assert!(parse(&[("_totalMethod", "count")]).unwrap().presentation.total);
+        let error = parse(&[("_summary", "true"), ("_elements", "status")]).unwrap_err();
+        assert!(error.to_string().contains("cannot be combined"), "{error}");
+        assert_eq!(error.status(), 400);
+    }
+
+    #[test]
     fn unsupported_parameters_and_modifiers_are_refused() {
         for (name, value) in [
             ("colour", "red"),
             ("code:text", "x"),
             ("date", "sa2024"),
             ("date", "yesterday"),
-            ("_elements", "id"),
-            ("_summary", "true"),
+            ("_elements", "colour"),
+            ("_summary", "yes"),
+            ("_total", "some"),
+            ("_pretty", "yes"),
             ("patient", "Organization/x"),
             ("_format", "xml"),
             ("_sort", "code"),

@@ -374,7 +374,7 @@ impl FhirService {
         };
         // Consent allowed the search (a refusal returned above): the confined patient's was
         // checked, and so was the one named patient's (unless no consent can name the caller).
-        let page = match fan_out.zip(identity) {
+        let mut page = match fan_out.zip(identity) {
             Some((patient, identity)) => {
                 self.search_sources(&query, &Consented(patient), identity?, audit)
                     .await?
@@ -395,6 +395,11 @@ impl FhirService {
             if !audit.patients.contains(&patient) {
                 audit.patients.push(patient);
             }
+        }
+        // Left out (`_summary`, `_elements`) only after every check, from what may be seen.
+        for resource in &mut page.resources {
+            let whole = std::mem::take(&mut resource.content);
+            resource.content = query.presentation.apply(query.type_def.name, whole)?;
         }
         Ok((query, page))
     }
@@ -731,6 +736,7 @@ impl FhirService {
             count: 1,
             offset: 0,
             link_params: Vec::new(),
+            presentation: Default::default(),
         }
     }
 

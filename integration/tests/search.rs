@@ -14,6 +14,7 @@ on_both_backends!(
     paging_follows_next_links_to_the_last_page,
     post_search_matches_get,
     unsupported_parameters_are_refused,
+    result_parameters_shape_what_is_returned,
 );
 
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
@@ -359,6 +360,89 @@ async fn paging_follows_next_links_to_the_last_page(h: Harness) {
     );
 }
 
+async fn result_parameters_shape_what_is_returned(h: Harness) {
+    let t = h.clinician();
+    // `_summary=count` (and fhirpy's `count()`: `_count=0&_totalMethod=count`): how many, none
+    // of them.
+    for path in [
+        "Observation?patient=pat-a&_summary=count",
+        "Observation?patient=pat-a&_count=0&_totalMethod=count",
+    ] {
+        let counted = h.get(path, &t).await;
+        assert_eq!(counted.status, 200, "{path}: {}", counted.body);
+        assert_eq!(counted.body["total"], 8, "{path}");
+        assert!(counted.body.get("entry").is_none(), "{path}");
+    }
+    // `_total=none`: no total, and paging still says where the next page is.
+    let page = h
+        .get("Observation?patient=pat-a&_count=3&_total=none", &t)
+        .await;
+    assert!(page.body.get("total").is_none(), "{}", page.body);
+    assert_eq!(ids(&page.body).len(), 3);
+    let next = page.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .expect("a next link");
+    assert!(
+        next["url"].as_str().unwrap().contains("_total=none"),
+        "{next}"
+    );
+    // `_elements`: the elements named and the mandatory ones, tagged as a subset.
+    let page = h
+        .get("Observation?patient=pat-a&_elements=subject&_count=1", &t)
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let observation = &page.body["entry"][0]["resource"];
+    let mut properties: Vec<&str> = observation
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    properties.sort();
+    assert_eq!(
+        properties,
+        ["code", "id", "meta", "resourceType", "status", "subject"]
+    );
+    assert_eq!(observation["meta"]["tag"][0]["code"], "SUBSETTED");
+    // `_summary=true` on a Patient keeps its summary elements (name, identifier), not others.
+    let page = h.get("Patient?_id=pat-a&_summary=true", &t).await;
+    let patient = &page.body["entry"][0]["resource"];
+    assert_eq!(patient["name"][0]["family"], "Sørensen");
+    assert!(patient.get("generalPractitioner").is_none(), "{patient}");
+    // Counting stays within what the caller may see: a citizen counts their own record.
+    let citizen = h.citizen("pat-b");
+    let own = h
+        .get("Observation?_summary=count&_total=accurate", &citizen)
+        .await;
+    assert_eq!(
+        own.body["total"],
+        h.get("Observation?patient=pat-b&_count=0", &t).await.body["total"],
+        "a citizen's count is of their own record"
+    );
+    // `_pretty=true`: the same Bundle, indented.
+    let request = axum::http::Request::builder()
+        .uri("/fhir/r4/Patient?_id=pat-a&_pretty=true")
+        .header("authorization", format!("Bearer {t}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(h.app.clone(), request)
+        .await
+        .unwrap();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.contains("\n  \"resourceType\": \"Bundle\""), "{text}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["entry"][0]["resource"]["id"],
+        "pat-a"
+    );
+}
+
 async fn post_search_matches_get(h: Harness) {
     let t = h.clinician();
     let request = axum::http::Request::builder()
@@ -380,7 +464,9 @@ async fn unsupported_parameters_are_refused(h: Harness) {
         "Observation?code:text=pressure",
         "Observation?date=sa2024",
         "Observation?date=yesterday",
-        "Observation?_elements=id",
+        "Observation?_elements=colour",
+        "Observation?_summary=true&_elements=status",
+        "Observation?_total=some",
         "Observation?_sort=code",
         "Patient?_sort=date",
         "Observation?patient=Organization/gp-1",
