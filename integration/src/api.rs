@@ -20,7 +20,7 @@ use crate::error::FhirError;
 use crate::params::TYPES;
 use crate::policy::{AccessContext, AppIdentity};
 use crate::query::MAX_OFFSET;
-use crate::service::{FhirService, Written};
+use crate::service::{Creation, FhirService, Written};
 use crate::store::{Incomplete, StoredResource};
 
 /// Settings of the FHIR API.
@@ -357,7 +357,9 @@ async fn search(
     };
     let body = match presentation.pretty {
         // Entries are embedded as they are: indented as a whole, they are read back first.
-        true => serde_json::to_value(&bundle).and_then(|bundle| serde_json::to_string_pretty(&bundle)),
+        true => {
+            serde_json::to_value(&bundle).and_then(|bundle| serde_json::to_string_pretty(&bundle))
+        }
         false => serde_json::to_string(&bundle),
     };
     let body = body.map_err(|e| FhirError::Internal(e.into()))?;
@@ -421,30 +423,94 @@ struct SearchMode {
 async fn create(
     State(state): State<FhirState>,
     Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
     Caller(context): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, FhirError> {
-    let resource = match json_body(&state, &headers, body).await {
-        Ok(resource) => resource,
+    let request = async {
+        let criteria = conditional_criteria(&headers, query.as_deref())?;
+        Ok((json_body(&state, &headers, body).await?, criteria))
+    };
+    let (resource, criteria) = match request.await {
+        Ok(request) => request,
         Err(error) => {
             let refused = (Interaction::Create, resource_type.as_str(), None);
             return Err(state.service.refused(&context, refused, error).await);
         }
     };
-    let written = state
-        .service
-        .create(&context, &resource_type, resource)
-        .await?;
+    let (status, id, version_id, content) = match criteria {
+        None => {
+            let written = (state.service)
+                .create(&context, &resource_type, resource)
+                .await?;
+            let Written {
+                id,
+                version_id,
+                content,
+            } = written;
+            (StatusCode::CREATED, id, version_id, content)
+        }
+        Some(criteria) => {
+            match (state.service)
+                .create_unless_exists(&context, &resource_type, resource, &criteria)
+                .await?
+            {
+                Creation::Created(Written {
+                    id,
+                    version_id,
+                    content,
+                }) => (StatusCode::CREATED, id, version_id, content),
+                Creation::Exists(existing) => (
+                    StatusCode::OK,
+                    existing.id,
+                    existing.version_id,
+                    existing.content,
+                ),
+            }
+        }
+    };
     let location = format!(
-        "{}/{resource_type}/{}/_history/{}",
-        state.config.base_url, written.id, written.version_id
+        "{}/{resource_type}/{id}/_history/{version_id}",
+        state.config.base_url
     );
-    let mut response = written_response(StatusCode::CREATED, written);
+    let mut response = with_version(fhir_json(status, content), version_id);
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
+}
+
+/// The search a create is conditional on: the `If-None-Exist` header (FHIR's conditional
+/// create) or the request's query string (`POST [type]?[criteria]`, as fhirpy's
+/// `get_or_create` sends it); both at once must agree.
+fn conditional_criteria(
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<Vec<(String, String)>>, FhirError> {
+    let header = match headers.get("if-none-exist") {
+        None => None,
+        Some(value) => Some(parse_pairs(
+            value
+                .to_str()
+                .map_err(|_| {
+                    FhirError::BadRequest(
+                        "If-None-Exist must be a visible-ASCII query string".into(),
+                    )
+                })?
+                .trim_start_matches('?')
+                .as_bytes(),
+        )),
+    };
+    let query = query
+        .filter(|q| !q.is_empty())
+        .map(|q| parse_pairs(q.as_bytes()));
+    match (header, query) {
+        (Some(header), Some(query)) if header != query => Err(FhirError::BadRequest(
+            "the If-None-Exist header and the query string name different criteria: give one of them".into(),
+        )),
+        (header, query) => Ok(header.or(query)),
+    }
 }
 
 async fn update(
@@ -575,6 +641,7 @@ pub fn capability_statement(
                 "versioning": "versioned-update",
                 "readHistory": false,
                 "updateCreate": false,
+                "conditionalCreate": t.create,
                 "searchParam": params,
             });
             if t.sortable_by_date() {

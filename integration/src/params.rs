@@ -174,6 +174,12 @@ pub static TYPES: &[TypeDef] = &[
                 &["effective[x]"],
                 "When the observation was made",
             ),
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier, e.g. the measuring device's reading id",
+            ),
         ],
         create: true,
         update_delete: false,

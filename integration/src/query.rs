@@ -619,7 +619,10 @@ mod tests {
             ("_pretty", "true"),
         ])
         .unwrap();
-        assert_eq!(query.presentation.shape, Shape::Elements(vec!["status", "value"]));
+        assert_eq!(
+            query.presentation.shape,
+            Shape::Elements(vec!["status", "value"])
+        );
         assert!(!query.presentation.total && query.presentation.pretty);
         assert_eq!(
             query.link_params,
@@ -629,7 +632,12 @@ mod tests {
                 ("_pretty", "true")
             ])
         );
-        assert!(parse(&[("_totalMethod", "count")]).unwrap().presentation.total);
+        assert!(
+            parse(&[("_totalMethod", "count")])
+                .unwrap()
+                .presentation
+                .total
+        );
         let error = parse(&[("_summary", "true"), ("_elements", "status")]).unwrap_err();
         assert!(error.to_string().contains("cannot be combined"), "{error}");
         assert_eq!(error.status(), 400);

@@ -55,6 +55,40 @@ pub struct Written {
     pub content: String,
 }
 
+/// One write, as [`FhirService::write_checked`] makes it.
+struct Write<'a> {
+    type_def: &'static TypeDef,
+    id: &'a str,
+    version_id: i64,
+    interaction: Interaction,
+    /// For an update: the compartment the resource is in now.
+    previous_patient: Option<Option<&'a str>>,
+    /// A search that must find nothing when the resource is written (a conditional create).
+    unless: Option<&'a SearchQuery>,
+}
+
+/// What a conditional create did.
+#[derive(Debug, Clone)]
+pub enum Creation {
+    /// Nothing matched: the resource was created.
+    Created(Written),
+    /// One resource the caller may see matched: it is returned, nothing was written.
+    Exists(StoredResource),
+}
+
+/// Result parameters a conditional create's criteria cannot carry: they choose no resources.
+const NOT_CRITERIA: &[&str] = &[
+    "_count",
+    "_offset",
+    "_sort",
+    "_summary",
+    "_elements",
+    "_total",
+    "_totalMethod",
+    "_pretty",
+    "_format",
+];
+
 impl FhirService {
     /// A service reading patient data from the embedded store, and from no source until
     /// some are added to [`sources`](Self::sources).
@@ -413,29 +447,99 @@ impl FhirService {
     ) -> Result<Written, FhirError> {
         self.admit(context)?;
         let mut audit = Pending::new(context, Interaction::Create, resource_type);
-        let result = async {
-            let type_def = served_type(resource_type)?;
-            if !type_def.create {
-                return Err(FhirError::MethodNotAllowed(format!(
-                    "create is not supported for {resource_type}"
+        let result = self
+            .create_checked(context, resource_type, resource, None, &mut audit)
+            .await;
+        self.finish(audit, result).await
+    }
+
+    /// Creates `resource` with a new id, unless (`unless`) a resource matches that search
+    /// when it is written.
+    async fn create_checked(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        resource: Value,
+        unless: Option<&SearchQuery>,
+        audit: &mut Pending<'_>,
+    ) -> Result<Written, FhirError> {
+        let type_def = served_type(resource_type)?;
+        if !type_def.create {
+            return Err(FhirError::MethodNotAllowed(format!(
+                "create is not supported for {resource_type}"
+            )));
+        }
+        let id = crate::import::new_id();
+        audit.resource_id = Some(id.clone());
+        let write = Write {
+            type_def,
+            id: &id,
+            version_id: 1,
+            interaction: Interaction::Create,
+            previous_patient: None,
+            unless,
+        };
+        self.write_checked(context, write, resource, audit).await
+    }
+
+    /// Creates a resource unless one matches `criteria` (`If-None-Exist`): the criteria are a
+    /// search by the caller, audited as one, under the caller's rights and the patients'
+    /// consent, so only what the caller may see can match. One match is returned, several
+    /// are refused (412), none creates. The check is repeated in the write's transaction
+    /// (serialized with other conditional creates of the type), so two requests at once
+    /// cannot both create.
+    pub async fn create_unless_exists(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        resource: Value,
+        criteria: &[(String, String)],
+    ) -> Result<Creation, FhirError> {
+        self.admit(context)?;
+        let mut audit = Pending::new(context, Interaction::Search, resource_type);
+        audit.query = Some(encode(criteria));
+        let matched = async {
+            if criteria.is_empty() {
+                return Err(FhirError::BadRequest(
+                    "If-None-Exist is empty: give the search parameters that find an existing match, e.g. identifier=system|value".into(),
+                ));
+            }
+            if let Some((name, _)) = criteria.iter().find(|(name, _)| NOT_CRITERIA.contains(&name.as_str())) {
+                return Err(FhirError::BadRequest(format!(
+                    "If-None-Exist takes search parameters that choose resources, not '{name}'"
                 )));
             }
-            let id = crate::import::new_id();
-            audit.resource_id = Some(id.clone());
-            self.write_checked(
-                context,
-                type_def,
-                &id,
-                1,
-                resource,
-                Interaction::Create,
-                None,
-                &mut audit,
-            )
-            .await
+            let mut query = SearchQuery::parse(resource_type, criteria, self.limits)?;
+            query.count = 2;
+            self.search_checked(context, query, &mut audit).await
         }
         .await;
-        self.finish(audit, result).await
+        let (query, page) = self.finish(audit, matched).await?;
+        if !page.incomplete.is_empty() && page.total == 0 {
+            let missing: Vec<&str> = page.incomplete.iter().map(|m| m.source.as_str()).collect();
+            return Err(FhirError::Unavailable(format!(
+                "whether a matching {resource_type} exists is not known: source(s) {} did not answer; send the request again later",
+                missing.join(", ")
+            )));
+        }
+        match page.total {
+            0 => {}
+            1 if page.resources.len() == 1 => {
+                let existing = page.resources.into_iter().next().expect("one match");
+                return Ok(Creation::Exists(existing));
+            }
+            n => {
+                return Err(FhirError::PreconditionFailed(format!(
+                    "If-None-Exist matches {n} {resource_type} resources: make the criteria select at most one"
+                )));
+            }
+        }
+        self.admit(context)?;
+        let mut audit = Pending::new(context, Interaction::Create, resource_type);
+        let result = self
+            .create_checked(context, resource_type, resource, Some(&query), &mut audit)
+            .await;
+        self.finish(audit, result).await.map(Creation::Created)
     }
 
     /// Replaces a resource (a citizen withdrawing or changing a consent). With `if_match`, the
@@ -468,7 +572,15 @@ impl FhirService {
                         "{resource_type}/{id} is at version {current}, not {expected}: read it again and retry"
                     )));
                 }
-            self.write_checked(context, type_def, id, current + 1, resource, Interaction::Update, Some(previous_patient.as_deref()), &mut audit).await
+            let write = Write {
+                type_def,
+                id,
+                version_id: current + 1,
+                interaction: Interaction::Update,
+                previous_patient: Some(previous_patient.as_deref()),
+                unless: None,
+            };
+            self.write_checked(context, write, resource, &mut audit).await
         }
         .await;
         self.finish(audit, result).await
@@ -508,19 +620,21 @@ impl FhirService {
         self.finish(audit, result).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn write_checked(
         &self,
         context: &AccessContext,
-        type_def: &'static TypeDef,
-        id: &str,
-        version_id: i64,
+        write: Write<'_>,
         resource: Value,
-        interaction: Interaction,
-        // For an update: the compartment the resource is in now.
-        previous_patient: Option<Option<&str>>,
         audit: &mut Pending<'_>,
     ) -> Result<Written, FhirError> {
+        let Write {
+            type_def,
+            id,
+            version_id,
+            interaction,
+            previous_patient,
+            unless,
+        } = write;
         validate::resource(type_def.name, &resource)?;
         let mut resource = resource;
         stamp_writer(&mut resource, context);
@@ -559,6 +673,17 @@ impl FhirService {
         }
         let query = self.id_query(type_def, id, groups);
         let mut tx = self.store.database().begin_write().await?;
+        if let Some(unless) = unless {
+            self.store
+                .serialize_conditional_creates(&mut tx, type_def.name)
+                .await?;
+            if self.store.permits(unless, Quantifier::Any, &mut tx).await? {
+                return Err(FhirError::PreconditionFailed(format!(
+                    "another request created a {} matching If-None-Exist while this one was checked: send it again to get that one",
+                    type_def.name
+                )));
+            }
+        }
         self.store
             .write(&mut tx, std::slice::from_ref(&prepared))
             .await?;

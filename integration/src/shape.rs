@@ -164,7 +164,9 @@ impl Presentation {
                 .entry("meta")
                 .or_insert_with(|| Value::Object(Map::new()));
             if let Value::Object(meta) = meta {
-                let tags = meta.entry("tag").or_insert_with(|| Value::Array(Vec::new()));
+                let tags = meta
+                    .entry("tag")
+                    .or_insert_with(|| Value::Array(Vec::new()));
                 if let Value::Array(tags) = tags {
                     tags.push(json!({"system": SUBSETTED_SYSTEM, "code": SUBSETTED}));
                 }
@@ -253,7 +255,15 @@ mod tests {
     fn text_data_and_elements_keep_what_r4_says() {
         assert_eq!(
             properties(&shaped(Shape::Text)),
-            ["resourceType", "id", "meta", "text", "status", "_status", "code"]
+            [
+                "resourceType",
+                "id",
+                "meta",
+                "text",
+                "status",
+                "_status",
+                "code"
+            ]
         );
         let data = shaped(Shape::Data);
         assert!(data.get("text").is_none());
@@ -295,8 +305,14 @@ mod tests {
         let error = Shape::elements("Observation", "colour")
             .unwrap_err()
             .to_string();
-        assert!(error.contains("Observation's elements are id, meta"), "{error}");
+        assert!(
+            error.contains("Observation's elements are id, meta"),
+            "{error}"
+        );
         let error = Shape::summary("yes").unwrap_err().to_string();
-        assert!(error.contains("use true, text, data, count or false"), "{error}");
+        assert!(
+            error.contains("use true, text, data, count or false"),
+            "{error}"
+        );
     }
 }

@@ -230,6 +230,17 @@ impl EmbeddedStore {
         Ok(sql.query().fetch_optional(self.db.pool()).await?.is_some())
     }
 
+    /// Holds conditional creates of `resource_type` until `tx` ends, on every node: the
+    /// search that must find nothing is repeated in `tx` and sees every one committed before.
+    pub async fn serialize_conditional_creates(
+        &self,
+        tx: &mut WriteTx,
+        resource_type: &str,
+    ) -> Result<(), FhirError> {
+        let key = format!("conditional create of {resource_type}");
+        Ok(self.db.lock(&mut tx.tx, &key).await?)
+    }
+
     /// Whether the resource `query` selects (written in `tx`, not yet committed) may be
     /// written under `query`'s constraints: as [`matches`](Self::matches), except that a
     /// restricted parameter must hold for **every** value the resource has for it, so an

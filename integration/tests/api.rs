@@ -227,9 +227,18 @@ async fn metadata_describes_the_server(h: Harness) {
     assert_eq!(
         names(find("Observation")),
         [
-            "_id", "patient", "subject", "code", "category", "date", "_source"
+            "_id",
+            "patient",
+            "subject",
+            "code",
+            "category",
+            "date",
+            "identifier",
+            "_source"
         ]
     );
+    assert_eq!(find("Observation")["conditionalCreate"], true);
+    assert_eq!(find("Patient")["conditionalCreate"], false);
     assert_eq!(
         interactions(find("Observation")),
         ["read", "search-type", "create"]

@@ -126,6 +126,24 @@ impl Database {
         Ok(())
     }
 
+    /// Holds `key` until `tx` ends: transactions that lock the same key run one after the
+    /// other, on every node (a PostgreSQL transaction-scoped advisory lock). SQLite's writers
+    /// are serialised in process already ([`begin_write`](Self::begin_write)): there it does
+    /// nothing.
+    pub async fn lock(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        key: &str,
+    ) -> sqlx::Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(key)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// A connection listening on `channels` (PostgreSQL `LISTEN`); `None` on SQLite. It
     /// reconnects by itself when the server goes away; a notification sent while it was
     /// away is lost, so listeners also poll.

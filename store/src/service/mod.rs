@@ -21,7 +21,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::FromRef;
 use healthcloud_platform::auth::{AuthError, Principal, Role, TokenVerifier};
-use healthcloud_platform::db::{Backend, Database, Migrations};
+use healthcloud_platform::db::{Database, Migrations};
 use sqlx::Row;
 
 pub use blobs::Recovered;
@@ -241,19 +241,13 @@ fn timestamp(time: chrono::DateTime<chrono::Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// Serializes writers of `key` across store nodes on PostgreSQL (SQLite writers are already
-/// serialized by [`Database::begin_write`]).
+/// Serializes writers of `key` across store nodes ([`Database::lock`]).
 async fn lock(
     db: &Database,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     key: &str,
 ) -> sqlx::Result<()> {
-    if db.backend() == Backend::Postgres {
-        let mut sql = db.sql("SELECT pg_advisory_xact_lock(hashtext(");
-        sql.bind(format!("store:{key}")).push("))");
-        sql.query().execute(&mut **tx).await?;
-    }
-    Ok(())
+    db.lock(tx, &format!("store:{key}")).await
 }
 
 fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {

@@ -84,15 +84,13 @@ impl KvStore {
         let bytes = match self.db.backend() {
             Backend::Sqlite => "LENGTH(CAST(key AS BLOB)) + LENGTH(value)",
             Backend::Postgres => {
-                let mut lock = self.db.sql("SELECT pg_advisory_xact_lock(hashtext(");
                 let Partition {
                     region,
                     app,
                     patient,
                 } = partition;
-                lock.bind(format!("app_kv/{region}/{app}/{patient}"))
-                    .push("))");
-                lock.query().execute(&mut *tx.tx).await?;
+                let key = format!("app_kv/{region}/{app}/{patient}");
+                self.db.lock(&mut tx.tx, &key).await?;
                 "OCTET_LENGTH(key) + OCTET_LENGTH(value)"
             }
         };
