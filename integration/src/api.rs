@@ -21,6 +21,7 @@ use crate::params::TYPES;
 use crate::policy::{AccessContext, AppIdentity};
 use crate::query::MAX_OFFSET;
 use crate::service::{Creation, FhirService, Written};
+use crate::shape::{Presentation, PresentationParams, admits_json, json_only};
 use crate::store::{Incomplete, StoredResource};
 
 /// Settings of the FHIR API.
@@ -137,6 +138,7 @@ pub fn router(state: FhirState) -> Router {
                 "this interaction is not supported on this endpoint (see /fhir/r4/metadata)".into(),
             )
         })
+        .layer(axum::middleware::from_fn(json_only_accepted))
         .with_state(state);
     match origins.is_empty() && apps.is_none() {
         true => router,
@@ -223,26 +225,93 @@ impl FromRef<FhirState> for TokenVerifier {
 async fn read(
     State(state): State<FhirState>,
     Path((resource_type, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     Caller(context): Caller,
 ) -> Result<Response, FhirError> {
-    let resource = state.service.read(&context, &resource_type, &id).await?;
-    Ok(resource_response(resource))
+    read_presented(&state, &context, (&resource_type, &id, None), query).await
 }
 
 /// `vread` of the current version (the `Location` of a create). Earlier versions are not kept.
 async fn read_version(
     State(state): State<FhirState>,
     Path((resource_type, id, version)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
     Caller(context): Caller,
 ) -> Result<Response, FhirError> {
-    let resource = state.service.read(&context, &resource_type, &id).await?;
-    if version != resource.version_id.to_string() {
+    let resource = (resource_type.as_str(), id.as_str(), Some(version.as_str()));
+    read_presented(&state, &context, resource, query).await
+}
+
+/// A read (of `version`, when given, which must be the current one), presented as its
+/// result parameters ask (`_summary`, `_elements`, `_pretty`, `_format`); any other parameter
+/// is refused, and audited as a refused read.
+async fn read_presented(
+    state: &FhirState,
+    context: &AccessContext,
+    (resource_type, id, version): (&str, &str, Option<&str>),
+    query: Option<String>,
+) -> Result<Response, FhirError> {
+    let presentation = match read_presentation(resource_type, query.as_deref()) {
+        Ok(presentation) => presentation,
+        Err(error) => {
+            let refused = (Interaction::Read, resource_type, Some(id));
+            return Err(state.service.refused(context, refused, error).await);
+        }
+    };
+    let mut resource = state.service.read(context, resource_type, id).await?;
+    if let Some(version) = version
+        && version != resource.version_id.to_string()
+    {
         return Err(FhirError::NotFound(format!(
             "{resource_type}/{id} version {version} is not available: only the current version ({}) is kept",
             resource.version_id
         )));
     }
+    resource.content = presentation.apply(resource_type, resource.content)?;
     Ok(resource_response(resource))
+}
+
+/// The result parameters of a read.
+fn read_presentation(resource_type: &str, query: Option<&str>) -> Result<Presentation, FhirError> {
+    let mut presentation = PresentationParams::default();
+    for (name, value) in parse_pairs(query.unwrap_or_default().as_bytes()) {
+        let taken = !matches!(name.as_str(), "_total" | "_totalMethod")
+            && presentation.take(resource_type, &name, &value)?;
+        if !taken {
+            return Err(FhirError::BadRequest(format!(
+                "a read takes no parameter '{name}': only _summary, _elements, _pretty and _format"
+            )));
+        }
+    }
+    match presentation.finish()? {
+        (_, true) => Err(FhirError::BadRequest(
+            "_summary=count counts the matches of a search, not a read".into(),
+        )),
+        (presentation, false) => Ok(presentation),
+    }
+}
+
+/// Refuses, before anything else, a request whose `Accept` admits no JSON: this server
+/// answers FHIR JSON only, and says so rather than sending what was not asked for.
+async fn json_only_accepted(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(accept) = request.headers().get(header::ACCEPT) {
+        let accept = accept.to_str().unwrap_or_default();
+        let admitted = accept.split(',').any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            // `;q=0` refuses the range.
+            let refused = parts
+                .any(|p| p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0));
+            admits_json(&media) && !refused
+        });
+        if !admitted {
+            return json_only(accept).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn search_get(

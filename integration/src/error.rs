@@ -28,6 +28,9 @@ pub enum FhirError {
     /// 412: `If-Match` named a version that is not the current one.
     #[error("{0}")]
     PreconditionFailed(String),
+    /// 406: the client asked for a format other than FHIR JSON (`Accept`, `_format`).
+    #[error("{0}")]
+    NotAcceptable(String),
     /// 409: the resource changed since the version the client named.
     #[error("{0}")]
     Conflict(String),
@@ -70,6 +73,7 @@ impl FhirError {
             FhirError::Forbidden(_) | FhirError::ConsentDenied => 403,
             FhirError::NotFound(_) => 404,
             FhirError::MethodNotAllowed(_) => 405,
+            FhirError::NotAcceptable(_) => 406,
             FhirError::Conflict(_) => 409,
             FhirError::PreconditionFailed(_) => 412,
             FhirError::PayloadTooLarge(_) => 413,
@@ -95,7 +99,7 @@ impl FhirError {
             FhirError::Unauthorized(_) => "login",
             FhirError::Forbidden(_) | FhirError::ConsentDenied => "forbidden",
             FhirError::NotFound(_) => "not-found",
-            FhirError::MethodNotAllowed(_) => "not-supported",
+            FhirError::MethodNotAllowed(_) | FhirError::NotAcceptable(_) => "not-supported",
             FhirError::Conflict(_) | FhirError::PreconditionFailed(_) => "conflict",
             FhirError::PayloadTooLarge(_) => "too-costly",
             FhirError::Invalid { .. } => "processing",

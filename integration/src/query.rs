@@ -7,7 +7,7 @@ use healthcloud_platform::auth::is_fhir_id;
 use crate::date::{self, DateRange};
 use crate::error::FhirError;
 use crate::params::{ParamDef, ParamKind, TypeDef, split_reference, type_def};
-use crate::shape::{Presentation, Shape};
+use crate::shape::{Presentation, PresentationParams};
 
 /// Page size limits.
 #[derive(Debug, Clone, Copy)]
@@ -196,9 +196,6 @@ pub const MAX_VALUES: usize = 100;
 /// The Danish CPR number's system, the example in error messages.
 const CPR_SYSTEM: &str = "urn:oid:1.2.208.176.1.2";
 
-/// Control parameters accepted because they do not filter.
-const FORMAT_VALUES: &[&str] = &["json", "application/json", "application/fhir+json"];
-
 impl SearchQuery {
     /// Parses a search on `resource_type` from query (or form) parameters.
     pub fn parse(
@@ -212,10 +209,7 @@ impl SearchQuery {
         let mut count = None;
         let mut offset = None;
         let mut link_params = Vec::new();
-        let mut summary = None;
-        let mut elements = None;
-        let mut total = None;
-        let mut pretty = None;
+        let mut presentation = PresentationParams::default();
         for (name, value) in params {
             let once = |seen: bool| {
                 if seen {
@@ -264,48 +258,9 @@ impl SearchQuery {
                     });
                     link_params.push((name.clone(), value.clone()));
                 }
-                "_summary" => {
-                    once(summary.is_some())?;
-                    summary = Some(Shape::summary(value)?);
-                    link_params.push((name.clone(), value.clone()));
-                }
-                "_elements" => {
-                    once(elements.is_some())?;
-                    elements = Some(Shape::elements(type_def.name, value)?);
-                    link_params.push((name.clone(), value.clone()));
-                }
-                // `_totalMethod` is what some clients (fhirpy's `count()`) send for `_total`.
-                "_total" | "_totalMethod" => {
-                    once(total.is_some())?;
-                    total = Some(match value.as_str() {
-                        "none" => false,
-                        "estimate" | "accurate" | "count" => true,
-                        _ => {
-                            return Err(FhirError::BadRequest(format!(
-                                "unsupported {name} '{value}': use none, estimate or accurate"
-                            )));
-                        }
-                    });
-                    link_params.push((name.clone(), value.clone()));
-                }
-                "_pretty" => {
-                    once(pretty.is_some())?;
-                    pretty = Some(match value.as_str() {
-                        "true" => true,
-                        "false" => false,
-                        _ => {
-                            return Err(FhirError::BadRequest(format!(
-                                "_pretty must be true or false, not '{value}'"
-                            )));
-                        }
-                    });
-                    link_params.push((name.clone(), value.clone()));
-                }
-                "_format" => {
-                    if !FORMAT_VALUES.contains(&value.as_str()) {
-                        return Err(FhirError::BadRequest(format!(
-                            "unsupported _format '{value}': this server speaks JSON only"
-                        )));
+                _ if presentation.take(type_def.name, name, value)? => {
+                    if name != "_format" {
+                        link_params.push((name.clone(), value.clone()));
                     }
                 }
                 _ => {
@@ -314,21 +269,10 @@ impl SearchQuery {
                 }
             }
         }
-        let mut count = count.unwrap_or(limits.default_count.min(limits.max_count));
-        let shape = match (summary, elements) {
-            (Some(Some(Shape::Full)) | None, Some(elements)) => elements,
-            (Some(_), Some(_)) => {
-                return Err(FhirError::BadRequest(
-                    "_summary and _elements cannot be combined: give one of them".into(),
-                ));
-            }
-            // `_summary=count`: how many match, and none of them.
-            (Some(None), None) => {
-                count = 0;
-                Shape::Full
-            }
-            (Some(Some(shape)), None) => shape,
-            (None, None) => Shape::Full,
+        let (presentation, only_count) = presentation.finish()?;
+        let count = match only_count {
+            true => 0,
+            false => count.unwrap_or(limits.default_count.min(limits.max_count)),
         };
         Ok(SearchQuery {
             type_def,
@@ -338,11 +282,7 @@ impl SearchQuery {
             count,
             offset: offset.unwrap_or(0),
             link_params,
-            presentation: Presentation {
-                shape,
-                total: total.unwrap_or(true),
-                pretty: pretty.unwrap_or(false),
-            },
+            presentation,
         })
     }
 }
@@ -598,6 +538,7 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shape::Shape;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
@@ -644,6 +585,23 @@ mod tests {
     }
 
     #[test]
+    fn a_format_other_than_json_is_not_acceptable() {
+        for format in ["xml", "application/fhir+xml", "ttl"] {
+            let error = SearchQuery::parse(
+                "Patient",
+                &pairs(&[("_format", format)]),
+                PageLimits::default(),
+            )
+            .unwrap_err();
+            assert_eq!(error.status(), 406, "{format}");
+            assert!(error.to_string().contains("FHIR JSON only"), "{error}");
+        }
+        let json = pairs(&[("_format", "application/fhir+json")]);
+        let query = SearchQuery::parse("Patient", &json, PageLimits::default()).unwrap();
+        assert!(query.link_params.is_empty());
+    }
+
+    #[test]
     fn unsupported_parameters_and_modifiers_are_refused() {
         for (name, value) in [
             ("colour", "red"),
@@ -655,7 +613,6 @@ mod tests {
             ("_total", "some"),
             ("_pretty", "yes"),
             ("patient", "Organization/x"),
-            ("_format", "xml"),
             ("_sort", "code"),
             ("_count", "-1"),
             ("code", ""),

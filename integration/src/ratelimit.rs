@@ -157,6 +157,7 @@ pub fn is_refusal(error: &FhirError) -> bool {
             | FhirError::BadRequest(_)
             | FhirError::Invalid { .. }
             | FhirError::MethodNotAllowed(_)
+            | FhirError::NotAcceptable(_)
             | FhirError::PayloadTooLarge(_)
             | FhirError::Unauthorized(_)
     )

@@ -57,6 +57,110 @@ impl Default for Presentation {
     }
 }
 
+/// The result parameters of a request as they are read, one by one.
+#[derive(Debug, Default)]
+pub struct PresentationParams {
+    summary: Option<Option<Shape>>,
+    elements: Option<Shape>,
+    total: Option<bool>,
+    pretty: Option<bool>,
+}
+
+/// `_format` values that are JSON, the one format served.
+const JSON_FORMATS: &[&str] = &[
+    "json",
+    "application/json",
+    "application/fhir+json",
+    "application/json+fhir",
+];
+
+/// Whether `media` (a `_format` or `Accept` media range, parameters stripped) is or admits
+/// JSON.
+pub fn admits_json(media: &str) -> bool {
+    JSON_FORMATS.contains(&media) || matches!(media, "*/*" | "application/*")
+}
+
+/// The error of a request for a format other than JSON.
+pub fn json_only(asked: &str) -> FhirError {
+    FhirError::NotAcceptable(format!(
+        "'{asked}' is not served: this server speaks FHIR JSON only; ask for application/fhir+json"
+    ))
+}
+
+impl PresentationParams {
+    /// Takes `name=value` of a request on `resource_type` when it is a result parameter
+    /// (`_summary`, `_elements`, `_total`/`_totalMethod`, `_pretty`, `_format`): `Ok(false)`
+    /// when it is not one.
+    pub fn take(
+        &mut self,
+        resource_type: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<bool, FhirError> {
+        fn once<T>(slot: &mut Option<T>, name: &str, value: T) -> Result<(), FhirError> {
+            match slot.replace(value) {
+                Some(_) => Err(FhirError::BadRequest(format!(
+                    "'{name}' may be given only once"
+                ))),
+                None => Ok(()),
+            }
+        }
+        let flag = |yes: &str, no: &str| match value {
+            v if v == yes => Ok(true),
+            v if v == no => Ok(false),
+            _ => Err(FhirError::BadRequest(format!(
+                "unsupported {name} '{value}': use {yes} or {no}"
+            ))),
+        };
+        match name {
+            "_summary" => once(&mut self.summary, name, Shape::summary(value)?)?,
+            "_elements" => once(
+                &mut self.elements,
+                name,
+                Shape::elements(resource_type, value)?,
+            )?,
+            // `_totalMethod` is what some clients (fhirpy's `count()`) send for `_total`.
+            "_total" | "_totalMethod" => {
+                let counted = match value {
+                    "estimate" | "accurate" | "count" => true,
+                    _ => flag("accurate", "none")?,
+                };
+                once(&mut self.total, "_total", counted)?;
+            }
+            "_pretty" => once(&mut self.pretty, name, flag("true", "false")?)?,
+            "_format" => {
+                let media = value.split(';').next().unwrap_or_default().trim();
+                if !JSON_FORMATS.contains(&media) {
+                    return Err(json_only(value));
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The presentation asked for, and whether only the count is (`_summary=count`).
+    pub fn finish(self) -> Result<(Presentation, bool), FhirError> {
+        let (shape, only_count) = match (self.summary, self.elements) {
+            (Some(Some(Shape::Full)) | None, Some(elements)) => (elements, false),
+            (Some(_), Some(_)) => {
+                return Err(FhirError::BadRequest(
+                    "_summary and _elements cannot be combined: give one of them".into(),
+                ));
+            }
+            (Some(None), None) => (Shape::Full, true),
+            (Some(Some(shape)), None) => (shape, false),
+            (None, None) => (Shape::Full, false),
+        };
+        let presentation = Presentation {
+            shape,
+            total: self.total.unwrap_or(true),
+            pretty: self.pretty.unwrap_or(false),
+        };
+        Ok((presentation, only_count))
+    }
+}
+
 /// The tag of a resource some elements were left out of: a client must not write it back.
 const SUBSETTED: &str = "SUBSETTED";
 const SUBSETTED_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
@@ -111,6 +215,15 @@ impl Shape {
                 .strip_prefix(resource_type)
                 .and_then(|rest| rest.strip_prefix('.'))
                 .unwrap_or(name);
+            if bare == "resourceType" {
+                // Always there (fhirpy names it with every `elements()`).
+                continue;
+            }
+            if bare.starts_with('-') {
+                return Err(FhirError::BadRequest(format!(
+                    "_elements: '{name}': elements cannot be excluded, name those to keep"
+                )));
+            }
             let Some(element) = known.iter().find(|e| e.name == bare) else {
                 let hint = match element_of(resource_type, bare) {
                     Some(choice) => format!("name the choice as '{}'", choice.name),
@@ -269,7 +382,8 @@ mod tests {
         assert!(data.get("text").is_none());
         assert_eq!(data["note"][0]["text"], "after a walk");
         assert_eq!(data["unknownProperty"], 1);
-        let elements = Shape::elements("Observation", "value,Observation.subject").unwrap();
+        let elements =
+            Shape::elements("Observation", "value,Observation.subject,resourceType,id").unwrap();
         assert_eq!(
             properties(&shaped(elements)),
             [
@@ -309,6 +423,10 @@ mod tests {
             error.contains("Observation's elements are id, meta"),
             "{error}"
         );
+        let error = Shape::elements("Observation", "-text")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("name those to keep"), "{error}");
         let error = Shape::summary("yes").unwrap_err().to_string();
         assert!(
             error.contains("use true, text, data, count or false"),

@@ -16,6 +16,7 @@ on_both_backends!(
     transaction_bundles_resolve_references,
     a_bad_bundle_keeps_nothing,
     repeated_ids_and_relative_references,
+    reads_honour_result_parameters_and_formats_other_than_json_are_not_acceptable,
 );
 
 fn measurement(patient: &str) -> Value {
@@ -428,4 +429,68 @@ async fn repeated_ids_and_relative_references(h: Harness) {
         h.get(&format!("Observation?patient={id}"), &t).await.body["total"],
         1
     );
+}
+
+async fn reads_honour_result_parameters_and_formats_other_than_json_are_not_acceptable(h: Harness) {
+    let t = h.clinician();
+    let with_accept = |path: &str, accept: &str| {
+        Request::builder()
+            .uri(format!("/fhir/r4/{path}"))
+            .header("authorization", format!("Bearer {t}"))
+            .header("accept", accept)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for accept in [
+        "application/fhir+xml",
+        "application/xml, text/turtle",
+        "application/fhir+json;q=0, application/fhir+xml",
+    ] {
+        for path in ["Patient/pat-a", "Patient?_id=pat-a", "metadata"] {
+            let refused = h.send(with_accept(path, accept)).await;
+            assert_eq!(refused.status, 406, "{path} {accept}: {}", refused.body);
+            assert!(
+                diagnostics(&refused).contains("FHIR JSON only"),
+                "{}",
+                refused.body
+            );
+        }
+    }
+    for accept in [
+        "application/fhir+json",
+        "application/json",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    ] {
+        let read = h.send(with_accept("Patient/pat-a", accept)).await;
+        assert_eq!(read.status, 200, "{accept}: {}", read.body);
+    }
+    assert_eq!(h.get("Patient/pat-a?_format=xml", &t).await.status, 406);
+    let read = h.get("Patient/pat-a?_format=json", &t).await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body["name"][0]["family"], "Sørensen");
+    // `_elements` and `_summary` on a read: a subset, tagged.
+    let subset = h.get("Patient/pat-a?_elements=birthDate", &t).await;
+    assert_eq!(subset.status, 200, "{}", subset.body);
+    assert_eq!(subset.body["birthDate"], "1950-03-15");
+    assert!(subset.body.get("name").is_none(), "{}", subset.body);
+    assert_eq!(subset.body["meta"]["tag"][0]["code"], "SUBSETTED");
+    let at_version = h.get("Patient/pat-a/_history/1?_summary=true", &t).await;
+    assert_eq!(at_version.status, 200, "{}", at_version.body);
+    assert!(at_version.body.get("generalPractitioner").is_none());
+    for (path, fix) in [
+        ("Patient/pat-a?name=x", "a read takes no parameter 'name'"),
+        ("Patient/pat-a?_summary=count", "not a read"),
+        (
+            "Patient/pat-a?_total=none",
+            "a read takes no parameter '_total'",
+        ),
+        (
+            "Patient/pat-a?_elements=colour",
+            "not an element of Patient",
+        ),
+    ] {
+        let refused = h.get(path, &t).await;
+        assert_eq!(refused.status, 400, "{path}: {}", refused.body);
+        assert!(diagnostics(&refused).contains(fix), "{}", refused.body);
+    }
 }

@@ -291,6 +291,48 @@ def test_citizen_records_a_home_blood_pressure_the_clinician_then_finds(
     assert plain(found[observation.id]) == created
 
 
+def test_fhirpy_counts_and_asks_for_a_subset_of_elements(
+    clinician: SyncFHIRClient, bp_patient_id: str
+):
+    search = clinician.resources("Observation").search(patient=bp_patient_id, code=BP_CODE)
+    total = search.fetch_raw()["total"]
+    assert total > 5
+    # fhirpy's count() sends `_count=0&_totalMethod=count`; `_summary=count` is FHIR's own.
+    assert search.count() == total
+    counted = search.clone(_summary="count").fetch_raw()
+    assert counted["total"] == total and "entry" not in counted, counted
+    # `elements()` sends `_elements=id,resourceType,effective`: what was asked, the mandatory
+    # elements (status, code) and meta, tagged as a subset so nobody writes it back.
+    subset = search.elements("effective").limit(5).fetch()
+    assert len(subset) == 5
+    for observation in subset:
+        validate(observation, "Observation")
+        data = plain(observation)
+        assert set(data) == {"resourceType", "id", "meta", "status", "code", "effectiveDateTime"}, data
+        assert {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                "code": "SUBSETTED"} in data["meta"]["tag"]
+
+
+def test_fhirpy_get_or_create_makes_one_reading_however_often_it_is_sent(
+    citizen: SyncFHIRClient, citizen_patient_id: str
+):
+    identifier = f"urn:oid:1.2.208.184.100.1|reading-{datetime.now(timezone.utc).timestamp()}"
+    system, value = identifier.split("|")
+    reading = {**home_bp(citizen_patient_id, 127, 81), "identifier": [{"system": system, "value": value}]}
+    search = citizen.resources("Observation").search(identifier=identifier)
+    first, created = search.get_or_create(citizen.resource("Observation", **reading))
+    assert created, "the first get_or_create creates"
+    validate(first, "Observation")
+    for systolic in (128, 129):
+        again, created = search.get_or_create(
+            citizen.resource("Observation", **{**reading, **home_bp(citizen_patient_id, systolic, 81)})
+        )
+        assert not created, "a reading with that identifier exists: it is returned"
+        assert again.id == first.id
+        assert plain(again) == plain(first)
+    assert search.count() == 1
+
+
 def test_create_answers_201_with_location_and_etag(
     server: Server, citizen_token: str, citizen_patient_id: str
 ):

@@ -227,6 +227,7 @@ impl From<FhirError> for Error {
             }
             error @ (FhirError::BadRequest(_)
             | FhirError::MethodNotAllowed(_)
+            | FhirError::NotAcceptable(_)
             | FhirError::Conflict(_)
             | FhirError::PreconditionFailed(_)
             | FhirError::PayloadTooLarge(_)
