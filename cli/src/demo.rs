@@ -77,6 +77,9 @@ pub async fn ensure_world(stores: SectorStores<'_>, patients: usize) -> anyhow::
     for importer in &mut importers {
         importer.add_prepared(organizations.clone()).await?;
     }
+    importers[0]
+        .add_prepared(prepare(demo_practitioners())?)
+        .await?;
     const PATIENTS_PER_BATCH: usize = 50;
     for first in (0..patients).step_by(PATIENTS_PER_BATCH) {
         let indices = first..(first + PATIENTS_PER_BATCH).min(patients);
@@ -114,6 +117,28 @@ pub async fn ensure_world(stores: SectorStores<'_>, patients: usize) -> anyhow::
     bar.finish_and_clear();
     eprintln!("generated {written} resources");
     Ok(())
+}
+
+/// The practitioners the demo tokens name as their users (`fhirUser`), in the region's record,
+/// each with their role at their region: what a SMART client reads as "who is logged in".
+fn demo_practitioners() -> Vec<Value> {
+    [
+        ("dr-hansen", "Karen", "Hansen", "hovedstaden"),
+        ("dr-madsen", "Jens", "Madsen", "midtjylland"),
+    ]
+    .into_iter()
+    .flat_map(|(id, given, family, region)| {
+        [
+            serde_json::json!({"resourceType": "Practitioner", "id": id, "active": true,
+                "name": [{"family": family, "given": [given], "prefix": ["Dr."]}]}),
+            serde_json::json!({"resourceType": "PractitionerRole", "id": format!("{id}-{region}"),
+                "active": true,
+                "practitioner": {"reference": format!("Practitioner/{id}")},
+                "organization": {"reference": format!("Organization/region-{region}")},
+                "code": [{"text": "physician"}]}),
+        ]
+    })
+    .collect()
 }
 
 /// A home measurement as the platform holds one the patient sent in with the blood-pressure

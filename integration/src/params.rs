@@ -324,6 +324,318 @@ pub static TYPES: &[TypeDef] = &[
         update_delete: false,
     },
     TypeDef {
+        name: "Practitioner",
+        params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "An identifier, e.g. an authorization id",
+            ),
+            p(
+                "name",
+                STRING,
+                &["name"],
+                "Start of any part of the name, case-insensitive",
+            ),
+            p(
+                "family",
+                STRING,
+                &["name.family"],
+                "Start of the family name",
+            ),
+            p("given", STRING, &["name.given"], "Start of a given name"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "PractitionerRole",
+        params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "An identifier of the role",
+            ),
+            p(
+                "practitioner",
+                ParamKind::Reference {
+                    target: Some("Practitioner"),
+                },
+                &["practitioner"],
+                "The practitioner in the role",
+            ),
+            p(
+                "organization",
+                ParamKind::Reference {
+                    target: Some("Organization"),
+                },
+                &["organization"],
+                "The organization the role is at",
+            ),
+            p(
+                "role",
+                TOKEN,
+                &["code"],
+                "The role, e.g. general practitioner",
+            ),
+            p("specialty", TOKEN, &["specialty"], "The specialty"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Location",
+        params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "An identifier, e.g. SOR",
+            ),
+            p(
+                "name",
+                STRING,
+                &["name", "alias"],
+                "Start of the name or an alias",
+            ),
+            p(
+                "organization",
+                ParamKind::Reference {
+                    target: Some("Organization"),
+                },
+                &["managingOrganization"],
+                "The organization that runs the location",
+            ),
+            p(
+                "address-city",
+                STRING,
+                &["address.city"],
+                "Start of the city",
+            ),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Medication",
+        params: &[
+            p(
+                "code",
+                TOKEN,
+                &["code"],
+                "The medication's code, e.g. ATC or RxNorm",
+            ),
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "An identifier of the medication",
+            ),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Provenance",
+        params: &[
+            patient(&["target"]),
+            p(
+                "target",
+                ANY_REF,
+                &["target"],
+                "What the provenance is about",
+            ),
+            p("recorded", DATE, &["recorded"], "When it was recorded"),
+            p("agent", ANY_REF, &["agent.who"], "Who took part"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "DocumentReference",
+        params: &[
+            patient(&["subject"]),
+            p("date", DATE, &["date"], "When the reference was created"),
+            p("type", TOKEN, &["type"], "The kind of document"),
+            p("category", TOKEN, &["category"], "The document's category"),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "current, superseded or entered-in-error",
+            ),
+            p(
+                "identifier",
+                TOKEN,
+                &["masterIdentifier", "identifier"],
+                "The document's identifiers",
+            ),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Composition",
+        params: &[
+            patient(&["subject"]),
+            p("date", DATE, &["date"], "When the composition was edited"),
+            p(
+                "type",
+                TOKEN,
+                &["type"],
+                "The kind of composition, e.g. a patient summary",
+            ),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "preliminary, final, amended, …",
+            ),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "CarePlan",
+        params: &[
+            patient(&["subject"]),
+            p("date", DATE, &["period"], "The period the plan covers"),
+            p("status", TOKEN, &["status"], "draft, active, completed, …"),
+            p("category", TOKEN, &["category"], "The kind of plan"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "CareTeam",
+        params: &[
+            patient(&["subject"]),
+            p("date", DATE, &["period"], "The period the team covers"),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "proposed, active, inactive, …",
+            ),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Goal",
+        params: &[
+            patient(&["subject"]),
+            p(
+                "lifecycle-status",
+                TOKEN,
+                &["lifecycleStatus"],
+                "proposed, active, completed, …",
+            ),
+            p(
+                "start-date",
+                DATE,
+                &["start[x]"],
+                "When the goal was started",
+            ),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "ServiceRequest",
+        params: &[
+            patient(&["subject"]),
+            p(
+                "authored",
+                DATE,
+                &["authoredOn"],
+                "When the request was made",
+            ),
+            p("status", TOKEN, &["status"], "draft, active, completed, …"),
+            p("code", TOKEN, &["code"], "What is requested"),
+            p("category", TOKEN, &["category"], "The kind of service"),
+            p("intent", TOKEN, &["intent"], "proposal, plan, order, …"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Task",
+        params: &[
+            patient(&["for"]),
+            p(
+                "authored-on",
+                DATE,
+                &["authoredOn"],
+                "When the task was created",
+            ),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "requested, in-progress, completed, …",
+            ),
+            p("code", TOKEN, &["code"], "The kind of task"),
+            p(
+                "owner",
+                ANY_REF,
+                &["owner"],
+                "Who is responsible for the task",
+            ),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "Appointment",
+        params: &[
+            patient(&["participant.actor"]),
+            p("date", DATE, &["start"], "When the appointment starts"),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "booked, fulfilled, cancelled, …",
+            ),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "EpisodeOfCare",
+        params: &[
+            patient(&["patient"]),
+            p("date", DATE, &["period"], "The period of the episode"),
+            p("status", TOKEN, &["status"], "planned, active, finished, …"),
+            p("type", TOKEN, &["type"], "The kind of episode"),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
+        name: "QuestionnaireResponse",
+        params: &[
+            patient(&["subject"]),
+            p(
+                "authored",
+                DATE,
+                &["authored"],
+                "When the answers were given",
+            ),
+            p("status", TOKEN, &["status"], "in-progress, completed, …"),
+            p(
+                "questionnaire",
+                ParamKind::Uri,
+                &["questionnaire"],
+                "The questionnaire answered (its canonical URL)",
+            ),
+        ],
+        create: false,
+        update_delete: false,
+    },
+    TypeDef {
         name: "Consent",
         params: &[
             patient(&["patient"]),

@@ -443,6 +443,18 @@ impl EmbeddedStore {
                     });
                 match index {
                     Ok(index) => {
+                        // Its compartment and date too: a type newly served is placed by its
+                        // own definition (`Task.for`), no longer by a guess at `subject`.
+                        sqlx::query(
+                            "UPDATE resources SET patient_id = $1, sort_date = $2 \
+                             WHERE resource_type = $3 AND id = $4",
+                        )
+                        .bind(index.patient_id.clone())
+                        .bind(index.sort_date)
+                        .bind(resource_type)
+                        .bind(id)
+                        .execute(&mut *tx.tx)
+                        .await?;
                         for table in ["search_token", "search_date"] {
                             sqlx::query(&format!(
                                 "DELETE FROM {table} WHERE resource_type = $1 AND resource_id = $2"

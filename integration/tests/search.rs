@@ -484,7 +484,7 @@ async fn unsupported_parameters_are_refused(h: Harness) {
         response.body
     );
     assert_eq!(
-        h.get("Medication?code=x", &t).await.status,
+        h.get("Claim?patient=x", &t).await.status,
         404,
         "unserved type"
     );

@@ -9,13 +9,23 @@ world itself (500 patients, a few seconds), and its own headless chromium.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from fhir.resources.R4B import get_fhir_model_class
 
 from conftest import Server, headless_chromium, running_up
 from test_launch import by, check_page, launch, patients  # noqa: F401 (a fixture)
+
+
+def validate_r4b(resource, resource_type: str) -> None:
+    """Parses `resource` (fhirpy's or a dict) with the fhir.resources R4B model of its type."""
+    data = resource.serialize() if hasattr(resource, "serialize") else dict(resource)
+    assert data["resourceType"] == resource_type, data
+    get_fhir_model_class(resource_type).model_validate(data)
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +76,21 @@ def test_the_clinician_sees_home_gp_and_hospital_readings_and_a_summary_across_r
         span.text.strip("()") for span in browser.find_elements(By.CSS_SELECTOR, "main li span.origin")
     )
     assert "gp" in items and "hospital" in items, items
+
+
+def test_the_practitioner_a_clinicians_token_names_is_readable_with_their_role(server: Server):
+    """The demo world holds the practitioners its tokens name: no `fhirUser` dangles."""
+    token = server.token("clinician", sub="dr-hansen")
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert claims["fhirUser"] == "Practitioner/dr-hansen"
+    client = server.client(token)
+    # What a SMART client reads as "who is logged in" (fhirclient's `client.user`).
+    user = client.reference(*claims["fhirUser"].split("/")).to_resource()
+    validate_r4b(user, "Practitioner")
+    assert user["name"][0]["family"] == "Hansen"
+    roles = client.resources("PractitionerRole").search(practitioner=claims["fhirUser"]).fetch_all()
+    assert len(roles) == 1
+    validate_r4b(roles[0], "PractitionerRole")
+    organization = client.reference(*roles[0]["organization"]["reference"].split("/")).to_resource()
+    validate_r4b(organization, "Organization")
+    assert organization.id == "region-hovedstaden"

@@ -1,0 +1,165 @@
+//! The workforce, place, medication and care-process types: served, searchable by their R4
+//! parameters, patient data confined to its patient's compartment by the element its
+//! definition names (`Task.for`, `Appointment.participant.actor`, `Provenance.target`), and
+//! resources imported before a type was served placed and indexed when the database opens.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+on_both_backends!(
+    shared_types_are_found_by_their_parameters,
+    patient_data_of_each_type_stays_in_its_compartment,
+    resources_stored_before_their_type_was_served_are_placed_when_reindexed,
+);
+
+const SOR: &str = "urn:oid:1.2.208.176.1.1";
+const AUTHORIZATION: &str = "urn:oid:1.2.208.176.1.3";
+
+fn workforce() -> Vec<Value> {
+    vec![
+        json!({"resourceType": "Practitioner", "id": "dr-hansen",
+            "identifier": [{"system": AUTHORIZATION, "value": "ABC12"}],
+            "name": [{"family": "Hansen", "given": ["Karen"]}]}),
+        json!({"resourceType": "PractitionerRole", "id": "dr-hansen-gp",
+            "practitioner": {"reference": "Practitioner/dr-hansen"},
+            "organization": {"reference": "Organization/gp-1"},
+            "code": [{"coding": [{"system": "urn:oid:1.2.208.176.2.4", "code": "gp"}]}]}),
+        json!({"resourceType": "Location", "id": "clinic-1", "name": "Klinikken Nørrebro",
+            "identifier": [{"system": SOR, "value": "333333"}],
+            "managingOrganization": {"reference": "Organization/gp-1"},
+            "address": {"city": "København N"}}),
+        json!({"resourceType": "Medication", "id": "med-1",
+            "code": {"coding": [{"system": "http://www.whocc.no/atc", "code": "C09AA02"}]}}),
+    ]
+}
+
+/// pat-a's resources of the care-process types, each in the compartment its definition names.
+fn care_of(patient: &str) -> Vec<Value> {
+    let me = json!({"reference": format!("Patient/{patient}")});
+    let id = |kind: &str| format!("{patient}-{kind}");
+    vec![
+        json!({"resourceType": "Task", "id": id("task"), "status": "requested", "intent": "order",
+            "for": me, "authoredOn": "2024-05-01",
+            "owner": {"reference": "Practitioner/dr-hansen"}}),
+        json!({"resourceType": "Appointment", "id": id("appointment"), "status": "booked",
+            "start": "2024-06-01T09:00:00Z", "end": "2024-06-01T09:15:00Z",
+            "participant": [{"actor": {"reference": "Practitioner/dr-hansen"}, "status": "accepted"},
+                            {"actor": me, "status": "accepted"}]}),
+        json!({"resourceType": "Provenance", "id": id("provenance"),
+            "target": [{"reference": format!("Task/{}", id("task"))}, me],
+            "recorded": "2024-05-01T10:00:00Z",
+            "agent": [{"who": {"reference": "Practitioner/dr-hansen"}}]}),
+        json!({"resourceType": "DocumentReference", "id": id("document"), "status": "current",
+            "subject": me, "date": "2024-05-02T08:00:00Z",
+            "content": [{"attachment": {"contentType": "text/plain", "data": "aGVq"}}]}),
+        json!({"resourceType": "CarePlan", "id": id("careplan"), "status": "active",
+            "intent": "plan", "subject": me, "period": {"start": "2024-01-01"}}),
+        json!({"resourceType": "Goal", "id": id("goal"), "lifecycleStatus": "active",
+            "description": {"text": "Blood pressure below 135/85"}, "subject": me,
+            "startDate": "2024-01-01"}),
+        json!({"resourceType": "EpisodeOfCare", "id": id("episode"), "status": "active",
+            "patient": me, "period": {"start": "2023-11-01"}}),
+    ]
+}
+
+async fn shared_types_are_found_by_their_parameters(h: Harness) {
+    h.import(workforce()).await.unwrap();
+    let t = h.clinician();
+    assert_eq!(h.ids("Practitioner?family=hans", &t).await, ["dr-hansen"]);
+    assert_eq!(
+        h.ids(
+            &format!("Practitioner?identifier={AUTHORIZATION}|ABC12"),
+            &t
+        )
+        .await,
+        ["dr-hansen"]
+    );
+    assert_eq!(
+        h.ids("PractitionerRole?practitioner=Practitioner/dr-hansen", &t)
+            .await,
+        ["dr-hansen-gp"]
+    );
+    assert_eq!(
+        h.ids("Location?organization=gp-1&address-city=k%C3%B8benhavn", &t)
+            .await,
+        ["clinic-1"]
+    );
+    assert_eq!(
+        h.ids("Medication?code=http://www.whocc.no/atc|C09AA02", &t)
+            .await,
+        ["med-1"]
+    );
+    // The practitioner a token names as its user is readable (SMART's `fhirUser`).
+    let read = h.get("Practitioner/dr-hansen", &t).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.body["name"][0]["given"][0], "Karen");
+}
+
+async fn patient_data_of_each_type_stays_in_its_compartment(h: Harness) {
+    h.import(workforce()).await.unwrap();
+    h.import(care_of("pat-a")).await.unwrap();
+    h.import(care_of("pat-b")).await.unwrap();
+    let t = h.clinician();
+    for (search, expected) in [
+        (
+            "Task?patient=pat-a&owner=Practitioner/dr-hansen",
+            "pat-a-task",
+        ),
+        (
+            "Appointment?patient=pat-a&date=2024-06",
+            "pat-a-appointment",
+        ),
+        ("Provenance?patient=pat-a", "pat-a-provenance"),
+        (
+            "DocumentReference?patient=pat-a&status=current",
+            "pat-a-document",
+        ),
+        ("CarePlan?patient=pat-a&date=ge2024-03-01", "pat-a-careplan"),
+        ("Goal?patient=pat-a&lifecycle-status=active", "pat-a-goal"),
+        ("EpisodeOfCare?patient=pat-a", "pat-a-episode"),
+    ] {
+        assert_eq!(h.ids(search, &t).await, [expected], "{search}");
+    }
+    // pat-a sees their own of every type, and nothing of pat-b's: not in a search, and a read
+    // of pat-b's answers as if it did not exist.
+    let citizen = h.citizen("pat-a");
+    for resource in care_of("pat-b") {
+        let kind = resource["resourceType"].as_str().unwrap();
+        let own = h.ids(kind, &citizen).await;
+        assert_eq!(own.len(), 1, "{kind}: {own:?}");
+        assert!(own[0].starts_with("pat-a-"), "{kind}: {own:?}");
+        let theirs = h
+            .get(
+                &format!("{kind}/{}", resource["id"].as_str().unwrap()),
+                &citizen,
+            )
+            .await;
+        assert_eq!(theirs.status, 404, "{kind}: {}", theirs.body);
+    }
+}
+
+async fn resources_stored_before_their_type_was_served_are_placed_when_reindexed(h: Harness) {
+    h.import(care_of("pat-a")).await.unwrap();
+    // As a Task stood before Task was served: indexed by nothing but a guessed compartment
+    // (it has neither `subject` nor `patient`, so none), queued by the migration.
+    let db = h.store.database();
+    for sql in [
+        "UPDATE resources SET patient_id = NULL WHERE id = 'pat-a-task'",
+        "DELETE FROM search_token WHERE resource_id = 'pat-a-task'",
+        "DELETE FROM search_date WHERE resource_id = 'pat-a-task'",
+        "INSERT INTO reindex_queue (resource_type, resource_id) VALUES ('Task', 'pat-a-task')",
+    ] {
+        sqlx::query(sql).execute(db.pool()).await.unwrap();
+    }
+    let citizen = h.citizen("pat-a");
+    assert!(h.ids("Task", &citizen).await.is_empty(), "not placed yet");
+    assert_eq!(h.store.reindex_queued().await.unwrap(), 1);
+    assert_eq!(h.ids("Task", &citizen).await, ["pat-a-task"]);
+    assert_eq!(
+        h.ids("Task?patient=pat-a&authored-on=2024-05", &h.clinician())
+            .await,
+        ["pat-a-task"]
+    );
+}
