@@ -100,6 +100,7 @@ fn cors(origins: Vec<String>, apps: Option<Clients>) -> tower_http::cors::CorsLa
             header::ETAG,
             header::LAST_MODIFIED,
             header::CONTENT_LOCATION,
+            header::HeaderName::from_static("preference-applied"),
         ])
         .max_age(std::time::Duration::from_secs(600))
 }
@@ -291,24 +292,39 @@ fn read_presentation(resource_type: &str, query: Option<&str>) -> Result<Present
     }
 }
 
-/// Refuses, before anything else, a request whose `Accept` admits no JSON: this server
-/// answers FHIR JSON only, and says so rather than sending what was not asked for.
+/// Refuses, before anything else, a request whose `Accept` or `_format` admits no JSON: this
+/// server answers FHIR JSON only, and says so rather than sending what was not asked for.
 async fn json_only_accepted(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Some(accept) = request.headers().get(header::ACCEPT) {
-        let accept = accept.to_str().unwrap_or_default();
-        let admitted = accept.split(',').any(|range| {
+    let query = request.uri().query().unwrap_or_default().as_bytes();
+    let format = parse_pairs(query)
+        .into_iter()
+        .find(|(name, _)| name == "_format")
+        .map(|(_, value)| value);
+    if let Some(format) = format {
+        let media = format.split(';').next().unwrap_or_default().trim();
+        if !admits_json(&media.to_ascii_lowercase()) {
+            return json_only(&format).into_response();
+        }
+    }
+    let accept: Vec<&str> = (request.headers().get_all(header::ACCEPT).iter())
+        .map(|value| value.to_str().unwrap_or_default())
+        .collect();
+    if !accept.is_empty() {
+        let admitted = accept.iter().flat_map(|a| a.split(',')).any(|range| {
             let mut parts = range.split(';').map(str::trim);
             let media = parts.next().unwrap_or_default().to_ascii_lowercase();
             // `;q=0` refuses the range.
-            let refused = parts
-                .any(|p| p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0));
+            let refused = parts.any(|p| {
+                let p = p.to_ascii_lowercase();
+                p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0)
+            });
             admits_json(&media) && !refused
         });
         if !admitted {
-            return json_only(accept).into_response();
+            return json_only(&accept.join(", ")).into_response();
         }
     }
     next.run(request).await
@@ -499,9 +515,10 @@ async fn create(
 ) -> Result<Response, FhirError> {
     let request = async {
         let criteria = conditional_criteria(&headers, query.as_deref())?;
-        Ok((json_body(&state, &headers, body).await?, criteria))
+        let answer = preferred_return(&headers)?;
+        Ok((json_body(&state, &headers, body).await?, (criteria, answer)))
     };
-    let (resource, criteria) = match request.await {
+    let (resource, (criteria, answer)) = match request.await {
         Ok(request) => request,
         Err(error) => {
             let refused = (Interaction::Create, resource_type.as_str(), None);
@@ -543,11 +560,85 @@ async fn create(
         "{}/{resource_type}/{id}/_history/{version_id}",
         state.config.base_url
     );
-    let mut response = with_version(fhir_json(status, content), version_id);
+    let outcome = match status {
+        StatusCode::CREATED => format!("created {resource_type}/{id} (version {version_id})"),
+        _ => format!("{resource_type}/{id} matches If-None-Exist: nothing was created"),
+    };
+    let mut response = answer.respond(status, content, version_id, &outcome);
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
+}
+
+/// What a write answers with (`Prefer: return=…`): the resource as stored (the default),
+/// nothing, or an OperationOutcome saying what was done. Which was honoured is said in
+/// `Preference-Applied`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Return {
+    Representation,
+    Minimal,
+    Outcome,
+    /// No `return` preference was given.
+    Default,
+}
+
+/// The `return` preference of a write's `Prefer` headers. Other preferences are not applied,
+/// and `Preference-Applied` does not name them.
+fn preferred_return(headers: &HeaderMap) -> Result<Return, FhirError> {
+    let mut chosen = Return::Default;
+    for value in headers.get_all("prefer") {
+        let text = value.to_str().map_err(|_| {
+            FhirError::BadRequest("Prefer must be visible ASCII, e.g. return=minimal".into())
+        })?;
+        for preference in text.split([',', ';']).map(str::trim) {
+            let Some(("return", value)) = preference
+                .split_once('=')
+                .map(|(name, value)| (name.trim(), value.trim().trim_matches('"')))
+            else {
+                continue;
+            };
+            chosen = match value {
+                "representation" => Return::Representation,
+                "minimal" => Return::Minimal,
+                "OperationOutcome" => Return::Outcome,
+                _ => {
+                    return Err(FhirError::BadRequest(format!(
+                        "Prefer: return={value} is not one of minimal, representation, OperationOutcome"
+                    )));
+                }
+            };
+        }
+    }
+    Ok(chosen)
+}
+
+impl Return {
+    /// The answer of a write that left `content` at `version_id`; `done` says what happened.
+    fn respond(self, status: StatusCode, content: String, version_id: i64, done: &str) -> Response {
+        let (body, applied) = match self {
+            Return::Default => (content, None),
+            Return::Representation => (content, Some("return=representation")),
+            Return::Minimal => (String::new(), Some("return=minimal")),
+            Return::Outcome => {
+                let outcome = json!({"resourceType": "OperationOutcome", "issue": [{
+                    "severity": "information", "code": "informational", "diagnostics": done
+                }]});
+                (outcome.to_string(), Some("return=OperationOutcome"))
+            }
+        };
+        let mut response = match body.is_empty() {
+            true => status.into_response(),
+            false => fhir_json(status, body),
+        };
+        if let Some(applied) = applied {
+            response.headers_mut().insert(
+                header::HeaderName::from_static("preference-applied"),
+                HeaderValue::from_static(applied),
+            );
+        }
+        with_version(response, version_id)
+    }
 }
 
 /// The search a create is conditional on: the `If-None-Exist` header (FHIR's conditional
@@ -571,9 +662,14 @@ fn conditional_criteria(
                 .as_bytes(),
         )),
     };
+    // `_format` was held to JSON before (`json_only_accepted`); it chooses nothing.
     let query = query
-        .filter(|q| !q.is_empty())
-        .map(|q| parse_pairs(q.as_bytes()));
+        .map(|q| {
+            let mut pairs = parse_pairs(q.as_bytes());
+            pairs.retain(|(name, _)| name != "_format");
+            pairs
+        })
+        .filter(|pairs| !pairs.is_empty());
     match (header, query) {
         (Some(header), Some(query)) if header != query => Err(FhirError::BadRequest(
             "the If-None-Exist header and the query string name different criteria: give one of them".into(),
@@ -597,9 +693,9 @@ async fn update(
                 FhirError::BadRequest("If-Match must be a version ETag like W/\"2\"".into())
             })?),
         };
-        Ok((resource, if_match))
+        Ok((resource, (if_match, preferred_return(&headers)?)))
     };
-    let (resource, if_match) = match request.await {
+    let (resource, (if_match, answer)) = match request.await {
         Ok(request) => request,
         Err(error) => {
             let refused = (
@@ -614,7 +710,11 @@ async fn update(
         .service
         .update(&context, &resource_type, &id, resource, if_match)
         .await?;
-    Ok(written_response(StatusCode::OK, written))
+    let done = format!(
+        "updated {resource_type}/{id} (version {})",
+        written.version_id
+    );
+    Ok(answer.respond(StatusCode::OK, written.content, written.version_id, &done))
 }
 
 async fn delete(
@@ -631,10 +731,6 @@ fn resource_response(resource: StoredResource) -> Response {
         fhir_json(StatusCode::OK, resource.content),
         resource.version_id,
     )
-}
-
-fn written_response(status: StatusCode, written: Written) -> Response {
-    with_version(fhir_json(status, written.content), written.version_id)
 }
 
 fn with_version(mut response: Response, version_id: i64) -> Response {

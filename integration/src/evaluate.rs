@@ -15,10 +15,11 @@ use crate::store::Quantifier;
 /// Whether the resource `id` with index `rows` satisfies `query`'s filters (one value
 /// matching) and its policy constraints (held with `quantifier`), as the store would decide.
 pub fn satisfies(query: &SearchQuery, id: &str, rows: &IndexRows, quantifier: Quantifier) -> bool {
-    query
-        .filters
-        .iter()
-        .all(|filter| holds(query, filter, id, rows, Quantifier::Any))
+    (rows.patient_id.is_some() || !query.type_def.placed_only())
+        && query
+            .filters
+            .iter()
+            .all(|filter| holds(query, filter, id, rows, Quantifier::Any))
         && query.constraints.groups.iter().all(|group| {
             group
                 .iter()

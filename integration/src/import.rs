@@ -24,6 +24,10 @@ pub struct ImportReport {
     pub bundles: usize,
     /// Resources written, by type.
     pub by_type: BTreeMap<String, usize>,
+    /// Of those, patient data that names its patient otherwise than literally (by identifier,
+    /// a contained Patient), by type: kept, but served to no one
+    /// ([`TypeDef::placed_only`](crate::params::TypeDef::placed_only)).
+    pub unplaced: BTreeMap<String, usize>,
 }
 
 impl ImportReport {
@@ -114,6 +118,14 @@ impl<'a> Importer<'a> {
                 ..Default::default()
             };
             for item in group {
+                let unplaced = item.index.patient_id.is_none()
+                    && params::type_def(&item.resource_type).is_some_and(|t| t.placed_only());
+                if unplaced {
+                    *report
+                        .unplaced
+                        .entry(item.resource_type.clone())
+                        .or_default() += 1;
+                }
                 *report.by_type.entry(item.resource_type).or_default() += 1;
             }
             Ok(report)
@@ -150,6 +162,9 @@ impl<'a> Importer<'a> {
             self.report.bundles += done.bundles;
             for (resource_type, count) in done.by_type {
                 *self.report.by_type.entry(resource_type).or_default() += count;
+            }
+            for (resource_type, count) in done.unplaced {
+                *self.report.unplaced.entry(resource_type).or_default() += count;
             }
         }
         Ok(())

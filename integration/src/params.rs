@@ -691,6 +691,15 @@ impl TypeDef {
         self.name == "Patient" || self.params.iter().any(|p| p.name == "patient")
     }
 
+    /// Whether a resource of this type is served only once it is in a patient's compartment.
+    /// Patient data naming its patient otherwise than literally (by identifier, a contained
+    /// Patient) would be outside every consent and confinement, and in nobody's log: it is
+    /// kept as imported but reaches no one. A Patient is its own compartment; the audit trail
+    /// also records accesses that concern no patient.
+    pub fn placed_only(&self) -> bool {
+        self.in_patient_compartment() && !matches!(self.name, "Patient" | "AuditEvent")
+    }
+
     /// Whether `_sort=date` applies.
     pub fn sortable_by_date(&self) -> bool {
         self.params.iter().any(|p| p.name == "date")

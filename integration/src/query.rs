@@ -387,15 +387,8 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
     }
     let Some(def) = type_def.param(base) else {
         let mut supported: Vec<&str> = type_def.all_params().map(|p| p.name).collect();
-        supported.extend([
-            "_id",
-            "_count",
-            "_offset",
-            "_summary",
-            "_elements",
-            "_total",
-            "_pretty",
-        ]);
+        supported.extend(["_id", "_count", "_offset"]);
+        supported.extend(crate::shape::RESULT_PARAMETERS);
         if type_def.sortable_by_date() {
             supported.push("_sort");
         }

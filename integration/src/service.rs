@@ -21,6 +21,7 @@ use crate::query::{
 };
 use crate::ratelimit::{RefusalLimiter, RefusalLimits, is_refusal};
 use crate::security::{SecurityEvent, SecurityKind, SecurityLog};
+use crate::shape::RESULT_PARAMETERS;
 use crate::sources::{
     SourceError, SourceOutcome, Sources, check_home_compartment, split_source_id,
 };
@@ -76,18 +77,73 @@ pub enum Creation {
     Exists(StoredResource),
 }
 
-/// Result parameters a conditional create's criteria cannot carry: they choose no resources.
-const NOT_CRITERIA: &[&str] = &[
-    "_count",
-    "_offset",
-    "_sort",
-    "_summary",
-    "_elements",
-    "_total",
-    "_totalMethod",
-    "_pretty",
-    "_format",
-];
+/// Paging a conditional create's criteria cannot carry (nor the result parameters): they
+/// choose no resources.
+const NOT_CRITERIA: &[&str] = &["_count", "_offset", "_sort"];
+
+/// The type `resource_type`, when clients may create it.
+fn creatable(resource_type: &str) -> Result<&'static TypeDef, FhirError> {
+    let type_def = served_type(resource_type)?;
+    match type_def.create {
+        true => Ok(type_def),
+        false => Err(FhirError::MethodNotAllowed(format!(
+            "create is not supported for {resource_type}"
+        ))),
+    }
+}
+
+/// The patient a write of a patient-compartment `type_def` is about: data about a patient
+/// must say so literally (`Patient/<id>`), or it would sit outside every compartment,
+/// invisible to the patient's log, consent and confinement.
+fn literal_patient<'a>(type_def: &TypeDef, patient: Option<&'a str>) -> Result<&'a str, FhirError> {
+    patient.ok_or_else(|| {
+        let element = type_def.param("patient").map_or("subject", |p| p.paths[0]);
+        FhirError::invalid(
+            format!("{}.{element}", type_def.name),
+            "must reference the patient as Patient/<id>",
+        )
+    })
+}
+
+/// Search parameters, as a request gives them.
+type Criteria = Vec<(String, String)>;
+
+/// The search of a conditional create of `resource`: `criteria`, narrowed to the record of
+/// the patient `resource` is about (returned too), after the checks that need no data (the
+/// type can be created, the body is valid, the caller may create it).
+fn creation_criteria(
+    context: &AccessContext,
+    resource_type: &str,
+    resource: &Value,
+    criteria: &[(String, String)],
+) -> Result<(Criteria, Option<String>), FhirError> {
+    let type_def = creatable(resource_type)?;
+    validate::resource(type_def.name, resource)?;
+    authorize(context, Interaction::Create, type_def)?;
+    if criteria.is_empty() {
+        return Err(FhirError::BadRequest(
+            "If-None-Exist is empty: give the search parameters that find an existing match, e.g. identifier=system|value".into(),
+        ));
+    }
+    let chooses_nothing =
+        |name: &str| NOT_CRITERIA.contains(&name) || RESULT_PARAMETERS.contains(&name);
+    if let Some((name, _)) = criteria.iter().find(|(name, _)| chooses_nothing(name)) {
+        return Err(FhirError::BadRequest(format!(
+            "the criteria of a conditional create (If-None-Exist, or the POST's query string) are search parameters that choose resources, which '{name}' does not"
+        )));
+    }
+    let mut criteria = criteria.to_vec();
+    let mut about = None;
+    if type_def.in_patient_compartment() {
+        let index = crate::params::index(type_def.name, "", resource)
+            .map_err(|e| FhirError::invalid(e.path, e.message))?;
+        let patient = literal_patient(type_def, index.patient_id.as_deref())?;
+        criteria.push(("patient".into(), format!("Patient/{patient}")));
+        about = Some(patient.to_owned());
+    }
+    criteria.push(("_count".into(), "2".into()));
+    Ok((criteria, about))
+}
 
 impl FhirService {
     /// A service reading patient data from the embedded store, and from no source until
@@ -463,12 +519,7 @@ impl FhirService {
         unless: Option<&SearchQuery>,
         audit: &mut Pending<'_>,
     ) -> Result<Written, FhirError> {
-        let type_def = served_type(resource_type)?;
-        if !type_def.create {
-            return Err(FhirError::MethodNotAllowed(format!(
-                "create is not supported for {resource_type}"
-            )));
-        }
+        let type_def = creatable(resource_type)?;
         let id = crate::import::new_id();
         audit.resource_id = Some(id.clone());
         let write = Write {
@@ -496,49 +547,43 @@ impl FhirService {
         criteria: &[(String, String)],
     ) -> Result<Creation, FhirError> {
         self.admit(context)?;
-        let mut audit = Pending::new(context, Interaction::Search, resource_type);
-        audit.query = Some(encode(criteria));
-        let matched = async {
-            if criteria.is_empty() {
-                return Err(FhirError::BadRequest(
-                    "If-None-Exist is empty: give the search parameters that find an existing match, e.g. identifier=system|value".into(),
-                ));
+        let mut audit = Pending::new(context, Interaction::Create, resource_type);
+        // What would be created is checked first: a caller who may not create it learns
+        // nothing from the criteria, and only a match in the same patient's record counts.
+        let criteria = match creation_criteria(context, resource_type, &resource, criteria) {
+            Ok((criteria, patient)) => {
+                audit.patients.extend(patient);
+                criteria
             }
-            if let Some((name, _)) = criteria.iter().find(|(name, _)| NOT_CRITERIA.contains(&name.as_str())) {
-                return Err(FhirError::BadRequest(format!(
-                    "If-None-Exist takes search parameters that choose resources, not '{name}'"
-                )));
-            }
-            let mut query = SearchQuery::parse(resource_type, criteria, self.limits)?;
-            query.count = 2;
-            self.search_checked(context, query, &mut audit).await
-        }
-        .await;
-        let (query, page) = self.finish(audit, matched).await?;
-        if !page.incomplete.is_empty() && page.total == 0 {
+            Err(error) => return self.finish(audit, Err(error)).await,
+        };
+        let (query, page) = self
+            .search_params(context, resource_type, &criteria)
+            .await?;
+        let unless = if !page.incomplete.is_empty() && page.total == 0 {
             let missing: Vec<&str> = page.incomplete.iter().map(|m| m.source.as_str()).collect();
-            return Err(FhirError::Unavailable(format!(
+            Err(FhirError::Unavailable(format!(
                 "whether a matching {resource_type} exists is not known: source(s) {} did not answer; send the request again later",
                 missing.join(", ")
-            )));
-        }
-        match page.total {
-            0 => {}
-            1 if page.resources.len() == 1 => {
-                let existing = page.resources.into_iter().next().expect("one match");
-                return Ok(Creation::Exists(existing));
-            }
-            n => {
-                return Err(FhirError::PreconditionFailed(format!(
+            )))
+        } else {
+            match page.total {
+                0 => Ok(None),
+                1 if page.resources.len() == 1 => Ok(page.resources.into_iter().next()),
+                n => Err(FhirError::PreconditionFailed(format!(
                     "If-None-Exist matches {n} {resource_type} resources: make the criteria select at most one"
-                )));
+                ))),
             }
-        }
-        self.admit(context)?;
-        let mut audit = Pending::new(context, Interaction::Create, resource_type);
-        let result = self
-            .create_checked(context, resource_type, resource, Some(&query), &mut audit)
-            .await;
+        };
+        let result = match unless {
+            // Nothing was written: the search's own record says what was disclosed.
+            Ok(Some(existing)) => return Ok(Creation::Exists(existing)),
+            Ok(None) => {
+                self.create_checked(context, resource_type, resource, Some(&query), &mut audit)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
         self.finish(audit, result).await.map(Creation::Created)
     }
 
@@ -645,14 +690,8 @@ impl FhirService {
         {
             audit.patients.push(patient.clone());
         }
-        // Data about a patient must say so literally (Patient/<id>), or it would sit outside
-        // every compartment: invisible to the patient's log, consent and confinement.
-        if type_def.in_patient_compartment() && patient.is_none() {
-            let element = type_def.param("patient").map_or("subject", |p| p.paths[0]);
-            return Err(FhirError::invalid(
-                format!("{}.{element}", type_def.name),
-                "must reference the patient as Patient/<id>",
-            ));
+        if type_def.in_patient_compartment() {
+            literal_patient(type_def, patient.as_deref())?;
         }
         check_home_compartment(type_def.name, patient.as_deref())?;
         if let Some(previous) = previous_patient
@@ -674,8 +713,8 @@ impl FhirService {
         let query = self.id_query(type_def, id, groups);
         let mut tx = self.store.database().begin_write().await?;
         if let Some(unless) = unless {
-            self.store
-                .serialize_conditional_creates(&mut tx, type_def.name)
+            (self.store)
+                .serialize_conditional_creates(&mut tx, type_def.name, patient.as_deref())
                 .await?;
             if self.store.permits(unless, Quantifier::Any, &mut tx).await? {
                 return Err(FhirError::PreconditionFailed(format!(

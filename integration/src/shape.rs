@@ -66,6 +66,16 @@ pub struct PresentationParams {
     pretty: Option<bool>,
 }
 
+/// The result parameters ([`PresentationParams::take`]): they choose no resources.
+pub const RESULT_PARAMETERS: &[&str] = &[
+    "_summary",
+    "_elements",
+    "_total",
+    "_totalMethod",
+    "_pretty",
+    "_format",
+];
+
 /// `_format` values that are JSON, the one format served.
 const JSON_FORMATS: &[&str] = &[
     "json",

@@ -230,14 +230,19 @@ impl EmbeddedStore {
         Ok(sql.query().fetch_optional(self.db.pool()).await?.is_some())
     }
 
-    /// Holds conditional creates of `resource_type` until `tx` ends, on every node: the
-    /// search that must find nothing is repeated in `tx` and sees every one committed before.
+    /// Holds conditional creates of `resource_type` in `patient`'s record until `tx` ends, on
+    /// every node: the search that must find nothing is repeated in `tx` and sees every one
+    /// committed before.
     pub async fn serialize_conditional_creates(
         &self,
         tx: &mut WriteTx,
         resource_type: &str,
+        patient: Option<&str>,
     ) -> Result<(), FhirError> {
-        let key = format!("conditional create of {resource_type}");
+        let key = format!(
+            "conditional create of {resource_type} for {}",
+            patient.unwrap_or_default()
+        );
         Ok(self.db.lock(&mut tx.tx, &key).await?)
     }
 
@@ -649,6 +654,9 @@ pub enum Quantifier {
 fn push_where(sql: &mut Sql, query: &SearchQuery, quantifier: Quantifier) {
     sql.push(" WHERE r.resource_type = ")
         .bind(query.type_def.name);
+    if query.type_def.placed_only() {
+        sql.push(" AND r.patient_id IS NOT NULL");
+    }
     let narrowed = narrowed_to_patients(query);
     for filter in &query.filters {
         sql.push(" AND ");

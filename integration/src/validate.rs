@@ -37,6 +37,18 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
             "must match [A-Za-z0-9-.]{1,64}",
         ));
     }
+    // A subset (read with `_summary` or `_elements`) written back would lose what was left out.
+    let subsetted = resource["meta"]["tag"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|tag| tag["code"] == "SUBSETTED");
+    if subsetted {
+        return Err(FhirError::invalid(
+            format!("{resource_type}.meta.tag"),
+            "is SUBSETTED: this copy lacks the elements _summary or _elements left out; read the resource whole and write that",
+        ));
+    }
     check_tree(resource, resource_type).map_err(|e| {
         let inner: Vec<String> = e.path.into_iter().rev().collect();
         FhirError::invalid(format!("{resource_type}.{}", inner.join(".")), e.message)

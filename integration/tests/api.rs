@@ -17,6 +17,7 @@ on_both_backends!(
     a_bad_bundle_keeps_nothing,
     repeated_ids_and_relative_references,
     reads_honour_result_parameters_and_formats_other_than_json_are_not_acceptable,
+    writes_answer_as_preferred,
 );
 
 fn measurement(patient: &str) -> Value {
@@ -460,6 +461,42 @@ async fn reads_honour_result_parameters_and_formats_other_than_json_are_not_acce
         assert_eq!(read.status, 200, "{accept}: {}", read.body);
     }
     assert_eq!(h.get("Patient/pat-a?_format=xml", &t).await.status, 406);
+    assert_eq!(
+        h.get("metadata?_format=application/fhir%2Bxml", &t)
+            .await
+            .status,
+        406
+    );
+    let put = h
+        .request("PUT", "Consent/x?_format=xml", Some(&t), Some(json!({})))
+        .await;
+    assert_eq!(put.status, 406, "{}", put.body);
+    // Two Accept lines: JSON in either is enough; `Q=0` refuses as `q=0` does.
+    let two_lines = Request::builder()
+        .uri("/fhir/r4/Patient/pat-a")
+        .header("authorization", format!("Bearer {t}"))
+        .header("accept", "application/fhir+xml")
+        .header("accept", "application/fhir+json")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(two_lines).await.status, 200);
+    let refused = h
+        .send(with_accept("Patient/pat-a", "application/fhir+json; Q=0"))
+        .await;
+    assert_eq!(refused.status, 406);
+    // A subset read back cannot be written: it lacks what was left out.
+    let citizen = h.citizen("pat-c");
+    let mut subset = measurement("pat-c");
+    subset["meta"] = json!({"tag": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}]});
+    let written = h
+        .request("POST", "Observation", Some(&citizen), Some(subset))
+        .await;
+    assert_eq!(written.status, 422, "{}", written.body);
+    assert!(
+        diagnostics(&written).contains("SUBSETTED"),
+        "{}",
+        written.body
+    );
     let read = h.get("Patient/pat-a?_format=json", &t).await;
     assert_eq!(read.status, 200);
     assert_eq!(read.body["name"][0]["family"], "Sørensen");
@@ -488,4 +525,58 @@ async fn reads_honour_result_parameters_and_formats_other_than_json_are_not_acce
         assert_eq!(refused.status, 400, "{path}: {}", refused.body);
         assert!(diagnostics(&refused).contains(fix), "{}", refused.body);
     }
+}
+
+async fn writes_answer_as_preferred(h: Harness) {
+    let citizen = h.citizen("pat-c");
+    let post = |prefer: &str| {
+        Request::builder()
+            .method("POST")
+            .uri("/fhir/r4/Observation")
+            .header("authorization", format!("Bearer {citizen}"))
+            .header("content-type", "application/fhir+json")
+            .header("prefer", prefer)
+            .body(Body::from(measurement("pat-c").to_string()))
+            .unwrap()
+    };
+    let minimal = h.send(post("return=minimal")).await;
+    assert_eq!(minimal.status, 201);
+    assert_eq!(minimal.body, Value::Null, "no body");
+    assert_eq!(minimal.headers["preference-applied"], "return=minimal");
+    let location = minimal.headers["location"].to_str().unwrap().to_owned();
+    assert!(location.ends_with("/_history/1"), "{location}");
+    assert_eq!(minimal.headers["etag"], "W/\"1\"");
+    let created = h.get(&location, &h.clinician()).await;
+    assert_eq!(created.status, 200, "what was created is there");
+
+    let outcome = h
+        .send(post("handling=strict, return=OperationOutcome"))
+        .await;
+    assert_eq!(outcome.status, 201);
+    assert_eq!(outcome.body["resourceType"], "OperationOutcome");
+    assert!(
+        diagnostics(&outcome).starts_with("created Observation/"),
+        "{}",
+        outcome.body
+    );
+    let representation = h.send(post("return=representation")).await;
+    assert_eq!(representation.body["resourceType"], "Observation");
+    assert_eq!(
+        representation.headers["preference-applied"],
+        "return=representation"
+    );
+    let refused = h.send(post("return=everything")).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        diagnostics(&refused).contains("not one of minimal"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        h.ids("Observation?patient=pat-c&code=29463-7", &h.clinician())
+            .await
+            .len(),
+        3,
+        "the refused one was not created"
+    );
 }

@@ -16,6 +16,8 @@ on_both_backends!(
     requests_at_once_create_one,
     another_patients_match_is_neither_returned_nor_revealed,
     a_caller_who_may_not_search_cannot_probe_by_creating,
+    a_match_counts_only_in_the_record_the_body_is_about,
+    what_cannot_be_created_is_refused_before_any_search,
 );
 
 const READING: &str = "urn:oid:1.2.208.184.100.1|reading-7";
@@ -123,7 +125,7 @@ async fn criteria_that_match_several_or_choose_nothing_are_refused(h: Harness) {
     );
     for (header, query, fix) in [
         (Some(""), None, "If-None-Exist is empty"),
-        (Some("_count=1"), None, "not '_count'"),
+        (Some("_count=1"), None, "which '_count' does not"),
         (
             Some("colour=red"),
             None,
@@ -218,6 +220,106 @@ async fn a_caller_who_may_not_search_cannot_probe_by_creating(h: Harness) {
     assert!(probe.body.get("valueQuantity").is_none());
     // Without criteria it may still create.
     let plain = create(&h, &writer, &reading("pat-c", 61.0), None, None).await;
+    assert_eq!(plain.status, 201, "{}", plain.body);
+    assert_eq!(readings(&h, "pat-c").await.len(), 2);
+}
+
+async fn a_match_counts_only_in_the_record_the_body_is_about(h: Harness) {
+    let criteria = format!("identifier={READING}");
+    let clinician = h.clinician();
+    let in_b = create(
+        &h,
+        &clinician,
+        &reading("pat-b", 80.0),
+        Some(&criteria),
+        None,
+    )
+    .await;
+    assert_eq!(in_b.status, 201, "{}", in_b.body);
+    // The same clinician, the same criteria, for pat-a: pat-b's reading is not pat-a's, so
+    // pat-a's is created (a get-or-create client would otherwise file pat-a's data under B).
+    let in_a = create(
+        &h,
+        &clinician,
+        &reading("pat-a", 70.0),
+        Some(&criteria),
+        None,
+    )
+    .await;
+    assert_eq!(in_a.status, 201, "{}", in_a.body);
+    assert_eq!(in_a.body["subject"]["reference"], "Patient/pat-a");
+    assert_eq!(readings(&h, "pat-a").await.len(), 1);
+    assert_eq!(readings(&h, "pat-b").await.len(), 1);
+    // Several matches are refused, and the refused create is in the patient's log.
+    let again = create(&h, &clinician, &reading("pat-b", 81.0), None, None).await;
+    assert_eq!(again.status, 201);
+    let several = create(
+        &h,
+        &clinician,
+        &reading("pat-b", 82.0),
+        Some(&criteria),
+        None,
+    )
+    .await;
+    assert_eq!(several.status, 412, "{}", several.body);
+    let log = h
+        .get("AuditEvent?patient=pat-b&_count=200", &h.citizen("pat-b"))
+        .await;
+    let refused_creates = log.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["action"] == "C" && e["resource"]["outcome"] == "4")
+        .count();
+    assert_eq!(refused_creates, 1, "{}", log.body);
+}
+
+async fn what_cannot_be_created_is_refused_before_any_search(h: Harness) {
+    let criteria = format!("identifier={READING}");
+    let created = create(
+        &h,
+        &h.citizen("pat-c"),
+        &reading("pat-c", 60.0),
+        Some(&criteria),
+        None,
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    // A reader who may search but not create is told so, not shown the match.
+    let reader = h.token(
+        healthcloud_platform::auth::Role::Citizen,
+        Some("pat-c"),
+        Some("patient/Observation.rs"),
+    );
+    let refused = create(&h, &reader, &reading("pat-c", 61.0), Some(&criteria), None).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.get("valueQuantity").is_none());
+    // An invalid body is refused though a match exists.
+    let mut invalid = reading("pat-c", 61.0);
+    invalid["status"] = json!("done");
+    let refused = create(&h, &h.citizen("pat-c"), &invalid, Some(&criteria), None).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    // A type no one may create answers 405 whatever the criteria find.
+    let request = Request::builder()
+        .method("POST")
+        .uri("/fhir/r4/Patient")
+        .header("authorization", format!("Bearer {}", h.clinician()))
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", "_id=pat-a")
+        .body(Body::from(
+            json!({"resourceType": "Patient", "id": "x"}).to_string(),
+        ))
+        .unwrap();
+    assert_eq!(h.send(request).await.status, 405);
+    // `_format` in the query string is a format, not a criterion: a plain create.
+    let plain = create(
+        &h,
+        &h.citizen("pat-c"),
+        &reading("pat-c", 62.0),
+        None,
+        Some("_format=json"),
+    )
+    .await;
     assert_eq!(plain.status, 201, "{}", plain.body);
     assert_eq!(readings(&h, "pat-c").await.len(), 2);
 }

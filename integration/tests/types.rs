@@ -12,6 +12,7 @@ on_both_backends!(
     shared_types_are_found_by_their_parameters,
     patient_data_of_each_type_stays_in_its_compartment,
     resources_stored_before_their_type_was_served_are_placed_when_reindexed,
+    patient_data_that_names_its_patient_only_by_identifier_reaches_no_one,
 );
 
 const SOR: &str = "urn:oid:1.2.208.176.1.1";
@@ -162,4 +163,47 @@ async fn resources_stored_before_their_type_was_served_are_placed_when_reindexed
             .await,
         ["pat-a-task"]
     );
+}
+
+async fn patient_data_that_names_its_patient_only_by_identifier_reaches_no_one(h: Harness) {
+    // Imported as data sometimes is: the patient named by CPR number, not as Patient/<id>.
+    // Placed in no compartment, it would escape pat-a's consent, confinement and log.
+    let by_cpr = json!({"type": "Patient", "identifier": {"system": CPR, "value": "7501504321"}});
+    let document = json!({"resourceType": "DocumentReference", "id": "unplaced-document",
+        "status": "current", "subject": by_cpr,
+        "content": [{"attachment": {"contentType": "text/plain", "data": "aGVq"}}]});
+    let observation = json!({"resourceType": "Observation", "id": "unplaced-reading",
+        "status": "final", "code": {"text": "weight"}, "subject": by_cpr});
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": document}, {"resource": observation}]});
+    let mut importer = healthcloud_integration::import::Importer::new(&h.store);
+    importer.add(bundle).await.unwrap();
+    let report = importer.finish().await.unwrap();
+    assert_eq!(report.unplaced.get("DocumentReference"), Some(&1));
+    assert_eq!(report.unplaced.get("Observation"), Some(&1));
+    // pat-a opts the clinician's organization out; neither a search by the CPR number nor a
+    // search of everything nor a read reaches the unplaced data.
+    h.opt_out(&h.citizen("pat-a"), "pat-a", "Organization/gp-1", &[])
+        .await;
+    let clinician = h.clinician_of("gp-1");
+    for search in [
+        format!("DocumentReference?patient:identifier={CPR}|7501504321"),
+        "DocumentReference".to_owned(),
+        format!("Observation?subject:identifier={CPR}|7501504321"),
+        "Observation?code=weight".to_owned(),
+    ] {
+        let found = h.get(&search, &clinician).await;
+        assert!(
+            !ids(&found.body).iter().any(|id| id.starts_with("unplaced")),
+            "{search}: {}",
+            found.body
+        );
+    }
+    for read in [
+        "DocumentReference/unplaced-document",
+        "Observation/unplaced-reading",
+    ] {
+        let answer = h.get(read, &h.clinician()).await;
+        assert_eq!(answer.status, 403, "{read}: {}", answer.body);
+    }
 }

@@ -39,10 +39,14 @@ fn print_report(verb: &str, report: &ImportReport, elapsed: std::time::Duration)
         resources as f64 / elapsed.as_secs_f64().max(1e-9)
     );
     for (resource_type, count) in &report.by_type {
-        let served = if healthcloud_integration::params::type_def(resource_type).is_some() {
-            ""
-        } else {
-            " (stored, not served)"
+        let served = match report.unplaced.get(resource_type) {
+            _ if healthcloud_integration::params::type_def(resource_type).is_none() => {
+                " (stored, not served)".to_owned()
+            }
+            Some(unplaced) => format!(
+                " ({unplaced} stored but served to no one: they name their patient otherwise than as Patient/<id>)"
+            ),
+            None => String::new(),
         };
         println!("  {resource_type:<22} {count}{served}");
     }
