@@ -92,6 +92,8 @@ fn cors(origins: Vec<String>, apps: Option<Clients>) -> tower_http::cors::CorsLa
             header::ACCEPT,
             header::CONTENT_TYPE,
             header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
             header::HeaderName::from_static("if-none-exist"),
             header::HeaderName::from_static("prefer"),
         ])
@@ -228,8 +230,10 @@ async fn read(
     Path((resource_type, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     Caller(context): Caller,
+    headers: HeaderMap,
 ) -> Result<Response, FhirError> {
-    read_presented(&state, &context, (&resource_type, &id, None), query).await
+    let resource = (resource_type.as_str(), id.as_str(), None);
+    read_presented(&state, &context, resource, query, &headers).await
 }
 
 /// `vread` of the current version (the `Location` of a create). Earlier versions are not kept.
@@ -238,19 +242,23 @@ async fn read_version(
     Path((resource_type, id, version)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     Caller(context): Caller,
+    headers: HeaderMap,
 ) -> Result<Response, FhirError> {
     let resource = (resource_type.as_str(), id.as_str(), Some(version.as_str()));
-    read_presented(&state, &context, resource, query).await
+    read_presented(&state, &context, resource, query, &headers).await
 }
 
 /// A read (of `version`, when given, which must be the current one), presented as its
 /// result parameters ask (`_summary`, `_elements`, `_pretty`, `_format`); any other parameter
-/// is refused, and audited as a refused read.
+/// is refused, and audited as a refused read. With `Last-Modified`; 304 when the client's
+/// copy is current (`If-None-Match`, else `If-Modified-Since`), after the same checks and
+/// audit as any read.
 async fn read_presented(
     state: &FhirState,
     context: &AccessContext,
     (resource_type, id, version): (&str, &str, Option<&str>),
     query: Option<String>,
+    headers: &HeaderMap,
 ) -> Result<Response, FhirError> {
     let presentation = match read_presentation(resource_type, query.as_deref()) {
         Ok(presentation) => presentation,
@@ -259,7 +267,7 @@ async fn read_presented(
             return Err(state.service.refused(context, refused, error).await);
         }
     };
-    let mut resource = state.service.read(context, resource_type, id).await?;
+    let resource = state.service.read(context, resource_type, id).await?;
     if let Some(version) = version
         && version != resource.version_id.to_string()
     {
@@ -268,8 +276,52 @@ async fn read_presented(
             resource.version_id
         )));
     }
-    resource.content = presentation.apply(resource_type, resource.content)?;
-    Ok(resource_response(resource))
+    let modified = last_updated(&resource.content);
+    let current = match headers.get(header::IF_NONE_MATCH) {
+        Some(tags) => tags.to_str().is_ok_and(|tags| {
+            (tags.split(',').map(str::trim))
+                .any(|tag| tag == "*" || parse_etag(tag) == Some(resource.version_id))
+        }),
+        None => match (modified, headers.get(header::IF_MODIFIED_SINCE)) {
+            (Some(modified), Some(since)) => since
+                .to_str()
+                .ok()
+                .and_then(|since| chrono::DateTime::parse_from_rfc2822(since).ok())
+                .is_some_and(|since| modified.timestamp() <= since.timestamp()),
+            _ => false,
+        },
+    };
+    let mut response = match current {
+        true => StatusCode::NOT_MODIFIED.into_response(),
+        false => {
+            let content = presentation.apply(resource_type, resource.content)?;
+            fhir_json(StatusCode::OK, content)
+        }
+    };
+    if let Some(modified) = modified
+        && let Ok(value) =
+            HeaderValue::from_str(&modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+    {
+        response.headers_mut().insert(header::LAST_MODIFIED, value);
+    }
+    Ok(with_version(response, resource.version_id))
+}
+
+/// `meta.lastUpdated` of a stored resource, when it has a valid one.
+fn last_updated(content: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    #[derive(serde::Deserialize)]
+    struct Resource {
+        meta: Option<Meta>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(rename = "lastUpdated")]
+        last_updated: Option<String>,
+    }
+    let resource: Resource = serde_json::from_str(content).ok()?;
+    let text = resource.meta?.last_updated?;
+    let parsed = chrono::DateTime::parse_from_rfc3339(&text).ok()?;
+    Some(parsed.with_timezone(&chrono::Utc))
 }
 
 /// The result parameters of a read.
@@ -689,7 +741,7 @@ async fn update(
         let resource = json_body(&state, &headers, body).await?;
         let if_match = match headers.get(header::IF_MATCH) {
             None => None,
-            Some(value) => Some(parse_etag(value).ok_or_else(|| {
+            Some(value) => Some(value.to_str().ok().and_then(parse_etag).ok_or_else(|| {
                 FhirError::BadRequest("If-Match must be a version ETag like W/\"2\"".into())
             })?),
         };
@@ -726,13 +778,6 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn resource_response(resource: StoredResource) -> Response {
-    with_version(
-        fhir_json(StatusCode::OK, resource.content),
-        resource.version_id,
-    )
-}
-
 fn with_version(mut response: Response, version_id: i64) -> Response {
     if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{version_id}\"")) {
         response.headers_mut().insert(header::ETAG, etag);
@@ -740,8 +785,8 @@ fn with_version(mut response: Response, version_id: i64) -> Response {
     response
 }
 
-fn parse_etag(value: &HeaderValue) -> Option<i64> {
-    let text = value.to_str().ok()?.trim();
+fn parse_etag(text: &str) -> Option<i64> {
+    let text = text.trim();
     let text = text.strip_prefix("W/").unwrap_or(text);
     text.trim_matches('"').parse().ok()
 }

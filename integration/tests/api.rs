@@ -18,6 +18,7 @@ on_both_backends!(
     repeated_ids_and_relative_references,
     reads_honour_result_parameters_and_formats_other_than_json_are_not_acceptable,
     writes_answer_as_preferred,
+    a_current_copy_is_answered_304,
 );
 
 fn measurement(patient: &str) -> Value {
@@ -579,4 +580,55 @@ async fn writes_answer_as_preferred(h: Harness) {
         3,
         "the refused one was not created"
     );
+}
+
+async fn a_current_copy_is_answered_304(h: Harness) {
+    let citizen = h.citizen("pat-c");
+    let created = h
+        .request(
+            "POST",
+            "Observation",
+            Some(&citizen),
+            Some(measurement("pat-c")),
+        )
+        .await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let read = h.get(&format!("Observation/{id}"), &citizen).await;
+    let modified = read.headers["last-modified"].to_str().unwrap().to_owned();
+    assert!(modified.ends_with(" GMT"), "{modified}");
+    let conditional = |name: &str, value: &str| {
+        Request::builder()
+            .uri(format!("/fhir/r4/Observation/{id}"))
+            .header("authorization", format!("Bearer {citizen}"))
+            .header(name, value)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for (name, value) in [
+        ("if-none-match", "W/\"1\""),
+        ("if-none-match", "W/\"7\", W/\"1\""),
+        ("if-modified-since", modified.as_str()),
+    ] {
+        let answer = h.send(conditional(name, value)).await;
+        assert_eq!(answer.status, 304, "{name}: {value}");
+        assert_eq!(answer.body, Value::Null);
+        assert_eq!(answer.headers["etag"], "W/\"1\"");
+    }
+    for (name, value) in [
+        ("if-none-match", "W/\"2\""),
+        ("if-modified-since", "Mon, 01 Jan 2001 00:00:00 GMT"),
+    ] {
+        let answer = h.send(conditional(name, value)).await;
+        assert_eq!(answer.status, 200, "{name}: {value}");
+        assert_eq!(answer.body["id"], id.as_str());
+    }
+    // A 304 is a read like any other: refused to whoever may not read it.
+    let other = h.citizen("pat-a");
+    let probe = Request::builder()
+        .uri(format!("/fhir/r4/Observation/{id}"))
+        .header("authorization", format!("Bearer {other}"))
+        .header("if-none-match", "*")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(probe).await.status, 404);
 }
