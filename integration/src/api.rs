@@ -22,7 +22,7 @@ use crate::policy::{AccessContext, AppIdentity};
 use crate::query::MAX_OFFSET;
 use crate::service::{Creation, FhirService, Written};
 use crate::shape::{Presentation, PresentationParams, admits_json, json_only};
-use crate::store::{Incomplete, StoredResource};
+use crate::store::Incomplete;
 
 /// Settings of the FHIR API.
 #[derive(Debug, Clone)]
