@@ -142,6 +142,37 @@ pub static TYPES: &[TypeDef] = &[
                 &["generalPractitioner"],
                 "The patient's GP clinic or practitioner",
             ),
+            p(
+                "gender",
+                TOKEN,
+                &["gender"],
+                "male, female, other or unknown",
+            ),
+            p(
+                "family",
+                STRING,
+                &["name.family"],
+                "Start of the family name",
+            ),
+            p("given", STRING, &["name.given"], "Start of a given name"),
+            p(
+                "address",
+                STRING,
+                &["address"],
+                "Start of any part of the address (street, city, postal code, …)",
+            ),
+            p(
+                "address-city",
+                STRING,
+                &["address.city"],
+                "Start of the city",
+            ),
+            p(
+                "address-postalcode",
+                STRING,
+                &["address.postalCode"],
+                "Start of the postal code",
+            ),
         ],
         create: false,
         update_delete: false,
@@ -180,6 +211,26 @@ pub static TYPES: &[TypeDef] = &[
                 &["identifier"],
                 "A business identifier, e.g. the measuring device's reading id",
             ),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "registered, preliminary, final, amended, …",
+            ),
+            p(
+                "encounter",
+                ParamKind::Reference {
+                    target: Some("Encounter"),
+                },
+                &["encounter"],
+                "The encounter it belongs to",
+            ),
+            p(
+                "combo-code",
+                TOKEN,
+                &["code", "component.code"],
+                "The code of the observation or of one of its components",
+            ),
         ],
         create: true,
         update_delete: false,
@@ -199,6 +250,26 @@ pub static TYPES: &[TypeDef] = &[
                 TOKEN,
                 &["clinicalStatus"],
                 "active, resolved, …",
+            ),
+            p(
+                "category",
+                TOKEN,
+                &["category"],
+                "problem-list-item, encounter-diagnosis, …",
+            ),
+            p(
+                "onset-date",
+                DATE,
+                &["onset[x]"],
+                "When the condition began",
+            ),
+            p(
+                "encounter",
+                ParamKind::Reference {
+                    target: Some("Encounter"),
+                },
+                &["encounter"],
+                "The encounter it belongs to",
             ),
         ],
         create: false,
@@ -234,6 +305,21 @@ pub static TYPES: &[TypeDef] = &[
                 TOKEN,
                 &["medicationCodeableConcept"],
                 "The medication code (ATC)",
+            ),
+            p("intent", TOKEN, &["intent"], "proposal, plan, order, …"),
+            p(
+                "authoredon",
+                DATE,
+                &["authoredOn"],
+                "When it was prescribed",
+            ),
+            p(
+                "encounter",
+                ParamKind::Reference {
+                    target: Some("Encounter"),
+                },
+                &["encounter"],
+                "The encounter it belongs to",
             ),
         ],
         create: false,
@@ -272,6 +358,19 @@ pub static TYPES: &[TypeDef] = &[
         params: &[
             patient(&["subject"]),
             p("date", DATE, &["period"], "When the encounter took place"),
+            p(
+                "class",
+                TOKEN,
+                &["class"],
+                "Inpatient, ambulatory, home health, …",
+            ),
+            p("type", TOKEN, &["type"], "The kind of encounter"),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "planned, in-progress, finished, …",
+            ),
         ],
         create: false,
         update_delete: false,
@@ -299,6 +398,35 @@ pub static TYPES: &[TypeDef] = &[
                 DATE,
                 &["effective[x]"],
                 "The clinically relevant time of the report",
+            ),
+            p("code", TOKEN, &["code"], "The report's code"),
+            p(
+                "category",
+                TOKEN,
+                &["category"],
+                "e.g. laboratory, radiology",
+            ),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "registered, partial, final, …",
+            ),
+            p(
+                "result",
+                ParamKind::Reference {
+                    target: Some("Observation"),
+                },
+                &["result"],
+                "An observation in the report",
+            ),
+            p(
+                "encounter",
+                ParamKind::Reference {
+                    target: Some("Encounter"),
+                },
+                &["encounter"],
+                "The encounter it belongs to",
             ),
         ],
         create: false,
@@ -921,7 +1049,19 @@ fn strings(value: &Value, emit: &mut impl FnMut(&str)) {
     match value {
         Value::String(s) => emit(s),
         Value::Object(name) => {
-            for key in ["text", "family", "given", "prefix"] {
+            // A HumanName's parts, and an Address's.
+            for key in [
+                "text",
+                "family",
+                "given",
+                "prefix",
+                "line",
+                "city",
+                "district",
+                "state",
+                "postalCode",
+                "country",
+            ] {
                 match name.get(key) {
                     Some(Value::String(s)) => emit(s),
                     Some(Value::Array(items)) => {

@@ -398,8 +398,20 @@ impl EmbeddedStore {
     /// database is opened. Several nodes may run it at once: each resource is taken off the
     /// queue by one of them, in the transaction that reindexes it.
     pub async fn reindex_queued(&self) -> Result<usize, FhirError> {
+        let queued: i64 = sqlx::query("SELECT COUNT(*) FROM reindex_queue")
+            .fetch_one(self.db.pool())
+            .await?
+            .try_get(0)?;
+        if queued > 0 {
+            tracing::info!(queued, "reindexing resources after a database migration…");
+        }
         let mut reindexed = 0;
+        let mut reported = 0;
         loop {
+            if reindexed >= reported + 50_000 {
+                reported = reindexed;
+                tracing::info!(reindexed, queued, "reindexing…");
+            }
             let batch: Vec<(String, String)> = sqlx::query(
                 "SELECT resource_type, resource_id FROM reindex_queue \
                  ORDER BY resource_type, resource_id LIMIT 500",

@@ -237,6 +237,9 @@ async fn metadata_describes_the_server(h: Harness) {
             "category",
             "date",
             "identifier",
+            "status",
+            "encounter",
+            "combo-code",
             "_source"
         ]
     );

@@ -15,6 +15,7 @@ on_both_backends!(
     post_search_matches_get,
     unsupported_parameters_are_refused,
     result_parameters_shape_what_is_returned,
+    more_parameters_of_the_common_types,
 );
 
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
@@ -441,6 +442,69 @@ async fn result_parameters_shape_what_is_returned(h: Harness) {
         serde_json::from_str::<serde_json::Value>(&text).unwrap()["entry"][0]["resource"]["id"],
         "pat-a"
     );
+}
+
+async fn more_parameters_of_the_common_types(h: Harness) {
+    let t = h.clinician();
+    let d = serde_json::json!({"reference": "Patient/pat-d"});
+    h.import(vec![
+        serde_json::json!({"resourceType": "Patient", "id": "pat-d", "gender": "female",
+            "name": [{"family": "Østergaard", "given": ["Dorte"]}],
+            "address": [{"line": ["Nørregade 1"], "city": "Odense C", "postalCode": "5000"}]}),
+        serde_json::json!({"resourceType": "Encounter", "id": "d-visit", "status": "in-progress",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+            "subject": d}),
+        serde_json::json!({"resourceType": "Condition", "id": "d-copd", "subject": d,
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "problem-list-item"}]}],
+            "code": {"text": "COPD"}, "onsetDateTime": "2021-03-01",
+            "encounter": {"reference": "Encounter/d-visit"}}),
+        serde_json::json!({"resourceType": "Observation", "id": "d-spo2", "status": "amended",
+            "code": {"coding": [{"system": LOINC, "code": "59408-5"}]}, "subject": d,
+            "encounter": {"reference": "Encounter/d-visit"}}),
+    ])
+    .await
+    .unwrap();
+    for (search, expected) in [
+        ("Patient?gender=female", vec!["pat-d"]),
+        ("Patient?family=%C3%B8ster&given=dorte", vec!["pat-d"]),
+        ("Patient?address=odense", vec!["pat-d"]),
+        ("Patient?address=n%C3%B8rregade", vec!["pat-d"]),
+        (
+            "Patient?address-postalcode=5000&address-city=odense",
+            vec!["pat-d"],
+        ),
+        ("Observation?status=amended", vec!["d-spo2"]),
+        ("Observation?encounter=Encounter/d-visit", vec!["d-spo2"]),
+        (
+            "Condition?category=problem-list-item&onset-date=ge2021",
+            vec!["d-copd"],
+        ),
+        ("Condition?encounter=d-visit&onset-date=lt2021", vec![]),
+        ("Encounter?class=AMB&status=finished", vec!["a-visit"]),
+        ("Encounter?class=IMP", vec!["d-visit"]),
+        (
+            "MedicationRequest?intent=order&status=stopped",
+            vec!["b-ramipril"],
+        ),
+        (
+            "DiagnosticReport?result=Observation/a-hba1c-1",
+            vec!["a-labs"],
+        ),
+        ("DiagnosticReport?code=24323-8&status=final", vec!["a-labs"]),
+    ] {
+        assert_eq!(sorted(h.ids(search, &t).await), expected, "{search}");
+    }
+    // combo-code finds an observation by its own code or a component's: pat-a's blood
+    // pressures by their systolic component.
+    let by_component = h
+        .ids(
+            "Observation?patient=pat-a&combo-code=http://loinc.org|8480-6",
+            &t,
+        )
+        .await;
+    let pressures = h.ids("Observation?patient=pat-a&code=85354-9", &t).await;
+    assert!(!pressures.is_empty());
+    assert_eq!(sorted(by_component), sorted(pressures));
 }
 
 async fn post_search_matches_get(h: Harness) {
