@@ -131,6 +131,7 @@ pub fn router(state: FhirState) -> Router {
             "/{resource_type}/{id}",
             get(read).put(update).delete(delete),
         )
+        .route("/{resource_type}/{id}/_history", get(history))
         .route(
             "/{resource_type}/{id}/_history/{version}",
             get(read_version),
@@ -236,7 +237,59 @@ async fn read(
     read_presented(&state, &context, resource, query, &headers).await
 }
 
-/// `vread` of the current version (the `Location` of a create). Earlier versions are not kept.
+/// The versions of a resource the caller may read, newest first, as a `history` Bundle: each
+/// with how it came to be (created, updated, deleted). It takes no parameters yet.
+async fn history(
+    State(state): State<FhirState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    Caller(context): Caller,
+) -> Result<Response, FhirError> {
+    if let Some((name, _)) = parse_pairs(query.unwrap_or_default().as_bytes())
+        .into_iter()
+        .find(|(name, _)| name != "_format")
+    {
+        let error = FhirError::BadRequest(format!(
+            "_history takes no parameter '{name}': every kept version is listed, newest first"
+        ));
+        let refused = (Interaction::Read, resource_type.as_str(), Some(id.as_str()));
+        return Err(state.service.refused(&context, refused, error).await);
+    }
+    let versions = state.service.history(&context, &resource_type, &id).await?;
+    let base = &state.config.base_url;
+    let entries: Vec<Value> = versions
+        .into_iter()
+        .map(|(number, at, resource)| {
+            let url = format!("{base}/{resource_type}/{id}/_history/{number}");
+            let modified = chrono::DateTime::from_timestamp_millis(at)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            let (method, request_url, status) = match (&resource, number) {
+                (None, _) => ("DELETE", format!("{resource_type}/{id}"), "204"),
+                (Some(_), 1) => ("POST", resource_type.clone(), "201"),
+                (Some(_), _) => ("PUT", format!("{resource_type}/{id}"), "200"),
+            };
+            let mut entry = json!({
+                "fullUrl": url,
+                "request": {"method": method, "url": request_url},
+                "response": {"status": status, "etag": format!("W/\"{number}\""), "lastModified": modified},
+            });
+            if let Some(resource) = resource
+                && let Ok(resource) = serde_json::from_str::<Value>(&resource.content)
+            {
+                entry["resource"] = resource;
+            }
+            entry
+        })
+        .collect();
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "history", "total": entries.len(),
+        "link": [{"relation": "self", "url": format!("{base}/{resource_type}/{id}/_history")}],
+        "entry": entries,
+    });
+    Ok(fhir_json(StatusCode::OK, bundle.to_string()))
+}
+
+/// `vread`: a version of a resource, the current one or one kept in its history.
 async fn read_version(
     State(state): State<FhirState>,
     Path((resource_type, id, version)): Path<(String, String, String)>,
@@ -267,15 +320,17 @@ async fn read_presented(
             return Err(state.service.refused(context, refused, error).await);
         }
     };
-    let resource = state.service.read(context, resource_type, id).await?;
-    if let Some(version) = version
-        && version != resource.version_id.to_string()
-    {
-        return Err(FhirError::NotFound(format!(
-            "{resource_type}/{id} version {version} is not available: only the current version ({}) is kept",
-            resource.version_id
-        )));
-    }
+    let resource = match version {
+        None => state.service.read(context, resource_type, id).await?,
+        Some(version) => {
+            let number = version.parse().map_err(|_| {
+                FhirError::NotFound(format!("{resource_type}/{id} has no version '{version}'"))
+            })?;
+            (state.service)
+                .read_version(context, resource_type, id, number)
+                .await?
+        }
+    };
     let modified = last_updated(&resource.content);
     let current = match headers.get(header::IF_NONE_MATCH) {
         Some(tags) => tags.to_str().is_ok_and(|tags| {
@@ -832,7 +887,12 @@ pub fn capability_statement(
     let resources: Vec<Value> = TYPES
         .iter()
         .map(|t| {
-            let mut interactions = vec![json!({"code": "read"}), json!({"code": "search-type"})];
+            let mut interactions = vec![
+                json!({"code": "read"}),
+                json!({"code": "vread"}),
+                json!({"code": "history-instance"}),
+                json!({"code": "search-type"}),
+            ];
             if t.create {
                 interactions.push(json!({"code": "create"}));
             }
@@ -849,7 +909,7 @@ pub fn capability_statement(
                 "type": t.name,
                 "interaction": interactions,
                 "versioning": "versioned-update",
-                "readHistory": false,
+                "readHistory": true,
                 "updateCreate": false,
                 "conditionalCreate": t.create,
                 "searchParam": params,

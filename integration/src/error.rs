@@ -25,6 +25,9 @@ pub enum FhirError {
     /// 405: the endpoint exists but not with this HTTP method.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 410: the resource was deleted (its versions are kept).
+    #[error("{0}")]
+    Gone(String),
     /// 412: `If-Match` named a version that is not the current one.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -75,6 +78,7 @@ impl FhirError {
             FhirError::MethodNotAllowed(_) => 405,
             FhirError::NotAcceptable(_) => 406,
             FhirError::Conflict(_) => 409,
+            FhirError::Gone(_) => 410,
             FhirError::PreconditionFailed(_) => 412,
             FhirError::PayloadTooLarge(_) => 413,
             FhirError::Invalid { .. } => 422,
@@ -99,6 +103,7 @@ impl FhirError {
             FhirError::Unauthorized(_) => "login",
             FhirError::Forbidden(_) | FhirError::ConsentDenied => "forbidden",
             FhirError::NotFound(_) => "not-found",
+            FhirError::Gone(_) => "deleted",
             FhirError::MethodNotAllowed(_) | FhirError::NotAcceptable(_) => "not-supported",
             FhirError::Conflict(_) | FhirError::PreconditionFailed(_) => "conflict",
             FhirError::PayloadTooLarge(_) => "too-costly",

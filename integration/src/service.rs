@@ -26,7 +26,7 @@ use crate::sources::{
     SourceError, SourceOutcome, Sources, check_home_compartment, split_source_id,
 };
 use crate::store::{
-    ConsentVersion, EmbeddedStore, Prepared, Quantifier, SearchPage, StoredResource,
+    ConsentVersion, EmbeddedStore, Prepared, Quantifier, SearchPage, StoredResource, Version,
 };
 use crate::validate;
 
@@ -55,6 +55,9 @@ pub struct Written {
     /// The stored JSON.
     pub content: String,
 }
+
+/// The most kept versions `_history` lists.
+pub const MAX_HISTORY: usize = 1000;
 
 /// One write, as [`FhirService::write_checked`] makes it.
 struct Write<'a> {
@@ -266,6 +269,9 @@ impl FhirService {
             }
             (_, groups) => groups,
         };
+        let mut deleted = false;
+        // `rows`: the index the resource is held to in memory (a source's resource, the last
+        // version of a deleted one) rather than in the store's SQL.
         let (resource, source_rows) = match at_source {
             Some((source, source_id)) => {
                 if interaction != Interaction::Read {
@@ -300,7 +306,26 @@ impl FhirService {
                     }
                 }
             }
-            None => (self.store.read(resource_type, id).await?, None),
+            None => match self.store.read(resource_type, id).await? {
+                Some(resource) => (Some(resource), None),
+                // A deleted resource is held to the checks of its last version: who could not
+                // have read it learns nothing; who could is told it is gone.
+                None => match self.store.history(resource_type, id, 2).await?.as_slice() {
+                    [deletion, last] if deletion.content.is_none() => {
+                        deleted = true;
+                        let stored = last.clone().into_stored(id);
+                        let rows = stored.as_ref().and_then(|last| {
+                            let json = serde_json::from_str(&last.content).ok()?;
+                            crate::params::index(resource_type, id, &json).ok()
+                        });
+                        match rows {
+                            Some(rows) => (stored, Some(rows)),
+                            None => (None, None),
+                        }
+                    }
+                    _ => (None, None),
+                },
+            },
         };
         if let Some(resource) = &resource {
             audit.patients = resource.patient_id.iter().cloned().collect();
@@ -329,7 +354,126 @@ impl FhirService {
                 "{resource_type}/{id} is outside what your scopes (or the app's grant) allow"
             )));
         }
+        if deleted {
+            return Err(FhirError::Gone(format!(
+                "{resource_type}/{id} was deleted; its versions are kept (_history)"
+            )));
+        }
         Ok(resource)
+    }
+
+    /// Reads version `version_id` of a resource: the caller must be able to read the resource
+    /// as it is now, and the version is held to the caller's constraints as it was.
+    pub async fn read_version(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> Result<StoredResource, FhirError> {
+        self.admit(context)?;
+        let mut audit = Pending::new(context, Interaction::Read, resource_type);
+        audit.resource_id = Some(id.to_owned());
+        let result = async {
+            let current =
+                (self.read_checked(context, resource_type, id, Interaction::Read, &mut audit))
+                    .await?;
+            if current.version_id == version_id {
+                return Ok(current);
+            }
+            let version = self.store.version(resource_type, id, version_id).await?;
+            let version = version.ok_or_else(|| {
+                FhirError::NotFound(format!(
+                    "{resource_type}/{id} has no version {version_id} (the current one is {})",
+                    current.version_id
+                ))
+            })?;
+            self.permitted_version(context, resource_type, id, version)
+        }
+        .await;
+        self.finish(audit, result).await
+    }
+
+    /// The versions of a resource the caller may read, newest first (the current one, then
+    /// at most [`MAX_HISTORY`] kept ones): `None` for a version that is a deletion.
+    pub async fn history(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Vec<(i64, i64, Option<StoredResource>)>, FhirError> {
+        self.admit(context)?;
+        let mut audit = Pending::new(context, Interaction::Read, resource_type);
+        audit.resource_id = Some(id.to_owned());
+        let result = async {
+            let current =
+                (self.read_checked(context, resource_type, id, Interaction::Read, &mut audit))
+                    .await?;
+            let modified = |content: &str| {
+                serde_json::from_str::<Value>(content)
+                    .ok()
+                    .and_then(|json| {
+                        json["meta"]["lastUpdated"]
+                            .as_str()
+                            .and_then(date::parse)
+                            .map(|r| r.lo)
+                    })
+            };
+            let mut versions = vec![(
+                current.version_id,
+                modified(&current.content).unwrap_or_default(),
+                Some(current),
+            )];
+            for version in self.store.history(resource_type, id, MAX_HISTORY).await? {
+                let (number, at) = (version.version_id, version.last_updated);
+                match version.content.is_some() {
+                    // Versions the caller's constraints do not allow are left out.
+                    true => {
+                        if let Ok(kept) =
+                            self.permitted_version(context, resource_type, id, version)
+                        {
+                            versions.push((number, at, Some(kept)));
+                        }
+                    }
+                    false => versions.push((number, at, None)),
+                }
+            }
+            Ok(versions)
+        }
+        .await;
+        self.finish(audit, result).await
+    }
+
+    /// `version` of `resource_type/id`, when the caller's constraints allow it as it was.
+    fn permitted_version(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        id: &str,
+        version: Version,
+    ) -> Result<StoredResource, FhirError> {
+        let number = version.version_id;
+        let Some(kept) = version.into_stored(id) else {
+            return Err(FhirError::Gone(format!(
+                "version {number} of {resource_type}/{id} is its deletion"
+            )));
+        };
+        let type_def = served_type(resource_type)?;
+        let query = self.id_query(
+            type_def,
+            id,
+            authorize(context, Interaction::Read, type_def)?,
+        );
+        let json: Value =
+            serde_json::from_str(&kept.content).map_err(|e| FhirError::Internal(e.into()))?;
+        let rows = crate::params::index(resource_type, id, &json)
+            .map_err(|e| FhirError::Internal(anyhow::anyhow!(e)))?;
+        match satisfies(&query, id, &rows, Quantifier::Any) {
+            true => Ok(kept),
+            false => Err(FhirError::Forbidden(format!(
+                "version {number} of {resource_type}/{id} is outside what your scopes (or the app's grant) allow"
+            ))),
+        }
     }
 
     /// Records the refusal of a request that never reached an interaction (an unreadable body,
@@ -655,7 +799,9 @@ impl FhirService {
                 self.check_write_consent(context, type_def, patient).await?;
             }
             let mut tx = self.store.database().begin_write().await?;
-            self.store.remove(&mut tx, resource_type, id).await?;
+            self.store
+                .delete(&mut tx, resource_type, id, date::now_ms())
+                .await?;
             self.write_audit(&mut tx, &audit, None).await?;
             tx.commit().await?;
             audit.written = true;

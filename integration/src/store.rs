@@ -15,6 +15,32 @@ use crate::query::{
     compartment_patients,
 };
 
+/// A version of a resource kept in its history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// Its version number.
+    pub version_id: i64,
+    /// When it was written (epoch ms).
+    pub last_updated: i64,
+    /// The patient whose compartment held it.
+    pub patient_id: Option<String>,
+    /// Its JSON; `None` for a deletion.
+    pub content: Option<String>,
+}
+
+impl Version {
+    /// This version as the store's resources are handed around, unless it is a deletion.
+    pub fn into_stored(self, id: &str) -> Option<StoredResource> {
+        Some(StoredResource {
+            id: id.to_owned(),
+            version_id: self.version_id,
+            patient_id: self.patient_id,
+            content: self.content?,
+            sort_date: None,
+        })
+    }
+}
+
 /// A stored resource as the store returns it.
 #[derive(Debug, Clone)]
 pub struct StoredResource {
@@ -267,6 +293,8 @@ impl EmbeddedStore {
         for item in items.iter().filter(|i| i.version_id > 1) {
             // Only the version this one follows may be replaced. On PostgreSQL a concurrent
             // writer waits on the row here and then finds it gone: a conflict, not a lost update.
+            self.keep_in_history(tx, &item.resource_type, &item.id, item.version_id - 1)
+                .await?;
             let replaced = sqlx::query(
                 "DELETE FROM resources WHERE resource_type = $1 AND id = $2 AND version_id = $3",
             )
@@ -538,6 +566,118 @@ impl EmbeddedStore {
             .execute(&mut *tx.tx)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Keeps version `version_id` of `resource_type/id` (the current one, about to be replaced
+    /// or deleted) in its history.
+    async fn keep_in_history(
+        &self,
+        tx: &mut WriteTx,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> Result<(), FhirError> {
+        sqlx::query(
+            "INSERT INTO resource_history (resource_type, id, version_id, last_updated, patient_id, content) \
+             SELECT resource_type, id, version_id, last_updated, patient_id, content FROM resources \
+             WHERE resource_type = $1 AND id = $2 AND version_id = $3",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .bind(version_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes `resource_type/id` in `tx`, keeping its last version in its history and the
+    /// deletion as a version of its own (at `now`, epoch ms): it then reads as gone. Whether
+    /// there was one.
+    pub async fn delete(
+        &self,
+        tx: &mut WriteTx,
+        resource_type: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<bool, FhirError> {
+        let current = sqlx::query(
+            "SELECT version_id, patient_id FROM resources WHERE resource_type = $1 AND id = $2",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let Some(current) = current else {
+            return Ok(false);
+        };
+        let (version_id, patient_id): (i64, Option<String>) =
+            (current.try_get(0)?, current.try_get(1)?);
+        self.keep_in_history(tx, resource_type, id, version_id)
+            .await?;
+        sqlx::query(
+            "INSERT INTO resource_history (resource_type, id, version_id, last_updated, patient_id, content) \
+             VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .bind(version_id + 1)
+        .bind(now)
+        .bind(patient_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        self.remove(tx, resource_type, id).await
+    }
+
+    /// The kept versions of `resource_type/id`, newest first, at most `limit` (the current one
+    /// is in `resources`, not here).
+    pub async fn history(
+        &self,
+        resource_type: &str,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<Version>, FhirError> {
+        let rows = sqlx::query(
+            "SELECT version_id, last_updated, patient_id, content FROM resource_history \
+             WHERE resource_type = $1 AND id = $2 ORDER BY version_id DESC LIMIT $3",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .bind(limit as i64)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Version {
+                version_id: row.get(0),
+                last_updated: row.get(1),
+                patient_id: row.get(2),
+                content: row.get(3),
+            })
+            .collect())
+    }
+
+    /// Version `version_id` of `resource_type/id`, when kept in its history.
+    pub async fn version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> Result<Option<Version>, FhirError> {
+        let row = sqlx::query(
+            "SELECT version_id, last_updated, patient_id, content FROM resource_history \
+             WHERE resource_type = $1 AND id = $2 AND version_id = $3",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .bind(version_id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.map(|row| Version {
+            version_id: row.get(0),
+            last_updated: row.get(1),
+            patient_id: row.get(2),
+            content: row.get(3),
+        }))
     }
 
     /// Whether an active consent of `patient` denies one of `actors` `resource_type` (any

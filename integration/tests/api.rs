@@ -19,6 +19,7 @@ on_both_backends!(
     reads_honour_result_parameters_and_formats_other_than_json_are_not_acceptable,
     writes_answer_as_preferred,
     a_current_copy_is_answered_304,
+    earlier_versions_are_kept_and_a_deletion_answers_410,
 );
 
 fn measurement(patient: &str) -> Value {
@@ -247,12 +248,23 @@ async fn metadata_describes_the_server(h: Harness) {
     assert_eq!(find("Patient")["conditionalCreate"], false);
     assert_eq!(
         interactions(find("Observation")),
-        ["read", "search-type", "create"]
+        ["read", "vread", "history-instance", "search-type", "create"]
     );
-    assert_eq!(interactions(find("Patient")), ["read", "search-type"]);
+    assert_eq!(
+        interactions(find("Patient")),
+        ["read", "vread", "history-instance", "search-type"]
+    );
     assert_eq!(
         interactions(find("Consent")),
-        ["read", "search-type", "create", "update", "delete"]
+        [
+            "read",
+            "vread",
+            "history-instance",
+            "search-type",
+            "create",
+            "update",
+            "delete"
+        ]
     );
     assert_eq!(
         names(find("AuditEvent")),
@@ -634,4 +646,73 @@ async fn a_current_copy_is_answered_304(h: Harness) {
         .body(Body::empty())
         .unwrap();
     assert_eq!(h.send(probe).await.status, 404);
+}
+
+async fn earlier_versions_are_kept_and_a_deletion_answers_410(h: Harness) {
+    let citizen = h.citizen("pat-a");
+    let created = h.opt_out(&citizen, "pat-a", "Organization/gp-2", &[]).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let mut withdrawn = created.body.clone();
+    withdrawn["status"] = json!("inactive");
+    let updated = h
+        .request(
+            "PUT",
+            &format!("Consent/{id}"),
+            Some(&citizen),
+            Some(withdrawn),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    // Who opted out of what, and when it was lifted: both versions are there.
+    let first = h.get(&format!("Consent/{id}/_history/1"), &citizen).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.body["status"], "active");
+    assert_eq!(first.headers["etag"], "W/\"1\"");
+    let history = h.get(&format!("Consent/{id}/_history"), &citizen).await;
+    assert_eq!(history.status, 200, "{}", history.body);
+    assert_eq!(history.body["type"], "history");
+    let entries = history.body["entry"].as_array().unwrap();
+    let described: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["request"]["method"].as_str().unwrap(),
+                e["resource"]["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(described, [("PUT", "inactive"), ("POST", "active")]);
+    // Another patient cannot read them, a version or the list: not theirs to know of.
+    let other = h.citizen("pat-b");
+    for path in [
+        format!("Consent/{id}/_history/1"),
+        format!("Consent/{id}/_history"),
+    ] {
+        assert_eq!(h.get(&path, &other).await.status, 404, "{path}");
+    }
+    assert_eq!(
+        h.get(&format!("Consent/{id}/_history/7"), &citizen)
+            .await
+            .status,
+        404
+    );
+    // Deleted, it is gone (410) for its patient, and still nothing at all for anyone else.
+    let deleted = h
+        .request("DELETE", &format!("Consent/{id}"), Some(&citizen), None)
+        .await;
+    assert_eq!(deleted.status, 204);
+    let gone = h.get(&format!("Consent/{id}"), &citizen).await;
+    assert_eq!(gone.status, 410, "{}", gone.body);
+    assert!(diagnostics(&gone).contains("was deleted"), "{}", gone.body);
+    assert_eq!(h.get(&format!("Consent/{id}"), &other).await.status, 404);
+    // A re-import keeps the version it replaces too.
+    let mut organization = json!({"resourceType": "Organization", "id": "gp-9", "name": "Før"});
+    h.import(vec![organization.clone()]).await.unwrap();
+    organization["name"] = json!("Efter");
+    h.import(vec![organization]).await.unwrap();
+    let t = h.clinician();
+    assert_eq!(h.get("Organization/gp-9", &t).await.body["name"], "Efter");
+    let before = h.get("Organization/gp-9/_history/1", &t).await;
+    assert_eq!(before.body["name"], "Før", "{}", before.body);
 }

@@ -218,7 +218,7 @@ impl From<FhirError> for Error {
             FhirError::Forbidden(reason) => Error::Denied(reason),
             FhirError::Unauthorized(reason) => Error::Denied(reason.to_string()),
             error @ FhirError::ConsentDenied => Error::Denied(error.to_string()),
-            FhirError::NotFound(_) => Error::NotFound,
+            FhirError::NotFound(_) | FhirError::Gone(_) => Error::NotFound,
             FhirError::Unavailable(reason) => Error::Unavailable(reason),
             // The WIT has no "slow down": the user was refused too often lately.
             error @ FhirError::TooManyRequests { .. } => Error::Unavailable(error.to_string()),
