@@ -184,7 +184,8 @@ impl EmbeddedStore {
         Ok(row.map(|row| stored(&row)))
     }
 
-    /// Current version numbers of the given ids that exist.
+    /// The latest version numbers of the given ids: the current one, or for a deleted
+    /// resource its deletion's (a resource created again goes on from there).
     pub async fn versions(
         &self,
         tx: &mut WriteTx,
@@ -193,17 +194,26 @@ impl EmbeddedStore {
     ) -> Result<Vec<(String, i64)>, FhirError> {
         let mut found = Vec::new();
         for chunk in ids.chunks(BATCH_ROWS) {
-            let mut sql = self
-                .db
-                .sql("SELECT id, version_id FROM resources WHERE resource_type = ");
-            sql.bind(resource_type).push(" AND id IN (");
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
+            // A deleted resource's versions go on from its deletion's.
+            let mut sql = self.db.sql("SELECT id, MAX(version_id) FROM (");
+            for (n, table) in ["resources", "resource_history"].iter().enumerate() {
+                if n > 0 {
+                    sql.push(" UNION ALL ");
                 }
-                sql.bind(id);
+                sql.push(&format!(
+                    "SELECT id, version_id FROM {table} WHERE resource_type = "
+                ))
+                .bind(resource_type)
+                .push(" AND id IN (");
+                for (i, id) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.bind(id);
+                }
+                sql.push(")");
             }
-            sql.push(")");
+            sql.push(") v GROUP BY id");
             for row in sql.query().fetch_all(&mut *tx.tx).await? {
                 found.push((row.try_get(0)?, row.try_get(1)?));
             }
@@ -303,7 +313,9 @@ impl EmbeddedStore {
             .bind(item.version_id - 1)
             .execute(&mut *tx.tx)
             .await?;
-            if replaced.rows_affected() != 1 {
+            if replaced.rows_affected() != 1
+                && !self.deleted_at(tx, item, item.version_id - 1).await?
+            {
                 return Err(FhirError::Conflict(format!(
                     "{}/{} changed while it was being written: read it again and retry",
                     item.resource_type, item.id
@@ -566,6 +578,31 @@ impl EmbeddedStore {
             .execute(&mut *tx.tx)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Whether `item` is created again after its deletion, version `version_id`: nothing is
+    /// current to replace, and its versions go on from there.
+    async fn deleted_at(
+        &self,
+        tx: &mut WriteTx,
+        item: &Prepared,
+        version_id: i64,
+    ) -> Result<bool, FhirError> {
+        let current = sqlx::query("SELECT 1 FROM resources WHERE resource_type = $1 AND id = $2")
+            .bind(&item.resource_type)
+            .bind(&item.id)
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        let deletion = sqlx::query(
+            "SELECT 1 FROM resource_history WHERE resource_type = $1 AND id = $2 \
+             AND version_id = $3 AND content IS NULL",
+        )
+        .bind(&item.resource_type)
+        .bind(&item.id)
+        .bind(version_id)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        Ok(current.is_none() && deletion.is_some())
     }
 
     /// Keeps version `version_id` of `resource_type/id` (the current one, about to be replaced

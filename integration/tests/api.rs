@@ -706,6 +706,33 @@ async fn earlier_versions_are_kept_and_a_deletion_answers_410(h: Harness) {
     assert_eq!(gone.status, 410, "{}", gone.body);
     assert!(diagnostics(&gone).contains("was deleted"), "{}", gone.body);
     assert_eq!(h.get(&format!("Consent/{id}"), &other).await.status, 404);
+    // Imported again after its deletion, its versions go on from the deletion, and an update
+    // of it keeps the re-imported version as well.
+    let mut again = created.body.clone();
+    again["meta"] = json!({});
+    h.import(vec![again]).await.unwrap();
+    let back = h.get(&format!("Consent/{id}"), &citizen).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert_eq!(back.body["meta"]["versionId"], "4");
+    let mut lifted = back.body.clone();
+    lifted["status"] = json!("inactive");
+    let updated = h
+        .request(
+            "PUT",
+            &format!("Consent/{id}"),
+            Some(&citizen),
+            Some(lifted),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    let history = h.get(&format!("Consent/{id}/_history"), &citizen).await;
+    let methods: Vec<&str> = history.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request"]["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["PUT", "PUT", "DELETE", "PUT", "POST"]);
     // A re-import keeps the version it replaces too.
     let mut organization = json!({"resourceType": "Organization", "id": "gp-9", "name": "Før"});
     h.import(vec![organization.clone()]).await.unwrap();
