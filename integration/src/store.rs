@@ -303,19 +303,10 @@ impl EmbeddedStore {
         for item in items.iter().filter(|i| i.version_id > 1) {
             // Only the version this one follows may be replaced. On PostgreSQL a concurrent
             // writer waits on the row here and then finds it gone: a conflict, not a lost update.
-            self.keep_in_history(tx, &item.resource_type, &item.id, item.version_id - 1)
+            let replaced = self
+                .take_current(tx, &item.resource_type, &item.id, Some(item.version_id - 1))
                 .await?;
-            let replaced = sqlx::query(
-                "DELETE FROM resources WHERE resource_type = $1 AND id = $2 AND version_id = $3",
-            )
-            .bind(&item.resource_type)
-            .bind(&item.id)
-            .bind(item.version_id - 1)
-            .execute(&mut *tx.tx)
-            .await?;
-            if replaced.rows_affected() != 1
-                && !self.deleted_at(tx, item, item.version_id - 1).await?
-            {
+            if replaced.is_none() && !self.deleted_at(tx, item, item.version_id - 1).await? {
                 return Err(FhirError::Conflict(format!(
                     "{}/{} changed while it was being written: read it again and retry",
                     item.resource_type, item.id
@@ -605,26 +596,40 @@ impl EmbeddedStore {
         Ok(current.is_none() && deletion.is_some())
     }
 
-    /// Keeps version `version_id` of `resource_type/id` (the current one, about to be replaced
-    /// or deleted) in its history.
-    async fn keep_in_history(
+    /// Takes the current version of `resource_type/id` (only if it is `version_id`, when
+    /// given) out of `resources` into its history: its version number and patient, or `None`
+    /// when there is no such current version. On PostgreSQL a concurrent writer of the same
+    /// resource waits here and then finds nothing.
+    async fn take_current(
         &self,
         tx: &mut WriteTx,
         resource_type: &str,
         id: &str,
-        version_id: i64,
-    ) -> Result<(), FhirError> {
+        version_id: Option<i64>,
+    ) -> Result<Option<(i64, Option<String>)>, FhirError> {
+        let mut sql = self.db.sql("DELETE FROM resources WHERE resource_type = ");
+        sql.bind(resource_type).push(" AND id = ").bind(id);
+        if let Some(version_id) = version_id {
+            sql.push(" AND version_id = ").bind(version_id);
+        }
+        sql.push(" RETURNING version_id, last_updated, patient_id, content");
+        let Some(row) = sql.query().fetch_optional(&mut *tx.tx).await? else {
+            return Ok(None);
+        };
+        let (version_id, patient_id): (i64, Option<String>) = (row.try_get(0)?, row.try_get(2)?);
         sqlx::query(
             "INSERT INTO resource_history (resource_type, id, version_id, last_updated, patient_id, content) \
-             SELECT resource_type, id, version_id, last_updated, patient_id, content FROM resources \
-             WHERE resource_type = $1 AND id = $2 AND version_id = $3",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(resource_type)
         .bind(id)
         .bind(version_id)
+        .bind(row.try_get::<i64, _>(1)?)
+        .bind(patient_id.clone())
+        .bind(row.try_get::<String, _>(3)?)
         .execute(&mut *tx.tx)
         .await?;
-        Ok(())
+        Ok(Some((version_id, patient_id)))
     }
 
     /// Deletes `resource_type/id` in `tx`, keeping its last version in its history and the
@@ -637,20 +642,10 @@ impl EmbeddedStore {
         id: &str,
         now: i64,
     ) -> Result<bool, FhirError> {
-        let current = sqlx::query(
-            "SELECT version_id, patient_id FROM resources WHERE resource_type = $1 AND id = $2",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .fetch_optional(&mut *tx.tx)
-        .await?;
-        let Some(current) = current else {
+        let Some((version_id, patient_id)) = self.take_current(tx, resource_type, id, None).await?
+        else {
             return Ok(false);
         };
-        let (version_id, patient_id): (i64, Option<String>) =
-            (current.try_get(0)?, current.try_get(1)?);
-        self.keep_in_history(tx, resource_type, id, version_id)
-            .await?;
         sqlx::query(
             "INSERT INTO resource_history (resource_type, id, version_id, last_updated, patient_id, content) \
              VALUES ($1, $2, $3, $4, $5, NULL)",
@@ -662,7 +657,8 @@ impl EmbeddedStore {
         .bind(patient_id)
         .execute(&mut *tx.tx)
         .await?;
-        self.remove(tx, resource_type, id).await
+        self.remove(tx, resource_type, id).await?;
+        Ok(true)
     }
 
     /// The kept versions of `resource_type/id`, newest first, at most `limit` (the current one
