@@ -259,11 +259,12 @@ async fn history(
     let base = &state.config.base_url;
     let entries: Vec<Value> = versions
         .into_iter()
-        .map(|(number, at, resource)| {
+        .map(|version| {
+            let number = version.version_id;
             let url = format!("{base}/{resource_type}/{id}/_history/{number}");
-            let modified = chrono::DateTime::from_timestamp_millis(at)
+            let modified = chrono::DateTime::from_timestamp_millis(version.last_updated)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-            let (method, request_url, status) = match (&resource, number) {
+            let (method, request_url, status) = match (&version.content, number) {
                 (None, _) => ("DELETE", format!("{resource_type}/{id}"), "204"),
                 (Some(_), 1) => ("POST", resource_type.clone(), "201"),
                 (Some(_), _) => ("PUT", format!("{resource_type}/{id}"), "200"),
@@ -273,8 +274,8 @@ async fn history(
                 "request": {"method": method, "url": request_url},
                 "response": {"status": status, "etag": format!("W/\"{number}\""), "lastModified": modified},
             });
-            if let Some(resource) = resource
-                && let Ok(resource) = serde_json::from_str::<Value>(&resource.content)
+            if let Some(content) = &version.content
+                && let Ok(resource) = serde_json::from_str::<Value>(content)
             {
                 entry["resource"] = resource;
             }

@@ -394,14 +394,14 @@ impl FhirService {
         self.finish(audit, result).await
     }
 
-    /// The versions of a resource the caller may read, newest first (the current one, then
-    /// at most [`MAX_HISTORY`] kept ones): `None` for a version that is a deletion.
+    /// The versions of a resource the caller may read, newest first: the current one, then
+    /// at most [`MAX_HISTORY`] kept ones (a deletion without content).
     pub async fn history(
         &self,
         context: &AccessContext,
         resource_type: &str,
         id: &str,
-    ) -> Result<Vec<(i64, i64, Option<StoredResource>)>, FhirError> {
+    ) -> Result<Vec<Version>, FhirError> {
         self.admit(context)?;
         let mut audit = Pending::new(context, Interaction::Read, resource_type);
         audit.resource_id = Some(id.to_owned());
@@ -409,33 +409,24 @@ impl FhirService {
             let current =
                 (self.read_checked(context, resource_type, id, Interaction::Read, &mut audit))
                     .await?;
-            let modified = |content: &str| {
-                serde_json::from_str::<Value>(content)
-                    .ok()
-                    .and_then(|json| {
-                        json["meta"]["lastUpdated"]
-                            .as_str()
-                            .and_then(date::parse)
-                            .map(|r| r.lo)
-                    })
-            };
-            let mut versions = vec![(
-                current.version_id,
-                modified(&current.content).unwrap_or_default(),
-                Some(current),
-            )];
+            let last_updated = serde_json::from_str::<Value>(&current.content)
+                .ok()
+                .and_then(|json| json["meta"]["lastUpdated"].as_str().and_then(date::parse))
+                .map_or(0, |at| at.lo);
+            let mut versions = vec![Version {
+                version_id: current.version_id,
+                last_updated,
+                patient_id: current.patient_id,
+                content: Some(current.content),
+            }];
             for version in self.store.history(resource_type, id, MAX_HISTORY).await? {
-                let (number, at) = (version.version_id, version.last_updated);
-                match version.content.is_some() {
-                    // Versions the caller's constraints do not allow are left out.
-                    true => {
-                        if let Ok(kept) =
-                            self.permitted_version(context, resource_type, id, version)
-                        {
-                            versions.push((number, at, Some(kept)));
-                        }
-                    }
-                    false => versions.push((number, at, None)),
+                // Versions the caller's constraints do not allow are left out.
+                if version.content.is_none()
+                    || self
+                        .permitted_version(context, resource_type, id, version.clone())
+                        .is_ok()
+                {
+                    versions.push(version);
                 }
             }
             Ok(versions)

@@ -678,15 +678,7 @@ impl EmbeddedStore {
         .bind(limit as i64)
         .fetch_all(self.db.pool())
         .await?;
-        Ok(rows
-            .iter()
-            .map(|row| Version {
-                version_id: row.get(0),
-                last_updated: row.get(1),
-                patient_id: row.get(2),
-                content: row.get(3),
-            })
-            .collect())
+        Ok(rows.iter().map(kept).collect())
     }
 
     /// Version `version_id` of `resource_type/id`, when kept in its history.
@@ -705,12 +697,7 @@ impl EmbeddedStore {
         .bind(version_id)
         .fetch_optional(self.db.pool())
         .await?;
-        Ok(row.map(|row| Version {
-            version_id: row.get(0),
-            last_updated: row.get(1),
-            patient_id: row.get(2),
-            content: row.get(3),
-        }))
+        Ok(row.as_ref().map(kept))
     }
 
     /// Whether an active consent of `patient` denies one of `actors` `resource_type` (any
@@ -795,6 +782,16 @@ impl EmbeddedStore {
 /// patient changed in between.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConsentVersion(i64, i64, i64);
+
+/// A history row (`version_id, last_updated, patient_id, content`).
+fn kept(row: &sqlx::any::AnyRow) -> Version {
+    Version {
+        version_id: row.get(0),
+        last_updated: row.get(1),
+        patient_id: row.get(2),
+        content: row.get(3),
+    }
+}
 
 fn stored(row: &sqlx::any::AnyRow) -> StoredResource {
     StoredResource {
