@@ -5,20 +5,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::elements::ELEMENTS;
+pub use crate::elements::Element;
 use crate::error::FhirError;
-
-/// A top-level element of a resource type, as its StructureDefinition defines it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Element {
-    /// Its name, without `[x]` for a choice (`value` for `valueQuantity`, `valueString`, …).
-    pub name: &'static str,
-    /// Whether it is a choice of types (`value[x]`).
-    pub choice: bool,
-    /// Whether `_summary=true` keeps it (`isSummary`).
-    pub summary: bool,
-    /// Whether every instance has it (`min` ≥ 1): `_elements` and `_summary=text` keep it.
-    pub mandatory: bool,
-}
 
 /// Which elements of each resource a search returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
