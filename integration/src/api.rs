@@ -19,7 +19,7 @@ use crate::audit::SOURCE_SYSTEM;
 use crate::error::FhirError;
 use crate::params::TYPES;
 use crate::policy::{AccessContext, AppIdentity};
-use crate::query::MAX_OFFSET;
+use crate::query::{MAX_OFFSET, PageLimits};
 use crate::service::{Creation, FhirService, Written};
 use crate::shape::{Presentation, PresentationParams, admits_json, json_only};
 use crate::store::Incomplete;
@@ -245,17 +245,17 @@ async fn history(
     RawQuery(query): RawQuery,
     Caller(context): Caller,
 ) -> Result<Response, FhirError> {
-    if let Some((name, _)) = parse_pairs(query.unwrap_or_default().as_bytes())
-        .into_iter()
-        .find(|(name, _)| name != "_format")
-    {
-        let error = FhirError::BadRequest(format!(
-            "_history takes no parameter '{name}': every kept version is listed, newest first"
-        ));
-        let refused = (Interaction::Read, resource_type.as_str(), Some(id.as_str()));
-        return Err(state.service.refused(&context, refused, error).await);
-    }
-    let versions = state.service.history(&context, &resource_type, &id).await?;
+    let page = history_page(query.as_deref(), state.service.page_limits());
+    let (count, offset) = match page {
+        Ok(page) => page,
+        Err(error) => {
+            let refused = (Interaction::Read, resource_type.as_str(), Some(id.as_str()));
+            return Err(state.service.refused(&context, refused, error).await);
+        }
+    };
+    let (versions, total) = (state.service)
+        .history(&context, &resource_type, &id, (count, offset))
+        .await?;
     let base = &state.config.base_url;
     let entries: Vec<Value> = versions
         .into_iter()
@@ -282,12 +282,43 @@ async fn history(
             entry
         })
         .collect();
+    let link = |offset: usize| {
+        format!("{base}/{resource_type}/{id}/_history?_count={count}&_offset={offset}")
+    };
+    let mut links = vec![json!({"relation": "self", "url": link(offset)})];
+    if offset + count < total {
+        links.push(json!({"relation": "next", "url": link(offset + count)}));
+    }
     let bundle = json!({
-        "resourceType": "Bundle", "type": "history", "total": entries.len(),
-        "link": [{"relation": "self", "url": format!("{base}/{resource_type}/{id}/_history")}],
-        "entry": entries,
+        "resourceType": "Bundle", "type": "history", "total": total,
+        "link": links, "entry": entries,
     });
     Ok(fhir_json(StatusCode::OK, bundle.to_string()))
+}
+
+/// The page `_history` is asked for: `_count` (clamped to the largest page) and `_offset`.
+fn history_page(query: Option<&str>, limits: PageLimits) -> Result<(usize, usize), FhirError> {
+    let (mut count, mut offset) = (limits.default_count.min(limits.max_count), 0);
+    for (name, value) in parse_pairs(query.unwrap_or_default().as_bytes()) {
+        let number = || {
+            value.parse::<usize>().map_err(|_| {
+                FhirError::BadRequest(format!(
+                    "{name} must be a non-negative integer, not '{value}'"
+                ))
+            })
+        };
+        match name.as_str() {
+            "_count" => count = number()?.clamp(1, limits.max_count),
+            "_offset" => offset = number()?.min(MAX_OFFSET),
+            "_format" => {}
+            _ => {
+                return Err(FhirError::BadRequest(format!(
+                    "_history takes no parameter '{name}': only _count and _offset"
+                )));
+            }
+        }
+    }
+    Ok((count, offset))
 }
 
 /// `vread`: a version of a resource, the current one or one kept in its history.
@@ -324,9 +355,12 @@ async fn read_presented(
     let resource = match version {
         None => state.service.read(context, resource_type, id).await?,
         Some(version) => {
-            let number = version.parse().map_err(|_| {
-                FhirError::NotFound(format!("{resource_type}/{id} has no version '{version}'"))
-            })?;
+            let Ok(number) = version.parse() else {
+                let error =
+                    FhirError::NotFound(format!("{resource_type}/{id} has no version '{version}'"));
+                let refused = (Interaction::Read, resource_type, Some(id));
+                return Err(state.service.refused(context, refused, error).await);
+            };
             (state.service)
                 .read_version(context, resource_type, id, number)
                 .await?
@@ -343,7 +377,9 @@ async fn read_presented(
                 .to_str()
                 .ok()
                 .and_then(|since| chrono::DateTime::parse_from_rfc2822(since).ok())
-                .is_some_and(|since| modified.timestamp() <= since.timestamp()),
+                // Whole seconds: a copy from the second the resource last changed in may be
+                // older than that change, so only an earlier second counts as unchanged.
+                .is_some_and(|since| modified.timestamp() < since.timestamp()),
             _ => false,
         },
     };
@@ -400,8 +436,11 @@ fn read_presentation(resource_type: &str, query: Option<&str>) -> Result<Present
     }
 }
 
-/// Refuses, before anything else, a request whose `Accept` or `_format` admits no JSON: this
-/// server answers FHIR JSON only, and says so rather than sending what was not asked for.
+/// Refuses, before anything else, a request whose `Accept` or `_format` admits no JSON (this
+/// server answers FHIR JSON only, and says so rather than sending what was not asked for),
+/// and marks every answer `Cache-Control: no-store`: patient data is not to be kept by a
+/// browser or proxy, where the next user of the machine would be served it unchecked and
+/// unaudited (a client revalidates with `If-None-Match` itself).
 async fn json_only_accepted(
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -435,7 +474,11 @@ async fn json_only_accepted(
             return json_only(&accept.join(", ")).into_response();
         }
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn search_get(

@@ -154,7 +154,6 @@ pub fn is_refusal(error: &FhirError) -> bool {
         FhirError::Forbidden(_)
             | FhirError::ConsentDenied
             | FhirError::NotFound(_)
-            | FhirError::Gone(_)
             | FhirError::BadRequest(_)
             | FhirError::Invalid { .. }
             | FhirError::MethodNotAllowed(_)

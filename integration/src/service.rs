@@ -56,9 +56,6 @@ pub struct Written {
     pub content: String,
 }
 
-/// The most kept versions `_history` lists.
-pub const MAX_HISTORY: usize = 1000;
-
 /// One write, as [`FhirService::write_checked`] makes it.
 struct Write<'a> {
     type_def: &'static TypeDef,
@@ -221,6 +218,11 @@ impl FhirService {
         &self.store
     }
 
+    /// The page sizes searches and histories are served in.
+    pub fn page_limits(&self) -> PageLimits {
+        self.limits
+    }
+
     /// Changes whenever one of `patient`'s Consents is written or deleted (here or by another
     /// node), so what was kept from before (an app instance kept for reuse) can be retired.
     /// It reveals no data; only the app cloud asks, for the patient a token names.
@@ -310,20 +312,12 @@ impl FhirService {
                 Some(resource) => (Some(resource), None),
                 // A deleted resource is held to the checks of its last version: who could not
                 // have read it learns nothing; who could is told it is gone.
-                None => match self.store.history(resource_type, id, 2).await?.as_slice() {
-                    [deletion, last] if deletion.content.is_none() => {
+                None => match self.last_before_deletion(resource_type, id).await? {
+                    Some((last, rows)) => {
                         deleted = true;
-                        let stored = last.clone().into_stored(id);
-                        let rows = stored.as_ref().and_then(|last| {
-                            let json = serde_json::from_str(&last.content).ok()?;
-                            crate::params::index(resource_type, id, &json).ok()
-                        });
-                        match rows {
-                            Some(rows) => (stored, Some(rows)),
-                            None => (None, None),
-                        }
+                        (Some(last), Some(rows))
                     }
-                    _ => (None, None),
+                    None => (None, None),
                 },
             },
         };
@@ -362,8 +356,58 @@ impl FhirService {
         Ok(resource)
     }
 
+    /// A deleted resource's last version, with its index (its compartment re-read from its
+    /// content): `None` unless `resource_type/id` was deleted.
+    async fn last_before_deletion(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<(StoredResource, crate::params::IndexRows)>, FhirError> {
+        let latest = self.store.history(resource_type, id, 2, 0).await?;
+        let Ok([deletion, last]) = <[Version; 2]>::try_from(latest) else {
+            return Ok(None);
+        };
+        if deletion.content.is_some() {
+            return Ok(None);
+        }
+        let Some(mut last) = last.into_stored(id) else {
+            return Ok(None);
+        };
+        let rows = serde_json::from_str(&last.content)
+            .ok()
+            .and_then(|json| crate::params::index(resource_type, id, &json).ok());
+        Ok(rows.map(|rows| {
+            last.patient_id = rows.patient_id.clone();
+            (last, rows)
+        }))
+    }
+
+    /// The resource whose versions are read, held to the checks of a read: its current
+    /// version (`None` when it was deleted: 410 is answered only to whoever could have read
+    /// it, whose its versions then are) and the patient whose compartment holds it.
+    async fn versioned(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        id: &str,
+        audit: &mut Pending<'_>,
+    ) -> Result<(Option<StoredResource>, Option<String>), FhirError> {
+        match (self.read_checked(context, resource_type, id, Interaction::Read, audit)).await {
+            Ok(current) => {
+                let patient = current.patient_id.clone();
+                Ok((Some(current), patient))
+            }
+            Err(FhirError::Gone(_)) => {
+                let last = self.last_before_deletion(resource_type, id).await?;
+                Ok((None, last.and_then(|(last, _)| last.patient_id)))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// Reads version `version_id` of a resource: the caller must be able to read the resource
-    /// as it is now, and the version is held to the caller's constraints as it was.
+    /// as it is now (or was, when deleted), and the version is held to the caller's
+    /// constraints as it was.
     pub async fn read_version(
         &self,
         context: &AccessContext,
@@ -375,73 +419,93 @@ impl FhirService {
         let mut audit = Pending::new(context, Interaction::Read, resource_type);
         audit.resource_id = Some(id.to_owned());
         let result = async {
-            let current =
-                (self.read_checked(context, resource_type, id, Interaction::Read, &mut audit))
-                    .await?;
-            if current.version_id == version_id {
+            let (current, patient) = self
+                .versioned(context, resource_type, id, &mut audit)
+                .await?;
+            if let Some(current) = current
+                && current.version_id == version_id
+            {
                 return Ok(current);
             }
+            let no_such =
+                || FhirError::NotFound(format!("{resource_type}/{id} has no version {version_id}"));
             let version = self.store.version(resource_type, id, version_id).await?;
-            let version = version.ok_or_else(|| {
-                FhirError::NotFound(format!(
-                    "{resource_type}/{id} has no version {version_id} (the current one is {})",
-                    current.version_id
-                ))
-            })?;
-            self.permitted_version(context, resource_type, id, version)
+            let version = version.ok_or_else(no_such)?;
+            self.permitted_version(context, (resource_type, id), version, patient.as_deref())
         }
         .await;
         self.finish(audit, result).await
     }
 
-    /// The versions of a resource the caller may read, newest first: the current one, then
-    /// at most [`MAX_HISTORY`] kept ones (a deletion without content).
+    /// A page of the versions of a resource the caller may read, newest first (the current
+    /// one first; a deletion without content), and how many versions there are.
     pub async fn history(
         &self,
         context: &AccessContext,
         resource_type: &str,
         id: &str,
-    ) -> Result<Vec<Version>, FhirError> {
+        (count, offset): (usize, usize),
+    ) -> Result<(Vec<Version>, usize), FhirError> {
         self.admit(context)?;
         let mut audit = Pending::new(context, Interaction::Read, resource_type);
         audit.resource_id = Some(id.to_owned());
         let result = async {
-            let current =
-                (self.read_checked(context, resource_type, id, Interaction::Read, &mut audit))
-                    .await?;
-            let last_updated = serde_json::from_str::<Value>(&current.content)
-                .ok()
-                .and_then(|json| json["meta"]["lastUpdated"].as_str().and_then(date::parse))
-                .map_or(0, |at| at.lo);
-            let mut versions = vec![Version {
-                version_id: current.version_id,
-                last_updated,
-                patient_id: current.patient_id,
-                content: Some(current.content),
-            }];
-            for version in self.store.history(resource_type, id, MAX_HISTORY).await? {
-                // Versions the caller's constraints do not allow are left out.
-                if version.content.is_none()
-                    || self
-                        .permitted_version(context, resource_type, id, version.clone())
-                        .is_ok()
-                {
+            let (current, patient) = self
+                .versioned(context, resource_type, id, &mut audit)
+                .await?;
+            let total =
+                self.store.history_count(resource_type, id).await? + usize::from(current.is_some());
+            let mut versions = Vec::new();
+            let mut skip = offset;
+            if let Some(current) = current {
+                match skip {
+                    0 => {
+                        let last_updated = serde_json::from_str::<Value>(&current.content)
+                            .ok()
+                            .and_then(|json| {
+                                json["meta"]["lastUpdated"].as_str().and_then(date::parse)
+                            })
+                            .map_or(0, |at| at.lo);
+                        versions.push(Version {
+                            version_id: current.version_id,
+                            last_updated,
+                            patient_id: current.patient_id,
+                            content: Some(current.content),
+                        });
+                    }
+                    _ => skip -= 1,
+                }
+            }
+            let wanted = count.saturating_sub(versions.len());
+            for version in self.store.history(resource_type, id, wanted, skip).await? {
+                // Versions the caller may not read are left out.
+                let allowed = version.content.is_none()
+                    || (self.permitted_version(
+                        context,
+                        (resource_type, id),
+                        version.clone(),
+                        patient.as_deref(),
+                    ))
+                    .is_ok();
+                if allowed {
                     versions.push(version);
                 }
             }
-            Ok(versions)
+            Ok((versions, total))
         }
         .await;
         self.finish(audit, result).await
     }
 
-    /// `version` of `resource_type/id`, when the caller's constraints allow it as it was.
+    /// `version` of `resource_type/id`, when the caller's constraints allow it as it was and
+    /// it was in the compartment of `patient`, the resource's now: a version filed under
+    /// someone else is not this resource's for the caller (as if there were none).
     fn permitted_version(
         &self,
         context: &AccessContext,
-        resource_type: &str,
-        id: &str,
+        (resource_type, id): (&str, &str),
         version: Version,
+        patient: Option<&str>,
     ) -> Result<StoredResource, FhirError> {
         let number = version.version_id;
         let Some(kept) = version.into_stored(id) else {
@@ -459,6 +523,11 @@ impl FhirService {
             serde_json::from_str(&kept.content).map_err(|e| FhirError::Internal(e.into()))?;
         let rows = crate::params::index(resource_type, id, &json)
             .map_err(|e| FhirError::Internal(anyhow::anyhow!(e)))?;
+        if rows.patient_id.as_deref() != patient {
+            return Err(FhirError::NotFound(format!(
+                "{resource_type}/{id} has no version {number}"
+            )));
+        }
         match satisfies(&query, id, &rows, Quantifier::Any) {
             true => Ok(kept),
             false => Err(FhirError::Forbidden(format!(
@@ -790,9 +859,12 @@ impl FhirService {
                 self.check_write_consent(context, type_def, patient).await?;
             }
             let mut tx = self.store.database().begin_write().await?;
-            self.store
-                .delete(&mut tx, resource_type, id, date::now_ms())
-                .await?;
+            let version = Some(current.version_id);
+            if !(self.store.delete(&mut tx, resource_type, id, version, date::now_ms())).await? {
+                return Err(FhirError::Conflict(format!(
+                    "{resource_type}/{id} changed while it was being deleted: read it again and retry"
+                )));
+            }
             self.write_audit(&mut tx, &audit, None).await?;
             tx.commit().await?;
             audit.written = true;

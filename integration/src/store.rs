@@ -632,17 +632,19 @@ impl EmbeddedStore {
         Ok(Some((version_id, patient_id)))
     }
 
-    /// Deletes `resource_type/id` in `tx`, keeping its last version in its history and the
-    /// deletion as a version of its own (at `now`, epoch ms): it then reads as gone. Whether
-    /// there was one.
+    /// Deletes `resource_type/id` (only if its current version is `version_id`, when given)
+    /// in `tx`, keeping its last version in its history and the deletion as a version of its
+    /// own (at `now`, epoch ms): it then reads as gone. Whether there was such a version.
     pub async fn delete(
         &self,
         tx: &mut WriteTx,
         resource_type: &str,
         id: &str,
+        version_id: Option<i64>,
         now: i64,
     ) -> Result<bool, FhirError> {
-        let Some((version_id, patient_id)) = self.take_current(tx, resource_type, id, None).await?
+        let Some((version_id, patient_id)) =
+            self.take_current(tx, resource_type, id, version_id).await?
         else {
             return Ok(false);
         };
@@ -661,24 +663,39 @@ impl EmbeddedStore {
         Ok(true)
     }
 
-    /// The kept versions of `resource_type/id`, newest first, at most `limit` (the current one
-    /// is in `resources`, not here).
+    /// The kept versions of `resource_type/id`, newest first, at most `limit` after skipping
+    /// `offset` (the current one is in `resources`, not here).
     pub async fn history(
         &self,
         resource_type: &str,
         id: &str,
         limit: usize,
+        offset: usize,
     ) -> Result<Vec<Version>, FhirError> {
         let rows = sqlx::query(
             "SELECT version_id, last_updated, patient_id, content FROM resource_history \
-             WHERE resource_type = $1 AND id = $2 ORDER BY version_id DESC LIMIT $3",
+             WHERE resource_type = $1 AND id = $2 ORDER BY version_id DESC LIMIT $3 OFFSET $4",
         )
         .bind(resource_type)
         .bind(id)
         .bind(limit as i64)
+        .bind(offset as i64)
         .fetch_all(self.db.pool())
         .await?;
         Ok(rows.iter().map(kept).collect())
+    }
+
+    /// How many versions of `resource_type/id` are kept in its history.
+    pub async fn history_count(&self, resource_type: &str, id: &str) -> Result<usize, FhirError> {
+        let count: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM resource_history WHERE resource_type = $1 AND id = $2",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .fetch_one(self.db.pool())
+        .await?
+        .try_get(0)?;
+        Ok(count as usize)
     }
 
     /// Version `version_id` of `resource_type/id`, when kept in its history.

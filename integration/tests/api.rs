@@ -20,6 +20,8 @@ on_both_backends!(
     writes_answer_as_preferred,
     a_current_copy_is_answered_304,
     earlier_versions_are_kept_and_a_deletion_answers_410,
+    a_version_filed_under_another_patient_is_not_this_resources,
+    history_is_served_in_pages,
 );
 
 fn measurement(patient: &str) -> Value {
@@ -609,6 +611,10 @@ async fn a_current_copy_is_answered_304(h: Harness) {
         .await;
     let id = created.body["id"].as_str().unwrap().to_owned();
     let read = h.get(&format!("Observation/{id}"), &citizen).await;
+    assert_eq!(
+        read.headers["cache-control"], "no-store",
+        "patient data is not cached"
+    );
     let modified = read.headers["last-modified"].to_str().unwrap().to_owned();
     assert!(modified.ends_with(" GMT"), "{modified}");
     let conditional = |name: &str, value: &str| {
@@ -619,10 +625,14 @@ async fn a_current_copy_is_answered_304(h: Harness) {
             .body(Body::empty())
             .unwrap()
     };
+    // A copy from the same second may predate a change within it: only a later one counts.
+    let later =
+        chrono::DateTime::parse_from_rfc2822(&modified).unwrap() + chrono::Duration::seconds(1);
+    let later = later.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
     for (name, value) in [
         ("if-none-match", "W/\"1\""),
         ("if-none-match", "W/\"7\", W/\"1\""),
-        ("if-modified-since", modified.as_str()),
+        ("if-modified-since", later.as_str()),
     ] {
         let answer = h.send(conditional(name, value)).await;
         assert_eq!(answer.status, 304, "{name}: {value}");
@@ -631,6 +641,7 @@ async fn a_current_copy_is_answered_304(h: Harness) {
     }
     for (name, value) in [
         ("if-none-match", "W/\"2\""),
+        ("if-modified-since", modified.as_str()),
         ("if-modified-since", "Mon, 01 Jan 2001 00:00:00 GMT"),
     ] {
         let answer = h.send(conditional(name, value)).await;
@@ -706,6 +717,23 @@ async fn earlier_versions_are_kept_and_a_deletion_answers_410(h: Harness) {
     assert_eq!(gone.status, 410, "{}", gone.body);
     assert!(diagnostics(&gone).contains("was deleted"), "{}", gone.body);
     assert_eq!(h.get(&format!("Consent/{id}"), &other).await.status, 404);
+    // Its story stays readable to its patient, and only to them.
+    let story = h.get(&format!("Consent/{id}/_history"), &citizen).await;
+    assert_eq!(story.status, 200, "{}", story.body);
+    let first_entry = &story.body["entry"][0];
+    assert_eq!(first_entry["request"]["method"], "DELETE");
+    assert!(first_entry.get("resource").is_none());
+    assert_eq!(story.body["total"], 3);
+    let opted_out = h.get(&format!("Consent/{id}/_history/1"), &citizen).await;
+    assert_eq!(opted_out.body["status"], "active", "{}", opted_out.body);
+    for path in [
+        format!("Consent/{id}/_history"),
+        format!("Consent/{id}/_history/1"),
+    ] {
+        assert_eq!(h.get(&path, &other).await.status, 404, "{path}");
+    }
+    let deletion = h.get(&format!("Consent/{id}/_history/3"), &citizen).await;
+    assert_eq!(deletion.status, 410);
     // Imported again after its deletion, its versions go on from the deletion, and an update
     // of it keeps the re-imported version as well.
     let mut again = created.body.clone();
@@ -742,4 +770,71 @@ async fn earlier_versions_are_kept_and_a_deletion_answers_410(h: Harness) {
     assert_eq!(h.get("Organization/gp-9", &t).await.body["name"], "Efter");
     let before = h.get("Organization/gp-9/_history/1", &t).await;
     assert_eq!(before.body["name"], "Før", "{}", before.body);
+}
+
+async fn a_version_filed_under_another_patient_is_not_this_resources(h: Harness) {
+    // Re-imported under another patient (a correction at the source): the earlier version is
+    // pat-a's data, whose consent and log the read of pat-b's resource would bypass.
+    let mut moved = measurement("pat-a");
+    moved["id"] = json!("moved");
+    h.import(vec![moved.clone()]).await.unwrap();
+    moved["subject"] = json!({"reference": "Patient/pat-b"});
+    h.import(vec![moved]).await.unwrap();
+    let t = h.clinician();
+    let now = h.get("Observation/moved", &t).await;
+    assert_eq!(now.body["subject"]["reference"], "Patient/pat-b");
+    let before = h.get("Observation/moved/_history/1", &t).await;
+    assert_eq!(before.status, 404, "{}", before.body);
+    let history = h.get("Observation/moved/_history", &t).await;
+    let listed: Vec<&Value> = history.body["entry"].as_array().unwrap().iter().collect();
+    assert_eq!(listed.len(), 1, "{}", history.body);
+    assert_eq!(
+        listed[0]["resource"]["subject"]["reference"],
+        "Patient/pat-b"
+    );
+}
+
+async fn history_is_served_in_pages(h: Harness) {
+    let citizen = h.citizen("pat-a");
+    let created = h.opt_out(&citizen, "pat-a", "Organization/gp-2", &[]).await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let mut consent = created.body.clone();
+    for status in ["inactive", "active", "inactive"] {
+        consent["status"] = json!(status);
+        let updated = h
+            .request(
+                "PUT",
+                &format!("Consent/{id}"),
+                Some(&citizen),
+                Some(consent.clone()),
+            )
+            .await;
+        assert_eq!(updated.status, 200, "{}", updated.body);
+        consent = updated.body;
+    }
+    let mut url = format!("Consent/{id}/_history?_count=3");
+    let mut versions = Vec::new();
+    loop {
+        let page = h.get(&url, &citizen).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert_eq!(page.body["total"], 4);
+        for entry in page.body["entry"].as_array().unwrap() {
+            versions.push(
+                entry["resource"]["meta"]["versionId"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        let links = page.body["link"].as_array().unwrap();
+        match links.iter().find(|l| l["relation"] == "next") {
+            Some(next) => url = next["url"].as_str().unwrap().to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(versions, ["4", "3", "2", "1"]);
+    let refused = h
+        .get(&format!("Consent/{id}/_history?_since=2024"), &citizen)
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
 }
