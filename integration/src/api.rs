@@ -237,8 +237,8 @@ async fn read(
     read_presented(&state, &context, resource, query, &headers).await
 }
 
-/// The versions of a resource the caller may read, newest first, as a `history` Bundle: each
-/// with how it came to be (created, updated, deleted). It takes no parameters yet.
+/// The versions of a resource the caller may read, newest first, as a `history` Bundle in
+/// pages (`_count`, `_offset`): each with how it came to be (created, updated, deleted).
 async fn history(
     State(state): State<FhirState>,
     Path((resource_type, id)): Path<(String, String)>,
@@ -333,7 +333,7 @@ async fn read_version(
     read_presented(&state, &context, resource, query, &headers).await
 }
 
-/// A read (of `version`, when given, which must be the current one), presented as its
+/// A read (of `version`, when given: the current one or one kept), presented as its
 /// result parameters ask (`_summary`, `_elements`, `_pretty`, `_format`); any other parameter
 /// is refused, and audited as a refused read. With `Last-Modified`; 304 when the client's
 /// copy is current (`If-None-Match`, else `If-Modified-Since`), after the same checks and
