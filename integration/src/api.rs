@@ -21,7 +21,7 @@ use crate::params::TYPES;
 use crate::policy::{AccessContext, AppIdentity};
 use crate::query::{MAX_OFFSET, PageLimits};
 use crate::service::{Creation, FhirService, Written};
-use crate::shape::{Presentation, PresentationParams, admits_json, json_only};
+use crate::shape::{Presentation, PresentationParams, admits_json, check_format, json_only};
 use crate::store::Incomplete;
 
 /// Settings of the FHIR API.
@@ -450,11 +450,8 @@ async fn json_only_accepted(
         .into_iter()
         .find(|(name, _)| name == "_format")
         .map(|(_, value)| value);
-    if let Some(format) = format {
-        let media = format.split(';').next().unwrap_or_default().trim();
-        if !admits_json(&media.to_ascii_lowercase()) {
-            return json_only(&format).into_response();
-        }
+    if let Some(Err(refused)) = format.as_deref().map(check_format) {
+        return refused.into_response();
     }
     let accept: Vec<&str> = (request.headers().get_all(header::ACCEPT).iter())
         .map(|value| value.to_str().unwrap_or_default())

@@ -78,6 +78,15 @@ pub fn admits_json(media: &str) -> bool {
     JSON_FORMATS.contains(&media) || matches!(media, "*/*" | "application/*")
 }
 
+/// Refuses a `_format` that admits no JSON (406, naming the one format served).
+pub fn check_format(value: &str) -> Result<(), FhirError> {
+    let media = value.split(';').next().unwrap_or_default().trim();
+    match admits_json(&media.to_ascii_lowercase()) {
+        true => Ok(()),
+        false => Err(json_only(value)),
+    }
+}
+
 /// The error of a request for a format other than JSON.
 pub fn json_only(asked: &str) -> FhirError {
     FhirError::NotAcceptable(format!(
@@ -126,12 +135,7 @@ impl PresentationParams {
                 once(&mut self.total, "_total", counted)?;
             }
             "_pretty" => once(&mut self.pretty, name, flag("true", "false")?)?,
-            "_format" => {
-                let media = value.split(';').next().unwrap_or_default().trim();
-                if !JSON_FORMATS.contains(&media) {
-                    return Err(json_only(value));
-                }
-            }
+            "_format" => check_format(value)?,
             _ => return Ok(false),
         }
         Ok(true)
