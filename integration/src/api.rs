@@ -17,12 +17,12 @@ use serde_json::{Value, json};
 
 use crate::audit::SOURCE_SYSTEM;
 use crate::error::FhirError;
-use crate::params::TYPES;
+use crate::params::{ParamDef, ParamKind, TYPES};
 use crate::policy::{AccessContext, AppIdentity};
 use crate::query::{MAX_OFFSET, PageLimits};
 use crate::service::{Creation, FhirService, Written};
 use crate::shape::{Presentation, PresentationParams, admits_json, check_format, json_only};
-use crate::store::Incomplete;
+use crate::store::{Incomplete, Omission, StoredResource};
 
 /// Settings of the FHIR API.
 #[derive(Debug, Clone)]
@@ -556,24 +556,26 @@ async fn search(
         let previous = offset.saturating_sub(count).min(last_page);
         links.push(json!({"relation": "previous", "url": link(previous)}));
     }
-    let raw: Vec<Box<RawValue>> = page
-        .resources
+    let matches = (page.resources.iter()).map(|r| (resource_type, r, "match"));
+    let included = (page.included.iter()).map(|i| (i.resource_type, &i.resource, "include"));
+    let listed: Vec<(&str, &StoredResource, &'static str)> = matches.chain(included).collect();
+    let raw: Vec<Box<RawValue>> = listed
         .iter()
-        .map(|r| RawValue::from_string(r.content.clone()))
+        .map(|(_, r, _)| RawValue::from_string(r.content.clone()))
         .collect::<Result<_, _>>()
         .map_err(|e| FhirError::Internal(e.into()))?;
-    let mut entry: Vec<Entry<'_>> = page
-        .resources
+    let mut entry: Vec<Entry<'_>> = listed
         .iter()
         .zip(&raw)
-        .map(|(r, content)| Entry {
+        .map(|((resource_type, r, mode), content)| Entry {
             full_url: Some(format!("{base}/{resource_type}/{}", r.id)),
             resource: content,
-            search: SearchMode { mode: "match" },
+            search: SearchMode { mode },
         })
         .collect();
-    // A partial answer says so, source by source, in an outcome entry.
-    let outcome = incomplete_outcome(&page.incomplete)?;
+    // A partial answer says so, source by source, in an outcome entry; so does what the
+    // includes left out.
+    let outcome = search_outcome(&page.incomplete, &page.omissions)?;
     if let Some(outcome) = &outcome {
         entry.push(Entry {
             full_url: None,
@@ -615,25 +617,34 @@ struct Bundle<'a> {
 }
 
 /// The OperationOutcome of a partial answer: one warning per missing part, naming its source
-/// (`details.coding`, system `urn:healthcloud:source`) and what happened.
-fn incomplete_outcome(incomplete: &[Incomplete]) -> Result<Option<Box<RawValue>>, FhirError> {
-    if incomplete.is_empty() {
+/// (`details.coding`, system `urn:healthcloud:source`) and what happened; and one issue per
+/// thing the includes left out.
+fn search_outcome(
+    incomplete: &[Incomplete],
+    omissions: &[Omission],
+) -> Result<Option<Box<RawValue>>, FhirError> {
+    if incomplete.is_empty() && omissions.is_empty() {
         return Ok(None);
     }
-    let issues: Vec<Value> = incomplete
-        .iter()
-        .map(|missing| {
-            json!({
-                "severity": "warning",
-                "code": missing.code,
-                "details": {
-                    "coding": [{"system": SOURCE_SYSTEM, "code": missing.source}],
-                    "text": format!("partial answer: source '{}' is missing", missing.source)
-                },
-                "diagnostics": missing.diagnostics,
-            })
+    let missing = incomplete.iter().map(|missing| {
+        json!({
+            "severity": "warning",
+            "code": missing.code,
+            "details": {
+                "coding": [{"system": SOURCE_SYSTEM, "code": missing.source}],
+                "text": format!("partial answer: source '{}' is missing", missing.source)
+            },
+            "diagnostics": missing.diagnostics,
         })
-        .collect();
+    });
+    let left_out = omissions.iter().map(|omission| {
+        json!({
+            "severity": omission.severity,
+            "code": omission.code,
+            "diagnostics": omission.diagnostics,
+        })
+    });
+    let issues: Vec<Value> = missing.chain(left_out).collect();
     let outcome = json!({"resourceType": "OperationOutcome", "issue": issues});
     RawValue::from_string(outcome.to_string())
         .map(Some)
@@ -946,6 +957,18 @@ pub fn capability_statement(
             params.extend(t.all_params().map(
                 |p| json!({"name": p.name, "type": p.kind.fhir_type(), "documentation": p.documentation()}),
             ));
+            let is_reference = |p: &&ParamDef| matches!(p.kind, ParamKind::Reference { .. });
+            let includes: Vec<String> = (t.all_params().filter(is_reference))
+                .map(|p| format!("{}:{}", t.name, p.name))
+                .collect();
+            let revincludes: Vec<String> = (TYPES.iter())
+                .flat_map(|other| other.all_params().filter(is_reference).map(move |p| (other, p)))
+                .filter(|(_, p)| match p.kind {
+                    ParamKind::Reference { target: Some(only) } => only == t.name,
+                    _ => true,
+                })
+                .map(|(other, p)| format!("{}:{}", other.name, p.name))
+                .collect();
             let mut resource = json!({
                 "type": t.name,
                 "interaction": interactions,
@@ -953,6 +976,8 @@ pub fn capability_statement(
                 "readHistory": true,
                 "updateCreate": false,
                 "conditionalCreate": t.create,
+                "searchInclude": includes,
+                "searchRevInclude": revincludes,
                 "searchParam": params,
             });
             if t.sortable_by_date() {
@@ -984,7 +1009,10 @@ pub fn capability_statement(
             "resource": resources,
             "searchParam": [
                 {"name": "_count", "type": "number", "documentation": "Page size (clamped to the server maximum)"},
-                {"name": "_offset", "type": "number", "documentation": "Paging offset, as used in next links"}
+                {"name": "_offset", "type": "number", "documentation": "Paging offset, as used in next links"},
+                {"name": "_include", "type": "special", "documentation": "Type:parameter[:Target], and _include:iterate; each included resource is one the caller could search for, and what is left out is counted in an OperationOutcome entry"},
+                {"name": "_revinclude", "type": "special", "documentation": "Type:parameter[:Target], and _revinclude:iterate"},
+                {"name": "_has", "type": "special", "documentation": "_has:Type:reference:parameter=value (nestable); the reverse search may match at most 200 resources"}
             ]
         }]
     })

@@ -57,8 +57,9 @@ impl ParamDef {
         match self.kind {
             ParamKind::Reference { .. } => format!(
                 "{}. Matches literal references (Type/id or id); an identifier inside a \
-                 reference only with {}:identifier=system|value",
-                self.doc, self.name
+                 reference only with {}:identifier=system|value; chained as \
+                 {}.parameter=value (at most 200 matches)",
+                self.doc, self.name, self.name
             ),
             ParamKind::Uri => format!(
                 "{}. Exact, :below for a URI and those under it, or :missing=true|false",

@@ -166,6 +166,59 @@ pub struct ConsentExclusion {
     pub at: i64,
 }
 
+/// `_include` or `_revinclude`: resources that a search's matches refer to, or that refer to
+/// them, returned beside the matches (each under the caller's rights, as its own search).
+#[derive(Debug, Clone)]
+pub struct Include {
+    /// The type holding the reference (for `_include`, the type whose resources refer).
+    pub source: &'static TypeDef,
+    /// Its reference parameter.
+    pub param: &'static ParamDef,
+    /// The referenced type, when limited (`Observation:subject:Patient`).
+    pub target: Option<&'static TypeDef>,
+    /// `_revinclude`: resources of `source` that refer to the matches.
+    pub reverse: bool,
+    /// `:iterate`: applied to included resources too, not only to the matches.
+    pub iterate: bool,
+}
+
+impl Include {
+    /// Whether a resource of `resource_type` can be the referenced end of this include.
+    pub fn targets(&self, resource_type: &str) -> bool {
+        match (self.target, self.param.kind) {
+            (Some(target), _) => target.name == resource_type,
+            (None, ParamKind::Reference { target: Some(only) }) => only == resource_type,
+            _ => true,
+        }
+    }
+}
+
+/// A condition through references (a chained parameter or `_has`): a search on another type
+/// that the service runs under the caller's rights, and turns into a filter on the ids it
+/// found, before any store or source is asked.
+#[derive(Debug, Clone)]
+pub struct Join {
+    /// How the two types are linked.
+    pub link: Link,
+    /// The search on the other type: one condition (which may itself be a join).
+    pub query: Box<SearchQuery>,
+    /// The parameter as the client wrote it, for messages.
+    pub written: String,
+}
+
+/// How a [`Join`]'s search relates to the searched type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Link {
+    /// `patient.name=…`: the searched type's reference parameter points at a match.
+    Chain(&'static ParamDef),
+    /// `_has:Observation:patient:code=…`: a match points at the searched resource through
+    /// its reference parameter.
+    Has(&'static ParamDef),
+}
+
+/// The most resources a join's search may match: what it finds becomes a list of ids.
+pub const MAX_JOINED: usize = 200;
+
 /// A complete search against one type.
 #[derive(Debug, Clone)]
 pub struct SearchQuery {
@@ -185,6 +238,11 @@ pub struct SearchQuery {
     pub link_params: Vec<(String, String)>,
     /// How the answer is presented (`_summary`, `_elements`, `_total`, `_pretty`).
     pub presentation: Presentation,
+    /// `_include` and `_revinclude`.
+    pub includes: Vec<Include>,
+    /// Chained parameters and `_has`, resolved into `filters` by the service; the store
+    /// refuses a query that still has any.
+    pub joins: Vec<Join>,
 }
 
 /// The deepest page offset served; deeper paging is a sign of a client gone wrong.
@@ -210,6 +268,8 @@ impl SearchQuery {
         let mut offset = None;
         let mut link_params = Vec::new();
         let mut presentation = PresentationParams::default();
+        let mut includes = Vec::new();
+        let mut joins = Vec::new();
         for (name, value) in params {
             let once = |seen: bool| {
                 if seen {
@@ -263,6 +323,14 @@ impl SearchQuery {
                         link_params.push((name.clone(), value.clone()));
                     }
                 }
+                "_include" | "_include:iterate" | "_revinclude" | "_revinclude:iterate" => {
+                    includes.push(parse_include(type_def, name, value)?);
+                    link_params.push((name.clone(), value.clone()));
+                }
+                _ if name.starts_with("_has:") || is_chain(name) => {
+                    joins.push(parse_join(type_def, name, value, limits)?);
+                    link_params.push((name.clone(), value.clone()));
+                }
                 _ => {
                     filters.push(parse_filter(type_def, name, value)?);
                     link_params.push((name.clone(), value.clone()));
@@ -283,8 +351,225 @@ impl SearchQuery {
             offset: offset.unwrap_or(0),
             link_params,
             presentation,
+            includes,
+            joins,
         })
     }
+
+    /// A search of `type_def` for the resources with these ids, under no constraints yet.
+    pub fn by_ids(type_def: &'static TypeDef, ids: Vec<String>) -> SearchQuery {
+        SearchQuery {
+            type_def,
+            count: ids.len(),
+            filters: vec![Filter::Id(ids)],
+            constraints: Constraints::default(),
+            sort: Sort::Id,
+            offset: 0,
+            link_params: Vec::new(),
+            presentation: Presentation::default(),
+            includes: Vec::new(),
+            joins: Vec::new(),
+        }
+    }
+}
+
+/// Parameters that shape or page a search rather than select: not allowed at the end of a
+/// chain or `_has`.
+fn is_control(name: &str) -> bool {
+    let base = name.split(':').next().unwrap_or_default();
+    matches!(
+        base,
+        "_count" | "_offset" | "_sort" | "_include" | "_revinclude" | "_format" | "_pretty"
+    ) || crate::shape::RESULT_PARAMETERS.contains(&base)
+}
+
+/// Whether `name` is a chained parameter (`patient.name`, `subject:Patient.name`).
+fn is_chain(name: &str) -> bool {
+    !name.starts_with('_') && name.contains('.')
+}
+
+/// `_include=Type:param[:Target]` (and `_revinclude`, `:iterate`).
+fn parse_include(
+    searched: &'static TypeDef,
+    name: &str,
+    value: &str,
+) -> Result<Include, FhirError> {
+    let reverse = name.starts_with("_revinclude");
+    let iterate = name.ends_with(":iterate");
+    let bad = |why: String| FhirError::BadRequest(format!("bad {name} '{value}': {why}"));
+    if value == "*" {
+        return Err(bad(
+            "'*' is not supported: name each reference, as Type:parameter (e.g. Observation:patient)"
+                .into(),
+        ));
+    }
+    let mut parts = value.split(':');
+    let (Some(source), Some(param), target, None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad(
+            "write it as Type:parameter or Type:parameter:TargetType (e.g. Observation:patient)"
+                .into(),
+        ));
+    };
+    let source = type_def(source).ok_or_else(|| bad(format!("'{source}' is not a served type")))?;
+    if !reverse && !iterate && source.name != searched.name {
+        return Err(bad(format!(
+            "_include names the searched type's references ({}:…); use _include:iterate for              references of included resources",
+            searched.name
+        )));
+    }
+    let param = source
+        .param(param)
+        .filter(|p| matches!(p.kind, ParamKind::Reference { .. }))
+        .ok_or_else(|| {
+            let references: Vec<&str> = source
+                .all_params()
+                .filter(|p| matches!(p.kind, ParamKind::Reference { .. }))
+                .map(|p| p.name)
+                .collect();
+            bad(format!(
+                "{} has no reference parameter '{param}'; its reference parameters: {}",
+                source.name,
+                references.join(", ")
+            ))
+        })?;
+    let target = match target {
+        None => None,
+        Some(target) => {
+            let target_def =
+                type_def(target).ok_or_else(|| bad(format!("'{target}' is not a served type")))?;
+            if let ParamKind::Reference { target: Some(only) } = param.kind
+                && only != target_def.name
+            {
+                return Err(bad(format!(
+                    "{}:{} refers only to {only}",
+                    source.name, param.name
+                )));
+            }
+            Some(target_def)
+        }
+    };
+    let include = Include {
+        source,
+        param,
+        target,
+        reverse,
+        iterate,
+    };
+    if reverse && !iterate && !include.targets(searched.name) {
+        return Err(bad(format!(
+            "{}:{} does not refer to {}",
+            source.name, param.name, searched.name
+        )));
+    }
+    Ok(include)
+}
+
+/// A chained parameter (`patient.name=…`, `subject:Patient.name=…`) or a reverse chain
+/// (`_has:Observation:patient:code=…`): the condition on the other type is parsed as a
+/// search of that type, and may itself be a chain.
+fn parse_join(
+    searched: &'static TypeDef,
+    name: &str,
+    value: &str,
+    limits: PageLimits,
+) -> Result<Join, FhirError> {
+    let bad = |why: String| FhirError::BadRequest(format!("bad search parameter '{name}': {why}"));
+    let references = |of: &'static TypeDef| {
+        of.all_params()
+            .filter(|p| matches!(p.kind, ParamKind::Reference { .. }))
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (link, other, rest) = match name.strip_prefix("_has:") {
+        Some(has) => {
+            let mut parts = has.splitn(3, ':');
+            let (Some(other), Some(param), Some(rest)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad(
+                    "write it as _has:Type:reference:parameter (e.g. _has:Observation:patient:code)"
+                        .into(),
+                ));
+            };
+            let other =
+                type_def(other).ok_or_else(|| bad(format!("'{other}' is not a served type")))?;
+            let def = (other.param(param))
+                .filter(|p| matches!(p.kind, ParamKind::Reference { .. }))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{} has no reference parameter '{param}'; its reference parameters: {}",
+                        other.name,
+                        references(other)
+                    ))
+                })?;
+            if let ParamKind::Reference { target: Some(only) } = def.kind
+                && only != searched.name
+            {
+                return Err(bad(format!("{}:{param} refers only to {only}", other.name)));
+            }
+            (Link::Has(def), other, rest)
+        }
+        None => {
+            let (head, rest) = name.split_once('.').unwrap_or((name, ""));
+            let (param, target) = match head.split_once(':') {
+                Some((param, target)) => (param, Some(target)),
+                None => (head, None),
+            };
+            let def = (searched.param(param))
+                .filter(|p| matches!(p.kind, ParamKind::Reference { .. }))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "only reference parameters can be chained, and {} has no reference                          parameter '{param}'; its reference parameters: {}",
+                        searched.name,
+                        references(searched)
+                    ))
+                })?;
+            let other = match (target, def.kind) {
+                (Some(target), ParamKind::Reference { target: only }) => {
+                    let other = type_def(target)
+                        .ok_or_else(|| bad(format!("'{target}' is not a served type")))?;
+                    if only.is_some_and(|only| only != other.name) {
+                        return Err(bad(format!(
+                            "{} refers only to {}",
+                            def.name,
+                            only.unwrap_or_default()
+                        )));
+                    }
+                    other
+                }
+                (None, ParamKind::Reference { target: Some(only) }) => {
+                    type_def(only).ok_or_else(|| bad(format!("'{only}' is not a served type")))?
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "'{param}' may refer to several types: name one, as {param}:Patient.{rest}"
+                    )));
+                }
+            };
+            (Link::Chain(def), other, rest)
+        }
+    };
+    if rest.is_empty() || is_control(rest) {
+        return Err(bad(format!(
+            "end it with a search parameter of {} (e.g. …{})",
+            other.name,
+            if matches!(link, Link::Has(_)) {
+                ":_id"
+            } else {
+                "._id"
+            }
+        )));
+    }
+    let pair = [(rest.to_owned(), value.to_owned())];
+    let mut query = SearchQuery::parse(other.name, &pair, limits)?;
+    query.count = MAX_JOINED + 1;
+    Ok(Join {
+        link,
+        query: Box::new(query),
+        written: name.to_owned(),
+    })
 }
 
 impl SearchQuery {

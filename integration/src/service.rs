@@ -30,6 +30,8 @@ use crate::store::{
 };
 use crate::validate;
 
+mod include;
+
 /// Policy-checked, audited access to FHIR data.
 #[derive(Debug, Clone)]
 pub struct FhirService {
@@ -607,6 +609,11 @@ impl FhirService {
                 return Err(error);
             }
         };
+        // Chains and `_has` become conditions on ids, found by the caller's own searches.
+        let joined_incomplete = match query.joins.is_empty() {
+            true => Vec::new(),
+            false => self.resolve_joins(context, &mut query, audit).await?,
+        };
         let actors = context.consent_actors();
         // The one patient whose sources a search in one compartment asks is found at home (CPR
         // number, patient index) while consent is checked: no source is asked before.
@@ -689,6 +696,10 @@ impl FhirService {
             if !audit.patients.contains(&patient) {
                 audit.patients.push(patient);
             }
+        }
+        page.incomplete.extend(joined_incomplete);
+        if !query.includes.is_empty() && !page.resources.is_empty() {
+            self.include(context, &query, &mut page, audit).await?;
         }
         // Left out (`_summary`, `_elements`) only after every check, from what may be seen.
         for resource in &mut page.resources {
@@ -1010,7 +1021,12 @@ impl FhirService {
     /// Whether sources hold data of `query`'s kind: then a search in one patient's
     /// compartment asks them too.
     fn fans_out(&self, query: &SearchQuery) -> bool {
+        // Ids with no source's prefix are the home store's alone.
+        let home_ids = query.filters.iter().any(|filter| {
+            matches!(filter, Filter::Id(ids) if ids.iter().all(|id| self.source_of(id).is_none()))
+        });
         !self.sources.is_empty()
+            && !home_ids
             && query.type_def.in_patient_compartment()
             && query.type_def.name != "Patient"
             // Consents and the audit trail are the home store's alone.
@@ -1075,6 +1091,7 @@ impl FhirService {
             resources,
             total,
             incomplete,
+            ..SearchPage::default()
         })
     }
 
@@ -1098,19 +1115,9 @@ impl FhirService {
         id: &str,
         groups: Vec<Vec<Alternative>>,
     ) -> SearchQuery {
-        SearchQuery {
-            type_def,
-            filters: vec![Filter::Id(vec![id.to_owned()])],
-            constraints: Constraints {
-                groups,
-                consent: None,
-            },
-            sort: Sort::Id,
-            count: 1,
-            offset: 0,
-            link_params: Vec::new(),
-            presentation: Default::default(),
-        }
+        let mut query = SearchQuery::by_ids(type_def, vec![id.to_owned()]);
+        query.constraints.groups = groups;
+        query
     }
 
     /// Files the audit record of `audit` in the log of every concerned patient the caller
@@ -1235,11 +1242,7 @@ impl FhirService {
 
     /// The ids among `ids` of Patients that exist.
     async fn existing_patients(&self, ids: &[String]) -> Result<Vec<String>, FhirError> {
-        let query = SearchQuery {
-            filters: vec![Filter::Id(ids.to_vec())],
-            count: ids.len(),
-            ..self.id_query(served_type("Patient")?, "", Vec::new())
-        };
+        let query = SearchQuery::by_ids(served_type("Patient")?, ids.to_vec());
         let page = self.store.search(&query).await?;
         Ok(page.resources.into_iter().map(|r| r.id).collect())
     }

@@ -264,6 +264,16 @@ impl Shape {
 }
 
 impl Presentation {
+    /// How resources included beside the matches (`_include`) are presented: as the matches,
+    /// except for `_elements`, which names elements of the searched type only.
+    pub fn for_included(&self) -> Presentation {
+        let mut included = self.clone();
+        if let Shape::Elements(_) = included.shape {
+            included.shape = Shape::Full;
+        }
+        included
+    }
+
     /// `content`, a stored `resource_type`, as presented: the same text when whole and not
     /// indented; otherwise without the elements the shape leaves out (and then tagged
     /// `SUBSETTED`), indented when asked.

@@ -64,7 +64,7 @@ impl StoredResource {
 }
 
 /// One page of search results.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SearchPage {
     /// Matches on this page.
     pub resources: Vec<StoredResource>,
@@ -72,6 +72,30 @@ pub struct SearchPage {
     pub total: usize,
     /// The parts of the answer that are missing (a source that failed); empty when complete.
     pub incomplete: Vec<Incomplete>,
+    /// What `_include` and `_revinclude` added beside the matches.
+    pub included: Vec<Included>,
+    /// What the includes left out, and why.
+    pub omissions: Vec<Omission>,
+}
+
+/// A resource a search returns beside its matches (`_include`, `_revinclude`).
+#[derive(Debug, Clone)]
+pub struct Included {
+    /// Its type.
+    pub resource_type: &'static str,
+    /// The resource.
+    pub resource: StoredResource,
+}
+
+/// Something a search's answer leaves out on purpose, as an OperationOutcome issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Omission {
+    /// `information` or `warning`.
+    pub severity: &'static str,
+    /// The issue code: `suppressed`, `too-costly`, …
+    pub code: &'static str,
+    /// What was left out and why.
+    pub diagnostics: String,
 }
 
 /// A part of a search's answer that is missing: a source that could not be asked or had more
@@ -223,14 +247,20 @@ impl EmbeddedStore {
 
     /// Runs a search.
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchPage, FhirError> {
+        // Joins are turned into filters under the caller's rights; the store cannot.
+        if let Some(join) = query.joins.first() {
+            return Err(FhirError::Internal(anyhow::anyhow!(
+                "'{}' reached the store unresolved",
+                join.written
+            )));
+        }
         let mut count = self.db.sql("SELECT COUNT(*) FROM resources r");
         push_where(&mut count, query, Quantifier::Any);
         let total: i64 = count.query().fetch_one(self.db.pool()).await?.try_get(0)?;
         if query.count == 0 || query.offset as i64 >= total {
             return Ok(SearchPage {
-                resources: Vec::new(),
                 total: total as usize,
-                incomplete: Vec::new(),
+                ..SearchPage::default()
             });
         }
         let mut sql = self.db.sql(
@@ -255,7 +285,7 @@ impl EmbeddedStore {
         Ok(SearchPage {
             resources: rows.iter().map(stored).collect(),
             total: total as usize,
-            incomplete: Vec::new(),
+            ..SearchPage::default()
         })
     }
 
@@ -933,6 +963,11 @@ fn push_filter(
     quantifier: Quantifier,
 ) {
     let (def, mode, values) = match filter {
+        // A join that found nothing: nothing matches.
+        Filter::Id(ids) if ids.is_empty() => {
+            sql.push("1 = 0");
+            return;
+        }
         Filter::Id(ids) => {
             sql.push("r.id IN (");
             for (i, id) in ids.iter().enumerate() {

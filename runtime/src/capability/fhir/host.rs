@@ -198,6 +198,12 @@ fn paged(
                         .into(),
                 ));
             }
+            "_include" | "_include:iterate" | "_revinclude" | "_revinclude:iterate" => {
+                return Err(Error::Invalid(format!(
+                    "{name} is not available to apps: a search page holds its matches only; \
+                     search or read the referenced resources instead"
+                )));
+            }
             "_count" => {
                 let requested: u32 = value.parse().map_err(|_| {
                     Error::Invalid(format!("_count must be a number, not '{value}'"))
