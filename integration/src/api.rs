@@ -19,8 +19,8 @@ use crate::audit::SOURCE_SYSTEM;
 use crate::error::FhirError;
 use crate::params::{ParamDef, ParamKind, TYPES};
 use crate::policy::{AccessContext, AppIdentity};
-use crate::query::{MAX_OFFSET, PageLimits};
-use crate::service::{Creation, FhirService, Written};
+use crate::query::{MAX_OFFSET, PageLimits, served_type};
+use crate::service::{Change, Creation, FhirService, Written};
 use crate::shape::{Presentation, PresentationParams, admits_json, check_format, json_only};
 use crate::store::{Incomplete, Omission, StoredResource};
 
@@ -125,11 +125,19 @@ pub fn router(state: FhirState) -> Router {
     let router = Router::new()
         .route("/metadata", get(metadata))
         .route("/.well-known/smart-configuration", get(smart_configuration))
-        .route("/{resource_type}", get(search_get).post(create))
+        .route(
+            "/{resource_type}",
+            get(search_get)
+                .post(create)
+                .put(update_where)
+                .patch(patch_where)
+                .delete(delete_where),
+        )
         .route("/{resource_type}/_search", post(search_post))
+        .route("/{resource_type}/$validate", post(validate_resource))
         .route(
             "/{resource_type}/{id}",
-            get(read).put(update).delete(delete),
+            get(read).put(update).patch(patch).delete(delete),
         )
         .route("/{resource_type}/{id}/_history", get(history))
         .route(
@@ -844,36 +852,126 @@ async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, FhirError> {
-    let request = async {
-        let resource = json_body(&state, &headers, body).await?;
+    let change = json_body(&state, &headers, body).await.map(Change::Replace);
+    let target = (resource_type.as_str(), Target::Id(&id));
+    change_resource(&state, &context, target, &headers, change).await
+}
+
+async fn patch(
+    State(state): State<FhirState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    Caller(context): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, FhirError> {
+    let change = patch_body(&state, &headers, body).await;
+    let target = (resource_type.as_str(), Target::Id(&id));
+    change_resource(&state, &context, target, &headers, change).await
+}
+
+async fn update_where(
+    State(state): State<FhirState>,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+    Caller(context): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, FhirError> {
+    let change = json_body(&state, &headers, body).await.map(Change::Replace);
+    let criteria = parse_pairs(query.unwrap_or_default().as_bytes());
+    let target = (resource_type.as_str(), Target::Criteria(&criteria));
+    change_resource(&state, &context, target, &headers, change).await
+}
+
+async fn patch_where(
+    State(state): State<FhirState>,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+    Caller(context): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, FhirError> {
+    let change = patch_body(&state, &headers, body).await;
+    let criteria = parse_pairs(query.unwrap_or_default().as_bytes());
+    let target = (resource_type.as_str(), Target::Criteria(&criteria));
+    change_resource(&state, &context, target, &headers, change).await
+}
+
+/// Which resource a change is for: one by id, or the one a conditional update's criteria find.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    Id(&'a str),
+    Criteria(&'a [(String, String)]),
+}
+
+/// Applies `change` (a replacement or a patch) to `target`, answering as `Prefer` asks; a
+/// request refused before it reached the resource (a bad body or header) is audited too.
+async fn change_resource(
+    state: &FhirState,
+    context: &AccessContext,
+    (resource_type, target): (&str, Target<'_>),
+    headers: &HeaderMap,
+    change: Result<Change, FhirError>,
+) -> Result<Response, FhirError> {
+    let request = (|| {
         let if_match = match headers.get(header::IF_MATCH) {
             None => None,
             Some(value) => Some(value.to_str().ok().and_then(parse_etag).ok_or_else(|| {
                 FhirError::BadRequest("If-Match must be a version ETag like W/\"2\"".into())
             })?),
         };
-        Ok((resource, (if_match, preferred_return(&headers)?)))
-    };
-    let (resource, (if_match, answer)) = match request.await {
+        if if_match.is_some() && matches!(target, Target::Criteria(_)) {
+            return Err(FhirError::BadRequest(
+                "If-Match names a version of one resource: send it to [type]/[id], not with criteria".into(),
+            ));
+        }
+        Ok((change?, if_match, preferred_return(headers)?))
+    })();
+    let (change, if_match, answer) = match request {
         Ok(request) => request,
         Err(error) => {
-            let refused = (
-                Interaction::Update,
-                resource_type.as_str(),
-                Some(id.as_str()),
-            );
-            return Err(state.service.refused(&context, refused, error).await);
+            let id = match target {
+                Target::Id(id) => Some(id),
+                Target::Criteria(_) => None,
+            };
+            let refused = (Interaction::Update, resource_type, id);
+            return Err(state.service.refused(context, refused, error).await);
         }
     };
-    let written = state
-        .service
-        .update(&context, &resource_type, &id, resource, if_match)
-        .await?;
-    let done = format!(
-        "updated {resource_type}/{id} (version {})",
-        written.version_id
-    );
-    Ok(answer.respond(StatusCode::OK, written.content, written.version_id, &done))
+    let (written, created) = match target {
+        Target::Id(id) => {
+            let written = (state.service)
+                .update(context, resource_type, id, change, if_match)
+                .await?;
+            (written, false)
+        }
+        Target::Criteria(criteria) => {
+            (state.service)
+                .update_where(context, resource_type, criteria, change)
+                .await?
+        }
+    };
+    let Written {
+        id,
+        version_id,
+        content,
+    } = written;
+    let (status, done) = match created {
+        true => (StatusCode::CREATED, "created"),
+        false => (StatusCode::OK, "updated"),
+    };
+    let done = format!("{done} {resource_type}/{id} (version {version_id})");
+    let mut response = answer.respond(status, content, version_id, &done);
+    if created {
+        let location = format!(
+            "{}/{resource_type}/{id}/_history/{version_id}",
+            state.config.base_url
+        );
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+    }
+    Ok(response)
 }
 
 async fn delete(
@@ -882,6 +980,20 @@ async fn delete(
     Caller(context): Caller,
 ) -> Result<Response, FhirError> {
     state.service.delete(&context, &resource_type, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Deletes the one resource the query's criteria find (204 also when none does).
+async fn delete_where(
+    State(state): State<FhirState>,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+    Caller(context): Caller,
+) -> Result<Response, FhirError> {
+    let criteria = parse_pairs(query.unwrap_or_default().as_bytes());
+    (state.service)
+        .delete_where(&context, &resource_type, &criteria)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -923,6 +1035,82 @@ async fn json_body(state: &FhirState, headers: &HeaderMap, body: Body) -> Result
         .map_err(|e| FhirError::BadRequest(format!("the body is not valid JSON: {e}")))
 }
 
+/// `$validate`: whether a resource (the body, or the `resource` parameter of a Parameters
+/// body) would be accepted by a write here, as an OperationOutcome; nothing is stored and no
+/// data is read.
+async fn validate_resource(
+    State(state): State<FhirState>,
+    Path(resource_type): Path<String>,
+    Caller(_): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, FhirError> {
+    let type_def = served_type(&resource_type)?;
+    let body = json_body(&state, &headers, body).await?;
+    let resource = match body.get("resourceType").and_then(Value::as_str) {
+        Some("Parameters") => (body["parameter"].as_array().into_iter().flatten())
+            .find(|p| p["name"] == "resource")
+            .map(|p| p["resource"].clone())
+            .ok_or_else(|| {
+                FhirError::BadRequest("the Parameters have no 'resource' parameter".into())
+            })?,
+        _ => body,
+    };
+    let checked = crate::service::acceptable(type_def, &resource);
+    let outcome = match checked {
+        Ok(_) => json!({"resourceType": "OperationOutcome", "issue": [{
+            "severity": "information", "code": "informational",
+            "diagnostics": format!("the {} is valid for this server", type_def.name)
+        }]}),
+        Err(error) => error.to_operation_outcome(),
+    };
+    Ok(fhir_json(StatusCode::OK, outcome.to_string()))
+}
+
+/// The body of a PATCH: a JSON Patch (`application/json-patch+json`), or the changed elements
+/// as a merge patch (`application/merge-patch+json`, or the JSON fhirpy's `patch()` sends).
+async fn patch_body(
+    state: &FhirState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Change, FhirError> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let media = media.split(';').next().unwrap_or_default().trim();
+    let merge = match media {
+        "application/json-patch+json" => false,
+        "application/merge-patch+json" | "application/json" | "application/fhir+json" => true,
+        _ => {
+            return Err(FhirError::BadRequest(format!(
+                "unsupported Content-Type '{media}' for PATCH: send a JSON Patch \
+                 (application/json-patch+json) or the changed elements \
+                 (application/merge-patch+json)"
+            )));
+        }
+    };
+    let bytes = read_body(state, body).await?;
+    if !merge {
+        return serde_json::from_slice(&bytes)
+            .map(Change::JsonPatch)
+            .map_err(|e| FhirError::BadRequest(format!("the body is not a JSON Patch: {e}")));
+    }
+    let changes: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| FhirError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    match changes.get("resourceType").and_then(Value::as_str) {
+        _ if !changes.is_object() => Err(FhirError::BadRequest(
+            "a merge patch is a JSON object of the elements to change".into(),
+        )),
+        Some("Parameters") => Err(FhirError::BadRequest(
+            "FHIRPath Patch (a Parameters body) is not supported: send a JSON Patch \
+             (application/json-patch+json) or the changed elements (application/merge-patch+json)"
+                .into(),
+        )),
+        _ => Ok(Change::Merge(changes)),
+    }
+}
+
 async fn metadata(State(state): State<FhirState>) -> Response {
     fhir_json(
         StatusCode::OK,
@@ -945,11 +1133,10 @@ pub fn capability_statement(
                 json!({"code": "history-instance"}),
                 json!({"code": "search-type"}),
             ];
-            if t.create {
+            if t.writable() {
                 interactions.push(json!({"code": "create"}));
-            }
-            if t.update_delete {
                 interactions.push(json!({"code": "update"}));
+                interactions.push(json!({"code": "patch"}));
                 interactions.push(json!({"code": "delete"}));
             }
             let mut params =
@@ -975,7 +1162,9 @@ pub fn capability_statement(
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": false,
-                "conditionalCreate": t.create,
+                "conditionalCreate": t.writable(),
+                "conditionalUpdate": t.writable(),
+                "conditionalDelete": if t.writable() { "single" } else { "not-supported" },
                 "searchInclude": includes,
                 "searchRevInclude": revincludes,
                 "searchParam": params,

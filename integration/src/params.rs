@@ -77,10 +77,6 @@ pub struct TypeDef {
     pub name: &'static str,
     /// Search parameters besides `_id`.
     pub params: &'static [ParamDef],
-    /// Whether clients may create it.
-    pub create: bool,
-    /// Whether clients may update and delete it (withdrawing consent).
-    pub update_delete: bool,
 }
 
 const fn p(
@@ -175,8 +171,6 @@ pub static TYPES: &[TypeDef] = &[
                 "Start of the postal code",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Observation",
@@ -233,8 +227,6 @@ pub static TYPES: &[TypeDef] = &[
                 "The code of the observation or of one of its components",
             ),
         ],
-        create: true,
-        update_delete: false,
     },
     TypeDef {
         name: "Condition",
@@ -273,8 +265,6 @@ pub static TYPES: &[TypeDef] = &[
                 "The encounter it belongs to",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "MedicationStatement",
@@ -288,8 +278,6 @@ pub static TYPES: &[TypeDef] = &[
                 "The medication code (ATC)",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "MedicationRequest",
@@ -323,8 +311,6 @@ pub static TYPES: &[TypeDef] = &[
                 "The encounter it belongs to",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "AllergyIntolerance",
@@ -337,8 +323,6 @@ pub static TYPES: &[TypeDef] = &[
                 "When the allergy was recorded",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Immunization",
@@ -351,8 +335,6 @@ pub static TYPES: &[TypeDef] = &[
                 "When the vaccine was given",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Encounter",
@@ -373,8 +355,6 @@ pub static TYPES: &[TypeDef] = &[
                 "planned, in-progress, finished, …",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Procedure",
@@ -387,8 +367,6 @@ pub static TYPES: &[TypeDef] = &[
                 "When the procedure was performed",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "DiagnosticReport",
@@ -430,8 +408,6 @@ pub static TYPES: &[TypeDef] = &[
                 "The encounter it belongs to",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Organization",
@@ -449,8 +425,6 @@ pub static TYPES: &[TypeDef] = &[
                 "Start of the name or an alias, case-insensitive",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Practitioner",
@@ -475,8 +449,6 @@ pub static TYPES: &[TypeDef] = &[
             ),
             p("given", STRING, &["name.given"], "Start of a given name"),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "PractitionerRole",
@@ -511,8 +483,6 @@ pub static TYPES: &[TypeDef] = &[
             ),
             p("specialty", TOKEN, &["specialty"], "The specialty"),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Location",
@@ -544,8 +514,6 @@ pub static TYPES: &[TypeDef] = &[
                 "Start of the city",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Medication",
@@ -563,8 +531,6 @@ pub static TYPES: &[TypeDef] = &[
                 "An identifier of the medication",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Provenance",
@@ -579,8 +545,6 @@ pub static TYPES: &[TypeDef] = &[
             p("recorded", DATE, &["recorded"], "When it was recorded"),
             p("agent", ANY_REF, &["agent.who"], "Who took part"),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "DocumentReference",
@@ -602,8 +566,6 @@ pub static TYPES: &[TypeDef] = &[
                 "The document's identifiers",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Composition",
@@ -623,8 +585,6 @@ pub static TYPES: &[TypeDef] = &[
                 "preliminary, final, amended, …",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "CarePlan",
@@ -634,8 +594,6 @@ pub static TYPES: &[TypeDef] = &[
             p("status", TOKEN, &["status"], "draft, active, completed, …"),
             p("category", TOKEN, &["category"], "The kind of plan"),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "CareTeam",
@@ -649,8 +607,6 @@ pub static TYPES: &[TypeDef] = &[
                 "proposed, active, inactive, …",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Goal",
@@ -669,8 +625,6 @@ pub static TYPES: &[TypeDef] = &[
                 "When the goal was started",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "ServiceRequest",
@@ -687,8 +641,6 @@ pub static TYPES: &[TypeDef] = &[
             p("category", TOKEN, &["category"], "The kind of service"),
             p("intent", TOKEN, &["intent"], "proposal, plan, order, …"),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Task",
@@ -714,8 +666,6 @@ pub static TYPES: &[TypeDef] = &[
                 "Who is responsible for the task",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Appointment",
@@ -729,8 +679,6 @@ pub static TYPES: &[TypeDef] = &[
                 "booked, fulfilled, cancelled, …",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "EpisodeOfCare",
@@ -740,8 +688,6 @@ pub static TYPES: &[TypeDef] = &[
             p("status", TOKEN, &["status"], "planned, active, finished, …"),
             p("type", TOKEN, &["type"], "The kind of episode"),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "QuestionnaireResponse",
@@ -761,8 +707,6 @@ pub static TYPES: &[TypeDef] = &[
                 "The questionnaire answered (its canonical URL)",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
     TypeDef {
         name: "Consent",
@@ -770,8 +714,6 @@ pub static TYPES: &[TypeDef] = &[
             patient(&["patient"]),
             p("status", TOKEN, &["status"], "active, inactive, …"),
         ],
-        create: true,
-        update_delete: true,
     },
     TypeDef {
         name: "AuditEvent",
@@ -785,8 +727,6 @@ pub static TYPES: &[TypeDef] = &[
                 "Who accessed: a user id, Practitioner/… or Device/<app>",
             ),
         ],
-        create: false,
-        update_delete: false,
     },
 ];
 
@@ -813,6 +753,13 @@ impl TypeDef {
     /// Its own search parameters, then the ones every type has.
     pub fn all_params(&self) -> impl Iterator<Item = &'static ParamDef> + use<> {
         self.params.iter().chain(COMMON_PARAMS)
+    }
+
+    /// Whether clients may create, update, patch and delete resources of the type (as their
+    /// scopes allow). Patients come from the population register, and the audit trail is
+    /// written by the platform alone.
+    pub fn writable(&self) -> bool {
+        !matches!(self.name, "Patient" | "AuditEvent")
     }
 
     /// Whether the type lives in a patient's compartment.

@@ -81,15 +81,86 @@ pub enum Creation {
 
 /// Paging a conditional create's criteria cannot carry (nor the result parameters): they
 /// choose no resources.
-const NOT_CRITERIA: &[&str] = &["_count", "_offset", "_sort"];
+const NOT_CRITERIA: &[&str] = &[
+    "_count",
+    "_offset",
+    "_sort",
+    "_include",
+    "_include:iterate",
+    "_revinclude",
+    "_revinclude:iterate",
+];
 
-/// The type `resource_type`, when clients may create it.
-fn creatable(resource_type: &str) -> Result<&'static TypeDef, FhirError> {
+/// The type `resource_type`, when clients may write it (`what`: `create`, `update`, …).
+fn writable(resource_type: &str, what: &str) -> Result<&'static TypeDef, FhirError> {
     let type_def = served_type(resource_type)?;
-    match type_def.create {
+    match type_def.writable() {
         true => Ok(type_def),
         false => Err(FhirError::MethodNotAllowed(format!(
-            "create is not supported for {resource_type}"
+            "{what} is not supported for {resource_type}: {}",
+            match resource_type {
+                "Patient" => "patients come from the population register (data import)",
+                _ => "the audit trail is written by the platform alone",
+            }
+        ))),
+    }
+}
+
+/// How an update changes a resource.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// The whole new resource (`PUT`).
+    Replace(Value),
+    /// A JSON Patch (RFC 6902) applied to the current version.
+    JsonPatch(json_patch::Patch),
+    /// A JSON merge patch (RFC 7386, what fhirpy's `patch()` sends): the elements given
+    /// replace the current ones, and `null` removes one.
+    Merge(Value),
+}
+
+impl Change {
+    /// The `resource_type` after the change, from the current version's JSON.
+    fn apply(self, resource_type: &str, current: &str) -> Result<Value, FhirError> {
+        let patch = match self {
+            Change::Replace(resource) => return Ok(resource),
+            patch => patch,
+        };
+        let mut resource: Value =
+            serde_json::from_str(current).map_err(|e| FhirError::Internal(e.into()))?;
+        match patch {
+            Change::JsonPatch(operations) => json_patch::patch(&mut resource, &operations)
+                .map_err(|e| {
+                    FhirError::invalid(
+                        resource_type,
+                        format!("the JSON Patch cannot be applied: {e}"),
+                    )
+                })?,
+            Change::Merge(changes) => json_patch::merge(&mut resource, &changes),
+            Change::Replace(_) => unreachable!("returned above"),
+        }
+        Ok(resource)
+    }
+}
+
+/// The one resource a conditional interaction's search found: `None` for no match; 412 for
+/// several; 503 when a source that may hold one did not answer.
+fn sole_match(
+    page: SearchPage,
+    resource_type: &str,
+    criteria: &str,
+) -> Result<Option<StoredResource>, FhirError> {
+    if !page.incomplete.is_empty() && page.total == 0 {
+        let missing: Vec<&str> = page.incomplete.iter().map(|m| m.source.as_str()).collect();
+        return Err(FhirError::Unavailable(format!(
+            "whether a matching {resource_type} exists is not known: source(s) {} did not answer; send the request again later",
+            missing.join(", ")
+        )));
+    }
+    match page.total {
+        0 => Ok(None),
+        1 if page.resources.len() == 1 => Ok(page.resources.into_iter().next()),
+        n => Err(FhirError::PreconditionFailed(format!(
+            "{criteria} matches {n} {resource_type} resources: make the criteria select at most one"
         ))),
     }
 }
@@ -107,8 +178,36 @@ fn literal_patient<'a>(type_def: &TypeDef, patient: Option<&'a str>) -> Result<&
     })
 }
 
+/// Whether `resource` would be accepted by a write of `type_def` (`$validate`): it is valid,
+/// can be indexed, and (patient data) names its patient literally, who is returned.
+pub fn acceptable(type_def: &TypeDef, resource: &Value) -> Result<Option<String>, FhirError> {
+    validate::resource(type_def.name, resource)?;
+    let index = crate::params::index(type_def.name, "", resource)
+        .map_err(|e| FhirError::invalid(e.path, e.message))?;
+    match type_def.in_patient_compartment() && type_def.name != "Patient" {
+        true => literal_patient(type_def, index.patient_id.as_deref()).map(|p| Some(p.to_owned())),
+        false => Ok(None),
+    }
+}
+
 /// Search parameters, as a request gives them.
 type Criteria = Vec<(String, String)>;
+
+/// Refuses the criteria of a conditional `what` (create, update, delete) when they choose
+/// nothing: none at all, or paging and result parameters.
+fn check_criteria(criteria: &[(String, String)], what: &str) -> Result<(), FhirError> {
+    let chooses_nothing =
+        |name: &str| NOT_CRITERIA.contains(&name) || RESULT_PARAMETERS.contains(&name);
+    match criteria.iter().find(|(name, _)| chooses_nothing(name)) {
+        _ if criteria.is_empty() => Err(FhirError::BadRequest(format!(
+            "the criteria of a conditional {what} are empty: give the search parameters that find the resource, e.g. identifier=system|value"
+        ))),
+        Some((name, _)) => Err(FhirError::BadRequest(format!(
+            "the criteria of a conditional {what} are search parameters that choose resources, which '{name}' does not"
+        ))),
+        None => Ok(()),
+    }
+}
 
 /// The search of a conditional create of `resource`: `criteria`, narrowed to the record of
 /// the patient `resource` is about (returned too), after the checks that need no data (the
@@ -119,29 +218,16 @@ fn creation_criteria(
     resource: &Value,
     criteria: &[(String, String)],
 ) -> Result<(Criteria, Option<String>), FhirError> {
-    let type_def = creatable(resource_type)?;
-    validate::resource(type_def.name, resource)?;
+    let type_def = writable(resource_type, "create")?;
+    let about = acceptable(type_def, resource)?;
     authorize(context, Interaction::Create, type_def)?;
-    if criteria.is_empty() {
-        return Err(FhirError::BadRequest(
-            "If-None-Exist is empty: give the search parameters that find an existing match, e.g. identifier=system|value".into(),
-        ));
-    }
-    let chooses_nothing =
-        |name: &str| NOT_CRITERIA.contains(&name) || RESULT_PARAMETERS.contains(&name);
-    if let Some((name, _)) = criteria.iter().find(|(name, _)| chooses_nothing(name)) {
-        return Err(FhirError::BadRequest(format!(
-            "the criteria of a conditional create (If-None-Exist, or the POST's query string) are search parameters that choose resources, which '{name}' does not"
-        )));
-    }
+    check_criteria(
+        criteria,
+        "create (If-None-Exist, or the POST's query string)",
+    )?;
     let mut criteria = criteria.to_vec();
-    let mut about = None;
-    if type_def.in_patient_compartment() {
-        let index = crate::params::index(type_def.name, "", resource)
-            .map_err(|e| FhirError::invalid(e.path, e.message))?;
-        let patient = literal_patient(type_def, index.patient_id.as_deref())?;
+    if let Some(patient) = &about {
         criteria.push(("patient".into(), format!("Patient/{patient}")));
-        about = Some(patient.to_owned());
     }
     criteria.push(("_count".into(), "2".into()));
     Ok((criteria, about))
@@ -734,7 +820,7 @@ impl FhirService {
         unless: Option<&SearchQuery>,
         audit: &mut Pending<'_>,
     ) -> Result<Written, FhirError> {
-        let type_def = creatable(resource_type)?;
+        let type_def = writable(resource_type, "create")?;
         let id = crate::import::new_id();
         audit.resource_id = Some(id.clone());
         let write = Write {
@@ -775,22 +861,7 @@ impl FhirService {
         let (query, page) = self
             .search_params(context, resource_type, &criteria)
             .await?;
-        let unless = if !page.incomplete.is_empty() && page.total == 0 {
-            let missing: Vec<&str> = page.incomplete.iter().map(|m| m.source.as_str()).collect();
-            Err(FhirError::Unavailable(format!(
-                "whether a matching {resource_type} exists is not known: source(s) {} did not answer; send the request again later",
-                missing.join(", ")
-            )))
-        } else {
-            match page.total {
-                0 => Ok(None),
-                1 if page.resources.len() == 1 => Ok(page.resources.into_iter().next()),
-                n => Err(FhirError::PreconditionFailed(format!(
-                    "If-None-Exist matches {n} {resource_type} resources: make the criteria select at most one"
-                ))),
-            }
-        };
-        let result = match unless {
+        let result = match sole_match(page, resource_type, "If-None-Exist") {
             // Nothing was written: the search's own record says what was disclosed.
             Ok(Some(existing)) => return Ok(Creation::Exists(existing)),
             Ok(None) => {
@@ -802,28 +873,31 @@ impl FhirService {
         self.finish(audit, result).await.map(Creation::Created)
     }
 
-    /// Replaces a resource (a citizen withdrawing or changing a consent). With `if_match`, the
-    /// current version must be that one (409 otherwise).
+    /// Changes a resource: replaces it, or patches its current version (a citizen withdrawing
+    /// a consent, a clinician correcting a reading). With `if_match`, the current version
+    /// must be that one (412 otherwise).
     pub async fn update(
         &self,
         context: &AccessContext,
         resource_type: &str,
         id: &str,
-        resource: Value,
+        change: Change,
         if_match: Option<i64>,
     ) -> Result<Written, FhirError> {
         self.admit(context)?;
         let mut audit = Pending::new(context, Interaction::Update, resource_type);
         audit.resource_id = Some(id.to_owned());
         let result = async {
-            let type_def = served_type(resource_type)?;
-            if !type_def.update_delete {
-                return Err(FhirError::MethodNotAllowed(format!("update is not supported for {resource_type}")));
-            }
-            if resource.get("id").and_then(Value::as_str) != Some(id) {
+            let type_def = writable(resource_type, "update")?;
+            if let Change::Replace(resource) = &change
+                && resource.get("id").and_then(Value::as_str) != Some(id) {
                 return Err(FhirError::BadRequest(format!("the body's id must be '{id}', as in the URL")));
             }
             let current = self.read_checked(context, resource_type, id, Interaction::Update, &mut audit).await?;
+            let resource = change.apply(resource_type, &current.content)?;
+            if resource.get("id").and_then(Value::as_str) != Some(id) {
+                return Err(FhirError::invalid(format!("{resource_type}.id"), format!("the patch must keep the id '{id}'")));
+            }
             let previous_patient = current.patient_id.clone();
             let current = current.version_id;
             if let Some(expected) = if_match
@@ -846,6 +920,123 @@ impl FhirService {
         self.finish(audit, result).await
     }
 
+    /// Changes the one resource that `criteria` (a search by the caller) finds: a conditional
+    /// update or patch. No match creates the resource of a `Replace` (as a conditional create,
+    /// so two requests at once cannot both create; answered with `true`), and is a 404 for a
+    /// patch; several are refused (412).
+    pub async fn update_where(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        criteria: &[(String, String)],
+        change: Change,
+    ) -> Result<(Written, bool), FhirError> {
+        let criteria = self
+            .conditional_search(context, (Interaction::Update, resource_type), criteria)
+            .await?;
+        let (_, page) = self
+            .search_params(context, resource_type, &criteria)
+            .await?;
+        match (
+            sole_match(page, resource_type, "the conditional update")?,
+            change,
+        ) {
+            (Some(existing), change) => {
+                let change = match change {
+                    // The body names the match, or no resource at all.
+                    Change::Replace(mut resource) => {
+                        match resource.get("id").and_then(Value::as_str) {
+                            None => resource["id"] = Value::String(existing.id.clone()),
+                            Some(id) if id == existing.id => {}
+                            Some(id) => {
+                                let refused = (Interaction::Update, resource_type, Some(id));
+                                let error = FhirError::BadRequest(format!(
+                                    "the criteria match {resource_type}/{}, not the body's id '{id}'",
+                                    existing.id
+                                ));
+                                return Err(self.refused(context, refused, error).await);
+                            }
+                        }
+                        Change::Replace(resource)
+                    }
+                    patch => patch,
+                };
+                let written = self
+                    .update(
+                        context,
+                        resource_type,
+                        &existing.id,
+                        change,
+                        Some(existing.version_id),
+                    )
+                    .await?;
+                Ok((written, false))
+            }
+            (None, Change::Replace(resource)) => {
+                let unless: Vec<(String, String)> = criteria
+                    .into_iter()
+                    .filter(|(name, _)| name != "_count")
+                    .collect();
+                match (self.create_unless_exists(context, resource_type, resource, &unless)).await?
+                {
+                    Creation::Created(written) => Ok((written, true)),
+                    Creation::Exists(_) => Err(FhirError::PreconditionFailed(format!(
+                        "another request created a matching {resource_type} while this one was checked: send it again to update that one"
+                    ))),
+                }
+            }
+            (None, _) => Err(FhirError::NotFound(format!(
+                "no {resource_type} matches the conditional patch's criteria"
+            ))),
+        }
+    }
+
+    /// Deletes the one resource `criteria` (a search by the caller) finds: `None` when none
+    /// does; several are refused (412).
+    pub async fn delete_where(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        criteria: &[(String, String)],
+    ) -> Result<Option<String>, FhirError> {
+        let criteria = self
+            .conditional_search(context, (Interaction::Delete, resource_type), criteria)
+            .await?;
+        let (_, page) = self
+            .search_params(context, resource_type, &criteria)
+            .await?;
+        match sole_match(page, resource_type, "the conditional delete")? {
+            Some(existing) => {
+                self.delete(context, resource_type, &existing.id).await?;
+                Ok(Some(existing.id))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The search of a conditional update or delete: `criteria` must choose resources (no
+    /// paging or result parameters), of a type the caller may change. Refusals are audited.
+    async fn conditional_search(
+        &self,
+        context: &AccessContext,
+        (interaction, resource_type): (Interaction, &str),
+        criteria: &[(String, String)],
+    ) -> Result<Criteria, FhirError> {
+        let checked = (|| {
+            let type_def = writable(resource_type, interaction.fhir_code())?;
+            authorize(context, interaction, type_def)?;
+            check_criteria(criteria, interaction.fhir_code())
+        })();
+        if let Err(error) = checked {
+            return Err(self
+                .refused(context, (interaction, resource_type, None), error)
+                .await);
+        }
+        let mut criteria = criteria.to_vec();
+        criteria.push(("_count".into(), "2".into()));
+        Ok(criteria)
+    }
+
     /// Deletes a resource.
     pub async fn delete(
         &self,
@@ -857,12 +1048,7 @@ impl FhirService {
         let mut audit = Pending::new(context, Interaction::Delete, resource_type);
         audit.resource_id = Some(id.to_owned());
         let result = async {
-            let type_def = served_type(resource_type)?;
-            if !type_def.update_delete {
-                return Err(FhirError::MethodNotAllowed(format!(
-                    "delete is not supported for {resource_type}"
-                )));
-            }
+            let type_def = writable(resource_type, "delete")?;
             let current = self
                 .read_checked(context, resource_type, id, Interaction::Delete, &mut audit)
                 .await?;

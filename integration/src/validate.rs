@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::date;
 use crate::error::FhirError;
 use crate::params::split_reference;
+use crate::shape::{element_of, elements_of};
 
 /// Validates `resource` as a `resource_type`.
 pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> {
@@ -49,6 +50,7 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
             "is SUBSETTED: this copy lacks the elements _summary or _elements left out; read the resource whole and write that",
         ));
     }
+    check_elements(resource_type, object)?;
     check_tree(resource, resource_type).map_err(|e| {
         let inner: Vec<String> = e.path.into_iter().rev().collect();
         FhirError::invalid(format!("{resource_type}.{}", inner.join(".")), e.message)
@@ -121,6 +123,43 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
             ));
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// Holds the top level of `object` to the type's R4 definition: every property is one of its
+/// elements (a misspelt element would be stored unread and unsearched), and every element the
+/// definition requires (`min` ≥ 1) is there.
+fn check_elements(
+    resource_type: &str,
+    object: &serde_json::Map<String, Value>,
+) -> Result<(), FhirError> {
+    let elements = elements_of(resource_type);
+    if elements.is_empty() {
+        return Ok(());
+    }
+    if let Some(unknown) = (object.keys()).find(|property| {
+        *property != "resourceType" && element_of(resource_type, property).is_none()
+    }) {
+        return Err(FhirError::invalid(
+            format!("{resource_type}.{unknown}"),
+            format!("is not an element of {resource_type} in FHIR R4"),
+        ));
+    }
+    for element in elements.iter().filter(|e| e.mandatory) {
+        let present = (object.keys()).any(|property| {
+            element_of(resource_type, property).is_some_and(|e| e.name == element.name)
+        });
+        if !present {
+            let name = match element.choice {
+                true => format!("{}[x]", element.name),
+                false => element.name.to_owned(),
+            };
+            return Err(FhirError::invalid(
+                format!("{resource_type}.{name}"),
+                "required by the R4 definition",
+            ));
+        }
     }
     Ok(())
 }

@@ -177,20 +177,20 @@ async fn invalid_requests_get_operation_outcomes(h: Harness) {
     assert_eq!(no_route.status, 404);
     diagnostics(&no_route);
     let not_allowed = h
-        .request("PATCH", "Observation/a-bp-1", Some(&citizen), None)
+        .request("POST", "Observation/a-bp-1", Some(&citizen), None)
         .await;
     assert_eq!(not_allowed.status, 405);
     diagnostics(&not_allowed);
     let no_update = h
         .request(
             "PUT",
-            "Observation/a-bp-1",
+            "AuditEvent/a-bp-1",
             Some(&h.clinician()),
             Some(measurement("pat-a")),
         )
         .await;
     assert_eq!(no_update.status, 405, "{}", no_update.body);
-    assert!(diagnostics(&no_update).contains("update is not supported for Observation"));
+    assert!(diagnostics(&no_update).contains("update is not supported for AuditEvent"));
 }
 
 async fn metadata_describes_the_server(h: Harness) {
@@ -248,26 +248,37 @@ async fn metadata_describes_the_server(h: Harness) {
     );
     assert_eq!(find("Observation")["conditionalCreate"], true);
     assert_eq!(find("Patient")["conditionalCreate"], false);
-    assert_eq!(
-        interactions(find("Observation")),
-        ["read", "vread", "history-instance", "search-type", "create"]
+    let writable = [
+        "read",
+        "vread",
+        "history-instance",
+        "search-type",
+        "create",
+        "update",
+        "patch",
+        "delete",
+    ];
+    assert_eq!(interactions(find("Observation")), writable);
+    assert_eq!(find("Observation")["conditionalDelete"], "single");
+    assert_eq!(find("Patient")["conditionalUpdate"], false);
+    // What _include and _revinclude accept, per type.
+    assert!(
+        find("Observation")["searchInclude"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("Observation:patient"))
+    );
+    assert!(
+        find("Patient")["searchRevInclude"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("Observation:patient"))
     );
     assert_eq!(
         interactions(find("Patient")),
         ["read", "vread", "history-instance", "search-type"]
     );
-    assert_eq!(
-        interactions(find("Consent")),
-        [
-            "read",
-            "vread",
-            "history-instance",
-            "search-type",
-            "create",
-            "update",
-            "delete"
-        ]
-    );
+    assert_eq!(interactions(find("Consent")), writable);
     assert_eq!(
         names(find("AuditEvent")),
         ["_id", "patient", "date", "agent", "_source"]

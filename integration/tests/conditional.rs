@@ -124,7 +124,11 @@ async fn criteria_that_match_several_or_choose_nothing_are_refused(h: Harness) {
         several.body
     );
     for (header, query, fix) in [
-        (Some(""), None, "If-None-Exist is empty"),
+        (
+            Some(""),
+            None,
+            "(If-None-Exist, or the POST's query string) are empty",
+        ),
         (Some("_count=1"), None, "which '_count' does not"),
         (
             Some("colour=red"),

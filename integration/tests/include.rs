@@ -329,6 +329,28 @@ async fn has_finds_resources_referred_to_by_matches(h: Harness) {
             .await
             .is_empty()
     );
+    // With ids, only what refers to them is searched: many readings elsewhere do not count
+    // against the limit.
+    let readings: Vec<Value> = (0..201)
+        .map(|i| {
+            json!({"resourceType": "Observation", "id": format!("many-{i}"), "status": "final",
+                "code": {"coding": [{"system": LOINC, "code": "29463-7"}]},
+                "subject": {"reference": "Patient/pat-c"}})
+        })
+        .collect();
+    h.import(readings).await.unwrap();
+    assert_eq!(
+        h.ids(
+            "Patient?_id=pat-b&_has:Observation:patient:code=29463-7",
+            &t
+        )
+        .await,
+        ["pat-b"]
+    );
+    let response = h
+        .get("Patient?_has:Observation:patient:code=29463-7", &t)
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
 }
 
 async fn joins_hold_the_joined_type_to_consent_and_compartment(h: Harness) {

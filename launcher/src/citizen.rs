@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use healthcloud_integration::consent::{self, Denial};
 use healthcloud_integration::policy::AccessContext;
+use healthcloud_integration::service::Change;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -358,15 +359,13 @@ async fn lift(
         .read(&context, "Consent", &request.consent)
         .await
         .map_err(|e| PageError::fhir(e, Citizen::PATH))?;
-    let mut consent: Value = serde_json::from_str(&current.content)
-        .map_err(|e| anyhow::anyhow!("a stored Consent: {e}"))?;
-    consent["status"] = "inactive".into();
+    let lifted = Change::Merge(serde_json::json!({"status": "inactive"}));
     service
         .update(
             &context,
             "Consent",
             &request.consent,
-            consent,
+            lifted,
             Some(current.version_id),
         )
         .await

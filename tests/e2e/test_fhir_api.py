@@ -333,6 +333,100 @@ def test_fhirpy_get_or_create_makes_one_reading_however_often_it_is_sent(
     assert search.count() == 1
 
 
+def entries(bundle, mode: str) -> list[dict]:
+    return [e["resource"] for e in plain(bundle).get("entry", []) if e["search"]["mode"] == mode]
+
+
+def test_fhirpy_includes_revincludes_chains_and_has(
+    clinician: SyncFHIRClient, citizen: SyncFHIRClient, all_patients: list[dict], bp_patient_id: str
+):
+    readings = clinician.resources("Observation").search(patient=bp_patient_id, code=BP_CODE).limit(5)
+    # include(): the matches and, once, the patient they refer to.
+    bundle = readings.include("Observation", "patient").fetch_raw()
+    assert len(entries(bundle, "match")) == 5
+    [patient] = entries(bundle, "include")
+    assert patient["id"] == bp_patient_id
+    for entry in plain(bundle)["entry"]:
+        validate(entry["resource"], entry["resource"]["resourceType"])
+    # fhirpy's fetch() keeps the matches apart from what was included.
+    assert {o.resourceType for o in readings.include("Observation", "patient").fetch()} == {"Observation"}
+
+    # revinclude(): the patient and their readings.
+    patient_search = clinician.resources("Patient").search(_id=bp_patient_id)
+    bundle = patient_search.revinclude("Observation", "patient").fetch_raw()
+    included = entries(bundle, "include")
+    assert included and {r["resourceType"] for r in included} == {"Observation"}
+    assert {r["subject"]["reference"] for r in included} == {f"Patient/{bp_patient_id}"}
+
+    # has(): patients with a blood pressure reading; a code nobody has finds no one.
+    assert [p.id for p in patient_search.has("Observation", "patient", code=BP_CODE).fetch()] == [bp_patient_id]
+    assert patient_search.has("Observation", "patient", code="http://loinc.org|0000-0").fetch() == []
+
+    # A chain: readings of the patient with this CPR number, found through the reference.
+    cpr = next(
+        i["value"]
+        for p in all_patients if p["id"] == bp_patient_id
+        for i in p["identifier"] if i["system"] == CPR_SYSTEM
+    )
+    chained = clinician.resources("Observation").search(
+        patient__Patient__identifier=f"{CPR_SYSTEM}|{cpr}", code=BP_CODE
+    )
+    assert chained.count() == readings.count()
+
+    # A citizen's chain reaches only their own record: the BP patient's readings stay out.
+    assert citizen.resources("Observation").search(
+        patient__Patient__identifier=f"{CPR_SYSTEM}|{cpr}"
+    ).fetch() == []
+
+
+def test_fhirclient_includes_with_its_strict_r4_models(server: Server, clinician_token: str, bp_patient_id: str):
+    from fhirclient import server as fhirclient_server
+    from fhirclient.models.observation import Observation
+    from fhirclient.models.patient import Patient
+
+    fhir = fhirclient_server.FHIRServer(None, base_uri=server.base + "/")
+    fhir.session.headers["Authorization"] = f"Bearer {clinician_token}"
+    search = Observation.where({"patient": bp_patient_id, "code": BP_CODE, "_count": "3"}).include("subject")
+    bundle = next(search.perform_iter(fhir))
+    # Strict models: every entry parsed as its R4 type.
+    modes = [(type(e.resource), e.search.mode) for e in bundle.entry]
+    assert modes.count((Observation, "match")) == 3
+    assert modes.count((Patient, "include")) == 1, modes
+    [patient] = [e.resource for e in bundle.entry if isinstance(e.resource, Patient)]
+    assert patient.id == bp_patient_id
+    # Following the pages, the patient comes with each page's readings, once per page.
+    resources = list(search.perform_resources_iter(fhir))
+    assert {type(r) for r in resources} == {Observation, Patient}
+
+
+def test_fhirpy_saves_and_patches_an_existing_reading(server: Server, bp_patient_id: str):
+    # Changing a reading is a policy decision: this clinician's token may, the default may not.
+    editor = server.client(server.token("clinician", sub="e2e-editor", scope="user/*.rs user/Observation.cu"))
+    pulse = {key: value for key, value in home_bp(bp_patient_id, 0, 0).items() if key != "component"}
+    pulse["code"] = {"coding": [{"system": LOINC, "code": "8867-4", "display": "Heart rate"}]}
+    pulse["valueQuantity"] = {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}
+    reading = editor.resource("Observation", **pulse)
+    reading.save()
+    assert reading.meta.versionId == "1"
+    # save() of an existing resource is a PUT of the whole resource.
+    reading["note"] = [{"text": "measured after exercise"}]
+    reading.save()
+    assert reading.meta.versionId == "2"
+    # patch() sends the changed elements.
+    patched = reading.patch(status="amended")
+    assert patched["status"] == "amended" and patched["note"] == [{"text": "measured after exercise"}]
+    assert patched.meta.versionId == "3"
+    validate(patched, "Observation")
+    # Each version is kept.
+    http = server.session(server.token("clinician", sub="e2e-editor", scope="user/*.rs"))
+    history = http.get(f"{server.base}/Observation/{reading.id}/_history", timeout=30).json()
+    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["3", "2", "1"]
+    # The default clinician may record readings, not change them.
+    clinician = server.client(server.token("clinician", sub="e2e-clinician"))
+    with pytest.raises(ForbiddenError):
+        clinician.resource("Observation", id=reading.id).patch(status="final")
+
+
 def test_create_answers_201_with_location_and_etag(
     server: Server, citizen_token: str, citizen_patient_id: str
 ):

@@ -72,8 +72,25 @@ impl FhirService {
         audit: &mut Pending<'_>,
     ) -> Result<Vec<Incomplete>, FhirError> {
         let mut incomplete = Vec::new();
-        for join in std::mem::take(&mut query.joins) {
+        let ids: Option<Vec<String>> = query.filters.iter().find_map(|filter| match filter {
+            Filter::Id(ids) => Some(ids.clone()),
+            _ => None,
+        });
+        for mut join in std::mem::take(&mut query.joins) {
             let joined = join.query.type_def;
+            // Only what refers to the searched ids can count: ask for nothing else.
+            if let (Link::Has(def), Some(ids)) = (join.link, &ids) {
+                join.query.filters.push(Filter::Param {
+                    def,
+                    mode: Match::Prefix,
+                    values: (ids.iter())
+                        .map(|id| QueryValue::Reference {
+                            resource_type: Some(query.type_def.name.to_owned()),
+                            id: id.clone(),
+                        })
+                        .collect(),
+                });
+            }
             let mut inner = Pending::new(context, Interaction::Search, joined.name);
             let result = Box::pin(self.search_checked(context, *join.query, &mut inner)).await;
             audit.absorb(inner);
