@@ -70,6 +70,45 @@ struct Write<'a> {
     unless: Option<&'a SearchQuery>,
 }
 
+/// A write that passed every check needing no transaction, to be applied in one
+/// ([`FhirService::apply`]): alone, or with the other entries of a transaction Bundle.
+#[derive(Debug)]
+enum Planned {
+    /// A create or an update.
+    Write {
+        /// The resource as it will be stored.
+        prepared: Prepared,
+        /// The caller's right to write it, checked against the resource as stored.
+        query: SearchQuery,
+        /// A search that must find nothing when it is written (a conditional create).
+        unless: Option<SearchQuery>,
+    },
+    /// A deletion of the version read when it was planned.
+    Delete {
+        type_def: &'static TypeDef,
+        id: String,
+        version_id: i64,
+    },
+}
+
+impl Planned {
+    /// What a planned create or update wrote, once applied.
+    fn written(&self) -> Written {
+        match self {
+            Planned::Write { prepared, .. } => Written {
+                id: prepared.id.clone(),
+                version_id: prepared.version_id,
+                content: prepared.content.clone(),
+            },
+            Planned::Delete { id, version_id, .. } => Written {
+                id: id.clone(),
+                version_id: version_id + 1,
+                content: String::new(),
+            },
+        }
+    }
+}
+
 /// What a conditional create did.
 #[derive(Debug, Clone)]
 pub enum Creation {
@@ -888,33 +927,10 @@ impl FhirService {
         let mut audit = Pending::new(context, Interaction::Update, resource_type);
         audit.resource_id = Some(id.to_owned());
         let result = async {
-            let type_def = writable(resource_type, "update")?;
-            if let Change::Replace(resource) = &change
-                && resource.get("id").and_then(Value::as_str) != Some(id) {
-                return Err(FhirError::BadRequest(format!("the body's id must be '{id}', as in the URL")));
-            }
-            let current = self.read_checked(context, resource_type, id, Interaction::Update, &mut audit).await?;
-            let resource = change.apply(resource_type, &current.content)?;
-            if resource.get("id").and_then(Value::as_str) != Some(id) {
-                return Err(FhirError::invalid(format!("{resource_type}.id"), format!("the patch must keep the id '{id}'")));
-            }
-            let previous_patient = current.patient_id.clone();
-            let current = current.version_id;
-            if let Some(expected) = if_match
-                && expected != current {
-                    return Err(FhirError::PreconditionFailed(format!(
-                        "{resource_type}/{id} is at version {current}, not {expected}: read it again and retry"
-                    )));
-                }
-            let write = Write {
-                type_def,
-                id,
-                version_id: current + 1,
-                interaction: Interaction::Update,
-                previous_patient: Some(previous_patient.as_deref()),
-                unless: None,
-            };
-            self.write_checked(context, write, resource, &mut audit).await
+            let planned =
+                (self.plan_update(context, (resource_type, id), change, if_match, &mut audit))
+                    .await?;
+            self.commit_one(&planned, &mut audit).await
         }
         .await;
         self.finish(audit, result).await
@@ -1048,24 +1064,10 @@ impl FhirService {
         let mut audit = Pending::new(context, Interaction::Delete, resource_type);
         audit.resource_id = Some(id.to_owned());
         let result = async {
-            let type_def = writable(resource_type, "delete")?;
-            let current = self
-                .read_checked(context, resource_type, id, Interaction::Delete, &mut audit)
+            let planned = self
+                .plan_delete(context, resource_type, id, &mut audit)
                 .await?;
-            if let Some(patient) = &current.patient_id {
-                self.check_write_consent(context, type_def, patient).await?;
-            }
-            let mut tx = self.store.database().begin_write().await?;
-            let version = Some(current.version_id);
-            if !(self.store.delete(&mut tx, resource_type, id, version, date::now_ms())).await? {
-                return Err(FhirError::Conflict(format!(
-                    "{resource_type}/{id} changed while it was being deleted: read it again and retry"
-                )));
-            }
-            self.write_audit(&mut tx, &audit, None).await?;
-            tx.commit().await?;
-            audit.written = true;
-            Ok(())
+            self.commit_one(&planned, &mut audit).await.map(|_| ())
         }
         .await;
         self.finish(audit, result).await
@@ -1078,6 +1080,81 @@ impl FhirService {
         resource: Value,
         audit: &mut Pending<'_>,
     ) -> Result<Written, FhirError> {
+        let planned = self.plan_write(context, write, resource, audit).await?;
+        self.commit_one(&planned, audit).await
+    }
+
+    /// Applies one planned write in a transaction of its own, with its audit record.
+    async fn commit_one(
+        &self,
+        planned: &Planned,
+        audit: &mut Pending<'_>,
+    ) -> Result<Written, FhirError> {
+        let mut tx = self.store.database().begin_write().await?;
+        // Dropped on an error: nothing is written.
+        self.apply(&mut tx, planned, audit).await?;
+        tx.commit().await?;
+        audit.written = true;
+        Ok(planned.written())
+    }
+
+    /// Checks a change of `resource_type/id` as far as it can be without a transaction: the
+    /// caller may read the resource now, `if_match` names its current version, and the
+    /// changed resource is a valid write (see [`FhirService::plan_write`]).
+    async fn plan_update(
+        &self,
+        context: &AccessContext,
+        (resource_type, id): (&str, &str),
+        change: Change,
+        if_match: Option<i64>,
+        audit: &mut Pending<'_>,
+    ) -> Result<Planned, FhirError> {
+        let type_def = writable(resource_type, "update")?;
+        if let Change::Replace(resource) = &change
+            && resource.get("id").and_then(Value::as_str) != Some(id)
+        {
+            return Err(FhirError::BadRequest(format!(
+                "the body's id must be '{id}', as in the URL"
+            )));
+        }
+        let current =
+            (self.read_checked(context, resource_type, id, Interaction::Update, audit)).await?;
+        let resource = change.apply(resource_type, &current.content)?;
+        if resource.get("id").and_then(Value::as_str) != Some(id) {
+            return Err(FhirError::invalid(
+                format!("{resource_type}.id"),
+                format!("the patch must keep the id '{id}'"),
+            ));
+        }
+        if let Some(expected) = if_match
+            && expected != current.version_id
+        {
+            return Err(FhirError::PreconditionFailed(format!(
+                "{resource_type}/{id} is at version {}, not {expected}: read it again and retry",
+                current.version_id
+            )));
+        }
+        let write = Write {
+            type_def,
+            id,
+            version_id: current.version_id + 1,
+            interaction: Interaction::Update,
+            previous_patient: Some(current.patient_id.as_deref()),
+            unless: None,
+        };
+        self.plan_write(context, write, resource, audit).await
+    }
+
+    /// Checks `write` of `resource` as far as it can be without a transaction: valid, in its
+    /// patient's compartment (and staying there), allowed by the caller's rights and the
+    /// patient's consent.
+    async fn plan_write(
+        &self,
+        context: &AccessContext,
+        write: Write<'_>,
+        resource: Value,
+        audit: &mut Pending<'_>,
+    ) -> Result<Planned, FhirError> {
         let Write {
             type_def,
             id,
@@ -1116,31 +1193,88 @@ impl FhirService {
         if let Some(patient) = &patient {
             self.check_write_consent(context, type_def, patient).await?;
         }
-        let query = self.id_query(type_def, id, groups);
-        let mut tx = self.store.database().begin_write().await?;
+        Ok(Planned::Write {
+            query: self.id_query(type_def, id, groups),
+            unless: unless.cloned(),
+            prepared,
+        })
+    }
+
+    /// Checks the deletion of `resource_type/id` as far as it can be without a transaction:
+    /// the caller may read it now, may delete it, and the patient's consent allows it.
+    async fn plan_delete(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        id: &str,
+        audit: &mut Pending<'_>,
+    ) -> Result<Planned, FhirError> {
+        let type_def = writable(resource_type, "delete")?;
+        let current = self
+            .read_checked(context, resource_type, id, Interaction::Delete, audit)
+            .await?;
+        if let Some(patient) = &current.patient_id {
+            self.check_write_consent(context, type_def, patient).await?;
+        }
+        Ok(Planned::Delete {
+            type_def,
+            id: id.to_owned(),
+            version_id: current.version_id,
+        })
+    }
+
+    /// Applies a planned write in `tx`, with its audit record; on an error nothing of it may
+    /// be committed (the caller drops `tx`).
+    async fn apply(
+        &self,
+        tx: &mut healthcloud_platform::db::WriteTx,
+        planned: &Planned,
+        audit: &Pending<'_>,
+    ) -> Result<(), FhirError> {
+        let (prepared, query, unless) = match planned {
+            Planned::Delete {
+                type_def,
+                id,
+                version_id,
+            } => {
+                let now = date::now_ms();
+                if !(self
+                    .store
+                    .delete(tx, type_def.name, id, Some(*version_id), now))
+                .await?
+                {
+                    return Err(FhirError::Conflict(format!(
+                        "{}/{id} changed while it was being deleted: read it again and retry",
+                        type_def.name
+                    )));
+                }
+                self.write_audit(tx, audit, None).await?;
+                return Ok(());
+            }
+            Planned::Write {
+                prepared,
+                query,
+                unless,
+            } => (prepared, query, unless),
+        };
+        let type_def = query.type_def;
+        let patient = prepared.index.patient_id.as_deref();
         if let Some(unless) = unless {
             (self.store)
-                .serialize_conditional_creates(&mut tx, type_def.name, patient.as_deref())
+                .serialize_conditional_creates(tx, type_def.name, patient)
                 .await?;
-            if self.store.permits(unless, Quantifier::Any, &mut tx).await? {
+            if self.store.permits(unless, Quantifier::Any, tx).await? {
                 return Err(FhirError::PreconditionFailed(format!(
                     "another request created a {} matching If-None-Exist while this one was checked: send it again to get that one",
                     type_def.name
                 )));
             }
         }
-        self.store
-            .write(&mut tx, std::slice::from_ref(&prepared))
-            .await?;
+        self.store.write(tx, std::slice::from_ref(prepared)).await?;
         // The policy is checked against the resource exactly as stored, with every value of a
         // restricted element held to the restriction; refused writes roll back.
-        if !self
-            .store
-            .permits(&query, Quantifier::Every, &mut tx)
-            .await?
-        {
-            let one_value_allowed = self.store.permits(&query, Quantifier::Any, &mut tx).await?;
-            drop(tx);
+        if !self.store.permits(query, Quantifier::Every, tx).await? {
+            let one_value_allowed = self.store.permits(query, Quantifier::Any, tx).await?;
             return Err(FhirError::Forbidden(if one_value_allowed {
                 format!(
                     "every value of an element your scopes (or the app's grant) restrict must be \
@@ -1155,14 +1289,8 @@ impl FhirService {
                 )
             }));
         }
-        self.write_audit(&mut tx, audit, None).await?;
-        tx.commit().await?;
-        audit.written = true;
-        Ok(Written {
-            id: id.to_owned(),
-            version_id,
-            content: prepared.content,
-        })
+        self.write_audit(tx, audit, None).await?;
+        Ok(())
     }
 
     /// Refuses when one of the patient's consents denies this caller `type_def` (with `None`:
