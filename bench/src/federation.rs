@@ -277,7 +277,7 @@ pub async fn serve_node(args: &NodeArgs) -> anyhow::Result<()> {
             authorization: None,
         }),
     };
-    let router = axum::Router::new().nest("/fhir/r4", api::router(state));
+    let router = api::mount(state);
     println!("listening on {addr}");
     // As `healthcloud serve` serves.
     axum::serve(healthcloud_platform::http::without_delay(listener), router).await?;

@@ -1,5 +1,7 @@
 //! The FHIR R4 REST API, mounted at `/fhir/r4`: a thin HTTP layer over [`FhirService`].
 
+mod bundle;
+
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -14,6 +16,7 @@ use healthcloud_platform::auth::{AuthError, Principal, TokenVerifier};
 use healthcloud_platform::scope::Interaction;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 use crate::audit::SOURCE_SYSTEM;
 use crate::error::FhirError;
@@ -122,7 +125,37 @@ pub struct FhirState {
 pub fn router(state: FhirState) -> Router {
     let origins = state.config.cors_origins.clone();
     let apps = state.verifier.smart_clients().cloned();
-    let router = Router::new()
+    let router = interactions()
+        .route("/", post(bundle::bundle))
+        .layer(axum::middleware::from_fn(json_only_accepted))
+        .with_state(state);
+    match origins.is_empty() && apps.is_none() {
+        true => router,
+        false => router.layer(cors(origins, apps)),
+    }
+}
+
+/// The FHIR API at `/fhir/r4`, its base with a trailing slash too (where some clients post
+/// their Bundles).
+pub fn mount(state: FhirState) -> Router {
+    let base = router(state.clone()).map_request(|mut request: axum::extract::Request| {
+        *request.uri_mut() = axum::http::Uri::from_static("/");
+        request
+    });
+    Router::new()
+        .nest("/fhir/r4", router(state))
+        .route_service("/fhir/r4/", base)
+}
+
+/// The routes a batch Bundle's entries are sent through: every interaction but the Bundle.
+fn routes(state: FhirState) -> Router {
+    interactions()
+        .layer(axum::middleware::from_fn(json_only_accepted))
+        .with_state(state)
+}
+
+fn interactions() -> Router<FhirState> {
+    Router::new()
         .route("/metadata", get(metadata))
         .route("/.well-known/smart-configuration", get(smart_configuration))
         .route(
@@ -150,12 +183,6 @@ pub fn router(state: FhirState) -> Router {
                 "this interaction is not supported on this endpoint (see /fhir/r4/metadata)".into(),
             )
         })
-        .layer(axum::middleware::from_fn(json_only_accepted))
-        .with_state(state);
-    match origins.is_empty() && apps.is_none() {
-        true => router,
-        false => router.layer(cors(origins, apps)),
-    }
 }
 
 /// Renders errors as OperationOutcome.
@@ -1078,7 +1105,18 @@ async fn patch_body(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let media = media.split(';').next().unwrap_or_default().trim();
+    let media = media
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let bytes = read_body(state, body).await?;
+    patch_change(&media, &bytes)
+}
+
+/// A PATCH body of media type `media` as the change it asks for.
+fn patch_change(media: &str, bytes: &[u8]) -> Result<Change, FhirError> {
     let merge = match media {
         "application/json-patch+json" => false,
         "application/merge-patch+json" | "application/json" | "application/fhir+json" => true,
@@ -1090,13 +1128,12 @@ async fn patch_body(
             )));
         }
     };
-    let bytes = read_body(state, body).await?;
     if !merge {
-        return serde_json::from_slice(&bytes)
+        return serde_json::from_slice(bytes)
             .map(Change::JsonPatch)
             .map_err(|e| FhirError::BadRequest(format!("the body is not a JSON Patch: {e}")));
     }
-    let changes: Value = serde_json::from_slice(&bytes)
+    let changes: Value = serde_json::from_slice(bytes)
         .map_err(|e| FhirError::BadRequest(format!("the body is not valid JSON: {e}")))?;
     match changes.get("resourceType").and_then(Value::as_str) {
         _ if !changes.is_object() => Err(FhirError::BadRequest(

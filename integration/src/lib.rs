@@ -151,7 +151,7 @@ impl Integration {
 
     /// The HTTP routes of the integration cloud (`/fhir/r4/…`).
     pub fn router(&self) -> axum::Router {
-        axum::Router::new().nest("/fhir/r4", api::router(self.state.clone()))
+        api::mount(self.state.clone())
     }
 }
 

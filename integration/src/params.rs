@@ -231,6 +231,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "Condition",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["subject"]),
             p(
                 "code",
@@ -269,6 +275,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "MedicationStatement",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["subject"]),
             p("status", TOKEN, &["status"], "active, completed, …"),
             p(
@@ -282,6 +294,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "MedicationRequest",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["subject"]),
             p(
                 "status",
@@ -315,6 +333,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "AllergyIntolerance",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["patient"]),
             p(
                 "date",
@@ -327,6 +351,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "Immunization",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["patient"]),
             p(
                 "date",
@@ -339,6 +369,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "Encounter",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["subject"]),
             p("date", DATE, &["period"], "When the encounter took place"),
             p(
@@ -359,6 +395,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "Procedure",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["subject"]),
             p(
                 "date",
@@ -371,6 +413,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "DiagnosticReport",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["subject"]),
             p(
                 "date",
@@ -570,6 +618,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "Composition",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["subject"]),
             p("date", DATE, &["date"], "When the composition was edited"),
             p(
@@ -589,6 +643,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "CarePlan",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["subject"]),
             p("date", DATE, &["period"], "The period the plan covers"),
             p("status", TOKEN, &["status"], "draft, active, completed, …"),
@@ -598,6 +658,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "CareTeam",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["subject"]),
             p("date", DATE, &["period"], "The period the team covers"),
             p(
@@ -611,6 +677,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "Goal",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["subject"]),
             p(
                 "lifecycle-status",
@@ -629,6 +701,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "ServiceRequest",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["subject"]),
             p(
                 "authored",
@@ -645,6 +723,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "Task",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["for"]),
             p(
                 "authored-on",
@@ -670,6 +754,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "Appointment",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["participant.actor"]),
             p("date", DATE, &["start"], "When the appointment starts"),
             p(
@@ -683,6 +773,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "EpisodeOfCare",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["patient"]),
             p("date", DATE, &["period"], "The period of the episode"),
             p("status", TOKEN, &["status"], "planned, active, finished, …"),
@@ -692,6 +788,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "QuestionnaireResponse",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["subject"]),
             p(
                 "authored",
@@ -711,6 +813,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "Consent",
         params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
             patient(&["patient"]),
             p("status", TOKEN, &["status"], "active, inactive, …"),
         ],

@@ -31,6 +31,7 @@ use crate::store::{
 use crate::validate;
 
 mod include;
+pub mod transaction;
 
 /// Policy-checked, audited access to FHIR data.
 #[derive(Debug, Clone)]
@@ -107,6 +108,22 @@ impl Planned {
             },
         }
     }
+}
+
+/// What the search of a conditional create found.
+enum Found {
+    /// The one match.
+    Existing(StoredResource),
+    /// Nothing: the search to repeat when the resource is written.
+    Missing(SearchQuery),
+}
+
+/// What a conditional update is to change: the match's id, the change and the version it was
+/// found at; or, when nothing matched, the resource to create and the criteria it must still
+/// not match.
+enum Resolved {
+    Existing(String, Change, i64),
+    New(Value, Criteria),
 }
 
 /// What a conditional create did.
@@ -676,6 +693,11 @@ impl FhirService {
         }
         let mut audit = Pending::new(context, interaction, resource_type);
         audit.resource_id = resource_id.map(str::to_owned);
+        self.refuse(audit, error).await
+    }
+
+    /// Records `audit` as refused with `error`, and returns the error.
+    async fn refuse(&self, audit: Pending<'_>, error: FhirError) -> FhirError {
         self.finish::<()>(audit, Err(error))
             .await
             .expect_err("finish passes an error through")
@@ -887,29 +909,50 @@ impl FhirService {
         criteria: &[(String, String)],
     ) -> Result<Creation, FhirError> {
         self.admit(context)?;
-        let mut audit = Pending::new(context, Interaction::Create, resource_type);
+        match (self.find_existing(context, resource_type, &resource, criteria)).await? {
+            // Nothing was written: the search's own record says what was disclosed.
+            Found::Existing(existing) => Ok(Creation::Exists(existing)),
+            Found::Missing(query) => {
+                let mut audit = Pending::new(context, Interaction::Create, resource_type);
+                let result = self
+                    .create_checked(context, resource_type, resource, Some(&query), &mut audit)
+                    .await;
+                self.finish(audit, result).await.map(Creation::Created)
+            }
+        }
+    }
+
+    /// Runs the search of a conditional create of `resource` as the caller's (after the
+    /// checks of [`creation_criteria`]): the one resource it finds, or the query to repeat
+    /// when the resource is written. Refusals are audited.
+    async fn find_existing(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        resource: &Value,
+        criteria: &[(String, String)],
+    ) -> Result<Found, FhirError> {
+        let refused = (Interaction::Create, resource_type, None);
         // What would be created is checked first: a caller who may not create it learns
         // nothing from the criteria, and only a match in the same patient's record counts.
-        let criteria = match creation_criteria(context, resource_type, &resource, criteria) {
-            Ok((criteria, patient)) => {
-                audit.patients.extend(patient);
-                criteria
-            }
-            Err(error) => return self.finish(audit, Err(error)).await,
-        };
+        let (criteria, patient) =
+            match creation_criteria(context, resource_type, resource, criteria) {
+                Ok(checked) => checked,
+                Err(error) => return Err(self.refused(context, refused, error).await),
+            };
         let (query, page) = self
             .search_params(context, resource_type, &criteria)
             .await?;
-        let result = match sole_match(page, resource_type, "If-None-Exist") {
-            // Nothing was written: the search's own record says what was disclosed.
-            Ok(Some(existing)) => return Ok(Creation::Exists(existing)),
-            Ok(None) => {
-                self.create_checked(context, resource_type, resource, Some(&query), &mut audit)
-                    .await
+        match sole_match(page, resource_type, "If-None-Exist") {
+            Ok(Some(existing)) => Ok(Found::Existing(existing)),
+            Ok(None) => Ok(Found::Missing(query)),
+            // The create refused concerns the patient it was for.
+            Err(error) => {
+                let mut audit = Pending::new(context, Interaction::Create, resource_type);
+                audit.patients.extend(patient);
+                Err(self.refuse(audit, error).await)
             }
-            Err(error) => Err(error),
-        };
-        self.finish(audit, result).await.map(Creation::Created)
+        }
     }
 
     /// Changes a resource: replaces it, or patches its current version (a citizen withdrawing
@@ -947,53 +990,18 @@ impl FhirService {
         criteria: &[(String, String)],
         change: Change,
     ) -> Result<(Written, bool), FhirError> {
-        let criteria = self
-            .conditional_search(context, (Interaction::Update, resource_type), criteria)
-            .await?;
-        let (_, page) = self
-            .search_params(context, resource_type, &criteria)
-            .await?;
-        match (
-            sole_match(page, resource_type, "the conditional update")?,
-            change,
-        ) {
-            (Some(existing), change) => {
-                let change = match change {
-                    // The body names the match, or no resource at all.
-                    Change::Replace(mut resource) => {
-                        match resource.get("id").and_then(Value::as_str) {
-                            None => resource["id"] = Value::String(existing.id.clone()),
-                            Some(id) if id == existing.id => {}
-                            Some(id) => {
-                                let refused = (Interaction::Update, resource_type, Some(id));
-                                let error = FhirError::BadRequest(format!(
-                                    "the criteria match {resource_type}/{}, not the body's id '{id}'",
-                                    existing.id
-                                ));
-                                return Err(self.refused(context, refused, error).await);
-                            }
-                        }
-                        Change::Replace(resource)
-                    }
-                    patch => patch,
-                };
-                let written = self
-                    .update(
-                        context,
-                        resource_type,
-                        &existing.id,
-                        change,
-                        Some(existing.version_id),
-                    )
-                    .await?;
+        match self
+            .resolve_update(context, resource_type, criteria, change)
+            .await?
+        {
+            Resolved::Existing(id, change, version_id) => {
+                let written =
+                    (self.update(context, resource_type, &id, change, Some(version_id))).await?;
                 Ok((written, false))
             }
-            (None, Change::Replace(resource)) => {
-                let unless: Vec<(String, String)> = criteria
-                    .into_iter()
-                    .filter(|(name, _)| name != "_count")
-                    .collect();
-                match (self.create_unless_exists(context, resource_type, resource, &unless)).await?
+            Resolved::New(resource, criteria) => {
+                match (self.create_unless_exists(context, resource_type, resource, &criteria))
+                    .await?
                 {
                     Creation::Created(written) => Ok((written, true)),
                     Creation::Exists(_) => Err(FhirError::PreconditionFailed(format!(
@@ -1001,9 +1009,63 @@ impl FhirService {
                     ))),
                 }
             }
-            (None, _) => Err(FhirError::NotFound(format!(
-                "no {resource_type} matches the conditional patch's criteria"
-            ))),
+        }
+    }
+
+    /// What a conditional update's criteria (a search by the caller) find to change: the one
+    /// match, or (for a whole resource, when nothing matches) the resource to create with
+    /// the criteria it must still not match. A patch of nothing is a 404, several matches a
+    /// 412; refusals are audited.
+    async fn resolve_update(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        criteria: &[(String, String)],
+        change: Change,
+    ) -> Result<Resolved, FhirError> {
+        let criteria = self
+            .conditional_search(context, (Interaction::Update, resource_type), criteria)
+            .await?;
+        let (_, page) = self
+            .search_params(context, resource_type, &criteria)
+            .await?;
+        let refused = (Interaction::Update, resource_type, None);
+        let found = match sole_match(page, resource_type, "the conditional update") {
+            Ok(found) => found,
+            Err(error) => return Err(self.refused(context, refused, error).await),
+        };
+        match (found, change) {
+            (Some(existing), Change::Replace(mut resource)) => {
+                // The body names the match, or no resource at all.
+                match resource.get("id").and_then(Value::as_str) {
+                    None => resource["id"] = Value::String(existing.id.clone()),
+                    Some(id) if id == existing.id => {}
+                    Some(id) => {
+                        let error = FhirError::BadRequest(format!(
+                            "the criteria match {resource_type}/{}, not the body's id '{id}'",
+                            existing.id
+                        ));
+                        return Err(self.refused(context, refused, error).await);
+                    }
+                }
+                let change = Change::Replace(resource);
+                Ok(Resolved::Existing(existing.id, change, existing.version_id))
+            }
+            (Some(existing), patch) => {
+                Ok(Resolved::Existing(existing.id, patch, existing.version_id))
+            }
+            (None, Change::Replace(resource)) => {
+                let criteria = (criteria.into_iter())
+                    .filter(|(name, _)| name != "_count")
+                    .collect();
+                Ok(Resolved::New(resource, criteria))
+            }
+            (None, _) => {
+                let error = FhirError::NotFound(format!(
+                    "no {resource_type} matches the conditional patch's criteria"
+                ));
+                Err(self.refused(context, refused, error).await)
+            }
         }
     }
 
@@ -1015,18 +1077,38 @@ impl FhirService {
         resource_type: &str,
         criteria: &[(String, String)],
     ) -> Result<Option<String>, FhirError> {
+        match self
+            .resolve_delete(context, resource_type, criteria)
+            .await?
+        {
+            Some(id) => {
+                self.delete(context, resource_type, &id).await?;
+                Ok(Some(id))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The id of the one resource a conditional delete's criteria (a search by the caller)
+    /// find, if any; several are refused (412, audited).
+    async fn resolve_delete(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        criteria: &[(String, String)],
+    ) -> Result<Option<String>, FhirError> {
         let criteria = self
             .conditional_search(context, (Interaction::Delete, resource_type), criteria)
             .await?;
         let (_, page) = self
             .search_params(context, resource_type, &criteria)
             .await?;
-        match sole_match(page, resource_type, "the conditional delete")? {
-            Some(existing) => {
-                self.delete(context, resource_type, &existing.id).await?;
-                Ok(Some(existing.id))
+        match sole_match(page, resource_type, "the conditional delete") {
+            Ok(found) => Ok(found.map(|existing| existing.id)),
+            Err(error) => {
+                let refused = (Interaction::Delete, resource_type, None);
+                Err(self.refused(context, refused, error).await)
             }
-            None => Ok(None),
         }
     }
 

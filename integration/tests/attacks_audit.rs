@@ -6,7 +6,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use common::*;
 use healthcloud_integration::FhirService;
 use healthcloud_integration::api::{self, FhirConfig, FhirState};
@@ -203,7 +202,7 @@ fn with_budget(h: &mut Harness, burst: u32) {
             authorization: None,
         }),
     };
-    h.app = Router::new().nest("/fhir/r4", api::router(state));
+    h.app = api::mount(state);
     h.service = service;
 }
 

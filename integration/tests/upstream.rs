@@ -1092,7 +1092,7 @@ async fn the_fhir_api_accepts_tokens_of_a_trusted_identity_provider_for_itself_o
             authorization: None,
         }),
     };
-    h.app = Router::new().nest("/fhir/r4", api::router(state));
+    h.app = api::mount(state);
 
     let token = jwt_from(&region, "hc-secret").await;
     let read = h.get("Patient/pat-a", &token).await;

@@ -81,7 +81,7 @@ impl Harness {
                 authorization: None,
             }),
         };
-        let app = Router::new().nest("/fhir/r4", api::router(state));
+        let app = api::mount(state);
         Some(Harness {
             app,
             issuer,
