@@ -1202,6 +1202,7 @@ pub fn capability_statement(
                 "conditionalCreate": t.writable(),
                 "conditionalUpdate": t.writable(),
                 "conditionalDelete": if t.writable() { "single" } else { "not-supported" },
+                "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
                 "searchInclude": includes,
                 "searchRevInclude": revincludes,
                 "searchParam": params,
@@ -1232,6 +1233,10 @@ pub fn capability_statement(
         "rest": [{
             "mode": "server",
             "security": security,
+            "interaction": [
+                {"code": "transaction", "documentation": "All entries or none; urn:uuid references resolved; at most 500 entries"},
+                {"code": "batch", "documentation": "Each entry as the same request alone"}
+            ],
             "resource": resources,
             "searchParam": [
                 {"name": "_count", "type": "number", "documentation": "Page size (clamped to the server maximum)"},

@@ -427,6 +427,42 @@ def test_fhirpy_saves_and_patches_an_existing_reading(server: Server, bp_patient
         clinician.resource("Observation", id=reading.id).patch(status="final")
 
 
+def test_a_transaction_bundle_writes_all_or_nothing(server: Server, bp_patient_id: str):
+    editor = server.client(
+        server.token("clinician", sub="e2e-editor", scope="user/*.rs user/Observation.c user/Encounter.c")
+    )
+    visit = {"resourceType": "Encounter", "status": "finished",
+             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+             "subject": {"reference": f"Patient/{bp_patient_id}"}}
+    pulse = {key: value for key, value in home_bp(bp_patient_id, 0, 0).items() if key != "component"}
+    pulse["code"] = {"coding": [{"system": LOINC, "code": "8867-4", "display": "Heart rate"}]}
+    pulse["valueQuantity"] = {"value": 64, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}
+    pulse["encounter"] = {"reference": "urn:uuid:0c6b1c52-4f7e-4f5b-9d7a-2f0c3b1a9e11"}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:0c6b1c52-4f7e-4f5b-9d7a-2f0c3b1a9e11", "resource": visit,
+         "request": {"method": "POST", "url": "Encounter"}},
+        {"resource": pulse, "request": {"method": "POST", "url": "Observation"}},
+    ]}
+    answer = editor.execute("", method="post", data=bundle)
+    validate(answer, "Bundle")
+    assert answer["type"] == "transaction-response"
+    encounter, observation = (entry["resource"] for entry in answer["entry"])
+    assert observation["encounter"]["reference"] == f"Encounter/{encounter['id']}"
+    # One entry the token may not write (a Condition): nothing is written.
+    condition = {"resourceType": "Condition", "subject": {"reference": f"Patient/{bp_patient_id}"},
+                 "code": {"text": "hypertension"}}
+    failing = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {**pulse, "encounter": {"reference": f"Encounter/{encounter['id']}"},
+                      "valueQuantity": {**pulse["valueQuantity"], "value": 99}},
+         "request": {"method": "POST", "url": "Observation"}},
+        {"resource": condition, "request": {"method": "POST", "url": "Condition"}},
+    ]}
+    with pytest.raises(ForbiddenError):
+        editor.execute("", method="post", data=failing)
+    readings = editor.resources("Observation").search(encounter=f"Encounter/{encounter['id']}").fetch()
+    assert [r.id for r in readings] == [observation["id"]]
+
+
 def test_create_answers_201_with_location_and_etag(
     server: Server, citizen_token: str, citizen_patient_id: str
 ):
