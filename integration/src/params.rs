@@ -839,13 +839,39 @@ pub static TYPES: &[TypeDef] = &[
 ];
 
 /// Search parameters every served type has besides `_id`.
-pub static COMMON_PARAMS: &[ParamDef] = &[p(
-    "_source",
-    ParamKind::Uri,
-    &["meta.source"],
-    "Who wrote the resource: resources written through this server carry urn:healthcloud:written:…, \
-     set by the server (never by the client); imported data keeps its own source",
-)];
+pub static COMMON_PARAMS: &[ParamDef] = &[
+    p(
+        "_source",
+        ParamKind::Uri,
+        &["meta.source"],
+        "Who wrote the resource: resources written through this server carry urn:healthcloud:written:…, \
+         set by the server (never by the client); imported data keeps its own source",
+    ),
+    p(
+        "_lastUpdated",
+        DATE,
+        &["meta.lastUpdated"],
+        "When the resource was last written here",
+    ),
+    p(
+        "_tag",
+        TOKEN,
+        &["meta.tag"],
+        "A tag of the resource (system|code)",
+    ),
+    p(
+        "_security",
+        TOKEN,
+        &["meta.security"],
+        "A security label of the resource (system|code)",
+    ),
+    p(
+        "_profile",
+        ParamKind::Uri,
+        &["meta.profile"],
+        "A profile the resource claims to conform to (canonical URL)",
+    ),
+];
 
 /// The definition of a served type.
 pub fn type_def(resource_type: &str) -> Option<&'static TypeDef> {

@@ -243,7 +243,11 @@ async fn metadata_describes_the_server(h: Harness) {
             "status",
             "encounter",
             "combo-code",
-            "_source"
+            "_source",
+            "_lastUpdated",
+            "_tag",
+            "_security",
+            "_profile"
         ]
     );
     assert_eq!(find("Observation")["conditionalCreate"], true);
@@ -281,7 +285,17 @@ async fn metadata_describes_the_server(h: Harness) {
     assert_eq!(interactions(find("Consent")), writable);
     assert_eq!(
         names(find("AuditEvent")),
-        ["_id", "patient", "date", "agent", "_source"]
+        [
+            "_id",
+            "patient",
+            "date",
+            "agent",
+            "_source",
+            "_lastUpdated",
+            "_tag",
+            "_security",
+            "_profile"
+        ]
     );
     assert_eq!(resources.len(), 28);
 

@@ -16,6 +16,7 @@ on_both_backends!(
     unsupported_parameters_are_refused,
     result_parameters_shape_what_is_returned,
     more_parameters_of_the_common_types,
+    meta_parameters_on_every_type,
 );
 
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
@@ -579,5 +580,46 @@ async fn page_size_is_clamped_to_the_maximum() {
         ids(&h.get("Observation", &t).await.body).len(),
         2,
         "default page size"
+    );
+}
+
+async fn meta_parameters_on_every_type(h: Harness) {
+    let t = h.clinician();
+    let tagged = serde_json::json!({"resourceType": "Condition", "id": "a-tagged",
+        "meta": {"tag": [{"system": "urn:test:tags", "code": "reviewed"}],
+                 "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}],
+                 "profile": ["http://hl7.dk/fhir/core/StructureDefinition/dk-core-condition"]},
+        "subject": {"reference": "Patient/pat-a"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]}});
+    let before = h.ids("Condition?_lastUpdated=gt2000-01-01", &t).await.len();
+    h.import(vec![tagged]).await.unwrap();
+    assert_eq!(
+        h.ids("Condition?_tag=urn:test:tags|reviewed", &t).await,
+        ["a-tagged"]
+    );
+    assert_eq!(h.ids("Condition?_security=R", &t).await, ["a-tagged"]);
+    assert_eq!(
+        h.ids(
+            "Condition?_profile=http://hl7.dk/fhir/core/StructureDefinition/dk-core-condition",
+            &t
+        )
+        .await,
+        ["a-tagged"]
+    );
+    // Everything was written here after 2000; nothing after next year.
+    assert_eq!(
+        h.ids("Condition?_lastUpdated=gt2000-01-01", &t).await.len(),
+        before + 1
+    );
+    let next_year = chrono::Utc::now()
+        .format("%Y")
+        .to_string()
+        .parse::<i32>()
+        .unwrap()
+        + 1;
+    assert!(
+        h.ids(&format!("Condition?_lastUpdated=ge{next_year}"), &t)
+            .await
+            .is_empty()
     );
 }
