@@ -13,7 +13,20 @@ pub struct DateRange {
     pub hi: i64,
 }
 
-/// Parses a FHIR date, dateTime or instant. Values without a time zone are taken as UTC.
+/// The zone of dates and times written without one (`2024-03-01`, `2024-03-01T10:00`): the
+/// national deployment's, in stored data and in searches alike.
+pub const ZONE: chrono_tz::Tz = chrono_tz::Europe::Copenhagen;
+
+/// `naive` in [`ZONE`]: the earlier of an hour that occurs twice, the hour after a gap.
+fn local(naive: NaiveDateTime) -> Option<i64> {
+    let at = ZONE.from_local_datetime(&naive).earliest().or_else(|| {
+        ZONE.from_local_datetime(&(naive + chrono::Duration::hours(1)))
+            .earliest()
+    })?;
+    Some(at.timestamp_millis())
+}
+
+/// Parses a FHIR date, dateTime or instant. Values without a time zone are read in [`ZONE`].
 pub fn parse(value: &str) -> Option<DateRange> {
     let value = value.trim();
     let bytes = value.as_bytes();
@@ -55,7 +68,7 @@ pub fn parse(value: &str) -> Option<DateRange> {
                     let naive = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f")
                         .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M"))
                         .ok()?;
-                    Utc.from_utc_datetime(&naive)
+                    Utc.timestamp_millis_opt(local(naive)?).single()?
                 }
             };
             let lo = at.timestamp_millis();
@@ -67,13 +80,10 @@ pub fn parse(value: &str) -> Option<DateRange> {
     }
 }
 
+/// The days from `start` up to `end_exclusive`, from midnight to midnight in [`ZONE`].
 fn span(start: NaiveDate, end_exclusive: NaiveDate) -> Option<DateRange> {
-    let lo = start.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis();
-    let hi = end_exclusive
-        .and_hms_opt(0, 0, 0)?
-        .and_utc()
-        .timestamp_millis()
-        - 1;
+    let lo = local(start.and_hms_opt(0, 0, 0)?)?;
+    let hi = local(end_exclusive.and_hms_opt(0, 0, 0)?)? - 1;
     Some(DateRange { lo, hi })
 }
 
@@ -97,22 +107,31 @@ mod tests {
 
     #[test]
     fn precision_sets_the_range() {
+        // Dates and times without a zone are Copenhagen's: winter UTC+1, summer UTC+2.
         let year = parse("2024").unwrap();
-        assert_eq!(instant(year.lo), "2024-01-01T00:00:00.000Z");
-        assert_eq!(instant(year.hi), "2024-12-31T23:59:59.999Z");
+        assert_eq!(instant(year.lo), "2023-12-31T23:00:00.000Z");
+        assert_eq!(instant(year.hi), "2024-12-31T22:59:59.999Z");
         let month = parse("2024-02").unwrap();
-        assert_eq!(instant(month.hi), "2024-02-29T23:59:59.999Z");
+        assert_eq!(instant(month.hi), "2024-02-29T22:59:59.999Z");
         let day = parse("2024-03-01").unwrap();
-        assert_eq!(instant(day.lo), "2024-03-01T00:00:00.000Z");
-        assert_eq!(instant(day.hi), "2024-03-01T23:59:59.999Z");
+        assert_eq!(instant(day.lo), "2024-02-29T23:00:00.000Z");
+        assert_eq!(instant(day.hi), "2024-03-01T22:59:59.999Z");
+        let summer = parse("2024-07-01").unwrap();
+        assert_eq!(instant(summer.lo), "2024-06-30T22:00:00.000Z");
+        // The day the clocks go forward has 23 hours.
+        let short = parse("2024-03-31").unwrap();
+        assert_eq!(short.hi - short.lo + 1, 23 * 3_600_000);
         let second = parse("2024-03-01T10:00:00+01:00").unwrap();
         assert_eq!(instant(second.lo), "2024-03-01T09:00:00.000Z");
         assert_eq!(instant(second.hi), "2024-03-01T09:00:00.999Z");
         let millisecond = parse("2024-03-01T10:00:00.250Z").unwrap();
         assert_eq!(millisecond.lo, millisecond.hi);
         let minute = parse("2024-03-01T10:00").unwrap();
-        assert_eq!(minute.lo, second.lo + 3_600_000);
-        assert_eq!(instant(minute.hi), "2024-03-01T10:00:59.999Z");
+        assert_eq!(minute.lo, second.lo);
+        assert_eq!(instant(minute.hi), "2024-03-01T09:00:59.999Z");
+        // In the hour the clocks skip, the hour after.
+        let skipped = parse("2024-03-31T02:30").unwrap();
+        assert_eq!(instant(skipped.lo), "2024-03-31T01:30:00.000Z");
     }
 
     #[test]

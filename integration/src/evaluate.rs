@@ -135,6 +135,9 @@ fn value_matches(mode: Match, value: &Value, row: &Indexed<'_>) -> bool {
                 Prefix::Lt => *lo < range.lo,
                 Prefix::Ge => *hi > range.hi || within,
                 Prefix::Le => *lo < range.lo || within,
+                Prefix::Sa => *lo > range.hi,
+                Prefix::Eb => *hi < range.lo,
+                Prefix::Ap => *hi >= range.lo && *lo <= range.hi,
             }
         }
         // A value of another kind than the parameter's never matches (the parser does not

@@ -42,6 +42,13 @@ pub enum Prefix {
     Ge,
     /// At or before its end.
     Le,
+    /// Starts after it ends.
+    Sa,
+    /// Ends before it starts.
+    Eb,
+    /// Overlaps it, widened by a tenth of its distance from now (at least a day): `ap`,
+    /// already applied to the range when the query was parsed.
+    Ap,
 }
 
 /// One alternative value of a search parameter (comma-separated values are ORed).
@@ -796,18 +803,30 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
                 ("lt", Prefix::Lt),
                 ("ge", Prefix::Ge),
                 ("le", Prefix::Le),
+                ("sa", Prefix::Sa),
+                ("eb", Prefix::Eb),
+                ("ap", Prefix::Ap),
             ];
             let (prefix, rest) = if raw.starts_with(|c: char| c.is_ascii_lowercase()) {
                 prefixes
                     .iter()
                     .find_map(|(name, prefix)| raw.strip_prefix(name).map(|rest| (*prefix, rest)))
-                    .ok_or_else(|| bad("supported prefixes are eq, ne, gt, lt, ge, le"))?
+                    .ok_or_else(|| {
+                        bad("supported prefixes are eq, ne, gt, lt, ge, le, sa, eb, ap")
+                    })?
             } else {
                 (Prefix::Eq, raw)
             };
-            let range = date::parse(rest).ok_or_else(|| {
+            let mut range = date::parse(rest).ok_or_else(|| {
                 bad("expected a FHIR date like 2024, 2024-03, 2024-03-01 or 2024-03-01T10:00:00Z")
             })?;
+            if prefix == Prefix::Ap {
+                const DAY_MS: i64 = 86_400_000;
+                let distance = (date::now_ms() - (range.lo / 2 + range.hi / 2)).abs();
+                let margin = (distance / 10).max(DAY_MS);
+                range.lo = range.lo.saturating_sub(margin);
+                range.hi = range.hi.saturating_add(margin);
+            }
             Ok(Value::Date(prefix, range))
         }
     }
@@ -884,7 +903,7 @@ mod tests {
         for (name, value) in [
             ("colour", "red"),
             ("code:text", "x"),
-            ("date", "sa2024"),
+            ("date", "xy2024"),
             ("date", "yesterday"),
             ("_elements", "colour"),
             ("_summary", "yes"),

@@ -1127,6 +1127,13 @@ fn push_values(sql: &mut Sql, mode: Match, values: &[QueryValue]) {
                         .push(" AND x.hi <= ")
                         .bind(range.hi)
                         .push("))"),
+                    Prefix::Sa => sql.push(" AND x.lo > ").bind(range.hi),
+                    Prefix::Eb => sql.push(" AND x.hi < ").bind(range.lo),
+                    Prefix::Ap => sql
+                        .push(" AND x.hi >= ")
+                        .bind(range.lo)
+                        .push(" AND x.lo <= ")
+                        .bind(range.hi),
                 };
             }
         }

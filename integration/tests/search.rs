@@ -208,16 +208,34 @@ async fn date_prefixes(h: Harness) {
         "repeatable"
     );
     assert!(h.ids(&q("date=2023"), &t).await.is_empty());
+    // Starts after, ends before, approximately (a tenth of the distance from now, at least a
+    // day: the readings are a month apart, and more than a year ago).
     assert_eq!(
-        h.ids(&q("date=2024-03-01T09:00"), &t).await,
+        sorted(h.ids(&q("date=sa2024-03-01"), &t).await),
+        ["a-bp-4", "a-bp-5"]
+    );
+    assert_eq!(
+        sorted(h.ids(&q("date=eb2024-03-01"), &t).await),
+        ["a-bp-1", "a-bp-2"]
+    );
+    assert!(
+        h.ids(&q("date=ap2024-03-01"), &t)
+            .await
+            .contains(&"a-bp-3".to_owned())
+    );
+    assert!(h.ids(&q("date=ap2019-03-01"), &t).await.is_empty());
+    // A time without a zone is Copenhagen's: 09:00 there is 08:00 UTC in winter.
+    assert!(h.ids(&q("date=eq2024-03-01T09:00"), &t).await.is_empty());
+    assert_eq!(
+        h.ids(&q("date=2024-03-01T10:00"), &t).await,
         ["a-bp-3"],
-        "a minute covers 60 s"
+        "a minute covers 60 s (10:00 in Copenhagen is 09:00 UTC)"
     );
     // Against a period, ge/le need the period to reach beyond the value or lie within it.
     let visit = |date: &str| format!("Encounter?patient=pat-a&date={date}");
-    assert_eq!(h.ids(&visit("ge2024-01-01T09:00"), &t).await, ["a-visit"]);
+    assert_eq!(h.ids(&visit("ge2024-01-01T10:00"), &t).await, ["a-visit"]);
     assert!(h.ids(&visit("ge2024-01-01T09:30:01Z"), &t).await.is_empty());
-    assert_eq!(h.ids(&visit("le2024-01-01T09:00"), &t).await, ["a-visit"]);
+    assert_eq!(h.ids(&visit("le2024-01-01T10:00"), &t).await, ["a-visit"]);
     assert!(h.ids(&visit("le2024-01-01T08:00"), &t).await.is_empty());
 }
 
@@ -527,7 +545,7 @@ async fn unsupported_parameters_are_refused(h: Harness) {
     for path in [
         "Observation?colour=red",
         "Observation?code:text=pressure",
-        "Observation?date=sa2024",
+        "Observation?date=xy2024",
         "Observation?date=yesterday",
         "Observation?_elements=colour",
         "Observation?_summary=true&_elements=status",
