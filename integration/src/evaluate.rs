@@ -61,6 +61,14 @@ fn holds(
         Filter::Id(ids) => return ids.iter().any(|candidate| candidate == id),
         Filter::Param { def, mode, values } => (*def, *mode, values),
     };
+    if mode == Match::Not {
+        let positive = Filter::Param {
+            def,
+            mode: Match::Prefix,
+            values: values.clone(),
+        };
+        return !holds(query, &positive, id, rows, Quantifier::Any);
+    }
     // The type's compartment element is the compartment itself (see `store::push_filter`).
     if let Some(patients) = compartment_patients(query.type_def, def, mode, values) {
         return rows
@@ -111,9 +119,10 @@ fn value_matches(mode: Match, value: &Value, row: &Indexed<'_>) -> bool {
         (Value::Reference { resource_type, id }, Indexed::Token { system, value }) => {
             resource_type.as_deref().is_none_or(|t| t == *system) && id == value
         }
-        (Value::Text(text), Indexed::Token { value, .. }) => match mode {
-            Match::Contains => value.contains(text.as_str()),
-            _ => value.starts_with(text.as_str()),
+        (Value::Text(text), Indexed::Token { system, value }) => match mode {
+            Match::Exact => *system == crate::text::EXACT && value == text,
+            Match::Contains => system.is_empty() && value.contains(text.as_str()),
+            _ => system.is_empty() && value.starts_with(text.as_str()),
         },
         (Value::Uri(uri), Indexed::Token { value, .. }) => {
             *value == uri

@@ -604,8 +604,8 @@ fn for_each_reference(value: &mut Value, f: &mut impl FnMut(&mut String)) {
 
 /// `filter` as a query parameter a source applies exactly as the store would, or `None`
 /// (then it is only applied here). Only values that mean the same on any FHIR server are
-/// passed on: tokens, URIs and string prefixes; references name healthcloud's ids and dates
-/// are left to [`satisfies`].
+/// passed on: tokens and URIs; references name healthcloud's ids, strings are compared in
+/// their Danish and accent-free forms (`text`) and dates are left to [`satisfies`].
 fn pushed_down(filter: &Filter) -> Option<(String, String)> {
     let Filter::Param { def, mode, values } = filter else {
         return None;
@@ -628,7 +628,6 @@ fn pushed_down(filter: &Filter) -> Option<(String, String)> {
                 code.as_deref().unwrap_or_default()
             )),
             (ParamKind::Uri, QueryValue::Uri(uri)) => Some(uri.clone()),
-            (ParamKind::String, QueryValue::Text(text)) => Some(text.clone()),
             _ => None,
         })
         .collect();

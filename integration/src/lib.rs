@@ -59,6 +59,7 @@ pub mod shape;
 pub mod sources;
 pub mod sources_file;
 pub mod store;
+pub mod text;
 pub mod upstream;
 pub mod validate;
 

@@ -1022,8 +1022,11 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
                         }
                     }
                     ParamKind::String => strings(value, &mut |s| {
+                        for form in crate::text::folds(s) {
+                            rows.tokens.push((param.name, String::new(), form));
+                        }
                         rows.tokens
-                            .push((param.name, String::new(), s.to_lowercase()))
+                            .push((param.name, crate::text::EXACT.to_owned(), s.to_owned()));
                     }),
                     ParamKind::Date => {
                         if let Some(range) = date_range(value) {
@@ -1228,17 +1231,26 @@ mod tests {
     }
 
     #[test]
-    fn names_are_indexed_lowercase_by_part_once() {
+    fn names_are_indexed_folded_by_part_once() {
         let patient = json!({"resourceType": "Patient", "name": [
             {"family": "Sørensen", "given": ["Åse", "Marie"]}, {"text": "SØRENSEN"}]});
         let rows = index("Patient", "p", &patient).unwrap();
-        let names: Vec<_> = rows
-            .tokens
-            .iter()
-            .filter(|t| t.0 == "name")
-            .map(|t| t.2.as_str())
-            .collect();
-        assert_eq!(names, ["marie", "sørensen", "åse"]);
+        let names = |system: &str| -> std::collections::BTreeSet<&str> {
+            (rows.tokens.iter())
+                .filter(|t| t.0 == "name" && t.1 == system)
+                .map(|t| t.2.as_str())
+                .collect()
+        };
+        assert_eq!(
+            names(""),
+            ["aase", "ase", "marie", "soerensen", "sorensen"].into()
+        );
+        assert_eq!(
+            names(crate::text::EXACT),
+            ["Marie", "SØRENSEN", "Sørensen", "Åse"].into()
+        );
+        let all = rows.tokens.iter().filter(|t| t.0 == "name").count();
+        assert_eq!(all, 9, "each form once: {:?}", rows.tokens);
         assert_eq!(rows.patient_id.as_deref(), Some("p"));
     }
 

@@ -83,6 +83,10 @@ pub enum Match {
     Prefix,
     /// `:contains` on strings.
     Contains,
+    /// `:exact` on strings: the text as written, case and accents included.
+    Exact,
+    /// `:not` on tokens: resources with no value that matches (none at all included).
+    Not,
     /// `:identifier` on references: `system|value` tokens matched against the Identifiers
     /// inside references (what their writer claims), never against literal references.
     Identifier,
@@ -640,10 +644,25 @@ pub fn parse_restriction(
     type_def: &'static TypeDef,
     pairs: &[(String, String)],
 ) -> Result<Vec<Filter>, FhirError> {
-    pairs
+    let filters: Vec<Filter> = pairs
         .iter()
         .map(|(name, value)| parse_filter(type_def, name, value))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // A grant says what may be reached, never what may not.
+    if filters.iter().any(|f| {
+        matches!(
+            f,
+            Filter::Param {
+                mode: Match::Not,
+                ..
+            }
+        )
+    }) {
+        return Err(FhirError::BadRequest(
+            "a restriction cannot use :not: name what is allowed".into(),
+        ));
+    }
+    Ok(filters)
 }
 
 fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<Filter, FhirError> {
@@ -693,6 +712,8 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
     let mode = match (def.kind, modifier) {
         (_, None) => Match::Prefix,
         (ParamKind::String, Some("contains")) => Match::Contains,
+        (ParamKind::String, Some("exact")) => Match::Exact,
+        (ParamKind::Token, Some("not")) => Match::Not,
         (ParamKind::Uri, Some("below")) => Match::Below,
         (_, Some("missing")) => {
             let missing = match value {
@@ -750,9 +771,17 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
             )));
         }
     };
-    let values = values
-        .map(|v| parse_value(def, v))
-        .collect::<Result<Vec<_>, _>>()?;
+    let values = match (def.kind, mode) {
+        // A string is searched in each of the forms it can be written in (see `text`).
+        (ParamKind::String, Match::Prefix | Match::Contains) => values
+            .flat_map(crate::text::folds)
+            .map(Value::Text)
+            .collect(),
+        (ParamKind::String, _) => values.map(|v| Value::Text(v.to_owned())).collect(),
+        _ => values
+            .map(|v| parse_value(def, v))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     Ok(Filter::Param { def, mode, values })
 }
 
@@ -793,7 +822,7 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
             }
             Ok(Value::Reference { resource_type, id })
         }
-        ParamKind::String => Ok(Value::Text(raw.to_lowercase())),
+        ParamKind::String => Ok(Value::Text(raw.to_owned())),
         ParamKind::Uri => Ok(Value::Uri(raw.to_owned())),
         ParamKind::Date => {
             let prefixes = [

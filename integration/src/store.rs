@@ -981,6 +981,18 @@ fn push_filter(
         }
         Filter::Param { def, mode, values } => (*def, *mode, values),
     };
+    // `:not`: no value matches (a resource without any value included).
+    if mode == Match::Not {
+        let positive = Filter::Param {
+            def,
+            mode: Match::Prefix,
+            values: values.clone(),
+        };
+        sql.push("NOT (");
+        push_filter(sql, query, &positive, narrowed, Quantifier::Any);
+        sql.push(")");
+        return;
+    }
     // A reference to a Patient through the type's compartment element is exactly the
     // compartment column (one patient per resource): use it, so a patient's data is found
     // through its index.
@@ -1068,12 +1080,18 @@ fn push_values(sql: &mut Sql, mode: Match, values: &[QueryValue]) {
                 }
                 sql.push(" AND x.value = ").bind(id);
             }
+            QueryValue::Text(text) if mode == Match::Exact => {
+                sql.push(" AND x.system = ")
+                    .bind(crate::text::EXACT)
+                    .push(" AND x.value = ")
+                    .bind(text);
+            }
             QueryValue::Text(text) => {
                 let pattern = match mode {
                     Match::Contains => format!("%{}%", like_escape(text)),
                     _ => format!("{}%", like_escape(text)),
                 };
-                sql.push(" AND x.value LIKE ")
+                sql.push(" AND x.system = '' AND x.value LIKE ")
                     .bind(pattern)
                     .push(" ESCAPE '\\'");
             }

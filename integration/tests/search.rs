@@ -17,6 +17,7 @@ on_both_backends!(
     result_parameters_shape_what_is_returned,
     more_parameters_of_the_common_types,
     meta_parameters_on_every_type,
+    strings_match_as_danish_users_write_them,
 );
 
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
@@ -640,4 +641,50 @@ async fn meta_parameters_on_every_type(h: Harness) {
             .await
             .is_empty()
     );
+}
+
+async fn strings_match_as_danish_users_write_them(h: Harness) {
+    let t = h.clinician();
+    // pat-a is Åse Sørensen.
+    for query in [
+        "family=S%C3%B8rensen",
+        "family=sorensen",
+        "family=SOERENSEN",
+        "given=aase",
+        "given=%C3%A5se",
+        "name=ase",
+        "name:contains=rens",
+    ] {
+        assert_eq!(
+            h.ids(&format!("Patient?{query}"), &t).await,
+            ["pat-a"],
+            "{query}"
+        );
+    }
+    // :exact is the text as written.
+    assert_eq!(
+        h.ids("Patient?family:exact=S%C3%B8rensen", &t).await,
+        ["pat-a"]
+    );
+    for query in [
+        "family:exact=s%C3%B8rensen",
+        "family:exact=Sorensen",
+        "family:exact=S%C3%B8ren",
+    ] {
+        assert!(
+            h.ids(&format!("Patient?{query}"), &t).await.is_empty(),
+            "{query}"
+        );
+    }
+    // :not: everything of the patient's but blood pressures, a resource without a code too.
+    let mut others = h
+        .ids(
+            "Observation?patient=pat-a&code:not=http://loinc.org|85354-9",
+            &t,
+        )
+        .await;
+    others.sort();
+    assert_eq!(others, ["a-hba1c-1", "a-hba1c-2", "a-hr-1"]);
+    let response = h.get("Observation?status:not=x&_count=1", &t).await;
+    assert_eq!(response.status, 200, "{}", response.body);
 }
