@@ -193,6 +193,15 @@ pub struct Include {
     pub iterate: bool,
 }
 
+impl PartialEq for Include {
+    fn eq(&self, other: &Self) -> bool {
+        self.source.name == other.source.name
+            && self.param.name == other.param.name
+            && self.target.map(|t| t.name) == other.target.map(|t| t.name)
+            && (self.reverse, self.iterate) == (other.reverse, other.iterate)
+    }
+}
+
 impl Include {
     /// Whether a resource of `resource_type` can be the referenced end of this include.
     pub fn targets(&self, resource_type: &str) -> bool {
@@ -229,6 +238,15 @@ pub enum Link {
 
 /// The most resources a join's search may match: what it finds becomes a list of ids.
 pub const MAX_JOINED: usize = 200;
+
+/// The most references a chain (or `_has`) may follow, one inside the other.
+pub const MAX_JOIN_DEPTH: usize = 3;
+
+/// The most chained parameters and `_has` one search may have.
+pub const MAX_JOINS: usize = 4;
+
+/// The most `_include` and `_revinclude` parameters one search may have.
+pub const MAX_INCLUDES: usize = 10;
 
 /// A complete search against one type.
 #[derive(Debug, Clone)]
@@ -271,6 +289,16 @@ impl SearchQuery {
         resource_type: &str,
         params: &[(String, String)],
         limits: PageLimits,
+    ) -> Result<SearchQuery, FhirError> {
+        Self::parse_at(resource_type, params, limits, 0)
+    }
+
+    /// [`SearchQuery::parse`] of a search `depth` joins down (a chain's or `_has`'s own).
+    fn parse_at(
+        resource_type: &str,
+        params: &[(String, String)],
+        limits: PageLimits,
+        depth: usize,
     ) -> Result<SearchQuery, FhirError> {
         let type_def = served_type(resource_type)?;
         let mut filters = Vec::new();
@@ -335,11 +363,24 @@ impl SearchQuery {
                     }
                 }
                 "_include" | "_include:iterate" | "_revinclude" | "_revinclude:iterate" => {
-                    includes.push(parse_include(type_def, name, value)?);
+                    let include = parse_include(type_def, name, value)?;
+                    if !includes.contains(&include) {
+                        if includes.len() == MAX_INCLUDES {
+                            return Err(FhirError::BadRequest(format!(
+                                "a search may have at most {MAX_INCLUDES} _include and _revinclude parameters"
+                            )));
+                        }
+                        includes.push(include);
+                    }
                     link_params.push((name.clone(), value.clone()));
                 }
                 _ if name.starts_with("_has:") || is_chain(name) => {
-                    joins.push(parse_join(type_def, name, value, limits)?);
+                    if joins.len() == MAX_JOINS {
+                        return Err(FhirError::BadRequest(format!(
+                            "a search may have at most {MAX_JOINS} chained parameters and _has"
+                        )));
+                    }
+                    joins.push(parse_join(type_def, name, value, limits, depth + 1)?);
                     link_params.push((name.clone(), value.clone()));
                 }
                 _ => {
@@ -426,7 +467,7 @@ fn parse_include(
     let source = type_def(source).ok_or_else(|| bad(format!("'{source}' is not a served type")))?;
     if !reverse && !iterate && source.name != searched.name {
         return Err(bad(format!(
-            "_include names the searched type's references ({}:…); use _include:iterate for              references of included resources",
+            "_include names the searched type's references ({}:…); use _include:iterate for references of included resources",
             searched.name
         )));
     }
@@ -485,8 +526,14 @@ fn parse_join(
     name: &str,
     value: &str,
     limits: PageLimits,
+    depth: usize,
 ) -> Result<Join, FhirError> {
     let bad = |why: String| FhirError::BadRequest(format!("bad search parameter '{name}': {why}"));
+    if depth > MAX_JOIN_DEPTH {
+        return Err(bad(format!(
+            "chains and _has may reach at most {MAX_JOIN_DEPTH} references deep"
+        )));
+    }
     let references = |of: &'static TypeDef| {
         of.all_params()
             .filter(|p| matches!(p.kind, ParamKind::Reference { .. }))
@@ -532,7 +579,7 @@ fn parse_join(
                 .filter(|p| matches!(p.kind, ParamKind::Reference { .. }))
                 .ok_or_else(|| {
                     bad(format!(
-                        "only reference parameters can be chained, and {} has no reference                          parameter '{param}'; its reference parameters: {}",
+                        "only reference parameters can be chained, and {} has no reference parameter '{param}'; its reference parameters: {}",
                         searched.name,
                         references(searched)
                     ))
@@ -574,7 +621,7 @@ fn parse_join(
         )));
     }
     let pair = [(rest.to_owned(), value.to_owned())];
-    let mut query = SearchQuery::parse(other.name, &pair, limits)?;
+    let mut query = SearchQuery::parse_at(other.name, &pair, limits, depth)?;
     query.count = MAX_JOINED + 1;
     Ok(Join {
         link,

@@ -83,12 +83,17 @@ enum Planned {
         query: SearchQuery,
         /// A search that must find nothing when it is written (a conditional create).
         unless: Option<SearchQuery>,
+        /// For an update: the caller's right over the version it replaces, every value of
+        /// which must be theirs to change.
+        current: Option<SearchQuery>,
     },
     /// A deletion of the version read when it was planned.
     Delete {
         type_def: &'static TypeDef,
         id: String,
         version_id: i64,
+        /// The caller's right to delete it, every value of which must allow it.
+        query: SearchQuery,
     },
 }
 
@@ -162,6 +167,12 @@ fn writable(resource_type: &str, what: &str) -> Result<&'static TypeDef, FhirErr
     }
 }
 
+/// The most operations one JSON Patch may hold.
+pub const MAX_PATCH_OPERATIONS: usize = 100;
+
+/// The largest resource a patch may make (as JSON).
+pub const MAX_PATCHED_BYTES: usize = 4 << 20;
+
 /// How an update changes a resource.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -184,18 +195,66 @@ impl Change {
         let mut resource: Value =
             serde_json::from_str(current).map_err(|e| FhirError::Internal(e.into()))?;
         match patch {
-            Change::JsonPatch(operations) => json_patch::patch(&mut resource, &operations)
-                .map_err(|e| {
-                    FhirError::invalid(
-                        resource_type,
-                        format!("the JSON Patch cannot be applied: {e}"),
-                    )
-                })?,
+            Change::JsonPatch(operations) => {
+                if operations.0.len() > MAX_PATCH_OPERATIONS {
+                    return Err(FhirError::BadRequest(format!(
+                        "a JSON Patch may hold at most {MAX_PATCH_OPERATIONS} operations"
+                    )));
+                }
+                // One operation at a time, each held to the size a resource may have: a
+                // `copy` of the whole resource into itself doubles it.
+                for operation in operations.0 {
+                    json_patch::patch(&mut resource, &[operation]).map_err(|e| {
+                        FhirError::invalid(
+                            resource_type,
+                            format!("the JSON Patch cannot be applied: {e}"),
+                        )
+                    })?;
+                    let size = serde_json::to_vec(&resource)
+                        .map_err(|e| FhirError::Internal(e.into()))?
+                        .len();
+                    if size > MAX_PATCHED_BYTES {
+                        return Err(FhirError::PayloadTooLarge(format!(
+                            "the patched {resource_type} would be larger than {MAX_PATCHED_BYTES} bytes"
+                        )));
+                    }
+                }
+            }
             Change::Merge(changes) => json_patch::merge(&mut resource, &changes),
             Change::Replace(_) => unreachable!("returned above"),
         }
         Ok(resource)
     }
+}
+
+/// Refuses a write of shared data (organizations, practitioners, locations, medications) by a
+/// caller confined to one patient's record: such data is in no record and concerns everyone.
+fn shared_data_check(context: &AccessContext, type_def: &TypeDef) -> Result<(), FhirError> {
+    match !type_def.in_patient_compartment() && confined(context) {
+        true => Err(FhirError::Forbidden(format!(
+            "{} is shared data, written by workforce and system tokens, not within one patient's record",
+            type_def.name
+        ))),
+        false => Ok(()),
+    }
+}
+
+/// The refusal of a change (`what`) to a resource that carries values the caller's
+/// restriction does not allow, though some of its values do.
+fn restricted(resource_type: &str, what: &str) -> FhirError {
+    FhirError::Forbidden(format!(
+        "this {resource_type} carries values your scopes (or the app's grant) do not allow you \
+         to {what} (e.g. a second category)"
+    ))
+}
+
+/// Whether `context` acts within one patient's record only: a citizen or patient, an app, a
+/// region's grant, or a token with nothing but `patient/` scopes.
+fn confined(context: &AccessContext) -> bool {
+    context.principal.claims.role.is_own_record_only()
+        || context.app.is_some()
+        || context.grant.is_some()
+        || (context.principal.scopes.iter()).all(|scope| scope.context == ScopeContext::Patient)
 }
 
 /// The one resource a conditional interaction's search found: `None` for no match; 412 for
@@ -1201,6 +1260,10 @@ impl FhirService {
         }
         let current =
             (self.read_checked(context, resource_type, id, Interaction::Update, audit)).await?;
+        // A patch answers with (and can test) what is there: it takes the right to read it.
+        if !matches!(change, Change::Replace(_)) {
+            (self.read_checked(context, resource_type, id, Interaction::Read, audit)).await?;
+        }
         let resource = change.apply(resource_type, &current.content)?;
         if resource.get("id").and_then(Value::as_str) != Some(id) {
             return Err(FhirError::invalid(
@@ -1224,7 +1287,12 @@ impl FhirService {
             previous_patient: Some(current.patient_id.as_deref()),
             unless: None,
         };
-        self.plan_write(context, write, resource, audit).await
+        let mut planned = self.plan_write(context, write, resource, audit).await?;
+        if let Planned::Write { current, .. } = &mut planned {
+            let groups = authorize(context, Interaction::Update, type_def)?;
+            *current = Some(self.id_query(type_def, id, groups));
+        }
+        Ok(planned)
     }
 
     /// Checks `write` of `resource` as far as it can be without a transaction: valid, in its
@@ -1245,6 +1313,7 @@ impl FhirService {
             previous_patient,
             unless,
         } = write;
+        shared_data_check(context, type_def)?;
         validate::resource(type_def.name, &resource)?;
         let mut resource = resource;
         stamp_writer(&mut resource, context);
@@ -1278,6 +1347,7 @@ impl FhirService {
         Ok(Planned::Write {
             query: self.id_query(type_def, id, groups),
             unless: unless.cloned(),
+            current: None,
             prepared,
         })
     }
@@ -1292,16 +1362,19 @@ impl FhirService {
         audit: &mut Pending<'_>,
     ) -> Result<Planned, FhirError> {
         let type_def = writable(resource_type, "delete")?;
+        shared_data_check(context, type_def)?;
         let current = self
             .read_checked(context, resource_type, id, Interaction::Delete, audit)
             .await?;
         if let Some(patient) = &current.patient_id {
             self.check_write_consent(context, type_def, patient).await?;
         }
+        let groups = authorize(context, Interaction::Delete, type_def)?;
         Ok(Planned::Delete {
             type_def,
             id: id.to_owned(),
             version_id: current.version_id,
+            query: self.id_query(type_def, id, groups),
         })
     }
 
@@ -1318,7 +1391,11 @@ impl FhirService {
                 type_def,
                 id,
                 version_id,
+                query,
             } => {
+                if !self.store.permits(query, Quantifier::Every, tx).await? {
+                    return Err(restricted(type_def.name, "delete"));
+                }
                 let now = date::now_ms();
                 if !(self
                     .store
@@ -1337,7 +1414,15 @@ impl FhirService {
                 prepared,
                 query,
                 unless,
-            } => (prepared, query, unless),
+                current,
+            } => {
+                if let Some(current) = current
+                    && !self.store.permits(current, Quantifier::Every, tx).await?
+                {
+                    return Err(restricted(current.type_def.name, "change"));
+                }
+                (prepared, query, unless)
+            }
         };
         let type_def = query.type_def;
         let patient = prepared.index.patient_id.as_deref();
@@ -1560,7 +1645,7 @@ impl FhirService {
         };
         // Redacted whenever the access concerned several patients, so no log names another.
         let query = match &audit.query {
-            Some(query) if audit.patients.len() > 1 => Some(redact(query)),
+            Some(query) => Some(redact(query, audit.patients.len() > 1)),
             other => other.clone(),
         };
         let mut events = Vec::with_capacity(patients.len());
@@ -1598,15 +1683,7 @@ impl FhirService {
             return Ok(Filing::default());
         }
         let context = audit.context;
-        let unconfined = !context.principal.claims.role.is_own_record_only()
-            && context.app.is_none()
-            && context.grant.is_none()
-            && context
-                .principal
-                .scopes
-                .iter()
-                .any(|scope| scope.context != ScopeContext::Patient);
-        let confined_to = (!unconfined).then(|| context.patient().map(str::to_owned));
+        let confined_to = confined(context).then(|| context.patient().map(str::to_owned));
         Ok(match confined_to {
             Some(own) => {
                 let (filed, probed) = audit
@@ -1809,16 +1886,19 @@ const IDENTIFYING: &[&str] = &[
     "_source",
 ];
 
-/// The query with identifying values masked: what each patient's copy of a search's audit
-/// record shows when the search reached several patients, so no log names another patient.
-fn redact(query: &str) -> String {
+/// The query as each patient's copy of its audit record shows it, so that no log names
+/// another patient: identifying values are masked when the search reached several patients
+/// (`several`), and always where they could name someone else (several alternatives, or a
+/// chain or `_has`, which search other resources than the ones the record is about).
+fn redact(query: &str, several: bool) -> String {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .map(|(name, value)| {
-            let base = name.split(':').next().unwrap_or_default();
-            let value = if IDENTIFYING.contains(&base) {
-                "(redacted)".into()
-            } else {
-                value.into_owned()
+            let base = name.split([':', '.']).next().unwrap_or_default();
+            let joined = name.contains('.') || base == "_has";
+            let identifying = IDENTIFYING.contains(&base) || joined;
+            let value = match identifying && (several || joined || value.contains(',')) {
+                true => "(redacted)".into(),
+                false => value.into_owned(),
             };
             (name.into_owned(), value)
         })

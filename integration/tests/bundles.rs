@@ -16,6 +16,8 @@ on_both_backends!(
     a_conditional_create_in_a_transaction_resolves_to_the_match,
     a_batch_answers_each_entry_alone,
     a_citizens_transaction_stays_in_their_record,
+    a_failed_transaction_is_in_the_logs_of_what_it_read,
+    transaction_odds_and_ends,
 );
 
 const SYSTEM: &str = "urn:oid:1.2.208.184.100.1";
@@ -355,4 +357,83 @@ async fn a_citizens_transaction_stays_in_their_record(h: Harness) {
     ];
     let response = submit(&h, &citizen, bundle("batch", entries)).await;
     assert_eq!(statuses(&response), ["404 Not Found", "200 OK"]);
+}
+
+async fn a_failed_transaction_is_in_the_logs_of_what_it_read(h: Harness) {
+    let t = h.token(
+        Role::Clinician,
+        None,
+        Some("user/*.rs user/Condition.u user/Observation.u"),
+    );
+    // Entry 0 tests pat-b's diagnosis (it holds); entry 1 fails: nothing is written, and
+    // pat-b's log says the diagnosis was reached for a change that was not made.
+    let probe = json!([{"op": "test", "path": "/code/coding/0/code", "value": "44054006"}]);
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(probe.to_string());
+    let binary = json!({"resourceType": "Binary", "contentType": "application/json-patch+json", "data": data});
+    let entries = vec![
+        json!({"resource": binary, "request": {"method": "PATCH", "url": "Condition/b-dm2"}}),
+        json!({"resource": binary,
+            "request": {"method": "PATCH", "url": "Observation/a-bp-1", "ifMatch": "W/\"999\""}}),
+    ];
+    let response = submit(&h, &t, bundle("transaction", entries)).await;
+    assert!(response.status.is_client_error(), "{}", response.body);
+    let log = h
+        .get("AuditEvent?patient=pat-b&_count=200", &h.citizen("pat-b"))
+        .await;
+    let updates: Vec<&Value> = (log.body["entry"].as_array().unwrap().iter())
+        .map(|e| &e["resource"])
+        .filter(|e| e["action"] == "U")
+        .collect();
+    assert_eq!(updates.len(), 1, "{}", log.body);
+    assert_ne!(
+        updates[0]["outcome"], "0",
+        "recorded as not done: {}",
+        updates[0]
+    );
+}
+
+async fn transaction_odds_and_ends(h: Harness) {
+    let t = writer(&h);
+    // Nothing to do.
+    let response = submit(&h, &t, bundle("transaction", vec![])).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    // Read conditions on a write are refused, not ignored.
+    let mut entry = post("urn:uuid:a", reading("pat-a", "o-1", 150));
+    entry["request"]["ifNoneMatch"] = json!("*");
+    let response = submit(&h, &t, bundle("transaction", vec![entry])).await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.body
+    );
+    // A JSON Patch's values may name entries by fullUrl too.
+    let created = h
+        .request(
+            "POST",
+            "Observation",
+            Some(&t),
+            Some(reading("pat-a", "o-2", 150)),
+        )
+        .await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let patch =
+        json!([{"op": "add", "path": "/encounter", "value": {"reference": "urn:uuid:visit"}}]);
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
+    let entries = vec![
+        post("urn:uuid:visit", encounter("pat-a")),
+        json!({"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": data},
+            "request": {"method": "PATCH", "url": format!("Observation/{id}")}}),
+    ];
+    let response = submit(&h, &t, bundle("transaction", entries)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let visit = response.body["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        response.body["entry"][1]["resource"]["encounter"]["reference"],
+        format!("Encounter/{visit}").as_str()
+    );
 }

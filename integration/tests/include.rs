@@ -18,6 +18,8 @@ on_both_backends!(
     joins_hold_the_joined_type_to_consent_and_compartment,
     malformed_includes_and_chains_are_400s,
     a_chain_matching_too_many_is_refused,
+    includes_and_joins_are_bounded,
+    a_chain_names_no_other_patient_in_a_log,
 );
 
 /// `(type/id, search mode)` of every entry.
@@ -458,6 +460,10 @@ async fn malformed_includes_and_chains_are_400s(h: Harness) {
             "Patient?_has:Observation:patient",
             "_has:Type:reference:parameter",
         ),
+        (
+            "Task?owner:Task.owner:Task.owner:Task.owner:Task.owner:Task.status=x",
+            "at most 3 references deep",
+        ),
     ] {
         let response = h.get(path, &t).await;
         assert_eq!(
@@ -491,4 +497,70 @@ async fn a_chain_matching_too_many_is_refused(h: Harness) {
     let text = diagnostics(&response);
     assert!(text.contains("matches 201 Patient"), "{text}");
     assert!(text.contains("narrower"), "{text}");
+}
+
+async fn includes_and_joins_are_bounded(h: Harness) {
+    let t = h.clinician();
+    // The same include many times is one include.
+    let repeated = "&_include=Observation:patient".repeat(50);
+    let bundle = ok(&h, &format!("Observation?_id=a-bp-1{repeated}"), &t).await;
+    assert_eq!(included(&bundle), ["Patient/pat-a"]);
+    // More than ten different ones, or more than four joins, are refused.
+    let many: String = [
+        "Observation:patient",
+        "Observation:subject",
+        "Observation:encounter",
+        "Observation:patient:Patient",
+        "Observation:subject:Patient",
+        "Observation:encounter:Encounter",
+    ]
+    .iter()
+    .flat_map(|i| [format!("&_include={i}"), format!("&_include:iterate={i}")])
+    .collect();
+    let response = h.get(&format!("Observation?_id=a-bp-1{many}"), &t).await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.body
+    );
+    let joins = "&patient.name=a".repeat(5);
+    let response = h.get(&format!("Observation?code=x{joins}"), &t).await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.body
+    );
+}
+
+async fn a_chain_names_no_other_patient_in_a_log(h: Harness) {
+    // Two CPR numbers, or one of nobody's: pat-a's log gets the search, without the other
+    // number.
+    let t = h.clinician();
+    let path = format!("Observation?patient.identifier={CPR}|7501504321,{CPR}|6107624322");
+    assert!(!h.ids(&path, &t).await.is_empty());
+    let path = format!("Observation?patient.identifier={CPR}|7501504321,{CPR}|0000000000");
+    assert!(!h.ids(&path, &t).await.is_empty());
+    let log = h
+        .get("AuditEvent?patient=pat-a&_count=200", &h.citizen("pat-a"))
+        .await;
+    use base64::Engine;
+    let queries: Vec<String> = (log.body["entry"].as_array().unwrap().iter())
+        .filter_map(|e| e["resource"]["entity"][1]["query"].as_str())
+        .map(|q| {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(q).unwrap();
+            String::from_utf8(bytes).unwrap()
+        })
+        .collect();
+    assert!(
+        queries.iter().any(|q| q.contains("patient.identifier")),
+        "{queries:?}"
+    );
+    for query in &queries {
+        assert!(
+            !query.contains("6107624322") && !query.contains("0000000000"),
+            "{query}"
+        );
+    }
 }

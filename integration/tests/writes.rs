@@ -18,6 +18,7 @@ on_both_backends!(
     a_conditional_delete_deletes_the_one_match,
     writes_stay_within_the_callers_scopes_and_compartment,
     validate_says_whether_a_write_would_be_accepted,
+    hostile_patches_and_writes_are_refused,
 );
 
 const SYSTEM: &str = "urn:oid:1.2.208.184.100.1";
@@ -466,4 +467,120 @@ async fn validate_says_whether_a_write_would_be_accepted(h: Harness) {
         "{}",
         response.body
     );
+}
+
+async fn hostile_patches_and_writes_are_refused(h: Harness) {
+    let t = writer(&h);
+    let id = created(&h, &t, reading("pat-a", "h-1", 150)).await;
+    let path = format!("Observation/{id}");
+    // A patch that copies the resource into itself, again and again: refused before it is
+    // large, nothing changed.
+    let doubling: Vec<Value> = (0..40)
+        .map(|i| json!({"op": "copy", "from": "", "path": format!("/note{i}")}))
+        .collect();
+    let response = send(
+        &h,
+        "PATCH",
+        &path,
+        &t,
+        "application/json-patch+json",
+        &json!(doubling),
+    )
+    .await;
+    assert_eq!(
+        response.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        response.body
+    );
+    let many: Vec<Value> = (0..101)
+        .map(|_| json!({"op": "test", "path": "/status", "value": "final"}))
+        .collect();
+    let response = send(
+        &h,
+        "PATCH",
+        &path,
+        &t,
+        "application/json-patch+json",
+        &json!(many),
+    )
+    .await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.body
+    );
+    assert_eq!(h.get(&path, &t).await.body["meta"]["versionId"], "1");
+
+    // A token that may change readings but not read them cannot read one through a patch
+    // (the answer, or a `test`).
+    let blind = h.token(Role::Clinician, None, Some("user/Observation.u"));
+    let probe = json!([{"op": "test", "path": "/valueQuantity/value", "value": 150}]);
+    let response = send(
+        &h,
+        "PATCH",
+        &path,
+        &blind,
+        "application/json-patch+json",
+        &probe,
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
+    assert!(response.body.get("valueQuantity").is_none());
+
+    // A writer restricted to vital signs cannot change or delete a resource that is also a
+    // laboratory result.
+    let both = json!({"resourceType": "Observation", "id": "a-both", "status": "final",
+        "category": [{"coding": [{"system": OBS_CATEGORY, "code": "vital-signs"}]},
+                     {"coding": [{"system": OBS_CATEGORY, "code": "laboratory"}]}],
+        "code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
+        "subject": {"reference": "Patient/pat-a"}});
+    h.import(vec![both]).await.unwrap();
+    let vital = h.token(
+        Role::Clinician,
+        None,
+        Some(&format!(
+            "user/Observation.rud?category={OBS_CATEGORY}|vital-signs"
+        )),
+    );
+    let response = h
+        .request("DELETE", "Observation/a-both", Some(&vital), None)
+        .await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
+    let strip = json!([{"op": "remove", "path": "/category/1"}]);
+    let response = send(
+        &h,
+        "PATCH",
+        "Observation/a-both",
+        &vital,
+        "application/json-patch+json",
+        &strip,
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
+    assert_eq!(
+        h.get("Observation/a-both", &t).await.body["meta"]["versionId"],
+        "1"
+    );
+
+    // Shared data is not written within one patient's record.
+    let citizen = h.token(Role::Citizen, Some("pat-a"), Some("patient/*.cruds"));
+    let mut organization = h.get("Organization/gp-1", &t).await.body;
+    organization["name"] = json!("Renamed");
+    let response = h
+        .request(
+            "PUT",
+            "Organization/gp-1",
+            Some(&citizen),
+            Some(organization),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
+    assert!(diagnostics(&response).contains("shared data"));
+    let response = h
+        .request("DELETE", "Organization/gp-1", Some(&citizen), None)
+        .await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
+    assert_eq!(h.get("Organization/gp-1", &t).await.status, StatusCode::OK);
 }

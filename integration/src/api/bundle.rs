@@ -17,6 +17,10 @@ use super::{Caller, FhirState, fhir_json, json_body, parse_etag, parse_pairs, pa
 use crate::error::FhirError;
 use crate::service::Change;
 use crate::service::transaction::{MAX_ENTRIES, Target, TxDone, TxWrite};
+use healthcloud_platform::scope::Interaction;
+
+/// The most bytes the answers of one Bundle's entries may take.
+const MAX_ANSWER_BYTES: usize = 32 << 20;
 
 /// One entry's request, read from the Bundle.
 #[derive(Debug)]
@@ -137,44 +141,70 @@ pub(super) async fn bundle(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, FhirError> {
-    let bundle = json_body(&state, &headers, body).await?;
-    let transaction = match (bundle["resourceType"].as_str(), bundle["type"].as_str()) {
-        (Some("Bundle"), Some("batch")) => false,
-        (Some("Bundle"), Some("transaction")) => true,
-        _ => {
-            return Err(FhirError::BadRequest(
-                "the base takes a Bundle of type batch or transaction".into(),
-            ));
+    let read = async {
+        let bundle = json_body(&state, &headers, body).await?;
+        let transaction = match (bundle["resourceType"].as_str(), bundle["type"].as_str()) {
+            (Some("Bundle"), Some("batch")) => false,
+            (Some("Bundle"), Some("transaction")) => true,
+            _ => {
+                return Err(FhirError::BadRequest(
+                    "the base takes a Bundle of type batch or transaction".into(),
+                ));
+            }
+        };
+        let values = bundle["entry"].as_array().cloned().unwrap_or_default();
+        if values.len() > MAX_ENTRIES {
+            return Err(FhirError::BadRequest(format!(
+                "a Bundle may hold at most {MAX_ENTRIES} entries; this one holds {}",
+                values.len()
+            )));
+        }
+        Ok((transaction, values))
+    };
+    let (transaction, values) = match read.await {
+        Ok(read) => read,
+        Err(error) => {
+            let refused = (Interaction::Create, "Bundle", None);
+            return Err(state.service.refused(&context, refused, error).await);
         }
     };
-    let values = bundle["entry"].as_array().cloned().unwrap_or_default();
-    if values.len() > MAX_ENTRIES {
-        return Err(FhirError::BadRequest(format!(
-            "a Bundle may hold at most {MAX_ENTRIES} entries; this one holds {}",
-            values.len()
-        )));
-    }
     let base = state.config.base_url.clone();
     let authorization = headers.get(header::AUTHORIZATION).cloned();
     let entries: Vec<Result<Entry, FhirError>> = (values.iter().enumerate())
         .map(|(i, value)| entry(i, value, &base))
         .collect();
+    // What the entries' answers may take in all, held in memory until the Bundle is sent.
+    let mut budget = MAX_ANSWER_BYTES;
     let answers = match transaction {
         false => {
             let mut answers = Vec::with_capacity(entries.len());
             for entry in entries {
                 answers.push(match entry {
-                    Ok(entry) => send(&state, authorization.as_ref(), &entry).await,
+                    Ok(entry) => send(&state, authorization.as_ref(), &entry, &mut budget).await,
                     Err(error) => error_entry(&error),
                 });
             }
             answers
         }
         true => {
-            let entries: Vec<Entry> = entries.into_iter().collect::<Result<_, _>>()?;
-            match transact(&state, &context, authorization.as_ref(), &entries).await {
+            let entries = match entries.into_iter().collect::<Result<Vec<Entry>, _>>() {
+                Ok(entries) => entries,
+                Err(error) => {
+                    let refused = (Interaction::Create, "Bundle", None);
+                    return Err(state.service.refused(&context, refused, error).await);
+                }
+            };
+            match transact(
+                &state,
+                &context,
+                authorization.as_ref(),
+                &entries,
+                &mut budget,
+            )
+            .await
+            {
                 Ok(answers) => answers,
-                Err((i, error)) => return Err(failed_entry(i, &entries[i], error)),
+                Err((i, error)) => return Err(failed_entry(i, entries.get(i), error)),
             }
         }
     };
@@ -192,6 +222,7 @@ async fn transact(
     context: &crate::policy::AccessContext,
     authorization: Option<&HeaderValue>,
     entries: &[Entry],
+    budget: &mut usize,
 ) -> Result<Vec<Value>, (usize, FhirError)> {
     let mut writes = Vec::new();
     let mut positions = Vec::new();
@@ -212,7 +243,7 @@ async fn transact(
     }
     for (i, entry) in entries.iter().enumerate() {
         if entry.method == Method::GET {
-            answers[i] = Some(send(state, authorization, entry).await);
+            answers[i] = Some(send(state, authorization, entry, budget).await);
         }
     }
     Ok(answers.into_iter().flatten().collect())
@@ -227,6 +258,14 @@ fn write(entry: &Entry) -> Result<TxWrite, FhirError> {
         (None, Some(query)) => Some(Target::Criteria(parse_pairs(query.as_bytes()))),
         _ => None,
     };
+    for ignored in ["if-none-match", "if-modified-since"] {
+        if entry.header(ignored).is_some() {
+            return Err(FhirError::BadRequest(format!(
+                "{}: {ignored} is for reads; a write takes ifMatch or ifNoneExist",
+                entry.describe()
+            )));
+        }
+    }
     let resource = || {
         entry
             .resource
@@ -309,13 +348,19 @@ fn written_entry(base: &str, resource_type: &str, done: TxDone) -> Value {
 }
 
 /// The error of the transaction's entry `i`, naming it.
-fn failed_entry(i: usize, entry: &Entry, error: FhirError) -> FhirError {
-    let why = format!(
-        "transaction entry {i} ({}) failed, nothing was written: {error}",
+fn failed_entry(i: usize, entry: Option<&Entry>, error: FhirError) -> FhirError {
+    let Some(entry) = entry else {
+        return error;
+    };
+    let failed = format!(
+        "transaction entry {i} ({}) failed, nothing was written",
         entry.describe()
     );
+    let why = format!("{failed}: {error}");
     match error {
-        FhirError::Invalid { path, .. } => FhirError::invalid(path, why),
+        FhirError::Invalid { path, message } => {
+            FhirError::invalid(path, format!("{failed}: {message}"))
+        }
         FhirError::BadRequest(_) => FhirError::BadRequest(why),
         FhirError::Forbidden(_) => FhirError::Forbidden(why),
         FhirError::NotFound(_) => FhirError::NotFound(why),
@@ -348,7 +393,12 @@ fn status_line(status: StatusCode) -> String {
 
 /// Sends `entry` through this API's routes as a request of its own, with the caller's token;
 /// its answer as a Bundle entry.
-async fn send(state: &FhirState, authorization: Option<&HeaderValue>, entry: &Entry) -> Value {
+async fn send(
+    state: &FhirState,
+    authorization: Option<&HeaderValue>,
+    entry: &Entry,
+    budget: &mut usize,
+) -> Value {
     let uri = match &entry.query {
         Some(query) => format!("/{}?{query}", entry.path),
         None => format!("/{}", entry.path),
@@ -384,10 +434,15 @@ async fn send(state: &FhirState, authorization: Option<&HeaderValue>, entry: &En
     };
     let status = response.status();
     let headers = response.headers().clone();
-    let limit = state.config.max_body_bytes.max(64 << 20);
-    let bytes = axum::body::to_bytes(response.into_body(), limit)
-        .await
-        .unwrap_or_default();
+    let Ok(bytes) = axum::body::to_bytes(response.into_body(), *budget).await else {
+        let error = FhirError::PayloadTooLarge(format!(
+            "{}: the answers of a Bundle may hold {MAX_ANSWER_BYTES} bytes in all, and this one \
+             does not fit: send it on its own",
+            entry.describe()
+        ));
+        return error_entry(&error);
+    };
+    *budget -= bytes.len();
     let body: Option<Value> = serde_json::from_slice(&bytes).ok();
     let mut answer = json!({"response": {"status": status_line(status)}});
     for (name, field) in [(header::LOCATION, "location"), (header::ETAG, "etag")] {

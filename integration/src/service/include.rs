@@ -19,6 +19,9 @@ use crate::store::{Included, Incomplete, Omission, SearchPage, StoredResource};
 /// The most resources `_include` and `_revinclude` add to one page.
 pub const MAX_INCLUDED: usize = 1000;
 
+/// The most resources of sources one include reads by id (each a request to the source).
+const MAX_SOURCE_READS: usize = 20;
+
 /// How many times `:iterate` follows references from what it included.
 const MAX_ROUNDS: usize = 4;
 
@@ -142,6 +145,8 @@ impl FhirService {
         let mut seen: BTreeSet<(&str, String)> = (page.resources.iter())
             .map(|r| (query.type_def.name, r.id.clone()))
             .collect();
+        // What forward includes asked for already: each reference is followed once.
+        let mut asked: BTreeSet<(String, String)> = BTreeSet::new();
         // Per include (by its position): references not resolved, refusals.
         let mut unresolved: BTreeMap<usize, usize> = BTreeMap::new();
         let mut refused: BTreeMap<usize, FhirError> = BTreeMap::new();
@@ -184,8 +189,10 @@ impl FhirService {
                 let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
                 for (_, resource) in from.iter().filter(|(t, _)| *t == include.source.name) {
                     for (target, id) in references(include.source.name, resource, include.param) {
+                        let known = seen.contains(&(target.as_str(), id.clone()));
                         if include.targets(&target)
-                            && !seen.contains(&(target.as_str(), id.clone()))
+                            && !known
+                            && asked.insert((target.clone(), id.clone()))
                         {
                             wanted.entry(target).or_default().insert(id);
                         }
@@ -317,7 +324,8 @@ impl FhirService {
             Filter::Id(ids) => {
                 let (at_sources, home): (Vec<String>, Vec<String>) =
                     ids.into_iter().partition(|id| self.source_of(id).is_some());
-                for id in at_sources {
+                // Each is a request to another organization's system: a few, not hundreds.
+                for id in at_sources.into_iter().take(room.min(MAX_SOURCE_READS)) {
                     let mut inner = Pending::new(context, Interaction::Read, resource_type.name);
                     let read = Box::pin(self.read_checked(
                         context,

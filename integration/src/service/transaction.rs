@@ -154,15 +154,27 @@ impl FhirService {
             creating.insert(i, create);
         }
         for (i, write) in writes.iter_mut().enumerate() {
-            let resource = match write {
+            let resolved = match write {
                 TxWrite::Create { resource, .. }
                 | TxWrite::Update {
                     change: Change::Replace(resource) | Change::Merge(resource),
                     ..
-                } => resource,
+                } => resolve_references(resource, &names, false),
+                // A patch names references as values of its operations, or parts of them.
+                TxWrite::Update {
+                    change: Change::JsonPatch(patch),
+                    ..
+                } => {
+                    let mut operations = serde_json::to_value(&*patch).unwrap_or_default();
+                    let resolved = resolve_references(&mut operations, &names, true);
+                    if let Ok(operations) = serde_json::from_value(operations) {
+                        *patch = operations;
+                    }
+                    resolved
+                }
                 _ => continue,
             };
-            if let Err(unknown) = resolve_references(resource, &names) {
+            if let Err(unknown) = resolved {
                 let error = FhirError::BadRequest(format!(
                     "entry {i} refers to '{unknown}', which is no entry's fullUrl in this transaction"
                 ));
@@ -186,8 +198,12 @@ impl FhirService {
                     continue;
                 }
                 Ok(Step::Planned(plan, audit, created)) => (plan, audit, created),
-                Err(Refusal::Audited(error)) => return Err((i, error)),
+                Err(Refusal::Audited(error)) => {
+                    self.abandon(planned).await;
+                    return Err((i, error));
+                }
                 Err(Refusal::Pending(audit, error)) => {
+                    self.abandon(planned).await;
                     return Err((i, self.refuse(audit, error).await));
                 }
             };
@@ -197,6 +213,7 @@ impl FhirService {
                     "entries {first} and {i} both change {}/{}: one entry per resource",
                     key.0, key.1
                 ));
+                self.abandon(planned).await;
                 return Err((i, self.refuse(audit, error).await));
             }
             planned.push((i, plan, audit, created));
@@ -214,6 +231,7 @@ impl FhirService {
         if let Some((position, error)) = failed {
             drop(tx);
             let (i, _, audit, _) = planned.swap_remove(position);
+            self.abandon(planned).await;
             return Err((i, self.refuse(audit, error).await));
         }
         tx.commit().await.map_err(|e| (0, e.into()))?;
@@ -225,6 +243,17 @@ impl FhirService {
             done.insert(i, result);
         }
         Ok(done.into_values().collect())
+    }
+
+    /// Records the entries planned before the transaction failed as not written: what their
+    /// checks read is in the patients' logs though nothing was changed.
+    async fn abandon(&self, planned: Vec<(usize, Planned, Pending<'_>, bool)>) {
+        for (_, _, audit, _) in planned {
+            let error = FhirError::Conflict(
+                "not written: another entry of the transaction failed, so none was".into(),
+            );
+            self.refuse(audit, error).await;
+        }
     }
 
     /// Plans one entry of a transaction (see [`FhirService::transaction`]).
@@ -397,34 +426,48 @@ impl Planned {
     }
 }
 
-/// Replaces every `reference` in `value` that is a key of `names` (an entry's `fullUrl`) by
-/// what it stands for; a `urn:uuid:` that no entry has is returned.
-fn resolve_references(value: &mut Value, names: &BTreeMap<String, String>) -> Result<(), String> {
+/// Replaces every `reference` in `value` (with `everywhere`, every string) that is a key of
+/// `names` (an entry's `fullUrl`) by what it stands for; a `urn:uuid:` that no entry has is
+/// returned.
+fn resolve_references(
+    value: &mut Value,
+    names: &BTreeMap<String, String>,
+    everywhere: bool,
+) -> Result<(), String> {
     let mut unknown = BTreeSet::new();
-    walk(value, names, &mut unknown);
+    walk(value, names, everywhere, &mut unknown);
     match unknown.into_iter().next() {
         Some(unknown) => Err(unknown),
         None => Ok(()),
     }
 }
 
-fn walk(value: &mut Value, names: &BTreeMap<String, String>, unknown: &mut BTreeSet<String>) {
+fn walk(
+    value: &mut Value,
+    names: &BTreeMap<String, String>,
+    everywhere: bool,
+    unknown: &mut BTreeSet<String>,
+) {
+    let resolve = |reference: &mut String, unknown: &mut BTreeSet<String>| {
+        if let Some(name) = names.get(reference.as_str()) {
+            *reference = name.clone();
+        } else if reference.starts_with("urn:uuid:") {
+            unknown.insert(reference.clone());
+        }
+    };
     match value {
+        Value::String(text) if everywhere => resolve(text, unknown),
         Value::Object(object) => {
             for (key, child) in object.iter_mut() {
                 match child {
-                    Value::String(reference) if key == "reference" => {
-                        if let Some(name) = names.get(reference.as_str()) {
-                            *reference = name.clone();
-                        } else if reference.starts_with("urn:uuid:") {
-                            unknown.insert(reference.clone());
-                        }
-                    }
-                    child => walk(child, names, unknown),
+                    Value::String(reference) if key == "reference" => resolve(reference, unknown),
+                    child => walk(child, names, everywhere, unknown),
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|item| walk(item, names, unknown)),
+        Value::Array(items) => {
+            (items.iter_mut()).for_each(|item| walk(item, names, everywhere, unknown))
+        }
         _ => {}
     }
 }
