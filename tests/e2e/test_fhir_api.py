@@ -463,6 +463,38 @@ def test_a_transaction_bundle_writes_all_or_nothing(server: Server, bp_patient_i
     assert [r.id for r in readings] == [observation["id"]]
 
 
+def test_every_served_resource_is_valid_in_both_r4_model_sets(server: Server, clinician_token: str):
+    """Every type the CapabilityStatement lists, as `up` serves it: each resource of a page
+    parses with fhir.resources' models and with fhirclient's strict R4 models."""
+    import importlib
+
+    http = server.session(clinician_token)
+    officer = server.session(server.token("security-officer", sub="e2e-officer"))
+    statement = http.get(f"{server.base}/metadata", timeout=30).json()
+    checked = {}
+    for resource in statement["rest"][0]["resource"]:
+        resource_type = resource["type"]
+        bundle = http.get(f"{server.base}/{resource_type}", params={"_count": 50}, timeout=60)
+        if resource_type in ("Consent", "AuditEvent"):
+            # A patient's consents and log are theirs and the security officers', not a
+            # clinician's.
+            assert bundle.status_code == 403, bundle.text
+            bundle = officer.get(f"{server.base}/{resource_type}", params={"_count": 50}, timeout=60)
+        assert bundle.status_code == 200, f"{resource_type}: {bundle.text}"
+        model = getattr(importlib.import_module(f"fhirclient.models.{resource_type.lower()}"), resource_type)
+        entries = [e["resource"] for e in bundle.json().get("entry", []) if e["search"]["mode"] == "match"]
+        for data in entries:
+            validate(data, resource_type)
+            try:
+                model(jsondict=data, strict=True)
+            except Exception as error:  # fhirclient raises FHIRValidationError with every problem
+                pytest.fail(f"{resource_type}/{data.get('id')} fails fhirclient's R4 model: {error}")
+        checked[resource_type] = len(entries)
+    # The generated world holds data of the clinical types, not only the audit trail.
+    for resource_type in ("Patient", "Observation", "Condition", "Encounter", "Organization", "AuditEvent"):
+        assert checked.get(resource_type), f"no {resource_type} served: {checked}"
+
+
 def test_create_answers_201_with_location_and_etag(
     server: Server, citizen_token: str, citizen_patient_id: str
 ):
