@@ -25,7 +25,7 @@ use crate::policy::{AccessContext, AppIdentity};
 use crate::query::{MAX_OFFSET, PageLimits, served_type};
 use crate::service::{Change, Creation, FhirService, Written};
 use crate::shape::{Presentation, PresentationParams, admits_json, check_format, json_only};
-use crate::store::{Incomplete, Omission, StoredResource};
+use crate::store::{Incomplete, Omission, StoredResource, Version};
 
 /// Settings of the FHIR API.
 #[derive(Debug, Clone)]
@@ -168,6 +168,7 @@ fn interactions() -> Router<FhirState> {
         )
         .route("/{resource_type}/_search", post(search_post))
         .route("/{resource_type}/$validate", post(validate_resource))
+        .route("/{resource_type}/_history", get(type_history))
         .route(
             "/{resource_type}/{id}",
             get(read).put(update).patch(patch).delete(delete),
@@ -280,7 +281,15 @@ async fn history(
     RawQuery(query): RawQuery,
     Caller(context): Caller,
 ) -> Result<Response, FhirError> {
-    let page = history_page(query.as_deref(), state.service.page_limits());
+    let page = history_page(query.as_deref(), state.service.page_limits()).and_then(|page| {
+        match page.since {
+            Some(_) => Err(FhirError::BadRequest(
+                "_since is for the history of a type; a resource's history is short: read it whole"
+                    .into(),
+            )),
+            None => Ok((page.count, page.offset)),
+        }
+    });
     let (count, offset) = match page {
         Ok(page) => page,
         Err(error) => {
@@ -292,30 +301,8 @@ async fn history(
         .history(&context, &resource_type, &id, (count, offset))
         .await?;
     let base = &state.config.base_url;
-    let entries: Vec<Value> = versions
-        .into_iter()
-        .map(|version| {
-            let number = version.version_id;
-            let url = format!("{base}/{resource_type}/{id}/_history/{number}");
-            let modified = chrono::DateTime::from_timestamp_millis(version.last_updated)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-            let (method, request_url, status) = match (&version.content, number) {
-                (None, _) => ("DELETE", format!("{resource_type}/{id}"), "204"),
-                (Some(_), 1) => ("POST", resource_type.clone(), "201"),
-                (Some(_), _) => ("PUT", format!("{resource_type}/{id}"), "200"),
-            };
-            let mut entry = json!({
-                "fullUrl": url,
-                "request": {"method": method, "url": request_url},
-                "response": {"status": status, "etag": format!("W/\"{number}\""), "lastModified": modified},
-            });
-            if let Some(content) = &version.content
-                && let Ok(resource) = serde_json::from_str::<Value>(content)
-            {
-                entry["resource"] = resource;
-            }
-            entry
-        })
+    let entries: Vec<Value> = (versions.into_iter())
+        .map(|version| history_entry(base, (&resource_type, &id), version))
         .collect();
     let link = |offset: usize| {
         format!("{base}/{resource_type}/{id}/_history?_count={count}&_offset={offset}")
@@ -331,9 +318,78 @@ async fn history(
     Ok(fhir_json(StatusCode::OK, bundle.to_string()))
 }
 
+/// A version as an entry of a history Bundle: how it came to be, and the resource (unless it
+/// is a deletion).
+fn history_entry(base: &str, (resource_type, id): (&str, &str), version: Version) -> Value {
+    let number = version.version_id;
+    let url = format!("{base}/{resource_type}/{id}/_history/{number}");
+    let modified = chrono::DateTime::from_timestamp_millis(version.last_updated)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let (method, request_url, status) = match (&version.content, number) {
+        (None, _) => ("DELETE", format!("{resource_type}/{id}"), "204"),
+        (Some(_), 1) => ("POST", resource_type.to_owned(), "201"),
+        (Some(_), _) => ("PUT", format!("{resource_type}/{id}"), "200"),
+    };
+    let mut entry = json!({
+        "fullUrl": url,
+        "request": {"method": method, "url": request_url},
+        "response": {"status": status, "etag": format!("W/\"{number}\""), "lastModified": modified},
+    });
+    if let Some(content) = &version.content
+        && let Ok(resource) = serde_json::from_str::<Value>(content)
+    {
+        entry["resource"] = resource;
+    }
+    entry
+}
+
+/// `GET [type]/_history`: the versions of a type the caller may read, newest first, in pages
+/// (`_count`, `_offset` as the `next` link gives it; `_since` for those written since).
+async fn type_history(
+    State(state): State<FhirState>,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+    Caller(context): Caller,
+) -> Result<Response, FhirError> {
+    let asked = history_page(query.as_deref(), state.service.page_limits());
+    let HistoryPage {
+        count,
+        offset,
+        since,
+    } = match asked {
+        Ok(asked) => asked,
+        Err(error) => {
+            let refused = (Interaction::Search, resource_type.as_str(), None);
+            return Err(state.service.refused(&context, refused, error).await);
+        }
+    };
+    let (versions, next) = (state.service)
+        .type_history(&context, &resource_type, (count, offset), since)
+        .await?;
+    let base = &state.config.base_url;
+    let entries: Vec<Value> = (versions.into_iter())
+        .map(|(id, version)| history_entry(base, (&resource_type, &id), version))
+        .collect();
+    let link = |offset: usize| {
+        let mut url = format!("{base}/{resource_type}/_history?_count={count}&_offset={offset}");
+        if let Some(since) = since {
+            url.push_str(&format!("&_since={}", crate::date::instant(since)));
+        }
+        url
+    };
+    let mut links = vec![json!({"relation": "self", "url": link(offset)})];
+    if let Some(next) = next {
+        links.push(json!({"relation": "next", "url": link(next)}));
+    }
+    let bundle =
+        json!({"resourceType": "Bundle", "type": "history", "link": links, "entry": entries});
+    Ok(fhir_json(StatusCode::OK, bundle.to_string()))
+}
+
 /// The page `_history` is asked for: `_count` (clamped to the largest page) and `_offset`.
-fn history_page(query: Option<&str>, limits: PageLimits) -> Result<(usize, usize), FhirError> {
+fn history_page(query: Option<&str>, limits: PageLimits) -> Result<HistoryPage, FhirError> {
     let (mut count, mut offset) = (limits.default_count.min(limits.max_count), 0);
+    let mut since = None;
     for (name, value) in parse_pairs(query.unwrap_or_default().as_bytes()) {
         let number = || {
             value.parse::<usize>().map_err(|_| {
@@ -345,15 +401,35 @@ fn history_page(query: Option<&str>, limits: PageLimits) -> Result<(usize, usize
         match name.as_str() {
             "_count" => count = number()?.clamp(1, limits.max_count),
             "_offset" => offset = number()?.min(MAX_OFFSET),
+            "_since" => {
+                let at = crate::date::parse(&value).filter(|_| value.len() > 10);
+                since = Some(at.map(|at| at.lo).ok_or_else(|| {
+                    FhirError::BadRequest(format!(
+                        "_since must be an instant like 2024-03-01T10:00:00Z, not '{value}'"
+                    ))
+                })?);
+            }
             "_format" => {}
             _ => {
                 return Err(FhirError::BadRequest(format!(
-                    "_history takes no parameter '{name}': only _count and _offset"
+                    "_history takes no parameter '{name}': only _count, _offset and _since"
                 )));
             }
         }
     }
-    Ok((count, offset))
+    Ok(HistoryPage {
+        count,
+        offset,
+        since,
+    })
+}
+
+/// What a `_history` request asks for.
+struct HistoryPage {
+    count: usize,
+    offset: usize,
+    /// Only versions written at or after this instant (epoch ms).
+    since: Option<i64>,
 }
 
 /// `vread`: a version of a resource, the current one or one kept in its history.
@@ -1176,6 +1252,7 @@ pub fn capability_statement(
                 interactions.push(json!({"code": "patch"}));
                 interactions.push(json!({"code": "delete"}));
             }
+            interactions.push(json!({"code": "history-type"}));
             let mut params =
                 vec![json!({"name": "_id", "type": "token", "documentation": "The resource id"})];
             params.extend(t.all_params().map(

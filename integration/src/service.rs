@@ -115,6 +115,20 @@ impl Planned {
     }
 }
 
+/// The most versions one page of a type's `_history` looks at.
+pub const MAX_HISTORY_SCAN: usize = 5000;
+
+/// What decides which versions of a type's `_history` a caller may read.
+struct Readable {
+    /// The caller's constraints on the type, and no filter of its own.
+    query: SearchQuery,
+    /// Who asks, for the patients' consents.
+    actors: Vec<String>,
+    now: i64,
+    /// Patients whose consent was looked at: whether it denies the caller.
+    denied: std::collections::BTreeMap<String, bool>,
+}
+
 /// What the search of a conditional create found.
 enum Found {
     /// The one match.
@@ -698,6 +712,124 @@ impl FhirService {
         }
         .await;
         self.finish(audit, result).await
+    }
+
+    /// The `_history` of a whole type: the versions the caller may read — each held to the
+    /// caller's constraints and compartment as it was, and to its patient's consent; a
+    /// deletion when the version it ended was — newest first, `count` from `offset` in the
+    /// order of all versions, written at or after `since`. A page scans at most
+    /// [`MAX_HISTORY_SCAN`] versions; answers those read, and where the next page starts
+    /// (`None` at the end).
+    pub async fn type_history(
+        &self,
+        context: &AccessContext,
+        resource_type: &str,
+        (count, offset): (usize, usize),
+        since: Option<i64>,
+    ) -> Result<(Vec<(String, Version)>, Option<usize>), FhirError> {
+        self.admit(context)?;
+        let mut audit = Pending::new(context, Interaction::Search, resource_type);
+        audit.query = Some("_history".into());
+        let result = async {
+            let type_def = served_type(resource_type)?;
+            let groups = authorize(context, Interaction::Read, type_def)?;
+            let confined = confined_patient(&groups).map(str::to_owned);
+            if let Some(patient) = &confined {
+                audit.patients = vec![patient.clone()];
+                self.check_consent(context, Some(type_def), patient).await?;
+            }
+            let mut query = self.id_query(type_def, "", groups);
+            query.filters.clear();
+            let mut readable = Readable {
+                query,
+                actors: context.consent_actors(),
+                now: date::now_ms(),
+                denied: std::collections::BTreeMap::new(),
+            };
+            let mut kept = Vec::new();
+            let mut scanned = offset;
+            const BATCH: usize = 200;
+            loop {
+                let batch = (self.store)
+                    .type_history(type_def.name, confined.as_deref(), since, (BATCH, scanned))
+                    .await?;
+                let last = batch.len() < BATCH;
+                for (id, version) in batch {
+                    scanned += 1;
+                    if self.version_readable(&mut readable, &id, &version).await? {
+                        if let Some(patient) = &version.patient_id {
+                            for list in [&mut audit.patients, &mut audit.stored] {
+                                if !list.contains(patient) {
+                                    list.push(patient.clone());
+                                }
+                            }
+                        }
+                        kept.push((id, version));
+                        if kept.len() == count {
+                            return Ok((kept, Some(scanned)));
+                        }
+                    }
+                }
+                if last {
+                    return Ok((kept, None));
+                }
+                if scanned - offset >= MAX_HISTORY_SCAN {
+                    return Ok((kept, Some(scanned)));
+                }
+            }
+        }
+        .await;
+        self.finish(audit, result).await
+    }
+
+    /// Whether the caller of `readable` may read `version` of resource `id`: held to their
+    /// constraints and to its patient's consent; a deletion when the version it ended is.
+    async fn version_readable(
+        &self,
+        readable: &mut Readable,
+        id: &str,
+        version: &Version,
+    ) -> Result<bool, FhirError> {
+        let resource_type = readable.query.type_def.name;
+        let content = match &version.content {
+            Some(content) => content.clone(),
+            None => match (self.store)
+                .version(resource_type, id, version.version_id - 1)
+                .await?
+                .and_then(|ended| ended.content)
+            {
+                Some(content) => content,
+                None => return Ok(false),
+            },
+        };
+        let Ok(json) = serde_json::from_str::<Value>(&content) else {
+            return Ok(false);
+        };
+        let Ok(rows) = crate::params::index(resource_type, id, &json) else {
+            return Ok(false);
+        };
+        if !satisfies(&readable.query, id, &rows, Quantifier::Any) {
+            return Ok(false);
+        }
+        let Some(patient) = rows.patient_id else {
+            return Ok(true);
+        };
+        if readable.actors.is_empty() {
+            return Ok(true);
+        }
+        if let Some(denied) = readable.denied.get(&patient) {
+            return Ok(!denied);
+        }
+        let denied = (self.store)
+            .consent_denies(
+                &readable.actors,
+                Some(resource_type),
+                &patient,
+                readable.now,
+            )
+            .await?;
+        readable.denied.insert(patient, denied);
+        Ok(!denied)
     }
 
     /// `version` of `resource_type/id`, when the caller's constraints allow it as it was and

@@ -728,6 +728,59 @@ impl EmbeddedStore {
         Ok(count as usize)
     }
 
+    /// The versions of every `resource_type` (current and kept, deletions included), newest
+    /// first by when they were written (ties by id, then version, newest first), from
+    /// `offset` on, at most `limit`: only those in `patient`'s compartment when given, and
+    /// only those written at or after `since`.
+    pub async fn type_history(
+        &self,
+        resource_type: &str,
+        patient: Option<&str>,
+        since: Option<i64>,
+        (limit, offset): (usize, usize),
+    ) -> Result<Vec<(String, Version)>, FhirError> {
+        let mut sql = self
+            .db
+            .sql("SELECT id, version_id, last_updated, patient_id, content FROM (");
+        for (i, table) in ["resources", "resource_history"].into_iter().enumerate() {
+            if i > 0 {
+                sql.push(" UNION ALL ");
+            }
+            sql.push(&format!(
+                "SELECT id, version_id, last_updated, patient_id, content FROM {table} WHERE resource_type = "
+            ))
+            .bind(resource_type);
+            if let Some(patient) = patient {
+                sql.push(" AND patient_id = ").bind(patient);
+            }
+            if let Some(since) = since {
+                sql.push(" AND last_updated >= ").bind(since);
+            }
+        }
+        sql.push(") v ORDER BY last_updated DESC, id");
+        if self.db.backend() == Backend::Postgres {
+            sql.push(" COLLATE \"C\"");
+        }
+        sql.push(", version_id DESC LIMIT ")
+            .bind(limit as i64)
+            .push(" OFFSET ")
+            .bind(offset as i64);
+        let rows = sql.query().fetch_all(self.db.pool()).await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let id: String = row.get(0);
+                let version = Version {
+                    version_id: row.get(1),
+                    last_updated: row.get(2),
+                    patient_id: row.get(3),
+                    content: row.get(4),
+                };
+                (id, version)
+            })
+            .collect())
+    }
+
     /// Version `version_id` of `resource_type/id`, when kept in its history.
     pub async fn version(
         &self,

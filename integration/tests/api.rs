@@ -261,6 +261,7 @@ async fn metadata_describes_the_server(h: Harness) {
         "update",
         "patch",
         "delete",
+        "history-type",
     ];
     assert_eq!(interactions(find("Observation")), writable);
     assert_eq!(find("Observation")["conditionalDelete"], "single");
@@ -280,7 +281,13 @@ async fn metadata_describes_the_server(h: Harness) {
     );
     assert_eq!(
         interactions(find("Patient")),
-        ["read", "vread", "history-instance", "search-type"]
+        [
+            "read",
+            "vread",
+            "history-instance",
+            "search-type",
+            "history-type"
+        ]
     );
     assert_eq!(interactions(find("Consent")), writable);
     assert_eq!(

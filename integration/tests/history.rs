@@ -1,0 +1,165 @@
+//! The `_history` of a whole type: every version the caller may read (as it was, in their
+//! compartment, under the patients' consent), deletions included, newest first and in pages.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use healthcloud_platform::auth::Role;
+use serde_json::{Value, json};
+
+on_both_backends!(a_types_history_holds_what_the_caller_may_read_newest_first);
+
+fn reading(patient: &str, value: &str) -> Value {
+    json!({"resourceType": "Observation", "status": "final",
+        "identifier": [{"system": "urn:test", "value": value}],
+        "code": {"coding": [{"system": LOINC, "code": "8867-4"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "valueQuantity": {"value": 60, "unit": "/min"}})
+}
+
+/// `(method, id)` of each entry.
+fn described(bundle: &Value) -> Vec<(String, String)> {
+    (bundle["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter())
+    .map(|e| {
+        let url = e["fullUrl"].as_str().unwrap();
+        let id = url.split('/').rev().nth(2).unwrap().to_owned();
+        (e["request"]["method"].as_str().unwrap().to_owned(), id)
+    })
+    .collect()
+}
+
+async fn a_types_history_holds_what_the_caller_may_read_newest_first(h: Harness) {
+    let writer = h.token(
+        Role::Clinician,
+        None,
+        Some("user/*.rs user/Observation.cud"),
+    );
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut ids = Vec::new();
+    for (patient, value) in [("pat-a", "h-a"), ("pat-b", "h-b")] {
+        let created = h
+            .request(
+                "POST",
+                "Observation",
+                Some(&writer),
+                Some(reading(patient, value)),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        ids.push(created.body["id"].as_str().unwrap().to_owned());
+        // Each write its own millisecond: the order is by when they were written.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut changed = reading("pat-a", "h-a");
+    changed["id"] = json!(ids[0]);
+    changed["status"] = json!("amended");
+    let path = format!("Observation/{}", ids[0]);
+    let response = h.request("PUT", &path, Some(&writer), Some(changed)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let path = format!("Observation/{}", ids[1]);
+    let response = h.request("DELETE", &path, Some(&writer), None).await;
+    assert_eq!(response.status, StatusCode::NO_CONTENT);
+
+    let since = since.replace('+', "%2B");
+    let history = h
+        .get(
+            &format!("Observation/_history?_since={since}"),
+            &h.clinician(),
+        )
+        .await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    assert_eq!(history.body["type"], "history");
+    let expected: Vec<(String, String)> = [
+        ("DELETE", &ids[1]),
+        ("PUT", &ids[0]),
+        ("POST", &ids[1]),
+        ("POST", &ids[0]),
+    ]
+    .iter()
+    .map(|(m, id)| (m.to_string(), id.to_string()))
+    .collect();
+    assert_eq!(described(&history.body), expected);
+
+    // In pages, following `next`.
+    let mut seen = Vec::new();
+    let mut url = format!("Observation/_history?_since={since}&_count=1");
+    for _ in 0..10 {
+        let page = h.get(&url, &h.clinician()).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        seen.extend(described(&page.body));
+        let next = (page.body["link"].as_array().unwrap().iter())
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str().map(str::to_owned));
+        match next {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+
+    // A citizen sees their own record's versions only.
+    let own = h
+        .get(
+            &format!("Observation/_history?_since={since}"),
+            &h.citizen("pat-a"),
+        )
+        .await;
+    assert_eq!(
+        described(&own.body),
+        [
+            ("PUT".into(), ids[0].clone()),
+            ("POST".into(), ids[0].clone())
+        ]
+    );
+    // A clinician pat-b opted out of observations sees none of pat-b's, deleted or not.
+    let response = h
+        .opt_out(
+            &h.citizen("pat-b"),
+            "pat-b",
+            "Organization/gp-1",
+            &["Observation"],
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+    let opted_out = h
+        .get(
+            &format!("Observation/_history?_since={since}"),
+            &h.clinician_of("gp-1"),
+        )
+        .await;
+    assert_eq!(
+        described(&opted_out.body),
+        [
+            ("PUT".into(), ids[0].clone()),
+            ("POST".into(), ids[0].clone())
+        ]
+    );
+    // What is asked is checked.
+    for bad in [
+        "Observation/_history?_since=yesterday",
+        "Observation/_history?code=x",
+        "Observation/a-bp-1/_history?_since=2024-01-01T00:00:00Z",
+    ] {
+        let response = h.get(bad, &h.clinician()).await;
+        assert_eq!(
+            response.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            response.body
+        );
+    }
+    // Without read access to the type, no history.
+    let response = h
+        .get(
+            "Observation/_history",
+            &h.token(Role::Clinician, None, Some("user/Patient.rs")),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN);
+}
