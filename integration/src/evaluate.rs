@@ -46,8 +46,20 @@ fn allows(
 
 /// One index value of a resource: a token row or a date row.
 enum Indexed<'a> {
-    Token { system: &'a str, value: &'a str },
-    Date { lo: i64, hi: i64 },
+    Token {
+        system: &'a str,
+        value: &'a str,
+    },
+    Date {
+        lo: i64,
+        hi: i64,
+    },
+    Quantity {
+        system: &'a str,
+        code: &'a str,
+        lo: i64,
+        hi: i64,
+    },
 }
 
 fn holds(
@@ -81,6 +93,16 @@ fn holds(
             .iter()
             .filter(|(param, _, _)| *param == def.name)
             .map(|(_, lo, hi)| Indexed::Date { lo: *lo, hi: *hi })
+            .collect()
+    } else if def.kind == ParamKind::Quantity {
+        (rows.quantities.iter())
+            .filter(|(param, ..)| *param == def.name)
+            .map(|(_, system, code, lo, hi)| Indexed::Quantity {
+                system,
+                code,
+                lo: *lo,
+                hi: *hi,
+            })
             .collect()
     } else {
         let tokens = match mode {
@@ -136,21 +158,45 @@ fn value_matches(mode: Match, value: &Value, row: &Indexed<'_>) -> bool {
                     })
         }
         (Value::Date(prefix, range), Indexed::Date { lo, hi }) => {
-            let within = *lo >= range.lo && *hi <= range.hi;
-            match prefix {
-                Prefix::Eq => within,
-                Prefix::Ne => !within,
-                Prefix::Gt => *hi > range.hi,
-                Prefix::Lt => *lo < range.lo,
-                Prefix::Ge => *hi > range.hi || within,
-                Prefix::Le => *lo < range.lo || within,
-                Prefix::Sa => *lo > range.hi,
-                Prefix::Eb => *hi < range.lo,
-                Prefix::Ap => *hi >= range.lo && *lo <= range.hi,
-            }
+            compares(*prefix, range, *lo, *hi)
+        }
+        (
+            Value::Quantity {
+                prefix,
+                range,
+                system,
+                code,
+            },
+            Indexed::Quantity {
+                system: s,
+                code: c,
+                lo,
+                hi,
+            },
+        ) => {
+            system.as_deref().is_none_or(|system| system == *s)
+                && code.as_deref().is_none_or(|code| code == *c)
+                && compares(*prefix, range, *lo, *hi)
         }
         // A value of another kind than the parameter's never matches (the parser does not
         // produce one).
         _ => false,
+    }
+}
+
+/// Whether an indexed range `lo`…`hi` compares with `range` as `prefix` asks (as
+/// `store::push_range` decides it in SQL).
+fn compares(prefix: Prefix, range: &crate::date::DateRange, lo: i64, hi: i64) -> bool {
+    let within = lo >= range.lo && hi <= range.hi;
+    match prefix {
+        Prefix::Eq => within,
+        Prefix::Ne => !within,
+        Prefix::Gt => hi > range.hi,
+        Prefix::Lt => lo < range.lo,
+        Prefix::Ge => hi > range.hi || within,
+        Prefix::Le => lo < range.lo || within,
+        Prefix::Sa => lo > range.hi,
+        Prefix::Eb => hi < range.lo,
+        Prefix::Ap => hi >= range.lo && lo <= range.hi,
     }
 }

@@ -23,6 +23,9 @@ pub enum ParamKind {
     Date,
     /// URIs, matched exactly or with `:below` (the URI and everything under it).
     Uri,
+    /// Quantities (`value` with its `system` and `code`), compared as numbers with the date
+    /// prefixes.
+    Quantity,
 }
 
 impl ParamKind {
@@ -34,6 +37,7 @@ impl ParamKind {
             ParamKind::String => "string",
             ParamKind::Date => "date",
             ParamKind::Uri => "uri",
+            ParamKind::Quantity => "quantity",
         }
     }
 }
@@ -225,6 +229,18 @@ pub static TYPES: &[TypeDef] = &[
                 TOKEN,
                 &["code", "component.code"],
                 "The code of the observation or of one of its components",
+            ),
+            p(
+                "value-quantity",
+                ParamKind::Quantity,
+                &["valueQuantity"],
+                "Its value, as [prefix]number[|system|code] (e.g. ge7.5|http://unitsofmeasure.org|mmol/L)",
+            ),
+            p(
+                "component-value-quantity",
+                ParamKind::Quantity,
+                &["component.valueQuantity"],
+                "The value of one of its components, as [prefix]number[|system|code]",
             ),
         ],
     },
@@ -927,6 +943,8 @@ pub struct IndexRows {
     pub reference_identifiers: Vec<(&'static str, String, String)>,
     /// `(param, lo, hi)`.
     pub dates: Vec<(&'static str, i64, i64)>,
+    /// `(param, system, code, lo, hi)`: quantities in millionths of their unit.
+    pub quantities: Vec<(&'static str, String, String, i64, i64)>,
     /// The patient whose compartment holds the resource.
     pub patient_id: Option<String>,
     /// The resource's primary date, for `_sort=date`.
@@ -1028,6 +1046,25 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
                         rows.tokens
                             .push((param.name, crate::text::EXACT.to_owned(), s.to_owned()));
                     }),
+                    ParamKind::Quantity => {
+                        let number = value.get("value").and_then(Value::as_f64);
+                        if let Some(scaled) = number.and_then(millionths) {
+                            let text = |key: &str| {
+                                value.get(key).and_then(Value::as_str).unwrap_or_default()
+                            };
+                            let code = match text("code") {
+                                "" => text("unit"),
+                                code => code,
+                            };
+                            rows.quantities.push((
+                                param.name,
+                                text("system").to_owned(),
+                                code.to_owned(),
+                                scaled,
+                                scaled,
+                            ));
+                        }
+                    }
                     ParamKind::Date => {
                         if let Some(range) = date_range(value) {
                             if param.name == "date" && rows.sort_date.is_none() {
@@ -1052,6 +1089,8 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
     rows.reference_identifiers.dedup();
     rows.dates.sort_unstable();
     rows.dates.dedup();
+    rows.quantities.sort_unstable();
+    rows.quantities.dedup();
     Ok(rows)
 }
 
@@ -1158,6 +1197,12 @@ fn strings(value: &Value, emit: &mut impl FnMut(&str)) {
         }
         _ => {}
     }
+}
+
+/// `value` in millionths, when it is a number that fits.
+pub fn millionths(value: f64) -> Option<i64> {
+    let scaled = (value * 1_000_000.0).round();
+    (scaled.is_finite() && scaled.abs() < 9.0e18).then_some(scaled as i64)
 }
 
 fn date_range(value: &Value) -> Option<date::DateRange> {

@@ -74,6 +74,18 @@ pub enum Value {
     Text(String),
     /// A date comparison.
     Date(Prefix, DateRange),
+    /// A quantity comparison: the range in millionths, and the unit when given.
+    Quantity {
+        /// The comparison.
+        prefix: Prefix,
+        /// What is compared with, in millionths (for `eq`, `ne` and `ap` the value's implied
+        /// precision; otherwise the value itself).
+        range: DateRange,
+        /// The unit's system, when given.
+        system: Option<String>,
+        /// The unit's code, when given.
+        code: Option<String>,
+    },
 }
 
 /// How a parameter's values match (the modifier).
@@ -832,6 +844,27 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
     Ok(Filter::Param { def, mode, values })
 }
 
+/// The comparison prefix of a date or number value (`eq` when it has none), and the rest;
+/// `None` for an unknown prefix.
+fn prefix_of(raw: &str) -> Option<(Prefix, &str)> {
+    const PREFIXES: [(&str, Prefix); 9] = [
+        ("eq", Prefix::Eq),
+        ("ne", Prefix::Ne),
+        ("gt", Prefix::Gt),
+        ("lt", Prefix::Lt),
+        ("ge", Prefix::Ge),
+        ("le", Prefix::Le),
+        ("sa", Prefix::Sa),
+        ("eb", Prefix::Eb),
+        ("ap", Prefix::Ap),
+    ];
+    match raw.starts_with(|c: char| c.is_ascii_lowercase()) {
+        true => (PREFIXES.iter())
+            .find_map(|(name, prefix)| raw.strip_prefix(name).map(|rest| (*prefix, rest))),
+        false => Some((Prefix::Eq, raw)),
+    }
+}
+
 fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
     let bad =
         |why: &str| FhirError::BadRequest(format!("bad value '{raw}' for '{}': {why}", def.name));
@@ -871,28 +904,47 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
         }
         ParamKind::String => Ok(Value::Text(raw.to_owned())),
         ParamKind::Uri => Ok(Value::Uri(raw.to_owned())),
-        ParamKind::Date => {
-            let prefixes = [
-                ("eq", Prefix::Eq),
-                ("ne", Prefix::Ne),
-                ("gt", Prefix::Gt),
-                ("lt", Prefix::Lt),
-                ("ge", Prefix::Ge),
-                ("le", Prefix::Le),
-                ("sa", Prefix::Sa),
-                ("eb", Prefix::Eb),
-                ("ap", Prefix::Ap),
-            ];
-            let (prefix, rest) = if raw.starts_with(|c: char| c.is_ascii_lowercase()) {
-                prefixes
-                    .iter()
-                    .find_map(|(name, prefix)| raw.strip_prefix(name).map(|rest| (*prefix, rest)))
-                    .ok_or_else(|| {
-                        bad("supported prefixes are eq, ne, gt, lt, ge, le, sa, eb, ap")
-                    })?
-            } else {
-                (Prefix::Eq, raw)
+        ParamKind::Quantity => {
+            let mut parts = raw.splitn(3, '|');
+            let number = parts.next().unwrap_or_default();
+            let (system, code) = (parts.next(), parts.next());
+            let (prefix, number) = prefix_of(number)
+                .ok_or_else(|| bad("supported prefixes are eq, ne, gt, lt, ge, le, sa, eb, ap"))?;
+            let value: f64 = number
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && !number.contains(['e', 'E']))
+                .ok_or_else(|| bad("expected [prefix]number[|system|code], e.g. ge7.5|http://unitsofmeasure.org|mmol/L"))?;
+            // `100` means 99.5 up to 100.5, `100.0` 99.95 up to 100.05.
+            let decimals = number.split_once('.').map_or(0, |(_, d)| d.len());
+            let half = 0.5 * 10f64.powi(-(decimals.min(6) as i32));
+            let half = match prefix {
+                Prefix::Eq | Prefix::Ne => half,
+                Prefix::Ap => half.max(value.abs() / 10.0),
+                _ => 0.0,
             };
+            let scaled = |v: f64| crate::params::millionths(v).ok_or_else(|| bad("out of range"));
+            let range = match half {
+                0.0 => DateRange {
+                    lo: scaled(value)?,
+                    hi: scaled(value)?,
+                },
+                _ => DateRange {
+                    lo: scaled(value - half)?,
+                    hi: scaled(value + half)? - 1,
+                },
+            };
+            let unit = |part: Option<&str>| part.filter(|p| !p.is_empty()).map(str::to_owned);
+            Ok(Value::Quantity {
+                prefix,
+                range,
+                system: unit(system),
+                code: unit(code),
+            })
+        }
+        ParamKind::Date => {
+            let (prefix, rest) = prefix_of(raw)
+                .ok_or_else(|| bad("supported prefixes are eq, ne, gt, lt, ge, le, sa, eb, ap"))?;
             let mut range = date::parse(rest).ok_or_else(|| {
                 bad("expected a FHIR date like 2024, 2024-03, 2024-03-01 or 2024-03-01T10:00:00Z")
             })?;

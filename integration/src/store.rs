@@ -41,6 +41,9 @@ impl Version {
     }
 }
 
+/// The tables of the search index, each row naming its resource.
+const INDEX_TABLES: [&str; 3] = ["search_token", "search_date", "search_quantity"];
+
 /// A stored resource as the store returns it.
 #[derive(Debug, Clone)]
 pub struct StoredResource {
@@ -429,6 +432,32 @@ impl EmbeddedStore {
             },
         )
         .await?;
+        let quantities: Vec<_> = items
+            .iter()
+            .flat_map(|item| item.2.quantities.iter().map(move |q| (item, q)))
+            .collect();
+        insert_rows(
+            &self.db,
+            tx,
+            "INSERT INTO search_quantity (resource_type, resource_id, param, system, code, lo, hi) VALUES ",
+            &quantities,
+            |sql, (item, (param, system, code, lo, hi))| {
+                sql.bind(item.0)
+                    .push(", ")
+                    .bind(item.1)
+                    .push(", ")
+                    .bind(*param)
+                    .push(", ")
+                    .bind(system.as_str())
+                    .push(", ")
+                    .bind(code.as_str())
+                    .push(", ")
+                    .bind(*lo)
+                    .push(", ")
+                    .bind(*hi);
+            },
+        )
+        .await?;
         let dates: Vec<_> = items
             .iter()
             .flat_map(|item| item.2.dates.iter().map(move |d| (item, d)))
@@ -533,7 +562,7 @@ impl EmbeddedStore {
                         .bind(id)
                         .execute(&mut *tx.tx)
                         .await?;
-                        for table in ["search_token", "search_date"] {
+                        for table in INDEX_TABLES {
                             sqlx::query(&format!(
                                 "DELETE FROM {table} WHERE resource_type = $1 AND resource_id = $2"
                             ))
@@ -578,7 +607,7 @@ impl EmbeddedStore {
         resource_type: &str,
         id: &str,
     ) -> Result<bool, FhirError> {
-        for table in ["search_token", "search_date"] {
+        for table in INDEX_TABLES {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE resource_type = $1 AND resource_id = $2"
             ))
@@ -1060,10 +1089,10 @@ fn push_filter(
         sql.push(")");
         return;
     }
-    let table = if def.kind == ParamKind::Date {
-        "search_date"
-    } else {
-        "search_token"
+    let table = match def.kind {
+        ParamKind::Date => "search_date",
+        ParamKind::Quantity => "search_quantity",
+        _ => "search_token",
     };
     // Identifiers inside references live under their own name, out of reach of a search by id.
     let param = match mode {
@@ -1082,7 +1111,7 @@ fn push_filter(
     if quantifier == Quantifier::Every {
         sql.push("(");
     }
-    if narrowed || def.kind == ParamKind::Date {
+    if narrowed || matches!(def.kind, ParamKind::Date | ParamKind::Quantity) {
         // A patient narrows the rows to a few hundred: probe each one's index rows.
         sql.push(&format!(
             "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = "
@@ -1166,51 +1195,69 @@ fn push_values(sql: &mut Sql, mode: Match, values: &[QueryValue]) {
                 }
                 sql.push(")");
             }
-            QueryValue::Date(prefix, range) => {
-                match prefix {
-                    Prefix::Eq => sql
-                        .push(" AND x.lo >= ")
-                        .bind(range.lo)
-                        .push(" AND x.hi <= ")
-                        .bind(range.hi),
-                    Prefix::Ne => sql
-                        .push(" AND NOT (x.lo >= ")
-                        .bind(range.lo)
-                        .push(" AND x.hi <= ")
-                        .bind(range.hi)
-                        .push(")"),
-                    Prefix::Gt => sql.push(" AND x.hi > ").bind(range.hi),
-                    Prefix::Lt => sql.push(" AND x.lo < ").bind(range.lo),
-                    // ge/le: the target reaches beyond the value, or lies within it.
-                    Prefix::Ge => sql
-                        .push(" AND (x.hi > ")
-                        .bind(range.hi)
-                        .push(" OR (x.lo >= ")
-                        .bind(range.lo)
-                        .push(" AND x.hi <= ")
-                        .bind(range.hi)
-                        .push("))"),
-                    Prefix::Le => sql
-                        .push(" AND (x.lo < ")
-                        .bind(range.lo)
-                        .push(" OR (x.lo >= ")
-                        .bind(range.lo)
-                        .push(" AND x.hi <= ")
-                        .bind(range.hi)
-                        .push("))"),
-                    Prefix::Sa => sql.push(" AND x.lo > ").bind(range.hi),
-                    Prefix::Eb => sql.push(" AND x.hi < ").bind(range.lo),
-                    Prefix::Ap => sql
-                        .push(" AND x.hi >= ")
-                        .bind(range.lo)
-                        .push(" AND x.lo <= ")
-                        .bind(range.hi),
-                };
+            QueryValue::Date(prefix, range) => push_range(sql, *prefix, *range),
+            QueryValue::Quantity {
+                prefix,
+                range,
+                system,
+                code,
+            } => {
+                if let Some(system) = system {
+                    sql.push(" AND x.system = ").bind(system);
+                }
+                if let Some(code) = code {
+                    sql.push(" AND x.code = ").bind(code);
+                }
+                push_range(sql, *prefix, *range);
             }
         }
         sql.push(")");
     }
     sql.push(")");
+}
+
+/// ` AND …`: whether the index row `x` (its range `lo`…`hi`) compares with `range` as
+/// `prefix` asks.
+fn push_range(sql: &mut Sql, prefix: Prefix, range: date::DateRange) {
+    match prefix {
+        Prefix::Eq => sql
+            .push(" AND x.lo >= ")
+            .bind(range.lo)
+            .push(" AND x.hi <= ")
+            .bind(range.hi),
+        Prefix::Ne => sql
+            .push(" AND NOT (x.lo >= ")
+            .bind(range.lo)
+            .push(" AND x.hi <= ")
+            .bind(range.hi)
+            .push(")"),
+        Prefix::Gt => sql.push(" AND x.hi > ").bind(range.hi),
+        Prefix::Lt => sql.push(" AND x.lo < ").bind(range.lo),
+        // ge/le: the target reaches beyond the value, or lies within it.
+        Prefix::Ge => sql
+            .push(" AND (x.hi > ")
+            .bind(range.hi)
+            .push(" OR (x.lo >= ")
+            .bind(range.lo)
+            .push(" AND x.hi <= ")
+            .bind(range.hi)
+            .push("))"),
+        Prefix::Le => sql
+            .push(" AND (x.lo < ")
+            .bind(range.lo)
+            .push(" OR (x.lo >= ")
+            .bind(range.lo)
+            .push(" AND x.hi <= ")
+            .bind(range.hi)
+            .push("))"),
+        Prefix::Sa => sql.push(" AND x.lo > ").bind(range.hi),
+        Prefix::Eb => sql.push(" AND x.hi < ").bind(range.lo),
+        Prefix::Ap => sql
+            .push(" AND x.hi >= ")
+            .bind(range.lo)
+            .push(" AND x.lo <= ")
+            .bind(range.hi),
+    };
 }
 
 fn like_escape(text: &str) -> String {

@@ -243,6 +243,8 @@ async fn metadata_describes_the_server(h: Harness) {
             "status",
             "encounter",
             "combo-code",
+            "value-quantity",
+            "component-value-quantity",
             "_source",
             "_lastUpdated",
             "_tag",
@@ -320,6 +322,7 @@ async fn metadata_describes_the_server(h: Harness) {
                 .unwrap()
             {
                 "date" => "2024",
+                "quantity" => "ge7.5",
                 // A bare id: whatever type the parameter refers to.
                 _ => "x",
             };

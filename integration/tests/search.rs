@@ -18,6 +18,7 @@ on_both_backends!(
     more_parameters_of_the_common_types,
     meta_parameters_on_every_type,
     strings_match_as_danish_users_write_them,
+    quantities_compare_as_numbers_in_their_unit,
 );
 
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
@@ -687,4 +688,57 @@ async fn strings_match_as_danish_users_write_them(h: Harness) {
     assert_eq!(others, ["a-hba1c-1", "a-hba1c-2", "a-hr-1"]);
     let response = h.get("Observation?status:not=x&_count=1", &t).await;
     assert_eq!(response.status, 200, "{}", response.body);
+}
+
+async fn quantities_compare_as_numbers_in_their_unit(h: Harness) {
+    let t = h.clinician();
+    let reading = |id: &str, value: f64, code: &str| {
+        serde_json::json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "15074-8"}]},
+            "subject": {"reference": "Patient/pat-c"},
+            "valueQuantity": {"value": value, "unit": code, "system": "http://unitsofmeasure.org", "code": code}})
+    };
+    h.import(vec![
+        reading("glucose-1", 5.4, "mmol/L"),
+        reading("glucose-2", 7.5, "mmol/L"),
+        reading("glucose-3", 11.2, "mmol/L"),
+        reading("glucose-4", 135.0, "mg/dL"),
+    ])
+    .await
+    .unwrap();
+    let q = |value: &str| format!("Observation?patient=pat-c&value-quantity={value}");
+    for (value, expected) in [
+        ("7.5", vec!["glucose-2"]),
+        // 7 means 6.5 up to 7.5: not 7.5 itself.
+        ("7", vec![]),
+        ("gt7.5", vec!["glucose-3", "glucose-4"]),
+        ("ge7.5", vec!["glucose-2", "glucose-3", "glucose-4"]),
+        ("lt7.5", vec!["glucose-1"]),
+        (
+            "ge7|http://unitsofmeasure.org|mmol/L",
+            vec!["glucose-2", "glucose-3"],
+        ),
+        ("ge7||mg/dL", vec!["glucose-4"]),
+        ("ap11", vec!["glucose-3"]),
+        ("ne5.4", vec!["glucose-2", "glucose-3", "glucose-4"]),
+    ] {
+        assert_eq!(sorted(h.ids(&q(value), &t).await), expected, "{value}");
+    }
+    // Blood pressure components: a systolic of 140 in the fixture's readings.
+    assert!(
+        h.ids(
+            "Observation?patient=pat-a&component-value-quantity=ge140",
+            &t
+        )
+        .await
+        .contains(&"a-bp-1".to_owned())
+    );
+    for bad in [
+        "value-quantity=high",
+        "value-quantity=xx7",
+        "value-quantity=1e3",
+    ] {
+        let response = h.get(&format!("Observation?{bad}"), &t).await;
+        assert_eq!(response.status, 400, "{bad}: {}", response.body);
+    }
 }

@@ -1,0 +1,16 @@
+-- Quantity search parameters (Observation value-quantity, component-value-quantity): each
+-- value as an inclusive range of millionths, with its unit (system and code); Observations are
+-- queued and reindexed from their JSON when the database is opened.
+CREATE TABLE search_quantity (
+    resource_type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    param TEXT NOT NULL,
+    system TEXT NOT NULL,
+    code TEXT NOT NULL,
+    lo BIGINT NOT NULL,
+    hi BIGINT NOT NULL
+);
+CREATE INDEX search_quantity_by_resource ON search_quantity (resource_type, resource_id, param);
+INSERT INTO reindex_queue (resource_type, resource_id)
+SELECT resource_type, id FROM resources WHERE resource_type = 'Observation'
+ON CONFLICT DO NOTHING;
