@@ -826,6 +826,236 @@ pub static TYPES: &[TypeDef] = &[
             ),
         ],
     },
+    // What Synthea writes beside the clinical record, so nothing an imported record refers to
+    // dangles: claims and their explanations, imaging, administrations, deliveries, media and
+    // the patient's devices.
+    TypeDef {
+        name: "Claim",
+        params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
+            patient(&["patient"]),
+            p("created", DATE, &["created"], "When the claim was created"),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "active, cancelled, draft, entered-in-error",
+            ),
+            p(
+                "use",
+                TOKEN,
+                &["use"],
+                "claim, preauthorization, predetermination",
+            ),
+            p(
+                "provider",
+                ParamKind::Reference { target: None },
+                &["provider"],
+                "Who provided the care claimed for",
+            ),
+            p(
+                "encounter",
+                ParamKind::Reference {
+                    target: Some("Encounter"),
+                },
+                &["item.encounter"],
+                "An encounter the claim's items are for",
+            ),
+        ],
+    },
+    TypeDef {
+        name: "ExplanationOfBenefit",
+        params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
+            patient(&["patient"]),
+            p("created", DATE, &["created"], "When it was created"),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "active, cancelled, draft, entered-in-error",
+            ),
+            p(
+                "claim",
+                ParamKind::Reference {
+                    target: Some("Claim"),
+                },
+                &["claim"],
+                "The claim it explains",
+            ),
+            p(
+                "provider",
+                ParamKind::Reference { target: None },
+                &["provider"],
+                "Who provided the care",
+            ),
+        ],
+    },
+    TypeDef {
+        name: "ImagingStudy",
+        params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
+            patient(&["subject"]),
+            p("started", DATE, &["started"], "When the study started"),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "registered, available, cancelled, …",
+            ),
+            p(
+                "modality",
+                TOKEN,
+                &["series.modality"],
+                "The modality of a series",
+            ),
+            p(
+                "encounter",
+                ParamKind::Reference {
+                    target: Some("Encounter"),
+                },
+                &["encounter"],
+                "The encounter it belongs to",
+            ),
+        ],
+    },
+    TypeDef {
+        name: "MedicationAdministration",
+        params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
+            patient(&["subject"]),
+            p(
+                "effective-time",
+                DATE,
+                &["effective[x]"],
+                "When the medication was given",
+            ),
+            p("status", TOKEN, &["status"], "in-progress, completed, …"),
+            p(
+                "code",
+                TOKEN,
+                &["medicationCodeableConcept"],
+                "The medication, as a code",
+            ),
+            p(
+                "medication",
+                ParamKind::Reference {
+                    target: Some("Medication"),
+                },
+                &["medicationReference"],
+                "The medication, as a reference",
+            ),
+            p(
+                "context",
+                ParamKind::Reference { target: None },
+                &["context"],
+                "The encounter or episode it was given in",
+            ),
+        ],
+    },
+    TypeDef {
+        name: "SupplyDelivery",
+        params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
+            patient(&["patient"]),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "in-progress, completed, abandoned, …",
+            ),
+            p(
+                "supplier",
+                ParamKind::Reference { target: None },
+                &["supplier"],
+                "Who supplied it",
+            ),
+        ],
+    },
+    TypeDef {
+        name: "Media",
+        params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
+            patient(&["subject"]),
+            p("created", DATE, &["created[x]"], "When it was taken"),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "preparation, in-progress, completed, …",
+            ),
+            p("type", TOKEN, &["type"], "image, video, audio"),
+            p(
+                "encounter",
+                ParamKind::Reference {
+                    target: Some("Encounter"),
+                },
+                &["encounter"],
+                "The encounter it belongs to",
+            ),
+        ],
+    },
+    TypeDef {
+        name: "Device",
+        params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
+            patient(&["patient"]),
+            p("type", TOKEN, &["type"], "The kind of device"),
+            p(
+                "status",
+                TOKEN,
+                &["status"],
+                "active, inactive, entered-in-error, unknown",
+            ),
+            p(
+                "device-name",
+                STRING,
+                &["deviceName.name"],
+                "A name of the device",
+            ),
+            p(
+                "udi-carrier",
+                STRING,
+                &["udiCarrier.carrierHRF"],
+                "The device's UDI, as printed",
+            ),
+        ],
+    },
     TypeDef {
         name: "Consent",
         params: &[

@@ -306,7 +306,7 @@ async fn metadata_describes_the_server(h: Harness) {
             "_profile"
         ]
     );
-    assert_eq!(resources.len(), 28);
+    assert_eq!(resources.len(), 35);
 
     // Every advertised parameter is accepted by the search parser, and nothing else is.
     for resource in resources {
@@ -357,7 +357,11 @@ async fn transaction_bundles_resolve_references(h: Harness) {
                           "valueQuantity": {"value": 61, "unit": "/min"}},
              "request": {"method": "POST", "url": "Observation"}},
             {"fullUrl": "urn:uuid:33333333-3333-4333-8333-333333333333",
-             "resource": {"resourceType": "Claim", "status": "active", "patient": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"}},
+             "resource": {"resourceType": "Claim", "status": "active", "use": "claim", "created": "2024-01-01",
+                          "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+                          "priority": {"coding": [{"code": "normal"}]}, "provider": {"reference": "Organization?identifier=urn:oid:1.2.208.176.1.1|111111"},
+                          "insurance": [{"sequence": 1, "focal": true, "coverage": {"display": "Public"}}],
+                          "patient": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"}},
              "request": {"method": "POST", "url": "Claim"}},
             {"fullUrl": "urn:uuid:44444444-4444-4444-8444-444444444444",
              "resource": {"resourceType": "Organization", "identifier": [{"system": "urn:oid:1.2.208.176.1.1", "value": "111111"}], "name": "duplicate of gp-1"},

@@ -569,7 +569,7 @@ async fn unsupported_parameters_are_refused(h: Harness) {
         response.body
     );
     assert_eq!(
-        h.get("Claim?patient=x", &t).await.status,
+        h.get("Coverage?patient=x", &t).await.status,
         404,
         "unserved type"
     );

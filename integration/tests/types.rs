@@ -13,6 +13,7 @@ on_both_backends!(
     patient_data_of_each_type_stays_in_its_compartment,
     resources_stored_before_their_type_was_served_are_placed_when_reindexed,
     patient_data_that_names_its_patient_only_by_identifier_reaches_no_one,
+    no_reference_of_a_synthea_record_dangles,
 );
 
 const SOR: &str = "urn:oid:1.2.208.176.1.1";
@@ -206,4 +207,128 @@ async fn patient_data_that_names_its_patient_only_by_identifier_reaches_no_one(h
         let answer = h.get(read, &h.clinician()).await;
         assert_eq!(answer.status, 403, "{read}: {}", answer.body);
     }
+}
+
+/// A patient's record as Synthea writes it (one Bundle: the care, the claims, the imaging, the
+/// devices, and a Provenance naming all of it), with the organizations and practitioners it
+/// refers to.
+fn synthea_record() -> Vec<Value> {
+    let me = json!({"reference": "Patient/pat-c"});
+    let visit = json!({"reference": "Encounter/s-visit"});
+    let targets: Vec<Value> = [
+        "Encounter/s-visit",
+        "Condition/s-condition",
+        "Claim/s-claim",
+        "ExplanationOfBenefit/s-eob",
+        "ImagingStudy/s-imaging",
+        "MedicationAdministration/s-given",
+        "SupplyDelivery/s-supply",
+        "Media/s-media",
+        "Device/s-device",
+        "Patient/pat-c",
+    ]
+    .iter()
+    .map(|r| json!({"reference": r}))
+    .collect();
+    vec![
+        json!({"resourceType": "Organization", "id": "s-hospital", "name": "Synthea Hospital"}),
+        json!({"resourceType": "Practitioner", "id": "s-doctor", "name": [{"family": "Doe"}]}),
+        json!({"resourceType": "Location", "id": "s-ward", "name": "Ward 3",
+            "managingOrganization": {"reference": "Organization/s-hospital"}}),
+        json!({"resourceType": "Medication", "id": "s-drug",
+            "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "313782"}]}}),
+        json!({"resourceType": "Encounter", "id": "s-visit", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": me, "serviceProvider": {"reference": "Organization/s-hospital"},
+            "participant": [{"individual": {"reference": "Practitioner/s-doctor"}}],
+            "location": [{"location": {"reference": "Location/s-ward"}}]}),
+        json!({"resourceType": "Condition", "id": "s-condition", "subject": me, "encounter": visit,
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "195662009"}]}}),
+        json!({"resourceType": "Claim", "id": "s-claim", "status": "active", "use": "claim",
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "institutional"}]},
+            "patient": me, "created": "2024-05-01T10:00:00Z", "priority": {"coding": [{"code": "normal"}]},
+            "provider": {"reference": "Organization/s-hospital"},
+            "insurance": [{"sequence": 1, "focal": true, "coverage": {"display": "Public"}}],
+            "item": [{"sequence": 1, "productOrService": {"text": "visit"}, "encounter": [visit]}]}),
+        json!({"resourceType": "ExplanationOfBenefit", "id": "s-eob", "status": "active",
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "institutional"}]},
+            "use": "claim", "patient": me, "created": "2024-05-01T10:00:00Z",
+            "insurer": {"display": "Public"}, "provider": {"reference": "Practitioner/s-doctor"},
+            "claim": {"reference": "Claim/s-claim"}, "outcome": "complete",
+            "insurance": [{"focal": true, "coverage": {"display": "Public"}}]}),
+        json!({"resourceType": "ImagingStudy", "id": "s-imaging", "status": "available", "subject": me,
+            "encounter": visit, "started": "2024-05-01T10:10:00Z",
+            "series": [{"uid": "1.2.3", "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "DX"}}]}),
+        json!({"resourceType": "MedicationAdministration", "id": "s-given", "status": "completed",
+            "medicationReference": {"reference": "Medication/s-drug"}, "subject": me, "context": visit,
+            "effectiveDateTime": "2024-05-01T10:20:00Z"}),
+        json!({"resourceType": "SupplyDelivery", "id": "s-supply", "status": "completed", "patient": me,
+            "suppliedItem": {"quantity": {"value": 1}}}),
+        json!({"resourceType": "Media", "id": "s-media", "status": "completed", "subject": me,
+            "encounter": visit, "content": {"contentType": "image/jpeg"}}),
+        json!({"resourceType": "Device", "id": "s-device", "status": "active", "patient": me,
+            "deviceName": [{"name": "Glucose meter", "type": "user-friendly-name"}]}),
+        json!({"resourceType": "Provenance", "id": "s-provenance", "recorded": "2024-05-01T11:00:00Z",
+            "target": targets,
+            "agent": [{"who": {"reference": "Practitioner/s-doctor"},
+                "onBehalfOf": {"reference": "Organization/s-hospital"}}]}),
+    ]
+}
+
+/// Every literal reference in `value`.
+fn references_in(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object {
+                match (key.as_str(), child) {
+                    ("reference", Value::String(reference)) => found.push(reference.clone()),
+                    _ => references_in(child, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| references_in(item, found)),
+        _ => {}
+    }
+}
+
+async fn no_reference_of_a_synthea_record_dangles(h: Harness) {
+    let record = synthea_record();
+    h.import(record.clone()).await.unwrap();
+    let t = h.clinician();
+    let mut checked = 0;
+    for resource in &record {
+        let path = format!(
+            "{}/{}",
+            resource["resourceType"].as_str().unwrap(),
+            resource["id"].as_str().unwrap()
+        );
+        let read = h.get(&path, &t).await;
+        assert_eq!(read.status, 200, "{path}: {}", read.body);
+        let mut references = Vec::new();
+        references_in(&read.body, &mut references);
+        for reference in references {
+            let target = h.get(&reference, &t).await;
+            assert_eq!(
+                target.status, 200,
+                "{path} refers to {reference}: {}",
+                target.body
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 30, "only {checked} references");
+    // The new types are in their patient's compartment: the patient finds them, no one else.
+    let own = h.citizen("pat-c");
+    for path in [
+        "Claim?patient=pat-c",
+        "ImagingStudy?patient=pat-c",
+        "Device?patient=pat-c",
+    ] {
+        assert_eq!(h.ids(path, &own).await.len(), 1, "{path}");
+    }
+    assert!(h.ids("Claim", &h.citizen("pat-a")).await.is_empty());
+    assert_eq!(
+        h.ids("ExplanationOfBenefit?claim=Claim/s-claim", &t).await,
+        ["s-eob"]
+    );
 }

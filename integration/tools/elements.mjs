@@ -5,12 +5,13 @@
 import { readFileSync } from 'node:fs';
 
 const TYPES = [
-  'AllergyIntolerance', 'Appointment', 'AuditEvent', 'Binary', 'CarePlan', 'CareTeam',
+  'AllergyIntolerance', 'Appointment', 'AuditEvent', 'Binary', 'CarePlan', 'CareTeam', 'Claim',
   'Composition', 'Condition', 'Consent', 'Device', 'DiagnosticReport', 'DocumentReference',
-  'Encounter', 'EpisodeOfCare', 'Goal', 'Immunization', 'Location', 'Medication',
-  'MedicationRequest', 'MedicationStatement', 'Observation', 'Organization', 'Patient',
-  'Practitioner', 'PractitionerRole', 'Procedure', 'Provenance', 'QuestionnaireResponse',
-  'ServiceRequest', 'Task',
+  'Encounter', 'EpisodeOfCare', 'ExplanationOfBenefit', 'Goal', 'ImagingStudy', 'Immunization',
+  'Location', 'Media', 'Medication', 'MedicationAdministration', 'MedicationRequest',
+  'MedicationStatement', 'Observation', 'Organization', 'Patient', 'Practitioner',
+  'PractitionerRole', 'Procedure', 'Provenance', 'QuestionnaireResponse', 'ServiceRequest',
+  'SupplyDelivery', 'Task',
 ];
 
 const bundle = JSON.parse(readFileSync(
