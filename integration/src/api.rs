@@ -25,7 +25,7 @@ use crate::policy::{AccessContext, AppIdentity};
 use crate::query::{MAX_OFFSET, PageLimits, served_type};
 use crate::service::{Change, Creation, FhirService, Written};
 use crate::shape::{Presentation, PresentationParams, admits_json, check_format, json_only};
-use crate::store::{Incomplete, Omission, StoredResource, Version};
+use crate::store::{Incomplete, Omission, SearchPage, StoredResource, Version};
 
 /// Settings of the FHIR API.
 #[derive(Debug, Clone)]
@@ -169,6 +169,8 @@ fn interactions() -> Router<FhirState> {
         .route("/{resource_type}/_search", post(search_post))
         .route("/{resource_type}/$validate", post(validate_resource))
         .route("/{resource_type}/_history", get(type_history))
+        .route("/{resource_type}/$lastn", get(lastn))
+        .route("/{resource_type}/{id}/$everything", get(everything))
         .route(
             "/{resource_type}/{id}",
             get(read).put(update).patch(patch).delete(delete),
@@ -667,6 +669,137 @@ async fn search(
         let previous = offset.saturating_sub(count).min(last_page);
         links.push(json!({"relation": "previous", "url": link(previous)}));
     }
+    searchset(state, resource_type, &page, links, &presentation)
+}
+
+/// `Patient/[id]/$everything` (`_type`, `_since`): the patient's record as the caller may see
+/// it, the patient as the match and the rest included.
+async fn everything(
+    State(state): State<FhirState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    Caller(context): Caller,
+) -> Result<Response, FhirError> {
+    let asked = (|| {
+        if resource_type != "Patient" {
+            return Err(FhirError::NotFound(format!(
+                "$everything is an operation on Patient, not {resource_type}"
+            )));
+        }
+        let (mut types, mut since, mut presentation) = (None, None, PresentationParams::default());
+        for (name, value) in parse_pairs(query.as_deref().unwrap_or_default().as_bytes()) {
+            match name.as_str() {
+                "_type" => types = Some(value.split(',').map(|t| t.trim().to_owned()).collect()),
+                "_since" => {
+                    crate::date::parse(&value)
+                        .filter(|_| value.len() > 10)
+                        .ok_or_else(|| {
+                            FhirError::BadRequest(format!(
+                                "_since must be an instant like 2024-03-01T10:00:00Z, not '{value}'"
+                            ))
+                        })?;
+                    since = Some(value);
+                }
+                "_format" | "_pretty" => {
+                    presentation.take("Patient", &name, &value)?;
+                }
+                _ => {
+                    return Err(FhirError::BadRequest(format!(
+                        "$everything takes _type, _since, _format and _pretty, not '{name}'"
+                    )));
+                }
+            }
+        }
+        Ok::<_, FhirError>((types, since, presentation.finish()?.0))
+    })();
+    let (types, since, presentation): (Option<Vec<String>>, Option<String>, Presentation) =
+        match asked {
+            Ok(asked) => asked,
+            Err(error) => {
+                let refused = (Interaction::Search, "Patient", Some(id.as_str()));
+                return Err(state.service.refused(&context, refused, error).await);
+            }
+        };
+    let page = (state.service)
+        .everything(&context, &id, types.as_deref(), since.as_deref())
+        .await?;
+    let base = &state.config.base_url;
+    let url = format!(
+        "{base}/Patient/{id}/$everything{}",
+        query.map(|q| format!("?{q}")).unwrap_or_default()
+    );
+    searchset(
+        &state,
+        "Patient",
+        &page,
+        vec![json!({"relation": "self", "url": url})],
+        &presentation,
+    )
+}
+
+/// `Observation/$lastn` (`max`, and the search parameters of Observation): the latest `max`
+/// (default 1) observations of each code the search finds.
+async fn lastn(
+    State(state): State<FhirState>,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+    Caller(context): Caller,
+) -> Result<Response, FhirError> {
+    let mut params = parse_pairs(query.as_deref().unwrap_or_default().as_bytes());
+    let asked = (|| {
+        if resource_type != "Observation" {
+            return Err(FhirError::NotFound(format!(
+                "$lastn is an operation on Observation, not {resource_type}"
+            )));
+        }
+        let mut max = 1;
+        if let Some(position) = params.iter().position(|(name, _)| name == "max") {
+            let (_, value) = params.remove(position);
+            max = value
+                .parse()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| {
+                    FhirError::BadRequest(format!(
+                        "max must be a number from 1 to 100, not '{value}'"
+                    ))
+                })?;
+        }
+        Ok(max)
+    })();
+    let max = match asked {
+        Ok(max) => max,
+        Err(error) => {
+            let refused = (Interaction::Search, resource_type.as_str(), None);
+            return Err(state.service.refused(&context, refused, error).await);
+        }
+    };
+    let page = state.service.lastn(&context, &params, max).await?;
+    let base = &state.config.base_url;
+    let url = format!(
+        "{base}/Observation/$lastn{}",
+        query.map(|q| format!("?{q}")).unwrap_or_default()
+    );
+    let links = vec![json!({"relation": "self", "url": url})];
+    searchset(
+        &state,
+        "Observation",
+        &page,
+        links,
+        &Presentation::default(),
+    )
+}
+
+/// A searchset Bundle of `page`: its matches, what was included beside them, and an outcome
+/// entry for what is missing or was left out.
+fn searchset(
+    state: &FhirState,
+    resource_type: &str,
+    page: &SearchPage,
+    links: Vec<Value>,
+    presentation: &Presentation,
+) -> Result<Response, FhirError> {
+    let base = &state.config.base_url;
     let matches = (page.resources.iter()).map(|r| (resource_type, r, "match"));
     let included = (page.included.iter()).map(|i| (i.resource_type, &i.resource, "include"));
     let listed: Vec<(&str, &StoredResource, &'static str)> = matches.chain(included).collect();
@@ -1270,6 +1403,12 @@ pub fn capability_statement(
                 })
                 .map(|(other, p)| format!("{}:{}", other.name, p.name))
                 .collect();
+            let mut operations = vec![json!({"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"})];
+            match t.name {
+                "Patient" => operations.push(json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"})),
+                "Observation" => operations.push(json!({"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"})),
+                _ => {}
+            }
             let mut resource = json!({
                 "type": t.name,
                 "interaction": interactions,
@@ -1279,7 +1418,7 @@ pub fn capability_statement(
                 "conditionalCreate": t.writable(),
                 "conditionalUpdate": t.writable(),
                 "conditionalDelete": if t.writable() { "single" } else { "not-supported" },
-                "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
+                "operation": operations,
                 "searchInclude": includes,
                 "searchRevInclude": revincludes,
                 "searchParam": params,

@@ -31,6 +31,7 @@ use crate::store::{
 use crate::validate;
 
 mod include;
+mod operations;
 pub mod transaction;
 
 /// Policy-checked, audited access to FHIR data.
@@ -2070,6 +2071,23 @@ impl<'a> Pending<'a> {
             text.push_str(query);
         }
         text
+    }
+
+    /// Takes in the record of a search run on this one's behalf: the patients it concerned
+    /// and the sources it asked are this search's too.
+    fn absorb(&mut self, other: Pending<'_>) {
+        for patient in other.patients {
+            if !self.patients.contains(&patient) {
+                self.patients.push(patient);
+            }
+        }
+        for patient in other.stored {
+            if !self.stored.contains(&patient) {
+                self.stored.push(patient);
+            }
+        }
+        self.sources.extend(other.sources);
+        self.withheld.extend(other.withheld);
     }
 
     fn new(context: &'a AccessContext, interaction: Interaction, resource_type: &'a str) -> Self {

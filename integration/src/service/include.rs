@@ -25,25 +25,6 @@ const MAX_SOURCE_READS: usize = 20;
 /// How many times `:iterate` follows references from what it included.
 const MAX_ROUNDS: usize = 4;
 
-impl<'a> Pending<'a> {
-    /// Takes in the record of a search run on this one's behalf: the patients it concerned
-    /// and the sources it asked are this search's too.
-    fn absorb(&mut self, other: Pending<'_>) {
-        for patient in other.patients {
-            if !self.patients.contains(&patient) {
-                self.patients.push(patient);
-            }
-        }
-        for patient in other.stored {
-            if !self.stored.contains(&patient) {
-                self.stored.push(patient);
-            }
-        }
-        self.sources.extend(other.sources);
-        self.withheld.extend(other.withheld);
-    }
-}
-
 /// The reference parameter `def`'s literal references in `resource` (of `resource_type`):
 /// `(type, id)`, as the search index reads them.
 fn references(
