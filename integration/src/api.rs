@@ -25,7 +25,7 @@ use crate::policy::{AccessContext, AppIdentity};
 use crate::query::{MAX_OFFSET, PageLimits, served_type};
 use crate::service::{Change, Creation, FhirService, Written};
 use crate::shape::{Presentation, PresentationParams, admits_json, check_format, json_only};
-use crate::store::{Incomplete, Omission, SearchPage, StoredResource, Version};
+use crate::store::{HistoryCursor, Incomplete, Omission, SearchPage, StoredResource, Version};
 
 /// Settings of the FHIR API.
 #[derive(Debug, Clone)]
@@ -283,14 +283,15 @@ async fn history(
     RawQuery(query): RawQuery,
     Caller(context): Caller,
 ) -> Result<Response, FhirError> {
-    let page = history_page(query.as_deref(), state.service.page_limits()).and_then(|page| {
-        match page.since {
-            Some(_) => Err(FhirError::BadRequest(
-                "_since is for the history of a type; a resource's history is short: read it whole"
-                    .into(),
-            )),
-            None => Ok((page.count, page.offset)),
-        }
+    let page = history_page(query.as_deref(), state.service.page_limits()).and_then(|page| match (
+        page.since,
+        page.cursor,
+    ) {
+        (None, None) => Ok((page.count, page.offset)),
+        _ => Err(FhirError::BadRequest(
+            "_since and _cursor are for the history of a type; a resource's is paged by _offset"
+                .into(),
+        )),
     });
     let (count, offset) = match page {
         Ok(page) => page,
@@ -353,11 +354,19 @@ async fn type_history(
     RawQuery(query): RawQuery,
     Caller(context): Caller,
 ) -> Result<Response, FhirError> {
-    let asked = history_page(query.as_deref(), state.service.page_limits());
+    let asked = history_page(query.as_deref(), state.service.page_limits()).and_then(|page| {
+        match page.offset {
+            0 => Ok(page),
+            _ => Err(FhirError::BadRequest(
+                "a type's history is paged by its next links (_cursor), not _offset".into(),
+            )),
+        }
+    });
     let HistoryPage {
         count,
-        offset,
         since,
+        cursor,
+        ..
     } = match asked {
         Ok(asked) => asked,
         Err(error) => {
@@ -365,24 +374,37 @@ async fn type_history(
             return Err(state.service.refused(&context, refused, error).await);
         }
     };
-    let (versions, next) = (state.service)
-        .type_history(&context, &resource_type, (count, offset), since)
+    let (versions, more) = (state.service)
+        .type_history(&context, &resource_type, (count, cursor.clone()), since)
         .await?;
     let base = &state.config.base_url;
-    let entries: Vec<Value> = (versions.into_iter())
-        .map(|(id, version)| history_entry(base, (&resource_type, &id), version))
-        .collect();
-    let link = |offset: usize| {
-        let mut url = format!("{base}/{resource_type}/_history?_count={count}&_offset={offset}");
+    let link = |cursor: Option<&HistoryCursor>| {
+        let mut url = format!("{base}/{resource_type}/_history?_count={count}");
         if let Some(since) = since {
             url.push_str(&format!("&_since={}", crate::date::instant(since)));
         }
+        if let Some(cursor) = cursor {
+            let HistoryCursor {
+                last_updated,
+                id,
+                version_id,
+            } = cursor;
+            url.push_str(&format!("&_cursor={last_updated}:{id}:{version_id}"));
+        }
         url
     };
-    let mut links = vec![json!({"relation": "self", "url": link(offset)})];
-    if let Some(next) = next {
-        links.push(json!({"relation": "next", "url": link(next)}));
+    let mut links = vec![json!({"relation": "self", "url": link(cursor.as_ref())})];
+    if let (true, Some((id, last))) = (more, versions.last()) {
+        let next = HistoryCursor {
+            last_updated: last.last_updated,
+            id: id.clone(),
+            version_id: last.version_id,
+        };
+        links.push(json!({"relation": "next", "url": link(Some(&next))}));
     }
+    let entries: Vec<Value> = (versions.into_iter())
+        .map(|(id, version)| history_entry(base, (&resource_type, &id), version))
+        .collect();
     let bundle =
         json!({"resourceType": "Bundle", "type": "history", "link": links, "entry": entries});
     Ok(fhir_json(StatusCode::OK, bundle.to_string()))
@@ -391,7 +413,7 @@ async fn type_history(
 /// The page `_history` is asked for: `_count` (clamped to the largest page) and `_offset`.
 fn history_page(query: Option<&str>, limits: PageLimits) -> Result<HistoryPage, FhirError> {
     let (mut count, mut offset) = (limits.default_count.min(limits.max_count), 0);
-    let mut since = None;
+    let (mut since, mut cursor) = (None, None);
     for (name, value) in parse_pairs(query.unwrap_or_default().as_bytes()) {
         let number = || {
             value.parse::<usize>().map_err(|_| {
@@ -411,10 +433,33 @@ fn history_page(query: Option<&str>, limits: PageLimits) -> Result<HistoryPage, 
                     ))
                 })?);
             }
+            "_cursor" => {
+                let mut parts = value.splitn(3, ':');
+                let parsed = match (parts.next(), parts.next(), parts.next()) {
+                    (Some(at), Some(id), Some(version))
+                        if healthcloud_platform::auth::is_fhir_id(id) =>
+                    {
+                        at.parse()
+                            .ok()
+                            .zip(version.parse().ok())
+                            .map(|(at, version)| HistoryCursor {
+                                last_updated: at,
+                                id: id.to_owned(),
+                                version_id: version,
+                            })
+                    }
+                    _ => None,
+                };
+                cursor = Some(parsed.ok_or_else(|| {
+                    FhirError::BadRequest(format!(
+                        "_cursor '{value}' is not one this server wrote: follow the next link"
+                    ))
+                })?);
+            }
             "_format" => {}
             _ => {
                 return Err(FhirError::BadRequest(format!(
-                    "_history takes no parameter '{name}': only _count, _offset and _since"
+                    "_history takes no parameter '{name}': only _count, _offset (of a resource's), _since and _cursor (of a type's)"
                 )));
             }
         }
@@ -423,6 +468,7 @@ fn history_page(query: Option<&str>, limits: PageLimits) -> Result<HistoryPage, 
         count,
         offset,
         since,
+        cursor,
     })
 }
 
@@ -432,6 +478,8 @@ struct HistoryPage {
     offset: usize,
     /// Only versions written at or after this instant (epoch ms).
     since: Option<i64>,
+    /// A type's history: after this version (the last of the previous page).
+    cursor: Option<HistoryCursor>,
 }
 
 /// `vread`: a version of a resource, the current one or one kept in its history.

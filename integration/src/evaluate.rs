@@ -109,9 +109,13 @@ fn holds(
             Match::Identifier => &rows.reference_identifiers,
             _ => &rows.tokens,
         };
+        // A string's values are those of the form compared (folded, or as written).
+        let form = crate::query::string_form(def.kind, mode);
         tokens
             .iter()
-            .filter(|(param, _, _)| *param == def.name)
+            .filter(|(param, system, _)| {
+                *param == def.name && form.is_none_or(|form| system == form)
+            })
             .map(|(_, system, value)| Indexed::Token { system, value })
             .collect()
     };

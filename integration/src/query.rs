@@ -844,6 +844,18 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
     Ok(Filter::Param { def, mode, values })
 }
 
+/// For a string parameter compared with `mode`, the form of its indexed values that counts
+/// (the system of their rows): `EXACT` for `:exact`, the folded forms otherwise; `None` for
+/// other kinds of parameters and for `:missing` (any value counts).
+pub fn string_form(kind: ParamKind, mode: Match) -> Option<&'static str> {
+    match (kind, mode) {
+        (ParamKind::String, Match::Missing(_)) => None,
+        (ParamKind::String, Match::Exact) => Some(crate::text::EXACT),
+        (ParamKind::String, _) => Some(""),
+        _ => None,
+    }
+}
+
 /// The comparison prefix of a date or number value (`eq` when it has none), and the rest;
 /// `None` for an unknown prefix.
 fn prefix_of(raw: &str) -> Option<(Prefix, &str)> {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use healthcloud_platform::auth::is_fhir_id;
-use healthcloud_platform::scope::{Interaction, ScopeContext};
+use healthcloud_platform::scope::{Interaction, Scope, ScopeContext};
 use serde_json::Value;
 
 use crate::audit::{AuditRecord, audit_event};
@@ -26,7 +26,8 @@ use crate::sources::{
     SourceError, SourceOutcome, Sources, check_home_compartment, split_source_id,
 };
 use crate::store::{
-    ConsentVersion, EmbeddedStore, Prepared, Quantifier, SearchPage, StoredResource, Version,
+    ConsentVersion, EmbeddedStore, HistoryCursor, Prepared, Quantifier, SearchPage, StoredResource,
+    Version,
 };
 use crate::validate;
 
@@ -128,6 +129,8 @@ struct Readable {
     now: i64,
     /// Patients whose consent was looked at: whether it denies the caller.
     denied: std::collections::BTreeMap<String, bool>,
+    /// Resources looked at: the patient whose record holds them now.
+    owners: std::collections::BTreeMap<String, Option<String>>,
 }
 
 /// What the search of a conditional create found.
@@ -263,13 +266,19 @@ fn restricted(resource_type: &str, what: &str) -> FhirError {
     ))
 }
 
-/// Whether `context` acts within one patient's record only: a citizen or patient, an app, a
-/// region's grant, or a token with nothing but `patient/` scopes.
+/// Whether `context` acts within one patient's record only: a citizen or patient, or a token
+/// (or an app's grant) with nothing but `patient/` scopes. An app with `user/` or `system/`
+/// scopes granted (a backend service, say) reaches beyond one record, as a workforce token
+/// does.
 fn confined(context: &AccessContext) -> bool {
+    let patient_only = |scopes: &[Scope]| {
+        scopes
+            .iter()
+            .all(|scope| scope.context == ScopeContext::Patient)
+    };
     context.principal.claims.role.is_own_record_only()
-        || context.app.is_some()
-        || context.grant.is_some()
-        || (context.principal.scopes.iter()).all(|scope| scope.context == ScopeContext::Patient)
+        || patient_only(&context.principal.scopes)
+        || context.grant.as_deref().is_some_and(patient_only)
 }
 
 /// The one resource a conditional interaction's search found: `None` for no match; 412 for
@@ -715,25 +724,26 @@ impl FhirService {
         self.finish(audit, result).await
     }
 
-    /// The `_history` of a whole type: the versions the caller may read — each held to the
-    /// caller's constraints and compartment as it was, and to its patient's consent; a
-    /// deletion when the version it ended was — newest first, `count` from `offset` in the
-    /// order of all versions, written at or after `since`. A page scans at most
-    /// [`MAX_HISTORY_SCAN`] versions; answers those read, and where the next page starts
-    /// (`None` at the end).
+    /// The `_history` of a whole type: the versions the caller may search — each held to
+    /// the caller's constraints as it was, to the resource's patient now (as a version read
+    /// is) and to that patient's consent; a deletion when the version it ended is — newest
+    /// first, `count` of them after `after` (the last version of the previous page), written
+    /// at or after `since`. A page looks at no more than [`MAX_HISTORY_SCAN`] versions: past
+    /// that without a full page, the caller is asked to narrow it (`_since`), so where the
+    /// versions they may not read lie is not told.
     pub async fn type_history(
         &self,
         context: &AccessContext,
         resource_type: &str,
-        (count, offset): (usize, usize),
+        (count, after): (usize, Option<HistoryCursor>),
         since: Option<i64>,
-    ) -> Result<(Vec<(String, Version)>, Option<usize>), FhirError> {
+    ) -> Result<(Vec<(String, Version)>, bool), FhirError> {
         self.admit(context)?;
         let mut audit = Pending::new(context, Interaction::Search, resource_type);
         audit.query = Some("_history".into());
         let result = async {
             let type_def = served_type(resource_type)?;
-            let groups = authorize(context, Interaction::Read, type_def)?;
+            let groups = authorize(context, Interaction::Search, type_def)?;
             let confined = confined_patient(&groups).map(str::to_owned);
             if let Some(patient) = &confined {
                 audit.patients = vec![patient.clone()];
@@ -746,51 +756,51 @@ impl FhirService {
                 actors: context.consent_actors(),
                 now: date::now_ms(),
                 denied: std::collections::BTreeMap::new(),
+                owners: std::collections::BTreeMap::new(),
             };
+            let scan = (type_def.name, confined.as_deref(), since);
+            let versions = (self.store)
+                .type_history(scan, after.as_ref(), MAX_HISTORY_SCAN + 1)
+                .await?;
+            let looked_at = versions.len();
             let mut kept = Vec::new();
-            let mut scanned = offset;
-            const BATCH: usize = 200;
-            loop {
-                let batch = (self.store)
-                    .type_history(type_def.name, confined.as_deref(), since, (BATCH, scanned))
-                    .await?;
-                let last = batch.len() < BATCH;
-                for (id, version) in batch {
-                    scanned += 1;
-                    if self.version_readable(&mut readable, &id, &version).await? {
-                        if let Some(patient) = &version.patient_id {
-                            for list in [&mut audit.patients, &mut audit.stored] {
-                                if !list.contains(patient) {
-                                    list.push(patient.clone());
-                                }
+            for (id, version) in versions.into_iter().take(MAX_HISTORY_SCAN) {
+                if let Some(patient) = self.version_readable(&mut readable, &id, &version).await? {
+                    if let Some(patient) = patient {
+                        for list in [&mut audit.patients, &mut audit.stored] {
+                            if !list.contains(&patient) {
+                                list.push(patient.clone());
                             }
                         }
-                        kept.push((id, version));
-                        if kept.len() == count {
-                            return Ok((kept, Some(scanned)));
-                        }
+                    }
+                    kept.push((id, version));
+                    if kept.len() == count {
+                        return Ok((kept, true));
                     }
                 }
-                if last {
-                    return Ok((kept, None));
-                }
-                if scanned - offset >= MAX_HISTORY_SCAN {
-                    return Ok((kept, Some(scanned)));
-                }
             }
+            if looked_at > MAX_HISTORY_SCAN {
+                return Err(FhirError::BadRequest(format!(
+                    "more than {MAX_HISTORY_SCAN} versions of {resource_type} were looked at for this page: narrow the history with _since"
+                )));
+            }
+            Ok((kept, false))
         }
         .await;
         self.finish(audit, result).await
     }
 
-    /// Whether the caller of `readable` may read `version` of resource `id`: held to their
-    /// constraints and to its patient's consent; a deletion when the version it ended is.
+    /// The patient whose record holds `version` of resource `id` (`Some(None)` for shared
+    /// data) when the caller of `readable` may read it: held to their constraints, to the
+    /// resource's patient now (a version filed under another patient is not the resource's
+    /// for anyone) and to that patient's consent; a deletion when the version it ended is.
+    /// `None` when they may not.
     async fn version_readable(
         &self,
         readable: &mut Readable,
         id: &str,
         version: &Version,
-    ) -> Result<bool, FhirError> {
+    ) -> Result<Option<Option<String>>, FhirError> {
         let resource_type = readable.query.type_def.name;
         let content = match &version.content {
             Some(content) => content.clone(),
@@ -800,37 +810,55 @@ impl FhirService {
                 .and_then(|ended| ended.content)
             {
                 Some(content) => content,
-                None => return Ok(false),
+                None => return Ok(None),
             },
         };
         let Ok(json) = serde_json::from_str::<Value>(&content) else {
-            return Ok(false);
+            return Ok(None);
         };
         let Ok(rows) = crate::params::index(resource_type, id, &json) else {
-            return Ok(false);
+            return Ok(None);
         };
         if !satisfies(&readable.query, id, &rows, Quantifier::Any) {
-            return Ok(false);
+            return Ok(None);
         }
-        let Some(patient) = rows.patient_id else {
-            return Ok(true);
+        let owner = match readable.owners.get(id) {
+            Some(owner) => owner.clone(),
+            None => {
+                let owner = match self.store.read(resource_type, id).await? {
+                    Some(current) => current.patient_id,
+                    None => (self.last_before_deletion(resource_type, id).await?)
+                        .and_then(|(last, _)| last.patient_id),
+                };
+                readable.owners.insert(id.to_owned(), owner.clone());
+                owner
+            }
+        };
+        if rows.patient_id != owner {
+            return Ok(None);
+        }
+        let Some(patient) = owner else {
+            return Ok(Some(None));
         };
         if readable.actors.is_empty() {
-            return Ok(true);
+            return Ok(Some(Some(patient)));
         }
-        if let Some(denied) = readable.denied.get(&patient) {
-            return Ok(!denied);
-        }
-        let denied = (self.store)
-            .consent_denies(
-                &readable.actors,
-                Some(resource_type),
-                &patient,
-                readable.now,
-            )
-            .await?;
-        readable.denied.insert(patient, denied);
-        Ok(!denied)
+        let denied = match readable.denied.get(&patient) {
+            Some(denied) => *denied,
+            None => {
+                let denied = (self.store)
+                    .consent_denies(
+                        &readable.actors,
+                        Some(resource_type),
+                        &patient,
+                        readable.now,
+                    )
+                    .await?;
+                readable.denied.insert(patient.clone(), denied);
+                denied
+            }
+        };
+        Ok((!denied).then_some(Some(patient)))
     }
 
     /// `version` of `resource_type/id`, when the caller's constraints allow it as it was and
@@ -2015,6 +2043,11 @@ const IDENTIFYING: &[&str] = &[
     "subject",
     "birthdate",
     "general-practitioner",
+    "family",
+    "given",
+    "address",
+    "address-city",
+    "address-postalcode",
     // A stamp names the user who wrote (urn:healthcloud:written:…:<user>).
     "_source",
 ];
@@ -2027,7 +2060,8 @@ fn redact(query: &str, several: bool) -> String {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .map(|(name, value)| {
             let base = name.split([':', '.']).next().unwrap_or_default();
-            let joined = name.contains('.') || base == "_has";
+            // A chain, `_has` or `:not` names what the record is not about.
+            let joined = name.contains('.') || base == "_has" || name.ends_with(":not");
             let identifying = IDENTIFYING.contains(&base) || joined;
             let value = match identifying && (several || joined || value.contains(',')) {
                 true => "(redacted)".into(),

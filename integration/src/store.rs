@@ -44,6 +44,17 @@ impl Version {
 /// The tables of the search index, each row naming its resource.
 const INDEX_TABLES: [&str; 3] = ["search_token", "search_date", "search_quantity"];
 
+/// Where a page of a type's `_history` ends: the last version it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryCursor {
+    /// When it was written (epoch ms).
+    pub last_updated: i64,
+    /// Its resource's id.
+    pub id: String,
+    /// Its version.
+    pub version_id: i64,
+}
+
 /// A stored resource as the store returns it.
 #[derive(Debug, Clone)]
 pub struct StoredResource {
@@ -543,13 +554,36 @@ impl EmbeddedStore {
                     continue;
                 };
                 let content: String = row.try_get(0)?;
-                let index = serde_json::from_str::<Value>(&content)
-                    .map_err(|e| e.to_string())
-                    .and_then(|json| {
-                        params::index(resource_type, id, &json).map_err(|e| e.to_string())
-                    });
+                let json = serde_json::from_str::<Value>(&content).map_err(|e| e.to_string());
+                let index = (json.clone()).and_then(|json| {
+                    params::index(resource_type, id, &json).map_err(|e| e.to_string())
+                });
                 match index {
                     Ok(index) => {
+                        // A consent's opt-outs are read again too (their periods are dates).
+                        if resource_type == "Consent"
+                            && let Ok(json) = &json
+                            && let Ok(denials) = consent::denials(json)
+                        {
+                            sqlx::query("DELETE FROM consent_denial WHERE consent_id = $1")
+                                .bind(id)
+                                .execute(&mut *tx.tx)
+                                .await?;
+                            for d in denials {
+                                sqlx::query(
+                                    "INSERT INTO consent_denial (consent_id, patient_id, actor, resource_type, period_start, period_end) \
+                                     VALUES ($1, $2, $3, $4, $5, $6)",
+                                )
+                                .bind(id)
+                                .bind(&d.patient_id)
+                                .bind(&d.actor)
+                                .bind(&d.resource_type)
+                                .bind(d.period_start)
+                                .bind(d.period_end)
+                                .execute(&mut *tx.tx)
+                                .await?;
+                            }
+                        }
                         // Its compartment and date too: a type newly served is placed by its
                         // own definition (`Task.for`), no longer by a guess at `subject`.
                         sqlx::query(
@@ -758,16 +792,19 @@ impl EmbeddedStore {
     }
 
     /// The versions of every `resource_type` (current and kept, deletions included), newest
-    /// first by when they were written (ties by id, then version, newest first), from
-    /// `offset` on, at most `limit`: only those in `patient`'s compartment when given, and
-    /// only those written at or after `since`.
+    /// first by when they were written (then by id, then newest version first), after
+    /// `after`, at most `limit`: only those in `patient`'s compartment when given, and only
+    /// those written at or after `since`.
     pub async fn type_history(
         &self,
-        resource_type: &str,
-        patient: Option<&str>,
-        since: Option<i64>,
-        (limit, offset): (usize, usize),
+        (resource_type, patient, since): (&str, Option<&str>, Option<i64>),
+        after: Option<&HistoryCursor>,
+        limit: usize,
     ) -> Result<Vec<(String, Version)>, FhirError> {
+        let collate = match self.db.backend() {
+            Backend::Postgres => " COLLATE \"C\"",
+            Backend::Sqlite => "",
+        };
         let mut sql = self
             .db
             .sql("SELECT id, version_id, last_updated, patient_id, content FROM (");
@@ -785,15 +822,24 @@ impl EmbeddedStore {
             if let Some(since) = since {
                 sql.push(" AND last_updated >= ").bind(since);
             }
+            if let Some(after) = after {
+                sql.push(" AND (last_updated < ")
+                    .bind(after.last_updated)
+                    .push(" OR (last_updated = ")
+                    .bind(after.last_updated)
+                    .push(&format!(" AND (id{collate} > "))
+                    .bind(after.id.clone())
+                    .push(" OR (id = ")
+                    .bind(after.id.clone())
+                    .push(" AND version_id < ")
+                    .bind(after.version_id)
+                    .push("))))");
+            }
         }
-        sql.push(") v ORDER BY last_updated DESC, id");
-        if self.db.backend() == Backend::Postgres {
-            sql.push(" COLLATE \"C\"");
-        }
-        sql.push(", version_id DESC LIMIT ")
-            .bind(limit as i64)
-            .push(" OFFSET ")
-            .bind(offset as i64);
+        sql.push(&format!(
+            ") v ORDER BY last_updated DESC, id{collate}, version_id DESC LIMIT "
+        ))
+        .bind(limit as i64);
         let rows = sql.query().fetch_all(self.db.pool()).await?;
         Ok(rows
             .iter()
@@ -1132,8 +1178,12 @@ fn push_filter(
         sql.push(&format!(
             " AND NOT EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = "
         ))
-        .bind(param)
-        .push(" AND NOT ");
+        .bind(param);
+        // A string's values are those of the form compared (folded, or as written).
+        if let Some(form) = crate::query::string_form(def.kind, mode) {
+            sql.push(" AND x.system = ").bind(form);
+        }
+        sql.push(" AND NOT ");
         push_values(sql, mode, values);
         sql.push("))");
     }

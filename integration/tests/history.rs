@@ -154,6 +154,28 @@ async fn a_types_history_holds_what_the_caller_may_read_newest_first(h: Harness)
             response.body
         );
     }
+    // Reading resources one by one is not listing them: a type's history takes search.
+    let reader = h.token(Role::Clinician, None, Some("user/Observation.r"));
+    let response = h.get("Observation/_history", &reader).await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
+    // A resource moved to another patient's record by a re-import: its earlier version is
+    // nobody's to list, as it is nobody's to read by version.
+    let moved = |patient: &str| {
+        json!({"resourceType": "Observation", "id": "moved", "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "8867-4"}]},
+            "subject": {"reference": format!("Patient/{patient}")}})
+    };
+    h.import(vec![moved("pat-a")]).await.unwrap();
+    h.import(vec![moved("pat-c")]).await.unwrap();
+    let listed = |bundle: &Value| {
+        (described(bundle).into_iter())
+            .filter(|(_, id)| id == "moved")
+            .count()
+    };
+    let own = h.get("Observation/_history", &h.citizen("pat-a")).await;
+    assert_eq!(listed(&own.body), 0, "{}", own.body);
+    let own = h.get("Observation/_history", &h.citizen("pat-c")).await;
+    assert_eq!(listed(&own.body), 1, "{}", own.body);
     // Without read access to the type, no history.
     let response = h
         .get(

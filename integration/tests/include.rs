@@ -542,6 +542,9 @@ async fn a_chain_names_no_other_patient_in_a_log(h: Harness) {
     assert!(!h.ids(&path, &t).await.is_empty());
     let path = format!("Observation?patient.identifier={CPR}|7501504321,{CPR}|0000000000");
     assert!(!h.ids(&path, &t).await.is_empty());
+    // What a search is not about names someone else too.
+    let path = format!("Patient?identifier:not={CPR}|6107624322&family=S%C3%B8rensen");
+    assert_eq!(h.ids(&path, &t).await, ["pat-a"]);
     let log = h
         .get("AuditEvent?patient=pat-a&_count=200", &h.citizen("pat-a"))
         .await;

@@ -399,6 +399,15 @@ async fn send(
     entry: &Entry,
     budget: &mut usize,
 ) -> Value {
+    // Nothing more is run once the answers can hold no more.
+    if *budget == 0 {
+        let error = FhirError::PayloadTooLarge(format!(
+            "{}: not run: the answers of a Bundle may hold {MAX_ANSWER_BYTES} bytes in all, and \
+             the entries before it took them: send it on its own",
+            entry.describe()
+        ));
+        return error_entry(&error);
+    }
     let uri = match &entry.query {
         Some(query) => format!("/{}?{query}", entry.path),
         None => format!("/{}", entry.path),
@@ -434,15 +443,24 @@ async fn send(
     };
     let status = response.status();
     let headers = response.headers().clone();
-    let Ok(bytes) = axum::body::to_bytes(response.into_body(), *budget).await else {
-        let error = FhirError::PayloadTooLarge(format!(
-            "{}: the answers of a Bundle may hold {MAX_ANSWER_BYTES} bytes in all, and this one \
-             does not fit: send it on its own",
-            entry.describe()
-        ));
-        return error_entry(&error);
+    // An answer that does not fit is left out, what happened is not: a write that was done
+    // keeps its status, location and version.
+    let bytes = match axum::body::to_bytes(response.into_body(), *budget).await {
+        Ok(bytes) => {
+            *budget -= bytes.len();
+            bytes
+        }
+        Err(_) => {
+            *budget = 0;
+            let outcome = FhirError::PayloadTooLarge(format!(
+                "{}: its answer is left out: the answers of a Bundle may hold {MAX_ANSWER_BYTES} \
+                 bytes in all",
+                entry.describe()
+            ))
+            .to_operation_outcome();
+            axum::body::Bytes::from(outcome.to_string())
+        }
     };
-    *budget -= bytes.len();
     let body: Option<Value> = serde_json::from_slice(&bytes).ok();
     let mut answer = json!({"response": {"status": status_line(status)}});
     for (name, field) in [(header::LOCATION, "location"), (header::ETAG, "etag")] {
@@ -458,7 +476,9 @@ async fn send(
         answer["response"]["lastModified"] = json!(modified.to_utc().to_rfc3339());
     }
     match body {
-        Some(body) if !status.is_success() => answer["response"]["outcome"] = body,
+        Some(body) if !status.is_success() || body["resourceType"] == "OperationOutcome" => {
+            answer["response"]["outcome"] = body
+        }
         Some(body) => answer["resource"] = body,
         None => {}
     }
