@@ -283,7 +283,9 @@ async fn history(
     RawQuery(query): RawQuery,
     Caller(context): Caller,
 ) -> Result<Response, FhirError> {
-    let page = history_page(query.as_deref(), state.service.page_limits()).and_then(|page| match (
+    let page =
+        history_page(query.as_deref(), state.service.page_limits()).and_then(|page| {
+            match (
         page.since,
         page.cursor,
     ) {
@@ -292,7 +294,8 @@ async fn history(
             "_since and _cursor are for the history of a type; a resource's is paged by _offset"
                 .into(),
         )),
-    });
+    }
+        });
     let (count, offset) = match page {
         Ok(page) => page,
         Err(error) => {

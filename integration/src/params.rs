@@ -1084,6 +1084,9 @@ pub static TYPES: &[TypeDef] = &[
     },
 ];
 
+/// When a resource was last written here: its row's `last_updated` (and its `meta`).
+pub const LAST_UPDATED: &str = "_lastUpdated";
+
 /// Search parameters every served type has besides `_id`.
 pub static COMMON_PARAMS: &[ParamDef] = &[
     p(
@@ -1094,7 +1097,7 @@ pub static COMMON_PARAMS: &[ParamDef] = &[
          set by the server (never by the client); imported data keeps its own source",
     ),
     p(
-        "_lastUpdated",
+        LAST_UPDATED,
         DATE,
         &["meta.lastUpdated"],
         "When the resource was last written here",

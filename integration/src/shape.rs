@@ -178,8 +178,15 @@ pub fn elements_of(resource_type: &str) -> &'static [Element] {
 /// The element a JSON property of a `resource_type` belongs to: `status` and its primitive
 /// extension `_status` to `status`, `valueQuantity` to the choice `value`.
 pub(crate) fn element_of(resource_type: &str, property: &str) -> Option<&'static Element> {
+    element_among(elements_of(resource_type), property)
+}
+
+/// The element of `elements` (a type's) that a JSON property belongs to (see [`element_of`]).
+pub(crate) fn element_among(
+    elements: &'static [Element],
+    property: &str,
+) -> Option<&'static Element> {
     let property = property.strip_prefix('_').unwrap_or(property);
-    let elements = elements_of(resource_type);
     elements.iter().find(|e| e.name == property).or_else(|| {
         elements.iter().find(|e| {
             e.choice

@@ -469,9 +469,11 @@ impl EmbeddedStore {
             },
         )
         .await?;
+        // `_lastUpdated` is the resource row's own `last_updated`.
         let dates: Vec<_> = items
             .iter()
             .flat_map(|item| item.2.dates.iter().map(move |d| (item, d)))
+            .filter(|(_, (param, _, _))| *param != params::LAST_UPDATED)
             .collect();
         insert_rows(
             &self.db,
@@ -1145,6 +1147,23 @@ fn push_filter(
         Match::Identifier => params::identifier_param(def.name),
         _ => def.name.to_owned(),
     };
+    // When a resource was written is its own column, not index rows.
+    if def.name == params::LAST_UPDATED {
+        if let Match::Missing(missing) = mode {
+            sql.push(if missing { "1 = 0" } else { "1 = 1" });
+            return;
+        }
+        sql.push("(1 = 0");
+        for value in values {
+            if let QueryValue::Date(prefix, range) = value {
+                sql.push(" OR (1 = 1");
+                push_range(sql, *prefix, *range, ("r.last_updated", "r.last_updated"));
+                sql.push(")");
+            }
+        }
+        sql.push(")");
+        return;
+    }
     if let Match::Missing(missing) = mode {
         sql.push(if missing { "NOT EXISTS" } else { "EXISTS" });
         sql.push(&format!(
@@ -1245,7 +1264,7 @@ fn push_values(sql: &mut Sql, mode: Match, values: &[QueryValue]) {
                 }
                 sql.push(")");
             }
-            QueryValue::Date(prefix, range) => push_range(sql, *prefix, *range),
+            QueryValue::Date(prefix, range) => push_range(sql, *prefix, *range, ("x.lo", "x.hi")),
             QueryValue::Quantity {
                 prefix,
                 range,
@@ -1258,7 +1277,7 @@ fn push_values(sql: &mut Sql, mode: Match, values: &[QueryValue]) {
                 if let Some(code) = code {
                     sql.push(" AND x.code = ").bind(code);
                 }
-                push_range(sql, *prefix, *range);
+                push_range(sql, *prefix, *range, ("x.lo", "x.hi"));
             }
         }
         sql.push(")");
@@ -1268,44 +1287,44 @@ fn push_values(sql: &mut Sql, mode: Match, values: &[QueryValue]) {
 
 /// ` AND …`: whether the index row `x` (its range `lo`…`hi`) compares with `range` as
 /// `prefix` asks.
-fn push_range(sql: &mut Sql, prefix: Prefix, range: date::DateRange) {
+fn push_range(sql: &mut Sql, prefix: Prefix, range: date::DateRange, (lo, hi): (&str, &str)) {
     match prefix {
         Prefix::Eq => sql
-            .push(" AND x.lo >= ")
+            .push(&format!(" AND {lo} >= "))
             .bind(range.lo)
-            .push(" AND x.hi <= ")
+            .push(&format!(" AND {hi} <= "))
             .bind(range.hi),
         Prefix::Ne => sql
-            .push(" AND NOT (x.lo >= ")
+            .push(&format!(" AND NOT ({lo} >= "))
             .bind(range.lo)
-            .push(" AND x.hi <= ")
+            .push(&format!(" AND {hi} <= "))
             .bind(range.hi)
             .push(")"),
-        Prefix::Gt => sql.push(" AND x.hi > ").bind(range.hi),
-        Prefix::Lt => sql.push(" AND x.lo < ").bind(range.lo),
+        Prefix::Gt => sql.push(&format!(" AND {hi} > ")).bind(range.hi),
+        Prefix::Lt => sql.push(&format!(" AND {lo} < ")).bind(range.lo),
         // ge/le: the target reaches beyond the value, or lies within it.
         Prefix::Ge => sql
-            .push(" AND (x.hi > ")
+            .push(&format!(" AND ({hi} > "))
             .bind(range.hi)
-            .push(" OR (x.lo >= ")
+            .push(&format!(" OR ({lo} >= "))
             .bind(range.lo)
-            .push(" AND x.hi <= ")
+            .push(&format!(" AND {hi} <= "))
             .bind(range.hi)
             .push("))"),
         Prefix::Le => sql
-            .push(" AND (x.lo < ")
+            .push(&format!(" AND ({lo} < "))
             .bind(range.lo)
-            .push(" OR (x.lo >= ")
+            .push(&format!(" OR ({lo} >= "))
             .bind(range.lo)
-            .push(" AND x.hi <= ")
+            .push(&format!(" AND {hi} <= "))
             .bind(range.hi)
             .push("))"),
-        Prefix::Sa => sql.push(" AND x.lo > ").bind(range.hi),
-        Prefix::Eb => sql.push(" AND x.hi < ").bind(range.lo),
+        Prefix::Sa => sql.push(&format!(" AND {lo} > ")).bind(range.hi),
+        Prefix::Eb => sql.push(&format!(" AND {hi} < ")).bind(range.lo),
         Prefix::Ap => sql
-            .push(" AND x.hi >= ")
+            .push(&format!(" AND {hi} >= "))
             .bind(range.lo)
-            .push(" AND x.lo <= ")
+            .push(&format!(" AND {lo} <= "))
             .bind(range.hi),
     };
 }
