@@ -80,14 +80,14 @@ enum Planned {
     /// A create or an update.
     Write {
         /// The resource as it will be stored.
-        prepared: Prepared,
+        prepared: Box<Prepared>,
         /// The caller's right to write it, checked against the resource as stored.
-        query: SearchQuery,
+        query: Box<SearchQuery>,
         /// A search that must find nothing when it is written (a conditional create).
-        unless: Option<SearchQuery>,
+        unless: Option<Box<SearchQuery>>,
         /// For an update: the caller's right over the version it replaces, every value of
         /// which must be theirs to change.
-        current: Option<SearchQuery>,
+        current: Option<Box<SearchQuery>>,
     },
     /// A deletion of the version read when it was planned.
     Delete {
@@ -95,7 +95,7 @@ enum Planned {
         id: String,
         version_id: i64,
         /// The caller's right to delete it, every value of which must allow it.
-        query: SearchQuery,
+        query: Box<SearchQuery>,
     },
 }
 
@@ -1451,7 +1451,7 @@ impl FhirService {
         let mut planned = self.plan_write(context, write, resource, audit).await?;
         if let Planned::Write { current, .. } = &mut planned {
             let groups = authorize(context, Interaction::Update, type_def)?;
-            *current = Some(self.id_query(type_def, id, groups));
+            *current = Some(Box::new(self.id_query(type_def, id, groups)));
         }
         Ok(planned)
     }
@@ -1506,10 +1506,10 @@ impl FhirService {
             self.check_write_consent(context, type_def, patient).await?;
         }
         Ok(Planned::Write {
-            query: self.id_query(type_def, id, groups),
-            unless: unless.cloned(),
+            query: Box::new(self.id_query(type_def, id, groups)),
+            unless: unless.cloned().map(Box::new),
             current: None,
-            prepared,
+            prepared: Box::new(prepared),
         })
     }
 
@@ -1535,7 +1535,7 @@ impl FhirService {
             type_def,
             id: id.to_owned(),
             version_id: current.version_id,
-            query: self.id_query(type_def, id, groups),
+            query: Box::new(self.id_query(type_def, id, groups)),
         })
     }
 

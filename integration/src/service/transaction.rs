@@ -216,7 +216,7 @@ impl FhirService {
                 self.abandon(planned).await;
                 return Err((i, self.refuse(audit, error).await));
             }
-            planned.push((i, plan, audit, created));
+            planned.push((i, *plan, audit, created));
         }
         let mut tx = (self.store.database().begin_write())
             .await
@@ -339,7 +339,7 @@ impl FhirService {
                 ))
                 .await
                 {
-                    Ok(plan) => Ok(Step::Planned(plan, audit, false)),
+                    Ok(plan) => Ok(Step::Planned(Box::new(plan), audit, false)),
                     Err(error) => Err(Refusal::Pending(audit, error)),
                 }
             }
@@ -366,7 +366,7 @@ impl FhirService {
                     .plan_delete(context, type_def.name, &id, &mut audit)
                     .await
                 {
-                    Ok(plan) => Ok(Step::Planned(plan, audit, false)),
+                    Ok(plan) => Ok(Step::Planned(Box::new(plan), audit, false)),
                     Err(error) => Err(Refusal::Pending(audit, error)),
                 }
             }
@@ -394,7 +394,7 @@ impl FhirService {
             unless: unless.as_ref(),
         };
         match self.plan_write(context, write, resource, &mut audit).await {
-            Ok(plan) => Ok(Step::Planned(plan, audit, true)),
+            Ok(plan) => Ok(Step::Planned(Box::new(plan), audit, true)),
             Err(error) => Err(Refusal::Pending(audit, error)),
         }
     }
@@ -405,7 +405,7 @@ enum Step<'a> {
     /// Nothing to write (a conditional create or delete that found its answer).
     Done(TxDone),
     /// A write to apply, its audit record, and whether it creates.
-    Planned(Planned, Pending<'a>, bool),
+    Planned(Box<Planned>, Pending<'a>, bool),
 }
 
 /// Why an entry cannot be written: audited already, or to be audited with its record.
