@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -163,7 +163,7 @@ fn interactions() -> Router<FhirState> {
             get(search_get)
                 .post(create)
                 .put(update_where)
-                .patch(patch_where)
+                .patch(update_where)
                 .delete(delete_where),
         )
         .route("/{resource_type}/_search", post(search_post))
@@ -173,7 +173,7 @@ fn interactions() -> Router<FhirState> {
         .route("/{resource_type}/{id}/$everything", get(everything))
         .route(
             "/{resource_type}/{id}",
-            get(read).put(update).patch(patch).delete(delete),
+            get(read).put(update).patch(update).delete(delete),
         )
         .route("/{resource_type}/{id}/_history", get(history))
         .route(
@@ -1132,56 +1132,47 @@ fn conditional_criteria(
     }
 }
 
+/// `PUT` (the whole resource) or `PATCH` (a patch) of `[type]/[id]`.
 async fn update(
     State(state): State<FhirState>,
     Path((resource_type, id)): Path<(String, String)>,
+    method: Method,
     Caller(context): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, FhirError> {
-    let change = json_body(&state, &headers, body).await.map(Change::Replace);
+    let change = requested_change(&state, &method, &headers, body).await;
     let target = (resource_type.as_str(), Target::Id(&id));
     change_resource(&state, &context, target, &headers, change).await
 }
 
-async fn patch(
-    State(state): State<FhirState>,
-    Path((resource_type, id)): Path<(String, String)>,
-    Caller(context): Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, FhirError> {
-    let change = patch_body(&state, &headers, body).await;
-    let target = (resource_type.as_str(), Target::Id(&id));
-    change_resource(&state, &context, target, &headers, change).await
-}
-
+/// `PUT` or `PATCH` of `[type]?criteria`: of the one resource the criteria find.
 async fn update_where(
     State(state): State<FhirState>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
+    method: Method,
     Caller(context): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, FhirError> {
-    let change = json_body(&state, &headers, body).await.map(Change::Replace);
+    let change = requested_change(&state, &method, &headers, body).await;
     let criteria = parse_pairs(query.unwrap_or_default().as_bytes());
     let target = (resource_type.as_str(), Target::Criteria(&criteria));
     change_resource(&state, &context, target, &headers, change).await
 }
 
-async fn patch_where(
-    State(state): State<FhirState>,
-    Path(resource_type): Path<String>,
-    RawQuery(query): RawQuery,
-    Caller(context): Caller,
-    headers: HeaderMap,
+/// The change a `PUT` (the whole resource) or a `PATCH` (a patch) asks for.
+async fn requested_change(
+    state: &FhirState,
+    method: &Method,
+    headers: &HeaderMap,
     body: Body,
-) -> Result<Response, FhirError> {
-    let change = patch_body(&state, &headers, body).await;
-    let criteria = parse_pairs(query.unwrap_or_default().as_bytes());
-    let target = (resource_type.as_str(), Target::Criteria(&criteria));
-    change_resource(&state, &context, target, &headers, change).await
+) -> Result<Change, FhirError> {
+    match *method == Method::PATCH {
+        true => patch_body(state, headers, body).await,
+        false => json_body(state, headers, body).await.map(Change::Replace),
+    }
 }
 
 /// Which resource a change is for: one by id, or the one a conditional update's criteria find.

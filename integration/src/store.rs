@@ -1285,8 +1285,8 @@ fn push_values(sql: &mut Sql, mode: Match, values: &[QueryValue]) {
     sql.push(")");
 }
 
-/// ` AND …`: whether the index row `x` (its range `lo`…`hi`) compares with `range` as
-/// `prefix` asks.
+/// ` AND …`: whether the range held in the columns `lo`…`hi` (an index row's, or a
+/// resource's `last_updated` twice) compares with `range` as `prefix` asks.
 fn push_range(sql: &mut Sql, prefix: Prefix, range: date::DateRange, (lo, hi): (&str, &str)) {
     match prefix {
         Prefix::Eq => sql
