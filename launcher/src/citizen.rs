@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use healthcloud_integration::consent::{self, Denial};
 use healthcloud_integration::policy::AccessContext;
 use healthcloud_integration::service::Change;
+use healthcloud_integration::store::Version;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -60,6 +61,8 @@ struct CitizenPage {
     accesses: Vec<Access>,
     apps: Vec<AppRow>,
     opt_outs: Vec<OptOut>,
+    /// Each consent's story, newest first: what it opted out of, and when it changed.
+    history: Vec<String>,
 }
 
 /// One AuditEvent as the citizen reads it.
@@ -148,6 +151,13 @@ async fn page(
         )
         .await
         .map_err(|e| PageError::fhir(e, back))?;
+    // Every version of every consent, in one audited read: who was opted out of what, and
+    // when it was lifted, is kept in full.
+    let (versions, _) = service
+        .type_history(&context, "Consent", (200, None), None)
+        .await
+        .map_err(|e| PageError::fhir(e, back))?;
+    let history = consent_history(versions);
     let accesses = events
         .resources
         .iter()
@@ -219,8 +229,57 @@ async fn page(
             accesses,
             apps,
             opt_outs,
+            history,
         },
     ))
+}
+
+/// The story of each consent, from its versions (newest first, as a type's history lists
+/// them): "…: opted out on …; lifted on …", newest consent first.
+fn consent_history(versions: Vec<(String, Version)>) -> Vec<String> {
+    let mut by_consent: Vec<(String, Vec<Version>)> = Vec::new();
+    for (id, version) in versions {
+        match by_consent.iter_mut().find(|(known, _)| *known == id) {
+            Some((_, versions)) => versions.push(version),
+            None => by_consent.push((id, vec![version])),
+        }
+    }
+    by_consent
+        .into_iter()
+        .filter_map(|(_, mut versions)| {
+            versions.sort_by_key(|v| v.version_id);
+            let at = |version: &Version| {
+                chrono::DateTime::from_timestamp_millis(version.last_updated)
+                    .map(|t| readable_time(&t.to_rfc3339()))
+                    .unwrap_or_default()
+            };
+            let mut what = None;
+            let mut steps = Vec::new();
+            let mut denying = false;
+            for version in &versions {
+                let Some(content) = &version.content else {
+                    steps.push(format!("withdrawn on {}", at(version)));
+                    denying = false;
+                    continue;
+                };
+                let Ok(consent) = serde_json::from_str::<Value>(content) else {
+                    continue;
+                };
+                let denials = consent::denials(&consent).unwrap_or_default();
+                if what.is_none() && !denials.is_empty() {
+                    let texts: Vec<String> = denials.iter().map(denial_text).collect();
+                    what = Some(texts.join("; "));
+                }
+                match (denying, denials.is_empty()) {
+                    (false, false) => steps.push(format!("opted out on {}", at(version))),
+                    (true, true) => steps.push(format!("lifted on {}", at(version))),
+                    _ => {}
+                }
+                denying = !denials.is_empty();
+            }
+            Some(format!("{}: {}", what?, steps.join("; ")))
+        })
+        .collect()
 }
 
 fn denial_text(denial: &Denial) -> String {
@@ -375,4 +434,51 @@ async fn lift(
         urlencode(&request.app)
     ))
     .into_response())
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn version(version_id: i64, at: i64, status: Option<&str>) -> Version {
+        Version {
+            version_id,
+            last_updated: at,
+            patient_id: Some("p".into()),
+            content: status.map(|status| {
+                let mut consent = consent::opt_out("p", "Device/examples.bp-monitor", &[]);
+                consent["status"] = json!(status);
+                consent.to_string()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_consents_story_says_when_it_was_given_lifted_and_withdrawn() {
+        const HOUR: i64 = 3_600_000;
+        let start = 1_764_000_000_000;
+        // Newest first, as a type's history lists them.
+        let versions = vec![
+            ("c1".to_owned(), version(3, start + 3 * HOUR, None)),
+            ("c1".to_owned(), version(2, start + HOUR, Some("inactive"))),
+            ("c1".to_owned(), version(1, start, Some("active"))),
+        ];
+        let story = consent_history(versions);
+        assert_eq!(story.len(), 1);
+        let text = &story[0];
+        assert!(
+            text.starts_with("the app examples/bp-monitor: all your data: opted out on "),
+            "{text}"
+        );
+        assert!(text.contains("; lifted on "), "{text}");
+        assert!(text.contains("; withdrawn on "), "{text}");
+        let opted = text.find("opted out").unwrap();
+        assert!(
+            opted < text.find("lifted").unwrap() && text.find("lifted") < text.find("withdrawn")
+        );
+        // A consent that never opted anyone out has no story.
+        let versions = vec![("c2".to_owned(), version(1, start, Some("inactive")))];
+        assert!(consent_history(versions).is_empty());
+    }
 }

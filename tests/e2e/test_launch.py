@@ -426,6 +426,9 @@ def test_the_citizen_sees_the_clinicians_accesses_and_opts_the_app_out(server, b
     item = browser.find_element(By.CSS_SELECTOR, f"li.app[data-app='{BP_APP}']")
     submit(browser, item.find_element(By.CSS_SELECTOR, "button"))
     assert "lifted" in browser.find_element(By.ID, "notice").text
+    # Who was opted out of what, and when it was lifted, stays on the page.
+    story = browser.find_element(By.CSS_SELECTOR, "ol.consent-history").text
+    assert "examples/bp-monitor: all your data: opted out on" in story and "lifted on" in story, story
     visit(browser, app_url(server, "midtjylland"))
     assert denied_notice(browser) == ""
     assert len(browser.find_elements(By.ID, "latest")) == len(readings)
