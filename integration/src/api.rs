@@ -350,7 +350,7 @@ fn history_entry(base: &str, (resource_type, id): (&str, &str), version: Version
 }
 
 /// `GET [type]/_history`: the versions of a type the caller may read, newest first, in pages
-/// (`_count`, `_offset` as the `next` link gives it; `_since` for those written since).
+/// (`_count`, and `_cursor` as the `next` link gives it; `_since` for those written since).
 async fn type_history(
     State(state): State<FhirState>,
     Path(resource_type): Path<String>,
