@@ -171,6 +171,7 @@ fn interactions() -> Router<FhirState> {
         .route("/{resource_type}/_history", get(type_history))
         .route("/{resource_type}/$lastn", get(lastn))
         .route("/{resource_type}/{id}/$everything", get(everything))
+        .route("/{resource_type}/{id}/$summary", get(summary))
         .route(
             "/{resource_type}/{id}",
             get(read).put(update).patch(update).delete(delete),
@@ -786,6 +787,50 @@ async fn everything(
         vec![json!({"relation": "self", "url": url})],
         &presentation,
     )
+}
+
+/// `Patient/[id]/$summary` (`_format`, `_pretty`): the patient's International Patient
+/// Summary, a FHIR document Bundle.
+async fn summary(
+    State(state): State<FhirState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    Caller(context): Caller,
+) -> Result<Response, FhirError> {
+    let asked = (|| {
+        if resource_type != "Patient" {
+            return Err(FhirError::NotFound(format!(
+                "$summary is an operation on Patient, not {resource_type}"
+            )));
+        }
+        let mut presentation = PresentationParams::default();
+        for (name, value) in parse_pairs(query.as_deref().unwrap_or_default().as_bytes()) {
+            if !matches!(name.as_str(), "_format" | "_pretty")
+                || !presentation.take("Patient", &name, &value)?
+            {
+                return Err(FhirError::BadRequest(format!(
+                    "$summary takes _format and _pretty, not '{name}'"
+                )));
+            }
+        }
+        Ok(presentation.finish()?.0)
+    })();
+    let presentation = match asked {
+        Ok(presentation) => presentation,
+        Err(error) => {
+            let refused = (Interaction::Search, "Patient", Some(id.as_str()));
+            return Err(state.service.refused(&context, refused, error).await);
+        }
+    };
+    let document = state.service.summary(&context, &id).await?;
+    let body = match presentation.pretty {
+        true => serde_json::to_string_pretty(&document),
+        false => serde_json::to_string(&document),
+    };
+    Ok(fhir_json(
+        StatusCode::OK,
+        body.map_err(|e| FhirError::Internal(e.into()))?,
+    ))
 }
 
 /// `Observation/$lastn` (`max`, and the search parameters of Observation): the latest `max`
@@ -1447,7 +1492,10 @@ pub fn capability_statement(
                 .collect();
             let mut operations = vec![json!({"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"})];
             match t.name {
-                "Patient" => operations.push(json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"})),
+                "Patient" => operations.extend([
+                    json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}),
+                    json!({"name": "summary", "definition": "http://hl7.org/fhir/uv/ips/OperationDefinition/summary"}),
+                ]),
                 "Observation" => operations.push(json!({"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"})),
                 _ => {}
             }

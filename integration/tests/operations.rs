@@ -1,5 +1,5 @@
-//! `Patient/$everything` and `Observation/$lastn`: made of the caller's own searches (rights,
-//! compartment, consent), recorded as one access.
+//! `Patient/$everything`, `Patient/$summary` and `Observation/$lastn`: made of the caller's
+//! own searches (rights, compartment, consent), recorded as one access.
 
 mod common;
 
@@ -11,6 +11,7 @@ use serde_json::Value;
 on_both_backends!(
     everything_is_the_patients_record_as_the_caller_may_see_it,
     lastn_is_the_latest_of_each_code,
+    summary_is_the_patients_ips_document_within_the_callers_rights,
 );
 
 /// `type/id` of every resource entry, and the outcome's diagnostics.
@@ -181,4 +182,137 @@ async fn lastn_is_the_latest_of_each_code(h: Harness) {
         .get("Observation/$lastn?code=85354-9", &h.citizen("pat-b"))
         .await;
     assert_eq!(contents(&own.body).0, ["Observation/b-bp-3"]);
+}
+
+/// The summary's sections by title: the `Type/id` of each entry, or the empty reason's code.
+fn sections(document: &Value) -> Vec<(String, Result<Vec<String>, String>)> {
+    let entries = document["entry"].as_array().unwrap();
+    let resource_at = |url: &str| {
+        let entry = entries.iter().find(|e| e["fullUrl"] == url).unwrap();
+        let r = &entry["resource"];
+        format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        )
+    };
+    let composition = &entries[0]["resource"];
+    assert_eq!(composition["resourceType"], "Composition", "{document}");
+    (composition["section"].as_array().unwrap().iter())
+        .map(|section| {
+            let title = section["title"].as_str().unwrap().to_owned();
+            let content = match section["entry"].as_array() {
+                Some(refs) => Ok(refs
+                    .iter()
+                    .map(|r| resource_at(r["reference"].as_str().unwrap()))
+                    .collect()),
+                None => Err(section["emptyReason"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()),
+            };
+            (title, content)
+        })
+        .collect()
+}
+
+async fn summary_is_the_patients_ips_document_within_the_callers_rights(h: Harness) {
+    let t = h.clinician();
+    let response = h.get("Patient/pat-a/$summary", &t).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let document = &response.body;
+    assert_eq!(document["type"], "document");
+    let composition = &document["entry"][0]["resource"];
+    assert_eq!(composition["type"]["coding"][0]["code"], "60591-5");
+    let patient = &document["entry"][1];
+    assert_eq!(patient["resource"]["id"], "pat-a");
+    assert_eq!(composition["subject"]["reference"], patient["fullUrl"]);
+    assert_eq!(
+        sections(document),
+        [
+            (
+                "Medication Summary".into(),
+                Ok(vec!["MedicationStatement/a-metformin".into()])
+            ),
+            (
+                "Allergies and Intolerances".into(),
+                Ok(vec!["AllergyIntolerance/a-penicillin".into()])
+            ),
+            ("Problem List".into(), Ok(vec!["Condition/a-htn".into()])),
+        ]
+    );
+    // Every reference inside points into the document: it reads on its own, anywhere.
+    let text = document.to_string();
+    assert!(!text.contains("\"reference\":\"Patient/"), "{text}");
+    // One access in the patient's log.
+    let log = h
+        .get("AuditEvent?patient=pat-a&_count=200", &h.citizen("pat-a"))
+        .await;
+    assert_eq!(log.body["total"], 1, "{}", log.body);
+
+    // The patient themself; not someone else.
+    let citizen = h.citizen("pat-a");
+    assert_eq!(
+        h.get("Patient/pat-a/$summary", &citizen).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.get("Patient/pat-b/$summary", &citizen).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Sections the caller may not search are withheld, and say so; the rest is made.
+    let narrow = h.token(
+        Role::Clinician,
+        None,
+        Some("user/Patient.rs user/Condition.rs"),
+    );
+    let response = h.get("Patient/pat-a/$summary", &narrow).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    assert_eq!(
+        sections(&response.body),
+        [
+            ("Medication Summary".into(), Err("withheld".into())),
+            ("Allergies and Intolerances".into(), Err("withheld".into())),
+            ("Problem List".into(), Ok(vec!["Condition/a-htn".into()])),
+        ]
+    );
+    // Without the Patient there is no summary.
+    let no_patient = h.token(Role::Clinician, None, Some("user/Condition.rs"));
+    assert_eq!(
+        h.get("Patient/pat-a/$summary", &no_patient).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // The patient's consent holds: opted out of their problems for gp-1, that section is
+    // withheld from gp-1's clinicians.
+    let response = h
+        .opt_out(
+            &h.citizen("pat-b"),
+            "pat-b",
+            "Organization/gp-1",
+            &["Condition"],
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+    let response = h
+        .get("Patient/pat-b/$summary", &h.clinician_of("gp-1"))
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let summary = sections(&response.body);
+    assert_eq!(summary[2], ("Problem List".into(), Err("withheld".into())));
+    assert!(
+        !response.body.to_string().contains("b-dm2"),
+        "{}",
+        response.body
+    );
+    for bad in [
+        "Patient/pat-a/$summary?_count=5",
+        "Observation/a-bp-1/$summary",
+    ] {
+        let response = h.get(bad, &t).await;
+        assert!(
+            response.status.is_client_error(),
+            "{bad}: {}",
+            response.body
+        );
+    }
 }

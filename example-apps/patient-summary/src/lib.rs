@@ -15,20 +15,14 @@
 //! an OperationOutcome for `/api/ips`), unavailable data as `503`, and without a patient in
 //! context the app asks for one (`400`).
 
-mod ips;
 mod view;
 
 use healthcloud_sdk::context::{self, LaunchContext};
 use healthcloud_sdk::{Request, Response, Router, clock, fhir};
+use patient_summary_document::{self as ips, Authorship, MAX_ENTRIES, Record, SEARCHES};
 use serde_json::{Value, json};
 
-use crate::ips::{Authorship, Record};
-
 healthcloud_sdk::serve!(|request| router().handle(request));
-
-/// More entries than any patient's current medication, allergies or problems; an upper bound
-/// on one request's work.
-const MAX_ENTRIES: usize = 500;
 
 fn router() -> Router {
     Router::new()
@@ -93,21 +87,14 @@ fn author(launch: &LaunchContext) -> String {
 /// to decide.
 fn load_record(patient_id: &str) -> Result<Record, fhir::Error> {
     let patient: Value = fhir::read("Patient", patient_id)?;
-    let medications = fhir::search("MedicationStatement")
-        .param("status", "active")
-        .count(100)
-        .limit(MAX_ENTRIES)
-        .all();
-    let allergies = fhir::search("AllergyIntolerance")
-        .count(100)
-        .limit(MAX_ENTRIES)
-        .all();
-    let problems = fhir::search("Condition")
-        .param("clinical-status", "active")
-        .count(100)
-        .limit(MAX_ENTRIES)
-        .all();
-    Record::current(patient, medications, allergies, problems)
+    let sections = SEARCHES.map(|section| {
+        let mut search = fhir::search(section.resource_type);
+        for (name, value) in section.params {
+            search = search.param(name, value);
+        }
+        search.count(100).limit(MAX_ENTRIES).all()
+    });
+    Record::current(patient, sections)
 }
 
 fn fhir_json(status: u16, body: &Value) -> Response {

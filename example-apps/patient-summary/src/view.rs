@@ -7,7 +7,7 @@ use healthcloud_sdk::model::{AllergyIntolerance, Condition, MedicationStatement,
 use maud::{Markup, html};
 use serde_json::Value;
 
-use crate::ips::{
+use patient_summary_document::{
     ALLERGY_DATA, MEDICATION_DATA, PROBLEM_DATA, Record, Section, allergy_line, decode,
     medication_line, problem_line,
 };

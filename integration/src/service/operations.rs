@@ -1,10 +1,14 @@
 //! Operations over many searches: `Patient/$everything` (a patient's whole record as the
-//! caller may see it) and `Observation/$lastn` (the latest observations of each code). Each is
-//! made of the caller's own searches, recorded as one access.
+//! caller may see it), `Patient/$summary` (their International Patient Summary) and
+//! `Observation/$lastn` (the latest observations of each code). Each is made of the caller's
+//! own searches, recorded as one access.
 
 use std::collections::BTreeMap;
 
 use healthcloud_platform::scope::Interaction;
+use healthcloud_sdk::fhir as sdk;
+use patient_summary_document::{Authorship, MAX_ENTRIES, Record, SEARCHES, document};
+use serde_json::Value;
 
 use super::{FhirService, Pending};
 use crate::error::FhirError;
@@ -96,6 +100,75 @@ impl FhirService {
             page.included = included;
             page.omissions = omissions;
             Ok(page)
+        }
+        .await;
+        self.finish(audit, result).await
+    }
+
+    /// `Patient/$summary`: the patient's International Patient Summary, the FHIR document
+    /// Bundle the patient-summary app makes, by the same code
+    /// ([`patient_summary_document`]) from the caller's own read of the Patient and searches
+    /// of each section. A section the caller may not see (scopes, consent) or whose data
+    /// cannot be reached is in the document without entries, saying why; without the Patient
+    /// there is no summary. One audit record.
+    pub async fn summary(
+        &self,
+        context: &AccessContext,
+        patient: &str,
+    ) -> Result<Value, FhirError> {
+        self.admit(context)?;
+        let mut audit = Pending::new(context, Interaction::Search, "Patient");
+        audit.resource_id = Some(patient.to_owned());
+        audit.query = Some("$summary".into());
+        let result = async {
+            let found = self
+                .joined(
+                    context,
+                    "Patient",
+                    &[("_id", patient.to_owned())],
+                    &mut audit,
+                )
+                .await?;
+            let Some(patient_resource) = found.resources.first() else {
+                return Err(FhirError::NotFound(format!("Patient/{patient} not found")));
+            };
+            let patient_json: Value =
+                serde_json::from_str(&patient_resource.content).map_err(|error| {
+                    FhirError::Internal(anyhow::anyhow!("a stored Patient is not JSON: {error}"))
+                })?;
+            let mut sections = Vec::new();
+            for section in SEARCHES {
+                let mut params = vec![("patient", format!("Patient/{patient}"))];
+                params.extend(section.params.iter().map(|(n, v)| (*n, (*v).to_owned())));
+                params.push(("_count", MAX_ENTRIES.to_string()));
+                let searched = self
+                    .joined(context, section.resource_type, &params, &mut audit)
+                    .await;
+                sections.push(match searched {
+                    Ok(page) => page
+                        .resources
+                        .iter()
+                        .map(|r| serde_json::from_str(&r.content))
+                        .collect::<Result<Vec<Value>, _>>()
+                        .map_err(|error| sdk::Error::Json(error.to_string())),
+                    Err(FhirError::Unavailable(why)) => Err(sdk::Error::Unavailable(why)),
+                    Err(error) if is_refusal(&error) => Err(sdk::Error::Denied(error.to_string())),
+                    Err(error) => return Err(error),
+                });
+            }
+            let sections: [_; 3] = sections.try_into().expect("one result per section");
+            let record = Record::current(patient_json, sections).map_err(|error| {
+                FhirError::Internal(anyhow::anyhow!("the summary could not be made: {error}"))
+            })?;
+            let claims = &context.principal.claims;
+            let on_behalf = claims.fhir_user.as_deref().unwrap_or(&claims.sub);
+            let authorship = Authorship {
+                timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                author: format!("healthcloud FHIR API (Patient/$summary for {on_behalf})"),
+            };
+            Ok(document(&record, &authorship, || {
+                uuid::Uuid::new_v4().to_string()
+            }))
         }
         .await;
         self.finish(audit, result).await

@@ -1,5 +1,8 @@
 //! The International Patient Summary as a FHIR document Bundle. Plain Rust, tested
-//! natively.
+//! natively, and one implementation for both places that make the document: the
+//! patient-summary app (`GET /api/ips`) and the FHIR API's `Patient/[id]/$summary`. Each
+//! reads the Patient and makes the [`SEARCHES`] with its caller's rights, then hands the
+//! results to [`Record::current`] and [`document`].
 //!
 //! The document is a snapshot that must be readable on its own, anywhere: every entry has a
 //! `urn:uuid:` fullUrl, references between included resources are rewritten to those, and
@@ -21,6 +24,36 @@ use serde_json::{Map, Value, json};
 
 const LOINC: &str = "http://loinc.org";
 const LIST_EMPTY_REASON: &str = "http://terminology.hl7.org/CodeSystem/list-empty-reason";
+
+/// More entries than any patient's current medication, allergies or problems; an upper bound
+/// on the work of one summary (each section's search asks for at most this many).
+pub const MAX_ENTRIES: usize = 500;
+
+/// One section's FHIR search within the patient's record.
+#[derive(Debug, Clone, Copy)]
+pub struct SectionSearch {
+    /// The resource type searched.
+    pub resource_type: &'static str,
+    /// Search parameters besides the patient and the count.
+    pub params: &'static [(&'static str, &'static str)],
+}
+
+/// The sections' searches, in the order [`Record::current`] takes their results:
+/// medication, allergies, problems.
+pub const SEARCHES: [SectionSearch; 3] = [
+    SectionSearch {
+        resource_type: "MedicationStatement",
+        params: &[("status", "active")],
+    },
+    SectionSearch {
+        resource_type: "AllergyIntolerance",
+        params: &[],
+    },
+    SectionSearch {
+        resource_type: "Condition",
+        params: &[("clinical-status", "active")],
+    },
+];
 
 /// The resources of one section (FHIR JSON as the platform returned it), or why they could
 /// not be read.
@@ -60,7 +93,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// The record from the Patient and the results of the three section searches, with only
+    /// The record from the Patient and the results of the [`SEARCHES`], with only
     /// what is current: active statements, allergies and conditions. (The searches already
     /// ask for active statements and conditions; allergies cannot be searched by status.)
     ///
@@ -68,9 +101,7 @@ impl Record {
     /// any other failure fails the record (that error).
     pub fn current(
         patient: Value,
-        medications: Result<Vec<Value>, fhir::Error>,
-        allergies: Result<Vec<Value>, fhir::Error>,
-        problems: Result<Vec<Value>, fhir::Error>,
+        [medications, allergies, problems]: [Result<Vec<Value>, fhir::Error>; 3],
     ) -> Result<Record, fhir::Error> {
         Ok(Record {
             patient,
@@ -391,7 +422,7 @@ mod tests {
     fn record_with(medications: Result<Vec<Value>, fhir::Error>) -> Record {
         Record::current(
             patient(),
-            medications,
+            [medications,
             Ok(vec![json!({"resourceType": "AllergyIntolerance", "id": "a1",
                 "clinicalStatus": {"coding": [{"system":
                     "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "resolved"}]},
@@ -400,7 +431,7 @@ mod tests {
                 "clinicalStatus": {"coding": [{"system":
                     "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
                 "code": {"text": "Type 2 diabetes"}, "onsetDateTime": "2019-05-01",
-                "subject": {"reference": "https://x.example/fhir/r4/Patient/p1"}})]),
+                "subject": {"reference": "https://x.example/fhir/r4/Patient/p1"}})])],
         )
         .unwrap()
     }
@@ -573,9 +604,11 @@ mod tests {
     fn other_errors_fail_the_record() {
         let result = Record::current(
             patient(),
-            Err(fhir::Error::Denied(NO_MEDICATION.into())),
-            Err(fhir::Error::Invalid("unknown search parameter".into())),
-            Ok(vec![]),
+            [
+                Err(fhir::Error::Denied(NO_MEDICATION.into())),
+                Err(fhir::Error::Invalid("unknown search parameter".into())),
+                Ok(vec![]),
+            ],
         );
         assert_eq!(
             result.unwrap_err(),
