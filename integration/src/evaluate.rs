@@ -94,7 +94,7 @@ fn holds(
             .filter(|(param, _, _)| *param == def.name)
             .map(|(_, lo, hi)| Indexed::Date { lo: *lo, hi: *hi })
             .collect()
-    } else if def.kind == ParamKind::Quantity {
+    } else if def.kind.is_numeric() {
         (rows.quantities.iter())
             .filter(|(param, ..)| *param == def.name)
             .map(|(_, system, code, lo, hi)| Indexed::Quantity {
@@ -103,6 +103,11 @@ fn holds(
                 lo: *lo,
                 hi: *hi,
             })
+            .collect()
+    } else if mode == Match::Text {
+        (rows.code_texts.iter())
+            .filter(|(param, _)| *param == def.name)
+            .map(|(_, value)| Indexed::Token { system: "", value })
             .collect()
     } else {
         let tokens = match mode {

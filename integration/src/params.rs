@@ -26,6 +26,13 @@ pub enum ParamKind {
     /// Quantities (`value` with its `system` and `code`), compared as numbers with the date
     /// prefixes.
     Quantity,
+    /// Numbers (decimals), compared with the date prefixes.
+    Number,
+    /// A composite of a code and the quantity beside it in one element (`path.code` and
+    /// `path.valueQuantity`), searched as `system|code$[prefix]number`: the pair must sit in
+    /// the same element (the systolic part of a blood pressure at or above 180, not any part).
+    /// The number compares in the unit it was recorded in.
+    CodeQuantity,
 }
 
 impl ParamKind {
@@ -38,7 +45,17 @@ impl ParamKind {
             ParamKind::Date => "date",
             ParamKind::Uri => "uri",
             ParamKind::Quantity => "quantity",
+            ParamKind::Number => "number",
+            ParamKind::CodeQuantity => "composite",
         }
+    }
+
+    /// Whether its values are numbers, indexed as quantities.
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            ParamKind::Quantity | ParamKind::Number | ParamKind::CodeQuantity
+        )
     }
 }
 
@@ -67,6 +84,17 @@ impl ParamDef {
             ),
             ParamKind::Uri => format!(
                 "{}. Exact, :below for a URI and those under it, or :missing=true|false",
+                self.doc
+            ),
+            ParamKind::Token => format!(
+                "{}. system|code, code or system|; :not, :missing, and :text for any word of \
+                 the code's text or display",
+                self.doc
+            ),
+            ParamKind::CodeQuantity => format!(
+                "{}. As system|code$[prefix]number (e.g. http://loinc.org|8480-6$ge180): the \
+                 code and the number in one element; the number compares in the unit it was \
+                 recorded in, and a unit in the value is refused",
                 self.doc
             ),
             _ => self.doc.to_owned(),
@@ -241,6 +269,18 @@ pub static TYPES: &[TypeDef] = &[
                 ParamKind::Quantity,
                 &["component.valueQuantity"],
                 "The value of one of its components, as [prefix]number[|system|code]",
+            ),
+            p(
+                "code-value-quantity",
+                ParamKind::CodeQuantity,
+                &[""],
+                "Its code and value together",
+            ),
+            p(
+                "component-code-value-quantity",
+                ParamKind::CodeQuantity,
+                &["component"],
+                "A component's code and value together (e.g. a systolic blood pressure of 180 or more)",
             ),
         ],
     },
@@ -715,6 +755,45 @@ pub static TYPES: &[TypeDef] = &[
         ],
     },
     TypeDef {
+        name: "RiskAssessment",
+        params: &[
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "A business identifier",
+            ),
+            patient(&["subject"]),
+            p(
+                "date",
+                DATE,
+                &["occurrence[x]"],
+                "When the assessment was made",
+            ),
+            p(
+                "probability",
+                ParamKind::Number,
+                &["prediction.probabilityDecimal"],
+                "The likelihood of an outcome, as [prefix]number (e.g. ge0.2)",
+            ),
+            p(
+                "risk",
+                TOKEN,
+                &["prediction.qualitativeRisk"],
+                "The likelihood as a code (high, moderate, low)",
+            ),
+            p("method", TOKEN, &["method"], "How the risk was assessed"),
+            p(
+                "encounter",
+                ParamKind::Reference {
+                    target: Some("Encounter"),
+                },
+                &["encounter"],
+                "The encounter it was made in",
+            ),
+        ],
+    },
+    TypeDef {
         name: "ServiceRequest",
         params: &[
             p(
@@ -1174,6 +1253,10 @@ pub struct IndexRows {
     /// reference points at, unchecked. Stored under `<param>:identifier`
     /// ([`identifier_param`]), so only that modifier finds them, never a search by id.
     pub reference_identifiers: Vec<(&'static str, String, String)>,
+    /// `(param, word)`: the texts of a token parameter's codes (`CodeableConcept.text`,
+    /// `Coding.display`) from each word on, in their folded forms. Stored under
+    /// `<param>:text` ([`modified_param`]), found only with that modifier.
+    pub code_texts: Vec<(&'static str, String)>,
     /// `(param, lo, hi)`.
     pub dates: Vec<(&'static str, i64, i64)>,
     /// `(param, system, code, lo, hi)`: quantities in millionths of their unit.
@@ -1223,11 +1306,25 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
                     .collect(),
                 _ => vec![(*path).to_owned()],
             };
-            for value in concrete.iter().flat_map(|p| select(resource, p)) {
+            // The empty path is the resource itself (`code-value-quantity`).
+            let values = match *path {
+                "" => vec![resource],
+                _ => concrete.iter().flat_map(|p| select(resource, p)).collect(),
+            };
+            for value in values {
                 match param.kind {
-                    ParamKind::Token => tokens(value, &mut |system, code| {
-                        rows.tokens.push((param.name, system, code))
-                    }),
+                    ParamKind::Token => {
+                        tokens(value, &mut |system, code| {
+                            rows.tokens.push((param.name, system, code))
+                        });
+                        for text in code_texts(value) {
+                            rows.code_texts.extend(
+                                crate::text::word_starts(text)
+                                    .flat_map(crate::text::folds)
+                                    .map(|form| (param.name, form)),
+                            );
+                        }
+                    }
                     ParamKind::Reference { target } => {
                         let literal = parse_reference(value);
                         let claimed_type = literal
@@ -1279,6 +1376,30 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
                         rows.tokens
                             .push((param.name, crate::text::EXACT.to_owned(), s.to_owned()));
                     }),
+                    ParamKind::Number => {
+                        if let Some(scaled) = value.as_f64().and_then(millionths) {
+                            rows.quantities.push((
+                                param.name,
+                                String::new(),
+                                String::new(),
+                                scaled,
+                                scaled,
+                            ));
+                        }
+                    }
+                    ParamKind::CodeQuantity => {
+                        let number = value
+                            .pointer("/valueQuantity/value")
+                            .and_then(Value::as_f64);
+                        if let (Some(scaled), Some(code)) =
+                            (number.and_then(millionths), value.get("code"))
+                        {
+                            tokens(code, &mut |system, code| {
+                                rows.quantities
+                                    .push((param.name, system, code, scaled, scaled))
+                            });
+                        }
+                    }
                     ParamKind::Quantity => {
                         let number = value.get("value").and_then(Value::as_f64);
                         if let Some(scaled) = number.and_then(millionths) {
@@ -1320,6 +1441,8 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
     rows.tokens.dedup();
     rows.reference_identifiers.sort_unstable();
     rows.reference_identifiers.dedup();
+    rows.code_texts.sort_unstable();
+    rows.code_texts.dedup();
     rows.dates.sort_unstable();
     rows.dates.dedup();
     rows.quantities.sort_unstable();
@@ -1331,6 +1454,33 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
 /// searched (`subject:identifier`): a name no search by id can reach.
 pub fn identifier_param(param: &str) -> String {
     format!("{param}:identifier")
+}
+
+/// The index name a filter of `param` with `mode` searches: the Identifiers inside references
+/// and the texts of codes live under their modifier's name (`subject:identifier`,
+/// `code:text`), everything else under the parameter's own.
+pub fn modified_param(param: &str, mode: crate::query::Match) -> String {
+    match mode {
+        crate::query::Match::Identifier => identifier_param(param),
+        crate::query::Match::Text => format!("{param}:text"),
+        _ => param.to_owned(),
+    }
+}
+
+/// The texts of a code: a CodeableConcept's `text` and its Codings' `display`, or a Coding's
+/// `display`.
+fn code_texts(value: &Value) -> Vec<&str> {
+    let mut texts: Vec<&str> = Vec::new();
+    if let Some(text) = value.get("text").and_then(Value::as_str) {
+        texts.push(text);
+    }
+    let codings = match value.get("coding") {
+        Some(Value::Array(codings)) => codings.iter().collect(),
+        _ => vec![value],
+    };
+    texts.extend(codings.iter().filter_map(|c| c.get("display")?.as_str()));
+    texts.retain(|text| !text.trim().is_empty());
+    texts
 }
 
 /// The values at a dotted path, descending through arrays; `x[x]` matches choice elements.

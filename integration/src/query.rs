@@ -102,6 +102,9 @@ pub enum Match {
     /// `:identifier` on references: `system|value` tokens matched against the Identifiers
     /// inside references (what their writer claims), never against literal references.
     Identifier,
+    /// `:text` on tokens: any word of a code's text (`CodeableConcept.text`, `Coding.display`)
+    /// starts with the value, compared as strings are.
+    Text,
     /// `:below` on URIs: the URI itself or any URI under it (after `:` or `/`).
     Below,
     /// `:missing=true` (the resource has no value for the parameter) or `:missing=false`
@@ -773,6 +776,7 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
         (ParamKind::String, Some("contains")) => Match::Contains,
         (ParamKind::String, Some("exact")) => Match::Exact,
         (ParamKind::Token, Some("not")) => Match::Not,
+        (ParamKind::Token, Some("text")) => Match::Text,
         (ParamKind::Uri, Some("below")) => Match::Below,
         (_, Some("missing")) => {
             let missing = match value {
@@ -832,10 +836,12 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
     };
     let values = match (def.kind, mode) {
         // A string is searched in each of the forms it can be written in (see `text`).
-        (ParamKind::String, Match::Prefix | Match::Contains) => values
-            .flat_map(crate::text::folds)
-            .map(Value::Text)
-            .collect(),
+        (ParamKind::String, Match::Prefix | Match::Contains) | (ParamKind::Token, Match::Text) => {
+            values
+                .flat_map(crate::text::folds)
+                .map(Value::Text)
+                .collect()
+        }
         (ParamKind::String, _) => values.map(|v| Value::Text(v.to_owned())).collect(),
         _ => values
             .map(|v| parse_value(def, v))
@@ -851,9 +857,42 @@ pub fn string_form(kind: ParamKind, mode: Match) -> Option<&'static str> {
     match (kind, mode) {
         (ParamKind::String, Match::Missing(_)) => None,
         (ParamKind::String, Match::Exact) => Some(crate::text::EXACT),
-        (ParamKind::String, _) => Some(""),
+        (ParamKind::String, _) | (ParamKind::Token, Match::Text) => Some(""),
         _ => None,
     }
+}
+
+/// A `[prefix]number` search value: its prefix and the range of millionths it stands for
+/// (`100` means 99.5 up to 100.5, `100.0` 99.95 up to 100.05; `ap` within 10%). The error is
+/// what is wrong when it is more than the value's form.
+fn parse_number(raw: &str) -> Result<(Prefix, DateRange), Option<&'static str>> {
+    let (prefix, number) = prefix_of(raw).ok_or(Some(
+        "supported prefixes are eq, ne, gt, lt, ge, le, sa, eb, ap",
+    ))?;
+    let value: f64 = number
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && !number.contains(['e', 'E']))
+        .ok_or(None)?;
+    let decimals = number.split_once('.').map_or(0, |(_, d)| d.len());
+    let half = 0.5 * 10f64.powi(-(decimals.min(6) as i32));
+    let half = match prefix {
+        Prefix::Eq | Prefix::Ne => half,
+        Prefix::Ap => half.max(value.abs() / 10.0),
+        _ => 0.0,
+    };
+    let scaled = |v: f64| crate::params::millionths(v).ok_or(Some("out of range"));
+    let range = match half {
+        0.0 => DateRange {
+            lo: scaled(value)?,
+            hi: scaled(value)?,
+        },
+        _ => DateRange {
+            lo: scaled(value - half)?,
+            hi: scaled(value + half)? - 1,
+        },
+    };
+    Ok((prefix, range))
 }
 
 /// The comparison prefix of a date or number value (`eq` when it has none), and the rest;
@@ -920,38 +959,51 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
             let mut parts = raw.splitn(3, '|');
             let number = parts.next().unwrap_or_default();
             let (system, code) = (parts.next(), parts.next());
-            let (prefix, number) = prefix_of(number)
-                .ok_or_else(|| bad("supported prefixes are eq, ne, gt, lt, ge, le, sa, eb, ap"))?;
-            let value: f64 = number
-                .parse()
-                .ok()
-                .filter(|v: &f64| v.is_finite() && !number.contains(['e', 'E']))
-                .ok_or_else(|| bad("expected [prefix]number[|system|code], e.g. ge7.5|http://unitsofmeasure.org|mmol/L"))?;
-            // `100` means 99.5 up to 100.5, `100.0` 99.95 up to 100.05.
-            let decimals = number.split_once('.').map_or(0, |(_, d)| d.len());
-            let half = 0.5 * 10f64.powi(-(decimals.min(6) as i32));
-            let half = match prefix {
-                Prefix::Eq | Prefix::Ne => half,
-                Prefix::Ap => half.max(value.abs() / 10.0),
-                _ => 0.0,
-            };
-            let scaled = |v: f64| crate::params::millionths(v).ok_or_else(|| bad("out of range"));
-            let range = match half {
-                0.0 => DateRange {
-                    lo: scaled(value)?,
-                    hi: scaled(value)?,
-                },
-                _ => DateRange {
-                    lo: scaled(value - half)?,
-                    hi: scaled(value + half)? - 1,
-                },
-            };
+            let (prefix, range) = parse_number(number).map_err(|why| {
+                bad(why.unwrap_or(
+                    "expected [prefix]number[|system|code], e.g. ge7.5|http://unitsofmeasure.org|mmol/L",
+                ))
+            })?;
             let unit = |part: Option<&str>| part.filter(|p| !p.is_empty()).map(str::to_owned);
             Ok(Value::Quantity {
                 prefix,
                 range,
                 system: unit(system),
                 code: unit(code),
+            })
+        }
+        ParamKind::Number => {
+            let (prefix, range) = parse_number(raw)
+                .map_err(|why| bad(why.unwrap_or("expected [prefix]number, e.g. ge0.8")))?;
+            Ok(Value::Quantity {
+                prefix,
+                range,
+                system: None,
+                code: None,
+            })
+        }
+        ParamKind::CodeQuantity => {
+            let example = "expected system|code$[prefix]number, e.g. http://loinc.org|8480-6$ge180";
+            let (token, number) = raw.split_once('$').ok_or_else(|| bad(example))?;
+            if number.contains('|') {
+                return Err(bad(
+                    "the number compares in the unit it was recorded in: leave out the unit, e.g. http://loinc.org|8480-6$ge180",
+                ));
+            }
+            let (prefix, range) =
+                parse_number(number).map_err(|why| bad(why.unwrap_or(example)))?;
+            let (system, code) = match token.split_once('|') {
+                Some((system, code)) => (Some(system), code),
+                None => (None, token),
+            };
+            if code.is_empty() {
+                return Err(bad(example));
+            }
+            Ok(Value::Quantity {
+                prefix,
+                range,
+                system: system.filter(|s| !s.is_empty()).map(str::to_owned),
+                code: Some(code.to_owned()),
             })
         }
         ParamKind::Date => {
@@ -1042,7 +1094,7 @@ mod tests {
     fn unsupported_parameters_and_modifiers_are_refused() {
         for (name, value) in [
             ("colour", "red"),
-            ("code:text", "x"),
+            ("name:text", "x"),
             ("date", "xy2024"),
             ("date", "yesterday"),
             ("_elements", "colour"),

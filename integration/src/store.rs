@@ -407,7 +407,9 @@ impl EmbeddedStore {
         items: &[(&str, &str, &IndexRows)],
     ) -> Result<(), FhirError> {
         // Collected first: iterator adapters borrowed across an await make the future !Send.
-        // Identifiers inside references share the token table, under `<param>:identifier`.
+        // Identifiers inside references and codes' texts share the token table, under
+        // `<param>:identifier` and `<param>:text`.
+        static EMPTY: String = String::new();
         let tokens: Vec<_> = items
             .iter()
             .flat_map(|item| {
@@ -422,7 +424,11 @@ impl EmbeddedStore {
                             let param = std::borrow::Cow::Owned(params::identifier_param(param));
                             (item, param, system, value)
                         });
-                tokens.chain(identifiers)
+                let texts = item.2.code_texts.iter().map(move |(param, value)| {
+                    let param = params::modified_param(param, crate::query::Match::Text);
+                    (item, std::borrow::Cow::Owned(param), &EMPTY, value)
+                });
+                tokens.chain(identifiers).chain(texts)
             })
             .collect();
         insert_rows(
@@ -1139,13 +1145,12 @@ fn push_filter(
     }
     let table = match def.kind {
         ParamKind::Date => "search_date",
-        ParamKind::Quantity => "search_quantity",
+        kind if kind.is_numeric() => "search_quantity",
         _ => "search_token",
     };
     // Identifiers inside references live under their own name, out of reach of a search by id.
     let param = match mode {
-        Match::Identifier => params::identifier_param(def.name),
-        _ => def.name.to_owned(),
+        mode => params::modified_param(def.name, mode),
     };
     // When a resource was written is its own column, not index rows.
     if def.name == params::LAST_UPDATED {
@@ -1176,7 +1181,7 @@ fn push_filter(
     if quantifier == Quantifier::Every {
         sql.push("(");
     }
-    if narrowed || matches!(def.kind, ParamKind::Date | ParamKind::Quantity) {
+    if narrowed || def.kind == ParamKind::Date || def.kind.is_numeric() {
         // A patient narrows the rows to a few hundred: probe each one's index rows.
         sql.push(&format!(
             "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = "

@@ -34,9 +34,41 @@ pub fn folds(text: &str) -> Vec<String> {
     }
 }
 
+/// The most words of one text indexed for `:text` (from each word on).
+pub const MAX_WORDS: usize = 12;
+
+/// `text` from each of its first [`MAX_WORDS`] words on (`"Systolic blood pressure"`, `"blood
+/// pressure"`, `"pressure"`), so that a prefix match finds any word's start.
+pub fn word_starts(text: &str) -> impl Iterator<Item = &str> {
+    let text = text.trim_start();
+    let starts = std::iter::once(0).chain(
+        text.char_indices()
+            .zip(text.chars().skip(1))
+            .filter(|((_, c), next)| !c.is_alphanumeric() && next.is_alphanumeric())
+            .map(|((i, c), _)| i + c.len_utf8()),
+    );
+    starts.take(MAX_WORDS).map(move |i| &text[i..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_is_indexed_from_each_word_on() {
+        let starts: Vec<&str> = word_starts("  Forhøjet blodtryk (type-2)").collect();
+        assert_eq!(
+            starts,
+            [
+                "Forhøjet blodtryk (type-2)",
+                "blodtryk (type-2)",
+                "type-2)",
+                "2)"
+            ]
+        );
+        assert_eq!(word_starts(&"ord ".repeat(50)).count(), MAX_WORDS);
+        assert_eq!(word_starts("").collect::<Vec<_>>(), [""]);
+    }
 
     /// Whether a search for `query` finds `stored` (by prefix).
     fn finds(query: &str, stored: &str) -> bool {

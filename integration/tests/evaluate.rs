@@ -74,18 +74,30 @@ fn suggested(resource_type: &str, resources: &[(String, Value)]) -> BTreeSet<(St
                         queries.insert((format!("{name}:below"), parent.to_owned()));
                     }
                 }
-                ParamKind::Date | ParamKind::Quantity => {}
+                _ => {}
             }
         }
         for (name, system, code, lo, _) in &rows.quantities {
+            let kind = def.all_params().find(|p| p.name == *name).unwrap().kind;
             let value = *lo as f64 / 1_000_000.0;
+            // A composite's value is `system|code$number`; a quantity's unit follows it.
+            let (before, after) = match kind {
+                ParamKind::CodeQuantity => (format!("{system}|{code}$"), String::new()),
+                _ => (String::new(), format!("|{system}|{code}")),
+            };
             for prefix in ["", "ne", "ge", "lt", "sa", "ap"] {
-                queries.insert((name.to_string(), format!("{prefix}{value}")));
+                queries.insert((name.to_string(), format!("{before}{prefix}{value}")));
             }
-            for prefix in ["", "gt"] {
-                queries.insert((name.to_string(), format!("{prefix}{value}|{system}|{code}")));
+            if kind == ParamKind::Quantity {
+                for prefix in ["", "gt"] {
+                    queries.insert((name.to_string(), format!("{prefix}{value}{after}")));
+                }
             }
-            queries.insert((name.to_string(), format!("{}", value.round())));
+            queries.insert((name.to_string(), format!("{before}{}", value.round())));
+        }
+        for (name, text) in &rows.code_texts {
+            let word: String = text.chars().take(4).collect();
+            queries.insert((format!("{name}:text"), word));
         }
         for (name, system, value) in &rows.reference_identifiers {
             queries.insert((format!("{name}:identifier"), format!("{system}|{value}")));

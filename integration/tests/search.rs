@@ -19,6 +19,9 @@ on_both_backends!(
     meta_parameters_on_every_type,
     strings_match_as_danish_users_write_them,
     quantities_compare_as_numbers_in_their_unit,
+    codes_are_found_by_their_text,
+    a_code_and_its_value_are_searched_together,
+    numbers_compare_within_their_precision,
 );
 
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
@@ -546,7 +549,7 @@ async fn unsupported_parameters_are_refused(h: Harness) {
     let t = h.clinician();
     for path in [
         "Observation?colour=red",
-        "Observation?code:text=pressure",
+        "Observation?value-quantity:text=pressure",
         "Observation?date=xy2024",
         "Observation?date=yesterday",
         "Observation?_elements=colour",
@@ -741,4 +744,155 @@ async fn quantities_compare_as_numbers_in_their_unit(h: Harness) {
         let response = h.get(&format!("Observation?{bad}"), &t).await;
         assert_eq!(response.status, 400, "{bad}: {}", response.body);
     }
+}
+
+async fn codes_are_found_by_their_text(h: Harness) {
+    let t = h.clinician();
+    let condition = |id: &str, text: Option<&str>, display: &str| {
+        let mut code = serde_json::json!({"coding": [{"system": "http://snomed.info/sct", "code": "38341003", "display": display}]});
+        if let Some(text) = text {
+            code["text"] = text.into();
+        }
+        serde_json::json!({"resourceType": "Condition", "id": id, "code": code,
+            "subject": {"reference": "Patient/pat-c"}})
+    };
+    h.import(vec![
+        condition(
+            "c-htn-da",
+            Some("Forhøjet blodtryk"),
+            "Hypertensive disorder",
+        ),
+        condition("c-htn-en", None, "Hypertensive disorder, systemic arterial"),
+    ])
+    .await
+    .unwrap();
+    let q = |value: &str| format!("Condition?patient=pat-c&code:text={value}");
+    for (value, expected) in [
+        // Any word's start, case and accents aside, Danish letters as Danes write them.
+        ("blodtryk", vec!["c-htn-da"]),
+        ("forhojet", vec!["c-htn-da"]),
+        ("FORHOEJET", vec!["c-htn-da"]),
+        ("hypertens", vec!["c-htn-da", "c-htn-en"]),
+        ("systemic", vec!["c-htn-en"]),
+        ("arterial,blodtryk", vec!["c-htn-da", "c-htn-en"]),
+        // Not the middle of a word, and not the code itself.
+        ("ertensive", vec![]),
+        ("38341003", vec![]),
+    ] {
+        assert_eq!(sorted(h.ids(&q(value), &t).await), expected, "{value}");
+    }
+    // Only tokens have a text.
+    let response = h.get("Patient?name:text=hans", &t).await;
+    assert_eq!(response.status, 400, "{}", response.body);
+}
+
+async fn a_code_and_its_value_are_searched_together(h: Harness) {
+    let t = h.clinician();
+    let bp = |id: &str, systolic: f64, diastolic: f64| {
+        let part = |code: &str, value: f64| {
+            serde_json::json!({"code": {"coding": [{"system": LOINC, "code": code}]},
+                "valueQuantity": {"value": value, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}})
+        };
+        serde_json::json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
+            "subject": {"reference": "Patient/pat-c"}, "effectiveDateTime": "2025-01-01T08:00:00Z",
+            "component": [part("8480-6", systolic), part("8462-4", diastolic)]})
+    };
+    let glucose = serde_json::json!({"resourceType": "Observation", "id": "c-glucose", "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "15074-8"}]},
+        "subject": {"reference": "Patient/pat-c"},
+        "valueQuantity": {"value": 9.1, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}});
+    h.import(vec![
+        bp("c-bp-high", 185.0, 95.0),
+        bp("c-bp-diastolic", 150.0, 115.0),
+        bp("c-bp-normal", 120.0, 80.0),
+        glucose,
+    ])
+    .await
+    .unwrap();
+    let q = |param: &str, value: &str| format!("Observation?patient=pat-c&{param}={value}");
+    let composite = "component-code-value-quantity";
+    for (param, value, expected) in [
+        // Any part at or above 110: every reading, by its systolic part.
+        (
+            "component-value-quantity",
+            "ge110",
+            vec!["c-bp-diastolic", "c-bp-high", "c-bp-normal"],
+        ),
+        // The diastolic part at or above 110: only the reading whose diastolic is.
+        (
+            composite,
+            "http://loinc.org|8462-4$ge110",
+            vec!["c-bp-diastolic"],
+        ),
+        (
+            composite,
+            "http://loinc.org|8480-6$ge180",
+            vec!["c-bp-high"],
+        ),
+        // At or above 180/110: either part (commas OR).
+        (
+            composite,
+            "http://loinc.org|8480-6$ge180,http://loinc.org|8462-4$ge110",
+            vec!["c-bp-diastolic", "c-bp-high"],
+        ),
+        (composite, "8480-6$lt130", vec!["c-bp-normal"]),
+        (composite, "http://other|8480-6$lt130", vec![]),
+        (
+            "code-value-quantity",
+            "http://loinc.org|15074-8$gt7",
+            vec!["c-glucose"],
+        ),
+        (
+            "code-value-quantity",
+            "http://loinc.org|15074-8$lt7",
+            vec![],
+        ),
+        ("code-value-quantity", "http://loinc.org|8480-6$gt7", vec![]),
+    ] {
+        assert_eq!(
+            sorted(h.ids(&q(param, value), &t).await),
+            expected,
+            "{param}={value}"
+        );
+    }
+    for bad in [
+        "http://loinc.org|8480-6",
+        "http://loinc.org|8480-6$ge180|http://unitsofmeasure.org|mm[Hg]",
+        "$ge180",
+        "http://loinc.org|8480-6$high",
+    ] {
+        let response = h.get(&q(composite, bad), &t).await;
+        assert_eq!(response.status, 400, "{bad}: {}", response.body);
+    }
+}
+
+async fn numbers_compare_within_their_precision(h: Harness) {
+    let t = h.clinician();
+    let risk = |id: &str, probability: f64| {
+        serde_json::json!({"resourceType": "RiskAssessment", "id": id, "status": "final",
+            "subject": {"reference": "Patient/pat-c"},
+            "prediction": [{"outcome": {"text": "Stroke within 10 years"}, "probabilityDecimal": probability}]})
+    };
+    h.import(vec![risk("c-risk-low", 0.05), risk("c-risk-high", 0.31)])
+        .await
+        .unwrap();
+    let q = |value: &str| format!("RiskAssessment?patient=pat-c&probability={value}");
+    for (value, expected) in [
+        ("ge0.2", vec!["c-risk-high"]),
+        ("lt0.2", vec!["c-risk-low"]),
+        // 0.3 means 0.25 up to 0.35; 0.30 means 0.295 up to 0.305.
+        ("0.3", vec!["c-risk-high"]),
+        ("0.30", vec![]),
+        ("0.05", vec!["c-risk-low"]),
+    ] {
+        assert_eq!(sorted(h.ids(&q(value), &t).await), expected, "{value}");
+    }
+    for bad in ["0.3|http://unitsofmeasure.org|%", "likely", "xx0.3"] {
+        let response = h.get(&q(bad), &t).await;
+        assert_eq!(response.status, 400, "{bad}: {}", response.body);
+    }
+    // A patient's risk assessments are in their compartment: the citizen sees only their own.
+    let citizen = h.citizen("pat-a");
+    assert!(h.ids("RiskAssessment", &citizen).await.is_empty());
 }

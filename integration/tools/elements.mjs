@@ -10,7 +10,7 @@ const TYPES = [
   'Encounter', 'EpisodeOfCare', 'ExplanationOfBenefit', 'Goal', 'ImagingStudy', 'Immunization',
   'Location', 'Media', 'Medication', 'MedicationAdministration', 'MedicationRequest',
   'MedicationStatement', 'Observation', 'Organization', 'Patient', 'Practitioner',
-  'PractitionerRole', 'Procedure', 'Provenance', 'QuestionnaireResponse', 'ServiceRequest',
+  'PractitionerRole', 'Procedure', 'Provenance', 'QuestionnaireResponse', 'RiskAssessment', 'ServiceRequest',
   'SupplyDelivery', 'Task',
 ];
 
