@@ -168,6 +168,7 @@ fn interactions() -> Router<FhirState> {
         )
         .route("/{resource_type}/_search", post(search_post))
         .route("/{resource_type}/$validate", post(validate_resource))
+        .route("/_history", get(system_history))
         .route("/{resource_type}/_history", get(type_history))
         .route("/{resource_type}/$lastn", get(lastn))
         .route("/{resource_type}/{id}/$everything", get(everything))
@@ -358,11 +359,31 @@ async fn type_history(
     RawQuery(query): RawQuery,
     Caller(context): Caller,
 ) -> Result<Response, FhirError> {
-    let asked = history_page(query.as_deref(), state.service.page_limits()).and_then(|page| {
+    history_of(&state, &context, Some(&resource_type), query.as_deref()).await
+}
+
+/// `GET /_history`: the versions of every type the caller may search, newest first, the
+/// types they may not left out; paged as a type's.
+async fn system_history(
+    State(state): State<FhirState>,
+    RawQuery(query): RawQuery,
+    Caller(context): Caller,
+) -> Result<Response, FhirError> {
+    history_of(&state, &context, None, query.as_deref()).await
+}
+
+/// A history Bundle of a type, or of the system (`None`).
+async fn history_of(
+    state: &FhirState,
+    context: &AccessContext,
+    resource_type: Option<&str>,
+    query: Option<&str>,
+) -> Result<Response, FhirError> {
+    let asked = history_page(query, state.service.page_limits()).and_then(|page| {
         match page.offset {
             0 => Ok(page),
             _ => Err(FhirError::BadRequest(
-                "a type's history is paged by its next links (_cursor), not _offset".into(),
+                "a type's or the system's history is paged by its next links (_cursor), not _offset".into(),
             )),
         }
     });
@@ -374,40 +395,52 @@ async fn type_history(
     } = match asked {
         Ok(asked) => asked,
         Err(error) => {
-            let refused = (Interaction::Search, resource_type.as_str(), None);
-            return Err(state.service.refused(&context, refused, error).await);
+            let refused = (
+                Interaction::Search,
+                resource_type.unwrap_or("Resource"),
+                None,
+            );
+            return Err(state.service.refused(context, refused, error).await);
         }
     };
     let (versions, more) = (state.service)
-        .type_history(&context, &resource_type, (count, cursor.clone()), since)
+        .type_history(context, resource_type, (count, cursor.clone()), since)
         .await?;
     let base = &state.config.base_url;
+    let path = match resource_type {
+        Some(resource_type) => format!("{base}/{resource_type}/_history"),
+        None => format!("{base}/_history"),
+    };
     let link = |cursor: Option<&HistoryCursor>| {
-        let mut url = format!("{base}/{resource_type}/_history?_count={count}");
+        let mut url = format!("{path}?_count={count}");
         if let Some(since) = since {
             url.push_str(&format!("&_since={}", crate::date::instant(since)));
         }
         if let Some(cursor) = cursor {
             let HistoryCursor {
                 last_updated,
+                resource_type,
                 id,
                 version_id,
             } = cursor;
-            url.push_str(&format!("&_cursor={last_updated}:{id}:{version_id}"));
+            url.push_str(&format!(
+                "&_cursor={last_updated}:{resource_type}:{id}:{version_id}"
+            ));
         }
         url
     };
     let mut links = vec![json!({"relation": "self", "url": link(cursor.as_ref())})];
-    if let (true, Some((id, last))) = (more, versions.last()) {
+    if let (true, Some((resource_type, id, last))) = (more, versions.last()) {
         let next = HistoryCursor {
             last_updated: last.last_updated,
+            resource_type: (*resource_type).to_owned(),
             id: id.clone(),
             version_id: last.version_id,
         };
         links.push(json!({"relation": "next", "url": link(Some(&next))}));
     }
     let entries: Vec<Value> = (versions.into_iter())
-        .map(|(id, version)| history_entry(base, (&resource_type, &id), version))
+        .map(|(resource_type, id, version)| history_entry(base, (resource_type, &id), version))
         .collect();
     let bundle =
         json!({"resourceType": "Bundle", "type": "history", "link": links, "entry": entries});
@@ -438,16 +471,18 @@ fn history_page(query: Option<&str>, limits: PageLimits) -> Result<HistoryPage, 
                 })?);
             }
             "_cursor" => {
-                let mut parts = value.splitn(3, ':');
-                let parsed = match (parts.next(), parts.next(), parts.next()) {
-                    (Some(at), Some(id), Some(version))
-                        if healthcloud_platform::auth::is_fhir_id(id) =>
+                let mut parts = value.splitn(4, ':');
+                let parsed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                    (Some(at), Some(resource_type), Some(id), Some(version))
+                        if healthcloud_platform::auth::is_fhir_id(id)
+                            && TYPES.iter().any(|t| t.name == resource_type) =>
                     {
                         at.parse()
                             .ok()
                             .zip(version.parse().ok())
                             .map(|(at, version)| HistoryCursor {
                                 last_updated: at,
+                                resource_type: resource_type.to_owned(),
                                 id: id.to_owned(),
                                 version_id: version,
                             })
@@ -1541,7 +1576,8 @@ pub fn capability_statement(
             "security": security,
             "interaction": [
                 {"code": "transaction", "documentation": "All entries or none; urn:uuid references resolved; at most 500 entries"},
-                {"code": "batch", "documentation": "Each entry as the same request alone"}
+                {"code": "batch", "documentation": "Each entry as the same request alone"},
+                {"code": "history-system", "documentation": "The versions of every type the caller may search, newest first; _since, _count, paged by next links"}
             ],
             "resource": resources,
             "searchParam": [

@@ -13,6 +13,7 @@ use crate::date;
 use crate::error::FhirError;
 use crate::evaluate::satisfies;
 use crate::federation::{CompartmentPatient, Dropped};
+use crate::params::TYPES;
 use crate::params::TypeDef;
 use crate::patient_index::{CPR_SYSTEM, PatientIndex, Remembered};
 use crate::policy::{AccessContext, authorize, confined_patient};
@@ -724,48 +725,88 @@ impl FhirService {
         self.finish(audit, result).await
     }
 
-    /// The `_history` of a whole type: the versions the caller may search — each held to
-    /// the caller's constraints as it was, to the resource's patient now (as a version read
-    /// is) and to that patient's consent; a deletion when the version it ended is — newest
-    /// first, `count` of them after `after` (the last version of the previous page), written
-    /// at or after `since`. A page looks at no more than [`MAX_HISTORY_SCAN`] versions: past
-    /// that without a full page, the caller is asked to narrow it (`_since`), so where the
-    /// versions they may not read lie is not told.
+    /// The `_history` of a whole type, or of the system (`resource_type` `None`: every type
+    /// the caller may search, the others left out): the versions the caller may search —
+    /// each held to the caller's constraints as it was, to the resource's patient now (as a
+    /// version read is) and to that patient's consent; a deletion when the version it ended
+    /// is — newest first, `count` of them after `after` (the last version of the previous
+    /// page), written at or after `since`. A page looks at no more than [`MAX_HISTORY_SCAN`]
+    /// versions: past that without a full page, the caller is asked to narrow it (`_since`),
+    /// so where the versions they may not read lie is not told.
     pub async fn type_history(
         &self,
         context: &AccessContext,
-        resource_type: &str,
+        resource_type: Option<&str>,
         (count, after): (usize, Option<HistoryCursor>),
         since: Option<i64>,
-    ) -> Result<(Vec<(String, Version)>, bool), FhirError> {
+    ) -> Result<(Vec<(&'static str, String, Version)>, bool), FhirError> {
         self.admit(context)?;
-        let mut audit = Pending::new(context, Interaction::Search, resource_type);
+        let mut audit = Pending::new(
+            context,
+            Interaction::Search,
+            resource_type.unwrap_or("Resource"),
+        );
         audit.query = Some("_history".into());
         let result = async {
-            let type_def = served_type(resource_type)?;
-            let groups = authorize(context, Interaction::Search, type_def)?;
-            let confined = confined_patient(&groups).map(str::to_owned);
-            if let Some(patient) = &confined {
-                audit.patients = vec![patient.clone()];
-                self.check_consent(context, Some(type_def), patient).await?;
-            }
-            let mut query = self.id_query(type_def, "", groups);
-            query.filters.clear();
-            let mut readable = Readable {
-                query,
-                actors: context.consent_actors(),
-                now: date::now_ms(),
-                denied: std::collections::BTreeMap::new(),
-                owners: std::collections::BTreeMap::new(),
+            let types: Vec<&'static TypeDef> = match resource_type {
+                Some(name) => vec![served_type(name)?],
+                None => TYPES.iter().collect(),
             };
-            let scan = (type_def.name, confined.as_deref(), since);
+            let mut readable: std::collections::BTreeMap<&'static str, (Readable, Option<String>)> =
+                std::collections::BTreeMap::new();
+            let mut refused = None;
+            for type_def in types {
+                let checked = async {
+                    let groups = authorize(context, Interaction::Search, type_def)?;
+                    let confined = confined_patient(&groups).map(str::to_owned);
+                    if let Some(patient) = &confined {
+                        if !audit.patients.contains(patient) {
+                            audit.patients.push(patient.clone());
+                        }
+                        self.check_consent(context, Some(type_def), patient).await?;
+                    }
+                    let mut query = self.id_query(type_def, "", groups);
+                    query.filters.clear();
+                    Ok::<_, FhirError>((query, confined))
+                }
+                .await;
+                match checked {
+                    Ok((query, confined)) => {
+                        let types = Readable {
+                            query,
+                            actors: context.consent_actors(),
+                            now: date::now_ms(),
+                            denied: std::collections::BTreeMap::new(),
+                            owners: std::collections::BTreeMap::new(),
+                        };
+                        readable.insert(type_def.name, (types, confined));
+                    }
+                    // The system's history leaves out the types the caller may not search.
+                    Err(error) if resource_type.is_none() && is_refusal(&error) => {
+                        refused = Some(error)
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            if readable.is_empty() {
+                return Err(refused.unwrap_or_else(|| {
+                    FhirError::Forbidden("no type may be searched".into())
+                }));
+            }
+            let scans: Vec<(&str, Option<&str>)> = (readable.iter())
+                .map(|(name, (_, confined))| (*name, confined.as_deref()))
+                .collect();
             let versions = (self.store)
-                .type_history(scan, after.as_ref(), MAX_HISTORY_SCAN + 1)
+                .history_of_types(&scans, since, after.as_ref(), MAX_HISTORY_SCAN + 1)
                 .await?;
             let looked_at = versions.len();
             let mut kept = Vec::new();
-            for (id, version) in versions.into_iter().take(MAX_HISTORY_SCAN) {
-                if let Some(patient) = self.version_readable(&mut readable, &id, &version).await? {
+            for (resource_type, id, version) in versions.into_iter().take(MAX_HISTORY_SCAN) {
+                let Some((of_type, _)) = readable.get_mut(resource_type.as_str()) else {
+                    continue;
+                };
+                let name = of_type.query.type_def.name;
+                if let Some(patient) = self.version_readable(of_type, &id, &version).await? {
                     if let Some(patient) = patient {
                         for list in [&mut audit.patients, &mut audit.stored] {
                             if !list.contains(&patient) {
@@ -773,7 +814,7 @@ impl FhirService {
                             }
                         }
                     }
-                    kept.push((id, version));
+                    kept.push((name, id, version));
                     if kept.len() == count {
                         return Ok((kept, true));
                     }
@@ -781,7 +822,7 @@ impl FhirService {
             }
             if looked_at > MAX_HISTORY_SCAN {
                 return Err(FhirError::BadRequest(format!(
-                    "more than {MAX_HISTORY_SCAN} versions of {resource_type} were looked at for this page: narrow the history with _since"
+                    "more than {MAX_HISTORY_SCAN} versions were looked at for this page: narrow the history with _since"
                 )));
             }
             Ok((kept, false))

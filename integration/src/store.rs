@@ -44,11 +44,13 @@ impl Version {
 /// The tables of the search index, each row naming its resource.
 const INDEX_TABLES: [&str; 3] = ["search_token", "search_date", "search_quantity"];
 
-/// Where a page of a type's `_history` ends: the last version it holds.
+/// Where a page of a type's or the system's `_history` ends: the last version it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryCursor {
     /// When it was written (epoch ms).
     pub last_updated: i64,
+    /// Its resource's type.
+    pub resource_type: String,
     /// Its resource's id.
     pub id: String,
     /// Its version.
@@ -799,34 +801,39 @@ impl EmbeddedStore {
         Ok(count as usize)
     }
 
-    /// The versions of every `resource_type` (current and kept, deletions included), newest
-    /// first by when they were written (then by id, then newest version first), after
-    /// `after`, at most `limit`: only those in `patient`'s compartment when given, and only
-    /// those written at or after `since`.
-    pub async fn type_history(
+    /// The versions of every resource of the `scans`' types (current and kept, deletions
+    /// included), newest first by when they were written (then by type and id, then newest
+    /// version first), after `after`, at most `limit`: of each type only those in the scan's
+    /// patient's compartment when it names one, and only those written at or after `since`.
+    pub async fn history_of_types(
         &self,
-        (resource_type, patient, since): (&str, Option<&str>, Option<i64>),
+        scans: &[(&str, Option<&str>)],
+        since: Option<i64>,
         after: Option<&HistoryCursor>,
         limit: usize,
-    ) -> Result<Vec<(String, Version)>, FhirError> {
+    ) -> Result<Vec<(String, String, Version)>, FhirError> {
         let collate = match self.db.backend() {
             Backend::Postgres => " COLLATE \"C\"",
             Backend::Sqlite => "",
         };
         let mut sql = self
             .db
-            .sql("SELECT id, version_id, last_updated, patient_id, content FROM (");
+            .sql("SELECT resource_type, id, version_id, last_updated, patient_id, content FROM (");
         for (i, table) in ["resources", "resource_history"].into_iter().enumerate() {
             if i > 0 {
                 sql.push(" UNION ALL ");
             }
             sql.push(&format!(
-                "SELECT id, version_id, last_updated, patient_id, content FROM {table} WHERE resource_type = "
-            ))
-            .bind(resource_type);
-            if let Some(patient) = patient {
-                sql.push(" AND patient_id = ").bind(patient);
+                "SELECT resource_type, id, version_id, last_updated, patient_id, content FROM {table} WHERE (1 = 0"
+            ));
+            for (resource_type, patient) in scans {
+                sql.push(" OR (resource_type = ").bind(*resource_type);
+                if let Some(patient) = patient {
+                    sql.push(" AND patient_id = ").bind(*patient);
+                }
+                sql.push(")");
             }
+            sql.push(")");
             if let Some(since) = since {
                 sql.push(" AND last_updated >= ").bind(since);
             }
@@ -835,31 +842,34 @@ impl EmbeddedStore {
                     .bind(after.last_updated)
                     .push(" OR (last_updated = ")
                     .bind(after.last_updated)
+                    .push(&format!(" AND (resource_type{collate} > "))
+                    .bind(after.resource_type.clone())
+                    .push(" OR (resource_type = ")
+                    .bind(after.resource_type.clone())
                     .push(&format!(" AND (id{collate} > "))
                     .bind(after.id.clone())
                     .push(" OR (id = ")
                     .bind(after.id.clone())
                     .push(" AND version_id < ")
                     .bind(after.version_id)
-                    .push("))))");
+                    .push("))))))");
             }
         }
         sql.push(&format!(
-            ") v ORDER BY last_updated DESC, id{collate}, version_id DESC LIMIT "
+            ") v ORDER BY last_updated DESC, resource_type{collate}, id{collate}, version_id DESC LIMIT "
         ))
         .bind(limit as i64);
         let rows = sql.query().fetch_all(self.db.pool()).await?;
         Ok(rows
             .iter()
             .map(|row| {
-                let id: String = row.get(0);
                 let version = Version {
-                    version_id: row.get(1),
-                    last_updated: row.get(2),
-                    patient_id: row.get(3),
-                    content: row.get(4),
+                    version_id: row.get(2),
+                    last_updated: row.get(3),
+                    patient_id: row.get(4),
+                    content: row.get(5),
                 };
-                (id, version)
+                (row.get(0), row.get(1), version)
             })
             .collect())
     }

@@ -8,7 +8,10 @@ use common::*;
 use healthcloud_platform::auth::Role;
 use serde_json::{Value, json};
 
-on_both_backends!(a_types_history_holds_what_the_caller_may_read_newest_first);
+on_both_backends!(
+    a_types_history_holds_what_the_caller_may_read_newest_first,
+    the_systems_history_holds_every_type_the_caller_may_search,
+);
 
 fn reading(patient: &str, value: &str) -> Value {
     json!({"resourceType": "Observation", "status": "final",
@@ -184,4 +187,104 @@ async fn a_types_history_holds_what_the_caller_may_read_newest_first(h: Harness)
         )
         .await;
     assert_eq!(response.status, StatusCode::FORBIDDEN);
+}
+
+/// `type/id` of each entry.
+fn versioned(bundle: &Value) -> Vec<String> {
+    (bundle["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter())
+    .map(|e| {
+        let url = e["fullUrl"].as_str().unwrap();
+        let mut parts = url.rsplit('/').skip(2);
+        let id = parts.next().unwrap();
+        format!("{}/{id}", parts.next().unwrap())
+    })
+    .collect()
+}
+
+async fn the_systems_history_holds_every_type_the_caller_may_search(h: Harness) {
+    let writer = h.token(
+        Role::Clinician,
+        None,
+        Some("user/*.rs user/Observation.c user/Condition.c"),
+    );
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let since = since.replace('+', "%2B");
+    let condition = json!({"resourceType": "Condition",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]},
+        "subject": {"reference": "Patient/pat-b"}});
+    let mut written = Vec::new();
+    for (resource_type, body) in [
+        ("Observation", reading("pat-a", "s-a")),
+        ("Condition", condition),
+        ("Observation", reading("pat-b", "s-b")),
+    ] {
+        let created = h
+            .request("POST", resource_type, Some(&writer), Some(body))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        written.push(format!(
+            "{resource_type}/{}",
+            created.body["id"].as_str().unwrap()
+        ));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let newest_first: Vec<String> = written.iter().rev().cloned().collect();
+    let url = format!("_history?_since={since}");
+    let history = h.get(&url, &h.clinician()).await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    assert_eq!(history.body["type"], "history");
+    assert_eq!(versioned(&history.body), newest_first);
+    // In pages, across types, following `next`.
+    let mut seen = Vec::new();
+    let mut url = format!("_history?_since={since}&_count=1");
+    for _ in 0..10 {
+        let page = h.get(&url, &h.clinician()).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        seen.extend(versioned(&page.body));
+        let next = (page.body["link"].as_array().unwrap().iter())
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str().map(str::to_owned));
+        match next {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, newest_first);
+    // Only the types the caller may search.
+    let conditions = h.token(Role::Clinician, None, Some("user/Condition.rs"));
+    let history = h
+        .get(&format!("_history?_since={since}"), &conditions)
+        .await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    assert_eq!(versioned(&history.body), [written[1].clone()]);
+    // A citizen: their own record only, and the log of who read it.
+    let own = h
+        .get(&format!("_history?_since={since}"), &h.citizen("pat-a"))
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    let (log, record): (Vec<String>, Vec<String>) =
+        (versioned(&own.body).into_iter()).partition(|r| r.starts_with("AuditEvent/"));
+    assert_eq!(record, [written[0].clone()]);
+    assert!(!log.is_empty());
+    // Someone who may search no type of data gets none.
+    let operator = h.token(Role::PlatformOperator, None, None);
+    let response = h.get("_history", &operator).await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
+    for bad in [
+        "_history?_cursor=1:Nothing:x:1",
+        "_history?_offset=5",
+        "_history?_type=Observation",
+    ] {
+        let response = h.get(bad, &h.clinician()).await;
+        assert_eq!(
+            response.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            response.body
+        );
+    }
 }

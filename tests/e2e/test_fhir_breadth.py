@@ -203,7 +203,8 @@ def total(http: requests.Session, url: str, params: dict) -> int:
 
 
 def ids(found) -> set[str]:
-    return {plain(r)["id"] for r in found}
+    """The ids of what a search found, each checked to be valid."""
+    return {valid(r).id for r in found}
 
 
 @pytest.fixture(scope="module")
