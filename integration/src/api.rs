@@ -319,11 +319,18 @@ async fn history(
     if offset + count < total {
         links.push(json!({"relation": "next", "url": link(offset + count)}));
     }
-    let bundle = json!({
-        "resourceType": "Bundle", "type": "history", "total": total,
-        "link": links, "entry": entries,
+    let mut bundle = json!({
+        "resourceType": "Bundle", "type": "history", "total": total, "link": links,
     });
+    with_entries(&mut bundle, entries);
     Ok(fhir_json(StatusCode::OK, bundle.to_string()))
+}
+
+/// Sets a Bundle's entries; none are left out (FHIR JSON has no empty arrays).
+pub(crate) fn with_entries(bundle: &mut Value, entries: Vec<Value>) {
+    if !entries.is_empty() {
+        bundle["entry"] = Value::Array(entries);
+    }
 }
 
 /// A version as an entry of a history Bundle: how it came to be, and the resource (unless it
@@ -442,8 +449,8 @@ async fn history_of(
     let entries: Vec<Value> = (versions.into_iter())
         .map(|(resource_type, id, version)| history_entry(base, (resource_type, &id), version))
         .collect();
-    let bundle =
-        json!({"resourceType": "Bundle", "type": "history", "link": links, "entry": entries});
+    let mut bundle = json!({"resourceType": "Bundle", "type": "history", "link": links});
+    with_entries(&mut bundle, entries);
     Ok(fhir_json(StatusCode::OK, bundle.to_string()))
 }
 
@@ -656,7 +663,8 @@ async fn json_only_accepted(
     let accept: Vec<&str> = (request.headers().get_all(header::ACCEPT).iter())
         .map(|value| value.to_str().unwrap_or_default())
         .collect();
-    if !accept.is_empty() {
+    // `_format` overrides `Accept` (a browser's link sends its own `Accept`).
+    if format.is_none() && !accept.is_empty() {
         let admitted = accept.iter().flat_map(|a| a.split(',')).any(|range| {
             let mut parts = range.split(';').map(str::trim);
             let media = parts.next().unwrap_or_default().to_ascii_lowercase();
@@ -1090,19 +1098,17 @@ async fn create(
             }
         }
     };
-    let location = format!(
-        "{}/{resource_type}/{id}/_history/{version_id}",
-        state.config.base_url
-    );
     let outcome = match status {
         StatusCode::CREATED => format!("created {resource_type}/{id} (version {version_id})"),
         _ => format!("{resource_type}/{id} matches If-None-Exist: nothing was created"),
     };
-    let mut response = answer.respond(status, content, version_id, &outcome);
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    let version = (
+        state.config.base_url.as_str(),
+        resource_type.as_str(),
+        id.as_str(),
+        version_id,
+    );
+    Ok(answer.respond(status, content, version, &outcome))
 }
 
 /// What a write answers with (`Prefer: return=…`): the resource as stored (the default),
@@ -1148,8 +1154,15 @@ fn preferred_return(headers: &HeaderMap) -> Result<Return, FhirError> {
 }
 
 impl Return {
-    /// The answer of a write that left `content` at `version_id`; `done` says what happened.
-    fn respond(self, status: StatusCode, content: String, version_id: i64, done: &str) -> Response {
+    /// The answer of a write that left `content` at version `version_id` of `resource_type/id`
+    /// (on the server at `base`), `Location` naming that version; `done` says what happened.
+    fn respond(
+        self,
+        status: StatusCode,
+        content: String,
+        (base, resource_type, id, version_id): (&str, &str, &str, i64),
+        done: &str,
+    ) -> Response {
         let (body, applied) = match self {
             Return::Default => (content, None),
             Return::Representation => (content, Some("return=representation")),
@@ -1170,6 +1183,10 @@ impl Return {
                 header::HeaderName::from_static("preference-applied"),
                 HeaderValue::from_static(applied),
             );
+        }
+        let location = format!("{base}/{resource_type}/{id}/_history/{version_id}");
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value);
         }
         with_version(response, version_id)
     }
@@ -1319,17 +1336,13 @@ async fn change_resource(
         false => (StatusCode::OK, "updated"),
     };
     let done = format!("{done} {resource_type}/{id} (version {version_id})");
-    let mut response = answer.respond(status, content, version_id, &done);
-    if created {
-        let location = format!(
-            "{}/{resource_type}/{id}/_history/{version_id}",
-            state.config.base_url
-        );
-        if let Ok(value) = HeaderValue::from_str(&location) {
-            response.headers_mut().insert(header::LOCATION, value);
-        }
-    }
-    Ok(response)
+    let version = (
+        state.config.base_url.as_str(),
+        resource_type,
+        id.as_str(),
+        version_id,
+    );
+    Ok(answer.respond(status, content, version, &done))
 }
 
 async fn delete(
@@ -1416,6 +1429,13 @@ async fn validate_resource(
     };
     let checked = crate::service::acceptable(type_def, &resource);
     let outcome = match checked {
+        Ok(_) if !type_def.writable() => json!({"resourceType": "OperationOutcome", "issue": [{
+            "severity": "error", "code": "not-supported",
+            "diagnostics": format!(
+                "the {0} is valid FHIR R4, but a {0} is not written through this API",
+                type_def.name
+            )
+        }]}),
         Ok(_) => json!({"resourceType": "OperationOutcome", "issue": [{
             "severity": "information", "code": "informational",
             "diagnostics": format!("the {} is valid for this server", type_def.name)
@@ -1544,10 +1564,14 @@ pub fn capability_statement(
                 "conditionalUpdate": t.writable(),
                 "conditionalDelete": if t.writable() { "single" } else { "not-supported" },
                 "operation": operations,
-                "searchInclude": includes,
-                "searchRevInclude": revincludes,
                 "searchParam": params,
             });
+            // FHIR JSON has no empty arrays: a type nothing refers to has no revincludes.
+            for (key, values) in [("searchInclude", includes), ("searchRevInclude", revincludes)] {
+                if !values.is_empty() {
+                    resource[key] = json!(values);
+                }
+            }
             if t.sortable_by_date() {
                 resource["documentation"] = json!("_sort=date and _sort=-date are supported");
             }

@@ -130,7 +130,12 @@ impl PresentationParams {
             "_total" | "_totalMethod" => {
                 let counted = match value {
                     "estimate" | "accurate" | "count" => true,
-                    _ => flag("accurate", "none")?,
+                    "none" => false,
+                    _ => {
+                        return Err(FhirError::BadRequest(format!(
+                            "unsupported {name} '{value}': use accurate, estimate or none"
+                        )));
+                    }
                 };
                 once(&mut self.total, "_total", counted)?;
             }

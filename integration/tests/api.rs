@@ -245,6 +245,8 @@ async fn metadata_describes_the_server(h: Harness) {
             "combo-code",
             "value-quantity",
             "component-value-quantity",
+            "code-value-quantity",
+            "component-code-value-quantity",
             "_source",
             "_lastUpdated",
             "_tag",
@@ -306,7 +308,7 @@ async fn metadata_describes_the_server(h: Harness) {
             "_profile"
         ]
     );
-    assert_eq!(resources.len(), 35);
+    assert_eq!(resources.len(), 36);
 
     // Every advertised parameter is accepted by the search parser, and nothing else is.
     for resource in resources {
@@ -322,7 +324,8 @@ async fn metadata_describes_the_server(h: Harness) {
                 .unwrap()
             {
                 "date" => "2024",
-                "quantity" => "ge7.5",
+                "quantity" | "number" => "ge7.5",
+                "composite" => "http://loinc.org|8480-6$ge180",
                 // A bare id: whatever type the parameter refers to.
                 _ => "x",
             };
@@ -557,6 +560,19 @@ async fn reads_honour_result_parameters_and_formats_other_than_json_are_not_acce
     let read = h.get("Patient/pat-a?_format=json", &t).await;
     assert_eq!(read.status, 200);
     assert_eq!(read.body["name"][0]["family"], "Sørensen");
+    // `_format` overrides `Accept`, both ways.
+    let overridden = (h.send(with_accept(
+        "Patient/pat-a?_format=json",
+        "application/fhir+xml",
+    )))
+    .await;
+    assert_eq!(overridden.status, 200, "{}", overridden.body);
+    let overridden = (h.send(with_accept(
+        "Patient/pat-a?_format=xml",
+        "application/fhir+json",
+    )))
+    .await;
+    assert_eq!(overridden.status, 406, "{}", overridden.body);
     // `_elements` and `_summary` on a read: a subset, tagged.
     let subset = h.get("Patient/pat-a?_elements=birthDate", &t).await;
     assert_eq!(subset.status, 200, "{}", subset.body);

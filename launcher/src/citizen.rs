@@ -154,10 +154,10 @@ async fn page(
     // Every version of every consent, in one audited read: who was opted out of what, and
     // when it was lifted, is kept in full.
     let (versions, _) = service
-        .type_history(&context, "Consent", (200, None), None)
+        .type_history(&context, Some("Consent"), (200, None), None)
         .await
         .map_err(|e| PageError::fhir(e, back))?;
-    let history = consent_history(versions);
+    let history = consent_history(versions.into_iter().map(|(_, id, v)| (id, v)).collect());
     let accesses = events
         .resources
         .iter()

@@ -212,7 +212,8 @@ pub(super) async fn bundle(
         true => "transaction-response",
         false => "batch-response",
     };
-    let response = json!({"resourceType": "Bundle", "type": kind, "entry": answers});
+    let mut response = json!({"resourceType": "Bundle", "type": kind});
+    super::with_entries(&mut response, answers);
     Ok(fhir_json(StatusCode::OK, response.to_string()))
 }
 
