@@ -1528,11 +1528,16 @@ pub fn capability_statement(
                 interactions.push(json!({"code": "delete"}));
             }
             interactions.push(json!({"code": "history-type"}));
-            let mut params =
-                vec![json!({"name": "_id", "type": "token", "documentation": "The resource id"})];
-            params.extend(t.all_params().map(
-                |p| json!({"name": p.name, "type": p.kind.fhir_type(), "documentation": p.documentation()}),
-            ));
+            let mut params = vec![json!({"name": "_id", "type": "token",
+                "definition": "http://hl7.org/fhir/SearchParameter/Resource-id",
+                "documentation": "The resource id"})];
+            params.extend(t.all_params().map(|p| {
+                let mut param = json!({"name": p.name, "type": p.kind.fhir_type(), "documentation": p.documentation()});
+                if let Some(canonical) = p.canonical(t.name) {
+                    param["definition"] = json!(canonical);
+                }
+                param
+            }));
             let is_reference = |p: &&ParamDef| matches!(p.kind, ParamKind::Reference { .. });
             let includes: Vec<String> = (t.all_params().filter(is_reference))
                 .map(|p| format!("{}:{}", t.name, p.name))

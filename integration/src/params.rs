@@ -73,6 +73,17 @@ pub struct ParamDef {
 }
 
 impl ParamDef {
+    /// The canonical URL of its definition in FHIR R4 on type `resource_type` (or on every
+    /// resource), `None` for a parameter of this server's own.
+    pub fn canonical(&self, resource_type: &str) -> Option<&'static str> {
+        let defined = |on: &str| {
+            (crate::elements::SEARCH_PARAMETERS.iter())
+                .find(|(base, code, _)| *base == on && *code == self.name)
+                .map(|(_, _, url)| *url)
+        };
+        defined(resource_type).or_else(|| defined("Resource"))
+    }
+
     /// What it searches and how, for the CapabilityStatement.
     pub fn documentation(&self) -> String {
         match self.kind {
@@ -1611,6 +1622,27 @@ fn date_range(value: &Value) -> Option<date::DateRange> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_parameter_is_one_r4_defines() {
+        let own: Vec<String> = (TYPES.iter())
+            .flat_map(|t| t.all_params().map(move |p| (t, p)))
+            .filter(|(t, p)| p.canonical(t.name).is_none())
+            .map(|(t, p)| format!("{}.{}", t.name, p.name))
+            .collect();
+        assert_eq!(own, Vec::<String>::new());
+        let observation = type_def("Observation").unwrap();
+        let patient = observation.param("patient").unwrap();
+        assert_eq!(
+            patient.canonical("Observation"),
+            Some("http://hl7.org/fhir/SearchParameter/clinical-patient")
+        );
+        let tag = observation.param("_tag").unwrap();
+        assert_eq!(
+            tag.canonical("Observation"),
+            Some("http://hl7.org/fhir/SearchParameter/Resource-tag")
+        );
+    }
 
     #[test]
     fn observation_index_has_compartment_codes_and_date() {

@@ -309,6 +309,17 @@ async fn metadata_describes_the_server(h: Harness) {
         ]
     );
     assert_eq!(resources.len(), 36);
+    // Each parameter names its definition in R4.
+    for resource in resources {
+        for param in resource["searchParam"].as_array().unwrap() {
+            let definition = param["definition"].as_str().unwrap_or_default();
+            assert!(
+                definition.starts_with("http://hl7.org/fhir/SearchParameter/"),
+                "{}: {param}",
+                resource["type"]
+            );
+        }
+    }
 
     // Every advertised parameter is accepted by the search parser, and nothing else is.
     for resource in resources {
