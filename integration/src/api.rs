@@ -590,8 +590,10 @@ async fn read_presented(
             _ => false,
         },
     };
+    let native = resource_type == "Binary" && wants_native(headers, query.as_deref());
     let mut response = match current {
         true => StatusCode::NOT_MODIFIED.into_response(),
+        false if native => binary_content(&resource.content)?,
         false => {
             let content = presentation.apply(resource_type, resource.content)?;
             fhir_json(StatusCode::OK, content)
@@ -604,6 +606,53 @@ async fn read_presented(
         response.headers_mut().insert(header::LAST_MODIFIED, value);
     }
     Ok(with_version(response, resource.version_id))
+}
+
+/// Whether a read of a Binary asks for its content as it is (FHIR's "native form") rather
+/// than the Binary resource: an `Accept` that names no JSON, and no `_format`.
+fn wants_native(headers: &HeaderMap, query: Option<&str>) -> bool {
+    let format = parse_pairs(query.unwrap_or_default().as_bytes())
+        .into_iter()
+        .any(|(name, _)| name == "_format");
+    let accept: Vec<&str> = (headers.get_all(header::ACCEPT).iter())
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    !format
+        && !accept.is_empty()
+        && !accept
+            .iter()
+            .any(|a| a.to_ascii_lowercase().contains("json"))
+}
+
+/// A Binary's content as it is, typed by its `contentType`. It is served so that it cannot act
+/// on this origin, whatever it holds: downloaded rather than shown, not sniffed, and sandboxed
+/// with nothing allowed should a browser render it anyway.
+fn binary_content(content: &str) -> Result<Response, FhirError> {
+    use base64::Engine as _;
+    let binary: Value = serde_json::from_str(content).map_err(|e| FhirError::Internal(e.into()))?;
+    let bytes = match binary["data"].as_str() {
+        Some(data) => (base64::engine::general_purpose::STANDARD.decode(data))
+            .map_err(|e| FhirError::Internal(e.into()))?,
+        None => Vec::new(),
+    };
+    let media = (binary["contentType"].as_str())
+        .filter(|media| crate::validate::is_media_type(media))
+        .unwrap_or("application/octet-stream");
+    let headers = [
+        (header::CONTENT_TYPE, media),
+        (header::CONTENT_DISPOSITION, "attachment"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'",
+        ),
+    ];
+    let mut response = (StatusCode::OK, bytes).into_response();
+    for (name, value) in headers {
+        let value = HeaderValue::from_str(value).map_err(|e| FhirError::Internal(e.into()))?;
+        response.headers_mut().insert(name, value);
+    }
+    Ok(response)
 }
 
 /// `meta.lastUpdated` of a stored resource, when it has a valid one.
@@ -663,8 +712,14 @@ async fn json_only_accepted(
     let accept: Vec<&str> = (request.headers().get_all(header::ACCEPT).iter())
         .map(|value| value.to_str().unwrap_or_default())
         .collect();
-    // `_format` overrides `Accept` (a browser's link sends its own `Accept`).
-    if format.is_none() && !accept.is_empty() {
+    // `_format` overrides `Accept` (a browser's link sends its own `Accept`). A Binary is
+    // read as its content in any other format (`read` decides).
+    let binary_read = request.method() == axum::http::Method::GET && {
+        let after = request.uri().path().rsplit_once("/Binary/").map(|(_, a)| a);
+        let parts: Vec<&str> = after.map(|a| a.split('/').collect()).unwrap_or_default();
+        matches!(parts.as_slice(), [_] | [_, "_history", _])
+    };
+    if format.is_none() && !accept.is_empty() && !binary_read {
         let admitted = accept.iter().flat_map(|a| a.split(',')).any(|range| {
             let mut parts = range.split(';').map(str::trim);
             let media = parts.next().unwrap_or_default().to_ascii_lowercase();

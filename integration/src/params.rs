@@ -766,6 +766,15 @@ pub static TYPES: &[TypeDef] = &[
         ],
     },
     TypeDef {
+        name: "Binary",
+        params: &[p(
+            "patient",
+            PATIENT_REF,
+            &["securityContext"],
+            "The patient whose record holds it: its securityContext, which must name the Patient",
+        )],
+    },
+    TypeDef {
         name: "RiskAssessment",
         params: &[
             p(
@@ -1630,7 +1639,8 @@ mod tests {
             .filter(|(t, p)| p.canonical(t.name).is_none())
             .map(|(t, p)| format!("{}.{}", t.name, p.name))
             .collect();
-        assert_eq!(own, Vec::<String>::new());
+        // A Binary's place in a record is its securityContext.
+        assert_eq!(own, ["Binary.patient"]);
         let observation = type_def("Observation").unwrap();
         let patient = observation.param("patient").unwrap();
         assert_eq!(

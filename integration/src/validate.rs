@@ -116,6 +116,23 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
                 "required",
             ));
         }
+        "Binary" => {
+            use base64::Engine as _;
+            required("contentType", &[])?;
+            if !object["contentType"].as_str().is_some_and(is_media_type) {
+                return Err(FhirError::invalid(
+                    "Binary.contentType",
+                    "must be a media type like application/pdf",
+                ));
+            }
+            if let Some(data) = object.get("data") {
+                let decoded = (data.as_str())
+                    .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok());
+                if decoded.is_none() {
+                    return Err(FhirError::invalid("Binary.data", "must be base64"));
+                }
+            }
+        }
         "AllergyIntolerance" | "Immunization" if object.get("patient").is_none() => {
             return Err(FhirError::invalid(
                 format!("{resource_type}.patient"),
@@ -125,6 +142,21 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
         _ => {}
     }
     Ok(())
+}
+
+/// Whether `text` is a media type (`type/subtype`, with parameters): what a Binary's content
+/// is served as.
+pub fn is_media_type(text: &str) -> bool {
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    let token = |part: &str| {
+        !part.is_empty()
+            && (part.bytes()).all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    essence
+        .split_once('/')
+        .is_some_and(|(kind, subtype)| token(kind) && token(subtype))
+        && text.len() <= 200
+        && text.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 /// Holds the top level of `object` to the type's R4 definition: every property is one of its

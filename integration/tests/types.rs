@@ -5,8 +5,14 @@
 
 mod common;
 
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine as _;
 use common::*;
+use healthcloud_platform::auth::Role;
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 on_both_backends!(
     shared_types_are_found_by_their_parameters,
@@ -14,6 +20,7 @@ on_both_backends!(
     resources_stored_before_their_type_was_served_are_placed_when_reindexed,
     patient_data_that_names_its_patient_only_by_identifier_reaches_no_one,
     no_reference_of_a_synthea_record_dangles,
+    a_documents_content_is_a_binary_in_the_patients_record,
 );
 
 const SOR: &str = "urn:oid:1.2.208.176.1.1";
@@ -331,4 +338,138 @@ async fn no_reference_of_a_synthea_record_dangles(h: Harness) {
         h.ids("ExplanationOfBenefit?claim=Claim/s-claim", &t).await,
         ["s-eob"]
     );
+}
+
+/// A Binary read with `accept`: status, headers and the bytes as they came.
+async fn read_binary(
+    h: &Harness,
+    path: &str,
+    token: &str,
+    accept: &str,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let request = Request::builder()
+        .uri(format!("/fhir/r4/{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept", accept)
+        .body(Body::empty())
+        .unwrap();
+    let response = h.app.clone().oneshot(request).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes.to_vec())
+}
+
+async fn a_documents_content_is_a_binary_in_the_patients_record(h: Harness) {
+    let writer = h.token(
+        Role::Clinician,
+        None,
+        Some("user/*.rs user/Binary.c user/DocumentReference.c"),
+    );
+    let pdf = b"%PDF-1.4 discharge letter".to_vec();
+    let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let binary = |patient: &str, media: &str, bytes: &[u8]| {
+        json!({"resourceType": "Binary", "contentType": media,
+            "securityContext": {"reference": format!("Patient/{patient}")},
+            "data": base64(bytes)})
+    };
+    let created = h
+        .request(
+            "POST",
+            "Binary",
+            Some(&writer),
+            Some(binary("pat-a", "application/pdf", &pdf)),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let document = json!({"resourceType": "DocumentReference", "status": "current",
+        "subject": {"reference": "Patient/pat-a"},
+        "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
+        "content": [{"attachment": {"contentType": "application/pdf", "url": format!("Binary/{id}")}}]});
+    let created = h
+        .request("POST", "DocumentReference", Some(&writer), Some(document))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let url = created.body["content"][0]["attachment"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The attachment's URL reads the content as it is, for whoever may read the record.
+    let t = h.clinician();
+    let (status, headers, bytes) = read_binary(&h, &url, &t, "application/pdf").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bytes, pdf);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/pdf");
+    assert_eq!(headers[header::CONTENT_DISPOSITION], "attachment");
+    // As FHIR JSON when asked so.
+    let (status, _, bytes) = read_binary(&h, &url, &t, "application/fhir+json").await;
+    assert_eq!(status, StatusCode::OK);
+    let resource: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(resource["data"], base64(&pdf));
+    // Found in the patient's record, and read in the patient's log.
+    assert_eq!(h.ids("Binary?patient=pat-a", &t).await, [id.clone()]);
+    let log = h
+        .get("AuditEvent?patient=pat-a&_count=200", &h.citizen("pat-a"))
+        .await;
+    assert!(
+        log.body.to_string().contains(&format!("Binary/{id}")),
+        "{}",
+        log.body
+    );
+    // Not for another patient: the same 404 as any resource outside their record.
+    let other = h.citizen("pat-b");
+    let (status, _, bytes) = read_binary(&h, &url, &other, "application/pdf").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(!String::from_utf8_lossy(&bytes).contains("PDF"));
+
+    // Content that would run in a browser is served so that it cannot act on this origin.
+    let page = b"<script>fetch('/fhir/r4/Patient')</script>";
+    let created = h
+        .request(
+            "POST",
+            "Binary",
+            Some(&writer),
+            Some(binary("pat-a", "text/html", page)),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let path = format!("Binary/{}", created.body["id"].as_str().unwrap());
+    let (status, headers, _) = read_binary(&h, &path, &t, "text/html").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_DISPOSITION], "attachment");
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(
+        (headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap()).starts_with("sandbox"),
+        "{headers:?}"
+    );
+    // Other resources stay JSON only.
+    let (status, _, _) = read_binary(&h, "Patient/pat-a", &t, "application/pdf").await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
+
+    // A Binary must say whose record it is in, and hold what it says.
+    let mut unplaced = binary("pat-a", "application/pdf", &pdf);
+    unplaced["securityContext"] = json!({"reference": "DocumentReference/x"});
+    let mut bad_data = binary("pat-a", "application/pdf", &pdf);
+    bad_data["data"] = json!("not base64!");
+    let mut bad_media = binary("pat-a", "application/pdf", &pdf);
+    bad_media["contentType"] = json!("pdf\r\nSet-Cookie: x=1");
+    for (bad, element) in [
+        (unplaced, "securityContext"),
+        (bad_data, "Binary.data"),
+        (bad_media, "Binary.contentType"),
+    ] {
+        let response = h.request("POST", "Binary", Some(&writer), Some(bad)).await;
+        assert_eq!(response.status, 422, "{}", response.body);
+        assert!(
+            response.body.to_string().contains(element),
+            "{}",
+            response.body
+        );
+    }
 }
