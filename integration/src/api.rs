@@ -410,7 +410,11 @@ async fn history_of(
             return Err(state.service.refused(context, refused, error).await);
         }
     };
-    let (versions, more) = (state.service)
+    let crate::service::HistoryVersions {
+        versions,
+        more,
+        not_included,
+    } = (state.service)
         .type_history(context, resource_type, (count, cursor.clone()), since)
         .await?;
     let base = &state.config.base_url;
@@ -446,9 +450,21 @@ async fn history_of(
         };
         links.push(json!({"relation": "next", "url": link(Some(&next))}));
     }
-    let entries: Vec<Value> = (versions.into_iter())
+    let mut entries: Vec<Value> = (versions.into_iter())
         .map(|(resource_type, id, version)| history_entry(base, (resource_type, &id), version))
         .collect();
+    // What the page cannot hold is said in an entry of its own: the request it would take
+    // and a warning.
+    if let Some(not_included) = not_included {
+        let asked = path
+            .trim_start_matches(base.as_str())
+            .trim_start_matches('/');
+        entries.push(json!({
+            "request": {"method": "GET", "url": asked},
+            "response": {"status": "200", "outcome": {"resourceType": "OperationOutcome",
+                "issue": [{"severity": "warning", "code": "incomplete", "diagnostics": not_included}]}},
+        }));
+    }
     let mut bundle = json!({"resourceType": "Bundle", "type": "history", "link": links});
     with_entries(&mut bundle, entries);
     Ok(fhir_json(StatusCode::OK, bundle.to_string()))

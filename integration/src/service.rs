@@ -134,6 +134,17 @@ struct Readable {
     owners: std::collections::BTreeMap<String, Option<String>>,
 }
 
+/// One page of a type's or the system's `_history`.
+#[derive(Debug)]
+pub struct HistoryVersions {
+    /// The versions, newest first: each with its type and resource id.
+    pub versions: Vec<(&'static str, String, Version)>,
+    /// Whether more follow.
+    pub more: bool,
+    /// What the page cannot hold, said: the versions sources keep.
+    pub not_included: Option<String>,
+}
+
 /// What the search of a conditional create found.
 enum Found {
     /// The one match.
@@ -732,14 +743,15 @@ impl FhirService {
     /// is — newest first, `count` of them after `after` (the last version of the previous
     /// page), written at or after `since`. A page looks at no more than [`MAX_HISTORY_SCAN`]
     /// versions: past that without a full page, the caller is asked to narrow it (`_since`),
-    /// so where the versions they may not read lie is not told.
+    /// so where the versions they may not read lie is not told. What sources hold is not in
+    /// it (each organization keeps its own history): the page says so, naming them.
     pub async fn type_history(
         &self,
         context: &AccessContext,
         resource_type: Option<&str>,
         (count, after): (usize, Option<HistoryCursor>),
         since: Option<i64>,
-    ) -> Result<(Vec<(&'static str, String, Version)>, bool), FhirError> {
+    ) -> Result<HistoryVersions, FhirError> {
         self.admit(context)?;
         let mut audit = Pending::new(
             context,
@@ -796,6 +808,18 @@ impl FhirService {
             let scans: Vec<(&str, Option<&str>)> = (readable.iter())
                 .map(|(name, (_, confined))| (*name, confined.as_deref()))
                 .collect();
+            let at_sources: Vec<&str> = (readable.values())
+                .map(|(of_type, _)| of_type.query.type_def)
+                .filter(|type_def| self.sources_may_hold(type_def))
+                .map(|type_def| type_def.name)
+                .collect();
+            let not_included = (!at_sources.is_empty()).then(|| {
+                format!(
+                    "the versions the sources ({}) hold of {} are not included: each organization keeps its own history; search for their current data",
+                    self.sources.names().join(", "),
+                    at_sources.join(", ")
+                )
+            });
             let versions = (self.store)
                 .history_of_types(&scans, since, after.as_ref(), MAX_HISTORY_SCAN + 1)
                 .await?;
@@ -816,7 +840,11 @@ impl FhirService {
                     }
                     kept.push((name, id, version));
                     if kept.len() == count {
-                        return Ok((kept, true));
+                        return Ok(HistoryVersions {
+                            versions: kept,
+                            more: true,
+                            not_included,
+                        });
                     }
                 }
             }
@@ -825,7 +853,11 @@ impl FhirService {
                     "more than {MAX_HISTORY_SCAN} versions were looked at for this page: narrow the history with _since"
                 )));
             }
-            Ok((kept, false))
+            Ok(HistoryVersions {
+                versions: kept,
+                more: false,
+                not_included,
+            })
         }
         .await;
         self.finish(audit, result).await
@@ -1708,12 +1740,17 @@ impl FhirService {
         let home_ids = query.filters.iter().any(|filter| {
             matches!(filter, Filter::Id(ids) if ids.iter().all(|id| self.source_of(id).is_none()))
         });
+        !home_ids && self.sources_may_hold(query.type_def)
+    }
+
+    /// Whether sources may hold resources of `type_def`: patient data other than the Patient,
+    /// the consents and the audit trail (which are the home store's alone), when any source
+    /// is registered.
+    fn sources_may_hold(&self, type_def: &TypeDef) -> bool {
         !self.sources.is_empty()
-            && !home_ids
-            && query.type_def.in_patient_compartment()
-            && query.type_def.name != "Patient"
-            // Consents and the audit trail are the home store's alone.
-            && !crate::federation::home_only(query.type_def.name)
+            && type_def.in_patient_compartment()
+            && type_def.name != "Patient"
+            && !crate::federation::home_only(type_def.name)
     }
 
     /// `query` over the embedded store and every source, in `patient`'s compartment: merged,

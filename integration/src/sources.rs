@@ -261,6 +261,11 @@ impl Sources {
         self.registered().is_empty()
     }
 
+    /// The sources' names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.registered().keys().cloned().collect()
+    }
+
     /// Whether a source is called `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.registered().contains_key(name)

@@ -750,3 +750,38 @@ async fn readings_of_the_same_moment_across_sources_page_once_each() {
     let unique: BTreeSet<&String> = paged.iter().collect();
     assert_eq!(unique.len(), paged.len());
 }
+
+#[tokio::test]
+async fn a_history_says_that_the_sources_keep_their_own() {
+    let world = world().await;
+    let clinician = world.home.clinician();
+    let warning = |bundle: &Value| -> Option<String> {
+        (bundle["entry"].as_array()?.iter())
+            .find_map(|e| e["response"]["outcome"]["issue"][0]["diagnostics"].as_str())
+            .map(str::to_owned)
+    };
+    for path in ["Observation/_history", "_history"] {
+        let history = world.home.get(path, &clinician).await;
+        assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+        let said = warning(&history.body).unwrap_or_else(|| panic!("{path}: {}", history.body));
+        assert!(said.contains("hovedstaden"), "{said}");
+        // The versions at home are there.
+        assert!(
+            (history.body["entry"].as_array().unwrap().iter())
+                .any(|e| e["resource"]["resourceType"] == "Observation"),
+            "{}",
+            history.body
+        );
+    }
+    // Shared data is the home store's alone: nothing to say.
+    let history = world.home.get("Organization/_history", &clinician).await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    assert_eq!(warning(&history.body), None, "{}", history.body);
+    // A source's resource has the version the source holds now.
+    let history = world
+        .home
+        .get("Observation/hovedstaden.hosp-bp-1/_history", &clinician)
+        .await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    assert_eq!(history.body["total"], 1, "{}", history.body);
+}

@@ -153,10 +153,11 @@ async fn page(
         .map_err(|e| PageError::fhir(e, back))?;
     // Every version of every consent, in one audited read: who was opted out of what, and
     // when it was lifted, is kept in full.
-    let (versions, _) = service
+    let versions = service
         .type_history(&context, Some("Consent"), (200, None), None)
         .await
-        .map_err(|e| PageError::fhir(e, back))?;
+        .map_err(|e| PageError::fhir(e, back))?
+        .versions;
     let history = consent_history(versions.into_iter().map(|(_, id, v)| (id, v)).collect());
     let accesses = events
         .resources
