@@ -49,6 +49,8 @@ enum Indexed<'a> {
     Token {
         system: &'a str,
         value: &'a str,
+        /// The text of the code it came from, for `:text`.
+        text: Option<&'a str>,
     },
     Date {
         lo: i64,
@@ -59,6 +61,7 @@ enum Indexed<'a> {
         code: &'a str,
         lo: i64,
         hi: i64,
+        concept: &'a str,
     },
 }
 
@@ -95,19 +98,16 @@ fn holds(
             .map(|(_, lo, hi)| Indexed::Date { lo: *lo, hi: *hi })
             .collect()
     } else if def.kind.is_numeric() {
+        let param = crate::params::indexed_param(def, mode);
         (rows.quantities.iter())
-            .filter(|(param, ..)| *param == def.name)
-            .map(|(_, system, code, lo, hi)| Indexed::Quantity {
-                system,
-                code,
-                lo: *lo,
-                hi: *hi,
+            .filter(|row| row.param == param)
+            .map(|row| Indexed::Quantity {
+                system: &row.system,
+                code: &row.code,
+                lo: row.lo,
+                hi: row.hi,
+                concept: &row.concept,
             })
-            .collect()
-    } else if mode == Match::Text {
-        (rows.code_texts.iter())
-            .filter(|(param, _)| *param == def.name)
-            .map(|(_, value)| Indexed::Token { system: "", value })
             .collect()
     } else {
         let tokens = match mode {
@@ -121,7 +121,11 @@ fn holds(
             .filter(|(param, system, _)| {
                 *param == def.name && form.is_none_or(|form| system == form)
             })
-            .map(|(_, system, value)| Indexed::Token { system, value })
+            .map(|row| Indexed::Token {
+                system: &row.1,
+                value: &row.2,
+                text: rows.token_texts.get(row).map(String::as_str),
+            })
             .collect()
     };
     if let Match::Missing(missing) = mode {
@@ -137,20 +141,24 @@ fn holds(
 
 fn value_matches(mode: Match, value: &Value, row: &Indexed<'_>) -> bool {
     match (value, row) {
+        (Value::Text(pattern), Indexed::Token { text, .. }) if mode == Match::Text => {
+            text.is_some_and(|text| text.contains(pattern.as_str()))
+        }
         (
             Value::Token { system, code },
             Indexed::Token {
                 system: s,
                 value: v,
+                ..
             },
         ) => {
             system.as_deref().is_none_or(|system| system == *s)
                 && code.as_deref().is_none_or(|code| code == *v)
         }
-        (Value::Reference { resource_type, id }, Indexed::Token { system, value }) => {
+        (Value::Reference { resource_type, id }, Indexed::Token { system, value, .. }) => {
             resource_type.as_deref().is_none_or(|t| t == *system) && id == value
         }
-        (Value::Text(text), Indexed::Token { system, value }) => match mode {
+        (Value::Text(text), Indexed::Token { system, value, .. }) => match mode {
             Match::Exact => *system == crate::text::EXACT && value == text,
             Match::Contains => system.is_empty() && value.contains(text.as_str()),
             _ => system.is_empty() && value.starts_with(text.as_str()),
@@ -175,16 +183,21 @@ fn value_matches(mode: Match, value: &Value, row: &Indexed<'_>) -> bool {
                 range,
                 system,
                 code,
+                concept,
             },
             Indexed::Quantity {
                 system: s,
                 code: c,
                 lo,
                 hi,
+                concept: held,
             },
         ) => {
             system.as_deref().is_none_or(|system| system == *s)
                 && code.as_deref().is_none_or(|code| code == *c)
+                && concept
+                    .as_deref()
+                    .is_none_or(|concept| held.contains(concept))
                 && compares(*prefix, range, *lo, *hi)
         }
         // A value of another kind than the parameter's never matches (the parser does not

@@ -28,11 +28,15 @@ pub enum ParamKind {
     Quantity,
     /// Numbers (decimals), compared with the date prefixes.
     Number,
-    /// A composite of a code and the quantity beside it in one element (`path.code` and
-    /// `path.valueQuantity`), searched as `system|code$[prefix]number`: the pair must sit in
-    /// the same element (the systolic part of a blood pressure at or above 180, not any part).
-    /// The number compares in the unit it was recorded in.
-    CodeQuantity,
+    /// A composite of a code and the quantity beside it in one element (`code` and
+    /// `valueQuantity`), searched as `system|code$[prefix]number`: the pair must sit in the
+    /// same element (the systolic part of a blood pressure at or above 180, not any part).
+    /// It searches the rows of the quantity parameter `of`, which carry the codes beside
+    /// each quantity; the number compares in the unit it was recorded in.
+    CodeQuantity {
+        /// The quantity parameter whose rows it searches.
+        of: &'static str,
+    },
 }
 
 impl ParamKind {
@@ -46,7 +50,7 @@ impl ParamKind {
             ParamKind::Uri => "uri",
             ParamKind::Quantity => "quantity",
             ParamKind::Number => "number",
-            ParamKind::CodeQuantity => "composite",
+            ParamKind::CodeQuantity { .. } => "composite",
         }
     }
 
@@ -54,7 +58,7 @@ impl ParamKind {
     pub fn is_numeric(self) -> bool {
         matches!(
             self,
-            ParamKind::Quantity | ParamKind::Number | ParamKind::CodeQuantity
+            ParamKind::Quantity | ParamKind::Number | ParamKind::CodeQuantity { .. }
         )
     }
 }
@@ -102,7 +106,7 @@ impl ParamDef {
                  the code's text or display",
                 self.doc
             ),
-            ParamKind::CodeQuantity => format!(
+            ParamKind::CodeQuantity { .. } => format!(
                 "{}. As system|code$[prefix]number (e.g. http://loinc.org|8480-6$ge180): the \
                  code and the number in one element; the number compares in the unit it was \
                  recorded in, and a unit in the value is refused",
@@ -283,14 +287,18 @@ pub static TYPES: &[TypeDef] = &[
             ),
             p(
                 "code-value-quantity",
-                ParamKind::CodeQuantity,
-                &[""],
+                ParamKind::CodeQuantity {
+                    of: "value-quantity",
+                },
+                &[],
                 "Its code and value together",
             ),
             p(
                 "component-code-value-quantity",
-                ParamKind::CodeQuantity,
-                &["component"],
+                ParamKind::CodeQuantity {
+                    of: "component-value-quantity",
+                },
+                &[],
                 "A component's code and value together (e.g. a systolic blood pressure of 180 or more)",
             ),
         ],
@@ -1264,6 +1272,25 @@ impl TypeDef {
     }
 }
 
+/// One indexed quantity (or number) of a resource.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QuantityRow {
+    /// The parameter.
+    pub param: &'static str,
+    /// The unit's system (none for a number).
+    pub system: String,
+    /// The unit's code (or, without one, the unit as written).
+    pub code: String,
+    /// The value in millionths of the unit: the lowest…
+    pub lo: i64,
+    /// …and the highest.
+    pub hi: i64,
+    /// The codes of the element the quantity sits in (`Observation.code` beside its
+    /// `valueQuantity`, a component's `code` beside its own), as ` system|code ` each, for
+    /// the composites; empty when there are none.
+    pub concept: String,
+}
+
 /// Index rows extracted from one resource.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct IndexRows {
@@ -1273,14 +1300,14 @@ pub struct IndexRows {
     /// reference points at, unchecked. Stored under `<param>:identifier`
     /// ([`identifier_param`]), so only that modifier finds them, never a search by id.
     pub reference_identifiers: Vec<(&'static str, String, String)>,
-    /// `(param, word)`: the texts of a token parameter's codes (`CodeableConcept.text`,
-    /// `Coding.display`) from each word on, in their folded forms. Stored under
-    /// `<param>:text` ([`modified_param`]), found only with that modifier.
-    pub code_texts: Vec<(&'static str, String)>,
+    /// The text of the code each token row of `tokens` came from (`CodeableConcept.text`,
+    /// `Coding.display`), as [`crate::text::searchable`] writes it, for `:text`. Stored
+    /// beside the row.
+    pub token_texts: std::collections::BTreeMap<(&'static str, String, String), String>,
     /// `(param, lo, hi)`.
     pub dates: Vec<(&'static str, i64, i64)>,
-    /// `(param, system, code, lo, hi)`: quantities in millionths of their unit.
-    pub quantities: Vec<(&'static str, String, String, i64, i64)>,
+    /// Quantities and numbers.
+    pub quantities: Vec<QuantityRow>,
     /// The patient whose compartment holds the resource.
     pub patient_id: Option<String>,
     /// The resource's primary date, for `_sort=date`.
@@ -1326,24 +1353,35 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
                     .collect(),
                 _ => vec![(*path).to_owned()],
             };
-            // The empty path is the resource itself (`code-value-quantity`).
-            let values = match *path {
-                "" => vec![resource],
-                _ => concrete.iter().flat_map(|p| select(resource, p)).collect(),
+            // Each value with the element holding it (a quantity's codes sit beside it).
+            let values: Vec<(&Value, &Value)> = match path.rsplit_once('.') {
+                Some((parent, leaf)) if param.kind == ParamKind::Quantity => {
+                    (select(resource, parent))
+                        .into_iter()
+                        .flat_map(|holder| {
+                            select(holder, leaf).into_iter().map(move |v| (holder, v))
+                        })
+                        .collect()
+                }
+                _ => (concrete.iter())
+                    .flat_map(|p| select(resource, p))
+                    .map(|v| (resource, v))
+                    .collect(),
             };
-            for value in values {
+            for (holder, value) in values {
                 match param.kind {
                     ParamKind::Token => {
+                        let text = crate::text::searchable(&code_texts(value));
                         tokens(value, &mut |system, code| {
+                            if let Some(text) = &text {
+                                let key = (param.name, system.clone(), code.clone());
+                                let kept = rows.token_texts.entry(key).or_default();
+                                if !kept.contains(text.as_str()) {
+                                    kept.push_str(text);
+                                }
+                            }
                             rows.tokens.push((param.name, system, code))
                         });
-                        for text in code_texts(value) {
-                            rows.code_texts.extend(
-                                crate::text::word_starts(text)
-                                    .flat_map(crate::text::folds)
-                                    .map(|form| (param.name, form)),
-                            );
-                        }
                     }
                     ParamKind::Reference { target } => {
                         let literal = parse_reference(value);
@@ -1398,45 +1436,46 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
                     }),
                     ParamKind::Number => {
                         if let Some(scaled) = value.as_f64().and_then(millionths) {
-                            rows.quantities.push((
-                                param.name,
-                                String::new(),
-                                String::new(),
-                                scaled,
-                                scaled,
-                            ));
-                        }
-                    }
-                    ParamKind::CodeQuantity => {
-                        let number = value
-                            .pointer("/valueQuantity/value")
-                            .and_then(Value::as_f64);
-                        if let (Some(scaled), Some(code)) =
-                            (number.and_then(millionths), value.get("code"))
-                        {
-                            tokens(code, &mut |system, code| {
-                                rows.quantities
-                                    .push((param.name, system, code, scaled, scaled))
+                            rows.quantities.push(QuantityRow {
+                                param: param.name,
+                                system: String::new(),
+                                code: String::new(),
+                                lo: scaled,
+                                hi: scaled,
+                                concept: String::new(),
                             });
                         }
                     }
+                    // Searches the rows of the quantity parameter it names.
+                    ParamKind::CodeQuantity { .. } => {}
                     ParamKind::Quantity => {
-                        let number = value.get("value").and_then(Value::as_f64);
+                        let quantity = value;
+                        let number = quantity.get("value").and_then(Value::as_f64);
                         if let Some(scaled) = number.and_then(millionths) {
                             let text = |key: &str| {
-                                value.get(key).and_then(Value::as_str).unwrap_or_default()
+                                quantity
+                                    .get(key)
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
                             };
                             let code = match text("code") {
                                 "" => text("unit"),
                                 code => code,
                             };
-                            rows.quantities.push((
-                                param.name,
-                                text("system").to_owned(),
-                                code.to_owned(),
-                                scaled,
-                                scaled,
-                            ));
+                            let mut concept = String::new();
+                            if let Some(codes) = holder.get("code") {
+                                tokens(codes, &mut |system, code| {
+                                    concept.push_str(&format!(" {system}|{code} "));
+                                });
+                            }
+                            rows.quantities.push(QuantityRow {
+                                param: param.name,
+                                system: text("system").to_owned(),
+                                code: code.to_owned(),
+                                lo: scaled,
+                                hi: scaled,
+                                concept,
+                            });
                         }
                     }
                     ParamKind::Date => {
@@ -1461,8 +1500,6 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
     rows.tokens.dedup();
     rows.reference_identifiers.sort_unstable();
     rows.reference_identifiers.dedup();
-    rows.code_texts.sort_unstable();
-    rows.code_texts.dedup();
     rows.dates.sort_unstable();
     rows.dates.dedup();
     rows.quantities.sort_unstable();
@@ -1476,14 +1513,14 @@ pub fn identifier_param(param: &str) -> String {
     format!("{param}:identifier")
 }
 
-/// The index name a filter of `param` with `mode` searches: the Identifiers inside references
-/// and the texts of codes live under their modifier's name (`subject:identifier`,
-/// `code:text`), everything else under the parameter's own.
-pub fn modified_param(param: &str, mode: crate::query::Match) -> String {
-    match mode {
-        crate::query::Match::Identifier => identifier_param(param),
-        crate::query::Match::Text => format!("{param}:text"),
-        _ => param.to_owned(),
+/// The index name a filter of `def` with `mode` searches: the Identifiers inside references
+/// live under their modifier's name (`subject:identifier`), a composite's values in the rows
+/// of the quantity parameter it names, everything else under the parameter's own.
+pub fn indexed_param(def: &ParamDef, mode: crate::query::Match) -> String {
+    match (def.kind, mode) {
+        (_, crate::query::Match::Identifier) => identifier_param(def.name),
+        (ParamKind::CodeQuantity { of }, _) => of.to_owned(),
+        _ => def.name.to_owned(),
     }
 }
 

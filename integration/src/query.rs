@@ -85,6 +85,9 @@ pub enum Value {
         system: Option<String>,
         /// The unit's code, when given.
         code: Option<String>,
+        /// A composite's code: what the codes beside the quantity must hold (` system|code `,
+        /// or `|code ` for any system).
+        concept: Option<String>,
     },
 }
 
@@ -102,8 +105,8 @@ pub enum Match {
     /// `:identifier` on references: `system|value` tokens matched against the Identifiers
     /// inside references (what their writer claims), never against literal references.
     Identifier,
-    /// `:text` on tokens: any word of a code's text (`CodeableConcept.text`, `Coding.display`)
-    /// starts with the value, compared as strings are.
+    /// `:text` on tokens: a word of a code's text (`CodeableConcept.text`, `Coding.display`)
+    /// starts with the value (or its words follow each other there), compared as strings are.
     Text,
     /// `:below` on URIs: the URI itself or any URI under it (after `:` or `/`).
     Below,
@@ -836,12 +839,22 @@ fn parse_filter(type_def: &'static TypeDef, name: &str, value: &str) -> Result<F
     };
     let values = match (def.kind, mode) {
         // A string is searched in each of the forms it can be written in (see `text`).
-        (ParamKind::String, Match::Prefix | Match::Contains) | (ParamKind::Token, Match::Text) => {
-            values
-                .flat_map(crate::text::folds)
+        (ParamKind::Token, Match::Text) => {
+            let patterns: Vec<Value> = values
+                .flat_map(crate::text::text_patterns)
                 .map(Value::Text)
-                .collect()
+                .collect();
+            if patterns.is_empty() {
+                return Err(FhirError::BadRequest(format!(
+                    "search parameter '{name}' has no word to look for"
+                )));
+            }
+            patterns
         }
+        (ParamKind::String, Match::Prefix | Match::Contains) => values
+            .flat_map(crate::text::folds)
+            .map(Value::Text)
+            .collect(),
         (ParamKind::String, _) => values.map(|v| Value::Text(v.to_owned())).collect(),
         _ => values
             .map(|v| parse_value(def, v))
@@ -857,7 +870,7 @@ pub fn string_form(kind: ParamKind, mode: Match) -> Option<&'static str> {
     match (kind, mode) {
         (ParamKind::String, Match::Missing(_)) => None,
         (ParamKind::String, Match::Exact) => Some(crate::text::EXACT),
-        (ParamKind::String, _) | (ParamKind::Token, Match::Text) => Some(""),
+        (ParamKind::String, _) => Some(""),
         _ => None,
     }
 }
@@ -970,6 +983,7 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
                 range,
                 system: unit(system),
                 code: unit(code),
+                concept: None,
             })
         }
         ParamKind::Number => {
@@ -980,9 +994,10 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
                 range,
                 system: None,
                 code: None,
+                concept: None,
             })
         }
-        ParamKind::CodeQuantity => {
+        ParamKind::CodeQuantity { .. } => {
             let example = "expected system|code$[prefix]number, e.g. http://loinc.org|8480-6$ge180";
             let (token, number) = raw.split_once('$').ok_or_else(|| bad(example))?;
             if number.contains('|') {
@@ -993,17 +1008,22 @@ fn parse_value(def: &ParamDef, raw: &str) -> Result<Value, FhirError> {
             let (prefix, range) =
                 parse_number(number).map_err(|why| bad(why.unwrap_or(example)))?;
             let (system, code) = match token.split_once('|') {
-                Some((system, code)) => (Some(system), code),
-                None => (None, token),
+                Some((system, code)) => (system, code),
+                None => ("", token),
             };
-            if code.is_empty() {
+            if code.is_empty() || token.contains(char::is_whitespace) {
                 return Err(bad(example));
             }
+            let concept = match system {
+                "" => format!("|{code} "),
+                system => format!(" {system}|{code} "),
+            };
             Ok(Value::Quantity {
                 prefix,
                 range,
-                system: system.filter(|s| !s.is_empty()).map(str::to_owned),
-                code: Some(code.to_owned()),
+                system: None,
+                code: None,
+                concept: Some(concept),
             })
         }
         ParamKind::Date => {

@@ -409,14 +409,21 @@ impl EmbeddedStore {
         items: &[(&str, &str, &IndexRows)],
     ) -> Result<(), FhirError> {
         // Collected first: iterator adapters borrowed across an await make the future !Send.
-        // Identifiers inside references and codes' texts share the token table, under
-        // `<param>:identifier` and `<param>:text`.
-        static EMPTY: String = String::new();
+        // Identifiers inside references share the token table, under `<param>:identifier`; a
+        // code's text is kept beside its row.
         let tokens: Vec<_> = items
             .iter()
             .flat_map(|item| {
-                let tokens = item.2.tokens.iter().map(move |(param, system, value)| {
-                    (item, std::borrow::Cow::Borrowed(*param), system, value)
+                let tokens = item.2.tokens.iter().map(move |row| {
+                    let (param, system, value) = row;
+                    let text = item.2.token_texts.get(row);
+                    (
+                        item,
+                        std::borrow::Cow::Borrowed(*param),
+                        system,
+                        value,
+                        text,
+                    )
                 });
                 let identifiers =
                     item.2
@@ -424,21 +431,17 @@ impl EmbeddedStore {
                         .iter()
                         .map(move |(param, system, value)| {
                             let param = std::borrow::Cow::Owned(params::identifier_param(param));
-                            (item, param, system, value)
+                            (item, param, system, value, None)
                         });
-                let texts = item.2.code_texts.iter().map(move |(param, value)| {
-                    let param = params::modified_param(param, crate::query::Match::Text);
-                    (item, std::borrow::Cow::Owned(param), &EMPTY, value)
-                });
-                tokens.chain(identifiers).chain(texts)
+                tokens.chain(identifiers)
             })
             .collect();
         insert_rows(
             &self.db,
             tx,
-            "INSERT INTO search_token (resource_type, resource_id, param, system, value) VALUES ",
+            "INSERT INTO search_token (resource_type, resource_id, param, system, value, text) VALUES ",
             &tokens,
-            |sql, (item, param, system, value)| {
+            |sql, (item, param, system, value, text)| {
                 sql.bind(item.0)
                     .push(", ")
                     .bind(item.1)
@@ -447,7 +450,9 @@ impl EmbeddedStore {
                     .push(", ")
                     .bind(*system)
                     .push(", ")
-                    .bind(*value);
+                    .bind(*value)
+                    .push(", ")
+                    .bind(text.map_or("", String::as_str));
             },
         )
         .await?;
@@ -458,22 +463,24 @@ impl EmbeddedStore {
         insert_rows(
             &self.db,
             tx,
-            "INSERT INTO search_quantity (resource_type, resource_id, param, system, code, lo, hi) VALUES ",
+            "INSERT INTO search_quantity (resource_type, resource_id, param, system, code, lo, hi, concept) VALUES ",
             &quantities,
-            |sql, (item, (param, system, code, lo, hi))| {
+            |sql, (item, row)| {
                 sql.bind(item.0)
                     .push(", ")
                     .bind(item.1)
                     .push(", ")
-                    .bind(*param)
+                    .bind(row.param)
                     .push(", ")
-                    .bind(system.as_str())
+                    .bind(row.system.as_str())
                     .push(", ")
-                    .bind(code.as_str())
+                    .bind(row.code.as_str())
                     .push(", ")
-                    .bind(*lo)
+                    .bind(row.lo)
                     .push(", ")
-                    .bind(*hi);
+                    .bind(row.hi)
+                    .push(", ")
+                    .bind(row.concept.as_str());
             },
         )
         .await?;
@@ -1160,7 +1167,7 @@ fn push_filter(
     };
     // Identifiers inside references live under their own name, out of reach of a search by id.
     let param = match mode {
-        mode => params::modified_param(def.name, mode),
+        mode => params::indexed_param(def, mode),
     };
     // When a resource was written is its own column, not index rows.
     if def.name == params::LAST_UPDATED {
@@ -1252,6 +1259,11 @@ fn push_values(sql: &mut Sql, mode: Match, values: &[QueryValue]) {
                     .push(" AND x.value = ")
                     .bind(text);
             }
+            QueryValue::Text(text) if mode == Match::Text => {
+                sql.push(" AND x.text LIKE ")
+                    .bind(format!("%{}%", like_escape(text)))
+                    .push(" ESCAPE '\\'");
+            }
             QueryValue::Text(text) => {
                 let pattern = match mode {
                     Match::Contains => format!("%{}%", like_escape(text)),
@@ -1285,12 +1297,18 @@ fn push_values(sql: &mut Sql, mode: Match, values: &[QueryValue]) {
                 range,
                 system,
                 code,
+                concept,
             } => {
                 if let Some(system) = system {
                     sql.push(" AND x.system = ").bind(system);
                 }
                 if let Some(code) = code {
                     sql.push(" AND x.code = ").bind(code);
+                }
+                if let Some(concept) = concept {
+                    sql.push(" AND x.concept LIKE ")
+                        .bind(format!("%{}%", like_escape(concept)))
+                        .push(" ESCAPE '\\'");
                 }
                 push_range(sql, *prefix, *range, ("x.lo", "x.hi"));
             }

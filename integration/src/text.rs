@@ -34,20 +34,53 @@ pub fn folds(text: &str) -> Vec<String> {
     }
 }
 
-/// The most words of one text indexed for `:text` (from each word on).
-pub const MAX_WORDS: usize = 12;
+/// The longest text kept for `:text`, in bytes (a code's text is a few words).
+pub const MAX_TEXT: usize = 1000;
 
-/// `text` from each of its first [`MAX_WORDS`] words on (`"Systolic blood pressure"`, `"blood
-/// pressure"`, `"pressure"`), so that a prefix match finds any word's start.
-pub fn word_starts(text: &str) -> impl Iterator<Item = &str> {
-    let text = text.trim_start();
-    let starts = std::iter::once(0).chain(
-        text.char_indices()
-            .zip(text.chars().skip(1))
-            .filter(|((_, c), next)| !c.is_alphanumeric() && next.is_alphanumeric())
-            .map(|((i, c), _)| i + c.len_utf8()),
-    );
-    starts.take(MAX_WORDS).map(move |i| &text[i..])
+/// `texts` as `:text` searches them: in every form they can be written in ([`folds`]),
+/// anything but letters and digits a space, each word after a space and the whole ending in
+/// one (` forhojet blodtryk forhoejet blodtryk `), so that a search for a word's start is a
+/// match of ` word`. `None` when there is no text.
+pub fn searchable(texts: &[&str]) -> Option<String> {
+    let joined = texts.join(" ");
+    let mut out = String::from(" ");
+    for form in folds(&joined) {
+        for word in words(&form) {
+            out.push_str(word);
+            out.push(' ');
+        }
+    }
+    if out.len() == 1 {
+        return None;
+    }
+    if out.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push(' ');
+    }
+    Some(out)
+}
+
+/// The words of a folded text: runs of letters and digits.
+pub fn words(folded: &str) -> impl Iterator<Item = &str> {
+    folded
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+}
+
+/// What a `:text` search for `value` looks for in a [`searchable`] text, in each form it can
+/// be written in: ` word` (a word's start), ` two words` for more.
+pub fn text_patterns(value: &str) -> Vec<String> {
+    let mut patterns: Vec<String> = folds(value)
+        .iter()
+        .map(|form| format!(" {}", words(form).collect::<Vec<_>>().join(" ")))
+        .filter(|pattern| pattern.len() > 1)
+        .collect();
+    patterns.dedup();
+    patterns
 }
 
 #[cfg(test)]
@@ -55,19 +88,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_text_is_indexed_from_each_word_on() {
-        let starts: Vec<&str> = word_starts("  Forhøjet blodtryk (type-2)").collect();
+    fn a_text_is_searched_by_the_start_of_any_word_as_danes_write_it() {
+        let text = searchable(&["  Forhøjet blodtryk (type-2)", "Hypertension"]).unwrap();
         assert_eq!(
-            starts,
-            [
-                "Forhøjet blodtryk (type-2)",
-                "blodtryk (type-2)",
-                "type-2)",
-                "2)"
-            ]
+            text,
+            " forhojet blodtryk type 2 hypertension forhoejet blodtryk type 2 hypertension "
         );
-        assert_eq!(word_starts(&"ord ".repeat(50)).count(), MAX_WORDS);
-        assert_eq!(word_starts("").collect::<Vec<_>>(), [""]);
+        let finds = |value: &str| {
+            text_patterns(value)
+                .iter()
+                .any(|p| text.contains(p.as_str()))
+        };
+        for found in [
+            "blod",
+            "FORHØJET",
+            "forhoejet",
+            "type-2",
+            "hypert",
+            "blodtryk type",
+        ] {
+            assert!(finds(found), "{found}");
+        }
+        for missed in ["lodtryk", "2 hyp x", "ertension"] {
+            assert!(!finds(missed), "{missed}");
+        }
+        assert_eq!(text_patterns(" - "), Vec::<String>::new());
+        assert_eq!(searchable(&[" ", "--"]), None);
+        assert!(searchable(&[&"ord ".repeat(1000)]).unwrap().len() <= MAX_TEXT + 1);
     }
 
     /// Whether a search for `query` finds `stored` (by prefix).

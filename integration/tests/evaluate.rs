@@ -77,27 +77,41 @@ fn suggested(resource_type: &str, resources: &[(String, Value)]) -> BTreeSet<(St
                 _ => {}
             }
         }
-        for (name, system, code, lo, _) in &rows.quantities {
-            let kind = def.all_params().find(|p| p.name == *name).unwrap().kind;
-            let value = *lo as f64 / 1_000_000.0;
-            // A composite's value is `system|code$number`; a quantity's unit follows it.
-            let (before, after) = match kind {
-                ParamKind::CodeQuantity => (format!("{system}|{code}$"), String::new()),
-                _ => (String::new(), format!("|{system}|{code}")),
-            };
+        for row in &rows.quantities {
+            let (name, value) = (row.param, row.lo as f64 / 1_000_000.0);
             for prefix in ["", "ne", "ge", "lt", "sa", "ap"] {
-                queries.insert((name.to_string(), format!("{before}{prefix}{value}")));
+                queries.insert((name.to_string(), format!("{prefix}{value}")));
             }
-            if kind == ParamKind::Quantity {
+            if def.param(name).unwrap().kind == ParamKind::Quantity {
                 for prefix in ["", "gt"] {
-                    queries.insert((name.to_string(), format!("{prefix}{value}{after}")));
+                    let unit = format!("|{}|{}", row.system, row.code);
+                    queries.insert((name.to_string(), format!("{prefix}{value}{unit}")));
                 }
             }
-            queries.insert((name.to_string(), format!("{before}{}", value.round())));
+            queries.insert((name.to_string(), format!("{}", value.round())));
+            // The composites over it: each code beside the value, with and without its system.
+            for composite in def.all_params() {
+                if composite.kind != (ParamKind::CodeQuantity { of: name }) {
+                    continue;
+                }
+                for code in row.concept.split_whitespace() {
+                    let bare = code.split_once('|').map_or(code, |(_, c)| c);
+                    for token in [code, bare] {
+                        for prefix in ["", "ge", "lt"] {
+                            queries.insert((
+                                composite.name.to_string(),
+                                format!("{token}${prefix}{value}"),
+                            ));
+                        }
+                    }
+                }
+            }
         }
-        for (name, text) in &rows.code_texts {
-            let word: String = text.chars().take(4).collect();
-            queries.insert((format!("{name}:text"), word));
+        for ((name, _, _), text) in &rows.token_texts {
+            for word in text.split_whitespace().take(3) {
+                let start: String = word.chars().take(4).collect();
+                queries.insert((format!("{name}:text"), start));
+            }
         }
         for (name, system, value) in &rows.reference_identifiers {
             queries.insert((format!("{name}:identifier"), format!("{system}|{value}")));

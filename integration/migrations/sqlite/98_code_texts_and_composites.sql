@@ -1,6 +1,21 @@
--- Codes are searchable by their text (`code:text`), Observations by a code and its value
--- together (`code-value-quantity`, `component-code-value-quantity`), and RiskAssessment is
--- served (`probability`, a number): every resource is queued and reindexed from its JSON when
--- the database is opened (`EmbeddedStore::reindex_queued`, which logs its progress).
+-- Codes are searchable by their text (`code:text`): each token row keeps the text of the code
+-- it came from. Observations are searchable by a code and the value beside it together
+-- (`code-value-quantity`, `component-code-value-quantity`): each quantity row keeps the codes
+-- beside it, part of its key. RiskAssessment is served (`probability`, a number). Every
+-- resource is queued and reindexed from its JSON when the database is opened
+-- (`EmbeddedStore::reindex_queued`, which logs its progress).
+ALTER TABLE search_token ADD COLUMN text TEXT NOT NULL DEFAULT '';
+DROP TABLE search_quantity;
+CREATE TABLE search_quantity (
+    resource_type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    param TEXT NOT NULL,
+    system TEXT NOT NULL,
+    code TEXT NOT NULL,
+    lo BIGINT NOT NULL,
+    hi BIGINT NOT NULL,
+    concept TEXT NOT NULL,
+    PRIMARY KEY (resource_type, resource_id, param, system, code, lo, hi, concept)
+) WITHOUT ROWID;
 INSERT OR IGNORE INTO reindex_queue (resource_type, resource_id)
 SELECT resource_type, id FROM resources;
