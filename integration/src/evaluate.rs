@@ -98,9 +98,9 @@ fn holds(
             .map(|(_, lo, hi)| Indexed::Date { lo: *lo, hi: *hi })
             .collect()
     } else if def.kind.is_numeric() {
-        let param = crate::params::indexed_param(def, mode);
+        let params = crate::params::indexed_params(def, mode);
         (rows.quantities.iter())
-            .filter(|row| row.param == param)
+            .filter(|row| params.iter().any(|p| p == row.param))
             .map(|row| Indexed::Quantity {
                 system: &row.system,
                 code: &row.code,
@@ -116,10 +116,14 @@ fn holds(
         };
         // A string's values are those of the form compared (folded, or as written).
         let form = crate::query::string_form(def.kind, mode);
+        let params = match def.union {
+            [] => &[def.name][..],
+            union => union,
+        };
         tokens
             .iter()
             .filter(|(param, system, _)| {
-                *param == def.name && form.is_none_or(|form| system == form)
+                params.contains(param) && form.is_none_or(|form| system == form)
             })
             .map(|row| Indexed::Token {
                 system: &row.1,

@@ -74,6 +74,9 @@ pub struct ParamDef {
     pub paths: &'static [&'static str],
     /// What it searches, for the CapabilityStatement.
     pub doc: &'static str,
+    /// The parameters whose index rows it searches, when it has none of its own
+    /// (`combo-code`: those of `code` and `component-code`).
+    pub union: &'static [&'static str],
 }
 
 impl ParamDef {
@@ -137,6 +140,23 @@ const fn p(
         kind,
         paths,
         doc,
+        union: &[],
+    }
+}
+
+/// A parameter that searches the index rows of the parameters `of` together.
+const fn union_of(
+    name: &'static str,
+    kind: ParamKind,
+    of: &'static [&'static str],
+    doc: &'static str,
+) -> ParamDef {
+    ParamDef {
+        name,
+        kind,
+        paths: &[],
+        doc,
+        union: of,
     }
 }
 
@@ -268,9 +288,15 @@ pub static TYPES: &[TypeDef] = &[
                 "The encounter it belongs to",
             ),
             p(
+                "component-code",
+                TOKEN,
+                &["component.code"],
+                "The code of one of its components",
+            ),
+            union_of(
                 "combo-code",
                 TOKEN,
-                &["code", "component.code"],
+                &["code", "component-code"],
                 "The code of the observation or of one of its components",
             ),
             p(
@@ -1513,15 +1539,24 @@ pub fn identifier_param(param: &str) -> String {
     format!("{param}:identifier")
 }
 
-/// The index name a filter of `def` with `mode` searches: the Identifiers inside references
+/// The index names a filter of `def` with `mode` searches: the Identifiers inside references
 /// live under their modifier's name (`subject:identifier`), a composite's values in the rows
-/// of the quantity parameter it names, everything else under the parameter's own.
-pub fn indexed_param(def: &ParamDef, mode: crate::query::Match) -> String {
+/// of the quantity parameter it names, a union's in those of its parameters, everything else
+/// under the parameter's own.
+pub fn indexed_params(def: &ParamDef, mode: crate::query::Match) -> Vec<String> {
     match (def.kind, mode) {
-        (_, crate::query::Match::Identifier) => identifier_param(def.name),
-        (ParamKind::CodeQuantity { of }, _) => of.to_owned(),
-        _ => def.name.to_owned(),
+        (_, crate::query::Match::Identifier) => vec![identifier_param(def.name)],
+        (ParamKind::CodeQuantity { of }, _) => vec![of.to_owned()],
+        _ if !def.union.is_empty() => def.union.iter().map(|p| (*p).to_owned()).collect(),
+        _ => vec![def.name.to_owned()],
     }
+}
+
+/// Whether `def` is its type's compartment parameter (`patient`): its value is the resource
+/// row's own `patient_id`, so its index rows are not stored (they are kept in memory, for
+/// what sources send).
+pub fn is_compartment(def: &ParamDef) -> bool {
+    def.name == "patient" && def.kind == PATIENT_REF
 }
 
 /// The texts of a code: a CodeableConcept's `text` and its Codings' `display`, or a Coding's
@@ -1668,6 +1703,16 @@ fn date_range(value: &Value) -> Option<date::DateRange> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_patient_parameter_is_the_compartment() {
+        // The store keeps no index rows of `patient`: it is the resource's `patient_id`.
+        for t in TYPES {
+            if let Some(def) = t.param("patient") {
+                assert!(is_compartment(def), "{}", t.name);
+            }
+        }
+    }
 
     #[test]
     fn every_parameter_is_one_r4_defines() {

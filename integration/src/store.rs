@@ -414,7 +414,9 @@ impl EmbeddedStore {
         let tokens: Vec<_> = items
             .iter()
             .flat_map(|item| {
-                let tokens = item.2.tokens.iter().map(move |row| {
+                // The compartment's rows are the resource row's `patient_id`.
+                let stored = |(param, ..): &&(&str, String, String)| *param != "patient";
+                let tokens = item.2.tokens.iter().filter(stored).map(move |row| {
                     let (param, system, value) = row;
                     let text = item.2.token_texts.get(row);
                     (
@@ -1165,10 +1167,28 @@ fn push_filter(
         kind if kind.is_numeric() => "search_quantity",
         _ => "search_token",
     };
-    // Identifiers inside references live under their own name, out of reach of a search by id.
-    let param = match mode {
-        mode => params::indexed_param(def, mode),
+    // Identifiers inside references live under their own name, out of reach of a search by
+    // id; a composite or union searches the rows of others.
+    let names = params::indexed_params(def, mode);
+    let push_names = |sql: &mut Sql| {
+        sql.push("x.param IN (");
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(name);
+        }
+        sql.push(")");
     };
+    // The compartment is the resource row's own `patient_id`.
+    if let (true, Match::Missing(missing)) = (params::is_compartment(def), mode) {
+        sql.push(if missing {
+            "r.patient_id IS NULL"
+        } else {
+            "r.patient_id IS NOT NULL"
+        });
+        return;
+    }
     // When a resource was written is its own column, not index rows.
     if def.name == params::LAST_UPDATED {
         if let Match::Missing(missing) = mode {
@@ -1189,10 +1209,10 @@ fn push_filter(
     if let Match::Missing(missing) = mode {
         sql.push(if missing { "NOT EXISTS" } else { "EXISTS" });
         sql.push(&format!(
-            " (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = "
-        ))
-        .bind(param)
-        .push(")");
+            " (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND "
+        ));
+        push_names(sql);
+        sql.push(")");
         return;
     }
     if quantifier == Quantifier::Every {
@@ -1201,7 +1221,7 @@ fn push_filter(
     if narrowed || def.kind == ParamKind::Date || def.kind.is_numeric() {
         // A patient narrows the rows to a few hundred: probe each one's index rows.
         sql.push(&format!(
-            "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = "
+            "EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND "
         ));
     } else {
         // Across all patients: let the value index find the few matching resources.
@@ -1209,17 +1229,18 @@ fn push_filter(
             "r.id IN (SELECT x.resource_id FROM {table} x WHERE x.resource_type = "
         ))
         .bind(query.type_def.name)
-        .push(" AND x.param = ");
+        .push(" AND ");
     }
-    sql.bind(param.clone()).push(" AND ");
+    push_names(sql);
+    sql.push(" AND ");
     push_values(sql, mode, values);
     sql.push(")");
     if quantifier == Quantifier::Every {
         // ... and no value of the parameter falls outside the filter.
         sql.push(&format!(
-            " AND NOT EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = "
-        ))
-        .bind(param);
+            " AND NOT EXISTS (SELECT 1 FROM {table} x WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND "
+        ));
+        push_names(sql);
         // A string's values are those of the form compared (folded, or as written).
         if let Some(form) = crate::query::string_form(def.kind, mode) {
             sql.push(" AND x.system = ").bind(form);

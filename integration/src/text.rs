@@ -13,6 +13,10 @@ pub const EXACT: &str = "=";
 /// The forms `text` is compared in: lower case, accents removed, each Danish letter spelt
 /// short (`ø` as `o`, `å` as `a`) and long (`oe`, `aa`); `æ` is `ae` in both.
 pub fn folds(text: &str) -> Vec<String> {
+    // Plain ASCII has no accents and no Danish letters: one form, found at once.
+    if text.is_ascii() {
+        return vec![text.to_ascii_lowercase()];
+    }
     let lower = text.to_lowercase();
     let spelt = |short: bool| -> String {
         let mut out = String::with_capacity(lower.len() + 4);

@@ -242,6 +242,7 @@ async fn metadata_describes_the_server(h: Harness) {
             "identifier",
             "status",
             "encounter",
+            "component-code",
             "combo-code",
             "value-quantity",
             "component-value-quantity",
