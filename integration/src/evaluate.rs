@@ -15,7 +15,12 @@ use crate::store::Quantifier;
 /// Whether the resource `id` with index `rows` satisfies `query`'s filters (one value
 /// matching) and its policy constraints (held with `quantifier`), as the store would decide.
 pub fn satisfies(query: &SearchQuery, id: &str, rows: &IndexRows, quantifier: Quantifier) -> bool {
-    (rows.patient_id.is_some() || !query.type_def.placed_only())
+    let shared = |(param, system): (&str, &str)| {
+        (rows.tokens.iter()).any(|(p, s, _)| *p == param && s == system)
+    };
+    (rows.patient_id.is_some()
+        || !query.type_def.placed_only()
+        || query.type_def.shared_unplaced().is_some_and(shared))
         && query
             .filters
             .iter()

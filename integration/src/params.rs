@@ -177,6 +177,9 @@ const fn patient(path: &'static [&'static str]) -> ParamDef {
     )
 }
 
+/// The identifier system of the Devices that stand for installed apps: `publisher/app`.
+pub const APP_SYSTEM: &str = "urn:healthcloud:app";
+
 /// Every served type. Types not listed are stored on import but not served.
 pub static TYPES: &[TypeDef] = &[
     TypeDef {
@@ -1290,6 +1293,14 @@ impl TypeDef {
     /// also records accesses that concern no patient.
     pub fn placed_only(&self) -> bool {
         self.in_patient_compartment() && !matches!(self.name, "Patient" | "AuditEvent")
+    }
+
+    /// What makes a resource of this type that is in no patient's compartment shared data
+    /// rather than patient data that could not be placed: an index token `(param, system)` —
+    /// for a Device, an identifier of [`APP_SYSTEM`] (it stands for an installed app, and only
+    /// the platform records those: a write of an unplaced Device is refused).
+    pub fn shared_unplaced(&self) -> Option<(&'static str, &'static str)> {
+        (self.name == "Device").then_some(("identifier", APP_SYSTEM))
     }
 
     /// Whether `_sort=date` applies.

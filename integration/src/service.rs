@@ -134,6 +134,19 @@ struct Readable {
     owners: std::collections::BTreeMap<String, Option<String>>,
 }
 
+/// An installed app, as [`FhirService::register_app`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct AppRecord<'a> {
+    /// `publisher/app`.
+    pub id: &'a str,
+    /// Its name for people.
+    pub name: &'a str,
+    /// The version installed.
+    pub version: &'a str,
+    /// What it does.
+    pub description: &'a str,
+}
+
 /// One page of a type's or the system's `_history`.
 #[derive(Debug)]
 pub struct HistoryVersions {
@@ -455,6 +468,55 @@ impl FhirService {
     /// composition.
     pub fn store_for_loading(&self) -> &EmbeddedStore {
         &self.store
+    }
+
+    /// Records an installed app as the FHIR Device that consents and audit records name
+    /// (`Device/<publisher>.<app>`, shared data, readable with a matching scope): its name,
+    /// publisher, what it does and the newest version installed anywhere. Written when the
+    /// app is new or `app` is a newer version than the one recorded (the earlier kept in the
+    /// Device's history), otherwise left as it is; whether it was written.
+    pub async fn register_app(&self, app: &AppRecord<'_>) -> Result<bool, FhirError> {
+        let id = app.id.replace('/', ".");
+        let version = semver::Version::parse(app.version)
+            .map_err(|e| FhirError::BadRequest(format!("app version '{}': {e}", app.version)))?;
+        if let Some(existing) = self.store.read("Device", &id).await? {
+            let existing: Value = serde_json::from_str(&existing.content)
+                .map_err(|e| FhirError::Internal(e.into()))?;
+            let recorded = existing["version"][0]["value"].as_str();
+            if recorded
+                .and_then(|v| semver::Version::parse(v).ok())
+                .is_some_and(|recorded| recorded >= version)
+            {
+                return Ok(false);
+            }
+        }
+        let (publisher, _) = app.id.split_once('/').unwrap_or((app.id, ""));
+        let mut device = serde_json::json!({
+            "resourceType": "Device",
+            "id": id,
+            "identifier": [{"system": crate::params::APP_SYSTEM, "value": app.id}],
+            "status": "active",
+            "manufacturer": publisher,
+            "deviceName": [{"name": app.name, "type": "user-friendly-name"}],
+            "type": {
+                "coding": [{"system": "http://snomed.info/sct", "code": "706689003",
+                    "display": "Application program software"}],
+                "text": "healthcloud app"
+            },
+            "version": [{"value": app.version}],
+        });
+        if !app.description.trim().is_empty() {
+            device["note"] = serde_json::json!([{"text": app.description}]);
+        }
+        // Its id has the form of a source's resource (`publisher.app`, as consents name it),
+        // which a Bundle may not give: it is queued as it is, its version counted on from the
+        // one it replaces.
+        validate::resource("Device", &device)?;
+        let prepared = Prepared::new("Device", &id, 1, date::now_ms(), device)?;
+        let mut importer = crate::import::Importer::new(&self.store);
+        importer.add_prepared(vec![prepared]).await?;
+        importer.finish().await?;
+        Ok(true)
     }
 
     /// The page sizes searches and histories are served in.

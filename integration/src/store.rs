@@ -1038,8 +1038,24 @@ pub enum Quantifier {
 fn push_where(sql: &mut Sql, query: &SearchQuery, quantifier: Quantifier) {
     sql.push(" WHERE r.resource_type = ")
         .bind(query.type_def.name);
-    if query.type_def.placed_only() {
-        sql.push(" AND r.patient_id IS NOT NULL");
+    match (
+        query.type_def.placed_only(),
+        query.type_def.shared_unplaced(),
+    ) {
+        (false, _) => {}
+        (true, None) => {
+            sql.push(" AND r.patient_id IS NOT NULL");
+        }
+        (true, Some((param, system))) => {
+            sql.push(
+                " AND (r.patient_id IS NOT NULL OR EXISTS (SELECT 1 FROM search_token x \
+                 WHERE x.resource_type = r.resource_type AND x.resource_id = r.id AND x.param = ",
+            )
+            .bind(param)
+            .push(" AND x.system = ")
+            .bind(system)
+            .push("))");
+        }
     }
     let narrowed = narrowed_to_patients(query);
     for filter in &query.filters {

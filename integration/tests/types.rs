@@ -21,6 +21,7 @@ on_both_backends!(
     patient_data_that_names_its_patient_only_by_identifier_reaches_no_one,
     no_reference_of_a_synthea_record_dangles,
     a_documents_content_is_a_binary_in_the_patients_record,
+    an_installed_app_is_the_device_consents_and_audit_records_name,
 );
 
 const SOR: &str = "urn:oid:1.2.208.176.1.1";
@@ -472,4 +473,72 @@ async fn a_documents_content_is_a_binary_in_the_patients_record(h: Harness) {
             response.body
         );
     }
+}
+
+async fn an_installed_app_is_the_device_consents_and_audit_records_name(h: Harness) {
+    use healthcloud_integration::service::AppRecord;
+    let app = |version| AppRecord {
+        id: "examples/bp-monitor",
+        name: "Blood pressure monitor",
+        version,
+        description: "Home blood pressure readings and their trend.",
+    };
+    assert!(h.service.register_app(&app("0.1.0")).await.unwrap());
+    // The same version again, or an older one installed elsewhere, changes nothing.
+    assert!(!h.service.register_app(&app("0.1.0")).await.unwrap());
+    assert!(!h.service.register_app(&app("0.0.9")).await.unwrap());
+    let t = h.clinician();
+    let device = h.get("Device/examples.bp-monitor", &t).await;
+    assert_eq!(device.status, StatusCode::OK, "{}", device.body);
+    assert_eq!(
+        device.body["deviceName"][0]["name"],
+        "Blood pressure monitor"
+    );
+    assert_eq!(device.body["manufacturer"], "examples");
+    assert_eq!(device.body["version"][0]["value"], "0.1.0");
+    assert_eq!(
+        h.ids(
+            "Device?identifier=urn:healthcloud:app|examples/bp-monitor",
+            &t
+        )
+        .await,
+        ["examples.bp-monitor"]
+    );
+    // A newer version is recorded as a new version of the Device, the earlier kept.
+    assert!(h.service.register_app(&app("0.2.0")).await.unwrap());
+    let history = h.get("Device/examples.bp-monitor/_history", &t).await;
+    assert_eq!(history.body["total"], 2, "{}", history.body);
+    // It is no patient's data: a token confined to a patient's record does not reach it.
+    let citizen = h.citizen("pat-a");
+    let response = h.get("Device/examples.bp-monitor", &citizen).await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND, "{}", response.body);
+    // Only the platform records apps: a client cannot write a Device that is in no record.
+    let writer = h.token(Role::Clinician, None, Some("user/*.rs user/Device.cu"));
+    let forged = json!({"resourceType": "Device", "id": "examples.evil",
+        "identifier": [{"system": "urn:healthcloud:app", "value": "examples/evil"}],
+        "deviceName": [{"name": "Blood pressure monitor", "type": "user-friendly-name"}]});
+    for (method, path) in [
+        ("POST", "Device"),
+        ("PUT", "Device/examples.evil"),
+        ("PUT", "Device/examples.bp-monitor"),
+    ] {
+        let response = h
+            .request(method, path, Some(&writer), Some(forged.clone()))
+            .await;
+        assert!(
+            response.status.is_client_error(),
+            "{method} {path}: {}",
+            response.body
+        );
+    }
+    assert_eq!(
+        h.get("Device/examples.evil", &t).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let device = h.get("Device/examples.bp-monitor", &t).await;
+    assert_eq!(
+        device.body["deviceName"][0]["name"],
+        "Blood pressure monitor"
+    );
+    assert_eq!(device.body["version"][0]["value"], "0.2.0");
 }

@@ -271,6 +271,29 @@ impl Runtime {
             .insert(identity.id.clone(), install.clone());
     }
 
+    /// Records the app of `install` as the FHIR Device consents and audit records name
+    /// (`Device/<publisher>.<app>`), when it is new or newer than the one recorded. A failure
+    /// is logged: the app serves regardless, and the next install or start records it.
+    async fn record_app(&self, install: &Install) {
+        let app = &install.manifest.app;
+        let (id, version) = (app.full_id(), app.version.to_string());
+        let record = healthcloud_integration::service::AppRecord {
+            id: &id,
+            name: &app.name,
+            version: &version,
+            description: &app.description,
+        };
+        if let Err(error) = self.inner.service.register_app(&record).await {
+            tracing::error!(app = id, %error, "the app's Device could not be recorded");
+        }
+    }
+
+    /// Serves `install` and records its app ([`Runtime::record_app`]).
+    pub(crate) async fn serve_install(&self, install: Arc<Install>) {
+        self.put_install(install.clone());
+        self.record_app(&install).await;
+    }
+
     /// Stops serving an install and returns it.
     fn take_install(&self, region: &str, app: &str) -> Option<Arc<Install>> {
         let mut installs = self.inner.installs.write().expect("installs lock poisoned");

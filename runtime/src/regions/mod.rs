@@ -462,7 +462,7 @@ impl Runtime {
                             install
                                 .grant
                                 .set_internal_addresses(now.allow_internal_addresses);
-                            self.put_install(install);
+                            self.serve_install(install).await;
                             changed += 1;
                         }
                         _ => {}

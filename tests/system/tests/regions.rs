@@ -437,6 +437,18 @@ async fn a_region_installs_from_the_store_with_a_subset_of_what_the_app_requests
         .get(BP_APP, &cloud.clinician(HOVEDSTADEN, "pat-a"))
         .await;
     assert!(shows_readings(&page), "{}", page.body);
+    // The installed app is the FHIR Device that consents and audit records name.
+    let db = healthcloud_integration::open_database(&cloud.db_url)
+        .await
+        .unwrap();
+    let device = EmbeddedStore::new(db)
+        .read("Device", "examples.bp-monitor")
+        .await
+        .unwrap()
+        .expect("the app's Device");
+    let device: Value = serde_json::from_str(&device.content).unwrap();
+    assert_eq!(device["deviceName"][0]["name"], manifest.app.name.as_str());
+    assert_eq!(device["version"][0]["value"], "0.1.0");
     let again = node
         .install(&admin, HOVEDSTADEN, "examples/bp-monitor@0.1.0", BP_GRANT)
         .await;

@@ -387,7 +387,7 @@ impl RegionAdminService {
         let serving = regions.syncing.lock().await;
         write.commit().await?;
         match install {
-            Some(install) => self.runtime.put_install(install),
+            Some(install) => self.runtime.serve_install(install).await,
             None => self.runtime.refresh_smart_clients(regions).await?,
         }
         drop(serving);
@@ -703,7 +703,7 @@ impl RegionAdminService {
         let serving = regions.syncing.lock().await;
         write.commit().await?;
         match install {
-            Some(install) if !waits => self.runtime.put_install(install),
+            Some(install) if !waits => self.runtime.serve_install(install).await,
             _ => self.runtime.refresh_smart_clients(regions).await?,
         }
         drop(serving);
