@@ -1478,27 +1478,69 @@ async fn json_body(state: &FhirState, headers: &HeaderMap, body: Body) -> Result
 }
 
 /// `$validate`: whether a resource (the body, or the `resource` parameter of a Parameters
-/// body) would be accepted by a write here, as an OperationOutcome; nothing is stored and no
-/// data is read.
+/// body) would be accepted by a write here, and (`profile`, in the query or the Parameters)
+/// whether it conforms to a profile served here, as an OperationOutcome; nothing is stored
+/// and no data is read.
 async fn validate_resource(
     State(state): State<FhirState>,
     Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
     Caller(_): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, FhirError> {
     let type_def = served_type(&resource_type)?;
     let body = json_body(&state, &headers, body).await?;
+    let mut profile = None;
+    for (name, value) in parse_pairs(query.as_deref().unwrap_or_default().as_bytes()) {
+        match name.as_str() {
+            "profile" => profile = Some(value),
+            "_format" | "_pretty" => {}
+            _ => {
+                return Err(FhirError::BadRequest(format!(
+                    "$validate takes profile, not '{name}'"
+                )));
+            }
+        }
+    }
+    let parameter = |name: &str| {
+        (body["parameter"].as_array().into_iter().flatten()).find(|p| p["name"] == name)
+    };
     let resource = match body.get("resourceType").and_then(Value::as_str) {
-        Some("Parameters") => (body["parameter"].as_array().into_iter().flatten())
-            .find(|p| p["name"] == "resource")
-            .map(|p| p["resource"].clone())
-            .ok_or_else(|| {
-                FhirError::BadRequest("the Parameters have no 'resource' parameter".into())
-            })?,
+        Some("Parameters") => {
+            if let Some(asked) = parameter("profile") {
+                profile = asked["valueUri"]
+                    .as_str()
+                    .or(asked["valueCanonical"].as_str())
+                    .map(str::to_owned);
+            }
+            parameter("resource")
+                .map(|p| p["resource"].clone())
+                .ok_or_else(|| {
+                    FhirError::BadRequest("the Parameters have no 'resource' parameter".into())
+                })?
+        }
         _ => body,
     };
-    let checked = crate::service::acceptable(type_def, &resource);
+    let profile = match profile {
+        None => None,
+        Some(url) => Some(crate::profiles::served(type_def.name, &url).ok_or_else(|| {
+            let served: Vec<&str> = (crate::profiles::PROFILES.iter())
+                .filter(|p| crate::profiles::served(type_def.name, p.url).is_some())
+                .map(|p| p.url)
+                .collect();
+            FhirError::BadRequest(format!(
+                "profile '{url}' is not served here; {} resources are checked against {}",
+                type_def.name,
+                match served.is_empty() {
+                    true => "their R4 definition only".to_owned(),
+                    false => served.join(", "),
+                }
+            ))
+        })?),
+    };
+    let checked = crate::service::acceptable(type_def, &resource)
+        .and_then(|_| profile.map_or(Ok(()), |profile| profile.check(&resource)));
     let outcome = match checked {
         Ok(_) if !type_def.writable() => json!({"resourceType": "OperationOutcome", "issue": [{
             "severity": "error", "code": "not-supported",
@@ -1650,6 +1692,13 @@ pub fn capability_statement(
             }
             if t.sortable_by_date() {
                 resource["documentation"] = json!("_sort=date and _sort=-date are supported");
+            }
+            let profiles: Vec<&str> = (crate::profiles::PROFILES.iter())
+                .filter(|p| crate::profiles::served(t.name, p.url).is_some())
+                .map(|p| p.url)
+                .collect();
+            if !profiles.is_empty() {
+                resource["supportedProfile"] = json!(profiles);
             }
             resource
         })

@@ -51,6 +51,7 @@ pub mod import;
 pub mod params;
 pub mod patient_index;
 pub mod policy;
+pub mod profiles;
 pub mod query;
 pub mod ratelimit;
 pub mod security;

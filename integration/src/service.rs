@@ -345,7 +345,7 @@ fn literal_patient<'a>(type_def: &TypeDef, patient: Option<&'a str>) -> Result<&
 /// Whether `resource` would be accepted by a write of `type_def` (`$validate`): it is valid,
 /// can be indexed, and (patient data) names its patient literally, who is returned.
 pub fn acceptable(type_def: &TypeDef, resource: &Value) -> Result<Option<String>, FhirError> {
-    validate::resource(type_def.name, resource)?;
+    validate::written(type_def.name, resource)?;
     let index = crate::params::index(type_def.name, "", resource)
         .map_err(|e| FhirError::invalid(e.path, e.message))?;
     match type_def.in_patient_compartment() && type_def.name != "Patient" {
@@ -1610,7 +1610,7 @@ impl FhirService {
             unless,
         } = write;
         shared_data_check(context, type_def)?;
-        validate::resource(type_def.name, &resource)?;
+        validate::written(type_def.name, &resource)?;
         let mut resource = resource;
         stamp_writer(&mut resource, context);
         let prepared = Prepared::new(type_def.name, id, version_id, date::now_ms(), resource)?;

@@ -144,6 +144,13 @@ pub fn resource(resource_type: &str, resource: &Value) -> Result<(), FhirError> 
     Ok(())
 }
 
+/// What a write holds a resource to: [`resource`], and each profile this server serves that
+/// it claims in `meta.profile` ([`crate::profiles`]).
+pub fn written(resource_type: &str, resource: &Value) -> Result<(), FhirError> {
+    self::resource(resource_type, resource)?;
+    crate::profiles::check_claimed(resource_type, resource)
+}
+
 /// Whether `text` is a media type (`type/subtype`, with parameters): what a Binary's content
 /// is served as.
 pub fn is_media_type(text: &str) -> bool {

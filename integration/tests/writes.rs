@@ -19,6 +19,7 @@ on_both_backends!(
     writes_stay_within_the_callers_scopes_and_compartment,
     validate_says_whether_a_write_would_be_accepted,
     hostile_patches_and_writes_are_refused,
+    a_reading_is_held_to_the_vital_signs_profile_it_claims,
 );
 
 const SYSTEM: &str = "urn:oid:1.2.208.184.100.1";
@@ -583,4 +584,100 @@ async fn hostile_patches_and_writes_are_refused(h: Harness) {
         .await;
     assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
     assert_eq!(h.get("Organization/gp-1", &t).await.status, StatusCode::OK);
+}
+
+async fn a_reading_is_held_to_the_vital_signs_profile_it_claims(h: Harness) {
+    const BP: &str = "http://hl7.org/fhir/StructureDefinition/bp";
+    const UCUM: &str = "http://unitsofmeasure.org";
+    let t = writer(&h);
+    let part = |code: &str, value: u32, unit: &str| {
+        json!({"code": {"coding": [{"system": LOINC, "code": code}]},
+            "valueQuantity": {"value": value, "unit": "mmHg", "system": UCUM, "code": unit}})
+    };
+    let pressure = |unit: &str| {
+        json!({"resourceType": "Observation", "status": "final",
+            "meta": {"profile": [BP]},
+            "category": [{"coding": [{"system": OBS_CATEGORY, "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
+            "subject": {"reference": "Patient/pat-a"},
+            "effectiveDateTime": "2024-06-01T08:00:00Z",
+            "component": [part("8480-6", 142, unit), part("8462-4", 91, unit)]})
+    };
+    // Conforming: written.
+    let written = h
+        .request("POST", "Observation", Some(&t), Some(pressure("mm[Hg]")))
+        .await;
+    assert_eq!(written.status, StatusCode::CREATED, "{}", written.body);
+    // Claiming the profile without conforming: refused, naming what is wrong.
+    let refused = h
+        .request("POST", "Observation", Some(&t), Some(pressure("kPa")))
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .to_string()
+            .contains("component(8480-6).valueQuantity.code"),
+        "{}",
+        refused.body
+    );
+    // $validate against a profile the resource does not claim.
+    let mut unclaimed = pressure("kPa");
+    unclaimed["meta"] = json!({});
+    let diagnostics = |response: &Response| {
+        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+        let issue = &response.body["issue"][0];
+        (
+            issue["severity"].as_str().unwrap().to_owned(),
+            issue.to_string(),
+        )
+    };
+    let path = format!("Observation/$validate?profile={BP}");
+    let checked = h
+        .request("POST", &path, Some(&t), Some(unclaimed.clone()))
+        .await;
+    let (severity, said) = diagnostics(&checked);
+    assert_eq!(severity, "error", "{said}");
+    assert!(said.contains("profile bp"), "{said}");
+    let plain = h
+        .request(
+            "POST",
+            "Observation/$validate",
+            Some(&t),
+            Some(unclaimed.clone()),
+        )
+        .await;
+    assert_eq!(diagnostics(&plain).0, "information");
+    let parameters = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": pressure("mm[Hg]")},
+        {"name": "profile", "valueUri": format!("{BP}|4.0.1")}]});
+    let checked = h
+        .request("POST", "Observation/$validate", Some(&t), Some(parameters))
+        .await;
+    assert_eq!(diagnostics(&checked).0, "information");
+    // A profile not served here is refused, naming those that are.
+    let unknown = h
+        .request(
+            "POST",
+            "Observation/$validate?profile=http://example.org/mine",
+            Some(&t),
+            Some(unclaimed),
+        )
+        .await;
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+    assert!(
+        unknown.body.to_string().contains("heartrate"),
+        "{}",
+        unknown.body
+    );
+    // The CapabilityStatement lists them.
+    let metadata = h.get("metadata", &t).await;
+    let observation = (metadata.body["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter())
+    .find(|r| r["type"] == "Observation")
+    .unwrap()
+    .clone();
+    assert!(observation["supportedProfile"].to_string().contains(BP));
 }
