@@ -838,6 +838,16 @@ async fn search(
     searchset(state, resource_type, &page, links, &presentation)
 }
 
+/// Refuses `operation` on another type than Patient: no such route.
+fn on_patient(operation: &str, resource_type: &str) -> Result<(), FhirError> {
+    match resource_type {
+        "Patient" => Ok(()),
+        _ => Err(FhirError::NotFound(format!(
+            "{operation} is an operation on Patient, not {resource_type}"
+        ))),
+    }
+}
+
 /// `Patient/[id]/$everything` (`_type`, `_since`): the patient's record as the caller may see
 /// it, the patient as the match and the rest included.
 async fn everything(
@@ -847,11 +857,7 @@ async fn everything(
     Caller(context): Caller,
 ) -> Result<Response, FhirError> {
     let asked = (|| {
-        if resource_type != "Patient" {
-            return Err(FhirError::NotFound(format!(
-                "$everything is an operation on Patient, not {resource_type}"
-            )));
-        }
+        on_patient("$everything", &resource_type)?;
         let (mut types, mut since, mut presentation) = (None, None, PresentationParams::default());
         for (name, value) in parse_pairs(query.as_deref().unwrap_or_default().as_bytes()) {
             match name.as_str() {
@@ -912,11 +918,7 @@ async fn summary(
     Caller(context): Caller,
 ) -> Result<Response, FhirError> {
     let asked = (|| {
-        if resource_type != "Patient" {
-            return Err(FhirError::NotFound(format!(
-                "$summary is an operation on Patient, not {resource_type}"
-            )));
-        }
+        on_patient("$summary", &resource_type)?;
         let mut presentation = PresentationParams::default();
         for (name, value) in parse_pairs(query.as_deref().unwrap_or_default().as_bytes()) {
             if !matches!(name.as_str(), "_format" | "_pretty")

@@ -21,6 +21,21 @@ fn reading(patient: &str, value: &str) -> Value {
         "valueQuantity": {"value": 60, "unit": "/min"}})
 }
 
+/// Every page of the history `first`, following its `next` links (at most 10).
+async fn pages(h: &Harness, first: &str, token: &str) -> Vec<Value> {
+    let mut pages = Vec::new();
+    let mut url = Some(first.to_owned());
+    while let Some(at) = url.take().filter(|_| pages.len() < 10) {
+        let page = h.get(&at, token).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        url = (page.body["link"].as_array().unwrap().iter())
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str().map(str::to_owned));
+        pages.push(page.body);
+    }
+    pages
+}
+
 /// `(method, id)` of each entry.
 fn described(bundle: &Value) -> Vec<(String, String)> {
     (bundle["entry"]
@@ -90,21 +105,12 @@ async fn a_types_history_holds_what_the_caller_may_read_newest_first(h: Harness)
     assert_eq!(described(&history.body), expected);
 
     // In pages, following `next`.
-    let mut seen = Vec::new();
-    let mut url = format!("Observation/_history?_since={since}&_count=1");
-    for _ in 0..10 {
-        let page = h.get(&url, &h.clinician()).await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        seen.extend(described(&page.body));
-        let next = (page.body["link"].as_array().unwrap().iter())
-            .find(|l| l["relation"] == "next")
-            .and_then(|l| l["url"].as_str().map(str::to_owned));
-        match next {
-            Some(next) => url = next,
-            None => break,
-        }
-    }
-    assert_eq!(seen, expected);
+    let first = format!("Observation/_history?_since={since}&_count=1");
+    let seen = pages(&h, &first, &h.clinician()).await;
+    assert_eq!(
+        seen.iter().flat_map(described).collect::<Vec<_>>(),
+        expected
+    );
 
     // A citizen sees their own record's versions only.
     let own = h
@@ -239,21 +245,12 @@ async fn the_systems_history_holds_every_type_the_caller_may_search(h: Harness) 
     assert_eq!(history.body["type"], "history");
     assert_eq!(versioned(&history.body), newest_first);
     // In pages, across types, following `next`.
-    let mut seen = Vec::new();
-    let mut url = format!("_history?_since={since}&_count=1");
-    for _ in 0..10 {
-        let page = h.get(&url, &h.clinician()).await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        seen.extend(versioned(&page.body));
-        let next = (page.body["link"].as_array().unwrap().iter())
-            .find(|l| l["relation"] == "next")
-            .and_then(|l| l["url"].as_str().map(str::to_owned));
-        match next {
-            Some(next) => url = next,
-            None => break,
-        }
-    }
-    assert_eq!(seen, newest_first);
+    let first = format!("_history?_since={since}&_count=1");
+    let seen = pages(&h, &first, &h.clinician()).await;
+    assert_eq!(
+        seen.iter().flat_map(versioned).collect::<Vec<_>>(),
+        newest_first
+    );
     // Only the types the caller may search.
     let conditions = h.token(Role::Clinician, None, Some("user/Condition.rs"));
     let history = h

@@ -409,7 +409,10 @@ async fn a_documents_content_is_a_binary_in_the_patients_record(h: Harness) {
     let resource: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(resource["data"], base64(&pdf));
     // Found in the patient's record, and read in the patient's log.
-    assert_eq!(h.ids("Binary?patient=pat-a", &t).await, [id.clone()]);
+    assert_eq!(
+        h.ids("Binary?patient=pat-a", &t).await,
+        std::slice::from_ref(&id)
+    );
     let log = h
         .get("AuditEvent?patient=pat-a&_count=200", &h.citizen("pat-a"))
         .await;
