@@ -651,8 +651,16 @@ fn binary_content(content: &str) -> Result<Response, FhirError> {
             .map_err(|e| FhirError::Internal(e.into()))?,
         None => Vec::new(),
     };
+    // Content a browser or client would act on (markup, script, JSON that would pass for
+    // this API's own answer) is served as bytes only.
+    let active = |media: &str| {
+        let media = media.to_ascii_lowercase();
+        ["html", "xml", "script", "json", "svg"]
+            .iter()
+            .any(|kind| media.contains(kind))
+    };
     let media = (binary["contentType"].as_str())
-        .filter(|media| crate::validate::is_media_type(media))
+        .filter(|media| crate::validate::is_media_type(media) && !active(media))
         .unwrap_or("application/octet-stream");
     let headers = [
         (header::CONTENT_TYPE, media),
@@ -731,9 +739,13 @@ async fn json_only_accepted(
     // `_format` overrides `Accept` (a browser's link sends its own `Accept`). A Binary is
     // read as its content in any other format (`read` decides).
     let binary_read = request.method() == axum::http::Method::GET && {
-        let after = request.uri().path().rsplit_once("/Binary/").map(|(_, a)| a);
+        // The API's own paths (nested at its base): `/Binary/<id>` and its versions.
+        let after = request.uri().path().strip_prefix("/Binary/");
         let parts: Vec<&str> = after.map(|a| a.split('/').collect()).unwrap_or_default();
-        matches!(parts.as_slice(), [_] | [_, "_history", _])
+        match parts.as_slice() {
+            [id] | [id, "_history", _] => healthcloud_platform::auth::is_fhir_id(id),
+            _ => false,
+        }
     };
     if format.is_none() && !accept.is_empty() && !binary_read {
         let admitted = accept.iter().flat_map(|a| a.split(',')).any(|range| {

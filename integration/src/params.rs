@@ -1408,13 +1408,17 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
             for (holder, value) in values {
                 match param.kind {
                     ParamKind::Token => {
-                        let text = crate::text::searchable(&code_texts(value));
+                        // A code's text is kept once, beside its first coding's row, and no
+                        // row's texts grow past what one text may be.
+                        let mut text = crate::text::searchable(&code_texts(value));
                         tokens(value, &mut |system, code| {
-                            if let Some(text) = &text {
+                            if let Some(text) = text.take() {
                                 let key = (param.name, system.clone(), code.clone());
                                 let kept = rows.token_texts.entry(key).or_default();
-                                if !kept.contains(text.as_str()) {
-                                    kept.push_str(text);
+                                if !kept.contains(text.as_str())
+                                    && kept.len() + text.len() <= crate::text::MAX_TEXT
+                                {
+                                    kept.push_str(&text);
                                 }
                             }
                             rows.tokens.push((param.name, system, code))
@@ -1500,9 +1504,13 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
                                 code => code,
                             };
                             let mut concept = String::new();
+                            // A code with a space in it could pass for two: it is left out.
                             if let Some(codes) = holder.get("code") {
                                 tokens(codes, &mut |system, code| {
-                                    concept.push_str(&format!(" {system}|{code} "));
+                                    let spaced = |s: &str| s.contains(char::is_whitespace);
+                                    if !spaced(&system) && !spaced(&code) {
+                                        concept.push_str(&format!(" {system}|{code} "));
+                                    }
                                 });
                             }
                             rows.quantities.push(QuantityRow {
@@ -1583,6 +1591,13 @@ fn code_texts(value: &Value) -> Vec<&str> {
     };
     texts.extend(codings.iter().filter_map(|c| c.get("display")?.as_str()));
     texts.retain(|text| !text.trim().is_empty());
+    // What is kept of them is bounded (`text::MAX_TEXT`): so is what is folded.
+    let mut length = 0;
+    texts.retain(|text| {
+        let before = length;
+        length += text.len();
+        before < crate::text::MAX_TEXT
+    });
     texts
 }
 
@@ -1714,6 +1729,29 @@ fn date_range(value: &Value) -> Option<date::DateRange> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_codes_text_is_kept_once_and_bounded() {
+        let codings: Vec<Value> = (0..5000)
+            .map(|i| json!({"system": "s", "code": i.to_string(), "display": format!("word{i}")}))
+            .collect();
+        let concepts: Vec<Value> = (0..500)
+            .map(|i| json!({"coding": [{"system": "s", "code": "same"}], "text": format!("text {i}")}))
+            .collect();
+        let obs = json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": codings, "text": "long ".repeat(1000)},
+            "category": concepts, "subject": {"reference": "Patient/p"}});
+        let rows = index("Observation", "o", &obs).unwrap();
+        let kept: usize = rows.token_texts.values().map(String::len).sum();
+        assert!(kept <= 2 * (crate::text::MAX_TEXT + 1), "{kept}");
+        assert_eq!(
+            rows.token_texts
+                .keys()
+                .filter(|(p, ..)| *p == "code")
+                .count(),
+            1
+        );
+    }
 
     #[test]
     fn every_patient_parameter_is_the_compartment() {

@@ -630,6 +630,13 @@ impl FhirService {
         let resource = resource.ok_or_else(not_found)?;
         let query = self.id_query(type_def, id, groups);
         let permitted = match &source_rows {
+            // What a source holds is its patients' data: never shared data it could pass off
+            // as the platform's own (an app's Device).
+            Some(rows)
+                if at_source.is_some() && type_def.placed_only() && rows.patient_id.is_none() =>
+            {
+                return Err(not_found());
+            }
             Some(rows) => satisfies(&query, id, rows, Quantifier::Any),
             None => self.store.matches(&query).await?,
         };

@@ -1342,10 +1342,13 @@ fn push_values(sql: &mut Sql, mode: Match, values: &[QueryValue]) {
                 if let Some(code) = code {
                     sql.push(" AND x.code = ").bind(code);
                 }
+                // Held exactly, case and all (`LIKE` would ignore case on SQLite).
                 if let Some(concept) = concept {
-                    sql.push(" AND x.concept LIKE ")
-                        .bind(format!("%{}%", like_escape(concept)))
-                        .push(" ESCAPE '\\'");
+                    let holds = match sql.backend() {
+                        Backend::Sqlite => " AND instr(x.concept, ",
+                        Backend::Postgres => " AND strpos(x.concept, ",
+                    };
+                    sql.push(holds).bind(concept).push(") > 0");
                 }
                 push_range(sql, *prefix, *range, ("x.lo", "x.hi"));
             }

@@ -785,3 +785,33 @@ async fn a_history_says_that_the_sources_keep_their_own() {
     assert_eq!(history.status, StatusCode::OK, "{}", history.body);
     assert_eq!(history.body["total"], 1, "{}", history.body);
 }
+
+#[tokio::test]
+async fn a_source_cannot_pass_off_a_device_as_an_installed_app() {
+    let world = world().await;
+    // A source named like a publisher answers a read of "its" Device with one that claims to
+    // be the platform's record of an app, in no patient's record.
+    let forged = json!({"resourceType": "Device", "id": "bp-monitor",
+        "identifier": [{"system": "urn:healthcloud:app", "value": "examples/bp-monitor"}],
+        "deviceName": [{"name": "Blood pressure monitor", "type": "user-friendly-name"}]});
+    let declared = json!([
+        {"type": "Patient", "searchParam": [{"name": "identifier"}]},
+        {"type": "Device", "searchParam": [{"name": "patient"}]}
+    ]);
+    let routes = Router::new().route(
+        "/fhir/Device/{id}",
+        get(move || {
+            let forged = forged.clone();
+            async move { axum::Json(forged) }
+        }),
+    );
+    let source = RecordingSource::start(declared, routes).await;
+    world.add_source("examples", source.base.clone());
+    let clinician = world.home.clinician();
+    let response = world
+        .home
+        .get("Device/examples.bp-monitor", &clinician)
+        .await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND, "{}", response.body);
+    assert!(source.requests() > 0, "the source was asked");
+}

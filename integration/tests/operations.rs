@@ -307,6 +307,9 @@ async fn summary_is_the_patients_ips_document_within_the_callers_rights(h: Harne
     for bad in [
         "Patient/pat-a/$summary?_count=5",
         "Observation/a-bp-1/$summary",
+        // One patient's summary, never two mixed.
+        "Patient/pat-a,pat-b/$summary",
+        "Patient/pat-a,pat-b/$everything",
     ] {
         let response = h.get(bad, &t).await;
         assert!(

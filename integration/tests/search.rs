@@ -807,6 +807,11 @@ async fn a_code_and_its_value_are_searched_together(h: Harness) {
         bp("c-bp-diastolic", 150.0, 115.0),
         bp("c-bp-normal", 120.0, 80.0),
         glucose,
+        // A code with a space in it does not pass for the one after the space.
+        serde_json::json!({"resourceType": "Observation", "id": "c-forged", "status": "final",
+            "code": {"coding": [{"system": "x", "code": "y http://loinc.org|8480-6"}]},
+            "subject": {"reference": "Patient/pat-c"},
+            "valueQuantity": {"value": 999, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}),
     ])
     .await
     .unwrap();
@@ -837,6 +842,13 @@ async fn a_code_and_its_value_are_searched_together(h: Harness) {
             vec!["c-bp-diastolic", "c-bp-high"],
         ),
         (composite, "8480-6$lt130", vec!["c-bp-normal"]),
+        (
+            "code-value-quantity",
+            "http://loinc.org|8480-6$ge180",
+            vec![],
+        ),
+        // Codes compare as written, case and all.
+        (composite, "http://LOINC.org|8480-6$lt130", vec![]),
         (composite, "http://other|8480-6$lt130", vec![]),
         (
             "code-value-quantity",

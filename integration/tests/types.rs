@@ -452,9 +452,30 @@ async fn a_documents_content_is_a_binary_in_the_patients_record(h: Harness) {
         (headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap()).starts_with("sandbox"),
         "{headers:?}"
     );
-    // Other resources stay JSON only.
-    let (status, _, _) = read_binary(&h, "Patient/pat-a", &t, "application/pdf").await;
-    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
+    // JSON that would pass for this API's own answer is served as bytes only.
+    let json = b"{\"resourceType\": \"Bundle\"}";
+    let created = h
+        .request(
+            "POST",
+            "Binary",
+            Some(&writer),
+            Some(binary("pat-a", "application/fhir+json", json)),
+        )
+        .await;
+    let path = format!("Binary/{}", created.body["id"].as_str().unwrap());
+    let (status, headers, bytes) = read_binary(&h, &path, &t, "*/*").await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::OK, &json[..]));
+    assert_eq!(headers[header::CONTENT_TYPE], "application/octet-stream");
+    // Other resources, and the type's history and searches, stay JSON only.
+    for path in [
+        "Patient/pat-a",
+        "Binary/_history",
+        "Binary/_search",
+        "Binary",
+    ] {
+        let (status, _, _) = read_binary(&h, path, &t, "application/pdf").await;
+        assert_eq!(status, StatusCode::NOT_ACCEPTABLE, "{path}");
+    }
 
     // A Binary must say whose record it is in, and hold what it says.
     let mut unplaced = binary("pat-a", "application/pdf", &pdf);

@@ -250,6 +250,11 @@ impl Database {
 }
 
 impl Sql {
+    /// The backend it is written for.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// Starts a statement for `backend`.
     pub fn new(backend: Backend, text: &str) -> Self {
         Sql {

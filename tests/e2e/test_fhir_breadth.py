@@ -1,22 +1,28 @@
 """End-to-end tests of the breadth of the FHIR R4 API of a real `healthcloud up`: versions and
-history, conditional writes, `Prefer`, batch and transaction Bundles, `$everything`, `$lastn`
-and `$validate`, HTTP revalidation and content negotiation, the result parameters and the
-search modifiers and prefixes, each as README.md ("The FHIR API") documents it.
+history (of a resource, a type and the whole system), conditional writes, `Prefer`, batch and
+transaction Bundles, `$everything`, `$lastn`, `$summary` and `$validate`, HTTP revalidation and
+content negotiation, the result parameters, the search modifiers, prefixes, composites and
+numbers, Binary documents, the vital-sign profiles and the installed apps as Devices, each as
+README.md ("The FHIR API") documents it.
 
 They are driven from the outside with real clients (fhirpy, SMART's `fhirclient` with its
-strict R4 models, plain `requests` where status codes and headers matter). Everything read is
-checked against the R4B models of `fhir.resources`, the strict R4 models of `fhirclient` and
-FHIR JSON's own rules. The server, tokens and patient ids come from conftest.py; the tests
-write only heart-rate Observations (never blood pressure panels, which other modules count).
+strict R4 models, plain `requests` where status codes, headers and bytes matter). Everything
+read is checked against the R4B models of `fhir.resources`, the strict R4 models of `fhirclient`
+and FHIR JSON's own rules. The server, tokens and patient ids come from conftest.py; the tests
+write heart-rate Observations, Conditions, RiskAssessments, a Binary and its DocumentReference,
+but never keep a blood pressure panel (other modules count them: the one written to show a
+conforming `bp` reading is accepted is deleted at once).
 
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import email.utils
 import importlib
 import json
+import re
 import uuid
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -1284,3 +1290,751 @@ def test_quantities_compare_as_numbers_on_values_and_blood_pressure_components(
     assert got == near
     assert weights[0]["id"] in got
     assert observations.search(value_quantity=f"{value}|{UCUM}|mm[Hg]").fetch_all() == []
+
+
+# Writes beyond heart rates ---------------------------------------------------------------------
+
+WRITER_SUB = "e2e-breadth-writer"
+WRITER_SCOPES = (
+    "user/*.rs user/Observation.cud user/Condition.c user/RiskAssessment.c user/Binary.c "
+    "user/DocumentReference.c"
+)
+SNOMED = "http://snomed.info/sct"
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+
+
+@pytest.fixture(scope="module")
+def writer_token(server: Server) -> str:
+    """A clinician who may also record diagnoses, risk assessments and documents (Binary)."""
+    return server.token("clinician", sub=WRITER_SUB, scope=WRITER_SCOPES)
+
+
+@pytest.fixture(scope="module")
+def writer_http(server: Server, writer_token: str) -> requests.Session:
+    return server.session(writer_token)
+
+
+# Every refused request spends a per-user budget (30 in a burst, then 429): the refusals the
+# tests below provoke are spent by subjects of their own, not by conftest's clinician and
+# citizen, whom every module uses.
+
+
+@pytest.fixture(scope="module")
+def refused_clinician_http(server: Server) -> requests.Session:
+    """A clinician with the default scopes, under a subject of its own."""
+    return server.session(server.token("clinician", sub="e2e-breadth-refused-clinician"))
+
+
+@pytest.fixture(scope="module")
+def stranger_token(server: Server, citizen_patient_id: str) -> str:
+    """The citizen of `citizen_patient_id` under a subject of its own: a stranger to every
+    other patient's record."""
+    return server.token("citizen", patient=citizen_patient_id, sub="e2e-breadth-stranger")
+
+
+@pytest.fixture(scope="module")
+def stranger_http(server: Server, stranger_token: str) -> requests.Session:
+    return server.session(stranger_token)
+
+
+def diagnosis(patient_id: str, text: str, coding: list[dict] | None = None) -> dict:
+    """An active Condition of `patient_id` whose code says `text` (and has `coding`, if given)."""
+    code: dict = {"text": text}
+    if coding:
+        code["coding"] = coding
+    return {
+        "resourceType": "Condition",
+        "identifier": [new_identifier()],
+        "clinicalStatus": {"coding": [{"system": CONDITION_CLINICAL, "code": "active"}]},
+        "code": code,
+        "subject": {"reference": f"Patient/{patient_id}"},
+    }
+
+
+def has_code(concept: dict | None, code: str) -> bool:
+    return any(c.get("code") == code for c in (concept or {}).get("coding", []))
+
+
+def history_key(entry: dict) -> tuple[str, str]:
+    """(type, id) of a history entry, from its fullUrl `[base]/[type]/[id]/_history/[v]`
+    (a deletion has no resource)."""
+    resource_type, resource_id = entry["fullUrl"].split("/_history/")[0].split("/")[-2:]
+    return resource_type, resource_id
+
+
+# 10 Patient/$summary ---------------------------------------------------------------------------
+
+IPS_SECTIONS = [
+    ("Medication Summary", "10160-0", "MedicationStatement"),
+    ("Allergies and Intolerances", "48765-2", "AllergyIntolerance"),
+    ("Problem List", "11450-4", "Condition"),
+]
+LIST_EMPTY_REASON = "http://terminology.hl7.org/CodeSystem/list-empty-reason"
+
+
+def references(value) -> list[str]:
+    """Every `reference` of a Reference anywhere in `value`."""
+    if isinstance(value, dict):
+        found = [value["reference"]] if isinstance(value.get("reference"), str) else []
+        return found + [r for key, item in value.items() if key != "reference" for r in references(item)]
+    if isinstance(value, list):
+        return [r for item in value for r in references(item)]
+    return []
+
+
+def current_allergy(allergy: dict) -> bool:
+    """Whether an allergy is current: clinically active, or without a clinical status and not
+    refuted or entered in error."""
+    if "clinicalStatus" in allergy:
+        return has_code(allergy["clinicalStatus"], "active")
+    verification = allergy.get("verificationStatus")
+    return not (has_code(verification, "refuted") or has_code(verification, "entered-in-error"))
+
+
+def current_record(http: requests.Session, server: Server, patient_id: str) -> dict[str, set[str]]:
+    """The ids of the patient's current medication, allergies and problems, by IPS section title,
+    as `http`'s own searches find them."""
+    def found(resource_type: str, params: dict) -> list[dict]:
+        return search_all(http, f"{server.base}/{resource_type}", {"patient": patient_id, **params})
+
+    return {
+        "Medication Summary": {r["id"] for r in found("MedicationStatement", {"status": "active"})},
+        "Allergies and Intolerances": {r["id"] for r in found("AllergyIntolerance", {}) if current_allergy(r)},
+        "Problem List": {r["id"] for r in found("Condition", {"clinical-status": "active"})},
+    }
+
+
+@pytest.fixture(scope="module")
+def summary_patient_id(server: Server, clinician_http: requests.Session) -> str:
+    """A patient with current medication, a current allergy and active problems, so that every
+    section of their summary has entries."""
+    def patients(resource_type: str, params: dict, keep=lambda r: True) -> set[str]:
+        return {
+            (r.get("subject") or r.get("patient"))["reference"].removeprefix("Patient/")
+            for r in search_all(clinician_http, f"{server.base}/{resource_type}", params) if keep(r)
+        }
+
+    candidates = (
+        patients("MedicationStatement", {"status": "active"})
+        & patients("AllergyIntolerance", {}, current_allergy)
+        & patients("Condition", {"clinical-status": "active"})
+    )
+    assert candidates, "no generated patient has current medication, allergies and problems"
+    return sorted(candidates)[0]
+
+
+def test_summary_is_the_patients_ips_document_of_their_current_medication_allergies_and_problems(
+    server: Server, clinician_token: str, clinician_http: requests.Session, summary_patient_id: str
+):
+    from fhirclient.models.bundle import Bundle
+    from fhirclient.models.composition import Composition
+    from fhirclient.models.patient import Patient
+
+    fhir = fhirclient_for(server, clinician_token)
+    document = Bundle.read_from(f"Patient/{summary_patient_id}/$summary", fhir)  # strict R4 models
+    data = document.as_json()
+    valid(data, "Bundle")
+    assert document.type == "document" and document.timestamp is not None
+    assert document.identifier.system == "urn:ietf:rfc:3986" and document.identifier.value.startswith("urn:uuid:")
+
+    # The first entry is the Composition: an IPS (LOINC 60591-5) of the patient, in three sections.
+    composition = document.entry[0].resource
+    assert isinstance(composition, Composition), type(composition)
+    assert composition.status == "final"
+    assert [(c.system, c.code) for c in composition.type.coding] == [(LOINC, "60591-5")]
+    assert [(s.title, s.code.coding[0].system, s.code.coding[0].code) for s in composition.section] == [
+        (title, LOINC, code) for title, code, _ in IPS_SECTIONS
+    ]
+    by_url = {entry.fullUrl: entry.resource for entry in document.entry}
+    assert len(by_url) == len(document.entry), "two entries share a fullUrl"
+    assert all(url.startswith("urn:uuid:") for url in by_url), sorted(by_url)
+    patient = by_url[composition.subject.reference]
+    assert isinstance(patient, Patient) and patient.id == summary_patient_id
+
+    # Every reference in the document, the sections' entries included, is to an entry in it.
+    found_references = references(data)
+    assert found_references and all(r.startswith("urn:uuid:") and r in by_url for r in found_references), [
+        r for r in found_references if r not in by_url
+    ]
+
+    # Each section lists exactly the current resources the same clinician's searches find.
+    expected = current_record(clinician_http, server, summary_patient_id)
+    assert all(expected.values()), f"the chosen patient has an empty section: {expected}"
+    for section, (title, _, resource_type) in zip(composition.section, IPS_SECTIONS):
+        listed = [by_url[entry.reference] for entry in section.entry or []]
+        assert {r.resource_type for r in listed} == {resource_type}, title
+        assert {r.id for r in listed} == expected[title], title
+        assert section.emptyReason is None and section.text.status == "generated", title
+        for resource in listed:  # each names the patient by their entry in the document
+            named = resource.as_json().get("subject") or resource.as_json().get("patient")
+            assert named["reference"] == composition.subject.reference, resource.id
+    assert len(document.entry) == 2 + sum(len(ids_) for ids_ in expected.values()), "entries no section lists"
+
+
+def test_a_citizen_gets_their_own_summary_and_404_for_another_patients(
+    server: Server,
+    clinician_http: requests.Session,
+    stranger_http: requests.Session,
+    summary_patient_id: str,
+    citizen_patient_id: str,
+    other_patient_id: str,
+):
+    url = f"{server.base}/Patient/{{}}/$summary"
+    own_http = server.session(server.token("citizen", patient=summary_patient_id, sub="e2e-summary-citizen"))
+    own = get(own_http, url.format(summary_patient_id), 200, "Bundle")
+    composition = own["entry"][0]["resource"]
+    by_url = {e["fullUrl"]: e["resource"] for e in own["entry"]}
+    assert by_url[composition["subject"]["reference"]]["id"] == summary_patient_id
+    expected = current_record(clinician_http, server, summary_patient_id)
+    for section in composition["section"]:  # the citizen sees all of their own summary
+        assert "emptyReason" not in section, section
+        assert {by_url[e["reference"]]["id"] for e in section["entry"]} == expected[section["title"]]
+
+    # A citizen's token reaches no other patient's summary.
+    foreign = summary_patient_id if summary_patient_id != citizen_patient_id else other_patient_id
+    outcome = get(stranger_http, url.format(foreign), 404, "OperationOutcome")
+    assert errors(outcome) and [i["code"] for i in outcome["issue"]] == ["not-found"], outcome
+    mine = get(stranger_http, url.format(citizen_patient_id), 200, "Bundle")
+    assert mine["type"] == "document"
+    for section in mine["entry"][0]["resource"]["section"]:  # nothing withheld from their own
+        reasons = [c["code"] for c in section.get("emptyReason", {}).get("coding", [])]
+        assert section.get("entry") or reasons == ["nilknown"], section
+
+
+def test_a_summary_section_the_caller_may_not_search_is_withheld_and_the_others_are_filled_in(
+    server: Server, clinician_http: requests.Session, summary_patient_id: str
+):
+    narrow = server.session(server.token(
+        "clinician", sub="e2e-summary-no-medication",
+        scope="user/Patient.rs user/AllergyIntolerance.rs user/Condition.rs",
+    ))
+    document = get(narrow, f"{server.base}/Patient/{summary_patient_id}/$summary", 200, "Bundle")
+    assert document["type"] == "document"
+    composition = document["entry"][0]["resource"]
+    sections = {s["title"]: s for s in composition["section"]}
+    assert list(sections) == [title for title, _, _ in IPS_SECTIONS]
+
+    medication = sections["Medication Summary"]
+    assert "entry" not in medication, medication
+    assert [(c["system"], c["code"]) for c in medication["emptyReason"]["coding"]] == [
+        (LIST_EMPTY_REASON, "withheld")
+    ]
+    assert "MedicationStatement" in medication["text"]["div"], "the section does not say what was denied"
+    assert "MedicationStatement" not in {e["resource"]["resourceType"] for e in document["entry"]}
+
+    expected = current_record(clinician_http, server, summary_patient_id)
+    by_url = {e["fullUrl"]: e["resource"] for e in document["entry"]}
+    for title in ("Allergies and Intolerances", "Problem List"):
+        assert "emptyReason" not in sections[title]
+        assert {by_url[e["reference"]]["id"] for e in sections[title]["entry"]} == expected[title], title
+
+
+# 11 The system's history -----------------------------------------------------------------------
+
+
+def test_the_system_history_lists_every_types_changes_newest_first_in_pages_within_the_callers_scopes(
+    server: Server, writer_token: str, writer_http: requests.Session, bp_patient_id: str
+):
+    from fhirclient.models.bundle import Bundle
+
+    earlier = create(writer_http, server, heart_rate(bp_patient_id, 63))
+    reading = create(writer_http, server, heart_rate(bp_patient_id, 64))
+    condition = create(writer_http, server, diagnosis(bp_patient_id, "Hjertebanken"))
+    since = reading["meta"]["lastUpdated"]
+    assert instant(earlier["meta"]["lastUpdated"]) < instant(since)
+    ours = {("Observation", reading["id"]), ("Condition", condition["id"]), ("Observation", earlier["id"])}
+
+    fhir = fhirclient_for(server, writer_token)
+    history = Bundle.read_from(f"_history?_since={quote(since, safe='')}", fhir)  # strict R4 models
+    data = history.as_json()
+    valid(data, "Bundle")
+    assert history.type == "history"
+    entries = data["entry"]
+    # Both writes since then, of two types, newest first; the earlier write is not listed.
+    assert [history_key(e) for e in entries if history_key(e) in ours] == [
+        ("Condition", condition["id"]), ("Observation", reading["id"])
+    ]
+    changed = [instant(e["response"]["lastModified"]) for e in entries]
+    assert changed == sorted(changed, reverse=True), "the system's history is not newest first"
+    assert all(c >= instant(since) for c in changed), "the system's history ignores _since"
+    newest = entries[0]
+    assert newest["fullUrl"] == f"{server.base}/Condition/{condition['id']}/_history/1"
+    assert newest["request"] == {"method": "POST", "url": "Condition"}
+    assert status_code(newest["response"]["status"]) == 201 and newest["response"]["etag"] == 'W/"1"'
+    assert newest["resource"] == condition
+
+    # One to a page, following the next links: the same entries in the same order.
+    paged, url, params = [], f"{server.base}/_history", {"_since": since, "_count": 1}
+    for _ in range(len(entries) + 2):
+        page = fhir_response(writer_http.get(url, params=params, timeout=30), 200, "Bundle")
+        assert page["type"] == "history" and len(page.get("entry", [])) <= 1, page
+        paged += [history_key(e) for e in page.get("entry", [])]
+        url, params = link(page, "next"), None
+        if url is None:
+            break
+    assert url is None, "the next links of the system's history never end"
+    assert paged == [history_key(e) for e in entries]
+
+    # A token that may search only Conditions sees only Conditions: not the reading.
+    conditions_only = server.session(
+        server.token("clinician", sub="e2e-history-conditions", scope="user/Condition.rs")
+    )
+    seen = get(conditions_only, f"{server.base}/_history", 200, "Bundle", params={"_since": since})
+    assert [history_key(e) for e in seen.get("entry", [])] == [("Condition", condition["id"])], seen
+
+
+# 12 Binary: a document's content ---------------------------------------------------------------
+
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n\x00\xff\x10trailer\n%%EOF\n"
+
+
+def binary_pdf(patient_id: str | None, content: bytes = PDF) -> dict:
+    binary = {"resourceType": "Binary", "contentType": "application/pdf", "data": base64.b64encode(content).decode()}
+    if patient_id is not None:
+        binary["securityContext"] = {"reference": f"Patient/{patient_id}"}
+    return binary
+
+
+def test_a_documents_pdf_is_kept_as_a_binary_and_downloaded_byte_for_byte_by_whoever_reads_the_record(
+    server: Server,
+    writer_token: str,
+    clinician_http: requests.Session,
+    stranger_http: requests.Session,
+    other_patient_id: str,
+):
+    from fhirclient.models.binary import Binary
+    from fhirclient.models.documentreference import DocumentReference
+
+    fhir = fhirclient_for(server, writer_token)
+    binary = Binary(jsondict=binary_pdf(other_patient_id), strict=True).create(fhir)
+    valid(binary, "Binary")
+    assert base64.b64decode(binary["data"]) == PDF
+    assert binary["securityContext"] == {"reference": f"Patient/{other_patient_id}"}
+    document = DocumentReference(jsondict={
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "type": {
+            "coding": [{"system": LOINC, "code": "18842-5", "display": "Discharge summary"}], "text": "Epikrise",
+        },
+        "subject": {"reference": f"Patient/{other_patient_id}"},
+        "content": [{"attachment": {
+            "contentType": "application/pdf", "url": f"Binary/{binary['id']}", "title": "epikrise.pdf",
+        }}],
+    }, strict=True).create(fhir)
+    valid(document, "DocumentReference")
+
+    # A reader of the record follows the DocumentReference to its content.
+    stored = get(clinician_http, f"{server.base}/DocumentReference/{document['id']}", 200, "DocumentReference")
+    attachment = stored["content"][0]["attachment"]
+    assert attachment["url"] == f"Binary/{binary['id']}"
+    url = f"{server.base}/{attachment['url']}"
+
+    # Asked for the PDF: the very bytes, as a download that cannot act on this origin.
+    download = clinician_http.get(url, headers={"Accept": "application/pdf"}, timeout=30)
+    assert download.status_code == 200, download.text[:500]
+    assert download.content == PDF
+    assert download.headers["Content-Type"].split(";")[0].strip() == "application/pdf"
+    assert download.headers.get("Content-Disposition", "").split(";")[0].strip() == "attachment", download.headers
+    assert download.headers.get("X-Content-Type-Options") == "nosniff", download.headers
+    assert "sandbox" in download.headers.get("Content-Security-Policy", ""), download.headers
+    assert download.headers.get("Cache-Control") == "no-store"
+
+    # Asked for FHIR JSON: the Binary resource.
+    resource = get(clinician_http, url, 200, "Binary", headers={"Accept": FHIR_JSON})
+    assert resource["id"] == binary["id"] and resource["contentType"] == "application/pdf"
+    assert base64.b64decode(resource["data"]) == PDF
+    assert Binary.read(binary["id"], fhirclient_for(server, writer_token)).contentType == "application/pdf"
+
+    # The patient downloads their own; a citizen of another record finds nothing, either way.
+    owner = server.session(server.token("citizen", patient=other_patient_id, sub="e2e-binary-owner"))
+    own = owner.get(url, headers={"Accept": "application/pdf"}, timeout=30)
+    assert own.status_code == 200 and own.content == PDF, own.text[:500]
+    for accept in ("application/pdf", FHIR_JSON):
+        outcome = get(stranger_http, url, 404, "OperationOutcome", headers={"Accept": accept})
+        assert [i["code"] for i in outcome["issue"]] == ["not-found"], outcome
+
+
+@pytest.mark.parametrize(
+    "context", [None, {"reference": "Organization/gp-0001"}, {"display": "the patient"}],
+    ids=["no-security-context", "organization", "no-reference"],
+)
+def test_a_binary_placed_in_no_patients_record_is_refused_naming_its_security_context(
+    server: Server, writer_http: requests.Session, context: dict | None
+):
+    body = binary_pdf(None)
+    if context is not None:
+        body["securityContext"] = context
+    marker = uuid.uuid4().hex
+    body["meta"] = {"tag": [{"system": "urn:e2e:tag", "code": marker}]}
+    refused = writer_http.post(f"{server.base}/Binary", json=body, headers=SEND_JSON, timeout=30)
+    outcome = fhir_response(refused, 422, "OperationOutcome")
+    assert errors(outcome) and "Binary.securityContext" in outcome_text(outcome), outcome
+    assert total(writer_http, f"{server.base}/Binary", {"_tag": f"urn:e2e:tag|{marker}"}) == 0
+
+
+def test_a_clinician_without_binary_create_in_their_scopes_cannot_store_a_document(
+    server: Server, refused_clinician_http: requests.Session, other_patient_id: str
+):
+    refused = refused_clinician_http.post(f"{server.base}/Binary", json=binary_pdf(other_patient_id),
+                                  headers=SEND_JSON, timeout=30)
+    outcome = fhir_response(refused, 403, "OperationOutcome")
+    assert "Binary" in outcome_text(outcome), outcome
+
+
+# 13 :text on codes -----------------------------------------------------------------------------
+
+
+def code_words(concept: dict) -> set[str]:
+    """The words of a code's text and its codings' displays, lower case."""
+    texts = [concept.get("text", "")] + [c.get("display", "") for c in concept.get("coding", [])]
+    return {word for text in texts for word in re.split(r"\W+", text.lower()) if word}
+
+
+def with_word_starting(resources_: list[dict], start: str) -> set[str]:
+    return {r["id"] for r in resources_ if any(w.startswith(start) for w in code_words(r["code"]))}
+
+
+def test_code_text_finds_readings_by_a_word_of_their_code_in_any_case_and_spelling_of_danish_letters(
+    server: Server, clinician: SyncFHIRClient, clinician_http: requests.Session, bp_patient_id: str
+):
+    record = search_all(clinician_http, f"{server.base}/Observation", {"patient": bp_patient_id})
+    observations = clinician.resources("Observation").search(patient=bp_patient_id).limit(200)
+
+    def found(value: str) -> set[str]:
+        return ids(observations.search(code__text=value).fetch_all())
+
+    # Words of the displays (LOINC's English) and of the texts (Danish) of the generated readings.
+    for word, spellings in (
+        ("pressure", ["pressure", "Pressure", "PRESS"]),  # "Blood pressure panel with all children optional"
+        ("heart", ["heart", "HEART", "Hea"]),  # "Heart rate"
+        ("blodtryk", ["blodtryk", "Blodtryk", "BLODTRYK"]),  # "Blodtryk"
+        ("vægt", ["vægt", "Vægt", "VÆGT", "vaegt", "VAEGT", "vägt"]),  # "Vægt"
+    ):
+        expected = with_word_starting(record, word)
+        assert expected, f"the patient has no reading with a word {word!r} in its code"
+        assert expected != {o["id"] for o in record}
+        for spelling in spellings:
+            assert found(spelling) == expected, f"code:text={spelling} should find the {word} readings"
+
+    # A word's start only, and a word no code has: nothing.
+    assert with_word_starting(record, "ressure") == set() and found("ressure") == set()
+    assert with_word_starting(record, "zzyzx") == set() and found("zzyzx") == set()
+
+
+def test_code_text_finds_a_diagnosis_by_a_danish_word_however_its_letters_are_written(
+    server: Server, clinician: SyncFHIRClient, clinician_http: requests.Session, writer_http: requests.Session,
+    bp_patient_id: str,
+):
+    condition = create(writer_http, server, diagnosis(bp_patient_id, "Forhøjet blodtryk", [
+        {"system": SNOMED, "code": "38341003", "display": "Hypertensive disorder, systemic arterial"},
+    ]))
+    record = search_all(clinician_http, f"{server.base}/Condition", {"patient": bp_patient_id})
+    conditions = clinician.resources("Condition").search(patient=bp_patient_id).limit(200)
+
+    def found(value: str) -> set[str]:
+        return ids(conditions.search(code__text=value).fetch_all())
+
+    forhøjet = with_word_starting(record, "forhøj")
+    assert condition["id"] in forhøjet
+    for spelling in ("forhøjet", "Forhøjet", "FORHØJET", "forhojet", "forhoejet", "FORHOEJET", "forhöjet",
+                     "forhø"):
+        assert found(spelling) == forhøjet, f"code:text={spelling}"
+    assert found("blodtryk") == with_word_starting(record, "blodtryk") == {condition["id"]}
+    assert found("hypertensive") == with_word_starting(record, "hypertensive") >= {condition["id"]}
+    assert found("orhøjet") == set() and found("zzyzx") == set()
+    # README's own example, over every patient the clinician may search.
+    everyone = clinician.resources("Condition").search(code__text="blodtryk").limit(200).fetch_all()
+    assert condition["id"] in ids(everyone)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "code:text does not find a code that has only text and no coding: README documents "
+    "':text on tokens (any word of a code's text or display starts with the value)'"
+))
+def test_code_text_finds_a_diagnosis_whose_code_is_only_text(
+    server: Server, clinician: SyncFHIRClient, writer_http: requests.Session, bp_patient_id: str
+):
+    condition = create(writer_http, server, diagnosis(bp_patient_id, "Mistænkt søvnapnø"))
+    conditions = clinician.resources("Condition").search(patient=bp_patient_id)
+    assert ids(conditions.search(_id=condition["id"]).fetch_all()) == {condition["id"]}, "not stored"
+    for spelling in ("søvnapnø", "sovnapno", "SOEVNAPNOE", "mistænkt"):
+        assert ids(conditions.search(code__text=spelling).fetch_all()) == {condition["id"]}, f"code:text={spelling}"
+
+
+# 14 Composites and numbers ---------------------------------------------------------------------
+
+SYSTOLIC, DIASTOLIC, HEART_RATE = "8480-6", "8462-4", "8867-4"
+
+
+def part_values(observation: dict, code: str) -> list[float]:
+    """The values of an observation's components with LOINC `code`."""
+    return [
+        c["valueQuantity"]["value"] for c in observation.get("component", [])
+        if has_code(c["code"], code) and "valueQuantity" in c
+    ]
+
+
+def test_component_code_value_quantity_holds_the_number_to_its_own_blood_pressure_part(
+    server: Server, clinician: SyncFHIRClient, clinician_http: requests.Session, bp_patient_id: str
+):
+    record = search_all(clinician_http, f"{server.base}/Observation", {"patient": bp_patient_id})
+    observations = clinician.resources("Observation").search(patient=bp_patient_id).limit(200)
+
+    def found(**params) -> set[str]:
+        return ids(observations.search(**params).fetch_all())
+
+    def having(keep) -> set[str]:
+        return {o["id"] for o in record if keep(o)}
+
+    diastolic = sorted(v for o in record for v in part_values(o, DIASTOLIC))
+    systolic = sorted(v for o in record for v in part_values(o, SYSTOLIC))
+    assert len(diastolic) >= 3 and len(systolic) >= 3
+    level = diastolic[len(diastolic) // 2]
+
+    # At a diastolic level, component-value-quantity takes any part (the systolic ones pass);
+    # component-code-value-quantity only the diastolic part.
+    any_part = having(lambda o: any(v >= level for c in (SYSTOLIC, DIASTOLIC) for v in part_values(o, c)))
+    diastolic_part = having(lambda o: any(v >= level for v in part_values(o, DIASTOLIC)))
+    assert diastolic_part < any_part, "the test needs readings whose diastolic part is below the level"
+    assert found(component_value_quantity=f"ge{level}") == any_part
+    assert found(component_code_value_quantity=f"{LOINC}|{DIASTOLIC}$ge{level}") == diastolic_part
+
+    # Several pairs are alternatives: a high systolic part or a high diastolic part.
+    high_systolic, high_diastolic = systolic[len(systolic) * 3 // 4], diastolic[len(diastolic) * 3 // 4]
+    alarming = having(lambda o: any(v >= high_systolic for v in part_values(o, SYSTOLIC))
+                      or any(v >= high_diastolic for v in part_values(o, DIASTOLIC)))
+    systolic_only = having(lambda o: any(v >= high_systolic for v in part_values(o, SYSTOLIC)))
+    assert found(component_code_value_quantity=f"{LOINC}|{SYSTOLIC}$ge{high_systolic}") == systolic_only
+    either = f"{LOINC}|{SYSTOLIC}$ge{high_systolic},{LOINC}|{DIASTOLIC}$ge{high_diastolic}"
+    assert found(component_code_value_quantity=either) == alarming
+    assert found(component_code_value_quantity=f"{LOINC}|{SYSTOLIC}$gt{systolic[-1]}") == set()
+
+
+def test_code_value_quantity_compares_the_value_of_that_code_only(
+    server: Server, clinician: SyncFHIRClient, clinician_http: requests.Session, bp_patient_id: str
+):
+    record = search_all(clinician_http, f"{server.base}/Observation", {"patient": bp_patient_id})
+    observations = clinician.resources("Observation").search(patient=bp_patient_id).limit(200)
+    valued = [o for o in record if "valueQuantity" in o]
+    rates = sorted(o["valueQuantity"]["value"] for o in valued if has_code(o["code"], HEART_RATE))
+    assert len(rates) >= 3, "the patient has too few heart rates"
+    level = rates[len(rates) // 2]
+
+    by_value = ids(observations.search(value_quantity=f"gt{level}").fetch_all())
+    by_code_and_value = ids(observations.search(code_value_quantity=f"{LOINC}|{HEART_RATE}$gt{level}").fetch_all())
+    fast = {o["id"] for o in valued if has_code(o["code"], HEART_RATE) and o["valueQuantity"]["value"] > level}
+    assert by_code_and_value == fast and fast
+    assert by_value == {o["id"] for o in valued if o["valueQuantity"]["value"] > level}
+    assert by_code_and_value < by_value, "the test needs another kind of value above the level (a weight)"
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("component-code-value-quantity", f"{LOINC}|8480-6$ge140|{UCUM}|mm[Hg]"),
+        ("component-code-value-quantity", f"{LOINC}|8480-6$ge140||mm[Hg]"),
+        ("code-value-quantity", f"{LOINC}|29463-7$gt80|{UCUM}|kg"),
+    ],
+    ids=["component-with-unit", "component-with-code-only", "code-with-unit"],
+)
+def test_a_composite_with_a_unit_is_refused_with_a_400_that_says_to_leave_the_unit_out(
+    server: Server, refused_clinician_http: requests.Session, bp_patient_id: str, param: str, value: str
+):
+    outcome = get(refused_clinician_http, f"{server.base}/Observation", 400, "OperationOutcome",
+                  params={"patient": bp_patient_id, param: value})
+    assert errors(outcome) and "leave out the unit" in outcome_text(outcome), outcome
+    assert param in outcome_text(outcome), outcome
+
+
+def test_probability_compares_risk_assessments_as_numbers(
+    server: Server, writer_token: str, clinician: SyncFHIRClient, bp_patient_id: str
+):
+    from fhirclient.models.riskassessment import RiskAssessment
+
+    fhir = fhirclient_for(server, writer_token)
+    marker = new_identifier()
+    made: dict[Decimal, str] = {}
+    for probability in ("0.05", "0.12", "0.2", "0.24", "0.35"):
+        body = RiskAssessment(jsondict={
+            "resourceType": "RiskAssessment",
+            "identifier": [marker],
+            "status": "final",
+            "subject": {"reference": f"Patient/{bp_patient_id}"},
+            "occurrenceDateTime": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "prediction": [{
+                "outcome": {"text": "Hjerteanfald inden for 10 år"},
+                "probabilityDecimal": float(probability),
+            }],
+        }, strict=True).create(fhir)
+        valid(body, "RiskAssessment")
+        assert body["prediction"][0]["probabilityDecimal"] == float(probability)
+        made[Decimal(probability)] = body["id"]
+
+    assessments = clinician.resources("RiskAssessment").search(patient=bp_patient_id, identifier=criteria(marker))
+
+    def found(query: str) -> set[str]:
+        return ids(assessments.search(probability=query).fetch_all())
+
+    def made_where(keep) -> set[str]:
+        return {i for p, i in made.items() if keep(p)}
+
+    assert found("ge0.2") == made_where(lambda p: p >= Decimal("0.2"))
+    assert found("lt0.2") == made_where(lambda p: p < Decimal("0.2"))
+    assert found("gt0.2") == made_where(lambda p: p > Decimal("0.2"))
+    assert found("le0.12") == made_where(lambda p: p <= Decimal("0.12"))
+    # eq within the value's precision: 0.2 means 0.15 up to 0.25.
+    assert found("0.2") == found("eq0.2") == made_where(lambda p: Decimal("0.15") <= p < Decimal("0.25"))
+    assert found("ge0.5") == set()
+    assert len(ids(assessments.fetch_all())) == len(made)
+
+
+# 15 Profiles -----------------------------------------------------------------------------------
+
+VITAL_SIGNS_PROFILES = "http://hl7.org/fhir/StructureDefinition/"
+BP_PROFILE = VITAL_SIGNS_PROFILES + "bp"
+
+
+def blood_pressure(patient_id: str, systolic: float, diastolic: float, unit: str, identifier: dict) -> dict:
+    """A blood pressure panel claiming R4's `bp` profile, its parts in `unit` (UCUM), measured
+    long ago (so no app shows it as the latest)."""
+    def part(code: str, display: str, value: float) -> dict:
+        return {
+            "code": {"coding": [{"system": LOINC, "code": code, "display": display}]},
+            "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},
+        }
+
+    return {
+        "resourceType": "Observation",
+        "meta": {"profile": [BP_PROFILE]},
+        "identifier": [identifier],
+        "status": "final",
+        "category": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs",
+        }]}],
+        "code": {"coding": [{"system": LOINC, "code": "85354-9", "display": "Blood pressure panel"}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": "2001-03-04T10:00:00Z",
+        "component": [part(SYSTOLIC, "Systolic blood pressure", systolic),
+                      part(DIASTOLIC, "Diastolic blood pressure", diastolic)],
+    }
+
+
+def test_metadata_lists_the_vital_signs_profiles_observations_are_held_to(server: Server, clinician_token: str):
+    from fhirclient.models.capabilitystatement import CapabilityStatement
+
+    capability = CapabilityStatement.read_from("metadata", fhirclient_for(server, clinician_token))
+    valid(capability.as_json(), "CapabilityStatement")
+    observation = next(r for r in capability.rest[0].resource if r.type == "Observation")
+    assert set(observation.supportedProfile) >= {
+        VITAL_SIGNS_PROFILES + name for name in (
+            "vitalsigns", "bp", "heartrate", "resprate", "bodytemp", "bodyheight", "bodyweight", "bmi",
+            "oxygensat", "headcircum",
+        )
+    }, observation.supportedProfile
+
+
+def test_a_reading_claiming_the_bp_profile_is_held_to_it_and_validate_checks_a_profile_on_request(
+    server: Server, writer_http: requests.Session, bp_patient_id: str
+):
+    def validate(body, params: dict | None = None) -> dict:
+        response = writer_http.post(f"{server.base}/Observation/$validate", params=params, json=body,
+                                    headers=SEND_JSON, timeout=30)
+        return fhir_response(response, 200, "OperationOutcome")
+
+    identifier = new_identifier()
+    in_kpa = blood_pressure(bp_patient_id, 18.7, 12.0, "kPa", identifier)
+
+    # Written claiming `bp` with its parts in kPa: refused, naming the part.
+    refused = writer_http.post(f"{server.base}/Observation", json=in_kpa, headers=SEND_JSON, timeout=30)
+    outcome = fhir_response(refused, 422, "OperationOutcome")
+    assert errors(outcome) and "8480-6" in outcome_text(outcome) and "mm[Hg]" in outcome_text(outcome), outcome
+    assert total(writer_http, f"{server.base}/Observation", {"identifier": criteria(identifier)}) == 0
+
+    # The same reading claiming no profile is acceptable as R4; checked against `bp` on request it is not.
+    unclaimed = {k: v for k, v in in_kpa.items() if k != "meta"}
+    assert not errors(validate(unclaimed)), "an R4-valid reading without a profile claim"
+    for checked in (
+        validate(unclaimed, {"profile": BP_PROFILE}),
+        validate({"resourceType": "Parameters", "parameter": [
+            {"name": "resource", "resource": unclaimed}, {"name": "profile", "valueUri": BP_PROFILE},
+        ]}),
+    ):
+        assert errors(checked) and "8480-6" in outcome_text(checked), checked
+
+    # In mm[Hg] it conforms: $validate says so and the write is accepted, the claim kept.
+    conforming = blood_pressure(bp_patient_id, 128, 82, "mm[Hg]", identifier)
+    assert not errors(validate(conforming, {"profile": BP_PROFILE}))
+    created = writer_http.post(f"{server.base}/Observation", json=conforming, headers=SEND_JSON, timeout=30)
+    try:
+        stored = fhir_response(created, 201, "Observation")
+        assert stored["meta"]["profile"] == [BP_PROFILE]
+        assert [c["valueQuantity"]["value"] for c in stored["component"]] == [128, 82]
+    finally:  # other modules count blood pressure panels: this one is not kept
+        if created.status_code == 201:
+            deleted = writer_http.delete(f"{server.base}/Observation/{created.json()['id']}", timeout=30)
+            assert deleted.status_code in (200, 204), deleted.text
+
+
+# 16 Installed apps as Devices ------------------------------------------------------------------
+
+APP_SYSTEM = "urn:healthcloud:app"
+
+
+def installed_apps(server: Server) -> dict[tuple[str, str], str]:
+    """The apps `up` printed as installed: (publisher, app) -> version."""
+    pattern = re.escape(server.root) + r"/apps/[^/\s]+/([^/\s]+)/([^/\s]+)/\s+\(([^)\s]+)\)"
+    return {(publisher, app): version for publisher, app, version in re.findall(pattern, server.printed())}
+
+
+def test_each_installed_app_is_a_device_a_clinician_can_read(
+    server: Server, clinician: SyncFHIRClient, clinician_http: requests.Session
+):
+    apps = installed_apps(server)
+    assert ("examples", "bp-monitor") in apps, f"up installed no bp-monitor: {apps}"
+    listed = requests.get(f"{server.root}/store/v1/apps", timeout=30)
+    assert listed.status_code == 200, listed.text
+    store = {(a["publisher"], a["id"]): a for a in listed.json()["apps"]}
+
+    device = clinician.reference("Device", "examples.bp-monitor").to_resource()
+    valid(device, "Device")
+    bp_monitor = store["examples", "bp-monitor"]
+    assert device["identifier"] == [{"system": APP_SYSTEM, "value": "examples/bp-monitor"}]
+    assert device["manufacturer"] == "examples"
+    assert device["deviceName"] == [{"name": bp_monitor["name"], "type": "user-friendly-name"}]
+    assert device["version"] == [{"value": apps["examples", "bp-monitor"]}]
+    assert device["note"] == [{"text": bp_monitor["description"]}]
+
+    by_identifier = clinician.resources("Device").search(identifier=f"{APP_SYSTEM}|examples/bp-monitor").fetch_all()
+    assert [valid(d).id for d in by_identifier] == ["examples.bp-monitor"]
+    # Every app installed, and nothing else, is a Device of that identifier system.
+    every_app = search_all(clinician_http, f"{server.base}/Device", {"identifier": f"{APP_SYSTEM}|"})
+    assert {d["id"] for d in every_app} == {f"{p}.{a}" for p, a in apps}
+    for app in every_app:
+        publisher, name = app["identifier"][0]["value"].split("/")
+        assert app["manufacturer"] == publisher and app["version"] == [{"value": apps[publisher, name]}]
+        assert app["deviceName"][0]["name"] == store[publisher, name]["name"]
+
+
+def test_an_apps_device_is_no_patients_data_and_no_client_can_forge_it(
+    server: Server, stranger_token: str, stranger_http: requests.Session, clinician_http: requests.Session
+):
+    url = f"{server.base}/Device/examples.bp-monitor"
+    before = get(clinician_http, url, 200, "Device")
+    # A token confined to a patient's record does not reach it.
+    outcome = get(stranger_http, url, 404, "OperationOutcome")
+    assert [i["code"] for i in outcome["issue"]] == ["not-found"], outcome
+    devices = server.client(stranger_token).resources("Device")
+    assert devices.search(identifier=f"{APP_SYSTEM}|examples/bp-monitor").fetch_all() == []
+
+    # Only the platform records apps: a writer of Devices cannot replace or invent one.
+    writer = server.session(server.token("clinician", sub="e2e-device-writer", scope="user/*.rs user/Device.cu"))
+    forged = {**{k: v for k, v in before.items() if k != "meta"},
+              "deviceName": [{"name": "Not the blood pressure monitor", "type": "user-friendly-name"}]}
+    invented = {**{k: v for k, v in forged.items() if k != "id"},
+                "identifier": [{"system": APP_SYSTEM, "value": "examples/forged"}]}
+    for method, target, body in (("PUT", url, forged), ("POST", f"{server.base}/Device", invented)):
+        answer = writer.request(method, target, json=body, headers=SEND_JSON, timeout=30)
+        assert 400 <= answer.status_code < 500, f"{method} {target}: {answer.status_code} {answer.text}"
+        fhir_response(answer, answer.status_code, "OperationOutcome")
+    assert get(clinician_http, url, 200, "Device") == before
+    assert search_all(clinician_http, f"{server.base}/Device", {"identifier": f"{APP_SYSTEM}|examples/forged"}) == []

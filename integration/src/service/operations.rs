@@ -24,6 +24,15 @@ pub const MAX_PER_TYPE: usize = 1000;
 /// The most observations `$lastn` looks at (newest first).
 pub const MAX_LASTN_SCAN: usize = 1000;
 
+/// Refuses anything but one patient's id where an operation takes one (a list would mix
+/// patients in one answer and name each in the other's log).
+fn one_patient(id: &str) -> Result<(), FhirError> {
+    match healthcloud_platform::auth::is_fhir_id(id) {
+        true => Ok(()),
+        false => Err(FhirError::NotFound(format!("Patient/{id} not found"))),
+    }
+}
+
 impl FhirService {
     /// `Patient/$everything`: the patient and the resources of every type in their compartment
     /// that the caller may search (the caller's rights, compartment and the patient's
@@ -42,6 +51,7 @@ impl FhirService {
         audit.resource_id = Some(patient.to_owned());
         audit.query = Some("$everything".into());
         let result = async {
+            one_patient(patient)?;
             if let Some(unknown) = (types.unwrap_or_default().iter())
                 .find(|t| !TYPES.iter().any(|d| d.name == t.as_str() && d.in_patient_compartment()))
             {
@@ -121,6 +131,7 @@ impl FhirService {
         audit.resource_id = Some(patient.to_owned());
         audit.query = Some("$summary".into());
         let result = async {
+            one_patient(patient)?;
             let found = self
                 .joined(
                     context,
@@ -145,9 +156,15 @@ impl FhirService {
                     .joined(context, section.resource_type, &params, &mut audit)
                     .await;
                 sections.push(match searched {
-                    Ok(page) => page
-                        .resources
-                        .iter()
+                    // A source that did not answer leaves the section unknown, not empty.
+                    Ok(page) if !page.incomplete.is_empty() => Err(sdk::Error::Unavailable(
+                        (page.incomplete.iter())
+                            .map(|missing| missing.diagnostics.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    )),
+                    Ok(page) => (page.resources.iter())
+                        .filter(|r| r.patient_id.as_deref() == Some(patient))
                         .map(|r| serde_json::from_str(&r.content))
                         .collect::<Result<Vec<Value>, _>>()
                         .map_err(|error| sdk::Error::Json(error.to_string())),
