@@ -1423,6 +1423,12 @@ pub fn index(resource_type: &str, id: &str, resource: &Value) -> Result<IndexRow
                             }
                             rows.tokens.push((param.name, system, code))
                         });
+                        // A code that is only text has a row of its own for it.
+                        if let Some(text) = text {
+                            let key = (param.name, String::new(), String::new());
+                            rows.token_texts.entry(key.clone()).or_insert(text);
+                            rows.tokens.push(key);
+                        }
                     }
                     ParamKind::Reference { target } => {
                         let literal = parse_reference(value);

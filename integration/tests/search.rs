@@ -763,6 +763,9 @@ async fn codes_are_found_by_their_text(h: Harness) {
             "Hypertensive disorder",
         ),
         condition("c-htn-en", None, "Hypertensive disorder, systemic arterial"),
+        // A code that is only text.
+        serde_json::json!({"resourceType": "Condition", "id": "c-apnoea",
+            "code": {"text": "Mistænkt søvnapnø"}, "subject": {"reference": "Patient/pat-c"}}),
     ])
     .await
     .unwrap();
@@ -775,6 +778,8 @@ async fn codes_are_found_by_their_text(h: Harness) {
         ("hypertens", vec!["c-htn-da", "c-htn-en"]),
         ("systemic", vec!["c-htn-en"]),
         ("arterial,blodtryk", vec!["c-htn-da", "c-htn-en"]),
+        ("sovnapno", vec!["c-apnoea"]),
+        ("SØVNAPNØ", vec!["c-apnoea"]),
         // Not the middle of a word, and not the code itself.
         ("ertensive", vec![]),
         ("38341003", vec![]),

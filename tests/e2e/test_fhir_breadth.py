@@ -1747,10 +1747,6 @@ def test_code_text_finds_a_diagnosis_by_a_danish_word_however_its_letters_are_wr
     assert condition["id"] in ids(everyone)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "code:text does not find a code that has only text and no coding: README documents "
-    "':text on tokens (any word of a code's text or display starts with the value)'"
-))
 def test_code_text_finds_a_diagnosis_whose_code_is_only_text(
     server: Server, clinician: SyncFHIRClient, writer_http: requests.Session, bp_patient_id: str
 ):
