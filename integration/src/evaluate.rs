@@ -103,7 +103,7 @@ fn holds(
             .map(|(_, lo, hi)| Indexed::Date { lo: *lo, hi: *hi })
             .collect()
     } else if def.kind.is_numeric() {
-        let params = crate::params::indexed_params(def, mode);
+        let params = crate::query::indexed_params(def, mode);
         (rows.quantities.iter())
             .filter(|row| params.iter().any(|p| p == row.param))
             .map(|row| Indexed::Quantity {

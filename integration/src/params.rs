@@ -1564,19 +1564,6 @@ pub fn identifier_param(param: &str) -> String {
     format!("{param}:identifier")
 }
 
-/// The index names a filter of `def` with `mode` searches: the Identifiers inside references
-/// live under their modifier's name (`subject:identifier`), a composite's values in the rows
-/// of the quantity parameter it names, a union's in those of its parameters, everything else
-/// under the parameter's own.
-pub fn indexed_params(def: &ParamDef, mode: crate::query::Match) -> Vec<String> {
-    match (def.kind, mode) {
-        (_, crate::query::Match::Identifier) => vec![identifier_param(def.name)],
-        (ParamKind::CodeQuantity { of }, _) => vec![of.to_owned()],
-        _ if !def.union.is_empty() => def.union.iter().map(|p| (*p).to_owned()).collect(),
-        _ => vec![def.name.to_owned()],
-    }
-}
-
 /// Whether `def` is its type's compartment parameter (`patient`): its value is the resource
 /// row's own `patient_id`, so its index rows are not stored (they are kept in memory, for
 /// what sources send).

@@ -908,6 +908,19 @@ fn parse_number(raw: &str) -> Result<(Prefix, DateRange), Option<&'static str>> 
     Ok((prefix, range))
 }
 
+/// The index names a filter of `def` with `mode` searches: the Identifiers inside references
+/// live under their modifier's name (`subject:identifier`), a composite's values in the rows
+/// of the quantity parameter it names, a union's in those of its parameters, everything else
+/// under the parameter's own.
+pub fn indexed_params(def: &ParamDef, mode: Match) -> Vec<String> {
+    match (def.kind, mode) {
+        (_, Match::Identifier) => vec![crate::params::identifier_param(def.name)],
+        (ParamKind::CodeQuantity { of }, _) => vec![of.to_owned()],
+        _ if !def.union.is_empty() => def.union.iter().map(|p| (*p).to_owned()).collect(),
+        _ => vec![def.name.to_owned()],
+    }
+}
+
 /// The comparison prefix of a date or number value (`eq` when it has none), and the rest;
 /// `None` for an unknown prefix.
 fn prefix_of(raw: &str) -> Option<(Prefix, &str)> {

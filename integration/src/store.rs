@@ -1185,7 +1185,7 @@ fn push_filter(
     };
     // Identifiers inside references live under their own name, out of reach of a search by
     // id; a composite or union searches the rows of others.
-    let names = params::indexed_params(def, mode);
+    let names = crate::query::indexed_params(def, mode);
     let push_names = |sql: &mut Sql| {
         sql.push("x.param IN (");
         for (i, name) in names.iter().enumerate() {
