@@ -1487,8 +1487,30 @@ async fn json_body(state: &FhirState, headers: &HeaderMap, body: Body) -> Result
         )));
     }
     let bytes = read_body(state, body).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| FhirError::BadRequest(format!("the body is not valid JSON: {e}")))
+    let mut json = serde_json::from_slice(&bytes)
+        .map_err(|e| FhirError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    localize(&mut json, &state.config.base_url);
+    Ok(json)
+}
+
+/// Makes references to this server relative (`{base}/Patient/1` becomes `Patient/1`): what is
+/// stored names a resource here as `Type/id`, and by an absolute URL only one elsewhere.
+fn localize(value: &mut Value, base: &str) {
+    let base = base.trim_end_matches('/');
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::String(reference)) = object.get_mut("reference")
+                && let Some(local) = (reference.strip_prefix(base))
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .filter(|rest| !rest.is_empty())
+            {
+                *reference = local.to_owned();
+            }
+            object.values_mut().for_each(|child| localize(child, base));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| localize(item, base)),
+        _ => {}
+    }
 }
 
 /// `$validate`: whether a resource (the body, or the `resource` parameter of a Parameters

@@ -1626,10 +1626,16 @@ pub fn select<'a>(resource: &'a Value, path: &str) -> Vec<&'a Value> {
     current
 }
 
-/// `(type, id)` of a literal reference: `Patient/123`, or an absolute URL ending in it.
+/// `(type, id)` of a literal reference to a resource here: `Patient/123` (or a version of
+/// it). An absolute URL names a resource on another server, not the one here with the same
+/// type and id: it is filed under no local id (the API makes references under its own base
+/// relative before anything is stored).
 pub fn parse_reference(value: &Value) -> Option<(String, String)> {
     let reference = value.get("reference")?.as_str()?;
-    split_reference(reference)
+    match reference.contains("://") {
+        true => None,
+        false => split_reference(reference),
+    }
 }
 
 /// Splits `Type/id` (or `…/Type/id`, or `Type/id/_history/n`) into its parts.

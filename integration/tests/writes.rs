@@ -20,6 +20,7 @@ on_both_backends!(
     validate_says_whether_a_write_would_be_accepted,
     hostile_patches_and_writes_are_refused,
     a_reading_is_held_to_the_vital_signs_profile_it_claims,
+    absolute_references_to_other_servers_are_not_filed_under_local_ids,
 );
 
 const SYSTEM: &str = "urn:oid:1.2.208.184.100.1";
@@ -680,4 +681,54 @@ async fn a_reading_is_held_to_the_vital_signs_profile_it_claims(h: Harness) {
     .unwrap()
     .clone();
     assert!(observation["supportedProfile"].to_string().contains(BP));
+}
+
+async fn absolute_references_to_other_servers_are_not_filed_under_local_ids(h: Harness) {
+    let t = writer(&h);
+    // A reference to this server by its absolute URL is stored as the local reference it is.
+    let mut own = reading("pat-a", "abs-1", 131);
+    own["subject"] = json!({"reference": "http://fhir.test/fhir/r4/Patient/pat-a"});
+    let written = h.request("POST", "Observation", Some(&t), Some(own)).await;
+    assert_eq!(written.status, StatusCode::CREATED, "{}", written.body);
+    assert_eq!(written.body["subject"]["reference"], "Patient/pat-a");
+    let found = h
+        .ids(
+            &format!("Observation?patient=pat-a&identifier={SYSTEM}|abs-1"),
+            &t,
+        )
+        .await;
+    assert_eq!(found.len(), 1);
+    // The same type and id on another server is not this server's patient.
+    let mut elsewhere = reading("pat-a", "abs-2", 132);
+    elsewhere["subject"] = json!({"reference": "https://other.example/fhir/Patient/pat-a"});
+    let refused = h
+        .request("POST", "Observation", Some(&t), Some(elsewhere))
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("Observation.subject"),
+        "{}",
+        refused.body
+    );
+    // Imported as it is, it is in nobody's record here.
+    h.import(vec![
+        json!({"resourceType": "Condition", "id": "c-elsewhere",
+        "code": {"text": "Astma"},
+        "subject": {"reference": "https://other.example/fhir/Patient/pat-a"}}),
+    ])
+    .await
+    .unwrap();
+    let citizen = h.citizen("pat-a");
+    assert!(
+        !h.ids("Condition", &citizen)
+            .await
+            .contains(&"c-elsewhere".to_owned())
+    );
+    assert!(
+        !(h.ids("Condition?patient=pat-a", &h.clinician()).await)
+            .contains(&"c-elsewhere".to_owned())
+    );
+    // Patient data that names its patient elsewhere reaches no one here.
+    let read = h.get("Condition/c-elsewhere", &h.clinician()).await;
+    assert!(read.status.is_client_error(), "{}", read.body);
 }
