@@ -32,6 +32,30 @@ pub fn satisfies(query: &SearchQuery, id: &str, rows: &IndexRows, quantifier: Qu
         })
 }
 
+/// The parameters whose index rows [`satisfies`] reads for `query` (besides the patient's and
+/// dates, which every index has): see [`crate::params::index_where`].
+pub fn params_read(query: &SearchQuery) -> std::collections::BTreeSet<String> {
+    let filters = (query.filters.iter()).chain(
+        (query.constraints.groups.iter())
+            .flatten()
+            .flat_map(|alternative| alternative.filters.iter()),
+    );
+    let mut read: std::collections::BTreeSet<String> = filters
+        .flat_map(|filter| match filter {
+            Filter::Id(_) => Vec::new(),
+            Filter::Param { def, mode, .. } if def.kind.is_numeric() => {
+                crate::query::indexed_params(def, *mode)
+            }
+            Filter::Param { def, .. } => match def.union {
+                [] => vec![def.name.to_owned()],
+                union => union.iter().map(|p| (*p).to_owned()).collect(),
+            },
+        })
+        .collect();
+    read.extend((query.type_def.shared_unplaced()).map(|(param, _)| param.to_owned()));
+    read
+}
+
 fn allows(
     query: &SearchQuery,
     alternative: &Alternative,

@@ -221,6 +221,8 @@ pub async fn search_source(
         base: source.upstream.base().as_str().trim_end_matches('/'),
         patients: &patients,
     };
+    // Only what the checks read is indexed (a source's page is indexed on every search).
+    let read = crate::evaluate::params_read(query);
     let mut dropped = Vec::new();
     let mut admitted = Vec::new();
     // A source that sends one resource twice must not make it count, or page, twice.
@@ -231,7 +233,7 @@ pub async fn search_source(
             resource["resourceType"].as_str().unwrap_or("?"),
             resource["id"].as_str().unwrap_or("?")
         );
-        match admit(&names, &mut resource, query, &asked, patient.id) {
+        match admit(&names, &mut resource, query, &asked, patient.id, &read) {
             Ok(None) => {}
             Ok(Some((id, _))) if returned.contains(&id) => dropped.push(Dropped {
                 resource: named,
@@ -422,7 +424,8 @@ pub async fn read_source(
         base,
         patients: &patients,
     };
-    let (renamed, mut rows) = match rename(&names, &mut resource, resource_type) {
+    // A read is held to any constraint of the caller's: all of it is indexed.
+    let (renamed, mut rows) = match rename(&names, &mut resource, resource_type, |_| true) {
         Ok(renamed) => renamed,
         Err(reason) => {
             // What healthcloud cannot serve (its patient named by a URL elsewhere, say) is
@@ -481,8 +484,11 @@ fn admit(
     query: &SearchQuery,
     asked: &SearchQuery,
     patient: &str,
+    read: &BTreeSet<String>,
 ) -> Result<Option<(String, IndexRows)>, String> {
-    let (id, rows) = rename(names, resource, query.type_def.name)?;
+    let (id, rows) = rename(names, resource, query.type_def.name, |param| {
+        read.contains(param)
+    })?;
     if rows.patient_id.as_deref() != Some(patient) {
         return Err("it is not in the patient's compartment".into());
     }
@@ -496,11 +502,13 @@ fn admit(
 }
 
 /// Renames `resource`, which should be a `resource_type`, from a source into healthcloud's
-/// namespace (id, references, `meta.source`) and indexes it; why not, when it cannot be.
+/// namespace (id, references, `meta.source`) and indexes it (the parameters `indexed` names,
+/// see [`params::index_where`]); why not, when it cannot be.
 fn rename(
     names: &Names<'_>,
     resource: &mut Value,
     resource_type: &str,
+    indexed: impl Fn(&str) -> bool,
 ) -> Result<(String, IndexRows), String> {
     let name = names.source;
     if resource["resourceType"] != resource_type {
@@ -538,7 +546,7 @@ fn rename(
         resource["meta"] = Value::Object(serde_json::Map::new());
     }
     resource["meta"]["source"] = Value::String(origin(name));
-    let rows = params::index(resource_type, &renamed, resource)
+    let rows = params::index_where(resource_type, &renamed, resource, indexed)
         .map_err(|e| format!("it cannot be indexed: {e}"))?;
     if let Some(patient) = &rows.patient_id
         && elsewhere.contains(patient)
