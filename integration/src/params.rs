@@ -779,6 +779,37 @@ pub static TYPES: &[TypeDef] = &[
         ],
     },
     TypeDef {
+        name: "Group",
+        params: &[
+            p("identifier", TOKEN, &["identifier"], "An identifier of the group"),
+            p(
+                "type",
+                TOKEN,
+                &["type"],
+                "person, practitioner, device, medication, substance or animal",
+            ),
+            p("code", TOKEN, &["code"], "What kind of group it is"),
+            p(
+                "actual",
+                TOKEN,
+                &["actual"],
+                "true: its members are listed; false: it is defined by characteristics",
+            ),
+            p(
+                "member",
+                ANY_REF,
+                &["member.entity"],
+                "A member, e.g. Patient/<id>",
+            ),
+            p(
+                "managing-entity",
+                ANY_REF,
+                &["managingEntity"],
+                "Who keeps the group, e.g. Organization/<id>",
+            ),
+        ],
+    },
+    TypeDef {
         name: "Goal",
         params: &[
             p(
@@ -1301,6 +1332,12 @@ impl TypeDef {
     /// the platform records those: a write of an unplaced Device is refused).
     pub fn shared_unplaced(&self) -> Option<(&'static str, &'static str)> {
         (self.name == "Device").then_some(("identifier", APP_SYSTEM))
+    }
+
+    /// Whether its resources list patients without being any one patient's data (a Group's
+    /// members: a cohort). Access confined to one patient's record never reaches them.
+    pub fn lists_patients(&self) -> bool {
+        self.name == "Group"
     }
 
     /// Whether `_sort=date` applies.

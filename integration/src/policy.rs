@@ -238,6 +238,8 @@ fn alternatives(
     {
         let confined = claims.role.is_own_record_only() || scope.context == ScopeContext::Patient;
         let compartment = match (confined, claims.patient.as_ref()) {
+            // Who is in a cohort is nobody's own record to read.
+            (true, _) if type_def.lists_patients() => continue,
             (false, _) => None,
             // A patient/ scope without a patient in context reaches no one.
             (true, None) => continue,

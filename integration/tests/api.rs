@@ -309,7 +309,7 @@ async fn metadata_describes_the_server(h: Harness) {
             "_profile"
         ]
     );
-    assert_eq!(resources.len(), 37);
+    assert_eq!(resources.len(), 38);
     // Each parameter names its definition in R4, but a Binary's place in a record (this
     // server's own).
     for resource in resources {

@@ -22,6 +22,7 @@ on_both_backends!(
     no_reference_of_a_synthea_record_dangles,
     a_documents_content_is_a_binary_in_the_patients_record,
     an_installed_app_is_the_device_consents_and_audit_records_name,
+    a_cohort_is_a_group_the_workforce_keeps_and_no_patient_reads,
 );
 
 const SOR: &str = "urn:oid:1.2.208.176.1.1";
@@ -565,4 +566,60 @@ async fn an_installed_app_is_the_device_consents_and_audit_records_name(h: Harne
         "Blood pressure monitor"
     );
     assert_eq!(device.body["version"][0]["value"], "0.2.0");
+}
+
+async fn a_cohort_is_a_group_the_workforce_keeps_and_no_patient_reads(h: Harness) {
+    h.import(vec![
+        json!({"resourceType": "Patient", "id": "pat-a"}),
+        json!({"resourceType": "Patient", "id": "pat-b"}),
+    ])
+    .await
+    .unwrap();
+    let cohort = json!({"resourceType": "Group", "type": "person", "actual": true,
+        "code": {"coding": [{"system": "urn:example:cohorts", "code": "hypertension"}]},
+        "managingEntity": {"reference": "Organization/gp-1"},
+        "member": [{"entity": {"reference": "Patient/pat-a"}},
+                   {"entity": {"reference": "Patient/pat-b"}}]});
+    let t = h.token(Role::Clinician, None, Some("user/*.rs user/Group.cu"));
+    let created = h.request("POST", "Group", Some(&t), Some(cohort)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    for search in [
+        "Group?member=Patient/pat-a",
+        "Group?code=urn:example:cohorts|hypertension&actual=true&type=person",
+        "Group?managing-entity=Organization/gp-1",
+    ] {
+        assert_eq!(h.ids(search, &t).await, [id.clone()], "{search}");
+    }
+    assert!(h.ids("Group?member=Patient/nobody", &t).await.is_empty());
+
+    // A patient's own token, even with every patient scope, does not learn who is in it, nor
+    // that they are.
+    let citizen = h.token(Role::Citizen, Some("pat-a"), Some("patient/*.rs"));
+    for path in [
+        format!("Group/{id}"),
+        "Group?member=Patient/pat-a".to_owned(),
+        format!("Group/{id}/_history"),
+    ] {
+        let refused = h.get(&path, &citizen).await;
+        assert_eq!(refused.status, 403, "{path}: {}", refused.body);
+    }
+    let own = h.get("Patient?_id=pat-a&_revinclude=Group:member", &citizen).await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    let types: Vec<&str> = (own.body["entry"].as_array().unwrap().iter())
+        .filter_map(|e| e["resource"]["resourceType"].as_str())
+        .collect();
+    assert!(!types.contains(&"Group"), "{}", own.body);
+    let probe = h
+        .get(&format!("Patient?_has:Group:member:_id={id}"), &citizen)
+        .await;
+    assert!(
+        probe.status == 403 || probe.body["total"] == 0,
+        "membership leaks through _has: {} {}",
+        probe.status,
+        probe.body
+    );
+    // The workforce's own token with only patient scopes: the same.
+    let confined = h.token(Role::Clinician, Some("pat-a"), Some("patient/*.rs"));
+    assert_eq!(h.get(&format!("Group/{id}"), &confined).await.status, 403);
 }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 const TYPES = [
   'AllergyIntolerance', 'Appointment', 'AuditEvent', 'Binary', 'CarePlan', 'CareTeam', 'Claim',
   'Composition', 'Condition', 'Consent', 'Device', 'DiagnosticReport', 'DocumentReference',
-  'Encounter', 'EpisodeOfCare', 'ExplanationOfBenefit', 'Goal', 'ImagingStudy', 'Immunization',
+  'Encounter', 'EpisodeOfCare', 'ExplanationOfBenefit', 'Goal', 'Group', 'ImagingStudy', 'Immunization',
   'Location', 'Media', 'Medication', 'MedicationAdministration', 'MedicationRequest',
   'MedicationStatement', 'Observation', 'Organization', 'Patient', 'Practitioner',
   'PractitionerRole', 'Procedure', 'Provenance', 'QuestionnaireResponse', 'RiskAssessment', 'ServiceRequest',
