@@ -1,6 +1,7 @@
 //! The FHIR R4 REST API, mounted at `/fhir/r4`: a thin HTTP layer over [`FhirService`].
 
 mod bundle;
+mod export;
 
 use std::sync::Arc;
 
@@ -168,6 +169,14 @@ fn interactions() -> Router<FhirState> {
         )
         .route("/{resource_type}/_search", post(search_post))
         .route("/{resource_type}/$validate", post(validate_resource))
+        .route("/$export", get(export::system))
+        .route("/Patient/$export", get(export::patients))
+        .route("/Group/{id}/$export", get(export::group))
+        .route(
+            "/$export-status/{id}",
+            get(export::status).delete(export::cancel),
+        )
+        .route("/$export-file/{id}/{name}", get(export::file))
         .route("/_history", get(system_history))
         .route("/{resource_type}/_history", get(type_history))
         .route("/{resource_type}/$lastn", get(lastn))
@@ -747,7 +756,10 @@ async fn json_only_accepted(
             _ => false,
         }
     };
-    if format.is_none() && !accept.is_empty() && !binary_read {
+    // An export's files are NDJSON, whatever else the client accepts.
+    let export_file = request.method() == axum::http::Method::GET
+        && request.uri().path().starts_with("/$export-file/");
+    if format.is_none() && !accept.is_empty() && !binary_read && !export_file {
         let admitted = accept.iter().flat_map(|a| a.split(',')).any(|range| {
             let mut parts = range.split(';').map(str::trim);
             let media = parts.next().unwrap_or_default().to_ascii_lowercase();

@@ -781,7 +781,12 @@ pub static TYPES: &[TypeDef] = &[
     TypeDef {
         name: "Group",
         params: &[
-            p("identifier", TOKEN, &["identifier"], "An identifier of the group"),
+            p(
+                "identifier",
+                TOKEN,
+                &["identifier"],
+                "An identifier of the group",
+            ),
             p(
                 "type",
                 TOKEN,

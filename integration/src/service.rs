@@ -32,6 +32,7 @@ use crate::store::{
 };
 use crate::validate;
 
+pub mod export;
 mod include;
 mod operations;
 pub mod transaction;
@@ -49,6 +50,8 @@ pub struct FhirService {
     refusals: RefusalLimiter,
     /// Where probes about patients out of the caller's reach are recorded.
     security: SecurityLog,
+    /// Bulk Data exports, running and finished.
+    exports: export::Exports,
 }
 
 /// The result of a create or update.
@@ -409,6 +412,7 @@ impl FhirService {
             limits,
             refusals: RefusalLimiter::default(),
             security,
+            exports: export::Exports::default(),
         }
     }
 

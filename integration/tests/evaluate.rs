@@ -197,8 +197,8 @@ async fn sql_and_memory_agree(h: Harness) {
                 let in_part: BTreeSet<String> = resources
                     .iter()
                     .filter(|(id, resource)| {
-                        let rows = index_where(def.name, id, resource, |p| read.contains(p))
-                            .unwrap();
+                        let rows =
+                            index_where(def.name, id, resource, |p| read.contains(p)).unwrap();
                         satisfies(&query, id, &rows, Quantifier::Any)
                     })
                     .map(|(id, _)| id.clone())

@@ -589,7 +589,7 @@ async fn a_cohort_is_a_group_the_workforce_keeps_and_no_patient_reads(h: Harness
         "Group?code=urn:example:cohorts|hypertension&actual=true&type=person",
         "Group?managing-entity=Organization/gp-1",
     ] {
-        assert_eq!(h.ids(search, &t).await, [id.clone()], "{search}");
+        assert_eq!(h.ids(search, &t).await, std::slice::from_ref(&id), "{search}");
     }
     assert!(h.ids("Group?member=Patient/nobody", &t).await.is_empty());
 
@@ -604,7 +604,9 @@ async fn a_cohort_is_a_group_the_workforce_keeps_and_no_patient_reads(h: Harness
         let refused = h.get(&path, &citizen).await;
         assert_eq!(refused.status, 403, "{path}: {}", refused.body);
     }
-    let own = h.get("Patient?_id=pat-a&_revinclude=Group:member", &citizen).await;
+    let own = h
+        .get("Patient?_id=pat-a&_revinclude=Group:member", &citizen)
+        .await;
     assert_eq!(own.status, 200, "{}", own.body);
     let types: Vec<&str> = (own.body["entry"].as_array().unwrap().iter())
         .filter_map(|e| e["resource"]["resourceType"].as_str())

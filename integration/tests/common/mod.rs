@@ -20,7 +20,9 @@ use healthcloud_integration::api::{self, FhirConfig, FhirState};
 use healthcloud_integration::import::Importer;
 use healthcloud_integration::query::PageLimits;
 use healthcloud_integration::store::EmbeddedStore;
-use healthcloud_platform::auth::{Role, TokenIssuer, TokenRequest};
+use healthcloud_platform::auth::keys::SigningKeys;
+use healthcloud_platform::auth::smart::{Client, Clients};
+use healthcloud_platform::auth::{Claims, Role, TokenIssuer, TokenRequest};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -43,8 +45,17 @@ pub struct Harness {
     pub issuer: TokenIssuer,
     pub service: FhirService,
     pub store: EmbeddedStore,
+    /// The apps healthcloud's authorization server (`AUTHORIZATION_SERVER`) issues tokens to.
+    pub clients: Clients,
+    keys: SigningKeys,
     _dir: tempfile::TempDir,
 }
+
+/// The issuer name of the tokens [`Harness::backend_service`] signs.
+pub const AUTHORIZATION_SERVER: &str = "http://fhir.test/oauth";
+
+/// The region the test's backend services are installed in.
+pub const REGION: &str = "test-region";
 
 pub struct Response {
     pub status: StatusCode,
@@ -70,9 +81,15 @@ impl Harness {
         importer.finish().await.unwrap();
         let issuer = TokenIssuer::generate("test-issuer").with_audience(vec![BASE.into()]);
         let service = FhirService::new(store.clone(), limits);
+        let keys = SigningKeys::open(&dir.path().join("authorization-keys")).unwrap();
+        let clients = Clients::default();
         let state = FhirState {
             service: service.clone(),
-            verifier: issuer.verifier(),
+            verifier: issuer.verifier().with_authorization_server(
+                AUTHORIZATION_SERVER,
+                keys.clone(),
+                clients.clone(),
+            ),
             config: Arc::new(FhirConfig {
                 base_url: BASE.into(),
                 audience: BASE.into(),
@@ -87,7 +104,56 @@ impl Harness {
             issuer,
             service,
             store,
+            clients,
+            keys,
             _dir: dir,
+        })
+    }
+
+    /// A backend service `name` a region installed with `grant` (system/ scopes), and an
+    /// access token of it as healthcloud's authorization server issues one (client
+    /// credentials).
+    pub fn backend_service(&self, name: &str, grant: &str) -> String {
+        let grant = healthcloud_platform::scope::Scope::parse_list(grant).unwrap();
+        self.clients
+            .register(Client {
+                client_id: name.to_owned(),
+                name: name.to_owned(),
+                app: format!("research/{name}"),
+                version: "1.0.0".into(),
+                installed_at: "2026-01-01T00:00:00Z".into(),
+                changed_at: 0,
+                digest: "0".repeat(64),
+                publisher_key: "test-key".into(),
+                region: REGION.into(),
+                audience: vec![Role::System],
+                redirect_uris: Vec::new(),
+                launch_url: None,
+                origins: Vec::new(),
+                requested: Vec::new(),
+                grant: grant.clone(),
+                jwks: Some(json!({"keys": []})),
+            })
+            .unwrap();
+        let now = chrono::Utc::now().timestamp();
+        self.keys.sign(&Claims {
+            iss: AUTHORIZATION_SERVER.into(),
+            sub: name.to_owned(),
+            exp: now + 600,
+            iat: now,
+            role: Role::System,
+            scope: (grant.iter().map(ToString::to_string))
+                .collect::<Vec<_>>()
+                .join(" "),
+            patient: None,
+            region: Some(REGION.into()),
+            fhir_user: None,
+            org: None,
+            practitioner: None,
+            aud: vec![BASE.into()],
+            client_id: Some(name.to_owned()),
+            encounter: None,
+            jti: Some(format!("family-{name}.{now}")),
         })
     }
 

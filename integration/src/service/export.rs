@@ -1,0 +1,539 @@
+//! Bulk Data export (FHIR Bulk Data Access IG 2.0, `$export`) for backend services: a kick-off
+//! checked against the caller's grant, a job that walks each type it may search in pages of
+//! id order and writes NDJSON files to disk (memory bounded by a page, whatever the number of
+//! patients), status with progress, a manifest, the files to their requester only, and
+//! cancelling. The data is read as the caller's own searches would read it (grant, scope
+//! restrictions, consent opt-outs naming the service), and each patient whose data is in the
+//! files gets one audit record of the export in their log.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use healthcloud_platform::auth::Role;
+use healthcloud_platform::scope::Interaction;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use super::{FhirService, Pending};
+use crate::date;
+use crate::error::FhirError;
+use crate::params::{TYPES, TypeDef};
+use crate::policy::{AccessContext, authorize};
+use crate::query::{ConsentExclusion, Constraints, MAX_VALUES, SearchQuery};
+
+/// Resources read from the store at a time (and held in memory at most).
+const PAGE: usize = 1000;
+
+/// How long a finished export's files are kept for download.
+pub const EXPIRES_AFTER: Duration = Duration::from_secs(60 * 60);
+
+/// Exports one client may have running at once; another is refused (409) until one ends.
+pub const MAX_RUNNING_PER_CLIENT: usize = 2;
+
+/// What an export covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportLevel {
+    /// `[base]/$export`: every type the caller may search.
+    System,
+    /// `[base]/Patient/$export`: every patient's compartment.
+    Patient,
+    /// `[base]/Group/[id]/$export`: the compartments of the Group's members.
+    Group(String),
+}
+
+/// A kick-off request, its parameters checked.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    /// Its level.
+    pub level: ExportLevel,
+    /// `_type`: the types asked for (all that apply when `None`).
+    pub types: Option<Vec<String>>,
+    /// `_since`: only resources changed at or after this instant.
+    pub since: Option<String>,
+    /// The kick-off URL, as the manifest's `request` names it.
+    pub url: String,
+}
+
+impl ExportRequest {
+    /// The request as its audit records show it: `$export` (its level) and its parameters.
+    fn audit_query(&self) -> String {
+        let level = match &self.level {
+            ExportLevel::System => "system".to_owned(),
+            ExportLevel::Patient => "Patient".to_owned(),
+            ExportLevel::Group(id) => format!("Group/{id}"),
+        };
+        let mut pairs = vec![("$export".to_owned(), level)];
+        if let Some(types) = &self.types {
+            pairs.push(("_type".into(), types.join(",")));
+        }
+        if let Some(since) = &self.since {
+            pairs.push(("_since".into(), since.clone()));
+        }
+        super::encode(&pairs)
+    }
+}
+
+/// One NDJSON file of a finished export.
+#[derive(Debug, Clone)]
+pub struct ExportFile {
+    /// The type of its resources.
+    pub resource_type: &'static str,
+    /// Its file name, as the download URL names it.
+    pub name: String,
+    /// How many resources it holds.
+    pub count: usize,
+}
+
+/// Where an export stands.
+#[derive(Debug, Clone)]
+pub enum ExportStatus {
+    /// Still running: what it has done so far.
+    InProgress(String),
+    /// Done: its files, and the time the data was read as of.
+    Complete {
+        /// When the export started (`transactionTime`).
+        transaction_time: String,
+        /// The kick-off URL.
+        request: String,
+        /// Its files, one per type with data.
+        files: Vec<ExportFile>,
+    },
+    /// It failed: why.
+    Failed(String),
+}
+
+/// The exports of this server: each job, its files in a directory of its own under one
+/// private temporary directory (deleted with it), and who may see them.
+#[derive(Clone, Default)]
+pub struct Exports {
+    inner: Arc<Mutex<ExportsInner>>,
+}
+
+impl std::fmt::Debug for Exports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let jobs = self.inner.lock().map(|inner| inner.jobs.len()).unwrap_or(0);
+        f.debug_struct("Exports").field("jobs", &jobs).finish()
+    }
+}
+
+#[derive(Default)]
+struct ExportsInner {
+    dir: Option<Arc<tempfile::TempDir>>,
+    jobs: HashMap<String, Arc<Job>>,
+}
+
+struct Job {
+    id: String,
+    /// The client that asked (issuer and client id): the only one that sees it.
+    owner: String,
+    dir: PathBuf,
+    cancelled: AtomicBool,
+    state: Mutex<JobState>,
+}
+
+struct JobState {
+    status: ExportStatus,
+    /// When it stopped running (files expire [`EXPIRES_AFTER`] later).
+    finished: Option<Instant>,
+}
+
+impl Exports {
+    /// Forgets the jobs that finished more than [`EXPIRES_AFTER`] ago and deletes their files.
+    fn expire(&self) {
+        let expired: Vec<Arc<Job>> = {
+            let mut inner = self.inner.lock().expect("exports lock");
+            let expired: Vec<String> = (inner.jobs.values())
+                .filter(|job| {
+                    let state = job.state.lock().expect("job lock");
+                    state
+                        .finished
+                        .is_some_and(|at| at.elapsed() > EXPIRES_AFTER)
+                })
+                .map(|job| job.id.clone())
+                .collect();
+            expired
+                .iter()
+                .filter_map(|id| inner.jobs.remove(id))
+                .collect()
+        };
+        for job in expired {
+            let _ = std::fs::remove_dir_all(&job.dir);
+        }
+    }
+
+    /// The job `id` if `owner` started it (another client's is as unknown as none).
+    fn owned(&self, id: &str, owner: &str) -> Result<Arc<Job>, FhirError> {
+        self.expire();
+        let inner = self.inner.lock().expect("exports lock");
+        inner
+            .jobs
+            .get(id)
+            .filter(|job| job.owner == owner)
+            .cloned()
+            .ok_or_else(|| FhirError::NotFound(format!("no export {id} of this client")))
+    }
+
+    fn start(&self, owner: &str) -> Result<Arc<Job>, FhirError> {
+        self.expire();
+        let mut inner = self.inner.lock().expect("exports lock");
+        let running = (inner.jobs.values())
+            .filter(|job| job.owner == owner)
+            .filter(|job| job.state.lock().expect("job lock").finished.is_none())
+            .count();
+        if running >= MAX_RUNNING_PER_CLIENT {
+            return Err(FhirError::Conflict(format!(
+                "{running} exports of this client are running: wait for one to finish, or cancel it (DELETE its status URL)"
+            )));
+        }
+        let root = match &inner.dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let dir = Arc::new(
+                    tempfile::Builder::new()
+                        .prefix("healthcloud-exports-")
+                        .tempdir()
+                        .map_err(|e| FhirError::Internal(e.into()))?,
+                );
+                inner.dir = Some(dir.clone());
+                dir
+            }
+        };
+        let id = crate::import::new_id();
+        let dir = root.path().join(&id);
+        std::fs::create_dir(&dir).map_err(|e| FhirError::Internal(e.into()))?;
+        let job = Arc::new(Job {
+            id: id.clone(),
+            owner: owner.to_owned(),
+            dir,
+            cancelled: AtomicBool::new(false),
+            state: Mutex::new(JobState {
+                status: ExportStatus::InProgress("starting".into()),
+                finished: None,
+            }),
+        });
+        inner.jobs.insert(id, job.clone());
+        Ok(job)
+    }
+}
+
+impl Job {
+    fn set(&self, status: ExportStatus) {
+        let mut state = self.state.lock().expect("job lock");
+        if !matches!(status, ExportStatus::InProgress(_)) {
+            state.finished = Some(Instant::now());
+        }
+        state.status = status;
+    }
+}
+
+/// Who an export belongs to: the client of the token (its issuer and client id).
+fn owner(context: &AccessContext) -> String {
+    let claims = &context.principal.claims;
+    let client = claims.client_id.as_deref().unwrap_or(&claims.sub);
+    format!("{} {client}", claims.iss)
+}
+
+impl FhirService {
+    /// Starts an export for `context` (a backend service): the types are checked against its
+    /// grant at once (a type asked for that it may not search refuses the whole request), the
+    /// job runs in the background. Returns the job's id. The kick-off is audited.
+    pub async fn export_start(
+        &self,
+        context: &AccessContext,
+        request: ExportRequest,
+    ) -> Result<String, FhirError> {
+        self.admit(context)?;
+        let mut audit = Pending::new(context, Interaction::Search, "Patient");
+        audit.query = Some(request.audit_query());
+        let result = self.export_kickoff(context, request).await;
+        self.finish(audit, result).await
+    }
+
+    async fn export_kickoff(
+        &self,
+        context: &AccessContext,
+        request: ExportRequest,
+    ) -> Result<String, FhirError> {
+        if context.principal.claims.role != Role::System {
+            return Err(FhirError::Forbidden(
+                "Bulk Data export is for backend services: get a system token with system/ scopes from healthcloud's authorization server (client credentials)".into(),
+            ));
+        }
+        let compartments = request.level != ExportLevel::System;
+        let applies = |t: &TypeDef| !compartments || t.in_patient_compartment();
+        let types: Vec<&'static TypeDef> = match &request.types {
+            Some(names) => {
+                let mut types = Vec::new();
+                for name in names {
+                    let Some(def) = TYPES.iter().find(|t| t.name == name && applies(t)) else {
+                        return Err(FhirError::BadRequest(format!(
+                            "_type '{name}' is not a type exported at this level here (see /metadata)"
+                        )));
+                    };
+                    authorize(context, Interaction::Search, def).map_err(|_| {
+                        FhirError::Forbidden(format!(
+                            "the client's grant does not allow exporting {name}"
+                        ))
+                    })?;
+                    if !types.iter().any(|t: &&TypeDef| t.name == def.name) {
+                        types.push(def);
+                    }
+                }
+                types
+            }
+            None => (TYPES.iter())
+                .filter(|t| applies(t))
+                .filter(|t| authorize(context, Interaction::Search, t).is_ok())
+                .collect(),
+        };
+        if types.is_empty() {
+            return Err(FhirError::Forbidden(
+                "the client's grant allows exporting no type at this level".into(),
+            ));
+        }
+        let patients = match &request.level {
+            ExportLevel::Group(id) => Some(self.group_members(context, id).await?),
+            _ => None,
+        };
+        let job = self.exports.start(&owner(context))?;
+        let service = self.clone();
+        let context = context.clone();
+        let id = job.id.clone();
+        tokio::spawn(async move {
+            let transaction_time = date::instant(date::now_ms());
+            let status =
+                match (service.export_run(&context, &job, &types, patients, &request)).await {
+                    Ok(files) => ExportStatus::Complete {
+                        transaction_time,
+                        request: request.url.clone(),
+                        files,
+                    },
+                    Err(error) => {
+                        tracing::error!(export = %job.id, %error, "an export failed");
+                        ExportStatus::Failed(error.to_string())
+                    }
+                };
+            if job.cancelled.load(Ordering::SeqCst) {
+                let _ = std::fs::remove_dir_all(&job.dir);
+            }
+            job.set(status);
+        });
+        Ok(id)
+    }
+
+    /// The patients a Group lists as its members, read as the caller's own read of it.
+    async fn group_members(
+        &self,
+        context: &AccessContext,
+        id: &str,
+    ) -> Result<Vec<String>, FhirError> {
+        let group = self.read(context, "Group", id).await?;
+        let group: Value = serde_json::from_str(&group.content)
+            .map_err(|e| FhirError::Internal(anyhow::anyhow!("a stored Group: {e}")))?;
+        if group["actual"] == false {
+            return Err(FhirError::BadRequest(format!(
+                "Group/{id} is defined by characteristics (actual = false): only a Group that lists its members can be exported"
+            )));
+        }
+        let mut members = BTreeSet::new();
+        for member in group["member"].as_array().into_iter().flatten() {
+            if member["inactive"] == true {
+                continue;
+            }
+            if let Some(("Patient", patient)) = (member["entity"]["reference"].as_str())
+                .and_then(|r| r.split_once('/'))
+                .filter(|(_, id)| healthcloud_platform::auth::is_fhir_id(id))
+            {
+                members.insert(patient.to_owned());
+            }
+        }
+        Ok(members.into_iter().collect())
+    }
+
+    /// Runs an export: each type, page by page, into its file; then one audit record in the
+    /// log of each patient whose data is in the files.
+    async fn export_run(
+        &self,
+        context: &AccessContext,
+        job: &Job,
+        types: &[&'static TypeDef],
+        patients: Option<Vec<String>>,
+        request: &ExportRequest,
+    ) -> Result<Vec<ExportFile>, FhirError> {
+        let mut files = Vec::new();
+        let mut included: BTreeSet<String> = BTreeSet::new();
+        let chunks: Vec<Option<&[String]>> = match &patients {
+            Some(patients) => patients.chunks(MAX_VALUES).map(Some).collect(),
+            None => vec![None],
+        };
+        for (done, type_def) in types.iter().enumerate() {
+            // The grant is read again for each type: a grant withdrawn meanwhile stops it.
+            let groups = authorize(context, Interaction::Search, type_def)?;
+            let actors = context.consent_actors();
+            let name = format!("{}.ndjson", type_def.name);
+            let path = job.dir.join(&name);
+            let mut file = tokio::io::BufWriter::new(
+                tokio::fs::File::create(&path)
+                    .await
+                    .map_err(|e| FhirError::Internal(e.into()))?,
+            );
+            let mut count = 0;
+            for chunk in &chunks {
+                let mut params = Vec::new();
+                if let Some(since) = &request.since {
+                    params.push(("_lastUpdated".to_owned(), format!("ge{since}")));
+                }
+                match chunk {
+                    Some([]) => continue,
+                    Some(ids) if type_def.name == "Patient" => {
+                        params.push(("_id".into(), ids.join(",")));
+                    }
+                    Some(ids) => params.push((
+                        "patient".into(),
+                        (ids.iter().map(|id| format!("Patient/{id}")))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    )),
+                    None => {}
+                }
+                let mut query = SearchQuery::parse(type_def.name, &params, self.limits)?;
+                query.constraints = Constraints {
+                    groups: groups.clone(),
+                    consent: (!actors.is_empty()).then(|| ConsentExclusion {
+                        actors: actors.clone(),
+                        at: date::now_ms(),
+                    }),
+                };
+                let mut after: Option<String> = None;
+                loop {
+                    if job.cancelled.load(Ordering::SeqCst) {
+                        return Err(FhirError::BadRequest("the export was cancelled".into()));
+                    }
+                    let page = self
+                        .store
+                        .search_after(&query, after.as_deref(), PAGE)
+                        .await?;
+                    let Some(last) = page.last() else { break };
+                    after = Some(last.id.clone());
+                    for resource in &page {
+                        // One line each: in JSON a raw line break can only be whitespace
+                        // between tokens (inside a string it is escaped).
+                        let content = &resource.content;
+                        let line = match content.contains('\n') {
+                            true => std::borrow::Cow::Owned(content.replace('\n', " ")),
+                            false => std::borrow::Cow::Borrowed(content.as_str()),
+                        };
+                        file.write_all(line.as_bytes()).await.map_err(io)?;
+                        file.write_all(b"\n").await.map_err(io)?;
+                        if let Some(patient) = &resource.patient_id {
+                            included.insert(patient.clone());
+                        }
+                    }
+                    count += page.len();
+                    job.set(ExportStatus::InProgress(format!(
+                        "{done} of {} types done; {}: {count} resources",
+                        types.len(),
+                        type_def.name
+                    )));
+                }
+            }
+            file.flush().await.map_err(io)?;
+            drop(file);
+            if count == 0 {
+                let _ = tokio::fs::remove_file(&path).await;
+                continue;
+            }
+            files.push(ExportFile {
+                resource_type: type_def.name,
+                name,
+                count,
+            });
+        }
+        // Each patient whose data is in the files has it in their log, once.
+        if !included.is_empty() {
+            let mut audit = Pending::new(context, Interaction::Search, "Patient");
+            audit.query = Some(request.audit_query());
+            audit.stored = included.into_iter().collect();
+            audit.patients = audit.stored.clone();
+            self.finish(audit, Ok(())).await?;
+        }
+        Ok(files)
+    }
+
+    /// Where the export `id` of the caller stands.
+    pub fn export_status(
+        &self,
+        context: &AccessContext,
+        id: &str,
+    ) -> Result<ExportStatus, FhirError> {
+        let job = self.exports.owned(id, &owner(context))?;
+        let state = job.state.lock().expect("job lock");
+        Ok(state.status.clone())
+    }
+
+    /// The path of the file `name` of the caller's finished export `id`.
+    pub fn export_file(
+        &self,
+        context: &AccessContext,
+        id: &str,
+        name: &str,
+    ) -> Result<PathBuf, FhirError> {
+        let job = self.exports.owned(id, &owner(context))?;
+        let state = job.state.lock().expect("job lock");
+        match &state.status {
+            ExportStatus::Complete { files, .. } if files.iter().any(|f| f.name == name) => {
+                Ok(job.dir.join(name))
+            }
+            _ => Err(FhirError::NotFound(format!(
+                "export {id} has no file {name}"
+            ))),
+        }
+    }
+
+    /// Cancels the caller's export `id` (or deletes its files when it has finished): it is
+    /// forgotten at once.
+    pub fn export_cancel(&self, context: &AccessContext, id: &str) -> Result<(), FhirError> {
+        let job = self.exports.owned(id, &owner(context))?;
+        job.cancelled.store(true, Ordering::SeqCst);
+        self.exports
+            .inner
+            .lock()
+            .expect("exports lock")
+            .jobs
+            .remove(id);
+        if job.state.lock().expect("job lock").finished.is_some() {
+            let _ = std::fs::remove_dir_all(&job.dir);
+        }
+        Ok(())
+    }
+}
+
+/// The manifest of a finished export (the IG's completion response body).
+pub fn manifest(status: &ExportStatus, file_url: impl Fn(&str) -> String) -> Option<Value> {
+    let ExportStatus::Complete {
+        transaction_time,
+        request,
+        files,
+    } = status
+    else {
+        return None;
+    };
+    Some(json!({
+        "transactionTime": transaction_time,
+        "request": request,
+        "requiresAccessToken": true,
+        "output": files.iter().map(|file| json!({
+            "type": file.resource_type,
+            "url": file_url(&file.name),
+            "count": file.count,
+        })).collect::<Vec<_>>(),
+        "error": [],
+    }))
+}
+
+fn io(error: std::io::Error) -> FhirError {
+    FhirError::Internal(error.into())
+}
