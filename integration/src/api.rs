@@ -1715,9 +1715,11 @@ pub fn capability_statement(
             match t.name {
                 "Patient" => operations.extend([
                     json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}),
+                    json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}),
                     json!({"name": "summary", "definition": "http://hl7.org/fhir/uv/ips/OperationDefinition/summary"}),
                 ]),
                 "Observation" => operations.push(json!({"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"})),
+                "Group" => operations.push(json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"})),
                 _ => {}
             }
             let mut resource = json!({
@@ -1777,6 +1779,9 @@ pub fn capability_statement(
                 {"code": "history-system", "documentation": "The versions of every type the caller may search, newest first; _since, _count, paged by next links"}
             ],
             "resource": resources,
+            "operation": [
+                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export", "documentation": "Bulk Data export for backend services (system/ scopes): _type, _since, _outputFormat=application/fhir+ndjson; Prefer: respond-async"}
+            ],
             "searchParam": [
                 {"name": "_count", "type": "number", "documentation": "Page size (clamped to the server maximum)"},
                 {"name": "_offset", "type": "number", "documentation": "Paging offset, as used in next links"},

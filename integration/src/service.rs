@@ -2006,17 +2006,20 @@ impl FhirService {
                 Filing { filed, probed }
             }
             None => {
+                // Sets: an export concerns every patient in its files.
+                let stored: std::collections::HashSet<&String> = audit.stored.iter().collect();
                 let unknown: Vec<String> = (audit.patients.iter())
-                    .filter(|p| !audit.stored.contains(p))
+                    .filter(|p| !stored.contains(p))
                     .cloned()
                     .collect();
                 let existing = match unknown.is_empty() {
                     true => Vec::new(),
                     false => self.existing_patients(&unknown).await?,
                 };
+                let existing: std::collections::HashSet<&String> = existing.iter().collect();
                 Filing {
                     filed: (audit.patients.iter())
-                        .filter(|p| audit.stored.contains(p) || existing.contains(p))
+                        .filter(|p| stored.contains(p) || existing.contains(p))
                         .cloned()
                         .collect(),
                     probed: Vec::new(),

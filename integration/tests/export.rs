@@ -21,6 +21,7 @@ on_both_backends!(
     exports_are_refused_outside_the_grant_and_seen_by_their_client_only,
     a_group_export_holds_its_members_and_each_is_audited_once,
     a_patient_who_opted_out_of_the_service_is_left_out,
+    an_export_ends_with_its_clients_install_and_a_client_holds_few_at_once,
 );
 
 /// A kick-off: the response (202 and the status URL, or the refusal).
@@ -239,6 +240,7 @@ async fn a_group_export_holds_its_members_and_each_is_audited_once(h: Harness) {
     let keeper = h.token(Role::Clinician, None, Some("user/*.rs user/Group.c"));
     let group = json!({"resourceType": "Group", "type": "person", "actual": true,
         "member": [{"entity": {"reference": "Patient/pat-a"}},
+                   {"entity": {"reference": "Patient/pat-b"}, "period": {"end": "2020-01-01"}},
                    {"entity": {"reference": "Patient/pat-c"}, "inactive": true}]});
     let created = h.request("POST", "Group", Some(&keeper), Some(group)).await;
     assert_eq!(created.status, 201, "{}", created.body);
@@ -283,6 +285,14 @@ async fn a_group_export_holds_its_members_and_each_is_audited_once(h: Harness) {
         0,
         "an inactive member is not exported"
     );
+    // A system-level export names cohorts only when asked: their members are no one's data.
+    let (_, manifest) = export(&h, "$export", &token).await;
+    let types: Vec<&str> = (manifest["output"].as_array().unwrap().iter())
+        .filter_map(|o| o["type"].as_str())
+        .collect();
+    assert!(!types.contains(&"Group"), "{types:?}");
+    let (_, manifest) = export(&h, "$export?_type=Group", &token).await;
+    assert_eq!(manifest["output"][0]["type"], "Group");
 
     // A characteristic group is refused, as is a Group the client may not read.
     let defined = json!({"resourceType": "Group", "type": "person", "actual": false});
@@ -314,4 +324,44 @@ async fn a_patient_who_opted_out_of_the_service_is_left_out(h: Harness) {
         !(files["Observation"].iter()).any(|o| o["subject"]["reference"] == "Patient/pat-a"),
         "her readings are not in the files"
     );
+}
+
+async fn an_export_ends_with_its_clients_install_and_a_client_holds_few_at_once(h: Harness) {
+    let token = h.backend_service("registry", "system/Observation.rs");
+    let (status_url, manifest) = export(&h, "$export", &token).await;
+    let file = manifest["output"][0]["url"].as_str().unwrap().to_owned();
+    assert_eq!(status_of(&h, &file, Some(&token)).await, 200);
+    // The region changes its grant (the install changes): the files made under the old one
+    // are gone, and the status says why.
+    let mut changed = (*h.clients.get("registry").unwrap()).clone();
+    changed.changed_at = 1;
+    h.clients.register(changed).unwrap();
+    let renewed = h.backend_service_token("registry");
+    let stopped = h.get(&status_url, &renewed).await;
+    assert_eq!(stopped.status, 500, "{}", stopped.body);
+    assert!(
+        stopped.body.to_string().contains("install changed"),
+        "{}",
+        stopped.body
+    );
+    assert_eq!(status_of(&h, &file, Some(&renewed)).await, 404);
+
+    // At most three exports are held at once (that one still counts until deleted);
+    // deleting one makes room.
+    let mut held = vec![status_url];
+    for _ in 0..2 {
+        held.push(export(&h, "$export", &renewed).await.0);
+    }
+    let refused = kickoff(&h, "$export", &renewed).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(refused.body.to_string().contains("DELETE"));
+    let deleted = h.request("DELETE", &held[1], Some(&renewed), None).await;
+    assert_eq!(deleted.status, 202);
+    assert_eq!(kickoff(&h, "$export", &renewed).await.status, 202);
+
+    // Uninstalled: its token and its exports end with it.
+    let other = h.backend_service("other", "system/Observation.rs");
+    let (status_url, _) = export(&h, "$export", &other).await;
+    assert!(h.clients.remove("other"));
+    assert_eq!(status_of(&h, &status_url, Some(&other)).await, 401);
 }

@@ -589,7 +589,11 @@ async fn a_cohort_is_a_group_the_workforce_keeps_and_no_patient_reads(h: Harness
         "Group?code=urn:example:cohorts|hypertension&actual=true&type=person",
         "Group?managing-entity=Organization/gp-1",
     ] {
-        assert_eq!(h.ids(search, &t).await, std::slice::from_ref(&id), "{search}");
+        assert_eq!(
+            h.ids(search, &t).await,
+            std::slice::from_ref(&id),
+            "{search}"
+        );
     }
     assert!(h.ids("Group?member=Patient/nobody", &t).await.is_empty());
 

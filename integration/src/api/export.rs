@@ -3,6 +3,8 @@
 //! `X-Progress` and `Retry-After` while running, the manifest when done, `DELETE` to cancel)
 //! and the NDJSON files, each to the client that asked only.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -10,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::{Caller, FhirState, fhir_json, parse_pairs};
 use crate::error::FhirError;
-use crate::service::export::{ExportLevel, ExportRequest, ExportStatus, manifest};
+use crate::policy::AccessContext;
+use crate::service::export::{ExportLevel, ExportRequest, ExportStatus, InstallCheck, manifest};
 
 /// The NDJSON media type of the files.
 const NDJSON: &str = "application/fhir+ndjson";
@@ -71,6 +74,7 @@ async fn kickoff(
             true => format!("{}/{}", state.config.base_url, level_path(&level)),
             false => format!("{}/{}?{query}", state.config.base_url, level_path(&level)),
         },
+        installed: install_check(&state, &context),
         level,
         types: None,
         since: None,
@@ -123,6 +127,31 @@ async fn kickoff(
     Ok(response)
 }
 
+/// Whether the caller's install (a backend service's registration at the authorization
+/// server) is still the one it is now: same install, version, package and last change (a
+/// grant), and its tokens are taken (the revocation feed is current).
+fn install_check(state: &FhirState, context: &AccessContext) -> InstallCheck {
+    let verifier = state.verifier.clone();
+    let client_id = context.principal.claims.client_id.clone();
+    let stamp = move || {
+        let clients = verifier.smart_clients()?;
+        if clients.suspended().is_some() {
+            return None;
+        }
+        let client = clients.get(client_id.as_deref()?)?;
+        Some((
+            client.installed_at.clone(),
+            client.changed_at,
+            client.version.clone(),
+            client.digest.clone(),
+        ))
+    };
+    let at_kickoff = stamp();
+    InstallCheck(Arc::new(move || {
+        at_kickoff.is_some() && stamp() == at_kickoff
+    }))
+}
+
 fn level_path(level: &ExportLevel) -> String {
     match level {
         ExportLevel::System => "$export".into(),
@@ -162,7 +191,8 @@ pub(super) async fn status(
             let expires = chrono::Utc::now()
                 + chrono::Duration::from_std(crate::service::export::EXPIRES_AFTER)
                     .unwrap_or_default();
-            if let Ok(value) = HeaderValue::from_str(&expires.to_rfc2822()) {
+            let expires = expires.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            if let Ok(value) = HeaderValue::from_str(&expires) {
                 response.headers_mut().insert(header::EXPIRES, value);
             }
             response

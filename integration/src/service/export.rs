@@ -1,8 +1,8 @@
 //! Bulk Data export (FHIR Bulk Data Access IG 2.0, `$export`) for backend services: a kick-off
 //! checked against the caller's grant, a job that walks each type it may search in pages of
-//! id order and writes NDJSON files to disk (memory bounded by a page, whatever the number of
-//! patients), status with progress, a manifest, the files to their requester only, and
-//! cancelling. The data is read as the caller's own searches would read it (grant, scope
+//! id order and writes NDJSON files to disk (the resources in memory bounded by a page),
+//! status with progress, a manifest, the files to their requester only, and cancelling. A job
+//! stops, and its files go, when the client's install changes (grant, version, uninstall). The data is read as the caller's own searches would read it (grant, scope
 //! restrictions, consent opt-outs naming the service), and each patient whose data is in the
 //! files gets one audit record of the export in their log.
 
@@ -30,8 +30,15 @@ const PAGE: usize = 1000;
 /// How long a finished export's files are kept for download.
 pub const EXPIRES_AFTER: Duration = Duration::from_secs(60 * 60);
 
-/// Exports one client may have running at once; another is refused (409) until one ends.
-pub const MAX_RUNNING_PER_CLIENT: usize = 2;
+/// Exports one client may have at once, running or finished and kept; another is refused
+/// (409) until one is deleted or expires.
+pub const MAX_PER_CLIENT: usize = 3;
+
+/// How often finished exports are looked at for expiry.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Patients whose audit records of an export are written in one transaction.
+const AUDIT_BATCH: usize = 1000;
 
 /// What an export covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +49,17 @@ pub enum ExportLevel {
     Patient,
     /// `[base]/Group/[id]/$export`: the compartments of the Group's members.
     Group(String),
+}
+
+/// Whether the client's install is still the one that started an export (same grant,
+/// version and install): asked before each page and before its status or files are served.
+#[derive(Clone)]
+pub struct InstallCheck(pub Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for InstallCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InstallCheck")
+    }
 }
 
 /// A kick-off request, its parameters checked.
@@ -55,6 +73,8 @@ pub struct ExportRequest {
     pub since: Option<String>,
     /// The kick-off URL, as the manifest's `request` names it.
     pub url: String,
+    /// Whether the client's install is still the one that asked.
+    pub installed: InstallCheck,
 }
 
 impl ExportRequest {
@@ -130,9 +150,14 @@ struct Job {
     /// The client that asked (issuer and client id): the only one that sees it.
     owner: String,
     dir: PathBuf,
+    installed: InstallCheck,
+    /// Set under the state's lock; read without it between pages.
     cancelled: AtomicBool,
     state: Mutex<JobState>,
 }
+
+/// Why an export stopped when its client's install changed.
+const INSTALL_CHANGED: &str = "the service's install changed (its grant, its version, or it was uninstalled) after the export started: start it again";
 
 struct JobState {
     status: ExportStatus,
@@ -148,9 +173,9 @@ impl Exports {
             let expired: Vec<String> = (inner.jobs.values())
                 .filter(|job| {
                     let state = job.state.lock().expect("job lock");
-                    state
-                        .finished
-                        .is_some_and(|at| at.elapsed() > EXPIRES_AFTER)
+                    state.finished.is_some_and(|at| {
+                        at.elapsed() > EXPIRES_AFTER || job.cancelled.load(Ordering::SeqCst)
+                    })
                 })
                 .map(|job| job.id.clone())
                 .collect();
@@ -164,28 +189,32 @@ impl Exports {
         }
     }
 
-    /// The job `id` if `owner` started it (another client's is as unknown as none).
+    /// The job `id` if `owner` started it and has not cancelled it (another client's is as
+    /// unknown as none). One whose client's install changed since is stopped and its files
+    /// deleted.
     fn owned(&self, id: &str, owner: &str) -> Result<Arc<Job>, FhirError> {
         self.expire();
-        let inner = self.inner.lock().expect("exports lock");
-        inner
-            .jobs
-            .get(id)
-            .filter(|job| job.owner == owner)
-            .cloned()
-            .ok_or_else(|| FhirError::NotFound(format!("no export {id} of this client")))
+        let job = {
+            let inner = self.inner.lock().expect("exports lock");
+            (inner.jobs.get(id))
+                .filter(|job| job.owner == owner && !job.cancelled.load(Ordering::SeqCst))
+                .cloned()
+                .ok_or_else(|| FhirError::NotFound(format!("no export {id} of this client")))?
+        };
+        if !(job.installed.0)() {
+            job.withdraw();
+        }
+        Ok(job)
     }
 
-    fn start(&self, owner: &str) -> Result<Arc<Job>, FhirError> {
+    fn start(&self, owner: &str, installed: InstallCheck) -> Result<Arc<Job>, FhirError> {
         self.expire();
         let mut inner = self.inner.lock().expect("exports lock");
-        let running = (inner.jobs.values())
-            .filter(|job| job.owner == owner)
-            .filter(|job| job.state.lock().expect("job lock").finished.is_none())
-            .count();
-        if running >= MAX_RUNNING_PER_CLIENT {
+        // Running or kept, or cancelled and still stopping: each holds disk.
+        let held = inner.jobs.values().filter(|job| job.owner == owner).count();
+        if held >= MAX_PER_CLIENT {
             return Err(FhirError::Conflict(format!(
-                "{running} exports of this client are running: wait for one to finish, or cancel it (DELETE its status URL)"
+                "this client has {held} exports (running, or finished and kept for an hour): delete one it has downloaded (DELETE its status URL) before starting another"
             )));
         }
         let root = match &inner.dir {
@@ -198,6 +227,17 @@ impl Exports {
                         .map_err(|e| FhirError::Internal(e.into()))?,
                 );
                 inner.dir = Some(dir.clone());
+                // Files expire whether or not anyone asks about exports again.
+                let exports = Arc::downgrade(&self.inner);
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(SWEEP_EVERY).await;
+                        match exports.upgrade() {
+                            Some(inner) => Exports { inner }.expire(),
+                            None => break,
+                        }
+                    }
+                });
                 dir
             }
         };
@@ -208,6 +248,7 @@ impl Exports {
             id: id.clone(),
             owner: owner.to_owned(),
             dir,
+            installed,
             cancelled: AtomicBool::new(false),
             state: Mutex::new(JobState {
                 status: ExportStatus::InProgress("starting".into()),
@@ -220,20 +261,61 @@ impl Exports {
 }
 
 impl Job {
-    fn set(&self, status: ExportStatus) {
+    /// Progress of a running export (a stopped one keeps its end).
+    fn progress(&self, progress: String) {
         let mut state = self.state.lock().expect("job lock");
-        if !matches!(status, ExportStatus::InProgress(_)) {
-            state.finished = Some(Instant::now());
+        if state.finished.is_none() {
+            state.status = ExportStatus::InProgress(progress);
         }
+    }
+
+    /// Ends it with `status` (once): its files are deleted unless it is complete and not
+    /// cancelled. Under the state's lock, so a cancel and the end cannot pass each other.
+    fn stop(&self, status: ExportStatus) {
+        let mut state = self.state.lock().expect("job lock");
+        if state.finished.is_some() {
+            return;
+        }
+        let kept = matches!(status, ExportStatus::Complete { .. })
+            && !self.cancelled.load(Ordering::SeqCst);
+        if !kept {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        state.finished = Some(Instant::now());
         state.status = status;
+    }
+
+    /// Ends it, finished or not, because its client's install changed: its files are deleted
+    /// and its status says why.
+    fn withdraw(&self) {
+        let mut state = self.state.lock().expect("job lock");
+        let _ = std::fs::remove_dir_all(&self.dir);
+        state.finished.get_or_insert_with(Instant::now);
+        state.status = ExportStatus::Failed(INSTALL_CHANGED.into());
+    }
+
+    /// Cancels it: a finished one's files are deleted now, a running one's when it stops.
+    fn cancel(&self) {
+        let state = self.state.lock().expect("job lock");
+        self.cancelled.store(true, Ordering::SeqCst);
+        if state.finished.is_some() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
-/// Who an export belongs to: the client of the token (its issuer and client id).
-fn owner(context: &AccessContext) -> String {
+/// Who an export belongs to: the backend service of the token (its issuer and client id);
+/// `None` for any other token, which has no exports.
+fn owner(context: &AccessContext) -> Option<String> {
     let claims = &context.principal.claims;
-    let client = claims.client_id.as_deref().unwrap_or(&claims.sub);
-    format!("{} {client}", claims.iss)
+    let client = claims.client_id.as_deref()?;
+    (claims.role == Role::System && context.app.is_some())
+        .then(|| format!("{} {client}", claims.iss))
+}
+
+/// The owner of the caller's exports, or a 404 for a caller that has none.
+fn owner_or_none(context: &AccessContext, id: &str) -> Result<String, FhirError> {
+    owner(context).ok_or_else(|| FhirError::NotFound(format!("no export {id} of this client")))
 }
 
 impl FhirService {
@@ -257,11 +339,11 @@ impl FhirService {
         context: &AccessContext,
         request: ExportRequest,
     ) -> Result<String, FhirError> {
-        if context.principal.claims.role != Role::System {
+        let Some(owner) = owner(context) else {
             return Err(FhirError::Forbidden(
                 "Bulk Data export is for backend services: get a system token with system/ scopes from healthcloud's authorization server (client credentials)".into(),
             ));
-        }
+        };
         let compartments = request.level != ExportLevel::System;
         let applies = |t: &TypeDef| !compartments || t.in_patient_compartment();
         let types: Vec<&'static TypeDef> = match &request.types {
@@ -284,8 +366,9 @@ impl FhirService {
                 }
                 types
             }
+            // A cohort's members are no patient's own data: exported only when named.
             None => (TYPES.iter())
-                .filter(|t| applies(t))
+                .filter(|t| applies(t) && !t.lists_patients())
                 .filter(|t| authorize(context, Interaction::Search, t).is_ok())
                 .collect(),
         };
@@ -298,7 +381,7 @@ impl FhirService {
             ExportLevel::Group(id) => Some(self.group_members(context, id).await?),
             _ => None,
         };
-        let job = self.exports.start(&owner(context))?;
+        let job = self.exports.start(&owner, request.installed.clone())?;
         let service = self.clone();
         let context = context.clone();
         let id = job.id.clone();
@@ -312,14 +395,11 @@ impl FhirService {
                         files,
                     },
                     Err(error) => {
-                        tracing::error!(export = %job.id, %error, "an export failed");
+                        tracing::warn!(export = %job.id, %error, "an export stopped");
                         ExportStatus::Failed(error.to_string())
                     }
                 };
-            if job.cancelled.load(Ordering::SeqCst) {
-                let _ = std::fs::remove_dir_all(&job.dir);
-            }
-            job.set(status);
+            job.stop(status);
         });
         Ok(id)
     }
@@ -339,8 +419,13 @@ impl FhirService {
             )));
         }
         let mut members = BTreeSet::new();
+        let now = date::now_ms();
         for member in group["member"].as_array().into_iter().flatten() {
-            if member["inactive"] == true {
+            // Members no longer: marked inactive, or their period ended.
+            let ended = (member["period"]["end"].as_str())
+                .and_then(date::parse)
+                .is_some_and(|end| end.hi < now);
+            if member["inactive"] == true || ended {
                 continue;
             }
             if let Some(("Patient", patient)) = (member["entity"]["reference"].as_str())
@@ -370,7 +455,6 @@ impl FhirService {
             None => vec![None],
         };
         for (done, type_def) in types.iter().enumerate() {
-            // The grant is read again for each type: a grant withdrawn meanwhile stops it.
             let groups = authorize(context, Interaction::Search, type_def)?;
             let actors = context.consent_actors();
             let name = format!("{}.ndjson", type_def.name);
@@ -412,6 +496,10 @@ impl FhirService {
                     if job.cancelled.load(Ordering::SeqCst) {
                         return Err(FhirError::BadRequest("the export was cancelled".into()));
                     }
+                    // A grant narrowed, a version revoked, an uninstall: it stops here.
+                    if !(job.installed.0)() {
+                        return Err(FhirError::Forbidden(INSTALL_CHANGED.into()));
+                    }
                     let page = self
                         .store
                         .search_after(&query, after.as_deref(), PAGE)
@@ -433,11 +521,11 @@ impl FhirService {
                         }
                     }
                     count += page.len();
-                    job.set(ExportStatus::InProgress(format!(
+                    job.progress(format!(
                         "{done} of {} types done; {}: {count} resources",
                         types.len(),
                         type_def.name
-                    )));
+                    ));
                 }
             }
             file.flush().await.map_err(io)?;
@@ -452,12 +540,14 @@ impl FhirService {
                 count,
             });
         }
-        // Each patient whose data is in the files has it in their log, once.
-        if !included.is_empty() {
+        // Each patient whose data is in the files has it in their log, once; in batches, so
+        // no one transaction holds the database's writer for long.
+        let included: Vec<String> = included.into_iter().collect();
+        for batch in included.chunks(AUDIT_BATCH) {
             let mut audit = Pending::new(context, Interaction::Search, "Patient");
             audit.query = Some(request.audit_query());
-            audit.stored = included.into_iter().collect();
-            audit.patients = audit.stored.clone();
+            audit.stored = batch.to_vec();
+            audit.patients = batch.to_vec();
             self.finish(audit, Ok(())).await?;
         }
         Ok(files)
@@ -469,7 +559,7 @@ impl FhirService {
         context: &AccessContext,
         id: &str,
     ) -> Result<ExportStatus, FhirError> {
-        let job = self.exports.owned(id, &owner(context))?;
+        let job = self.exports.owned(id, &owner_or_none(context, id)?)?;
         let state = job.state.lock().expect("job lock");
         Ok(state.status.clone())
     }
@@ -481,7 +571,7 @@ impl FhirService {
         id: &str,
         name: &str,
     ) -> Result<PathBuf, FhirError> {
-        let job = self.exports.owned(id, &owner(context))?;
+        let job = self.exports.owned(id, &owner_or_none(context, id)?)?;
         let state = job.state.lock().expect("job lock");
         match &state.status {
             ExportStatus::Complete { files, .. } if files.iter().any(|f| f.name == name) => {
@@ -493,20 +583,13 @@ impl FhirService {
         }
     }
 
-    /// Cancels the caller's export `id` (or deletes its files when it has finished): it is
-    /// forgotten at once.
+    /// Cancels the caller's export `id`, or deletes its files when it has finished: from now
+    /// on it is unknown to the client (a running one still counts against its limit until
+    /// it has stopped).
     pub fn export_cancel(&self, context: &AccessContext, id: &str) -> Result<(), FhirError> {
-        let job = self.exports.owned(id, &owner(context))?;
-        job.cancelled.store(true, Ordering::SeqCst);
-        self.exports
-            .inner
-            .lock()
-            .expect("exports lock")
-            .jobs
-            .remove(id);
-        if job.state.lock().expect("job lock").finished.is_some() {
-            let _ = std::fs::remove_dir_all(&job.dir);
-        }
+        let job = self.exports.owned(id, &owner_or_none(context, id)?)?;
+        job.cancel();
+        self.exports.expire();
         Ok(())
     }
 }

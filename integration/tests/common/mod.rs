@@ -135,6 +135,13 @@ impl Harness {
                 jwks: Some(json!({"keys": []})),
             })
             .unwrap();
+        self.backend_service_token(name)
+    }
+
+    /// A new access token of the backend service `name` (registered before), under what its
+    /// install grants now.
+    pub fn backend_service_token(&self, name: &str) -> String {
+        let grant = self.clients.get(name).unwrap().grant.clone();
         let now = chrono::Utc::now().timestamp();
         self.keys.sign(&Claims {
             iss: AUTHORIZATION_SERVER.into(),
