@@ -41,8 +41,15 @@ const EXT: &str = "https://healthcloud.example/fhir/StructureDefinition";
 /// The AuditEvent resource for `record`, recorded at `now` (epoch ms).
 pub fn audit_event(record: &AuditRecord<'_>, now: i64) -> Value {
     let claims = &record.context.principal.claims;
+    // A backend service's token is the service itself (client credentials): no person.
+    let requestor_type = match claims.role {
+        healthcloud_platform::auth::Role::System => json!({"coding": [
+            {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110150", "display": "Application"}]}),
+        _ => json!({"coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser"}]}),
+    };
     let mut user = json!({
-        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser"}]},
+        "type": requestor_type,
         "who": {"identifier": {"system": "urn:healthcloud:user", "value": claims.sub}},
         "role": [{"text": claims.role.as_str()}],
         "requestor": true

@@ -279,6 +279,11 @@ async fn a_group_export_holds_its_members_and_each_is_audited_once(h: Harness) {
         }
     };
     assert_eq!(logged("pat-a").await, 1);
+    // The record names the service as an application acting, not a person.
+    let log = h.get("AuditEvent?patient=pat-a", &h.citizen("pat-a")).await;
+    let agent = &log.body["entry"][0]["resource"]["agent"][0];
+    assert_eq!(agent["type"]["coding"][0]["code"], "110150", "{agent}");
+    assert_eq!(agent["who"]["identifier"]["value"], "registry");
     assert_eq!(logged("pat-b").await, 0);
     assert_eq!(
         logged("pat-c").await,
