@@ -19,6 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod apps;
 mod compare;
 mod corpus;
+mod export;
 mod federation;
 mod fhir;
 mod http;
@@ -73,6 +74,9 @@ enum Command {
     /// source directly, and through healthcloud over three sources; healthcloud's CPU per
     /// federated search.
     Federation(FederationArgs),
+    /// Bulk Data export throughput and peak memory of a synthetic population (not part of
+    /// `all`).
+    Export(export::ExportArgs),
     /// Every benchmark above but `apps` and `federation`, one after the other, into one
     /// `bench/RESULTS.md`.
     All(AllArgs),
@@ -226,6 +230,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Compare(args) => compare_command(args).await,
         Command::Lifecycle(args) => lifecycle_command(args).await,
         Command::Federation(args) => federation_command(args).await,
+        Command::Export(args) => export::run(args).await,
         Command::All(args) => all_command(args).await,
     }
 }

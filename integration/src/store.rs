@@ -305,11 +305,19 @@ impl EmbeddedStore {
         })
     }
 
+    /// A connection of its own, held for a long read ([`EmbeddedStore::search_after`]): each of
+    /// the pool's connections keeps a page cache, so a long read on one stays within one cache
+    /// instead of growing all of them.
+    pub async fn connection(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, FhirError> {
+        Ok(self.db.pool().acquire().await?)
+    }
+
     /// The next `limit` matches of `query` in id order after the id `after` (from the first
-    /// without it), with no count: how an export walks a whole type in pages whose cost does
-    /// not grow with how far it has read.
+    /// without it), with no count, on `connection`: how an export walks a whole type in pages
+    /// whose cost does not grow with how far it has read.
     pub async fn search_after(
         &self,
+        connection: &mut sqlx::AnyConnection,
         query: &SearchQuery,
         after: Option<&str>,
         limit: usize,
@@ -330,7 +338,7 @@ impl EmbeddedStore {
             sql.push(" AND r.id > ").bind(after);
         }
         sql.push(" ORDER BY r.id LIMIT ").bind(limit as i64);
-        let rows = sql.query().fetch_all(self.db.pool()).await?;
+        let rows = sql.query().fetch_all(connection).await?;
         Ok(rows.iter().map(stored).collect())
     }
 

@@ -454,6 +454,8 @@ impl FhirService {
             Some(patients) => patients.chunks(MAX_VALUES).map(Some).collect(),
             None => vec![None],
         };
+        // One connection for the whole walk (see `EmbeddedStore::connection`).
+        let mut connection = self.store.connection().await?;
         for (done, type_def) in types.iter().enumerate() {
             let groups = authorize(context, Interaction::Search, type_def)?;
             let actors = context.consent_actors();
@@ -502,7 +504,7 @@ impl FhirService {
                     }
                     let page = self
                         .store
-                        .search_after(&query, after.as_deref(), PAGE)
+                        .search_after(&mut connection, &query, after.as_deref(), PAGE)
                         .await?;
                     let Some(last) = page.last() else { break };
                     after = Some(last.id.clone());
@@ -540,6 +542,7 @@ impl FhirService {
                 count,
             });
         }
+        drop(connection);
         // Each patient whose data is in the files has it in their log, once; in batches, so
         // no one transaction holds the database's writer for long.
         let included: Vec<String> = included.into_iter().collect();
