@@ -494,14 +494,7 @@ fn history_page(query: Option<&str>, limits: PageLimits) -> Result<HistoryPage, 
         match name.as_str() {
             "_count" => count = number()?.clamp(1, limits.max_count),
             "_offset" => offset = number()?.min(MAX_OFFSET),
-            "_since" => {
-                let at = crate::date::parse(&value).filter(|_| value.len() > 10);
-                since = Some(at.map(|at| at.lo).ok_or_else(|| {
-                    FhirError::BadRequest(format!(
-                        "_since must be an instant like 2024-03-01T10:00:00Z, not '{value}'"
-                    ))
-                })?);
-            }
+            "_since" => since = Some(since_instant(&value)?.lo),
             "_cursor" => {
                 let mut parts = value.splitn(4, ':');
                 let parsed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
@@ -824,6 +817,17 @@ async fn search_post(
     search(&state, &context, &resource_type, params).await
 }
 
+/// A `_since` value: an instant (a date and a time), not a day.
+fn since_instant(value: &str) -> Result<crate::date::DateRange, FhirError> {
+    crate::date::parse(value)
+        .filter(|_| value.len() > 10)
+        .ok_or_else(|| {
+            FhirError::BadRequest(format!(
+                "_since must be an instant like 2024-03-01T10:00:00Z, not '{value}'"
+            ))
+        })
+}
+
 fn parse_pairs(bytes: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(bytes).into_owned().collect()
 }
@@ -887,13 +891,7 @@ async fn everything(
             match name.as_str() {
                 "_type" => types = Some(value.split(',').map(|t| t.trim().to_owned()).collect()),
                 "_since" => {
-                    crate::date::parse(&value)
-                        .filter(|_| value.len() > 10)
-                        .ok_or_else(|| {
-                            FhirError::BadRequest(format!(
-                                "_since must be an instant like 2024-03-01T10:00:00Z, not '{value}'"
-                            ))
-                        })?;
+                    since_instant(&value)?;
                     since = Some(value);
                 }
                 "_format" | "_pretty" => {

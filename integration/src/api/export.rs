@@ -10,7 +10,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{Caller, FhirState, fhir_json, parse_pairs};
+use super::{Caller, FhirState, fhir_json, parse_pairs, since_instant};
 use crate::error::FhirError;
 use crate::policy::AccessContext;
 use crate::service::export::{ExportLevel, ExportRequest, ExportStatus, InstallCheck, manifest};
@@ -96,13 +96,7 @@ async fn kickoff(
                 types.extend(value.split(',').map(|t| t.trim().to_owned()));
             }
             "_since" => {
-                crate::date::parse(&value)
-                    .filter(|_| value.len() > 10)
-                    .ok_or_else(|| {
-                        FhirError::BadRequest(format!(
-                            "_since must be an instant like 2024-03-01T10:00:00Z, not '{value}'"
-                        ))
-                    })?;
+                since_instant(&value)?;
                 request.since = Some(value);
             }
             "_typeFilter" | "_elements" | "includeAssociatedData" | "patient" => {
