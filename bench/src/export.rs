@@ -176,6 +176,7 @@ async fn export_once(db: &Path) -> anyhow::Result<Value> {
                 level: ExportLevel::System,
                 types: None,
                 since: None,
+                deidentify: false,
                 url: "http://bench.local/fhir/r4/$export".into(),
                 installed: InstallCheck(Arc::new(|| true)),
             },

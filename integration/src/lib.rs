@@ -41,6 +41,7 @@ pub mod api;
 pub mod audit;
 pub mod consent;
 pub mod date;
+pub mod deidentify;
 pub mod elements;
 pub mod error;
 pub mod evaluate;

@@ -305,6 +305,45 @@ impl EmbeddedStore {
         })
     }
 
+    /// The key `owner`'s de-identified exports are pseudonymized under, made at its first.
+    pub async fn export_key(&self, owner: &str) -> Result<[u8; 32], FhirError> {
+        let read = async || -> Result<Option<String>, FhirError> {
+            let mut sql = self.db.sql("SELECT key FROM export_keys WHERE owner = ");
+            sql.bind(owner);
+            let row = sql.query().fetch_optional(self.db.pool()).await?;
+            Ok(row.map(|row| row.get(0)))
+        };
+        let key = match read().await? {
+            Some(key) => key,
+            None => {
+                use rand::RngCore as _;
+                let mut fresh = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut fresh);
+                let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+                // Two first exports at once: one key is kept, and both read it.
+                let mut tx = self.db.begin_write().await?;
+                let mut sql = self.db.sql("INSERT INTO export_keys (owner, key) VALUES (");
+                sql.bind(owner)
+                    .push(", ")
+                    .bind(fresh)
+                    .push(") ON CONFLICT (owner) DO NOTHING");
+                sql.query().execute(&mut *tx.tx).await?;
+                tx.commit().await?;
+                read().await?.ok_or_else(|| {
+                    FhirError::Internal(anyhow::anyhow!("an export key was not kept"))
+                })?
+            }
+        };
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = key
+                .get(2 * i..2 * i + 2)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or_else(|| FhirError::Internal(anyhow::anyhow!("a malformed export key")))?;
+        }
+        Ok(bytes)
+    }
+
     /// A connection of its own, held for a long read ([`EmbeddedStore::search_after`]): each of
     /// the pool's connections keeps a page cache, so a long read on one stays within one cache
     /// instead of growing all of them.

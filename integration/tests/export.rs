@@ -22,6 +22,7 @@ on_both_backends!(
     a_group_export_holds_its_members_and_each_is_audited_once,
     a_patient_who_opted_out_of_the_service_is_left_out,
     an_export_ends_with_its_clients_install_and_a_client_holds_few_at_once,
+    a_de_identified_export_names_no_one_and_keeps_each_record_whole,
 );
 
 /// A kick-off: the response (202 and the status URL, or the refusal).
@@ -369,4 +370,76 @@ async fn an_export_ends_with_its_clients_install_and_a_client_holds_few_at_once(
     let (status_url, _) = export(&h, "$export", &other).await;
     assert!(h.clients.remove("other"));
     assert_eq!(status_of(&h, &status_url, Some(&other)).await, 401);
+}
+
+async fn a_de_identified_export_names_no_one_and_keeps_each_record_whole(h: Harness) {
+    let token = h.backend_service("research", "system/Observation.rs system/Patient.rs");
+    let path = "Patient/$export?_type=Patient,Observation&_deidentify=true";
+    let (_, manifest) = export(&h, path, &token).await;
+    let files = download(&h, &manifest, &token).await;
+    let all = serde_json::to_string(&files).unwrap();
+    for identifying in [
+        "pat-a",
+        "pat-b",
+        "pat-c",
+        "7501504321",
+        "Sørensen",
+        "Hansen",
+        "Åse",
+        "gp-1",
+        "identifier",
+        "\"name\"",
+        "a-bp-1",
+    ] {
+        assert!(
+            !all.contains(identifying),
+            "{identifying} in a de-identified export"
+        );
+    }
+    // Each patient is known by birth date, years apart, moved by under half a year.
+    let day = |text: &str| chrono::NaiveDate::parse_from_str(&text[..10], "%Y-%m-%d").unwrap();
+    let born = [
+        ("pat-a", "1950-03-15"),
+        ("pat-b", "1962-07-01"),
+        ("pat-c", "1980-11-30"),
+    ];
+    let mut shift = BTreeMap::new();
+    for patient in &files["Patient"] {
+        let shifted = day(patient["birthDate"].as_str().unwrap());
+        let (who, original) = born
+            .iter()
+            .find(|(_, original)| (shifted - day(original)).num_days().abs() <= 183)
+            .unwrap();
+        let days = (shifted - day(original)).num_days();
+        assert_ne!(days, 0, "{who}'s dates are moved");
+        shift.insert(
+            format!("Patient/{}", patient["id"].as_str().unwrap()),
+            (*who, days),
+        );
+    }
+    assert_eq!(shift.len(), 3);
+    // Her readings are hers, moved by her days: the record still fits together.
+    let mut hers = Vec::new();
+    for observation in &files["Observation"] {
+        let subject = observation["subject"]["reference"].as_str().unwrap();
+        let (who, days) = shift[subject];
+        if who == "pat-a" {
+            let at = observation["effectiveDateTime"].as_str().unwrap();
+            hers.push(day(at) - chrono::Duration::days(days));
+        }
+    }
+    for reading in ["2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"] {
+        assert!(hers.contains(&day(reading)), "{reading} not in {hers:?}");
+    }
+    // The same pseudonyms in the client's next export, others in another client's.
+    let (_, again) = export(&h, path, &token).await;
+    let again = download(&h, &again, &token).await;
+    assert_eq!(ids(&again["Patient"]), ids(&files["Patient"]));
+    let other = h.backend_service("elsewhere", "system/Patient.rs");
+    let (_, theirs) = export(&h, "Patient/$export?_type=Patient&_deidentify=true", &other).await;
+    let theirs = download(&h, &theirs, &other).await;
+    assert!(ids(&theirs["Patient"]).is_disjoint(&ids(&files["Patient"])));
+    // Asked for wrongly, refused.
+    let refused = kickoff(&h, "$export?_deidentify=yes", &token).await;
+    assert_eq!(refused.status, 400);
 }

@@ -78,6 +78,7 @@ async fn kickoff(
         level,
         types: None,
         since: None,
+        deidentify: false,
     };
     for (name, value) in parse_pairs(query.as_bytes()) {
         match name.as_str() {
@@ -99,6 +100,17 @@ async fn kickoff(
                 since_instant(&value)?;
                 request.since = Some(value);
             }
+            "_deidentify" => {
+                request.deidentify = match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(FhirError::BadRequest(format!(
+                            "_deidentify is true or false, not '{value}'"
+                        )));
+                    }
+                }
+            }
             "_typeFilter" | "_elements" | "includeAssociatedData" | "patient" => {
                 return Err(FhirError::BadRequest(format!(
                     "'{name}' is not supported by this server's export: export whole types (_type, _since) and select afterwards"
@@ -106,7 +118,7 @@ async fn kickoff(
             }
             _ => {
                 return Err(FhirError::BadRequest(format!(
-                    "$export takes _outputFormat, _type and _since, not '{name}'"
+                    "$export takes _outputFormat, _type, _since and _deidentify, not '{name}'"
                 )));
             }
         }

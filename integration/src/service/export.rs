@@ -19,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{FhirService, Pending};
 use crate::date;
+use crate::deidentify::{self, Deidentifier};
 use crate::error::FhirError;
 use crate::params::{TYPES, TypeDef};
 use crate::policy::{AccessContext, authorize};
@@ -71,6 +72,8 @@ pub struct ExportRequest {
     pub types: Option<Vec<String>>,
     /// `_since`: only resources changed at or after this instant.
     pub since: Option<String>,
+    /// `_deidentify=true`: the files de-identified (see [`crate::deidentify`]).
+    pub deidentify: bool,
     /// The kick-off URL, as the manifest's `request` names it.
     pub url: String,
     /// Whether the client's install is still the one that asked.
@@ -91,6 +94,9 @@ impl ExportRequest {
         }
         if let Some(since) = &self.since {
             pairs.push(("_since".into(), since.clone()));
+        }
+        if self.deidentify {
+            pairs.push(("_deidentify".into(), "true".into()));
         }
         super::encode(&pairs)
     }
@@ -345,14 +351,22 @@ impl FhirService {
             ));
         };
         let compartments = request.level != ExportLevel::System;
-        let applies = |t: &TypeDef| !compartments || t.in_patient_compartment();
+        let applies = |t: &TypeDef| {
+            (!compartments || t.in_patient_compartment())
+                && !(request.deidentify && deidentify::LEFT_OUT.contains(&t.name))
+        };
         let types: Vec<&'static TypeDef> = match &request.types {
             Some(names) => {
                 let mut types = Vec::new();
                 for name in names {
                     let Some(def) = TYPES.iter().find(|t| t.name == name && applies(t)) else {
                         return Err(FhirError::BadRequest(format!(
-                            "_type '{name}' is not a type exported at this level here (see /metadata)"
+                            "_type '{name}' is not a type exported at this level here{} (see /metadata)",
+                            if request.deidentify {
+                                ", or not in a de-identified export"
+                            } else {
+                                ""
+                            }
                         )));
                     };
                     authorize(context, Interaction::Search, def).map_err(|_| {
@@ -454,6 +468,15 @@ impl FhirService {
             Some(patients) => patients.chunks(MAX_VALUES).map(Some).collect(),
             None => vec![None],
         };
+        let deidentifier = match request.deidentify {
+            true => {
+                let owner = owner(context).ok_or_else(|| {
+                    FhirError::Internal(anyhow::anyhow!("an export without its client"))
+                })?;
+                Some(Deidentifier::new(self.store.export_key(&owner).await?))
+            }
+            false => None,
+        };
         // One connection for the whole walk (see `EmbeddedStore::connection`).
         let mut connection = self.store.connection().await?;
         for (done, type_def) in types.iter().enumerate() {
@@ -511,7 +534,22 @@ impl FhirService {
                     for resource in &page {
                         // One line each: in JSON a raw line break can only be whitespace
                         // between tokens (inside a string it is escaped).
-                        let content = &resource.content;
+                        let de_identified;
+                        let content = match &deidentifier {
+                            Some(deidentifier) => {
+                                let mut value: Value = serde_json::from_str(&resource.content)
+                                    .map_err(|e| FhirError::Internal(e.into()))?;
+                                deidentifier.apply(
+                                    type_def.name,
+                                    &resource.id,
+                                    resource.patient_id.as_deref(),
+                                    &mut value,
+                                );
+                                de_identified = value.to_string();
+                                &de_identified
+                            }
+                            None => &resource.content,
+                        };
                         let line = match content.contains('\n') {
                             true => std::borrow::Cow::Owned(content.replace('\n', " ")),
                             false => std::borrow::Cow::Borrowed(content.as_str()),
