@@ -1,28 +1,56 @@
-//! De-identification of exported resources (`$export?_deidentify=true`), for research that
-//! needs no one's identity. Field by field, at any depth of every resource:
+//! Pseudonymization of exported resources (`$export?_deidentify=true`), for research that
+//! needs no one's identity. What comes out is pseudonymized personal data, not anonymous data:
+//! the values of a record are kept, and a client whose grant also lets it read identified
+//! data could match them. It is decided by an allow-list, at any depth of every resource:
 //!
-//! - removed: `identifier` (CPR numbers and every other identifier), `name`, `telecom`,
-//!   `address`, `photo`, `contact`, `link`, `text` (the narrative), `note`, `extension` and
-//!   `modifierExtension` (they can carry anything), the `display` beside a reference (a
-//!   name), an attachment's `data`, `url` and `title`, and `meta.source` (who wrote it);
-//! - replaced: the resource's `id`, and every reference `Type/id`, by a pseudonym: an HMAC of
-//!   `Type/id` under the export client's own key, so the same resource has the same
-//!   pseudonym in every export of that client and another in every other client's; a
-//!   reference that is not `Type/id` (an absolute URL, a `urn:`) is removed;
-//! - shifted: every date with a day (`2024-03-01`, `2024-03-01T10:00:00Z`: `birthDate`,
-//!   `effectiveDateTime`, periods, `meta.lastUpdated`, …) by a whole number of days, 1 to 183
-//!   either way, the same for every resource of one patient (so intervals within a record
-//!   hold) and drawn from an HMAC of the patient under the client's key; a year or a month
-//!   alone is kept;
-//! - kept: everything else — codes, values, units, statuses, categories.
-//!
-//! Binary resources (documents as they are) are never in a de-identified export.
+//! - a text value is kept only where its element is a code (`system`, `code`, `unit`,
+//!   `status`, `gender`, …: [`CODED`]) or a date with a day; every other text goes — names,
+//!   identifiers, addresses, free text (`valueString`, descriptions, comments, titles,
+//!   notes), a code's or a reference's `display`, lot and serial numbers, UIDs, hashes, URLs;
+//!   numbers and true/false values are kept; `identifier`, `name`, `telecom`, `address`,
+//!   `photo`, `contact`, `link`, `extension` and `modifierExtension` go whole, and so do
+//!   `meta` (versions and real write times), `contained` resources and `multipleBirth`;
+//! - the resource's `id`, and every reference `Type/id`, become a pseudonym: an HMAC of
+//!   `Type/id` under the export client's own key, the same in each of its exports and another
+//!   in every other client's; a reference that is not `Type/id` is removed;
+//! - every date with a day (`effectiveDateTime`, periods, `issued`, …) moves by a whole number
+//!   of days, 1 to 183 either way, the same for every resource of one patient (intervals within
+//!   a record hold), drawn from an HMAC of the patient under the client's key; a year or a
+//!   month alone goes; a Patient's `birthDate` and `deceasedDateTime` keep only their year;
+//! - only patients' records are exported this way: shared data (practitioners, organizations,
+//!   locations, medications, groups) and Binary documents are left out, and `_since` (real
+//!   write times) cannot be combined with it.
 
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-/// Keys removed wherever they are.
+/// Elements whose text values are codes, kept as they are.
+pub const CODED: &[&str] = &[
+    "resourceType",
+    "system",
+    "code",
+    "unit",
+    "status",
+    "gender",
+    "intent",
+    "priority",
+    "use",
+    "comparator",
+    "version",
+    "lifecycleStatus",
+    "criticality",
+    "category",
+    "severity",
+    "mode",
+    "kind",
+    "type",
+    "contentType",
+    "language",
+    "reference",
+];
+
+/// Keys removed wherever they are, whatever they hold.
 const REMOVED: &[&str] = &[
     "identifier",
     "name",
@@ -35,10 +63,17 @@ const REMOVED: &[&str] = &[
     "note",
     "extension",
     "modifierExtension",
+    "meta",
+    "contained",
+    "multipleBirthBoolean",
+    "multipleBirthInteger",
 ];
 
-/// The types left out of a de-identified export.
-pub const LEFT_OUT: &[&str] = &["Binary"];
+/// Whether resources of `type_def` can be in a de-identified export: patients' records only
+/// (shared data has no patient whose dates it could move with), and no Binary.
+pub fn exported(type_def: &crate::params::TypeDef) -> bool {
+    type_def.in_patient_compartment() && type_def.name != "Binary"
+}
 
 /// The largest date shift, in days either way.
 const MAX_SHIFT_DAYS: u64 = 183;
@@ -84,40 +119,48 @@ impl Deidentifier {
         patient: Option<&str>,
         resource: &mut Value,
     ) {
+        // Birth and death: the year only, as it was.
+        let years: Vec<(&str, String)> = ["birthDate", "deceasedDateTime"]
+            .into_iter()
+            .filter(|_| resource_type == "Patient")
+            .filter_map(|key| {
+                let date = resource.get(key).and_then(Value::as_str)?;
+                Some((key, date.chars().take(4).collect()))
+            })
+            .collect();
         let shift = patient.map(|p| self.shift_days(p)).unwrap_or(0);
-        self.walk(resource, shift);
-        if let Some(meta) = resource.get_mut("meta").and_then(Value::as_object_mut) {
-            meta.remove("source");
+        self.walk(resource, None, shift);
+        for (key, year) in years {
+            resource[key] = Value::String(year);
         }
         resource["id"] = Value::String(self.pseudonym(&format!("{resource_type}/{id}")));
     }
 
-    fn walk(&self, value: &mut Value, shift: i64) {
+    /// De-identifies `value`, the value of element `key`: whether anything of it is kept.
+    fn walk(&self, value: &mut Value, key: Option<&str>, shift: i64) -> bool {
         match value {
             Value::Object(object) => {
                 for key in REMOVED {
                     object.remove(*key);
                 }
-                if object.contains_key("contentType") {
-                    for key in ["data", "url", "title"] {
-                        object.remove(key);
-                    }
-                }
                 if object.contains_key("reference") {
-                    object.remove("display");
                     self.reference(object);
                 }
-                for (_, child) in object.iter_mut() {
-                    self.walk(child, shift);
-                }
+                object.retain(|key, child| self.walk(child, Some(key), shift));
+                !object.is_empty()
             }
-            Value::Array(items) => items.iter_mut().for_each(|item| self.walk(item, shift)),
-            Value::String(text) => {
-                if let Some(shifted) = shift_date(text, shift) {
+            Value::Array(items) => {
+                items.retain_mut(|item| self.walk(item, key, shift));
+                !items.is_empty()
+            }
+            Value::String(text) => match shift_date(text, shift) {
+                Some(shifted) => {
                     *text = shifted;
+                    true
                 }
-            }
-            _ => {}
+                None => key.is_some_and(|key| CODED.contains(&key)) && !is_partial_date(text),
+            },
+            _ => true,
         }
     }
 
@@ -145,10 +188,20 @@ impl Deidentifier {
     }
 }
 
+/// Whether `text` is a year or a year and month alone (`1950`, `2024-03`): a date that cannot
+/// be moved by days, and would tell the real one.
+fn is_partial_date(text: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match text.split_once('-') {
+        None => text.len() == 4 && digits(text),
+        Some((year, month)) => year.len() == 4 && digits(year) && month.len() == 2 && digits(month),
+    }
+}
+
 /// `text` moved by `days` when it is a date with a day (the rest of it, a time and a zone,
 /// kept as it was); `None` for anything else.
 fn shift_date(text: &str, days: i64) -> Option<String> {
-    if days == 0 || text.len() < 10 || !(text.len() == 10 || text.as_bytes()[10] == b'T') {
+    if text.len() < 10 || !(text.len() == 10 || text.as_bytes()[10] == b'T') {
         return None;
     }
     let (day, rest) = text.split_at(10);
@@ -186,12 +239,14 @@ mod tests {
         ] {
             assert_eq!(shift_date(kept, 5), None, "{kept}");
         }
+        assert!(is_partial_date("1950") && is_partial_date("2024-03"));
+        assert!(!is_partial_date("85354-9") && !is_partial_date("12345"));
     }
 
     #[test]
     fn a_patients_identity_is_gone_and_their_record_still_fits_together() {
         let client = Deidentifier::new([7; 32]);
-        let mut patient = json!({"resourceType": "Patient", "id": "pat-a",
+        let mut patient = json!({"resourceType": "Patient", "id": "pat-a", "gender": "female",
             "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": "7501504321"}],
             "name": [{"family": "Sørensen"}], "birthDate": "1950-03-15",
             "text": {"div": "<div>Åse Sørensen</div>"},
@@ -210,23 +265,47 @@ mod tests {
         ] {
             assert!(!text.contains(gone), "{gone} in {text}");
         }
+        assert_eq!(patient["birthDate"], "1950", "the year only");
+        assert_eq!(patient["gender"], "female");
+        assert!(patient.get("meta").is_none());
         let shift = client.shift_days("pat-a");
         assert_ne!(shift, 0);
-        let expected =
-            chrono::NaiveDate::from_ymd_opt(1950, 3, 15).unwrap() + chrono::Duration::days(shift);
-        assert_eq!(
-            patient["birthDate"],
-            expected.format("%Y-%m-%d").to_string()
-        );
-        let mut observation = json!({"resourceType": "Observation", "id": "o1",
+        let mut observation = json!({"resourceType": "Observation", "id": "o1", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "BP"}],
+                     "text": "Blodtryk"},
             "subject": {"reference": "Patient/pat-a"}, "effectiveDateTime": "2024-01-01T09:00:00Z",
-            "performer": [{"reference": "https://elsewhere.example/Practitioner/9"}]});
+            "valueString": "Åse says her neighbour Bent measured it", "issued": "2024-01",
+            "performer": [{"reference": "https://elsewhere.example/Practitioner/9"},
+                          {"display": "Dr. Jens Hansen"}],
+            "component": [{"valueQuantity": {"value": 140, "unit": "mmHg"}}]});
         client.apply("Observation", "o1", Some("pat-a"), &mut observation);
         assert_eq!(
             observation["subject"]["reference"],
             format!("Patient/{}", patient["id"].as_str().unwrap())
         );
-        assert!(observation["performer"][0].get("reference").is_none());
+        let expected =
+            chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Duration::days(shift);
+        assert_eq!(
+            observation["effectiveDateTime"],
+            format!("{}T09:00:00Z", expected.format("%Y-%m-%d"))
+        );
+        // Codes and values stay; free text, displays, partial dates and names go.
+        assert_eq!(observation["status"], "final");
+        assert_eq!(observation["code"]["coding"][0]["code"], "85354-9");
+        assert_eq!(observation["component"][0]["valueQuantity"]["value"], 140);
+        let text = observation.to_string();
+        for gone in [
+            "Åse",
+            "Bent",
+            "Hansen",
+            "Blodtryk",
+            "\"BP\"",
+            "elsewhere",
+            "2024-01\"",
+        ] {
+            assert!(!text.contains(gone), "{gone} in {text}");
+        }
+        assert!(observation.get("performer").is_none(), "{observation}");
         // Another client's pseudonyms are others.
         let other = Deidentifier::new([8; 32]);
         assert_ne!(

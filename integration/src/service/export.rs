@@ -350,10 +350,16 @@ impl FhirService {
                 "Bulk Data export is for backend services: get a system token with system/ scopes from healthcloud's authorization server (client credentials)".into(),
             ));
         };
+        // Real write times would undo the moved dates.
+        if request.deidentify && request.since.is_some() {
+            return Err(FhirError::BadRequest(
+                "_since cannot be combined with _deidentify: it selects by real write times, which would tell the moved dates".into(),
+            ));
+        }
         let compartments = request.level != ExportLevel::System;
         let applies = |t: &TypeDef| {
             (!compartments || t.in_patient_compartment())
-                && !(request.deidentify && deidentify::LEFT_OUT.contains(&t.name))
+                && (!request.deidentify || deidentify::exported(t))
         };
         let types: Vec<&'static TypeDef> = match &request.types {
             Some(names) => {
