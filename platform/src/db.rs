@@ -86,8 +86,8 @@ impl Database {
     }
 
     /// Applies a crate's migrations to this database: the crates share it, each with its own
-    /// range of versions (integration 1…, runtime 100…, store 200…), so each migrator ignores
-    /// the others' rows.
+    /// range of versions (integration 1–99 and 1000…, runtime 100…, store 200…, oauth 300…),
+    /// so each migrator ignores the others' rows.
     pub async fn apply(&self, mut migrations: Migrations, what: &str) -> anyhow::Result<()> {
         let migrator = match self.backend {
             Backend::Sqlite => &mut migrations.sqlite,
