@@ -1507,20 +1507,14 @@ async fn json_body(state: &FhirState, headers: &HeaderMap, body: Body) -> Result
 /// stored names a resource here as `Type/id`, and by an absolute URL only one elsewhere.
 fn localize(value: &mut Value, base: &str) {
     let base = base.trim_end_matches('/');
-    match value {
-        Value::Object(object) => {
-            if let Some(Value::String(reference)) = object.get_mut("reference")
-                && let Some(local) = (reference.strip_prefix(base))
-                    .and_then(|rest| rest.strip_prefix('/'))
-                    .filter(|rest| !rest.is_empty())
-            {
-                *reference = local.to_owned();
-            }
-            object.values_mut().for_each(|child| localize(child, base));
+    crate::params::for_each_reference(value, &mut |reference| {
+        if let Some(local) = (reference.strip_prefix(base))
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|rest| !rest.is_empty())
+        {
+            *reference = local.to_owned();
         }
-        Value::Array(items) => items.iter_mut().for_each(|item| localize(item, base)),
-        _ => {}
-    }
+    });
 }
 
 /// `$validate`: whether a resource (the body, or the `resource` parameter of a Parameters

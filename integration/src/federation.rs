@@ -532,7 +532,7 @@ fn rename(
     // points at another server, whose patient `<id>` is not healthcloud's patient `<id>`,
     // although the index reads the end of any URL as a local reference.
     let mut elsewhere = BTreeSet::new();
-    for_each_reference(resource, &mut |reference| {
+    params::for_each_reference(resource, &mut |reference| {
         if reference.contains("://")
             && let Some((resource_type, id)) = params::split_reference(reference)
             && resource_type == "Patient"
@@ -567,7 +567,7 @@ fn patient_references(resource: &mut Value, base: &str) -> BTreeSet<String> {
         patients: &BTreeMap::new(),
     };
     let mut found = BTreeSet::new();
-    for_each_reference(resource, &mut |reference| {
+    params::for_each_reference(resource, &mut |reference| {
         if let Some((resource_type, id)) = names.at_source(reference)
             && resource_type == "Patient"
         {
@@ -582,7 +582,7 @@ fn patient_references(resource: &mut Value, base: &str) -> BTreeSet<String> {
 /// (relative, or absolute under its base) to `Type/<source>.<id>`. References to anything
 /// else (absolute URLs elsewhere, contained `#…`) are left as they are.
 fn rewrite_references(resource: &mut Value, names: &Names<'_>) {
-    for_each_reference(resource, &mut |reference| {
+    params::for_each_reference(resource, &mut |reference| {
         if let Some((resource_type, id)) = names.at_source(reference) {
             *reference = match names.patients.get(&id) {
                 Some(patient) if resource_type == "Patient" => format!("Patient/{patient}"),
@@ -590,24 +590,6 @@ fn rewrite_references(resource: &mut Value, names: &Names<'_>) {
             };
         }
     });
-}
-
-/// Calls `f` with every literal `reference` string in `value`.
-fn for_each_reference(value: &mut Value, f: &mut impl FnMut(&mut String)) {
-    match value {
-        Value::Object(object) => {
-            for (key, child) in object.iter_mut() {
-                match (key.as_str(), child) {
-                    ("reference", Value::String(reference)) => f(reference),
-                    (_, child) => for_each_reference(child, f),
-                }
-            }
-        }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|item| for_each_reference(item, f)),
-        _ => {}
-    }
 }
 
 /// `filter` as a query parameter a source applies exactly as the store would, or `None`

@@ -1696,6 +1696,24 @@ pub fn parse_reference(value: &Value) -> Option<(String, String)> {
     }
 }
 
+/// Calls `f` with every literal `reference` string in `value`.
+pub fn for_each_reference(value: &mut Value, f: &mut impl FnMut(&mut String)) {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object.iter_mut() {
+                match (key.as_str(), child) {
+                    ("reference", Value::String(reference)) => f(reference),
+                    (_, child) => for_each_reference(child, f),
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| for_each_reference(item, f)),
+        _ => {}
+    }
+}
+
 /// Splits `Type/id` (or `…/Type/id`, or `Type/id/_history/n`) into its parts.
 pub fn split_reference(reference: &str) -> Option<(String, String)> {
     let reference = reference.split("/_history/").next()?;
