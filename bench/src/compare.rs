@@ -1023,6 +1023,7 @@ async fn bp_page(state: &BpNative, headers: &HeaderMap) -> Result<String, FhirEr
         principal,
         app: Some(AppIdentity::clone(identity)),
         grant: Some(state.install.grant.patient_scopes()),
+        purpose: None,
     };
     let patient_id = context
         .patient()

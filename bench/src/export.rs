@@ -22,7 +22,7 @@ use healthcloud_integration::service::export::{
 };
 use healthcloud_integration::store::EmbeddedStore;
 use healthcloud_platform::auth::{Claims, Principal, Role};
-use healthcloud_platform::scope::Scope;
+use healthcloud_platform::scope::{Purpose, Scope};
 use healthcloud_synth::SynthOptions;
 use serde_json::{Value, json};
 
@@ -167,6 +167,8 @@ async fn export_once(db: &Path) -> anyhow::Result<Value> {
             region: "bench".into(),
         }),
         grant: Some(scopes),
+        // Research: each patient's opt-outs of research are looked at, as in a real one.
+        purpose: Some(Purpose::Research),
     };
     let started = Instant::now();
     let id = service

@@ -263,6 +263,7 @@ impl FromRequestParts<FhirState> for Caller {
                     region: client.region.clone(),
                 }),
                 grant: Some(client.grant.clone()),
+                purpose: client.purpose,
             }));
         }
         Ok(Caller(AccessContext::user(principal)))

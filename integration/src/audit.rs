@@ -2,7 +2,7 @@
 //! the patient's compartment, so the citizen can read who looked at their data.
 
 use base64::Engine;
-use healthcloud_platform::scope::Interaction;
+use healthcloud_platform::scope::{Interaction, PURPOSE_SYSTEM};
 use serde_json::{Value, json};
 
 use crate::date;
@@ -126,6 +126,11 @@ pub fn audit_event(record: &AuditRecord<'_>, now: i64) -> Value {
     });
     if let Some(reason) = &record.denied {
         event["outcomeDesc"] = json!(reason);
+    }
+    if let Some(purpose) = record.context.purpose {
+        event["purposeOfEvent"] = json!([{"coding": [{
+            "system": PURPOSE_SYSTEM, "code": purpose.code(), "display": purpose.display()
+        }]}]);
     }
     event
 }

@@ -1,8 +1,12 @@
 //! Patient consent in the shape of the Danish "Min Spærring" opt-outs: an active FHIR R4
 //! Consent whose base provision permits, with nested `deny` provisions naming who may not see
 //! the patient's data — an organization, a practitioner or an app (`Device/<app-id>`) —
-//! optionally only within a period and for some resource types.
+//! optionally only within a period and for some resource types. A deny provision may name a
+//! purpose of use instead (`purpose`, HL7 v3 ActReason: `HRESCH` research, `HQUALIMP` quality,
+//! `TREAT` treatment): the patient opts out of every backend service granted that purpose, as
+//! the actor `PurposeOfUse/<code>`.
 
+use healthcloud_platform::scope::{PURPOSE_SYSTEM, Purpose};
 use serde_json::Value;
 
 use crate::date;
@@ -17,7 +21,8 @@ const ACTOR_TYPES: &[&str] = &["Organization", "Practitioner", "PractitionerRole
 pub struct Denial {
     /// The consenting patient.
     pub patient_id: String,
-    /// Who is denied: `Organization/…`, `Practitioner/…` or `Device/<app-id>`.
+    /// Who is denied: `Organization/…`, `Practitioner/…` or `Device/<app-id>`; or for which
+    /// purpose of use, `PurposeOfUse/<code>`.
     pub actor: String,
     /// The resource type covered, or `""` for all.
     pub resource_type: String,
@@ -111,10 +116,19 @@ fn collect(
         .map(Vec::as_slice)
         .unwrap_or_default();
     if kind == "deny" {
-        if actors.is_empty() {
+        let purposes = purposes(provision, path)?;
+        if actors.is_empty() && purposes.is_empty() {
             return Err(FhirError::invalid(
                 format!("{path}.actor"),
-                "a deny provision must name who is denied (Organization/…, Practitioner/… or Device/<app-id>)",
+                "a deny provision must name who is denied (Organization/…, Practitioner/… or Device/<app-id>) or for which purpose of use (purpose: HRESCH, HQUALIMP or TREAT)",
+            ));
+        }
+        // Both would mean "this actor for this purpose", which the consent table cannot hold;
+        // either alone it can.
+        if !actors.is_empty() && !purposes.is_empty() {
+            return Err(FhirError::invalid(
+                format!("{path}.purpose"),
+                "a deny provision names who is denied or for which purpose of use, not both: write two provisions",
             ));
         }
         let (period_start, period_end) = period(provision, path)?;
@@ -141,6 +155,20 @@ fn collect(
         }
         if types.is_empty() {
             types.push(String::new());
+        }
+        let purpose_actors = purposes
+            .iter()
+            .map(|purpose| format!("PurposeOfUse/{}", purpose.code()));
+        for actor in purpose_actors {
+            for resource_type in &types {
+                out.push(Denial {
+                    patient_id: patient_id.to_owned(),
+                    actor: actor.clone(),
+                    resource_type: resource_type.clone(),
+                    period_start,
+                    period_end,
+                });
+            }
         }
         for (i, actor) in actors.iter().enumerate() {
             let reference = actor
@@ -180,6 +208,32 @@ fn collect(
     Ok(())
 }
 
+/// The purposes of use a deny provision names (`purpose`, HL7 v3 ActReason codings).
+fn purposes(provision: &Value, path: &str) -> Result<Vec<Purpose>, FhirError> {
+    let codings = provision
+        .get("purpose")
+        .map(|p| p.as_array().ok_or(p))
+        .transpose()
+        .map_err(|_| FhirError::invalid(format!("{path}.purpose"), "must be a list of Codings"))?;
+    let mut purposes = Vec::new();
+    for (i, coding) in codings.into_iter().flatten().enumerate() {
+        let system = coding.get("system").and_then(Value::as_str);
+        let purpose = (coding.get("code").and_then(Value::as_str))
+            .and_then(Purpose::from_code)
+            .filter(|_| system == Some(PURPOSE_SYSTEM));
+        let Some(purpose) = purpose else {
+            return Err(FhirError::invalid(
+                format!("{path}.purpose[{i}]"),
+                format!(
+                    "a purpose of use opted out of is a {PURPOSE_SYSTEM} code: HRESCH (research), HQUALIMP (quality) or TREAT (treatment)"
+                ),
+            ));
+        };
+        purposes.push(purpose);
+    }
+    Ok(purposes)
+}
+
 fn period(provision: &Value, path: &str) -> Result<(Option<i64>, Option<i64>), FhirError> {
     let Some(period) = provision.get("period") else {
         return Ok((None, None));
@@ -196,15 +250,22 @@ fn period(provision: &Value, path: &str) -> Result<(Option<i64>, Option<i64>), F
 }
 
 /// A Consent opting `actor` out of `patient_id`'s data (optionally only some types): what a
-/// citizen's "block this app" button creates.
+/// citizen's "block this app" button creates. An actor `PurposeOfUse/<code>` becomes the
+/// provision's purpose: the opt-out of research is `PurposeOfUse/HRESCH`.
 pub fn opt_out(patient_id: &str, actor: &str, resource_types: &[&str]) -> Value {
-    let mut deny = serde_json::json!({
-        "type": "deny",
-        "actor": [{
-            "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
-            "reference": {"reference": actor}
-        }]
-    });
+    let mut deny = match actor.strip_prefix("PurposeOfUse/") {
+        Some(code) => serde_json::json!({
+            "type": "deny",
+            "purpose": [{"system": PURPOSE_SYSTEM, "code": code}]
+        }),
+        None => serde_json::json!({
+            "type": "deny",
+            "actor": [{
+                "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                "reference": {"reference": actor}
+            }]
+        }),
+    };
     if !resource_types.is_empty() {
         deny["class"] = resource_types
             .iter()
@@ -241,6 +302,30 @@ mod tests {
                 period_end: None,
             }]
         );
+    }
+
+    #[test]
+    fn opt_out_of_research() {
+        let consent = opt_out("p1", "PurposeOfUse/HRESCH", &[]);
+        let denied = denials(&consent).unwrap();
+        assert_eq!(denied.len(), 1);
+        assert_eq!(denied[0].actor, "PurposeOfUse/HRESCH");
+        assert_eq!(denied[0].resource_type, "");
+
+        // An unknown purpose, another code system, or a purpose beside an actor is refused
+        // rather than read as something narrower.
+        let mut unknown = consent.clone();
+        unknown["provision"]["provision"][0]["purpose"][0]["code"] = "MARKETING".into();
+        let err = denials(&unknown).unwrap_err().to_string();
+        assert!(err.contains("provision[0].purpose[0]"), "{err}");
+        let mut system = consent.clone();
+        system["provision"]["provision"][0]["purpose"][0]["system"] = "urn:other".into();
+        assert_eq!(denials(&system).unwrap_err().status(), 422);
+        let mut both = consent.clone();
+        both["provision"]["provision"][0]["actor"] =
+            opt_out("p1", "Device/x", &[])["provision"]["provision"][0]["actor"].clone();
+        let err = denials(&both).unwrap_err().to_string();
+        assert!(err.contains("not both"), "{err}");
     }
 
     #[test]

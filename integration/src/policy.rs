@@ -5,7 +5,7 @@
 //! app runtime calls the same service for every host call.
 
 use healthcloud_platform::auth::{Claims, Principal, Role};
-use healthcloud_platform::scope::{Interaction, NAMED_ONLY, Scope, ScopeContext};
+use healthcloud_platform::scope::{Interaction, NAMED_ONLY, Purpose, Scope, ScopeContext};
 
 use crate::error::FhirError;
 use crate::params::{TypeDef, split_reference};
@@ -43,6 +43,9 @@ pub struct AccessContext {
     pub app: Option<AppIdentity>,
     /// What the region granted the app (`None` outside the app cloud: no grant applies).
     pub grant: Option<Vec<Scope>>,
+    /// The purpose of use the region granted a backend service (`None`: the care of the
+    /// patients the user sees).
+    pub purpose: Option<Purpose>,
 }
 
 impl AccessContext {
@@ -52,6 +55,7 @@ impl AccessContext {
             principal,
             app: None,
             grant: None,
+            purpose: None,
         }
     }
 
@@ -64,7 +68,9 @@ impl AccessContext {
     /// with `/` in a `publisher/app` id written as `.`, since FHIR ids have no slashes), the
     /// user's organization and the user's own FHIR identity. A `PractitionerRole` acts as
     /// its practitioner and organization too (both carried in the token, see
-    /// [`require_actor`]), so denying either denies every role they hold.
+    /// [`require_actor`]), so denying either denies every role they hold. A backend service
+    /// granted a purpose of use acts for it too (`PurposeOfUse/<code>`, e.g.
+    /// `PurposeOfUse/HRESCH`): an opt-out of research names it.
     pub fn consent_actors(&self) -> Vec<String> {
         let claims = &self.principal.claims;
         let mut actors = Vec::new();
@@ -86,6 +92,9 @@ impl AccessContext {
                 }
             }
             _ => {}
+        }
+        if let Some(purpose) = self.purpose {
+            actors.push(format!("PurposeOfUse/{}", purpose.code()));
         }
         actors
     }

@@ -417,6 +417,7 @@ fn app_context(h: &Harness, grant: &str) -> AccessContext {
             region: "hovedstaden".into(),
         }),
         grant: Some(Scope::parse_list(grant).unwrap()),
+        purpose: None,
     }
 }
 

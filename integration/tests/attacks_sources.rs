@@ -1053,6 +1053,7 @@ async fn an_app_in_one_patients_context_reaches_only_its_grant_of_that_patient()
             region: "hovedstaden".into(),
         }),
         grant: Some(Scope::parse_list("patient/Observation.rs?category=vital-signs").unwrap()),
+        purpose: None,
     };
     let every = || {
         SearchQuery::parse(

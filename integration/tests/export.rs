@@ -23,6 +23,7 @@ on_both_backends!(
     a_patient_who_opted_out_of_the_service_is_left_out,
     an_export_ends_with_its_clients_install_and_a_client_holds_few_at_once,
     a_de_identified_export_names_no_one_and_keeps_each_record_whole,
+    a_research_export_leaves_out_who_opted_out_of_research,
 );
 
 /// A kick-off: the response (202 and the status URL, or the refusal).
@@ -124,7 +125,10 @@ fn ids(resources: &[Value]) -> BTreeSet<String> {
 }
 
 async fn a_backend_service_exports_what_its_grant_allows(h: Harness) {
-    let token = h.backend_service("registry", "system/Observation.rs system/Patient.rs");
+    let token = h.backend_service(
+        "registry",
+        "purpose:quality system/Observation.rs system/Patient.rs",
+    );
     let (_, manifest) = export(&h, "$export", &token).await;
     assert_eq!(manifest["requiresAccessToken"], true);
     assert!(manifest["transactionTime"].as_str().unwrap().ends_with('Z'));
@@ -152,7 +156,7 @@ async fn a_backend_service_exports_what_its_grant_allows(h: Harness) {
     // A scope restriction of the grant holds in the files.
     let vital = h.backend_service(
         "vitals",
-        "system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
+        "purpose:quality system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
     );
     let (_, manifest) = export(&h, "$export?_type=Observation", &vital).await;
     let files = download(&h, &manifest, &vital).await;
@@ -174,7 +178,7 @@ async fn a_backend_service_exports_what_its_grant_allows(h: Harness) {
 }
 
 async fn exports_are_refused_outside_the_grant_and_seen_by_their_client_only(h: Harness) {
-    let token = h.backend_service("registry", "system/Observation.rs");
+    let token = h.backend_service("registry", "purpose:quality system/Observation.rs");
     // Not a backend service: a clinician, a citizen.
     for other in [h.clinician(), h.citizen("pat-a")] {
         let refused = kickoff(&h, "$export", &other).await;
@@ -210,7 +214,7 @@ async fn exports_are_refused_outside_the_grant_and_seen_by_their_client_only(h: 
     let file_url = manifest["output"][0]["url"].as_str().unwrap().to_owned();
     let file_path = file_url.strip_prefix("http://fhir.test").unwrap();
     // Another client learns nothing of it: not its progress, its files, nor can it cancel.
-    let other = h.backend_service("other", "system/Observation.rs");
+    let other = h.backend_service("other", "purpose:quality system/Observation.rs");
     assert_eq!(h.get(&status_url, &other).await.status, 404);
     assert_eq!(status_of(&h, file_path, Some(&other)).await, 404);
     assert_eq!(
@@ -248,7 +252,7 @@ async fn a_group_export_holds_its_members_and_each_is_audited_once(h: Harness) {
     let group_id = created.body["id"].as_str().unwrap().to_owned();
     let token = h.backend_service(
         "registry",
-        "system/Observation.rs system/Patient.rs system/Group.rs system/Organization.rs",
+        "purpose:quality system/Observation.rs system/Patient.rs system/Group.rs system/Organization.rs",
     );
     let (_, manifest) = export(&h, &format!("Group/{group_id}/$export"), &token).await;
     let files = download(&h, &manifest, &token).await;
@@ -308,13 +312,16 @@ async fn a_group_export_holds_its_members_and_each_is_audited_once(h: Harness) {
     let defined_id = created.body["id"].as_str().unwrap();
     let refused = kickoff(&h, &format!("Group/{defined_id}/$export"), &token).await;
     assert_eq!(refused.status, 400, "{}", refused.body);
-    let blind = h.backend_service("blind", "system/Observation.rs");
+    let blind = h.backend_service("blind", "purpose:quality system/Observation.rs");
     let refused = kickoff(&h, &format!("Group/{group_id}/$export"), &blind).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
 }
 
 async fn a_patient_who_opted_out_of_the_service_is_left_out(h: Harness) {
-    let token = h.backend_service("registry", "system/Observation.rs system/Patient.rs");
+    let token = h.backend_service(
+        "registry",
+        "purpose:quality system/Observation.rs system/Patient.rs",
+    );
     h.opt_out(
         &h.citizen("pat-a"),
         "pat-a",
@@ -333,7 +340,7 @@ async fn a_patient_who_opted_out_of_the_service_is_left_out(h: Harness) {
 }
 
 async fn an_export_ends_with_its_clients_install_and_a_client_holds_few_at_once(h: Harness) {
-    let token = h.backend_service("registry", "system/Observation.rs");
+    let token = h.backend_service("registry", "purpose:quality system/Observation.rs");
     let (status_url, manifest) = export(&h, "$export", &token).await;
     let file = manifest["output"][0]["url"].as_str().unwrap().to_owned();
     assert_eq!(status_of(&h, &file, Some(&token)).await, 200);
@@ -366,14 +373,17 @@ async fn an_export_ends_with_its_clients_install_and_a_client_holds_few_at_once(
     assert_eq!(kickoff(&h, "$export", &renewed).await.status, 202);
 
     // Uninstalled: its token and its exports end with it.
-    let other = h.backend_service("other", "system/Observation.rs");
+    let other = h.backend_service("other", "purpose:quality system/Observation.rs");
     let (status_url, _) = export(&h, "$export", &other).await;
     assert!(h.clients.remove("other"));
     assert_eq!(status_of(&h, &status_url, Some(&other)).await, 401);
 }
 
 async fn a_de_identified_export_names_no_one_and_keeps_each_record_whole(h: Harness) {
-    let token = h.backend_service("research", "system/Observation.rs system/Patient.rs");
+    let token = h.backend_service(
+        "research",
+        "purpose:research system/Observation.rs system/Patient.rs",
+    );
     let path = "Patient/$export?_type=Patient,Observation&_deidentify=true";
     let (_, manifest) = export(&h, path, &token).await;
     let files = download(&h, &manifest, &token).await;
@@ -421,7 +431,7 @@ async fn a_de_identified_export_names_no_one_and_keeps_each_record_whole(h: Harn
     let (_, again) = export(&h, path, &token).await;
     let again = download(&h, &again, &token).await;
     assert_eq!(ids(&again["Patient"]), ids(&files["Patient"]));
-    let other = h.backend_service("elsewhere", "system/Patient.rs");
+    let other = h.backend_service("elsewhere", "purpose:research system/Patient.rs");
     let (_, theirs) = export(&h, "Patient/$export?_type=Patient&_deidentify=true", &other).await;
     let theirs = download(&h, &theirs, &other).await;
     assert!(ids(&theirs["Patient"]).is_disjoint(&ids(&files["Patient"])));
@@ -433,4 +443,73 @@ async fn a_de_identified_export_names_no_one_and_keeps_each_record_whole(h: Harn
     ] {
         assert_eq!(kickoff(&h, path, &token).await.status, 400, "{path}");
     }
+}
+
+async fn a_research_export_leaves_out_who_opted_out_of_research(h: Harness) {
+    let research = h.backend_service(
+        "study",
+        "purpose:research system/Patient.rs system/Observation.rs",
+    );
+    let quality = h.backend_service(
+        "registry",
+        "purpose:quality system/Patient.rs system/Observation.rs",
+    );
+    // A service the region granted no purpose exports nothing.
+    let aimless = h.backend_service("aimless", "system/Patient.rs");
+    let refused = kickoff(&h, "Patient/$export", &aimless).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("purpose:research"),
+        "{}",
+        refused.body
+    );
+
+    // pat-a opts out of research: no research export holds her, a quality registry's does.
+    let opted = h
+        .opt_out(&h.citizen("pat-a"), "pat-a", "PurposeOfUse/HRESCH", &[])
+        .await;
+    assert_eq!(opted.status, 201, "{}", opted.body);
+    let (_, manifest) = export(&h, "Patient/$export", &research).await;
+    let files = download(&h, &manifest, &research).await;
+    assert!(!ids(&files["Patient"]).contains("pat-a"));
+    assert!(ids(&files["Patient"]).contains("pat-b"));
+    assert!(!(files["Observation"].iter()).any(|o| o["subject"]["reference"] == "Patient/pat-a"));
+    // Not by a de-identified one either: pseudonyms do not lift an opt-out.
+    let (_, manifest) = export(
+        &h,
+        "Patient/$export?_deidentify=true&_type=Patient",
+        &research,
+    )
+    .await;
+    assert_eq!(
+        download(&h, &manifest, &research).await["Patient"].len(),
+        files["Patient"].len()
+    );
+    let (_, manifest) = export(&h, "Patient/$export", &quality).await;
+    let files = download(&h, &manifest, &quality).await;
+    assert!(ids(&files["Patient"]).contains("pat-a"));
+    // Nor does a read by the research service reach her.
+    let read = h.get("Patient/pat-a", &research).await;
+    assert_eq!(read.status, 403, "{}", read.body);
+
+    // Each included patient's log says what the export was for.
+    let log = h
+        .get("AuditEvent?patient=pat-b&_count=1000", &h.citizen("pat-b"))
+        .await;
+    let purposes: BTreeSet<String> = (log.body["entry"].as_array().into_iter().flatten())
+        .filter_map(|e| e["resource"]["purposeOfEvent"][0]["coding"][0]["code"].as_str())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        purposes,
+        BTreeSet::from(["HQUALIMP".to_owned(), "HRESCH".to_owned()])
+    );
+    // Hers names only the quality registry's export.
+    let log = h
+        .get("AuditEvent?patient=pat-a&_count=1000", &h.citizen("pat-a"))
+        .await;
+    assert!(!(log.body["entry"].as_array().into_iter().flatten()).any(
+        |e| e["resource"]["purposeOfEvent"][0]["coding"][0]["code"] == "HRESCH"
+            && e["resource"]["outcome"] == "0"
+    ));
 }

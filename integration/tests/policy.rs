@@ -417,6 +417,7 @@ async fn consent_opt_out_of_an_app(h: Harness) {
         grant: Some(
             healthcloud_platform::scope::Scope::parse_list("patient/Observation.rs").unwrap(),
         ),
+        purpose: None,
     };
     let blocked = app("bp-monitor");
     let err = h

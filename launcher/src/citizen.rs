@@ -1,6 +1,9 @@
 //! `/citizen/`: the citizen page. Who looked at my data (the citizen's AuditEvents: when, who,
 //! through which app, what, the outcome) and, per installed app, a button that opts it out of
-//! the citizen's data (a Consent denying `Device/<publisher.app>`) or lifts that opt-out.
+//! the citizen's data (a Consent denying `Device/<publisher.app>`) or lifts that opt-out; and
+//! the same for the purposes backend services use data for (research, quality registries:
+//! a Consent denying the purpose of use). An export that included the citizen's records is
+//! in the log as such, with what it was for.
 //!
 //! Everything goes through the integration cloud's [`FhirService`] with the citizen's verified
 //! token, the same policy path (compartment, scopes, consent, audit) as the FHIR API.
@@ -18,6 +21,7 @@ use healthcloud_integration::consent::{self, Denial};
 use healthcloud_integration::policy::AccessContext;
 use healthcloud_integration::service::Change;
 use healthcloud_integration::store::Version;
+use healthcloud_platform::scope::Purpose;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -60,6 +64,7 @@ struct CitizenPage {
     notice: Option<String>,
     accesses: Vec<Access>,
     apps: Vec<AppRow>,
+    purposes: Vec<PurposeRow>,
     opt_outs: Vec<OptOut>,
     /// Each consent's story, newest first: what it opted out of, and when it changed.
     history: Vec<String>,
@@ -98,6 +103,20 @@ struct AppRow {
     partly: Vec<String>,
 }
 
+/// A purpose of use the citizen may opt out of, and their opt-out of it.
+struct PurposeRow {
+    /// Its name in a grant and in the form (`research`).
+    name: &'static str,
+    /// In words.
+    display: &'static str,
+    /// The active Consent opting out of it.
+    opted_out: Option<String>,
+}
+
+/// The purposes of use the page offers an opt-out of: the uses of data beyond the citizen's
+/// own care.
+const OPTIONAL_PURPOSES: [Purpose; 2] = [Purpose::Research, Purpose::Quality];
+
 /// One active Consent with deny provisions.
 struct OptOut {
     id: String,
@@ -110,6 +129,7 @@ struct OptOut {
 struct Done {
     done: String,
     app: String,
+    purpose: String,
 }
 
 async fn page(
@@ -206,19 +226,42 @@ async fn page(
             }
         })
         .collect();
+    let purposes: Vec<PurposeRow> = (OPTIONAL_PURPOSES.into_iter())
+        .map(|purpose| {
+            let actor = format!("PurposeOfUse/{}", purpose.code());
+            PurposeRow {
+                name: purpose.name(),
+                display: purpose.display(),
+                opted_out: (denials.iter())
+                    .find(|(_, d)| d.actor == actor && d.resource_type.is_empty())
+                    .map(|(consent, _)| consent.clone()),
+            }
+        })
+        .collect();
     let done = done.map(|Query(done)| done).unwrap_or_default();
+    let purpose = purposes.iter().find(|p| p.name == done.purpose);
     let app = apps.iter().find(|a| a.id == done.app);
-    let notice = match (done.done.as_str(), app) {
-        ("opted-out", Some(app)) if app.opted_out.is_some() => Some(format!(
-            "{} is opted out: from its next call on, it gets none of your data, in every region.",
-            app.name
+    let notice = match (done.done.as_str(), app, purpose) {
+        ("opted-out", _, Some(purpose)) if purpose.opted_out.is_some() => Some(format!(
+            "You are opted out of {}: no export for it includes your data from now on, and no service granted it reads your data.",
+            purpose.display
         )),
-        ("lifted", Some(app)) if app.opted_out.is_none() => Some(format!(
-            "Your opt-out of {} is lifted: it may use your data again when someone you see opens it.",
-            app.name
+        ("lifted", _, Some(purpose)) if purpose.opted_out.is_none() => Some(format!(
+            "Your opt-out of {} is lifted: your data may be used for it again.",
+            purpose.display
         )),
-        ("lifted", None) if done.app.is_empty() => Some("The opt-out is lifted.".into()),
-        _ => None,
+        (kind, app, _) => match (kind, app) {
+            ("opted-out", Some(app)) if app.opted_out.is_some() => Some(format!(
+                "{} is opted out: from its next call on, it gets none of your data, in every region.",
+                app.name
+            )),
+            ("lifted", Some(app)) if app.opted_out.is_none() => Some(format!(
+                "Your opt-out of {} is lifted: it may use your data again when someone you see opens it.",
+                app.name
+            )),
+            ("lifted", None) if done.app.is_empty() => Some("The opt-out is lifted.".into()),
+            _ => None,
+        },
     };
     Ok(render(
         StatusCode::OK,
@@ -229,6 +272,7 @@ async fn page(
             notice,
             accesses,
             apps,
+            purposes,
             opt_outs,
             history,
         },
@@ -289,9 +333,11 @@ fn denial_text(denial: &Denial) -> String {
     } else {
         format!("your {} records", denial.resource_type)
     };
-    let whom = match denial.actor.strip_prefix("Device/") {
-        Some(app) => format!("the app {}", app.replacen('.', "/", 1)),
-        None => denial.actor.clone(),
+    let purpose = (denial.actor.strip_prefix("PurposeOfUse/")).and_then(Purpose::from_code);
+    let whom = match (denial.actor.strip_prefix("Device/"), purpose) {
+        (Some(app), _) => format!("the app {}", app.replacen('.', "/", 1)),
+        (_, Some(purpose)) => format!("every use for {}", purpose.display()),
+        _ => denial.actor.clone(),
     };
     format!("{whom}: {what}")
 }
@@ -334,6 +380,25 @@ pub(super) fn access(event: &Value) -> Access {
         .unwrap_or("data");
     let recorded = event["recorded"].as_str().unwrap_or_default();
     let allowed = event["outcome"].as_str() == Some("0");
+    let purpose =
+        (event["purposeOfEvent"][0]["coding"][0]["code"].as_str()).and_then(Purpose::from_code);
+    // A Bulk Data export files one record in each included patient's log: its query is the
+    // kick-off's (`$export=<level>…`).
+    let exported = (event["entity"].as_array().into_iter().flatten())
+        .filter_map(|entity| entity["query"].as_str())
+        .filter_map(|query| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(query).ok()
+        })
+        .any(|query| query.starts_with(b"%24export="));
+    let what = match exported {
+        true => "included your records in an export".to_owned(),
+        false => format!("{verb} {resource_type}"),
+    };
+    let what = match purpose {
+        Some(purpose) => format!("{what} for {}", purpose.display()),
+        None => what,
+    };
     Access {
         datetime: recorded.to_owned(),
         at: readable_time(recorded),
@@ -344,7 +409,7 @@ pub(super) fn access(event: &Value) -> Access {
         },
         yourself: matches!(role, "citizen" | "patient"),
         app,
-        what: format!("{verb} {resource_type}"),
+        what,
         place: event["source"]["site"]
             .as_str()
             .unwrap_or_default()
@@ -361,10 +426,15 @@ pub(super) fn access(event: &Value) -> Access {
     }
 }
 
+/// An opt-out: of an app, or of a purpose of use.
 #[derive(Debug, Deserialize)]
 struct OptOutForm {
     /// `publisher/app`.
+    #[serde(default)]
     app: String,
+    /// `research` or `quality`.
+    #[serde(default)]
+    purpose: String,
 }
 
 async fn opt_out(
@@ -374,6 +444,28 @@ async fn opt_out(
 ) -> Result<Response, PageError> {
     let request = super::error::form(request)?;
     let (patient, context) = session.context()?;
+    if !request.purpose.is_empty() {
+        let Some(purpose) = (Purpose::from_name(&request.purpose))
+            .filter(|purpose| OPTIONAL_PURPOSES.contains(purpose))
+        else {
+            return Err(PageError::NotFound(format!(
+                "no purpose of use '{}' to opt out of: research or quality",
+                request.purpose
+            )));
+        };
+        let actor = format!("PurposeOfUse/{}", purpose.code());
+        launch
+            .config()
+            .service
+            .create(&context, "Consent", consent::opt_out(&patient, &actor, &[]))
+            .await
+            .map_err(|e| PageError::fhir(e, Citizen::PATH))?;
+        return Ok(Redirect::to(&format!(
+            "/citizen/?done=opted-out&purpose={}#purposes-heading",
+            purpose.name()
+        ))
+        .into_response());
+    }
     if !launch.installed_apps().contains_key(&request.app) {
         return Err(PageError::NotFound(format!(
             "no app {} is installed in any region",
@@ -404,6 +496,9 @@ struct LiftForm {
     /// The app the button was for, to say so afterwards.
     #[serde(default)]
     app: String,
+    /// Or the purpose of use.
+    #[serde(default)]
+    purpose: String,
 }
 
 /// Lifts an opt-out: the Consent becomes `inactive` (kept, so the record shows it existed).
@@ -430,11 +525,11 @@ async fn lift(
         )
         .await
         .map_err(|e| PageError::fhir(e, Citizen::PATH))?;
-    Ok(Redirect::to(&format!(
-        "/citizen/?done=lifted&app={}#apps-heading",
-        urlencode(&request.app)
-    ))
-    .into_response())
+    let back = match request.purpose.is_empty() {
+        true => format!("app={}#apps-heading", urlencode(&request.app)),
+        false => format!("purpose={}#purposes-heading", urlencode(&request.purpose)),
+    };
+    Ok(Redirect::to(&format!("/citizen/?done=lifted&{back}")).into_response())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use healthcloud_platform::scope::Scope;
+use healthcloud_platform::scope::{Purpose, Scope};
 
 use crate::address::{Internal, internal_host};
 use serde::{Deserialize, Serialize};
@@ -133,6 +133,10 @@ pub enum Capability {
     Log,
     /// Outgoing HTTP to one host (`outbound-http:api.example.org`, optionally with `:port`).
     OutboundHttp(String),
+    /// A backend service's purpose of use (`purpose:research`, `purpose:quality`,
+    /// `purpose:treatment`): what it may export data for, in its audit records, and what
+    /// patients' consents may opt out of.
+    Purpose(Purpose),
 }
 
 /// A capability string that is not one.
@@ -146,7 +150,8 @@ pub struct CapabilityError {
 }
 
 impl Capability {
-    /// Parses `kv`, `kv-install`, `log`, `outbound-http:<host>` or a SMART v2 data scope.
+    /// Parses `kv`, `kv-install`, `log`, `outbound-http:<host>`, `purpose:<purpose>` or a
+    /// SMART v2 data scope.
     pub fn parse(text: &str) -> Result<Capability, CapabilityError> {
         let error = |reason: String| CapabilityError {
             capability: text.to_owned(),
@@ -157,6 +162,13 @@ impl Capability {
             "kv-install" => return Ok(Capability::KvInstall),
             "log" => return Ok(Capability::Log),
             _ => {}
+        }
+        if let Some(name) = text.strip_prefix("purpose:") {
+            return Purpose::from_name(name)
+                .map(Capability::Purpose)
+                .ok_or_else(|| {
+                    error("expected purpose:research, purpose:quality or purpose:treatment".into())
+                });
         }
         if let Some(host) = text.strip_prefix("outbound-http:") {
             // An IPv6 literal must be bracketed, or its last group would read as a port.
@@ -184,7 +196,7 @@ impl Capability {
             Ok(Some(scope)) => Ok(Capability::Data(scope)),
             Ok(None) => Err(error("this SMART scope grants no data".into())),
             Err(scope_error) => Err(error(format!(
-                "{}; capabilities are kv, kv-install, log, outbound-http:<host> or SMART v2 scopes like patient/Observation.rs",
+                "{}; capabilities are kv, kv-install, log, outbound-http:<host>, purpose:<purpose> or SMART v2 scopes like patient/Observation.rs",
                 scope_error.reason
             ))),
         }
@@ -291,6 +303,11 @@ impl Capability {
                     "Connect to {host} over the internet, and so send it data the app can see."
                 ),
             },
+            Capability::Purpose(purpose) => format!(
+                "Use the data it is granted for {} (its audit records say so), and export it in bulk for that purpose; patients who opted out of {} are left out.",
+                purpose.display(),
+                purpose.display()
+            ),
         }
     }
 }
@@ -303,6 +320,7 @@ impl fmt::Display for Capability {
             Capability::KvInstall => f.write_str("kv-install"),
             Capability::Log => f.write_str("log"),
             Capability::OutboundHttp(host) => write!(f, "outbound-http:{host}"),
+            Capability::Purpose(purpose) => write!(f, "purpose:{purpose}"),
         }
     }
 }
@@ -382,11 +400,36 @@ impl Manifest {
         for (index, requested) in self.requested.iter().enumerate() {
             let capability = Capability::parse(&requested.name)
                 .map_err(|e| error(&format!("capability[{index}].name"), e.to_string()))?;
+            let backend_service = self.smart.as_ref().is_some_and(|s| s.jwks.is_some());
+            if matches!(capability, Capability::Purpose(_)) && !backend_service {
+                return Err(error(
+                    &format!("capability[{index}].name"),
+                    format!(
+                        "'{}' is for a backend service (a SMART app with keys, [smart.jwks]): an app with users acts for their care",
+                        requested.name
+                    ),
+                ));
+            }
             if let Some(smart) = &self.smart {
                 use healthcloud_platform::scope::ScopeContext;
                 match capability {
                     Capability::Data(scope)
                         if scope.context != ScopeContext::System || smart.jwks.is_some() => {}
+                    Capability::Purpose(_) => {
+                        let other = self.requested[..index].iter().find(|other| {
+                            matches!(Capability::parse(&other.name), Ok(Capability::Purpose(_)))
+                        });
+                        if let Some(other) = other {
+                            return Err(error(
+                                &format!("capability[{index}].name"),
+                                format!(
+                                    "a backend service has one purpose of use, and this one already asks for '{}': publish another app for another purpose",
+                                    other.name
+                                ),
+                            ));
+                        }
+                    }
+
                     Capability::Data(_) => {
                         return Err(error(
                             &format!("capability[{index}].name"),

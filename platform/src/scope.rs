@@ -406,3 +406,67 @@ mod tests {
         assert_eq!(scopes.len(), 1);
     }
 }
+
+/// Why a backend service uses data (its purpose of use): part of what a region grants it,
+/// stated in its audit records, and what a patient's consent may opt out of (HL7 v3
+/// ActReason codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// `treatment`: care of the patients themselves (`TREAT`).
+    Treatment,
+    /// `quality`: quality registries and improvement (`HQUALIMP`).
+    Quality,
+    /// `research`: research (`HRESCH`).
+    Research,
+}
+
+/// The code system of [`Purpose::code`].
+pub const PURPOSE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+
+impl Purpose {
+    /// Every purpose, in the order they are listed.
+    pub const ALL: [Purpose; 3] = [Purpose::Treatment, Purpose::Quality, Purpose::Research];
+
+    /// Its name in a grant (`purpose:<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Purpose::Treatment => "treatment",
+            Purpose::Quality => "quality",
+            Purpose::Research => "research",
+        }
+    }
+
+    /// Its HL7 v3 ActReason code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Purpose::Treatment => "TREAT",
+            Purpose::Quality => "HQUALIMP",
+            Purpose::Research => "HRESCH",
+        }
+    }
+
+    /// In words, for audit records and pages.
+    pub fn display(self) -> &'static str {
+        match self {
+            Purpose::Treatment => "treatment",
+            Purpose::Quality => "health quality improvement",
+            Purpose::Research => "research",
+        }
+    }
+
+    /// The purpose named `name` (`research`, …).
+    pub fn from_name(name: &str) -> Option<Purpose> {
+        Purpose::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The purpose of the ActReason `code` (`HRESCH`, …).
+    pub fn from_code(code: &str) -> Option<Purpose> {
+        Purpose::ALL.into_iter().find(|p| p.code() == code)
+    }
+}
+
+impl fmt::Display for Purpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

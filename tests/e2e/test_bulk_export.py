@@ -5,7 +5,9 @@ tokens from healthcloud's authorization server with client assertions signed by 
 (ES384 and RS384, with PyJWT). Then: a system-level export that matches what a clinician's
 paged search finds, a Group export that holds only the Group's members and shows up once in a
 member's own audit log, and the refusals a user would notice (another role, a type outside the
-grant, another client's export, unsupported parameters, a deleted export).
+grant, another client's export, unsupported parameters, a deleted export); and a citizen who
+opts out of research on their own page is left out of the research platform's export, not of
+the quality registry's, and reads in their log what each export was for.
 
 healthcloud's authorization server (`/oauth2`) runs only when a region's identity provider is
 configured, so `up` is started with the test identity provider of test_smart_apps.py, although
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -39,9 +42,12 @@ PUBLISHER = "acme"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 NDJSON = "application/fhir+ndjson"
 ASYNC = {"Prefer": "respond-async"}
-# The first service reads patients, their observations and Groups; the second observations only.
+# The first service, a quality registry, reads patients, their observations and Groups; the
+# second, a research platform, observations only.
 REGISTRY_SCOPES = ["system/Patient.rs", "system/Observation.rs", "system/Group.rs"]
 VITALS_SCOPES = ["system/Observation.rs"]
+REGISTRY_PURPOSE = "purpose:quality"
+VITALS_PURPOSE = "purpose:research"
 # How long an export may take here (40 patients), and the longest pause between polls.
 EXPORT_DEADLINE_S = 30
 POLL_CAP_S = 0.25
@@ -107,7 +113,7 @@ def publish_and_install(srv: Server, work: Path, vendor: str, app_id: str, jwk: 
                         scopes: list[str]) -> str:
     """The vendor publishes backend service `acme/<app_id>` 1.0.0 (a signed SMART manifest
     whose `[smart]` holds only its public key), and the region admin installs it granting
-    `scopes`: its client id in the region."""
+    `scopes` (data scopes and its purpose of use): its client id in the region."""
     app_dir = work / app_id
     app_dir.mkdir()
     key_lines = "".join(f'{name} = "{value}"\n' for name, value in jwk.items())
@@ -183,11 +189,12 @@ def world(healthcloud_bin: Path, tmp_path_factory: pytest.TempPathFactory):
             registry_key, registry_jwk = es384_key()
             vitals_key, vitals_jwk = rs384_key()
             services = []
-            for app_id, key, jwk, kid, scopes in (
-                ("registry", registry_key, registry_jwk, "registry-1", REGISTRY_SCOPES),
-                ("vitals", vitals_key, vitals_jwk, "vitals-1", VITALS_SCOPES),
+            for app_id, key, jwk, kid, scopes, purpose in (
+                ("registry", registry_key, registry_jwk, "registry-1", REGISTRY_SCOPES, REGISTRY_PURPOSE),
+                ("vitals", vitals_key, vitals_jwk, "vitals-1", VITALS_SCOPES, VITALS_PURPOSE),
             ):
-                client_id = publish_and_install(srv, work, vendor, app_id, jwk | {"kid": kid}, scopes)
+                client_id = publish_and_install(
+                    srv, work, vendor, app_id, jwk | {"kid": kid}, [*scopes, purpose])
                 assert client_id == f"{PUBLISHER}.{app_id}@{REGION}"
                 service = BackendService(client_id, key, kid, jwk["alg"], token_endpoint)
                 answer = service.get_token(" ".join(scopes))
@@ -460,3 +467,52 @@ def test_exports_are_refused_to_users_to_types_outside_the_grant_and_to_other_cl
     assert requests.get(status_url, headers=registry.headers, timeout=30).status_code == 404
     assert requests.get(file_url, headers=registry.headers, timeout=30).status_code == 404
     assert requests.delete(status_url, headers=registry.headers, timeout=30).status_code == 404
+
+
+def test_a_research_export_leaves_out_a_patient_who_opted_out_of_research(world: World):
+    srv, research, registry = world.srv, world.vitals, world.registry
+    by_patient: dict[str, int] = {}
+    for observation in search_all(srv, world.clinician, "Observation"):
+        patient = observation["subject"]["reference"].removeprefix("Patient/")
+        by_patient[patient] = by_patient.get(patient, 0) + 1
+    # The citizen must be one the launch page offers.
+    launch_page = requests.get(f"{srv.root}/", timeout=30).text
+    offered = re.findall(r'<option value="([^"]+)"',
+                         launch_page.split('id="patient"', 1)[1].split("</select>", 1)[0])
+    opted = next(patient for patient in offered if patient in by_patient)
+    other = next(patient for patient in sorted(by_patient) if patient != opted)
+
+    # The citizen opts out of research on their own page.
+    session = requests.Session()
+    launched = session.post(
+        f"{srv.root}/launch", data={"role": "citizen", "region": "", "patient": opted, "app": ""},
+        headers={"Origin": srv.root}, allow_redirects=False, timeout=30,
+    )
+    assert launched.status_code == 303, launched.text
+    page = session.get(f"{srv.root}/citizen/", timeout=30)
+    assert 'data-purpose="research"' in page.text and "Opt out of research" in page.text, page.text[:3000]
+    done = session.post(f"{srv.root}/citizen/opt-out", data={"purpose": "research"},
+                        headers={"Origin": srv.root}, timeout=30)
+    assert done.status_code == 200 and "You are opted out of research" in done.text, done.text[:3000]
+
+    # Each included patient's log says what an export was for.
+    def purposes(patient: str) -> list[str]:
+        return [coding["code"] for event, _ in export_events(srv, patient)
+                for concept in event.get("purposeOfEvent", []) for coding in concept["coding"]]
+    before = {patient: purposes(patient) for patient in (opted, other)}
+
+    # The research platform's export holds the others' observations, none of theirs.
+    params = {"_type": "Observation"}
+    _, manifest = export(srv, "Patient/$export", research, params)
+    subjects = {o["subject"]["reference"] for o in download(manifest, research.headers)["Observation"]}
+    assert f"Patient/{opted}" not in subjects
+    assert f"Patient/{other}" in subjects
+    # A quality registry is not research: its export still holds them.
+    _, manifest = export(srv, "Patient/$export", registry, params)
+    subjects = {o["subject"]["reference"] for o in download(manifest, registry.headers)["Observation"]}
+    assert f"Patient/{opted}" in subjects
+
+    assert sorted(purposes(other)) == sorted(before[other] + ["HRESCH", "HQUALIMP"])
+    assert sorted(purposes(opted)) == sorted(before[opted] + ["HQUALIMP"]), "a research export in their log"
+    page = session.get(f"{srv.root}/citizen/", timeout=30)
+    assert "included your records in an export for health quality improvement" in page.text, page.text[:3000]

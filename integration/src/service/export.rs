@@ -3,8 +3,9 @@
 //! id order and writes NDJSON files to disk (the resources in memory bounded by a page),
 //! status with progress, a manifest, the files to their requester only, and cancelling. A job
 //! stops, and its files go, when the client's install changes (grant, version, uninstall). The data is read as the caller's own searches would read it (grant, scope
-//! restrictions, consent opt-outs naming the service), and each patient whose data is in the
-//! files gets one audit record of the export in their log.
+//! restrictions, consent opt-outs naming the service or its purpose of use, which the region
+//! must have granted), and each patient whose data is in the files gets one audit record of
+//! the export, for that purpose, in their log.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -350,6 +351,11 @@ impl FhirService {
                 "Bulk Data export is for backend services: get a system token with system/ scopes from healthcloud's authorization server (client credentials)".into(),
             ));
         };
+        if context.purpose.is_none() {
+            return Err(FhirError::Forbidden(
+                "the region granted this service no purpose of use, and an export is for one: the region admin grants purpose:research, purpose:quality or purpose:treatment with the install".into(),
+            ));
+        }
         // Real write times would undo the moved dates.
         if request.deidentify && request.since.is_some() {
             return Err(FhirError::BadRequest(

@@ -110,11 +110,18 @@ impl Harness {
         })
     }
 
-    /// A backend service `name` a region installed with `grant` (system/ scopes), and an
-    /// access token of it as healthcloud's authorization server issues one (client
-    /// credentials).
+    /// A backend service `name` a region installed with `grant` (system/ scopes, and a
+    /// purpose of use as `purpose:research`), and an access token of it as healthcloud's
+    /// authorization server issues one (client credentials).
     pub fn backend_service(&self, name: &str, grant: &str) -> String {
-        let grant = healthcloud_platform::scope::Scope::parse_list(grant).unwrap();
+        let (purposes, scopes): (Vec<&str>, Vec<&str>) = grant
+            .split_whitespace()
+            .partition(|word| word.starts_with("purpose:"));
+        let purpose = purposes.first().map(|word| {
+            let name = word.trim_start_matches("purpose:");
+            healthcloud_platform::scope::Purpose::from_name(name).unwrap()
+        });
+        let grant = healthcloud_platform::scope::Scope::parse_list(&scopes.join(" ")).unwrap();
         self.clients
             .register(Client {
                 client_id: name.to_owned(),
@@ -132,6 +139,7 @@ impl Harness {
                 origins: Vec::new(),
                 requested: Vec::new(),
                 grant: grant.clone(),
+                purpose,
                 jwks: Some(json!({"keys": []})),
             })
             .unwrap();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::auth::Role;
-use crate::scope::{Scope, ScopeContext};
+use crate::scope::{Purpose, Scope, ScopeContext};
 
 /// The authorization server's endpoints under one public URL: its issuer is `…/oauth2`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +159,9 @@ pub struct Client {
     pub requested: Vec<(Scope, String)>,
     /// What the region granted it: no token carries a data scope outside it.
     pub grant: Vec<Scope>,
+    /// The purpose of use the region granted a backend service, if any: what it exports
+    /// for, and what a patient's consent opts out of.
+    pub purpose: Option<Purpose>,
     /// A confidential client's public keys (a JWK set): it authenticates with assertions
     /// they verify (`private_key_jwt`). `None`: a public client.
     pub jwks: Option<Value>,

@@ -71,6 +71,10 @@ pub(crate) fn client_of(row: &InstallRow) -> anyhow::Result<Option<Client>> {
         origins: smart.origins(),
         requested,
         grant,
+        purpose: row.granted.iter().find_map(|capability| match capability {
+            Capability::Purpose(purpose) => Some(*purpose),
+            _ => None,
+        }),
         jwks: smart.jwks.clone(),
     }))
 }

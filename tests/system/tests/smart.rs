@@ -167,6 +167,7 @@ impl World {
                 ],
                 // The region did not grant Conditions.
                 grant: vec![scope("patient/Observation.rs"), scope("patient/Patient.rs")],
+                purpose: None,
                 jwks: None,
             })
             .unwrap();
@@ -845,6 +846,7 @@ fn a_client_with_a_redirect_uri_that_is_no_absolute_url_is_not_registered() {
             origins: Vec::new(),
             requested: Vec::new(),
             grant: Vec::new(),
+            purpose: None,
             jwks: None,
         });
         assert!(refused.is_err(), "{uri}");

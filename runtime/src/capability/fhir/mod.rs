@@ -107,6 +107,7 @@ impl FhirCtx {
             principal: Principal::clone(&self.principal),
             app: Some(AppIdentity::clone(&self.app)),
             grant: Some(self.grant.patient_scopes()),
+            purpose: None,
         }
     }
 }

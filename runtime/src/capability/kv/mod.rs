@@ -110,6 +110,7 @@ impl KvCtx {
             principal: Principal::clone(&self.principal),
             app: Some(AppIdentity::clone(&self.app)),
             grant: Some(Vec::new()),
+            purpose: None,
         }
     }
 }
