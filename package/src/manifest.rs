@@ -705,6 +705,27 @@ alg = "ES384""#;
         let error = Manifest::parse(&keyless).unwrap_err();
         assert_eq!(error.path, "capability[0].name", "{error}");
         assert!(error.message.contains("backend service"), "{error}");
+        // A backend service has one purpose of use; an app with users has none.
+        let purpose = |text: &str, manifest: &str| {
+            manifest.replacen(
+                "[[capability]]",
+                &format!("[[capability]]\nname = \"{text}\"\njustification = \"Registry.\"\n\n[[capability]]"),
+                1,
+            )
+        };
+        let research = Manifest::parse(&purpose("purpose:research", &backend)).unwrap();
+        assert!(research.capabilities().contains(&Capability::Purpose(
+            healthcloud_platform::scope::Purpose::Research
+        )));
+        let two = purpose("purpose:quality", &purpose("purpose:research", &backend));
+        let error = Manifest::parse(&two).unwrap_err();
+        assert_eq!(error.path, "capability[1].name", "{error}");
+        assert!(error.message.contains("one purpose of use"), "{error}");
+        for with_users in [SMART, VALID] {
+            let error = Manifest::parse(&purpose("purpose:research", with_users)).unwrap_err();
+            assert_eq!(error.path, "capability[0].name", "{error}");
+            assert!(error.message.contains("backend service"), "{error}");
+        }
         for (key, path, says) in [
             (
                 format!("{public}\nd = \"secret\""),
@@ -845,11 +866,15 @@ alg = "ES384""#;
             "kv-install",
             "log",
             "outbound-http:example.org:8443",
+            "purpose:research",
+            "purpose:quality",
+            "purpose:treatment",
             "patient/Observation.rs",
         ] {
             assert_eq!(Capability::parse(text).unwrap().to_string(), text);
         }
         assert!(Capability::parse("openid").is_err());
+        assert!(Capability::parse("purpose:marketing").is_err());
         assert!(Capability::parse("outbound-http:").is_err());
         assert!(Capability::parse("outbound-http:a b").is_err());
         assert!(Capability::parse("outbound-http:fd00::1:8443").is_err());
