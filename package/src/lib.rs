@@ -51,7 +51,7 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod address;
+pub use healthcloud_platform::address;
 pub mod catalog;
 pub mod client;
 pub mod feed;

@@ -25,6 +25,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod address;
 pub mod auth;
 pub mod db;
 pub mod http;

@@ -2,7 +2,8 @@
 //!
 //! One classification, used wherever a destination is judged: the store when it publishes and
 //! explains an `outbound-http:<host>` capability, the runtime when a region installs or grants
-//! one, and the runtime again at connect time for every address a name resolved to. A host
+//! one, the runtime again at connect time for every address a name resolved to, and the
+//! integration cloud for the endpoints subscriptions notify (as named and as resolved). A host
 //! written as a literal address and the address a name resolves to are judged by the same
 //! [`internal_address`].
 
