@@ -275,6 +275,7 @@ pub async fn serve_node(args: &NodeArgs) -> anyhow::Result<()> {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             cors_origins: Vec::new(),
             authorization: None,
+            subscription_endpoints: Default::default(),
         }),
     };
     let router = api::mount(state);

@@ -2,6 +2,7 @@
 
 mod bundle;
 mod export;
+mod subscriptions;
 
 use std::sync::Arc;
 
@@ -24,9 +25,11 @@ use crate::error::FhirError;
 use crate::params::{ParamDef, ParamKind, TYPES};
 use crate::policy::{AccessContext, AppIdentity};
 use crate::query::{MAX_OFFSET, PageLimits, served_type};
+use crate::service::subscriptions::Delivery;
 use crate::service::{Change, Creation, FhirService, Written};
 use crate::shape::{Presentation, PresentationParams, admits_json, check_format, json_only};
 use crate::store::{HistoryCursor, Incomplete, Omission, SearchPage, StoredResource, Version};
+use crate::webhook::EndpointPolicy;
 
 /// Settings of the FHIR API.
 #[derive(Debug, Clone)]
@@ -47,6 +50,8 @@ pub struct FhirConfig {
     /// healthcloud's authorization server, when one issues tokens for this API: advertised
     /// in `.well-known/smart-configuration` and the CapabilityStatement.
     pub authorization: Option<AuthorizationEndpoints>,
+    /// Which endpoints subscriptions may notify (by default public `https` ones only).
+    pub subscription_endpoints: EndpointPolicy,
 }
 
 /// The origin `text` names (`https://app.example`, a port when not the scheme's own), as
@@ -122,8 +127,18 @@ pub struct FhirState {
     pub config: Arc<FhirConfig>,
 }
 
-/// The FHIR API routes, to be nested at `/fhir/r4`.
+/// The FHIR API routes, to be nested at `/fhir/r4`. Subscriptions start being delivered
+/// (once per service) under this API's view of callers.
 pub fn router(state: FhirState) -> Router {
+    let verifier = state.verifier.clone();
+    state.service.start_subscriptions(Delivery {
+        policy: state.config.subscription_endpoints,
+        base_url: state.config.base_url.clone(),
+        resolve: Arc::new(move |principal| {
+            verifier.still_authorized(&principal)?;
+            access_context(&verifier, principal)
+        }),
+    });
     let origins = state.config.cors_origins.clone();
     let apps = state.verifier.smart_clients().cloned();
     let router = interactions()
@@ -177,6 +192,17 @@ fn interactions() -> Router<FhirState> {
             get(export::status).delete(export::cancel),
         )
         .route("/$export-file/{id}/{name}", get(export::file))
+        .route(
+            "/Subscription",
+            get(subscriptions::list).post(subscriptions::create),
+        )
+        .route(
+            "/Subscription/{id}",
+            get(subscriptions::read)
+                .put(subscriptions::update)
+                .delete(subscriptions::delete),
+        )
+        .route("/Subscription/{id}/$status", get(subscriptions::status))
         .route("/_history", get(system_history))
         .route("/{resource_type}/_history", get(type_history))
         .route("/{resource_type}/$lastn", get(lastn))
@@ -250,24 +276,31 @@ impl FromRequestParts<FhirState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &FhirState) -> Result<Self, FhirError> {
         let principal = Principal::from_request_parts(parts, state).await?;
         principal.check_audience(&[&state.config.audience])?;
-        // A SMART app's token: the app acts (audited and opted out of under its name), within
-        // what its region grants it now.
-        if let Some(client) = state.verifier.smart_client(&principal)? {
-            return Ok(Caller(AccessContext {
-                principal,
-                app: Some(AppIdentity {
-                    id: client.app.clone(),
-                    version: client.version.clone(),
-                    digest: client.digest.clone(),
-                    publisher_key: client.publisher_key.clone(),
-                    region: client.region.clone(),
-                }),
-                grant: Some(client.grant.clone()),
-                purpose: client.purpose,
-            }));
-        }
-        Ok(Caller(AccessContext::user(principal)))
+        access_context(&state.verifier, principal).map(Caller)
     }
+}
+
+/// The access of `principal` (verified): a SMART app's token makes the app act (audited and
+/// opted out of under its name), within what its region grants it now.
+fn access_context(
+    verifier: &TokenVerifier,
+    principal: Principal,
+) -> Result<AccessContext, FhirError> {
+    if let Some(client) = verifier.smart_client(&principal)? {
+        return Ok(AccessContext {
+            principal,
+            app: Some(AppIdentity {
+                id: client.app.clone(),
+                version: client.version.clone(),
+                digest: client.digest.clone(),
+                publisher_key: client.publisher_key.clone(),
+                region: client.region.clone(),
+            }),
+            grant: Some(client.grant.clone()),
+            purpose: client.purpose,
+        });
+    }
+    Ok(AccessContext::user(principal))
 }
 
 impl FromRef<FhirState> for TokenVerifier {
@@ -1746,6 +1779,19 @@ pub fn capability_statement(
             resource
         })
         .collect();
+    let mut resources = resources;
+    // Topic-based subscriptions (the R4 backport): the topics as canonical URLs.
+    resources.push(json!({
+        "type": "Subscription",
+        "supportedProfile": ["http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"],
+        "interaction": [{"code": "create"}, {"code": "read"}, {"code": "delete"}, {"code": "search-type"}],
+        "operation": [{"name": "status", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"}],
+        "extension": (crate::topics::TOPICS.iter()).map(|topic| json!({
+            "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical",
+            "valueCanonical": topic.url,
+        })).collect::<Vec<_>>(),
+        "documentation": "rest-hook channels; payloads empty, id-only or full-resource; notifications signed (X-Healthcloud-Signature); each subscriber sees and deletes only its own",
+    }));
     let mut security = json!({
         "cors": true,
         "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],

@@ -62,8 +62,10 @@ pub mod sources;
 pub mod sources_file;
 pub mod store;
 pub mod text;
+pub mod topics;
 pub mod upstream;
 pub mod validate;
+pub mod webhook;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -123,6 +125,7 @@ impl Integration {
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 cors_origins: Vec::new(),
                 authorization: None,
+                subscription_endpoints: webhook::EndpointPolicy::default(),
             }),
         };
         Ok(Integration {

@@ -906,6 +906,12 @@ pub static TYPES: &[TypeDef] = &[
             p("code", TOKEN, &["code"], "What is requested"),
             p("category", TOKEN, &["category"], "The kind of service"),
             p("intent", TOKEN, &["intent"], "proposal, plan, order, …"),
+            p(
+                "performer",
+                ANY_REF,
+                &["performer"],
+                "Who is asked to perform it",
+            ),
         ],
     },
     TypeDef {

@@ -35,6 +35,7 @@ use crate::validate;
 pub mod export;
 mod include;
 mod operations;
+pub mod subscriptions;
 pub mod transaction;
 
 /// Policy-checked, audited access to FHIR data.
@@ -52,6 +53,8 @@ pub struct FhirService {
     security: SecurityLog,
     /// Bulk Data exports, running and finished.
     exports: export::Exports,
+    /// Topic-based subscriptions: their dispatcher's wake-up and delivery.
+    subscriptions: subscriptions::Subscriptions,
 }
 
 /// The result of a create or update.
@@ -413,6 +416,7 @@ impl FhirService {
             refusals: RefusalLimiter::default(),
             security,
             exports: export::Exports::default(),
+            subscriptions: subscriptions::Subscriptions::default(),
         }
     }
 
@@ -1542,6 +1546,7 @@ impl FhirService {
         // Dropped on an error: nothing is written.
         self.apply(&mut tx, planned, audit).await?;
         tx.commit().await?;
+        self.subscriptions.wake();
         audit.written = true;
         Ok(planned.written())
     }
@@ -1714,6 +1719,8 @@ impl FhirService {
                         type_def.name
                     )));
                 }
+                self.record_change(tx, type_def.name, id, version_id + 1, None, true)
+                    .await?;
                 self.write_audit(tx, audit, None).await?;
                 return Ok(());
             }
@@ -1745,6 +1752,8 @@ impl FhirService {
             }
         }
         self.store.write(tx, std::slice::from_ref(prepared)).await?;
+        let (id, version_id) = (prepared.id.as_str(), prepared.version_id);
+        (self.record_change(tx, type_def.name, id, version_id, patient, false)).await?;
         // The policy is checked against the resource exactly as stored, with every value of a
         // restricted element held to the restriction; refused writes roll back.
         if !self.store.permits(query, Quantifier::Every, tx).await? {

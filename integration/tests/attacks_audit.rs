@@ -200,6 +200,7 @@ fn with_budget(h: &mut Harness, burst: u32) {
             max_body_bytes: 64 * 1024,
             cors_origins: Vec::new(),
             authorization: None,
+            subscription_endpoints: Default::default(),
         }),
     };
     h.app = api::mount(state);

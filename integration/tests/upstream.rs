@@ -1090,6 +1090,7 @@ async fn the_fhir_api_accepts_tokens_of_a_trusted_identity_provider_for_itself_o
             max_body_bytes: 64 * 1024,
             cors_origins: Vec::new(),
             authorization: None,
+            subscription_endpoints: Default::default(),
         }),
     };
     h.app = api::mount(state);

@@ -382,6 +382,20 @@ impl TokenVerifier {
             .ok_or(AuthError::Revoked)
     }
 
+    /// Whether what `principal` was authorized under still holds, its expiry aside: for a
+    /// token of healthcloud's authorization server, that its app is installed as it was when
+    /// the token was issued and the authorization was not revoked. Other issuers' tokens have
+    /// nothing more to check. (What keeps acting on a token's behalf after it expires, a
+    /// subscription, asks this before each act.)
+    pub fn still_authorized(&self, principal: &Principal) -> Result<(), AuthError> {
+        match &self.authorization {
+            Some(local) if principal.claims.iss == local.issuer => {
+                local.still_authorized(principal)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// This verifier, accepting tokens of `trusted` too.
     pub fn trusting(mut self, trusted: TrustedIssuers) -> Self {
         self.trusted = trusted;

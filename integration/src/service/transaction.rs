@@ -235,6 +235,7 @@ impl FhirService {
             return Err((i, self.refuse(audit, error).await));
         }
         tx.commit().await.map_err(|e| (0, e.into()))?;
+        self.subscriptions.wake();
         for (i, plan, _, created) in planned {
             let result = match plan {
                 Planned::Delete { id, .. } => TxDone::Deleted(Some(id)),

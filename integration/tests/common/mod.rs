@@ -96,6 +96,9 @@ impl Harness {
                 max_body_bytes: 64 * 1024,
                 cors_origins: vec![APP_ORIGIN.into()],
                 authorization: None,
+                subscription_endpoints: healthcloud_integration::webhook::EndpointPolicy {
+                    allow_internal: true,
+                },
             }),
         };
         let app = api::mount(state);

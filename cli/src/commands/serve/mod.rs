@@ -85,6 +85,11 @@ pub struct FhirApiArgs {
     /// patient and user/ scopes with a Practitioner as fhirUser a clinician.
     #[arg(long, default_value = "role", value_name = "CLAIM")]
     pub role_claim: String,
+    /// Let subscriptions notify endpoints inside the network (loopback, private addresses,
+    /// local names) and plain http ones: for receivers in your own network, or on this
+    /// machine. Without it only public https endpoints are notified.
+    #[arg(long, env = "HEALTHCLOUD_ALLOW_INTERNAL_SUBSCRIPTION_ENDPOINTS")]
+    pub allow_internal_subscription_endpoints: bool,
 }
 
 /// healthcloud's SMART authorization server (`/oauth2/…`), run when a region's identity
@@ -201,6 +206,7 @@ impl FhirApiArgs {
             config.audience = audience.clone();
         }
         config.cors_origins = self.cors_origins.clone();
+        config.subscription_endpoints.allow_internal = self.allow_internal_subscription_endpoints;
         Ok(())
     }
 }

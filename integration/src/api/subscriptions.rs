@@ -1,0 +1,98 @@
+//! Subscriptions over HTTP (the R4 backport of topic-based subscriptions): `POST
+//! [base]/Subscription` makes one (201, with its secret this once), `GET` reads the caller's
+//! own (another's is 404), `DELETE` ends one, `GET [base]/Subscription/[id]/$status` tells
+//! where it stands. Changing one is deleting it and making another.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{Caller, FhirState, fhir_json, json_body};
+use crate::error::FhirError;
+
+/// `POST [base]/Subscription`.
+pub(super) async fn create(
+    State(state): State<FhirState>,
+    Caller(context): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, FhirError> {
+    let resource = json_body(&state, &headers, body).await?;
+    let made = state
+        .service
+        .subscription_create(&context, resource)
+        .await?;
+    let id = made["id"].as_str().unwrap_or_default().to_owned();
+    let mut response = fhir_json(StatusCode::CREATED, made.to_string());
+    if let Ok(location) =
+        HeaderValue::from_str(&format!("{}/Subscription/{id}", state.config.base_url))
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET [base]/Subscription`: the caller's subscriptions.
+pub(super) async fn list(
+    State(state): State<FhirState>,
+    Caller(context): Caller,
+) -> Result<Response, FhirError> {
+    let base = &state.config.base_url;
+    let entries: Vec<Value> = (state.service.subscription_list(&context).await?)
+        .into_iter()
+        .map(|resource| {
+            json!({
+                "fullUrl": format!("{base}/Subscription/{}", resource["id"].as_str().unwrap_or_default()),
+                "resource": resource,
+                "search": {"mode": "match"}
+            })
+        })
+        .collect();
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": entries.len(),
+        "link": [{"relation": "self", "url": format!("{base}/Subscription")}],
+        "entry": entries,
+    });
+    Ok(fhir_json(StatusCode::OK, bundle.to_string()))
+}
+
+/// `GET [base]/Subscription/[id]`.
+pub(super) async fn read(
+    State(state): State<FhirState>,
+    Path(id): Path<String>,
+    Caller(context): Caller,
+) -> Result<Response, FhirError> {
+    let resource = state.service.subscription_read(&context, &id).await?;
+    Ok(fhir_json(StatusCode::OK, resource.to_string()))
+}
+
+/// `DELETE [base]/Subscription/[id]`.
+pub(super) async fn delete(
+    State(state): State<FhirState>,
+    Path(id): Path<String>,
+    Caller(context): Caller,
+) -> Result<Response, FhirError> {
+    state.service.subscription_delete(&context, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `PUT [base]/Subscription/[id]`: not how a subscription changes.
+pub(super) async fn update() -> FhirError {
+    FhirError::MethodNotAllowed(
+        "a Subscription is not changed in place: DELETE it and POST another".into(),
+    )
+}
+
+/// `GET [base]/Subscription/[id]/$status`.
+pub(super) async fn status(
+    State(state): State<FhirState>,
+    Path(id): Path<String>,
+    Caller(context): Caller,
+) -> Result<Response, FhirError> {
+    let status = state.service.subscription_status(&context, &id).await?;
+    Ok(fhir_json(StatusCode::OK, status.to_string()))
+}

@@ -1,0 +1,994 @@
+//! Topic-based subscriptions (FHIR R5 topics as the R4 backport carries them, usable from R4
+//! clients): a client subscribes to one of the platform's [`topics`](crate::topics), narrowed
+//! by a filter that is a search it may run now, and healthcloud tells its endpoint
+//! (`rest-hook`) when a write triggers the topic.
+//!
+//! Every write of a topic's type records a change in the write's own transaction
+//! (`change_events`), so no change is lost to a crash. Each node's dispatcher, woken by the
+//! writes it commits and every [`POLL`] for the others', takes a subscription at a time under
+//! a lease (no two nodes deliver the same one) and walks the changes after its cursor in
+//! order. A change is delivered only when the subscriber may read the resource *now*: the
+//! subscriber's authorization is checked again (an uninstall, a changed install or a revoked
+//! authorization ends the subscription), and the filter, the subscriber's scopes, the region's
+//! grant and the patient's consent are held to the resource as one search, the same the
+//! subscriber's own would be. Each delivered notification is in the patient's log before it
+//! leaves. A failed delivery is retried with back-off, the subscription in `error` meanwhile,
+//! and nothing after it is sent before it (order holds).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use healthcloud_platform::auth::{Claims, Principal, Role};
+use healthcloud_platform::scope::{Interaction, Scope};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::Row as _;
+
+use super::{FhirService, Pending};
+use crate::date;
+use crate::error::FhirError;
+use crate::params::type_def;
+use crate::policy::{AccessContext, authorize};
+use crate::query::{ConsentExclusion, Constraints, SearchQuery};
+use crate::topics::{self, Topic};
+use crate::webhook::{self, EndpointPolicy, Webhooks};
+
+/// How often a node looks for changes other nodes wrote (its own wake it at once), and for
+/// heartbeats and retries that are due.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// How long a gap in the changes' order is waited for: on PostgreSQL a change numbered
+/// before another may commit after it (or never, when its write rolls back).
+const GAP_WAIT_MS: i64 = 2_000;
+
+/// How long a node holds a subscription it delivers.
+const LEASE_MS: i64 = 60_000;
+
+/// The first retry after a failed delivery; each next one waits twice as long, up to
+/// [`MAX_BACKOFF_MS`].
+const FIRST_BACKOFF_MS: i64 = 500;
+const MAX_BACKOFF_MS: i64 = 60_000;
+
+/// Changes looked at in one pass over a subscription.
+const BATCH: i64 = 200;
+
+/// Subscriptions one subscriber may hold.
+pub const MAX_PER_SUBSCRIBER: i64 = 20;
+
+/// The longest life of a subscription made with an app's token (one of healthcloud's
+/// authorization server); one made with another token lives as long as the token.
+pub const MAX_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// The backport IG's extensions.
+const BACKPORT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
+
+/// Where a subscription's secret is shown, once, in the answer that made it.
+pub const SECRET_EXTENSION: &str =
+    "https://healthcloud.example/fhir/StructureDefinition/notification-secret";
+
+/// Turns a subscriber's kept claims into the access they have now (or why they have none):
+/// the FHIR API's own view of a caller, given by the API when it starts delivery.
+pub type Resolver = Arc<dyn Fn(Principal) -> Result<AccessContext, FhirError> + Send + Sync>;
+
+/// What delivery needs from the deployment.
+pub struct Delivery {
+    /// Which endpoints may be notified.
+    pub policy: EndpointPolicy,
+    /// The FHIR base URL notifications name resources under.
+    pub base_url: String,
+    /// The subscriber's access now.
+    pub resolve: Resolver,
+}
+
+/// The subscriptions of a service: the wake-up of its dispatcher and what delivery needs.
+#[derive(Clone, Default)]
+pub struct Subscriptions {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    wake: tokio::sync::Notify,
+    started: AtomicBool,
+    delivery: OnceLock<(Delivery, Webhooks)>,
+}
+
+impl std::fmt::Debug for Subscriptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriptions")
+            .field("started", &self.inner.started.load(Ordering::SeqCst))
+            .finish()
+    }
+}
+
+impl Subscriptions {
+    /// Tells the dispatcher that changes were committed.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    fn delivery(&self) -> Result<&(Delivery, Webhooks), FhirError> {
+        self.inner.delivery.get().ok_or_else(|| {
+            FhirError::Unavailable("subscriptions are not delivered by this server".into())
+        })
+    }
+}
+
+/// How much of the resource a notification carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Content {
+    Empty,
+    IdOnly,
+    FullResource,
+}
+
+/// A Subscription as checked: what delivery reads of it.
+struct Parsed {
+    topic: &'static Topic,
+    filter: Vec<(String, String)>,
+    endpoint: String,
+    headers: Vec<(String, String)>,
+    content: Content,
+    heartbeat_ms: i64,
+    end: Option<i64>,
+}
+
+/// The value of the extension `url` among `extensions`.
+fn extension<'a>(holder: &'a Value, url: &str) -> impl Iterator<Item = &'a Value> {
+    (holder["extension"].as_array().into_iter().flatten()).filter(move |e| e["url"] == url)
+}
+
+fn invalid(path: &str, message: impl Into<String>) -> FhirError {
+    FhirError::invalid(format!("Subscription.{path}"), message)
+}
+
+impl Parsed {
+    /// Checks a Subscription as a client sends it.
+    fn from_resource(resource: &Value, policy: EndpointPolicy) -> Result<Parsed, FhirError> {
+        if resource["resourceType"] != "Subscription" {
+            return Err(FhirError::BadRequest(
+                "the body is not a Subscription".into(),
+            ));
+        }
+        let known = || {
+            (topics::TOPICS.iter())
+                .map(|t| t.url)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let criteria = resource["criteria"].as_str().unwrap_or_default();
+        let topic = topics::topic(criteria).ok_or_else(|| {
+            invalid(
+                "criteria",
+                format!(
+                    "'{criteria}' is not a topic of this server: one of {}",
+                    known()
+                ),
+            )
+        })?;
+        let mut filter = Vec::new();
+        for (i, criterion) in extension(
+            &resource["_criteria"],
+            &format!("{BACKPORT}/backport-filter-criteria"),
+        )
+        .enumerate()
+        {
+            let path = format!("criteria.extension[{i}]");
+            let text = criterion["valueString"].as_str().unwrap_or_default();
+            let Some((resource_type, query)) = text.split_once('?') else {
+                return Err(invalid(
+                    &path,
+                    format!(
+                        "'{text}' is not '{}?<param>=<value>&…'",
+                        topic.resource_type
+                    ),
+                ));
+            };
+            if resource_type != topic.resource_type {
+                return Err(invalid(
+                    &path,
+                    format!(
+                        "the topic is about {}, not {resource_type}",
+                        topic.resource_type
+                    ),
+                ));
+            }
+            for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+                if !topic.filters.contains(&name.as_ref()) {
+                    return Err(invalid(
+                        &path,
+                        format!(
+                            "'{name}' is not a filter of this topic: {}",
+                            topic.filters.join(", ")
+                        ),
+                    ));
+                }
+                filter.push((name.into_owned(), value.into_owned()));
+            }
+        }
+        let channel = &resource["channel"];
+        match channel["type"].as_str() {
+            Some("rest-hook") => {}
+            Some(other) => {
+                return Err(invalid(
+                    "channel.type",
+                    format!("'{other}' is not supported here: use rest-hook"),
+                ));
+            }
+            None => return Err(invalid("channel.type", "required: rest-hook")),
+        }
+        let endpoint = channel["endpoint"].as_str().unwrap_or_default();
+        let endpoint = webhook::check_endpoint(endpoint, policy)
+            .map_err(|why| invalid("channel.endpoint", why))?
+            .to_string();
+        if let Some(payload) = channel["payload"].as_str()
+            && payload != "application/fhir+json"
+        {
+            return Err(invalid(
+                "channel.payload",
+                "notifications are application/fhir+json",
+            ));
+        }
+        let content = match extension(
+            &channel["_payload"],
+            &format!("{BACKPORT}/backport-payload-content"),
+        )
+        .next()
+        .map(|e| e["valueCode"].as_str().unwrap_or_default())
+        {
+            None | Some("id-only") => Content::IdOnly,
+            Some("empty") => Content::Empty,
+            Some("full-resource") => Content::FullResource,
+            Some(other) => {
+                return Err(invalid(
+                    "channel.payload.extension",
+                    format!("'{other}' is not empty, id-only or full-resource"),
+                ));
+            }
+        };
+        let lines: Vec<String> = (channel["header"].as_array().into_iter().flatten())
+            .map(|line| line.as_str().map(str::to_owned).ok_or(()))
+            .collect::<Result<_, _>>()
+            .map_err(|()| invalid("channel.header", "each header is a string 'Name: value'"))?;
+        let headers =
+            webhook::check_headers(&lines).map_err(|why| invalid("channel.header", why))?;
+        let heartbeat_ms =
+            match extension(channel, &format!("{BACKPORT}/backport-heartbeat-period")).next() {
+                None => 0,
+                Some(e) => match e["valueUnsignedInt"].as_u64() {
+                    Some(seconds @ 1..=86_400) => seconds as i64 * 1000,
+                    _ => {
+                        return Err(invalid(
+                            "channel.extension",
+                            "the heartbeat period is 1 to 86400 seconds (valueUnsignedInt)",
+                        ));
+                    }
+                },
+            };
+        let end = match resource["end"].as_str() {
+            None => None,
+            Some(text) => Some(
+                date::parse(text)
+                    .map(|range| range.lo)
+                    .ok_or_else(|| invalid("end", "not a valid instant"))?,
+            ),
+        };
+        Ok(Parsed {
+            topic,
+            filter,
+            endpoint,
+            headers,
+            content,
+            heartbeat_ms,
+            end,
+        })
+    }
+
+    /// The search a change must match to be delivered: the filter, the resource's id, and
+    /// the subscriber's constraints and consent now.
+    fn query(
+        &self,
+        context: &AccessContext,
+        id: &str,
+        service: &FhirService,
+    ) -> Result<SearchQuery, FhirError> {
+        let type_def = type_def(self.topic.resource_type).expect("topics name served types");
+        let groups = authorize(context, Interaction::Search, type_def)?;
+        let mut params = self.filter.clone();
+        params.push(("_id".into(), id.to_owned()));
+        let mut query = SearchQuery::parse(type_def.name, &params, service.limits)?;
+        let actors = context.consent_actors();
+        query.constraints = Constraints {
+            groups,
+            consent: (!actors.is_empty()).then(|| ConsentExclusion {
+                actors,
+                at: date::now_ms(),
+            }),
+        };
+        Ok(query)
+    }
+}
+
+/// The subscriber as kept: the claims its notifications are checked under.
+#[derive(Serialize, Deserialize)]
+struct Subscriber {
+    claims: Claims,
+}
+
+/// One subscription's row.
+struct SubscriptionRow {
+    id: String,
+    resource: Value,
+    subscriber: String,
+    status: String,
+    error: Option<String>,
+    secret: String,
+    end_at: i64,
+    events_since_start: i64,
+    cursor: i64,
+    last_sent: i64,
+    failures: i64,
+}
+
+/// Who a caller's subscriptions belong to: the issuer, the app (client) and the user.
+fn owner(context: &AccessContext) -> String {
+    let claims = &context.principal.claims;
+    format!(
+        "{} {} {}",
+        claims.iss,
+        claims.client_id.as_deref().unwrap_or("-"),
+        claims.sub
+    )
+}
+
+impl FhirService {
+    /// Starts delivering notifications (once; later calls change nothing): the FHIR API
+    /// calls it when it is mounted, with its view of callers.
+    pub fn start_subscriptions(&self, delivery: Delivery) {
+        let webhooks = Webhooks::new(delivery.policy);
+        if self
+            .subscriptions
+            .inner
+            .delivery
+            .set((delivery, webhooks))
+            .is_err()
+            || self
+                .subscriptions
+                .inner
+                .started
+                .swap(true, Ordering::SeqCst)
+            || tokio::runtime::Handle::try_current().is_err()
+        {
+            return;
+        }
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = service.deliver_due().await {
+                    tracing::warn!(%error, "subscription delivery");
+                }
+                let wake = service.subscriptions.inner.wake.notified();
+                tokio::select! {
+                    () = wake => {}
+                    () = tokio::time::sleep(POLL) => {}
+                }
+            }
+        });
+    }
+
+    /// Records, in `tx`, a write a topic may be about.
+    pub(crate) async fn record_change(
+        &self,
+        tx: &mut healthcloud_platform::db::WriteTx,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+        patient: Option<&str>,
+        deleted: bool,
+    ) -> Result<(), FhirError> {
+        if !topics::triggers(resource_type) {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO change_events (resource_type, resource_id, version_id, patient_id, deleted, recorded) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .bind(version_id)
+        .bind(patient)
+        .bind(i64::from(deleted))
+        .bind(date::now_ms())
+        .execute(&mut *tx.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Makes a subscription for `context`: its filter must be a search the caller may run
+    /// now, and its endpoint must answer the handshake. Returns it as stored, with its secret
+    /// (shown this once).
+    pub async fn subscription_create(
+        &self,
+        context: &AccessContext,
+        resource: Value,
+    ) -> Result<Value, FhirError> {
+        self.admit(context)?;
+        let mut audit = Pending::new(context, Interaction::Create, "Subscription");
+        let result = self.subscribe(context, resource, &mut audit).await;
+        self.finish(audit, result).await
+    }
+
+    async fn subscribe(
+        &self,
+        context: &AccessContext,
+        mut resource: Value,
+        audit: &mut Pending<'_>,
+    ) -> Result<Value, FhirError> {
+        let (delivery, webhooks) = self.subscriptions.delivery()?;
+        let parsed = Parsed::from_resource(&resource, delivery.policy)?;
+        let type_def = type_def(parsed.topic.resource_type).expect("topics name served types");
+        authorize(context, Interaction::Search, type_def).map_err(|_| {
+            FhirError::Forbidden(format!(
+                "you may not search {}, so you cannot subscribe to '{}'",
+                type_def.name, parsed.topic.title
+            ))
+        })?;
+        // The filter is a search the subscriber may run: one naming a patient out of reach
+        // is refused here as that search is (and recorded as a probe).
+        let mut probe = parsed.filter.clone();
+        probe.push(("_count".into(), "1".into()));
+        let mut search = Pending::new(context, Interaction::Search, type_def.name);
+        search.query = Some(super::encode(&probe));
+        let query = SearchQuery::parse(type_def.name, &probe, self.limits)?;
+        let checked = self.search_checked(context, query, &mut search).await;
+        audit.absorb(search);
+        checked?;
+        let db = self.store.database();
+        let owner = owner(context);
+        let held: i64 =
+            sqlx::query("SELECT COUNT(*) FROM subscriptions WHERE owner = $1 AND status <> 'off'")
+                .bind(&owner)
+                .fetch_one(db.pool())
+                .await?
+                .try_get(0)?;
+        if held >= MAX_PER_SUBSCRIBER {
+            return Err(FhirError::Conflict(format!(
+                "you hold {held} subscriptions: delete one before making another"
+            )));
+        }
+        let now = date::now_ms();
+        let claims = &context.principal.claims;
+        let lifetime = match delivery_of_app(context) {
+            true => now + MAX_LIFETIME_MS,
+            false => claims.exp.saturating_mul(1000),
+        };
+        let end = parsed.end.map_or(lifetime, |end| end.min(lifetime));
+        if end <= now {
+            return Err(invalid(
+                "end",
+                "the subscription would end before it starts",
+            ));
+        }
+        let id = crate::import::new_id();
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        resource["id"] = json!(id);
+        resource["status"] = json!("active");
+        resource["end"] = json!(date::instant(end));
+        resource["meta"] = json!({"versionId": "1", "lastUpdated": date::instant(now)});
+        if let Some(object) = resource.as_object_mut() {
+            object.remove("error");
+        }
+        let subscription_url = format!("{}/Subscription/{id}", delivery.base_url);
+        let handshake = notification(
+            &subscription_url,
+            parsed.topic,
+            "handshake",
+            0,
+            "requested",
+            None,
+        );
+        webhooks
+            .post(
+                &parsed.endpoint,
+                &parsed.headers,
+                handshake.to_string(),
+                &secret,
+            )
+            .await
+            .map_err(|why| {
+                invalid(
+                    "channel.endpoint",
+                    format!("the endpoint did not take the handshake: {why}"),
+                )
+            })?;
+        let cursor: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM change_events")
+            .fetch_one(db.pool())
+            .await?
+            .try_get(0)?;
+        let subscriber = serde_json::to_string(&Subscriber {
+            claims: claims.clone(),
+        })
+        .map_err(|e| FhirError::Internal(e.into()))?;
+        sqlx::query(
+            "INSERT INTO subscriptions (id, owner, subscriber, resource, topic, status, error, secret, end_at, \
+             events_since_start, cursor, last_sent, retry_at, failures, lease_until, created) \
+             VALUES ($1, $2, $3, $4, $5, 'active', NULL, $6, $7, 0, $8, $9, 0, 0, 0, $10)",
+        )
+        .bind(&id)
+        .bind(&owner)
+        .bind(subscriber)
+        .bind(resource.to_string())
+        .bind(parsed.topic.url)
+        .bind(&secret)
+        .bind(end)
+        .bind(cursor)
+        .bind(now)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
+        audit.resource_id = Some(id);
+        let mut answer = resource;
+        let extensions = answer["extension"].as_array().cloned().unwrap_or_default();
+        let mut extensions: Vec<Value> = extensions
+            .into_iter()
+            .filter(|e| e["url"] != SECRET_EXTENSION)
+            .collect();
+        extensions.push(json!({"url": SECRET_EXTENSION, "valueString": secret}));
+        answer["extension"] = json!(extensions);
+        Ok(answer)
+    }
+
+    /// The caller's subscription `id` (another's is as unknown as none).
+    async fn subscription_row(
+        &self,
+        context: &AccessContext,
+        id: &str,
+    ) -> Result<SubscriptionRow, FhirError> {
+        let row = sqlx::query(
+            "SELECT id, resource, subscriber, status, error, secret, end_at, events_since_start, cursor, \
+             last_sent, failures FROM subscriptions WHERE id = $1 AND owner = $2",
+        )
+        .bind(id)
+        .bind(owner(context))
+        .fetch_optional(self.store.database().pool())
+        .await?
+        .ok_or_else(|| FhirError::NotFound(format!("no Subscription/{id} of yours")))?;
+        row_of(&row)
+    }
+
+    /// The caller's subscription `id`, as it stands.
+    pub async fn subscription_read(
+        &self,
+        context: &AccessContext,
+        id: &str,
+    ) -> Result<Value, FhirError> {
+        self.admit(context)?;
+        let row = self.subscription_row(context, id).await?;
+        Ok(shown(&row))
+    }
+
+    /// The caller's subscriptions.
+    pub async fn subscription_list(
+        &self,
+        context: &AccessContext,
+    ) -> Result<Vec<Value>, FhirError> {
+        self.admit(context)?;
+        let rows = sqlx::query(
+            "SELECT id, resource, subscriber, status, error, secret, end_at, events_since_start, cursor, \
+             last_sent, failures FROM subscriptions WHERE owner = $1 ORDER BY created",
+        )
+        .bind(owner(context))
+        .fetch_all(self.store.database().pool())
+        .await?;
+        rows.iter()
+            .map(|row| row_of(row).map(|row| shown(&row)))
+            .collect()
+    }
+
+    /// Deletes the caller's subscription `id`: nothing more is sent.
+    pub async fn subscription_delete(
+        &self,
+        context: &AccessContext,
+        id: &str,
+    ) -> Result<(), FhirError> {
+        self.admit(context)?;
+        let done = sqlx::query("DELETE FROM subscriptions WHERE id = $1 AND owner = $2")
+            .bind(id)
+            .bind(owner(context))
+            .execute(self.store.database().pool())
+            .await?;
+        match done.rows_affected() {
+            0 => Err(FhirError::NotFound(format!(
+                "no Subscription/{id} of yours"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The caller's subscription `id`'s status (`$status`), as the backport's Parameters.
+    pub async fn subscription_status(
+        &self,
+        context: &AccessContext,
+        id: &str,
+    ) -> Result<Value, FhirError> {
+        self.admit(context)?;
+        let (delivery, _) = self.subscriptions.delivery()?;
+        let row = self.subscription_row(context, id).await?;
+        let topic = row.resource["criteria"].as_str().unwrap_or_default();
+        let mut status = json!({
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "subscription", "valueReference": {"reference": format!("{}/Subscription/{id}", delivery.base_url)}},
+                {"name": "topic", "valueCanonical": topic},
+                {"name": "status", "valueCode": row.status},
+                {"name": "type", "valueCode": "query-status"},
+                {"name": "events-since-subscription-start", "valueString": row.events_since_start.to_string()},
+            ]
+        });
+        if let (Some(error), Some(parameters)) = (&row.error, status["parameter"].as_array_mut()) {
+            parameters.push(json!({"name": "error", "valueCodeableConcept": {"text": error}}));
+        }
+        Ok(status)
+    }
+
+    /// One pass: every subscription due (not leased by another node, not waiting out a
+    /// back-off) is delivered in its own task.
+    async fn deliver_due(&self) -> Result<(), FhirError> {
+        let now = date::now_ms();
+        let db = self.store.database();
+        let due = sqlx::query(
+            "SELECT id FROM subscriptions WHERE status <> 'off' AND retry_at <= $1 AND lease_until < $1",
+        )
+        .bind(now)
+        .fetch_all(db.pool())
+        .await?;
+        for row in due {
+            let id: String = row.try_get(0)?;
+            let leased = sqlx::query(
+                "UPDATE subscriptions SET lease_until = $1 WHERE id = $2 AND lease_until < $3",
+            )
+            .bind(now + LEASE_MS)
+            .bind(&id)
+            .bind(now)
+            .execute(db.pool())
+            .await?;
+            if leased.rows_affected() == 0 {
+                continue;
+            }
+            let service = self.clone();
+            tokio::spawn(async move {
+                if let Err(error) = service.deliver(&id).await {
+                    tracing::warn!(subscription = %id, %error, "a subscription's delivery stopped");
+                }
+                let release = sqlx::query("UPDATE subscriptions SET lease_until = 0 WHERE id = $1")
+                    .bind(&id)
+                    .execute(service.store.database().pool())
+                    .await;
+                if let Err(error) = release {
+                    tracing::warn!(subscription = %id, %error, "a subscription's lease was kept");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Delivers what is due of subscription `id` (leased by this node).
+    async fn deliver(&self, id: &str) -> Result<(), FhirError> {
+        let (delivery, webhooks) = self.subscriptions.delivery()?;
+        let db = self.store.database();
+        let Some(row) = sqlx::query(
+            "SELECT id, resource, subscriber, status, error, secret, end_at, events_since_start, cursor, \
+             last_sent, failures FROM subscriptions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?
+        else {
+            return Ok(());
+        };
+        let mut row = row_of(&row)?;
+        let now = date::now_ms();
+        if row.end_at <= now {
+            return self
+                .switch_off(id, "the subscription reached its end")
+                .await;
+        }
+        let parsed = match Parsed::from_resource(&row.resource, delivery.policy) {
+            Ok(parsed) => parsed,
+            Err(error) => return self.switch_off(id, &error.to_string()).await,
+        };
+        let subscriber: Subscriber =
+            serde_json::from_str(&row.subscriber).map_err(|e| FhirError::Internal(e.into()))?;
+        let scopes = Scope::parse_list(&subscriber.claims.scope).unwrap_or_default();
+        let principal = Principal {
+            claims: subscriber.claims,
+            scopes,
+        };
+        let context = match (delivery.resolve)(principal) {
+            Ok(context) => context,
+            Err(error) => {
+                let why = format!(
+                    "the subscriber's authorization ended ({error}): make the subscription again"
+                );
+                return self.switch_off(id, &why).await;
+            }
+        };
+        let url = format!("{}/Subscription/{id}", delivery.base_url);
+        let changes = sqlx::query(
+            "SELECT seq, resource_type, resource_id, version_id, patient_id, deleted, recorded \
+             FROM change_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(row.cursor)
+        .bind(BATCH)
+        .fetch_all(db.pool())
+        .await?;
+        let mut sent_any = false;
+        let mut expected = row.cursor + 1;
+        for change in &changes {
+            let seq: i64 = change.try_get(0)?;
+            let recorded: i64 = change.try_get(6)?;
+            // A change numbered before this one may still commit: wait for it a while.
+            if seq != expected && now - recorded < GAP_WAIT_MS {
+                break;
+            }
+            expected = seq + 1;
+            let resource_type: String = change.try_get(1)?;
+            let resource_id: String = change.try_get(2)?;
+            let version_id: i64 = change.try_get(3)?;
+            let patient: Option<String> = change.try_get(4)?;
+            let deleted = change.try_get::<i64, _>(5)? != 0;
+            let relevant = resource_type == parsed.topic.resource_type
+                && parsed.topic.fires(version_id, deleted)
+                && self
+                    .store
+                    .matches(&parsed.query(&context, &resource_id, self)?)
+                    .await?;
+            if !relevant {
+                row.cursor = seq;
+                continue;
+            }
+            let resource = match parsed.content {
+                Content::FullResource => (self.store.read(&resource_type, &resource_id).await?)
+                    .and_then(|stored| serde_json::from_str::<Value>(&stored.content).ok()),
+                _ => None,
+            };
+            let number = row.events_since_start + 1;
+            let mut body = notification(
+                &url,
+                parsed.topic,
+                "event-notification",
+                number,
+                "active",
+                None,
+            );
+            if parsed.content != Content::Empty {
+                let what = (resource_type.as_str(), resource_id.as_str());
+                add_event(
+                    &mut body,
+                    number,
+                    &delivery.base_url,
+                    what,
+                    resource,
+                    version_id,
+                );
+            }
+            // In the patient's log before it leaves.
+            if parsed.content != Content::Empty {
+                let mut audit =
+                    Pending::new(&context, Interaction::Read, parsed.topic.resource_type);
+                audit.resource_id = Some(resource_id.clone());
+                audit.query = Some(super::encode(&[(
+                    "subscription".to_owned(),
+                    format!("Subscription/{id}"),
+                )]));
+                if let Some(patient) = &patient {
+                    audit.patients = vec![patient.clone()];
+                    audit.stored = vec![patient.clone()];
+                }
+                self.finish(audit, Ok(())).await?;
+            }
+            match webhooks
+                .post(
+                    &parsed.endpoint,
+                    &parsed.headers,
+                    body.to_string(),
+                    &row.secret,
+                )
+                .await
+            {
+                Ok(()) => {
+                    row.cursor = seq;
+                    row.events_since_start = number;
+                    sent_any = true;
+                    self.delivered(&row, now).await?;
+                    row.failures = 0;
+                }
+                Err(why) => return self.failed(&row, &why, now).await,
+            }
+        }
+        if !sent_any && parsed.heartbeat_ms > 0 && now - row.last_sent >= parsed.heartbeat_ms {
+            let body = notification(
+                &url,
+                parsed.topic,
+                "heartbeat",
+                row.events_since_start,
+                "active",
+                None,
+            );
+            match webhooks
+                .post(
+                    &parsed.endpoint,
+                    &parsed.headers,
+                    body.to_string(),
+                    &row.secret,
+                )
+                .await
+            {
+                Ok(()) => return self.delivered(&row, now).await,
+                Err(why) => return self.failed(&row, &why, now).await,
+            }
+        }
+        sqlx::query("UPDATE subscriptions SET cursor = $1 WHERE id = $2")
+            .bind(row.cursor)
+            .bind(id)
+            .execute(db.pool())
+            .await?;
+        if row.status == "error" && row.failures == 0 {
+            sqlx::query("UPDATE subscriptions SET status = 'active', error = NULL WHERE id = $1")
+                .bind(id)
+                .execute(db.pool())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Notes a notification (or heartbeat) taken: the cursor past it, the subscription active.
+    async fn delivered(&self, row: &SubscriptionRow, now: i64) -> Result<(), FhirError> {
+        sqlx::query(
+            "UPDATE subscriptions SET cursor = $1, events_since_start = $2, last_sent = $3, failures = 0, \
+             retry_at = 0, status = 'active', error = NULL WHERE id = $4",
+        )
+        .bind(row.cursor)
+        .bind(row.events_since_start)
+        .bind(now)
+        .bind(&row.id)
+        .execute(self.store.database().pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Notes a failed delivery: in `error`, retried after a back-off from the same change.
+    async fn failed(&self, row: &SubscriptionRow, why: &str, now: i64) -> Result<(), FhirError> {
+        let failures = row.failures + 1;
+        let backoff = (FIRST_BACKOFF_MS << (failures - 1).min(20)).min(MAX_BACKOFF_MS);
+        tracing::info!(subscription = %row.id, %why, failures, "a notification was not taken");
+        sqlx::query(
+            "UPDATE subscriptions SET cursor = $1, failures = $2, retry_at = $3, status = 'error', error = $4 \
+             WHERE id = $5",
+        )
+        .bind(row.cursor)
+        .bind(failures)
+        .bind(now + backoff)
+        .bind(format!("{why} ({failures} failed attempts; the next in {} s)", backoff / 1000))
+        .bind(&row.id)
+        .execute(self.store.database().pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a subscription: nothing more is sent, and its status says why.
+    async fn switch_off(&self, id: &str, why: &str) -> Result<(), FhirError> {
+        sqlx::query("UPDATE subscriptions SET status = 'off', error = $1 WHERE id = $2")
+            .bind(why)
+            .bind(id)
+            .execute(self.store.database().pool())
+            .await?;
+        Ok(())
+    }
+}
+
+/// Whether the caller acts through an app of healthcloud's authorization server (whose
+/// install's life bounds the subscription) rather than with a token of its own.
+fn delivery_of_app(context: &AccessContext) -> bool {
+    context.app.is_some() || context.principal.claims.role == Role::System
+}
+
+fn row_of(row: &sqlx::any::AnyRow) -> Result<SubscriptionRow, FhirError> {
+    let resource: String = row.try_get(1)?;
+    Ok(SubscriptionRow {
+        id: row.try_get(0)?,
+        resource: serde_json::from_str(&resource).map_err(|e| FhirError::Internal(e.into()))?,
+        subscriber: row.try_get(2)?,
+        status: row.try_get(3)?,
+        error: row.try_get(4)?,
+        secret: row.try_get(5)?,
+        end_at: row.try_get(6)?,
+        events_since_start: row.try_get(7)?,
+        cursor: row.try_get(8)?,
+        last_sent: row.try_get(9)?,
+        failures: row.try_get(10)?,
+    })
+}
+
+/// A subscription as its owner reads it: its status and error now, never its secret.
+fn shown(row: &SubscriptionRow) -> Value {
+    let mut resource = row.resource.clone();
+    resource["status"] = json!(row.status);
+    match &row.error {
+        Some(error) => resource["error"] = json!(error),
+        None => {
+            if let Some(object) = resource.as_object_mut() {
+                object.remove("error");
+            }
+        }
+    }
+    resource
+}
+
+/// A notification Bundle (R4 backport: a history Bundle whose first entry is the status as
+/// Parameters).
+fn notification(
+    subscription: &str,
+    topic: &Topic,
+    kind: &str,
+    events: i64,
+    status: &str,
+    error: Option<&str>,
+) -> Value {
+    let mut parameters = vec![
+        json!({"name": "subscription", "valueReference": {"reference": subscription}}),
+        json!({"name": "topic", "valueCanonical": topic.url}),
+        json!({"name": "status", "valueCode": status}),
+        json!({"name": "type", "valueCode": kind}),
+        json!({"name": "events-since-subscription-start", "valueString": events.to_string()}),
+    ];
+    if let Some(error) = error {
+        parameters.push(json!({"name": "error", "valueCodeableConcept": {"text": error}}));
+    }
+    json!({
+        "resourceType": "Bundle",
+        "id": crate::import::new_id(),
+        "type": "history",
+        "timestamp": date::instant(date::now_ms()),
+        "entry": [{
+            "fullUrl": format!("urn:uuid:{}", crate::import::new_id()),
+            "resource": {"resourceType": "Parameters", "parameter": parameters},
+            "request": {"method": "GET", "url": format!("{subscription}/$status")},
+            "response": {"status": "200"}
+        }]
+    })
+}
+
+/// Adds one event to a notification: its number and focus in the status, and the resource
+/// itself for a full-resource payload.
+fn add_event(
+    body: &mut Value,
+    number: i64,
+    base: &str,
+    (resource_type, id): (&str, &str),
+    resource: Option<Value>,
+    version_id: i64,
+) {
+    let focus = format!("{base}/{resource_type}/{id}");
+    let event = json!({"name": "notification-event", "part": [
+        {"name": "event-number", "valueString": number.to_string()},
+        {"name": "timestamp", "valueInstant": date::instant(date::now_ms())},
+        {"name": "focus", "valueReference": {"reference": focus}},
+    ]});
+    if let Some(parameters) = body["entry"][0]["resource"]["parameter"].as_array_mut() {
+        parameters.push(event);
+    }
+    if let (Some(resource), Some(entries)) = (resource, body["entry"].as_array_mut()) {
+        let (method, status) = match version_id {
+            1 => ("POST", "201"),
+            _ => ("PUT", "200"),
+        };
+        entries.push(json!({
+            "fullUrl": focus,
+            "resource": resource,
+            "request": {"method": method, "url": format!("{resource_type}/{id}")},
+            "response": {"status": status}
+        }));
+    }
+}
