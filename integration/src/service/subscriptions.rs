@@ -331,14 +331,32 @@ struct SubscriptionRow {
     failures: i64,
 }
 
-/// Who a caller's subscriptions belong to: the issuer, the app (client) and the user.
+/// A statement run in a write transaction of its own: on SQLite, writers take turns in
+/// process ([`Database::begin_write`](healthcloud_platform::db::Database::begin_write)), and
+/// the dispatcher's writes must too.
+trait ExecuteIn {
+    async fn execute_in(self, service: &FhirService) -> Result<u64, FhirError>;
+}
+
+impl<'q> ExecuteIn for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    async fn execute_in(self, service: &FhirService) -> Result<u64, FhirError> {
+        let mut tx = service.store.database().begin_write().await?;
+        let done = self.execute(&mut *tx.tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Who a caller's subscriptions belong to: the issuer, the app (client), the user and the
+/// patient they act for (one user acting for two patients holds two sets).
 fn owner(context: &AccessContext) -> String {
     let claims = &context.principal.claims;
     format!(
-        "{} {} {}",
+        "{} {} {} {}",
         claims.iss,
         claims.client_id.as_deref().unwrap_or("-"),
-        claims.sub
+        claims.sub,
+        claims.patient.as_deref().unwrap_or("-")
     )
 }
 
@@ -444,6 +462,16 @@ impl FhirService {
         let checked = self.search_checked(context, query, &mut search).await;
         audit.absorb(search);
         checked?;
+        // A search for another patient answers a confined caller with nothing (and a probe
+        // in the security log); a subscription to it is refused outright.
+        if super::confined(context)
+            && let Some(other) =
+                (audit.patients.iter()).find(|p| Some(p.as_str()) != context.patient())
+        {
+            return Err(FhirError::Forbidden(format!(
+                "you may follow your own record only, not Patient/{other}"
+            )));
+        }
         let db = self.store.database();
         let owner = owner(context);
         let held: i64 =
@@ -525,7 +553,7 @@ impl FhirService {
         .bind(cursor)
         .bind(now)
         .bind(now)
-        .execute(db.pool())
+        .execute_in(self)
         .await?;
         audit.resource_id = Some(id);
         let mut answer = resource;
@@ -596,9 +624,9 @@ impl FhirService {
         let done = sqlx::query("DELETE FROM subscriptions WHERE id = $1 AND owner = $2")
             .bind(id)
             .bind(owner(context))
-            .execute(self.store.database().pool())
+            .execute_in(self)
             .await?;
-        match done.rows_affected() {
+        match done {
             0 => Err(FhirError::NotFound(format!(
                 "no Subscription/{id} of yours"
             ))),
@@ -651,9 +679,9 @@ impl FhirService {
             .bind(now + LEASE_MS)
             .bind(&id)
             .bind(now)
-            .execute(db.pool())
+            .execute_in(self)
             .await?;
-            if leased.rows_affected() == 0 {
+            if leased == 0 {
                 continue;
             }
             let service = self.clone();
@@ -663,7 +691,7 @@ impl FhirService {
                 }
                 let release = sqlx::query("UPDATE subscriptions SET lease_until = 0 WHERE id = $1")
                     .bind(&id)
-                    .execute(service.store.database().pool())
+                    .execute_in(&service)
                     .await;
                 if let Err(error) = release {
                     tracing::warn!(subscription = %id, %error, "a subscription's lease was kept");
@@ -832,12 +860,12 @@ impl FhirService {
         sqlx::query("UPDATE subscriptions SET cursor = $1 WHERE id = $2")
             .bind(row.cursor)
             .bind(id)
-            .execute(db.pool())
+            .execute_in(self)
             .await?;
         if row.status == "error" && row.failures == 0 {
             sqlx::query("UPDATE subscriptions SET status = 'active', error = NULL WHERE id = $1")
                 .bind(id)
-                .execute(db.pool())
+                .execute_in(self)
                 .await?;
         }
         Ok(())
@@ -853,7 +881,7 @@ impl FhirService {
         .bind(row.events_since_start)
         .bind(now)
         .bind(&row.id)
-        .execute(self.store.database().pool())
+        .execute_in(self)
         .await?;
         Ok(())
     }
@@ -872,7 +900,7 @@ impl FhirService {
         .bind(now + backoff)
         .bind(format!("{why} ({failures} failed attempts; the next in {} s)", backoff / 1000))
         .bind(&row.id)
-        .execute(self.store.database().pool())
+        .execute_in(self)
         .await?;
         Ok(())
     }
@@ -882,7 +910,7 @@ impl FhirService {
         sqlx::query("UPDATE subscriptions SET status = 'off', error = $1 WHERE id = $2")
             .bind(why)
             .bind(id)
-            .execute(self.store.database().pool())
+            .execute_in(self)
             .await?;
         Ok(())
     }
