@@ -203,6 +203,11 @@ fn interactions() -> Router<FhirState> {
                 .delete(subscriptions::delete),
         )
         .route("/Subscription/{id}/$status", get(subscriptions::status))
+        .route(
+            "/Subscription/{id}/$get-ws-binding-token",
+            get(subscriptions::binding_token),
+        )
+        .route("/$subscription-ws", get(subscriptions::websocket))
         .route("/_history", get(system_history))
         .route("/{resource_type}/_history", get(type_history))
         .route("/{resource_type}/$lastn", get(lastn))

@@ -28,6 +28,7 @@ on_both_backends!(
     a_failed_delivery_is_retried_before_anything_after_it,
     subscriptions_are_their_owners_alone_and_checked_when_made,
     a_subscription_ends_with_its_subscribers_install,
+    a_websocket_bound_with_a_token_gets_what_waited_and_what_comes,
 );
 
 const NEW_OBSERVATION: &str = "https://healthcloud.example/fhir/SubscriptionTopic/new-observation";
@@ -540,4 +541,102 @@ async fn a_subscription_ends_with_its_subscribers_install(h: Harness) {
             .unwrap()
             .contains("authorization ended")
     );
+}
+
+async fn a_websocket_bound_with_a_token_gets_what_waited_and_what_comes(h: Harness) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    // The FHIR API on loopback, for the websocket.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = h.app.clone();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let token = h.backend_service("monitor", "system/Observation.rs");
+    let mut resource = subscription(Some("Observation?patient=Patient/pat-a"), "", "id-only");
+    resource["channel"] = json!({"type": "websocket", "payload": "application/fhir+json"});
+    let made = h
+        .request("POST", "Subscription", Some(&token), Some(resource))
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = made.body["id"].as_str().unwrap().to_owned();
+    // What happens before a socket is bound waits for it.
+    let waited = write(&h, "pat-a", "vital-signs").await;
+
+    let binding = h
+        .get(&format!("Subscription/{id}/$get-ws-binding-token"), &token)
+        .await;
+    assert_eq!(binding.status, 200, "{}", binding.body);
+    let value = |name: &str| {
+        (binding.body["parameter"].as_array().unwrap().iter())
+            .find(|p| p["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let bind_token = value("token")["valueString"].as_str().unwrap().to_owned();
+    assert_eq!(
+        value("websocket-url")["valueUrl"],
+        "ws://fhir.test/fhir/r4/$subscription-ws"
+    );
+    let url = format!("ws://{address}/fhir/r4/$subscription-ws");
+
+    // A forged or altered token binds nothing.
+    for forged in [
+        format!("{id}.9999999999999.00"),
+        format!("{bind_token}0"),
+        "x".into(),
+    ] {
+        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        socket
+            .send(Message::text(format!("bind-with-token {forged}")))
+            .await
+            .unwrap();
+        let answer = socket.next().await.unwrap().unwrap();
+        assert!(
+            answer
+                .to_text()
+                .unwrap()
+                .contains("not a valid binding token"),
+            "{answer}"
+        );
+    }
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    socket
+        .send(Message::text(format!("bind-with-token {bind_token}")))
+        .await
+        .unwrap();
+    let mut next = async || -> Value {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("no message within 10 s")
+            .unwrap()
+            .unwrap();
+        serde_json::from_str(message.to_text().unwrap()).unwrap()
+    };
+    assert_eq!(kind(&next().await), "handshake");
+    let body = next().await;
+    assert_eq!(focus(&body), format!("{BASE}/Observation/{waited}"));
+    let later = write(&h, "pat-a", "vital-signs").await;
+    write(&h, "pat-b", "vital-signs").await;
+    let body = next().await;
+    assert_eq!(focus(&body), format!("{BASE}/Observation/{later}"));
+
+    // Another subscriber gets no token for it; a rest-hook subscription has none.
+    let other = h.backend_service("other", "system/Observation.rs");
+    let refused = h
+        .get(&format!("Subscription/{id}/$get-ws-binding-token"), &other)
+        .await;
+    assert_eq!(refused.status, 404);
+    let mut receiver = receiver().await;
+    let hook_subscription = subscription(None, &receiver.url, "id-only");
+    let (hook, _) = subscribe(&h, &token, &mut receiver, hook_subscription).await;
+    let refused = h
+        .get(
+            &format!("Subscription/{hook}/$get-ws-binding-token"),
+            &token,
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
 }

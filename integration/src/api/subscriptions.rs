@@ -1,9 +1,13 @@
 //! Subscriptions over HTTP (the R4 backport of topic-based subscriptions): `POST
 //! [base]/Subscription` makes one (201, with its secret this once), `GET` reads the caller's
 //! own (another's is 404), `DELETE` ends one, `GET [base]/Subscription/[id]/$status` tells
-//! where it stands. Changing one is deleting it and making another.
+//! where it stands. Changing one is deleting it and making another. A websocket
+//! subscription's client gets a binding token (`$get-ws-binding-token`), opens
+//! `[base]/$subscription-ws` and sends `bind-with-token <token>`: the handshake, then each
+//! notification, arrive as text messages.
 
 use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +15,10 @@ use serde_json::{Value, json};
 
 use super::{Caller, FhirState, fhir_json, json_body};
 use crate::error::FhirError;
+use crate::service::FhirService;
+
+/// How long a new websocket has to send `bind-with-token`.
+const BIND_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `POST [base]/Subscription`.
 pub(super) async fn create(
@@ -95,4 +103,73 @@ pub(super) async fn status(
 ) -> Result<Response, FhirError> {
     let status = state.service.subscription_status(&context, &id).await?;
     Ok(fhir_json(StatusCode::OK, status.to_string()))
+}
+
+/// `GET [base]/Subscription/[id]/$get-ws-binding-token`.
+pub(super) async fn binding_token(
+    State(state): State<FhirState>,
+    Path(id): Path<String>,
+    Caller(context): Caller,
+) -> Result<Response, FhirError> {
+    let token = state
+        .service
+        .subscription_binding_token(&context, &id)
+        .await?;
+    Ok(fhir_json(StatusCode::OK, token.to_string()))
+}
+
+/// `GET [base]/$subscription-ws`: a websocket that a binding token binds to a subscription.
+pub(super) async fn websocket(
+    State(state): State<FhirState>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade.on_upgrade(move |socket| serve_socket(state.service, socket))
+}
+
+async fn serve_socket(service: FhirService, mut socket: WebSocket) {
+    let first = tokio::time::timeout(BIND_WITHIN, socket.recv()).await;
+    let token = match &first {
+        Ok(Some(Ok(Message::Text(text)))) => text.strip_prefix("bind-with-token ").map(str::trim),
+        _ => None,
+    };
+    let Some(token) = token else {
+        let _ = socket
+            .send(Message::Text("send 'bind-with-token <token>' first".into()))
+            .await;
+        return;
+    };
+    let (id, handshake) = match service.subscription_bind(token).await {
+        Ok(bound) => bound,
+        Err(error) => {
+            let _ = socket.send(Message::Text(error.to_string().into())).await;
+            return;
+        }
+    };
+    if socket
+        .send(Message::Text(handshake.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let (sender, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    service.subscriptions().bind_socket(&id, sender);
+    loop {
+        tokio::select! {
+            next = notifications.recv() => {
+                let Some((body, sent)) = next else { break };
+                let ok = socket.send(Message::Text(body.into())).await.is_ok();
+                let _ = sent.send(ok);
+                if !ok {
+                    break;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+    drop(notifications);
+    service.subscriptions().forget_closed_sockets();
 }

@@ -15,8 +15,9 @@
 //! leaves. A failed delivery is retried with back-off, the subscription in `error` meanwhile,
 //! and nothing after it is sent before it (order holds).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use healthcloud_platform::auth::{Claims, Principal, Role};
@@ -24,6 +25,7 @@ use healthcloud_platform::scope::{Interaction, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::Row as _;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{FhirService, Pending};
 use crate::date;
@@ -92,7 +94,15 @@ struct Inner {
     wake: tokio::sync::Notify,
     started: AtomicBool,
     delivery: OnceLock<(Delivery, Webhooks)>,
+    /// The websockets bound on this node, by subscription.
+    sockets: Mutex<HashMap<String, Vec<Socket>>>,
 }
+
+/// A bound websocket: each notification goes with a reply saying whether it was sent.
+pub type Socket = mpsc::UnboundedSender<(String, oneshot::Sender<bool>)>;
+
+/// How long a websocket binding token is good for.
+pub const BINDING_TOKEN_MS: i64 = 5 * 60 * 1000;
 
 impl std::fmt::Debug for Subscriptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -106,6 +116,53 @@ impl Subscriptions {
     /// Tells the dispatcher that changes were committed.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// Binds a websocket to subscription `id` on this node.
+    pub fn bind_socket(&self, id: &str, socket: Socket) {
+        let mut sockets = self.inner.sockets.lock().expect("sockets lock");
+        sockets.entry(id.to_owned()).or_default().push(socket);
+        drop(sockets);
+        self.wake();
+    }
+
+    /// Forgets the websockets of this node that closed.
+    pub fn forget_closed_sockets(&self) {
+        let mut sockets = self.inner.sockets.lock().expect("sockets lock");
+        for bound in sockets.values_mut() {
+            bound.retain(|socket| !socket.is_closed());
+        }
+        sockets.retain(|_, bound| !bound.is_empty());
+    }
+
+    /// Whether a websocket is bound to `id` on this node.
+    fn has_socket(&self, id: &str) -> bool {
+        let sockets = self.inner.sockets.lock().expect("sockets lock");
+        sockets
+            .get(id)
+            .is_some_and(|bound| bound.iter().any(|s| !s.is_closed()))
+    }
+
+    /// Sends `body` over every websocket bound to `id` here: `Ok` once one of them sent it.
+    async fn send_socket(&self, id: &str, body: String) -> Result<(), String> {
+        let bound: Vec<Socket> = {
+            let sockets = self.inner.sockets.lock().expect("sockets lock");
+            sockets.get(id).cloned().unwrap_or_default()
+        };
+        let mut sent = false;
+        for socket in bound {
+            let (reply, answer) = oneshot::channel();
+            if socket.send((body.clone(), reply)).is_ok()
+                && let Ok(Ok(true)) = tokio::time::timeout(webhook::TIMEOUT, answer).await
+            {
+                sent = true;
+            }
+        }
+        self.forget_closed_sockets();
+        match sent {
+            true => Ok(()),
+            false => Err("no websocket bound to the subscription took it".into()),
+        }
     }
 
     fn delivery(&self) -> Result<&(Delivery, Webhooks), FhirError> {
@@ -123,12 +180,23 @@ enum Content {
     FullResource,
 }
 
+/// Where notifications go.
+enum Channel {
+    /// POSTed to the subscriber's endpoint, with its headers.
+    RestHook {
+        endpoint: String,
+        headers: Vec<(String, String)>,
+    },
+    /// Sent over the websockets bound to the subscription (`$get-ws-binding-token`, then
+    /// `bind-with-token` on `[base]/$subscription-ws`).
+    WebSocket,
+}
+
 /// A Subscription as checked: what delivery reads of it.
 struct Parsed {
     topic: &'static Topic,
     filter: Vec<(String, String)>,
-    endpoint: String,
-    headers: Vec<(String, String)>,
+    channel: Channel,
     content: Content,
     heartbeat_ms: i64,
     end: Option<i64>,
@@ -208,20 +276,17 @@ impl Parsed {
             }
         }
         let channel = &resource["channel"];
-        match channel["type"].as_str() {
-            Some("rest-hook") => {}
+        let rest_hook = match channel["type"].as_str() {
+            Some("rest-hook") => true,
+            Some("websocket") => false,
             Some(other) => {
                 return Err(invalid(
                     "channel.type",
-                    format!("'{other}' is not supported here: use rest-hook"),
+                    format!("'{other}' is not supported here: use rest-hook or websocket"),
                 ));
             }
-            None => return Err(invalid("channel.type", "required: rest-hook")),
-        }
-        let endpoint = channel["endpoint"].as_str().unwrap_or_default();
-        let endpoint = webhook::check_endpoint(endpoint, policy)
-            .map_err(|why| invalid("channel.endpoint", why))?
-            .to_string();
+            None => return Err(invalid("channel.type", "required: rest-hook or websocket")),
+        };
         if let Some(payload) = channel["payload"].as_str()
             && payload != "application/fhir+json"
         {
@@ -253,6 +318,22 @@ impl Parsed {
             .map_err(|()| invalid("channel.header", "each header is a string 'Name: value'"))?;
         let headers =
             webhook::check_headers(&lines).map_err(|why| invalid("channel.header", why))?;
+        let channel_to = match rest_hook {
+            true => {
+                let endpoint = channel["endpoint"].as_str().unwrap_or_default();
+                let endpoint = webhook::check_endpoint(endpoint, policy)
+                    .map_err(|why| invalid("channel.endpoint", why))?
+                    .to_string();
+                Channel::RestHook { endpoint, headers }
+            }
+            false if channel.get("endpoint").is_some() || !headers.is_empty() => {
+                return Err(invalid(
+                    "channel",
+                    "a websocket subscription has no endpoint or headers: its client binds a websocket to it",
+                ));
+            }
+            false => Channel::WebSocket,
+        };
         let heartbeat_ms =
             match extension(channel, &format!("{BACKPORT}/backport-heartbeat-period")).next() {
                 None => 0,
@@ -277,8 +358,7 @@ impl Parsed {
         Ok(Parsed {
             topic,
             filter,
-            endpoint,
-            headers,
+            channel: channel_to,
             content,
             heartbeat_ms,
             end,
@@ -423,6 +503,11 @@ impl FhirService {
         Ok(())
     }
 
+    /// Its subscriptions (to bind websockets to them).
+    pub fn subscriptions(&self) -> &Subscriptions {
+        &self.subscriptions
+    }
+
     /// Makes a subscription for `context`: its filter must be a search the caller may run
     /// now, and its endpoint must answer the handshake. Returns it as stored, with its secret
     /// (shown this once).
@@ -516,20 +601,16 @@ impl FhirService {
             "requested",
             None,
         );
-        webhooks
-            .post(
-                &parsed.endpoint,
-                &parsed.headers,
-                handshake.to_string(),
-                &secret,
-            )
-            .await
-            .map_err(|why| {
-                invalid(
-                    "channel.endpoint",
-                    format!("the endpoint did not take the handshake: {why}"),
-                )
-            })?;
+        if let Channel::RestHook { endpoint, headers } = &parsed.channel {
+            (webhooks.post(endpoint, headers, handshake.to_string(), &secret))
+                .await
+                .map_err(|why| {
+                    invalid(
+                        "channel.endpoint",
+                        format!("the endpoint did not take the handshake: {why}"),
+                    )
+                })?;
+        }
         let cursor: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM change_events")
             .fetch_one(db.pool())
             .await?
@@ -660,19 +741,108 @@ impl FhirService {
         Ok(status)
     }
 
+    /// A token that binds a websocket to the caller's websocket subscription `id`
+    /// (`$get-ws-binding-token`), as the backport's Parameters: good for
+    /// [`BINDING_TOKEN_MS`], on any node.
+    pub async fn subscription_binding_token(
+        &self,
+        context: &AccessContext,
+        id: &str,
+    ) -> Result<Value, FhirError> {
+        self.admit(context)?;
+        let (delivery, _) = self.subscriptions.delivery()?;
+        let row = self.subscription_row(context, id).await?;
+        if row.resource["channel"]["type"] != "websocket" {
+            return Err(FhirError::BadRequest(format!(
+                "Subscription/{id} is not a websocket subscription"
+            )));
+        }
+        let expires = date::now_ms() + BINDING_TOKEN_MS;
+        let token = binding_token(id, expires, &row.secret);
+        let websocket_url = match delivery.base_url.split_once("://") {
+            Some(("https", rest)) => format!("wss://{rest}/$subscription-ws"),
+            Some((_, rest)) => format!("ws://{rest}/$subscription-ws"),
+            None => format!("{}/$subscription-ws", delivery.base_url),
+        };
+        Ok(json!({
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "token", "valueString": token},
+                {"name": "expiration", "valueDateTime": date::instant(expires)},
+                {"name": "subscription", "valueString": format!("{}/Subscription/{id}", delivery.base_url)},
+                {"name": "websocket-url", "valueUrl": websocket_url},
+            ]
+        }))
+    }
+
+    /// The subscription a websocket binding token is for, and the handshake to send on the
+    /// bound socket; refused when the token is not one, has expired, or its subscription
+    /// ended.
+    pub async fn subscription_bind(&self, token: &str) -> Result<(String, Value), FhirError> {
+        let refused = || {
+            FhirError::Forbidden(
+                "not a valid binding token: get a new one with $get-ws-binding-token".into(),
+            )
+        };
+        let mut parts = token.splitn(3, '.');
+        let (Some(id), Some(expires), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(refused());
+        };
+        let expires: i64 = expires.parse().map_err(|_| refused())?;
+        let row = sqlx::query(
+            "SELECT id, resource, subscriber, status, error, secret, end_at, events_since_start, cursor, \
+             last_sent, failures FROM subscriptions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.store.database().pool())
+        .await?
+        .ok_or_else(refused)?;
+        let row = row_of(&row)?;
+        let expected = binding_token(id, expires, &row.secret);
+        // Compared in time independent of where they differ.
+        let genuine = expected.len() == token.len()
+            && (expected.bytes().zip(token.bytes())).fold(0, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !genuine || expires < date::now_ms() || row.status == "off" {
+            return Err(refused());
+        }
+        let (delivery, _) = self.subscriptions.delivery()?;
+        let topic = topics::topic(row.resource["criteria"].as_str().unwrap_or_default())
+            .ok_or_else(refused)?;
+        let url = format!("{}/Subscription/{id}", delivery.base_url);
+        let handshake = notification(
+            &url,
+            topic,
+            "handshake",
+            row.events_since_start,
+            &row.status,
+            None,
+        );
+        Ok((row.id, handshake))
+    }
+
     /// One pass: every subscription due (not leased by another node, not waiting out a
     /// back-off) is delivered in its own task.
     async fn deliver_due(&self) -> Result<(), FhirError> {
         let now = date::now_ms();
         let db = self.store.database();
         let due = sqlx::query(
-            "SELECT id FROM subscriptions WHERE status <> 'off' AND retry_at <= $1 AND lease_until < $1",
+            "SELECT id, resource FROM subscriptions WHERE status <> 'off' AND retry_at <= $1 AND lease_until < $1",
         )
         .bind(now)
         .fetch_all(db.pool())
         .await?;
         for row in due {
             let id: String = row.try_get(0)?;
+            // A websocket subscription is delivered by a node its client is bound to; until
+            // one is, its changes wait.
+            let resource: String = row.try_get(1)?;
+            if resource.contains(r#""type":"websocket""#)
+                && serde_json::from_str::<Value>(&resource)
+                    .is_ok_and(|r| r["channel"]["type"] == "websocket")
+                && !self.subscriptions.has_socket(&id)
+            {
+                continue;
+            }
             let leased = sqlx::query(
                 "UPDATE subscriptions SET lease_until = $1 WHERE id = $2 AND lease_until < $3",
             )
@@ -703,7 +873,7 @@ impl FhirService {
 
     /// Delivers what is due of subscription `id` (leased by this node).
     async fn deliver(&self, id: &str) -> Result<(), FhirError> {
-        let (delivery, webhooks) = self.subscriptions.delivery()?;
+        let (delivery, _) = self.subscriptions.delivery()?;
         let db = self.store.database();
         let Some(row) = sqlx::query(
             "SELECT id, resource, subscriber, status, error, secret, end_at, events_since_start, cursor, \
@@ -816,15 +986,7 @@ impl FhirService {
                 }
                 self.finish(audit, Ok(())).await?;
             }
-            match webhooks
-                .post(
-                    &parsed.endpoint,
-                    &parsed.headers,
-                    body.to_string(),
-                    &row.secret,
-                )
-                .await
-            {
+            match self.send(&parsed.channel, &row, body.to_string()).await {
                 Ok(()) => {
                     row.cursor = seq;
                     row.events_since_start = number;
@@ -844,15 +1006,7 @@ impl FhirService {
                 "active",
                 None,
             );
-            match webhooks
-                .post(
-                    &parsed.endpoint,
-                    &parsed.headers,
-                    body.to_string(),
-                    &row.secret,
-                )
-                .await
-            {
+            match self.send(&parsed.channel, &row, body.to_string()).await {
                 Ok(()) => return self.delivered(&row, now).await,
                 Err(why) => return self.failed(&row, &why, now).await,
             }
@@ -869,6 +1023,22 @@ impl FhirService {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Sends one notification over the subscription's channel: `Ok` once it was taken.
+    async fn send(
+        &self,
+        channel: &Channel,
+        row: &SubscriptionRow,
+        body: String,
+    ) -> Result<(), String> {
+        match channel {
+            Channel::RestHook { endpoint, headers } => {
+                let (_, webhooks) = self.subscriptions.delivery().map_err(|e| e.to_string())?;
+                webhooks.post(endpoint, headers, body, &row.secret).await
+            }
+            Channel::WebSocket => self.subscriptions.send_socket(&row.id, body).await,
+        }
     }
 
     /// Notes a notification (or heartbeat) taken: the cursor past it, the subscription active.
@@ -952,6 +1122,13 @@ fn shown(row: &SubscriptionRow) -> Value {
         }
     }
     resource
+}
+
+/// `<id>.<expires>.<hex HMAC of both under the subscription's secret>`.
+fn binding_token(id: &str, expires: i64, secret: &str) -> String {
+    let signed = webhook::signature(secret, expires, id.as_bytes());
+    let mac = signed.rsplit("v1=").next().unwrap_or_default();
+    format!("{id}.{expires}.{mac}")
 }
 
 /// A notification Bundle (R4 backport: a history Bundle whose first entry is the status as
