@@ -19,6 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod apps;
 mod compare;
 mod corpus;
+mod events;
 mod export;
 mod federation;
 mod fhir;
@@ -77,6 +78,9 @@ enum Command {
     /// Bulk Data export throughput and peak memory of a synthetic population (not part of
     /// `all`).
     Export(export::ExportArgs),
+    /// Notification latency from a write to a rest-hook subscriber's webhook (not part of
+    /// `all`).
+    Events(events::EventsArgs),
     /// Every benchmark above but `apps` and `federation`, one after the other, into one
     /// `bench/RESULTS.md`.
     All(AllArgs),
@@ -231,6 +235,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Lifecycle(args) => lifecycle_command(args).await,
         Command::Federation(args) => federation_command(args).await,
         Command::Export(args) => export::run(args).await,
+        Command::Events(args) => events::run(args).await,
         Command::All(args) => all_command(args).await,
     }
 }

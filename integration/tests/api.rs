@@ -217,8 +217,8 @@ async fn metadata_describes_the_server(h: Harness) {
     let names = |r: &Value| {
         r["searchParam"]
             .as_array()
-            .unwrap()
-            .iter()
+            .into_iter()
+            .flatten()
             .map(|p| p["name"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
@@ -309,11 +309,19 @@ async fn metadata_describes_the_server(h: Harness) {
             "_profile"
         ]
     );
-    assert_eq!(resources.len(), 38);
+    assert_eq!(resources.len(), 39);
+    // Subscriptions name the topics a client may subscribe to.
+    let subscription = (resources.iter())
+        .find(|r| r["type"] == "Subscription")
+        .unwrap();
+    let topics: Vec<&str> = (subscription["extension"].as_array().unwrap().iter())
+        .filter_map(|e| e["valueCanonical"].as_str())
+        .collect();
+    assert!(topics.contains(&"https://healthcloud.example/fhir/SubscriptionTopic/new-observation"));
     // Each parameter names its definition in R4, but a Binary's place in a record (this
     // server's own).
     for resource in resources {
-        for param in resource["searchParam"].as_array().unwrap() {
+        for param in resource["searchParam"].as_array().into_iter().flatten() {
             if resource["type"] == "Binary" && param["name"] == "patient" {
                 assert!(param.get("definition").is_none());
                 continue;

@@ -421,8 +421,10 @@ async fn subscriptions_are_their_owners_alone_and_checked_when_made(h: Harness) 
     let (_, body) = receiver.next_event().await;
     assert_eq!(focus(&body), format!("{BASE}/Observation/{mine}"));
 
-    // Another subscriber learns nothing of it and cannot end it.
-    for stranger in [h.citizen("pat-b"), h.clinician()] {
+    // Another subscriber learns nothing of it and cannot end it; nor does a narrower token
+    // of the same user take over what the broader one made.
+    let narrower = h.token(Role::Citizen, Some("pat-a"), Some("patient/Patient.rs"));
+    for stranger in [h.citizen("pat-b"), h.clinician(), narrower] {
         assert_eq!(
             h.get(&format!("Subscription/{id}"), &stranger).await.status,
             404

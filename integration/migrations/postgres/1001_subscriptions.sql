@@ -11,8 +11,10 @@ CREATE TABLE change_events (
 );
 
 -- Topic-based subscriptions (R4 backport): who made each (the claims its notifications are
--- checked under), the Subscription as made (without its secret), where its delivery stands
--- (the last change handled, the back-off after failures, the node delivering it now).
+-- checked under), the Subscription as made (without its secret), the key of its websockets'
+-- binding tokens (never shown), where its delivery stands (the last change handled, the
+-- back-off after failures, the node delivering it now), and when it was switched off (kept a
+-- day, for its status).
 CREATE TABLE subscriptions (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -22,6 +24,7 @@ CREATE TABLE subscriptions (
     status TEXT NOT NULL,
     error TEXT,
     secret TEXT NOT NULL,
+    binding_key TEXT NOT NULL,
     end_at BIGINT NOT NULL,
     events_since_start BIGINT NOT NULL,
     cursor BIGINT NOT NULL,
@@ -29,7 +32,8 @@ CREATE TABLE subscriptions (
     retry_at BIGINT NOT NULL,
     failures BIGINT NOT NULL,
     lease_until BIGINT NOT NULL,
-    created BIGINT NOT NULL
+    created BIGINT NOT NULL,
+    ended_at BIGINT NOT NULL
 );
 CREATE INDEX subscriptions_owner ON subscriptions (owner);
 

@@ -153,7 +153,11 @@ async fn serve_socket(service: FhirService, mut socket: WebSocket) {
         return;
     }
     let (sender, mut notifications) = tokio::sync::mpsc::unbounded_channel();
-    service.subscriptions().bind_socket(&id, sender);
+    if !service.subscriptions().bind_socket(&id, sender) {
+        let full = "too many websockets are bound to this subscription: close one first";
+        let _ = socket.send(Message::Text(full.into())).await;
+        return;
+    }
     loop {
         tokio::select! {
             next = notifications.recv() => {

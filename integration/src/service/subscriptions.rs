@@ -16,7 +16,7 @@
 //! and nothing after it is sent before it (order holds).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -43,6 +43,18 @@ pub const POLL: Duration = Duration::from_millis(500);
 /// How long a gap in the changes' order is waited for: on PostgreSQL a change numbered
 /// before another may commit after it (or never, when its write rolls back).
 const GAP_WAIT_MS: i64 = 2_000;
+
+/// How often a node forgets what is no longer needed.
+const TIDY_EVERY_MS: i64 = 60_000;
+
+/// How long a switched-off subscription is kept, for its owner to read why.
+const KEEP_OFF_MS: i64 = 24 * 3600 * 1000;
+
+/// How long a change is kept at least, every subscription past it or not.
+const KEEP_CHANGES_MS: i64 = 3600 * 1000;
+
+/// Websockets one subscription may have bound at once, on one node.
+const MAX_SOCKETS: usize = 4;
 
 /// How long a node holds a subscription it delivers.
 const LEASE_MS: i64 = 60_000;
@@ -96,6 +108,8 @@ struct Inner {
     delivery: OnceLock<(Delivery, Webhooks)>,
     /// The websockets bound on this node, by subscription.
     sockets: Mutex<HashMap<String, Vec<Socket>>>,
+    /// When this node last tidied (epoch ms).
+    tidied: AtomicI64,
 }
 
 /// A bound websocket: each notification goes with a reply saying whether it was sent.
@@ -118,12 +132,19 @@ impl Subscriptions {
         self.inner.wake.notify_one();
     }
 
-    /// Binds a websocket to subscription `id` on this node.
-    pub fn bind_socket(&self, id: &str, socket: Socket) {
+    /// Binds a websocket to subscription `id` on this node; refused (`false`) when
+    /// [`MAX_SOCKETS`] are bound to it already.
+    pub fn bind_socket(&self, id: &str, socket: Socket) -> bool {
         let mut sockets = self.inner.sockets.lock().expect("sockets lock");
-        sockets.entry(id.to_owned()).or_default().push(socket);
+        let bound = sockets.entry(id.to_owned()).or_default();
+        bound.retain(|socket| !socket.is_closed());
+        if bound.len() >= MAX_SOCKETS {
+            return false;
+        }
+        bound.push(socket);
         drop(sockets);
         self.wake();
+        true
     }
 
     /// Forgets the websockets of this node that closed.
@@ -396,6 +417,10 @@ struct Subscriber {
     claims: Claims,
 }
 
+/// The columns [`row_of`] reads.
+const COLUMNS: &str = "id, resource, subscriber, status, error, secret, end_at, events_since_start, cursor, \
+    last_sent, failures, binding_key";
+
 /// One subscription's row.
 struct SubscriptionRow {
     id: String,
@@ -409,6 +434,7 @@ struct SubscriptionRow {
     cursor: i64,
     last_sent: i64,
     failures: i64,
+    binding_key: String,
 }
 
 /// A statement run in a write transaction of its own: on SQLite, writers take turns in
@@ -427,16 +453,21 @@ impl<'q> ExecuteIn for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments
     }
 }
 
-/// Who a caller's subscriptions belong to: the issuer, the app (client), the user and the
-/// patient they act for (one user acting for two patients holds two sets).
+/// Who a caller's subscriptions belong to: the issuer, the app (client), the user, the
+/// patient they act for (one user acting for two patients holds two sets), and the role and
+/// scopes they act with (a narrower token of the same user does not take over what a broader
+/// one made, whose notifications are checked under the broader one's scopes).
 fn owner(context: &AccessContext) -> String {
+    use sha2::Digest as _;
     let claims = &context.principal.claims;
+    let acting = sha2::Sha256::digest(format!("{} {}", claims.role.as_str(), claims.scope));
     format!(
-        "{} {} {} {}",
+        "{} {} {} {} {}",
         claims.iss,
         claims.client_id.as_deref().unwrap_or("-"),
         claims.sub,
-        claims.patient.as_deref().unwrap_or("-")
+        claims.patient.as_deref().unwrap_or("-"),
+        hex::encode(&acting[..8])
     )
 }
 
@@ -559,17 +590,6 @@ impl FhirService {
         }
         let db = self.store.database();
         let owner = owner(context);
-        let held: i64 =
-            sqlx::query("SELECT COUNT(*) FROM subscriptions WHERE owner = $1 AND status <> 'off'")
-                .bind(&owner)
-                .fetch_one(db.pool())
-                .await?
-                .try_get(0)?;
-        if held >= MAX_PER_SUBSCRIBER {
-            return Err(FhirError::Conflict(format!(
-                "you hold {held} subscriptions: delete one before making another"
-            )));
-        }
         let now = date::now_ms();
         let claims = &context.principal.claims;
         let lifetime = match delivery_of_app(context) {
@@ -601,28 +621,33 @@ impl FhirService {
             "requested",
             None,
         );
-        if let Channel::RestHook { endpoint, headers } = &parsed.channel {
-            (webhooks.post(endpoint, headers, handshake.to_string(), &secret))
-                .await
-                .map_err(|why| {
-                    invalid(
-                        "channel.endpoint",
-                        format!("the endpoint did not take the handshake: {why}"),
-                    )
-                })?;
-        }
-        let cursor: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM change_events")
-            .fetch_one(db.pool())
-            .await?
-            .try_get(0)?;
         let subscriber = serde_json::to_string(&Subscriber {
             claims: claims.clone(),
         })
         .map_err(|e| FhirError::Internal(e.into()))?;
+        // Counted and made in one transaction, one subscriber's at a time on every node; it
+        // is `requested` (not delivered) until its endpoint took the handshake.
+        let mut tx = db.begin_write().await?;
+        db.lock(&mut tx.tx, &format!("subscriptions {owner}"))
+            .await?;
+        let held: i64 = sqlx::query("SELECT COUNT(*) FROM subscriptions WHERE owner = $1")
+            .bind(&owner)
+            .fetch_one(&mut *tx.tx)
+            .await?
+            .try_get(0)?;
+        if held >= MAX_PER_SUBSCRIBER {
+            return Err(FhirError::Conflict(format!(
+                "you hold {held} subscriptions (one switched off is kept a day, for its status): delete one before making another"
+            )));
+        }
+        let cursor: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM change_events")
+            .fetch_one(&mut *tx.tx)
+            .await?
+            .try_get(0)?;
         sqlx::query(
-            "INSERT INTO subscriptions (id, owner, subscriber, resource, topic, status, error, secret, end_at, \
-             events_since_start, cursor, last_sent, retry_at, failures, lease_until, created) \
-             VALUES ($1, $2, $3, $4, $5, 'active', NULL, $6, $7, 0, $8, $9, 0, 0, 0, $10)",
+            "INSERT INTO subscriptions (id, owner, subscriber, resource, topic, status, error, secret, binding_key, \
+             end_at, events_since_start, cursor, last_sent, retry_at, failures, lease_until, created, ended_at) \
+             VALUES ($1, $2, $3, $4, $5, 'requested', NULL, $6, $7, $8, 0, $9, $10, 0, 0, 0, $11, 0)",
         )
         .bind(&id)
         .bind(&owner)
@@ -630,10 +655,31 @@ impl FhirService {
         .bind(resource.to_string())
         .bind(parsed.topic.url)
         .bind(&secret)
+        .bind(hex::encode(rand::random::<[u8; 32]>()))
         .bind(end)
         .bind(cursor)
         .bind(now)
         .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        if let Channel::RestHook { endpoint, headers } = &parsed.channel
+            && let Err(why) =
+                (webhooks.post(endpoint, headers, handshake.to_string(), &secret)).await
+        {
+            sqlx::query("DELETE FROM subscriptions WHERE id = $1")
+                .bind(&id)
+                .execute_in(self)
+                .await?;
+            return Err(invalid(
+                "channel.endpoint",
+                format!("the endpoint did not take the handshake: {why}"),
+            ));
+        }
+        sqlx::query(
+            "UPDATE subscriptions SET status = 'active' WHERE id = $1 AND status = 'requested'",
+        )
+        .bind(&id)
         .execute_in(self)
         .await?;
         audit.resource_id = Some(id);
@@ -654,10 +700,9 @@ impl FhirService {
         context: &AccessContext,
         id: &str,
     ) -> Result<SubscriptionRow, FhirError> {
-        let row = sqlx::query(
-            "SELECT id, resource, subscriber, status, error, secret, end_at, events_since_start, cursor, \
-             last_sent, failures FROM subscriptions WHERE id = $1 AND owner = $2",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND owner = $2"
+        ))
         .bind(id)
         .bind(owner(context))
         .fetch_optional(self.store.database().pool())
@@ -683,10 +728,9 @@ impl FhirService {
         context: &AccessContext,
     ) -> Result<Vec<Value>, FhirError> {
         self.admit(context)?;
-        let rows = sqlx::query(
-            "SELECT id, resource, subscriber, status, error, secret, end_at, events_since_start, cursor, \
-             last_sent, failures FROM subscriptions WHERE owner = $1 ORDER BY created",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE owner = $1 ORDER BY created"
+        ))
         .bind(owner(context))
         .fetch_all(self.store.database().pool())
         .await?;
@@ -758,7 +802,7 @@ impl FhirService {
             )));
         }
         let expires = date::now_ms() + BINDING_TOKEN_MS;
-        let token = binding_token(id, expires, &row.secret);
+        let token = binding_token(id, expires, &row.binding_key);
         let websocket_url = match delivery.base_url.split_once("://") {
             Some(("https", rest)) => format!("wss://{rest}/$subscription-ws"),
             Some((_, rest)) => format!("ws://{rest}/$subscription-ws"),
@@ -776,8 +820,10 @@ impl FhirService {
     }
 
     /// The subscription a websocket binding token is for, and the handshake to send on the
-    /// bound socket; refused when the token is not one, has expired, or its subscription
-    /// ended.
+    /// bound socket; refused when the token is not one (its key is the subscription's binding
+    /// key, never shown), has expired or claims to last longer than a token is made to, is
+    /// not for a websocket subscription, or its subscription ended or its subscriber's
+    /// authorization did (which switches it off).
     pub async fn subscription_bind(&self, token: &str) -> Result<(String, Value), FhirError> {
         let refused = || {
             FhirError::Forbidden(
@@ -789,20 +835,34 @@ impl FhirService {
             return Err(refused());
         };
         let expires: i64 = expires.parse().map_err(|_| refused())?;
-        let row = sqlx::query(
-            "SELECT id, resource, subscriber, status, error, secret, end_at, events_since_start, cursor, \
-             last_sent, failures FROM subscriptions WHERE id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(self.store.database().pool())
         .await?
         .ok_or_else(refused)?;
         let row = row_of(&row)?;
-        let expected = binding_token(id, expires, &row.secret);
+        let expected = binding_token(id, expires, &row.binding_key);
         // Compared in time independent of where they differ.
         let genuine = expected.len() == token.len()
             && (expected.bytes().zip(token.bytes())).fold(0, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if !genuine || expires < date::now_ms() || row.status == "off" {
+        let now = date::now_ms();
+        if !genuine
+            || !(now..=now + BINDING_TOKEN_MS).contains(&expires)
+            || row.status == "off"
+            || row.status == "requested"
+            || row.resource["channel"]["type"] != "websocket"
+        {
+            return Err(refused());
+        }
+        if row.end_at <= now {
+            self.switch_off(id, "the subscription reached its end")
+                .await?;
+            return Err(refused());
+        }
+        if let Err(why) = self.subscriber_access(&row) {
+            self.switch_off(id, &why).await?;
             return Err(refused());
         }
         let (delivery, _) = self.subscriptions.delivery()?;
@@ -821,28 +881,19 @@ impl FhirService {
     }
 
     /// One pass: every subscription due (not leased by another node, not waiting out a
-    /// back-off) is delivered in its own task.
+    /// back-off) is delivered in its own task; now and then, what is no longer needed goes.
     async fn deliver_due(&self) -> Result<(), FhirError> {
         let now = date::now_ms();
         let db = self.store.database();
+        self.tidy(now).await?;
         let due = sqlx::query(
-            "SELECT id, resource FROM subscriptions WHERE status <> 'off' AND retry_at <= $1 AND lease_until < $1",
+            "SELECT id FROM subscriptions WHERE status IN ('active', 'error') AND retry_at <= $1 AND lease_until < $1",
         )
         .bind(now)
         .fetch_all(db.pool())
         .await?;
         for row in due {
             let id: String = row.try_get(0)?;
-            // A websocket subscription is delivered by a node its client is bound to; until
-            // one is, its changes wait.
-            let resource: String = row.try_get(1)?;
-            if resource.contains(r#""type":"websocket""#)
-                && serde_json::from_str::<Value>(&resource)
-                    .is_ok_and(|r| r["channel"]["type"] == "websocket")
-                && !self.subscriptions.has_socket(&id)
-            {
-                continue;
-            }
             let leased = sqlx::query(
                 "UPDATE subscriptions SET lease_until = $1 WHERE id = $2 AND lease_until < $3",
             )
@@ -871,14 +922,57 @@ impl FhirService {
         Ok(())
     }
 
-    /// Delivers what is due of subscription `id` (leased by this node).
+    /// At most every [`TIDY_EVERY_MS`]: forgets subscriptions switched off a day ago, and the
+    /// changes every subscription has passed (kept an hour at least).
+    async fn tidy(&self, now: i64) -> Result<(), FhirError> {
+        let last = self.subscriptions.inner.tidied.load(Ordering::SeqCst);
+        if now - last < TIDY_EVERY_MS
+            || (self.subscriptions.inner.tidied)
+                .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+        {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM subscriptions WHERE status = 'off' AND ended_at < $1")
+            .bind(now - KEEP_OFF_MS)
+            .execute_in(self)
+            .await?;
+        sqlx::query(
+            "DELETE FROM change_events WHERE recorded < $1 AND seq <= \
+             (SELECT COALESCE(MIN(cursor), (SELECT COALESCE(MAX(seq), 0) FROM change_events)) \
+              FROM subscriptions WHERE status <> 'off')",
+        )
+        .bind(now - KEEP_CHANGES_MS)
+        .execute_in(self)
+        .await?;
+        Ok(())
+    }
+
+    /// The subscriber's access now, or why it has none (the subscription is switched off).
+    fn subscriber_access(&self, row: &SubscriptionRow) -> Result<AccessContext, String> {
+        let (delivery, _) = self.subscriptions.delivery().map_err(|e| e.to_string())?;
+        let subscriber: Subscriber =
+            serde_json::from_str(&row.subscriber).map_err(|e| e.to_string())?;
+        let scopes = Scope::parse_list(&subscriber.claims.scope).unwrap_or_default();
+        let principal = Principal {
+            claims: subscriber.claims,
+            scopes,
+        };
+        (delivery.resolve)(principal).map_err(|error| {
+            format!("the subscriber's authorization ended ({error}): make the subscription again")
+        })
+    }
+
+    /// Delivers what is due of subscription `id` (leased by this node). Each change is
+    /// checked under the subscriber's access as it is at that moment; a subscriber who has
+    /// none any more, or may no longer search the topic's type, switches the subscription
+    /// off. A websocket subscription no socket is bound to here is only checked.
     async fn deliver(&self, id: &str) -> Result<(), FhirError> {
         let (delivery, _) = self.subscriptions.delivery()?;
         let db = self.store.database();
-        let Some(row) = sqlx::query(
-            "SELECT id, resource, subscriber, status, error, secret, end_at, events_since_start, cursor, \
-             last_sent, failures FROM subscriptions WHERE id = $1",
-        )
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(db.pool())
         .await?
@@ -886,8 +980,8 @@ impl FhirService {
             return Ok(());
         };
         let mut row = row_of(&row)?;
-        let now = date::now_ms();
-        if row.end_at <= now {
+        let started = date::now_ms();
+        if row.end_at <= started {
             return self
                 .switch_off(id, "the subscription reached its end")
                 .await;
@@ -896,25 +990,15 @@ impl FhirService {
             Ok(parsed) => parsed,
             Err(error) => return self.switch_off(id, &error.to_string()).await,
         };
-        let subscriber: Subscriber =
-            serde_json::from_str(&row.subscriber).map_err(|e| FhirError::Internal(e.into()))?;
-        let scopes = Scope::parse_list(&subscriber.claims.scope).unwrap_or_default();
-        let principal = Principal {
-            claims: subscriber.claims,
-            scopes,
-        };
-        let context = match (delivery.resolve)(principal) {
-            Ok(context) => context,
-            Err(error) => {
-                let why = format!(
-                    "the subscriber's authorization ended ({error}): make the subscription again"
-                );
-                return self.switch_off(id, &why).await;
-            }
-        };
+        if let Err(why) = self.subscriber_access(&row) {
+            return self.switch_off(id, &why).await;
+        }
+        if matches!(parsed.channel, Channel::WebSocket) && !self.subscriptions.has_socket(id) {
+            return Ok(());
+        }
         let url = format!("{}/Subscription/{id}", delivery.base_url);
         let changes = sqlx::query(
-            "SELECT seq, resource_type, resource_id, version_id, patient_id, deleted, recorded \
+            "SELECT seq, resource_type, resource_id, version_id, deleted, recorded \
              FROM change_events WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(row.cursor)
@@ -924,8 +1008,13 @@ impl FhirService {
         let mut sent_any = false;
         let mut expected = row.cursor + 1;
         for change in &changes {
+            let now = date::now_ms();
+            // The lease is not held past half its time: the rest waits for the next pass.
+            if now - started > LEASE_MS / 2 {
+                break;
+            }
             let seq: i64 = change.try_get(0)?;
-            let recorded: i64 = change.try_get(6)?;
+            let recorded: i64 = change.try_get(5)?;
             // A change numbered before this one may still commit: wait for it a while.
             if seq != expected && now - recorded < GAP_WAIT_MS {
                 break;
@@ -934,22 +1023,38 @@ impl FhirService {
             let resource_type: String = change.try_get(1)?;
             let resource_id: String = change.try_get(2)?;
             let version_id: i64 = change.try_get(3)?;
-            let patient: Option<String> = change.try_get(4)?;
-            let deleted = change.try_get::<i64, _>(5)? != 0;
-            let relevant = resource_type == parsed.topic.resource_type
-                && parsed.topic.fires(version_id, deleted)
-                && self
-                    .store
-                    .matches(&parsed.query(&context, &resource_id, self)?)
-                    .await?;
-            if !relevant {
+            let deleted = change.try_get::<i64, _>(4)? != 0;
+            if resource_type != parsed.topic.resource_type
+                || !parsed.topic.fires(version_id, deleted)
+            {
                 row.cursor = seq;
                 continue;
             }
-            let resource = match parsed.content {
-                Content::FullResource => (self.store.read(&resource_type, &resource_id).await?)
-                    .and_then(|stored| serde_json::from_str::<Value>(&stored.content).ok()),
-                _ => None,
+            let context = match self.subscriber_access(&row) {
+                Ok(context) => context,
+                Err(why) => return self.switch_off(id, &why).await,
+            };
+            // One search decides and reads: the filter, the id, the subscriber's constraints
+            // and consent now, over the resource as it is now.
+            let query = match parsed.query(&context, &resource_id, self) {
+                Ok(query) => query,
+                Err(FhirError::Forbidden(why)) => {
+                    let why =
+                        format!("the subscriber may no longer search {resource_type} ({why})");
+                    return self.switch_off(id, &why).await;
+                }
+                Err(error) => return Err(error),
+            };
+            let Some(found) = self
+                .store
+                .search(&query)
+                .await?
+                .resources
+                .into_iter()
+                .next()
+            else {
+                row.cursor = seq;
+                continue;
             };
             let number = row.events_since_start + 1;
             let mut body = notification(
@@ -961,6 +1066,10 @@ impl FhirService {
                 None,
             );
             if parsed.content != Content::Empty {
+                let resource = match parsed.content {
+                    Content::FullResource => serde_json::from_str::<Value>(&found.content).ok(),
+                    _ => None,
+                };
                 let what = (resource_type.as_str(), resource_id.as_str());
                 add_event(
                     &mut body,
@@ -971,21 +1080,19 @@ impl FhirService {
                     version_id,
                 );
             }
-            // In the patient's log before it leaves.
-            if parsed.content != Content::Empty {
-                let mut audit =
-                    Pending::new(&context, Interaction::Read, parsed.topic.resource_type);
-                audit.resource_id = Some(resource_id.clone());
-                audit.query = Some(super::encode(&[(
-                    "subscription".to_owned(),
-                    format!("Subscription/{id}"),
-                )]));
-                if let Some(patient) = &patient {
-                    audit.patients = vec![patient.clone()];
-                    audit.stored = vec![patient.clone()];
-                }
-                self.finish(audit, Ok(())).await?;
+            // In the patient's log before it leaves, whatever it carries: even an empty one
+            // tells that something of theirs happened.
+            let mut audit = Pending::new(&context, Interaction::Read, parsed.topic.resource_type);
+            audit.resource_id = Some(resource_id.clone());
+            audit.query = Some(super::encode(&[(
+                "subscription".to_owned(),
+                format!("Subscription/{id}"),
+            )]));
+            if let Some(patient) = &found.patient_id {
+                audit.patients = vec![patient.clone()];
+                audit.stored = vec![patient.clone()];
             }
+            self.finish(audit, Ok(())).await?;
             match self.send(&parsed.channel, &row, body.to_string()).await {
                 Ok(()) => {
                     row.cursor = seq;
@@ -997,6 +1104,7 @@ impl FhirService {
                 Err(why) => return self.failed(&row, &why, now).await,
             }
         }
+        let now = date::now_ms();
         if !sent_any && parsed.heartbeat_ms > 0 && now - row.last_sent >= parsed.heartbeat_ms {
             let body = notification(
                 &url,
@@ -1011,13 +1119,13 @@ impl FhirService {
                 Err(why) => return self.failed(&row, &why, now).await,
             }
         }
-        sqlx::query("UPDATE subscriptions SET cursor = $1 WHERE id = $2")
+        sqlx::query("UPDATE subscriptions SET cursor = $1 WHERE id = $2 AND status <> 'off'")
             .bind(row.cursor)
             .bind(id)
             .execute_in(self)
             .await?;
         if row.status == "error" && row.failures == 0 {
-            sqlx::query("UPDATE subscriptions SET status = 'active', error = NULL WHERE id = $1")
+            sqlx::query("UPDATE subscriptions SET status = 'active', error = NULL WHERE id = $1 AND status = 'error'")
                 .bind(id)
                 .execute_in(self)
                 .await?;
@@ -1045,7 +1153,7 @@ impl FhirService {
     async fn delivered(&self, row: &SubscriptionRow, now: i64) -> Result<(), FhirError> {
         sqlx::query(
             "UPDATE subscriptions SET cursor = $1, events_since_start = $2, last_sent = $3, failures = 0, \
-             retry_at = 0, status = 'active', error = NULL WHERE id = $4",
+             retry_at = 0, status = 'active', error = NULL WHERE id = $4 AND status <> 'off'",
         )
         .bind(row.cursor)
         .bind(row.events_since_start)
@@ -1063,7 +1171,7 @@ impl FhirService {
         tracing::info!(subscription = %row.id, %why, failures, "a notification was not taken");
         sqlx::query(
             "UPDATE subscriptions SET cursor = $1, failures = $2, retry_at = $3, status = 'error', error = $4 \
-             WHERE id = $5",
+             WHERE id = $5 AND status <> 'off'",
         )
         .bind(row.cursor)
         .bind(failures)
@@ -1077,11 +1185,14 @@ impl FhirService {
 
     /// Ends a subscription: nothing more is sent, and its status says why.
     async fn switch_off(&self, id: &str, why: &str) -> Result<(), FhirError> {
-        sqlx::query("UPDATE subscriptions SET status = 'off', error = $1 WHERE id = $2")
-            .bind(why)
-            .bind(id)
-            .execute_in(self)
-            .await?;
+        sqlx::query(
+            "UPDATE subscriptions SET status = 'off', error = $1, ended_at = $2 WHERE id = $3",
+        )
+        .bind(why)
+        .bind(date::now_ms())
+        .bind(id)
+        .execute_in(self)
+        .await?;
         Ok(())
     }
 }
@@ -1106,6 +1217,7 @@ fn row_of(row: &sqlx::any::AnyRow) -> Result<SubscriptionRow, FhirError> {
         cursor: row.try_get(8)?,
         last_sent: row.try_get(9)?,
         failures: row.try_get(10)?,
+        binding_key: row.try_get(11)?,
     })
 }
 
@@ -1124,9 +1236,9 @@ fn shown(row: &SubscriptionRow) -> Value {
     resource
 }
 
-/// `<id>.<expires>.<hex HMAC of both under the subscription's secret>`.
-fn binding_token(id: &str, expires: i64, secret: &str) -> String {
-    let signed = webhook::signature(secret, expires, id.as_bytes());
+/// `<id>.<expires>.<hex HMAC of both under the subscription's binding key>`.
+fn binding_token(id: &str, expires: i64, key: &str) -> String {
+    let signed = webhook::signature(key, expires, id.as_bytes());
     let mac = signed.rsplit("v1=").next().unwrap_or_default();
     format!("{id}.{expires}.{mac}")
 }
