@@ -37,9 +37,10 @@ pub struct EventsArgs {
     /// Observations written (each one notification) [default: 1000, or 50 with --smoke].
     #[arg(long)]
     writes: Option<usize>,
-    /// Writers at once.
-    #[arg(long, default_value_t = 4)]
-    concurrency: usize,
+    /// Writes per second, started on a steady clock (each in its own task, so a slow one
+    /// delays no other).
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
     /// Patients in the population the writes are spread over.
     #[arg(long, default_value_t = 100)]
     patients: usize,
@@ -157,35 +158,28 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         bail!("the population has no patients");
     }
 
-    eprintln!("{writes} writes by {} writers…", args.concurrency);
+    eprintln!("{writes} writes at {} per second…", args.rate);
     let started = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency.max(1) {
-        let (service, writer, ids, next) =
-            (service.clone(), writer.clone(), ids.clone(), next.clone());
+    for n in 0..writes {
+        let due = started + Duration::from_secs_f64(n as f64 / args.rate);
+        tokio::time::sleep_until(due.into()).await;
+        let (service, writer) = (service.clone(), writer.clone());
+        let observation = json!({
+            "resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "subject": {"reference": format!("Patient/{}", ids[n % ids.len()])},
+            "effectiveDateTime": "2026-12-01T08:00:00Z"
+        });
         tasks.push(tokio::spawn(async move {
-            let mut written = Vec::new();
-            loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if n >= writes {
-                    return Ok::<_, anyhow::Error>(written);
-                }
-                let observation = json!({
-                    "resourceType": "Observation", "status": "final",
-                    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
-                    "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
-                    "subject": {"reference": format!("Patient/{}", ids[n % ids.len()])},
-                    "effectiveDateTime": "2026-12-01T08:00:00Z"
-                });
-                let done = service.create(&writer, "Observation", observation).await?;
-                written.push((format!("{BASE}/Observation/{}", done.id), Instant::now()));
-            }
+            let done = service.create(&writer, "Observation", observation).await?;
+            Ok::<_, anyhow::Error>((format!("{BASE}/Observation/{}", done.id), Instant::now()))
         }));
     }
     let mut written = Vec::new();
     for task in tasks {
-        written.extend(task.await??);
+        written.push(task.await??);
     }
     let writing = started.elapsed();
     // Every notification, or a minute at most.
@@ -213,8 +207,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     }
     let latency = Latency::of(&latencies);
     println!(
-        "events: {writes} new Observations by {} writers ({:.0} writes/s) over {} patients, one rest-hook subscription (id-only) on loopback, embedded SQLite",
-        args.concurrency,
+        "events: {writes} new Observations at {:.0} writes/s over {} patients, one rest-hook subscription (id-only) on loopback, embedded SQLite",
         writes as f64 / writing.as_secs_f64(),
         ids.len()
     );

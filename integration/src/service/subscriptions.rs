@@ -110,6 +110,9 @@ struct Inner {
     sockets: Mutex<HashMap<String, Vec<Socket>>>,
     /// When this node last tidied (epoch ms).
     tidied: AtomicI64,
+    /// How many times the dispatcher was woken: a pass that sees it change was running
+    /// while something was committed, and wakes it again.
+    wakes: AtomicI64,
 }
 
 /// A bound websocket: each notification goes with a reply saying whether it was sent.
@@ -129,6 +132,7 @@ impl std::fmt::Debug for Subscriptions {
 impl Subscriptions {
     /// Tells the dispatcher that changes were committed.
     pub fn wake(&self) {
+        self.inner.wakes.fetch_add(1, Ordering::SeqCst);
         self.inner.wake.notify_one();
     }
 
@@ -906,6 +910,7 @@ impl FhirService {
                 continue;
             }
             let service = self.clone();
+            let wakes = self.subscriptions.inner.wakes.load(Ordering::SeqCst);
             tokio::spawn(async move {
                 if let Err(error) = service.deliver(&id).await {
                     tracing::warn!(subscription = %id, %error, "a subscription's delivery stopped");
@@ -916,6 +921,10 @@ impl FhirService {
                     .await;
                 if let Err(error) = release {
                     tracing::warn!(subscription = %id, %error, "a subscription's lease was kept");
+                }
+                // What was committed while this pass held the subscription is for the next.
+                if service.subscriptions.inner.wakes.load(Ordering::SeqCst) != wakes {
+                    service.subscriptions.wake();
                 }
             });
         }
