@@ -156,34 +156,25 @@ fn collect(
         if types.is_empty() {
             types.push(String::new());
         }
-        let purpose_actors = purposes
-            .iter()
-            .map(|purpose| format!("PurposeOfUse/{}", purpose.code()));
-        for actor in purpose_actors {
-            for resource_type in &types {
-                out.push(Denial {
-                    patient_id: patient_id.to_owned(),
-                    actor: actor.clone(),
-                    resource_type: resource_type.clone(),
-                    period_start,
-                    period_end,
-                });
-            }
-        }
+        let mut denied: Vec<String> = purposes.iter().map(|p| p.consent_actor()).collect();
         for (i, actor) in actors.iter().enumerate() {
             let reference = actor
                 .get("reference")
                 .and_then(|r| r.get("reference"))
                 .and_then(Value::as_str);
-            let actor = match reference.and_then(split_reference) {
-                Some((t, id)) if ACTOR_TYPES.contains(&t.as_str()) => format!("{t}/{id}"),
+            match reference.and_then(split_reference) {
+                Some((t, id)) if ACTOR_TYPES.contains(&t.as_str()) => {
+                    denied.push(format!("{t}/{id}"));
+                }
                 _ => {
                     return Err(FhirError::invalid(
                         format!("{path}.actor[{i}].reference"),
                         "must reference Organization/…, Practitioner/… or Device/<app-id>",
                     ));
                 }
-            };
+            }
+        }
+        for actor in denied {
             for resource_type in &types {
                 out.push(Denial {
                     patient_id: patient_id.to_owned(),

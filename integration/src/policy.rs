@@ -94,7 +94,7 @@ impl AccessContext {
             _ => {}
         }
         if let Some(purpose) = self.purpose {
-            actors.push(format!("PurposeOfUse/{}", purpose.code()));
+            actors.push(purpose.consent_actor());
         }
         actors
     }

@@ -228,7 +228,7 @@ async fn page(
         .collect();
     let purposes: Vec<PurposeRow> = (OPTIONAL_PURPOSES.into_iter())
         .map(|purpose| {
-            let actor = format!("PurposeOfUse/{}", purpose.code());
+            let actor = purpose.consent_actor();
             PurposeRow {
                 name: purpose.name(),
                 display: purpose.display(),
@@ -453,7 +453,7 @@ async fn opt_out(
                 request.purpose
             )));
         };
-        let actor = format!("PurposeOfUse/{}", purpose.code());
+        let actor = purpose.consent_actor();
         launch
             .config()
             .service

@@ -454,6 +454,11 @@ impl Purpose {
         }
     }
 
+    /// How a patient's consent names those who use data for it: `PurposeOfUse/<code>`.
+    pub fn consent_actor(self) -> String {
+        format!("PurposeOfUse/{}", self.code())
+    }
+
     /// The purpose named `name` (`research`, …).
     pub fn from_name(name: &str) -> Option<Purpose> {
         Purpose::ALL.into_iter().find(|p| p.name() == name)

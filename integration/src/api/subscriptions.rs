@@ -58,13 +58,16 @@ pub(super) async fn list(
             })
         })
         .collect();
-    let bundle = json!({
+    let mut bundle = json!({
         "resourceType": "Bundle",
         "type": "searchset",
         "total": entries.len(),
         "link": [{"relation": "self", "url": format!("{base}/Subscription")}],
-        "entry": entries,
     });
+    // FHIR JSON has no empty arrays.
+    if !entries.is_empty() {
+        bundle["entry"] = json!(entries);
+    }
     Ok(fhir_json(StatusCode::OK, bundle.to_string()))
 }
 

@@ -698,12 +698,14 @@ impl FhirService {
         Ok(answer)
     }
 
-    /// The caller's subscription `id` (another's is as unknown as none).
+    /// The caller's subscription `id` (another's is as unknown as none), the caller admitted
+    /// first (a caller refused too often waits).
     async fn subscription_row(
         &self,
         context: &AccessContext,
         id: &str,
     ) -> Result<SubscriptionRow, FhirError> {
+        self.admit(context)?;
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND owner = $2"
         ))
@@ -721,7 +723,6 @@ impl FhirService {
         context: &AccessContext,
         id: &str,
     ) -> Result<Value, FhirError> {
-        self.admit(context)?;
         let row = self.subscription_row(context, id).await?;
         Ok(shown(&row))
     }
@@ -769,7 +770,6 @@ impl FhirService {
         context: &AccessContext,
         id: &str,
     ) -> Result<Value, FhirError> {
-        self.admit(context)?;
         let (delivery, _) = self.subscriptions.delivery()?;
         let row = self.subscription_row(context, id).await?;
         let topic = row.resource["criteria"].as_str().unwrap_or_default();
@@ -797,7 +797,6 @@ impl FhirService {
         context: &AccessContext,
         id: &str,
     ) -> Result<Value, FhirError> {
-        self.admit(context)?;
         let (delivery, _) = self.subscriptions.delivery()?;
         let row = self.subscription_row(context, id).await?;
         if row.resource["channel"]["type"] != "websocket" {
