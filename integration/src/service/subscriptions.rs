@@ -64,6 +64,9 @@ const LEASE_MS: i64 = 60_000;
 const FIRST_BACKOFF_MS: i64 = 500;
 const MAX_BACKOFF_MS: i64 = 60_000;
 
+/// Notifications taken before their cursor is noted (and at the end of each pass).
+const NOTE_EVERY: i64 = 20;
+
 /// Changes looked at in one pass over a subscription.
 const BATCH: i64 = 200;
 
@@ -1013,7 +1016,7 @@ impl FhirService {
         .bind(BATCH)
         .fetch_all(db.pool())
         .await?;
-        let mut sent_any = false;
+        let mut sent = 0;
         let mut expected = row.cursor + 1;
         for change in &changes {
             let now = date::now_ms();
@@ -1105,15 +1108,23 @@ impl FhirService {
                 Ok(()) => {
                     row.cursor = seq;
                     row.events_since_start = number;
-                    sent_any = true;
-                    self.delivered(&row, now).await?;
+                    row.last_sent = now;
                     row.failures = 0;
+                    sent += 1;
+                    // Noted every few: a crash in between sends those again (at least once;
+                    // the event numbers tell a receiver what it has seen).
+                    if sent % NOTE_EVERY == 0 {
+                        self.delivered(&row).await?;
+                    }
                 }
                 Err(why) => return self.failed(&row, &why, now).await,
             }
         }
         let now = date::now_ms();
-        if !sent_any && parsed.heartbeat_ms > 0 && now - row.last_sent >= parsed.heartbeat_ms {
+        if sent > 0 {
+            return self.delivered(&row).await;
+        }
+        if parsed.heartbeat_ms > 0 && now - row.last_sent >= parsed.heartbeat_ms {
             let body = notification(
                 &url,
                 parsed.topic,
@@ -1123,7 +1134,10 @@ impl FhirService {
                 None,
             );
             match self.send(&parsed.channel, &row, body.to_string()).await {
-                Ok(()) => return self.delivered(&row, now).await,
+                Ok(()) => {
+                    row.last_sent = now;
+                    return self.delivered(&row).await;
+                }
                 Err(why) => return self.failed(&row, &why, now).await,
             }
         }
@@ -1157,15 +1171,16 @@ impl FhirService {
         }
     }
 
-    /// Notes a notification (or heartbeat) taken: the cursor past it, the subscription active.
-    async fn delivered(&self, row: &SubscriptionRow, now: i64) -> Result<(), FhirError> {
+    /// Notes notifications (or a heartbeat) taken: the cursor past them, the subscription
+    /// active.
+    async fn delivered(&self, row: &SubscriptionRow) -> Result<(), FhirError> {
         sqlx::query(
             "UPDATE subscriptions SET cursor = $1, events_since_start = $2, last_sent = $3, failures = 0, \
              retry_at = 0, status = 'active', error = NULL WHERE id = $4 AND status <> 'off'",
         )
         .bind(row.cursor)
         .bind(row.events_since_start)
-        .bind(now)
+        .bind(row.last_sent)
         .bind(&row.id)
         .execute_in(self)
         .await?;
@@ -1178,13 +1193,18 @@ impl FhirService {
         let backoff = (FIRST_BACKOFF_MS << (failures - 1).min(20)).min(MAX_BACKOFF_MS);
         tracing::info!(subscription = %row.id, %why, failures, "a notification was not taken");
         sqlx::query(
-            "UPDATE subscriptions SET cursor = $1, failures = $2, retry_at = $3, status = 'error', error = $4 \
-             WHERE id = $5 AND status <> 'off'",
+            "UPDATE subscriptions SET cursor = $1, failures = $2, retry_at = $3, status = 'error', error = $4, \
+             events_since_start = $5, last_sent = $6 WHERE id = $7 AND status <> 'off'",
         )
         .bind(row.cursor)
         .bind(failures)
         .bind(now + backoff)
-        .bind(format!("{why} ({failures} failed attempts; the next in {} s)", backoff / 1000))
+        .bind(format!(
+            "{why} ({failures} failed attempts; the next in {:.1} s)",
+            backoff as f64 / 1000.0
+        ))
+        .bind(row.events_since_start)
+        .bind(row.last_sent)
         .bind(&row.id)
         .execute_in(self)
         .await?;
