@@ -20,6 +20,7 @@ import base64
 import json
 import re
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -516,3 +517,39 @@ def test_a_research_export_leaves_out_a_patient_who_opted_out_of_research(world:
     assert sorted(purposes(opted)) == sorted(before[opted] + ["HQUALIMP"]), "a research export in their log"
     page = session.get(f"{srv.root}/citizen/", timeout=30)
     assert "included your records in an export for health quality improvement" in page.text, page.text[:3000]
+
+
+def test_smart_fetch_exports_as_the_registry_with_its_own_key(world: World, tmp_path: Path):
+    """SMART Health IT's Bulk Data client (`smart-fetch bulk`, which replaced `cumulus-etl
+    export`) signs in with the registry's key from a JWKS file, exports its Patients and
+    Observations, and writes NDJSON whose every line validates and whose ids are those a
+    clinician finds. Its default `_typeFilter`s are turned off: this server refuses
+    `_typeFilter` rather than ignoring it."""
+    srv, registry = world.srv, world.registry
+    numbers = registry.key.private_numbers()
+    public = numbers.public_numbers
+    jwks = {"keys": [{
+        "kty": "EC", "crv": "P-384", "kid": registry.kid, "alg": "ES384", "key_ops": ["sign"],
+        "x": b64url(public.x, 48), "y": b64url(public.y, 48), "d": b64url(numbers.private_value, 48),
+    }]}
+    key_file = tmp_path / "registry.jwks"
+    key_file.write_text(json.dumps(jwks))
+    out = tmp_path / "export"
+    fetched = subprocess.run(
+        [str(Path(sys.executable).parent / "smart-fetch"), "bulk", "--fhir-url", srv.base, "--smart-client-id", registry.client_id,
+         "--smart-key", str(key_file), "--type", "Patient,Observation", "--no-default-filters",
+         "--no-compression", str(out)],
+        capture_output=True, text=True, timeout=300, env=_env(),
+    )
+    assert fetched.returncode == 0, f"smart-fetch failed:\n{fetched.stdout}\n{fetched.stderr}"
+    found: dict[str, list[dict]] = {"Patient": [], "Observation": []}
+    # Beside the data, smart-fetch keeps its own log (log.ndjson) in the folder.
+    data_files = [path for path in sorted(out.rglob("*.ndjson")) if path.name != "log.ndjson"]
+    assert data_files, f"smart-fetch wrote no data: {sorted(out.rglob('*'))}"
+    for path in data_files:
+        for line in path.read_text().splitlines():
+            resource = json.loads(line)
+            validate(resource, resource["resourceType"])
+            found.setdefault(resource["resourceType"], []).append(resource)
+    assert ids(found["Patient"]) == ids(search_all(srv, world.clinician, "Patient"))
+    assert ids(found["Observation"]) == ids(search_all(srv, world.clinician, "Observation"))
