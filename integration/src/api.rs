@@ -1824,7 +1824,7 @@ pub fn capability_statement(
             ],
             "resource": resources,
             "operation": [
-                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export", "documentation": "Bulk Data export for backend services (system/ scopes): _type, _since, _outputFormat=application/fhir+ndjson; Prefer: respond-async"}
+                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export", "documentation": "Bulk Data export for backend services (system/ scopes and a purpose of use): _type, _typeFilter, _since, _outputFormat=application/fhir+ndjson, _deidentify; Prefer: respond-async"}
             ],
             "searchParam": [
                 {"name": "_count", "type": "number", "documentation": "Page size (clamped to the server maximum)"},

@@ -129,7 +129,7 @@ async fn a_backend_service_exports_what_its_grant_allows(h: Harness) {
         "registry",
         "purpose:quality system/Observation.rs system/Patient.rs",
     );
-    let (_, manifest) = export(&h, "$export", &token).await;
+    let (first, manifest) = export(&h, "$export", &token).await;
     assert_eq!(manifest["requiresAccessToken"], true);
     assert!(manifest["transactionTime"].as_str().unwrap().ends_with('Z'));
     assert_eq!(manifest["request"], format!("{BASE}/$export"));
@@ -159,14 +159,52 @@ async fn a_backend_service_exports_what_its_grant_allows(h: Harness) {
         "purpose:quality system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
     );
     let (_, manifest) = export(&h, "$export?_type=Observation", &vital).await;
-    let files = download(&h, &manifest, &vital).await;
-    assert!(!files["Observation"].is_empty());
-    for observation in &files["Observation"] {
+    let vital_files = download(&h, &manifest, &vital).await;
+    assert!(!vital_files["Observation"].is_empty());
+    for observation in &vital_files["Observation"] {
         assert_eq!(
             observation["category"][0]["coding"][0]["code"], "vital-signs",
             "{observation}"
         );
     }
+    // (A client holds three exports at once.)
+    let deleted = h.request("DELETE", &first, Some(&token), None).await;
+    assert_eq!(deleted.status, 202);
+    // `_typeFilter`: what a type's filters select (any of them), each resource once.
+    let category = "category%3Dhttp://terminology.hl7.org/CodeSystem/observation-category%7C";
+    let vitals_only = format!("Observation%3F{category}vital-signs");
+    let (_, manifest) = export(
+        &h,
+        &format!("$export?_type=Observation,Patient&_typeFilter={vitals_only}"),
+        &token,
+    )
+    .await;
+    let filtered = download(&h, &manifest, &token).await;
+    assert!(!filtered["Observation"].is_empty());
+    assert!(filtered["Observation"].len() < files["Observation"].len());
+    for observation in &filtered["Observation"] {
+        assert_eq!(
+            observation["category"][0]["coding"][0]["code"],
+            "vital-signs"
+        );
+    }
+    assert_eq!(
+        filtered["Patient"].len(),
+        files["Patient"].len(),
+        "a type without a filter is whole"
+    );
+    let twice = format!(
+        "$export?_type=Observation&_typeFilter={vitals_only},Observation%3Fstatus%3Dfinal,{vitals_only}"
+    );
+    let (_, manifest) = export(&h, &twice, &token).await;
+    let either = download(&h, &manifest, &token).await;
+    let unique = ids(&either["Observation"]);
+    assert_eq!(
+        unique.len(),
+        either["Observation"].len(),
+        "each resource once"
+    );
+    assert!(unique.is_superset(&ids(&filtered["Observation"])));
     // `_since`: only what changed since.
     let (_, manifest) = export(
         &h,
@@ -192,8 +230,16 @@ async fn exports_are_refused_outside_the_grant_and_seen_by_their_client_only(h: 
         kickoff(&h, "$export?_type=Nothing", &token).await.status,
         400
     );
-    let filtered = kickoff(&h, "$export?_typeFilter=Observation%3Fcode%3Dx", &token).await;
-    assert_eq!(filtered.status, 400);
+    // A filter that is no search of an exported type, or shapes rather than selects.
+    for filter in [
+        "Observation%3Fnot-a-parameter%3Dx",
+        "Condition%3Fcode%3Dx",
+        "Observation%3F_count%3D5",
+        "Observation",
+    ] {
+        let filtered = kickoff(&h, &format!("$export?_typeFilter={filter}"), &token).await;
+        assert_eq!(filtered.status, 400, "{filter}: {}", filtered.body);
+    }
     assert_eq!(
         kickoff(&h, "$export?_outputFormat=text/csv", &token)
             .await

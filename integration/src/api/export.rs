@@ -79,6 +79,7 @@ async fn kickoff(
         types: None,
         since: None,
         deidentify: false,
+        type_filters: Vec::new(),
     };
     for (name, value) in parse_pairs(query.as_bytes()) {
         match name.as_str() {
@@ -111,14 +112,28 @@ async fn kickoff(
                     }
                 }
             }
-            "_typeFilter" | "_elements" | "includeAssociatedData" | "patient" => {
+            // `Type?search`, comma-separated; a comma inside one is written `%2C`.
+            "_typeFilter" => {
+                for filter in value.split(',') {
+                    let Some((resource_type, search)) = filter.split_once('?') else {
+                        return Err(FhirError::BadRequest(format!(
+                            "_typeFilter '{filter}' is not '<Type>?<search parameters>'"
+                        )));
+                    };
+                    let params = parse_pairs(search.as_bytes());
+                    request
+                        .type_filters
+                        .push((resource_type.to_owned(), params));
+                }
+            }
+            "_elements" | "includeAssociatedData" | "patient" => {
                 return Err(FhirError::BadRequest(format!(
-                    "'{name}' is not supported by this server's export: export whole types (_type, _since) and select afterwards"
+                    "'{name}' is not supported by this server's export: export whole types (_type, _typeFilter, _since) and select afterwards"
                 )));
             }
             _ => {
                 return Err(FhirError::BadRequest(format!(
-                    "$export takes _outputFormat, _type, _since and _deidentify, not '{name}'"
+                    "$export takes _outputFormat, _type, _typeFilter, _since and _deidentify, not '{name}'"
                 )));
             }
         }

@@ -39,6 +39,23 @@ pub const MAX_PER_CLIENT: usize = 3;
 /// How often finished exports are looked at for expiry.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
+/// Search parameters a `_typeFilter` may not carry: they shape or page an answer rather than
+/// select.
+const NOT_FILTERS: &[&str] = &[
+    "_count",
+    "_offset",
+    "_sort",
+    "_include",
+    "_revinclude",
+    "_summary",
+    "_elements",
+    "_total",
+    "_contained",
+    "_containedType",
+    "_format",
+    "_pretty",
+];
+
 /// Patients whose audit records of an export are written in one transaction.
 const AUDIT_BATCH: usize = 1000;
 
@@ -75,6 +92,9 @@ pub struct ExportRequest {
     pub since: Option<String>,
     /// `_deidentify=true`: the files de-identified (see [`crate::deidentify`]).
     pub deidentify: bool,
+    /// `_typeFilter`: searches that select what of a type is exported (a resource any of its
+    /// type's filters matches); a type without one is exported whole.
+    pub type_filters: Vec<(String, Vec<(String, String)>)>,
     /// The kick-off URL, as the manifest's `request` names it.
     pub url: String,
     /// Whether the client's install is still the one that asked.
@@ -95,6 +115,12 @@ impl ExportRequest {
         }
         if let Some(since) = &self.since {
             pairs.push(("_since".into(), since.clone()));
+        }
+        if !self.type_filters.is_empty() {
+            let filters: Vec<String> = (self.type_filters.iter())
+                .map(|(t, params)| format!("{t}?{}", super::encode(params)))
+                .collect();
+            pairs.push(("_typeFilter".into(), filters.join(",")));
         }
         if self.deidentify {
             pairs.push(("_deidentify".into(), "true".into()));
@@ -403,6 +429,22 @@ impl FhirService {
                 "the client's grant allows exporting no type at this level".into(),
             ));
         }
+        // Each filter is a search of a type exported, with nothing but search parameters.
+        for (resource_type, params) in &request.type_filters {
+            if !types.iter().any(|t| t.name == resource_type) {
+                return Err(FhirError::BadRequest(format!(
+                    "_typeFilter names {resource_type}, which this export does not hold: add it to _type"
+                )));
+            }
+            if let Some((name, _)) =
+                (params.iter()).find(|(name, _)| NOT_FILTERS.contains(&name.as_str()))
+            {
+                return Err(FhirError::BadRequest(format!(
+                    "_typeFilter {resource_type}?…{name}… : a filter selects, it does not shape ({name} is not taken)"
+                )));
+            }
+            SearchQuery::parse(resource_type, params, self.limits)?;
+        }
         let patients = match &request.level {
             ExportLevel::Group(id) => Some(self.group_members(context, id).await?),
             _ => None,
@@ -502,8 +544,25 @@ impl FhirService {
                     .map_err(|e| FhirError::Internal(e.into()))?,
             );
             let mut count = 0;
-            for chunk in &chunks {
-                let mut params = Vec::new();
+            // Without a filter the type is read whole; with several, a resource two of them
+            // match is written once.
+            let filters: Vec<Option<&Vec<(String, String)>>> = match (request.type_filters.iter())
+                .filter(|(t, _)| t == type_def.name)
+                .map(|(_, params)| Some(params))
+                .collect::<Vec<_>>()
+            {
+                none if none.is_empty() => vec![None],
+                some => some,
+            };
+            let mut written: Option<std::collections::HashSet<String>> =
+                (filters.len() > 1).then(std::collections::HashSet::new);
+            // Collected: an iterator of borrowing closures held across an await is not Send.
+            let passes: Vec<(&Option<&[String]>, &Option<&Vec<(String, String)>>)> = (chunks
+                .iter())
+            .flat_map(|c| filters.iter().map(move |f| (c, f)))
+            .collect();
+            for (chunk, filter) in passes {
+                let mut params: Vec<(String, String)> = filter.cloned().unwrap_or_default();
                 if let Some(since) = &request.since {
                     params.push(("_lastUpdated".to_owned(), format!("ge{since}")));
                 }
@@ -544,6 +603,11 @@ impl FhirService {
                     let Some(last) = page.last() else { break };
                     after = Some(last.id.clone());
                     for resource in &page {
+                        if let Some(written) = &mut written
+                            && !written.insert(resource.id.clone())
+                        {
+                            continue;
+                        }
                         // One line each: in JSON a raw line break can only be whitespace
                         // between tokens (inside a string it is escaped).
                         let de_identified;
@@ -571,8 +635,8 @@ impl FhirService {
                         if let Some(patient) = &resource.patient_id {
                             included.insert(patient.clone());
                         }
+                        count += 1;
                     }
-                    count += page.len();
                     job.progress(format!(
                         "{done} of {} types done; {}: {count} resources",
                         types.len(),
