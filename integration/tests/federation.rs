@@ -815,3 +815,133 @@ async fn a_source_cannot_pass_off_a_device_as_an_installed_app() {
     assert_eq!(response.status, StatusCode::NOT_FOUND, "{}", response.body);
     assert!(source.requests() > 0, "the source was asked");
 }
+
+/// Starts an export on the home node and waits for its manifest.
+async fn export_manifest(home: &Harness, path: &str, token: &str) -> Value {
+    let request = axum::http::Request::get(format!("/fhir/r4/{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept", "application/fhir+json")
+        .header("prefer", "respond-async")
+        .body(Body::empty())
+        .unwrap();
+    let started = home.send(request).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    let status_url = started.headers["content-location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..300 {
+        let status = home.get(&status_url, token).await;
+        if status.status == StatusCode::OK {
+            return status.body;
+        }
+        assert_eq!(status.status, StatusCode::ACCEPTED, "{}", status.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the export did not finish");
+}
+
+/// The NDJSON lines of an export file.
+async fn export_lines(home: &Harness, url: &str, token: &str) -> Vec<Value> {
+    use tower::ServiceExt as _;
+    let request = axum::http::Request::get(url.strip_prefix("http://fhir.test").unwrap())
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = home.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (String::from_utf8(body.to_vec()).unwrap().lines())
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_export_reads_what_stays_at_the_sources_and_names_a_source_that_failed() {
+    let world = world().await;
+    let home = &world.home;
+    let token = home.backend_service(
+        "registry",
+        "purpose:quality system/Observation.rs system/Patient.rs",
+    );
+    let manifest = export_manifest(home, "Patient/$export?_type=Observation", &token).await;
+    assert_eq!(manifest["error"], json!([]), "{manifest}");
+    let url = manifest["output"][0]["url"].as_str().unwrap();
+    let lines = export_lines(home, url, &token).await;
+    // (Both nodes hold the fixture's patients too, matched across them by CPR number.)
+    let hers: BTreeSet<String> = (lines.iter())
+        .filter(|o| o["subject"]["reference"] == "Patient/hc-1")
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut expected: BTreeSet<String> = ["home-bp-1", "home-bp-2", "hovedstaden.hosp-hba1c"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    expected.extend((1..=6).map(|month| format!("hovedstaden.hosp-bp-{month}")));
+    assert_eq!(hers, expected, "her home readings and the hospital's");
+    let all: BTreeSet<&str> = lines.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(all.len(), lines.len(), "each once");
+    // Every reading from the source is filed under a home patient, naming its origin.
+    for reading in (lines.iter()).filter(|o| o["id"].as_str().unwrap().starts_with("hovedstaden."))
+    {
+        let subject = reading["subject"]["reference"].as_str().unwrap();
+        assert!(
+            ["Patient/hc-1", "Patient/pat-a", "Patient/pat-b"].contains(&subject),
+            "{reading}"
+        );
+        assert_eq!(
+            reading["meta"]["source"],
+            "urn:healthcloud:source:hovedstaden"
+        );
+    }
+
+    // A source that is down: the others' data, and an error naming it and the patient.
+    let down = Url::parse("http://127.0.0.1:9/fhir/r4").unwrap();
+    home.service
+        .sources()
+        .add(settings("down", down, |c| {
+            c.deadline = Duration::from_secs(2)
+        }))
+        .unwrap();
+    let manifest = export_manifest(home, "Patient/$export?_type=Observation", &token).await;
+    assert_eq!(manifest["output"][0]["count"], lines.len(), "{manifest}");
+    let error = manifest["error"][0]["url"].as_str().unwrap();
+    let outcomes = export_lines(home, error, &token).await;
+    assert!(
+        (outcomes.iter()).any(|o| {
+            let said = o["issue"][0]["diagnostics"].as_str().unwrap();
+            said.contains("'down'") && said.contains("Patient/hc-1")
+        }),
+        "{outcomes:?}"
+    );
+
+    // She opts out of the service: nothing of hers, from home or the sources, and no source
+    // is asked about her.
+    let opted = home
+        .opt_out(
+            &home.citizen("hc-1"),
+            "hc-1",
+            "Device/research.registry",
+            &[],
+        )
+        .await;
+    assert_eq!(opted.status, StatusCode::CREATED, "{}", opted.body);
+    let manifest = export_manifest(home, "Patient/$export?_type=Observation", &token).await;
+    let url = manifest["output"][0]["url"].as_str().unwrap();
+    let lines = export_lines(home, url, &token).await;
+    assert!(
+        !lines
+            .iter()
+            .any(|o| o["subject"]["reference"] == "Patient/hc-1")
+    );
+    let error = manifest["error"][0]["url"].as_str().unwrap();
+    let outcomes = export_lines(home, error, &token).await;
+    assert!(
+        !outcomes
+            .iter()
+            .any(|o| o.to_string().contains("Patient/hc-1")),
+        "{outcomes:?}"
+    );
+}

@@ -7,7 +7,7 @@
 //! must have granted), and each patient whose data is in the files gets one audit record of
 //! the export, for that purpose, in their log.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,9 +22,11 @@ use super::{FhirService, Pending};
 use crate::date;
 use crate::deidentify::{self, Deidentifier};
 use crate::error::FhirError;
+use crate::federation::CompartmentPatient;
 use crate::params::{TYPES, TypeDef};
 use crate::policy::{AccessContext, authorize};
 use crate::query::{ConsentExclusion, Constraints, MAX_VALUES, SearchQuery};
+use crate::sources::SourceOutcome;
 
 /// Resources read from the store at a time (and held in memory at most).
 const PAGE: usize = 1000;
@@ -153,6 +155,9 @@ pub enum ExportStatus {
         request: String,
         /// Its files, one per type with data.
         files: Vec<ExportFile>,
+        /// OperationOutcomes of what could not be read (a source down, a patient's data
+        /// there past what one export takes): the manifest's `error`.
+        errors: Vec<ExportFile>,
     },
     /// It failed: why.
     Failed(String),
@@ -457,10 +462,11 @@ impl FhirService {
             let transaction_time = date::instant(date::now_ms());
             let status =
                 match (service.export_run(&context, &job, &types, patients, &request)).await {
-                    Ok(files) => ExportStatus::Complete {
+                    Ok((files, errors)) => ExportStatus::Complete {
                         transaction_time,
                         request: request.url.clone(),
                         files,
+                        errors,
                     },
                     Err(error) => {
                         tracing::warn!(export = %job.id, %error, "an export stopped");
@@ -515,8 +521,10 @@ impl FhirService {
         types: &[&'static TypeDef],
         patients: Option<Vec<String>>,
         request: &ExportRequest,
-    ) -> Result<Vec<ExportFile>, FhirError> {
+    ) -> Result<(Vec<ExportFile>, Vec<ExportFile>), FhirError> {
         let mut files = Vec::new();
+        // What could not be read from a source, as OperationOutcomes (the manifest's `error`).
+        let mut errors: Vec<Value> = Vec::new();
         let mut included: BTreeSet<String> = BTreeSet::new();
         let chunks: Vec<Option<&[String]>> = match &patients {
             Some(patients) => patients.chunks(MAX_VALUES).map(Some).collect(),
@@ -538,12 +546,11 @@ impl FhirService {
             let actors = context.consent_actors();
             let name = format!("{}.ndjson", type_def.name);
             let path = job.dir.join(&name);
-            let mut file = tokio::io::BufWriter::new(
+            let file = tokio::io::BufWriter::new(
                 tokio::fs::File::create(&path)
                     .await
                     .map_err(|e| FhirError::Internal(e.into()))?,
             );
-            let mut count = 0;
             // Without a filter the type is read whole; with several, a resource two of them
             // match is written once.
             let filters: Vec<Option<&Vec<(String, String)>>> = match (request.type_filters.iter())
@@ -554,8 +561,11 @@ impl FhirService {
                 none if none.is_empty() => vec![None],
                 some => some,
             };
-            let mut written: Option<std::collections::HashSet<String>> =
-                (filters.len() > 1).then(std::collections::HashSet::new);
+            let mut out = TypeFile {
+                file,
+                count: 0,
+                written: (filters.len() > 1).then(HashSet::new),
+            };
             // Collected: an iterator of borrowing closures held across an await is not Send.
             let passes: Vec<(&Option<&[String]>, &Option<&Vec<(String, String)>>)> = (chunks
                 .iter())
@@ -603,49 +613,66 @@ impl FhirService {
                     let Some(last) = page.last() else { break };
                     after = Some(last.id.clone());
                     for resource in &page {
-                        if let Some(written) = &mut written
-                            && !written.insert(resource.id.clone())
-                        {
-                            continue;
-                        }
-                        // One line each: in JSON a raw line break can only be whitespace
-                        // between tokens (inside a string it is escaped).
-                        let de_identified;
-                        let content = match &deidentifier {
-                            Some(deidentifier) => {
-                                let mut value: Value = serde_json::from_str(&resource.content)
-                                    .map_err(|e| FhirError::Internal(e.into()))?;
-                                deidentifier.apply(
-                                    type_def.name,
-                                    &resource.id,
-                                    resource.patient_id.as_deref(),
-                                    &mut value,
-                                );
-                                de_identified = value.to_string();
-                                &de_identified
-                            }
-                            None => &resource.content,
-                        };
-                        let line = match content.contains('\n') {
-                            true => std::borrow::Cow::Owned(content.replace('\n', " ")),
-                            false => std::borrow::Cow::Borrowed(content.as_str()),
-                        };
-                        file.write_all(line.as_bytes()).await.map_err(io)?;
-                        file.write_all(b"\n").await.map_err(io)?;
-                        if let Some(patient) = &resource.patient_id {
-                            included.insert(patient.clone());
-                        }
-                        count += 1;
+                        out.write(
+                            resource,
+                            type_def.name,
+                            deidentifier.as_ref(),
+                            &mut included,
+                        )
+                        .await?;
                     }
                     job.progress(format!(
-                        "{done} of {} types done; {}: {count} resources",
+                        "{done} of {} types done; {}: {} resources",
                         types.len(),
-                        type_def.name
+                        type_def.name,
+                        out.count
                     ));
                 }
             }
-            file.flush().await.map_err(io)?;
-            drop(file);
+            // What stays at the sources is read from them patient by patient, as each
+            // patient's own compartment search would (consent first), and written as it comes.
+            if self.sources_may_hold(type_def) {
+                let population = match &patients {
+                    Some(members) => members.clone(),
+                    None => self.home_patients(&mut connection).await?,
+                };
+                for (n, patient) in population.iter().enumerate() {
+                    if job.cancelled.load(Ordering::SeqCst) {
+                        return Err(FhirError::BadRequest("the export was cancelled".into()));
+                    }
+                    if !(job.installed.0)() {
+                        return Err(FhirError::Forbidden(INSTALL_CHANGED.into()));
+                    }
+                    let at_sources = AtSources {
+                        type_def,
+                        groups: &groups,
+                        filters: &filters,
+                        since: request.since.as_deref(),
+                    };
+                    self.export_from_sources(
+                        context,
+                        patient,
+                        &at_sources,
+                        &mut out,
+                        deidentifier.as_ref(),
+                        &mut included,
+                        &mut errors,
+                    )
+                    .await?;
+                    if n % 100 == 0 {
+                        job.progress(format!(
+                            "{done} of {} types done; {}: {} resources, at the sources for {n} of {} patients",
+                            types.len(),
+                            type_def.name,
+                            out.count,
+                            population.len()
+                        ));
+                    }
+                }
+            }
+            let count = out.count;
+            out.file.flush().await.map_err(io)?;
+            drop(out);
             if count == 0 {
                 let _ = tokio::fs::remove_file(&path).await;
                 continue;
@@ -667,7 +694,24 @@ impl FhirService {
             audit.patients = batch.to_vec();
             self.finish(audit, Ok(())).await?;
         }
-        Ok(files)
+        let mut error_files = Vec::new();
+        if !errors.is_empty() {
+            let name = "OperationOutcome.ndjson".to_owned();
+            let mut lines = String::new();
+            for outcome in &errors {
+                lines.push_str(&outcome.to_string());
+                lines.push('\n');
+            }
+            tokio::fs::write(job.dir.join(&name), lines)
+                .await
+                .map_err(io)?;
+            error_files.push(ExportFile {
+                resource_type: "OperationOutcome",
+                name,
+                count: errors.len(),
+            });
+        }
+        Ok((files, error_files))
     }
 
     /// Where the export `id` of the caller stands.
@@ -691,7 +735,9 @@ impl FhirService {
         let job = self.exports.owned(id, &owner_or_none(context, id)?)?;
         let state = job.state.lock().expect("job lock");
         match &state.status {
-            ExportStatus::Complete { files, .. } if files.iter().any(|f| f.name == name) => {
+            ExportStatus::Complete { files, errors, .. }
+                if files.iter().chain(errors).any(|f| f.name == name) =>
+            {
                 Ok(job.dir.join(name))
             }
             _ => Err(FhirError::NotFound(format!(
@@ -711,12 +757,169 @@ impl FhirService {
     }
 }
 
+/// The file of one type being written.
+struct TypeFile {
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    /// Resources written.
+    count: usize,
+    /// With several filters of the type, the ids written (each is written once).
+    written: Option<HashSet<String>>,
+}
+
+impl TypeFile {
+    /// Writes `resource` as one line (de-identified when asked), once; notes its patient
+    /// among those included.
+    async fn write(
+        &mut self,
+        resource: &crate::store::StoredResource,
+        resource_type: &str,
+        deidentifier: Option<&Deidentifier>,
+        included: &mut BTreeSet<String>,
+    ) -> Result<(), FhirError> {
+        if let Some(written) = &mut self.written
+            && !written.insert(resource.id.clone())
+        {
+            return Ok(());
+        }
+        let de_identified;
+        let content = match deidentifier {
+            Some(deidentifier) => {
+                let mut value: Value = serde_json::from_str(&resource.content)
+                    .map_err(|e| FhirError::Internal(e.into()))?;
+                let patient = resource.patient_id.as_deref();
+                deidentifier.apply(resource_type, &resource.id, patient, &mut value);
+                de_identified = value.to_string();
+                &de_identified
+            }
+            None => &resource.content,
+        };
+        // One line each: in JSON a raw line break can only be whitespace between tokens
+        // (inside a string it is escaped).
+        let line = match content.contains('\n') {
+            true => std::borrow::Cow::Owned(content.replace('\n', " ")),
+            false => std::borrow::Cow::Borrowed(content.as_str()),
+        };
+        self.file.write_all(line.as_bytes()).await.map_err(io)?;
+        self.file.write_all(b"\n").await.map_err(io)?;
+        if let Some(patient) = &resource.patient_id {
+            included.insert(patient.clone());
+        }
+        self.count += 1;
+        Ok(())
+    }
+}
+
+/// What of one type an export reads at the sources.
+struct AtSources<'a> {
+    type_def: &'static TypeDef,
+    groups: &'a [Vec<crate::query::Alternative>],
+    filters: &'a [Option<&'a Vec<(String, String)>>],
+    since: Option<&'a str>,
+}
+
+/// Resources of one type one patient may have at a source that one export takes; past it,
+/// the manifest's `error` says so.
+const PER_PATIENT_AT_A_SOURCE: usize = 1000;
+
+impl FhirService {
+    /// The ids of the home store's patients, in id order (read a page at a time).
+    async fn home_patients(
+        &self,
+        connection: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    ) -> Result<Vec<String>, FhirError> {
+        let query = SearchQuery::parse("Patient", &[], self.limits)?;
+        let mut ids = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .search_after(connection, &query, after.as_deref(), PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            ids.extend(page.into_iter().map(|r| r.id));
+        }
+        Ok(ids)
+    }
+
+    /// Writes what the sources hold of `patient` of one type, as that patient's compartment
+    /// search by the caller would read it: nothing when their consent denies the caller (no
+    /// source is asked), nothing when their record names no CPR number; each source's part
+    /// checked against every constraint before it is written. A source that fails, or holds
+    /// more than an export takes, is an OperationOutcome in `errors`.
+    #[allow(clippy::too_many_arguments)]
+    async fn export_from_sources(
+        &self,
+        context: &AccessContext,
+        patient: &str,
+        at: &AtSources<'_>,
+        out: &mut TypeFile,
+        deidentifier: Option<&Deidentifier>,
+        included: &mut BTreeSet<String>,
+        errors: &mut Vec<Value>,
+    ) -> Result<(), FhirError> {
+        if self
+            .check_consent(context, Some(at.type_def), patient)
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+        let (Some(cpr), remembered) = self.identity(patient).await? else {
+            return Ok(());
+        };
+        let compartment = CompartmentPatient {
+            id: patient,
+            cpr: &cpr,
+            remembered: &remembered,
+        };
+        let actors = context.consent_actors();
+        for filter in at.filters {
+            let mut params: Vec<(String, String)> = filter.cloned().unwrap_or_default();
+            params.push(("patient".into(), format!("Patient/{patient}")));
+            params.push(("_count".into(), PER_PATIENT_AT_A_SOURCE.to_string()));
+            if let Some(since) = at.since {
+                params.push(("_lastUpdated".to_owned(), format!("ge{since}")));
+            }
+            let mut query = SearchQuery::parse(at.type_def.name, &params, self.limits)?;
+            query.count = PER_PATIENT_AT_A_SOURCE;
+            query.constraints = Constraints {
+                groups: at.groups.to_vec(),
+                consent: (!actors.is_empty()).then(|| ConsentExclusion {
+                    actors: actors.clone(),
+                    at: date::now_ms(),
+                }),
+            };
+            for report in self.sources.search(&query, compartment).await {
+                if let Some(missing) = report.incomplete() {
+                    errors.push(json!({"resourceType": "OperationOutcome", "issue": [{
+                        "severity": "error",
+                        "code": missing.code,
+                        "diagnostics": format!(
+                            "{} of Patient/{patient}: {}",
+                            at.type_def.name, missing.diagnostics
+                        ),
+                    }]}));
+                }
+                if let SourceOutcome::Answered(answer) = report.outcome {
+                    for resource in &answer.resources {
+                        out.write(resource, at.type_def.name, deidentifier, included)
+                            .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The manifest of a finished export (the IG's completion response body).
 pub fn manifest(status: &ExportStatus, file_url: impl Fn(&str) -> String) -> Option<Value> {
     let ExportStatus::Complete {
         transaction_time,
         request,
         files,
+        errors,
     } = status
     else {
         return None;
@@ -730,7 +933,11 @@ pub fn manifest(status: &ExportStatus, file_url: impl Fn(&str) -> String) -> Opt
             "url": file_url(&file.name),
             "count": file.count,
         })).collect::<Vec<_>>(),
-        "error": [],
+        "error": errors.iter().map(|file| json!({
+            "type": file.resource_type,
+            "url": file_url(&file.name),
+            "count": file.count,
+        })).collect::<Vec<_>>(),
     }))
 }
 
