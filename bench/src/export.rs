@@ -179,6 +179,7 @@ async fn export_once(db: &Path) -> anyhow::Result<Value> {
                 types: None,
                 since: None,
                 deidentify: false,
+                type_filters: Vec::new(),
                 url: "http://bench.local/fhir/r4/$export".into(),
                 installed: InstallCheck(Arc::new(|| true)),
             },

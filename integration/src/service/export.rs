@@ -553,7 +553,7 @@ impl FhirService {
             );
             // Without a filter the type is read whole; with several, a resource two of them
             // match is written once.
-            let filters: Vec<Option<&Vec<(String, String)>>> = match (request.type_filters.iter())
+            let filters: Vec<Filter<'_>> = match (request.type_filters.iter())
                 .filter(|(t, _)| t == type_def.name)
                 .map(|(_, params)| Some(params))
                 .collect::<Vec<_>>()
@@ -567,10 +567,9 @@ impl FhirService {
                 written: (filters.len() > 1).then(HashSet::new),
             };
             // Collected: an iterator of borrowing closures held across an await is not Send.
-            let passes: Vec<(&Option<&[String]>, &Option<&Vec<(String, String)>>)> = (chunks
-                .iter())
-            .flat_map(|c| filters.iter().map(move |f| (c, f)))
-            .collect();
+            let passes: Vec<(&Option<&[String]>, &Filter<'_>)> = (chunks.iter())
+                .flat_map(|c| filters.iter().map(move |f| (c, f)))
+                .collect();
             for (chunk, filter) in passes {
                 let mut params: Vec<(String, String)> = filter.cloned().unwrap_or_default();
                 if let Some(since) = &request.since {
@@ -809,11 +808,14 @@ impl TypeFile {
     }
 }
 
+/// One `_typeFilter` of a type (its search parameters), or none: the type whole.
+type Filter<'a> = Option<&'a Vec<(String, String)>>;
+
 /// What of one type an export reads at the sources.
 struct AtSources<'a> {
     type_def: &'static TypeDef,
     groups: &'a [Vec<crate::query::Alternative>],
-    filters: &'a [Option<&'a Vec<(String, String)>>],
+    filters: &'a [Filter<'a>],
     since: Option<&'a str>,
 }
 
