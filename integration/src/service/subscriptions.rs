@@ -620,14 +620,7 @@ impl FhirService {
             object.remove("error");
         }
         let subscription_url = format!("{}/Subscription/{id}", delivery.base_url);
-        let handshake = notification(
-            &subscription_url,
-            parsed.topic,
-            "handshake",
-            0,
-            "requested",
-            None,
-        );
+        let handshake = notification(&subscription_url, parsed.topic, "handshake", 0, "requested");
         let subscriber = serde_json::to_string(&Subscriber {
             claims: claims.clone(),
         })
@@ -775,21 +768,15 @@ impl FhirService {
     ) -> Result<Value, FhirError> {
         let (delivery, _) = self.subscriptions.delivery()?;
         let row = self.subscription_row(context, id).await?;
-        let topic = row.resource["criteria"].as_str().unwrap_or_default();
-        let mut status = json!({
-            "resourceType": "Parameters",
-            "parameter": [
-                {"name": "subscription", "valueReference": {"reference": format!("{}/Subscription/{id}", delivery.base_url)}},
-                {"name": "topic", "valueCanonical": topic},
-                {"name": "status", "valueCode": row.status},
-                {"name": "type", "valueCode": "query-status"},
-                {"name": "events-since-subscription-start", "valueString": row.events_since_start.to_string()},
-            ]
-        });
-        if let (Some(error), Some(parameters)) = (&row.error, status["parameter"].as_array_mut()) {
-            parameters.push(json!({"name": "error", "valueCodeableConcept": {"text": error}}));
-        }
-        Ok(status)
+        let status = Status {
+            subscription: &format!("{}/Subscription/{id}", delivery.base_url),
+            topic: row.resource["criteria"].as_str().unwrap_or_default(),
+            status: &row.status,
+            kind: "query-status",
+            events: row.events_since_start,
+            error: row.error.as_deref(),
+        };
+        Ok(json!({"resourceType": "Parameters", "parameter": status.parameters()}))
     }
 
     /// A token that binds a websocket to the caller's websocket subscription `id`
@@ -881,7 +868,6 @@ impl FhirService {
             "handshake",
             row.events_since_start,
             &row.status,
-            None,
         );
         Ok((row.id, handshake))
     }
@@ -1068,14 +1054,7 @@ impl FhirService {
                 continue;
             };
             let number = row.events_since_start + 1;
-            let mut body = notification(
-                &url,
-                parsed.topic,
-                "event-notification",
-                number,
-                "active",
-                None,
-            );
+            let mut body = notification(&url, parsed.topic, "event-notification", number, "active");
             if parsed.content != Content::Empty {
                 let resource = match parsed.content {
                     Content::FullResource => serde_json::from_str::<Value>(&found.content).ok(),
@@ -1131,7 +1110,6 @@ impl FhirService {
                 "heartbeat",
                 row.events_since_start,
                 "active",
-                None,
             );
             match self.send(&parsed.channel, &row, body.to_string()).await {
                 Ok(()) => {
@@ -1271,26 +1249,45 @@ fn binding_token(id: &str, expires: i64, key: &str) -> String {
     format!("{id}.{expires}.{mac}")
 }
 
+/// Where a subscription stands, as `$status` and every notification's first entry say it.
+struct Status<'a> {
+    subscription: &'a str,
+    topic: &'a str,
+    status: &'a str,
+    /// `query-status`, `handshake`, `heartbeat` or `event-notification`.
+    kind: &'a str,
+    events: i64,
+    error: Option<&'a str>,
+}
+
+impl Status<'_> {
+    /// The backport's status parameters.
+    fn parameters(&self) -> Vec<Value> {
+        let mut parameters = vec![
+            json!({"name": "subscription", "valueReference": {"reference": self.subscription}}),
+            json!({"name": "topic", "valueCanonical": self.topic}),
+            json!({"name": "status", "valueCode": self.status}),
+            json!({"name": "type", "valueCode": self.kind}),
+            json!({"name": "events-since-subscription-start", "valueString": self.events.to_string()}),
+        ];
+        if let Some(error) = self.error {
+            parameters.push(json!({"name": "error", "valueCodeableConcept": {"text": error}}));
+        }
+        parameters
+    }
+}
+
 /// A notification Bundle (R4 backport: a history Bundle whose first entry is the status as
 /// Parameters).
-fn notification(
-    subscription: &str,
-    topic: &Topic,
-    kind: &str,
-    events: i64,
-    status: &str,
-    error: Option<&str>,
-) -> Value {
-    let mut parameters = vec![
-        json!({"name": "subscription", "valueReference": {"reference": subscription}}),
-        json!({"name": "topic", "valueCanonical": topic.url}),
-        json!({"name": "status", "valueCode": status}),
-        json!({"name": "type", "valueCode": kind}),
-        json!({"name": "events-since-subscription-start", "valueString": events.to_string()}),
-    ];
-    if let Some(error) = error {
-        parameters.push(json!({"name": "error", "valueCodeableConcept": {"text": error}}));
-    }
+fn notification(subscription: &str, topic: &Topic, kind: &str, events: i64, status: &str) -> Value {
+    let status = Status {
+        subscription,
+        topic: topic.url,
+        status,
+        kind,
+        events,
+        error: None,
+    };
     json!({
         "resourceType": "Bundle",
         "id": crate::import::new_id(),
@@ -1298,7 +1295,7 @@ fn notification(
         "timestamp": date::instant(date::now_ms()),
         "entry": [{
             "fullUrl": format!("urn:uuid:{}", crate::import::new_id()),
-            "resource": {"resourceType": "Parameters", "parameter": parameters},
+            "resource": {"resourceType": "Parameters", "parameter": status.parameters()},
             "request": {"method": "GET", "url": format!("{subscription}/$status")},
             "response": {"status": "200"}
         }]
