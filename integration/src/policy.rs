@@ -196,6 +196,13 @@ pub fn authorize(
             "a system token reaches data only as a backend service a region installed: get it from healthcloud's authorization server (client credentials)".into(),
         ));
     }
+    // It acts for a purpose the region granted: the one a patient may opt out of. Without
+    // one, an opt-out of research could not reach a research platform.
+    if claims.role == Role::System && context.purpose.is_none() {
+        return Err(FhirError::Forbidden(
+            "a backend service reaches data only for the purpose of use its region granted it: the region admin grants purpose:research, purpose:quality or purpose:treatment with the install".into(),
+        ));
+    }
     role_allows(claims, interaction, type_def)?;
     let mut groups = vec![
         alternatives(context, &context.principal.scopes, interaction, type_def).ok_or_else(

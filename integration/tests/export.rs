@@ -236,10 +236,15 @@ async fn exports_are_refused_outside_the_grant_and_seen_by_their_client_only(h: 
         "Condition%3Fcode%3Dx",
         "Observation%3F_count%3D5",
         "Observation",
+        "Observation%3F_has:Observation:part-of:code%3Dx",
+        "Observation%3Fsubject.name%3Dx",
     ] {
         let filtered = kickoff(&h, &format!("$export?_typeFilter={filter}"), &token).await;
         assert_eq!(filtered.status, 400, "{filter}: {}", filtered.body);
     }
+    let eleven = vec!["Observation%3Fstatus%3Dfinal"; 11].join(",");
+    let many = kickoff(&h, &format!("$export?_typeFilter={eleven}"), &token).await;
+    assert_eq!(many.status, 400, "{}", many.body);
     assert_eq!(
         kickoff(&h, "$export?_outputFormat=text/csv", &token)
             .await
@@ -430,6 +435,24 @@ async fn a_de_identified_export_names_no_one_and_keeps_each_record_whole(h: Harn
         "research",
         "purpose:research system/Observation.rs system/Patient.rs",
     );
+    // A filter that would tie pseudonyms to people is refused; one by code is not.
+    for linking in [
+        "Patient%3Fidentifier%3Durn:oid:1.2.208.176.1.2%7C0101701234",
+        "Patient%3F_id%3Dpat-a",
+        "Observation%3Fpatient%3DPatient/pat-a",
+        "Patient%3Fbirthdate%3D1950-01-01",
+        "Observation%3F_lastUpdated%3Dge2026-01-01",
+    ] {
+        let path = format!(
+            "Patient/$export?_type=Patient,Observation&_deidentify=true&_typeFilter={linking}"
+        );
+        let refused = kickoff(&h, &path, &token).await;
+        assert_eq!(refused.status, 400, "{linking}: {}", refused.body);
+    }
+    let by_code = "Patient/$export?_type=Observation&_deidentify=true&_typeFilter=Observation%3Fcategory%3Dvital-signs";
+    let (status_url, _) = export(&h, by_code, &token).await;
+    let deleted = h.request("DELETE", &status_url, Some(&token), None).await;
+    assert_eq!(deleted.status, 202);
     let path = "Patient/$export?_type=Patient,Observation&_deidentify=true";
     let (_, manifest) = export(&h, path, &token).await;
     let files = download(&h, &manifest, &token).await;

@@ -253,7 +253,7 @@ async fn status_of(h: &Harness, id: &str, token: &str) -> (String, i64) {
 
 async fn a_new_observation_is_notified_signed_in_order_and_audited(h: Harness) {
     let mut receiver = receiver().await;
-    let token = h.backend_service("monitor", "system/Observation.rs");
+    let token = h.backend_service("monitor", "purpose:treatment system/Observation.rs");
     let filter = "Observation?patient=Patient/pat-a&category=vital-signs";
     let resource = subscription(Some(filter), &receiver.url, "full-resource");
     let (id, secret) = subscribe(&h, &token, &mut receiver, resource).await;
@@ -369,7 +369,7 @@ async fn the_payload_is_held_to_the_grant_and_consent_at_delivery(h: Harness) {
 
 async fn a_failed_delivery_is_retried_before_anything_after_it(h: Harness) {
     let mut receiver = receiver().await;
-    let token = h.backend_service("monitor", "system/Observation.rs");
+    let token = h.backend_service("monitor", "purpose:treatment system/Observation.rs");
     let mut resource = subscription(
         Some("Observation?patient=Patient/pat-a"),
         &receiver.url,
@@ -523,7 +523,7 @@ async fn subscriptions_are_their_owners_alone_and_checked_when_made(h: Harness) 
 
 async fn a_subscription_ends_with_its_subscribers_install(h: Harness) {
     let mut receiver = receiver().await;
-    let token = h.backend_service("monitor", "system/Observation.rs");
+    let token = h.backend_service("monitor", "purpose:treatment system/Observation.rs");
     let resource = subscription(None, &receiver.url, "full-resource");
     let (id, _) = subscribe(&h, &token, &mut receiver, resource).await;
     let registered = h.clients.get("monitor").unwrap();
@@ -555,7 +555,7 @@ async fn a_websocket_bound_with_a_token_gets_what_waited_and_what_comes(h: Harne
     let app = h.app.clone();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let token = h.backend_service("monitor", "system/Observation.rs");
+    let token = h.backend_service("monitor", "purpose:treatment system/Observation.rs");
     let mut resource = subscription(Some("Observation?patient=Patient/pat-a"), "", "id-only");
     resource["channel"] = json!({"type": "websocket", "payload": "application/fhir+json"});
     let made = h
@@ -626,7 +626,7 @@ async fn a_websocket_bound_with_a_token_gets_what_waited_and_what_comes(h: Harne
     assert_eq!(focus(&body), format!("{BASE}/Observation/{later}"));
 
     // Another subscriber gets no token for it; a rest-hook subscription has none.
-    let other = h.backend_service("other", "system/Observation.rs");
+    let other = h.backend_service("other", "purpose:treatment system/Observation.rs");
     let refused = h
         .get(&format!("Subscription/{id}/$get-ws-binding-token"), &other)
         .await;

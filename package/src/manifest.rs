@@ -410,6 +410,20 @@ impl Manifest {
                     ),
                 ));
             }
+            if let Capability::Data(scope) = &capability
+                && scope.context == healthcloud_platform::scope::ScopeContext::System
+                && !self.requested.iter().any(|other| {
+                    matches!(Capability::parse(&other.name), Ok(Capability::Purpose(_)))
+                })
+            {
+                return Err(error(
+                    &format!("capability[{index}].name"),
+                    format!(
+                        "'{}' reaches every patient's data: a backend service asks for the purpose it uses it for too (purpose:research, purpose:quality or purpose:treatment)",
+                        requested.name
+                    ),
+                ));
+            }
             if let Some(smart) = &self.smart {
                 use healthcloud_platform::scope::ScopeContext;
                 match capability {
@@ -691,21 +705,6 @@ alg = "ES384""#;
             manifest.smart.unwrap().jwks.unwrap()["keys"][0]["kid"],
             "k1"
         );
-        // A backend service: its keys, system/ scopes, no browser URLs at all.
-        let backend = with_keys(public)
-            .replace("launch_url = \"https://bp-diary.example/launch\"", "")
-            .replace(
-                r#"redirect_uris = ["https://bp-diary.example/callback", "http://127.0.0.1:8000/cb"]"#,
-                "",
-            )
-            .replace("patient/Observation.rs", "system/Observation.rs");
-        let smart = Manifest::parse(&backend).unwrap().smart.unwrap();
-        assert_eq!((smart.launch_url, smart.redirect_uris.len()), (None, 0));
-        let keyless = SMART.replace("patient/Observation.rs", "system/Observation.rs");
-        let error = Manifest::parse(&keyless).unwrap_err();
-        assert_eq!(error.path, "capability[0].name", "{error}");
-        assert!(error.message.contains("backend service"), "{error}");
-        // A backend service has one purpose of use; an app with users has none.
         let purpose = |text: &str, manifest: &str| {
             manifest.replacen(
                 "[[capability]]",
@@ -713,11 +712,30 @@ alg = "ES384""#;
                 1,
             )
         };
-        let research = Manifest::parse(&purpose("purpose:research", &backend)).unwrap();
+        // A backend service: its keys, system/ scopes and the purpose it uses them for, no
+        // browser URLs at all.
+        let without_purpose = with_keys(public)
+            .replace("launch_url = \"https://bp-diary.example/launch\"", "")
+            .replace(
+                r#"redirect_uris = ["https://bp-diary.example/callback", "http://127.0.0.1:8000/cb"]"#,
+                "",
+            )
+            .replace("patient/Observation.rs", "system/Observation.rs");
+        let error = Manifest::parse(&without_purpose).unwrap_err();
+        assert!(error.message.contains("purpose:research"), "{error}");
+        let backend = purpose("purpose:quality", &without_purpose);
+        let smart = Manifest::parse(&backend).unwrap().smart.unwrap();
+        assert_eq!((smart.launch_url, smart.redirect_uris.len()), (None, 0));
+        let keyless = SMART.replace("patient/Observation.rs", "system/Observation.rs");
+        let error = Manifest::parse(&keyless).unwrap_err();
+        assert_eq!(error.path, "capability[0].name", "{error}");
+        assert!(error.message.contains("backend service"), "{error}");
+        // One purpose of use; an app with users has none.
+        let research = Manifest::parse(&purpose("purpose:research", &without_purpose)).unwrap();
         assert!(research.capabilities().contains(&Capability::Purpose(
             healthcloud_platform::scope::Purpose::Research
         )));
-        let two = purpose("purpose:quality", &purpose("purpose:research", &backend));
+        let two = purpose("purpose:research", &backend);
         let error = Manifest::parse(&two).unwrap_err();
         assert_eq!(error.path, "capability[1].name", "{error}");
         assert!(error.message.contains("one purpose of use"), "{error}");

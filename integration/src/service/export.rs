@@ -58,6 +58,26 @@ const NOT_FILTERS: &[&str] = &[
     "_pretty",
 ];
 
+/// `_typeFilter` searches one export takes.
+const MAX_TYPE_FILTERS: usize = 10;
+
+/// The parameters a `_typeFilter` of a de-identified export may use: codes and statuses,
+/// which name no one.
+const DEIDENTIFIED_FILTERS: &[&str] = &[
+    "category",
+    "code",
+    "status",
+    "clinical-status",
+    "verification-status",
+    "intent",
+    "class",
+    "type",
+    "vaccine-code",
+];
+
+/// Sources' withheld resources one export keeps for the security log.
+const MAX_WITHHELD: usize = 1000;
+
 /// Patients whose audit records of an export are written in one transaction.
 const AUDIT_BATCH: usize = 1000;
 
@@ -434,8 +454,32 @@ impl FhirService {
                 "the client's grant allows exporting no type at this level".into(),
             ));
         }
-        // Each filter is a search of a type exported, with nothing but search parameters.
+        // Each filter is a search of a type exported, with nothing but search parameters of
+        // that type; a few of them. In a de-identified export only codes and statuses select:
+        // an id, a reference, an identifier, a name or a date would tie pseudonyms to people.
+        if request.type_filters.len() > MAX_TYPE_FILTERS {
+            return Err(FhirError::BadRequest(format!(
+                "at most {MAX_TYPE_FILTERS} _typeFilter searches in one export"
+            )));
+        }
         for (resource_type, params) in &request.type_filters {
+            if let Some((name, _)) =
+                (params.iter()).find(|(name, _)| name.contains('.') || name.starts_with("_has"))
+            {
+                return Err(FhirError::BadRequest(format!(
+                    "_typeFilter {resource_type}?…{name}…: a filter searches its own type's parameters (no chains, no _has)"
+                )));
+            }
+            if request.deidentify
+                && let Some((name, _)) = (params.iter()).find(|(name, _)| {
+                    !DEIDENTIFIED_FILTERS.contains(&name.split(':').next().unwrap_or_default())
+                })
+            {
+                return Err(FhirError::BadRequest(format!(
+                    "_typeFilter {resource_type}?…{name}… in a de-identified export: only {} select there",
+                    DEIDENTIFIED_FILTERS.join(", ")
+                )));
+            }
             if !types.iter().any(|t| t.name == resource_type) {
                 return Err(FhirError::BadRequest(format!(
                     "_typeFilter names {resource_type}, which this export does not hold: add it to _type"
@@ -523,8 +567,11 @@ impl FhirService {
         request: &ExportRequest,
     ) -> Result<(Vec<ExportFile>, Vec<ExportFile>), FhirError> {
         let mut files = Vec::new();
-        // What could not be read from a source, as OperationOutcomes (the manifest's `error`).
-        let mut errors: Vec<Value> = Vec::new();
+        // What could not be read from the sources (the manifest's `error`), counted by source,
+        // type and kind; and what they sent that was withheld.
+        let mut missing = Missing::default();
+        // The export's patients, read once (for the sources' part of each type).
+        let mut population: Option<Vec<String>> = patients.clone();
         let mut included: BTreeSet<String> = BTreeSet::new();
         let chunks: Vec<Option<&[String]>> = match &patients {
             Some(patients) => patients.chunks(MAX_VALUES).map(Some).collect(),
@@ -631,10 +678,10 @@ impl FhirService {
             // What stays at the sources is read from them patient by patient, as each
             // patient's own compartment search would (consent first), and written as it comes.
             if self.sources_may_hold(type_def) {
-                let population = match &patients {
-                    Some(members) => members.clone(),
-                    None => self.home_patients(&mut connection).await?,
-                };
+                if population.is_none() {
+                    population = Some(self.home_patients(&mut connection).await?);
+                }
+                let population = population.as_deref().unwrap_or_default();
                 for (n, patient) in population.iter().enumerate() {
                     if job.cancelled.load(Ordering::SeqCst) {
                         return Err(FhirError::BadRequest("the export was cancelled".into()));
@@ -655,7 +702,7 @@ impl FhirService {
                         &mut out,
                         deidentifier.as_ref(),
                         &mut included,
-                        &mut errors,
+                        &mut missing,
                     )
                     .await?;
                     if n % 100 == 0 {
@@ -686,18 +733,28 @@ impl FhirService {
         // Each patient whose data is in the files has it in their log, once; in batches, so
         // no one transaction holds the database's writer for long.
         let included: Vec<String> = included.into_iter().collect();
+        let mut withheld = Some(std::mem::take(&mut missing.withheld));
         for batch in included.chunks(AUDIT_BATCH) {
             let mut audit = Pending::new(context, Interaction::Search, "Patient");
             audit.query = Some(request.audit_query());
+            // What the sources sent that was withheld goes to the security log once.
+            audit.withheld = withheld.take().unwrap_or_default();
             audit.stored = batch.to_vec();
             audit.patients = batch.to_vec();
             self.finish(audit, Ok(())).await?;
         }
         let mut error_files = Vec::new();
-        if !errors.is_empty() {
+        if !missing.by_kind.is_empty() {
             let name = "OperationOutcome.ndjson".to_owned();
             let mut lines = String::new();
-            for outcome in &errors {
+            for ((source, resource_type, code), (patients, example)) in &missing.by_kind {
+                let outcome = json!({"resourceType": "OperationOutcome", "issue": [{
+                    "severity": "error",
+                    "code": code,
+                    "diagnostics": format!(
+                        "{resource_type} of {patients} patient(s) could not be read in full from source '{source}': {example}"
+                    ),
+                }]});
                 lines.push_str(&outcome.to_string());
                 lines.push('\n');
             }
@@ -707,7 +764,7 @@ impl FhirService {
             error_files.push(ExportFile {
                 resource_type: "OperationOutcome",
                 name,
-                count: errors.len(),
+                count: missing.by_kind.len(),
             });
         }
         Ok((files, error_files))
@@ -811,6 +868,16 @@ impl TypeFile {
 /// One `_typeFilter` of a type (its search parameters), or none: the type whole.
 type Filter<'a> = Option<&'a Vec<(String, String)>>;
 
+/// What an export could not read from the sources: by source, type and kind (the issue
+/// code), how many patients, and one diagnostics of it (naming the source, never a patient);
+/// and what they sent that was withheld (for the security log, at most [`MAX_WITHHELD`]).
+/// Bounded by the sources and types, whatever the population.
+#[derive(Default)]
+struct Missing {
+    by_kind: std::collections::BTreeMap<(String, &'static str, &'static str), (usize, String)>,
+    withheld: Vec<(String, crate::federation::Dropped)>,
+}
+
 /// What of one type an export reads at the sources.
 struct AtSources<'a> {
     type_def: &'static TypeDef,
@@ -858,7 +925,7 @@ impl FhirService {
         out: &mut TypeFile,
         deidentifier: Option<&Deidentifier>,
         included: &mut BTreeSet<String>,
-        errors: &mut Vec<Value>,
+        missing: &mut Missing,
     ) -> Result<(), FhirError> {
         if self
             .check_consent(context, Some(at.type_def), patient)
@@ -893,15 +960,19 @@ impl FhirService {
                 }),
             };
             for report in self.sources.search(&query, compartment).await {
-                if let Some(missing) = report.incomplete() {
-                    errors.push(json!({"resourceType": "OperationOutcome", "issue": [{
-                        "severity": "error",
-                        "code": missing.code,
-                        "diagnostics": format!(
-                            "{} of Patient/{patient}: {}",
-                            at.type_def.name, missing.diagnostics
-                        ),
-                    }]}));
+                for dropped in report.dropped() {
+                    if missing.withheld.len() < MAX_WITHHELD {
+                        missing
+                            .withheld
+                            .push((report.source.clone(), dropped.clone()));
+                    }
+                }
+                if let Some(incomplete) = report.incomplete() {
+                    let key = (report.source.clone(), at.type_def.name, incomplete.code);
+                    let entry = (missing.by_kind)
+                        .entry(key)
+                        .or_insert_with(|| (0, incomplete.diagnostics.clone()));
+                    entry.0 += 1;
                 }
                 if let SourceOutcome::Answered(answer) = report.outcome {
                     for resource in &answer.resources {

@@ -1238,7 +1238,8 @@ async fn a_backend_service_gets_a_token_for_its_granted_system_scopes_with_its_k
     client.launch_url = None;
     client.jwks = Some(json!({"keys": [jwk]}));
     client.grant = vec![scope("system/Observation.rs")];
-    world.server.clients().register(client).unwrap();
+    client.purpose = Some(healthcloud_platform::scope::Purpose::Quality);
+    world.server.clients().register(client.clone()).unwrap();
     let token_url = world.server.endpoints().token();
     let jti = std::sync::atomic::AtomicUsize::new(0);
     let ask = |scope: &str, signed: bool| {
@@ -1308,6 +1309,15 @@ async fn a_backend_service_gets_a_token_for_its_granted_system_scopes_with_its_k
     assert_eq!(ids, ["a-bp-1", "b-bp-1"]);
     assert_eq!(search("Condition", token.to_owned()).await.0, 403);
     assert_eq!(search("AuditEvent", token.to_owned()).await.0, 403);
+    // An install granting no purpose of use reaches no data: a patient's opt-out of a
+    // purpose could not reach it.
+    client.purpose = None;
+    world.server.clients().register(client.clone()).unwrap();
+    let (status, refused) = search("Observation", token.to_owned()).await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(refused.to_string().contains("purpose"), "{refused}");
+    client.purpose = Some(healthcloud_platform::scope::Purpose::Quality);
+    world.server.clients().register(client).unwrap();
     // Without its key, or for nothing granted: no token.
     let (status, refused) = ask("system/Observation.rs", false).await;
     assert_oauth_error(status, &refused, 401, "invalid_client");
