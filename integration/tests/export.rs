@@ -242,7 +242,7 @@ async fn exports_are_refused_outside_the_grant_and_seen_by_their_client_only(h: 
         let filtered = kickoff(&h, &format!("$export?_typeFilter={filter}"), &token).await;
         assert_eq!(filtered.status, 400, "{filter}: {}", filtered.body);
     }
-    let eleven = vec!["Observation%3Fstatus%3Dfinal"; 11].join(",");
+    let eleven = ["Observation%3Fstatus%3Dfinal"; 11].join(",");
     let many = kickoff(&h, &format!("$export?_typeFilter={eleven}"), &token).await;
     assert_eq!(many.status, 400, "{}", many.body);
     assert_eq!(
