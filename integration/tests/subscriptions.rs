@@ -340,7 +340,7 @@ async fn the_payload_is_held_to_the_grant_and_consent_at_delivery(h: Harness) {
     // Granted vital signs only, subscribed to every new observation.
     let token = h.backend_service(
         "vitals",
-        "system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
+        "purpose:treatment system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
     );
     let resource = subscription(None, &receiver.url, "id-only");
     let (_, _) = subscribe(&h, &token, &mut receiver, resource).await;
