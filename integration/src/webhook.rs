@@ -109,10 +109,26 @@ pub fn check_headers(lines: &[String]) -> Result<Vec<(String, String)>, String> 
 
 /// The signature header's value for `body` at `t` (unix seconds) under `secret`.
 pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    format!("t={t},v1={}", mac(secret, t, body))
+}
+
+/// The HMAC-SHA256 of `<t>.<body>` under `key`, in hex: what signatures and websocket
+/// binding tokens carry.
+pub fn mac(key: &str, t: i64, body: &[u8]) -> String {
+    hex::encode(keyed(key, t, body).finalize().into_bytes())
+}
+
+/// Whether `given` (hex) is the HMAC-SHA256 of `<t>.<body>` under `key`, compared in time
+/// independent of where they differ.
+pub fn mac_matches(key: &str, t: i64, body: &[u8], given: &str) -> bool {
+    hex::decode(given).is_ok_and(|bytes| keyed(key, t, body).verify_slice(&bytes).is_ok())
+}
+
+fn keyed(key: &str, t: i64, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
-    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+    mac
 }
 
 /// Resolves names for notifications, refusing a name with an address inside a network

@@ -17,7 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::*;
 use healthcloud_integration::service::subscriptions::SECRET_EXTENSION;
-use healthcloud_integration::webhook::{SIGNATURE_HEADER, signature};
+use healthcloud_integration::webhook::{SIGNATURE_HEADER, mac, signature};
 use healthcloud_platform::auth::Role;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -583,11 +583,20 @@ async fn a_websocket_bound_with_a_token_gets_what_waited_and_what_comes(h: Harne
     );
     let url = format!("ws://{address}/fhir/r4/$subscription-ws");
 
-    // A forged or altered token binds nothing.
+    // A forged or altered token binds nothing; nor does one made with the real key that
+    // claims to last longer than a token is made to.
+    let key: String = sqlx::query_scalar("SELECT binding_key FROM subscriptions WHERE id = $1")
+        .bind(&id)
+        .fetch_one(h.store.database().pool())
+        .await
+        .unwrap();
+    let far = chrono::Utc::now().timestamp_millis() + 24 * 3600 * 1000;
+    let lasting = format!("{id}.{far}.{}", mac(&key, far, id.as_bytes()));
     for forged in [
         format!("{id}.9999999999999.00"),
         format!("{bind_token}0"),
         "x".into(),
+        lasting,
     ] {
         let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
         socket
@@ -624,6 +633,28 @@ async fn a_websocket_bound_with_a_token_gets_what_waited_and_what_comes(h: Harne
     write(&h, "pat-b", "vital-signs").await;
     let body = next().await;
     assert_eq!(focus(&body), format!("{BASE}/Observation/{later}"));
+
+    // A few sockets at most are bound to one subscription.
+    let mut more = Vec::new();
+    for _ in 0..3 {
+        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let bind = format!("bind-with-token {bind_token}");
+        socket.send(Message::text(bind)).await.unwrap();
+        let handshake = socket.next().await.unwrap().unwrap();
+        assert!(
+            handshake.to_text().unwrap().contains("handshake"),
+            "{handshake}"
+        );
+        more.push(socket);
+    }
+    let (mut fifth, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let bind = format!("bind-with-token {bind_token}");
+    fifth.send(Message::text(bind)).await.unwrap();
+    let refused = fifth.next().await.unwrap().unwrap();
+    assert!(
+        refused.to_text().unwrap().contains("too many websockets"),
+        "{refused}"
+    );
 
     // Another subscriber gets no token for it; a rest-hook subscription has none.
     let other = h.backend_service("other", "purpose:treatment system/Observation.rs");

@@ -444,50 +444,44 @@ async fn opt_out(
 ) -> Result<Response, PageError> {
     let request = super::error::form(request)?;
     let (patient, context) = session.context()?;
-    if !request.purpose.is_empty() {
-        let Some(purpose) = (Purpose::from_name(&request.purpose))
+    // Who is opted out: a purpose of use, or an installed app.
+    let actor = match request.purpose.is_empty() {
+        false => Purpose::from_name(&request.purpose)
             .filter(|purpose| OPTIONAL_PURPOSES.contains(purpose))
-        else {
+            .map(Purpose::consent_actor)
+            .ok_or_else(|| {
+                PageError::NotFound(format!(
+                    "no purpose of use '{}' to opt out of: research or quality",
+                    request.purpose
+                ))
+            })?,
+        true if launch.installed_apps().contains_key(&request.app) => {
+            format!("Device/{}", request.app.replace('/', "."))
+        }
+        true => {
             return Err(PageError::NotFound(format!(
-                "no purpose of use '{}' to opt out of: research or quality",
-                request.purpose
+                "no app {} is installed in any region",
+                request.app
             )));
-        };
-        let actor = purpose.consent_actor();
-        launch
-            .config()
-            .service
-            .create(&context, "Consent", consent::opt_out(&patient, &actor, &[]))
-            .await
-            .map_err(|e| PageError::fhir(e, Citizen::PATH))?;
-        return Ok(Redirect::to(&format!(
-            "/citizen/?done=opted-out&purpose={}#purposes-heading",
-            purpose.name()
-        ))
-        .into_response());
-    }
-    if !launch.installed_apps().contains_key(&request.app) {
-        return Err(PageError::NotFound(format!(
-            "no app {} is installed in any region",
-            request.app
-        )));
-    }
-    let device = format!("Device/{}", request.app.replace('/', "."));
+        }
+    };
     launch
         .config()
         .service
-        .create(
-            &context,
-            "Consent",
-            consent::opt_out(&patient, &device, &[]),
-        )
+        .create(&context, "Consent", consent::opt_out(&patient, &actor, &[]))
         .await
         .map_err(|e| PageError::fhir(e, Citizen::PATH))?;
-    Ok(Redirect::to(&format!(
-        "/citizen/?done=opted-out&app={}#apps-heading",
-        urlencode(&request.app)
-    ))
-    .into_response())
+    let back = returned_to(&request.app, &request.purpose);
+    Ok(Redirect::to(&format!("/citizen/?done=opted-out&{back}")).into_response())
+}
+
+/// Where the page returns after a change: the app's or the purpose's place, named so the
+/// page can say what was done.
+fn returned_to(app: &str, purpose: &str) -> String {
+    match purpose.is_empty() {
+        true => format!("app={}#apps-heading", urlencode(app)),
+        false => format!("purpose={}#purposes-heading", urlencode(purpose)),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -525,10 +519,7 @@ async fn lift(
         )
         .await
         .map_err(|e| PageError::fhir(e, Citizen::PATH))?;
-    let back = match request.purpose.is_empty() {
-        true => format!("app={}#apps-heading", urlencode(&request.app)),
-        false => format!("purpose={}#purposes-heading", urlencode(&request.purpose)),
-    };
+    let back = returned_to(&request.app, &request.purpose);
     Ok(Redirect::to(&format!("/citizen/?done=lifted&{back}")).into_response())
 }
 

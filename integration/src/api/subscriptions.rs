@@ -148,17 +148,19 @@ async fn serve_socket(service: FhirService, mut socket: WebSocket) {
             return;
         }
     };
+    // Bound before the handshake is sent: notifications wait in the channel until the loop
+    // below takes them, after it.
+    let (sender, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    if !service.subscriptions().bind_socket(&id, sender) {
+        let full = "too many websockets are bound to this subscription: close one first";
+        let _ = socket.send(Message::Text(full.into())).await;
+        return;
+    }
     if socket
         .send(Message::Text(handshake.to_string().into()))
         .await
         .is_err()
     {
-        return;
-    }
-    let (sender, mut notifications) = tokio::sync::mpsc::unbounded_channel();
-    if !service.subscriptions().bind_socket(&id, sender) {
-        let full = "too many websockets are bound to this subscription: close one first";
-        let _ = socket.send(Message::Text(full.into())).await;
         return;
     }
     loop {

@@ -16,11 +16,11 @@
 //! and nothing after it is sent before it (order holds).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use healthcloud_platform::auth::{Claims, Principal, Role};
+use healthcloud_platform::auth::{Claims, Principal};
 use healthcloud_platform::scope::{Interaction, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -107,7 +107,6 @@ pub struct Subscriptions {
 #[derive(Default)]
 struct Inner {
     wake: tokio::sync::Notify,
-    started: AtomicBool,
     delivery: OnceLock<(Delivery, Webhooks)>,
     /// The websockets bound on this node, by subscription.
     sockets: Mutex<HashMap<String, Vec<Socket>>>,
@@ -127,7 +126,7 @@ pub const BINDING_TOKEN_MS: i64 = 5 * 60 * 1000;
 impl std::fmt::Debug for Subscriptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscriptions")
-            .field("started", &self.inner.started.load(Ordering::SeqCst))
+            .field("delivering", &self.inner.delivery.get().is_some())
             .finish()
     }
 }
@@ -483,17 +482,9 @@ impl FhirService {
     /// calls it when it is mounted, with its view of callers.
     pub fn start_subscriptions(&self, delivery: Delivery) {
         let webhooks = Webhooks::new(delivery.policy);
-        if self
-            .subscriptions
-            .inner
-            .delivery
-            .set((delivery, webhooks))
-            .is_err()
-            || self
-                .subscriptions
-                .inner
-                .started
-                .swap(true, Ordering::SeqCst)
+        // The first call sets delivery up and starts the dispatcher; later ones find it set.
+        let inner = &self.subscriptions.inner;
+        if inner.delivery.set((delivery, webhooks)).is_err()
             || tokio::runtime::Handle::try_current().is_err()
         {
             return;
@@ -599,7 +590,9 @@ impl FhirService {
         let owner = owner(context);
         let now = date::now_ms();
         let claims = &context.principal.claims;
-        let lifetime = match delivery_of_app(context) {
+        // An app of healthcloud's authorization server (a backend service is always one):
+        // its install's life bounds the subscription; another token's own expiry does.
+        let lifetime = match context.app.is_some() {
             true => now + MAX_LIFETIME_MS,
             false => claims.exp.saturating_mul(1000),
         };
@@ -702,15 +695,24 @@ impl FhirService {
         id: &str,
     ) -> Result<SubscriptionRow, FhirError> {
         self.admit(context)?;
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND owner = $2"
-        ))
-        .bind(id)
-        .bind(owner(context))
-        .fetch_optional(self.store.database().pool())
-        .await?
-        .ok_or_else(|| FhirError::NotFound(format!("no Subscription/{id} of yours")))?;
-        row_of(&row)
+        (self.subscription_by_id(id, Some(owner(context))).await?)
+            .ok_or_else(|| FhirError::NotFound(format!("no Subscription/{id} of yours")))
+    }
+
+    /// Subscription `id` (only if `owner`'s, when given).
+    async fn subscription_by_id(
+        &self,
+        id: &str,
+        owner: Option<String>,
+    ) -> Result<Option<SubscriptionRow>, FhirError> {
+        let db = self.store.database();
+        let mut sql = db.sql(&format!("SELECT {COLUMNS} FROM subscriptions WHERE id = "));
+        sql.bind(id);
+        if let Some(owner) = owner {
+            sql.push(" AND owner = ").bind(owner);
+        }
+        let row = sql.query().fetch_optional(db.pool()).await?;
+        row.as_ref().map(row_of).transpose()
     }
 
     /// The caller's subscription `id`, as it stands.
@@ -824,22 +826,13 @@ impl FhirService {
             )
         };
         let mut parts = token.splitn(3, '.');
-        let (Some(id), Some(expires), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(id), Some(expires), Some(given)) = (parts.next(), parts.next(), parts.next())
+        else {
             return Err(refused());
         };
         let expires: i64 = expires.parse().map_err(|_| refused())?;
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(self.store.database().pool())
-        .await?
-        .ok_or_else(refused)?;
-        let row = row_of(&row)?;
-        let expected = binding_token(id, expires, &row.binding_key);
-        // Compared in time independent of where they differ.
-        let genuine = expected.len() == token.len()
-            && (expected.bytes().zip(token.bytes())).fold(0, |acc, (a, b)| acc | (a ^ b)) == 0;
+        let row = (self.subscription_by_id(id, None).await?).ok_or_else(refused)?;
+        let genuine = webhook::mac_matches(&row.binding_key, expires, id.as_bytes(), given);
         let now = date::now_ms();
         if !genuine
             || !(now..=now + BINDING_TOKEN_MS).contains(&expires)
@@ -967,16 +960,9 @@ impl FhirService {
     async fn deliver(&self, id: &str) -> Result<(), FhirError> {
         let (delivery, _) = self.subscriptions.delivery()?;
         let db = self.store.database();
-        let Some(row) = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?
-        else {
+        let Some(mut row) = self.subscription_by_id(id, None).await? else {
             return Ok(());
         };
-        let mut row = row_of(&row)?;
         let started = date::now_ms();
         if row.end_at <= started {
             return self
@@ -1203,12 +1189,6 @@ impl FhirService {
     }
 }
 
-/// Whether the caller acts through an app of healthcloud's authorization server (whose
-/// install's life bounds the subscription) rather than with a token of its own.
-fn delivery_of_app(context: &AccessContext) -> bool {
-    context.app.is_some() || context.principal.claims.role == Role::System
-}
-
 fn row_of(row: &sqlx::any::AnyRow) -> Result<SubscriptionRow, FhirError> {
     let resource: String = row.try_get(1)?;
     Ok(SubscriptionRow {
@@ -1244,9 +1224,10 @@ fn shown(row: &SubscriptionRow) -> Value {
 
 /// `<id>.<expires>.<hex HMAC of both under the subscription's binding key>`.
 fn binding_token(id: &str, expires: i64, key: &str) -> String {
-    let signed = webhook::signature(key, expires, id.as_bytes());
-    let mac = signed.rsplit("v1=").next().unwrap_or_default();
-    format!("{id}.{expires}.{mac}")
+    format!(
+        "{id}.{expires}.{}",
+        webhook::mac(key, expires, id.as_bytes())
+    )
 }
 
 /// Where a subscription stands, as `$status` and every notification's first entry say it.
